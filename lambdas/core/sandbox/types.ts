@@ -1,0 +1,81 @@
+/**
+ * The sandbox interface. A sandbox is cattle: provisioned lazily on the first tool call that
+ * needs it, reached only through `execute`, and replaced when it dies.
+ *
+ * Nothing in here knows whether the sandbox is a bubblewrapped process on a laptop or a Fargate
+ * task: providers (adapters) turn a recipe into an endpoint, and the HTTP client in `client.ts`
+ * talks to the sandbox agent behind any endpoint.
+ */
+
+/** Tool names the sandbox agent serves (the `agent_toolset_20260401` toolset). */
+export const SANDBOX_TOOLS = ['bash', 'read', 'write', 'edit', 'glob', 'grep'] as const;
+export type SandboxToolName = (typeof SANDBOX_TOOLS)[number];
+
+/** What a tool call returned. `isError` is a tool-level error the model should see. */
+export interface ToolOutput {
+  output: string;
+  isError: boolean;
+}
+
+/** Where a sandbox agent listens, plus the capability that lets its holder call it (and only it). */
+export type SandboxEndpoint =
+  | { kind: 'unix'; socketPath: string; capability: string }
+  | { kind: 'tcp'; host: string; port: number; capability: string };
+
+/** The recipe a sandbox is built from: the environment's config and the session's resources. */
+export interface SandboxRecipe {
+  environmentId: string;
+  /** Environment `config` as stored (e.g. `{ type: 'cloud', networking, packages }`). */
+  config: unknown;
+  /** Session resources (repositories, files); interpreted by providers that support them. */
+  resources: unknown[];
+}
+
+export interface ProvisionRequest {
+  sessionId: string;
+  /** Sandbox name within the session (`default` unless the model asks for another). */
+  name: string;
+  recipe: SandboxRecipe;
+}
+
+/** A provisioned sandbox as a provider describes it; persisted so a stateless harness can find it. */
+export interface ProvisionedSandbox {
+  endpoint: SandboxEndpoint;
+  /** Provider-specific reference (process id, task ARN) used by `release`. */
+  ref: string;
+}
+
+export interface SandboxProvider {
+  /** Start a sandbox and wait until its agent answers health checks. */
+  provision(req: ProvisionRequest): Promise<ProvisionedSandbox>;
+  /** Stop a sandbox. Idempotent: releasing a dead or unknown sandbox is not an error. */
+  release(sessionId: string, name: string, ref: string): Promise<void>;
+  /** Stop every sandbox of a session (used when a session is deleted). */
+  releaseAll?(sessionId: string): Promise<void>;
+}
+
+export interface ExecuteOptions {
+  /**
+   * Key under which the sandbox agent remembers the result: a second call with the same key
+   * returns the first result instead of running the tool again. The harness uses the tool_use id.
+   */
+  idempotencyKey?: string;
+  /** Upper bound for the whole call, including the tool's own timeout. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Raised when the sandbox itself is unreachable or died (as opposed to a tool that failed, which
+ * is a normal `ToolOutput` with `isError: true`). The harness turns it into a tool error for the
+ * model and forgets the sandbox, so the next call provisions a fresh one.
+ */
+export class SandboxUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly cause?: unknown,
+  ) {
+    super(message);
+    this.name = 'SandboxUnavailableError';
+  }
+}
