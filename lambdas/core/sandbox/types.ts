@@ -73,7 +73,7 @@ export interface ExecuteOptions {
 export class SandboxUnavailableError extends Error {
   constructor(
     message: string,
-    readonly cause?: unknown,
+    override readonly cause?: unknown,
   ) {
     super(message);
     this.name = 'SandboxUnavailableError';

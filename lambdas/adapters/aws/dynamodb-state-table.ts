@@ -1,0 +1,151 @@
+import {
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  QueryCommand,
+  ScanCommand,
+  type AttributeValue,
+  type QueryCommandInput,
+} from '@aws-sdk/client-dynamodb';
+import { marshall, unmarshall } from '@aws-sdk/util-dynamodb';
+import {
+  ConditionFailedError,
+  type Item,
+  type Page,
+  type PutOptions,
+  type QueryOptions,
+  type StateTable,
+} from '../../core/store.js';
+
+export const STATE_INDEX = 'gsi1';
+
+/** The core's state table on DynamoDB: partition key `pk`, sort key `sk`, index `gsi1`. */
+export class DynamoStateTable implements StateTable {
+  constructor(
+    private readonly client: DynamoDBClient,
+    private readonly tableName: string,
+  ) {}
+
+  async get(pk: string, sk: string): Promise<Item | undefined> {
+    const out = await this.client.send(
+      new GetItemCommand({ TableName: this.tableName, Key: marshall({ pk, sk }), ConsistentRead: true }),
+    );
+    return out.Item ? (unmarshall(out.Item) as Item) : undefined;
+  }
+
+  async put(item: Item, opts: PutOptions = {}): Promise<void> {
+    const conditions: string[] = [];
+    const names: Record<string, string> = {};
+    const values: Record<string, unknown> = {};
+    if (opts.ifNotExists) conditions.push('attribute_not_exists(pk)');
+    Object.entries(opts.ifEquals ?? {}).forEach(([name, value], i) => {
+      names[`#e${i}`] = name;
+      values[`:e${i}`] = value;
+      conditions.push(`#e${i} = :e${i}`);
+    });
+    if (opts.ifBelow) {
+      names['#b'] = opts.ifBelow.name;
+      values[':b'] = opts.ifBelow.value;
+      conditions.push('(attribute_not_exists(#b) OR #b < :b)');
+    }
+    try {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.tableName,
+          Item: marshall(item, { removeUndefinedValues: true, convertClassInstanceToMap: true }),
+          ConditionExpression: conditions.length ? conditions.join(' AND ') : undefined,
+          ExpressionAttributeNames: Object.keys(names).length ? names : undefined,
+          ExpressionAttributeValues: Object.keys(values).length ? marshall(values) : undefined,
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException || (err as Error).name === 'ConditionalCheckFailedException') {
+        throw new ConditionFailedError(`conditional write on ${item.pk}/${item.sk} failed`);
+      }
+      throw err;
+    }
+  }
+
+  async delete(pk: string, sk: string): Promise<void> {
+    await this.client.send(new DeleteItemCommand({ TableName: this.tableName, Key: marshall({ pk, sk }) }));
+  }
+
+  query(pk: string, opts: QueryOptions = {}): Promise<Page<Item>> {
+    return this.runQuery('pk', 'sk', pk, opts);
+  }
+
+  queryIndex(gsi1pk: string, opts: QueryOptions = {}): Promise<Page<Item>> {
+    return this.runQuery('gsi1pk', 'gsi1sk', gsi1pk, opts, STATE_INDEX);
+  }
+
+  private async runQuery(
+    hashName: string,
+    rangeName: string,
+    hash: string,
+    opts: QueryOptions,
+    indexName?: string,
+  ): Promise<Page<Item>> {
+    const limit = opts.limit ?? 1000;
+    const values: Record<string, unknown> = { ':h': hash };
+    let condition = `${hashName} = :h`;
+    if (opts.prefix !== undefined) {
+      condition += ` AND begins_with(${rangeName}, :p)`;
+      values[':p'] = opts.prefix;
+    }
+    const items: Item[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    if (opts.after !== undefined) {
+      // Resuming after a sort key: the index needs the table keys of that item too, so for the
+      // index the cursor is resolved by a range condition instead of an ExclusiveStartKey.
+      condition = `${hashName} = :h AND ${rangeName} ${opts.reverse ? '<' : '>'} :a`;
+      values[':a'] = opts.after;
+      if (opts.prefix !== undefined) {
+        // begins_with cannot be combined with another range condition; filter afterwards.
+        delete values[':p'];
+      }
+    }
+    for (;;) {
+      const input: QueryCommandInput = {
+        TableName: this.tableName,
+        IndexName: indexName,
+        KeyConditionExpression: condition,
+        ExpressionAttributeValues: marshall(values),
+        ScanIndexForward: !opts.reverse,
+        Limit: limit + 1 - items.length,
+        ExclusiveStartKey: startKey,
+        ConsistentRead: indexName ? undefined : true,
+      };
+      const out = await this.client.send(new QueryCommand(input));
+      for (const raw of out.Items ?? []) {
+        const item = unmarshall(raw) as Item;
+        if (opts.prefix !== undefined && !String(item[rangeName]).startsWith(opts.prefix)) continue;
+        items.push(item);
+      }
+      startKey = out.LastEvaluatedKey;
+      if (!startKey || items.length > limit) break;
+    }
+    const more = items.length > limit;
+    const page = items.slice(0, limit);
+    return { items: page, last: more ? String(page[page.length - 1][rangeName]) : null };
+  }
+
+  async scanPrefix(pkPrefix: string): Promise<Item[]> {
+    const items: Item[] = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const out = await this.client.send(
+        new ScanCommand({
+          TableName: this.tableName,
+          FilterExpression: 'begins_with(pk, :p)',
+          ExpressionAttributeValues: marshall({ ':p': pkPrefix }),
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      for (const raw of out.Items ?? []) items.push(unmarshall(raw) as Item);
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+    return items;
+  }
+}

@@ -1,0 +1,45 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { AddressInfo } from 'node:net';
+import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import dynalite from 'dynalite';
+
+export interface EmbeddedDynamo {
+  client: DynamoDBClient;
+  endpoint: string;
+  close(): Promise<void>;
+}
+
+/**
+ * dynalite, started in-process on loopback. With `path` it persists to disk (LevelDB), so data
+ * survives a restart; without it, it keeps everything in memory (tests).
+ */
+export async function startDynalite(opts: { path?: string; port?: number } = {}): Promise<EmbeddedDynamo> {
+  if (opts.path) mkdirSync(opts.path, { recursive: true });
+  const server: Server = dynalite({
+    path: opts.path,
+    createTableMs: 0,
+    deleteTableMs: 0,
+    updateTableMs: 0,
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = new DynamoDBClient({
+    endpoint,
+    region: 'local',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    maxAttempts: 3,
+  });
+  return {
+    client,
+    endpoint,
+    async close() {
+      client.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,229 @@
+import { z } from 'zod';
+
+/**
+ * Request schemas of the public API, shaped after the official SDK's parameter types
+ * (`@anthropic-ai/sdk/resources/beta/{agents,environments,sessions}`). They validate every
+ * request; unknown fields are rejected so a typo is an error, not a silently ignored setting.
+ */
+
+export const Metadata = z
+  .record(z.string().min(1).max(64), z.string().max(512))
+  .refine((m) => Object.keys(m).length <= 16, { message: 'metadata may hold at most 16 pairs' });
+
+/** Metadata patch: a null value removes the key. */
+export const MetadataPatch = z
+  .record(z.string().min(1).max(64), z.string().max(512).nullable())
+  .refine((m) => Object.keys(m).length <= 16, { message: 'metadata may hold at most 16 pairs' });
+
+const Policy = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('always_allow') }),
+  z.strictObject({ type: z.literal('always_ask') }),
+  z.strictObject({ type: z.literal('auto') }),
+]);
+export type PermissionPolicy = z.infer<typeof Policy>;
+
+export const AGENT_TOOL_NAMES = ['bash', 'edit', 'read', 'write', 'glob', 'grep', 'web_fetch', 'web_search'] as const;
+
+const AgentToolConfig = z.looseObject({
+  name: z.enum(AGENT_TOOL_NAMES),
+  type: z.enum(AGENT_TOOL_NAMES).optional(),
+  enabled: z.boolean().nullish(),
+  permission_policy: Policy.nullish(),
+});
+
+const DefaultConfig = z.strictObject({ enabled: z.boolean().nullish(), permission_policy: Policy.nullish() });
+
+const AgentToolset = z.strictObject({
+  type: z.literal('agent_toolset_20260401'),
+  configs: z.array(AgentToolConfig).optional(),
+  default_config: DefaultConfig.nullish(),
+});
+
+const McpToolset = z.strictObject({
+  type: z.literal('mcp_toolset'),
+  mcp_server_name: z.string().min(1),
+  configs: z
+    .array(z.strictObject({ name: z.string().min(1), enabled: z.boolean().nullish(), permission_policy: Policy.nullish() }))
+    .optional(),
+  default_config: DefaultConfig.nullish(),
+});
+
+const CustomTool = z.strictObject({
+  type: z.literal('custom'),
+  name: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]{1,128}$/, 'custom tool names use letters, digits, _ and -, at most 128 characters'),
+  description: z.string(),
+  input_schema: z.looseObject({ type: z.literal('object') }),
+});
+
+export const AgentTool = z.discriminatedUnion('type', [AgentToolset, McpToolset, CustomTool]);
+
+const ModelConfig = z.strictObject({
+  id: z.string().min(1),
+  effort: z
+    .union([
+      z.enum(['low', 'medium', 'high', 'xhigh', 'max']),
+      z.strictObject({ type: z.enum(['low', 'medium', 'high', 'xhigh', 'max']) }),
+    ])
+    .nullish(),
+  inference_geo: z.string().nullish(),
+  speed: z.enum(['standard', 'fast']).nullish(),
+});
+export const ModelParam = z.union([z.string().min(1), ModelConfig]);
+
+const McpServer = z.strictObject({ name: z.string().min(1), type: z.literal('url'), url: z.url() });
+const Skill = z.strictObject({
+  type: z.enum(['anthropic', 'custom']),
+  skill_id: z.string().min(1),
+  version: z.string().nullish(),
+});
+
+export const AgentCreate = z.strictObject({
+  name: z.string().min(1).max(256),
+  model: ModelParam,
+  description: z.string().max(2048).nullish(),
+  system: z.string().max(100_000).nullish(),
+  tools: z.array(AgentTool).max(128).optional(),
+  mcp_servers: z.array(McpServer).max(20).optional(),
+  skills: z.array(Skill).max(20).optional(),
+  metadata: Metadata.optional(),
+  execution_identity: z.unknown().optional(),
+  multiagent: z.unknown().optional(),
+});
+export type AgentCreate = z.infer<typeof AgentCreate>;
+
+export const AgentUpdate = z.strictObject({
+  version: z.number().int().positive().optional(),
+  name: z.string().min(1).max(256).optional(),
+  model: ModelParam.optional(),
+  description: z.string().max(2048).nullish(),
+  system: z.string().max(100_000).nullish(),
+  tools: z.array(AgentTool).max(128).nullish(),
+  mcp_servers: z.array(McpServer).max(20).nullish(),
+  skills: z.array(Skill).max(20).nullish(),
+  metadata: MetadataPatch.nullish(),
+  execution_identity: z.unknown().optional(),
+  multiagent: z.unknown().optional(),
+});
+export type AgentUpdate = z.infer<typeof AgentUpdate>;
+
+const Networking = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('unrestricted') }),
+  z.strictObject({
+    type: z.literal('limited'),
+    allow_mcp_servers: z.boolean().nullish(),
+    allow_package_managers: z.boolean().nullish(),
+    allowed_hosts: z.array(z.string()).nullish(),
+  }),
+]);
+const Packages = z.strictObject({
+  type: z.literal('packages').optional(),
+  apt: z.array(z.string()).nullish(),
+  cargo: z.array(z.string()).nullish(),
+  gem: z.array(z.string()).nullish(),
+  go: z.array(z.string()).nullish(),
+  npm: z.array(z.string()).nullish(),
+  pip: z.array(z.string()).nullish(),
+});
+export const EnvironmentConfig = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('cloud'), networking: Networking.nullish(), packages: Packages.nullish() }),
+  z.strictObject({ type: z.literal('self_hosted') }),
+]);
+
+export const EnvironmentCreate = z.strictObject({
+  name: z.string().min(1).max(256),
+  config: EnvironmentConfig.nullish(),
+  description: z.string().max(2048).nullish(),
+  metadata: Metadata.optional(),
+  scope: z.enum(['organization', 'account']).nullish(),
+});
+export type EnvironmentCreate = z.infer<typeof EnvironmentCreate>;
+
+export const EnvironmentUpdate = z.strictObject({
+  name: z.string().min(1).max(256).nullish(),
+  config: EnvironmentConfig.nullish(),
+  description: z.string().max(2048).nullish(),
+  metadata: MetadataPatch.optional(),
+  scope: z.enum(['organization', 'account']).nullish(),
+});
+export type EnvironmentUpdate = z.infer<typeof EnvironmentUpdate>;
+
+const TextBlock = z.strictObject({ type: z.literal('text'), text: z.string() });
+const ImageBlock = z.strictObject({ type: z.literal('image'), source: z.looseObject({ type: z.string() }) });
+const DocumentBlock = z.strictObject({
+  type: z.literal('document'),
+  source: z.looseObject({ type: z.string() }),
+  title: z.string().nullish(),
+  context: z.string().nullish(),
+});
+const UserContentBlock = z.discriminatedUnion('type', [TextBlock, ImageBlock, DocumentBlock]);
+const ToolResultBlock = z.discriminatedUnion('type', [TextBlock, ImageBlock, DocumentBlock]);
+
+export const UserMessageEvent = z.strictObject({
+  type: z.literal('user.message'),
+  content: z.array(UserContentBlock).min(1).max(100),
+});
+export const UserInterruptEvent = z.strictObject({
+  type: z.literal('user.interrupt'),
+  session_thread_id: z.string().nullish(),
+});
+export const UserToolConfirmationEvent = z.strictObject({
+  type: z.literal('user.tool_confirmation'),
+  tool_use_id: z.string().min(1),
+  result: z.enum(['allow', 'deny']),
+  deny_message: z.string().max(10_000).nullish(),
+});
+export const UserCustomToolResultEvent = z.strictObject({
+  type: z.literal('user.custom_tool_result'),
+  custom_tool_use_id: z.string().min(1),
+  content: z.array(ToolResultBlock).optional(),
+  is_error: z.boolean().nullish(),
+});
+export const UserEvent = z.discriminatedUnion('type', [
+  UserMessageEvent,
+  UserInterruptEvent,
+  UserToolConfirmationEvent,
+  UserCustomToolResultEvent,
+]);
+export type UserEvent = z.infer<typeof UserEvent>;
+
+export const EventsSend = z.strictObject({ events: z.array(UserEvent).min(1).max(50) });
+
+const AgentRef = z.union([
+  z.string().min(1),
+  z.strictObject({ type: z.literal('agent'), id: z.string().min(1), version: z.number().int().positive().optional() }),
+  z.strictObject({
+    type: z.literal('agent_with_overrides'),
+    id: z.string().min(1),
+    version: z.number().int().positive().optional(),
+    model: ModelParam.optional(),
+    system: z.string().max(100_000).nullish(),
+    tools: z.array(AgentTool).max(128).optional(),
+    mcp_servers: z.array(McpServer).max(20).optional(),
+    skills: z.array(Skill).max(20).optional(),
+  }),
+]);
+
+const SessionResource = z.looseObject({ type: z.enum(['github_repository', 'file', 'memory_store']) });
+
+export const SessionCreate = z.strictObject({
+  agent: AgentRef,
+  environment_id: z.string().min(1),
+  title: z.string().max(512).nullish(),
+  metadata: Metadata.optional(),
+  resources: z.array(SessionResource).max(20).optional(),
+  vault_ids: z.array(z.string().min(1)).max(20).optional(),
+  budget: z.strictObject({ type: z.literal('limit'), max_list_cost: z.looseObject({}) }).optional(),
+  initial_events: z.array(UserMessageEvent).max(50).optional(),
+});
+export type SessionCreate = z.infer<typeof SessionCreate>;
+
+export const SessionUpdate = z.strictObject({
+  title: z.string().max(512).nullish(),
+  metadata: MetadataPatch.nullish(),
+  budget: z.strictObject({ type: z.literal('limit'), max_list_cost: z.looseObject({}) }).nullish(),
+  agent: z.strictObject({ tools: z.array(AgentTool).optional(), mcp_servers: z.array(McpServer).optional() }).optional(),
+  vault_ids: z.array(z.string()).optional(),
+});
+export type SessionUpdate = z.infer<typeof SessionUpdate>;

@@ -1,0 +1,117 @@
+import Anthropic from '@anthropic-ai/sdk';
+
+/** A content block of a model response, as the Messages API returns it. */
+export type ModelBlock =
+  | { type: 'text'; text: string }
+  | { type: 'tool_use'; id: string; name: string; input: unknown }
+  | { type: 'thinking'; thinking: string; signature?: string }
+  | { type: string; [k: string]: unknown };
+
+export interface ModelUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_input_tokens: number;
+  cache_creation_input_tokens: number;
+}
+
+export interface ModelResponse {
+  content: ModelBlock[];
+  stopReason: string | null;
+  usage: ModelUsage;
+  /** Milliseconds from sending the request to the first streamed token. */
+  timeToFirstTokenMs: number | null;
+}
+
+export interface ModelRequest {
+  model: string;
+  system?: string;
+  messages: Array<{ role: 'user' | 'assistant'; content: unknown[] }>;
+  tools: Array<{ name: string; description: string; input_schema: Record<string, unknown> }>;
+  maxTokens: number;
+}
+
+/**
+ * A model error, classified the way `session.error` reports it. `retryable` errors (429, 5xx,
+ * 529, a dropped stream) are retried with backoff; the others end the turn at once.
+ */
+export class ModelError extends Error {
+  constructor(
+    readonly errorType: 'model_overloaded_error' | 'model_rate_limited_error' | 'model_request_failed_error' | 'billing_error',
+    readonly retryable: boolean,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'ModelError';
+  }
+}
+
+export interface ModelClient {
+  /** One streamed model call. `signal` aborts it (an interrupt); nothing partial is returned then. */
+  complete(request: ModelRequest, opts?: { signal?: AbortSignal; onText?: (delta: string) => void }): Promise<ModelResponse>;
+}
+
+export function classifyModelError(err: unknown): ModelError {
+  if (err instanceof ModelError) return err;
+  const status = (err as { status?: number })?.status;
+  const message = err instanceof Error ? err.message : String(err);
+  if (status === 529) return new ModelError('model_overloaded_error', true, 'the model is overloaded (529)', status);
+  if (status === 429) return new ModelError('model_rate_limited_error', true, 'the model rate-limited the request (429)', status);
+  if (status === 402) return new ModelError('billing_error', false, 'the model provider refused the request for billing reasons', status);
+  if (status !== undefined && status >= 500) return new ModelError('model_request_failed_error', true, `the model request failed (${status})`, status);
+  if (status !== undefined && status >= 400) {
+    return new ModelError('model_request_failed_error', false, `the model rejected the request (${status}): ${message.slice(0, 500)}`, status);
+  }
+  return new ModelError('model_request_failed_error', true, `the model request failed: ${message.slice(0, 500)}`);
+}
+
+/** The Messages API through the official SDK, streamed. */
+export class AnthropicModel implements ModelClient {
+  private readonly client: Anthropic;
+
+  constructor(opts: { apiKey?: string; baseURL?: string; timeoutMs?: number } = {}) {
+    this.client = new Anthropic({
+      apiKey: opts.apiKey ?? process.env.ANTHROPIC_API_KEY ?? 'missing',
+      baseURL: opts.baseURL ?? process.env.ANTHROPIC_BASE_URL,
+      // The harness retries itself, announcing each retry as a session.error event.
+      maxRetries: 0,
+      timeout: opts.timeoutMs ?? 10 * 60_000,
+    });
+  }
+
+  async complete(request: ModelRequest, opts: { signal?: AbortSignal; onText?: (delta: string) => void } = {}): Promise<ModelResponse> {
+    const started = Date.now();
+    let firstToken: number | null = null;
+    try {
+      const stream = this.client.messages.stream(
+        {
+          model: request.model,
+          max_tokens: request.maxTokens,
+          system: request.system,
+          messages: request.messages as Anthropic.MessageParam[],
+          tools: request.tools.length ? (request.tools as Anthropic.Tool[]) : undefined,
+        },
+        { signal: opts.signal },
+      );
+      stream.on('streamEvent', (event) => {
+        if (firstToken === null && event.type === 'content_block_delta') firstToken = Date.now();
+      });
+      if (opts.onText) stream.on('text', (delta) => opts.onText!(delta));
+      const message = await stream.finalMessage();
+      return {
+        content: message.content as ModelBlock[],
+        stopReason: message.stop_reason,
+        usage: {
+          input_tokens: message.usage.input_tokens ?? 0,
+          output_tokens: message.usage.output_tokens ?? 0,
+          cache_read_input_tokens: message.usage.cache_read_input_tokens ?? 0,
+          cache_creation_input_tokens: message.usage.cache_creation_input_tokens ?? 0,
+        },
+        timeToFirstTokenMs: firstToken === null ? null : firstToken - started,
+      };
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      throw classifyModelError(err);
+    }
+  }
+}

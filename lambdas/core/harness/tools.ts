@@ -1,0 +1,128 @@
+import type { AgentToolDefinition } from '../resources/agents.js';
+import type { PermissionPolicy } from '../api/schemas.js';
+import { SANDBOX_TOOLS, type SandboxToolName } from '../sandbox/types.js';
+
+/** How the harness handles a tool the model may call. */
+export type ToolRoute =
+  | { kind: 'sandbox'; tool: SandboxToolName; policy: PermissionPolicy }
+  | { kind: 'custom'; policy: PermissionPolicy };
+
+export interface ToolSpec {
+  name: string;
+  description: string;
+  input_schema: Record<string, unknown>;
+}
+
+const SANDBOX_NOTE =
+  ' Runs in the session sandbox (a Linux workspace that persists between calls).' +
+  ' Pass "sandbox" to address a named sandbox; calls without it go to "default".';
+
+const sandboxProp = {
+  sandbox: {
+    type: 'string',
+    description: 'Name of the sandbox to run in (letters, digits, - and _). Created on first use. Default "default".',
+  },
+};
+
+/** Model-facing definitions of the agent toolset (`agent_toolset_20260401`). */
+export const SANDBOX_TOOL_SPECS: Record<SandboxToolName, ToolSpec> = {
+  bash: {
+    name: 'bash',
+    description: 'Run a bash command and return its combined stdout and stderr.' + SANDBOX_NOTE,
+    input_schema: {
+      type: 'object',
+      properties: {
+        command: { type: 'string', description: 'The command to run.' },
+        timeout_ms: { type: 'integer', description: 'Timeout in milliseconds (default 120000, max 600000).' },
+        restart: { type: 'boolean', description: 'Restart the shell.' },
+        ...sandboxProp,
+      },
+      required: ['command'],
+    },
+  },
+  read: {
+    name: 'read',
+    description: 'Read a text file, with line numbers.' + SANDBOX_NOTE,
+    input_schema: {
+      type: 'object',
+      properties: {
+        file_path: { type: 'string' },
+        view_range: { type: 'array', items: { type: 'integer' }, description: '[first line, last line], 1-based; -1 for the end.' },
+        ...sandboxProp,
+      },
+      required: ['file_path'],
+    },
+  },
+  write: {
+    name: 'write',
+    description: 'Create or overwrite a file.' + SANDBOX_NOTE,
+    input_schema: {
+      type: 'object',
+      properties: { file_path: { type: 'string' }, content: { type: 'string' }, ...sandboxProp },
+      required: ['file_path', 'content'],
+    },
+  },
+  edit: {
+    name: 'edit',
+    description: 'Replace an exact string in a file (it must occur once unless replace_all).' + SANDBOX_NOTE,
+    input_schema: {
+      type: 'object',
+      properties: {
+        file_path: { type: 'string' },
+        old_string: { type: 'string' },
+        new_string: { type: 'string' },
+        replace_all: { type: 'boolean' },
+        ...sandboxProp,
+      },
+      required: ['file_path', 'old_string', 'new_string'],
+    },
+  },
+  glob: {
+    name: 'glob',
+    description: 'List files matching a glob pattern such as **/*.ts.' + SANDBOX_NOTE,
+    input_schema: {
+      type: 'object',
+      properties: { pattern: { type: 'string' }, path: { type: 'string' }, ...sandboxProp },
+      required: ['pattern'],
+    },
+  },
+  grep: {
+    name: 'grep',
+    description: 'Search file contents with a regular expression; prints path:line:text.' + SANDBOX_NOTE,
+    input_schema: {
+      type: 'object',
+      properties: { pattern: { type: 'string' }, path: { type: 'string' }, ...sandboxProp },
+      required: ['pattern'],
+    },
+  },
+};
+
+export interface Toolbox {
+  specs: ToolSpec[];
+  routes: Map<string, ToolRoute>;
+}
+
+/**
+ * The tools offered to the model for an agent's tool definitions. Tools Corral cannot serve here
+ * (web_fetch, web_search, MCP toolsets before the credential proxy serves them) are not offered.
+ */
+export function buildToolbox(tools: AgentToolDefinition[]): Toolbox {
+  const specs: ToolSpec[] = [];
+  const routes = new Map<string, ToolRoute>();
+  for (const def of tools) {
+    if (def.type === 'agent_toolset_20260401') {
+      for (const name of SANDBOX_TOOLS) {
+        const config = def.configs.find((c) => c.name === name);
+        const enabled = config?.enabled ?? def.default_config.enabled;
+        if (!enabled || routes.has(name)) continue;
+        specs.push(SANDBOX_TOOL_SPECS[name]);
+        routes.set(name, { kind: 'sandbox', tool: name, policy: config?.permission_policy ?? def.default_config.permission_policy });
+      }
+    } else if (def.type === 'custom') {
+      if (routes.has(def.name)) continue;
+      specs.push({ name: def.name, description: def.description, input_schema: def.input_schema });
+      routes.set(def.name, { kind: 'custom', policy: { type: 'always_allow' } });
+    }
+  }
+  return { specs, routes };
+}

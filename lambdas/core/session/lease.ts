@@ -1,0 +1,73 @@
+import { ConditionFailedError, type StateTable } from '../store.js';
+
+export interface Lease {
+  sessionId: string;
+  owner: string;
+  /** Fencing token: grows by one with every acquisition, so a stale holder can be told apart. */
+  fence: number;
+  until: number;
+}
+
+const key = (sessionId: string) => ({ pk: `session#${sessionId}`, sk: 'lease' });
+
+/**
+ * One harness at a time per session. A lease is a conditional write on the session's lease item:
+ * a harness takes it when it is free or expired, renews it while it works and gives it back at the
+ * end. Two harnesses woken at once: one wins, the other backs off without writing to the log.
+ */
+export class LeaseManager {
+  constructor(
+    private readonly table: StateTable,
+    private readonly ttlMs = 60_000,
+  ) {}
+
+  async acquire(sessionId: string, owner: string, now = Date.now()): Promise<Lease | null> {
+    const current = await this.table.get(key(sessionId).pk, 'lease');
+    if (current && Number(current.until) > now && current.owner !== owner) return null;
+    const fence = current ? Number(current.fence) + 1 : 1;
+    const lease: Lease = { sessionId, owner, fence, until: now + this.ttlMs };
+    try {
+      await this.table.put(
+        { ...key(sessionId), owner, fence, until: lease.until },
+        current ? { ifEquals: { fence: Number(current.fence) } } : { ifNotExists: true },
+      );
+      return lease;
+    } catch (err) {
+      if (err instanceof ConditionFailedError) return null;
+      throw err;
+    }
+  }
+
+  /** Extend the lease; false when it was lost (taken over after expiry). */
+  async renew(lease: Lease, now = Date.now()): Promise<boolean> {
+    const until = now + this.ttlMs;
+    try {
+      await this.table.put(
+        { ...key(lease.sessionId), owner: lease.owner, fence: lease.fence, until },
+        { ifEquals: { fence: lease.fence, owner: lease.owner } },
+      );
+      lease.until = until;
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionFailedError) return false;
+      throw err;
+    }
+  }
+
+  async release(lease: Lease): Promise<void> {
+    try {
+      await this.table.put(
+        { ...key(lease.sessionId), owner: lease.owner, fence: lease.fence, until: 0 },
+        { ifEquals: { fence: lease.fence, owner: lease.owner } },
+      );
+    } catch (err) {
+      if (!(err instanceof ConditionFailedError)) throw err;
+    }
+  }
+
+  /** Milliseconds until the current lease expires (0 when free). */
+  async remainingMs(sessionId: string, now = Date.now()): Promise<number> {
+    const current = await this.table.get(key(sessionId).pk, 'lease');
+    return current ? Math.max(0, Number(current.until) - now) : 0;
+  }
+}
