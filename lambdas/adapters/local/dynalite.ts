@@ -14,6 +14,9 @@ export interface EmbeddedDynamo {
  * dynalite, started in-process on loopback. With `path` it persists to disk (LevelDB), so data
  * survives a restart; without it, it keeps everything in memory (tests).
  */
+// The AWS SDK warns about Node 20 on every client; the local runtime knows.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export async function startDynalite(opts: { path?: string; port?: number } = {}): Promise<EmbeddedDynamo> {
   if (opts.path) mkdirSync(opts.path, { recursive: true });
   const server: Server = dynalite({

@@ -1,0 +1,59 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { AuthenticationError } from '../core/errors.js';
+import type { CorralServices } from '../core/services.js';
+import { agentRoutes } from './agents.js';
+import { environmentRoutes } from './environments.js';
+import { errorBody, toErrorResponse, type Env } from './http.js';
+import { sessionRoutes } from './sessions.js';
+import type { LogNotifier } from './stream.js';
+
+export interface AppOptions {
+  notifier?: LogNotifier;
+  /** Largest request body accepted, in bytes. Default 256 KiB (an event must fit a DynamoDB item). */
+  maxBodyBytes?: number;
+  /** Answers `GET /health`; default: always ready. */
+  ready?: () => boolean;
+  logger?: { error(msg: string, fields?: Record<string, unknown>): void };
+}
+
+/**
+ * The HTTP API, compatible with the Claude Managed Agents API: the same Hono app runs locally on
+ * `@hono/node-server` and on AWS behind API Gateway in Lambda.
+ */
+export function createApp(s: CorralServices, opts: AppOptions = {}) {
+  const app = new Hono<Env>();
+  const maxBodyBytes = opts.maxBodyBytes ?? 256 * 1024;
+
+  app.onError((err, c) => {
+    const { status, body } = toErrorResponse(err);
+    if (status >= 500) opts.logger?.error('request failed', { path: c.req.path, error: (err as Error)?.stack ?? String(err) });
+    return c.json(body, status as 400);
+  });
+  app.notFound((c) => c.json(errorBody('not_found_error', `no route for ${c.req.method} ${c.req.path}`), 404));
+
+  app.get('/health', (c) => (opts.ready?.() ?? true ? c.json({ status: 'ok' }) : c.json({ status: 'starting' }, 503)));
+
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: (c) => c.json(errorBody('request_too_large', `request body exceeds ${maxBodyBytes} bytes`), 413),
+    }),
+  );
+  app.use('/v1/*', async (c, next) => {
+    const bearer = c.req.header('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
+    const key = c.req.header('x-api-key') ?? bearer;
+    try {
+      c.set('tenant', await s.tenants.authenticate(key));
+    } catch (err) {
+      if (err instanceof AuthenticationError) return c.json(errorBody(err.type, err.message), 401);
+      throw err;
+    }
+    await next();
+  });
+  app.route('/v1/agents', agentRoutes(s));
+  app.route('/v1/environments', environmentRoutes(s));
+  app.route('/v1/sessions', sessionRoutes(s, opts.notifier));
+  return app;
+}

@@ -1,0 +1,65 @@
+import { Hono } from 'hono';
+import { EventsSend, SessionCreate, SessionUpdate } from '../core/api/schemas.js';
+import { InvalidRequestError } from '../core/errors.js';
+import type { SessionStatus } from '../core/session/events.js';
+import { readHistory } from '../core/session/history.js';
+import type { CorralServices } from '../core/services.js';
+import { streamEvents, type LogNotifier } from './stream.js';
+import { parseBody, queryBool, queryInt, queryList, queryOrder, type Env } from './http.js';
+
+const STATUSES = new Set(['rescheduling', 'running', 'idle', 'terminated']);
+
+export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
+  const app = new Hono<Env>();
+  app.post('/', async (c) => c.json(await s.sessions.create(c.get('tenant'), await parseBody(c, SessionCreate))));
+  app.get('/', async (c) => {
+    const statuses = queryList(c, 'statuses');
+    for (const st of statuses) if (!STATUSES.has(st)) throw new InvalidRequestError(`statuses: unknown status ${st}`);
+    const page = await s.sessions.list(c.get('tenant'), {
+      limit: queryInt(c, 'limit'),
+      page: c.req.query('page'),
+      order: queryOrder(c),
+      include_archived: queryBool(c, 'include_archived'),
+      agent_id: c.req.query('agent_id'),
+      statuses: statuses as SessionStatus[],
+    });
+    return c.json({ ...page, prev_page: null });
+  });
+  app.get('/:id', async (c) => c.json(await s.sessions.get(c.get('tenant'), c.req.param('id'))));
+  app.post('/:id', async (c) =>
+    c.json(await s.sessions.update(c.get('tenant'), c.req.param('id'), await parseBody(c, SessionUpdate))),
+  );
+  app.delete('/:id', async (c) =>
+    c.json(await s.sessions.delete(c.get('tenant'), c.req.param('id'), (id) => s.sandboxes.releaseAll(id))),
+  );
+  app.post('/:id/archive', async (c) => c.json(await s.sessions.archive(c.get('tenant'), c.req.param('id'))));
+
+  app.get('/:id/events', async (c) => {
+    const id = c.req.param('id');
+    await s.sessions.get(c.get('tenant'), id);
+    return c.json(
+      await readHistory(s.events, id, {
+        limit: queryInt(c, 'limit'),
+        page: c.req.query('page'),
+        order: queryOrder(c),
+        types: queryList(c, 'types'),
+        createdAt: {
+          gt: c.req.query('created_at[gt]'),
+          gte: c.req.query('created_at[gte]'),
+          lt: c.req.query('created_at[lt]'),
+          lte: c.req.query('created_at[lte]'),
+        },
+      }),
+    );
+  });
+  app.post('/:id/events', async (c) => {
+    const body = await parseBody(c, EventsSend);
+    return c.json({ data: await s.sessions.send(c.get('tenant'), c.req.param('id'), body.events) });
+  });
+  app.get('/:id/events/stream', async (c) => {
+    const id = c.req.param('id');
+    await s.sessions.get(c.get('tenant'), id);
+    return streamEvents(c, s, id, notifier);
+  });
+  return app;
+}

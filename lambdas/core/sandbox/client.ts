@@ -1,0 +1,213 @@
+/**
+ * HTTP client for the sandbox agent (`sandbox/agent.ts`), over a Unix socket or TCP.
+ *
+ * A tool that fails is a normal `ToolOutput` with `isError: true`; a sandbox that cannot be
+ * reached, answers garbage, rejects the capability or times out raises `SandboxUnavailableError`.
+ * Error messages name the endpoint but never contain the capability.
+ */
+import http from 'node:http';
+import {
+  SandboxUnavailableError,
+  type ExecuteOptions,
+  type SandboxEndpoint,
+  type ToolOutput,
+} from './types.js';
+
+/** Mirrors the agent's limits (`sandbox/agent.ts`). */
+const DEFAULT_TOOL_TIMEOUT_MS = 120_000;
+const MAX_TOOL_TIMEOUT_MS = 600_000;
+/** Extra time the whole call may take beyond the tool's own timeout (transfer, queueing). */
+const CALL_MARGIN_MS = 15_000;
+/** Responses are bounded by the agent (100k characters of output); anything far larger is wrong. */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+const DEFAULT_HEALTH_TIMEOUT_MS = 2_000;
+
+export interface WaitHealthyOptions {
+  /** Give up after this long. @default 15000 */
+  timeoutMs?: number;
+  /** Pause between attempts. @default 100 */
+  intervalMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A human-readable name for an endpoint (never includes the capability). */
+export function describeEndpoint(endpoint: SandboxEndpoint): string {
+  return endpoint.kind === 'unix' ? `unix:${endpoint.socketPath}` : `http://${endpoint.host}:${endpoint.port}`;
+}
+
+interface RawResponse {
+  status: number;
+  body: string;
+}
+
+class RequestTimeout extends Error {}
+
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason ?? Object.assign(new Error('The operation was aborted'), { name: 'AbortError' });
+}
+
+function rawRequest(
+  endpoint: SandboxEndpoint,
+  opts: { method: string; path: string; headers?: Record<string, string>; body?: string; timeoutMs: number; signal?: AbortSignal },
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) {
+      reject(abortError(opts.signal));
+      return;
+    }
+    const headers: Record<string, string | number> = { ...opts.headers };
+    if (opts.body !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = Buffer.byteLength(opts.body);
+    }
+    const target: http.RequestOptions =
+      endpoint.kind === 'unix' ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port };
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const req = http.request({ ...target, method: opts.method, path: opts.path, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_RESPONSE_BYTES) {
+          req.destroy(new Error(`response larger than ${MAX_RESPONSE_BYTES} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => settle(() => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') })));
+      res.on('error', (err) => settle(() => reject(err)));
+      res.on('aborted', () => settle(() => reject(new Error('connection closed before the response was complete'))));
+    });
+    const timer = setTimeout(() => req.destroy(new RequestTimeout(`no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+    const onAbort = () => {
+      settle(() => reject(abortError(opts.signal!)));
+      req.destroy();
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('error', (err) => settle(() => reject(err)));
+    req.end(opts.body);
+  });
+}
+
+function unavailable(endpoint: SandboxEndpoint, err: unknown): SandboxUnavailableError {
+  if (err instanceof SandboxUnavailableError) return err;
+  const where = describeEndpoint(endpoint);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  let reason: string;
+  if (err instanceof RequestTimeout) reason = `timed out: ${err.message}`;
+  else if (code === 'ENOENT') reason = 'socket does not exist (sandbox not running)';
+  else if (code === 'ECONNREFUSED') reason = 'connection refused (sandbox not running)';
+  else if (code === 'ECONNRESET' || code === 'EPIPE') reason = 'connection reset (sandbox died?)';
+  else reason = err instanceof Error ? err.message : String(err);
+  return new SandboxUnavailableError(`sandbox at ${where} is unavailable: ${reason}`, err);
+}
+
+function defaultTimeout(tool: string, input: unknown): number {
+  let toolTimeout = DEFAULT_TOOL_TIMEOUT_MS;
+  if (tool === 'bash' && typeof input === 'object' && input !== null) {
+    const t = (input as { timeout_ms?: unknown }).timeout_ms;
+    if (typeof t === 'number' && Number.isFinite(t) && t > 0) toolTimeout = Math.min(t, MAX_TOOL_TIMEOUT_MS);
+  }
+  return toolTimeout + CALL_MARGIN_MS;
+}
+
+export class SandboxClient {
+  constructor(readonly endpoint: SandboxEndpoint) {}
+
+  /** True when the agent answers `GET /health` with `{ok: true}`; never throws. */
+  async health(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
+    try {
+      const res = await rawRequest(this.endpoint, {
+        method: 'GET',
+        path: '/health',
+        timeoutMs: opts.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+        signal: opts.signal,
+      });
+      return res.status === 200 && (JSON.parse(res.body) as { ok?: unknown }).ok === true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Runs a tool in the sandbox. Resolves with the tool's output (possibly `isError`); rejects with
+   * `SandboxUnavailableError` when the sandbox cannot answer, or with the signal's reason on abort.
+   */
+  async execute(tool: string, input: unknown, opts: ExecuteOptions = {}): Promise<ToolOutput> {
+    const timeoutMs = opts.timeoutMs ?? defaultTimeout(tool, input);
+    const body: Record<string, unknown> = { tool, input: input ?? {} };
+    if (opts.idempotencyKey !== undefined) body.idempotency_key = opts.idempotencyKey;
+    // Let the tool time out (with its partial output) a little before the call as a whole does.
+    if (opts.timeoutMs !== undefined) body.timeout_ms = Math.max(1, opts.timeoutMs - Math.min(5_000, opts.timeoutMs / 10));
+    let res: RawResponse;
+    try {
+      res = await rawRequest(this.endpoint, {
+        method: 'POST',
+        path: '/execute',
+        headers: { authorization: `Bearer ${this.endpoint.capability}` },
+        body: JSON.stringify(body),
+        timeoutMs,
+        signal: opts.signal,
+      });
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      throw unavailable(this.endpoint, err);
+    }
+    const where = describeEndpoint(this.endpoint);
+    if (res.status === 401 || res.status === 403) {
+      throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: capability rejected`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(res.body);
+    } catch {
+      throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: non-JSON response (HTTP ${res.status})`);
+    }
+    if (res.status === 400 || res.status === 413) {
+      // The agent understood us and refused the request (unknown tool, bad input, too large):
+      // something the model should see, not a dead sandbox.
+      const message = (parsed as { error?: unknown } | null)?.error;
+      return { output: `sandbox rejected the request: ${typeof message === 'string' ? message : `HTTP ${res.status}`}`, isError: true };
+    }
+    if (res.status !== 200) {
+      throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: HTTP ${res.status}`);
+    }
+    const result = parsed as { output?: unknown; is_error?: unknown } | null;
+    if (!result || typeof result.output !== 'string' || typeof result.is_error !== 'boolean') {
+      throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: malformed response`);
+    }
+    return { output: result.output, isError: result.is_error };
+  }
+}
+
+/** Polls `GET /health` until it answers; throws `SandboxUnavailableError` after `timeoutMs`. */
+export async function waitHealthy(endpoint: SandboxEndpoint, opts: WaitHealthyOptions = {}): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  const intervalMs = opts.intervalMs ?? 100;
+  const deadline = Date.now() + timeoutMs;
+  const client = new SandboxClient(endpoint);
+  for (;;) {
+    if (opts.signal?.aborted) throw abortError(opts.signal);
+    const remaining = deadline - Date.now();
+    if (await client.health({ timeoutMs: Math.max(50, Math.min(DEFAULT_HEALTH_TIMEOUT_MS, remaining)), signal: opts.signal })) return;
+    if (Date.now() + intervalMs > deadline) {
+      throw new SandboxUnavailableError(`sandbox at ${describeEndpoint(endpoint)} did not become healthy within ${timeoutMs} ms`);
+    }
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        opts.signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, intervalMs);
+      opts.signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+}

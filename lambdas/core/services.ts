@@ -1,0 +1,58 @@
+import { Harness, type HarnessOptions } from './harness/harness.js';
+import type { ModelClient } from './harness/model.js';
+import type { WakeQueue } from './harness/queue.js';
+import { AgentService } from './resources/agents.js';
+import { EnvironmentService } from './resources/environments.js';
+import { SessionService } from './resources/sessions.js';
+import { TenantService } from './resources/tenants.js';
+import { SandboxManager } from './sandbox/manager.js';
+import type { SandboxProvider } from './sandbox/types.js';
+import { LeaseManager } from './session/lease.js';
+import type { EventLog } from './session/log.js';
+import type { StateTable } from './store.js';
+
+/** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
+export interface CorralServices {
+  table: StateTable;
+  events: EventLog;
+  queue: WakeQueue;
+  agents: AgentService;
+  environments: EnvironmentService;
+  sessions: SessionService;
+  tenants: TenantService;
+  leases: LeaseManager;
+  sandboxes: SandboxManager;
+  harness: Harness;
+}
+
+export function createServices(deps: {
+  table: StateTable;
+  events: EventLog;
+  queue: WakeQueue;
+  sandboxProvider: SandboxProvider;
+  model: ModelClient;
+  harness?: HarnessOptions;
+  leaseTtlMs?: number;
+}): CorralServices {
+  const agents = new AgentService(deps.table);
+  const environments = new EnvironmentService(deps.table);
+  const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue);
+  const leases = new LeaseManager(deps.table, deps.leaseTtlMs);
+  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table);
+  const harness = new Harness(
+    { events: deps.events, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue },
+    deps.harness,
+  );
+  return {
+    table: deps.table,
+    events: deps.events,
+    queue: deps.queue,
+    agents,
+    environments,
+    sessions,
+    tenants: new TenantService(deps.table),
+    leases,
+    sandboxes,
+    harness,
+  };
+}

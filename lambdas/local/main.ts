@@ -1,0 +1,58 @@
+import { jsonLogger } from '../core/logger.js';
+import { startLocalRuntime } from './runtime.js';
+
+/**
+ * `npm start`: the embedded default. Settings come from the environment:
+ * PORT (4000), CORRAL_DATA_DIR (./.corral), CORRAL_API_KEY (generated and printed if unset),
+ * ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for the model, CORRAL_SANDBOX_ISOLATION
+ * (auto | bwrap | none).
+ */
+const env = process.env;
+const port = env.PORT ? Number(env.PORT) : 4000;
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  console.error(`PORT must be a port number, not ${JSON.stringify(env.PORT)}`);
+  process.exit(2);
+}
+const isolation = (env.CORRAL_SANDBOX_ISOLATION ?? 'auto') as 'auto' | 'bwrap' | 'none';
+if (!['auto', 'bwrap', 'none'].includes(isolation)) {
+  console.error('CORRAL_SANDBOX_ISOLATION must be auto, bwrap or none');
+  process.exit(2);
+}
+const logger = jsonLogger({ service: 'corral-local' });
+
+const runtime = await startLocalRuntime({
+  port,
+  host: env.HOST ?? '127.0.0.1',
+  dataDir: env.CORRAL_DATA_DIR ?? './.corral',
+  apiKey: env.CORRAL_API_KEY || undefined,
+  anthropicApiKey: env.ANTHROPIC_API_KEY,
+  anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
+  sandboxIsolation: isolation,
+  logger,
+}).catch((err) => {
+  console.error(`corral: could not start: ${(err as Error).message}`);
+  process.exit(1);
+});
+
+const lines = [
+  `Corral is listening on ${runtime.url}`,
+  `  data dir: ${runtime.dataDir}`,
+  runtime.apiKeyGenerated
+    ? `  API key:  ${runtime.apiKey}  (generated; kept in ${runtime.dataDir}/api-key)`
+    : '  API key:  from CORRAL_API_KEY',
+  `  model:    ${env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com'}${env.ANTHROPIC_API_KEY ? '' : '  (ANTHROPIC_API_KEY is not set)'}`,
+];
+console.log(lines.join('\n'));
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    console.log('corral: stopping');
+    runtime.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+}
