@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { buildMessages } from '../../lambdas/core/harness/context.js';
+import type { SessionEvent, StoredEvent } from '../../lambdas/core/session/events.js';
+
+const log = (...events: Array<Partial<SessionEvent> & { type: string }>): StoredEvent[] =>
+  events.map((e, i) => ({ position: i + 1, event: { id: `e${i + 1}`, processed_at: 'x', ...e } as SessionEvent }));
+
+describe('buildMessages', () => {
+  it('turns a tool round trip into alternating messages with matching ids', () => {
+    const messages = buildMessages(
+      log(
+        { type: 'user.message', content: [{ type: 'text', text: 'list files' }] },
+        { type: 'session.status_running' },
+        { type: 'span.model_request_start' },
+        { type: 'agent.message', content: [{ type: 'text', text: 'ok' }] },
+        { type: 'agent.tool_use', id: 'tool1', name: 'bash', input: { command: 'ls' } },
+        { type: 'span.model_request_end' },
+        { type: 'agent.tool_result', tool_use_id: 'tool1', content: [{ type: 'text', text: 'a.txt' }], is_error: false },
+      ),
+    );
+    expect(messages).toEqual([
+      { role: 'user', content: [{ type: 'text', text: 'list files' }] },
+      {
+        role: 'assistant',
+        content: [
+          { type: 'text', text: 'ok' },
+          { type: 'tool_use', id: 'tool1', name: 'bash', input: { command: 'ls' } },
+        ],
+      },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'tool1', content: [{ type: 'text', text: 'a.txt' }] }] },
+    ]);
+  });
+
+  it('puts tool results before a user message that arrived while the tool ran', () => {
+    const messages = buildMessages(
+      log(
+        { type: 'user.message', content: [{ type: 'text', text: 'go' }] },
+        { type: 'agent.tool_use', id: 't', name: 'bash', input: {} },
+        { type: 'user.message', content: [{ type: 'text', text: 'also this' }] },
+        { type: 'agent.tool_result', tool_use_id: 't', content: [{ type: 'text', text: 'out' }], is_error: true },
+      ),
+    );
+    expect(messages[2]).toEqual({
+      role: 'user',
+      content: [
+        { type: 'tool_result', tool_use_id: 't', content: [{ type: 'text', text: 'out' }], is_error: true },
+        { type: 'text', text: 'also this' },
+      ],
+    });
+  });
+
+  it('merges consecutive user messages and ignores bookkeeping events', () => {
+    const messages = buildMessages(
+      log(
+        { type: 'user.message', content: [{ type: 'text', text: 'a' }] },
+        { type: 'user.interrupt' },
+        { type: 'session.error', error: { type: 'unknown_error' } },
+        { type: 'user.message', content: [{ type: 'text', text: 'b' }] },
+      ),
+    );
+    expect(messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }]);
+  });
+});
