@@ -38,7 +38,9 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
     '/v1/*',
     bodyLimit({
       maxSize: maxBodyBytes,
-      onError: (c) => c.json(errorBody('request_too_large', `request body exceeds ${maxBodyBytes} bytes`), 413),
+      // The unread body is abandoned, so this connection cannot carry another request.
+      onError: (c) =>
+        c.json(errorBody('request_too_large', `request body exceeds ${maxBodyBytes} bytes`), 413, { Connection: 'close' }),
     }),
   );
   app.use('/v1/*', async (c, next) => {

@@ -61,3 +61,22 @@ describe('buildMessages', () => {
     expect(messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }]);
   });
 });
+
+describe('buildMessages ordering', () => {
+  it('shows a message that arrived during a model answer after that answer', () => {
+    const messages = buildMessages(
+      log(
+        { type: 'user.message', content: [{ type: 'text', text: 'one' }] },
+        { type: 'span.model_request_start' },
+        { type: 'user.message', content: [{ type: 'text', text: 'two' }] },
+        { type: 'agent.message', content: [{ type: 'text', text: 'answer to one' }] },
+        { type: 'span.model_request_end' },
+      ),
+    );
+    expect(messages).toEqual([
+      { role: 'user', content: [{ type: 'text', text: 'one' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'answer to one' }] },
+      { role: 'user', content: [{ type: 'text', text: 'two' }] },
+    ]);
+  });
+});

@@ -56,18 +56,29 @@ export async function createAgentAndEnvironment(client: Anthropic, agentParams: 
 
 type StreamEvent = { type: string; id: string; [k: string]: unknown };
 
-/** Collect stream events until `until` says stop (or the stream ends). */
+const iterators = new WeakMap<object, AsyncIterator<unknown>>();
+
+/**
+ * Collect stream events until `until` says stop (or the stream ends). The stream stays open, so
+ * the next call goes on where this one stopped.
+ */
 export async function collectUntil(
   stream: AsyncIterable<unknown>,
   until: (e: StreamEvent, all: StreamEvent[]) => boolean,
 ): Promise<StreamEvent[]> {
-  const seen: StreamEvent[] = [];
-  for await (const raw of stream) {
-    const e = raw as StreamEvent;
-    seen.push(e);
-    if (until(e, seen)) break;
+  let it = iterators.get(stream);
+  if (!it) {
+    it = stream[Symbol.asyncIterator]();
+    iterators.set(stream, it);
   }
-  return seen;
+  const seen: StreamEvent[] = [];
+  for (;;) {
+    const { value, done } = await it.next();
+    if (done) return seen;
+    const e = value as StreamEvent;
+    seen.push(e);
+    if (until(e, seen)) return seen;
+  }
 }
 
 export const isIdle = (e: { type: string }) => e.type === 'session.status_idle';

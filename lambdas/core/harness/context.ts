@@ -21,10 +21,23 @@ export function buildMessages(events: StoredEvent[]): MessageParam[] {
     if (last && last.role === role) last.content.push(...blocks);
     else messages.push({ role, content: [...blocks] });
   };
+  // User messages that arrive while the model is answering are shown after that answer: the
+  // model answered without them.
+  let openRequest = false;
+  let deferred: SessionEvent[] = [];
   for (const { event } of events) {
     switch (event.type) {
+      case 'span.model_request_start':
+        openRequest = true;
+        break;
+      case 'span.model_request_end':
+        openRequest = false;
+        for (const d of deferred) push('user', contentBlocks(d));
+        deferred = [];
+        break;
       case 'user.message':
-        push('user', contentBlocks(event));
+        if (openRequest) deferred.push(event);
+        else push('user', contentBlocks(event));
         break;
       case 'agent.message':
         push('assistant', contentBlocks(event).filter((b) => b.type === 'text' && String(b.text).length > 0));
@@ -43,6 +56,7 @@ export function buildMessages(events: StoredEvent[]): MessageParam[] {
         break;
     }
   }
+  for (const d of deferred) push('user', contentBlocks(d));
   for (const m of messages) {
     if (m.role === 'user') {
       // tool_result blocks must open the user message that follows the assistant's tool_use.

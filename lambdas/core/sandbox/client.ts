@@ -21,6 +21,8 @@ const CALL_MARGIN_MS = 15_000;
 /** Responses are bounded by the agent (100k characters of output); anything far larger is wrong. */
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const DEFAULT_HEALTH_TIMEOUT_MS = 2_000;
+/** The agent's request body limit. */
+const MAX_REQUEST_BYTES = 8 * 1024 * 1024;
 
 export interface WaitHealthyOptions {
   /** Give up after this long. @default 15000 */
@@ -146,13 +148,18 @@ export class SandboxClient {
     if (opts.idempotencyKey !== undefined) body.idempotency_key = opts.idempotencyKey;
     // Let the tool time out (with its partial output) a little before the call as a whole does.
     if (opts.timeoutMs !== undefined) body.timeout_ms = Math.max(1, opts.timeoutMs - Math.min(5_000, opts.timeoutMs / 10));
+    const payload = JSON.stringify(body);
+    const bytes = Buffer.byteLength(payload);
+    if (bytes > MAX_REQUEST_BYTES) {
+      return { output: `sandbox rejected the request: request body of ${bytes} bytes is larger than ${MAX_REQUEST_BYTES} bytes`, isError: true };
+    }
     let res: RawResponse;
     try {
       res = await rawRequest(this.endpoint, {
         method: 'POST',
         path: '/execute',
         headers: { authorization: `Bearer ${this.endpoint.capability}` },
-        body: JSON.stringify(body),
+        body: payload,
         timeoutMs,
         signal: opts.signal,
       });
