@@ -129,8 +129,12 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1';
 
     // Recovery: anything that was running (or had a message waiting) when the process died.
+    // This process owns the data dir (LevelDB locks it), so any lease found is a dead process's.
     const active = await services.sessions.activeSessionIds();
-    for (const id of active) await queue.wake(id);
+    for (const id of active) {
+      await services.leases.expire(id);
+      await queue.wake(id);
+    }
     if (active.length) log.info('woke sessions after start', { count: active.length });
     ready = true;
 

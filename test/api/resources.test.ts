@@ -56,7 +56,7 @@ describe('API resources through the official SDK', () => {
   });
 
   it('paginates lists with next_page cursors', async () => {
-    const ids = [];
+    const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await client.beta.environments.create({ name: `env-${i}` })).id);
     const first = await client.beta.environments.list({ limit: 2 });
     expect(first.data).toHaveLength(2);

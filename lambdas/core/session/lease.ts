@@ -65,6 +65,20 @@ export class LeaseManager {
     }
   }
 
+  /**
+   * End whatever lease a session has, keeping its fence. Only for a holder known to be dead: the
+   * local runtime at start, when the process that held it was killed (one process owns a data dir).
+   */
+  async expire(sessionId: string): Promise<void> {
+    const current = await this.table.get(key(sessionId).pk, 'lease');
+    if (!current || Number(current.until) === 0) return;
+    try {
+      await this.table.put({ ...key(sessionId), owner: current.owner, fence: current.fence, until: 0 }, { ifEquals: { fence: current.fence } });
+    } catch (err) {
+      if (!(err instanceof ConditionFailedError)) throw err;
+    }
+  }
+
   /** Milliseconds until the current lease expires (0 when free). */
   async remainingMs(sessionId: string, now = Date.now()): Promise<number> {
     const current = await this.table.get(key(sessionId).pk, 'lease');

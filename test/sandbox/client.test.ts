@@ -1,0 +1,96 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SandboxClient, waitHealthy } from '../../lambdas/core/sandbox/client.js';
+import { SandboxUnavailableError, type SandboxEndpoint } from '../../lambdas/core/sandbox/types.js';
+import { tempDir } from './helpers.js';
+
+/** A fake agent whose answer is chosen by the tool name, to exercise the client's error mapping. */
+let dir: string;
+let server: http.Server;
+let endpoint: SandboxEndpoint;
+const seen: Array<{ auth?: string; body: unknown }> = [];
+
+beforeAll(async () => {
+  dir = tempDir('corral-client-');
+  server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url === '/health') {
+        res.end('{"ok":true}');
+        return;
+      }
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { tool: string };
+      seen.push({ auth: req.headers.authorization, body });
+      switch (body.tool) {
+        case 'ok':
+          res.end(JSON.stringify({ output: 'fine', is_error: false }));
+          break;
+        case 'html':
+          res.writeHead(200).end('<html>');
+          break;
+        case 'boom':
+          res.writeHead(502).end('{"error":"bad gateway"}');
+          break;
+        case 'shape':
+          res.end('{"result":1}');
+          break;
+        case 'reject':
+          res.writeHead(400).end('{"error":"unknown tool"}');
+          break;
+        case 'reset':
+          req.socket.destroy();
+          break;
+        case 'hang':
+          break; // never answers
+      }
+    });
+  });
+  const socketPath = path.join(dir, 'fake.sock');
+  await new Promise<void>((r) => server.listen(socketPath, r));
+  endpoint = { kind: 'unix', socketPath, capability: 'cap-secret-value' };
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('SandboxClient', () => {
+  it('sends the capability, idempotency key and input; maps the result', async () => {
+    const c = new SandboxClient(endpoint);
+    expect(await c.execute('ok', { a: 1 }, { idempotencyKey: 'toolu_9' })).toEqual({ output: 'fine', isError: false });
+    expect(seen.at(-1)).toEqual({ auth: 'Bearer cap-secret-value', body: { tool: 'ok', input: { a: 1 }, idempotency_key: 'toolu_9' } });
+    expect(await c.health()).toBe(true);
+  });
+
+  it('turns a refused request into a tool error', async () => {
+    const out = await new SandboxClient(endpoint).execute('reject', {});
+    expect(out).toEqual({ output: 'sandbox rejected the request: unknown tool', isError: true });
+  });
+
+  it.each(['html', 'boom', 'shape', 'reset'])('throws SandboxUnavailableError for %s without leaking the capability', async (tool) => {
+    const err = await new SandboxClient(endpoint).execute(tool, {}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SandboxUnavailableError);
+    expect((err as Error).message).toContain(endpoint.kind === 'unix' ? endpoint.socketPath : '');
+    expect((err as Error).message).not.toContain('cap-secret-value');
+  });
+
+  it('throws SandboxUnavailableError on timeout, and the abort reason on abort', async () => {
+    const c = new SandboxClient(endpoint);
+    await expect(c.execute('hang', {}, { timeoutMs: 200 })).rejects.toThrow(/timed out/);
+    const ac = new AbortController();
+    const pending = c.execute('hang', {}, { signal: ac.signal, timeoutMs: 60_000 });
+    ac.abort(new Error('stop now'));
+    await expect(pending).rejects.toThrow('stop now');
+  });
+
+  it('waitHealthy gives up with SandboxUnavailableError', async () => {
+    const missing: SandboxEndpoint = { kind: 'unix', socketPath: path.join(dir, 'none.sock'), capability: 'x' };
+    await expect(waitHealthy(missing, { timeoutMs: 300, intervalMs: 50 })).rejects.toBeInstanceOf(SandboxUnavailableError);
+    await waitHealthy(endpoint, { timeoutMs: 1000 });
+  });
+});

@@ -1,0 +1,141 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { SandboxEndpoint } from '../../lambdas/core/sandbox/types.js';
+import { waitHealthy } from '../../lambdas/core/sandbox/client.js';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const AGENT = path.join(REPO_ROOT, 'sandbox', 'agent.ts');
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+export function tempDir(prefix = 'corral-sbx-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export interface AgentHandle {
+  endpoint: SandboxEndpoint;
+  workspace: string;
+  stateDir: string;
+  child: ChildProcess;
+  stderr: () => string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Starts a real agent process. Unix mode: capability on stdin (the local provider's way).
+ * TCP mode: capability in CORRAL_SANDBOX_CAPABILITY (the container's way), port chosen by the OS.
+ */
+export async function startAgent(opts: {
+  root: string;
+  mode?: 'unix' | 'tcp';
+  capability?: string;
+  workspace?: string;
+  stateDir?: string;
+  env?: Record<string, string>;
+}): Promise<AgentHandle> {
+  const capability = opts.capability ?? crypto.randomBytes(32).toString('base64url');
+  const workspace = opts.workspace ?? path.join(opts.root, 'workspace');
+  const stateDir = opts.stateDir ?? path.join(opts.root, 'state');
+  fs.mkdirSync(workspace, { recursive: true });
+  const socketPath = path.join(opts.root, `agent-${crypto.randomBytes(4).toString('hex')}.sock`);
+  const mode = opts.mode ?? 'unix';
+  const listen = mode === 'unix' ? ['--socket', socketPath] : ['--port', '0', '--host', '127.0.0.1'];
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env };
+  if (mode === 'tcp') env.CORRAL_SANDBOX_CAPABILITY = capability;
+  const child = spawn(process.execPath, ['--import', TSX, AGENT, ...listen, '--workspace', workspace, '--state-dir', stateDir], {
+    env,
+    cwd: opts.root,
+    stdio: [mode === 'unix' ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  let port: number | undefined;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const listening = new Promise<void>((resolve, reject) => {
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      stderr += chunk;
+      for (const line of stderr.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          const entry = JSON.parse(line) as { msg?: string; port?: number };
+          if (entry.msg === 'listening') {
+            port = entry.port;
+            resolve();
+          }
+        } catch {
+          // partial line
+        }
+      }
+    });
+    void exited.then(() => reject(new Error(`agent exited during startup: ${stderr}`)));
+  });
+  if (mode === 'unix') {
+    child.stdin!.on('error', () => {});
+    child.stdin!.write(`${capability}\n`);
+  }
+  await listening;
+  const endpoint: SandboxEndpoint =
+    mode === 'unix' ? { kind: 'unix', socketPath, capability } : { kind: 'tcp', host: '127.0.0.1', port: port!, capability };
+  await waitHealthy(endpoint, { timeoutMs: 15_000 });
+  return {
+    endpoint,
+    workspace,
+    stateDir,
+    child,
+    stderr: () => stderr,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+}
+
+/** Raw HTTP call to an agent over its Unix socket (for protocol-level tests). */
+export async function rawCall(
+  socketPath: string,
+  opts: { method?: string; path?: string; headers?: Record<string, string>; body?: string },
+): Promise<{ status: number; body: string }> {
+  const http = await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { socketPath, method: opts.method ?? 'POST', path: opts.path ?? '/execute', headers: opts.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** True while a process id exists and is not a zombie. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Polls until `predicate` holds (a wait, not a timing assertion); throws after `timeoutMs`. */
+export async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
