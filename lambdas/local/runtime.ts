@@ -149,8 +149,10 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       queue: q,
       dataDir,
       async close() {
-        await new Promise<void>((r) => s.close(() => r()));
+        // Open event streams would hold `close` forever: end them first.
+        const closed = new Promise<void>((r) => s.close(() => r()));
         if ('closeAllConnections' in s) (s as { closeAllConnections(): void }).closeAllConnections();
+        await closed;
         await q.stop();
         await (provider as { shutdown?: () => Promise<void> }).shutdown?.();
         await db.close();

@@ -1,6 +1,6 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -104,10 +104,11 @@ describe('SIGKILL in the middle of a session', () => {
     await healthy(url);
     await waitFor(async () => (await client.beta.sessions.retrieve(s1.id)).status === 'idle', 'session 1 idle after restart');
     const s2 = await client.beta.sessions.create({ agent: agent.id, environment_id: env.id });
-    fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command: 'sleep 5; echo slept' } }] });
+    fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command: 'touch started; sleep 5; echo slept' } }] });
     await client.beta.sessions.events.send(s2.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'go' }] }] });
-    await waitFor(async () => (await listAll(client, s2.id)).some((e) => e.type === 'agent.tool_use'), 'tool use');
-    await new Promise((r) => setTimeout(r, 500)); // the command is running in the sandbox now
+    // wait until the command is running in the sandbox
+    const marker = join(dataDir, 'sandboxes', s2.id, 'default', 'workspace', 'started');
+    await waitFor(async () => existsSync(marker), 'the command to start', 30_000);
     const before2 = await listAll(client, s2.id);
     await kill9(child);
 
