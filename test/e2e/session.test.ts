@@ -41,7 +41,12 @@ describe('a session end to end (official SDK -> local runtime -> fake model -> s
     const toolUse = seen.find((e) => e.type === 'agent.tool_use')!;
     expect(toolUse).toMatchObject({ name: 'bash', input: { command: 'echo corral-$((6*7))' }, evaluated_permission: 'allow' });
     const result = seen.find((e) => e.type === 'agent.tool_result')!;
-    expect(result).toMatchObject({ tool_use_id: toolUse.id, is_error: false, content: [{ type: 'text', text: 'corral-42\n' }] });
+    expect(result).toMatchObject({
+      tool_use_id: toolUse.id,
+      is_error: false,
+      content: [{ type: 'text', text: 'corral-42\n' }],
+      sandbox: 'default',
+    });
     expect(seen.at(-2)).toMatchObject({ type: 'span.model_request_end', is_error: false });
     expect(seen.at(-1)).toMatchObject({ stop_reason: { type: 'end_turn' } });
     // the model saw the tool's output

@@ -4,6 +4,7 @@ import type { EnvironmentService } from '../resources/environments.js';
 import type { Session, SessionService } from '../resources/sessions.js';
 import type { SandboxManager } from '../sandbox/manager.js';
 import { DEFAULT_SANDBOX } from '../sandbox/manager.js';
+import type { SandboxRecipe } from '../sandbox/types.js';
 import { makeEvent, type EventBody, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
 import type { LeaseManager, Lease } from '../session/lease.js';
 import type { EventLog } from '../session/log.js';
@@ -33,7 +34,11 @@ export interface HarnessOptions {
   /** How often a running model call or tool checks the log for `user.interrupt`. */
   interruptPollMs?: number;
   maxTokens?: number;
-  /** Model used when an agent names none the provider accepts (tests, the scripted model). */
+  /**
+   * Provision the default sandbox when a turn starts instead of on the first tool call: the
+   * coupled design, where thinking waits for a container. Only for measuring the difference.
+   */
+  eagerSandbox?: boolean;
   logger?: HarnessLogger;
   observer?: HarnessObserver;
 }
@@ -153,6 +158,13 @@ export class Harness {
     }
   }
 
+  /** What a new sandbox of this session is built from: its environment's config and its resources. */
+  private async recipe(session: Session): Promise<SandboxRecipe> {
+    const tenant = await this.deps.sessions.tenantOf(session.id);
+    const env = await this.deps.environments.get(tenant, session.environment_id).catch(() => null);
+    return { environmentId: session.environment_id, config: env?.config ?? { type: 'cloud' }, resources: session.resources };
+  }
+
   /** Keep the session record's status in line with the log (it is derived from it). */
   private async reconcile(session: Session, events: StoredEvent[]) {
     let status: SessionStatus = 'idle';
@@ -181,6 +193,7 @@ export class Harness {
         await this.afterAppend(sessionId, action.events);
         return;
       case 'start_turn':
+        if (this.opts.eagerSandbox) await this.deps.sandboxes.ensure(sessionId, DEFAULT_SANDBOX, await this.recipe(session));
         await append([{ type: 'session.status_running' }]);
         return;
       case 'interrupt': {
@@ -419,8 +432,6 @@ export class Harness {
       return;
     }
     const { sandbox = DEFAULT_SANDBOX, ...input } = (toolUse.input ?? {}) as { sandbox?: unknown; [k: string]: unknown };
-    const tenant = await this.deps.sessions.tenantOf(sessionId);
-    const env = await this.deps.environments.get(tenant, session.environment_id).catch(() => null);
     const controller = new AbortController();
     const stopWatching = this.watchInterrupt(sessionId, tail, lost, controller);
     const started = Date.now();
@@ -428,7 +439,7 @@ export class Harness {
       const report = await this.deps.sandboxes.execute(
         sessionId,
         String(sandbox),
-        { environmentId: session.environment_id, config: env?.config ?? { type: 'cloud' }, resources: session.resources },
+        await this.recipe(session),
         route.tool,
         input,
         { idempotencyKey: toolUse.id, signal: controller.signal },
@@ -442,7 +453,7 @@ export class Harness {
         isError: report.isError,
       });
       stopWatching();
-      await this.appendAfter(sessionId, tail, [toolResultBody(toolUse.id, report.output, report.isError)]);
+      await this.appendAfter(sessionId, tail, [{ ...toolResultBody(toolUse.id, report.output, report.isError), sandbox: report.sandbox }]);
     } catch (err) {
       stopWatching();
       if (controller.signal.aborted) {

@@ -66,24 +66,12 @@ export class SandboxManager {
     if (!NAME.test(name)) {
       return { sandbox: name, provisionMs: 0, isError: true, output: `invalid sandbox name ${JSON.stringify(name)}: use 1-64 letters, digits, - or _` };
     }
-    let record = await this.get(sessionId, name);
+    let record: SandboxRecord;
     let provisionMs = 0;
-    if (!record || record.state !== 'ready') {
-      const started = Date.now();
-      try {
-        const provisioned = await this.provider.provision({ sessionId, name, recipe });
-        const now = new Date().toISOString();
-        record = { sessionId, name, state: 'ready', endpoint: provisioned.endpoint, ref: provisioned.ref, createdAt: now, lastUsedAt: now };
-        await this.save(record);
-      } catch (err) {
-        return {
-          sandbox: name,
-          provisionMs: Date.now() - started,
-          isError: true,
-          output: `could not start sandbox "${name}": ${(err as Error).message}`,
-        };
-      }
-      provisionMs = Date.now() - started;
+    try {
+      ({ record, provisionMs } = await this.ensure(sessionId, name, recipe));
+    } catch (err) {
+      return { sandbox: name, provisionMs: 0, isError: true, output: `could not start sandbox "${name}": ${(err as Error).message}` };
     }
     try {
       const out = await new SandboxClient(record.endpoint).execute(tool, input, opts);
@@ -102,6 +90,26 @@ export class SandboxManager {
           'Its state is lost; the next tool call starts a fresh sandbox from the same recipe.',
       };
     }
+  }
+
+  /** The session's sandbox of this name, provisioned now if it has none that is ready. */
+  async ensure(sessionId: string, name: string, recipe: SandboxRecipe): Promise<{ record: SandboxRecord; provisionMs: number }> {
+    const existing = await this.get(sessionId, name);
+    if (existing && existing.state === 'ready') return { record: existing, provisionMs: 0 };
+    const started = Date.now();
+    const provisioned = await this.provider.provision({ sessionId, name, recipe });
+    const now = new Date().toISOString();
+    const record: SandboxRecord = {
+      sessionId,
+      name,
+      state: 'ready',
+      endpoint: provisioned.endpoint,
+      ref: provisioned.ref,
+      createdAt: now,
+      lastUsedAt: now,
+    };
+    await this.save(record);
+    return { record, provisionMs: Date.now() - started };
   }
 
   /** Stop and forget every sandbox of a session. */
