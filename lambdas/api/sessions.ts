@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { EventsSend, SessionCreate, SessionUpdate } from '../core/api/schemas.js';
+import { EventsSend, SessionCreate, SessionFork, SessionUpdate } from '../core/api/schemas.js';
 import { InvalidRequestError } from '../core/errors.js';
 import type { SessionStatus } from '../core/session/events.js';
 import { readHistory } from '../core/session/history.js';
@@ -32,6 +32,13 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
   app.delete('/:id', async (c) =>
     c.json(await s.sessions.delete(c.get('tenant'), c.req.param('id'), (id) => s.sandboxes.releaseAll(id))),
   );
+  // Corral extension: fork a session at a position of its log.
+  app.post('/:id/fork', async (c) => {
+    const body = await parseBody(c, SessionFork);
+    return c.json(
+      await s.sessions.fork(c.get('tenant'), c.req.param('id'), { upTo: body.up_to_position, title: body.title }),
+    );
+  });
   app.post('/:id/archive', async (c) => c.json(await s.sessions.archive(c.get('tenant'), c.req.param('id'))));
 
   app.get('/:id/events', async (c) => {

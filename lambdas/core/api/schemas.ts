@@ -227,3 +227,10 @@ export const SessionUpdate = z.strictObject({
   vault_ids: z.array(z.string()).optional(),
 });
 export type SessionUpdate = z.infer<typeof SessionUpdate>;
+
+/** Corral extension: `POST /v1/sessions/{id}/fork`. */
+export const SessionFork = z.strictObject({
+  up_to_position: z.number().int().min(0).optional(),
+  title: z.string().max(512).nullish(),
+});
+export type SessionFork = z.infer<typeof SessionFork>;

@@ -46,6 +46,8 @@ export interface Session {
   created_at: string;
   updated_at: string;
   archived_at: string | null;
+  /** Corral extension: the session and position this one was forked from. */
+  forked_from?: { session_id: string; position: number };
 }
 
 const headPk = (id: string) => `session#${id}`;
@@ -209,6 +211,70 @@ export class SessionService {
     }
     await this.queue.wake(id);
     return stored;
+  }
+
+  /**
+   * Fork (Corral extension): a new session whose log is a copy of this one's up to `upTo`
+   * (inclusive; default: all of it), with fresh event ids and references rewritten to them. The
+   * two share nothing mutable: not the log, not a sandbox. The new session continues from where
+   * the copy ends.
+   */
+  async fork(tenant: string, id: string, opts: { upTo?: number; title?: string | null } = {}, now = new Date()): Promise<Session> {
+    const source = await this.get(tenant, id);
+    const last = await this.log.lastPosition(id);
+    const upTo = opts.upTo ?? last;
+    if (!Number.isInteger(upTo) || upTo < 0 || upTo > last) {
+      throw new InvalidRequestError(`up_to_position: must be an event position from 0 to ${last}`);
+    }
+    const copied = upTo > 0 ? await this.log.getEvents(id, { from: 1, to: upTo + 1 }) : [];
+    const newId_ = newId(ID_PREFIX.session, now.getTime());
+    const ids = new Map(copied.map((e) => [e.event.id, newId(ID_PREFIX.event, Date.parse(e.event.processed_at) || now.getTime())]));
+    const remap = (event: SessionEvent): SessionEvent => {
+      const out: SessionEvent = { ...event, id: ids.get(event.id) ?? event.id };
+      for (const field of ['tool_use_id', 'custom_tool_use_id', 'model_request_start_id']) {
+        if (typeof out[field] === 'string') out[field] = ids.get(out[field] as string) ?? out[field];
+      }
+      const reason = out.stop_reason as { event_ids?: string[] } | undefined;
+      if (reason?.event_ids) out.stop_reason = { ...reason, event_ids: reason.event_ids.map((e) => ids.get(e) ?? e) };
+      return out;
+    };
+    let status: SessionStatus = 'idle';
+    for (const { event } of copied) {
+      if (event.type === 'session.status_running') status = 'running';
+      else if (event.type === 'session.status_idle') status = 'idle';
+    }
+    const session: Session = {
+      ...source,
+      id: newId_,
+      status,
+      title: opts.title === undefined ? source.title : opts.title,
+      usage: {},
+      stats: {},
+      created_at: nowIso(now),
+      updated_at: nowIso(now),
+      archived_at: null,
+      forked_from: { session_id: id, position: upTo },
+    };
+    await this.table.put(
+      { pk: headPk(newId_), sk: 'head', tenant, rev: 0, data: session, gsi1pk: `${tenant}#sessions`, gsi1sk: newId_ },
+      { ifNotExists: true },
+    );
+    for (const stored of copied) {
+      await this.log.emitEvent(newId_, remap(stored.event), { position: stored.position });
+    }
+    // Batches cut by the fork point are completed by the harness from their heads; give it those.
+    if (copied.length) {
+      const heads = copied.filter((c) => c.rest);
+      const lastHead = heads[heads.length - 1];
+      if (lastHead) {
+        const written = new Set(copied.filter((c) => c.position > lastHead.position).map((c) => c.event.id));
+        const missing = lastHead.rest!.filter((e) => !written.has(e.id));
+        let position = upTo;
+        for (const e of missing) await this.log.emitEvent(newId_, remap(e), { position: ++position });
+      }
+    }
+    await this.queue.wake(newId_);
+    return session;
   }
 
   /** Every session id of every tenant that is not terminated (start-up recovery of the local runtime). */
