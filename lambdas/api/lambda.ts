@@ -93,5 +93,6 @@ const buffered = async (event: Parameters<ReturnType<typeof handle>>[0], context
 
 export const handler = buffered;
 
-/** Only inside the Lambda Node.js runtime does the `awslambda` global exist. */
-export const streamHandler = typeof (globalThis as { awslambda?: unknown }).awslambda !== 'undefined' ? streamHandle(streamingApp) : undefined;
+/** Only the Lambda Node.js runtime provides `awslambda.streamifyResponse` (other libraries may define a partial `awslambda`). */
+const lambdaRuntime = (globalThis as { awslambda?: { streamifyResponse?: unknown } }).awslambda;
+export const streamHandler = typeof lambdaRuntime?.streamifyResponse === 'function' ? streamHandle(streamingApp) : undefined;

@@ -89,9 +89,24 @@ describe('DynamoEventLog (dynalite)', () => {
     const intruder = ev(99);
     await log.emitEvent(id, intruder, { position: 3 });
     const batch = [ev(1), ev(2), ev(3)];
-    await log.appendBatch(id, batch, { position: 2 });
+    await log.appendBatch(id, batch, { position: 2, mayFollow: (e) => e.type === 'user.message' });
     const ids = (await log.getEvents(id)).map((s) => s.event.id);
     expect(ids).toEqual([expect.any(String), batch[0].id, intruder.id, batch[1].id, batch[2].id]);
+  });
+
+  it('stops a batch at a position taken by an event it may not follow', async () => {
+    const id = 'sesn_batch_fenced';
+    await log.emitEvent(id, ev(0), { position: 1 });
+    const marker = makeEvent({ type: 'session.status_rescheduled', fence: 2 });
+    await log.emitEvent(id, marker, { position: 3 });
+    const batch = [ev(1), ev(2)];
+    await expect(
+      log.appendBatch(id, batch, { position: 2, mayFollow: (e) => e.type === 'user.message' }),
+    ).rejects.toBeInstanceOf(PositionConflictError);
+    const stored = await log.getEvents(id);
+    expect(stored.map((s) => s.event.id)).toEqual([expect.any(String), batch[0].id, marker.id]);
+    // the batch stays recoverable from its head
+    expect(missingBatchEvents(stored)).toEqual([batch[1]]);
   });
 
   it('deletes every event of one session and nothing else', async () => {

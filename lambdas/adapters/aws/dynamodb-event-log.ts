@@ -74,13 +74,18 @@ export class DynamoEventLog implements EventLog {
     }
   }
 
-  async appendBatch(sessionId: string, events: SessionEvent[], opts: { position: number }): Promise<StoredEvent[]> {
+  async appendBatch(
+    sessionId: string,
+    events: SessionEvent[],
+    opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean },
+  ): Promise<StoredEvent[]> {
     if (events.length === 0) return [];
+    const mayFollow = opts.mayFollow ?? (() => false);
     const [head, ...rest] = events;
     const out = [await this.putAt(sessionId, opts.position, head, rest)];
     let position = opts.position + 1;
     for (const event of rest) {
-      // The head is ours; the rest follow it in order, after anything another writer slipped in.
+      // The head is ours; the rest follow it in order, after what another writer may append.
       for (let attempt = 0; ; attempt++) {
         try {
           out.push(await this.putAt(sessionId, position, event));
@@ -88,7 +93,9 @@ export class DynamoEventLog implements EventLog {
           break;
         } catch (err) {
           if (!(err instanceof PositionConflictError) || attempt >= TAIL_APPEND_ATTEMPTS) throw err;
-          position = (await this.lastPosition(sessionId)) + 1;
+          const taken = await this.getEvents(sessionId, { from: position });
+          if (!taken.every((t) => mayFollow(t.event))) throw err;
+          position = taken[taken.length - 1].position + 1;
         }
       }
     }

@@ -59,7 +59,11 @@ export class HarnessMetrics {
 
   flush(): void {
     if (!this.metrics.hasStoredMetrics()) return;
-    if (Object.keys(this.dimensions).length) this.metrics.addDimensions(this.dimensions);
+    if (Object.keys(this.dimensions).length) {
+      // An empty set first: Powertools then keeps the service-only dimension set next to this one.
+      this.metrics.addDimensions({});
+      this.metrics.addDimensions(this.dimensions);
+    }
     this.metrics.publishStoredMetrics();
   }
 

@@ -111,13 +111,15 @@ export class Harness {
         },
         () => lost.abort(),
       );
-    }, 10_000);
+    }, this.deps.leases.renewEveryMs);
     let seen = 0;
     try {
+      if (lease.takeover) await this.fence(sessionId, lease);
       for (;;) {
         if (lost.signal.aborted) throw new LeaseLostError(sessionId);
         const events = await this.deps.events.getEvents(sessionId);
         seen = events.length ? events[events.length - 1].position : 0;
+        if (fencedOut(events, lease)) throw new LeaseLostError(sessionId);
         const action = nextAction(events, { maxModelAttempts: this.maxModelAttempts });
         await this.reconcile(session, events);
         if (action.kind === 'none') return { status: 'done' };
@@ -155,6 +157,27 @@ export class Harness {
       // An event that arrived after the last read (its wake found us busy) still gets a harness.
       const last = await this.deps.events.lastPosition(sessionId).catch(() => seen);
       if (last !== seen) await this.deps.queue.wake(sessionId).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Fence off a previous holder that may still be running: append `session.status_rescheduled`
+   * carrying our fencing token. A harness only ever appends right after the last position it has
+   * read, and on any conflict re-reads the log; so once the marker is in, the old holder's next
+   * append fails, and its re-read shows it a newer fence, at which it stops.
+   */
+  private async fence(sessionId: string, lease: Lease) {
+    for (let attempt = 0; ; attempt++) {
+      const tail = await this.deps.events.lastPosition(sessionId);
+      try {
+        await this.deps.events.emitEvent(sessionId, makeEvent({ type: 'session.status_rescheduled', fence: lease.fence }), {
+          position: tail + 1,
+        });
+        this.log.warn('took over a session from a harness that did not release it', { sessionId, fence: lease.fence });
+        return;
+      } catch (err) {
+        if (!(err instanceof PositionConflictError) || attempt > 20) throw err;
+      }
     }
   }
 
@@ -232,7 +255,7 @@ export class Harness {
     const now = new Date();
     const events = bodies.map((b) => ('id' in b && 'processed_at' in b ? (b as SessionEvent) : makeEvent(b, now)));
     if (events.length === 1) await this.deps.events.emitEvent(sessionId, events[0], { position: tail + 1 });
-    else await this.deps.events.appendBatch(sessionId, events, { position: tail + 1 });
+    else await this.deps.events.appendBatch(sessionId, events, { position: tail + 1, mayFollow: isUserEvent });
     await this.afterAppend(sessionId, events);
     return events;
   }
@@ -375,7 +398,7 @@ export class Harness {
       } catch (err) {
         if (!(err instanceof PositionConflictError) || attempt > 20) throw err;
         const fresh = await this.deps.events.getEvents(sessionId, { from: position + 1 });
-        if (!fresh.every((e) => e.event.type.startsWith('user.'))) throw err;
+        if (!fresh.every((e) => isUserEvent(e.event))) throw err;
         position = fresh.length ? fresh[fresh.length - 1].position : position;
       }
     }
@@ -463,6 +486,16 @@ export class Harness {
       throw err;
     }
   }
+}
+
+/** Events the API appends at any moment; a harness's events may follow them. */
+function isUserEvent(e: SessionEvent): boolean {
+  return e.type.startsWith('user.');
+}
+
+/** A newer harness has fenced this one off (see `Harness.fence`). */
+function fencedOut(events: StoredEvent[], lease: Lease): boolean {
+  return events.some((s) => s.event.type === 'session.status_rescheduled' && Number(s.event.fence) > lease.fence);
 }
 
 function requestEnd(startId: string, response: ModelResponse | null, isError: boolean): EventBody {

@@ -6,6 +6,11 @@ export interface Lease {
   /** Fencing token: grows by one with every acquisition, so a stale holder can be told apart. */
   fence: number;
   until: number;
+  /**
+   * The lease was taken from a holder that never released it (it crashed, or stalled past its
+   * expiry and may still be running). The new holder must fence it off before writing.
+   */
+  takeover: boolean;
 }
 
 const key = (sessionId: string) => ({ pk: `session#${sessionId}`, sk: 'lease' });
@@ -21,11 +26,17 @@ export class LeaseManager {
     private readonly ttlMs = 60_000,
   ) {}
 
+  /** How often a holder should renew: a third of the lease's life. */
+  get renewEveryMs(): number {
+    return Math.max(10, Math.floor(this.ttlMs / 3));
+  }
+
   async acquire(sessionId: string, owner: string, now = Date.now()): Promise<Lease | null> {
     const current = await this.table.get(key(sessionId).pk, 'lease');
     if (current && Number(current.until) > now && current.owner !== owner) return null;
     const fence = current ? Number(current.fence) + 1 : 1;
-    const lease: Lease = { sessionId, owner, fence, until: now + this.ttlMs };
+    const takeover = !!current && Number(current.until) !== 0 && current.owner !== owner;
+    const lease: Lease = { sessionId, owner, fence, until: now + this.ttlMs, takeover };
     try {
       await this.table.put(
         { ...key(sessionId), owner, fence, until: lease.until },

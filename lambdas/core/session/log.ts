@@ -27,11 +27,17 @@ export interface EventLog {
   emitEvent(sessionId: string, event: SessionEvent, opts?: { position?: number }): Promise<StoredEvent>;
   /**
    * Append events that belong together (one model response, a status change that ends it).
-   * The first event carries the others, so `recoverBatch` can finish a batch whose writer died.
-   * Positions are taken from `position` on; if another writer (the API appending a user event)
-   * took one, the remaining events follow after it.
+   * The first event carries the others, so a batch whose writer died can be finished from the
+   * log (`missingBatchEvents`). The head goes exactly at `position`. If another writer takes a
+   * later position first, the rest follow after what it wrote when every such event passes
+   * `mayFollow` (the harness allows user events, which the API appends at any time); otherwise
+   * the append stops with `PositionConflictError`, leaving a recoverable batch.
    */
-  appendBatch(sessionId: string, events: SessionEvent[], opts: { position: number }): Promise<StoredEvent[]>;
+  appendBatch(
+    sessionId: string,
+    events: SessionEvent[],
+    opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean },
+  ): Promise<StoredEvent[]>;
   /** A positional slice of the log. */
   getEvents(sessionId: string, opts?: GetEventsOptions): Promise<StoredEvent[]>;
   /** Position of the last event, 0 when the log is empty. */
