@@ -56,6 +56,8 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
           lt: c.req.query('created_at[lt]'),
           lte: c.req.query('created_at[lte]'),
         },
+        // Corral extension: a positional slice of the log (positions as in the stream's `id:` lines).
+        positions: { from: queryInt(c, 'from_position'), to: queryInt(c, 'to_position') },
       }),
     );
   });

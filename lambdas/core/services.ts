@@ -33,11 +33,13 @@ export function createServices(deps: {
   model: ModelClient;
   harness?: HarnessOptions;
   leaseTtlMs?: number;
+  /** Clock for leases (tests). */
+  clock?: () => number;
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
   const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue);
-  const leases = new LeaseManager(deps.table, deps.leaseTtlMs);
+  const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
   const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table);
   const harness = new Harness(
     { events: deps.events, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue },

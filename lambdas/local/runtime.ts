@@ -154,7 +154,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         if ('closeAllConnections' in s) (s as { closeAllConnections(): void }).closeAllConnections();
         await closed;
         await q.stop();
-        await (provider as { shutdown?: () => Promise<void> }).shutdown?.();
+        await (provider as { close?: () => Promise<void> }).close?.();
         await db.close();
       },
     };

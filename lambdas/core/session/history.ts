@@ -9,6 +9,8 @@ export interface HistoryParams {
   order?: 'asc' | 'desc';
   types?: string[];
   createdAt?: { gt?: string; gte?: string; lt?: string; lte?: string };
+  /** Corral extension (`from_position`, `to_position`): only events at these log positions, both inclusive. */
+  positions?: { from?: number; to?: number };
 }
 
 export interface HistoryPage {
@@ -48,20 +50,26 @@ export async function readHistory(log: EventLog, sessionId: string, params: Hist
     return true;
   };
 
+  const low = params.positions?.from ?? 1;
+  const high = params.positions?.to ?? Number.MAX_SAFE_INTEGER - 1;
+  for (const [name, v] of [['from_position', low], ['to_position', high]] as const) {
+    if (!Number.isInteger(v) || v < 0) throw new InvalidRequestError(`${name}: must be a log position (an integer from 0)`);
+  }
+
   const data: SessionEvent[] = [];
   let next = cursor;
   const chunk = Math.max(limit, 100);
   for (;;) {
     const slice = desc
-      ? await log.getEvents(sessionId, { to: next, limit: chunk, order: 'desc' })
-      : await log.getEvents(sessionId, { from: (next ?? 0) + 1, limit: chunk });
+      ? await log.getEvents(sessionId, { from: low, to: Math.min(next ?? Infinity, high + 1), limit: chunk, order: 'desc' })
+      : await log.getEvents(sessionId, { from: Math.max((next ?? 0) + 1, low), to: high + 1, limit: chunk });
     for (const stored of slice) {
       next = stored.position;
       if (keep(stored.event)) data.push(stored.event);
       if (data.length === limit) {
         const more = desc
-          ? next > 1
-          : (await log.lastPosition(sessionId)) > next;
+          ? next > Math.max(1, low)
+          : Math.min(high, await log.lastPosition(sessionId)) > next;
         return { data, next_page: more ? encodeCursor(String(next)) : null };
       }
     }

@@ -24,6 +24,8 @@ export class LeaseManager {
   constructor(
     private readonly table: StateTable,
     private readonly ttlMs = 60_000,
+    /** The time leases are judged by (tests move it forward to expire a dead holder's lease). */
+    private readonly clock: () => number = Date.now,
   ) {}
 
   /** How often a holder should renew: a third of the lease's life. */
@@ -31,7 +33,7 @@ export class LeaseManager {
     return Math.max(10, Math.floor(this.ttlMs / 3));
   }
 
-  async acquire(sessionId: string, owner: string, now = Date.now()): Promise<Lease | null> {
+  async acquire(sessionId: string, owner: string, now = this.clock()): Promise<Lease | null> {
     const current = await this.table.get(key(sessionId).pk, 'lease');
     if (current && Number(current.until) > now && current.owner !== owner) return null;
     const fence = current ? Number(current.fence) + 1 : 1;
@@ -50,7 +52,7 @@ export class LeaseManager {
   }
 
   /** Extend the lease; false when it was lost (taken over after expiry). */
-  async renew(lease: Lease, now = Date.now()): Promise<boolean> {
+  async renew(lease: Lease, now = this.clock()): Promise<boolean> {
     const until = now + this.ttlMs;
     try {
       await this.table.put(
@@ -91,7 +93,7 @@ export class LeaseManager {
   }
 
   /** Milliseconds until the current lease expires (0 when free). */
-  async remainingMs(sessionId: string, now = Date.now()): Promise<number> {
+  async remainingMs(sessionId: string, now = this.clock()): Promise<number> {
     const current = await this.table.get(key(sessionId).pk, 'lease');
     return current ? Math.max(0, Number(current.until) - now) : 0;
   }
