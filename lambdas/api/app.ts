@@ -10,7 +10,7 @@ import type { LogNotifier } from './stream.js';
 
 export interface AppOptions {
   notifier?: LogNotifier;
-  /** Largest request body accepted, in bytes. Default 256 KiB (an event must fit a DynamoDB item). */
+  /** Largest request body accepted, in bytes. Default 4 MiB (large events are stored in chunks). */
   maxBodyBytes?: number;
   /** Answers `GET /health`; default: always ready. */
   ready?: () => boolean;
@@ -23,7 +23,7 @@ export interface AppOptions {
  */
 export function createApp(s: CorralServices, opts: AppOptions = {}) {
   const app = new Hono<Env>();
-  const maxBodyBytes = opts.maxBodyBytes ?? 256 * 1024;
+  const maxBodyBytes = opts.maxBodyBytes ?? 4 * 1024 * 1024;
 
   app.onError((err, c) => {
     const { status, body } = toErrorResponse(err);

@@ -148,3 +148,60 @@ describe('dynalite on disk', () => {
     }
   });
 });
+
+describe('events larger than a DynamoDB item', () => {
+  let db: EmbeddedDynamo;
+  let log: DynamoEventLog;
+  beforeAll(async () => {
+    db = await startDynalite();
+    await ensureTables(db.client, TABLES);
+    log = new DynamoEventLog(db.client, TABLES.events);
+  });
+  afterAll(() => db.close());
+
+  const big = (chars: number) => {
+    // multi-byte text, so that bytes and characters differ
+    const unit = 'Ωmega 🐄 lines\n';
+    return unit.repeat(Math.ceil(chars / unit.length)).slice(0, chars);
+  };
+
+  it('stores and reads back a 2 MB event byte for byte, between small ones', async () => {
+    const id = 'sesn_big';
+    const small = ev(1);
+    const large = makeEvent({ type: 'agent.tool_result', tool_use_id: 'x', content: [{ type: 'text', text: big(1_000_000) }] });
+    expect(Buffer.byteLength(JSON.stringify(large))).toBeGreaterThan(1_000_000);
+    await log.emitEvent(id, small);
+    await log.emitEvent(id, large);
+    await log.emitEvent(id, ev(3));
+    const stored = await log.getEvents(id);
+    expect(stored.map((s) => s.position)).toEqual([1, 2, 3]);
+    expect(JSON.stringify(stored[1].event)).toBe(JSON.stringify(large));
+    expect(stored[0].event).toEqual(small);
+    expect((await log.getEvents(id, { from: 2, to: 3 }))[0].event).toEqual(large);
+    expect(await log.lastPosition(id)).toBe(3);
+  });
+
+  it('keeps a large batch recoverable and refuses a second writer without touching the first one\'s chunks', async () => {
+    const id = 'sesn_big_batch';
+    const head = makeEvent({ type: 'agent.message', content: [{ type: 'text', text: 'head' }] });
+    const huge = makeEvent({ type: 'agent.message', content: [{ type: 'text', text: big(600_000) }] });
+    await log.appendBatch(id, [head, huge], { position: 1 });
+    const [h, second] = await log.getEvents(id);
+    expect(h.rest?.[0]).toEqual(huge); // the head carries the whole batch
+    expect(second.event).toEqual(huge);
+    const rival = makeEvent({ type: 'agent.message', content: [{ type: 'text', text: big(500_000) }] });
+    await expect(log.emitEvent(id, rival, { position: 2 })).rejects.toBeInstanceOf(PositionConflictError);
+    expect((await log.getEvents(id, { from: 2 }))[0].event).toEqual(huge);
+  });
+
+  it('deletes chunks with their session', async () => {
+    const id = 'sesn_big_delete';
+    const large = makeEvent({ type: 'user.message', content: [{ type: 'text', text: big(800_000) }] });
+    await log.emitEvent(id, large);
+    await log.deleteAll(id);
+    expect(await log.getEvents(id)).toEqual([]);
+    const { ScanCommand } = await import('@aws-sdk/client-dynamodb');
+    const left = await db.client.send(new ScanCommand({ TableName: TABLES.events }));
+    expect((left.Items ?? []).filter((i) => i.sessionId.S!.startsWith(`${id}`))).toEqual([]);
+  });
+});

@@ -164,7 +164,7 @@ describe('API resources through the official SDK', () => {
       ['/v1/agents?page=garbage!', {}, 400, 'invalid_request_error', /page/],
       ['/v1/nothing-here', {}, 404, 'not_found_error', /no route/],
       ['/v1/sessions', { method: 'POST', body: JSON.stringify({ agent: 'agent_nope', environment_id: 'env_nope' }) }, 400, 'invalid_request_error', /agent/],
-      ['/v1/agents', { method: 'POST', body: JSON.stringify({ name: 'a', model: 'm', x: 'y'.repeat(400_000) }) }, 413, 'request_too_large', /exceeds/],
+      ['/v1/agents', { method: 'POST', body: JSON.stringify({ name: 'a', model: 'm', x: 'y'.repeat(4_300_000) }) }, 413, 'request_too_large', /exceeds/],
     ];
     for (const [path, init, status, type, message] of cases) {
       const res = await raw(path, init);

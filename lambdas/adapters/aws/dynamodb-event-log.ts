@@ -13,11 +13,20 @@ import type { EventLog, GetEventsOptions } from '../../core/session/log.js';
 /** How many times an append "at the tail" retries when another writer took the position. */
 const TAIL_APPEND_ATTEMPTS = 50;
 
-function toStored(raw: Record<string, AttributeValue>): StoredEvent {
-  const stored: StoredEvent = { position: Number(raw.position.N), event: JSON.parse(raw.event.S!) };
-  if (raw.rest?.S) stored.rest = JSON.parse(raw.rest.S);
-  return stored;
-}
+/**
+ * Events whose JSON is larger than this (in UTF-8 bytes) do not fit one DynamoDB item (400 KB)
+ * comfortably; they are stored in chunks beside the log.
+ */
+export const INLINE_LIMIT_BYTES = 350_000;
+/** UTF-16 units per chunk: at most 3 UTF-8 bytes each, so a chunk stays under 300 KB. */
+const CHUNK_UNITS = 100_000;
+
+/**
+ * Chunks of a large event live in their own partition, named after the event id (unique per
+ * writer), so two writers racing for one position can never overwrite each other's chunks.
+ * `~` never occurs in a session id.
+ */
+const chunkPartition = (sessionId: string, eventId: string) => `${sessionId}~${eventId}`;
 
 /**
  * The session log on DynamoDB: partition key `sessionId` (S), sort key `position` (N), the event
@@ -37,9 +46,34 @@ export class DynamoEventLog implements EventLog {
     const item: Record<string, AttributeValue> = {
       sessionId: { S: sessionId },
       position: { N: String(position) },
-      event: { S: JSON.stringify(event) },
     };
-    if (rest && rest.length) item.rest = { S: JSON.stringify(rest) };
+    const eventJson = JSON.stringify(event);
+    const restJson = rest && rest.length ? JSON.stringify(rest) : undefined;
+    if (Buffer.byteLength(eventJson) + (restJson ? Buffer.byteLength(restJson) : 0) <= INLINE_LIMIT_BYTES) {
+      item.event = { S: eventJson };
+      if (restJson) item.rest = { S: restJson };
+    } else {
+      // Chunks first (idempotent: the same event id always writes the same chunks), then the
+      // conditional head that makes them part of the log.
+      const payload = JSON.stringify({ event, rest: rest && rest.length ? rest : undefined });
+      const partition = chunkPartition(sessionId, event.id);
+      const count = Math.ceil(payload.length / CHUNK_UNITS);
+      for (let i = 0; i < count; i++) {
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.tableName,
+            Item: {
+              sessionId: { S: partition },
+              position: { N: String(i) },
+              data: { S: payload.slice(i * CHUNK_UNITS, (i + 1) * CHUNK_UNITS) },
+            },
+          }),
+        );
+      }
+      item.chunks = { N: String(count) };
+      item.chunkKey = { S: partition };
+      item.eventType = { S: event.type };
+    }
     try {
       await this.client.send(
         new PutItemCommand({
@@ -125,10 +159,45 @@ export class DynamoEventLog implements EventLog {
           ExclusiveStartKey: startKey,
         }),
       );
-      for (const raw of res.Items ?? []) out.push(toStored(raw));
+      for (const raw of res.Items ?? []) out.push(await this.toStored(raw));
       startKey = res.LastEvaluatedKey;
     } while (startKey && (opts.limit === undefined || out.length < opts.limit));
     return out;
+  }
+
+  private async toStored(raw: Record<string, AttributeValue>): Promise<StoredEvent> {
+    const position = Number(raw.position.N);
+    if (raw.chunkKey?.S) {
+      const parts = await this.queryAll(raw.chunkKey.S, '#p, #d', { '#p': 'position', '#d': 'data' });
+      const payload = JSON.parse(parts.map((p) => p.data.S!).join('')) as { event: SessionEvent; rest?: SessionEvent[] };
+      const stored: StoredEvent = { position, event: payload.event };
+      if (payload.rest) stored.rest = payload.rest;
+      return stored;
+    }
+    const stored: StoredEvent = { position, event: JSON.parse(raw.event.S!) };
+    if (raw.rest?.S) stored.rest = JSON.parse(raw.rest.S);
+    return stored;
+  }
+
+  private async queryAll(partition: string, projection: string, names: Record<string, string> = {}) {
+    const items: Array<Record<string, AttributeValue>> = [];
+    let startKey: Record<string, AttributeValue> | undefined;
+    do {
+      const res = await this.client.send(
+        new QueryCommand({
+          TableName: this.tableName,
+          KeyConditionExpression: 'sessionId = :s',
+          ExpressionAttributeValues: { ':s': { S: partition } },
+          ProjectionExpression: projection,
+          ExpressionAttributeNames: Object.keys(names).length ? names : undefined,
+          ConsistentRead: true,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      items.push(...(res.Items ?? []));
+      startKey = res.LastEvaluatedKey;
+    } while (startKey);
+    return items;
   }
 
   async lastPosition(sessionId: string): Promise<number> {
@@ -155,22 +224,28 @@ export class DynamoEventLog implements EventLog {
           TableName: this.tableName,
           KeyConditionExpression: 'sessionId = :s',
           ExpressionAttributeValues: { ':s': { S: sessionId } },
-          ProjectionExpression: 'sessionId, #p',
+          ProjectionExpression: 'sessionId, #p, chunkKey',
           ExpressionAttributeNames: { '#p': 'position' },
           ConsistentRead: true,
           Limit: 100,
         }),
       );
-      const keys = res.Items ?? [];
-      if (keys.length === 0) return;
-      for (let i = 0; i < keys.length; i += 25) {
-        let requests = keys.slice(i, i + 25).map((Key) => ({ DeleteRequest: { Key } }));
-        while (requests.length) {
-          const out = await this.client.send(
-            new BatchWriteItemCommand({ RequestItems: { [this.tableName]: requests } }),
-          );
-          requests = (out.UnprocessedItems?.[this.tableName] ?? []) as typeof requests;
-        }
+      const items = res.Items ?? [];
+      if (items.length === 0) return;
+      // chunks first, so a head is never left pointing at nothing
+      for (const item of items) {
+        if (item.chunkKey?.S) await this.deleteKeys(await this.queryAll(item.chunkKey.S, 'sessionId, #p', { '#p': 'position' }));
+      }
+      await this.deleteKeys(items.map((i) => ({ sessionId: i.sessionId, position: i.position })));
+    }
+  }
+
+  private async deleteKeys(keys: Array<Record<string, AttributeValue>>): Promise<void> {
+    for (let i = 0; i < keys.length; i += 25) {
+      let requests = keys.slice(i, i + 25).map((Key) => ({ DeleteRequest: { Key } }));
+      while (requests.length) {
+        const out = await this.client.send(new BatchWriteItemCommand({ RequestItems: { [this.tableName]: requests } }));
+        requests = (out.UnprocessedItems?.[this.tableName] ?? []) as typeof requests;
       }
     }
   }

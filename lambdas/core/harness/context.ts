@@ -13,8 +13,21 @@ export type MessageParam = { role: 'user' | 'assistant'; content: Array<Record<s
  *   them first, as the Messages API requires.
  * - Status, span, error and thinking events are bookkeeping, not conversation.
  */
-export function buildMessages(events: StoredEvent[]): MessageParam[] {
+export interface ViewOptions {
+  /**
+   * Longest text block the model is shown, in characters. Longer ones (a huge tool output or
+   * message) are shown as their head and tail with a note of what was left out and where the
+   * whole text is in the log. Default 50,000.
+   */
+  maxBlockChars?: number;
+}
+
+export function buildMessages(events: StoredEvent[], opts: ViewOptions = {}): MessageParam[] {
+  const maxBlock = opts.maxBlockChars ?? 50_000;
   const messages: MessageParam[] = [];
+  let position = 0;
+  const contentBlocks = (event: SessionEvent) => eventBlocks(event).map((b) => clip(b, maxBlock, position));
+  const toolResult = (toolUseId: string, event: SessionEvent) => resultBlock(toolUseId, event, contentBlocks(event));
   const push = (role: 'user' | 'assistant', blocks: Array<Record<string, unknown>>) => {
     if (blocks.length === 0) return;
     const last = messages[messages.length - 1];
@@ -25,7 +38,9 @@ export function buildMessages(events: StoredEvent[]): MessageParam[] {
   // model answered without them.
   let openRequest = false;
   let deferred: SessionEvent[] = [];
-  for (const { event } of events) {
+  for (const stored of events) {
+    const { event } = stored;
+    position = stored.position;
     switch (event.type) {
       case 'span.model_request_start':
         openRequest = true;
@@ -68,7 +83,19 @@ export function buildMessages(events: StoredEvent[]): MessageParam[] {
   return messages;
 }
 
-function contentBlocks(event: SessionEvent): Array<Record<string, unknown>> {
+function clip(block: Record<string, unknown>, max: number, position: number): Record<string, unknown> {
+  if (block.type !== 'text' || typeof block.text !== 'string' || block.text.length <= max) return block;
+  const text = block.text;
+  const head = Math.floor(max * 0.8);
+  const tail = max - head;
+  const left = text.length - head - tail;
+  return {
+    ...block,
+    text: `${text.slice(0, head)}\n[... ${left} characters not shown; the full text is event ${position} of this session's log ...]\n${text.slice(text.length - tail)}`,
+  };
+}
+
+function eventBlocks(event: SessionEvent): Array<Record<string, unknown>> {
   const content = event.content;
   if (!Array.isArray(content)) return [];
   return content.filter((b) => b && typeof b === 'object' && (b as { type?: string }).type !== 'redacted') as Array<
@@ -76,8 +103,7 @@ function contentBlocks(event: SessionEvent): Array<Record<string, unknown>> {
   >;
 }
 
-function toolResult(toolUseId: string, event: SessionEvent): Record<string, unknown> {
-  const content = contentBlocks(event);
+function resultBlock(toolUseId: string, event: SessionEvent, content: Array<Record<string, unknown>>): Record<string, unknown> {
   return {
     type: 'tool_result',
     tool_use_id: toolUseId,
