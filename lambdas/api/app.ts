@@ -2,9 +2,12 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { AuthenticationError } from '../core/errors.js';
 import type { CorralServices } from '../core/services.js';
+import { classify, RateLimitedError } from '../core/resources/rate-limits.js';
 import { agentRoutes } from './agents.js';
+import { consoleRoutes } from './console.js';
 import { environmentRoutes } from './environments.js';
 import { errorBody, toErrorResponse, type Env } from './http.js';
+import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
 import type { LogNotifier } from './stream.js';
 
@@ -27,12 +30,15 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
 
   app.onError((err, c) => {
     const { status, body } = toErrorResponse(err);
+    if (err instanceof RateLimitedError) c.header('retry-after', String(err.retryAfterSeconds));
     if (status >= 500) opts.logger?.error('request failed', { path: c.req.path, error: (err as Error)?.stack ?? String(err) });
     return c.json(body, status as 400);
   });
   app.notFound((c) => c.json(errorBody('not_found_error', `no route for ${c.req.method} ${c.req.path}`), 404));
 
   app.get('/health', (c) => (opts.ready?.() ?? true ? c.json({ status: 'ok' }) : c.json({ status: 'starting' }, 503)));
+  app.route('/', openApiRoutes()); // GET /openapi.json, no API key
+  app.route('/', consoleRoutes()); // GET /console, /console/sessions/{id}: static pages, no API key
 
   app.use(
     '/v1/*',
@@ -52,6 +58,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
       if (err instanceof AuthenticationError) return c.json(errorBody(err.type, err.message), 401);
       throw err;
     }
+    await s.rateLimiter.check(c.get('tenant'), classify(c.req.method, c.req.path));
     await next();
   });
   app.route('/v1/agents', agentRoutes(s));

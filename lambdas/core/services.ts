@@ -5,6 +5,7 @@ import { AgentService } from './resources/agents.js';
 import { EnvironmentService } from './resources/environments.js';
 import { SessionService } from './resources/sessions.js';
 import { TenantService } from './resources/tenants.js';
+import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimits } from './resources/rate-limits.js';
 import { SandboxManager } from './sandbox/manager.js';
 import type { SandboxProvider } from './sandbox/types.js';
 import { LeaseManager } from './session/lease.js';
@@ -23,6 +24,7 @@ export interface CorralServices {
   leases: LeaseManager;
   sandboxes: SandboxManager;
   harness: Harness;
+  rateLimiter: RateLimiter;
 }
 
 export function createServices(deps: {
@@ -33,6 +35,8 @@ export function createServices(deps: {
   model: ModelClient;
   harness?: HarnessOptions;
   leaseTtlMs?: number;
+  /** Per-tenant request limits per minute. */
+  rateLimits?: RateLimits;
   /** Clock for leases (tests). */
   clock?: () => number;
 }): CorralServices {
@@ -56,5 +60,6 @@ export function createServices(deps: {
     leases,
     sandboxes,
     harness,
+    rateLimiter: new RateLimiter(deps.table, deps.rateLimits ?? DEFAULT_RATE_LIMITS),
   };
 }

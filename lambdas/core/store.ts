@@ -37,6 +37,11 @@ export interface StateTable {
   query(pk: string, opts?: QueryOptions): Promise<Page<Item>>;
   /** Query the secondary index by `gsi1pk`; `after` and `prefix` refer to `gsi1sk`. */
   queryIndex(gsi1pk: string, opts?: QueryOptions): Promise<Page<Item>>;
+  /**
+   * Atomically add `by` to a numeric attribute (created at 0), setting `extra` attributes too;
+   * returns the new value.
+   */
+  increment(pk: string, sk: string, attribute: string, by: number, extra?: Record<string, unknown>): Promise<number>;
   /** Every item whose partition key starts with `pkPrefix` (start-up recovery only; a scan). */
   scanPrefix(pkPrefix: string): Promise<Item[]>;
 }

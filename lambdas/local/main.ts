@@ -1,11 +1,12 @@
 import { jsonLogger } from '../core/logger.js';
 import { startLocalRuntime } from './runtime.js';
+import { parseRateLimits } from '../core/resources/rate-limits.js';
 
 /**
  * `npm start`: the embedded default. Settings come from the environment:
  * PORT (4000), CORRAL_DATA_DIR (./.corral), CORRAL_API_KEY (generated and printed if unset),
  * ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for the model, CORRAL_SANDBOX_ISOLATION
- * (auto | bwrap | none).
+ * (auto | bwrap | none), CORRAL_RATE_LIMITS (per tenant per minute, e.g. `create=300,write=1200,read=6000`).
  */
 const env = process.env;
 const port = env.PORT ? Number(env.PORT) : 4000;
@@ -18,6 +19,13 @@ if (!['auto', 'bwrap', 'none'].includes(isolation)) {
   console.error('CORRAL_SANDBOX_ISOLATION must be auto, bwrap or none');
   process.exit(2);
 }
+let rateLimits;
+try {
+  rateLimits = parseRateLimits(env.CORRAL_RATE_LIMITS);
+} catch (err) {
+  console.error(`CORRAL_RATE_LIMITS: ${(err as Error).message}`);
+  process.exit(2);
+}
 const logger = jsonLogger({ service: 'corral-local' });
 
 const runtime = await startLocalRuntime({
@@ -28,6 +36,7 @@ const runtime = await startLocalRuntime({
   anthropicApiKey: env.ANTHROPIC_API_KEY,
   anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
   sandboxIsolation: isolation,
+  rateLimits,
   logger,
 }).catch((err) => {
   console.error(`corral: could not start: ${(err as Error).message}`);

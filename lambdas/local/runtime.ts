@@ -17,6 +17,7 @@ import { generateApiKey } from '../core/resources/tenants.js';
 import { createServices, type CorralServices } from '../core/services.js';
 import { jsonLogger, silentLogger, type Logger } from '../core/logger.js';
 import type { SandboxProvider } from '../core/sandbox/types.js';
+import type { RateLimits } from '../core/resources/rate-limits.js';
 
 export const LOCAL_TENANT = 'local';
 
@@ -38,6 +39,8 @@ export interface LocalRuntimeOptions {
   /** How many sessions the worker runs at once. */
   concurrency?: number;
   leaseTtlMs?: number;
+  /** Per-tenant requests per minute (`create`, `write`, `read`); 0 turns one off. */
+  rateLimits?: RateLimits;
   logger?: Logger;
 }
 
@@ -105,6 +108,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       model,
       harness: { logger: log, ...opts.harness },
       leaseTtlMs: opts.leaseTtlMs,
+      rateLimits: opts.rateLimits,
     });
 
     const apiKeyGenerated = !opts.apiKey;

@@ -6,6 +6,7 @@ import {
   PutItemCommand,
   QueryCommand,
   ScanCommand,
+  UpdateItemCommand,
   type AttributeValue,
   type QueryCommandInput,
 } from '@aws-sdk/client-dynamodb';
@@ -66,6 +67,28 @@ export class DynamoStateTable implements StateTable {
       }
       throw err;
     }
+  }
+
+  async increment(pk: string, sk: string, attribute: string, by: number, extra: Record<string, unknown> = {}): Promise<number> {
+    const names: Record<string, string> = { '#n': attribute };
+    const values: Record<string, unknown> = { ':by': by };
+    const sets: string[] = [];
+    Object.entries(extra).forEach(([k, v], i) => {
+      names[`#x${i}`] = k;
+      values[`:x${i}`] = v;
+      sets.push(`#x${i} = :x${i}`);
+    });
+    const out = await this.client.send(
+      new UpdateItemCommand({
+        TableName: this.tableName,
+        Key: marshall({ pk, sk }),
+        UpdateExpression: `ADD #n :by${sets.length ? ` SET ${sets.join(', ')}` : ''}`,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: marshall(values),
+        ReturnValues: 'UPDATED_NEW',
+      }),
+    );
+    return Number(out.Attributes?.[attribute]?.N ?? by);
   }
 
   async delete(pk: string, sk: string): Promise<void> {
