@@ -46,7 +46,7 @@ export function createServices(deps: {
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
   const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table);
   const harness = new Harness(
-    { events: deps.events, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue },
+    { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue },
     deps.harness,
   );
   return {

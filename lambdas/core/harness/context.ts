@@ -1,77 +1,147 @@
 import type { SessionEvent, StoredEvent } from '../session/events.js';
+import { VIEW_BLOCK_CHARS } from './state.js';
 
 export type MessageParam = { role: 'user' | 'assistant'; content: Array<Record<string, unknown>> };
 
 /**
- * The model's view of the session: the log turned into Messages API messages. The log is never
- * changed to fit the view; the view is rebuilt for every model call.
+ * The model's view of the session. The log is never changed to fit the model: for every model
+ * call the view is rebuilt from a slice of the log by a pipeline of pure transformations over
+ * the events, then turned into Messages API messages:
+ *
+ *   window (from the view's start) -> elide old verbose tool output -> clip huge blocks
+ *   -> messages (with the summary of what came before the window first)
+ *   -> cache breakpoints (a stable prefix for prompt caching)
+ *
+ * Everything left out stays in the log; the stubs say where, and the model can read it back
+ * with the `read_session_log` tool. Thinking is never replayed (the log keeps no thinking text).
+ */
+
+/** One step of the view pipeline: events in, events out. Pure. */
+export type ViewTransform = (events: StoredEvent[]) => StoredEvent[];
+
+/** Only the events at or after `position`. */
+export const windowFrom =
+  (position: number): ViewTransform =>
+  (events) =>
+    events.filter((e) => e.position >= position);
+
+function mapText(event: SessionEvent, f: (text: string) => string): SessionEvent {
+  if (!Array.isArray(event.content)) return event;
+  return {
+    ...event,
+    content: (event.content as Array<Record<string, unknown>>).map((b) =>
+      b && b.type === 'text' && typeof b.text === 'string' ? { ...b, text: f(b.text) } : b,
+    ),
+  };
+}
+
+/**
+ * Tool output older than the last `keepRecent` model requests, longer than `maxChars`, is shown
+ * as a short stub naming the position to re-read it from.
+ */
+export const elideOldToolResults =
+  (opts: { keepRecent: number; maxChars: number }): ViewTransform =>
+  (events) => {
+    const starts = events.filter((e) => e.event.type === 'span.model_request_start').map((e) => e.position);
+    const cutoff = starts.length > opts.keepRecent ? starts[starts.length - opts.keepRecent] : -Infinity;
+    return events.map((stored) => {
+      const e = stored.event;
+      if (stored.position >= cutoff || (e.type !== 'agent.tool_result' && e.type !== 'user.custom_tool_result')) return stored;
+      return {
+        ...stored,
+        event: mapText(e, (text) =>
+          text.length <= opts.maxChars
+            ? text
+            : `${text.slice(0, 300)}\n[... ${text.length - 300} more characters of this output are not shown; ` +
+              `read_session_log with from_position ${stored.position} shows it whole ...]`,
+        ),
+      };
+    });
+  };
+
+/** Text blocks longer than `maxChars` are shown as head and tail, with where the whole is. */
+export const clipBlocks =
+  (maxChars: number): ViewTransform =>
+  (events) =>
+    events.map((stored) => ({
+      ...stored,
+      event: mapText(stored.event, (text) => {
+        if (text.length <= maxChars) return text;
+        const head = Math.floor(maxChars * 0.8);
+        const tail = maxChars - head;
+        return (
+          `${text.slice(0, head)}\n[... ${text.length - head - tail} characters not shown; ` +
+          `the full text is event ${stored.position} of this session's log ...]\n${text.slice(text.length - tail)}`
+        );
+      }),
+    }));
+
+export function pipeline(...steps: ViewTransform[]): ViewTransform {
+  return (events) => steps.reduce((acc, step) => step(acc), events);
+}
+
+export interface ViewOptions {
+  /** Longest text block shown, in characters. Default 50,000. */
+  maxBlockChars?: number;
+}
+
+/**
+ * The log turned into Messages API messages.
  *
  * - `user.message` content goes in as user content; `agent.message` text as assistant text.
  * - `agent.tool_use` / `agent.custom_tool_use` become assistant `tool_use` blocks whose id is the
  *   event id, and `agent.tool_result` / `user.custom_tool_result` the matching `tool_result`.
- * - Consecutive content of one role is merged, and a user message that carries tool results puts
- *   them first, as the Messages API requires.
- * - Status, span, error and thinking events are bookkeeping, not conversation.
+ * - Consecutive content of one role is merged; a user message that carries tool results puts
+ *   them first, as the Messages API requires; user messages that arrived while the model was
+ *   answering follow that answer.
+ * - Status, span, error, thinking and Corral's own events are bookkeeping, not conversation.
  */
-export interface ViewOptions {
-  /**
-   * Longest text block the model is shown, in characters. Longer ones (a huge tool output or
-   * message) are shown as their head and tail with a note of what was left out and where the
-   * whole text is in the log. Default 50,000.
-   */
-  maxBlockChars?: number;
+export function buildMessages(events: StoredEvent[], opts: ViewOptions = {}): MessageParam[] {
+  return toMessages(clipBlocks(opts.maxBlockChars ?? VIEW_BLOCK_CHARS)(events));
 }
 
-export function buildMessages(events: StoredEvent[], opts: ViewOptions = {}): MessageParam[] {
-  const maxBlock = opts.maxBlockChars ?? 50_000;
+export function toMessages(events: StoredEvent[]): MessageParam[] {
   const messages: MessageParam[] = [];
-  let position = 0;
-  const contentBlocks = (event: SessionEvent) => eventBlocks(event).map((b) => clip(b, maxBlock, position));
-  const toolResult = (toolUseId: string, event: SessionEvent) => resultBlock(toolUseId, event, contentBlocks(event));
   const push = (role: 'user' | 'assistant', blocks: Array<Record<string, unknown>>) => {
     if (blocks.length === 0) return;
     const last = messages[messages.length - 1];
     if (last && last.role === role) last.content.push(...blocks);
     else messages.push({ role, content: [...blocks] });
   };
-  // User messages that arrive while the model is answering are shown after that answer: the
-  // model answered without them.
   let openRequest = false;
   let deferred: SessionEvent[] = [];
-  for (const stored of events) {
-    const { event } = stored;
-    position = stored.position;
+  for (const { event } of events) {
     switch (event.type) {
       case 'span.model_request_start':
         openRequest = true;
         break;
       case 'span.model_request_end':
         openRequest = false;
-        for (const d of deferred) push('user', contentBlocks(d));
+        for (const d of deferred) push('user', eventBlocks(d));
         deferred = [];
         break;
       case 'user.message':
         if (openRequest) deferred.push(event);
-        else push('user', contentBlocks(event));
+        else push('user', eventBlocks(event));
         break;
       case 'agent.message':
-        push('assistant', contentBlocks(event).filter((b) => b.type === 'text' && String(b.text).length > 0));
+        push('assistant', eventBlocks(event).filter((b) => b.type === 'text' && String(b.text).length > 0));
         break;
       case 'agent.tool_use':
       case 'agent.custom_tool_use':
         push('assistant', [{ type: 'tool_use', id: event.id, name: event.name, input: event.input ?? {} }]);
         break;
       case 'agent.tool_result':
-        push('user', [toolResult(String(event.tool_use_id), event)]);
+        push('user', [resultBlock(String(event.tool_use_id), event)]);
         break;
       case 'user.custom_tool_result':
-        push('user', [toolResult(String(event.custom_tool_use_id), event)]);
+        push('user', [resultBlock(String(event.custom_tool_use_id), event)]);
         break;
       default:
         break;
     }
   }
-  for (const d of deferred) push('user', contentBlocks(d));
+  for (const d of deferred) push('user', eventBlocks(d));
   for (const m of messages) {
     if (m.role === 'user') {
       // tool_result blocks must open the user message that follows the assistant's tool_use.
@@ -83,16 +153,57 @@ export function buildMessages(events: StoredEvent[], opts: ViewOptions = {}): Me
   return messages;
 }
 
-function clip(block: Record<string, unknown>, max: number, position: number): Record<string, unknown> {
-  if (block.type !== 'text' || typeof block.text !== 'string' || block.text.length <= max) return block;
-  const text = block.text;
-  const head = Math.floor(max * 0.8);
-  const tail = max - head;
-  const left = text.length - head - tail;
-  return {
-    ...block,
-    text: `${text.slice(0, head)}\n[... ${left} characters not shown; the full text is event ${position} of this session's log ...]\n${text.slice(text.length - tail)}`,
+export interface SessionView {
+  messages: MessageParam[];
+  /** Whether anything of the log is out of the view (a summary stands for it, or stubs). */
+  partial: boolean;
+}
+
+/**
+ * The view for the next model call: the summary of what came before `start` (if any), then the
+ * window from `start`, elided and clipped, with cache breakpoints on the stable prefix.
+ */
+export function buildView(
+  events: StoredEvent[],
+  opts: { start: number; summary: { text: string; upTo: number } | null; maxBlockChars?: number; keepRecentResults?: number; elideAboveChars?: number },
+): SessionView {
+  const transform = pipeline(
+    windowFrom(opts.start),
+    elideOldToolResults({ keepRecent: opts.keepRecentResults ?? 3, maxChars: opts.elideAboveChars ?? 4_000 }),
+    clipBlocks(opts.maxBlockChars ?? VIEW_BLOCK_CHARS),
+  );
+  const window = windowFrom(opts.start)(events);
+  const shown = transform(events);
+  const partial = opts.summary !== null || JSON.stringify(shown) !== JSON.stringify(window);
+  const messages = toMessages(shown);
+  if (opts.summary) {
+    const note: Record<string, unknown> = {
+      type: 'text',
+      text:
+        `[Summary of events 1 to ${opts.summary.upTo} of this session, which are no longer shown. ` +
+        `They are all still in the session log: read_session_log shows any of them.]\n\n${opts.summary.text}`,
+    };
+    if (messages[0]?.role === 'user') messages[0].content.unshift(note);
+    else messages.unshift({ role: 'user', content: [note] });
+  }
+  return { messages, partial };
+}
+
+/**
+ * Prompt-cache breakpoints: the summary (stable until the next compaction) and the end of the
+ * conversation (the prefix of the next call). The system prompt and tools get theirs from the
+ * model request.
+ */
+export function withCacheBreakpoints(messages: MessageParam[], hasSummary: boolean): MessageParam[] {
+  const out = messages.map((m) => ({ ...m, content: m.content.map((b) => ({ ...b })) }));
+  const mark = (m: MessageParam | undefined, index: number) => {
+    if (!m || !m.content[index]) return;
+    m.content[index] = { ...m.content[index], cache_control: { type: 'ephemeral' } };
   };
+  if (hasSummary) mark(out[0], 0);
+  const last = out[out.length - 1];
+  if (last) mark(last, last.content.length - 1);
+  return out;
 }
 
 function eventBlocks(event: SessionEvent): Array<Record<string, unknown>> {
@@ -103,7 +214,8 @@ function eventBlocks(event: SessionEvent): Array<Record<string, unknown>> {
   >;
 }
 
-function resultBlock(toolUseId: string, event: SessionEvent, content: Array<Record<string, unknown>>): Record<string, unknown> {
+function resultBlock(toolUseId: string, event: SessionEvent): Record<string, unknown> {
+  const content = eventBlocks(event);
   return {
     type: 'tool_result',
     tool_use_id: toolUseId,

@@ -8,11 +8,13 @@ import type { SandboxRecipe } from '../sandbox/types.js';
 import { makeEvent, type EventBody, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
 import type { LeaseManager, Lease } from '../session/lease.js';
 import type { EventLog } from '../session/log.js';
-import { buildMessages } from './context.js';
+import { ConditionFailedError, type StateTable } from '../store.js';
+import { buildView, toMessages, withCacheBreakpoints } from './context.js';
 import { ModelError, type ModelClient, type ModelResponse } from './model.js';
+import { listCostCents, type ModelPrice } from './pricing.js';
 import type { WakeQueue } from './queue.js';
-import { DEFAULT_MAX_MODEL_ATTEMPTS, nextAction, type NextAction } from './state.js';
-import { buildToolbox, type Toolbox } from './tools.js';
+import { DEFAULT_MAX_MODEL_ATTEMPTS, decide, foldEvents, initialState, viewChars, type Decision, type OpenTool, type TurnState } from './state.js';
+import { buildToolbox, READ_LOG_TOOL, type Toolbox } from './tools.js';
 
 export interface HarnessLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -24,7 +26,7 @@ export interface HarnessLogger {
 export interface HarnessObserver {
   modelCall?(m: { sessionId: string; timeToFirstTokenMs: number | null; durationMs: number; ok: boolean }): void;
   toolCall?(m: { sessionId: string; tool: string; sandbox: string; durationMs: number; provisionMs: number; isError: boolean }): void;
-  step?(m: { sessionId: string; action: NextAction['kind']; durationMs: number }): void;
+  step?(m: { sessionId: string; action: Decision['kind']; durationMs: number }): void;
 }
 
 export interface HarnessOptions {
@@ -34,6 +36,15 @@ export interface HarnessOptions {
   /** How often a running model call or tool checks the log for `user.interrupt`. */
   interruptPollMs?: number;
   maxTokens?: number;
+  /**
+   * The model's view is compacted (older events summarised, `agent.thread_context_compacted`)
+   * when it grows past this many tokens (estimated at 4 characters a token). Default 100,000.
+   */
+  contextBudgetTokens?: number;
+  /** ...or past this many events. Default 1,000. */
+  contextBudgetEvents?: number;
+  /** List prices for session budgets. */
+  prices?: Record<string, ModelPrice>;
   /**
    * Provision the default sandbox when a turn starts instead of on the first tool call: the
    * coupled design, where thinking waits for a container. Only for measuring the difference.
@@ -67,10 +78,21 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     });
   });
 
+/** Where a harness keeps its fold of the log: the cursor, derived and rebuildable. */
+const cursorKey = (sessionId: string) => ({ pk: `session#${sessionId}`, sk: 'cursor' });
+
+const SUMMARY_PROMPT =
+  'The conversation above is the beginning of a long agent session. Write a summary of it that ' +
+  'lets you carry on the work without it: the task, what was done and found (files, commands, ' +
+  'results), decisions, and what remains. Be specific and brief; use plain prose and lists.';
+
 /**
- * The harness: stateless. `wake(sessionId)` reads the log, decides the next action from it alone
- * (`nextAction`), performs it (a model call, a tool call, a status change), appends what it
- * produced at the positions it expects, and repeats until the session has nothing to do.
+ * The harness: stateless between wakes. `wake(sessionId)` takes the session's lease, folds the
+ * events after its cursor into the turn state, decides the next action from that state alone
+ * (`decide`), performs it (a model call, a tool call, a status change), appends what it produced
+ * right after the last position it read, and repeats until there is nothing to do. A step reads
+ * the new events and the model's view, never the whole log, so its cost does not grow with the
+ * session.
  */
 export class Harness {
   private readonly log: HarnessLogger;
@@ -79,6 +101,7 @@ export class Harness {
   constructor(
     private readonly deps: {
       events: EventLog;
+      table: StateTable;
       sessions: SessionService;
       environments: EnvironmentService;
       leases: LeaseManager;
@@ -112,37 +135,45 @@ export class Harness {
         () => lost.abort(),
       );
     }, this.deps.leases.renewEveryMs);
-    let seen = 0;
+    let state: TurnState | null = null;
+    let saved = 0;
     try {
       if (lease.takeover) await this.fence(sessionId, lease);
+      state = await this.loadCursor(sessionId);
+      saved = state.position;
       for (;;) {
         if (lost.signal.aborted) throw new LeaseLostError(sessionId);
-        const events = await this.deps.events.getEvents(sessionId);
-        seen = events.length ? events[events.length - 1].position : 0;
-        if (fencedOut(events, lease)) throw new LeaseLostError(sessionId);
-        const action = nextAction(events, { maxModelAttempts: this.maxModelAttempts });
-        await this.reconcile(session, events);
-        if (action.kind === 'none') return { status: 'done' };
+        state = foldEvents(state, await this.deps.events.getEvents(sessionId, { from: state.position + 1 }));
+        if (state.maxFence > lease.fence) throw new LeaseLostError(sessionId);
+        await this.reconcile(session, state);
+        const decision = decide(state, {
+          maxModelAttempts: this.maxModelAttempts,
+          viewBudgetChars: (this.opts.contextBudgetTokens ?? 100_000) * 4,
+          viewBudgetEvents: this.opts.contextBudgetEvents ?? 1_000,
+          overBudget: this.overBudget(session, state),
+        });
+        if (decision.kind === 'none') {
+          if (state.position > saved) saved = await this.saveCursor(sessionId, state, saved);
+          return { status: 'done' };
+        }
         if (opts.deadline !== undefined && Date.now() >= opts.deadline) {
+          if (state.position > saved) saved = await this.saveCursor(sessionId, state, saved);
           await this.deps.queue.wake(sessionId);
           return { status: 'yielded' };
         }
         const started = Date.now();
         try {
-          await this.perform(session, lease, lost.signal, events, action);
+          await this.perform(session, lost.signal, state, decision);
         } catch (err) {
           if (err instanceof PositionConflictError) {
-            // Another writer got there first: re-read the log and decide again.
-            this.log.info('position conflict; re-reading the log', { sessionId, position: err.position });
+            // Another writer got there first: read what it wrote and decide again.
+            this.log.info('position conflict; reading the log again', { sessionId, position: err.position });
             continue;
           }
           throw err;
         }
-        this.opts.observer?.step?.({ sessionId, action: action.kind, durationMs: Date.now() - started });
-        session = await this.deps.sessions.get(null, sessionId).catch((err) => {
-          if (err instanceof NotFoundError) throw err;
-          throw err;
-        });
+        this.opts.observer?.step?.({ sessionId, action: decision.kind, durationMs: Date.now() - started });
+        session = await this.deps.sessions.get(null, sessionId);
       }
     } catch (err) {
       if (err instanceof NotFoundError) return { status: 'gone' };
@@ -155,16 +186,38 @@ export class Harness {
       clearInterval(renew);
       await this.deps.leases.release(lease).catch(() => undefined);
       // An event that arrived after the last read (its wake found us busy) still gets a harness.
-      const last = await this.deps.events.lastPosition(sessionId).catch(() => seen);
-      if (last !== seen) await this.deps.queue.wake(sessionId).catch(() => undefined);
+      if (state) {
+        const seen = state.position;
+        const last = await this.deps.events.lastPosition(sessionId).catch(() => seen);
+        if (last !== seen) await this.deps.queue.wake(sessionId).catch(() => undefined);
+      }
+    }
+  }
+
+  private async loadCursor(sessionId: string): Promise<TurnState> {
+    const item = await this.deps.table.get(cursorKey(sessionId).pk, cursorKey(sessionId).sk);
+    return item ? (item.state as TurnState) : initialState();
+  }
+
+  /** Save the fold; only ever forward (a stale harness cannot move the cursor back). */
+  private async saveCursor(sessionId: string, state: TurnState, saved: number): Promise<number> {
+    try {
+      await this.deps.table.put(
+        { ...cursorKey(sessionId), position: state.position, state },
+        saved > 0 ? { ifBelow: { name: 'position', value: state.position } } : {},
+      );
+      return state.position;
+    } catch (err) {
+      if (err instanceof ConditionFailedError) return saved;
+      throw err;
     }
   }
 
   /**
    * Fence off a previous holder that may still be running: append `session.status_rescheduled`
    * carrying our fencing token. A harness only ever appends right after the last position it has
-   * read, and on any conflict re-reads the log; so once the marker is in, the old holder's next
-   * append fails, and its re-read shows it a newer fence, at which it stops.
+   * read, and on any conflict reads the log again; so once the marker is in, the old holder's
+   * next append fails, and what it then reads shows it a newer fence, at which it stops.
    */
   private async fence(sessionId: string, lease: Lease) {
     for (let attempt = 0; ; attempt++) {
@@ -188,64 +241,89 @@ export class Harness {
     return { environmentId: session.environment_id, config: env?.config ?? { type: 'cloud' }, resources: session.resources };
   }
 
-  /** Keep the session record's status in line with the log (it is derived from it). */
-  private async reconcile(session: Session, events: StoredEvent[]) {
-    let status: SessionStatus = 'idle';
-    for (const { event } of events) {
-      if (event.type === 'session.status_running') status = 'running';
-      else if (event.type === 'session.status_idle') status = 'idle';
-      else if (event.type === 'session.status_terminated') status = 'terminated';
-    }
-    if (status !== session.status) {
-      await this.deps.sessions.mutate(null, session.id, (s) => (s.status === status ? null : { ...s, status }));
-      session.status = status;
-    }
+  /** The session's budget is spent, or it has one and the model has no list price. */
+  private overBudget(session: Session, state: TurnState): boolean {
+    const budget = session.budget as { max_list_cost?: { amount?: string } } | null;
+    const max = Number(budget?.max_list_cost?.amount);
+    if (!budget || !Number.isFinite(max)) return false;
+    const cost = listCostCents(session.agent.model.id, state.usage, this.opts.prices);
+    return cost === null || cost >= max;
   }
 
-  private async perform(session: Session, lease: Lease, lost: AbortSignal, events: StoredEvent[], action: NextAction) {
+  /** Keep the session record's status and usage in line with the log (they derive from it). */
+  private async reconcile(session: Session, state: TurnState) {
+    const status: SessionStatus = state.running ? 'running' : 'idle';
+    const cost = listCostCents(session.agent.model.id, state.usage, this.opts.prices);
+    const usage: Session['usage'] = {
+      input_tokens: state.usage.input_tokens,
+      output_tokens: state.usage.output_tokens,
+      cache_read_input_tokens: state.usage.cache_read_input_tokens,
+      cache_creation: { ephemeral_5m_input_tokens: state.usage.cache_creation_input_tokens },
+      ...(cost !== null ? { list_cost: { amount: String(Math.ceil(cost)), currency: 'USD' } } : {}),
+    };
+    if (session.status === status && JSON.stringify(session.usage) === JSON.stringify(usage)) return;
+    const next = await this.deps.sessions.mutate(null, session.id, (s) =>
+      s.status === status && JSON.stringify(s.usage) === JSON.stringify(usage)
+        ? null
+        : { ...s, status, usage, updated_at: new Date().toISOString() },
+    );
+    session.status = next.status;
+    session.usage = next.usage;
+  }
+
+  private async perform(session: Session, lost: AbortSignal, state: TurnState, d: Decision) {
     const sessionId = session.id;
-    const tail = events.length ? events[events.length - 1].position : 0;
+    const tail = state.position;
     const append = (bodies: Array<EventBody | SessionEvent>) => this.append(sessionId, tail, bodies);
-    switch (action.kind) {
+    const idle = (stop_reason: Record<string, unknown>) => ({ type: 'session.status_idle', stop_reason, stop_details: null });
+    switch (d.kind) {
       case 'none':
         return;
-      case 'complete_batch':
-        for (const [i, event] of action.events.entries()) {
+      case 'complete_batch': {
+        const [head] = await this.deps.events.getEvents(sessionId, { from: d.headPosition, to: d.headPosition + 1 });
+        const missing = (head?.rest ?? []).filter((e) => d.missing.includes(e.id));
+        for (const [i, event] of missing.entries()) {
           await this.deps.events.emitEvent(sessionId, event, { position: tail + 1 + i });
         }
-        await this.afterAppend(sessionId, action.events);
         return;
+      }
       case 'start_turn':
         if (this.opts.eagerSandbox) await this.deps.sandboxes.ensure(sessionId, DEFAULT_SANDBOX, await this.recipe(session));
         await append([{ type: 'session.status_running' }]);
         return;
       case 'interrupt': {
         const bodies: EventBody[] = [];
-        if (action.danglingRequestId) bodies.push(requestEnd(action.danglingRequestId, null, true));
-        for (const toolUse of action.openToolUses) {
-          bodies.push(toolResultBody(toolUse.id, 'Interrupted by the user before this tool call completed.', true));
+        if (d.danglingRequestId) bodies.push(requestEnd(d.danglingRequestId, null, true));
+        for (const tool of d.open) {
+          bodies.push(toolResultBody(tool.id, 'Interrupted by the user before this tool call completed.', true));
         }
-        bodies.push({ type: 'session.status_idle', stop_reason: { type: 'end_turn' }, stop_details: null });
+        bodies.push(idle({ type: 'end_turn' }));
         await append(bodies);
         return;
       }
       case 'close_request':
-        await append([requestEnd(action.requestId, null, true)]);
+        await append([requestEnd(d.requestId, null, true)]);
         return;
       case 'requires_action':
-        await append([{ type: 'session.status_idle', stop_reason: { type: 'requires_action', event_ids: action.eventIds }, stop_details: null }]);
+        await append([idle({ type: 'requires_action', event_ids: d.eventIds })]);
         return;
       case 'end_turn':
-        await append([{ type: 'session.status_idle', stop_reason: { type: 'end_turn' }, stop_details: null }]);
+        await append([idle({ type: 'end_turn' })]);
         return;
       case 'retries_exhausted':
-        await append([{ type: 'session.status_idle', stop_reason: { type: 'retries_exhausted' }, stop_details: null }]);
+        await append([idle({ type: 'retries_exhausted' })]);
+        return;
+      case 'budget_reached':
+        await append([idle({ type: 'budget_reached' })]);
         return;
       case 'run_tool':
-        await this.runTool(session, tail, lost, action.toolUse, action.confirmation);
+        await this.runTool(session, tail, lost, d.tool);
+        return;
+      case 'compact':
+        await this.compact(session, state);
         return;
       case 'call_model':
-        await this.callModel(session, lease, tail, lost, events, action.attempt);
+        await this.callModel(session, state, lost, d.attempt);
         return;
     }
   }
@@ -256,48 +334,31 @@ export class Harness {
     const events = bodies.map((b) => ('id' in b && 'processed_at' in b ? (b as SessionEvent) : makeEvent(b, now)));
     if (events.length === 1) await this.deps.events.emitEvent(sessionId, events[0], { position: tail + 1 });
     else await this.deps.events.appendBatch(sessionId, events, { position: tail + 1, mayFollow: isUserEvent });
-    await this.afterAppend(sessionId, events);
     return events;
   }
 
-  /** Derived records: the session's status and usage follow what was appended. */
-  private async afterAppend(sessionId: string, events: SessionEvent[]) {
-    let status: SessionStatus | null = null;
-    const usage = { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
-    let hasUsage = false;
-    for (const e of events) {
-      if (e.type === 'session.status_running') status = 'running';
-      if (e.type === 'session.status_idle') status = 'idle';
-      if (e.type === 'span.model_request_end' && e.model_usage) {
-        const u = e.model_usage as typeof usage;
-        usage.input_tokens += u.input_tokens ?? 0;
-        usage.output_tokens += u.output_tokens ?? 0;
-        usage.cache_read_input_tokens += u.cache_read_input_tokens ?? 0;
-        usage.cache_creation_input_tokens += u.cache_creation_input_tokens ?? 0;
-        hasUsage = true;
+  /**
+   * Append a batch after `position`. If user events slipped in meanwhile (the API appends them at
+   * any time), the batch follows them; if anything else did, another harness is writing and the
+   * batch is dropped (the loop reads the log again and decides anew).
+   */
+  private async appendAfter(sessionId: string, position: number, bodies: EventBody[]) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.append(sessionId, position, bodies);
+        return;
+      } catch (err) {
+        if (!(err instanceof PositionConflictError) || attempt > 20) throw err;
+        const fresh = await this.deps.events.getEvents(sessionId, { from: position + 1 });
+        if (!fresh.every((e) => isUserEvent(e.event))) throw err;
+        position = fresh.length ? fresh[fresh.length - 1].position : position;
       }
     }
-    if (status === null && !hasUsage) return;
-    await this.deps.sessions.mutate(null, sessionId, (s) => ({
-      ...s,
-      status: status ?? s.status,
-      updated_at: new Date().toISOString(),
-      usage: hasUsage
-        ? {
-            input_tokens: (s.usage.input_tokens ?? 0) + usage.input_tokens,
-            output_tokens: (s.usage.output_tokens ?? 0) + usage.output_tokens,
-            cache_read_input_tokens: (s.usage.cache_read_input_tokens ?? 0) + usage.cache_read_input_tokens,
-            cache_creation: {
-              ephemeral_5m_input_tokens: (s.usage.cache_creation?.ephemeral_5m_input_tokens ?? 0) + usage.cache_creation_input_tokens,
-            },
-          }
-        : s.usage,
-    }));
   }
 
   /**
-   * Abort `signal` when a `user.interrupt` lands after `from` or the lease is lost. The returned
-   * function stops watching.
+   * Abort `controller` when a `user.interrupt` lands after `from` or the lease is lost. The
+   * returned function stops watching.
    */
   private watchInterrupt(sessionId: string, from: number, lost: AbortSignal, controller: AbortController): () => void {
     const poll = this.opts.interruptPollMs ?? 250;
@@ -325,15 +386,23 @@ export class Harness {
     };
   }
 
-  private async callModel(session: Session, lease: Lease, tail: number, lost: AbortSignal, events: StoredEvent[], attempt: number) {
+  /** The model's view: the window from the view's start (one read), summary first. */
+  private async view(session: Session, state: TurnState) {
+    const events = await this.deps.events.getEvents(session.id, { from: state.view.start });
+    const view = buildView(events, { start: state.view.start, summary: state.view.summary });
+    const toolbox = buildToolbox(session.agent.tools, { readLog: view.partial });
+    return { events, view, toolbox };
+  }
+
+  private async callModel(session: Session, state: TurnState, lost: AbortSignal, attempt: number) {
     const sessionId = session.id;
     if (attempt > 1) {
       const delay = this.opts.retryDelayMs?.(attempt - 1) ?? Math.min(30_000, 1000 * 2 ** (attempt - 2)) * (0.5 + Math.random() / 2);
       await sleep(delay, lost);
     }
-    const toolbox = buildToolbox(session.agent.tools);
-    const [start] = await this.append(sessionId, tail, [{ type: 'span.model_request_start' }]);
-    let position = tail + 1;
+    const { view, toolbox } = await this.view(session, state);
+    const [start] = await this.append(sessionId, state.position, [{ type: 'span.model_request_start' }]);
+    const position = state.position + 1;
     const controller = new AbortController();
     const stopWatching = this.watchInterrupt(sessionId, position, lost, controller);
     const started = Date.now();
@@ -343,9 +412,10 @@ export class Harness {
         {
           model: session.agent.model.id,
           system: session.agent.system ?? undefined,
-          messages: buildMessages(events) as never,
+          messages: withCacheBreakpoints(view.messages, state.view.summary !== null) as never,
           tools: toolbox.specs,
           maxTokens: this.opts.maxTokens ?? 8192,
+          cache: true,
         },
         { signal: controller.signal },
       );
@@ -365,11 +435,7 @@ export class Harness {
         { type: 'session.error', error: { type: e.errorType, message: e.message, retry_status: { type: retryStatus } } },
       ];
       if (retryStatus !== 'retrying') {
-        bodies.push({
-          type: 'session.status_idle',
-          stop_reason: { type: exhausted ? 'retries_exhausted' : 'end_turn' },
-          stop_details: null,
-        });
+        bodies.push({ type: 'session.status_idle', stop_reason: { type: exhausted ? 'retries_exhausted' : 'end_turn' }, stop_details: null });
       }
       await this.appendAfter(sessionId, position, bodies);
       return;
@@ -382,26 +448,74 @@ export class Harness {
       ok: true,
     });
     await this.appendAfter(sessionId, position, this.responseEvents(start.id, response, toolbox));
-    void lease;
   }
 
   /**
-   * Append a batch after `position`. If user events slipped in meanwhile (the API appends them at
-   * the tail), the batch follows them; if anything else did, another harness is writing and the
-   * batch is dropped (the caller re-reads the log).
+   * Compaction: summarise the older part of the view with the model and append the summary as
+   * `agent.thread_context_compacted`. The view then starts after it; the summarised events stay
+   * in the log, readable with `getEvents` and, for the model, `read_session_log`.
    */
-  private async appendAfter(sessionId: string, position: number, bodies: EventBody[]) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.append(sessionId, position, bodies);
-        return;
-      } catch (err) {
-        if (!(err instanceof PositionConflictError) || attempt > 20) throw err;
-        const fresh = await this.deps.events.getEvents(sessionId, { from: position + 1 });
-        if (!fresh.every((e) => isUserEvent(e.event))) throw err;
-        position = fresh.length ? fresh[fresh.length - 1].position : position;
-      }
+  private async compact(session: Session, state: TurnState) {
+    const sessionId = session.id;
+    const events = await this.deps.events.getEvents(sessionId, { from: state.view.start });
+    const budgetChars = (this.opts.contextBudgetTokens ?? 100_000) * 4;
+    const budgetEvents = this.opts.contextBudgetEvents ?? 1_000;
+    // Cut right before a model request: every earlier tool call has its result by then, so the
+    // part that stays starts cleanly. Keep as much as fits half of each budget.
+    let boundary = -1;
+    let keptChars = 0;
+    for (let i = events.length - 1; i >= 0; i--) {
+      keptChars += viewChars(events[i].event);
+      const keptEvents = events.length - i;
+      if (keptChars > budgetChars / 2 || keptEvents > budgetEvents / 2) break;
+      if (events[i].event.type === 'span.model_request_start' && i > 0) boundary = i;
     }
+    if (boundary < 0) {
+      // Nothing fits half the budget: keep only from the last model request.
+      for (let i = events.length - 1; i > 0 && boundary < 0; i--) if (events[i].event.type === 'span.model_request_start') boundary = i;
+    }
+    if (boundary <= 0) boundary = events.length; // no clean cut: summarise all of it
+    const older = events.slice(0, boundary);
+    const kept = events.slice(boundary);
+    const upTo = older.length ? older[older.length - 1].position : state.view.start - 1;
+    let summary: string;
+    try {
+      const view = buildView(older, { start: state.view.start, summary: state.view.summary });
+      const messages = [...view.messages];
+      const instruction = { type: 'text', text: SUMMARY_PROMPT };
+      if (messages.length && messages[messages.length - 1].role === 'user') messages[messages.length - 1].content.push(instruction);
+      else messages.push({ role: 'user', content: [instruction] });
+      const response = await this.deps.model.complete({
+        model: session.agent.model.id,
+        system: session.agent.system ?? undefined,
+        messages: messages as never,
+        tools: [],
+        maxTokens: 4096,
+      });
+      summary = response.content
+        .filter((b) => b.type === 'text')
+        .map((b) => String((b as { text?: unknown }).text ?? ''))
+        .join('\n')
+        .trim();
+      if (!summary) throw new Error('empty summary');
+      // A summary must leave room for the conversation that follows it.
+      if (summary.length > budgetChars / 4) summary = `${summary.slice(0, budgetChars / 4)}\n[summary cut short]`;
+    } catch (err) {
+      this.log.warn('summary failed; compacting with a plain note', { sessionId, error: String((err as Error)?.message ?? err) });
+      summary =
+        `(No summary could be written. Events ${state.view.start} to ${upTo} are out of view; ` +
+        `${state.view.summary ? `before them: ${state.view.summary.text}` : ''})`;
+    }
+    await this.append(sessionId, state.position, [
+      {
+        type: 'agent.thread_context_compacted',
+        summary,
+        from_position: state.view.start,
+        up_to_position: upTo,
+        retained_chars: kept.reduce((n, e) => n + viewChars(e.event), 0),
+        retained_events: kept.length,
+      },
+    ]);
   }
 
   private responseEvents(startId: string, response: ModelResponse, toolbox: Toolbox): EventBody[] {
@@ -435,23 +549,26 @@ export class Harness {
       }
     }
     bodies.push(requestEnd(startId, response, false));
-    if (!calledTools) {
-      bodies.push({ type: 'session.status_idle', stop_reason: { type: 'end_turn' }, stop_details: null });
-    }
+    if (!calledTools) bodies.push({ type: 'session.status_idle', stop_reason: { type: 'end_turn' }, stop_details: null });
     return bodies;
   }
 
-  private async runTool(session: Session, tail: number, lost: AbortSignal, toolUse: SessionEvent, confirmation: SessionEvent | null) {
+  private async runTool(session: Session, tail: number, lost: AbortSignal, tool: OpenTool) {
     const sessionId = session.id;
-    if (confirmation?.result === 'deny') {
-      const why = confirmation.deny_message ? `: ${confirmation.deny_message}` : '.';
-      await this.append(sessionId, tail, [toolResultBody(toolUse.id, `The user denied this tool call${why}`, true)]);
+    if (tool.confirmation?.result === 'deny') {
+      const why = tool.confirmation.deny_message ? `: ${tool.confirmation.deny_message}` : '.';
+      await this.append(sessionId, tail, [toolResultBody(tool.id, `The user denied this tool call${why}`, true)]);
       return;
     }
-    const name = String(toolUse.name);
-    const route = buildToolbox(session.agent.tools).routes.get(name);
-    if (!route || route.kind !== 'sandbox') {
-      await this.append(sessionId, tail, [toolResultBody(toolUse.id, `Unknown tool ${JSON.stringify(name)}.`, true)]);
+    const route = buildToolbox(session.agent.tools, { readLog: true }).routes.get(tool.name);
+    if (!route || route.kind === 'custom') {
+      await this.append(sessionId, tail, [toolResultBody(tool.id, `Unknown tool ${JSON.stringify(tool.name)}.`, true)]);
+      return;
+    }
+    const [stored] = await this.deps.events.getEvents(sessionId, { from: tool.position, to: tool.position + 1 });
+    const toolUse = stored.event;
+    if (route.kind === 'log') {
+      await this.appendAfter(sessionId, tail, [await this.readLog(sessionId, toolUse)]);
       return;
     }
     const { sandbox = DEFAULT_SANDBOX, ...input } = (toolUse.input ?? {}) as { sandbox?: unknown; [k: string]: unknown };
@@ -459,17 +576,13 @@ export class Harness {
     const stopWatching = this.watchInterrupt(sessionId, tail, lost, controller);
     const started = Date.now();
     try {
-      const report = await this.deps.sandboxes.execute(
-        sessionId,
-        String(sandbox),
-        await this.recipe(session),
-        route.tool,
-        input,
-        { idempotencyKey: toolUse.id, signal: controller.signal },
-      );
+      const report = await this.deps.sandboxes.execute(sessionId, String(sandbox), await this.recipe(session), route.tool, input, {
+        idempotencyKey: toolUse.id,
+        signal: controller.signal,
+      });
       this.opts.observer?.toolCall?.({
         sessionId,
-        tool: name,
+        tool: tool.name,
         sandbox: report.sandbox,
         durationMs: Date.now() - started,
         provisionMs: report.provisionMs,
@@ -486,16 +599,28 @@ export class Harness {
       throw err;
     }
   }
+
+  /** `read_session_log`: events of this session by position, as the model saw them. */
+  private async readLog(sessionId: string, toolUse: SessionEvent): Promise<EventBody> {
+    const input = (toolUse.input ?? {}) as { from_position?: unknown; to_position?: unknown };
+    const from = Number(input.from_position);
+    const to = input.to_position === undefined ? from : Number(input.to_position);
+    if (!Number.isInteger(from) || !Number.isInteger(to) || from < 1 || to < from) {
+      return toolResultBody(toolUse.id, 'from_position and to_position must be positions (1, 2, ...), from <= to.', true);
+    }
+    const events = await this.deps.events.getEvents(sessionId, { from, to: Math.min(to, from + 49) + 1 });
+    const lines = events.map((s) => {
+      const rendered = JSON.stringify(toMessages([s])[0]?.content ?? { type: s.event.type });
+      return `#${s.position} ${s.event.type}: ${rendered.length > 20_000 ? `${rendered.slice(0, 20_000)} [...]` : rendered}`;
+    });
+    const more = to > from + 49 ? `\n(${to - from - 49} more: ask again from position ${from + 50})` : '';
+    return toolResultBody(toolUse.id, (lines.join('\n') || 'No events in that range.') + more, false);
+  }
 }
 
 /** Events the API appends at any moment; a harness's events may follow them. */
 function isUserEvent(e: SessionEvent): boolean {
   return e.type.startsWith('user.');
-}
-
-/** A newer harness has fenced this one off (see `Harness.fence`). */
-function fencedOut(events: StoredEvent[], lease: Lease): boolean {
-  return events.some((s) => s.event.type === 'session.status_rescheduled' && Number(s.event.fence) > lease.fence);
 }
 
 function requestEnd(startId: string, response: ModelResponse | null, isError: boolean): EventBody {

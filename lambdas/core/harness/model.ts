@@ -28,6 +28,8 @@ export interface ModelRequest {
   messages: Array<{ role: 'user' | 'assistant'; content: unknown[] }>;
   tools: Array<{ name: string; description: string; input_schema: Record<string, unknown> }>;
   maxTokens: number;
+  /** Mark the system prompt and the tools as a cacheable prefix (prompt caching). */
+  cache?: boolean;
 }
 
 /**
@@ -83,13 +85,19 @@ export class AnthropicModel implements ModelClient {
     const started = Date.now();
     let firstToken: number | null = null;
     try {
+      const ephemeral = { type: 'ephemeral' as const };
+      const tools = request.tools.map((t, i) =>
+        request.cache && i === request.tools.length - 1 ? { ...t, cache_control: ephemeral } : t,
+      ) as Anthropic.Tool[];
+      const system =
+        request.system && request.cache ? [{ type: 'text' as const, text: request.system, cache_control: ephemeral }] : request.system;
       const stream = this.client.messages.stream(
         {
           model: request.model,
           max_tokens: request.maxTokens,
-          system: request.system,
+          system,
           messages: request.messages as Anthropic.MessageParam[],
-          tools: request.tools.length ? (request.tools as Anthropic.Tool[]) : undefined,
+          tools: tools.length ? tools : undefined,
         },
         { signal: opts.signal },
       );

@@ -1,169 +1,304 @@
 import type { SessionEvent, StoredEvent } from '../session/events.js';
-import { missingBatchEvents } from '../session/log.js';
 
 /**
- * The pure half of the harness: from the log alone, decide what happens next. Because every
- * decision is a function of the log, a harness that died anywhere can be replaced by a fresh one
- * that reads the same log and reaches the same decision.
+ * The pure half of the harness: what happens next is a function of the log alone.
+ *
+ * The log is folded event by event into a small `TurnState` (`foldEvent`), and `decide` reads
+ * the next action off that state. Because the state is a fold, it can be saved with the position
+ * it reached (the harness's cursor) and continued later from there: a step reads only the events
+ * after its cursor, however long the session is, and a fresh harness that has no cursor (or an
+ * older one) folds from the start and reaches the same state.
  */
-export type NextAction =
-  /** A batch whose writer died half way: append the events it carries that are missing. */
-  | { kind: 'complete_batch'; events: SessionEvent[] }
-  /** Nothing to do: idle, and no user message waits. */
-  | { kind: 'none' }
-  /** A user message waits: the turn starts (`session.status_running`). */
-  | { kind: 'start_turn' }
-  /** The user interrupted: close what is open and go idle. */
-  | { kind: 'interrupt'; danglingRequestId: string | null; openToolUses: SessionEvent[] }
-  /** A model request started but never ended (its harness died): record it as failed. */
-  | { kind: 'close_request'; requestId: string }
-  /** A tool call can run now. */
-  | { kind: 'run_tool'; toolUse: SessionEvent; confirmation: SessionEvent | null }
-  /** Every open tool call waits for the user (confirmation or custom tool result). */
-  | { kind: 'requires_action'; eventIds: string[] }
-  /** The model answered without tool calls and nothing new arrived: the turn ends. */
-  | { kind: 'end_turn' }
-  /** Call the model with the log as it is. */
-  | { kind: 'call_model'; attempt: number }
-  /** The model failed `maxAttempts` times in a row: the turn ends with `retries_exhausted`. */
-  | { kind: 'retries_exhausted' };
+
+/** A tool call the model made that has no result yet. */
+export interface OpenTool {
+  id: string;
+  type: 'agent.tool_use' | 'agent.custom_tool_use';
+  name: string;
+  /** Where the tool use is in the log (its input is read from there when it runs). */
+  position: number;
+  permission: 'allow' | 'ask' | null;
+  confirmation: { result: 'allow' | 'deny'; deny_message: string | null } | null;
+}
+
+export interface TurnState {
+  /** Last position folded in. */
+  position: number;
+  lastIdle: { position: number; reason: string | null } | null;
+  /** A `session.status_running` came after the last idle. */
+  running: boolean;
+  interruptInTurn: boolean;
+  /** Id of a `span.model_request_start` of this turn that has no end yet. */
+  openRequest: string | null;
+  /** The last model request of this turn, as far as it has gone. */
+  lastRequest: { ended: boolean; ok: boolean; calledTools: boolean; userMessageSince: boolean } | null;
+  /** Consecutive failed model requests at the end of this turn. */
+  failures: number;
+  open: OpenTool[];
+  /** A user message the model has not been asked about yet (nor cancelled by an interrupt). */
+  pendingUserMessage: boolean;
+  /** The user answered a confirmation or a custom tool since the last idle. */
+  answeredSinceIdle: boolean;
+  /** The last batch head whose events are not all in the log yet. */
+  batch: { headPosition: number; missing: string[] } | null;
+  /** Highest fencing token among `session.status_rescheduled` markers. */
+  maxFence: number;
+  /** Token totals of all model requests, for usage and budgets. */
+  usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
+  /** The model's view: it starts at `viewStart`, after the summary of what came before. */
+  view: {
+    start: number;
+    summary: { text: string; upTo: number } | null;
+    /** Characters of conversation in the view, and the number of events in it. */
+    chars: number;
+    events: number;
+  };
+}
+
+export function initialState(): TurnState {
+  return {
+    position: 0,
+    lastIdle: null,
+    running: false,
+    interruptInTurn: false,
+    openRequest: null,
+    lastRequest: null,
+    failures: 0,
+    open: [],
+    pendingUserMessage: false,
+    answeredSinceIdle: false,
+    batch: null,
+    maxFence: 0,
+    usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+    view: { start: 1, summary: null, chars: 0, events: 0 },
+  };
+}
+
+/** Longest text block the view shows (longer ones are clipped; see `clipBlocks`). */
+export const VIEW_BLOCK_CHARS = 50_000;
+
+/** Characters an event adds to the model's view (0 for bookkeeping), counting clipped blocks as clipped. */
+export function viewChars(e: SessionEvent): number {
+  switch (e.type) {
+    case 'user.message':
+    case 'agent.message':
+    case 'agent.tool_result':
+    case 'user.custom_tool_result': {
+      if (!Array.isArray(e.content)) return 0;
+      return (e.content as Array<{ type?: string; text?: unknown }>).reduce(
+        (n, b) => n + (b?.type === 'text' && typeof b.text === 'string' ? Math.min(b.text.length, VIEW_BLOCK_CHARS) : JSON.stringify(b ?? '').length),
+        0,
+      );
+    }
+    case 'agent.tool_use':
+    case 'agent.custom_tool_use':
+      return JSON.stringify(e.input ?? {}).length + String(e.name).length;
+    default:
+      return 0;
+  }
+}
+
+/** Fold one stored event into the state (returns a new state; the input is not changed). */
+export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
+  const s: TurnState = structuredClone(prev);
+  const e = stored.event;
+  s.position = stored.position;
+  s.view.chars += viewChars(e);
+  s.view.events += 1;
+  if (s.batch) {
+    s.batch.missing = s.batch.missing.filter((id) => id !== e.id);
+    if (s.batch.missing.length === 0) s.batch = null;
+  }
+  if (stored.rest?.length) s.batch = { headPosition: stored.position, missing: stored.rest.map((r) => r.id) };
+
+  switch (e.type) {
+    case 'session.status_idle':
+      s.lastIdle = { position: stored.position, reason: (e.stop_reason as { type?: string } | undefined)?.type ?? null };
+      s.running = false;
+      s.interruptInTurn = false;
+      s.openRequest = null;
+      s.answeredSinceIdle = false;
+      if (s.lastIdle.reason === 'requires_action') s.pendingUserMessage = false;
+      break;
+    case 'session.status_running':
+      s.running = true;
+      s.interruptInTurn = false;
+      s.lastRequest = null;
+      s.failures = 0;
+      s.openRequest = null;
+      break;
+    case 'session.status_rescheduled':
+      s.maxFence = Math.max(s.maxFence, Number(e.fence) || 0);
+      break;
+    case 'user.message':
+      s.pendingUserMessage = true;
+      if (s.lastRequest) s.lastRequest.userMessageSince = true;
+      break;
+    case 'user.interrupt':
+      s.pendingUserMessage = false;
+      if (s.running) s.interruptInTurn = true;
+      break;
+    case 'span.model_request_start':
+      s.pendingUserMessage = false;
+      if (s.running) {
+        s.openRequest = e.id;
+        s.lastRequest = { ended: false, ok: false, calledTools: false, userMessageSince: false };
+      }
+      break;
+    case 'span.model_request_end': {
+      if (s.openRequest === e.model_request_start_id) s.openRequest = null;
+      if (s.running && s.lastRequest) {
+        s.lastRequest.ended = true;
+        s.lastRequest.ok = e.is_error !== true;
+      }
+      if (s.running) s.failures = e.is_error === true ? s.failures + 1 : 0;
+      const u = (e.model_usage ?? {}) as Partial<TurnState['usage']>;
+      s.usage.input_tokens += u.input_tokens ?? 0;
+      s.usage.output_tokens += u.output_tokens ?? 0;
+      s.usage.cache_read_input_tokens += u.cache_read_input_tokens ?? 0;
+      s.usage.cache_creation_input_tokens += u.cache_creation_input_tokens ?? 0;
+      break;
+    }
+    case 'agent.tool_use':
+    case 'agent.custom_tool_use':
+      if (s.lastRequest) s.lastRequest.calledTools = true;
+      s.open.push({
+        id: e.id,
+        type: e.type,
+        name: String(e.name),
+        position: stored.position,
+        permission: e.type === 'agent.tool_use' ? ((e.evaluated_permission as 'allow' | 'ask' | undefined) ?? 'allow') : null,
+        confirmation: null,
+      });
+      break;
+    case 'agent.tool_result':
+      s.open = s.open.filter((t) => t.id !== e.tool_use_id);
+      break;
+    case 'user.custom_tool_result':
+      if (s.open.some((t) => t.id === e.custom_tool_use_id)) s.answeredSinceIdle = true;
+      s.open = s.open.filter((t) => t.id !== e.custom_tool_use_id);
+      break;
+    case 'user.tool_confirmation': {
+      const tool = s.open.find((t) => t.id === e.tool_use_id && t.permission === 'ask' && !t.confirmation);
+      if (tool) {
+        tool.confirmation = { result: e.result === 'deny' ? 'deny' : 'allow', deny_message: (e.deny_message as string | null) ?? null };
+        s.answeredSinceIdle = true;
+      }
+      break;
+    }
+    case 'agent.thread_context_compacted': {
+      s.view = {
+        start: Number(e.up_to_position) + 1,
+        summary: { text: String(e.summary ?? ''), upTo: Number(e.up_to_position) },
+        chars: String(e.summary ?? '').length + (Number(e.retained_chars) || 0),
+        events: (Number(e.retained_events) || 0) + 1,
+      };
+      break;
+    }
+    default:
+      break;
+  }
+  return s;
+}
+
+export function foldEvents(state: TurnState, events: StoredEvent[]): TurnState {
+  return events.reduce(foldEvent, state);
+}
 
 export const DEFAULT_MAX_MODEL_ATTEMPTS = 4;
 
-const TOOL_USE_TYPES = new Set(['agent.tool_use', 'agent.custom_tool_use']);
-
-export interface TurnFacts {
-  /** Index (into the events array) of the last `session.status_idle`, -1 if none. */
-  lastIdle: number;
-  /** Index of the last `session.status_running` after `lastIdle`, -1 if the session is not running. */
-  running: number;
-  /** Tool uses (of any turn) that have no result yet, in log order. */
-  openToolUses: SessionEvent[];
+export interface DecideOptions {
+  maxModelAttempts?: number;
+  /** Largest view (in characters of conversation) before it is compacted. */
+  viewBudgetChars?: number;
+  /** Most events in the view before it is compacted. */
+  viewBudgetEvents?: number;
+  /** The session's budget is spent (or cannot be measured): no further model request. */
+  overBudget?: boolean;
 }
 
-function resultKey(e: SessionEvent): string | null {
-  if (e.type === 'agent.tool_result') return String(e.tool_use_id);
-  if (e.type === 'user.custom_tool_result') return String(e.custom_tool_use_id);
-  return null;
-}
+/** What to do next, by reference into the log (positions and ids). */
+export type Decision =
+  | { kind: 'complete_batch'; headPosition: number; missing: string[] }
+  | { kind: 'none' }
+  | { kind: 'start_turn' }
+  | { kind: 'interrupt'; danglingRequestId: string | null; open: OpenTool[] }
+  | { kind: 'close_request'; requestId: string }
+  | { kind: 'run_tool'; tool: OpenTool }
+  | { kind: 'requires_action'; eventIds: string[] }
+  | { kind: 'end_turn' }
+  | { kind: 'retries_exhausted' }
+  | { kind: 'budget_reached' }
+  | { kind: 'compact' }
+  | { kind: 'call_model'; attempt: number };
 
-export function turnFacts(events: StoredEvent[]): TurnFacts {
-  let lastIdle = -1;
-  let running = -1;
-  const open = new Map<string, SessionEvent>();
-  events.forEach(({ event }, i) => {
-    if (event.type === 'session.status_idle') {
-      lastIdle = i;
-      running = -1;
-    } else if (event.type === 'session.status_running') {
-      running = i;
-    } else if (TOOL_USE_TYPES.has(event.type)) {
-      open.set(event.id, event);
-    } else {
-      const key = resultKey(event);
-      if (key) open.delete(key);
-    }
-  });
-  return { lastIdle, running, openToolUses: [...open.values()] };
-}
-
-/** The next action for a session whose whole log is `events` (in position order). */
-export function nextAction(events: StoredEvent[], opts: { maxModelAttempts?: number } = {}): NextAction {
+export function decide(s: TurnState, opts: DecideOptions = {}): Decision {
   const maxAttempts = opts.maxModelAttempts ?? DEFAULT_MAX_MODEL_ATTEMPTS;
-  const missing = missingBatchEvents(events);
-  if (missing.length) return { kind: 'complete_batch', events: missing };
-
-  const facts = turnFacts(events);
-  const after = (i: number) => events.slice(i + 1).map((s) => s.event);
-
-  if (facts.running < 0) {
-    // Idle. A turn starts for a user message the model has not been asked about yet: one after
-    // the last model request, the last interrupt and the last wait for the user.
-    let consumedUpTo = -1;
-    events.forEach(({ event }, i) => {
-      if (
-        event.type === 'span.model_request_start' ||
-        event.type === 'user.interrupt' ||
-        (event.type === 'session.status_idle' && (event.stop_reason as { type?: string } | undefined)?.type === 'requires_action')
-      ) {
-        consumedUpTo = i;
-      }
-    });
-    if (after(consumedUpTo).some((e) => e.type === 'user.message')) return { kind: 'start_turn' };
-    // Or the user answered everything the last turn was waiting for.
-    if (facts.openToolUses.length && facts.lastIdle >= 0) {
-      const idle = events[facts.lastIdle].event;
-      const reason = (idle.stop_reason as { type?: string } | undefined)?.type;
-      const since = after(facts.lastIdle);
-      if (reason === 'requires_action' && facts.openToolUses.some((t) => answered(t, since))) {
-        return { kind: 'start_turn' };
-      }
-    }
+  if (s.batch) return { kind: 'complete_batch', headPosition: s.batch.headPosition, missing: s.batch.missing };
+  if (!s.running) {
+    if (s.pendingUserMessage) return { kind: 'start_turn' };
+    if (s.lastIdle?.reason === 'requires_action' && s.answeredSinceIdle) return { kind: 'start_turn' };
     return { kind: 'none' };
   }
-
-  const turn = after(facts.running);
-  let requestStart: SessionEvent | null = null;
-  for (const e of turn) {
-    if (e.type === 'span.model_request_start') requestStart = e;
-    else if (e.type === 'span.model_request_end') requestStart = null;
-  }
-
-  if (turn.some((e) => e.type === 'user.interrupt')) {
-    return { kind: 'interrupt', danglingRequestId: requestStart?.id ?? null, openToolUses: facts.openToolUses };
-  }
-  if (requestStart) return { kind: 'close_request', requestId: requestStart.id };
-
-  // Tool calls first: one that may run, else (if all wait for the user) idle until answered.
+  if (s.interruptInTurn) return { kind: 'interrupt', danglingRequestId: s.openRequest, open: s.open };
+  if (s.openRequest) return { kind: 'close_request', requestId: s.openRequest };
   const waiting: string[] = [];
-  for (const toolUse of facts.openToolUses) {
-    if (toolUse.type === 'agent.custom_tool_use') {
-      waiting.push(toolUse.id);
+  for (const tool of s.open) {
+    if (tool.type === 'agent.custom_tool_use' || (tool.permission === 'ask' && !tool.confirmation)) {
+      waiting.push(tool.id);
       continue;
     }
-    if (toolUse.evaluated_permission === 'ask') {
-      const confirmation = findConfirmation(toolUse, events.map((s) => s.event)) ?? null;
-      if (!confirmation) {
-        waiting.push(toolUse.id);
-        continue;
-      }
-      return { kind: 'run_tool', toolUse, confirmation };
-    }
-    return { kind: 'run_tool', toolUse, confirmation: null };
+    return { kind: 'run_tool', tool };
   }
   if (waiting.length) return { kind: 'requires_action', eventIds: waiting };
-
-  // No open tool calls. If the model's last answer in this turn had no tool call and no user
-  // message arrived since it was asked, the turn is over; otherwise the model is asked (again).
-  let lastRequestIdx = -1;
-  turn.forEach((e, i) => {
-    if (e.type === 'span.model_request_start') lastRequestIdx = i;
-  });
-  if (lastRequestIdx >= 0) {
-    const sinceRequest = turn.slice(lastRequestIdx + 1);
-    const end = sinceRequest.find((e) => e.type === 'span.model_request_end');
-    const ok = end && end.is_error !== true;
-    const calledTools = sinceRequest.some((e) => TOOL_USE_TYPES.has(e.type));
-    const newUserMessage = sinceRequest.some((e) => e.type === 'user.message');
-    if (ok && !calledTools && !newUserMessage) return { kind: 'end_turn' };
+  const last = s.lastRequest;
+  if (last && last.ended && last.ok && !last.calledTools && !last.userMessageSince) return { kind: 'end_turn' };
+  if (s.failures >= maxAttempts) return { kind: 'retries_exhausted' };
+  if (opts.overBudget) return { kind: 'budget_reached' };
+  // Compact when the view outgrew its budget and holds more than a summary and one exchange.
+  if (
+    s.view.events > 3 &&
+    ((opts.viewBudgetChars !== undefined && s.view.chars > opts.viewBudgetChars) ||
+      (opts.viewBudgetEvents !== undefined && s.view.events > opts.viewBudgetEvents))
+  ) {
+    return { kind: 'compact' };
   }
-  // Consecutive failed model requests at the end of the turn decide the attempt number.
-  let failures = 0;
-  for (const e of turn) {
-    if (e.type !== 'span.model_request_end') continue;
-    failures = e.is_error === true ? failures + 1 : 0;
-  }
-  if (failures >= maxAttempts) return { kind: 'retries_exhausted' };
-  return { kind: 'call_model', attempt: failures + 1 };
+  return { kind: 'call_model', attempt: s.failures + 1 };
 }
 
-function answered(toolUse: SessionEvent, since: SessionEvent[]): boolean {
-  if (toolUse.type === 'agent.custom_tool_use') {
-    return since.some((e) => e.type === 'user.custom_tool_result' && e.custom_tool_use_id === toolUse.id);
-  }
-  return since.some((e) => e.type === 'user.tool_confirmation' && e.tool_use_id === toolUse.id);
-}
+/** The same decision with its references resolved against the whole log (tests, tools). */
+export type NextAction =
+  | { kind: 'complete_batch'; events: SessionEvent[] }
+  | { kind: 'none' }
+  | { kind: 'start_turn' }
+  | { kind: 'interrupt'; danglingRequestId: string | null; openToolUses: SessionEvent[] }
+  | { kind: 'close_request'; requestId: string }
+  | { kind: 'run_tool'; toolUse: SessionEvent; confirmation: OpenTool['confirmation'] }
+  | { kind: 'requires_action'; eventIds: string[] }
+  | { kind: 'end_turn' }
+  | { kind: 'retries_exhausted' }
+  | { kind: 'budget_reached' }
+  | { kind: 'compact' }
+  | { kind: 'call_model'; attempt: number };
 
-function findConfirmation(toolUse: SessionEvent, events: SessionEvent[]): SessionEvent | undefined {
-  return events.find((e) => e.type === 'user.tool_confirmation' && e.tool_use_id === toolUse.id);
+/** The next action for a session whose whole log is `events` (in position order). */
+export function nextAction(events: StoredEvent[], opts: DecideOptions = {}): NextAction {
+  const d = decide(foldEvents(initialState(), events), opts);
+  const at = (position: number) => events.find((s) => s.position === position);
+  switch (d.kind) {
+    case 'complete_batch': {
+      const rest = at(d.headPosition)?.rest ?? [];
+      return { kind: 'complete_batch', events: rest.filter((e) => d.missing.includes(e.id)) };
+    }
+    case 'interrupt':
+      return {
+        kind: 'interrupt',
+        danglingRequestId: d.danglingRequestId,
+        openToolUses: d.open.map((t) => at(t.position)!.event),
+      };
+    case 'run_tool':
+      return { kind: 'run_tool', toolUse: at(d.tool.position)!.event, confirmation: d.tool.confirmation };
+    default:
+      return d;
+  }
 }

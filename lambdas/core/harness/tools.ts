@@ -5,7 +5,27 @@ import { SANDBOX_TOOLS, type SandboxToolName } from '../sandbox/types.js';
 /** How the harness handles a tool the model may call. */
 export type ToolRoute =
   | { kind: 'sandbox'; tool: SandboxToolName; policy: PermissionPolicy }
-  | { kind: 'custom'; policy: PermissionPolicy };
+  | { kind: 'custom'; policy: PermissionPolicy }
+  /** Corral's own: the harness reads the session log back for the model. */
+  | { kind: 'log'; policy: PermissionPolicy };
+
+export const READ_LOG_TOOL = 'read_session_log';
+
+/** Offered when part of the session is out of the model's view (summarised or elided). */
+export const READ_LOG_SPEC: ToolSpec = {
+  name: READ_LOG_TOOL,
+  description:
+    'Read events of this session back from its log, by position (the numbers that summaries and ' +
+    '"not shown" notes give). Returns at most 50 events.',
+  input_schema: {
+    type: 'object',
+    properties: {
+      from_position: { type: 'integer', minimum: 1 },
+      to_position: { type: 'integer', minimum: 1, description: 'Last position to read (inclusive). Default from_position.' },
+    },
+    required: ['from_position'],
+  },
+};
 
 export interface ToolSpec {
   name: string;
@@ -106,9 +126,13 @@ export interface Toolbox {
  * The tools offered to the model for an agent's tool definitions. Tools Corral cannot serve here
  * (web_fetch, web_search, MCP toolsets before the credential proxy serves them) are not offered.
  */
-export function buildToolbox(tools: AgentToolDefinition[]): Toolbox {
+export function buildToolbox(tools: AgentToolDefinition[], opts: { readLog?: boolean } = {}): Toolbox {
   const specs: ToolSpec[] = [];
   const routes = new Map<string, ToolRoute>();
+  if (opts.readLog) {
+    specs.push(READ_LOG_SPEC);
+    routes.set(READ_LOG_TOOL, { kind: 'log', policy: { type: 'always_allow' } });
+  }
   for (const def of tools) {
     if (def.type === 'agent_toolset_20260401') {
       for (const name of SANDBOX_TOOLS) {
