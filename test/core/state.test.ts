@@ -105,3 +105,11 @@ describe('nextAction', () => {
     expect(nextAction(exhausted, { maxModelAttempts: 3 })).toEqual({ kind: 'retries_exhausted' });
   });
 });
+
+describe('nextAction after a budget stop', () => {
+  it('does not start again for the message the budget stopped, but does for a new one', () => {
+    const events = log(msg, running, idle('budget_reached'));
+    expect(nextAction(events).kind).toBe('none');
+    expect(nextAction(log(msg, running, idle('budget_reached'), msg)).kind).toBe('start_turn');
+  });
+});

@@ -43,6 +43,8 @@ export interface HarnessOptions {
   contextBudgetTokens?: number;
   /** ...or past this many events. Default 1,000. */
   contextBudgetEvents?: number;
+  /** Steps one wake takes before it hands the session to a new wake (default 200). */
+  maxStepsPerWake?: number;
   /** List prices for session budgets. */
   prices?: Record<string, ModelPrice>;
   /**
@@ -141,7 +143,7 @@ export class Harness {
       if (lease.takeover) await this.fence(sessionId, lease);
       state = await this.loadCursor(sessionId);
       saved = state.position;
-      for (;;) {
+      for (let steps = 0; ; steps++) {
         if (lost.signal.aborted) throw new LeaseLostError(sessionId);
         state = foldEvents(state, await this.deps.events.getEvents(sessionId, { from: state.position + 1 }));
         if (state.maxFence > lease.fence) throw new LeaseLostError(sessionId);
@@ -156,7 +158,8 @@ export class Harness {
           if (state.position > saved) saved = await this.saveCursor(sessionId, state, saved);
           return { status: 'done' };
         }
-        if (opts.deadline !== undefined && Date.now() >= opts.deadline) {
+        // Out of time, or a long run of steps: hand the rest to a fresh wake.
+        if ((opts.deadline !== undefined && Date.now() >= opts.deadline) || steps >= (this.opts.maxStepsPerWake ?? 200)) {
           if (state.position > saved) saved = await this.saveCursor(sessionId, state, saved);
           await this.deps.queue.wake(sessionId);
           return { status: 'yielded' };
@@ -328,10 +331,21 @@ export class Harness {
     }
   }
 
-  /** Append events from `tail + 1` on, as one batch when there are several. */
+  /**
+   * Append events from `tail + 1` on, as one batch when there are several. A status change is
+   * written to the session record first, so a client that sees the status event in the stream
+   * finds the session in that status (a failed append is corrected by the next `reconcile`).
+   */
   private async append(sessionId: string, tail: number, bodies: Array<EventBody | SessionEvent>): Promise<SessionEvent[]> {
     const now = new Date();
     const events = bodies.map((b) => ('id' in b && 'processed_at' in b ? (b as SessionEvent) : makeEvent(b, now)));
+    const status = events
+      .map((e): SessionStatus | null => (e.type === 'session.status_running' ? 'running' : e.type === 'session.status_idle' ? 'idle' : null))
+      .filter((x): x is SessionStatus => x !== null)
+      .pop();
+    if (status) {
+      await this.deps.sessions.mutate(null, sessionId, (s) => (s.status === status ? null : { ...s, status, updated_at: now.toISOString() }));
+    }
     if (events.length === 1) await this.deps.events.emitEvent(sessionId, events[0], { position: tail + 1 });
     else await this.deps.events.appendBatch(sessionId, events, { position: tail + 1, mayFollow: isUserEvent });
     return events;

@@ -118,7 +118,9 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
       s.interruptInTurn = false;
       s.openRequest = null;
       s.answeredSinceIdle = false;
-      if (s.lastIdle.reason === 'requires_action') s.pendingUserMessage = false;
+      // Waiting for the user, or out of budget: the messages so far were seen and answered with
+      // that. (After end_turn a message that came in during the last answer still waits.)
+      if (s.lastIdle.reason === 'requires_action' || s.lastIdle.reason === 'budget_reached') s.pendingUserMessage = false;
       break;
     case 'session.status_running':
       s.running = true;
