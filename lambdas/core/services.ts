@@ -11,6 +11,7 @@ import type { SandboxProvider } from './sandbox/types.js';
 import { LeaseManager } from './session/lease.js';
 import type { EventLog } from './session/log.js';
 import type { StateTable } from './store.js';
+import type { McpGateway } from './mcp/gateway.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -35,6 +36,8 @@ export function createServices(deps: {
   model: ModelClient;
   harness?: HarnessOptions;
   leaseTtlMs?: number;
+  /** The agent's MCP servers, through the credential proxy. */
+  mcp?: McpGateway;
   /** Per-tenant request limits per minute. */
   rateLimits?: RateLimits;
   /** Clock for leases (tests). */
@@ -46,7 +49,7 @@ export function createServices(deps: {
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
   const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table);
   const harness = new Harness(
-    { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue },
+    { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp: deps.mcp },
     deps.harness,
   );
   return {

@@ -1,5 +1,6 @@
 import type { SessionEvent, StoredEvent } from '../session/events.js';
 import { VIEW_BLOCK_CHARS } from './state.js';
+import { mcpToolName } from '../mcp/gateway.js';
 
 export type MessageParam = { role: 'user' | 'assistant'; content: Array<Record<string, unknown>> };
 
@@ -46,7 +47,8 @@ export const elideOldToolResults =
     const cutoff = starts.length > opts.keepRecent ? starts[starts.length - opts.keepRecent] : -Infinity;
     return events.map((stored) => {
       const e = stored.event;
-      if (stored.position >= cutoff || (e.type !== 'agent.tool_result' && e.type !== 'user.custom_tool_result')) return stored;
+      const isResult = e.type === 'agent.tool_result' || e.type === 'agent.mcp_tool_result' || e.type === 'user.custom_tool_result';
+      if (stored.position >= cutoff || !isResult) return stored;
       return {
         ...stored,
         event: mapText(e, (text) =>
@@ -131,8 +133,16 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
       case 'agent.custom_tool_use':
         push('assistant', [{ type: 'tool_use', id: event.id, name: event.name, input: event.input ?? {} }]);
         break;
+      case 'agent.mcp_tool_use':
+        push('assistant', [
+          { type: 'tool_use', id: event.id, name: mcpToolName(String(event.mcp_server_name), String(event.name)), input: event.input ?? {} },
+        ]);
+        break;
       case 'agent.tool_result':
         push('user', [resultBlock(String(event.tool_use_id), event)]);
+        break;
+      case 'agent.mcp_tool_result':
+        push('user', [resultBlock(String(event.mcp_tool_use_id), event)]);
         break;
       case 'user.custom_tool_result':
         push('user', [resultBlock(String(event.custom_tool_use_id), event)]);

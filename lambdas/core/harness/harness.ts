@@ -14,7 +14,8 @@ import { ModelError, type ModelClient, type ModelResponse } from './model.js';
 import { listCostCents, type ModelPrice } from './pricing.js';
 import type { WakeQueue } from './queue.js';
 import { DEFAULT_MAX_MODEL_ATTEMPTS, decide, foldEvents, initialState, viewChars, type Decision, type OpenTool, type TurnState } from './state.js';
-import { buildToolbox, READ_LOG_TOOL, type Toolbox } from './tools.js';
+import { buildToolbox, type Toolbox } from './tools.js';
+import { McpError, type McpGateway, type McpToolInfo } from '../mcp/gateway.js';
 
 export interface HarnessLogger {
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -99,6 +100,8 @@ const SUMMARY_PROMPT =
 export class Harness {
   private readonly log: HarnessLogger;
   private readonly maxModelAttempts: number;
+  /** MCP tool lists, kept a minute per (vaults, server) so that not every step lists them again. */
+  private readonly mcpTools = new Map<string, { at: number; tools: McpToolInfo[] }>();
 
   constructor(
     private readonly deps: {
@@ -110,6 +113,8 @@ export class Harness {
       sandboxes: SandboxManager;
       model: ModelClient;
       queue: WakeQueue;
+      /** The agent's MCP servers, through the credential proxy; absent where none is deployed. */
+      mcp?: McpGateway;
     },
     private readonly opts: HarnessOptions = {},
   ) {
@@ -298,7 +303,7 @@ export class Harness {
         const bodies: EventBody[] = [];
         if (d.danglingRequestId) bodies.push(requestEnd(d.danglingRequestId, null, true));
         for (const tool of d.open) {
-          bodies.push(toolResultBody(tool.id, 'Interrupted by the user before this tool call completed.', true));
+          bodies.push(resultFor(tool, 'Interrupted by the user before this tool call completed.', true));
         }
         bodies.push(idle({ type: 'end_turn' }));
         await append(bodies);
@@ -404,8 +409,41 @@ export class Harness {
   private async view(session: Session, state: TurnState) {
     const events = await this.deps.events.getEvents(session.id, { from: state.view.start });
     const view = buildView(events, { start: state.view.start, summary: state.view.summary });
-    const toolbox = buildToolbox(session.agent.tools, { readLog: view.partial });
-    return { events, view, toolbox };
+    const { tools: mcpTools, errors } = await this.listMcpTools(session);
+    const toolbox = buildToolbox(session.agent.tools, { readLog: view.partial, mcpServers: session.agent.mcp_servers, mcpTools });
+    return { events, view, toolbox, errors };
+  }
+
+  /**
+   * The tools of the agent's MCP servers that its toolsets use. A server that cannot be listed
+   * is reported (`session.error`) and left out of this request; the turn goes on without it.
+   */
+  private async listMcpTools(session: Session): Promise<{ tools: Map<string, McpToolInfo[]>; errors: EventBody[] }> {
+    const tools = new Map<string, McpToolInfo[]>();
+    const errors: EventBody[] = [];
+    const wanted = new Set(session.agent.tools.filter((t) => t.type === 'mcp_toolset').map((t) => (t as { mcp_server_name: string }).mcp_server_name));
+    for (const server of session.agent.mcp_servers.filter((m) => wanted.has(m.name))) {
+      if (!this.deps.mcp) {
+        errors.push(mcpErrorEvent(new McpError('connection', server.name, `MCP server ${server.name}: no credential proxy is configured on this deployment`)));
+        continue;
+      }
+      const key = `${[...session.vault_ids].sort().join(',')}|${server.name}|${server.url}`;
+      const cached = this.mcpTools.get(key);
+      if (cached && Date.now() - cached.at < 60_000) {
+        tools.set(server.name, cached.tools);
+        continue;
+      }
+      try {
+        const listed = await this.deps.mcp.listTools({ sessionId: session.id, vaultIds: session.vault_ids, server });
+        this.mcpTools.set(key, { at: Date.now(), tools: listed });
+        tools.set(server.name, listed);
+      } catch (err) {
+        const e = err instanceof McpError ? err : new McpError('connection', server.name, `MCP server ${server.name}: ${(err as Error)?.message ?? err}`);
+        this.log.warn('MCP server could not be listed', { sessionId: session.id, server: server.name, kind: e.kind });
+        errors.push(mcpErrorEvent(e));
+      }
+    }
+    return { tools, errors };
   }
 
   private async callModel(session: Session, state: TurnState, lost: AbortSignal, attempt: number) {
@@ -414,9 +452,10 @@ export class Harness {
       const delay = this.opts.retryDelayMs?.(attempt - 1) ?? Math.min(30_000, 1000 * 2 ** (attempt - 2)) * (0.5 + Math.random() / 2);
       await sleep(delay, lost);
     }
-    const { view, toolbox } = await this.view(session, state);
-    const [start] = await this.append(sessionId, state.position, [{ type: 'span.model_request_start' }]);
-    const position = state.position + 1;
+    const { view, toolbox, errors } = await this.view(session, state);
+    const opened = await this.append(sessionId, state.position, [...errors, { type: 'span.model_request_start' }]);
+    const start = opened[opened.length - 1];
+    const position = state.position + opened.length;
     const controller = new AbortController();
     const stopWatching = this.watchInterrupt(sessionId, position, lost, controller);
     const started = Date.now();
@@ -551,6 +590,16 @@ export class Harness {
       const route = toolbox.routes.get(name);
       if (route?.kind === 'custom') {
         bodies.push({ type: 'agent.custom_tool_use', name, input });
+      } else if (route?.kind === 'mcp') {
+        const policy = route.policy.type;
+        bodies.push({
+          type: 'agent.mcp_tool_use',
+          name: route.tool,
+          mcp_server_name: route.server.name,
+          input,
+          evaluated_permission: policy === 'always_ask' ? 'ask' : 'allow',
+          evaluation: { type: policy === 'auto' ? 'always_allow' : policy },
+        });
       } else {
         const policy = route?.policy.type ?? 'always_allow';
         bodies.push({
@@ -571,7 +620,11 @@ export class Harness {
     const sessionId = session.id;
     if (tool.confirmation?.result === 'deny') {
       const why = tool.confirmation.deny_message ? `: ${tool.confirmation.deny_message}` : '.';
-      await this.append(sessionId, tail, [toolResultBody(tool.id, `The user denied this tool call${why}`, true)]);
+      await this.append(sessionId, tail, [resultFor(tool, `The user denied this tool call${why}`, true)]);
+      return;
+    }
+    if (tool.type === 'agent.mcp_tool_use') {
+      await this.runMcpTool(session, tail, tool);
       return;
     }
     const route = buildToolbox(session.agent.tools, { readLog: true }).routes.get(tool.name);
@@ -614,6 +667,38 @@ export class Harness {
     }
   }
 
+  /** An MCP tool call, through the credential proxy. */
+  private async runMcpTool(session: Session, tail: number, tool: OpenTool) {
+    const sessionId = session.id;
+    const [stored] = await this.deps.events.getEvents(sessionId, { from: tool.position, to: tool.position + 1 });
+    const use = stored.event;
+    const server = session.agent.mcp_servers.find((m) => m.name === use.mcp_server_name);
+    if (!server || !this.deps.mcp) {
+      const why = !server ? `the agent has no MCP server named ${JSON.stringify(use.mcp_server_name)}` : 'no credential proxy is configured on this deployment';
+      await this.append(sessionId, tail, [resultFor(tool, `MCP tool ${tool.name} cannot be called: ${why}.`, true)]);
+      return;
+    }
+    const started = Date.now();
+    try {
+      const result = await this.deps.mcp.callTool({
+        sessionId,
+        vaultIds: session.vault_ids,
+        server,
+        tool: tool.name,
+        input: use.input ?? {},
+        idempotencyKey: use.id,
+      });
+      this.opts.observer?.toolCall?.({ sessionId, tool: tool.name, sandbox: `mcp:${server.name}`, durationMs: Date.now() - started, provisionMs: 0, isError: result.isError });
+      await this.appendAfter(sessionId, tail, [
+        { type: 'agent.mcp_tool_result', mcp_tool_use_id: use.id, content: result.content.length ? result.content : [{ type: 'text', text: '(no output)' }], is_error: result.isError },
+      ]);
+    } catch (err) {
+      const e = err instanceof McpError ? err : new McpError('connection', server.name, `MCP server ${server.name}: ${(err as Error)?.message ?? err}`);
+      this.log.warn('MCP tool call failed', { sessionId, server: server.name, kind: e.kind });
+      await this.appendAfter(sessionId, tail, [resultFor(tool, e.message, true), mcpErrorEvent(e)]);
+    }
+  }
+
   /** `read_session_log`: events of this session by position, as the model saw them. */
   private async readLog(sessionId: string, toolUse: SessionEvent): Promise<EventBody> {
     const input = (toolUse.input ?? {}) as { from_position?: unknown; to_position?: unknown };
@@ -647,6 +732,26 @@ function requestEnd(startId: string, response: ModelResponse | null, isError: bo
       output_tokens: response?.usage.output_tokens ?? 0,
       cache_read_input_tokens: response?.usage.cache_read_input_tokens ?? 0,
       cache_creation_input_tokens: response?.usage.cache_creation_input_tokens ?? 0,
+    },
+  };
+}
+
+/** The result event that closes an open tool call of any kind. */
+function resultFor(tool: OpenTool, text: string, isError: boolean): EventBody {
+  if (tool.type === 'agent.mcp_tool_use') {
+    return { type: 'agent.mcp_tool_result', mcp_tool_use_id: tool.id, content: [{ type: 'text', text }], is_error: isError };
+  }
+  return toolResultBody(tool.id, text, isError);
+}
+
+function mcpErrorEvent(e: McpError): EventBody {
+  return {
+    type: 'session.error',
+    error: {
+      type: e.kind === 'authentication' ? 'mcp_authentication_failed_error' : 'mcp_connection_failed_error',
+      mcp_server_name: e.serverName,
+      message: e.message,
+      retry_status: { type: 'terminal' },
     },
   };
 }

@@ -13,7 +13,7 @@ import type { SessionEvent, StoredEvent } from '../session/events.js';
 /** A tool call the model made that has no result yet. */
 export interface OpenTool {
   id: string;
-  type: 'agent.tool_use' | 'agent.custom_tool_use';
+  type: 'agent.tool_use' | 'agent.custom_tool_use' | 'agent.mcp_tool_use';
   name: string;
   /** Where the tool use is in the log (its input is read from there when it runs). */
   position: number;
@@ -83,6 +83,7 @@ export function viewChars(e: SessionEvent): number {
     case 'user.message':
     case 'agent.message':
     case 'agent.tool_result':
+    case 'agent.mcp_tool_result':
     case 'user.custom_tool_result': {
       if (!Array.isArray(e.content)) return 0;
       return (e.content as Array<{ type?: string; text?: unknown }>).reduce(
@@ -91,6 +92,7 @@ export function viewChars(e: SessionEvent): number {
       );
     }
     case 'agent.tool_use':
+    case 'agent.mcp_tool_use':
     case 'agent.custom_tool_use':
       return JSON.stringify(e.input ?? {}).length + String(e.name).length;
     default:
@@ -162,6 +164,7 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
       break;
     }
     case 'agent.tool_use':
+    case 'agent.mcp_tool_use':
     case 'agent.custom_tool_use':
       if (s.lastRequest) s.lastRequest.calledTools = true;
       s.open.push({
@@ -169,12 +172,15 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
         type: e.type,
         name: String(e.name),
         position: stored.position,
-        permission: e.type === 'agent.tool_use' ? ((e.evaluated_permission as 'allow' | 'ask' | undefined) ?? 'allow') : null,
+        permission: e.type === 'agent.custom_tool_use' ? null : ((e.evaluated_permission as 'allow' | 'ask' | undefined) ?? 'allow'),
         confirmation: null,
       });
       break;
     case 'agent.tool_result':
       s.open = s.open.filter((t) => t.id !== e.tool_use_id);
+      break;
+    case 'agent.mcp_tool_result':
+      s.open = s.open.filter((t) => t.id !== e.mcp_tool_use_id);
       break;
     case 'user.custom_tool_result':
       if (s.open.some((t) => t.id === e.custom_tool_use_id)) s.answeredSinceIdle = true;

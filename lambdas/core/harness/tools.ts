@@ -1,13 +1,16 @@
 import type { AgentToolDefinition } from '../resources/agents.js';
 import type { PermissionPolicy } from '../api/schemas.js';
 import { SANDBOX_TOOLS, type SandboxToolName } from '../sandbox/types.js';
+import { mcpToolName, type McpServerRef, type McpToolInfo } from '../mcp/gateway.js';
 
 /** How the harness handles a tool the model may call. */
 export type ToolRoute =
   | { kind: 'sandbox'; tool: SandboxToolName; policy: PermissionPolicy }
   | { kind: 'custom'; policy: PermissionPolicy }
   /** Corral's own: the harness reads the session log back for the model. */
-  | { kind: 'log'; policy: PermissionPolicy };
+  | { kind: 'log'; policy: PermissionPolicy }
+  /** A tool of one of the agent's MCP servers, called through the credential proxy. */
+  | { kind: 'mcp'; server: McpServerRef; tool: string; policy: PermissionPolicy };
 
 export const READ_LOG_TOOL = 'read_session_log';
 
@@ -126,7 +129,15 @@ export interface Toolbox {
  * The tools offered to the model for an agent's tool definitions. Tools Corral cannot serve here
  * (web_fetch, web_search, MCP toolsets before the credential proxy serves them) are not offered.
  */
-export function buildToolbox(tools: AgentToolDefinition[], opts: { readLog?: boolean } = {}): Toolbox {
+export function buildToolbox(
+  tools: AgentToolDefinition[],
+  opts: {
+    readLog?: boolean;
+    /** The agent's MCP servers, and the tools each listed (servers that could not be listed are absent). */
+    mcpServers?: McpServerRef[];
+    mcpTools?: Map<string, McpToolInfo[]>;
+  } = {},
+): Toolbox {
   const specs: ToolSpec[] = [];
   const routes = new Map<string, ToolRoute>();
   if (opts.readLog) {
@@ -141,6 +152,16 @@ export function buildToolbox(tools: AgentToolDefinition[], opts: { readLog?: boo
         if (!enabled || routes.has(name)) continue;
         specs.push(SANDBOX_TOOL_SPECS[name]);
         routes.set(name, { kind: 'sandbox', tool: name, policy: config?.permission_policy ?? def.default_config.permission_policy });
+      }
+    } else if (def.type === 'mcp_toolset') {
+      const server = opts.mcpServers?.find((m) => m.name === def.mcp_server_name);
+      for (const info of (server && opts.mcpTools?.get(server.name)) || []) {
+        const config = def.configs.find((c) => c.name === info.name);
+        if (!(config?.enabled ?? def.default_config.enabled)) continue;
+        const name = mcpToolName(server!.name, info.name);
+        if (routes.has(name)) continue;
+        specs.push({ name, description: info.description ?? `${info.name} (MCP server ${server!.name})`, input_schema: info.input_schema });
+        routes.set(name, { kind: 'mcp', server: server!, tool: info.name, policy: config?.permission_policy ?? def.default_config.permission_policy });
       }
     } else if (def.type === 'custom') {
       if (routes.has(def.name)) continue;
