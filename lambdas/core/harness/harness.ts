@@ -72,13 +72,16 @@ class LeaseLostError extends Error {
 }
 
 const silent: HarnessLogger = { info() {}, warn() {}, error() {} };
+/** Wait `ms`, or until `signal` aborts; leaves no listener behind either way. */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const done = () => {
       clearTimeout(t);
+      signal?.removeEventListener('abort', done);
       resolve();
-    });
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
 
 /** Where a harness keeps its fold of the log: the cursor, derived and rebuildable. */
@@ -727,6 +730,8 @@ function requestEnd(startId: string, response: ModelResponse | null, isError: bo
     type: 'span.model_request_end',
     model_request_start_id: startId,
     is_error: isError,
+    // Corral extension: when the first token of the answer came (the console's latency strip).
+    ...(response?.timeToFirstTokenMs != null ? { time_to_first_token_ms: response.timeToFirstTokenMs } : {}),
     model_usage: {
       input_tokens: response?.usage.input_tokens ?? 0,
       output_tokens: response?.usage.output_tokens ?? 0,
