@@ -4,15 +4,33 @@
  * process on a laptop (Unix socket, capability on stdin) and inside a Fargate task (TCP, capability
  * in `CORRAL_SANDBOX_CAPABILITY`, removed from the environment before any child starts).
  *
- *   GET  /health   -> 200 {"ok":true}                       (no auth)
- *   POST /execute  -> 200 {"output": string, "is_error": boolean}
+ *   GET  /health      -> 200 {"ok":true, "notes"?: [...]}     (no auth)
+ *                        503 {"ok":false, "state":"starting"} while the recipe is applied,
+ *                        503 {"ok":false, "state":"failed", "error":{"type","message"}} if it failed
+ *   POST /execute     -> 200 {"output": string, "is_error": boolean}
  *        Authorization: Bearer <capability>
  *        {"tool", "input", "idempotency_key"?, "timeout_ms"?}
+ *   POST /capability  -> 200 {"ok":true}: replaces the capability; the old one stops working
+ *        Authorization: Bearer <current capability>
+ *        {"capability": "<new, 32..1024 characters>"}
  *
  * Usage: agent.ts (--socket PATH | --port N [--host H]) [--workspace DIR] [--state-dir DIR]
+ *                 [--run-as-uid N --run-as-gid N [--setpriv PATH]] [--install-packages]
  *
- * Node built-ins only: this file must run with nothing but Node (and tsx, or after compilation).
- * It does not confine paths itself; the isolation is bubblewrap or the container.
+ * With `--run-as-uid/--run-as-gid`, every tool runs as that user: bash directly, and the file
+ * tools (read, write, edit, glob, grep) in a short-lived child process of this program. The agent
+ * itself keeps its own uid, so nothing the model runs can read its memory or `/proc/<agent>/environ`
+ * (where a container's initial environment, capability included, stays visible). Switching uid
+ * needs CAP_SETUID/CAP_SETGID: an agent running as root has them; an agent running as an ordinary
+ * user (the image) goes through `--setpriv`, a setpriv(1) that only the agent's group may execute
+ * and that carries those two file capabilities. The same helper runs package installation as
+ * root when `--install-packages` is given.
+ *
+ * In a container the recipe comes in `CORRAL_SANDBOX_RECIPE` (see recipe.ts) and is applied after
+ * the agent starts listening; `/health` answers 200 only once it is in place.
+ *
+ * Node built-ins only: this file must run with nothing but Node (and tsx, or after bundling).
+ * It does not confine paths itself; the isolation is bubblewrap or the container (and the uid).
  */
 import http from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -25,7 +43,9 @@ import { StringDecoder } from 'node:string_decoder';
 import { Worker } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
 import type { FileHandle } from 'node:fs/promises';
+import type { SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { RECIPE_ENV, RecipeError, applyRecipe, decodeRecipe, type RecipeContext, type RunResult, type WireRecipe } from './recipe.js';
 
 /** Upper bound on the `output` of any tool, in characters (UTF-16 code units). */
 export const MAX_OUTPUT_CHARS = 100_000;
@@ -367,17 +387,42 @@ parentPort.postMessage({ lines, capped, entryCapped });
 // ---------------------------------------------------------------------------------------------
 // The agent
 
+/** The user tools run as (see the header). */
+export interface RunAs {
+  uid: number;
+  gid: number;
+  /** A setpriv(1) the agent may use to switch uid when it is not root itself. */
+  setpriv?: string;
+}
+
 export interface AgentOptions {
   workspace: string;
   capability: string;
   /** Directory for persisted idempotency records; null keeps them in memory only. */
   stateDir: string | null;
+  /** Run every tool as this user instead of the agent's own. */
+  runAs?: RunAs;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/** Where the agent is in applying its recipe; tools run only once it is `ready`. */
+export type SetupState =
+  | { state: 'ready'; notes: string[] }
+  | { state: 'starting' }
+  | { state: 'failed'; error: { type: string; message: string } };
+
+export const MIN_CAPABILITY_CHARS = 32;
+const MAX_CAPABILITY_CHARS = 1024;
+/** This file, for the file-tool child process (the .ts under tsx, the bundle in the image). */
+const AGENT_FILE = fileURLToPath(import.meta.url);
+/** Largest answer read from a file-tool child process. */
+const CHILD_OUTPUT_LIMIT = 4 * 1024 * 1024;
+
 export class SandboxAgent {
   readonly workspace: string;
-  private readonly capabilityDigest: Buffer;
+  readonly runAs: RunAs | undefined;
+  private capabilityDigest: Buffer;
+  private setup: SetupState = { state: 'ready', notes: [] };
   private readonly stateDir: string | null;
   private readonly inflight = new Map<string, Promise<ToolResult>>();
   private readonly recent = new Map<string, ToolResult>();
@@ -389,7 +434,154 @@ export class SandboxAgent {
     this.workspace = path.resolve(opts.workspace);
     this.capabilityDigest = crypto.createHash('sha256').update(opts.capability).digest();
     this.stateDir = opts.stateDir;
+    this.runAs = opts.runAs;
     this.log = opts.log ?? (() => {});
+  }
+
+  /** Replace the capability: from now on only `next` opens this sandbox (used at handoff). */
+  setCapability(next: string): void {
+    if (typeof next !== 'string' || next.length < MIN_CAPABILITY_CHARS || next.length > MAX_CAPABILITY_CHARS || /\s/.test(next)) {
+      throw new HttpError(400, `"capability" must be ${MIN_CAPABILITY_CHARS} to ${MAX_CAPABILITY_CHARS} characters without whitespace`);
+    }
+    this.capabilityDigest = crypto.createHash('sha256').update(next).digest();
+    this.log('info', 'capability replaced');
+  }
+
+  setupState(): SetupState {
+    return this.setup;
+  }
+
+  /** Apply a recipe in the background; `/health` reports `starting` until it is done. */
+  beginSetup(recipe: WireRecipe, opts: { installPackages: boolean }): Promise<void> {
+    this.setup = { state: 'starting' };
+    const started = Date.now();
+    return applyRecipe(recipe, this.recipeContext(opts.installPackages)).then(
+      ({ notes }) => {
+        this.setup = { state: 'ready', notes };
+        this.log('info', 'recipe applied', { ms: Date.now() - started, notes });
+      },
+      (err: unknown) => {
+        const error =
+          err instanceof RecipeError
+            ? { type: err.type, message: err.message }
+            : { type: 'invalid_recipe', message: `applying the recipe failed: ${(err as Error)?.message ?? String(err)}` };
+        this.setup = { state: 'failed', error };
+        this.log('error', 'recipe failed', error);
+      },
+    );
+  }
+
+  /** How the recipe runs commands here: as the tools' user, or as root through the helper. */
+  private recipeContext(installPackages: boolean): RecipeContext {
+    return {
+      workspace: this.workspace,
+      mode: 'image',
+      installPackages,
+      run: (argv, opts) => this.runCommand(argv, opts),
+      makeWritableDir: async (dir) => {
+        if (!this.runAs) {
+          await fsp.mkdir(dir, { recursive: true });
+          return;
+        }
+        const r = await this.runCommand(['install', '-d', '-o', String(this.runAs.uid), '-g', String(this.runAs.gid), '-m', '0755', dir], {
+          as: 'root',
+          timeoutMs: 30_000,
+        });
+        if (r.code !== 0) throw new RecipeError('repository_clone_error', `cannot create ${dir}: ${r.output.trim() || `exit code ${r.code}`}`);
+      },
+    };
+  }
+
+  /** Whether this process can start commands as root (for package installation). */
+  private canBecomeRoot(): boolean {
+    return Boolean(this.runAs?.setpriv) || process.getuid?.() === 0;
+  }
+
+  /**
+   * Spawns a command as the tools' user (or as root, for the recipe's package installation).
+   * Without `runAs` it runs as the agent's own user.
+   */
+  spawnAs(command: string, args: string[], options: SpawnOptions, as: 'sandbox' | 'root' = 'sandbox'): ChildProcess {
+    const ra = this.runAs;
+    if (as === 'root') {
+      if (ra?.setpriv && process.getuid?.() !== 0) return spawn(ra.setpriv, ['--reuid=0', '--regid=0', '--clear-groups', '--', command, ...args], options);
+      return spawn(command, args, options);
+    }
+    if (!ra) return spawn(command, args, options);
+    if (ra.setpriv) {
+      return spawn(
+        ra.setpriv,
+        [`--reuid=${ra.uid}`, `--regid=${ra.gid}`, '--clear-groups', '--inh-caps=-all', '--no-new-privs', '--', command, ...args],
+        options,
+      );
+    }
+    return spawn(command, args, { ...options, uid: ra.uid, gid: ra.gid });
+  }
+
+  /** Runs a command to completion (no shell), collecting bounded combined output. */
+  runCommand(argv: string[], opts: { as: 'sandbox' | 'root'; cwd?: string; env?: Record<string, string>; timeoutMs: number }): Promise<RunResult> {
+    if (opts.as === 'root' && !this.canBecomeRoot()) {
+      return Promise.resolve({ code: null, output: `cannot run ${argv[0]} as root: the agent is not root and has no --setpriv helper` });
+    }
+    return new Promise<RunResult>((resolve) => {
+      const out = new BoundedText(20_000);
+      const decoder = new StringDecoder('utf8');
+      let child: ChildProcess;
+      try {
+        child = this.spawnAs(argv[0]!, argv.slice(1), {
+          cwd: opts.cwd ?? this.workspace,
+          env: { PATH: SANDBOX_PATH, HOME: this.workspace, LANG: 'C.UTF-8', ...opts.env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+          detached: true,
+        }, opts.as);
+      } catch (err) {
+        resolve({ code: null, output: `could not start ${argv[0]}: ${(err as Error).message}` });
+        return;
+      }
+      this.running.add(child);
+      const timer = setTimeout(() => {
+        out.push(`\n[${argv[0]} timed out after ${opts.timeoutMs} ms]`);
+        this.killGroup(child);
+      }, opts.timeoutMs);
+      child.stdout!.on('data', (c: Buffer) => out.push(decoder.write(c)));
+      child.stderr!.on('data', (c: Buffer) => out.push(decoder.write(c)));
+      child.on('error', (err) => out.push(`could not start ${argv[0]}: ${err.message}`));
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        this.running.delete(child);
+        out.push(decoder.end());
+        resolve({ code, output: out.text(20_000) });
+      });
+    });
+  }
+
+  /** Kills a command's process group, also when it runs as another user. */
+  killGroup(child: ChildProcess): void {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+    }
+    if (this.runAs) {
+      // Not allowed to signal the tools' user: let that user do it.
+      try {
+        const killer = this.spawnAs('/bin/bash', ['-c', 'kill -s KILL -- "-$1" 2>/dev/null || kill -s KILL -- "$1"', 'bash', String(child.pid)], {
+          stdio: 'ignore',
+          env: { PATH: SANDBOX_PATH },
+        });
+        killer.on('error', () => {});
+        return;
+      } catch {
+        // fall through
+      }
+    }
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 
   /** Constant-time check of an `Authorization` header value. */
@@ -429,7 +621,7 @@ export class SandboxAgent {
 
   /** Kills every running command's process group and grep worker. */
   shutdown(): void {
-    for (const child of this.running) killGroup(child);
+    for (const child of this.running) this.killGroup(child);
     for (const worker of this.workers) void worker.terminate();
   }
 
@@ -468,6 +660,80 @@ export class SandboxAgent {
   }
 
   private async runTool(req: ExecuteRequest): Promise<ToolResult> {
+    if (this.runAs && req.tool !== 'bash') {
+      // File tools act with the permissions of the tools' user, not the agent's.
+      const started = Date.now();
+      const result = await this.runInChild(req);
+      this.log('info', 'tool', { tool: req.tool, ms: Date.now() - started, is_error: result.is_error, child: true });
+      return result;
+    }
+    return this.runToolInProcess(req);
+  }
+
+  /** Runs a file tool in a child process of this program as the tools' user (see the header). */
+  private runInChild(req: ExecuteRequest): Promise<ToolResult> {
+    const limitMs = clampTimeout(req.timeout_ms) + 10_000;
+    return new Promise<ToolResult>((resolve) => {
+      let child: ChildProcess;
+      try {
+        child = this.spawnAs(process.execPath, [...process.execArgv, AGENT_FILE, '--tool-child', '--workspace', this.workspace], {
+          cwd: this.workspace,
+          env: { PATH: SANDBOX_PATH, HOME: this.workspace, LANG: 'C.UTF-8' },
+          stdio: ['pipe', 'pipe', 'pipe'],
+          detached: true,
+        });
+      } catch (err) {
+        resolve({ output: `${req.tool}: could not start the tool process: ${(err as Error).message}`, is_error: true });
+        return;
+      }
+      this.running.add(child);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let stderr = '';
+      let timedOut = false;
+      let startError: Error | undefined;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        this.killGroup(child);
+      }, limitMs);
+      child.stdout!.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= CHILD_OUTPUT_LIMIT) chunks.push(c);
+        else this.killGroup(child);
+      });
+      child.stderr!.setEncoding('utf8');
+      child.stderr!.on('data', (c: string) => {
+        stderr = (stderr + c).slice(-2000);
+      });
+      child.stdin!.on('error', () => {});
+      child.on('error', (err) => {
+        startError = err;
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        this.running.delete(child);
+        if (timedOut) {
+          resolve({ output: `${req.tool}: timed out after ${limitMs} ms`, is_error: true });
+          return;
+        }
+        try {
+          const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Partial<ToolResult>;
+          if (typeof parsed.output === 'string' && typeof parsed.is_error === 'boolean') {
+            resolve({ output: truncateOutput(parsed.output), is_error: parsed.is_error });
+            return;
+          }
+        } catch {
+          // reported below
+        }
+        const why = startError ? startError.message : signal ? `killed by signal ${signal}` : `exit code ${code}`;
+        resolve({ output: `${req.tool}: internal error: the tool process failed (${why})${stderr.trim() ? `: ${stderr.trim()}` : ''}`, is_error: true });
+      });
+      child.stdin!.end(JSON.stringify({ tool: req.tool, input: req.input, timeout_ms: req.timeout_ms }));
+    });
+  }
+
+  /** Runs a tool in this process, as this process's user. Never rejects. */
+  async runToolInProcess(req: ExecuteRequest): Promise<ToolResult> {
     const started = Date.now();
     let result: ToolResult;
     try {
@@ -524,7 +790,7 @@ export class SandboxAgent {
       try {
         // The outer bash merges stderr into stdout (one pipe keeps the order), then becomes the
         // user's shell. detached => setsid, so the command has its own process group to kill.
-        child = spawn('/bin/bash', ['-c', 'exec 2>&1; exec -a bash /bin/bash -c "$1"', 'bash', cmd], {
+        child = this.spawnAs('/bin/bash', ['-c', 'exec 2>&1; exec -a bash /bin/bash -c "$1"', 'bash', cmd], {
           cwd: this.workspace,
           env: { PATH: SANDBOX_PATH, HOME: this.workspace, LANG: 'C.UTF-8', TERM: 'dumb' },
           stdio: ['ignore', 'pipe', 'ignore'],
@@ -542,7 +808,7 @@ export class SandboxAgent {
       let grace: NodeJS.Timeout | undefined;
       const timer = setTimeout(() => {
         timedOut = true;
-        killGroup(child);
+        this.killGroup(child);
       }, timeoutMs);
 
       const finish = () => {
@@ -871,19 +1137,6 @@ export class SandboxAgent {
   }
 }
 
-function killGroup(child: ChildProcess): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, 'SIGKILL');
-  } catch {
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
@@ -995,10 +1248,12 @@ async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.
   if (url === '/health') {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed');
     req.resume();
-    sendJson(res, 200, { ok: true });
+    const setup = agent.setupState();
+    if (setup.state === 'ready') sendJson(res, 200, setup.notes.length ? { ok: true, notes: setup.notes } : { ok: true });
+    else sendJson(res, 503, { ok: false, ...setup });
     return;
   }
-  if (url !== '/execute') {
+  if (url !== '/execute' && url !== '/capability') {
     req.resume();
     throw new HttpError(404, 'not found');
   }
@@ -1010,12 +1265,23 @@ async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.
     req.resume();
     throw new HttpError(401, 'missing or invalid capability');
   }
-  const raw = await readBody(req, BODY_LIMIT_BYTES);
+  const raw = await readBody(req, url === '/capability' ? 4096 : BODY_LIMIT_BYTES);
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw.toString('utf8'));
   } catch {
     throw new HttpError(400, 'body is not valid JSON');
+  }
+  if (url === '/capability') {
+    const next = (parsed as { capability?: unknown } | null)?.capability;
+    if (typeof next !== 'string') throw new HttpError(400, '"capability" must be a string');
+    agent.setCapability(next);
+    sendJson(res, 200, { ok: true });
+    return;
+  }
+  const setup = agent.setupState();
+  if (setup.state !== 'ready') {
+    throw new HttpError(503, setup.state === 'starting' ? 'sandbox is still starting' : `sandbox setup failed: ${setup.error.message}`);
   }
   const request = parseExecuteRequest(parsed);
   const result = await agent.execute(request);
@@ -1093,10 +1359,20 @@ export async function main(argv: string[]): Promise<void> {
       host: { type: 'string' },
       workspace: { type: 'string' },
       'state-dir': { type: 'string' },
+      'run-as-uid': { type: 'string' },
+      'run-as-gid': { type: 'string' },
+      setpriv: { type: 'string' },
+      'install-packages': { type: 'boolean' },
+      'tool-child': { type: 'boolean' },
     },
     strict: true,
   });
+  if (values['tool-child']) {
+    await toolChildMain(path.resolve(values.workspace ?? process.cwd()));
+    return;
+  }
   if (!values.socket && values.port === undefined) throw new Error('one of --socket PATH or --port N is required');
+  const runAs = parseRunAs(values['run-as-uid'], values['run-as-gid'], values.setpriv);
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new Error('--port must be 0..65535');
 
@@ -1112,12 +1388,16 @@ export async function main(argv: string[]): Promise<void> {
     });
   }
   if (!capability) throw new Error(`no capability: pass it on the first line of stdin or in ${CAPABILITY_ENV}`);
+  const recipeText = process.env[RECIPE_ENV];
+  delete process.env[RECIPE_ENV];
+  const recipe = recipeText ? decodeRecipe(recipeText) : undefined;
 
   const workspace = path.resolve(values.workspace ?? process.cwd());
   fs.mkdirSync(workspace, { recursive: true });
   const stateDir = chooseStateDir(workspace, values['state-dir']);
-  const agent = new SandboxAgent({ workspace, capability, stateDir, log: logLine });
+  const agent = new SandboxAgent({ workspace, capability, stateDir, runAs, log: logLine });
   capability = '';
+  if (runAs) await checkRunAs(agent, runAs);
   const server = createAgentServer(agent);
 
   process.on('uncaughtException', (err) => logLine('error', 'uncaught exception', { error: err?.message }));
@@ -1162,12 +1442,55 @@ export async function main(argv: string[]): Promise<void> {
       server.listen(port, values.host ?? '0.0.0.0', () => resolve());
     }
   });
+  if (recipe) void agent.beginSetup(recipe, { installPackages: values['install-packages'] === true });
   const address = server.address();
   logLine('info', 'listening', {
     ...(socketPath ? { socket: socketPath } : { host: values.host ?? '0.0.0.0', port: typeof address === 'object' && address ? address.port : port }),
     workspace,
     stateDir,
   });
+}
+
+function parseRunAs(uid: string | undefined, gid: string | undefined, setpriv: string | undefined): RunAs | undefined {
+  if (uid === undefined && gid === undefined) {
+    if (setpriv !== undefined) throw new Error('--setpriv needs --run-as-uid and --run-as-gid');
+    return undefined;
+  }
+  const u = Number(uid);
+  const g = Number(gid);
+  if (!Number.isInteger(u) || u <= 0 || !Number.isInteger(g) || g <= 0) {
+    throw new Error('--run-as-uid and --run-as-gid must both be given, as positive integers (never root)');
+  }
+  return { uid: u, gid: g, setpriv: setpriv ? path.resolve(setpriv) : undefined };
+}
+
+/** Refuse to start unless tools really run as the configured user (a broken image fails fast). */
+async function checkRunAs(agent: SandboxAgent, runAs: RunAs): Promise<void> {
+  const probe = await agent.runCommand(['/bin/sh', '-c', 'id -u; id -g'], { as: 'sandbox', cwd: '/', timeoutMs: 15_000 });
+  const ids = probe.output.trim().split(/\s+/);
+  if (probe.code !== 0 || ids[0] !== String(runAs.uid) || ids[1] !== String(runAs.gid)) {
+    throw new Error(
+      `cannot run tools as uid ${runAs.uid} gid ${runAs.gid}` +
+        `${runAs.setpriv ? ` through ${runAs.setpriv}` : ' (the agent needs to be root, or pass --setpriv)'}: ` +
+        `${probe.output.trim().slice(0, 500) || `exit code ${probe.code}`}`,
+    );
+  }
+}
+
+/** `--tool-child`: run one file tool (request on stdin) as this process's user, answer on stdout. */
+async function toolChildMain(workspace: string): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let result: ToolResult;
+  try {
+    const req = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ExecuteRequest;
+    const agent = new SandboxAgent({ workspace, capability: crypto.randomBytes(32).toString('hex'), stateDir: null });
+    result = await agent.runToolInProcess(req);
+  } catch (err) {
+    result = { output: `internal error: ${(err as Error)?.message ?? String(err)}`, is_error: true };
+  }
+  await new Promise<void>((resolve) => process.stdout.write(JSON.stringify(result), () => resolve()));
+  process.exit(0);
 }
 
 function isEntryPoint(): boolean {

@@ -4,8 +4,10 @@ import { AuthenticationError } from '../core/errors.js';
 import type { CorralServices } from '../core/services.js';
 import { classify, RateLimitedError } from '../core/resources/rate-limits.js';
 import { agentRoutes } from './agents.js';
+import { consoleRoutes } from './console.js';
 import { environmentRoutes } from './environments.js';
 import { errorBody, toErrorResponse, type Env } from './http.js';
+import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
 import type { LogNotifier } from './stream.js';
 
@@ -35,6 +37,8 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.notFound((c) => c.json(errorBody('not_found_error', `no route for ${c.req.method} ${c.req.path}`), 404));
 
   app.get('/health', (c) => (opts.ready?.() ?? true ? c.json({ status: 'ok' }) : c.json({ status: 'starting' }, 503)));
+  app.route('/', openApiRoutes()); // GET /openapi.json, no API key
+  app.route('/', consoleRoutes()); // GET /console, /console/sessions/{id}: static pages, no API key
 
   app.use(
     '/v1/*',

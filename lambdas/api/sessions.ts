@@ -6,6 +6,7 @@ import { readHistory } from '../core/session/history.js';
 import type { CorralServices } from '../core/services.js';
 import { streamEvents, type LogNotifier } from './stream.js';
 import { parseBody, queryBool, queryInt, queryList, queryOrder, type Env } from './http.js';
+import { sandboxRoutes } from './sandboxes.js';
 
 const STATUSES = new Set(['rescheduling', 'running', 'idle', 'terminated']);
 
@@ -40,6 +41,7 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
     );
   });
   app.post('/:id/archive', async (c) => c.json(await s.sessions.archive(c.get('tenant'), c.req.param('id'))));
+  app.route('/:id/sandboxes', sandboxRoutes(s)); // Corral extension: list and hand off sandboxes
 
   app.get('/:id/events', async (c) => {
     const id = c.req.param('id');

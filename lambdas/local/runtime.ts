@@ -18,6 +18,8 @@ import { createServices, type CorralServices } from '../core/services.js';
 import { jsonLogger, silentLogger, type Logger } from '../core/logger.js';
 import type { SandboxProvider } from '../core/sandbox/types.js';
 import type { RateLimits } from '../core/resources/rate-limits.js';
+import type { McpGateway } from '../core/mcp/gateway.js';
+import { sandboxIdleMsFromEnv, startSandboxReaper } from '../core/sandbox/reaper.js';
 
 export const LOCAL_TENANT = 'local';
 
@@ -39,6 +41,10 @@ export interface LocalRuntimeOptions {
   /** How many sessions the worker runs at once. */
   concurrency?: number;
   leaseTtlMs?: number;
+  /** How the harness reaches MCP servers (the credential proxy). */
+  mcp?: McpGateway;
+  /** Stop sandboxes no tool call used for this long (default `CORRAL_SANDBOX_IDLE_MS`, or 15 minutes). */
+  sandboxIdleMs?: number;
   /** Per-tenant requests per minute (`create`, `write`, `read`); 0 turns one off. */
   rateLimits?: RateLimits;
   logger?: Logger;
@@ -109,11 +115,19 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       harness: { logger: log, ...opts.harness },
       leaseTtlMs: opts.leaseTtlMs,
       rateLimits: opts.rateLimits,
+      mcp: opts.mcp,
     });
 
     const apiKeyGenerated = !opts.apiKey;
     const apiKey = opts.apiKey ?? loadOrCreateKey(dataDir);
     await services.tenants.addKey(LOCAL_TENANT, apiKey);
+
+    const reaper = startSandboxReaper({
+      table,
+      provider: sandboxProvider,
+      idleMs: opts.sandboxIdleMs ?? sandboxIdleMsFromEnv(),
+      logger: log,
+    });
 
     queue.start(async (sessionId) => {
       const result = await services.harness.wake(sessionId);
@@ -158,6 +172,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         if ('closeAllConnections' in s) (s as { closeAllConnections(): void }).closeAllConnections();
         await closed;
         await q.stop();
+        await reaper.stop();
         await (provider as { close?: () => Promise<void> }).close?.();
         await db.close();
       },

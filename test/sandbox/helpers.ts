@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -36,6 +36,16 @@ export async function startAgent(opts: {
   workspace?: string;
   stateDir?: string;
   env?: Record<string, string>;
+  /** TCP port (default: chosen by the OS). */
+  port?: number;
+  /** More agent arguments (`--run-as-uid`, ...). */
+  args?: string[];
+  /** Run the agent process itself as this user (the test runs as root). */
+  user?: { uid: number; gid: number };
+  /** The agent program: default `sandbox/agent.ts` under tsx; a `.mjs` bundle runs on plain node. */
+  program?: string;
+  /** Wait until `/health` says ready (default true). */
+  waitReady?: boolean;
 }): Promise<AgentHandle> {
   const capability = opts.capability ?? crypto.randomBytes(32).toString('base64url');
   const workspace = opts.workspace ?? path.join(opts.root, 'workspace');
@@ -43,13 +53,16 @@ export async function startAgent(opts: {
   fs.mkdirSync(workspace, { recursive: true });
   const socketPath = path.join(opts.root, `agent-${crypto.randomBytes(4).toString('hex')}.sock`);
   const mode = opts.mode ?? 'unix';
-  const listen = mode === 'unix' ? ['--socket', socketPath] : ['--port', '0', '--host', '127.0.0.1'];
+  const listen = mode === 'unix' ? ['--socket', socketPath] : ['--port', String(opts.port ?? 0), '--host', '127.0.0.1'];
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env };
   if (mode === 'tcp') env.CORRAL_SANDBOX_CAPABILITY = capability;
-  const child = spawn(process.execPath, ['--import', TSX, AGENT, ...listen, '--workspace', workspace, '--state-dir', stateDir], {
+  const program = opts.program ?? AGENT;
+  const loader = program.endsWith('.ts') ? ['--import', TSX] : [];
+  const child = spawn(process.execPath, [...loader, program, ...listen, '--workspace', workspace, '--state-dir', stateDir, ...(opts.args ?? [])], {
     env,
     cwd: opts.root,
     stdio: [mode === 'unix' ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
   });
   let stderr = '';
   let port: number | undefined;
@@ -80,7 +93,7 @@ export async function startAgent(opts: {
   await listening;
   const endpoint: SandboxEndpoint =
     mode === 'unix' ? { kind: 'unix', socketPath, capability } : { kind: 'tcp', host: '127.0.0.1', port: port!, capability };
-  await waitHealthy(endpoint, { timeoutMs: 15_000 });
+  if (opts.waitReady !== false) await waitHealthy(endpoint, { timeoutMs: 30_000 });
   return {
     endpoint,
     workspace,
@@ -138,4 +151,49 @@ export async function until(predicate: () => boolean | Promise<boolean>, timeout
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Runs a command (no shell) and returns its stdout; throws on a non-zero exit. */
+export function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): string {
+  const r = spawnSync(cmd, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+export interface GitFixture {
+  /** Path of a bare repository (a valid clone URL). */
+  url: string;
+  /** Commit of the default branch (`main`), which has README.md = "main". */
+  mainSha: string;
+  /** Branch `feature`, one commit ahead of main, adds feature.txt. */
+  featureSha: string;
+  /** A commit no branch reaches (only a tag `hidden` does). */
+  taggedSha: string;
+}
+
+/** A real bare repository on disk: main, a branch, and a commit only a tag reaches. */
+export function makeGitFixture(root: string, name = 'demo'): GitFixture {
+  const work = path.join(root, `${name}-src`);
+  const bare = path.join(root, `${name}.git`);
+  const git = (...args: string[]) => run('git', args, { cwd: work, env: { GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@e', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@e', GIT_CONFIG_NOSYSTEM: '1', HOME: root } }).trim();
+  fs.mkdirSync(work, { recursive: true });
+  git('init', '--quiet', '--initial-branch=main');
+  fs.writeFileSync(path.join(work, 'README.md'), 'main\n');
+  git('add', '.');
+  git('commit', '--quiet', '-m', 'main');
+  const mainSha = git('rev-parse', 'HEAD');
+  git('checkout', '--quiet', '-b', 'feature');
+  fs.writeFileSync(path.join(work, 'feature.txt'), 'feature\n');
+  git('add', '.');
+  git('commit', '--quiet', '-m', 'feature');
+  const featureSha = git('rev-parse', 'HEAD');
+  git('checkout', '--quiet', '--detach', 'main');
+  fs.writeFileSync(path.join(work, 'hidden.txt'), 'hidden\n');
+  git('add', '.');
+  git('commit', '--quiet', '-m', 'hidden');
+  const taggedSha = git('rev-parse', 'HEAD');
+  git('tag', 'hidden');
+  git('checkout', '--quiet', 'main');
+  run('git', ['clone', '--quiet', '--bare', work, bare]);
+  return { url: bare, mainSha, featureSha, taggedSha };
 }

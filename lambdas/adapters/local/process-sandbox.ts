@@ -6,6 +6,14 @@
  * Layout per sandbox: `<dataDir>/sandboxes/<session>/<name>/{workspace,run,state}`; the socket is
  * `run/agent.sock` (or a short directory under the OS temp dir when that path would be too long
  * for a Unix socket). The capability reaches the agent on its stdin, never through argv or env.
+ * A sandbox handed to another session keeps its directory (it is running there); the directory
+ * is marked as given away, and the old owner's next sandbox of that name gets a new one
+ * (`<name>+<random>`), so the two never share files.
+ *
+ * The recipe is applied on the host before the agent starts (`sandbox/recipe.ts`): repositories
+ * are cloned into the workspace with the host's git and network (the sandbox itself is offline),
+ * file resources are skipped with a note, and packages are not installed (local sandboxes use the
+ * host's tools), also with a note.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -16,7 +24,15 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { waitHealthy } from '../../core/sandbox/client.js';
-import type { ProvisionRequest, ProvisionedSandbox, SandboxEndpoint, SandboxProvider } from '../../core/sandbox/types.js';
+import {
+  SandboxSetupError,
+  type ProvisionRequest,
+  type ProvisionedSandbox,
+  type SandboxEndpoint,
+  type SandboxOwner,
+  type SandboxProvider,
+} from '../../core/sandbox/types.js';
+import { RecipeError, applyRecipe, recipeIsEmpty, toWireRecipe, type RunResult } from '../../../sandbox/recipe.js';
 
 export type IsolationMode = 'auto' | 'bwrap' | 'none';
 
@@ -50,6 +66,9 @@ const MAX_SOCKET_PATH_BYTES = 100;
 const STDERR_TAIL_BYTES = 8 * 1024;
 
 const BWRAP_FLAGS = ['--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL'];
+/** Written into a sandbox directory given to another session: its old owner never reuses it. */
+const HANDED_OFF_MARKER = '.handed-off';
+const GIT_TIMEOUT_MS = 10 * 60_000;
 
 // --- process-wide bookkeeping: kill every agent we started when this process exits ---------------
 
@@ -118,9 +137,10 @@ function exists(p: string): boolean {
 }
 
 interface Sandbox {
-  key: string;
-  sessionId: string;
-  name: string;
+  /** The session and name that own it (changes at handoff). */
+  owner: SandboxOwner;
+  /** Its directory (`workspace`, `run`, `state`). */
+  dir: string;
   pid: number;
   child: ChildProcess;
   socketPath: string;
@@ -136,6 +156,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly logger: ProcessSandboxLogger;
   private readonly healthTimeoutMs: number;
   private readonly bwrapPath: string;
+  /** Running sandboxes by ref (the agent's pid). */
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private resolvedMode: Promise<'bwrap' | 'none'> | undefined;
@@ -173,38 +194,90 @@ export class ProcessSandboxProvider implements SandboxProvider {
     return path.join(this.dataDir, 'sandboxes', safeSegment(sessionId), safeSegment(name));
   }
 
-  /** The workspace of a sandbox (kept after release). */
+  /**
+   * The workspace of a session's sandbox: the running one's, else where the next one would start
+   * (a workspace is kept after release, and reused by the next sandbox of that name).
+   */
   workspaceDir(sessionId: string, name: string): string {
-    return path.join(this.sandboxDir(sessionId, name), 'workspace');
+    const live = this.owned(sessionId, name);
+    return path.join(live ? live.dir : this.sandboxDir(sessionId, name), 'workspace');
+  }
+
+  private owned(sessionId: string, name: string): Sandbox | undefined {
+    for (const s of this.sandboxes.values()) if (s.owner.sessionId === sessionId && s.owner.name === name) return s;
+    return undefined;
   }
 
   provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
     const key = `${req.sessionId}\0${req.name}`;
     return this.withLock(key, async () => {
-      const previous = this.sandboxes.get(key);
+      const previous = this.owned(req.sessionId, req.name);
       if (previous) await this.stop(previous);
-      return this.start(key, req);
+      return this.start(req);
     });
   }
 
   release(sessionId: string, name: string, ref: string): Promise<void> {
     const key = `${sessionId}\0${name}`;
     return this.withLock(key, async () => {
-      const sandbox = this.sandboxes.get(key);
-      // A ref from an earlier incarnation must not stop the current one.
-      if (!sandbox || String(sandbox.pid) !== String(ref)) return;
+      const sandbox = this.sandboxes.get(String(ref));
+      // A ref from an earlier incarnation, or of a sandbox handed to another session, is not ours.
+      if (!sandbox || sandbox.owner.sessionId !== sessionId || sandbox.owner.name !== name) return;
       await this.stop(sandbox);
     });
   }
 
   async releaseAll(sessionId: string): Promise<void> {
-    const mine = [...this.sandboxes.values()].filter((s) => s.sessionId === sessionId);
-    await Promise.all(mine.map((s) => this.release(s.sessionId, s.name, String(s.pid))));
+    const mine = [...this.sandboxes.values()].filter((s) => s.owner.sessionId === sessionId);
+    await Promise.all(mine.map((s) => this.release(s.owner.sessionId, s.owner.name, String(s.pid))));
+  }
+
+  /** Handoff: the sandbox `ref` now belongs to `to`; `from`'s next sandbox gets another directory. */
+  async transfer(from: SandboxOwner, to: SandboxOwner, ref: string): Promise<void> {
+    const sandbox = this.sandboxes.get(String(ref));
+    if (!sandbox || sandbox.owner.sessionId !== from.sessionId || sandbox.owner.name !== from.name) {
+      throw new Error(`sandbox ${ref} is not a running sandbox of session ${from.sessionId} (${from.name})`);
+    }
+    // The target's earlier sandbox of that name, if one still runs, gives way.
+    const displaced = this.owned(to.sessionId, to.name);
+    if (displaced) await this.stop(displaced);
+    await fsp.writeFile(path.join(sandbox.dir, HANDED_OFF_MARKER), `${JSON.stringify({ from, to, at: new Date().toISOString() })}\n`);
+    sandbox.owner = { ...to };
+    this.logger.info?.('sandbox handed off', { from, to, pid: sandbox.pid });
   }
 
   /** Stops every sandbox this provider started (for shutdown). */
   async close(): Promise<void> {
-    await Promise.all([...this.sandboxes.values()].map((s) => this.release(s.sessionId, s.name, String(s.pid))));
+    await Promise.all([...this.sandboxes.values()].map((s) => this.release(s.owner.sessionId, s.owner.name, String(s.pid))));
+  }
+
+  /** The local runtime calls this when it closes. */
+  shutdown(): Promise<void> {
+    return this.close();
+  }
+
+  /** The directory for a new sandbox of this session and name: its own, unless it was given away. */
+  private async chooseDir(sessionId: string, name: string): Promise<string> {
+    const own = this.sandboxDir(sessionId, name);
+    const taken = (dir: string) => exists(path.join(dir, HANDED_OFF_MARKER)) || [...this.sandboxes.values()].some((s) => s.dir === dir);
+    if (!taken(own)) return own;
+    for (;;) {
+      const dir = `${own}+${crypto.randomBytes(4).toString('hex')}`;
+      if (!exists(dir)) return dir;
+    }
+  }
+
+  /** Apply the recipe to the workspace on the host (see the header); returns the notes. */
+  private async applyRecipe(req: ProvisionRequest, workspace: string): Promise<string[]> {
+    const recipe = toWireRecipe(req.recipe);
+    if (recipeIsEmpty(recipe)) return [];
+    try {
+      const { notes } = await applyRecipe(recipe, { workspace, mode: 'local', installPackages: false, run: (argv, o) => runOnHost(argv, o) });
+      return notes;
+    } catch (err) {
+      if (err instanceof RecipeError) throw new SandboxSetupError(err.type, `${err.type}: ${err.message}`);
+      throw err;
+    }
   }
 
   private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -219,13 +292,14 @@ export class ProcessSandboxProvider implements SandboxProvider {
     }
   }
 
-  private async start(key: string, req: ProvisionRequest): Promise<ProvisionedSandbox> {
+  private async start(req: ProvisionRequest): Promise<ProvisionedSandbox> {
     const mode = await this.isolationMode();
-    const base = this.sandboxDir(req.sessionId, req.name);
+    const base = await this.chooseDir(req.sessionId, req.name);
     await fsp.mkdir(path.join(base, 'workspace'), { recursive: true });
     await fsp.mkdir(path.join(base, 'state'), { recursive: true, mode: 0o700 });
     const realBase = await fsp.realpath(base);
     const workspace = path.join(realBase, 'workspace');
+    const notes = await this.applyRecipe(req, workspace);
     const stateDir = path.join(realBase, 'state');
     let runDir = path.join(realBase, 'run');
     let tempRunDir: string | undefined;
@@ -294,9 +368,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
     child.stdin!.write(`${capability}\n`);
 
     const sandbox: Sandbox = {
-      key,
-      sessionId: req.sessionId,
-      name: req.name,
+      owner: { sessionId: req.sessionId, name: req.name },
+      dir: base,
       pid: child.pid ?? -1,
       child,
       socketPath,
@@ -304,7 +377,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       exited,
       hasExited: () => exitedFlag,
     };
-    if (child.pid !== undefined) this.sandboxes.set(key, sandbox);
+    if (child.pid !== undefined) this.sandboxes.set(String(child.pid), sandbox);
 
     const endpoint: SandboxEndpoint = { kind: 'unix', socketPath, capability };
     const died = new AbortController();
@@ -320,7 +393,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       throw new Error(`sandbox agent for session ${req.sessionId} (${req.name}) did not become healthy: ${(err as Error).message}${detail}`);
     }
     this.logger.info?.('sandbox provisioned', { sessionId: req.sessionId, sandbox: req.name, pid: child.pid, isolation: mode });
-    return { endpoint, ref: String(child.pid) };
+    return notes.length ? { endpoint, ref: String(child.pid), notes } : { endpoint, ref: String(child.pid) };
   }
 
   private async stop(sandbox: Sandbox): Promise<void> {
@@ -346,9 +419,37 @@ export class ProcessSandboxProvider implements SandboxProvider {
     sandbox.child.stderr?.destroy();
     await fsp.rm(sandbox.socketPath, { force: true }).catch(() => {});
     if (sandbox.tempRunDir) await fsp.rm(sandbox.tempRunDir, { recursive: true, force: true }).catch(() => {});
-    if (this.sandboxes.get(sandbox.key) === sandbox) this.sandboxes.delete(sandbox.key);
-    this.logger.info?.('sandbox released', { sessionId: sandbox.sessionId, sandbox: sandbox.name, pid: sandbox.pid });
+    if (this.sandboxes.get(String(sandbox.pid)) === sandbox) this.sandboxes.delete(String(sandbox.pid));
+    this.logger.info?.('sandbox released', { sessionId: sandbox.owner.sessionId, sandbox: sandbox.owner.name, pid: sandbox.pid });
   }
+}
+
+/** Runs a recipe command on the host, as this process's user, without a shell. */
+function runOnHost(argv: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs: number }): Promise<RunResult> {
+  return new Promise((resolve) => {
+    let output = '';
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: opts.cwd,
+      env: { PATH: process.env.PATH ?? SANDBOX_PATH, HOME: process.env.HOME ?? os.homedir(), LANG: 'C.UTF-8', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const keep = (chunk: Buffer) => {
+      output = (output + chunk.toString('utf8')).slice(-20_000);
+    };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    const timer = setTimeout(() => {
+      output += `\n[${argv[0]} timed out after ${opts.timeoutMs} ms]`;
+      child.kill('SIGKILL');
+    }, Math.min(opts.timeoutMs, GIT_TIMEOUT_MS));
+    child.on('error', (err) => {
+      output += `could not start ${argv[0]}: ${err.message}`;
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
 }
 
 /** The bubblewrap arguments for one sandbox (everything before `--`). */

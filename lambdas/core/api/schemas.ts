@@ -8,12 +8,15 @@ import { z } from 'zod';
 
 export const Metadata = z
   .record(z.string().min(1).max(64), z.string().max(512))
-  .refine((m) => Object.keys(m).length <= 16, { message: 'metadata may hold at most 16 pairs' });
+  .refine((m) => Object.keys(m).length <= 16, { message: 'metadata may hold at most 16 pairs' })
+  // The refinement above, as JSON Schema says it (for the OpenAPI document; validation is unchanged).
+  .meta({ maxProperties: 16, description: 'At most 16 pairs; keys up to 64 characters, values up to 512.' });
 
 /** Metadata patch: a null value removes the key. */
 export const MetadataPatch = z
   .record(z.string().min(1).max(64), z.string().max(512).nullable())
-  .refine((m) => Object.keys(m).length <= 16, { message: 'metadata may hold at most 16 pairs' });
+  .refine((m) => Object.keys(m).length <= 16, { message: 'metadata may hold at most 16 pairs' })
+  .meta({ maxProperties: 16, description: 'Keys to set; a null value removes the key.' });
 
 const Policy = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('always_allow') }),
@@ -229,8 +232,145 @@ export const SessionUpdate = z.strictObject({
 export type SessionUpdate = z.infer<typeof SessionUpdate>;
 
 /** Corral extension: `POST /v1/sessions/{id}/fork`. */
-export const SessionFork = z.strictObject({
-  up_to_position: z.number().int().min(0).optional(),
-  title: z.string().max(512).nullish(),
-});
+export const SessionFork = z
+  .strictObject({
+    up_to_position: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .meta({ description: 'Copy the log up to and including this position (default: the whole log).' }),
+    title: z.string().max(512).nullish(),
+  })
+  .meta({ description: 'Corral extension: fork a session at a position of its log.' });
 export type SessionFork = z.infer<typeof SessionFork>;
+
+// --- Response shapes and the OpenAPI registry ----------------------------------------------------
+// The routes never validate responses with these: they describe what the API returns, for the
+// OpenAPI document (`lambdas/api/openapi.ts`, served at `/openapi.json`) and for tests that check
+// real responses against that document. Objects are loose: a field added later is no breakage.
+
+const Timestamp = z.iso.datetime().meta({ description: 'RFC 3339 timestamp (UTC)' });
+const NullableTimestamp = Timestamp.nullable();
+
+export const ErrorResponse = z
+  .strictObject({
+    type: z.literal('error'),
+    error: z.looseObject({
+      type: z.string().meta({ description: 'invalid_request_error, authentication_error, not_found_error, …' }),
+      message: z.string(),
+    }),
+  })
+  .meta({ description: 'Every error, with the matching HTTP status.' });
+
+export const AgentResponse = z
+  .looseObject({
+    id: z.string(),
+    type: z.literal('agent'),
+    version: z.number().int().positive(),
+    name: z.string(),
+    description: z.string().nullable(),
+    model: z.looseObject({ id: z.string() }),
+    system: z.string().nullable(),
+    tools: z.array(z.looseObject({ type: z.string() })),
+    mcp_servers: z.array(z.looseObject({ name: z.string() })),
+    skills: z.array(z.looseObject({ skill_id: z.string() })),
+    metadata: z.record(z.string(), z.string()),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    archived_at: NullableTimestamp,
+  })
+  .meta({ description: 'One version of an agent (`BetaManagedAgentsAgent`).' });
+
+export const EnvironmentResponse = z
+  .looseObject({
+    id: z.string(),
+    type: z.literal('environment'),
+    name: z.string(),
+    description: z.string().nullable(),
+    config: z.looseObject({ type: z.enum(['cloud', 'self_hosted']) }),
+    metadata: z.record(z.string(), z.string()),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    archived_at: NullableTimestamp,
+  })
+  .meta({ description: 'An environment: the recipe sandboxes are built from (`BetaEnvironment`).' });
+
+export const SessionResponse = z
+  .looseObject({
+    id: z.string(),
+    type: z.literal('session'),
+    status: z.enum(['rescheduling', 'running', 'idle', 'terminated']),
+    agent: z.looseObject({ id: z.string(), type: z.literal('agent'), version: z.number().int(), name: z.string() }),
+    environment_id: z.string(),
+    title: z.string().nullable(),
+    metadata: z.record(z.string(), z.string()),
+    resources: z.array(z.unknown()),
+    vault_ids: z.array(z.string()),
+    usage: z.looseObject({}),
+    stats: z.looseObject({}),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    archived_at: NullableTimestamp,
+    forked_from: z
+      .strictObject({ session_id: z.string(), position: z.number().int() })
+      .optional()
+      .meta({ description: 'Corral extension: the session and log position this one was forked from.' }),
+  })
+  .meta({ description: 'A session (`BetaManagedAgentsSession`).' });
+
+export const SessionEventResponse = z
+  .looseObject({
+    id: z.string(),
+    type: z.string().meta({
+      description:
+        'user.message, user.interrupt, user.tool_confirmation, user.custom_tool_result, agent.message, agent.thinking, ' +
+        'agent.tool_use, agent.tool_result (Corral adds `sandbox`, the sandbox that answered), agent.custom_tool_use, ' +
+        'session.status_running, session.status_idle, session.status_rescheduled, session.error, ' +
+        'span.model_request_start, span.model_request_end, …',
+    }),
+    processed_at: Timestamp,
+  })
+  .meta({ description: 'A stored session event: `id`, `type`, `processed_at` and the fields of its type, as the official SDK declares them.' });
+
+export const DeletedResponse = z
+  .strictObject({ id: z.string(), type: z.enum(['session_deleted', 'environment_deleted']) })
+  .meta({ description: 'The answer to a delete.' });
+
+/** A page of a list: `{data, next_page}` (session lists also carry `prev_page`). */
+export function pageOf<T extends z.ZodType>(item: T, opts: { prevPage?: boolean } = {}) {
+  return z.strictObject({
+    data: z.array(item),
+    next_page: z.string().nullable().meta({ description: 'Cursor for `?page=`; null on the last page.' }),
+    ...(opts.prevPage ? { prev_page: z.string().nullable() } : {}),
+  });
+}
+
+export const EventsSendResponse = z.strictObject({ data: z.array(SessionEventResponse) });
+
+/**
+ * The schemas that get a name in the OpenAPI document (`components.schemas`), in a registry of
+ * their own: registering changes nothing about validation and never clashes with zod's global one.
+ */
+export const namedSchemas = {
+  AgentCreate,
+  AgentUpdate,
+  EnvironmentCreate,
+  EnvironmentUpdate,
+  SessionCreate,
+  SessionUpdate,
+  SessionFork,
+  EventsSend,
+  UserEvent,
+  Metadata,
+  MetadataPatch,
+  AgentTool,
+  Agent: AgentResponse,
+  Environment: EnvironmentResponse,
+  Session: SessionResponse,
+  SessionEvent: SessionEventResponse,
+  Deleted: DeletedResponse,
+  Error: ErrorResponse,
+} satisfies Record<string, z.ZodType>;
+export const apiSchemas = z.registry<{ id: string }>();
+for (const [id, schema] of Object.entries(namedSchemas)) apiSchemas.add(schema, { id });

@@ -7,6 +7,7 @@
  */
 import http from 'node:http';
 import {
+  SandboxSetupError,
   SandboxUnavailableError,
   type ExecuteOptions,
   type SandboxEndpoint,
@@ -111,6 +112,18 @@ function unavailable(endpoint: SandboxEndpoint, err: unknown): SandboxUnavailabl
   return new SandboxUnavailableError(`sandbox at ${where} is unavailable: ${reason}`, err);
 }
 
+/** What `GET /health` said: ready (with the recipe's notes), still starting, or setup failed. */
+export type SandboxHealth =
+  | { state: 'ready'; notes: string[] }
+  | { state: 'starting' }
+  | { state: 'failed'; error: { type: string; message: string } }
+  | { state: 'unreachable' };
+
+/** The longest a call of this tool may take, including the tool's own timeout. */
+export function callTimeoutMs(tool: string, input: unknown): number {
+  return defaultTimeout(tool, input);
+}
+
 function defaultTimeout(tool: string, input: unknown): number {
   let toolTimeout = DEFAULT_TOOL_TIMEOUT_MS;
   if (tool === 'bash' && typeof input === 'object' && input !== null) {
@@ -125,6 +138,11 @@ export class SandboxClient {
 
   /** True when the agent answers `GET /health` with `{ok: true}`; never throws. */
   async health(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
+    return (await this.status(opts)).state === 'ready';
+  }
+
+  /** The agent's `GET /health`, read: ready, starting (applying its recipe), failed; never throws. */
+  async status(opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<SandboxHealth> {
     try {
       const res = await rawRequest(this.endpoint, {
         method: 'GET',
@@ -132,10 +150,48 @@ export class SandboxClient {
         timeoutMs: opts.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
         signal: opts.signal,
       });
-      return res.status === 200 && (JSON.parse(res.body) as { ok?: unknown }).ok === true;
+      const body = JSON.parse(res.body) as { ok?: unknown; state?: unknown; notes?: unknown; error?: { type?: unknown; message?: unknown } };
+      if (res.status === 200 && body.ok === true) {
+        const notes = Array.isArray(body.notes) ? body.notes.filter((n): n is string => typeof n === 'string') : [];
+        return { state: 'ready', notes };
+      }
+      if (body.state === 'starting') return { state: 'starting' };
+      if (body.state === 'failed') {
+        return {
+          state: 'failed',
+          error: { type: String(body.error?.type ?? 'unknown'), message: String(body.error?.message ?? 'sandbox setup failed') },
+        };
+      }
+      return { state: 'unreachable' };
     } catch {
-      return false;
+      return { state: 'unreachable' };
     }
+  }
+
+  /**
+   * Replace the sandbox's capability with `next` (`POST /capability`, authorized by the current
+   * one): afterwards only `next` opens it. Throws `SandboxUnavailableError` when the sandbox does
+   * not answer or refuses.
+   */
+  async rotateCapability(next: string, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<SandboxEndpoint> {
+    const where = describeEndpoint(this.endpoint);
+    let res: RawResponse;
+    try {
+      res = await rawRequest(this.endpoint, {
+        method: 'POST',
+        path: '/capability',
+        headers: { authorization: `Bearer ${this.endpoint.capability}` },
+        body: JSON.stringify({ capability: next }),
+        timeoutMs: opts.timeoutMs ?? 10_000,
+        signal: opts.signal,
+      });
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      throw unavailable(this.endpoint, err);
+    }
+    if (res.status === 401 || res.status === 403) throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: capability rejected`);
+    if (res.status !== 200) throw new SandboxUnavailableError(`sandbox at ${where} refused a new capability (HTTP ${res.status})`);
+    return { ...this.endpoint, capability: next };
   }
 
   /**
@@ -194,18 +250,27 @@ export class SandboxClient {
   }
 }
 
-/** Polls `GET /health` until it answers; throws `SandboxUnavailableError` after `timeoutMs`. */
-export async function waitHealthy(endpoint: SandboxEndpoint, opts: WaitHealthyOptions = {}): Promise<void> {
+/**
+ * Polls `GET /health` until the agent is ready, and returns what it said (the recipe's notes).
+ * Throws `SandboxSetupError` as soon as the agent reports that its recipe failed, and
+ * `SandboxUnavailableError` when it is not ready after `timeoutMs`.
+ */
+export async function waitHealthy(endpoint: SandboxEndpoint, opts: WaitHealthyOptions = {}): Promise<{ notes: string[] }> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
   const intervalMs = opts.intervalMs ?? 100;
   const deadline = Date.now() + timeoutMs;
   const client = new SandboxClient(endpoint);
+  let last: SandboxHealth['state'] = 'unreachable';
   for (;;) {
     if (opts.signal?.aborted) throw abortError(opts.signal);
     const remaining = deadline - Date.now();
-    if (await client.health({ timeoutMs: Math.max(50, Math.min(DEFAULT_HEALTH_TIMEOUT_MS, remaining)), signal: opts.signal })) return;
+    const health = await client.status({ timeoutMs: Math.max(50, Math.min(DEFAULT_HEALTH_TIMEOUT_MS, remaining)), signal: opts.signal });
+    if (health.state === 'ready') return { notes: health.notes };
+    if (health.state === 'failed') throw new SandboxSetupError(health.error.type, health.error.message);
+    last = health.state;
     if (Date.now() + intervalMs > deadline) {
-      throw new SandboxUnavailableError(`sandbox at ${describeEndpoint(endpoint)} did not become healthy within ${timeoutMs} ms`);
+      const why = last === 'starting' ? ' (it was still applying its recipe)' : '';
+      throw new SandboxUnavailableError(`sandbox at ${describeEndpoint(endpoint)} did not become healthy within ${timeoutMs} ms${why}`);
     }
     await new Promise<void>((resolve) => {
       const done = () => {

@@ -43,6 +43,17 @@ export interface ProvisionedSandbox {
   endpoint: SandboxEndpoint;
   /** Provider-specific reference (process id, task ARN) used by `release`. */
   ref: string;
+  /**
+   * What the model should know about how the recipe was applied (resources skipped, packages not
+   * installed, ...). The manager puts them in front of the first tool result of this sandbox.
+   */
+  notes?: string[];
+}
+
+/** A session and a sandbox name in it. */
+export interface SandboxOwner {
+  sessionId: string;
+  name: string;
 }
 
 export interface SandboxProvider {
@@ -52,6 +63,13 @@ export interface SandboxProvider {
   release(sessionId: string, name: string, ref: string): Promise<void>;
   /** Stop every sandbox of a session (used when a session is deleted). */
   releaseAll?(sessionId: string): Promise<void>;
+  /**
+   * A running sandbox now belongs to another session and name (handoff). Providers that key
+   * their own bookkeeping by session and name must follow it, so that the old owner's `release`,
+   * `releaseAll` or next `provision` no longer touch it. Optional: a provider whose `release`
+   * needs only `ref` has nothing to do.
+   */
+  transfer?(from: SandboxOwner, to: SandboxOwner, ref: string): Promise<void>;
 }
 
 export interface ExecuteOptions {
@@ -77,5 +95,21 @@ export class SandboxUnavailableError extends Error {
   ) {
     super(message);
     this.name = 'SandboxUnavailableError';
+  }
+}
+
+/**
+ * Raised by provisioning when the sandbox started but could not apply its recipe (a repository
+ * that does not clone, a branch that does not exist, packages that do not install). `type` is
+ * the error type the Managed Agents API uses where it has one (`repository_clone_error`,
+ * `repository_checkout_error`), else a Corral one (`package_install_error`, `invalid_recipe`).
+ */
+export class SandboxSetupError extends Error {
+  constructor(
+    readonly type: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SandboxSetupError';
   }
 }

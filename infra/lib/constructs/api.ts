@@ -1,0 +1,147 @@
+import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { acknowledge } from '../nag.js';
+import { Construct } from 'constructs';
+import { CorralFunction } from './corral-function.js';
+import type { Sandboxes } from './sandboxes.js';
+import type { SessionLog } from './session-log.js';
+import type { WakeQueue } from './wake-queue.js';
+
+export interface ApiProps {
+  readonly sessionLog: SessionLog;
+  readonly wakeQueue: WakeQueue;
+  readonly sandboxes: Sandboxes;
+  readonly serviceName: string;
+  readonly metricsNamespace: string;
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * Longest an event stream stays open (API Gateway allows 15 minutes). It then ends cleanly and
+   * the client reconnects with `Last-Event-ID`, missing nothing.
+   * @default Duration.minutes(15)
+   */
+  readonly streamTimeout?: Duration;
+  /** Steady-state requests per second the stage accepts. @default 100 */
+  readonly throttlingRateLimit?: number;
+  /** @default 200 */
+  readonly throttlingBurstLimit?: number;
+}
+
+/**
+ * The public API: API Gateway (REST, regional) in front of the Hono app (lambdas/api/app.ts),
+ * which authenticates every `/v1` route with the tenants' hashed API keys. Two functions run the
+ * same bundle: one for every route (buffered) and one for `GET /v1/sessions/{id}/events/stream`,
+ * whose integration streams the Lambda response (`responseTransferMode: STREAM`) so events
+ * reach the client as they are appended.
+ */
+export class Api extends Construct {
+  readonly restApi: apigw.RestApi;
+  readonly handler: CorralFunction;
+  readonly streamHandler: CorralFunction;
+
+  constructor(scope: Construct, id: string, props: ApiProps) {
+    super(scope, id);
+    const streamTimeout = props.streamTimeout ?? Duration.minutes(15);
+    const environment = { ...props.sessionLog.environment, ...props.wakeQueue.environment, ...props.sandboxes.environment };
+    const common = {
+      entry: 'lambdas/api/lambda.ts',
+      serviceName: props.serviceName,
+      metricsNamespace: props.metricsNamespace,
+      logRetention: props.logRetention,
+      environment,
+    };
+    this.handler = new CorralFunction(this, 'Handler', {
+      ...common,
+      handler: 'handler',
+      description: 'Corral API (every route but the event stream)',
+      timeout: Duration.seconds(29),
+      memorySize: 1024,
+    });
+    this.streamHandler = new CorralFunction(this, 'StreamHandler', {
+      ...common,
+      handler: 'streamHandler',
+      description: 'Corral API: GET /v1/sessions/{id}/events/stream (response streaming)',
+      timeout: streamTimeout,
+      memorySize: 512,
+    });
+    props.sessionLog.grantReadWrite(this.handler);
+    props.wakeQueue.grantSend(this.handler);
+    props.sandboxes.grantRelease(this.handler); // deleting a session stops its sandboxes
+    // The stream only reads: the log, the session head and the API key hashes.
+    props.sessionLog.events.grantReadData(this.streamHandler);
+    props.sessionLog.state.grantReadData(this.streamHandler);
+
+    const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.restApi = new apigw.RestApi(this, 'RestApi', {
+      description: 'Corral: Claude Managed Agents compatible API',
+      endpointTypes: [apigw.EndpointType.REGIONAL],
+      // API Gateway needs an account-level role to write logs; CDK sets it (and keeps it on delete).
+      cloudWatchRole: true,
+      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
+      deployOptions: {
+        stageName: 'prod',
+        tracingEnabled: true,
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
+        throttlingRateLimit: props.throttlingRateLimit ?? 100,
+        throttlingBurstLimit: props.throttlingBurstLimit ?? 200,
+        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+      },
+    });
+
+    // One resource-policy statement per function instead of two per method.
+    const buffered = new apigw.LambdaIntegration(this.handler, { proxy: true, scopePermissionToMethod: false });
+    const streaming = new apigw.LambdaIntegration(this.streamHandler, {
+      proxy: true,
+      scopePermissionToMethod: false,
+      responseTransferMode: apigw.ResponseTransferMode.STREAM,
+      timeout: streamTimeout,
+    });
+
+    // API Gateway routes a request to the most specific resource and does not fall back to a
+    // greedy parent, so every resource on the way to the stream path forwards itself and
+    // (where no path variable sibling forbids it) everything below it to the app.
+    const forward = (resource: apigw.IResource, proxyChildren = true) => {
+      resource.addMethod('ANY', buffered);
+      if (proxyChildren) resource.addResource('{proxy+}').addMethod('ANY', buffered);
+    };
+    const root = this.restApi.root;
+    forward(root);
+    const v1 = root.addResource('v1');
+    forward(v1);
+    const sessions = v1.addResource('sessions');
+    forward(sessions, false); // `{id}` is the one variable child it may have
+    const session = sessions.addResource('{id}');
+    forward(session);
+    const events = session.addResource('events');
+    forward(events);
+    const stream = events.addResource('stream');
+    stream.addMethod('GET', streaming);
+    stream.addMethod('ANY', buffered);
+
+    acknowledge(
+      this.restApi,
+      { id: 'AwsSolutions-APIG2', reason: 'Requests are validated by the app (zod schemas) and answered with Managed Agents error bodies.' },
+      { id: 'AwsSolutions-APIG3', reason: 'WAF is left to the operator (it is billed at rest); throttling is set on the stage.' },
+      {
+        id: 'AwsSolutions-APIG4',
+        reason: 'Every /v1 route is authenticated by the app against hashed tenant API keys in the state table; /health is public by design.',
+      },
+      { id: 'AwsSolutions-COG4', reason: 'Callers authenticate with Corral API keys (Managed Agents compatible), not Cognito.' },
+      {
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+        reason: 'AmazonAPIGatewayPushToCloudWatchLogs is the AWS-maintained policy for API Gateway account logging.',
+      },
+    );
+  }
+
+  /** The base URL for the SDK's `baseURL` (the stage, without a trailing slash). */
+  get url(): string {
+    return `https://${this.restApi.restApiId}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}/${this.restApi.deploymentStage.stageName}`;
+  }
+}

@@ -1,0 +1,122 @@
+import { Arn, ArnFormat, Duration, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { CorralFunction } from './corral-function.js';
+import type { Network } from './network.js';
+import type { Sandboxes } from './sandboxes.js';
+import type { SessionLog } from './session-log.js';
+import type { WakeQueue } from './wake-queue.js';
+
+/** Where the harness calls the model, and with which key. */
+export interface ModelSettings {
+  /** An Anthropic-compatible Messages API endpoint. @default - https://api.anthropic.com */
+  readonly baseUrl?: string;
+  /**
+   * Name of an SSM SecureString parameter holding the model API key (read once per cold start by
+   * the harness alone; the API never reads it). @default '/corral/anthropic-api-key'
+   */
+  readonly apiKeyParameterName?: string;
+}
+
+export interface HarnessStepProps {
+  readonly sessionLog: SessionLog;
+  readonly wakeQueue: WakeQueue;
+  readonly sandboxes: Sandboxes;
+  readonly network: Network;
+  /** Longest a single invocation runs; a wake yields (and queues its continuation) before it. */
+  readonly timeout: Duration;
+  readonly model?: ModelSettings;
+  /**
+   * Wakes per invocation. A wake can run for minutes and the records of a batch run one after
+   * another (FIFO order), so more than one delays the other sessions in the batch.
+   * @default 1
+   */
+  readonly batchSize?: number;
+  /** Most concurrent harness invocations (2-1000). @default - no limit beyond the account's */
+  readonly maxConcurrency?: number;
+  /** @default 1024 */
+  readonly memorySize?: number;
+  /** Session attributes added as metric dimensions (`agent`, `environment`). @default - none */
+  readonly metricsSessionDimensions?: Array<'agent' | 'environment'>;
+  readonly metricsNamespace: string;
+  readonly serviceName: string;
+  readonly logRetention?: logs.RetentionDays;
+}
+
+export const DEFAULT_MODEL_KEY_PARAMETER = '/corral/anthropic-api-key';
+
+/**
+ * The harness step: a Lambda function fed by the wake queue (partial batch responses), running
+ * in the private subnets so that it, and only it, can reach the sandbox agents. It reads and
+ * appends to the session log, sends its own continuation when it yields, starts and stops
+ * sandbox tasks, and reads the model key from SSM. It has no access to Secrets Manager: the
+ * vault's secrets are the credential proxy's alone.
+ */
+export class HarnessStep extends Construct {
+  readonly function: CorralFunction;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly timeout: Duration;
+
+  constructor(scope: Construct, id: string, props: HarnessStepProps) {
+    super(scope, id);
+    this.timeout = props.timeout;
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.network.vpc,
+      description: 'Corral harness: calls the model, AWS APIs and the sandbox agents',
+      allowAllOutbound: true,
+    });
+    const keyParameter = props.model?.apiKeyParameterName ?? DEFAULT_MODEL_KEY_PARAMETER;
+    this.function = new CorralFunction(this, 'Function', {
+      entry: 'lambdas/harness-step/index.ts',
+      description: 'Corral harness step: SQS FIFO wake -> harness.wake(sessionId)',
+      serviceName: props.serviceName,
+      metricsNamespace: props.metricsNamespace,
+      logRetention: props.logRetention,
+      timeout: props.timeout,
+      memorySize: props.memorySize ?? 1024,
+      vpc: props.network.vpc,
+      vpcSubnets: props.network.subnets,
+      securityGroups: [this.securityGroup],
+      environment: {
+        ...props.sessionLog.environment,
+        ...props.wakeQueue.environment,
+        ...props.sandboxes.environment,
+        CORRAL_MODEL_API_KEY_PARAMETER: keyParameter,
+        ...(props.model?.baseUrl ? { ANTHROPIC_BASE_URL: props.model.baseUrl } : {}),
+        ...(props.metricsSessionDimensions?.length
+          ? { CORRAL_METRICS_SESSION_DIMENSIONS: props.metricsSessionDimensions.join(',') }
+          : {}),
+      },
+    });
+    if (props.wakeQueue.visibilityTimeout.toSeconds() <= props.timeout.toSeconds()) {
+      throw new Error('the wake queue visibility timeout must be longer than the harness step timeout');
+    }
+    props.sessionLog.grantReadWrite(this.function);
+    props.wakeQueue.grantSend(this.function);
+    props.sandboxes.grantManage(this.function);
+    props.sandboxes.allowAgentAccessFrom(this.securityGroup);
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:GetParameter'],
+        resources: [
+          Arn.format(
+            { service: 'ssm', resource: 'parameter', resourceName: keyParameter.replace(/^\//, ''), arnFormat: ArnFormat.SLASH_RESOURCE_NAME },
+            Stack.of(this),
+          ),
+        ],
+      }),
+    );
+    // Grants ReceiveMessage, DeleteMessage, ChangeMessageVisibility (the handler shortens it for
+    // busy sessions) and GetQueueAttributes on the wake queue.
+    this.function.addEventSource(
+      new SqsEventSource(props.wakeQueue.queue, {
+        batchSize: props.batchSize ?? 1,
+        reportBatchItemFailures: true,
+        maxConcurrency: props.maxConcurrency,
+      }),
+    );
+  }
+}

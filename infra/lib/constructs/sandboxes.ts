@@ -1,0 +1,165 @@
+import { Arn, ArnFormat, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { acknowledge } from '../nag.js';
+import { Construct } from 'constructs';
+import { REPO_ROOT } from '../paths.js';
+import type { Network } from './network.js';
+
+/** The port the sandbox agent listens on inside its task. */
+export const SANDBOX_PORT = 8080;
+export const SANDBOX_CONTAINER = 'agent';
+
+export interface SandboxesProps {
+  readonly network: Network;
+  /**
+   * The sandbox image. @default - built from `sandbox/Dockerfile` with the repository root as
+   * build context, for ARM64 (built by `cdk deploy`, not by `cdk synth`)
+   */
+  readonly image?: ecs.ContainerImage;
+  /** vCPU units of a sandbox task (256 = 0.25 vCPU). @default 1024 */
+  readonly cpu?: number;
+  /** Memory of a sandbox task, in MiB (must fit the CPU, see the Fargate table). @default 2048 */
+  readonly memoryMiB?: number;
+  /** Ephemeral storage of a sandbox task, in GiB (21-200; Fargate includes 20). @default - 20 GiB */
+  readonly ephemeralStorageGiB?: number;
+  /** Give sandbox tasks public IPs (only for subnets without NAT, e.g. public subnets). @default false */
+  readonly assignPublicIp?: boolean;
+  /** CloudWatch Container Insights on the cluster (billed per task metric). @default false */
+  readonly containerInsights?: boolean;
+  /** How long sandbox logs are kept. @default one week */
+  readonly logRetention?: logs.RetentionDays;
+}
+
+/** Files of the repository root that never belong in the sandbox image's build context. */
+export const SANDBOX_IMAGE_EXCLUDE = ['node_modules', '**/node_modules', 'cdk.out', '.corral', '.git', 'scratch', '*.log'];
+
+/**
+ * The hands: an ECS cluster and a Fargate task definition for the sandbox agent. No task runs
+ * until a tool call needs one (the harness calls `RunTask` through lambdas/adapters/aws/ecs-sandbox-provider.ts)
+ * and each is stopped when released, so an idle deployment runs no task at all.
+ *
+ * The task role has no permissions: nothing inside a sandbox can call AWS. The sandbox security
+ * group accepts connections on the agent's port only from the security groups given to
+ * `allowAgentAccessFrom` (the harness function's), and nothing else.
+ */
+export class Sandboxes extends Construct {
+  readonly cluster: ecs.Cluster;
+  readonly taskDefinition: ecs.FargateTaskDefinition;
+  readonly container: ecs.ContainerDefinition;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly logGroup: logs.LogGroup;
+  private readonly network: Network;
+  private readonly assignPublicIp: boolean;
+
+  constructor(scope: Construct, id: string, props: SandboxesProps) {
+    super(scope, id);
+    this.network = props.network;
+    this.assignPublicIp = props.assignPublicIp ?? false;
+    this.cluster = new ecs.Cluster(this, 'Cluster', {
+      vpc: props.network.vpc,
+      containerInsightsV2: props.containerInsights ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
+    });
+    // An explicit, empty role: CDK would create one anyway; naming it makes "no permissions" visible.
+    const taskRole = new iam.Role(this, 'TaskRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Corral sandbox tasks: deliberately without any permission',
+    });
+    this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
+      cpu: props.cpu ?? 1024,
+      memoryLimitMiB: props.memoryMiB ?? 2048,
+      ephemeralStorageGiB: props.ephemeralStorageGiB,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      taskRole,
+    });
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: props.logRetention ?? logs.RetentionDays.ONE_WEEK,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.container = this.taskDefinition.addContainer('Agent', {
+      containerName: SANDBOX_CONTAINER,
+      image:
+        props.image ??
+        ecs.ContainerImage.fromAsset(REPO_ROOT, {
+          file: 'sandbox/Dockerfile',
+          platform: Platform.LINUX_ARM64,
+          exclude: SANDBOX_IMAGE_EXCLUDE,
+        }),
+      essential: true,
+      portMappings: [{ containerPort: SANDBOX_PORT, protocol: ecs.Protocol.TCP }],
+      logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'sandbox' }),
+    });
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.network.vpc,
+      description: 'Corral sandbox tasks: the agent port is reachable from the harness only',
+      // Sandboxes install packages and clone repositories; the environment's networking policy
+      // is enforced by the sandbox, not by this group.
+      allowAllOutbound: true,
+    });
+
+    acknowledge(this.taskDefinition, {
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'The execution role (not the task role) gets ecr:GetAuthorizationToken, which has no resource-level permission; CDK scopes the image pull and log writes to the repository and log group.',
+    });
+    if (!props.containerInsights) {
+      acknowledge(this.cluster, {
+        id: 'AwsSolutions-ECS4',
+        reason: 'Container Insights is opt-in (SandboxesProps.containerInsights): it is billed per task metric.',
+      });
+    }
+  }
+
+  /** Let `peer` (the harness function's security group) reach the sandbox agent's port. */
+  allowAgentAccessFrom(peer: ec2.ISecurityGroup): void {
+    this.securityGroup.addIngressRule(peer, ec2.Port.tcp(SANDBOX_PORT), 'the harness calls the sandbox agent');
+  }
+
+  /** Start, inspect and stop sandbox tasks on this cluster (the harness). */
+  grantManage(grantee: iam.IGrantable): void {
+    // RunTask on this task definition, in this cluster, and iam:PassRole for its two roles.
+    this.taskDefinition.grantRun(grantee);
+    // Tags given to RunTask (session id, sandbox name) need TagResource on the new task.
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['ecs:TagResource'],
+      resourceArns: [this.taskArnPattern()],
+      conditions: { StringEquals: { 'ecs:CreateAction': 'RunTask' } },
+    });
+    this.grantRelease(grantee);
+  }
+
+  /** Inspect and stop sandbox tasks on this cluster (the API stops a deleted session's sandboxes). */
+  grantRelease(grantee: iam.IGrantable): void {
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['ecs:StopTask', 'ecs:DescribeTasks'],
+      resourceArns: [this.taskArnPattern()],
+      conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
+    });
+  }
+
+  /** Every task of this cluster. */
+  taskArnPattern(): string {
+    return Arn.format(
+      { service: 'ecs', resource: 'task', resourceName: `${this.cluster.clusterName}/*`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME },
+      Stack.of(this),
+    );
+  }
+
+  /** The environment variables lambdas/adapters/aws/services.ts reads to build the provider. */
+  get environment(): Record<string, string> {
+    return {
+      CORRAL_SANDBOX_CLUSTER: this.cluster.clusterArn,
+      CORRAL_SANDBOX_TASK_DEFINITION: this.taskDefinition.taskDefinitionArn,
+      CORRAL_SANDBOX_SUBNETS: this.network.subnetIds.join(','),
+      CORRAL_SANDBOX_SECURITY_GROUPS: this.securityGroup.securityGroupId,
+      CORRAL_SANDBOX_CONTAINER: SANDBOX_CONTAINER,
+      CORRAL_SANDBOX_PORT: String(SANDBOX_PORT),
+      CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: String(this.assignPublicIp),
+    };
+  }
+}

@@ -1,0 +1,108 @@
+import { Duration } from 'aws-cdk-lib';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import type { CorralStackProps } from './corral-stack.js';
+
+/**
+ * CDK context keys the app reads (`npx cdk deploy -c key=value`, or `context` in cdk.json).
+ * Values given with `-c` arrive as strings, values in cdk.json as JSON; both are accepted.
+ */
+export const CONTEXT_KEYS = {
+  stackName: 'Name of the stack (default Corral)',
+  vpcId: 'Existing VPC to run the harness and sandboxes in (with privateSubnetIds and availabilityZones)',
+  privateSubnetIds: 'Comma-separated private subnet ids of that VPC (they need a route to the internet)',
+  availabilityZones: 'Comma-separated availability zones of those subnets, in the same order',
+  nat: 'gateway (default) or instance: how a VPC the stack creates reaches the internet',
+  sandboxCpu: 'vCPU units of a sandbox task (default 1024)',
+  sandboxMemoryMiB: 'Memory of a sandbox task in MiB (default 2048)',
+  sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
+  anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
+  modelApiKeyParameter: 'SSM SecureString parameter holding the model API key (default /corral/anthropic-api-key)',
+  harnessTimeoutMinutes: 'Longest harness invocation, 1-15 (default 15)',
+  harnessBatchSize: 'Wakes per harness invocation (default 1)',
+  harnessMaxConcurrency: 'Most concurrent harness invocations (default: account limit)',
+  maxReceiveCount: 'Deliveries of a wake before the dead-letter queue (default 10)',
+  metricsSessionDimensions: 'Comma-separated session dimensions for metrics: agent, environment (default none)',
+  timeToFirstTokenP95ThresholdMs: 'Alarm threshold for p95 time to first token in ms (default 10000)',
+  alarmEmail: 'Email address that receives alarm notifications',
+  logRetentionDays: 'Days logs are kept (a CloudWatch retention value, default 30)',
+  streamTimeoutMinutes: 'Longest event stream before the client reconnects, 1-15 (default 15)',
+} as const;
+
+export type ContextKey = keyof typeof CONTEXT_KEYS;
+
+function asString(key: string, value: unknown): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value === 'string') return value.trim();
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  throw new Error(`context ${key}: expected a string, got ${JSON.stringify(value)}`);
+}
+
+function asList(key: string, value: unknown): string[] | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (Array.isArray(value)) return value.map((v) => asString(key, v)).filter((v): v is string => !!v);
+  return asString(key, value)!
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function asInt(key: string, value: unknown, min: number, max: number): number | undefined {
+  const s = asString(key, value);
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`context ${key}: expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** Stack name and props from CDK context, validated; unknown values fail synthesis with a clear message. */
+export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stackName: string; props: CorralStackProps } {
+  const vpcId = asString('vpcId', get('vpcId'));
+  const privateSubnetIds = asList('privateSubnetIds', get('privateSubnetIds'));
+  const availabilityZones = asList('availabilityZones', get('availabilityZones'));
+  if (!vpcId && (privateSubnetIds || availabilityZones)) throw new Error('context privateSubnetIds/availabilityZones need vpcId');
+  if (vpcId && (!privateSubnetIds?.length || !availabilityZones?.length)) {
+    throw new Error('context vpcId needs privateSubnetIds and availabilityZones (ids only: the app does no lookups)');
+  }
+  const nat = asString('nat', get('nat'));
+  if (nat !== undefined && nat !== 'gateway' && nat !== 'instance') throw new Error('context nat: gateway or instance');
+  const dims = asList('metricsSessionDimensions', get('metricsSessionDimensions'));
+  for (const d of dims ?? []) if (d !== 'agent' && d !== 'environment') throw new Error(`context metricsSessionDimensions: unknown ${JSON.stringify(d)}`);
+  const retentionDays = asInt('logRetentionDays', get('logRetentionDays'), 1, 3653);
+  if (retentionDays !== undefined && !Object.values(logs.RetentionDays).includes(retentionDays as logs.RetentionDays)) {
+    throw new Error(`context logRetentionDays: ${retentionDays} is not a CloudWatch Logs retention (1, 3, 5, 7, 14, 30, 60, 90, ...)`);
+  }
+  const sandboxImage = asString('sandboxImage', get('sandboxImage'));
+  const harnessTimeout = asInt('harnessTimeoutMinutes', get('harnessTimeoutMinutes'), 1, 15);
+  const streamTimeout = asInt('streamTimeoutMinutes', get('streamTimeoutMinutes'), 1, 15);
+
+  return {
+    stackName: asString('stackName', get('stackName')) ?? 'Corral',
+    props: {
+      network: {
+        existingVpc: vpcId ? { vpcId, privateSubnetIds: privateSubnetIds!, availabilityZones: availabilityZones! } : undefined,
+        nat: nat as 'gateway' | 'instance' | undefined,
+      },
+      sandbox: {
+        cpu: asInt('sandboxCpu', get('sandboxCpu'), 256, 16384),
+        memoryMiB: asInt('sandboxMemoryMiB', get('sandboxMemoryMiB'), 512, 122880),
+        image: sandboxImage ? ecs.ContainerImage.fromRegistry(sandboxImage) : undefined,
+      },
+      model: {
+        baseUrl: asString('anthropicBaseUrl', get('anthropicBaseUrl')),
+        apiKeyParameterName: asString('modelApiKeyParameter', get('modelApiKeyParameter')),
+      },
+      harness: {
+        timeout: harnessTimeout ? Duration.minutes(harnessTimeout) : undefined,
+        batchSize: asInt('harnessBatchSize', get('harnessBatchSize'), 1, 10),
+        maxConcurrency: asInt('harnessMaxConcurrency', get('harnessMaxConcurrency'), 2, 1000),
+        maxReceiveCount: asInt('maxReceiveCount', get('maxReceiveCount'), 1, 1000),
+        metricsSessionDimensions: dims as Array<'agent' | 'environment'> | undefined,
+      },
+      streamTimeout: streamTimeout ? Duration.minutes(streamTimeout) : undefined,
+      timeToFirstTokenP95ThresholdMs: asInt('timeToFirstTokenP95ThresholdMs', get('timeToFirstTokenP95ThresholdMs'), 1, 3_600_000),
+      alarmEmail: asString('alarmEmail', get('alarmEmail')),
+      logRetention: retentionDays as logs.RetentionDays | undefined,
+    },
+  };
+}

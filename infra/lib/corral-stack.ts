@@ -1,0 +1,151 @@
+import { CfnOutput, Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import { acknowledge } from './nag.js';
+import type { Construct, IConstruct } from 'constructs';
+import { Api } from './constructs/api.js';
+import { HarnessStep, type ModelSettings } from './constructs/harness-step.js';
+import { Network, type NetworkProps } from './constructs/network.js';
+import { Observability } from './constructs/observability.js';
+import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
+import { SessionLog } from './constructs/session-log.js';
+import { WakeQueue } from './constructs/wake-queue.js';
+
+export interface HarnessSettings {
+  /** Longest one harness invocation runs before it yields and queues its continuation. @default 15 minutes */
+  readonly timeout?: Duration;
+  /** @default 1 */
+  readonly batchSize?: number;
+  readonly maxConcurrency?: number;
+  readonly memorySize?: number;
+  /** Deliveries of a wake before it goes to the dead-letter queue. @default 10 */
+  readonly maxReceiveCount?: number;
+  /** Session attributes added as metric dimensions. @default - none (service only) */
+  readonly metricsSessionDimensions?: Array<'agent' | 'environment'>;
+}
+
+export interface CorralStackProps extends StackProps {
+  readonly network?: NetworkProps;
+  readonly sandbox?: Omit<SandboxesProps, 'network'>;
+  readonly model?: ModelSettings;
+  readonly harness?: HarnessSettings;
+  /** Longest an event stream stays open before it ends and the client reconnects. @default 15 minutes */
+  readonly streamTimeout?: Duration;
+  /** p95 time to first token above which the alarm fires, in ms. @default 10000 */
+  readonly timeToFirstTokenP95ThresholdMs?: number;
+  /** An email address that receives alarm notifications. @default - no notifications */
+  readonly alarmEmail?: string;
+  readonly logRetention?: logs.RetentionDays;
+  /** What happens to the DynamoDB tables when the stack is deleted. @default RemovalPolicy.RETAIN */
+  readonly tableRemovalPolicy?: RemovalPolicy;
+}
+
+export const METRICS_NAMESPACE = 'Corral';
+export const HARNESS_SERVICE = 'corral-harness';
+export const API_SERVICE = 'corral-api';
+
+/**
+ * Corral on AWS, composed from one construct per concern. Nothing here runs while no session is
+ * active: the tables and the queue are billed per request, functions per invocation, sandbox
+ * tasks only exist while a session uses them. The one exception is the NAT of a VPC the stack
+ * creates (see NetworkProps.nat).
+ *
+ * The credential proxy (issue 4) joins as one more construct: a function in `network`, the only
+ * principal granted read access to the vault's secrets, invoked by the harness.
+ */
+export class CorralStack extends Stack {
+  readonly sessionLog: SessionLog;
+  readonly wakeQueue: WakeQueue;
+  readonly network: Network;
+  readonly sandboxes: Sandboxes;
+  readonly harness: HarnessStep;
+  readonly api: Api;
+  readonly observability: Observability;
+
+  constructor(scope: Construct, id: string, props: CorralStackProps = {}) {
+    super(scope, id, props);
+    const harnessTimeout = props.harness?.timeout ?? Duration.minutes(15);
+
+    this.sessionLog = new SessionLog(this, 'SessionLog', { removalPolicy: props.tableRemovalPolicy });
+    this.wakeQueue = new WakeQueue(this, 'WakeQueue', {
+      // A margin over the function timeout: a step still running never sees its wake redelivered.
+      visibilityTimeout: harnessTimeout.plus(Duration.minutes(2)),
+      maxReceiveCount: props.harness?.maxReceiveCount,
+    });
+    this.network = new Network(this, 'Network', props.network);
+    this.sandboxes = new Sandboxes(this, 'Sandboxes', {
+      logRetention: props.logRetention,
+      ...props.sandbox,
+      network: this.network,
+    });
+    this.harness = new HarnessStep(this, 'HarnessStep', {
+      sessionLog: this.sessionLog,
+      wakeQueue: this.wakeQueue,
+      sandboxes: this.sandboxes,
+      network: this.network,
+      timeout: harnessTimeout,
+      model: props.model,
+      batchSize: props.harness?.batchSize,
+      maxConcurrency: props.harness?.maxConcurrency,
+      memorySize: props.harness?.memorySize,
+      metricsSessionDimensions: props.harness?.metricsSessionDimensions,
+      metricsNamespace: METRICS_NAMESPACE,
+      serviceName: HARNESS_SERVICE,
+      logRetention: props.logRetention,
+    });
+    this.api = new Api(this, 'Api', {
+      sessionLog: this.sessionLog,
+      wakeQueue: this.wakeQueue,
+      sandboxes: this.sandboxes,
+      serviceName: API_SERVICE,
+      metricsNamespace: METRICS_NAMESPACE,
+      logRetention: props.logRetention,
+      streamTimeout: props.streamTimeout,
+    });
+
+    let alarmTopic: sns.Topic | undefined;
+    if (props.alarmEmail) {
+      alarmTopic = new sns.Topic(this, 'AlarmTopic', { displayName: 'Corral alarms', enforceSSL: true });
+      alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+    }
+    this.observability = new Observability(this, 'Observability', {
+      metricsNamespace: METRICS_NAMESPACE,
+      serviceName: HARNESS_SERVICE,
+      wakeQueue: this.wakeQueue.queue,
+      deadLetterQueue: this.wakeQueue.deadLetterQueue,
+      harnessFunction: this.harness.function,
+      apiFunctions: { api: this.api.handler, stream: this.api.streamHandler },
+      timeToFirstTokenP95ThresholdMs: props.timeToFirstTokenP95ThresholdMs,
+      alarmTopic,
+    });
+
+    new CfnOutput(this, 'ApiUrl', { value: this.api.url, description: 'Base URL for the SDK (baseURL)' });
+    new CfnOutput(this, 'DashboardUrl', { value: this.observability.dashboardUrl });
+    new CfnOutput(this, 'StateTableName', { value: this.sessionLog.state.tableName });
+    new CfnOutput(this, 'EventsTableName', { value: this.sessionLog.events.tableName });
+    new CfnOutput(this, 'DeadLetterQueueUrl', { value: this.wakeQueue.deadLetterQueue.queueUrl });
+    new CfnOutput(this, 'CreateApiKeyCommand', {
+      value: `npx tsx scripts/create-api-key.ts --table ${this.sessionLog.state.tableName} --region ${this.region} --tenant default`,
+      description: 'Creates an API key (printed once) for a tenant',
+    });
+
+    this.acknowledgeGrantWildcards();
+  }
+
+  /** cdk-nag findings on the wildcards CDK's grants produce, each with its reason. */
+  private acknowledgeGrantWildcards(): void {
+    const ref = (c: IConstruct) => this.getLogicalId(c.node.defaultChild as CfnElement);
+    const indexes = {
+      id: `AwsSolutions-IAM5[Resource::<${ref(this.sessionLog.state)}.Arn>/index/*]`,
+      reason: 'DynamoDB grants cover the state table\'s indexes (`<table>/index/*`): listings read the gsi1 index.',
+    };
+    const tasks = {
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<${ref(this.sandboxes.cluster)}>/*]`,
+      reason: 'Sandbox tasks get fresh ARNs; StopTask, DescribeTasks and TagResource are limited to tasks of the sandbox cluster.',
+    };
+    acknowledge(this.harness.function, indexes, tasks);
+    acknowledge(this.api.handler, indexes, tasks);
+    acknowledge(this.api.streamHandler, indexes);
+  }
+}

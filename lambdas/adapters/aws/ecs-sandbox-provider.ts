@@ -1,0 +1,334 @@
+/**
+ * Sandboxes on Fargate: one ECS task per sandbox, running the sandbox image (`sandbox/Dockerfile`),
+ * reached over the VPC on its private IPv4 address.
+ *
+ * provision: `RunTask` (FARGATE, awsvpc, private subnets) with the sandbox's bootstrap capability
+ * and recipe in container environment overrides, then `DescribeTasks` until the task is RUNNING,
+ * then the agent's `/health` until it has applied its recipe, then a capability rotation: the
+ * capability in the overrides (which `DescribeTasks` shows to anyone allowed to call it) stops
+ * working, and only the one returned here (never sent through the ECS API) opens the sandbox.
+ *
+ * Every way it can fail ends in an `Error` with a message the model can read (the manager turns
+ * it into a tool error): capacity and placement failures from `RunTask`, a task that stops on its
+ * own (with ECS's stop reason and the container's exit code), a health check that never passes
+ * (the task is stopped), a recipe that fails (repository, packages; the task is stopped). No
+ * message carries a capability.
+ *
+ * release: `StopTask`; a task that is already stopped or unknown is fine.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import {
+  DescribeTasksCommand,
+  RunTaskCommand,
+  StopTaskCommand,
+  type ECSClient,
+  type Failure,
+  type RunTaskCommandOutput,
+  type Task,
+} from '@aws-sdk/client-ecs';
+import { SandboxClient, waitHealthy } from '../../core/sandbox/client.js';
+import {
+  SandboxSetupError,
+  SandboxUnavailableError,
+  type ProvisionRequest,
+  type ProvisionedSandbox,
+  type SandboxEndpoint,
+  type SandboxProvider,
+} from '../../core/sandbox/types.js';
+import { RECIPE_ENV, encodeRecipe } from '../../../sandbox/recipe.js';
+
+/** The container's environment variable with the bootstrap capability (`sandbox/agent.ts`). */
+export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
+/** ECS limits a task's overrides to 8192 characters; leave room for the rest of them. */
+const MAX_RECIPE_CHARS = 6_000;
+
+export interface EcsSandboxLogger {
+  debug?(message: string, extra?: Record<string, unknown>): void;
+  info?(message: string, extra?: Record<string, unknown>): void;
+  warn(message: string, extra?: Record<string, unknown>): void;
+}
+
+export interface EcsSandboxProviderOptions {
+  readonly ecs: ECSClient;
+  /** Cluster name or ARN. */
+  readonly cluster: string;
+  /** Task definition (family, family:revision or ARN) of the sandbox image. */
+  readonly taskDefinition: string;
+  /** Private subnets the tasks run in. */
+  readonly subnets: string[];
+  /** Security groups of the tasks: they must let the harness reach `port` and nothing else in. */
+  readonly securityGroups: string[];
+  /** The sandbox container's name in the task definition (the overrides go to it). */
+  readonly containerName: string;
+  /** The port the sandbox agent listens on (the image's 8080). */
+  readonly port: number;
+  /** Give tasks a public IP (subnets without a NAT gateway). @default false */
+  readonly assignPublicIp?: boolean;
+  /**
+   * How long the agent may take, once the task runs, to answer `/health` (including applying the
+   * recipe: cloning repositories, installing packages). @default 300000
+   */
+  readonly healthTimeoutMs?: number;
+  /** Pause between `DescribeTasks` calls and between health checks. @default 2000 */
+  readonly pollIntervalMs?: number;
+  /** How long a task may take to reach RUNNING (image pull, ENI). @default 300000 */
+  readonly startTimeoutMs?: number;
+  readonly logger?: EcsSandboxLogger;
+}
+
+const STOPPING = new Set(['DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED', 'DELETED']);
+
+/** "arn:aws:ecs:…:task/cluster/abc123" -> "abc123" (for messages). */
+export function shortTaskId(arn: string): string {
+  return arn.split('/').pop() ?? arn;
+}
+
+/** Tag values allow letters, digits, spaces and `_ . : / = + - @`, up to 256 characters. */
+function tagValue(v: string): string {
+  return v.replace(/[^\p{L}\p{N}\s_.:/=+\-@]/gu, '_').slice(0, 256);
+}
+
+function describeFailures(failures: Failure[]): string {
+  return failures.map((f) => [f.reason, f.detail].filter(Boolean).join(': ') || 'unknown failure').join('; ');
+}
+
+/** RunTask failure reasons that mean "no room right now" rather than "misconfigured". */
+function isCapacityFailure(failures: Failure[]): boolean {
+  return failures.some((f) => /^RESOURCE:|capacity|AGENT|insufficient|unavailable|limit/i.test(`${f.reason ?? ''} ${f.detail ?? ''}`));
+}
+
+/** Why a task stopped, from ECS's own words and the sandbox container's exit. */
+function stopDescription(task: Task, containerName: string): string {
+  const parts: string[] = [];
+  if (task.stoppedReason) parts.push(task.stoppedReason);
+  if (task.stopCode) parts.push(`stop code ${task.stopCode}`);
+  const container = task.containers?.find((c) => c.name === containerName) ?? task.containers?.[0];
+  if (container?.exitCode !== undefined && container.exitCode !== null) parts.push(`container exit code ${container.exitCode}`);
+  if (container?.reason) parts.push(container.reason);
+  return parts.length ? parts.join('; ') : 'no reason given';
+}
+
+/** The task's private IPv4 address, from its ENI attachment (or the container's interface). */
+export function taskPrivateIp(task: Task): string | undefined {
+  for (const a of task.attachments ?? []) {
+    if (a.type !== 'ElasticNetworkInterface' && a.type !== 'eni') continue;
+    const ip = a.details?.find((d) => d.name === 'privateIPv4Address')?.value;
+    if (ip) return ip;
+  }
+  for (const c of task.containers ?? []) {
+    const ip = c.networkInterfaces?.find((n) => n.privateIpv4Address)?.privateIpv4Address;
+    if (ip) return ip;
+  }
+  return undefined;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const duration = (ms: number) => (ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`);
+
+export class EcsSandboxProvider implements SandboxProvider {
+  private readonly healthTimeoutMs: number;
+  private readonly pollIntervalMs: number;
+  private readonly startTimeoutMs: number;
+  private readonly logger: EcsSandboxLogger;
+
+  constructor(private readonly opts: EcsSandboxProviderOptions) {
+    this.healthTimeoutMs = opts.healthTimeoutMs ?? 300_000;
+    this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
+    this.startTimeoutMs = opts.startTimeoutMs ?? 300_000;
+    this.logger = opts.logger ?? { warn: () => {} };
+  }
+
+  async provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
+    const { ecs, cluster, containerName, port } = this.opts;
+    const recipe = encodeRecipe(req.recipe);
+    if (recipe.length > MAX_RECIPE_CHARS) {
+      throw new Error(
+        `the sandbox recipe (environment packages and session resources) is ${recipe.length} characters once encoded; ` +
+          `Fargate task overrides allow about ${MAX_RECIPE_CHARS}`,
+      );
+    }
+    const bootstrap = randomBytes(32).toString('base64url');
+    let out: RunTaskCommandOutput;
+    try {
+      out = await ecs.send(
+        new RunTaskCommand({
+          cluster,
+          taskDefinition: this.opts.taskDefinition,
+          launchType: 'FARGATE',
+          count: 1,
+          clientToken: randomUUID(),
+          networkConfiguration: {
+            awsvpcConfiguration: {
+              subnets: this.opts.subnets,
+              securityGroups: this.opts.securityGroups,
+              assignPublicIp: this.opts.assignPublicIp ? 'ENABLED' : 'DISABLED',
+            },
+          },
+          overrides: {
+            containerOverrides: [
+              {
+                name: containerName,
+                environment: [
+                  { name: CAPABILITY_ENV, value: bootstrap },
+                  { name: RECIPE_ENV, value: recipe },
+                ],
+              },
+            ],
+          },
+          startedBy: `corral/${req.sessionId}/${req.name}`.replace(/[^A-Za-z0-9/_-]/g, '_').slice(0, 128),
+          tags: [
+            { key: 'corral:session', value: tagValue(req.sessionId) },
+            { key: 'corral:sandbox', value: tagValue(req.name) },
+            { key: 'corral:environment', value: tagValue(req.recipe.environmentId) },
+          ],
+          enableExecuteCommand: false,
+        }),
+      );
+    } catch (err) {
+      const e = err as Error;
+      const capacity = /capacity|limit|throttl|insufficient/i.test(`${e.name} ${e.message}`);
+      throw new Error(
+        `${capacity ? 'Fargate has no capacity for a sandbox right now' : 'Fargate could not start a sandbox task'} ` +
+          `(RunTask failed: ${e.name ?? 'Error'}: ${e.message})${capacity ? '; try again in a minute' : ''}`,
+      );
+    }
+    const taskArn = out.tasks?.[0]?.taskArn;
+    if (out.failures?.length || !taskArn) {
+      const failures = out.failures ?? [];
+      const what = failures.length ? describeFailures(failures) : 'RunTask returned no task';
+      throw new Error(
+        isCapacityFailure(failures)
+          ? `Fargate has no capacity for a sandbox right now (${what}); try again in a minute`
+          : `Fargate could not start a sandbox task (${what})`,
+      );
+    }
+    const id = shortTaskId(taskArn);
+    this.logger.info?.('sandbox task started', { sessionId: req.sessionId, sandbox: req.name, taskArn });
+
+    let ip: string;
+    try {
+      ip = await this.waitRunning(taskArn);
+    } catch (err) {
+      await this.stop(taskArn, 'corral: sandbox did not start');
+      throw err;
+    }
+
+    // Until the task stops on its own (then fail at once), wait for the agent and its recipe.
+    const endpoint: SandboxEndpoint = { kind: 'tcp', host: ip, port, capability: bootstrap };
+    const stopped = new AbortController();
+    let stopReason = '';
+    const watching = this.watchStopped(taskArn, stopped.signal, (why) => {
+      stopReason = why;
+      stopped.abort();
+    });
+    let notes: string[];
+    try {
+      ({ notes } = await waitHealthy(endpoint, { timeoutMs: this.healthTimeoutMs, intervalMs: this.pollIntervalMs, signal: stopped.signal }));
+    } catch (err) {
+      const abort = stopped.signal.aborted;
+      stopped.abort();
+      await watching;
+      if (abort && stopReason) throw new Error(`sandbox task ${id} stopped while starting: ${stopReason}`);
+      await this.stop(taskArn, 'corral: sandbox did not become healthy');
+      if (err instanceof SandboxSetupError) throw new SandboxSetupError(err.type, `${err.type}: ${err.message}`);
+      throw new Error(
+        `sandbox task ${id} is running but its agent at ${ip}:${port} did not pass its health check within ` +
+          `${duration(this.healthTimeoutMs)}, so it was stopped (${(err as Error).message.replace(/^sandbox at \S+ /, '')})`,
+      );
+    }
+    stopped.abort();
+    await watching;
+
+    // Retire the bootstrap capability (visible in DescribeTasks) for one only we know.
+    let secret: SandboxEndpoint;
+    try {
+      secret = await new SandboxClient(endpoint).rotateCapability(randomBytes(32).toString('base64url'));
+    } catch (err) {
+      await this.stop(taskArn, 'corral: capability rotation failed');
+      throw new Error(`sandbox task ${id} started but did not accept its capability: ${(err as Error).message}`);
+    }
+    this.logger.info?.('sandbox ready', { sessionId: req.sessionId, sandbox: req.name, taskArn, ip });
+    return notes.length ? { endpoint: secret, ref: taskArn, notes } : { endpoint: secret, ref: taskArn };
+  }
+
+  async release(sessionId: string, name: string, ref: string): Promise<void> {
+    await this.stop(ref, `corral: released sandbox ${name} of session ${sessionId}`.slice(0, 255), { rethrow: true });
+  }
+
+  /** DescribeTasks until RUNNING with an address; throws if it stops, vanishes or takes too long. */
+  private async waitRunning(taskArn: string): Promise<string> {
+    const id = shortTaskId(taskArn);
+    const deadline = Date.now() + this.startTimeoutMs;
+    let last = 'PROVISIONING';
+    for (;;) {
+      const task = await this.describe(taskArn);
+      if (!task) throw new Error(`sandbox task ${id} disappeared while starting (DescribeTasks does not know it)`);
+      last = task.lastStatus ?? last;
+      if (STOPPING.has(last) || task.desiredStatus === 'STOPPED') {
+        throw new Error(`sandbox task ${id} stopped while starting: ${stopDescription(task, this.opts.containerName)}`);
+      }
+      if (last === 'RUNNING') {
+        const ip = taskPrivateIp(task);
+        if (ip) return ip;
+      }
+      if (Date.now() + this.pollIntervalMs > deadline) {
+        throw new Error(`sandbox task ${id} did not reach RUNNING within ${duration(this.startTimeoutMs)} (last status ${last}); it was stopped`);
+      }
+      await sleep(this.pollIntervalMs);
+    }
+  }
+
+  private async describe(taskArn: string): Promise<Task | undefined> {
+    let out;
+    try {
+      out = await this.opts.ecs.send(new DescribeTasksCommand({ cluster: this.opts.cluster, tasks: [taskArn] }));
+    } catch (err) {
+      const e = err as Error;
+      throw new Error(`DescribeTasks failed for sandbox task ${shortTaskId(taskArn)}: ${e.name}: ${e.message}`);
+    }
+    return out.tasks?.find((t) => t.taskArn === taskArn) ?? out.tasks?.[0];
+  }
+
+  /** Polls the task while health checks run; calls `onStopped` if ECS stops it. */
+  private async watchStopped(taskArn: string, signal: AbortSignal, onStopped: (why: string) => void): Promise<void> {
+    while (!signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        const t = setTimeout(done, Math.max(this.pollIntervalMs, 1_000));
+        signal.addEventListener('abort', done, { once: true });
+      });
+      if (signal.aborted) return;
+      try {
+        const task = await this.describe(taskArn);
+        if (!task) {
+          onStopped('the task disappeared');
+          return;
+        }
+        if (STOPPING.has(task.lastStatus ?? '') || task.desiredStatus === 'STOPPED') {
+          onStopped(stopDescription(task, this.opts.containerName));
+          return;
+        }
+      } catch (err) {
+        this.logger.warn('could not check a starting sandbox task', { taskArn, error: (err as Error).message });
+      }
+    }
+  }
+
+  private async stop(taskArn: string, reason: string, opts: { rethrow?: boolean } = {}): Promise<void> {
+    try {
+      await this.opts.ecs.send(new StopTaskCommand({ cluster: this.opts.cluster, task: taskArn, reason }));
+      this.logger.info?.('sandbox task stopped', { taskArn, reason });
+    } catch (err) {
+      const e = err as Error;
+      // Already gone (stopped long ago and forgotten, or never existed): nothing to stop.
+      if (e.name === 'InvalidParameterException' && /not found|does not exist|stopped/i.test(e.message)) return;
+      if (/task .*not found|referenced task was not found/i.test(e.message)) return;
+      if (opts.rethrow) throw new SandboxUnavailableError(`StopTask failed for sandbox task ${shortTaskId(taskArn)}: ${e.name}: ${e.message}`, err);
+      this.logger.warn('could not stop a sandbox task', { taskArn, error: `${e.name}: ${e.message}` });
+    }
+  }
+}

@@ -1,0 +1,560 @@
+/**
+ * The console's one JavaScript module, as a string so the Lambda bundle carries it (esbuild
+ * bundles this file; there is no build step for the page itself). Plain browser JavaScript: no
+ * framework, no imports. Written without template literals so it can live in `String.raw`.
+ *
+ * What it does:
+ * - asks once for the API key and keeps it in sessionStorage (this tab only); the key travels only
+ *   in the `x-api-key` request header, never in a URL;
+ * - `/console`: the sessions, newest first;
+ * - `/console/sessions/{id}`: the session's log as a timeline, read from the SSE stream with fetch
+ *   (EventSource cannot send headers) starting at `Last-Event-ID: 0`, so the whole log replays and
+ *   then follows live; on a drop it reconnects with the last position it saw (no gaps, no repeats);
+ * - a message form and an interrupt button.
+ *
+ * Every value from the API is put in the page with `textContent`, never parsed as HTML.
+ */
+export const CONSOLE_JS = String.raw`
+const KEY_STORE = 'corral.apiKey';
+// The API is wherever this page is, minus '/console...' (on API Gateway that keeps the stage prefix).
+const base = location.pathname.replace(/\/console(\/.*)?$/, '');
+const app = document.getElementById('app');
+const crumb = document.getElementById('crumb');
+const running = { aborts: [], timers: [] };
+document.getElementById('brand').setAttribute('href', base + '/console');
+
+function h(tag, attrs) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of Array.prototype.slice.call(arguments, 2).flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+class AuthError extends Error {}
+
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORE);
+}
+
+async function api(path, init) {
+  const key = apiKey();
+  if (!key) throw new AuthError('Enter an API key.');
+  const res = await fetch(base + path, Object.assign({}, init, {
+    cache: 'no-store',
+    headers: { 'x-api-key': key, 'content-type': 'application/json' },
+  }));
+  if (res.status === 401) {
+    sessionStorage.removeItem(KEY_STORE);
+    throw new AuthError('The API key was rejected.');
+  }
+  const body = await res.json().catch(() => null);
+  if (!res.ok) throw new Error((body && body.error && body.error.message) || 'HTTP ' + res.status);
+  return body;
+}
+
+function stopAll() {
+  for (const a of running.aborts) a.abort();
+  for (const t of running.timers) clearInterval(t);
+  running.aborts = [];
+  running.timers = [];
+}
+
+function handleError(err, where) {
+  if (err instanceof AuthError) return showKeyPrompt(err.message);
+  if (where) where.textContent = String((err && err.message) || err);
+}
+
+const pad = (n, w) => String(n).padStart(w || 2, '0');
+function fmtClock(iso) {
+  const d = new Date(iso);
+  return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds()) + '.' + pad(d.getMilliseconds(), 3);
+}
+function fmtDate(iso) {
+  const d = new Date(iso);
+  return d.toLocaleDateString() + ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
+}
+function fmtMs(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return '…';
+  if (ms < 1000) return Math.max(0, Math.round(ms)) + ' ms';
+  if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
+  return Math.floor(ms / 60000) + 'm ' + pad(Math.round((ms % 60000) / 1000)) + 's';
+}
+const since = (a, b) => Date.parse(b) - Date.parse(a);
+
+function statusBadge(status, id) {
+  return h('span', { class: 'badge status-' + status, id: id, text: status });
+}
+
+function textOf(content) {
+  if (!Array.isArray(content)) return '';
+  return content.map((b) => (b && b.type === 'text' ? b.text : b && b.type ? '[' + b.type + ']' : '')).join('\n');
+}
+
+/** Long text shows its first lines, with the rest behind a toggle. */
+function collapsible(text, cls) {
+  const lines = text.split('\n');
+  const LINES = 12;
+  const CHARS = 1500;
+  if (lines.length <= LINES && text.length <= CHARS) return h('pre', { class: cls }, text);
+  const head = lines.slice(0, LINES).join('\n').slice(0, CHARS);
+  const full = h('pre', { class: cls }, text);
+  const short = h('pre', { class: cls }, head + '\n…');
+  const det = h('details', { class: 'more' }, h('summary', { text: 'show all (' + lines.length + ' lines, ' + text.length + ' characters)' }), full);
+  det.addEventListener('toggle', () => { short.hidden = det.open; });
+  return h('div', { class: 'collapsible' }, short, det);
+}
+
+// --- the API key ---------------------------------------------------------------------------------
+
+function showKeyPrompt(message) {
+  stopAll();
+  crumb.replaceChildren();
+  const input = h('input', { id: 'api-key', type: 'password', autocomplete: 'off', spellcheck: 'false', placeholder: 'API key', required: true });
+  const err = h('p', { class: 'error', id: 'key-error', text: message || '' });
+  const form = h('form', { class: 'card key-form' },
+    h('h2', { text: 'API key' }),
+    h('p', { class: 'muted', text: 'The console reads everything through the API with your key. It stays in this browser tab (session storage) and is sent only in request headers.' }),
+    input,
+    h('button', { type: 'submit', id: 'use-key', text: 'Open the console' }),
+    err);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    sessionStorage.setItem(KEY_STORE, input.value.trim());
+    try {
+      await api('/v1/sessions?limit=1');
+      route();
+    } catch (e) {
+      err.textContent = e instanceof AuthError ? 'That key was rejected.' : String(e.message || e);
+    }
+  });
+  app.replaceChildren(form);
+  input.focus();
+}
+
+document.getElementById('forget').addEventListener('click', () => {
+  sessionStorage.removeItem(KEY_STORE);
+  showKeyPrompt('');
+});
+
+// --- the list of sessions ------------------------------------------------------------------------
+
+function sessionRow(s) {
+  return h('tr', { 'data-id': s.id },
+    h('td', null, h('a', { href: base + '/console/sessions/' + encodeURIComponent(s.id), class: 'mono', text: s.id })),
+    h('td', { text: s.title || '—' }),
+    h('td', null, statusBadge(s.status)),
+    h('td', { text: s.agent ? s.agent.name + ' v' + s.agent.version : '' }),
+    h('td', { text: fmtDate(s.created_at) }),
+    h('td', { text: fmtDate(s.updated_at) }));
+}
+
+async function showList() {
+  document.title = 'Corral · sessions';
+  crumb.replaceChildren(h('span', { text: 'Sessions' }));
+  const tbody = h('tbody');
+  const note = h('p', { class: 'muted', id: 'list-note' });
+  const more = h('button', { id: 'more', hidden: true, text: 'Load more' });
+  const refresh = h('button', { id: 'refresh', text: 'Refresh' });
+  app.replaceChildren(h('section', { class: 'card' },
+    h('div', { class: 'row' }, h('h2', { text: 'Sessions' }), h('span', { class: 'spacer' }), refresh),
+    h('table', { class: 'sessions', id: 'sessions' },
+      h('thead', null, h('tr', null, ['Session', 'Title', 'Status', 'Agent', 'Created', 'Updated'].map((t) => h('th', { text: t })))),
+      tbody),
+    more, note));
+  let next = null;
+  let extra = false;
+  async function load(page) {
+    try {
+      const body = await api('/v1/sessions?limit=50&order=desc' + (page ? '&page=' + encodeURIComponent(page) : ''));
+      if (!page) tbody.replaceChildren();
+      for (const s of body.data) tbody.append(sessionRow(s));
+      next = body.next_page;
+      more.hidden = !next;
+      note.textContent = tbody.children.length ? '' : 'No sessions yet: create one with the SDK or "corral sessions create".';
+    } catch (e) {
+      handleError(e, note);
+    }
+  }
+  refresh.addEventListener('click', () => { extra = false; load(null); });
+  more.addEventListener('click', () => { extra = true; load(next); });
+  await load(null);
+  running.timers.push(setInterval(() => { if (!document.hidden && !extra) load(null); }, 5000));
+}
+
+// --- one session ---------------------------------------------------------------------------------
+
+/** Read the session's SSE stream with fetch; reconnect after the last position seen. */
+async function follow(id, onEvent, onConn, signal) {
+  let last = 0;
+  let delay = 250;
+  while (!signal.aborted) {
+    try {
+      const key = apiKey();
+      if (!key) throw new AuthError('Enter an API key.');
+      const res = await fetch(base + '/v1/sessions/' + encodeURIComponent(id) + '/events/stream', {
+        headers: { 'x-api-key': key, 'last-event-id': String(last), accept: 'text/event-stream' },
+        cache: 'no-store',
+        signal: signal,
+      });
+      if (res.status === 401) {
+        sessionStorage.removeItem(KEY_STORE);
+        throw new AuthError('The API key was rejected.');
+      }
+      if (!res.ok || !res.body) throw new Error('stream answered HTTP ' + res.status);
+      onConn('live');
+      delay = 250;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      let frame = { id: null, event: null, data: [] };
+      for (;;) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        buf += chunk.value;
+        let nl;
+        while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+          if (buf[nl] === '\r' && nl === buf.length - 1) break; // maybe half of a CRLF: wait for more
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
+          if (line === '') {
+            const f = frame;
+            frame = { id: null, event: null, data: [] };
+            if (!f.data.length || f.event === 'ping') continue;
+            const pos = f.id === null ? null : Number(f.id);
+            if (pos !== null && pos <= last) continue; // seen already
+            if (pos !== null) last = pos;
+            onEvent(JSON.parse(f.data.join('\n')), pos);
+            continue;
+          }
+          if (line[0] === ':') continue;
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let value = colon < 0 ? '' : line.slice(colon + 1);
+          if (value[0] === ' ') value = value.slice(1);
+          if (field === 'id') frame.id = value;
+          else if (field === 'event') frame.event = value;
+          else if (field === 'data') frame.data.push(value);
+        }
+      }
+    } catch (e) {
+      if (signal.aborted) return;
+      if (e instanceof AuthError) throw e;
+    }
+    if (signal.aborted) return;
+    onConn('reconnecting');
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(5000, delay * 2);
+  }
+}
+
+function toolSummary(name, input) {
+  if (!input || typeof input !== 'object') return '';
+  if (typeof input.command === 'string') return input.command;
+  if (typeof input.file_path === 'string') return input.file_path;
+  if (typeof input.path === 'string') return input.path;
+  if (typeof input.pattern === 'string') return input.pattern;
+  if (typeof input.url === 'string') return input.url;
+  const j = JSON.stringify(input);
+  return j.length > 120 ? j.slice(0, 117) + '…' : j;
+}
+
+async function showSession(id) {
+  document.title = 'Corral · ' + id;
+  crumb.replaceChildren(h('a', { href: base + '/console', text: 'Sessions' }), h('span', { text: ' / ' }), h('span', { class: 'mono', text: id }));
+  const title = h('h2', { id: 'title', text: id });
+  const status = statusBadge('…', 'status');
+  const conn = h('span', { class: 'conn', id: 'conn', text: 'connecting…' });
+  const meta = h('p', { class: 'muted', id: 'meta' });
+  const sandboxes = h('span', { id: 'sandboxes', class: 'chips' });
+  const usage = h('span', { id: 'usage' });
+  const timeline = h('ol', { class: 'timeline', id: 'timeline' });
+  const message = h('textarea', { id: 'message', rows: 2, placeholder: 'Message the agent (Ctrl+Enter sends)' });
+  const send = h('button', { type: 'submit', id: 'send', text: 'Send' });
+  const interrupt = h('button', { type: 'button', id: 'interrupt', class: 'danger', text: 'Interrupt', disabled: true });
+  const formErr = h('p', { class: 'error', id: 'send-error' });
+  const form = h('form', { class: 'composer', id: 'send-form' }, message, h('div', { class: 'buttons' }, send, interrupt), formErr);
+  app.replaceChildren(
+    h('section', { class: 'card head' },
+      h('div', { class: 'row' }, title, status, h('span', { class: 'spacer' }), conn),
+      meta,
+      h('p', { class: 'muted' }, h('span', { text: 'sandboxes: ' }), sandboxes, h('span', { text: ' · ' }), usage)),
+    h('p', { class: 'legend muted', text: 'Each step is one model request. wait: turn start to request · first output: request start to its first stored output (a response is stored whole, so this is the model time unless the harness records time_to_first_token_ms) · model: request start to end · tools: tool_use to tool_result, summed.' }),
+    timeline,
+    form);
+
+  const st = { status: null, steps: new Map(), tools: new Map(), sandboxes: new Set(), turnStart: null, stepCount: 0, openStep: null, tokens: { in: 0, out: 0 }, longest: 0 };
+
+  function setStatus(s) {
+    st.status = s;
+    status.textContent = s;
+    status.className = 'badge status-' + s;
+    interrupt.disabled = s !== 'running';
+  }
+
+  try {
+    const s = await api('/v1/sessions/' + encodeURIComponent(id));
+    title.textContent = s.title || s.id;
+    document.title = 'Corral · ' + (s.title || s.id);
+    meta.textContent = 'agent ' + s.agent.name + ' v' + s.agent.version + ' · model ' + (s.agent.model && s.agent.model.id) +
+      ' · environment ' + s.environment_id + ' · created ' + fmtDate(s.created_at) +
+      (s.forked_from ? ' · forked from ' + s.forked_from.session_id + ' at ' + s.forked_from.position : '');
+    setStatus(s.status);
+  } catch (e) {
+    if (e instanceof AuthError) return showKeyPrompt(e.message);
+    app.replaceChildren(h('section', { class: 'card' }, h('p', { class: 'error', id: 'load-error', text: String(e.message || e) }), h('a', { href: base + '/console', text: 'All sessions' })));
+    return;
+  }
+
+  function atBottom() {
+    return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 120;
+  }
+
+  function item(e, pos, cls, label, body) {
+    return h('li', { class: 'ev ' + cls, 'data-type': e.type, 'data-position': pos, title: e.id + ' · ' + e.processed_at },
+      h('span', { class: 'time', text: fmtClock(e.processed_at) }),
+      h('span', { class: 'label', text: label }),
+      h('div', { class: 'body' }, body));
+  }
+
+  function divider(e, pos, text, cls) {
+    return h('li', { class: 'ev divider ' + (cls || ''), 'data-type': e.type, 'data-position': pos, title: e.id + ' · ' + e.processed_at },
+      h('span', { class: 'time', text: fmtClock(e.processed_at) }), h('span', { class: 'text', text: text }));
+  }
+
+  function renderStrip(step) {
+    const parts = [];
+    const chip = (name, value, hint) => h('span', { class: 'lat lat-' + name, title: hint }, h('b', { text: name }), ' ' + value);
+    if (step.wait !== null) parts.push(chip('wait', fmtMs(step.wait), 'from session.status_running to this model request'));
+    const model = step.end ? since(step.start.processed_at, step.end.processed_at) : null;
+    let first = null;
+    if (step.end && typeof step.end.time_to_first_token_ms === 'number') first = step.end.time_to_first_token_ms;
+    else if (step.firstOutput) first = since(step.start.processed_at, step.firstOutput);
+    parts.push(chip('first output', fmtMs(first), 'request start to the first stored output event'));
+    parts.push(chip('model', step.end ? fmtMs(model) + (step.end.is_error ? ' (failed)' : '') : 'running…', 'span.model_request_start to span.model_request_end'));
+    let toolMs = 0;
+    let pending = 0;
+    for (const t of step.toolIds) {
+      const tool = st.tools.get(t);
+      if (tool && tool.ms !== null) toolMs += tool.ms;
+      else pending++;
+    }
+    if (step.toolIds.length) parts.push(chip('tools', (pending ? 'running… ' : '') + fmtMs(toolMs) + ' (' + step.toolIds.length + ')', 'agent.tool_use to agent.tool_result, summed'));
+    const u = step.end && step.end.model_usage;
+    if (u) parts.push(chip('tokens', 'in ' + u.input_tokens + ' · out ' + u.output_tokens, 'model usage of this request'));
+    // The bar: this step's model and tool time, on one scale for the whole session (the longest
+    // step fills it), so the slow steps stand out.
+    step.model = model || 0;
+    step.tools = toolMs;
+    const total = step.model + step.tools;
+    if (total > st.longest) {
+      st.longest = total;
+      for (const other of st.steps.values()) if (other !== step) drawBar(other);
+    }
+    step.strip.replaceChildren(...parts, step.bar);
+    drawBar(step);
+  }
+
+  function drawBar(step) {
+    const scale = st.longest > 0 ? 100 / st.longest : 0;
+    // Through the CSSOM: the Content-Security-Policy allows no inline style attributes.
+    const m = h('span', { class: 'seg seg-model', title: 'model ' + fmtMs(step.model) });
+    const t = h('span', { class: 'seg seg-tools', title: 'tools ' + fmtMs(step.tools) });
+    m.style.width = (step.model * scale).toFixed(2) + '%';
+    t.style.width = (step.tools * scale).toFixed(2) + '%';
+    step.bar.replaceChildren(m, t);
+  }
+
+  function renderSandboxes() {
+    sandboxes.replaceChildren(...(st.sandboxes.size ? [...st.sandboxes].map((n) => h('span', { class: 'chip', text: n })) : [h('span', { text: 'none yet' })]));
+  }
+  renderSandboxes();
+
+  function place(li) {
+    (st.openStep ? st.openStep.body : timeline).append(li);
+  }
+
+  function onEvent(e, pos) {
+    const follow = atBottom();
+    switch (e.type) {
+      case 'user.message':
+        timeline.append(item(e, pos, 'ev-user', 'you', collapsible(textOf(e.content), 'text')));
+        break;
+      case 'user.interrupt':
+        timeline.append(divider(e, pos, 'interrupt', 'warn'));
+        break;
+      case 'session.status_running':
+        setStatus('running');
+        st.turnStart = e.processed_at;
+        timeline.append(divider(e, pos, 'running'));
+        break;
+      case 'session.status_idle': {
+        setStatus('idle');
+        st.openStep = null;
+        const why = e.stop_reason ? e.stop_reason.type : '';
+        timeline.append(divider(e, pos, 'idle' + (why ? ' · ' + why : ''), why && why !== 'end_turn' ? 'warn' : ''));
+        break;
+      }
+      case 'session.status_terminated':
+        setStatus('terminated');
+        timeline.append(divider(e, pos, 'terminated', 'warn'));
+        break;
+      case 'session.status_rescheduled':
+        timeline.append(divider(e, pos, 'rescheduled (a new harness took over)'));
+        break;
+      case 'span.model_request_start': {
+        st.stepCount++;
+        const strip = h('div', { class: 'strip' });
+        const body = h('ol', { class: 'step-body' });
+        const li = h('li', { class: 'ev step', 'data-type': e.type, 'data-position': pos, title: e.id + ' · ' + e.processed_at },
+          h('div', { class: 'step-head' }, h('span', { class: 'time', text: fmtClock(e.processed_at) }), h('span', { class: 'label', text: 'step ' + st.stepCount }), strip),
+          body);
+        const step = { start: e, end: null, firstOutput: null, toolIds: [], strip: strip, body: body, wait: null, model: 0, tools: 0, bar: h('span', { class: 'bar' }) };
+        if (st.turnStart) {
+          step.wait = since(st.turnStart, e.processed_at);
+          st.turnStart = null;
+        }
+        st.steps.set(e.id, step);
+        st.openStep = step;
+        timeline.append(li);
+        renderStrip(step);
+        break;
+      }
+      case 'span.model_request_end': {
+        const step = st.steps.get(e.model_request_start_id) || st.openStep;
+        if (step) {
+          step.end = e;
+          renderStrip(step);
+          if (step === st.openStep) st.openStep = null;
+        }
+        if (e.model_usage) {
+          st.tokens.in += e.model_usage.input_tokens || 0;
+          st.tokens.out += e.model_usage.output_tokens || 0;
+          usage.textContent = 'tokens in ' + st.tokens.in + ' · out ' + st.tokens.out;
+        }
+        break;
+      }
+      case 'agent.message':
+      case 'agent.thinking': {
+        if (st.openStep && !st.openStep.firstOutput) {
+          st.openStep.firstOutput = e.processed_at;
+          renderStrip(st.openStep);
+        }
+        place(e.type === 'agent.message'
+          ? item(e, pos, 'ev-agent', 'agent', collapsible(textOf(e.content), 'text'))
+          : item(e, pos, 'ev-thinking', 'thinking', h('span', { class: 'muted', text: '(thinking)' })));
+        break;
+      }
+      case 'agent.tool_use':
+      case 'agent.custom_tool_use':
+      case 'agent.mcp_tool_use': {
+        const step = st.openStep;
+        if (step && !step.firstOutput) step.firstOutput = e.processed_at;
+        const state = h('span', { class: 'tool-state', text: e.type === 'agent.custom_tool_use' ? 'waiting for the client' : 'running…' });
+        const dur = h('span', { class: 'tool-ms' });
+        const chip = h('span', { class: 'chip sandbox' });
+        const result = h('div', { class: 'tool-result' });
+        const input = e.input === undefined ? {} : e.input;
+        const card = h('li', { class: 'ev tool', 'data-type': e.type, 'data-position': pos, 'data-tool-use-id': e.id, title: e.id + ' · ' + e.processed_at },
+          h('div', { class: 'tool-head' },
+            h('span', { class: 'time', text: fmtClock(e.processed_at) }),
+            h('span', { class: 'tool-name', text: String(e.name) }),
+            h('code', { class: 'tool-summary', text: toolSummary(e.name, input) }),
+            h('span', { class: 'spacer' }), chip, dur, state),
+          h('div', { class: 'tool-io' }, h('span', { class: 'io-label', text: 'input' }), collapsible(JSON.stringify(input, null, 2), 'json')),
+          result);
+        st.tools.set(e.id, { card: card, state: state, dur: dur, chip: chip, result: result, usedAt: e.processed_at, ms: null, step: step });
+        if (step) step.toolIds.push(e.id);
+        place(card);
+        if (step) renderStrip(step);
+        break;
+      }
+      case 'agent.tool_result':
+      case 'agent.mcp_tool_result':
+      case 'user.custom_tool_result': {
+        const useId = e.tool_use_id || e.mcp_tool_use_id || e.custom_tool_use_id;
+        const tool = st.tools.get(useId);
+        const text = textOf(e.content);
+        if (!tool) {
+          timeline.append(item(e, pos, 'ev-other', e.type, collapsible(text, 'text')));
+          break;
+        }
+        tool.ms = since(tool.usedAt, e.processed_at);
+        tool.state.textContent = e.is_error ? 'error' : 'ok';
+        tool.card.classList.add('is-done');
+        tool.card.classList.toggle('is-error', !!e.is_error);
+        tool.card.setAttribute('data-result-position', String(pos));
+        tool.dur.textContent = fmtMs(tool.ms);
+        if (e.sandbox) {
+          tool.chip.textContent = 'sandbox ' + e.sandbox;
+          st.sandboxes.add(String(e.sandbox));
+          renderSandboxes();
+        }
+        tool.result.replaceChildren(h('span', { class: 'io-label', text: e.is_error ? 'error' : 'result' }), collapsible(text, 'out'));
+        if (tool.step) renderStrip(tool.step);
+        break;
+      }
+      case 'session.error': {
+        const err = e.error || {};
+        const retry = err.retry_status && err.retry_status.type;
+        timeline.append(item(e, pos, 'ev-error', 'error', h('span', { text: (err.type || 'error') + ': ' + (err.message || '') + (retry ? ' (' + retry + ')' : '') })));
+        break;
+      }
+      case 'user.tool_confirmation':
+        timeline.append(divider(e, pos, 'tool ' + e.result + (e.deny_message ? ': ' + e.deny_message : '')));
+        break;
+      default:
+        timeline.append(item(e, pos, 'ev-other', e.type, collapsible(JSON.stringify(e, null, 2), 'json')));
+    }
+    if (follow) window.scrollTo(0, document.documentElement.scrollHeight);
+  }
+
+  async function post(events, button) {
+    button.disabled = true;
+    formErr.textContent = '';
+    try {
+      await api('/v1/sessions/' + encodeURIComponent(id) + '/events', { method: 'POST', body: JSON.stringify({ events: events }) });
+      return true;
+    } catch (e) {
+      handleError(e, formErr);
+      return false;
+    } finally {
+      button.disabled = button === interrupt ? st.status !== 'running' : false;
+    }
+  }
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const text = message.value.trim();
+    if (!text) return;
+    if (await post([{ type: 'user.message', content: [{ type: 'text', text: text }] }], send)) message.value = '';
+  });
+  message.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) form.requestSubmit();
+  });
+  interrupt.addEventListener('click', () => post([{ type: 'user.interrupt' }], interrupt));
+
+  const abort = new AbortController();
+  running.aborts.push(abort);
+  follow(id, onEvent, (c) => {
+    conn.textContent = c;
+    conn.className = 'conn conn-' + c;
+  }, abort.signal).catch((e) => handleError(e, formErr));
+}
+
+function route() {
+  stopAll();
+  if (!apiKey()) return showKeyPrompt('');
+  const m = location.pathname.match(/\/console\/sessions\/([^/]+)\/?$/);
+  if (m) return showSession(decodeURIComponent(m[1]));
+  return showList();
+}
+
+route();
+`;

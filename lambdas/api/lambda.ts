@@ -1,0 +1,98 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Context as LambdaContext } from 'aws-lambda';
+import { Hono } from 'hono';
+import { handle, streamHandle } from 'hono/aws-lambda';
+import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
+import { createApp } from './app.js';
+
+/**
+ * Lambda entries of the API, behind API Gateway (REST, Lambda proxy integration). One bundle, two
+ * handlers, two functions:
+ *
+ * - `handler`: every route, buffered (API Gateway's default transfer mode).
+ * - `streamHandler`: `GET /v1/sessions/{id}/events/stream` only, with Lambda response streaming
+ *   (`awslambda.streamifyResponse` through Hono's `streamHandle`) and the integration's
+ *   `responseTransferMode: STREAM`. A streaming function cannot answer a buffered integration
+ *   (API Gateway would get the stream's framing instead of a proxy result), hence two functions.
+ *
+ * Both run the same Hono app the local runtime serves. There is no in-process notifier on
+ * Lambda: the stream reads the log on its poll interval.
+ */
+const logger = new Logger();
+const tracer = new Tracer();
+
+let app: Promise<Hono> | undefined;
+
+function getApp(): Promise<Hono> {
+  app ??= createAwsServices({
+    instrument: (client) => tracer.captureAWSv3Client(client),
+    onAppend: (sessionId, stored) => logger.debug('appended', { sessionId, position: stored.position }),
+  }).then(
+    ({ services }) => createApp(services, { logger: coreLogger(logger) }) as unknown as Hono,
+    (err) => {
+      app = undefined; // the next request tries again
+      throw err;
+    },
+  );
+  return app;
+}
+
+/** Ends a streamed body cleanly `ms` from now, so the client sees the end of the stream (and
+ * reconnects with `Last-Event-ID`) before Lambda's timeout cuts the connection. Cancelling the
+ * source also stops the SSE loop (Hono aborts a stream whose body is cancelled). */
+export function endStreamAfter(res: Response, ms: number): Response {
+  if (!res.body) return res;
+  const reader = res.body.getReader();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let finished = false;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      timer = setTimeout(() => {
+        if (finished) return;
+        finished = true;
+        reader.cancel().catch(() => undefined);
+        controller.close();
+      }, Math.max(0, ms));
+    },
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (finished) return;
+      if (done) {
+        finished = true;
+        clearTimeout(timer);
+        controller.close();
+      } else {
+        controller.enqueue(value);
+      }
+    },
+    cancel(reason) {
+      finished = true;
+      clearTimeout(timer);
+      return reader.cancel(reason);
+    },
+  });
+  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
+/** How long before the function's timeout a stream is ended. */
+const STREAM_END_MARGIN_MS = 10_000;
+
+/** Delegates to the real app once it is built; `streamHandle` needs an app at module load. */
+const streamingApp = new Hono<{ Bindings: { context: LambdaContext } }>();
+streamingApp.all('*', async (c) => {
+  const res = await (await getApp()).fetch(c.req.raw, c.env);
+  const remaining = c.env?.context?.getRemainingTimeInMillis?.();
+  return remaining === undefined ? res : endStreamAfter(res, remaining - STREAM_END_MARGIN_MS);
+});
+
+const buffered = async (event: Parameters<ReturnType<typeof handle>>[0], context: LambdaContext) => {
+  logger.addContext(context);
+  return handle(await getApp())(event, context);
+};
+
+export const handler = buffered;
+
+/** Only the Lambda Node.js runtime provides `awslambda.streamifyResponse` (other libraries may define a partial `awslambda`). */
+const lambdaRuntime = (globalThis as { awslambda?: { streamifyResponse?: unknown } }).awslambda;
+export const streamHandler = typeof lambdaRuntime?.streamifyResponse === 'function' ? streamHandle(streamingApp) : undefined;

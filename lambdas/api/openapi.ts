@@ -1,0 +1,321 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import {
+  AgentCreate,
+  AgentResponse,
+  AgentUpdate,
+  apiSchemas,
+  DeletedResponse,
+  EnvironmentCreate,
+  EnvironmentResponse,
+  EnvironmentUpdate,
+  ErrorResponse,
+  EventsSend,
+  EventsSendResponse,
+  namedSchemas,
+  pageOf,
+  SessionCreate,
+  SessionEventResponse,
+  SessionFork,
+  SessionResponse,
+  SessionUpdate,
+} from '../core/api/schemas.js';
+import { SandboxHandoff } from './sandboxes.js';
+
+/**
+ * The OpenAPI 3.1 description of the API, generated from the zod schemas that validate requests
+ * (`lambdas/core/api/schemas.ts`) with `z.toJSONSchema`; only the list of operations below is
+ * written here. Served at `GET /openapi.json` without an API key.
+ *
+ * Query parameters are parsed by small helpers in `http.ts`, not by zod; the zod schemas given for
+ * them here describe what those helpers accept.
+ */
+
+type Method = 'get' | 'post' | 'delete';
+
+interface Operation {
+  method: Method;
+  /** OpenAPI path, `{id}` for path parameters. */
+  path: string;
+  operationId: string;
+  summary: string;
+  tag: string;
+  body?: z.ZodType;
+  /** JSON response of a 200; `stream` for SSE, `html` for a page. */
+  response: z.ZodType | 'stream' | 'html' | 'openapi' | 'health';
+  query?: Record<string, { schema: z.ZodType; description: string }>;
+  /** No API key (public assets and probes). */
+  public?: boolean;
+  /** Not in the Managed Agents API: a Corral extension. */
+  extension?: boolean;
+  description?: string;
+}
+
+// Shapes of the sandbox extension's answers (`lambdas/api/sandboxes.ts`), for this document only.
+const SandboxResponse = z
+  .looseObject({ type: z.literal('sandbox'), name: z.string(), state: z.string() })
+  .meta({ description: 'A sandbox of a session (never its address or capability).' });
+const SandboxHandoffResponse = z.looseObject({
+  type: z.literal('sandbox_handoff'),
+  sandbox: SandboxResponse,
+  from: z.looseObject({ session_id: z.string(), sandbox: z.string(), event_id: z.string() }),
+  to: z.looseObject({ session_id: z.string(), sandbox: z.string(), event_id: z.string() }),
+});
+
+const limit = (max: number) => ({ schema: z.number().int().min(1).max(max), description: `Page size, 1 to ${max}.` });
+const page = { schema: z.string(), description: 'The `next_page` cursor of the previous page.' };
+const includeArchived = { schema: z.boolean(), description: 'Include archived resources.' };
+const order = { schema: z.enum(['asc', 'desc']), description: 'Order of the list.' };
+
+const SESSION_EVENT_QUERY = {
+  limit: limit(1000),
+  page,
+  order: { ...order, description: 'Chronological (`asc`, the default) or newest first.' },
+  'types[]': { schema: z.array(z.string()), description: 'Only events of these types.' },
+  'created_at[gt]': { schema: z.iso.datetime(), description: 'Only events processed after this time.' },
+  'created_at[gte]': { schema: z.iso.datetime(), description: 'Only events processed at or after this time.' },
+  'created_at[lt]': { schema: z.iso.datetime(), description: 'Only events processed before this time.' },
+  'created_at[lte]': { schema: z.iso.datetime(), description: 'Only events processed at or before this time.' },
+  from_position: {
+    schema: z.number().int().min(0),
+    description:
+      'Corral extension: only events at this log position or later (positions are the `id:` lines of the stream, 1, 2, 3, …).',
+  },
+  to_position: {
+    schema: z.number().int().min(0),
+    description: 'Corral extension: only events at this log position or earlier (inclusive).',
+  },
+};
+
+export const OPERATIONS: Operation[] = [
+  // agents
+  { method: 'post', path: '/v1/agents', operationId: 'createAgent', summary: 'Create an agent', tag: 'agents', body: AgentCreate, response: AgentResponse },
+  {
+    method: 'get', path: '/v1/agents', operationId: 'listAgents', summary: 'List agents', tag: 'agents',
+    response: pageOf(AgentResponse), query: { limit: limit(100), page, include_archived: includeArchived },
+  },
+  {
+    method: 'get', path: '/v1/agents/{id}', operationId: 'getAgent', summary: 'Retrieve an agent (latest version, or `version`)', tag: 'agents',
+    response: AgentResponse, query: { version: { schema: z.number().int().positive(), description: 'A specific version.' } },
+  },
+  {
+    method: 'post', path: '/v1/agents/{id}', operationId: 'updateAgent', summary: 'Update an agent (makes a new version)', tag: 'agents',
+    body: AgentUpdate, response: AgentResponse,
+    description: '`version`, when given, must be the latest version, or the answer is 409.',
+  },
+  { method: 'post', path: '/v1/agents/{id}/archive', operationId: 'archiveAgent', summary: 'Archive an agent', tag: 'agents', response: AgentResponse },
+  {
+    method: 'get', path: '/v1/agents/{id}/versions', operationId: 'listAgentVersions', summary: 'List the versions of an agent', tag: 'agents',
+    response: pageOf(AgentResponse), query: { limit: limit(100), page },
+  },
+  // environments
+  { method: 'post', path: '/v1/environments', operationId: 'createEnvironment', summary: 'Create an environment', tag: 'environments', body: EnvironmentCreate, response: EnvironmentResponse },
+  {
+    method: 'get', path: '/v1/environments', operationId: 'listEnvironments', summary: 'List environments', tag: 'environments',
+    response: pageOf(EnvironmentResponse), query: { limit: limit(100), page, include_archived: includeArchived },
+  },
+  { method: 'get', path: '/v1/environments/{id}', operationId: 'getEnvironment', summary: 'Retrieve an environment', tag: 'environments', response: EnvironmentResponse },
+  { method: 'post', path: '/v1/environments/{id}', operationId: 'updateEnvironment', summary: 'Update an environment', tag: 'environments', body: EnvironmentUpdate, response: EnvironmentResponse },
+  { method: 'delete', path: '/v1/environments/{id}', operationId: 'deleteEnvironment', summary: 'Delete an environment', tag: 'environments', response: DeletedResponse },
+  { method: 'post', path: '/v1/environments/{id}/archive', operationId: 'archiveEnvironment', summary: 'Archive an environment', tag: 'environments', response: EnvironmentResponse },
+  // sessions
+  { method: 'post', path: '/v1/sessions', operationId: 'createSession', summary: 'Create a session', tag: 'sessions', body: SessionCreate, response: SessionResponse },
+  {
+    method: 'get', path: '/v1/sessions', operationId: 'listSessions', summary: 'List sessions', tag: 'sessions',
+    response: pageOf(SessionResponse, { prevPage: true }),
+    query: {
+      limit: limit(100), page, order, include_archived: includeArchived,
+      agent_id: { schema: z.string(), description: 'Only sessions of this agent.' },
+      'statuses[]': { schema: z.array(z.enum(['rescheduling', 'running', 'idle', 'terminated'])), description: 'Only sessions in these states.' },
+    },
+  },
+  { method: 'get', path: '/v1/sessions/{id}', operationId: 'getSession', summary: 'Retrieve a session', tag: 'sessions', response: SessionResponse },
+  { method: 'post', path: '/v1/sessions/{id}', operationId: 'updateSession', summary: 'Update a session', tag: 'sessions', body: SessionUpdate, response: SessionResponse },
+  {
+    method: 'delete', path: '/v1/sessions/{id}', operationId: 'deleteSession', summary: 'Delete a session, its history and its sandboxes', tag: 'sessions',
+    response: DeletedResponse,
+  },
+  { method: 'post', path: '/v1/sessions/{id}/archive', operationId: 'archiveSession', summary: 'Archive a session', tag: 'sessions', response: SessionResponse },
+  {
+    method: 'post', path: '/v1/sessions/{id}/fork', operationId: 'forkSession', summary: 'Fork a session at a log position', tag: 'sessions',
+    body: SessionFork, response: SessionResponse, extension: true,
+    description: 'Corral extension. The new session starts with a copy of the log (fresh event ids) and its own sandboxes.',
+  },
+  {
+    method: 'get', path: '/v1/sessions/{id}/sandboxes', operationId: 'listSessionSandboxes', summary: "List a session's sandboxes", tag: 'sessions',
+    response: pageOf(SandboxResponse), extension: true, description: 'Corral extension.',
+  },
+  {
+    method: 'post', path: '/v1/sessions/{id}/sandboxes/{name}/handoff', operationId: 'handOffSandbox', summary: 'Hand a sandbox over to another session', tag: 'sessions',
+    body: SandboxHandoff, response: SandboxHandoffResponse, extension: true,
+    description: 'Corral extension: the sandbox leaves this session and joins `to_session_id` (as `as`, or under its own name).',
+  },
+  // events
+  {
+    method: 'get', path: '/v1/sessions/{id}/events', operationId: 'listSessionEvents', summary: 'List the events of a session', tag: 'events',
+    response: pageOf(SessionEventResponse), query: SESSION_EVENT_QUERY,
+  },
+  {
+    method: 'post', path: '/v1/sessions/{id}/events', operationId: 'sendSessionEvents', summary: 'Send user events', tag: 'events',
+    body: EventsSend, response: EventsSendResponse,
+  },
+  {
+    method: 'get', path: '/v1/sessions/{id}/events/stream', operationId: 'streamSessionEvents', summary: 'Follow the events of a session (SSE)', tag: 'events',
+    response: 'stream',
+    description:
+      'Server-Sent Events: `id: <log position>`, `event: <type>`, `data: <event JSON>`, and `event: ping` heartbeats. ' +
+      'Without `Last-Event-ID` the stream starts at the end of the log; with it (Corral extension) it resumes right after that position.',
+  },
+  // Corral's own
+  { method: 'get', path: '/health', operationId: 'health', summary: 'Readiness probe', tag: 'corral', response: 'health', public: true, extension: true },
+  { method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This document', tag: 'corral', response: 'openapi', public: true, extension: true },
+  {
+    method: 'get', path: '/console', operationId: 'console', summary: 'Session console: the list of sessions (a web page)', tag: 'console',
+    response: 'html', public: true, extension: true,
+    description: 'A static page; it asks for the API key in the browser and reads everything through the authenticated API.',
+  },
+  {
+    method: 'get', path: '/console/sessions/{id}', operationId: 'consoleSession', summary: 'Session console: one session as a live timeline (a web page)', tag: 'console',
+    response: 'html', public: true, extension: true,
+  },
+];
+
+const REF = (id: string) => `#/components/schemas/${id}`;
+
+/** JSON Schema of a zod schema, referring to the named components instead of repeating them. */
+function schemaOf(schema: z.ZodType, components: Record<string, unknown>): unknown {
+  const id = apiSchemas.get(schema)?.id;
+  if (id && id in components) return { $ref: REF(id) };
+  // A one-off schema (a page wrapper, a query parameter): convert it alone, with named parts as refs.
+  const tmp = z.registry<{ id: string }>();
+  for (const [key, s] of Object.entries(namedSchemas)) tmp.add(s, { id: key });
+  tmp.add(schema, { id: '__this' });
+  const out = z.toJSONSchema(tmp, { target: 'draft-2020-12', io: 'input', uri: REF }).schemas.__this as Record<string, unknown>;
+  delete out.$schema;
+  delete out.$id;
+  return out;
+}
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: REF('Error') } } },
+});
+
+/** Build the document. */
+export function buildOpenApiDocument(): Record<string, unknown> {
+  const generated = z.toJSONSchema(apiSchemas, { target: 'draft-2020-12', io: 'input', uri: REF }).schemas as Record<
+    string,
+    Record<string, unknown>
+  >;
+  const components: Record<string, unknown> = {};
+  for (const [id, s] of Object.entries(generated)) {
+    const { $schema: _s, $id: _id, ...rest } = s;
+    components[id] = rest;
+  }
+
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of OPERATIONS) {
+    const parameters: unknown[] = [];
+    for (const name of op.path.match(/\{(\w+)\}/g) ?? []) {
+      parameters.push({ name: name.slice(1, -1), in: 'path', required: true, schema: { type: 'string' } });
+    }
+    for (const [name, q] of Object.entries(op.query ?? {})) {
+      const isArray = name.endsWith('[]');
+      parameters.push({
+        name,
+        in: 'query',
+        required: false,
+        description: q.description,
+        schema: schemaOf(q.schema, components),
+        ...(isArray ? { style: 'form', explode: true } : {}),
+      });
+    }
+    if (op.response === 'stream') {
+      parameters.push({
+        name: 'Last-Event-ID',
+        in: 'header',
+        required: false,
+        description: 'Resume right after this log position (Corral extension; `0` replays the whole log).',
+        schema: { type: 'string', pattern: '^[0-9]+$' },
+      });
+    }
+    const ok =
+      op.response === 'stream'
+        ? { description: 'An event stream', content: { 'text/event-stream': { schema: { type: 'string' }, 'x-event-schema': { $ref: REF('SessionEvent') } } } }
+        : op.response === 'html'
+          ? { description: 'A web page', content: { 'text/html': { schema: { type: 'string' } } } }
+          : op.response === 'openapi'
+            ? { description: 'This OpenAPI document', content: { 'application/json': { schema: { type: 'object' } } } }
+            : op.response === 'health'
+              ? {
+                  description: 'Ready (503 with `starting` while not ready)',
+                  content: { 'application/json': { schema: { type: 'object', properties: { status: { type: 'string', enum: ['ok', 'starting'] } } } } },
+                }
+              : { description: 'OK', content: { 'application/json': { schema: schemaOf(op.response, components) } } };
+    const responses: Record<string, unknown> = { '200': ok };
+    if (!op.public) {
+      if (op.body) {
+        responses['400'] = errorResponse('Malformed JSON or invalid fields');
+        responses['413'] = errorResponse('Body over the size limit');
+      }
+      responses['401'] = errorResponse('Missing or unknown API key');
+      responses['429'] = errorResponse("Over the tenant's rate limit (see the retry-after header)");
+      if (op.path.includes('{id}')) responses['404'] = errorResponse('No such resource (for this tenant)');
+      if (op.operationId === 'updateAgent') responses['409'] = errorResponse('`version` is not the latest');
+    }
+    (paths[op.path] ??= {})[op.method] = {
+      operationId: op.operationId,
+      summary: op.summary,
+      ...(op.description ? { description: op.description } : {}),
+      tags: [op.tag],
+      ...(op.public ? { security: [] } : {}),
+      ...(op.extension ? { 'x-corral-extension': true } : {}),
+      ...(parameters.length ? { parameters } : {}),
+      ...(op.body
+        ? { requestBody: { required: true, content: { 'application/json': { schema: schemaOf(op.body, components) } } } }
+        : {}),
+      responses,
+    };
+  }
+
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Corral API',
+      version: '0.1.0',
+      description:
+        'Compatible with the Claude Managed Agents API (the official SDK works unmodified, `client.beta.*`). ' +
+        'Operations marked `x-corral-extension` are Corral\'s own. Generated from the schemas that validate requests.',
+    },
+    jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
+    tags: [
+      { name: 'agents' },
+      { name: 'environments' },
+      { name: 'sessions' },
+      { name: 'events' },
+      { name: 'corral', description: 'Probes and this document' },
+      { name: 'console', description: 'The session console (web pages)' },
+    ],
+    security: [{ apiKey: [] }, { bearer: [] }],
+    paths,
+    components: {
+      schemas: components,
+      securitySchemes: {
+        apiKey: { type: 'apiKey', in: 'header', name: 'x-api-key' },
+        bearer: { type: 'http', scheme: 'bearer' },
+      },
+    },
+  };
+}
+
+let cached: Record<string, unknown> | undefined;
+export function openApiDocument(): Record<string, unknown> {
+  return (cached ??= buildOpenApiDocument());
+}
+
+/** `GET /openapi.json`, no API key. */
+export function openApiRoutes() {
+  const app = new Hono();
+  app.get('/openapi.json', (c) => c.json(openApiDocument(), 200, { 'Access-Control-Allow-Origin': '*' }));
+  return app;
+}

@@ -1,0 +1,162 @@
+import type { SessionEvent } from '../core/session/events.js';
+
+/** Human-readable output: colours only on a terminal (and never with NO_COLOR). */
+export interface Style {
+  dim(s: string): string;
+  bold(s: string): string;
+  red(s: string): string;
+  green(s: string): string;
+  yellow(s: string): string;
+  blue(s: string): string;
+  magenta(s: string): string;
+  cyan(s: string): string;
+}
+
+export function makeStyle(enabled: boolean): Style {
+  const c = (open: number, close: number) => (s: string) => (enabled ? `\x1b[${open}m${s}\x1b[${close}m` : s);
+  return {
+    dim: c(2, 22),
+    bold: c(1, 22),
+    red: c(31, 39),
+    green: c(32, 39),
+    yellow: c(33, 39),
+    blue: c(34, 39),
+    magenta: c(35, 39),
+    cyan: c(36, 39),
+  };
+}
+
+export function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return '?';
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(2)}s`;
+  return `${Math.floor(ms / 60_000)}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s`;
+}
+
+export function fmtTime(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+export function fmtDate(iso: string | null | undefined): string {
+  if (!iso) return '-';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+/** A plain table: header row, columns padded to their widest cell. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+function textOf(content: unknown): string {
+  if (!Array.isArray(content)) return '';
+  return content
+    .map((b: { type?: string; text?: string }) => (b?.type === 'text' ? String(b.text ?? '') : b?.type ? `[${b.type}]` : ''))
+    .join('\n');
+}
+
+function oneLine(s: string, max = 100): string {
+  const flat = s.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? flat.slice(0, max - 1) + '…' : flat;
+}
+
+function toolSummary(input: unknown): string {
+  if (!input || typeof input !== 'object') return '';
+  const i = input as Record<string, unknown>;
+  for (const k of ['command', 'file_path', 'path', 'pattern', 'url']) if (typeof i[k] === 'string') return oneLine(i[k] as string);
+  return oneLine(JSON.stringify(input));
+}
+
+/**
+ * Formats session events one after another, remembering what it needs to show durations: the
+ * model time on `span.model_request_end`, the tool time on `agent.tool_result`.
+ */
+export class EventFormatter {
+  private readonly starts = new Map<string, string>();
+  private readonly toolUses = new Map<string, { at: string; name: string }>();
+  constructor(
+    private readonly style: Style,
+    private readonly maxLines = 20,
+  ) {}
+
+  format(e: SessionEvent, position: number | null): string {
+    const s = this.style;
+    const pos = (position === null ? '-' : String(position)).padStart(5);
+    const head = `${s.dim(pos)}  ${s.dim(fmtTime(e.processed_at))}  `;
+    const TYPE_WIDTH = 25;
+    const indent = ' '.repeat(5 + 2 + 12 + 2 + TYPE_WIDTH + 1);
+    /** Text on the event's line, further lines under it; tool output is cut at `maxLines`. */
+    const body = (text: string, max = Infinity) => {
+      const lines = text.replace(/\n$/, '').split('\n');
+      const shown = lines.slice(0, max);
+      const more = lines.length - shown.length;
+      return (
+        shown.map((l, i) => (i === 0 ? l : `\n${indent}${l}`)).join('') +
+        (more > 0 ? `\n${indent}${s.dim(`… ${more} more line(s); --json shows everything`)}` : '')
+      );
+    };
+    const type = (t: string, color: (x: string) => string) => color(t.padEnd(TYPE_WIDTH)) + ' ';
+    switch (e.type) {
+      case 'user.message':
+        return head + type('user.message', s.yellow) + body(textOf(e.content));
+      case 'agent.message':
+        return head + type('agent.message', s.magenta) + body(textOf(e.content));
+      case 'agent.tool_use':
+      case 'agent.mcp_tool_use':
+      case 'agent.custom_tool_use':
+        this.toolUses.set(e.id, { at: e.processed_at, name: String(e.name) });
+        return head + type(e.type, s.cyan) + `${s.bold(String(e.name))} ${toolSummary(e.input)}`;
+      case 'agent.tool_result':
+      case 'agent.mcp_tool_result':
+      case 'user.custom_tool_result': {
+        const useId = String(e.tool_use_id ?? e.mcp_tool_use_id ?? e.custom_tool_use_id ?? '');
+        const use = this.toolUses.get(useId);
+        const took = use ? ` ${fmtMs(Date.parse(e.processed_at) - Date.parse(use.at))}` : '';
+        const where = e.sandbox ? ` sandbox ${e.sandbox}` : '';
+        const status = e.is_error ? s.red('error') : s.green('ok');
+        const output = textOf(e.content);
+        return head + type(e.type, s.cyan) + `${status}${s.dim(took + where)}` + (output ? `\n${indent}${body(output, this.maxLines)}` : '');
+      }
+      case 'span.model_request_start':
+        this.starts.set(e.id, e.processed_at);
+        return head + type(e.type, s.dim) + s.dim('model request');
+      case 'span.model_request_end': {
+        const start = this.starts.get(String(e.model_request_start_id));
+        const took = start ? `model ${fmtMs(Date.parse(e.processed_at) - Date.parse(start))}` : 'model request';
+        const u = e.model_usage as { input_tokens?: number; output_tokens?: number } | undefined;
+        const tokens = u ? `, ${u.input_tokens ?? 0} in / ${u.output_tokens ?? 0} out tokens` : '';
+        return head + type(e.type, s.dim) + (e.is_error ? s.red(`${took}, failed`) : s.dim(took + tokens));
+      }
+      case 'session.status_running':
+        return head + type(e.type, s.blue) + s.blue('running');
+      case 'session.status_idle': {
+        const why = (e.stop_reason as { type?: string } | undefined)?.type ?? '';
+        return head + type(e.type, s.green) + (why === 'end_turn' ? s.green(why) : s.yellow(why));
+      }
+      case 'session.error': {
+        const err = (e.error ?? {}) as { type?: string; message?: string; retry_status?: { type?: string } };
+        return head + type(e.type, s.red) + s.red(`${err.type ?? 'error'}: ${err.message ?? ''}${err.retry_status?.type ? ` (${err.retry_status.type})` : ''}`);
+      }
+      case 'user.interrupt':
+        return head + type(e.type, s.yellow) + 'interrupt';
+      case 'user.tool_confirmation':
+        return head + type(e.type, s.yellow) + `${e.result} ${e.tool_use_id}${e.deny_message ? `: ${e.deny_message}` : ''}`;
+      default: {
+        const { id: _id, type: _t, processed_at: _p, ...rest } = e;
+        const extra = Object.keys(rest).length ? oneLine(JSON.stringify(rest), 120) : '';
+        return head + type(e.type, s.dim) + s.dim(extra);
+      }
+    }
+  }
+}

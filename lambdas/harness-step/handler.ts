@@ -1,0 +1,198 @@
+import { processPartialResponse, SqsFifoPartialProcessorAsync } from '@aws-lambda-powertools/batch';
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type { Tracer } from '@aws-lambda-powertools/tracer';
+import { ChangeMessageVisibilityBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import type { CorralServices } from '../core/services.js';
+import type { HarnessMetrics, SessionDimension } from '../adapters/aws/metrics.js';
+import { parseWakeMessage } from '../adapters/aws/sqs-queue.js';
+
+/** What the handler works with; built once per container (see index.ts). */
+export interface HarnessStepRuntime {
+  services: CorralServices;
+  sqs: SQSClient;
+  queueUrl: string;
+}
+
+export interface HarnessStepDeps {
+  /** Called on every invocation; cache inside it (the first call builds the services). */
+  runtime: () => Promise<HarnessStepRuntime>;
+  logger: Logger;
+  metrics: HarnessMetrics;
+  tracer?: Tracer;
+  /** Session attributes to add as metric dimensions (opt-in; see metrics.ts). */
+  sessionDimensions?: SessionDimension[];
+  /**
+   * A wake stops starting new actions this long before the function's timeout, so the action in
+   * flight can finish and the continuation be queued before Lambda stops the process.
+   */
+  safetyMarginMs?: number;
+  /** Longest backoff for a record whose wake threw, in seconds. */
+  maxBackoffSeconds?: number;
+}
+
+export const DEFAULT_SAFETY_MARGIN_MS = 60_000;
+/** The longest visibility timeout the handler sets on a record it hands back. */
+const MAX_DELAY_SECONDS = 15 * 60;
+
+/** A wake found another harness holding the session: hand the message back for later. */
+class SessionBusyError extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super(`session is busy; retry in ${retryAfterMs} ms`);
+    this.name = 'SessionBusyError';
+  }
+}
+
+/**
+ * The harness step on AWS: an SQS FIFO batch of wake messages (message group = session id), each
+ * turned into `harness.wake(sessionId, { deadline })`. The logic is the core's; this adapter only
+ * maps outcomes onto SQS:
+ *
+ * - `done`, `yielded` (the harness queued its own continuation), `gone`: the message is deleted.
+ * - `busy`: the record is reported in `batchItemFailures` and its visibility timeout set to the
+ *   lease's remaining time, so it comes back when the session is free, not after the queue's
+ *   (long) visibility timeout.
+ * - a wake that throws: reported as failed, back after an exponential backoff; the queue's
+ *   redrive policy moves it to the dead-letter queue after `maxReceiveCount` tries.
+ * - once a record of a message group fails, every later record of that group in the batch fails
+ *   too without running (Powertools' `SqsFifoPartialProcessorAsync` with `skipGroupOnError`), so
+ *   a session's wakes are never handled out of order.
+ * - a malformed message is logged and dropped: retrying it could never succeed.
+ */
+export function createHarnessStepHandler(deps: HarnessStepDeps) {
+  const { logger, metrics, tracer } = deps;
+  const safetyMarginMs = deps.safetyMarginMs ?? DEFAULT_SAFETY_MARGIN_MS;
+  const maxBackoff = Math.min(deps.maxBackoffSeconds ?? 300, MAX_DELAY_SECONDS);
+
+  return async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+    logger.addContext(context);
+    let runtime: HarnessStepRuntime;
+    try {
+      runtime = await deps.runtime();
+    } catch (err) {
+      // Configuration or SSM trouble: fail the invocation, the whole batch comes back later.
+      logger.error('could not build the services', { error: err as Error });
+      throw err;
+    }
+    const delays = new Map<string, number>();
+    const groupDelays = new Map<string, number>();
+
+    const wakeRecord = async (record: SQSRecord): Promise<void> => {
+      const group = record.attributes?.MessageGroupId ?? '';
+      try {
+        await handleRecord(record, runtime, context);
+      } catch (err) {
+        const seconds =
+          err instanceof SessionBusyError
+            ? clampDelay(Math.ceil(err.retryAfterMs / 1000))
+            : clampDelay(Math.min(maxBackoff, 2 ** Math.max(0, Number(record.attributes?.ApproximateReceiveCount ?? 1) - 1)));
+        delays.set(record.messageId, seconds);
+        if (!groupDelays.has(group)) groupDelays.set(group, seconds);
+        throw err;
+      }
+    };
+
+    const response: SQSBatchResponse = await processPartialResponse(event, wakeRecord, new SqsFifoPartialProcessorAsync(), {
+      context,
+      skipGroupOnError: true,
+      // A batch whose every record failed is still a partial response, not a failed invocation.
+      throwOnFullBatchFailure: false,
+    });
+
+    const failed = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
+    const handBack = event.Records.filter((r) => failed.has(r.messageId)).map((r) => ({
+      record: r,
+      seconds: delays.get(r.messageId) ?? groupDelays.get(r.attributes?.MessageGroupId ?? '') ?? 1,
+    }));
+    for (const { record } of handBack) {
+      if (!delays.has(record.messageId)) {
+        logger.info('wake handed back: an earlier message of its session failed in this batch', {
+          sessionId: record.attributes?.MessageGroupId,
+          messageId: record.messageId,
+        });
+      }
+    }
+    await setVisibility(runtime, handBack);
+    return response;
+  };
+
+  async function handleRecord(record: SQSRecord, runtime: HarnessStepRuntime, context: Context): Promise<void> {
+    const message = parseWakeMessage(record.body);
+    if (!message) {
+      logger.error('malformed wake message dropped', { messageId: record.messageId, body: record.body.slice(0, 500) });
+      metrics.error();
+      metrics.flush();
+      return;
+    }
+    const { sessionId } = message;
+    const { services } = runtime;
+    logger.appendKeys({ sessionId, messageId: record.messageId });
+    const parent = tracer?.isTracingEnabled() ? tracer.getSegment() : undefined;
+    const segment = parent?.addNewSubsegment('## wake');
+    if (segment) {
+      tracer!.setSegment(segment);
+      tracer!.putAnnotation('sessionId', sessionId);
+    }
+    try {
+      logger.appendKeys({ position: await services.events.lastPosition(sessionId) });
+      metrics.beginWake(await sessionDimensions(services, sessionId));
+      const remaining = context.getRemainingTimeInMillis();
+      const margin = Math.min(safetyMarginMs, remaining / 2);
+      const deadline = Date.now() + remaining - margin;
+      const started = Date.now();
+      const result = await services.harness.wake(sessionId, { deadline });
+      logger.info('wake finished', { status: result.status, durationMs: Date.now() - started });
+      if (segment) tracer!.putAnnotation('wakeStatus', result.status);
+      if (result.status === 'busy') throw new SessionBusyError(result.retryAfterMs);
+    } catch (err) {
+      if (!(err instanceof SessionBusyError)) {
+        logger.error('wake failed; the message will be retried', { error: err as Error });
+        metrics.error();
+        segment?.addError(err as Error);
+      }
+      throw err;
+    } finally {
+      metrics.endWake();
+      segment?.close();
+      if (parent) tracer!.setSegment(parent);
+      logger.removeKeys(['sessionId', 'messageId', 'position']);
+    }
+  }
+
+  async function sessionDimensions(services: CorralServices, sessionId: string): Promise<Record<string, string>> {
+    const wanted = deps.sessionDimensions ?? [];
+    if (!wanted.length) return {};
+    const session = await services.sessions.get(null, sessionId).catch(() => null);
+    if (!session) return {};
+    const dims: Record<string, string> = {};
+    if (wanted.includes('agent')) dims.Agent = String(session.agent.name ?? session.agent.id);
+    if (wanted.includes('environment')) dims.Environment = String(session.environment_id);
+    return dims;
+  }
+
+  async function setVisibility(runtime: HarnessStepRuntime, handBack: Array<{ record: SQSRecord; seconds: number }>) {
+    for (let i = 0; i < handBack.length; i += 10) {
+      const chunk = handBack.slice(i, i + 10);
+      try {
+        const out = await runtime.sqs.send(
+          new ChangeMessageVisibilityBatchCommand({
+            QueueUrl: runtime.queueUrl,
+            Entries: chunk.map(({ record, seconds }, j) => ({
+              Id: String(i + j),
+              ReceiptHandle: record.receiptHandle,
+              VisibilityTimeout: seconds,
+            })),
+          }),
+        );
+        if (out.Failed?.length) logger.warn('could not shorten the visibility of some handed-back wakes', { failed: out.Failed });
+      } catch (err) {
+        // The messages still come back, after the queue's visibility timeout instead.
+        logger.warn('could not shorten the visibility of handed-back wakes', { error: err as Error });
+      }
+    }
+  }
+}
+
+function clampDelay(seconds: number): number {
+  return Math.max(1, Math.min(MAX_DELAY_SECONDS, Math.round(seconds)));
+}

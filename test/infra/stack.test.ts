@@ -1,0 +1,332 @@
+import { readFileSync } from 'node:fs';
+import { App, Stack, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { stackPropsFromContext } from '../../infra/lib/context.js';
+import { CorralStack, type CorralStackProps } from '../../infra/lib/corral-stack.js';
+
+/**
+ * Assertions on the synthesized template. Bundling is skipped here (the templates do not depend on
+ * the bundles' contents; `npx cdk synth` bundles for real), so one synthesis takes seconds.
+ */
+/** The feature flags `npx cdk synth` runs with, so these templates are the ones it produces. */
+const cdkContext = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')).context as Record<string, unknown>;
+const newApp = () => new App({ context: { ...cdkContext, 'aws:cdk:bundling-stacks': [] } });
+
+function synth(props: CorralStackProps = {}, id = 'CorralTest') {
+  const app = newApp();
+  const stack = new CorralStack(app, id, props);
+  return { app, stack, template: Template.fromStack(stack) };
+}
+
+type Statement = { Effect: string; Action: string | string[]; Resource?: unknown; Condition?: unknown };
+const asArray = <T>(v: T | T[] | undefined): T[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+const logicalId = (stack: Stack, c: IConstruct) => stack.getLogicalId(c.node.defaultChild as never);
+
+/** Every IAM statement that applies to a role: inline policies, attached AWS::IAM::Policy resources. */
+function statementsOf(template: Template, roleId: string): Statement[] {
+  const resources = template.toJSON().Resources as Record<string, { Type: string; Properties: Record<string, unknown> }>;
+  const out: Statement[] = [];
+  const role = resources[roleId];
+  for (const p of asArray(role.Properties.Policies as Array<{ PolicyDocument: { Statement: Statement[] } }>)) out.push(...p.PolicyDocument.Statement);
+  for (const r of Object.values(resources)) {
+    if (r.Type !== 'AWS::IAM::Policy') continue;
+    const roles = asArray(r.Properties.Roles as Array<{ Ref: string }>).map((x) => x.Ref);
+    if (roles.includes(roleId)) out.push(...(r.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+  }
+  return out;
+}
+
+/** Would this action pattern allow reading a Secrets Manager secret? */
+function readsSecrets(action: string): boolean {
+  const a = action.toLowerCase();
+  if (a === '*' || a === 'secretsmanager:*') return true;
+  if (!a.startsWith('secretsmanager:')) return false;
+  const pattern = new RegExp('^' + a.slice('secretsmanager:'.length).replace(/\*/g, '.*') + '$');
+  return ['getsecretvalue', 'batchgetsecretvalue', 'describesecret', 'listsecretversionids'].some((x) => pattern.test(x));
+}
+
+describe('CorralStack template', () => {
+  let stack: CorralStack;
+  let template: Template;
+  let app: App;
+  beforeAll(() => {
+    ({ app, stack, template } = synth());
+  });
+
+  it('keeps the session log in two on-demand, encrypted, point-in-time-recoverable tables that outlive the stack', () => {
+    const tables = template.findResources('AWS::DynamoDB::Table');
+    expect(Object.keys(tables)).toHaveLength(2);
+    for (const t of Object.values(tables)) {
+      expect(t.DeletionPolicy).toBe('Retain');
+      expect(t.UpdateReplacePolicy).toBe('Retain');
+      expect(t.Properties).toMatchObject({
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        // SSEEnabled without a key id: KMS with the AWS-managed aws/dynamodb key
+        SSESpecification: { SSEEnabled: true },
+      });
+    }
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'sessionId', KeyType: 'HASH' },
+        { AttributeName: 'position', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: [
+        { AttributeName: 'sessionId', AttributeType: 'S' },
+        { AttributeName: 'position', AttributeType: 'N' },
+      ],
+    });
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: 'gsi1',
+          KeySchema: [
+            { AttributeName: 'gsi1pk', KeyType: 'HASH' },
+            { AttributeName: 'gsi1sk', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'ALL' },
+        },
+      ],
+    });
+  });
+
+  it('wakes the harness through a FIFO queue with a FIFO dead-letter queue and a visibility timeout longer than a step', () => {
+    const queueId = logicalId(stack, stack.wakeQueue.queue);
+    const dlqId = logicalId(stack, stack.wakeQueue.deadLetterQueue);
+    const resources = template.toJSON().Resources;
+    const queue = resources[queueId].Properties;
+    expect(queue).toMatchObject({
+      FifoQueue: true,
+      ContentBasedDeduplication: false,
+      SqsManagedSseEnabled: true,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 10 },
+    });
+    expect(resources[dlqId].Properties).toMatchObject({ FifoQueue: true });
+    const harness = resources[logicalId(stack, stack.harness.function)].Properties;
+    expect(queue.VisibilityTimeout).toBeGreaterThan(harness.Timeout);
+    expect(harness.Timeout).toBe(900);
+    // TLS only, on both queues
+    for (const id of [queueId, dlqId]) {
+      template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [{ Ref: id }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+          ]),
+        },
+      });
+    }
+  });
+
+  it('runs every function on ARM64 and Node.js 22, traced, with a log group that expires', () => {
+    const functions = Object.entries(template.findResources('AWS::Lambda::Function')).filter(([, f]) => f.Properties.Runtime?.startsWith('nodejs'));
+    const ours = functions.filter(([, f]) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
+    expect(ours).toHaveLength(3); // harness step, API, API stream
+    const logGroups = template.toJSON().Resources;
+    for (const [, f] of ours) {
+      expect(f.Properties).toMatchObject({
+        Architectures: ['arm64'],
+        Runtime: 'nodejs22.x',
+        TracingConfig: { Mode: 'Active' },
+        Environment: { Variables: { NODE_OPTIONS: '--enable-source-maps', POWERTOOLS_METRICS_NAMESPACE: 'Corral' } },
+      });
+      const group = f.Properties.LoggingConfig.LogGroup.Ref as string;
+      expect(logGroups[group].Properties.RetentionInDays).toBe(30);
+    }
+  });
+
+  it('feeds the harness from the wake queue with partial batch responses, inside the VPC', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(stack, stack.wakeQueue.queue), 'Arn'] },
+      FunctionName: { Ref: logicalId(stack, stack.harness.function) },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BatchSize: 1,
+    });
+    const harness = template.toJSON().Resources[logicalId(stack, stack.harness.function)].Properties;
+    expect(harness.VpcConfig.SecurityGroupIds).toEqual([{ 'Fn::GetAtt': [logicalId(stack, stack.harness.securityGroup), 'GroupId'] }]);
+    expect(harness.Environment.Variables).toMatchObject({
+      CORRAL_SANDBOX_CONTAINER: 'agent',
+      CORRAL_SANDBOX_PORT: '8080',
+      CORRAL_MODEL_API_KEY_PARAMETER: '/corral/anthropic-api-key',
+    });
+  });
+
+  it('serves the API through API Gateway, streaming the event stream from its own function', () => {
+    const stream = logicalId(stack, stack.api.streamHandler);
+    const api = logicalId(stack, stack.api.handler);
+    const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).map((m) => m.Properties);
+    const streaming = methods.filter((m) => m.Integration.ResponseTransferMode === 'STREAM');
+    expect(streaming).toHaveLength(1);
+    expect(streaming[0]).toMatchObject({ HttpMethod: 'GET', Integration: { Type: 'AWS_PROXY', TimeoutInMillis: 900_000 } });
+    const uri = JSON.stringify(streaming[0].Integration.Uri);
+    expect(uri).toContain('/response-streaming-invocations');
+    expect(uri).toContain(stream);
+    const resources = template.toJSON().Resources;
+    const pathOf = (resourceId: string): string => {
+      const r = resources[resourceId];
+      if (!r) return '';
+      return `${pathOf(r.Properties.ParentId?.Ref ?? '')}/${r.Properties.PathPart}`;
+    };
+    expect(pathOf(streaming[0].ResourceId.Ref)).toBe('/v1/sessions/{id}/events/stream');
+    for (const m of methods.filter((x) => x.Integration.ResponseTransferMode !== 'STREAM')) {
+      expect(JSON.stringify(m.Integration.Uri)).toContain(api);
+      expect(m.Integration.Type).toBe('AWS_PROXY');
+    }
+    template.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: true, AccessLogSetting: Match.anyValue() });
+    template.hasOutput('ApiUrl', Match.anyValue());
+  });
+
+  it('gives no Secrets Manager read access to the harness, the API or the sandbox', () => {
+    const resources = template.toJSON().Resources;
+    const roleOf = (fnId: string) => resources[fnId].Properties.Role['Fn::GetAtt'][0] as string;
+    const taskDef = resources[logicalId(stack, stack.sandboxes.taskDefinition)].Properties;
+    const roles = {
+      harness: roleOf(logicalId(stack, stack.harness.function)),
+      api: roleOf(logicalId(stack, stack.api.handler)),
+      stream: roleOf(logicalId(stack, stack.api.streamHandler)),
+      sandboxTask: taskDef.TaskRoleArn['Fn::GetAtt'][0] as string,
+      sandboxExecution: taskDef.ExecutionRoleArn['Fn::GetAtt'][0] as string,
+    };
+    for (const [name, roleId] of Object.entries(roles)) {
+      const actions = statementsOf(template, roleId)
+        .filter((s) => s.Effect === 'Allow')
+        .flatMap((s) => asArray(s.Action));
+      expect(actions.length, name).toBeGreaterThan(name === 'sandboxTask' ? -1 : 0);
+      expect(actions.filter(readsSecrets), `${name} may read secrets`).toEqual([]);
+      const managed = JSON.stringify(resources[roleId].Properties.ManagedPolicyArns ?? []);
+      expect(managed, name).not.toMatch(/SecretsManager|AdministratorAccess|PowerUser/i);
+    }
+    // The sandbox task role has no permission at all.
+    expect(statementsOf(template, roles.sandboxTask)).toEqual([]);
+    expect(resources[roles.sandboxTask].Properties.ManagedPolicyArns).toBeUndefined();
+    // and the check itself would notice a grant
+    expect(['secretsmanager:GetSecretValue', 'secretsmanager:Get*', 'secretsmanager:*', '*'].every(readsSecrets)).toBe(true);
+    expect(readsSecrets('secretsmanager:CreateSecret')).toBe(false);
+  });
+
+  it('lets only the harness reach the sandbox agent port', () => {
+    const sandboxSg = logicalId(stack, stack.sandboxes.securityGroup);
+    const harnessSg = logicalId(stack, stack.harness.securityGroup);
+    const ingress = [
+      ...asArray(template.toJSON().Resources[sandboxSg].Properties.SecurityGroupIngress),
+      ...Object.values(template.findResources('AWS::EC2::SecurityGroupIngress'))
+        .map((r) => r.Properties)
+        .filter((p) => JSON.stringify(p.GroupId).includes(sandboxSg)),
+    ];
+    expect(ingress).toEqual([
+      expect.objectContaining({ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [harnessSg, 'GroupId'] } }),
+    ]);
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      RequiresCompatibilities: ['FARGATE'],
+      RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },
+      Cpu: '1024',
+      Memory: '2048',
+      ContainerDefinitions: [Match.objectLike({ Name: 'agent', PortMappings: [{ ContainerPort: 8080, Protocol: 'tcp' }] })],
+    });
+    // ECS tasks only through the harness (run) and the API (stop); nothing else gets ecs:RunTask
+    const runners = Object.values(template.findResources('AWS::IAM::Policy')).filter((p) =>
+      JSON.stringify(p.Properties.PolicyDocument).includes('ecs:RunTask'),
+    );
+    expect(runners).toHaveLength(1);
+  });
+
+  it('has a dashboard with p50/p95/p99 of every harness timing, and the two alarms', () => {
+    const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
+    expect(dashboards).toHaveLength(1);
+    const body = JSON.stringify(dashboards[0].Properties.DashboardBody);
+    for (const metric of ['TimeToFirstToken', 'ModelLatency', 'HarnessOverhead', 'SandboxProvisioningTime', 'ToolLatency', 'StepDuration']) {
+      for (const p of ['p50', 'p95', 'p99']) {
+        expect(body).toMatch(new RegExp(`\\[\\\\"Corral\\\\",\\\\"${metric}\\\\",\\\\"service\\\\",\\\\"corral-harness\\\\",\\{[^}]*\\\\"stat\\\\":\\\\"${p}\\\\"`));
+      }
+    }
+    expect(body).toContain('Errors');
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'Corral',
+      MetricName: 'TimeToFirstToken',
+      ExtendedStatistic: 'p95',
+      Dimensions: [{ Name: 'service', Value: 'corral-harness' }],
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 10_000,
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(stack, stack.wakeQueue.deadLetterQueue), 'QueueName'] } }],
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 0,
+    });
+    template.hasOutput('DashboardUrl', Match.anyValue());
+  });
+
+  it('passes the cdk-nag AwsSolutions checks, every acknowledgment with a reason', () => {
+    const report = new AwsSolutionsChecks(app).validateScope(app);
+    expect(report.violations.map((v) => `${v.ruleName} ${v.violatingResources.map((r) => r.constructPath).join(', ')}`)).toEqual([]);
+    const acks = app.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY))
+      .flatMap((m) => Object.entries(m.data as Record<string, string>));
+    expect(acks.length).toBeGreaterThan(0);
+    for (const [id, reason] of acks) expect(reason.length, id).toBeGreaterThan(30);
+  });
+});
+
+describe('cdk-nag acknowledgments', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('each one answers a finding that exists (none is stale)', () => {
+    const acknowledged = new Set<string>();
+    vi.spyOn(Validations.prototype, 'acknowledge').mockImplementation((...rules) => {
+      for (const r of rules) if (r.id.startsWith('AwsSolutions-')) acknowledged.add(r.id);
+    });
+    const app = newApp();
+    new CorralStack(app, 'Bare', { network: { nat: 'instance' } });
+    const found = new Set(new AwsSolutionsChecks(app).validateScope(app).violations.map((v) => v.ruleName));
+    expect(acknowledged.size).toBeGreaterThan(5);
+    expect([...acknowledged].filter((id) => !found.has(id))).toEqual([]);
+  });
+});
+
+describe('CorralStack in an existing VPC (from CDK context, no lookups)', () => {
+  const context: Record<string, unknown> = {
+    vpcId: 'vpc-0abc',
+    privateSubnetIds: 'subnet-0aaa,subnet-0bbb',
+    availabilityZones: 'eu-west-1a,eu-west-1b',
+    sandboxCpu: '2048',
+    sandboxMemoryMiB: '4096',
+  };
+
+  it('runs the harness and the sandboxes in the given private subnets and creates no network', () => {
+    const { stackName, props } = stackPropsFromContext((k) => context[k]);
+    expect(stackName).toBe('Corral');
+    const { stack, template } = synth(props, 'CorralInVpc');
+    template.resourceCountIs('AWS::EC2::VPC', 0);
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    template.resourceCountIs('AWS::EC2::Subnet', 0);
+    const resources = template.toJSON().Resources;
+    const harness = resources[logicalId(stack, stack.harness.function)].Properties;
+    expect(harness.VpcConfig.SubnetIds).toEqual(['subnet-0aaa', 'subnet-0bbb']);
+    expect(harness.Environment.Variables.CORRAL_SANDBOX_SUBNETS).toBe('subnet-0aaa,subnet-0bbb');
+    for (const sg of Object.values(template.findResources('AWS::EC2::SecurityGroup'))) expect(sg.Properties.VpcId).toBe('vpc-0abc');
+    template.hasResourceProperties('AWS::ECS::TaskDefinition', { Cpu: '2048', Memory: '4096' });
+  });
+
+  it('rejects an incomplete description of the VPC', () => {
+    expect(() => stackPropsFromContext((k) => ({ vpcId: 'vpc-1' })[k as string])).toThrow(/privateSubnetIds and availabilityZones/);
+    expect(() => stackPropsFromContext((k) => ({ privateSubnetIds: 'subnet-1' })[k as string])).toThrow(/need vpcId/);
+    expect(() => stackPropsFromContext((k) => ({ nat: 'none' })[k as string])).toThrow(/gateway or instance/);
+    expect(() => stackPropsFromContext((k) => ({ logRetentionDays: '31' })[k as string])).toThrow(/not a CloudWatch Logs retention/);
+  });
+
+  it('can use a NAT instance instead of a NAT gateway', () => {
+    const { template } = synth({ network: { nat: 'instance' } }, 'CorralNatInstance');
+    template.resourceCountIs('AWS::EC2::NatGateway', 0);
+    template.resourceCountIs('AWS::EC2::Instance', 1);
+  });
+});
