@@ -234,7 +234,7 @@ describe('sandboxes end to end (local runtime)', () => {
     expect(await t.runtime.services.sandboxes.get(b.id, 'x')).toBeUndefined();
   });
 
-  it('starts sandboxes with the session’s repositories, and reports a clone that fails as a tool error', async () => {
+  it('starts sandboxes with the session’s repositories, and reports a clone that fails as a tool error and a session error', async () => {
     const repo = makeGitFixture(sandboxRoot, 'proj');
     const ok = await newSession({ resources: [{ type: 'github_repository', url: repo.url, checkout: { type: 'branch', name: 'feature' } }] });
     t.fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command: 'ls proj' } }] }, { kind: 'text', text: 'x' });
@@ -251,6 +251,9 @@ describe('sandboxes end to end (local runtime)', () => {
     const err = failed.find((e) => e.type === 'agent.tool_result')!;
     expect(err.is_error).toBe(true);
     expect(resultText(err)).toMatch(/^could not start sandbox "default": repository_clone_error: git clone of .*missing\.git into \/workspace\/missing failed/);
+    expect(failed.find((e) => e.type === 'session.error')).toMatchObject({
+      error: { type: 'repository_clone_error', retry_status: { type: 'terminal' } },
+    });
     expect(failed.at(-1)).toMatchObject({ stop_reason: { type: 'end_turn' } });
   });
 });

@@ -659,7 +659,12 @@ export class Harness {
         isError: report.isError,
       });
       stopWatching();
-      await this.appendAfter(sessionId, tail, [{ ...toolResultBody(toolUse.id, report.output, report.isError), sandbox: report.sandbox }]);
+      const result: EventBody = { ...toolResultBody(toolUse.id, report.output, report.isError), sandbox: report.sandbox };
+      // A recipe that failed (a repository that would not clone) is also a session error of its type.
+      const setup: EventBody[] = report.setupError
+        ? [{ type: 'session.error', error: { type: report.setupError.type, message: report.setupError.message, retry_status: { type: 'terminal' } } }]
+        : [];
+      await this.appendAfter(sessionId, tail, [result, ...setup]);
     } catch (err) {
       stopWatching();
       if (controller.signal.aborted) {

@@ -3,6 +3,7 @@ import { ConflictError, CorralError, NotFoundError } from '../errors.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { SandboxClient, callTimeoutMs } from './client.js';
 import {
+  SandboxSetupError,
   SandboxUnavailableError,
   type ExecuteOptions,
   type SandboxEndpoint,
@@ -43,6 +44,8 @@ export interface ExecutionReport extends ToolOutput {
   sandbox: string;
   /** Milliseconds spent provisioning a sandbox for this call (0 when one was ready). */
   provisionMs: number;
+  /** The sandbox could not be set up from its recipe (a repository failed to clone, say). */
+  setupError?: { type: string; message: string };
 }
 
 /**
@@ -163,7 +166,13 @@ export class SandboxManager {
         if (attempt >= 1) break;
       }
     } catch (err) {
-      return { sandbox: name, provisionMs: 0, isError: true, output: `could not start sandbox "${name}": ${(err as Error).message}` };
+      return {
+        sandbox: name,
+        provisionMs: 0,
+        isError: true,
+        output: `could not start sandbox "${name}": ${(err as Error).message}`,
+        ...(err instanceof SandboxSetupError ? { setupError: { type: err.type, message: err.message } } : {}),
+      };
     }
     const withNotes = (output: string) => (notes.length ? `${notes.join('\n')}\n${output}` : output);
     try {
