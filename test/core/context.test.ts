@@ -80,3 +80,17 @@ describe('buildMessages ordering', () => {
     ]);
   });
 });
+
+describe('buildMessages and sandbox handoffs', () => {
+  it('tells the model when a sandbox was handed to or from its session', () => {
+    const messages = buildMessages(
+      log(
+        { type: 'corral.sandbox_handoff_received', sandbox: 'work', from_session_id: 'sesn_A', from_sandbox: 'default' },
+        { type: 'user.message', content: [{ type: 'text', text: 'review it' }] },
+      ),
+    );
+    expect(messages).toHaveLength(1);
+    expect(messages[0].content[0]).toMatchObject({ type: 'text', text: expect.stringContaining('"default" of session sesn_A was handed to this session') });
+    expect(messages[0].content[1]).toEqual({ type: 'text', text: 'review it' });
+  });
+});

@@ -141,6 +141,22 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
       case 'agent.tool_result':
         push('user', [resultBlock(String(event.tool_use_id), event)]);
         break;
+      case 'corral.sandbox_handoff_received':
+        push('user', [
+          {
+            type: 'text',
+            text: `[Corral: the sandbox "${event.from_sandbox}" of session ${event.from_session_id} was handed to this session; its workspace is yours now, as the sandbox "${event.sandbox}".]`,
+          },
+        ]);
+        break;
+      case 'corral.sandbox_handoff_sent':
+        push('user', [
+          {
+            type: 'text',
+            text: `[Corral: the sandbox "${event.sandbox}" was handed to session ${event.to_session_id}; this session cannot reach it any more, and a call to "${event.sandbox}" starts a fresh one.]`,
+          },
+        ]);
+        break;
       case 'agent.mcp_tool_result':
         push('user', [resultBlock(String(event.mcp_tool_use_id), event)]);
         break;
