@@ -3,10 +3,9 @@ import { streamSSE } from 'hono/streaming';
 import { InvalidRequestError } from '../core/errors.js';
 import type { CorralServices } from '../core/services.js';
 
-/** Tells a stream that a session's log grew, so it need not wait for its next poll. */
-export interface LogNotifier {
-  subscribe(sessionId: string, onAppend: () => void): () => void;
-}
+import type { LogNotifier } from '../core/session/notifier.js';
+
+export type { LogNotifier };
 
 export interface StreamOptions {
   /** How often the log is read when no notification comes (other processes append too). */

@@ -8,6 +8,7 @@ import type { SandboxRecipe } from '../sandbox/types.js';
 import { makeEvent, type EventBody, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
 import type { LeaseManager, Lease } from '../session/lease.js';
 import type { EventLog } from '../session/log.js';
+import type { LogNotifier } from '../session/notifier.js';
 import { ConditionFailedError, type StateTable } from '../store.js';
 import { buildView, toMessages, withCacheBreakpoints } from './context.js';
 import { ModelError, type ModelClient, type ModelResponse } from './model.js';
@@ -118,6 +119,8 @@ export class Harness {
       queue: WakeQueue;
       /** The agent's MCP servers, through the credential proxy; absent where none is deployed. */
       mcp?: McpGateway;
+      /** Announces appends (the local runtime): interrupts are then seen at once, with no polling. */
+      notifier?: LogNotifier;
     },
     private readonly opts: HarnessOptions = {},
   ) {
@@ -383,27 +386,50 @@ export class Harness {
    * returned function stops watching.
    */
   private watchInterrupt(sessionId: string, from: number, lost: AbortSignal, controller: AbortController): () => void {
-    const poll = this.opts.interruptPollMs ?? 250;
+    // With a notifier, a poll only backs it up; without one, polling is how interrupts arrive.
+    const poll = this.deps.notifier ? Math.max(this.opts.interruptPollMs ?? 250, 2_000) : (this.opts.interruptPollMs ?? 250);
     let stopped = false;
     let cursor = from;
+    let nudge: (() => void) | null = null;
+    let nudged = false;
+    const unsubscribe = this.deps.notifier?.subscribe(sessionId, () => {
+      nudged = true;
+      nudge?.();
+    });
     const onLost = () => controller.abort(new LeaseLostError(sessionId));
     lost.addEventListener('abort', onLost);
+    const wait = () =>
+      new Promise<void>((resolve) => {
+        if (nudged) return resolve();
+        const done = () => {
+          clearTimeout(timer);
+          controller.signal.removeEventListener('abort', done);
+          nudge = null;
+          resolve();
+        };
+        const timer = setTimeout(done, poll);
+        nudge = done;
+        controller.signal.addEventListener('abort', done, { once: true });
+      });
     const tick = async () => {
       while (!stopped && !controller.signal.aborted) {
-        await sleep(poll, controller.signal);
+        await wait();
+        nudged = false;
         if (stopped || controller.signal.aborted) break;
         try {
           const fresh = await this.deps.events.getEvents(sessionId, { from: cursor + 1 });
           if (fresh.length) cursor = fresh[fresh.length - 1].position;
           if (fresh.some((e) => e.event.type === 'user.interrupt')) controller.abort(new Error('interrupted'));
         } catch {
-          // a failed poll is retried on the next tick
+          // a failed read is retried on the next tick
         }
       }
     };
     void tick();
     return () => {
       stopped = true;
+      unsubscribe?.();
+      nudge?.();
       lost.removeEventListener('abort', onLost);
     };
   }
