@@ -16,6 +16,11 @@
  *
  * Usage: agent.ts (--socket PATH | --port N [--host H]) [--workspace DIR] [--state-dir DIR]
  *                 [--run-as-uid N --run-as-gid N [--setpriv PATH]] [--install-packages]
+ *                 [--git-channel-stdin] [--local-mounts]
+ *
+ * A git channel (`CORRAL_GIT_CHANNEL`, or the second stdin line with `--git-channel-stdin`)
+ * starts the git forwarder (see `startGitForwarder`): the session's repositories are cloned,
+ * pulled and pushed through the credential proxy, and no credential enters the sandbox.
  *
  * With `--run-as-uid/--run-as-gid`, every tool runs as that user: bash directly, and the file
  * tools (read, write, edit, glob, grep) in a short-lived child process of this program. The agent
@@ -33,6 +38,7 @@
  * It does not confine paths itself; the isolation is bubblewrap or the container (and the uid).
  */
 import http from 'node:http';
+import https from 'node:https';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -403,6 +409,13 @@ export interface AgentOptions {
   /** Run every tool as this user instead of the agent's own. */
   runAs?: RunAs;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /**
+   * How the recipe places mount paths: `image` (absolute paths are real paths; the default) or
+   * `local` (every mount path inside the workspace, as the local provider does on the host).
+   */
+  recipeMode?: 'image' | 'local';
+  /** The git forwarder's remote for a repository URL (see `startGitForwarder`). */
+  gitRemote?: (url: string) => string | undefined;
 }
 
 /** Where the agent is in applying its recipe; tools run only once it is `ready`. */
@@ -429,8 +442,12 @@ export class SandboxAgent {
   private readonly running = new Set<ChildProcess>();
   private readonly workers = new Set<Worker>();
   private readonly log: NonNullable<AgentOptions['log']>;
+  private readonly recipeMode: 'image' | 'local';
+  private readonly gitRemote: AgentOptions['gitRemote'];
 
   constructor(opts: AgentOptions) {
+    this.recipeMode = opts.recipeMode ?? 'image';
+    this.gitRemote = opts.gitRemote;
     this.workspace = path.resolve(opts.workspace);
     this.capabilityDigest = crypto.createHash('sha256').update(opts.capability).digest();
     this.stateDir = opts.stateDir;
@@ -475,9 +492,10 @@ export class SandboxAgent {
   private recipeContext(installPackages: boolean): RecipeContext {
     return {
       workspace: this.workspace,
-      mode: 'image',
+      mode: this.recipeMode,
       installPackages,
       run: (argv, opts) => this.runCommand(argv, opts),
+      gitRemote: this.gitRemote,
       makeWritableDir: async (dir) => {
         if (!this.runAs) {
           await fsp.mkdir(dir, { recursive: true });
@@ -1289,6 +1307,107 @@ async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.
 }
 
 // ---------------------------------------------------------------------------------------------
+// Git forwarder
+
+/**
+ * The sandbox's way to its session's repositories. The sandbox has no network; the credential
+ * proxy's git side is reachable over a Unix socket bind-mounted (read-only) into it, or, on
+ * Fargate, over HTTPS. The forwarder listens on 127.0.0.1 inside the sandbox's own network
+ * namespace and passes git smart-HTTP requests for the channel's repositories on, adding the
+ * channel's capability. The repositories' `origin` points at the forwarder, so no credential is
+ * ever in the sandbox: not in `.git/config`, the environment or any file. The capability is not
+ * a credential for the repository: it opens only this session's repositories, through the proxy.
+ */
+export interface GitChannelConfig {
+  capability: string;
+  /** The proxy's git socket, as seen from inside the sandbox. */
+  socket?: string;
+  /** Or its HTTPS base URL. */
+  url?: string;
+  repositories: Array<{ url: string; path: string }>;
+}
+
+export const GIT_CHANNEL_ENV = 'CORRAL_GIT_CHANNEL';
+const GIT_CAPABILITY_HEADER = 'x-corral-git-capability';
+const GIT_FORWARDED_HEADERS = ['content-type', 'accept', 'content-encoding', 'git-protocol', 'content-length', 'accept-language'];
+
+export function parseGitChannel(text: string): GitChannelConfig {
+  const c = JSON.parse(text) as GitChannelConfig;
+  if (
+    typeof c !== 'object' || c === null || typeof c.capability !== 'string' || (typeof c.socket !== 'string' && typeof c.url !== 'string') ||
+    !Array.isArray(c.repositories) || !c.repositories.every((r) => typeof r?.url === 'string' && typeof r?.path === 'string' && r.path.startsWith('/r/'))
+  ) {
+    throw new Error('the git channel is not {capability, socket|url, repositories: [{url, path}]}');
+  }
+  return c;
+}
+
+export interface GitForwarder {
+  port: number;
+  server: http.Server;
+  /** `http://127.0.0.1:<port>/r/<n>/<name>.git` for a repository URL of the channel. */
+  remoteFor(url: string): string | undefined;
+}
+
+export function startGitForwarder(cfg: GitChannelConfig, log: NonNullable<AgentOptions['log']> = () => {}): Promise<GitForwarder> {
+  const server = http.createServer((req, res) => {
+    const target = req.url ?? '/';
+    const pathname = target.split('?')[0];
+    if (!cfg.repositories.some((r) => pathname.startsWith(`${r.path}/`))) {
+      req.resume();
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not a repository of this sandbox\n');
+      return;
+    }
+    const headers: Record<string, string> = { host: 'corral-git-proxy', [GIT_CAPABILITY_HEADER]: cfg.capability };
+    for (const name of GIT_FORWARDED_HEADERS) {
+      const v = req.headers[name];
+      if (typeof v === 'string') headers[name] = v;
+    }
+    if (!headers['content-length'] && req.method === 'POST') headers['transfer-encoding'] = 'chunked';
+    const onResponse = (up: http.IncomingMessage) => {
+      const out: Record<string, string> = {};
+      for (const name of ['content-type', 'cache-control', 'expires', 'pragma']) {
+        const v = up.headers[name];
+        if (typeof v === 'string') out[name] = v;
+      }
+      res.writeHead(up.statusCode ?? 502, out);
+      up.pipe(res);
+    };
+    let upstream: http.ClientRequest;
+    if (cfg.socket) {
+      upstream = http.request({ socketPath: cfg.socket, path: target, method: req.method, headers }, onResponse);
+    } else {
+      const base = new URL(cfg.url!);
+      const u = new URL(target, base);
+      upstream = (u.protocol === 'https:' ? https : http).request(u, { method: req.method, headers }, onResponse);
+    }
+    upstream.on('error', (err) => {
+      log('warn', 'git forwarder: the credential proxy could not be reached', { error: err.message });
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end('the credential proxy could not be reached\n');
+    });
+    req.pipe(upstream);
+  });
+  server.requestTimeout = 0;
+  server.timeout = 0;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      resolve({
+        port,
+        server,
+        remoteFor: (url) => {
+          const r = cfg.repositories.find((x) => x.url === url);
+          return r ? `http://127.0.0.1:${port}${r.path}` : undefined;
+        },
+      });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Process entry
 
 function logLine(level: string, msg: string, fields?: Record<string, unknown>): void {
@@ -1299,29 +1418,39 @@ function logLine(level: string, msg: string, fields?: Record<string, unknown>): 
   }
 }
 
-/** Reads the first line of stdin; `onEnd` fires when stdin later closes (the parent went away). */
-function readFirstLine(stream: NodeJS.ReadableStream, onEnd: () => void): Promise<string> {
+/**
+ * Reads the first `count` lines of stdin (the capability, then the git channel when there is
+ * one); `onEnd` fires when stdin later closes (the parent went away).
+ */
+function readFirstLines(stream: NodeJS.ReadableStream, count: number, onEnd: () => void): Promise<string[]> {
   return new Promise((resolve) => {
     let buffered = '';
     let resolved = false;
+    const lines: string[] = [];
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => {
       if (resolved) return;
       buffered += chunk;
-      const nl = buffered.indexOf('\n');
-      if (nl !== -1) {
+      let nl: number;
+      while (!resolved && (nl = buffered.indexOf('\n')) !== -1) {
+        lines.push(buffered.slice(0, nl).trim());
+        buffered = buffered.slice(nl + 1);
+        if (lines.length === count) {
+          resolved = true;
+          resolve(lines);
+          buffered = '';
+        }
+      }
+      if (!resolved && buffered.length > 65536) {
         resolved = true;
-        resolve(buffered.slice(0, nl).trim());
-        buffered = '';
-      } else if (buffered.length > 4096) {
-        resolved = true;
-        resolve('');
+        resolve(lines);
       }
     });
     const end = () => {
       if (!resolved) {
         resolved = true;
-        resolve(buffered.trim());
+        if (buffered.trim()) lines.push(buffered.trim());
+        resolve(lines);
       }
       onEnd();
     };
@@ -1364,6 +1493,8 @@ export async function main(argv: string[]): Promise<void> {
       setpriv: { type: 'string' },
       'install-packages': { type: 'boolean' },
       'tool-child': { type: 'boolean' },
+      'git-channel-stdin': { type: 'boolean' },
+      'local-mounts': { type: 'boolean' },
     },
     strict: true,
   });
@@ -1380,22 +1511,39 @@ export async function main(argv: string[]): Promise<void> {
   let shutdown: (code: number) => void = (code) => process.exit(code);
   let capability = process.env[CAPABILITY_ENV] ?? '';
   delete process.env[CAPABILITY_ENV];
+  let gitChannelText = process.env[GIT_CHANNEL_ENV] ?? '';
+  delete process.env[GIT_CHANNEL_ENV];
   if (!capability) {
-    // Local provider: the capability is the first line of stdin, and stdin closing means the
-    // parent went away, so the agent goes too.
-    capability = await readFirstLine(process.stdin, () => {
+    // Local provider: the capability is the first line of stdin (the git channel the second,
+    // with --git-channel-stdin), and stdin closing means the parent went away, so the agent goes too.
+    const lines = await readFirstLines(process.stdin, values['git-channel-stdin'] ? 2 : 1, () => {
       if (!shuttingDown) shutdown(0);
     });
+    capability = lines[0] ?? '';
+    if (values['git-channel-stdin']) gitChannelText = lines[1] ?? '';
   }
   if (!capability) throw new Error(`no capability: pass it on the first line of stdin or in ${CAPABILITY_ENV}`);
   const recipeText = process.env[RECIPE_ENV];
   delete process.env[RECIPE_ENV];
   const recipe = recipeText ? decodeRecipe(recipeText) : undefined;
+  let forwarder: GitForwarder | undefined;
+  if (gitChannelText) {
+    forwarder = await startGitForwarder(parseGitChannel(gitChannelText), logLine);
+    gitChannelText = '';
+  }
 
   const workspace = path.resolve(values.workspace ?? process.cwd());
   fs.mkdirSync(workspace, { recursive: true });
   const stateDir = chooseStateDir(workspace, values['state-dir']);
-  const agent = new SandboxAgent({ workspace, capability, stateDir, runAs, log: logLine });
+  const agent = new SandboxAgent({
+    workspace,
+    capability,
+    stateDir,
+    runAs,
+    log: logLine,
+    recipeMode: values['local-mounts'] ? 'local' : 'image',
+    gitRemote: forwarder?.remoteFor,
+  });
   capability = '';
   if (runAs) await checkRunAs(agent, runAs);
   const server = createAgentServer(agent);
@@ -1409,6 +1557,7 @@ export async function main(argv: string[]): Promise<void> {
     shuttingDown = true;
     agent.shutdown();
     server.close();
+    forwarder?.server.close();
     if (socketPath) {
       try {
         fs.unlinkSync(socketPath);

@@ -124,6 +124,12 @@ export interface RecipeContext {
   run(argv: string[], opts: { as: 'sandbox' | 'root'; cwd?: string; env?: Record<string, string>; timeoutMs: number }): Promise<RunResult>;
   /** Creates a directory outside the workspace that the sandbox's user may write (image only). */
   makeWritableDir?(dir: string): Promise<void>;
+  /**
+   * The remote to use for a repository instead of its URL: the sandbox's git forwarder (a
+   * loopback address that reaches the credential proxy), or undefined to clone directly. The
+   * repository's `origin` is set to it, so pulls and pushes go the same way.
+   */
+  gitRemote?(url: string): string | undefined;
 }
 
 const GIT_TIMEOUT_MS = 10 * 60_000;
@@ -179,8 +185,12 @@ async function cloneRepository(r: Extract<WireResource, { type: 'github_reposito
   const { shown, dir } = resolveMount(r.mount_path ?? `${WORKSPACE_MOUNT}/${repositoryName(url)}`, ctx);
   // A local sandbox has no /workspace: its working directory stands for it.
   const where = ctx.mode === 'local' ? `./${path.relative(ctx.workspace, dir)}` : shown;
+  const remote = ctx.gitRemote?.(url) ?? url;
+  const via = remote !== url ? ' through the credential proxy' : '';
   if (nonEmptyDir(dir)) {
     if (fs.existsSync(path.join(dir, '.git'))) {
+      // This sandbox's forwarder may listen elsewhere than the last one's: point origin at it.
+      if (via) await ctx.run(['git', 'remote', 'set-url', 'origin', remote], { as: 'sandbox', cwd: dir, env: GIT_ENV, timeoutMs: 30_000 });
       notes.push(`repository ${redactUrls(url)} is already at ${where} (kept from an earlier sandbox of this session); it was not cloned again`);
       return;
     }
@@ -189,11 +199,12 @@ async function cloneRepository(r: Extract<WireResource, { type: 'github_reposito
   const parent = path.dirname(dir);
   if (ctx.mode === 'image' && !dir.startsWith(ctx.workspace + path.sep) && ctx.makeWritableDir) await ctx.makeWritableDir(dir);
   else fs.mkdirSync(parent, { recursive: true });
-  const clone = await ctx.run(['git', 'clone', '--quiet', '--', url, dir], { as: 'sandbox', cwd: parent, env: GIT_ENV, timeoutMs: GIT_TIMEOUT_MS });
+  const clone = await ctx.run(['git', 'clone', '--quiet', '--', remote, dir], { as: 'sandbox', cwd: parent, env: GIT_ENV, timeoutMs: GIT_TIMEOUT_MS });
   if (clone.code !== 0) {
-    throw new RecipeError('repository_clone_error', `git clone of ${redactUrls(url)} into ${shown} failed: ${tail(clone.output) || `exit code ${clone.code}`}`);
+    throw new RecipeError('repository_clone_error', `git clone of ${redactUrls(url)}${via} into ${shown} failed: ${tail(clone.output) || `exit code ${clone.code}`}`);
   }
-  if (ctx.mode === 'local') notes.push(`repository ${redactUrls(url)} is at ${where} (in a local sandbox the working directory stands for /workspace)`);
+  if (via) notes.push(`repository ${redactUrls(url)} is at ${where}; its origin (${remote}) reaches it through the credential proxy, so fetch, pull and push work without credentials in the sandbox`);
+  else if (ctx.mode === 'local') notes.push(`repository ${redactUrls(url)} is at ${where} (in a local sandbox the working directory stands for /workspace)`);
   const checkout = r.checkout;
   if (!checkout) return;
   let ref: string;

@@ -5,6 +5,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { acknowledge } from './nag.js';
 import type { Construct, IConstruct } from 'constructs';
 import { Api } from './constructs/api.js';
+import { CredentialProxy } from './constructs/credential-proxy.js';
 import { HarnessStep, type ModelSettings } from './constructs/harness-step.js';
 import { Network, type NetworkProps } from './constructs/network.js';
 import { Observability } from './constructs/observability.js';
@@ -44,6 +45,7 @@ export interface CorralStackProps extends StackProps {
 export const METRICS_NAMESPACE = 'Corral';
 export const HARNESS_SERVICE = 'corral-harness';
 export const API_SERVICE = 'corral-api';
+export const PROXY_SERVICE = 'corral-credential-proxy';
 
 /**
  * Corral on AWS, composed from one construct per concern. Nothing here runs while no session is
@@ -51,8 +53,8 @@ export const API_SERVICE = 'corral-api';
  * tasks only exist while a session uses them. The one exception is the NAT of a VPC the stack
  * creates (see NetworkProps.nat).
  *
- * The credential proxy (issue 4) joins as one more construct: a function in `network`, the only
- * principal granted read access to the vault's secrets, invoked by the harness.
+ * The credential proxy is a function in `network`, the only principal granted access to the
+ * vault's secrets (`corral/vault/*` in Secrets Manager); the harness and the API may only invoke it.
  */
 export class CorralStack extends Stack {
   readonly sessionLog: SessionLog;
@@ -61,6 +63,7 @@ export class CorralStack extends Stack {
   readonly sandboxes: Sandboxes;
   readonly harness: HarnessStep;
   readonly api: Api;
+  readonly credentialProxy: CredentialProxy;
   readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: CorralStackProps = {}) {
@@ -103,6 +106,19 @@ export class CorralStack extends Stack {
       logRetention: props.logRetention,
       streamTimeout: props.streamTimeout,
     });
+    this.credentialProxy = new CredentialProxy(this, 'CredentialProxy', {
+      sessionLog: this.sessionLog,
+      network: this.network,
+      serviceName: PROXY_SERVICE,
+      metricsNamespace: METRICS_NAMESPACE,
+      logRetention: props.logRetention,
+    });
+    // The harness (MCP calls, git channels) and the API (storing new secrets) invoke it; the
+    // event stream and the sandboxes cannot.
+    for (const fn of [this.harness.function, this.api.handler]) {
+      this.credentialProxy.grantInvoke(fn);
+      for (const [k, v] of Object.entries(this.credentialProxy.environment)) fn.addEnvironment(k, v);
+    }
 
     let alarmTopic: sns.Topic | undefined;
     if (props.alarmEmail) {
@@ -147,5 +163,6 @@ export class CorralStack extends Stack {
     acknowledge(this.harness.function, indexes, tasks);
     acknowledge(this.api.handler, indexes, tasks);
     acknowledge(this.api.streamHandler, indexes);
+    acknowledge(this.credentialProxy.function, indexes);
   }
 }

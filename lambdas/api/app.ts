@@ -9,6 +9,7 @@ import { environmentRoutes } from './environments.js';
 import { errorBody, toErrorResponse, type Env } from './http.js';
 import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
+import { vaultRoutes } from './vaults.js';
 import type { LogNotifier } from './stream.js';
 
 export interface AppOptions {
@@ -64,5 +65,6 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/v1/agents', agentRoutes(s));
   app.route('/v1/environments', environmentRoutes(s));
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier));
+  app.route('/v1/vaults', vaultRoutes(s));
   return app;
 }

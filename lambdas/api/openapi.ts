@@ -5,6 +5,9 @@ import {
   AgentResponse,
   AgentUpdate,
   apiSchemas,
+  CredentialCreate,
+  CredentialResponse,
+  CredentialUpdate,
   DeletedResponse,
   EnvironmentCreate,
   EnvironmentResponse,
@@ -17,8 +20,13 @@ import {
   SessionCreate,
   SessionEventResponse,
   SessionFork,
+  SessionResourceResponse,
+  SessionResourceUpdate,
   SessionResponse,
   SessionUpdate,
+  VaultCreate,
+  VaultResponse,
+  VaultUpdate,
 } from '../core/api/schemas.js';
 import { SandboxHandoff } from './sandboxes.js';
 
@@ -149,6 +157,57 @@ export const OPERATIONS: Operation[] = [
     method: 'post', path: '/v1/sessions/{id}/sandboxes/{name}/handoff', operationId: 'handOffSandbox', summary: 'Hand a sandbox over to another session', tag: 'sessions',
     body: SandboxHandoff, response: SandboxHandoffResponse, extension: true,
     description: 'Corral extension: the sandbox leaves this session and joins `to_session_id` (as `as`, or under its own name).',
+  },
+  {
+    method: 'get', path: '/v1/sessions/{id}/resources', operationId: 'listSessionResources', summary: "List a session's resources", tag: 'sessions',
+    response: pageOf(SessionResourceResponse), description: 'Never a repository\'s `authorization_token`.',
+  },
+  { method: 'get', path: '/v1/sessions/{id}/resources/{resource_id}', operationId: 'getSessionResource', summary: 'Retrieve a session resource', tag: 'sessions', response: SessionResourceResponse },
+  {
+    method: 'post', path: '/v1/sessions/{id}/resources/{resource_id}', operationId: 'updateSessionResource', summary: "Rotate a repository resource's token", tag: 'sessions',
+    body: SessionResourceUpdate, response: SessionResourceResponse,
+    description: 'The token goes to the credential proxy (the vault); it is never returned.',
+  },
+  // vaults
+  { method: 'post', path: '/v1/vaults', operationId: 'createVault', summary: 'Create a vault', tag: 'vaults', body: VaultCreate, response: VaultResponse },
+  {
+    method: 'get', path: '/v1/vaults', operationId: 'listVaults', summary: 'List vaults', tag: 'vaults',
+    response: pageOf(VaultResponse), query: { limit: limit(100), page, include_archived: includeArchived },
+  },
+  { method: 'get', path: '/v1/vaults/{id}', operationId: 'getVault', summary: 'Retrieve a vault', tag: 'vaults', response: VaultResponse },
+  { method: 'post', path: '/v1/vaults/{id}', operationId: 'updateVault', summary: 'Update a vault', tag: 'vaults', body: VaultUpdate, response: VaultResponse },
+  {
+    method: 'delete', path: '/v1/vaults/{id}', operationId: 'deleteVault', summary: 'Delete a vault, its credentials and their secrets', tag: 'vaults',
+    response: DeletedResponse,
+  },
+  {
+    method: 'post', path: '/v1/vaults/{id}/archive', operationId: 'archiveVault', summary: 'Archive a vault (its credentials are no longer used)', tag: 'vaults',
+    response: VaultResponse,
+  },
+  {
+    method: 'post', path: '/v1/vaults/{id}/credentials', operationId: 'createCredential', summary: 'Create a credential', tag: 'vaults',
+    body: CredentialCreate, response: CredentialResponse,
+    description: 'Secret fields are write-only: they go to the credential proxy and no answer ever contains them.',
+  },
+  {
+    method: 'get', path: '/v1/vaults/{id}/credentials', operationId: 'listCredentials', summary: 'List the credentials of a vault', tag: 'vaults',
+    response: pageOf(CredentialResponse), query: { limit: limit(100), page, include_archived: includeArchived },
+  },
+  {
+    method: 'get', path: '/v1/vaults/{id}/credentials/{credential_id}', operationId: 'getCredential', summary: 'Retrieve a credential', tag: 'vaults',
+    response: CredentialResponse,
+  },
+  {
+    method: 'post', path: '/v1/vaults/{id}/credentials/{credential_id}', operationId: 'updateCredential', summary: 'Update a credential', tag: 'vaults',
+    body: CredentialUpdate, response: CredentialResponse,
+  },
+  {
+    method: 'delete', path: '/v1/vaults/{id}/credentials/{credential_id}', operationId: 'deleteCredential', summary: 'Delete a credential and its secret', tag: 'vaults',
+    response: DeletedResponse,
+  },
+  {
+    method: 'post', path: '/v1/vaults/{id}/credentials/{credential_id}/archive', operationId: 'archiveCredential', summary: 'Archive a credential (its secret is removed)', tag: 'vaults',
+    response: CredentialResponse,
   },
   // events
   {
@@ -293,6 +352,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'environments' },
       { name: 'sessions' },
       { name: 'events' },
+      { name: 'vaults', description: 'Vaults and credentials: secret fields are write-only' },
       { name: 'corral', description: 'Probes and this document' },
       { name: 'console', description: 'The session console (web pages)' },
     ],

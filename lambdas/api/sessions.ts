@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { EventsSend, SessionCreate, SessionFork, SessionUpdate } from '../core/api/schemas.js';
+import { EventsSend, SessionCreate, SessionFork, SessionResourceUpdate, SessionUpdate } from '../core/api/schemas.js';
 import { InvalidRequestError } from '../core/errors.js';
 import type { SessionStatus } from '../core/session/events.js';
 import { readHistory } from '../core/session/history.js';
@@ -42,6 +42,16 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
   });
   app.post('/:id/archive', async (c) => c.json(await s.sessions.archive(c.get('tenant'), c.req.param('id'))));
   app.route('/:id/sandboxes', sandboxRoutes(s)); // Corral extension: list and hand off sandboxes
+  // Resources: never their authorization_token; a POST rotates it (write-only).
+  app.get('/:id/resources', async (c) => c.json(await s.sessions.listResources(c.get('tenant'), c.req.param('id'))));
+  app.get('/:id/resources/:resource_id', async (c) =>
+    c.json(await s.sessions.getResource(c.get('tenant'), c.req.param('id'), c.req.param('resource_id'))),
+  );
+  app.post('/:id/resources/:resource_id', async (c) =>
+    c.json(
+      await s.sessions.updateResource(c.get('tenant'), c.req.param('id'), c.req.param('resource_id'), await parseBody(c, SessionResourceUpdate)),
+    ),
+  );
 
   app.get('/:id/events', async (c) => {
     const id = c.req.param('id');

@@ -12,6 +12,10 @@ import { LeaseManager } from './session/lease.js';
 import type { EventLog } from './session/log.js';
 import type { StateTable } from './store.js';
 import type { McpGateway } from './mcp/gateway.js';
+import type { LogNotifier } from './session/notifier.js';
+import { ProxyMcpGateway } from './mcp/proxy-gateway.js';
+import type { CredentialProxyClient } from './vault/protocol.js';
+import { VaultService } from './vault/vaults.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -26,6 +30,9 @@ export interface CorralServices {
   sandboxes: SandboxManager;
   harness: Harness;
   rateLimiter: RateLimiter;
+  vaults: VaultService;
+  /** The credential proxy, when this deployment has one (vault secrets, MCP, git). */
+  credentialProxy?: CredentialProxyClient;
 }
 
 export function createServices(deps: {
@@ -36,8 +43,12 @@ export function createServices(deps: {
   model: ModelClient;
   harness?: HarnessOptions;
   leaseTtlMs?: number;
-  /** The agent's MCP servers, through the credential proxy. */
+  /** The agent's MCP servers, through the credential proxy (default: over `credentialProxy`). */
   mcp?: McpGateway;
+  /** Announces log appends within this process (the local runtime). */
+  notifier?: LogNotifier;
+  /** The credential proxy: the only holder of secrets (vault credentials, repository tokens). */
+  credentialProxy?: CredentialProxyClient;
   /** Per-tenant request limits per minute. */
   rateLimits?: RateLimits;
   /** Clock for leases (tests). */
@@ -45,11 +56,16 @@ export function createServices(deps: {
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
-  const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue);
+  const vaults = new VaultService(deps.table, deps.credentialProxy);
+  const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue, {
+    vaults,
+    secrets: deps.credentialProxy,
+  });
+  const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
   const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table);
   const harness = new Harness(
-    { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp: deps.mcp },
+    { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier },
     deps.harness,
   );
   return {
@@ -64,5 +80,7 @@ export function createServices(deps: {
     sandboxes,
     harness,
     rateLimiter: new RateLimiter(deps.table, deps.rateLimits ?? DEFAULT_RATE_LIMITS),
+    vaults,
+    credentialProxy: deps.credentialProxy,
   };
 }

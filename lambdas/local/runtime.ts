@@ -20,6 +20,8 @@ import type { SandboxProvider } from '../core/sandbox/types.js';
 import type { RateLimits } from '../core/resources/rate-limits.js';
 import type { McpGateway } from '../core/mcp/gateway.js';
 import { sandboxIdleMsFromEnv, startSandboxReaper } from '../core/sandbox/reaper.js';
+import { CredentialProxyClient } from '../core/vault/protocol.js';
+import { LocalCredentialProxy } from '../credential-proxy/local-client.js';
 
 export const LOCAL_TENANT = 'local';
 
@@ -41,8 +43,13 @@ export interface LocalRuntimeOptions {
   /** How many sessions the worker runs at once. */
   concurrency?: number;
   leaseTtlMs?: number;
-  /** How the harness reaches MCP servers (the credential proxy). */
+  /** How the harness reaches MCP servers (default: through the credential proxy). */
   mcp?: McpGateway;
+  /**
+   * Run the credential proxy (vault secrets, MCP credentials, git tokens) as a separate process,
+   * started on first use, so this process never holds a secret. @default true
+   */
+  credentialProxy?: boolean;
   /** Stop sandboxes no tool call used for this long (default `CORRAL_SANDBOX_IDLE_MS`, or 15 minutes). */
   sandboxIdleMs?: number;
   /** Per-tenant requests per minute (`create`, `write`, `read`); 0 turns one off. */
@@ -58,6 +65,8 @@ export interface LocalRuntime {
   services: CorralServices;
   queue: MemoryQueue;
   dataDir: string;
+  /** The credential proxy process's handle (absent with `credentialProxy: false`). */
+  credentialProxy?: LocalCredentialProxy;
   close(): Promise<void>;
 }
 
@@ -91,6 +100,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   let server: ServerType | null = null;
   let queue: MemoryQueue | null = null;
   let sandboxProvider: SandboxProvider | null = null;
+  let proxyProcess: LocalCredentialProxy | null = null;
   try {
     dynamo = await startDynalite({ path: opts.inMemory ? undefined : join(dataDir, 'dynamodb') });
     const tables = { events: 'corral-events', state: 'corral-state' };
@@ -102,8 +112,19 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       concurrency: opts.concurrency ?? 32,
       onError: (sessionId, err) => log.error('harness step failed; will retry', { sessionId, error: String((err as Error)?.stack ?? err) }),
     });
+    // The credential proxy: a separate process (spawned on first use) that alone reads secrets.
+    if (opts.credentialProxy !== false) {
+      proxyProcess = new LocalCredentialProxy({ dataDir, dynamoEndpoint: dynamo.endpoint, stateTable: tables.state, logger: log });
+    }
+    const credentialProxy = proxyProcess ? new CredentialProxyClient(proxyProcess) : undefined;
     sandboxProvider =
-      opts.sandboxProvider ?? new ProcessSandboxProvider({ dataDir, isolation: opts.sandboxIsolation ?? 'auto', logger: log });
+      opts.sandboxProvider ??
+      new ProcessSandboxProvider({
+        dataDir,
+        isolation: opts.sandboxIsolation ?? 'auto',
+        logger: log,
+        gitChannels: credentialProxy ? (r) => credentialProxy.gitOpen(r) : undefined,
+      });
     const model =
       opts.model ?? new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl });
     const services = createServices({
@@ -116,6 +137,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       leaseTtlMs: opts.leaseTtlMs,
       rateLimits: opts.rateLimits,
       mcp: opts.mcp,
+      credentialProxy,
+      notifier,
     });
 
     const apiKeyGenerated = !opts.apiKey;
@@ -159,6 +182,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     const q = queue;
     const provider = sandboxProvider;
     const db = dynamo;
+    const proxy = proxyProcess;
     return {
       url: `http://${host}:${port}`,
       apiKey,
@@ -166,6 +190,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       services,
       queue: q,
       dataDir,
+      ...(proxy ? { credentialProxy: proxy } : {}),
       async close() {
         // Open event streams would hold `close` forever: end them first.
         const closed = new Promise<void>((r) => s.close(() => r()));
@@ -174,12 +199,14 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         await q.stop();
         await reaper.stop();
         await (provider as { close?: () => Promise<void> }).close?.();
+        await proxy?.close();
         await db.close();
       },
     };
   } catch (err) {
     server?.close();
     await queue?.stop();
+    await proxyProcess?.close();
     await dynamo?.close();
     throw err;
   }

@@ -128,7 +128,7 @@ describe('CorralStack template', () => {
   it('runs every function on ARM64 and Node.js 22, traced, with a log group that expires', () => {
     const functions = Object.entries(template.findResources('AWS::Lambda::Function')).filter(([, f]) => f.Properties.Runtime?.startsWith('nodejs'));
     const ours = functions.filter(([, f]) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
-    expect(ours).toHaveLength(3); // harness step, API, API stream
+    expect(ours).toHaveLength(4); // harness step, API, API stream, credential proxy
     const logGroups = template.toJSON().Resources;
     for (const [, f] of ours) {
       expect(f.Properties).toMatchObject({

@@ -1,5 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
@@ -9,6 +10,8 @@ import { AnthropicModel, type ModelClient } from '../../core/harness/model.js';
 import type { SandboxProvider } from '../../core/sandbox/types.js';
 import { createServices, type CorralServices } from '../../core/services.js';
 import type { StoredEvent } from '../../core/session/events.js';
+import { CredentialProxyClient } from '../../core/vault/protocol.js';
+import { LambdaProxyTransport } from '../../credential-proxy/lambda-transport.js';
 import { DynamoEventLog } from './dynamodb-event-log.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
 import { SqsWakeQueue } from './sqs-queue.js';
@@ -32,6 +35,8 @@ export const AWS_ENV = {
   modelApiKeyParameter: 'CORRAL_MODEL_API_KEY_PARAMETER',
   leaseTtlMs: 'CORRAL_LEASE_TTL_MS',
   metricsSessionDimensions: 'CORRAL_METRICS_SESSION_DIMENSIONS',
+  /** The credential proxy function (name or ARN) the harness and the API invoke. */
+  credentialProxyFunction: 'CORRAL_CREDENTIAL_PROXY_FUNCTION',
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -62,6 +67,7 @@ const ConfigSchema = z.object({
     apiKeyParameter: z.string().min(1).optional(),
   }),
   leaseTtlMs: z.coerce.number().int().positive().optional(),
+  credentialProxyFunction: z.string().min(1).optional(),
 });
 
 export type AwsConfig = z.infer<typeof ConfigSchema>;
@@ -98,6 +104,7 @@ export function readAwsConfig(env: Env = process.env): AwsConfig {
       : undefined,
     model: { baseUrl: v(AWS_ENV.modelBaseUrl), apiKeyParameter: v(AWS_ENV.modelApiKeyParameter) },
     leaseTtlMs: v(AWS_ENV.leaseTtlMs),
+    credentialProxyFunction: v(AWS_ENV.credentialProxyFunction),
   };
   const parsed = ConfigSchema.safeParse(raw);
   if (!parsed.success) {
@@ -115,6 +122,7 @@ export function readAwsConfig(env: Env = process.env): AwsConfig {
       'model.baseUrl': AWS_ENV.modelBaseUrl,
       'model.apiKeyParameter': AWS_ENV.modelApiKeyParameter,
       leaseTtlMs: AWS_ENV.leaseTtlMs,
+      credentialProxyFunction: AWS_ENV.credentialProxyFunction,
     };
     const problems = parsed.error.issues.map((i) => {
       const path = i.path.join('.');
@@ -168,7 +176,7 @@ export async function readModelApiKey(ssm: SSMClient, parameterName: string): Pr
 export interface AwsServicesOptions {
   env?: Env;
   /** Clients to use (tests point DynamoDB at dynalite); created with default settings when absent. */
-  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; ssm?: SSMClient };
+  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; ssm?: SSMClient; lambda?: LambdaClient };
   /** Wraps every AWS client created here (the Powertools tracer's `captureAWSv3Client`). */
   instrument?: <T>(client: T) => T;
   /** A sandbox provider to use instead of the Fargate one from the configuration. */
@@ -223,6 +231,13 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     model = new AnthropicModel({ apiKey, baseURL: config.model.baseUrl });
   }
 
+  // The credential proxy: a function the harness and the API invoke; it alone reads secrets.
+  const credentialProxy = config.credentialProxyFunction
+    ? new CredentialProxyClient(
+        new LambdaProxyTransport(instrument(opts.clients?.lambda ?? new LambdaClient({})), config.credentialProxyFunction),
+      )
+    : undefined;
+
   const services = createServices({
     table: new DynamoStateTable(dynamodb, config.stateTable),
     events: new DynamoEventLog(dynamodb, config.eventsTable, opts.onAppend),
@@ -231,6 +246,7 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     model,
     harness: opts.harness,
     leaseTtlMs: config.leaseTtlMs,
+    credentialProxy,
   });
   return { services, config, clients: { dynamodb, sqs, ecs } };
 }

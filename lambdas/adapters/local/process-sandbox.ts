@@ -14,6 +14,13 @@
  * are cloned into the workspace with the host's git and network (the sandbox itself is offline),
  * file resources are skipped with a note, and packages are not installed (local sandboxes use the
  * host's tools), also with a note.
+ *
+ * With a credential proxy (`gitChannels`), http(s) repositories take another path: the proxy
+ * issues this sandbox a git channel (a capability for exactly the session's repositories), its
+ * git socket directory is bind-mounted read-only into the sandbox, and the agent clones them
+ * itself through its loopback forwarder (`startGitForwarder` in sandbox/agent.ts). The proxy adds
+ * the repository token on the way out; the token never enters the sandbox, and `origin` points at
+ * the forwarder, so pull and push work the same way later.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -32,7 +39,14 @@ import {
   type SandboxOwner,
   type SandboxProvider,
 } from '../../core/sandbox/types.js';
-import { RecipeError, applyRecipe, recipeIsEmpty, toWireRecipe, type RunResult } from '../../../sandbox/recipe.js';
+import { RecipeError, applyRecipe, recipeIsEmpty, toWireRecipe, type RunResult, type WireRecipe } from '../../../sandbox/recipe.js';
+import type { GitChannel } from '../../core/vault/protocol.js';
+
+/** Opens a git channel for a sandbox (the credential proxy's `git_open`). */
+export type GitChannelOpener = (req: { sessionId: string; sandbox: string; repositories: string[] }) => Promise<GitChannel>;
+
+/** Where the proxy's git socket directory appears inside a bubblewrapped sandbox. */
+const SANDBOX_GIT_DIR = '/run/corral-git';
 
 export type IsolationMode = 'auto' | 'bwrap' | 'none';
 
@@ -53,6 +67,11 @@ export interface ProcessSandboxProviderOptions {
   readonly healthTimeoutMs?: number;
   /** The bubblewrap executable. @default 'bwrap' (looked up on PATH) */
   readonly bwrapPath?: string;
+  /**
+   * The credential proxy's git channels: with it, http(s) repositories are cloned, pulled and
+   * pushed through the proxy (see the header). @default - repositories are cloned on the host
+   */
+  readonly gitChannels?: GitChannelOpener;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -156,6 +175,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly logger: ProcessSandboxLogger;
   private readonly healthTimeoutMs: number;
   private readonly bwrapPath: string;
+  private readonly gitChannels: GitChannelOpener | undefined;
   /** Running sandboxes by ref (the agent's pid). */
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -167,6 +187,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     this.logger = opts.logger ?? { warn: (message, extra) => console.warn(message, extra ?? '') };
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 15_000;
     this.bwrapPath = opts.bwrapPath ?? 'bwrap';
+    this.gitChannels = opts.gitChannels;
   }
 
   /** The isolation actually used: probes bubblewrap on first use. */
@@ -267,9 +288,34 @@ export class ProcessSandboxProvider implements SandboxProvider {
     }
   }
 
-  /** Apply the recipe to the workspace on the host (see the header); returns the notes. */
-  private async applyRecipe(req: ProvisionRequest, workspace: string): Promise<string[]> {
+  /**
+   * Split the recipe: http(s) repositories go through the credential proxy when there is one (the
+   * agent clones them through its git channel), everything else is applied on the host.
+   */
+  private async splitRecipe(req: ProvisionRequest): Promise<{ host: WireRecipe; agent: WireRecipe | null; channel: GitChannel | null }> {
     const recipe = toWireRecipe(req.recipe);
+    const proxied = this.gitChannels
+      ? recipe.resources.filter((r) => r.type === 'github_repository' && /^https?:\/\//i.test(String((r as { url?: unknown }).url ?? '')))
+      : [];
+    if (!proxied.length) return { host: recipe, agent: null, channel: null };
+    let channel: GitChannel;
+    try {
+      channel = await this.gitChannels!({ sessionId: req.sessionId, sandbox: req.name, repositories: proxied.map((r) => String((r as { url?: unknown }).url)) });
+    } catch (err) {
+      throw new SandboxSetupError('repository_clone_error', `repository_clone_error: the credential proxy gave no git channel: ${(err as Error)?.message ?? err}`);
+    }
+    if (channel.endpoint?.kind !== 'unix') {
+      throw new SandboxSetupError('repository_clone_error', 'repository_clone_error: the credential proxy has no local git socket');
+    }
+    return {
+      host: { ...recipe, resources: recipe.resources.filter((r) => !proxied.includes(r)) },
+      agent: { v: 1, packages: {}, resources: proxied },
+      channel,
+    };
+  }
+
+  /** Apply the recipe to the workspace on the host (see the header); returns the notes. */
+  private async applyRecipe(recipe: WireRecipe, workspace: string): Promise<string[]> {
     if (recipeIsEmpty(recipe)) return [];
     try {
       const { notes } = await applyRecipe(recipe, { workspace, mode: 'local', installPackages: false, run: (argv, o) => runOnHost(argv, o) });
@@ -299,7 +345,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
     await fsp.mkdir(path.join(base, 'state'), { recursive: true, mode: 0o700 });
     const realBase = await fsp.realpath(base);
     const workspace = path.join(realBase, 'workspace');
-    const notes = await this.applyRecipe(req, workspace);
+    const split = await this.splitRecipe(req);
+    const notes = await this.applyRecipe(split.host, workspace);
     const stateDir = path.join(realBase, 'state');
     let runDir = path.join(realBase, 'run');
     let tempRunDir: string | undefined;
@@ -313,6 +360,15 @@ export class ProcessSandboxProvider implements SandboxProvider {
 
     const capability = crypto.randomBytes(32).toString('base64url');
     const env: Record<string, string> = { PATH: SANDBOX_PATH, HOME: workspace, LANG: 'C.UTF-8', TMPDIR: '/tmp' };
+    let gitLine: string | null = null;
+    let gitSocketDir: string | null = null;
+    if (split.agent && split.channel?.endpoint?.kind === 'unix') {
+      // The recipe has no secrets (it travels in the environment); the channel's capability goes on stdin.
+      env.CORRAL_SANDBOX_RECIPE = JSON.stringify(split.agent);
+      gitSocketDir = path.dirname(split.channel.endpoint.socketPath);
+      const socket = mode === 'bwrap' ? `${SANDBOX_GIT_DIR}/${path.basename(split.channel.endpoint.socketPath)}` : split.channel.endpoint.socketPath;
+      gitLine = JSON.stringify({ capability: split.channel.capability, socket, repositories: split.channel.repositories });
+    }
     const nodeBinary = fs.realpathSync(process.execPath);
     const loader = tsxLoaderPath();
     const agentArgs = [
@@ -325,12 +381,13 @@ export class ProcessSandboxProvider implements SandboxProvider {
       workspace,
       '--state-dir',
       stateDir,
+      ...(gitLine ? ['--git-channel-stdin', '--local-mounts'] : []),
     ];
     let command: string;
     let args: string[];
     if (mode === 'bwrap') {
       command = this.bwrapPath;
-      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir }), '--', nodeBinary, ...agentArgs];
+      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, gitSocketDir }), '--', nodeBinary, ...agentArgs];
     } else {
       command = nodeBinary;
       args = agentArgs;
@@ -365,7 +422,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     child.stderr!.on('error', () => {});
     child.stdin!.on('error', () => {});
     // The first stdin line is the capability; stdin stays open (its closing tells the agent we died).
-    child.stdin!.write(`${capability}\n`);
+    child.stdin!.write(`${capability}\n${gitLine ? `${gitLine}\n` : ''}`);
 
     const sandbox: Sandbox = {
       owner: { sessionId: req.sessionId, name: req.name },
@@ -383,9 +440,16 @@ export class ProcessSandboxProvider implements SandboxProvider {
     const died = new AbortController();
     void exited.then(() => died.abort());
     try {
-      await waitHealthy(endpoint, { timeoutMs: this.healthTimeoutMs, intervalMs: 50, signal: died.signal });
+      // Cloning through the proxy happens in the agent, before it reports healthy: allow for it.
+      const health = await waitHealthy(endpoint, {
+        timeoutMs: gitLine ? Math.max(this.healthTimeoutMs, GIT_TIMEOUT_MS) : this.healthTimeoutMs,
+        intervalMs: 50,
+        signal: died.signal,
+      });
+      notes.push(...health.notes);
     } catch (err) {
       await this.stop(sandbox);
+      if (err instanceof SandboxSetupError) throw new SandboxSetupError(err.type, `${err.type}: ${err.message}`);
       const detail = stderrTail.trim() ? `; agent stderr: ${stderrTail.trim().slice(-2000)}` : '';
       if (died.signal.aborted) {
         throw new Error(`sandbox agent for session ${req.sessionId} (${req.name}) exited during startup (${exitInfo})${detail}`);
@@ -460,6 +524,8 @@ function bwrapArgs(p: {
   workspace: string;
   runDir: string;
   stateDir: string;
+  /** The credential proxy's git socket directory: read-only, so no sandbox can replace the socket. */
+  gitSocketDir?: string | null;
 }): string[] {
   const args = [...BWRAP_FLAGS, '--clearenv'];
   for (const [k, v] of Object.entries(p.env)) args.push('--setenv', k, v);
@@ -487,6 +553,7 @@ function bwrapArgs(p: {
   args.push('--bind', p.workspace, p.workspace);
   args.push('--bind', p.runDir, p.runDir);
   args.push('--bind', p.stateDir, p.stateDir);
+  if (p.gitSocketDir) args.push('--ro-bind', p.gitSocketDir, SANDBOX_GIT_DIR);
   // Everything else (the root bwrap builds) is read-only: writes outside the workspace and /tmp fail.
   args.push('--remount-ro', '/');
   args.push('--chdir', p.runDir);

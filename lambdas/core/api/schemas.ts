@@ -208,7 +208,26 @@ const AgentRef = z.union([
   }),
 ]);
 
-const SessionResource = z.looseObject({ type: z.enum(['github_repository', 'file', 'memory_store']) });
+/**
+ * `authorization_token` is write-only: the session service hands it to the credential proxy (the
+ * vault) at creation and never stores or returns it.
+ */
+const GitHubRepositoryResourceParam = z.strictObject({
+  type: z.literal('github_repository'),
+  url: z.string().min(1).max(2048),
+  authorization_token: z.string().min(1).max(16_384).optional().meta({ writeOnly: true }),
+  checkout: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('branch'), name: z.string().min(1).max(255) }),
+      z.strictObject({ type: z.literal('commit'), sha: z.string().min(1).max(64) }),
+    ])
+    .nullish(),
+  mount_path: z.string().min(1).max(1024).nullish(),
+});
+const SessionResource = z.union([
+  GitHubRepositoryResourceParam,
+  z.looseObject({ type: z.enum(['file', 'memory_store']) }),
+]);
 
 export const SessionCreate = z.strictObject({
   agent: AgentRef,
@@ -230,6 +249,110 @@ export const SessionUpdate = z.strictObject({
   vault_ids: z.array(z.string()).optional(),
 });
 export type SessionUpdate = z.infer<typeof SessionUpdate>;
+
+/** `POST /v1/sessions/{id}/resources/{resource_id}`: rotate a repository's token (write-only). */
+export const SessionResourceUpdate = z.strictObject({
+  authorization_token: z.string().min(1).max(16_384).meta({ writeOnly: true }),
+});
+export type SessionResourceUpdate = z.infer<typeof SessionResourceUpdate>;
+
+// --- Vaults and credentials (`@anthropic-ai/sdk/resources/beta/vaults`) -------------------------
+// Secret fields (`token`, `access_token`, `refresh_token`, `client_secret`, `secret_value`) are
+// write-only: the vault service hands them to the credential proxy and no response carries them.
+
+const Secret = z.string().min(1).max(16_384).meta({ writeOnly: true });
+const HttpUrl = z.url({ protocol: /^https?$/ }).max(2048);
+
+export const VaultCreate = z.strictObject({
+  display_name: z.string().min(1).max(255),
+  metadata: Metadata.optional(),
+});
+export type VaultCreate = z.infer<typeof VaultCreate>;
+
+export const VaultUpdate = z.strictObject({
+  display_name: z.string().min(1).max(255).nullish(),
+  metadata: MetadataPatch.nullish(),
+});
+export type VaultUpdate = z.infer<typeof VaultUpdate>;
+
+const TokenEndpointAuth = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('none') }),
+  z.strictObject({ type: z.literal('client_secret_basic'), client_secret: Secret }),
+  z.strictObject({ type: z.literal('client_secret_post'), client_secret: Secret }),
+]);
+const CredentialNetworking = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('unrestricted') }),
+  z.strictObject({ type: z.literal('limited'), allowed_hosts: z.array(z.string().min(1).max(255)).min(1).max(64) }),
+]);
+const InjectionLocation = z.strictObject({ body: z.boolean().optional(), header: z.boolean().optional() });
+
+export const CredentialAuthCreate = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('static_bearer'), token: Secret, mcp_server_url: HttpUrl }),
+  z.strictObject({
+    type: z.literal('mcp_oauth'),
+    access_token: Secret,
+    mcp_server_url: HttpUrl,
+    expires_at: z.iso.datetime({ offset: true }).nullish(),
+    refresh: z
+      .strictObject({
+        client_id: z.string().min(1).max(1024),
+        refresh_token: Secret,
+        token_endpoint: HttpUrl,
+        token_endpoint_auth: TokenEndpointAuth,
+        resource: z.string().max(2048).nullish(),
+        scope: z.string().max(2048).nullish(),
+      })
+      .nullish(),
+  }),
+  z.strictObject({
+    type: z.literal('environment_variable'),
+    secret_name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'an environment variable name: letters, digits and _, not starting with a digit'),
+    secret_value: Secret,
+    networking: CredentialNetworking,
+    injection_location: InjectionLocation.optional(),
+  }),
+]);
+
+export const CredentialCreate = z.strictObject({
+  auth: CredentialAuthCreate,
+  display_name: z.string().max(255).nullish(),
+  metadata: Metadata.optional(),
+});
+export type CredentialCreate = z.infer<typeof CredentialCreate>;
+
+export const CredentialAuthUpdate = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('static_bearer'), token: Secret.nullish() }),
+  z.strictObject({
+    type: z.literal('mcp_oauth'),
+    access_token: Secret.nullish(),
+    expires_at: z.iso.datetime({ offset: true }).nullish(),
+    refresh: z
+      .strictObject({
+        refresh_token: Secret.nullish(),
+        scope: z.string().max(2048).nullish(),
+        token_endpoint_auth: z
+          .discriminatedUnion('type', [
+            z.strictObject({ type: z.literal('client_secret_basic'), client_secret: Secret.nullish() }),
+            z.strictObject({ type: z.literal('client_secret_post'), client_secret: Secret.nullish() }),
+          ])
+          .optional(),
+      })
+      .nullish(),
+  }),
+  z.strictObject({
+    type: z.literal('environment_variable'),
+    secret_value: Secret.nullish(),
+    networking: CredentialNetworking.nullish(),
+    injection_location: InjectionLocation.optional(),
+  }),
+]);
+
+export const CredentialUpdate = z.strictObject({
+  auth: CredentialAuthUpdate.optional(),
+  display_name: z.string().max(255).nullish(),
+  metadata: MetadataPatch.nullish(),
+});
+export type CredentialUpdate = z.infer<typeof CredentialUpdate>;
 
 /** Corral extension: `POST /v1/sessions/{id}/fork`. */
 export const SessionFork = z
@@ -333,8 +456,44 @@ export const SessionEventResponse = z
   })
   .meta({ description: 'A stored session event: `id`, `type`, `processed_at` and the fields of its type, as the official SDK declares them.' });
 
+export const VaultResponse = z
+  .looseObject({
+    id: z.string(),
+    type: z.literal('vault'),
+    display_name: z.string(),
+    metadata: z.record(z.string(), z.string()),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    archived_at: NullableTimestamp,
+  })
+  .meta({ description: 'A vault (`BetaManagedAgentsVault`).' });
+
+export const CredentialResponse = z
+  .looseObject({
+    id: z.string(),
+    type: z.literal('vault_credential'),
+    vault_id: z.string(),
+    display_name: z.string().nullable(),
+    auth: z.looseObject({ type: z.enum(['static_bearer', 'mcp_oauth', 'environment_variable']) }),
+    metadata: z.record(z.string(), z.string()),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    archived_at: NullableTimestamp,
+  })
+  .meta({ description: 'A credential of a vault (`BetaManagedAgentsCredential`): never its secret fields.' });
+
+export const SessionResourceResponse = z
+  .looseObject({
+    id: z.string(),
+    type: z.enum(['github_repository', 'file', 'memory_store']),
+  })
+  .meta({ description: 'A session resource (`BetaManagedAgentsSessionResource`): never its `authorization_token`.' });
+
 export const DeletedResponse = z
-  .strictObject({ id: z.string(), type: z.enum(['session_deleted', 'environment_deleted']) })
+  .strictObject({
+    id: z.string(),
+    type: z.enum(['session_deleted', 'environment_deleted', 'vault_deleted', 'vault_credential_deleted']),
+  })
   .meta({ description: 'The answer to a delete.' });
 
 /** A page of a list: `{data, next_page}` (session lists also carry `prev_page`). */
@@ -360,6 +519,11 @@ export const namedSchemas = {
   SessionCreate,
   SessionUpdate,
   SessionFork,
+  SessionResourceUpdate,
+  VaultCreate,
+  VaultUpdate,
+  CredentialCreate,
+  CredentialUpdate,
   EventsSend,
   UserEvent,
   Metadata,
@@ -369,6 +533,9 @@ export const namedSchemas = {
   Environment: EnvironmentResponse,
   Session: SessionResponse,
   SessionEvent: SessionEventResponse,
+  SessionResource: SessionResourceResponse,
+  Vault: VaultResponse,
+  Credential: CredentialResponse,
   Deleted: DeletedResponse,
   Error: ErrorResponse,
 } satisfies Record<string, z.ZodType>;

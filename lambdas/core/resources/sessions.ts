@@ -1,6 +1,6 @@
 import { InvalidRequestError, NotFoundError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
-import type { SessionCreate, SessionUpdate, UserEvent } from '../api/schemas.js';
+import type { SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
 import type { WakeQueue } from '../harness/queue.js';
 import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
 import type { EventLog } from '../session/log.js';
@@ -9,6 +9,28 @@ import type { AgentService, Agent } from './agents.js';
 import { nowIso, patchMetadata } from './common.js';
 import type { EnvironmentService } from './environments.js';
 import { collectPage, type ListParams, type ListResult } from './paging.js';
+import type { SecretSink } from '../vault/secret-store.js';
+import { RESOURCE_ID_PREFIX, normalizeRepositoryUrl, repositorySecretRef } from '../vault/types.js';
+import type { RepositoryCredentialRef } from '../vault/proxy.js';
+import type { VaultService } from '../vault/vaults.js';
+import { CredentialProxyUnavailableError } from '../vault/vaults.js';
+
+/** A session resource as stored and returned: never an `authorization_token`. */
+export type SessionResource = { id: string; type: string; created_at: string; updated_at: string; [k: string]: unknown };
+
+/** What a session needs of the vaults: checking `vault_ids`, and handing repository tokens over. */
+export interface SessionCredentials {
+  vaults: VaultService;
+  /** The credential proxy; without one, repository tokens are refused. */
+  secrets?: SecretSink;
+}
+
+/** `https://github.com/org/repo.git` -> `repo` (the default mount path's last segment). */
+function repositoryName(url: string): string {
+  const last = url.replace(/[?#].*$/, '').replace(/\/+$/, '').split(/[/:]/).pop() ?? '';
+  const name = last.replace(/\.git$/, '');
+  return /^[A-Za-z0-9._-]+$/.test(name) && name !== '.' && name !== '..' ? name : 'repository';
+}
 
 /** The agent a session runs: a pinned agent version (`BetaManagedAgentsSessionAgent`). */
 export type SessionAgent = Pick<
@@ -69,7 +91,57 @@ export class SessionService {
     private readonly agents: AgentService,
     private readonly environments: EnvironmentService,
     private readonly queue: WakeQueue,
+    private readonly credentials?: SessionCredentials,
   ) {}
+
+  /**
+   * The resources as stored (ids, timestamps, default mount paths) and the repository tokens to
+   * hand to the proxy. A token never goes further than this function's caller.
+   */
+  private prepareResources(
+    tenant: string,
+    sessionId: string,
+    resources: NonNullable<SessionCreate['resources']>,
+    now: Date,
+  ): { stored: SessionResource[]; tokens: Array<{ ref: RepositoryCredentialRef; token: string }> } {
+    const stored: SessionResource[] = [];
+    const tokens: Array<{ ref: RepositoryCredentialRef; token: string }> = [];
+    for (const r of resources) {
+      const id = newId(RESOURCE_ID_PREFIX, now.getTime());
+      const base = { id, created_at: nowIso(now), updated_at: nowIso(now) };
+      if (r.type === 'github_repository') {
+        const { authorization_token: token, ...rest } = r as Extract<typeof r, { type: 'github_repository' }>;
+        stored.push({
+          ...base,
+          type: 'github_repository',
+          url: rest.url,
+          mount_path: rest.mount_path ?? `/workspace/${repositoryName(rest.url)}`,
+          checkout: rest.checkout ?? null,
+        });
+        if (token) {
+          if (!/^https?:\/\//i.test(rest.url)) {
+            throw new InvalidRequestError('resources: an authorization_token needs an http(s) repository url (it is used through the credential proxy)');
+          }
+          tokens.push({ ref: { resource_id: id, url: normalizeRepositoryUrl(rest.url), secret_ref: repositorySecretRef(tenant, sessionId, id) }, token });
+        }
+      } else {
+        stored.push({ ...(r as Record<string, unknown>), ...base } as SessionResource);
+      }
+    }
+    if (tokens.length && !this.credentials?.secrets) {
+      throw new CredentialProxyUnavailableError('no credential proxy is configured on this deployment: repository tokens cannot be stored');
+    }
+    return { stored, tokens };
+  }
+
+  /** Hand a repository token to the proxy; its failures name what failed, never the token. */
+  private async storeToken(ref: string, token: string): Promise<void> {
+    try {
+      await this.credentials!.secrets!.storeSecret(ref, { token });
+    } catch (err) {
+      throw new CredentialProxyUnavailableError(`the credential proxy could not store the repository token: ${(err as Error)?.message ?? 'error'}`);
+    }
+  }
 
   async create(tenant: string, params: SessionCreate, now = new Date()): Promise<Session> {
     const ref = typeof params.agent === 'string' ? { id: params.agent } : params.agent;
@@ -95,7 +167,15 @@ export class SessionService {
       });
       pinned = pinAgent({ ...overridden, version: agent.version });
     }
+    const vaultIds = params.vault_ids ?? [];
+    if (vaultIds.length) {
+      if (!this.credentials) throw new InvalidRequestError('vault_ids: this deployment has no vaults');
+      await this.credentials.vaults.assertUsable(tenant, vaultIds);
+    }
     const id = newId(ID_PREFIX.session, now.getTime());
+    const { stored: resources, tokens } = this.prepareResources(tenant, id, params.resources ?? [], now);
+    // Tokens go to the proxy first: a session never refers to a secret that is not there.
+    for (const t of tokens) await this.storeToken(t.ref.secret_ref, t.token);
     const session: Session = {
       id,
       type: 'session',
@@ -104,8 +184,8 @@ export class SessionService {
       environment_id: env.id,
       title: params.title ?? null,
       metadata: params.metadata ?? {},
-      resources: params.resources ?? [],
-      vault_ids: params.vault_ids ?? [],
+      resources,
+      vault_ids: vaultIds,
       budget: params.budget ?? null,
       outcome_evaluations: [],
       stats: {},
@@ -114,10 +194,25 @@ export class SessionService {
       updated_at: nowIso(now),
       archived_at: null,
     };
-    await this.table.put(
-      { pk: headPk(id), sk: 'head', tenant, rev: 0, data: session, gsi1pk: `${tenant}#sessions`, gsi1sk: id },
-      { ifNotExists: true },
-    );
+    const gitCredentials = tokens.map((t) => t.ref);
+    try {
+      await this.table.put(
+        {
+          pk: headPk(id),
+          sk: 'head',
+          tenant,
+          rev: 0,
+          data: session,
+          gsi1pk: `${tenant}#sessions`,
+          gsi1sk: id,
+          ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}),
+        },
+        { ifNotExists: true },
+      );
+    } catch (err) {
+      for (const ref of gitCredentials) await this.credentials?.secrets?.deleteSecret(ref.secret_ref).catch(() => {});
+      throw err;
+    }
     if (params.initial_events?.length) {
       for (const body of params.initial_events) await this.log.emitEvent(id, userEvent(body, now));
       await this.queue.wake(id);
@@ -170,10 +265,13 @@ export class SessionService {
     return this.mutate(tenant, id, (s) => (s.archived_at ? null : { ...s, archived_at: nowIso(now), updated_at: nowIso(now) }));
   }
 
-  /** Remove the session, its history and (through `onDelete`) its sandboxes. */
+  /** Remove the session, its history, its repository tokens and (through `onDelete`) its sandboxes. */
   async delete(tenant: string, id: string, onDelete?: (id: string) => Promise<void>) {
-    await this.head(tenant, id);
+    const head = await this.head(tenant, id);
     await this.table.delete(headPk(id), 'head');
+    for (const ref of (head.git_credentials as RepositoryCredentialRef[] | undefined) ?? []) {
+      await this.credentials?.secrets?.deleteSecret(ref.secret_ref);
+    }
     await this.log.deleteAll(id);
     await onDelete?.(id);
     return { id, type: 'session_deleted' as const };
@@ -255,8 +353,26 @@ export class SessionService {
       archived_at: null,
       forked_from: { session_id: id, position: upTo },
     };
+    // The fork's repository tokens are copies, so that deleting either session leaves the other's.
+    const sourceRefs = ((await this.head(tenant, id)).git_credentials as RepositoryCredentialRef[] | undefined) ?? [];
+    const gitCredentials = sourceRefs.map((r) => ({ ...r, secret_ref: repositorySecretRef(tenant, newId_, r.resource_id) }));
+    if (sourceRefs.length && !this.credentials?.secrets) {
+      throw new CredentialProxyUnavailableError('no credential proxy is configured on this deployment: repository tokens cannot be copied');
+    }
+    for (let i = 0; i < sourceRefs.length; i++) {
+      await this.credentials!.secrets!.copySecret(sourceRefs[i].secret_ref, gitCredentials[i].secret_ref);
+    }
     await this.table.put(
-      { pk: headPk(newId_), sk: 'head', tenant, rev: 0, data: session, gsi1pk: `${tenant}#sessions`, gsi1sk: newId_ },
+      {
+        pk: headPk(newId_),
+        sk: 'head',
+        tenant,
+        rev: 0,
+        data: session,
+        gsi1pk: `${tenant}#sessions`,
+        gsi1sk: newId_,
+        ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}),
+      },
       { ifNotExists: true },
     );
     for (const stored of copied) {
@@ -275,6 +391,46 @@ export class SessionService {
     }
     await this.queue.wake(newId_);
     return session;
+  }
+
+  // --- resources (`client.beta.sessions.resources`) -----------------------------------------------
+
+  async listResources(tenant: string, id: string): Promise<ListResult<SessionResource>> {
+    const session = await this.get(tenant, id);
+    return { data: session.resources as SessionResource[], next_page: null };
+  }
+
+  async getResource(tenant: string, id: string, resourceId: string): Promise<SessionResource> {
+    const session = await this.get(tenant, id);
+    const r = (session.resources as SessionResource[]).find((x) => x.id === resourceId);
+    if (!r) throw new NotFoundError(`resource ${resourceId} not found in session ${id}`);
+    return r;
+  }
+
+  /** Rotate a repository's token: it goes to the proxy; the resource only changes `updated_at`. */
+  async updateResource(tenant: string, id: string, resourceId: string, params: SessionResourceUpdate, now = new Date()): Promise<SessionResource> {
+    for (let attempt = 0; ; attempt++) {
+      const item = await this.head(tenant, id);
+      const session = item.data as Session;
+      const resources = session.resources as SessionResource[];
+      const r = resources.find((x) => x.id === resourceId);
+      if (!r) throw new NotFoundError(`resource ${resourceId} not found in session ${id}`);
+      if (r.type !== 'github_repository') throw new InvalidRequestError(`resource ${resourceId} is a ${r.type}: only github_repository resources take an authorization_token`);
+      const url = String(r.url);
+      if (!/^https?:\/\//i.test(url)) throw new InvalidRequestError('authorization_token: needs an http(s) repository url');
+      if (!this.credentials?.secrets) throw new CredentialProxyUnavailableError('no credential proxy is configured on this deployment: repository tokens cannot be stored');
+      const refs = ((item.git_credentials as RepositoryCredentialRef[] | undefined) ?? []).filter((x) => x.resource_id !== resourceId);
+      const ref: RepositoryCredentialRef = { resource_id: resourceId, url: normalizeRepositoryUrl(url), secret_ref: repositorySecretRef(tenant, id, resourceId) };
+      await this.storeToken(ref.secret_ref, params.authorization_token);
+      const updated = { ...r, updated_at: nowIso(now) };
+      const next: Session = { ...session, resources: resources.map((x) => (x.id === resourceId ? updated : x)), updated_at: nowIso(now) };
+      try {
+        await this.table.put({ ...item, rev: Number(item.rev) + 1, data: next, git_credentials: [...refs, ref] } as Item, { ifEquals: { rev: item.rev } });
+        return updated;
+      } catch (err) {
+        if (!(err instanceof ConditionFailedError) || attempt > 20) throw err;
+      }
+    }
   }
 
   /** Every session id of every tenant that is not terminated (start-up recovery of the local runtime). */

@@ -1,0 +1,117 @@
+import type { McpCallResult, McpServerRef, McpToolInfo } from '../mcp/gateway.js';
+import type { SecretSink } from './secret-store.js';
+import type { SecretFields } from './types.js';
+
+/**
+ * The credential proxy's calls, as they travel: JSON over HTTP on a Unix socket locally, the
+ * payload of a Lambda Invoke on AWS. The same `CredentialProxy.handle` answers both.
+ *
+ * Only `store_secret` carries a secret, inbound; no answer ever does.
+ */
+export type ProxyRequest =
+  | { op: 'store_secret'; ref: string; value: SecretFields; merge?: boolean }
+  | { op: 'delete_secret'; ref: string }
+  | { op: 'copy_secret'; from: string; to: string }
+  | { op: 'mcp_list_tools'; sessionId: string; vaultIds: string[]; server: McpServerRef }
+  | {
+      op: 'mcp_call_tool';
+      sessionId: string;
+      vaultIds: string[];
+      server: McpServerRef;
+      tool: string;
+      input: unknown;
+      idempotencyKey?: string;
+    }
+  | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] };
+
+export type ProxyErrorKind = 'connection' | 'authentication' | 'invalid' | 'forbidden' | 'internal';
+
+export type ProxyResponse =
+  | { ok: true; result: unknown }
+  | { ok: false; error: { kind: ProxyErrorKind; message: string; serverName?: string } };
+
+/** Where a sandbox reaches the git side of the proxy. */
+export type GitEndpoint = { kind: 'unix'; socketPath: string } | { kind: 'https'; url: string };
+
+/**
+ * A sandbox's git channel: `capability` opens exactly `repositories` of one session's sandbox,
+ * each under `path` on the channel (`/r/<n>/<name>.git`), until `expires_at`.
+ */
+export interface GitChannel {
+  endpoint: GitEndpoint | null;
+  capability: string;
+  expires_at: string;
+  repositories: Array<{ url: string; path: string }>;
+}
+
+/** The header that carries a git capability to the proxy (added by the sandbox's forwarder). */
+export const GIT_CAPABILITY_HEADER = 'x-corral-git-capability';
+
+/** How a caller reaches the proxy. */
+export interface ProxyTransport {
+  call(request: ProxyRequest): Promise<ProxyResponse>;
+  close?(): Promise<void>;
+}
+
+export class ProxyCallError extends Error {
+  constructor(
+    readonly kind: ProxyErrorKind,
+    message: string,
+    readonly serverName?: string,
+  ) {
+    super(message);
+    this.name = 'ProxyCallError';
+  }
+}
+
+/** The typed face of the proxy for the API, the harness and the sandbox providers. */
+export class CredentialProxyClient implements SecretSink {
+  constructor(readonly transport: ProxyTransport) {}
+
+  private async call<T>(request: ProxyRequest): Promise<T> {
+    let answer: ProxyResponse;
+    try {
+      answer = await this.transport.call(request);
+    } catch (err) {
+      throw new ProxyCallError('internal', `the credential proxy could not be reached: ${(err as Error)?.message ?? 'error'}`);
+    }
+    if (!answer || typeof answer !== 'object') throw new ProxyCallError('internal', 'the credential proxy gave no answer');
+    if (answer.ok) return answer.result as T;
+    throw new ProxyCallError(answer.error.kind, answer.error.message, answer.error.serverName);
+  }
+
+  async storeSecret(ref: string, value: SecretFields, opts: { merge?: boolean } = {}): Promise<void> {
+    await this.call({ op: 'store_secret', ref, value, merge: opts.merge });
+  }
+
+  async deleteSecret(ref: string): Promise<void> {
+    await this.call({ op: 'delete_secret', ref });
+  }
+
+  async copySecret(from: string, to: string): Promise<void> {
+    await this.call({ op: 'copy_secret', from, to });
+  }
+
+  mcpListTools(req: { sessionId: string; vaultIds: string[]; server: McpServerRef }): Promise<McpToolInfo[]> {
+    return this.call({ op: 'mcp_list_tools', ...req });
+  }
+
+  mcpCallTool(req: {
+    sessionId: string;
+    vaultIds: string[];
+    server: McpServerRef;
+    tool: string;
+    input: unknown;
+    idempotencyKey?: string;
+  }): Promise<McpCallResult> {
+    return this.call({ op: 'mcp_call_tool', ...req });
+  }
+
+  gitOpen(req: { sessionId: string; sandbox: string; repositories: string[] }): Promise<GitChannel> {
+    return this.call({ op: 'git_open', ...req });
+  }
+
+  close(): Promise<void> {
+    return this.transport.close?.() ?? Promise.resolve();
+  }
+}

@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
+import { SecretsManagerStore } from '../adapters/aws/secrets-manager-store.js';
+import { coreLogger } from '../adapters/aws/services.js';
+import type { Logger as CoreLogger } from '../core/logger.js';
+import type { ProxyRequest, ProxyResponse } from '../core/vault/protocol.js';
+import { CredentialProxy } from '../core/vault/proxy.js';
+import type { SecretStore } from '../core/vault/secret-store.js';
+import { GIT_SIGNING_KEY_REF } from '../core/vault/types.js';
+
+/**
+ * The credential proxy on AWS: a Lambda function whose role is the only principal allowed to
+ * read the vault's secrets (`corral/vault/*` in Secrets Manager). The harness and the API invoke
+ * it synchronously with a `ProxyRequest` (`lambda-transport.ts`) and get a `ProxyResponse`.
+ *
+ * It also understands Lambda Function URL events, for git smart HTTP from Fargate sandboxes
+ * (`/r/<n>/<name>.git/...` with a git capability); the stack does not create that URL yet (see
+ * docs/CREDENTIALS.md), and bodies through a buffered function URL are limited to 6 MB.
+ */
+
+export const PROXY_ENV = {
+  stateTable: 'CORRAL_STATE_TABLE',
+  /** Optional: the KMS key new secrets are encrypted with. */
+  kmsKeyId: 'CORRAL_VAULT_KMS_KEY_ID',
+  /** Optional: the HTTPS URL sandboxes reach the git side at. */
+  gitUrl: 'CORRAL_GIT_PROXY_URL',
+} as const;
+
+interface FunctionUrlEvent {
+  rawPath: string;
+  rawQueryString?: string;
+  headers?: Record<string, string | undefined>;
+  body?: string;
+  isBase64Encoded?: boolean;
+  requestContext: { http: { method: string } };
+}
+
+interface FunctionUrlResult {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+  isBase64Encoded: boolean;
+}
+
+function isFunctionUrlEvent(e: unknown): e is FunctionUrlEvent {
+  return typeof e === 'object' && e !== null && typeof (e as FunctionUrlEvent).rawPath === 'string' && Boolean((e as FunctionUrlEvent).requestContext?.http);
+}
+
+/** The git signing key: a secret of the proxy's own, created on first use. */
+export async function loadSigningKey(store: SecretStore): Promise<Buffer> {
+  const existing = await store.get(GIT_SIGNING_KEY_REF);
+  if (existing?.key) return Buffer.from(existing.key, 'base64');
+  const key = randomBytes(32).toString('base64');
+  await store.put(GIT_SIGNING_KEY_REF, { key });
+  // Two cold starts may race: whichever value landed last is the key, read it back.
+  const stored = await store.get(GIT_SIGNING_KEY_REF);
+  return Buffer.from(stored?.key ?? key, 'base64');
+}
+
+/** The handler over a proxy (tests build their own). */
+export function createCredentialProxyHandler(proxy: () => Promise<CredentialProxy>, log?: CoreLogger) {
+  return async (event: ProxyRequest | FunctionUrlEvent): Promise<ProxyResponse | FunctionUrlResult> => {
+    const p = await proxy();
+    if (!isFunctionUrlEvent(event)) return p.handle(event);
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(event.headers ?? {})) if (v !== undefined) headers.set(k, v);
+    const method = event.requestContext.http.method;
+    const body = event.body ? Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8') : undefined;
+    const url = `https://proxy.invalid${event.rawPath}${event.rawQueryString ? `?${event.rawQueryString}` : ''}`;
+    const res = await p.handleGit(new Request(url, { method, headers, body: method === 'GET' || method === 'HEAD' ? undefined : body }));
+    const out: Record<string, string> = {};
+    res.headers.forEach((v, k) => (out[k] = v));
+    const bytes = Buffer.from(await res.arrayBuffer());
+    log?.info('git request answered', { status: res.status, bytes: bytes.length });
+    return { statusCode: res.status, headers: out, body: bytes.toString('base64'), isBase64Encoded: true };
+  };
+}
+
+const logger = new Logger();
+let built: Promise<CredentialProxy> | undefined;
+
+function init(): Promise<CredentialProxy> {
+  built ??= (async () => {
+    const table = process.env[PROXY_ENV.stateTable];
+    if (!table) throw new Error(`${PROXY_ENV.stateTable} is not set`);
+    const secrets = new SecretsManagerStore(new SecretsManagerClient({}), { kmsKeyId: process.env[PROXY_ENV.kmsKeyId] || undefined });
+    let key: Promise<Buffer> | undefined;
+    const gitUrl = process.env[PROXY_ENV.gitUrl];
+    return new CredentialProxy({
+      table: new DynamoStateTable(new DynamoDBClient({}), table),
+      secrets,
+      signingKey: () => (key ??= loadSigningKey(secrets).catch((err) => {
+        key = undefined;
+        throw err;
+      })),
+      gitEndpoint: gitUrl ? { kind: 'https', url: gitUrl } : null,
+      logger: coreLogger(logger),
+    });
+  })().catch((err) => {
+    built = undefined;
+    throw err;
+  });
+  return built;
+}
+
+export const handler = createCredentialProxyHandler(init, coreLogger(logger));
