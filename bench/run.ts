@@ -1,0 +1,421 @@
+/**
+ * Corral's benchmark suite: `npm run bench` (full), `npm run bench -- --quick` (CI, under two
+ * minutes), `--smoke` (the smallest configuration, what `test/bench/bench.test.ts` runs).
+ *
+ * Writes `bench/results/latest.json`, the SVG plots next to it, and `docs/BENCHMARKS.md`.
+ * Run `npm run bench -- --help` for the options.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startFakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
+import { FARGATE_DISTRIBUTION, FARGATE_SOURCES, type DelayDistribution } from './lib/fargate.js';
+import { startGitServer } from './lib/git-server.js';
+import { nowMs, round } from './lib/stats.js';
+import { renderMarkdown, renderPlots } from './report.js';
+import { runBundles, type BundlesResult } from './suites/bundles.js';
+import { runLogReads, type LogReadsResult } from './suites/log-reads.js';
+import { runManyBrains, type ManyBrainsResult } from './suites/many-brains.js';
+import { runOverhead, type OverheadResult } from './suites/overhead.js';
+import { runTtftScenario, type TtftScenarioConfig, type TtftScenarioResult } from './suites/ttft.js';
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export type Mode = 'full' | 'quick' | 'smoke';
+export const SUITES = ['ttft', 'overhead', 'reads', 'brains', 'bundles'] as const;
+export type SuiteName = (typeof SUITES)[number];
+
+export interface BenchOptions {
+  mode: Mode;
+  /** The fake model's time to first byte for the TTFT and many-brains runs. */
+  modelLatencyMs: number;
+  /** The fixed model latency of the overhead run. */
+  overheadModelLatencyMs: number;
+  /** Scale of the simulated Fargate waits (1 = as the cited reports). */
+  fargateScale: number;
+  fargateMedianMs: number;
+  fargateP95Ms: number;
+  /** Concurrent sessions of the many-brains run. */
+  brains: number;
+  sandboxShare: number;
+  seed: number;
+  /** Sample where the CPU goes during the many-brains run. */
+  cpuProfile: boolean;
+  only: SuiteName[];
+  outDir: string;
+  /** Where the Markdown report goes (null: none). */
+  docPath: string | null;
+  quiet: boolean;
+}
+
+interface Profile {
+  real: Pick<TtftScenarioConfig, 'sessions' | 'warmup' | 'concurrency'>;
+  simulated: Pick<TtftScenarioConfig, 'sessions' | 'warmup' | 'concurrency' | 'arrivalIntervalMs'>;
+  fargateScale: number;
+  overhead: { sessions: number; turnsPerSession: number; warmupTurns: number };
+  reads: { sizes: number[]; turns: number };
+  brains: { sessions: number; turns: number };
+  bundles: { imports: number };
+}
+
+export const PROFILES: Record<Mode, Profile> = {
+  full: {
+    real: { sessions: 60, warmup: 4, concurrency: 4 },
+    simulated: { sessions: 40, warmup: 4, concurrency: 0, arrivalIntervalMs: 1_000 },
+    fargateScale: 1,
+    overhead: { sessions: 12, turnsPerSession: 15, warmupTurns: 5 },
+    reads: { sizes: [10, 1_000, 10_000], turns: 3 },
+    brains: { sessions: 500, turns: 3 },
+    bundles: { imports: 10 },
+  },
+  quick: {
+    real: { sessions: 12, warmup: 2, concurrency: 2 },
+    simulated: { sessions: 12, warmup: 2, concurrency: 0, arrivalIntervalMs: 500 },
+    fargateScale: 0.1,
+    overhead: { sessions: 4, turnsPerSession: 8, warmupTurns: 3 },
+    reads: { sizes: [10, 1_000, 10_000], turns: 2 },
+    brains: { sessions: 50, turns: 2 },
+    bundles: { imports: 2 },
+  },
+  smoke: {
+    real: { sessions: 2, warmup: 0, concurrency: 2 },
+    simulated: { sessions: 2, warmup: 0, concurrency: 0, arrivalIntervalMs: 100 },
+    fargateScale: 0.02,
+    overhead: { sessions: 1, turnsPerSession: 3, warmupTurns: 1 },
+    reads: { sizes: [10, 1_000, 10_000], turns: 1 },
+    brains: { sessions: 10, turns: 1 },
+    bundles: { imports: 1 },
+  },
+};
+
+export interface Goal {
+  goal: string;
+  target: string;
+  actual: string;
+  met: boolean;
+}
+
+export interface BenchResults {
+  schema: 1;
+  generated_at: string;
+  mode: Mode;
+  duration_s: number;
+  machine: Record<string, unknown>;
+  settings: Record<string, unknown>;
+  // The headline figures (the issue's keys, then more of the same kind).
+  [key: string]: unknown;
+  goals: Goal[];
+  suites: {
+    ttft?: { real: TtftScenarioResult; simulated_fargate: TtftScenarioResult; isolation: string; repository: { files: number; bytes: number } };
+    overhead?: OverheadResult;
+    log_reads?: LogReadsResult;
+    many_brains?: ManyBrainsResult;
+    bundles?: BundlesResult;
+  };
+}
+
+function machine() {
+  const git = (args: string[]) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() ?? '';
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memory_gb: round(os.totalmem() / 1024 ** 3, 1),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    commit: git(['rev-parse', '--short', 'HEAD']),
+    uncommitted_changes: git(['status', '--porcelain']).split('\n').filter(Boolean).length,
+    load_at_start: os.loadavg().map((l) => round(l)),
+  };
+}
+
+/** Runs the suites and returns the results (writes nothing). */
+export async function runBench(o: BenchOptions): Promise<BenchResults> {
+  const p = PROFILES[o.mode];
+  const log = (msg: string) => {
+    if (!o.quiet) console.error(msg);
+  };
+  const started = nowMs();
+  const results: BenchResults = {
+    schema: 1,
+    generated_at: new Date().toISOString(),
+    mode: o.mode,
+    duration_s: 0,
+    machine: machine(),
+    settings: { ...o, profile: p, outDir: undefined, docPath: undefined, quiet: undefined },
+    goals: [],
+    suites: {},
+  };
+  const load: Record<string, number[]> = {};
+  const suite = async <T>(name: SuiteName, fn: () => Promise<T>): Promise<T | undefined> => {
+    if (!o.only.includes(name)) return undefined;
+    log(`${name}...`);
+    const t0 = nowMs();
+    const before = os.loadavg()[0];
+    const out = await fn();
+    load[name] = [round(before), round(os.loadavg()[0])];
+    log(`${name}: ${round((nowMs() - t0) / 1000, 1)} s`);
+    return out;
+  };
+
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-bench-'));
+  try {
+    results.suites.ttft = await suite('ttft', async () => {
+      const fake = await startFakeMessagesApi({ latencyMs: o.modelLatencyMs });
+      const git = await startGitServer(path.join(scratch, 'git'));
+      try {
+        const ctx = { modelUrl: fake.url, git, log };
+        const real = await runTtftScenario({ name: 'real', ...p.real, sandboxShare: o.sandboxShare, seed: o.seed }, ctx);
+        const delay: DelayDistribution = { ...FARGATE_DISTRIBUTION, medianMs: o.fargateMedianMs, p95Ms: o.fargateP95Ms, scale: o.fargateScale };
+        const simulated = await runTtftScenario({ name: 'simulated_fargate', ...p.simulated, sandboxShare: o.sandboxShare, seed: o.seed + 1, delay }, ctx);
+        return { real, simulated_fargate: simulated, isolation: real.isolation, repository: { files: git.files, bytes: git.bytes } };
+      } finally {
+        await git.close();
+        await fake.close();
+      }
+    });
+    results.suites.overhead = await suite('overhead', async () => {
+      const fake = await startFakeMessagesApi({ latencyMs: o.overheadModelLatencyMs });
+      try {
+        return await runOverhead(p.overhead, { modelUrl: fake.url, modelLatencyMs: o.overheadModelLatencyMs, log });
+      } finally {
+        await fake.close();
+      }
+    });
+    results.suites.log_reads = await suite('reads', async () => {
+      const fake = await startFakeMessagesApi({ latencyMs: 0 });
+      try {
+        return await runLogReads(p.reads, { modelUrl: fake.url, log, fakeRequests: () => fake.requests });
+      } finally {
+        await fake.close();
+      }
+    });
+    results.suites.many_brains = await suite('brains', async () => {
+      const fake = await startFakeMessagesApi({ latencyMs: o.modelLatencyMs });
+      try {
+        return await runManyBrains({ sessions: o.brains, turns: p.brains.turns, cpuProfile: o.cpuProfile }, { modelUrl: fake.url, modelLatencyMs: o.modelLatencyMs, log });
+      } finally {
+        await fake.close();
+      }
+    });
+    results.suites.bundles = await suite('bundles', () => runBundles(p.bundles, { log }));
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+  results.machine.load_per_suite = load;
+  results.machine.load_at_end = os.loadavg().map((l) => round(l));
+  results.duration_s = round((nowMs() - started) / 1000, 1);
+  Object.assign(results, headline(results), { goals: goals(results) });
+  return results;
+}
+
+/** The flat figures: the issue's keys first. */
+function headline(r: BenchResults): Record<string, number | boolean | null> {
+  const t = r.suites.ttft;
+  const ov = r.suites.overhead;
+  const lr = r.suites.log_reads;
+  const mb = r.suites.many_brains;
+  const bu = r.suites.bundles;
+  const size = (n: number) => lr?.sizes.find((s) => s.events === n);
+  const bundle = (name: string) => bu?.bundles.find((b) => b.name === name);
+  const v = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? null : x);
+  return {
+    ttft_coupled_p50_ms: v(t?.real.coupled.ttft_ms.p50),
+    ttft_coupled_p95_ms: v(t?.real.coupled.ttft_ms.p95),
+    ttft_decoupled_p50_ms: v(t?.real.decoupled.ttft_ms.p50),
+    ttft_decoupled_p95_ms: v(t?.real.decoupled.ttft_ms.p95),
+    overhead_p50_ms: v(ov?.harness_overhead_ms.p50),
+    overhead_p95_ms: v(ov?.harness_overhead_ms.p95),
+    step_reads_10: v(size(10)?.reads_per_step),
+    step_reads_10000: v(size(10_000)?.reads_per_step),
+    concurrent_sessions: v(mb?.concurrent_sessions),
+    steps_per_second: v(mb?.steps_per_second),
+    harness_bundle_bytes: v(bundle('harness-step')?.bytes),
+    // More of the same.
+    ttft_coupled_p99_ms: v(t?.real.coupled.ttft_ms.p99),
+    ttft_decoupled_p99_ms: v(t?.real.decoupled.ttft_ms.p99),
+    ttft_p50_reduction_pct: v(t?.real.p50_reduction_pct),
+    ttft_p95_reduction_pct: v(t?.real.p95_reduction_pct),
+    ttft_sim_fargate_coupled_p50_ms: v(t?.simulated_fargate.coupled.ttft_ms.p50),
+    ttft_sim_fargate_coupled_p95_ms: v(t?.simulated_fargate.coupled.ttft_ms.p95),
+    ttft_sim_fargate_decoupled_p50_ms: v(t?.simulated_fargate.decoupled.ttft_ms.p50),
+    ttft_sim_fargate_decoupled_p95_ms: v(t?.simulated_fargate.decoupled.ttft_ms.p95),
+    ttft_sim_fargate_p50_reduction_pct: v(t?.simulated_fargate.p50_reduction_pct),
+    ttft_sim_fargate_p95_reduction_pct: v(t?.simulated_fargate.p95_reduction_pct),
+    overhead_p99_ms: v(ov?.harness_overhead_ms.p99),
+    accepted_to_model_request_p50_ms: v(ov?.accepted_to_model_request_ms.p50),
+    accepted_to_model_request_p95_ms: v(ov?.accepted_to_model_request_ms.p95),
+    model_done_to_readable_p50_ms: v(ov?.model_done_to_readable_ms.p50),
+    model_done_to_readable_p95_ms: v(ov?.model_done_to_readable_ms.p95),
+    step_reads_1000: v(size(1_000)?.reads_per_step),
+    step_log_reads_10: v(size(10)?.log_reads_per_step),
+    step_log_reads_10000: v(size(10_000)?.log_reads_per_step),
+    step_reads_flat: lr ? lr.flat : null,
+    concurrent_sessions_completed: v(mb?.sessions_completed),
+    concurrent_overhead_p95_ms: v(mb?.harness_overhead_ms.p95),
+    api_bundle_bytes: v(bundle('api')?.bytes),
+    harness_import_p50_ms: v(bundle('harness-step')?.import_ms?.p50),
+    api_import_p50_ms: v(bundle('api')?.import_ms?.p50),
+  };
+}
+
+function goals(r: BenchResults): Goal[] {
+  const out: Goal[] = [];
+  const t = r.suites.ttft;
+  if (t) {
+    out.push({ goal: 'Decoupled TTFT p50 below coupled (real provisioning)', target: '>= 60% lower', actual: `${t.real.p50_reduction_pct}% lower`, met: t.real.p50_reduction_pct >= 60 });
+    out.push({ goal: 'Decoupled TTFT p95 below coupled (real provisioning)', target: '>= 90% lower', actual: `${t.real.p95_reduction_pct}% lower`, met: t.real.p95_reduction_pct >= 90 });
+  }
+  const ov = r.suites.overhead;
+  if (ov) {
+    out.push({ goal: 'Harness overhead p50 (`HarnessOverhead`, per step)', target: '< 10 ms', actual: `${ov.harness_overhead_ms.p50} ms`, met: ov.harness_overhead_ms.p50 < 10 });
+    out.push({ goal: 'Harness overhead p95 (`HarnessOverhead`, per step)', target: '< 30 ms', actual: `${ov.harness_overhead_ms.p95} ms`, met: ov.harness_overhead_ms.p95 < 30 });
+    out.push({ goal: 'user.message accepted -> model request, p50', target: '< 10 ms', actual: `${ov.accepted_to_model_request_ms.p50} ms`, met: ov.accepted_to_model_request_ms.p50 < 10 });
+    out.push({ goal: 'user.message accepted -> model request, p95', target: '< 30 ms', actual: `${ov.accepted_to_model_request_ms.p95} ms`, met: ov.accepted_to_model_request_ms.p95 < 30 });
+    out.push({ goal: "model's last byte -> event readable, p50", target: '< 10 ms', actual: `${ov.model_done_to_readable_ms.p50} ms`, met: ov.model_done_to_readable_ms.p50 < 10 });
+    out.push({ goal: "model's last byte -> event readable, p95", target: '< 30 ms', actual: `${ov.model_done_to_readable_ms.p95} ms`, met: ov.model_done_to_readable_ms.p95 < 30 });
+  }
+  const lr = r.suites.log_reads;
+  if (lr) {
+    const a = lr.sizes.find((s) => s.events === 10);
+    const b = lr.sizes.find((s) => s.events === 10_000);
+    if (a && b) out.push({ goal: 'Reads per step at 10,000 events equal those at 10', target: `= ${a.reads_per_step}`, actual: `${b.reads_per_step}`, met: a.reads_per_step === b.reads_per_step && lr.flat });
+  }
+  const mb = r.suites.many_brains;
+  if (mb) {
+    out.push({
+      goal: 'Many brains: every concurrent session makes progress',
+      target: r.mode === 'full' ? '>= 500 sessions, all finish' : 'all finish',
+      actual: `${mb.sessions_completed}/${mb.concurrent_sessions} finished all ${mb.config.turns} turns`,
+      met: mb.sessions_completed === mb.concurrent_sessions && (r.mode !== 'full' || mb.concurrent_sessions >= 500),
+    });
+  }
+  const h = r.suites.bundles?.bundles.find((b) => b.name === 'harness-step');
+  if (h?.bytes !== undefined) out.push({ goal: 'Harness bundle (minified)', target: '< 1 MB (1,000,000 bytes)', actual: `${h.bytes.toLocaleString('en-US')} bytes`, met: h.bytes < 1_000_000 });
+  return out;
+}
+
+/** Writes the JSON, the plots and (unless `docPath` is null) the Markdown. */
+export function writeResults(r: BenchResults, o: Pick<BenchOptions, 'outDir' | 'docPath'>) {
+  fs.mkdirSync(o.outDir, { recursive: true });
+  fs.writeFileSync(path.join(o.outDir, 'latest.json'), JSON.stringify(r, null, 2) + '\n');
+  const plots = renderPlots(r);
+  for (const [name, svg] of Object.entries(plots)) fs.writeFileSync(path.join(o.outDir, name), svg);
+  if (o.docPath) {
+    const rel = path.relative(path.dirname(o.docPath), o.outDir).split(path.sep).join('/') || '.';
+    fs.mkdirSync(path.dirname(o.docPath), { recursive: true });
+    fs.writeFileSync(o.docPath, renderMarkdown(r, { plotsDir: rel, sources: FARGATE_SOURCES }));
+  }
+}
+
+const HELP = `npm run bench [-- options]
+
+  --quick                      CI profile (under two minutes on 2 cores)
+  --smoke                      the smallest profile (what test/bench/bench.test.ts runs)
+  --model-latency-ms N         the fake model's time to first byte (default 500)
+  --overhead-model-latency-ms N  the fixed model latency of the overhead run (default 100)
+  --fargate-scale X            scale the simulated Fargate waits (default 1; --quick 0.1)
+  --fargate-median-ms N        median of the simulated Fargate start-up (default 30000)
+  --fargate-p95-ms N           its 95th percentile (default 60000)
+  --brains N                   concurrent sessions of the many-brains run (default 500; --quick 50)
+  --cpu-profile                sample where the CPU goes during the many-brains run
+  --sandbox-share X            share of sessions needing a sandbox in the first step (default 0.25)
+  --only a,b                   run some suites: ${SUITES.join(', ')}
+  --out DIR                    results directory (default bench/results)
+  --doc PATH | --no-doc        the Markdown report (default docs/BENCHMARKS.md)
+  --seed N                     the session mix and simulated waits (default 8)
+  --quiet                      no progress on stderr
+  --render FILE                only rewrite the plots and the Markdown from a results file`;
+
+export function parseOptions(argv: string[]): (BenchOptions & { render?: string }) | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean' },
+      smoke: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      'model-latency-ms': { type: 'string' },
+      'overhead-model-latency-ms': { type: 'string' },
+      'fargate-scale': { type: 'string' },
+      'fargate-median-ms': { type: 'string' },
+      'fargate-p95-ms': { type: 'string' },
+      brains: { type: 'string' },
+      'cpu-profile': { type: 'boolean' },
+      'sandbox-share': { type: 'string' },
+      only: { type: 'string' },
+      out: { type: 'string' },
+      doc: { type: 'string' },
+      'no-doc': { type: 'boolean' },
+      seed: { type: 'string' },
+      quiet: { type: 'boolean' },
+      render: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  const mode: Mode = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
+  const p = PROFILES[mode];
+  const num = (name: string, v: string | undefined, dflt: number, min = 0) => {
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name}: expected a number >= ${min}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...SUITES];
+  for (const s of only) if (!(SUITES as readonly string[]).includes(s)) throw new Error(`--only: unknown suite ${JSON.stringify(s)} (use ${SUITES.join(', ')})`);
+  return {
+    mode,
+    modelLatencyMs: num('model-latency-ms', values['model-latency-ms'], 500),
+    overheadModelLatencyMs: num('overhead-model-latency-ms', values['overhead-model-latency-ms'], 100),
+    fargateScale: num('fargate-scale', values['fargate-scale'], p.fargateScale),
+    fargateMedianMs: num('fargate-median-ms', values['fargate-median-ms'], FARGATE_DISTRIBUTION.medianMs, 1),
+    fargateP95Ms: num('fargate-p95-ms', values['fargate-p95-ms'], FARGATE_DISTRIBUTION.p95Ms, 1),
+    brains: Math.round(num('brains', values.brains, p.brains.sessions, 1)),
+    sandboxShare: num('sandbox-share', values['sandbox-share'], 0.25),
+    seed: Math.round(num('seed', values.seed, 8)),
+    cpuProfile: !!values['cpu-profile'],
+    only: only as SuiteName[],
+    outDir: path.resolve(values.out ?? path.join(ROOT, 'bench', 'results')),
+    docPath: values['no-doc'] ? null : path.resolve(values.doc ?? path.join(ROOT, 'docs', 'BENCHMARKS.md')),
+    quiet: !!values.quiet,
+    ...(values.render ? { render: path.resolve(values.render) } : {}),
+  };
+}
+
+async function main() {
+  let o: ReturnType<typeof parseOptions>;
+  try {
+    o = parseOptions(process.argv.slice(2));
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${HELP}`);
+    process.exit(2);
+  }
+  if (o === 'help') {
+    console.log(HELP);
+    return;
+  }
+  if (o.render) {
+    const r = JSON.parse(fs.readFileSync(o.render, 'utf8')) as BenchResults;
+    writeResults(r, { ...o, outDir: path.dirname(o.render) });
+    console.log(`rewrote the plots${o.docPath ? ` and ${path.relative(process.cwd(), o.docPath)}` : ''} from ${path.relative(process.cwd(), o.render)}`);
+    return;
+  }
+  const r = await runBench(o);
+  writeResults(r, o);
+  console.log(`\nCorral benchmarks (${r.mode}, ${r.duration_s} s) -> ${path.relative(process.cwd(), path.join(o.outDir, 'latest.json'))}`);
+  for (const g of r.goals) console.log(`  ${g.met ? 'met    ' : 'NOT MET'}  ${g.goal}: ${g.actual} (goal ${g.target})`);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
