@@ -16,6 +16,7 @@ export const CONTEXT_KEYS = {
   sandboxCpu: 'vCPU units of a sandbox task (default 1024)',
   sandboxMemoryMiB: 'Memory of a sandbox task in MiB (default 2048)',
   sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
+  sandboxIdleMinutes: 'Stop sandboxes no tool call used for this many minutes (default 15)',
   anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
   modelApiKeyParameter: 'SSM SecureString parameter holding the model API key (default /corral/anthropic-api-key)',
   harnessTimeoutMinutes: 'Longest harness invocation, 1-15 (default 15)',
@@ -88,6 +89,10 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
         memoryMiB: asInt('sandboxMemoryMiB', get('sandboxMemoryMiB'), 512, 122880),
         image: sandboxImage ? ecs.ContainerImage.fromRegistry(sandboxImage) : undefined,
       },
+      sandboxIdleTimeout: (() => {
+        const minutes = asInt('sandboxIdleMinutes', get('sandboxIdleMinutes'), 1, 1440);
+        return minutes ? Duration.minutes(minutes) : undefined;
+      })(),
       model: {
         baseUrl: asString('anthropicBaseUrl', get('anthropicBaseUrl')),
         apiKeyParameterName: asString('modelApiKeyParameter', get('modelApiKeyParameter')),

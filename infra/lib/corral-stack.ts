@@ -10,6 +10,7 @@ import { HarnessStep, type ModelSettings } from './constructs/harness-step.js';
 import { Network, type NetworkProps } from './constructs/network.js';
 import { Observability } from './constructs/observability.js';
 import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
+import { SandboxReaper } from './constructs/sandbox-reaper.js';
 import { SessionLog } from './constructs/session-log.js';
 import { WakeQueue } from './constructs/wake-queue.js';
 
@@ -29,6 +30,8 @@ export interface HarnessSettings {
 export interface CorralStackProps extends StackProps {
   readonly network?: NetworkProps;
   readonly sandbox?: Omit<SandboxesProps, 'network'>;
+  /** A sandbox no tool call used for this long is stopped by the reaper. @default 15 minutes */
+  readonly sandboxIdleTimeout?: Duration;
   readonly model?: ModelSettings;
   readonly harness?: HarnessSettings;
   /** Longest an event stream stays open before it ends and the client reconnects. @default 15 minutes */
@@ -46,6 +49,7 @@ export const METRICS_NAMESPACE = 'Corral';
 export const HARNESS_SERVICE = 'corral-harness';
 export const API_SERVICE = 'corral-api';
 export const PROXY_SERVICE = 'corral-credential-proxy';
+export const REAPER_SERVICE = 'corral-sandbox-reaper';
 
 /**
  * Corral on AWS, composed from one construct per concern. Nothing here runs while no session is
@@ -64,6 +68,7 @@ export class CorralStack extends Stack {
   readonly harness: HarnessStep;
   readonly api: Api;
   readonly credentialProxy: CredentialProxy;
+  readonly sandboxReaper: SandboxReaper;
   readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: CorralStackProps = {}) {
@@ -112,6 +117,14 @@ export class CorralStack extends Stack {
       serviceName: PROXY_SERVICE,
       metricsNamespace: METRICS_NAMESPACE,
       logRetention: props.logRetention,
+    });
+    this.sandboxReaper = new SandboxReaper(this, 'SandboxReaper', {
+      sessionLog: this.sessionLog,
+      sandboxes: this.sandboxes,
+      serviceName: REAPER_SERVICE,
+      metricsNamespace: METRICS_NAMESPACE,
+      logRetention: props.logRetention,
+      idleTimeout: props.sandboxIdleTimeout,
     });
     // The harness (MCP calls, git channels) and the API (storing new secrets) invoke it; the
     // event stream and the sandboxes cannot.
@@ -164,5 +177,6 @@ export class CorralStack extends Stack {
     acknowledge(this.api.handler, indexes, tasks);
     acknowledge(this.api.streamHandler, indexes);
     acknowledge(this.credentialProxy.function, indexes);
+    acknowledge(this.sandboxReaper.function, indexes, tasks);
   }
 }

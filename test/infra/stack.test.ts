@@ -128,7 +128,7 @@ describe('CorralStack template', () => {
   it('runs every function on ARM64 and Node.js 22, traced, with a log group that expires', () => {
     const functions = Object.entries(template.findResources('AWS::Lambda::Function')).filter(([, f]) => f.Properties.Runtime?.startsWith('nodejs'));
     const ours = functions.filter(([, f]) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
-    expect(ours).toHaveLength(4); // harness step, API, API stream, credential proxy
+    expect(ours).toHaveLength(5); // harness step, API, API stream, credential proxy, sandbox reaper
     const logGroups = template.toJSON().Resources;
     for (const [, f] of ours) {
       expect(f.Properties).toMatchObject({
@@ -191,6 +191,7 @@ describe('CorralStack template', () => {
       harness: roleOf(logicalId(stack, stack.harness.function)),
       api: roleOf(logicalId(stack, stack.api.handler)),
       stream: roleOf(logicalId(stack, stack.api.streamHandler)),
+      reaper: roleOf(logicalId(stack, stack.sandboxReaper.function)),
       sandboxTask: taskDef.TaskRoleArn['Fn::GetAtt'][0] as string,
       sandboxExecution: taskDef.ExecutionRoleArn['Fn::GetAtt'][0] as string,
     };
@@ -209,6 +210,23 @@ describe('CorralStack template', () => {
     // and the check itself would notice a grant
     expect(['secretsmanager:GetSecretValue', 'secretsmanager:Get*', 'secretsmanager:*', '*'].every(readsSecrets)).toBe(true);
     expect(readsSecrets('secretsmanager:CreateSecret')).toBe(false);
+  });
+
+  it('runs the idle sandbox reaper on a schedule, allowed only to stop sandbox tasks', () => {
+    const resources = template.toJSON().Resources;
+    const fnId = logicalId(stack, stack.sandboxReaper.function);
+    expect(resources[fnId].Properties.Environment.Variables).toMatchObject({ CORRAL_SANDBOX_IDLE_MS: String(15 * 60_000) });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(5 minutes)',
+      Targets: [{ Arn: { 'Fn::GetAtt': [fnId, 'Arn'] } }],
+    });
+    const roleId = resources[fnId].Properties.Role['Fn::GetAtt'][0] as string;
+    const actions = statementsOf(template, roleId)
+      .filter((st) => st.Effect === 'Allow')
+      .flatMap((st) => asArray(st.Action));
+    const ecsActions = actions.filter((a) => String(a).startsWith('ecs:'));
+    expect(ecsActions.sort()).toEqual(['ecs:DescribeTasks', 'ecs:StopTask']);
+    expect(actions.some((a) => /RunTask|PassRole/.test(String(a)))).toBe(false);
   });
 
   it('lets only the harness reach the sandbox agent port', () => {
