@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { Agent } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -36,6 +37,8 @@ export async function startDynalite(opts: { path?: string; port?: number } = {})
     region: 'local',
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
     maxAttempts: 3,
+    // Hundreds of sessions share this one client: let their requests through, not queue at 50.
+    requestHandler: { httpAgent: new Agent({ keepAlive: true, maxSockets: 1024 }) },
   });
   return {
     client,

@@ -155,6 +155,8 @@ export class Harness {
       state = await this.loadCursor(sessionId);
       saved = state.position;
       for (let steps = 0; ; steps++) {
+        // A step runs from here: reading the new events and deciding are part of its cost.
+        const started = Date.now();
         if (lost.signal.aborted) throw new LeaseLostError(sessionId);
         state = foldEvents(state, await this.deps.events.getEvents(sessionId, { from: state.position + 1 }));
         if (state.maxFence > lease.fence) throw new LeaseLostError(sessionId);
@@ -175,7 +177,6 @@ export class Harness {
           await this.deps.queue.wake(sessionId);
           return { status: 'yielded' };
         }
-        const started = Date.now();
         try {
           await this.perform(session, lost.signal, state, decision);
         } catch (err) {
