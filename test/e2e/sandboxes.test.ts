@@ -114,6 +114,8 @@ describe('sandboxes end to end (local runtime)', () => {
     expect(results).toHaveLength(2);
     expect(results[0]).toMatchObject({ is_error: true, sandbox: 'default' });
     expect(resultText(results[0]!)).toMatch(/^sandbox "default" became unavailable during this call \(.*\)\. Its state is lost; the next tool call starts a fresh sandbox/);
+    // the model is not shown where the sandbox lived
+    expect(resultText(results[0]!)).not.toMatch(/unix:|\.sock|\/sandboxes\//);
     expect(results[1]).toMatchObject({ is_error: false, sandbox: 'default', content: [{ type: 'text', text: 'fresh\n' }] });
     expect(seen.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
     // the model saw the error

@@ -94,3 +94,12 @@ describe('SandboxClient', () => {
     await waitHealthy(endpoint, { timeoutMs: 1000 });
   });
 });
+
+describe('what the model is told about an unreachable sandbox', () => {
+  it('leaves out the sandbox address', async () => {
+    const { withoutAddress } = await import('../../lambdas/core/sandbox/manager.js');
+    expect(withoutAddress('sandbox at unix:/data/sandboxes/s/default/run/agent.sock is unavailable: connection refused')).toBe('connection refused');
+    expect(withoutAddress('sandbox at http://10.0.3.17:8080 did not become healthy within 300000 ms')).toBe('the sandbox did not become healthy within 300000 ms');
+    expect(withoutAddress('capacity: try later')).toBe('capacity: try later');
+  });
+});

@@ -170,7 +170,7 @@ export class SandboxManager {
         sandbox: name,
         provisionMs: 0,
         isError: true,
-        output: `could not start sandbox "${name}": ${(err as Error).message}`,
+        output: `could not start sandbox "${name}": ${withoutAddress((err as Error).message)}`,
         ...(err instanceof SandboxSetupError ? { setupError: { type: err.type, message: err.message } } : {}),
       };
     }
@@ -196,7 +196,7 @@ export class SandboxManager {
         provisionMs,
         isError: true,
         output: withNotes(
-          `sandbox "${name}" became unavailable during this call (${err.message}). ` +
+          `sandbox "${name}" became unavailable during this call (${withoutAddress(err.message)}). ` +
             'Its state is lost; the next tool call starts a fresh sandbox from the same recipe.',
         ),
       };
@@ -290,4 +290,14 @@ export class SandboxManager {
     }
     await this.provider.releaseAll?.(sessionId);
   }
+}
+
+/**
+ * An error message as the model may see it: without the sandbox's address (a socket path or a
+ * private IP), which is the operator's business, not the agent's.
+ */
+export function withoutAddress(message: string): string {
+  const reason = message.match(/^sandbox at \S+ is unavailable: ([\s\S]*)$/);
+  if (reason) return reason[1];
+  return message.replace(/\bsandbox at \S+ /g, 'the sandbox ').replace(/\bunix:\S+|\bhttps?:\/\/\d{1,3}(\.\d{1,3}){3}(:\d+)?\S*/g, '<sandbox>');
 }
