@@ -3,7 +3,7 @@ import { ID_PREFIX, newId } from '../ids.js';
 import type { SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
 import type { WakeQueue } from '../harness/queue.js';
 import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
-import type { EventLog } from '../session/log.js';
+import { missingBatchEvents, type EventLog } from '../session/log.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import type { AgentService, Agent } from './agents.js';
 import { nowIso, patchMetadata } from './common.js';
@@ -378,17 +378,9 @@ export class SessionService {
     for (const stored of copied) {
       await this.log.emitEvent(newId_, remap(stored.event), { position: stored.position });
     }
-    // Batches cut by the fork point are completed by the harness from their heads; give it those.
-    if (copied.length) {
-      const heads = copied.filter((c) => c.rest);
-      const lastHead = heads[heads.length - 1];
-      if (lastHead) {
-        const written = new Set(copied.filter((c) => c.position > lastHead.position).map((c) => c.event.id));
-        const missing = lastHead.rest!.filter((e) => !written.has(e.id));
-        let position = upTo;
-        for (const e of missing) await this.log.emitEvent(newId_, remap(e), { position: ++position });
-      }
-    }
+    // A batch cut by the fork point is completed here: the copies carry no batch head to finish it from.
+    let position = upTo;
+    for (const e of missingBatchEvents(copied)) await this.log.emitEvent(newId_, remap(e), { position: ++position });
     await this.queue.wake(newId_);
     return session;
   }
