@@ -1,0 +1,306 @@
+/**
+ * API Gateway (REST) as the template declares it: the resource tree and its methods, Lambda
+ * proxy integrations, buffered or streamed (`ResponseTransferMode: STREAM`), the stage's
+ * throttling, and the service limits that matter to Corral:
+ *
+ * - routing picks the most specific resource (a literal path part before `{var}` before
+ *   `{proxy+}`); the method must exist on that resource (or `ANY`), with no fallback to a parent
+ *   with a greedy path; otherwise 403 `Missing Authentication Token`, as API Gateway answers;
+ * - a request body over 10 MB is 413; a buffered integration that takes longer than its timeout
+ *   (29 s) is 504; a Lambda response over 6 MB (Lambda's synchronous payload limit), an error,
+ *   a timeout or a malformed proxy result is 502 `Internal server error`;
+ * - a streamed integration sends the function's bytes as they come, until its timeout.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { InvokeResult, StreamSink } from './lambda-runtime.js';
+
+export const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
+export const MAX_LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024;
+
+export interface Integration {
+  /** Function name, for messages and reports. */
+  functionName: string;
+  streaming: boolean;
+  timeoutMs: number;
+  invoke(event: unknown): Promise<InvokeResult>;
+  invokeStream(event: unknown, sink: StreamSink, signal: AbortSignal): Promise<InvokeResult>;
+}
+
+export interface RestResource {
+  id: string;
+  /** Full path, e.g. `/v1/sessions/{id}/events`, `/` for the root. */
+  path: string;
+  /** By HTTP method (`GET`, ..., `ANY`). */
+  methods: Map<string, Integration>;
+}
+
+export interface ApiGatewayOptions {
+  restApiId: string;
+  stage: string;
+  resources: RestResource[];
+  /** The stage's default method throttling (requests per second, burst). */
+  throttle?: { rate: number; burst: number };
+  account: string;
+}
+
+/** One answer API Gateway gave that a client would see as a gateway failure (for the report). */
+export interface GatewayFailure {
+  method: string;
+  path: string;
+  status: number;
+  reason: string;
+}
+
+interface Match {
+  resource: RestResource;
+  pathParameters: Record<string, string>;
+}
+
+/** The resource a path lands on, most specific first (literal, then `{var}`, then `{proxy+}`). */
+export function route(resources: RestResource[], path: string): Match | undefined {
+  const parts = path.split('/').filter(Boolean);
+  const byPath = new Map(resources.map((r) => [r.path, r]));
+  const children = new Map<string, RestResource[]>();
+  for (const r of resources) {
+    if (r.path === '/') continue;
+    const parent = r.path.slice(0, r.path.lastIndexOf('/')) || '/';
+    children.set(parent, [...(children.get(parent) ?? []), r]);
+  }
+  const last = (p: string) => p.slice(p.lastIndexOf('/') + 1);
+  const walk = (at: RestResource, i: number, params: Record<string, string>): Match | undefined => {
+    if (i === parts.length) return { resource: at, pathParameters: params };
+    const kids = children.get(at.path) ?? [];
+    const literal = kids.find((k) => last(k.path) === parts[i]);
+    if (literal) {
+      const m = walk(literal, i + 1, params);
+      if (m) return m;
+    }
+    const variable = kids.find((k) => /^\{[^+}]+\}$/.test(last(k.path)));
+    if (variable) {
+      const m = walk(variable, i + 1, { ...params, [last(variable.path).slice(1, -1)]: decodeURIComponent(parts[i]) });
+      if (m) return m;
+    }
+    const greedy = kids.find((k) => /^\{[^}]+\+\}$/.test(last(k.path)));
+    if (greedy) return { resource: greedy, pathParameters: { ...params, [last(greedy.path).slice(1, -2)]: parts.slice(i).map(decodeURIComponent).join('/') } };
+    return undefined;
+  };
+  const root = byPath.get('/');
+  return root ? walk(root, 0, {}) : undefined;
+}
+
+export class RestApiGateway {
+  private server?: Server;
+  readonly failures: GatewayFailure[] = [];
+  readonly requests = { total: 0, throttled: 0 };
+  private tokens: number;
+  private refilledAt = Date.now();
+
+  constructor(private readonly opts: ApiGatewayOptions) {
+    this.tokens = opts.throttle?.burst ?? Infinity;
+  }
+
+  /** The invoke URL, with the stage: what the stack's `ApiUrl` output is. */
+  get url(): string {
+    const a = this.server?.address() as AddressInfo | null;
+    if (!a) throw new Error('API Gateway is not listening');
+    return `http://127.0.0.1:${a.port}/${this.opts.stage}`;
+  }
+
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => {
+      this.serve(req, res).catch((err) => {
+        this.fail(req, res, 500, 'Internal server error', `rehearsal: ${(err as Error)?.message ?? err}`);
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', () => resolve()));
+    return this.url;
+  }
+
+  private fail(req: IncomingMessage, res: ServerResponse, status: number, message: string, reason: string, headers: Record<string, string> = {}) {
+    this.failures.push({ method: req.method ?? '?', path: req.url ?? '?', status, reason });
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.writeHead(status, { 'content-type': 'application/json', 'x-amzn-errortype': status === 403 ? 'MissingAuthenticationTokenException' : 'InternalServerErrorException', ...headers });
+    res.end(JSON.stringify({ message }));
+  }
+
+  private take(): boolean {
+    const t = this.opts.throttle;
+    if (!t) return true;
+    const now = Date.now();
+    this.tokens = Math.min(t.burst, this.tokens + ((now - this.refilledAt) / 1000) * t.rate);
+    this.refilledAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse) {
+    this.requests.total++;
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const stagePrefix = `/${this.opts.stage}`;
+    if (url.pathname !== stagePrefix && !url.pathname.startsWith(`${stagePrefix}/`)) {
+      this.fail(req, res, 403, 'Forbidden', `no stage in ${url.pathname}`);
+      return;
+    }
+    const path = url.pathname.slice(stagePrefix.length) || '/';
+    const method = req.method ?? 'GET';
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req) {
+      size += (c as Buffer).length;
+      if (size > MAX_REQUEST_BYTES) {
+        this.fail(req, res, 413, 'Request Too Long', `request body over ${MAX_REQUEST_BYTES} bytes`);
+        return;
+      }
+      chunks.push(c as Buffer);
+    }
+    if (!this.take()) {
+      this.requests.throttled++;
+      this.fail(req, res, 429, 'Too Many Requests', 'stage throttling');
+      return;
+    }
+    const match = route(this.opts.resources, path);
+    const integration = match?.resource.methods.get(method) ?? match?.resource.methods.get('ANY');
+    if (!match || !integration) {
+      this.fail(req, res, 403, 'Missing Authentication Token', `no method ${method} on ${match?.resource.path ?? path}`);
+      return;
+    }
+    const body = Buffer.concat(chunks);
+    const event = this.event(req, url, path, method, match, body);
+    const eventBytes = Buffer.byteLength(JSON.stringify(event));
+    if (eventBytes > MAX_LAMBDA_PAYLOAD_BYTES) {
+      this.fail(req, res, 413, 'Request Too Long', `the Lambda event is ${eventBytes} bytes, over Lambda's ${MAX_LAMBDA_PAYLOAD_BYTES}-byte request payload limit`);
+      return;
+    }
+    if (integration.streaming) await this.stream(req, res, integration, event);
+    else await this.buffered(req, res, integration, event);
+  }
+
+  private event(req: IncomingMessage, url: URL, path: string, method: string, match: Match, body: Buffer) {
+    const headers: Record<string, string> = {};
+    const multiValueHeaders: Record<string, string[]> = {};
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const [k, v] = [req.rawHeaders[i], req.rawHeaders[i + 1]];
+      headers[k] = v;
+      (multiValueHeaders[k] ??= []).push(v);
+    }
+    const query: Record<string, string> = {};
+    const multiQuery: Record<string, string[]> = {};
+    for (const [k, v] of url.searchParams) {
+      query[k] = v;
+      (multiQuery[k] ??= []).push(v);
+    }
+    const hasQuery = Object.keys(query).length > 0;
+    return {
+      resource: match.resource.path,
+      path,
+      httpMethod: method,
+      headers,
+      multiValueHeaders,
+      queryStringParameters: hasQuery ? query : null,
+      multiValueQueryStringParameters: hasQuery ? multiQuery : null,
+      pathParameters: Object.keys(match.pathParameters).length ? match.pathParameters : null,
+      stageVariables: null,
+      requestContext: {
+        resourceId: match.resource.id,
+        resourcePath: match.resource.path,
+        httpMethod: method,
+        path: `/${this.opts.stage}${path}`,
+        stage: this.opts.stage,
+        requestId: randomUUID(),
+        extendedRequestId: randomUUID(),
+        accountId: this.opts.account,
+        apiId: this.opts.restApiId,
+        domainName: String(req.headers.host ?? 'localhost'),
+        protocol: 'HTTP/1.1',
+        requestTime: new Date().toUTCString(),
+        requestTimeEpoch: Date.now(),
+        identity: { sourceIp: req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '127.0.0.1', userAgent: String(req.headers['user-agent'] ?? '') },
+      },
+      body: body.length ? body.toString('utf8') : null,
+      isBase64Encoded: false,
+    };
+  }
+
+  private async buffered(req: IncomingMessage, res: ServerResponse, integration: Integration, event: unknown) {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), integration.timeoutMs)));
+    const result = await Promise.race([integration.invoke(event), timedOut]);
+    clearTimeout(timer);
+    if (result === 'timeout') {
+      this.fail(req, res, 504, 'Endpoint request timed out', `${integration.functionName} took longer than the integration's ${integration.timeoutMs} ms`);
+      return;
+    }
+    if (!result.ok) {
+      this.fail(req, res, result.kind === 'throttled' ? 429 : 502, result.kind === 'throttled' ? 'Too Many Requests' : 'Internal server error', `${integration.functionName}: ${result.kind}: ${result.error.errorType}: ${result.error.errorMessage}`);
+      return;
+    }
+    const payloadBytes = Buffer.byteLength(JSON.stringify(result.value));
+    if (payloadBytes > MAX_LAMBDA_PAYLOAD_BYTES) {
+      this.fail(req, res, 502, 'Internal server error', `${integration.functionName}: response payload of ${payloadBytes} bytes exceeds Lambda's ${MAX_LAMBDA_PAYLOAD_BYTES}-byte limit`);
+      return;
+    }
+    const out = result.value as { statusCode?: unknown; headers?: Record<string, string>; multiValueHeaders?: Record<string, string[]>; body?: unknown; isBase64Encoded?: boolean } | null;
+    if (!out || typeof out.statusCode !== 'number') {
+      this.fail(req, res, 502, 'Internal server error', `${integration.functionName}: malformed Lambda proxy response`);
+      return;
+    }
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(out.headers ?? {})) headers[k] = String(v);
+    for (const [k, v] of Object.entries(out.multiValueHeaders ?? {})) headers[k] = v.map(String);
+    const body = typeof out.body === 'string' ? Buffer.from(out.body, out.isBase64Encoded ? 'base64' : 'utf8') : Buffer.alloc(0);
+    delete headers['content-length'];
+    delete headers['transfer-encoding'];
+    res.writeHead(out.statusCode, { ...headers, 'content-length': String(body.length) });
+    res.end(body);
+  }
+
+  private async stream(req: IncomingMessage, res: ServerResponse, integration: Integration, event: unknown) {
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    let started = false;
+    const sink: StreamSink = {
+      meta: (meta) => {
+        if (started || res.destroyed) return;
+        started = true;
+        const headers: Record<string, string | string[]> = { ...(meta.headers ?? {}) };
+        if (meta.cookies?.length) headers['set-cookie'] = meta.cookies;
+        delete headers['content-length'];
+        res.writeHead(meta.statusCode ?? 200, headers);
+        res.flushHeaders();
+      },
+      chunk: (data) => {
+        if (!res.destroyed) res.write(data);
+      },
+      end: () => {
+        if (started && !res.writableEnded) res.end();
+      },
+    };
+    const timer = setTimeout(() => {
+      if (!res.writableEnded) res.end();
+    }, integration.timeoutMs);
+    const result = await integration.invokeStream(event, sink, abort.signal);
+    clearTimeout(timer);
+    if (!started) {
+      if (!result.ok) this.fail(req, res, 502, 'Internal server error', `${integration.functionName}: ${result.kind}: ${result.error.errorType}: ${result.error.errorMessage}`);
+      else {
+        res.writeHead(200).end();
+      }
+      return;
+    }
+    if (!res.writableEnded) res.end();
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      if (!this.server) return resolve();
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * ECS on Fargate, as far as Corral uses it: `RunTask` of the sandbox task definition starts the
+ * sandbox agent (the image's bundle, built from `sandbox/agent.ts` the way `sandbox/Dockerfile`
+ * builds it) as a process with the image's command, the task definition's environment plus the
+ * run's overrides, at a private address of the rehearsal VPC that serves the container port
+ * through the security groups of the run's network configuration; `DescribeTasks` reports it
+ * the way ECS does (status, ENI attachment with its private IPv4 address, stop reason, exit
+ * code); `StopTask` stops it.
+ *
+ * What cannot run here is left out and said so: the image's uid split (`--run-as-uid`,
+ * `--setpriv`: tested in test/sandbox/agent-privileges.test.ts), package installation as root
+ * (`--install-packages`), and tini.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AwsCall, Backend } from './aws-gateway.js';
+import { jsonError } from './aws-gateway.js';
+import type { VpcNetwork } from './network.js';
+
+export interface RehearsedTaskDefinition {
+  arn: string;
+  family: string;
+  containers: Array<{
+    name: string;
+    environment: Record<string, string>;
+    /** Container ports from the port mappings. */
+    ports: number[];
+    /** `Command`/`EntryPoint` from the task definition; absent = the image's. */
+    command?: string[];
+  }>;
+  taskRoleArn?: string;
+  executionRoleArn?: string;
+}
+
+export interface EcsEmulatorOptions {
+  region: string;
+  account: string;
+  clusters: Array<{ name: string; arn: string }>;
+  taskDefinitions: RehearsedTaskDefinition[];
+  /** Subnets tasks may be placed in (the template's). */
+  subnets: string[];
+  network: VpcNetwork;
+  /** The image's command (ENTRYPOINT + CMD) when the task definition has none. */
+  imageCommand: string[];
+  /** The bundled sandbox agent, standing in for `/opt/corral/agent.mjs` in the image. */
+  agentBundle: string;
+  /** Where each task's workspace and logs go. */
+  dataDir: string;
+  /** Extra environment for every task (the rehearsal's network identity). */
+  taskEnvironment?: Record<string, string>;
+}
+
+interface Task {
+  id: string;
+  arn: string;
+  clusterArn: string;
+  taskDefinitionArn: string;
+  container: string;
+  lastStatus: 'PROVISIONING' | 'PENDING' | 'RUNNING' | 'DEPROVISIONING' | 'STOPPED';
+  desiredStatus: 'RUNNING' | 'STOPPED';
+  address: string;
+  subnet: string;
+  startedBy?: string;
+  tags: Array<{ key: string; value: string }>;
+  createdAt: number;
+  startedAt?: number;
+  stoppedAt?: number;
+  stoppedReason?: string;
+  stopCode?: string;
+  exitCode?: number;
+  child?: ChildProcess;
+  unexpose?: () => Promise<void>;
+  environment: Record<string, string>;
+}
+
+/** `sandbox/Dockerfile`'s ENTRYPOINT (JSON form, continued lines). */
+export function dockerfileEntrypoint(dockerfile: string): string[] {
+  const text = readFileSync(dockerfile, 'utf8').replace(/\\\r?\n/g, ' ');
+  const line = text.split(/\r?\n/).find((l) => /^\s*ENTRYPOINT\s+\[/.test(l));
+  if (!line) throw new Error(`${dockerfile} has no ENTRYPOINT in JSON form`);
+  return JSON.parse(line.replace(/^\s*ENTRYPOINT\s+/, '')) as string[];
+}
+
+/** Builds the sandbox agent bundle the way the image does (esbuild, one ESM file). */
+export function buildAgentBundle(repoRoot: string, outFile: string): string {
+  const esbuild = join(repoRoot, 'node_modules', '.bin', 'esbuild');
+  const r = spawnSync(esbuild, ['sandbox/agent.ts', '--bundle', '--platform=node', '--target=node20', '--format=esm', `--outfile=${outFile}`, '--legal-comments=none', '--log-level=warning'], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`could not bundle the sandbox agent: ${r.stderr || r.stdout}`);
+  return outFile;
+}
+
+const epoch = (ms: number) => ms / 1000;
+
+export class EcsEmulator implements Backend {
+  readonly tasks = new Map<string, Task>();
+
+  constructor(private readonly opts: EcsEmulatorOptions) {}
+
+  private cluster(ref: unknown) {
+    const r = String(ref ?? 'default');
+    return this.opts.clusters.find((c) => c.name === r || c.arn === r);
+  }
+
+  private ok(body: unknown) {
+    return { status: 200, headers: { 'content-type': 'application/x-amz-json-1.1' }, body: JSON.stringify(body) };
+  }
+
+  private invalid(message: string) {
+    return jsonError(400, 'InvalidParameterException', message, 'ecs');
+  }
+
+  /** The task as ECS describes it. */
+  describe(t: Task) {
+    return {
+      taskArn: t.arn,
+      clusterArn: t.clusterArn,
+      taskDefinitionArn: t.taskDefinitionArn,
+      launchType: 'FARGATE',
+      lastStatus: t.lastStatus,
+      desiredStatus: t.desiredStatus,
+      startedBy: t.startedBy,
+      createdAt: epoch(t.createdAt),
+      startedAt: t.startedAt ? epoch(t.startedAt) : undefined,
+      stoppedAt: t.stoppedAt ? epoch(t.stoppedAt) : undefined,
+      stoppedReason: t.stoppedReason,
+      stopCode: t.stopCode,
+      tags: t.tags,
+      attachments: [
+        {
+          id: `eni-attachment-${t.id.slice(0, 8)}`,
+          type: 'ElasticNetworkInterface',
+          status: t.lastStatus === 'STOPPED' ? 'DELETED' : 'ATTACHED',
+          details: [
+            { name: 'subnetId', value: t.subnet },
+            { name: 'networkInterfaceId', value: `eni-${t.id.slice(0, 17)}` },
+            { name: 'privateIPv4Address', value: t.address },
+          ],
+        },
+      ],
+      containers: [
+        {
+          name: t.container,
+          lastStatus: t.lastStatus === 'RUNNING' ? 'RUNNING' : t.lastStatus === 'STOPPED' ? 'STOPPED' : 'PENDING',
+          exitCode: t.exitCode,
+          networkInterfaces: [{ attachmentId: `eni-attachment-${t.id.slice(0, 8)}`, privateIpv4Address: t.address }],
+        },
+      ],
+    };
+  }
+
+  async handle(call: AwsCall) {
+    const b = call.json ?? {};
+    switch (call.operation) {
+      case 'RunTask':
+        return this.runTask(b);
+      case 'DescribeTasks': {
+        const cluster = this.cluster(b.cluster);
+        if (!cluster) return jsonError(400, 'ClusterNotFoundException', 'Cluster not found.', 'ecs');
+        const tasks = [];
+        const failures = [];
+        for (const ref of (b.tasks as string[]) ?? []) {
+          const t = this.find(ref);
+          if (t && t.clusterArn === cluster.arn) tasks.push(this.describe(t));
+          else failures.push({ arn: ref, reason: 'MISSING' });
+        }
+        return this.ok({ tasks, failures });
+      }
+      case 'StopTask': {
+        const cluster = this.cluster(b.cluster);
+        if (!cluster) return jsonError(400, 'ClusterNotFoundException', 'Cluster not found.', 'ecs');
+        const t = this.find(String(b.task ?? ''));
+        if (!t || t.clusterArn !== cluster.arn) return this.invalid('The referenced task was not found.');
+        await this.stop(t, String(b.reason ?? 'Task stopped by user'), 'UserInitiated');
+        return this.ok({ task: this.describe(t) });
+      }
+      default:
+        return jsonError(400, 'UnknownOperationException', `the rehearsal's ECS has no ${call.operation}`, 'ecs');
+    }
+  }
+
+  private find(ref: string): Task | undefined {
+    return this.tasks.get(ref) ?? [...this.tasks.values()].find((t) => t.arn === ref);
+  }
+
+  /** Tasks still running (not stopped), for the scenarios that check a session's tasks are gone. */
+  running(): Task[] {
+    return [...this.tasks.values()].filter((t) => t.lastStatus !== 'STOPPED');
+  }
+
+  private async runTask(b: Record<string, unknown>) {
+    const cluster = this.cluster(b.cluster);
+    if (!cluster) return jsonError(400, 'ClusterNotFoundException', 'Cluster not found.', 'ecs');
+    const def = this.opts.taskDefinitions.find((d) => d.arn === b.taskDefinition || d.family === b.taskDefinition || `${d.family}:1` === b.taskDefinition);
+    if (!def) return jsonError(400, 'ClientException', `TaskDefinition not found: ${String(b.taskDefinition)}`, 'ecs');
+    if (b.launchType !== 'FARGATE') return this.invalid('the rehearsal runs FARGATE tasks only');
+    const vpc = (b.networkConfiguration as { awsvpcConfiguration?: { subnets?: string[]; securityGroups?: string[]; assignPublicIp?: string } })?.awsvpcConfiguration;
+    if (!vpc?.subnets?.length) return this.invalid('Network Configuration must be provided when networkMode \'awsvpc\' is specified.');
+    for (const s of vpc.subnets) if (!this.opts.subnets.includes(s)) return this.invalid(`Error retrieving subnet information for [${s}]: The subnet ID '${s}' does not exist`);
+    const securityGroups = vpc.securityGroups ?? [];
+    if (!securityGroups.length) return this.invalid('the rehearsal needs explicit security groups for a task');
+    const overrides = ((b.overrides as { containerOverrides?: Array<{ name: string; environment?: Array<{ name: string; value: string }>; command?: string[] }> })?.containerOverrides) ?? [];
+    const container = def.containers[0];
+    for (const o of overrides) {
+      if (!def.containers.some((c) => c.name === o.name)) return this.invalid(`Override for container named ${o.name} is not a container in the TaskDefinition.`);
+    }
+    // ECS caps the overrides of one RunTask at 8192 characters.
+    if (JSON.stringify(b.overrides ?? {}).length > 8192) return this.invalid('Container Overrides length must be at most 8192');
+    const override = overrides.find((o) => o.name === container.name);
+    const environment = { ...container.environment };
+    for (const e of override?.environment ?? []) environment[e.name] = e.value;
+    const id = randomBytes(16).toString('hex');
+    let address: string;
+    try {
+      address = this.opts.network.join({ name: `sandbox task ${id.slice(0, 8)}`, securityGroups });
+    } catch (err) {
+      return this.invalid((err as Error).message);
+    }
+    const task: Task = {
+      id,
+      arn: `arn:aws:ecs:${this.opts.region}:${this.opts.account}:task/${cluster.name}/${id}`,
+      clusterArn: cluster.arn,
+      taskDefinitionArn: def.arn,
+      container: container.name,
+      lastStatus: 'PROVISIONING',
+      desiredStatus: 'RUNNING',
+      address,
+      subnet: vpc.subnets[0],
+      startedBy: b.startedBy as string | undefined,
+      tags: ((b.tags as Array<{ key: string; value: string }>) ?? []).map((t) => ({ key: t.key, value: t.value })),
+      createdAt: Date.now(),
+      environment,
+    };
+    this.tasks.set(id, task);
+    void this.start(task, override?.command ?? container.command ?? this.opts.imageCommand, container.ports);
+    return this.ok({ tasks: [this.describe(task)], failures: [] });
+  }
+
+  /** The image's command, translated to this machine (see the file's header). */
+  private translate(command: string[], dir: string, ports: number[]): { argv: string[]; port: number; socket: string } {
+    const args = [...command];
+    if (args[0] === '/usr/bin/tini' && args[1] === '--') args.splice(0, 2);
+    const socket = join(dir, 'agent.sock');
+    const out: string[] = [];
+    let port = ports[0];
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (i === 0 && (a === 'node' || a.endsWith('/node'))) out.push(process.execPath);
+      else if (a === '/opt/corral/agent.mjs') out.push(this.opts.agentBundle);
+      else if (a === '--port') {
+        port = Number(args[++i]);
+        out.push('--socket', socket);
+      } else if (a === '--host') i++;
+      else if (a === '--workspace') {
+        out.push(a, join(dir, 'workspace'));
+        i++;
+      } else if (a === '--state-dir') {
+        out.push(a, join(dir, 'state'));
+        i++;
+      }
+      else if (a === '--run-as-uid' || a === '--run-as-gid' || a === '--setpriv') i++;
+      else if (a === '--install-packages') continue;
+      else out.push(a);
+    }
+    if (!ports.includes(port)) throw new Error(`the image listens on ${port} but the task definition maps ${ports.join(', ') || 'no port'}`);
+    return { argv: out, port, socket };
+  }
+
+  private async start(task: Task, command: string[], ports: number[]) {
+    const dir = join(this.opts.dataDir, 'tasks', task.id);
+    mkdirSync(join(dir, 'workspace'), { recursive: true });
+    mkdirSync(join(dir, 'state'), { recursive: true });
+    let plan: ReturnType<EcsEmulator['translate']>;
+    try {
+      plan = this.translate(command, dir, ports);
+    } catch (err) {
+      task.exitCode = 1;
+      await this.stop(task, `CannotStartContainerError: ${(err as Error).message}`, 'TaskFailedToStart');
+      return;
+    }
+    task.lastStatus = 'PENDING';
+    const child = spawn(plan.argv[0], plan.argv.slice(1), {
+      cwd: join(dir, 'workspace'),
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(dir, 'workspace'), NODE_ENV: 'production', ...task.environment, ...this.opts.taskEnvironment },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    task.child = child;
+    const { createWriteStream } = await import('node:fs');
+    const log = createWriteStream(join(dir, 'container.log'));
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    child.once('exit', (code, signal) => {
+      task.exitCode = code ?? (signal ? 137 : 0);
+      if (task.lastStatus !== 'STOPPED') void this.stop(task, 'Essential container in task exited', 'EssentialContainerExited');
+    });
+    // RUNNING once the container listens (the agent creates its socket when it does).
+    for (let i = 0; i < 300 && task.desiredStatus === 'RUNNING'; i++) {
+      if (existsSync(plan.socket)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (task.desiredStatus !== 'RUNNING') return;
+    try {
+      task.unexpose = await this.opts.network.expose(task.address, plan.port, { socketPath: plan.socket });
+    } catch (err) {
+      await this.stop(task, `CannotStartContainerError: ${(err as Error).message}`, 'TaskFailedToStart');
+      return;
+    }
+    task.startedAt = Date.now();
+    task.lastStatus = 'RUNNING';
+  }
+
+  async stop(task: Task, reason: string, code: string) {
+    if (task.lastStatus === 'STOPPED') return;
+    task.desiredStatus = 'STOPPED';
+    task.lastStatus = 'DEPROVISIONING';
+    task.stoppedReason = reason;
+    task.stopCode = code;
+    await task.unexpose?.().catch(() => undefined);
+    const child = task.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.opts.network.leave(task.address);
+    task.lastStatus = 'STOPPED';
+    task.stoppedAt = Date.now();
+  }
+
+  async close() {
+    await Promise.all([...this.tasks.values()].map((t) => this.stop(t, 'rehearsal ended', 'ServiceSchedulerInitiated')));
+    rmSync(join(this.opts.dataDir, 'tasks'), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * What the deploy rehearsal runs, read off the synthesized template: functions with their
+ * bundles, environments, roles and limits; tables; queues and the event source mapping; the
+ * REST API; the VPC's security groups and subnets; the sandbox cluster and task definition;
+ * scheduled rules. Everything the template says by reference is resolved to the physical names
+ * the rehearsal gives its resources.
+ */
+import type { SecurityGroup } from './network.js';
+import type { RehearsedTaskDefinition } from './ecs.js';
+
+export interface ModelFunction {
+  logicalId: string;
+  name: string;
+  arn: string;
+  assetDir: string;
+  handler: string;
+  timeoutSeconds: number;
+  memoryMb: number;
+  reservedConcurrency?: number;
+  environment: Record<string, string>;
+  roleLogicalId: string;
+  roleArn: string;
+  /** Present for functions attached to the VPC. */
+  vpc?: { securityGroups: string[]; subnets: string[] };
+}
+
+export interface ModelTable {
+  logicalId: string;
+  name: string;
+  keySchema: Array<{ AttributeName: string; KeyType: 'HASH' | 'RANGE' }>;
+  attributeDefinitions: Array<{ AttributeName: string; AttributeType: 'S' | 'N' | 'B' }>;
+  globalSecondaryIndexes: Array<{ IndexName: string; KeySchema: Array<{ AttributeName: string; KeyType: 'HASH' | 'RANGE' }>; Projection: { ProjectionType: string; NonKeyAttributes?: string[] } }>;
+  ttlAttribute?: string;
+}
+
+export interface ModelQueue {
+  logicalId: string;
+  name: string;
+  url: string;
+  arn: string;
+  fifo: boolean;
+  visibilityTimeoutSeconds?: number;
+  retentionSeconds?: number;
+  contentBasedDeduplication?: boolean;
+  redrive?: { deadLetterTargetArn: string; maxReceiveCount: number };
+}
+
+export interface ModelEventSource {
+  functionLogicalId: string;
+  queueArn: string;
+  batchSize: number;
+  reportBatchItemFailures: boolean;
+  maxConcurrency?: number;
+}
+
+export interface ModelMethod {
+  httpMethod: string;
+  functionLogicalId: string;
+  streaming: boolean;
+  timeoutMs: number;
+}
+
+export interface ModelRestApi {
+  id: string;
+  stage: string;
+  throttle?: { rate: number; burst: number };
+  resources: Array<{ id: string; path: string; methods: ModelMethod[] }>;
+}
+
+export interface ModelSchedule {
+  ruleLogicalId: string;
+  functionLogicalId: string;
+  expression: string;
+}
+
+export interface RehearsalModel {
+  region: string;
+  account: string;
+  stackName: string;
+  functions: ModelFunction[];
+  tables: ModelTable[];
+  queues: ModelQueue[];
+  eventSources: ModelEventSource[];
+  restApi: ModelRestApi;
+  securityGroups: SecurityGroup[];
+  vpcCidr: string;
+  subnets: string[];
+  clusters: Array<{ name: string; arn: string }>;
+  taskDefinitions: RehearsedTaskDefinition[];
+  schedules: ModelSchedule[];
+  outputs: Record<string, string>;
+}

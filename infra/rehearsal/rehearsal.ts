@@ -1,0 +1,433 @@
+/**
+ * The deploy rehearsal: Corral run as the synthesized template describes it, on this machine.
+ *
+ * - the CDK app is synthesized (`cdk synth`, offline) and every function runs from its bundled
+ *   asset in that cloud assembly, in its own processes, with the template's handler, environment
+ *   (references resolved to the rehearsal's resources), memory and timeout (`lambda-runtime.ts`);
+ * - every AWS SDK call goes to one endpoint that checks it against the calling function's role
+ *   policies from the template and answers `AccessDeniedException` where IAM would deny it
+ *   (`aws-gateway.ts`, `authorize.ts`);
+ * - DynamoDB tables are created from the template's definitions on dynalite or DynamoDB Local;
+ *   SQS queues on a real-protocol emulator (fauxqs) with the template's FIFO, visibility and
+ *   redrive settings, drained by the template's event source mapping (`event-source.ts`);
+ * - API Gateway routes, integrations and limits come from the template (`api-gateway.ts`);
+ * - ECS RunTask starts the sandbox agent with the image's command and the task definition's
+ *   environment and port, reachable only where the security groups allow (`ecs.ts`, `network.ts`);
+ * - Secrets Manager, SSM and Lambda's Invoke API are small emulations (`emulators.ts`).
+ *
+ * `startRehearsal` returns the API URL (the stack's `ApiUrl`), an API key made the way an
+ * operator makes one (`scripts/create-api-key.ts`), and handles on everything for scenarios.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import dynalite from 'dynalite';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AwsGateway, httpForwarder, type AwsCall, type Authorization, type Backend, type Caller } from './aws-gateway.js';
+import { createAuthorizer } from './authorize.js';
+import { buildModel, type ModelOverrides } from './build-model.js';
+import { EcsEmulator, buildAgentBundle, dockerfileEntrypoint } from './ecs.js';
+import { LambdaInvokeEmulator, SecretsManagerEmulator, SsmEmulator } from './emulators.js';
+import { RestApiGateway } from './api-gateway.js';
+import { SqsEventSourceMapping } from './event-source.js';
+import { LambdaFunctionRuntime } from './lambda-runtime.js';
+import type { RehearsalModel } from './model.js';
+import { PRIVATE_PREFIX, VpcNetwork } from './network.js';
+import { createApiKey } from '../../scripts/create-api-key.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = resolve(HERE, '../..');
+const PRELOAD = join(HERE, 'vpc-preload.mjs');
+
+export const REHEARSAL_REGION = 'us-east-1';
+/** fauxqs's account; every ARN of the rehearsal uses it so the queue ARNs agree. */
+export const REHEARSAL_ACCOUNT = '000000000000';
+
+export interface RehearsalOptions {
+  /** CDK context for the synthesis (`-c key=value`). */
+  context?: Record<string, string>;
+  /** Use this cloud assembly instead of synthesizing (it must have been synthesized with the same context). */
+  cloudAssembly?: string;
+  /** `dynalite` (default) or `dynamodb-local` (AWS's DynamoDB Local, needs Java and the jar). */
+  dynamodb?: 'dynalite' | 'dynamodb-local';
+  /** The model key the SSM parameter holds. */
+  modelApiKey?: string;
+  /** Concurrency of the account left to functions without reserved concurrency. @default 50 */
+  accountConcurrency?: number;
+  /** Where logs, workspaces and the assembly go. @default a fresh temporary directory */
+  workDir?: string;
+  /** Keep the work directory after `stop` (for reading the functions' logs). */
+  keepWorkDir?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface Rehearsal {
+  model: RehearsalModel;
+  /** The stack's `ApiUrl`: what the SDK's `baseURL` is set to. */
+  apiUrl: string;
+  apiKey: string;
+  workDir: string;
+  gateway: AwsGateway;
+  api: RestApiGateway;
+  ecs: EcsEmulator;
+  network: VpcNetwork;
+  secrets: SecretsManagerEmulator;
+  functions: Map<string, LambdaFunctionRuntime>;
+  /** The function of a logical id prefix (`HarnessStepFunction`, `ApiStreamHandler`, ...). */
+  fn(prefix: string): LambdaFunctionRuntime;
+  /** Runs a scheduled rule's target now, as EventBridge would at its next tick. */
+  runSchedule(ruleLogicalIdPrefix: string): Promise<unknown>;
+  /** Where a function's logs are. */
+  logFile(prefix: string): string;
+  stop(): Promise<void>;
+}
+
+/** `npx cdk synth` into `outDir`, offline, with the given context. */
+export async function synthesize(outDir: string, context: Record<string, string> = {}, log?: (l: string) => void): Promise<string> {
+  const args = ['cdk', 'synth', '-q', '-o', outDir, ...Object.entries(context).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
+  log?.(`synthesizing: npx ${args.join(' ')}`);
+  const env: NodeJS.ProcessEnv = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
+  for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE']) delete env[k];
+  await new Promise<void>((resolvePromise, reject) => {
+    const child = spawn('npx', args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.once('exit', (code) => (code === 0 ? resolvePromise() : reject(new Error(`cdk synth failed (${code}):\n${out.slice(-4000)}`))));
+  });
+  return outDir;
+}
+
+async function startDynamo(kind: 'dynalite' | 'dynamodb-local', dir: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+  if (kind === 'dynalite') {
+    const server: Server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    return {
+      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () => new Promise<void>((r) => server.close(() => r())),
+    };
+  }
+  const jarDir = join(REPO_ROOT, '.cache', 'dynamodb-local');
+  const { createServer, createConnection } = await import('node:net');
+  const port = await new Promise<number>((r) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => r(p));
+    });
+  });
+  // -sharedDb: one database whatever the caller's access key (each function has its own key).
+  const child = spawn('java', ['-Djava.library.path=./DynamoDBLocal_lib', '-jar', 'DynamoDBLocal.jar', '-inMemory', '-sharedDb', '-port', String(port)], {
+    cwd: jarDir,
+    stdio: 'ignore',
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const up = await new Promise<boolean>((r) => {
+      const socket = createConnection(port, '127.0.0.1', () => {
+        socket.end();
+        r(true);
+      }).on('error', () => r(false));
+    });
+    if (up) break;
+    if (child.exitCode !== null) throw new Error(`DynamoDB Local exited with ${child.exitCode} (is ${jarDir} fetched? scripts/fetch-dynamodb-local.sh)`);
+    if (Date.now() > deadline) throw new Error('DynamoDB Local did not start');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  void dir;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: async () => {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehearsal> {
+  const log = opts.log ?? (() => undefined);
+  const workDir = opts.workDir ?? mkdtempSync(join(tmpdir(), 'corral-rehearsal-'));
+  mkdirSync(join(workDir, 'logs'), { recursive: true });
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const stopAll = async () => {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch((err) => log(`cleanup: ${(err as Error).message}`));
+    if (!opts.keepWorkDir && !opts.workDir) rmSync(workDir, { recursive: true, force: true });
+  };
+  try {
+    const assembly = opts.cloudAssembly ?? (await synthesize(join(workDir, 'cdk.out'), opts.context, log));
+    const template = JSON.parse(readFileSync(join(assembly, `${opts.context?.stackName ?? 'Corral'}.template.json`), 'utf8'));
+
+    // Backends first: the physical names the template's references resolve to depend on them.
+    const dynamo = await startDynamo(opts.dynamodb ?? 'dynalite', workDir);
+    cleanups.push(() => dynamo.close());
+    const { startFauxqs } = await import('fauxqs');
+    const fauxqs = await startFauxqs({ port: 0, logger: false });
+    cleanups.push(async () => {
+      await (fauxqs as { stop?: () => Promise<void> }).stop?.();
+    });
+    const sqsEndpoint = `http://127.0.0.1:${fauxqs.port}`;
+    // The AWS endpoint comes up first: queue URLs point at it (the SQS client sends to the
+    // queue's URL, as it does on AWS), so they are known before the template is resolved.
+    const callers = new Map<string, Caller>();
+    const backends: Record<string, Backend> = {};
+    let authorizer: (call: AwsCall) => Authorization[] | Promise<Authorization[]> = () => {
+      throw new Error('the rehearsal is still starting');
+    };
+    const gateway = new AwsGateway({ callers, backends, authorize: (call) => authorizer(call) });
+    const gatewayUrl = await gateway.start();
+    cleanups.push(() => gateway.close());
+    const overrides: ModelOverrides = {
+      region: REHEARSAL_REGION,
+      account: REHEARSAL_ACCOUNT,
+      queueUrl: (name) => `${gatewayUrl}/${REHEARSAL_ACCOUNT}/${name}`,
+    };
+    const model = buildModel(template, assembly, overrides);
+    log(`model: ${model.functions.length} functions, ${model.tables.length} tables, ${model.queues.length} queues, ${model.restApi.resources.length} API resources`);
+
+    const admin = { region: REHEARSAL_REGION, credentials: { accessKeyId: 'rehearsal-operator', secretAccessKey: 'x' } };
+    const ddb = new DynamoDBClient({ ...admin, endpoint: dynamo.endpoint });
+    cleanups.push(() => ddb.destroy());
+    for (const t of model.tables) {
+      await ddb.send(
+        new CreateTableCommand({
+          TableName: t.name,
+          BillingMode: 'PAY_PER_REQUEST',
+          KeySchema: t.keySchema,
+          AttributeDefinitions: t.attributeDefinitions,
+          GlobalSecondaryIndexes: t.globalSecondaryIndexes.length ? (t.globalSecondaryIndexes as ConstructorParameters<typeof CreateTableCommand>[0]['GlobalSecondaryIndexes']) : undefined,
+        }),
+      );
+      for (let i = 0; i < 100; i++) {
+        const d = await ddb.send(new DescribeTableCommand({ TableName: t.name }));
+        if (d.Table?.TableStatus === 'ACTIVE') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      if (t.ttlAttribute && opts.dynamodb === 'dynamodb-local') {
+        await ddb.send(new UpdateTimeToLiveCommand({ TableName: t.name, TimeToLiveSpecification: { Enabled: true, AttributeName: t.ttlAttribute } }));
+      }
+    }
+    const sqsAdmin = new SQSClient({ ...admin, endpoint: sqsEndpoint });
+    cleanups.push(() => sqsAdmin.destroy());
+    // Dead-letter queues first: a redrive policy names an existing queue.
+    const ordered = [...model.queues].sort((a, b) => Number(!!a.redrive) - Number(!!b.redrive));
+    for (const q of ordered) {
+      const attributes: Record<string, string> = {};
+      if (q.fifo) attributes.FifoQueue = 'true';
+      if (q.contentBasedDeduplication !== undefined) attributes.ContentBasedDeduplication = String(q.contentBasedDeduplication);
+      if (q.visibilityTimeoutSeconds !== undefined) attributes.VisibilityTimeout = String(q.visibilityTimeoutSeconds);
+      if (q.retentionSeconds !== undefined) attributes.MessageRetentionPeriod = String(q.retentionSeconds);
+      if (q.redrive) attributes.RedrivePolicy = JSON.stringify({ deadLetterTargetArn: q.redrive.deadLetterTargetArn, maxReceiveCount: String(q.redrive.maxReceiveCount) });
+      const out = await sqsAdmin.send(new CreateQueueCommand({ QueueName: q.name, Attributes: attributes }));
+      const check = await sqsAdmin.send(new GetQueueAttributesCommand({ QueueUrl: out.QueueUrl, AttributeNames: ['QueueArn'] }));
+      if (check.Attributes?.QueueArn !== q.arn) throw new Error(`queue ${q.name}: the emulator's ARN ${check.Attributes?.QueueArn} is not the template's ${q.arn}`);
+    }
+
+    // The VPC and who is in it.
+    const network = new VpcNetwork(new Map(model.securityGroups.map((g) => [g.id, g])), model.vpcCidr);
+    cleanups.push(() => network.close());
+
+    // Identities: one access key per function (its environments share it), one for each
+    // event source mapping (which polls with the function's role).
+    const keyOf = new Map<string, string>();
+    for (const f of model.functions) {
+      const key = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
+      callers.set(key, { accessKeyId: key, name: f.name, roleLogicalId: f.roleLogicalId, roleArn: f.roleArn });
+      keyOf.set(f.logicalId, key);
+    }
+
+    const secrets = new SecretsManagerEmulator(`arn:aws:secretsmanager:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:secret:`);
+    const ssm = new SsmEmulator(`arn:aws:ssm:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:parameter`);
+    for (const f of model.functions) {
+      const parameter = f.environment.CORRAL_MODEL_API_KEY_PARAMETER;
+      if (parameter) ssm.put(parameter, opts.modelApiKey ?? 'rehearsal-model-key');
+    }
+    const functions = new Map<string, LambdaFunctionRuntime>();
+    const byName = (ref: string) => {
+      const name = ref.startsWith('arn:') ? ref.split(':')[6] : ref;
+      return [...functions.values()].find((r) => r.fn.name === name);
+    };
+    const agentBundle = buildAgentBundle(REPO_ROOT, join(workDir, 'agent.mjs'));
+    const ecs = new EcsEmulator({
+      region: REHEARSAL_REGION,
+      account: REHEARSAL_ACCOUNT,
+      clusters: model.clusters,
+      taskDefinitions: model.taskDefinitions,
+      subnets: model.subnets,
+      network,
+      imageCommand: dockerfileEntrypoint(join(REPO_ROOT, 'sandbox', 'Dockerfile')),
+      agentBundle,
+      dataDir: workDir,
+    });
+    cleanups.push(() => ecs.close());
+    authorizer = createAuthorizer(template, model, { secrets });
+    Object.assign(backends, {
+      dynamodb: httpForwarder(dynamo.endpoint),
+      // The emulator knows its queues by its own URLs.
+      sqs: httpForwarder(sqsEndpoint, (call) => {
+        const body = Buffer.from(call.body.toString('utf8').split(`${gatewayUrl}/`).join(`http://sqs.${REHEARSAL_REGION}.localhost:${fauxqs.port}/`));
+        return { ...call, body };
+      }),
+      ecs,
+      secretsmanager: secrets,
+      ssm,
+      lambda: new LambdaInvokeEmulator((ref) => {
+        const r = byName(ref);
+        return r ? (event) => r.invoke(event) : undefined;
+      }),
+    });
+
+    let unreservedInUse = 0;
+    const accountConcurrency = opts.accountConcurrency ?? 50;
+    const unreserved = {
+      available: () => unreservedInUse < accountConcurrency,
+      take: () => void unreservedInUse++,
+      give: () => void unreservedInUse--,
+    };
+    for (const f of model.functions) {
+      const key = keyOf.get(f.logicalId)!;
+      const vpcAddress = f.vpc ? network.join({ name: `function ${f.name}`, securityGroups: f.vpc.securityGroups }) : undefined;
+      const runtime = new LambdaFunctionRuntime(
+        {
+          logicalId: f.logicalId,
+          name: f.name,
+          arn: f.arn,
+          assetDir: f.assetDir,
+          handler: f.handler,
+          timeoutSeconds: f.timeoutSeconds,
+          memoryMb: f.memoryMb,
+          reservedConcurrency: f.reservedConcurrency,
+          environment: f.environment,
+          runtimeEnvironment: {
+            AWS_REGION: REHEARSAL_REGION,
+            AWS_DEFAULT_REGION: REHEARSAL_REGION,
+            AWS_ACCESS_KEY_ID: key,
+            AWS_SECRET_ACCESS_KEY: randomBytes(20).toString('base64'),
+            AWS_SESSION_TOKEN: randomBytes(32).toString('base64'),
+            AWS_ENDPOINT_URL: gatewayUrl,
+            AWS_XRAY_DAEMON_ADDRESS: '127.0.0.1:2000',
+            AWS_XRAY_CONTEXT_MISSING: 'LOG_ERROR',
+            // Lambda runs Node 22; this machine runs 20, which the SDK would warn about on every client.
+            AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+            ...(vpcAddress ? { CORRAL_REHEARSAL_SOURCE_ADDRESS: vpcAddress, CORRAL_REHEARSAL_PRIVATE_PREFIX: PRIVATE_PREFIX } : {}),
+          },
+          preload: vpcAddress ? [PRELOAD] : [],
+          logFile: join(workDir, 'logs', `${f.logicalId}.log`),
+        },
+        unreserved,
+      );
+      functions.set(f.logicalId, runtime);
+      cleanups.push(() => runtime.close());
+    }
+    const fn = (prefix: string) => {
+      const hit = [...functions.entries()].find(([id]) => id.startsWith(prefix));
+      if (!hit) throw new Error(`no function ${prefix}* in the template`);
+      return hit[1];
+    };
+
+    const api = new RestApiGateway({
+      restApiId: model.restApi.id,
+      stage: model.restApi.stage,
+      throttle: model.restApi.throttle,
+      account: REHEARSAL_ACCOUNT,
+      resources: model.restApi.resources.map((r) => ({
+        id: r.id,
+        path: r.path,
+        methods: new Map(
+          r.methods.map((m) => {
+            const runtime = functions.get(m.functionLogicalId);
+            if (!runtime) throw new Error(`API method ${m.httpMethod} ${r.path} integrates ${m.functionLogicalId}, which is not a function of the template`);
+            return [
+              m.httpMethod,
+              {
+                functionName: runtime.fn.name,
+                streaming: m.streaming,
+                timeoutMs: m.timeoutMs,
+                invoke: (event: unknown) => runtime.invoke(event),
+                invokeStream: (event: unknown, sink: Parameters<LambdaFunctionRuntime['invokeStream']>[1], signal: AbortSignal) => runtime.invokeStream(event, sink, signal),
+              },
+            ];
+          }),
+        ),
+      })),
+    });
+    const apiUrl = await api.start();
+    cleanups.push(() => api.close());
+
+    for (const es of model.eventSources) {
+      const runtime = functions.get(es.functionLogicalId)!;
+      const queue = model.queues.find((q) => q.arn === es.queueArn);
+      if (!queue) throw new Error(`event source mapping of ${es.functionLogicalId}: no queue ${es.queueArn}`);
+      const key = `AKIA${randomBytes(8).toString('hex').toUpperCase()}`;
+      const fnModel = model.functions.find((f) => f.logicalId === es.functionLogicalId)!;
+      callers.set(key, { accessKeyId: key, name: `event source mapping of ${fnModel.name}`, roleLogicalId: fnModel.roleLogicalId, roleArn: fnModel.roleArn });
+      const sqs = new SQSClient({ region: REHEARSAL_REGION, endpoint: gatewayUrl, credentials: { accessKeyId: key, secretAccessKey: 'x' } });
+      const mapping = new SqsEventSourceMapping({
+        sqs,
+        queueUrl: queue.url,
+        queueArn: queue.arn,
+        region: REHEARSAL_REGION,
+        batchSize: es.batchSize,
+        reportBatchItemFailures: es.reportBatchItemFailures,
+        maxConcurrency: Math.min(es.maxConcurrency ?? 5, 5),
+        invoke: (event) => runtime.invoke(event),
+        onError: (err) => log(`event source mapping of ${fnModel.name}: ${(err as Error).name}: ${(err as Error).message}`),
+      });
+      await mapping.start();
+      cleanups.push(async () => {
+        await mapping.stop();
+        sqs.destroy();
+      });
+    }
+
+    const stateTable = model.outputs.StateTableName;
+    if (!stateTable) throw new Error('the template has no StateTableName output');
+    const apiKey = await createApiKey({ table: stateTable, tenant: 'rehearsal', client: ddb });
+
+    return {
+      model,
+      apiUrl,
+      apiKey,
+      workDir,
+      gateway,
+      api,
+      ecs,
+      network,
+      secrets,
+      functions,
+      fn,
+      logFile: (prefix) => join(workDir, 'logs', `${[...functions.keys()].find((id) => id.startsWith(prefix))}.log`),
+      async runSchedule(prefix) {
+        const rule = model.schedules.find((s) => s.ruleLogicalId.startsWith(prefix));
+        if (!rule) throw new Error(`no scheduled rule ${prefix}*`);
+        const result = await functions.get(rule.functionLogicalId)!.invoke({
+          version: '0',
+          id: randomBytes(16).toString('hex'),
+          'detail-type': 'Scheduled Event',
+          source: 'aws.events',
+          account: REHEARSAL_ACCOUNT,
+          time: new Date().toISOString(),
+          region: REHEARSAL_REGION,
+          resources: [`arn:aws:events:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:rule/${rule.ruleLogicalId}`],
+          detail: {},
+        });
+        if (!result.ok) throw new Error(`scheduled ${rule.ruleLogicalId} failed: ${result.kind}: ${result.error.errorType}: ${result.error.errorMessage}`);
+        return result.value;
+      },
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
