@@ -12,7 +12,7 @@ import { Observability } from './constructs/observability.js';
 import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
 import { SandboxReaper } from './constructs/sandbox-reaper.js';
 import { SessionLog } from './constructs/session-log.js';
-import { WakeQueue } from './constructs/wake-queue.js';
+import { WakeQueue, visibilityForConsumer } from './constructs/wake-queue.js';
 
 export interface HarnessSettings {
   /** Longest one harness invocation runs before it yields and queues its continuation. @default 15 minutes */
@@ -77,8 +77,9 @@ export class CorralStack extends Stack {
 
     this.sessionLog = new SessionLog(this, 'SessionLog', { removalPolicy: props.tableRemovalPolicy });
     this.wakeQueue = new WakeQueue(this, 'WakeQueue', {
-      // A margin over the function timeout: a step still running never sees its wake redelivered.
-      visibilityTimeout: harnessTimeout.plus(Duration.minutes(2)),
+      // 6 x the function timeout (AWS's advice for Lambda event sources); the step's heartbeat
+      // brings a killed step's wake back within 2 minutes regardless (see WakeQueueProps).
+      visibilityTimeout: visibilityForConsumer(harnessTimeout),
       maxReceiveCount: props.harness?.maxReceiveCount,
     });
     this.network = new Network(this, 'Network', props.network);

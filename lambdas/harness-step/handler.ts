@@ -29,9 +29,17 @@ export interface HarnessStepDeps {
   safetyMarginMs?: number;
   /** Longest backoff for a record whose wake threw, in seconds. */
   maxBackoffSeconds?: number;
+  /**
+   * While the batch runs, its messages' visibility is set to `visibilitySeconds` at once and
+   * again every `everyMs`, so that a process Lambda kills (timeout, crash) gives its wakes back
+   * within `visibilitySeconds` instead of after the queue's long visibility timeout.
+   * @default { visibilitySeconds: 120, everyMs: 60000 }
+   */
+  heartbeat?: { visibilitySeconds: number; everyMs: number };
 }
 
 export const DEFAULT_SAFETY_MARGIN_MS = 60_000;
+export const DEFAULT_HEARTBEAT = { visibilitySeconds: 120, everyMs: 60_000 };
 /** The longest visibility timeout the handler sets on a record it hands back. */
 const MAX_DELAY_SECONDS = 15 * 60;
 
@@ -58,11 +66,19 @@ class SessionBusyError extends Error {
  *   too without running (Powertools' `SqsFifoPartialProcessorAsync` with `skipGroupOnError`), so
  *   a session's wakes are never handled out of order.
  * - a malformed message is logged and dropped: retrying it could never succeed.
+ * - while the batch runs, a heartbeat keeps each of its messages invisible for a short while
+ *   (`ChangeMessageVisibility`, 2 minutes, renewed every minute). The queue's own visibility
+ *   timeout is long (6 x the function timeout, AWS's advice for Lambda event sources), so that
+ *   alone would hold a killed step's wake, and every later wake of its session (FIFO), for an
+ *   hour and a half; with the heartbeat it comes back within 2 minutes. Records that succeed are
+ *   kept invisible until the invocation returns (Lambda deletes them then); busy and failed
+ *   records get their hand-back visibility after the heartbeat has stopped.
  */
 export function createHarnessStepHandler(deps: HarnessStepDeps) {
   const { logger, metrics, tracer } = deps;
   const safetyMarginMs = deps.safetyMarginMs ?? DEFAULT_SAFETY_MARGIN_MS;
   const maxBackoff = Math.min(deps.maxBackoffSeconds ?? 300, MAX_DELAY_SECONDS);
+  const heartbeat = deps.heartbeat ?? DEFAULT_HEARTBEAT;
 
   return async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
     logger.addContext(context);
@@ -92,12 +108,19 @@ export function createHarnessStepHandler(deps: HarnessStepDeps) {
       }
     };
 
-    const response: SQSBatchResponse = await processPartialResponse(event, wakeRecord, new SqsFifoPartialProcessorAsync(), {
-      context,
-      skipGroupOnError: true,
-      // A batch whose every record failed is still a partial response, not a failed invocation.
-      throwOnFullBatchFailure: false,
-    });
+    const beating = keepInvisible(runtime, event.Records);
+    let response: SQSBatchResponse;
+    try {
+      response = await processPartialResponse(event, wakeRecord, new SqsFifoPartialProcessorAsync(), {
+        context,
+        skipGroupOnError: true,
+        // A batch whose every record failed is still a partial response, not a failed invocation.
+        throwOnFullBatchFailure: false,
+      });
+    } finally {
+      // Stopped (and its last call settled) before any hand-back, which must be the last word.
+      await beating.stop();
+    }
 
     const failed = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
     const handBack = event.Records.filter((r) => failed.has(r.messageId)).map((r) => ({
@@ -170,7 +193,27 @@ export function createHarnessStepHandler(deps: HarnessStepDeps) {
     return dims;
   }
 
-  async function setVisibility(runtime: HarnessStepRuntime, handBack: Array<{ record: SQSRecord; seconds: number }>) {
+  /** The heartbeat: the batch's messages stay invisible for `heartbeat.visibilitySeconds` from now. */
+  function keepInvisible(runtime: HarnessStepRuntime, records: SQSRecord[]): { stop(): Promise<void> } {
+    if (!records.length) return { stop: async () => undefined };
+    const entries = records.map((record) => ({ record, seconds: heartbeat.visibilitySeconds }));
+    let last = setVisibility(runtime, entries, 'heartbeat');
+    const timer = setInterval(() => {
+      last = last.then(() => setVisibility(runtime, entries, 'heartbeat'));
+    }, heartbeat.everyMs);
+    return {
+      async stop() {
+        clearInterval(timer);
+        await last;
+      },
+    };
+  }
+
+  async function setVisibility(
+    runtime: HarnessStepRuntime,
+    handBack: Array<{ record: SQSRecord; seconds: number }>,
+    why: 'hand back' | 'heartbeat' = 'hand back',
+  ) {
     for (let i = 0; i < handBack.length; i += 10) {
       const chunk = handBack.slice(i, i + 10);
       try {
@@ -184,10 +227,10 @@ export function createHarnessStepHandler(deps: HarnessStepDeps) {
             })),
           }),
         );
-        if (out.Failed?.length) logger.warn('could not shorten the visibility of some handed-back wakes', { failed: out.Failed });
+        if (out.Failed?.length) logger.warn(`could not set the visibility of some wakes (${why})`, { failed: out.Failed });
       } catch (err) {
-        // The messages still come back, after the queue's visibility timeout instead.
-        logger.warn('could not shorten the visibility of handed-back wakes', { error: err as Error });
+        // The messages still come back, after the visibility set last (or the queue's) instead.
+        logger.warn(`could not set the visibility of wakes (${why})`, { error: err as Error });
       }
     }
   }

@@ -10,6 +10,7 @@ import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-san
 import type { HarnessOptions, WakeResult } from '../../lambdas/core/harness/harness.js';
 import { AnthropicModel, type ModelClient } from '../../lambdas/core/harness/model.js';
 import type { WakeQueue } from '../../lambdas/core/harness/queue.js';
+import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
 import { createServices, type CorralServices } from '../../lambdas/core/services.js';
 import type { SessionEvent } from '../../lambdas/core/session/events.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-messages-api.js';
@@ -74,7 +75,7 @@ function crashingModel(model: ModelClient, plan: CrashPlan): ModelClient {
 }
 
 /** Queue that records wakes instead of delivering them; the test drives the harness itself. */
-class RecordingQueue implements WakeQueue {
+export class RecordingQueue implements WakeQueue {
   wakes: string[] = [];
   async wake(sessionId: string) {
     this.wakes.push(sessionId);
@@ -87,6 +88,8 @@ export interface Rig {
   provider: ProcessSandboxProvider;
   /** Services with clean adapters: the API side, and the fresh harness after a crash. */
   services: CorralServices;
+  /** Services on the same tables and model with other harness options or another sandbox provider. */
+  servicesWith(opts: { harness?: HarnessOptions; sandboxProvider?: SandboxProvider }): CorralServices;
   /** Services whose harness dies after the given I/O operation (null: never). */
   dyingServices(plan: CrashPlan): CorralServices;
   /** Wake with a fresh harness until the session has nothing left to do. */
@@ -101,12 +104,16 @@ export async function startRig(opts: { harness?: HarnessOptions; leaseTtlMs?: nu
   const dataDir = mkdtempSync(join(tmpdir(), 'corral-faults-'));
   const provider = new ProcessSandboxProvider({ dataDir, isolation: 'auto' });
   const harness: HarnessOptions = { retryDelayMs: () => 5, interruptPollMs: 20, ...opts.harness };
-  const build = (client: DynamoDBClient, model: ModelClient, extra: { harness?: HarnessOptions; clock?: () => number } = {}) =>
+  const build = (
+    client: DynamoDBClient,
+    model: ModelClient,
+    extra: { harness?: HarnessOptions; clock?: () => number; sandboxProvider?: SandboxProvider } = {},
+  ) =>
     createServices({
       table: new DynamoStateTable(client, TABLES.state),
       events: new DynamoEventLog(client, TABLES.events),
       queue: new RecordingQueue(),
-      sandboxProvider: provider,
+      sandboxProvider: extra.sandboxProvider ?? provider,
       model,
       harness: { ...harness, ...extra.harness },
       leaseTtlMs: opts.leaseTtlMs ?? 60_000,
@@ -120,6 +127,9 @@ export async function startRig(opts: { harness?: HarnessOptions; leaseTtlMs?: nu
     fake,
     provider,
     services,
+    servicesWith(extra) {
+      return build(db.client, model, { ...extra, clock: () => Date.now() + 3_600_000 });
+    },
     dyingServices(plan) {
       // No background I/O (lease renewals, interrupt polls) during a run, so that the I/O
       // operations, and with them the crash points, are the same in every run.

@@ -1,4 +1,4 @@
-import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -23,6 +23,8 @@ describe('harness step Lambda entry', () => {
     await ensureTables(dynamo.client, { events: 'events', state: 'state' });
     fake = await startFakeMessagesApi();
     sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm' });
+    // The heartbeat (the role has sqs:ChangeMessageVisibility through the event source).
+    sqsMock.on(ChangeMessageVisibilityBatchCommand).resolves({ Successful: [], Failed: [] });
     ssmMock.on(GetParameterCommand).resolves({ Parameter: { Value: 'sk-from-ssm' } });
     const env: Record<string, string> = {
       AWS_REGION: 'us-east-1',

@@ -20,7 +20,7 @@ import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local
 import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-sandbox.js';
 import { AgentCreate, EnvironmentCreate } from '../../lambdas/core/api/schemas.js';
 import type { CorralServices } from '../../lambdas/core/services.js';
-import { createHarnessStepHandler } from '../../lambdas/harness-step/handler.js';
+import { DEFAULT_HEARTBEAT, createHarnessStepHandler } from '../../lambdas/harness-step/handler.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-messages-api.js';
 
 const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/wake.fifo';
@@ -50,6 +50,7 @@ function record(i: number, body: string, group: string, receiveCount = 1): SQSRe
   };
 }
 const wake = (i: number, sessionId: string, receiveCount = 1) => record(i, JSON.stringify({ sessionId }), sessionId, receiveCount);
+const wakeRecord = wake;
 
 function lambdaContext(remainingMs = 600_000): Context {
   return {
@@ -96,6 +97,8 @@ describe('harness step handler (SQS FIFO batch -> harness.wake), against dynalit
   let fake: FakeMessagesApi;
   let services: CorralServices;
   let handler: ReturnType<typeof createHarnessStepHandler>;
+  let logger: Logger;
+  let metrics: HarnessMetrics;
   let dataDir: string;
   let agentId: string;
   let environmentId: string;
@@ -108,8 +111,8 @@ describe('harness step handler (SQS FIFO batch -> harness.wake), against dynalit
     await ensureTables(dynamo.client, tables);
     fake = await startFakeMessagesApi();
     dataDir = mkdtempSync(join(tmpdir(), 'corral-harness-step-'));
-    const logger = new Logger({ serviceName: 'corral-harness' });
-    const metrics = new HarnessMetrics(new Metrics({ namespace: 'Corral', serviceName: 'corral-harness' }));
+    logger = new Logger({ serviceName: 'corral-harness' });
+    metrics = new HarnessMetrics(new Metrics({ namespace: 'Corral', serviceName: 'corral-harness' }));
     ({ services } = await createAwsServices({
       env: { CORRAL_EVENTS_TABLE: tables.events, CORRAL_STATE_TABLE: tables.state, CORRAL_WAKE_QUEUE_URL: QUEUE_URL, ANTHROPIC_BASE_URL: fake.url },
       clients: { dynamodb: dynamo.client, sqs },
@@ -147,10 +150,14 @@ describe('harness step handler (SQS FIFO batch -> harness.wake), against dynalit
     sqsMock.resetHistory();
     return session.id;
   }
-  const visibilityChanges = () =>
-    sqsMock
-      .commandCalls(ChangeMessageVisibilityBatchCommand)
-      .flatMap((c) => (c.args[0].input as ChangeMessageVisibilityBatchCommandInput).Entries ?? []);
+  const visibilityCalls = () =>
+    sqsMock.commandCalls(ChangeMessageVisibilityBatchCommand).map((c) => (c.args[0].input as ChangeMessageVisibilityBatchCommandInput).Entries ?? []);
+  const allChanges = () => visibilityCalls().flat();
+  /** The heartbeat sets the default 120 s; hand-backs use the lease's rest (<= 60 s) or a backoff of 2^n s. */
+  const isHeartbeat = (e: { VisibilityTimeout?: number }) => e.VisibilityTimeout === DEFAULT_HEARTBEAT.visibilitySeconds;
+  const visibilityChanges = () => allChanges().filter((e) => !isHeartbeat(e));
+  /** The visibility each message was left with: what SQS goes by once the invocation returns. */
+  const finalVisibility = () => Object.fromEntries(allChanges().map((e) => [e.ReceiptHandle, e.VisibilityTimeout]));
 
   it('runs the wake to the end, deletes the message, and logs and measures it', async () => {
     const sessionId = await sessionWithMessage('say something');
@@ -160,6 +167,8 @@ describe('harness step handler (SQS FIFO batch -> harness.wake), against dynalit
     expect(types).toContain('agent.message');
     expect(types.at(-1)).toBe('session.status_idle');
     expect(visibilityChanges()).toEqual([]);
+    // one heartbeat, at the start (the next would be a minute later): back within 2 minutes if killed
+    expect(allChanges()).toEqual([expect.objectContaining({ ReceiptHandle: 'receipt-1', VisibilityTimeout: 120 })]);
 
     // Structured logs carry the session id and the event position.
     const finished = out.logs().find((l) => l.message === 'wake finished');
@@ -180,6 +189,7 @@ describe('harness step handler (SQS FIFO batch -> harness.wake), against dynalit
     expect(res.batchItemFailures).toEqual([{ itemIdentifier: 'msg-1' }]);
     const [change] = visibilityChanges();
     expect(change.ReceiptHandle).toBe('receipt-1');
+    expect(finalVisibility()).toEqual({ 'receipt-1': change.VisibilityTimeout });
     // the lease's remaining time (60 s TTL), not the queue's long visibility timeout
     expect(change.VisibilityTimeout).toBeGreaterThanOrEqual(55);
     expect(change.VisibilityTimeout).toBeLessThanOrEqual(60);
@@ -222,7 +232,66 @@ describe('harness step handler (SQS FIFO batch -> harness.wake), against dynalit
     const res = await handler({ Records: [wake(1, sessionId, 4)] }, lambdaContext());
     expect(res.batchItemFailures).toEqual([{ itemIdentifier: 'msg-1' }]);
     expect(visibilityChanges()).toEqual([expect.objectContaining({ ReceiptHandle: 'receipt-1', VisibilityTimeout: 8 })]);
+    // the heartbeat kept it invisible while the wake ran, and stopped before the hand-back
+    expect(allChanges().filter(isHeartbeat).map((e) => e.ReceiptHandle)).toEqual(['receipt-1']);
+    expect(finalVisibility()).toEqual({ 'receipt-1': 8 });
     expect(out.logs().find((l) => l.message === 'wake failed; the message will be retried')).toMatchObject({ sessionId, level: 'ERROR' });
+  });
+
+  it('keeps every record of the batch invisible with a heartbeat while the wakes run, and stops with the invocation', async () => {
+    // Prepare: a short heartbeat; the first wake goes on until it has seen three beats
+    const first = await sessionWithMessage('one');
+    const second = await sessionWithMessage('two');
+    const beating = createHarnessStepHandler({
+      runtime: async () => ({ services, sqs, queueUrl: QUEUE_URL }),
+      logger,
+      metrics,
+      heartbeat: { visibilitySeconds: 120, everyMs: 20 },
+    });
+    const wake = services.harness.wake.bind(services.harness);
+    vi.spyOn(services.harness, 'wake').mockImplementation(async (id, opts) => {
+      if (id === first) {
+        for (let i = 0; i < 400 && visibilityCalls().length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+      }
+      return wake(id, opts);
+    });
+
+    // Act
+    const res = await beating({ Records: [wakeRecord(1, first), wakeRecord(2, second)] }, lambdaContext());
+
+    // Assess: both wakes ran; every beat covered every record of the batch, none handed back
+    expect(res.batchItemFailures).toEqual([]);
+    expect((await services.events.getEvents(second)).at(-1)?.event.type).toBe('session.status_idle');
+    const calls = visibilityCalls();
+    expect(calls.length).toBeGreaterThanOrEqual(3);
+    for (const entries of calls) {
+      expect(entries.map((e) => [e.ReceiptHandle, e.VisibilityTimeout])).toEqual([
+        ['receipt-1', 120],
+        ['receipt-2', 120],
+      ]);
+    }
+    // no beat after the invocation returned
+    const after = calls.length;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(visibilityCalls().length).toBe(after);
+  });
+
+  it('still hands back a failed record of a heartbeat batch with its backoff, after the last beat', async () => {
+    const sessionId = await sessionWithMessage();
+    const beating = createHarnessStepHandler({
+      runtime: async () => ({ services, sqs, queueUrl: QUEUE_URL }),
+      logger,
+      metrics,
+      heartbeat: { visibilitySeconds: 120, everyMs: 20 },
+    });
+    vi.spyOn(services.harness, 'wake').mockImplementationOnce(async () => {
+      for (let i = 0; i < 400 && visibilityCalls().length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      throw new Error('DynamoDB throttled');
+    });
+    const res = await beating({ Records: [wakeRecord(1, sessionId, 3)] }, lambdaContext());
+    expect(res.batchItemFailures).toEqual([{ itemIdentifier: 'msg-1' }]);
+    expect(allChanges().filter(isHeartbeat).length).toBeGreaterThanOrEqual(2);
+    expect(allChanges().at(-1)).toEqual(expect.objectContaining({ ReceiptHandle: 'receipt-1', VisibilityTimeout: 4 }));
   });
 
   it('deletes the wake of a session that no longer exists', async () => {

@@ -268,6 +268,64 @@ describe('EcsSandboxProvider.provision', () => {
     expect(ecs.commandCalls(StopTaskCommand)).toHaveLength(1);
   });
 
+  describe('cut short by its signal (the harness step deadline)', () => {
+    const deadline = () => Object.assign(new Error("the harness step's deadline came before provisioning the sandbox finished"), { name: 'StepDeadlineError' });
+
+    it('starts nothing when the signal has already fired', async () => {
+      const cut = new AbortController();
+      cut.abort(deadline());
+      const err = await provider(1).provision({ sessionId: 'sesn_late', name: 'default', recipe: emptyRecipe, signal: cut.signal }).catch((e: unknown) => e);
+      expect(err).toBe(cut.signal.reason);
+      expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
+    });
+
+    it('stops waiting for RUNNING and stops the task it started', async () => {
+      // Prepare: the signal fires while the task is still PENDING
+      const cut = new AbortController();
+      ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: ARN }] });
+      let described = 0;
+      ecs.on(DescribeTasksCommand).callsFake(async () => {
+        if (++described === 2) cut.abort(deadline());
+        return { tasks: [task('PENDING')] };
+      });
+      ecs.on(StopTaskCommand).resolves({});
+      // Act
+      const err = await provider(1).provision({ sessionId: 'sesn_cut', name: 'default', recipe: emptyRecipe, signal: cut.signal }).catch((e: unknown) => e);
+      // Assess
+      expect(err).toBe(cut.signal.reason);
+      const stops = ecs.commandCalls(StopTaskCommand);
+      expect(stops).toHaveLength(1);
+      expect(stops[0]!.args[0].input).toMatchObject({ cluster: 'corral-sandboxes', task: ARN });
+    });
+
+    it('stops health-checking and stops the task it started', async () => {
+      // Prepare: RUNNING, and an "agent" that accepts the health check and never answers; the
+      // signal fires once the health check has connected.
+      const cut = new AbortController();
+      const sockets: net.Socket[] = [];
+      const silent = net.createServer((socket) => {
+        sockets.push(socket);
+        cut.abort(deadline());
+      });
+      await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+      const { port } = silent.address() as net.AddressInfo;
+      ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn: ARN }] });
+      ecs.on(DescribeTasksCommand).resolves({ tasks: [task('RUNNING')] });
+      ecs.on(StopTaskCommand).resolves({});
+      try {
+        // Act
+        const err = await provider(port).provision({ sessionId: 'sesn_cut2', name: 'default', recipe: emptyRecipe, signal: cut.signal }).catch((e: unknown) => e);
+        // Assess
+        expect(err).toBe(cut.signal.reason);
+        expect(sockets.length).toBeGreaterThan(0);
+        expect(ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input.task)).toEqual([ARN]);
+      } finally {
+        sockets.forEach((s) => s.destroy());
+        await new Promise((r) => silent.close(r));
+      }
+    });
+  });
+
   it('reads the private IP from the ENI attachment, or from the container', () => {
     expect(taskPrivateIp(task('RUNNING'))).toBe('127.0.0.1');
     expect(taskPrivateIp({ containers: [{ networkInterfaces: [{ privateIpv4Address: '10.0.1.5' }] }] })).toBe('10.0.1.5');

@@ -3,10 +3,26 @@ import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 
+/** SQS's longest visibility timeout. */
+const MAX_VISIBILITY = Duration.hours(12);
+
+/**
+ * The visibility timeout for a queue consumed by a Lambda function of this timeout: 6 times it,
+ * as AWS advises for Lambda event sources (the poller's retries and batching window fit inside),
+ * and at most SQS's 12 hours. For the harness's 15 minutes: 90 minutes.
+ */
+export function visibilityForConsumer(functionTimeout: Duration): Duration {
+  return Duration.seconds(Math.min(6 * functionTimeout.toSeconds(), MAX_VISIBILITY.toSeconds()));
+}
+
 export interface WakeQueueProps {
   /**
    * How long a received wake stays invisible. Must be longer than the harness step's timeout: a
-   * step that is still running must not see its own wake delivered to a second harness.
+   * step that is still running must not see its own wake delivered to a second harness. Use
+   * `visibilityForConsumer(timeout)`. It is long (90 minutes for a 15-minute step) only as the
+   * fallback: the harness step's heartbeat keeps the messages of its batch invisible for 2
+   * minutes at a time, renewed every minute while the wakes run, so a step Lambda kills gives
+   * its wakes back within about 2 minutes (lambdas/harness-step/handler.ts).
    */
   readonly visibilityTimeout: Duration;
   /**
@@ -34,6 +50,9 @@ export class WakeQueue extends Construct {
   constructor(scope: Construct, id: string, props: WakeQueueProps) {
     super(scope, id);
     this.maxReceiveCount = props.maxReceiveCount ?? 10;
+    if (props.visibilityTimeout.toSeconds() > MAX_VISIBILITY.toSeconds()) {
+      throw new Error(`the wake queue visibility timeout is at most ${MAX_VISIBILITY.toHumanString()} (SQS's limit)`);
+    }
     this.visibilityTimeout = props.visibilityTimeout;
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetters', {
       fifo: true,

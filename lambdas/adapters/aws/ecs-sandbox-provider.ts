@@ -14,6 +14,9 @@
  * (the task is stopped), a recipe that fails (repository, packages; the task is stopped). No
  * message carries a capability.
  *
+ * A provisioning whose `signal` aborts (the harness step's deadline, an interrupt) stops waiting,
+ * stops the task it started, and rejects with the signal's reason.
+ *
  * release: `StopTask`; a task that is already stopped or unknown is fine.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -122,7 +125,17 @@ export function taskPrivateIp(task: Task): string | undefined {
   return undefined;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Wait `ms`, or until `signal` aborts. */
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 const duration = (ms: number) => (ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`);
 
 export class EcsSandboxProvider implements SandboxProvider {
@@ -147,6 +160,8 @@ export class EcsSandboxProvider implements SandboxProvider {
           `Fargate task overrides allow about ${MAX_RECIPE_CHARS}`,
       );
     }
+    const { signal } = req;
+    if (signal?.aborted) throw signal.reason;
     const bootstrap = randomBytes(32).toString('base64url');
     let out: RunTaskCommandOutput;
     try {
@@ -205,10 +220,16 @@ export class EcsSandboxProvider implements SandboxProvider {
     const id = shortTaskId(taskArn);
     this.logger.info?.('sandbox task started', { sessionId: req.sessionId, sandbox: req.name, taskArn });
 
+    // Cut (deadline or interrupt) from here on: stop the task we started, then give up.
+    const cut = async () => {
+      await this.stop(taskArn, 'corral: provisioning cut short (harness step deadline or interrupt)');
+      return signal!.reason;
+    };
     let ip: string;
     try {
-      ip = await this.waitRunning(taskArn);
+      ip = await this.waitRunning(taskArn, signal);
     } catch (err) {
+      if (signal?.aborted) throw await cut();
       await this.stop(taskArn, 'corral: sandbox did not start');
       throw err;
     }
@@ -223,11 +244,16 @@ export class EcsSandboxProvider implements SandboxProvider {
     });
     let notes: string[];
     try {
-      ({ notes } = await waitHealthy(endpoint, { timeoutMs: this.healthTimeoutMs, intervalMs: this.pollIntervalMs, signal: stopped.signal }));
+      ({ notes } = await waitHealthy(endpoint, {
+        timeoutMs: this.healthTimeoutMs,
+        intervalMs: this.pollIntervalMs,
+        signal: signal ? AbortSignal.any([stopped.signal, signal]) : stopped.signal,
+      }));
     } catch (err) {
       const abort = stopped.signal.aborted;
       stopped.abort();
       await watching;
+      if (signal?.aborted) throw await cut();
       if (abort && stopReason) throw new Error(`sandbox task ${id} stopped while starting: ${stopReason}`);
       await this.stop(taskArn, 'corral: sandbox did not become healthy');
       if (err instanceof SandboxSetupError) throw new SandboxSetupError(err.type, `${err.type}: ${err.message}`);
@@ -242,8 +268,9 @@ export class EcsSandboxProvider implements SandboxProvider {
     // Retire the bootstrap capability (visible in DescribeTasks) for one only we know.
     let secret: SandboxEndpoint;
     try {
-      secret = await new SandboxClient(endpoint).rotateCapability(randomBytes(32).toString('base64url'));
+      secret = await new SandboxClient(endpoint).rotateCapability(randomBytes(32).toString('base64url'), { signal });
     } catch (err) {
+      if (signal?.aborted) throw await cut();
       await this.stop(taskArn, 'corral: capability rotation failed');
       throw new Error(`sandbox task ${id} started but did not accept its capability: ${(err as Error).message}`);
     }
@@ -256,11 +283,12 @@ export class EcsSandboxProvider implements SandboxProvider {
   }
 
   /** DescribeTasks until RUNNING with an address; throws if it stops, vanishes or takes too long. */
-  private async waitRunning(taskArn: string): Promise<string> {
+  private async waitRunning(taskArn: string, signal?: AbortSignal): Promise<string> {
     const id = shortTaskId(taskArn);
     const deadline = Date.now() + this.startTimeoutMs;
     let last = 'PROVISIONING';
     for (;;) {
+      if (signal?.aborted) throw signal.reason;
       const task = await this.describe(taskArn);
       if (!task) throw new Error(`sandbox task ${id} disappeared while starting (DescribeTasks does not know it)`);
       last = task.lastStatus ?? last;
@@ -274,7 +302,7 @@ export class EcsSandboxProvider implements SandboxProvider {
       if (Date.now() + this.pollIntervalMs > deadline) {
         throw new Error(`sandbox task ${id} did not reach RUNNING within ${duration(this.startTimeoutMs)} (last status ${last}); it was stopped`);
       }
-      await sleep(this.pollIntervalMs);
+      await sleep(this.pollIntervalMs, signal);
     }
   }
 

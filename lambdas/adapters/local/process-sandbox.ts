@@ -232,6 +232,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
     const key = `${req.sessionId}\0${req.name}`;
     return this.withLock(key, async () => {
+      if (req.signal?.aborted) throw req.signal.reason;
       const previous = this.owned(req.sessionId, req.name);
       if (previous) await this.stop(previous);
       return this.start(req);
@@ -444,11 +445,14 @@ export class ProcessSandboxProvider implements SandboxProvider {
       const health = await waitHealthy(endpoint, {
         timeoutMs: gitLine ? Math.max(this.healthTimeoutMs, GIT_TIMEOUT_MS) : this.healthTimeoutMs,
         intervalMs: 50,
-        signal: died.signal,
+        signal: req.signal ? AbortSignal.any([died.signal, req.signal]) : died.signal,
       });
       notes.push(...health.notes);
     } catch (err) {
+      // Cut by the caller (the harness step's deadline, an interrupt): stopped, nothing left running.
+      const cut = req.signal?.aborted === true && !died.signal.aborted;
       await this.stop(sandbox);
+      if (cut) throw req.signal!.reason;
       if (err instanceof SandboxSetupError) throw new SandboxSetupError(err.type, `${err.type}: ${err.message}`);
       const detail = stderrTail.trim() ? `; agent stderr: ${stderrTail.trim().slice(-2000)}` : '';
       if (died.signal.aborted) {

@@ -4,7 +4,7 @@ import type { EnvironmentService } from '../resources/environments.js';
 import type { Session, SessionService } from '../resources/sessions.js';
 import type { SandboxManager } from '../sandbox/manager.js';
 import { DEFAULT_SANDBOX } from '../sandbox/manager.js';
-import type { SandboxRecipe } from '../sandbox/types.js';
+import { StepDeadlineError, type SandboxRecipe } from '../sandbox/types.js';
 import { makeEvent, type EventBody, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
 import type { LeaseManager, Lease } from '../session/lease.js';
 import type { EventLog } from '../session/log.js';
@@ -47,6 +47,13 @@ export interface HarnessOptions {
   contextBudgetEvents?: number;
   /** Steps one wake takes before it hands the session to a new wake (default 200). */
   maxStepsPerWake?: number;
+  /**
+   * With a deadline, a wake does not start a model call (or a compaction) with less than this
+   * much time left, unless it is the wake's first action (so a wake always makes progress): it
+   * hands the session to a fresh wake instead, since a call cut by the deadline is wasted and
+   * counts as a failed attempt. Default 2 minutes.
+   */
+  minModelCallMs?: number;
   /** List prices for session budgets. */
   prices?: Record<string, ModelPrice>;
   /**
@@ -62,7 +69,10 @@ export type WakeResult =
   | { status: 'done' }
   /** Another harness holds the session; try again after `retryAfterMs`. */
   | { status: 'busy'; retryAfterMs: number }
-  /** The deadline came first; a wake for the rest was queued. */
+  /**
+   * The deadline came first (before an action, or cutting one short); the cursor was saved and
+   * a wake for the rest was queued.
+   */
   | { status: 'yielded' }
   | { status: 'gone' };
 
@@ -128,6 +138,13 @@ export class Harness {
     this.maxModelAttempts = opts.maxModelAttempts ?? DEFAULT_MAX_MODEL_ATTEMPTS;
   }
 
+  /**
+   * Run the session until there is nothing to do, or until `deadline` (epoch ms). The deadline
+   * reaches every long call: a model call is aborted at it, a sandbox tool call stops waiting
+   * (the tool goes on in the sandbox and the next wake picks its result up by idempotency key),
+   * a provisioning is stopped. A wake cut that way saves its cursor, queues its continuation and
+   * returns `yielded`, as one that reaches the deadline between actions does.
+   */
   async wake(sessionId: string, opts: { deadline?: number; owner?: string } = {}): Promise<WakeResult> {
     let session: Session;
     try {
@@ -148,8 +165,18 @@ export class Harness {
         () => lost.abort(),
       );
     }, this.deps.leases.renewEveryMs);
+    // Aborts the action in flight when the deadline comes (a timer past 2^31-1 ms would fire at once).
+    const cut = new AbortController();
+    const untilDeadline = opts.deadline === undefined ? Infinity : opts.deadline - Date.now();
+    const cutTimer = untilDeadline < 2 ** 31 - 1 ? setTimeout(() => cut.abort(new StepDeadlineError()), Math.max(0, untilDeadline)) : undefined;
+    const minModelCallMs = this.opts.minModelCallMs ?? 120_000;
     let state: TurnState | null = null;
     let saved = 0;
+    const handOn = async (st: TurnState): Promise<WakeResult> => {
+      if (st.position > saved) saved = await this.saveCursor(sessionId, st, saved);
+      await this.deps.queue.wake(sessionId);
+      return { status: 'yielded' };
+    };
     try {
       if (lease.takeover) await this.fence(sessionId, lease);
       state = await this.loadCursor(sessionId);
@@ -171,15 +198,22 @@ export class Harness {
           if (state.position > saved) saved = await this.saveCursor(sessionId, state, saved);
           return { status: 'done' };
         }
-        // Out of time, or a long run of steps: hand the rest to a fresh wake.
-        if ((opts.deadline !== undefined && Date.now() >= opts.deadline) || steps >= (this.opts.maxStepsPerWake ?? 200)) {
-          if (state.position > saved) saved = await this.saveCursor(sessionId, state, saved);
-          await this.deps.queue.wake(sessionId);
-          return { status: 'yielded' };
+        // Out of time, too little time left for a model call, or a long run of steps: hand the
+        // rest to a fresh wake.
+        const remaining = opts.deadline === undefined ? Infinity : opts.deadline - Date.now();
+        const callsModel = decision.kind === 'call_model' || decision.kind === 'compact';
+        if (remaining <= 0 || (callsModel && steps > 0 && remaining < minModelCallMs) || steps >= (this.opts.maxStepsPerWake ?? 200)) {
+          return await handOn(state);
         }
         try {
-          await this.perform(session, lost.signal, state, decision);
+          await this.perform(session, { lost: lost.signal, cut: cut.signal, deadline: opts.deadline }, state, decision);
         } catch (err) {
+          if (err instanceof StepDeadlineError) {
+            // Cut short: what the action did write is folded in before the cursor is saved.
+            this.log.info('the deadline cut an action short; handing the session to a new wake', { sessionId, action: decision.kind });
+            state = foldEvents(state, await this.deps.events.getEvents(sessionId, { from: state.position + 1 }));
+            return await handOn(state);
+          }
           if (err instanceof PositionConflictError) {
             // Another writer got there first: read what it wrote and decide again.
             this.log.info('position conflict; reading the log again', { sessionId, position: err.position });
@@ -199,6 +233,7 @@ export class Harness {
       throw err;
     } finally {
       clearInterval(renew);
+      clearTimeout(cutTimer);
       await this.deps.leases.release(lease).catch(() => undefined);
       // An event that arrived after the last read (its wake found us busy) still gets a harness.
       if (state) {
@@ -286,7 +321,12 @@ export class Harness {
     session.usage = next.usage;
   }
 
-  private async perform(session: Session, lost: AbortSignal, state: TurnState, d: Decision) {
+  /**
+   * Perform one decision. `lost` aborts when the lease is lost; `cut` when the step's deadline
+   * comes, at which a long call throws `StepDeadlineError` (after writing what keeps the log whole).
+   */
+  private async perform(session: Session, step: { lost: AbortSignal; cut: AbortSignal; deadline?: number }, state: TurnState, d: Decision) {
+    const { lost } = step;
     const sessionId = session.id;
     const tail = state.position;
     const append = (bodies: Array<EventBody | SessionEvent>) => this.append(sessionId, tail, bodies);
@@ -332,13 +372,13 @@ export class Harness {
         await append([idle({ type: 'budget_reached' })]);
         return;
       case 'run_tool':
-        await this.runTool(session, tail, lost, d.tool);
+        await this.runTool(session, tail, step, d.tool);
         return;
       case 'compact':
-        await this.compact(session, state);
+        await this.compact(session, state, step.cut);
         return;
       case 'call_model':
-        await this.callModel(session, state, lost, d.attempt);
+        await this.callModel(session, state, step, d.attempt);
         return;
     }
   }
@@ -476,11 +516,13 @@ export class Harness {
     return { tools, errors };
   }
 
-  private async callModel(session: Session, state: TurnState, lost: AbortSignal, attempt: number) {
+  private async callModel(session: Session, state: TurnState, step: { lost: AbortSignal; cut: AbortSignal }, attempt: number) {
+    const { lost, cut } = step;
     const sessionId = session.id;
     if (attempt > 1) {
       const delay = this.opts.retryDelayMs?.(attempt - 1) ?? Math.min(30_000, 1000 * 2 ** (attempt - 2)) * (0.5 + Math.random() / 2);
-      await sleep(delay, lost);
+      await sleep(delay, AbortSignal.any([lost, cut]));
+      if (cut.aborted && !lost.aborted) throw new StepDeadlineError('the retry delay');
     }
     const { view, toolbox, errors } = await this.view(session, state);
     const opened = await this.append(sessionId, state.position, [...errors, { type: 'span.model_request_start' }]);
@@ -500,7 +542,7 @@ export class Harness {
           maxTokens: this.opts.maxTokens ?? 8192,
           cache: true,
         },
-        { signal: controller.signal },
+        { signal: AbortSignal.any([controller.signal, cut]) },
       );
     } catch (err) {
       stopWatching();
@@ -508,7 +550,14 @@ export class Harness {
         if (lost.aborted) throw new LeaseLostError(sessionId);
         return; // interrupted: the next decision closes the request and the turn
       }
-      const e = err instanceof ModelError ? err : new ModelError('model_request_failed_error', true, String((err as Error)?.message ?? err));
+      // Cut by the deadline: the request is closed as a failed attempt (so a call that never fits
+      // in a step cannot loop forever), and a new wake retries it.
+      const byDeadline = cut.aborted;
+      const e = byDeadline
+        ? new ModelError('model_request_failed_error', true, "the model call did not finish before the harness step's deadline; it is tried again in a new step")
+        : err instanceof ModelError
+          ? err
+          : new ModelError('model_request_failed_error', true, String((err as Error)?.message ?? err));
       this.opts.observer?.modelCall?.({ sessionId, timeToFirstTokenMs: null, durationMs: Date.now() - started, ok: false });
       const exhausted = e.retryable && attempt >= this.maxModelAttempts;
       const retryStatus = !e.retryable ? 'terminal' : exhausted ? 'exhausted' : 'retrying';
@@ -521,6 +570,7 @@ export class Harness {
         bodies.push({ type: 'session.status_idle', stop_reason: { type: exhausted ? 'retries_exhausted' : 'end_turn' }, stop_details: null });
       }
       await this.appendAfter(sessionId, position, bodies);
+      if (byDeadline) throw new StepDeadlineError('the model call');
       return;
     }
     stopWatching();
@@ -538,7 +588,7 @@ export class Harness {
    * `agent.thread_context_compacted`. The view then starts after it; the summarised events stay
    * in the log, readable with `getEvents` and, for the model, `read_session_log`.
    */
-  private async compact(session: Session, state: TurnState) {
+  private async compact(session: Session, state: TurnState, cut: AbortSignal) {
     const sessionId = session.id;
     const events = await this.deps.events.getEvents(sessionId, { from: state.view.start });
     const budgetChars = (this.opts.contextBudgetTokens ?? 100_000) * 4;
@@ -568,13 +618,16 @@ export class Harness {
       const instruction = { type: 'text', text: SUMMARY_PROMPT };
       if (messages.length && messages[messages.length - 1].role === 'user') messages[messages.length - 1].content.push(instruction);
       else messages.push({ role: 'user', content: [instruction] });
-      const response = await this.deps.model.complete({
-        model: session.agent.model.id,
-        system: session.agent.system ?? undefined,
-        messages: messages as never,
-        tools: [],
-        maxTokens: 4096,
-      });
+      const response = await this.deps.model.complete(
+        {
+          model: session.agent.model.id,
+          system: session.agent.system ?? undefined,
+          messages: messages as never,
+          tools: [],
+          maxTokens: 4096,
+        },
+        { signal: cut },
+      );
       summary = response.content
         .filter((b) => b.type === 'text')
         .map((b) => String((b as { text?: unknown }).text ?? ''))
@@ -584,6 +637,8 @@ export class Harness {
       // A summary must leave room for the conversation that follows it.
       if (summary.length > budgetChars / 4) summary = `${summary.slice(0, budgetChars / 4)}\n[summary cut short]`;
     } catch (err) {
+      // Cut by the deadline: nothing written; the next wake compacts afresh.
+      if (cut.aborted) throw new StepDeadlineError('the summary');
       this.log.warn('summary failed; compacting with a plain note', { sessionId, error: String((err as Error)?.message ?? err) });
       summary =
         `(No summary could be written. Events ${state.view.start} to ${upTo} are out of view; ` +
@@ -646,7 +701,8 @@ export class Harness {
     return bodies;
   }
 
-  private async runTool(session: Session, tail: number, lost: AbortSignal, tool: OpenTool) {
+  private async runTool(session: Session, tail: number, step: { lost: AbortSignal; deadline?: number }, tool: OpenTool) {
+    const { lost } = step;
     const sessionId = session.id;
     if (tool.confirmation?.result === 'deny') {
       const why = tool.confirmation.deny_message ? `: ${tool.confirmation.deny_message}` : '.';
@@ -676,6 +732,9 @@ export class Harness {
       const report = await this.deps.sandboxes.execute(sessionId, String(sandbox), await this.recipe(session), route.tool, input, {
         idempotencyKey: toolUse.id,
         signal: controller.signal,
+        // At the deadline the manager stops waiting (or provisioning) and throws StepDeadlineError;
+        // the tool goes on in the sandbox, and the next wake's call with this key gets its result.
+        ...(step.deadline !== undefined ? { deadline: step.deadline } : {}),
       });
       this.opts.observer?.toolCall?.({
         sessionId,

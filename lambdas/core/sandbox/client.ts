@@ -9,6 +9,7 @@ import http from 'node:http';
 import {
   SandboxSetupError,
   SandboxUnavailableError,
+  StepDeadlineError,
   type ExecuteOptions,
   type SandboxEndpoint,
   type ToolOutput,
@@ -209,6 +210,10 @@ export class SandboxClient {
     if (bytes > MAX_REQUEST_BYTES) {
       return { output: `sandbox rejected the request: request body of ${bytes} bytes is larger than ${MAX_REQUEST_BYTES} bytes`, isError: true };
     }
+    // The step's deadline bounds how long we wait, not how long the tool runs (see ExecuteOptions).
+    const waitMs = opts.deadline === undefined ? Infinity : opts.deadline - Date.now();
+    if (waitMs <= 0) throw new StepDeadlineError(`the ${tool} call`);
+    const cutByDeadline = waitMs < timeoutMs;
     let res: RawResponse;
     try {
       res = await rawRequest(this.endpoint, {
@@ -216,11 +221,12 @@ export class SandboxClient {
         path: '/execute',
         headers: { authorization: `Bearer ${this.endpoint.capability}` },
         body: payload,
-        timeoutMs,
+        timeoutMs: Math.min(timeoutMs, waitMs),
         signal: opts.signal,
       });
     } catch (err) {
       if (opts.signal?.aborted) throw err;
+      if (cutByDeadline && err instanceof RequestTimeout) throw new StepDeadlineError(`the ${tool} call`);
       throw unavailable(this.endpoint, err);
     }
     const where = describeEndpoint(this.endpoint);

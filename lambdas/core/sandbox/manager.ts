@@ -5,6 +5,7 @@ import { SandboxClient, callTimeoutMs } from './client.js';
 import {
   SandboxSetupError,
   SandboxUnavailableError,
+  StepDeadlineError,
   type ExecuteOptions,
   type SandboxEndpoint,
   type SandboxOwner,
@@ -144,9 +145,11 @@ export class SandboxManager {
     let provisionMs = 0;
     const notes: string[] = [];
     const budgetMs = opts.timeoutMs ?? callTimeoutMs(tool, input);
+    // Provisioning stops at the step's deadline or the user's interrupt, whichever comes first.
+    const cut = cutSignal(opts);
     try {
       for (let attempt = 0; ; attempt++) {
-        const ensured = await this.ensure(sessionId, name, recipe);
+        const ensured = await this.ensure(sessionId, name, recipe, { signal: cut.signal });
         record = ensured.record;
         provisionMs += ensured.provisionMs;
         if (ensured.replaced?.state === 'released') {
@@ -166,6 +169,8 @@ export class SandboxManager {
         if (attempt >= 1) break;
       }
     } catch (err) {
+      // Cut by the deadline or an interrupt: not a sandbox failure; the caller decides.
+      if (err instanceof StepDeadlineError || opts.signal?.aborted) throw err;
       return {
         sandbox: name,
         provisionMs: 0,
@@ -173,6 +178,8 @@ export class SandboxManager {
         output: `could not start sandbox "${name}": ${withoutAddress((err as Error).message)}`,
         ...(err instanceof SandboxSetupError ? { setupError: { type: err.type, message: err.message } } : {}),
       };
+    } finally {
+      cut.dispose();
     }
     const withNotes = (output: string) => (notes.length ? `${notes.join('\n')}\n${output}` : output);
     try {
@@ -181,6 +188,9 @@ export class SandboxManager {
       await putSandboxRecord(this.table, { ...rest, lastUsedAt: new Date().toISOString() }, { ref: record!.ref, state: 'ready' });
       return { ...out, output: withNotes(out.output), sandbox: name, provisionMs };
     } catch (err) {
+      // The step's deadline: the call goes on in the sandbox (so it stays busy), and the next
+      // call with the same idempotency key picks its result up.
+      if (err instanceof StepDeadlineError) throw err;
       if (!(err instanceof SandboxUnavailableError)) {
         // Aborted (the user interrupted) or a bug: the sandbox is not busy on our account any more.
         const { busyUntil: _busy, ...rest } = record!;
@@ -211,11 +221,13 @@ export class SandboxManager {
     sessionId: string,
     name: string,
     recipe: SandboxRecipe,
+    opts: { signal?: AbortSignal } = {},
   ): Promise<{ record: SandboxRecord; provisionMs: number; notes: string[]; replaced?: SandboxRecord }> {
     const existing = await this.get(sessionId, name);
     if (existing && existing.state === 'ready') return { record: existing, provisionMs: 0, notes: [] };
     const started = Date.now();
-    const provisioned = await this.provider.provision({ sessionId, name, recipe });
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    const provisioned = await this.provider.provision({ sessionId, name, recipe, ...(opts.signal ? { signal: opts.signal } : {}) });
     const now = new Date().toISOString();
     const record: SandboxRecord = {
       sessionId,
@@ -290,6 +302,29 @@ export class SandboxManager {
     }
     await this.provider.releaseAll?.(sessionId);
   }
+}
+
+/**
+ * A signal that aborts at `opts.deadline` (with `StepDeadlineError`) or with `opts.signal`;
+ * `dispose` clears its timer.
+ */
+function cutSignal(opts: ExecuteOptions): { signal?: AbortSignal; dispose(): void } {
+  if (opts.deadline === undefined) return { signal: opts.signal, dispose() {} };
+  const controller = new AbortController();
+  const cut = () => controller.abort(new StepDeadlineError('provisioning the sandbox'));
+  const ms = opts.deadline - Date.now();
+  // setTimeout fires at once for delays past 2^31-1 ms; a deadline that far away never cuts.
+  const timer = ms <= 0 ? (cut(), undefined) : ms < 2 ** 31 - 1 ? setTimeout(cut, ms) : undefined;
+  const onAbort = () => controller.abort(opts.signal!.reason);
+  if (opts.signal?.aborted) onAbort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    dispose() {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    },
+  };
 }
 
 /**

@@ -36,6 +36,12 @@ export interface ProvisionRequest {
   /** Sandbox name within the session (`default` unless the model asks for another). */
   name: string;
   recipe: SandboxRecipe;
+  /**
+   * Aborts provisioning (the harness step's deadline, or the user's interrupt): the provider
+   * stops waiting, stops whatever it started for this request, and rejects with the signal's
+   * reason. Nothing half-started is left running.
+   */
+  signal?: AbortSignal;
 }
 
 /** A provisioned sandbox as a provider describes it; persisted so a stateless harness can find it. */
@@ -81,6 +87,25 @@ export interface ExecuteOptions {
   /** Upper bound for the whole call, including the tool's own timeout. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Epoch ms after which the caller stops waiting for the answer (the harness step's deadline).
+   * The tool's own timeout is not shortened: the call goes on in the sandbox, which keeps its
+   * result under the idempotency key, so calling again with the same key after the deadline
+   * joins the running call or returns its result; the tool never runs twice. Reaching the
+   * deadline rejects with `StepDeadlineError`, and a provisioning it cuts is stopped.
+   */
+  deadline?: number;
+}
+
+/**
+ * The harness step's deadline came before an action finished. Not a failure of the sandbox or
+ * the model: the harness saves its place and hands the rest of the session to a new wake.
+ */
+export class StepDeadlineError extends Error {
+  constructor(what = 'the action') {
+    super(`the harness step's deadline came before ${what} finished`);
+    this.name = 'StepDeadlineError';
+  }
 }
 
 /**
