@@ -98,8 +98,16 @@ const epoch = (ms: number) => ms / 1000;
 
 export class EcsEmulator implements Backend {
   readonly tasks = new Map<string, Task>();
+  private readonly reserved: string[] = [];
 
   constructor(private readonly opts: EcsEmulatorOptions) {}
+
+  /** The id the next RunTask gives its task (IAM checks `ecs:TagResource` on the task's ARN first). */
+  reserveTaskId(): string {
+    const id = randomBytes(16).toString('hex');
+    this.reserved.push(id);
+    return id;
+  }
 
   private cluster(ref: unknown) {
     const r = String(ref ?? 'default');
@@ -213,7 +221,7 @@ export class EcsEmulator implements Backend {
     const override = overrides.find((o) => o.name === container.name);
     const environment = { ...container.environment };
     for (const e of override?.environment ?? []) environment[e.name] = e.value;
-    const id = randomBytes(16).toString('hex');
+    const id = this.reserved.shift() ?? randomBytes(16).toString('hex');
     let address: string;
     try {
       address = this.opts.network.join({ name: `sandbox task ${id.slice(0, 8)}`, securityGroups });

@@ -190,7 +190,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const overrides: ModelOverrides = {
       region: REHEARSAL_REGION,
       account: REHEARSAL_ACCOUNT,
-      queueUrl: (name) => `${gatewayUrl}/${REHEARSAL_ACCOUNT}/${name}`,
+      queueUrlBase: `${gatewayUrl}/${REHEARSAL_ACCOUNT}`,
     };
     const model = buildModel(template, assembly, overrides);
     log(`model: ${model.functions.length} functions, ${model.tables.length} tables, ${model.queues.length} queues, ${model.restApi.resources.length} API resources`);
@@ -270,7 +270,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       dataDir: workDir,
     });
     cleanups.push(() => ecs.close());
-    authorizer = createAuthorizer(template, model, { secrets });
+    authorizer = createAuthorizer(template, model, overrides, { secrets, newTaskId: () => ecs.reserveTaskId() });
     Object.assign(backends, {
       dynamodb: httpForwarder(dynamo.endpoint),
       // The emulator knows its queues by its own URLs.
