@@ -180,10 +180,14 @@ export class Follower {
 async function listPages(client: Anthropic, sessionId: string, params: Record<string, unknown> = {}) {
   const events: Event[] = [];
   const pageBytes: number[] = [];
-  const first = await client.beta.sessions.events.list(sessionId, params as Anthropic.Beta.Sessions.EventListParams);
-  for await (const page of first.iterPages()) {
-    pageBytes.push(Buffer.byteLength(JSON.stringify(page.data)));
-    events.push(...(page.data as unknown as Event[]));
+  try {
+    const first = await client.beta.sessions.events.list(sessionId, params as Anthropic.Beta.Sessions.EventListParams);
+    for await (const page of first.iterPages()) {
+      pageBytes.push(Buffer.byteLength(JSON.stringify(page.data)));
+      events.push(...(page.data as unknown as Event[]));
+    }
+  } catch (err) {
+    throw new Error(`listing events, page ${pageBytes.length + 1}: ${message(err)}`);
   }
   return { events, pageBytes };
 }
@@ -200,6 +204,14 @@ function resultWith(events: Event[], marker: string): Event {
 }
 
 const MB = 1024 * 1024;
+
+/** An error as one line; the SDK's API errors already start with their status. */
+function message(err: unknown): string {
+  if (err instanceof Anthropic.APIError && err.status !== undefined && !err.message.startsWith(String(err.status))) {
+    return `${err.status} ${err.message}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -383,10 +395,6 @@ export function percentile(values: number[], p: number): number | null {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-const message = (err: unknown) => {
-  if (err instanceof Anthropic.APIError) return `${err.status ?? 'no status'} ${err.message}`.trim();
-  return err instanceof Error ? err.message : String(err);
-};
 
 /** Resolves when `promise` does, or rejects with `what` when `signal` aborts first. */
 function within<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
