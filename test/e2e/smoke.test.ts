@@ -93,7 +93,9 @@ describe('smoke scenarios (official SDK -> gateway-like proxy -> local runtime -
   }, 300_000);
 
   it('fails the large list scenario when a page does not fit the gateway, and says why', async () => {
-    const gateway = await startGateway(t.runtime.url, 1024 * 1024);
+    // Room for the 2 MB messages the scenario sends (a send answers with them) but not for the
+    // pages of up to 5 MB it then lists: as a gateway in front of a list without a byte bound.
+    const gateway = await startGateway(t.runtime.url, 3 * 1024 * 1024);
     try {
       const results = await runScenarios({
         baseURL: gateway.url,
