@@ -22,6 +22,7 @@ export function sandboxRoutes(s: CorralServices) {
   app.get('/', async (c) => {
     const id = c.req.param('id')!;
     await s.sessions.get(c.get('tenant'), id);
+    // One page: a record is a few hundred bytes, so even thousands of sandboxes fit the page budget.
     const records = await s.sandboxes.list(id);
     return c.json({ data: records.map(publicSandbox), next_page: null });
   });

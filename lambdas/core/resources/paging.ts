@@ -21,6 +21,49 @@ export interface ListParams {
   limit?: number;
   page?: string | null;
   order?: 'asc' | 'desc';
+  /** Largest page in bytes (see {@link PAGE_BYTE_BUDGET}); tests set it lower. */
+  maxBytes?: number;
+}
+
+/**
+ * Most bytes of items one page carries. On AWS every list is answered by a buffered Lambda behind
+ * API Gateway, whose response may not pass 6 MB (API Gateway answers 502 past it); a page stops
+ * before this budget, leaving room for the envelope and headers. `limit` still caps the count.
+ */
+export const PAGE_BYTE_BUDGET = 5 * 1024 * 1024;
+
+/**
+ * Bytes an item takes in a buffered Lambda response: the body is a JSON string inside the proxy
+ * result's JSON, so it is escaped once more (a `"` in a text costs 4 bytes, not 2). Counting it
+ * this way keeps the bound true however the item's text is made.
+ */
+export function responseBytes(item: unknown): number {
+  return Buffer.byteLength(JSON.stringify(JSON.stringify(item))) - 2 + 1; // less the outer quotes, plus a comma
+}
+
+/**
+ * The byte side of a page: `fits` says whether one more item may join it. The first item always
+ * joins (it cannot be split, and a request body, hence any item, is at most 4 MiB), so every page
+ * makes progress.
+ */
+export class PageBudget {
+  private used = 0;
+  private count = 0;
+  constructor(readonly maxBytes: number = PAGE_BYTE_BUDGET) {
+    if (!(maxBytes > 0)) throw new RangeError('maxBytes must be positive');
+  }
+
+  /** Add `item` if it fits (always, when the page is empty); false means the page ends before it. */
+  take(item: unknown, bytes = responseBytes(item)): boolean {
+    if (this.count > 0 && this.used + bytes > this.maxBytes) return false;
+    this.used += bytes;
+    this.count += 1;
+    return true;
+  }
+
+  get bytes(): number {
+    return this.used;
+  }
 }
 
 export interface ListResult<T> {
@@ -37,8 +80,10 @@ export function clampLimit(limit: number | undefined, fallback = 20, max = 100):
 }
 
 /**
- * Page through an ordered source, keeping only items that pass `keep`, until `limit` are found.
- * The cursor is the sort key of the last item looked at, so filtered-out items are never revisited.
+ * Page through an ordered source, keeping only items that pass `keep`, until `limit` are found or
+ * the next item would take the page past `params.maxBytes` (default {@link PAGE_BYTE_BUDGET}).
+ * The cursor is the sort key of the last item looked at (and, when the bytes ran out, not the one
+ * that did not fit), so filtered-out items are never revisited and none is skipped.
  */
 export async function collectPage<T>(
   fetch: (opts: QueryOptions) => Promise<Page<Item>>,
@@ -48,14 +93,20 @@ export async function collectPage<T>(
   map: (item: Item) => T,
 ): Promise<ListResult<T>> {
   const limit = clampLimit(params.limit);
+  const budget = new PageBudget(params.maxBytes);
   let after = decodeCursor(params.page);
   const data: T[] = [];
   let lastSeen: string | undefined;
   for (;;) {
     const page = await fetch({ after, limit: limit - data.length, reverse: params.order === 'desc' });
     for (const item of page.items) {
+      if (keep(item)) {
+        const mapped = map(item);
+        // A page that holds something always has a lastSeen: the next one starts at this item.
+        if (!budget.take(mapped)) return { data, next_page: encodeCursor(lastSeen!) };
+        data.push(mapped);
+      }
       lastSeen = sortKeyOf(item);
-      if (keep(item)) data.push(map(item));
     }
     if (page.last === null) return { data, next_page: null };
     after = page.last;

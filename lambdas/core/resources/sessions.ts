@@ -387,6 +387,7 @@ export class SessionService {
 
   // --- resources (`client.beta.sessions.resources`) -----------------------------------------------
 
+  /** One page always: at most 20 resources of a few KB each (no token), far under the page budget. */
   async listResources(tenant: string, id: string): Promise<ListResult<SessionResource>> {
     const session = await this.get(tenant, id);
     return { data: session.resources as SessionResource[], next_page: null };
