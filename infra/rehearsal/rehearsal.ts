@@ -78,6 +78,8 @@ export interface Rehearsal {
   apiUrl: string;
   apiKey: string;
   workDir: string;
+  /** DynamoDB as the operator reaches it (no IAM in between). */
+  dynamoEndpoint: string;
   gateway: AwsGateway;
   api: RestApiGateway;
   ecs: EcsEmulator;
@@ -399,6 +401,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       apiUrl,
       apiKey,
       workDir,
+      dynamoEndpoint: dynamo.endpoint,
       gateway,
       api,
       ecs,

@@ -1,0 +1,222 @@
+/**
+ * What the rehearsal can show that a real deployment cannot (`scenarios.ts` has the scenarios
+ * both run): after every scenario, that no AWS call was denied by IAM, that API Gateway gave no
+ * 5xx of its own, that no function was killed at its timeout, and that a deleted session's
+ * tasks stopped; and scenarios of its own that reach into the rehearsal: a step whose model call
+ * would outlive the harness timeout, the idle reaper, sandbox handoff between two sessions, MCP
+ * through the credential proxy with a vault credential, and the security groups refusing what
+ * they do not allow.
+ */
+import { DynamoDBClient, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { connect } from 'node:net';
+import type { Rehearsal } from './rehearsal.js';
+import type { Scenario, ScenarioContext, ScenarioHooks, ScenarioResult } from './scenarios.js';
+import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
+import { startTestMcpServer } from '../../test/credential-proxy/fixtures/mcp-server.js';
+
+const text = (t: string) => [{ type: 'text' as const, text: t }];
+const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
+type Event = { type: string; [k: string]: unknown };
+
+function fail(message: string): never {
+  throw new Error(message);
+}
+
+/** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
+export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups'] as const;
+
+/** The rehearsal's checks after each scenario, and its own scenarios. */
+export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi): ScenarioHooks {
+  let denials = 0;
+  let failures = 0;
+  const timeouts = () => [...r.functions.values()].reduce((n, f) => n + f.stats.timeouts, 0);
+  let killed = timeouts();
+  const admin = new DynamoDBClient({ region: r.model.region, endpoint: r.dynamoEndpoint, credentials: { accessKeyId: 'rehearsal-operator', secretAccessKey: 'x' } });
+
+  const afterEach = async (result: ScenarioResult): Promise<string | void> => {
+    const problems: string[] = [];
+    const newDenials = r.gateway.denials.slice(denials);
+    denials = r.gateway.denials.length;
+    for (const d of newDenials) problems.push(`IAM denied ${d.action} on ${d.resource} to ${d.function}`);
+    const newFailures = r.api.failures.slice(failures).filter((f) => f.status >= 500);
+    failures = r.api.failures.length;
+    for (const f of newFailures) problems.push(`API Gateway answered ${f.status} to ${f.method} ${f.path}: ${f.reason}`);
+    const k = timeouts();
+    if (k > killed) problems.push(`${k - killed} function invocation(s) were killed at their timeout`);
+    killed = k;
+    // Deleted sessions stop their tasks (the scenarios delete every session they made).
+    await new Promise((res) => setTimeout(res, 200));
+    const left = r.ecs.running().filter((t) => t.tags.some((tag) => tag.key === 'corral:session' && result.sessionIds.includes(tag.value)));
+    if (left.length) problems.push(`${left.length} task(s) of deleted sessions still run`);
+    return problems.length ? problems.join('; ') : undefined;
+  };
+
+  async function runTurn(ctx: ScenarioContext, session: string, prompt: string, reason = 'end_turn') {
+    const stream = await ctx.follow(session);
+    await ctx.client.beta.sessions.events.send(session, { events: [{ type: 'user.message', content: text(prompt) }] });
+    await stream.idle(reason);
+    stream.close();
+    return stream.events as Event[];
+  }
+
+  const scenarios: Scenario[] = [
+    {
+      name: 'step-deadline',
+      proves: 'a model call that would outlive the harness function ends before Lambda kills it; the turn goes on in a new step',
+      timeoutMs: 240_000,
+      async run(ctx) {
+        const harness = r.fn('HarnessStepFunction');
+        const timeoutsBefore = harness.stats.timeouts;
+        const session = await ctx.newSession();
+        const marker = ctx.marker('deadline');
+        // The model hangs for longer than the harness function's whole timeout, then answers.
+        fake.push({ kind: 'hang' }, { kind: 'text', text: `answered after the stall: ${marker}` });
+        const events = await runTurn(ctx, session, 'Please answer.');
+        if (harness.stats.timeouts > timeoutsBefore) fail(`the harness was killed at its ${harness.fn.timeoutSeconds} s timeout ${harness.stats.timeouts - timeoutsBefore} time(s)`);
+        const answer = events.find((e) => e.type === 'agent.message' && JSON.stringify(e.content).includes(marker));
+        if (!answer) fail('the turn did not go on after the stalled model call');
+        const retried = events.filter((e) => e.type === 'session.error');
+        return `stalled call cut before the ${harness.fn.timeoutSeconds} s timeout (${retried.length} session.error, retried), then answered`;
+      },
+    },
+    {
+      name: 'idle-reaper',
+      proves: 'the scheduled reaper stops a sandbox nobody used, with its own role, and the next call gets a fresh one',
+      timeoutMs: 180_000,
+      async run(ctx) {
+        const session = await ctx.newSession();
+        const marker = ctx.marker('reaper');
+        await runTurn(ctx, session, `Use bash to run \`echo ${marker}\` and tell me what it printed.`);
+        const tasksOf = () => r.ecs.running().filter((t) => t.tags.some((tag) => tag.key === 'corral:session' && tag.value === session));
+        if (tasksOf().length !== 1) fail(`expected one running task for the session, found ${tasksOf().length}`);
+        // Make the sandbox look idle for an hour (as an operator could see it in the table).
+        const table = r.model.outputs.StateTableName;
+        const items = await admin.send(new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk AND begins_with(sk, :s)', ExpressionAttributeValues: { ':pk': { S: `session#${session}` }, ':s': { S: 'sandbox#' } } }));
+        if (!items.Items?.length) fail('no sandbox record in the state table');
+        const old = new Date(Date.now() - 3_600_000).toISOString();
+        for (const item of items.Items) {
+          const record = JSON.parse(JSON.stringify(item.record));
+          record.M.lastUsedAt = { S: old };
+          const name = item.sk.S!.slice('sandbox#'.length);
+          await admin.send(
+            new UpdateItemCommand({
+              TableName: table,
+              Key: { pk: item.pk, sk: item.sk },
+              UpdateExpression: 'SET lastUsedAt = :t, gsi1sk = :g, #r = :r',
+              ExpressionAttributeNames: { '#r': 'record' },
+              ExpressionAttributeValues: { ':t': { S: old }, ':g': { S: `${old}#${session}#${name}` }, ':r': record },
+            }),
+          );
+        }
+        const out = (await r.runSchedule('SandboxReaper')) as { reaped?: number; failed?: number };
+        if (!out?.reaped) fail(`the reaper reaped nothing: ${JSON.stringify(out)}`);
+        if (tasksOf().length) fail('the reaped sandbox task still runs');
+        const again = ctx.marker('after-reap');
+        const events = await runTurn(ctx, session, `Use bash to run \`echo ${again}\` and tell me what it printed.`);
+        const result = events.find((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content).includes(again));
+        if (!result) fail('the call after the reap did not run in a fresh sandbox');
+        return `reaped ${out.reaped} sandbox(es); the next call started a fresh task`;
+      },
+    },
+    {
+      name: 'sandbox-handoff',
+      proves: 'a running sandbox moves from one session to another (capability rotated by the API function) and keeps its files',
+      timeoutMs: 240_000,
+      async run(ctx) {
+        const from = await ctx.newSession();
+        const to = await ctx.newSession();
+        const marker = ctx.marker('handoff');
+        await runTurn(ctx, from, `Use bash to run \`echo ${marker} > handed.txt && cat handed.txt\` and tell me what it printed.`);
+        // The receiving session must be idle; it is (it never ran). Hand the default sandbox over.
+        await ctx.client.post(`/v1/sessions/${from}/sandboxes/default/handoff`, { body: { to_session_id: to }, ...BETA });
+        const events = await runTurn(ctx, to, 'Use bash to run `cat handed.txt` and tell me what it printed.');
+        const read = events.find((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content).includes(marker));
+        if (!read) fail(`the receiving session did not find the file: ${JSON.stringify(events.filter((e) => e.type === 'agent.tool_result').map((e) => e.content)).slice(0, 300)}`);
+        return 'the file written in the first session was read in the second';
+      },
+    },
+    {
+      name: 'mcp-through-proxy',
+      proves: 'an MCP tool call goes through the credential proxy function with the vault credential, and the token appears in no event',
+      timeoutMs: 180_000,
+      async run(ctx) {
+        const token = `rehearsal-mcp-${ctx.marker('token')}`;
+        const mcp = await startTestMcpServer({ token });
+        try {
+          const vault = await ctx.client.beta.vaults.create({ display_name: 'rehearsal vault' });
+          await ctx.client.beta.vaults.credentials.create(vault.id, { auth: { type: 'static_bearer', token, mcp_server_url: mcp.url }, display_name: 'crm' });
+          const agent = await ctx.client.beta.agents.create({
+            name: 'rehearsal-mcp',
+            model: ctx.model,
+            mcp_servers: [{ name: 'crm', type: 'url', url: mcp.url }],
+            tools: [{ type: 'mcp_toolset', mcp_server_name: 'crm', default_config: { permission_policy: { type: 'always_allow' } } }],
+          });
+          const envs = await ctx.client.beta.environments.create({ name: 'rehearsal-mcp', config: { type: 'cloud' } });
+          const session = (await ctx.client.beta.sessions.create({ agent: agent.id, environment_id: envs.id, vault_ids: [vault.id] })).id;
+          fake.push({ kind: 'tool_use', calls: [{ name: 'mcp__crm__lookup_customer', input: { name: 'Ada' } }] });
+          try {
+            const events = await runTurn(ctx, session, 'Who is Ada?');
+            const result = events.find((e) => e.type === 'agent.mcp_tool_result');
+            if (!result) fail(`no agent.mcp_tool_result: ${events.map((e) => e.type).join(', ')}`);
+            if (result.is_error) fail(`the MCP call failed: ${JSON.stringify(result.content).slice(0, 300)}`);
+            const all = await ctx.client.beta.sessions.events.list(session, { limit: 100 });
+            if (JSON.stringify(all.data).includes(token)) fail('the token appears in the session log');
+            return `MCP tool answered through the proxy: ${JSON.stringify(result.content).slice(0, 80)}`;
+          } finally {
+            await ctx.client.beta.sessions.delete(session).catch(() => undefined);
+          }
+        } finally {
+          await mcp.close();
+        }
+      },
+    },
+    {
+      name: 'security-groups',
+      proves: 'a sandbox task is reachable from the harness and from nothing else: the VPC refuses what no security group allows',
+      timeoutMs: 180_000,
+      async run(ctx) {
+        const session = await ctx.newSession();
+        const marker = ctx.marker('sg');
+        await runTurn(ctx, session, `Use bash to run \`echo ${marker}\` and tell me what it printed.`);
+        const task = r.ecs.running().find((t) => t.tags.some((tag) => tag.key === 'corral:session' && tag.value === session));
+        if (!task) fail('no task for the session');
+        const port = r.model.taskDefinitions[0].containers[0].ports[0];
+        const attempt = (localAddress?: string) =>
+          new Promise<'connected' | 'refused'>((resolve) => {
+            const s = connect({ host: task.address, port, localAddress });
+            s.once('connect', () => {
+              s.once('close', () => resolve('refused'));
+              s.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+              s.once('data', () => {
+                s.destroy();
+                resolve('connected');
+              });
+            });
+            s.once('error', () => resolve('refused'));
+          });
+        const addressOf = (prefix: string) => {
+          const f = r.fn(prefix);
+          return f.fn.runtimeEnvironment.CORRAL_REHEARSAL_SOURCE_ADDRESS;
+        };
+        const results: string[] = [];
+        const harness = addressOf('HarnessStepFunction');
+        if (!harness) fail('the harness is not in the VPC');
+        if ((await attempt(harness)) !== 'connected') fail('the harness cannot reach its sandbox');
+        results.push('harness: allowed');
+        const proxy = addressOf('CredentialProxyFunction');
+        if (proxy) {
+          const refusalsBefore = r.network.refusals.length;
+          if ((await attempt(proxy)) !== 'refused') fail('the credential proxy reached a sandbox: no security group allows that');
+          if (r.network.refusals.length === refusalsBefore) fail('the refusal was not recorded');
+          results.push('credential proxy: refused');
+        }
+        if ((await attempt()) !== 'refused') fail('a caller outside the VPC reached a sandbox');
+        results.push('outside the VPC: refused');
+        return results.join(', ');
+      },
+    },
+  ];
+  if (scenarios.map((s) => s.name).join() !== REHEARSAL_SCENARIOS.join()) throw new Error('REHEARSAL_SCENARIOS is out of date');
+  return { scenarios, afterEach };
+}
+

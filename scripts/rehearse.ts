@@ -1,0 +1,135 @@
+/**
+ * The deploy rehearsal (`npm run rehearse`): synthesize the CDK app, run the stack as the
+ * template describes it on this machine (infra/rehearsal/rehearsal.ts), and drive it with the
+ * official SDK through every scenario (the smoke scenarios plus the rehearsal's own). Prints a
+ * table and what each function called, and exits non-zero when anything failed.
+ *
+ *   npm run rehearse [-- --only name,... --dynamodb dynalite|dynamodb-local --keep --json]
+ *
+ * The rehearsal synthesizes with `harnessTimeoutMinutes=1` (so a step that would outlive the
+ * function is rehearsed in a minute, not fifteen) and the scripted model as the Messages API.
+ */
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { startRehearsal, type Rehearsal } from '../infra/rehearsal/rehearsal.js';
+import { REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
+import { runScenarios, selectScenarios, timeToFirstTokenSummary, type ScenarioResult } from '../infra/rehearsal/scenarios.js';
+import { startFakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
+
+export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1' } as const;
+
+export interface RehearseOptions {
+  only?: string[];
+  dynamodb?: 'dynalite' | 'dynamodb-local';
+  keepWorkDir?: boolean;
+  log?: (line: string) => void;
+  onResult?: (r: ScenarioResult) => void;
+}
+
+export interface RehearseReport {
+  results: ScenarioResult[];
+  /** Calls each function made, by `function service:Operation`. */
+  calls: Array<[string, number]>;
+  denials: Rehearsal['gateway']['denials'];
+  refusals: Rehearsal['network']['refusals'];
+  functionStats: Record<string, Rehearsal['functions'] extends Map<string, infer F> ? F extends { stats: infer S } ? S : never : never>;
+  workDir: string;
+}
+
+export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseReport> {
+  const log = opts.log ?? (() => undefined);
+  const fake = await startFakeMessagesApi();
+  let r: Rehearsal | undefined;
+  try {
+    r = await startRehearsal({
+      context: { ...REHEARSAL_CONTEXT, anthropicBaseUrl: fake.url },
+      dynamodb: opts.dynamodb,
+      keepWorkDir: opts.keepWorkDir,
+      log,
+    });
+    log(`rehearsed API at ${r.apiUrl} (work directory ${r.workDir})`);
+    const hooks = rehearsalHooks(r, fake);
+    const results = await runScenarios({
+      baseURL: r.apiUrl,
+      apiKey: r.apiKey,
+      only: opts.only,
+      hooks,
+      clientOptions: { maxRetries: 2 },
+      onResult: opts.onResult,
+    });
+    return {
+      results,
+      calls: [...r.gateway.calls.entries()].sort(([a], [b]) => a.localeCompare(b)),
+      denials: [...r.gateway.denials],
+      refusals: [...r.network.refusals],
+      functionStats: Object.fromEntries([...r.functions.entries()].map(([id, f]) => [id, { ...f.stats }])),
+      workDir: r.workDir,
+    };
+  } finally {
+    await r?.stop();
+    await fake.close();
+  }
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      only: { type: 'string' },
+      dynamodb: { type: 'string' },
+      keep: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log('usage: npm run rehearse [-- --only name,... --dynamodb dynalite|dynamodb-local --keep --json]');
+    return;
+  }
+  if (values.dynamodb && values.dynamodb !== 'dynalite' && values.dynamodb !== 'dynamodb-local') {
+    console.error(`--dynamodb: dynalite or dynamodb-local, not ${values.dynamodb}`);
+    process.exit(2);
+  }
+  const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  // Unknown names fail before anything starts.
+  try {
+    selectScenarios(only, REHEARSAL_SCENARIOS.map((name) => ({ name, proves: '', timeoutMs: 0, run: async () => '' })));
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
+  const started = Date.now();
+  const report = await rehearse({
+    only,
+    dynamodb: values.dynamodb as RehearseOptions['dynamodb'],
+    keepWorkDir: values.keep,
+    log: values.json ? undefined : (l) => console.error(`[rehearsal] ${l}`),
+    onResult: values.json ? undefined : (res) => console.error(`${res.ok ? 'pass' : 'FAIL'}  ${res.name}  ${(res.durationMs / 1000).toFixed(1)} s  ${res.detail}`),
+  });
+  const failed = report.results.filter((x) => !x.ok);
+  if (values.json) {
+    console.log(JSON.stringify(report, null, 2));
+  } else {
+    const rows = report.results.map((x) => [x.ok ? 'pass' : 'FAIL', x.name, `${(x.durationMs / 1000).toFixed(1)} s`, x.detail]);
+    const width = (i: number) => Math.max(...rows.map((row) => row[i].length), 4);
+    console.log('\nscenario results');
+    for (const row of rows) console.log(`  ${row[0].padEnd(4)}  ${row[1].padEnd(width(1))}  ${row[2].padStart(width(2))}  ${row[3]}`);
+    const ttft = timeToFirstTokenSummary(report.results);
+    console.log(`\ntime to first token: ${ttft.count} model calls, p50 ${ttft.p50 ?? '-'} ms, p95 ${ttft.p95 ?? '-'} ms`);
+    console.log('\nAWS calls by function (each checked against its role from the template)');
+    for (const [k, n] of report.calls) console.log(`  ${String(n).padStart(5)}  ${k}`);
+    console.log(`\nIAM denials: ${report.denials.length}`);
+    for (const d of report.denials) console.log(`  ${d.function}: ${d.action} on ${d.resource}`);
+    console.log(`connections refused by security groups: ${report.refusals.length}`);
+    for (const x of report.refusals) console.log(`  ${x.from} -> ${x.to}:${x.port}: ${x.reason}`);
+    console.log(`\n${report.results.length - failed.length} passed, ${failed.length} failed in ${((Date.now() - started) / 1000).toFixed(0)} s${values.keep ? ` (logs in ${report.workDir}/logs)` : ''}`);
+  }
+  process.exit(failed.length ? 1 : 0);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
