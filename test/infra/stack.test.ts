@@ -6,6 +6,8 @@ import type { IConstruct } from 'constructs';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stackPropsFromContext } from '../../infra/lib/context.js';
 import { CorralStack, type CorralStackProps } from '../../infra/lib/corral-stack.js';
+import { RateLimiter, type RateClass } from '../../lambdas/core/resources/rate-limits.js';
+import type { StateTable } from '../../lambdas/core/store.js';
 
 /**
  * Assertions on the synthesized template. Bundling is skipped here (the templates do not depend on
@@ -47,6 +49,18 @@ function readsSecrets(action: string): boolean {
   const pattern = new RegExp('^' + a.slice('secretsmanager:'.length).replace(/\*/g, '.*') + '$');
   return ['getsecretvalue', 'batchgetsecretvalue', 'describesecret', 'listsecretversionids'].some((x) => pattern.test(x));
 }
+
+/** Would this action pattern allow writing a DynamoDB item? */
+function writesItems(action: string): boolean {
+  const a = action.toLowerCase();
+  if (a === '*' || a === 'dynamodb:*') return true;
+  if (!a.startsWith('dynamodb:')) return false;
+  const pattern = new RegExp('^' + a.slice('dynamodb:'.length).replace(/\*/g, '.*') + '$');
+  return ['putitem', 'updateitem', 'deleteitem', 'batchwriteitem', 'partiqlinsert', 'partiqlupdate', 'partiqldelete'].some((x) => pattern.test(x));
+}
+
+/** An IAM `StringLike` pattern as a regular expression (`*` any run, `?` one character). */
+const likePattern = (p: string) => new RegExp('^' + p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
 
 describe('CorralStack template', () => {
   let stack: CorralStack;
@@ -210,6 +224,35 @@ describe('CorralStack template', () => {
     // and the check itself would notice a grant
     expect(['secretsmanager:GetSecretValue', 'secretsmanager:Get*', 'secretsmanager:*', '*'].every(readsSecrets)).toBe(true);
     expect(readsSecrets('secretsmanager:CreateSecret')).toBe(false);
+  });
+
+  it('lets the event stream write nothing but rate-limit counters (the /v1 middleware charges every request)', async () => {
+    const resources = template.toJSON().Resources;
+    const roleId = resources[logicalId(stack, stack.api.streamHandler)].Properties.Role['Fn::GetAtt'][0] as string;
+    const writing = statementsOf(template, roleId).filter((st) => st.Effect === 'Allow' && asArray(st.Action).some(writesItems));
+    expect(writing).toEqual([
+      expect.objectContaining({
+        Action: 'dynamodb:UpdateItem',
+        Resource: { 'Fn::GetAtt': [logicalId(stack, stack.sessionLog.state), 'Arn'] },
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['rate#*'] } },
+      }),
+    ]);
+    // The condition admits the keys the rate limiter really increments, and no other item's.
+    const keys: string[] = [];
+    const table = {
+      increment: async (pk: string) => {
+        keys.push(pk);
+        return 1;
+      },
+    } as unknown as StateTable;
+    const limiter = new RateLimiter(table);
+    for (const kind of ['create', 'write', 'read'] as RateClass[]) await limiter.check('tenant_01', kind);
+    expect(keys).toHaveLength(3);
+    const allowed = likePattern((writing[0].Condition as Record<string, Record<string, string[]>>)['ForAllValues:StringLike']['dynamodb:LeadingKeys'][0]);
+    for (const k of keys) expect(k).toMatch(allowed);
+    for (const other of ['session#sesn_1', 'apikey#abc', 'lease#sesn_1']) expect(other).not.toMatch(allowed);
+    expect(['dynamodb:UpdateItem', 'dynamodb:*', 'dynamodb:Put*', '*'].every(writesItems)).toBe(true);
+    expect(writesItems('dynamodb:GetItem')).toBe(false);
   });
 
   it('runs the idle sandbox reaper on a schedule, allowed only to stop sandbox tasks', () => {

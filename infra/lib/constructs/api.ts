@@ -1,5 +1,6 @@
 import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
@@ -26,6 +27,9 @@ export interface ApiProps {
   /** @default 200 */
   readonly throttlingBurstLimit?: number;
 }
+
+/** Partition keys of the rate-limit counters (`rate#<tenant>#<class>`), the only items the stream writes. */
+export const RATE_LIMIT_KEYS = 'rate#*';
 
 /**
  * The public API: API Gateway (REST, regional) in front of the Hono app (lambdas/api/app.ts),
@@ -67,9 +71,20 @@ export class Api extends Construct {
     props.sessionLog.grantReadWrite(this.handler);
     props.wakeQueue.grantSend(this.handler);
     props.sandboxes.grantRelease(this.handler); // deleting a session stops its sandboxes
-    // The stream only reads: the log, the session head and the API key hashes.
+    // The stream reads the log, the session head and the API key hashes. Its one write is the
+    // `/v1` middleware charging the tenant's rate limit: an atomic increment (UpdateItem) of a
+    // counter item whose partition key is `rate#<tenant>#<class>` (lambdas/core/resources/rate-limits.ts);
+    // the leading-key condition keeps it from writing any other item.
     props.sessionLog.events.grantReadData(this.streamHandler);
     props.sessionLog.state.grantReadData(this.streamHandler);
+    this.streamHandler.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'RateLimitCounters',
+        actions: ['dynamodb:UpdateItem'],
+        resources: [props.sessionLog.state.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [RATE_LIMIT_KEYS] } },
+      }),
+    );
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
