@@ -111,6 +111,26 @@ describe('CorralStack template', () => {
     });
   });
 
+  it('expires rate-limit counters through the state table\'s TTL attribute, which they set in epoch seconds', async () => {
+    const resources = template.toJSON().Resources;
+    expect(resources[logicalId(stack, stack.sessionLog.state)].Properties.TimeToLiveSpecification).toEqual({ AttributeName: 'expiresAt', Enabled: true });
+    expect(resources[logicalId(stack, stack.sessionLog.events)].Properties.TimeToLiveSpecification).toBeUndefined();
+    const writes: Array<Record<string, unknown>> = [];
+    const table = {
+      increment: async (_pk: string, _sk: string, _attr: string, _by: number, extra: Record<string, unknown>) => {
+        writes.push(extra);
+        return 1;
+      },
+    } as unknown as StateTable;
+    const now = Date.parse('2026-03-01T12:00:30Z');
+    await new RateLimiter(table).check('tenant_01', 'read', now);
+    const expiresAt = writes[0]?.expiresAt;
+    expect(typeof expiresAt).toBe('number');
+    // Seconds, not milliseconds: after the window, within minutes of it.
+    expect(expiresAt as number).toBeGreaterThan(now / 1000 + 30);
+    expect(expiresAt as number).toBeLessThan(now / 1000 + 600);
+  });
+
   it('wakes the harness through a FIFO queue with a FIFO dead-letter queue and a visibility timeout longer than a step', () => {
     const queueId = logicalId(stack, stack.wakeQueue.queue);
     const dlqId = logicalId(stack, stack.wakeQueue.deadLetterQueue);
