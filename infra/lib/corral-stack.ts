@@ -19,7 +19,16 @@ export interface HarnessSettings {
   readonly timeout?: Duration;
   /** @default 1 */
   readonly batchSize?: number;
+  /** Most concurrent invocations the wake queue starts. @default - reservedConcurrency, else the account's limit */
   readonly maxConcurrency?: number;
+  /**
+   * Concurrent executions reserved for the harness, so nothing else in the account (open event
+   * streams above all) can starve it. Recommended wherever the account's concurrency limit allows
+   * it (the limit minus all reservations must stay at least 10, so a new account limited to 10
+   * cannot reserve any); see HarnessStepProps.reservedConcurrency.
+   * @default - none reserved
+   */
+  readonly reservedConcurrency?: number;
   readonly memorySize?: number;
   /** Deliveries of a wake before it goes to the dead-letter queue. @default 10 */
   readonly maxReceiveCount?: number;
@@ -36,6 +45,8 @@ export interface CorralStackProps extends StackProps {
   readonly harness?: HarnessSettings;
   /** Longest an event stream stays open before it ends and the client reconnects. @default 15 minutes */
   readonly streamTimeout?: Duration;
+  /** Most event streams open at once (the stream function's reserved concurrency). @default - no cap; see ApiProps.streamMaxConcurrency */
+  readonly streamMaxConcurrency?: number;
   /** p95 time to first token above which the alarm fires, in ms. @default 10000 */
   readonly timeToFirstTokenP95ThresholdMs?: number;
   /** An email address that receives alarm notifications. @default - no notifications */
@@ -96,6 +107,7 @@ export class CorralStack extends Stack {
       model: props.model,
       batchSize: props.harness?.batchSize,
       maxConcurrency: props.harness?.maxConcurrency,
+      reservedConcurrency: props.harness?.reservedConcurrency,
       memorySize: props.harness?.memorySize,
       metricsSessionDimensions: props.harness?.metricsSessionDimensions,
       metricsNamespace: METRICS_NAMESPACE,
@@ -110,6 +122,7 @@ export class CorralStack extends Stack {
       metricsNamespace: METRICS_NAMESPACE,
       logRetention: props.logRetention,
       streamTimeout: props.streamTimeout,
+      streamMaxConcurrency: props.streamMaxConcurrency,
     });
     this.credentialProxy = new CredentialProxy(this, 'CredentialProxy', {
       sessionLog: this.sessionLog,

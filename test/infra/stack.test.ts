@@ -405,6 +405,37 @@ describe('CorralStack in an existing VPC (from CDK context, no lookups)', () => 
     expect(() => stackPropsFromContext((k) => ({ logRetentionDays: '31' })[k as string])).toThrow(/not a CloudWatch Logs retention/);
   });
 
+  it('reserves no concurrency by default, so it deploys in an account whose limit is 10', () => {
+    const { template } = synth({}, 'CorralDefaultConcurrency');
+    for (const f of Object.values(template.findResources('AWS::Lambda::Function'))) expect(f.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    for (const m of Object.values(template.findResources('AWS::Lambda::EventSourceMapping'))) expect(m.Properties.ScalingConfig).toBeUndefined();
+  });
+
+  it('reserves concurrency for the harness and caps open event streams when asked', () => {
+    const { props } = stackPropsFromContext((k) => ({ harnessReservedConcurrency: '40', streamMaxConcurrency: '25' })[k as string]);
+    const { stack, template } = synth(props, 'CorralConcurrency');
+    const resources = template.toJSON().Resources;
+    const fn = (c: IConstruct) => resources[logicalId(stack, c)].Properties;
+    expect(fn(stack.harness.function).ReservedConcurrentExecutions).toBe(40);
+    expect(fn(stack.api.streamHandler).ReservedConcurrentExecutions).toBe(25);
+    for (const other of [stack.api.handler, stack.credentialProxy.function, stack.sandboxReaper.function]) {
+      expect(fn(other).ReservedConcurrentExecutions).toBeUndefined();
+    }
+    // The wake queue never starts more invocations than are reserved: a throttled wake would count as a delivery.
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: logicalId(stack, stack.harness.function) },
+      ScalingConfig: { MaximumConcurrency: 40 },
+    });
+    const explicit = synth({ harness: { reservedConcurrency: 40, maxConcurrency: 30 } }, 'CorralConcurrencyExplicit');
+    explicit.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 30 } });
+  });
+
+  it('rejects a harness event source allowed more invocations than are reserved', () => {
+    expect(() => synth({ harness: { reservedConcurrency: 10, maxConcurrency: 20 } }, 'CorralOverReserved')).toThrow(/maxConcurrency \(20\) above its reservedConcurrency \(10\)/);
+    expect(() => stackPropsFromContext((k) => ({ harnessReservedConcurrency: '1' })[k as string])).toThrow(/harnessReservedConcurrency/);
+    expect(() => stackPropsFromContext((k) => ({ streamMaxConcurrency: '0' })[k as string])).toThrow(/streamMaxConcurrency/);
+  });
+
   it('can use a NAT instance instead of a NAT gateway', () => {
     const { template } = synth({ network: { nat: 'instance' } }, 'CorralNatInstance');
     template.resourceCountIs('AWS::EC2::NatGateway', 0);

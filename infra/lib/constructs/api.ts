@@ -22,6 +22,16 @@ export interface ApiProps {
    * @default Duration.minutes(15)
    */
   readonly streamTimeout?: Duration;
+  /**
+   * Most event streams open at once (the stream function's reserved concurrency): each open
+   * stream holds one execution for up to `streamTimeout`, so without a cap enough clients could
+   * take every execution of the account and starve the harness, the API and the credential
+   * proxy. A stream over the cap is throttled, which API Gateway answers with a 5xx (it maps no
+   * Lambda throttle to 429); the SDK retries it with backoff. Lambda keeps at least 10 executions of the
+   * account unreserved, so a new account whose concurrency limit is 10 cannot reserve any.
+   * @default - no cap
+   */
+  readonly streamMaxConcurrency?: number;
   /** Steady-state requests per second the stage accepts. @default 100 */
   readonly throttlingRateLimit?: number;
   /** @default 200 */
@@ -67,6 +77,7 @@ export class Api extends Construct {
       description: 'Corral API: GET /v1/sessions/{id}/events/stream (response streaming)',
       timeout: streamTimeout,
       memorySize: 512,
+      reservedConcurrentExecutions: props.streamMaxConcurrency,
     });
     props.sessionLog.grantReadWrite(this.handler);
     props.wakeQueue.grantSend(this.handler);
