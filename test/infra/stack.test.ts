@@ -318,7 +318,7 @@ describe('CorralStack template', () => {
     expect(runners).toHaveLength(1);
   });
 
-  it('has a dashboard with p50/p95/p99 of every harness timing, and the two alarms', () => {
+  it('has a dashboard with p50/p95/p99 of every harness timing', () => {
     const dashboards = Object.values(template.findResources('AWS::CloudWatch::Dashboard'));
     expect(dashboards).toHaveLength(1);
     const body = JSON.stringify(dashboards[0].Properties.DashboardBody);
@@ -328,14 +328,22 @@ describe('CorralStack template', () => {
       }
     }
     expect(body).toContain('Errors');
-    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
-      Namespace: 'Corral',
-      MetricName: 'TimeToFirstToken',
-      ExtendedStatistic: 'p95',
-      Dimensions: [{ Name: 'service', Value: 'corral-harness' }],
-      ComparisonOperator: 'GreaterThanThreshold',
-      Threshold: 10_000,
-    });
+    template.hasOutput('DashboardUrl', Match.anyValue());
+  });
+
+  it('alarms on p95 and p99 time to first token, dead letters and the API stage\'s 5XX rate', () => {
+    for (const [stat, threshold] of [['p95', 10_000], ['p99', 20_000]] as const) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'Corral',
+        MetricName: 'TimeToFirstToken',
+        ExtendedStatistic: stat,
+        Dimensions: [{ Name: 'service', Value: 'corral-harness' }],
+        ComparisonOperator: 'GreaterThanThreshold',
+        Threshold: threshold,
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 2,
+      });
+    }
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'AWS/SQS',
       MetricName: 'ApproximateNumberOfMessagesVisible',
@@ -343,7 +351,72 @@ describe('CorralStack template', () => {
       ComparisonOperator: 'GreaterThanThreshold',
       Threshold: 0,
     });
-    template.hasOutput('DashboardUrl', Match.anyValue());
+    // 5XXError averages to the share of requests answered with a 5XX, on the stage the API serves.
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AWS/ApiGateway',
+      MetricName: '5XXError',
+      Statistic: 'Average',
+      Dimensions: Match.arrayWith([
+        { Name: 'ApiName', Value: Match.anyValue() },
+        { Name: 'Stage', Value: { Ref: logicalId(stack, stack.api.restApi.deploymentStage) } },
+      ]),
+      ComparisonOperator: 'GreaterThanThreshold',
+      Threshold: 0.05,
+    });
+  });
+
+  it('alarms on errors, throttles and near-timeout durations of every function', () => {
+    const resources = template.toJSON().Resources;
+    const fns = {
+      // the harness yields 60 s before its 15-minute timeout: alarm once an action eats half of that
+      harness: [stack.harness.function, 870_000],
+      api: [stack.api.handler, 26_100],
+      // a stream ends itself 10 s before its 15-minute timeout
+      stream: [stack.api.streamHandler, 895_000],
+      credentialProxy: [stack.credentialProxy.function, 270_000],
+      reaper: [stack.sandboxReaper.function, 108_000],
+    } as const;
+    const ours = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
+    expect(Object.keys(fns)).toHaveLength(ours.length);
+    for (const [label, [fn, durationMs]] of Object.entries(fns)) {
+      const dimensions = [{ Name: 'FunctionName', Value: { Ref: logicalId(stack, fn) } }];
+      for (const metric of ['Errors', 'Throttles']) {
+        template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          Namespace: 'AWS/Lambda',
+          MetricName: metric,
+          Dimensions: dimensions,
+          Statistic: 'Sum',
+          ComparisonOperator: 'GreaterThanThreshold',
+          Threshold: 0,
+        });
+      }
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/Lambda',
+        MetricName: 'Duration',
+        Dimensions: dimensions,
+        Statistic: 'Maximum',
+        ComparisonOperator: 'GreaterThanThreshold',
+        Threshold: durationMs,
+      });
+      expect(durationMs, label).toBeLessThan(resources[logicalId(stack, fn)].Properties.Timeout * 1000);
+    }
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 4 + 3 * ours.length);
+  });
+
+  it('shows every alarm on the dashboard and, with an alarm email, sends each one to the topic', () => {
+    const { stack: s, template: t } = synth({ alarmEmail: 'ops@example.com', timeToFirstTokenP99ThresholdMs: 30_000, api5xxRatePercent: 2 }, 'CorralAlarmed');
+    const alarms = t.findResources('AWS::CloudWatch::Alarm');
+    expect(Object.keys(alarms)).toHaveLength(s.observability.alarms.length);
+    const topic = { Ref: Object.keys(t.findResources('AWS::SNS::Topic'))[0] };
+    const body = JSON.stringify(Object.values(t.findResources('AWS::CloudWatch::Dashboard'))[0].Properties.DashboardBody);
+    for (const [id, a] of Object.entries(alarms)) {
+      expect(a.Properties.AlarmActions, id).toEqual([topic]);
+      expect(a.Properties.OKActions, id).toEqual([topic]);
+      expect(body, id).toContain(`"${id}","Arn"`);
+    }
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'TimeToFirstToken', ExtendedStatistic: 'p99', Threshold: 30_000 });
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: '5XXError', Threshold: 0.02 });
+    t.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
   });
 
   it('passes the cdk-nag AwsSolutions checks, every acknowledgment with a reason', () => {

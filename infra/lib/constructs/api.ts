@@ -52,10 +52,13 @@ export class Api extends Construct {
   readonly restApi: apigw.RestApi;
   readonly handler: CorralFunction;
   readonly streamHandler: CorralFunction;
+  /** Longest an event stream stays open (the stream function's timeout). */
+  readonly streamTimeout: Duration;
 
   constructor(scope: Construct, id: string, props: ApiProps) {
     super(scope, id);
     const streamTimeout = props.streamTimeout ?? Duration.minutes(15);
+    this.streamTimeout = streamTimeout;
     const environment = { ...props.sessionLog.environment, ...props.wakeQueue.environment, ...props.sandboxes.environment };
     const common = {
       entry: 'lambdas/api/lambda.ts',
