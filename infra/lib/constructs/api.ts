@@ -1,5 +1,6 @@
 import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
@@ -21,11 +22,24 @@ export interface ApiProps {
    * @default Duration.minutes(15)
    */
   readonly streamTimeout?: Duration;
+  /**
+   * Most event streams open at once (the stream function's reserved concurrency): each open
+   * stream holds one execution for up to `streamTimeout`, so without a cap enough clients could
+   * take every execution of the account and starve the harness, the API and the credential
+   * proxy. A stream over the cap is throttled, which API Gateway answers with a 5xx (it maps no
+   * Lambda throttle to 429); the SDK retries it with backoff. Lambda keeps at least 10 executions of the
+   * account unreserved, so a new account whose concurrency limit is 10 cannot reserve any.
+   * @default - no cap
+   */
+  readonly streamMaxConcurrency?: number;
   /** Steady-state requests per second the stage accepts. @default 100 */
   readonly throttlingRateLimit?: number;
   /** @default 200 */
   readonly throttlingBurstLimit?: number;
 }
+
+/** Partition keys of the rate-limit counters (`rate#<tenant>#<class>`), the only items the stream writes. */
+export const RATE_LIMIT_KEYS = 'rate#*';
 
 /**
  * The public API: API Gateway (REST, regional) in front of the Hono app (lambdas/api/app.ts),
@@ -38,10 +52,13 @@ export class Api extends Construct {
   readonly restApi: apigw.RestApi;
   readonly handler: CorralFunction;
   readonly streamHandler: CorralFunction;
+  /** Longest an event stream stays open (the stream function's timeout). */
+  readonly streamTimeout: Duration;
 
   constructor(scope: Construct, id: string, props: ApiProps) {
     super(scope, id);
     const streamTimeout = props.streamTimeout ?? Duration.minutes(15);
+    this.streamTimeout = streamTimeout;
     const environment = { ...props.sessionLog.environment, ...props.wakeQueue.environment, ...props.sandboxes.environment };
     const common = {
       entry: 'lambdas/api/lambda.ts',
@@ -63,13 +80,25 @@ export class Api extends Construct {
       description: 'Corral API: GET /v1/sessions/{id}/events/stream (response streaming)',
       timeout: streamTimeout,
       memorySize: 512,
+      reservedConcurrentExecutions: props.streamMaxConcurrency,
     });
     props.sessionLog.grantReadWrite(this.handler);
     props.wakeQueue.grantSend(this.handler);
     props.sandboxes.grantRelease(this.handler); // deleting a session stops its sandboxes
-    // The stream only reads: the log, the session head and the API key hashes.
+    // The stream reads the log, the session head and the API key hashes. Its one write is the
+    // `/v1` middleware charging the tenant's rate limit: an atomic increment (UpdateItem) of a
+    // counter item whose partition key is `rate#<tenant>#<class>` (lambdas/core/resources/rate-limits.ts);
+    // the leading-key condition keeps it from writing any other item.
     props.sessionLog.events.grantReadData(this.streamHandler);
     props.sessionLog.state.grantReadData(this.streamHandler);
+    this.streamHandler.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'RateLimitCounters',
+        actions: ['dynamodb:UpdateItem'],
+        resources: [props.sessionLog.state.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [RATE_LIMIT_KEYS] } },
+      }),
+    );
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
