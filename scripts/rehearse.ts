@@ -14,12 +14,16 @@ import { pathToFileURL } from 'node:url';
 import { startRehearsal, type Rehearsal } from '../infra/rehearsal/rehearsal.js';
 import { REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
 import { runScenarios, selectScenarios, timeToFirstTokenSummary, type ScenarioResult } from '../infra/rehearsal/scenarios.js';
-import { startFakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
+import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
 
 export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1' } as const;
 
 export interface RehearseOptions {
   only?: string[];
+  /** The scripted model to use; its URL must be the one the assembly was synthesized with. */
+  fake?: FakeMessagesApi;
+  /** A cloud assembly synthesized with {@link REHEARSAL_CONTEXT} and the fake's URL. */
+  cloudAssembly?: string;
   dynamodb?: 'dynalite' | 'dynamodb-local';
   keepWorkDir?: boolean;
   log?: (line: string) => void;
@@ -38,11 +42,12 @@ export interface RehearseReport {
 
 export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseReport> {
   const log = opts.log ?? (() => undefined);
-  const fake = await startFakeMessagesApi();
+  const fake = opts.fake ?? (await startFakeMessagesApi());
   let r: Rehearsal | undefined;
   try {
     r = await startRehearsal({
       context: { ...REHEARSAL_CONTEXT, anthropicBaseUrl: fake.url },
+      cloudAssembly: opts.cloudAssembly,
       dynamodb: opts.dynamodb,
       keepWorkDir: opts.keepWorkDir,
       log,
@@ -67,7 +72,7 @@ export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseRepo
     };
   } finally {
     await r?.stop();
-    await fake.close();
+    if (!opts.fake) await fake.close();
   }
 }
 

@@ -122,6 +122,7 @@ export class CorralStack extends Stack {
     });
     this.api = new Api(this, 'Api', {
       sessionLog: this.sessionLog,
+      network: this.network,
       wakeQueue: this.wakeQueue,
       sandboxes: this.sandboxes,
       serviceName: API_SERVICE,

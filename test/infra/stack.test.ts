@@ -66,9 +66,10 @@ describe('CorralStack template', () => {
   let stack: CorralStack;
   let template: Template;
   let app: App;
+  // Synthesis bundles every function (esbuild): a loaded machine needs more than the default hook time.
   beforeAll(() => {
     ({ app, stack, template } = synth());
-  });
+  }, 180_000);
 
   it('keeps the session log in two on-demand, encrypted, point-in-time-recoverable tables that outlive the stack', () => {
     const tables = template.findResources('AWS::DynamoDB::Table');
@@ -292,18 +293,27 @@ describe('CorralStack template', () => {
     expect(actions.some((a) => /RunTask|PassRole/.test(String(a)))).toBe(false);
   });
 
-  it('lets only the harness reach the sandbox agent port', () => {
+  it('lets only the harness and the API function (handoff) reach the sandbox agent port', () => {
     const sandboxSg = logicalId(stack, stack.sandboxes.securityGroup);
     const harnessSg = logicalId(stack, stack.harness.securityGroup);
+    const apiSg = logicalId(stack, stack.api.securityGroup);
     const ingress = [
       ...asArray(template.toJSON().Resources[sandboxSg].Properties.SecurityGroupIngress),
       ...Object.values(template.findResources('AWS::EC2::SecurityGroupIngress'))
         .map((r) => r.Properties)
         .filter((p) => JSON.stringify(p.GroupId).includes(sandboxSg)),
     ];
-    expect(ingress).toEqual([
-      expect.objectContaining({ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [harnessSg, 'GroupId'] } }),
-    ]);
+    expect(ingress).toHaveLength(2);
+    expect(ingress).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [harnessSg, 'GroupId'] } }),
+        expect.objectContaining({ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [apiSg, 'GroupId'] } }),
+      ]),
+    );
+    // The API function sits in the private subnets for that; the stream function stays outside the VPC.
+    const fns = template.toJSON().Resources;
+    expect(fns[logicalId(stack, stack.api.handler)].Properties.VpcConfig.SecurityGroupIds).toEqual([{ 'Fn::GetAtt': [apiSg, 'GroupId'] }]);
+    expect(fns[logicalId(stack, stack.api.streamHandler)].Properties.VpcConfig).toBeUndefined();
     template.hasResourceProperties('AWS::ECS::TaskDefinition', {
       RequiresCompatibilities: ['FARGATE'],
       RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' },

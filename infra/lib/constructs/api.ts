@@ -1,16 +1,23 @@
 import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
 import { CorralFunction } from './corral-function.js';
+import type { Network } from './network.js';
 import type { Sandboxes } from './sandboxes.js';
 import type { SessionLog } from './session-log.js';
 import type { WakeQueue } from './wake-queue.js';
 
 export interface ApiProps {
   readonly sessionLog: SessionLog;
+  /**
+   * The API function (not the stream's) runs in the private subnets: handing a sandbox to another
+   * session rotates its capability, which means reaching the sandbox agent.
+   */
+  readonly network: Network;
   readonly wakeQueue: WakeQueue;
   readonly sandboxes: Sandboxes;
   readonly serviceName: string;
@@ -52,6 +59,8 @@ export class Api extends Construct {
   readonly restApi: apigw.RestApi;
   readonly handler: CorralFunction;
   readonly streamHandler: CorralFunction;
+  /** The API function's security group: the sandboxes admit it on the agent port (handoff). */
+  readonly securityGroup: ec2.SecurityGroup;
   /** Longest an event stream stays open (the stream function's timeout). */
   readonly streamTimeout: Duration;
 
@@ -67,13 +76,23 @@ export class Api extends Construct {
       logRetention: props.logRetention,
       environment,
     };
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.network.vpc,
+      description: 'Corral API: AWS APIs, the credential proxy, and sandbox agents (handoff)',
+      allowAllOutbound: true,
+    });
     this.handler = new CorralFunction(this, 'Handler', {
       ...common,
       handler: 'handler',
       description: 'Corral API (every route but the event stream)',
       timeout: Duration.seconds(29),
       memorySize: 1024,
+      vpc: props.network.vpc,
+      vpcSubnets: props.network.subnets,
+      securityGroups: [this.securityGroup],
     });
+    // Handoff rotates the sandbox's capability from here (lambdas/core/sandbox/manager.ts).
+    props.sandboxes.allowAgentAccessFrom(this.securityGroup, 'the API hands sandboxes to other sessions');
     this.streamHandler = new CorralFunction(this, 'StreamHandler', {
       ...common,
       handler: 'streamHandler',

@@ -113,9 +113,9 @@ export class Sandboxes extends Construct {
     }
   }
 
-  /** Let `peer` (the harness function's security group) reach the sandbox agent's port. */
-  allowAgentAccessFrom(peer: ec2.ISecurityGroup): void {
-    this.securityGroup.addIngressRule(peer, ec2.Port.tcp(SANDBOX_PORT), 'the harness calls the sandbox agent');
+  /** Let `peer` (the harness's, the API's security group) reach the sandbox agent's port. */
+  allowAgentAccessFrom(peer: ec2.ISecurityGroup, description = 'the harness calls the sandbox agent'): void {
+    this.securityGroup.addIngressRule(peer, ec2.Port.tcp(SANDBOX_PORT), description);
   }
 
   /** Start, inspect and stop sandbox tasks on this cluster (the harness). */
