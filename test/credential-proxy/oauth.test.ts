@@ -227,6 +227,18 @@ describe('mcp_oauth refresh in the credential proxy', () => {
     await expect(u.call()).rejects.toMatchObject({ kind: 'authentication', message: expect.stringContaining('could not be reached') });
   });
 
+  it('a refresh before expiry that fails still lets a not-yet-expired token through, and is not tried twice', async () => {
+    const t = await setup({ auth: 'none', expiresAt: new Date(Date.now() + 20_000).toISOString() });
+    t.oauth.failWith = 503;
+    mcp.authorizations.length = 0;
+    expect((await t.call()).isError).toBe(false);
+    expect(mcp.authorizations.every((a) => a === `Bearer ${t.accessToken}`)).toBe(true);
+    expect(t.oauth.requests).toHaveLength(1);
+    mcp.setToken('revoked-elsewhere-4');
+    await expect(t.call()).rejects.toMatchObject({ kind: 'authentication', message: expect.stringContaining('(401)') });
+    expect(t.oauth.requests).toHaveLength(2); // one per call
+  });
+
   it('concurrent calls in one proxy share one refresh', async () => {
     const t = await setup({ auth: 'none', rotate: true, expiresAt: new Date(Date.now() + 5_000).toISOString() });
     const results = await Promise.all([t.call(), t.call(), t.call()]);

@@ -240,20 +240,20 @@ export class OAuthTokens {
 
   /**
    * The access token to call the MCP server with: the stored one, refreshed first when it is due
-   * and the credential can be refreshed. If that refresh fails, a token that has not expired yet
-   * is still used; an expired one is an `OAuthRefreshError`.
+   * and the credential can be refreshed (`tried`). If that refresh fails, a token that has not
+   * expired yet is still used; an expired one is an `OAuthRefreshError`.
    */
-  async current(credential: OAuthCredential, ref: string): Promise<{ token: string | undefined; refreshed: boolean }> {
+  async current(credential: OAuthCredential, ref: string): Promise<{ token: string | undefined; refreshed: boolean; tried: boolean }> {
     const secret = await this.opts.secrets.read(ref, false);
     if (!secret?.access_token || !this.due(credential, secret) || !credential.auth.refresh || !secret.refresh_token) {
-      return { token: secret?.access_token, refreshed: false };
+      return { token: secret?.access_token, refreshed: false, tried: false };
     }
     try {
       const next = await this.refresh(credential, ref, secret.access_token, 'expiry');
-      return { token: next.access_token, refreshed: true };
+      return { token: next.access_token, refreshed: true, tried: true };
     } catch (err) {
       const at = expiresAt(credential, secret);
-      if (err instanceof OAuthRefreshError && at !== null && at > this.now()) return { token: secret.access_token, refreshed: false };
+      if (err instanceof OAuthRefreshError && at !== null && at > this.now()) return { token: secret.access_token, refreshed: false, tried: true };
       throw err;
     }
   }

@@ -296,8 +296,9 @@ export class CredentialProxy {
     const refreshFailed = (err: OAuthRefreshError) => new ProxyFailure('authentication', `MCP server ${own.name}: ${err.message}`, own.name);
     let token: string | undefined;
     let refreshed: boolean;
+    let tried: boolean;
     try {
-      ({ token, refreshed } = await this.oauth.current(credential, ref));
+      ({ token, refreshed, tried } = await this.oauth.current(credential, ref));
     } catch (err) {
       if (err instanceof OAuthRefreshError) throw refreshFailed(err);
       throw err;
@@ -311,8 +312,8 @@ export class CredentialProxy {
       return result;
     } catch (err) {
       if (!(err instanceof McpCallFailure)) throw err;
-      // Only a 401 says the token itself is no good; and a token just obtained is not refreshed again.
-      if (err.kind !== 'authentication' || err.status !== 401 || refreshed) throw new ProxyFailure(err.kind, err.message, own.name);
+      // Only a 401 says the token itself is no good; and a call refreshes (or tries to) only once.
+      if (err.kind !== 'authentication' || err.status !== 401 || tried) throw new ProxyFailure(err.kind, err.message, own.name);
     }
     try {
       token = await this.oauth.replace(credential, ref, token);
