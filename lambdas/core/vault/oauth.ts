@@ -352,7 +352,7 @@ export type ProbeResult = { ok: true } | { ok: false; probe: McpProbe; verdict: 
 
 /**
  * Connect to the MCP server with `token` and list its tools, as a session would: `initialize`,
- * then `tools/list`. The first HTTP error answer to a JSON-RPC request is captured (scrubbed);
+ * then `tools/list` (each given `timeoutMs`, default 5 s). The first HTTP error answer to a JSON-RPC request is captured (scrubbed);
  * 401 is `unauthorized`, 403 `rejected`, anything else that kept the probe from finishing
  * (another status, a network error, a timeout) `unknown`. A JSON-RPC error after the server
  * accepted the token still shows the token works.
@@ -384,7 +384,7 @@ export async function probeMcp(url: string, token: string, opts: { fetch?: typeo
   });
   const client = new Client({ name: 'corral-credential-proxy', version: '0.1.0' });
   client.onerror = () => {};
-  const timeout = opts.timeoutMs ?? 15_000;
+  const timeout = opts.timeoutMs ?? 5_000;
   try {
     await client.connect(transport, { timeout });
     if (client.getServerCapabilities()?.tools) await client.listTools(undefined, { timeout });
@@ -427,14 +427,26 @@ export interface ValidationRefresh {
  * - `valid`: the (last) probe succeeded;
  * - `invalid`: the server refused the token (401 without a working refresh, or 403), or no access
  *   token is stored;
- * - `unknown`: the probe or the token endpoint could not be reached or answered otherwise.
+ * - `unknown`: the probe or the token endpoint could not be reached or answered otherwise, or a
+ *   refresh succeeded with too little of the budget left to test the new token.
+ * Probe requests time out after 5 s and the token endpoint after 15 s, so the whole stays under
+ * API Gateway's 29 s.
  * `mcp_probe` is the failing step of the last probe; `refresh` the exchange, when one was tried.
  */
 export async function validateMcpOAuth(
   credential: OAuthCredential,
   ref: string,
-  deps: { tokens: OAuthTokens; secrets: Pick<SecretAccess, 'read'>; fetch?: typeof fetch; timeoutMs?: number; now?: () => number },
+  deps: {
+    tokens: OAuthTokens;
+    secrets: Pick<SecretAccess, 'read'>;
+    fetch?: typeof fetch;
+    now?: () => number;
+    /** The whole validation's budget; a second probe needs 4 s of it left. @default 26000 (API Gateway stops at 29 s) */
+    budgetMs?: number;
+  },
 ): Promise<CredentialValidation> {
+  const started = Date.now();
+  const budget = deps.budgetMs ?? 26_000;
   const secret = await deps.secrets.read(ref, true);
   const base = {
     type: 'vault_credential_validation' as const,
@@ -445,7 +457,7 @@ export async function validateMcpOAuth(
   };
   if (!secret?.access_token) return { ...base, status: 'invalid', mcp_probe: null, refresh: null };
   const probe = (token: string, held: SecretFields) =>
-    probeMcp(credential.auth.mcp_server_url, token, { fetch: deps.fetch, timeoutMs: deps.timeoutMs, secrets: knownSecrets(held) });
+    probeMcp(credential.auth.mcp_server_url, token, { fetch: deps.fetch, secrets: knownSecrets(held) });
   const first = await probe(secret.access_token, secret);
   if (first.ok) return { ...base, status: 'valid', mcp_probe: null, refresh: null };
   if (first.verdict !== 'unauthorized') {
@@ -455,8 +467,10 @@ export async function validateMcpOAuth(
   if (!stored?.access_token) {
     return { ...base, status: refresh.status === 'connect_error' ? 'unknown' : 'invalid', mcp_probe: first.probe, refresh };
   }
-  const second = await probe(stored.access_token, stored);
   const has_refresh_token = Boolean(stored.refresh_token);
+  // Too little time left to test the new token: the API's own word for this is `unknown`.
+  if (Date.now() - started > budget - 4_000) return { ...base, has_refresh_token, status: 'unknown', mcp_probe: null, refresh };
+  const second = await probe(stored.access_token, stored);
   if (second.ok) return { ...base, has_refresh_token, status: 'valid', mcp_probe: null, refresh };
   return { ...base, has_refresh_token, status: second.verdict === 'unknown' ? 'unknown' : 'invalid', mcp_probe: second.probe, refresh };
 }
