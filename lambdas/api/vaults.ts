@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
-import { CredentialCreate, CredentialUpdate, VaultCreate, VaultUpdate } from '../core/api/schemas.js';
+import { CredentialCreate, CredentialUpdate, CredentialValidate, VaultCreate, VaultUpdate } from '../core/api/schemas.js';
+import { InvalidRequestError } from '../core/errors.js';
 import type { CorralServices } from '../core/services.js';
 import { parseBody, queryBool, queryInt, type Env } from './http.js';
 
@@ -51,5 +52,13 @@ export function vaultRoutes(s: CorralServices) {
   app.post('/:id/credentials/:credential_id/archive', async (c) =>
     c.json(await s.vaults.archiveCredential(c.get('tenant'), c.req.param('id'), c.req.param('credential_id'))),
   );
+  // The SDK's `mcpOAuthValidate`: no body; a workspace header names what Corral does not have.
+  app.post('/:id/credentials/:credential_id/mcp_oauth_validate', async (c) => {
+    if (c.req.header('anthropic-workspace-id') !== undefined) {
+      throw new InvalidRequestError('anthropic-workspace-id: Corral has no workspaces; leave workspace_id out');
+    }
+    await parseBody(c, CredentialValidate);
+    return c.json(await s.vaults.validateMcpOAuth(c.get('tenant'), c.req.param('id'), c.req.param('credential_id')));
+  });
   return app;
 }

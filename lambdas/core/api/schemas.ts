@@ -482,6 +482,32 @@ export const CredentialResponse = z
   })
   .meta({ description: 'A credential of a vault (`BetaManagedAgentsCredential`): never its secret fields.' });
 
+/** `POST /v1/vaults/{id}/credentials/{credential_id}/mcp_oauth_validate`: no body (the SDK sends none). */
+export const CredentialValidate = z.strictObject({}).meta({ description: 'No fields: the official SDK sends no body.' });
+export type CredentialValidate = z.infer<typeof CredentialValidate>;
+
+const CapturedHttpResponse = z.strictObject({
+  status_code: z.number().int(),
+  content_type: z.string(),
+  body: z.string().meta({ description: 'At most 2 KiB; tokens, secrets and sensitive-looking fields scrubbed.' }),
+  body_truncated: z.boolean(),
+});
+
+export const CredentialValidationResponse = z
+  .strictObject({
+    type: z.literal('vault_credential_validation'),
+    credential_id: z.string(),
+    vault_id: z.string(),
+    status: z.enum(['valid', 'invalid', 'unknown']),
+    has_refresh_token: z.boolean(),
+    mcp_probe: z.strictObject({ method: z.string(), http_response: CapturedHttpResponse.nullable() }).nullable(),
+    refresh: z
+      .strictObject({ status: z.enum(['succeeded', 'failed', 'connect_error', 'no_refresh_token']), http_response: CapturedHttpResponse.nullable() })
+      .nullable(),
+    validated_at: Timestamp,
+  })
+  .meta({ description: 'The result of probing an mcp_oauth credential against its MCP server (`BetaManagedAgentsCredentialValidation`).' });
+
 export const SessionResourceResponse = z
   .looseObject({
     id: z.string(),
@@ -536,6 +562,7 @@ export const namedSchemas = {
   SessionResource: SessionResourceResponse,
   Vault: VaultResponse,
   Credential: CredentialResponse,
+  CredentialValidation: CredentialValidationResponse,
   Deleted: DeletedResponse,
   Error: ErrorResponse,
 } satisfies Record<string, z.ZodType>;

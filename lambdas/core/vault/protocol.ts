@@ -1,4 +1,5 @@
 import type { McpCallResult, McpServerRef, McpToolInfo } from '../mcp/gateway.js';
+import type { CredentialValidation } from './oauth.js';
 import type { SecretSink } from './secret-store.js';
 import type { SecretFields } from './types.js';
 
@@ -22,7 +23,8 @@ export type ProxyRequest =
       input: unknown;
       idempotencyKey?: string;
     }
-  | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] };
+  | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] }
+  | { op: 'mcp_oauth_validate'; tenant: string; vaultId: string; credentialId: string };
 
 export type ProxyErrorKind = 'connection' | 'authentication' | 'invalid' | 'forbidden' | 'internal';
 
@@ -109,6 +111,11 @@ export class CredentialProxyClient implements SecretSink {
 
   gitOpen(req: { sessionId: string; sandbox: string; repositories: string[] }): Promise<GitChannel> {
     return this.call({ op: 'git_open', ...req });
+  }
+
+  /** Probe an `mcp_oauth` credential against its MCP server, refreshing it on a 401. */
+  mcpOAuthValidate(req: { tenant: string; vaultId: string; credentialId: string }): Promise<CredentialValidation> {
+    return this.call({ op: 'mcp_oauth_validate', ...req });
   }
 
   close(): Promise<void> {

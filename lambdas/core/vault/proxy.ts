@@ -5,6 +5,7 @@ import type { McpServerRef } from '../mcp/gateway.js';
 import type { Session } from '../resources/sessions.js';
 import type { Item, StateTable } from '../store.js';
 import { McpCallFailure, McpConnector, type McpConnectorOptions } from './mcp-connector.js';
+import { OAuthRefreshError, OAuthTokens, isOAuth, validateMcpOAuth, type CredentialValidation } from './oauth.js';
 import {
   GIT_CAPABILITY_HEADER,
   type GitChannel,
@@ -16,6 +17,7 @@ import {
 import { redactSecrets, type SecretStore } from './secret-store.js';
 import {
   SECRET_PREFIX,
+  credentialKey,
   normalizeRepositoryUrl,
   normalizeServerUrl,
   vaultKey,
@@ -58,6 +60,8 @@ export interface CredentialProxyDeps {
   gitCapabilityTtlMs?: number;
   /** How long a secret read from the store is reused. @default 30000 */
   secretCacheMs?: number;
+  /** `mcp_oauth` refreshes: how long before the expiry, the token endpoint's timeout, its fetch (tests). */
+  oauth?: { marginMs?: number; timeoutMs?: number; fetch?: typeof fetch };
   now?: () => number;
 }
 
@@ -88,6 +92,7 @@ export class CredentialProxy {
   private readonly now: () => number;
   private readonly secretCache = new Map<string, { at: number; value: SecretFields | undefined }>();
   private readonly secretCacheMs: number;
+  private readonly oauth: OAuthTokens;
 
   constructor(private readonly deps: CredentialProxyDeps) {
     this.log = deps.logger ?? silentLogger;
@@ -95,6 +100,20 @@ export class CredentialProxy {
     this.fetchImpl = deps.fetch ?? fetch;
     this.now = deps.now ?? Date.now;
     this.secretCacheMs = deps.secretCacheMs ?? 30_000;
+    this.oauth = new OAuthTokens({
+      secrets: {
+        read: (ref, fresh) => this.secret(ref, fresh),
+        write: async (ref, value) => {
+          await this.deps.secrets.put(ref, value);
+          this.secretCache.set(ref, { at: this.now(), value });
+        },
+      },
+      fetch: deps.oauth?.fetch,
+      timeoutMs: deps.oauth?.timeoutMs,
+      marginMs: deps.oauth?.marginMs,
+      now: this.now,
+      logger: this.log,
+    });
   }
 
   /** Answer one call. Never throws; never puts a secret in the answer. */
@@ -152,6 +171,8 @@ export class CredentialProxy {
         return this.mcp(r);
       case 'git_open':
         return this.gitOpen(r);
+      case 'mcp_oauth_validate':
+        return this.validate(r);
       default:
         throw new ProxyFailure('invalid', `unknown op ${JSON.stringify((r as { op?: unknown }).op)}`);
     }
@@ -225,17 +246,13 @@ export class CredentialProxy {
       throw new ProxyFailure('forbidden', `vaults not attached to session ${r.sessionId} were named`, server.name);
     }
     const grant = await this.grantFor(head, own.url);
+    if (grant && isOAuth(grant.credential)) return this.mcpOAuth(r, own, grant.credential, grant.ref);
     const run = async (fresh: boolean) => {
       const secret = grant ? await this.secret(grant.ref, fresh) : undefined;
-      const token = grant ? (grant.credential.auth.type === 'mcp_oauth' ? secret?.access_token : secret?.token) : undefined;
+      const token = grant ? secret?.token : undefined;
       if (grant && !token) throw new ProxyFailure('authentication', `MCP server ${own.name}: the credential ${grant.credential.id} has no secret`, own.name);
       try {
-        const result =
-          r.op === 'mcp_list_tools'
-            ? await this.connector.listTools(r.sessionId, own, token)
-            : await this.connector.callTool(r.sessionId, own, token, String(r.tool), r.input);
-        // A server could echo what it was sent; the token never leaves, even then.
-        return token ? JSON.parse(redactSecrets(JSON.stringify(result), [token])) : result;
+        return await this.mcpCall(r, own, token);
       } catch (err) {
         if (err instanceof McpCallFailure) throw new ProxyFailure(err.kind, err.message, own.name);
         throw err;
@@ -253,6 +270,99 @@ export class CredentialProxy {
       }
       throw err;
     }
+  }
+
+  /** One MCP request with `token` (if any); the answer never carries the token back. */
+  private async mcpCall(r: Extract<ProxyRequest, { op: 'mcp_list_tools' | 'mcp_call_tool' }>, own: McpServerRef, token: string | undefined) {
+    const result =
+      r.op === 'mcp_list_tools'
+        ? await this.connector.listTools(r.sessionId, own, token)
+        : await this.connector.callTool(r.sessionId, own, token, String(r.tool), r.input);
+    // A server could echo what it was sent; the token never leaves, even then.
+    return token ? JSON.parse(redactSecrets(JSON.stringify(result), [token])) : result;
+  }
+
+  /**
+   * An MCP request with an `mcp_oauth` credential: its access token is refreshed first when it
+   * expires within the margin, and once more (then the request retried once) when the server
+   * answers 401. A refresh that fails is an `authentication` failure naming no secret.
+   */
+  private async mcpOAuth(
+    r: Extract<ProxyRequest, { op: 'mcp_list_tools' | 'mcp_call_tool' }>,
+    own: McpServerRef,
+    credential: Credential & { auth: { type: 'mcp_oauth' } },
+    ref: string,
+  ): Promise<unknown> {
+    const refreshFailed = (err: OAuthRefreshError) => new ProxyFailure('authentication', `MCP server ${own.name}: ${err.message}`, own.name);
+    let token: string | undefined;
+    let refreshed: boolean;
+    let tried: boolean;
+    try {
+      ({ token, refreshed, tried } = await this.oauth.current(credential, ref));
+    } catch (err) {
+      if (err instanceof OAuthRefreshError) throw refreshFailed(err);
+      throw err;
+    }
+    if (!token) throw new ProxyFailure('authentication', `MCP server ${own.name}: the credential ${credential.id} has no secret`, own.name);
+    const log = (retried: boolean) =>
+      this.log.info('mcp call', { op: r.op, sessionId: r.sessionId, server: own.name, credential: credential.id, refreshed, retried });
+    try {
+      const result = await this.mcpCall(r, own, token);
+      log(false);
+      return result;
+    } catch (err) {
+      if (!(err instanceof McpCallFailure)) throw err;
+      // Only a 401 says the token itself is no good; and a call refreshes (or tries to) only once.
+      if (err.kind !== 'authentication' || err.status !== 401 || tried) throw new ProxyFailure(err.kind, err.message, own.name);
+    }
+    try {
+      token = await this.oauth.replace(credential, ref, token);
+      refreshed = true;
+    } catch (err) {
+      if (err instanceof OAuthRefreshError) throw refreshFailed(err);
+      throw err;
+    }
+    try {
+      const result = await this.mcpCall(r, own, token);
+      log(true);
+      return result;
+    } catch (err) {
+      if (err instanceof McpCallFailure) throw new ProxyFailure(err.kind, err.message, own.name);
+      throw err;
+    }
+  }
+
+  /**
+   * `mcp_oauth_validate`: the credential is read from the state table (the caller's tenant must
+   * own it, and it must be an unarchived `mcp_oauth` credential of an unarchived vault), then
+   * probed (`validateMcpOAuth`). Tokens a refresh yields are stored as any refresh's are.
+   */
+  private async validate(r: Extract<ProxyRequest, { op: 'mcp_oauth_validate' }>): Promise<CredentialValidation> {
+    for (const [name, v] of [['tenant', r.tenant], ['vaultId', r.vaultId], ['credentialId', r.credentialId]] as const) {
+      if (typeof v !== 'string' || !v) throw new ProxyFailure('invalid', `${name}: required`);
+    }
+    const vault = await this.deps.table.get(vaultKey(r.vaultId).pk, 'head');
+    const key = credentialKey(r.vaultId, r.credentialId);
+    const item = await this.deps.table.get(key.pk, key.sk);
+    if (!vault || vault.tenant !== r.tenant || !item || item.tenant !== r.tenant) {
+      throw new ProxyFailure('forbidden', `credential ${r.credentialId} is not a credential of vault ${r.vaultId} of this tenant`);
+    }
+    const credential = item.data as Credential;
+    if ((vault.data as Vault).archived_at || credential.archived_at) throw new ProxyFailure('invalid', `credential ${r.credentialId} is archived`);
+    if (!isOAuth(credential)) throw new ProxyFailure('invalid', `credential ${r.credentialId} is ${credential.auth.type}, not mcp_oauth`);
+    const result = await validateMcpOAuth(credential, String(item.secret_ref), {
+      tokens: this.oauth,
+      secrets: { read: (ref, fresh) => this.secret(ref, fresh) },
+      fetch: this.deps.mcp?.fetch,
+      now: this.now,
+    });
+    this.log.info('mcp_oauth credential validated', {
+      credential: credential.id,
+      status: result.status,
+      refresh: result.refresh?.status ?? null,
+      probe_failed: result.mcp_probe?.method ?? null,
+    });
+    return result;
   }
 
   // --- git ----------------------------------------------------------------------------------------
