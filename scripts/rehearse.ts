@@ -16,6 +16,9 @@ import { REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsa
 import { runScenarios, selectScenarios, timeToFirstTokenSummary, type ScenarioResult } from '../infra/rehearsal/scenarios.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
 
+// The rehearsal runs AWS SDK clients on this machine's Node.js; Lambda runs 22.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1' } as const;
 
 export interface RehearseOptions {
