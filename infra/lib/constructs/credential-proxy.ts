@@ -3,7 +3,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { acknowledge } from '../nag.js';
+import { acknowledge, defaultPolicyOf } from '../nag.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
 import type { SessionLog } from './session-log.js';
@@ -75,7 +75,7 @@ export class CredentialProxy extends Construct {
         resources: [this.secretArnPattern()],
       }),
     );
-    acknowledge(this.function, {
+    acknowledge(defaultPolicyOf(this.function), {
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${VAULT_SECRET_PREFIX}*]`,
       reason:
         'Vault secrets are created at run time, one per credential, so their ARNs are unknown at deploy time; the prefix corral/vault/ confines the proxy to them.',
