@@ -3,6 +3,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 import { acknowledge, defaultPolicyOf } from '../nag.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
@@ -57,7 +58,7 @@ export class CredentialProxy extends Construct {
       vpc: props.network.vpc,
       vpcSubnets: props.network.subnets,
       securityGroups: [this.securityGroup],
-      environment: { CORRAL_STATE_TABLE: props.sessionLog.state.tableName },
+      environment: configEnvironment({ stateTable: props.sessionLog.state.tableName }),
     });
     // Sessions and vault metadata: read only.
     props.sessionLog.state.grant(this.function, 'dynamodb:GetItem', 'dynamodb:Query');
@@ -95,8 +96,8 @@ export class CredentialProxy extends Construct {
     iam.Grant.addToPrincipal({ grantee, actions: ['lambda:InvokeFunction'], resourceArns: [this.function.functionArn] });
   }
 
-  /** The environment variables lambdas/adapters/aws/services.ts reads to reach the proxy. */
+  /** How the harness and the API reach the proxy, in their environment (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
-    return { CORRAL_CREDENTIAL_PROXY_FUNCTION: this.function.functionName };
+    return configEnvironment({ credentialProxyFunction: this.function.functionName });
   }
 }

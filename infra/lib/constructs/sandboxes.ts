@@ -6,6 +6,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 import { REPO_ROOT } from '../paths.js';
 import { CorralRole } from '../roles.js';
 import type { Network } from './network.js';
@@ -153,16 +154,16 @@ export class Sandboxes extends Construct {
     );
   }
 
-  /** The environment variables lambdas/adapters/aws/services.ts reads to build the provider. */
+  /** What the Fargate sandbox provider needs, in the environment (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
-    return {
-      CORRAL_SANDBOX_CLUSTER: this.cluster.clusterArn,
-      CORRAL_SANDBOX_TASK_DEFINITION: this.taskDefinition.taskDefinitionArn,
-      CORRAL_SANDBOX_SUBNETS: this.network.subnetIds.join(','),
-      CORRAL_SANDBOX_SECURITY_GROUPS: this.securityGroup.securityGroupId,
-      CORRAL_SANDBOX_CONTAINER: SANDBOX_CONTAINER,
-      CORRAL_SANDBOX_PORT: String(SANDBOX_PORT),
-      CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: String(this.assignPublicIp),
-    };
+    return configEnvironment({
+      sandboxCluster: this.cluster.clusterArn,
+      sandboxTaskDefinition: this.taskDefinition.taskDefinitionArn,
+      sandboxSubnets: this.network.subnetIds.join(','),
+      sandboxSecurityGroups: this.securityGroup.securityGroupId,
+      sandboxContainer: SANDBOX_CONTAINER,
+      sandboxPort: String(SANDBOX_PORT),
+      sandboxAssignPublicIp: String(this.assignPublicIp),
+    });
   }
 }
