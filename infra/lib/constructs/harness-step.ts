@@ -4,6 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
 import type { Sandboxes } from './sandboxes.js';
@@ -107,11 +108,11 @@ export class HarnessStep extends Construct {
         ...props.sessionLog.environment,
         ...props.wakeQueue.environment,
         ...props.sandboxes.environment,
-        CORRAL_MODEL_API_KEY_PARAMETER: keyParameter,
-        ...(props.model?.baseUrl ? { ANTHROPIC_BASE_URL: props.model.baseUrl } : {}),
-        ...(props.metricsSessionDimensions?.length
-          ? { CORRAL_METRICS_SESSION_DIMENSIONS: props.metricsSessionDimensions.join(',') }
-          : {}),
+        ...configEnvironment({
+          modelApiKeyParameter: keyParameter,
+          modelBaseUrl: props.model?.baseUrl,
+          metricsSessionDimensions: props.metricsSessionDimensions?.length ? props.metricsSessionDimensions.join(',') : undefined,
+        }),
       },
     });
     if (props.wakeQueue.visibilityTimeout.toSeconds() <= props.timeout.toSeconds()) {

@@ -6,7 +6,9 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 import { REPO_ROOT } from '../paths.js';
+import { CorralRole } from '../roles.js';
 import type { Network } from './network.js';
 
 /** The port the sandbox agent listens on inside its task. */
@@ -68,12 +70,19 @@ export class Sandboxes extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Corral sandbox tasks: deliberately without any permission',
     });
+    // Pulls the image and writes the logs. A CorralRole: the ECR token grant, which can only name
+    // `*`, sits in a policy of its own (see infra/lib/roles.ts).
+    const executionRole = new CorralRole(this, 'ExecutionRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Corral sandbox tasks: ECS pulls the image and writes the logs with it',
+    });
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu ?? 1024,
       memoryLimitMiB: props.memoryMiB ?? 2048,
       ephemeralStorageGiB: props.ephemeralStorageGiB,
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
       taskRole,
+      executionRole,
     });
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_WEEK,
@@ -100,11 +109,6 @@ export class Sandboxes extends Construct {
       allowAllOutbound: true,
     });
 
-    acknowledge(this.taskDefinition, {
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'The execution role (not the task role) gets ecr:GetAuthorizationToken, which has no resource-level permission; CDK scopes the image pull and log writes to the repository and log group.',
-    });
     if (!props.containerInsights) {
       acknowledge(this.cluster, {
         id: 'AwsSolutions-ECS4',
@@ -150,16 +154,16 @@ export class Sandboxes extends Construct {
     );
   }
 
-  /** The environment variables lambdas/adapters/aws/services.ts reads to build the provider. */
+  /** What the Fargate sandbox provider needs, in the environment (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
-    return {
-      CORRAL_SANDBOX_CLUSTER: this.cluster.clusterArn,
-      CORRAL_SANDBOX_TASK_DEFINITION: this.taskDefinition.taskDefinitionArn,
-      CORRAL_SANDBOX_SUBNETS: this.network.subnetIds.join(','),
-      CORRAL_SANDBOX_SECURITY_GROUPS: this.securityGroup.securityGroupId,
-      CORRAL_SANDBOX_CONTAINER: SANDBOX_CONTAINER,
-      CORRAL_SANDBOX_PORT: String(SANDBOX_PORT),
-      CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: String(this.assignPublicIp),
-    };
+    return configEnvironment({
+      sandboxCluster: this.cluster.clusterArn,
+      sandboxTaskDefinition: this.taskDefinition.taskDefinitionArn,
+      sandboxSubnets: this.network.subnetIds.join(','),
+      sandboxSecurityGroups: this.securityGroup.securityGroupId,
+      sandboxContainer: SANDBOX_CONTAINER,
+      sandboxPort: String(SANDBOX_PORT),
+      sandboxAssignPublicIp: String(this.assignPublicIp),
+    });
   }
 }

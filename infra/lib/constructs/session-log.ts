@@ -2,6 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 
 export interface SessionLogProps {
   /**
@@ -74,8 +75,8 @@ export class SessionLog extends Construct {
     this.state.grantReadWriteData(grantee);
   }
 
-  /** The environment variables lambdas/adapters/aws/services.ts reads. */
+  /** The tables, in the environment of the functions that use both (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
-    return { CORRAL_EVENTS_TABLE: this.events.tableName, CORRAL_STATE_TABLE: this.state.tableName };
+    return configEnvironment({ eventsTable: this.events.tableName, stateTable: this.state.tableName });
   }
 }
