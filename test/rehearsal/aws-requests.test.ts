@@ -392,9 +392,11 @@ describe('the SDK calls of Corral functions against the template IAM', () => {
       ['ecs:TagResource', 'allow'],
     ]);
     const elsewhere = await authorize('HarnessStepFunction', ecs, run(`arn:aws:ecs:us-east-1:${ctx.env.accountId}:cluster/other`));
+    // RunTask itself is confined to the sandbox cluster (ecs:cluster condition), not only the tags.
     const denied = elsewhere.filter((x) => x.decision !== 'allow');
-    expect(denied.map((x) => x.check.action)).toEqual(['ecs:TagResource']);
-    expect(denied[0].message).toMatch(/is not authorized to perform: ecs:TagResource on resource: arn:aws:ecs:us-east-1:123456789012:task\/other\//);
+    expect(denied.map((x) => x.check.action)).toEqual(['ecs:RunTask', 'ecs:TagResource']);
+    expect(denied[0].message).toMatch(/is not authorized to perform: ecs:RunTask on resource: arn:aws:ecs:us-east-1:123456789012:task-definition\//);
+    expect(denied[1].message).toMatch(/is not authorized to perform: ecs:TagResource on resource: arn:aws:ecs:us-east-1:123456789012:task\/other\//);
     const stop = await authorize('SandboxReaperFunction', ecs, new StopTaskCommand({ cluster: `arn:aws:ecs:us-east-1:${ctx.env.accountId}:cluster/other`, task: 'abc' }));
     expect(stop[0].decision).toBe('implicit-deny');
   });

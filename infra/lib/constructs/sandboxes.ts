@@ -124,8 +124,20 @@ export class Sandboxes extends Construct {
 
   /** Start, inspect and stop sandbox tasks on this cluster (the harness). */
   grantManage(grantee: iam.IGrantable): void {
-    // RunTask on this task definition, in this cluster, and iam:PassRole for its two roles.
-    this.taskDefinition.grantRun(grantee);
+    // RunTask of this task definition, only in this cluster (CDK's grantRun does not say which
+    // cluster), and iam:PassRole for its two roles, only to ECS tasks.
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['ecs:RunTask'],
+      resourceArns: [this.taskDefinition.taskDefinitionArn],
+      conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
+    });
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['iam:PassRole'],
+      resourceArns: [this.taskDefinition.taskRole.roleArn, this.taskDefinition.obtainExecutionRole().roleArn],
+      conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+    });
     // Tags given to RunTask (session id, sandbox name) need TagResource on the new task.
     iam.Grant.addToPrincipal({
       grantee,
