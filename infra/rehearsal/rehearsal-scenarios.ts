@@ -7,7 +7,7 @@
  * through the credential proxy with a vault credential, and the security groups refusing what
  * they do not allow.
  */
-import { DynamoDBClient, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, QueryCommand, ScanCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { connect } from 'node:net';
 import type { Rehearsal } from './rehearsal.js';
 import type { Scenario, ScenarioContext, ScenarioHooks, ScenarioResult } from './scenarios.js';
@@ -23,10 +23,12 @@ function fail(message: string): never {
 }
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups'] as const;
+export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation'] as const;
+/** Scenarios only run when named (`--only`): they need a rehearsal set up for them. */
+export const OPT_IN_SCENARIOS = ['stream-starvation'];
 
 /** The rehearsal's checks after each scenario, and its own scenarios. */
-export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi): ScenarioHooks {
+export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: string[]): ScenarioHooks {
   let denials = 0;
   let failures = 0;
   const timeouts = () => [...r.functions.values()].reduce((n, f) => n + f.stats.timeouts, 0);
@@ -44,6 +46,13 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi): ScenarioHoo
     const k = timeouts();
     if (k > killed) problems.push(`${k - killed} function invocation(s) were killed at their timeout`);
     killed = k;
+    // Items that carry an expiry must be in a table whose TTL attribute it is, or they stay forever.
+    for (const t of r.model.tables) {
+      const expiring = await admin.send(new ScanCommand({ TableName: t.name, FilterExpression: 'attribute_exists(expiresAt)', Limit: 1000 }));
+      if (expiring.Items?.length && t.ttlAttribute !== 'expiresAt') {
+        problems.push(`${expiring.Items.length} item(s) of ${t.logicalId} carry expiresAt, but the table's TTL attribute is ${t.ttlAttribute ?? 'not set'}: they are never deleted`);
+      }
+    }
     // Deleted sessions stop their tasks (the scenarios delete every session they made).
     await new Promise((res) => setTimeout(res, 200));
     const left = r.ecs.running().filter((t) => t.tags.some((tag) => tag.key === 'corral:session' && result.sessionIds.includes(tag.value)));
@@ -215,8 +224,43 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi): ScenarioHoo
         return results.join(', ');
       },
     },
+    {
+      name: 'stream-starvation',
+      proves: 'with the whole account\'s concurrency taken by open event streams, a session still makes progress (run with a small --account-concurrency)',
+      timeoutMs: 240_000,
+      async run(ctx) {
+        const harness = r.fn('HarnessStepFunction');
+        const stream = r.fn('ApiStreamHandler');
+        const session = await ctx.newSession();
+        // Open as many streams as the account could run at once (each holds an execution).
+        const hold = new AbortController();
+        const opened: Array<Promise<unknown>> = [];
+        for (let i = 0; i < r.accountConcurrency; i++) {
+          opened.push(
+            ctx.client.beta.sessions.events
+              .stream(session, undefined, { signal: hold.signal, maxRetries: 0 })
+              .then(async (s) => {
+                for await (const _ of s) void _;
+              })
+              .catch(() => undefined),
+          );
+        }
+        await new Promise((res) => setTimeout(res, 3_000));
+        const held = stream.stats.maxConcurrent;
+        const throttlesBefore = harness.stats.throttles;
+        try {
+          const marker = ctx.marker('starved');
+          const events = await runTurn(ctx, session, `Use bash to run \`echo ${marker}\` and tell me what it printed.`);
+          if (!events.some((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content).includes(marker))) fail('the turn ended without the tool result');
+          return `${held} streams held executions; the harness ran (${harness.stats.throttles - throttlesBefore} throttled invocations), reserved ${harness.fn.reservedConcurrency ?? 'none'}, stream cap ${stream.fn.reservedConcurrency ?? 'none'}`;
+        } finally {
+          hold.abort();
+          await Promise.all(opened);
+        }
+      },
+    },
   ];
   if (scenarios.map((s) => s.name).join() !== REHEARSAL_SCENARIOS.join()) throw new Error('REHEARSAL_SCENARIOS is out of date');
-  return { scenarios, afterEach };
+  return { scenarios: scenarios.filter((s) => !OPT_IN_SCENARIOS.includes(s.name) || only?.includes(s.name)), afterEach };
 }
 

@@ -63,7 +63,7 @@ export interface RehearsalOptions {
   dynamodb?: 'dynalite' | 'dynamodb-local';
   /** The model key the SSM parameter holds. */
   modelApiKey?: string;
-  /** Concurrency of the account left to functions without reserved concurrency. @default 50 */
+  /** The account's Lambda concurrency (reserved executions come out of it). @default 50 */
   accountConcurrency?: number;
   /** Where logs, workspaces and the assembly go. @default a fresh temporary directory */
   workDir?: string;
@@ -78,6 +78,7 @@ export interface Rehearsal {
   apiUrl: string;
   apiKey: string;
   workDir: string;
+  accountConcurrency: number;
   /** DynamoDB as the operator reaches it (no IAM in between). */
   dynamoEndpoint: string;
   gateway: AwsGateway;
@@ -289,10 +290,14 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       }),
     });
 
+    // The account's concurrency less what functions reserve is shared by all the others.
     let unreservedInUse = 0;
     const accountConcurrency = opts.accountConcurrency ?? 50;
+    const reservedTotal = model.functions.reduce((n, f) => n + (f.reservedConcurrency ?? 0), 0);
+    if (reservedTotal > accountConcurrency) throw new Error(`functions reserve ${reservedTotal} executions, more than the account's ${accountConcurrency}`);
+    const unreservedPool = accountConcurrency - reservedTotal;
     const unreserved = {
-      available: () => unreservedInUse < accountConcurrency,
+      available: () => unreservedInUse < unreservedPool,
       take: () => void unreservedInUse++,
       give: () => void unreservedInUse--,
     };
@@ -401,6 +406,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       apiUrl,
       apiKey,
       workDir,
+      accountConcurrency,
       dynamoEndpoint: dynamo.endpoint,
       gateway,
       api,
