@@ -22,7 +22,8 @@ export type ProxyRequest =
       input: unknown;
       idempotencyKey?: string;
     }
-  | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] };
+  | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] }
+  | { op: 'git_close'; sessionId: string; channel: string };
 
 export type ProxyErrorKind = 'connection' | 'authentication' | 'invalid' | 'forbidden' | 'internal';
 
@@ -38,6 +39,8 @@ export type GitEndpoint = { kind: 'unix'; socketPath: string } | { kind: 'https'
  * each under `path` on the channel (`/r/<n>/<name>.git`), until `expires_at`.
  */
 export interface GitChannel {
+  /** Names the channel for `git_close` (not a secret: it opens nothing by itself). */
+  id: string;
   endpoint: GitEndpoint | null;
   capability: string;
   expires_at: string;
@@ -109,6 +112,11 @@ export class CredentialProxyClient implements SecretSink {
 
   gitOpen(req: { sessionId: string; sandbox: string; repositories: string[] }): Promise<GitChannel> {
     return this.call({ op: 'git_open', ...req });
+  }
+
+  /** Close a channel: its capability stops working at once (sandbox stopped, handed off, deleted). */
+  async gitClose(req: { sessionId: string; channel: string }): Promise<void> {
+    await this.call({ op: 'git_close', ...req });
   }
 
   close(): Promise<void> {
