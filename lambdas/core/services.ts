@@ -53,6 +53,10 @@ export function createServices(deps: {
   rateLimits?: RateLimits;
   /** Clock for leases (tests). */
   clock?: () => number;
+  /** Repository origins accepted besides public https ones (`CORRAL_REPOSITORY_URL_ALLOW`). */
+  repositoryUrlAllow?: string[];
+  /** Key that seals sandbox capabilities in the state table (see `sealCapability`). */
+  sandboxCapabilityKey?: Buffer;
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
@@ -60,10 +64,10 @@ export function createServices(deps: {
   const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue, {
     vaults,
     secrets: deps.credentialProxy,
-  });
+  }, { allow: deps.repositoryUrlAllow ?? [] });
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
-  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table);
+  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilityKey);
   const harness = new Harness(
     { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier },
     deps.harness,

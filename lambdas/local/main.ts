@@ -1,12 +1,16 @@
 import { jsonLogger } from '../core/logger.js';
 import { startLocalRuntime } from './runtime.js';
 import { parseRateLimits } from '../core/resources/rate-limits.js';
+import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from '../core/resources/repository-url.js';
+import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../../sandbox/limits.js';
 
 /**
  * `npm start`: the embedded default. Settings come from the environment:
  * PORT (4000), CORRAL_DATA_DIR (./.corral), CORRAL_API_KEY (generated and printed if unset),
  * ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for the model, CORRAL_SANDBOX_ISOLATION
- * (auto | bwrap | none), CORRAL_RATE_LIMITS (per tenant per minute, e.g. `create=300,write=1200,read=6000`).
+ * (auto | bwrap | none), CORRAL_RATE_LIMITS (per tenant per minute, e.g. `create=300,write=1200,read=6000`),
+ * CORRAL_REPOSITORY_URL_ALLOW (origins accepted besides public https ones, e.g. `http://127.0.0.1`),
+ * CORRAL_SANDBOX_LIMITS (e.g. `processes=256,memory=2g,file_size=1g,cpu_seconds=3600,disk=10g`).
  */
 const env = process.env;
 const port = env.PORT ? Number(env.PORT) : 4000;
@@ -26,6 +30,16 @@ try {
   console.error(`CORRAL_RATE_LIMITS: ${(err as Error).message}`);
   process.exit(2);
 }
+function setting<T>(name: string, parse: (text: string | undefined) => T): T {
+  try {
+    return parse(env[name]);
+  } catch (err) {
+    console.error(`${name}: ${(err as Error).message}`);
+    process.exit(2);
+  }
+}
+const repositoryUrlAllow = setting(REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow);
+const sandboxLimits = setting(SANDBOX_LIMITS_ENV, parseSandboxLimits);
 const logger = jsonLogger({ service: 'corral-local' });
 
 const runtime = await startLocalRuntime({
@@ -37,6 +51,8 @@ const runtime = await startLocalRuntime({
   anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
   sandboxIsolation: isolation,
   rateLimits,
+  repositoryUrlAllow,
+  sandboxLimits,
   logger,
 }).catch((err) => {
   console.error(`corral: could not start: ${(err as Error).message}`);

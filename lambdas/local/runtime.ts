@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,7 @@ import { ensureTables } from '../adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../adapters/local/dynalite.js';
 import { MemoryQueue } from '../adapters/local/memory-queue.js';
 import { ProcessSandboxProvider } from '../adapters/local/process-sandbox.js';
+import type { SandboxLimits } from '../../sandbox/limits.js';
 import { createApp } from '../api/app.js';
 import type { LogNotifier } from '../api/stream.js';
 import type { HarnessOptions } from '../core/harness/harness.js';
@@ -54,6 +56,13 @@ export interface LocalRuntimeOptions {
   sandboxIdleMs?: number;
   /** Per-tenant requests per minute (`create`, `write`, `read`); 0 turns one off. */
   rateLimits?: RateLimits;
+  /**
+   * Repository origins accepted besides public https ones (`CORRAL_REPOSITORY_URL_ALLOW`), e.g.
+   * `['http://127.0.0.1']` for test git servers. @default [] (https to public hosts only)
+   */
+  repositoryUrlAllow?: string[];
+  /** Resource limits of every local sandbox (`CORRAL_SANDBOX_LIMITS`). @default DEFAULT_SANDBOX_LIMITS */
+  sandboxLimits?: Partial<SandboxLimits>;
   logger?: Logger;
 }
 
@@ -67,6 +76,8 @@ export interface LocalRuntime {
   dataDir: string;
   /** The credential proxy process's handle (absent with `credentialProxy: false`). */
   credentialProxy?: LocalCredentialProxy;
+  /** The sandbox provider in use (tests stop sandboxes through it, as the idle reaper would). */
+  sandboxProvider: SandboxProvider;
   close(): Promise<void>;
 }
 
@@ -123,7 +134,10 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         dataDir,
         isolation: opts.sandboxIsolation ?? 'auto',
         logger: log,
-        gitChannels: credentialProxy ? (r) => credentialProxy.gitOpen(r) : undefined,
+        gitChannels: credentialProxy
+          ? { open: (r) => credentialProxy.gitOpen(r), close: (r) => credentialProxy.gitClose(r) }
+          : undefined,
+        limits: opts.sandboxLimits,
       });
     const model =
       opts.model ?? new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl });
@@ -139,6 +153,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       mcp: opts.mcp,
       credentialProxy,
       notifier,
+      repositoryUrlAllow: opts.repositoryUrlAllow,
+      // Local sandboxes live as long as this process: so does the key their capabilities are sealed with.
+      sandboxCapabilityKey: randomBytes(32),
     });
 
     const apiKeyGenerated = !opts.apiKey;
@@ -190,6 +207,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       services,
       queue: q,
       dataDir,
+      sandboxProvider: provider,
       ...(proxy ? { credentialProxy: proxy } : {}),
       async close() {
         // Open event streams would hold `close` forever: end them first.

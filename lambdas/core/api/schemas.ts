@@ -214,7 +214,13 @@ const AgentRef = z.union([
  */
 const GitHubRepositoryResourceParam = z.strictObject({
   type: z.literal('github_repository'),
-  url: z.string().min(1).max(2048),
+  // A remote repository: never a local path, file:// or another scheme git would open on a host
+  // (which hosts and whether plain http is allowed is the session service's operator rule).
+  url: z
+    .string()
+    .min(1)
+    .max(2048)
+    .regex(/^https?:\/\/[^\s/?#@\\]+(?:[/?#]\S*)?$/i, 'must be an https:// URL of a remote repository, without credentials in it'),
   authorization_token: z.string().min(1).max(16_384).optional().meta({ writeOnly: true }),
   checkout: z
     .discriminatedUnion('type', [

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { InvalidRequestError, NotFoundError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
 import type { SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
@@ -14,6 +15,7 @@ import { RESOURCE_ID_PREFIX, normalizeRepositoryUrl, repositorySecretRef } from 
 import type { RepositoryCredentialRef } from '../vault/proxy.js';
 import type { VaultService } from '../vault/vaults.js';
 import { CredentialProxyUnavailableError } from '../vault/vaults.js';
+import { checkRepositoryUrl, type RepositoryUrlRule } from './repository-url.js';
 
 /** A session resource as stored and returned: never an `authorization_token`. */
 export type SessionResource = { id: string; type: string; created_at: string; updated_at: string; [k: string]: unknown };
@@ -30,6 +32,11 @@ function repositoryName(url: string): string {
   const last = url.replace(/[?#].*$/, '').replace(/\/+$/, '').split(/[/:]/).pop() ?? '';
   const name = last.replace(/\.git$/, '');
   return /^[A-Za-z0-9._-]+$/.test(name) && name !== '.' && name !== '..' ? name : 'repository';
+}
+
+/** `/workspace/a/../b`, `b` -> `/workspace/b`: where a mount path lands, for comparing two. */
+function mountKey(mountPath: string): string {
+  return path.posix.normalize(mountPath.startsWith('/') ? mountPath : `/workspace/${mountPath}`).replace(/\/+$/, '');
 }
 
 /** The agent a session runs: a pinned agent version (`BetaManagedAgentsSessionAgent`). */
@@ -92,6 +99,8 @@ export class SessionService {
     private readonly environments: EnvironmentService,
     private readonly queue: WakeQueue,
     private readonly credentials?: SessionCredentials,
+    /** Which repository URLs are accepted (see `repository-url.ts`). @default https to public hosts only */
+    private readonly repositoryUrls: RepositoryUrlRule = { allow: [] },
   ) {}
 
   /**
@@ -106,16 +115,23 @@ export class SessionService {
   ): { stored: SessionResource[]; tokens: Array<{ ref: RepositoryCredentialRef; token: string }> } {
     const stored: SessionResource[] = [];
     const tokens: Array<{ ref: RepositoryCredentialRef; token: string }> = [];
-    for (const r of resources) {
+    const mounts = new Set<string>();
+    for (const [i, r] of resources.entries()) {
       const id = newId(RESOURCE_ID_PREFIX, now.getTime());
       const base = { id, created_at: nowIso(now), updated_at: nowIso(now) };
       if (r.type === 'github_repository') {
         const { authorization_token: token, ...rest } = r as Extract<typeof r, { type: 'github_repository' }>;
+        checkRepositoryUrl(rest.url, this.repositoryUrls, `resources[${i}]`);
+        const mountPath = rest.mount_path ?? `/workspace/${repositoryName(rest.url)}`;
+        // Two repositories in one place: only one could be cloned there (and the other would be
+        // reachable through the proxy without ever being in the sandbox).
+        if (mounts.has(mountKey(mountPath))) throw new InvalidRequestError(`resources[${i}]: mount_path ${mountPath} is already used by another repository`);
+        mounts.add(mountKey(mountPath));
         stored.push({
           ...base,
           type: 'github_repository',
           url: rest.url,
-          mount_path: rest.mount_path ?? `/workspace/${repositoryName(rest.url)}`,
+          mount_path: mountPath,
           checkout: rest.checkout ?? null,
         });
         if (token) {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { ConflictError, CorralError, NotFoundError } from '../errors.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { SandboxClient, callTimeoutMs } from './client.js';
@@ -102,6 +102,38 @@ export async function putSandboxRecord(
   }
 }
 
+/**
+ * Sandbox capabilities at rest. The harness must present a sandbox's capability to call it, so a
+ * hash cannot replace it; instead the record keeps it sealed (AES-256-GCM, bound to the session
+ * and sandbox name) with a key only the harness's process holds, and a read of the state table
+ * alone opens nothing. The local runtime makes the key at start: its sandboxes die with it, and
+ * a record sealed by an earlier process reads as a sandbox that is gone (the next call starts a
+ * fresh one). Without a key (no `capabilityKey`) the capability is stored as it is.
+ */
+export const SEALED_PREFIX = 'sealed:v1:';
+
+export function sealCapability(key: Buffer, owner: SandboxOwner, capability: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(`${owner.sessionId}\0${owner.name}`));
+  const body = Buffer.concat([cipher.update(capability, 'utf8'), cipher.final()]);
+  return `${SEALED_PREFIX}${Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url')}`;
+}
+
+/** The capability, or null when it was sealed with another key or for another owner. */
+export function openCapability(key: Buffer, owner: SandboxOwner, stored: string): string | null {
+  if (!stored.startsWith(SEALED_PREFIX)) return null;
+  try {
+    const raw = Buffer.from(stored.slice(SEALED_PREFIX.length), 'base64url');
+    const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
+    decipher.setAAD(Buffer.from(`${owner.sessionId}\0${owner.name}`));
+    decipher.setAuthTag(raw.subarray(12, 28));
+    return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
+  } catch {
+    return null;
+  }
+}
+
 const corralNote = (name: string, text: string) => `[corral] sandbox "${name}": ${text}`;
 
 /**
@@ -117,12 +149,30 @@ export class SandboxManager {
   constructor(
     private readonly provider: SandboxProvider,
     private readonly table: StateTable,
+    /** Seals capabilities at rest (see `sealCapability`). @default - stored as they are */
+    private readonly capabilityKey?: Buffer,
   ) {}
 
   async get(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
     const k = sandboxKey(sessionId, name);
     const item = await this.table.get(k.pk, k.sk);
-    return item ? (item.record as SandboxRecord) : undefined;
+    return item ? this.opened(item.record as SandboxRecord) : undefined;
+  }
+
+  /** A stored record with its capability opened; one that cannot be opened is not reachable. */
+  private opened(record: SandboxRecord): SandboxRecord {
+    if (!this.capabilityKey) return record;
+    const capability = openCapability(this.capabilityKey, record, record.endpoint.capability);
+    if (capability !== null) return { ...record, endpoint: { ...record.endpoint, capability } };
+    return record.state === 'ready' ? { ...record, state: 'dead', endedReason: 'its capability cannot be read by this process (the runtime restarted)' } : record;
+  }
+
+  /** `putSandboxRecord` with the capability sealed. */
+  private put(record: SandboxRecord, expect?: { ref: string; state?: SandboxState; lastUsedAt?: string }): Promise<boolean> {
+    const stored = this.capabilityKey
+      ? { ...record, endpoint: { ...record.endpoint, capability: sealCapability(this.capabilityKey, record, record.endpoint.capability) } }
+      : record;
+    return putSandboxRecord(this.table, stored, expect);
   }
 
   async list(sessionId: string): Promise<SandboxRecord[]> {
@@ -161,7 +211,7 @@ export class SandboxManager {
         // Mark it busy, so the idle reaper leaves it alone while the call runs.
         const now = new Date();
         const busy: SandboxRecord = { ...record, lastUsedAt: now.toISOString(), busyUntil: new Date(now.getTime() + budgetMs).toISOString() };
-        if (await putSandboxRecord(this.table, busy, { ref: record.ref, state: 'ready' })) {
+        if (await this.put(busy, { ref: record.ref, state: 'ready' })) {
           record = busy;
           break;
         }
@@ -185,7 +235,7 @@ export class SandboxManager {
     try {
       const out = await new SandboxClient(record!.endpoint).execute(tool, input, opts);
       const { busyUntil: _busy, ...rest } = record!;
-      await putSandboxRecord(this.table, { ...rest, lastUsedAt: new Date().toISOString() }, { ref: record!.ref, state: 'ready' });
+      await this.put({ ...rest, lastUsedAt: new Date().toISOString() }, { ref: record!.ref, state: 'ready' });
       return { ...out, output: withNotes(out.output), sandbox: name, provisionMs };
     } catch (err) {
       // The step's deadline: the call goes on in the sandbox (so it stays busy), and the next
@@ -194,11 +244,11 @@ export class SandboxManager {
       if (!(err instanceof SandboxUnavailableError)) {
         // Aborted (the user interrupted) or a bug: the sandbox is not busy on our account any more.
         const { busyUntil: _busy, ...rest } = record!;
-        await putSandboxRecord(this.table, rest, { ref: record!.ref, state: 'ready' }).catch(() => undefined);
+        await this.put(rest, { ref: record!.ref, state: 'ready' }).catch(() => undefined);
         throw err;
       }
       const { busyUntil: _busy, ...rest } = record!;
-      const marked = await putSandboxRecord(this.table, { ...rest, state: 'dead', endedReason: err.message }, { ref: record!.ref, state: 'ready' });
+      const marked = await this.put({ ...rest, state: 'dead', endedReason: err.message }, { ref: record!.ref, state: 'ready' });
       // Only the writer that marked it dead stops it: a sandbox handed off meanwhile is not ours.
       if (marked) await this.provider.release(sessionId, name, record!.ref).catch(() => undefined);
       return {
@@ -238,7 +288,7 @@ export class SandboxManager {
       createdAt: now,
       lastUsedAt: now,
     };
-    await putSandboxRecord(this.table, record);
+    await this.put(record);
     return { record, provisionMs: Date.now() - started, notes: provisioned.notes ?? [], replaced: existing };
   }
 
@@ -282,10 +332,10 @@ export class SandboxManager {
     };
     try {
       await this.provider.transfer?.(from, to, record.ref);
-      await putSandboxRecord(this.table, moved);
+      await this.put(moved);
     } catch (err) {
       // Keep it where it was, reachable with the new capability.
-      await putSandboxRecord(this.table, { ...record, endpoint }).catch(() => undefined);
+      await this.put({ ...record, endpoint }).catch(() => undefined);
       throw err;
     }
     const k = sandboxKey(from.sessionId, from.name);

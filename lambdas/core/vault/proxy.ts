@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
 import type { McpServerRef } from '../mcp/gateway.js';
@@ -35,6 +35,12 @@ import {
  *
  * Two faces: `handle` (JSON calls from the API and the harness) and `handleGit` (git smart HTTP
  * from a sandbox's forwarder, authorized by a capability that `git_open` issued to that sandbox).
+ *
+ * A git capability works only while its channel is open: `git_open` registers the channel,
+ * `git_close` (the sandbox stopped, was handed to another session, or its session was deleted)
+ * forgets it, and a capability of a forgotten channel is refused even though its signature is
+ * good. Open channels are kept in this process, like the signing key the local proxy makes at
+ * start: a restarted proxy knows neither, so every earlier capability is dead with it.
  */
 
 /** The session head as stored: the session, its tenant and the refs of its repository tokens. */
@@ -93,6 +99,8 @@ export class CredentialProxy {
   private readonly secretCache = new Map<string, { at: number; value: SecretFields | undefined }>();
   private readonly secretCacheMs: number;
   private readonly oauth: OAuthTokens;
+  /** Open git channels by id: the session and sandbox each was issued to. */
+  private readonly gitChannels = new Map<string, { s: string; n: string }>();
 
   constructor(private readonly deps: CredentialProxyDeps) {
     this.log = deps.logger ?? silentLogger;
@@ -173,6 +181,14 @@ export class CredentialProxy {
         return this.gitOpen(r);
       case 'mcp_oauth_validate':
         return this.validate(r);
+      case 'git_close': {
+        const id = typeof r.channel === 'string' ? r.channel : '';
+        const open = this.gitChannels.get(id);
+        if (open && open.s !== r.sessionId) throw new ProxyFailure('forbidden', `channel ${id} is not a channel of session ${String(r.sessionId)}`);
+        this.gitChannels.delete(id);
+        if (open) this.log.info('git channel closed', { sessionId: open.s, sandbox: open.n });
+        return null;
+      }
       default:
         throw new ProxyFailure('invalid', `unknown op ${JSON.stringify((r as { op?: unknown }).op)}`);
     }
@@ -389,10 +405,13 @@ export class CredentialProxy {
       urls.push(url);
     }
     const expires = this.now() + (this.deps.gitCapabilityTtlMs ?? 7 * 24 * 3600_000);
-    const payload = Buffer.from(JSON.stringify({ s: r.sessionId, n: r.sandbox, r: urls, e: expires }), 'utf8').toString('base64url');
+    const id = randomBytes(16).toString('base64url');
+    const payload = Buffer.from(JSON.stringify({ c: id, s: r.sessionId, n: r.sandbox, r: urls, e: expires }), 'utf8').toString('base64url');
     const mac = createHmac('sha256', await this.deps.signingKey()).update(`v1.${payload}`).digest('base64url');
+    this.gitChannels.set(id, { s: r.sessionId, n: r.sandbox });
     this.log.info('git channel opened', { sessionId: r.sessionId, sandbox: r.sandbox, repositories: urls.length });
     return {
+      id,
       endpoint: this.deps.gitEndpoint ?? null,
       capability: `v1.${payload}.${mac}`,
       expires_at: new Date(expires).toISOString(),
@@ -400,7 +419,7 @@ export class CredentialProxy {
     };
   }
 
-  private async verifyCapability(cap: string | null): Promise<{ s: string; n: string; r: string[]; e: number } | null> {
+  private async verifyCapability(cap: string | null): Promise<{ c: string; s: string; n: string; r: string[]; e: number } | null> {
     if (!cap) return null;
     const m = /^v1\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/.exec(cap.trim());
     if (!m) return null;
@@ -410,6 +429,8 @@ export class CredentialProxy {
     try {
       const p = JSON.parse(Buffer.from(m[1], 'base64url').toString('utf8'));
       if (typeof p.s !== 'string' || !Array.isArray(p.r) || typeof p.e !== 'number' || p.e < this.now()) return null;
+      // A closed channel's capability opens nothing, however well signed.
+      if (typeof p.c !== 'string' || this.gitChannels.get(p.c)?.s !== p.s) return null;
       return p;
     } catch {
       return null;
@@ -437,7 +458,7 @@ export class CredentialProxy {
         return deny(405, 'method not allowed');
       }
       const cap = await this.verifyCapability(req.headers.get(GIT_CAPABILITY_HEADER));
-      if (!cap) return deny(403, 'missing, invalid or expired git capability');
+      if (!cap) return deny(403, 'missing, invalid, expired or closed git capability');
       const repo = cap.r[Number(m[1])];
       if (!repo) return deny(404, 'no such repository on this channel');
       const head = await this.deps.table.get(`session#${cap.s}`, 'head');
@@ -458,7 +479,9 @@ export class CredentialProxy {
       }
       headers.set('user-agent', 'git/corral-credential-proxy');
       if (token) headers.set('authorization', `Basic ${Buffer.from(`x-access-token:${token}`, 'utf8').toString('base64')}`);
-      const upstream = `${repo.replace(/\/+$/, '')}${suffix}${url.search}`;
+      // Only the repository's own smart-HTTP endpoints, and no query but the service.
+      const search = suffix === '/info/refs' ? `?service=${url.searchParams.get('service')}` : '';
+      const upstream = `${repo.replace(/\/+$/, '')}${suffix}${search}`;
       const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'manual' };
       if (req.method === 'POST') {
         init.body = req.body;
