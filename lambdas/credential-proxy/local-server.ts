@@ -12,14 +12,14 @@
  *
  * stdin closing means the runtime went away: the proxy exits. Logs are JSON lines on stderr.
  *
- * Usage: local-server.ts --data-dir DIR --socket-dir DIR --dynamo-endpoint URL --state-table NAME
+ * Usage: local-server.ts --data-dir DIR --socket-dir DIR --dynamo-endpoint URL|unix:PATH --state-table NAME
  */
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { localDynamoClient } from '../adapters/local/dynamo-client.js';
 import { getRequestListener } from '@hono/node-server';
 import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
 import { FileSecretStore } from '../adapters/local/file-secret-store.js';
@@ -101,12 +101,8 @@ export async function main(argv: string[]): Promise<void> {
   fs.mkdirSync(gitDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(socketDir, 0o700);
 
-  const dynamo = new DynamoDBClient({
-    endpoint: values['dynamo-endpoint'],
-    region: 'local',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    maxAttempts: 3,
-  });
+  // The runtime's dynalite: on a unix socket (`unix:<path>`) only this user can reach.
+  const dynamo = localDynamoClient(values['dynamo-endpoint']!, { maxSockets: 50 });
   const signingKey = randomBytes(32);
   const proxy = new CredentialProxy({
     table: new DynamoStateTable(dynamo, values['state-table']!),

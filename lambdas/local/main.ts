@@ -6,7 +6,7 @@ import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../../sandbox/limits.js'
 
 /**
  * `npm start`: the embedded default. Settings come from the environment:
- * PORT (4000), CORRAL_DATA_DIR (./.corral), CORRAL_API_KEY (generated and printed if unset),
+ * PORT (4000), CORRAL_DATA_DIR (./.corral), CORRAL_API_KEY (generated if unset, and printed once, when it is generated),
  * ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for the model, CORRAL_SANDBOX_ISOLATION
  * (auto | bwrap | none), CORRAL_RATE_LIMITS (per tenant per minute, e.g. `create=300,write=1200,read=6000`),
  * CORRAL_REPOSITORY_URL_ALLOW (origins accepted besides public https ones, e.g. `http://127.0.0.1`),
@@ -62,9 +62,12 @@ const runtime = await startLocalRuntime({
 const lines = [
   `Corral is listening on ${runtime.url}`,
   `  data dir: ${runtime.dataDir}`,
-  runtime.apiKeyGenerated
-    ? `  API key:  ${runtime.apiKey}  (generated; kept in ${runtime.dataDir}/api-key)`
-    : '  API key:  from CORRAL_API_KEY',
+  // The key is shown once, on the start that makes it; later starts only say where it is.
+  runtime.apiKeyNew
+    ? `  API key:  ${runtime.apiKey}  (generated now and kept in ${runtime.dataDir}/api-key; it is not shown again)`
+    : runtime.apiKeyGenerated
+      ? `  API key:  in ${runtime.dataDir}/api-key`
+      : '  API key:  from CORRAL_API_KEY',
   `  model:    ${env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com'}${env.ANTHROPIC_API_KEY ? '' : '  (ANTHROPIC_API_KEY is not set)'}`,
 ];
 console.log(lines.join('\n'));

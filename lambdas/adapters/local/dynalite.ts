@@ -1,51 +1,62 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { Agent } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { mkdirSync } from 'node:fs';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import dynalite from 'dynalite';
+import { UNIX_ENDPOINT_PREFIX, localDynamoClient } from './dynamo-client.js';
 
 export interface EmbeddedDynamo {
   client: DynamoDBClient;
+  /** `http://127.0.0.1:<port>`, or `unix:<path>` when listening on a unix socket (see `localDynamoClient`). */
   endpoint: string;
   close(): Promise<void>;
 }
 
 /**
- * dynalite, started in-process on loopback. With `path` it persists to disk (LevelDB), so data
- * survives a restart; without it, it keeps everything in memory (tests).
+ * dynalite, started in-process. With `path` it persists to disk (LevelDB), so data survives a
+ * restart; without it, it keeps everything in memory (tests).
+ *
+ * dynalite checks no credentials: whoever can connect can read and change every tenant's data.
+ * With `socketPath` it listens on a unix socket (mode 0600, to be placed in a directory only
+ * this user can enter), so no other local user can reach it; without one it listens on a
+ * loopback TCP port, which every local user can reach (tests only).
  */
 // The AWS SDK warns about Node 20 on every client; the local runtime knows.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-export async function startDynalite(opts: { path?: string; port?: number } = {}): Promise<EmbeddedDynamo> {
-  if (opts.path) mkdirSync(opts.path, { recursive: true });
+export async function startDynalite(opts: { path?: string; port?: number; socketPath?: string } = {}): Promise<EmbeddedDynamo> {
+  if (opts.path) mkdirSync(opts.path, { recursive: true, mode: 0o700 });
   const server: Server = dynalite({
     path: opts.path,
     createTableMs: 0,
     deleteTableMs: 0,
     updateTableMs: 0,
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const endpoint = `http://127.0.0.1:${port}`;
-  const client = new DynamoDBClient({
-    endpoint,
-    region: 'local',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    maxAttempts: 3,
-    // Hundreds of sessions share this one client: let their requests through, not queue at 50.
-    requestHandler: { httpAgent: new Agent({ keepAlive: true, maxSockets: 1024 }) },
-  });
+  let endpoint: string;
+  if (opts.socketPath) {
+    const socketPath = opts.socketPath;
+    rmSync(socketPath, { force: true }); // a socket left by a process that died
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => resolve());
+    });
+    chmodSync(socketPath, 0o600);
+    endpoint = `${UNIX_ENDPOINT_PREFIX}${socketPath}`;
+  } else {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? 0, '127.0.0.1', () => resolve());
+    });
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+  const client = localDynamoClient(endpoint);
   return {
     client,
     endpoint,
     async close() {
       client.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (opts.socketPath) rmSync(opts.socketPath, { force: true });
     },
   };
 }

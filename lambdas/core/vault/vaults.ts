@@ -1,7 +1,7 @@
 import type { CredentialCreate, CredentialUpdate, VaultCreate, VaultUpdate } from '../api/schemas.js';
 import { ConflictError, CorralError, InvalidRequestError, NotFoundError } from '../errors.js';
 import { newId } from '../ids.js';
-import { nowIso, patchMetadata } from '../resources/common.js';
+import { assertRecordFits, nowIso, patchMetadata } from '../resources/common.js';
 import { collectPage, type ListParams, type ListResult } from '../resources/paging.js';
 import type { StateTable } from '../store.js';
 import type { CredentialValidation } from './oauth.js';
@@ -57,6 +57,7 @@ export class VaultService {
       updated_at: nowIso(now),
       archived_at: null,
     };
+    assertRecordFits('vault', vault);
     await this.table.put({ ...vaultKey(id), tenant, data: vault, gsi1pk: `${tenant}#vaults`, gsi1sk: id }, { ifNotExists: true });
     return vault;
   }
@@ -80,6 +81,7 @@ export class VaultService {
       metadata: patchMetadata(current.metadata, params.metadata),
       updated_at: nowIso(now),
     };
+    assertRecordFits('vault', next);
     await this.save(tenant, next);
     return next;
   }
@@ -139,6 +141,8 @@ export class VaultService {
     const vault = await this.get(tenant, vaultId);
     if (vault.archived_at) throw new InvalidRequestError(`vault ${vaultId} is archived`);
     const { auth, secret } = splitAuth(params.auth);
+    // Checked before the secret goes to the proxy: a refused credential leaves no secret behind.
+    assertRecordFits('credential', { ...params, auth });
     if ('mcp_server_url' in auth) await this.assertNoOtherFor(vaultId, auth.mcp_server_url, null);
     const id = newId(CREDENTIAL_ID_PREFIX, now.getTime());
     const ref = credentialSecretRef(tenant, vaultId, id);
@@ -199,6 +203,7 @@ export class VaultService {
       metadata: patchMetadata(current.metadata, params.metadata),
       updated_at: nowIso(now),
     };
+    assertRecordFits('credential', next);
     await this.table.put({ ...item, data: next, target: targetOf(auth) });
     return next;
   }
