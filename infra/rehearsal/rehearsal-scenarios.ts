@@ -33,7 +33,7 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
   let failures = 0;
   const timeouts = () => [...r.functions.values()].reduce((n, f) => n + f.stats.timeouts, 0);
   let killed = timeouts();
-  const admin = new DynamoDBClient({ region: r.model.region, endpoint: r.dynamoEndpoint, credentials: { accessKeyId: 'rehearsal-operator', secretAccessKey: 'x' } });
+  const admin = new DynamoDBClient({ region: r.model.region, endpoint: r.dynamoEndpoint, credentials: { accessKeyId: 'RehearsalOperator', secretAccessKey: 'x' } });
 
   const afterEach = async (result: ScenarioResult): Promise<string | void> => {
     const problems: string[] = [];

@@ -198,7 +198,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const model = buildModel(template, assembly, overrides);
     log(`model: ${model.functions.length} functions, ${model.tables.length} tables, ${model.queues.length} queues, ${model.restApi.resources.length} API resources`);
 
-    const admin = { region: REHEARSAL_REGION, credentials: { accessKeyId: 'rehearsal-operator', secretAccessKey: 'x' } };
+    const admin = { region: REHEARSAL_REGION, credentials: { accessKeyId: 'RehearsalOperator', secretAccessKey: 'x' } };
     const ddb = new DynamoDBClient({ ...admin, endpoint: dynamo.endpoint });
     cleanups.push(() => ddb.destroy());
     for (const t of model.tables) {

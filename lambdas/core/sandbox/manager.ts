@@ -167,6 +167,15 @@ export class SandboxManager {
     return record.state === 'ready' ? { ...record, state: 'dead', endedReason: 'its capability cannot be read by this process (the runtime restarted)' } : record;
   }
 
+  /** The stored record of a ready sandbox whose capability this process cannot open, if that is what is stored. */
+  private async unreadable(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
+    if (!this.capabilityKey) return undefined;
+    const k = sandboxKey(sessionId, name);
+    const stored = (await this.table.get(k.pk, k.sk))?.record as SandboxRecord | undefined;
+    if (!stored || stored.state !== 'ready') return undefined;
+    return openCapability(this.capabilityKey, stored, stored.endpoint.capability) === null ? stored : undefined;
+  }
+
   /** `putSandboxRecord` with the capability sealed. */
   private put(record: SandboxRecord, expect?: { ref: string; state?: SandboxState; lastUsedAt?: string }): Promise<boolean> {
     const stored = this.capabilityKey
@@ -195,6 +204,21 @@ export class SandboxManager {
     let provisionMs = 0;
     const notes: string[] = [];
     const budgetMs = opts.timeoutMs ?? callTimeoutMs(tool, input);
+    // A ready sandbox whose capability this process cannot open belonged to a runtime that
+    // restarted (local sandboxes die with it): like one that dies during a call, the model is
+    // told and the next call starts a fresh one; the call is not silently run again elsewhere.
+    const unreachable = await this.unreadable(sessionId, name);
+    if (unreachable) {
+      const reason = 'its runtime restarted, and the sandbox with it';
+      const marked = await putSandboxRecord(this.table, { ...unreachable, state: 'dead', endedReason: reason }, { ref: unreachable.ref, state: 'ready' });
+      if (marked) await this.provider.release(sessionId, name, unreachable.ref).catch(() => undefined);
+      return {
+        sandbox: name,
+        provisionMs: 0,
+        isError: true,
+        output: `sandbox "${name}" became unavailable (${reason}). Its state is lost; the next tool call starts a fresh sandbox from the same recipe.`,
+      };
+    }
     // Provisioning stops at the step's deadline or the user's interrupt, whichever comes first.
     const cut = cutSignal(opts);
     try {
