@@ -40,7 +40,10 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
     const newDenials = r.gateway.denials.slice(denials);
     denials = r.gateway.denials.length;
     for (const d of newDenials) problems.push(`IAM denied ${d.action} on ${d.resource} to ${d.function}`);
-    const newFailures = r.api.failures.slice(failures).filter((f) => f.status >= 500);
+    // stream-starvation opens more streams than the stream function may run on purpose: those
+    // are refused (a 5xx, which the SDK retries), and that is the setting working.
+    const expected = (f: { path: string; reason: string }) => result.name === 'stream-starvation' && f.path.endsWith('/events/stream') && /throttled/.test(f.reason);
+    const newFailures = r.api.failures.slice(failures).filter((f) => f.status >= 500 && !expected(f));
     failures = r.api.failures.length;
     for (const f of newFailures) problems.push(`API Gateway answered ${f.status} to ${f.method} ${f.path}: ${f.reason}`);
     const k = timeouts();

@@ -65,6 +65,11 @@ export interface LocalRuntimeOptions {
   repositoryUrlAllow?: string[];
   /** Resource limits of every local sandbox (`CORRAL_SANDBOX_LIMITS`). @default DEFAULT_SANDBOX_LIMITS */
   sandboxLimits?: Partial<SandboxLimits>;
+  /**
+   * Wrap the local sandbox provider this runtime builds (with its git channels and limits), e.g.
+   * to time it or delay it; ignored with `sandboxProvider`.
+   */
+  wrapSandboxProvider?: (local: ProcessSandboxProvider) => SandboxProvider;
   /** Failed authentications per minute, per client address and in all (default 30 and 600). */
   authFailureLimits?: AuthFailureLimits;
   logger?: Logger;
@@ -165,8 +170,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       proxyProcess = new LocalCredentialProxy({ dataDir, dynamoEndpoint: dynamo.endpoint, stateTable: tables.state, logger: log });
     }
     const credentialProxy = proxyProcess ? new CredentialProxyClient(proxyProcess) : undefined;
-    sandboxProvider =
-      opts.sandboxProvider ??
+    const local = () =>
       new ProcessSandboxProvider({
         dataDir,
         isolation: opts.sandboxIsolation ?? 'auto',
@@ -176,6 +180,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
           : undefined,
         limits: opts.sandboxLimits,
       });
+    sandboxProvider = opts.sandboxProvider ?? (opts.wrapSandboxProvider ? opts.wrapSandboxProvider(local()) : local());
     const model =
       opts.model ?? new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl });
     const services = createServices({
