@@ -12,12 +12,11 @@
  * context `corral:purpose=sandbox-capability`, which the roles' grants require.
  */
 import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { openCapability, sealCapability, type CapabilitySealer } from '../../core/sandbox/sealing.js';
+import { CAPABILITY_ENCRYPTION_CONTEXT, openCapability, sealCapability, type CapabilitySealer } from '../../core/sandbox/sealing.js';
 import type { SandboxOwner } from '../../core/sandbox/types.js';
 
 export const KMS_SEALED_PREFIX = 'kms:v1:';
-/** The encryption context of every data key (the IAM grants require it). */
-export const CAPABILITY_ENCRYPTION_CONTEXT: Readonly<Record<string, string>> = { 'corral:purpose': 'sandbox-capability' };
+export { CAPABILITY_ENCRYPTION_CONTEXT };
 
 export interface KmsCapabilitySealerOptions {
   readonly kms: KMSClient;

@@ -22,6 +22,12 @@ export interface CapabilitySealer {
 
 export const SEALED_PREFIX = 'sealed:v1:';
 
+/**
+ * The encryption context a key service binds sealing keys to where it supports one (AWS KMS): the
+ * grants of the key require it, so the key serves nothing else.
+ */
+export const CAPABILITY_ENCRYPTION_CONTEXT: Readonly<Record<string, string>> = { 'corral:purpose': 'sandbox-capability' };
+
 const aad = (owner: SandboxOwner) => Buffer.from(`${owner.sessionId}\0${owner.name}`);
 
 /** `capability` sealed with `key` (32 bytes) for `owner`: `sealed:v1:<iv|tag|ciphertext, base64url>`. */
