@@ -290,7 +290,9 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
         const over = await runTurn(ctx, session, `Use bash to run \`head -c ${limits.file_size + 1} /dev/zero > big.bin\` and tell me what it printed.`);
         const hit = over.find((e) => e.type === 'agent.tool_result');
         const named = `file size limit (${humanBytes(limits.file_size)} per file)`;
-        if (!hit?.is_error || !JSON.stringify(hit.content).includes(named)) fail(`the tool result does not name the ${named}: ${JSON.stringify(hit?.content ?? null).slice(0, 300)}`);
+        if (!hit?.is_error || !JSON.stringify(hit.content).includes(named)) {
+          fail(`the tool result (is_error ${String(hit?.is_error)}) does not name the ${named}: ${JSON.stringify(hit?.content ?? null).slice(0, 300)}; events: ${over.map((e) => e.type).join(', ')}`);
+        }
 
         // What the state table holds (as the operator reads it) opens nothing.
         const table = r.model.outputs.StateTableName;
