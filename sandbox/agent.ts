@@ -18,7 +18,8 @@
  *                 [--run-as-uid N --run-as-gid N [--setpriv PATH]] [--install-packages]
  *                 [--git-channel-stdin] [--local-mounts] [--limits processes=N,memory=B,...]
  *
- * With `--limits` (see limits.ts), every tool process starts under `prlimit(1)` with those rlimits,
+ * With `--limits` (see limits.ts; in a container `CORRAL_SANDBOX_LIMITS` in its environment does
+ * the same), every tool process starts under `prlimit(1)` with those rlimits,
  * the workspace's size is checked after every call, and a call that ran into a limit is a tool
  * error that names it.
  *
@@ -56,7 +57,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RECIPE_ENV, RecipeError, applyRecipe, decodeRecipe, type RecipeContext, type RunResult, type WireRecipe } from './recipe.js';
-import { humanBytes, limitHit, parseSandboxLimits, prlimitArgs, resolveSandboxLimits, type SandboxLimits } from './limits.js';
+import { SANDBOX_LIMITS_ENV, humanBytes, limitHit, parseSandboxLimits, prlimitArgs, resolveSandboxLimits, type SandboxLimits } from './limits.js';
 
 /** Upper bound on the `output` of any tool, in characters (UTF-16 code units). */
 export const MAX_OUTPUT_CHARS = 100_000;
@@ -1565,7 +1566,11 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (!values.socket && values.port === undefined) throw new Error('one of --socket PATH or --port N is required');
   const runAs = parseRunAs(values['run-as-uid'], values['run-as-gid'], values.setpriv);
-  const limits = values.limits === undefined ? undefined : resolveSandboxLimits(parseSandboxLimits(values.limits));
+  // `--limits` (the local provider), else `CORRAL_SANDBOX_LIMITS` (the Fargate task definition's
+  // environment, a stack setting); the tools do not inherit the variable.
+  const limitsText = values.limits ?? process.env[SANDBOX_LIMITS_ENV];
+  delete process.env[SANDBOX_LIMITS_ENV];
+  const limits = limitsText === undefined ? undefined : resolveSandboxLimits(parseSandboxLimits(limitsText));
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new Error('--port must be 0..65535');
 

@@ -7,7 +7,9 @@
  *   npm run rehearse [-- --only name,... --dynamodb dynalite|dynamodb-local --keep --json]
  *
  * The rehearsal synthesizes with `harnessTimeoutMinutes=1` (so a step that would outlive the
- * function is rehearsed in a minute, not fifteen) and the scripted model as the Messages API.
+ * function is rehearsed in a minute, not fifteen), `sandboxLimits=file_size=16m` (so the
+ * `sandbox-boundary` scenario hits a limit of the stack's setting without writing a gigabyte)
+ * and the scripted model as the Messages API.
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
@@ -19,7 +21,7 @@ import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fak
 // The rehearsal runs AWS SDK clients on this machine's Node.js; Lambda runs 22.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1' } as const;
+export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1', sandboxLimits: 'file_size=16m' } as const;
 
 export interface RehearseOptions {
   only?: string[];

@@ -2,6 +2,8 @@ import { Duration } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type { CorralStackProps } from './corral-stack.js';
+import { parseRepositoryUrlAllow } from '../../lambdas/core/resources/repository-url.js';
+import { parseSandboxLimits } from '../../sandbox/limits.js';
 
 /**
  * CDK context keys the app reads (`npx cdk deploy -c key=value`, or `context` in cdk.json).
@@ -15,6 +17,10 @@ export const CONTEXT_KEYS = {
   nat: 'gateway (default) or instance: how a VPC the stack creates reaches the internet',
   sandboxCpu: 'vCPU units of a sandbox task (default 1024)',
   sandboxMemoryMiB: 'Memory of a sandbox task in MiB (default 2048)',
+  sandboxEphemeralStorageGiB: 'Ephemeral storage of a sandbox task in GiB, 21-200 (default 20, included in Fargate)',
+  sandboxLimits:
+    'Limits of the tools in a sandbox, e.g. processes=256,memory=1g,file_size=1g,cpu_seconds=3600,disk=10g (any subset; default those, memory and disk capped by the task size)',
+  repositoryUrlAllow: 'Comma-separated repository origins accepted besides public https ones, e.g. https://git.internal.example (default none)',
   sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
   sandboxIdleMinutes: 'Stop sandboxes no tool call used for this many minutes (default 15)',
   anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
@@ -81,6 +87,15 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   const sandboxImage = asString('sandboxImage', get('sandboxImage'));
   const harnessTimeout = asInt('harnessTimeoutMinutes', get('harnessTimeoutMinutes'), 1, 15);
   const streamTimeout = asInt('streamTimeoutMinutes', get('streamTimeoutMinutes'), 1, 15);
+  const checked = <T>(key: ContextKey, parse: (text: string | undefined) => T): T => {
+    try {
+      return parse(asList(key, get(key))?.join(','));
+    } catch (err) {
+      throw new Error(`context ${key}: ${(err as Error).message}`);
+    }
+  };
+  const sandboxLimits = checked('sandboxLimits', parseSandboxLimits);
+  const repositoryUrlAllow = checked('repositoryUrlAllow', parseRepositoryUrlAllow);
 
   return {
     stackName: asString('stackName', get('stackName')) ?? 'Corral',
@@ -92,6 +107,8 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       sandbox: {
         cpu: asInt('sandboxCpu', get('sandboxCpu'), 256, 16384),
         memoryMiB: asInt('sandboxMemoryMiB', get('sandboxMemoryMiB'), 512, 122880),
+        ephemeralStorageGiB: asInt('sandboxEphemeralStorageGiB', get('sandboxEphemeralStorageGiB'), 21, 200),
+        limits: Object.keys(sandboxLimits).length ? sandboxLimits : undefined,
         image: sandboxImage ? ecs.ContainerImage.fromRegistry(sandboxImage) : undefined,
       },
       sandboxIdleTimeout: (() => {
@@ -110,6 +127,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
         maxReceiveCount: asInt('maxReceiveCount', get('maxReceiveCount'), 1, 1000),
         metricsSessionDimensions: dims as Array<'agent' | 'environment'> | undefined,
       },
+      repositoryUrlAllow: repositoryUrlAllow.length ? repositoryUrlAllow : undefined,
       streamTimeout: streamTimeout ? Duration.minutes(streamTimeout) : undefined,
       streamMaxConcurrency: asInt('streamMaxConcurrency', get('streamMaxConcurrency'), 1, 100_000),
       timeToFirstTokenP95ThresholdMs: asInt('timeToFirstTokenP95ThresholdMs', get('timeToFirstTokenP95ThresholdMs'), 1, 3_600_000),

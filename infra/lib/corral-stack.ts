@@ -44,6 +44,11 @@ export interface CorralStackProps extends StackProps {
   readonly sandboxIdleTimeout?: Duration;
   readonly model?: ModelSettings;
   readonly harness?: HarnessSettings;
+  /**
+   * Repository origins sessions may name besides public `https://` ones (`scheme://host[:port]`;
+   * the API refuses local paths, `file://` and private addresses otherwise). @default - none
+   */
+  readonly repositoryUrlAllow?: string[];
   /** Longest an event stream stays open before it ends and the client reconnects. @default 15 minutes */
   readonly streamTimeout?: Duration;
   /** Most event streams open at once (the stream function's reserved concurrency). @default - no cap; see ApiProps.streamMaxConcurrency */
@@ -130,6 +135,7 @@ export class CorralStack extends Stack {
       logRetention: props.logRetention,
       streamTimeout: props.streamTimeout,
       streamMaxConcurrency: props.streamMaxConcurrency,
+      repositoryUrlAllow: props.repositoryUrlAllow,
     });
     this.credentialProxy = new CredentialProxy(this, 'CredentialProxy', {
       sessionLog: this.sessionLog,

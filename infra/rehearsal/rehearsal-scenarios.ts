@@ -4,11 +4,13 @@
  * 5xx of its own, that no function was killed at its timeout, and that a deleted session's
  * tasks stopped; and scenarios of its own that reach into the rehearsal: a step whose model call
  * would outlive the harness timeout, the idle reaper, sandbox handoff between two sessions, MCP
- * through the credential proxy with a vault credential, and the security groups refusing what
- * they do not allow.
+ * through the credential proxy with a vault credential, the security groups refusing what
+ * they do not allow, and the sandbox boundary (limits, sealed capabilities, repository rule).
  */
 import { DynamoDBClient, QueryCommand, ScanCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
+import { SANDBOX_LIMITS_ENV, humanBytes, parseSandboxLimits, resolveSandboxLimits } from '../../sandbox/limits.js';
 import type { Rehearsal } from './rehearsal.js';
 import type { Scenario, ScenarioContext, ScenarioHooks, ScenarioResult } from './scenarios.js';
 import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
@@ -23,7 +25,7 @@ function fail(message: string): never {
 }
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation'] as const;
+export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'sandbox-boundary'] as const;
 /** Scenarios only run when named (`--only`): they need a rehearsal set up for them. */
 export const OPT_IN_SCENARIOS = ['stream-starvation'];
 
@@ -62,6 +64,20 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
     if (left.length) problems.push(`${left.length} task(s) of deleted sessions still run`);
     return problems.length ? problems.join('; ') : undefined;
   };
+
+  /** One HTTP request to a sandbox task's agent, from `localAddress` (a VPC address). */
+  function agentRequest(host: string, port: number, localAddress: string, method: string, path: string, headers: Record<string, string> = {}, body?: string) {
+    return new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest({ host, port, localAddress, method, path, headers: { ...headers, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.once('error', reject);
+      req.end(body);
+    });
+  }
 
   async function runTurn(ctx: ScenarioContext, session: string, prompt: string, reason = 'end_turn') {
     const stream = await ctx.follow(session);
@@ -260,6 +276,72 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
           hold.abort();
           await Promise.all(opened);
         }
+      },
+    },
+    {
+      name: 'sandbox-boundary',
+      proves:
+        'on Fargate a tool that hits a limit of the stack gets a tool error naming it; the state table holds the capability sealed with the KMS key (the agent refuses what the table holds); the API refuses local and internal repositories',
+      timeoutMs: 240_000,
+      async run(ctx) {
+        const container = r.model.taskDefinitions[0].containers[0];
+        const setting = container.environment[SANDBOX_LIMITS_ENV];
+        if (!setting) fail(`the sandbox task definition has no ${SANDBOX_LIMITS_ENV}`);
+        const limits = resolveSandboxLimits(parseSandboxLimits(setting));
+        const session = await ctx.newSession();
+        // A file one byte over the stack's file size limit: the tool call is an error naming it.
+        const over = await runTurn(ctx, session, `Use bash to run \`head -c ${limits.file_size + 1} /dev/zero > big.bin\` and tell me what it printed.`);
+        const hit = over.find((e) => e.type === 'agent.tool_result');
+        const named = `file size limit (${humanBytes(limits.file_size)} per file)`;
+        if (!hit?.is_error || !JSON.stringify(hit.content).includes(named)) {
+          fail(`the tool result (is_error ${String(hit?.is_error)}) does not name the ${named}: ${JSON.stringify(hit?.content ?? null).slice(0, 300)}; events: ${over.map((e) => e.type).join(', ')}`);
+        }
+
+        // What the state table holds (as the operator reads it) opens nothing.
+        const table = r.model.outputs.StateTableName;
+        const items = await admin.send(
+          new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk AND begins_with(sk, :s)', ExpressionAttributeValues: { ':pk': { S: `session#${session}` }, ':s': { S: 'sandbox#' } } }),
+        );
+        const stored = items.Items?.[0]?.record?.M?.endpoint?.M?.capability?.S;
+        if (!stored) fail('no sandbox record with a capability in the state table');
+        if (!stored.startsWith('kms:v1:')) fail(`the capability is not sealed with the KMS key (${stored.slice(0, 10)}…)`);
+        const task = r.ecs.running().find((t) => t.tags.some((tag) => tag.key === 'corral:session' && tag.value === session));
+        if (!task) fail('no task for the session');
+        const harnessAddress = r.fn('HarnessStepFunction').fn.runtimeEnvironment.CORRAL_REHEARSAL_SOURCE_ADDRESS;
+        if (!harnessAddress) fail('the harness is not in the VPC');
+        const port = container.ports[0];
+        const health = await agentRequest(task.address, port, harnessAddress, 'GET', '/health');
+        if (health.status !== 200) fail(`the agent did not answer /health from the harness's address (${health.status})`);
+        const sealedPart = stored.slice(stored.indexOf('.') + 1);
+        for (const candidate of [stored, sealedPart]) {
+          const res = await agentRequest(task.address, port, harnessAddress, 'POST', '/execute', { authorization: `Bearer ${candidate}` }, JSON.stringify({ tool: 'bash', input: { command: 'touch pwned' } }));
+          if (res.status !== 401) fail(`POST /execute with what the table holds answered ${res.status}: ${res.body.slice(0, 200)}`);
+        }
+        // The harness opens it (KMS Decrypt with its role): the next call runs in the same sandbox,
+        // where the refused request left nothing.
+        const marker = ctx.marker('sealed');
+        const again = await runTurn(ctx, session, `Use bash to run \`ls big.bin pwned 2>&1; echo ${marker}\` and tell me what it printed.`);
+        const next = again.find((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content).includes(marker));
+        if (!next) fail('the next tool call did not run');
+        const listing = JSON.stringify(next.content);
+        if (!/cannot access 'pwned'/.test(listing)) fail(`the refused request ran a command in the sandbox: ${listing.slice(0, 200)}`);
+        if (/cannot access 'big.bin'/.test(listing)) fail('the next call ran in a fresh sandbox: the harness could not open the stored capability');
+        const tasks = r.ecs.running().filter((t) => t.tags.some((tag) => tag.key === 'corral:session' && tag.value === session));
+        if (tasks.length !== 1 || tasks[0].id !== task.id) fail(`expected the session's one task to still serve it, found ${tasks.length}`);
+
+        // The deployed API's repository rule, as locally.
+        const environment = await ctx.client.beta.environments.create({ name: `rehearsal-boundary-${ctx.marker('env')}`, config: { type: 'cloud' } });
+        const agent = await ctx.agent();
+        const refused: string[] = [];
+        for (const url of ['file:///etc', '/srv/git/private.git', 'http://10.0.0.5/x.git', 'https://127.0.0.1/x.git', 'ssh://git@github.com/a/b.git']) {
+          const err = await ctx.client.beta.sessions
+            .create({ agent, environment_id: environment.id, resources: [{ type: 'github_repository', url, mount_path: '/workspace/x' } as never] })
+            .then((s) => (ctx.client.beta.sessions.delete(s.id).catch(() => undefined), undefined), (e: { status?: number }) => e);
+          if (err?.status !== 400) fail(`a session with repository ${url} was answered ${err?.status ?? 'with a session'}`);
+          refused.push(url);
+        }
+        const kmsCalls = [...r.gateway.calls.entries()].filter(([k]) => k.includes(' kms:')).map(([k, n]) => `${k.replace(/^.*?(Harness|Api)[^ ]* /, '$1 ')} x${n}`);
+        return `${named} hit; stored capability sealed (401 for it at the agent, next call ran); ${refused.length} repository URLs refused with 400; ${kmsCalls.join(', ')}`;
       },
     },
   ];

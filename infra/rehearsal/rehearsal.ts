@@ -13,7 +13,8 @@
  * - API Gateway routes, integrations and limits come from the template (`api-gateway.ts`);
  * - ECS RunTask starts the sandbox agent with the image's command and the task definition's
  *   environment and port, reachable only where the security groups allow (`ecs.ts`, `network.ts`);
- * - Secrets Manager, SSM and Lambda's Invoke API are small emulations (`emulators.ts`).
+ * - Secrets Manager, SSM, KMS (the template's keys, with their key policies) and Lambda's Invoke
+ *   API are small emulations (`emulators.ts`).
  *
  * `startRehearsal` returns the API URL (the stack's `ApiUrl`), an API key made the way an
  * operator makes one (`scripts/create-api-key.ts`), and handles on everything for scenarios.
@@ -38,7 +39,9 @@ import { AwsGateway, httpForwarder, type AwsCall, type Authorization, type Backe
 import { createAuthorizer } from './authorize.js';
 import { buildModel, type ModelOverrides } from './build-model.js';
 import { EcsEmulator, buildAgentBundle, dockerfileEntrypoint } from './ecs.js';
-import { LambdaInvokeEmulator, SecretsManagerEmulator, SsmEmulator } from './emulators.js';
+import { KmsEmulator, LambdaInvokeEmulator, SecretsManagerEmulator, SsmEmulator } from './emulators.js';
+import { resourcePolicies } from './iam.js';
+import { rehearsalContext } from './build-model.js';
 import { RestApiGateway } from './api-gateway.js';
 import { SqsEventSourceMapping } from './event-source.js';
 import { LambdaFunctionRuntime } from './lambda-runtime.js';
@@ -86,6 +89,7 @@ export interface Rehearsal {
   ecs: EcsEmulator;
   network: VpcNetwork;
   secrets: SecretsManagerEmulator;
+  kms: KmsEmulator;
   functions: Map<string, LambdaFunctionRuntime>;
   /** The function of a logical id prefix (`HarnessStepFunction`, `ApiStreamHandler`, ...). */
   fn(prefix: string): LambdaFunctionRuntime;
@@ -273,7 +277,10 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       dataDir: workDir,
     });
     cleanups.push(() => ecs.close());
-    authorizer = createAuthorizer(template, model, overrides, { secrets, newTaskId: () => ecs.reserveTaskId() });
+    const kms = new KmsEmulator(
+      [...resourcePolicies(rehearsalContext(template, overrides)).values()].filter((p) => p.keyPolicy).map((p) => p.resourceArn),
+    );
+    authorizer = createAuthorizer(template, model, overrides, { secrets, kms, newTaskId: () => ecs.reserveTaskId() });
     Object.assign(backends, {
       dynamodb: httpForwarder(dynamo.endpoint),
       // The emulator knows its queues by its own URLs.
@@ -284,6 +291,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       ecs,
       secretsmanager: secrets,
       ssm,
+      kms,
       lambda: new LambdaInvokeEmulator((ref) => {
         const r = byName(ref);
         return r ? (event) => r.invoke(event) : undefined;
@@ -413,6 +421,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       ecs,
       network,
       secrets,
+      kms,
       functions,
       fn,
       logFile: (prefix) => join(workDir, 'logs', `${[...functions.keys()].find((id) => id.startsWith(prefix))}.log`),

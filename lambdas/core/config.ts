@@ -12,6 +12,7 @@
  * (`CORRAL_MODEL_API_KEY_PARAMETER`) and never placed in a function's environment.
  */
 import { z } from 'zod';
+import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from './resources/repository-url.js';
 
 /** Every variable, by the name the code uses for it. */
 export const CORRAL_ENV = {
@@ -53,6 +54,17 @@ export const CORRAL_ENV = {
   vaultKmsKeyId: 'CORRAL_VAULT_KMS_KEY_ID',
   /** The HTTPS URL sandboxes reach the proxy's git side at. Optional. Credential proxy. */
   gitProxyUrl: 'CORRAL_GIT_PROXY_URL',
+  /**
+   * ARN of the KMS key that seals sandbox capabilities in the state table (data keys, see
+   * lambdas/adapters/aws/kms-capability-sealer.ts). API (not the stream), harness. Without it
+   * capabilities are stored as they are.
+   */
+  sandboxCapabilityKey: 'CORRAL_SANDBOX_CAPABILITY_KEY',
+  /**
+   * Repository origins accepted besides public `https://` ones, comma-separated
+   * (`parseRepositoryUrlAllow`). Optional, default none. API.
+   */
+  repositoryUrlAllow: REPOSITORY_URL_ALLOW_ENV,
 } as const;
 
 export type ConfigKey = keyof typeof CORRAL_ENV;
@@ -124,6 +136,18 @@ const ServicesSchema = z.object({
   }),
   leaseTtlMs: positiveInt.optional(),
   credentialProxyFunction: z.string().min(1).optional(),
+  sandboxCapabilityKey: z.string().regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN').optional(),
+  repositoryUrlAllow: z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      try {
+        return parseRepositoryUrlAllow(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
 });
 
 /** What `createAwsServices` needs (lambdas/adapters/aws/services.ts): the API's and the harness's wiring. */
@@ -144,6 +168,8 @@ const SERVICES_NAMES: Record<string, string> = {
   'model.apiKeyParameter': CORRAL_ENV.modelApiKeyParameter,
   leaseTtlMs: CORRAL_ENV.leaseTtlMs,
   credentialProxyFunction: CORRAL_ENV.credentialProxyFunction,
+  sandboxCapabilityKey: CORRAL_ENV.sandboxCapabilityKey,
+  repositoryUrlAllow: CORRAL_ENV.repositoryUrlAllow,
 };
 
 /** The variables of the sandbox block, all or nothing. */
@@ -181,6 +207,8 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
     model: { baseUrl: v(CORRAL_ENV.modelBaseUrl), apiKeyParameter: v(CORRAL_ENV.modelApiKeyParameter) },
     leaseTtlMs: v(CORRAL_ENV.leaseTtlMs),
     credentialProxyFunction: v(CORRAL_ENV.credentialProxyFunction),
+    sandboxCapabilityKey: v(CORRAL_ENV.sandboxCapabilityKey),
+    repositoryUrlAllow: v(CORRAL_ENV.repositoryUrlAllow),
   };
   return parse(ServicesSchema, raw, SERVICES_NAMES, '');
 }

@@ -59,6 +59,7 @@ function resolve(value: unknown, resources: Resources): string {
     if (attribute === 'GroupId' && type === 'AWS::EC2::SecurityGroup') return `sg-${hex(id)}`;
     if (attribute === 'Arn' && type === 'AWS::ECS::Cluster') return `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/Corral-${id}`;
     if (attribute === 'Arn' && type === 'AWS::Lambda::Function') return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:Corral-${id}`;
+    if (attribute === 'Arn' && type === 'AWS::KMS::Key') return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${Buffer.from(id).toString('hex').slice(0, 8)}-0000-4000-8000-000000000000`;
     if (attribute === 'QueueUrl' && type === 'AWS::SQS::Queue') return `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${id}.fifo`;
     throw new Error(`no placeholder for ${id}.${attribute} (${type})`);
   }
@@ -102,6 +103,9 @@ const VARIANTS: Array<[string, Record<string, unknown>]> = [
       sandboxIdleMinutes: '30',
       harnessReservedConcurrency: '10',
       streamMaxConcurrency: '20',
+      sandboxLimits: 'processes=128,disk=5g',
+      sandboxEphemeralStorageGiB: '40',
+      repositoryUrlAllow: 'https://git.internal.example',
     },
   ],
   ['an existing VPC', { vpcId: 'vpc-0abc', privateSubnetIds: 'subnet-0aaa,subnet-0bbb', availabilityZones: 'eu-west-1a,eu-west-1b' }],
@@ -151,6 +155,11 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
     expect(parsed.reaper.idleMs).toBe(Number(context.sandboxIdleMinutes ?? 15) * 60_000);
     expect(parsed.reaper.cluster).toBe(parsed.harness.sandbox?.cluster);
     if (context.privateSubnetIds) expect(parsed.harness.sandbox?.subnets).toEqual(['subnet-0aaa', 'subnet-0bbb']);
+    // The two that call sandboxes seal their capabilities with the stack's KMS key; the stream does not.
+    expect(parsed.harness.sandboxCapabilityKey).toMatch(/^arn:aws:kms:.*:key\//);
+    expect(parsed.api.sandboxCapabilityKey).toBe(parsed.harness.sandboxCapabilityKey);
+    expect(parsed.stream.sandboxCapabilityKey).toBeUndefined();
+    expect(parsed.api.repositoryUrlAllow).toEqual(context.repositoryUrlAllow ? [context.repositoryUrlAllow] : []);
   });
 });
 

@@ -5,6 +5,8 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
+import { parseRepositoryUrlAllow } from '../../../lambdas/core/resources/repository-url.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
 import type { Sandboxes } from './sandboxes.js';
@@ -23,6 +25,11 @@ export interface ApiProps {
   readonly serviceName: string;
   readonly metricsNamespace: string;
   readonly logRetention?: logs.RetentionDays;
+  /**
+   * Repository origins sessions may name besides public `https://` ones (`CORRAL_REPOSITORY_URL_ALLOW`,
+   * e.g. `https://git.internal.example`). @default - none: only public https repositories
+   */
+  readonly repositoryUrlAllow?: string[];
   /**
    * Longest an event stream stays open (API Gateway allows 15 minutes). It then ends cleanly and
    * the client reconnects with `Last-Event-ID`, missing nothing.
@@ -68,7 +75,12 @@ export class Api extends Construct {
     super(scope, id);
     const streamTimeout = props.streamTimeout ?? Duration.minutes(15);
     this.streamTimeout = streamTimeout;
-    const environment = { ...props.sessionLog.environment, ...props.wakeQueue.environment, ...props.sandboxes.environment };
+    const environment = {
+      ...props.sessionLog.environment,
+      ...props.wakeQueue.environment,
+      ...props.sandboxes.environment,
+      ...configEnvironment({ repositoryUrlAllow: props.repositoryUrlAllow?.length ? parseRepositoryUrlAllow(props.repositoryUrlAllow.join(',')).join(',') : undefined }),
+    };
     const common = {
       entry: 'lambdas/api/lambda.ts',
       serviceName: props.serviceName,
@@ -91,8 +103,10 @@ export class Api extends Construct {
       vpcSubnets: props.network.subnets,
       securityGroups: [this.securityGroup],
     });
-    // Handoff rotates the sandbox's capability from here (lambdas/core/sandbox/manager.ts).
+    // Handoff rotates the sandbox's capability from here (lambdas/core/sandbox/manager.ts), and
+    // stores the new one sealed. The stream function gets neither the key nor the route.
     props.sandboxes.allowAgentAccessFrom(this.securityGroup, 'the API hands sandboxes to other sessions');
+    props.sandboxes.grantCapabilitySealing(this.handler);
     this.streamHandler = new CorralFunction(this, 'StreamHandler', {
       ...common,
       handler: 'streamHandler',

@@ -121,6 +121,7 @@ export class HarnessStep extends Construct {
     props.sessionLog.grantReadWrite(this.function);
     props.wakeQueue.grantSend(this.function);
     props.sandboxes.grantManage(this.function);
+    props.sandboxes.grantCapabilitySealing(this.function);
     props.sandboxes.allowAgentAccessFrom(this.securityGroup);
     this.function.addToRolePolicy(
       new iam.PolicyStatement({

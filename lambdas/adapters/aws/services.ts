@@ -1,5 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
@@ -14,6 +15,7 @@ import { CredentialProxyClient } from '../../core/vault/protocol.js';
 import { LambdaProxyTransport } from '../../credential-proxy/lambda-transport.js';
 import { DynamoEventLog } from './dynamodb-event-log.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
+import { KmsCapabilitySealer } from './kms-capability-sealer.js';
 import { SqsWakeQueue } from './sqs-queue.js';
 
 /**
@@ -75,7 +77,7 @@ export async function readModelApiKey(ssm: SSMClient, parameterName: string): Pr
 export interface AwsServicesOptions {
   env?: Env;
   /** Clients to use (tests point DynamoDB at dynalite); created with default settings when absent. */
-  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; ssm?: SSMClient; lambda?: LambdaClient };
+  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; ssm?: SSMClient; lambda?: LambdaClient; kms?: KMSClient };
   /** Wraps every AWS client created here (the Powertools tracer's `captureAWSv3Client`). */
   instrument?: <T>(client: T) => T;
   /** A sandbox provider to use instead of the Fargate one from the configuration. */
@@ -134,6 +136,12 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
       )
     : undefined;
 
+  // Sandbox capabilities are sealed with data keys of the stack's KMS key (only this function's
+  // role and the other caller's may use it), so the state table alone opens no sandbox.
+  const sandboxCapabilitySealer = config.sandboxCapabilityKey
+    ? new KmsCapabilitySealer({ kms: instrument(opts.clients?.kms ?? new KMSClient({})), keyId: config.sandboxCapabilityKey })
+    : undefined;
+
   const services = createServices({
     table: new DynamoStateTable(dynamodb, config.stateTable),
     events: new DynamoEventLog(dynamodb, config.eventsTable, opts.onAppend),
@@ -143,6 +151,8 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     harness: opts.harness,
     leaseTtlMs: config.leaseTtlMs,
     credentialProxy,
+    repositoryUrlAllow: config.repositoryUrlAllow,
+    sandboxCapabilitySealer,
   });
   return { services, config, clients: { dynamodb, sqs, ecs } };
 }

@@ -1,7 +1,8 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { ConflictError, CorralError, NotFoundError } from '../errors.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { SandboxClient, callTimeoutMs } from './client.js';
+import { KeySealer, type CapabilitySealer } from './sealing.js';
 import {
   SandboxSetupError,
   SandboxUnavailableError,
@@ -102,37 +103,7 @@ export async function putSandboxRecord(
   }
 }
 
-/**
- * Sandbox capabilities at rest. The harness must present a sandbox's capability to call it, so a
- * hash cannot replace it; instead the record keeps it sealed (AES-256-GCM, bound to the session
- * and sandbox name) with a key only the harness's process holds, and a read of the state table
- * alone opens nothing. The local runtime makes the key at start: its sandboxes die with it, and
- * a record sealed by an earlier process reads as a sandbox that is gone (the next call starts a
- * fresh one). Without a key (no `capabilityKey`) the capability is stored as it is.
- */
-export const SEALED_PREFIX = 'sealed:v1:';
-
-export function sealCapability(key: Buffer, owner: SandboxOwner, capability: string): string {
-  const iv = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
-  cipher.setAAD(Buffer.from(`${owner.sessionId}\0${owner.name}`));
-  const body = Buffer.concat([cipher.update(capability, 'utf8'), cipher.final()]);
-  return `${SEALED_PREFIX}${Buffer.concat([iv, cipher.getAuthTag(), body]).toString('base64url')}`;
-}
-
-/** The capability, or null when it was sealed with another key or for another owner. */
-export function openCapability(key: Buffer, owner: SandboxOwner, stored: string): string | null {
-  if (!stored.startsWith(SEALED_PREFIX)) return null;
-  try {
-    const raw = Buffer.from(stored.slice(SEALED_PREFIX.length), 'base64url');
-    const decipher = createDecipheriv('aes-256-gcm', key, raw.subarray(0, 12));
-    decipher.setAAD(Buffer.from(`${owner.sessionId}\0${owner.name}`));
-    decipher.setAuthTag(raw.subarray(12, 28));
-    return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString('utf8');
-  } catch {
-    return null;
-  }
-}
+export { SEALED_PREFIX, sealCapability, openCapability } from './sealing.js';
 
 const corralNote = (name: string, text: string) => `[corral] sandbox "${name}": ${text}`;
 
@@ -146,12 +117,16 @@ const corralNote = (name: string, text: string) => `[corral] sandbox "${name}": 
  * that was reaped, replaced or handed to another session meanwhile.
  */
 export class SandboxManager {
+  private readonly sealer?: CapabilitySealer;
+
   constructor(
     private readonly provider: SandboxProvider,
     private readonly table: StateTable,
-    /** Seals capabilities at rest (see `sealCapability`). @default - stored as they are */
-    private readonly capabilityKey?: Buffer,
-  ) {}
+    /** Seals capabilities at rest (a key, or a sealer: see sealing.ts). @default - stored as they are */
+    capabilityKey?: Buffer | CapabilitySealer,
+  ) {
+    this.sealer = Buffer.isBuffer(capabilityKey) ? new KeySealer(capabilityKey) : capabilityKey;
+  }
 
   async get(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
     const k = sandboxKey(sessionId, name);
@@ -160,9 +135,9 @@ export class SandboxManager {
   }
 
   /** A stored record with its capability opened; one that cannot be opened is not reachable. */
-  private opened(record: SandboxRecord): SandboxRecord {
-    if (!this.capabilityKey) return record;
-    const capability = openCapability(this.capabilityKey, record, record.endpoint.capability);
+  private async opened(record: SandboxRecord): Promise<SandboxRecord> {
+    if (!this.sealer) return record;
+    const capability = await this.sealer.open(record, record.endpoint.capability);
     if (capability !== null) return { ...record, endpoint: { ...record.endpoint, capability } };
     return record.state === 'ready' ? { ...record, state: 'dead', endedReason: 'its capability cannot be read by this process (the runtime restarted)' } : record;
   }
@@ -177,9 +152,9 @@ export class SandboxManager {
   }
 
   /** `putSandboxRecord` with the capability sealed. */
-  private put(record: SandboxRecord, expect?: { ref: string; state?: SandboxState; lastUsedAt?: string }): Promise<boolean> {
-    const stored = this.capabilityKey
-      ? { ...record, endpoint: { ...record.endpoint, capability: sealCapability(this.capabilityKey, record, record.endpoint.capability) } }
+  private async put(record: SandboxRecord, expect?: { ref: string; state?: SandboxState; lastUsedAt?: string }): Promise<boolean> {
+    const stored = this.sealer
+      ? { ...record, endpoint: { ...record.endpoint, capability: await this.sealer.seal(record, record.endpoint.capability) } }
       : record;
     return putSandboxRecord(this.table, stored, expect);
   }
