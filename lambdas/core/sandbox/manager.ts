@@ -144,11 +144,11 @@ export class SandboxManager {
 
   /** The stored record of a ready sandbox whose capability this process cannot open, if that is what is stored. */
   private async unreadable(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
-    if (!this.capabilityKey) return undefined;
+    if (!this.sealer) return undefined;
     const k = sandboxKey(sessionId, name);
     const stored = (await this.table.get(k.pk, k.sk))?.record as SandboxRecord | undefined;
     if (!stored || stored.state !== 'ready') return undefined;
-    return openCapability(this.capabilityKey, stored, stored.endpoint.capability) === null ? stored : undefined;
+    return (await this.sealer.open(stored, stored.endpoint.capability)) === null ? stored : undefined;
   }
 
   /** `putSandboxRecord` with the capability sealed. */
