@@ -268,8 +268,16 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
         const held = stream.stats.maxConcurrent;
         const throttlesBefore = harness.stats.throttles;
         try {
+          // Follow the turn through the event list (a buffered route): every stream slot is held.
           const marker = ctx.marker('starved');
-          const events = await runTurn(ctx, session, `Use bash to run \`echo ${marker}\` and tell me what it printed.`);
+          const before = (await ctx.client.beta.sessions.events.list(session, { limit: 1000 })).data.length;
+          await ctx.client.beta.sessions.events.send(session, { events: [{ type: 'user.message', content: text(`Use bash to run \`echo ${marker}\` and tell me what it printed.`) }] });
+          let events: Event[] = [];
+          while (!events.some((e) => e.type === 'session.status_idle')) {
+            await new Promise((res) => setTimeout(res, 500));
+            if (ctx.signal.aborted) fail('the turn did not end in time');
+            events = ((await ctx.client.beta.sessions.events.list(session, { limit: 1000 })).data as unknown as Event[]).slice(before);
+          }
           if (!events.some((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content).includes(marker))) fail('the turn ended without the tool result');
           return `${held} streams held executions; the harness ran (${harness.stats.throttles - throttlesBefore} throttled invocations), reserved ${harness.fn.reservedConcurrency ?? 'none'}, stream cap ${stream.fn.reservedConcurrency ?? 'none'}`;
         } finally {
