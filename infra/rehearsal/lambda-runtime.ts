@@ -216,7 +216,6 @@ export class LambdaFunctionRuntime {
         clearTimeout(timer);
         environment.child.off('message', onMessage);
         environment.child.off('exit', onExit);
-        signal?.removeEventListener('abort', onAbort);
         resolve(r);
       };
       const timer = setTimeout(() => {
@@ -251,10 +250,9 @@ export class LambdaFunctionRuntime {
           coldStart,
         });
       };
-      // A client that goes away does not stop the invocation (Lambda runs it to its end); it
-      // only stops the bytes from going anywhere.
-      const onAbort = () => undefined;
-      signal?.addEventListener('abort', onAbort);
+      // A client that goes away does not stop the invocation (Lambda runs it to its end); the
+      // gateway only stops sending its bytes anywhere.
+      void signal;
       environment.child.on('message', onMessage);
       environment.child.once('exit', onExit);
       environment.invocations++;

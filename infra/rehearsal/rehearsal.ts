@@ -48,6 +48,7 @@ import { LambdaFunctionRuntime } from './lambda-runtime.js';
 import type { RehearsalModel } from './model.js';
 import { PRIVATE_PREFIX, VpcNetwork } from './network.js';
 import { createApiKey } from '../../scripts/create-api-key.js';
+import { dynamoDbLocalUnavailable, startDynamoDbLocal } from '../../test/helpers/dynamodb-local.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(HERE, '../..');
@@ -116,7 +117,7 @@ export async function synthesize(outDir: string, context: Record<string, string>
   return outDir;
 }
 
-async function startDynamo(kind: 'dynalite' | 'dynamodb-local', dir: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+async function startDynamo(kind: 'dynalite' | 'dynamodb-local'): Promise<{ endpoint: string; close(): Promise<void> }> {
   if (kind === 'dynalite') {
     const server: Server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -125,41 +126,10 @@ async function startDynamo(kind: 'dynalite' | 'dynamodb-local', dir: string): Pr
       close: () => new Promise<void>((r) => server.close(() => r())),
     };
   }
-  const jarDir = join(REPO_ROOT, '.cache', 'dynamodb-local');
-  const { createServer, createConnection } = await import('node:net');
-  const port = await new Promise<number>((r) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => r(p));
-    });
-  });
-  // -sharedDb: one database whatever the caller's access key (each function has its own key).
-  const child = spawn('java', ['-Djava.library.path=./DynamoDBLocal_lib', '-jar', 'DynamoDBLocal.jar', '-inMemory', '-sharedDb', '-port', String(port)], {
-    cwd: jarDir,
-    stdio: 'ignore',
-  });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const up = await new Promise<boolean>((r) => {
-      const socket = createConnection(port, '127.0.0.1', () => {
-        socket.end();
-        r(true);
-      }).on('error', () => r(false));
-    });
-    if (up) break;
-    if (child.exitCode !== null) throw new Error(`DynamoDB Local exited with ${child.exitCode} (is ${jarDir} fetched? scripts/fetch-dynamodb-local.sh)`);
-    if (Date.now() > deadline) throw new Error('DynamoDB Local did not start');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  void dir;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    close: async () => {
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  const unavailable = dynamoDbLocalUnavailable();
+  if (unavailable) throw new Error(`DynamoDB Local cannot run: ${unavailable}`);
+  const local = await startDynamoDbLocal({ sharedDb: true });
+  return { endpoint: local.endpoint, close: () => local.close() };
 }
 
 export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehearsal> {
@@ -176,7 +146,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const template = JSON.parse(readFileSync(join(assembly, `${opts.context?.stackName ?? 'Corral'}.template.json`), 'utf8'));
 
     // Backends first: the physical names the template's references resolve to depend on them.
-    const dynamo = await startDynamo(opts.dynamodb ?? 'dynalite', workDir);
+    const dynamo = await startDynamo(opts.dynamodb ?? 'dynalite');
     cleanups.push(() => dynamo.close());
     const { startFauxqs } = await import('fauxqs');
     const fauxqs = await startFauxqs({ port: 0, logger: false });
