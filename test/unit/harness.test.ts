@@ -132,6 +132,22 @@ describe('a wake', () => {
     expect(await last(s.id)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
   });
 
+  it('routes a sandbox tool to the sandbox manager; a sandbox that cannot start is a tool error the model sees', async () => {
+    const s = await session({ tools: [{ type: 'agent_toolset_20260401' }] });
+    await say(s.id, 'run ls');
+    model.push(toolUse('toolu_b', 'bash', { command: 'ls' }), text('the sandbox is down'));
+    await svc.harness.wake(s.id);
+    expect(model.requests[0].tools.map((t) => t.name)).toContain('bash');
+    const log = (await svc.events.getEvents(s.id)).map((e) => e.event);
+    const use = log.find((e) => e.type === 'agent.tool_use')!;
+    expect(use).toMatchObject({ name: 'bash', input: { command: 'ls' } });
+    const result = log.find((e) => e.type === 'agent.tool_result')!;
+    expect(result).toMatchObject({ tool_use_id: use.id, is_error: true });
+    expect(JSON.stringify(result.content)).toContain('could not start sandbox \\"default\\": no sandbox in unit tests');
+    expect(model.requests[1].messages.at(-1)!.content).toEqual([expect.objectContaining({ type: 'tool_result', tool_use_id: use.id, is_error: true })]);
+    expect(log.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
+  });
+
   it('retries a retryable model error, announcing it, and gives up after the last attempt', async () => {
     const s = await session();
     await say(s.id, 'hi');
