@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { AgentCreate, EnvironmentCreate, SessionCreate } from '../../lambdas/core/api/schemas.js';
-import { ModelError, type ModelClient, type ModelRequest, type ModelResponse } from '../../lambdas/core/harness/model.js';
+import { ModelError } from '../../lambdas/core/harness/model.js';
+import { ScriptedModel, text, toolUse, usage } from './scripted-model.js';
 import { createServices, type CorralServices } from '../../lambdas/core/services.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
@@ -11,33 +12,6 @@ import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
  * interrupts, leases and budgets. No sandbox: these agents have no sandbox tools (the sandbox
  * path runs in the integration project against real sandbox agents).
  */
-type Step = ModelResponse | ModelError | ((req: ModelRequest, signal?: AbortSignal) => Promise<ModelResponse>);
-
-class ScriptedModel implements ModelClient {
-  readonly requests: ModelRequest[] = [];
-  private readonly script: Step[] = [];
-  push(...steps: Step[]) {
-    this.script.push(...steps);
-  }
-  async complete(request: ModelRequest, opts: { signal?: AbortSignal } = {}): Promise<ModelResponse> {
-    this.requests.push(JSON.parse(JSON.stringify(request)) as ModelRequest);
-    const step = this.script.shift();
-    if (!step) throw new Error('the script ran out');
-    if (step instanceof ModelError) throw step;
-    if (typeof step === 'function') return step(request, opts.signal);
-    return step;
-  }
-}
-
-const usage = (input = 10, output = 5) => ({ input_tokens: input, output_tokens: output, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
-const text = (t: string, u = usage()): ModelResponse => ({ content: [{ type: 'text', text: t }], stopReason: 'end_turn', usage: u, timeToFirstTokenMs: 1 });
-const toolUse = (id: string, name: string, input: unknown): ModelResponse => ({
-  content: [{ type: 'text', text: 'calling' }, { type: 'tool_use', id, name, input }],
-  stopReason: 'tool_use',
-  usage: usage(),
-  timeToFirstTokenMs: 1,
-});
-
 const noSandbox: SandboxProvider = {
   provision: async () => {
     throw new Error('no sandbox in unit tests');
