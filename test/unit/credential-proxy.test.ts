@@ -6,6 +6,9 @@ import { jsonLogger } from '../../lambdas/core/logger.js';
 import { createServices, type CorralServices } from '../../lambdas/core/services.js';
 import { CredentialProxyClient, GIT_CAPABILITY_HEADER, ProxyCallError } from '../../lambdas/core/vault/protocol.js';
 import { CredentialProxy, repoSlug } from '../../lambdas/core/vault/proxy.js';
+import { McpError } from '../../lambdas/core/mcp/gateway.js';
+import { ProxyMcpGateway } from '../../lambdas/core/mcp/proxy-gateway.js';
+import type { ProxyRequest, ProxyResponse } from '../../lambdas/core/vault/protocol.js';
 import type { SecretStore } from '../../lambdas/core/vault/secret-store.js';
 import type { SecretFields } from '../../lambdas/core/vault/types.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
@@ -210,5 +213,37 @@ describe('repoSlug', () => {
     expect(repoSlug('https://github.com/octo/repo.git')).toBe('repo');
     expect(repoSlug('https://host/a/b c?x#y')).toBe('b_c');
     expect(repoSlug('https://host/..')).toBe('repository');
+  });
+});
+
+describe('the harness\'s MCP gateway over the proxy', () => {
+  it('passes lists and calls through, and turns proxy failures into MCP errors by kind', async () => {
+    const sent: ProxyRequest[] = [];
+    let reply: ProxyResponse | Error = { ok: true, result: [{ name: 't', input_schema: {} }] };
+    const gw = new ProxyMcpGateway(
+      new CredentialProxyClient({
+        call: async (r) => {
+          sent.push(r);
+          if (reply instanceof Error) throw reply;
+          return reply;
+        },
+      }),
+    );
+    const base = { sessionId: 'sesn_1', vaultIds: ['vlt_1'], server: { name: 'docs', url: 'https://mcp.example.com' } };
+    expect(await gw.listTools(base)).toEqual([{ name: 't', input_schema: {} }]);
+    reply = { ok: true, result: { content: [], isError: false } };
+    expect(await gw.callTool({ ...base, tool: 't', input: { a: 1 }, idempotencyKey: 'k' })).toEqual({ content: [], isError: false });
+    expect(sent).toEqual([
+      { op: 'mcp_list_tools', ...base },
+      { op: 'mcp_call_tool', ...base, tool: 't', input: { a: 1 }, idempotencyKey: 'k' },
+    ]);
+    reply = { ok: false, error: { kind: 'authentication', message: 'MCP server docs: refused', serverName: 'docs' } };
+    const auth = await gw.listTools(base).catch((e: unknown) => e);
+    expect(auth).toBeInstanceOf(McpError);
+    expect(auth).toMatchObject({ kind: 'authentication', serverName: 'docs', message: 'MCP server docs: refused' });
+    reply = { ok: false, error: { kind: 'unreachable' as never, message: 'MCP server docs: timed out' } };
+    expect(await gw.callTool({ ...base, tool: 't', input: {} }).catch((e: unknown) => e)).toMatchObject({ kind: 'connection', message: 'MCP server docs: timed out' });
+    reply = new Error('socket closed');
+    expect(await gw.listTools(base).catch((e: unknown) => e)).toMatchObject({ kind: 'connection', message: 'the credential proxy could not be reached: socket closed' });
   });
 });

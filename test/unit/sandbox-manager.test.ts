@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { putSandboxRecord, SandboxManager, sandboxKey, type SandboxRecord } from '../../lambdas/core/sandbox/manager.js';
-import { reapIdleSandboxes } from '../../lambdas/core/sandbox/reaper.js';
+import { reapIdleSandboxes, startSandboxReaper } from '../../lambdas/core/sandbox/reaper.js';
 import type { ProvisionRequest, SandboxProvider } from '../../lambdas/core/sandbox/types.js';
 import { MemoryStateTable } from './memory-store.js';
 
@@ -116,5 +116,15 @@ describe('the idle reaper', () => {
     expect(result.failed).toEqual([{ sessionId: 'sesn_x', name: 'default', error: 'StopTask failed' }]);
     expect((await manager.list('sesn_x'))[0].state).toBe('ready');
     expect((await reapIdleSandboxes({ table, provider, idleMs: 90_000, now })).failed).toHaveLength(1);
+  });
+
+  it('runs on demand as well as on its timer, one run at a time, and stops', async () => {
+    await putSandboxRecord(table, record('sesn_t', '2000-01-01T00:00:00.000Z'));
+    const reaper = startSandboxReaper({ table, provider, idleMs: 60_000, intervalMs: 3_600_000 });
+    const [a, b] = [reaper.runOnce(), reaper.runOnce()];
+    expect(a).toBe(b);
+    expect((await a).reaped.map((x) => x.sessionId)).toEqual(['sesn_t']);
+    await reaper.stop();
+    expect(provider.released).toEqual(['ref-sesn_t']);
   });
 });
