@@ -5,7 +5,12 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { putSandboxRecord, SandboxManager, sandboxKey, type SandboxRecord } from '../../lambdas/core/sandbox/manager.js';
 import { reapIdleSandboxes, startSandboxReaper } from '../../lambdas/core/sandbox/reaper.js';
 import type { ProvisionRequest, SandboxProvider } from '../../lambdas/core/sandbox/types.js';
-import { MemoryStateTable } from './memory-store.js';
+import { AgentCreate, EnvironmentCreate, SessionCreate } from '../../lambdas/core/api/schemas.js';
+import type { ModelClient } from '../../lambdas/core/harness/model.js';
+import { handOffSandbox, publicSandbox } from '../../lambdas/core/sandbox/handoff.js';
+import { createServices } from '../../lambdas/core/services.js';
+import { makeEvent } from '../../lambdas/core/session/events.js';
+import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 
 /**
  * The sandbox manager's bookkeeping and the idle reaper, on the in-memory state table, with a
@@ -126,5 +131,42 @@ describe('the idle reaper', () => {
     expect((await a).reaped.map((x) => x.sessionId)).toEqual(['sesn_t']);
     await reaper.stop();
     expect(provider.released).toEqual(['ref-sesn_t']);
+  });
+});
+
+describe('handing a sandbox to another session', () => {
+  it('is refused, naming why, unless both sessions are the caller\'s and idle and the sandbox can be reached', async () => {
+    const svc = createServices({ table, events: new MemoryEventLog(), queue: { wake: async () => undefined }, sandboxProvider: provider, model: {} as ModelClient });
+    const a = await svc.agents.create('tnt_s', AgentCreate.parse({ name: 'a', model: 'claude-sonnet-4-6' }));
+    const e = await svc.environments.create('tnt_s', EnvironmentCreate.parse({ name: 'e' }));
+    const newSession = () => svc.sessions.create('tnt_s', SessionCreate.parse({ agent: a.id, environment_id: e.id }));
+    const to = await newSession();
+    let fromId = (await newSession()).id;
+    const why = (req: Partial<Parameters<typeof handOffSandbox>[2]>, tenant = 'tnt_s') =>
+      handOffSandbox(svc, tenant, { sessionId: fromId, name: 'default', toSessionId: to.id, ...req }).then(
+        () => 'ok',
+        (err: Error & { status?: number }) => `${err.status} ${err.message}`,
+      );
+    expect(await why({ name: 'bad name' })).toBe('400 sandbox name "bad name" is not valid: use 1-64 letters, digits, - or _');
+    expect(await why({ as: '' })).toMatch(/^400 as: "" is not a valid sandbox name/);
+    expect(await why({ toSessionId: fromId })).toBe('400 to_session_id: a sandbox can only be handed to another session');
+    expect(await why({}, 'tnt_other')).toBe(`404 session ${fromId} not found`);
+    expect(await why({})).toBe(`404 session ${fromId} has no running sandbox named "default"`);
+    await svc.events.emitEvent(fromId, makeEvent({ type: 'user.message', content: [] }));
+    expect(await why({})).toBe(`409 session ${fromId} is running; a sandbox can be handed off only while both sessions are idle`);
+    // (from here on, a session whose log is empty: idle)
+    fromId = (await newSession()).id;
+    await svc.sandboxes.ensure(to.id, 'default', recipe);
+    await svc.sandboxes.ensure(fromId, 'default', recipe);
+    expect(await why({})).toBe(`409 session ${to.id} already has a running sandbox named "default"; choose another name with "as"`);
+    // nothing listens at its socket: it cannot be reached, and the answer does not name its address
+    const unreachable = await why({ as: 'theirs' });
+    expect(unreachable).toBe(`503 sandbox "default" of session ${fromId} could not be reached to hand it off: socket does not exist (sandbox not running)`);
+    expect((await svc.sandboxes.get(fromId, 'default'))!.state).toBe('ready');
+    const shown = publicSandbox((await svc.sandboxes.get(fromId, 'default'))!);
+    expect(Object.keys(shown).sort()).toEqual(['created_at', 'last_used_at', 'name', 'state', 'type']);
+    await svc.sandboxes.releaseAll(fromId);
+    expect(await svc.sandboxes.list(fromId)).toEqual([]);
+    expect(provider.released).toContain('ref-2');
   });
 });
