@@ -12,8 +12,13 @@ import { startTestMcpServer, type TestMcpServer } from '../credential-proxy/fixt
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
-/** Credential isolation needs bubblewrap (CI installs it): without it a sandbox is a plain process. */
+/**
+ * Credential isolation needs bubblewrap (CI installs it): without it a sandbox is a plain process.
+ * Outside CI the canary is skipped with a warning; in CI a missing bwrap fails it.
+ */
 const HAS_BWRAP = await bwrapAvailable();
+if (!HAS_BWRAP && process.env.CI) throw new Error('bubblewrap (bwrap) is required for the credential canary in CI');
+if (!HAS_BWRAP) console.warn('bubblewrap unavailable: skipping the credential canary');
 
 const text = (t: string) => [{ type: 'text' as const, text: t }];
 
