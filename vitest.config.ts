@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { configDefaults, defineConfig } from 'vitest/config';
 
 /**
@@ -38,6 +39,9 @@ export const ALL = ['test/**/*.test.ts'];
 
 export default defineConfig({
   test: {
+    // Most files wait on processes, sockets and timers rather than the CPU: two at a time even
+    // on a two-core machine (vitest's default there is one).
+    maxWorkers: Math.max(2, availableParallelism() - 1),
     testTimeout: 30_000,
     hookTimeout: 30_000,
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },

@@ -37,7 +37,7 @@ describe('the configuration contract', () => {
   });
 
   it('reads the services wiring; no sandbox variable means no sandbox block', () => {
-    expect(readServicesConfig(base)).toEqual({ eventsTable: 'events', stateTable: 'state', wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL, model: {} });
+    expect(readServicesConfig(base)).toEqual({ eventsTable: 'events', stateTable: 'state', wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL, model: {}, repositoryUrlAllow: [] });
     const full = readServicesConfig({
       ...base,
       ...sandbox,
@@ -56,6 +56,7 @@ describe('the configuration contract', () => {
       model: { baseUrl: 'http://127.0.0.1:4000', apiKeyParameter: '/corral/model-key' },
       leaseTtlMs: 30000,
       credentialProxyFunction: 'proxy',
+      repositoryUrlAllow: [],
     });
     expect(readServicesConfig({ ...base, ...sandbox }).sandbox).toMatchObject({ port: 8080, assignPublicIp: false });
   });

@@ -187,7 +187,7 @@ describe('a wake', () => {
   });
 
   it('stops a session with a spent budget before calling the model again', async () => {
-    const s = await session({}, { budget: { type: 'limit', max_list_cost: { amount: '0.0001', currency: 'USD' } } });
+    const s = await session({}, { budget: { type: 'limit', max_list_cost: { amount: '1', currency: 'USD' } } });
     await say(s.id, 'expensive');
     model.push(text('costly', usage(1_000_000, 0)));
     await svc.harness.wake(s.id);
