@@ -12,17 +12,12 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { SANDBOX_LIMITS_ENV, humanBytes, parseSandboxLimits, resolveSandboxLimits } from '../../sandbox/limits.js';
 import type { Rehearsal } from './rehearsal.js';
-import type { Scenario, ScenarioContext, ScenarioHooks, ScenarioResult } from './scenarios.js';
+import { fail, runTurn, text, type Event, type Scenario, type ScenarioHooks, type ScenarioResult } from './scenarios.js';
 import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
 import { startTestMcpServer } from '../../test/credential-proxy/fixtures/mcp-server.js';
 
-const text = (t: string) => [{ type: 'text' as const, text: t }];
 const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
-type Event = { type: string; [k: string]: unknown };
 
-function fail(message: string): never {
-  throw new Error(message);
-}
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
 export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'sandbox-boundary'] as const;
@@ -77,14 +72,6 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
       req.once('error', reject);
       req.end(body);
     });
-  }
-
-  async function runTurn(ctx: ScenarioContext, session: string, prompt: string, reason = 'end_turn') {
-    const stream = await ctx.follow(session);
-    await ctx.client.beta.sessions.events.send(session, { events: [{ type: 'user.message', content: text(prompt) }] });
-    await stream.idle(reason);
-    stream.close();
-    return stream.events as Event[];
   }
 
   const scenarios: Scenario[] = [

@@ -284,15 +284,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       const vpcAddress = f.vpc ? network.join({ name: `function ${f.name}`, securityGroups: f.vpc.securityGroups }) : undefined;
       const runtime = new LambdaFunctionRuntime(
         {
-          logicalId: f.logicalId,
-          name: f.name,
-          arn: f.arn,
-          assetDir: f.assetDir,
-          handler: f.handler,
-          timeoutSeconds: f.timeoutSeconds,
-          memoryMb: f.memoryMb,
-          reservedConcurrency: f.reservedConcurrency,
-          environment: f.environment,
+          ...f,
           runtimeEnvironment: {
             AWS_REGION: REHEARSAL_REGION,
             AWS_DEFAULT_REGION: REHEARSAL_REGION,
