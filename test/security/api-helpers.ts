@@ -1,5 +1,16 @@
 import { ScanCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import type { TestRuntime } from '../helpers/runtime.js';
+import { createAgentAndEnvironment, startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
+
+/**
+ * A local runtime whose worker does not run (the attacks are on the API, not the harness), with
+ * an agent and an environment to refer to.
+ */
+export async function startQuietRuntime(): Promise<{ t: TestRuntime; agentId: string; envId: string }> {
+  const t = await startTestRuntime();
+  await t.runtime.queue.stop();
+  const { agent, environment } = await createAgentAndEnvironment(t.client);
+  return { t, agentId: agent.id, envId: environment.id };
+}
 
 /** Every item of both tables but the request counters, as sorted JSON lines. */
 export async function storedRows(t: TestRuntime): Promise<string[]> {

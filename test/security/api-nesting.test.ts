@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionService } from '../../lambdas/core/resources/sessions.js';
 import type { EventLog } from '../../lambdas/core/session/log.js';
 import type { WakeQueue } from '../../lambdas/core/harness/queue.js';
-import { createAgentAndEnvironment, startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
-import { call, nestedJson, storedRows } from './api-helpers.js';
+import type { TestRuntime } from '../helpers/runtime.js';
+import { call, nestedJson, storedRows, startQuietRuntime } from './api-helpers.js';
 
 /**
  * Attack: JSON nested 5,000 deep. It used to overflow the stack (a 500), and a session create
@@ -15,11 +15,7 @@ describe('deep nesting and atomic creates', () => {
   let agentId: string;
   let envId: string;
   beforeAll(async () => {
-    t = await startTestRuntime();
-    await t.runtime.queue.stop();
-    const { agent, environment } = await createAgentAndEnvironment(t.client);
-    agentId = agent.id;
-    envId = environment.id;
+    ({ t, agentId, envId } = await startQuietRuntime());
   });
   afterAll(() => t.close());
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAgentAndEnvironment, startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
-import { call, storedRows } from './api-helpers.js';
+import type { TestRuntime } from '../helpers/runtime.js';
+import { call, storedRows, startQuietRuntime } from './api-helpers.js';
 
 /**
  * Attack: numbers DynamoDB cannot hold or the API never meant (`to_position=1e300` used to be a
@@ -12,12 +12,8 @@ describe('numeric extremes', () => {
   let envId: string;
   let sessionId: string;
   beforeAll(async () => {
-    t = await startTestRuntime();
-    await t.runtime.queue.stop();
-    const { agent, environment } = await createAgentAndEnvironment(t.client);
-    agentId = agent.id;
-    envId = environment.id;
-    sessionId = (await t.client.beta.sessions.create({ agent: agent.id, environment_id: environment.id })).id;
+    ({ t, agentId, envId } = await startQuietRuntime());
+    sessionId = (await t.client.beta.sessions.create({ agent: agentId, environment_id: envId })).id;
   });
   afterAll(() => t.close());
 

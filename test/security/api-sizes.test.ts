@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAgentAndEnvironment, startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
-import { call, storedRows } from './api-helpers.js';
+import type { TestRuntime } from '../helpers/runtime.js';
+import { call, storedRows, startQuietRuntime } from './api-helpers.js';
 
 /**
  * Attack: records over DynamoDB's 400 KB item limit, through `resources`, `budget` or a large
@@ -12,11 +12,7 @@ describe('oversized records', () => {
   let agentId: string;
   let envId: string;
   beforeAll(async () => {
-    t = await startTestRuntime();
-    await t.runtime.queue.stop();
-    const { agent, environment } = await createAgentAndEnvironment(t.client);
-    agentId = agent.id;
-    envId = environment.id;
+    ({ t, agentId, envId } = await startQuietRuntime());
   });
   afterAll(() => t.close());
 
