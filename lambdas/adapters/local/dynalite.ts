@@ -1,6 +1,6 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import dynalite from 'dynalite';
 import { UNIX_ENDPOINT_PREFIX, localDynamoClient } from './dynamo-client.js';
@@ -24,6 +24,9 @@ export interface EmbeddedDynamo {
 // The AWS SDK warns about Node 20 on every client; the local runtime knows.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+/** The longest `close` waits for requests being handled before it closes the database. */
+const CLOSE_DRAIN_MS = 5_000;
+
 export async function startDynalite(opts: { path?: string; port?: number; socketPath?: string } = {}): Promise<EmbeddedDynamo> {
   if (opts.path) mkdirSync(opts.path, { recursive: true, mode: 0o700 });
   const server: Server = dynalite({
@@ -31,6 +34,33 @@ export async function startDynalite(opts: { path?: string; port?: number; socket
     createTableMs: 0,
     deleteTableMs: 0,
     updateTableMs: 0,
+  });
+  // dynalite closes its database once the HTTP server has no connections left, but a request whose
+  // connection a client cut (as `client.destroy()` does) is still being handled then, and a query it
+  // had begun throws LEVEL_DATABASE_NOT_OPEN from a timer: an uncaught error that ends the process.
+  // So count the requests being handled, by when dynalite answers them, and let `close` wait for
+  // them; once closing, refuse new requests before dynalite sees them.
+  let handling = 0;
+  let closing = false;
+  let drained: (() => void) | undefined;
+  const handlers = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (closing) {
+      res.destroy();
+      return;
+    }
+    handling++;
+    let done = false;
+    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+    res.end = ((...args: unknown[]) => {
+      if (!done) {
+        done = true;
+        if (--handling === 0) drained?.();
+      }
+      return end(...args);
+    }) as ServerResponse['end'];
+    for (const handle of handlers) handle.call(server, req, res);
   });
   let endpoint: string;
   if (opts.socketPath) {
@@ -54,7 +84,18 @@ export async function startDynalite(opts: { path?: string; port?: number; socket
     client,
     endpoint,
     async close() {
+      closing = true;
       client.destroy();
+      if (handling > 0) {
+        // Bounded: a request dynalite never answers must not hold the close forever.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, CLOSE_DRAIN_MS);
+          drained = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
       await new Promise<void>((resolve) => server.close(() => resolve()));
       if (opts.socketPath) rmSync(opts.socketPath, { force: true });
     },
