@@ -7,7 +7,7 @@ import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-san
 import type { HarnessOptions } from '../../lambdas/core/harness/harness.js';
 import { AnthropicModel } from '../../lambdas/core/harness/model.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
-import { startLocalRuntime, type LocalRuntime } from '../../lambdas/local/runtime.js';
+import { startLocalRuntime, type LocalRuntime } from '../../local-runtime/runtime.js';
 import { Recorder, TimedProvider, TimingModel } from './instruments.js';
 import { nowMs } from './stats.js';
 

@@ -15,7 +15,7 @@ import { GIT_SIGNING_KEY_REF } from '../core/vault/types.js';
 /**
  * The credential proxy on AWS: a Lambda function whose role is the only principal allowed to
  * read the vault's secrets (`corral/vault/*` in Secrets Manager). The harness and the API invoke
- * it synchronously with a `ProxyRequest` (`lambda-transport.ts`) and get a `ProxyResponse`.
+ * it synchronously with a `ProxyRequest` (`lambdas/adapters/aws/credential-proxy-client.ts`) and get a `ProxyResponse`.
  *
  * It also understands Lambda Function URL events, for git smart HTTP from Fargate sandboxes
  * (`/r/<n>/<name>.git/...` with a git capability); the stack does not create that URL yet (see

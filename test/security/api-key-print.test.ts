@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
  * of every start held it. Now it is printed once, by the start that generates it; later starts
  * say where it is kept.
  */
-const MAIN = join(import.meta.dirname, '../../lambdas/local/main.ts');
+const MAIN = join(import.meta.dirname, '../../local-runtime/main.ts');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 /** Run `npm start`'s entry until it has said where it listens, then stop it; its stdout. */

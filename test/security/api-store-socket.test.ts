@@ -3,7 +3,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { prepareDataDir } from '../../lambdas/local/runtime.js';
+import { prepareDataDir } from '../../local-runtime/runtime.js';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 
 /**

@@ -12,7 +12,7 @@ import type { SandboxProvider } from '../../core/sandbox/types.js';
 import { createServices, type CorralServices } from '../../core/services.js';
 import type { StoredEvent } from '../../core/session/events.js';
 import { CredentialProxyClient } from '../../core/vault/protocol.js';
-import { LambdaProxyTransport } from '../../credential-proxy/lambda-transport.js';
+import { LambdaProxyTransport } from './credential-proxy-client.js';
 import { DynamoEventLog } from './dynamodb-event-log.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
 import { KmsCapabilitySealer } from './kms-capability-sealer.js';

@@ -1,8 +1,8 @@
-import { jsonLogger } from '../core/logger.js';
+import { jsonLogger } from '../lambdas/core/logger.js';
 import { startLocalRuntime } from './runtime.js';
-import { parseRateLimits } from '../core/resources/rate-limits.js';
-import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from '../core/resources/repository-url.js';
-import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../../sandbox/limits.js';
+import { parseRateLimits } from '../lambdas/core/resources/rate-limits.js';
+import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from '../lambdas/core/resources/repository-url.js';
+import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../sandbox/limits.js';
 
 /**
  * `npm start`: the embedded default. Settings come from the environment:
