@@ -12,6 +12,7 @@ export function agentRoutes(s: CorralServices) {
         limit: queryInt(c, 'limit'),
         page: queryPage(c),
         include_archived: queryBool(c, 'include_archived'),
+        created_at: { gte: c.req.query('created_at[gte]'), lte: c.req.query('created_at[lte]') },
       }),
     ),
   );

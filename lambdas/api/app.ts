@@ -17,6 +17,7 @@ import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
 import { vaultRoutes } from './vaults.js';
 import type { LogNotifier } from './stream.js';
+import { strictQuery } from './query-params.js';
 
 export interface AppOptions {
   notifier?: LogNotifier;
@@ -88,6 +89,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
     await s.rateLimiter.check(c.get('tenant'), classify(c.req.method, c.req.path));
     await next();
   });
+  app.use('/v1/*', strictQuery());
   app.route('/v1/agents', agentRoutes(s));
   app.route('/v1/environments', environmentRoutes(s));
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier));

@@ -76,16 +76,20 @@ const limit = (max: number) => ({ schema: z.number().int().min(1).max(max), desc
 const page = { schema: z.string(), description: 'The `next_page` cursor of the previous page.' };
 const includeArchived = { schema: z.boolean(), description: 'Include archived resources.' };
 const order = { schema: z.enum(['asc', 'desc']), description: 'Order of the list.' };
+const createdAt = (what: string, bounds: Array<'gt' | 'gte' | 'lt' | 'lte'>) =>
+  Object.fromEntries(
+    bounds.map((b) => [
+      `created_at[${b}]`,
+      { schema: z.iso.datetime(), description: `Only ${what} ${{ gt: 'after', gte: 'at or after', lt: 'before', lte: 'at or before' }[b]} this time.` },
+    ]),
+  );
 
 const SESSION_EVENT_QUERY = {
   limit: limit(1000),
   page,
   order: { ...order, description: 'Chronological (`asc`, the default) or newest first.' },
   'types[]': { schema: z.array(z.string()), description: 'Only events of these types.' },
-  'created_at[gt]': { schema: z.iso.datetime(), description: 'Only events processed after this time.' },
-  'created_at[gte]': { schema: z.iso.datetime(), description: 'Only events processed at or after this time.' },
-  'created_at[lt]': { schema: z.iso.datetime(), description: 'Only events processed before this time.' },
-  'created_at[lte]': { schema: z.iso.datetime(), description: 'Only events processed at or before this time.' },
+  ...createdAt('events processed', ['gt', 'gte', 'lt', 'lte']),
   from_position: {
     schema: z.number().int().min(0),
     description:
@@ -102,7 +106,8 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/agents', operationId: 'createAgent', summary: 'Create an agent', tag: 'agents', body: AgentCreate, response: AgentResponse },
   {
     method: 'get', path: '/v1/agents', operationId: 'listAgents', summary: 'List agents', tag: 'agents',
-    response: pageOf(AgentResponse), query: { limit: limit(100), page, include_archived: includeArchived },
+    response: pageOf(AgentResponse),
+    query: { limit: limit(100), page, include_archived: includeArchived, ...createdAt('agents created', ['gte', 'lte']) },
   },
   {
     method: 'get', path: '/v1/agents/{id}', operationId: 'getAgent', summary: 'Retrieve an agent (latest version, or `version`)', tag: 'agents',
@@ -136,6 +141,8 @@ export const OPERATIONS: Operation[] = [
     query: {
       limit: limit(100), page, order, include_archived: includeArchived,
       agent_id: { schema: z.string(), description: 'Only sessions of this agent.' },
+      agent_version: { schema: z.number().int().positive(), description: 'Only sessions pinned to this version of the agent (with `agent_id`).' },
+      ...createdAt('sessions created', ['gt', 'gte', 'lt', 'lte']),
       'statuses[]': { schema: z.array(z.enum(['rescheduling', 'running', 'idle', 'terminated'])), description: 'Only sessions in these states.' },
     },
   },
@@ -230,6 +237,12 @@ export const OPERATIONS: Operation[] = [
   {
     method: 'get', path: '/v1/sessions/{id}/events/stream', operationId: 'streamSessionEvents', summary: 'Follow the events of a session (SSE)', tag: 'events',
     response: 'stream',
+    query: {
+      last_event_id: {
+        schema: z.string().regex(/^[0-9]+$/),
+        description: 'Corral extension: as the `Last-Event-ID` header, for clients that cannot set headers.',
+      },
+    },
     description:
       'Server-Sent Events: `id: <log position>`, `event: <type>`, `data: <event JSON>`, and `event: ping` heartbeats. ' +
       'Without `Last-Event-ID` the stream starts at the end of the log; with it (Corral extension) it resumes right after that position.',

@@ -24,7 +24,14 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
       order: queryOrder(c),
       include_archived: queryBool(c, 'include_archived'),
       agent_id: queryId(c, 'agent_id'),
+      agent_version: queryInt(c, 'agent_version', { min: 1 }),
       statuses: statuses as SessionStatus[],
+      created_at: {
+        gt: c.req.query('created_at[gt]'),
+        gte: c.req.query('created_at[gte]'),
+        lt: c.req.query('created_at[lt]'),
+        lte: c.req.query('created_at[lte]'),
+      },
     });
     return c.json({ ...page, prev_page: null });
   });

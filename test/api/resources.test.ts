@@ -107,6 +107,35 @@ describe('API resources through the official SDK', () => {
     await expect(client.beta.sessions.retrieve(v1.id)).rejects.toMatchObject({ status: 404 });
   });
 
+  it("replaces a session's tools and MCP servers mid-session, only while it is not running", async () => {
+    const agent = await client.beta.agents.create({ name: 'tools', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
+    const env = await client.beta.environments.create({ name: 'e' });
+    const session = await client.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const custom = { type: 'custom' as const, name: 'lookup', description: 'Look a word up', input_schema: { type: 'object' as const, properties: {} } };
+    const updated = await client.beta.sessions.update(session.id, {
+      agent: { tools: [custom, { type: 'mcp_toolset', mcp_server_name: 'docs' }], mcp_servers: [{ type: 'url', name: 'docs', url: 'https://mcp.example.com/mcp' }] },
+    });
+    expect(updated.agent.tools.map((t) => t.type)).toEqual(['custom', 'mcp_toolset']);
+    expect(updated.agent.mcp_servers).toEqual([{ type: 'url', name: 'docs', url: 'https://mcp.example.com/mcp' }]);
+    expect(updated.agent).toMatchObject({ id: agent.id, version: 1, name: 'tools' });
+    const stored = await client.beta.sessions.retrieve(session.id);
+    expect(stored.agent.tools.map((t) => t.type)).toEqual(['custom', 'mcp_toolset']);
+    // The agent itself is untouched.
+    expect((await client.beta.agents.retrieve(agent.id)).tools.map((t) => t.type)).toEqual(['agent_toolset_20260401']);
+
+    // Omitting a field keeps it; an mcp_toolset must name a server the session lists.
+    const cleared = await client.beta.sessions.update(session.id, { agent: { mcp_servers: [] } }).catch((e) => e);
+    expect(cleared).toMatchObject({ status: 400 });
+    expect(String(cleared.message)).toMatch(/mcp_toolset/);
+    expect((await client.beta.sessions.update(session.id, { agent: { tools: [] } })).agent.tools).toEqual([]);
+
+    await t.runtime.services.sessions.mutate(null, session.id, (s) => ({ ...s, status: 'running' }));
+    const running = await client.beta.sessions.update(session.id, { agent: { tools: [custom] } }).catch((e) => e);
+    expect(running).toMatchObject({ status: 400 });
+    expect(String(running.message)).toMatch(/agent: .*running/);
+    expect((await client.beta.sessions.retrieve(session.id)).agent.tools).toEqual([]);
+  });
+
   it('keeps tenants apart', async () => {
     const otherKey = generateApiKey();
     await t.runtime.services.tenants.addKey('other-tenant', otherKey);

@@ -3,7 +3,7 @@ import { ID_PREFIX, newId } from '../ids.js';
 import type { AgentCreate, AgentUpdate, PermissionPolicy } from '../api/schemas.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { MAX_AGENT_BYTES, assertRecordFits, nowIso, patchMetadata } from './common.js';
-import { collectPage, type ListParams, type ListResult } from './paging.js';
+import { collectPage, createdAtFilter, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
 
 /** An agent version as the API returns it (`BetaManagedAgentsAgent`). */
 export interface Agent {
@@ -213,12 +213,13 @@ export class AgentService {
     return archived;
   }
 
-  list(tenant: string, params: ListParams & { include_archived?: boolean }): Promise<ListResult<Agent>> {
+  list(tenant: string, params: ListParams & { include_archived?: boolean; created_at?: CreatedAtRange }): Promise<ListResult<Agent>> {
+    const created = createdAtFilter(params.created_at);
     return collectPage(
       (q) => this.table.queryIndex(`${tenant}#agents`, q),
       params,
       (item) => String(item.gsi1sk),
-      (item) => params.include_archived === true || !(item.data as Agent).archived_at,
+      (item) => (params.include_archived === true || !(item.data as Agent).archived_at) && created((item.data as Agent).created_at),
       (item) => item.data as Agent,
     );
   }

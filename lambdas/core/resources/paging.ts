@@ -113,3 +113,38 @@ export async function collectPage<T>(
     if (data.length >= limit) return { data, next_page: encodeCursor(lastSeen ?? page.last) };
   }
 }
+
+/** `created_at[gt|gte|lt|lte]` of a list request, as sent (ISO 8601 timestamps). */
+export interface CreatedAtRange {
+  gt?: string;
+  gte?: string;
+  lt?: string;
+  lte?: string;
+}
+
+/**
+ * The test a list applies for `created_at[...]`: true when a timestamp lies in the range. Each
+ * bound must parse as a timestamp; a bad one is a 400 naming the parameter.
+ */
+export function createdAtFilter(range: CreatedAtRange | undefined): (timestamp: string) => boolean {
+  const bound = (name: keyof CreatedAtRange) => {
+    const v = range?.[name];
+    if (v === undefined) return undefined;
+    const t = Date.parse(v);
+    if (Number.isNaN(t)) throw new InvalidRequestError(`created_at[${name}]: not a timestamp`);
+    return t;
+  };
+  const gt = bound('gt');
+  const gte = bound('gte');
+  const lt = bound('lt');
+  const lte = bound('lte');
+  if (gt === undefined && gte === undefined && lt === undefined && lte === undefined) return () => true;
+  return (timestamp) => {
+    const t = Date.parse(timestamp);
+    if (gt !== undefined && !(t > gt)) return false;
+    if (gte !== undefined && !(t >= gte)) return false;
+    if (lt !== undefined && !(t < lt)) return false;
+    if (lte !== undefined && !(t <= lte)) return false;
+    return true;
+  };
+}

@@ -10,7 +10,7 @@ import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import type { AgentService, Agent } from './agents.js';
 import { assertRecordFits, nowIso, patchMetadata } from './common.js';
 import type { EnvironmentService } from './environments.js';
-import { collectPage, type ListParams, type ListResult } from './paging.js';
+import { collectPage, createdAtFilter, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
 import type { SecretSink } from '../vault/secret-store.js';
 import { RESOURCE_ID_PREFIX, normalizeRepositoryUrl, repositorySecretRef } from '../vault/types.js';
 import type { RepositoryCredentialRef } from '../vault/proxy.js';
@@ -295,6 +295,7 @@ export class SessionService {
     return this.mutate(tenant, id, (s) => {
       const next = {
         ...s,
+        agent: params.agent === undefined ? s.agent : this.updateAgent(s, params.agent, now),
         title: params.title === undefined ? s.title : params.title,
         metadata: patchMetadata(s.metadata, params.metadata),
         budget: params.budget === undefined ? s.budget : params.budget,
@@ -303,6 +304,19 @@ export class SessionService {
       assertRecordFits('session', next);
       return next;
     });
+  }
+
+  /**
+   * `agent` on a session update: only `tools` and `mcp_servers` change mid-session, each replaced
+   * whole when given, and only while the session is not running (the next turn sees them). The
+   * same rules as an agent update check them (an `mcp_toolset` must name a listed server).
+   */
+  private updateAgent(s: Session, update: NonNullable<SessionUpdate['agent']>, now: Date): SessionAgent {
+    if (s.status === 'running') throw new InvalidRequestError(`agent: session ${s.id} is running; its tools can change once it is idle`);
+    if (update.tools === undefined && update.mcp_servers === undefined) return s.agent;
+    const current = { ...s.agent, metadata: {}, multiagent: null, created_at: s.created_at, updated_at: s.updated_at, archived_at: null } as Agent;
+    const next = this.agents.preview(current, { tools: update.tools, mcp_servers: update.mcp_servers }, now);
+    return { ...s.agent, tools: next.tools, mcp_servers: next.mcp_servers };
   }
 
   archive(tenant: string, id: string, now = new Date()): Promise<Session> {
@@ -323,8 +337,16 @@ export class SessionService {
 
   list(
     tenant: string,
-    params: ListParams & { include_archived?: boolean; agent_id?: string; statuses?: SessionStatus[] },
+    params: ListParams & {
+      include_archived?: boolean;
+      agent_id?: string;
+      agent_version?: number;
+      statuses?: SessionStatus[];
+      created_at?: CreatedAtRange;
+    },
   ): Promise<ListResult<Session>> {
+    if (params.agent_version !== undefined && !params.agent_id) throw new InvalidRequestError('agent_version: only applies with agent_id');
+    const created = createdAtFilter(params.created_at);
     return collectPage(
       (q) => this.table.queryIndex(`${tenant}#sessions`, q),
       params,
@@ -333,6 +355,8 @@ export class SessionService {
         const s = item.data as Session;
         if (!params.include_archived && s.archived_at) return false;
         if (params.agent_id && s.agent.id !== params.agent_id) return false;
+        if (params.agent_version !== undefined && s.agent.version !== params.agent_version) return false;
+        if (!created(s.created_at)) return false;
         if (params.statuses?.length && !params.statuses.includes(s.status)) return false;
         return true;
       },

@@ -1,4 +1,4 @@
-import { decodeCursor, encodeCursor, clampLimit, PageBudget, responseBytes } from '../resources/paging.js';
+import { decodeCursor, encodeCursor, clampLimit, createdAtFilter, PageBudget, responseBytes, type CreatedAtRange } from '../resources/paging.js';
 import { InvalidRequestError } from '../errors.js';
 import type { SessionEvent } from './events.js';
 import type { EventLog } from './log.js';
@@ -8,7 +8,7 @@ export interface HistoryParams {
   page?: string | null;
   order?: 'asc' | 'desc';
   types?: string[];
-  createdAt?: { gt?: string; gte?: string; lt?: string; lte?: string };
+  createdAt?: CreatedAtRange;
   /** Corral extension (`from_position`, `to_position`): only events at these log positions, both inclusive. */
   positions?: { from?: number; to?: number };
   /** Largest page in bytes (default `PAGE_BYTE_BUDGET`, 5 MiB); tests set it lower. */
@@ -37,24 +37,10 @@ export async function readHistory(log: EventLog, sessionId: string, params: Hist
   const cursor = cursorRaw === undefined ? undefined : Number(cursorRaw);
   if (cursor !== undefined && (!Number.isSafeInteger(cursor) || cursor < 0)) throw new InvalidRequestError('page: not a valid page cursor');
   const types = params.types?.length ? new Set(params.types) : null;
-  const time = (bound: string | undefined, name: string) => {
-    if (bound === undefined) return undefined;
-    const t = Date.parse(bound);
-    if (Number.isNaN(t)) throw new InvalidRequestError(`created_at[${name}]: not a timestamp`);
-    return t;
-  };
-  const gt = time(params.createdAt?.gt, 'gt');
-  const gte = time(params.createdAt?.gte, 'gte');
-  const lt = time(params.createdAt?.lt, 'lt');
-  const lte = time(params.createdAt?.lte, 'lte');
+  const inRange = createdAtFilter(params.createdAt);
   const keep = (e: SessionEvent) => {
     if (types && !types.has(e.type)) return false;
-    const t = Date.parse(e.processed_at);
-    if (gt !== undefined && !(t > gt)) return false;
-    if (gte !== undefined && !(t >= gte)) return false;
-    if (lt !== undefined && !(t < lt)) return false;
-    if (lte !== undefined && !(t <= lte)) return false;
-    return true;
+    return inRange(e.processed_at);
   };
 
   const low = params.positions?.from ?? 1;
