@@ -22,6 +22,7 @@ import {
   normalizeServerUrl,
   vaultKey,
   type Credential,
+  type RepositoryCredentialRef,
   type SecretFields,
   type Vault,
 } from './types.js';
@@ -42,14 +43,6 @@ import {
  * good. Open channels are kept in this process, like the signing key the local proxy makes at
  * start: a restarted proxy knows neither, so every earlier capability is dead with it.
  */
-
-/** The session head as stored: the session, its tenant and the refs of its repository tokens. */
-export interface RepositoryCredentialRef {
-  resource_id: string;
-  /** normalized with `normalizeRepositoryUrl` */
-  url: string;
-  secret_ref: string;
-}
 
 export interface CredentialProxyDeps {
   table: StateTable;

@@ -89,6 +89,18 @@ export function repositorySecretRef(tenant: string, sessionId: string, resourceI
   return `${SECRET_PREFIX}${segment(tenant)}/sessions/${segment(sessionId)}/${segment(resourceId)}`;
 }
 
+/**
+ * A session's repository token as its head records it (`git_credentials`): which resource, the
+ * repository it opens and where the token is kept. Written by the session service, read by the
+ * credential proxy.
+ */
+export interface RepositoryCredentialRef {
+  resource_id: string;
+  /** normalized with `normalizeRepositoryUrl` */
+  url: string;
+  secret_ref: string;
+}
+
 /** The key that signs git capabilities (AWS: a secret; locally a fresh key per proxy start). */
 export const GIT_SIGNING_KEY_REF = `${SECRET_PREFIX}_proxy/git-signing-key`;
 
