@@ -106,8 +106,14 @@ function parse<T extends z.ZodType>(schema: T, raw: unknown, names: Record<strin
   const parsed = schema.safeParse(raw);
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((i) => {
-    const path = i.path.join('.');
-    return `${names[path] ?? path}: ${i.message}`;
+    // The longest leading part of the path that names a variable: `sandbox.subnets.0` is an item
+    // of CORRAL_SANDBOX_SUBNETS, and the item's index says which.
+    const parts = i.path.map(String);
+    for (let n = parts.length; n > 0; n--) {
+      const variable = names[parts.slice(0, n).join('.')];
+      if (variable) return `${variable}${n < parts.length ? ` (item ${parts.slice(n).join('.')})` : ''}: ${i.message}`;
+    }
+    return `${parts.join('.')}: ${i.message}`;
   });
   throw new Error(`Corral configuration${what ? ` of ${what}` : ''} is invalid: ${problems.join('; ')}`);
 }

@@ -68,8 +68,8 @@ describe('the configuration contract', () => {
     // a partial sandbox block names what is missing or wrong
     const partial = () => readServicesConfig({ ...base, CORRAL_SANDBOX_CLUSTER: 'c', CORRAL_SANDBOX_SUBNETS: 'vpc-1' });
     expect(partial).toThrow(/CORRAL_SANDBOX_TASK_DEFINITION/);
-    // (an element of a list is named by its schema path, sandbox.subnets.0, not the variable)
-    expect(partial).toThrow(/: expected ids starting with subnet-/);
+    // an element of a list is named by its variable and its index
+    expect(partial).toThrow(/CORRAL_SANDBOX_SUBNETS \(item 0\): expected ids starting with subnet-/);
     expect(partial).toThrow(/CORRAL_SANDBOX_CONTAINER/);
     expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_SANDBOX_PORT: '70000' })).toThrow(/CORRAL_SANDBOX_PORT/);
     expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'yes' })).toThrow(/CORRAL_SANDBOX_ASSIGN_PUBLIC_IP/);
