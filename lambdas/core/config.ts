@@ -109,7 +109,7 @@ function parse<T extends z.ZodType>(schema: T, raw: unknown, names: Record<strin
     // The longest leading part of the path that names a variable: `sandbox.subnets.0` is an item
     // of CORRAL_SANDBOX_SUBNETS, and the item's index says which.
     const parts = i.path.map(String);
-    for (let n = parts.length; n > 0; n--) {
+    for (let n = parts.length; n >= 0; n--) {
       const variable = names[parts.slice(0, n).join('.')];
       if (variable) return `${variable}${n < parts.length ? ` (item ${parts.slice(n).join('.')})` : ''}: ${i.message}`;
     }
