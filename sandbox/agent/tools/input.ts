@@ -21,6 +21,7 @@ export type ToolInput = Record<string, unknown>;
 /** A tool-level failure: reported to the model as `is_error: true`, never a crash. */
 export class ToolError extends Error {}
 
+/** A required string field (non-empty unless `allowEmpty`), without NUL characters. */
 export function str(input: ToolInput, key: string, opts: { allowEmpty?: boolean } = {}): string {
   const value = input[key];
   if (typeof value !== 'string') throw new ToolError(`"${key}" must be a string`);
@@ -29,12 +30,14 @@ export function str(input: ToolInput, key: string, opts: { allowEmpty?: boolean 
   return value;
 }
 
+/** An optional string field: absent, null and empty are all `undefined`. */
 export function optStr(input: ToolInput, key: string): string | undefined {
   const value = input[key];
   if (value === undefined || value === null || value === '') return undefined;
   return str(input, key);
 }
 
+/** An optional boolean field, false when absent. */
 export function optBool(input: ToolInput, key: string): boolean {
   const value = input[key];
   if (value === undefined || value === null) return false;
@@ -42,6 +45,7 @@ export function optBool(input: ToolInput, key: string): boolean {
   return value;
 }
 
+/** A file system error as the model should read it, naming the path it was given. */
 export function errnoMessage(err: unknown, displayPath: string): string {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
@@ -63,6 +67,7 @@ export function errnoMessage(err: unknown, displayPath: string): string {
   }
 }
 
+/** The smallest positive candidate (else the default), clamped to 1 ms..MAX_TOOL_TIMEOUT_MS. */
 export function clampTimeout(...candidates: unknown[]): number {
   let chosen = DEFAULT_TOOL_TIMEOUT_MS;
   let seen = false;
