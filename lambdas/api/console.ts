@@ -1,5 +1,5 @@
-import { Hono } from 'hono';
-import { CONSOLE_HEADERS, CONSOLE_HTML } from './console/page.js';
+import { Hono, type Context } from 'hono';
+import { consolePage } from './console/page.js';
 
 /**
  * The session console: static pages (no API key needed to load them) whose script asks for the
@@ -9,7 +9,11 @@ import { CONSOLE_HEADERS, CONSOLE_HTML } from './console/page.js';
  */
 export function consoleRoutes() {
   const app = new Hono();
-  app.get('/console', (c) => c.html(CONSOLE_HTML, 200, CONSOLE_HEADERS));
-  app.get('/console/sessions/:id', (c) => c.html(CONSOLE_HTML, 200, CONSOLE_HEADERS));
+  const serve = (c: Context) => {
+    const page = consolePage();
+    return c.html(page.html, 200, page.headers);
+  };
+  app.get('/console', serve);
+  app.get('/console/sessions/:id', serve);
   return app;
 }

@@ -5,6 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
+import { consoleScriptDefine } from '../../../lambdas/api/console/bundle.js';
 import { configEnvironment } from '../../../lambdas/core/config.js';
 import { parseRepositoryUrlAllow } from '../../../lambdas/core/resources/repository-url.js';
 import { CorralFunction } from './corral-function.js';
@@ -87,6 +88,9 @@ export class Api extends Construct {
       metricsNamespace: props.metricsNamespace,
       logRetention: props.logRetention,
       environment,
+      // The console's script (TypeScript for the browser) bundled now, carried into the bundle as
+      // a constant (lambdas/api/console/bundle.ts), so the function never runs esbuild.
+      bundling: { define: consoleScriptDefine() },
     };
     this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
       vpc: props.network.vpc,

@@ -1,6 +1,15 @@
 import { createHash } from 'node:crypto';
-import { CONSOLE_JS } from './script.js';
+import { bundleConsoleScript } from './bundle.js';
 import { CONSOLE_CSS } from './style.js';
+
+/** Replaced by the Lambda bundle's esbuild with the bundled script, base64 (see bundle.ts). */
+declare const __CORRAL_CONSOLE_JS_BASE64__: string | undefined;
+
+/** The console's script: bundled at build time for the Lambda, else on first use (bundle.ts). */
+function consoleScript(): string {
+  if (typeof __CORRAL_CONSOLE_JS_BASE64__ === 'string') return Buffer.from(__CORRAL_CONSOLE_JS_BASE64__, 'base64').toString('utf8');
+  return bundleConsoleScript();
+}
 
 /**
  * The console page: one HTML document for every console address (`/console`,
@@ -8,7 +17,21 @@ import { CONSOLE_CSS } from './style.js';
  * script are inlined, so the page works at any path prefix (API Gateway's stage) and in the Lambda
  * bundle, and the Content-Security-Policy allows exactly those two by hash, nothing else inline.
  */
-export const CONSOLE_HTML = `<!doctype html>
+export interface ConsolePage {
+  html: string;
+  headers: Record<string, string>;
+}
+
+let page: ConsolePage | undefined;
+
+/** The page and its headers, built on first use (under tsx that bundles the script). */
+export function consolePage(): ConsolePage {
+  page ??= renderPage(consoleScript());
+  return page;
+}
+
+function renderPage(script: string): ConsolePage {
+  const html = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -26,26 +49,27 @@ export const CONSOLE_HTML = `<!doctype html>
   <button type="button" id="forget" title="Remove the API key from this tab">Forget key</button>
 </header>
 <main id="app"><p class="muted">Loading…</p></main>
-<script type="module">${CONSOLE_JS}</script>
+<script type="module">${script}</script>
 </body>
 </html>
 `;
+  const headers: Record<string, string> = {
+    'Content-Security-Policy': [
+      "default-src 'none'",
+      `script-src ${sha256(script)}`,
+      `style-src ${sha256(CONSOLE_CSS)}`,
+      "connect-src 'self'",
+      "img-src 'self' data:",
+      "base-uri 'none'",
+      "form-action 'none'",
+      "frame-ancestors 'none'",
+    ].join('; '),
+    'Cache-Control': 'no-cache',
+    'Referrer-Policy': 'no-referrer',
+    'X-Content-Type-Options': 'nosniff',
+    'X-Frame-Options': 'DENY',
+  };
+  return { html, headers };
+}
 
 const sha256 = (s: string) => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`;
-
-export const CONSOLE_HEADERS: Record<string, string> = {
-  'Content-Security-Policy': [
-    "default-src 'none'",
-    `script-src ${sha256(CONSOLE_JS)}`,
-    `style-src ${sha256(CONSOLE_CSS)}`,
-    "connect-src 'self'",
-    "img-src 'self' data:",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-  ].join('; '),
-  'Cache-Control': 'no-cache',
-  'Referrer-Policy': 'no-referrer',
-  'X-Content-Type-Options': 'nosniff',
-  'X-Frame-Options': 'DENY',
-};

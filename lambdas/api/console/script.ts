@@ -1,7 +1,9 @@
 /**
- * The console's one JavaScript module, as a string so the Lambda bundle carries it (esbuild
- * bundles this file; there is no build step for the page itself). Plain browser JavaScript: no
- * framework, no imports. Written without template literals so it can live in `String.raw`.
+ * The console's one browser module. Typed against the DOM and the API's shapes (the SDK's
+ * managed-agents types plus Corral's extensions), checked by `lambdas/api/console/tsconfig.json`
+ * (part of `npm run typecheck`), and bundled to a string by esbuild (see bundle.ts): at synthesis
+ * for the Lambda, on the first console request under `npm start`. No framework; at run time it
+ * imports nothing.
  *
  * What it does:
  * - asks once for the API key and keeps it in sessionStorage (this tab only); the key travels only
@@ -14,25 +16,55 @@
  *
  * Every value from the API is put in the page with `textContent`, never parsed as HTML.
  */
-export const CONSOLE_JS = String.raw`
+import type { BetaManagedAgentsSession } from '@anthropic-ai/sdk/resources/beta/sessions/sessions';
+import type { BetaManagedAgentsEventParams, BetaManagedAgentsSessionEvent } from '@anthropic-ai/sdk/resources/beta/sessions/events';
+
+// --- the API's shapes ----------------------------------------------------------------------------
+
+/** A session as Corral returns it: the SDK's, plus the session and position it was forked from. */
+type Session = BetaManagedAgentsSession & { forked_from?: { session_id: string; position: number } };
+
+interface SessionPage {
+  data: Session[];
+  next_page: string | null;
+}
+
+type SdkEvent = BetaManagedAgentsSessionEvent;
+type EventOf<T extends SdkEvent['type']> = Extract<SdkEvent, { type: T }>;
+
+/** A model request's end, with Corral's time to the first token when the harness recorded it. */
+type ModelRequestEnd = EventOf<'span.model_request_end'> & { time_to_first_token_ms?: number };
+/** A sandbox tool's result, with the sandbox that ran it (Corral's extension). */
+type ToolResult = EventOf<'agent.tool_result'> & { sandbox?: string };
+
+/** The events of a session's log as the stream delivers them (every stored event has its time). */
+type StreamEvent = (Exclude<SdkEvent, { type: 'span.model_request_end' | 'agent.tool_result' }> | ModelRequestEnd | ToolResult) & { processed_at: string };
+
+// --- the page ------------------------------------------------------------------------------------
+
 const KEY_STORE = 'corral.apiKey';
 // The API is wherever this page is, minus '/console...' (on API Gateway that keeps the stage prefix).
 const base = location.pathname.replace(/\/console(\/.*)?$/, '');
-const app = document.getElementById('app');
-const crumb = document.getElementById('crumb');
-const running = { aborts: [], timers: [] };
-document.getElementById('brand').setAttribute('href', base + '/console');
+const app = document.getElementById('app')!;
+const crumb = document.getElementById('crumb')!;
+const running: { aborts: AbortController[]; timers: Array<ReturnType<typeof setInterval>> } = { aborts: [], timers: [] };
+document.getElementById('brand')!.setAttribute('href', base + '/console');
 
-function h(tag, attrs) {
+type AttrValue = string | number | boolean | null | undefined;
+/** Attributes of `h`: `class`, `text` (the text content), `on<event>` listeners, or attributes. */
+type Attrs = Record<string, AttrValue | EventListener>;
+type Child = Node | string | number | null | undefined | false;
+
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs?: Attrs | null, ...children: Array<Child | Child[]>): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === null || v === undefined || v === false) continue;
-    if (k === 'class') el.className = v;
-    else if (k === 'text') el.textContent = v;
-    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    if (k === 'class') el.className = String(v);
+    else if (k === 'text') el.textContent = String(v);
+    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v as EventListener);
     else el.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of Array.prototype.slice.call(arguments, 2).flat()) {
+  for (const c of children.flat()) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : String(c));
   }
@@ -41,66 +73,74 @@ function h(tag, attrs) {
 
 class AuthError extends Error {}
 
-function apiKey() {
+/** What an error says, for the page. */
+function messageOf(err: unknown): string {
+  return String((err && (err as { message?: unknown }).message) || err);
+}
+
+function apiKey(): string | null {
   return sessionStorage.getItem(KEY_STORE);
 }
 
-async function api(path, init) {
+async function api<T>(path: string, init?: RequestInit): Promise<T> {
   const key = apiKey();
   if (!key) throw new AuthError('Enter an API key.');
   const res = await fetch(base + path, Object.assign({}, init, {
-    cache: 'no-store',
+    cache: 'no-store' as const,
     headers: { 'x-api-key': key, 'content-type': 'application/json' },
   }));
   if (res.status === 401) {
     sessionStorage.removeItem(KEY_STORE);
     throw new AuthError('The API key was rejected.');
   }
-  const body = await res.json().catch(() => null);
+  const body = (await res.json().catch(() => null)) as (T & { error?: { message?: string } }) | null;
   if (!res.ok) throw new Error((body && body.error && body.error.message) || 'HTTP ' + res.status);
-  return body;
+  return body as T;
 }
 
-function stopAll() {
+function stopAll(): void {
   for (const a of running.aborts) a.abort();
   for (const t of running.timers) clearInterval(t);
   running.aborts = [];
   running.timers = [];
 }
 
-function handleError(err, where) {
+function handleError(err: unknown, where?: HTMLElement): void {
   if (err instanceof AuthError) return showKeyPrompt(err.message);
-  if (where) where.textContent = String((err && err.message) || err);
+  if (where) where.textContent = messageOf(err);
 }
 
-const pad = (n, w) => String(n).padStart(w || 2, '0');
-function fmtClock(iso) {
+const pad = (n: number, w?: number) => String(n).padStart(w || 2, '0');
+function fmtClock(iso: string): string {
   const d = new Date(iso);
   return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds()) + '.' + pad(d.getMilliseconds(), 3);
 }
-function fmtDate(iso) {
+function fmtDate(iso: string): string {
   const d = new Date(iso);
   return d.toLocaleDateString() + ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
 }
-function fmtMs(ms) {
+function fmtMs(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '…';
   if (ms < 1000) return Math.max(0, Math.round(ms)) + ' ms';
   if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
   return Math.floor(ms / 60000) + 'm ' + pad(Math.round((ms % 60000) / 1000)) + 's';
 }
-const since = (a, b) => Date.parse(b) - Date.parse(a);
+const since = (a: string, b: string) => Date.parse(b) - Date.parse(a);
 
-function statusBadge(status, id) {
+function statusBadge(status: string, id?: string): HTMLSpanElement {
   return h('span', { class: 'badge status-' + status, id: id, text: status });
 }
 
-function textOf(content) {
+/** The text of a message's content blocks (other blocks as `[type]`). */
+function textOf(content: unknown): string {
   if (!Array.isArray(content)) return '';
-  return content.map((b) => (b && b.type === 'text' ? b.text : b && b.type ? '[' + b.type + ']' : '')).join('\n');
+  return (content as Array<{ type?: string; text?: string } | null>)
+    .map((b) => (b && b.type === 'text' ? b.text : b && b.type ? '[' + b.type + ']' : ''))
+    .join('\n');
 }
 
 /** Long text shows its first lines, with the rest behind a toggle. */
-function collapsible(text, cls) {
+function collapsible(text: string, cls: string): HTMLElement {
   const lines = text.split('\n');
   const LINES = 12;
   const CHARS = 1500;
@@ -115,7 +155,7 @@ function collapsible(text, cls) {
 
 // --- the API key ---------------------------------------------------------------------------------
 
-function showKeyPrompt(message) {
+function showKeyPrompt(message: string): void {
   stopAll();
   crumb.replaceChildren();
   const input = h('input', { id: 'api-key', type: 'password', autocomplete: 'off', spellcheck: 'false', placeholder: 'API key', required: true });
@@ -130,24 +170,24 @@ function showKeyPrompt(message) {
     ev.preventDefault();
     sessionStorage.setItem(KEY_STORE, input.value.trim());
     try {
-      await api('/v1/sessions?limit=1');
+      await api<SessionPage>('/v1/sessions?limit=1');
       route();
     } catch (e) {
-      err.textContent = e instanceof AuthError ? 'That key was rejected.' : String(e.message || e);
+      err.textContent = e instanceof AuthError ? 'That key was rejected.' : String((e as Error).message || e);
     }
   });
   app.replaceChildren(form);
   input.focus();
 }
 
-document.getElementById('forget').addEventListener('click', () => {
+document.getElementById('forget')!.addEventListener('click', () => {
   sessionStorage.removeItem(KEY_STORE);
   showKeyPrompt('');
 });
 
 // --- the list of sessions ------------------------------------------------------------------------
 
-function sessionRow(s) {
+function sessionRow(s: Session): HTMLTableRowElement {
   return h('tr', { 'data-id': s.id },
     h('td', null, h('a', { href: base + '/console/sessions/' + encodeURIComponent(s.id), class: 'mono', text: s.id })),
     h('td', { text: s.title || '—' }),
@@ -157,7 +197,7 @@ function sessionRow(s) {
     h('td', { text: fmtDate(s.updated_at) }));
 }
 
-async function showList() {
+async function showList(): Promise<void> {
   document.title = 'Corral · sessions';
   crumb.replaceChildren(h('span', { text: 'Sessions' }));
   const tbody = h('tbody');
@@ -170,11 +210,11 @@ async function showList() {
       h('thead', null, h('tr', null, ['Session', 'Title', 'Status', 'Agent', 'Created', 'Updated'].map((t) => h('th', { text: t })))),
       tbody),
     more, note));
-  let next = null;
+  let next: string | null = null;
   let extra = false;
-  async function load(page) {
+  async function load(page: string | null): Promise<void> {
     try {
-      const body = await api('/v1/sessions?limit=50&order=desc' + (page ? '&page=' + encodeURIComponent(page) : ''));
+      const body = await api<SessionPage>('/v1/sessions?limit=50&order=desc' + (page ? '&page=' + encodeURIComponent(page) : ''));
       if (!page) tbody.replaceChildren();
       for (const s of body.data) tbody.append(sessionRow(s));
       next = body.next_page;
@@ -192,8 +232,10 @@ async function showList() {
 
 // --- one session ---------------------------------------------------------------------------------
 
+type Connection = 'live' | 'reconnecting';
+
 /** Read the session's SSE stream with fetch; reconnect after the last position seen. */
-async function follow(id, onEvent, onConn, signal) {
+async function follow(id: string, onEvent: (e: StreamEvent, pos: number | null) => void, onConn: (c: Connection) => void, signal: AbortSignal): Promise<void> {
   let last = 0;
   let delay = 250;
   while (!signal.aborted) {
@@ -214,7 +256,8 @@ async function follow(id, onEvent, onConn, signal) {
       delay = 250;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
-      let frame = { id: null, event: null, data: [] };
+      type Frame = { id: string | null; event: string | null; data: string[] };
+      let frame: Frame = { id: null, event: null, data: [] };
       for (;;) {
         const chunk = await reader.read();
         if (chunk.done) break;
@@ -231,7 +274,7 @@ async function follow(id, onEvent, onConn, signal) {
             const pos = f.id === null ? null : Number(f.id);
             if (pos !== null && pos <= last) continue; // seen already
             if (pos !== null) last = pos;
-            onEvent(JSON.parse(f.data.join('\n')), pos);
+            onEvent(JSON.parse(f.data.join('\n')) as StreamEvent, pos);
             continue;
           }
           if (line[0] === ':') continue;
@@ -255,18 +298,48 @@ async function follow(id, onEvent, onConn, signal) {
   }
 }
 
-function toolSummary(name, input) {
+/** One line for a tool call: its command, path or pattern, else its input as JSON. */
+function toolSummary(input: unknown): string {
   if (!input || typeof input !== 'object') return '';
-  if (typeof input.command === 'string') return input.command;
-  if (typeof input.file_path === 'string') return input.file_path;
-  if (typeof input.path === 'string') return input.path;
-  if (typeof input.pattern === 'string') return input.pattern;
-  if (typeof input.url === 'string') return input.url;
+  const i = input as Record<string, unknown>;
+  if (typeof i.command === 'string') return i.command;
+  if (typeof i.file_path === 'string') return i.file_path;
+  if (typeof i.path === 'string') return i.path;
+  if (typeof i.pattern === 'string') return i.pattern;
+  if (typeof i.url === 'string') return i.url;
   const j = JSON.stringify(input);
   return j.length > 120 ? j.slice(0, 117) + '…' : j;
 }
 
-async function showSession(id) {
+/** One model request and what happened in it (its timeline entry and latency strip). */
+interface Step {
+  start: EventOf<'span.model_request_start'>;
+  end: ModelRequestEnd | null;
+  /** When the first output of the request was stored. */
+  firstOutput: string | null;
+  toolIds: string[];
+  strip: HTMLElement;
+  body: HTMLElement;
+  /** Turn start to this request, for the first request of a turn. */
+  wait: number | null;
+  model: number;
+  tools: number;
+  bar: HTMLElement;
+}
+
+/** A tool call's card, until (and after) its result arrives. */
+interface ToolCard {
+  card: HTMLElement;
+  state: HTMLElement;
+  dur: HTMLElement;
+  chip: HTMLElement;
+  result: HTMLElement;
+  usedAt: string;
+  ms: number | null;
+  step: Step | null;
+}
+
+async function showSession(id: string): Promise<void> {
   document.title = 'Corral · ' + id;
   crumb.replaceChildren(h('a', { href: base + '/console', text: 'Sessions' }), h('span', { text: ' / ' }), h('span', { class: 'mono', text: id }));
   const title = h('h2', { id: 'title', text: id });
@@ -290,9 +363,19 @@ async function showSession(id) {
     timeline,
     form);
 
-  const st = { status: null, steps: new Map(), tools: new Map(), sandboxes: new Set(), turnStart: null, stepCount: 0, openStep: null, tokens: { in: 0, out: 0 }, longest: 0 };
+  const st = {
+    status: null as string | null,
+    steps: new Map<string, Step>(),
+    tools: new Map<string, ToolCard>(),
+    sandboxes: new Set<string>(),
+    turnStart: null as string | null,
+    stepCount: 0,
+    openStep: null as Step | null,
+    tokens: { in: 0, out: 0 },
+    longest: 0,
+  };
 
-  function setStatus(s) {
+  function setStatus(s: string): void {
     st.status = s;
     status.textContent = s;
     status.className = 'badge status-' + s;
@@ -300,7 +383,7 @@ async function showSession(id) {
   }
 
   try {
-    const s = await api('/v1/sessions/' + encodeURIComponent(id));
+    const s = await api<Session>('/v1/sessions/' + encodeURIComponent(id));
     title.textContent = s.title || s.id;
     document.title = 'Corral · ' + (s.title || s.id);
     meta.textContent = 'agent ' + s.agent.name + ' v' + s.agent.version + ' · model ' + (s.agent.model && s.agent.model.id) +
@@ -309,32 +392,32 @@ async function showSession(id) {
     setStatus(s.status);
   } catch (e) {
     if (e instanceof AuthError) return showKeyPrompt(e.message);
-    app.replaceChildren(h('section', { class: 'card' }, h('p', { class: 'error', id: 'load-error', text: String(e.message || e) }), h('a', { href: base + '/console', text: 'All sessions' })));
+    app.replaceChildren(h('section', { class: 'card' }, h('p', { class: 'error', id: 'load-error', text: String((e as Error).message || e) }), h('a', { href: base + '/console', text: 'All sessions' })));
     return;
   }
 
-  function atBottom() {
+  function atBottom(): boolean {
     return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 120;
   }
 
-  function item(e, pos, cls, label, body) {
+  function item(e: StreamEvent, pos: number | null, cls: string, label: string, body: Child): HTMLLIElement {
     return h('li', { class: 'ev ' + cls, 'data-type': e.type, 'data-position': pos, title: e.id + ' · ' + e.processed_at },
       h('span', { class: 'time', text: fmtClock(e.processed_at) }),
       h('span', { class: 'label', text: label }),
       h('div', { class: 'body' }, body));
   }
 
-  function divider(e, pos, text, cls) {
+  function divider(e: StreamEvent, pos: number | null, text: string, cls?: string): HTMLLIElement {
     return h('li', { class: 'ev divider ' + (cls || ''), 'data-type': e.type, 'data-position': pos, title: e.id + ' · ' + e.processed_at },
       h('span', { class: 'time', text: fmtClock(e.processed_at) }), h('span', { class: 'text', text: text }));
   }
 
-  function renderStrip(step) {
-    const parts = [];
-    const chip = (name, value, hint) => h('span', { class: 'lat lat-' + name, title: hint }, h('b', { text: name }), ' ' + value);
+  function renderStrip(step: Step): void {
+    const parts: HTMLElement[] = [];
+    const chip = (name: string, value: string, hint: string) => h('span', { class: 'lat lat-' + name, title: hint }, h('b', { text: name }), ' ' + value);
     if (step.wait !== null) parts.push(chip('wait', fmtMs(step.wait), 'from session.status_running to this model request'));
     const model = step.end ? since(step.start.processed_at, step.end.processed_at) : null;
-    let first = null;
+    let first: number | null = null;
     if (step.end && typeof step.end.time_to_first_token_ms === 'number') first = step.end.time_to_first_token_ms;
     else if (step.firstOutput) first = since(step.start.processed_at, step.firstOutput);
     parts.push(chip('first output', fmtMs(first), 'request start to the first stored output event'));
@@ -362,7 +445,7 @@ async function showSession(id) {
     drawBar(step);
   }
 
-  function drawBar(step) {
+  function drawBar(step: Step): void {
     const scale = st.longest > 0 ? 100 / st.longest : 0;
     // Through the CSSOM: the Content-Security-Policy allows no inline style attributes.
     const m = h('span', { class: 'seg seg-model', title: 'model ' + fmtMs(step.model) });
@@ -372,16 +455,16 @@ async function showSession(id) {
     step.bar.replaceChildren(m, t);
   }
 
-  function renderSandboxes() {
+  function renderSandboxes(): void {
     sandboxes.replaceChildren(...(st.sandboxes.size ? [...st.sandboxes].map((n) => h('span', { class: 'chip', text: n })) : [h('span', { text: 'none yet' })]));
   }
   renderSandboxes();
 
-  function place(li) {
+  function place(li: HTMLElement): void {
     (st.openStep ? st.openStep.body : timeline).append(li);
   }
 
-  function onEvent(e, pos) {
+  function onEvent(e: StreamEvent, pos: number | null): void {
     const follow = atBottom();
     switch (e.type) {
       case 'user.message':
@@ -416,7 +499,7 @@ async function showSession(id) {
         const li = h('li', { class: 'ev step', 'data-type': e.type, 'data-position': pos, title: e.id + ' · ' + e.processed_at },
           h('div', { class: 'step-head' }, h('span', { class: 'time', text: fmtClock(e.processed_at) }), h('span', { class: 'label', text: 'step ' + st.stepCount }), strip),
           body);
-        const step = { start: e, end: null, firstOutput: null, toolIds: [], strip: strip, body: body, wait: null, model: 0, tools: 0, bar: h('span', { class: 'bar' }) };
+        const step: Step = { start: e, end: null, firstOutput: null, toolIds: [], strip: strip, body: body, wait: null, model: 0, tools: 0, bar: h('span', { class: 'bar' }) };
         if (st.turnStart) {
           step.wait = since(st.turnStart, e.processed_at);
           st.turnStart = null;
@@ -461,12 +544,12 @@ async function showSession(id) {
         const dur = h('span', { class: 'tool-ms' });
         const chip = h('span', { class: 'chip sandbox' });
         const result = h('div', { class: 'tool-result' });
-        const input = e.input === undefined ? {} : e.input;
+        const input: unknown = e.input === undefined ? {} : e.input;
         const card = h('li', { class: 'ev tool', 'data-type': e.type, 'data-position': pos, 'data-tool-use-id': e.id, title: e.id + ' · ' + e.processed_at },
           h('div', { class: 'tool-head' },
             h('span', { class: 'time', text: fmtClock(e.processed_at) }),
             h('span', { class: 'tool-name', text: String(e.name) }),
-            h('code', { class: 'tool-summary', text: toolSummary(e.name, input) }),
+            h('code', { class: 'tool-summary', text: toolSummary(input) }),
             h('span', { class: 'spacer' }), chip, dur, state),
           h('div', { class: 'tool-io' }, h('span', { class: 'io-label', text: 'input' }), collapsible(JSON.stringify(input, null, 2), 'json')),
           result);
@@ -479,7 +562,7 @@ async function showSession(id) {
       case 'agent.tool_result':
       case 'agent.mcp_tool_result':
       case 'user.custom_tool_result': {
-        const useId = e.tool_use_id || e.mcp_tool_use_id || e.custom_tool_use_id;
+        const useId = e.type === 'agent.tool_result' ? e.tool_use_id : e.type === 'agent.mcp_tool_result' ? e.mcp_tool_use_id : e.custom_tool_use_id;
         const tool = st.tools.get(useId);
         const text = textOf(e.content);
         if (!tool) {
@@ -492,9 +575,10 @@ async function showSession(id) {
         tool.card.classList.toggle('is-error', !!e.is_error);
         tool.card.setAttribute('data-result-position', String(pos));
         tool.dur.textContent = fmtMs(tool.ms);
-        if (e.sandbox) {
-          tool.chip.textContent = 'sandbox ' + e.sandbox;
-          st.sandboxes.add(String(e.sandbox));
+        const sandbox = e.type === 'agent.tool_result' ? e.sandbox : undefined;
+        if (sandbox) {
+          tool.chip.textContent = 'sandbox ' + sandbox;
+          st.sandboxes.add(String(sandbox));
           renderSandboxes();
         }
         tool.result.replaceChildren(h('span', { class: 'io-label', text: e.is_error ? 'error' : 'result' }), collapsible(text, 'out'));
@@ -502,7 +586,7 @@ async function showSession(id) {
         break;
       }
       case 'session.error': {
-        const err = e.error || {};
+        const err: { type?: string; message?: string; retry_status?: { type?: string } } = e.error || {};
         const retry = err.retry_status && err.retry_status.type;
         timeline.append(item(e, pos, 'ev-error', 'error', h('span', { text: (err.type || 'error') + ': ' + (err.message || '') + (retry ? ' (' + retry + ')' : '') })));
         break;
@@ -516,11 +600,11 @@ async function showSession(id) {
     if (follow) window.scrollTo(0, document.documentElement.scrollHeight);
   }
 
-  async function post(events, button) {
+  async function post(events: BetaManagedAgentsEventParams[], button: HTMLButtonElement): Promise<boolean> {
     button.disabled = true;
     formErr.textContent = '';
     try {
-      await api('/v1/sessions/' + encodeURIComponent(id) + '/events', { method: 'POST', body: JSON.stringify({ events: events }) });
+      await api<unknown>('/v1/sessions/' + encodeURIComponent(id) + '/events', { method: 'POST', body: JSON.stringify({ events: events }) });
       return true;
     } catch (e) {
       handleError(e, formErr);
@@ -548,13 +632,15 @@ async function showSession(id) {
   }, abort.signal).catch((e) => handleError(e, formErr));
 }
 
-function route() {
+function route(): void {
   stopAll();
   if (!apiKey()) return showKeyPrompt('');
   const m = location.pathname.match(/\/console\/sessions\/([^/]+)\/?$/);
-  if (m) return showSession(decodeURIComponent(m[1]));
-  return showList();
+  if (m) {
+    void showSession(decodeURIComponent(m[1]!));
+    return;
+  }
+  void showList();
 }
 
 route();
-`;

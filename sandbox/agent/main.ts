@@ -1,0 +1,245 @@
+/**
+ * The agent process: its arguments and environment, the capability and git channel from stdin
+ * (local) or the environment (container), the state directory, the server and forwarder, and
+ * shutdown. Also `--tool-child`, the short-lived process that runs one file tool as the tools'
+ * user.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { RECIPE_ENV, decodeRecipe } from '../recipe.js';
+import { SANDBOX_LIMITS_ENV, parseSandboxLimits, resolveSandboxLimits } from '../limits.js';
+import { parseRunAs, type RunAs } from './confinement.js';
+import { GIT_CHANNEL_ENV, parseGitChannel, startGitForwarder, type GitForwarder } from './git-forwarder.js';
+import { logLine } from './log.js';
+import { SandboxAgent } from './sandbox-agent.js';
+import { createAgentServer } from './server.js';
+import type { ExecuteRequest, ToolResult } from './tools/index.js';
+
+export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
+
+/**
+ * Reads the first `count` lines of stdin (the capability, then the git channel when there is
+ * one); `onEnd` fires when stdin later closes (the parent went away).
+ */
+function readFirstLines(stream: NodeJS.ReadableStream, count: number, onEnd: () => void): Promise<string[]> {
+  return new Promise((resolve) => {
+    let buffered = '';
+    let resolved = false;
+    const lines: string[] = [];
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      if (resolved) return;
+      buffered += chunk;
+      let nl: number;
+      while (!resolved && (nl = buffered.indexOf('\n')) !== -1) {
+        lines.push(buffered.slice(0, nl).trim());
+        buffered = buffered.slice(nl + 1);
+        if (lines.length === count) {
+          resolved = true;
+          resolve(lines);
+          buffered = '';
+        }
+      }
+      if (!resolved && buffered.length > 65536) {
+        resolved = true;
+        resolve(lines);
+      }
+    });
+    const end = () => {
+      if (!resolved) {
+        resolved = true;
+        if (buffered.trim()) lines.push(buffered.trim());
+        resolve(lines);
+      }
+      onEnd();
+    };
+    stream.on('end', end);
+    stream.on('error', end);
+  });
+}
+
+function chooseStateDir(workspace: string, requested: string | undefined): string | null {
+  const candidates = requested
+    ? [path.resolve(requested)]
+    : [
+        path.resolve(workspace, '..', '.sandbox-state'),
+        path.join(os.tmpdir(), `corral-sandbox-state-${crypto.createHash('sha256').update(workspace).digest('hex').slice(0, 16)}`),
+      ];
+  for (const dir of candidates) {
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      fs.accessSync(dir, fs.constants.W_OK);
+      return dir;
+    } catch {
+      // try the next one
+    }
+  }
+  return null;
+}
+
+/**
+ * Runs the agent with `argv` (see sandbox/agent.ts for the usage). `program` is the agent's own
+ * entry file, run again with `--tool-child` for a file tool as the tools' user.
+ */
+export async function main(argv: string[], program: string): Promise<void> {
+  process.stderr.on('error', () => {});
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      socket: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      workspace: { type: 'string' },
+      'state-dir': { type: 'string' },
+      'run-as-uid': { type: 'string' },
+      'run-as-gid': { type: 'string' },
+      setpriv: { type: 'string' },
+      'install-packages': { type: 'boolean' },
+      'tool-child': { type: 'boolean' },
+      'git-channel-stdin': { type: 'boolean' },
+      'local-mounts': { type: 'boolean' },
+      limits: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values['tool-child']) {
+    await toolChildMain(path.resolve(values.workspace ?? process.cwd()));
+    return;
+  }
+  if (!values.socket && values.port === undefined) throw new Error('one of --socket PATH or --port N is required');
+  const runAs = parseRunAs(values['run-as-uid'], values['run-as-gid'], values.setpriv);
+  // `--limits` (the local provider), else `CORRAL_SANDBOX_LIMITS` (the Fargate task definition's
+  // environment, a stack setting); the tools do not inherit the variable.
+  const limitsText = values.limits ?? process.env[SANDBOX_LIMITS_ENV];
+  delete process.env[SANDBOX_LIMITS_ENV];
+  const limits = limitsText === undefined ? undefined : resolveSandboxLimits(parseSandboxLimits(limitsText));
+  const port = values.port === undefined ? undefined : Number(values.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new Error('--port must be 0..65535');
+
+  let shuttingDown = false;
+  let shutdown: (code: number) => void = (code) => process.exit(code);
+  let capability = process.env[CAPABILITY_ENV] ?? '';
+  delete process.env[CAPABILITY_ENV];
+  let gitChannelText = process.env[GIT_CHANNEL_ENV] ?? '';
+  delete process.env[GIT_CHANNEL_ENV];
+  if (!capability) {
+    // Local provider: the capability is the first line of stdin (the git channel the second,
+    // with --git-channel-stdin), and stdin closing means the parent went away, so the agent goes too.
+    const lines = await readFirstLines(process.stdin, values['git-channel-stdin'] ? 2 : 1, () => {
+      if (!shuttingDown) shutdown(0);
+    });
+    capability = lines[0] ?? '';
+    if (values['git-channel-stdin']) gitChannelText = lines[1] ?? '';
+  }
+  if (!capability) throw new Error(`no capability: pass it on the first line of stdin or in ${CAPABILITY_ENV}`);
+  const recipeText = process.env[RECIPE_ENV];
+  delete process.env[RECIPE_ENV];
+  const recipe = recipeText ? decodeRecipe(recipeText) : undefined;
+  let forwarder: GitForwarder | undefined;
+  if (gitChannelText) {
+    forwarder = await startGitForwarder(parseGitChannel(gitChannelText), logLine);
+    gitChannelText = '';
+  }
+
+  const workspace = path.resolve(values.workspace ?? process.cwd());
+  fs.mkdirSync(workspace, { recursive: true });
+  const stateDir = chooseStateDir(workspace, values['state-dir']);
+  const agent = new SandboxAgent({
+    workspace,
+    capability,
+    stateDir,
+    runAs,
+    program,
+    log: logLine,
+    recipeMode: values['local-mounts'] ? 'local' : 'image',
+    gitRemote: forwarder?.remoteFor,
+    limits,
+  });
+  capability = '';
+  if (runAs) await checkRunAs(agent, runAs);
+  const server = createAgentServer(agent);
+
+  process.on('uncaughtException', (err) => logLine('error', 'uncaught exception', { error: err?.message }));
+  process.on('unhandledRejection', (err) => logLine('error', 'unhandled rejection', { error: (err as Error)?.message }));
+
+  const socketPath = values.socket ? path.resolve(values.socket) : undefined;
+  shutdown = (code: number) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    agent.shutdown();
+    server.close();
+    forwarder?.server.close();
+    if (socketPath) {
+      try {
+        fs.unlinkSync(socketPath);
+      } catch {
+        // already gone
+      }
+    }
+    setTimeout(() => process.exit(code), 50).unref();
+  };
+  process.on('SIGTERM', () => shutdown(0));
+  process.on('SIGINT', () => shutdown(0));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    if (socketPath) {
+      fs.mkdirSync(path.dirname(socketPath), { recursive: true });
+      try {
+        if (fs.lstatSync(socketPath).isSocket()) fs.unlinkSync(socketPath);
+      } catch {
+        // nothing there
+      }
+      server.listen(socketPath, () => {
+        try {
+          fs.chmodSync(socketPath, 0o600);
+        } catch {
+          // best effort
+        }
+        resolve();
+      });
+    } else {
+      server.listen(port, values.host ?? '0.0.0.0', () => resolve());
+    }
+  });
+  if (recipe) void agent.beginSetup(recipe, { installPackages: values['install-packages'] === true });
+  const address = server.address();
+  logLine('info', 'listening', {
+    ...(socketPath ? { socket: socketPath } : { host: values.host ?? '0.0.0.0', port: typeof address === 'object' && address ? address.port : port }),
+    workspace,
+    stateDir,
+  });
+}
+
+/** Refuse to start unless tools really run as the configured user (a broken image fails fast). */
+async function checkRunAs(agent: SandboxAgent, runAs: RunAs): Promise<void> {
+  const probe = await agent.runCommand(['/bin/sh', '-c', 'id -u; id -g'], { as: 'sandbox', cwd: '/', timeoutMs: 15_000 });
+  const ids = probe.output.trim().split(/\s+/);
+  if (probe.code !== 0 || ids[0] !== String(runAs.uid) || ids[1] !== String(runAs.gid)) {
+    throw new Error(
+      `cannot run tools as uid ${runAs.uid} gid ${runAs.gid}` +
+        `${runAs.setpriv ? ` through ${runAs.setpriv}` : ' (the agent needs to be root, or pass --setpriv)'}: ` +
+        `${probe.output.trim().slice(0, 500) || `exit code ${probe.code}`}`,
+    );
+  }
+}
+
+/** `--tool-child`: run one file tool (request on stdin) as this process's user, answer on stdout. */
+async function toolChildMain(workspace: string): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let result: ToolResult;
+  try {
+    const req = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ExecuteRequest;
+    const agent = new SandboxAgent({ workspace, capability: crypto.randomBytes(32).toString('hex'), stateDir: null });
+    result = await agent.runToolInProcess(req);
+  } catch (err) {
+    result = { output: `internal error: ${(err as Error)?.message ?? String(err)}`, is_error: true };
+  }
+  await new Promise<void>((resolve) => process.stdout.write(JSON.stringify(result), () => resolve()));
+  process.exit(0);
+}
+

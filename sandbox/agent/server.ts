@@ -1,0 +1,159 @@
+/**
+ * The agent's HTTP API (see sandbox/agent.ts for the routes): authentication by capability,
+ * bounded request bodies, strict validation of `/execute`, and JSON answers.
+ */
+import http from 'node:http';
+import type { SandboxAgent } from './sandbox-agent.js';
+import { TOOLS, type ExecuteRequest, type Tool } from './tools/index.js';
+
+export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+
+/** A request the agent refuses, with its HTTP status. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * Reads a request body up to `limit` bytes. A larger body is drained (up to 8x the limit, so the
+ * client can read the 413 instead of failing on a reset) and then refused.
+ */
+function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const tooLarge = () => new HttpError(413, `request body larger than ${limit} bytes`);
+    req.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      size += chunk.length;
+      if (size > 8 * limit) {
+        settled = true;
+        reject(tooLarge());
+        req.destroy();
+      } else if (size <= limit) {
+        chunks.push(chunk);
+      } else if (chunks.length > 0) {
+        chunks.length = 0; // over the limit: keep counting, stop keeping
+      }
+    });
+    req.on('end', () => {
+      if (settled) return;
+      settled = true;
+      if (size > limit) reject(tooLarge());
+      else resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (settled) return;
+      settled = true;
+      reject(err);
+    });
+  });
+}
+
+/** Validates a parsed `/execute` body; throws HttpError(400) on anything malformed. */
+export function parseExecuteRequest(body: unknown): ExecuteRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'body must be a JSON object');
+  const b = body as Record<string, unknown>;
+  if (typeof b.tool !== 'string') throw new HttpError(400, '"tool" must be a string');
+  if (!(TOOLS as readonly string[]).includes(b.tool)) {
+    throw new HttpError(400, `unknown tool "${b.tool.slice(0, 100)}"; expected one of ${TOOLS.join(', ')}`);
+  }
+  const input = b.input ?? {};
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new HttpError(400, '"input" must be a JSON object');
+  const key = b.idempotency_key;
+  if (key !== undefined && key !== null && (typeof key !== 'string' || key === '' || key.length > 1024)) {
+    throw new HttpError(400, '"idempotency_key" must be a non-empty string of at most 1024 characters');
+  }
+  const timeout = b.timeout_ms;
+  if (timeout !== undefined && timeout !== null && (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0)) {
+    throw new HttpError(400, '"timeout_ms" must be a positive number');
+  }
+  return {
+    tool: b.tool as Tool,
+    input: input as Record<string, unknown>,
+    idempotency_key: typeof key === 'string' ? key : undefined,
+    timeout_ms: typeof timeout === 'number' ? timeout : undefined,
+  };
+}
+
+export function createAgentServer(agent: SandboxAgent): http.Server {
+  const server = http.createServer((req, res) => {
+    handle(agent, req, res).catch((err: unknown) => {
+      if (err instanceof HttpError) {
+        sendJson(res, err.status, { error: err.message });
+      } else {
+        sendJson(res, 500, { error: 'internal error' });
+      }
+    });
+  });
+  // Commands may legitimately run for up to MAX_TOOL_TIMEOUT_MS.
+  server.requestTimeout = 0;
+  server.timeout = 0;
+  server.headersTimeout = 60_000;
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  return server;
+}
+
+async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = (req.url ?? '/').split('?')[0];
+  if (url === '/health') {
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed');
+    req.resume();
+    const setup = agent.setupState();
+    if (setup.state === 'ready') sendJson(res, 200, setup.notes.length ? { ok: true, notes: setup.notes } : { ok: true });
+    else sendJson(res, 503, { ok: false, ...setup });
+    return;
+  }
+  if (url !== '/execute' && url !== '/capability') {
+    req.resume();
+    throw new HttpError(404, 'not found');
+  }
+  if (req.method !== 'POST') {
+    req.resume();
+    throw new HttpError(405, 'method not allowed');
+  }
+  if (!agent.authorized(req.headers.authorization)) {
+    req.resume();
+    throw new HttpError(401, 'missing or invalid capability');
+  }
+  const raw = await readBody(req, url === '/capability' ? 4096 : BODY_LIMIT_BYTES);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'body is not valid JSON');
+  }
+  if (url === '/capability') {
+    const next = (parsed as { capability?: unknown } | null)?.capability;
+    if (typeof next !== 'string') throw new HttpError(400, '"capability" must be a string');
+    agent.setCapability(next);
+    sendJson(res, 200, { ok: true });
+    return;
+  }
+  const setup = agent.setupState();
+  if (setup.state !== 'ready') {
+    throw new HttpError(503, setup.state === 'starting' ? 'sandbox is still starting' : `sandbox setup failed: ${setup.error.message}`);
+  }
+  const request = parseExecuteRequest(parsed);
+  const result = await agent.execute(request);
+  sendJson(res, 200, { output: result.output, is_error: result.is_error });
+}
+
