@@ -5,7 +5,7 @@ import { AgentService } from '../../lambdas/core/resources/agents.js';
 import { EnvironmentService } from '../../lambdas/core/resources/environments.js';
 import { SessionService } from '../../lambdas/core/resources/sessions.js';
 import { generateApiKey, TenantService } from '../../lambdas/core/resources/tenants.js';
-import { makeEvent } from '../../lambdas/core/session/events.js';
+import { expectEvent, makeEvent } from '../../lambdas/core/session/events.js';
 import type { SecretSink } from '../../lambdas/core/vault/secret-store.js';
 import type { SecretFields } from '../../lambdas/core/vault/types.js';
 import { VaultService } from '../../lambdas/core/vault/vaults.js';
@@ -168,7 +168,10 @@ describe('sessions', () => {
     const s = await create({ initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'first' }] }] });
     expect(wakes).toEqual([s.id]);
     await sessions.send(A, s.id, [{ type: 'user.message', content: [{ type: 'text', text: 'second' }] }] as never);
-    expect((await log.getEvents(s.id)).map((e) => (e.event.content as Array<{ text: string }>)[0].text)).toEqual(['first', 'second']);
+    expect((await log.getEvents(s.id)).map((e) => e.event.type === 'user.message' && e.event.content[0])).toEqual([
+      { type: 'text', text: 'first' },
+      { type: 'text', text: 'second' },
+    ]);
     expect(wakes).toEqual([s.id, s.id]);
     await sessions.archive(A, s.id);
     expect(await rejects(sessions.send(A, s.id, [{ type: 'user.interrupt' }] as never))).toMatchObject({ status: 400, message: `session ${s.id} is archived` });
@@ -199,7 +202,7 @@ describe('sessions', () => {
       makeEvent({ type: 'user.message', content: [] }),
       makeEvent({ type: 'session.status_running' }),
       use,
-      makeEvent({ type: 'session.status_idle', stop_reason: { type: 'requires_action', event_ids: [use.id] } }),
+      makeEvent({ type: 'session.status_idle', stop_reason: { type: 'requires_action', event_ids: [use.id] }, stop_details: null }),
       makeEvent({ type: 'user.custom_tool_result', custom_tool_use_id: use.id, content: [] }),
     ];
     for (const e of events) await log.emitEvent(s.id, e);
@@ -208,7 +211,7 @@ describe('sessions', () => {
     const copied = (await log.getEvents(fork.id)).map((e) => e.event);
     expect(copied.map((e) => e.type)).toEqual(events.slice(0, 4).map((e) => e.type));
     expect(copied.map((e) => e.id).filter((id) => events.some((o) => o.id === id))).toEqual([]);
-    expect(copied[3].stop_reason).toEqual({ type: 'requires_action', event_ids: [copied[2].id] });
+    expect(expectEvent(copied[3], 'session.status_idle').stop_reason).toEqual({ type: 'requires_action', event_ids: [copied[2].id] });
     expect(wakes).toContain(fork.id);
     // a fork at 2 ends running (it goes on with the turn); positions outside the log are refused
     expect((await sessions.fork(A, s.id, { upTo: 2 })).status).toBe('running');
