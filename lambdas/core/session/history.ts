@@ -1,13 +1,13 @@
 import { decodeCursor, encodeCursor, clampLimit, PageBudget, responseBytes } from '../resources/paging.js';
 import { InvalidRequestError } from '../errors.js';
-import type { SessionEvent } from './events.js';
+import type { SessionEvent, SessionEventType } from './events.js';
 import type { EventLog } from './log.js';
 
 export interface HistoryParams {
   limit?: number;
   page?: string | null;
   order?: 'asc' | 'desc';
-  types?: string[];
+  types?: SessionEventType[];
   createdAt?: { gt?: string; gte?: string; lt?: string; lte?: string };
   /** Corral extension (`from_position`, `to_position`): only events at these log positions, both inclusive. */
   positions?: { from?: number; to?: number };
