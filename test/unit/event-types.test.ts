@@ -9,6 +9,7 @@ import {
   type SessionEvent,
   type SessionEventType,
 } from '../../lambdas/core/session/events.js';
+import { MemoryEventLog } from './memory-store.js';
 
 /**
  * The event union against the official SDK's. The `expectTypeOf` checks are compiled by
@@ -121,6 +122,16 @@ describe('EVENT_TYPES', () => {
   it('tells event types from other strings', () => {
     for (const t of EVENT_TYPES) expect(isEventType(t)).toBe(true);
     for (const t of ['', 'user', 'user.messages', 'corral.sandbox_handoff', 'toString', '__proto__', 'constructor']) expect(isEventType(t)).toBe(false);
+  });
+});
+
+describe('the unit tests\' log', () => {
+  it('refuses an event whose type is not in the union, so every harness test checks what it writes', async () => {
+    const log = new MemoryEventLog();
+    const bad = { ...makeEvent({ type: 'agent.thinking' }), type: 'agent.thought' } as unknown as SessionEvent;
+    await expect(log.emitEvent('s', bad)).rejects.toThrow('has type "agent.thought", which is not in EVENT_TYPES');
+    await expect(log.appendBatch('s', [makeEvent({ type: 'agent.thinking' }), bad], { position: 1 })).rejects.toThrow('not in EVENT_TYPES');
+    expect(await log.lastPosition('s')).toBe(0);
   });
 });
 
