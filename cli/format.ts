@@ -1,4 +1,4 @@
-import type { SessionEvent } from '../lambdas/core/session/events.js';
+import { toolUseIdOf, type SessionEvent } from '../lambdas/core/session/events.js';
 
 /** Human-readable output: colours only on a terminal (and never with NO_COLOR). */
 export interface Style {
@@ -115,15 +115,14 @@ export class EventFormatter {
       case 'agent.tool_use':
       case 'agent.mcp_tool_use':
       case 'agent.custom_tool_use':
-        this.toolUses.set(e.id, { at: e.processed_at, name: String(e.name) });
-        return head + type(e.type, s.cyan) + `${s.bold(String(e.name))} ${toolSummary(e.input)}`;
+        this.toolUses.set(e.id, { at: e.processed_at, name: e.name });
+        return head + type(e.type, s.cyan) + `${s.bold(e.name)} ${toolSummary(e.input)}`;
       case 'agent.tool_result':
       case 'agent.mcp_tool_result':
       case 'user.custom_tool_result': {
-        const useId = String(e.tool_use_id ?? e.mcp_tool_use_id ?? e.custom_tool_use_id ?? '');
-        const use = this.toolUses.get(useId);
+        const use = this.toolUses.get(toolUseIdOf(e));
         const took = use ? ` ${fmtMs(Date.parse(e.processed_at) - Date.parse(use.at))}` : '';
-        const where = e.sandbox ? ` sandbox ${e.sandbox}` : '';
+        const where = e.type === 'agent.tool_result' && e.sandbox ? ` sandbox ${e.sandbox}` : '';
         const status = e.is_error ? s.red('error') : s.green('ok');
         const output = textOf(e.content);
         return head + type(e.type, s.cyan) + `${status}${s.dim(took + where)}` + (output ? `\n${indent}${body(output, this.maxLines)}` : '');
@@ -132,21 +131,21 @@ export class EventFormatter {
         this.starts.set(e.id, e.processed_at);
         return head + type(e.type, s.dim) + s.dim('model request');
       case 'span.model_request_end': {
-        const start = this.starts.get(String(e.model_request_start_id));
+        const start = this.starts.get(e.model_request_start_id);
         const took = start ? `model ${fmtMs(Date.parse(e.processed_at) - Date.parse(start))}` : 'model request';
-        const u = e.model_usage as { input_tokens?: number; output_tokens?: number } | undefined;
+        const u = e.model_usage;
         const tokens = u ? `, ${u.input_tokens ?? 0} in / ${u.output_tokens ?? 0} out tokens` : '';
         return head + type(e.type, s.dim) + (e.is_error ? s.red(`${took}, failed`) : s.dim(took + tokens));
       }
       case 'session.status_running':
         return head + type(e.type, s.blue) + s.blue('running');
       case 'session.status_idle': {
-        const why = (e.stop_reason as { type?: string } | undefined)?.type ?? '';
+        const why = e.stop_reason?.type ?? '';
         return head + type(e.type, s.green) + (why === 'end_turn' ? s.green(why) : s.yellow(why));
       }
       case 'session.error': {
-        const err = (e.error ?? {}) as { type?: string; message?: string; retry_status?: { type?: string } };
-        return head + type(e.type, s.red) + s.red(`${err.type ?? 'error'}: ${err.message ?? ''}${err.retry_status?.type ? ` (${err.retry_status.type})` : ''}`);
+        const err = e.error;
+        return head + type(e.type, s.red) + s.red(`${err?.type ?? 'error'}: ${err?.message ?? ''}${err?.retry_status?.type ? ` (${err.retry_status.type})` : ''}`);
       }
       case 'user.interrupt':
         return head + type(e.type, s.yellow) + 'interrupt';

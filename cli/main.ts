@@ -224,7 +224,7 @@ async function followAndPrint(ctx: Ctx, id: string, after: number, until: Follow
     if (until.idle && armed && event.type === 'session.status_idle') {
       await settle(ctx, id);
       ctx.progress.stop();
-      const why = (event.stop_reason as { type?: string } | undefined)?.type;
+      const why = event.stop_reason?.type;
       if (why === 'retries_exhausted') {
         ctx.err('the turn ended: the model kept failing (retries_exhausted)\n');
         return 1;

@@ -31,6 +31,7 @@ import {
   VaultUpdate,
 } from '../core/api/schemas.js';
 import { SandboxHandoff } from './sandboxes.js';
+import { EVENT_TYPES } from '../core/session/events.js';
 
 /**
  * The OpenAPI 3.1 description of the API, generated from the zod schemas that validate requests
@@ -88,7 +89,7 @@ const SESSION_EVENT_QUERY = {
   limit: limit(1000),
   page,
   order: { ...order, description: 'Chronological (`asc`, the default) or newest first.' },
-  'types[]': { schema: z.array(z.string()), description: 'Only events of these types.' },
+  'types[]': { schema: z.array(z.enum(EVENT_TYPES)), description: 'Only events of these types (an unknown type is a 400).' },
   ...createdAt('events processed', ['gt', 'gte', 'lt', 'lte']),
   from_position: {
     schema: z.number().int().min(0),

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { MAX_INT, EventsSend, SessionCreate, SessionFork, SessionResourceUpdate, SessionUpdate } from '../core/api/schemas.js';
 import { InvalidRequestError } from '../core/errors.js';
-import type { SessionStatus } from '../core/session/events.js';
+import { isEventType, type SessionStatus } from '../core/session/events.js';
 import { readHistory } from '../core/session/history.js';
 import type { CorralServices } from '../core/services.js';
 import { streamEvents, type LogNotifier } from './stream.js';
@@ -64,13 +64,17 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
 
   app.get('/:id/events', async (c) => {
     const id = pathId(c, 'id');
+    const types = queryList(c, 'types').map((t) => {
+      if (!isEventType(t)) throw new InvalidRequestError(`types: unknown event type ${JSON.stringify(t.slice(0, 100))}`);
+      return t;
+    });
     await s.sessions.get(c.get('tenant'), id);
     return c.json(
       await readHistory(s.events, id, {
         limit: queryInt(c, 'limit'),
         page: queryPage(c),
         order: queryOrder(c),
-        types: queryList(c, 'types'),
+        types,
         createdAt: {
           gt: c.req.query('created_at[gt]'),
           gte: c.req.query('created_at[gte]'),

@@ -213,11 +213,34 @@ describe('API resources through the official SDK', () => {
       [{ type: 'agent.message', content: [] }],
       [{ type: 'user.message', content: [] }],
       [{ type: 'user.message', content: [{ type: 'text', text: 5 }] }],
+      // sources as the SDK declares them, or the model would be sent them on every later turn
+      [{ type: 'user.message', content: [{ type: 'image', source: { type: 'base64' } }] }],
+      [{ type: 'user.message', content: [{ type: 'image', source: { type: 'text', data: 'x', media_type: 'text/plain' } }] }],
+      [{ type: 'user.message', content: [{ type: 'document', source: { type: 'url', url: 'https://example.com/a.pdf', extra: 1 } }] }],
       [],
     ]) {
       const res = await raw(`/v1/sessions/${session.id}/events`, { method: 'POST', body: JSON.stringify({ events }) });
       expect(res.status).toBe(400);
     }
     expect((await client.beta.sessions.events.list(session.id)).data).toEqual([]);
+    const sources = [
+      { type: 'image', source: { type: 'base64', data: 'iVBORw0KGgo=', media_type: 'image/png' } },
+      { type: 'image', source: { type: 'url', url: 'https://example.com/a.png' } },
+      { type: 'document', source: { type: 'text', data: 'plain', media_type: 'text/plain' }, title: 'notes' },
+      { type: 'document', source: { type: 'file', file_id: 'file_011' } },
+    ] as const;
+    const sent = await client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [...sources] }] });
+    expect(sent.data?.[0]).toMatchObject({ type: 'user.message', content: sources });
+  });
+
+  it('filters the history by known event types only', async () => {
+    const agent = await client.beta.agents.create({ name: 'ev', model: 'claude-sonnet-4-6' });
+    const env = await client.beta.environments.create({ name: 'ev' });
+    const session = await client.beta.sessions.create({ agent: agent.id, environment_id: env.id });
+    const ok = await raw(`/v1/sessions/${session.id}/events?types[]=user.message&types[]=corral.sandbox_handoff_received`);
+    expect(ok.status).toBe(200);
+    const res = await raw(`/v1/sessions/${session.id}/events?types[]=user.message&types[]=agent.messages`);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe('types: unknown event type "agent.messages"');
   });
 });

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { buildMessages } from '../../lambdas/core/harness/context.js';
 import type { SessionEvent, StoredEvent } from '../../lambdas/core/session/events.js';
 
-const log = (...events: Array<Partial<SessionEvent> & { type: string }>): StoredEvent[] =>
+/** A log from terse event bodies (only the fields the view reads), hence the cast. */
+const log = (...events: Array<{ type: string; [field: string]: unknown }>): StoredEvent[] =>
   events.map((e, i) => ({ position: i + 1, event: { id: `e${i + 1}`, processed_at: 'x', ...e } as SessionEvent }));
 
 describe('buildMessages', () => {

@@ -3,13 +3,17 @@ import { nextAction } from '../../lambdas/core/harness/state.js';
 import type { SessionEvent, StoredEvent } from '../../lambdas/core/session/events.js';
 
 let counter = 0;
-/** A log from event bodies: ids e1, e2, ... unless given; positions 1, 2, ... */
-function log(...bodies: Array<Partial<SessionEvent> & { type: string }>): StoredEvent[] {
+/**
+ * A log from event bodies: ids e1, e2, ... unless given; positions 1, 2, ... The bodies are terse
+ * (only the fields the fold reads), hence the cast.
+ */
+function log(...bodies: Array<{ type: string; [field: string]: unknown }>): StoredEvent[] {
   return bodies.map((b, i) => ({
     position: i + 1,
     event: { id: b.id ?? `e${++counter}`, processed_at: '2026-01-01T00:00:00.000Z', ...b } as SessionEvent,
   }));
 }
+const usage = { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
 const msg = { type: 'user.message', content: [{ type: 'text', text: 'hi' }] };
 const running = { type: 'session.status_running' };
 const idle = (type = 'end_turn') => ({ type: 'session.status_idle', stop_reason: { type } });
@@ -53,10 +57,10 @@ describe('nextAction', () => {
   it('completes a batch whose writer died after its head', () => {
     const events = log(msg, running, start('s'));
     const rest: SessionEvent[] = [
-      { id: 'b2', type: 'agent.tool_use', processed_at: 'x', name: 'bash' },
-      { id: 'b3', type: 'span.model_request_end', processed_at: 'x' },
+      { id: 'b2', type: 'agent.tool_use', processed_at: 'x', name: 'bash', input: {} },
+      { id: 'b3', type: 'span.model_request_end', processed_at: 'x', model_request_start_id: 's', is_error: false, model_usage: usage },
     ];
-    events.push({ position: 4, event: { id: 'b1', type: 'agent.message', processed_at: 'x' }, rest });
+    events.push({ position: 4, event: { id: 'b1', type: 'agent.message', processed_at: 'x', content: [] }, rest });
     expect(nextAction(events)).toEqual({ kind: 'complete_batch', events: rest });
     events.push({ position: 5, event: rest[0] });
     expect(nextAction(events)).toEqual({ kind: 'complete_batch', events: [rest[1]] });

@@ -195,6 +195,8 @@ export function logicalTranscript(events: SessionEvent[]) {
         out.push({ type: e.type, tool: toolIndex.get(String(e.tool_use_id)), content: e.content, is_error: e.is_error });
         break;
       case 'session.status_running':
+        out.push({ type: e.type, stop_reason: undefined });
+        break;
       case 'session.status_idle':
         out.push({ type: e.type, stop_reason: e.stop_reason });
         break;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalRuntime, type LocalRuntime, type LocalRuntimeOptions } from '../../local-runtime/runtime.js';
 import { startFakeMessagesApi, type FakeMessagesApi, type ScriptedTurn } from '../fixtures/fake-messages-api.js';
+import { isEventType } from '../../lambdas/core/session/events.js';
 
 export interface TestRuntime {
   runtime: LocalRuntime;
@@ -76,6 +77,7 @@ export async function collectUntil(
     const { value, done } = await it.next();
     if (done) return seen;
     const e = value as StreamEvent;
+    assertEventType(e);
     seen.push(e);
     if (until(e, seen)) return seen;
   }
@@ -97,6 +99,17 @@ export async function waitFor<T>(check: () => Promise<T | undefined | null | fal
 /** Every stored event of a session, through the paginated list endpoint. */
 export async function listAll(client: Anthropic, sessionId: string, params: Record<string, unknown> = {}) {
   const out: StreamEvent[] = [];
-  for await (const e of client.beta.sessions.events.list(sessionId, params)) out.push(e as unknown as StreamEvent);
+  for await (const e of client.beta.sessions.events.list(sessionId, params)) {
+    assertEventType(e);
+    out.push(e as unknown as StreamEvent);
+  }
   return out;
+}
+
+/**
+ * Every event the end-to-end tests stream or list is of a type in `EVENT_TYPES` (the union of
+ * lambdas/core/session/event-types.ts): a type written past the union fails the test that saw it.
+ */
+export function assertEventType(e: { type: string; id?: string }) {
+  if (!isEventType(e.type)) throw new Error(`event ${e.id} has type ${JSON.stringify(e.type)}, which is not in EVENT_TYPES`);
 }

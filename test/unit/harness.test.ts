@@ -5,6 +5,7 @@ import { ScriptedModel, text, toolUse, usage } from './scripted-model.js';
 import { createServices, type CorralServices } from '../../lambdas/core/services.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
+import { expectEvent } from '../../lambdas/core/session/events.js';
 
 /**
  * The harness and the session service in-process, on the in-memory store, with a scripted model:
@@ -59,7 +60,7 @@ describe('a wake', () => {
     expect(await types(s.id)).toEqual(['user.message', 'session.status_running', 'span.model_request_start', 'agent.message', 'span.model_request_end', 'session.status_idle']);
     expect(await last(s.id)).toMatchObject({ stop_reason: { type: 'end_turn' } });
     expect(model.requests[0]).toMatchObject({ model: 'claude-sonnet-4-6', system: 'be brief', messages: [{ role: 'user', content: [{ type: 'text', text: 'hello' }] }] });
-    const msg = (await svc.events.getEvents(s.id)).find((e) => e.event.type === 'agent.message')!.event;
+    const msg = expectEvent((await svc.events.getEvents(s.id)).find((e) => e.event.type === 'agent.message')!.event, 'agent.message');
     expect(msg.content).toEqual([{ type: 'text', text: 'hi there' }]);
     expect((await svc.sessions.get(TENANT, s.id)).status).toBe('idle');
     // a second wake finds nothing to do and writes nothing

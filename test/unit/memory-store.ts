@@ -1,5 +1,5 @@
 import { PositionConflictError } from '../../lambdas/core/errors.js';
-import type { SessionEvent, StoredEvent } from '../../lambdas/core/session/events.js';
+import { isEventType, type SessionEvent, type StoredEvent } from '../../lambdas/core/session/events.js';
 import type { EventLog, GetEventsOptions } from '../../lambdas/core/session/log.js';
 import { ConditionFailedError, type Item, type Page, type PutOptions, type QueryOptions, type StateTable } from '../../lambdas/core/store.js';
 
@@ -80,6 +80,11 @@ export class MemoryEventLog implements EventLog {
   }
 
   private putAt(sessionId: string, position: number, event: SessionEvent, rest?: SessionEvent[]): StoredEvent {
+    // Every event the unit tests' harnesses and services write is checked against the union at
+    // run time (the types say so at compile time; this catches a body built past them).
+    for (const e of [event, ...(rest ?? [])]) {
+      if (!isEventType(e.type)) throw new Error(`event ${e.id} has type ${JSON.stringify(e.type)}, which is not in EVENT_TYPES`);
+    }
     const log = this.log(sessionId);
     if (position !== log.length + 1) {
       if (position <= log.length) throw new PositionConflictError(sessionId, position);

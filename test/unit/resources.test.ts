@@ -5,7 +5,7 @@ import { AgentService } from '../../lambdas/core/resources/agents.js';
 import { EnvironmentService } from '../../lambdas/core/resources/environments.js';
 import { SessionService } from '../../lambdas/core/resources/sessions.js';
 import { generateApiKey, TenantService } from '../../lambdas/core/resources/tenants.js';
-import { makeEvent } from '../../lambdas/core/session/events.js';
+import { expectEvent, makeEvent } from '../../lambdas/core/session/events.js';
 import type { SecretSink } from '../../lambdas/core/vault/secret-store.js';
 import type { SecretFields } from '../../lambdas/core/vault/types.js';
 import { VaultService } from '../../lambdas/core/vault/vaults.js';
@@ -168,7 +168,10 @@ describe('sessions', () => {
     const s = await create({ initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'first' }] }] });
     expect(wakes).toEqual([s.id]);
     await sessions.send(A, s.id, [{ type: 'user.message', content: [{ type: 'text', text: 'second' }] }] as never);
-    expect((await log.getEvents(s.id)).map((e) => (e.event.content as Array<{ text: string }>)[0].text)).toEqual(['first', 'second']);
+    expect((await log.getEvents(s.id)).map((e) => e.event.type === 'user.message' && e.event.content[0])).toEqual([
+      { type: 'text', text: 'first' },
+      { type: 'text', text: 'second' },
+    ]);
     expect(wakes).toEqual([s.id, s.id]);
     await sessions.archive(A, s.id);
     expect(await rejects(sessions.send(A, s.id, [{ type: 'user.interrupt' }] as never))).toMatchObject({ status: 400, message: `session ${s.id} is archived` });
@@ -191,6 +194,39 @@ describe('sessions', () => {
     expect((await sessions.activeSessionIds()).sort()).toEqual([s.id, s2.id].sort());
   });
 
+  it('a fork rewrites every kind of reference: tool, MCP tool, custom tool, confirmation and model request', async () => {
+    const { create } = await setup();
+    const s = await create();
+    const start = makeEvent({ type: 'span.model_request_start' });
+    const bash = makeEvent({ type: 'agent.tool_use', name: 'bash', input: {}, evaluated_permission: 'ask' });
+    const mcp = makeEvent({ type: 'agent.mcp_tool_use', name: 'search', mcp_server_name: 'docs', input: {} });
+    const custom = makeEvent({ type: 'agent.custom_tool_use', name: 'lookup', input: {} });
+    const usage = { input_tokens: 1, output_tokens: 1, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
+    const events = [
+      makeEvent({ type: 'session.status_running' }),
+      start,
+      bash,
+      mcp,
+      custom,
+      makeEvent({ type: 'span.model_request_end', model_request_start_id: start.id, is_error: false, model_usage: usage }),
+      makeEvent({ type: 'user.tool_confirmation', tool_use_id: bash.id, result: 'allow' }),
+      makeEvent({ type: 'agent.tool_result', tool_use_id: bash.id, content: [], is_error: false }),
+      makeEvent({ type: 'agent.mcp_tool_result', mcp_tool_use_id: mcp.id, content: [], is_error: false }),
+      makeEvent({ type: 'user.custom_tool_result', custom_tool_use_id: custom.id, content: [] }),
+    ];
+    for (const e of events) await log.emitEvent(s.id, e);
+    const fork = await sessions.fork(A, s.id);
+    const [, f_start, f_bash, f_mcp, f_custom, f_end, f_confirm, f_result, f_mcpResult, f_customResult] = (await log.getEvents(fork.id)).map((e) => e.event);
+    expect(expectEvent(f_end, 'span.model_request_end').model_request_start_id).toBe(f_start.id);
+    expect(expectEvent(f_confirm, 'user.tool_confirmation').tool_use_id).toBe(f_bash.id);
+    expect(expectEvent(f_result, 'agent.tool_result').tool_use_id).toBe(f_bash.id);
+    expect(expectEvent(f_mcpResult, 'agent.mcp_tool_result').mcp_tool_use_id).toBe(f_mcp.id);
+    expect(expectEvent(f_customResult, 'user.custom_tool_result').custom_tool_use_id).toBe(f_custom.id);
+    // nothing in the fork points back into the source's log
+    const ids = new Set(events.map((e) => e.id));
+    expect(JSON.stringify((await log.getEvents(fork.id)).map((e) => e.event)).match(/sevt_\w+/g)!.filter((id) => ids.has(id))).toEqual([]);
+  });
+
   it('fork a log up to a position, with fresh ids and references rewritten to them', async () => {
     const { create } = await setup();
     const s = await create();
@@ -199,7 +235,7 @@ describe('sessions', () => {
       makeEvent({ type: 'user.message', content: [] }),
       makeEvent({ type: 'session.status_running' }),
       use,
-      makeEvent({ type: 'session.status_idle', stop_reason: { type: 'requires_action', event_ids: [use.id] } }),
+      makeEvent({ type: 'session.status_idle', stop_reason: { type: 'requires_action', event_ids: [use.id] }, stop_details: null }),
       makeEvent({ type: 'user.custom_tool_result', custom_tool_use_id: use.id, content: [] }),
     ];
     for (const e of events) await log.emitEvent(s.id, e);
@@ -208,7 +244,7 @@ describe('sessions', () => {
     const copied = (await log.getEvents(fork.id)).map((e) => e.event);
     expect(copied.map((e) => e.type)).toEqual(events.slice(0, 4).map((e) => e.type));
     expect(copied.map((e) => e.id).filter((id) => events.some((o) => o.id === id))).toEqual([]);
-    expect(copied[3].stop_reason).toEqual({ type: 'requires_action', event_ids: [copied[2].id] });
+    expect(expectEvent(copied[3], 'session.status_idle').stop_reason).toEqual({ type: 'requires_action', event_ids: [copied[2].id] });
     expect(wakes).toContain(fork.id);
     // a fork at 2 ends running (it goes on with the turn); positions outside the log are refused
     expect((await sessions.fork(A, s.id, { upTo: 2 })).status).toBe('running');

@@ -174,11 +174,11 @@ describe('events and the log', () => {
     const at = new Date('2026-01-02T03:04:05.678Z');
     const e = makeEvent({ type: 'user.message', content: [] }, at);
     expect(e).toEqual({ type: 'user.message', content: [], id: expect.stringMatching(/^sevt_/), processed_at: '2026-01-02T03:04:05.678Z' });
-    expect(makeEvent({ type: 'x' }, at, 'sevt_given').id).toBe('sevt_given');
+    expect(makeEvent({ type: 'agent.thinking' }, at, 'sevt_given').id).toBe('sevt_given');
   });
 
   it('missingBatchEvents finds what the last interrupted batch did not write', () => {
-    const [a, b, c, u] = ['a', 'b', 'c', 'u'].map((id) => makeEvent({ type: id === 'u' ? 'user.message' : 'agent.message' }, new Date(0), id));
+    const [a, b, c, u] = ['a', 'b', 'c', 'u'].map((id) => makeEvent(id === 'u' ? { type: 'user.message', content: [] } : { type: 'agent.message', content: [] }, new Date(0), id));
     expect(missingBatchEvents([])).toEqual([]);
     expect(missingBatchEvents([{ position: 1, event: u }])).toEqual([]);
     // head a carries b and c; only b made it (after a user event that slipped in)
@@ -186,7 +186,7 @@ describe('events and the log', () => {
     // a complete batch leaves nothing
     expect(missingBatchEvents([{ position: 4, event: a, rest: [b, c] }, { position: 5, event: b }, { position: 6, event: c }])).toEqual([]);
     // only the last head counts
-    const d = makeEvent({ type: 'agent.message' }, new Date(0), 'd');
+    const d = makeEvent({ type: 'agent.message', content: [] }, new Date(0), 'd');
     expect(missingBatchEvents([{ position: 1, event: a, rest: [b] }, { position: 2, event: c, rest: [d] }])).toEqual([d]);
   });
 });

@@ -18,13 +18,15 @@ beforeEach(async () => {
   written = [];
   // ten events a second apart: user, agent, user, agent, ...
   for (let i = 1; i <= 10; i++) {
-    const e = makeEvent({ type: i % 2 ? 'user.message' : 'agent.message', n: i }, new Date(Date.UTC(2026, 0, 1, 0, 0, i)));
+    const content = [{ type: 'text' as const, text: String(i) }];
+    const e = makeEvent(i % 2 ? { type: 'user.message', content } : { type: 'agent.message', content }, new Date(Date.UTC(2026, 0, 1, 0, 0, i)));
     written.push(e);
     await log.emitEvent(S, e);
   }
 });
 
-const ns = (events: SessionEvent[]) => events.map((e) => e.n as number);
+/** Which of the ten events these are (each one's text is its number). */
+const ns = (events: SessionEvent[]) => events.map((e) => Number(JSON.stringify('content' in e ? e.content : null).match(/"text":"(\d+)"/)?.[1]));
 async function allPages(params: HistoryParams) {
   const pages: number[][] = [];
   let page: string | null | undefined;

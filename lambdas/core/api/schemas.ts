@@ -172,10 +172,17 @@ export const EnvironmentUpdate = z.strictObject({
 export type EnvironmentUpdate = z.infer<typeof EnvironmentUpdate>;
 
 const TextBlock = z.strictObject({ type: z.literal('text'), text: z.string() });
-const ImageBlock = z.strictObject({ type: z.literal('image'), source: z.looseObject({ type: z.string().max(64) }) });
+// Sources as the SDK declares them (`BetaManagedAgents{Base64,URL,File,PlainText}*Source`): the
+// stored event is the SDK's, and the model is later sent these blocks, so a malformed one is
+// refused here rather than failing every model request of the session after it.
+const Base64Source = z.strictObject({ type: z.literal('base64'), data: z.string(), media_type: z.string().min(1).max(255) });
+const UrlSource = z.strictObject({ type: z.literal('url'), url: z.string().min(1).max(2048) });
+const FileSource = z.strictObject({ type: z.literal('file'), file_id: z.string().min(1).max(256) });
+const PlainTextSource = z.strictObject({ type: z.literal('text'), data: z.string(), media_type: z.literal('text/plain') });
+const ImageBlock = z.strictObject({ type: z.literal('image'), source: z.discriminatedUnion('type', [Base64Source, UrlSource, FileSource]) });
 const DocumentBlock = z.strictObject({
   type: z.literal('document'),
-  source: z.looseObject({ type: z.string().max(64) }),
+  source: z.discriminatedUnion('type', [Base64Source, PlainTextSource, UrlSource, FileSource]),
   title: z.string().max(1024).nullish(),
   context: z.string().nullish(),
 });

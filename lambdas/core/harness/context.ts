@@ -1,4 +1,4 @@
-import type { SessionEvent, StoredEvent } from '../session/events.js';
+import { isToolResult, toolUseIdOf, type SessionEvent, type StoredEvent, type ToolResultEvent, type UserMessageEvent } from '../session/events.js';
 import { VIEW_BLOCK_CHARS } from './state.js';
 import { mcpToolName } from '../mcp/gateway.js';
 
@@ -26,14 +26,15 @@ export const windowFrom =
   (events) =>
     events.filter((e) => e.position >= position);
 
+/** The event with `f` applied to the text of its text blocks (events without content are as they were). */
 function mapText(event: SessionEvent, f: (text: string) => string): SessionEvent {
-  if (!Array.isArray(event.content)) return event;
-  return {
-    ...event,
-    content: (event.content as Array<Record<string, unknown>>).map((b) =>
-      b && b.type === 'text' && typeof b.text === 'string' ? { ...b, text: f(b.text) } : b,
-    ),
-  };
+  // Read as `unknown`: stored blocks are checked here, whatever their declared type says (each
+  // keeps its own type: a text block stays a text block, so the event keeps its type).
+  if (!('content' in event)) return event;
+  const blocks: unknown = event.content;
+  if (!Array.isArray(blocks)) return event;
+  const content = blocks.map((b) => (b && b.type === 'text' && typeof b.text === 'string' ? { ...b, text: f(b.text) } : b));
+  return { ...event, content };
 }
 
 /**
@@ -47,8 +48,7 @@ export const elideOldToolResults =
     const cutoff = starts.length > opts.keepRecent ? starts[starts.length - opts.keepRecent] : -Infinity;
     return events.map((stored) => {
       const e = stored.event;
-      const isResult = e.type === 'agent.tool_result' || e.type === 'agent.mcp_tool_result' || e.type === 'user.custom_tool_result';
-      if (stored.position >= cutoff || !isResult) return stored;
+      if (stored.position >= cutoff || !isToolResult(e)) return stored;
       return {
         ...stored,
         event: mapText(e, (text) =>
@@ -111,7 +111,7 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
     else messages.push({ role, content: [...blocks] });
   };
   let openRequest = false;
-  let deferred: SessionEvent[] = [];
+  let deferred: UserMessageEvent[] = [];
   for (const { event } of events) {
     switch (event.type) {
       case 'span.model_request_start':
@@ -134,12 +134,12 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         push('assistant', [{ type: 'tool_use', id: event.id, name: event.name, input: event.input ?? {} }]);
         break;
       case 'agent.mcp_tool_use':
-        push('assistant', [
-          { type: 'tool_use', id: event.id, name: mcpToolName(String(event.mcp_server_name), String(event.name)), input: event.input ?? {} },
-        ]);
+        push('assistant', [{ type: 'tool_use', id: event.id, name: mcpToolName(event.mcp_server_name, event.name), input: event.input ?? {} }]);
         break;
       case 'agent.tool_result':
-        push('user', [resultBlock(String(event.tool_use_id), event)]);
+      case 'agent.mcp_tool_result':
+      case 'user.custom_tool_result':
+        push('user', [resultBlock(event)]);
         break;
       case 'corral.sandbox_handoff_received':
         push('user', [
@@ -156,12 +156,6 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
             text: `[Corral: the sandbox "${event.sandbox}" was handed to session ${event.to_session_id}; this session cannot reach it any more, and a call to "${event.sandbox}" starts a fresh one.]`,
           },
         ]);
-        break;
-      case 'agent.mcp_tool_result':
-        push('user', [resultBlock(String(event.mcp_tool_use_id), event)]);
-        break;
-      case 'user.custom_tool_result':
-        push('user', [resultBlock(String(event.custom_tool_use_id), event)]);
         break;
       default:
         break;
@@ -232,19 +226,18 @@ export function withCacheBreakpoints(messages: MessageParam[], hasSummary: boole
   return out;
 }
 
-function eventBlocks(event: SessionEvent): Array<Record<string, unknown>> {
-  const content = event.content;
+/** The content blocks of a conversation event as Messages API blocks (redacted ones left out). */
+function eventBlocks(event: Extract<SessionEvent, { content?: unknown }>): Array<Record<string, unknown>> {
+  const content: unknown = event.content;
   if (!Array.isArray(content)) return [];
-  return content.filter((b) => b && typeof b === 'object' && (b as { type?: string }).type !== 'redacted') as Array<
-    Record<string, unknown>
-  >;
+  return content.filter((b) => b && typeof b === 'object' && b.type !== 'redacted');
 }
 
-function resultBlock(toolUseId: string, event: SessionEvent): Record<string, unknown> {
+function resultBlock(event: ToolResultEvent): Record<string, unknown> {
   const content = eventBlocks(event);
   return {
     type: 'tool_result',
-    tool_use_id: toolUseId,
+    tool_use_id: toolUseIdOf(event),
     content: content.length ? content : [{ type: 'text', text: '(no output)' }],
     ...(event.is_error ? { is_error: true } : {}),
   };

@@ -6,7 +6,7 @@ import type { Session, SessionService } from '../resources/sessions.js';
 import type { SandboxManager } from '../sandbox/manager.js';
 import { DEFAULT_SANDBOX } from '../sandbox/manager.js';
 import { StepDeadlineError, type SandboxRecipe } from '../sandbox/types.js';
-import { makeEvent, type EventBody, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
+import { expectEvent, makeEvent, type BodyOf, type EventBody, type SessionEvent, type SessionStatus, type StopReason, type StoredEvent, type ToolUseEvent } from '../session/events.js';
 import type { LeaseManager, Lease } from '../session/lease.js';
 import type { EventLog } from '../session/log.js';
 import type { LogNotifier } from '../session/notifier.js';
@@ -320,7 +320,7 @@ export class Harness {
     const sessionId = session.id;
     const tail = state.position;
     const append = (bodies: Array<EventBody | SessionEvent>) => this.append(sessionId, tail, bodies);
-    const idle = (stop_reason: Record<string, unknown>) => ({ type: 'session.status_idle', stop_reason, stop_details: null });
+    const idle = (stop_reason: StopReason): EventBody => ({ type: 'session.status_idle', stop_reason, stop_details: null });
     switch (d.kind) {
       case 'none':
         return;
@@ -380,7 +380,7 @@ export class Harness {
    */
   private async append(sessionId: string, tail: number, bodies: Array<EventBody | SessionEvent>): Promise<SessionEvent[]> {
     const now = new Date();
-    const events = bodies.map((b) => ('id' in b && 'processed_at' in b ? (b as SessionEvent) : makeEvent(b, now)));
+    const events = bodies.map((b) => ('id' in b ? b : makeEvent(b, now)));
     const status = events
       .map((e): SessionStatus | null => (e.type === 'session.status_running' ? 'running' : e.type === 'session.status_idle' ? 'idle' : null))
       .filter((x): x is SessionStatus => x !== null)
@@ -660,7 +660,7 @@ export class Harness {
     for (const block of response.content) {
       if (block.type !== 'tool_use') continue;
       calledTools = true;
-      const { name: rawName, input = {} } = block as { name?: unknown; input?: unknown };
+      const { name: rawName, input = {} } = block as { name?: unknown; input?: Record<string, unknown> };
       const name = String(rawName);
       const route = toolbox.routes.get(name);
       if (route?.kind === 'custom') {
@@ -709,12 +709,12 @@ export class Harness {
       return;
     }
     const [stored] = await this.deps.events.getEvents(sessionId, { from: tool.position, to: tool.position + 1 });
-    const toolUse = stored.event;
+    const toolUse = expectEvent(stored.event, 'agent.tool_use', 'agent.custom_tool_use');
     if (route.kind === 'log') {
       await this.appendAfter(sessionId, tail, [await this.readLog(sessionId, toolUse)]);
       return;
     }
-    const { sandbox = DEFAULT_SANDBOX, ...input } = (toolUse.input ?? {}) as { sandbox?: unknown; [k: string]: unknown };
+    const { sandbox = DEFAULT_SANDBOX, ...input } = toolUse.input ?? {};
     const controller = new AbortController();
     const stopWatching = this.watchInterrupt(sessionId, tail, lost, controller);
     const started = Date.now();
@@ -755,7 +755,7 @@ export class Harness {
   private async runMcpTool(session: Session, tail: number, tool: OpenTool) {
     const sessionId = session.id;
     const [stored] = await this.deps.events.getEvents(sessionId, { from: tool.position, to: tool.position + 1 });
-    const use = stored.event;
+    const use = expectEvent(stored.event, 'agent.mcp_tool_use');
     const server = session.agent.mcp_servers.find((m) => m.name === use.mcp_server_name);
     if (!server || !this.deps.mcp) {
       const why = !server ? `the agent has no MCP server named ${JSON.stringify(use.mcp_server_name)}` : 'no credential proxy is configured on this deployment';
@@ -784,8 +784,8 @@ export class Harness {
   }
 
   /** `read_session_log`: events of this session by position, as the model saw them. */
-  private async readLog(sessionId: string, toolUse: SessionEvent): Promise<EventBody> {
-    const input = (toolUse.input ?? {}) as { from_position?: unknown; to_position?: unknown };
+  private async readLog(sessionId: string, toolUse: ToolUseEvent): Promise<EventBody> {
+    const input = toolUse.input ?? {};
     const from = Number(input.from_position);
     const to = input.to_position === undefined ? from : Number(input.to_position);
     if (!Number.isInteger(from) || !Number.isInteger(to) || from < 1 || to < from) {
@@ -842,6 +842,6 @@ function mcpErrorEvent(e: McpError): EventBody {
   };
 }
 
-function toolResultBody(toolUseId: string, text: string, isError: boolean): EventBody {
+function toolResultBody(toolUseId: string, text: string, isError: boolean): BodyOf<'agent.tool_result'> {
   return { type: 'agent.tool_result', tool_use_id: toolUseId, content: [{ type: 'text', text }], is_error: isError };
 }

@@ -1,4 +1,4 @@
-import type { SessionEvent, StoredEvent } from '../session/events.js';
+import { isToolUse, type SessionEvent, type StoredEvent, type ToolUseEvent } from '../session/events.js';
 
 /**
  * The pure half of the harness: what happens next is a function of the log alone.
@@ -13,7 +13,7 @@ import type { SessionEvent, StoredEvent } from '../session/events.js';
 /** A tool call the model made that has no result yet. */
 export interface OpenTool {
   id: string;
-  type: 'agent.tool_use' | 'agent.custom_tool_use' | 'agent.mcp_tool_use';
+  type: ToolUseEvent['type'];
   name: string;
   /** Where the tool use is in the log (its input is read from there when it runs). */
   position: number;
@@ -85,8 +85,9 @@ export function viewChars(e: SessionEvent): number {
     case 'agent.tool_result':
     case 'agent.mcp_tool_result':
     case 'user.custom_tool_result': {
+      // `content` is optional on results; a stored block may be null if a client sent one.
       if (!Array.isArray(e.content)) return 0;
-      return (e.content as Array<{ type?: string; text?: unknown }>).reduce(
+      return e.content.reduce(
         (n, b) => n + (b?.type === 'text' && typeof b.text === 'string' ? Math.min(b.text.length, VIEW_BLOCK_CHARS) : JSON.stringify(b ?? '').length),
         0,
       );
@@ -94,7 +95,7 @@ export function viewChars(e: SessionEvent): number {
     case 'agent.tool_use':
     case 'agent.mcp_tool_use':
     case 'agent.custom_tool_use':
-      return JSON.stringify(e.input ?? {}).length + String(e.name).length;
+      return JSON.stringify(e.input ?? {}).length + e.name.length;
     default:
       return 0;
   }
@@ -115,7 +116,7 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
 
   switch (e.type) {
     case 'session.status_idle':
-      s.lastIdle = { position: stored.position, reason: (e.stop_reason as { type?: string } | undefined)?.type ?? null };
+      s.lastIdle = { position: stored.position, reason: e.stop_reason?.type ?? null };
       s.running = false;
       s.interruptInTurn = false;
       s.openRequest = null;
@@ -132,7 +133,7 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
       s.openRequest = null;
       break;
     case 'session.status_rescheduled':
-      s.maxFence = Math.max(s.maxFence, Number(e.fence) || 0);
+      s.maxFence = Math.max(s.maxFence, e.fence || 0);
       break;
     case 'user.message':
       s.pendingUserMessage = true;
@@ -156,11 +157,11 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
         s.lastRequest.ok = e.is_error !== true;
       }
       if (s.running) s.failures = e.is_error === true ? s.failures + 1 : 0;
-      const u = (e.model_usage ?? {}) as Partial<TurnState['usage']>;
-      s.usage.input_tokens += u.input_tokens ?? 0;
-      s.usage.output_tokens += u.output_tokens ?? 0;
-      s.usage.cache_read_input_tokens += u.cache_read_input_tokens ?? 0;
-      s.usage.cache_creation_input_tokens += u.cache_creation_input_tokens ?? 0;
+      const u = e.model_usage;
+      s.usage.input_tokens += u?.input_tokens ?? 0;
+      s.usage.output_tokens += u?.output_tokens ?? 0;
+      s.usage.cache_read_input_tokens += u?.cache_read_input_tokens ?? 0;
+      s.usage.cache_creation_input_tokens += u?.cache_creation_input_tokens ?? 0;
       break;
     }
     case 'agent.tool_use':
@@ -170,9 +171,10 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
       s.open.push({
         id: e.id,
         type: e.type,
-        name: String(e.name),
+        name: e.name,
         position: stored.position,
-        permission: e.type === 'agent.custom_tool_use' ? null : ((e.evaluated_permission as 'allow' | 'ask' | undefined) ?? 'allow'),
+        // Corral's permission policies evaluate to allow or ask, never deny.
+        permission: e.type === 'agent.custom_tool_use' ? null : e.evaluated_permission === 'ask' ? 'ask' : 'allow',
         confirmation: null,
       });
       break;
@@ -189,17 +191,17 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
     case 'user.tool_confirmation': {
       const tool = s.open.find((t) => t.id === e.tool_use_id && t.permission === 'ask' && !t.confirmation);
       if (tool) {
-        tool.confirmation = { result: e.result === 'deny' ? 'deny' : 'allow', deny_message: (e.deny_message as string | null) ?? null };
+        tool.confirmation = { result: e.result === 'deny' ? 'deny' : 'allow', deny_message: e.deny_message ?? null };
         s.answeredSinceIdle = true;
       }
       break;
     }
     case 'agent.thread_context_compacted': {
       s.view = {
-        start: Number(e.up_to_position) + 1,
-        summary: { text: String(e.summary ?? ''), upTo: Number(e.up_to_position) },
-        chars: String(e.summary ?? '').length + (Number(e.retained_chars) || 0),
-        events: (Number(e.retained_events) || 0) + 1,
+        start: e.up_to_position + 1,
+        summary: { text: e.summary ?? '', upTo: e.up_to_position },
+        chars: (e.summary ?? '').length + (e.retained_chars || 0),
+        events: (e.retained_events || 0) + 1,
       };
       break;
     }
@@ -279,9 +281,9 @@ export type NextAction =
   | { kind: 'complete_batch'; events: SessionEvent[] }
   | { kind: 'none' }
   | { kind: 'start_turn' }
-  | { kind: 'interrupt'; danglingRequestId: string | null; openToolUses: SessionEvent[] }
+  | { kind: 'interrupt'; danglingRequestId: string | null; openToolUses: ToolUseEvent[] }
   | { kind: 'close_request'; requestId: string }
-  | { kind: 'run_tool'; toolUse: SessionEvent; confirmation: OpenTool['confirmation'] }
+  | { kind: 'run_tool'; toolUse: ToolUseEvent; confirmation: OpenTool['confirmation'] }
   | { kind: 'requires_action'; eventIds: string[] }
   | { kind: 'end_turn' }
   | { kind: 'retries_exhausted' }
@@ -293,6 +295,12 @@ export type NextAction =
 export function nextAction(events: StoredEvent[], opts: DecideOptions = {}): NextAction {
   const d = decide(foldEvents(initialState(), events), opts);
   const at = (position: number) => events.find((s) => s.position === position);
+  /** The fold put a tool use at this position (`OpenTool.position`). */
+  const toolUseAt = (position: number): ToolUseEvent => {
+    const e = at(position)?.event;
+    if (!e || !isToolUse(e)) throw new Error(`event ${position} is not a tool use`);
+    return e;
+  };
   switch (d.kind) {
     case 'complete_batch': {
       const rest = at(d.headPosition)?.rest ?? [];
@@ -302,10 +310,10 @@ export function nextAction(events: StoredEvent[], opts: DecideOptions = {}): Nex
       return {
         kind: 'interrupt',
         danglingRequestId: d.danglingRequestId,
-        openToolUses: d.open.map((t) => at(t.position)!.event),
+        openToolUses: d.open.map((t) => toolUseAt(t.position)),
       };
     case 'run_tool':
-      return { kind: 'run_tool', toolUse: at(d.tool.position)!.event, confirmation: d.tool.confirmation };
+      return { kind: 'run_tool', toolUse: toolUseAt(d.tool.position), confirmation: d.tool.confirmation };
     default:
       return d;
   }

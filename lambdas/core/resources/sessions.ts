@@ -92,7 +92,7 @@ function invalidEvent(index: number): never {
 
 /** Turn a validated user event into a stored event. */
 export function userEvent(body: UserEvent, now = new Date()): SessionEvent {
-  return makeEvent(body as { type: string }, now);
+  return makeEvent(body, now);
 }
 
 export class SessionService {
@@ -429,14 +429,26 @@ export class SessionService {
     const copied = upTo > 0 ? await this.log.getEvents(id, { from: 1, to: upTo + 1 }) : [];
     const newId_ = newId(ID_PREFIX.session, now.getTime());
     const ids = new Map(copied.map((e) => [e.event.id, newId(ID_PREFIX.event, Date.parse(e.event.processed_at) || now.getTime())]));
+    const to = (ref: string) => ids.get(ref) ?? ref;
+    /** The event with its new id and every reference to another event rewritten. */
     const remap = (event: SessionEvent): SessionEvent => {
-      const out: SessionEvent = { ...event, id: ids.get(event.id) ?? event.id };
-      for (const field of ['tool_use_id', 'custom_tool_use_id', 'model_request_start_id']) {
-        if (typeof out[field] === 'string') out[field] = ids.get(out[field] as string) ?? out[field];
+      const out = { ...event, id: to(event.id) };
+      switch (out.type) {
+        case 'agent.tool_result':
+        case 'user.tool_confirmation':
+        case 'user.tool_result':
+          return { ...out, tool_use_id: to(out.tool_use_id) };
+        case 'agent.mcp_tool_result':
+          return { ...out, mcp_tool_use_id: to(out.mcp_tool_use_id) };
+        case 'user.custom_tool_result':
+          return { ...out, custom_tool_use_id: to(out.custom_tool_use_id) };
+        case 'span.model_request_end':
+          return { ...out, model_request_start_id: to(out.model_request_start_id) };
+        case 'session.status_idle':
+          return out.stop_reason.type === 'requires_action' ? { ...out, stop_reason: { ...out.stop_reason, event_ids: out.stop_reason.event_ids.map(to) } } : out;
+        default:
+          return out;
       }
-      const reason = out.stop_reason as { event_ids?: string[] } | undefined;
-      if (reason?.event_ids) out.stop_reason = { ...reason, event_ids: reason.event_ids.map((e) => ids.get(e) ?? e) };
-      return out;
     };
     let status: SessionStatus = 'idle';
     for (const { event } of copied) {

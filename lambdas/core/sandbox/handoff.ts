@@ -10,7 +10,7 @@
 import { ConflictError, InvalidRequestError } from '../errors.js';
 import { nextAction } from '../harness/state.js';
 import type { SessionService } from '../resources/sessions.js';
-import { makeEvent, type SessionEvent } from '../session/events.js';
+import { makeEvent, type SandboxHandoffReceivedEvent, type SandboxHandoffSentEvent } from '../session/events.js';
 import type { EventLog } from '../session/log.js';
 import { SANDBOX_NAME, type SandboxManager, type SandboxRecord } from './manager.js';
 
@@ -27,8 +27,8 @@ export interface HandoffRequest {
 
 export interface HandoffResult {
   record: SandboxRecord;
-  sent: SessionEvent;
-  received: SessionEvent;
+  sent: SandboxHandoffSentEvent;
+  received: SandboxHandoffReceivedEvent;
 }
 
 /** True when the log says the session has nothing to do: idle, and no user event waiting. */

@@ -1,15 +1,7 @@
 import { ID_PREFIX, newId } from '../ids.js';
 
-/**
- * A stored session event: the public shape of the Managed Agents API (`id`, `type`,
- * `processed_at` plus the fields of its type, as the official SDK declares them).
- */
-export interface SessionEvent {
-  id: string;
-  type: string;
-  processed_at: string;
-  [field: string]: unknown;
-}
+export * from './event-types.js';
+import type { BodyOf, EventOf, SessionEvent, SessionEventType } from './event-types.js';
 
 /** An event as it sits in the log: its position (1, 2, 3, ...) and the event. */
 export interface StoredEvent {
@@ -22,11 +14,11 @@ export interface StoredEvent {
   rest?: SessionEvent[];
 }
 
-export type EventBody = { type: string; [field: string]: unknown };
-
-/** Give an event body its id and processing time. */
-export function makeEvent(body: EventBody, now: Date = new Date(), id?: string): SessionEvent {
-  return { ...body, id: id ?? newId(ID_PREFIX.event, now.getTime()), processed_at: now.toISOString() } as SessionEvent;
+/** Give an event body its id and processing time: the event of the body's type. */
+export function makeEvent<T extends SessionEventType>(body: BodyOf<T>, now: Date = new Date(), id?: string): EventOf<T> {
+  // The spread is the body plus the two fields its type left out, which TypeScript cannot see
+  // through the generic `Omit`.
+  return { ...body, id: id ?? newId(ID_PREFIX.event, now.getTime()), processed_at: now.toISOString() } as unknown as EventOf<T>;
 }
 
 /** Event types a user may send through `POST /v1/sessions/{id}/events`. */
@@ -39,8 +31,3 @@ export const USER_EVENT_TYPES = [
 
 export type SessionStatus = 'rescheduling' | 'running' | 'idle' | 'terminated';
 
-export type StopReason =
-  | { type: 'end_turn' }
-  | { type: 'requires_action'; event_ids: string[] }
-  | { type: 'retries_exhausted' }
-  | { type: 'budget_reached' };

@@ -1,13 +1,13 @@
 import { decodeCursor, encodeCursor, clampLimit, createdAtFilter, PageBudget, responseBytes, type CreatedAtRange } from '../resources/paging.js';
 import { InvalidRequestError } from '../errors.js';
-import type { SessionEvent } from './events.js';
+import type { SessionEvent, SessionEventType } from './events.js';
 import type { EventLog } from './log.js';
 
 export interface HistoryParams {
   limit?: number;
   page?: string | null;
   order?: 'asc' | 'desc';
-  types?: string[];
+  types?: SessionEventType[];
   createdAt?: CreatedAtRange;
   /** Corral extension (`from_position`, `to_position`): only events at these log positions, both inclusive. */
   positions?: { from?: number; to?: number };
