@@ -55,8 +55,8 @@ const RULES: Record<Layer, Rule> = {
   core: { may: ['core', 'sandbox/recipe.ts'], packagesNot: ONE_RUNTIME },
   // bundled alone into the sandbox image (sandbox/Dockerfile copies only sandbox/, no node_modules)
   sandbox: { may: ['sandbox'], packagesOnly: /^node:/ },
-  // a client of the API: the SDK, and the event types it prints
-  cli: { may: ['cli'], types: ['lambdas/core/session/events.ts'], packagesOnly: /^(node:|@anthropic-ai\/sdk(\/|$))/ },
+  // a client of the API: the SDK, and the event union it prints (types and pure helpers such as toolUseIdOf)
+  cli: { may: ['cli', 'lambdas/core/session/events.ts'], packagesOnly: /^(node:|@anthropic-ai\/sdk(\/|$))/ },
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ describe('the import direction', () => {
     const of = (f: string) => parseImports(f, tree.get(f)!, onDisk);
     expect(of('lambdas/adapters/aws/services.ts').map((i) => i.target)).toContain('lambdas/adapters/aws/ecs-sandbox-provider.ts');
     expect(of('lambdas/core/vault/proxy.ts').map((i) => i.target)).toContain('lambdas/core/vault/protocol.ts');
-    expect(of('cli/format.ts')).toContainEqual({ spec: '../lambdas/core/session/events.js', target: 'lambdas/core/session/events.ts', typeOnly: true });
+    expect(of('cli/main.ts')).toContainEqual({ spec: '../lambdas/core/session/events.js', target: 'lambdas/core/session/events.ts', typeOnly: true });
   });
 
   it('goes one way: each layer imports only what its rule allows', () => {
@@ -182,11 +182,11 @@ describe('the import direction', () => {
       ['lambdas/adapters/local/z.ts', "const m = await import('../../../local-runtime/runtime.js');"],
       ['lambdas/api/w.ts', "import type { X } from '../adapters/aws/services.js';"],
       ['sandbox/tools.ts', "import '../lambdas/core/ids.js';\nimport { z } from 'zod';"],
-      ['cli/v.ts', "import { makeEvent } from '../lambdas/core/session/events.js';\nimport type { SessionEvent } from '../lambdas/core/session/events.js';"],
+      ['cli/v.ts', "import { SessionService } from '../lambdas/core/resources/sessions.js';\nimport type { SessionEvent } from '../lambdas/core/session/events.js';"],
       ['lambdas/new-folder/u.ts', ''],
     ]);
     expect(violations(bad, onDisk)).toEqual([
-      'cli/v.ts -> lambdas/core/session/events.ts (cli may not import core)',
+      'cli/v.ts -> lambdas/core/resources/sessions.ts (cli may not import core)',
       'lambdas/adapters/local/z.ts -> local-runtime/runtime.ts (local adapters may not import local-runtime)',
       'lambdas/api/w.ts -> lambdas/adapters/aws/services.ts (api may not import aws adapters)',
       'lambdas/core/harness/x.ts -> @aws-sdk/client-sqs (a package core may not import)',
