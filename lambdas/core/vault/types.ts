@@ -112,7 +112,3 @@ export function normalizeServerUrl(url: string): string {
 export function normalizeRepositoryUrl(url: string): string {
   return normalizeServerUrl(url).replace(/\.git$/, '');
 }
-
-/** State-table keys of vault records. */
-export const vaultKey = (id: string) => ({ pk: `vault#${id}`, sk: 'head' });
-export const credentialKey = (vaultId: string, id: string) => ({ pk: `vault#${vaultId}`, sk: `cred#${id}` });
