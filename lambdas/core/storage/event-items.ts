@@ -12,9 +12,6 @@
 import type { SessionEvent, StoredEvent } from '../session/events.js';
 import { keys } from './keys.js';
 
-export const EVENTS_PARTITION_KEY = 'sessionId';
-export const EVENTS_SORT_KEY = 'position';
-
 /**
  * Events whose JSON is larger than this (in UTF-8 bytes) do not fit one DynamoDB item (400 KB)
  * comfortably; they are stored in chunks beside the log.
