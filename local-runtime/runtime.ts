@@ -19,6 +19,7 @@ import type { HarnessOptions } from '../lambdas/core/harness/harness.js';
 import { AnthropicModel, type ModelClient } from '../lambdas/core/harness/model.js';
 import { generateApiKey } from '../lambdas/core/resources/tenants.js';
 import { createServices, type CorralServices } from '../lambdas/core/services.js';
+import { systemPrincipal } from '../lambdas/core/storage/principal.js';
 import { jsonLogger, silentLogger, type Logger } from '../lambdas/core/logger.js';
 import type { SandboxProvider } from '../lambdas/core/sandbox/types.js';
 import type { AuthFailureLimits, RateLimits } from '../lambdas/core/resources/rate-limits.js';
@@ -236,7 +237,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
 
     // Recovery: anything that was running (or had a message waiting) when the process died.
     // This process owns the data dir (LevelDB locks it), so any lease found is a dead process's.
-    const active = await services.sessions.activeSessionIds();
+    // Recovery acts for every tenant: it holds the system principal.
+    const active = await services.sessions.activeSessionIds(systemPrincipal('recovery'));
     for (const id of active) {
       await services.leases.expire(id);
       await queue.wake(id);

@@ -11,6 +11,7 @@ import { DynamoDBClient, QueryCommand, ScanCommand, UpdateItemCommand } from '@a
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { SANDBOX_LIMITS_ENV, humanBytes, parseSandboxLimits, resolveSandboxLimits } from '../../sandbox/limits.js';
+import { SANDBOX_PREFIX, keys } from '../../lambdas/core/storage/keys.js';
 import type { Rehearsal } from './rehearsal.js';
 import { fail, runTurn, text, type Event, type Scenario, type ScenarioHooks, type ScenarioResult } from './scenarios.js';
 import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
@@ -106,20 +107,20 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
         if (tasksOf().length !== 1) fail(`expected one running task for the session, found ${tasksOf().length}`);
         // Make the sandbox look idle for an hour (as an operator could see it in the table).
         const table = r.model.outputs.StateTableName;
-        const items = await admin.send(new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk AND begins_with(sk, :s)', ExpressionAttributeValues: { ':pk': { S: `session#${session}` }, ':s': { S: 'sandbox#' } } }));
+        const items = await admin.send(new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk AND begins_with(sk, :s)', ExpressionAttributeValues: { ':pk': { S: keys.partition('session', session) }, ':s': { S: SANDBOX_PREFIX } } }));
         if (!items.Items?.length) fail('no sandbox record in the state table');
         const old = new Date(Date.now() - 3_600_000).toISOString();
         for (const item of items.Items) {
           const record = JSON.parse(JSON.stringify(item.record));
           record.M.lastUsedAt = { S: old };
-          const name = item.sk.S!.slice('sandbox#'.length);
+          const name = item.sk.S!.slice(SANDBOX_PREFIX.length);
           await admin.send(
             new UpdateItemCommand({
               TableName: table,
               Key: { pk: item.pk, sk: item.sk },
               UpdateExpression: 'SET lastUsedAt = :t, gsi1sk = :g, #r = :r',
               ExpressionAttributeNames: { '#r': 'record' },
-              ExpressionAttributeValues: { ':t': { S: old }, ':g': { S: `${old}#${session}#${name}` }, ':r': record },
+              ExpressionAttributeValues: { ':t': { S: old }, ':g': { S: keys.activeSandboxOrder(old, session, name) }, ':r': record },
             }),
           );
         }
@@ -295,7 +296,7 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
         // What the state table holds (as the operator reads it) opens nothing.
         const table = r.model.outputs.StateTableName;
         const items = await admin.send(
-          new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk AND begins_with(sk, :s)', ExpressionAttributeValues: { ':pk': { S: `session#${session}` }, ':s': { S: 'sandbox#' } } }),
+          new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk AND begins_with(sk, :s)', ExpressionAttributeValues: { ':pk': { S: keys.partition('session', session) }, ':s': { S: SANDBOX_PREFIX } } }),
         );
         const stored = items.Items?.[0]?.record?.M?.endpoint?.M?.capability?.S;
         if (!stored) fail('no sandbox record with a capability in the state table');

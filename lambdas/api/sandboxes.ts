@@ -5,6 +5,7 @@ import { InvalidRequestError } from '../core/errors.js';
 import { SANDBOX_NAME } from '../core/sandbox/manager.js';
 import { handOffSandbox, publicSandbox } from '../core/sandbox/handoff.js';
 import type { CorralServices } from '../core/services.js';
+import { tenantPrincipal } from '../core/storage/principal.js';
 import { parseBody, pathId, type Env } from './http.js';
 
 /**
@@ -23,7 +24,7 @@ export function sandboxRoutes(s: CorralServices) {
   const app = new Hono<Env>();
   app.get('/', async (c) => {
     const id = pathId(c, 'id');
-    await s.sessions.get(c.get('tenant'), id);
+    await s.sessions.get(tenantPrincipal(c.get('tenant')), id);
     // One page: a record is a few hundred bytes, so even thousands of sandboxes fit the page budget.
     const records = await s.sandboxes.list(id);
     return c.json({ data: records.map(publicSandbox), next_page: null });

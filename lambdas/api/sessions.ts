@@ -4,6 +4,7 @@ import { InvalidRequestError } from '../core/errors.js';
 import { isEventType, type SessionStatus } from '../core/session/events.js';
 import { readHistory } from '../core/session/history.js';
 import type { CorralServices } from '../core/services.js';
+import { tenantPrincipal } from '../core/storage/principal.js';
 import { streamEvents, type LogNotifier } from './stream.js';
 import { parseBody, pathId, queryBool, queryId, queryInt, queryList, queryOrder, queryPage, type Env } from './http.js';
 import { sandboxRoutes } from './sandboxes.js';
@@ -35,7 +36,7 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
     });
     return c.json({ ...page, prev_page: null });
   });
-  app.get('/:id', async (c) => c.json(await s.sessions.get(c.get('tenant'), pathId(c, 'id'))));
+  app.get('/:id', async (c) => c.json(await s.sessions.get(tenantPrincipal(c.get('tenant')), pathId(c, 'id'))));
   app.post('/:id', async (c) =>
     c.json(await s.sessions.update(c.get('tenant'), pathId(c, 'id'), await parseBody(c, SessionUpdate))),
   );
@@ -68,7 +69,7 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
       if (!isEventType(t)) throw new InvalidRequestError(`types: unknown event type ${JSON.stringify(t.slice(0, 100))}`);
       return t;
     });
-    await s.sessions.get(c.get('tenant'), id);
+    await s.sessions.get(tenantPrincipal(c.get('tenant')), id);
     return c.json(
       await readHistory(s.events, id, {
         limit: queryInt(c, 'limit'),
@@ -92,7 +93,7 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
   });
   app.get('/:id/events/stream', async (c) => {
     const id = pathId(c, 'id');
-    await s.sessions.get(c.get('tenant'), id);
+    await s.sessions.get(tenantPrincipal(c.get('tenant')), id);
     return streamEvents(c, s, id, notifier);
   });
   return app;

@@ -2,7 +2,8 @@
  * The state table the core keeps its resources in (agents, environments, sessions, API keys,
  * leases, sandbox records): items addressed by a partition key and a sort key, with one
  * secondary index (`gsi1pk`, `gsi1sk`) for per-tenant listing. The DynamoDB adapter implements
- * it; the core only speaks this interface.
+ * it; the core only speaks this interface, and only through `storage/` (which owns the keys and
+ * the item shapes).
  */
 export type Item = Record<string, unknown> & { pk: string; sk: string };
 

@@ -4,8 +4,12 @@ import type { Tracer } from '@aws-lambda-powertools/tracer';
 import { ChangeMessageVisibilityBatchCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { CorralServices } from '../core/services.js';
+import { systemPrincipal } from '../core/storage/principal.js';
 import type { HarnessMetrics, SessionDimension } from '../adapters/aws/metrics.js';
 import { parseWakeMessage } from '../adapters/aws/sqs-queue.js';
+
+/** The harness step reads sessions of every tenant (for its metrics' dimensions). */
+const HARNESS = systemPrincipal('harness');
 
 /** What the handler works with; built once per container (see index.ts). */
 export interface HarnessStepRuntime {
@@ -185,7 +189,7 @@ export function createHarnessStepHandler(deps: HarnessStepDeps) {
   async function sessionDimensions(services: CorralServices, sessionId: string): Promise<Record<string, string>> {
     const wanted = deps.sessionDimensions ?? [];
     if (!wanted.length) return {};
-    const session = await services.sessions.get(null, sessionId).catch(() => null);
+    const session = await services.sessions.get(HARNESS, sessionId).catch(() => null);
     if (!session) return {};
     const dims: Record<string, string> = {};
     if (wanted.includes('agent')) dims.Agent = String(session.agent.name ?? session.agent.id);

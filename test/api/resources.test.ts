@@ -1,5 +1,6 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemPrincipal } from '../../lambdas/core/storage/principal.js';
 import { generateApiKey } from '../../lambdas/core/resources/tenants.js';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 
@@ -129,7 +130,7 @@ describe('API resources through the official SDK', () => {
     expect(String(cleared.message)).toMatch(/mcp_toolset/);
     expect((await client.beta.sessions.update(session.id, { agent: { tools: [] } })).agent.tools).toEqual([]);
 
-    await t.runtime.services.sessions.mutate(null, session.id, (s) => ({ ...s, status: 'running' }));
+    await t.runtime.services.sessions.mutate(systemPrincipal('harness'), session.id, (s) => ({ ...s, status: 'running' }));
     const running = await client.beta.sessions.update(session.id, { agent: { tools: [custom] } }).catch((e) => e);
     expect(running).toMatchObject({ status: 400 });
     expect(String(running.message)).toMatch(/agent: .*running/);

@@ -5,6 +5,7 @@ import { DynamoStateTable } from '../../lambdas/adapters/aws/dynamodb-state-tabl
 import { createApp } from '../../lambdas/api/app.js';
 import { generateApiKey } from '../../lambdas/core/resources/tenants.js';
 import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
+import { tenantPrincipal } from '../../lambdas/core/storage/principal.js';
 
 /** A small seeded PRNG (mulberry32), so a failing request can be reproduced from its index. */
 function rng(seed: number) {
@@ -271,7 +272,7 @@ describe('fuzzing the API', () => {
     expect((await s.agents.get('tenant-b', theirs.agent[0])).archived_at).toBeNull();
     expect((await s.environments.get('tenant-b', theirs.env[0])).archived_at).toBeNull();
     expect((await s.agents.get('tenant-b', theirs.agent[0])).version).toBe(1);
-    expect((await s.sessions.get('tenant-b', theirs.session[0])).archived_at).toBeNull();
+    expect((await s.sessions.get(tenantPrincipal('tenant-b'), theirs.session[0])).archived_at).toBeNull();
     expect((await s.events.getEvents(theirs.session[0])).map((e) => e.event.type)).toEqual(['user.message']);
     // 0 partial creates: every agent, environment, session, vault and credential stored (any of
     // their items: heads, versions, cursors) was made by an accepted request; and no event

@@ -6,6 +6,7 @@ import { createServices, type CorralServices } from '../../lambdas/core/services
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 import { expectEvent } from '../../lambdas/core/session/events.js';
+import { tenantPrincipal } from '../../lambdas/core/storage/principal.js';
 
 /**
  * The harness and the session service in-process, on the in-memory store, with a scripted model:
@@ -62,7 +63,7 @@ describe('a wake', () => {
     expect(model.requests[0]).toMatchObject({ model: 'claude-sonnet-4-6', system: 'be brief', messages: [{ role: 'user', content: [{ type: 'text', text: 'hello' }] }] });
     const msg = expectEvent((await svc.events.getEvents(s.id)).find((e) => e.event.type === 'agent.message')!.event, 'agent.message');
     expect(msg.content).toEqual([{ type: 'text', text: 'hi there' }]);
-    expect((await svc.sessions.get(TENANT, s.id)).status).toBe('idle');
+    expect((await svc.sessions.get(tenantPrincipal(TENANT), s.id)).status).toBe('idle');
     // a second wake finds nothing to do and writes nothing
     const before = (await types(s.id)).length;
     expect(await svc.harness.wake(s.id)).toEqual({ status: 'done' });

@@ -9,6 +9,7 @@ import { expectEvent, makeEvent } from '../../lambdas/core/session/events.js';
 import type { SecretSink } from '../../lambdas/core/vault/secret-store.js';
 import type { SecretFields } from '../../lambdas/core/vault/types.js';
 import { VaultService } from '../../lambdas/core/vault/vaults.js';
+import { systemPrincipal, tenantPrincipal } from '../../lambdas/core/storage/principal.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 
 /**
@@ -145,15 +146,15 @@ describe('sessions', () => {
     const s = await create({ title: 't', metadata: { k: 'v' } });
     expect(s).toMatchObject({ status: 'idle', title: 't', metadata: { k: 'v' }, environment_id: e.id, agent: { id: a.id, version: 1 } });
     await agents.update(A, a.id, AgentUpdate.parse({ system: 'later' }));
-    expect((await sessions.get(A, s.id)).agent.version).toBe(1);
+    expect((await sessions.get(tenantPrincipal(A), s.id)).agent.version).toBe(1);
     expect(await rejects(sessions.create(A, SessionCreate.parse({ agent: 'agent_nope', environment_id: e.id })))).toMatchObject({ status: 400, message: 'agent: agent agent_nope not found' });
     expect(await rejects(sessions.create(A, SessionCreate.parse({ agent: a.id, environment_id: 'env_nope' })))).toMatchObject({ status: 400, message: 'environment_id: environment env_nope not found' });
     await environments.archive(A, e.id);
     expect(await rejects(create())).toMatchObject({ status: 400, message: `environment_id: environment ${e.id} is archived` });
     await agents.archive(A, a.id);
     expect(await rejects(create())).toMatchObject({ status: 400, message: `agent: agent ${a.id} is archived` });
-    expect(await rejects(sessions.get(B, s.id))).toBeInstanceOf(NotFoundError);
-    expect(await sessions.tenantOf(s.id)).toBe(A);
+    expect(await rejects(sessions.get(tenantPrincipal(B), s.id))).toBeInstanceOf(NotFoundError);
+    expect(await sessions.tenantOf(systemPrincipal('harness'), s.id)).toBe(A);
   });
 
   it('take an agent with overrides for this session only', async () => {
@@ -185,13 +186,13 @@ describe('sessions', () => {
     const u = await sessions.update(A, s.id, { title: 'renamed', metadata: { x: '1' } } as never);
     expect(u).toMatchObject({ title: 'renamed', metadata: { x: '1' } });
     expect(() => sessions.update(A, s.id, { vault_ids: [] } as never)).toThrow('vault_ids: can only be set when the session is created');
-    await sessions.mutate(A, s2.id, (x) => ({ ...x, status: 'running' }));
+    await sessions.mutate(tenantPrincipal(A), s2.id, (x) => ({ ...x, status: 'running' }));
     expect((await sessions.list(A, { statuses: ['running'] })).data.map((x) => x.id)).toEqual([s2.id]);
     expect((await sessions.list(A, { agent_id: a.id })).data.map((x) => x.id)).toEqual([s.id]);
     await sessions.archive(A, s.id);
     expect((await sessions.list(A, {})).data.map((x) => x.id)).toEqual([s2.id]);
     expect((await sessions.list(A, { include_archived: true })).data).toHaveLength(2);
-    expect((await sessions.activeSessionIds()).sort()).toEqual([s.id, s2.id].sort());
+    expect((await sessions.activeSessionIds(systemPrincipal('recovery'))).sort()).toEqual([s.id, s2.id].sort());
   });
 
   it('a fork rewrites every kind of reference: tool, MCP tool, custom tool, confirmation and model request', async () => {
@@ -268,7 +269,7 @@ describe('sessions', () => {
     await sessions.delete(A, s.id);
     expect([...sink.secrets.values()]).toEqual([{ token: 'ghp_rotated' }]);
     expect(await log.lastPosition(s.id)).toBe(0);
-    expect(await rejects(sessions.get(A, s.id))).toBeInstanceOf(NotFoundError);
+    expect(await rejects(sessions.get(tenantPrincipal(A), s.id))).toBeInstanceOf(NotFoundError);
     await sessions.delete(A, fork.id);
     expect(sink.secrets.size).toBe(0);
   });

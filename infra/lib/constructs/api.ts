@@ -8,6 +8,7 @@ import { Construct } from 'constructs';
 import { consoleScriptDefine } from '../../../lambdas/api/console/bundle.js';
 import { configEnvironment } from '../../../lambdas/core/config.js';
 import { parseRepositoryUrlAllow } from '../../../lambdas/core/resources/repository-url.js';
+import { RATE_LIMIT_PARTITIONS } from '../../../lambdas/core/storage/keys.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
 import type { Sandboxes } from './sandboxes.js';
@@ -53,8 +54,8 @@ export interface ApiProps {
   readonly throttlingBurstLimit?: number;
 }
 
-/** Partition keys of the rate-limit counters (`rate#<tenant>#<class>`), the only items the stream writes. */
-export const RATE_LIMIT_KEYS = 'rate#*';
+/** Partition keys of the rate-limit counters (lambdas/core/storage/keys.ts), the only items the stream writes. */
+export const RATE_LIMIT_KEYS = RATE_LIMIT_PARTITIONS;
 
 /**
  * The public API: API Gateway (REST, regional) in front of the Hono app (lambdas/api/app.ts),
@@ -124,7 +125,7 @@ export class Api extends Construct {
     props.sandboxes.grantRelease(this.handler); // deleting a session stops its sandboxes
     // The stream reads the log, the session head and the API key hashes. Its one write is the
     // `/v1` middleware charging the tenant's rate limit: an atomic increment (UpdateItem) of a
-    // counter item whose partition key is `rate#<tenant>#<class>` (lambdas/core/resources/rate-limits.ts);
+    // rate-limit counter item (lambdas/core/storage/keys.ts, `keys.rateCounter`);
     // the leading-key condition keeps it from writing any other item.
     props.sessionLog.events.grantReadData(this.streamHandler);
     props.sessionLog.state.grantReadData(this.streamHandler);

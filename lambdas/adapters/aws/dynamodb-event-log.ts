@@ -9,30 +9,39 @@ import {
 import { PositionConflictError } from '../../core/errors.js';
 import type { SessionEvent, StoredEvent } from '../../core/session/events.js';
 import type { EventLog, GetEventsOptions } from '../../core/session/log.js';
+import { decodeEvent, encodeEvent, type ChunkItem, type EventItem } from '../../core/storage/event-items.js';
 
 /** How many times an append "at the tail" retries when another writer took the position. */
 const TAIL_APPEND_ATTEMPTS = 50;
 
-/**
- * Events whose JSON is larger than this (in UTF-8 bytes) do not fit one DynamoDB item (400 KB)
- * comfortably; they are stored in chunks beside the log.
- */
-export const INLINE_LIMIT_BYTES = 350_000;
-/** UTF-16 units per chunk: at most 3 UTF-8 bytes each, so a chunk stays under 300 KB. */
-const CHUNK_UNITS = 100_000;
+export { INLINE_LIMIT_BYTES } from '../../core/storage/event-items.js';
+
+/** An events-table item (core/storage/event-items.ts) as DynamoDB attributes. */
+function toAttributes(item: EventItem | ChunkItem): Record<string, AttributeValue> {
+  const out: Record<string, AttributeValue> = {};
+  for (const [name, value] of Object.entries(item)) {
+    if (typeof value === 'number') out[name] = { N: String(value) };
+    else if (typeof value === 'string') out[name] = { S: value };
+  }
+  return out;
+}
+
+function fromAttributes(raw: Record<string, AttributeValue>): EventItem {
+  const item: EventItem = { sessionId: raw.sessionId?.S ?? '', position: Number(raw.position.N) };
+  if (raw.event?.S !== undefined) item.event = raw.event.S;
+  if (raw.rest?.S !== undefined) item.rest = raw.rest.S;
+  if (raw.chunks?.N !== undefined) item.chunks = Number(raw.chunks.N);
+  if (raw.chunkKey?.S) item.chunkKey = raw.chunkKey.S;
+  if (raw.eventType?.S !== undefined) item.eventType = raw.eventType.S;
+  return item;
+}
 
 /**
- * Chunks of a large event live in their own partition, named after the event id (unique per
- * writer), so two writers racing for one position can never overwrite each other's chunks.
- * `~` never occurs in a session id.
- */
-const chunkPartition = (sessionId: string, eventId: string) => `${sessionId}~${eventId}`;
-
-/**
- * The session log on DynamoDB: partition key `sessionId` (S), sort key `position` (N), the event
- * as a JSON string. Appends are `PutItem` with `attribute_not_exists(position)`, so two writers
- * can never both own a position. Only single-item conditional writes and queries are used: no
- * transactions, no PartiQL, so the same code runs against dynalite.
+ * The session log on DynamoDB, in the layout of core/storage/event-items.ts: partition key
+ * `sessionId` (S), sort key `position` (N). Appends are `PutItem` with
+ * `attribute_not_exists(position)`, so two writers can never both own a position. Only
+ * single-item conditional writes and queries are used: no transactions, no PartiQL, so the same
+ * code runs against dynalite.
  */
 export class DynamoEventLog implements EventLog {
   constructor(
@@ -43,42 +52,17 @@ export class DynamoEventLog implements EventLog {
   ) {}
 
   private async putAt(sessionId: string, position: number, event: SessionEvent, rest?: SessionEvent[]) {
-    const item: Record<string, AttributeValue> = {
-      sessionId: { S: sessionId },
-      position: { N: String(position) },
-    };
-    const eventJson = JSON.stringify(event);
-    const restJson = rest && rest.length ? JSON.stringify(rest) : undefined;
-    if (Buffer.byteLength(eventJson) + (restJson ? Buffer.byteLength(restJson) : 0) <= INLINE_LIMIT_BYTES) {
-      item.event = { S: eventJson };
-      if (restJson) item.rest = { S: restJson };
-    } else {
-      // Chunks first (idempotent: the same event id always writes the same chunks), then the
-      // conditional head that makes them part of the log.
-      const payload = JSON.stringify({ event, rest: rest && rest.length ? rest : undefined });
-      const partition = chunkPartition(sessionId, event.id);
-      const count = Math.ceil(payload.length / CHUNK_UNITS);
-      for (let i = 0; i < count; i++) {
-        await this.client.send(
-          new PutItemCommand({
-            TableName: this.tableName,
-            Item: {
-              sessionId: { S: partition },
-              position: { N: String(i) },
-              data: { S: payload.slice(i * CHUNK_UNITS, (i + 1) * CHUNK_UNITS) },
-            },
-          }),
-        );
-      }
-      item.chunks = { N: String(count) };
-      item.chunkKey = { S: partition };
-      item.eventType = { S: event.type };
+    const { item, chunks } = encodeEvent(sessionId, position, event, rest);
+    // Chunks first (idempotent: the same event id always writes the same chunks), then the
+    // conditional head that makes them part of the log.
+    for (const chunk of chunks) {
+      await this.client.send(new PutItemCommand({ TableName: this.tableName, Item: toAttributes(chunk) }));
     }
     try {
       await this.client.send(
         new PutItemCommand({
           TableName: this.tableName,
-          Item: item,
+          Item: toAttributes(item),
           ConditionExpression: 'attribute_not_exists(#p)',
           ExpressionAttributeNames: { '#p': 'position' },
         }),
@@ -165,18 +149,10 @@ export class DynamoEventLog implements EventLog {
     return out;
   }
 
-  private async toStored(raw: Record<string, AttributeValue>): Promise<StoredEvent> {
-    const position = Number(raw.position.N);
-    if (raw.chunkKey?.S) {
-      const parts = await this.queryAll(raw.chunkKey.S, '#p, #d', { '#p': 'position', '#d': 'data' });
-      const payload = JSON.parse(parts.map((p) => p.data.S!).join('')) as { event: SessionEvent; rest?: SessionEvent[] };
-      const stored: StoredEvent = { position, event: payload.event };
-      if (payload.rest) stored.rest = payload.rest;
-      return stored;
-    }
-    const stored: StoredEvent = { position, event: JSON.parse(raw.event.S!) };
-    if (raw.rest?.S) stored.rest = JSON.parse(raw.rest.S);
-    return stored;
+  private toStored(raw: Record<string, AttributeValue>): Promise<StoredEvent> {
+    return decodeEvent(fromAttributes(raw), async (chunkKey) =>
+      (await this.queryAll(chunkKey, '#p, #d', { '#p': 'position', '#d': 'data' })).map((p) => p.data.S!),
+    );
   }
 
   private async queryAll(partition: string, projection: string, names: Record<string, string> = {}) {

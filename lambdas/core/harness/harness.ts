@@ -10,7 +10,9 @@ import { expectEvent, makeEvent, type BodyOf, type EventBody, type SessionEvent,
 import type { LeaseManager, Lease } from '../session/lease.js';
 import type { EventLog } from '../session/log.js';
 import type { LogNotifier } from '../session/notifier.js';
-import { ConditionFailedError, type StateTable } from '../store.js';
+import type { StateTable } from '../store.js';
+import { readCursor, writeCursor } from '../storage/cursor.js';
+import { systemPrincipal } from '../storage/principal.js';
 import { buildView, toMessages, withCacheBreakpoints } from './context.js';
 import { ModelError, type ModelClient, type ModelResponse } from './model.js';
 import { listCostCents, type ModelPrice } from './pricing.js';
@@ -85,8 +87,8 @@ class LeaseLostError extends Error {
 
 const silent: HarnessLogger = { info() {}, warn() {}, error() {} };
 
-/** Where a harness keeps its fold of the log: the cursor, derived and rebuildable. */
-const cursorKey = (sessionId: string) => ({ pk: `session#${sessionId}`, sk: 'cursor' });
+/** The harness acts for every tenant's sessions. */
+const HARNESS = systemPrincipal('harness');
 
 const SUMMARY_PROMPT =
   'The conversation above is the beginning of a long agent session. Write a summary of it that ' +
@@ -138,7 +140,7 @@ export class Harness {
   async wake(sessionId: string, opts: { deadline?: number; owner?: string } = {}): Promise<WakeResult> {
     let session: Session;
     try {
-      session = await this.deps.sessions.get(null, sessionId);
+      session = await this.deps.sessions.get(HARNESS, sessionId);
     } catch (err) {
       if (err instanceof NotFoundError) return { status: 'gone' };
       throw err;
@@ -212,7 +214,7 @@ export class Harness {
           throw err;
         }
         this.opts.observer?.step?.({ sessionId, action: decision.kind, durationMs: Date.now() - started });
-        session = await this.deps.sessions.get(null, sessionId);
+        session = await this.deps.sessions.get(HARNESS, sessionId);
       }
     } catch (err) {
       if (err instanceof NotFoundError) return { status: 'gone' };
@@ -234,23 +236,14 @@ export class Harness {
     }
   }
 
+  /** The saved fold (storage/cursor.ts); none, or one of another version, folds from the start. */
   private async loadCursor(sessionId: string): Promise<TurnState> {
-    const item = await this.deps.table.get(cursorKey(sessionId).pk, cursorKey(sessionId).sk);
-    return item ? (item.state as TurnState) : initialState();
+    return (await readCursor<TurnState>(this.deps.table, sessionId)) ?? initialState();
   }
 
   /** Save the fold; only ever forward (a stale harness cannot move the cursor back). */
   private async saveCursor(sessionId: string, state: TurnState, saved: number): Promise<number> {
-    try {
-      await this.deps.table.put(
-        { ...cursorKey(sessionId), position: state.position, state },
-        saved > 0 ? { ifBelow: { name: 'position', value: state.position } } : {},
-      );
-      return state.position;
-    } catch (err) {
-      if (err instanceof ConditionFailedError) return saved;
-      throw err;
-    }
+    return (await writeCursor(this.deps.table, sessionId, state.position, state, saved > 0)) ? state.position : saved;
   }
 
   /**
@@ -276,7 +269,7 @@ export class Harness {
 
   /** What a new sandbox of this session is built from: its environment's config and its resources. */
   private async recipe(session: Session): Promise<SandboxRecipe> {
-    const tenant = await this.deps.sessions.tenantOf(session.id);
+    const tenant = await this.deps.sessions.tenantOf(HARNESS, session.id);
     const env = await this.deps.environments.get(tenant, session.environment_id).catch(() => null);
     return { environmentId: session.environment_id, config: env?.config ?? { type: 'cloud' }, resources: session.resources };
   }
@@ -302,7 +295,7 @@ export class Harness {
       ...(cost !== null ? { list_cost: { amount: String(Math.ceil(cost)), currency: 'USD' } } : {}),
     };
     if (session.status === status && JSON.stringify(session.usage) === JSON.stringify(usage)) return;
-    const next = await this.deps.sessions.mutate(null, session.id, (s) =>
+    const next = await this.deps.sessions.mutate(HARNESS, session.id, (s) =>
       s.status === status && JSON.stringify(s.usage) === JSON.stringify(usage)
         ? null
         : { ...s, status, usage, updated_at: new Date().toISOString() },
@@ -386,7 +379,7 @@ export class Harness {
       .filter((x): x is SessionStatus => x !== null)
       .pop();
     if (status) {
-      await this.deps.sessions.mutate(null, sessionId, (s) => (s.status === status ? null : { ...s, status, updated_at: now.toISOString() }));
+      await this.deps.sessions.mutate(HARNESS, sessionId, (s) => (s.status === status ? null : { ...s, status, updated_at: now.toISOString() }));
     }
     if (events.length === 1) await this.deps.events.emitEvent(sessionId, events[0], { position: tail + 1 });
     else await this.deps.events.appendBatch(sessionId, events, { position: tail + 1, mayFollow: isUserEvent });

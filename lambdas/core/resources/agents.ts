@@ -1,7 +1,9 @@
 import { ConflictError, InvalidRequestError, NotFoundError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
 import type { AgentCreate, AgentUpdate, PermissionPolicy } from '../api/schemas.js';
-import { ConditionFailedError, type Item, type StateTable } from '../store.js';
+import { ConditionFailedError, type StateTable } from '../store.js';
+import { AgentVersionRecords, HeadRecords, type AgentHeadFields } from '../storage/items.js';
+import { tenantPrincipal } from '../storage/principal.js';
 import { MAX_AGENT_BYTES, assertRecordFits, nowIso, patchMetadata } from './common.js';
 import { collectPage, createdAtFilter, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
 
@@ -94,8 +96,9 @@ function normalizeSkills(skills: AgentCreate['skills']): Agent['skills'] {
   return (skills ?? []).map((s) => ({ type: s.type, skill_id: s.skill_id, version: s.version ?? 'latest' }));
 }
 
-const headKey = (id: string) => ({ pk: `agent#${id}`, sk: 'head' });
-const versionKey = (id: string, version: number) => ({ pk: `agent#${id}`, sk: `v#${String(version).padStart(10, '0')}` });
+/** Agent heads (the latest version, listed per tenant) and every version, in the state table. */
+const heads = new HeadRecords<Agent, AgentHeadFields>('agent');
+const versions = new AgentVersionRecords<Agent>();
 
 /** Agents: versioned, immutable per version, archived rather than deleted. */
 export class AgentService {
@@ -123,36 +126,36 @@ export class AgentService {
       archived_at: null,
     };
     assertRecordFits('agent', agent, MAX_AGENT_BYTES);
-    await this.table.put({ ...versionKey(id, 1), tenant, data: agent }, { ifNotExists: true });
+    await versions.put(this.table, tenant, agent, { ifNotExists: true });
     try {
-      await this.table.put({ ...headKey(id), tenant, version: 1, data: agent, gsi1pk: `${tenant}#agents`, gsi1sk: id });
+      await heads.put(this.table, tenant, agent, { version: 1 });
     } catch (err) {
       // No version without a head: an agent nobody can list or read is not left behind.
-      await this.table.delete(versionKey(id, 1).pk, versionKey(id, 1).sk).catch(() => undefined);
+      await versions.delete(this.table, id, 1).catch(() => undefined);
       throw err;
     }
     return agent;
   }
 
-  private async head(tenant: string, id: string): Promise<Item> {
-    const head = await this.table.get(headKey(id).pk, 'head');
-    if (!head || head.tenant !== tenant) throw new NotFoundError(`agent ${id} not found`);
+  private async head(tenant: string, id: string) {
+    const head = await heads.get(this.table, tenantPrincipal(tenant), id);
+    if (!head) throw new NotFoundError(`agent ${id} not found`);
     return head;
   }
 
   /** The latest version, or the given one. */
   async get(tenant: string, id: string, version?: number): Promise<Agent> {
     const head = await this.head(tenant, id);
-    if (version === undefined || version === head.version) return head.data as Agent;
-    const item = await this.table.get(versionKey(id, version).pk, versionKey(id, version).sk);
+    if (version === undefined || version === head.version) return head.data;
+    const item = await versions.get(this.table, tenantPrincipal(tenant), id, version);
     if (!item) throw new NotFoundError(`agent ${id} has no version ${version}`);
-    return item.data as Agent;
+    return item.data;
   }
 
   /** A new immutable version. With `version`, the update must be based on the latest one (409 otherwise). */
   async update(tenant: string, id: string, params: AgentUpdate, now = new Date()): Promise<Agent> {
     const head = await this.head(tenant, id);
-    const current = head.data as Agent;
+    const current = head.data;
     if (current.archived_at) throw new InvalidRequestError(`agent ${id} is archived`);
     if (params.version !== undefined && params.version !== current.version) {
       throw new ConflictError(`agent ${id} is at version ${current.version}, not ${params.version}`);
@@ -160,11 +163,8 @@ export class AgentService {
     const next = this.apply(current, params, now);
     assertRecordFits('agent', next, MAX_AGENT_BYTES);
     try {
-      await this.table.put({ ...versionKey(id, next.version), tenant, data: next }, { ifNotExists: true });
-      await this.table.put(
-        { ...headKey(id), tenant, version: next.version, data: next, gsi1pk: `${tenant}#agents`, gsi1sk: id },
-        { ifEquals: { version: current.version } },
-      );
+      await versions.put(this.table, tenant, next, { ifNotExists: true });
+      await heads.put(this.table, tenant, next, { version: next.version }, { ifEquals: { version: current.version } });
     } catch (err) {
       if (err instanceof ConditionFailedError) throw new ConflictError(`agent ${id} was updated concurrently; retry`);
       throw err;
@@ -206,32 +206,32 @@ export class AgentService {
 
   async archive(tenant: string, id: string, now = new Date()): Promise<Agent> {
     const head = await this.head(tenant, id);
-    const current = head.data as Agent;
+    const current = head.data;
     if (current.archived_at) return current;
     const archived = { ...current, archived_at: nowIso(now), updated_at: nowIso(now) };
-    await this.table.put({ ...head, data: archived } as Item, { ifEquals: { version: current.version } });
+    await heads.replace(this.table, head, { data: archived }, { ifEquals: { version: current.version } });
     return archived;
   }
 
   list(tenant: string, params: ListParams & { include_archived?: boolean; created_at?: CreatedAtRange }): Promise<ListResult<Agent>> {
     const created = createdAtFilter(params.created_at);
     return collectPage(
-      (q) => this.table.queryIndex(`${tenant}#agents`, q),
+      (q) => heads.page(this.table, tenant, q),
       params,
-      (item) => String(item.gsi1sk),
-      (item) => (params.include_archived === true || !(item.data as Agent).archived_at) && created((item.data as Agent).created_at),
-      (item) => item.data as Agent,
+      (item) => item.gsi1sk,
+      (item) => (params.include_archived === true || !item.data.archived_at) && created(item.data.created_at),
+      (item) => item.data,
     );
   }
 
   listVersions(tenant: string, id: string, params: ListParams): Promise<ListResult<Agent>> {
     return this.head(tenant, id).then(() =>
       collectPage(
-        (q) => this.table.query(`agent#${id}`, { ...q, prefix: 'v#' }),
+        (q) => versions.page(this.table, tenantPrincipal(tenant), id, q),
         params,
         (item) => item.sk,
         () => true,
-        (item) => item.data as Agent,
+        (item) => item.data,
       ),
     );
   }

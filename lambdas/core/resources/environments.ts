@@ -2,6 +2,8 @@ import { InvalidRequestError, NotFoundError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
 import type { EnvironmentCreate, EnvironmentUpdate } from '../api/schemas.js';
 import type { StateTable } from '../store.js';
+import { HeadRecords } from '../storage/items.js';
+import { tenantPrincipal } from '../storage/principal.js';
 import { assertRecordFits, nowIso, patchMetadata } from './common.js';
 import { collectPage, type ListParams, type ListResult } from './paging.js';
 
@@ -46,7 +48,8 @@ function normalizeConfig(config: EnvironmentCreate['config']): Environment['conf
   };
 }
 
-const key = (id: string) => ({ pk: `env#${id}`, sk: 'head' });
+/** Environments in the state table, listed per tenant. */
+const heads = new HeadRecords<Environment>('environment');
 
 export class EnvironmentService {
   constructor(private readonly table: StateTable) {}
@@ -66,18 +69,18 @@ export class EnvironmentService {
       archived_at: null,
     };
     assertRecordFits('environment', env);
-    await this.table.put({ ...key(id), tenant, data: env, gsi1pk: `${tenant}#environments`, gsi1sk: id }, { ifNotExists: true });
+    await heads.put(this.table, tenant, env, {}, { ifNotExists: true });
     return env;
   }
 
   async get(tenant: string, id: string): Promise<Environment> {
-    const item = await this.table.get(key(id).pk, 'head');
-    if (!item || item.tenant !== tenant) throw new NotFoundError(`environment ${id} not found`);
-    return item.data as Environment;
+    const item = await heads.get(this.table, tenantPrincipal(tenant), id);
+    if (!item) throw new NotFoundError(`environment ${id} not found`);
+    return item.data;
   }
 
   private async save(tenant: string, env: Environment) {
-    await this.table.put({ ...key(env.id), tenant, data: env, gsi1pk: `${tenant}#environments`, gsi1sk: env.id });
+    await heads.put(this.table, tenant, env, {});
   }
 
   async update(tenant: string, id: string, params: EnvironmentUpdate, now = new Date()): Promise<Environment> {
@@ -110,17 +113,17 @@ export class EnvironmentService {
 
   async delete(tenant: string, id: string): Promise<{ id: string; type: 'environment_deleted' }> {
     await this.get(tenant, id);
-    await this.table.delete(key(id).pk, 'head');
+    await heads.delete(this.table, id);
     return { id, type: 'environment_deleted' };
   }
 
   list(tenant: string, params: ListParams & { include_archived?: boolean }): Promise<ListResult<Environment>> {
     return collectPage(
-      (q) => this.table.queryIndex(`${tenant}#environments`, q),
+      (q) => heads.page(this.table, tenant, q),
       params,
-      (item) => String(item.gsi1sk),
-      (item) => params.include_archived === true || !(item.data as Environment).archived_at,
-      (item) => item.data as Environment,
+      (item) => item.gsi1sk,
+      (item) => params.include_archived === true || !item.data.archived_at,
+      (item) => item.data,
     );
   }
 }

@@ -85,12 +85,12 @@ export function clampLimit(limit: number | undefined, fallback = 20, max = 100):
  * The cursor is the sort key of the last item looked at (and, when the bytes ran out, not the one
  * that did not fit), so filtered-out items are never revisited and none is skipped.
  */
-export async function collectPage<T>(
-  fetch: (opts: QueryOptions) => Promise<Page<Item>>,
+export async function collectPage<T, I extends Item = Item>(
+  fetch: (opts: QueryOptions) => Promise<Page<I>>,
   params: ListParams,
-  sortKeyOf: (item: Item) => string,
-  keep: (item: Item) => boolean,
-  map: (item: Item) => T,
+  sortKeyOf: (item: I) => string,
+  keep: (item: I) => boolean,
+  map: (item: I) => T,
 ): Promise<ListResult<T>> {
   const limit = clampLimit(params.limit);
   const budget = new PageBudget(params.maxBytes);

@@ -1,5 +1,7 @@
 import { CorralError } from '../errors.js';
 import type { StateTable } from '../store.js';
+import { keys } from '../storage/keys.js';
+import { counterRecords } from '../storage/items.js';
 
 export type RateClass = 'create' | 'write' | 'read';
 
@@ -45,10 +47,8 @@ export class RateLimiter {
     const limit = this.limits[kind];
     if (!limit) return;
     const window = Math.floor(now / this.windowMs) * this.windowMs;
-    const count = await this.table.increment(`rate#${tenant}#${kind}`, String(window), 'count', 1, {
-      // DynamoDB's TTL removes old windows on AWS.
-      expiresAt: Math.ceil((window + 2 * this.windowMs) / 1000),
-    });
+    // DynamoDB's TTL removes old windows on AWS.
+    const count = await counterRecords.increment(this.table, keys.rateCounter(tenant, kind, window), Math.ceil((window + 2 * this.windowMs) / 1000));
     if (count > limit) throw new RateLimitedError(Math.max(1, Math.ceil((window + this.windowMs - now) / 1000)), kind, limit);
   }
 }
@@ -92,29 +92,28 @@ export class AuthFailureLimiter {
     return Math.floor(now / this.windowMs) * this.windowMs;
   }
 
-  private counters(address: string): Array<[pk: string, limit: number]> {
+  private counters(address: string, window: number): Array<[key: { pk: string; sk: string }, limit: number]> {
     return [
-      [`authfail#addr#${address}`, this.limits.perAddress],
-      ['authfail#all', this.limits.global],
+      [keys.authFailures(address, window), this.limits.perAddress],
+      [keys.authFailures('all', window), this.limits.global],
     ];
   }
 
   /** Seconds until `address` may try an unknown key again; 0 if it may now. */
   async blockedFor(address: string, now = Date.now()): Promise<number> {
     const window = this.window(now);
-    for (const [pk, limit] of this.counters(address)) {
+    for (const [key, limit] of this.counters(address, window)) {
       if (!limit) continue;
-      const item = await this.table.get(pk, String(window));
-      if (Number(item?.count ?? 0) >= limit) return Math.max(1, Math.ceil((window + this.windowMs - now) / 1000));
+      if ((await counterRecords.count(this.table, key)) >= limit) return Math.max(1, Math.ceil((window + this.windowMs - now) / 1000));
     }
     return 0;
   }
 
   async recordFailure(address: string, now = Date.now()): Promise<void> {
     const window = this.window(now);
-    for (const [pk, limit] of this.counters(address)) {
+    for (const [key, limit] of this.counters(address, window)) {
       if (!limit) continue;
-      await this.table.increment(pk, String(window), 'count', 1, { expiresAt: Math.ceil((window + 2 * this.windowMs) / 1000) });
+      await counterRecords.increment(this.table, key, Math.ceil((window + 2 * this.windowMs) / 1000));
     }
   }
 }

@@ -6,13 +6,16 @@ import type { WakeQueue } from '../harness/queue.js';
 import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
 import { missingBatchEvents, type EventLog } from '../session/log.js';
 import { foldEvents, initialState, type TurnState } from '../harness/state.js';
-import { ConditionFailedError, type Item, type StateTable } from '../store.js';
+import { ConditionFailedError, type StateTable } from '../store.js';
+import { readCursor } from '../storage/cursor.js';
+import { HeadRecords, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields } from '../storage/items.js';
+import { tenantPrincipal, type Principal, type SystemPrincipal } from '../storage/principal.js';
 import type { AgentService, Agent } from './agents.js';
 import { assertRecordFits, nowIso, patchMetadata } from './common.js';
 import type { EnvironmentService } from './environments.js';
 import { collectPage, createdAtFilter, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
 import type { SecretSink } from '../vault/secret-store.js';
-import { RESOURCE_ID_PREFIX, normalizeRepositoryUrl, repositorySecretRef, type RepositoryCredentialRef } from '../vault/types.js';
+import { RESOURCE_ID_PREFIX, normalizeRepositoryUrl, repositorySecretRef } from '../vault/types.js';
 import type { VaultService } from '../vault/vaults.js';
 import { CredentialProxyUnavailableError } from '../vault/vaults.js';
 import { checkRepositoryUrl, type RepositoryUrlRule } from './repository-url.js';
@@ -79,7 +82,9 @@ export interface Session {
   forked_from?: { session_id: string; position: number };
 }
 
-const headPk = (id: string) => `session#${id}`;
+/** Session heads in the state table, listed per tenant. */
+const heads = new HeadRecords<Session, SessionHeadFields>('session');
+type SessionHead = HeadItem<Session, SessionHeadFields>;
 
 function pinAgent(agent: Agent): SessionAgent {
   const { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity } = agent;
@@ -235,23 +240,11 @@ export class SessionService {
         stored++;
       }
       for (const event of initial) await this.log.emitEvent(id, event);
-      await this.table.put(
-        {
-          pk: headPk(id),
-          sk: 'head',
-          tenant,
-          rev: 0,
-          data: session,
-          gsi1pk: `${tenant}#sessions`,
-          gsi1sk: id,
-          ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}),
-        },
-        { ifNotExists: true },
-      );
+      await heads.put(this.table, tenant, session, { rev: 0, ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}) }, { ifNotExists: true });
       headWritten = true;
       if (initial.length) await this.queue.wake(id);
     } catch (err) {
-      if (headWritten) await this.table.delete(headPk(id), 'head').catch(() => undefined);
+      if (headWritten) await heads.delete(this.table, id).catch(() => undefined);
       if (initial.length) await this.log.deleteAll(id).catch(() => undefined);
       for (const ref of gitCredentials.slice(0, stored)) await this.credentials?.secrets?.deleteSecret(ref.secret_ref).catch(() => undefined);
       throw err;
@@ -259,29 +252,34 @@ export class SessionService {
     return session;
   }
 
-  private async head(tenant: string | null, id: string): Promise<Item> {
-    const item = await this.table.get(headPk(id), 'head');
-    if (!item || (tenant !== null && item.tenant !== tenant)) throw new NotFoundError(`session ${id} not found`);
+  /** The session's head; not found when it is missing or `who` may not read it. */
+  private async head(who: Principal, id: string): Promise<SessionHead> {
+    const item = await heads.get(this.table, who, id);
+    if (!item) throw new NotFoundError(`session ${id} not found`);
     return item;
   }
 
-  /** A session of a tenant; `tenant` null reads across tenants (the harness, which has no tenant). */
-  async get(tenant: string | null, id: string): Promise<Session> {
-    return (await this.head(tenant, id)).data as Session;
+  /**
+   * A session as `who` may read it: a tenant principal reads its own tenant's sessions; the
+   * system principal (the harness) any.
+   */
+  async get(who: Principal, id: string): Promise<Session> {
+    return (await this.head(who, id)).data;
   }
 
-  async tenantOf(id: string): Promise<string> {
-    return String((await this.head(null, id)).tenant);
+  /** The tenant a session belongs to (the harness, which reads sessions of every tenant). */
+  async tenantOf(who: SystemPrincipal, id: string): Promise<string> {
+    return (await this.head(who, id)).tenant;
   }
 
   /** Read-modify-write of the session record, retried on concurrent change. */
-  async mutate(tenant: string | null, id: string, change: (s: Session) => Session | null): Promise<Session> {
+  async mutate(who: Principal, id: string, change: (s: Session) => Session | null): Promise<Session> {
     for (let attempt = 0; ; attempt++) {
-      const item = await this.head(tenant, id);
-      const next = change(item.data as Session);
-      if (next === null) return item.data as Session;
+      const item = await this.head(who, id);
+      const next = change(item.data);
+      if (next === null) return item.data;
       try {
-        await this.table.put({ ...item, rev: Number(item.rev) + 1, data: next } as Item, { ifEquals: { rev: item.rev } });
+        await heads.replace(this.table, item, { rev: Number(item.rev) + 1, data: next }, { ifEquals: { rev: item.rev } });
         return next;
       } catch (err) {
         if (!(err instanceof ConditionFailedError) || attempt > 20) throw err;
@@ -291,7 +289,7 @@ export class SessionService {
 
   update(tenant: string, id: string, params: SessionUpdate, now = new Date()): Promise<Session> {
     if (params.vault_ids !== undefined) throw new InvalidRequestError('vault_ids: can only be set when the session is created');
-    return this.mutate(tenant, id, (s) => {
+    return this.mutate(tenantPrincipal(tenant), id, (s) => {
       const next = {
         ...s,
         agent: params.agent === undefined ? s.agent : this.updateAgent(s, params.agent, now),
@@ -319,14 +317,14 @@ export class SessionService {
   }
 
   archive(tenant: string, id: string, now = new Date()): Promise<Session> {
-    return this.mutate(tenant, id, (s) => (s.archived_at ? null : { ...s, archived_at: nowIso(now), updated_at: nowIso(now) }));
+    return this.mutate(tenantPrincipal(tenant), id, (s) => (s.archived_at ? null : { ...s, archived_at: nowIso(now), updated_at: nowIso(now) }));
   }
 
   /** Remove the session, its history, its repository tokens and (through `onDelete`) its sandboxes. */
   async delete(tenant: string, id: string, onDelete?: (id: string) => Promise<void>) {
-    const head = await this.head(tenant, id);
-    await this.table.delete(headPk(id), 'head');
-    for (const ref of (head.git_credentials as RepositoryCredentialRef[] | undefined) ?? []) {
+    const head = await this.head(tenantPrincipal(tenant), id);
+    await heads.delete(this.table, id);
+    for (const ref of head.git_credentials ?? []) {
       await this.credentials?.secrets?.deleteSecret(ref.secret_ref);
     }
     await this.log.deleteAll(id);
@@ -347,11 +345,11 @@ export class SessionService {
     if (params.agent_version !== undefined && !params.agent_id) throw new InvalidRequestError('agent_version: only applies with agent_id');
     const created = createdAtFilter(params.created_at);
     return collectPage(
-      (q) => this.table.queryIndex(`${tenant}#sessions`, q),
+      (q) => heads.page(this.table, tenant, q),
       params,
-      (item) => String(item.gsi1sk),
+      (item) => item.gsi1sk,
       (item) => {
-        const s = item.data as Session;
+        const s = item.data;
         if (!params.include_archived && s.archived_at) return false;
         if (params.agent_id && s.agent.id !== params.agent_id) return false;
         if (params.agent_version !== undefined && s.agent.version !== params.agent_version) return false;
@@ -359,13 +357,13 @@ export class SessionService {
         if (params.statuses?.length && !params.statuses.includes(s.status)) return false;
         return true;
       },
-      (item) => item.data as Session,
+      (item) => item.data,
     );
   }
 
   /** Append user events in order and wake the harness. Accepted in any status but terminated. */
   async send(tenant: string, id: string, events: UserEvent[], now = new Date()): Promise<SessionEvent[]> {
-    const session = await this.get(tenant, id);
+    const session = await this.get(tenantPrincipal(tenant), id);
     if (session.archived_at) throw new InvalidRequestError(`session ${id} is archived`);
     if (session.status === 'terminated') throw new InvalidRequestError(`session ${id} is terminated`);
     await this.assertAnswersOpenCalls(id, events);
@@ -387,9 +385,8 @@ export class SessionService {
    */
   private async assertAnswersOpenCalls(id: string, events: UserEvent[]): Promise<void> {
     if (!events.some((e) => e.type === 'user.tool_confirmation' || e.type === 'user.custom_tool_result')) return;
-    // The harness's cursor record (see `cursorKey` in harness/harness.ts): derived, may be absent.
-    const cursor = await this.table.get(headPk(id), 'cursor');
-    let state = (cursor?.state as TurnState | undefined) ?? initialState();
+    // The harness's cursor (storage/cursor.ts): derived, may be absent or of another version.
+    let state = (await readCursor<TurnState>(this.table, id)) ?? initialState();
     for (;;) {
       const fresh = await this.log.getEvents(id, { from: state.position + 1, limit: 500 });
       state = foldEvents(state, fresh);
@@ -420,7 +417,7 @@ export class SessionService {
    * the copy ends.
    */
   async fork(tenant: string, id: string, opts: { upTo?: number; title?: string | null } = {}, now = new Date()): Promise<Session> {
-    const source = await this.get(tenant, id);
+    const source = await this.get(tenantPrincipal(tenant), id);
     const last = await this.log.lastPosition(id);
     const upTo = opts.upTo ?? last;
     if (!Number.isInteger(upTo) || upTo < 0 || upTo > last) {
@@ -468,7 +465,7 @@ export class SessionService {
       forked_from: { session_id: id, position: upTo },
     };
     // The fork's repository tokens are copies, so that deleting either session leaves the other's.
-    const sourceRefs = ((await this.head(tenant, id)).git_credentials as RepositoryCredentialRef[] | undefined) ?? [];
+    const sourceRefs = (await this.head(tenantPrincipal(tenant), id)).git_credentials ?? [];
     const gitCredentials = sourceRefs.map((r) => ({ ...r, secret_ref: repositorySecretRef(tenant, newId_, r.resource_id) }));
     if (sourceRefs.length && !this.credentials?.secrets) {
       throw new CredentialProxyUnavailableError('no credential proxy is configured on this deployment: repository tokens cannot be copied');
@@ -488,23 +485,11 @@ export class SessionService {
       // A batch cut by the fork point is completed here: the copies carry no batch head to finish it from.
       let position = upTo;
       for (const e of missingBatchEvents(copied)) await this.log.emitEvent(newId_, remap(e), { position: ++position });
-      await this.table.put(
-        {
-          pk: headPk(newId_),
-          sk: 'head',
-          tenant,
-          rev: 0,
-          data: session,
-          gsi1pk: `${tenant}#sessions`,
-          gsi1sk: newId_,
-          ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}),
-        },
-        { ifNotExists: true },
-      );
+      await heads.put(this.table, tenant, session, { rev: 0, ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}) }, { ifNotExists: true });
       headWritten = true;
       await this.queue.wake(newId_);
     } catch (err) {
-      if (headWritten) await this.table.delete(headPk(newId_), 'head').catch(() => undefined);
+      if (headWritten) await heads.delete(this.table, newId_).catch(() => undefined);
       await this.log.deleteAll(newId_).catch(() => undefined);
       for (const ref of gitCredentials.slice(0, copiedSecrets)) await this.credentials?.secrets?.deleteSecret(ref.secret_ref).catch(() => undefined);
       throw err;
@@ -516,12 +501,12 @@ export class SessionService {
 
   /** One page always: at most 20 resources of a few KB each (no token), far under the page budget. */
   async listResources(tenant: string, id: string): Promise<ListResult<SessionResource>> {
-    const session = await this.get(tenant, id);
+    const session = await this.get(tenantPrincipal(tenant), id);
     return { data: session.resources as SessionResource[], next_page: null };
   }
 
   async getResource(tenant: string, id: string, resourceId: string): Promise<SessionResource> {
-    const session = await this.get(tenant, id);
+    const session = await this.get(tenantPrincipal(tenant), id);
     const r = (session.resources as SessionResource[]).find((x) => x.id === resourceId);
     if (!r) throw new NotFoundError(`resource ${resourceId} not found in session ${id}`);
     return r;
@@ -530,8 +515,8 @@ export class SessionService {
   /** Rotate a repository's token: it goes to the proxy; the resource only changes `updated_at`. */
   async updateResource(tenant: string, id: string, resourceId: string, params: SessionResourceUpdate, now = new Date()): Promise<SessionResource> {
     for (let attempt = 0; ; attempt++) {
-      const item = await this.head(tenant, id);
-      const session = item.data as Session;
+      const item = await this.head(tenantPrincipal(tenant), id);
+      const session = item.data;
       const resources = session.resources as SessionResource[];
       const r = resources.find((x) => x.id === resourceId);
       if (!r) throw new NotFoundError(`resource ${resourceId} not found in session ${id}`);
@@ -539,13 +524,13 @@ export class SessionService {
       const url = String(r.url);
       if (!/^https?:\/\//i.test(url)) throw new InvalidRequestError('authorization_token: needs an http(s) repository url');
       if (!this.credentials?.secrets) throw new CredentialProxyUnavailableError('no credential proxy is configured on this deployment: repository tokens cannot be stored');
-      const refs = ((item.git_credentials as RepositoryCredentialRef[] | undefined) ?? []).filter((x) => x.resource_id !== resourceId);
+      const refs = (item.git_credentials ?? []).filter((x) => x.resource_id !== resourceId);
       const ref: RepositoryCredentialRef = { resource_id: resourceId, url: normalizeRepositoryUrl(url), secret_ref: repositorySecretRef(tenant, id, resourceId) };
       await this.storeToken(ref.secret_ref, params.authorization_token);
       const updated = { ...r, updated_at: nowIso(now) };
       const next: Session = { ...session, resources: resources.map((x) => (x.id === resourceId ? updated : x)), updated_at: nowIso(now) };
       try {
-        await this.table.put({ ...item, rev: Number(item.rev) + 1, data: next, git_credentials: [...refs, ref] } as Item, { ifEquals: { rev: item.rev } });
+        await heads.replace(this.table, item, { rev: Number(item.rev) + 1, data: next, git_credentials: [...refs, ref] }, { ifEquals: { rev: item.rev } });
         return updated;
       } catch (err) {
         if (!(err instanceof ConditionFailedError) || attempt > 20) throw err;
@@ -554,10 +539,8 @@ export class SessionService {
   }
 
   /** Every session id of every tenant that is not terminated (start-up recovery of the local runtime). */
-  async activeSessionIds(): Promise<string[]> {
-    const items = await this.table.scanPrefix('session#');
-    return items
-      .filter((i) => i.sk === 'head' && (i.data as Session).status !== 'terminated')
-      .map((i) => (i.data as Session).id);
+  async activeSessionIds(who: SystemPrincipal): Promise<string[]> {
+    const items = await heads.all(this.table, who);
+    return items.filter((i) => i.data.status !== 'terminated').map((i) => i.data.id);
   }
 }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { AuthenticationError } from '../errors.js';
 import type { StateTable } from '../store.js';
+import { apiKeyRecords } from '../storage/items.js';
 
 /** Only a hash of an API key is stored; the key itself is shown once, when it is made. */
 export function hashApiKey(key: string): string {
@@ -10,8 +11,6 @@ export function hashApiKey(key: string): string {
 export function generateApiKey(): string {
   return `sk-corral-${randomBytes(24).toString('base64url')}`;
 }
-
-const keyItem = (hash: string) => ({ pk: `apikey#${hash}`, sk: 'key' });
 
 /** API keys, each belonging to one tenant. */
 export class TenantService {
@@ -28,14 +27,14 @@ export class TenantService {
   ) {}
 
   async addKey(tenant: string, key: string, now = new Date()): Promise<void> {
-    await this.table.put({ ...keyItem(hashApiKey(key)), tenant, created_at: now.toISOString() });
+    await apiKeyRecords.put(this.table, hashApiKey(key), { tenant, created_at: now.toISOString() });
   }
 
   async revokeKey(key: string): Promise<void> {
     const hash = hashApiKey(key);
     this.cache.delete(hash);
     this.verified.delete(hash);
-    await this.table.delete(keyItem(hash).pk, 'key');
+    await apiKeyRecords.delete(this.table, hash);
   }
 
   /** The tenant a key belongs to; `AuthenticationError` for an unknown key. */
@@ -44,13 +43,13 @@ export class TenantService {
     const hash = hashApiKey(key);
     const hit = this.cache.get(hash);
     if (hit && Date.now() - hit.at < this.cacheMs) return hit.tenant;
-    const item = await this.table.get(keyItem(hash).pk, 'key');
+    const item = await apiKeyRecords.get(this.table, hash);
     if (!item) throw new AuthenticationError('invalid API key');
-    this.cache.set(hash, { tenant: String(item.tenant), at: Date.now() });
+    this.cache.set(hash, { tenant: item.tenant, at: Date.now() });
     this.verified.delete(hash);
     this.verified.set(hash, Date.now());
     if (this.verified.size > 10_000) this.verified.delete(this.verified.keys().next().value!);
-    return String(item.tenant);
+    return item.tenant;
   }
 
   /** Whether `key` verified on this instance within the last day (it may have been revoked since). */

@@ -12,6 +12,7 @@ import { nextAction } from '../harness/state.js';
 import type { SessionService } from '../resources/sessions.js';
 import { makeEvent, type SandboxHandoffReceivedEvent, type SandboxHandoffSentEvent } from '../session/events.js';
 import type { EventLog } from '../session/log.js';
+import { tenantPrincipal } from '../storage/principal.js';
 import { SANDBOX_NAME, type SandboxManager, type SandboxRecord } from './manager.js';
 
 export const HANDOFF_SENT = 'corral.sandbox_handoff_sent';
@@ -46,8 +47,9 @@ export async function handOffSandbox(
   if (!SANDBOX_NAME.test(as)) throw new InvalidRequestError(`as: ${JSON.stringify(as)} is not a valid sandbox name: use 1-64 letters, digits, - or _`);
   if (req.toSessionId === req.sessionId) throw new InvalidRequestError('to_session_id: a sandbox can only be handed to another session');
   // Both must be the caller's (a session of another tenant is "not found").
-  await deps.sessions.get(tenant, req.sessionId);
-  const target = await deps.sessions.get(tenant, req.toSessionId);
+  const caller = tenantPrincipal(tenant);
+  await deps.sessions.get(caller, req.sessionId);
+  const target = await deps.sessions.get(caller, req.toSessionId);
   if (target.archived_at) throw new InvalidRequestError(`to_session_id: session ${target.id} is archived`);
   if (target.status === 'terminated') throw new InvalidRequestError(`to_session_id: session ${target.id} is terminated`);
 

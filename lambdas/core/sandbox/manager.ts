@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { ConflictError, CorralError, NotFoundError } from '../errors.js';
-import { ConditionFailedError, type Item, type StateTable } from '../store.js';
+import type { StateTable } from '../store.js';
+import { SandboxRecords } from '../storage/items.js';
+import { keys } from '../storage/keys.js';
 import { SandboxClient, callTimeoutMs } from './client.js';
 import { KeySealer, type CapabilitySealer } from './sealing.js';
 import {
@@ -51,56 +53,26 @@ export interface ExecutionReport extends ToolOutput {
 }
 
 /**
- * Ready sandboxes are also written to the state table's index, so the idle reaper can find them
- * across sessions by last use: `gsi1pk` = `sandboxes#active#<shard>` (a few partitions, so one
- * busy deployment does not write a single index partition hot), `gsi1sk` =
- * `<lastUsedAt>#<session>#<name>`. Sandboxes that are not ready leave the index (sparse).
+ * Records live in the session's partition of the state table; ready ones are also in the index,
+ * ordered by last use, so the idle reaper finds them across sessions (storage/items.ts,
+ * `sandboxItem`). Sandboxes that are not ready leave the index (sparse).
  */
-export const ACTIVE_SANDBOX_SHARDS = 8;
-export const activeSandboxPartition = (shard: number) => `sandboxes#active#${shard}`;
+export { ACTIVE_SANDBOX_SHARDS } from '../storage/items.js';
+export const sandboxKey = keys.sandbox;
 
-function shardOf(sessionId: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < sessionId.length; i++) h = Math.imul(h ^ sessionId.charCodeAt(i), 0x01000193) >>> 0;
-  return h % ACTIVE_SANDBOX_SHARDS;
-}
-
-export const sandboxKey = (sessionId: string, name: string) => ({ pk: `session#${sessionId}`, sk: `sandbox#${name}` });
-
-/** The state-table item of a record. `ref`, `state` and `lastUsedAt` are top level for conditions. */
-export function sandboxItem(record: SandboxRecord): Item {
-  const item: Item = {
-    ...sandboxKey(record.sessionId, record.name),
-    record,
-    ref: record.ref,
-    state: record.state,
-    lastUsedAt: record.lastUsedAt,
-  };
-  if (record.state === 'ready') {
-    item.gsi1pk = activeSandboxPartition(shardOf(record.sessionId));
-    item.gsi1sk = `${record.lastUsedAt}#${record.sessionId}#${record.name}`;
-  }
-  return item;
-}
+const records = new SandboxRecords<SandboxRecord>();
 
 /**
  * Write a record; with `expect`, only if the stored one still has that `ref` (and `state`, and
  * `lastUsedAt`): a record that was replaced, reaped or handed off meanwhile is left alone.
  * Returns false when the condition failed.
  */
-export async function putSandboxRecord(
+export function putSandboxRecord(
   table: StateTable,
   record: SandboxRecord,
   expect?: { ref: string; state?: SandboxState; lastUsedAt?: string },
 ): Promise<boolean> {
-  try {
-    const ifEquals = expect ? Object.fromEntries(Object.entries(expect).filter(([, v]) => v !== undefined)) : undefined;
-    await table.put(sandboxItem(record), ifEquals ? { ifEquals } : {});
-    return true;
-  } catch (err) {
-    if (err instanceof ConditionFailedError) return false;
-    throw err;
-  }
+  return records.put(table, record, expect);
 }
 
 export { SEALED_PREFIX, sealCapability, openCapability } from './sealing.js';
@@ -129,9 +101,8 @@ export class SandboxManager {
   }
 
   async get(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
-    const k = sandboxKey(sessionId, name);
-    const item = await this.table.get(k.pk, k.sk);
-    return item ? this.opened(item.record as SandboxRecord) : undefined;
+    const record = await records.get(this.table, sessionId, name);
+    return record ? this.opened(record) : undefined;
   }
 
   /** A stored record with its capability opened; one that cannot be opened is not reachable. */
@@ -145,8 +116,7 @@ export class SandboxManager {
   /** The stored record of a ready sandbox whose capability this process cannot open, if that is what is stored. */
   private async unreadable(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
     if (!this.sealer) return undefined;
-    const k = sandboxKey(sessionId, name);
-    const stored = (await this.table.get(k.pk, k.sk))?.record as SandboxRecord | undefined;
+    const stored = await records.get(this.table, sessionId, name);
     if (!stored || stored.state !== 'ready') return undefined;
     return (await this.sealer.open(stored, stored.endpoint.capability)) === null ? stored : undefined;
   }
@@ -160,8 +130,7 @@ export class SandboxManager {
   }
 
   async list(sessionId: string): Promise<SandboxRecord[]> {
-    const page = await this.table.query(`session#${sessionId}`, { prefix: 'sandbox#' });
-    return page.items.map((i) => i.record as SandboxRecord);
+    return records.list(this.table, sessionId);
   }
 
   async execute(
@@ -337,8 +306,7 @@ export class SandboxManager {
       await this.put({ ...record, endpoint }).catch(() => undefined);
       throw err;
     }
-    const k = sandboxKey(from.sessionId, from.name);
-    await this.table.delete(k.pk, k.sk);
+    await records.delete(this.table, from.sessionId, from.name);
     return moved;
   }
 
@@ -346,8 +314,7 @@ export class SandboxManager {
   async releaseAll(sessionId: string): Promise<void> {
     for (const record of await this.list(sessionId)) {
       await this.provider.release(sessionId, record.name, record.ref).catch(() => undefined);
-      const k = sandboxKey(sessionId, record.name);
-      await this.table.delete(k.pk, k.sk);
+      await records.delete(this.table, sessionId, record.name);
     }
     await this.provider.releaseAll?.(sessionId);
   }

@@ -5,7 +5,7 @@
  * (`lambdas/sandbox-reaper/handler.ts`).
  *
  * It finds candidates through the state table's index, where the manager keeps every ready
- * sandbox ordered by last use (`manager.ts`, `sandboxItem`), so one run reads only the idle ones.
+ * sandbox ordered by last use (`storage/items.ts`, `sandboxItem`), so one run reads only the idle ones.
  * A sandbox in the middle of a call (`busyUntil` in the future) is never reaped, and marking it
  * released is conditional on its record being unchanged since it was read, so a call that starts
  * meanwhile wins.
@@ -13,11 +13,17 @@
 import { CORRAL_ENV, readSandboxIdleMs } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { StateTable } from '../store.js';
-import { ACTIVE_SANDBOX_SHARDS, activeSandboxPartition, putSandboxRecord, type SandboxRecord } from './manager.js';
+import { ACTIVE_SANDBOX_SHARDS, SandboxRecords } from '../storage/items.js';
+import { systemPrincipal } from '../storage/principal.js';
+import { putSandboxRecord, type SandboxRecord } from './manager.js';
 import type { SandboxProvider } from './types.js';
 
 export { DEFAULT_SANDBOX_IDLE_MS } from '../config.js';
 export const SANDBOX_IDLE_ENV = CORRAL_ENV.sandboxIdleMs;
+
+/** The reaper reads the ready sandboxes of every session, of every tenant. */
+const REAPER = systemPrincipal('sandbox-reaper');
+const records = new SandboxRecords<SandboxRecord>();
 
 export interface ReapOptions {
   table: StateTable;
@@ -52,14 +58,14 @@ export async function reapIdleSandboxes(opts: ReapOptions): Promise<ReapResult> 
     let after: string | undefined;
     let done = false;
     while (!done) {
-      const page = await opts.table.queryIndex(activeSandboxPartition(shard), { after, limit: pageSize });
-      for (const item of page.items) {
+      const page = await records.activePage(opts.table, REAPER, shard, { after, limit: pageSize });
+      for (const { record, order } of page.items) {
         // Sorted by last use: everything from here on was used after the cutoff.
-        if (String(item.gsi1sk) >= cutoff) {
+        if (order >= cutoff) {
           done = true;
           break;
         }
-        await reapOne(item.record as SandboxRecord, now, cutoff, opts, result);
+        await reapOne(record, now, cutoff, opts, result);
       }
       if (page.last === null) break;
       after = page.last;

@@ -1,4 +1,5 @@
 import { ConditionFailedError, type StateTable } from '../store.js';
+import { leaseRecords } from '../storage/items.js';
 
 export interface Lease {
   sessionId: string;
@@ -12,8 +13,6 @@ export interface Lease {
    */
   takeover: boolean;
 }
-
-const key = (sessionId: string) => ({ pk: `session#${sessionId}`, sk: 'lease' });
 
 /**
  * One harness at a time per session. A lease is a conditional write on the session's lease item:
@@ -34,16 +33,13 @@ export class LeaseManager {
   }
 
   async acquire(sessionId: string, owner: string, now = this.clock()): Promise<Lease | null> {
-    const current = await this.table.get(key(sessionId).pk, 'lease');
-    if (current && Number(current.until) > now && current.owner !== owner) return null;
-    const fence = current ? Number(current.fence) + 1 : 1;
-    const takeover = !!current && Number(current.until) !== 0 && current.owner !== owner;
+    const current = await leaseRecords.get(this.table, sessionId);
+    if (current && current.until > now && current.owner !== owner) return null;
+    const fence = current ? current.fence + 1 : 1;
+    const takeover = !!current && current.until !== 0 && current.owner !== owner;
     const lease: Lease = { sessionId, owner, fence, until: now + this.ttlMs, takeover };
     try {
-      await this.table.put(
-        { ...key(sessionId), owner, fence, until: lease.until },
-        current ? { ifEquals: { fence: Number(current.fence) } } : { ifNotExists: true },
-      );
+      await leaseRecords.put(this.table, sessionId, { owner, fence, until: lease.until }, current ? { ifEquals: { fence: current.fence } } : { ifNotExists: true });
       return lease;
     } catch (err) {
       if (err instanceof ConditionFailedError) return null;
@@ -55,10 +51,7 @@ export class LeaseManager {
   async renew(lease: Lease, now = this.clock()): Promise<boolean> {
     const until = now + this.ttlMs;
     try {
-      await this.table.put(
-        { ...key(lease.sessionId), owner: lease.owner, fence: lease.fence, until },
-        { ifEquals: { fence: lease.fence, owner: lease.owner } },
-      );
+      await leaseRecords.put(this.table, lease.sessionId, { owner: lease.owner, fence: lease.fence, until }, { ifEquals: { fence: lease.fence, owner: lease.owner } });
       lease.until = until;
       return true;
     } catch (err) {
@@ -69,10 +62,7 @@ export class LeaseManager {
 
   async release(lease: Lease): Promise<void> {
     try {
-      await this.table.put(
-        { ...key(lease.sessionId), owner: lease.owner, fence: lease.fence, until: 0 },
-        { ifEquals: { fence: lease.fence, owner: lease.owner } },
-      );
+      await leaseRecords.put(this.table, lease.sessionId, { owner: lease.owner, fence: lease.fence, until: 0 }, { ifEquals: { fence: lease.fence, owner: lease.owner } });
     } catch (err) {
       if (!(err instanceof ConditionFailedError)) throw err;
     }
@@ -83,10 +73,10 @@ export class LeaseManager {
    * local runtime at start, when the process that held it was killed (one process owns a data dir).
    */
   async expire(sessionId: string): Promise<void> {
-    const current = await this.table.get(key(sessionId).pk, 'lease');
-    if (!current || Number(current.until) === 0) return;
+    const current = await leaseRecords.get(this.table, sessionId);
+    if (!current || current.until === 0) return;
     try {
-      await this.table.put({ ...key(sessionId), owner: current.owner, fence: current.fence, until: 0 }, { ifEquals: { fence: current.fence } });
+      await leaseRecords.put(this.table, sessionId, { ...current, until: 0 }, { ifEquals: { fence: current.fence } });
     } catch (err) {
       if (!(err instanceof ConditionFailedError)) throw err;
     }
@@ -94,7 +84,7 @@ export class LeaseManager {
 
   /** Milliseconds until the current lease expires (0 when free). */
   async remainingMs(sessionId: string, now = this.clock()): Promise<number> {
-    const current = await this.table.get(key(sessionId).pk, 'lease');
-    return current ? Math.max(0, Number(current.until) - now) : 0;
+    const current = await leaseRecords.get(this.table, sessionId);
+    return current ? Math.max(0, current.until - now) : 0;
   }
 }

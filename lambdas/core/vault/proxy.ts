@@ -3,7 +3,9 @@ import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
 import type { McpServerRef } from '../mcp/gateway.js';
 import type { Session } from '../resources/sessions.js';
-import type { Item, StateTable } from '../store.js';
+import type { StateTable } from '../store.js';
+import { CredentialRecords, HeadRecords, type HeadItem, type SessionHeadFields } from '../storage/items.js';
+import { systemPrincipal, tenantPrincipal } from '../storage/principal.js';
 import { McpCallFailure, McpConnector, type McpConnectorOptions } from './mcp-connector.js';
 import { OAuthRefreshError, OAuthTokens, isOAuth, validateMcpOAuth, type CredentialValidation } from './oauth.js';
 import {
@@ -17,12 +19,9 @@ import {
 import { redactSecrets, type SecretStore } from './secret-store.js';
 import {
   SECRET_PREFIX,
-  credentialKey,
   normalizeRepositoryUrl,
   normalizeServerUrl,
-  vaultKey,
   type Credential,
-  type RepositoryCredentialRef,
   type SecretFields,
   type Vault,
 } from './types.js';
@@ -43,6 +42,18 @@ import {
  * good. Open channels are kept in this process, like the signing key the local proxy makes at
  * start: a restarted proxy knows neither, so every earlier capability is dead with it.
  */
+
+
+/**
+ * The proxy reads the session a call names whatever its tenant (the caller is the harness or a
+ * sandbox of that session, not a tenant), then reads vaults and credentials as that session's
+ * tenant: a vault of another tenant grants nothing, whatever the session lists.
+ */
+const PROXY = systemPrincipal('credential-proxy');
+const sessions = new HeadRecords<Session, SessionHeadFields>('session');
+const vaults = new HeadRecords<Vault>('vault');
+const credentials = new CredentialRecords<Credential>();
+type SessionHead = HeadItem<Session, SessionHeadFields>;
 
 export interface CredentialProxyDeps {
   table: StateTable;
@@ -203,11 +214,11 @@ export class CredentialProxy {
     return value;
   }
 
-  private async sessionHead(sessionId: unknown): Promise<Item & { data: Session }> {
+  private async sessionHead(sessionId: unknown): Promise<SessionHead> {
     if (typeof sessionId !== 'string' || !sessionId) throw new ProxyFailure('invalid', 'sessionId: required');
-    const head = await this.deps.table.get(`session#${sessionId}`, 'head');
+    const head = await sessions.get(this.deps.table, PROXY, sessionId);
     if (!head) throw new ProxyFailure('forbidden', `session ${sessionId} does not exist`);
-    return head as Item & { data: Session };
+    return head;
   }
 
   // --- MCP ----------------------------------------------------------------------------------------
@@ -218,18 +229,19 @@ export class CredentialProxy {
    * unarchived credential for the server's URL. None is not an error: the call goes out without
    * credentials, and a server that wants some answers 401.
    */
-  private async grantFor(head: Item & { data: Session }, url: string): Promise<{ credential: Credential; ref: string } | null> {
+  private async grantFor(head: SessionHead, url: string): Promise<{ credential: Credential; ref: string } | null> {
     const target = normalizeServerUrl(url);
+    const owner = tenantPrincipal(head.tenant);
     for (const vaultId of head.data.vault_ids ?? []) {
-      const vault = await this.deps.table.get(vaultKey(vaultId).pk, 'head');
-      if (!vault || vault.tenant !== head.tenant || (vault.data as Vault).archived_at) continue;
+      const vault = await vaults.get(this.deps.table, owner, vaultId);
+      if (!vault || vault.data.archived_at) continue;
       let after: string | undefined;
       for (;;) {
-        const page = await this.deps.table.query(vaultKey(vaultId).pk, { prefix: 'cred#', after, limit: 100 });
+        const page = await credentials.page(this.deps.table, owner, vaultId, { after, limit: 100 });
         for (const item of page.items) {
-          const c = item.data as Credential;
-          if (item.tenant === head.tenant && !c.archived_at && item.target === target && c.auth.type !== 'environment_variable') {
-            return { credential: c, ref: String(item.secret_ref) };
+          const c = item.data;
+          if (!c.archived_at && item.target === target && c.auth.type !== 'environment_variable') {
+            return { credential: c, ref: item.secret_ref };
           }
         }
         if (page.last === null) break;
@@ -350,16 +362,16 @@ export class CredentialProxy {
     for (const [name, v] of [['tenant', r.tenant], ['vaultId', r.vaultId], ['credentialId', r.credentialId]] as const) {
       if (typeof v !== 'string' || !v) throw new ProxyFailure('invalid', `${name}: required`);
     }
-    const vault = await this.deps.table.get(vaultKey(r.vaultId).pk, 'head');
-    const key = credentialKey(r.vaultId, r.credentialId);
-    const item = await this.deps.table.get(key.pk, key.sk);
-    if (!vault || vault.tenant !== r.tenant || !item || item.tenant !== r.tenant) {
+    const caller = tenantPrincipal(r.tenant);
+    const vault = await vaults.get(this.deps.table, caller, r.vaultId);
+    const item = await credentials.get(this.deps.table, caller, r.vaultId, r.credentialId);
+    if (!vault || !item) {
       throw new ProxyFailure('forbidden', `credential ${r.credentialId} is not a credential of vault ${r.vaultId} of this tenant`);
     }
-    const credential = item.data as Credential;
-    if ((vault.data as Vault).archived_at || credential.archived_at) throw new ProxyFailure('invalid', `credential ${r.credentialId} is archived`);
+    const credential = item.data;
+    if (vault.data.archived_at || credential.archived_at) throw new ProxyFailure('invalid', `credential ${r.credentialId} is archived`);
     if (!isOAuth(credential)) throw new ProxyFailure('invalid', `credential ${r.credentialId} is ${credential.auth.type}, not mcp_oauth`);
-    const result = await validateMcpOAuth(credential, String(item.secret_ref), {
+    const result = await validateMcpOAuth(credential, item.secret_ref, {
       tokens: this.oauth,
       secrets: { read: (ref, fresh) => this.secret(ref, fresh) },
       fetch: this.deps.mcp?.fetch,
@@ -454,15 +466,15 @@ export class CredentialProxy {
       if (!cap) return deny(403, 'missing, invalid, expired or closed git capability');
       const repo = cap.r[Number(m[1])];
       if (!repo) return deny(404, 'no such repository on this channel');
-      const head = await this.deps.table.get(`session#${cap.s}`, 'head');
+      const head = await sessions.get(this.deps.table, PROXY, cap.s);
       if (!head) return deny(403, 'the session of this channel no longer exists');
-      const session = head.data as Session;
+      const session = head.data;
       const wanted = normalizeRepositoryUrl(repo);
       const still = (session.resources ?? []).some(
         (x) => isObject(x) && x.type === 'github_repository' && typeof x.url === 'string' && normalizeRepositoryUrl(x.url) === wanted,
       );
       if (!still) return deny(403, 'this repository is no longer a resource of the session');
-      const ref = ((head.git_credentials as RepositoryCredentialRef[] | undefined) ?? []).find((c) => c.url === wanted)?.secret_ref;
+      const ref = (head.git_credentials ?? []).find((c) => c.url === wanted)?.secret_ref;
       if (ref) token = (await this.secret(ref))?.token;
 
       const headers = new Headers();

@@ -89,18 +89,6 @@ export function repositorySecretRef(tenant: string, sessionId: string, resourceI
   return `${SECRET_PREFIX}${segment(tenant)}/sessions/${segment(sessionId)}/${segment(resourceId)}`;
 }
 
-/**
- * A session's repository token as its head records it (`git_credentials`): which resource, the
- * repository it opens and where the token is kept. Written by the session service, read by the
- * credential proxy.
- */
-export interface RepositoryCredentialRef {
-  resource_id: string;
-  /** normalized with `normalizeRepositoryUrl` */
-  url: string;
-  secret_ref: string;
-}
-
 /** The key that signs git capabilities (AWS: a secret; locally a fresh key per proxy start). */
 export const GIT_SIGNING_KEY_REF = `${SECRET_PREFIX}_proxy/git-signing-key`;
 
@@ -124,7 +112,3 @@ export function normalizeServerUrl(url: string): string {
 export function normalizeRepositoryUrl(url: string): string {
   return normalizeServerUrl(url).replace(/\.git$/, '');
 }
-
-/** State-table keys of vault records. */
-export const vaultKey = (id: string) => ({ pk: `vault#${id}`, sk: 'head' });
-export const credentialKey = (vaultId: string, id: string) => ({ pk: `vault#${vaultId}`, sk: `cred#${id}` });

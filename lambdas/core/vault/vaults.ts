@@ -4,6 +4,8 @@ import { newId } from '../ids.js';
 import { assertRecordFits, nowIso, patchMetadata } from '../resources/common.js';
 import { collectPage, type ListParams, type ListResult } from '../resources/paging.js';
 import type { StateTable } from '../store.js';
+import { CredentialRecords, HeadRecords } from '../storage/items.js';
+import { tenantPrincipal } from '../storage/principal.js';
 import type { CredentialValidation } from './oauth.js';
 import { ProxyCallError } from './protocol.js';
 import type { SecretSink } from './secret-store.js';
@@ -11,10 +13,8 @@ import {
   CREDENTIAL_ID_PREFIX,
   REFRESHED_EXPIRY_FIELD,
   VAULT_ID_PREFIX,
-  credentialKey,
   credentialSecretRef,
   normalizeServerUrl,
-  vaultKey,
   type Credential,
   type CredentialAuth,
   type SecretFields,
@@ -33,6 +33,10 @@ export class CredentialProxyUnavailableError extends CorralError {
 export interface CredentialValidator {
   mcpOAuthValidate(req: { tenant: string; vaultId: string; credentialId: string }): Promise<CredentialValidation>;
 }
+
+/** Vaults (listed per tenant) and their credentials, in the state table. */
+const vaults = new HeadRecords<Vault>('vault');
+const credentials = new CredentialRecords<Credential>();
 
 /**
  * Vaults and their credentials: metadata in the state table, secrets handed to the credential
@@ -58,18 +62,18 @@ export class VaultService {
       archived_at: null,
     };
     assertRecordFits('vault', vault);
-    await this.table.put({ ...vaultKey(id), tenant, data: vault, gsi1pk: `${tenant}#vaults`, gsi1sk: id }, { ifNotExists: true });
+    await vaults.put(this.table, tenant, vault, {}, { ifNotExists: true });
     return vault;
   }
 
   async get(tenant: string, id: string): Promise<Vault> {
-    const item = await this.table.get(vaultKey(id).pk, 'head');
-    if (!item || item.tenant !== tenant) throw new NotFoundError(`vault ${id} not found`);
-    return item.data as Vault;
+    const item = await vaults.get(this.table, tenantPrincipal(tenant), id);
+    if (!item) throw new NotFoundError(`vault ${id} not found`);
+    return item.data;
   }
 
   private async save(tenant: string, vault: Vault) {
-    await this.table.put({ ...vaultKey(vault.id), tenant, data: vault, gsi1pk: `${tenant}#vaults`, gsi1sk: vault.id });
+    await vaults.put(this.table, tenant, vault, {});
   }
 
   async update(tenant: string, id: string, params: VaultUpdate, now = new Date()): Promise<Vault> {
@@ -99,24 +103,24 @@ export class VaultService {
   async delete(tenant: string, id: string): Promise<{ id: string; type: 'vault_deleted' }> {
     await this.get(tenant, id);
     for (;;) {
-      const page = await this.table.query(vaultKey(id).pk, { prefix: 'cred#', limit: 100 });
+      const page = await credentials.page(this.table, tenantPrincipal(tenant), id, { limit: 100 });
       for (const item of page.items) {
-        await this.forgetSecret(String(item.secret_ref));
-        await this.table.delete(item.pk, item.sk);
+        await this.forgetSecret(item.secret_ref);
+        await credentials.delete(this.table, item);
       }
       if (page.last === null || page.items.length === 0) break;
     }
-    await this.table.delete(vaultKey(id).pk, 'head');
+    await vaults.delete(this.table, id);
     return { id, type: 'vault_deleted' };
   }
 
   list(tenant: string, params: ListParams & { include_archived?: boolean }): Promise<ListResult<Vault>> {
     return collectPage(
-      (q) => this.table.queryIndex(`${tenant}#vaults`, q),
+      (q) => vaults.page(this.table, tenant, q),
       params,
-      (item) => String(item.gsi1sk),
-      (item) => params.include_archived === true || !(item.data as Vault).archived_at,
-      (item) => item.data as Vault,
+      (item) => item.gsi1sk,
+      (item) => params.include_archived === true || !item.data.archived_at,
+      (item) => item.data,
     );
   }
 
@@ -129,9 +133,9 @@ export class VaultService {
     for (const id of vaultIds) {
       if (seen.has(id)) throw new InvalidRequestError(`vault_ids: ${id} is listed twice`);
       seen.add(id);
-      const item = await this.table.get(vaultKey(id).pk, 'head');
-      if (!item || item.tenant !== tenant) throw new InvalidRequestError(`vault_ids: vault ${id} not found`);
-      if ((item.data as Vault).archived_at) throw new InvalidRequestError(`vault_ids: vault ${id} is archived`);
+      const item = await vaults.get(this.table, tenantPrincipal(tenant), id);
+      if (!item) throw new InvalidRequestError(`vault_ids: vault ${id} not found`);
+      if (item.data.archived_at) throw new InvalidRequestError(`vault_ids: vault ${id} is archived`);
     }
   }
 
@@ -143,7 +147,7 @@ export class VaultService {
     const { auth, secret } = splitAuth(params.auth);
     // Checked before the secret goes to the proxy: a refused credential leaves no secret behind.
     assertRecordFits('credential', { ...params, auth });
-    if ('mcp_server_url' in auth) await this.assertNoOtherFor(vaultId, auth.mcp_server_url, null);
+    if ('mcp_server_url' in auth) await this.assertNoOtherFor(tenant, vaultId, auth.mcp_server_url, null);
     const id = newId(CREDENTIAL_ID_PREFIX, now.getTime());
     const ref = credentialSecretRef(tenant, vaultId, id);
     // The secret first: a credential record never exists without its secret.
@@ -160,10 +164,7 @@ export class VaultService {
       archived_at: null,
     };
     try {
-      await this.table.put(
-        { ...credentialKey(vaultId, id), tenant, data: credential, secret_ref: ref, target: targetOf(auth) },
-        { ifNotExists: true },
-      );
+      await credentials.put(this.table, tenant, vaultId, credential, { secret_ref: ref, target: targetOf(auth) }, { ifNotExists: true });
     } catch (err) {
       await this.forgetSecret(ref).catch(() => {});
       throw err;
@@ -173,19 +174,18 @@ export class VaultService {
 
   private async credentialItem(tenant: string, vaultId: string, id: string) {
     await this.get(tenant, vaultId);
-    const key = credentialKey(vaultId, id);
-    const item = await this.table.get(key.pk, key.sk);
-    if (!item || item.tenant !== tenant) throw new NotFoundError(`credential ${id} not found in vault ${vaultId}`);
+    const item = await credentials.get(this.table, tenantPrincipal(tenant), vaultId, id);
+    if (!item) throw new NotFoundError(`credential ${id} not found in vault ${vaultId}`);
     return item;
   }
 
   async getCredential(tenant: string, vaultId: string, id: string): Promise<Credential> {
-    return (await this.credentialItem(tenant, vaultId, id)).data as Credential;
+    return (await this.credentialItem(tenant, vaultId, id)).data;
   }
 
   async updateCredential(tenant: string, vaultId: string, id: string, params: CredentialUpdate, now = new Date()): Promise<Credential> {
     const item = await this.credentialItem(tenant, vaultId, id);
-    const current = item.data as Credential;
+    const current = item.data;
     if (current.archived_at) throw new InvalidRequestError(`credential ${id} is archived`);
     let auth = current.auth;
     if (params.auth) {
@@ -194,7 +194,7 @@ export class VaultService {
       }
       const patched = patchAuth(current.auth, params.auth);
       auth = patched.auth;
-      if (Object.keys(patched.secret).length) await this.handOver(String(item.secret_ref), patched.secret, true);
+      if (Object.keys(patched.secret).length) await this.handOver(item.secret_ref, patched.secret, true);
     }
     const next: Credential = {
       ...current,
@@ -204,25 +204,25 @@ export class VaultService {
       updated_at: nowIso(now),
     };
     assertRecordFits('credential', next);
-    await this.table.put({ ...item, data: next, target: targetOf(auth) });
+    await credentials.replace(this.table, item, { data: next, target: targetOf(auth) });
     return next;
   }
 
   /** An archived credential is never used again; its secret is removed at once. */
   async archiveCredential(tenant: string, vaultId: string, id: string, now = new Date()): Promise<Credential> {
     const item = await this.credentialItem(tenant, vaultId, id);
-    const current = item.data as Credential;
+    const current = item.data;
     if (current.archived_at) return current;
     const next = { ...current, archived_at: nowIso(now), updated_at: nowIso(now) };
-    await this.table.put({ ...item, data: next });
-    await this.forgetSecret(String(item.secret_ref));
+    await credentials.replace(this.table, item, { data: next });
+    await this.forgetSecret(item.secret_ref);
     return next;
   }
 
   async deleteCredential(tenant: string, vaultId: string, id: string): Promise<{ id: string; type: 'vault_credential_deleted' }> {
     const item = await this.credentialItem(tenant, vaultId, id);
-    await this.forgetSecret(String(item.secret_ref));
-    await this.table.delete(item.pk, item.sk);
+    await this.forgetSecret(item.secret_ref);
+    await credentials.delete(this.table, item);
     return { id, type: 'vault_credential_deleted' };
   }
 
@@ -260,28 +260,22 @@ export class VaultService {
   ): Promise<ListResult<Credential>> {
     await this.get(tenant, vaultId);
     return collectPage(
-      (q) => this.table.query(vaultKey(vaultId).pk, { ...q, prefix: 'cred#' }),
+      (q) => credentials.page(this.table, tenantPrincipal(tenant), vaultId, q),
       params,
       (item) => item.sk,
-      (item) => item.tenant === tenant && (params.include_archived === true || !(item.data as Credential).archived_at),
-      (item) => item.data as Credential,
+      (item) => params.include_archived === true || !item.data.archived_at,
+      (item) => item.data,
     );
   }
 
   /** One usable credential per MCP server URL and vault: which one to use is never ambiguous. */
-  private async assertNoOtherFor(vaultId: string, url: string, except: string | null) {
+  private async assertNoOtherFor(tenant: string, vaultId: string, url: string, except: string | null) {
     const target = normalizeServerUrl(url);
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.table.query(vaultKey(vaultId).pk, { prefix: 'cred#', after, limit: 100 });
-      for (const item of page.items) {
-        const c = item.data as Credential;
-        if (c.id !== except && !c.archived_at && item.target === target) {
-          throw new ConflictError(`vault ${vaultId} already has credential ${c.id} for ${target}; update or archive it instead`);
-        }
+    for (const item of await credentials.all(this.table, tenantPrincipal(tenant), vaultId)) {
+      const c = item.data;
+      if (c.id !== except && !c.archived_at && item.target === target) {
+        throw new ConflictError(`vault ${vaultId} already has credential ${c.id} for ${target}; update or archive it instead`);
       }
-      if (page.last === null) return;
-      after = page.last;
     }
   }
 

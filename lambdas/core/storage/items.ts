@@ -1,0 +1,325 @@
+/**
+ * The state table's items: their shapes, and the only code that reads or writes them. Services
+ * (resources, vaults, sessions, leases, sandboxes, rate limits, API keys) and the credential
+ * proxy go through these; none of them builds a key or reads an attribute by name.
+ *
+ * Readers of tenant-owned items (resource heads, agent versions, vault credentials) take a
+ * `Principal` and answer "absent" for another tenant's item, exactly as for a missing one, so a
+ * caller cannot tell the two apart and cannot skip the check. Items that belong to a session
+ * (its cursor, lease and sandbox records) carry no tenant: whoever reaches them has already read
+ * the session through a principal, or is the harness.
+ *
+ * The attribute layout is the on-disk format of deployed tables (see `keys.ts`); it is kept as it
+ * was when this module was made.
+ */
+import { ConditionFailedError, type Item, type Page, type PutOptions, type QueryOptions, type StateTable } from '../store.js';
+import { AGENT_VERSION_PREFIX, CREDENTIAL_PREFIX, SANDBOX_PREFIX, SESSION_PARTITION_PREFIX, HEAD_SK, keys, type HeadKind } from './keys.js';
+import { isSystem, mayRead, type Principal, type SystemPrincipal } from './principal.js';
+
+/** A page of items, with the ones the principal may not read left out (`last` still moves on). */
+function readable<T extends Item>(page: Page<Item>, who: Principal): Page<T> {
+  return { items: page.items.filter((i) => mayRead(who, i.tenant)) as T[], last: page.last };
+}
+
+// --- resource heads: agents, environments, vaults, sessions ----------------------------------------
+
+/** The head item of a tenant-owned resource: the resource as the API returns it, in `data`. */
+export type HeadItem<T, X extends object = object> = Item & {
+  tenant: string;
+  data: T;
+  /** `<tenant>#<kind>s`: the tenant's list of this kind. */
+  gsi1pk: string;
+  gsi1sk: string;
+} & X;
+
+/** What an agent's head keeps beside the agent: its latest version, for conditional updates. */
+export interface AgentHeadFields {
+  version: number;
+}
+
+/** A repository token of a session, as its head records it: which resource, and the secret's name. */
+export interface RepositoryCredentialRef {
+  resource_id: string;
+  /** normalized with `normalizeRepositoryUrl` */
+  url: string;
+  secret_ref: string;
+}
+
+/** What a session's head keeps beside the session: a revision for conditional updates, its token refs. */
+export interface SessionHeadFields {
+  rev: number;
+  git_credentials?: RepositoryCredentialRef[];
+}
+
+/** Reader and writer of one kind of resource head. `T` is the resource, `X` what is kept beside it. */
+export class HeadRecords<T extends { id: string }, X extends object = object> {
+  constructor(readonly kind: HeadKind) {}
+
+  /** The head, if it exists and `who` may read it. */
+  async get(table: StateTable, who: Principal, id: string): Promise<HeadItem<T, X> | undefined> {
+    const k = keys.head(this.kind, id);
+    const item = await table.get(k.pk, k.sk);
+    return item && mayRead(who, item.tenant) ? (item as HeadItem<T, X>) : undefined;
+  }
+
+  /** Write the head of `data` (its id is the resource's) for `tenant`. */
+  put(table: StateTable, tenant: string, data: T, fields: X, opts?: PutOptions): Promise<void> {
+    return table.put(
+      { ...keys.head(this.kind, data.id), tenant, ...fields, data, gsi1pk: keys.tenantIndex(this.kind, tenant), gsi1sk: data.id },
+      opts,
+    );
+  }
+
+  /** Write back a head read with `get`, with `changes` applied (its key and tenant cannot change). */
+  replace(table: StateTable, item: HeadItem<T, X>, changes: Partial<{ data: T } & X>, opts?: PutOptions): Promise<void> {
+    return table.put({ ...item, ...changes, pk: item.pk, sk: item.sk, tenant: item.tenant }, opts);
+  }
+
+  delete(table: StateTable, id: string): Promise<void> {
+    const k = keys.head(this.kind, id);
+    return table.delete(k.pk, k.sk);
+  }
+
+  /** A page of the tenant's heads of this kind, in id order (the index's sort key is the id). */
+  async page(table: StateTable, tenant: string, q: QueryOptions): Promise<Page<HeadItem<T, X>>> {
+    return readable(await table.queryIndex(keys.tenantIndex(this.kind, tenant), q), { kind: 'tenant', id: tenant });
+  }
+
+  /** Every head of this kind, of every tenant (start-up recovery; a scan). */
+  async all(table: StateTable, who: SystemPrincipal): Promise<Array<HeadItem<T, X>>> {
+    if (!isSystem(who)) throw new TypeError('reading every tenant\'s items needs the system principal');
+    if (this.kind !== 'session') throw new TypeError('only sessions are scanned');
+    const items = await table.scanPrefix(SESSION_PARTITION_PREFIX);
+    return items.filter((i) => i.sk === HEAD_SK) as Array<HeadItem<T, X>>;
+  }
+}
+
+// --- agent versions --------------------------------------------------------------------------------
+
+/** One immutable version of an agent. */
+export type AgentVersionItem<T> = Item & { tenant: string; data: T };
+
+export class AgentVersionRecords<T extends { id: string; version: number }> {
+  async get(table: StateTable, who: Principal, id: string, version: number): Promise<AgentVersionItem<T> | undefined> {
+    const k = keys.agentVersion(id, version);
+    const item = await table.get(k.pk, k.sk);
+    return item && mayRead(who, item.tenant) ? (item as AgentVersionItem<T>) : undefined;
+  }
+
+  put(table: StateTable, tenant: string, data: T, opts?: PutOptions): Promise<void> {
+    return table.put({ ...keys.agentVersion(data.id, data.version), tenant, data }, opts);
+  }
+
+  delete(table: StateTable, id: string, version: number): Promise<void> {
+    const k = keys.agentVersion(id, version);
+    return table.delete(k.pk, k.sk);
+  }
+
+  /** A page of the agent's versions, oldest first (the sort key orders them). */
+  async page(table: StateTable, who: Principal, id: string, q: QueryOptions): Promise<Page<AgentVersionItem<T>>> {
+    return readable(await table.query(keys.partition('agent', id), { ...q, prefix: AGENT_VERSION_PREFIX }), who);
+  }
+}
+
+// --- vault credentials -----------------------------------------------------------------------------
+
+/** A credential of a vault: what the API shows in `data`; the secret's name and its target beside. */
+export type CredentialItem<T> = Item & {
+  tenant: string;
+  data: T;
+  /** The name the proxy keeps the secret under. */
+  secret_ref: string;
+  /** The normalized MCP server URL the credential is for (none for environment variables). */
+  target?: string;
+};
+
+export class CredentialRecords<T extends { id: string }> {
+  async get(table: StateTable, who: Principal, vaultId: string, id: string): Promise<CredentialItem<T> | undefined> {
+    const k = keys.credential(vaultId, id);
+    const item = await table.get(k.pk, k.sk);
+    return item && mayRead(who, item.tenant) ? (item as CredentialItem<T>) : undefined;
+  }
+
+  put(
+    table: StateTable,
+    tenant: string,
+    vaultId: string,
+    data: T,
+    fields: { secret_ref: string; target?: string },
+    opts?: PutOptions,
+  ): Promise<void> {
+    return table.put({ ...keys.credential(vaultId, data.id), tenant, data, ...fields }, opts);
+  }
+
+  replace(table: StateTable, item: CredentialItem<T>, changes: Partial<{ data: T; target: string | undefined }>, opts?: PutOptions): Promise<void> {
+    return table.put({ ...item, ...changes, pk: item.pk, sk: item.sk, tenant: item.tenant }, opts);
+  }
+
+  delete(table: StateTable, item: CredentialItem<T>): Promise<void> {
+    return table.delete(item.pk, item.sk);
+  }
+
+  /** A page of the vault's credentials that `who` may read, in id order. */
+  async page(table: StateTable, who: Principal, vaultId: string, q: QueryOptions): Promise<Page<CredentialItem<T>>> {
+    return readable(await table.query(keys.partition('vault', vaultId), { ...q, prefix: CREDENTIAL_PREFIX }), who);
+  }
+
+  /** Every credential of the vault that `who` may read. */
+  async all(table: StateTable, who: Principal, vaultId: string): Promise<Array<CredentialItem<T>>> {
+    const out: Array<CredentialItem<T>> = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.page(table, who, vaultId, { after, limit: 100 });
+      out.push(...page.items);
+      if (page.last === null) return out;
+      after = page.last;
+    }
+  }
+}
+
+// --- leases ----------------------------------------------------------------------------------------
+
+/** A session's harness lease (see session/lease.ts). */
+export interface LeaseFields {
+  owner: string;
+  /** Fencing token: one more with every acquisition. */
+  fence: number;
+  /** Epoch ms it expires at; 0 once released. */
+  until: number;
+}
+
+export const leaseRecords = {
+  async get(table: StateTable, sessionId: string): Promise<LeaseFields | undefined> {
+    const k = keys.lease(sessionId);
+    const item = await table.get(k.pk, k.sk);
+    return item ? { owner: String(item.owner), fence: Number(item.fence), until: Number(item.until) } : undefined;
+  },
+  put(table: StateTable, sessionId: string, lease: LeaseFields, opts?: PutOptions): Promise<void> {
+    return table.put({ ...keys.lease(sessionId), owner: lease.owner, fence: lease.fence, until: lease.until }, opts);
+  },
+};
+
+// --- sandbox records -------------------------------------------------------------------------------
+
+/** What the table needs of a sandbox record (sandbox/manager.ts has the whole type). */
+export interface SandboxRecordFields {
+  sessionId: string;
+  name: string;
+  ref: string;
+  state: string;
+  lastUsedAt: string;
+}
+
+/** The index spreads ready sandboxes over this many partitions, so no one partition is written hot. */
+export const ACTIVE_SANDBOX_SHARDS = 8;
+
+function shardOf(sessionId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < sessionId.length; i++) h = Math.imul(h ^ sessionId.charCodeAt(i), 0x01000193) >>> 0;
+  return h % ACTIVE_SANDBOX_SHARDS;
+}
+
+/**
+ * A sandbox record's item: the record, with `ref`, `state` and `lastUsedAt` also top level for
+ * conditions. A ready sandbox is also in the index, ordered by last use, for the idle reaper.
+ */
+export function sandboxItem<R extends SandboxRecordFields>(record: R): Item & { record: R } {
+  const item: Item & { record: R } = {
+    ...keys.sandbox(record.sessionId, record.name),
+    record,
+    ref: record.ref,
+    state: record.state,
+    lastUsedAt: record.lastUsedAt,
+  };
+  if (record.state === 'ready') {
+    item.gsi1pk = keys.activeSandboxes(shardOf(record.sessionId));
+    item.gsi1sk = keys.activeSandboxOrder(record.lastUsedAt, record.sessionId, record.name);
+  }
+  return item;
+}
+
+export class SandboxRecords<R extends SandboxRecordFields> {
+  async get(table: StateTable, sessionId: string, name: string): Promise<R | undefined> {
+    const k = keys.sandbox(sessionId, name);
+    return (await table.get(k.pk, k.sk))?.record as R | undefined;
+  }
+
+  /**
+   * Write a record; with `expect`, only if the stored one still has those top-level values.
+   * Returns false when the condition failed.
+   */
+  async put(table: StateTable, record: R, expect?: { ref: string; state?: string; lastUsedAt?: string }): Promise<boolean> {
+    try {
+      const ifEquals = expect ? Object.fromEntries(Object.entries(expect).filter(([, v]) => v !== undefined)) : undefined;
+      await table.put(sandboxItem(record), ifEquals ? { ifEquals } : {});
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionFailedError) return false;
+      throw err;
+    }
+  }
+
+  delete(table: StateTable, sessionId: string, name: string): Promise<void> {
+    const k = keys.sandbox(sessionId, name);
+    return table.delete(k.pk, k.sk);
+  }
+
+  /** The session's sandbox records. */
+  async list(table: StateTable, sessionId: string): Promise<R[]> {
+    const out: R[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await table.query(keys.partition('session', sessionId), { prefix: SANDBOX_PREFIX, after });
+      out.push(...page.items.map((i) => i.record as R));
+      if (page.last === null) return out;
+      after = page.last;
+    }
+  }
+
+  /**
+   * A page of the ready sandboxes of every session in one index shard, least recently used first,
+   * each with its index sort key (`order`). Reading every tenant's sandboxes needs the system
+   * principal.
+   */
+  async activePage(table: StateTable, who: SystemPrincipal, shard: number, q: QueryOptions): Promise<Page<{ record: R; order: string }>> {
+    if (!isSystem(who)) throw new TypeError('reading every tenant\'s sandboxes needs the system principal');
+    const page = await table.queryIndex(keys.activeSandboxes(shard), q);
+    return { items: page.items.map((i) => ({ record: i.record as R, order: String(i.gsi1sk) })), last: page.last };
+  }
+}
+
+// --- API keys --------------------------------------------------------------------------------------
+
+/** An API key, by the hash of the key (the key itself is never stored). */
+export interface ApiKeyFields {
+  tenant: string;
+  created_at: string;
+}
+
+export const apiKeyRecords = {
+  async get(table: StateTable, hash: string): Promise<ApiKeyFields | undefined> {
+    const k = keys.apiKey(hash);
+    const item = await table.get(k.pk, k.sk);
+    return item ? { tenant: String(item.tenant), created_at: String(item.created_at) } : undefined;
+  },
+  put(table: StateTable, hash: string, fields: ApiKeyFields): Promise<void> {
+    return table.put({ ...keys.apiKey(hash), tenant: fields.tenant, created_at: fields.created_at });
+  },
+  delete(table: StateTable, hash: string): Promise<void> {
+    const k = keys.apiKey(hash);
+    return table.delete(k.pk, k.sk);
+  },
+};
+
+// --- counters (rate limits, failed authentications) ------------------------------------------------
+
+/** A counter of one fixed window: `count`, and `expiresAt` (epoch seconds) for DynamoDB's TTL. */
+export const counterRecords = {
+  /** Add one; returns the new count. */
+  increment(table: StateTable, key: { pk: string; sk: string }, expiresAt: number): Promise<number> {
+    return table.increment(key.pk, key.sk, 'count', 1, { expiresAt });
+  },
+  async count(table: StateTable, key: { pk: string; sk: string }): Promise<number> {
+    return Number((await table.get(key.pk, key.sk))?.count ?? 0);
+  },
+};

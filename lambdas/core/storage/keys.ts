@@ -1,0 +1,90 @@
+/**
+ * Every key Corral stores under, in both tables: the only place a key is spelled out. A test
+ * (`test/unit/storage-keys.test.ts`) fails if a key template appears anywhere else in the source.
+ *
+ * These strings are the on-disk format of deployed tables: changing one strands every item
+ * written under the old spelling, and `dynamodb:LeadingKeys` conditions in `infra/` name some of
+ * them (`RATE_LIMIT_PARTITIONS`). Add keys; do not change them.
+ *
+ * The state table: partition key `pk`, sort key `sk`, one index (`gsi1pk`, `gsi1sk`).
+ *
+ * | item                | pk                         | sk                 | gsi1pk                      | gsi1sk |
+ * |---------------------|----------------------------|--------------------|-----------------------------|--------|
+ * | agent head          | `agent#<id>`               | `head`             | `<tenant>#agents`           | id     |
+ * | agent version       | `agent#<id>`               | `v#<10-digit n>`   |                             |        |
+ * | environment         | `env#<id>`                 | `head`             | `<tenant>#environments`     | id     |
+ * | vault               | `vault#<id>`               | `head`             | `<tenant>#vaults`           | id     |
+ * | vault credential    | `vault#<vault>`            | `cred#<id>`        |                             |        |
+ * | session head        | `session#<id>`             | `head`             | `<tenant>#sessions`         | id     |
+ * | harness cursor      | `session#<id>`             | `cursor`           |                             |        |
+ * | harness lease       | `session#<id>`             | `lease`            |                             |        |
+ * | sandbox record      | `session#<id>`             | `sandbox#<name>`   | `sandboxes#active#<shard>`* | `<lastUsedAt>#<session>#<name>` |
+ * | API key             | `apikey#<sha256 hex>`      | `key`              |                             |        |
+ * | rate-limit counter  | `rate#<tenant>#<class>`    | `<window ms>`      |                             |        |
+ * | auth-failure counter| `authfail#addr#<address>`, `authfail#all` | `<window ms>` |              |        |
+ *
+ * (*) only while the sandbox is ready: the index is sparse.
+ *
+ * The events table: partition key `sessionId` (S), sort key `position` (N); the chunks of a large
+ * event in a partition of their own, `<session>~<event id>` (see `event-items.ts`).
+ */
+
+const AGENT = 'agent#';
+const ENVIRONMENT = 'env#';
+const VAULT = 'vault#';
+const SESSION = 'session#';
+const API_KEY = 'apikey#';
+const RATE = 'rate#';
+
+/** Sort key of every resource's head item. */
+export const HEAD_SK = 'head';
+
+/** The four kinds of tenant-owned resource with a head item, listed per tenant through the index. */
+export type HeadKind = 'agent' | 'environment' | 'vault' | 'session';
+
+const HEAD_PARTITION: Record<HeadKind, string> = { agent: AGENT, environment: ENVIRONMENT, vault: VAULT, session: SESSION };
+const TENANT_INDEX: Record<HeadKind, string> = { agent: 'agents', environment: 'environments', vault: 'vaults', session: 'sessions' };
+
+export const keys = {
+  /** The partition of a resource (its head and, for agents and vaults, its children). */
+  partition: (kind: HeadKind, id: string) => `${HEAD_PARTITION[kind]}${id}`,
+  head: (kind: HeadKind, id: string) => ({ pk: keys.partition(kind, id), sk: HEAD_SK }),
+  /** The index partition that lists a tenant's resources of one kind. */
+  tenantIndex: (kind: HeadKind, tenant: string) => `${tenant}#${TENANT_INDEX[kind]}`,
+
+  agentVersion: (id: string, version: number) => ({ pk: keys.partition('agent', id), sk: `${AGENT_VERSION_PREFIX}${String(version).padStart(10, '0')}` }),
+  credential: (vaultId: string, id: string) => ({ pk: keys.partition('vault', vaultId), sk: `${CREDENTIAL_PREFIX}${id}` }),
+
+  cursor: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'cursor' }),
+  lease: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'lease' }),
+  sandbox: (sessionId: string, name: string) => ({ pk: keys.partition('session', sessionId), sk: `${SANDBOX_PREFIX}${name}` }),
+  /** Index partition `shard` of the ready sandboxes, which the idle reaper reads. */
+  activeSandboxes: (shard: number) => `sandboxes#active#${shard}`,
+  /** Index sort key of a ready sandbox: ordered by last use. */
+  activeSandboxOrder: (lastUsedAt: string, sessionId: string, name: string) => `${lastUsedAt}#${sessionId}#${name}`,
+
+  apiKey: (hash: string) => ({ pk: `${API_KEY}${hash}`, sk: 'key' }),
+  /** A tenant's request counter of one class; the sort key is the window. */
+  rateCounter: (tenant: string, kind: string, window: number) => ({ pk: `${RATE}${tenant}#${kind}`, sk: String(window) }),
+  /** Failed-authentication counters: per client address, and across all of them. */
+  authFailures: (address: string | 'all', window: number) => ({
+    pk: address === 'all' ? 'authfail#all' : `authfail#addr#${address}`,
+    sk: String(window),
+  }),
+
+  /** Events table: the partition of a large event's chunks. `~` never occurs in a session id. */
+  eventChunks: (sessionId: string, eventId: string) => `${sessionId}~${eventId}`,
+} as const;
+
+/** Sort-key prefixes of the children of a partition. */
+export const AGENT_VERSION_PREFIX = 'v#';
+export const CREDENTIAL_PREFIX = 'cred#';
+export const SANDBOX_PREFIX = 'sandbox#';
+/** Partition-key prefix of every session's items (start-up recovery scans it). */
+export const SESSION_PARTITION_PREFIX = SESSION;
+
+/**
+ * The partition keys of the rate-limit counters as an IAM `StringLike` pattern: the API's stream
+ * function may write these items and no other (infra/lib/constructs/api.ts).
+ */
+export const RATE_LIMIT_PARTITIONS = `${RATE}*`;
