@@ -4,6 +4,7 @@ import { ModelError } from '../../lambdas/core/harness/model.js';
 import { ScriptedModel, text, toolUse, usage } from './scripted-model.js';
 import { createServices, type CorralServices } from '../../lambdas/core/services.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
+import { DELIVERS_EVERYTHING } from './recipe-support.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 
 /**
@@ -13,6 +14,7 @@ import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
  * path runs in the integration project against real sandbox agents).
  */
 const noSandbox: SandboxProvider = {
+  recipeSupport: DELIVERS_EVERYTHING,
   provision: async () => {
     throw new Error('no sandbox in unit tests');
   },

@@ -275,6 +275,15 @@ export class SessionService {
     return String((await this.head(null, id)).tenant);
   }
 
+  /**
+   * What a sandbox recipe needs of the session's record besides the session (`core/sandbox/recipe.ts`):
+   * its tenant, and the repositories it holds a token for (refs only; a token never leaves the proxy).
+   */
+  async recipeSources(id: string): Promise<{ tenant: string; repositoryCredentials: RepositoryCredentialRef[] }> {
+    const head = await this.head(null, id);
+    return { tenant: String(head.tenant), repositoryCredentials: (head.git_credentials as RepositoryCredentialRef[] | undefined) ?? [] };
+  }
+
   /** Read-modify-write of the session record, retried on concurrent change. */
   async mutate(tenant: string | null, id: string, change: (s: Session) => Session | null): Promise<Session> {
     for (let attempt = 0; ; attempt++) {
