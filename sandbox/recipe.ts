@@ -119,10 +119,6 @@ export function decodeRecipe(text: string): WireRecipe {
   return parsed as unknown as WireRecipe;
 }
 
-export function recipeIsEmpty(recipe: WireRecipe): boolean {
-  return recipe.resources.length === 0 && Object.values(recipe.packages).every((l) => !l?.length);
-}
-
 export interface RunResult {
   code: number | null;
   output: string;

@@ -364,19 +364,20 @@ export class ProcessSandboxProvider implements SandboxProvider {
   /**
    * The recipe's repositories go to the agent, which clones them through a git channel of the
    * credential proxy (issued for exactly those repositories); the proxy adds the credential of
-   * those that have one. Nothing else of a recipe reaches a local sandbox (`LOCAL_RECIPE_SUPPORT`).
+   * those that have one. Nothing else of a recipe reaches a local sandbox (`localRecipeSupport`).
    */
   private async gitChannelFor(req: ProvisionRequest): Promise<{ agent: WireRecipe; channel: GitChannel } | null> {
     const recipe: SandboxRecipe = req.recipe;
     if (!recipe.repositories.length) return null;
+    // Without a proxy `recipeSupport` delivers no repository (`provision` checked it): unreachable.
+    const gitChannels = this.gitChannels;
+    if (!gitChannels) throw new Error('a local sandbox without a credential proxy was handed repositories');
     for (const r of recipe.repositories) {
       // The proxy's channel carries remote http(s) repositories only; nothing is cloned on the host.
       if (!/^https?:\/\/[^\s/?#@\\]+([/?#]\S*)?$/i.test(r.url)) {
         throw new SandboxSetupError('repository_clone_error', `repository_clone_error: ${JSON.stringify(redactUrls(r.url).slice(0, 200))} is not a remote http(s) repository; only those can be cloned`);
       }
     }
-    // Without a proxy, `recipeSupport` delivers no repository: the manager refused this already.
-    const gitChannels = this.gitChannels!;
     let channel: GitChannel;
     try {
       channel = await gitChannels.open({ sessionId: req.sessionId, sandbox: req.name, repositories: recipe.repositories.map((r) => r.url) });
