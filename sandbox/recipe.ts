@@ -1,14 +1,13 @@
 /**
- * What a new sandbox starts with: the environment's `config.packages` and the session's
- * `resources` (`github_repository`, `file`), applied once when the sandbox starts.
- *
- * The same code runs in two places:
- * - inside the sandbox image, where the agent reads the recipe from `CORRAL_SANDBOX_RECIPE`
- *   (written by the Fargate provider) and applies it after it starts listening, reporting
- *   progress and failures on `GET /health`;
- * - on the host, where the local provider applies it to the workspace directory before it starts
- *   the (bubblewrapped, offline) agent. Locally, packages are never installed: local sandboxes
- *   use the host's tools.
+ * What a new sandbox starts with, applied once when it starts: the applying side of the recipe.
+ * The recipe is planned in the core (`lambdas/core/sandbox/recipe.ts`: which repositories, where,
+ * through which channel, which packages; what a provider cannot deliver is decided and reported
+ * there), and a provider hands the sandbox agent the part it delivers in `CORRAL_SANDBOX_RECIPE`
+ * (`wireRecipeOf`). The agent applies it after it starts listening, reporting progress and
+ * failures on `GET /health`:
+ * - in the sandbox image (Fargate), mount paths are real paths and packages are installed;
+ * - in a local sandbox (`--local-mounts`), every mount path is inside the workspace directory and
+ *   repositories come through the credential proxy's git channel (the sandbox is offline).
  *
  * Node built-ins only (it is bundled into the agent).
  */
@@ -49,10 +48,10 @@ export class RecipeError extends Error {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
- * The recipe a sandbox needs, from the environment's config and the session's resources.
+ * The recipe a sandbox needs, straight from an environment's config and a session's resources
+ * (tests that start an agent by hand; Corral's providers send `wireRecipeOf` the planned recipe).
  * Credentials (`authorization_token`) are dropped: the recipe ends up in places (task overrides,
- * process environments) that must not hold secrets. Private repositories go through the
- * credential proxy once it exists.
+ * process environments) that must not hold secrets.
  */
 export function toWireRecipe(recipe: { config: unknown; resources: unknown[] }): WireRecipe {
   const packages: WireRecipe['packages'] = {};
@@ -84,6 +83,25 @@ export function toWireRecipe(recipe: { config: unknown; resources: unknown[] }):
   return { v: 1, packages, resources };
 }
 
+/**
+ * A planned recipe (`SandboxRecipe` of lambdas/core/sandbox/recipe.ts, declared here by shape so
+ * that the agent's bundle needs nothing of the core) on the wire: its packages and repositories.
+ */
+export function wireRecipeOf(recipe: {
+  packages: Partial<Record<PackageManager, string[]>>;
+  repositories: ReadonlyArray<{ url: string; mountPath: string; checkout: { type: 'branch'; name: string } | { type: 'commit'; sha: string } | null }>;
+}): WireRecipe {
+  const packages: WireRecipe['packages'] = {};
+  for (const pm of PACKAGE_MANAGERS) if (recipe.packages[pm]?.length) packages[pm] = [...recipe.packages[pm]!];
+  const resources: WireResource[] = recipe.repositories.map((r) => ({
+    type: 'github_repository',
+    url: r.url,
+    mount_path: r.mountPath,
+    ...(r.checkout ? { checkout: r.checkout } : {}),
+  }));
+  return { v: 1, packages, resources };
+}
+
 export function encodeRecipe(recipe: { config: unknown; resources: unknown[] }): string {
   return JSON.stringify(toWireRecipe(recipe));
 }
@@ -99,10 +117,6 @@ export function decodeRecipe(text: string): WireRecipe {
     throw new RecipeError('invalid_recipe', `${RECIPE_ENV} is not a version 1 recipe`);
   }
   return parsed as unknown as WireRecipe;
-}
-
-export function recipeIsEmpty(recipe: WireRecipe): boolean {
-  return recipe.resources.length === 0 && Object.values(recipe.packages).every((l) => !l?.length);
 }
 
 export interface RunResult {

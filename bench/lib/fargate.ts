@@ -60,6 +60,10 @@ export class DelayedProvider implements SandboxProvider {
     private readonly nextDelayMs: () => number,
   ) {}
 
+  get recipeSupport() {
+    return this.inner.recipeSupport;
+  }
+
   /**
    * The simulated time stands for the whole task start-up, the agent's own start included: the
    * real local sandbox starts during the wait, and the call returns when both are done.

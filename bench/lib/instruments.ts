@@ -110,6 +110,10 @@ export class TimedProvider implements SandboxProvider {
 
   constructor(private readonly inner: SandboxProvider & { close?: () => Promise<void> }) {}
 
+  get recipeSupport() {
+    return this.inner.recipeSupport;
+  }
+
   async provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
     const t0 = nowMs();
     try {

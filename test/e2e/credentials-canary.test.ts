@@ -181,12 +181,14 @@ describe.skipIf(!HAS_BWRAP)('the canary: the token is readable nowhere the agent
     const leakyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-leaky-'));
     const inner = new ProcessSandboxProvider({ dataDir: leakyDir, isolation: 'auto' });
     const leaky: SandboxProvider & { close(): Promise<void> } = {
+      // It "delivers" repositories, its own leaky way.
+      recipeSupport: { ...inner.recipeSupport, publicRepositories: { supported: true }, credentialedRepositories: { supported: true } },
       provision: (req: ProvisionRequest) => {
         const repo = path.join(inner.workspaceDir(req.sessionId, req.name), 'private-repo', '.git');
         fs.mkdirSync(repo, { recursive: true });
         const url = git.urlOf('private-repo').replace('http://', `http://x-access-token:${CANARY}@`);
         fs.writeFileSync(path.join(repo, 'config'), `[remote "origin"]\n\turl = ${url}\n`);
-        return inner.provision({ ...req, recipe: { ...req.recipe, resources: [] } });
+        return inner.provision({ ...req, recipe: { ...req.recipe, repositories: [] } });
       },
       release: (s, n, ref) => inner.release(s, n, ref),
       releaseAll: (s) => inner.releaseAll(s),

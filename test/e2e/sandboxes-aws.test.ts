@@ -2,7 +2,7 @@
  * The AWS sandbox path end to end: the runtime with the Fargate provider (ECS mocked, a real
  * sandbox agent on 127.0.0.1 standing in for the task). A session that answers without tools
  * never calls RunTask; one that uses a tool starts exactly one task, and deleting the session
- * stops it.
+ * stops it; one with a repository it holds a token for starts none (Fargate has no git channel).
  */
 import { DescribeTasksCommand, ECSClient, RunTaskCommand, StopTaskCommand, type RunTaskCommandInput } from '@aws-sdk/client-ecs';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -118,5 +118,29 @@ describe('sessions on the Fargate provider (ECS mocked)', () => {
     expect(ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input)).toEqual([
       { cluster: 'corral', task: ARN, reason: `corral: released sandbox default of session ${session.id}` },
     ]);
+  });
+
+  it('refuses a repository the session holds a token for before any task starts (no git channel on Fargate yet), as a tool error and a session error', async () => {
+    const token = `ghp_fargate_${Date.now()}`;
+    const tasksBefore = ecs.commandCalls(RunTaskCommand).length;
+    const session = await t.client.beta.sessions.create({
+      agent: agentId,
+      environment_id: envId,
+      resources: [{ type: 'github_repository', url: 'https://git.example.com/org/private.git', authorization_token: token }],
+    });
+    t.fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command: 'ls' } }] }, { kind: 'text', text: 'ok' });
+    const stream = await t.client.beta.sessions.events.stream(session.id);
+    await t.client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: text('clone it') }] });
+    const seen = await collectUntil(stream, isIdle);
+    const result = seen.find((e) => e.type === 'agent.tool_result') as unknown as { content: Array<{ text: string }>; is_error: boolean };
+    expect(result.is_error).toBe(true);
+    expect(result.content.map((c) => c.text).join('')).toBe(
+      'could not start sandbox "default": repository_clone_error: repository https://git.example.com/org/private.git needs the credential this session holds for it, ' +
+        "which reaches a sandbox only through the credential proxy's git channel, and Fargate sandboxes have no git channel to the credential proxy yet",
+    );
+    expect(seen.find((e) => e.type === 'session.error')).toMatchObject({ error: { type: 'repository_clone_error', retry_status: { type: 'terminal' } } });
+    expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(tasksBefore);
+    expect(await t.runtime.services.sandboxes.list(session.id)).toEqual([]);
+    expect(JSON.stringify(seen)).not.toContain(token);
   });
 });

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EcsSandboxProvider } from '../../lambdas/adapters/aws/ecs-sandbox-provider.js';
+import { planRecipe } from '../../lambdas/core/sandbox/recipe.js';
 import type { CorralServices } from '../../lambdas/core/services.js';
 import { makeEvent, type SessionEvent } from '../../lambdas/core/session/events.js';
 import { waitFor } from '../helpers/runtime.js';
@@ -117,7 +118,7 @@ describe('a wake cut short by its deadline', () => {
   async function toolSession(command: string) {
     const id = await session('run it');
     // A sandbox ready beforehand, so that the deadline cuts the command and not its provisioning.
-    await rig.services.sandboxes.ensure(id, 'default', { environmentId: envId, config: { type: 'cloud' }, resources: [] });
+    await rig.services.sandboxes.ensure(id, 'default', planRecipe({ session: { environment_id: envId, resources: [] }, environment: { config: { type: 'cloud' } }, credentials: [] }));
     rig.fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command } }] });
     return { id, runs: join(rig.provider.workspaceDir(id, 'default'), 'runs.txt') };
   }

@@ -17,14 +17,14 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EcsSandboxProvider, taskPrivateIp } from '../../lambdas/adapters/aws/ecs-sandbox-provider.js';
+import { EcsSandboxProvider, FARGATE_RECIPE_SUPPORT, taskPrivateIp } from '../../lambdas/adapters/aws/ecs-sandbox-provider.js';
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
 import { SandboxSetupError, SandboxUnavailableError, type SandboxRecipe } from '../../lambdas/core/sandbox/types.js';
-import { makeGitFixture, startAgent, tempDir, type AgentHandle, type GitFixture } from './helpers.js';
+import { makeGitFixture, recipeFor, startAgent, tempDir, type AgentHandle, type GitFixture } from './helpers.js';
 
 const ecs = mockClient(ECSClient);
 const ARN = 'arn:aws:ecs:eu-west-1:123456789012:task/corral-sandboxes/0123456789abcdef';
-const emptyRecipe: SandboxRecipe = { environmentId: 'env_1', config: { type: 'cloud' }, resources: [] };
+const emptyRecipe: SandboxRecipe = { environmentId: 'env_1', packages: {}, repositories: [] };
 
 let root: string;
 let repo: GitFixture;
@@ -114,11 +114,12 @@ describe('EcsSandboxProvider.provision', () => {
     const seen: { input?: RunTaskCommandInput; capability?: string } = {};
     runTaskStartsAgent(port, seen);
     ecs.on(DescribeTasksCommand).resolvesOnce({ tasks: [task('PROVISIONING')] }).resolvesOnce({ tasks: [task('PENDING')] }).resolves({ tasks: [task('RUNNING')] });
-    const recipe: SandboxRecipe = {
+    // As planned from a session (a token given with a resource never reaches the plan).
+    const recipe = recipeFor(FARGATE_RECIPE_SUPPORT, {
       environmentId: 'env_1',
       config: { type: 'cloud', packages: { type: 'packages', pip: ['requests'] } },
       resources: [{ type: 'github_repository', url: repo.url, authorization_token: 'ghp_do_not_leak', checkout: { type: 'branch', name: 'feature' } }],
-    };
+    });
 
     // Act
     const sb = await provider(port).provision({ sessionId: 'sesn_01HAPPY', name: 'api', recipe });
@@ -251,7 +252,7 @@ describe('EcsSandboxProvider.provision', () => {
     runTaskStartsAgent(port, seen);
     ecs.on(DescribeTasksCommand).resolves({ tasks: [task('RUNNING')] });
     ecs.on(StopTaskCommand).resolves({});
-    const recipe: SandboxRecipe = { environmentId: 'env_1', config: {}, resources: [{ type: 'github_repository', url: path.join(root, 'nope.git') }] };
+    const recipe = recipeFor(FARGATE_RECIPE_SUPPORT, { resources: [{ type: 'github_repository', url: path.join(root, 'nope.git') }] });
     const err = await provider(port).provision({ sessionId: 'sesn_clone', name: 'default', recipe }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SandboxSetupError);
     expect(err).toMatchObject({ type: 'repository_clone_error' });

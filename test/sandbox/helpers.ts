@@ -6,7 +6,31 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { SandboxEndpoint } from '../../lambdas/core/sandbox/types.js';
+import { fitRecipe, planRecipe, type RecipePlan, type RecipeSupport, type SandboxRecipe } from '../../lambdas/core/sandbox/recipe.js';
 import { waitHealthy } from '../../lambdas/core/sandbox/client.js';
+
+interface PlanInputs {
+  resources?: unknown[];
+  /** The environment's config. @default { type: 'cloud' } */
+  config?: unknown;
+  /** Repositories the session holds a credential for. @default none */
+  credentials?: Array<{ url: string }>;
+  environmentId?: string;
+}
+
+/** A session's recipe plan, as the harness plans it, from session resources and an environment config. */
+export function planFor(p: PlanInputs = {}): RecipePlan {
+  return planRecipe({
+    session: { environment_id: p.environmentId ?? 'env_test', resources: p.resources ?? [] },
+    environment: { config: p.config ?? { type: 'cloud' } },
+    credentials: p.credentials ?? [],
+  });
+}
+
+/** What the sandbox manager hands a provider that supports `support` for that plan (`fitRecipe`). */
+export function recipeFor(support: RecipeSupport, p: PlanInputs = {}): SandboxRecipe {
+  return fitRecipe(planFor(p), support).recipe;
+}
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const AGENT = path.join(REPO_ROOT, 'sandbox', 'agent.ts');

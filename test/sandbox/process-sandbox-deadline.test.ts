@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-sandbox.js';
-import { processAlive, tempDir } from './helpers.js';
+import { processAlive, recipeFor, tempDir } from './helpers.js';
 
 /** A provisioning cut by its signal (the harness step's deadline) leaves no sandbox running. */
 describe('ProcessSandboxProvider.provision with a signal', () => {
@@ -32,7 +32,7 @@ describe('ProcessSandboxProvider.provision with a signal', () => {
         close: async () => undefined,
       },
     });
-    const recipe = { environmentId: 'env_1', config: { type: 'cloud' }, resources: [{ type: 'github_repository', url: 'https://git.example.invalid/r.git' }] };
+    const recipe = recipeFor(provider.recipeSupport, { resources: [{ type: 'github_repository', url: 'https://git.example.invalid/r.git' }] });
     try {
       // Act
       const err = await provider.provision({ sessionId: 'sesn_cut', name: 'default', recipe, signal: cut.signal }).catch((e: unknown) => e);
@@ -54,7 +54,7 @@ describe('ProcessSandboxProvider.provision with a signal', () => {
     const cut = new AbortController();
     cut.abort(new Error('deadline'));
     const err = await provider
-      .provision({ sessionId: 'sesn_late', name: 'default', recipe: { environmentId: 'env_1', config: {}, resources: [] }, signal: cut.signal })
+      .provision({ sessionId: 'sesn_late', name: 'default', recipe: { environmentId: 'env_1', packages: {}, repositories: [] }, signal: cut.signal })
       .catch((e: unknown) => e);
     expect(err).toBe(cut.signal.reason);
     expect(logged).toEqual([]);

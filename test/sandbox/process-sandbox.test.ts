@@ -4,10 +4,10 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessSandboxProvider, bwrapAvailable, safeSegment, type ProcessSandboxLogger } from '../../lambdas/adapters/local/process-sandbox.js';
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
-import { SandboxUnavailableError, type ProvisionedSandbox } from '../../lambdas/core/sandbox/types.js';
+import { SandboxUnavailableError, type ProvisionedSandbox, type SandboxRecipe } from '../../lambdas/core/sandbox/types.js';
 import { REPO_ROOT, processAlive, tempDir, until } from './helpers.js';
 
-const recipe = { environmentId: 'env_test', config: { type: 'cloud' }, resources: [] };
+const recipe: SandboxRecipe = { environmentId: 'env_test', packages: {}, repositories: [] };
 const HAS_BWRAP = await bwrapAvailable();
 // Outside CI a machine without bubblewrap skips the isolation tests with this warning; in CI
 // (which installs it) a missing bwrap fails the file, so the isolation is never silently untested.

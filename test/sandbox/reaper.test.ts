@@ -15,11 +15,11 @@ import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-san
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
 import { SandboxManager, putSandboxRecord, sandboxKey, type SandboxRecord } from '../../lambdas/core/sandbox/manager.js';
 import { reapIdleSandboxes, sandboxIdleMsFromEnv, startSandboxReaper } from '../../lambdas/core/sandbox/reaper.js';
-import { SandboxUnavailableError, type SandboxRecipe } from '../../lambdas/core/sandbox/types.js';
+import { SandboxUnavailableError } from '../../lambdas/core/sandbox/types.js';
 import { createSandboxReaperHandler } from '../../lambdas/sandbox-reaper/handler.js';
-import { processAlive, tempDir, until } from './helpers.js';
+import { planFor, processAlive, tempDir, until } from './helpers.js';
 
-const recipe: SandboxRecipe = { environmentId: 'env_test', config: { type: 'cloud' }, resources: [] };
+const recipe = planFor();
 const ecs = mockClient(ECSClient);
 
 let db: EmbeddedDynamo;

@@ -3,26 +3,24 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-sandbox.js';
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
-import { SandboxSetupError, type SandboxRecipe } from '../../lambdas/core/sandbox/types.js';
-import { decodeRecipe, encodeRecipe, redactUrls, repositoryName, resolveMount, toWireRecipe } from '../../sandbox/recipe.js';
-import { makeGitFixture, processAlive, tempDir, type GitFixture } from './helpers.js';
+import { SandboxManager } from '../../lambdas/core/sandbox/manager.js';
+import { SandboxSetupError } from '../../lambdas/core/sandbox/types.js';
+import { decodeRecipe, encodeRecipe, redactUrls, repositoryName, resolveMount, toWireRecipe, wireRecipeOf } from '../../sandbox/recipe.js';
+import { MemoryStateTable } from '../unit/memory-store.js';
+import { makeGitFixture, planFor, processAlive, recipeFor, tempDir, type GitFixture } from './helpers.js';
 
 let root: string;
 let repo: GitFixture;
 const providers: ProcessSandboxProvider[] = [];
 const quiet = { warn: () => {} };
 
-function provider() {
-  const p = new ProcessSandboxProvider({ dataDir: path.join(root, `p${providers.length}`), logger: quiet });
+function provider(extra: Partial<ConstructorParameters<typeof ProcessSandboxProvider>[0]> = {}) {
+  const p = new ProcessSandboxProvider({ dataDir: path.join(root, `p${providers.length}`), logger: quiet, ...extra });
   providers.push(p);
   return p;
 }
 
-const recipe = (resources: unknown[], packages: Record<string, string[]> = {}): SandboxRecipe => ({
-  environmentId: 'env_test',
-  config: { type: 'cloud', networking: { type: 'unrestricted' }, packages: { type: 'packages', ...packages } },
-  resources,
-});
+const config = (packages: Record<string, string[]> = {}) => ({ type: 'cloud', networking: { type: 'unrestricted' }, packages: { type: 'packages', ...packages } });
 
 beforeAll(() => {
   root = tempDir('corral-recipe-');
@@ -62,6 +60,26 @@ describe('the recipe on the wire', () => {
     expect(() => decodeRecipe('{')).toThrow(/not valid JSON/);
   });
 
+  it('carries a planned recipe as version 1: packages, and each repository with its mount path and checkout', () => {
+    const wire = wireRecipeOf({
+      packages: { apt: ['jq'], pip: [] },
+      repositories: [
+        { url: 'https://github.com/o/r.git', mountPath: '/workspace/r', checkout: { type: 'commit', sha: 'abc123' } },
+        { url: 'https://github.com/o/s.git', mountPath: '/src/s', checkout: null },
+      ],
+    });
+    expect(wire).toEqual({
+      v: 1,
+      packages: { apt: ['jq'] },
+      resources: [
+        { type: 'github_repository', url: 'https://github.com/o/r.git', mount_path: '/workspace/r', checkout: { type: 'commit', sha: 'abc123' } },
+        { type: 'github_repository', url: 'https://github.com/o/s.git', mount_path: '/src/s' },
+      ],
+    });
+    // what the agent reads back is what was sent
+    expect(decodeRecipe(JSON.stringify(wire))).toEqual(wire);
+  });
+
   it('names repositories, places mount paths and redacts credentials in URLs', () => {
     expect(repositoryName('https://github.com/org/repo.git')).toBe('repo');
     expect(repositoryName('git@github.com:org/thing')).toBe('thing');
@@ -78,33 +96,46 @@ describe('the recipe on the wire', () => {
 
 describe('local sandboxes apply the recipe with real git', () => {
   it('never clones on the host: local paths and file:// are refused, and remote repositories need the credential proxy', async () => {
-    const p = provider();
+    // A provider with a git channel (that must never be asked for one): the URL is refused first.
+    const opened: string[][] = [];
+    const p = provider({ gitChannels: { open: async (req) => (opened.push(req.repositories), Promise.reject(new Error('not here'))), close: async () => undefined } });
     for (const url of [repo.url, `file://${repo.url}`, path.join(root, 'nope.git')]) {
-      const err = await p.provision({ sessionId: 'sesn_local', name: 'default', recipe: recipe([{ type: 'github_repository', url }]) }).catch((e: unknown) => e);
+      const recipe = recipeFor(p.recipeSupport, { resources: [{ type: 'github_repository', url }] });
+      expect(recipe.repositories).toHaveLength(1);
+      const err = await p.provision({ sessionId: 'sesn_local', name: 'default', recipe }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(SandboxSetupError);
       expect(err).toMatchObject({ type: 'repository_clone_error', message: expect.stringMatching(/is not a remote http\(s\) repository/) });
     }
-    const remote = await p
-      .provision({ sessionId: 'sesn_remote', name: 'default', recipe: recipe([{ type: 'github_repository', url: 'https://git.example.com/org/x.git' }]) })
-      .catch((e: unknown) => e);
-    expect(remote).toMatchObject({ type: 'repository_clone_error', message: expect.stringMatching(/through the credential proxy/) });
+    expect(opened).toEqual([]);
+    // A runtime without a proxy: no sandbox of a session with a repository starts.
+    const bare = provider();
+    const remote = await new SandboxManager(bare, new MemoryStateTable()).execute(
+      'sesn_remote',
+      'default',
+      planFor({ resources: [{ type: 'github_repository', url: 'https://git.example.com/org/x.git' }] }),
+      'bash',
+      { command: 'true' },
+    );
+    expect(remote).toMatchObject({ isError: true, setupError: { type: 'repository_clone_error', message: expect.stringMatching(/through the credential proxy/) } });
     // Nothing was cloned into the workspace on the host.
     expect(fs.readdirSync(p.workspaceDir('sesn_local', 'default'))).toEqual([]);
+    expect(fs.existsSync(bare.workspaceDir('sesn_remote', 'default'))).toBe(false);
   });
 
   it('skips file resources and packages with notes instead of installing anything on the host', async () => {
-    const p = provider();
-    const sb = await p.provision({
-      sessionId: 'sesn_notes',
-      name: 'default',
-      recipe: recipe([{ type: 'file', file_id: 'file_abc', mount_path: '/mnt/data.csv' }], { apt: ['definitely-not-installed-pkg'], pip: ['requests'] }),
+    const manager = new SandboxManager(provider(), new MemoryStateTable());
+    const plan = planFor({
+      resources: [{ type: 'file', file_id: 'file_abc', mount_path: '/mnt/data.csv' }],
+      config: config({ apt: ['definitely-not-installed-pkg'], pip: ['requests'] }),
     });
-    expect(sb.notes).toEqual([
-      expect.stringMatching(/packages \(apt: definitely-not-installed-pkg; pip: requests\) are not installed in a local sandbox/),
-      'file resource file_abc (/mnt/data.csv) was not mounted: the Files API is not in Corral yet',
+    const out = await manager.execute('sesn_notes', 'default', plan, 'bash', { command: 'command -v definitely-not-installed-pkg || echo absent' });
+    expect(out.output.split('\n')).toEqual([
+      expect.stringMatching(/^\[corral\] sandbox "default": the environment's packages \(apt: definitely-not-installed-pkg; pip: requests\) are not installed in a local sandbox/),
+      '[corral] sandbox "default": file resource file_abc (/mnt/data.csv) was not mounted: the Files API is not in Corral yet',
+      'absent',
+      '',
     ]);
-    const out = await new SandboxClient(sb.endpoint).execute('bash', { command: 'command -v definitely-not-installed-pkg || echo absent' });
-    expect(out.output).toBe('absent\n');
+    expect(out.isError).toBe(false);
   });
 
 });
@@ -112,7 +143,7 @@ describe('local sandboxes apply the recipe with real git', () => {
 describe('ProcessSandboxProvider.transfer (handoff)', () => {
   it('moves ownership: the old owner can neither release it nor reuse its directory', async () => {
     const p = provider();
-    const sb = await p.provision({ sessionId: 'sesn_from', name: 'default', recipe: recipe([]) });
+    const sb = await p.provision({ sessionId: 'sesn_from', name: 'default', recipe: recipeFor(p.recipeSupport) });
     const c = new SandboxClient(sb.endpoint);
     await c.execute('write', { file_path: 'work.txt', content: 'done' });
     const dir = p.workspaceDir('sesn_from', 'default');
@@ -125,7 +156,7 @@ describe('ProcessSandboxProvider.transfer (handoff)', () => {
     expect(processAlive(Number(sb.ref))).toBe(true);
 
     // the old owner's next sandbox of that name starts elsewhere, without the handed-off files
-    const fresh = await p.provision({ sessionId: 'sesn_from', name: 'default', recipe: recipe([]) });
+    const fresh = await p.provision({ sessionId: 'sesn_from', name: 'default', recipe: recipeFor(p.recipeSupport) });
     expect(processAlive(Number(sb.ref))).toBe(true);
     expect(p.workspaceDir('sesn_from', 'default')).not.toBe(dir);
     expect((await new SandboxClient(fresh.endpoint).execute('bash', { command: 'ls' })).output).toBe('');

@@ -11,6 +11,7 @@ import { ProxyMcpGateway } from '../../lambdas/core/mcp/proxy-gateway.js';
 import type { ProxyRequest, ProxyResponse } from '../../lambdas/core/vault/protocol.js';
 import type { SecretStore } from '../../lambdas/core/vault/secret-store.js';
 import type { SecretFields } from '../../lambdas/core/vault/types.js';
+import { DELIVERS_EVERYTHING } from './recipe-support.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 
 /**
@@ -69,7 +70,7 @@ beforeEach(() => {
     table,
     events: new MemoryEventLog(),
     queue: { wake: async () => undefined },
-    sandboxProvider: { provision: async () => Promise.reject(new Error('none')), release: async () => undefined },
+    sandboxProvider: { recipeSupport: DELIVERS_EVERYTHING, provision: async () => Promise.reject(new Error('none')), release: async () => undefined },
     model: {} as ModelClient,
     credentialProxy: client,
   });

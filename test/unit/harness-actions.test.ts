@@ -3,6 +3,7 @@ import { AgentCreate, EnvironmentCreate, SessionCreate } from '../../lambdas/cor
 import type { HarnessOptions } from '../../lambdas/core/harness/harness.js';
 import { McpError, type McpCallResult, type McpGateway } from '../../lambdas/core/mcp/gateway.js';
 import { createServices } from '../../lambdas/core/services.js';
+import { DELIVERS_EVERYTHING } from './recipe-support.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 import { ScriptedModel, text, toolUse } from './scripted-model.js';
 
@@ -21,7 +22,7 @@ async function rig(opts: HarnessOptions = {}, mcp?: McpGateway) {
     table: new MemoryStateTable(),
     events: new MemoryEventLog(),
     queue: { wake: async (id) => void wakes.push(id) },
-    sandboxProvider: { provision: async () => Promise.reject(new Error('no sandbox')), release: async () => undefined },
+    sandboxProvider: { recipeSupport: DELIVERS_EVERYTHING, provision: async () => Promise.reject(new Error('no sandbox')), release: async () => undefined },
     model,
     mcp,
     clock: () => now,

@@ -4,6 +4,7 @@ import { ModelError } from '../../lambdas/core/harness/model.js';
 import { ScriptedModel, text, toolUse, usage } from './scripted-model.js';
 import { createServices, type CorralServices } from '../../lambdas/core/services.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
+import { DELIVERS_EVERYTHING } from './recipe-support.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 import { expectEvent } from '../../lambdas/core/session/events.js';
 import { tenantPrincipal } from '../../lambdas/core/storage/principal.js';
@@ -15,6 +16,7 @@ import { tenantPrincipal } from '../../lambdas/core/storage/principal.js';
  * path runs in the integration project against real sandbox agents).
  */
 const noSandbox: SandboxProvider = {
+  recipeSupport: DELIVERS_EVERYTHING,
   provision: async () => {
     throw new Error('no sandbox in unit tests');
   },

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { putSandboxRecord, SandboxManager, sandboxKey, type SandboxRecord } from '../../lambdas/core/sandbox/manager.js';
 import { reapIdleSandboxes, startSandboxReaper } from '../../lambdas/core/sandbox/reaper.js';
+import { planRecipe, type RecipeSupport } from '../../lambdas/core/sandbox/recipe.js';
 import type { ProvisionRequest, SandboxProvider } from '../../lambdas/core/sandbox/types.js';
 import { AgentCreate, EnvironmentCreate, SessionCreate } from '../../lambdas/core/api/schemas.js';
 import type { ModelClient } from '../../lambdas/core/harness/model.js';
@@ -11,6 +12,7 @@ import { handOffSandbox, publicSandbox } from '../../lambdas/core/sandbox/handof
 import { createServices } from '../../lambdas/core/services.js';
 import { makeEvent } from '../../lambdas/core/session/events.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
+import { DELIVERS_EVERYTHING } from './recipe-support.js';
 
 /**
  * The sandbox manager's bookkeeping and the idle reaper, on the in-memory state table, with a
@@ -20,6 +22,7 @@ import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
  * sandboxes are the integration project's.
  */
 class RecordingProvider implements SandboxProvider {
+  recipeSupport: RecipeSupport = DELIVERS_EVERYTHING;
   readonly provisioned: ProvisionRequest[] = [];
   readonly released: string[] = [];
   notes: string[] = [];
@@ -36,7 +39,7 @@ class RecordingProvider implements SandboxProvider {
   }
 }
 
-const recipe = { environmentId: 'env_1', config: { type: 'cloud' }, resources: [] };
+const recipe = planRecipe({ session: { environment_id: 'env_1', resources: [] }, environment: { config: { type: 'cloud' } }, credentials: [] });
 let table: MemoryStateTable;
 let provider: RecordingProvider;
 let manager: SandboxManager;
@@ -51,7 +54,7 @@ describe('the sandbox manager', () => {
   it('provisions lazily, and turns a sandbox that stopped answering into a tool error and a fresh one next time', async () => {
     provider.notes = ['apt packages were not installed'];
     const first = await manager.execute('sesn_1', 'default', recipe, 'bash', { command: 'true' });
-    expect(provider.provisioned).toEqual([{ sessionId: 'sesn_1', name: 'default', recipe }]);
+    expect(provider.provisioned).toEqual([{ sessionId: 'sesn_1', name: 'default', recipe: { environmentId: 'env_1', packages: {}, repositories: [] } }]);
     expect(first).toMatchObject({ sandbox: 'default', isError: true });
     expect(first.output).toContain('[corral] sandbox "default": apt packages were not installed');
     expect(first.output).toContain('sandbox "default" became unavailable during this call (socket does not exist (sandbox not running)). Its state is lost');
@@ -83,6 +86,63 @@ describe('the sandbox manager', () => {
     provider.failWith = new Error('sandbox at unix:/srv/x.sock is unavailable: capacity');
     expect(await manager.execute('sesn_3', 'default', recipe, 'bash', {})).toMatchObject({ isError: true, output: 'could not start sandbox "default": capacity' });
     expect(provider.provisioned).toEqual([]);
+  });
+
+  it('hands the provider only what it delivers, tells the model what it skipped, and refuses before provisioning', async () => {
+    // Prepare: a provider that installs apt packages only and has no git channel for credentials
+    provider.recipeSupport = {
+      label: 'a test sandbox',
+      packages: { managers: ['apt'], otherwise: 'it has no other installer' },
+      publicRepositories: { supported: true },
+      credentialedRepositories: { supported: false, reason: 'it has no git channel' },
+    };
+    provider.notes = ['repository https://git.example.com/o/pub.git is at /workspace/pub'];
+    const plan = (credentials: Array<{ url: string }>) =>
+      planRecipe({
+        session: {
+          environment_id: 'env_1',
+          resources: [
+            { type: 'github_repository', url: 'https://git.example.com/o/pub.git', mount_path: '/workspace/pub' },
+            { type: 'github_repository', url: 'https://git.example.com/o/priv.git', mount_path: '/workspace/priv' },
+            { type: 'file', file_id: 'file_1', mount_path: '/mnt/f' },
+          ],
+        },
+        environment: { config: { type: 'cloud', packages: { apt: ['jq'], pip: ['requests'] } } },
+        credentials,
+      });
+
+    // Act: both repositories public
+    const ok = await manager.execute('sesn_fit', 'default', plan([]), 'bash', {});
+
+    // Assess: apt and both repositories delivered; pip and the file told, before the provider's notes
+    expect(provider.provisioned.map((p) => p.recipe)).toEqual([
+      {
+        environmentId: 'env_1',
+        packages: { apt: ['jq'] },
+        repositories: [
+          { url: 'https://git.example.com/o/pub.git', mountPath: '/workspace/pub', checkout: null, channel: 'public' },
+          { url: 'https://git.example.com/o/priv.git', mountPath: '/workspace/priv', checkout: null, channel: 'public' },
+        ],
+      },
+    ]);
+    expect(ok.output.split('\n').slice(0, 3)).toEqual([
+      '[corral] sandbox "default": the environment\'s packages (pip: requests) are not installed in a test sandbox; it has no other installer',
+      '[corral] sandbox "default": file resource file_1 (/mnt/f) was not mounted: the Files API is not in Corral yet',
+      '[corral] sandbox "default": repository https://git.example.com/o/pub.git is at /workspace/pub',
+    ]);
+    expect(ok.setupError).toBeUndefined();
+
+    // Act: the session holds a credential for the second one
+    const refused = await manager.execute('sesn_fit2', 'default', plan([{ url: 'https://git.example.com/o/priv' }]), 'bash', {});
+
+    // Assess: nothing started; a tool error and a setup error of the clone type, naming why
+    expect(provider.provisioned).toHaveLength(1);
+    expect(refused).toMatchObject({ isError: true, setupError: { type: 'repository_clone_error' } });
+    expect(refused.output).toBe(
+      'could not start sandbox "default": repository_clone_error: repository https://git.example.com/o/priv.git needs the credential this session holds for it, ' +
+        "which reaches a sandbox only through the credential proxy's git channel, and it has no git channel",
+    );
+    expect(await manager.get('sesn_fit2', 'default')).toBeUndefined();
   });
 });
 

@@ -8,6 +8,7 @@ import { CURSOR_VERSION, readCursor, writeCursor } from '../../lambdas/core/stor
 import { keys } from '../../lambdas/core/storage/keys.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 import { ScriptedModel, text } from './scripted-model.js';
+import { DELIVERS_EVERYTHING } from './recipe-support.js';
 
 /**
  * The harness cursor is stored as `{ position, v, state }`. A cursor of another version, or one in
@@ -26,6 +27,7 @@ class RecordingLog extends MemoryEventLog {
 }
 
 const noSandbox: SandboxProvider = {
+  recipeSupport: DELIVERS_EVERYTHING,
   provision: async () => {
     throw new Error('no sandbox in unit tests');
   },

@@ -3,7 +3,8 @@
  * reached over the VPC on its private IPv4 address.
  *
  * provision: `RunTask` (FARGATE, awsvpc, private subnets) with the sandbox's bootstrap capability
- * and recipe in container environment overrides, then `DescribeTasks` until the task is RUNNING,
+ * and recipe (as planned and fitted by the core: `FARGATE_RECIPE_SUPPORT`) in container
+ * environment overrides, then `DescribeTasks` until the task is RUNNING,
  * then the agent's `/health` until it has applied its recipe, then a capability rotation: the
  * capability in the overrides (which `DescribeTasks` shows to anyone allowed to call it) stops
  * working, and only the one returned here (never sent through the ECS API) opens the sandbox.
@@ -39,12 +40,29 @@ import {
   type SandboxEndpoint,
   type SandboxProvider,
 } from '../../core/sandbox/types.js';
-import { RECIPE_ENV, encodeRecipe } from '../../../sandbox/recipe.js';
+import { assertDeliverable, type RecipeSupport } from '../../core/sandbox/recipe.js';
+import { RECIPE_ENV, wireRecipeOf } from '../../../sandbox/recipe.js';
 
 /** The container's environment variable with the bootstrap capability (`sandbox/agent.ts`). */
 export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
 /** ECS limits a task's overrides to 8192 characters; leave room for the rest of them. */
 const MAX_RECIPE_CHARS = 6_000;
+
+/**
+ * What a Fargate sandbox delivers of a recipe: the packages its image installs, and repositories
+ * that need no credential (the task clones them itself). A repository the session holds a
+ * credential for needs the credential proxy's git channel, which Fargate sandboxes do not have
+ * yet: the sandbox manager refuses such a recipe before any task starts.
+ */
+export const FARGATE_RECIPE_SUPPORT: RecipeSupport = {
+  label: 'a Fargate sandbox',
+  packages: {
+    managers: ['apt', 'pip', 'npm'],
+    otherwise: 'the sandbox image installs apt, pip and npm packages only (install other toolchains with apt packages, or use a derived image)',
+  },
+  publicRepositories: { supported: true },
+  credentialedRepositories: { supported: false, reason: 'Fargate sandboxes have no git channel to the credential proxy yet' },
+};
 
 export interface EcsSandboxLogger {
   debug?(message: string, extra?: Record<string, unknown>): void;
@@ -129,6 +147,7 @@ export function taskPrivateIp(task: Task): string | undefined {
 const duration = (ms: number) => (ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`);
 
 export class EcsSandboxProvider implements SandboxProvider {
+  readonly recipeSupport = FARGATE_RECIPE_SUPPORT;
   private readonly healthTimeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly startTimeoutMs: number;
@@ -143,7 +162,8 @@ export class EcsSandboxProvider implements SandboxProvider {
 
   async provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
     const { ecs, cluster, containerName, port } = this.opts;
-    const recipe = encodeRecipe(req.recipe);
+    assertDeliverable(req.recipe, this.recipeSupport);
+    const recipe = JSON.stringify(wireRecipeOf(req.recipe));
     if (recipe.length > MAX_RECIPE_CHARS) {
       throw new Error(
         `the sandbox recipe (environment packages and session resources) is ${recipe.length} characters once encoded; ` +

@@ -27,8 +27,9 @@
  * Run as another user, the whole sandbox is that user. Every tool process runs under the
  * sandbox limits (`sandbox/limits.ts`).
  *
- * File resources are skipped with a note, and packages are not installed (local sandboxes use the
- * host's tools), also with a note.
+ * The recipe is planned and fitted in the core (`lambdas/core/sandbox/recipe.ts`): this provider
+ * says what it delivers (`localRecipeSupport`: repositories through the proxy, no packages), and
+ * the sandbox manager reports the rest (packages, files) the same way for every provider.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -47,7 +48,8 @@ import {
   type SandboxOwner,
   type SandboxProvider,
 } from '../../core/sandbox/types.js';
-import { RecipeError, WORKSPACE_MOUNT, applyRecipe, recipeIsEmpty, redactUrls, repositoryName, toWireRecipe, type WireRecipe, type WireResource } from '../../../sandbox/recipe.js';
+import { assertDeliverable, redactUrls, type RecipeSupport, type SandboxRecipe } from '../../core/sandbox/recipe.js';
+import { wireRecipeOf, type WireRecipe } from '../../../sandbox/recipe.js';
 import { formatSandboxLimits, resolveSandboxLimits, type SandboxLimits } from '../../../sandbox/limits.js';
 import type { GitChannel } from '../../core/vault/protocol.js';
 
@@ -55,6 +57,23 @@ import type { GitChannel } from '../../core/vault/protocol.js';
 export interface GitChannels {
   open(req: { sessionId: string; sandbox: string; repositories: string[] }): Promise<GitChannel>;
   close(req: { sessionId: string; channel: string }): Promise<void>;
+}
+
+/**
+ * What a local sandbox delivers of a recipe: repositories, public or not, through the credential
+ * proxy's git channel (the sandbox is offline), when the runtime has a proxy; never packages
+ * (a local sandbox uses the host's tools).
+ */
+export function localRecipeSupport(opts: { gitChannels: boolean }): RecipeSupport {
+  const repositories = opts.gitChannels
+    ? ({ supported: true } as const)
+    : ({ supported: false, reason: 'repositories are cloned through the credential proxy, and this runtime runs without one' } as const);
+  return {
+    label: 'a local sandbox',
+    packages: { managers: [], otherwise: 'it uses the tools of the host' },
+    publicRepositories: repositories,
+    credentialedRepositories: repositories,
+  };
 }
 
 /** First uid (and gid) of the range sandbox tools run as when Corral runs as root. */
@@ -203,6 +222,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly bwrapPath: string;
   private readonly gitChannels: GitChannels | undefined;
   readonly limits: SandboxLimits;
+  readonly recipeSupport: RecipeSupport;
   /** Running sandboxes by ref (the agent's pid). */
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -215,6 +235,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 15_000;
     this.bwrapPath = opts.bwrapPath ?? 'bwrap';
     this.gitChannels = opts.gitChannels;
+    this.recipeSupport = localRecipeSupport({ gitChannels: Boolean(opts.gitChannels) });
     this.limits = resolveSandboxLimits(opts.limits);
   }
 
@@ -258,6 +279,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   }
 
   provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
+    assertDeliverable(req.recipe, this.recipeSupport);
     const key = `${req.sessionId}\0${req.name}`;
     return this.withLock(key, async () => {
       if (req.signal?.aborted) throw req.signal.reason;
@@ -340,62 +362,33 @@ export class ProcessSandboxProvider implements SandboxProvider {
   }
 
   /**
-   * Split the recipe: repositories go to the agent, which clones them through a git channel of
-   * the credential proxy (one per mount path: a channel is issued only for what is cloned); the
-   * rest is only described to the model (see the header).
+   * The recipe's repositories go to the agent, which clones them through a git channel of the
+   * credential proxy (issued for exactly those repositories); the proxy adds the credential of
+   * those that have one. Nothing else of a recipe reaches a local sandbox (`localRecipeSupport`).
    */
-  private async splitRecipe(req: ProvisionRequest): Promise<{ host: WireRecipe; agent: WireRecipe | null; channel: GitChannel | null; notes: string[] }> {
-    const recipe = toWireRecipe(req.recipe);
-    const notes: string[] = [];
-    const repositories = recipe.resources.filter((r): r is Extract<WireResource, { type: 'github_repository' }> => r.type === 'github_repository');
-    const host = { ...recipe, resources: recipe.resources.filter((r) => r.type !== 'github_repository') };
-    if (!repositories.length) return { host, agent: null, channel: null, notes };
-    const cloned: typeof repositories = [];
-    const mounts = new Set<string>();
-    for (const r of repositories) {
-      const url = String(r.url ?? '');
-      if (!/^https?:\/\/[^\s/?#@\\]+([/?#]\S*)?$/i.test(url)) {
-        throw new SandboxSetupError('repository_clone_error', `repository_clone_error: ${JSON.stringify(redactUrls(url).slice(0, 200))} is not a remote http(s) repository; only those can be cloned`);
+  private async gitChannelFor(req: ProvisionRequest): Promise<{ agent: WireRecipe; channel: GitChannel } | null> {
+    const recipe: SandboxRecipe = req.recipe;
+    if (!recipe.repositories.length) return null;
+    // Without a proxy `recipeSupport` delivers no repository (`provision` checked it): unreachable.
+    const gitChannels = this.gitChannels;
+    if (!gitChannels) throw new Error('a local sandbox without a credential proxy was handed repositories');
+    for (const r of recipe.repositories) {
+      // The proxy's channel carries remote http(s) repositories only; nothing is cloned on the host.
+      if (!/^https?:\/\/[^\s/?#@\\]+([/?#]\S*)?$/i.test(r.url)) {
+        throw new SandboxSetupError('repository_clone_error', `repository_clone_error: ${JSON.stringify(redactUrls(r.url).slice(0, 200))} is not a remote http(s) repository; only those can be cloned`);
       }
-      const mount = path.posix.normalize(r.mount_path ? (r.mount_path.startsWith('/') ? r.mount_path : `${WORKSPACE_MOUNT}/${r.mount_path}`) : `${WORKSPACE_MOUNT}/${repositoryName(url)}`);
-      if (mounts.has(mount)) {
-        notes.push(`repository ${redactUrls(url)} was not cloned: ${mount} is taken by another repository of this session`);
-        continue;
-      }
-      mounts.add(mount);
-      cloned.push(r);
-    }
-    if (!this.gitChannels) {
-      throw new SandboxSetupError('repository_clone_error', 'repository_clone_error: repositories are cloned through the credential proxy, and this runtime runs without one');
     }
     let channel: GitChannel;
     try {
-      channel = await this.gitChannels.open({ sessionId: req.sessionId, sandbox: req.name, repositories: cloned.map((r) => String(r.url)) });
+      channel = await gitChannels.open({ sessionId: req.sessionId, sandbox: req.name, repositories: recipe.repositories.map((r) => r.url) });
     } catch (err) {
       throw new SandboxSetupError('repository_clone_error', `repository_clone_error: the credential proxy gave no git channel: ${(err as Error)?.message ?? err}`);
     }
     if (channel.endpoint?.kind !== 'unix') {
-      await this.gitChannels.close({ sessionId: req.sessionId, channel: channel.id }).catch(() => {});
+      await gitChannels.close({ sessionId: req.sessionId, channel: channel.id }).catch(() => {});
       throw new SandboxSetupError('repository_clone_error', 'repository_clone_error: the credential proxy has no local git socket');
     }
-    return { host, agent: { v: 1, packages: {}, resources: cloned }, channel, notes };
-  }
-
-  /** Notes for what a local sandbox does not set up (packages, files); nothing runs on the host. */
-  private async describeRecipe(recipe: WireRecipe, workspace: string): Promise<string[]> {
-    if (recipeIsEmpty(recipe)) return [];
-    try {
-      const { notes } = await applyRecipe(recipe, {
-        workspace,
-        mode: 'local',
-        installPackages: false,
-        run: async (argv) => ({ code: null, output: `${argv[0]} is not run on the host` }),
-      });
-      return notes;
-    } catch (err) {
-      if (err instanceof RecipeError) throw new SandboxSetupError(err.type, `${err.type}: ${err.message}`);
-      throw err;
-    }
+    return { agent: wireRecipeOf(recipe), channel };
   }
 
   /** Close a sandbox's git channel (stopped, handed off); a proxy that is gone has closed it. */
@@ -441,8 +434,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
     const tools = mode === 'bwrap' ? this.toolsUser(realBase) : null;
     // Only the directory itself, never what is in it (the sandbox owns that, links and all).
     if (tools) await fsp.lchown(workspace, tools.uid, tools.gid);
-    const split = await this.splitRecipe(req);
-    const notes = [...split.notes, ...(await this.describeRecipe(split.host, workspace))];
+    const split = await this.gitChannelFor(req);
+    const notes: string[] = [];
     const stateDir = path.join(realBase, 'state');
     let runDir = path.join(realBase, 'run');
     let tempRunDir: string | undefined;
@@ -458,7 +451,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     const env: Record<string, string> = { PATH: SANDBOX_PATH, HOME: workspace, LANG: 'C.UTF-8', TMPDIR: '/tmp' };
     let gitLine: string | null = null;
     let gitSocketDir: string | null = null;
-    if (split.agent && split.channel?.endpoint?.kind === 'unix') {
+    if (split?.channel.endpoint?.kind === 'unix') {
       // The recipe has no secrets (it travels in the environment); the channel's capability goes on stdin.
       env.CORRAL_SANDBOX_RECIPE = JSON.stringify(split.agent);
       gitSocketDir = path.dirname(split.channel.endpoint.socketPath);
@@ -530,7 +523,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       child,
       socketPath,
       tempRunDir,
-      ...(split.channel ? { gitChannel: { sessionId: req.sessionId, id: split.channel.id } } : {}),
+      ...(split ? { gitChannel: { sessionId: req.sessionId, id: split.channel.id } } : {}),
       exited,
       hasExited: () => exitedFlag,
     };

@@ -5,7 +5,8 @@ import type { EnvironmentService } from '../resources/environments.js';
 import type { Session, SessionService } from '../resources/sessions.js';
 import type { SandboxManager } from '../sandbox/manager.js';
 import { DEFAULT_SANDBOX } from '../sandbox/manager.js';
-import { StepDeadlineError, type SandboxRecipe } from '../sandbox/types.js';
+import { loadRecipePlan, type RecipePlan } from '../sandbox/recipe.js';
+import { StepDeadlineError } from '../sandbox/types.js';
 import { expectEvent, makeEvent, type BodyOf, type EventBody, type SessionEvent, type SessionStatus, type StopReason, type StoredEvent, type ToolUseEvent } from '../session/events.js';
 import type { LeaseManager, Lease } from '../session/lease.js';
 import type { EventLog } from '../session/log.js';
@@ -267,11 +268,9 @@ export class Harness {
     }
   }
 
-  /** What a new sandbox of this session is built from: its environment's config and its resources. */
-  private async recipe(session: Session): Promise<SandboxRecipe> {
-    const tenant = await this.deps.sessions.tenantOf(HARNESS, session.id);
-    const env = await this.deps.environments.get(tenant, session.environment_id).catch(() => null);
-    return { environmentId: session.environment_id, config: env?.config ?? { type: 'cloud' }, resources: session.resources };
+  /** What a new sandbox of this session is built from (planned in `sandbox/recipe.ts`). */
+  private recipe(session: Session): Promise<RecipePlan> {
+    return loadRecipePlan(this.deps, HARNESS, session);
   }
 
   /** The session's budget is spent, or it has one and the model has no list price. */

@@ -272,6 +272,15 @@ export class SessionService {
     return (await this.head(who, id)).tenant;
   }
 
+  /**
+   * What a sandbox recipe needs of the session's record besides the session (`core/sandbox/recipe.ts`):
+   * its tenant, and the repositories it holds a token for (refs only; a token never leaves the proxy).
+   */
+  async recipeSources(who: SystemPrincipal, id: string): Promise<{ tenant: string; repositoryCredentials: RepositoryCredentialRef[] }> {
+    const head = await this.head(who, id);
+    return { tenant: head.tenant, repositoryCredentials: head.git_credentials ?? [] };
+  }
+
   /** Read-modify-write of the session record, retried on concurrent change. */
   async mutate(who: Principal, id: string, change: (s: Session) => Session | null): Promise<Session> {
     for (let attempt = 0; ; attempt++) {

@@ -13,9 +13,9 @@ import {
   type SandboxEndpoint,
   type SandboxOwner,
   type SandboxProvider,
-  type SandboxRecipe,
   type ToolOutput,
 } from './types.js';
+import { fitRecipe, type RecipePlan } from './recipe.js';
 
 export const DEFAULT_SANDBOX = 'default';
 /** Sandbox names the model may use: 1-64 letters, digits, `-` or `_`. */
@@ -136,7 +136,7 @@ export class SandboxManager {
   async execute(
     sessionId: string,
     name: string,
-    recipe: SandboxRecipe,
+    plan: RecipePlan,
     tool: string,
     input: unknown,
     opts: ExecuteOptions = {},
@@ -167,7 +167,7 @@ export class SandboxManager {
     const cut = cutSignal(opts);
     try {
       for (let attempt = 0; ; attempt++) {
-        const ensured = await this.ensure(sessionId, name, recipe, { signal: cut.signal });
+        const ensured = await this.ensure(sessionId, name, plan, { signal: cut.signal });
         record = ensured.record;
         provisionMs += ensured.provisionMs;
         if (ensured.replaced?.state === 'released') {
@@ -234,17 +234,24 @@ export class SandboxManager {
   /**
    * The session's sandbox of this name, provisioned now if it has none that is ready. `notes` are
    * the new sandbox's (empty when one was ready); `replaced` is the record it replaces, if any.
+   *
+   * The provider is handed only the part of the plan it can deliver (`fitRecipe`); what it cannot
+   * is reported here, the same way whatever the provider: a skipped item is a note for the model,
+   * a refused one throws `SandboxSetupError` before anything starts.
    */
   async ensure(
     sessionId: string,
     name: string,
-    recipe: SandboxRecipe,
+    plan: RecipePlan,
     opts: { signal?: AbortSignal } = {},
   ): Promise<{ record: SandboxRecord; provisionMs: number; notes: string[]; replaced?: SandboxRecord }> {
     const existing = await this.get(sessionId, name);
     if (existing && existing.state === 'ready') return { record: existing, provisionMs: 0, notes: [] };
     const started = Date.now();
     if (opts.signal?.aborted) throw opts.signal.reason;
+    const { recipe, issues } = fitRecipe(plan, this.provider.recipeSupport);
+    const refused = issues.find((i) => i.outcome === 'refused');
+    if (refused) throw new SandboxSetupError(refused.errorType, `${refused.errorType}: ${refused.message}`);
     const provisioned = await this.provider.provision({ sessionId, name, recipe, ...(opts.signal ? { signal: opts.signal } : {}) });
     const now = new Date().toISOString();
     const record: SandboxRecord = {
@@ -257,7 +264,8 @@ export class SandboxManager {
       lastUsedAt: now,
     };
     await this.put(record);
-    return { record, provisionMs: Date.now() - started, notes: provisioned.notes ?? [], replaced: existing };
+    const notes = [...issues.map((i) => i.message), ...(provisioned.notes ?? [])];
+    return { record, provisionMs: Date.now() - started, notes, replaced: existing };
   }
 
   /**

@@ -4,8 +4,10 @@
  *
  * Nothing in here knows whether the sandbox is a bubblewrapped process on a laptop or a Fargate
  * task: providers (adapters) turn a recipe into an endpoint, and the HTTP client in `client.ts`
- * talks to the sandbox agent behind any endpoint.
+ * talks to the sandbox agent behind any endpoint. The recipe is planned once, in `recipe.ts`; a
+ * provider only delivers it.
  */
+import type { RecipeSupport, SandboxRecipe } from './recipe.js';
 
 /** Tool names the sandbox agent serves (the `agent_toolset_20260401` toolset). */
 export const SANDBOX_TOOLS = ['bash', 'read', 'write', 'edit', 'glob', 'grep'] as const;
@@ -22,19 +24,13 @@ export type SandboxEndpoint =
   | { kind: 'unix'; socketPath: string; capability: string }
   | { kind: 'tcp'; host: string; port: number; capability: string };
 
-/** The recipe a sandbox is built from: the environment's config and the session's resources. */
-export interface SandboxRecipe {
-  environmentId: string;
-  /** Environment `config` as stored (e.g. `{ type: 'cloud', networking, packages }`). */
-  config: unknown;
-  /** Session resources (repositories, files); interpreted by providers that support them. */
-  resources: unknown[];
-}
+export type { RecipeSupport, SandboxRecipe } from './recipe.js';
 
 export interface ProvisionRequest {
   sessionId: string;
   /** Sandbox name within the session (`default` unless the model asks for another). */
   name: string;
+  /** What to deliver: the session's plan fitted to what this provider supports (`fitRecipe`). */
   recipe: SandboxRecipe;
   /**
    * Aborts provisioning (the harness step's deadline, or the user's interrupt): the provider
@@ -50,8 +46,9 @@ export interface ProvisionedSandbox {
   /** Provider-specific reference (process id, task ARN) used by `release`. */
   ref: string;
   /**
-   * What the model should know about how the recipe was applied (resources skipped, packages not
-   * installed, ...). The manager puts them in front of the first tool result of this sandbox.
+   * What the model should know about how the recipe was applied (a repository kept from an
+   * earlier sandbox, where it is). The manager puts them, after what the recipe could not have
+   * (`fitRecipe`'s skipped issues), in front of the first tool result of this sandbox.
    */
   notes?: string[];
 }
@@ -63,6 +60,8 @@ export interface SandboxOwner {
 }
 
 export interface SandboxProvider {
+  /** What it can deliver of a recipe; the sandbox manager reports the rest before provisioning. */
+  readonly recipeSupport: RecipeSupport;
   /** Start a sandbox and wait until its agent answers health checks. */
   provision(req: ProvisionRequest): Promise<ProvisionedSandbox>;
   /** Stop a sandbox. Idempotent: releasing a dead or unknown sandbox is not an error. */
