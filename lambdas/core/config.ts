@@ -11,7 +11,7 @@
  * `ANTHROPIC_API_KEY` is deliberately not part of it: on AWS the model key is read from SSM
  * (`CORRAL_MODEL_API_KEY_PARAMETER`) and never placed in a function's environment.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from './resources/repository-url.js';
 
 /** Every variable, by the name the code uses for it. */
