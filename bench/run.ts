@@ -313,11 +313,13 @@ function goals(r: BenchResults): Goal[] {
  * merged suites; `merged` says which suites come from which run.
  */
 export function mergeResults(previous: BenchResults, fresh: BenchResults): BenchResults {
-  const rerun = Object.keys(fresh.suites);
+  // A suite that did not run is a key with no value in `fresh.suites`: it must not hide the previous one.
+  const ran = Object.fromEntries(Object.entries(fresh.suites).filter(([, v]) => v !== undefined)) as BenchResults['suites'];
+  const rerun = Object.keys(ran);
   const kept = Object.keys(previous.suites).filter((k) => !rerun.includes(k));
   const merged: BenchResults = {
     ...fresh,
-    suites: { ...previous.suites, ...fresh.suites },
+    suites: { ...previous.suites, ...ran },
     machine: {
       ...fresh.machine,
       load_per_suite: { ...(previous.machine.load_per_suite as object | undefined), ...(fresh.machine.load_per_suite as object | undefined) },

@@ -28,7 +28,8 @@ describe('mergeResults', () => {
     flat: true,
   } as unknown as NonNullable<BenchResults['suites']['log_reads']>;
   const previous = results('2026-01-01T00:00:00.000Z', { log_reads: logReads, bundles: bundles(1_800_000, 270) }, { reads: [1, 1], bundles: [2, 2] });
-  const fresh = results('2026-01-02T00:00:00.000Z', { bundles: bundles(900_000, 140) }, { bundles: [3, 3] });
+  // As runBench leaves it: a key for every suite, undefined for those that did not run.
+  const fresh = results('2026-01-02T00:00:00.000Z', { ttft: undefined, log_reads: undefined, bundles: bundles(900_000, 140) }, { bundles: [3, 3] });
   const merged = mergeResults(previous, fresh);
 
   it('keeps the suites not rerun and takes the rerun ones from the new run', () => {
