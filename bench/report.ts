@@ -76,6 +76,12 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
   L.push('');
   L.push(`**This run:** \`${cmd}\`, ${r.generated_at.replace('T', ' ').slice(0, 19)} UTC, commit \`${m.commit}\`${Number(m.uncommitted_changes) ? ` plus ${m.uncommitted_changes} uncommitted changes` : ''}, ${r.duration_s} s.`);
   L.push('');
+  const merged = (r as { merged?: Record<string, string[]> }).merged;
+  if (merged) {
+    const parts = Object.entries(merged).filter(([, suites]) => suites.length).map(([at, suites]) => `${suites.join(', ')} from the run of ${at.replace('T', ' ').slice(0, 19)} UTC`);
+    L.push(`**Merged** (\`--only … --merge\`): ${parts.join('; ')}. The machine figures are the latest run's; the load per suite is each suite's own.`);
+    L.push('');
+  }
   L.push('## Headline');
   L.push('');
   const h = r as Record<string, unknown>;
@@ -342,8 +348,8 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
     L.push('## 5. Bundles and cold start');
     L.push('');
     L.push(
-      `Each Lambda entry bundled by esbuild ${bu.esbuild} with the CDK app's settings (\`infra/lib/constructs/corral-function.ts\`: ESM, ` +
-        'target node22, minified, everything bundled including the AWS SDK, external source maps), then `import()`ed in a fresh Node ' +
+      `Each Lambda entry bundled by esbuild ${bu.esbuild} with the CDK app's settings (\`infra/lib/constructs/corral-function.ts\` and \`infra/lib/bundling.ts\`: ESM, ` +
+        'target node22, minified, everything bundled including the AWS SDK, the stand-ins of `BUNDLE_ALIASES`, external source maps), then `import()`ed in a fresh Node ' +
         `process (${bu.node} here; Lambda runs Node 22 on arm64 and adds its own init). A process that imports nothing takes ${ms(bu.empty_process_ms.p50)} (p50).`,
     );
     L.push('');

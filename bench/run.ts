@@ -260,6 +260,10 @@ function headline(r: BenchResults): Record<string, number | boolean | null> {
     api_bundle_bytes: v(bundle('api')?.bytes),
     harness_import_p50_ms: v(bundle('harness-step')?.import_ms?.p50),
     api_import_p50_ms: v(bundle('api')?.import_ms?.p50),
+    credential_proxy_bundle_bytes: v(bundle('credential-proxy')?.bytes),
+    credential_proxy_import_p50_ms: v(bundle('credential-proxy')?.import_ms?.p50),
+    sandbox_reaper_bundle_bytes: v(bundle('sandbox-reaper')?.bytes),
+    sandbox_reaper_import_p50_ms: v(bundle('sandbox-reaper')?.import_ms?.p50),
   };
 }
 
@@ -294,9 +298,37 @@ function goals(r: BenchResults): Goal[] {
       met: mb.sessions_completed === mb.concurrent_sessions && (r.mode !== 'full' || mb.concurrent_sessions >= 500),
     });
   }
-  const h = r.suites.bundles?.bundles.find((b) => b.name === 'harness-step');
-  if (h?.bytes !== undefined) out.push({ goal: 'Harness bundle (minified)', target: '< 1 MB (1,000,000 bytes)', actual: `${h.bytes.toLocaleString('en-US')} bytes`, met: h.bytes < 1_000_000 });
+  for (const b of r.suites.bundles?.bundles ?? []) {
+    if (b.bytes !== undefined) {
+      out.push({ goal: `Bundle of ${b.name} (minified)`, target: '< 1 MB (1,000,000 bytes)', actual: `${b.bytes.toLocaleString('en-US')} bytes`, met: b.bytes < 1_000_000 });
+    }
+    if (b.import_ms) out.push({ goal: `Import of the ${b.name} bundle, p50`, target: '< 150 ms', actual: `${b.import_ms.p50} ms`, met: b.import_ms.p50 < 150 });
+  }
   return out;
+}
+
+/**
+ * The suites of `fresh` over those of `previous` (`--merge` with `--only`): one suite rerun
+ * without wiping the others' figures. The headline figures and goals are recomputed from the
+ * merged suites; `merged` says which suites come from which run.
+ */
+export function mergeResults(previous: BenchResults, fresh: BenchResults): BenchResults {
+  // A suite that did not run is a key with no value in `fresh.suites`: it must not hide the previous one.
+  const ran = Object.fromEntries(Object.entries(fresh.suites).filter(([, v]) => v !== undefined)) as BenchResults['suites'];
+  const rerun = Object.keys(ran);
+  const kept = Object.keys(previous.suites).filter((k) => !rerun.includes(k));
+  const merged: BenchResults = {
+    ...fresh,
+    suites: { ...previous.suites, ...ran },
+    machine: {
+      ...fresh.machine,
+      load_per_suite: { ...(previous.machine.load_per_suite as object | undefined), ...(fresh.machine.load_per_suite as object | undefined) },
+    },
+    merged: { [fresh.generated_at]: rerun, [String(previous.generated_at)]: kept },
+    goals: [],
+  };
+  Object.assign(merged, headline(merged), { goals: goals(merged) });
+  return merged;
 }
 
 /** Writes the JSON, the plots and (unless `docPath` is null) the Markdown. */
@@ -328,10 +360,11 @@ const HELP = `npm run bench [-- options]
   --out DIR                    results directory (default bench/results)
   --doc PATH | --no-doc        the Markdown report (default docs/BENCHMARKS.md)
   --seed N                     the session mix and simulated waits (default 8)
+  --merge                      keep the other suites' results of the existing latest.json (with --only)
   --quiet                      no progress on stderr
   --render FILE                only rewrite the plots and the Markdown from a results file`;
 
-export function parseOptions(argv: string[]): (BenchOptions & { render?: string }) | 'help' {
+export function parseOptions(argv: string[]): (BenchOptions & { render?: string; merge?: boolean }) | 'help' {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -353,6 +386,7 @@ export function parseOptions(argv: string[]): (BenchOptions & { render?: string 
       seed: { type: 'string' },
       quiet: { type: 'boolean' },
       render: { type: 'string' },
+      merge: { type: 'boolean' },
     },
     strict: true,
   });
@@ -383,6 +417,7 @@ export function parseOptions(argv: string[]): (BenchOptions & { render?: string 
     docPath: values['no-doc'] ? null : path.resolve(values.doc ?? path.join(ROOT, 'docs', 'BENCHMARKS.md')),
     quiet: !!values.quiet,
     ...(values.render ? { render: path.resolve(values.render) } : {}),
+    ...(values.merge ? { merge: true } : {}),
   };
 }
 
@@ -404,7 +439,9 @@ async function main() {
     console.log(`rewrote the plots${o.docPath ? ` and ${path.relative(process.cwd(), o.docPath)}` : ''} from ${path.relative(process.cwd(), o.render)}`);
     return;
   }
-  const r = await runBench(o);
+  let r = await runBench(o);
+  const previous = path.join(o.outDir, 'latest.json');
+  if (o.merge && fs.existsSync(previous)) r = mergeResults(JSON.parse(fs.readFileSync(previous, 'utf8')) as BenchResults, r);
   writeResults(r, o);
   console.log(`\nCorral benchmarks (${r.mode}, ${r.duration_s} s) -> ${path.relative(process.cwd(), path.join(o.outDir, 'latest.json'))}`);
   for (const g of r.goals) console.log(`  ${g.met ? 'met    ' : 'NOT MET'}  ${g.goal}: ${g.actual} (goal ${g.target})`);

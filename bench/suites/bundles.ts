@@ -1,8 +1,9 @@
 /**
  * (5) Bundle and cold start: each Lambda entry point bundled by esbuild with the settings the CDK
- * app uses (`infra/lib/constructs/corral-function.ts`: ESM, node22, minified, everything bundled,
- * the `require` banner, external source maps), then the time to `import()` the bundle in a fresh
- * Node process. Import time here is this machine's Node, not Lambda's: Lambda's init adds its own.
+ * app uses (`infra/lib/constructs/corral-function.ts` and `infra/lib/bundling.ts`: ESM, node22,
+ * minified, everything bundled, the `require` banner, the aliases, external source maps), then the
+ * time to `import()` the bundle in a fresh Node process. Import time here is this machine's Node,
+ * not Lambda's: Lambda's init adds its own.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -10,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { BUNDLE_ALIASES, BUNDLE_TARGET, ESM_REQUIRE_BANNER } from '../../infra/lib/bundling.js';
 import { round, summarize, type Summary } from '../lib/stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -21,9 +23,6 @@ export const LAMBDA_ENTRIES = [
   { name: 'credential-proxy', entry: 'lambdas/credential-proxy/handler.ts' },
   { name: 'sandbox-reaper', entry: 'lambdas/sandbox-reaper/handler.ts' },
 ];
-
-/** The banner `CorralFunction` gives ESM bundles (CommonJS dependencies call `require`). */
-const BANNER = "import { createRequire as __corralCreateRequire } from 'node:module'; const require = __corralCreateRequire(import.meta.url);";
 
 export interface BundleResult {
   name: string;
@@ -123,13 +122,14 @@ export async function runBundles(cfg: { imports: number }, ctx: { log: (msg: str
         outfile,
         bundle: true,
         platform: 'node',
-        target: 'node22',
+        target: BUNDLE_TARGET,
         format: 'esm',
         minify: true,
         sourcemap: true,
         sourcesContent: false,
         mainFields: ['module', 'main'],
-        banner: { js: BANNER },
+        banner: { js: ESM_REQUIRE_BANNER },
+        alias: { ...BUNDLE_ALIASES },
         metafile: true,
         logLevel: 'silent',
         absWorkingDir: ROOT,

@@ -1,5 +1,5 @@
 import type { Context } from 'hono';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ID_PATTERN, ID_RULE, MAX_INT } from '../core/api/schemas.js';
 import { CorralError, InvalidRequestError } from '../core/errors.js';
 

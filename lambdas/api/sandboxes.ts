@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { z } from 'zod';
+import * as z from 'zod';
 import { Id } from '../core/api/schemas.js';
 import { InvalidRequestError } from '../core/errors.js';
 import { SANDBOX_NAME } from '../core/sandbox/manager.js';

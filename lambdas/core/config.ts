@@ -11,7 +11,8 @@
  * `ANTHROPIC_API_KEY` is deliberately not part of it: on AWS the model key is read from SSM
  * (`CORRAL_MODEL_API_KEY_PARAMETER`) and never placed in a function's environment.
  */
-import { z } from 'zod';
+import { en } from 'zod/locales';
+import * as z from 'zod/mini';
 import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from './resources/repository-url.js';
 
 /** Every variable, by the name the code uses for it. */
@@ -90,19 +91,31 @@ export const DEFAULT_SANDBOX_IDLE_MS = 15 * 60_000;
 /** Session attributes that may become metric dimensions (opt-in: their cardinality is the user's). */
 export type SessionDimension = 'agent' | 'environment';
 
+/*
+ * The schemas use zod's functional API (`zod/mini`): every Lambda bundle parses its environment
+ * here, and the method-chaining API would bring all of zod's schema classes into bundles that
+ * have no other use for zod (about 60 KB of the harness step's). zod/mini ships without a locale;
+ * the English one is the classic API's default, so the messages are the same.
+ */
+z.config(en());
+
 const list = (prefix?: string) =>
-  z
-    .string()
-    .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean))
-    .pipe(z.array(prefix ? z.string().startsWith(prefix, `expected ids starting with ${prefix}`) : z.string()).min(1));
-const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
-const positiveInt = z.coerce.number().int().positive();
+  z.pipe(
+    z.pipe(
+      z.string(),
+      z.transform((s: string) => s.split(',').map((p) => p.trim()).filter(Boolean)),
+    ),
+    z.array(prefix ? z.string().check(z.startsWith(prefix, `expected ids starting with ${prefix}`)) : z.string()).check(z.minLength(1)),
+  );
+const flag = z.pipe(z.enum(['true', 'false']), z.transform((v: 'true' | 'false') => v === 'true'));
+const positiveInt = z.coerce.number().check(z.int(), z.positive());
+const nonEmpty = () => z.string().check(z.minLength(1));
 
 /**
  * Parse `raw` (built from the environment) with `schema`; on failure, one error that names each
  * variable at fault (`names` maps a schema path to its variable).
  */
-function parse<T extends z.ZodType>(schema: T, raw: unknown, names: Record<string, string>, what: string): z.infer<T> {
+function parse<T extends z.ZodMiniType>(schema: T, raw: unknown, names: Record<string, string>, what: string): z.infer<T> {
   const parsed = schema.safeParse(raw);
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((i) => {
@@ -122,38 +135,38 @@ function parse<T extends z.ZodType>(schema: T, raw: unknown, names: Record<strin
 const reader = (env: Env) => (name: string) => (env[name] === '' ? undefined : env[name]);
 
 const SandboxSchema = z.object({
-  cluster: z.string().min(1),
-  taskDefinition: z.string().min(1),
+  cluster: nonEmpty(),
+  taskDefinition: nonEmpty(),
   subnets: list('subnet-'),
   securityGroups: list('sg-'),
-  containerName: z.string().min(1),
-  port: z.coerce.number().int().min(1).max(65535).default(8080),
-  assignPublicIp: flag.default(false),
+  containerName: nonEmpty(),
+  port: z._default(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(65535)), 8080),
+  assignPublicIp: z._default(flag, false),
 });
 
 const ServicesSchema = z.object({
-  eventsTable: z.string().min(1),
-  stateTable: z.string().min(1),
+  eventsTable: nonEmpty(),
+  stateTable: nonEmpty(),
   wakeQueueUrl: z.url(),
-  sandbox: SandboxSchema.optional(),
+  sandbox: z.optional(SandboxSchema),
   model: z.object({
-    baseUrl: z.url().optional(),
-    apiKeyParameter: z.string().min(1).optional(),
+    baseUrl: z.optional(z.url()),
+    apiKeyParameter: z.optional(nonEmpty()),
   }),
-  leaseTtlMs: positiveInt.optional(),
-  credentialProxyFunction: z.string().min(1).optional(),
-  sandboxCapabilityKey: z.string().regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN').optional(),
-  repositoryUrlAllow: z
-    .string()
-    .optional()
-    .transform((text, ctx) => {
+  leaseTtlMs: z.optional(positiveInt),
+  credentialProxyFunction: z.optional(nonEmpty()),
+  sandboxCapabilityKey: z.optional(z.string().check(z.regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN'))),
+  repositoryUrlAllow: z.pipe(
+    z.optional(z.string()),
+    z.transform((text: string | undefined, ctx) => {
       try {
         return parseRepositoryUrlAllow(text);
       } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        ctx.issues.push({ code: 'custom', message: (err as Error).message, input: text });
         return z.NEVER;
       }
     }),
+  ),
 });
 
 /** What `createAwsServices` needs (lambdas/adapters/aws/services.ts): the API's and the harness's wiring. */
@@ -246,7 +259,7 @@ export function readSessionDimensions(env: Env = process.env): SessionDimension[
 
 /** `CORRAL_WAKE_SAFETY_MARGIN_MS`, a positive integer of milliseconds, when set. */
 export function readWakeSafetyMarginMs(env: Env = process.env): number | undefined {
-  return parse(positiveInt.optional(), reader(env)(CORRAL_ENV.wakeSafetyMarginMs), { '': CORRAL_ENV.wakeSafetyMarginMs }, 'the harness step');
+  return parse(z.optional(positiveInt), reader(env)(CORRAL_ENV.wakeSafetyMarginMs), { '': CORRAL_ENV.wakeSafetyMarginMs }, 'the harness step');
 }
 
 /**
@@ -258,9 +271,9 @@ export function readHarnessStepConfig(env: Env = process.env): HarnessStepConfig
 }
 
 const ProxySchema = z.object({
-  stateTable: z.string().min(1),
-  kmsKeyId: z.string().min(1).optional(),
-  gitProxyUrl: z.url({ protocol: /^https$/ }).optional(),
+  stateTable: nonEmpty(),
+  kmsKeyId: z.optional(nonEmpty()),
+  gitProxyUrl: z.optional(z.url({ protocol: /^https$/ })),
 });
 
 export type CredentialProxyConfig = z.infer<typeof ProxySchema>;
@@ -296,7 +309,7 @@ export interface SandboxReaperConfig {
 export function readSandboxReaperConfig(env: Env = process.env): SandboxReaperConfig {
   const v = reader(env);
   const base = parse(
-    z.object({ stateTable: z.string().min(1), cluster: z.string().min(1) }),
+    z.object({ stateTable: nonEmpty(), cluster: nonEmpty() }),
     { stateTable: v(CORRAL_ENV.stateTable), cluster: v(CORRAL_ENV.sandboxCluster) },
     { stateTable: CORRAL_ENV.stateTable, cluster: CORRAL_ENV.sandboxCluster },
     'the sandbox reaper',

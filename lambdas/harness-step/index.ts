@@ -2,6 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { HarnessMetrics } from '../adapters/aws/metrics.js';
+import { createAwsModel } from '../adapters/aws/model.js';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
 import { readSessionDimensions, readWakeSafetyMarginMs } from '../core/config.js';
 import { createHarnessStepHandler, type HarnessStepRuntime } from './handler.js';
@@ -21,7 +22,8 @@ let runtime: Promise<HarnessStepRuntime> | undefined;
 
 function init(): Promise<HarnessStepRuntime> {
   runtime ??= createAwsServices({
-    loadModelKey: true,
+    // The harness alone calls the model: its key is read from SSM here, once per container.
+    model: (config, instrument) => createAwsModel(config, { instrument }),
     instrument: (client) => tracer.captureAWSv3Client(client),
     harness: { logger: coreLogger(logger), observer: metrics.observer },
     onAppend: (_sessionId, stored) => logger.appendKeys({ position: stored.position }),

@@ -6,7 +6,8 @@ import { SendMessageCommand, SQSClient, type SendMessageCommandInput } from '@aw
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { coreLogger, createAwsServices, readAwsConfig } from '../../lambdas/adapters/aws/services.js';
+import { createAwsModel } from '../../lambdas/adapters/aws/model.js';
+import { coreLogger, createAwsServices, NO_MODEL, readAwsConfig } from '../../lambdas/adapters/aws/services.js';
 import { ensureTables } from '../../lambdas/adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local/dynalite.js';
 import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-sandbox.js';
@@ -99,9 +100,9 @@ describe('createAwsServices: the core wired to DynamoDB, SQS, Fargate and the mo
     const env = { ...base, ANTHROPIC_BASE_URL: fake.url, CORRAL_MODEL_API_KEY_PARAMETER: '/corral/key' };
     const { services } = await createAwsServices({
       env,
-      clients: { dynamodb: dynamo.client, sqs, ssm },
+      clients: { dynamodb: dynamo.client, sqs },
       sandboxProvider: new ProcessSandboxProvider({ dataDir, isolation: 'none' }),
-      loadModelKey: true,
+      model: (config) => createAwsModel(config, { ssm }),
     });
     const agent = await services.agents.create('t', AgentCreate.parse({ name: 'a', model: 'claude-sonnet-4-6' }));
     const environment = await services.environments.create('t', EnvironmentCreate.parse({ name: 'e', config: { type: 'cloud' } }));
@@ -119,10 +120,16 @@ describe('createAwsServices: the core wired to DynamoDB, SQS, Fargate and the mo
   it('leaves the model key alone unless asked (the API never reads it)', async () => {
     await createAwsServices({
       env: { ...base, CORRAL_MODEL_API_KEY_PARAMETER: '/corral/key' },
-      clients: { dynamodb: dynamo.client, sqs, ssm },
+      clients: { dynamodb: dynamo.client, sqs },
       sandboxProvider: new ProcessSandboxProvider({ dataDir, isolation: 'none' }),
     });
     expect(ssmMock.commandCalls(GetParameterCommand)).toHaveLength(0);
+  });
+
+  it('builds services without a model for the API: a model call is refused, not sent anywhere', async () => {
+    const requestsBefore = fake.requests.length;
+    await expect(NO_MODEL.complete({ model: 'claude-sonnet-4-6', messages: [], tools: [], maxTokens: 10 })).rejects.toThrow(/without a model/);
+    expect(fake.requests.length).toBe(requestsBefore);
   });
 });
 

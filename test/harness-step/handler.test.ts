@@ -14,6 +14,7 @@ import type { Context, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HarnessMetrics } from '../../lambdas/adapters/aws/metrics.js';
+import { createAwsModel } from '../../lambdas/adapters/aws/model.js';
 import { coreLogger, createAwsServices } from '../../lambdas/adapters/aws/services.js';
 import { ensureTables } from '../../lambdas/adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local/dynalite.js';
@@ -117,6 +118,7 @@ describe('harness step handler (SQS FIFO batch -> harness.wake), against dynalit
       env: { CORRAL_EVENTS_TABLE: tables.events, CORRAL_STATE_TABLE: tables.state, CORRAL_WAKE_QUEUE_URL: QUEUE_URL, ANTHROPIC_BASE_URL: fake.url },
       clients: { dynamodb: dynamo.client, sqs },
       sandboxProvider: new ProcessSandboxProvider({ dataDir, isolation: 'none' }),
+      model: (config) => createAwsModel(config),
       harness: { logger: coreLogger(logger), observer: metrics.observer, retryDelayMs: () => 1 },
       onAppend: (_id, stored) => logger.appendKeys({ position: stored.position }),
     }));

@@ -5,6 +5,7 @@ import { NodejsFunction, OutputFormat, type NodejsFunctionProps } from 'aws-cdk-
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import type { Construct } from 'constructs';
+import { BUNDLE_ALIASES, BUNDLE_TARGET, ESM_REQUIRE_BANNER } from '../bundling.js';
 import { repoPath } from '../paths.js';
 import { CorralRole } from '../roles.js';
 
@@ -73,15 +74,16 @@ export class CorralFunction extends NodejsFunction {
       bundling: {
         forceDockerBundling: false,
         format: OutputFormat.ESM,
-        target: 'node22',
+        target: BUNDLE_TARGET,
         minify: true,
         sourceMap: true,
         sourcesContent: false,
         mainFields: ['module', 'main'],
-        // Everything, the AWS SDK included, is bundled: the versions tested are the versions run.
+        // Everything, the AWS SDK included, is bundled: the versions tested are the versions run
+        // (the nodejs22.x runtime carries an SDK v3 of its own, at a version AWS picks).
         externalModules: [],
-        // Some dependencies are CommonJS and call require(); give the ESM bundle one.
-        banner: "import { createRequire as __corralCreateRequire } from 'node:module'; const require = __corralCreateRequire(import.meta.url);",
+        banner: ESM_REQUIRE_BANNER,
+        esbuildArgs: { '--alias': Object.entries(BUNDLE_ALIASES).map(([name, file]) => `${name}=${file}`) },
         ...bundling,
       },
     });

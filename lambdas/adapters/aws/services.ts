@@ -3,17 +3,17 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { CORRAL_ENV, readServicesConfig, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
 import type { HarnessOptions } from '../../core/harness/harness.js';
 import type { Logger } from '../../core/logger.js';
-import { AnthropicModel, type ModelClient } from '../../core/harness/model.js';
+import type { ModelClient, ModelRequest, ModelResponse } from '../../core/harness/model.js';
 import type { SandboxProvider } from '../../core/sandbox/types.js';
 import { createServices, type CorralServices } from '../../core/services.js';
 import type { StoredEvent } from '../../core/session/events.js';
 import { CredentialProxyClient } from '../../core/vault/protocol.js';
 import { LambdaProxyTransport } from './credential-proxy-client.js';
 import { DynamoEventLog } from './dynamodb-event-log.js';
+import { EcsSandboxProvider } from './ecs-sandbox-provider.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
 import { KmsCapabilitySealer } from './kms-capability-sealer.js';
 import { SqsWakeQueue } from './sqs-queue.js';
@@ -35,11 +35,12 @@ export function readAwsConfig(env: Env = process.env): AwsConfig {
 }
 
 /**
- * The Fargate sandbox provider, from the configuration. Imported lazily so that a process that
- * never starts a sandbox does not load the ECS adapter until it builds its services.
+ * The Fargate sandbox provider, from the configuration. The adapter is imported statically: in a
+ * bundle, a dynamic `import()` makes esbuild wrap the module for lazy evaluation, and a wrapped
+ * module keeps every export of the ECS client package (the aggregated client, every command and
+ * schema), about 75 KB more per bundle for nothing.
  */
 export async function createEcsSandboxProvider(config: NonNullable<AwsConfig['sandbox']>, ecs: ECSClient): Promise<SandboxProvider> {
-  const { EcsSandboxProvider } = await import('./ecs-sandbox-provider.js');
   return new EcsSandboxProvider({
     ecs,
     cluster: config.cluster,
@@ -66,29 +67,31 @@ export function coreLogger(logger: ExtraFieldsLogger): Logger {
   return { info: call(logger.info), warn: call(logger.warn), error: call(logger.error) };
 }
 
-/** The model API key, read once from an SSM SecureString parameter. */
-export async function readModelApiKey(ssm: SSMClient, parameterName: string): Promise<string> {
-  const out = await ssm.send(new GetParameterCommand({ Name: parameterName, WithDecryption: true }));
-  const value = out.Parameter?.Value;
-  if (!value) throw new Error(`SSM parameter ${parameterName} has no value`);
-  return value;
-}
+/**
+ * The model of services built without one: the API's. The API never calls the model (only the
+ * harness step does), and leaving the real one out keeps the Anthropic SDK and the SSM client out
+ * of the API's bundle. A call is a programming error, said as such.
+ */
+export const NO_MODEL: ModelClient = {
+  complete(_request: ModelRequest): Promise<ModelResponse> {
+    return Promise.reject(new Error('these services were built without a model (the API never calls it; the harness step passes createAwsModel)'));
+  },
+};
 
 export interface AwsServicesOptions {
   env?: Env;
   /** Clients to use (tests point DynamoDB at dynalite); created with default settings when absent. */
-  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; ssm?: SSMClient; lambda?: LambdaClient; kms?: KMSClient };
+  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; lambda?: LambdaClient; kms?: KMSClient };
   /** Wraps every AWS client created here (the Powertools tracer's `captureAWSv3Client`). */
   instrument?: <T>(client: T) => T;
   /** A sandbox provider to use instead of the Fargate one from the configuration. */
   sandboxProvider?: SandboxProvider;
-  /** A model client to use instead of the Messages API from the configuration. */
-  model?: ModelClient;
   /**
-   * Read the model API key from the SSM parameter `CORRAL_MODEL_API_KEY_PARAMETER` names. Only the harness calls the
-   * model; the API builds the same services without ever touching the key.
+   * The model client, or how to build it from the configuration (the harness step passes
+   * `createAwsModel` from ./model.js: the Messages API, its key read from SSM). Absent: `NO_MODEL`,
+   * for the API, which never calls the model and so never touches its key.
    */
-  loadModelKey?: boolean;
+  model?: ModelClient | ((config: AwsConfig, instrument: <T>(client: T) => T) => Promise<ModelClient>);
   harness?: HarnessOptions;
   /** Called after each append to the session log (the handlers put the position on log lines). */
   onAppend?: (sessionId: string, stored: StoredEvent) => void;
@@ -119,15 +122,7 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     sandboxProvider = await createEcsSandboxProvider(config.sandbox, ecs);
   }
 
-  let model = opts.model;
-  if (!model) {
-    let apiKey: string | undefined;
-    if (opts.loadModelKey && config.model.apiKeyParameter) {
-      const ssm = instrument(opts.clients?.ssm ?? new SSMClient({}));
-      apiKey = await readModelApiKey(ssm, config.model.apiKeyParameter);
-    }
-    model = new AnthropicModel({ apiKey, baseURL: config.model.baseUrl });
-  }
+  const model = typeof opts.model === 'function' ? await opts.model(config, instrument) : (opts.model ?? NO_MODEL);
 
   // The credential proxy: a function the harness and the API invoke; it alone reads secrets.
   const credentialProxy = config.credentialProxyFunction

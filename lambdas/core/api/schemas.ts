@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * Request schemas of the public API, shaped after the official SDK's parameter types

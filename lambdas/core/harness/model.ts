@@ -1,4 +1,16 @@
-import Anthropic from '@anthropic-ai/sdk';
+import type Anthropic from '@anthropic-ai/sdk';
+import { BaseAnthropic } from '@anthropic-ai/sdk/client';
+import { Messages } from '@anthropic-ai/sdk/resources/messages/messages';
+
+/**
+ * The official client with the one resource Corral calls, Messages. The SDK's default export
+ * builds every resource (beta agents, sessions, organization, skills...), which a bundle cannot
+ * drop: about 300 KB of the harness's and the API's Lambda bundles. This is the SDK's own base
+ * client (same requests, headers, timeouts, errors) with only `messages` attached.
+ */
+class MessagesClient extends BaseAnthropic {
+  readonly messages = new Messages(this);
+}
 
 /** A content block of a model response, as the Messages API returns it. */
 export type ModelBlock =
@@ -69,10 +81,10 @@ export function classifyModelError(err: unknown): ModelError {
 
 /** The Messages API through the official SDK, streamed. */
 export class AnthropicModel implements ModelClient {
-  private readonly client: Anthropic;
+  private readonly client: MessagesClient;
 
   constructor(opts: { apiKey?: string; baseURL?: string; timeoutMs?: number } = {}) {
-    this.client = new Anthropic({
+    this.client = new MessagesClient({
       apiKey: opts.apiKey ?? process.env.ANTHROPIC_API_KEY ?? 'missing',
       baseURL: opts.baseURL ?? process.env.ANTHROPIC_BASE_URL,
       // The harness retries itself, announcing each retry as a session.error event.
