@@ -43,7 +43,9 @@ export default defineConfig({
     // on a two-core machine (vitest's default there is one).
     maxWorkers: Math.max(2, availableParallelism() - 1),
     testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // Setup hooks synthesize the stack (every bundle, the console's script) or start runtimes:
+    // tens of seconds on a loaded two-core machine, so they get more room than a test.
+    hookTimeout: 120_000,
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     coverage: {
       provider: 'v8',
