@@ -9,7 +9,7 @@
  * `--context` takes CDK context keys (infra/lib/context.ts; the template is synthesized with them)
  * and the model's settings of what issue 20 proposes, which the template cannot show:
  * streamTier=lambda|fargate, interrupts=poll|signal, sessionIndex=per-turn|per-status,
- * rateLimitShards=N, harnessMemoryMiB=N, fargateSpot=true, warmPool=N, subnetIps=N, and
+ * rateLimitShards=N, taskState=poll|events, stageRateLimit=N, harnessMemoryMiB=N, fargateSpot=true, warmPool=N, subnetIps=N, and
  * constant.<id>=N for a workload constant (scripts/capacity/sources.ts). `--quota` sets applied
  * quota values (ids in sources.ts), e.g. after increases. Offline: nothing touches AWS.
  */
@@ -52,6 +52,8 @@ export function parseContext(spec: string | undefined): { cdk: Record<string, st
     else if (key === 'interrupts') settings.interrupts = oneOf('poll', 'signal');
     else if (key === 'sessionIndex') settings.sessionIndex = oneOf('per-turn', 'per-status');
     else if (key === 'rateLimitShards') settings.rateLimitShards = int();
+    else if (key === 'taskState') settings.taskState = oneOf('poll', 'events');
+    else if (key === 'stageRateLimit') settings.stageRateLimit = int();
     else if (key === 'harnessMemoryMiB') settings.harnessMemoryMiB = int();
     else if (key === 'fargateSpot') settings.fargateSpot = oneOf('true', 'false') === 'true';
     else if (key === 'warmPool') settings.warmPool = int();

@@ -46,6 +46,10 @@ export interface Settings {
   readonly harnessMemoryMiB?: number;
   /** Sandboxes on Fargate Spot (proposed). */
   readonly fargateSpot: boolean;
+  /** `events`: the proposed task state from EventBridge instead of DescribeTasks polling. */
+  readonly taskState: 'poll' | 'events';
+  /** API stage rate limit instead of the template's (proposed: a deploy setting). */
+  readonly stageRateLimit?: number;
   /** Sandbox tasks kept started ahead, in all (proposed warm pool). */
   readonly warmPool: number;
   /** Applied quota values where the account's differ from AWS's defaults (e.g. after increases). */
@@ -61,6 +65,7 @@ export const DEFAULT_SETTINGS: Settings = {
   interrupts: 'poll',
   sessionIndex: 'per-turn',
   rateLimitShards: 1,
+  taskState: 'poll',
   fargateSpot: false,
   warmPool: 0,
   quotas: {},
@@ -85,6 +90,8 @@ export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   if (s.sessionIndex !== 'per-turn') out.push(`sessionIndex=${s.sessionIndex}`);
   if (s.rateLimitShards !== 1) out.push(`rateLimitShards=${s.rateLimitShards}`);
   if (s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== shape.functions.harness!.memoryMiB) out.push(`harnessMemoryMiB=${s.harnessMemoryMiB}`);
+  if (s.taskState !== 'poll') out.push(`taskState=${s.taskState}`);
+  if (s.stageRateLimit !== undefined && s.stageRateLimit !== shape.stage.rateLimit) out.push(`stageRateLimit=${s.stageRateLimit}`);
   if (s.fargateSpot) out.push('fargateSpot');
   if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
   return out;
@@ -286,11 +293,13 @@ export function capacity(input: ModelInput): CapacityReport {
     templateRow({ id: 'streamReserved', name: 'open streams cap (streamMaxConcurrency)', quota: streamFn.reservedConcurrency, unit: 'streams', perSession: 1 });
   }
   quotaRow('apiGatewayAccountRps', { perSession: mix(apiRps + reconnectsPerSecond, reconnectsPerSecond) });
-  if (shape.stage.rateLimit !== undefined) {
+  const stageRate = s.stageRateLimit ?? shape.stage.rateLimit;
+  if (stageRate !== undefined) {
     templateRow({
       id: 'stageThrottle',
       name: 'API stage throttle (rate; burst ' + (shape.stage.burstLimit ?? '?') + ')',
-      quota: shape.stage.rateLimit,
+      quota: stageRate,
+      status: proposedIf(stageRate !== shape.stage.rateLimit),
       unit: 'requests/s',
       perSession: mix(apiRps + reconnectsPerSecond, reconnectsPerSecond),
       note: 'set in infra/lib/constructs/api.ts',
@@ -328,7 +337,11 @@ export function capacity(input: ModelInput): CapacityReport {
   quotaRow('sqsFifoInFlight', { perSession: mix(harnessConcurrency), note: 'a wake stays in flight while the harness runs it' });
   quotaRow('fargateLaunchRate', { perSession: mix(startsPerSecond * sandboxesPerActive) });
   quotaRow('ecsRunTaskRate', { perSession: mix(startsPerSecond * sandboxesPerActive) });
-  quotaRow('ecsDescribeTasksRate', { perSession: mix(startsPerSecond * (c('sandboxStartSeconds') / c('describeTasksEverySeconds'))), note: 'DescribeTasks every 2 s while a task starts' });
+  quotaRow('ecsDescribeTasksRate', {
+    perSession: s.taskState === 'poll' ? mix(startsPerSecond * (c('sandboxStartSeconds') / c('describeTasksEverySeconds'))) : 0,
+    status: proposedIf(s.taskState !== 'poll'),
+    note: s.taskState === 'poll' ? 'DescribeTasks every 2 s while a task starts' : 'task state from EventBridge',
+  });
   quotaRow('ecsProvisioningPerCluster', { perSession: mix(startsPerSecond * c('sandboxStartSeconds')) });
   quotaRow(vcpuQuota, {
     id: 'fargateVcpu',
