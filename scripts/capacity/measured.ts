@@ -1,0 +1,70 @@
+/**
+ * The per-step storage calls and harness time the capacity model multiplies, taken from the
+ * benchmark's results (`bench/results/latest.json`: §3 "step cost against session length" and
+ * §2 "harness overhead" of docs/BENCHMARKS.md), or, when a field is missing, from
+ * {@link FALLBACK}, a copy of the run documented in docs/BENCHMARKS.md.
+ */
+
+export interface Measured {
+  /** Steps of the benchmark's measured turn (a text-only turn: one model call). */
+  readonly stepsPerMeasuredTurn: number;
+  /** State-table reads (GetItem/Query) per step, each 1 RRU (strongly consistent, small items). */
+  readonly stateReadsPerStep: number;
+  /** Event-log queries per step. */
+  readonly logQueriesPerStep: number;
+  /** Read units of the log queries per step: the view's bytes / 4 KB, at least one per query. */
+  readonly logReadUnitsPerStep: number;
+  readonly stateWritesPerStep: number;
+  readonly eventWritesPerStep: number;
+  /** Harness time per step besides waiting on the model or a tool, in seconds. */
+  readonly harnessOverheadSecondsPerStep: number;
+  /** Bytes of one model request (the view, bounded by its budget). */
+  readonly modelRequestBytes: number;
+  /** Where each number came from. */
+  readonly source: string;
+}
+
+/** docs/BENCHMARKS.md §2 and §3 of the run of 2026-11-23 (commit 6b80988), at 10,000 events. */
+export const FALLBACK: Measured = {
+  stepsPerMeasuredTurn: 2,
+  stateReadsPerStep: 4,
+  logQueriesPerStep: 2.5,
+  logReadUnitsPerStep: 6, // max(5 queries, ceil(46,272 B / 4 KB) = 12) / 2 steps
+  stateWritesPerStep: 3.5,
+  eventWritesPerStep: 2,
+  harnessOverheadSecondsPerStep: 0.02306,
+  modelRequestBytes: 46272,
+  source: 'docs/BENCHMARKS.md §2-3 (run of 2026-11-23) copied into scripts/capacity/measured.ts',
+};
+
+interface LogReadsSize {
+  events: number;
+  steps_per_turn: number;
+  ops: string[];
+  request_bytes?: number;
+}
+
+/** Counts from a parsed latest.json; falls back to {@link FALLBACK} for what it lacks. */
+export function measuredFrom(latest: unknown, file = 'bench/results/latest.json'): Measured {
+  const l = latest as { generated_at?: string; suites?: { log_reads?: { sizes?: LogReadsSize[] }; overhead?: { harness_overhead_ms?: { mean?: number } } } };
+  const sizes = l?.suites?.log_reads?.sizes;
+  if (!Array.isArray(sizes) || sizes.length === 0) return FALLBACK;
+  const largest = [...sizes].sort((a, b) => b.events - a.events)[0];
+  const steps = largest.steps_per_turn;
+  if (!(steps > 0) || !Array.isArray(largest.ops)) return FALLBACK;
+  const count = (re: RegExp) => largest.ops.filter((op) => re.test(op)).length;
+  const logQueries = count(/^(Query|GetItem|BatchGetItem):events$/);
+  const requestBytes = largest.request_bytes ?? FALLBACK.modelRequestBytes;
+  const overheadMs = l.suites?.overhead?.harness_overhead_ms?.mean;
+  return {
+    stepsPerMeasuredTurn: steps,
+    stateReadsPerStep: count(/^(Query|GetItem|BatchGetItem|Scan):state$/) / steps,
+    logQueriesPerStep: logQueries / steps,
+    logReadUnitsPerStep: Math.max(logQueries, Math.ceil(requestBytes / 4096)) / steps,
+    stateWritesPerStep: count(/^(PutItem|UpdateItem|DeleteItem|BatchWriteItem|TransactWriteItems):state$/) / steps,
+    eventWritesPerStep: count(/^(PutItem|UpdateItem|DeleteItem|BatchWriteItem|TransactWriteItems):events$/) / steps,
+    harnessOverheadSecondsPerStep: typeof overheadMs === 'number' ? overheadMs / 1000 : FALLBACK.harnessOverheadSecondsPerStep,
+    modelRequestBytes: requestBytes,
+    source: `${file} (generated ${l.generated_at ?? 'at an unknown time'}): log_reads at ${largest.events} events, overhead.harness_overhead_ms.mean`,
+  };
+}

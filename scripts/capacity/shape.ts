@@ -1,0 +1,138 @@
+/**
+ * What the synthesized template deploys, in the terms the capacity model needs: each function's
+ * memory, timeout and reserved concurrency, the wake queue's settings, the API stage's throttle,
+ * the private subnets' sizes, the sandbox task's size, the tables' billing mode and the fixed
+ * resources that cost by the month. Pure: a template in, a {@link DeployedShape} out.
+ */
+import type { CfnResource, CfnTemplate } from '../../infra/rehearsal/template.js';
+
+export type FunctionRole = 'harness' | 'api' | 'stream' | 'credentialProxy' | 'reaper';
+
+export interface FunctionShape {
+  readonly logicalId: string;
+  readonly memoryMiB: number;
+  readonly timeoutSeconds: number;
+  readonly reservedConcurrency?: number;
+  readonly arch: 'arm64' | 'x86_64';
+  readonly inVpc: boolean;
+}
+
+export interface DeployedShape {
+  readonly functions: Partial<Record<FunctionRole, FunctionShape>>;
+  /** The wake queue's event source mapping. */
+  readonly wakeSource: { batchSize: number; maxConcurrency?: number };
+  readonly wakeQueue: { fifo: boolean; highThroughput: boolean; visibilityTimeoutSeconds: number; maxReceiveCount?: number };
+  readonly stage: { rateLimit?: number; burstLimit?: number };
+  /** Private subnets (where sandboxes run) with their usable addresses; empty for an existing VPC. */
+  readonly subnets: Array<{ logicalId: string; cidr: string; usableIps: number }>;
+  readonly natGateways: number;
+  readonly vpcEndpoints: string[];
+  readonly sandboxTask: { vcpu: number; memoryGb: number; arch: 'arm64' | 'x86_64'; ephemeralStorageGiB: number };
+  /** Minutes before the reaper stops an unused sandbox. */
+  readonly sandboxIdleMinutes?: number;
+  readonly tables: Array<{ logicalId: string; billingMode: string; gsis: string[]; streams: boolean }>;
+  readonly kmsKeys: number;
+  readonly alarms: number;
+  readonly dashboards: number;
+}
+
+const ROLE_PREFIXES: Array<[FunctionRole, RegExp]> = [
+  ['harness', /^HarnessStepFunction/],
+  ['stream', /^ApiStreamHandler/],
+  ['api', /^ApiHandler/],
+  ['credentialProxy', /^CredentialProxyFunction/],
+  ['reaper', /^SandboxReaperFunction/],
+];
+
+const num = (v: unknown): number | undefined => (v === undefined || v === null || v === '' ? undefined : Number(v));
+
+/** Usable addresses of an IPv4 CIDR in a VPC subnet (AWS reserves 5 per subnet). */
+export function usableIps(cidr: string): number {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(cidr);
+  if (!m) throw new Error(`not an IPv4 CIDR: ${cidr}`);
+  const prefix = Number(m[5]);
+  if (prefix < 16 || prefix > 28) throw new Error(`a VPC subnet is /16 to /28, not /${prefix}`);
+  return 2 ** (32 - prefix) - 5;
+}
+
+/** Reads the deployed shape from a synthesized template; throws if a part the model needs is missing. */
+export function deployedShape(template: CfnTemplate): DeployedShape {
+  const resources = Object.entries(template.Resources);
+  const ofType = (type: string) => resources.filter(([, r]) => r.Type === type);
+  const props = (r: CfnResource) => (r.Properties ?? {}) as Record<string, any>;
+
+  const functions: Partial<Record<FunctionRole, FunctionShape>> = {};
+  for (const [id, r] of ofType('AWS::Lambda::Function')) {
+    const role = ROLE_PREFIXES.find(([, re]) => re.test(id))?.[0];
+    if (!role) continue;
+    const p = props(r);
+    functions[role] = {
+      logicalId: id,
+      memoryMiB: num(p.MemorySize) ?? 128,
+      timeoutSeconds: num(p.Timeout) ?? 3,
+      reservedConcurrency: num(p.ReservedConcurrentExecutions),
+      arch: Array.isArray(p.Architectures) && p.Architectures.includes('arm64') ? 'arm64' : 'x86_64',
+      inVpc: !!p.VpcConfig,
+    };
+  }
+  for (const role of ['harness', 'api'] as const) if (!functions[role]) throw new Error(`template: no ${role} function`);
+
+  const harnessId = functions.harness!.logicalId;
+  const esm = ofType('AWS::Lambda::EventSourceMapping').find(([, r]) => JSON.stringify(props(r).FunctionName ?? '').includes(harnessId));
+  if (!esm) throw new Error('template: no event source mapping for the harness');
+  const esmProps = props(esm[1]);
+  const queueId = esmProps.EventSourceArn?.['Fn::GetAtt']?.[0] as string | undefined;
+  const queue = queueId ? template.Resources[queueId] : undefined;
+  if (!queue) throw new Error('template: the harness event source is not a queue of this stack');
+  const q = props(queue);
+
+  const stageRes = ofType('AWS::ApiGateway::Stage')[0];
+  const all = (stageRes ? (props(stageRes[1]).MethodSettings as Array<Record<string, unknown>> | undefined) : undefined)?.find(
+    (s) => s.ResourcePath === '/*' && s.HttpMethod === '*',
+  );
+
+  const subnets = ofType('AWS::EC2::Subnet')
+    .filter(([, r]) => props(r).MapPublicIpOnLaunch !== true)
+    .map(([id, r]) => ({ logicalId: id, cidr: String(props(r).CidrBlock), usableIps: usableIps(String(props(r).CidrBlock)) }));
+
+  const taskRes = ofType('AWS::ECS::TaskDefinition')[0];
+  if (!taskRes) throw new Error('template: no sandbox task definition');
+  const t = props(taskRes[1]);
+
+  const reaper = ofType('AWS::Lambda::Function').find(([id]) => id === functions.reaper?.logicalId)?.[1];
+  const idleMs = num(reaper ? props(reaper).Environment?.Variables?.CORRAL_SANDBOX_IDLE_MS : undefined);
+
+  return {
+    functions,
+    wakeSource: { batchSize: num(esmProps.BatchSize) ?? 10, maxConcurrency: num(esmProps.ScalingConfig?.MaximumConcurrency) },
+    wakeQueue: {
+      fifo: q.FifoQueue === true,
+      highThroughput: q.FifoThroughputLimit === 'perMessageGroupId' && q.DeduplicationScope === 'messageGroup',
+      visibilityTimeoutSeconds: num(q.VisibilityTimeout) ?? 30,
+      maxReceiveCount: num(q.RedrivePolicy?.maxReceiveCount),
+    },
+    stage: { rateLimit: num(all?.ThrottlingRateLimit), burstLimit: num(all?.ThrottlingBurstLimit) },
+    subnets,
+    natGateways: ofType('AWS::EC2::NatGateway').length,
+    vpcEndpoints: ofType('AWS::EC2::VPCEndpoint').map(([, r]) => {
+      const name = JSON.stringify(props(r).ServiceName ?? '');
+      return `${name.match(/\.([a-z0-9.-]+)"\]\]$/)?.[1] ?? name} (${props(r).VpcEndpointType ?? 'Interface'})`;
+    }),
+    sandboxTask: {
+      vcpu: (num(t.Cpu) ?? 1024) / 1024,
+      memoryGb: (num(t.Memory) ?? 2048) / 1024,
+      arch: t.RuntimePlatform?.CpuArchitecture === 'ARM64' ? 'arm64' : 'x86_64',
+      ephemeralStorageGiB: num(t.EphemeralStorage?.SizeInGiB) ?? 20,
+    },
+    sandboxIdleMinutes: idleMs === undefined ? undefined : idleMs / 60_000,
+    tables: ofType('AWS::DynamoDB::Table').map(([id, r]) => ({
+      logicalId: id,
+      billingMode: String(props(r).BillingMode ?? 'PROVISIONED'),
+      gsis: ((props(r).GlobalSecondaryIndexes as Array<{ IndexName: string }> | undefined) ?? []).map((g) => g.IndexName),
+      streams: !!props(r).StreamSpecification,
+    })),
+    kmsKeys: ofType('AWS::KMS::Key').length,
+    alarms: ofType('AWS::CloudWatch::Alarm').length,
+    dashboards: ofType('AWS::CloudWatch::Dashboard').length,
+  };
+}

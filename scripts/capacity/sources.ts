@@ -1,0 +1,300 @@
+/**
+ * Every number the capacity model takes from outside this repository: AWS's default quotas,
+ * us-east-1 list prices, the prices of the platforms Corral is compared with, and the workload
+ * constants that no benchmark measures. Each carries its source; none is looked up at run time.
+ *
+ * `checked` says how the figure was confirmed: `docs-read` where the page was read while this
+ * table was written (2025), `recalled` where it is AWS's published value as the author knows it
+ * but the page was not re-read. A deployer who depends on a figure should check it in the
+ * account's Service Quotas console (quotas) or the pricing page (prices): they change, and an
+ * account's applied quota may differ from the default.
+ */
+
+export type Checked = 'docs-read' | 'recalled';
+
+export interface Quota {
+  readonly name: string;
+  /** AWS's default value. */
+  readonly value: number;
+  readonly unit: string;
+  /** Adjustable through Service Quotas / support; `false` for hard limits. */
+  readonly adjustable: boolean;
+  /** A documented or commonly granted increase, for the "needs" column; undefined if unknown. */
+  readonly documentedIncrease?: string;
+  readonly source: string;
+  readonly checked: Checked;
+}
+
+export const QUOTAS = {
+  lambdaConcurrency: {
+    name: 'Lambda concurrent executions (account, region; shared by every function)',
+    value: 1000,
+    unit: 'executions',
+    adjustable: true,
+    documentedIncrease: 'raised on request to tens of thousands; 100 must stay unreserved',
+    source: 'https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html',
+    checked: 'recalled',
+  },
+  apiGatewayAccountRps: {
+    name: 'API Gateway throttle (account, region, all APIs)',
+    value: 10_000,
+    unit: 'requests/s',
+    adjustable: true,
+    documentedIncrease: 'raised on request',
+    source: 'https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html',
+    checked: 'recalled',
+  },
+  dynamodbPartitionWcu: {
+    name: 'DynamoDB writes per partition key (item collection / GSI partition)',
+    value: 1000,
+    unit: 'WCU/s',
+    adjustable: false,
+    source: 'https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html',
+    checked: 'recalled',
+  },
+  dynamodbPartitionRcu: {
+    name: 'DynamoDB reads per partition',
+    value: 3000,
+    unit: 'RCU/s',
+    adjustable: false,
+    source: 'https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html',
+    checked: 'recalled',
+  },
+  dynamodbTableRru: {
+    name: 'DynamoDB on-demand read throughput per table',
+    value: 40_000,
+    unit: 'RRU/s',
+    adjustable: true,
+    documentedIncrease: 'raised on request (per-table quota)',
+    source: 'https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html',
+    checked: 'recalled',
+  },
+  dynamodbTableWru: {
+    name: 'DynamoDB on-demand write throughput per table',
+    value: 40_000,
+    unit: 'WRU/s',
+    adjustable: true,
+    documentedIncrease: 'raised on request (per-table quota)',
+    source: 'https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html',
+    checked: 'recalled',
+  },
+  sqsFifoTps: {
+    name: 'SQS FIFO transactions per API action per queue (without high throughput)',
+    value: 300,
+    unit: 'calls/s',
+    adjustable: false,
+    source: 'https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html',
+    checked: 'docs-read',
+  },
+  sqsFifoHighThroughputTps: {
+    name: 'SQS FIFO transactions per API action per queue (high-throughput mode, us-east-1)',
+    value: 70_000,
+    unit: 'calls/s',
+    adjustable: false,
+    source: 'https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html',
+    checked: 'recalled',
+  },
+  sqsFifoInFlight: {
+    name: 'SQS FIFO messages in flight per queue',
+    value: 120_000,
+    unit: 'messages',
+    adjustable: false,
+    source: 'https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/quotas-messages.html',
+    checked: 'recalled',
+  },
+  fargateLaunchRate: {
+    name: 'Fargate task launch rate (token bucket: 100 burst, 20/s sustained)',
+    value: 20,
+    unit: 'tasks/s',
+    adjustable: true,
+    documentedIncrease: 'raised on request',
+    source: 'https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html',
+    checked: 'docs-read',
+  },
+  ecsRunTaskRate: {
+    name: 'ECS RunTask API calls on Fargate (one task per call as Corral calls it)',
+    value: 20,
+    unit: 'calls/s',
+    adjustable: true,
+    source: 'https://docs.aws.amazon.com/AmazonECS/latest/developerguide/throttling.html',
+    checked: 'docs-read',
+  },
+  ecsDescribeTasksRate: {
+    name: 'ECS DescribeTasks API calls (sustained)',
+    value: 20,
+    unit: 'calls/s',
+    adjustable: true,
+    source: 'https://docs.aws.amazon.com/AmazonECS/latest/APIReference/request-throttling.html',
+    checked: 'recalled',
+  },
+  ecsProvisioningPerCluster: {
+    name: 'ECS tasks in PROVISIONING state per cluster',
+    value: 500,
+    unit: 'tasks',
+    adjustable: false,
+    source: 'https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html',
+    checked: 'recalled',
+  },
+  fargateOnDemandVcpu: {
+    name: 'Fargate On-Demand vCPU resource count (account, region)',
+    value: 6,
+    unit: 'vCPU',
+    adjustable: true,
+    documentedIncrease: 'the default shown for new accounts; older accounts often hold thousands; raised on request',
+    source: 'https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html',
+    checked: 'recalled',
+  },
+  fargateSpotVcpu: {
+    name: 'Fargate Spot vCPU resource count (account, region)',
+    value: 6,
+    unit: 'vCPU',
+    adjustable: true,
+    documentedIncrease: 'as for On-Demand',
+    source: 'https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html',
+    checked: 'recalled',
+  },
+  eniPerRegion: {
+    name: 'Network interfaces per region (one per Fargate task; Lambda VPC ENIs are shared)',
+    value: 5000,
+    unit: 'ENIs',
+    adjustable: true,
+    documentedIncrease: 'raised on request',
+    source: 'https://docs.aws.amazon.com/vpc/latest/userguide/amazon-vpc-limits.html',
+    checked: 'recalled',
+  },
+  natConnectionsPerDestination: {
+    name: 'NAT gateway simultaneous connections per destination (IP, port, protocol)',
+    value: 55_000,
+    unit: 'connections',
+    adjustable: false,
+    source: 'https://docs.aws.amazon.com/vpc/latest/userguide/nat-gateway-basics.html',
+    checked: 'recalled',
+  },
+  secretsManagerGetSecretValue: {
+    name: 'Secrets Manager GetSecretValue + DescribeSecret',
+    value: 10_000,
+    unit: 'calls/s',
+    adjustable: false,
+    source: 'https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html',
+    checked: 'recalled',
+  },
+  kmsSymmetric: {
+    name: 'KMS symmetric cryptographic operations (us-east-1, shared)',
+    value: 100_000,
+    unit: 'calls/s',
+    adjustable: true,
+    source: 'https://docs.aws.amazon.com/kms/latest/developerguide/requests-per-second.html',
+    checked: 'recalled',
+  },
+} as const satisfies Record<string, Quota>;
+
+export type QuotaId = keyof typeof QUOTAS;
+
+export interface Price {
+  readonly value: number;
+  readonly unit: string;
+  readonly source: string;
+  readonly checked: Checked;
+  readonly note?: string;
+}
+
+/** us-east-1 list prices (on-demand, first tier), as published in 2025. */
+export const PRICES_AS_OF = 'us-east-1 list prices as published in 2025 (first tier, no free tier, no savings plans)';
+
+export const PRICES = {
+  lambdaGbSecondArm: { value: 0.0000133334, unit: '$/GB-s (arm64)', source: 'https://aws.amazon.com/lambda/pricing/', checked: 'recalled' },
+  lambdaGbSecondX86: { value: 0.0000166667, unit: '$/GB-s (x86_64)', source: 'https://aws.amazon.com/lambda/pricing/', checked: 'recalled' },
+  lambdaRequest: { value: 0.2 / 1e6, unit: '$/request', source: 'https://aws.amazon.com/lambda/pricing/', checked: 'recalled' },
+  fargateVcpuHourArm: { value: 0.03238, unit: '$/vCPU-h (Linux/ARM)', source: 'https://aws.amazon.com/fargate/pricing/', checked: 'recalled' },
+  fargateGbHourArm: { value: 0.00356, unit: '$/GB-h (Linux/ARM)', source: 'https://aws.amazon.com/fargate/pricing/', checked: 'recalled' },
+  fargateVcpuHourX86: { value: 0.04048, unit: '$/vCPU-h (Linux/x86)', source: 'https://aws.amazon.com/fargate/pricing/', checked: 'recalled' },
+  fargateGbHourX86: { value: 0.004445, unit: '$/GB-h (Linux/x86)', source: 'https://aws.amazon.com/fargate/pricing/', checked: 'recalled' },
+  fargateSpotDiscount: {
+    value: 0.7,
+    unit: 'fraction off On-Demand',
+    source: 'https://aws.amazon.com/fargate/pricing/',
+    checked: 'recalled',
+    note: 'Spot prices float; "up to 70%" is AWS\'s figure, used here as the typical discount',
+  },
+  dynamodbWru: { value: 0.625 / 1e6, unit: '$/write request unit (on-demand)', source: 'https://aws.amazon.com/dynamodb/pricing/on-demand/', checked: 'recalled' },
+  dynamodbRru: { value: 0.125 / 1e6, unit: '$/read request unit (on-demand)', source: 'https://aws.amazon.com/dynamodb/pricing/on-demand/', checked: 'recalled' },
+  dynamodbStreamsRead: { value: 0.02 / 1e5, unit: '$/streams read request unit', source: 'https://aws.amazon.com/dynamodb/pricing/on-demand/', checked: 'recalled' },
+  sqsFifoRequest: { value: 0.5 / 1e6, unit: '$/FIFO request', source: 'https://aws.amazon.com/sqs/pricing/', checked: 'recalled' },
+  apiGatewayRestRequest: { value: 3.5 / 1e6, unit: '$/REST API request', source: 'https://aws.amazon.com/api-gateway/pricing/', checked: 'recalled' },
+  natGatewayHour: { value: 0.045, unit: '$/NAT gateway-hour', source: 'https://aws.amazon.com/vpc/pricing/', checked: 'recalled' },
+  natGatewayGb: { value: 0.045, unit: '$/GB processed by NAT', source: 'https://aws.amazon.com/vpc/pricing/', checked: 'recalled' },
+  kmsRequest: { value: 0.03 / 1e4, unit: '$/KMS request', source: 'https://aws.amazon.com/kms/pricing/', checked: 'recalled' },
+  kmsKeyMonth: { value: 1, unit: '$/key-month', source: 'https://aws.amazon.com/kms/pricing/', checked: 'recalled' },
+  logsIngestGb: { value: 0.5, unit: '$/GB ingested (CloudWatch Logs standard)', source: 'https://aws.amazon.com/cloudwatch/pricing/', checked: 'recalled' },
+  alarmMonth: { value: 0.1, unit: '$/standard alarm-month', source: 'https://aws.amazon.com/cloudwatch/pricing/', checked: 'recalled' },
+  dashboardMonth: { value: 3, unit: '$/dashboard-month', source: 'https://aws.amazon.com/cloudwatch/pricing/', checked: 'recalled' },
+  albHour: { value: 0.0225, unit: '$/ALB-hour', source: 'https://aws.amazon.com/elasticloadbalancing/pricing/', checked: 'recalled' },
+  albLcuHour: {
+    value: 0.008,
+    unit: '$/LCU-hour',
+    source: 'https://aws.amazon.com/elasticloadbalancing/pricing/',
+    checked: 'recalled',
+    note: 'one LCU covers 3,000 active connections (per minute)',
+  },
+  // other platforms, for the comparison only
+  agentCoreVcpuHour: {
+    value: 0.0895,
+    unit: '$/vCPU-h of active CPU (Bedrock AgentCore Runtime)',
+    source: 'https://aws.amazon.com/bedrock/agentcore/pricing/',
+    checked: 'recalled',
+    note: 'charged on CPU actually consumed (I/O wait is free) and peak memory',
+  },
+  agentCoreGbHour: { value: 0.00945, unit: '$/GB-h of peak memory (Bedrock AgentCore Runtime)', source: 'https://aws.amazon.com/bedrock/agentcore/pricing/', checked: 'recalled' },
+  eksClusterHour: { value: 0.1, unit: '$/EKS cluster-hour', source: 'https://aws.amazon.com/eks/pricing/', checked: 'recalled' },
+  ec2M7g2xlargeHour: { value: 0.3264, unit: '$/h m7g.2xlarge (8 vCPU, 32 GiB) On-Demand', source: 'https://aws.amazon.com/ec2/pricing/on-demand/', checked: 'recalled' },
+} as const satisfies Record<string, Price>;
+
+export type PriceId = keyof typeof PRICES;
+
+/** A workload figure no benchmark measures, with where it comes from. */
+export interface Constant {
+  readonly value: number;
+  readonly source: string;
+}
+
+/**
+ * The workload the issue costs (issue 20, "Why"): one turn a minute, two 10 s model calls and one
+ * tool call per turn, a 1 vCPU / 2 GB sandbox, an event stream open for the session's life.
+ * Code constants name the file they are read from.
+ */
+export const CONSTANTS = {
+  modelCallsPerTurn: { value: 2, source: 'issue 20 workload' },
+  modelCallSeconds: { value: 10, source: 'issue 20 workload' },
+  toolCallsPerTurn: { value: 1, source: 'issue 20 workload' },
+  toolCallSeconds: { value: 5, source: 'assumption: a typical bash/read/edit tool call' },
+  /** A session hour starts this many sandboxes (the reaper stops one idle for sandboxIdleMinutes). */
+  sandboxStartsPerActiveHour: { value: 1, source: 'assumption: one sandbox per active session-hour' },
+  sandboxStartSeconds: { value: 30, source: 'bench settings.fargateMedianMs (the simulated Fargate start-up median)' },
+  describeTasksEverySeconds: { value: 2, source: 'lambdas/adapters/aws/ecs-sandbox-provider.ts pollIntervalMs' },
+  sandboxImageGb: { value: 0.5, source: 'assumption: not measured (issue 20 item 4 asks for the size to be reported); pulled through NAT' },
+  interruptPollsPerSecond: { value: 4, source: 'lambdas/core/harness/harness.ts interruptPollMs default 250 ms (no notifier on AWS)' },
+  streamPollsPerSecond: { value: 1, source: 'lambdas/api/stream.ts pollMs default 1000 ms' },
+  leaseRenewEverySeconds: { value: 20, source: 'lambdas/core/session/lease.ts: a third of the 60 s lease' },
+  visibilityHeartbeatEverySeconds: { value: 60, source: 'lambdas/harness-step/handler.ts DEFAULT_HEARTBEAT.everyMs' },
+  wakesPerTurn: { value: 1, source: 'lambdas/core/harness/harness.ts: one wake runs steps until the session is idle' },
+  apiRequestsPerTurn: { value: 1, source: 'assumption: the client POSTs one user event per turn (the stream carries the rest)' },
+  apiRequestSeconds: { value: 0.05, source: 'assumption: API function duration per request (not measured on AWS)' },
+  sessionHeadWritesPerTurn: { value: 4, source: 'issue 20 (sessions.ts: the session record rewritten 4 times a turn, each also a gsi1 write)' },
+  writeUnitsPerItem: { value: 1, source: 'assumption: state and event items under 1 KB' },
+  kmsCallsPerTurn: { value: 1, source: 'lambdas/adapters/aws/kms-capability-sealer.ts: one Decrypt per wake on a cold instance (cache per instance)' },
+  credentialCallsPerTurn: { value: 0, source: 'assumption: the workload uses no vault credential (each would be a proxy call and a GetSecretValue)' },
+  modelResponseBytes: { value: 4096, source: 'assumption: a streamed answer of about 4 KB' },
+  logBytesPerStep: { value: 2048, source: 'assumption: JSON log lines and EMF metrics per harness step' },
+  tenants: { value: 1, source: 'assumption: one tenant runs all sessions (the hot-key case)' },
+  // proposed tiers (not built)
+  streamConnectionsPerTask: { value: 5000, source: 'assumption for the proposed stream service: 5,000 SSE connections per 0.25 vCPU / 0.5 GB task' },
+  streamTaskVcpu: { value: 0.25, source: 'proposed stream service task size' },
+  streamTaskGb: { value: 0.5, source: 'proposed stream service task size' },
+  signalReadsPerSecond: { value: 1, source: 'issue 20 item 2: a signal item read at most every second' },
+  // comparison
+  agentCoreActiveCpuFraction: { value: 0.2, source: 'assumption: an agent session consumes CPU 20% of its wall time (the rest waits on the model)' },
+  k8sPodsPerNodeReserved: { value: 8, source: 'm7g.2xlarge with 1 vCPU / 2 GB requests: 8 pods (CPU-bound)' },
+  k8sPodsPerNodePacked: { value: 16, source: 'm7g.2xlarge with 0.25 vCPU / 2 GB requests: 16 pods (memory-bound)' },
+} as const satisfies Record<string, Constant>;
+
+export type ConstantId = keyof typeof CONSTANTS;

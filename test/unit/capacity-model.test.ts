@@ -1,0 +1,190 @@
+import { describe, expect, it } from 'vitest';
+import { capacity, firstToBreak, limitRow, type Workload } from '../../scripts/capacity/model.js';
+import type { Measured } from '../../scripts/capacity/measured.js';
+import { measuredFrom } from '../../scripts/capacity/measured.js';
+import { usableIps, type DeployedShape } from '../../scripts/capacity/shape.js';
+import { parseContext, parseQuotas } from '../../scripts/capacity.js';
+import { PRICES } from '../../scripts/capacity/sources.js';
+
+/** A deployed shape with round numbers, so every expectation below can be checked by hand. */
+const shape: DeployedShape = {
+  functions: {
+    harness: { logicalId: 'H', memoryMiB: 1024, timeoutSeconds: 900, arch: 'arm64', inVpc: true },
+    api: { logicalId: 'A', memoryMiB: 1024, timeoutSeconds: 29, arch: 'arm64', inVpc: true },
+    stream: { logicalId: 'S', memoryMiB: 512, timeoutSeconds: 900, arch: 'arm64', inVpc: false },
+  },
+  wakeSource: { batchSize: 1 },
+  wakeQueue: { fifo: true, highThroughput: true, visibilityTimeoutSeconds: 5400 },
+  stage: { rateLimit: 100, burstLimit: 200 },
+  subnets: [{ logicalId: 'P1', cidr: '10.0.16.0/20', usableIps: 4091 }],
+  natGateways: 1,
+  vpcEndpoints: [],
+  sandboxTask: { vcpu: 1, memoryGb: 2, arch: 'arm64', ephemeralStorageGiB: 20 },
+  tables: [],
+  kmsKeys: 1,
+  alarms: 10,
+  dashboards: 1,
+};
+
+/** Measured counts chosen for easy arithmetic: no harness overhead, 1 read and 1 write of each kind a step. */
+const measured: Measured = {
+  stepsPerMeasuredTurn: 2,
+  stateReadsPerStep: 1,
+  logQueriesPerStep: 1,
+  logReadUnitsPerStep: 1,
+  stateWritesPerStep: 1,
+  eventWritesPerStep: 1,
+  harnessOverheadSecondsPerStep: 0,
+  modelRequestBytes: 0,
+  source: 'test',
+};
+
+/** One turn a minute: 2 model calls of 10 s, 1 tool call of 5 s; one sandbox start an hour of 30 s. */
+const workload: Workload = { sessions: 600, turnsPerMinute: 1, idleFraction: 0, tenants: 1, modelCallsPerTurn: 2, modelCallSeconds: 10, toolCallsPerTurn: 1, toolCallSeconds: 5 };
+const row = (r: ReturnType<typeof capacity>, id: string) => {
+  const found = r.limits.find((l) => l.id === id);
+  if (!found) throw new Error(`no row ${id}`);
+  return found;
+};
+
+describe('capacity model: utilisation', () => {
+  it('a row is base + perSession x N against its quota, and breaks at (quota - base) / perSession', () => {
+    const r = limitRow({ id: 'x', name: 'x', quota: 1000, unit: 'u', base: 100, perSession: 0.5, adjustable: true, source: 's', status: 'deployed' }, 600);
+    expect(r.used).toBe(400);
+    expect(r.utilisation).toBe(0.4);
+    expect(r.breaksAt).toBe(1800);
+    const none = limitRow({ id: 'y', name: 'y', quota: 10, unit: 'u', base: 0, perSession: 0, adjustable: true, source: 's', status: 'deployed' }, 600);
+    expect(none.breaksAt).toBe(Infinity);
+  });
+
+  it('Lambda concurrency: one stream per session plus the harness busy 25.5 s of every 60 (30 s start / 60 turns)', () => {
+    const r = capacity({ shape, measured, workload });
+    // harness: (20 model + 5 tool + 0.5 sandbox start) s a turn / 60 s = 0.425; stream 1; API 1/60 x 0.05
+    const perSession = 25.5 / 60 + 1 + 0.05 / 60;
+    const lambda = row(r, 'lambdaConcurrency');
+    expect(lambda.perSession).toBeCloseTo(perSession, 10);
+    expect(lambda.used).toBeCloseTo(600 * perSession, 8);
+    expect(lambda.breaksAt).toBeCloseTo(1000 / perSession, 6); // about 701
+    expect(Math.floor(lambda.breaksAt)).toBe(701);
+  });
+
+  it('an idle session holds only its stream; the stream tier off Lambda frees both', () => {
+    const idle = capacity({ shape, measured, workload: { ...workload, idleFraction: 1 } });
+    expect(row(idle, 'lambdaConcurrency').perSession).toBe(1);
+    const fargate = capacity({ shape, measured, workload: { ...workload, idleFraction: 1 }, settings: { streamTier: 'fargate' } });
+    expect(row(fargate, 'lambdaConcurrency').perSession).toBe(0);
+    expect(row(fargate, 'lambdaConcurrency').status).toBe('proposed');
+    expect(fargate.proposed).toEqual(['streamTier=fargate']);
+  });
+
+  it('events table reads: 4 steps x 1 RRU a turn, 4 interrupt polls a second through 20 s of model calls, 1 stream poll a second', () => {
+    const r = capacity({ shape, measured, workload });
+    // per second: 4/60 + (20/60) x 4 + 1 = 0.0667 + 1.3333 + 1 = 2.4
+    expect(row(r, 'eventsTableRru').perSession).toBeCloseTo(2.4, 10);
+    const signal = capacity({ shape, measured, workload, settings: { interrupts: 'signal' } });
+    expect(row(signal, 'eventsTableRru').perSession).toBeCloseTo(4 / 60 + 1, 10);
+    // the signal item lives in the state table: 4/60 steps + (20/60) x 1
+    expect(row(signal, 'stateTableRru').perSession).toBeCloseTo(4 / 60 + 20 / 60, 10);
+  });
+
+  it('per-tenant rows divide by the tenants; the session index stops counting when written per status', () => {
+    const one = capacity({ shape, measured, workload });
+    // 4 rewrites a turn, a turn a minute, 1 WCU each
+    expect(row(one, 'sessionIndexPartition').perSession).toBeCloseTo(4 / 60, 10);
+    expect(row(one, 'sessionIndexPartition').breaksAt).toBeCloseTo(15_000, 6);
+    expect(row(one, 'tenantWriteRate').breaksAt).toBeCloseTo(1200, 6);
+    const ten = capacity({ shape, measured, workload: { ...workload, tenants: 10 } });
+    expect(row(ten, 'tenantWriteRate').breaksAt).toBeCloseTo(12_000, 6);
+    const perStatus = capacity({ shape, measured, workload, settings: { sessionIndex: 'per-status' } });
+    expect(row(perStatus, 'sessionIndexPartition').breaksAt).toBe(Infinity);
+  });
+
+  it('sandboxes: one task, one IP and one vCPU per active session, plus the warm pool as a base', () => {
+    const r = capacity({ shape, measured, workload, settings: { warmPool: 91, quotas: { fargateOnDemandVcpu: 5000 } } });
+    const ips = row(r, 'subnetIps');
+    expect(ips.quota).toBe(4091);
+    expect(ips.breaksAt).toBe(4000);
+    expect(row(r, 'fargateVcpu').used).toBe(691);
+    expect(row(r, 'fargateVcpu').quota).toBe(5000);
+    expect(row(r, 'fargateVcpu').defaultQuota).toBe(6);
+  });
+});
+
+describe('capacity model: first to break', () => {
+  it('is the row with the fewest sessions, whatever its order', () => {
+    const mk = (id: string, perSession: number) => limitRow({ id, name: id, quota: 100, unit: 'u', base: 0, perSession, adjustable: true, source: 's', status: 'deployed' }, 1);
+    expect(firstToBreak([mk('a', 1), mk('b', 4), mk('c', 2)])!.id).toBe('b');
+    expect(firstToBreak([mk('z', 0)])).toBeNull();
+  });
+
+  it('with the Fargate vCPU quota raised, Lambda concurrency breaks first, at about 701 sessions', () => {
+    const r = capacity({ shape, measured, workload, settings: { quotas: { fargateOnDemandVcpu: 100_000 } } });
+    expect(r.firstToBreak!.id).toBe('lambdaConcurrency');
+    expect(Math.floor(r.firstToBreak!.sessions)).toBe(701);
+  });
+});
+
+describe('capacity model: cost', () => {
+  it('sums the items; each is hand-checkable from the prices', () => {
+    const r = capacity({ shape, measured, workload });
+    const item = (start: string) => r.cost.items.find((i) => i.item.startsWith(start))!;
+    // harness: 0.425 x 3600 s x 1 GB x arm price + 60 wakes x request price
+    expect(item('harness Lambda').active).toBeCloseTo(0.425 * 3600 * PRICES.lambdaGbSecondArm.value + 60 * 0.2e-6, 12);
+    // stream: 3600 s x 0.5 GB + 4 reconnects (a Lambda request and an API Gateway request each)
+    const stream = 3600 * 0.5 * PRICES.lambdaGbSecondArm.value + 4 * (0.2e-6 + 3.5e-6);
+    expect(item('stream Lambda').active).toBeCloseTo(stream, 12);
+    expect(item('stream Lambda').idle).toBeCloseTo(stream, 12);
+    // Fargate ARM: 1 vCPU x 0.03238 + 2 GB x 0.00356 = 0.0395
+    expect(item('sandbox on Fargate').active).toBeCloseTo(0.0395, 10);
+    const spot = capacity({ shape, measured, workload, settings: { fargateSpot: true } });
+    expect(spot.cost.items.find((i) => i.item.startsWith('sandbox'))!.active).toBeCloseTo(0.0395 * 0.3, 10);
+    expect(r.cost.activePerSessionHour).toBeCloseTo(r.cost.items.reduce((a, i) => a + i.active, 0), 12);
+    expect(r.cost.idlePerSessionHour).toBeCloseTo(r.cost.items.reduce((a, i) => a + i.idle, 0), 12);
+    // fixed: one NAT gateway 730 h x 0.045, one key $1, 10 alarms x $0.10, one dashboard $3
+    expect(r.cost.fixedPerMonth).toBeCloseTo(32.85 + 1 + 1 + 3, 10);
+    expect(r.cost.perSessionHourAtN).toBeCloseTo(r.cost.activePerSessionHour + r.cost.fixedPerMonth / 730 / 600, 12);
+  });
+
+  it('the proposed stream tier brings an idle session under half a cent an hour', () => {
+    const r = capacity({ shape, measured, workload, settings: { streamTier: 'fargate' } });
+    expect(r.cost.idlePerSessionHour).toBeLessThan(0.005);
+    const today = capacity({ shape, measured, workload });
+    expect(today.cost.idlePerSessionHour).toBeGreaterThan(0.02);
+  });
+});
+
+describe('capacity inputs', () => {
+  it('usable subnet addresses leave AWS\'s five out', () => {
+    expect(usableIps('10.0.16.0/20')).toBe(4091);
+    expect(usableIps('10.0.0.0/24')).toBe(251);
+    expect(() => usableIps('10.0.0.0/8')).toThrow(/16 to \/28/);
+  });
+
+  it('reads the per-step counts from the benchmark\'s ops, at the largest log', () => {
+    const m = measuredFrom({
+      generated_at: 't',
+      suites: {
+        overhead: { harness_overhead_ms: { mean: 20 } },
+        log_reads: {
+          sizes: [
+            { events: 10, steps_per_turn: 1, ops: [] },
+            { events: 1000, steps_per_turn: 2, ops: ['GetItem:state', 'GetItem:state', 'Query:events', 'PutItem:state', 'PutItem:events', 'model', 'PutItem:events'], request_bytes: 20_000 },
+          ],
+        },
+      },
+    });
+    expect(m).toMatchObject({ stateReadsPerStep: 1, logQueriesPerStep: 0.5, logReadUnitsPerStep: 2.5, stateWritesPerStep: 0.5, eventWritesPerStep: 1, harnessOverheadSecondsPerStep: 0.02 });
+  });
+
+  it('rejects an unknown setting, quota or value', () => {
+    expect(parseContext('harnessTimeoutMinutes=5,streamTier=fargate,constant.modelCallSeconds=3')).toEqual({
+      cdk: { harnessTimeoutMinutes: '5' },
+      settings: { streamTier: 'fargate', constants: { modelCallSeconds: 3 } },
+    });
+    expect(() => parseContext('streamTier=ec2')).toThrow(/lambda or fargate/);
+    expect(() => parseContext('warp=9')).toThrow(/unknown key "warp"/);
+    expect(parseQuotas('lambdaConcurrency=20000')).toEqual({ lambdaConcurrency: 20000 });
+    expect(() => parseQuotas('lambdaConcurrency=-1')).toThrow(/--quota/);
+    expect(() => capacity({ shape, measured, workload: { ...workload, idleFraction: 2 } })).toThrow(/idle fraction/);
+  });
+});
