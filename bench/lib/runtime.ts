@@ -29,6 +29,8 @@ export async function startBenchRuntime(opts: {
   wrapProvider?: (p: ProcessSandboxProvider) => SandboxProvider & { close?: () => Promise<void> };
   /** Sessions the worker runs at once (the in-process queue's concurrency). */
   concurrency?: number;
+  /** Keep the log in memory (default) or on disk in the data directory, as `npm start` does. */
+  inMemory?: boolean;
 }): Promise<BenchRuntime> {
   const dataDir = mkdtempSync(join(tmpdir(), 'corral-bench-'));
   const local = new ProcessSandboxProvider({ dataDir, isolation: 'auto', logger: { warn: () => undefined } });
@@ -39,7 +41,7 @@ export async function startBenchRuntime(opts: {
   const runtime = await startLocalRuntime({
     port: 0,
     dataDir,
-    inMemory: true,
+    inMemory: opts.inMemory ?? true,
     model,
     sandboxProvider: provider,
     concurrency: opts.concurrency ?? 64,
