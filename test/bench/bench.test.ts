@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseOptions, runBench, writeResults, type BenchOptions, type BenchResults } from '../../bench/run.js';
+import { mergeResults, parseOptions, runBench, writeResults, type BenchOptions, type BenchResults } from '../../bench/run.js';
 import type { Summary } from '../../bench/lib/stats.js';
 
 const ISSUE_KEYS = [
@@ -22,6 +22,8 @@ const ISSUE_KEYS = [
   'concurrent_sessions',
   'steps_per_second',
   'harness_bundle_bytes',
+  'peer_turn_ratio_p50',
+  'peer_turn_ratio_p95',
 ] as const;
 
 function expectSummary(s: Summary, n?: number) {
@@ -63,6 +65,8 @@ describe('npm run bench -- --smoke', () => {
     expect(() => parseOptions(['--only', 'nope'])).toThrow(/unknown suite/);
     expect(() => parseOptions(['--model-latency-ms', '-1'])).toThrow(/model-latency-ms/);
     expect(() => parseOptions(['--bogus'])).toThrow();
+    expect(parseOptions(['--only', 'peer', '--merge'])).toMatchObject({ only: ['peer'], merge: true });
+    expect(full).toMatchObject({ merge: false, only: expect.arrayContaining(['peer']) });
   });
 
   it('writes latest.json with the issue\'s keys, as numbers', () => {
@@ -162,8 +166,45 @@ describe('npm run bench -- --smoke', () => {
     }
   });
 
+  it('peer: both Corral and the LangGraph.js agent ran every turn, the bash tool\'s output in each final answer, two model calls a turn', () => {
+    const pe = written.suites.peer!;
+    const turns = pe.config.sessions * (pe.config.warmupTurns + pe.config.turnsPerSession);
+    for (const side of [pe.corral, pe.peer]) {
+      expect(side.checks.first_failure).toBeUndefined();
+      expect(side.checks).toEqual({ turns, answered_with_tool_output: turns, tool_ran: turns, model_calls_per_turn: { min: 2, max: 2 } });
+      expectSummary(side.turn_ms, pe.config.sessions * pe.config.turnsPerSession);
+      expect(side.samples_ms).toHaveLength(pe.config.sessions * pe.config.turnsPerSession);
+      expectSummary(side.tool_ms, pe.config.sessions * pe.config.turnsPerSession);
+    }
+    expect(['bwrap', 'none']).toContain(pe.corral.isolation);
+    expect(pe.corral.events_per_turn).toBeGreaterThanOrEqual(6); // user.message, running, tool use and result, message, idle at least
+    expect(pe.corral.steps_per_turn).toBeGreaterThanOrEqual(2);
+    // The checkpointer wrote to its SQLite file on every turn.
+    expect(pe.peer.checkpoints_per_turn).toBeGreaterThanOrEqual(2);
+    expect(pe.peer.sqlite.journal_mode).toBe('wal');
+    expect(pe.peer.packages['better-sqlite3']).toMatch(/^12\./);
+    expect(written.peer_turn_ratio_p50).toBe(pe.ratio_p50);
+    expect(pe.ratio_p50).toBeCloseTo(pe.corral.turn_ms.p50 / pe.peer.turn_ms.p50, 1);
+    expect(written.goals.filter((g) => g.goal.includes('LangGraph'))).toHaveLength(2);
+  });
+
+  it('--merge keeps the other suites of the previous results and replaces those of the new run', () => {
+    const later: BenchResults = { ...structuredClone(written), generated_at: '2030-01-01T00:00:00.000Z', suites: { peer: { ...structuredClone(written.suites.peer!), ratio_p50: 7, ratio_p95: 8 } } };
+    const merged = mergeResults(written, later);
+    expect(merged.suites.ttft).toEqual(written.suites.ttft);
+    expect(merged.suites.bundles).toEqual(written.suites.bundles);
+    expect(merged.suites.peer!.ratio_p50).toBe(7);
+    expect(merged.peer_turn_ratio_p50).toBe(7);
+    expect(merged.peer_turn_ratio_p95).toBe(8);
+    expect(merged.ttft_coupled_p50_ms).toBe(written.ttft_coupled_p50_ms);
+    expect(merged.generated_at).toBe(written.generated_at);
+    expect(merged.merged).toEqual([expect.objectContaining({ suites: ['peer'], generated_at: '2030-01-01T00:00:00.000Z' })]);
+    expect(merged.goals.length).toBe(written.goals.length);
+    expect(() => mergeResults(written, { ...later, mode: 'full' })).toThrow(/same profile/);
+  });
+
   it('writes the plots and the Markdown report', () => {
-    for (const name of ['ttft-real.svg', 'ttft-fargate.svg', 'overhead.svg']) {
+    for (const name of ['ttft-real.svg', 'ttft-fargate.svg', 'overhead.svg', 'peer.svg']) {
       const svg = fs.readFileSync(path.join(dir, 'results', name), 'utf8');
       expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
       expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
@@ -171,7 +212,7 @@ describe('npm run bench -- --smoke', () => {
       expect(svg).not.toMatch(/NaN|undefined|Infinity/);
     }
     const md = fs.readFileSync(path.join(dir, 'docs', 'BENCHMARKS.md'), 'utf8');
-    for (const heading of ['## Machine and load', '## Goals', '## 1. Time to first token', '## 2. Harness overhead', '## 3. Step cost', '## 4. Many brains', '## 5. Bundles']) {
+    for (const heading of ['## Machine and load', '## Goals', '## 1. Time to first token', '## 2. Harness overhead', '## 3. Step cost', '## 4. Many brains', '## 5. Bundles', '## 6. A bash turn against a durable peer']) {
       expect(md).toContain(heading);
     }
     expect(md).toContain('](../results/ttft-real.svg)');
