@@ -56,6 +56,9 @@ export function renderPlots(r: BenchResults): Record<string, string> {
   return out;
 }
 
+/** `suites` keys of the results -> the `--only` names that run them. */
+const SUITE_FLAGS: Record<string, string> = { log_reads: 'reads', many_brains: 'brains' };
+
 const ms = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 'n/a' : x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(x < 10 ? 2 : 1)} ms`);
 const kib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1024).toFixed(0)} KiB`);
 const num = (n: number) => n.toLocaleString('en-US');
@@ -91,7 +94,7 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
   for (const mr of r.merged ?? []) {
     const load = (x: unknown) => (Array.isArray(x) ? String(x[0]) : 'n/a');
     L.push(
-      `The results of ${mr.suites.map((x) => `\`${x}\``).join(', ')} are from a later run of those suites alone (\`${cmd} -- --only ... --merge\`), ` +
+      `The results of ${mr.suites.map((x) => `\`${x}\``).join(', ')} are from a later run of those suites alone (\`${cmd}${cmd.includes(' -- ') ? '' : ' --'} --only ${mr.suites.map((x) => SUITE_FLAGS[x] ?? x).join(',')} --merge\`), ` +
         `${mr.generated_at.replace('T', ' ').slice(0, 19)} UTC, commit \`${String(mr.commit)}\`${Number(mr.uncommitted_changes) ? ` plus ${String(mr.uncommitted_changes)} uncommitted changes` : ''}, ${mr.duration_s} s, ` +
         `load average ${load(mr.load_at_start)} at its start and ${load(mr.load_at_end)} at its end; every other figure is from the run above.`,
     );
@@ -402,7 +405,7 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
   }
 
   const pe = r.suites.peer;
-  if (pe) renderPeer(L, pe, opts.plotsDir);
+  if (pe) renderPeer(L, pe, opts.plotsDir, { load: ((m.load_per_suite ?? {}) as Record<string, number[]>).peer, cores: Number(m.cores) });
 
   L.push('## Names');
   L.push('');
@@ -433,7 +436,7 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
 }
 
 /** Section 6: the peer comparison. */
-function renderPeer(L: string[], pe: PeerResult, plotsDir: string) {
+function renderPeer(L: string[], pe: PeerResult, plotsDir: string, machine: { load?: number[]; cores: number }) {
   const c = pe.corral;
   const p = pe.peer;
   const sound = (k: PeerChecks) => k.turns > 0 && k.answered_with_tool_output === k.turns && k.tool_ran === k.turns && k.model_calls_per_turn.min === 2 && k.model_calls_per_turn.max === 2;
@@ -452,6 +455,13 @@ function renderPeer(L: string[], pe: PeerResult, plotsDir: string) {
       `the final answer. ${pe.config.sessions} sessions per side × ${pe.config.turnsPerSession} measured turns, after ${pe.config.warmupTurns} warm-up turns in every ` +
       'session that are dropped (they include the start of Corral\'s sandbox); the sides alternate session by session and which goes first flips, so a change of load falls on both.',
   );
+  if (machine.load) {
+    L.push('');
+    L.push(
+      `Load average (1 min) ${machine.load[0]} before this suite and ${machine.load[1]} after, on ${machine.cores} cores: ` +
+        (Math.max(...machine.load) > machine.cores ? 'other processes competed for the CPU, which lengthens both sides\' turns (their tails most): compare the two sides within this run, not with milliseconds from another run.' : 'the machine was not oversubscribed.'),
+    );
+  }
   L.push('');
   L.push(
     table(
