@@ -16,7 +16,12 @@
  *
  * Usage: agent.ts (--socket PATH | --port N [--host H]) [--workspace DIR] [--state-dir DIR]
  *                 [--run-as-uid N --run-as-gid N [--setpriv PATH]] [--install-packages]
- *                 [--git-channel-stdin] [--local-mounts]
+ *                 [--git-channel-stdin] [--local-mounts] [--limits processes=N,memory=B,...]
+ *
+ * With `--limits` (see limits.ts; in a container `CORRAL_SANDBOX_LIMITS` in its environment does
+ * the same), every tool process starts under `prlimit(1)` with those rlimits,
+ * the workspace's size is checked after every call, and a call that ran into a limit is a tool
+ * error that names it.
  *
  * A git channel (`CORRAL_GIT_CHANNEL`, or the second stdin line with `--git-channel-stdin`)
  * starts the git forwarder (see `startGitForwarder`): the session's repositories are cloned,
@@ -52,6 +57,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RECIPE_ENV, RecipeError, applyRecipe, decodeRecipe, type RecipeContext, type RunResult, type WireRecipe } from './recipe.js';
+import { SANDBOX_LIMITS_ENV, humanBytes, limitHit, parseSandboxLimits, prlimitArgs, resolveSandboxLimits, type SandboxLimits } from './limits.js';
 
 /** Upper bound on the `output` of any tool, in characters (UTF-16 code units). */
 export const MAX_OUTPUT_CHARS = 100_000;
@@ -416,6 +422,8 @@ export interface AgentOptions {
   recipeMode?: 'image' | 'local';
   /** The git forwarder's remote for a repository URL (see `startGitForwarder`). */
   gitRemote?: (url: string) => string | undefined;
+  /** Resource limits of the tools (see limits.ts); none when absent. */
+  limits?: SandboxLimits;
 }
 
 /** Where the agent is in applying its recipe; tools run only once it is `ready`. */
@@ -444,8 +452,10 @@ export class SandboxAgent {
   private readonly log: NonNullable<AgentOptions['log']>;
   private readonly recipeMode: 'image' | 'local';
   private readonly gitRemote: AgentOptions['gitRemote'];
+  readonly limits: SandboxLimits | undefined;
 
   constructor(opts: AgentOptions) {
+    this.limits = opts.limits;
     this.recipeMode = opts.recipeMode ?? 'image';
     this.gitRemote = opts.gitRemote;
     this.workspace = path.resolve(opts.workspace);
@@ -521,6 +531,11 @@ export class SandboxAgent {
    */
   spawnAs(command: string, args: string[], options: SpawnOptions, as: 'sandbox' | 'root' = 'sandbox'): ChildProcess {
     const ra = this.runAs;
+    if (as === 'sandbox' && this.limits) {
+      // The limits go on first, so everything the command starts inherits them.
+      args = [...prlimitArgs(this.limits), '--', command, ...args];
+      command = 'prlimit';
+    }
     if (as === 'root') {
       if (ra?.setpriv && process.getuid?.() !== 0) return spawn(ra.setpriv, ['--reuid=0', '--regid=0', '--clear-groups', '--', command, ...args], options);
       return spawn(command, args, options);
@@ -678,6 +693,44 @@ export class SandboxAgent {
   }
 
   private async runTool(req: ExecuteRequest): Promise<ToolResult> {
+    const result = await this.runToolAs(req);
+    const over = await this.overDiskLimit();
+    return over ? { output: `${result.output}\n[corral] ${over}`, is_error: true } : result;
+  }
+
+  /**
+   * Whether the workspace is over its disk limit: a walk that never follows links (the agent
+   * may read every directory, so nothing is hidden from it by permissions), stopped as soon as
+   * the limit is passed.
+   */
+  async overDiskLimit(): Promise<string | null> {
+    const limit = this.limits?.disk;
+    if (!limit) return null;
+    let used = 0;
+    const stack = [this.workspace];
+    while (stack.length && used <= limit) {
+      const dir = stack.pop()!;
+      let entries: fs.Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const e of entries) {
+        const p = path.join(dir, e.name);
+        try {
+          const st = await fsp.lstat(p);
+          used += st.blocks * 512;
+          if (st.isDirectory()) stack.push(p);
+        } catch {
+          // gone meanwhile
+        }
+      }
+    }
+    return used > limit ? `the sandbox's disk limit (${humanBytes(limit)} in the workspace) is exceeded: remove files before going on` : null;
+  }
+
+  private async runToolAs(req: ExecuteRequest): Promise<ToolResult> {
     if (this.runAs && req.tool !== 'bash') {
       // File tools act with the permissions of the tools' user, not the agent's.
       const started = Date.now();
@@ -744,6 +797,11 @@ export class SandboxAgent {
           // reported below
         }
         const why = startError ? startError.message : signal ? `killed by signal ${signal}` : `exit code ${code}`;
+        const hit = this.limits ? limitHit(this.limits, { code, signal }, `${stderr}\n${startError?.message ?? ''}`) : null;
+        if (hit) {
+          resolve({ output: `${req.tool}: ${hit} (${why})`, is_error: true });
+          return;
+        }
         resolve({ output: `${req.tool}: internal error: the tool process failed (${why})${stderr.trim() ? `: ${stderr.trim()}` : ''}`, is_error: true });
       });
       child.stdin!.end(JSON.stringify({ tool: req.tool, input: req.input, timeout_ms: req.timeout_ms }));
@@ -844,6 +902,9 @@ export class SandboxAgent {
             output: withStatusLine(out, `[command timed out after ${timeoutMs} ms; its process group was killed]`),
             is_error: true,
           });
+        } else if (exit && exit.code !== 0 && this.limits && limitHit(this.limits, exit, out.text())) {
+          const status = exit.code !== null ? `exit code ${exit.code}` : `killed by signal ${exit.signal ?? 'unknown'}`;
+          resolve({ output: withStatusLine(out, `[${status}; ${limitHit(this.limits, exit, out.text())}]`), is_error: true });
         } else if (exit && exit.code === 0) {
           resolve({ output: out.text(), is_error: false });
         } else if (exit && exit.code !== null) {
@@ -1495,6 +1556,7 @@ export async function main(argv: string[]): Promise<void> {
       'tool-child': { type: 'boolean' },
       'git-channel-stdin': { type: 'boolean' },
       'local-mounts': { type: 'boolean' },
+      limits: { type: 'string' },
     },
     strict: true,
   });
@@ -1504,6 +1566,11 @@ export async function main(argv: string[]): Promise<void> {
   }
   if (!values.socket && values.port === undefined) throw new Error('one of --socket PATH or --port N is required');
   const runAs = parseRunAs(values['run-as-uid'], values['run-as-gid'], values.setpriv);
+  // `--limits` (the local provider), else `CORRAL_SANDBOX_LIMITS` (the Fargate task definition's
+  // environment, a stack setting); the tools do not inherit the variable.
+  const limitsText = values.limits ?? process.env[SANDBOX_LIMITS_ENV];
+  delete process.env[SANDBOX_LIMITS_ENV];
+  const limits = limitsText === undefined ? undefined : resolveSandboxLimits(parseSandboxLimits(limitsText));
   const port = values.port === undefined ? undefined : Number(values.port);
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new Error('--port must be 0..65535');
 
@@ -1543,6 +1610,7 @@ export async function main(argv: string[]): Promise<void> {
     log: logLine,
     recipeMode: values['local-mounts'] ? 'local' : 'image',
     gitRemote: forwarder?.remoteFor,
+    limits,
   });
   capability = '';
   if (runAs) await checkRunAs(agent, runAs);

@@ -198,8 +198,13 @@ async function cloneRepository(r: Extract<WireResource, { type: 'github_reposito
   }
   const parent = path.dirname(dir);
   if (ctx.mode === 'image' && !dir.startsWith(ctx.workspace + path.sep) && ctx.makeWritableDir) await ctx.makeWritableDir(dir);
-  else fs.mkdirSync(parent, { recursive: true });
-  const clone = await ctx.run(['git', 'clone', '--quiet', '--', remote, dir], { as: 'sandbox', cwd: parent, env: GIT_ENV, timeoutMs: GIT_TIMEOUT_MS });
+  else if (path.relative(ctx.workspace, parent)) {
+    // As the sandbox's user: the workspace is theirs (and whatever is in it, links included).
+    const made = await ctx.run(['mkdir', '-p', '--', path.relative(ctx.workspace, parent)], { as: 'sandbox', cwd: ctx.workspace, env: GIT_ENV, timeoutMs: 30_000 });
+    if (made.code !== 0) throw new RecipeError('repository_clone_error', `cannot create ${path.dirname(shown)}: ${tail(made.output) || `exit code ${made.code}`}`);
+  }
+  // Relative to its parent: the sandbox's user may not be able to look at the directories above.
+  const clone = await ctx.run(['git', 'clone', '--quiet', '--', remote, path.basename(dir)], { as: 'sandbox', cwd: parent, env: GIT_ENV, timeoutMs: GIT_TIMEOUT_MS });
   if (clone.code !== 0) {
     throw new RecipeError('repository_clone_error', `git clone of ${redactUrls(url)}${via} into ${shown} failed: ${tail(clone.output) || `exit code ${clone.code}`}`);
   }

@@ -7,19 +7,32 @@
  *   npm run rehearse [-- --only name,... --dynamodb dynalite|dynamodb-local --keep --json]
  *
  * The rehearsal synthesizes with `harnessTimeoutMinutes=1` (so a step that would outlive the
- * function is rehearsed in a minute, not fifteen) and the scripted model as the Messages API.
+ * function is rehearsed in a minute, not fifteen), `sandboxLimits=file_size=16m` (so the
+ * `sandbox-boundary` scenario hits a limit of the stack's setting without writing a gigabyte)
+ * and the scripted model as the Messages API.
  */
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { startRehearsal, type Rehearsal } from '../infra/rehearsal/rehearsal.js';
 import { REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
 import { runScenarios, selectScenarios, timeToFirstTokenSummary, type ScenarioResult } from '../infra/rehearsal/scenarios.js';
-import { startFakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
+import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
 
-export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1' } as const;
+// The rehearsal runs AWS SDK clients on this machine's Node.js; Lambda runs 22.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1', sandboxLimits: 'file_size=16m' } as const;
 
 export interface RehearseOptions {
   only?: string[];
+  /** More CDK context for the synthesis (`--context k=v,...`). */
+  context?: Record<string, string>;
+  /** The account's Lambda concurrency. @default 50 */
+  accountConcurrency?: number;
+  /** The scripted model to use; its URL must be the one the assembly was synthesized with. */
+  fake?: FakeMessagesApi;
+  /** A cloud assembly synthesized with {@link REHEARSAL_CONTEXT} and the fake's URL. */
+  cloudAssembly?: string;
   dynamodb?: 'dynalite' | 'dynamodb-local';
   keepWorkDir?: boolean;
   log?: (line: string) => void;
@@ -38,17 +51,19 @@ export interface RehearseReport {
 
 export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseReport> {
   const log = opts.log ?? (() => undefined);
-  const fake = await startFakeMessagesApi();
+  const fake = opts.fake ?? (await startFakeMessagesApi());
   let r: Rehearsal | undefined;
   try {
     r = await startRehearsal({
-      context: { ...REHEARSAL_CONTEXT, anthropicBaseUrl: fake.url },
+      context: { ...REHEARSAL_CONTEXT, ...opts.context, anthropicBaseUrl: fake.url },
+      cloudAssembly: opts.cloudAssembly,
+      accountConcurrency: opts.accountConcurrency,
       dynamodb: opts.dynamodb,
       keepWorkDir: opts.keepWorkDir,
       log,
     });
     log(`rehearsed API at ${r.apiUrl} (work directory ${r.workDir})`);
-    const hooks = rehearsalHooks(r, fake);
+    const hooks = rehearsalHooks(r, fake, opts.only);
     const results = await runScenarios({
       baseURL: r.apiUrl,
       apiKey: r.apiKey,
@@ -67,7 +82,7 @@ export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseRepo
     };
   } finally {
     await r?.stop();
-    await fake.close();
+    if (!opts.fake) await fake.close();
   }
 }
 
@@ -76,6 +91,8 @@ async function main() {
     options: {
       only: { type: 'string' },
       dynamodb: { type: 'string' },
+      context: { type: 'string' },
+      'account-concurrency': { type: 'string' },
       keep: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -83,7 +100,7 @@ async function main() {
     strict: true,
   });
   if (values.help) {
-    console.log('usage: npm run rehearse [-- --only name,... --dynamodb dynalite|dynamodb-local --keep --json]');
+    console.log('usage: npm run rehearse [-- --only name,... --dynamodb dynalite|dynamodb-local --context key=value,... --account-concurrency N --keep --json]');
     return;
   }
   if (values.dynamodb && values.dynamodb !== 'dynalite' && values.dynamodb !== 'dynamodb-local') {
@@ -91,6 +108,20 @@ async function main() {
     process.exit(2);
   }
   const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  const context: Record<string, string> = {};
+  for (const pair of (values.context ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = pair.match(/^([A-Za-z][A-Za-z0-9]*)=(.*)$/);
+    if (!m) {
+      console.error(`--context: expected key=value, got ${JSON.stringify(pair)}`);
+      process.exit(2);
+    }
+    context[m[1]] = m[2];
+  }
+  const accountConcurrency = values['account-concurrency'] === undefined ? undefined : Number(values['account-concurrency']);
+  if (accountConcurrency !== undefined && (!Number.isInteger(accountConcurrency) || accountConcurrency < 1 || accountConcurrency > 10_000)) {
+    console.error('--account-concurrency: an integer from 1 to 10000');
+    process.exit(2);
+  }
   // Unknown names fail before anything starts.
   try {
     selectScenarios(only, REHEARSAL_SCENARIOS.map((name) => ({ name, proves: '', timeoutMs: 0, run: async () => '' })));
@@ -101,6 +132,8 @@ async function main() {
   const started = Date.now();
   const report = await rehearse({
     only,
+    context,
+    accountConcurrency,
     dynamodb: values.dynamodb as RehearseOptions['dynamodb'],
     keepWorkDir: values.keep,
     log: values.json ? undefined : (l) => console.error(`[rehearsal] ${l}`),

@@ -1,16 +1,18 @@
 /**
- * A real git server on loopback (`git daemon`, the git:// protocol) serving one repository, so
+ * A real git server on loopback (smart HTTP, `git http-backend`) serving one repository, so
  * that provisioning in the benchmark includes a real clone over a socket, as a sandbox that clones
  * a session's repository does.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { startTestGitServer } from '../../test/credential-proxy/fixtures/git-server.js';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 
 export interface GitServer {
-  /** `git://127.0.0.1:<port>/<name>.git` */
+  /** `http://127.0.0.1:<port>/<name>.git` */
   url: string;
+  /** The token the server wants (a session's repository resource carries it). */
+  token: string;
   /** Files and bytes in the repository's working tree. */
   files: number;
   bytes: number;
@@ -25,17 +27,6 @@ function git(args: string[], cwd: string) {
   });
   if (r.status !== 0) throw new Error(`git ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout.trim();
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /**
@@ -68,34 +59,10 @@ export async function startGitServer(root: string, opts: { files?: number; fileB
   for (const f of git(['ls-files'], work).split('\n')) bytes += fs.statSync(path.join(work, f)).size;
   git(['clone', '--quiet', '--bare', work, path.join(served, 'bench-repo.git')], root);
 
-  const port = await freePort();
-  const child: ChildProcess = spawn(
-    'git',
-    ['daemon', '--reuseaddr', '--export-all', `--base-path=${served}`, '--listen=127.0.0.1', `--port=${port}`, served],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += String(d)));
-  const url = `git://127.0.0.1:${port}/bench-repo.git`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const probe = spawnSync('git', ['ls-remote', url], { encoding: 'utf8', timeout: 5_000 });
-    if (probe.status === 0) break;
-    if (Date.now() > deadline || child.exitCode !== null) {
-      child.kill('SIGKILL');
-      throw new Error(`git daemon did not come up on ${url}: ${stderr || probe.stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url,
-    files: files + 1,
-    bytes,
-    close: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
-  };
+  // Smart HTTP (`git http-backend`) on loopback, as a hosted repository is reached: sessions
+  // name it with an authorization token, and the sandbox clones it through the credential proxy.
+  const token = `bench-${process.pid}-${Date.now()}`;
+  const server = await startTestGitServer({ root: served, token });
+  const url = server.urlOf('bench-repo');
+  return { url, token, files: files + 1, bytes, close: () => server.close() };
 }

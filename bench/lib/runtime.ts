@@ -7,7 +7,7 @@ import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-san
 import type { HarnessOptions } from '../../lambdas/core/harness/harness.js';
 import { AnthropicModel } from '../../lambdas/core/harness/model.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
-import { startLocalRuntime, type LocalRuntime } from '../../lambdas/local/runtime.js';
+import { startLocalRuntime, type LocalRuntime } from '../../local-runtime/runtime.js';
 import { Recorder, TimedProvider, TimingModel } from './instruments.js';
 import { nowMs } from './stats.js';
 
@@ -33,9 +33,10 @@ export async function startBenchRuntime(opts: {
   inMemory?: boolean;
 }): Promise<BenchRuntime> {
   const dataDir = mkdtempSync(join(tmpdir(), 'corral-bench-'));
-  const local = new ProcessSandboxProvider({ dataDir, isolation: 'auto', logger: { warn: () => undefined } });
-  const isolation = await local.isolationMode();
-  const provider = new TimedProvider(opts.wrapProvider ? opts.wrapProvider(local) : local);
+  // The runtime builds its local provider (with the credential proxy's git channels, through
+  // which repositories are cloned inside the sandbox); the benchmark times it, or delays it.
+  let local: ProcessSandboxProvider | undefined;
+  let provider: TimedProvider | undefined;
   const model = new TimingModel(new AnthropicModel({ apiKey: 'bench-model-key', baseURL: opts.modelUrl }));
   const recorder = new Recorder();
   const runtime = await startLocalRuntime({
@@ -43,7 +44,13 @@ export async function startBenchRuntime(opts: {
     dataDir,
     inMemory: opts.inMemory ?? true,
     model,
-    sandboxProvider: provider,
+    wrapSandboxProvider: (p) => {
+      local = p;
+      provider = new TimedProvider(opts.wrapProvider ? opts.wrapProvider(p) : p);
+      return provider;
+    },
+    // The benchmark's git server is on loopback, which sessions may not name by default.
+    repositoryUrlAllow: ['http://127.0.0.1'],
     concurrency: opts.concurrency ?? 64,
     rateLimits: { create: 0, write: 0, read: 0 },
     // Idle sandboxes are the benchmark's to release (sessions are deleted when done).
@@ -51,12 +58,14 @@ export async function startBenchRuntime(opts: {
     harness: { retryDelayMs: () => 50, ...opts.harness, observer: recorder.observer },
   });
   const client = new Anthropic({ baseURL: runtime.url, apiKey: runtime.apiKey, maxRetries: 2, timeout: 600_000 });
+  if (!local || !provider) throw new Error('the local runtime did not build its sandbox provider');
+  const isolation = await local.isolationMode();
   return {
     runtime,
     client,
     recorder,
     model,
-    provider,
+    provider: provider as TimedProvider,
     isolation,
     async close() {
       await runtime.close();

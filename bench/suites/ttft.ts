@@ -77,6 +77,7 @@ async function runSession(
   bench: BenchRuntime,
   ids: { agent: string; environment: string },
   repoUrl: string,
+  repoToken: string,
   plan: SessionPlan,
   tag: string,
 ) {
@@ -84,7 +85,7 @@ async function runSession(
   const session = await client.beta.sessions.create({
     agent: ids.agent,
     environment_id: ids.environment,
-    resources: [{ type: 'github_repository', url: repoUrl }],
+    resources: [{ type: 'github_repository', url: repoUrl, authorization_token: repoToken }],
   } as unknown as Anthropic.Beta.Sessions.SessionCreateParams);
   const stream = await SessionStream.open(client, session.id);
   try {
@@ -137,7 +138,7 @@ export async function runTtftScenario(
       for (const mode of flip ? (['decoupled', 'coupled'] as const) : (['coupled', 'decoupled'] as const)) {
         const bench = runtimes[mode];
         bench.recorder.recording = open || !warm;
-        const job = (plan: SessionPlan, i: number) => () => runSession(bench, ids[mode], ctx.git.url, plan, `${cfg.name}-${mode}-${start + i}`);
+        const job = (plan: SessionPlan, i: number) => () => runSession(bench, ids[mode], ctx.git.url, ctx.git.token, plan, `${cfg.name}-${mode}-${start + i}`);
         const done = open
           ? await Promise.all(slice.map((plan, i) => sleep(i * cfg.arrivalIntervalMs!).then(job(plan, i))))
           : await pool(cfg.concurrency, slice.map(job));

@@ -2,6 +2,8 @@ import { Duration } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type { CorralStackProps } from './corral-stack.js';
+import { parseRepositoryUrlAllow } from '../../lambdas/core/resources/repository-url.js';
+import { parseSandboxLimits } from '../../sandbox/limits.js';
 
 /**
  * CDK context keys the app reads (`npx cdk deploy -c key=value`, or `context` in cdk.json).
@@ -15,16 +17,25 @@ export const CONTEXT_KEYS = {
   nat: 'gateway (default) or instance: how a VPC the stack creates reaches the internet',
   sandboxCpu: 'vCPU units of a sandbox task (default 1024)',
   sandboxMemoryMiB: 'Memory of a sandbox task in MiB (default 2048)',
+  sandboxEphemeralStorageGiB: 'Ephemeral storage of a sandbox task in GiB, 21-200 (default 20, included in Fargate)',
+  sandboxLimits:
+    'Limits of the tools in a sandbox, e.g. processes=256,memory=1g,file_size=1g,cpu_seconds=3600,disk=10g (any subset; default those, memory and disk capped by the task size)',
+  repositoryUrlAllow: 'Comma-separated repository origins accepted besides public https ones, e.g. https://git.internal.example (default none)',
   sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
   sandboxIdleMinutes: 'Stop sandboxes no tool call used for this many minutes (default 15)',
   anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
   modelApiKeyParameter: 'SSM SecureString parameter holding the model API key (default /corral/anthropic-api-key)',
   harnessTimeoutMinutes: 'Longest harness invocation, 1-15 (default 15)',
   harnessBatchSize: 'Wakes per harness invocation (default 1)',
-  harnessMaxConcurrency: 'Most concurrent harness invocations (default: account limit)',
+  harnessMaxConcurrency: 'Most concurrent harness invocations the wake queue starts (default: harnessReservedConcurrency, else the account limit)',
+  harnessReservedConcurrency:
+    'Concurrent executions reserved for the harness, 2 or more (default none: an account whose limit is 10 cannot reserve any; recommended wherever the limit allows)',
+  streamMaxConcurrency: 'Most event streams open at once, the stream function\'s reserved concurrency (default no cap; recommended wherever the account limit allows)',
   maxReceiveCount: 'Deliveries of a wake before the dead-letter queue (default 10)',
   metricsSessionDimensions: 'Comma-separated session dimensions for metrics: agent, environment (default none)',
   timeToFirstTokenP95ThresholdMs: 'Alarm threshold for p95 time to first token in ms (default 10000)',
+  timeToFirstTokenP99ThresholdMs: 'Alarm threshold for p99 time to first token in ms (default 20000)',
+  api5xxRatePercent: 'Alarm threshold for the share of API requests answered with a 5XX, in percent (default 5)',
   alarmEmail: 'Email address that receives alarm notifications',
   logRetentionDays: 'Days logs are kept (a CloudWatch retention value, default 30)',
   streamTimeoutMinutes: 'Longest event stream before the client reconnects, 1-15 (default 15)',
@@ -76,6 +87,15 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   const sandboxImage = asString('sandboxImage', get('sandboxImage'));
   const harnessTimeout = asInt('harnessTimeoutMinutes', get('harnessTimeoutMinutes'), 1, 15);
   const streamTimeout = asInt('streamTimeoutMinutes', get('streamTimeoutMinutes'), 1, 15);
+  const checked = <T>(key: ContextKey, parse: (text: string | undefined) => T): T => {
+    try {
+      return parse(asList(key, get(key))?.join(','));
+    } catch (err) {
+      throw new Error(`context ${key}: ${(err as Error).message}`);
+    }
+  };
+  const sandboxLimits = checked('sandboxLimits', parseSandboxLimits);
+  const repositoryUrlAllow = checked('repositoryUrlAllow', parseRepositoryUrlAllow);
 
   return {
     stackName: asString('stackName', get('stackName')) ?? 'Corral',
@@ -87,6 +107,8 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       sandbox: {
         cpu: asInt('sandboxCpu', get('sandboxCpu'), 256, 16384),
         memoryMiB: asInt('sandboxMemoryMiB', get('sandboxMemoryMiB'), 512, 122880),
+        ephemeralStorageGiB: asInt('sandboxEphemeralStorageGiB', get('sandboxEphemeralStorageGiB'), 21, 200),
+        limits: Object.keys(sandboxLimits).length ? sandboxLimits : undefined,
         image: sandboxImage ? ecs.ContainerImage.fromRegistry(sandboxImage) : undefined,
       },
       sandboxIdleTimeout: (() => {
@@ -101,11 +123,16 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
         timeout: harnessTimeout ? Duration.minutes(harnessTimeout) : undefined,
         batchSize: asInt('harnessBatchSize', get('harnessBatchSize'), 1, 10),
         maxConcurrency: asInt('harnessMaxConcurrency', get('harnessMaxConcurrency'), 2, 1000),
+        reservedConcurrency: asInt('harnessReservedConcurrency', get('harnessReservedConcurrency'), 2, 100_000),
         maxReceiveCount: asInt('maxReceiveCount', get('maxReceiveCount'), 1, 1000),
         metricsSessionDimensions: dims as Array<'agent' | 'environment'> | undefined,
       },
+      repositoryUrlAllow: repositoryUrlAllow.length ? repositoryUrlAllow : undefined,
       streamTimeout: streamTimeout ? Duration.minutes(streamTimeout) : undefined,
+      streamMaxConcurrency: asInt('streamMaxConcurrency', get('streamMaxConcurrency'), 1, 100_000),
       timeToFirstTokenP95ThresholdMs: asInt('timeToFirstTokenP95ThresholdMs', get('timeToFirstTokenP95ThresholdMs'), 1, 3_600_000),
+      timeToFirstTokenP99ThresholdMs: asInt('timeToFirstTokenP99ThresholdMs', get('timeToFirstTokenP99ThresholdMs'), 1, 3_600_000),
+      api5xxRatePercent: asInt('api5xxRatePercent', get('api5xxRatePercent'), 1, 100),
       alarmEmail: asString('alarmEmail', get('alarmEmail')),
       logRetention: retentionDays as logs.RetentionDays | undefined,
     },

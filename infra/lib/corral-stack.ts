@@ -1,14 +1,15 @@
 import { CfnOutput, Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import { acknowledge } from './nag.js';
+import { acknowledge as acknowledgeOn, defaultPolicyOf, type Acknowledgment } from './nag.js';
 import type { Construct, IConstruct } from 'constructs';
 import { Api } from './constructs/api.js';
 import { CredentialProxy } from './constructs/credential-proxy.js';
 import { HarnessStep, type ModelSettings } from './constructs/harness-step.js';
 import { Network, type NetworkProps } from './constructs/network.js';
-import { Observability } from './constructs/observability.js';
+import { Observability, type WatchedFunction } from './constructs/observability.js';
 import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
 import { SandboxReaper } from './constructs/sandbox-reaper.js';
 import { SessionLog } from './constructs/session-log.js';
@@ -19,7 +20,16 @@ export interface HarnessSettings {
   readonly timeout?: Duration;
   /** @default 1 */
   readonly batchSize?: number;
+  /** Most concurrent invocations the wake queue starts. @default - reservedConcurrency, else the account's limit */
   readonly maxConcurrency?: number;
+  /**
+   * Concurrent executions reserved for the harness, so nothing else in the account (open event
+   * streams above all) can starve it. Recommended wherever the account's concurrency limit allows
+   * it (the limit minus all reservations must stay at least 10, so a new account limited to 10
+   * cannot reserve any); see HarnessStepProps.reservedConcurrency.
+   * @default - none reserved
+   */
+  readonly reservedConcurrency?: number;
   readonly memorySize?: number;
   /** Deliveries of a wake before it goes to the dead-letter queue. @default 10 */
   readonly maxReceiveCount?: number;
@@ -34,10 +44,21 @@ export interface CorralStackProps extends StackProps {
   readonly sandboxIdleTimeout?: Duration;
   readonly model?: ModelSettings;
   readonly harness?: HarnessSettings;
+  /**
+   * Repository origins sessions may name besides public `https://` ones (`scheme://host[:port]`;
+   * the API refuses local paths, `file://` and private addresses otherwise). @default - none
+   */
+  readonly repositoryUrlAllow?: string[];
   /** Longest an event stream stays open before it ends and the client reconnects. @default 15 minutes */
   readonly streamTimeout?: Duration;
+  /** Most event streams open at once (the stream function's reserved concurrency). @default - no cap; see ApiProps.streamMaxConcurrency */
+  readonly streamMaxConcurrency?: number;
   /** p95 time to first token above which the alarm fires, in ms. @default 10000 */
   readonly timeToFirstTokenP95ThresholdMs?: number;
+  /** p99 time to first token above which the alarm fires, in ms. @default 20000 */
+  readonly timeToFirstTokenP99ThresholdMs?: number;
+  /** Share of API requests answered with a 5XX, in percent, above which the alarm fires. @default 5 */
+  readonly api5xxRatePercent?: number;
   /** An email address that receives alarm notifications. @default - no notifications */
   readonly alarmEmail?: string;
   readonly logRetention?: logs.RetentionDays;
@@ -97,6 +118,7 @@ export class CorralStack extends Stack {
       model: props.model,
       batchSize: props.harness?.batchSize,
       maxConcurrency: props.harness?.maxConcurrency,
+      reservedConcurrency: props.harness?.reservedConcurrency,
       memorySize: props.harness?.memorySize,
       metricsSessionDimensions: props.harness?.metricsSessionDimensions,
       metricsNamespace: METRICS_NAMESPACE,
@@ -105,12 +127,15 @@ export class CorralStack extends Stack {
     });
     this.api = new Api(this, 'Api', {
       sessionLog: this.sessionLog,
+      network: this.network,
       wakeQueue: this.wakeQueue,
       sandboxes: this.sandboxes,
       serviceName: API_SERVICE,
       metricsNamespace: METRICS_NAMESPACE,
       logRetention: props.logRetention,
       streamTimeout: props.streamTimeout,
+      streamMaxConcurrency: props.streamMaxConcurrency,
+      repositoryUrlAllow: props.repositoryUrlAllow,
     });
     this.credentialProxy = new CredentialProxy(this, 'CredentialProxy', {
       sessionLog: this.sessionLog,
@@ -145,8 +170,22 @@ export class CorralStack extends Stack {
       wakeQueue: this.wakeQueue.queue,
       deadLetterQueue: this.wakeQueue.deadLetterQueue,
       harnessFunction: this.harness.function,
-      apiFunctions: { api: this.api.handler, stream: this.api.streamHandler },
+      functions: {
+        // A wake stops starting actions a safety margin before the timeout (the harness-step
+        // handler: 60 s, at most half the time left); an action in flight that eats half of it is
+        // close to being killed mid-step.
+        harness: this.watch(this.harness.function, harnessTimeout.minus(Duration.millis(Math.min(60_000, harnessTimeout.toMilliseconds() / 2) / 2))),
+        api: this.watch(this.api.handler),
+        // A stream ends itself 10 s before the timeout (lambdas/api/lambda.ts); one still open 5 s
+        // before it did not.
+        stream: this.watch(this.api.streamHandler, this.api.streamTimeout.minus(Duration.seconds(5))),
+        credentialProxy: this.watch(this.credentialProxy.function),
+        reaper: this.watch(this.sandboxReaper.function),
+      },
+      apiStage: this.api.restApi.deploymentStage,
+      api5xxRatePercent: props.api5xxRatePercent,
       timeToFirstTokenP95ThresholdMs: props.timeToFirstTokenP95ThresholdMs,
+      timeToFirstTokenP99ThresholdMs: props.timeToFirstTokenP99ThresholdMs,
       alarmTopic,
     });
 
@@ -163,12 +202,22 @@ export class CorralStack extends Stack {
     this.acknowledgeGrantWildcards();
   }
 
-  /** cdk-nag findings on the wildcards CDK's grants produce, each with its reason. */
+  private watch(fn: lambda.Function, durationThreshold?: Duration): WatchedFunction {
+    if (!fn.timeout) throw new Error(`${fn.node.path} has no timeout`);
+    return { function: fn, timeout: fn.timeout, durationThreshold };
+  }
+
+  /**
+   * cdk-nag findings on the wildcards CDK's grants produce, each with its reason. Each names the
+   * exact resource pattern, on the one policy that holds it (the function role's default policy),
+   * so the same wildcard granted anywhere else is still reported.
+   */
   private acknowledgeGrantWildcards(): void {
     const ref = (c: IConstruct) => this.getLogicalId(c.node.defaultChild as CfnElement);
+    const acknowledge = (fn: lambda.IFunction, ...rules: Acknowledgment[]) => acknowledgeOn(defaultPolicyOf(fn), ...rules);
     const indexes = {
       id: `AwsSolutions-IAM5[Resource::<${ref(this.sessionLog.state)}.Arn>/index/*]`,
-      reason: 'DynamoDB grants cover the state table\'s indexes (`<table>/index/*`): listings read the gsi1 index.',
+      reason: 'DynamoDB grants on the state table also cover its indexes (`<table>/index/*`, its one index gsi1): listings and the reaper query it.',
     };
     const tasks = {
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<${ref(this.sandboxes.cluster)}>/*]`,

@@ -7,13 +7,15 @@
 import type { AwsCall, Authorization } from './aws-gateway.js';
 import type { CfnTemplate } from './build-model.js';
 import { rehearsalContext, type ModelOverrides } from './build-model.js';
-import type { SecretsManagerEmulator } from './emulators.js';
+import type { KmsEmulator, SecretsManagerEmulator } from './emulators.js';
 import { classifyRequest } from './aws-requests.js';
-import { accessDeniedMessage, assumedRoleArn, evaluate, principalContext, resourcePolicies, resourcePolicyFor, role, type RoleInfo } from './iam.js';
+import { accessDeniedMessage, assumedRoleArn, evaluate, evaluateKeyPolicy, principalContext, resourcePolicies, resourcePolicyFor, role, type RoleInfo } from './iam.js';
 import type { RehearsalModel } from './model.js';
 
 export interface AuthorizerDeps {
   secrets: SecretsManagerEmulator;
+  /** Which key a ciphertext names (a `Decrypt` is checked on that key). */
+  kms?: KmsEmulator;
   /** The id the next RunTask's task gets (so `ecs:TagResource` is checked on its real ARN). */
   newTaskId?: () => string;
 }
@@ -41,7 +43,7 @@ export function createAuthorizer(template: CfnTemplate, model: RehearsalModel, o
     // Unsupported and malformed requests throw; the gateway answers them with an error naming them.
     const { checks } = classifyRequest(
       { method: call.method, path: call.path, headers: call.headers, body: call.json },
-      { accountId: model.account, keySchema, taskDefinition, secretArn: (name) => deps.secrets.arnOf(name), newTaskId: deps.newTaskId },
+      { accountId: model.account, keySchema, taskDefinition, secretArn: (name) => deps.secrets.arnOf(name), newTaskId: deps.newTaskId, ciphertextKeyArn: (blob) => deps.kms?.keyArnOf(blob) },
     );
     const r = roleOf(call.caller.roleLogicalId);
     // A Lambda function calls as the role's session named after the function.
@@ -55,7 +57,12 @@ export function createAuthorizer(template: CfnTemplate, model: RehearsalModel, o
         context: { ...principalContext(r.arn), 'aws:SecureTransport': true, ...check.context },
       };
       const resourcePolicy = resourcePolicyFor(policies, check.resource);
-      const decision = evaluate(request, r.statements, resourcePolicy?.statements);
+      // A KMS key's policy decides who may use it, IAM policies only where it delegates to them.
+      const decision = resourcePolicy?.keyPolicy
+        ? evaluateKeyPolicy(request, r.statements, resourcePolicy.statements)
+        : check.action.startsWith('kms:')
+          ? { decision: 'implicit-deny' as const, allowed: false, resourcePolicyEvaluated: true }
+          : evaluate(request, r.statements, resourcePolicy?.statements);
       // Same account: an identity allow suffices unless a resource policy denies (handled above).
       return decision.allowed ? { allowed: true as const } : { allowed: false as const, action: check.action, resource: check.resource, message: accessDeniedMessage(request, decision) };
     });

@@ -33,7 +33,7 @@ export interface AuthorizationCheck {
 export interface ClassifiedRequest {
   readonly accessKeyId: string;
   readonly region: string;
-  /** The SigV4 signing name: `dynamodb`, `sqs`, `ecs`, `secretsmanager`, `ssm`, `lambda`. */
+  /** The SigV4 signing name: `dynamodb`, `sqs`, `ecs`, `secretsmanager`, `ssm`, `kms`, `lambda`. */
   readonly service: string;
   /** The API operation, e.g. `UpdateItem`. */
   readonly operation: string;
@@ -77,6 +77,8 @@ export interface RequestOptions {
   readonly secretArn?: (name: string) => string | undefined;
   /** The id of a task RunTask is about to start (its ARN is what `ecs:TagResource` is checked on). */
   readonly newTaskId?: () => string;
+  /** The ARN of the KMS key a ciphertext blob (base64) names, for a `Decrypt` without `KeyId`. */
+  readonly ciphertextKeyArn?: (ciphertextBase64: string) => string | undefined;
 }
 
 const header = (req: SdkRequest, name: string): string | undefined => {
@@ -133,6 +135,7 @@ export function classifyRequest(req: SdkRequest, options: RequestOptions): Class
     ecs: 'AmazonEC2ContainerServiceV20141113',
     secretsmanager: 'secretsmanager',
     ssm: 'AmazonSSM',
+    kms: 'TrentService',
   };
   if (!(auth.service in expected)) throw new UnsupportedRequestError(auth.service, operation);
   if (prefix !== expected[auth.service]) throw new MalformedRequestError(`X-Amz-Target ${target} does not belong to ${auth.service}`);
@@ -142,6 +145,7 @@ export function classifyRequest(req: SdkRequest, options: RequestOptions): Class
     ecs: ecsChecks,
     secretsmanager: secretsChecks,
     ssm: ssmChecks,
+    kms: kmsChecks,
   };
   return { ...base, operation, checks: handlers[auth.service](operation, body, env) };
 }
@@ -364,7 +368,7 @@ function ecsChecks(op: string, body: Body, e: Env): AuthorizationCheck[] {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Secrets Manager, SSM, Lambda
+// Secrets Manager, SSM, KMS, Lambda
 // ---------------------------------------------------------------------------------------------
 
 function secretArnOf(secretId: string, e: Env): string {
@@ -415,6 +419,45 @@ function ssmChecks(op: string, body: Body, e: Env): AuthorizationCheck[] {
       return field<string[]>(body, 'Names', op, 'ssm').map((n) => ({ action: 'ssm:GetParameters', resource: parameterArn(n, e), context: {} }));
     default:
       throw new UnsupportedRequestError('ssm', op);
+  }
+}
+
+/** A key id or key ARN -> the key's ARN (aliases are not emulated). */
+function kmsKeyArn(keyId: string, op: string, e: Env): string {
+  if (keyId.startsWith('alias/') || /:alias\//.test(keyId)) throw new UnsupportedRequestError('kms', op, 'key aliases are not emulated');
+  return keyId.startsWith('arn:') ? keyId : `arn:${e.partition}:kms:${e.region}:${e.accountId}:key/${keyId}`;
+}
+
+/** KMS condition keys of a request: the encryption context and the caller's account. */
+function kmsContext(body: Body, e: Env): Record<string, ContextValue> {
+  const ctx: Record<string, ContextValue> = { 'kms:CallerAccount': e.accountId };
+  const enc = body.EncryptionContext;
+  if (enc && typeof enc === 'object') {
+    const entries = Object.entries(enc as Record<string, unknown>);
+    if (entries.length) ctx['kms:EncryptionContextKeys'] = entries.map(([k]) => k);
+    for (const [k, v] of entries) ctx[`kms:EncryptionContext:${k}`] = String(v);
+  }
+  if (typeof body.KeySpec === 'string') ctx['kms:DataKeySpec'] = body.KeySpec;
+  return ctx;
+}
+
+function kmsChecks(op: string, body: Body, e: Env): AuthorizationCheck[] {
+  switch (op) {
+    case 'Encrypt':
+    case 'GenerateDataKey':
+    case 'GenerateDataKeyWithoutPlaintext':
+      return [{ action: `kms:${op}`, resource: kmsKeyArn(field<string>(body, 'KeyId', op, 'kms'), op, e), context: kmsContext(body, e) }];
+    case 'Decrypt': {
+      // A symmetric ciphertext names its key; KeyId, when given, must be that key (the service
+      // checks that after authorization), so the check is on the key the ciphertext names.
+      const blob = field<string>(body, 'CiphertextBlob', op, 'kms');
+      const named = e.options.ciphertextKeyArn?.(blob);
+      const keyId = named ?? (typeof body.KeyId === 'string' ? kmsKeyArn(body.KeyId, op, e) : undefined);
+      if (!keyId) throw new MalformedRequestError('kms:Decrypt of a ciphertext that names no key the rehearsal knows, without KeyId');
+      return [{ action: 'kms:Decrypt', resource: keyId, context: kmsContext(body, e) }];
+    }
+    default:
+      throw new UnsupportedRequestError('kms', op);
   }
 }
 

@@ -13,7 +13,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AwsCall, Backend } from './aws-gateway.js';
 import { jsonError } from './aws-gateway.js';
@@ -297,7 +297,6 @@ export class EcsEmulator implements Backend {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     task.child = child;
-    const { createWriteStream } = await import('node:fs');
     const log = createWriteStream(join(dir, 'container.log'));
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);

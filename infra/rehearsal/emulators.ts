@@ -1,9 +1,9 @@
 /**
  * Small emulations of the AWS services the rehearsal has no local server for: Secrets Manager,
- * SSM Parameter Store and Lambda's Invoke API. They keep to the wire shapes and the errors the
+ * SSM Parameter Store, KMS (symmetric keys of the template) and Lambda's Invoke API. They keep to the wire shapes and the errors the
  * AWS SDK expects, and honour ARNs the way the policies see them; they do not try to be complete.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
 import type { AwsCall, Backend } from './aws-gateway.js';
 import { jsonError } from './aws-gateway.js';
 import type { InvokeResult } from './lambda-runtime.js';
@@ -125,6 +125,95 @@ export class SsmEmulator implements Backend {
         DataType: 'text',
       },
     });
+  }
+}
+
+/**
+ * KMS for symmetric keys: `GenerateDataKey`, `Encrypt`, `Decrypt`, each with an encryption
+ * context that must match to decrypt. A ciphertext names its key (as KMS's do), so `Decrypt`
+ * needs no `KeyId`; one that names another key answers `IncorrectKeyException`, a tampered or
+ * foreign one `InvalidCiphertextException`. Keys are the template's (by ARN); their material is
+ * made here and never leaves the emulator.
+ */
+export class KmsEmulator implements Backend {
+  private readonly keys = new Map<string, Buffer>();
+  private static readonly MAGIC = Buffer.from('rhkms1');
+
+  /** `keyArns`: the ARNs of the template's `AWS::KMS::Key` resources. */
+  constructor(keyArns: readonly string[]) {
+    for (const arn of keyArns) this.keys.set(arn, randomBytes(32));
+  }
+
+  /** The key ARN a ciphertext blob (base64, as on the wire) was made with, if it is one of ours. */
+  keyArnOf(ciphertextBase64: string): string | undefined {
+    const raw = Buffer.from(ciphertextBase64, 'base64');
+    if (!raw.subarray(0, KmsEmulator.MAGIC.length).equals(KmsEmulator.MAGIC)) return undefined;
+    const len = raw[KmsEmulator.MAGIC.length];
+    const arn = raw.subarray(KmsEmulator.MAGIC.length + 1, KmsEmulator.MAGIC.length + 1 + len).toString('utf8');
+    return this.keys.has(arn) ? arn : undefined;
+  }
+
+  /** A key id, key ARN (no aliases) -> the key's ARN. */
+  private resolve(keyId: unknown): string | undefined {
+    if (typeof keyId !== 'string') return undefined;
+    if (this.keys.has(keyId)) return keyId;
+    return [...this.keys.keys()].find((arn) => arn.endsWith(`:key/${keyId}`));
+  }
+
+  private static context(ctx: unknown): Buffer {
+    const entries = Object.entries((ctx ?? {}) as Record<string, string>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return Buffer.from(JSON.stringify(entries));
+  }
+
+  private encrypt(arn: string, plaintext: Buffer, ctx: unknown): Buffer {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.keys.get(arn)!, iv);
+    cipher.setAAD(KmsEmulator.context(ctx));
+    const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    const name = Buffer.from(arn, 'utf8');
+    return Buffer.concat([KmsEmulator.MAGIC, Buffer.from([name.length]), name, iv, cipher.getAuthTag(), body]);
+  }
+
+  async handle(call: AwsCall): Promise<Reply> {
+    const b = call.json ?? {};
+    const error = (type: string, message: string) => jsonError(400, type, message, 'kms');
+    switch (call.operation) {
+      case 'GenerateDataKey':
+      case 'Encrypt': {
+        const arn = this.resolve(b.KeyId);
+        if (!arn) return error('NotFoundException', `Key '${String(b.KeyId)}' does not exist`);
+        let plaintext: Buffer;
+        if (call.operation === 'Encrypt') {
+          plaintext = Buffer.from(String(b.Plaintext ?? ''), 'base64');
+          if (!plaintext.length || plaintext.length > 4096) return error('ValidationException', 'Plaintext must be 1 to 4096 bytes');
+        } else {
+          const bytes = b.KeySpec === 'AES_256' ? 32 : b.KeySpec === 'AES_128' ? 16 : typeof b.NumberOfBytes === 'number' ? b.NumberOfBytes : 0;
+          if (bytes < 1 || bytes > 1024) return error('ValidationException', 'KeySpec or NumberOfBytes is required');
+          plaintext = randomBytes(bytes);
+        }
+        const blob = this.encrypt(arn, plaintext, b.EncryptionContext).toString('base64');
+        return ok(call.operation === 'Encrypt' ? { CiphertextBlob: blob, KeyId: arn, EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' } : { CiphertextBlob: blob, Plaintext: plaintext.toString('base64'), KeyId: arn });
+      }
+      case 'Decrypt': {
+        const blob = String(b.CiphertextBlob ?? '');
+        const arn = this.keyArnOf(blob);
+        if (!arn) return error('InvalidCiphertextException', '');
+        if (b.KeyId !== undefined && this.resolve(b.KeyId) !== arn) return error('IncorrectKeyException', 'The key ID in the request does not identify a CMK that can perform this operation.');
+        const raw = Buffer.from(blob, 'base64');
+        const at = KmsEmulator.MAGIC.length + 1 + raw[KmsEmulator.MAGIC.length];
+        try {
+          const decipher = createDecipheriv('aes-256-gcm', this.keys.get(arn)!, raw.subarray(at, at + 12));
+          decipher.setAAD(KmsEmulator.context(b.EncryptionContext));
+          decipher.setAuthTag(raw.subarray(at + 12, at + 28));
+          const plaintext = Buffer.concat([decipher.update(raw.subarray(at + 28)), decipher.final()]);
+          return ok({ KeyId: arn, Plaintext: plaintext.toString('base64'), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' });
+        } catch {
+          return error('InvalidCiphertextException', '');
+        }
+      }
+      default:
+        return jsonError(400, 'UnknownOperationException', `the rehearsal's KMS has no ${call.operation}`, 'kms');
+    }
   }
 }
 

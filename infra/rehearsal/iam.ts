@@ -325,6 +325,31 @@ export function evaluate(request: AuthorizationRequest, identity: ReadonlyArray<
 }
 
 /**
+ * KMS's decision for a request on a key: the key policy is the root of the key's access. Allowed
+ * when the key policy allows the caller itself, or when it allows the caller's account (which
+ * delegates to IAM) and an identity policy allows the request; an explicit deny in either wins.
+ * Without a key policy statement for the caller or its account, IAM policies grant nothing.
+ */
+export function evaluateKeyPolicy(request: AuthorizationRequest, identity: ReadonlyArray<PolicyStatement | SourcedStatement>, keyPolicy: ReadonlyArray<PolicyStatement | SourcedStatement>): Decision {
+  const both = evaluate(request, identity, keyPolicy);
+  if (both.decision === 'explicit-deny') return both;
+  const direct = evaluate(request, [], keyPolicy);
+  if (direct.allowed) return direct;
+  const account = request.principalArn.split(':')[4];
+  const delegates = keyPolicy
+    .map((s) => toSourced(s, 'resource policy'))
+    .some(({ statement: st }) => {
+      if (st.Effect !== 'Allow' || st.Principal === undefined || st.Principal === '*') return false;
+      if (!statementCovers(st, request.action, request.resource)) return false;
+      const names = asArray(st.Principal.AWS).some((p) => p === account || new RegExp(`^arn:[^:]+:iam::${account}:root$`).test(p));
+      return names && conditionsMatch(st, request.context);
+    });
+  if (!delegates) return { decision: 'implicit-deny', allowed: false, resourcePolicyEvaluated: true };
+  const viaIam = evaluate(request, identity);
+  return { ...viaIam, resourcePolicyEvaluated: true };
+}
+
+/**
  * The message AWS gives for a denied request, e.g. `User: arn:aws:sts::123:assumed-role/R/fn is not
  * authorized to perform: dynamodb:UpdateItem on resource: arn:aws:dynamodb:…:table/T because no
  * identity-based policy allows the dynamodb:UpdateItem action`. Services put it in their own error
@@ -496,6 +521,8 @@ export interface ResourcePolicy {
   /** ARN of the protected resource. */
   readonly resourceArn: string;
   readonly statements: SourcedStatement[];
+  /** A KMS key's policy, which IAM evaluates differently (see {@link evaluateKeyPolicy}). */
+  readonly keyPolicy?: boolean;
 }
 
 /**
@@ -506,11 +533,20 @@ export interface ResourcePolicy {
 export function resourcePolicies(input: TemplateOrContext): Map<string, ResourcePolicy> {
   const ctx = toContext(input);
   const out = new Map<string, ResourcePolicy>();
-  const add = (arn: string, statements: SourcedStatement[]) => {
+  const add = (arn: string, statements: SourcedStatement[], keyPolicy?: boolean) => {
     const existing = out.get(arn);
     if (existing) existing.statements.push(...statements);
-    else out.set(arn, { resourceArn: arn, statements: [...statements] });
+    else out.set(arn, { resourceArn: arn, statements: [...statements], ...(keyPolicy ? { keyPolicy } : {}) });
   };
+  for (const id of resourcesOfType(ctx, 'AWS::KMS::Key')) {
+    const p = resolve(ctx.template.Resources[id].Properties ?? {}, ctx, `Resources.${id}.Properties`) as { KeyPolicy?: PolicyDocument };
+    // A key created without a policy gets KMS's default one: the account, through IAM.
+    const doc: PolicyDocument = p.KeyPolicy ?? {
+      Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${ctx.env.accountId}:root` }, Action: 'kms:*', Resource: '*' }],
+    };
+    add(String(ctx.physicalIds.getAtt(id, 'Arn', ctx)), statementsOf(doc, `AWS::KMS::Key ${id} KeyPolicy`), true);
+  }
   const queueArnByUrl = new Map(resourcesOfType(ctx, 'AWS::SQS::Queue').map((id) => [ctx.physicalIds.ref(id, ctx), String(ctx.physicalIds.getAtt(id, 'Arn', ctx))]));
   for (const id of resourcesOfType(ctx, 'AWS::SQS::QueuePolicy')) {
     const p = resolve(ctx.template.Resources[id].Properties ?? {}, ctx, `Resources.${id}.Properties`) as { PolicyDocument: PolicyDocument; Queues: string[] };

@@ -12,24 +12,14 @@ import { randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ModelFunction } from './model.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const HOST = join(HERE, 'lambda-host.mjs');
 
-export interface RehearsedFunction {
-  logicalId: string;
-  name: string;
-  arn: string;
-  /** Directory of the bundled asset (`cdk.out/asset.<hash>`). */
-  assetDir: string;
-  /** `index.handler` style, as in the template. */
-  handler: string;
-  timeoutSeconds: number;
-  memoryMb: number;
-  /** The template's `ReservedConcurrentExecutions`; absent = the account's (unreserved) pool. */
-  reservedConcurrency?: number;
-  /** The function's environment from the template, references resolved. */
-  environment: Record<string, string>;
+/** A function of the template (see `model.ts`) and what the rehearsal runs it with. */
+export interface RehearsedFunction
+  extends Pick<ModelFunction, 'logicalId' | 'name' | 'arn' | 'assetDir' | 'handler' | 'timeoutSeconds' | 'memoryMb' | 'reservedConcurrency' | 'environment'> {
   /** What the rehearsal adds as Lambda would: credentials, region, endpoints, network identity. */
   runtimeEnvironment: Record<string, string>;
   /** Node `--import` modules (the VPC preload for functions in the VPC). */
@@ -216,7 +206,6 @@ export class LambdaFunctionRuntime {
         clearTimeout(timer);
         environment.child.off('message', onMessage);
         environment.child.off('exit', onExit);
-        signal?.removeEventListener('abort', onAbort);
         resolve(r);
       };
       const timer = setTimeout(() => {
@@ -251,10 +240,9 @@ export class LambdaFunctionRuntime {
           coldStart,
         });
       };
-      // A client that goes away does not stop the invocation (Lambda runs it to its end); it
-      // only stops the bytes from going anywhere.
-      const onAbort = () => undefined;
-      signal?.addEventListener('abort', onAbort);
+      // A client that goes away does not stop the invocation (Lambda runs it to its end); the
+      // gateway only stops sending its bytes anywhere.
+      void signal;
       environment.child.on('message', onMessage);
       environment.child.once('exit', onExit);
       environment.invocations++;

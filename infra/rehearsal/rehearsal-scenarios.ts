@@ -4,46 +4,55 @@
  * 5xx of its own, that no function was killed at its timeout, and that a deleted session's
  * tasks stopped; and scenarios of its own that reach into the rehearsal: a step whose model call
  * would outlive the harness timeout, the idle reaper, sandbox handoff between two sessions, MCP
- * through the credential proxy with a vault credential, and the security groups refusing what
- * they do not allow.
+ * through the credential proxy with a vault credential, the security groups refusing what
+ * they do not allow, and the sandbox boundary (limits, sealed capabilities, repository rule).
  */
-import { DynamoDBClient, QueryCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, QueryCommand, ScanCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
+import { SANDBOX_LIMITS_ENV, humanBytes, parseSandboxLimits, resolveSandboxLimits } from '../../sandbox/limits.js';
 import type { Rehearsal } from './rehearsal.js';
-import type { Scenario, ScenarioContext, ScenarioHooks, ScenarioResult } from './scenarios.js';
+import { fail, runTurn, text, type Event, type Scenario, type ScenarioHooks, type ScenarioResult } from './scenarios.js';
 import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
 import { startTestMcpServer } from '../../test/credential-proxy/fixtures/mcp-server.js';
 
-const text = (t: string) => [{ type: 'text' as const, text: t }];
 const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
-type Event = { type: string; [k: string]: unknown };
 
-function fail(message: string): never {
-  throw new Error(message);
-}
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups'] as const;
+export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'sandbox-boundary'] as const;
+/** Scenarios only run when named (`--only`): they need a rehearsal set up for them. */
+export const OPT_IN_SCENARIOS = ['stream-starvation'];
 
 /** The rehearsal's checks after each scenario, and its own scenarios. */
-export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi): ScenarioHooks {
+export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: string[]): ScenarioHooks {
   let denials = 0;
   let failures = 0;
   const timeouts = () => [...r.functions.values()].reduce((n, f) => n + f.stats.timeouts, 0);
   let killed = timeouts();
-  const admin = new DynamoDBClient({ region: r.model.region, endpoint: r.dynamoEndpoint, credentials: { accessKeyId: 'rehearsal-operator', secretAccessKey: 'x' } });
+  const admin = new DynamoDBClient({ region: r.model.region, endpoint: r.dynamoEndpoint, credentials: { accessKeyId: 'RehearsalOperator', secretAccessKey: 'x' } });
 
   const afterEach = async (result: ScenarioResult): Promise<string | void> => {
     const problems: string[] = [];
     const newDenials = r.gateway.denials.slice(denials);
     denials = r.gateway.denials.length;
     for (const d of newDenials) problems.push(`IAM denied ${d.action} on ${d.resource} to ${d.function}`);
-    const newFailures = r.api.failures.slice(failures).filter((f) => f.status >= 500);
+    // stream-starvation opens more streams than the stream function may run on purpose: those
+    // are refused (a 5xx, which the SDK retries), and that is the setting working.
+    const expected = (f: { path: string; reason: string }) => result.name === 'stream-starvation' && f.path.endsWith('/events/stream') && /throttled/.test(f.reason);
+    const newFailures = r.api.failures.slice(failures).filter((f) => f.status >= 500 && !expected(f));
     failures = r.api.failures.length;
     for (const f of newFailures) problems.push(`API Gateway answered ${f.status} to ${f.method} ${f.path}: ${f.reason}`);
     const k = timeouts();
     if (k > killed) problems.push(`${k - killed} function invocation(s) were killed at their timeout`);
     killed = k;
+    // Items that carry an expiry must be in a table whose TTL attribute it is, or they stay forever.
+    for (const t of r.model.tables) {
+      const expiring = await admin.send(new ScanCommand({ TableName: t.name, FilterExpression: 'attribute_exists(expiresAt)', Limit: 1000 }));
+      if (expiring.Items?.length && t.ttlAttribute !== 'expiresAt') {
+        problems.push(`${expiring.Items.length} item(s) of ${t.logicalId} carry expiresAt, but the table's TTL attribute is ${t.ttlAttribute ?? 'not set'}: they are never deleted`);
+      }
+    }
     // Deleted sessions stop their tasks (the scenarios delete every session they made).
     await new Promise((res) => setTimeout(res, 200));
     const left = r.ecs.running().filter((t) => t.tags.some((tag) => tag.key === 'corral:session' && result.sessionIds.includes(tag.value)));
@@ -51,12 +60,18 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi): ScenarioHoo
     return problems.length ? problems.join('; ') : undefined;
   };
 
-  async function runTurn(ctx: ScenarioContext, session: string, prompt: string, reason = 'end_turn') {
-    const stream = await ctx.follow(session);
-    await ctx.client.beta.sessions.events.send(session, { events: [{ type: 'user.message', content: text(prompt) }] });
-    await stream.idle(reason);
-    stream.close();
-    return stream.events as Event[];
+  /** One HTTP request to a sandbox task's agent, from `localAddress` (a VPC address). */
+  function agentRequest(host: string, port: number, localAddress: string, method: string, path: string, headers: Record<string, string> = {}, body?: string) {
+    return new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest({ host, port, localAddress, method, path, headers: { ...headers, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.once('error', reject);
+      req.end(body);
+    });
   }
 
   const scenarios: Scenario[] = [
@@ -215,8 +230,117 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi): ScenarioHoo
         return results.join(', ');
       },
     },
+    {
+      name: 'stream-starvation',
+      proves: 'with the whole account\'s concurrency taken by open event streams, a session still makes progress (run with a small --account-concurrency)',
+      timeoutMs: 240_000,
+      async run(ctx) {
+        const harness = r.fn('HarnessStepFunction');
+        const stream = r.fn('ApiStreamHandler');
+        const session = await ctx.newSession();
+        // Open as many streams as the account could run at once (each holds an execution).
+        const hold = new AbortController();
+        const opened: Array<Promise<unknown>> = [];
+        for (let i = 0; i < r.accountConcurrency; i++) {
+          opened.push(
+            ctx.client.beta.sessions.events
+              .stream(session, undefined, { signal: hold.signal, maxRetries: 0 })
+              .then(async (s) => {
+                for await (const _ of s) void _;
+              })
+              .catch(() => undefined),
+          );
+        }
+        await new Promise((res) => setTimeout(res, 3_000));
+        const held = stream.stats.maxConcurrent;
+        const throttlesBefore = harness.stats.throttles;
+        try {
+          // Follow the turn through the event list (a buffered route): every stream slot is held.
+          const marker = ctx.marker('starved');
+          const before = (await ctx.client.beta.sessions.events.list(session, { limit: 1000 })).data.length;
+          await ctx.client.beta.sessions.events.send(session, { events: [{ type: 'user.message', content: text(`Use bash to run \`echo ${marker}\` and tell me what it printed.`) }] });
+          let events: Event[] = [];
+          while (!events.some((e) => e.type === 'session.status_idle')) {
+            await new Promise((res) => setTimeout(res, 500));
+            if (ctx.signal.aborted) fail('the turn did not end in time');
+            events = ((await ctx.client.beta.sessions.events.list(session, { limit: 1000 })).data as unknown as Event[]).slice(before);
+          }
+          if (!events.some((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content).includes(marker))) fail('the turn ended without the tool result');
+          return `${held} streams held executions; the harness ran (${harness.stats.throttles - throttlesBefore} throttled invocations), reserved ${harness.fn.reservedConcurrency ?? 'none'}, stream cap ${stream.fn.reservedConcurrency ?? 'none'}`;
+        } finally {
+          hold.abort();
+          await Promise.all(opened);
+        }
+      },
+    },
+    {
+      name: 'sandbox-boundary',
+      proves:
+        'on Fargate a tool that hits a limit of the stack gets a tool error naming it; the state table holds the capability sealed with the KMS key (the agent refuses what the table holds); the API refuses local and internal repositories',
+      timeoutMs: 240_000,
+      async run(ctx) {
+        const container = r.model.taskDefinitions[0].containers[0];
+        const setting = container.environment[SANDBOX_LIMITS_ENV];
+        if (!setting) fail(`the sandbox task definition has no ${SANDBOX_LIMITS_ENV}`);
+        const limits = resolveSandboxLimits(parseSandboxLimits(setting));
+        const session = await ctx.newSession();
+        // A file one byte over the stack's file size limit: the tool call is an error naming it.
+        const over = await runTurn(ctx, session, `Use bash to run \`head -c ${limits.file_size + 1} /dev/zero > big.bin\` and tell me what it printed.`);
+        const hit = over.find((e) => e.type === 'agent.tool_result');
+        const named = `file size limit (${humanBytes(limits.file_size)} per file)`;
+        if (!hit?.is_error || !JSON.stringify(hit.content).includes(named)) {
+          fail(`the tool result (is_error ${String(hit?.is_error)}) does not name the ${named}: ${JSON.stringify(hit?.content ?? null).slice(0, 300)}; events: ${over.map((e) => e.type).join(', ')}`);
+        }
+
+        // What the state table holds (as the operator reads it) opens nothing.
+        const table = r.model.outputs.StateTableName;
+        const items = await admin.send(
+          new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk AND begins_with(sk, :s)', ExpressionAttributeValues: { ':pk': { S: `session#${session}` }, ':s': { S: 'sandbox#' } } }),
+        );
+        const stored = items.Items?.[0]?.record?.M?.endpoint?.M?.capability?.S;
+        if (!stored) fail('no sandbox record with a capability in the state table');
+        if (!stored.startsWith('kms:v1:')) fail(`the capability is not sealed with the KMS key (${stored.slice(0, 10)}…)`);
+        const task = r.ecs.running().find((t) => t.tags.some((tag) => tag.key === 'corral:session' && tag.value === session));
+        if (!task) fail('no task for the session');
+        const harnessAddress = r.fn('HarnessStepFunction').fn.runtimeEnvironment.CORRAL_REHEARSAL_SOURCE_ADDRESS;
+        if (!harnessAddress) fail('the harness is not in the VPC');
+        const port = container.ports[0];
+        const health = await agentRequest(task.address, port, harnessAddress, 'GET', '/health');
+        if (health.status !== 200) fail(`the agent did not answer /health from the harness's address (${health.status})`);
+        const sealedPart = stored.slice(stored.indexOf('.') + 1);
+        for (const candidate of [stored, sealedPart]) {
+          const res = await agentRequest(task.address, port, harnessAddress, 'POST', '/execute', { authorization: `Bearer ${candidate}` }, JSON.stringify({ tool: 'bash', input: { command: 'touch pwned' } }));
+          if (res.status !== 401) fail(`POST /execute with what the table holds answered ${res.status}: ${res.body.slice(0, 200)}`);
+        }
+        // The harness opens it (KMS Decrypt with its role): the next call runs in the same sandbox,
+        // where the refused request left nothing.
+        const marker = ctx.marker('sealed');
+        const again = await runTurn(ctx, session, `Use bash to run \`ls big.bin pwned 2>&1; echo ${marker}\` and tell me what it printed.`);
+        const next = again.find((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content).includes(marker));
+        if (!next) fail('the next tool call did not run');
+        const listing = JSON.stringify(next.content);
+        if (!/cannot access 'pwned'/.test(listing)) fail(`the refused request ran a command in the sandbox: ${listing.slice(0, 200)}`);
+        if (/cannot access 'big.bin'/.test(listing)) fail('the next call ran in a fresh sandbox: the harness could not open the stored capability');
+        const tasks = r.ecs.running().filter((t) => t.tags.some((tag) => tag.key === 'corral:session' && tag.value === session));
+        if (tasks.length !== 1 || tasks[0].id !== task.id) fail(`expected the session's one task to still serve it, found ${tasks.length}`);
+
+        // The deployed API's repository rule, as locally.
+        const environment = await ctx.client.beta.environments.create({ name: `rehearsal-boundary-${ctx.marker('env')}`, config: { type: 'cloud' } });
+        const agent = await ctx.agent();
+        const refused: string[] = [];
+        for (const url of ['file:///etc', '/srv/git/private.git', 'http://10.0.0.5/x.git', 'https://127.0.0.1/x.git', 'ssh://git@github.com/a/b.git']) {
+          const err = await ctx.client.beta.sessions
+            .create({ agent, environment_id: environment.id, resources: [{ type: 'github_repository', url, mount_path: '/workspace/x' } as never] })
+            .then((s) => (ctx.client.beta.sessions.delete(s.id).catch(() => undefined), undefined), (e: { status?: number }) => e);
+          if (err?.status !== 400) fail(`a session with repository ${url} was answered ${err?.status ?? 'with a session'}`);
+          refused.push(url);
+        }
+        const kmsCalls = [...r.gateway.calls.entries()].filter(([k]) => k.includes(' kms:')).map(([k, n]) => `${k.replace(/^.*?(Harness|Api)[^ ]* /, '$1 ')} x${n}`);
+        return `${named} hit; stored capability sealed (401 for it at the agent, next call ran); ${refused.length} repository URLs refused with 400; ${kmsCalls.join(', ')}`;
+      },
+    },
   ];
   if (scenarios.map((s) => s.name).join() !== REHEARSAL_SCENARIOS.join()) throw new Error('REHEARSAL_SCENARIOS is out of date');
-  return { scenarios, afterEach };
+  return { scenarios: scenarios.filter((s) => !OPT_IN_SCENARIOS.includes(s.name) || only?.includes(s.name)), afterEach };
 }
 

@@ -13,7 +13,8 @@
  * - API Gateway routes, integrations and limits come from the template (`api-gateway.ts`);
  * - ECS RunTask starts the sandbox agent with the image's command and the task definition's
  *   environment and port, reachable only where the security groups allow (`ecs.ts`, `network.ts`);
- * - Secrets Manager, SSM and Lambda's Invoke API are small emulations (`emulators.ts`).
+ * - Secrets Manager, SSM, KMS (the template's keys, with their key policies) and Lambda's Invoke
+ *   API are small emulations (`emulators.ts`).
  *
  * `startRehearsal` returns the API URL (the stack's `ApiUrl`), an API key made the way an
  * operator makes one (`scripts/create-api-key.ts`), and handles on everything for scenarios.
@@ -38,13 +39,16 @@ import { AwsGateway, httpForwarder, type AwsCall, type Authorization, type Backe
 import { createAuthorizer } from './authorize.js';
 import { buildModel, type ModelOverrides } from './build-model.js';
 import { EcsEmulator, buildAgentBundle, dockerfileEntrypoint } from './ecs.js';
-import { LambdaInvokeEmulator, SecretsManagerEmulator, SsmEmulator } from './emulators.js';
+import { KmsEmulator, LambdaInvokeEmulator, SecretsManagerEmulator, SsmEmulator } from './emulators.js';
+import { resourcePolicies } from './iam.js';
+import { rehearsalContext } from './build-model.js';
 import { RestApiGateway } from './api-gateway.js';
 import { SqsEventSourceMapping } from './event-source.js';
 import { LambdaFunctionRuntime } from './lambda-runtime.js';
 import type { RehearsalModel } from './model.js';
 import { PRIVATE_PREFIX, VpcNetwork } from './network.js';
 import { createApiKey } from '../../scripts/create-api-key.js';
+import { dynamoDbLocalUnavailable, startDynamoDbLocal } from '../../test/helpers/dynamodb-local.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(HERE, '../..');
@@ -63,7 +67,7 @@ export interface RehearsalOptions {
   dynamodb?: 'dynalite' | 'dynamodb-local';
   /** The model key the SSM parameter holds. */
   modelApiKey?: string;
-  /** Concurrency of the account left to functions without reserved concurrency. @default 50 */
+  /** The account's Lambda concurrency (reserved executions come out of it). @default 50 */
   accountConcurrency?: number;
   /** Where logs, workspaces and the assembly go. @default a fresh temporary directory */
   workDir?: string;
@@ -78,6 +82,7 @@ export interface Rehearsal {
   apiUrl: string;
   apiKey: string;
   workDir: string;
+  accountConcurrency: number;
   /** DynamoDB as the operator reaches it (no IAM in between). */
   dynamoEndpoint: string;
   gateway: AwsGateway;
@@ -85,6 +90,7 @@ export interface Rehearsal {
   ecs: EcsEmulator;
   network: VpcNetwork;
   secrets: SecretsManagerEmulator;
+  kms: KmsEmulator;
   functions: Map<string, LambdaFunctionRuntime>;
   /** The function of a logical id prefix (`HarnessStepFunction`, `ApiStreamHandler`, ...). */
   fn(prefix: string): LambdaFunctionRuntime;
@@ -111,7 +117,7 @@ export async function synthesize(outDir: string, context: Record<string, string>
   return outDir;
 }
 
-async function startDynamo(kind: 'dynalite' | 'dynamodb-local', dir: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+async function startDynamo(kind: 'dynalite' | 'dynamodb-local'): Promise<{ endpoint: string; close(): Promise<void> }> {
   if (kind === 'dynalite') {
     const server: Server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -120,41 +126,10 @@ async function startDynamo(kind: 'dynalite' | 'dynamodb-local', dir: string): Pr
       close: () => new Promise<void>((r) => server.close(() => r())),
     };
   }
-  const jarDir = join(REPO_ROOT, '.cache', 'dynamodb-local');
-  const { createServer, createConnection } = await import('node:net');
-  const port = await new Promise<number>((r) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => r(p));
-    });
-  });
-  // -sharedDb: one database whatever the caller's access key (each function has its own key).
-  const child = spawn('java', ['-Djava.library.path=./DynamoDBLocal_lib', '-jar', 'DynamoDBLocal.jar', '-inMemory', '-sharedDb', '-port', String(port)], {
-    cwd: jarDir,
-    stdio: 'ignore',
-  });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const up = await new Promise<boolean>((r) => {
-      const socket = createConnection(port, '127.0.0.1', () => {
-        socket.end();
-        r(true);
-      }).on('error', () => r(false));
-    });
-    if (up) break;
-    if (child.exitCode !== null) throw new Error(`DynamoDB Local exited with ${child.exitCode} (is ${jarDir} fetched? scripts/fetch-dynamodb-local.sh)`);
-    if (Date.now() > deadline) throw new Error('DynamoDB Local did not start');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  void dir;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    close: async () => {
-      const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  const unavailable = dynamoDbLocalUnavailable();
+  if (unavailable) throw new Error(`DynamoDB Local cannot run: ${unavailable}`);
+  const local = await startDynamoDbLocal({ sharedDb: true });
+  return { endpoint: local.endpoint, close: () => local.close() };
 }
 
 export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehearsal> {
@@ -171,7 +146,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const template = JSON.parse(readFileSync(join(assembly, `${opts.context?.stackName ?? 'Corral'}.template.json`), 'utf8'));
 
     // Backends first: the physical names the template's references resolve to depend on them.
-    const dynamo = await startDynamo(opts.dynamodb ?? 'dynalite', workDir);
+    const dynamo = await startDynamo(opts.dynamodb ?? 'dynalite');
     cleanups.push(() => dynamo.close());
     const { startFauxqs } = await import('fauxqs');
     const fauxqs = await startFauxqs({ port: 0, logger: false });
@@ -197,7 +172,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const model = buildModel(template, assembly, overrides);
     log(`model: ${model.functions.length} functions, ${model.tables.length} tables, ${model.queues.length} queues, ${model.restApi.resources.length} API resources`);
 
-    const admin = { region: REHEARSAL_REGION, credentials: { accessKeyId: 'rehearsal-operator', secretAccessKey: 'x' } };
+    const admin = { region: REHEARSAL_REGION, credentials: { accessKeyId: 'RehearsalOperator', secretAccessKey: 'x' } };
     const ddb = new DynamoDBClient({ ...admin, endpoint: dynamo.endpoint });
     cleanups.push(() => ddb.destroy());
     for (const t of model.tables) {
@@ -272,7 +247,10 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       dataDir: workDir,
     });
     cleanups.push(() => ecs.close());
-    authorizer = createAuthorizer(template, model, overrides, { secrets, newTaskId: () => ecs.reserveTaskId() });
+    const kms = new KmsEmulator(
+      [...resourcePolicies(rehearsalContext(template, overrides)).values()].filter((p) => p.keyPolicy).map((p) => p.resourceArn),
+    );
+    authorizer = createAuthorizer(template, model, overrides, { secrets, kms, newTaskId: () => ecs.reserveTaskId() });
     Object.assign(backends, {
       dynamodb: httpForwarder(dynamo.endpoint),
       // The emulator knows its queues by its own URLs.
@@ -283,16 +261,21 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       ecs,
       secretsmanager: secrets,
       ssm,
+      kms,
       lambda: new LambdaInvokeEmulator((ref) => {
         const r = byName(ref);
         return r ? (event) => r.invoke(event) : undefined;
       }),
     });
 
+    // The account's concurrency less what functions reserve is shared by all the others.
     let unreservedInUse = 0;
     const accountConcurrency = opts.accountConcurrency ?? 50;
+    const reservedTotal = model.functions.reduce((n, f) => n + (f.reservedConcurrency ?? 0), 0);
+    if (reservedTotal > accountConcurrency) throw new Error(`functions reserve ${reservedTotal} executions, more than the account's ${accountConcurrency}`);
+    const unreservedPool = accountConcurrency - reservedTotal;
     const unreserved = {
-      available: () => unreservedInUse < accountConcurrency,
+      available: () => unreservedInUse < unreservedPool,
       take: () => void unreservedInUse++,
       give: () => void unreservedInUse--,
     };
@@ -301,15 +284,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       const vpcAddress = f.vpc ? network.join({ name: `function ${f.name}`, securityGroups: f.vpc.securityGroups }) : undefined;
       const runtime = new LambdaFunctionRuntime(
         {
-          logicalId: f.logicalId,
-          name: f.name,
-          arn: f.arn,
-          assetDir: f.assetDir,
-          handler: f.handler,
-          timeoutSeconds: f.timeoutSeconds,
-          memoryMb: f.memoryMb,
-          reservedConcurrency: f.reservedConcurrency,
-          environment: f.environment,
+          ...f,
           runtimeEnvironment: {
             AWS_REGION: REHEARSAL_REGION,
             AWS_DEFAULT_REGION: REHEARSAL_REGION,
@@ -401,12 +376,14 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       apiUrl,
       apiKey,
       workDir,
+      accountConcurrency,
       dynamoEndpoint: dynamo.endpoint,
       gateway,
       api,
       ecs,
       network,
       secrets,
+      kms,
       functions,
       fn,
       logFile: (prefix) => join(workDir, 'logs', `${[...functions.keys()].find((id) => id.startsWith(prefix))}.log`),

@@ -85,7 +85,7 @@ export interface RunOptions {
   onResult?(result: ScenarioResult): void;
 }
 
-type Event = { type: string; id: string; [k: string]: unknown };
+export type Event = { type: string; id: string; [k: string]: unknown };
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -96,12 +96,12 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     }, { once: true });
   });
 
-const text = (t: string) => [{ type: 'text' as const, text: t }];
+export const text = (t: string) => [{ type: 'text' as const, text: t }];
 const textOf = (content: unknown) => JSON.stringify(content ?? '');
 const stopReason = (e: Event) => (e.stop_reason as { type?: string; event_ids?: string[] } | undefined) ?? {};
 const isIdle = (e: Event) => e.type === 'session.status_idle';
 
-function fail(message: string): never {
+export function fail(message: string): never {
   throw new Error(message);
 }
 
@@ -203,6 +203,15 @@ function resultWith(events: Event[], marker: string): Event {
   fail(last ? `no tool result with ${marker}; the last was ${textOf(last.content).slice(0, 200)}` : `no agent.tool_result (events: ${events.map((e) => e.type).join(', ')})`);
 }
 
+/** Send `prompt` to a session and follow its stream until it idles for `reason`; the events seen. */
+export async function runTurn(ctx: ScenarioContext, session: string, prompt: string, reason = 'end_turn'): Promise<Event[]> {
+  const stream = await ctx.follow(session);
+  await ctx.client.beta.sessions.events.send(session, { events: [{ type: 'user.message', content: text(prompt) }] });
+  await stream.idle(reason);
+  stream.close();
+  return stream.events;
+}
+
 const MB = 1024 * 1024;
 
 /** An error as one line; the SDK's API errors already start with their status. */
@@ -220,15 +229,10 @@ export const SCENARIOS: Scenario[] = [
     timeoutMs: 180_000,
     async run(ctx) {
       const session = await ctx.newSession();
-      const stream = await ctx.follow(session);
       const marker = ctx.marker();
-      await ctx.client.beta.sessions.events.send(session, {
-        events: [{ type: 'user.message', content: text(`Use bash to run \`echo ${marker}\` and tell me what it printed.`) }],
-      });
-      await stream.idle('end_turn');
-      stream.close();
-      const result = resultWith(stream.events, marker);
-      return `bash printed ${marker} in sandbox ${String(result.sandbox ?? '?')}; ${stream.events.length} events`;
+      const events = await runTurn(ctx, session, `Use bash to run \`echo ${marker}\` and tell me what it printed.`);
+      const result = resultWith(events, marker);
+      return `bash printed ${marker} in sandbox ${String(result.sandbox ?? '?')}; ${events.length} events`;
     },
   },
   {
@@ -351,14 +355,8 @@ export const SCENARIOS: Scenario[] = [
     timeoutMs: 180_000,
     async run(ctx) {
       const session = await ctx.newSession();
-      const stream = await ctx.follow(session);
       const marker = ctx.marker('delete');
-      await ctx.client.beta.sessions.events.send(session, {
-        events: [{ type: 'user.message', content: text(`Use bash to run \`echo ${marker}\` and tell me what it printed.`) }],
-      });
-      await stream.idle('end_turn');
-      stream.close();
-      resultWith(stream.events, marker);
+      resultWith(await runTurn(ctx, session, `Use bash to run \`echo ${marker}\` and tell me what it printed.`), marker);
       const path = `/v1/sessions/${session}/sandboxes`;
       const beta = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
       const before = await ctx.client.get<{ data: unknown[] }>(path, beta);

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { AgentCreate, AgentUpdate } from '../core/api/schemas.js';
 import type { CorralServices } from '../core/services.js';
-import { parseBody, queryBool, queryInt, type Env } from './http.js';
+import { parseBody, pathId, queryPage, queryBool, queryInt, type Env } from './http.js';
 
 export function agentRoutes(s: CorralServices) {
   const app = new Hono<Env>();
@@ -10,19 +10,19 @@ export function agentRoutes(s: CorralServices) {
     c.json(
       await s.agents.list(c.get('tenant'), {
         limit: queryInt(c, 'limit'),
-        page: c.req.query('page'),
+        page: queryPage(c),
         include_archived: queryBool(c, 'include_archived'),
       }),
     ),
   );
-  app.get('/:id', async (c) => c.json(await s.agents.get(c.get('tenant'), c.req.param('id'), queryInt(c, 'version'))));
+  app.get('/:id', async (c) => c.json(await s.agents.get(c.get('tenant'), pathId(c, 'id'), queryInt(c, 'version', { min: 1 }))));
   app.post('/:id', async (c) =>
-    c.json(await s.agents.update(c.get('tenant'), c.req.param('id'), await parseBody(c, AgentUpdate))),
+    c.json(await s.agents.update(c.get('tenant'), pathId(c, 'id'), await parseBody(c, AgentUpdate))),
   );
-  app.post('/:id/archive', async (c) => c.json(await s.agents.archive(c.get('tenant'), c.req.param('id'))));
+  app.post('/:id/archive', async (c) => c.json(await s.agents.archive(c.get('tenant'), pathId(c, 'id'))));
   app.get('/:id/versions', async (c) =>
     c.json(
-      await s.agents.listVersions(c.get('tenant'), c.req.param('id'), { limit: queryInt(c, 'limit'), page: c.req.query('page') }),
+      await s.agents.listVersions(c.get('tenant'), pathId(c, 'id'), { limit: queryInt(c, 'limit'), page: queryPage(c) }),
     ),
   );
   return app;

@@ -1,8 +1,14 @@
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { AuthenticationError } from '../core/errors.js';
 import type { CorralServices } from '../core/services.js';
-import { classify, RateLimitedError } from '../core/resources/rate-limits.js';
+import {
+  AuthFailureLimiter,
+  classify,
+  clientKey,
+  RateLimitedError,
+  type AuthFailureLimits,
+} from '../core/resources/rate-limits.js';
 import { agentRoutes } from './agents.js';
 import { consoleRoutes } from './console.js';
 import { environmentRoutes } from './environments.js';
@@ -19,6 +25,13 @@ export interface AppOptions {
   /** Answers `GET /health`; default: always ready. */
   ready?: () => boolean;
   logger?: { error(msg: string, fields?: Record<string, unknown>): void };
+  /**
+   * The client's address, for limiting failed authentication: locally the socket's peer, on
+   * Lambda API Gateway's `sourceIp` (never a client-supplied header). Default: none (one bucket).
+   */
+  clientAddress?: (c: Context) => string | undefined;
+  /** Failed authentications per minute, per client address and in all. */
+  authFailureLimits?: AuthFailureLimits;
 }
 
 /**
@@ -50,13 +63,26 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
         c.json(errorBody('request_too_large', `request body exceeds ${maxBodyBytes} bytes`), 413, { Connection: 'close' }),
     }),
   );
+  const authFailures = new AuthFailureLimiter(s.table, opts.authFailureLimits);
   app.use('/v1/*', async (c, next) => {
     const bearer = c.req.header('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
     const key = c.req.header('x-api-key') ?? bearer;
+    const client = clientKey(safely(() => opts.clientAddress?.(c)));
+    // Only a key this instance has not seen verify is held back; see `AuthFailureLimiter`.
+    if (!s.tenants.verifiedRecently(key)) {
+      const wait = await authFailures.blockedFor(client);
+      if (wait) {
+        c.header('retry-after', String(wait));
+        return c.json(errorBody('rate_limit_error', `too many failed authentications; retry after ${wait} s`), 429);
+      }
+    }
     try {
       c.set('tenant', await s.tenants.authenticate(key));
     } catch (err) {
-      if (err instanceof AuthenticationError) return c.json(errorBody(err.type, err.message), 401);
+      if (err instanceof AuthenticationError) {
+        await authFailures.recordFailure(client);
+        return c.json(errorBody(err.type, err.message), 401);
+      }
       throw err;
     }
     await s.rateLimiter.check(c.get('tenant'), classify(c.req.method, c.req.path));
@@ -67,4 +93,12 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier));
   app.route('/v1/vaults', vaultRoutes(s));
   return app;
+}
+
+function safely<T>(f: () => T): T | undefined {
+  try {
+    return f();
+  } catch {
+    return undefined;
+  }
 }

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { EnvironmentCreate, EnvironmentUpdate } from '../core/api/schemas.js';
 import type { CorralServices } from '../core/services.js';
-import { parseBody, queryBool, queryInt, type Env } from './http.js';
+import { parseBody, pathId, queryPage, queryBool, queryInt, type Env } from './http.js';
 
 export function environmentRoutes(s: CorralServices) {
   const app = new Hono<Env>();
@@ -10,16 +10,16 @@ export function environmentRoutes(s: CorralServices) {
     c.json(
       await s.environments.list(c.get('tenant'), {
         limit: queryInt(c, 'limit'),
-        page: c.req.query('page'),
+        page: queryPage(c),
         include_archived: queryBool(c, 'include_archived'),
       }),
     ),
   );
-  app.get('/:id', async (c) => c.json(await s.environments.get(c.get('tenant'), c.req.param('id'))));
+  app.get('/:id', async (c) => c.json(await s.environments.get(c.get('tenant'), pathId(c, 'id'))));
   app.post('/:id', async (c) =>
-    c.json(await s.environments.update(c.get('tenant'), c.req.param('id'), await parseBody(c, EnvironmentUpdate))),
+    c.json(await s.environments.update(c.get('tenant'), pathId(c, 'id'), await parseBody(c, EnvironmentUpdate))),
   );
-  app.delete('/:id', async (c) => c.json(await s.environments.delete(c.get('tenant'), c.req.param('id'))));
-  app.post('/:id/archive', async (c) => c.json(await s.environments.archive(c.get('tenant'), c.req.param('id'))));
+  app.delete('/:id', async (c) => c.json(await s.environments.delete(c.get('tenant'), pathId(c, 'id'))));
+  app.post('/:id/archive', async (c) => c.json(await s.environments.archive(c.get('tenant'), pathId(c, 'id'))));
   return app;
 }

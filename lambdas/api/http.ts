@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
+import { ID_PATTERN, ID_RULE, MAX_INT } from '../core/api/schemas.js';
 import { CorralError, InvalidRequestError } from '../core/errors.js';
 
 /** Shared request and response helpers of the API routes. */
@@ -22,9 +23,40 @@ export function describeZodError(err: z.ZodError): string {
     .join('; ');
 }
 
-/** Parse the JSON body against a schema; malformed JSON and invalid fields are 400s. */
+/** Deepest nesting of arrays and objects a request body may have. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * The deepest nesting of `[`/`{` in a JSON text, counted without parsing (strings skipped), so
+ * that a body nested thousands deep is refused before anything recursive (zod, `JSON.stringify`,
+ * `structuredClone`) walks it and runs out of stack. Stops counting once past `limit`.
+ */
+export function jsonDepth(text: string, limit = Infinity): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c) i++; // a backslash: skip the escaped character
+      else if (ch === 0x22) inString = false;
+    } else if (ch === 0x22) inString = true;
+    else if (ch === 0x5b || ch === 0x7b) {
+      if (++depth > max) {
+        max = depth;
+        if (max > limit) return max;
+      }
+    } else if (ch === 0x5d || ch === 0x7d) depth--;
+  }
+  return max;
+}
+
+/** Parse the JSON body against a schema; malformed JSON, too deep JSON and invalid fields are 400s. */
 export async function parseBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
   const text = await c.req.text();
+  if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+    throw new InvalidRequestError(`request body is nested more than ${MAX_JSON_DEPTH} levels deep`);
+  }
   let raw: unknown;
   try {
     raw = text.length ? JSON.parse(text) : {};
@@ -36,11 +68,41 @@ export async function parseBody<T extends z.ZodType>(c: Context, schema: T): Pro
   return parsed.data;
 }
 
-export function queryInt(c: Context, name: string): number | undefined {
+/** A path parameter that names an object: 400 unless it looks like an id (see `ID_PATTERN`). */
+export function pathId(c: Context, name: string): string {
+  const v = c.req.param(name) ?? '';
+  if (!ID_PATTERN.test(v)) throw new InvalidRequestError(`${name}: ${ID_RULE}`);
+  return v;
+}
+
+/** An optional query parameter that names an object (`agent_id=`). */
+export function queryId(c: Context, name: string): string | undefined {
   const v = c.req.query(name);
   if (v === undefined || v === '') return undefined;
+  if (!ID_PATTERN.test(v)) throw new InvalidRequestError(`${name}: ${ID_RULE}`);
+  return v;
+}
+
+/** Longest page cursor accepted; the ones Corral hands out are far shorter. */
+export const MAX_CURSOR_CHARS = 1024;
+
+/** The `page` cursor, bounded in length so that what it decodes to stays well inside a key. */
+export function queryPage(c: Context): string | undefined {
+  const v = c.req.query('page');
+  if (v !== undefined && v.length > MAX_CURSOR_CHARS) throw new InvalidRequestError('page: not a valid page cursor');
+  return v;
+}
+
+/** An integer query parameter within `[min, max]` (default: 0 to the largest safe integer). */
+export function queryInt(c: Context, name: string, bounds: { min?: number; max?: number } = {}): number | undefined {
+  const v = c.req.query(name);
+  if (v === undefined || v === '') return undefined;
+  const min = bounds.min ?? 0;
+  const max = bounds.max ?? MAX_INT;
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidRequestError(`${name}: must be an integer`);
+  if (!/^-?[0-9]{1,16}$/.test(v) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new InvalidRequestError(`${name}: must be an integer from ${min} to ${max}`);
+  }
   return n;
 }
 

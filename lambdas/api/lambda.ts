@@ -2,7 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { Context as LambdaContext } from 'aws-lambda';
 import { Hono } from 'hono';
-import { handle, streamHandle } from 'hono/aws-lambda';
+import { getConnInfo, handle, streamHandle } from 'hono/aws-lambda';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
 import { createApp } from './app.js';
 
@@ -29,7 +29,7 @@ function getApp(): Promise<Hono> {
     instrument: (client) => tracer.captureAWSv3Client(client),
     onAppend: (sessionId, stored) => logger.debug('appended', { sessionId, position: stored.position }),
   }).then(
-    ({ services }) => createApp(services, { logger: coreLogger(logger) }) as unknown as Hono,
+    ({ services }) => createApp(services, { logger: coreLogger(logger), clientAddress: (c) => getConnInfo(c).remote.address }) as unknown as Hono,
     (err) => {
       app = undefined; // the next request tries again
       throw err;

@@ -8,6 +8,8 @@ import {
   CredentialCreate,
   CredentialResponse,
   CredentialUpdate,
+  CredentialValidate,
+  CredentialValidationResponse,
   DeletedResponse,
   EnvironmentCreate,
   EnvironmentResponse,
@@ -208,6 +210,13 @@ export const OPERATIONS: Operation[] = [
   {
     method: 'post', path: '/v1/vaults/{id}/credentials/{credential_id}/archive', operationId: 'archiveCredential', summary: 'Archive a credential (its secret is removed)', tag: 'vaults',
     response: CredentialResponse,
+  },
+  {
+    method: 'post', path: '/v1/vaults/{id}/credentials/{credential_id}/mcp_oauth_validate', operationId: 'validateMcpOAuthCredential',
+    summary: 'Validate an mcp_oauth credential against its MCP server', tag: 'vaults', body: CredentialValidate, response: CredentialValidationResponse,
+    description:
+      'The credential proxy connects to the MCP server with the stored access token (initialize, tools/list); on a 401 it exchanges the refresh token, ' +
+      'stores the new tokens and probes again. No token is ever in the answer. An anthropic-workspace-id header is a 400 (Corral has no workspaces).',
   },
   // events
   {

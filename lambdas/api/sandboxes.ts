@@ -1,9 +1,11 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
+import { Id } from '../core/api/schemas.js';
+import { InvalidRequestError } from '../core/errors.js';
 import { SANDBOX_NAME } from '../core/sandbox/manager.js';
 import { handOffSandbox, publicSandbox } from '../core/sandbox/handoff.js';
 import type { CorralServices } from '../core/services.js';
-import { parseBody, type Env } from './http.js';
+import { parseBody, pathId, type Env } from './http.js';
 
 /**
  * Corral extension, mounted under `/v1/sessions/{id}/sandboxes` (a path the Managed Agents API
@@ -13,14 +15,14 @@ import { parseBody, type Env } from './http.js';
  *   POST /v1/sessions/{id}/sandboxes/{name}/handoff   {"to_session_id": "...", "as"?: "<name in the target>"}
  */
 export const SandboxHandoff = z.strictObject({
-  to_session_id: z.string().min(1),
+  to_session_id: Id,
   as: z.string().regex(SANDBOX_NAME, 'must be 1-64 letters, digits, - or _').optional(),
 });
 
 export function sandboxRoutes(s: CorralServices) {
   const app = new Hono<Env>();
   app.get('/', async (c) => {
-    const id = c.req.param('id')!;
+    const id = pathId(c, 'id');
     await s.sessions.get(c.get('tenant'), id);
     // One page: a record is a few hundred bytes, so even thousands of sandboxes fit the page budget.
     const records = await s.sandboxes.list(id);
@@ -28,8 +30,9 @@ export function sandboxRoutes(s: CorralServices) {
   });
   app.post('/:name/handoff', async (c) => {
     const body = await parseBody(c, SandboxHandoff);
-    const sessionId = c.req.param('id')!;
+    const sessionId = pathId(c, 'id');
     const name = c.req.param('name');
+    if (!SANDBOX_NAME.test(name)) throw new InvalidRequestError('name: must be 1-64 letters, digits, - or _');
     const result = await handOffSandbox(s, c.get('tenant'), { sessionId, name, toSessionId: body.to_session_id, as: body.as });
     return c.json({
       type: 'sandbox_handoff',

@@ -1,13 +1,15 @@
 import { Hono } from 'hono';
-import { EventsSend, SessionCreate, SessionFork, SessionResourceUpdate, SessionUpdate } from '../core/api/schemas.js';
+import { MAX_INT, EventsSend, SessionCreate, SessionFork, SessionResourceUpdate, SessionUpdate } from '../core/api/schemas.js';
 import { InvalidRequestError } from '../core/errors.js';
 import type { SessionStatus } from '../core/session/events.js';
 import { readHistory } from '../core/session/history.js';
 import type { CorralServices } from '../core/services.js';
 import { streamEvents, type LogNotifier } from './stream.js';
-import { parseBody, queryBool, queryInt, queryList, queryOrder, type Env } from './http.js';
+import { parseBody, pathId, queryBool, queryId, queryInt, queryList, queryOrder, queryPage, type Env } from './http.js';
 import { sandboxRoutes } from './sandboxes.js';
 
+/** Highest log position a query may name (one below the largest safe integer, so `+ 1` stays exact). */
+const MAX_POSITION = MAX_INT - 1;
 const STATUSES = new Set(['rescheduling', 'running', 'idle', 'terminated']);
 
 export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
@@ -18,48 +20,48 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
     for (const st of statuses) if (!STATUSES.has(st)) throw new InvalidRequestError(`statuses: unknown status ${st}`);
     const page = await s.sessions.list(c.get('tenant'), {
       limit: queryInt(c, 'limit'),
-      page: c.req.query('page'),
+      page: queryPage(c),
       order: queryOrder(c),
       include_archived: queryBool(c, 'include_archived'),
-      agent_id: c.req.query('agent_id'),
+      agent_id: queryId(c, 'agent_id'),
       statuses: statuses as SessionStatus[],
     });
     return c.json({ ...page, prev_page: null });
   });
-  app.get('/:id', async (c) => c.json(await s.sessions.get(c.get('tenant'), c.req.param('id'))));
+  app.get('/:id', async (c) => c.json(await s.sessions.get(c.get('tenant'), pathId(c, 'id'))));
   app.post('/:id', async (c) =>
-    c.json(await s.sessions.update(c.get('tenant'), c.req.param('id'), await parseBody(c, SessionUpdate))),
+    c.json(await s.sessions.update(c.get('tenant'), pathId(c, 'id'), await parseBody(c, SessionUpdate))),
   );
   app.delete('/:id', async (c) =>
-    c.json(await s.sessions.delete(c.get('tenant'), c.req.param('id'), (id) => s.sandboxes.releaseAll(id))),
+    c.json(await s.sessions.delete(c.get('tenant'), pathId(c, 'id'), (id) => s.sandboxes.releaseAll(id))),
   );
   // Corral extension: fork a session at a position of its log.
   app.post('/:id/fork', async (c) => {
     const body = await parseBody(c, SessionFork);
     return c.json(
-      await s.sessions.fork(c.get('tenant'), c.req.param('id'), { upTo: body.up_to_position, title: body.title }),
+      await s.sessions.fork(c.get('tenant'), pathId(c, 'id'), { upTo: body.up_to_position, title: body.title }),
     );
   });
-  app.post('/:id/archive', async (c) => c.json(await s.sessions.archive(c.get('tenant'), c.req.param('id'))));
+  app.post('/:id/archive', async (c) => c.json(await s.sessions.archive(c.get('tenant'), pathId(c, 'id'))));
   app.route('/:id/sandboxes', sandboxRoutes(s)); // Corral extension: list and hand off sandboxes
   // Resources: never their authorization_token; a POST rotates it (write-only).
-  app.get('/:id/resources', async (c) => c.json(await s.sessions.listResources(c.get('tenant'), c.req.param('id'))));
+  app.get('/:id/resources', async (c) => c.json(await s.sessions.listResources(c.get('tenant'), pathId(c, 'id'))));
   app.get('/:id/resources/:resource_id', async (c) =>
-    c.json(await s.sessions.getResource(c.get('tenant'), c.req.param('id'), c.req.param('resource_id'))),
+    c.json(await s.sessions.getResource(c.get('tenant'), pathId(c, 'id'), pathId(c, 'resource_id'))),
   );
   app.post('/:id/resources/:resource_id', async (c) =>
     c.json(
-      await s.sessions.updateResource(c.get('tenant'), c.req.param('id'), c.req.param('resource_id'), await parseBody(c, SessionResourceUpdate)),
+      await s.sessions.updateResource(c.get('tenant'), pathId(c, 'id'), pathId(c, 'resource_id'), await parseBody(c, SessionResourceUpdate)),
     ),
   );
 
   app.get('/:id/events', async (c) => {
-    const id = c.req.param('id');
+    const id = pathId(c, 'id');
     await s.sessions.get(c.get('tenant'), id);
     return c.json(
       await readHistory(s.events, id, {
         limit: queryInt(c, 'limit'),
-        page: c.req.query('page'),
+        page: queryPage(c),
         order: queryOrder(c),
         types: queryList(c, 'types'),
         createdAt: {
@@ -69,16 +71,16 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
           lte: c.req.query('created_at[lte]'),
         },
         // Corral extension: a positional slice of the log (positions as in the stream's `id:` lines).
-        positions: { from: queryInt(c, 'from_position'), to: queryInt(c, 'to_position') },
+        positions: { from: queryInt(c, 'from_position', { max: MAX_POSITION }), to: queryInt(c, 'to_position', { max: MAX_POSITION }) },
       }),
     );
   });
   app.post('/:id/events', async (c) => {
     const body = await parseBody(c, EventsSend);
-    return c.json({ data: await s.sessions.send(c.get('tenant'), c.req.param('id'), body.events) });
+    return c.json({ data: await s.sessions.send(c.get('tenant'), pathId(c, 'id'), body.events) });
   });
   app.get('/:id/events/stream', async (c) => {
-    const id = c.req.param('id');
+    const id = pathId(c, 'id');
     await s.sessions.get(c.get('tenant'), id);
     return streamEvents(c, s, id, notifier);
   });

@@ -31,7 +31,7 @@ export async function streamEvents(
   let position: number;
   if (lastEventId !== undefined && lastEventId !== '') {
     position = Number(lastEventId);
-    if (!Number.isInteger(position) || position < 0) throw new InvalidRequestError('Last-Event-ID: must be an event position');
+    if (!/^[0-9]{1,16}$/.test(lastEventId) || !Number.isSafeInteger(position)) throw new InvalidRequestError('Last-Event-ID: must be an event position');
   } else {
     position = await s.events.lastPosition(sessionId);
   }

@@ -8,6 +8,7 @@ import { TenantService } from './resources/tenants.js';
 import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimits } from './resources/rate-limits.js';
 import { SandboxManager } from './sandbox/manager.js';
 import type { SandboxProvider } from './sandbox/types.js';
+import type { CapabilitySealer } from './sandbox/sealing.js';
 import { LeaseManager } from './session/lease.js';
 import type { EventLog } from './session/log.js';
 import type { StateTable } from './store.js';
@@ -53,6 +54,12 @@ export function createServices(deps: {
   rateLimits?: RateLimits;
   /** Clock for leases (tests). */
   clock?: () => number;
+  /** Repository origins accepted besides public https ones (`CORRAL_REPOSITORY_URL_ALLOW`). */
+  repositoryUrlAllow?: string[];
+  /** Key that seals sandbox capabilities in the state table (see sandbox/sealing.ts). */
+  sandboxCapabilityKey?: Buffer;
+  /** Seals them with a key held elsewhere (AWS: KMS); instead of `sandboxCapabilityKey`. */
+  sandboxCapabilitySealer?: CapabilitySealer;
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
@@ -60,10 +67,10 @@ export function createServices(deps: {
   const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue, {
     vaults,
     secrets: deps.credentialProxy,
-  });
+  }, { allow: deps.repositoryUrlAllow ?? [] });
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
-  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table);
+  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey);
   const harness = new Harness(
     { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier },
     deps.harness,

@@ -5,6 +5,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
 import { SecretsManagerStore } from '../adapters/aws/secrets-manager-store.js';
 import { coreLogger } from '../adapters/aws/services.js';
+import { CORRAL_ENV, readCredentialProxyConfig } from '../core/config.js';
 import type { Logger as CoreLogger } from '../core/logger.js';
 import type { ProxyRequest, ProxyResponse } from '../core/vault/protocol.js';
 import { CredentialProxy } from '../core/vault/proxy.js';
@@ -14,19 +15,21 @@ import { GIT_SIGNING_KEY_REF } from '../core/vault/types.js';
 /**
  * The credential proxy on AWS: a Lambda function whose role is the only principal allowed to
  * read the vault's secrets (`corral/vault/*` in Secrets Manager). The harness and the API invoke
- * it synchronously with a `ProxyRequest` (`lambda-transport.ts`) and get a `ProxyResponse`.
+ * it synchronously with a `ProxyRequest` (`lambdas/adapters/aws/credential-proxy-client.ts`) and get a `ProxyResponse`.
  *
  * It also understands Lambda Function URL events, for git smart HTTP from Fargate sandboxes
  * (`/r/<n>/<name>.git/...` with a git capability); the stack does not create that URL yet (see
  * docs/CREDENTIALS.md), and bodies through a buffered function URL are limited to 6 MB.
  */
 
+/**
+ * The variables it reads (`readCredentialProxyConfig`, lambdas/core/config.ts).
+ * @deprecated use `CORRAL_ENV` from lambdas/core/config.ts
+ */
 export const PROXY_ENV = {
-  stateTable: 'CORRAL_STATE_TABLE',
-  /** Optional: the KMS key new secrets are encrypted with. */
-  kmsKeyId: 'CORRAL_VAULT_KMS_KEY_ID',
-  /** Optional: the HTTPS URL sandboxes reach the git side at. */
-  gitUrl: 'CORRAL_GIT_PROXY_URL',
+  stateTable: CORRAL_ENV.stateTable,
+  kmsKeyId: CORRAL_ENV.vaultKmsKeyId,
+  gitUrl: CORRAL_ENV.gitProxyUrl,
 } as const;
 
 interface FunctionUrlEvent {
@@ -84,13 +87,12 @@ let built: Promise<CredentialProxy> | undefined;
 
 function init(): Promise<CredentialProxy> {
   built ??= (async () => {
-    const table = process.env[PROXY_ENV.stateTable];
-    if (!table) throw new Error(`${PROXY_ENV.stateTable} is not set`);
-    const secrets = new SecretsManagerStore(new SecretsManagerClient({}), { kmsKeyId: process.env[PROXY_ENV.kmsKeyId] || undefined });
+    const config = readCredentialProxyConfig(process.env);
+    const secrets = new SecretsManagerStore(new SecretsManagerClient({}), { kmsKeyId: config.kmsKeyId });
     let key: Promise<Buffer> | undefined;
-    const gitUrl = process.env[PROXY_ENV.gitUrl];
+    const gitUrl = config.gitProxyUrl;
     return new CredentialProxy({
-      table: new DynamoStateTable(new DynamoDBClient({}), table),
+      table: new DynamoStateTable(new DynamoDBClient({}), config.stateTable),
       secrets,
       signingKey: () => (key ??= loadSigningKey(secrets).catch((err) => {
         key = undefined;

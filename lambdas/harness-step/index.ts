@@ -1,13 +1,16 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import { HarnessMetrics, parseSessionDimensions } from '../adapters/aws/metrics.js';
-import { AWS_ENV, coreLogger, createAwsServices } from '../adapters/aws/services.js';
+import { HarnessMetrics } from '../adapters/aws/metrics.js';
+import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
+import { readSessionDimensions, readWakeSafetyMarginMs } from '../core/config.js';
 import { createHarnessStepHandler, type HarnessStepRuntime } from './handler.js';
 
 /**
- * Lambda entry of the harness step (SQS FIFO event source, partial batch responses). Powertools
- * reads its settings from the environment the stack sets: POWERTOOLS_SERVICE_NAME,
+ * Lambda entry of the harness step (SQS FIFO event source, partial batch responses). Its
+ * configuration is `readHarnessStepConfig` (lambdas/core/config.ts): the services wiring when the
+ * runtime is built, the metric dimensions and the safety margin here at load. Powertools reads its
+ * settings from the environment the stack sets: POWERTOOLS_SERVICE_NAME,
  * POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_LOG_LEVEL.
  */
 const logger = new Logger();
@@ -37,11 +40,6 @@ export const handler = createHarnessStepHandler({
   logger,
   metrics,
   tracer,
-  sessionDimensions: parseSessionDimensions(process.env[AWS_ENV.metricsSessionDimensions]),
-  safetyMarginMs: positiveInt(process.env.CORRAL_WAKE_SAFETY_MARGIN_MS),
+  sessionDimensions: readSessionDimensions(process.env),
+  safetyMarginMs: readWakeSafetyMarginMs(process.env),
 });
-
-function positiveInt(value: string | undefined): number | undefined {
-  const n = Number(value);
-  return value && Number.isInteger(n) && n > 0 ? n : undefined;
-}

@@ -3,7 +3,7 @@
  * minutes). It stops sandbox tasks no tool call has used for `CORRAL_SANDBOX_IDLE_MS` (default
  * 15 minutes) and marks them released; the next call to such a sandbox starts a fresh one.
  *
- * Environment:
+ * Environment (`readSandboxReaperConfig`, lambdas/core/config.ts):
  *   CORRAL_STATE_TABLE       the state table (reads its `gsi1` index, writes sandbox records)
  *   CORRAL_SANDBOX_CLUSTER   the ECS cluster the sandbox tasks run in (StopTask)
  *   CORRAL_SANDBOX_IDLE_MS   optional, milliseconds
@@ -14,10 +14,11 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import type { Context } from 'aws-lambda';
-import { AWS_ENV, coreLogger } from '../adapters/aws/services.js';
+import { coreLogger } from '../adapters/aws/services.js';
 import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
 import { EcsSandboxProvider } from '../adapters/aws/ecs-sandbox-provider.js';
-import { reapIdleSandboxes, sandboxIdleMsFromEnv, type ReapResult } from '../core/sandbox/reaper.js';
+import { readSandboxReaperConfig } from '../core/config.js';
+import { reapIdleSandboxes, type ReapResult } from '../core/sandbox/reaper.js';
 import type { SandboxProvider } from '../core/sandbox/types.js';
 import type { StateTable } from '../core/store.js';
 
@@ -44,26 +45,21 @@ let cached: SandboxReaperDeps | undefined;
 
 function fromEnvironment(env: Record<string, string | undefined> = process.env): SandboxReaperDeps {
   if (cached) return cached;
-  const tableName = env[AWS_ENV.stateTable];
-  const cluster = env[AWS_ENV.sandboxCluster];
-  if (!tableName || !cluster) {
-    throw new Error(`Corral configuration is invalid: ${AWS_ENV.stateTable} and ${AWS_ENV.sandboxCluster} are required by the sandbox reaper`);
-  }
-  const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const config = readSandboxReaperConfig(env);
   const provider = new EcsSandboxProvider({
     ecs: new ECSClient({}),
-    cluster,
-    // Only StopTask is used here; the rest describes how sandboxes are started.
-    taskDefinition: env[AWS_ENV.sandboxTaskDefinition] ?? '',
-    subnets: list(env[AWS_ENV.sandboxSubnets]),
-    securityGroups: list(env[AWS_ENV.sandboxSecurityGroups]),
-    containerName: env[AWS_ENV.sandboxContainer] ?? '',
-    port: Number(env[AWS_ENV.sandboxPort] ?? 8080),
+    cluster: config.cluster,
+    // Only StopTask is used here: how sandboxes are started is the harness's business.
+    taskDefinition: '',
+    subnets: [],
+    securityGroups: [],
+    containerName: '',
+    port: 0,
   });
   cached = {
-    table: new DynamoStateTable(new DynamoDBClient({}), tableName),
+    table: new DynamoStateTable(new DynamoDBClient({}), config.stateTable),
     provider,
-    idleMs: sandboxIdleMsFromEnv(env),
+    idleMs: config.idleMs,
     logger: new Logger(),
   };
   return cached;

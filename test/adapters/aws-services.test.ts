@@ -42,6 +42,8 @@ describe('readAwsConfig: the Lambda environment the stack sets', () => {
         assignPublicIp: false,
       },
       model: { baseUrl: 'https://llm.example.com', apiKeyParameter: '/corral/key' },
+      // No repository origins besides public https ones unless the stack allows some.
+      repositoryUrlAllow: [],
     });
     expect(readAwsConfig({ ...base, ...sandboxEnv, CORRAL_SANDBOX_PORT: '9000', CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'true' }).sandbox).toMatchObject({
       port: 9000,

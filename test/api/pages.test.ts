@@ -150,12 +150,13 @@ describe('resource lists bounded by bytes', () => {
   });
   afterAll(() => t?.close());
 
-  it('pages agents and sessions of ~300 KB each under the budget through the SDK', async () => {
+  it('pages agents and sessions of ~165 KB each under the budget through the SDK', async () => {
     const client = t.client;
-    // 100,000 three-byte characters: ~300 KB per agent (and per session, which pins the agent).
-    const system = '€'.repeat(100_000);
+    // 55,000 three-byte characters: ~165 KB per agent (an agent may be 192 KB stored) and per
+    // session, which pins the agent; 40 of them are more than one 5 MB page.
+    const system = '€'.repeat(55_000);
     const agents: string[] = [];
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 40; i++) {
       agents.push((await client.beta.agents.create({ name: `big-${i}`, model: 'claude-sonnet-4-6', system })).id);
     }
     const environment = await client.beta.environments.create({ name: 'env', config: { type: 'cloud' } });

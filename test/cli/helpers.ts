@@ -3,7 +3,7 @@ import { createServer, Socket, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCli, type CliIO } from '../../lambdas/cli/main.js';
+import { runCli, type CliIO } from '../../cli/main.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = join(REPO, 'bin', 'corral.js');

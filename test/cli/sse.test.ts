@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseSse } from '../../lambdas/cli/sse.js';
+import { parseSse } from '../../cli/sse.js';
 
 /** A body delivered in the given chunks. */
 function body(chunks: string[]): ReadableStream<Uint8Array> {

@@ -2,7 +2,7 @@ import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCredentialProxyHandler, loadSigningKey } from '../../lambdas/credential-proxy/handler.js';
-import { LambdaProxyTransport } from '../../lambdas/credential-proxy/lambda-transport.js';
+import { LambdaProxyTransport } from '../../lambdas/adapters/aws/credential-proxy-client.js';
 import { CredentialProxyClient } from '../../lambdas/core/vault/protocol.js';
 import type { CredentialProxy } from '../../lambdas/core/vault/proxy.js';
 import type { SecretStore } from '../../lambdas/core/vault/secret-store.js';

@@ -45,7 +45,7 @@ describe('the local credential proxy process', () => {
     // its token is in neither its command line nor its environment
     const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     const environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8');
-    expect(cmdline).toContain('local-server.ts');
+    expect(cmdline).toContain('credential-proxy-server.ts');
     expect(environ).not.toMatch(/ANTHROPIC|CORRAL_API_KEY/);
     expect((fs.statSync(proxy.controlSocket).mode & 0o777)).toBe(0o600);
     expect((fs.statSync(proxy.socketDir).mode & 0o777)).toBe(0o700);

@@ -12,8 +12,13 @@ import { startTestMcpServer, type TestMcpServer } from '../credential-proxy/fixt
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
-/** Credential isolation needs bubblewrap (CI installs it): without it a sandbox is a plain process. */
+/**
+ * Credential isolation needs bubblewrap (CI installs it): without it a sandbox is a plain process.
+ * Outside CI the canary is skipped with a warning; in CI a missing bwrap fails it.
+ */
 const HAS_BWRAP = await bwrapAvailable();
+if (!HAS_BWRAP && process.env.CI) throw new Error('bubblewrap (bwrap) is required for the credential canary in CI');
+if (!HAS_BWRAP) console.warn('bubblewrap unavailable: skipping the credential canary');
 
 const text = (t: string) => [{ type: 'text' as const, text: t }];
 
@@ -112,7 +117,7 @@ describe.skipIf(!HAS_BWRAP)('the canary: the token is readable nowhere the agent
     makeBareRepo(root, 'private-repo', 'private content\n');
     git = await startTestGitServer({ root, token: CANARY });
     mcp = await startTestMcpServer({ token: CANARY });
-    t = await startTestRuntime({ runtime: { logger: jsonLogger({}, (line) => logLines.push(line)) } });
+    t = await startTestRuntime({ runtime: { logger: jsonLogger({}, (line) => logLines.push(line)), repositoryUrlAllow: ['http://127.0.0.1'] } });
   });
   afterAll(async () => {
     await t?.close();
@@ -171,28 +176,25 @@ describe.skipIf(!HAS_BWRAP)('the canary: the token is readable nowhere the agent
   });
 
   it('the same check catches a leak: a deliberately leaky configuration (token in the remote URL)', { timeout: 240_000 }, async () => {
-    // The usual, leaky way: the token in the repository URL, cloned directly, no credential proxy.
+    // The usual, leaky way: the token in the repository URL, as a direct clone leaves it in
+    // .git/config (written here into the workspace, as such a clone would; no credential proxy).
     const leakyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-leaky-'));
     const inner = new ProcessSandboxProvider({ dataDir: leakyDir, isolation: 'auto' });
     const leaky: SandboxProvider & { close(): Promise<void> } = {
-      provision: (req: ProvisionRequest) =>
-        inner.provision({
-          ...req,
-          recipe: {
-            ...req.recipe,
-            resources: req.recipe.resources.map((r) => {
-              const res = r as { type: string; url?: string };
-              return res.type === 'github_repository' ? { ...res, url: String(res.url).replace('http://', `http://x-access-token:${CANARY}@`) } : r;
-            }),
-          },
-        }),
+      provision: (req: ProvisionRequest) => {
+        const repo = path.join(inner.workspaceDir(req.sessionId, req.name), 'private-repo', '.git');
+        fs.mkdirSync(repo, { recursive: true });
+        const url = git.urlOf('private-repo').replace('http://', `http://x-access-token:${CANARY}@`);
+        fs.writeFileSync(path.join(repo, 'config'), `[remote "origin"]\n\turl = ${url}\n`);
+        return inner.provision({ ...req, recipe: { ...req.recipe, resources: [] } });
+      },
       release: (s, n, ref) => inner.release(s, n, ref),
       releaseAll: (s) => inner.releaseAll(s),
       close: () => inner.close(),
     };
     const leakyLogs: string[] = [];
     const lt = await startTestRuntime({
-      runtime: { credentialProxy: false, sandboxProvider: leaky, logger: jsonLogger({}, (line) => leakyLogs.push(line)) },
+      runtime: { credentialProxy: false, sandboxProvider: leaky, logger: jsonLogger({}, (line) => leakyLogs.push(line)), repositoryUrlAllow: ['http://127.0.0.1'] },
     });
     try {
       const agent = await lt.client.beta.agents.create({ name: 'leaky', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });

@@ -8,8 +8,13 @@ import { logOf, makeBareRepo, startTestGitServer, type TestGitServer } from '../
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
-/** Credential isolation needs bubblewrap (CI installs it): without it a sandbox is a plain process. */
+/**
+ * Credential isolation needs bubblewrap (CI installs it): without it a sandbox is a plain process.
+ * Outside CI the suite is skipped with a warning; in CI a missing bwrap fails it.
+ */
 const HAS_BWRAP = await bwrapAvailable();
+if (!HAS_BWRAP && process.env.CI) throw new Error('bubblewrap (bwrap) is required for the git credential tests in CI');
+if (!HAS_BWRAP) console.warn('bubblewrap unavailable: skipping the git credential tests');
 
 const text = (t: string) => [{ type: 'text' as const, text: t }];
 
@@ -31,7 +36,7 @@ describe.skipIf(!HAS_BWRAP)('git through the credential proxy', () => {
     makeBareRepo(root, 'private-repo', 'private content\n');
     makeBareRepo(root, 'other-repo', 'other content\n');
     git = await startTestGitServer({ root, token: TOKEN });
-    t = await startTestRuntime();
+    t = await startTestRuntime({ runtime: { repositoryUrlAllow: ['http://127.0.0.1'] } });
   });
   afterAll(async () => {
     await t?.close();
@@ -100,20 +105,21 @@ describe.skipIf(!HAS_BWRAP)('git through the credential proxy', () => {
         // another repository on the same server, through the forwarder: not on this channel
         'git ls-remote "http://127.0.0.1:$P/r/1/other-repo.git" >/dev/null 2>&1 && echo OTHER_OK || echo OTHER_REFUSED',
         'git ls-remote "http://127.0.0.1:$P/r/0/other-repo.git/../../other-repo.git" >/dev/null 2>&1 && echo TRAVERSAL_OK || echo TRAVERSAL_REFUSED',
-        // the proxy socket without the capability the forwarder adds
+        // the proxy socket without the capability the forwarder adds (the tools' own uid cannot
+        // even connect to it: 000; a sandbox running as Corral's user gets a 403)
         'curl -s -o /dev/null -w "%{http_code}" --unix-socket /run/corral-git/git.sock "http://x/r/0/private-repo.git/info/refs?service=git-upload-pack"; echo',
         // the dumb protocol is not proxied
         'curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$P/r/0/private-repo.git/HEAD"; echo',
         // and the socket cannot be replaced from inside
-        'rm -f /run/corral-git/git.sock 2>&1; test -S /run/corral-git/git.sock && echo SOCKET_KEPT',
+        'rm -f /run/corral-git/git.sock 2>&1',
         'ls /run/corral-git',
       ].join('; '),
     );
     expect(run.output).toContain('OTHER_REFUSED');
     expect(run.output).toContain('TRAVERSAL_REFUSED');
-    expect(run.output).toMatch(/^403$/m);
+    expect(run.output).toMatch(/^(000|403)$/m);
     expect(run.output).toMatch(/^40[04]$/m);
-    expect(run.output).toContain('SOCKET_KEPT');
+    expect(fs.statSync(path.join(t.runtime.credentialProxy!.gitSocketDir, 'git.sock')).isSocket()).toBe(true);
     expect(logOf(path.join(root, 'other-repo.git'))).toEqual(['first']);
   });
 

@@ -23,7 +23,7 @@ async function freePort(): Promise<number> {
 
 /** `npm start`'s program as its own process, so it can be killed with SIGKILL. */
 function startServer(port: number, dataDir: string, modelUrl: string): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'lambdas/local/main.ts')], {
+  return spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'local-runtime/main.ts')], {
     cwd: ROOT,
     env: {
       ...process.env,

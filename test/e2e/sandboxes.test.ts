@@ -236,23 +236,17 @@ describe('sandboxes end to end (local runtime)', () => {
     expect(await t.runtime.services.sandboxes.get(b.id, 'x')).toBeUndefined();
   });
 
-  it('starts sandboxes with the session’s repositories, and reports a clone that fails as a tool error and a session error', async () => {
+  it('refuses repositories that are not remote, and reports a clone that cannot happen as a tool error and a session error', async () => {
+    // A local path is a 400 (repositories are cloned inside the sandbox, never on the host).
     const repo = makeGitFixture(sandboxRoot, 'proj');
-    const ok = await newSession({ resources: [{ type: 'github_repository', url: repo.url, checkout: { type: 'branch', name: 'feature' } }] });
-    t.fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command: 'ls proj' } }] }, { kind: 'text', text: 'x' });
-    const seen = await turn(ok.id, 'look');
-    const result = seen.find((e) => e.type === 'agent.tool_result')!;
-    expect(result.is_error).toBe(false);
-    expect(resultText(result)).toBe(
-      '[corral] sandbox "default": repository ' + repo.url + ' is at ./proj (in a local sandbox the working directory stands for /workspace)\nREADME.md\nfeature.txt\n',
-    );
-
-    const bad = await newSession({ resources: [{ type: 'github_repository', url: path.join(sandboxRoot, 'missing.git') }] });
+    await expect(newSession({ resources: [{ type: 'github_repository', url: repo.url }] })).rejects.toMatchObject({ status: 400 });
+    // This runtime's provider has no credential proxy, so a remote repository cannot be cloned.
+    const bad = await newSession({ resources: [{ type: 'github_repository', url: 'https://git.example.com/org/missing.git' }] });
     t.fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command: 'true' } }] }, { kind: 'text', text: 'x' });
     const failed = await turn(bad.id, 'look');
     const err = failed.find((e) => e.type === 'agent.tool_result')!;
     expect(err.is_error).toBe(true);
-    expect(resultText(err)).toMatch(/^could not start sandbox "default": repository_clone_error: git clone of .*missing\.git into \/workspace\/missing failed/);
+    expect(resultText(err)).toMatch(/^could not start sandbox "default": repository_clone_error: repositories are cloned through the credential proxy/);
     expect(failed.find((e) => e.type === 'session.error')).toMatchObject({
       error: { type: 'repository_clone_error', retry_status: { type: 'terminal' } },
     });

@@ -114,12 +114,14 @@ describe('a session end to end (official SDK -> local runtime -> fake model -> s
 
   it('processes messages sent while running in order', async () => {
     const session = await newSession();
-    t.fake.push({ kind: 'text', text: 'first answer', delayMs: 300 });
+    t.fake.push({ kind: 'text', text: 'first answer', delayMs: 1000 });
     const stream = await t.client.beta.sessions.events.stream(session.id);
     await t.client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: text('one') }] });
-    await waitFor(async () => (await t.client.beta.sessions.retrieve(session.id)).status === 'running', 'running');
+    // The model is answering 'one' (seen on the stream, so no poll can miss the window): send 'two'.
+    const head = await collectUntil(stream, (e) => e.type === 'span.model_request_start');
     await t.client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: text('two') }] });
-    const seen = await collectUntil(stream, (e, all) => isIdle(e) && all.filter((x) => x.type === 'agent.message').length >= 2);
+    const tail = await collectUntil(stream, (e, all) => isIdle(e) && all.filter((x) => x.type === 'agent.message').length >= 2);
+    const seen = [...head, ...tail];
     const messages = seen.filter((e) => e.type === 'agent.message').map((e) => (e.content as Array<{ text: string }>)[0].text);
     expect(messages).toEqual(['first answer', 'You said: two']);
     const users = seen.filter((e) => e.type === 'user.message').map((e) => (e.content as Array<{ text: string }>)[0].text);

@@ -25,8 +25,8 @@ describe('fuzzing the API', () => {
   let keyA: string;
   /** Tenant C attacks with its own key; tenant B's objects are targets no request may touch. */
   let keyC: string;
-  const own: Record<string, string[]> = { agent: [], env: [], session: [] };
-  const theirs: Record<string, string[]> = { agent: [], env: [], session: [] };
+  const own: Record<string, string[]> = { agent: [], env: [], session: [], vault: [] };
+  const theirs: Record<string, string[]> = { agent: [], env: [], session: [], vault: [] };
 
   beforeAll(async () => {
     t = await startTestRuntime();
@@ -41,6 +41,8 @@ describe('fuzzing the API', () => {
       const env = await s.environments.create(tenant, { name: 'e' });
       const session = await s.sessions.create(tenant, { agent: agent.id, environment_id: env.id });
       await s.sessions.send(tenant, session.id, [{ type: 'user.message', content: [{ type: 'text', text: 'seed' }] }]);
+      const vault = await s.vaults.create(tenant, { display_name: 'v' });
+      bag.vault.push(vault.id);
       bag.agent.push(agent.id);
       bag.env.push(env.id);
       bag.session.push(session.id);
@@ -60,7 +62,7 @@ describe('fuzzing the API', () => {
         const out = await client.send(new ScanCommand({ TableName: table, ExclusiveStartKey: start as never }));
         for (const item of out.Items ?? []) {
           const row = JSON.stringify(item);
-          if (!row.includes('"rate#')) rows.push(row); // rate-limit counters count every request
+          if (!row.includes('"rate#') && !row.includes('"authfail#')) rows.push(row); // request counters count every request
         }
         start = out.LastEvaluatedKey;
       } while (start);
@@ -88,16 +90,33 @@ describe('fuzzing the API', () => {
         '%',
         '\\u0000',
       ]);
-    const id = (kind: 'agent' | 'env' | 'session') => {
+    /** An id of 1 to 10,000 characters, around the lengths that matter (128, DynamoDB's 1,024 and 2,048). */
+    const longId = () => {
+      const n = pick([1, 127, 128, 129, 1024, 1025, 2048, 2049, 10_000, 1 + Math.floor(random() * 10_000)]);
+      return pick(['a', 'sesn_', '%41', '-']).repeat(n).slice(0, n) || 'a';
+    };
+    const id = (kind: 'agent' | 'env' | 'session' | 'vault') => {
       const r = random();
-      if (r < 0.4) return pick(own[kind]);
-      if (r < 0.7) return pick(theirs[kind]);
+      if (r < 0.35) return pick(own[kind]);
+      if (r < 0.6) return pick(theirs[kind]);
+      if (r < 0.8) return longId();
       return garbage();
     };
+    /** Numbers DynamoDB or the API cannot take, as query text and as JSON. */
+    const extremeText = () => pick(['1e300', '-1e300', '-0', 'NaN', 'Infinity', '9007199254740993', '18446744073709551616', '1.5', '-1', '0', '1e16', '0x1f']);
+    const extremeNumber = () => pick([1e300, -1e300, -0, 2 ** 53 + 2, 2 ** 64, Number.MAX_VALUE, Number.MIN_VALUE, -1, 0.5, 1e16]);
+    /** JSON text nested up to 5,000 deep. */
+    const deep = () => {
+      const d = pick([63, 64, 65, 100, 1000, 5000, 1 + Math.floor(random() * 5000)]);
+      return random() < 0.5 ? '['.repeat(d) + '1' + ']'.repeat(d) : '{"a":'.repeat(d) + '1' + '}'.repeat(d);
+    };
+    /** A string that makes a record too large on its own or together with others. */
+    const big = () => pick(['💥', 'x', 'é']).repeat(pick([60_000, 110_000, 200_000]));
     const value = (depth = 0): unknown => {
       const r = random();
       if (depth > 3 || r < 0.15) return null;
-      if (r < 0.3) return Math.floor(random() * 1e6) * (random() < 0.5 ? -1 : 1);
+      if (r < 0.22) return Math.floor(random() * 1e6) * (random() < 0.5 ? -1 : 1);
+      if (r < 0.3) return extremeNumber();
       if (r < 0.4) return random() < 0.5;
       if (r < 0.55) return garbage();
       if (r < 0.6) return 'x'.repeat(Math.floor(random() * 300_000));
@@ -114,15 +133,39 @@ describe('fuzzing the API', () => {
         { config: { type: pick(['cloud', 'self_hosted', 'nope']), networking: value() } },
         { version: value(), name: value() },
         { up_to_position: value() },
+        { up_to_position: extremeNumber() },
+        { version: extremeNumber(), name: 'n' },
+        { agent: { type: 'agent', id: id('agent'), version: extremeNumber() }, environment_id: id('env') },
+        { agent: id('agent'), environment_id: id('env'), vault_ids: [id('vault')], title: value() },
+        { agent: id('agent'), environment_id: id('env'), budget: { type: 'limit', max_list_cost: { amount: pick(['1e300', '-0', 'NaN', '9'.repeat(40), '100']), currency: 'USD' } } },
+        { agent: id('agent'), environment_id: id('env'), budget: { type: 'limit', max_list_cost: { amount: '1', currency: 'USD', x: big() } } },
+        { agent: id('agent'), environment_id: id('env'), resources: Array.from({ length: 20 }, () => ({ type: 'file', file_id: 'file_1', note: big().slice(0, 30_000) })) },
+        { agent: id('agent'), environment_id: id('env'), initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'hi' }] }, { type: 'user.message', content: value() }] },
+        { name: 'big', model: 'claude-sonnet-4-6', system: big().slice(0, 100_000) },
+        { name: 'big', model: 'm', tools: Array.from({ length: 60 }, (_, i) => ({ type: 'custom', name: `t${i}`, description: 'd', input_schema: { type: 'object', d: big().slice(0, 8_000) } })) },
+        { name: 'e', config: { type: 'cloud', packages: { apt: Array.from({ length: 256 }, () => 'p'.repeat(256)), npm: Array.from({ length: 256 }, () => 'p'.repeat(256)) } } },
+        { display_name: value(), metadata: value() },
+        { events: [{ type: 'user.tool_confirmation', tool_use_id: id('session'), result: 'allow' }] },
+        { events: [{ type: 'user.custom_tool_result', custom_tool_use_id: longId() }] },
+        { to_session_id: id('session') },
       ]);
+    /** A body with a deep structure where a value would be. */
+    const deepBody = () =>
+      pick([
+        () => `{"name":"n","model":"m","metadata":${deep()}}`,
+        () => `{"agent":"${pick(own.agent)}","environment_id":"${pick(own.env)}","initial_events":[{"type":"user.message","content":[{"type":"image","source":{"type":"base64","data":${deep()}}}]}]}`,
+        () => `{"events":[{"type":"user.message","content":${deep()}}]}`,
+        () => `{"config":${deep()}}`,
+        () => deep(),
+      ])();
     const body = () => {
       const r = random();
-      if (r < 0.15) return pick(['{', '{"a":', 'null', '[]', '"str"', '1e999', '{"name": "\\ud800"}', 'nul', '\u0000']);
+      if (r < 0.12) return pick(['{', '{"a":', 'null', '[]', '"str"', '1e999', '{"name": "\\ud800"}', 'nul', '\u0000']);
+      if (r < 0.22) return deepBody();
       if (r < 0.35) return JSON.stringify(value());
       return JSON.stringify(validish());
     };
     const route = () => {
-      const r = Math.floor(random() * 14);
       const routes = [
         () => '/v1/agents',
         () => `/v1/agents/${id('agent')}`,
@@ -138,11 +181,31 @@ describe('fuzzing the API', () => {
         () => `/v1/sessions/${id('session')}/fork`,
         () => `/v1/${garbage()}`,
         () => `/v1/sessions/${id('session')}/events?limit=${garbage()}&page=${garbage()}&order=${garbage()}`,
+        () => `/v1/sessions/${id('session')}/events?${pick(['to_position', 'from_position', 'limit'])}=${extremeText()}`,
+        () => `/v1/agents/${id('agent')}?version=${extremeText()}`,
+        () => `/v1/${pick(['agents', 'sessions', 'environments', 'vaults'])}?limit=${extremeText()}&page=${pick([garbage(), longId()])}`,
+        () => `/v1/sessions?agent_id=${id('agent')}`,
+        () => '/v1/vaults',
+        () => `/v1/vaults/${id('vault')}`,
+        () => `/v1/vaults/${id('vault')}/archive`,
+        () => `/v1/vaults/${id('vault')}/credentials`,
+        () => `/v1/vaults/${id('vault')}/credentials/${longId()}`,
+        () => `/v1/sessions/${id('session')}/resources/${longId()}`,
+        () => `/v1/sessions/${id('session')}/resources`,
+        () => `/v1/sessions/${id('session')}/sandboxes`,
+        () => `/v1/sessions/${id('session')}/sandboxes/${pick(['default', longId()])}/handoff`,
       ];
-      return routes[r]();
+      return pick(routes)();
     };
-    const theirIds = [...theirs.agent, ...theirs.env, ...theirs.session];
-    const ownIds = [...own.agent, ...own.env, ...own.session];
+    const theirIds = [...theirs.agent, ...theirs.env, ...theirs.session, ...theirs.vault];
+    const ownIds = [...own.agent, ...own.env, ...own.session, ...own.vault];
+    // Both attacking keys verify once first, as a tenant's key would have before any attack:
+    // the flood of bad keys below then meets the failed-authentication limit, not the tenants.
+    for (const key of [keyA, keyC]) expect((await app.request('/v1/agents', { headers: { 'x-api-key': key } })).status).toBe(200);
+    const isCreate = (method: string, path: string) =>
+      method === 'POST' && /^\/v1\/(agents|environments|sessions|vaults)$|^\/v1\/sessions\/[^/]+\/fork$|^\/v1\/vaults\/[^/]+\/credentials$/.test(path);
+    /** Every object an accepted request created (and the seeds): anything else stored was left by a rejected one. */
+    const created = new Set([...ownIds, ...theirIds]);
 
     let fiveHundreds = 0;
     let rejected = 0;
@@ -157,6 +220,7 @@ describe('fuzzing the API', () => {
       const headers: Record<string, string> = { 'content-type': pick(['application/json', 'text/plain', 'application/json']) };
       if (key) headers[random() < 0.5 ? 'x-api-key' : 'authorization'] = headers['x-api-key'] === undefined && random() < 0.5 ? key : `Bearer ${key}`;
       if (headers.authorization && !headers.authorization.startsWith('Bearer')) headers.authorization = `Bearer ${headers.authorization}`;
+      const create = isCreate(method, path);
       let res: Response;
       try {
         res = await app.request(path, { method, headers, body: method === 'GET' ? undefined : body() });
@@ -175,6 +239,7 @@ describe('fuzzing the API', () => {
         fiveHundreds++;
         failures.push(`#${i} ${method} ${path}: ${res.status} ${text.slice(0, 200)}`);
       }
+      if (create && res.status < 400) created.add(String(JSON.parse(text).id));
       if (res.status >= 400) {
         rejected++;
         let parsed: { type?: string; error?: { type?: string; message?: string } } = {};
@@ -208,9 +273,33 @@ describe('fuzzing the API', () => {
     expect((await s.agents.get('tenant-b', theirs.agent[0])).version).toBe(1);
     expect((await s.sessions.get('tenant-b', theirs.session[0])).archived_at).toBeNull();
     expect((await s.events.getEvents(theirs.session[0])).map((e) => e.event.type)).toEqual(['user.message']);
-    console.info(`fuzz: ${REQUESTS} requests, ${rejected} rejected, ${accepted} accepted, ${fiveHundreds} 5xx`);
+    // 0 partial creates: every agent, environment, session, vault and credential stored (any of
+    // their items: heads, versions, cursors) was made by an accepted request; and no event
+    // outlives its session (every session id in the event table has a session record)
+    const partial = new Set<string>();
+    for (const item of await s.table.scanPrefix('')) {
+      const m = /^(agent|env|session|vault)#(.+)$/.exec(item.pk);
+      if (m && !created.has(m[2])) partial.add(`${m[1]} ${m[2].slice(0, 40)}`);
+      if (m?.[1] === 'vault' && item.sk.startsWith('cred#') && !created.has(item.sk.slice(5))) partial.add(`credential ${item.sk.slice(5, 45)}`);
+    }
+    const partialCreates = partial.size;
+    const orphans: string[] = [];
+    const client = (t.runtime.services.table as DynamoStateTable)['client' as keyof DynamoStateTable] as never as {
+      send(c: ScanCommand): Promise<{ Items?: Array<Record<string, { S?: string }>>; LastEvaluatedKey?: unknown }>;
+    };
+    let start: unknown;
+    const sessionIds = new Set<string>();
+    do {
+      const out = await client.send(new ScanCommand({ TableName: 'corral-events', ExclusiveStartKey: start as never }));
+      for (const item of out.Items ?? []) sessionIds.add(String(item.sessionId?.S).split('~')[0]);
+      start = out.LastEvaluatedKey;
+    } while (start);
+    for (const sid of sessionIds) if (!(await s.table.get(`session#${sid}`, 'head'))) orphans.push(sid);
+    console.info(`fuzz: ${REQUESTS} requests, ${rejected} rejected, ${accepted} accepted, ${fiveHundreds} 5xx, ${partialCreates} partial creates`);
     expect(failures).toEqual([]);
     expect(fiveHundreds).toBe(0);
+    expect([...partial]).toEqual([]);
+    expect(orphans).toEqual([]);
     expect(rejected).toBeGreaterThan(REQUESTS / 2);
-  }, 600_000);
+  }, 900_000);
 });

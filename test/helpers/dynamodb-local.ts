@@ -26,12 +26,15 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** AWS's DynamoDB Local, in memory, on a loopback port. */
-export async function startDynamoDbLocal(): Promise<{ client: DynamoDBClient; close(): Promise<void> }> {
+/**
+ * AWS's DynamoDB Local, in memory, on a loopback port. With `sharedDb`, one database whatever the
+ * caller's access key and region (the deploy rehearsal gives every function its own key).
+ */
+export async function startDynamoDbLocal(opts: { sharedDb?: boolean } = {}): Promise<{ client: DynamoDBClient; endpoint: string; close(): Promise<void> }> {
   const port = await freePort();
   const child = spawn(
     'java',
-    ['-Djava.library.path=./DynamoDBLocal_lib', '-jar', 'DynamoDBLocal.jar', '-inMemory', '-port', String(port)],
+    ['-Djava.library.path=./DynamoDBLocal_lib', '-jar', 'DynamoDBLocal.jar', '-inMemory', ...(opts.sharedDb ? ['-sharedDb'] : []), '-port', String(port)],
     { cwd: DYNAMODB_LOCAL_DIR, stdio: 'ignore' },
   );
   const deadline = Date.now() + 60_000;
@@ -54,6 +57,7 @@ export async function startDynamoDbLocal(): Promise<{ client: DynamoDBClient; cl
   });
   return {
     client,
+    endpoint: `http://127.0.0.1:${port}`,
     async close() {
       client.destroy();
       await new Promise<void>((resolve) => {

@@ -2,7 +2,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startLocalRuntime, type LocalRuntime, type LocalRuntimeOptions } from '../../lambdas/local/runtime.js';
+import { startLocalRuntime, type LocalRuntime, type LocalRuntimeOptions } from '../../local-runtime/runtime.js';
 import { startFakeMessagesApi, type FakeMessagesApi, type ScriptedTurn } from '../fixtures/fake-messages-api.js';
 
 export interface TestRuntime {

@@ -42,6 +42,8 @@ import {
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { GetParameterCommand, GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DecryptCommand, EncryptCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { CAPABILITY_ENCRYPTION_CONTEXT } from '../../lambdas/core/sandbox/sealing.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   classifyRequest,
@@ -53,7 +55,7 @@ import {
   type RequestOptions,
   type SdkRequest,
 } from '../../infra/rehearsal/aws-requests.js';
-import { accessDeniedMessage, assumedRoleArn, evaluate, resourcePolicies, resourcePolicyFor, role } from '../../infra/rehearsal/iam.js';
+import { accessDeniedMessage, assumedRoleArn, evaluate, evaluateKeyPolicy, resourcePolicies, resourcePolicyFor, role } from '../../infra/rehearsal/iam.js';
 import { createContext, dynamoTables, ecsTaskDefinitions, functions, type ResolveContext } from '../../infra/rehearsal/template.js';
 import { synthesizedTemplate } from './synth.js';
 
@@ -333,6 +335,22 @@ describe('Secrets Manager, SSM and Lambda requests', () => {
     expect(functionArnOf(`${ACCOUNT}:function:proxy`, undefined, { region: 'us-east-1', accountId: ACCOUNT, partition: 'aws' })).toBe(F);
   });
 
+  it('KMS: the key named by the request, or by the ciphertext for a Decrypt, with the encryption context as condition keys', async () => {
+    const kms = () => new KMSClient(config());
+    const KEY = `arn:aws:kms:us-east-1:${ACCOUNT}:key/1234abcd-0000-4000-8000-000000000000`;
+    const gen = classify(await capture(kms(), new GenerateDataKeyCommand({ KeyId: KEY, KeySpec: 'AES_256', EncryptionContext: { 'corral:purpose': 'sandbox-capability' } })));
+    expect(gen).toMatchObject({ service: 'kms', operation: 'GenerateDataKey', checks: [{ action: 'kms:GenerateDataKey', resource: KEY }] });
+    expect(gen.checks[0].context).toMatchObject({ 'kms:EncryptionContext:corral:purpose': 'sandbox-capability', 'kms:EncryptionContextKeys': ['corral:purpose'], 'kms:DataKeySpec': 'AES_256' });
+    const byId = classify(await capture(kms(), new EncryptCommand({ KeyId: '1234abcd-0000-4000-8000-000000000000', Plaintext: Buffer.from('x') })));
+    expect(byId.checks[0]).toMatchObject({ action: 'kms:Encrypt', resource: KEY });
+    const blob = Buffer.from('ciphertext of KEY');
+    const other = `arn:aws:kms:us-east-1:${ACCOUNT}:key/other`;
+    const dec = classify(await capture(kms(), new DecryptCommand({ CiphertextBlob: blob, KeyId: other })), { ...options, ciphertextKeyArn: (b) => (b === blob.toString('base64') ? KEY : undefined) });
+    expect(dec.checks).toMatchObject([{ action: 'kms:Decrypt', resource: KEY }]);
+    await expect(capture(kms(), new DecryptCommand({ CiphertextBlob: blob })).then((r) => classify(r))).rejects.toThrow(/names no key/);
+    await expect(capture(kms(), new EncryptCommand({ KeyId: 'alias/x', Plaintext: Buffer.from('x') })).then((r) => classify(r))).rejects.toThrow(/aliases are not emulated/);
+  });
+
   it('names services and requests it does not emulate', async () => {
     const s3 = new S3Client({ ...config(), forcePathStyle: true });
     const put = await capture(s3, new PutObjectCommand({ Bucket: 'b', Key: 'k', Body: 'x' }));
@@ -362,7 +380,8 @@ describe('the SDK calls of Corral functions against the template IAM', () => {
     const policies = resourcePolicies(ctx);
     return c.checks.map((check) => {
       const request = { principalArn: assumedRoleArn(r.arn, f.functionName), action: check.action, resource: check.resource, context: { ...check.context, 'aws:SecureTransport': 'true' } };
-      const decision = evaluate(request, r.statements, resourcePolicyFor(policies, check.resource)?.statements);
+      const rp = resourcePolicyFor(policies, check.resource);
+      const decision = rp?.keyPolicy ? evaluateKeyPolicy(request, r.statements, rp.statements) : evaluate(request, r.statements, rp?.statements);
       return { check, decision: decision.decision, message: decision.allowed ? undefined : accessDeniedMessage(request, decision) };
     });
   }
@@ -392,9 +411,11 @@ describe('the SDK calls of Corral functions against the template IAM', () => {
       ['ecs:TagResource', 'allow'],
     ]);
     const elsewhere = await authorize('HarnessStepFunction', ecs, run(`arn:aws:ecs:us-east-1:${ctx.env.accountId}:cluster/other`));
+    // RunTask itself is confined to the sandbox cluster (ecs:cluster condition), not only the tags.
     const denied = elsewhere.filter((x) => x.decision !== 'allow');
-    expect(denied.map((x) => x.check.action)).toEqual(['ecs:TagResource']);
-    expect(denied[0].message).toMatch(/is not authorized to perform: ecs:TagResource on resource: arn:aws:ecs:us-east-1:123456789012:task\/other\//);
+    expect(denied.map((x) => x.check.action)).toEqual(['ecs:RunTask', 'ecs:TagResource']);
+    expect(denied[0].message).toMatch(/is not authorized to perform: ecs:RunTask on resource: arn:aws:ecs:us-east-1:123456789012:task-definition\//);
+    expect(denied[1].message).toMatch(/is not authorized to perform: ecs:TagResource on resource: arn:aws:ecs:us-east-1:123456789012:task\/other\//);
     const stop = await authorize('SandboxReaperFunction', ecs, new StopTaskCommand({ cluster: `arn:aws:ecs:us-east-1:${ctx.env.accountId}:cluster/other`, task: 'abc' }));
     expect(stop[0].decision).toBe('implicit-deny');
   });
@@ -409,6 +430,25 @@ describe('the SDK calls of Corral functions against the template IAM', () => {
     const [get] = await authorize('ApiStreamHandler', ddb, new GetItemCommand({ TableName: f.environment.CORRAL_STATE_TABLE, Key: key }));
     expect(get.decision).toBe('allow');
     expect(get.check.context['dynamodb:LeadingKeys']).toEqual(['session#s1']);
+  });
+
+  it('lets the harness and the API function use the sandbox capability key, for its purpose only, and nobody else', async () => {
+    const key = fn('HarnessStepFunction').environment.CORRAL_SANDBOX_CAPABILITY_KEY;
+    expect(key).toMatch(/^arn:aws:kms:us-east-1:\d{12}:key\//);
+    const kms = new KMSClient(config());
+    const generate = (purpose: Record<string, string>) => new GenerateDataKeyCommand({ KeyId: key, KeySpec: 'AES_256', EncryptionContext: purpose });
+    const decrypt = new DecryptCommand({ KeyId: key, CiphertextBlob: Buffer.from('sealed'), EncryptionContext: { ...CAPABILITY_ENCRYPTION_CONTEXT } });
+    for (const f of ['HarnessStepFunction', 'ApiHandler8']) {
+      expect((await authorize(f, kms, generate({ ...CAPABILITY_ENCRYPTION_CONTEXT })))[0], f).toMatchObject({ decision: 'allow', check: { resource: key } });
+      expect((await authorize(f, kms, decrypt))[0], f).toMatchObject({ decision: 'allow', check: { action: 'kms:Decrypt', resource: key } });
+      expect((await authorize(f, kms, generate({ 'corral:purpose': 'something-else' })))[0].decision, f).toBe('implicit-deny');
+      expect((await authorize(f, kms, new EncryptCommand({ KeyId: key, Plaintext: Buffer.from('x'), EncryptionContext: { ...CAPABILITY_ENCRYPTION_CONTEXT } })))[0].decision, f).toBe('implicit-deny');
+    }
+    for (const f of ['ApiStreamHandler', 'SandboxReaperFunction', 'CredentialProxyFunction']) {
+      const [d] = await authorize(f, kms, decrypt);
+      expect(d.decision, f).toBe('implicit-deny');
+      expect(d.message).toMatch(/is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:/);
+    }
   });
 
   it('lets the credential proxy create vault secrets and nobody else read them; the harness invokes the proxy', async () => {

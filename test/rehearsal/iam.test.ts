@@ -14,7 +14,7 @@ import {
   type AuthorizationRequest,
   type PolicyStatement,
 } from '../../infra/rehearsal/iam.js';
-import { createContext, dynamoTables, ecsTaskDefinitions, functions, sqsQueues, type CfnTemplate, type ResolveContext } from '../../infra/rehearsal/template.js';
+import { createContext, dynamoTables, ecsTaskDefinitions, functions, resourcesOfType, sqsQueues, type CfnTemplate, type ResolveContext } from '../../infra/rehearsal/template.js';
 import { synthesizedTemplate } from './synth.js';
 
 const caller = 'arn:aws:sts::111122223333:assumed-role/AppRole/app-fn';
@@ -236,9 +236,11 @@ describe('the roles of the synthesized Corral template', () => {
     for (const f of functions(ctx)) expect(role(ctx, f.roleLogicalId!).arn).toBe(f.roleArn);
   });
 
-  it('denies the API stream function writes to the state table and allows it reads', () => {
+  it('denies the API stream function writes to the state table but its rate-limit counters, and allows it reads', () => {
     const state = dynamoTables(ctx).find((t) => t.logicalId.startsWith('SessionLogState'))!;
-    const update = check('ApiStreamHandler', 'dynamodb:UpdateItem', state.arn);
+    // DynamoDB always names the item's partition key for UpdateItem (dynamodb:LeadingKeys).
+    expect(check('ApiStreamHandler', 'dynamodb:UpdateItem', state.arn, { 'dynamodb:LeadingKeys': ['rate#t1#read'] }).decision.decision).toBe('allow');
+    const update = check('ApiStreamHandler', 'dynamodb:UpdateItem', state.arn, { 'dynamodb:LeadingKeys': ['session#s1'] });
     expect(update.decision.decision).toBe('implicit-deny');
     expect(accessDeniedMessage(update.request, update.decision)).toBe(
       `User: arn:aws:sts::123456789012:assumed-role/${role(ctx, fn('ApiStreamHandler').roleLogicalId!).roleName}/${fn('ApiStreamHandler').functionName} ` +
@@ -253,8 +255,10 @@ describe('the roles of the synthesized Corral template', () => {
 
   it('lets the harness run the sandbox task definition and pass only the sandbox roles to ECS', () => {
     const task = ecsTaskDefinitions(ctx)[0];
-    expect(check('HarnessStepFunction', 'ecs:RunTask', task.arn).decision.decision).toBe('allow');
-    expect(check('HarnessStepFunction', 'ecs:RunTask', task.arn.replace(/:1$/, ':2')).decision.decision).toBe('implicit-deny');
+    const cluster = { 'ecs:cluster': String(ctx.physicalIds.getAtt(resourcesOfType(ctx, 'AWS::ECS::Cluster')[0], 'Arn', ctx)) };
+    expect(check('HarnessStepFunction', 'ecs:RunTask', task.arn, cluster).decision.decision).toBe('allow');
+    expect(check('HarnessStepFunction', 'ecs:RunTask', task.arn.replace(/:1$/, ':2'), cluster).decision.decision).toBe('implicit-deny');
+    expect(check('HarnessStepFunction', 'ecs:RunTask', task.arn, { 'ecs:cluster': 'arn:aws:ecs:us-east-1:123456789012:cluster/other' }).decision.decision).toBe('implicit-deny');
     expect(check('HarnessStepFunction', 'iam:PassRole', task.taskRoleArn!, { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' }).decision.decision).toBe('allow');
     expect(check('HarnessStepFunction', 'iam:PassRole', task.taskRoleArn!, { 'iam:PassedToService': 'lambda.amazonaws.com' }).decision.decision).toBe('implicit-deny');
     expect(check('ApiHandler8', 'ecs:RunTask', task.arn).decision.decision).toBe('implicit-deny');

@@ -212,13 +212,18 @@ describe('the synthesized Corral template', () => {
     expect(byId('ApiStreamHandler').vpc).toBeUndefined();
   });
 
-  it('lets only the harness reach the sandbox agent port', () => {
+  it('lets only the harness and the API function (handoff) reach the sandbox agent port', () => {
     const groups = securityGroups(template);
     const sandbox = groups.find((g) => g.logicalId.startsWith('SandboxesSecurityGroup'))!;
     const harness = groups.find((g) => g.logicalId.startsWith('HarnessStepSecurityGroup'))!;
-    expect(sandbox.ingress).toEqual([
-      expect.objectContaining({ ipProtocol: 'tcp', fromPort: 8080, toPort: 8080, peerGroupId: harness.groupId, peerGroupLogicalId: harness.logicalId }),
-    ]);
+    const api = groups.find((g) => g.logicalId.startsWith('ApiSecurityGroup'))!;
+    expect(sandbox.ingress).toHaveLength(2);
+    expect(sandbox.ingress).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ ipProtocol: 'tcp', fromPort: 8080, toPort: 8080, peerGroupId: harness.groupId, peerGroupLogicalId: harness.logicalId }),
+        expect.objectContaining({ ipProtocol: 'tcp', fromPort: 8080, toPort: 8080, peerGroupId: api.groupId, peerGroupLogicalId: api.logicalId }),
+      ]),
+    );
     expect(harness.ingress).toEqual([]);
     expect(harness.egress).toEqual([expect.objectContaining({ ipProtocol: '-1', cidrIp: '0.0.0.0/0' })]);
   });
@@ -241,14 +246,14 @@ describe('the synthesized Corral template', () => {
     expect(task.containers[0]).toMatchObject({ name: 'agent', portMappings: [{ containerPort: 8080, protocol: 'tcp' }] });
     expect(task.containers[0].image).toMatch(/^123456789012\.dkr\.ecr\.us-east-1\.amazonaws\.com\//);
     expect(task.taskRoleLogicalId).toMatch(/^SandboxesTaskRole/);
-    expect(task.executionRoleArn).toMatch(/:role\/Corral-SandboxesTaskExecutionRole/);
+    expect(task.executionRoleArn).toMatch(/:role\/Corral-SandboxesExecutionRole/);
     const state = dynamoTables(template).find((t) => t.logicalId.startsWith('SessionLogState'))!;
     expect(state.keySchema).toEqual({ partitionKey: 'pk', sortKey: 'sk' });
     expect(state.globalSecondaryIndexes).toEqual([{ indexName: 'gsi1', keySchema: { partitionKey: 'gsi1pk', sortKey: 'gsi1sk' }, projectionType: 'ALL' }]);
     const queues = sqsQueues(template);
     const wake = queues.find((q) => q.logicalId.startsWith('WakeQueueD6'))!;
     const dlq = queues.find((q) => q.logicalId.startsWith('WakeQueueDeadLetters'))!;
-    expect(wake).toMatchObject({ fifo: true, visibilityTimeout: 1020, redrivePolicy: { deadLetterTargetArn: dlq.arn, deadLetterLogicalId: dlq.logicalId, maxReceiveCount: 10 } });
+    expect(wake).toMatchObject({ fifo: true, visibilityTimeout: 5400, redrivePolicy: { deadLetterTargetArn: dlq.arn, deadLetterLogicalId: dlq.logicalId, maxReceiveCount: 10 } });
     expect(wake.url.endsWith('.fifo')).toBe(true);
     const [mapping] = eventSourceMappings(template);
     expect(mapping).toMatchObject({ eventSourceArn: wake.arn, sourceLogicalId: wake.logicalId, batchSize: 1, functionResponseTypes: ['ReportBatchItemFailures'] });

@@ -10,6 +10,7 @@ import { tempDir } from './helpers.js';
 let dir: string;
 let server: http.Server;
 let endpoint: SandboxEndpoint;
+let socketPath: string;
 const seen: Array<{ auth?: string; body: unknown }> = [];
 
 beforeAll(async () => {
@@ -48,7 +49,7 @@ beforeAll(async () => {
       }
     });
   });
-  const socketPath = path.join(dir, 'fake.sock');
+  socketPath = path.join(dir, 'fake.sock');
   await new Promise<void>((r) => server.listen(socketPath, r));
   endpoint = { kind: 'unix', socketPath, capability: 'cap-secret-value' };
 });
@@ -72,10 +73,15 @@ describe('SandboxClient', () => {
     expect(out).toEqual({ output: 'sandbox rejected the request: unknown tool', isError: true });
   });
 
-  it.each(['html', 'boom', 'shape', 'reset'])('throws SandboxUnavailableError for %s without leaking the capability', async (tool) => {
+  it.each([
+    ['html', 'non-JSON response (HTTP 200)'],
+    ['boom', 'HTTP 502'],
+    ['shape', 'malformed response'],
+    ['reset', 'connection reset (sandbox died?)'],
+  ])('throws SandboxUnavailableError for %s, naming the socket and the reason, without leaking the capability', async (tool, reason) => {
     const err = await new SandboxClient(endpoint).execute(tool, {}).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SandboxUnavailableError);
-    expect((err as Error).message).toContain(endpoint.kind === 'unix' ? endpoint.socketPath : '');
+    expect((err as Error).message).toBe(`sandbox at unix:${socketPath} is unavailable: ${reason}`);
     expect((err as Error).message).not.toContain('cap-secret-value');
   });
 

@@ -18,14 +18,18 @@ describe('ProcessSandboxProvider.provision with a signal', () => {
       dataDir: path.join(root, 'data'),
       isolation: 'none',
       logger: { warn: () => {}, info: (message, extra) => void logged.push({ message, extra }) },
-      gitChannels: async () => {
-        cut.abort(Object.assign(new Error("the harness step's deadline came"), { name: 'StepDeadlineError' }));
-        return {
-          endpoint: { kind: 'unix', socketPath: path.join(root, 'git.sock') },
-          capability: 'git-capability',
-          expires_at: new Date(Date.now() + 60_000).toISOString(),
-          repositories: [{ url: 'https://git.example.invalid/r.git', path: 'r' }],
-        };
+      gitChannels: {
+        open: async () => {
+          cut.abort(Object.assign(new Error("the harness step's deadline came"), { name: 'StepDeadlineError' }));
+          return {
+            id: 'channel-1',
+            endpoint: { kind: 'unix', socketPath: path.join(root, 'git.sock') },
+            capability: 'git-capability',
+            expires_at: new Date(Date.now() + 60_000).toISOString(),
+            repositories: [{ url: 'https://git.example.invalid/r.git', path: 'r' }],
+          };
+        },
+        close: async () => undefined,
       },
     });
     const recipe = { environmentId: 'env_1', config: { type: 'cloud' }, resources: [{ type: 'github_repository', url: 'https://git.example.invalid/r.git' }] };

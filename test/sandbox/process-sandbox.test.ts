@@ -9,6 +9,9 @@ import { REPO_ROOT, processAlive, tempDir, until } from './helpers.js';
 
 const recipe = { environmentId: 'env_test', config: { type: 'cloud' }, resources: [] };
 const HAS_BWRAP = await bwrapAvailable();
+// Outside CI a machine without bubblewrap skips the isolation tests with this warning; in CI
+// (which installs it) a missing bwrap fails the file, so the isolation is never silently untested.
+if (!HAS_BWRAP && process.env.CI) throw new Error('bubblewrap (bwrap) is required for the sandbox isolation tests in CI');
 if (!HAS_BWRAP) console.warn('bubblewrap unavailable: skipping bwrap isolation tests');
 
 const quietLogger = (): ProcessSandboxLogger & { warnings: string[] } => {

@@ -77,49 +77,19 @@ describe('the recipe on the wire', () => {
 });
 
 describe('local sandboxes apply the recipe with real git', () => {
-  it('clones the default branch into /workspace/<repo name>, and a branch into its mount path', async () => {
+  it('never clones on the host: local paths and file:// are refused, and remote repositories need the credential proxy', async () => {
     const p = provider();
-    const sb = await p.provision({
-      sessionId: 'sesn_git',
-      name: 'default',
-      recipe: recipe([
-        { type: 'github_repository', url: repo.url },
-        { type: 'github_repository', url: repo.url, mount_path: '/workspace/feat', checkout: { type: 'branch', name: 'feature' } },
-        { type: 'github_repository', url: `file://${repo.url}`, mount_path: 'pinned', checkout: { type: 'commit', sha: repo.taggedSha } },
-      ]),
-    });
-    const c = new SandboxClient(sb.endpoint);
-    const out = await c.execute('bash', {
-      command: 'cat demo/README.md; git -C demo rev-parse HEAD; ls feat; git -C feat rev-parse HEAD; git -C pinned rev-parse HEAD; cat pinned/hidden.txt',
-    });
-    expect(out.isError).toBe(false);
-    expect(out.output.split('\n')).toEqual(['main', repo.mainSha, 'README.md', 'feature.txt', repo.featureSha, repo.taggedSha, 'hidden', '']);
-    expect(sb.notes).toEqual([
-      expect.stringMatching(/is at \.\/demo/),
-      expect.stringMatching(/is at \.\/feat/),
-      expect.stringMatching(/is at \.\/pinned/),
-    ]);
-  });
-
-  it('reports a repository that does not clone, or a branch that does not exist, as a setup error', async () => {
-    const p = provider();
-    const missing = await p
-      .provision({ sessionId: 'sesn_bad', name: 'default', recipe: recipe([{ type: 'github_repository', url: path.join(root, 'nope.git') }]) })
+    for (const url of [repo.url, `file://${repo.url}`, path.join(root, 'nope.git')]) {
+      const err = await p.provision({ sessionId: 'sesn_local', name: 'default', recipe: recipe([{ type: 'github_repository', url }]) }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SandboxSetupError);
+      expect(err).toMatchObject({ type: 'repository_clone_error', message: expect.stringMatching(/is not a remote http\(s\) repository/) });
+    }
+    const remote = await p
+      .provision({ sessionId: 'sesn_remote', name: 'default', recipe: recipe([{ type: 'github_repository', url: 'https://git.example.com/org/x.git' }]) })
       .catch((e: unknown) => e);
-    expect(missing).toBeInstanceOf(SandboxSetupError);
-    expect(missing).toMatchObject({ type: 'repository_clone_error' });
-    expect((missing as Error).message).toMatch(/^repository_clone_error: git clone of .*nope\.git into \/workspace\/nope failed/);
-
-    const branch = await p
-      .provision({
-        sessionId: 'sesn_bad2',
-        name: 'default',
-        recipe: recipe([{ type: 'github_repository', url: repo.url, checkout: { type: 'branch', name: 'no-such-branch' } }]),
-      })
-      .catch((e: unknown) => e);
-    expect(branch).toBeInstanceOf(SandboxSetupError);
-    expect(branch).toMatchObject({ type: 'repository_checkout_error' });
-    expect((branch as Error).message).toMatch(/checking out branch no-such-branch/);
+    expect(remote).toMatchObject({ type: 'repository_clone_error', message: expect.stringMatching(/through the credential proxy/) });
+    // Nothing was cloned into the workspace on the host.
+    expect(fs.readdirSync(p.workspaceDir('sesn_local', 'default'))).toEqual([]);
   });
 
   it('skips file resources and packages with notes instead of installing anything on the host', async () => {
@@ -137,16 +107,6 @@ describe('local sandboxes apply the recipe with real git', () => {
     expect(out.output).toBe('absent\n');
   });
 
-  it('keeps a clone made by an earlier sandbox of the same session and name', async () => {
-    const p = provider();
-    const r = recipe([{ type: 'github_repository', url: repo.url }]);
-    const first = await p.provision({ sessionId: 'sesn_again', name: 'default', recipe: r });
-    await new SandboxClient(first.endpoint).execute('bash', { command: 'echo mine > demo/local.txt' });
-    await p.release('sesn_again', 'default', first.ref);
-    const second = await p.provision({ sessionId: 'sesn_again', name: 'default', recipe: r });
-    expect(second.notes?.[0]).toMatch(/already at \.\/demo .*not cloned again/);
-    expect((await new SandboxClient(second.endpoint).execute('bash', { command: 'cat demo/local.txt' })).output).toBe('mine\n');
-  });
 });
 
 describe('ProcessSandboxProvider.transfer (handoff)', () => {

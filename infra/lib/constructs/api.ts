@@ -1,31 +1,59 @@
 import { Aws, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
+import { parseRepositoryUrlAllow } from '../../../lambdas/core/resources/repository-url.js';
 import { CorralFunction } from './corral-function.js';
+import type { Network } from './network.js';
 import type { Sandboxes } from './sandboxes.js';
 import type { SessionLog } from './session-log.js';
 import type { WakeQueue } from './wake-queue.js';
 
 export interface ApiProps {
   readonly sessionLog: SessionLog;
+  /**
+   * The API function (not the stream's) runs in the private subnets: handing a sandbox to another
+   * session rotates its capability, which means reaching the sandbox agent.
+   */
+  readonly network: Network;
   readonly wakeQueue: WakeQueue;
   readonly sandboxes: Sandboxes;
   readonly serviceName: string;
   readonly metricsNamespace: string;
   readonly logRetention?: logs.RetentionDays;
   /**
+   * Repository origins sessions may name besides public `https://` ones (`CORRAL_REPOSITORY_URL_ALLOW`,
+   * e.g. `https://git.internal.example`). @default - none: only public https repositories
+   */
+  readonly repositoryUrlAllow?: string[];
+  /**
    * Longest an event stream stays open (API Gateway allows 15 minutes). It then ends cleanly and
    * the client reconnects with `Last-Event-ID`, missing nothing.
    * @default Duration.minutes(15)
    */
   readonly streamTimeout?: Duration;
+  /**
+   * Most event streams open at once (the stream function's reserved concurrency): each open
+   * stream holds one execution for up to `streamTimeout`, so without a cap enough clients could
+   * take every execution of the account and starve the harness, the API and the credential
+   * proxy. A stream over the cap is throttled, which API Gateway answers with a 5xx (it maps no
+   * Lambda throttle to 429); the SDK retries it with backoff. Lambda keeps at least 10 executions of the
+   * account unreserved, so a new account whose concurrency limit is 10 cannot reserve any.
+   * @default - no cap
+   */
+  readonly streamMaxConcurrency?: number;
   /** Steady-state requests per second the stage accepts. @default 100 */
   readonly throttlingRateLimit?: number;
   /** @default 200 */
   readonly throttlingBurstLimit?: number;
 }
+
+/** Partition keys of the rate-limit counters (`rate#<tenant>#<class>`), the only items the stream writes. */
+export const RATE_LIMIT_KEYS = 'rate#*';
 
 /**
  * The public API: API Gateway (REST, regional) in front of the Hono app (lambdas/api/app.ts),
@@ -38,11 +66,21 @@ export class Api extends Construct {
   readonly restApi: apigw.RestApi;
   readonly handler: CorralFunction;
   readonly streamHandler: CorralFunction;
+  /** The API function's security group: the sandboxes admit it on the agent port (handoff). */
+  readonly securityGroup: ec2.SecurityGroup;
+  /** Longest an event stream stays open (the stream function's timeout). */
+  readonly streamTimeout: Duration;
 
   constructor(scope: Construct, id: string, props: ApiProps) {
     super(scope, id);
     const streamTimeout = props.streamTimeout ?? Duration.minutes(15);
-    const environment = { ...props.sessionLog.environment, ...props.wakeQueue.environment, ...props.sandboxes.environment };
+    this.streamTimeout = streamTimeout;
+    const environment = {
+      ...props.sessionLog.environment,
+      ...props.wakeQueue.environment,
+      ...props.sandboxes.environment,
+      ...configEnvironment({ repositoryUrlAllow: props.repositoryUrlAllow?.length ? parseRepositoryUrlAllow(props.repositoryUrlAllow.join(',')).join(',') : undefined }),
+    };
     const common = {
       entry: 'lambdas/api/lambda.ts',
       serviceName: props.serviceName,
@@ -50,26 +88,50 @@ export class Api extends Construct {
       logRetention: props.logRetention,
       environment,
     };
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.network.vpc,
+      description: 'Corral API: AWS APIs, the credential proxy, and sandbox agents (handoff)',
+      allowAllOutbound: true,
+    });
     this.handler = new CorralFunction(this, 'Handler', {
       ...common,
       handler: 'handler',
       description: 'Corral API (every route but the event stream)',
       timeout: Duration.seconds(29),
       memorySize: 1024,
+      vpc: props.network.vpc,
+      vpcSubnets: props.network.subnets,
+      securityGroups: [this.securityGroup],
     });
+    // Handoff rotates the sandbox's capability from here (lambdas/core/sandbox/manager.ts), and
+    // stores the new one sealed. The stream function gets neither the key nor the route.
+    props.sandboxes.allowAgentAccessFrom(this.securityGroup, 'the API hands sandboxes to other sessions');
+    props.sandboxes.grantCapabilitySealing(this.handler);
     this.streamHandler = new CorralFunction(this, 'StreamHandler', {
       ...common,
       handler: 'streamHandler',
       description: 'Corral API: GET /v1/sessions/{id}/events/stream (response streaming)',
       timeout: streamTimeout,
       memorySize: 512,
+      reservedConcurrentExecutions: props.streamMaxConcurrency,
     });
     props.sessionLog.grantReadWrite(this.handler);
     props.wakeQueue.grantSend(this.handler);
     props.sandboxes.grantRelease(this.handler); // deleting a session stops its sandboxes
-    // The stream only reads: the log, the session head and the API key hashes.
+    // The stream reads the log, the session head and the API key hashes. Its one write is the
+    // `/v1` middleware charging the tenant's rate limit: an atomic increment (UpdateItem) of a
+    // counter item whose partition key is `rate#<tenant>#<class>` (lambdas/core/resources/rate-limits.ts);
+    // the leading-key condition keeps it from writing any other item.
     props.sessionLog.events.grantReadData(this.streamHandler);
     props.sessionLog.state.grantReadData(this.streamHandler);
+    this.streamHandler.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'RateLimitCounters',
+        actions: ['dynamodb:UpdateItem'],
+        resources: [props.sessionLog.state.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [RATE_LIMIT_KEYS] } },
+      }),
+    );
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,

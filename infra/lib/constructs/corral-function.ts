@@ -1,12 +1,14 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat, type NodejsFunctionProps } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import type { Construct } from 'constructs';
 import { repoPath } from '../paths.js';
+import { CorralRole } from '../roles.js';
 
-export interface CorralFunctionProps extends Omit<NodejsFunctionProps, 'entry' | 'runtime' | 'architecture' | 'logGroup' | 'tracing'> {
+export interface CorralFunctionProps extends Omit<NodejsFunctionProps, 'entry' | 'runtime' | 'architecture' | 'logGroup' | 'tracing' | 'role'> {
   /** Entry file, relative to the repository root (e.g. `lambdas/harness-step/index.ts`). */
   readonly entry: string;
   /** Powertools service name (log `service` key, metrics `service` dimension). */
@@ -21,6 +23,10 @@ export interface CorralFunctionProps extends Omit<NodejsFunctionProps, 'entry' |
  * A Lambda function with Corral's defaults baked in: bundled locally by esbuild (never in Docker,
  * so synthesis needs no Docker), ESM, ARM64, Node.js 22, source maps, X-Ray tracing, its own log
  * group with a retention, and Powertools configured through the environment.
+ *
+ * Its role (`<id>ServiceRole`, beside it) is a CorralRole: the X-Ray grant active tracing needs,
+ * which can only name `*`, sits in a policy of its own, so a wildcard resource in any other grant
+ * to the function is reported by cdk-nag rather than covered by that acknowledgment.
  */
 export class CorralFunction extends NodejsFunction {
   constructor(scope: Construct, id: string, props: CorralFunctionProps) {
@@ -29,6 +35,21 @@ export class CorralFunction extends NodejsFunction {
       retention: logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    // The managed policies CDK gives a role it creates itself.
+    const managed = [
+      { name: 'AWSLambdaBasicExecutionRole', reason: 'AWSLambdaBasicExecutionRole is the AWS-maintained minimum for writing the function\'s logs.' },
+      ...(rest.vpc
+        ? [{ name: 'AWSLambdaVPCAccessExecutionRole', reason: 'AWSLambdaVPCAccessExecutionRole is the AWS-maintained minimum for a function attached to a VPC (its ENIs).' }]
+        : []),
+    ];
+    const role = new CorralRole(scope, `${id}ServiceRole`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      managedPolicies: managed.map((m) => iam.ManagedPolicy.fromAwsManagedPolicyName(`service-role/${m.name}`)),
+    });
+    acknowledge(
+      role,
+      ...managed.map((m) => ({ id: `AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${m.name}]`, reason: m.reason })),
+    );
     super(scope, id, {
       memorySize: 512,
       timeout: Duration.seconds(29),
@@ -36,6 +57,7 @@ export class CorralFunction extends NodejsFunction {
       entry: repoPath(entry),
       projectRoot: repoPath(),
       depsLockFilePath: repoPath('package-lock.json'),
+      role,
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
       tracing: lambda.Tracing.ACTIVE,
@@ -63,25 +85,9 @@ export class CorralFunction extends NodejsFunction {
         ...bundling,
       },
     });
-    acknowledge(
-      this,
-      {
-        id: 'AwsSolutions-L1',
-        reason: 'Node.js 22 is the LTS runtime Corral targets and tests against; moving to a newer runtime is a deliberate upgrade.',
-      },
-      {
-        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-        reason: 'AWSLambdaBasicExecutionRole is the AWS-maintained minimum for writing the function\'s logs.',
-      },
-      {
-        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
-        reason: 'AWSLambdaVPCAccessExecutionRole is the AWS-maintained minimum for a function attached to a VPC (its ENIs).',
-      },
-      {
-        id: 'AwsSolutions-IAM5[Resource::*]',
-        reason:
-          'X-Ray PutTraceSegments/PutTelemetryRecords (added by CDK for active tracing) support no resource-level permissions.',
-      },
-    );
+    acknowledge(this, {
+      id: 'AwsSolutions-L1',
+      reason: 'Node.js 22 is the LTS runtime Corral targets and tests against; moving to a newer runtime is a deliberate upgrade.',
+    });
   }
 }

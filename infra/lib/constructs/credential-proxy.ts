@@ -3,7 +3,8 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { acknowledge } from '../nag.js';
+import { configEnvironment } from '../../../lambdas/core/config.js';
+import { acknowledge, defaultPolicyOf } from '../nag.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
 import type { SessionLog } from './session-log.js';
@@ -57,7 +58,7 @@ export class CredentialProxy extends Construct {
       vpc: props.network.vpc,
       vpcSubnets: props.network.subnets,
       securityGroups: [this.securityGroup],
-      environment: { CORRAL_STATE_TABLE: props.sessionLog.state.tableName },
+      environment: configEnvironment({ stateTable: props.sessionLog.state.tableName }),
     });
     // Sessions and vault metadata: read only.
     props.sessionLog.state.grant(this.function, 'dynamodb:GetItem', 'dynamodb:Query');
@@ -75,7 +76,7 @@ export class CredentialProxy extends Construct {
         resources: [this.secretArnPattern()],
       }),
     );
-    acknowledge(this.function, {
+    acknowledge(defaultPolicyOf(this.function), {
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${VAULT_SECRET_PREFIX}*]`,
       reason:
         'Vault secrets are created at run time, one per credential, so their ARNs are unknown at deploy time; the prefix corral/vault/ confines the proxy to them.',
@@ -95,8 +96,8 @@ export class CredentialProxy extends Construct {
     iam.Grant.addToPrincipal({ grantee, actions: ['lambda:InvokeFunction'], resourceArns: [this.function.functionArn] });
   }
 
-  /** The environment variables lambdas/adapters/aws/services.ts reads to reach the proxy. */
+  /** How the harness and the API reach the proxy, in their environment (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
-    return { CORRAL_CREDENTIAL_PROXY_FUNCTION: this.function.functionName };
+    return configEnvironment({ credentialProxyFunction: this.function.functionName });
   }
 }

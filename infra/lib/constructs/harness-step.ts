@@ -4,6 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
 import type { Sandboxes } from './sandboxes.js';
@@ -35,8 +36,21 @@ export interface HarnessStepProps {
    * @default 1
    */
   readonly batchSize?: number;
-  /** Most concurrent harness invocations (2-1000). @default - no limit beyond the account's */
+  /**
+   * Most concurrent harness invocations the wake queue's event source starts (2-1000).
+   * @default - `reservedConcurrency` when that is set, else no limit beyond the account's
+   */
   readonly maxConcurrency?: number;
+  /**
+   * Concurrent executions reserved for the harness: the account's other functions (open event
+   * streams above all) can never take them, and the harness never runs more than this. The event
+   * source is capped to it too (`maxConcurrency`), because a throttled SQS invocation returns its
+   * wake to the queue and counts as a delivery, pushing it towards the dead-letter queue.
+   * Lambda keeps at least 10 executions of the account unreserved, so a new account whose
+   * concurrency limit is 10 cannot reserve any: leave it unset there.
+   * @default - none reserved
+   */
+  readonly reservedConcurrency?: number;
   /** @default 1024 */
   readonly memorySize?: number;
   /** Session attributes added as metric dimensions (`agent`, `environment`). @default - none */
@@ -69,6 +83,15 @@ export class HarnessStep extends Construct {
       allowAllOutbound: true,
     });
     const keyParameter = props.model?.apiKeyParameterName ?? DEFAULT_MODEL_KEY_PARAMETER;
+    const reserved = props.reservedConcurrency;
+    if (reserved !== undefined && (!Number.isInteger(reserved) || reserved < 2)) {
+      throw new Error('harness reservedConcurrency: at least 2 (the wake queue event source runs at least 2 invocations)');
+    }
+    if (reserved !== undefined && props.maxConcurrency !== undefined && props.maxConcurrency > reserved) {
+      throw new Error(
+        `harness maxConcurrency (${props.maxConcurrency}) above its reservedConcurrency (${reserved}): the extra invocations would be throttled and their wakes redelivered towards the dead-letter queue`,
+      );
+    }
     this.function = new CorralFunction(this, 'Function', {
       entry: 'lambdas/harness-step/index.ts',
       description: 'Corral harness step: SQS FIFO wake -> harness.wake(sessionId)',
@@ -77,6 +100,7 @@ export class HarnessStep extends Construct {
       logRetention: props.logRetention,
       timeout: props.timeout,
       memorySize: props.memorySize ?? 1024,
+      reservedConcurrentExecutions: reserved,
       vpc: props.network.vpc,
       vpcSubnets: props.network.subnets,
       securityGroups: [this.securityGroup],
@@ -84,11 +108,11 @@ export class HarnessStep extends Construct {
         ...props.sessionLog.environment,
         ...props.wakeQueue.environment,
         ...props.sandboxes.environment,
-        CORRAL_MODEL_API_KEY_PARAMETER: keyParameter,
-        ...(props.model?.baseUrl ? { ANTHROPIC_BASE_URL: props.model.baseUrl } : {}),
-        ...(props.metricsSessionDimensions?.length
-          ? { CORRAL_METRICS_SESSION_DIMENSIONS: props.metricsSessionDimensions.join(',') }
-          : {}),
+        ...configEnvironment({
+          modelApiKeyParameter: keyParameter,
+          modelBaseUrl: props.model?.baseUrl,
+          metricsSessionDimensions: props.metricsSessionDimensions?.length ? props.metricsSessionDimensions.join(',') : undefined,
+        }),
       },
     });
     if (props.wakeQueue.visibilityTimeout.toSeconds() <= props.timeout.toSeconds()) {
@@ -97,6 +121,7 @@ export class HarnessStep extends Construct {
     props.sessionLog.grantReadWrite(this.function);
     props.wakeQueue.grantSend(this.function);
     props.sandboxes.grantManage(this.function);
+    props.sandboxes.grantCapabilitySealing(this.function);
     props.sandboxes.allowAgentAccessFrom(this.securityGroup);
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
@@ -115,7 +140,8 @@ export class HarnessStep extends Construct {
       new SqsEventSource(props.wakeQueue.queue, {
         batchSize: props.batchSize ?? 1,
         reportBatchItemFailures: true,
-        maxConcurrency: props.maxConcurrency,
+        // The event source accepts at most 1000.
+        maxConcurrency: props.maxConcurrency ?? (reserved === undefined ? undefined : Math.min(reserved, 1000)),
       }),
     );
   }

@@ -3,6 +3,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 import { CorralFunction } from './corral-function.js';
 import type { Sandboxes } from './sandboxes.js';
 import type { SessionLog } from './session-log.js';
@@ -46,11 +47,11 @@ export class SandboxReaper extends Construct {
       logRetention: props.logRetention,
       timeout: Duration.minutes(2),
       memorySize: 256,
-      environment: {
-        CORRAL_STATE_TABLE: props.sessionLog.state.tableName,
-        CORRAL_SANDBOX_CLUSTER: props.sandboxes.cluster.clusterArn,
-        CORRAL_SANDBOX_IDLE_MS: String((props.idleTimeout ?? Duration.minutes(15)).toMilliseconds()),
-      },
+      environment: configEnvironment({
+        stateTable: props.sessionLog.state.tableName,
+        sandboxCluster: props.sandboxes.cluster.clusterArn,
+        sandboxIdleMs: String((props.idleTimeout ?? Duration.minutes(15)).toMilliseconds()),
+      }),
     });
     props.sessionLog.state.grant(this.function, 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem');
     props.sandboxes.grantRelease(this.function);

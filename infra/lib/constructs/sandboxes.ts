@@ -1,12 +1,17 @@
-import { Arn, ArnFormat, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { acknowledge } from '../nag.js';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
+import { CAPABILITY_ENCRYPTION_CONTEXT } from '../../../lambdas/core/sandbox/sealing.js';
+import { DEFAULT_SANDBOX_LIMITS, SANDBOX_LIMITS_ENV, formatSandboxLimits, humanBytes, resolveSandboxLimits, type SandboxLimits } from '../../../sandbox/limits.js';
 import { REPO_ROOT } from '../paths.js';
+import { CorralRole } from '../roles.js';
 import type { Network } from './network.js';
 
 /** The port the sandbox agent listens on inside its task. */
@@ -26,6 +31,15 @@ export interface SandboxesProps {
   readonly memoryMiB?: number;
   /** Ephemeral storage of a sandbox task, in GiB (21-200; Fargate includes 20). @default - 20 GiB */
   readonly ephemeralStorageGiB?: number;
+  /**
+   * Limits of the tools inside each sandbox (sandbox/limits.ts): processes, memory and CPU seconds
+   * per process, file size, workspace disk. They reach the agent in the task definition's
+   * environment (`CORRAL_SANDBOX_LIMITS`); the task size (`cpu`, `memoryMiB`,
+   * `ephemeralStorageGiB`) stays the bound of the whole task. A memory or disk limit above the
+   * task's memory or storage fails synthesis; the defaults are lowered to fit.
+   * @default DEFAULT_SANDBOX_LIMITS, memory and disk capped by the task size
+   */
+  readonly limits?: Partial<SandboxLimits>;
   /** Give sandbox tasks public IPs (only for subnets without NAT, e.g. public subnets). @default false */
   readonly assignPublicIp?: boolean;
   /** CloudWatch Container Insights on the cluster (billed per task metric). @default false */
@@ -52,6 +66,14 @@ export class Sandboxes extends Construct {
   readonly container: ecs.ContainerDefinition;
   readonly securityGroup: ec2.SecurityGroup;
   readonly logGroup: logs.LogGroup;
+  /** The limits every sandbox's tools run under. */
+  readonly limits: SandboxLimits;
+  /**
+   * Seals sandbox capabilities in the state table (envelope encryption: data keys with the
+   * encryption context `corral:purpose=sandbox-capability`). Only the functions given
+   * `grantCapabilitySealing` (the harness, the API) may use it.
+   */
+  readonly capabilityKey: kms.Key;
   private readonly network: Network;
   private readonly assignPublicIp: boolean;
 
@@ -68,12 +90,21 @@ export class Sandboxes extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Corral sandbox tasks: deliberately without any permission',
     });
+    // Pulls the image and writes the logs. A CorralRole: the ECR token grant, which can only name
+    // `*`, sits in a policy of its own (see infra/lib/roles.ts).
+    const executionRole = new CorralRole(this, 'ExecutionRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Corral sandbox tasks: ECS pulls the image and writes the logs with it',
+    });
+    const memoryMiB = props.memoryMiB ?? 2048;
+    this.limits = sandboxLimitsFor(props.limits, memoryMiB, props.ephemeralStorageGiB ?? 20);
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu ?? 1024,
-      memoryLimitMiB: props.memoryMiB ?? 2048,
+      memoryLimitMiB: memoryMiB,
       ephemeralStorageGiB: props.ephemeralStorageGiB,
       runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
       taskRole,
+      executionRole,
     });
     this.logGroup = new logs.LogGroup(this, 'Logs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_WEEK,
@@ -90,6 +121,7 @@ export class Sandboxes extends Construct {
         }),
       essential: true,
       portMappings: [{ containerPort: SANDBOX_PORT, protocol: ecs.Protocol.TCP }],
+      environment: { [SANDBOX_LIMITS_ENV]: formatSandboxLimits(this.limits) },
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'sandbox' }),
     });
     this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
@@ -100,11 +132,19 @@ export class Sandboxes extends Construct {
       allowAllOutbound: true,
     });
 
-    acknowledge(this.taskDefinition, {
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'The execution role (not the task role) gets ecr:GetAuthorizationToken, which has no resource-level permission; CDK scopes the image pull and log writes to the repository and log group.',
+    this.capabilityKey = new kms.Key(this, 'CapabilityKey', {
+      description: 'Corral: seals sandbox capabilities in the state table (the harness and the API only)',
+      enableKeyRotation: true,
+      // Sealed capabilities only outlive their sandboxes by the reaper's interval.
+      removalPolicy: RemovalPolicy.DESTROY,
+      pendingWindow: Duration.days(7),
     });
+
+    acknowledge(this.taskDefinition, {
+      id: 'AwsSolutions-ECS2',
+      reason: `The one environment variable of the task definition is ${SANDBOX_LIMITS_ENV}, the tools' limits: a stack setting, not a secret.`,
+    });
+
     if (!props.containerInsights) {
       acknowledge(this.cluster, {
         id: 'AwsSolutions-ECS4',
@@ -113,15 +153,44 @@ export class Sandboxes extends Construct {
     }
   }
 
-  /** Let `peer` (the harness function's security group) reach the sandbox agent's port. */
-  allowAgentAccessFrom(peer: ec2.ISecurityGroup): void {
-    this.securityGroup.addIngressRule(peer, ec2.Port.tcp(SANDBOX_PORT), 'the harness calls the sandbox agent');
+  /** Let `peer` (the harness's, the API's security group) reach the sandbox agent's port. */
+  allowAgentAccessFrom(peer: ec2.ISecurityGroup, description = 'the harness calls the sandbox agent'): void {
+    this.securityGroup.addIngressRule(peer, ec2.Port.tcp(SANDBOX_PORT), description);
+  }
+
+  /**
+   * Let `fn` seal and open sandbox capabilities (the harness runs tool calls, the API hands
+   * sandboxes off): data keys of `capabilityKey`, only with the capability encryption context, and
+   * the key's ARN in its environment. No other function gets either.
+   */
+  grantCapabilitySealing(fn: { addEnvironment(key: string, value: string): unknown } & iam.IGrantable): void {
+    iam.Grant.addToPrincipal({
+      grantee: fn,
+      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      resourceArns: [this.capabilityKey.keyArn],
+      conditions: {
+        StringEquals: Object.fromEntries(Object.entries(CAPABILITY_ENCRYPTION_CONTEXT).map(([k, v]) => [`kms:EncryptionContext:${k}`, v])),
+      },
+    });
+    for (const [k, v] of Object.entries(configEnvironment({ sandboxCapabilityKey: this.capabilityKey.keyArn }))) fn.addEnvironment(k, v);
   }
 
   /** Start, inspect and stop sandbox tasks on this cluster (the harness). */
   grantManage(grantee: iam.IGrantable): void {
-    // RunTask on this task definition, in this cluster, and iam:PassRole for its two roles.
-    this.taskDefinition.grantRun(grantee);
+    // RunTask of this task definition, only in this cluster (CDK's grantRun does not say which
+    // cluster), and iam:PassRole for its two roles, only to ECS tasks.
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['ecs:RunTask'],
+      resourceArns: [this.taskDefinition.taskDefinitionArn],
+      conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
+    });
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['iam:PassRole'],
+      resourceArns: [this.taskDefinition.taskRole.roleArn, this.taskDefinition.obtainExecutionRole().roleArn],
+      conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+    });
     // Tags given to RunTask (session id, sandbox name) need TagResource on the new task.
     iam.Grant.addToPrincipal({
       grantee,
@@ -150,16 +219,37 @@ export class Sandboxes extends Construct {
     );
   }
 
-  /** The environment variables lambdas/adapters/aws/services.ts reads to build the provider. */
+  /** What the Fargate sandbox provider needs, in the environment (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
-    return {
-      CORRAL_SANDBOX_CLUSTER: this.cluster.clusterArn,
-      CORRAL_SANDBOX_TASK_DEFINITION: this.taskDefinition.taskDefinitionArn,
-      CORRAL_SANDBOX_SUBNETS: this.network.subnetIds.join(','),
-      CORRAL_SANDBOX_SECURITY_GROUPS: this.securityGroup.securityGroupId,
-      CORRAL_SANDBOX_CONTAINER: SANDBOX_CONTAINER,
-      CORRAL_SANDBOX_PORT: String(SANDBOX_PORT),
-      CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: String(this.assignPublicIp),
-    };
+    return configEnvironment({
+      sandboxCluster: this.cluster.clusterArn,
+      sandboxTaskDefinition: this.taskDefinition.taskDefinitionArn,
+      sandboxSubnets: this.network.subnetIds.join(','),
+      sandboxSecurityGroups: this.securityGroup.securityGroupId,
+      sandboxContainer: SANDBOX_CONTAINER,
+      sandboxPort: String(SANDBOX_PORT),
+      sandboxAssignPublicIp: String(this.assignPublicIp),
+    });
   }
+}
+
+/**
+ * The tools' limits for a task of `memoryMiB` and `storageGiB`: the given ones, checked against the
+ * task, and the defaults for the rest, lowered to fit the task (a task of 1 GiB gets a 1 GiB
+ * memory limit per process, not the default's).
+ */
+export function sandboxLimitsFor(given: Partial<SandboxLimits> | undefined, memoryMiB: number, storageGiB: number): SandboxLimits {
+  const memory = memoryMiB * 1024 ** 2;
+  const storage = storageGiB * 1024 ** 3;
+  if (given?.memory !== undefined && given.memory > memory) {
+    throw new Error(`sandbox limit memory (${humanBytes(given.memory)}) is above the task's memory (${memoryMiB} MiB): raise sandboxMemoryMiB or lower the limit`);
+  }
+  if (given?.disk !== undefined && given.disk > storage) {
+    throw new Error(`sandbox limit disk (${humanBytes(given.disk)}) is above the task's ephemeral storage (${storageGiB} GiB): raise sandboxEphemeralStorageGiB or lower the limit`);
+  }
+  return resolveSandboxLimits({
+    memory: Math.min(DEFAULT_SANDBOX_LIMITS.memory, memory),
+    disk: Math.min(DEFAULT_SANDBOX_LIMITS.disk, storage),
+    ...given,
+  });
 }

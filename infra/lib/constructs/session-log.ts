@@ -2,6 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 
 export interface SessionLogProps {
   /**
@@ -18,13 +19,21 @@ export interface SessionLogProps {
 export const STATE_INDEX = 'gsi1';
 
 /**
+ * The state table's TTL attribute (epoch seconds): DynamoDB deletes an item some time after it
+ * passes. Only the rate-limit counters set it (lambdas/core/resources/rate-limits.ts); no other
+ * item may use the name for anything else.
+ */
+export const STATE_TTL_ATTRIBUTE = 'expiresAt';
+
+/**
  * The session log and the records derived from it, on DynamoDB (on demand, so nothing is billed
  * while nobody calls it, point-in-time recovery, encrypted with the AWS-managed KMS key, retained):
  *
  * - `events`: one item per event, partition key `sessionId` (S), sort key `position` (N).
  *   Appends are conditional on the position, so two writers can never own the same one.
- * - `state`: agents, environments, session heads, leases, sandboxes, API key hashes: `pk`/`sk`
- *   (S) and the index `gsi1` (`gsi1pk`/`gsi1sk`, all attributes projected) for listings.
+ * - `state`: agents, environments, session heads, leases, sandboxes, API key hashes, rate-limit
+ *   counters: `pk`/`sk` (S), the index `gsi1` (`gsi1pk`/`gsi1sk`, all attributes projected) for
+ *   listings, and TTL on `expiresAt`.
  *
  * The key schemas are the ones `ensureTables` creates locally (lambdas/adapters/aws/tables.ts).
  */
@@ -49,6 +58,8 @@ export class SessionLog extends Construct {
       ...common,
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      // Items that carry it (today only the per-minute rate-limit counters) expire on their own.
+      timeToLiveAttribute: STATE_TTL_ATTRIBUTE,
     });
     this.state.addGlobalSecondaryIndex({
       indexName: STATE_INDEX,
@@ -64,8 +75,8 @@ export class SessionLog extends Construct {
     this.state.grantReadWriteData(grantee);
   }
 
-  /** The environment variables lambdas/adapters/aws/services.ts reads. */
+  /** The tables, in the environment of the functions that use both (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
-    return { CORRAL_EVENTS_TABLE: this.events.tableName, CORRAL_STATE_TABLE: this.state.tableName };
+    return configEnvironment({ eventsTable: this.events.tableName, stateTable: this.state.tableName });
   }
 }

@@ -2,6 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { configEnvironment } from '../../../lambdas/core/config.js';
 
 /** SQS's longest visibility timeout. */
 const MAX_VISIBILITY = Duration.hours(12);
@@ -78,8 +79,8 @@ export class WakeQueue extends Construct {
     this.queue.grantSendMessages(grantee);
   }
 
-  /** The environment variable lambdas/adapters/aws/services.ts reads. */
+  /** The queue, in the environment of the functions that send wakes (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
-    return { CORRAL_WAKE_QUEUE_URL: this.queue.queueUrl };
+    return configEnvironment({ wakeQueueUrl: this.queue.queueUrl });
   }
 }

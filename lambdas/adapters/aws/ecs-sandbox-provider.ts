@@ -19,6 +19,7 @@
  *
  * release: `StopTask`; a task that is already stopped or unknown is fine.
  */
+import { sleep } from '../../core/sleep.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import {
   DescribeTasksCommand,
@@ -125,17 +126,6 @@ export function taskPrivateIp(task: Task): string | undefined {
   return undefined;
 }
 
-/** Wait `ms`, or until `signal` aborts. */
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 const duration = (ms: number) => (ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`);
 
 export class EcsSandboxProvider implements SandboxProvider {
@@ -320,15 +310,7 @@ export class EcsSandboxProvider implements SandboxProvider {
   /** Polls the task while health checks run; calls `onStopped` if ECS stops it. */
   private async watchStopped(taskArn: string, signal: AbortSignal, onStopped: (why: string) => void): Promise<void> {
     while (!signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(t);
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        const t = setTimeout(done, Math.max(this.pollIntervalMs, 1_000));
-        signal.addEventListener('abort', done, { once: true });
-      });
+      await sleep(Math.max(this.pollIntervalMs, 1_000), signal);
       if (signal.aborted) return;
       try {
         const task = await this.describe(taskArn);

@@ -12,8 +12,8 @@ export const HARNESS_METRICS = {
   errors: 'Errors',
 } as const;
 
-/** Session attributes that may become metric dimensions (opt-in: their cardinality is the user's). */
-export type SessionDimension = 'agent' | 'environment';
+// The variable naming them and its parser belong to the configuration contract.
+export { parseSessionDimensions, type SessionDimension } from '../../core/config.js';
 
 interface PendingStep {
   modelMs: number;
@@ -99,15 +99,4 @@ export class HarnessMetrics {
       this.flush();
     },
   };
-}
-
-/** `agent,environment` -> the dimensions a wake of that session should carry. */
-export function parseSessionDimensions(value: string | undefined): SessionDimension[] {
-  if (!value) return [];
-  const out: SessionDimension[] = [];
-  for (const part of value.split(',').map((s) => s.trim().toLowerCase())) {
-    if (part === 'agent' || part === 'environment') out.push(part);
-    else if (part) throw new Error(`CORRAL_METRICS_SESSION_DIMENSIONS: unknown dimension ${JSON.stringify(part)} (use agent, environment)`);
-  }
-  return out;
 }

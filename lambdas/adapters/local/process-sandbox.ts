@@ -10,17 +10,25 @@
  * is marked as given away, and the old owner's next sandbox of that name gets a new one
  * (`<name>+<random>`), so the two never share files.
  *
- * The recipe is applied on the host before the agent starts (`sandbox/recipe.ts`): repositories
- * are cloned into the workspace with the host's git and network (the sandbox itself is offline),
- * file resources are skipped with a note, and packages are not installed (local sandboxes use the
- * host's tools), also with a note.
+ * Repositories are never cloned on the host. Every `github_repository` resource must be a remote
+ * http(s) URL (the API refuses anything else); the credential proxy issues the sandbox a git
+ * channel for exactly the repositories it will clone (one per mount path), its git socket
+ * directory is bind-mounted read-only into the sandbox, and the agent clones them itself, as the
+ * sandbox's user, through its loopback forwarder (`startGitForwarder` in sandbox/agent.ts). The
+ * proxy adds the repository token on the way out; the token never enters the sandbox, and
+ * `origin` points at the forwarder, so pull and push work the same way later. The channel is
+ * closed when the sandbox stops or is handed to another session. Nothing on the host ever
+ * follows a path inside a workspace: the sandbox could have made any of it a link.
  *
- * With a credential proxy (`gitChannels`), http(s) repositories take another path: the proxy
- * issues this sandbox a git channel (a capability for exactly the session's repositories), its
- * git socket directory is bind-mounted read-only into the sandbox, and the agent clones them
- * itself through its loopback forwarder (`startGitForwarder` in sandbox/agent.ts). The proxy adds
- * the repository token on the way out; the token never enters the sandbox, and `origin` points at
- * the forwarder, so pull and push work the same way later.
+ * When Corral runs as root, the sandbox's tools run as a uid of their own (derived from the
+ * sandbox directory, `SANDBOX_UID_BASE` + 20 bits), never mapped to root; the agent keeps uid 0
+ * inside the sandbox with only CAP_SETUID, CAP_SETGID, CAP_KILL (to start and stop the tools) and
+ * CAP_DAC_READ_SEARCH (to measure the workspace, whatever its modes).
+ * Run as another user, the whole sandbox is that user. Every tool process runs under the
+ * sandbox limits (`sandbox/limits.ts`).
+ *
+ * File resources are skipped with a note, and packages are not installed (local sandboxes use the
+ * host's tools), also with a note.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -39,11 +47,19 @@ import {
   type SandboxOwner,
   type SandboxProvider,
 } from '../../core/sandbox/types.js';
-import { RecipeError, applyRecipe, recipeIsEmpty, toWireRecipe, type RunResult, type WireRecipe } from '../../../sandbox/recipe.js';
+import { RecipeError, WORKSPACE_MOUNT, applyRecipe, recipeIsEmpty, redactUrls, repositoryName, toWireRecipe, type WireRecipe, type WireResource } from '../../../sandbox/recipe.js';
+import { formatSandboxLimits, resolveSandboxLimits, type SandboxLimits } from '../../../sandbox/limits.js';
 import type { GitChannel } from '../../core/vault/protocol.js';
 
-/** Opens a git channel for a sandbox (the credential proxy's `git_open`). */
-export type GitChannelOpener = (req: { sessionId: string; sandbox: string; repositories: string[] }) => Promise<GitChannel>;
+/** The credential proxy's git channels (`git_open`, `git_close`). */
+export interface GitChannels {
+  open(req: { sessionId: string; sandbox: string; repositories: string[] }): Promise<GitChannel>;
+  close(req: { sessionId: string; channel: string }): Promise<void>;
+}
+
+/** First uid (and gid) of the range sandbox tools run as when Corral runs as root. */
+export const SANDBOX_UID_BASE = 0x4000_0000;
+const SANDBOX_UID_SPAN = 1 << 20;
 
 /** Where the proxy's git socket directory appears inside a bubblewrapped sandbox. */
 const SANDBOX_GIT_DIR = '/run/corral-git';
@@ -68,10 +84,12 @@ export interface ProcessSandboxProviderOptions {
   /** The bubblewrap executable. @default 'bwrap' (looked up on PATH) */
   readonly bwrapPath?: string;
   /**
-   * The credential proxy's git channels: with it, http(s) repositories are cloned, pulled and
-   * pushed through the proxy (see the header). @default - repositories are cloned on the host
+   * The credential proxy's git channels: repositories are cloned, pulled and pushed through the
+   * proxy (see the header). @default - none: a session with repositories cannot get a sandbox
    */
-  readonly gitChannels?: GitChannelOpener;
+  readonly gitChannels?: GitChannels;
+  /** Resource limits of every sandbox's tools. @default DEFAULT_SANDBOX_LIMITS */
+  readonly limits?: Partial<SandboxLimits>;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -85,9 +103,15 @@ const MAX_SOCKET_PATH_BYTES = 100;
 const STDERR_TAIL_BYTES = 8 * 1024;
 
 const BWRAP_FLAGS = ['--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL'];
+const BWRAP_FLAGS_NO_USERNS = [
+  ...['--unshare-ipc', '--unshare-pid', '--unshare-net', '--unshare-uts', '--unshare-cgroup-try'],
+  ...BWRAP_FLAGS.slice(1),
+];
 /** Written into a sandbox directory given to another session: its old owner never reuses it. */
 const HANDED_OFF_MARKER = '.handed-off';
 const GIT_TIMEOUT_MS = 10 * 60_000;
+/** What the agent needs besides dropped privileges: switching to the tools' uid, and stopping them. */
+const AGENT_CAPS = ['CAP_SETUID', 'CAP_SETGID', 'CAP_KILL', 'CAP_DAC_READ_SEARCH'];
 
 // --- process-wide bookkeeping: kill every agent we started when this process exits ---------------
 
@@ -165,6 +189,8 @@ interface Sandbox {
   socketPath: string;
   /** A run directory outside the sandbox directory (short socket path), removed on stop. */
   tempRunDir?: string;
+  /** The credential proxy's git channel of this sandbox, closed when it stops or changes hands. */
+  gitChannel?: { sessionId: string; id: string };
   exited: Promise<void>;
   hasExited: () => boolean;
 }
@@ -175,7 +201,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly logger: ProcessSandboxLogger;
   private readonly healthTimeoutMs: number;
   private readonly bwrapPath: string;
-  private readonly gitChannels: GitChannelOpener | undefined;
+  private readonly gitChannels: GitChannels | undefined;
+  readonly limits: SandboxLimits;
   /** Running sandboxes by ref (the agent's pid). */
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -188,6 +215,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 15_000;
     this.bwrapPath = opts.bwrapPath ?? 'bwrap';
     this.gitChannels = opts.gitChannels;
+    this.limits = resolveSandboxLimits(opts.limits);
   }
 
   /** The isolation actually used: probes bubblewrap on first use. */
@@ -252,6 +280,26 @@ export class ProcessSandboxProvider implements SandboxProvider {
   async releaseAll(sessionId: string): Promise<void> {
     const mine = [...this.sandboxes.values()].filter((s) => s.owner.sessionId === sessionId);
     await Promise.all(mine.map((s) => this.release(s.owner.sessionId, s.owner.name, String(s.pid))));
+    await this.removeFiles(sessionId, mine.map((s) => s.dir));
+  }
+
+  /**
+   * A deleted session's files: the directories of the sandboxes it had (including ones it
+   * received, which live under their first owner's directory) and everything under its own
+   * directory that no running sandbox uses (one it handed to another session keeps running
+   * there). Its sandboxes are stopped first, so nothing inside can change a path while it is
+   * removed; `rm` never follows a link.
+   */
+  private async removeFiles(sessionId: string, dirs: string[]): Promise<void> {
+    const inUse = new Set([...this.sandboxes.values()].map((s) => s.dir));
+    const own = path.dirname(this.sandboxDir(sessionId, 'x'));
+    const entries = await fsp.readdir(own).catch(() => [] as string[]);
+    const targets = new Set([...dirs, ...entries.map((e) => path.join(own, e))]);
+    for (const dir of targets) {
+      if (inUse.has(dir)) continue;
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+    if (![...inUse].some((d) => d.startsWith(own + path.sep))) await fsp.rm(own, { recursive: true, force: true });
   }
 
   /** Handoff: the sandbox `ref` now belongs to `to`; `from`'s next sandbox gets another directory. */
@@ -264,6 +312,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
     const displaced = this.owned(to.sessionId, to.name);
     if (displaced) await this.stop(displaced);
     await fsp.writeFile(path.join(sandbox.dir, HANDED_OFF_MARKER), `${JSON.stringify({ from, to, at: new Date().toISOString() })}\n`);
+    // The source session's repositories (and tokens) stay with the source: the channel closes.
+    await this.closeGitChannel(sandbox);
     sandbox.owner = { ...to };
     this.logger.info?.('sandbox handed off', { from, to, pid: sandbox.pid });
   }
@@ -290,41 +340,83 @@ export class ProcessSandboxProvider implements SandboxProvider {
   }
 
   /**
-   * Split the recipe: http(s) repositories go through the credential proxy when there is one (the
-   * agent clones them through its git channel), everything else is applied on the host.
+   * Split the recipe: repositories go to the agent, which clones them through a git channel of
+   * the credential proxy (one per mount path: a channel is issued only for what is cloned); the
+   * rest is only described to the model (see the header).
    */
-  private async splitRecipe(req: ProvisionRequest): Promise<{ host: WireRecipe; agent: WireRecipe | null; channel: GitChannel | null }> {
+  private async splitRecipe(req: ProvisionRequest): Promise<{ host: WireRecipe; agent: WireRecipe | null; channel: GitChannel | null; notes: string[] }> {
     const recipe = toWireRecipe(req.recipe);
-    const proxied = this.gitChannels
-      ? recipe.resources.filter((r) => r.type === 'github_repository' && /^https?:\/\//i.test(String((r as { url?: unknown }).url ?? '')))
-      : [];
-    if (!proxied.length) return { host: recipe, agent: null, channel: null };
+    const notes: string[] = [];
+    const repositories = recipe.resources.filter((r): r is Extract<WireResource, { type: 'github_repository' }> => r.type === 'github_repository');
+    const host = { ...recipe, resources: recipe.resources.filter((r) => r.type !== 'github_repository') };
+    if (!repositories.length) return { host, agent: null, channel: null, notes };
+    const cloned: typeof repositories = [];
+    const mounts = new Set<string>();
+    for (const r of repositories) {
+      const url = String(r.url ?? '');
+      if (!/^https?:\/\/[^\s/?#@\\]+([/?#]\S*)?$/i.test(url)) {
+        throw new SandboxSetupError('repository_clone_error', `repository_clone_error: ${JSON.stringify(redactUrls(url).slice(0, 200))} is not a remote http(s) repository; only those can be cloned`);
+      }
+      const mount = path.posix.normalize(r.mount_path ? (r.mount_path.startsWith('/') ? r.mount_path : `${WORKSPACE_MOUNT}/${r.mount_path}`) : `${WORKSPACE_MOUNT}/${repositoryName(url)}`);
+      if (mounts.has(mount)) {
+        notes.push(`repository ${redactUrls(url)} was not cloned: ${mount} is taken by another repository of this session`);
+        continue;
+      }
+      mounts.add(mount);
+      cloned.push(r);
+    }
+    if (!this.gitChannels) {
+      throw new SandboxSetupError('repository_clone_error', 'repository_clone_error: repositories are cloned through the credential proxy, and this runtime runs without one');
+    }
     let channel: GitChannel;
     try {
-      channel = await this.gitChannels!({ sessionId: req.sessionId, sandbox: req.name, repositories: proxied.map((r) => String((r as { url?: unknown }).url)) });
+      channel = await this.gitChannels.open({ sessionId: req.sessionId, sandbox: req.name, repositories: cloned.map((r) => String(r.url)) });
     } catch (err) {
       throw new SandboxSetupError('repository_clone_error', `repository_clone_error: the credential proxy gave no git channel: ${(err as Error)?.message ?? err}`);
     }
     if (channel.endpoint?.kind !== 'unix') {
+      await this.gitChannels.close({ sessionId: req.sessionId, channel: channel.id }).catch(() => {});
       throw new SandboxSetupError('repository_clone_error', 'repository_clone_error: the credential proxy has no local git socket');
     }
-    return {
-      host: { ...recipe, resources: recipe.resources.filter((r) => !proxied.includes(r)) },
-      agent: { v: 1, packages: {}, resources: proxied },
-      channel,
-    };
+    return { host, agent: { v: 1, packages: {}, resources: cloned }, channel, notes };
   }
 
-  /** Apply the recipe to the workspace on the host (see the header); returns the notes. */
-  private async applyRecipe(recipe: WireRecipe, workspace: string): Promise<string[]> {
+  /** Notes for what a local sandbox does not set up (packages, files); nothing runs on the host. */
+  private async describeRecipe(recipe: WireRecipe, workspace: string): Promise<string[]> {
     if (recipeIsEmpty(recipe)) return [];
     try {
-      const { notes } = await applyRecipe(recipe, { workspace, mode: 'local', installPackages: false, run: (argv, o) => runOnHost(argv, o) });
+      const { notes } = await applyRecipe(recipe, {
+        workspace,
+        mode: 'local',
+        installPackages: false,
+        run: async (argv) => ({ code: null, output: `${argv[0]} is not run on the host` }),
+      });
       return notes;
     } catch (err) {
       if (err instanceof RecipeError) throw new SandboxSetupError(err.type, `${err.type}: ${err.message}`);
       throw err;
     }
+  }
+
+  /** Close a sandbox's git channel (stopped, handed off); a proxy that is gone has closed it. */
+  private async closeGitChannel(sandbox: Sandbox): Promise<void> {
+    const channel = sandbox.gitChannel;
+    if (!channel || !this.gitChannels) return;
+    sandbox.gitChannel = undefined;
+    await this.gitChannels.close({ sessionId: channel.sessionId, channel: channel.id }).catch((err: unknown) => {
+      this.logger.warn('could not close a git channel', { sessionId: channel.sessionId, error: (err as Error)?.message });
+    });
+  }
+
+  /**
+   * The uid and gid the sandbox's tools run as: when Corral is root, one of their own, stable for
+   * the sandbox directory (so a workspace kept from an earlier sandbox stays theirs); otherwise
+   * none (the whole sandbox is Corral's unprivileged user already).
+   */
+  toolsUser(dir: string): { uid: number; gid: number } | null {
+    if (process.getuid?.() !== 0) return null;
+    const n = crypto.createHash('sha256').update(dir).digest().readUInt32BE(0) % SANDBOX_UID_SPAN;
+    return { uid: SANDBOX_UID_BASE + n, gid: SANDBOX_UID_BASE + n };
   }
 
   private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -346,8 +438,11 @@ export class ProcessSandboxProvider implements SandboxProvider {
     await fsp.mkdir(path.join(base, 'state'), { recursive: true, mode: 0o700 });
     const realBase = await fsp.realpath(base);
     const workspace = path.join(realBase, 'workspace');
+    const tools = mode === 'bwrap' ? this.toolsUser(realBase) : null;
+    // Only the directory itself, never what is in it (the sandbox owns that, links and all).
+    if (tools) await fsp.lchown(workspace, tools.uid, tools.gid);
     const split = await this.splitRecipe(req);
-    const notes = await this.applyRecipe(split.host, workspace);
+    const notes = [...split.notes, ...(await this.describeRecipe(split.host, workspace))];
     const stateDir = path.join(realBase, 'state');
     let runDir = path.join(realBase, 'run');
     let tempRunDir: string | undefined;
@@ -383,12 +478,15 @@ export class ProcessSandboxProvider implements SandboxProvider {
       '--state-dir',
       stateDir,
       ...(gitLine ? ['--git-channel-stdin', '--local-mounts'] : []),
+      ...(tools ? ['--run-as-uid', String(tools.uid), '--run-as-gid', String(tools.gid)] : []),
+      '--limits',
+      formatSandboxLimits(this.limits),
     ];
     let command: string;
     let args: string[];
     if (mode === 'bwrap') {
       command = this.bwrapPath;
-      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, gitSocketDir }), '--', nodeBinary, ...agentArgs];
+      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, gitSocketDir, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
     } else {
       command = nodeBinary;
       args = agentArgs;
@@ -432,6 +530,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       child,
       socketPath,
       tempRunDir,
+      ...(split.channel ? { gitChannel: { sessionId: req.sessionId, id: split.channel.id } } : {}),
       exited,
       hasExited: () => exitedFlag,
     };
@@ -483,6 +582,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
         await sandbox.exited;
       }
     }
+    await this.closeGitChannel(sandbox);
     sandbox.child.stdin?.destroy();
     sandbox.child.stderr?.destroy();
     await fsp.rm(sandbox.socketPath, { force: true }).catch(() => {});
@@ -492,32 +592,25 @@ export class ProcessSandboxProvider implements SandboxProvider {
   }
 }
 
-/** Runs a recipe command on the host, as this process's user, without a shell. */
-function runOnHost(argv: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs: number }): Promise<RunResult> {
-  return new Promise((resolve) => {
-    let output = '';
-    const child = spawn(argv[0]!, argv.slice(1), {
-      cwd: opts.cwd,
-      env: { PATH: process.env.PATH ?? SANDBOX_PATH, HOME: process.env.HOME ?? os.homedir(), LANG: 'C.UTF-8', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const keep = (chunk: Buffer) => {
-      output = (output + chunk.toString('utf8')).slice(-20_000);
-    };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
-    const timer = setTimeout(() => {
-      output += `\n[${argv[0]} timed out after ${opts.timeoutMs} ms]`;
-      child.kill('SIGKILL');
-    }, Math.min(opts.timeoutMs, GIT_TIMEOUT_MS));
-    child.on('error', (err) => {
-      output += `could not start ${argv[0]}: ${err.message}`;
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
+/**
+ * Privileged bwrap makes the directories above a mount point 0700: the tools' uid could not reach
+ * the workspace, /etc or node. Each one is made 0755 first (it holds only other mount points).
+ */
+function withReadableParents(args: string[]): void {
+  const made = new Set<string>(['/']);
+  for (let i = 0; i < args.length; i++) {
+    const op = args[i];
+    const dest = op === '--ro-bind' || op === '--bind' || op === '--symlink' ? args[i + 2] : op === '--tmpfs' || op === '--proc' || op === '--dev' ? args[i + 1] : undefined;
+    if (!dest) continue;
+    const parents: string[] = [];
+    for (let d = path.dirname(dest); !made.has(d); d = path.dirname(d)) parents.unshift(d);
+    if (!parents.length) continue;
+    const dirs = parents.flatMap((d) => ['--perms', '0755', '--dir', d]);
+    // A directory under /tmp can only be made once /tmp is mounted: before its own mount point.
+    args.splice(i, 0, ...dirs);
+    i += dirs.length;
+    for (const d of parents) made.add(d);
+  }
 }
 
 /** The bubblewrap arguments for one sandbox (everything before `--`). */
@@ -530,8 +623,12 @@ function bwrapArgs(p: {
   stateDir: string;
   /** The credential proxy's git socket directory: read-only, so no sandbox can replace the socket. */
   gitSocketDir?: string | null;
+  /** Capabilities the agent keeps (it starts the tools as their own uid); none by default. */
+  keepCaps?: string[];
 }): string[] {
-  const args = [...BWRAP_FLAGS, '--clearenv'];
+  // Tools as a uid of their own: no user namespace (its map would hold uid 0 only), every other one.
+  const args = p.keepCaps?.length ? [...BWRAP_FLAGS_NO_USERNS, '--clearenv'] : [...BWRAP_FLAGS, '--clearenv'];
+  for (const cap of p.keepCaps ?? []) args.push('--cap-add', cap);
   for (const [k, v] of Object.entries(p.env)) args.push('--setenv', k, v);
   // Top-level system directories; merged-/usr systems have /bin, /lib... as symlinks into /usr.
   args.push('--ro-bind', '/usr', '/usr');
@@ -544,7 +641,8 @@ function bwrapArgs(p: {
   for (const file of ['/etc/alternatives', '/etc/ssl', '/etc/passwd', '/etc/group', '/etc/hosts', '/etc/resolv.conf', '/etc/ld.so.cache']) {
     if (exists(file)) args.push('--ro-bind', file, file);
   }
-  args.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  // /tmp is the tools' too (they run as another uid than the agent): world-writable and sticky.
+  args.push('--proc', '/proc', '--dev', '/dev', '--perms', '1777', '--tmpfs', '/tmp');
   // Node itself, when it lives outside /usr (nvm, volta...).
   const nodeDir = path.dirname(p.nodeBinary);
   if (!nodeDir.startsWith('/usr/') && !['/bin', '/sbin'].includes(nodeDir)) args.push('--ro-bind', nodeDir, nodeDir);
@@ -559,6 +657,7 @@ function bwrapArgs(p: {
   args.push('--bind', p.stateDir, p.stateDir);
   if (p.gitSocketDir) args.push('--ro-bind', p.gitSocketDir, SANDBOX_GIT_DIR);
   // Everything else (the root bwrap builds) is read-only: writes outside the workspace and /tmp fail.
+  if (p.keepCaps?.length) withReadableParents(args);
   args.push('--remount-ro', '/');
   args.push('--chdir', p.runDir);
   return args;

@@ -4,7 +4,23 @@ import { z } from 'zod';
  * Request schemas of the public API, shaped after the official SDK's parameter types
  * (`@anthropic-ai/sdk/resources/beta/{agents,environments,sessions}`). They validate every
  * request; unknown fields are rejected so a typo is an error, not a silently ignored setting.
+ * Every string, array and number a request carries is bounded here, so that no request can make
+ * a record or key larger than DynamoDB takes (items 400 KB, keys 2 KB) or a number it cannot store.
  */
+
+/**
+ * What an id looks like: every id Corral makes is `<prefix>_<26 characters>`; this accepts any
+ * 1-128 letters, digits, `_` and `-`, so a well-formed id that does not exist is a 404 and
+ * anything else (a 10,000-character id, `../`, a NUL) is a 400 before it reaches a key.
+ */
+export const ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+export const ID_RULE = 'must be an id: 1-128 letters, digits, _ or -';
+export const Id = z.string().regex(ID_PATTERN, ID_RULE);
+
+/** Largest integer a position, version or count may be (DynamoDB and JSON both hold it exactly). */
+export const MAX_INT = Number.MAX_SAFE_INTEGER;
+/** Versions and positions: positive safe integers. */
+const Version = z.number().int().positive().max(MAX_INT);
 
 export const Metadata = z
   .record(z.string().min(1).max(64), z.string().max(512))
@@ -38,15 +54,16 @@ const DefaultConfig = z.strictObject({ enabled: z.boolean().nullish(), permissio
 
 const AgentToolset = z.strictObject({
   type: z.literal('agent_toolset_20260401'),
-  configs: z.array(AgentToolConfig).optional(),
+  configs: z.array(AgentToolConfig).max(64).optional(),
   default_config: DefaultConfig.nullish(),
 });
 
 const McpToolset = z.strictObject({
   type: z.literal('mcp_toolset'),
-  mcp_server_name: z.string().min(1),
+  mcp_server_name: z.string().min(1).max(128),
   configs: z
-    .array(z.strictObject({ name: z.string().min(1), enabled: z.boolean().nullish(), permission_policy: Policy.nullish() }))
+    .array(z.strictObject({ name: z.string().min(1).max(256), enabled: z.boolean().nullish(), permission_policy: Policy.nullish() }))
+    .max(512)
     .optional(),
   default_config: DefaultConfig.nullish(),
 });
@@ -56,30 +73,30 @@ const CustomTool = z.strictObject({
   name: z
     .string()
     .regex(/^[a-zA-Z0-9_-]{1,128}$/, 'custom tool names use letters, digits, _ and -, at most 128 characters'),
-  description: z.string(),
+  description: z.string().max(10_000),
   input_schema: z.looseObject({ type: z.literal('object') }),
 });
 
 export const AgentTool = z.discriminatedUnion('type', [AgentToolset, McpToolset, CustomTool]);
 
 const ModelConfig = z.strictObject({
-  id: z.string().min(1),
+  id: z.string().min(1).max(256),
   effort: z
     .union([
       z.enum(['low', 'medium', 'high', 'xhigh', 'max']),
       z.strictObject({ type: z.enum(['low', 'medium', 'high', 'xhigh', 'max']) }),
     ])
     .nullish(),
-  inference_geo: z.string().nullish(),
+  inference_geo: z.string().max(64).nullish(),
   speed: z.enum(['standard', 'fast']).nullish(),
 });
-export const ModelParam = z.union([z.string().min(1), ModelConfig]);
+export const ModelParam = z.union([z.string().min(1).max(256), ModelConfig]);
 
-const McpServer = z.strictObject({ name: z.string().min(1), type: z.literal('url'), url: z.url() });
+const McpServer = z.strictObject({ name: z.string().min(1).max(128), type: z.literal('url'), url: z.url().max(2048) });
 const Skill = z.strictObject({
   type: z.enum(['anthropic', 'custom']),
-  skill_id: z.string().min(1),
-  version: z.string().nullish(),
+  skill_id: Id,
+  version: z.string().max(64).nullish(),
 });
 
 export const AgentCreate = z.strictObject({
@@ -97,7 +114,7 @@ export const AgentCreate = z.strictObject({
 export type AgentCreate = z.infer<typeof AgentCreate>;
 
 export const AgentUpdate = z.strictObject({
-  version: z.number().int().positive().optional(),
+  version: Version.optional(),
   name: z.string().min(1).max(256).optional(),
   model: ModelParam.optional(),
   description: z.string().max(2048).nullish(),
@@ -117,17 +134,19 @@ const Networking = z.discriminatedUnion('type', [
     type: z.literal('limited'),
     allow_mcp_servers: z.boolean().nullish(),
     allow_package_managers: z.boolean().nullish(),
-    allowed_hosts: z.array(z.string()).nullish(),
+    allowed_hosts: z.array(z.string().min(1).max(255)).max(256).nullish(),
   }),
 ]);
+/** A package list: at most 256 names (with version pins) of up to 256 characters. */
+const PackageList = z.array(z.string().min(1).max(256)).max(256).nullish();
 const Packages = z.strictObject({
   type: z.literal('packages').optional(),
-  apt: z.array(z.string()).nullish(),
-  cargo: z.array(z.string()).nullish(),
-  gem: z.array(z.string()).nullish(),
-  go: z.array(z.string()).nullish(),
-  npm: z.array(z.string()).nullish(),
-  pip: z.array(z.string()).nullish(),
+  apt: PackageList,
+  cargo: PackageList,
+  gem: PackageList,
+  go: PackageList,
+  npm: PackageList,
+  pip: PackageList,
 });
 export const EnvironmentConfig = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('cloud'), networking: Networking.nullish(), packages: Packages.nullish() }),
@@ -153,11 +172,11 @@ export const EnvironmentUpdate = z.strictObject({
 export type EnvironmentUpdate = z.infer<typeof EnvironmentUpdate>;
 
 const TextBlock = z.strictObject({ type: z.literal('text'), text: z.string() });
-const ImageBlock = z.strictObject({ type: z.literal('image'), source: z.looseObject({ type: z.string() }) });
+const ImageBlock = z.strictObject({ type: z.literal('image'), source: z.looseObject({ type: z.string().max(64) }) });
 const DocumentBlock = z.strictObject({
   type: z.literal('document'),
-  source: z.looseObject({ type: z.string() }),
-  title: z.string().nullish(),
+  source: z.looseObject({ type: z.string().max(64) }),
+  title: z.string().max(1024).nullish(),
   context: z.string().nullish(),
 });
 const UserContentBlock = z.discriminatedUnion('type', [TextBlock, ImageBlock, DocumentBlock]);
@@ -169,18 +188,18 @@ export const UserMessageEvent = z.strictObject({
 });
 export const UserInterruptEvent = z.strictObject({
   type: z.literal('user.interrupt'),
-  session_thread_id: z.string().nullish(),
+  session_thread_id: Id.nullish(),
 });
 export const UserToolConfirmationEvent = z.strictObject({
   type: z.literal('user.tool_confirmation'),
-  tool_use_id: z.string().min(1),
+  tool_use_id: Id,
   result: z.enum(['allow', 'deny']),
   deny_message: z.string().max(10_000).nullish(),
 });
 export const UserCustomToolResultEvent = z.strictObject({
   type: z.literal('user.custom_tool_result'),
-  custom_tool_use_id: z.string().min(1),
-  content: z.array(ToolResultBlock).optional(),
+  custom_tool_use_id: Id,
+  content: z.array(ToolResultBlock).max(100).optional(),
   is_error: z.boolean().nullish(),
 });
 export const UserEvent = z.discriminatedUnion('type', [
@@ -194,12 +213,12 @@ export type UserEvent = z.infer<typeof UserEvent>;
 export const EventsSend = z.strictObject({ events: z.array(UserEvent).min(1).max(50) });
 
 const AgentRef = z.union([
-  z.string().min(1),
-  z.strictObject({ type: z.literal('agent'), id: z.string().min(1), version: z.number().int().positive().optional() }),
+  Id,
+  z.strictObject({ type: z.literal('agent'), id: Id, version: Version.optional() }),
   z.strictObject({
     type: z.literal('agent_with_overrides'),
-    id: z.string().min(1),
-    version: z.number().int().positive().optional(),
+    id: Id,
+    version: Version.optional(),
     model: ModelParam.optional(),
     system: z.string().max(100_000).nullish(),
     tools: z.array(AgentTool).max(128).optional(),
@@ -214,7 +233,13 @@ const AgentRef = z.union([
  */
 const GitHubRepositoryResourceParam = z.strictObject({
   type: z.literal('github_repository'),
-  url: z.string().min(1).max(2048),
+  // A remote repository: never a local path, file:// or another scheme git would open on a host
+  // (which hosts and whether plain http is allowed is the session service's operator rule).
+  url: z
+    .string()
+    .min(1)
+    .max(2048)
+    .regex(/^https?:\/\/[^\s/?#@\\]+(?:[/?#]\S*)?$/i, 'must be an https:// URL of a remote repository, without credentials in it'),
   authorization_token: z.string().min(1).max(16_384).optional().meta({ writeOnly: true }),
   checkout: z
     .discriminatedUnion('type', [
@@ -226,17 +251,35 @@ const GitHubRepositoryResourceParam = z.strictObject({
 });
 const SessionResource = z.union([
   GitHubRepositoryResourceParam,
-  z.looseObject({ type: z.enum(['file', 'memory_store']) }),
+  // Stored as given (Corral does not mount these yet); their size counts against the session's.
+  z.looseObject({
+    type: z.enum(['file', 'memory_store']),
+    file_id: Id.optional(),
+    memory_store_id: Id.optional(),
+    mount_path: z.string().min(1).max(1024).nullish(),
+  }),
 ]);
+
+/**
+ * A session budget (`BetaManagedAgentsBudgetLimit`): a list cost in minor units of USD, as an
+ * integer decimal string without leading zeros (at most 18 digits, so it is exact as a number).
+ */
+export const Budget = z.strictObject({
+  type: z.literal('limit'),
+  max_list_cost: z.strictObject({
+    amount: z.string().regex(/^(0|[1-9][0-9]{0,17})$/, 'an integer amount in minor units (cents), at most 18 digits'),
+    currency: z.literal('USD'),
+  }),
+});
 
 export const SessionCreate = z.strictObject({
   agent: AgentRef,
-  environment_id: z.string().min(1),
+  environment_id: Id,
   title: z.string().max(512).nullish(),
   metadata: Metadata.optional(),
   resources: z.array(SessionResource).max(20).optional(),
-  vault_ids: z.array(z.string().min(1)).max(20).optional(),
-  budget: z.strictObject({ type: z.literal('limit'), max_list_cost: z.looseObject({}) }).optional(),
+  vault_ids: z.array(Id).max(20).optional(),
+  budget: Budget.optional(),
   initial_events: z.array(UserMessageEvent).max(50).optional(),
 });
 export type SessionCreate = z.infer<typeof SessionCreate>;
@@ -244,9 +287,9 @@ export type SessionCreate = z.infer<typeof SessionCreate>;
 export const SessionUpdate = z.strictObject({
   title: z.string().max(512).nullish(),
   metadata: MetadataPatch.nullish(),
-  budget: z.strictObject({ type: z.literal('limit'), max_list_cost: z.looseObject({}) }).nullish(),
-  agent: z.strictObject({ tools: z.array(AgentTool).optional(), mcp_servers: z.array(McpServer).optional() }).optional(),
-  vault_ids: z.array(z.string()).optional(),
+  budget: Budget.nullish(),
+  agent: z.strictObject({ tools: z.array(AgentTool).max(128).optional(), mcp_servers: z.array(McpServer).max(20).optional() }).optional(),
+  vault_ids: z.array(Id).max(20).optional(),
 });
 export type SessionUpdate = z.infer<typeof SessionUpdate>;
 
@@ -361,6 +404,7 @@ export const SessionFork = z
       .number()
       .int()
       .min(0)
+      .max(MAX_INT)
       .optional()
       .meta({ description: 'Copy the log up to and including this position (default: the whole log).' }),
     title: z.string().max(512).nullish(),
@@ -482,6 +526,32 @@ export const CredentialResponse = z
   })
   .meta({ description: 'A credential of a vault (`BetaManagedAgentsCredential`): never its secret fields.' });
 
+/** `POST /v1/vaults/{id}/credentials/{credential_id}/mcp_oauth_validate`: no body (the SDK sends none). */
+export const CredentialValidate = z.strictObject({}).meta({ description: 'No fields: the official SDK sends no body.' });
+export type CredentialValidate = z.infer<typeof CredentialValidate>;
+
+const CapturedHttpResponse = z.strictObject({
+  status_code: z.number().int(),
+  content_type: z.string(),
+  body: z.string().meta({ description: 'At most 2 KiB; tokens, secrets and sensitive-looking fields scrubbed.' }),
+  body_truncated: z.boolean(),
+});
+
+export const CredentialValidationResponse = z
+  .strictObject({
+    type: z.literal('vault_credential_validation'),
+    credential_id: z.string(),
+    vault_id: z.string(),
+    status: z.enum(['valid', 'invalid', 'unknown']),
+    has_refresh_token: z.boolean(),
+    mcp_probe: z.strictObject({ method: z.string(), http_response: CapturedHttpResponse.nullable() }).nullable(),
+    refresh: z
+      .strictObject({ status: z.enum(['succeeded', 'failed', 'connect_error', 'no_refresh_token']), http_response: CapturedHttpResponse.nullable() })
+      .nullable(),
+    validated_at: Timestamp,
+  })
+  .meta({ description: 'The result of probing an mcp_oauth credential against its MCP server (`BetaManagedAgentsCredentialValidation`).' });
+
 export const SessionResourceResponse = z
   .looseObject({
     id: z.string(),
@@ -536,6 +606,7 @@ export const namedSchemas = {
   SessionResource: SessionResourceResponse,
   Vault: VaultResponse,
   Credential: CredentialResponse,
+  CredentialValidation: CredentialValidationResponse,
   Deleted: DeletedResponse,
   Error: ErrorResponse,
 } satisfies Record<string, z.ZodType>;

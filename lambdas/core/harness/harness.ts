@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { sleep } from '../sleep.js';
 import { NotFoundError, PositionConflictError } from '../errors.js';
 import type { EnvironmentService } from '../resources/environments.js';
 import type { Session, SessionService } from '../resources/sessions.js';
@@ -83,17 +84,6 @@ class LeaseLostError extends Error {
 }
 
 const silent: HarnessLogger = { info() {}, warn() {}, error() {} };
-/** Wait `ms`, or until `signal` aborts; leaves no listener behind either way. */
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 
 /** Where a harness keeps its fold of the log: the cursor, derived and rebuildable. */
 const cursorKey = (sessionId: string) => ({ pk: `session#${sessionId}`, sk: 'cursor' });

@@ -2,7 +2,7 @@ import { ConflictError, InvalidRequestError, NotFoundError } from '../errors.js'
 import { ID_PREFIX, newId } from '../ids.js';
 import type { AgentCreate, AgentUpdate, PermissionPolicy } from '../api/schemas.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
-import { nowIso, patchMetadata } from './common.js';
+import { MAX_AGENT_BYTES, assertRecordFits, nowIso, patchMetadata } from './common.js';
 import { collectPage, type ListParams, type ListResult } from './paging.js';
 
 /** An agent version as the API returns it (`BetaManagedAgentsAgent`). */
@@ -122,8 +122,15 @@ export class AgentService {
       updated_at: nowIso(now),
       archived_at: null,
     };
+    assertRecordFits('agent', agent, MAX_AGENT_BYTES);
     await this.table.put({ ...versionKey(id, 1), tenant, data: agent }, { ifNotExists: true });
-    await this.table.put({ ...headKey(id), tenant, version: 1, data: agent, gsi1pk: `${tenant}#agents`, gsi1sk: id });
+    try {
+      await this.table.put({ ...headKey(id), tenant, version: 1, data: agent, gsi1pk: `${tenant}#agents`, gsi1sk: id });
+    } catch (err) {
+      // No version without a head: an agent nobody can list or read is not left behind.
+      await this.table.delete(versionKey(id, 1).pk, versionKey(id, 1).sk).catch(() => undefined);
+      throw err;
+    }
     return agent;
   }
 
@@ -151,6 +158,7 @@ export class AgentService {
       throw new ConflictError(`agent ${id} is at version ${current.version}, not ${params.version}`);
     }
     const next = this.apply(current, params, now);
+    assertRecordFits('agent', next, MAX_AGENT_BYTES);
     try {
       await this.table.put({ ...versionKey(id, next.version), tenant, data: next }, { ifNotExists: true });
       await this.table.put(

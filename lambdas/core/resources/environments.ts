@@ -2,7 +2,7 @@ import { InvalidRequestError, NotFoundError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
 import type { EnvironmentCreate, EnvironmentUpdate } from '../api/schemas.js';
 import type { StateTable } from '../store.js';
-import { nowIso, patchMetadata } from './common.js';
+import { assertRecordFits, nowIso, patchMetadata } from './common.js';
 import { collectPage, type ListParams, type ListResult } from './paging.js';
 
 /** An environment as the API returns it (`BetaEnvironment`): the recipe sandboxes are built from. */
@@ -65,6 +65,7 @@ export class EnvironmentService {
       updated_at: nowIso(now),
       archived_at: null,
     };
+    assertRecordFits('environment', env);
     await this.table.put({ ...key(id), tenant, data: env, gsi1pk: `${tenant}#environments`, gsi1sk: id }, { ifNotExists: true });
     return env;
   }
@@ -94,6 +95,7 @@ export class EnvironmentService {
       ...(params.scope ? { scope: params.scope } : {}),
       updated_at: nowIso(now),
     };
+    assertRecordFits('environment', next);
     await this.save(tenant, next);
     return next;
   }

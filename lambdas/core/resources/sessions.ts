@@ -1,12 +1,14 @@
+import path from 'node:path';
 import { InvalidRequestError, NotFoundError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
 import type { SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
 import type { WakeQueue } from '../harness/queue.js';
 import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
 import { missingBatchEvents, type EventLog } from '../session/log.js';
+import { foldEvents, initialState, type TurnState } from '../harness/state.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import type { AgentService, Agent } from './agents.js';
-import { nowIso, patchMetadata } from './common.js';
+import { assertRecordFits, nowIso, patchMetadata } from './common.js';
 import type { EnvironmentService } from './environments.js';
 import { collectPage, type ListParams, type ListResult } from './paging.js';
 import type { SecretSink } from '../vault/secret-store.js';
@@ -14,6 +16,7 @@ import { RESOURCE_ID_PREFIX, normalizeRepositoryUrl, repositorySecretRef } from 
 import type { RepositoryCredentialRef } from '../vault/proxy.js';
 import type { VaultService } from '../vault/vaults.js';
 import { CredentialProxyUnavailableError } from '../vault/vaults.js';
+import { checkRepositoryUrl, type RepositoryUrlRule } from './repository-url.js';
 
 /** A session resource as stored and returned: never an `authorization_token`. */
 export type SessionResource = { id: string; type: string; created_at: string; updated_at: string; [k: string]: unknown };
@@ -30,6 +33,11 @@ function repositoryName(url: string): string {
   const last = url.replace(/[?#].*$/, '').replace(/\/+$/, '').split(/[/:]/).pop() ?? '';
   const name = last.replace(/\.git$/, '');
   return /^[A-Za-z0-9._-]+$/.test(name) && name !== '.' && name !== '..' ? name : 'repository';
+}
+
+/** `/workspace/a/../b`, `b` -> `/workspace/b`: where a mount path lands, for comparing two. */
+function mountKey(mountPath: string): string {
+  return path.posix.normalize(mountPath.startsWith('/') ? mountPath : `/workspace/${mountPath}`).replace(/\/+$/, '');
 }
 
 /** The agent a session runs: a pinned agent version (`BetaManagedAgentsSessionAgent`). */
@@ -79,6 +87,10 @@ function pinAgent(agent: Agent): SessionAgent {
   return { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity };
 }
 
+function invalidEvent(index: number): never {
+  throw new InvalidRequestError(`initial_events.${index}: not a storable event`);
+}
+
 /** Turn a validated user event into a stored event. */
 export function userEvent(body: UserEvent, now = new Date()): SessionEvent {
   return makeEvent(body as { type: string }, now);
@@ -92,6 +104,8 @@ export class SessionService {
     private readonly environments: EnvironmentService,
     private readonly queue: WakeQueue,
     private readonly credentials?: SessionCredentials,
+    /** Which repository URLs are accepted (see `repository-url.ts`). @default https to public hosts only */
+    private readonly repositoryUrls: RepositoryUrlRule = { allow: [] },
   ) {}
 
   /**
@@ -106,16 +120,23 @@ export class SessionService {
   ): { stored: SessionResource[]; tokens: Array<{ ref: RepositoryCredentialRef; token: string }> } {
     const stored: SessionResource[] = [];
     const tokens: Array<{ ref: RepositoryCredentialRef; token: string }> = [];
-    for (const r of resources) {
+    const mounts = new Set<string>();
+    for (const [i, r] of resources.entries()) {
       const id = newId(RESOURCE_ID_PREFIX, now.getTime());
       const base = { id, created_at: nowIso(now), updated_at: nowIso(now) };
       if (r.type === 'github_repository') {
         const { authorization_token: token, ...rest } = r as Extract<typeof r, { type: 'github_repository' }>;
+        checkRepositoryUrl(rest.url, this.repositoryUrls, `resources[${i}]`);
+        const mountPath = rest.mount_path ?? `/workspace/${repositoryName(rest.url)}`;
+        // Two repositories in one place: only one could be cloned there (and the other would be
+        // reachable through the proxy without ever being in the sandbox).
+        if (mounts.has(mountKey(mountPath))) throw new InvalidRequestError(`resources[${i}]: mount_path ${mountPath} is already used by another repository`);
+        mounts.add(mountKey(mountPath));
         stored.push({
           ...base,
           type: 'github_repository',
           url: rest.url,
-          mount_path: rest.mount_path ?? `/workspace/${repositoryName(rest.url)}`,
+          mount_path: mountPath,
           checkout: rest.checkout ?? null,
         });
         if (token) {
@@ -174,8 +195,6 @@ export class SessionService {
     }
     const id = newId(ID_PREFIX.session, now.getTime());
     const { stored: resources, tokens } = this.prepareResources(tenant, id, params.resources ?? [], now);
-    // Tokens go to the proxy first: a session never refers to a secret that is not there.
-    for (const t of tokens) await this.storeToken(t.ref.secret_ref, t.token);
     const session: Session = {
       id,
       type: 'session',
@@ -194,8 +213,29 @@ export class SessionService {
       updated_at: nowIso(now),
       archived_at: null,
     };
+    // Everything that can be refused is refused before the first write.
+    assertRecordFits('session', session);
+    const initial = (params.initial_events ?? []).map((body) => userEvent(body, now));
+    initial.forEach((e, i) => {
+      // The API's depth limit makes this unreachable through HTTP; a direct caller gets a 400 too.
+      try {
+        JSON.stringify(e);
+      } catch {
+        invalidEvent(i);
+      }
+    });
     const gitCredentials = tokens.map((t) => t.ref);
+    // Then the writes, the session record last: until it is there, the session does not exist for
+    // any reader (no get, list or harness finds it), and if a write fails, what was written before
+    // it is removed again. Tokens go to the proxy first: a session never refers to a missing secret.
+    let stored = 0;
+    let headWritten = false;
     try {
+      for (const t of tokens) {
+        await this.storeToken(t.ref.secret_ref, t.token);
+        stored++;
+      }
+      for (const event of initial) await this.log.emitEvent(id, event);
       await this.table.put(
         {
           pk: headPk(id),
@@ -209,13 +249,13 @@ export class SessionService {
         },
         { ifNotExists: true },
       );
+      headWritten = true;
+      if (initial.length) await this.queue.wake(id);
     } catch (err) {
-      for (const ref of gitCredentials) await this.credentials?.secrets?.deleteSecret(ref.secret_ref).catch(() => {});
+      if (headWritten) await this.table.delete(headPk(id), 'head').catch(() => undefined);
+      if (initial.length) await this.log.deleteAll(id).catch(() => undefined);
+      for (const ref of gitCredentials.slice(0, stored)) await this.credentials?.secrets?.deleteSecret(ref.secret_ref).catch(() => undefined);
       throw err;
-    }
-    if (params.initial_events?.length) {
-      for (const body of params.initial_events) await this.log.emitEvent(id, userEvent(body, now));
-      await this.queue.wake(id);
     }
     return session;
   }
@@ -252,13 +292,17 @@ export class SessionService {
 
   update(tenant: string, id: string, params: SessionUpdate, now = new Date()): Promise<Session> {
     if (params.vault_ids !== undefined) throw new InvalidRequestError('vault_ids: can only be set when the session is created');
-    return this.mutate(tenant, id, (s) => ({
-      ...s,
-      title: params.title === undefined ? s.title : params.title,
-      metadata: patchMetadata(s.metadata, params.metadata),
-      budget: params.budget === undefined ? s.budget : params.budget,
-      updated_at: nowIso(now),
-    }));
+    return this.mutate(tenant, id, (s) => {
+      const next = {
+        ...s,
+        title: params.title === undefined ? s.title : params.title,
+        metadata: patchMetadata(s.metadata, params.metadata),
+        budget: params.budget === undefined ? s.budget : params.budget,
+        updated_at: nowIso(now),
+      };
+      assertRecordFits('session', next);
+      return next;
+    });
   }
 
   archive(tenant: string, id: string, now = new Date()): Promise<Session> {
@@ -301,6 +345,7 @@ export class SessionService {
     const session = await this.get(tenant, id);
     if (session.archived_at) throw new InvalidRequestError(`session ${id} is archived`);
     if (session.status === 'terminated') throw new InvalidRequestError(`session ${id} is terminated`);
+    await this.assertAnswersOpenCalls(id, events);
     const stored: SessionEvent[] = [];
     for (const body of events) {
       const event = userEvent(body, now);
@@ -309,6 +354,40 @@ export class SessionService {
     }
     await this.queue.wake(id);
     return stored;
+  }
+
+  /**
+   * A `user.tool_confirmation` must answer a tool call that waits for one, and a
+   * `user.custom_tool_result` a custom tool call that waits for its result (400 naming the id
+   * otherwise), each once. The calls still open are the harness's fold of the log (`open`),
+   * continued from its saved cursor to the end of the log, so this reads only the recent tail.
+   */
+  private async assertAnswersOpenCalls(id: string, events: UserEvent[]): Promise<void> {
+    if (!events.some((e) => e.type === 'user.tool_confirmation' || e.type === 'user.custom_tool_result')) return;
+    // The harness's cursor record (see `cursorKey` in harness/harness.ts): derived, may be absent.
+    const cursor = await this.table.get(headPk(id), 'cursor');
+    let state = (cursor?.state as TurnState | undefined) ?? initialState();
+    for (;;) {
+      const fresh = await this.log.getEvents(id, { from: state.position + 1, limit: 500 });
+      state = foldEvents(state, fresh);
+      if (fresh.length < 500) break;
+    }
+    const answered = new Set<string>();
+    events.forEach((e, i) => {
+      if (e.type === 'user.tool_confirmation') {
+        const call = state.open.find((t) => t.id === e.tool_use_id && t.permission === 'ask' && !t.confirmation);
+        if (!call || answered.has(e.tool_use_id)) {
+          throw new InvalidRequestError(`events.${i}.tool_use_id: ${e.tool_use_id} is not a tool call of session ${id} waiting for confirmation`);
+        }
+        answered.add(e.tool_use_id);
+      } else if (e.type === 'user.custom_tool_result') {
+        const call = state.open.find((t) => t.id === e.custom_tool_use_id && t.type === 'agent.custom_tool_use');
+        if (!call || answered.has(e.custom_tool_use_id)) {
+          throw new InvalidRequestError(`events.${i}.custom_tool_use_id: ${e.custom_tool_use_id} is not a custom tool call of session ${id} waiting for its result`);
+        }
+        answered.add(e.custom_tool_use_id);
+      }
+    });
   }
 
   /**
@@ -359,29 +438,42 @@ export class SessionService {
     if (sourceRefs.length && !this.credentials?.secrets) {
       throw new CredentialProxyUnavailableError('no credential proxy is configured on this deployment: repository tokens cannot be copied');
     }
-    for (let i = 0; i < sourceRefs.length; i++) {
-      await this.credentials!.secrets!.copySecret(sourceRefs[i].secret_ref, gitCredentials[i].secret_ref);
+    // As in `create`: the copies first, the session record last, and all of it removed again if a
+    // write fails, so a failed fork leaves nothing behind.
+    let copiedSecrets = 0;
+    let headWritten = false;
+    try {
+      for (let i = 0; i < sourceRefs.length; i++) {
+        await this.credentials!.secrets!.copySecret(sourceRefs[i].secret_ref, gitCredentials[i].secret_ref);
+        copiedSecrets++;
+      }
+      for (const stored of copied) {
+        await this.log.emitEvent(newId_, remap(stored.event), { position: stored.position });
+      }
+      // A batch cut by the fork point is completed here: the copies carry no batch head to finish it from.
+      let position = upTo;
+      for (const e of missingBatchEvents(copied)) await this.log.emitEvent(newId_, remap(e), { position: ++position });
+      await this.table.put(
+        {
+          pk: headPk(newId_),
+          sk: 'head',
+          tenant,
+          rev: 0,
+          data: session,
+          gsi1pk: `${tenant}#sessions`,
+          gsi1sk: newId_,
+          ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}),
+        },
+        { ifNotExists: true },
+      );
+      headWritten = true;
+      await this.queue.wake(newId_);
+    } catch (err) {
+      if (headWritten) await this.table.delete(headPk(newId_), 'head').catch(() => undefined);
+      await this.log.deleteAll(newId_).catch(() => undefined);
+      for (const ref of gitCredentials.slice(0, copiedSecrets)) await this.credentials?.secrets?.deleteSecret(ref.secret_ref).catch(() => undefined);
+      throw err;
     }
-    await this.table.put(
-      {
-        pk: headPk(newId_),
-        sk: 'head',
-        tenant,
-        rev: 0,
-        data: session,
-        gsi1pk: `${tenant}#sessions`,
-        gsi1sk: newId_,
-        ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}),
-      },
-      { ifNotExists: true },
-    );
-    for (const stored of copied) {
-      await this.log.emitEvent(newId_, remap(stored.event), { position: stored.position });
-    }
-    // A batch cut by the fork point is completed here: the copies carry no batch head to finish it from.
-    let position = upTo;
-    for (const e of missingBatchEvents(copied)) await this.log.emitEvent(newId_, remap(e), { position: ++position });
-    await this.queue.wake(newId_);
     return session;
   }
 

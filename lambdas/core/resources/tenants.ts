@@ -16,6 +16,11 @@ const keyItem = (hash: string) => ({ pk: `apikey#${hash}`, sk: 'key' });
 /** API keys, each belonging to one tenant. */
 export class TenantService {
   private readonly cache = new Map<string, { tenant: string; at: number }>();
+  /**
+   * Hashes of keys that verified on this instance in the last day (the most recent 10,000), so
+   * that their holders keep getting in while failed authentications are being limited.
+   */
+  private readonly verified = new Map<string, number>();
 
   constructor(
     private readonly table: StateTable,
@@ -29,6 +34,7 @@ export class TenantService {
   async revokeKey(key: string): Promise<void> {
     const hash = hashApiKey(key);
     this.cache.delete(hash);
+    this.verified.delete(hash);
     await this.table.delete(keyItem(hash).pk, 'key');
   }
 
@@ -41,6 +47,16 @@ export class TenantService {
     const item = await this.table.get(keyItem(hash).pk, 'key');
     if (!item) throw new AuthenticationError('invalid API key');
     this.cache.set(hash, { tenant: String(item.tenant), at: Date.now() });
+    this.verified.delete(hash);
+    this.verified.set(hash, Date.now());
+    if (this.verified.size > 10_000) this.verified.delete(this.verified.keys().next().value!);
     return String(item.tenant);
+  }
+
+  /** Whether `key` verified on this instance within the last day (it may have been revoked since). */
+  verifiedRecently(key: string | undefined | null): boolean {
+    if (!key) return false;
+    const at = this.verified.get(hashApiKey(key));
+    return at !== undefined && Date.now() - at < 24 * 3600_000;
   }
 }

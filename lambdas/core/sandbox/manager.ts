@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ConflictError, CorralError, NotFoundError } from '../errors.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { SandboxClient, callTimeoutMs } from './client.js';
+import { KeySealer, type CapabilitySealer } from './sealing.js';
 import {
   SandboxSetupError,
   SandboxUnavailableError,
@@ -102,6 +103,8 @@ export async function putSandboxRecord(
   }
 }
 
+export { SEALED_PREFIX, sealCapability, openCapability } from './sealing.js';
+
 const corralNote = (name: string, text: string) => `[corral] sandbox "${name}": ${text}`;
 
 /**
@@ -114,15 +117,46 @@ const corralNote = (name: string, text: string) => `[corral] sandbox "${name}": 
  * that was reaped, replaced or handed to another session meanwhile.
  */
 export class SandboxManager {
+  private readonly sealer?: CapabilitySealer;
+
   constructor(
     private readonly provider: SandboxProvider,
     private readonly table: StateTable,
-  ) {}
+    /** Seals capabilities at rest (a key, or a sealer: see sealing.ts). @default - stored as they are */
+    capabilityKey?: Buffer | CapabilitySealer,
+  ) {
+    this.sealer = Buffer.isBuffer(capabilityKey) ? new KeySealer(capabilityKey) : capabilityKey;
+  }
 
   async get(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
     const k = sandboxKey(sessionId, name);
     const item = await this.table.get(k.pk, k.sk);
-    return item ? (item.record as SandboxRecord) : undefined;
+    return item ? this.opened(item.record as SandboxRecord) : undefined;
+  }
+
+  /** A stored record with its capability opened; one that cannot be opened is not reachable. */
+  private async opened(record: SandboxRecord): Promise<SandboxRecord> {
+    if (!this.sealer) return record;
+    const capability = await this.sealer.open(record, record.endpoint.capability);
+    if (capability !== null) return { ...record, endpoint: { ...record.endpoint, capability } };
+    return record.state === 'ready' ? { ...record, state: 'dead', endedReason: 'its capability cannot be read by this process (the runtime restarted)' } : record;
+  }
+
+  /** The stored record of a ready sandbox whose capability this process cannot open, if that is what is stored. */
+  private async unreadable(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
+    if (!this.sealer) return undefined;
+    const k = sandboxKey(sessionId, name);
+    const stored = (await this.table.get(k.pk, k.sk))?.record as SandboxRecord | undefined;
+    if (!stored || stored.state !== 'ready') return undefined;
+    return (await this.sealer.open(stored, stored.endpoint.capability)) === null ? stored : undefined;
+  }
+
+  /** `putSandboxRecord` with the capability sealed. */
+  private async put(record: SandboxRecord, expect?: { ref: string; state?: SandboxState; lastUsedAt?: string }): Promise<boolean> {
+    const stored = this.sealer
+      ? { ...record, endpoint: { ...record.endpoint, capability: await this.sealer.seal(record, record.endpoint.capability) } }
+      : record;
+    return putSandboxRecord(this.table, stored, expect);
   }
 
   async list(sessionId: string): Promise<SandboxRecord[]> {
@@ -145,6 +179,21 @@ export class SandboxManager {
     let provisionMs = 0;
     const notes: string[] = [];
     const budgetMs = opts.timeoutMs ?? callTimeoutMs(tool, input);
+    // A ready sandbox whose capability this process cannot open belonged to a runtime that
+    // restarted (local sandboxes die with it): like one that dies during a call, the model is
+    // told and the next call starts a fresh one; the call is not silently run again elsewhere.
+    const unreachable = await this.unreadable(sessionId, name);
+    if (unreachable) {
+      const reason = 'its runtime restarted, and the sandbox with it';
+      const marked = await putSandboxRecord(this.table, { ...unreachable, state: 'dead', endedReason: reason }, { ref: unreachable.ref, state: 'ready' });
+      if (marked) await this.provider.release(sessionId, name, unreachable.ref).catch(() => undefined);
+      return {
+        sandbox: name,
+        provisionMs: 0,
+        isError: true,
+        output: `sandbox "${name}" became unavailable (${reason}). Its state is lost; the next tool call starts a fresh sandbox from the same recipe.`,
+      };
+    }
     // Provisioning stops at the step's deadline or the user's interrupt, whichever comes first.
     const cut = cutSignal(opts);
     try {
@@ -161,7 +210,7 @@ export class SandboxManager {
         // Mark it busy, so the idle reaper leaves it alone while the call runs.
         const now = new Date();
         const busy: SandboxRecord = { ...record, lastUsedAt: now.toISOString(), busyUntil: new Date(now.getTime() + budgetMs).toISOString() };
-        if (await putSandboxRecord(this.table, busy, { ref: record.ref, state: 'ready' })) {
+        if (await this.put(busy, { ref: record.ref, state: 'ready' })) {
           record = busy;
           break;
         }
@@ -185,7 +234,7 @@ export class SandboxManager {
     try {
       const out = await new SandboxClient(record!.endpoint).execute(tool, input, opts);
       const { busyUntil: _busy, ...rest } = record!;
-      await putSandboxRecord(this.table, { ...rest, lastUsedAt: new Date().toISOString() }, { ref: record!.ref, state: 'ready' });
+      await this.put({ ...rest, lastUsedAt: new Date().toISOString() }, { ref: record!.ref, state: 'ready' });
       return { ...out, output: withNotes(out.output), sandbox: name, provisionMs };
     } catch (err) {
       // The step's deadline: the call goes on in the sandbox (so it stays busy), and the next
@@ -194,11 +243,11 @@ export class SandboxManager {
       if (!(err instanceof SandboxUnavailableError)) {
         // Aborted (the user interrupted) or a bug: the sandbox is not busy on our account any more.
         const { busyUntil: _busy, ...rest } = record!;
-        await putSandboxRecord(this.table, rest, { ref: record!.ref, state: 'ready' }).catch(() => undefined);
+        await this.put(rest, { ref: record!.ref, state: 'ready' }).catch(() => undefined);
         throw err;
       }
       const { busyUntil: _busy, ...rest } = record!;
-      const marked = await putSandboxRecord(this.table, { ...rest, state: 'dead', endedReason: err.message }, { ref: record!.ref, state: 'ready' });
+      const marked = await this.put({ ...rest, state: 'dead', endedReason: err.message }, { ref: record!.ref, state: 'ready' });
       // Only the writer that marked it dead stops it: a sandbox handed off meanwhile is not ours.
       if (marked) await this.provider.release(sessionId, name, record!.ref).catch(() => undefined);
       return {
@@ -238,7 +287,7 @@ export class SandboxManager {
       createdAt: now,
       lastUsedAt: now,
     };
-    await putSandboxRecord(this.table, record);
+    await this.put(record);
     return { record, provisionMs: Date.now() - started, notes: provisioned.notes ?? [], replaced: existing };
   }
 
@@ -282,10 +331,10 @@ export class SandboxManager {
     };
     try {
       await this.provider.transfer?.(from, to, record.ref);
-      await putSandboxRecord(this.table, moved);
+      await this.put(moved);
     } catch (err) {
       // Keep it where it was, reachable with the new capability.
-      await putSandboxRecord(this.table, { ...record, endpoint }).catch(() => undefined);
+      await this.put({ ...record, endpoint }).catch(() => undefined);
       throw err;
     }
     const k = sandboxKey(from.sessionId, from.name);

@@ -10,13 +10,14 @@
  * released is conditional on its record being unchanged since it was read, so a call that starts
  * meanwhile wins.
  */
+import { CORRAL_ENV, readSandboxIdleMs } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { StateTable } from '../store.js';
 import { ACTIVE_SANDBOX_SHARDS, activeSandboxPartition, putSandboxRecord, type SandboxRecord } from './manager.js';
 import type { SandboxProvider } from './types.js';
 
-export const DEFAULT_SANDBOX_IDLE_MS = 15 * 60_000;
-export const SANDBOX_IDLE_ENV = 'CORRAL_SANDBOX_IDLE_MS';
+export { DEFAULT_SANDBOX_IDLE_MS } from '../config.js';
+export const SANDBOX_IDLE_ENV = CORRAL_ENV.sandboxIdleMs;
 
 export interface ReapOptions {
   table: StateTable;
@@ -35,14 +36,8 @@ export interface ReapResult {
   failed: Array<{ sessionId: string; name: string; error: string }>;
 }
 
-/** `CORRAL_SANDBOX_IDLE_MS` (milliseconds), or 15 minutes. */
-export function sandboxIdleMsFromEnv(env: Record<string, string | undefined> = process.env): number {
-  const raw = env[SANDBOX_IDLE_ENV];
-  if (raw === undefined || raw === '') return DEFAULT_SANDBOX_IDLE_MS;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${SANDBOX_IDLE_ENV} must be a positive number of milliseconds, got ${JSON.stringify(raw)}`);
-  return n;
-}
+/** `CORRAL_SANDBOX_IDLE_MS` (milliseconds), or 15 minutes: `readSandboxIdleMs` of the configuration contract. */
+export const sandboxIdleMsFromEnv = readSandboxIdleMs;
 
 function describeIdle(ms: number): string {
   return ms >= 60_000 && ms % 60_000 === 0 ? `${ms / 60_000} minute${ms === 60_000 ? '' : 's'}` : `${ms} ms`;

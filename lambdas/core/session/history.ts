@@ -35,7 +35,7 @@ export async function readHistory(log: EventLog, sessionId: string, params: Hist
   const desc = params.order === 'desc';
   const cursorRaw = decodeCursor(params.page);
   const cursor = cursorRaw === undefined ? undefined : Number(cursorRaw);
-  if (cursor !== undefined && !Number.isInteger(cursor)) throw new InvalidRequestError('page: not a valid page cursor');
+  if (cursor !== undefined && (!Number.isSafeInteger(cursor) || cursor < 0)) throw new InvalidRequestError('page: not a valid page cursor');
   const types = params.types?.length ? new Set(params.types) : null;
   const time = (bound: string | undefined, name: string) => {
     if (bound === undefined) return undefined;
@@ -60,7 +60,7 @@ export async function readHistory(log: EventLog, sessionId: string, params: Hist
   const low = params.positions?.from ?? 1;
   const high = params.positions?.to ?? Number.MAX_SAFE_INTEGER - 1;
   for (const [name, v] of [['from_position', low], ['to_position', high]] as const) {
-    if (!Number.isInteger(v) || v < 0) throw new InvalidRequestError(`${name}: must be a log position (an integer from 0)`);
+    if (!Number.isSafeInteger(v) || v < 0) throw new InvalidRequestError(`${name}: must be a log position (an integer from 0)`);
   }
 
   const data: SessionEvent[] = [];

@@ -22,6 +22,8 @@ export class McpCallFailure extends Error {
   constructor(
     readonly kind: McpFailureKind,
     message: string,
+    /** The HTTP status that refused the credentials (401 or 403), for `authentication`. */
+    readonly status?: number,
   ) {
     super(message);
     this.name = 'McpCallFailure';
@@ -62,15 +64,18 @@ function causeCode(err: unknown): string | undefined {
 }
 
 /** What went wrong, in words that never repeat a server's answer (which could echo anything). */
-export function classifyMcpError(err: unknown, server: string): { kind: McpFailureKind | 'tool'; message: string; neverReached: boolean } {
-  if (err instanceof McpCallFailure) return { kind: err.kind, message: err.message, neverReached: false };
+export function classifyMcpError(
+  err: unknown,
+  server: string,
+): { kind: McpFailureKind | 'tool'; message: string; neverReached: boolean; status?: number } {
+  if (err instanceof McpCallFailure) return { kind: err.kind, message: err.message, neverReached: false, status: err.status };
   if (err instanceof UnauthorizedError) {
-    return { kind: 'authentication', message: `MCP server ${server} refused the credentials (401)`, neverReached: false };
+    return { kind: 'authentication', message: `MCP server ${server} refused the credentials (401)`, neverReached: false, status: 401 };
   }
   if (err instanceof StreamableHTTPError) {
     const code = err.code ?? 0;
     if (code === 401 || code === 403) {
-      return { kind: 'authentication', message: `MCP server ${server} refused the credentials (${code})`, neverReached: false };
+      return { kind: 'authentication', message: `MCP server ${server} refused the credentials (${code})`, neverReached: false, status: code };
     }
     if (code === -1) return { kind: 'connection', message: `MCP server ${server} answered with an unexpected content type`, neverReached: false };
     return { kind: 'connection', message: `MCP server ${server} answered HTTP ${code}`, neverReached: false };
@@ -150,7 +155,7 @@ export class McpConnector {
       const c = classifyMcpError(err, server.name);
       // A JSON-RPC error for the call itself (unknown tool, bad arguments) is the tool's answer.
       if (c.kind === 'tool') return { content: [{ type: 'text', text: `${c.message}: ${(err as Error).message}`.slice(0, 2000) }], isError: true };
-      throw new McpCallFailure(c.kind, c.message);
+      throw new McpCallFailure(c.kind, c.message, c.status);
     }
   }
 
@@ -178,7 +183,7 @@ export class McpConnector {
       } catch (err) {
         lastError = err;
         const c = classifyMcpError(err, server.name);
-        if (c.kind === 'authentication') throw new McpCallFailure('authentication', c.message);
+        if (c.kind === 'authentication') throw new McpCallFailure('authentication', c.message, c.status);
         continue; // initialization never runs a tool: always safe to retry
       }
       try {
@@ -191,7 +196,7 @@ export class McpConnector {
         const c = classifyMcpError(err, server.name);
         if (c.kind === 'tool') throw err;
         await this.drop(key);
-        if (c.kind === 'authentication') throw new McpCallFailure('authentication', c.message);
+        if (c.kind === 'authentication') throw new McpCallFailure('authentication', c.message, c.status);
         // A cached client the server forgot (its session expired): one fresh try is always fine.
         const staleSession = cached && err instanceof StreamableHTTPError && (err.code === 404 || err.code === 400);
         if (staleSession || idempotent || c.neverReached) continue;
@@ -199,7 +204,7 @@ export class McpConnector {
       }
     }
     const c = classifyMcpError(lastError, server.name);
-    throw new McpCallFailure(c.kind === 'tool' ? 'connection' : c.kind, c.message);
+    throw new McpCallFailure(c.kind === 'tool' ? 'connection' : c.kind, c.message, c.status);
   }
 
   private connect(key: string, server: { name: string; url: string }, token: string | undefined): Promise<Client> {

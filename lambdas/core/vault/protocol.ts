@@ -1,4 +1,5 @@
 import type { McpCallResult, McpServerRef, McpToolInfo } from '../mcp/gateway.js';
+import type { CredentialValidation } from './oauth.js';
 import type { SecretSink } from './secret-store.js';
 import type { SecretFields } from './types.js';
 
@@ -22,7 +23,9 @@ export type ProxyRequest =
       input: unknown;
       idempotencyKey?: string;
     }
-  | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] };
+  | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] }
+  | { op: 'mcp_oauth_validate'; tenant: string; vaultId: string; credentialId: string }
+  | { op: 'git_close'; sessionId: string; channel: string };
 
 export type ProxyErrorKind = 'connection' | 'authentication' | 'invalid' | 'forbidden' | 'internal';
 
@@ -38,6 +41,8 @@ export type GitEndpoint = { kind: 'unix'; socketPath: string } | { kind: 'https'
  * each under `path` on the channel (`/r/<n>/<name>.git`), until `expires_at`.
  */
 export interface GitChannel {
+  /** Names the channel for `git_close` (not a secret: it opens nothing by itself). */
+  id: string;
   endpoint: GitEndpoint | null;
   capability: string;
   expires_at: string;
@@ -109,6 +114,16 @@ export class CredentialProxyClient implements SecretSink {
 
   gitOpen(req: { sessionId: string; sandbox: string; repositories: string[] }): Promise<GitChannel> {
     return this.call({ op: 'git_open', ...req });
+  }
+
+  /** Probe an `mcp_oauth` credential against its MCP server, refreshing it on a 401. */
+  mcpOAuthValidate(req: { tenant: string; vaultId: string; credentialId: string }): Promise<CredentialValidation> {
+    return this.call({ op: 'mcp_oauth_validate', ...req });
+  }
+
+  /** Close a channel: its capability stops working at once (sandbox stopped, handed off, deleted). */
+  async gitClose(req: { sessionId: string; channel: string }): Promise<void> {
+    await this.call({ op: 'git_close', ...req });
   }
 
   close(): Promise<void> {

@@ -1,10 +1,11 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
 import type { McpServerRef } from '../mcp/gateway.js';
 import type { Session } from '../resources/sessions.js';
 import type { Item, StateTable } from '../store.js';
 import { McpCallFailure, McpConnector, type McpConnectorOptions } from './mcp-connector.js';
+import { OAuthRefreshError, OAuthTokens, isOAuth, validateMcpOAuth, type CredentialValidation } from './oauth.js';
 import {
   GIT_CAPABILITY_HEADER,
   type GitChannel,
@@ -16,6 +17,7 @@ import {
 import { redactSecrets, type SecretStore } from './secret-store.js';
 import {
   SECRET_PREFIX,
+  credentialKey,
   normalizeRepositoryUrl,
   normalizeServerUrl,
   vaultKey,
@@ -33,6 +35,12 @@ import {
  *
  * Two faces: `handle` (JSON calls from the API and the harness) and `handleGit` (git smart HTTP
  * from a sandbox's forwarder, authorized by a capability that `git_open` issued to that sandbox).
+ *
+ * A git capability works only while its channel is open: `git_open` registers the channel,
+ * `git_close` (the sandbox stopped, was handed to another session, or its session was deleted)
+ * forgets it, and a capability of a forgotten channel is refused even though its signature is
+ * good. Open channels are kept in this process, like the signing key the local proxy makes at
+ * start: a restarted proxy knows neither, so every earlier capability is dead with it.
  */
 
 /** The session head as stored: the session, its tenant and the refs of its repository tokens. */
@@ -58,6 +66,8 @@ export interface CredentialProxyDeps {
   gitCapabilityTtlMs?: number;
   /** How long a secret read from the store is reused. @default 30000 */
   secretCacheMs?: number;
+  /** `mcp_oauth` refreshes: how long before the expiry, the token endpoint's timeout, its fetch (tests). */
+  oauth?: { marginMs?: number; timeoutMs?: number; fetch?: typeof fetch };
   now?: () => number;
 }
 
@@ -88,6 +98,9 @@ export class CredentialProxy {
   private readonly now: () => number;
   private readonly secretCache = new Map<string, { at: number; value: SecretFields | undefined }>();
   private readonly secretCacheMs: number;
+  private readonly oauth: OAuthTokens;
+  /** Open git channels by id: the session and sandbox each was issued to. */
+  private readonly gitChannels = new Map<string, { s: string; n: string }>();
 
   constructor(private readonly deps: CredentialProxyDeps) {
     this.log = deps.logger ?? silentLogger;
@@ -95,6 +108,20 @@ export class CredentialProxy {
     this.fetchImpl = deps.fetch ?? fetch;
     this.now = deps.now ?? Date.now;
     this.secretCacheMs = deps.secretCacheMs ?? 30_000;
+    this.oauth = new OAuthTokens({
+      secrets: {
+        read: (ref, fresh) => this.secret(ref, fresh),
+        write: async (ref, value) => {
+          await this.deps.secrets.put(ref, value);
+          this.secretCache.set(ref, { at: this.now(), value });
+        },
+      },
+      fetch: deps.oauth?.fetch,
+      timeoutMs: deps.oauth?.timeoutMs,
+      marginMs: deps.oauth?.marginMs,
+      now: this.now,
+      logger: this.log,
+    });
   }
 
   /** Answer one call. Never throws; never puts a secret in the answer. */
@@ -152,6 +179,16 @@ export class CredentialProxy {
         return this.mcp(r);
       case 'git_open':
         return this.gitOpen(r);
+      case 'mcp_oauth_validate':
+        return this.validate(r);
+      case 'git_close': {
+        const id = typeof r.channel === 'string' ? r.channel : '';
+        const open = this.gitChannels.get(id);
+        if (open && open.s !== r.sessionId) throw new ProxyFailure('forbidden', `channel ${id} is not a channel of session ${String(r.sessionId)}`);
+        this.gitChannels.delete(id);
+        if (open) this.log.info('git channel closed', { sessionId: open.s, sandbox: open.n });
+        return null;
+      }
       default:
         throw new ProxyFailure('invalid', `unknown op ${JSON.stringify((r as { op?: unknown }).op)}`);
     }
@@ -225,17 +262,13 @@ export class CredentialProxy {
       throw new ProxyFailure('forbidden', `vaults not attached to session ${r.sessionId} were named`, server.name);
     }
     const grant = await this.grantFor(head, own.url);
+    if (grant && isOAuth(grant.credential)) return this.mcpOAuth(r, own, grant.credential, grant.ref);
     const run = async (fresh: boolean) => {
       const secret = grant ? await this.secret(grant.ref, fresh) : undefined;
-      const token = grant ? (grant.credential.auth.type === 'mcp_oauth' ? secret?.access_token : secret?.token) : undefined;
+      const token = grant ? secret?.token : undefined;
       if (grant && !token) throw new ProxyFailure('authentication', `MCP server ${own.name}: the credential ${grant.credential.id} has no secret`, own.name);
       try {
-        const result =
-          r.op === 'mcp_list_tools'
-            ? await this.connector.listTools(r.sessionId, own, token)
-            : await this.connector.callTool(r.sessionId, own, token, String(r.tool), r.input);
-        // A server could echo what it was sent; the token never leaves, even then.
-        return token ? JSON.parse(redactSecrets(JSON.stringify(result), [token])) : result;
+        return await this.mcpCall(r, own, token);
       } catch (err) {
         if (err instanceof McpCallFailure) throw new ProxyFailure(err.kind, err.message, own.name);
         throw err;
@@ -253,6 +286,99 @@ export class CredentialProxy {
       }
       throw err;
     }
+  }
+
+  /** One MCP request with `token` (if any); the answer never carries the token back. */
+  private async mcpCall(r: Extract<ProxyRequest, { op: 'mcp_list_tools' | 'mcp_call_tool' }>, own: McpServerRef, token: string | undefined) {
+    const result =
+      r.op === 'mcp_list_tools'
+        ? await this.connector.listTools(r.sessionId, own, token)
+        : await this.connector.callTool(r.sessionId, own, token, String(r.tool), r.input);
+    // A server could echo what it was sent; the token never leaves, even then.
+    return token ? JSON.parse(redactSecrets(JSON.stringify(result), [token])) : result;
+  }
+
+  /**
+   * An MCP request with an `mcp_oauth` credential: its access token is refreshed first when it
+   * expires within the margin, and once more (then the request retried once) when the server
+   * answers 401. A refresh that fails is an `authentication` failure naming no secret.
+   */
+  private async mcpOAuth(
+    r: Extract<ProxyRequest, { op: 'mcp_list_tools' | 'mcp_call_tool' }>,
+    own: McpServerRef,
+    credential: Credential & { auth: { type: 'mcp_oauth' } },
+    ref: string,
+  ): Promise<unknown> {
+    const refreshFailed = (err: OAuthRefreshError) => new ProxyFailure('authentication', `MCP server ${own.name}: ${err.message}`, own.name);
+    let token: string | undefined;
+    let refreshed: boolean;
+    let tried: boolean;
+    try {
+      ({ token, refreshed, tried } = await this.oauth.current(credential, ref));
+    } catch (err) {
+      if (err instanceof OAuthRefreshError) throw refreshFailed(err);
+      throw err;
+    }
+    if (!token) throw new ProxyFailure('authentication', `MCP server ${own.name}: the credential ${credential.id} has no secret`, own.name);
+    const log = (retried: boolean) =>
+      this.log.info('mcp call', { op: r.op, sessionId: r.sessionId, server: own.name, credential: credential.id, refreshed, retried });
+    try {
+      const result = await this.mcpCall(r, own, token);
+      log(false);
+      return result;
+    } catch (err) {
+      if (!(err instanceof McpCallFailure)) throw err;
+      // Only a 401 says the token itself is no good; and a call refreshes (or tries to) only once.
+      if (err.kind !== 'authentication' || err.status !== 401 || tried) throw new ProxyFailure(err.kind, err.message, own.name);
+    }
+    try {
+      token = await this.oauth.replace(credential, ref, token);
+      refreshed = true;
+    } catch (err) {
+      if (err instanceof OAuthRefreshError) throw refreshFailed(err);
+      throw err;
+    }
+    try {
+      const result = await this.mcpCall(r, own, token);
+      log(true);
+      return result;
+    } catch (err) {
+      if (err instanceof McpCallFailure) throw new ProxyFailure(err.kind, err.message, own.name);
+      throw err;
+    }
+  }
+
+  /**
+   * `mcp_oauth_validate`: the credential is read from the state table (the caller's tenant must
+   * own it, and it must be an unarchived `mcp_oauth` credential of an unarchived vault), then
+   * probed (`validateMcpOAuth`). Tokens a refresh yields are stored as any refresh's are.
+   */
+  private async validate(r: Extract<ProxyRequest, { op: 'mcp_oauth_validate' }>): Promise<CredentialValidation> {
+    for (const [name, v] of [['tenant', r.tenant], ['vaultId', r.vaultId], ['credentialId', r.credentialId]] as const) {
+      if (typeof v !== 'string' || !v) throw new ProxyFailure('invalid', `${name}: required`);
+    }
+    const vault = await this.deps.table.get(vaultKey(r.vaultId).pk, 'head');
+    const key = credentialKey(r.vaultId, r.credentialId);
+    const item = await this.deps.table.get(key.pk, key.sk);
+    if (!vault || vault.tenant !== r.tenant || !item || item.tenant !== r.tenant) {
+      throw new ProxyFailure('forbidden', `credential ${r.credentialId} is not a credential of vault ${r.vaultId} of this tenant`);
+    }
+    const credential = item.data as Credential;
+    if ((vault.data as Vault).archived_at || credential.archived_at) throw new ProxyFailure('invalid', `credential ${r.credentialId} is archived`);
+    if (!isOAuth(credential)) throw new ProxyFailure('invalid', `credential ${r.credentialId} is ${credential.auth.type}, not mcp_oauth`);
+    const result = await validateMcpOAuth(credential, String(item.secret_ref), {
+      tokens: this.oauth,
+      secrets: { read: (ref, fresh) => this.secret(ref, fresh) },
+      fetch: this.deps.mcp?.fetch,
+      now: this.now,
+    });
+    this.log.info('mcp_oauth credential validated', {
+      credential: credential.id,
+      status: result.status,
+      refresh: result.refresh?.status ?? null,
+      probe_failed: result.mcp_probe?.method ?? null,
+    });
+    return result;
   }
 
   // --- git ----------------------------------------------------------------------------------------
@@ -279,10 +405,13 @@ export class CredentialProxy {
       urls.push(url);
     }
     const expires = this.now() + (this.deps.gitCapabilityTtlMs ?? 7 * 24 * 3600_000);
-    const payload = Buffer.from(JSON.stringify({ s: r.sessionId, n: r.sandbox, r: urls, e: expires }), 'utf8').toString('base64url');
+    const id = randomBytes(16).toString('base64url');
+    const payload = Buffer.from(JSON.stringify({ c: id, s: r.sessionId, n: r.sandbox, r: urls, e: expires }), 'utf8').toString('base64url');
     const mac = createHmac('sha256', await this.deps.signingKey()).update(`v1.${payload}`).digest('base64url');
+    this.gitChannels.set(id, { s: r.sessionId, n: r.sandbox });
     this.log.info('git channel opened', { sessionId: r.sessionId, sandbox: r.sandbox, repositories: urls.length });
     return {
+      id,
       endpoint: this.deps.gitEndpoint ?? null,
       capability: `v1.${payload}.${mac}`,
       expires_at: new Date(expires).toISOString(),
@@ -290,7 +419,7 @@ export class CredentialProxy {
     };
   }
 
-  private async verifyCapability(cap: string | null): Promise<{ s: string; n: string; r: string[]; e: number } | null> {
+  private async verifyCapability(cap: string | null): Promise<{ c: string; s: string; n: string; r: string[]; e: number } | null> {
     if (!cap) return null;
     const m = /^v1\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/.exec(cap.trim());
     if (!m) return null;
@@ -300,6 +429,8 @@ export class CredentialProxy {
     try {
       const p = JSON.parse(Buffer.from(m[1], 'base64url').toString('utf8'));
       if (typeof p.s !== 'string' || !Array.isArray(p.r) || typeof p.e !== 'number' || p.e < this.now()) return null;
+      // A closed channel's capability opens nothing, however well signed.
+      if (typeof p.c !== 'string' || this.gitChannels.get(p.c)?.s !== p.s) return null;
       return p;
     } catch {
       return null;
@@ -327,7 +458,7 @@ export class CredentialProxy {
         return deny(405, 'method not allowed');
       }
       const cap = await this.verifyCapability(req.headers.get(GIT_CAPABILITY_HEADER));
-      if (!cap) return deny(403, 'missing, invalid or expired git capability');
+      if (!cap) return deny(403, 'missing, invalid, expired or closed git capability');
       const repo = cap.r[Number(m[1])];
       if (!repo) return deny(404, 'no such repository on this channel');
       const head = await this.deps.table.get(`session#${cap.s}`, 'head');
@@ -348,7 +479,9 @@ export class CredentialProxy {
       }
       headers.set('user-agent', 'git/corral-credential-proxy');
       if (token) headers.set('authorization', `Basic ${Buffer.from(`x-access-token:${token}`, 'utf8').toString('base64')}`);
-      const upstream = `${repo.replace(/\/+$/, '')}${suffix}${url.search}`;
+      // Only the repository's own smart-HTTP endpoints, and no query but the service.
+      const search = suffix === '/info/refs' ? `?service=${url.searchParams.get('service')}` : '';
+      const upstream = `${repo.replace(/\/+$/, '')}${suffix}${search}`;
       const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'manual' };
       if (req.method === 'POST') {
         init.body = req.body;

@@ -64,6 +64,13 @@ export interface Credential {
  */
 export type SecretFields = Record<string, string>;
 
+/**
+ * The secret field in which the proxy keeps the expiry of an `mcp_oauth` access token it obtained
+ * by a refresh (RFC 3339, or `unknown`); see `oauth.ts`. The API removes it when a client sets a
+ * new `access_token` or `expires_at`.
+ */
+export const REFRESHED_EXPIRY_FIELD = 'access_token_expires_at';
+
 /** Every secret Corral keeps is named under this prefix (the proxy's IAM policy is scoped to it). */
 export const SECRET_PREFIX = 'corral/vault/';
 

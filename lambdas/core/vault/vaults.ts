@@ -1,12 +1,15 @@
 import type { CredentialCreate, CredentialUpdate, VaultCreate, VaultUpdate } from '../api/schemas.js';
 import { ConflictError, CorralError, InvalidRequestError, NotFoundError } from '../errors.js';
 import { newId } from '../ids.js';
-import { nowIso, patchMetadata } from '../resources/common.js';
+import { assertRecordFits, nowIso, patchMetadata } from '../resources/common.js';
 import { collectPage, type ListParams, type ListResult } from '../resources/paging.js';
 import type { StateTable } from '../store.js';
+import type { CredentialValidation } from './oauth.js';
+import { ProxyCallError } from './protocol.js';
 import type { SecretSink } from './secret-store.js';
 import {
   CREDENTIAL_ID_PREFIX,
+  REFRESHED_EXPIRY_FIELD,
   VAULT_ID_PREFIX,
   credentialKey,
   credentialSecretRef,
@@ -26,6 +29,11 @@ export class CredentialProxyUnavailableError extends CorralError {
   }
 }
 
+/** The credential proxy's probe of an `mcp_oauth` credential (`CredentialProxyClient` has it). */
+export interface CredentialValidator {
+  mcpOAuthValidate(req: { tenant: string; vaultId: string; credentialId: string }): Promise<CredentialValidation>;
+}
+
 /**
  * Vaults and their credentials: metadata in the state table, secrets handed to the credential
  * proxy (`SecretSink`) and never kept, logged or returned here.
@@ -33,7 +41,7 @@ export class CredentialProxyUnavailableError extends CorralError {
 export class VaultService {
   constructor(
     private readonly table: StateTable,
-    private readonly secrets: SecretSink | undefined,
+    private readonly secrets: (SecretSink & Partial<CredentialValidator>) | undefined,
   ) {}
 
   // --- vaults -----------------------------------------------------------------------------------
@@ -49,6 +57,7 @@ export class VaultService {
       updated_at: nowIso(now),
       archived_at: null,
     };
+    assertRecordFits('vault', vault);
     await this.table.put({ ...vaultKey(id), tenant, data: vault, gsi1pk: `${tenant}#vaults`, gsi1sk: id }, { ifNotExists: true });
     return vault;
   }
@@ -72,6 +81,7 @@ export class VaultService {
       metadata: patchMetadata(current.metadata, params.metadata),
       updated_at: nowIso(now),
     };
+    assertRecordFits('vault', next);
     await this.save(tenant, next);
     return next;
   }
@@ -131,6 +141,8 @@ export class VaultService {
     const vault = await this.get(tenant, vaultId);
     if (vault.archived_at) throw new InvalidRequestError(`vault ${vaultId} is archived`);
     const { auth, secret } = splitAuth(params.auth);
+    // Checked before the secret goes to the proxy: a refused credential leaves no secret behind.
+    assertRecordFits('credential', { ...params, auth });
     if ('mcp_server_url' in auth) await this.assertNoOtherFor(vaultId, auth.mcp_server_url, null);
     const id = newId(CREDENTIAL_ID_PREFIX, now.getTime());
     const ref = credentialSecretRef(tenant, vaultId, id);
@@ -191,6 +203,7 @@ export class VaultService {
       metadata: patchMetadata(current.metadata, params.metadata),
       updated_at: nowIso(now),
     };
+    assertRecordFits('credential', next);
     await this.table.put({ ...item, data: next, target: targetOf(auth) });
     return next;
   }
@@ -211,6 +224,33 @@ export class VaultService {
     await this.forgetSecret(String(item.secret_ref));
     await this.table.delete(item.pk, item.sk);
     return { id, type: 'vault_credential_deleted' };
+  }
+
+  /**
+   * `mcp_oauth_validate`: the credential proxy probes the credential's MCP server with its access
+   * token, refreshing it on a 401 (`BetaManagedAgentsCredentialValidation`). Only unarchived
+   * `mcp_oauth` credentials of unarchived vaults can be validated (400 otherwise).
+   */
+  async validateMcpOAuth(tenant: string, vaultId: string, id: string): Promise<CredentialValidation> {
+    const vault = await this.get(tenant, vaultId);
+    const current = await this.getCredential(tenant, vaultId, id);
+    if (vault.archived_at) throw new InvalidRequestError(`vault ${vaultId} is archived`);
+    if (current.archived_at) throw new InvalidRequestError(`credential ${id} is archived`);
+    if (current.auth.type !== 'mcp_oauth') {
+      throw new InvalidRequestError(`credential ${id} is a ${current.auth.type} credential; only mcp_oauth credentials can be validated`);
+    }
+    if (!this.secrets?.mcpOAuthValidate) {
+      throw new CredentialProxyUnavailableError('no credential proxy is configured on this deployment: credentials cannot be validated');
+    }
+    try {
+      return await this.secrets.mcpOAuthValidate({ tenant, vaultId, credentialId: id });
+    } catch (err) {
+      if (err instanceof ProxyCallError && err.kind === 'invalid') throw new InvalidRequestError(err.message);
+      if (err instanceof ProxyCallError && err.kind === 'forbidden') throw new NotFoundError(`credential ${id} not found in vault ${vaultId}`);
+      if (err instanceof CorralError) throw err;
+      // The proxy's own messages never carry a secret.
+      throw new CredentialProxyUnavailableError(`the credential proxy could not validate the credential: ${(err as Error)?.message ?? 'error'}`);
+    }
   }
 
   async listCredentials(
@@ -320,6 +360,8 @@ function patchAuth(current: CredentialAuth, u: NonNullable<CredentialUpdate['aut
   }
   if (u.type === 'mcp_oauth' && current.type === 'mcp_oauth') {
     if (u.access_token) secret.access_token = u.access_token;
+    // The expiry the proxy kept for a token it refreshed no longer applies: the record's does.
+    if (u.access_token || u.expires_at !== undefined) secret[REFRESHED_EXPIRY_FIELD] = '';
     const auth = { ...current, expires_at: u.expires_at === undefined ? current.expires_at : u.expires_at };
     if (u.refresh === null) {
       auth.refresh = null;

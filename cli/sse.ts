@@ -1,4 +1,4 @@
-import type { SessionEvent } from '../core/session/events.js';
+import type { SessionEvent } from '../lambdas/core/session/events.js';
 import { ApiError, apiErrorOf, CancelledError, ConnectionError, type RawClient } from './client.js';
 
 export interface SseMessage {

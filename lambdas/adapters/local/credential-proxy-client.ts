@@ -6,11 +6,11 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { Logger } from '../core/logger.js';
-import { silentLogger } from '../core/logger.js';
-import type { ProxyRequest, ProxyResponse, ProxyTransport } from '../core/vault/protocol.js';
+import type { Logger } from '../../core/logger.js';
+import { silentLogger } from '../../core/logger.js';
+import type { ProxyRequest, ProxyResponse, ProxyTransport } from '../../core/vault/protocol.js';
 
-const SERVER_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'local-server.ts');
+const SERVER_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'credential-proxy-server.ts');
 /** sockaddr_un.sun_path is 108 bytes including the NUL; leave room for `git/git.sock`. */
 const MAX_SOCKET_DIR_BYTES = 80;
 
@@ -27,7 +27,7 @@ export interface LocalCredentialProxyOptions {
 }
 
 /**
- * The runtime's side of the local credential proxy: spawns `local-server.ts` as a separate
+ * The runtime's side of the local credential proxy: spawns `credential-proxy-server.ts` as a separate
  * process on first use (so runtimes that never touch a credential never start it), hands it a
  * fresh random token on stdin, and calls it with HTTP over its control socket. The child's log
  * lines are passed to the runtime's logger. If the child dies, the next call starts a new one.

@@ -1,6 +1,6 @@
 /**
  * The credential proxy as a separate local process: spawned by the local runtime
- * (`local-client.ts`), so that the runtime's process (API and harness) never holds a secret, not
+ * (`credential-proxy-client.ts`), so that the runtime's process (API and harness) never holds a secret, not
  * even locally. It alone opens the encrypted secret store in the data dir.
  *
  * It listens on two Unix sockets in `--socket-dir`:
@@ -12,20 +12,20 @@
  *
  * stdin closing means the runtime went away: the proxy exits. Logs are JSON lines on stderr.
  *
- * Usage: local-server.ts --data-dir DIR --socket-dir DIR --dynamo-endpoint URL --state-table NAME
+ * Usage: credential-proxy-server.ts --data-dir DIR --socket-dir DIR --dynamo-endpoint URL|unix:PATH --state-table NAME
  */
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { localDynamoClient } from './dynamo-client.js';
 import { getRequestListener } from '@hono/node-server';
-import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
-import { FileSecretStore } from '../adapters/local/file-secret-store.js';
-import { jsonLogger } from '../core/logger.js';
-import { CredentialProxy } from '../core/vault/proxy.js';
-import type { ProxyRequest } from '../core/vault/protocol.js';
+import { DynamoStateTable } from '../aws/dynamodb-state-table.js';
+import { FileSecretStore } from './file-secret-store.js';
+import { jsonLogger } from '../../core/logger.js';
+import { CredentialProxy } from '../../core/vault/proxy.js';
+import type { ProxyRequest } from '../../core/vault/protocol.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -101,12 +101,8 @@ export async function main(argv: string[]): Promise<void> {
   fs.mkdirSync(gitDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(socketDir, 0o700);
 
-  const dynamo = new DynamoDBClient({
-    endpoint: values['dynamo-endpoint'],
-    region: 'local',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-    maxAttempts: 3,
-  });
+  // The runtime's dynalite: on a unix socket (`unix:<path>`) only this user can reach.
+  const dynamo = localDynamoClient(values['dynamo-endpoint']!, { maxSockets: 50 });
   const signingKey = randomBytes(32);
   const proxy = new CredentialProxy({
     table: new DynamoStateTable(dynamo, values['state-table']!),

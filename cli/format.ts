@@ -1,4 +1,4 @@
-import type { SessionEvent } from '../core/session/events.js';
+import type { SessionEvent } from '../lambdas/core/session/events.js';
 
 /** Human-readable output: colours only on a terminal (and never with NO_COLOR). */
 export interface Style {

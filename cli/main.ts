@@ -11,7 +11,7 @@ import type Anthropic from '@anthropic-ai/sdk';
 import { setMaxListeners } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { SessionEvent } from '../core/session/events.js';
+import type { SessionEvent } from '../lambdas/core/session/events.js';
 import {
   ApiError,
   CancelledError,
@@ -699,7 +699,7 @@ export async function runCli(argv: string[], partial: Partial<CliIO> = {}): Prom
   }
 }
 
-/** Run as a program (`corral …`, or `npx tsx lambdas/cli/main.ts …`): Ctrl-C aborts, a second one kills. */
+/** Run as a program (`corral …`, or `npx tsx cli/main.ts …`): Ctrl-C aborts, a second one kills. */
 export async function main(argv = process.argv.slice(2)): Promise<never> {
   const controller = new AbortController();
   let interrupted = false;

@@ -1,5 +1,5 @@
 import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
-import type { ProxyRequest, ProxyResponse, ProxyTransport } from '../core/vault/protocol.js';
+import type { ProxyRequest, ProxyResponse, ProxyTransport } from '../../core/vault/protocol.js';
 
 /**
  * The harness's and the API's way to the credential proxy on AWS: a synchronous Lambda Invoke of

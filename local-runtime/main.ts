@@ -1,12 +1,16 @@
-import { jsonLogger } from '../core/logger.js';
+import { jsonLogger } from '../lambdas/core/logger.js';
 import { startLocalRuntime } from './runtime.js';
-import { parseRateLimits } from '../core/resources/rate-limits.js';
+import { parseRateLimits } from '../lambdas/core/resources/rate-limits.js';
+import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from '../lambdas/core/resources/repository-url.js';
+import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../sandbox/limits.js';
 
 /**
  * `npm start`: the embedded default. Settings come from the environment:
- * PORT (4000), CORRAL_DATA_DIR (./.corral), CORRAL_API_KEY (generated and printed if unset),
+ * PORT (4000), CORRAL_DATA_DIR (./.corral), CORRAL_API_KEY (generated if unset, and printed once, when it is generated),
  * ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for the model, CORRAL_SANDBOX_ISOLATION
- * (auto | bwrap | none), CORRAL_RATE_LIMITS (per tenant per minute, e.g. `create=300,write=1200,read=6000`).
+ * (auto | bwrap | none), CORRAL_RATE_LIMITS (per tenant per minute, e.g. `create=300,write=1200,read=6000`),
+ * CORRAL_REPOSITORY_URL_ALLOW (origins accepted besides public https ones, e.g. `http://127.0.0.1`),
+ * CORRAL_SANDBOX_LIMITS (e.g. `processes=256,memory=2g,file_size=1g,cpu_seconds=3600,disk=10g`).
  */
 const env = process.env;
 const port = env.PORT ? Number(env.PORT) : 4000;
@@ -26,6 +30,16 @@ try {
   console.error(`CORRAL_RATE_LIMITS: ${(err as Error).message}`);
   process.exit(2);
 }
+function setting<T>(name: string, parse: (text: string | undefined) => T): T {
+  try {
+    return parse(env[name]);
+  } catch (err) {
+    console.error(`${name}: ${(err as Error).message}`);
+    process.exit(2);
+  }
+}
+const repositoryUrlAllow = setting(REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow);
+const sandboxLimits = setting(SANDBOX_LIMITS_ENV, parseSandboxLimits);
 const logger = jsonLogger({ service: 'corral-local' });
 
 const runtime = await startLocalRuntime({
@@ -37,6 +51,8 @@ const runtime = await startLocalRuntime({
   anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
   sandboxIsolation: isolation,
   rateLimits,
+  repositoryUrlAllow,
+  sandboxLimits,
   logger,
 }).catch((err) => {
   console.error(`corral: could not start: ${(err as Error).message}`);
@@ -46,9 +62,12 @@ const runtime = await startLocalRuntime({
 const lines = [
   `Corral is listening on ${runtime.url}`,
   `  data dir: ${runtime.dataDir}`,
-  runtime.apiKeyGenerated
-    ? `  API key:  ${runtime.apiKey}  (generated; kept in ${runtime.dataDir}/api-key)`
-    : '  API key:  from CORRAL_API_KEY',
+  // The key is shown once, on the start that makes it; later starts only say where it is.
+  runtime.apiKeyNew
+    ? `  API key:  ${runtime.apiKey}  (generated now and kept in ${runtime.dataDir}/api-key; it is not shown again)`
+    : runtime.apiKeyGenerated
+      ? `  API key:  in ${runtime.dataDir}/api-key`
+      : '  API key:  from CORRAL_API_KEY',
   `  model:    ${env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com'}${env.ANTHROPIC_API_KEY ? '' : '  (ANTHROPIC_API_KEY is not set)'}`,
 ];
 console.log(lines.join('\n'));

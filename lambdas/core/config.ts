@@ -1,0 +1,299 @@
+/**
+ * Corral's configuration contract on AWS: the environment variables the deployed functions read,
+ * and the parsers that read them. The CDK app (infra/) writes every function's environment
+ * through these names and the Lambda entries read it through these parsers, so the two cannot
+ * drift; `test/infra/config-contract.test.ts` parses each synthesized function's environment with
+ * its entry's parser.
+ *
+ * Imported by the CDK app too: nothing here may import the AWS SDK or anything that starts work
+ * at module load.
+ *
+ * `ANTHROPIC_API_KEY` is deliberately not part of it: on AWS the model key is read from SSM
+ * (`CORRAL_MODEL_API_KEY_PARAMETER`) and never placed in a function's environment.
+ */
+import { z } from 'zod';
+import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from './resources/repository-url.js';
+
+/** Every variable, by the name the code uses for it. */
+export const CORRAL_ENV = {
+  /** The events table (session log): one item per event. API, harness. */
+  eventsTable: 'CORRAL_EVENTS_TABLE',
+  /** The state table (agents, sessions, leases, sandboxes, API keys, rate limits). Every function. */
+  stateTable: 'CORRAL_STATE_TABLE',
+  /** URL of the SQS FIFO wake queue. API, harness. */
+  wakeQueueUrl: 'CORRAL_WAKE_QUEUE_URL',
+  /** ECS cluster (name or ARN) sandbox tasks run in. API, harness, reaper. */
+  sandboxCluster: 'CORRAL_SANDBOX_CLUSTER',
+  /** The sandbox task definition (ARN) RunTask starts. API, harness. */
+  sandboxTaskDefinition: 'CORRAL_SANDBOX_TASK_DEFINITION',
+  /** Comma-separated subnet ids for sandbox tasks. API, harness. */
+  sandboxSubnets: 'CORRAL_SANDBOX_SUBNETS',
+  /** Comma-separated security group ids for sandbox tasks. API, harness. */
+  sandboxSecurityGroups: 'CORRAL_SANDBOX_SECURITY_GROUPS',
+  /** Name of the sandbox agent's container in the task definition. API, harness. */
+  sandboxContainer: 'CORRAL_SANDBOX_CONTAINER',
+  /** Port the sandbox agent listens on. Optional, default 8080. */
+  sandboxPort: 'CORRAL_SANDBOX_PORT',
+  /** `true` gives sandbox tasks public IPs (subnets without NAT). Optional, default `false`. */
+  sandboxAssignPublicIp: 'CORRAL_SANDBOX_ASSIGN_PUBLIC_IP',
+  /** A Messages-API-compatible endpoint. Optional, default the Anthropic API. Harness. */
+  modelBaseUrl: 'ANTHROPIC_BASE_URL',
+  /** Name of the SSM SecureString parameter holding the model key. Harness. */
+  modelApiKeyParameter: 'CORRAL_MODEL_API_KEY_PARAMETER',
+  /** How long a harness's session lease lasts without renewal, ms. Optional. */
+  leaseTtlMs: 'CORRAL_LEASE_TTL_MS',
+  /** Comma-separated session attributes added as metric dimensions: `agent`, `environment`. Optional. Harness. */
+  metricsSessionDimensions: 'CORRAL_METRICS_SESSION_DIMENSIONS',
+  /** The credential proxy function (name or ARN) the harness and the API invoke. Optional. */
+  credentialProxyFunction: 'CORRAL_CREDENTIAL_PROXY_FUNCTION',
+  /** How long before the function's timeout a wake stops starting new actions, ms. Optional. Harness. */
+  wakeSafetyMarginMs: 'CORRAL_WAKE_SAFETY_MARGIN_MS',
+  /** A sandbox no tool call used for this long is stopped, ms. Optional, default 15 minutes. Reaper. */
+  sandboxIdleMs: 'CORRAL_SANDBOX_IDLE_MS',
+  /** The KMS key new vault secrets are encrypted with. Optional. Credential proxy. */
+  vaultKmsKeyId: 'CORRAL_VAULT_KMS_KEY_ID',
+  /** The HTTPS URL sandboxes reach the proxy's git side at. Optional. Credential proxy. */
+  gitProxyUrl: 'CORRAL_GIT_PROXY_URL',
+  /**
+   * ARN of the KMS key that seals sandbox capabilities in the state table (data keys, see
+   * lambdas/adapters/aws/kms-capability-sealer.ts). API (not the stream), harness. Without it
+   * capabilities are stored as they are.
+   */
+  sandboxCapabilityKey: 'CORRAL_SANDBOX_CAPABILITY_KEY',
+  /**
+   * Repository origins accepted besides public `https://` ones, comma-separated
+   * (`parseRepositoryUrlAllow`). Optional, default none. API.
+   */
+  repositoryUrlAllow: REPOSITORY_URL_ALLOW_ENV,
+} as const;
+
+export type ConfigKey = keyof typeof CORRAL_ENV;
+export type ConfigEnvName = (typeof CORRAL_ENV)[ConfigKey];
+export type Env = Record<string, string | undefined>;
+
+/** Is `name` a variable of the contract? */
+export function isConfigEnvName(name: string): name is ConfigEnvName {
+  return (Object.values(CORRAL_ENV) as string[]).includes(name);
+}
+
+/** An environment written through the contract's keys (the CDK constructs use this). */
+export function configEnvironment(values: Partial<Record<ConfigKey, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values) as Array<[ConfigKey, string | undefined]>) {
+    if (value !== undefined) out[CORRAL_ENV[key]] = value;
+  }
+  return out;
+}
+
+export const DEFAULT_SANDBOX_IDLE_MS = 15 * 60_000;
+
+/** Session attributes that may become metric dimensions (opt-in: their cardinality is the user's). */
+export type SessionDimension = 'agent' | 'environment';
+
+const list = (prefix?: string) =>
+  z
+    .string()
+    .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean))
+    .pipe(z.array(prefix ? z.string().startsWith(prefix, `expected ids starting with ${prefix}`) : z.string()).min(1));
+const flag = z.enum(['true', 'false']).transform((v) => v === 'true');
+const positiveInt = z.coerce.number().int().positive();
+
+/**
+ * Parse `raw` (built from the environment) with `schema`; on failure, one error that names each
+ * variable at fault (`names` maps a schema path to its variable).
+ */
+function parse<T extends z.ZodType>(schema: T, raw: unknown, names: Record<string, string>, what: string): z.infer<T> {
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => {
+    const path = i.path.join('.');
+    return `${names[path] ?? path}: ${i.message}`;
+  });
+  throw new Error(`Corral configuration${what ? ` of ${what}` : ''} is invalid: ${problems.join('; ')}`);
+}
+
+/** `env[name]`, with an empty value counting as unset. */
+const reader = (env: Env) => (name: string) => (env[name] === '' ? undefined : env[name]);
+
+const SandboxSchema = z.object({
+  cluster: z.string().min(1),
+  taskDefinition: z.string().min(1),
+  subnets: list('subnet-'),
+  securityGroups: list('sg-'),
+  containerName: z.string().min(1),
+  port: z.coerce.number().int().min(1).max(65535).default(8080),
+  assignPublicIp: flag.default(false),
+});
+
+const ServicesSchema = z.object({
+  eventsTable: z.string().min(1),
+  stateTable: z.string().min(1),
+  wakeQueueUrl: z.url(),
+  sandbox: SandboxSchema.optional(),
+  model: z.object({
+    baseUrl: z.url().optional(),
+    apiKeyParameter: z.string().min(1).optional(),
+  }),
+  leaseTtlMs: positiveInt.optional(),
+  credentialProxyFunction: z.string().min(1).optional(),
+  sandboxCapabilityKey: z.string().regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN').optional(),
+  repositoryUrlAllow: z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      try {
+        return parseRepositoryUrlAllow(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+});
+
+/** What `createAwsServices` needs (lambdas/adapters/aws/services.ts): the API's and the harness's wiring. */
+export type ServicesConfig = z.infer<typeof ServicesSchema>;
+
+const SERVICES_NAMES: Record<string, string> = {
+  eventsTable: CORRAL_ENV.eventsTable,
+  stateTable: CORRAL_ENV.stateTable,
+  wakeQueueUrl: CORRAL_ENV.wakeQueueUrl,
+  'sandbox.cluster': CORRAL_ENV.sandboxCluster,
+  'sandbox.taskDefinition': CORRAL_ENV.sandboxTaskDefinition,
+  'sandbox.subnets': CORRAL_ENV.sandboxSubnets,
+  'sandbox.securityGroups': CORRAL_ENV.sandboxSecurityGroups,
+  'sandbox.containerName': CORRAL_ENV.sandboxContainer,
+  'sandbox.port': CORRAL_ENV.sandboxPort,
+  'sandbox.assignPublicIp': CORRAL_ENV.sandboxAssignPublicIp,
+  'model.baseUrl': CORRAL_ENV.modelBaseUrl,
+  'model.apiKeyParameter': CORRAL_ENV.modelApiKeyParameter,
+  leaseTtlMs: CORRAL_ENV.leaseTtlMs,
+  credentialProxyFunction: CORRAL_ENV.credentialProxyFunction,
+  sandboxCapabilityKey: CORRAL_ENV.sandboxCapabilityKey,
+  repositoryUrlAllow: CORRAL_ENV.repositoryUrlAllow,
+};
+
+/** The variables of the sandbox block, all or nothing. */
+export const SANDBOX_ENV_NAMES = [
+  CORRAL_ENV.sandboxCluster,
+  CORRAL_ENV.sandboxTaskDefinition,
+  CORRAL_ENV.sandboxSubnets,
+  CORRAL_ENV.sandboxSecurityGroups,
+  CORRAL_ENV.sandboxContainer,
+] as const;
+
+/**
+ * The API's and the harness's configuration (both go through `createAwsServices`). The sandbox
+ * block is all or nothing: when none of its variables is set it is absent (a caller may bring its
+ * own provider); a partial one is an error that names what is missing.
+ */
+export function readServicesConfig(env: Env = process.env): ServicesConfig {
+  const v = reader(env);
+  const anySandbox = SANDBOX_ENV_NAMES.some((name) => v(name) !== undefined);
+  const raw = {
+    eventsTable: v(CORRAL_ENV.eventsTable),
+    stateTable: v(CORRAL_ENV.stateTable),
+    wakeQueueUrl: v(CORRAL_ENV.wakeQueueUrl),
+    sandbox: anySandbox
+      ? {
+          cluster: v(CORRAL_ENV.sandboxCluster),
+          taskDefinition: v(CORRAL_ENV.sandboxTaskDefinition),
+          subnets: v(CORRAL_ENV.sandboxSubnets),
+          securityGroups: v(CORRAL_ENV.sandboxSecurityGroups),
+          containerName: v(CORRAL_ENV.sandboxContainer),
+          port: v(CORRAL_ENV.sandboxPort),
+          assignPublicIp: v(CORRAL_ENV.sandboxAssignPublicIp),
+        }
+      : undefined,
+    model: { baseUrl: v(CORRAL_ENV.modelBaseUrl), apiKeyParameter: v(CORRAL_ENV.modelApiKeyParameter) },
+    leaseTtlMs: v(CORRAL_ENV.leaseTtlMs),
+    credentialProxyFunction: v(CORRAL_ENV.credentialProxyFunction),
+    sandboxCapabilityKey: v(CORRAL_ENV.sandboxCapabilityKey),
+    repositoryUrlAllow: v(CORRAL_ENV.repositoryUrlAllow),
+  };
+  return parse(ServicesSchema, raw, SERVICES_NAMES, '');
+}
+
+/** The API's functions (`lambdas/api/lambda.ts`, buffered and streaming): the services wiring. */
+export const readApiConfig = readServicesConfig;
+
+/** `agent,environment` (any case, any subset) -> the dimensions a wake of that session carries. */
+export function parseSessionDimensions(value: string | undefined): SessionDimension[] {
+  if (!value) return [];
+  const out: SessionDimension[] = [];
+  for (const part of value.split(',').map((s) => s.trim().toLowerCase())) {
+    if (part === 'agent' || part === 'environment') out.push(part);
+    else if (part) throw new Error(`${CORRAL_ENV.metricsSessionDimensions}: unknown dimension ${JSON.stringify(part)} (use agent, environment)`);
+  }
+  return out;
+}
+
+export interface HarnessStepConfig extends ServicesConfig {
+  sessionDimensions: SessionDimension[];
+  /** @default - the harness-step handler's own margin */
+  safetyMarginMs?: number;
+}
+
+/** `CORRAL_METRICS_SESSION_DIMENSIONS`. */
+export function readSessionDimensions(env: Env = process.env): SessionDimension[] {
+  return parseSessionDimensions(reader(env)(CORRAL_ENV.metricsSessionDimensions));
+}
+
+/** `CORRAL_WAKE_SAFETY_MARGIN_MS`, a positive integer of milliseconds, when set. */
+export function readWakeSafetyMarginMs(env: Env = process.env): number | undefined {
+  return parse(positiveInt.optional(), reader(env)(CORRAL_ENV.wakeSafetyMarginMs), { '': CORRAL_ENV.wakeSafetyMarginMs }, 'the harness step');
+}
+
+/**
+ * The harness step's function (`lambdas/harness-step/index.ts`): the services wiring (read when
+ * its runtime is built), metric dimensions and its safety margin (read at module load).
+ */
+export function readHarnessStepConfig(env: Env = process.env): HarnessStepConfig {
+  return { ...readServicesConfig(env), sessionDimensions: readSessionDimensions(env), safetyMarginMs: readWakeSafetyMarginMs(env) };
+}
+
+const ProxySchema = z.object({
+  stateTable: z.string().min(1),
+  kmsKeyId: z.string().min(1).optional(),
+  gitProxyUrl: z.url({ protocol: /^https$/ }).optional(),
+});
+
+export type CredentialProxyConfig = z.infer<typeof ProxySchema>;
+
+/** The credential proxy's function (`lambdas/credential-proxy/handler.ts`). */
+export function readCredentialProxyConfig(env: Env = process.env): CredentialProxyConfig {
+  const v = reader(env);
+  return parse(
+    ProxySchema,
+    { stateTable: v(CORRAL_ENV.stateTable), kmsKeyId: v(CORRAL_ENV.vaultKmsKeyId), gitProxyUrl: v(CORRAL_ENV.gitProxyUrl) },
+    { stateTable: CORRAL_ENV.stateTable, kmsKeyId: CORRAL_ENV.vaultKmsKeyId, gitProxyUrl: CORRAL_ENV.gitProxyUrl },
+    'the credential proxy',
+  );
+}
+
+/** `CORRAL_SANDBOX_IDLE_MS` (milliseconds), or 15 minutes. The local runtime's reaper reads it too. */
+export function readSandboxIdleMs(env: Env = process.env): number {
+  const raw = reader(env)(CORRAL_ENV.sandboxIdleMs);
+  if (raw === undefined) return DEFAULT_SANDBOX_IDLE_MS;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${CORRAL_ENV.sandboxIdleMs} must be a positive number of milliseconds, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+export interface SandboxReaperConfig {
+  stateTable: string;
+  /** The cluster whose tasks it may stop. */
+  cluster: string;
+  idleMs: number;
+}
+
+/** The idle sandbox reaper's function (`lambdas/sandbox-reaper/handler.ts`). */
+export function readSandboxReaperConfig(env: Env = process.env): SandboxReaperConfig {
+  const v = reader(env);
+  const base = parse(
+    z.object({ stateTable: z.string().min(1), cluster: z.string().min(1) }),
+    { stateTable: v(CORRAL_ENV.stateTable), cluster: v(CORRAL_ENV.sandboxCluster) },
+    { stateTable: CORRAL_ENV.stateTable, cluster: CORRAL_ENV.sandboxCluster },
+    'the sandbox reaper',
+  );
+  return { ...base, idleMs: readSandboxIdleMs(env) };
+}

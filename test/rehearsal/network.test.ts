@@ -1,0 +1,96 @@
+import { connect, createServer, type Server } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { route, type RestResource } from '../../infra/rehearsal/api-gateway.js';
+import { VpcNetwork, type SecurityGroup } from '../../infra/rehearsal/network.js';
+
+const groups: SecurityGroup[] = [
+  { id: 'sg-harness', name: 'Harness', ingress: [], egress: [{ protocol: '-1', cidr: '0.0.0.0/0' }] },
+  { id: 'sg-proxy', name: 'Proxy', ingress: [], egress: [{ protocol: '-1', cidr: '0.0.0.0/0' }] },
+  { id: 'sg-locked', name: 'Locked', ingress: [], egress: [] },
+  { id: 'sg-sandbox', name: 'Sandbox', ingress: [{ protocol: 'tcp', fromPort: 8080, toPort: 8080, peerGroup: 'sg-harness' }, { protocol: 'tcp', fromPort: 8080, toPort: 8080, peerGroup: 'sg-locked' }], egress: [{ protocol: '-1', cidr: '0.0.0.0/0' }] },
+  { id: 'sg-vpc', name: 'VpcWide', ingress: [{ protocol: 'tcp', fromPort: 9000, toPort: 9010, cidr: '10.0.0.0/16' }], egress: [] },
+];
+
+describe('the rehearsal VPC', () => {
+  const net = new VpcNetwork(new Map(groups.map((g) => [g.id, g])), '10.0.0.0/16');
+  const harness = net.join({ name: 'harness', securityGroups: ['sg-harness'] });
+  const proxy = net.join({ name: 'proxy', securityGroups: ['sg-proxy'] });
+  const locked = net.join({ name: 'locked', securityGroups: ['sg-locked'] });
+  const task = net.join({ name: 'task', securityGroups: ['sg-sandbox'] });
+  const wide = net.join({ name: 'wide', securityGroups: ['sg-vpc'] });
+  let dir: string;
+  let upstream: Server;
+  let close: () => Promise<void>;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'corral-vpc-'));
+    const socketPath = join(dir, 'agent.sock');
+    upstream = createServer((s) => s.end('hello')).listen(socketPath);
+    close = await net.expose(task, 8080, { socketPath });
+  });
+  afterAll(async () => {
+    await close?.();
+    upstream?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('allows what an ingress rule from the caller\'s group allows, and nothing else', () => {
+    expect(net.check(harness, task, 8080)).toEqual({ ok: true });
+    expect(net.check(harness, task, 8081)).toMatchObject({ ok: false, reason: expect.stringMatching(/no ingress rule .* allows tcp\/8081 from harness/) });
+    expect(net.check(proxy, task, 8080)).toMatchObject({ ok: false, reason: expect.stringMatching(/no ingress rule of task's security groups \(Sandbox\) allows tcp\/8080 from proxy \(Proxy\)/) });
+    // The target admits it, but the caller's own groups let nothing out.
+    expect(net.check(locked, task, 8080)).toMatchObject({ ok: false, reason: expect.stringMatching(/no egress rule of locked's/) });
+    // A CIDR rule that covers the VPC admits every member, within its ports.
+    expect(net.check(proxy, wide, 9005)).toEqual({ ok: true });
+    expect(net.check(proxy, wide, 9011).ok).toBe(false);
+    // Outside the VPC nothing private is reachable.
+    expect(net.check('127.0.0.1', task, 8080)).toMatchObject({ ok: false, reason: expect.stringMatching(/not in the VPC/) });
+  });
+
+  const attempt = (localAddress?: string) =>
+    new Promise<string>((resolve) => {
+      const s = connect({ host: task, port: 8080, localAddress });
+      let got = '';
+      s.on('data', (d) => (got += d));
+      s.on('close', () => resolve(got || 'refused'));
+      s.on('error', () => undefined);
+    });
+
+  it('lets an allowed connection through to the member and resets a refused one before a byte passes', async () => {
+    expect(await attempt(harness)).toBe('hello');
+    const before = net.refusals.length;
+    expect(await attempt(proxy)).toBe('refused');
+    expect(await attempt()).toBe('refused');
+    expect(net.refusals.slice(before).map((r) => r.from)).toEqual([proxy, '127.0.0.1']);
+  });
+});
+
+describe('API Gateway routing of the rehearsal', () => {
+  const r = (id: string, path: string, ...methods: string[]): RestResource => ({ id, path, methods: new Map(methods.map((m) => [m, {} as never])) });
+  const resources = [
+    r('root', '/', 'ANY'),
+    r('proxy', '/{proxy+}', 'ANY'),
+    r('v1', '/v1', 'ANY'),
+    r('sessions', '/v1/sessions', 'ANY'),
+    r('session', '/v1/sessions/{id}', 'ANY'),
+    r('sessionProxy', '/v1/sessions/{id}/{proxy+}', 'ANY'),
+    r('events', '/v1/sessions/{id}/events', 'ANY'),
+    r('stream', '/v1/sessions/{id}/events/stream', 'GET'),
+  ];
+
+  it('picks the most specific resource: literal, then variable, then greedy', () => {
+    expect(route(resources, '/v1/sessions/s1/events/stream')).toEqual({ resource: resources[7], pathParameters: { id: 's1' } });
+    expect(route(resources, '/v1/sessions/s1/events')?.resource.id).toBe('events');
+    expect(route(resources, '/v1/sessions/s1/resources/r1')).toEqual({ resource: resources[5], pathParameters: { id: 's1', proxy: 'resources/r1' } });
+    expect(route(resources, '/v1/agents/a1')?.resource.id).toBe('proxy');
+    expect(route(resources, '/')?.resource.id).toBe('root');
+  });
+
+  it('does not fall back to a greedy parent for a method the specific resource lacks', () => {
+    const m = route(resources, '/v1/sessions/s1/events/stream')!;
+    expect(m.resource.methods.has('POST') || m.resource.methods.has('ANY')).toBe(false);
+  });
+});

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import {
+  CORRAL_ENV,
+  configEnvironment,
+  DEFAULT_SANDBOX_IDLE_MS,
+  isConfigEnvName,
+  parseSessionDimensions,
+  readCredentialProxyConfig,
+  readHarnessStepConfig,
+  readSandboxIdleMs,
+  readSandboxReaperConfig,
+  readServicesConfig,
+  readWakeSafetyMarginMs,
+} from '../../lambdas/core/config.js';
+
+/** The configuration contract's parsers, on environments built by hand. */
+const base = {
+  CORRAL_EVENTS_TABLE: 'events',
+  CORRAL_STATE_TABLE: 'state',
+  CORRAL_WAKE_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/123456789012/wake.fifo',
+};
+const sandbox = {
+  CORRAL_SANDBOX_CLUSTER: 'corral',
+  CORRAL_SANDBOX_TASK_DEFINITION: 'arn:aws:ecs:eu-west-1:123456789012:task-definition/sandbox:3',
+  CORRAL_SANDBOX_SUBNETS: 'subnet-a, subnet-b',
+  CORRAL_SANDBOX_SECURITY_GROUPS: 'sg-1',
+  CORRAL_SANDBOX_CONTAINER: 'agent',
+};
+
+describe('the configuration contract', () => {
+  it('names each variable once, and writes an environment through its keys', () => {
+    const names = Object.values(CORRAL_ENV);
+    expect(new Set(names).size).toBe(names.length);
+    expect(isConfigEnvName('CORRAL_STATE_TABLE')).toBe(true);
+    expect(isConfigEnvName('ANTHROPIC_API_KEY')).toBe(false);
+    expect(configEnvironment({ stateTable: 's', leaseTtlMs: '5000', sandboxPort: undefined })).toEqual({ CORRAL_STATE_TABLE: 's', CORRAL_LEASE_TTL_MS: '5000' });
+  });
+
+  it('reads the services wiring; no sandbox variable means no sandbox block', () => {
+    expect(readServicesConfig(base)).toEqual({ eventsTable: 'events', stateTable: 'state', wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL, model: {}, repositoryUrlAllow: [] });
+    const full = readServicesConfig({
+      ...base,
+      ...sandbox,
+      CORRAL_SANDBOX_PORT: '9000',
+      CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'true',
+      ANTHROPIC_BASE_URL: 'http://127.0.0.1:4000',
+      CORRAL_MODEL_API_KEY_PARAMETER: '/corral/model-key',
+      CORRAL_LEASE_TTL_MS: '30000',
+      CORRAL_CREDENTIAL_PROXY_FUNCTION: 'proxy',
+    });
+    expect(full).toEqual({
+      eventsTable: 'events',
+      stateTable: 'state',
+      wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL,
+      sandbox: { cluster: 'corral', taskDefinition: sandbox.CORRAL_SANDBOX_TASK_DEFINITION, subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'], containerName: 'agent', port: 9000, assignPublicIp: true },
+      model: { baseUrl: 'http://127.0.0.1:4000', apiKeyParameter: '/corral/model-key' },
+      leaseTtlMs: 30000,
+      credentialProxyFunction: 'proxy',
+      repositoryUrlAllow: [],
+    });
+    expect(readServicesConfig({ ...base, ...sandbox }).sandbox).toMatchObject({ port: 8080, assignPublicIp: false });
+  });
+
+  it('names every variable at fault in one error; an empty value counts as unset', () => {
+    expect(() => readServicesConfig({ ...base, CORRAL_STATE_TABLE: '', CORRAL_WAKE_QUEUE_URL: 'not a url' })).toThrow(
+      /^Corral configuration is invalid: CORRAL_STATE_TABLE: .*; CORRAL_WAKE_QUEUE_URL: /,
+    );
+    // a partial sandbox block names what is missing or wrong
+    const partial = () => readServicesConfig({ ...base, CORRAL_SANDBOX_CLUSTER: 'c', CORRAL_SANDBOX_SUBNETS: 'vpc-1' });
+    expect(partial).toThrow(/CORRAL_SANDBOX_TASK_DEFINITION/);
+    // (an element of a list is named by its schema path, sandbox.subnets.0, not the variable)
+    expect(partial).toThrow(/: expected ids starting with subnet-/);
+    expect(partial).toThrow(/CORRAL_SANDBOX_CONTAINER/);
+    expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_SANDBOX_PORT: '70000' })).toThrow(/CORRAL_SANDBOX_PORT/);
+    expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'yes' })).toThrow(/CORRAL_SANDBOX_ASSIGN_PUBLIC_IP/);
+    expect(() => readServicesConfig({ ...base, CORRAL_LEASE_TTL_MS: '-5' })).toThrow(/CORRAL_LEASE_TTL_MS/);
+  });
+
+  it('reads the harness step: metric dimensions and its safety margin', () => {
+    expect(readHarnessStepConfig({ ...base, CORRAL_METRICS_SESSION_DIMENSIONS: 'Agent, environment', CORRAL_WAKE_SAFETY_MARGIN_MS: '2500' })).toMatchObject({
+      eventsTable: 'events',
+      sessionDimensions: ['agent', 'environment'],
+      safetyMarginMs: 2500,
+    });
+    expect(readHarnessStepConfig(base)).toMatchObject({ sessionDimensions: [], safetyMarginMs: undefined });
+    expect(parseSessionDimensions(undefined)).toEqual([]);
+    expect(parseSessionDimensions('agent,,')).toEqual(['agent']);
+    expect(() => parseSessionDimensions('agent,tenant')).toThrow('CORRAL_METRICS_SESSION_DIMENSIONS: unknown dimension "tenant" (use agent, environment)');
+    expect(() => readWakeSafetyMarginMs({ CORRAL_WAKE_SAFETY_MARGIN_MS: '1.5' })).toThrow(/^Corral configuration of the harness step is invalid: CORRAL_WAKE_SAFETY_MARGIN_MS: /);
+  });
+
+  it('reads the credential proxy: git URLs must be https', () => {
+    expect(readCredentialProxyConfig({ CORRAL_STATE_TABLE: 's', CORRAL_VAULT_KMS_KEY_ID: 'k', CORRAL_GIT_PROXY_URL: 'https://git.proxy.example' })).toEqual({
+      stateTable: 's',
+      kmsKeyId: 'k',
+      gitProxyUrl: 'https://git.proxy.example',
+    });
+    expect(() => readCredentialProxyConfig({ CORRAL_STATE_TABLE: 's', CORRAL_GIT_PROXY_URL: 'http://git.proxy.example' })).toThrow(
+      /^Corral configuration of the credential proxy is invalid: CORRAL_GIT_PROXY_URL: /,
+    );
+    expect(() => readCredentialProxyConfig({})).toThrow(/CORRAL_STATE_TABLE/);
+  });
+
+  it('reads the sandbox reaper, with a positive idle time or 15 minutes', () => {
+    expect(readSandboxReaperConfig({ CORRAL_STATE_TABLE: 's', CORRAL_SANDBOX_CLUSTER: 'c' })).toEqual({ stateTable: 's', cluster: 'c', idleMs: DEFAULT_SANDBOX_IDLE_MS });
+    expect(DEFAULT_SANDBOX_IDLE_MS).toBe(900_000);
+    expect(readSandboxIdleMs({ CORRAL_SANDBOX_IDLE_MS: '60000' })).toBe(60000);
+    for (const bad of ['0', '-1', 'soon']) expect(() => readSandboxIdleMs({ CORRAL_SANDBOX_IDLE_MS: bad })).toThrow(`CORRAL_SANDBOX_IDLE_MS must be a positive number of milliseconds, got "${bad}"`);
+    expect(() => readSandboxReaperConfig({ CORRAL_STATE_TABLE: 's' })).toThrow(/^Corral configuration of the sandbox reaper is invalid: CORRAL_SANDBOX_CLUSTER: /);
+  });
+});
