@@ -474,7 +474,10 @@ function renderPeer(L: string[], pe: PeerResult, plotsDir: string, machine: { lo
     ),
   );
   L.push('');
-  L.push(`**Goal:** Corral at or below 1.0× the peer at p50 and p95, keeping its durability and its sandbox. p50: ${met(pe.ratio_p50)} (${pe.ratio_p50}×); p95: ${met(pe.ratio_p95)} (${pe.ratio_p95}×).`);
+  L.push(
+    `**Goal:** Corral at or below 1.0× the peer at p50 and p95, keeping its durability and its sandbox. ` +
+      `p50 (\`peer_turn_ratio_p50\` in \`latest.json\`): ${met(pe.ratio_p50)} (${pe.ratio_p50}×); p95 (\`peer_turn_ratio_p95\`): ${met(pe.ratio_p95)} (${pe.ratio_p95}×).`,
+  );
   L.push('');
   L.push(`![Bash turn distributions, Corral and the peer](${plotsDir}/peer.svg)`);
   L.push('');
@@ -489,7 +492,7 @@ function renderPeer(L: string[], pe: PeerResult, plotsDir: string, machine: { lo
         ['durable writes', `${c.events_per_turn} events appended to the session's log (${c.log}), plus the session record, lease and cursor in the state table; ${c.steps_per_turn} harness steps`, `${p.checkpoints_per_turn} checkpoints (plus their pending writes) in a SQLite file (journal \`${p.sqlite.journal_mode}\`, synchronous \`${p.sqlite.synchronous}\`)`],
         ['the tool', `\`bash\` in the session's sandbox: an HTTP call from the harness to the sandbox agent, which spawns \`bash -c\` in its workspace; isolation: **${c.isolation}**`, '`bash -c` spawned with `child_process` by the agent\'s own process: **no isolation**, the command runs as the benchmark\'s user'],
         ['what a client can do meanwhile', 'read or resume the turn\'s events from the log, interrupt it, from any process', 'nothing outside the process (the checkpoints can be read back by the same code)'],
-        ['packages', `this commit`, Object.entries(p.packages).map(([k, v]) => `${k} ${v}`).join(', ')],
+        ['packages', `this commit`, `${Object.entries(p.packages).map(([k, v]) => `${k} ${v}`).join(', ')}: their own package, \`bench/peers/package.json\`, which \`npm run bench\` installs when the peer suite runs (not the root \`npm ci\`)`],
       ],
     ),
   );

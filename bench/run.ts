@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { startFakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
 import { FARGATE_DISTRIBUTION, FARGATE_SOURCES, type DelayDistribution } from './lib/fargate.js';
 import { startGitServer } from './lib/git-server.js';
+import { ensurePeerPackage } from './lib/peer-package.js';
 import { nowMs, round } from './lib/stats.js';
 import { renderMarkdown, renderPlots } from './report.js';
 import { runBundles, type BundlesResult } from './suites/bundles.js';
@@ -163,6 +164,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResults> {
   const log = (msg: string) => {
     if (!o.quiet) console.error(msg);
   };
+  // The peer's packages are not the root's (see bench/lib/peer-package.ts): install them before
+  // any suite runs, so that a failed install ends the run at once, and outside its duration.
+  if (o.only.includes('peer')) await ensurePeerPackage({ log, quiet: o.quiet });
   const started = nowMs();
   const results: BenchResults = {
     schema: 1,
@@ -412,6 +416,7 @@ const HELP = `npm run bench [-- options]
   --cpu-profile                sample where the CPU goes during the many-brains run
   --sandbox-share X            share of sessions needing a sandbox in the first step (default 0.25)
   --only a,b                   run some suites: ${SUITES.join(', ')}
+                               (peer installs its own packages on first use: npm ci --prefix bench/peers)
   --merge                      keep the other suites' results from the latest.json in --out and
                                replace only those of this run (e.g. --only peer --merge)
   --out DIR                    results directory (default bench/results)

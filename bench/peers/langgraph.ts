@@ -10,7 +10,10 @@
  * public API. The peer is driven in process (`agent.invoke`), not over HTTP: that is how such an
  * agent is used, and the HTTP hop to its own API is one Corral pays and it does not.
  *
- * These packages are dev dependencies of the benchmark only; nothing in Corral imports them.
+ * Its packages are this directory's own npm package (`package.json`, `package-lock.json` here),
+ * which `npm run bench` installs on demand when the peer suite runs (`bench/lib/peer-package.ts`);
+ * the root package does not declare them and nothing in Corral imports them. This file is type-checked
+ * by `tsconfig.json` here (`npm run typecheck --prefix bench/peers`), not by the root project.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,34 +24,12 @@ import { tool } from '@langchain/core/tools';
 import { createReactAgent } from '@langchain/langgraph/prebuilt';
 import { SqliteSaver } from '@langchain/langgraph-checkpoint-sqlite';
 import { z } from 'zod';
+import type { LangGraphPeer, LangGraphPeerModule, PeerTurn } from '../lib/peer-package.js';
 import { nowMs } from '../lib/stats.js';
 
 /** The bash tool's time limit and output cap (the sandbox agent has its own; these only bound a runaway). */
 const TOOL_TIMEOUT_MS = 60_000;
 const TOOL_MAX_OUTPUT = 1024 * 1024;
-
-export interface PeerTurn {
-  /** From `invoke` to the final state (the final answer). */
-  ms: number;
-  /** The text of the last AI message. */
-  finalText: string;
-  /** Tool calls made this turn, and what they printed. */
-  toolOutputs: string[];
-  /** Milliseconds spent inside the bash tool (spawn to exit), summed over the turn. */
-  toolMs: number;
-}
-
-export interface LangGraphPeer {
-  /** Where the checkpoints are (a SQLite file). */
-  dbPath: string;
-  /** One turn on a thread (a thread is the peer's session): a user message in, the final answer out. */
-  runTurn(threadId: string, text: string): Promise<PeerTurn>;
-  /** Checkpoints stored for a thread (to show the state is on disk). */
-  checkpointCount(threadId: string): Promise<number>;
-  /** How the SQLite file is written (the checkpointer switches it to WAL on first use). */
-  sqliteSettings(): { journal_mode: string; synchronous: string };
-  close(): Promise<void>;
-}
 
 /** Runs `command` with `bash -c` in `cwd`; stdout and stderr together, as a tool result. */
 function runBash(command: string, cwd: string): Promise<string> {
@@ -65,7 +46,7 @@ function textOf(m: BaseMessage): string {
   return m.content.map((b) => (b.type === 'text' && typeof (b as { text?: unknown }).text === 'string' ? (b as { text: string }).text : '')).join('');
 }
 
-export async function startLangGraphPeer(opts: { modelUrl: string; dir: string; model?: string }): Promise<LangGraphPeer> {
+export const startLangGraphPeer: LangGraphPeerModule['startLangGraphPeer'] = async (opts) => {
   fs.mkdirSync(opts.dir, { recursive: true });
   const workspace = path.join(opts.dir, 'workspace');
   fs.mkdirSync(workspace, { recursive: true });
@@ -96,9 +77,9 @@ export async function startLangGraphPeer(opts: { modelUrl: string; dir: string; 
   });
   const agent = createReactAgent({ llm, tools: [bash], checkpointSaver: checkpointer });
 
-  return {
+  const peer: LangGraphPeer = {
     dbPath,
-    async runTurn(threadId, text) {
+    async runTurn(threadId, text): Promise<PeerTurn> {
       toolMs = 0;
       toolOutputs = [];
       const t0 = nowMs();
@@ -122,4 +103,5 @@ export async function startLangGraphPeer(opts: { modelUrl: string; dir: string; 
       checkpointer.db.close();
     },
   };
-}
+  return peer;
+};

@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startLangGraphPeer } from '../peers/langgraph.js';
+import { loadLangGraphPeer } from '../lib/peer-package.js';
 import { runTurn, SessionStream, startBenchRuntime } from '../lib/runtime.js';
 import { round, summarize, type Summary } from '../lib/stats.js';
 
@@ -76,6 +76,7 @@ export interface PeerResult {
     events_per_turn: number;
   };
   peer: PeerSideResult & {
+    /** The peer's packages as installed in `bench/peers/node_modules` (its package.json pins them). */
     packages: Record<string, string>;
     /** The SQLite file's settings as the checkpointer left them. */
     sqlite: { journal_mode: string; synchronous: string };
@@ -114,21 +115,13 @@ function checker(): Checker {
 const textOf = (content: unknown): string =>
   Array.isArray(content) ? content.map((b) => (b && typeof b === 'object' && typeof (b as { text?: unknown }).text === 'string' ? (b as { text: string }).text : '')).join('') : typeof content === 'string' ? content : '';
 
-function packageVersion(name: string): string {
-  try {
-    const file = path.join(process.cwd(), 'node_modules', ...name.split('/'), 'package.json');
-    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 export async function runPeer(cfg: PeerConfig, ctx: { modelUrl: string; fakeRequests: () => unknown[]; log: (msg: string) => void }): Promise<PeerResult> {
+  const langgraph = await loadLangGraphPeer();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-bench-peer-'));
   const bench = await startBenchRuntime({ modelUrl: ctx.modelUrl, inMemory: false });
-  const peer = await startLangGraphPeer({ modelUrl: ctx.modelUrl, dir: path.join(dir, 'langgraph') });
+  const peer = await langgraph.startLangGraphPeer({ modelUrl: ctx.modelUrl, dir: path.join(dir, 'langgraph') });
   try {
     const { client } = bench;
     const agent = await client.beta.agents.create({ name: 'bench-peer', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] } as Anthropic.Beta.AgentCreateParams);
@@ -240,9 +233,7 @@ export async function runPeer(cfg: PeerConfig, ctx: { modelUrl: string; fakeRequ
         samples_ms: lg.ms.map((x) => round(x)),
         tool_ms: summarize(lg.tool),
         checks: fixChecks(lg.check.checks),
-        packages: Object.fromEntries(
-          ['@langchain/langgraph', '@langchain/langgraph-checkpoint-sqlite', '@langchain/anthropic', '@langchain/core', 'better-sqlite3'].map((n) => [n, packageVersion(n)]),
-        ),
+        packages: langgraph.versions,
         sqlite: peer.sqliteSettings(),
         checkpoints_per_turn: mean(lg.checkpoints),
         outside_tool_ms: summarize(lg.outside),
