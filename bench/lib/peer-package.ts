@@ -91,6 +91,8 @@ export async function ensurePeerPackage(opts: { log: (msg: string) => void; quie
   if (before.installed) return null;
   opts.log(`peer: installing the peer's packages (${before.reason}): ${PEER_INSTALL_COMMAND}; better-sqlite3 compiles from source where no prebuilt binary downloads, which takes minutes`);
   const t0 = nowMs();
+  // For the error: the first lines that say error (npm's reason, or the compiler's) and the last ones.
+  const firstErrors: string[] = [];
   const tail: string[] = [];
   const code = await new Promise<number | string>((resolve) => {
     const child = spawn('npm', ['ci', '--prefix', dir, '--no-audit', '--no-fund', '--foreground-scripts'], {
@@ -99,8 +101,10 @@ export async function ensurePeerPackage(opts: { log: (msg: string) => void; quie
       stdio: ['ignore', opts.quiet ? 'pipe' : 2, opts.quiet ? 'pipe' : 2],
     });
     const keep = (chunk: Buffer) => {
-      tail.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      tail.splice(0, Math.max(0, tail.length - 20));
+      const lines = chunk.toString('utf8').split('\n').filter(Boolean);
+      for (const line of lines) if (firstErrors.length < 8 && /\b(error|ERR!)\b/i.test(line) && /\S/.test(line.replace(/^npm error/, ''))) firstErrors.push(line);
+      tail.push(...lines);
+      tail.splice(0, Math.max(0, tail.length - 12));
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
@@ -122,7 +126,8 @@ export async function ensurePeerPackage(opts: { log: (msg: string) => void; quie
         `${code === 0 ? `exited 0 but ${(after as { reason: string }).reason}` : typeof code === 'number' ? `exited with code ${code}` : `did not run (${code})`} after ${seconds} s. ` +
         'better-sqlite3 needs python3, make and a C++ compiler to build from source. Run the command from the repository\'s root to see all of its output, ' +
         'or leave the peer out (`--only` with the other suites).' +
-        (tail.length ? `\nnpm's last lines:\n${tail.join('\n')}` : ''),
+        (firstErrors.length ? `\nnpm's first errors:\n${firstErrors.join('\n')}` : '') +
+        (tail.length ? `\nnpm's last lines:\n${tail.filter((l) => !firstErrors.includes(l)).join('\n')}` : ''),
     );
   }
   opts.log(`peer: installed in ${seconds} s`);
