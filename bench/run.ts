@@ -232,8 +232,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResults> {
     });
     results.suites.bundles = await suite('bundles', () => runBundles(p.bundles, { log }));
     results.suites.peer = await suite('peer', async () => {
-      // The model answers at once: the turn is what each side costs around it.
-      const fake = await startFakeMessagesApi({ latencyMs: 0 });
+      // The model answers at once: the turn is what each side costs around it. Each side's model
+      // client sits idle while the other side runs its session (seconds): the server keeps idle
+      // connections open, so that it never closes one just as a client reuses it (ECONNRESET,
+      // which ended a run at a load average of 14 on 2 cores); the clients close their own.
+      const fake = await startFakeMessagesApi({ latencyMs: 0, keepAliveTimeoutMs: 10 * 60_000 });
       try {
         return await runPeer(p.peer, { modelUrl: fake.url, fakeRequests: () => fake.requests, log });
       } finally {
