@@ -2,6 +2,7 @@
 import type { BenchResults } from './run.js';
 import { ecdfSvg } from './lib/svg.js';
 import type { Summary } from './lib/stats.js';
+import type { PeerChecks, PeerResult } from './suites/peer.js';
 import type { TtftScenarioResult } from './suites/ttft.js';
 
 const COUPLED = '#c2410c';
@@ -40,8 +41,23 @@ export function renderPlots(r: BenchResults): Record<string, string> {
       ],
     });
   }
+  const pe = r.suites.peer;
+  if (pe) {
+    out['peer.svg'] = ecdfSvg({
+      title: 'A bash turn: Corral vs LangGraph.js + SQLite checkpointer',
+      subtitle: `user message -> bash tool call -> final answer; fake model answering at once; ${pe.config.sessions} sessions x ${pe.config.turnsPerSession} turns per side after ${pe.config.warmupTurns} warm-up turns each`,
+      xLabel: 'turn, send to final answer',
+      series: [
+        { label: `Corral (local runtime, sandbox: ${pe.corral.isolation})`, color: DECOUPLED, values: pe.corral.samples_ms },
+        { label: 'LangGraph.js ReAct + SqliteSaver (no sandbox)', color: '#15803d', values: pe.peer.samples_ms },
+      ],
+    });
+  }
   return out;
 }
+
+/** `suites` keys of the results -> the `--only` names that run them. */
+const SUITE_FLAGS: Record<string, string> = { log_reads: 'reads', many_brains: 'brains' };
 
 const ms = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 'n/a' : x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(x < 10 ? 2 : 1)} ms`);
 const kib = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1024).toFixed(0)} KiB`);
@@ -75,13 +91,15 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
   L.push('```');
   L.push('');
   L.push(`**This run:** \`${cmd}\`, ${r.generated_at.replace('T', ' ').slice(0, 19)} UTC, commit \`${m.commit}\`${Number(m.uncommitted_changes) ? ` plus ${m.uncommitted_changes} uncommitted changes` : ''}, ${r.duration_s} s.`);
-  L.push('');
-  const merged = (r as { merged?: Record<string, string[]> }).merged;
-  if (merged) {
-    const parts = Object.entries(merged).filter(([, suites]) => suites.length).map(([at, suites]) => `${suites.join(', ')} from the run of ${at.replace('T', ' ').slice(0, 19)} UTC`);
-    L.push(`**Merged** (\`--only … --merge\`): ${parts.join('; ')}. The machine figures are the latest run's; the load per suite is each suite's own.`);
-    L.push('');
+  for (const mr of r.merged ?? []) {
+    const load = (x: unknown) => (Array.isArray(x) ? String(x[0]) : 'n/a');
+    L.push(
+      `The results of ${mr.suites.map((x) => `\`${x}\``).join(', ')} are from a later run of those suites alone (\`${cmd}${cmd.includes(' -- ') ? '' : ' --'} --only ${mr.suites.map((x) => SUITE_FLAGS[x] ?? x).join(',')} --merge\`), ` +
+        `${mr.generated_at.replace('T', ' ').slice(0, 19)} UTC, commit \`${String(mr.commit)}\`${Number(mr.uncommitted_changes) ? ` plus ${String(mr.uncommitted_changes)} uncommitted changes` : ''}, ${mr.duration_s} s, ` +
+        `load average ${load(mr.load_at_start)} at its start and ${load(mr.load_at_end)} at its end; every other figure is from the run above.`,
+    );
   }
+  L.push('');
   L.push('## Headline');
   L.push('');
   const h = r as Record<string, unknown>;
@@ -108,6 +126,13 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
   if (r.suites.many_brains) {
     const b = r.suites.many_brains;
     L.push(`- **Many brains:** ${num(b.concurrent_sessions)} concurrent sessions, ${num(b.sessions_completed)} finished every turn, ${b.steps_per_second} steps/s on this one process, \`HarnessOverhead\` p95 ${ms(b.harness_overhead_ms.p95)}.`);
+  }
+  const hp = r.suites.peer;
+  if (hp) {
+    L.push(
+      `- **A bash turn against a durable peer:** Corral p50 ${ms(hp.corral.turn_ms.p50)} / p95 ${ms(hp.corral.turn_ms.p95)}, LangGraph.js + SQLite checkpointer ` +
+        `p50 ${ms(hp.peer.turn_ms.p50)} / p95 ${ms(hp.peer.turn_ms.p95)}: Corral takes **${hp.ratio_p50}×** (p50) and **${hp.ratio_p95}×** (p95) the peer's time (goal ≤ 1.0×).`,
+    );
   }
   if (r.suites.bundles) {
     L.push(`- **Bundles (minified):** ${r.suites.bundles.bundles.filter((b) => b.exists).map((b) => `${b.name} ${kib(b.bytes)}`).join(', ')}.`);
@@ -379,6 +404,9 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
     L.push('');
   }
 
+  const pe = r.suites.peer;
+  if (pe) renderPeer(L, pe, opts.plotsDir, { load: ((m.load_per_suite ?? {}) as Record<string, number[]>).peer, cores: Number(m.cores) });
+
   L.push('## Names');
   L.push('');
   L.push('The figures in `bench/results/latest.json` that are also CloudWatch metrics of the CDK app (`HARNESS_METRICS` in `lambdas/adapters/aws/metrics.ts`, namespace `Corral`) are computed the same way:');
@@ -392,6 +420,7 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
         ['`suites.ttft.*.model_ttft_ms`, `suites.overhead.model_ttft_ms`', '`TimeToFirstToken` (model-side; the `ttft_*` keys are client-side)'],
         ['`suites.overhead.model_latency_ms`', '`ModelLatency`'],
         ['`suites.ttft.*.provisioning_ms`', '`SandboxProvisioningTime` (the provider\'s view, eager provisioning included)'],
+        ['`suites.peer.corral.model_ms`, `.tool_ms`, `.step_overhead_ms`', '`ModelLatency`, `ToolLatency`, `HarnessOverhead`, summed over the steps of a turn'],
       ],
     ),
   );
@@ -404,4 +433,92 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
   L.push('- Timings are reported against goals here, never asserted in tests (`test/bench/bench.test.ts` checks the shape and sanity of the results only).');
   L.push('');
   return L.join('\n');
+}
+
+/** Section 6: the peer comparison. */
+function renderPeer(L: string[], pe: PeerResult, plotsDir: string, machine: { load?: number[]; cores: number }) {
+  const c = pe.corral;
+  const p = pe.peer;
+  const sound = (k: PeerChecks) => k.turns > 0 && k.answered_with_tool_output === k.turns && k.tool_ran === k.turns && k.model_calls_per_turn.min === 2 && k.model_calls_per_turn.max === 2;
+  const checked = (k: PeerChecks) =>
+    `${k.answered_with_tool_output}/${k.turns} turns answered with the tool's output, the tool ran in ${k.tool_ran}/${k.turns}, ` +
+    `${k.model_calls_per_turn.min === k.model_calls_per_turn.max ? k.model_calls_per_turn.min : `${k.model_calls_per_turn.min}–${k.model_calls_per_turn.max}`} model calls per turn` +
+    (k.first_failure ? ` (first failure: ${k.first_failure})` : '');
+  const met = (ratio: number) => (sound(c.checks) && sound(p.checks) && ratio <= 1 ? 'met' : '**not met**');
+  L.push('## 6. A bash turn against a durable peer');
+  L.push('');
+  L.push(
+    'The same workload on Corral and on a LangGraph.js ReAct agent with a SQLite checkpointer, in the same run, on the same machine. ' +
+      'One turn: a user message asks to run `echo <token>` → the model answers with a `bash` tool call → the tool runs → the model ' +
+      "answers with the tool's output. Both sides talk over HTTP to the same fake Messages API (its echo model answers at once: the first " +
+      'request of a turn gets the tool call, the second the final text, streamed). A turn is timed from sending the user message to having ' +
+      `the final answer. ${pe.config.sessions} sessions per side × ${pe.config.turnsPerSession} measured turns, after ${pe.config.warmupTurns} warm-up turns in every ` +
+      'session that are dropped (they include the start of Corral\'s sandbox); the sides alternate session by session and which goes first flips, so a change of load falls on both.',
+  );
+  if (machine.load) {
+    L.push('');
+    L.push(
+      `Load average (1 min) ${machine.load[0]} before this suite and ${machine.load[1]} after, on ${machine.cores} cores: ` +
+        (Math.max(...machine.load) > machine.cores ? 'other processes competed for the CPU, which lengthens both sides\' turns (their tails most): compare the two sides within this run, not with milliseconds from another run.' : 'the machine was not oversubscribed.'),
+    );
+  }
+  L.push('');
+  L.push(
+    table(
+      ['', 'turn p50', 'turn p95', 'turn p99', 'n', 'tool p50', 'every turn checked'],
+      [
+        [`Corral (local runtime, sandbox: ${c.isolation})`, ...pcts(c.turn_ms), ms(c.tool_ms.p50), checked(c.checks)],
+        [`LangGraph.js ReAct + SqliteSaver (no sandbox)`, ...pcts(p.turn_ms), ms(p.tool_ms.p50), checked(p.checks)],
+        ['**Corral ÷ peer**', `**${pe.ratio_p50}×**`, `**${pe.ratio_p95}×**`, '', '', '', ''],
+      ],
+    ),
+  );
+  L.push('');
+  L.push(
+    `**Goal:** Corral at or below 1.0× the peer at p50 and p95, keeping its durability and its sandbox. ` +
+      `p50 (\`peer_turn_ratio_p50\` in \`latest.json\`): ${met(pe.ratio_p50)} (${pe.ratio_p50}×); p95 (\`peer_turn_ratio_p95\`): ${met(pe.ratio_p95)} (${pe.ratio_p95}×).`,
+  );
+  L.push('');
+  L.push(`![Bash turn distributions, Corral and the peer](${plotsDir}/peer.svg)`);
+  L.push('');
+  L.push('What each side does per turn:');
+  L.push('');
+  L.push(
+    table(
+      ['', 'Corral', 'LangGraph.js peer'],
+      [
+        ['driven by', 'the official SDK over HTTP: `events.send`, then the session\'s event stream (SSE) until `session.status_idle`', '`agent.invoke` in process (no API of its own)'],
+        ['model calls', `2, over HTTP to the fake (harness → fake), streamed`, '2, over HTTP to the same fake (`ChatAnthropic`, streamed)'],
+        ['durable writes', `${c.events_per_turn} events appended to the session's log (${c.log}), plus the session record, lease and cursor in the state table; ${c.steps_per_turn} harness steps`, `${p.checkpoints_per_turn} checkpoints (plus their pending writes) in a SQLite file (journal \`${p.sqlite.journal_mode}\`, synchronous \`${p.sqlite.synchronous}\`)`],
+        ['the tool', `\`bash\` in the session's sandbox: an HTTP call from the harness to the sandbox agent, which spawns \`bash -c\` in its workspace; isolation: **${c.isolation}**`, '`bash -c` spawned with `child_process` by the agent\'s own process: **no isolation**, the command runs as the benchmark\'s user'],
+        ['what a client can do meanwhile', 'read or resume the turn\'s events from the log, interrupt it, from any process', 'nothing outside the process (the checkpoints can be read back by the same code)'],
+        ['packages', `this commit`, `${Object.entries(p.packages).map(([k, v]) => `${k} ${v}`).join(', ')}: their own package, \`bench/peers/package.json\`, which \`npm run bench\` installs when the peer suite runs (not the root \`npm ci\`)`],
+      ],
+    ),
+  );
+  L.push('');
+  L.push('Where Corral\'s turn goes (sums over the turn\'s steps, from the harness\'s own metrics; each row\'s percentiles are of that row alone, so they do not add up exactly):');
+  L.push('');
+  L.push(
+    table(
+      ['part of a Corral turn', 'p50', 'p95', 'p99', 'n'],
+      [
+        ['the whole turn (client-side)', ...pcts(c.turn_ms)],
+        ['model: `ModelLatency`, both calls (the model client, the SDK and the HTTP round trip)', ...pcts(c.model_ms)],
+        ['tool: `ToolLatency` (harness → sandbox agent → `bash` → back)', ...pcts(c.tool_ms)],
+        ['harness inside its steps: `HarnessOverhead`, summed', ...pcts(c.step_overhead_ms)],
+        ['outside the steps: the API, waking and leasing, log reads before each step, delivery on the event stream', ...pcts(c.outside_steps_ms)],
+      ],
+    ),
+  );
+  L.push('');
+  L.push(
+    `On the peer's side, the tool took ${ms(p.tool_ms.p50)} at p50 and everything else (the graph, ${p.checkpoints_per_turn} checkpoints, both model calls) ` +
+      `${ms(p.outside_tool_ms.p50)}. Both sides spawn one \`bash\` per tool call; Corral's also crosses into its sandbox. ` +
+      'The peer is the lower bound of a durable agent loop on this machine, not an equivalent of Corral: it has no isolation, no API, no ' +
+      'event log that another process can stream, and its durability is a local file (WAL, `synchronous=NORMAL`: a process crash loses ' +
+      'nothing committed, a power cut may lose the last commits). Corral\'s log here is dynalite on local disk (LevelDB, no fsync per write: the same ' +
+      'class of guarantee); on AWS it is DynamoDB, where each write is a network round trip and durable across machines.',
+  );
+  L.push('');
 }

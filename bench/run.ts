@@ -14,19 +14,21 @@ import { parseArgs } from 'node:util';
 import { startFakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
 import { FARGATE_DISTRIBUTION, FARGATE_SOURCES, type DelayDistribution } from './lib/fargate.js';
 import { startGitServer } from './lib/git-server.js';
+import { ensurePeerPackage } from './lib/peer-package.js';
 import { nowMs, round } from './lib/stats.js';
 import { renderMarkdown, renderPlots } from './report.js';
 import { runBundles, type BundlesResult } from './suites/bundles.js';
 import { runLogReads, type LogReadsResult } from './suites/log-reads.js';
 import { runManyBrains, type ManyBrainsResult } from './suites/many-brains.js';
 import { runOverhead, type OverheadResult } from './suites/overhead.js';
+import { runPeer, type PeerConfig, type PeerResult } from './suites/peer.js';
 import { runTtftScenario, type TtftScenarioConfig, type TtftScenarioResult } from './suites/ttft.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export type Mode = 'full' | 'quick' | 'smoke';
-export const SUITES = ['ttft', 'overhead', 'reads', 'brains', 'bundles'] as const;
+export const SUITES = ['ttft', 'overhead', 'reads', 'brains', 'bundles', 'peer'] as const;
 export type SuiteName = (typeof SUITES)[number];
 
 export interface BenchOptions {
@@ -50,6 +52,11 @@ export interface BenchOptions {
   /** Where the Markdown report goes (null: none). */
   docPath: string | null;
   quiet: boolean;
+  /**
+   * Keep the other suites' results from the `latest.json` already in `outDir` and replace only
+   * those this run measured (for a run of some suites with `--only`).
+   */
+  merge: boolean;
 }
 
 interface Profile {
@@ -60,6 +67,7 @@ interface Profile {
   reads: { sizes: number[]; turns: number };
   brains: { sessions: number; turns: number };
   bundles: { imports: number };
+  peer: PeerConfig;
 }
 
 export const PROFILES: Record<Mode, Profile> = {
@@ -71,6 +79,7 @@ export const PROFILES: Record<Mode, Profile> = {
     reads: { sizes: [10, 1_000, 10_000], turns: 3 },
     brains: { sessions: 500, turns: 3 },
     bundles: { imports: 10 },
+    peer: { sessions: 8, turnsPerSession: 30, warmupTurns: 5 },
   },
   quick: {
     real: { sessions: 12, warmup: 2, concurrency: 2 },
@@ -80,6 +89,7 @@ export const PROFILES: Record<Mode, Profile> = {
     reads: { sizes: [10, 1_000, 10_000], turns: 2 },
     brains: { sessions: 50, turns: 2 },
     bundles: { imports: 2 },
+    peer: { sessions: 2, turnsPerSession: 10, warmupTurns: 3 },
   },
   smoke: {
     real: { sessions: 2, warmup: 0, concurrency: 2 },
@@ -89,6 +99,7 @@ export const PROFILES: Record<Mode, Profile> = {
     reads: { sizes: [10, 1_000, 10_000], turns: 1 },
     brains: { sessions: 10, turns: 1 },
     bundles: { imports: 1 },
+    peer: { sessions: 2, turnsPerSession: 2, warmupTurns: 1 },
   },
 };
 
@@ -115,7 +126,21 @@ export interface BenchResults {
     log_reads?: LogReadsResult;
     many_brains?: ManyBrainsResult;
     bundles?: BundlesResult;
+    peer?: PeerResult;
   };
+  /** Runs whose suites replaced those of the run above (`--merge`), oldest first. */
+  merged?: MergedRun[];
+}
+
+export interface MergedRun {
+  suites: string[];
+  generated_at: string;
+  mode: Mode;
+  duration_s: number;
+  commit: unknown;
+  uncommitted_changes: unknown;
+  load_at_start: unknown;
+  load_at_end: unknown;
 }
 
 function machine() {
@@ -139,6 +164,9 @@ export async function runBench(o: BenchOptions): Promise<BenchResults> {
   const log = (msg: string) => {
     if (!o.quiet) console.error(msg);
   };
+  // The peer's packages are not the root's (see bench/lib/peer-package.ts): install them before
+  // any suite runs, so that a failed install ends the run at once, and outside its duration.
+  if (o.only.includes('peer')) await ensurePeerPackage({ log, quiet: o.quiet });
   const started = nowMs();
   const results: BenchResults = {
     schema: 1,
@@ -203,6 +231,18 @@ export async function runBench(o: BenchOptions): Promise<BenchResults> {
       }
     });
     results.suites.bundles = await suite('bundles', () => runBundles(p.bundles, { log }));
+    results.suites.peer = await suite('peer', async () => {
+      // The model answers at once: the turn is what each side costs around it. Each side's model
+      // client sits idle while the other side runs its session (seconds): the server keeps idle
+      // connections open, so that it never closes one just as a client reuses it (ECONNRESET,
+      // which ended a run at a load average of 14 on 2 cores); the clients close their own.
+      const fake = await startFakeMessagesApi({ latencyMs: 0, keepAliveTimeoutMs: 10 * 60_000 });
+      try {
+        return await runPeer(p.peer, { modelUrl: fake.url, fakeRequests: () => fake.requests, log });
+      } finally {
+        await fake.close();
+      }
+    });
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
@@ -220,6 +260,7 @@ function headline(r: BenchResults): Record<string, number | boolean | null> {
   const lr = r.suites.log_reads;
   const mb = r.suites.many_brains;
   const bu = r.suites.bundles;
+  const pe = r.suites.peer;
   const size = (n: number) => lr?.sizes.find((s) => s.events === n);
   const bundle = (name: string) => bu?.bundles.find((b) => b.name === name);
   const v = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? null : x);
@@ -235,6 +276,8 @@ function headline(r: BenchResults): Record<string, number | boolean | null> {
     concurrent_sessions: v(mb?.concurrent_sessions),
     steps_per_second: v(mb?.steps_per_second),
     harness_bundle_bytes: v(bundle('harness-step')?.bytes),
+    peer_turn_ratio_p50: v(pe?.ratio_p50),
+    peer_turn_ratio_p95: v(pe?.ratio_p95),
     // More of the same.
     ttft_coupled_p99_ms: v(t?.real.coupled.ttft_ms.p99),
     ttft_decoupled_p99_ms: v(t?.real.decoupled.ttft_ms.p99),
@@ -264,6 +307,10 @@ function headline(r: BenchResults): Record<string, number | boolean | null> {
     credential_proxy_import_p50_ms: v(bundle('credential-proxy')?.import_ms?.p50),
     sandbox_reaper_bundle_bytes: v(bundle('sandbox-reaper')?.bytes),
     sandbox_reaper_import_p50_ms: v(bundle('sandbox-reaper')?.import_ms?.p50),
+    peer_corral_turn_p50_ms: v(pe?.corral.turn_ms.p50),
+    peer_corral_turn_p95_ms: v(pe?.corral.turn_ms.p95),
+    peer_langgraph_turn_p50_ms: v(pe?.peer.turn_ms.p50),
+    peer_langgraph_turn_p95_ms: v(pe?.peer.turn_ms.p95),
   };
 }
 
@@ -304,31 +351,54 @@ function goals(r: BenchResults): Goal[] {
     }
     if (b.import_ms) out.push({ goal: `Import of the ${b.name} bundle, p50`, target: '< 150 ms', actual: `${b.import_ms.p50} ms`, met: b.import_ms.p50 < 150 });
   }
+  const pe = r.suites.peer;
+  if (pe) {
+    // A ratio only counts if both sides did the whole workload.
+    const sound = [pe.corral.checks, pe.peer.checks].every((c) => c.turns > 0 && c.answered_with_tool_output === c.turns && c.tool_ran === c.turns && c.model_calls_per_turn.min === 2 && c.model_calls_per_turn.max === 2);
+    for (const q of ['p50', 'p95'] as const) {
+      const ratio = q === 'p50' ? pe.ratio_p50 : pe.ratio_p95;
+      out.push({
+        goal: `Bash turn, Corral ÷ LangGraph.js + SQLite checkpointer, ${q}`,
+        target: '<= 1.0x',
+        actual: `${ratio}x (${pe.corral.turn_ms[q]} ms vs ${pe.peer.turn_ms[q]} ms)${sound ? '' : '; a side failed turns'}`,
+        met: sound && ratio <= 1,
+      });
+    }
+  }
   return out;
 }
 
 /**
- * The suites of `fresh` over those of `previous` (`--merge` with `--only`): one suite rerun
- * without wiping the others' figures. The headline figures and goals are recomputed from the
- * merged suites; `merged` says which suites come from which run.
+ * `prev` (a `latest.json`) with the suites that `cur` measured replaced by `cur`'s, the headline
+ * and the goals computed again from the result, and `cur` listed under `merged` (so the report
+ * says which run each section comes from). Both must be runs of the same profile.
  */
-export function mergeResults(previous: BenchResults, fresh: BenchResults): BenchResults {
-  // A suite that did not run is a key with no value in `fresh.suites`: it must not hide the previous one.
-  const ran = Object.fromEntries(Object.entries(fresh.suites).filter(([, v]) => v !== undefined)) as BenchResults['suites'];
-  const rerun = Object.keys(ran);
-  const kept = Object.keys(previous.suites).filter((k) => !rerun.includes(k));
-  const merged: BenchResults = {
-    ...fresh,
-    suites: { ...previous.suites, ...ran },
-    machine: {
-      ...fresh.machine,
-      load_per_suite: { ...(previous.machine.load_per_suite as object | undefined), ...(fresh.machine.load_per_suite as object | undefined) },
-    },
-    merged: { [fresh.generated_at]: rerun, [String(previous.generated_at)]: kept },
-    goals: [],
+export function mergeResults(prev: BenchResults, cur: BenchResults): BenchResults {
+  if (prev.schema !== 1) throw new Error(`--merge: the previous results have schema ${String(prev.schema)}, not 1`);
+  if (prev.mode !== cur.mode) throw new Error(`--merge: the previous results are a ${prev.mode} run and this one is ${cur.mode}: run the same profile`);
+  const ran = (Object.keys(cur.suites) as Array<keyof BenchResults['suites']>).filter((k) => cur.suites[k] !== undefined);
+  const suites: BenchResults['suites'] = { ...prev.suites };
+  for (const k of ran) (suites as Record<string, unknown>)[k] = cur.suites[k];
+  const loads = (m: Record<string, unknown>) => (m.load_per_suite ?? {}) as Record<string, number[]>;
+  const run: MergedRun = {
+    suites: ran,
+    generated_at: cur.generated_at,
+    mode: cur.mode,
+    duration_s: cur.duration_s,
+    commit: cur.machine.commit,
+    uncommitted_changes: cur.machine.uncommitted_changes,
+    load_at_start: cur.machine.load_at_start,
+    load_at_end: cur.machine.load_at_end,
   };
-  Object.assign(merged, headline(merged), { goals: goals(merged) });
-  return merged;
+  const out: BenchResults = {
+    ...prev,
+    suites,
+    machine: { ...prev.machine, load_per_suite: { ...loads(prev.machine), ...loads(cur.machine) } },
+    // A later run of the same suites supersedes an earlier merged one.
+    merged: [...(prev.merged ?? []).filter((m) => !m.suites.every((x) => ran.includes(x as (typeof ran)[number]))), run],
+  };
+  Object.assign(out, headline(out), { goals: goals(out) });
+  return out;
 }
 
 /** Writes the JSON, the plots and (unless `docPath` is null) the Markdown. */
@@ -357,6 +427,9 @@ const HELP = `npm run bench [-- options]
   --cpu-profile                sample where the CPU goes during the many-brains run
   --sandbox-share X            share of sessions needing a sandbox in the first step (default 0.25)
   --only a,b                   run some suites: ${SUITES.join(', ')}
+                               (peer installs its own packages on first use: npm ci --prefix bench/peers)
+  --merge                      keep the other suites' results from the latest.json in --out and
+                               replace only those of this run (e.g. --only peer --merge)
   --out DIR                    results directory (default bench/results)
   --doc PATH | --no-doc        the Markdown report (default docs/BENCHMARKS.md)
   --seed N                     the session mix and simulated waits (default 8)
@@ -416,8 +489,8 @@ export function parseOptions(argv: string[]): (BenchOptions & { render?: string;
     outDir: path.resolve(values.out ?? path.join(ROOT, 'bench', 'results')),
     docPath: values['no-doc'] ? null : path.resolve(values.doc ?? path.join(ROOT, 'docs', 'BENCHMARKS.md')),
     quiet: !!values.quiet,
+    merge: !!values.merge,
     ...(values.render ? { render: path.resolve(values.render) } : {}),
-    ...(values.merge ? { merge: true } : {}),
   };
 }
 
@@ -439,9 +512,10 @@ async function main() {
     console.log(`rewrote the plots${o.docPath ? ` and ${path.relative(process.cwd(), o.docPath)}` : ''} from ${path.relative(process.cwd(), o.render)}`);
     return;
   }
-  let r = await runBench(o);
   const previous = path.join(o.outDir, 'latest.json');
-  if (o.merge && fs.existsSync(previous)) r = mergeResults(JSON.parse(fs.readFileSync(previous, 'utf8')) as BenchResults, r);
+  if (o.merge && !fs.existsSync(previous)) throw new Error(`--merge: there is no ${path.relative(process.cwd(), previous)} to merge into`);
+  let r = await runBench(o);
+  if (o.merge) r = mergeResults(JSON.parse(fs.readFileSync(previous, 'utf8')) as BenchResults, r);
   writeResults(r, o);
   console.log(`\nCorral benchmarks (${r.mode}, ${r.duration_s} s) -> ${path.relative(process.cwd(), path.join(o.outDir, 'latest.json'))}`);
   for (const g of r.goals) console.log(`  ${g.met ? 'met    ' : 'NOT MET'}  ${g.goal}: ${g.actual} (goal ${g.target})`);

@@ -29,6 +29,8 @@ export async function startBenchRuntime(opts: {
   wrapProvider?: (p: ProcessSandboxProvider) => SandboxProvider & { close?: () => Promise<void> };
   /** Sessions the worker runs at once (the in-process queue's concurrency). */
   concurrency?: number;
+  /** Keep the log in memory (default) or on disk in the data directory, as `npm start` does. */
+  inMemory?: boolean;
 }): Promise<BenchRuntime> {
   const dataDir = mkdtempSync(join(tmpdir(), 'corral-bench-'));
   // The runtime builds its local provider (with the credential proxy's git channels, through
@@ -40,7 +42,7 @@ export async function startBenchRuntime(opts: {
   const runtime = await startLocalRuntime({
     port: 0,
     dataDir,
-    inMemory: true,
+    inMemory: opts.inMemory ?? true,
     model,
     wrapSandboxProvider: (p) => {
       local = p;

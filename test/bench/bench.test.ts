@@ -2,13 +2,21 @@
  * The benchmark suite end to end, in its smallest configuration (`--smoke`): it runs, and what it
  * writes has the documented shape and sane figures. No timing thresholds: speed goals are reported
  * by the benchmark itself (`docs/BENCHMARKS.md`), never asserted here.
+ *
+ * The peer suite runs only where its own package is installed (`npm ci --prefix bench/peers`, which
+ * `npm run bench` does on demand and CI does not: it compiles better-sqlite3 for minutes); without
+ * it the peer's checks are skipped with the reason printed, and every other suite still runs.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseOptions, runBench, writeResults, type BenchOptions, type BenchResults } from '../../bench/run.js';
+import { peerPackageStatus } from '../../bench/lib/peer-package.js';
+import { mergeResults, parseOptions, runBench, SUITES, writeResults, type BenchOptions, type BenchResults } from '../../bench/run.js';
 import type { Summary } from '../../bench/lib/stats.js';
+
+const peer = peerPackageStatus();
+if (!peer.installed) console.warn(`bench smoke: the peer suite is skipped: ${peer.reason}`);
 
 const ISSUE_KEYS = [
   'ttft_coupled_p50_ms',
@@ -23,6 +31,7 @@ const ISSUE_KEYS = [
   'steps_per_second',
   'harness_bundle_bytes',
 ] as const;
+const PEER_KEYS = ['peer_turn_ratio_p50', 'peer_turn_ratio_p95'] as const;
 
 function expectSummary(s: Summary, n?: number) {
   expect(s.n).toBeGreaterThan(0);
@@ -43,7 +52,8 @@ describe('npm run bench -- --smoke', () => {
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-bench-test-'));
-    const parsed = parseOptions(['--smoke', '--quiet', '--out', path.join(dir, 'results'), '--doc', path.join(dir, 'docs', 'BENCHMARKS.md')]);
+    const only = SUITES.filter((s) => s !== 'peer' || peer.installed);
+    const parsed = parseOptions(['--smoke', '--quiet', '--only', only.join(','), '--out', path.join(dir, 'results'), '--doc', path.join(dir, 'docs', 'BENCHMARKS.md')]);
     if (parsed === 'help') throw new Error('unexpected help');
     options = parsed;
     results = await runBench(options);
@@ -63,18 +73,22 @@ describe('npm run bench -- --smoke', () => {
     expect(() => parseOptions(['--only', 'nope'])).toThrow(/unknown suite/);
     expect(() => parseOptions(['--model-latency-ms', '-1'])).toThrow(/model-latency-ms/);
     expect(() => parseOptions(['--bogus'])).toThrow();
+    expect(parseOptions(['--only', 'peer', '--merge'])).toMatchObject({ only: ['peer'], merge: true });
+    expect(full).toMatchObject({ merge: false, only: expect.arrayContaining(['peer']) });
   });
 
   it('writes latest.json with the issue\'s keys, as numbers', () => {
     expect(written.schema).toBe(1);
     expect(written.mode).toBe('smoke');
-    for (const key of ISSUE_KEYS) {
+    for (const key of [...ISSUE_KEYS, ...(peer.installed ? PEER_KEYS : [])]) {
       expect(typeof written[key], key).toBe('number');
       expect(Number.isFinite(written[key] as number), key).toBe(true);
       expect(written[key] as number, key).toBeGreaterThan(0);
     }
     expect(written.machine).toMatchObject({ cores: expect.any(Number), node: process.version });
     expect(Array.isArray(written.machine.load_at_start)).toBe(true);
+    // A suite that did not run leaves its keys null, not absent or invented.
+    if (!peer.installed) for (const key of PEER_KEYS) expect(written[key], key).toBeNull();
     expect(written.goals.length).toBeGreaterThanOrEqual(8);
     for (const g of written.goals) expect(g).toEqual({ goal: expect.any(String), target: expect.any(String), actual: expect.any(String), met: expect.any(Boolean) });
   });
@@ -162,8 +176,54 @@ describe('npm run bench -- --smoke', () => {
     }
   });
 
+  it.skipIf(!peer.installed)('peer: both Corral and the LangGraph.js agent ran every turn, the bash tool\'s output in each final answer, two model calls a turn', () => {
+    const pe = written.suites.peer!;
+    const turns = pe.config.sessions * (pe.config.warmupTurns + pe.config.turnsPerSession);
+    for (const side of [pe.corral, pe.peer]) {
+      expect(side.checks.first_failure).toBeUndefined();
+      expect(side.checks).toEqual({ turns, answered_with_tool_output: turns, tool_ran: turns, model_calls_per_turn: { min: 2, max: 2 } });
+      expectSummary(side.turn_ms, pe.config.sessions * pe.config.turnsPerSession);
+      expect(side.samples_ms).toHaveLength(pe.config.sessions * pe.config.turnsPerSession);
+      expectSummary(side.tool_ms, pe.config.sessions * pe.config.turnsPerSession);
+    }
+    expect(['bwrap', 'none']).toContain(pe.corral.isolation);
+    expect(pe.corral.events_per_turn).toBeGreaterThanOrEqual(6); // user.message, running, tool use and result, message, idle at least
+    expect(pe.corral.steps_per_turn).toBeGreaterThanOrEqual(2);
+    // The checkpointer wrote to its SQLite file on every turn.
+    expect(pe.peer.checkpoints_per_turn).toBeGreaterThanOrEqual(2);
+    expect(pe.peer.sqlite.journal_mode).toBe('wal');
+    expect(pe.peer.packages['better-sqlite3']).toMatch(/^12\./);
+    expect(written.peer_turn_ratio_p50).toBe(pe.ratio_p50);
+    expect(pe.ratio_p50).toBeCloseTo(pe.corral.turn_ms.p50 / pe.peer.turn_ms.p50, 1);
+    expect(written.goals.filter((g) => g.goal.includes('LangGraph'))).toHaveLength(2);
+  });
+
+  it('--merge keeps the other suites of the previous results and replaces those of the new run', () => {
+    // The later run measured one suite (the overhead one: it runs with or without the peer installed).
+    const ov = structuredClone(written.suites.overhead!);
+    const later: BenchResults = {
+      ...structuredClone(written),
+      generated_at: '2030-01-01T00:00:00.000Z',
+      suites: { overhead: { ...ov, harness_overhead_ms: { ...ov.harness_overhead_ms, p50: 7, p95: 8 } } },
+    };
+    const merged = mergeResults(written, later);
+    expect(merged.suites.ttft).toEqual(written.suites.ttft);
+    expect(merged.suites.bundles).toEqual(written.suites.bundles);
+    expect(merged.suites.peer).toEqual(written.suites.peer);
+    expect(merged.suites.overhead!.harness_overhead_ms.p50).toBe(7);
+    expect(merged.overhead_p50_ms).toBe(7);
+    expect(merged.overhead_p95_ms).toBe(8);
+    expect(merged.ttft_coupled_p50_ms).toBe(written.ttft_coupled_p50_ms);
+    expect(merged.peer_turn_ratio_p50).toBe(written.peer_turn_ratio_p50);
+    expect(merged.generated_at).toBe(written.generated_at);
+    expect(merged.merged).toEqual([expect.objectContaining({ suites: ['overhead'], generated_at: '2030-01-01T00:00:00.000Z' })]);
+    expect(merged.goals.length).toBe(written.goals.length);
+    expect(merged.goals.find((g) => g.goal.startsWith('Harness overhead p50'))).toMatchObject({ actual: '7 ms', met: true });
+    expect(() => mergeResults(written, { ...later, mode: 'full' })).toThrow(/same profile/);
+  });
+
   it('writes the plots and the Markdown report', () => {
-    for (const name of ['ttft-real.svg', 'ttft-fargate.svg', 'overhead.svg']) {
+    for (const name of ['ttft-real.svg', 'ttft-fargate.svg', 'overhead.svg', ...(peer.installed ? ['peer.svg'] : [])]) {
       const svg = fs.readFileSync(path.join(dir, 'results', name), 'utf8');
       expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
       expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
@@ -174,6 +234,8 @@ describe('npm run bench -- --smoke', () => {
     for (const heading of ['## Machine and load', '## Goals', '## 1. Time to first token', '## 2. Harness overhead', '## 3. Step cost', '## 4. Many brains', '## 5. Bundles']) {
       expect(md).toContain(heading);
     }
+    if (peer.installed) expect(md).toContain('## 6. A bash turn against a durable peer');
+    else expect(md).not.toContain('## 6.');
     expect(md).toContain('](../results/ttft-real.svg)');
     expect(md).toMatch(/SIMULATED/);
     expect(md).not.toMatch(/NaN|undefined/);

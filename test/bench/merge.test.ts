@@ -36,7 +36,8 @@ describe('mergeResults', () => {
     expect(merged.suites.log_reads).toBe(logReads);
     expect(merged.suites.bundles).toBe(fresh.suites.bundles);
     expect(merged.machine.load_per_suite).toEqual({ reads: [1, 1], bundles: [3, 3] });
-    expect(merged.merged).toEqual({ '2026-01-02T00:00:00.000Z': ['bundles'], '2026-01-01T00:00:00.000Z': ['log_reads'] });
+    expect(merged.merged).toEqual([expect.objectContaining({ suites: ['bundles'], generated_at: '2026-01-02T00:00:00.000Z' })]);
+    expect(merged.generated_at).toBe('2026-01-01T00:00:00.000Z');
   });
 
   it('recomputes the headline figures and the goals from the merged suites', () => {
