@@ -364,7 +364,7 @@ export class SessionService {
    */
   private async assertAnswersOpenCalls(id: string, events: UserEvent[]): Promise<void> {
     if (!events.some((e) => e.type === 'user.tool_confirmation' || e.type === 'user.custom_tool_result')) return;
-    // The harness's cursor record (see `cursorKey` in harness/harness.ts): derived, may be absent.
+    // The harness's cursor record (see `cursorKey` in harness/wake.ts): derived, may be absent.
     const cursor = await this.table.get(headPk(id), 'cursor');
     let state = (cursor?.state as TurnState | undefined) ?? initialState();
     for (;;) {
