@@ -15,7 +15,7 @@ import { ProcessSandboxProvider } from '../lambdas/adapters/local/process-sandbo
 import type { SandboxLimits } from '../sandbox/limits.js';
 import { createApp } from '../lambdas/api/app.js';
 import type { LogNotifier } from '../lambdas/api/stream.js';
-import type { HarnessOptions } from '../lambdas/core/harness/harness.js';
+import type { HarnessDeps, HarnessOptions } from '../lambdas/core/harness/harness.js';
 import { AnthropicModel, type ModelClient } from '../lambdas/core/harness/model.js';
 import { generateApiKey } from '../lambdas/core/resources/tenants.js';
 import { createServices, type CorralServices } from '../lambdas/core/services.js';
@@ -71,6 +71,8 @@ export interface LocalRuntimeOptions {
    * to time it or delay it; ignored with `sandboxProvider`.
    */
   wrapSandboxProvider?: (local: ProcessSandboxProvider) => SandboxProvider;
+  /** Wrap what the harness is built with (the benchmark's eager provisioning); see `createServices`. */
+  wrapHarnessDeps?: (deps: HarnessDeps) => HarnessDeps;
   /** Failed authentications per minute, per client address and in all (default 30 and 600). */
   authFailureLimits?: AuthFailureLimits;
   logger?: Logger;
@@ -191,6 +193,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       sandboxProvider,
       model,
       harness: { logger: log, ...opts.harness },
+      wrapHarnessDeps: opts.wrapHarnessDeps,
       leaseTtlMs: opts.leaseTtlMs,
       rateLimits: opts.rateLimits,
       mcp: opts.mcp,

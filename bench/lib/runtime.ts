@@ -8,6 +8,7 @@ import type { HarnessOptions } from '../../lambdas/core/harness/harness.js';
 import { AnthropicModel } from '../../lambdas/core/harness/model.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
 import { startLocalRuntime, type LocalRuntime } from '../../local-runtime/runtime.js';
+import { withEagerSandbox } from './eager-sandbox.js';
 import { Recorder, TimedProvider, TimingModel } from './instruments.js';
 import { nowMs } from './stats.js';
 
@@ -25,6 +26,8 @@ export interface BenchRuntime {
 export async function startBenchRuntime(opts: {
   modelUrl: string;
   harness?: HarnessOptions;
+  /** The coupled design: provision the default sandbox when a turn starts (eager-sandbox.ts). */
+  eagerSandbox?: boolean;
   /** Wrap the local provider (the simulated Fargate delay). */
   wrapProvider?: (p: ProcessSandboxProvider) => SandboxProvider & { close?: () => Promise<void> };
   /** Sessions the worker runs at once (the in-process queue's concurrency). */
@@ -56,6 +59,7 @@ export async function startBenchRuntime(opts: {
     // Idle sandboxes are the benchmark's to release (sessions are deleted when done).
     sandboxIdleMs: 3_600_000,
     harness: { retryDelayMs: () => 50, ...opts.harness, observer: recorder.observer },
+    ...(opts.eagerSandbox ? { wrapHarnessDeps: withEagerSandbox } : {}),
   });
   const client = new Anthropic({ baseURL: runtime.url, apiKey: runtime.apiKey, maxRetries: 2, timeout: 600_000 });
   if (!local || !provider) throw new Error('the local runtime did not build its sandbox provider');

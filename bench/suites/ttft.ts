@@ -2,9 +2,9 @@
  * (1) Coupled versus decoupled time to first token.
  *
  * The same mix of sessions, each with a repository to clone, runs on two runtimes side by side:
- * one with `eagerSandbox` (the coupled, single-container design: the sandbox is provisioned and
- * the repository cloned before the first model call) and one with Corral's lazy provisioning (the
- * sandbox starts on the first tool call that needs it). A share of the sessions needs the sandbox
+ * one with `eagerSandbox` (the coupled, single-container design, bench/lib/eager-sandbox.ts: the
+ * sandbox is provisioned and the repository cloned before the first model call) and one with
+ * Corral's lazy provisioning (the sandbox starts on the first tool call that needs it). A share of the sessions needs the sandbox
  * in its first step (the model's first answer is a bash call); the others answer in text. Time to
  * first token is client-side: from `events.send` of the user message to the first event the model
  * produced for that turn (`agent.message`, `agent.tool_use`, ...) on the session's event stream.
@@ -114,7 +114,7 @@ export async function runTtftScenario(
 ): Promise<TtftScenarioResult & { isolation: string }> {
   const wrap = (seed: number) => (cfg.delay ? { wrapProvider: (p: ProcessSandboxProvider) => new DelayedProvider(p, delaySampler(cfg.delay!, seed)) } : {});
   // Both runtimes draw the same sequence of simulated waits.
-  const coupled = await startBenchRuntime({ modelUrl: ctx.modelUrl, harness: { eagerSandbox: true }, ...wrap(cfg.seed) });
+  const coupled = await startBenchRuntime({ modelUrl: ctx.modelUrl, eagerSandbox: true, ...wrap(cfg.seed) });
   const decoupled = await startBenchRuntime({ modelUrl: ctx.modelUrl, ...wrap(cfg.seed) });
   try {
     const ids = { coupled: await setup(coupled), decoupled: await setup(decoupled) };

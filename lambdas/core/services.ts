@@ -1,4 +1,4 @@
-import { Harness, type HarnessOptions } from './harness/harness.js';
+import { Harness, type HarnessDeps, type HarnessOptions } from './harness/harness.js';
 import type { ModelClient } from './harness/model.js';
 import type { WakeQueue } from './harness/queue.js';
 import { AgentService } from './resources/agents.js';
@@ -43,6 +43,11 @@ export function createServices(deps: {
   sandboxProvider: SandboxProvider;
   model: ModelClient;
   harness?: HarnessOptions;
+  /**
+   * Wrap what the harness is built with, e.g. to change when it provisions (the benchmark's
+   * coupled design, bench/lib/eager-sandbox.ts). The product never sets it.
+   */
+  wrapHarnessDeps?: (deps: HarnessDeps) => HarnessDeps;
   leaseTtlMs?: number;
   /** The agent's MCP servers, through the credential proxy (default: over `credentialProxy`). */
   mcp?: McpGateway;
@@ -71,10 +76,8 @@ export function createServices(deps: {
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
   const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey);
-  const harness = new Harness(
-    { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier },
-    deps.harness,
-  );
+  const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier };
+  const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);
   return {
     table: deps.table,
     events: deps.events,

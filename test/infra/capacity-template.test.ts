@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { synthesizedTemplate } from '../rehearsal/synth.js';
 import { renderText, runCapacity } from '../../scripts/capacity.js';
 import { DEFAULT_WORKLOAD } from '../../scripts/capacity/model.js';
@@ -8,8 +8,12 @@ import { DEFAULT_WORKLOAD } from '../../scripts/capacity/model.js';
  * synthesis): what it reports of each function and of the stage is what the template says.
  */
 describe('npm run capacity on the synthesized template', () => {
-  it('reports each function\'s memory, timeout and reserved concurrency, and the stage throttle, as the template has them', async () => {
-    const template = await synthesizedTemplate();
+  let template: Awaited<ReturnType<typeof synthesizedTemplate>>;
+  beforeAll(async () => {
+    template = await synthesizedTemplate(); // a synthesis: tens of seconds when not cached
+  });
+
+  it('reports each function\'s memory, timeout and reserved concurrency, and the stage throttle, as the template has them', () => {
     const run = runCapacity(template, { ...DEFAULT_WORKLOAD, sessions: 1000 });
     const fns = Object.entries(template.Resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function');
     for (const role of ['harness', 'api', 'stream'] as const) {

@@ -1,0 +1,118 @@
+import { sleep } from '../../sleep.js';
+import { StepDeadlineError } from '../../sandbox/types.js';
+import type { EventBody } from '../../session/events.js';
+import { append, appendAfter } from '../append.js';
+import { requestEnd } from '../bodies.js';
+import { buildView, withCacheBreakpoints } from '../context.js';
+import { watchInterrupt } from '../interrupts.js';
+import { ModelError, type ModelResponse } from '../model.js';
+import { DEFAULT_MAX_MODEL_ATTEMPTS } from '../state.js';
+import { buildToolbox } from '../tools.js';
+import { LeaseLostError, type HarnessOptions, type StepContext } from '../step.js';
+import { responseEvents } from './model-response.js';
+
+/**
+ * Delay before retry `retry` (1 for the second attempt) of a failed model call: the option's, or
+ * exponential from 1 s, capped at 30 s, with jitter (half to all of it) so that sessions failed by
+ * the same outage do not retry in step.
+ */
+export function retryDelayMs(retry: number, opts: Pick<HarnessOptions, 'retryDelayMs'> = {}, random: () => number = Math.random): number {
+  return opts.retryDelayMs?.(retry) ?? Math.min(30_000, 1000 * 2 ** (retry - 1)) * (0.5 + random() / 2);
+}
+
+export type RetryStatus = 'retrying' | 'exhausted' | 'terminal';
+
+/**
+ * What a failed model call writes: the request's end, a `session.error` that says whether it is
+ * retried, and idle when it is not (`retries_exhausted` after the last attempt, `end_turn` on an
+ * error retrying cannot fix). A call cut by the step's deadline counts as a failed attempt, so a
+ * call that never fits in a step cannot loop forever.
+ */
+export function failedRequest(
+  startId: string,
+  err: unknown,
+  at: { attempt: number; maxAttempts: number; byDeadline: boolean },
+): { error: ModelError; retryStatus: RetryStatus; bodies: EventBody[] } {
+  const e = at.byDeadline
+    ? new ModelError('model_request_failed_error', true, "the model call did not finish before the harness step's deadline; it is tried again in a new step")
+    : err instanceof ModelError
+      ? err
+      : new ModelError('model_request_failed_error', true, String((err as Error)?.message ?? err));
+  const exhausted = e.retryable && at.attempt >= at.maxAttempts;
+  const retryStatus: RetryStatus = !e.retryable ? 'terminal' : exhausted ? 'exhausted' : 'retrying';
+  const bodies: EventBody[] = [
+    requestEnd(startId, null, true),
+    { type: 'session.error', error: { type: e.errorType, message: e.message, retry_status: { type: retryStatus } } },
+  ];
+  if (retryStatus !== 'retrying') {
+    bodies.push({ type: 'session.status_idle', stop_reason: { type: exhausted ? 'retries_exhausted' : 'end_turn' }, stop_details: null });
+  }
+  return { error: e, retryStatus, bodies };
+}
+
+/** The model's view: the window from the view's start (one read), summary first, and the tools offered. */
+async function view(ctx: StepContext) {
+  const { session, state } = ctx;
+  const events = await ctx.deps.events.getEvents(session.id, { from: state.view.start });
+  const view = buildView(events, { start: state.view.start, summary: state.view.summary });
+  const { tools: mcpTools, errors } = await ctx.mcpTools.list(session);
+  const toolbox = buildToolbox(session.agent.tools, { readLog: view.partial, mcpServers: session.agent.mcp_servers, mcpTools });
+  return { events, view, toolbox, errors };
+}
+
+/**
+ * Call the model (attempt `attempt` of this turn, after the retry delay when it is a retry):
+ * open the request span, call with the view, watch for an interrupt meanwhile, and write the
+ * answer (or the failure) after the span as one batch.
+ */
+export async function callModel(ctx: StepContext, attempt: number) {
+  const { lost, cut, session, state } = ctx;
+  const sessionId = session.id;
+  if (attempt > 1) {
+    await sleep(retryDelayMs(attempt - 1, ctx.opts), AbortSignal.any([lost, cut]));
+    if (cut.aborted && !lost.aborted) throw new StepDeadlineError('the retry delay');
+  }
+  const { view: v, toolbox, errors } = await view(ctx);
+  const opened = await append(ctx.deps, sessionId, state.position, [...errors, { type: 'span.model_request_start' }]);
+  const start = opened[opened.length - 1];
+  const position = state.position + opened.length;
+  const controller = new AbortController();
+  const stopWatching = watchInterrupt(ctx.deps, sessionId, position, lost, controller, ctx.opts.interruptPollMs);
+  const started = Date.now();
+  let response: ModelResponse;
+  try {
+    response = await ctx.deps.model.complete(
+      {
+        model: session.agent.model.id,
+        system: session.agent.system ?? undefined,
+        messages: withCacheBreakpoints(v.messages, state.view.summary !== null) as never,
+        tools: toolbox.specs,
+        maxTokens: ctx.opts.maxTokens ?? 8192,
+        cache: true,
+      },
+      { signal: AbortSignal.any([controller.signal, cut]) },
+    );
+  } catch (err) {
+    stopWatching();
+    if (controller.signal.aborted) {
+      if (lost.aborted) throw new LeaseLostError(sessionId);
+      return; // interrupted: the next decision closes the request and the turn
+    }
+    // Cut by the deadline: the request is closed as a failed attempt, and a new wake retries it.
+    const byDeadline = cut.aborted;
+    const failed = failedRequest(start.id, err, { attempt, maxAttempts: ctx.opts.maxModelAttempts ?? DEFAULT_MAX_MODEL_ATTEMPTS, byDeadline });
+    ctx.opts.observer?.modelCall?.({ sessionId, timeToFirstTokenMs: null, durationMs: Date.now() - started, ok: false });
+    ctx.log.warn('model call failed', { sessionId, attempt, errorType: failed.error.errorType, retryStatus: failed.retryStatus });
+    await appendAfter(ctx.deps, sessionId, position, failed.bodies);
+    if (byDeadline) throw new StepDeadlineError('the model call');
+    return;
+  }
+  stopWatching();
+  ctx.opts.observer?.modelCall?.({
+    sessionId,
+    timeToFirstTokenMs: response.timeToFirstTokenMs,
+    durationMs: Date.now() - started,
+    ok: true,
+  });
+  await appendAfter(ctx.deps, sessionId, position, responseEvents(start.id, response, toolbox));
+}
