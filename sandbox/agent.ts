@@ -17,6 +17,7 @@
  * Usage: agent.ts (--socket PATH | --port N [--host H]) [--workspace DIR] [--state-dir DIR]
  *                 [--run-as-uid N --run-as-gid N [--setpriv PATH]] [--install-packages]
  *                 [--git-channel-stdin] [--local-mounts] [--limits processes=N,memory=B,...]
+ *                 [--egress-socket PATH]
  *
  * With `--limits` (see limits.ts; in a container `CORRAL_SANDBOX_LIMITS` in its environment does
  * the same), every tool process starts under `prlimit(1)` with those rlimits,
@@ -26,6 +27,11 @@
  * A git channel (`CORRAL_GIT_CHANNEL`, or the second stdin line with `--git-channel-stdin`)
  * starts the git forwarder (agent/git-forwarder.ts): the session's repositories are cloned,
  * pulled and pushed through the credential proxy, and no credential enters the sandbox.
+ *
+ * `--egress-socket` (local sandboxes, which have no network) starts the egress forwarder
+ * (agent/egress-forwarder.ts): a loopback listener passing connections to the host's egress
+ * proxy, which enforces the environment's networking; every tool gets `HTTP_PROXY`,
+ * `HTTPS_PROXY` (and the lower-case forms) pointing at it, and `NO_PROXY` for loopback.
  *
  * With `--run-as-uid/--run-as-gid`, every tool runs as that user: bash directly, and the file
  * tools (read, write, edit, glob, grep) in a short-lived child process of this program. The agent
@@ -51,6 +57,7 @@
  *   confinement.ts    limits and privileges: prlimit, the tools' user, killing a process group, disk
  *   process.ts        the one child-process helper (spawn confined, bounded output, timeout)
  *   git-forwarder.ts  the git forwarder
+ *   egress-forwarder.ts  the egress forwarder and the tools' proxy variables
  *   output.ts         output bounding
  *   tools/            one module per tool (write and edit together) and the dispatch
  */

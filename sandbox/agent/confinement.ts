@@ -35,6 +35,11 @@ export class Confinement {
   constructor(
     readonly runAs: RunAs | undefined,
     readonly limits: SandboxLimits | undefined,
+    /**
+     * Variables every command gets on top of the ones it is started with (the egress proxy's
+     * `HTTP_PROXY` and friends): set here, where every process starts, so no tool can miss them.
+     */
+    readonly extraEnv: Readonly<Record<string, string>> = {},
   ) {}
 
   /** Whether this process can start commands as root (for package installation). */
@@ -48,6 +53,7 @@ export class Confinement {
    */
   spawn(command: string, args: string[], options: SpawnOptions, as: Principal = 'sandbox'): ChildProcess {
     const ra = this.runAs;
+    if (Object.keys(this.extraEnv).length) options = { ...options, env: { ...(options.env ?? process.env), ...this.extraEnv } };
     if (as === 'sandbox' && this.limits) {
       // The limits go on first, so everything the command starts inherits them.
       args = [...prlimitArgs(this.limits), '--', command, ...args];

@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { RECIPE_ENV, decodeRecipe } from '../recipe.js';
 import { SANDBOX_LIMITS_ENV, parseSandboxLimits, resolveSandboxLimits } from '../limits.js';
 import { parseRunAs, type RunAs } from './confinement.js';
+import { startEgressForwarder, type EgressForwarder } from './egress-forwarder.js';
 import { GIT_CHANNEL_ENV, parseGitChannel, startGitForwarder, type GitForwarder } from './git-forwarder.js';
 import { logLine } from './log.js';
 import { SandboxAgent } from './sandbox-agent.js';
@@ -101,6 +102,7 @@ export async function main(argv: string[], program: string): Promise<void> {
       'tool-child': { type: 'boolean' },
       'git-channel-stdin': { type: 'boolean' },
       'local-mounts': { type: 'boolean' },
+      'egress-socket': { type: 'string' },
       limits: { type: 'string' },
     },
     strict: true,
@@ -143,6 +145,9 @@ export async function main(argv: string[], program: string): Promise<void> {
     forwarder = await startGitForwarder(parseGitChannel(gitChannelText), logLine);
     gitChannelText = '';
   }
+  // The host's egress proxy (local sandboxes): the tools reach the network only through it.
+  let egress: EgressForwarder | undefined;
+  if (values['egress-socket']) egress = await startEgressForwarder(values['egress-socket'], logLine);
 
   const workspace = path.resolve(values.workspace ?? process.cwd());
   fs.mkdirSync(workspace, { recursive: true });
@@ -157,6 +162,7 @@ export async function main(argv: string[], program: string): Promise<void> {
     recipeMode: values['local-mounts'] ? 'local' : 'image',
     gitRemote: forwarder?.remoteFor,
     limits,
+    toolEnv: egress?.env,
   });
   capability = '';
   if (runAs) await checkRunAs(agent, runAs);
@@ -172,6 +178,7 @@ export async function main(argv: string[], program: string): Promise<void> {
     agent.shutdown();
     server.close();
     forwarder?.server.close();
+    egress?.server.close();
     if (socketPath) {
       try {
         fs.unlinkSync(socketPath);

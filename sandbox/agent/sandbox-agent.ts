@@ -38,6 +38,8 @@ export interface AgentOptions {
   gitRemote?: (url: string) => string | undefined;
   /** Resource limits of the tools (see limits.ts); none when absent. */
   limits?: SandboxLimits;
+  /** Variables every tool process gets on top of its own (the egress proxy's, egress-forwarder.ts). */
+  toolEnv?: Record<string, string>;
 }
 
 /** Where the agent is in applying its recipe; tools run only once it is `ready`. */
@@ -76,7 +78,7 @@ export class SandboxAgent {
     this.program = opts.program;
     this.log = opts.log ?? (() => {});
     this.results = new ResultCache(opts.stateDir, this.log);
-    this.processes = new Processes(new Confinement(opts.runAs, opts.limits));
+    this.processes = new Processes(new Confinement(opts.runAs, opts.limits, opts.toolEnv));
   }
 
   /** Replace the capability: from now on only `next` opens this sandbox (used at handoff). */

@@ -54,7 +54,7 @@ describe('the sandbox manager', () => {
   it('provisions lazily, and turns a sandbox that stopped answering into a tool error and a fresh one next time', async () => {
     provider.notes = ['apt packages were not installed'];
     const first = await manager.execute('sesn_1', 'default', recipe, 'bash', { command: 'true' });
-    expect(provider.provisioned).toEqual([{ sessionId: 'sesn_1', name: 'default', recipe: { environmentId: 'env_1', packages: {}, repositories: [] } }]);
+    expect(provider.provisioned).toEqual([{ sessionId: 'sesn_1', name: 'default', recipe: { environmentId: 'env_1', packages: {}, repositories: [], networking: { type: 'unrestricted' } } }]);
     expect(first).toMatchObject({ sandbox: 'default', isError: true });
     expect(first.output).toContain('[corral] sandbox "default": apt packages were not installed');
     expect(first.output).toContain('sandbox "default" became unavailable during this call (socket does not exist (sandbox not running)). Its state is lost');
@@ -123,6 +123,7 @@ describe('the sandbox manager', () => {
           { url: 'https://git.example.com/o/pub.git', mountPath: '/workspace/pub', checkout: null, channel: 'public' },
           { url: 'https://git.example.com/o/priv.git', mountPath: '/workspace/priv', checkout: null, channel: 'public' },
         ],
+        networking: { type: 'unrestricted' },
       },
     ]);
     expect(ok.output.split('\n').slice(0, 3)).toEqual([

@@ -115,6 +115,7 @@ describe('planRecipe', () => {
       packages: {},
       repositories: [],
       files: [],
+      networking: { type: 'unrestricted' },
       issues: [],
     });
   });
@@ -149,6 +150,7 @@ describe('fitRecipe', () => {
       environmentId: 'env_1',
       packages: { apt: ['jq'] },
       repositories: [{ url: 'https://h.example/o/pub.git', mountPath: '/workspace/pub', checkout: null, channel: 'public' }],
+      networking: { type: 'unrestricted' },
     });
     expect(issues.map((i) => [i.outcome, i.item.kind, i.message])).toEqual([
       ['skipped', 'packages', "the environment's packages (cargo: bat) are not installed in a remote sandbox; its image has no other installer"],

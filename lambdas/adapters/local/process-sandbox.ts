@@ -27,6 +27,12 @@
  * Run as another user, the whole sandbox is that user. Every tool process runs under the
  * sandbox limits (`sandbox/limits.ts`).
  *
+ * Egress: a bubblewrapped sandbox has no network; its only way out is the local egress proxy
+ * (`egress-proxy.ts`), which gives each sandbox a Unix socket of its own, bind-mounted read-only
+ * at /run/corral-egress, and applies the recipe's `networking` (planned in the core) to every
+ * connection. The agent's forwarder puts it on 127.0.0.1 inside the sandbox and sets the tools'
+ * `HTTP_PROXY`/`HTTPS_PROXY`. See docs/EGRESS.md.
+ *
  * The recipe is planned and fitted in the core (`lambdas/core/sandbox/recipe.ts`): this provider
  * says what it delivers (`localRecipeSupport`: repositories through the proxy, no packages), and
  * the sandbox manager reports the rest (packages, files) the same way for every provider.
@@ -52,6 +58,7 @@ import { assertDeliverable, redactUrls, type RecipeSupport, type SandboxRecipe }
 import { wireRecipeOf, type WireRecipe } from '../../../sandbox/recipe.js';
 import { formatSandboxLimits, resolveSandboxLimits, type SandboxLimits } from '../../../sandbox/limits.js';
 import type { GitChannel } from '../../core/vault/protocol.js';
+import { LocalEgressProxy, type EgressChannel } from './egress-proxy.js';
 
 /** The credential proxy's git channels (`git_open`, `git_close`). */
 export interface GitChannels {
@@ -82,6 +89,8 @@ const SANDBOX_UID_SPAN = 1 << 20;
 
 /** Where the proxy's git socket directory appears inside a bubblewrapped sandbox. */
 const SANDBOX_GIT_DIR = '/run/corral-git';
+/** Where the sandbox's egress socket directory appears inside a bubblewrapped sandbox. */
+const SANDBOX_EGRESS_DIR = '/run/corral-egress';
 
 export type IsolationMode = 'auto' | 'bwrap' | 'none';
 
@@ -109,6 +118,11 @@ export interface ProcessSandboxProviderOptions {
   readonly gitChannels?: GitChannels;
   /** Resource limits of every sandbox's tools. @default DEFAULT_SANDBOX_LIMITS */
   readonly limits?: Partial<SandboxLimits>;
+  /**
+   * The egress proxy every sandbox's connections go through (see the header). `false`: none, and a
+   * bubblewrapped sandbox has no way out at all. @default a proxy of this provider's own, closed with it
+   */
+  readonly egress?: LocalEgressProxy | false;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -210,6 +224,8 @@ interface Sandbox {
   tempRunDir?: string;
   /** The credential proxy's git channel of this sandbox, closed when it stops or changes hands. */
   gitChannel?: { sessionId: string; id: string };
+  /** Its socket on the egress proxy, closed when it stops. */
+  egress?: EgressChannel;
   exited: Promise<void>;
   hasExited: () => boolean;
 }
@@ -223,6 +239,9 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly gitChannels: GitChannels | undefined;
   readonly limits: SandboxLimits;
   readonly recipeSupport: RecipeSupport;
+  /** The egress proxy (none with `egress: false`); `ownsEgress` when this provider made it. */
+  private readonly egress: LocalEgressProxy | undefined;
+  private readonly ownsEgress: boolean;
   /** Running sandboxes by ref (the agent's pid). */
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -237,6 +256,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
     this.gitChannels = opts.gitChannels;
     this.recipeSupport = localRecipeSupport({ gitChannels: Boolean(opts.gitChannels) });
     this.limits = resolveSandboxLimits(opts.limits);
+    this.ownsEgress = opts.egress === undefined;
+    this.egress = opts.egress === false ? undefined : (opts.egress ?? new LocalEgressProxy({ logger: this.logger }));
   }
 
   /** The isolation actually used: probes bubblewrap on first use. */
@@ -337,12 +358,15 @@ export class ProcessSandboxProvider implements SandboxProvider {
     // The source session's repositories (and tokens) stay with the source: the channel closes.
     await this.closeGitChannel(sandbox);
     sandbox.owner = { ...to };
+    // The egress socket (and the policy it was opened with) stays the sandbox's; its log names the new owner.
+    if (sandbox.egress) sandbox.egress.owner = { sessionId: to.sessionId, sandbox: to.name };
     this.logger.info?.('sandbox handed off', { from, to, pid: sandbox.pid });
   }
 
   /** Stops every sandbox this provider started (for shutdown). */
   async close(): Promise<void> {
     await Promise.all([...this.sandboxes.values()].map((s) => this.release(s.owner.sessionId, s.owner.name, String(s.pid))));
+    if (this.ownsEgress) await this.egress?.close();
   }
 
   /** The local runtime calls this when it closes. */
@@ -449,6 +473,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
 
     const capability = crypto.randomBytes(32).toString('base64url');
     const env: Record<string, string> = { PATH: SANDBOX_PATH, HOME: workspace, LANG: 'C.UTF-8', TMPDIR: '/tmp' };
+    const egress = await this.egress?.open({ sessionId: req.sessionId, sandbox: req.name }, req.recipe.networking ?? { type: 'unrestricted' });
     let gitLine: string | null = null;
     let gitSocketDir: string | null = null;
     if (split?.channel.endpoint?.kind === 'unix') {
@@ -472,6 +497,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       stateDir,
       ...(gitLine ? ['--git-channel-stdin', '--local-mounts'] : []),
       ...(tools ? ['--run-as-uid', String(tools.uid), '--run-as-gid', String(tools.gid)] : []),
+      ...(egress ? ['--egress-socket', mode === 'bwrap' ? `${SANDBOX_EGRESS_DIR}/${path.basename(egress.socketPath)}` : egress.socketPath] : []),
       '--limits',
       formatSandboxLimits(this.limits),
     ];
@@ -479,7 +505,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     let args: string[];
     if (mode === 'bwrap') {
       command = this.bwrapPath;
-      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, gitSocketDir, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
+      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, gitSocketDir, egressSocketDir: egress?.socketDir, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
     } else {
       command = nodeBinary;
       args = agentArgs;
@@ -524,6 +550,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       socketPath,
       tempRunDir,
       ...(split ? { gitChannel: { sessionId: req.sessionId, id: split.channel.id } } : {}),
+      ...(egress ? { egress } : {}),
       exited,
       hasExited: () => exitedFlag,
     };
@@ -576,6 +603,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       }
     }
     await this.closeGitChannel(sandbox);
+    await sandbox.egress?.close();
     sandbox.child.stdin?.destroy();
     sandbox.child.stderr?.destroy();
     await fsp.rm(sandbox.socketPath, { force: true }).catch(() => {});
@@ -616,6 +644,8 @@ function bwrapArgs(p: {
   stateDir: string;
   /** The credential proxy's git socket directory: read-only, so no sandbox can replace the socket. */
   gitSocketDir?: string | null;
+  /** The sandbox's egress socket directory: read-only too. */
+  egressSocketDir?: string;
   /** Capabilities the agent keeps (it starts the tools as their own uid); none by default. */
   keepCaps?: string[];
 }): string[] {
@@ -649,6 +679,7 @@ function bwrapArgs(p: {
   args.push('--bind', p.runDir, p.runDir);
   args.push('--bind', p.stateDir, p.stateDir);
   if (p.gitSocketDir) args.push('--ro-bind', p.gitSocketDir, SANDBOX_GIT_DIR);
+  if (p.egressSocketDir) args.push('--ro-bind', p.egressSocketDir, SANDBOX_EGRESS_DIR);
   // Everything else (the root bwrap builds) is read-only: writes outside the workspace and /tmp fail.
   if (p.keepCaps?.length) withReadableParents(args);
   args.push('--remount-ro', '/');

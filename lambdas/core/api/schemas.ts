@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { parseHostPattern } from '../sandbox/egress.js';
 
 /**
  * Request schemas of the public API, shaped after the official SDK's parameter types
@@ -128,13 +129,22 @@ export const AgentUpdate = z.strictObject({
 });
 export type AgentUpdate = z.infer<typeof AgentUpdate>;
 
+/** An `allowed_hosts` entry: a host name, `*.domain` or an IP address, with an optional `:port` (see core/sandbox/egress.ts). */
+const AllowedHost = z
+  .string()
+  .min(1)
+  .max(255)
+  .superRefine((v, ctx) => {
+    const parsed = parseHostPattern(v);
+    if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error });
+  });
 const Networking = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('unrestricted') }),
   z.strictObject({
     type: z.literal('limited'),
     allow_mcp_servers: z.boolean().nullish(),
     allow_package_managers: z.boolean().nullish(),
-    allowed_hosts: z.array(z.string().min(1).max(255)).max(256).nullish(),
+    allowed_hosts: z.array(AllowedHost).max(256).nullish(),
   }),
 ]);
 /** A package list: at most 256 names (with version pins) of up to 256 characters. */

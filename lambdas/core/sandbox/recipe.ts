@@ -8,7 +8,8 @@
  * - `loadRecipePlan` reads what the plan needs (the environment, the session's credential refs);
  * - `planRecipe` turns it into a `RecipePlan`: each repository with its mount path, checkout and
  *   channel (`public`, or `credential_proxy` when the session holds a credential for it, which
- *   only the credential proxy's git channel can add), the package lists, the files, and what
+ *   only the credential proxy's git channel can add), the package lists, the files, the egress
+ *   policy (`egress.ts`: the environment's `networking` and the agent's MCP servers), and what
  *   Corral cannot use whatever the provider (a resource type it does not know, a mount path that
  *   is not usable or is taken);
  * - `fitRecipe` splits a plan by what a provider can deliver (`RecipeSupport`) into the
@@ -20,6 +21,7 @@
  */
 import path from 'node:path';
 import { normalizeRepositoryUrl } from '../vault/types.js';
+import { planEgress, type EgressPolicy } from './egress.js';
 import type { SystemPrincipal } from '../storage/principal.js';
 
 /** Where the workspace is inside a sandbox, and what a relative `mount_path` is relative to. */
@@ -78,6 +80,12 @@ export interface RecipePlan {
   packages: PackageLists;
   repositories: PlannedRepository[];
   files: PlannedFile[];
+  /**
+   * Where the sandbox's outbound connections may go (`planEgress`). A provider's egress proxy
+   * enforces it; absent only in hand-made plans, where it means the environment's default,
+   * `unrestricted`.
+   */
+  networking?: EgressPolicy;
   /** What no provider can give (an unknown resource type, an unusable or taken mount path). */
   issues: RecipeIssue[];
 }
@@ -87,6 +95,8 @@ export interface SandboxRecipe {
   environmentId: string;
   packages: PackageLists;
   repositories: PlannedRepository[];
+  /** The egress policy, as planned (every provider is handed it; see `RecipePlan.networking`). */
+  networking?: EgressPolicy;
 }
 
 export type Support = { supported: true } | { supported: false; reason: string };
@@ -105,7 +115,8 @@ export interface RecipeSupport {
 
 /** What `planRecipe` reads. */
 export interface RecipeInputs {
-  session: { environment_id: string; resources: readonly unknown[] };
+  /** The session; its agent's MCP servers are reachable when the environment allows them. */
+  session: { environment_id: string; resources: readonly unknown[]; agent?: { mcp_servers?: ReadonlyArray<{ url?: unknown }> } };
   /** The environment as stored; null when it is gone (its sandboxes then start bare). */
   environment: { config: unknown } | null;
   /** The repositories the session holds a credential for (refs in the session record, never a secret). */
@@ -176,6 +187,7 @@ export function planRecipe(inputs: RecipeInputs): RecipePlan {
     packages: packagesOf(inputs.environment?.config),
     repositories: [],
     files: [],
+    networking: planEgress(inputs.environment?.config, inputs.session.agent?.mcp_servers ?? []),
     issues: [],
   };
   const mounts = new Set<string>();
@@ -283,7 +295,8 @@ export function fitRecipe(plan: RecipePlan, support: RecipeSupport): { recipe: S
       message: `file resource ${f.fileId}${f.mountPath ? ` (${f.mountPath})` : ''} was not mounted: the Files API is not in Corral yet`,
     });
   }
-  return { recipe: { environmentId: plan.environmentId, packages, repositories }, issues: [...packageIssues, ...plan.issues, ...issues] };
+  const recipe: SandboxRecipe = { environmentId: plan.environmentId, packages, repositories, ...(plan.networking ? { networking: plan.networking } : {}) };
+  return { recipe, issues: [...packageIssues, ...plan.issues, ...issues] };
 }
 
 /**
