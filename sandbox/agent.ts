@@ -27,7 +27,7 @@
  * starts the git forwarder (agent/git-forwarder.ts): the session's repositories are cloned,
  * pulled and pushed through the credential proxy, and no credential enters the sandbox.
  *
- * With `--run-as-uid/--run-as-gid`, every tool runs as that user: bash directly, and the file
+ * With `--run-as-uid/--run-as-gid`, every tool runs as that user: bash (its one shell) directly, and the file
  * tools (read, write, edit, glob, grep) in a short-lived child process of this program. The agent
  * itself keeps its own uid, so nothing the model runs can read its memory or `/proc/<agent>/environ`
  * (where a container's initial environment, capability included, stays visible). Switching uid
@@ -50,6 +50,7 @@
  *   idempotency.ts    the tool_use-id result cache (memory and state directory)
  *   confinement.ts    limits and privileges: prlimit, the tools' user, killing a process group, disk
  *   process.ts        the one child-process helper (spawn confined, bounded output, timeout)
+ *   shell.ts          the persistent bash session (one confined shell, a sentinel per call)
  *   git-forwarder.ts  the git forwarder
  *   output.ts         output bounding
  *   tools/            one module per tool (write and edit together) and the dispatch

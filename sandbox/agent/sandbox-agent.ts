@@ -13,6 +13,7 @@ import { ResultCache } from './idempotency.js';
 import type { Log } from './log.js';
 import { truncateOutput } from './output.js';
 import { Processes } from './process.js';
+import { ShellSession } from './shell.js';
 import { HttpError } from './server.js';
 import { clampTimeout, runTool, type ExecuteRequest, type ToolResult } from './tools/index.js';
 
@@ -61,6 +62,8 @@ export class SandboxAgent {
   private setup: SetupState = { state: 'ready', notes: [] };
   private readonly results: ResultCache;
   private readonly processes: Processes;
+  /** The persistent bash session (its shell starts on the first bash call). */
+  private readonly shell: ShellSession;
   private readonly program: string | undefined;
   private readonly log: Log;
   private readonly recipeMode: 'image' | 'local';
@@ -77,6 +80,7 @@ export class SandboxAgent {
     this.log = opts.log ?? (() => {});
     this.results = new ResultCache(opts.stateDir, this.log);
     this.processes = new Processes(new Confinement(opts.runAs, opts.limits));
+    this.shell = new ShellSession(this.processes, this.workspace);
   }
 
   /** Replace the capability: from now on only `next` opens this sandbox (used at handoff). */
@@ -227,7 +231,7 @@ export class SandboxAgent {
   /** Runs a tool in this process, as this process's user. Never rejects. */
   async runToolInProcess(req: ExecuteRequest): Promise<ToolResult> {
     const started = Date.now();
-    const result = await runTool(req, { workspace: this.workspace, requestTimeoutMs: req.timeout_ms, processes: this.processes });
+    const result = await runTool(req, { workspace: this.workspace, requestTimeoutMs: req.timeout_ms, processes: this.processes, shell: this.shell });
     this.log('info', 'tool', { tool: req.tool, ms: Date.now() - started, is_error: result.is_error });
     return result;
   }

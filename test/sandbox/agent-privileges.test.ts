@@ -163,6 +163,17 @@ describe.skipIf(!IS_ROOT)('tools as another uid (--run-as-uid/--run-as-gid, agen
     const pid = Number(fs.readFileSync(path.join(ws, 'pid'), 'utf8'));
     await until(() => !processAlive(pid), 10_000, 'the command to die');
   });
+
+  it('keeps one shell as that user between calls, and restarts it as that user when it dies', async () => {
+    const bash = bashOf(c);
+    await bash('mkdir -p keep && cd keep && export KEPT=1');
+    expect((await bash('pwd; echo $KEPT; id -u')).output).toMatch(new RegExp(`keep\n1\n${TOOLS_UID}\n$`));
+    const shellPid = Number((await bash('echo $$')).output.replace(/^\[the shell[^\n]*\n/, ''));
+    expect(fs.readFileSync(`/proc/${shellPid}/status`, 'utf8')).toMatch(new RegExp(`^Uid:\\s+${TOOLS_UID}\\s`, 'm'));
+    expect((await bash('kill -9 $$')).output).toMatch(/killed by signal SIGKILL; the shell exited/);
+    const after = await bash('pwd; echo "${KEPT:-unset}"; id -u');
+    expect(after.output).toBe(`[the shell was restarted (the previous one was killed by signal SIGKILL); working directory and environment were reset]\n${ws}\nunset\n${TOOLS_UID}\n`);
+  });
 });
 
 describe.skipIf(!IS_ROOT || !HAS_SETCAP)('the image model: agent as an ordinary user, tools through a setpriv with file capabilities', () => {
@@ -250,6 +261,17 @@ describe.skipIf(!IS_ROOT || !HAS_SETCAP)('the image model: agent as an ordinary 
     expect(out).toMatchObject({ isError: true, output: expect.stringMatching(/timed out/) });
     const pid = Number(fs.readFileSync(path.join(ws, 'pid'), 'utf8'));
     await until(() => !processAlive(pid), 10_000, 'the command to die');
+  });
+
+  it('kills the tools user’s shell with a background job at a timeout, and the next call gets a fresh shell as that user', async () => {
+    const bash = bashOf(c);
+    await bash('cd / && export GONE=1');
+    const out = await bash('sleep 60 & echo $! > $HOME/bg.pid; sleep 30', { timeout_ms: 500 });
+    expect(out).toMatchObject({ isError: true, output: expect.stringMatching(/timed out/) });
+    const bg = Number(fs.readFileSync(path.join(ws, 'bg.pid'), 'utf8'));
+    await until(() => !processAlive(bg), 10_000, 'the background job to die');
+    const next = await bash('pwd; echo "${GONE:-unset}"; id -u');
+    expect(next.output).toMatch(new RegExp(`^\\[the shell was restarted \\(the previous command timed out[^\n]*\n${ws}\nunset\n${TOOLS_UID}\n$`));
   });
 });
 
