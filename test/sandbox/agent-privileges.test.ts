@@ -164,6 +164,36 @@ describe.skipIf(!IS_ROOT)('tools as another uid (--run-as-uid/--run-as-gid, agen
     await until(() => !processAlive(pid), 10_000, 'the command to die');
   });
 
+  it('serves the file tools from one long-lived process as that user, replaced when it dies', async () => {
+    /** The tools' processes of this agent: `--tool-server` children with this workspace. */
+    const toolServers = () =>
+      fs
+        .readdirSync('/proc')
+        .filter((d) => /^\d+$/.test(d))
+        .filter((d) => {
+          try {
+            const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+            return argv.includes('--tool-server') && argv.includes(ws);
+          } catch {
+            return false;
+          }
+        })
+        .map(Number);
+    expect((await c.execute('write', { file_path: 'served.txt', content: 'one\n' })).isError).toBe(false);
+    const [first, ...others] = toolServers();
+    expect(others).toEqual([]);
+    expect(fs.readFileSync(`/proc/${first}/status`, 'utf8')).toMatch(new RegExp(`^Uid:\\s+${TOOLS_UID}\\s`, 'm'));
+    for (let i = 0; i < 3; i++) expect((await c.execute('read', { file_path: 'served.txt' })).output).toBe('     1\tone');
+    expect(toolServers()).toEqual([first]);
+    // The tools' user may end it (it is theirs); the next call starts another.
+    await bashOf(c)(`kill -9 ${first}`);
+    await until(() => !fs.existsSync(`/proc/${first}`), 10_000, 'the tool process to die and be reaped');
+    expect((await c.execute('glob', { pattern: 'served.*' })).output).toBe('served.txt');
+    const [second] = toolServers();
+    expect(second).toBeDefined();
+    expect(second).not.toBe(first);
+  });
+
   it('keeps one shell as that user between calls, and restarts it as that user when it dies', async () => {
     const bash = bashOf(c);
     await bash('mkdir -p keep && cd keep && export KEPT=1');
