@@ -164,21 +164,22 @@ describe.skipIf(!IS_ROOT)('tools as another uid (--run-as-uid/--run-as-gid, agen
     await until(() => !processAlive(pid), 10_000, 'the command to die');
   });
 
+  /** The tools' processes of this agent: `--tool-server` children with this workspace. */
+  const toolServers = () =>
+    fs
+      .readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+          return argv.includes('--tool-server') && argv.includes(ws);
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+
   it('serves the file tools from one long-lived process as that user, replaced when it dies', async () => {
-    /** The tools' processes of this agent: `--tool-server` children with this workspace. */
-    const toolServers = () =>
-      fs
-        .readdirSync('/proc')
-        .filter((d) => /^\d+$/.test(d))
-        .filter((d) => {
-          try {
-            const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-            return argv.includes('--tool-server') && argv.includes(ws);
-          } catch {
-            return false;
-          }
-        })
-        .map(Number);
     expect((await c.execute('write', { file_path: 'served.txt', content: 'one\n' })).isError).toBe(false);
     const [first, ...others] = toolServers();
     expect(others).toEqual([]);
@@ -193,6 +194,21 @@ describe.skipIf(!IS_ROOT)('tools as another uid (--run-as-uid/--run-as-gid, agen
     expect(second).toBeDefined();
     expect(second).not.toBe(first);
   });
+
+  it('kills the file tools’ process when a call outlives its time limit, and the next call gets a fresh one', async () => {
+    expect((await bashOf(c)('rm -f stuck.fifo; mkfifo stuck.fifo && echo made')).output).toBe('made\n');
+    // Opening a FIFO with no reader blocks for ever: the call's limit (its timeout + 10 s) ends it.
+    const ep = agent.endpoint as { host: string; port: number; capability: string };
+    const res = await fetch(`http://${ep.host}:${ep.port}/execute`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ep.capability}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tool: 'write', input: { file_path: 'stuck.fifo', content: 'x' }, timeout_ms: 1 }),
+    });
+    expect(await res.json()).toEqual({ output: 'write: timed out after 10001 ms', is_error: true });
+    await until(() => toolServers().length === 0, 10_000, 'the stuck tool process to be killed');
+    expect((await c.execute('read', { file_path: 'served.txt' })).output).toBe('     1\tone');
+    expect(toolServers()).toHaveLength(1);
+  }, 30_000);
 
   it('keeps one shell as that user between calls, and restarts it as that user when it dies', async () => {
     const bash = bashOf(c);
