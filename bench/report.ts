@@ -261,6 +261,22 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
     ];
     L.push(table(['measure', 'p50', 'p95', 'p99', 'n'], rows));
     L.push('');
+    const st = ov.sandbox_tool_calls;
+    if (st) {
+      L.push(
+        `**Sandbox tool calls.** After those turns, one session whose every turn is a \`bash\` call of \`echo\` on its warm sandbox (${st.calls} calls, isolation \`${st.isolation}\`): ` +
+          'the call\'s time is what going to the sandbox and back costs. `ToolLatency` is the harness\'s call (the sandbox registry\'s reads and writes in the state table included, provisioning excluded); ' +
+          'the round trip is `SandboxClient.execute` alone, from the benchmark process to an agent of the same provider (connection, the agent, its shell, the answer).',
+      );
+      L.push('');
+      L.push(
+        table(['measure', 'p50', 'p95', 'p99', 'n'], [
+          ['`ToolLatency` of `bash` `echo` (harness → sandbox → harness)', ...pcts(st.tool_latency_ms)],
+          ['agent round trip (`SandboxClient.execute`)', ...pcts(st.agent_round_trip_ms)],
+        ]),
+      );
+      L.push('');
+    }
     L.push(`![Harness overhead distributions](${opts.plotsDir}/overhead.svg)`);
     L.push('');
     L.push(

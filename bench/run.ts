@@ -290,6 +290,10 @@ function headline(r: BenchResults): Record<string, number | boolean | null> {
     ttft_sim_fargate_p50_reduction_pct: v(t?.simulated_fargate.p50_reduction_pct),
     ttft_sim_fargate_p95_reduction_pct: v(t?.simulated_fargate.p95_reduction_pct),
     overhead_p99_ms: v(ov?.harness_overhead_ms.p99),
+    sandbox_tool_call_p50_ms: v(ov?.sandbox_tool_calls?.tool_latency_ms.p50),
+    sandbox_tool_call_p95_ms: v(ov?.sandbox_tool_calls?.tool_latency_ms.p95),
+    sandbox_round_trip_p50_ms: v(ov?.sandbox_tool_calls?.agent_round_trip_ms.p50),
+    sandbox_round_trip_p95_ms: v(ov?.sandbox_tool_calls?.agent_round_trip_ms.p95),
     accepted_to_model_request_p50_ms: v(ov?.accepted_to_model_request_ms.p50),
     accepted_to_model_request_p95_ms: v(ov?.accepted_to_model_request_ms.p95),
     model_done_to_readable_p50_ms: v(ov?.model_done_to_readable_ms.p50),
@@ -329,6 +333,8 @@ function goals(r: BenchResults): Goal[] {
     out.push({ goal: 'user.message accepted -> model request, p95', target: '< 30 ms', actual: `${ov.accepted_to_model_request_ms.p95} ms`, met: ov.accepted_to_model_request_ms.p95 < 30 });
     out.push({ goal: "model's last byte -> event readable, p50", target: '< 10 ms', actual: `${ov.model_done_to_readable_ms.p50} ms`, met: ov.model_done_to_readable_ms.p50 < 10 });
     out.push({ goal: "model's last byte -> event readable, p95", target: '< 30 ms', actual: `${ov.model_done_to_readable_ms.p95} ms`, met: ov.model_done_to_readable_ms.p95 < 30 });
+    const st = ov.sandbox_tool_calls;
+    if (st) out.push({ goal: 'Sandbox tool call overhead (`ToolLatency` of `bash` `echo`), p50', target: '< 10 ms', actual: `${st.tool_latency_ms.p50} ms`, met: st.tool_latency_ms.p50 < 10 });
   }
   const lr = r.suites.log_reads;
   if (lr) {

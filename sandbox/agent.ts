@@ -33,8 +33,9 @@
  * proxy, which enforces the environment's networking; every tool gets `HTTP_PROXY`,
  * `HTTPS_PROXY` (and the lower-case forms) pointing at it, and `NO_PROXY` for loopback.
  *
- * With `--run-as-uid/--run-as-gid`, every tool runs as that user: bash directly, and the file
- * tools (read, write, edit, glob, grep) in a short-lived child process of this program. The agent
+ * With `--run-as-uid/--run-as-gid`, every tool runs as that user: bash (its one shell) directly,
+ * and the file tools (read, write, edit, glob, grep) in one long-lived child process of this
+ * program. The agent
  * itself keeps its own uid, so nothing the model runs can read its memory or `/proc/<agent>/environ`
  * (where a container's initial environment, capability included, stays visible). Switching uid
  * needs CAP_SETUID/CAP_SETGID: an agent running as root has them; an agent running as an ordinary
@@ -49,13 +50,15 @@
  * It does not confine paths itself; the isolation is bubblewrap or the container (and the uid).
  *
  * This file is the entry (the image bundles it, the local provider runs it, and the agent runs it
- * again with `--tool-child`); the agent is in agent/:
- *   main.ts           arguments, environment, stdin, startup and shutdown; the tool child
+ * again with `--tool-server`); the agent is in agent/:
+ *   main.ts           arguments, environment, stdin, startup and shutdown; the tool server's entry
  *   server.ts         the HTTP API above
  *   sandbox-agent.ts  capability, recipe state, how a tool call runs
  *   idempotency.ts    the tool_use-id result cache (memory and state directory)
  *   confinement.ts    limits and privileges: prlimit, the tools' user, killing a process group, disk
  *   process.ts        the one child-process helper (spawn confined, bounded output, timeout)
+ *   shell.ts          the persistent bash session (one confined shell, a sentinel per call)
+ *   tool-server.ts    the file tools' long-lived process as the tools' user (JSON lines)
  *   git-forwarder.ts  the git forwarder
  *   egress-forwarder.ts  the egress forwarder and the tools' proxy variables
  *   output.ts         output bounding

@@ -10,10 +10,19 @@
  *    harness handing the request to the model client;
  *  - model done -> readable: from the model client returning (its last byte read) to the model's
  *    first event arriving on the client's event stream.
+ *
+ * Then sandbox tool calls, with those turns kept out of the figures above: one session whose
+ * every turn is one `bash` call of `echo` on its warm sandbox (provisioned in the warm-up), so
+ * that a call's time is the cost of going to the sandbox and back:
+ *  - `ToolLatency` (the CloudWatch metric: the harness's tool call, provisioning excluded; it
+ *    includes the sandbox registry's reads and writes in the state table);
+ *  - the agent's round trip alone: `SandboxClient.execute` of the same command from this
+ *    process to a sandbox of the same provider (request, the agent, the shell, the answer).
  */
 import type Anthropic from '@anthropic-ai/sdk';
-import { runTurn, SessionStream, startBenchRuntime } from '../lib/runtime.js';
-import { round, summarize, type Summary } from '../lib/stats.js';
+import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
+import { runTurn, SessionStream, startBenchRuntime, type BenchRuntime } from '../lib/runtime.js';
+import { nowMs, round, summarize, type Summary } from '../lib/stats.js';
 
 export interface OverheadConfig {
   sessions: number;
@@ -40,6 +49,15 @@ export interface OverheadResult {
   model_done_to_readable_ms: Summary;
   /** Client-side: events.send -> first model event, minus the model's own latency. */
   client_ttft_minus_model_ms: Summary;
+  /** Sandbox tool calls (`bash` running `echo` on a warm sandbox). */
+  sandbox_tool_calls: {
+    calls: number;
+    isolation: string;
+    /** CloudWatch `ToolLatency`: the harness's call, registry included, provisioning excluded. */
+    tool_latency_ms: Summary;
+    /** `SandboxClient.execute` alone, from this process to the agent and back. */
+    agent_round_trip_ms: Summary;
+  };
   /** Samples for the plot. */
   samples: { harness_overhead_ms: number[]; accepted_to_model_request_ms: number[]; model_done_to_readable_ms: number[] };
 }
@@ -80,7 +98,7 @@ export async function runOverhead(cfg: OverheadConfig, ctx: { modelUrl: string; 
     const byAction: Record<string, number[]> = {};
     for (const st of steps) (byAction[st.action] ??= []).push(st.overheadMs);
     const overhead = bench.recorder.values('HarnessOverhead');
-    return {
+    const result: Omit<OverheadResult, 'sandbox_tool_calls'> = {
       config: { ...cfg, modelLatencyMs: ctx.modelLatencyMs },
       turns,
       steps: steps.length,
@@ -94,7 +112,51 @@ export async function runOverhead(cfg: OverheadConfig, ctx: { modelUrl: string; 
       client_ttft_minus_model_ms: summarize(clientExtra),
       samples: { harness_overhead_ms: overhead, accepted_to_model_request_ms: toModel.map((x) => round(x)), model_done_to_readable_ms: toReadable.map((x) => round(x)) },
     };
+    // Computed from what was recorded so far: the tool turns below do not change the figures above.
+    const sandbox_tool_calls = await runToolCalls(bench, agent.id, environment.id, cfg.sessions * cfg.turnsPerSession, cfg.warmupTurns, ctx.log);
+    return { ...result, sandbox_tool_calls };
   } finally {
     await bench.close();
   }
+}
+
+async function runToolCalls(bench: BenchRuntime, agentId: string, environmentId: string, calls: number, warmup: number, log: (msg: string) => void): Promise<OverheadResult['sandbox_tool_calls']> {
+  const { client, recorder } = bench;
+  const before = recorder.values('ToolLatency').length;
+  const session = await client.beta.sessions.create({ agent: agentId, environment_id: environmentId });
+  const stream = await SessionStream.open(client, session.id);
+  try {
+    for (let t = -warmup; t < calls; t++) {
+      recorder.recording = t >= 0;
+      const turn = await runTurn(client, session.id, stream, `[bench:ovh-tool-${t}] Run \`echo tool-${t}\` please.`);
+      const result = turn.events.find((e) => e.type === 'agent.tool_result');
+      const content = JSON.stringify(result?.event.content ?? '');
+      if (!content.includes(`tool-${t}`) || result?.event.is_error) throw new Error(`bench tool turn ${t} did not run its command: ${content.slice(0, 200)}`);
+    }
+  } finally {
+    recorder.recording = false;
+    stream.close();
+  }
+  log(`  overhead: ${calls} sandbox tool calls`);
+  // The agent alone: a sandbox of the same provider, called from here.
+  const recipe = { environmentId, config: { type: 'cloud' }, resources: [] } as unknown as Parameters<BenchRuntime['provider']['provision']>[0]['recipe'];
+  const sb = await bench.provider.provision({ sessionId: 'sesn_bench_round_trip', name: 'default', recipe });
+  const direct: number[] = [];
+  try {
+    const c = new SandboxClient(sb.endpoint);
+    for (let i = -warmup; i < calls; i++) {
+      const t0 = nowMs();
+      const out = await c.execute('bash', { command: `echo rt-${i}` }, { idempotencyKey: `toolu_bench_rt_${i}` });
+      if (i >= 0) direct.push(nowMs() - t0);
+      if (out.output !== `rt-${i}\n`) throw new Error(`bench round trip ${i}: unexpected output ${JSON.stringify(out.output.slice(0, 200))}`);
+    }
+  } finally {
+    await bench.provider.release('sesn_bench_round_trip', 'default', sb.ref).catch(() => undefined);
+  }
+  return {
+    calls,
+    isolation: bench.isolation,
+    tool_latency_ms: summarize(recorder.values('ToolLatency').slice(before)),
+    agent_round_trip_ms: summarize(direct),
+  };
 }

@@ -3,7 +3,7 @@
  * killed, and the workspace's disk limit.
  *
  * With a `RunAs`, every tool runs as that user: bash directly, and the file tools in a
- * short-lived child process of the agent. The agent itself keeps its own uid, so nothing the model
+ * long-lived child process of the agent (tool-server.ts). The agent itself keeps its own uid, so nothing the model
  * runs can read its memory or `/proc/<agent>/environ`. Switching uid needs CAP_SETUID/CAP_SETGID:
  * an agent running as root has them; an agent running as an ordinary user (the image) goes
  * through `setpriv`, a setpriv(1) that only the agent's group may execute and that carries those

@@ -1,8 +1,8 @@
 /**
  * The agent process: its arguments and environment, the capability and git channel from stdin
  * (local) or the environment (container), the state directory, the server and forwarder, and
- * shutdown. Also `--tool-child`, the short-lived process that runs one file tool as the tools'
- * user.
+ * shutdown. Also `--tool-server`, the long-lived process that runs the file tools as the tools'
+ * user (see tool-server.ts).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -11,13 +11,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { RECIPE_ENV, decodeRecipe } from '../recipe.js';
 import { SANDBOX_LIMITS_ENV, parseSandboxLimits, resolveSandboxLimits } from '../limits.js';
-import { parseRunAs, type RunAs } from './confinement.js';
+import { Confinement, parseRunAs, type RunAs } from './confinement.js';
 import { startEgressForwarder, type EgressForwarder } from './egress-forwarder.js';
 import { GIT_CHANNEL_ENV, parseGitChannel, startGitForwarder, type GitForwarder } from './git-forwarder.js';
 import { logLine } from './log.js';
 import { SandboxAgent } from './sandbox-agent.js';
+import { Processes } from './process.js';
 import { createAgentServer } from './server.js';
-import type { ExecuteRequest, ToolResult } from './tools/index.js';
+import { toolServerMain } from './tool-server.js';
 
 export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
 
@@ -83,7 +84,7 @@ function chooseStateDir(workspace: string, requested: string | undefined): strin
 
 /**
  * Runs the agent with `argv` (see sandbox/agent.ts for the usage). `program` is the agent's own
- * entry file, run again with `--tool-child` for a file tool as the tools' user.
+ * entry file, run again with `--tool-server` to serve the file tools as the tools' user.
  */
 export async function main(argv: string[], program: string): Promise<void> {
   process.stderr.on('error', () => {});
@@ -99,7 +100,7 @@ export async function main(argv: string[], program: string): Promise<void> {
       'run-as-gid': { type: 'string' },
       setpriv: { type: 'string' },
       'install-packages': { type: 'boolean' },
-      'tool-child': { type: 'boolean' },
+      'tool-server': { type: 'boolean' },
       'git-channel-stdin': { type: 'boolean' },
       'local-mounts': { type: 'boolean' },
       'egress-socket': { type: 'string' },
@@ -107,9 +108,10 @@ export async function main(argv: string[], program: string): Promise<void> {
     },
     strict: true,
   });
-  if (values['tool-child']) {
-    await toolChildMain(path.resolve(values.workspace ?? process.cwd()));
-    return;
+  if (values['tool-server']) {
+    const workspace = path.resolve(values.workspace ?? process.cwd());
+    await toolServerMain({ workspace, requestTimeoutMs: undefined, processes: new Processes(new Confinement(undefined, undefined)) });
+    process.exit(0);
   }
   if (!values.socket && values.port === undefined) throw new Error('one of --socket PATH or --port N is required');
   const runAs = parseRunAs(values['run-as-uid'], values['run-as-gid'], values.setpriv);
@@ -233,20 +235,3 @@ async function checkRunAs(agent: SandboxAgent, runAs: RunAs): Promise<void> {
     );
   }
 }
-
-/** `--tool-child`: run one file tool (request on stdin) as this process's user, answer on stdout. */
-async function toolChildMain(workspace: string): Promise<void> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  let result: ToolResult;
-  try {
-    const req = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ExecuteRequest;
-    const agent = new SandboxAgent({ workspace, capability: crypto.randomBytes(32).toString('hex'), stateDir: null });
-    result = await agent.runToolInProcess(req);
-  } catch (err) {
-    result = { output: `internal error: ${(err as Error)?.message ?? String(err)}`, is_error: true };
-  }
-  await new Promise<void>((resolve) => process.stdout.write(JSON.stringify(result), () => resolve()));
-  process.exit(0);
-}
-

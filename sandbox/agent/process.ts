@@ -152,6 +152,15 @@ export class Processes {
     this.confinement.killGroup(child);
   }
 
+  /** Tracks a long-lived child (the bash session) until `forget`, so that `shutdown` kills its group. */
+  adopt(child: ChildProcess): void {
+    this.running.add(child);
+  }
+
+  forget(child: ChildProcess): void {
+    this.running.delete(child);
+  }
+
   /** Tracks a worker thread until `untrack`, so that `shutdown` stops it. */
   track(worker: Worker): void {
     this.workers.add(worker);

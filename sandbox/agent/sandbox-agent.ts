@@ -7,12 +7,13 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { RecipeError, applyRecipe, type RecipeContext, type RunResult, type WireRecipe } from '../recipe.js';
-import { limitHit, type SandboxLimits } from '../limits.js';
+import type { SandboxLimits } from '../limits.js';
 import { Confinement, SANDBOX_PATH, type Principal, type RunAs } from './confinement.js';
 import { ResultCache } from './idempotency.js';
 import type { Log } from './log.js';
-import { truncateOutput } from './output.js';
 import { Processes } from './process.js';
+import { ShellSession } from './shell.js';
+import { ToolServer } from './tool-server.js';
 import { HttpError } from './server.js';
 import { clampTimeout, runTool, type ExecuteRequest, type ToolResult } from './tools/index.js';
 
@@ -25,7 +26,7 @@ export interface AgentOptions {
   runAs?: RunAs;
   /**
    * The agent program (its entry file: `sandbox/agent.ts` under tsx, the bundle in the image),
-   * run again with `--tool-child` for a file tool as the tools' user. Needed with `runAs`.
+   * run again with `--tool-server` to serve the file tools as the tools' user. Needed with `runAs`.
    */
   program?: string;
   log?: Log;
@@ -50,8 +51,6 @@ export type SetupState =
 
 export const MIN_CAPABILITY_CHARS = 32;
 const MAX_CAPABILITY_CHARS = 1024;
-/** Largest answer read from a file-tool child process. */
-const CHILD_OUTPUT_LIMIT = 4 * 1024 * 1024;
 /** How much of a recipe command's output is kept. */
 const COMMAND_OUTPUT_CHARS = 20_000;
 
@@ -63,7 +62,10 @@ export class SandboxAgent {
   private setup: SetupState = { state: 'ready', notes: [] };
   private readonly results: ResultCache;
   private readonly processes: Processes;
-  private readonly program: string | undefined;
+  /** The persistent bash session (its shell starts on the first bash call). */
+  private readonly shell: ShellSession;
+  /** The file tools' process as the tools' user (with `runAs`; started on the first file-tool call). */
+  private readonly tools: ToolServer | undefined;
   private readonly log: Log;
   private readonly recipeMode: 'image' | 'local';
   private readonly gitRemote: AgentOptions['gitRemote'];
@@ -75,10 +77,11 @@ export class SandboxAgent {
     this.workspace = path.resolve(opts.workspace);
     this.capabilityDigest = crypto.createHash('sha256').update(opts.capability).digest();
     this.runAs = opts.runAs;
-    this.program = opts.program;
     this.log = opts.log ?? (() => {});
     this.results = new ResultCache(opts.stateDir, this.log);
     this.processes = new Processes(new Confinement(opts.runAs, opts.limits, opts.toolEnv));
+    this.shell = new ShellSession(this.processes, this.workspace);
+    this.tools = opts.program ? new ToolServer(this.processes, opts.program, this.workspace, opts.limits) : undefined;
   }
 
   /** Replace the capability: from now on only `next` opens this sandbox (used at handoff). */
@@ -172,8 +175,9 @@ export class SandboxAgent {
     return this.results.once(key, req.tool, () => this.runLimited(req));
   }
 
-  /** Kills every running command's process group and grep worker. */
+  /** Kills every running command's process group and grep worker, the shell and the tools' process. */
   shutdown(): void {
+    this.tools?.shutdown();
     this.processes.shutdown();
   }
 
@@ -195,41 +199,16 @@ export class SandboxAgent {
     return this.runToolInProcess(req);
   }
 
-  /** Runs a file tool in a child process of the agent program, as the tools' user. */
+  /** Runs a file tool in the tools' process (see tool-server.ts), as the tools' user. */
   private async runInChild(req: ExecuteRequest): Promise<ToolResult> {
-    const limitMs = clampTimeout(req.timeout_ms) + 10_000;
-    if (!this.program) return { output: `${req.tool}: internal error: the agent program is not known`, is_error: true };
-    const run = await this.processes.run({
-      argv: [process.execPath, ...process.execArgv, this.program, '--tool-child', '--workspace', this.workspace],
-      cwd: this.workspace,
-      env: { PATH: SANDBOX_PATH, HOME: this.workspace, LANG: 'C.UTF-8' },
-      stdin: JSON.stringify({ tool: req.tool, input: req.input, timeout_ms: req.timeout_ms }),
-      stderr: 'tail',
-      outputChars: CHILD_OUTPUT_LIMIT,
-      maxStdoutBytes: CHILD_OUTPUT_LIMIT,
-      timeoutMs: limitMs,
-    });
-    if (!run.started) return { output: `${req.tool}: could not start the tool process: ${run.error.message}`, is_error: true };
-    if (run.timedOut) return { output: `${req.tool}: timed out after ${limitMs} ms`, is_error: true };
-    try {
-      const parsed = JSON.parse(run.output.text(CHILD_OUTPUT_LIMIT)) as Partial<ToolResult>;
-      if (typeof parsed.output === 'string' && typeof parsed.is_error === 'boolean') {
-        return { output: truncateOutput(parsed.output), is_error: parsed.is_error };
-      }
-    } catch {
-      // reported below
-    }
-    const { code, signal, stderr, error } = run;
-    const why = error ? error.message : signal ? `killed by signal ${signal}` : `exit code ${code}`;
-    const hit = this.limits ? limitHit(this.limits, { code, signal }, `${stderr}\n${error?.message ?? ''}`) : null;
-    if (hit) return { output: `${req.tool}: ${hit} (${why})`, is_error: true };
-    return { output: `${req.tool}: internal error: the tool process failed (${why})${stderr.trim() ? `: ${stderr.trim()}` : ''}`, is_error: true };
+    if (!this.tools) return { output: `${req.tool}: internal error: the agent program is not known`, is_error: true };
+    return this.tools.run(req, clampTimeout(req.timeout_ms) + 10_000);
   }
 
   /** Runs a tool in this process, as this process's user. Never rejects. */
   async runToolInProcess(req: ExecuteRequest): Promise<ToolResult> {
     const started = Date.now();
-    const result = await runTool(req, { workspace: this.workspace, requestTimeoutMs: req.timeout_ms, processes: this.processes });
+    const result = await runTool(req, { workspace: this.workspace, requestTimeoutMs: req.timeout_ms, processes: this.processes, shell: this.shell });
     this.log('info', 'tool', { tool: req.tool, ms: Date.now() - started, is_error: result.is_error });
     return result;
   }

@@ -7,6 +7,8 @@ import type { SandboxAgent } from './sandbox-agent.js';
 import { TOOLS, type ExecuteRequest, type Tool } from './tools/index.js';
 
 export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+/** How long an idle client connection stays open. */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 /** A request the agent refuses, with its HTTP status. */
 export class HttpError extends Error {
@@ -105,6 +107,10 @@ export function createAgentServer(agent: SandboxAgent): http.Server {
   server.requestTimeout = 0;
   server.timeout = 0;
   server.headersTimeout = 60_000;
+  // Connections stay open between calls (the harness's client pools them; a turn's calls are
+  // seconds apart, a model call between them), and an idle one is closed after this long. The
+  // answer's `Keep-Alive: timeout=` tells the client, which drops it a second earlier.
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
     else socket.destroy();

@@ -163,6 +163,63 @@ describe.skipIf(!IS_ROOT)('tools as another uid (--run-as-uid/--run-as-gid, agen
     const pid = Number(fs.readFileSync(path.join(ws, 'pid'), 'utf8'));
     await until(() => !processAlive(pid), 10_000, 'the command to die');
   });
+
+  /** The tools' processes of this agent: `--tool-server` children with this workspace. */
+  const toolServers = () =>
+    fs
+      .readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          const argv = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+          return argv.includes('--tool-server') && argv.includes(ws);
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+
+  it('serves the file tools from one long-lived process as that user, replaced when it dies', async () => {
+    expect((await c.execute('write', { file_path: 'served.txt', content: 'one\n' })).isError).toBe(false);
+    const [first, ...others] = toolServers();
+    expect(others).toEqual([]);
+    expect(fs.readFileSync(`/proc/${first}/status`, 'utf8')).toMatch(new RegExp(`^Uid:\\s+${TOOLS_UID}\\s`, 'm'));
+    for (let i = 0; i < 3; i++) expect((await c.execute('read', { file_path: 'served.txt' })).output).toBe('     1\tone');
+    expect(toolServers()).toEqual([first]);
+    // The tools' user may end it (it is theirs); the next call starts another.
+    await bashOf(c)(`kill -9 ${first}`);
+    await until(() => !fs.existsSync(`/proc/${first}`), 10_000, 'the tool process to die and be reaped');
+    expect((await c.execute('glob', { pattern: 'served.*' })).output).toBe('served.txt');
+    const [second] = toolServers();
+    expect(second).toBeDefined();
+    expect(second).not.toBe(first);
+  });
+
+  it('kills the file tools’ process when a call outlives its time limit, and the next call gets a fresh one', async () => {
+    expect((await bashOf(c)('rm -f stuck.fifo; mkfifo stuck.fifo && echo made')).output).toBe('made\n');
+    // Opening a FIFO with no reader blocks for ever: the call's limit (its timeout + 10 s) ends it.
+    const ep = agent.endpoint as { host: string; port: number; capability: string };
+    const res = await fetch(`http://${ep.host}:${ep.port}/execute`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ep.capability}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tool: 'write', input: { file_path: 'stuck.fifo', content: 'x' }, timeout_ms: 1 }),
+    });
+    expect(await res.json()).toEqual({ output: 'write: timed out after 10001 ms', is_error: true });
+    await until(() => toolServers().length === 0, 10_000, 'the stuck tool process to be killed');
+    expect((await c.execute('read', { file_path: 'served.txt' })).output).toBe('     1\tone');
+    expect(toolServers()).toHaveLength(1);
+  }, 30_000);
+
+  it('keeps one shell as that user between calls, and restarts it as that user when it dies', async () => {
+    const bash = bashOf(c);
+    await bash('mkdir -p keep && cd keep && export KEPT=1');
+    expect((await bash('pwd; echo $KEPT; id -u')).output).toMatch(new RegExp(`keep\n1\n${TOOLS_UID}\n$`));
+    const shellPid = Number((await bash('echo $$')).output.replace(/^\[the shell[^\n]*\n/, ''));
+    expect(fs.readFileSync(`/proc/${shellPid}/status`, 'utf8')).toMatch(new RegExp(`^Uid:\\s+${TOOLS_UID}\\s`, 'm'));
+    expect((await bash('kill -9 $$')).output).toMatch(/killed by signal SIGKILL; the shell exited/);
+    const after = await bash('pwd; echo "${KEPT:-unset}"; id -u');
+    expect(after.output).toBe(`[the shell was restarted (the previous one was killed by signal SIGKILL); working directory and environment were reset]\n${ws}\nunset\n${TOOLS_UID}\n`);
+  });
 });
 
 describe.skipIf(!IS_ROOT || !HAS_SETCAP)('the image model: agent as an ordinary user, tools through a setpriv with file capabilities', () => {
@@ -250,6 +307,17 @@ describe.skipIf(!IS_ROOT || !HAS_SETCAP)('the image model: agent as an ordinary 
     expect(out).toMatchObject({ isError: true, output: expect.stringMatching(/timed out/) });
     const pid = Number(fs.readFileSync(path.join(ws, 'pid'), 'utf8'));
     await until(() => !processAlive(pid), 10_000, 'the command to die');
+  });
+
+  it('kills the tools user’s shell with a background job at a timeout, and the next call gets a fresh shell as that user', async () => {
+    const bash = bashOf(c);
+    await bash('cd / && export GONE=1');
+    const out = await bash('sleep 60 & echo $! > $HOME/bg.pid; sleep 30', { timeout_ms: 500 });
+    expect(out).toMatchObject({ isError: true, output: expect.stringMatching(/timed out/) });
+    const bg = Number(fs.readFileSync(path.join(ws, 'bg.pid'), 'utf8'));
+    await until(() => !processAlive(bg), 10_000, 'the background job to die');
+    const next = await bash('pwd; echo "${GONE:-unset}"; id -u');
+    expect(next.output).toMatch(new RegExp(`^\\[the shell was restarted \\(the previous command timed out[^\n]*\n${ws}\nunset\n${TOOLS_UID}\n$`));
   });
 });
 

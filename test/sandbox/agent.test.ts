@@ -135,7 +135,7 @@ describe('sandbox agent: bash', () => {
   });
 
   it('reports a non-zero exit code as an error with a trailing [exit code N] line', async () => {
-    const out = await bash('echo partial; exit 3');
+    const out = await bash('echo partial; (exit 3)');
     expect(out.isError).toBe(true);
     expect(out.output).toBe('partial\n[exit code 3]');
   });
@@ -169,7 +169,7 @@ describe('sandbox agent: bash', () => {
   });
 
   it('truncates ~5 MB of output from a failing command and still reports the exit code', async () => {
-    const out = await bash("head -c 5000000 /dev/zero | tr '\\0' a; exit 2");
+    const out = await bash("head -c 5000000 /dev/zero | tr '\\0' a; (exit 2)");
     expect(out.isError).toBe(true);
     expect(out.output.length).toBeLessThanOrEqual(100_000);
     expect(out.output).toMatch(/characters truncated/);

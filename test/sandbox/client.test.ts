@@ -109,3 +109,84 @@ describe('what the model is told about an unreachable sandbox', () => {
     expect(withoutAddress('capacity: try later')).toBe('capacity: try later');
   });
 });
+
+describe('kept-alive connections to the agent', () => {
+  /** The real agent's server, in this process, counting the connections it accepts. */
+  async function realAgent(listen: 'tcp' | 'unix') {
+    const { SandboxAgent, createAgentServer } = await import('../../sandbox/agent.js');
+    const root = tempDir('corral-keepalive-');
+    const agent = new SandboxAgent({ workspace: root, capability: 'k'.repeat(40), stateDir: null });
+    const srv = createAgentServer(agent);
+    let connections = 0;
+    srv.on('connection', () => connections++);
+    const sock = path.join(root, 'agent.sock');
+    await new Promise<void>((r) => (listen === 'tcp' ? srv.listen(0, '127.0.0.1', r) : srv.listen(sock, r)));
+    const port = (srv.address() as { port?: number }).port ?? 0;
+    const ep: SandboxEndpoint =
+      listen === 'tcp' ? { kind: 'tcp', host: '127.0.0.1', port, capability: 'k'.repeat(40) } : { kind: 'unix', socketPath: sock, capability: 'k'.repeat(40) };
+    return {
+      ep,
+      connections: () => connections,
+      async close() {
+        agent.shutdown();
+        srv.closeAllConnections();
+        await new Promise((r) => srv.close(r));
+        fs.rmSync(root, { recursive: true, force: true });
+      },
+    };
+  }
+
+  it.each(['tcp', 'unix'] as const)('reuses one connection for successive calls over %s', async (kind) => {
+    const a = await realAgent(kind);
+    try {
+      const c = new SandboxClient(a.ep);
+      for (let i = 0; i < 5; i++) expect(await c.execute('bash', { command: `echo ${i}` })).toEqual({ output: `${i}\n`, isError: false });
+      expect(await new SandboxClient(a.ep).health()).toBe(true);
+      expect(a.connections()).toBe(1);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('announces how long it keeps an idle connection', async () => {
+    const a = await realAgent('tcp');
+    try {
+      const ep = a.ep as { host: string; port: number };
+      const res = await fetch(`http://${ep.host}:${ep.port}/health`);
+      expect(res.headers.get('keep-alive')).toBe('timeout=65');
+      expect(res.headers.get('connection')).toBe('keep-alive');
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('sends a request again on a new connection when a kept-alive one turns out dead', async () => {
+    // A server that drops a reused connection when the next request arrives on it, as an agent
+    // that closed it (or a connection that died while a Lambda was frozen) does.
+    let connections = 0;
+    let requests = 0;
+    const srv = http.createServer((req, res) => {
+      requests++;
+      const socket = req.socket as typeof req.socket & { served?: number };
+      socket.served = (socket.served ?? 0) + 1;
+      if (socket.served > 1) {
+        socket.destroy();
+        return;
+      }
+      req.resume();
+      req.on('end', () => res.end(JSON.stringify({ output: `answer ${requests}`, is_error: false })));
+    });
+    srv.on('connection', () => connections++);
+    const sock = path.join(dir, 'stale.sock');
+    await new Promise<void>((r) => srv.listen(sock, r));
+    try {
+      const c = new SandboxClient({ kind: 'unix', socketPath: sock, capability: 'x' });
+      expect(await c.execute('bash', { command: 'a' }, { idempotencyKey: 'toolu_a' })).toEqual({ output: 'answer 1', isError: false });
+      expect(await c.execute('bash', { command: 'b' }, { idempotencyKey: 'toolu_b' })).toEqual({ output: 'answer 3', isError: false });
+      expect({ connections, requests }).toEqual({ connections: 2, requests: 3 });
+    } finally {
+      srv.closeAllConnections();
+      await new Promise((r) => srv.close(r));
+    }
+  });
+});

@@ -170,6 +170,23 @@ describe.skipIf(!HAS_BWRAP)('ProcessSandboxProvider (bubblewrap)', () => {
     expect(out.output).toMatch(/^bwrap /);
   });
 
+  it('keeps one confined shell between calls, and a killed one is replaced by a fresh confined one', async () => {
+    const ws = p.workspaceDir('sesn_W', 'default');
+    await c.execute('bash', { command: 'mkdir -p persist && cd persist && export PERSISTED=yes' });
+    const first = await c.execute('bash', { command: 'pwd; echo $PERSISTED; echo $$; ulimit -u; cat /proc/1/cmdline | tr "\\0" " "' });
+    const [cwd, value, pid, nproc, init] = first.output.split('\n');
+    expect([cwd, value]).toEqual([`${ws}/persist`, 'yes']);
+    expect(Number(nproc)).toBe(p.limits.processes);
+    expect(init).toMatch(/^bwrap /);
+    expect((await c.execute('bash', { command: 'echo $$' })).output).toBe(`${pid}\n`);
+    expect((await c.execute('bash', { command: 'kill -9 $$' })).isError).toBe(true);
+    const after = await c.execute('bash', { command: 'pwd; echo "${PERSISTED:-unset}"; ulimit -u; cat /proc/1/cmdline | tr "\\0" " "' });
+    const lines = after.output.split('\n');
+    expect(lines[0]).toMatch(/^\[the shell was restarted/);
+    expect(lines.slice(1, 4)).toEqual([ws, 'unset', String(p.limits.processes)]);
+    expect(lines[4]).toMatch(/^bwrap /);
+  });
+
   it('has no network', async () => {
     const before = connections;
     const out = await c.execute('bash', { command: `echo > /dev/tcp/127.0.0.1/${port} && echo connected` });

@@ -1,6 +1,15 @@
 /**
  * HTTP client for the sandbox agent (`sandbox/agent.ts`), over a Unix socket or TCP.
  *
+ * Connections are kept alive and reused (one bounded pool per process, per endpoint), so a tool
+ * call costs one request on an open connection, not a connection set-up. The agent announces how
+ * long it keeps an idle connection (`Keep-Alive: timeout=N`); Node's agent drops a pooled one a
+ * second before that. A pooled connection can still turn out dead when it is used (an agent that
+ * restarted, a Lambda thawed after the agent closed it): a request that fails with a reset on a
+ * reused connection before any answer is sent once more on a new connection. That is safe for
+ * every request: the agent only closes a connection with no request in flight, and a tool call
+ * carries its idempotency key.
+ *
  * A tool that fails is a normal `ToolOutput` with `isError: true`; a sandbox that cannot be
  * reached, answers garbage, rejects the capability or times out raises `SandboxUnavailableError`.
  * Error messages name the endpoint but never contain the capability.
@@ -46,14 +55,43 @@ interface RawResponse {
 
 class RequestTimeout extends Error {}
 
+/** Connections a process keeps open to one agent at once (requests beyond wait for one). */
+const MAX_SOCKETS_PER_AGENT = 16;
+/** Idle connections kept per agent. */
+const MAX_FREE_SOCKETS_PER_AGENT = 4;
+/** Connections a process keeps open to all agents together. */
+const MAX_SOCKETS = 256;
+
+/** The pool of kept-alive connections to sandbox agents (pooled by socket path or host:port). */
+const keepAliveAgent = new http.Agent({
+  keepAlive: true,
+  maxSockets: MAX_SOCKETS_PER_AGENT,
+  maxFreeSockets: MAX_FREE_SOCKETS_PER_AGENT,
+  maxTotalSockets: MAX_SOCKETS,
+  // The most recently used connection first: the one least likely to have been closed.
+  scheduling: 'lifo',
+});
+
+type RawRequestOptions = { method: string; path: string; headers?: Record<string, string>; body?: string; timeoutMs: number; signal?: AbortSignal };
+
+/** A request on a kept-alive connection; sent again on a new one if a reused one was dead. */
+async function rawRequest(endpoint: SandboxEndpoint, opts: RawRequestOptions): Promise<RawResponse> {
+  try {
+    return await requestOnce(endpoint, opts, keepAliveAgent);
+  } catch (err) {
+    if (!(err instanceof StaleConnection)) throw err;
+    return requestOnce(endpoint, opts, false);
+  }
+}
+
+/** A reused connection that failed before any answer: the request never reached the agent. */
+class StaleConnection extends Error {}
+
 function abortError(signal: AbortSignal): unknown {
   return signal.reason ?? Object.assign(new Error('The operation was aborted'), { name: 'AbortError' });
 }
 
-function rawRequest(
-  endpoint: SandboxEndpoint,
-  opts: { method: string; path: string; headers?: Record<string, string>; body?: string; timeoutMs: number; signal?: AbortSignal },
-): Promise<RawResponse> {
+function requestOnce(endpoint: SandboxEndpoint, opts: RawRequestOptions, agent: http.Agent | false): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
       reject(abortError(opts.signal));
@@ -74,7 +112,9 @@ function rawRequest(
       opts.signal?.removeEventListener('abort', onAbort);
       fn();
     };
-    const req = http.request({ ...target, method: opts.method, path: opts.path, headers, agent: false }, (res) => {
+    let answered = false;
+    const req = http.request({ ...target, method: opts.method, path: opts.path, headers, agent }, (res) => {
+      answered = true;
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
@@ -95,7 +135,11 @@ function rawRequest(
       req.destroy();
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    req.on('error', (err) => settle(() => reject(err)));
+    req.on('error', (err) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      const stale = req.reusedSocket && !answered && (code === 'ECONNRESET' || code === 'EPIPE') && !opts.signal?.aborted;
+      settle(() => reject(stale ? new StaleConnection(err.message) : err));
+    });
     req.end(opts.body);
   });
 }

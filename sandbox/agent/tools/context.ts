@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Processes } from '../process.js';
+import type { ShellSession } from '../shell.js';
 
 /** What a tool runs with. */
 export interface ToolContext {
@@ -9,6 +10,8 @@ export interface ToolContext {
   requestTimeoutMs: number | undefined;
   /** Starts and tracks child processes and workers, confined (limits, the tools' user). */
   processes: Processes;
+  /** The sandbox's persistent bash session (absent in the file-tool child, which never runs bash). */
+  shell?: ShellSession;
 }
 
 /** A path from the input, absolute (relative ones are in the workspace). */
