@@ -13,6 +13,7 @@
  */
 import { z } from 'zod';
 import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from './resources/repository-url.js';
+import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits } from './resources/rate-limits.js';
 
 /** Every variable, by the name the code uses for it. */
 export const CORRAL_ENV = {
@@ -65,6 +66,14 @@ export const CORRAL_ENV = {
    * (`parseRepositoryUrlAllow`). Optional, default none. API.
    */
   repositoryUrlAllow: REPOSITORY_URL_ALLOW_ENV,
+  /**
+   * Per-tenant requests per minute by class, `create=N,write=N,read=N` (any subset over the
+   * defaults, `parseRateLimits`; 0 turns a class's limit off). Optional, default
+   * `DEFAULT_RATE_LIMITS`. API (both functions).
+   */
+  rateLimits: 'CORRAL_RATE_LIMITS',
+  /** Most shards a tenant's counter of one class is spread over (`shardPlan`). Optional, default 10. API (both functions). */
+  rateLimitShards: 'CORRAL_RATE_LIMIT_SHARDS',
 } as const;
 
 export type ConfigKey = keyof typeof CORRAL_ENV;
@@ -154,6 +163,18 @@ const ServicesSchema = z.object({
         return z.NEVER;
       }
     }),
+  rateLimits: z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      try {
+        return parseRateLimits(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+  rateLimitShards: z.coerce.number().int().min(1).max(1000).default(DEFAULT_RATE_LIMIT_SHARDS),
 });
 
 /** What `createAwsServices` needs (lambdas/adapters/aws/services.ts): the API's and the harness's wiring. */
@@ -176,6 +197,8 @@ const SERVICES_NAMES: Record<string, string> = {
   credentialProxyFunction: CORRAL_ENV.credentialProxyFunction,
   sandboxCapabilityKey: CORRAL_ENV.sandboxCapabilityKey,
   repositoryUrlAllow: CORRAL_ENV.repositoryUrlAllow,
+  rateLimits: CORRAL_ENV.rateLimits,
+  rateLimitShards: CORRAL_ENV.rateLimitShards,
 };
 
 /** The variables of the sandbox block, all or nothing. */
@@ -215,6 +238,8 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
     credentialProxyFunction: v(CORRAL_ENV.credentialProxyFunction),
     sandboxCapabilityKey: v(CORRAL_ENV.sandboxCapabilityKey),
     repositoryUrlAllow: v(CORRAL_ENV.repositoryUrlAllow),
+    rateLimits: v(CORRAL_ENV.rateLimits),
+    rateLimitShards: v(CORRAL_ENV.rateLimitShards),
   };
   return parse(ServicesSchema, raw, SERVICES_NAMES, '');
 }
