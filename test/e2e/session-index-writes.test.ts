@@ -63,6 +63,7 @@ describe('the tenant\'s session index', () => {
   let dataDir: string;
   let services: CorralServices;
   const writes: Write[] = [];
+  let sessionId = '';
 
   beforeAll(async () => {
     db = await startDynalite();
@@ -123,5 +124,20 @@ describe('the tenant\'s session index', () => {
     expect(got.usage.output_tokens).toBeGreaterThan(0);
     const listed = await services.sessions.list(TENANT, {});
     expect(listed.data.find((s) => s.id === session.id)?.usage).toEqual(got.usage);
+    sessionId = session.id;
   }, 120_000);
+
+  it('keeps the usage through a user\'s update of the head, and deletes the usage item with the session', async () => {
+    const before = await services.sessions.get(tenantPrincipal(TENANT), sessionId);
+    writes.length = 0;
+    const updated = await services.sessions.update(TENANT, sessionId, { title: 'renamed' }, new Date(Date.parse(before.updated_at) + 1000));
+    expect(writes.map((w) => w.sk)).toEqual(['head']); // the usage did not change: its item is not written
+    const after = await services.sessions.get(tenantPrincipal(TENANT), sessionId);
+    expect(after).toEqual(updated);
+    expect(after.title).toBe('renamed');
+    expect(after.usage).toEqual(before.usage);
+    await services.sessions.delete(TENANT, sessionId);
+    const usageKey = keys.sessionUsage(sessionId);
+    expect(await new DynamoStateTable(db.client, TABLES.state).get(usageKey.pk, usageKey.sk)).toBeUndefined();
+  });
 });
