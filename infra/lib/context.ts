@@ -4,6 +4,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type { CorralStackProps } from './corral-stack.js';
 import { parseRepositoryUrlAllow } from '../../lambdas/core/resources/repository-url.js';
 import { parseSandboxLimits } from '../../sandbox/limits.js';
+import { parseRateLimits } from '../../lambdas/core/resources/rate-limits.js';
 
 /**
  * CDK context keys the app reads (`npx cdk deploy -c key=value`, or `context` in cdk.json).
@@ -31,6 +32,10 @@ export const CONTEXT_KEYS = {
   harnessReservedConcurrency:
     'Concurrent executions reserved for the harness, 2 or more (default none: an account whose limit is 10 cannot reserve any; recommended wherever the limit allows)',
   streamMaxConcurrency: 'Most event streams open at once, the stream function\'s reserved concurrency (default no cap; recommended wherever the account limit allows)',
+  apiThrottleRate: 'Steady-state requests per second the API stage accepts across all tenants (default 100)',
+  apiThrottleBurst: 'Requests the API stage accepts at once above the steady rate (default 200)',
+  rateLimits: 'Per-tenant requests per minute by class, e.g. create=300,write=1200,read=6000 (any subset; 0 turns a class off; default those)',
+  rateLimitShards: 'Most shards a tenant\'s rate-limit counter of one class is spread over, 1-1000 (default 10)',
   maxReceiveCount: 'Deliveries of a wake before the dead-letter queue (default 10)',
   metricsSessionDimensions: 'Comma-separated session dimensions for metrics: agent, environment (default none)',
   timeToFirstTokenP95ThresholdMs: 'Alarm threshold for p95 time to first token in ms (default 10000)',
@@ -96,6 +101,10 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   };
   const sandboxLimits = checked('sandboxLimits', parseSandboxLimits);
   const repositoryUrlAllow = checked('repositoryUrlAllow', parseRepositoryUrlAllow);
+  const rateLimitsText = asList('rateLimits', get('rateLimits'))?.join(',');
+  const rateLimits = rateLimitsText ? checked('rateLimits', parseRateLimits) : undefined;
+  const apiThrottleRate = asInt('apiThrottleRate', get('apiThrottleRate'), 1, 1_000_000);
+  const apiThrottleBurst = asInt('apiThrottleBurst', get('apiThrottleBurst'), 0, 1_000_000);
 
   return {
     stackName: asString('stackName', get('stackName')) ?? 'Corral',
@@ -130,6 +139,10 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       repositoryUrlAllow: repositoryUrlAllow.length ? repositoryUrlAllow : undefined,
       streamTimeout: streamTimeout ? Duration.minutes(streamTimeout) : undefined,
       streamMaxConcurrency: asInt('streamMaxConcurrency', get('streamMaxConcurrency'), 1, 100_000),
+      apiThrottlingRateLimit: apiThrottleRate,
+      apiThrottlingBurstLimit: apiThrottleBurst,
+      rateLimits,
+      rateLimitShards: asInt('rateLimitShards', get('rateLimitShards'), 1, 1000),
       timeToFirstTokenP95ThresholdMs: asInt('timeToFirstTokenP95ThresholdMs', get('timeToFirstTokenP95ThresholdMs'), 1, 3_600_000),
       timeToFirstTokenP99ThresholdMs: asInt('timeToFirstTokenP99ThresholdMs', get('timeToFirstTokenP99ThresholdMs'), 1, 3_600_000),
       api5xxRatePercent: asInt('api5xxRatePercent', get('api5xxRatePercent'), 1, 100),

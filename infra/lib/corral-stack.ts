@@ -14,6 +14,7 @@ import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
 import { SandboxReaper } from './constructs/sandbox-reaper.js';
 import { SessionLog } from './constructs/session-log.js';
 import { WakeQueue, visibilityForConsumer } from './constructs/wake-queue.js';
+import type { RateLimits } from '../../lambdas/core/resources/rate-limits.js';
 
 export interface HarnessSettings {
   /** Longest one harness invocation runs before it yields and queues its continuation. @default 15 minutes */
@@ -53,6 +54,14 @@ export interface CorralStackProps extends StackProps {
   readonly streamTimeout?: Duration;
   /** Most event streams open at once (the stream function's reserved concurrency). @default - no cap; see ApiProps.streamMaxConcurrency */
   readonly streamMaxConcurrency?: number;
+  /** Steady-state requests per second the API stage accepts. @default 100; see ApiProps.throttlingRateLimit */
+  readonly apiThrottlingRateLimit?: number;
+  /** Requests the API stage accepts at once above the steady rate. @default 200 */
+  readonly apiThrottlingBurstLimit?: number;
+  /** Per-tenant requests per minute by class. @default create 300, write 1200, read 6000; see ApiProps.rateLimits */
+  readonly rateLimits?: RateLimits;
+  /** Most shards a tenant's rate-limit counter of one class is spread over. @default 10; see ApiProps.rateLimitShards */
+  readonly rateLimitShards?: number;
   /** p95 time to first token above which the alarm fires, in ms. @default 10000 */
   readonly timeToFirstTokenP95ThresholdMs?: number;
   /** p99 time to first token above which the alarm fires, in ms. @default 20000 */
@@ -136,6 +145,10 @@ export class CorralStack extends Stack {
       streamTimeout: props.streamTimeout,
       streamMaxConcurrency: props.streamMaxConcurrency,
       repositoryUrlAllow: props.repositoryUrlAllow,
+      throttlingRateLimit: props.apiThrottlingRateLimit,
+      throttlingBurstLimit: props.apiThrottlingBurstLimit,
+      rateLimits: props.rateLimits,
+      rateLimitShards: props.rateLimitShards,
     });
     this.credentialProxy = new CredentialProxy(this, 'CredentialProxy', {
       sessionLog: this.sessionLog,

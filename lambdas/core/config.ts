@@ -14,6 +14,7 @@
 import { en } from 'zod/locales';
 import * as z from 'zod/mini';
 import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from './resources/repository-url.js';
+import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits } from './resources/rate-limits.js';
 
 /** Every variable, by the name the code uses for it. */
 export const CORRAL_ENV = {
@@ -66,6 +67,14 @@ export const CORRAL_ENV = {
    * (`parseRepositoryUrlAllow`). Optional, default none. API.
    */
   repositoryUrlAllow: REPOSITORY_URL_ALLOW_ENV,
+  /**
+   * Per-tenant requests per minute by class, `create=N,write=N,read=N` (any subset over the
+   * defaults, `parseRateLimits`; 0 turns a class's limit off). Optional, default
+   * `DEFAULT_RATE_LIMITS`. API (both functions).
+   */
+  rateLimits: 'CORRAL_RATE_LIMITS',
+  /** Most shards a tenant's counter of one class is spread over (`shardPlan`). Optional, default 10. API (both functions). */
+  rateLimitShards: 'CORRAL_RATE_LIMIT_SHARDS',
 } as const;
 
 export type ConfigKey = keyof typeof CORRAL_ENV;
@@ -167,6 +176,18 @@ const ServicesSchema = z.object({
       }
     }),
   ),
+  rateLimits: z.pipe(
+    z.optional(z.string()),
+    z.transform((text: string | undefined, ctx) => {
+      try {
+        return parseRateLimits(text);
+      } catch (err) {
+        ctx.issues.push({ code: 'custom', message: (err as Error).message, input: text });
+        return z.NEVER;
+      }
+    }),
+  ),
+  rateLimitShards: z._default(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(1000)), DEFAULT_RATE_LIMIT_SHARDS),
 });
 
 /** What `createAwsServices` needs (lambdas/adapters/aws/services.ts): the API's and the harness's wiring. */
@@ -189,6 +210,8 @@ const SERVICES_NAMES: Record<string, string> = {
   credentialProxyFunction: CORRAL_ENV.credentialProxyFunction,
   sandboxCapabilityKey: CORRAL_ENV.sandboxCapabilityKey,
   repositoryUrlAllow: CORRAL_ENV.repositoryUrlAllow,
+  rateLimits: CORRAL_ENV.rateLimits,
+  rateLimitShards: CORRAL_ENV.rateLimitShards,
 };
 
 /** The variables of the sandbox block, all or nothing. */
@@ -228,6 +251,8 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
     credentialProxyFunction: v(CORRAL_ENV.credentialProxyFunction),
     sandboxCapabilityKey: v(CORRAL_ENV.sandboxCapabilityKey),
     repositoryUrlAllow: v(CORRAL_ENV.repositoryUrlAllow),
+    rateLimits: v(CORRAL_ENV.rateLimits),
+    rateLimitShards: v(CORRAL_ENV.rateLimitShards),
   };
   return parse(ServicesSchema, raw, SERVICES_NAMES, '');
 }

@@ -57,6 +57,8 @@ export function createServices(deps: {
   credentialProxy?: CredentialProxyClient;
   /** Per-tenant request limits per minute. */
   rateLimits?: RateLimits;
+  /** Most shards a tenant's counter of one class is spread over. @default DEFAULT_RATE_LIMIT_SHARDS */
+  rateLimitShards?: number;
   /** Clock for leases (tests). */
   clock?: () => number;
   /** Repository origins accepted besides public https ones (`CORRAL_REPOSITORY_URL_ALLOW`). */
@@ -89,7 +91,7 @@ export function createServices(deps: {
     leases,
     sandboxes,
     harness,
-    rateLimiter: new RateLimiter(deps.table, deps.rateLimits ?? DEFAULT_RATE_LIMITS),
+    rateLimiter: new RateLimiter(deps.table, deps.rateLimits ?? DEFAULT_RATE_LIMITS, { shards: deps.rateLimitShards }),
     vaults,
     credentialProxy: deps.credentialProxy,
   };

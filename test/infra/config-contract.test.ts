@@ -106,6 +106,10 @@ const VARIANTS: Array<[string, Record<string, unknown>]> = [
       sandboxLimits: 'processes=128,disk=5g',
       sandboxEphemeralStorageGiB: '40',
       repositoryUrlAllow: 'https://git.internal.example',
+      rateLimits: 'write=2400,read=0',
+      rateLimitShards: '16',
+      apiThrottleRate: '500',
+      apiThrottleBurst: '1000',
     },
   ],
   ['an existing VPC', { vpcId: 'vpc-0abc', privateSubnetIds: 'subnet-0aaa,subnet-0bbb', availabilityZones: 'eu-west-1a,eu-west-1b' }],
@@ -160,6 +164,11 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
     expect(parsed.api.sandboxCapabilityKey).toBe(parsed.harness.sandboxCapabilityKey);
     expect(parsed.stream.sandboxCapabilityKey).toBeUndefined();
     expect(parsed.api.repositoryUrlAllow).toEqual(context.repositoryUrlAllow ? [context.repositoryUrlAllow] : []);
+    // Both API functions charge the same per-tenant limits, on the same shards.
+    for (const label of ['api', 'stream'] as const) {
+      expect(parsed[label].rateLimits, label).toEqual(context.rateLimits ? { create: 300, write: 2400, read: 0 } : { create: 300, write: 1200, read: 6000 });
+      expect(parsed[label].rateLimitShards, label).toBe(Number(context.rateLimitShards ?? 10));
+    }
   });
 });
 
@@ -175,5 +184,7 @@ describe('the contract check itself', () => {
     expect(() => readCredentialProxyConfig({})).toThrow(/CORRAL_STATE_TABLE/);
     expect(() => readSandboxReaperConfig({ [CORRAL_ENV.stateTable]: 't' })).toThrow(/CORRAL_SANDBOX_CLUSTER/);
     expect(() => readHarnessStepConfig({ ...env, [CORRAL_ENV.wakeSafetyMarginMs]: 'soon' })).toThrow(/CORRAL_WAKE_SAFETY_MARGIN_MS/);
+    expect(() => readApiConfig({ ...env, [CORRAL_ENV.rateLimits]: 'write=many' })).toThrow(/CORRAL_RATE_LIMITS: rate limit "write=many"/);
+    expect(() => readApiConfig({ ...env, [CORRAL_ENV.rateLimitShards]: '0' })).toThrow(/CORRAL_RATE_LIMIT_SHARDS/);
   });
 });

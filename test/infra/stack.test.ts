@@ -270,9 +270,12 @@ describe('CorralStack template', () => {
         return 1;
       },
     } as unknown as StateTable;
-    const limiter = new RateLimiter(table);
-    for (const kind of ['create', 'write', 'read'] as RateClass[]) await limiter.check('tenant_01', kind);
-    expect(keys).toHaveLength(3);
+    // every shard of every class: the first and the last shard of each
+    for (const random of [() => 0, () => 0.9999]) {
+      const limiter = new RateLimiter(table, undefined, { random });
+      for (const kind of ['create', 'write', 'read'] as RateClass[]) await limiter.check('tenant_01', kind);
+    }
+    expect(new Set(keys).size).toBe(6);
     const allowed = likePattern((writing[0].Condition as Record<string, Record<string, string[]>>)['ForAllValues:StringLike']['dynamodb:LeadingKeys'][0]);
     for (const k of keys) expect(k).toMatch(allowed);
     for (const other of ['session#sesn_1', 'apikey#abc', 'lease#sesn_1']) expect(other).not.toMatch(allowed);
@@ -561,6 +564,38 @@ describe('CorralStack in an existing VPC (from CDK context, no lookups)', () => 
     });
     const explicit = synth({ harness: { reservedConcurrency: 40, maxConcurrency: 30 } }, 'CorralConcurrencyExplicit');
     explicit.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 30 } });
+  });
+
+  it('throttles the stage and limits each tenant with documented defaults, which context overrides', () => {
+    const stageOf = (template: Template) => Object.values(template.findResources('AWS::ApiGateway::Stage'))[0].Properties;
+    const rateEnv = (stack: CorralStack, template: Template) => {
+      const resources = template.toJSON().Resources;
+      return [stack.api.handler, stack.api.streamHandler].map((fn) => {
+        const vars = resources[logicalId(stack, fn)].Properties.Environment.Variables;
+        return [vars.CORRAL_RATE_LIMITS, vars.CORRAL_RATE_LIMIT_SHARDS];
+      });
+    };
+    // The defaults docs/DEPLOY.md documents: 100 rps, burst 200; create 300, write 1200, read 6000 per minute; 10 shards.
+    const defaults = synth({}, 'CorralThrottleDefaults');
+    expect(stageOf(defaults.template).MethodSettings).toEqual([
+      expect.objectContaining({ HttpMethod: '*', ResourcePath: '/*', ThrottlingRateLimit: 100, ThrottlingBurstLimit: 200 }),
+    ]);
+    expect(rateEnv(defaults.stack, defaults.template)).toEqual([
+      ['create=300,write=1200,read=6000', '10'],
+      ['create=300,write=1200,read=6000', '10'],
+    ]);
+    const { props } = stackPropsFromContext(
+      (k) => ({ apiThrottleRate: '2500', apiThrottleBurst: '5000', rateLimits: 'write=60000,read=0', rateLimitShards: '32' })[k as string],
+    );
+    const custom = synth(props, 'CorralThrottleCustom');
+    expect(stageOf(custom.template).MethodSettings).toEqual([expect.objectContaining({ ThrottlingRateLimit: 2500, ThrottlingBurstLimit: 5000 })]);
+    expect(rateEnv(custom.stack, custom.template)).toEqual([
+      ['create=300,write=60000,read=0', '32'],
+      ['create=300,write=60000,read=0', '32'],
+    ]);
+    expect(() => stackPropsFromContext((k) => ({ rateLimits: 'delete=1' })[k as string])).toThrow(/context rateLimits: .*create=N/);
+    expect(() => stackPropsFromContext((k) => ({ rateLimitShards: '0' })[k as string])).toThrow(/rateLimitShards/);
+    expect(() => stackPropsFromContext((k) => ({ apiThrottleRate: 'fast' })[k as string])).toThrow(/apiThrottleRate/);
   });
 
   it('rejects a harness event source allowed more invocations than are reserved', () => {

@@ -15,6 +15,7 @@ import {
   type PolicyStatement,
 } from '../../infra/rehearsal/iam.js';
 import { createContext, dynamoTables, ecsTaskDefinitions, functions, resourcesOfType, sqsQueues, type CfnTemplate, type ResolveContext } from '../../infra/rehearsal/template.js';
+import { keys } from '../../lambdas/core/storage/keys.js';
 import { synthesizedTemplate } from './synth.js';
 
 const caller = 'arn:aws:sts::111122223333:assumed-role/AppRole/app-fn';
@@ -239,7 +240,11 @@ describe('the roles of the synthesized Corral template', () => {
   it('denies the API stream function writes to the state table but its rate-limit counters, and allows it reads', () => {
     const state = dynamoTables(ctx).find((t) => t.logicalId.startsWith('SessionLogState'))!;
     // DynamoDB always names the item's partition key for UpdateItem (dynamodb:LeadingKeys).
-    expect(check('ApiStreamHandler', 'dynamodb:UpdateItem', state.arn, { 'dynamodb:LeadingKeys': ['rate#t1#read'] }).decision.decision).toBe('allow');
+    // every shard of a tenant's counter (lambdas/core/storage/keys.ts, `keys.rateCounter`)
+    for (const shard of [0, 1, 9]) {
+      const pk = keys.rateCounter('t1', 'read', 0, shard).pk;
+      expect(check('ApiStreamHandler', 'dynamodb:UpdateItem', state.arn, { 'dynamodb:LeadingKeys': [pk] }).decision.decision, pk).toBe('allow');
+    }
     const update = check('ApiStreamHandler', 'dynamodb:UpdateItem', state.arn, { 'dynamodb:LeadingKeys': ['session#s1'] });
     expect(update.decision.decision).toBe('implicit-deny');
     expect(accessDeniedMessage(update.request, update.decision)).toBe(

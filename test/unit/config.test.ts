@@ -37,7 +37,15 @@ describe('the configuration contract', () => {
   });
 
   it('reads the services wiring; no sandbox variable means no sandbox block', () => {
-    expect(readServicesConfig(base)).toEqual({ eventsTable: 'events', stateTable: 'state', wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL, model: {}, repositoryUrlAllow: [] });
+    expect(readServicesConfig(base)).toEqual({
+      eventsTable: 'events',
+      stateTable: 'state',
+      wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL,
+      model: {},
+      repositoryUrlAllow: [],
+      rateLimits: { create: 300, write: 1200, read: 6000 },
+      rateLimitShards: 10,
+    });
     const full = readServicesConfig({
       ...base,
       ...sandbox,
@@ -47,6 +55,8 @@ describe('the configuration contract', () => {
       CORRAL_MODEL_API_KEY_PARAMETER: '/corral/model-key',
       CORRAL_LEASE_TTL_MS: '30000',
       CORRAL_CREDENTIAL_PROXY_FUNCTION: 'proxy',
+      CORRAL_RATE_LIMITS: 'write=60000,read=0',
+      CORRAL_RATE_LIMIT_SHARDS: '32',
     });
     expect(full).toEqual({
       eventsTable: 'events',
@@ -57,6 +67,8 @@ describe('the configuration contract', () => {
       leaseTtlMs: 30000,
       credentialProxyFunction: 'proxy',
       repositoryUrlAllow: [],
+      rateLimits: { create: 300, write: 60000, read: 0 },
+      rateLimitShards: 32,
     });
     expect(readServicesConfig({ ...base, ...sandbox }).sandbox).toMatchObject({ port: 8080, assignPublicIp: false });
   });

@@ -53,11 +53,13 @@ describe('table keys', () => {
     expect(keys.head('vault', 'vlt_1')).toEqual({ pk: 'vault#vlt_1', sk: 'head' });
     expect(keys.credential('vlt_1', 'vcrd_1')).toEqual({ pk: 'vault#vlt_1', sk: 'cred#vcrd_1' });
     expect(keys.head('session', 'sesn_1')).toEqual({ pk: 'session#sesn_1', sk: 'head' });
+    expect(keys.sessionUsage('sesn_1')).toEqual({ pk: 'session#sesn_1', sk: 'head#usage' });
     expect(keys.cursor('sesn_1')).toEqual({ pk: 'session#sesn_1', sk: 'cursor' });
     expect(keys.lease('sesn_1')).toEqual({ pk: 'session#sesn_1', sk: 'lease' });
     expect(keys.sandbox('sesn_1', 'default')).toEqual({ pk: 'session#sesn_1', sk: 'sandbox#default' });
     expect(keys.apiKey('ab12')).toEqual({ pk: 'apikey#ab12', sk: 'key' });
     expect(keys.rateCounter('tnt', 'read', 60000)).toEqual({ pk: 'rate#tnt#read', sk: '60000' });
+    expect(keys.rateCounter('tnt', 'read', 60000, 3)).toEqual({ pk: 'rate#tnt#read#3', sk: '60000' });
     expect(keys.authFailures('10.0.0.1', 60000)).toEqual({ pk: 'authfail#addr#10.0.0.1', sk: '60000' });
     expect(keys.authFailures('all', 60000)).toEqual({ pk: 'authfail#all', sk: '60000' });
     expect(RATE_LIMIT_PARTITIONS).toBe('rate#*');
@@ -73,7 +75,7 @@ describe('table keys', () => {
       ref: 'r',
       state: 'ready',
       lastUsedAt: record.lastUsedAt,
-      gsi1pk: expect.stringMatching(/^sandboxes#active#[0-7]$/),
+      gsi1pk: expect.stringMatching(/^sandboxes#active#([0-9]|[1-5][0-9]|6[0-3])$/),
       gsi1sk: '2026-01-01T00:00:00.000Z#sesn_1#default',
     });
     expect(sandboxItem({ ...record, state: 'dead' })).not.toHaveProperty('gsi1pk');

@@ -10,6 +10,7 @@ import {
   CredentialRecords,
   HeadRecords,
   SandboxRecords,
+  ACTIVE_SANDBOX_SHARDS,
   type SandboxRecordFields,
 } from '../../lambdas/core/storage/items.js';
 import { isSystem, mayRead, systemPrincipal, tenantPrincipal, type Principal, type SystemPrincipal } from '../../lambdas/core/storage/principal.js';
@@ -115,7 +116,7 @@ describe('each reader of tenant-owned items', () => {
     const forged = { kind: 'system', component: 'sandbox-reaper' } as unknown as SystemPrincipal;
     for (let shard = 0; shard < 8; shard++) await expect(sandboxes.activePage(s.table, forged, shard, {})).rejects.toThrow(TypeError);
     const found = [];
-    for (let shard = 0; shard < 8; shard++) found.push(...(await sandboxes.activePage(s.table, SYSTEM, shard, {})).items);
+    for (let shard = 0; shard < ACTIVE_SANDBOX_SHARDS; shard++) found.push(...(await sandboxes.activePage(s.table, SYSTEM, shard, {})).items);
     expect(found.map((f) => f.record.ref)).toEqual(['r1']);
     await expect(s.sessions.activeSessionIds(forged)).rejects.toThrow(TypeError);
     expect(await s.sessions.activeSessionIds(SYSTEM)).toEqual([s.session.id]);

@@ -9,6 +9,7 @@ import { consoleScriptDefine } from '../../../lambdas/api/console/bundle.js';
 import { configEnvironment } from '../../../lambdas/core/config.js';
 import { parseRepositoryUrlAllow } from '../../../lambdas/core/resources/repository-url.js';
 import { RATE_LIMIT_PARTITIONS } from '../../../lambdas/core/storage/keys.js';
+import { DEFAULT_RATE_LIMIT_SHARDS, DEFAULT_RATE_LIMITS, formatRateLimits, type RateLimits } from '../../../lambdas/core/resources/rate-limits.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
 import type { Sandboxes } from './sandboxes.js';
@@ -48,11 +49,27 @@ export interface ApiProps {
    * @default - no cap
    */
   readonly streamMaxConcurrency?: number;
-  /** Steady-state requests per second the stage accepts. @default 100 */
+  /**
+   * Steady-state requests per second the stage accepts, across all tenants (API Gateway answers
+   * requests over it 429 before any function runs). @default DEFAULT_API_THROTTLING.rateLimit (100)
+   */
   readonly throttlingRateLimit?: number;
-  /** @default 200 */
+  /** Requests the stage accepts at once above the steady rate. @default DEFAULT_API_THROTTLING.burstLimit (200) */
   readonly throttlingBurstLimit?: number;
+  /**
+   * Per-tenant requests per minute by class (`CORRAL_RATE_LIMITS`), counted in the state table.
+   * @default DEFAULT_RATE_LIMITS: create 300, write 1200, read 6000
+   */
+  readonly rateLimits?: RateLimits;
+  /**
+   * Most shards a tenant's counter of one class is spread over (`CORRAL_RATE_LIMIT_SHARDS`; see
+   * `shardPlan` in lambdas/core/resources/rate-limits.ts). @default DEFAULT_RATE_LIMIT_SHARDS (10)
+   */
+  readonly rateLimitShards?: number;
 }
+
+/** The stage's throttling when none is set. */
+export const DEFAULT_API_THROTTLING = { rateLimit: 100, burstLimit: 200 } as const;
 
 /** Partition keys of the rate-limit counters (lambdas/core/storage/keys.ts), the only items the stream writes. */
 export const RATE_LIMIT_KEYS = RATE_LIMIT_PARTITIONS;
@@ -81,7 +98,12 @@ export class Api extends Construct {
       ...props.sessionLog.environment,
       ...props.wakeQueue.environment,
       ...props.sandboxes.environment,
-      ...configEnvironment({ repositoryUrlAllow: props.repositoryUrlAllow?.length ? parseRepositoryUrlAllow(props.repositoryUrlAllow.join(',')).join(',') : undefined }),
+      ...configEnvironment({
+        repositoryUrlAllow: props.repositoryUrlAllow?.length ? parseRepositoryUrlAllow(props.repositoryUrlAllow.join(',')).join(',') : undefined,
+        // Written out even at their defaults, so the template shows the limits the API enforces.
+        rateLimits: formatRateLimits(props.rateLimits ?? DEFAULT_RATE_LIMITS),
+        rateLimitShards: String(props.rateLimitShards ?? DEFAULT_RATE_LIMIT_SHARDS),
+      }),
     };
     const common = {
       entry: 'lambdas/api/lambda.ts',
@@ -125,7 +147,8 @@ export class Api extends Construct {
     props.sandboxes.grantRelease(this.handler); // deleting a session stops its sandboxes
     // The stream reads the log, the session head and the API key hashes. Its one write is the
     // `/v1` middleware charging the tenant's rate limit: an atomic increment (UpdateItem) of a
-    // rate-limit counter item (lambdas/core/storage/keys.ts, `keys.rateCounter`);
+    // rate-limit counter item (lambdas/core/storage/keys.ts, `keys.rateCounter`: every shard's
+    // partition key matches RATE_LIMIT_KEYS);
     // the leading-key condition keeps it from writing any other item.
     props.sessionLog.events.grantReadData(this.streamHandler);
     props.sessionLog.state.grantReadData(this.streamHandler);
@@ -154,8 +177,8 @@ export class Api extends Construct {
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
         dataTraceEnabled: false,
         metricsEnabled: true,
-        throttlingRateLimit: props.throttlingRateLimit ?? 100,
-        throttlingBurstLimit: props.throttlingBurstLimit ?? 200,
+        throttlingRateLimit: props.throttlingRateLimit ?? DEFAULT_API_THROTTLING.rateLimit,
+        throttlingBurstLimit: props.throttlingBurstLimit ?? DEFAULT_API_THROTTLING.burstLimit,
         accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
       },

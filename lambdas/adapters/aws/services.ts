@@ -147,6 +147,8 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     leaseTtlMs: config.leaseTtlMs,
     credentialProxy,
     repositoryUrlAllow: config.repositoryUrlAllow,
+    rateLimits: config.rateLimits,
+    rateLimitShards: config.rateLimitShards,
     sandboxCapabilitySealer,
   });
   return { services, config, clients: { dynamodb, sqs, ecs } };

@@ -10,7 +10,10 @@ export type RateLimits = Record<RateClass, number>;
 
 export const DEFAULT_RATE_LIMITS: RateLimits = { create: 300, write: 1200, read: 6000 };
 
-/** Parse `create=300,write=1200,read=6000` (any subset); throws on anything else. */
+/**
+ * Parse `create=300,write=1200,read=6000` (any subset); throws on anything else. The limits
+ * setting of the deployment (`rateLimits` in CDK context, `CORRAL_RATE_LIMITS` in a function).
+ */
 export function parseRateLimits(spec: string | undefined, base: RateLimits = DEFAULT_RATE_LIMITS): RateLimits {
   const out = { ...base };
   if (!spec) return out;
@@ -20,6 +23,11 @@ export function parseRateLimits(spec: string | undefined, base: RateLimits = DEF
     out[m[1] as RateClass] = Number(m[2]);
   }
   return out;
+}
+
+/** The form `parseRateLimits` reads: `create=300,write=1200,read=6000`. */
+export function formatRateLimits(limits: RateLimits): string {
+  return (['create', 'write', 'read'] as const).map((k) => `${k}=${limits[k]}`).join(',');
 }
 
 export class RateLimitedError extends CorralError {
@@ -33,23 +41,107 @@ export class RateLimitedError extends CorralError {
 }
 
 /**
+ * Most shards a class's counter of one tenant is spread over (`CORRAL_RATE_LIMIT_SHARDS`). Sized
+ * for the account's default regional API Gateway quota of 10,000 requests per second: one tenant
+ * sending all of it spreads its counter writes over 10 partitions, each within the 1,000 writes
+ * per second a DynamoDB partition takes. (Rejected requests mostly cost no write: see
+ * `RateLimiter`.)
+ */
+export const DEFAULT_RATE_LIMIT_SHARDS = 10;
+
+/**
+ * A shard counts at least this many of a window's requests: a limit below `2 ×` this is one exact
+ * counter, and a larger one gets a shard per this many requests, up to the most shards allowed.
+ * Below about 100 per shard the allowance (below) would be a large share of the limit.
+ */
+export const MIN_REQUESTS_PER_SHARD = 100;
+
+/** How a limit is counted: on how many shards, and how many requests each admits per window. */
+export interface ShardPlan {
+  shards: number;
+  perShard: number;
+}
+
+/**
+ * The shards of a limit of `limit` requests per window, and what each admits.
+ *
+ * A request increments one shard chosen at random and is admitted while that shard's count is
+ * within `perShard`, so a check is one write, never a read of the other shards. The price is
+ * accuracy: the shards fill unevenly. A tenant sending exactly `limit` requests puts on each
+ * shard a binomial count with mean `limit / shards` and standard deviation about
+ * `sqrt(limit / shards)`; each shard admits its share plus two standard deviations, so
+ * - a tenant below the limit is very rarely refused early (a shard more than 2σ above its share:
+ *   about 2% per shard when sending exactly the limit, vanishingly few at 80% of it), and
+ * - a tenant far above it is admitted at most `shards × perShard`, the limit plus
+ *   `2 × sqrt(limit × shards)` (with 10 shards: 1,200 -> 1,420, 6,000 -> 6,490).
+ * One shard (a limit under `2 × MIN_REQUESTS_PER_SHARD`, or `maxShards` 1) counts exactly.
+ */
+export function shardPlan(limit: number, maxShards: number): ShardPlan {
+  const shards = Math.max(1, Math.min(Math.floor(maxShards), Math.floor(limit / MIN_REQUESTS_PER_SHARD)));
+  if (shards === 1) return { shards, perShard: limit };
+  const share = limit / shards;
+  return { shards, perShard: Math.ceil(share + 2 * Math.sqrt(share)) };
+}
+
+export interface RateLimiterOptions {
+  /** Most shards per tenant and class (see `shardPlan`). @default DEFAULT_RATE_LIMIT_SHARDS */
+  shards?: number;
+  /** @default 60000 */
+  windowMs?: number;
+  /** Picks the shard: a number in [0, 1). @default Math.random */
+  random?: () => number;
+}
+
+/**
  * Per-tenant limits as fixed one-minute windows counted in the state table, so every API
- * instance (every Lambda) shares them. One atomic increment per request.
+ * instance (every Lambda) shares them. A check is one atomic increment of one shard of the
+ * tenant's counter (`shardPlan`), so no counter item takes more than its share of a tenant's
+ * requests.
+ *
+ * A shard found full is remembered by this instance until its window ends, and a later request
+ * that picks it is refused without a write: counts only grow within a window, so the write would
+ * have refused it too. A tenant far over its limit therefore costs each shard about one write per
+ * API instance per window, not one per request.
  */
 export class RateLimiter {
+  private readonly maxShards: number;
+  private readonly windowMs: number;
+  private readonly random: () => number;
+  /** Shards known full, by `<pk> <sk>`, all of window `fullWindow`. */
+  private full = new Set<string>();
+  private fullWindow = -1;
+
   constructor(
     private readonly table: StateTable,
     private readonly limits: RateLimits = DEFAULT_RATE_LIMITS,
-    private readonly windowMs = 60_000,
-  ) {}
+    opts: RateLimiterOptions = {},
+  ) {
+    this.maxShards = opts.shards ?? DEFAULT_RATE_LIMIT_SHARDS;
+    if (!Number.isInteger(this.maxShards) || this.maxShards < 1) throw new RangeError(`rate limit shards: expected a positive integer, got ${this.maxShards}`);
+    this.windowMs = opts.windowMs ?? 60_000;
+    this.random = opts.random ?? Math.random;
+  }
 
   async check(tenant: string, kind: RateClass, now = Date.now()): Promise<void> {
     const limit = this.limits[kind];
     if (!limit) return;
     const window = Math.floor(now / this.windowMs) * this.windowMs;
+    const { shards, perShard } = shardPlan(limit, this.maxShards);
+    const shard = Math.min(shards - 1, Math.floor(this.random() * shards));
+    const key = keys.rateCounter(tenant, kind, window, shard);
+    const refuse = () => new RateLimitedError(Math.max(1, Math.ceil((window + this.windowMs - now) / 1000)), kind, limit);
+    if (window !== this.fullWindow) {
+      this.full = new Set();
+      this.fullWindow = window;
+    }
+    const memo = `${key.pk} ${key.sk}`;
+    if (this.full.has(memo)) throw refuse();
     // DynamoDB's TTL removes old windows on AWS.
-    const count = await counterRecords.increment(this.table, keys.rateCounter(tenant, kind, window), Math.ceil((window + 2 * this.windowMs) / 1000));
-    if (count > limit) throw new RateLimitedError(Math.max(1, Math.ceil((window + this.windowMs - now) / 1000)), kind, limit);
+    const count = await counterRecords.increment(this.table, key, Math.ceil((window + 2 * this.windowMs) / 1000));
+    if (count > perShard) {
+      if (this.full.size < 100_000) this.full.add(memo);
+      throw refuse();
+    }
   }
 }
 

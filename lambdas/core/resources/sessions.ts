@@ -8,7 +8,7 @@ import { missingBatchEvents, type EventLog } from '../session/log.js';
 import { foldEvents, initialState, type TurnState } from '../harness/state.js';
 import { ConditionFailedError, type StateTable } from '../store.js';
 import { readCursor } from '../storage/cursor.js';
-import { HeadRecords, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields } from '../storage/items.js';
+import { SessionHeadRecords, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
 import { tenantPrincipal, type Principal, type SystemPrincipal } from '../storage/principal.js';
 import type { AgentService, Agent } from './agents.js';
 import { assertRecordFits, nowIso, patchMetadata } from './common.js';
@@ -82,9 +82,36 @@ export interface Session {
   forked_from?: { session_id: string; position: number };
 }
 
-/** Session heads in the state table, listed per tenant. */
-const heads = new HeadRecords<Session, SessionHeadFields>('session');
+/** Session heads in the state table, listed per tenant, each with its usage item beside it. */
+const heads = new SessionHeadRecords<Session, SessionHeadFields>();
 type SessionHead = HeadItem<Session, SessionHeadFields>;
+
+/** The session's fields kept in its usage item rather than in the (indexed) head. */
+const USAGE_FIELDS = ['usage', 'stats', 'updated_at'] as const;
+
+/** The session with what its usage item holds: that item's usage and stats, the later `updated_at`. */
+function withUsage(session: Session, usage: SessionUsageFields | undefined): Session {
+  if (!usage) return session;
+  return {
+    ...session,
+    usage: usage.usage as Session['usage'],
+    stats: usage.stats as Session['stats'],
+    updated_at: usage.updated_at > session.updated_at ? usage.updated_at : session.updated_at,
+  };
+}
+
+/** Do `a` and `b` differ only in what the usage item holds? */
+function onlyUsageDiffers(a: Session, b: Session): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const k of USAGE_FIELDS) keys.delete(k);
+  for (const k of keys) {
+    if (JSON.stringify((a as unknown as Record<string, unknown>)[k]) !== JSON.stringify((b as unknown as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}
+
+const usageOf = (s: Session): SessionUsageFields => ({ usage: s.usage, stats: s.stats, updated_at: s.updated_at });
+const sameUsage = (a: Session, b: Session) => JSON.stringify([a.usage, a.stats]) === JSON.stringify([b.usage, b.stats]);
 
 function pinAgent(agent: Agent): SessionAgent {
   const { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity } = agent;
@@ -252,11 +279,14 @@ export class SessionService {
     return session;
   }
 
-  /** The session's head; not found when it is missing or `who` may not read it. */
+  /**
+   * The session's head, its `data` the whole session (with what its usage item holds); not found
+   * when it is missing or `who` may not read it. One query reads both items.
+   */
   private async head(who: Principal, id: string): Promise<SessionHead> {
-    const item = await heads.get(this.table, who, id);
-    if (!item) throw new NotFoundError(`session ${id} not found`);
-    return item;
+    const found = await heads.getWithUsage(this.table, who, id);
+    if (!found) throw new NotFoundError(`session ${id} not found`);
+    return { ...found.head, data: withUsage(found.head.data, found.usage) };
   }
 
   /**
@@ -281,12 +311,25 @@ export class SessionService {
     return { tenant: head.tenant, repositoryCredentials: head.git_credentials ?? [] };
   }
 
-  /** Read-modify-write of the session record, retried on concurrent change. */
+  /**
+   * Read-modify-write of the session record, retried on concurrent change.
+   *
+   * A change of nothing but usage, stats and `updated_at` (the harness after each model call) is
+   * written to the session's usage item alone: the head, and with it the tenant's index entry,
+   * is written only when something else changes (its status, above all), so the tenant's index
+   * partition takes two writes per turn (running, idle) however many model calls the turn makes.
+   */
   async mutate(who: Principal, id: string, change: (s: Session) => Session | null): Promise<Session> {
     for (let attempt = 0; ; attempt++) {
       const item = await this.head(who, id);
       const next = change(item.data);
       if (next === null) return item.data;
+      if (onlyUsageDiffers(item.data, next)) {
+        await heads.putUsage(this.table, id, usageOf(next));
+        return next;
+      }
+      // Usage that changes with something else: the usage item first, which readers prefer.
+      if (!sameUsage(item.data, next)) await heads.putUsage(this.table, id, usageOf(next));
       try {
         await heads.replace(this.table, item, { rev: Number(item.rev) + 1, data: next }, { ifEquals: { rev: item.rev } });
         return next;
@@ -341,7 +384,7 @@ export class SessionService {
     return { id, type: 'session_deleted' as const };
   }
 
-  list(
+  async list(
     tenant: string,
     params: ListParams & {
       include_archived?: boolean;
@@ -353,7 +396,7 @@ export class SessionService {
   ): Promise<ListResult<Session>> {
     if (params.agent_version !== undefined && !params.agent_id) throw new InvalidRequestError('agent_version: only applies with agent_id');
     const created = createdAtFilter(params.created_at);
-    return collectPage(
+    const page = await collectPage(
       (q) => heads.page(this.table, tenant, q),
       params,
       (item) => item.gsi1sk,
@@ -368,6 +411,10 @@ export class SessionService {
       },
       (item) => item.data,
     );
+    // The index holds each head as of its last write (its last status change); a running
+    // session's usage is in its usage item. One small read per listed session.
+    const data = await Promise.all(page.data.map(async (s) => withUsage(s, await heads.usage(this.table, s.id))));
+    return { ...page, data };
   }
 
   /** Append user events in order and wake the harness. Accepted in any status but terminated. */

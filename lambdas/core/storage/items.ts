@@ -94,6 +94,58 @@ export class HeadRecords<T extends { id: string }, X extends object = object> {
   }
 }
 
+// --- session heads and usage ----------------------------------------------------------------------
+
+/**
+ * A session's usage item: the session's fields that change with every model call, kept out of the
+ * head. The head is in the tenant's index (`gsi1`, every attribute projected), so each write of it
+ * is also a write of the index entry in the tenant's one index partition; the usage item is in no
+ * index. Where it exists, its `usage` and `stats` are the session's (the head's copy may be older).
+ */
+export interface SessionUsageFields {
+  usage: unknown;
+  stats: unknown;
+  updated_at: string;
+}
+
+/** Session heads, which also read and write the usage item beside each. */
+export class SessionHeadRecords<T extends { id: string }, X extends object = object> extends HeadRecords<T, X> {
+  constructor() {
+    super('session');
+  }
+
+  /** The head (if `who` may read it) and its usage item, in one query of the session's partition. */
+  async getWithUsage(table: StateTable, who: Principal, id: string): Promise<{ head: HeadItem<T, X>; usage?: SessionUsageFields } | undefined> {
+    const page = await table.query(keys.partition('session', id), { prefix: HEAD_SK, limit: 2 });
+    const head = page.items.find((i) => i.sk === HEAD_SK);
+    if (!head || !mayRead(who, head.tenant)) return undefined;
+    const usage = page.items.find((i) => i.sk === keys.sessionUsage(id).sk);
+    return {
+      head: head as HeadItem<T, X>,
+      usage: usage ? { usage: usage.usage, stats: usage.stats, updated_at: String(usage.updated_at) } : undefined,
+    };
+  }
+
+  /** The usage item alone (listings, whose heads come from the index). */
+  async usage(table: StateTable, id: string): Promise<SessionUsageFields | undefined> {
+    const k = keys.sessionUsage(id);
+    const item = await table.get(k.pk, k.sk);
+    return item ? { usage: item.usage, stats: item.stats, updated_at: String(item.updated_at) } : undefined;
+  }
+
+  /** Write the usage item (the harness, which alone holds the session's lease, is its writer). */
+  putUsage(table: StateTable, id: string, fields: SessionUsageFields): Promise<void> {
+    return table.put({ ...keys.sessionUsage(id), usage: fields.usage, stats: fields.stats, updated_at: fields.updated_at });
+  }
+
+  /** Remove the head and the usage item. */
+  override async delete(table: StateTable, id: string): Promise<void> {
+    await super.delete(table, id);
+    const k = keys.sessionUsage(id);
+    await table.delete(k.pk, k.sk);
+  }
+}
+
 // --- agent versions --------------------------------------------------------------------------------
 
 /** One immutable version of an agent. */
@@ -210,8 +262,15 @@ export interface SandboxRecordFields {
   lastUsedAt: string;
 }
 
-/** The index spreads ready sandboxes over this many partitions, so no one partition is written hot. */
-export const ACTIVE_SANDBOX_SHARDS = 8;
+/**
+ * The index spreads ready sandboxes over this many partitions, so no one partition is written hot.
+ * Every tool call moves its sandbox in the index twice (marked busy, then used: `lastUsedAt` is
+ * the index sort key, so each is a delete and a put of the index entry), and the partitions are
+ * shared by every tenant: at 100,000 sessions with a tool call a minute that is about 6,700 index
+ * writes a second, 105 a partition over 64 (833 over the 8 there were, near a partition's 1,000).
+ * The reaper reads every shard, one query each, every five minutes.
+ */
+export const ACTIVE_SANDBOX_SHARDS = 64;
 
 function shardOf(sessionId: string): number {
   let h = 0x811c9dc5;

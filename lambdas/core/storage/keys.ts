@@ -16,11 +16,12 @@
  * | vault               | `vault#<id>`               | `head`             | `<tenant>#vaults`           | id     |
  * | vault credential    | `vault#<vault>`            | `cred#<id>`        |                             |        |
  * | session head        | `session#<id>`             | `head`             | `<tenant>#sessions`         | id     |
+ * | session usage       | `session#<id>`             | `head#usage`       |                             |        |
  * | harness cursor      | `session#<id>`             | `cursor`           |                             |        |
  * | harness lease       | `session#<id>`             | `lease`            |                             |        |
  * | sandbox record      | `session#<id>`             | `sandbox#<name>`   | `sandboxes#active#<shard>`* | `<lastUsedAt>#<session>#<name>` |
  * | API key             | `apikey#<sha256 hex>`      | `key`              |                             |        |
- * | rate-limit counter  | `rate#<tenant>#<class>`    | `<window ms>`      |                             |        |
+ * | rate-limit counter  | `rate#<tenant>#<class>`, shard k > 0: `rate#<tenant>#<class>#<k>` | `<window ms>` |   |        |
  * | auth-failure counter| `authfail#addr#<address>`, `authfail#all` | `<window ms>` |              |        |
  *
  * (*) only while the sandbox is ready: the index is sparse.
@@ -55,6 +56,12 @@ export const keys = {
   agentVersion: (id: string, version: number) => ({ pk: keys.partition('agent', id), sk: `${AGENT_VERSION_PREFIX}${String(version).padStart(10, '0')}` }),
   credential: (vaultId: string, id: string) => ({ pk: keys.partition('vault', vaultId), sk: `${CREDENTIAL_PREFIX}${id}` }),
 
+  /**
+   * What changes in a session with every model call (usage, stats), kept beside its head and out
+   * of the tenant's index, so those writes cost no index write. Its sort key starts with the
+   * head's, so one query reads both.
+   */
+  sessionUsage: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: `${HEAD_SK}#usage` }),
   cursor: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'cursor' }),
   lease: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'lease' }),
   sandbox: (sessionId: string, name: string) => ({ pk: keys.partition('session', sessionId), sk: `${SANDBOX_PREFIX}${name}` }),
@@ -64,8 +71,15 @@ export const keys = {
   activeSandboxOrder: (lastUsedAt: string, sessionId: string, name: string) => `${lastUsedAt}#${sessionId}#${name}`,
 
   apiKey: (hash: string) => ({ pk: `${API_KEY}${hash}`, sk: 'key' }),
-  /** A tenant's request counter of one class; the sort key is the window. */
-  rateCounter: (tenant: string, kind: string, window: number) => ({ pk: `${RATE}${tenant}#${kind}`, sk: String(window) }),
+  /**
+   * Shard `shard` of a tenant's request counter of one class; the sort key is the window. Each
+   * shard is a partition of its own (a class's counters are spread so none is written hot); shard
+   * 0 keeps the spelling of the unsharded counter.
+   */
+  rateCounter: (tenant: string, kind: string, window: number, shard = 0) => ({
+    pk: `${RATE}${tenant}#${kind}${shard > 0 ? `#${shard}` : ''}`,
+    sk: String(window),
+  }),
   /** Failed-authentication counters: per client address, and across all of them. */
   authFailures: (address: string | 'all', window: number) => ({
     pk: address === 'all' ? 'authfail#all' : `authfail#addr#${address}`,
