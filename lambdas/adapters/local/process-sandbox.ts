@@ -27,6 +27,10 @@
  * Run as another user, the whole sandbox is that user. Every tool process runs under the
  * sandbox limits (`sandbox/limits.ts`).
  *
+ * Every sandbox starts at a lower CPU and I/O priority than Corral (`sandbox-priority.ts`: a cgroup
+ * weight, nice, SCHED_BATCH, best-effort I/O 7), so that sandboxes never starve the harness beside
+ * them; the agent and its tools inherit it and cannot undo the CPU part.
+ *
  * The recipe is planned and fitted in the core (`lambdas/core/sandbox/recipe.ts`): this provider
  * says what it delivers (`localRecipeSupport`: repositories through the proxy, no packages), and
  * the sandbox manager reports the rest (packages, files) the same way for every provider.
@@ -52,6 +56,13 @@ import { assertDeliverable, redactUrls, type RecipeSupport, type SandboxRecipe }
 import { wireRecipeOf, type WireRecipe } from '../../../sandbox/recipe.js';
 import { formatSandboxLimits, resolveSandboxLimits, type SandboxLimits } from '../../../sandbox/limits.js';
 import type { GitChannel } from '../../core/vault/protocol.js';
+import {
+  prepareSandboxCgroup,
+  priorityCommandsAvailable,
+  resolveSandboxPriority,
+  wrapWithPriority,
+  type SandboxPriority,
+} from './sandbox-priority.js';
 
 /** The credential proxy's git channels (`git_open`, `git_close`). */
 export interface GitChannels {
@@ -109,6 +120,12 @@ export interface ProcessSandboxProviderOptions {
   readonly gitChannels?: GitChannels;
   /** Resource limits of every sandbox's tools. @default DEFAULT_SANDBOX_LIMITS */
   readonly limits?: Partial<SandboxLimits>;
+  /**
+   * CPU and I/O priority of every sandbox (cgroup weight, nice, scheduling class, I/O class), so
+   * that sandboxes never starve the harness beside them (`sandbox-priority.ts`).
+   * @default DEFAULT_SANDBOX_PRIORITY
+   */
+  readonly priority?: Partial<SandboxPriority>;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -198,6 +215,15 @@ function exists(p: string): boolean {
   }
 }
 
+/** The priority a provider applies, once probed. */
+export interface AppliedPriority {
+  priority: SandboxPriority;
+  /** The sandboxes' cgroup (`cgroup.procs`), or null when the host has none to give. */
+  cgroupProcs: string | null;
+  /** Whether the priority commands run here. */
+  commands: boolean;
+}
+
 interface Sandbox {
   /** The session and name that own it (changes at handoff). */
   owner: SandboxOwner;
@@ -222,11 +248,13 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly bwrapPath: string;
   private readonly gitChannels: GitChannels | undefined;
   readonly limits: SandboxLimits;
+  readonly priority: SandboxPriority;
   readonly recipeSupport: RecipeSupport;
   /** Running sandboxes by ref (the agent's pid). */
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private resolvedMode: Promise<'bwrap' | 'none'> | undefined;
+  private resolvedPriority: Promise<AppliedPriority> | undefined;
 
   constructor(opts: ProcessSandboxProviderOptions) {
     this.dataDir = path.resolve(opts.dataDir);
@@ -237,6 +265,30 @@ export class ProcessSandboxProvider implements SandboxProvider {
     this.gitChannels = opts.gitChannels;
     this.recipeSupport = localRecipeSupport({ gitChannels: Boolean(opts.gitChannels) });
     this.limits = resolveSandboxLimits(opts.limits);
+    this.priority = resolveSandboxPriority(opts.priority);
+  }
+
+  /**
+   * What of the priority this host can apply: the commands (util-linux, coreutils) when they run,
+   * the cgroup when there is a writable v1 `cpu` hierarchy (root). Decided once; what cannot be
+   * applied is said once, in a warning.
+   */
+  appliedPriority(): Promise<AppliedPriority> {
+    this.resolvedPriority ??= (async () => {
+      const p = this.priority;
+      let cgroupProcs: string | null = null;
+      if (p.cpu_shares > 0) {
+        try {
+          cgroupProcs = prepareSandboxCgroup(p.cpu_shares);
+        } catch (err) {
+          this.logger.warn('local sandboxes run without their own cgroup: their CPU weight is not lowered', { error: (err as Error).message });
+        }
+      }
+      const commands = await priorityCommandsAvailable(p, { PATH: SANDBOX_PATH });
+      if (!commands) this.logger.warn('prlimit, nice, ionice or chrt did not run: local sandboxes keep the nice value and I/O priority of this process', {});
+      return { priority: p, cgroupProcs, commands };
+    })();
+    return this.resolvedPriority;
   }
 
   /** The isolation actually used: probes bubblewrap on first use. */
@@ -484,6 +536,9 @@ export class ProcessSandboxProvider implements SandboxProvider {
       command = nodeBinary;
       args = agentArgs;
     }
+    // Lower CPU and I/O priority for the whole sandbox, set before its first instruction runs.
+    const applied = await this.appliedPriority();
+    ({ command, args } = wrapWithPriority(applied.commands ? applied.priority : { ...applied.priority, nice: 0, sched: 'other', io_class: 'none' }, applied.cgroupProcs, command, args));
 
     const child = spawn(command, args, { cwd: runDir, env, stdio: ['pipe', 'ignore', 'pipe'] });
     track(child);
