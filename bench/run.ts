@@ -109,6 +109,8 @@ export interface BenchResults {
   // The headline figures (the issue's keys, then more of the same kind).
   [key: string]: unknown;
   goals: Goal[];
+  /** Suites merged in from later runs (`--merge`): when, at which commit, under what load. */
+  merged_suites?: Record<string, { generated_at: string; mode: Mode; commit: unknown; load: unknown; duration_s: number }>;
   suites: {
     ttft?: { real: TtftScenarioResult; simulated_fargate: TtftScenarioResult; isolation: string; repository: { files: number; bytes: number } };
     overhead?: OverheadResult;
@@ -299,6 +301,23 @@ function goals(r: BenchResults): Goal[] {
   return out;
 }
 
+/**
+ * The suites of `run` (an `--only` run) put into `previous` (the results file), the others kept:
+ * the headline figures and goals are computed again over the whole, and the merged suites say
+ * where they came from.
+ */
+export function mergeResults(previous: BenchResults, run: BenchResults): BenchResults {
+  const merged: BenchResults = { ...previous, suites: { ...previous.suites }, merged_suites: { ...previous.merged_suites } };
+  const loads = (run.machine.load_per_suite ?? {}) as Record<string, unknown>;
+  for (const [name, result] of Object.entries(run.suites)) {
+    if (result === undefined) continue;
+    (merged.suites as Record<string, unknown>)[name] = result;
+    const suite = name === 'log_reads' ? 'reads' : name === 'many_brains' ? 'brains' : name;
+    merged.merged_suites![name] = { generated_at: run.generated_at, mode: run.mode, commit: run.machine.commit, load: loads[suite], duration_s: run.duration_s };
+  }
+  return Object.assign(merged, headline(merged), { goals: goals(merged) });
+}
+
 /** Writes the JSON, the plots and (unless `docPath` is null) the Markdown. */
 export function writeResults(r: BenchResults, o: Pick<BenchOptions, 'outDir' | 'docPath'>) {
   fs.mkdirSync(o.outDir, { recursive: true });
@@ -329,9 +348,11 @@ const HELP = `npm run bench [-- options]
   --doc PATH | --no-doc        the Markdown report (default docs/BENCHMARKS.md)
   --seed N                     the session mix and simulated waits (default 8)
   --quiet                      no progress on stderr
+  --merge                      with --only: put the suites run into the existing results file (and
+                               its Markdown), keeping the other suites' figures, instead of replacing it
   --render FILE                only rewrite the plots and the Markdown from a results file`;
 
-export function parseOptions(argv: string[]): (BenchOptions & { render?: string }) | 'help' {
+export function parseOptions(argv: string[]): (BenchOptions & { render?: string; merge?: boolean }) | 'help' {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -353,6 +374,7 @@ export function parseOptions(argv: string[]): (BenchOptions & { render?: string 
       seed: { type: 'string' },
       quiet: { type: 'boolean' },
       render: { type: 'string' },
+      merge: { type: 'boolean' },
     },
     strict: true,
   });
@@ -383,6 +405,7 @@ export function parseOptions(argv: string[]): (BenchOptions & { render?: string 
     docPath: values['no-doc'] ? null : path.resolve(values.doc ?? path.join(ROOT, 'docs', 'BENCHMARKS.md')),
     quiet: !!values.quiet,
     ...(values.render ? { render: path.resolve(values.render) } : {}),
+    ...(values.merge ? { merge: true } : {}),
   };
 }
 
@@ -404,7 +427,9 @@ async function main() {
     console.log(`rewrote the plots${o.docPath ? ` and ${path.relative(process.cwd(), o.docPath)}` : ''} from ${path.relative(process.cwd(), o.render)}`);
     return;
   }
-  const r = await runBench(o);
+  let r = await runBench(o);
+  const previous = path.join(o.outDir, 'latest.json');
+  if (o.merge && fs.existsSync(previous)) r = mergeResults(JSON.parse(fs.readFileSync(previous, 'utf8')) as BenchResults, r);
   writeResults(r, o);
   console.log(`\nCorral benchmarks (${r.mode}, ${r.duration_s} s) -> ${path.relative(process.cwd(), path.join(o.outDir, 'latest.json'))}`);
   for (const g of r.goals) console.log(`  ${g.met ? 'met    ' : 'NOT MET'}  ${g.goal}: ${g.actual} (goal ${g.target})`);
