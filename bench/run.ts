@@ -120,6 +120,7 @@ export interface BenchResults {
   // The headline figures (the issue's keys, then more of the same kind).
   [key: string]: unknown;
   goals: Goal[];
+  /** Suites merged in from later runs (`--merge`): when, at which commit, under what load. */
   suites: {
     ttft?: { real: TtftScenarioResult; simulated_fargate: TtftScenarioResult; isolation: string; repository: { files: number; bytes: number } };
     overhead?: OverheadResult;

@@ -3,6 +3,7 @@ import { startLocalRuntime } from './runtime.js';
 import { parseRateLimits } from '../lambdas/core/resources/rate-limits.js';
 import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from '../lambdas/core/resources/repository-url.js';
 import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../sandbox/limits.js';
+import { SANDBOX_PRIORITY_ENV, parseSandboxPriority } from '../lambdas/adapters/local/sandbox-priority.js';
 
 /**
  * `npm start`: the embedded default. Settings come from the environment:
@@ -10,7 +11,8 @@ import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../sandbox/limits.js';
  * ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for the model, CORRAL_SANDBOX_ISOLATION
  * (auto | bwrap | none), CORRAL_RATE_LIMITS (per tenant per minute, e.g. `create=300,write=1200,read=6000`),
  * CORRAL_REPOSITORY_URL_ALLOW (origins accepted besides public https ones, e.g. `http://127.0.0.1`),
- * CORRAL_SANDBOX_LIMITS (e.g. `processes=256,memory=2g,file_size=1g,cpu_seconds=3600,disk=10g`).
+ * CORRAL_SANDBOX_LIMITS (e.g. `processes=256,memory=2g,file_size=1g,cpu_seconds=3600,disk=10g`),
+ * CORRAL_SANDBOX_PRIORITY (e.g. `cpu_shares=512,nice=10,sched=batch,io_class=best-effort,io_level=7`).
  */
 const env = process.env;
 const port = env.PORT ? Number(env.PORT) : 4000;
@@ -40,6 +42,7 @@ function setting<T>(name: string, parse: (text: string | undefined) => T): T {
 }
 const repositoryUrlAllow = setting(REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow);
 const sandboxLimits = setting(SANDBOX_LIMITS_ENV, parseSandboxLimits);
+const sandboxPriority = setting(SANDBOX_PRIORITY_ENV, parseSandboxPriority);
 const logger = jsonLogger({ service: 'corral-local' });
 
 const runtime = await startLocalRuntime({
@@ -53,6 +56,7 @@ const runtime = await startLocalRuntime({
   rateLimits,
   repositoryUrlAllow,
   sandboxLimits,
+  sandboxPriority,
   logger,
 }).catch((err) => {
   console.error(`corral: could not start: ${(err as Error).message}`);

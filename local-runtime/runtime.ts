@@ -13,6 +13,7 @@ import { startDynalite, type EmbeddedDynamo } from '../lambdas/adapters/local/dy
 import { MemoryQueue } from '../lambdas/adapters/local/memory-queue.js';
 import { ProcessSandboxProvider } from '../lambdas/adapters/local/process-sandbox.js';
 import type { SandboxLimits } from '../sandbox/limits.js';
+import type { SandboxPriority } from '../lambdas/adapters/local/sandbox-priority.js';
 import { createApp } from '../lambdas/api/app.js';
 import type { LogNotifier } from '../lambdas/api/stream.js';
 import type { HarnessDeps, HarnessOptions } from '../lambdas/core/harness/harness.js';
@@ -66,6 +67,11 @@ export interface LocalRuntimeOptions {
   repositoryUrlAllow?: string[];
   /** Resource limits of every local sandbox (`CORRAL_SANDBOX_LIMITS`). @default DEFAULT_SANDBOX_LIMITS */
   sandboxLimits?: Partial<SandboxLimits>;
+  /**
+   * CPU and I/O priority of every local sandbox (`CORRAL_SANDBOX_PRIORITY`), so that sandboxes never
+   * starve the harness. @default DEFAULT_SANDBOX_PRIORITY
+   */
+  sandboxPriority?: Partial<SandboxPriority>;
   /**
    * Wrap the local sandbox provider this runtime builds (with its git channels and limits), e.g.
    * to time it or delay it; ignored with `sandboxProvider`.
@@ -182,6 +188,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
           ? { open: (r) => credentialProxy.gitOpen(r), close: (r) => credentialProxy.gitClose(r) }
           : undefined,
         limits: opts.sandboxLimits,
+        priority: opts.sandboxPriority,
       });
     sandboxProvider = opts.sandboxProvider ?? (opts.wrapSandboxProvider ? opts.wrapSandboxProvider(local()) : local());
     const model =

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-sandbox.js';
+import { SANDBOX_PRIORITY_ENV, parseSandboxPriority } from '../../lambdas/adapters/local/sandbox-priority.js';
 import type { HarnessOptions } from '../../lambdas/core/harness/harness.js';
 import { AnthropicModel } from '../../lambdas/core/harness/model.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
@@ -52,6 +53,8 @@ export async function startBenchRuntime(opts: {
       provider = new TimedProvider(opts.wrapProvider ? opts.wrapProvider(p) : p);
       return provider;
     },
+    // The sandboxes' priority as `npm start` reads it, so that a run can compare settings.
+    sandboxPriority: parseSandboxPriority(process.env[SANDBOX_PRIORITY_ENV]),
     // The benchmark's git server is on loopback, which sessions may not name by default.
     repositoryUrlAllow: ['http://127.0.0.1'],
     concurrency: opts.concurrency ?? 64,

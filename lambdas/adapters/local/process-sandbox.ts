@@ -33,6 +33,10 @@
  * connection. The agent's forwarder puts it on 127.0.0.1 inside the sandbox and sets the tools'
  * `HTTP_PROXY`/`HTTPS_PROXY`. See docs/EGRESS.md.
  *
+ * Every sandbox starts at a lower CPU and I/O priority than Corral (`sandbox-priority.ts`: a cgroup
+ * weight, nice, SCHED_BATCH, best-effort I/O 7), so that sandboxes never starve the harness beside
+ * them; the agent and its tools inherit it and cannot undo the CPU part.
+ *
  * The recipe is planned and fitted in the core (`lambdas/core/sandbox/recipe.ts`): this provider
  * says what it delivers (`localRecipeSupport`: repositories through the proxy, no packages), and
  * the sandbox manager reports the rest (packages, files) the same way for every provider.
@@ -59,6 +63,13 @@ import { wireRecipeOf, type WireRecipe } from '../../../sandbox/recipe.js';
 import { formatSandboxLimits, resolveSandboxLimits, type SandboxLimits } from '../../../sandbox/limits.js';
 import type { GitChannel } from '../../core/vault/protocol.js';
 import { LocalEgressProxy, type EgressChannel } from './egress-proxy.js';
+import {
+  prepareSandboxCgroup,
+  priorityCommandsAvailable,
+  resolveSandboxPriority,
+  wrapWithPriority,
+  type SandboxPriority,
+} from './sandbox-priority.js';
 
 /** The credential proxy's git channels (`git_open`, `git_close`). */
 export interface GitChannels {
@@ -123,6 +134,12 @@ export interface ProcessSandboxProviderOptions {
    * bubblewrapped sandbox has no way out at all. @default a proxy of this provider's own, closed with it
    */
   readonly egress?: LocalEgressProxy | false;
+  /**
+   * CPU and I/O priority of every sandbox (cgroup weight, nice, scheduling class, I/O class), so
+   * that sandboxes never starve the harness beside them (`sandbox-priority.ts`).
+   * @default DEFAULT_SANDBOX_PRIORITY
+   */
+  readonly priority?: Partial<SandboxPriority>;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -212,6 +229,15 @@ function exists(p: string): boolean {
   }
 }
 
+/** The priority a provider applies, once probed. */
+export interface AppliedPriority {
+  priority: SandboxPriority;
+  /** The sandboxes' cgroup (`cgroup.procs`), or null when the host has none to give. */
+  cgroupProcs: string | null;
+  /** Whether the priority commands run here. */
+  commands: boolean;
+}
+
 interface Sandbox {
   /** The session and name that own it (changes at handoff). */
   owner: SandboxOwner;
@@ -238,6 +264,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly bwrapPath: string;
   private readonly gitChannels: GitChannels | undefined;
   readonly limits: SandboxLimits;
+  readonly priority: SandboxPriority;
   readonly recipeSupport: RecipeSupport;
   /** The egress proxy (none with `egress: false`); `ownsEgress` when this provider made it. */
   private readonly egress: LocalEgressProxy | undefined;
@@ -246,6 +273,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private resolvedMode: Promise<'bwrap' | 'none'> | undefined;
+  private resolvedPriority: Promise<AppliedPriority> | undefined;
 
   constructor(opts: ProcessSandboxProviderOptions) {
     this.dataDir = path.resolve(opts.dataDir);
@@ -258,6 +286,30 @@ export class ProcessSandboxProvider implements SandboxProvider {
     this.limits = resolveSandboxLimits(opts.limits);
     this.ownsEgress = opts.egress === undefined;
     this.egress = opts.egress === false ? undefined : (opts.egress ?? new LocalEgressProxy({ logger: this.logger }));
+    this.priority = resolveSandboxPriority(opts.priority);
+  }
+
+  /**
+   * What of the priority this host can apply: the commands (util-linux, coreutils) when they run,
+   * the cgroup when there is a writable v1 `cpu` hierarchy (root). Decided once; what cannot be
+   * applied is said once, in a warning.
+   */
+  appliedPriority(): Promise<AppliedPriority> {
+    this.resolvedPriority ??= (async () => {
+      const p = this.priority;
+      let cgroupProcs: string | null = null;
+      if (p.cpu_shares > 0) {
+        try {
+          cgroupProcs = prepareSandboxCgroup(p.cpu_shares);
+        } catch (err) {
+          this.logger.warn('local sandboxes run without their own cgroup: their CPU weight is not lowered', { error: (err as Error).message });
+        }
+      }
+      const commands = await priorityCommandsAvailable(p, { PATH: SANDBOX_PATH });
+      if (!commands) this.logger.warn('prlimit, nice, ionice or chrt did not run: local sandboxes keep the nice value and I/O priority of this process', {});
+      return { priority: p, cgroupProcs, commands };
+    })();
+    return this.resolvedPriority;
   }
 
   /** The isolation actually used: probes bubblewrap on first use. */
@@ -510,6 +562,9 @@ export class ProcessSandboxProvider implements SandboxProvider {
       command = nodeBinary;
       args = agentArgs;
     }
+    // Lower CPU and I/O priority for the whole sandbox, set before its first instruction runs.
+    const applied = await this.appliedPriority();
+    ({ command, args } = wrapWithPriority(applied.commands ? applied.priority : { ...applied.priority, nice: 0, sched: 'other', io_class: 'none' }, applied.cgroupProcs, command, args));
 
     const child = spawn(command, args, { cwd: runDir, env, stdio: ['pipe', 'ignore', 'pipe'] });
     track(child);
