@@ -23,6 +23,7 @@ import type Anthropic from '@anthropic-ai/sdk';
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
 import { runTurn, SessionStream, startBenchRuntime, type BenchRuntime } from '../lib/runtime.js';
 import { nowMs, round, summarize, type Summary } from '../lib/stats.js';
+import { fitRecipe, planRecipe } from '../../lambdas/core/sandbox/recipe.js';
 
 export interface OverheadConfig {
   sessions: number;
@@ -139,7 +140,8 @@ async function runToolCalls(bench: BenchRuntime, agentId: string, environmentId:
   }
   log(`  overhead: ${calls} sandbox tool calls`);
   // The agent alone: a sandbox of the same provider, called from here.
-  const recipe = { environmentId, config: { type: 'cloud' }, resources: [] } as unknown as Parameters<BenchRuntime['provider']['provision']>[0]['recipe'];
+  const plan = planRecipe({ session: { environment_id: environmentId, resources: [] }, environment: { config: { type: 'cloud' } }, credentials: [] });
+  const { recipe } = fitRecipe(plan, bench.provider.recipeSupport);
   const sb = await bench.provider.provision({ sessionId: 'sesn_bench_round_trip', name: 'default', recipe });
   const direct: number[] = [];
   try {

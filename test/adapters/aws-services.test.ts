@@ -45,6 +45,9 @@ describe('readAwsConfig: the Lambda environment the stack sets', () => {
       model: { baseUrl: 'https://llm.example.com', apiKeyParameter: '/corral/key' },
       // No repository origins besides public https ones unless the stack allows some.
       repositoryUrlAllow: [],
+      // The built-in per-tenant limits, counted on 10 shards, unless the stack sets others.
+      rateLimits: { create: 300, write: 1200, read: 6000 },
+      rateLimitShards: 10,
     });
     expect(readAwsConfig({ ...base, ...sandboxEnv, CORRAL_SANDBOX_PORT: '9000', CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'true' }).sandbox).toMatchObject({
       port: 9000,

@@ -146,7 +146,8 @@ describe.skipIf(!HAS_BWRAP)('the canary: the token is readable nowhere the agent
       resources: [{ type: 'github_repository', url: git.urlOf('private-repo'), authorization_token: CANARY }],
     });
 
-    const push = 'cd private-repo && echo canary-run >> README && git -c user.name=a -c user.email=a@example.com commit -qam "canary run" && git push -q origin HEAD:main 2>&1 && echo PUSHED';
+    // In a subshell: bash keeps its working directory between calls, and the probes run from the workspace.
+    const push = '(cd private-repo && echo canary-run >> README && git -c user.name=a -c user.email=a@example.com commit -qam "canary run" && git push -q origin HEAD:main 2>&1 && echo PUSHED)';
     const run = await runProbes(t, session.id, CANARY, [
       { name: 'mcp__crm__lookup_customer', input: { name: 'Ada' } },
       { name: 'bash', input: { command: push } },
