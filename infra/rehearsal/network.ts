@@ -128,7 +128,11 @@ export class VpcNetwork {
    * path or a loopback port). Refused connections are reset before a byte goes through.
    */
   async expose(address: string, port: number, target: { socketPath: string } | { port: number }): Promise<() => Promise<void>> {
+    // A task that stops drops its connections; a client's kept-alive one must not hold the stop.
+    const open = new Set<Socket>();
     const server = createServer((socket: Socket) => {
+      open.add(socket);
+      socket.on('close', () => open.delete(socket));
       const from = socket.remoteAddress?.replace(/^::ffff:/, '') ?? '?';
       const verdict = this.check(from, address, port);
       if (!verdict.ok) {
@@ -157,6 +161,7 @@ export class VpcNetwork {
       new Promise<void>((resolve) => {
         this.servers.delete(server);
         server.close(() => resolve());
+        for (const socket of open) socket.destroy();
       });
   }
 
