@@ -9,18 +9,7 @@ import {
 import { keys, RATE_LIMIT_PARTITIONS } from '../../lambdas/core/storage/keys.js';
 import type { StateTable } from '../../lambdas/core/store.js';
 import { MemoryStateTable } from './memory-store.js';
-
-/** A seeded generator (mulberry32), so a run's shard choices are the same every time. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng as seeded } from '../../bench/lib/stats.js';
 
 /** The memory table, counting the increments (writes) and the partitions they went to. */
 function countingTable() {
