@@ -20,6 +20,7 @@ import type { HarnessDeps, HarnessOptions } from '../lambdas/core/harness/harnes
 import { AnthropicModel, type ModelClient } from '../lambdas/core/harness/model.js';
 import { generateApiKey } from '../lambdas/core/resources/tenants.js';
 import { createServices, type CorralServices } from '../lambdas/core/services.js';
+import { FileBlobStore, localBlobDir } from '../lambdas/adapters/local/file-blob-store.js';
 import { systemPrincipal } from '../lambdas/core/storage/principal.js';
 import { jsonLogger, silentLogger, type Logger } from '../lambdas/core/logger.js';
 import type { SandboxProvider } from '../lambdas/core/sandbox/types.js';
@@ -209,6 +210,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       repositoryUrlAllow: opts.repositoryUrlAllow,
       // Local sandboxes live as long as this process: so does the key their capabilities are sealed with.
       sandboxCapabilityKey: randomBytes(32),
+      blobs: new FileBlobStore(localBlobDir(dataDir)),
     });
 
     const apiKeyGenerated = !opts.apiKey;

@@ -17,6 +17,7 @@ import type { LogNotifier } from './session/notifier.js';
 import { ProxyMcpGateway } from './mcp/proxy-gateway.js';
 import type { CredentialProxyClient } from './vault/protocol.js';
 import { VaultService } from './vault/vaults.js';
+import type { BlobStore } from './storage/blob-store.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -34,6 +35,8 @@ export interface CorralServices {
   vaults: VaultService;
   /** The credential proxy, when this deployment has one (vault secrets, MCP, git). */
   credentialProxy?: CredentialProxyClient;
+  /** Bytes of files and workspace snapshots (S3 on AWS, the data dir locally), when configured. */
+  blobs?: BlobStore;
 }
 
 export function createServices(deps: {
@@ -67,6 +70,8 @@ export function createServices(deps: {
   sandboxCapabilityKey?: Buffer;
   /** Seals them with a key held elsewhere (AWS: KMS); instead of `sandboxCapabilityKey`. */
   sandboxCapabilitySealer?: CapabilitySealer;
+  /** Bytes of files and workspace snapshots (see storage/blob-store.ts). */
+  blobs?: BlobStore;
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
@@ -94,5 +99,6 @@ export function createServices(deps: {
     rateLimiter: new RateLimiter(deps.table, deps.rateLimits ?? DEFAULT_RATE_LIMITS, { shards: deps.rateLimitShards }),
     vaults,
     credentialProxy: deps.credentialProxy,
+    blobs: deps.blobs,
   };
 }
