@@ -33,6 +33,11 @@ export interface Page<T> {
 
 export interface StateTable {
   get(pk: string, sk: string): Promise<Item | undefined>;
+  /**
+   * Several items by key in one round trip (at most 100), each `undefined` when missing, in the
+   * order of `keys`. Strongly consistent, as `get`.
+   */
+  getMany(keys: ReadonlyArray<{ pk: string; sk: string }>): Promise<Array<Item | undefined>>;
   put(item: Item, opts?: PutOptions): Promise<void>;
   delete(pk: string, sk: string): Promise<void>;
   query(pk: string, opts?: QueryOptions): Promise<Page<Item>>;

@@ -23,6 +23,22 @@ describe('DynamoStateTable (dynalite)', () => {
     expect((await table.get('a', 'x'))?.v).toBe(2);
   });
 
+  it('gets several items in one batch, in the order asked, missing ones undefined, repeats answered', async () => {
+    await table.put({ pk: 'm', sk: 'head', v: 1 });
+    await table.put({ pk: 'm', sk: 'head#usage', v: 2 });
+    await table.put({ pk: 'n', sk: 'head', v: 3 });
+    const got = await table.getMany([
+      { pk: 'm', sk: 'head#usage' },
+      { pk: 'none', sk: 'head' },
+      { pk: 'n', sk: 'head' },
+      { pk: 'm', sk: 'head' },
+      { pk: 'm', sk: 'head#usage' },
+    ]);
+    expect(got.map((i) => i?.v)).toEqual([2, undefined, 3, 1, 2]);
+    expect(await table.getMany([])).toEqual([]);
+    await expect(table.getMany(Array.from({ length: 101 }, (_, i) => ({ pk: 'p', sk: String(i) })))).rejects.toThrow(/at most 100/);
+  });
+
   it('pages through a partition and the index in both directions', async () => {
     for (let i = 0; i < 7; i++) {
       await table.put({ pk: 'p', sk: `k${i}`, gsi1pk: 'tenant#things', gsi1sk: `k${i}` });

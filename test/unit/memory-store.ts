@@ -22,6 +22,10 @@ export class MemoryStateTable implements StateTable {
     return item && copy(item);
   }
 
+  async getMany(keys: ReadonlyArray<{ pk: string; sk: string }>): Promise<Array<Item | undefined>> {
+    return Promise.all(keys.map((k) => this.get(k.pk, k.sk)));
+  }
+
   async put(item: Item, opts: PutOptions = {}): Promise<void> {
     const current = this.items.get(this.key(item.pk, item.sk));
     const fail = () => {

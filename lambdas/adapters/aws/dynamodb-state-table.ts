@@ -1,4 +1,5 @@
 import {
+  BatchGetItemCommand,
   ConditionalCheckFailedException,
   DeleteItemCommand,
   DynamoDBClient,
@@ -34,6 +35,28 @@ export class DynamoStateTable implements StateTable {
       new GetItemCommand({ TableName: this.tableName, Key: marshall({ pk, sk }), ConsistentRead: true }),
     );
     return out.Item ? (unmarshall(out.Item) as Item) : undefined;
+  }
+
+  async getMany(keys: ReadonlyArray<{ pk: string; sk: string }>): Promise<Array<Item | undefined>> {
+    if (keys.length > 100) throw new Error(`getMany: at most 100 keys (${keys.length} given)`);
+    const found = new Map<string, Item>();
+    let pending: Array<Record<string, AttributeValue>> = [...new Map(keys.map((k) => [`${k.pk}\u0000${k.sk}`, marshall({ pk: k.pk, sk: k.sk })])).values()];
+    // DynamoDB may leave keys unprocessed under load: ask again for those, with a short backoff.
+    for (let attempt = 0; pending.length; attempt++) {
+      if (attempt > 0) {
+        if (attempt > 8) throw new Error(`getMany: ${pending.length} key(s) still unprocessed after ${attempt} attempts`);
+        await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+      }
+      const out = await this.client.send(
+        new BatchGetItemCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } }),
+      );
+      for (const raw of out.Responses?.[this.tableName] ?? []) {
+        const item = unmarshall(raw) as Item;
+        found.set(`${item.pk}\u0000${item.sk}`, item);
+      }
+      pending = out.UnprocessedKeys?.[this.tableName]?.Keys ?? [];
+    }
+    return keys.map((k) => found.get(`${k.pk}\u0000${k.sk}`));
   }
 
   async put(item: Item, opts: PutOptions = {}): Promise<void> {
