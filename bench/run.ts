@@ -440,7 +440,6 @@ const HELP = `npm run bench [-- options]
   --out DIR                    results directory (default bench/results)
   --doc PATH | --no-doc        the Markdown report (default docs/BENCHMARKS.md)
   --seed N                     the session mix and simulated waits (default 8)
-  --merge                      keep the other suites' results of the existing latest.json (with --only)
   --quiet                      no progress on stderr
   --render FILE                only rewrite the plots and the Markdown from a results file`;
 

@@ -61,6 +61,8 @@ export interface LocalRuntimeOptions {
   sandboxIdleMs?: number;
   /** Per-tenant requests per minute (`create`, `write`, `read`); 0 turns one off. */
   rateLimits?: RateLimits;
+  /** The rate limits' window in ms (tests; the API's limits are per minute). */
+  rateLimitWindowMs?: number;
   /**
    * Repository origins accepted besides public https ones (`CORRAL_REPOSITORY_URL_ALLOW`), e.g.
    * `['http://127.0.0.1']` for test git servers. @default [] (https to public hosts only)
@@ -204,6 +206,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       wrapHarnessDeps: opts.wrapHarnessDeps,
       leaseTtlMs: opts.leaseTtlMs,
       rateLimits: opts.rateLimits,
+      rateLimitWindowMs: opts.rateLimitWindowMs,
       mcp: opts.mcp,
       credentialProxy,
       notifier,

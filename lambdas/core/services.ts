@@ -62,6 +62,8 @@ export function createServices(deps: {
   rateLimits?: RateLimits;
   /** Most shards a tenant's counter of one class is spread over. @default DEFAULT_RATE_LIMIT_SHARDS */
   rateLimitShards?: number;
+  /** The rate limits' fixed window (tests use a long one, so no window ends mid-test). @default 60_000 */
+  rateLimitWindowMs?: number;
   /** Clock for leases (tests). */
   clock?: () => number;
   /** Repository origins accepted besides public https ones (`CORRAL_REPOSITORY_URL_ALLOW`). */
@@ -96,7 +98,7 @@ export function createServices(deps: {
     leases,
     sandboxes,
     harness,
-    rateLimiter: new RateLimiter(deps.table, deps.rateLimits ?? DEFAULT_RATE_LIMITS, { shards: deps.rateLimitShards }),
+    rateLimiter: new RateLimiter(deps.table, deps.rateLimits ?? DEFAULT_RATE_LIMITS, { shards: deps.rateLimitShards, windowMs: deps.rateLimitWindowMs }),
     vaults,
     credentialProxy: deps.credentialProxy,
     blobs: deps.blobs,

@@ -7,7 +7,9 @@ import { startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 describe('per-tenant rate limits', () => {
   let t: TestRuntime;
   beforeAll(async () => {
-    t = await startTestRuntime({ runtime: { rateLimits: { create: 3, read: 5, write: 0 } } });
+    // A day-long window: a minute's window could end between the requests that fill it and the
+    // one that must be refused.
+    t = await startTestRuntime({ runtime: { rateLimits: { create: 3, read: 5, write: 0 }, rateLimitWindowMs: 86_400_000 } });
   });
   afterAll(() => t.close());
 
@@ -20,6 +22,7 @@ describe('per-tenant rate limits', () => {
     });
     expect(res.status).toBe(429);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(res.headers.get('retry-after'))).toBeLessThanOrEqual(86_400);
     expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'rate_limit_error', message: expect.stringMatching(/3 create/) } });
     await expect(t.client.beta.agents.create({ name: 'x', model: 'm' })).rejects.toMatchObject({ status: 429 });
     // the rejected creates created nothing
