@@ -17,6 +17,7 @@ import { AgentService, type AgentToolDefinition } from '../../lambdas/core/resou
 import type { Session } from '../../lambdas/core/resources/sessions.js';
 import { makeEvent, type SessionEvent, type StoredEvent, type ToolUseEvent } from '../../lambdas/core/session/events.js';
 import type { GetEventsOptions } from '../../lambdas/core/session/log.js';
+import { interruptSignals } from '../../lambdas/core/storage/items.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 import { text, toolUse, usage } from './scripted-model.js';
 
@@ -288,17 +289,59 @@ describe('the interrupt watcher', () => {
 
   it('aborts on a user.interrupt after its start, and not on one before it', async () => {
     const log = new WatchedLog();
+    const table = new MemoryStateTable();
     await emit(log, { type: 'user.message', content: [] });
     await emit(log, { type: 'user.interrupt' });
-    const controller = new AbortController();
-    const stop = watchInterrupt({ events: log }, S, 2, new AbortController().signal, controller, 1);
-    const looked = log.read(3);
     await emit(log, { type: 'span.model_request_start' });
+    const controller = new AbortController();
+    const looked = log.read(3);
+    const stop = watchInterrupt({ events: log, table }, S, 2, new AbortController().signal, controller, 1);
     await looked;
     expect(controller.signal.aborted).toBe(false);
     const reason = aborted(controller);
     await emit(log, { type: 'user.interrupt' });
+    await interruptSignals.raise(table, S);
     expect(String(await reason)).toMatch(/interrupted/);
+    stop();
+  });
+
+  it('reads the log only when the interrupt signal changes (or once at the start)', async () => {
+    const table = new MemoryStateTable();
+    let logReads = 0;
+    let signalReads = 0;
+    class CountingLog extends MemoryEventLog {
+      override async getEvents(sessionId: string, opts?: GetEventsOptions) {
+        logReads++;
+        return super.getEvents(sessionId, opts);
+      }
+    }
+    const counted = new (class extends MemoryStateTable {
+      override async get(pk: string, sk: string) {
+        signalReads++;
+        return table.get(pk, sk);
+      }
+    })();
+    const log = new CountingLog();
+    await emit(log, { type: 'user.message', content: [] });
+    // An interrupt already in the log when the watch begins, after its start position: caught by the first read.
+    await emit(log, { type: 'user.interrupt' });
+    const early = new AbortController();
+    const stopEarly = watchInterrupt({ events: log, table: counted }, S, 1, new AbortController().signal, early, 1);
+    expect(String(await aborted(early))).toMatch(/interrupted/);
+    stopEarly();
+
+    logReads = 0;
+    signalReads = 0;
+    const controller = new AbortController();
+    const stop = watchInterrupt({ events: log, table: counted }, S, 2, new AbortController().signal, controller, 1);
+    while (signalReads < 20) await new Promise((r) => setTimeout(r, 2));
+    expect(logReads).toBe(1); // the read at the start: the signal has not moved since
+    expect(controller.signal.aborted).toBe(false);
+    const reason = aborted(controller);
+    await emit(log, { type: 'user.interrupt' });
+    await interruptSignals.raise(table, S);
+    expect(String(await reason)).toMatch(/interrupted/);
+    expect(logReads).toBe(2);
     stop();
   });
 
@@ -306,7 +349,7 @@ describe('the interrupt watcher', () => {
     const log = new MemoryEventLog();
     const lost = new AbortController();
     const controller = new AbortController();
-    const stop = watchInterrupt({ events: log }, S, 0, lost.signal, controller, 3_600_000);
+    const stop = watchInterrupt({ events: log, table: new MemoryStateTable() }, S, 0, lost.signal, controller, 3_600_000);
     const reason = aborted(controller);
     lost.abort();
     expect(await reason).toBeInstanceOf(LeaseLostError);
@@ -322,7 +365,7 @@ describe('the interrupt watcher', () => {
       },
     };
     const heard = new AbortController();
-    const stopHearing = watchInterrupt({ events: log, notifier }, S, 0, new AbortController().signal, heard, 3_600_000);
+    const stopHearing = watchInterrupt({ events: log, table: new MemoryStateTable(), notifier }, S, 0, new AbortController().signal, heard, 3_600_000);
     const interrupted = aborted(heard);
     await emit(log, { type: 'user.interrupt' });
     announce();

@@ -8,7 +8,7 @@ import { missingBatchEvents, type EventLog } from '../session/log.js';
 import { foldEvents, initialState, type TurnState } from '../harness/state.js';
 import { ConditionFailedError, type StateTable } from '../store.js';
 import { readCursor } from '../storage/cursor.js';
-import { SessionHeadRecords, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
+import { SessionHeadRecords, interruptSignals, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
 import { tenantPrincipal, type Principal, type SystemPrincipal } from '../storage/principal.js';
 import type { AgentService, Agent } from './agents.js';
 import { assertRecordFits, nowIso, patchMetadata } from './common.js';
@@ -429,6 +429,8 @@ export class SessionService {
       await this.log.emitEvent(id, event);
       stored.push(event);
     }
+    // After the append, so a harness that sees the signal change finds the interrupt in the log.
+    if (stored.some((e) => e.type === 'user.interrupt')) await interruptSignals.raise(this.table, id);
     await this.queue.wake(id);
     return stored;
   }

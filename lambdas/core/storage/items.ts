@@ -140,11 +140,10 @@ export class SessionHeadRecords<T extends { id: string }, X extends object = obj
     return table.put({ ...keys.sessionUsage(id), usage: fields.usage, stats: fields.stats, updated_at: fields.updated_at });
   }
 
-  /** Remove the head and the usage item. */
+  /** Remove the head, the usage item and the interrupt signal. */
   override async delete(table: StateTable, id: string): Promise<void> {
     await super.delete(table, id);
-    const k = keys.sessionUsage(id);
-    await table.delete(k.pk, k.sk);
+    for (const k of [keys.sessionUsage(id), keys.interruptSignal(id)]) await table.delete(k.pk, k.sk);
   }
 }
 
@@ -369,6 +368,27 @@ export const apiKeyRecords = {
   delete(table: StateTable, hash: string): Promise<void> {
     const k = keys.apiKey(hash);
     return table.delete(k.pk, k.sk);
+  },
+};
+
+// --- interrupt signal -----------------------------------------------------------------------------
+
+/** How long an interrupt signal outlives its last raise (DynamoDB's TTL removes it). */
+const INTERRUPT_SIGNAL_TTL_S = 7 * 24 * 3600;
+
+/**
+ * The interrupt signal of a session: a counter the API adds one to after each `user.interrupt` it
+ * appends. A running harness on AWS reads this one small item, not the log, to learn that an
+ * interrupt may have arrived (see `harness/interrupts.ts`).
+ */
+export const interruptSignals = {
+  raise(table: StateTable, sessionId: string, now = Date.now()): Promise<number> {
+    const k = keys.interruptSignal(sessionId);
+    return table.increment(k.pk, k.sk, 'count', 1, { expiresAt: Math.floor(now / 1000) + INTERRUPT_SIGNAL_TTL_S });
+  },
+  async read(table: StateTable, sessionId: string): Promise<number> {
+    const k = keys.interruptSignal(sessionId);
+    return Number((await table.get(k.pk, k.sk))?.count ?? 0);
   },
 };
 

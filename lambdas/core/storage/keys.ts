@@ -63,6 +63,8 @@ export const keys = {
    */
   sessionUsage: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: `${HEAD_SK}#usage` }),
   cursor: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'cursor' }),
+  /** A counter the API raises after appending a `user.interrupt`, which a running harness reads instead of the log. */
+  interruptSignal: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'signal#interrupt' }),
   lease: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'lease' }),
   sandbox: (sessionId: string, name: string) => ({ pk: keys.partition('session', sessionId), sk: `${SANDBOX_PREFIX}${name}` }),
   /** Index partition `shard` of the ready sandboxes, which the idle reaper reads. */
