@@ -44,6 +44,8 @@ export const CONTEXT_KEYS = {
   alarmEmail: 'Email address that receives alarm notifications',
   logRetentionDays: 'Days logs are kept (a CloudWatch retention value, default 30)',
   streamTimeoutMinutes: 'Longest event stream before the client reconnects, 1-15 (default 15)',
+  workspaceSnapshotDays: 'Days a workspace snapshot is kept after its last write, 1-3650 (default 30); a session idle longer restarts with an empty workspace',
+  deletedFileRetentionDays: 'Days the bytes of a deleted or replaced file stay recoverable in the blob bucket, 1-365 (default 7)',
 } as const;
 
 export type ContextKey = keyof typeof CONTEXT_KEYS;
@@ -105,6 +107,8 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   const rateLimits = rateLimitsText ? checked('rateLimits', parseRateLimits) : undefined;
   const apiThrottleRate = asInt('apiThrottleRate', get('apiThrottleRate'), 1, 1_000_000);
   const apiThrottleBurst = asInt('apiThrottleBurst', get('apiThrottleBurst'), 0, 1_000_000);
+  const snapshotDays = asInt('workspaceSnapshotDays', get('workspaceSnapshotDays'), 1, 3650);
+  const deletedFileDays = asInt('deletedFileRetentionDays', get('deletedFileRetentionDays'), 1, 365);
 
   return {
     stackName: asString('stackName', get('stackName')) ?? 'Corral',
@@ -148,6 +152,10 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       api5xxRatePercent: asInt('api5xxRatePercent', get('api5xxRatePercent'), 1, 100),
       alarmEmail: asString('alarmEmail', get('alarmEmail')),
       logRetention: retentionDays as logs.RetentionDays | undefined,
+      blobs: {
+        workspaceSnapshotRetention: snapshotDays ? Duration.days(snapshotDays) : undefined,
+        deletedFileRetention: deletedFileDays ? Duration.days(deletedFileDays) : undefined,
+      },
     },
   };
 }

@@ -6,6 +6,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { acknowledge as acknowledgeOn, defaultPolicyOf, type Acknowledgment } from './nag.js';
 import type { Construct, IConstruct } from 'constructs';
 import { Api } from './constructs/api.js';
+import { BlobBucket, type BlobBucketProps } from './constructs/blob-bucket.js';
 import { CredentialProxy } from './constructs/credential-proxy.js';
 import { HarnessStep, type ModelSettings } from './constructs/harness-step.js';
 import { Network, type NetworkProps } from './constructs/network.js';
@@ -73,6 +74,8 @@ export interface CorralStackProps extends StackProps {
   readonly logRetention?: logs.RetentionDays;
   /** What happens to the DynamoDB tables when the stack is deleted. @default RemovalPolicy.RETAIN */
   readonly tableRemovalPolicy?: RemovalPolicy;
+  /** The blob bucket's retention and removal (files, outputs, workspace snapshots). @default see BlobBucketProps */
+  readonly blobs?: BlobBucketProps;
 }
 
 export const METRICS_NAMESPACE = 'Corral';
@@ -99,6 +102,7 @@ export class CorralStack extends Stack {
   readonly api: Api;
   readonly credentialProxy: CredentialProxy;
   readonly sandboxReaper: SandboxReaper;
+  readonly blobs: BlobBucket;
   readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: CorralStackProps = {}) {
@@ -165,6 +169,16 @@ export class CorralStack extends Stack {
       logRetention: props.logRetention,
       idleTimeout: props.sandboxIdleTimeout,
     });
+    // Blobs: the API serves the Files API (files/), the harness delivers files, catalogues outputs
+    // and restores workspaces (files/, workspaces/), the reaper saves the workspaces it stops
+    // (workspaces/, write only). The event stream and the sandboxes have no access.
+    this.blobs = new BlobBucket(this, 'Blobs', props.blobs);
+    this.blobs.grantFilesApi(this.api.handler);
+    this.blobs.grantHarness(this.harness.function);
+    this.blobs.grantSnapshotWrite(this.sandboxReaper.function);
+    for (const fn of [this.api.handler, this.harness.function, this.sandboxReaper.function]) {
+      for (const [k, v] of Object.entries(this.blobs.environment)) fn.addEnvironment(k, v);
+    }
     // The harness (MCP calls, git channels) and the API (storing new secrets) invoke it; the
     // event stream and the sandboxes cannot.
     for (const fn of [this.harness.function, this.api.handler]) {
@@ -206,6 +220,7 @@ export class CorralStack extends Stack {
     new CfnOutput(this, 'DashboardUrl', { value: this.observability.dashboardUrl });
     new CfnOutput(this, 'StateTableName', { value: this.sessionLog.state.tableName });
     new CfnOutput(this, 'EventsTableName', { value: this.sessionLog.events.tableName });
+    new CfnOutput(this, 'BlobBucketName', { value: this.blobs.bucket.bucketName, description: 'S3 bucket of uploaded files, session outputs and workspace snapshots' });
     new CfnOutput(this, 'DeadLetterQueueUrl', { value: this.wakeQueue.deadLetterQueue.queueUrl });
     new CfnOutput(this, 'CreateApiKeyCommand', {
       value: `npx tsx scripts/create-api-key.ts --table ${this.sessionLog.state.tableName} --region ${this.region} --tenant default`,

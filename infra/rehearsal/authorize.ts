@@ -4,12 +4,12 @@
  * from the template, with the resource's own policy where it has one (queue policies, Lambda
  * permissions), as IAM evaluates them (`iam.ts`).
  */
-import type { AwsCall, Authorization } from './aws-gateway.js';
+import type { AwsCall, Authorization, Caller } from './aws-gateway.js';
 import type { CfnTemplate } from './build-model.js';
 import { rehearsalContext, type ModelOverrides } from './build-model.js';
 import type { KmsEmulator, SecretsManagerEmulator } from './emulators.js';
 import { classifyRequest } from './aws-requests.js';
-import { accessDeniedMessage, assumedRoleArn, evaluate, evaluateKeyPolicy, principalContext, resourcePolicies, resourcePolicyFor, role, type RoleInfo } from './iam.js';
+import { accessDeniedMessage, assumedRoleArn, evaluate, evaluateKeyPolicy, principalContext, resourcePolicies, resourcePolicyFor, role, type ContextValue, type RoleInfo } from './iam.js';
 import type { RehearsalModel } from './model.js';
 
 export interface AuthorizerDeps {
@@ -20,7 +20,22 @@ export interface AuthorizerDeps {
   newTaskId?: () => string;
 }
 
-export function createAuthorizer(template: CfnTemplate, model: RehearsalModel, overrides: ModelOverrides, deps: AuthorizerDeps) {
+/** Authorizes a call (every check its request needs), or one check a backend makes itself. */
+export interface Authorizer {
+  (call: AwsCall): Authorization[];
+  /**
+   * One IAM check for a caller, outside any request's own: S3 asks whether the caller may
+   * `s3:ListBucket` before it answers a read of a missing key with 404 rather than 403.
+   */
+  check(caller: Caller, action: string, resource: string, context?: Record<string, ContextValue>): Authorization;
+}
+
+export function createAuthorizer(
+  template: CfnTemplate,
+  model: Pick<RehearsalModel, 'account' | 'tables' | 'taskDefinitions'>,
+  overrides: ModelOverrides,
+  deps: AuthorizerDeps,
+): Authorizer {
   const ctx = rehearsalContext(template, overrides);
   const policies = resourcePolicies(ctx);
   const rolesById = new Map<string, RoleInfo>();
@@ -39,32 +54,35 @@ export function createAuthorizer(template: CfnTemplate, model: RehearsalModel, o
   };
   const taskDefinition = (arn: string) => model.taskDefinitions.find((d) => d.arn === arn || d.family === arn);
 
-  return (call: AwsCall): Authorization[] => {
+  const check = (caller: Caller, c: { action: string; resource: string; context: Record<string, ContextValue> }): Authorization => {
+    const r = roleOf(caller.roleLogicalId);
+    // A Lambda function calls as the role's session named after the function.
+    const principalArn = assumedRoleArn(r.arn, caller.name.replace(/^event source mapping of /, ''));
+    const request = {
+      principalArn,
+      action: c.action,
+      resource: c.resource,
+      // The SDK talks HTTPS to AWS.
+      context: { ...principalContext(r.arn), 'aws:SecureTransport': true, ...c.context },
+    };
+    const resourcePolicy = resourcePolicyFor(policies, c.resource);
+    // A KMS key's policy decides who may use it, IAM policies only where it delegates to them.
+    const decision = resourcePolicy?.keyPolicy
+      ? evaluateKeyPolicy(request, r.statements, resourcePolicy.statements)
+      : c.action.startsWith('kms:')
+        ? { decision: 'implicit-deny' as const, allowed: false, resourcePolicyEvaluated: true }
+        : evaluate(request, r.statements, resourcePolicy?.statements);
+    // Same account: an identity allow suffices unless a resource policy denies (handled above).
+    return decision.allowed ? { allowed: true as const } : { allowed: false as const, action: c.action, resource: c.resource, message: accessDeniedMessage(request, decision) };
+  };
+
+  const authorize = (call: AwsCall): Authorization[] => {
     // Unsupported and malformed requests throw; the gateway answers them with an error naming them.
     const { checks } = classifyRequest(
       { method: call.method, path: call.path, headers: call.headers, body: call.json },
       { accountId: model.account, keySchema, taskDefinition, secretArn: (name) => deps.secrets.arnOf(name), newTaskId: deps.newTaskId, ciphertextKeyArn: (blob) => deps.kms?.keyArnOf(blob) },
     );
-    const r = roleOf(call.caller.roleLogicalId);
-    // A Lambda function calls as the role's session named after the function.
-    const principalArn = assumedRoleArn(r.arn, call.caller.name.replace(/^event source mapping of /, ''));
-    return checks.map((check) => {
-      const request = {
-        principalArn,
-        action: check.action,
-        resource: check.resource,
-        // The SDK talks HTTPS to AWS.
-        context: { ...principalContext(r.arn), 'aws:SecureTransport': true, ...check.context },
-      };
-      const resourcePolicy = resourcePolicyFor(policies, check.resource);
-      // A KMS key's policy decides who may use it, IAM policies only where it delegates to them.
-      const decision = resourcePolicy?.keyPolicy
-        ? evaluateKeyPolicy(request, r.statements, resourcePolicy.statements)
-        : check.action.startsWith('kms:')
-          ? { decision: 'implicit-deny' as const, allowed: false, resourcePolicyEvaluated: true }
-          : evaluate(request, r.statements, resourcePolicy?.statements);
-      // Same account: an identity allow suffices unless a resource policy denies (handled above).
-      return decision.allowed ? { allowed: true as const } : { allowed: false as const, action: check.action, resource: check.resource, message: accessDeniedMessage(request, decision) };
-    });
+    return checks.map((c) => check(call.caller, c));
   };
+  return Object.assign(authorize, { check: (caller: Caller, action: string, resource: string, context: Record<string, ContextValue> = {}) => check(caller, { action, resource, context }) });
 }

@@ -10,6 +10,7 @@
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { s3Request } from './aws-requests.js';
 
 /** Who is calling: the rehearsal hands each function (and the event source mapping) its own key. */
 export interface Caller {
@@ -92,6 +93,19 @@ export function jsonError(status: number, type: string, message: string, service
   };
 }
 
+/** An S3 (REST-XML) error: S3's status and code in its XML body; a HEAD answer has no body. */
+export function xmlError(status: number, code: string, message: string, method = 'GET'): { status: number; headers: Record<string, string>; body: string } {
+  const escape = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  const body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escape(message)}</Message><RequestId>rehearsal</RequestId></Error>`;
+  return { status, headers: { 'content-type': 'application/xml', 'x-amz-request-id': 'rehearsal' }, body: method === 'HEAD' ? '' : body };
+}
+
+/** The service's error shape: XML for S3, AWS JSON for the others. */
+function serviceError(status: number, type: string, message: string, service: string, method: string) {
+  if (service === 's3') return xmlError(status === 400 && type === 'AccessDeniedException' ? 403 : status, type === 'AccessDeniedException' ? 'AccessDenied' : type, message, method);
+  return jsonError(status, type, message, service);
+}
+
 const CREDENTIAL = /Credential=([^/,\s]+)\/\d{8}\/([^/]+)\/([^/]+)\/aws4_request/;
 
 export interface AwsGatewayOptions {
@@ -158,7 +172,7 @@ export class AwsGateway {
     }
     if (!caller) {
       this.opts.onCall?.({ caller: { accessKeyId, name: '?', roleLogicalId: '?', roleArn: '?' }, service, operation, method: req.method ?? 'GET', path, headers: req.headers, body, json }, 'unauthenticated');
-      send(jsonError(403, 'UnrecognizedClientException', 'The security token included in the request is invalid.', service));
+      send(serviceError(403, service === 's3' ? 'InvalidAccessKeyId' : 'UnrecognizedClientException', 'The security token included in the request is invalid.', service, req.method ?? 'GET'));
       return;
     }
     const call: AwsCall = { caller, service, operation, method: req.method ?? 'GET', path, headers: req.headers, body, json };
@@ -167,7 +181,7 @@ export class AwsGateway {
     const backend = this.opts.backends[service];
     if (!backend) {
       this.opts.onCall?.(call, 'unsupported');
-      send(jsonError(400, 'UnknownOperationException', `the rehearsal has no ${service} service (called ${operation} from ${caller.name})`, service));
+      send(serviceError(400, 'UnknownOperationException', `the rehearsal has no ${service} service (called ${operation} from ${caller.name})`, service, call.method));
       return;
     }
     let decisions: Authorization[];
@@ -175,14 +189,14 @@ export class AwsGateway {
       decisions = await this.opts.authorize(call);
     } catch (err) {
       this.opts.onCall?.(call, 'unsupported');
-      send(jsonError(400, 'UnknownOperationException', `the rehearsal cannot authorize ${service}:${operation}: ${(err as Error).message}`, service));
+      send(serviceError(400, 'UnknownOperationException', `the rehearsal cannot authorize ${service}:${operation}: ${(err as Error).message}`, service, call.method));
       return;
     }
     const denied = decisions.find((d): d is Extract<Authorization, { allowed: false }> => !d.allowed);
     if (denied) {
       this.denials.push({ function: caller.name, service, operation, action: denied.action, resource: denied.resource, message: denied.message });
       this.opts.onCall?.(call, 'denied');
-      send(jsonError(service === 'lambda' ? 403 : 400, 'AccessDeniedException', denied.message, service));
+      send(serviceError(service === 'lambda' ? 403 : 400, 'AccessDeniedException', denied.message, service, call.method));
       return;
     }
     this.opts.onCall?.(call, 'allowed');
@@ -201,5 +215,12 @@ export class AwsGateway {
 /** REST-style services: the operation from the method and path. */
 function operationFromPath(service: string, method: string, path: string): string {
   if (service === 'lambda' && method === 'POST' && /^\/2015-03-31\/functions\/[^/]+\/invocations/.test(path)) return 'Invoke';
+  if (service === 's3') {
+    try {
+      return s3Request(method, path).operation;
+    } catch {
+      // Named by method and path below; the authorizer answers it as unsupported.
+    }
+  }
   return `${method} ${path.split('?')[0]}`;
 }

@@ -125,6 +125,10 @@ export function classifyRequest(req: SdkRequest, options: RequestOptions): Class
     const { operation, checks } = lambdaChecks(req, env);
     return { ...base, operation, checks };
   }
+  if (auth.service === 's3') {
+    const { operation, checks } = s3Checks(req, env);
+    return { ...base, operation, checks };
+  }
   const target = header(req, 'x-amz-target');
   if (!target) throw new UnsupportedRequestError(auth.service, `${req.method} ${req.path.split('?')[0]}`, 'only the JSON protocol (X-Amz-Target) is emulated');
   const operation = target.slice(target.lastIndexOf('.') + 1);
@@ -482,4 +486,73 @@ function lambdaChecks(req: SdkRequest, e: Env): { operation: string; checks: Aut
   const resource = functionArnOf(decodeURIComponent(m[2]), url.searchParams.get('Qualifier') ?? undefined, e);
   // Both operations are authorized as lambda:InvokeFunction.
   return { operation, checks: [{ action: 'lambda:InvokeFunction', resource, context: {} }] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3 (REST: the operation is the method and the query, the resource the bucket and key)
+// ---------------------------------------------------------------------------------------------
+
+/** An S3 object request, path-style (`/<bucket>/<key>`, what the SDK sends to an IP endpoint). */
+export interface S3Request {
+  readonly operation: string;
+  readonly bucket: string;
+  /** The object key, decoded; empty for a request on the bucket itself. */
+  readonly key: string;
+  readonly query: URLSearchParams;
+}
+
+/**
+ * The S3 operation of a request. Only the object operations Corral's blob store sends are named;
+ * anything else is unsupported (listing, copying, tagging, ACLs, ...).
+ */
+export function s3Request(method: string, path: string): S3Request {
+  const url = new URL(path, 'http://gateway');
+  const [, bucket = '', ...rest] = url.pathname.split('/');
+  let key: string;
+  try {
+    key = decodeURIComponent(rest.join('/'));
+  } catch {
+    throw new MalformedRequestError(`s3: the key of ${url.pathname} is not valid percent-encoding`);
+  }
+  const q = url.searchParams;
+  const m = method.toUpperCase();
+  const unsupported = () => new UnsupportedRequestError('s3', `${m} ${url.pathname}${url.search}`);
+  if (!bucket) throw unsupported();
+  if (!key) throw unsupported();
+  let operation: string;
+  if (m === 'PUT') {
+    if (q.has('partNumber') && q.has('uploadId')) operation = 'UploadPart';
+    else if ([...q.keys()].every((k) => k === 'x-id')) operation = 'PutObject';
+    else throw unsupported();
+  } else if (m === 'POST') {
+    if (q.has('uploads')) operation = 'CreateMultipartUpload';
+    else if (q.has('uploadId')) operation = 'CompleteMultipartUpload';
+    else throw unsupported();
+  } else if (m === 'DELETE') operation = q.has('uploadId') ? 'AbortMultipartUpload' : 'DeleteObject';
+  else if (m === 'GET' && [...q.keys()].every((k) => k === 'x-id')) operation = 'GetObject';
+  else if (m === 'HEAD') operation = 'HeadObject';
+  else throw unsupported();
+  return { operation, bucket, key, query: q };
+}
+
+/** The IAM action each object operation is authorized as (the multipart steps are `s3:PutObject`). */
+const S3_ACTIONS: Record<string, string> = {
+  PutObject: 's3:PutObject',
+  CreateMultipartUpload: 's3:PutObject',
+  UploadPart: 's3:PutObject',
+  CompleteMultipartUpload: 's3:PutObject',
+  AbortMultipartUpload: 's3:AbortMultipartUpload',
+  GetObject: 's3:GetObject',
+  HeadObject: 's3:GetObject',
+  DeleteObject: 's3:DeleteObject',
+};
+
+/** The ARN of an object: `arn:aws:s3:::<bucket>/<key>` (S3 ARNs name no region or account). */
+export function s3ObjectArn(bucket: string, key: string, partition = 'aws'): string {
+  return `arn:${partition}:s3:::${bucket}/${key}`;
+}
+
+function s3Checks(req: SdkRequest, e: Env): { operation: string; checks: AuthorizationCheck[] } {
+  const r = s3Request(req.method, req.path);
+  return { operation: r.operation, checks: [{ action: S3_ACTIONS[r.operation], resource: s3ObjectArn(r.bucket, r.key, e.partition), context: {} }] };
 }

@@ -179,6 +179,7 @@ export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelO
     vpcCidr,
     subnets,
     clusters: resourcesOfType(ctx, 'AWS::ECS::Cluster').map((id) => ({ name: ctx.physicalIds.ref(id, ctx), arn: String(ctx.physicalIds.getAtt(id, 'Arn', ctx)) })),
+    buckets: resourcesOfType(ctx, 'AWS::S3::Bucket').map((id) => ({ logicalId: id, name: ctx.physicalIds.ref(id, ctx), arn: String(ctx.physicalIds.getAtt(id, 'Arn', ctx)) })),
     taskDefinitions,
     schedules,
     outputs,

@@ -527,7 +527,7 @@ export interface ResourcePolicy {
 
 /**
  * Resource policies of the template: `AWS::SQS::QueuePolicy` (per queue ARN; queues are listed by
- * URL) and `AWS::Lambda::Permission` (per function ARN, rendered the way Lambda renders its policy:
+ * URL), `AWS::S3::BucketPolicy` (per bucket ARN) and `AWS::Lambda::Permission` (per function ARN, rendered the way Lambda renders its policy:
  * `Principal`, `lambda:InvokeFunction`, `ArnLike AWS:SourceArn`, `StringEquals AWS:SourceAccount`).
  */
 export function resourcePolicies(input: TemplateOrContext): Map<string, ResourcePolicy> {
@@ -555,6 +555,14 @@ export function resourcePolicies(input: TemplateOrContext): Map<string, Resource
       if (!arn) throw new PolicyError(`AWS::SQS::QueuePolicy ${id} names queue ${url}, which is not in the template`);
       add(arn, statementsOf(p.PolicyDocument, `AWS::SQS::QueuePolicy ${id}`));
     }
+  }
+  // Bucket policies govern the bucket and its objects (`resourcePolicyFor` maps an object's ARN to its bucket's).
+  const bucketArnByName = new Map(resourcesOfType(ctx, 'AWS::S3::Bucket').map((id) => [ctx.physicalIds.ref(id, ctx), String(ctx.physicalIds.getAtt(id, 'Arn', ctx))]));
+  for (const id of resourcesOfType(ctx, 'AWS::S3::BucketPolicy')) {
+    const p = resolve(ctx.template.Resources[id].Properties ?? {}, ctx, `Resources.${id}.Properties`) as { PolicyDocument: PolicyDocument; Bucket: string };
+    const arn = bucketArnByName.get(p.Bucket);
+    if (!arn) throw new PolicyError(`AWS::S3::BucketPolicy ${id} names bucket ${p.Bucket}, which is not in the template`);
+    add(arn, statementsOf(p.PolicyDocument, `AWS::S3::BucketPolicy ${id}`));
   }
   const fnArnByName = new Map<string, string>();
   for (const id of resourcesOfType(ctx, 'AWS::Lambda::Function')) {
@@ -596,6 +604,9 @@ export function resourcePolicyFor(policies: Map<string, ResourcePolicy>, resourc
   if (direct) return direct;
   // A qualified Lambda ARN (`function:name:alias`) is governed by the function's policy.
   const fn = resourceArn.match(/^(arn:[^:]+:lambda:[^:]+:\d{12}:function:[^:]+):[^:]+$/);
-  return fn ? policies.get(fn[1]) : undefined;
+  if (fn) return policies.get(fn[1]);
+  // An object (`arn:aws:s3:::bucket/key`) is governed by its bucket's policy.
+  const object = resourceArn.match(/^(arn:[^:]+:s3:::[^/]+)\/.+$/);
+  return object ? policies.get(object[1]) : undefined;
 }
 

@@ -86,6 +86,8 @@ export interface RehearsalModel {
   vpcCidr: string;
   subnets: string[];
   clusters: Array<{ name: string; arn: string }>;
+  /** S3 buckets, by the physical name functions see in their environment. */
+  buckets: Array<{ logicalId: string; name: string; arn: string }>;
   taskDefinitions: RehearsedTaskDefinition[];
   schedules: ModelSchedule[];
   outputs: Record<string, string>;

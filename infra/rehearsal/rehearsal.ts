@@ -14,7 +14,8 @@
  * - ECS RunTask starts the sandbox agent with the image's command and the task definition's
  *   environment and port, reachable only where the security groups allow (`ecs.ts`, `network.ts`);
  * - Secrets Manager, SSM, KMS (the template's keys, with their key policies) and Lambda's Invoke
- *   API are small emulations (`emulators.ts`).
+ *   API are small emulations (`emulators.ts`); S3 keeps the template's buckets' objects as files
+ *   (`s3.ts`).
  *
  * `startRehearsal` returns the API URL (the stack's `ApiUrl`), an API key made the way an
  * operator makes one (`scripts/create-api-key.ts`), and handles on everything for scenarios.
@@ -47,6 +48,7 @@ import { SqsEventSourceMapping } from './event-source.js';
 import { LambdaFunctionRuntime } from './lambda-runtime.js';
 import type { RehearsalModel } from './model.js';
 import { PRIVATE_PREFIX, VpcNetwork } from './network.js';
+import { S3Emulator } from './s3.js';
 import { createApiKey } from '../../scripts/create-api-key.js';
 import { dynamoDbLocalUnavailable, startDynamoDbLocal } from '../../test/helpers/dynamodb-local.js';
 
@@ -91,6 +93,7 @@ export interface Rehearsal {
   network: VpcNetwork;
   secrets: SecretsManagerEmulator;
   kms: KmsEmulator;
+  s3: S3Emulator;
   functions: Map<string, LambdaFunctionRuntime>;
   /** The function of a logical id prefix (`HarnessStepFunction`, `ApiStreamHandler`, ...). */
   fn(prefix: string): LambdaFunctionRuntime;
@@ -250,7 +253,14 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const kms = new KmsEmulator(
       [...resourcePolicies(rehearsalContext(template, overrides)).values()].filter((p) => p.keyPolicy).map((p) => p.resourceArn),
     );
-    authorizer = createAuthorizer(template, model, overrides, { secrets, kms, newTaskId: () => ecs.reserveTaskId() });
+    const authorize = createAuthorizer(template, model, overrides, { secrets, kms, newTaskId: () => ecs.reserveTaskId() });
+    authorizer = authorize;
+    // The template's buckets, objects as files under the work directory.
+    const s3 = new S3Emulator({
+      dir: join(workDir, 's3'),
+      buckets: model.buckets.map((b) => b.name),
+      mayList: (call, bucket) => authorize.check(call.caller, 's3:ListBucket', model.buckets.find((b) => b.name === bucket)?.arn ?? `arn:aws:s3:::${bucket}`).allowed,
+    });
     Object.assign(backends, {
       dynamodb: httpForwarder(dynamo.endpoint),
       // The emulator knows its queues by its own URLs.
@@ -262,6 +272,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       secretsmanager: secrets,
       ssm,
       kms,
+      s3,
       lambda: new LambdaInvokeEmulator((ref) => {
         const r = byName(ref);
         return r ? (event) => r.invoke(event) : undefined;
@@ -384,6 +395,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       network,
       secrets,
       kms,
+      s3,
       functions,
       fn,
       logFile: (prefix) => join(workDir, 'logs', `${[...functions.keys()].find((id) => id.startsWith(prefix))}.log`),

@@ -75,6 +75,12 @@ export const CORRAL_ENV = {
   rateLimits: 'CORRAL_RATE_LIMITS',
   /** Most shards a tenant's counter of one class is spread over (`shardPlan`). Optional, default 10. API (both functions). */
   rateLimitShards: 'CORRAL_RATE_LIMIT_SHARDS',
+  /**
+   * The S3 bucket of blobs (uploaded files, session outputs, workspace snapshots), keys under
+   * `files/` and `workspaces/` (lambdas/core/storage/blob-store.ts). API, harness, reaper; each
+   * role may touch only its prefixes. Optional: without it there is no blob store.
+   */
+  blobBucket: 'CORRAL_BLOB_BUCKET',
 } as const;
 
 export type ConfigKey = keyof typeof CORRAL_ENV;
@@ -119,6 +125,8 @@ const list = (prefix?: string) =>
 const flag = z.pipe(z.enum(['true', 'false']), z.transform((v: 'true' | 'false') => v === 'true'));
 const positiveInt = z.coerce.number().check(z.int(), z.positive());
 const nonEmpty = () => z.string().check(z.minLength(1));
+/** An S3 bucket name (3-63 lower-case letters, digits, dots and hyphens). */
+const bucketName = () => z.string().check(z.regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name'));
 
 /**
  * Parse `raw` (built from the environment) with `schema`; on failure, one error that names each
@@ -188,6 +196,7 @@ const ServicesSchema = z.object({
     }),
   ),
   rateLimitShards: z._default(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(1000)), DEFAULT_RATE_LIMIT_SHARDS),
+  blobBucket: z.optional(bucketName()),
 });
 
 /** What `createAwsServices` needs (lambdas/adapters/aws/services.ts): the API's and the harness's wiring. */
@@ -212,6 +221,7 @@ const SERVICES_NAMES: Record<string, string> = {
   repositoryUrlAllow: CORRAL_ENV.repositoryUrlAllow,
   rateLimits: CORRAL_ENV.rateLimits,
   rateLimitShards: CORRAL_ENV.rateLimitShards,
+  blobBucket: CORRAL_ENV.blobBucket,
 };
 
 /** The variables of the sandbox block, all or nothing. */
@@ -253,6 +263,7 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
     repositoryUrlAllow: v(CORRAL_ENV.repositoryUrlAllow),
     rateLimits: v(CORRAL_ENV.rateLimits),
     rateLimitShards: v(CORRAL_ENV.rateLimitShards),
+    blobBucket: v(CORRAL_ENV.blobBucket),
   };
   return parse(ServicesSchema, raw, SERVICES_NAMES, '');
 }
@@ -328,15 +339,17 @@ export interface SandboxReaperConfig {
   /** The cluster whose tasks it may stop. */
   cluster: string;
   idleMs: number;
+  /** The blob bucket workspace snapshots of stopped sandboxes go to (`workspaces/` only). */
+  blobBucket?: string;
 }
 
 /** The idle sandbox reaper's function (`lambdas/sandbox-reaper/handler.ts`). */
 export function readSandboxReaperConfig(env: Env = process.env): SandboxReaperConfig {
   const v = reader(env);
   const base = parse(
-    z.object({ stateTable: nonEmpty(), cluster: nonEmpty() }),
-    { stateTable: v(CORRAL_ENV.stateTable), cluster: v(CORRAL_ENV.sandboxCluster) },
-    { stateTable: CORRAL_ENV.stateTable, cluster: CORRAL_ENV.sandboxCluster },
+    z.object({ stateTable: nonEmpty(), cluster: nonEmpty(), blobBucket: z.optional(bucketName()) }),
+    { stateTable: v(CORRAL_ENV.stateTable), cluster: v(CORRAL_ENV.sandboxCluster), blobBucket: v(CORRAL_ENV.blobBucket) },
+    { stateTable: CORRAL_ENV.stateTable, cluster: CORRAL_ENV.sandboxCluster, blobBucket: CORRAL_ENV.blobBucket },
     'the sandbox reaper',
   );
   return { ...base, idleMs: readSandboxIdleMs(env) };

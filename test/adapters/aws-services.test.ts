@@ -60,6 +60,7 @@ describe('readAwsConfig: the Lambda environment the stack sets', () => {
     expect(() => readAwsConfig({ ...base, CORRAL_SANDBOX_CLUSTER: 'c' })).toThrow(/CORRAL_SANDBOX_TASK_DEFINITION/);
     expect(() => readAwsConfig({ ...base, ...sandboxEnv, CORRAL_SANDBOX_PORT: 'eighty' })).toThrow(/CORRAL_SANDBOX_PORT/);
     expect(() => readAwsConfig({ ...base, ANTHROPIC_BASE_URL: 'not a url' })).toThrow(/ANTHROPIC_BASE_URL/);
+    expect(() => readAwsConfig({ ...base, CORRAL_BLOB_BUCKET: 'Not_A_Bucket' })).toThrow(/CORRAL_BLOB_BUCKET: expected an S3 bucket name/);
   });
 });
 
@@ -92,6 +93,16 @@ describe('createAwsServices: the core wired to DynamoDB, SQS, Fargate and the mo
     const { services } = await createAwsServices({ env: { ...base, ...sandboxEnv }, clients: { dynamodb: dynamo.client, sqs, ecs } });
     const provider = (services.sandboxes as unknown as { provider: object }).provider;
     expect(provider.constructor.name).toBe('EcsSandboxProvider');
+  });
+
+  it('keeps blobs in the bucket CORRAL_BLOB_BUCKET names, and has no blob store without it', async () => {
+    const ecs = new ECSClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    const withBucket = await createAwsServices({ env: { ...base, ...sandboxEnv, CORRAL_BLOB_BUCKET: 'corral-blobs-1' }, clients: { dynamodb: dynamo.client, sqs, ecs } });
+    expect(withBucket.config.blobBucket).toBe('corral-blobs-1');
+    expect(withBucket.services.blobs?.constructor.name).toBe('S3BlobStore');
+    expect((withBucket.services.blobs as unknown as { bucket: string }).bucket).toBe('corral-blobs-1');
+    const without = await createAwsServices({ env: { ...base, ...sandboxEnv }, clients: { dynamodb: dynamo.client, sqs, ecs } });
+    expect(without.services.blobs).toBeUndefined();
   });
 
   it('refuses to start without a sandbox configuration or provider', async () => {

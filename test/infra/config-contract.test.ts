@@ -49,6 +49,8 @@ function resolve(value: unknown, resources: Resources): string {
         return `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${v.Ref}:1`;
       case 'AWS::EC2::Subnet':
         return `subnet-${hex(v.Ref)}`;
+      case 'AWS::S3::Bucket':
+        return `corral-${v.Ref.toLowerCase()}-${hex(v.Ref).slice(0, 12)}`;
       default:
         throw new Error(`no placeholder for a Ref to ${v.Ref} (${type})`);
     }
@@ -164,6 +166,10 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
     expect(parsed.api.sandboxCapabilityKey).toBe(parsed.harness.sandboxCapabilityKey);
     expect(parsed.stream.sandboxCapabilityKey).toBeUndefined();
     expect(parsed.api.repositoryUrlAllow).toEqual(context.repositoryUrlAllow ? [context.repositoryUrlAllow] : []);
+    // One blob bucket for the API, the harness and the reaper; the stream never touches blobs.
+    const bucket = `corral-${logicalId(s.stack, s.stack.blobs.bucket).toLowerCase()}-${hex(logicalId(s.stack, s.stack.blobs.bucket)).slice(0, 12)}`;
+    for (const label of ['api', 'harness', 'reaper'] as const) expect(parsed[label].blobBucket, label).toBe(bucket);
+    expect(parsed.stream.blobBucket).toBeUndefined();
     // Both API functions charge the same per-tenant limits, on the same shards.
     for (const label of ['api', 'stream'] as const) {
       expect(parsed[label].rateLimits, label).toEqual(context.rateLimits ? { create: 300, write: 2400, read: 0 } : { create: 300, write: 1200, read: 6000 });

@@ -18,7 +18,18 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { DescribeTasksCommand, ECSClient, RunTaskCommand, StopTaskCommand } from '@aws-sdk/client-ecs';
 import { InvokeCommand, InvokeWithResponseStreamCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import {
   CreateSecretCommand,
   DeleteSecretCommand,
@@ -351,10 +362,31 @@ describe('Secrets Manager, SSM and Lambda requests', () => {
     await expect(capture(kms(), new EncryptCommand({ KeyId: 'alias/x', Plaintext: Buffer.from('x') })).then((r) => classify(r))).rejects.toThrow(/aliases are not emulated/);
   });
 
+  it('S3 object operations: the object ARN, multipart steps as s3:PutObject, with the key decoded', async () => {
+    const s3 = new S3Client(config());
+    const O = 'arn:aws:s3:::corral-blobs/files/t 1/file_1';
+    const cases: Array<[unknown, string, string]> = [
+      [new PutObjectCommand({ Bucket: 'corral-blobs', Key: 'files/t 1/file_1', Body: 'x' }), 'PutObject', 's3:PutObject'],
+      [new GetObjectCommand({ Bucket: 'corral-blobs', Key: 'files/t 1/file_1' }), 'GetObject', 's3:GetObject'],
+      [new HeadObjectCommand({ Bucket: 'corral-blobs', Key: 'files/t 1/file_1' }), 'HeadObject', 's3:GetObject'],
+      [new DeleteObjectCommand({ Bucket: 'corral-blobs', Key: 'files/t 1/file_1' }), 'DeleteObject', 's3:DeleteObject'],
+      [new CreateMultipartUploadCommand({ Bucket: 'corral-blobs', Key: 'files/t 1/file_1' }), 'CreateMultipartUpload', 's3:PutObject'],
+      [new UploadPartCommand({ Bucket: 'corral-blobs', Key: 'files/t 1/file_1', UploadId: 'u', PartNumber: 1, Body: 'x' }), 'UploadPart', 's3:PutObject'],
+      [new CompleteMultipartUploadCommand({ Bucket: 'corral-blobs', Key: 'files/t 1/file_1', UploadId: 'u', MultipartUpload: { Parts: [{ ETag: '"e"', PartNumber: 1 }] } }), 'CompleteMultipartUpload', 's3:PutObject'],
+      [new AbortMultipartUploadCommand({ Bucket: 'corral-blobs', Key: 'files/t 1/file_1', UploadId: 'u' }), 'AbortMultipartUpload', 's3:AbortMultipartUpload'],
+    ];
+    for (const [command, operation, action] of cases) {
+      const c = classify(await capture(s3, command));
+      expect(c.service).toBe('s3');
+      expect(c.operation).toBe(operation);
+      expect(c.checks).toEqual([{ action, resource: O, context: {} }]);
+    }
+  });
+
   it('names services and requests it does not emulate', async () => {
     const s3 = new S3Client({ ...config(), forcePathStyle: true });
-    const put = await capture(s3, new PutObjectCommand({ Bucket: 'b', Key: 'k', Body: 'x' }));
-    expect(() => classify(put)).toThrow(/^s3:PUT \/b\/k is unsupported in the rehearsal/);
+    const list = await capture(s3, new ListObjectsV2Command({ Bucket: 'b', Prefix: 'files/' }));
+    expect(() => classify(list)).toThrow(/^s3:GET \/b\/?\?list-type=2.* is unsupported in the rehearsal/);
     expect(() => parseAuthorization(undefined)).toThrow(/Signature Version 4/);
   });
 });

@@ -2,6 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { LambdaClient } from '@aws-sdk/client-lambda';
+import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { CORRAL_ENV, readServicesConfig, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
 import type { HarnessOptions } from '../../core/harness/harness.js';
@@ -16,6 +17,7 @@ import { DynamoEventLog } from './dynamodb-event-log.js';
 import { EcsSandboxProvider } from './ecs-sandbox-provider.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
 import { KmsCapabilitySealer } from './kms-capability-sealer.js';
+import { S3BlobStore } from './s3-blob-store.js';
 import { SqsWakeQueue } from './sqs-queue.js';
 
 /**
@@ -81,7 +83,7 @@ export const NO_MODEL: ModelClient = {
 export interface AwsServicesOptions {
   env?: Env;
   /** Clients to use (tests point DynamoDB at dynalite); created with default settings when absent. */
-  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; lambda?: LambdaClient; kms?: KMSClient };
+  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; lambda?: LambdaClient; kms?: KMSClient; s3?: S3Client };
   /** Wraps every AWS client created here (the Powertools tracer's `captureAWSv3Client`). */
   instrument?: <T>(client: T) => T;
   /** A sandbox provider to use instead of the Fargate one from the configuration. */
@@ -137,6 +139,10 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     ? new KmsCapabilitySealer({ kms: instrument(opts.clients?.kms ?? new KMSClient({})), keyId: config.sandboxCapabilityKey })
     : undefined;
 
+  // Blobs (files, outputs, workspace snapshots) in the stack's bucket; the function's role decides
+  // which prefixes it may touch.
+  const blobs = config.blobBucket ? new S3BlobStore({ s3: instrument(opts.clients?.s3 ?? new S3Client({})), bucket: config.blobBucket }) : undefined;
+
   const services = createServices({
     table: new DynamoStateTable(dynamodb, config.stateTable),
     events: new DynamoEventLog(dynamodb, config.eventsTable, opts.onAppend),
@@ -150,6 +156,7 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     rateLimits: config.rateLimits,
     rateLimitShards: config.rateLimitShards,
     sandboxCapabilitySealer,
+    blobs,
   });
   return { services, config, clients: { dynamodb, sqs, ecs } };
 }
