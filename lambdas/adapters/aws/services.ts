@@ -9,6 +9,7 @@ import type { Logger } from '../../core/logger.js';
 import type { ModelClient, ModelRequest, ModelResponse } from '../../core/harness/model.js';
 import type { SandboxProvider } from '../../core/sandbox/types.js';
 import { createServices, type CorralServices } from '../../core/services.js';
+import { TablePreviewChannel } from '../../core/session/previews.js';
 import type { StoredEvent } from '../../core/session/events.js';
 import { CredentialProxyClient } from '../../core/vault/protocol.js';
 import { LambdaProxyTransport } from './credential-proxy-client.js';
@@ -137,8 +138,9 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     ? new KmsCapabilitySealer({ kms: instrument(opts.clients?.kms ?? new KMSClient({})), keyId: config.sandboxCapabilityKey })
     : undefined;
 
+  const table = new DynamoStateTable(dynamodb, config.stateTable);
   const services = createServices({
-    table: new DynamoStateTable(dynamodb, config.stateTable),
+    table,
     events: new DynamoEventLog(dynamodb, config.eventsTable, opts.onAppend),
     queue: new SqsWakeQueue(sqs, config.wakeQueueUrl),
     sandboxProvider,
@@ -150,6 +152,9 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     rateLimits: config.rateLimits,
     rateLimitShards: config.rateLimitShards,
     sandboxCapabilitySealer,
+    // The harness and the stream are different functions: previews (`event_deltas`) go through
+    // short-lived items of the state table (core/session/previews.ts, docs/ARCHITECTURE.md).
+    previews: new TablePreviewChannel(table),
   });
   return { services, config, clients: { dynamodb, sqs, ecs } };
 }

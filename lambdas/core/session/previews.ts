@@ -1,5 +1,7 @@
 import type { BetaManagedAgentsDeltaType } from '@anthropic-ai/sdk/resources/beta/sessions/sessions';
 import { EventEmitter } from 'node:events';
+import { previewChunkRecords } from '../storage/items.js';
+import type { StateTable } from '../store.js';
 
 /**
  * Previews: what a stream opened with `event_deltas` sees of an event while the model is still
@@ -130,5 +132,33 @@ export class MemoryPreviewChannel implements PreviewChannel {
       for (const [id, r] of requests) if (r.expiresAt <= now) requests.delete(id);
       if (!requests.size) this.sessions.delete(sessionId);
     }
+  }
+}
+
+/**
+ * The channel where the harness and the stream are different processes (AWS: two functions):
+ * one state-table item per chunk (storage/items.ts, `previewChunkRecords`), expiring after
+ * `ttlMs`. The harness writes at most one item per `flushMs` per model request in progress; a
+ * stream with `event_deltas` queries the open request's chunks after the last one it read, every
+ * `pollMs` while that request is open (and not at all otherwise). Nothing announces a publish
+ * across processes, so this channel has no `subscribe`.
+ */
+export class TablePreviewChannel implements PreviewChannel {
+  constructor(
+    private readonly table: StateTable,
+    private readonly opts: { ttlMs?: number; clock?: () => number } = {},
+  ) {}
+
+  private now() {
+    return (this.opts.clock ?? Date.now)();
+  }
+
+  publish(sessionId: string, chunk: PreviewChunk): Promise<void> {
+    return previewChunkRecords.put(this.table, sessionId, chunk, this.now() + (this.opts.ttlMs ?? PREVIEW_LIMITS.ttlMs));
+  }
+
+  async read(sessionId: string, request: string, afterSeq: number): Promise<PreviewChunk[]> {
+    const chunks = await previewChunkRecords.read(this.table, sessionId, request, afterSeq, this.now());
+    return chunks as PreviewChunk[];
   }
 }
