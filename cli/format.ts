@@ -1,3 +1,4 @@
+import type { StreamPreview } from './sse.js';
 import { toolUseIdOf, type SessionEvent } from '../lambdas/core/session/events.js';
 
 /** Human-readable output: colours only on a terminal (and never with NO_COLOR). */
@@ -157,5 +158,44 @@ export class EventFormatter {
         return head + type(e.type, s.dim) + s.dim(extra);
       }
     }
+  }
+}
+
+/**
+ * The message the model is writing, as the stream's previews bring it (`event_deltas`): `sessions
+ * tail` shows its last characters in the progress line, on a terminal, until the stored message
+ * (or the end of the model request) arrives and is printed as usual. Nothing of it is printed to
+ * stdout, so the printed log is the same with or without previews.
+ */
+export class LivePreview {
+  private id: string | null = null;
+  private text = '';
+
+  /** Take a preview; true when the line changed. */
+  apply(p: StreamPreview): boolean {
+    if (p.type === 'event_start') {
+      if (p.event.type !== 'agent.message') return false;
+      this.id = p.event.id;
+      this.text = '';
+      return true;
+    }
+    if (p.event_id !== this.id || typeof p.delta.content?.text !== 'string') return false;
+    this.text += p.delta.content.text;
+    return true;
+  }
+
+  /** A stored event arrived: true when it ends the preview (its message, or its request's end). */
+  conclude(event: { id: string; type: string }): boolean {
+    if (this.id === null || (event.id !== this.id && event.type !== 'span.model_request_end')) return false;
+    this.id = null;
+    this.text = '';
+    return true;
+  }
+
+  /** The progress line: the last `width` characters of the text so far, on one line; null when no preview is open. */
+  line(width = 60): string | null {
+    if (this.id === null) return null;
+    const flat = this.text.replace(/\s+/g, ' ').trimStart();
+    return `agent: ${flat.length > width ? '…' + flat.slice(-width) : flat}`;
   }
 }

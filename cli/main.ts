@@ -23,7 +23,7 @@ import {
   UsageError,
   type CliConfig,
 } from './client.js';
-import { EventFormatter, fmtDate, makeStyle, table, type Style } from './format.js';
+import { EventFormatter, fmtDate, LivePreview, makeStyle, table, type Style } from './format.js';
 import { Progress } from './progress.js';
 import { followEvents } from './sse.js';
 
@@ -209,6 +209,8 @@ async function followAndPrint(ctx: Ctx, id: string, after: number, until: Follow
   const fmt = new EventFormatter(ctx.style);
   let armed = !until.afterEventId;
   const waiting = () => ctx.progress.set(until.idle ? `waiting for ${id} to go idle` : `following ${id} (Ctrl-C to stop)`);
+  // On a terminal, the message the model is writing shows in the progress line as it arrives.
+  const live = !ctx.json && ctx.progress.enabled ? new LivePreview() : undefined;
   for await (const { position, event } of followEvents(ctx.raw, {
     sessionId: id,
     after,
@@ -217,7 +219,13 @@ async function followAndPrint(ctx: Ctx, id: string, after: number, until: Follow
       if (state === 'live') waiting();
       else ctx.progress.set(state === 'connecting' ? `connecting to ${ctx.config.url}` : `reconnecting ${detail ?? ''}`);
     },
+    onPreview: live
+      ? (p) => {
+          if (live.apply(p)) ctx.progress.set(live.line() ?? '');
+        }
+      : undefined,
   })) {
+    if (live?.conclude(event)) waiting();
     if (ctx.json) ctx.progress.print(JSON.stringify({ position, event }) + '\n');
     else ctx.progress.print(fmt.format(event, position) + '\n');
     if (event.id === until.afterEventId) armed = true;

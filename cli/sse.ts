@@ -64,7 +64,17 @@ export interface FollowOptions {
   maxDelayMs?: number;
   /** Give up after this many failed attempts in a row (default: never). */
   maxAttempts?: number;
+  /**
+   * With it, the stream is opened with `event_deltas[]=agent.message` and the previews it carries
+   * (never stored, no position) go here instead of being yielded.
+   */
+  onPreview?: (preview: StreamPreview) => void;
 }
+
+/** A preview as the stream sends it (`event_start` / `event_delta`, the SDK's shapes). */
+export type StreamPreview =
+  | { type: 'event_start'; event: { type: string; id: string } }
+  | { type: 'event_delta'; event_id: string; delta: { type: string; index?: number; content?: { type: string; text?: string } } };
 
 export interface PositionedEvent {
   position: number;
@@ -102,7 +112,8 @@ export async function* followEvents(raw: RawClient, opts: FollowOptions): AsyncG
     first = false;
     let res: Response | undefined;
     try {
-      res = await raw.fetch(`/v1/sessions/${encodeURIComponent(opts.sessionId)}/events/stream`, {
+      const query = opts.onPreview ? '?event_deltas[]=agent.message' : '';
+      res = await raw.fetch(`/v1/sessions/${encodeURIComponent(opts.sessionId)}/events/stream${query}`, {
         headers: { accept: 'text/event-stream', 'last-event-id': String(last) },
         signal: opts.signal,
       });
@@ -138,6 +149,14 @@ export async function* followEvents(raw: RawClient, opts: FollowOptions): AsyncG
               parsed = undefined;
             }
             throw apiErrorOf(500, parsed, msg.data);
+          }
+          if (msg.event === 'event_start' || msg.event === 'event_delta') {
+            try {
+              opts.onPreview?.(JSON.parse(msg.data) as StreamPreview);
+            } catch {
+              // a preview is best effort: one that cannot be read is skipped
+            }
+            continue;
           }
           const position = msg.id === null ? NaN : Number(msg.id);
           if (!Number.isInteger(position)) continue; // not a stored event

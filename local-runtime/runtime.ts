@@ -18,6 +18,7 @@ import { createApp } from '../lambdas/api/app.js';
 import type { LogNotifier } from '../lambdas/api/stream.js';
 import type { HarnessDeps, HarnessOptions } from '../lambdas/core/harness/harness.js';
 import { AnthropicModel, type ModelClient } from '../lambdas/core/harness/model.js';
+import { MemoryPreviewChannel } from '../lambdas/core/session/previews.js';
 import { generateApiKey } from '../lambdas/core/resources/tenants.js';
 import { createServices, type CorralServices } from '../lambdas/core/services.js';
 import { FileBlobStore, localBlobDir } from '../lambdas/adapters/local/file-blob-store.js';
@@ -214,6 +215,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       // Local sandboxes live as long as this process: so does the key their capabilities are sealed with.
       sandboxCapabilityKey: randomBytes(32),
       blobs: new FileBlobStore(localBlobDir(dataDir)),
+      // Previews of the model's answers (`event_deltas`) go from the harness to the streams in memory.
+      previews: new MemoryPreviewChannel(),
     });
 
     const apiKeyGenerated = !opts.apiKey;

@@ -17,7 +17,8 @@ import { createApp } from './app.js';
  *   (API Gateway would get the stream's framing instead of a proxy result), hence two functions.
  *
  * Both run the same Hono app the local runtime serves. There is no in-process notifier on
- * Lambda: the stream reads the log on its poll interval.
+ * Lambda: the stream reads the log on its poll interval, and, for `event_deltas` while a model
+ * request is open, the preview chunks the harness function writes to the state table.
  */
 const logger = new Logger();
 const tracer = new Tracer();

@@ -32,6 +32,7 @@ import {
 } from '../core/api/schemas.js';
 import { SandboxHandoff } from './sandboxes.js';
 import { EVENT_TYPES } from '../core/session/events.js';
+import { PREVIEW_TYPES, type PreviewType } from '../core/session/previews.js';
 
 /**
  * The OpenAPI 3.1 description of the API, generated from the zod schemas that validate requests
@@ -243,10 +244,18 @@ export const OPERATIONS: Operation[] = [
         schema: z.string().regex(/^[0-9]+$/),
         description: 'Corral extension: as the `Last-Event-ID` header, for clients that cannot set headers.',
       },
+      'event_deltas[]': {
+        schema: z.array(z.enum(PREVIEW_TYPES as [PreviewType, ...PreviewType[]])),
+        description:
+          'Also send best-effort previews of these event types while the model produces them (`event_start`, then `event_delta` ' +
+          'fragments for `agent.message`; `agent.thinking` is start-only). Never stored; the stored event carries the same id and ' +
+          'the complete content. Any other value is a 400.',
+      },
     },
     description:
       'Server-Sent Events: `id: <log position>`, `event: <type>`, `data: <event JSON>`, and `event: ping` heartbeats. ' +
-      'Without `Last-Event-ID` the stream starts at the end of the log; with it (Corral extension) it resumes right after that position.',
+      'Without `Last-Event-ID` the stream starts at the end of the log; with it (Corral extension) it resumes right after that position. ' +
+      'With `event_deltas`, also `event: event_start` / `event: event_delta` previews (no `id:` line; never in the log).',
   },
   // Corral's own
   { method: 'get', path: '/health', operationId: 'health', summary: 'Readiness probe', tag: 'corral', response: 'health', public: true, extension: true },

@@ -4,6 +4,9 @@ import { InvalidRequestError } from '../core/errors.js';
 import type { CorralServices } from '../core/services.js';
 
 import type { LogNotifier } from '../core/session/notifier.js';
+import { isPreviewType, PREVIEW_LIMITS, PREVIEW_TYPES, type PreviewType } from '../core/session/previews.js';
+import { queryList } from './http.js';
+import { OPEN_REQUEST_LOOKBACK, PreviewFollower } from './stream-previews.js';
 
 export type { LogNotifier };
 
@@ -12,6 +15,23 @@ export interface StreamOptions {
   pollMs?: number;
   /** Heartbeat interval (`event: ping`). */
   heartbeatMs?: number;
+  /** How often the preview channel is read while a model request is open (`event_deltas`). */
+  previewPollMs?: number;
+}
+
+/**
+ * The `event_deltas` of a stream request (`event_deltas[]=agent.message`, repeatable): the types
+ * whose previews it wants. A type the API does not preview is a 400 that names it.
+ */
+export function parseEventDeltas(c: Context): Set<PreviewType> {
+  const given = queryList(c, 'event_deltas');
+  const unknown = given.filter((t) => !isPreviewType(t));
+  if (unknown.length) {
+    throw new InvalidRequestError(
+      `event_deltas: ${unknown.map((t) => JSON.stringify(t.slice(0, 100))).join(', ')} cannot be previewed (one of ${PREVIEW_TYPES.join(', ')})`,
+    );
+  }
+  return new Set(given as PreviewType[]);
 }
 
 /**
@@ -19,6 +39,11 @@ export interface StreamOptions {
  * `id: <position>`, `event: <type>`, `data: <event JSON>`. Without `Last-Event-ID` the stream
  * starts at the end of the log, as the hosted service does; with it, it resumes right after that
  * position, so a client that reconnects misses nothing and sees nothing twice.
+ *
+ * With `event_deltas`, the stream also carries previews of those types while the model produces
+ * them (`event: event_start` / `event: event_delta`, without `id:` lines: they are not in the
+ * log), read from the preview channel every `previewPollMs` while a model request is open in the
+ * log (stream-previews.ts).
  */
 export async function streamEvents(
   c: Context,
@@ -37,38 +62,70 @@ export async function streamEvents(
   }
   const pollMs = opts.pollMs ?? 1000;
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
+  const deltas = parseEventDeltas(c);
+  const previews = deltas.size && s.previews ? new PreviewFollower(s.previews, sessionId, deltas) : undefined;
+  if (previews && position > 0) {
+    previews.resume(await s.events.getEvents(sessionId, { to: position + 1, order: 'desc', limit: OPEN_REQUEST_LOOKBACK }));
+  }
+  const previewPollMs = opts.previewPollMs ?? PREVIEW_LIMITS.pollMs;
   c.header('Cache-Control', 'no-cache');
   c.header('X-Accel-Buffering', 'no');
   return streamSSE(c, async (stream) => {
     let wake: (() => void) | null = null;
-    let dirty = false;
+    // A notification of an append (or of a preview) makes the next pass read the log (or the
+    // channel) at once; without one, the log is read every `pollMs` and, while a model request
+    // is open, the channel every `previewPollMs`.
+    let logDirty = true;
+    let previewDirty = false;
     const unsubscribe = notifier?.subscribe(sessionId, () => {
-      dirty = true;
+      logDirty = true;
       wake?.();
     });
+    const unsubscribePreviews = previews
+      ? s.previews?.subscribe?.(sessionId, () => {
+          previewDirty = true;
+          wake?.();
+        })
+      : undefined;
     let closed = false;
     stream.onAbort(() => {
       closed = true;
       wake?.();
     });
     let lastWrite = Date.now();
+    let lastLogRead = 0;
     try {
       while (!closed) {
-        dirty = false;
-        const fresh = await s.events.getEvents(sessionId, { from: position + 1, limit: 500 });
-        for (const stored of fresh) {
-          await stream.writeSSE({ id: String(stored.position), event: stored.event.type, data: JSON.stringify(stored.event) });
-          position = stored.position;
-          lastWrite = Date.now();
+        if (logDirty || Date.now() - lastLogRead >= pollMs) {
+          logDirty = false;
+          lastLogRead = Date.now();
+          const fresh = await s.events.getEvents(sessionId, { from: position + 1, limit: 500 });
+          for (const stored of fresh) {
+            if (previews) for (const m of await previews.before(stored.event)) await stream.writeSSE(m);
+            await stream.writeSSE({ id: String(stored.position), event: stored.event.type, data: JSON.stringify(stored.event) });
+            previews?.after(stored.event);
+            position = stored.position;
+            lastWrite = Date.now();
+          }
+          if (fresh.length === 500) {
+            logDirty = true;
+            continue;
+          }
         }
-        if (fresh.length === 500) continue;
+        previewDirty = false;
+        if (previews?.active) {
+          const messages = await previews.drain();
+          for (const m of messages) await stream.writeSSE(m);
+          if (messages.length) lastWrite = Date.now();
+        }
         if (Date.now() - lastWrite >= heartbeatMs) {
           await stream.writeSSE({ event: 'ping', data: '{"type":"ping"}' });
           lastWrite = Date.now();
         }
-        if (dirty || closed) continue;
+        if (logDirty || previewDirty || closed) continue;
+        const untilLog = Math.max(0, lastLogRead + pollMs - Date.now());
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, Math.min(pollMs, heartbeatMs));
+          const timer = setTimeout(done, Math.min(previews?.active ? Math.min(previewPollMs, untilLog) : untilLog, heartbeatMs));
           function done() {
             clearTimeout(timer);
             wake = null;
@@ -79,6 +136,7 @@ export async function streamEvents(
       }
     } finally {
       unsubscribe?.();
+      unsubscribePreviews?.();
     }
   });
 }

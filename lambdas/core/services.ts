@@ -14,6 +14,7 @@ import type { EventLog } from './session/log.js';
 import type { StateTable } from './store.js';
 import type { McpGateway } from './mcp/gateway.js';
 import type { LogNotifier } from './session/notifier.js';
+import type { PreviewChannel } from './session/previews.js';
 import { ProxyMcpGateway } from './mcp/proxy-gateway.js';
 import type { CredentialProxyClient } from './vault/protocol.js';
 import { VaultService } from './vault/vaults.js';
@@ -37,6 +38,8 @@ export interface CorralServices {
   credentialProxy?: CredentialProxyClient;
   /** Bytes of files and workspace snapshots (S3 on AWS, the data dir locally), when configured. */
   blobs?: BlobStore;
+  /** Previews of the model's answers for streams with `event_deltas` (session/previews.ts), when configured. */
+  previews?: PreviewChannel;
 }
 
 export function createServices(deps: {
@@ -74,6 +77,8 @@ export function createServices(deps: {
   sandboxCapabilitySealer?: CapabilitySealer;
   /** Bytes of files and workspace snapshots (see storage/blob-store.ts). */
   blobs?: BlobStore;
+  /** The channel of previews between the harness and the streams (see session/previews.ts). */
+  previews?: PreviewChannel;
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
@@ -85,7 +90,7 @@ export function createServices(deps: {
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
   const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey);
-  const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier };
+  const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier, previews: deps.previews };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);
   return {
     table: deps.table,
@@ -102,5 +107,6 @@ export function createServices(deps: {
     vaults,
     credentialProxy: deps.credentialProxy,
     blobs: deps.blobs,
+    previews: deps.previews,
   };
 }

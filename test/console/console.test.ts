@@ -153,6 +153,27 @@ describe('session console in Chromium', () => {
     expect(log.filter((e) => e.type === 'user.message').at(-1)).toMatchObject({ content: [{ type: 'text', text: 'hello from the browser' }] });
   }, 60_000);
 
+  it('shows the answer as the model writes it (event_deltas), then the stored message in its place', async () => {
+    const text = 'Streaming into the console, fragment by fragment, until the stored message takes over.';
+    let release!: () => void;
+    // Two fragments, then the model waits for the test: what the page shows by then is a preview.
+    t.fake.push({ kind: 'text', text, chunkDelayMs: 10, hold: { afterDeltas: 2, until: new Promise<void>((r) => (release = r)) } });
+    await page.locator('#message').fill('stream it');
+    await page.locator('#send').click();
+    const preview = page.locator('.ev-agent.preview');
+    await poll(() => preview.locator('pre').textContent()).toBe(text.slice(0, 2 * Math.min(24, Math.ceil(text.length / 3))));
+    expect(await preview.getAttribute('data-position')).toBeNull();
+    expect(await page.locator('.ev-agent:not(.preview)', { hasText: text }).count()).toBe(0);
+    const previewId = await preview.getAttribute('data-preview-id');
+    expect(previewId).toMatch(/^sevt_/);
+    release();
+    const stored = page.locator('.ev-agent:not(.preview)', { hasText: text });
+    await stored.waitFor();
+    expect(await preview.count()).toBe(0);
+    expect(await stored.getAttribute('title')).toMatch(new RegExp(`^${previewId} · `)); // the stored message has the preview's id
+    await poll(() => page.locator('#status').textContent()).toBe('idle');
+  }, 60_000);
+
   it('interrupts a hanging turn from the page', async () => {
     t.fake.push({ kind: 'hang' });
     await page.locator('#message').fill('think forever');

@@ -16,6 +16,8 @@ import {
 } from '../../infra/rehearsal/iam.js';
 import { createContext, dynamoTables, ecsTaskDefinitions, functions, resourcesOfType, sqsQueues, type CfnTemplate, type ResolveContext } from '../../infra/rehearsal/template.js';
 import { keys } from '../../lambdas/core/storage/keys.js';
+import { PREVIEW_LIMITS, TablePreviewChannel } from '../../lambdas/core/session/previews.js';
+import type { StateTable } from '../../lambdas/core/store.js';
 import { synthesizedTemplate } from './synth.js';
 
 const caller = 'arn:aws:sts::111122223333:assumed-role/AppRole/app-fn';
@@ -256,6 +258,23 @@ describe('the roles of the synthesized Corral template', () => {
     expect(get.decision.decidedBy?.source).toMatch(/^AWS::IAM::Policy ApiStreamHandlerServiceRoleDefaultPolicy/);
     expect(check('ApiStreamHandler', 'dynamodb:Query', `${state.arn}/index/gsi1`).decision.decision).toBe('allow');
     expect(check('ApiHandler8', 'dynamodb:UpdateItem', state.arn).decision.decision).toBe('allow');
+  });
+
+  it('lets the harness write preview chunks (event_deltas) and the stream only read them; the chunks expire by the table\'s TTL', async () => {
+    const state = dynamoTables(ctx).find((t) => t.logicalId.startsWith('SessionLogState'))!;
+    const written: Array<Record<string, unknown>> = [];
+    const capture = { put: async (item: Record<string, unknown>) => void written.push(item) } as unknown as StateTable;
+    await new TablePreviewChannel(capture, { clock: () => 1_700_000_000_000 }).publish('sesn_1', { request: 'sevt_1', seq: 0, frames: [] });
+    const chunk = written[0] as { pk: string; sk: string } & Record<string, unknown>;
+    expect(chunk).toMatchObject(keys.previewChunk('sesn_1', 'sevt_1', 0));
+    const leading = { 'dynamodb:LeadingKeys': [chunk.pk] };
+    expect(check('HarnessStepFunction', 'dynamodb:PutItem', state.arn, leading).decision.decision).toBe('allow');
+    expect(check('ApiStreamHandler', 'dynamodb:Query', state.arn, leading).decision.decision).toBe('allow');
+    expect(check('ApiStreamHandler', 'dynamodb:PutItem', state.arn, leading).decision.decision).toBe('implicit-deny');
+    expect(check('ApiStreamHandler', 'dynamodb:DeleteItem', state.arn, leading).decision.decision).toBe('implicit-deny');
+    // The item carries the table's TTL attribute, in epoch seconds, so DynamoDB deletes it.
+    expect(state.ttlAttribute).toBeDefined();
+    expect(chunk[state.ttlAttribute!]).toBe(Math.ceil((1_700_000_000_000 + PREVIEW_LIMITS.ttlMs) / 1000));
   });
 
   it('lets the harness run the sandbox task definition and pass only the sandbox roles to ECS', () => {

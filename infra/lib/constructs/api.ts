@@ -145,7 +145,8 @@ export class Api extends Construct {
     props.sessionLog.grantReadWrite(this.handler);
     props.wakeQueue.grantSend(this.handler);
     props.sandboxes.grantRelease(this.handler); // deleting a session stops its sandboxes
-    // The stream reads the log, the session head and the API key hashes. Its one write is the
+    // The stream reads the log, the session head, the API key hashes and the preview chunks the
+    // harness writes for `event_deltas` (lambdas/core/session/previews.ts). Its one write is the
     // `/v1` middleware charging the tenant's rate limit: an atomic increment (UpdateItem) of a
     // rate-limit counter item (lambdas/core/storage/keys.ts, `keys.rateCounter`: every shard's
     // partition key matches RATE_LIMIT_KEYS);

@@ -20,8 +20,9 @@ export const STATE_INDEX = 'gsi1';
 
 /**
  * The state table's TTL attribute (epoch seconds): DynamoDB deletes an item some time after it
- * passes. Only the rate-limit counters set it (lambdas/core/resources/rate-limits.ts); no other
- * item may use the name for anything else.
+ * passes. The rate-limit counters (lambdas/core/resources/rate-limits.ts) and the preview chunks
+ * of `event_deltas` (lambdas/core/session/previews.ts) set it; no other item may use the name for
+ * anything else.
  */
 export const STATE_TTL_ATTRIBUTE = 'expiresAt';
 
@@ -58,7 +59,7 @@ export class SessionLog extends Construct {
       ...common,
       partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
-      // Items that carry it (today only the per-minute rate-limit counters) expire on their own.
+      // Items that carry it (the per-minute rate-limit counters, the preview chunks) expire on their own.
       timeToLiveAttribute: STATE_TTL_ATTRIBUTE,
     });
     this.state.addGlobalSecondaryIndex({

@@ -10,6 +10,7 @@ import type { Logger } from '../../core/logger.js';
 import type { ModelClient, ModelRequest, ModelResponse } from '../../core/harness/model.js';
 import type { SandboxProvider } from '../../core/sandbox/types.js';
 import { createServices, type CorralServices } from '../../core/services.js';
+import { TablePreviewChannel } from '../../core/session/previews.js';
 import type { StoredEvent } from '../../core/session/events.js';
 import { CredentialProxyClient } from '../../core/vault/protocol.js';
 import { LambdaProxyTransport } from './credential-proxy-client.js';
@@ -142,9 +143,9 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
   // Blobs (files, outputs, workspace snapshots) in the stack's bucket; the function's role decides
   // which prefixes it may touch.
   const blobs = config.blobBucket ? new S3BlobStore({ s3: instrument(opts.clients?.s3 ?? new S3Client({})), bucket: config.blobBucket }) : undefined;
-
+  const table = new DynamoStateTable(dynamodb, config.stateTable);
   const services = createServices({
-    table: new DynamoStateTable(dynamodb, config.stateTable),
+    table,
     events: new DynamoEventLog(dynamodb, config.eventsTable, opts.onAppend),
     queue: new SqsWakeQueue(sqs, config.wakeQueueUrl),
     sandboxProvider,
@@ -157,6 +158,9 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     rateLimitShards: config.rateLimitShards,
     sandboxCapabilitySealer,
     blobs,
+    // The harness and the stream are different functions: previews (`event_deltas`) go through
+    // short-lived items of the state table (core/session/previews.ts, docs/ARCHITECTURE.md).
+    previews: new TablePreviewChannel(table),
   });
   return { services, config, clients: { dynamodb, sqs, ecs } };
 }

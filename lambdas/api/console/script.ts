@@ -234,15 +234,29 @@ async function showList(): Promise<void> {
 
 type Connection = 'live' | 'reconnecting';
 
-/** Read the session's SSE stream with fetch; reconnect after the last position seen. */
-async function follow(id: string, onEvent: (e: StreamEvent, pos: number | null) => void, onConn: (c: Connection) => void, signal: AbortSignal): Promise<void> {
+/** A preview of an event the model is still producing (`event_deltas`): never stored, no position. */
+type Preview =
+  | { type: 'event_start'; event: { type: string; id: string } }
+  | { type: 'event_delta'; event_id: string; delta: { type: string; index?: number; content?: { type: string; text?: string } } };
+
+/**
+ * Read the session's SSE stream with fetch; reconnect after the last position seen. The stream is
+ * asked for previews of `agent.message` (`event_deltas`), which go to `onPreview`.
+ */
+async function follow(
+  id: string,
+  onEvent: (e: StreamEvent, pos: number | null) => void,
+  onPreview: (p: Preview) => void,
+  onConn: (c: Connection) => void,
+  signal: AbortSignal,
+): Promise<void> {
   let last = 0;
   let delay = 250;
   while (!signal.aborted) {
     try {
       const key = apiKey();
       if (!key) throw new AuthError('Enter an API key.');
-      const res = await fetch(base + '/v1/sessions/' + encodeURIComponent(id) + '/events/stream', {
+      const res = await fetch(base + '/v1/sessions/' + encodeURIComponent(id) + '/events/stream?event_deltas[]=agent.message', {
         headers: { 'x-api-key': key, 'last-event-id': String(last), accept: 'text/event-stream' },
         cache: 'no-store',
         signal: signal,
@@ -271,6 +285,10 @@ async function follow(id: string, onEvent: (e: StreamEvent, pos: number | null) 
             const f = frame;
             frame = { id: null, event: null, data: [] };
             if (!f.data.length || f.event === 'ping') continue;
+            if (f.event === 'event_start' || f.event === 'event_delta') {
+              onPreview(JSON.parse(f.data.join('\n')) as Preview);
+              continue;
+            }
             const pos = f.id === null ? null : Number(f.id);
             if (pos !== null && pos <= last) continue; // seen already
             if (pos !== null) last = pos;
@@ -464,8 +482,46 @@ async function showSession(id: string): Promise<void> {
     (st.openStep ? st.openStep.body : timeline).append(li);
   }
 
+  /**
+   * The message the model is writing, shown as its previews arrive: one item per previewed
+   * message, replaced by the stored message (same id) when it comes, or dropped at the end of the
+   * model request that did not produce it.
+   */
+  const previews = new Map<string, { li: HTMLLIElement; pre: HTMLElement; parts: string[] }>();
+  function onPreview(p: Preview): void {
+    const follow = atBottom();
+    if (p.type === 'event_start') {
+      if (p.event.type !== 'agent.message' || previews.has(p.event.id)) return;
+      const pre = h('pre', { class: 'text' });
+      const li = h('li', { class: 'ev ev-agent preview', 'data-preview-id': p.event.id, title: p.event.id + ' · being written' },
+        h('span', { class: 'time', text: '…' }),
+        h('span', { class: 'label', text: 'agent' }),
+        h('div', { class: 'body' }, pre));
+      previews.set(p.event.id, { li: li, pre: pre, parts: [] });
+      place(li);
+    } else {
+      const open = previews.get(p.event_id);
+      const text = p.delta.content && p.delta.content.text;
+      if (!open || typeof text !== 'string') return;
+      const index = p.delta.index || 0;
+      open.parts[index] = (open.parts[index] || '') + text;
+      open.pre.textContent = open.parts.filter((x) => x !== undefined).join('\n');
+    }
+    if (follow) window.scrollTo(0, document.documentElement.scrollHeight);
+  }
+  function endPreview(id: string | null): void {
+    for (const [key, open] of previews) {
+      if (id !== null && key !== id) continue;
+      open.li.remove();
+      previews.delete(key);
+    }
+  }
+
   function onEvent(e: StreamEvent, pos: number | null): void {
     const follow = atBottom();
+    // A stored message replaces its preview; a request's end drops what it did not produce.
+    if (e.type === 'agent.message') endPreview(e.id);
+    else if (e.type === 'span.model_request_end') endPreview(null);
     switch (e.type) {
       case 'user.message':
         timeline.append(item(e, pos, 'ev-user', 'you', collapsible(textOf(e.content), 'text')));
@@ -626,7 +682,7 @@ async function showSession(id: string): Promise<void> {
 
   const abort = new AbortController();
   running.aborts.push(abort);
-  follow(id, onEvent, (c) => {
+  follow(id, onEvent, onPreview, (c) => {
     conn.textContent = c;
     conn.className = 'conn conn-' + c;
   }, abort.signal).catch((e) => handleError(e, formErr));

@@ -55,6 +55,7 @@ ol.timeline, ol.step-body { list-style: none; margin: 0; padding: 0; }
 .ev-user .label { color: var(--accent); }
 .ev-agent .body { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 8px 10px; }
 .ev-agent .label { color: var(--model); }
+.ev-agent.preview .body { border-style: dashed; color: var(--muted); }
 .ev-error .body { color: var(--err); background: #fef3f2; border: 1px solid #fecdca; border-radius: 8px; padding: 6px 10px; }
 .ev-error .label { color: var(--err); }
 .divider { grid-template-columns: 92px 1fr; color: var(--muted); font-size: 12px; }

@@ -60,9 +60,27 @@ export class ModelError extends Error {
   }
 }
 
+/**
+ * A fragment of the answer as the model streams it, by content block (`block` is the block's
+ * index in the response's `content`): text, the start of a thinking block (its text is not
+ * previewed: the log keeps none), or a piece of a tool call's input JSON. Fragments are only a
+ * preview; the `ModelResponse` is the answer.
+ */
+export type ModelDelta =
+  | { type: 'text'; block: number; text: string }
+  | { type: 'thinking'; block: number }
+  | { type: 'tool_input'; block: number; partial_json: string };
+
+export interface ModelCallOptions {
+  /** Aborts the call (an interrupt); nothing partial is returned then. */
+  signal?: AbortSignal;
+  /** Called with each fragment as it streams in; must not throw or block. */
+  onDelta?: (delta: ModelDelta) => void;
+}
+
 export interface ModelClient {
-  /** One streamed model call. `signal` aborts it (an interrupt); nothing partial is returned then. */
-  complete(request: ModelRequest, opts?: { signal?: AbortSignal; onText?: (delta: string) => void }): Promise<ModelResponse>;
+  /** One streamed model call. */
+  complete(request: ModelRequest, opts?: ModelCallOptions): Promise<ModelResponse>;
 }
 
 export function classifyModelError(err: unknown): ModelError {
@@ -93,7 +111,7 @@ export class AnthropicModel implements ModelClient {
     });
   }
 
-  async complete(request: ModelRequest, opts: { signal?: AbortSignal; onText?: (delta: string) => void } = {}): Promise<ModelResponse> {
+  async complete(request: ModelRequest, opts: ModelCallOptions = {}): Promise<ModelResponse> {
     const started = Date.now();
     let firstToken: number | null = null;
     try {
@@ -113,10 +131,20 @@ export class AnthropicModel implements ModelClient {
         },
         { signal: opts.signal },
       );
+      const onDelta = opts.onDelta;
       stream.on('streamEvent', (event) => {
         if (firstToken === null && event.type === 'content_block_delta') firstToken = Date.now();
+        if (!onDelta) return;
+        if (event.type === 'content_block_start') {
+          const t = event.content_block.type;
+          if (t === 'thinking' || t === 'redacted_thinking') onDelta({ type: 'thinking', block: event.index });
+          // A text block may start with text of its own (the API sends it empty today).
+          if (event.content_block.type === 'text' && event.content_block.text) onDelta({ type: 'text', block: event.index, text: event.content_block.text });
+        } else if (event.type === 'content_block_delta') {
+          if (event.delta.type === 'text_delta') onDelta({ type: 'text', block: event.index, text: event.delta.text });
+          else if (event.delta.type === 'input_json_delta') onDelta({ type: 'tool_input', block: event.index, partial_json: event.delta.partial_json });
+        }
       });
-      if (opts.onText) stream.on('text', (delta) => opts.onText!(delta));
       const message = await stream.finalMessage();
       return {
         content: message.content as ModelBlock[],

@@ -4,6 +4,7 @@ import type { SandboxManager } from '../sandbox/manager.js';
 import type { LeaseManager } from '../session/lease.js';
 import type { EventLog } from '../session/log.js';
 import type { LogNotifier } from '../session/notifier.js';
+import type { PreviewChannel } from '../session/previews.js';
 import type { StateTable } from '../store.js';
 import { systemPrincipal } from '../storage/principal.js';
 import type { McpGateway } from '../mcp/gateway.js';
@@ -80,6 +81,8 @@ export interface HarnessDeps {
   mcp?: McpGateway;
   /** Announces appends (the local runtime): interrupts are then seen at once, with no polling. */
   notifier?: LogNotifier;
+  /** Where previews of the model's answer go while it streams (`event_deltas`); none: no previews. */
+  previews?: PreviewChannel;
 }
 
 /** The harness's own parts, the same for every wake. */

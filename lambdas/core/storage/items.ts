@@ -404,3 +404,32 @@ export const counterRecords = {
     return Number((await table.get(key.pk, key.sk))?.count ?? 0);
   },
 };
+
+// --- preview chunks (event_deltas) -------------------------------------------------------------------
+
+/**
+ * The chunks of a model request's preview (core/session/previews.ts), one item each, in the
+ * session's partition, deleted by DynamoDB's TTL some time after `expiresAt` (epoch seconds). TTL
+ * deletion is lazy (it may take days), so `read` skips an expired chunk itself.
+ */
+export const previewChunkRecords = {
+  put(table: StateTable, sessionId: string, chunk: { request: string; seq: number; frames: unknown[] }, expiresAtMs: number): Promise<void> {
+    return table.put({
+      ...keys.previewChunk(sessionId, chunk.request, chunk.seq),
+      frames: chunk.frames,
+      expiresAt: Math.ceil(expiresAtMs / 1000),
+    });
+  },
+  /** Chunks of `request` after `afterSeq` (-1: all), unexpired at `nowMs`, in order; at most `limit`. */
+  async read(table: StateTable, sessionId: string, request: string, afterSeq: number, nowMs: number, limit = 100) {
+    const page = await table.query(keys.partition('session', sessionId), {
+      prefix: keys.previewChunks(request),
+      after: afterSeq >= 0 ? keys.previewChunk(sessionId, request, afterSeq).sk : undefined,
+      limit,
+    });
+    const prefix = keys.previewChunks(request);
+    return page.items
+      .filter((i) => i.sk.startsWith(prefix) && Number(i.expiresAt) * 1000 > nowMs)
+      .map((i) => ({ request, seq: Number(i.sk.slice(prefix.length)), frames: i.frames as unknown[] }));
+  },
+};

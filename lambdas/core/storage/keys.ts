@@ -20,11 +20,14 @@
  * | harness cursor      | `session#<id>`             | `cursor`           |                             |        |
  * | harness lease       | `session#<id>`             | `lease`            |                             |        |
  * | sandbox record      | `session#<id>`             | `sandbox#<name>`   | `sandboxes#active#<shard>`* | `<lastUsedAt>#<session>#<name>` |
+ * | preview chunk**     | `session#<id>`             | `preview#<request id>#<6-digit seq>` |           |        |
  * | API key             | `apikey#<sha256 hex>`      | `key`              |                             |        |
  * | rate-limit counter  | `rate#<tenant>#<class>`, shard k > 0: `rate#<tenant>#<class>#<k>` | `<window ms>` |   |        |
  * | auth-failure counter| `authfail#addr#<address>`, `authfail#all` | `<window ms>` |              |        |
  *
  * (*) only while the sandbox is ready: the index is sparse.
+ * (**) short-lived (TTL `expiresAt`): a model request's preview for streams with `event_deltas`
+ * (core/session/previews.ts); never read past its expiry.
  *
  * The events table: partition key `sessionId` (S), sort key `position` (N); the chunks of a large
  * event in a partition of their own, `<session>~<event id>` (see `event-items.ts`).
@@ -67,6 +70,13 @@ export const keys = {
   interruptSignal: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'signal#interrupt' }),
   lease: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'lease' }),
   sandbox: (sessionId: string, name: string) => ({ pk: keys.partition('session', sessionId), sk: `${SANDBOX_PREFIX}${name}` }),
+  /** Chunk `seq` of the preview of model request `request` (its `span.model_request_start` id). */
+  previewChunk: (sessionId: string, request: string, seq: number) => ({
+    pk: keys.partition('session', sessionId),
+    sk: `${keys.previewChunks(request)}${String(seq).padStart(6, '0')}`,
+  }),
+  /** Sort-key prefix of every chunk of one request's preview. */
+  previewChunks: (request: string) => `${PREVIEW_PREFIX}${request}#`,
   /** Index partition `shard` of the ready sandboxes, which the idle reaper reads. */
   activeSandboxes: (shard: number) => `sandboxes#active#${shard}`,
   /** Index sort key of a ready sandbox: ordered by last use. */
@@ -96,6 +106,7 @@ export const keys = {
 export const AGENT_VERSION_PREFIX = 'v#';
 export const CREDENTIAL_PREFIX = 'cred#';
 export const SANDBOX_PREFIX = 'sandbox#';
+export const PREVIEW_PREFIX = 'preview#';
 /** Partition-key prefix of every session's items (start-up recovery scans it). */
 export const SESSION_PARTITION_PREFIX = SESSION;
 

@@ -6,6 +6,7 @@ import { requestEnd } from '../bodies.js';
 import { buildView, withCacheBreakpoints } from '../context.js';
 import { watchInterrupt } from '../interrupts.js';
 import { ModelError, type ModelResponse } from '../model.js';
+import { PreviewPublisher } from '../previews.js';
 import { DEFAULT_MAX_MODEL_ATTEMPTS } from '../state.js';
 import { buildToolbox } from '../tools.js';
 import { LeaseLostError, type HarnessOptions, type StepContext } from '../step.js';
@@ -63,7 +64,9 @@ async function view(ctx: StepContext) {
 /**
  * Call the model (attempt `attempt` of this turn, after the retry delay when it is a retry):
  * open the request span, call with the view, watch for an interrupt meanwhile, and write the
- * answer (or the failure) after the span as one batch.
+ * answer (or the failure) after the span as one batch. While the model streams, its text is
+ * published as previews (harness/previews.ts) when the harness has a channel for them; the last
+ * of them goes out before the answer is appended, and the stored events carry the previews' ids.
  */
 export async function callModel(ctx: StepContext, attempt: number) {
   const { lost, cut, session, state } = ctx;
@@ -79,6 +82,11 @@ export async function callModel(ctx: StepContext, attempt: number) {
   const controller = new AbortController();
   const stopWatching = watchInterrupt(ctx.deps, sessionId, position, lost, controller, ctx.opts.interruptPollMs);
   const started = Date.now();
+  const preview = ctx.deps.previews
+    ? new PreviewPublisher(ctx.deps.previews, sessionId, start.id, {
+        onError: (err) => ctx.log.warn('preview publish failed; this request is not previewed further', { sessionId, error: String((err as Error)?.message ?? err) }),
+      })
+    : undefined;
   let response: ModelResponse;
   try {
     response = await ctx.deps.model.complete(
@@ -90,10 +98,11 @@ export async function callModel(ctx: StepContext, attempt: number) {
         maxTokens: ctx.opts.maxTokens ?? 8192,
         cache: true,
       },
-      { signal: AbortSignal.any([controller.signal, cut]) },
+      { signal: AbortSignal.any([controller.signal, cut]), onDelta: preview && ((d) => preview.onDelta(d)) },
     );
   } catch (err) {
     stopWatching();
+    preview?.abandon(); // the request's end (appended below, or by the next decision) closes the preview
     if (controller.signal.aborted) {
       if (lost.aborted) throw new LeaseLostError(sessionId);
       return; // interrupted: the next decision closes the request and the turn
@@ -114,5 +123,6 @@ export async function callModel(ctx: StepContext, attempt: number) {
     durationMs: Date.now() - started,
     ok: true,
   });
-  await appendAfter(ctx.deps, sessionId, position, responseEvents(start.id, response, toolbox));
+  await preview?.finish();
+  await appendAfter(ctx.deps, sessionId, position, responseEvents(start.id, response, toolbox, preview?.ids()));
 }

@@ -1,4 +1,4 @@
-import type { EventBody } from '../../session/events.js';
+import { makeEvent, type EventBody, type SessionEvent } from '../../session/events.js';
 import { requestEnd } from '../bodies.js';
 import type { ModelResponse } from '../model.js';
 import type { Toolbox } from '../tools.js';
@@ -8,17 +8,26 @@ import type { Toolbox } from '../tools.js';
  * block, routed by the toolbox the request offered (a custom tool waits for the client, an MCP
  * tool goes to its server, anything else to the sandbox or the log reader), then the request's
  * end, and idle when the model called no tool. Pure: written as one batch by the caller.
+ *
+ * `ids` are the ids previews announced for the message and the thinking (harness/previews.ts):
+ * the stored events carry them, which is how a stream reconciles a preview with its event.
  */
-export function responseEvents(startId: string, response: ModelResponse, toolbox: Toolbox): EventBody[] {
-  const bodies: EventBody[] = [];
+export function responseEvents(
+  startId: string,
+  response: ModelResponse,
+  toolbox: Toolbox,
+  ids: { message?: string; thinking?: string } = {},
+): Array<EventBody | SessionEvent> {
+  const bodies: Array<EventBody | SessionEvent> = [];
+  const withId = (body: EventBody, id: string | undefined) => (id ? makeEvent(body, new Date(), id) : body);
   if (response.content.some((b) => b.type === 'thinking' || b.type === 'redacted_thinking')) {
-    bodies.push({ type: 'agent.thinking' });
+    bodies.push(withId({ type: 'agent.thinking' }, ids.thinking));
   }
   const text = response.content
     .filter((b) => b.type === 'text')
     .map((b) => String((b as { text?: unknown }).text ?? ''))
     .filter((t) => t.length > 0);
-  if (text.length) bodies.push({ type: 'agent.message', content: text.map((t) => ({ type: 'text', text: t })) });
+  if (text.length) bodies.push(withId({ type: 'agent.message', content: text.map((t) => ({ type: 'text', text: t })) }, ids.message));
   let calledTools = false;
   for (const block of response.content) {
     if (block.type !== 'tool_use') continue;
