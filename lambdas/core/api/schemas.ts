@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { parseHostPattern } from '../sandbox/egress.js';
+import { INFERENCE_GEOS } from '../harness/model-options.js';
 
 /**
  * Request schemas of the public API, shaped after the official SDK's parameter types
@@ -88,7 +89,14 @@ const ModelConfig = z.strictObject({
       z.strictObject({ type: z.enum(['low', 'medium', 'high', 'xhigh', 'max']) }),
     ])
     .nullish(),
-  inference_geo: z.string().max(64).nullish(),
+  // The geographies the Messages API serves: another value could never be honoured, so it is
+  // refused here rather than failing each of the session's model calls.
+  inference_geo: z
+    .enum(INFERENCE_GEOS, {
+      error: (i) =>
+        `inference_geo ${JSON.stringify(i.input).slice(0, 80)} is not supported: the Messages API serves ${INFERENCE_GEOS.map((g) => `"${g}"`).join(' and ')}`,
+    })
+    .nullish(),
   speed: z.enum(['standard', 'fast']).nullish(),
 });
 export const ModelParam = z.union([z.string().min(1).max(256), ModelConfig]);

@@ -6,6 +6,7 @@ import { requestEnd } from '../bodies.js';
 import { buildView, withCacheBreakpoints } from '../context.js';
 import { watchInterrupt } from '../interrupts.js';
 import { ModelError, type ModelResponse } from '../model.js';
+import { modelOptions } from '../model-options.js';
 import { DEFAULT_MAX_MODEL_ATTEMPTS } from '../state.js';
 import { buildToolbox } from '../tools.js';
 import { LeaseLostError, type HarnessOptions, type StepContext } from '../step.js';
@@ -89,6 +90,7 @@ export async function callModel(ctx: StepContext, attempt: number) {
         tools: toolbox.specs,
         maxTokens: ctx.opts.maxTokens ?? 8192,
         cache: true,
+        options: modelOptions(session.agent.model),
       },
       { signal: AbortSignal.any([controller.signal, cut]) },
     );
