@@ -75,4 +75,58 @@ describe("the agent's model options reach the model", () => {
     expect(effort).toBeInstanceOf(Anthropic.BadRequestError);
     expect((effort as Error).message).toContain('model.effort');
   });
+
+  it('keeps thinking blocks, signatures intact, and sends them back ahead of the answer they belong to', async () => {
+    const agent = await t.client.beta.agents.create({
+      name: 'thinker',
+      model: { id: 'claude-opus-4-6', effort: 'high' },
+      tools: [{ type: 'agent_toolset_20260401' }],
+    });
+    t.fake.push(
+      {
+        kind: 'blocks',
+        blocks: [
+          { type: 'thinking', thinking: 'The user wants its output; run it.', signature: 'sig-one' },
+          { type: 'redacted_thinking', data: 'opaque-redacted' },
+          { type: 'text', text: 'Running it.' },
+          { type: 'tool_use', name: 'bash', input: { command: 'echo thought-$((40+2))' } },
+        ],
+      },
+      { kind: 'blocks', blocks: [{ type: 'thinking', thinking: 'It printed 42.', signature: 'sig-two' }, { type: 'text', text: 'It says 42.' }] },
+    );
+    const { sessionId, requests } = await turn(agent, 'what does it print?');
+    expect(requests).toHaveLength(2);
+    expect(requests.every((r) => (r.body.thinking as { type: string }).type === 'adaptive')).toBe(true);
+    // The request after the tool call carries the answer with its thinking first, unchanged.
+    const assistant = requests[1].body.messages!.filter((m) => m.role === 'assistant');
+    expect(assistant).toHaveLength(1);
+    const content = assistant[0].content as Array<Record<string, unknown>>;
+    expect(content.map((b) => b.type)).toEqual(['thinking', 'redacted_thinking', 'text', 'tool_use']);
+    expect(content[0]).toEqual({ type: 'thinking', thinking: 'The user wants its output; run it.', signature: 'sig-one' });
+    expect(content[1]).toEqual({ type: 'redacted_thinking', data: 'opaque-redacted' });
+    expect(JSON.stringify(requests[1].body.messages!.at(-1))).toContain('thought-42');
+
+    // The log: one agent.thinking per answer, each an SDK agent.thinking event (id, type,
+    // processed_at) that also keeps the blocks.
+    const events: Array<Record<string, unknown>> = [];
+    for await (const e of t.client.beta.sessions.events.list(sessionId)) events.push(e as unknown as Record<string, unknown>);
+    const thinking = events.filter((e) => e.type === 'agent.thinking');
+    expect(thinking).toHaveLength(2);
+    for (const e of thinking) {
+      expect(e.id).toEqual(expect.any(String));
+      expect(Number.isNaN(Date.parse(String(e.processed_at)))).toBe(false);
+    }
+    expect(thinking[1].blocks).toEqual([{ type: 'thinking', thinking: 'It printed 42.', signature: 'sig-two' }]);
+    const types = events.map((e) => e.type);
+    expect(types.indexOf('agent.thinking')).toBeLessThan(types.indexOf('agent.message'));
+
+    // The next turn's request has both answers' thinking, each at the head of its answer.
+    const next = await t.client.beta.sessions.events.stream(sessionId);
+    const before = t.fake.requests.length;
+    await t.client.beta.sessions.events.send(sessionId, { events: [{ type: 'user.message', content: text('thanks') }] });
+    await collectUntil(next, isIdle);
+    const answers = t.fake.requests[before].body.messages!.filter((m) => m.role === 'assistant');
+    expect(answers.map((m) => (m.content as Array<{ type: string }>)[0].type)).toEqual(['thinking', 'thinking']);
+    expect((answers[1].content as Array<Record<string, unknown>>)[0]).toMatchObject({ signature: 'sig-two' });
+  });
 });

@@ -14,7 +14,8 @@ export type MessageParam = { role: 'user' | 'assistant'; content: Array<Record<s
  *   -> cache breakpoints (a stable prefix for prompt caching)
  *
  * Everything left out stays in the log; the stubs say where, and the model can read it back
- * with the `read_session_log` tool. Thinking is never replayed (the log keeps no thinking text).
+ * with the `read_session_log` tool. Thinking blocks go back to the model as it gave them (with
+ * their signatures), ahead of the answer they belong to, and are never clipped or elided.
  */
 
 /** One step of the view pipeline: events in, events out. Pure. */
@@ -96,7 +97,8 @@ export interface ViewOptions {
  * - Consecutive content of one role is merged; a user message that carries tool results puts
  *   them first, as the Messages API requires; user messages that arrived while the model was
  *   answering follow that answer.
- * - Status, span, error, thinking and Corral's own events are bookkeeping, not conversation.
+ * - `agent.thinking` gives its thinking blocks back, unchanged, at the head of the answer.
+ * - Status, span, error and Corral's own events are bookkeeping, not conversation.
  */
 export function buildMessages(events: StoredEvent[], opts: ViewOptions = {}): MessageParam[] {
   return toMessages(clipBlocks(opts.maxBlockChars ?? VIEW_BLOCK_CHARS)(events));
@@ -125,6 +127,10 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
       case 'user.message':
         if (openRequest) deferred.push(event);
         else push('user', eventBlocks(event));
+        break;
+      case 'agent.thinking':
+        // Written before the text and tool calls of the same answer, so they open its message.
+        push('assistant', (event.blocks ?? []).map((b) => ({ ...b })));
         break;
       case 'agent.message':
         push('assistant', eventBlocks(event).filter((b) => b.type === 'text' && String(b.text).length > 0));
@@ -222,7 +228,8 @@ export function withCacheBreakpoints(messages: MessageParam[], hasSummary: boole
   };
   if (hasSummary) mark(out[0], 0);
   const last = out[out.length - 1];
-  if (last) mark(last, last.content.length - 1);
+  // Thinking blocks take no cache_control: the breakpoint goes on the last block that does.
+  if (last) mark(last, last.content.findLastIndex((b) => b.type !== 'thinking' && b.type !== 'redacted_thinking'));
   return out;
 }
 

@@ -29,8 +29,21 @@ export type UserCustomToolResultEvent = Stored<Sdk.BetaManagedAgentsUserCustomTo
 
 // --- what the model did ----------------------------------------------------------------------
 export type AgentMessageEvent = Sdk.BetaManagedAgentsAgentMessageEvent;
-/** Thinking happened; the log keeps no thinking text. */
-export type AgentThinkingEvent = Sdk.BetaManagedAgentsAgentThinkingEvent;
+/**
+ * A thinking block, as the Messages API returned it: `thinking` with its `signature`, or a
+ * `redacted_thinking` block's opaque `data`. Kept byte for byte: the API checks them when they
+ * are sent back.
+ */
+export type ThinkingBlock = { type: 'thinking'; thinking: string; signature: string } | { type: 'redacted_thinking'; data: string };
+
+/**
+ * The model thought (extended thinking). Corral extension: `blocks`, the model's thinking blocks
+ * of that answer, which the view sends back with the answer as the Messages API requires (an
+ * answer that called a tool must be followed by its thinking, signatures intact).
+ */
+export interface AgentThinkingEvent extends Sdk.BetaManagedAgentsAgentThinkingEvent {
+  blocks?: ThinkingBlock[];
+}
 export type AgentToolUseEvent = Sdk.BetaManagedAgentsAgentToolUseEvent;
 export type AgentCustomToolUseEvent = Sdk.BetaManagedAgentsAgentCustomToolUseEvent;
 export type AgentMcpToolUseEvent = Sdk.BetaManagedAgentsAgentMCPToolUseEvent;

@@ -1,4 +1,4 @@
-import type { EventBody } from '../../session/events.js';
+import type { EventBody, ThinkingBlock } from '../../session/events.js';
 import { requestEnd } from '../bodies.js';
 import type { ModelResponse } from '../model.js';
 import type { Toolbox } from '../tools.js';
@@ -11,9 +11,8 @@ import type { Toolbox } from '../tools.js';
  */
 export function responseEvents(startId: string, response: ModelResponse, toolbox: Toolbox): EventBody[] {
   const bodies: EventBody[] = [];
-  if (response.content.some((b) => b.type === 'thinking' || b.type === 'redacted_thinking')) {
-    bodies.push({ type: 'agent.thinking' });
-  }
+  const thinking = thinkingBlocks(response);
+  if (thinking.length) bodies.push({ type: 'agent.thinking', blocks: thinking });
   const text = response.content
     .filter((b) => b.type === 'text')
     .map((b) => String((b as { text?: unknown }).text ?? ''))
@@ -52,4 +51,17 @@ export function responseEvents(startId: string, response: ModelResponse, toolbox
   bodies.push(requestEnd(startId, response, false));
   if (!calledTools) bodies.push({ type: 'session.status_idle', stop_reason: { type: 'end_turn' }, stop_details: null });
   return bodies;
+}
+
+/** The answer's thinking blocks, in order, with exactly the fields the Messages API takes back. */
+function thinkingBlocks(response: ModelResponse): ThinkingBlock[] {
+  const out: ThinkingBlock[] = [];
+  for (const b of response.content) {
+    if (b.type === 'thinking' && typeof b.thinking === 'string') {
+      out.push({ type: 'thinking', thinking: b.thinking, signature: typeof b.signature === 'string' ? b.signature : '' });
+    } else if (b.type === 'redacted_thinking' && typeof b.data === 'string') {
+      out.push({ type: 'redacted_thinking', data: b.data });
+    }
+  }
+  return out;
 }
