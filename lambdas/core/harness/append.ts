@@ -37,7 +37,7 @@ export async function append(w: Writer, sessionId: string, tail: number, bodies:
  * any time), the batch follows them; if anything else did, another harness is writing and the
  * batch is dropped (the loop reads the log again and decides anew).
  */
-export async function appendAfter(w: Writer, sessionId: string, position: number, bodies: EventBody[]) {
+export async function appendAfter(w: Writer, sessionId: string, position: number, bodies: Array<EventBody | SessionEvent>) {
   for (let attempt = 0; ; attempt++) {
     try {
       await append(w, sessionId, position, bodies);

@@ -98,6 +98,8 @@ export interface ViewOptions {
  *   them first, as the Messages API requires; user messages that arrived while the model was
  *   answering follow that answer.
  * - `agent.thinking` gives its thinking blocks back, unchanged, at the head of the answer.
+ * - A server tool's call and result (web_search, web_fetch: the provider ran them) are the
+ *   provider's blocks, kept in the events (`model_block`) and sent back unchanged in the answer.
  * - Status, span, error and Corral's own events are bookkeeping, not conversation.
  */
 export function buildMessages(events: StoredEvent[], opts: ViewOptions = {}): MessageParam[] {
@@ -136,6 +138,10 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         push('assistant', eventBlocks(event).filter((b) => b.type === 'text' && String(b.text).length > 0));
         break;
       case 'agent.tool_use':
+        // A server tool's call and result are the provider's blocks, sent back as they came.
+        if (event.model_block) push('assistant', [{ ...event.model_block }]);
+        else push('assistant', [{ type: 'tool_use', id: event.id, name: event.name, input: event.input ?? {} }]);
+        break;
       case 'agent.custom_tool_use':
         push('assistant', [{ type: 'tool_use', id: event.id, name: event.name, input: event.input ?? {} }]);
         break;
@@ -143,6 +149,9 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         push('assistant', [{ type: 'tool_use', id: event.id, name: mcpToolName(event.mcp_server_name, event.name), input: event.input ?? {} }]);
         break;
       case 'agent.tool_result':
+        if (event.model_block) push('assistant', [{ ...event.model_block }]);
+        else push('user', [resultBlock(event)]);
+        break;
       case 'agent.mcp_tool_result':
       case 'user.custom_tool_result':
         push('user', [resultBlock(event)]);

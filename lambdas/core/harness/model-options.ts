@@ -1,5 +1,3 @@
-import type { Agent } from '../resources/agents.js';
-
 /**
  * The agent's model configuration (`BetaManagedAgentsModelConfig`) as Messages API request
  * fields. Every field the agent stores reaches every model request of its sessions (the answer's
@@ -45,8 +43,16 @@ export function thinksAdaptively(modelId: string): boolean {
   return !BEFORE_ADAPTIVE_THINKING.test(modelId);
 }
 
+/** An agent's model configuration, as stored (`Agent['model']`; not imported: the API's schemas import this module). */
+export interface AgentModel {
+  id: string;
+  effort?: { type: string };
+  speed?: 'standard' | 'fast';
+  inference_geo?: string;
+}
+
 /** The request fields for an agent's model configuration. Pure. */
-export function modelOptions(model: Agent['model'], opts: { thinking?: boolean } = {}): ModelOptions {
+export function modelOptions(model: AgentModel, opts: { thinking?: boolean } = {}): ModelOptions {
   const out: ModelOptions = {};
   const betas: string[] = [];
   if (model.effort) out.output_config = { effort: model.effort.type as Effort };

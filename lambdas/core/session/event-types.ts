@@ -44,7 +44,24 @@ export type ThinkingBlock = { type: 'thinking'; thinking: string; signature: str
 export interface AgentThinkingEvent extends Sdk.BetaManagedAgentsAgentThinkingEvent {
   blocks?: ThinkingBlock[];
 }
-export type AgentToolUseEvent = Sdk.BetaManagedAgentsAgentToolUseEvent;
+/**
+ * A content block of the model's answer that the model provider produced and ran itself (a
+ * server tool's `server_tool_use`, or its result such as `web_search_tool_result`), as the
+ * Messages API returned it: the view sends it back unchanged.
+ */
+export interface ServerToolBlock {
+  type: string;
+  [field: string]: unknown;
+}
+
+/**
+ * A tool call. Corral extension: `model_block`, present when the model provider ran the tool
+ * (web_search, web_fetch): the model's `server_tool_use` block; the harness runs nothing for it,
+ * and its result follows it in the same batch.
+ */
+export interface AgentToolUseEvent extends Sdk.BetaManagedAgentsAgentToolUseEvent {
+  model_block?: ServerToolBlock;
+}
 export type AgentCustomToolUseEvent = Sdk.BetaManagedAgentsAgentCustomToolUseEvent;
 export type AgentMcpToolUseEvent = Sdk.BetaManagedAgentsAgentMCPToolUseEvent;
 /** Any of the three tool calls: each waits for its result (or the user's answer). */
@@ -53,6 +70,12 @@ export type ToolUseEvent = AgentToolUseEvent | AgentCustomToolUseEvent | AgentMc
 export interface AgentToolResultEvent extends Sdk.BetaManagedAgentsAgentToolResultEvent {
   /** Corral extension: the sandbox the tool ran in (absent for tools that need none). */
   sandbox?: string;
+  /**
+   * Corral extension, for a tool the model provider ran: its result block as the Messages API
+   * returned it (`web_search_tool_result`, `web_fetch_tool_result`), which the view sends back
+   * unchanged; `content` is its transcript (search results, the fetched document's address).
+   */
+  model_block?: ServerToolBlock;
 }
 
 /** A content block of an MCP tool result that is not one of the SDK's blocks, stored as the server gave it. */
