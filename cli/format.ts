@@ -60,10 +60,17 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
+/** The text of content blocks: a web search hit as its title and address, a fetched document as its address, others as `[type]`. */
 function textOf(content: unknown): string {
   if (!Array.isArray(content)) return '';
   return content
-    .map((b: { type?: string; text?: string }) => (b?.type === 'text' ? String(b.text ?? '') : b?.type ? `[${b.type}]` : ''))
+    .map((b: { type?: string; text?: string; title?: string; source?: unknown }) => {
+      if (b?.type === 'text') return String(b.text ?? '');
+      if (b?.type === 'search_result') return `${b.title ?? ''} — ${String(b.source ?? '')}`;
+      const url = (b?.source as { url?: unknown } | undefined)?.url;
+      if (b?.type === 'document' && typeof url === 'string') return `[document] ${b.title ? `${b.title} — ` : ''}${url}`;
+      return b?.type ? `[${b.type}]` : '';
+    })
     .join('\n');
 }
 

@@ -13,7 +13,7 @@ export function errorBody(type: string, message: string) {
 
 /** Describe a zod error as one line: `field.path: problem; other: problem`. */
 export function describeZodError(err: z.ZodError): string {
-  return err.issues
+  return unionBranch(err.issues)
     .slice(0, 5)
     .map((i) => {
       const path = i.path.length ? i.path.join('.') : 'body';
@@ -21,6 +21,20 @@ export function describeZodError(err: z.ZodError): string {
       return `${path}: ${i.message}`;
     })
     .join('; ');
+}
+
+/**
+ * A union whose every branch but one failed on the value's type (`model` is a string or an
+ * object): the issues of that one branch, so that the message names the field that is wrong
+ * (`model.inference_geo: ...`) instead of `model: Invalid input`.
+ */
+function unionBranch(issues: z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  return issues.flatMap((i) => {
+    if (i.code !== 'invalid_union' || !i.errors?.length) return [i];
+    const branches = i.errors.filter((b) => !(b.length === 1 && b[0].code === 'invalid_type' && b[0].path.length === 0));
+    if (branches.length !== 1) return [i];
+    return unionBranch(branches[0].map((b) => ({ ...b, path: [...i.path, ...b.path] })));
+  });
 }
 
 /** Deepest nesting of arrays and objects a request body may have. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildMessages } from '../../lambdas/core/harness/context.js';
+import { buildMessages, withCacheBreakpoints } from '../../lambdas/core/harness/context.js';
 import type { SessionEvent, StoredEvent } from '../../lambdas/core/session/events.js';
 
 /** A log from terse event bodies (only the fields the view reads), hence the cast. */
@@ -93,5 +93,41 @@ describe('buildMessages and sandbox handoffs', () => {
     expect(messages).toHaveLength(1);
     expect(messages[0].content[0]).toMatchObject({ type: 'text', text: expect.stringContaining('"default" of session sesn_A was handed to this session') });
     expect(messages[0].content[1]).toEqual({ type: 'text', text: 'review it' });
+  });
+});
+
+describe('buildMessages and thinking', () => {
+  const thinking = [
+    { type: 'thinking', thinking: 'x'.repeat(60_000), signature: 'sig' },
+    { type: 'redacted_thinking', data: 'opaque' },
+  ];
+  const events = log(
+    { type: 'user.message', content: [{ type: 'text', text: 'go' }] },
+    { type: 'span.model_request_start' },
+    { type: 'agent.thinking', blocks: thinking },
+    { type: 'agent.message', content: [{ type: 'text', text: 'ok' }] },
+    { type: 'agent.tool_use', id: 't', name: 'bash', input: {} },
+    { type: 'span.model_request_end' },
+    { type: 'agent.tool_result', tool_use_id: 't', content: [{ type: 'text', text: 'done' }] },
+    { type: 'span.model_request_start' },
+    { type: 'agent.thinking' },
+    { type: 'agent.message', content: [{ type: 'text', text: 'finished' }] },
+    { type: 'span.model_request_end' },
+  );
+
+  it('opens each answer with its thinking blocks, unclipped and unchanged; an event without blocks adds none', () => {
+    const messages = buildMessages(events, { maxBlockChars: 1000 });
+    expect(messages[1]).toEqual({
+      role: 'assistant',
+      content: [...thinking, { type: 'text', text: 'ok' }, { type: 'tool_use', id: 't', name: 'bash', input: {} }],
+    });
+    expect(messages[3]).toEqual({ role: 'assistant', content: [{ type: 'text', text: 'finished' }] });
+  });
+
+  it('puts no cache breakpoint on a thinking block', () => {
+    const [, answer] = withCacheBreakpoints(buildMessages(events.slice(0, 5)), false);
+    expect(answer.content.map((b) => b.cache_control ?? null)).toEqual([null, null, null, { type: 'ephemeral' }]);
+    const onlyThinking = withCacheBreakpoints([{ role: 'assistant', content: [...thinking] }], false);
+    expect(onlyThinking[0].content.every((b) => b.cache_control === undefined)).toBe(true);
   });
 });

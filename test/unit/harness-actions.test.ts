@@ -42,7 +42,7 @@ async function rig(opts: HarnessOptions = {}, mcp?: McpGateway) {
 describe('compaction', () => {
   it('summarises the older part of a long view, and the next request starts from the summary', async () => {
     const r = await rig({ contextBudgetEvents: 14 });
-    const s = await r.session();
+    const s = await r.session({ model: { id: 'claude-sonnet-4-6', effort: 'low', inference_geo: 'us' } });
     for (let i = 1; i <= 3; i++) {
       await r.say(s.id, `message ${i}`);
       r.model.push(text(`answer ${i}`));
@@ -57,6 +57,9 @@ describe('compaction', () => {
     // the summary request offers no tools and ends with the instruction to summarise
     const summaryRequest = r.model.requests.at(-2)!;
     expect(summaryRequest.tools).toEqual([]);
+    // the agent's effort and inference geography hold for the summary too (it needs no thinking)
+    expect(summaryRequest.options).toEqual({ output_config: { effort: 'low' }, inference_geo: 'us' });
+    expect(r.model.requests.at(-1)!.options).toEqual({ output_config: { effort: 'low' }, inference_geo: 'us', thinking: { type: 'adaptive' } });
     expect(JSON.stringify(summaryRequest.messages.at(-1))).toMatch(/summar/i);
     // the next model request sees the summary, not the events it replaced, and can read them back
     const next = r.model.requests.at(-1)!;

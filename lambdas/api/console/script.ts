@@ -131,11 +131,21 @@ function statusBadge(status: string, id?: string): HTMLSpanElement {
   return h('span', { class: 'badge status-' + status, id: id, text: status });
 }
 
-/** The text of a message's content blocks (other blocks as `[type]`). */
+/**
+ * The text of a message's content blocks: a web search hit as its title and address, a fetched
+ * document as its address, other blocks as `[type]`.
+ */
 function textOf(content: unknown): string {
   if (!Array.isArray(content)) return '';
-  return (content as Array<{ type?: string; text?: string } | null>)
-    .map((b) => (b && b.type === 'text' ? b.text : b && b.type ? '[' + b.type + ']' : ''))
+  return (content as Array<{ type?: string; text?: string; title?: string; source?: unknown } | null>)
+    .map((b) => {
+      if (!b) return '';
+      if (b.type === 'text') return b.text;
+      if (b.type === 'search_result') return (b.title ?? '') + ' — ' + String(b.source ?? '');
+      const url = (b.source as { url?: unknown } | undefined)?.url;
+      if (b.type === 'document' && typeof url === 'string') return '[document] ' + (b.title ? b.title + ' — ' : '') + url;
+      return b.type ? '[' + b.type + ']' : '';
+    })
     .join('\n');
 }
 

@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { parseHostPattern } from '../sandbox/egress.js';
+import { INFERENCE_GEOS } from '../harness/model-options.js';
 
 /**
  * Request schemas of the public API, shaped after the official SDK's parameter types
@@ -44,12 +45,89 @@ export type PermissionPolicy = z.infer<typeof Policy>;
 
 export const AGENT_TOOL_NAMES = ['bash', 'edit', 'read', 'write', 'glob', 'grep', 'web_fetch', 'web_search'] as const;
 
-const AgentToolConfig = z.looseObject({
-  name: z.enum(AGENT_TOOL_NAMES),
-  type: z.enum(AGENT_TOOL_NAMES).optional(),
+const SANDBOX_TOOL_NAMES = ['bash', 'edit', 'read', 'write', 'glob', 'grep'] as const;
+
+const SandboxToolConfig = z.looseObject({
+  name: z.enum(SANDBOX_TOOL_NAMES),
+  type: z.enum(SANDBOX_TOOL_NAMES).optional(),
   enabled: z.boolean().nullish(),
   permission_policy: Policy.nullish(),
 });
+
+/** A domain list of a web tool: 1 to 64 plain host names (an empty list is refused: omit the field). */
+const DomainList = z
+  .array(
+    z
+      .string()
+      .min(1)
+      .max(253)
+      .regex(/^[A-Za-z0-9.-]+(?:\/[^\s]*)?$/, 'must be a plain host name like docs.example.com (no scheme or port)'),
+  )
+  .min(1)
+  .max(64);
+
+const UserLocation = z.strictObject({
+  type: z.literal('approximate'),
+  city: z.string().min(1).max(255).nullish(),
+  country: z.string().min(2).max(2).nullish(),
+  region: z.string().min(1).max(255).nullish(),
+  timezone: z.string().min(1).max(255).nullish(),
+});
+
+/** `web_search`, which the model provider runs (the Messages API's `web_search_20250305` server tool). */
+const WebSearchToolConfig = z.strictObject({
+  name: z.literal('web_search'),
+  type: z.literal('web_search').optional(),
+  enabled: z.boolean().nullish(),
+  permission_policy: Policy.nullish(),
+  allowed_domains: DomainList.optional(),
+  blocked_domains: DomainList.optional(),
+  user_location: UserLocation.nullish(),
+});
+
+const ToolReference = z.strictObject({ type: z.literal('tool_reference'), name: z.string().min(1).max(128) });
+const UrlSourceAllOrNone = z.union([
+  z.enum(['all', 'none']),
+  z.strictObject({ type: z.literal('all') }),
+  z.strictObject({ type: z.literal('none') }),
+]);
+const UrlSourceToolFilter = z.union([
+  UrlSourceAllOrNone,
+  z.strictObject({ type: z.literal('only'), tools: z.array(ToolReference).min(1).max(128) }),
+  z.strictObject({ type: z.literal('except'), tools: z.array(ToolReference).min(1).max(128) }),
+]);
+const UrlSources = z.strictObject({
+  client_tool_results: UrlSourceToolFilter.nullish(),
+  server_tool_results: UrlSourceToolFilter.nullish(),
+  user_input: UrlSourceAllOrNone.nullish(),
+});
+
+/** `web_fetch`, which the model provider runs (the Messages API's `web_fetch_20250910` server tool). */
+const WebFetchToolConfig = z.strictObject({
+  name: z.literal('web_fetch'),
+  type: z.literal('web_fetch').optional(),
+  enabled: z.boolean().nullish(),
+  permission_policy: Policy.nullish(),
+  allowed_domains: DomainList.optional(),
+  blocked_domains: DomainList.optional(),
+  max_content_tokens: z.number().int().positive().max(1_000_000).nullish(),
+  url_sources: UrlSources.nullish(),
+});
+
+const AgentToolConfig = z
+  .discriminatedUnion('name', [SandboxToolConfig, WebSearchToolConfig, WebFetchToolConfig])
+  .superRefine((c, ctx) => {
+    if ('allowed_domains' in c && c.allowed_domains && 'blocked_domains' in c && c.blocked_domains) {
+      ctx.addIssue({ code: 'custom', path: ['blocked_domains'], message: 'cannot be combined with allowed_domains' });
+    }
+    if (c.name === 'web_fetch' && c.url_sources) {
+      const none = (v: unknown) => v === 'none' || (typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'none');
+      const u = c.url_sources;
+      if (none(u.client_tool_results) && none(u.server_tool_results) && none(u.user_input)) {
+        ctx.addIssue({ code: 'custom', path: ['url_sources'], message: 'setting every source to "none" leaves web_fetch nothing to fetch; disable the tool instead' });
+      }
+    }
+  });
 
 const DefaultConfig = z.strictObject({ enabled: z.boolean().nullish(), permission_policy: Policy.nullish() });
 
@@ -88,7 +166,14 @@ const ModelConfig = z.strictObject({
       z.strictObject({ type: z.enum(['low', 'medium', 'high', 'xhigh', 'max']) }),
     ])
     .nullish(),
-  inference_geo: z.string().max(64).nullish(),
+  // The geographies the Messages API serves: another value could never be honoured, so it is
+  // refused here rather than failing each of the session's model calls.
+  inference_geo: z
+    .enum(INFERENCE_GEOS, {
+      error: (i) =>
+        `inference_geo ${JSON.stringify(i.input).slice(0, 80)} is not supported: the Messages API serves ${INFERENCE_GEOS.map((g) => `"${g}"`).join(' and ')}`,
+    })
+    .nullish(),
   speed: z.enum(['standard', 'fast']).nullish(),
 });
 export const ModelParam = z.union([z.string().min(1).max(256), ModelConfig]);

@@ -14,7 +14,8 @@ export type MessageParam = { role: 'user' | 'assistant'; content: Array<Record<s
  *   -> cache breakpoints (a stable prefix for prompt caching)
  *
  * Everything left out stays in the log; the stubs say where, and the model can read it back
- * with the `read_session_log` tool. Thinking is never replayed (the log keeps no thinking text).
+ * with the `read_session_log` tool. Thinking blocks go back to the model as it gave them (with
+ * their signatures), ahead of the answer they belong to, and are never clipped or elided.
  */
 
 /** One step of the view pipeline: events in, events out. Pure. */
@@ -96,7 +97,10 @@ export interface ViewOptions {
  * - Consecutive content of one role is merged; a user message that carries tool results puts
  *   them first, as the Messages API requires; user messages that arrived while the model was
  *   answering follow that answer.
- * - Status, span, error, thinking and Corral's own events are bookkeeping, not conversation.
+ * - `agent.thinking` gives its thinking blocks back, unchanged, at the head of the answer.
+ * - A server tool's call and result (web_search, web_fetch: the provider ran them) are the
+ *   provider's blocks, kept in the events (`model_block`) and sent back unchanged in the answer.
+ * - Status, span, error and Corral's own events are bookkeeping, not conversation.
  */
 export function buildMessages(events: StoredEvent[], opts: ViewOptions = {}): MessageParam[] {
   return toMessages(clipBlocks(opts.maxBlockChars ?? VIEW_BLOCK_CHARS)(events));
@@ -126,10 +130,18 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         if (openRequest) deferred.push(event);
         else push('user', eventBlocks(event));
         break;
+      case 'agent.thinking':
+        // Written before the text and tool calls of the same answer, so they open its message.
+        push('assistant', (event.blocks ?? []).map((b) => ({ ...b })));
+        break;
       case 'agent.message':
         push('assistant', eventBlocks(event).filter((b) => b.type === 'text' && String(b.text).length > 0));
         break;
       case 'agent.tool_use':
+        // A server tool's call and result are the provider's blocks, sent back as they came.
+        if (event.model_block) push('assistant', [{ ...event.model_block }]);
+        else push('assistant', [{ type: 'tool_use', id: event.id, name: event.name, input: event.input ?? {} }]);
+        break;
       case 'agent.custom_tool_use':
         push('assistant', [{ type: 'tool_use', id: event.id, name: event.name, input: event.input ?? {} }]);
         break;
@@ -137,6 +149,9 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         push('assistant', [{ type: 'tool_use', id: event.id, name: mcpToolName(event.mcp_server_name, event.name), input: event.input ?? {} }]);
         break;
       case 'agent.tool_result':
+        if (event.model_block) push('assistant', [{ ...event.model_block }]);
+        else push('user', [resultBlock(event)]);
+        break;
       case 'agent.mcp_tool_result':
       case 'user.custom_tool_result':
         push('user', [resultBlock(event)]);
@@ -222,7 +237,8 @@ export function withCacheBreakpoints(messages: MessageParam[], hasSummary: boole
   };
   if (hasSummary) mark(out[0], 0);
   const last = out[out.length - 1];
-  if (last) mark(last, last.content.length - 1);
+  // Thinking blocks take no cache_control: the breakpoint goes on the last block that does.
+  if (last) mark(last, last.content.findLastIndex((b) => b.type !== 'thinking' && b.type !== 'redacted_thinking'));
   return out;
 }
 

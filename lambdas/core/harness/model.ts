@@ -1,6 +1,7 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import { BaseAnthropic } from '@anthropic-ai/sdk/client';
 import { Messages } from '@anthropic-ai/sdk/resources/messages/messages';
+import type { ModelOptions } from './model-options.js';
 
 /**
  * The official client with the one resource Corral calls, Messages. The SDK's default export
@@ -34,14 +35,21 @@ export interface ModelResponse {
   timeToFirstTokenMs: number | null;
 }
 
+/** A tool the model may call: one the harness runs (with an input schema), or a server tool the provider runs (by its `type`). */
+export type ModelTool =
+  | { name: string; description: string; input_schema: Record<string, unknown> }
+  | { type: string; name: string; [field: string]: unknown };
+
 export interface ModelRequest {
   model: string;
   system?: string;
   messages: Array<{ role: 'user' | 'assistant'; content: unknown[] }>;
-  tools: Array<{ name: string; description: string; input_schema: Record<string, unknown> }>;
+  tools: ModelTool[];
   maxTokens: number;
   /** Mark the system prompt and the tools as a cacheable prefix (prompt caching). */
   cache?: boolean;
+  /** The agent's model configuration as request fields (model-options.ts). */
+  options?: ModelOptions;
 }
 
 /**
@@ -118,9 +126,10 @@ export class AnthropicModel implements ModelClient {
       const ephemeral = { type: 'ephemeral' as const };
       const tools = request.tools.map((t, i) =>
         request.cache && i === request.tools.length - 1 ? { ...t, cache_control: ephemeral } : t,
-      ) as Anthropic.Tool[];
+      ) as Anthropic.ToolUnion[];
       const system =
         request.system && request.cache ? [{ type: 'text' as const, text: request.system, cache_control: ephemeral }] : request.system;
+      const { betas, ...options } = request.options ?? {};
       const stream = this.client.messages.stream(
         {
           model: request.model,
@@ -128,8 +137,9 @@ export class AnthropicModel implements ModelClient {
           system,
           messages: request.messages as Anthropic.MessageParam[],
           tools: tools.length ? tools : undefined,
+          ...options,
         },
-        { signal: opts.signal },
+        { signal: opts.signal, ...(betas?.length ? { headers: { 'anthropic-beta': betas.join(',') } } : {}) },
       );
       const onDelta = opts.onDelta;
       stream.on('streamEvent', (event) => {

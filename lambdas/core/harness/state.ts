@@ -85,6 +85,8 @@ export function viewChars(e: SessionEvent): number {
     case 'agent.tool_result':
     case 'agent.mcp_tool_result':
     case 'user.custom_tool_result': {
+      // A server tool's result goes to the model as the provider's block.
+      if (e.type === 'agent.tool_result' && e.model_block) return JSON.stringify(e.model_block).length;
       // `content` is optional on results; a stored block may be null if a client sent one.
       if (!Array.isArray(e.content)) return 0;
       return e.content.reduce(
@@ -167,6 +169,9 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
     case 'agent.tool_use':
     case 'agent.mcp_tool_use':
     case 'agent.custom_tool_use':
+      // A server tool (web_search, web_fetch) ran at the provider inside the answer: nothing is
+      // open, and the turn goes on only if the answer called another tool.
+      if (e.type === 'agent.tool_use' && e.model_block) break;
       if (s.lastRequest) s.lastRequest.calledTools = true;
       s.open.push({
         id: e.id,

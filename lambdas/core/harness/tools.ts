@@ -10,7 +10,9 @@ export type ToolRoute =
   /** Corral's own: the harness reads the session log back for the model. */
   | { kind: 'log'; policy: PermissionPolicy }
   /** A tool of one of the agent's MCP servers, called through the credential proxy. */
-  | { kind: 'mcp'; server: McpServerRef; tool: string; policy: PermissionPolicy };
+  | { kind: 'mcp'; server: McpServerRef; tool: string; policy: PermissionPolicy }
+  /** A server tool (web_search, web_fetch): the model provider runs it inside the model's answer. */
+  | { kind: 'server'; policy: PermissionPolicy };
 
 export const READ_LOG_TOOL = 'read_session_log';
 
@@ -120,14 +122,39 @@ export const SANDBOX_TOOL_SPECS: Record<SandboxToolName, ToolSpec> = {
   },
 };
 
+/** The Messages API's server tools for the agent toolset's web tools: the model provider runs them. */
+export const SERVER_TOOL_TYPES = { web_search: 'web_search_20250305', web_fetch: 'web_fetch_20250910' } as const;
+
+/** A server tool as the Messages API takes it: its `type`, `name` and settings. */
+export interface ServerToolSpec {
+  type: (typeof SERVER_TOOL_TYPES)[keyof typeof SERVER_TOOL_TYPES];
+  name: keyof typeof SERVER_TOOL_TYPES;
+  [setting: string]: unknown;
+}
+
 export interface Toolbox {
-  specs: ToolSpec[];
+  specs: Array<ToolSpec | ServerToolSpec>;
   routes: Map<string, ToolRoute>;
 }
 
+/** The server tool for a web tool's config: every setting the agent stores that the tool takes. */
+export function serverToolSpec(name: keyof typeof SERVER_TOOL_TYPES, config: Record<string, unknown> | undefined): ServerToolSpec {
+  const spec: ServerToolSpec = { type: SERVER_TOOL_TYPES[name], name };
+  const settings = name === 'web_search' ? ['allowed_domains', 'blocked_domains', 'user_location'] : ['allowed_domains', 'blocked_domains', 'max_content_tokens'];
+  for (const key of settings) if (config?.[key] != null) spec[key] = config[key];
+  const sources = config?.url_sources as Record<string, unknown> | null | undefined;
+  if (name === 'web_fetch' && sources) {
+    // The agent names every source (null: not set); the request leaves a source out for "all".
+    const set = Object.fromEntries(Object.entries(sources).filter(([, v]) => v != null));
+    if (Object.keys(set).length) spec.url_sources = set;
+  }
+  return spec;
+}
+
 /**
- * The tools offered to the model for an agent's tool definitions. Tools Corral cannot serve here
- * (web_fetch, web_search, MCP toolsets before the credential proxy serves them) are not offered.
+ * The tools offered to the model for an agent's tool definitions: the sandbox tools, the web tools
+ * as server tools (the provider runs them inside the answer, so one whose policy asks first is
+ * not offered: nobody could be asked), custom tools, and the tools of MCP servers that listed.
  */
 export function buildToolbox(
   tools: AgentToolDefinition[],
@@ -138,7 +165,7 @@ export function buildToolbox(
     mcpTools?: Map<string, McpToolInfo[]>;
   } = {},
 ): Toolbox {
-  const specs: ToolSpec[] = [];
+  const specs: Toolbox['specs'] = [];
   const routes = new Map<string, ToolRoute>();
   if (opts.readLog) {
     specs.push(READ_LOG_SPEC);
@@ -152,6 +179,13 @@ export function buildToolbox(
         if (!enabled || routes.has(name)) continue;
         specs.push(SANDBOX_TOOL_SPECS[name]);
         routes.set(name, { kind: 'sandbox', tool: name, policy: config?.permission_policy ?? def.default_config.permission_policy });
+      }
+      for (const name of Object.keys(SERVER_TOOL_TYPES) as Array<keyof typeof SERVER_TOOL_TYPES>) {
+        const config = def.configs.find((c) => c.name === name);
+        const policy = config?.permission_policy ?? def.default_config.permission_policy;
+        if (!(config?.enabled ?? def.default_config.enabled) || policy.type === 'always_ask' || routes.has(name)) continue;
+        specs.push(serverToolSpec(name, config));
+        routes.set(name, { kind: 'server', policy });
       }
     } else if (def.type === 'mcp_toolset') {
       const server = opts.mcpServers?.find((m) => m.name === def.mcp_server_name);

@@ -41,6 +41,16 @@ export type AgentToolDefinition =
     }
   | { type: 'custom'; name: string; description: string; input_schema: Record<string, unknown> };
 
+/** Tools of the agent toolset that the model provider runs (the Messages API's server tools). */
+export const SERVER_TOOL_NAMES = ['web_search', 'web_fetch'] as const;
+
+/** `url_sources` of a web_fetch config as the API returns it: every source named, null when not set. */
+export interface WebFetchUrlSources {
+  client_tool_results: { type: string; tools?: Array<{ type: 'tool_reference'; name: string }> } | null;
+  server_tool_results: { type: string; tools?: Array<{ type: 'tool_reference'; name: string }> } | null;
+  user_input: { type: string } | null;
+}
+
 const ALLOW: PermissionPolicy = { type: 'always_allow' };
 const ASK: PermissionPolicy = { type: 'always_ask' };
 
@@ -55,7 +65,7 @@ function normalizeModel(model: AgentCreate['model']): Agent['model'] {
 
 function normalizeTools(tools: NonNullable<AgentCreate['tools']>, mcpServers: Agent['mcp_servers']): AgentToolDefinition[] {
   const names = new Set<string>();
-  return tools.map((tool): AgentToolDefinition => {
+  return tools.map((tool, i): AgentToolDefinition => {
     if (tool.type === 'custom') {
       if (names.has(tool.name)) throw new InvalidRequestError(`tools: duplicate tool name ${tool.name}`);
       names.add(tool.name);
@@ -78,18 +88,58 @@ function normalizeTools(tools: NonNullable<AgentCreate['tools']>, mcpServers: Ag
       };
     }
     const def = { enabled: tool.default_config?.enabled ?? true, permission_policy: tool.default_config?.permission_policy ?? ALLOW };
-    return {
-      type: 'agent_toolset_20260401',
-      default_config: def,
-      configs: (tool.configs ?? []).map((c) => ({
-        ...c,
-        name: c.name,
-        type: c.name,
-        enabled: c.enabled ?? def.enabled,
-        permission_policy: c.permission_policy ?? def.permission_policy,
-      })),
-    };
+    const given = tool.configs ?? [];
+    assertServerToolPolicies(i, def, given);
+    const configs = given.map((c) => ({
+      ...c,
+      name: c.name,
+      type: c.name,
+      enabled: c.enabled ?? def.enabled,
+      permission_policy: c.permission_policy ?? def.permission_policy,
+      // web_fetch echoes url_sources in the object form, each source named (null: not set).
+      ...(c.name === 'web_fetch' ? { url_sources: normalizeUrlSources(c.url_sources) } : {}),
+    }));
+    return { type: 'agent_toolset_20260401', default_config: def, configs };
   });
+}
+
+/**
+ * `web_search` and `web_fetch` are run by the model provider inside the model's answer, where
+ * nobody can be asked first: an enabled one whose policy is `always_ask` could not be honoured,
+ * and is refused, naming the setting it comes from.
+ */
+function assertServerToolPolicies(
+  index: number,
+  def: { enabled: boolean; permission_policy: PermissionPolicy },
+  configs: Array<{ name: string; enabled?: boolean | null; permission_policy?: PermissionPolicy | null }>,
+) {
+  for (const name of SERVER_TOOL_NAMES) {
+    const j = configs.findIndex((c) => c.name === name);
+    const config = j >= 0 ? configs[j] : undefined;
+    if (!(config?.enabled ?? def.enabled)) continue;
+    if ((config?.permission_policy ?? def.permission_policy).type !== 'always_ask') continue;
+    const field = config?.permission_policy
+      ? `tools.${index}.configs.${j}.permission_policy`
+      : `tools.${index}.default_config.permission_policy`;
+    throw new InvalidRequestError(
+      `${field}: always_ask is not supported for ${name}, which the model provider runs without asking; ` +
+        `give ${name} permission_policy always_allow, or disable it`,
+    );
+  }
+}
+
+type UrlSourceParam = string | { type: string; tools?: Array<{ type: 'tool_reference'; name: string }> } | null | undefined;
+
+function normalizeUrlSources(
+  sources: { client_tool_results?: UrlSourceParam; server_tool_results?: UrlSourceParam; user_input?: UrlSourceParam } | null | undefined,
+): WebFetchUrlSources | null {
+  if (!sources) return null;
+  const one = (v: UrlSourceParam) => (v == null ? null : typeof v === 'string' ? { type: v } : v);
+  return {
+    client_tool_results: one(sources.client_tool_results),
+    server_tool_results: one(sources.server_tool_results),
+    user_input: one(sources.user_input),
+  };
 }
 
 function normalizeSkills(skills: AgentCreate['skills']): Agent['skills'] {

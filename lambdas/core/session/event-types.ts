@@ -29,9 +29,39 @@ export type UserCustomToolResultEvent = Stored<Sdk.BetaManagedAgentsUserCustomTo
 
 // --- what the model did ----------------------------------------------------------------------
 export type AgentMessageEvent = Sdk.BetaManagedAgentsAgentMessageEvent;
-/** Thinking happened; the log keeps no thinking text. */
-export type AgentThinkingEvent = Sdk.BetaManagedAgentsAgentThinkingEvent;
-export type AgentToolUseEvent = Sdk.BetaManagedAgentsAgentToolUseEvent;
+/**
+ * A thinking block, as the Messages API returned it: `thinking` with its `signature`, or a
+ * `redacted_thinking` block's opaque `data`. Kept byte for byte: the API checks them when they
+ * are sent back.
+ */
+export type ThinkingBlock = { type: 'thinking'; thinking: string; signature: string } | { type: 'redacted_thinking'; data: string };
+
+/**
+ * The model thought (extended thinking). Corral extension: `blocks`, the model's thinking blocks
+ * of that answer, which the view sends back with the answer as the Messages API requires (an
+ * answer that called a tool must be followed by its thinking, signatures intact).
+ */
+export interface AgentThinkingEvent extends Sdk.BetaManagedAgentsAgentThinkingEvent {
+  blocks?: ThinkingBlock[];
+}
+/**
+ * A content block of the model's answer that the model provider produced and ran itself (a
+ * server tool's `server_tool_use`, or its result such as `web_search_tool_result`), as the
+ * Messages API returned it: the view sends it back unchanged.
+ */
+export interface ServerToolBlock {
+  type: string;
+  [field: string]: unknown;
+}
+
+/**
+ * A tool call. Corral extension: `model_block`, present when the model provider ran the tool
+ * (web_search, web_fetch): the model's `server_tool_use` block; the harness runs nothing for it,
+ * and its result follows it in the same batch.
+ */
+export interface AgentToolUseEvent extends Sdk.BetaManagedAgentsAgentToolUseEvent {
+  model_block?: ServerToolBlock;
+}
 export type AgentCustomToolUseEvent = Sdk.BetaManagedAgentsAgentCustomToolUseEvent;
 export type AgentMcpToolUseEvent = Sdk.BetaManagedAgentsAgentMCPToolUseEvent;
 /** Any of the three tool calls: each waits for its result (or the user's answer). */
@@ -40,6 +70,12 @@ export type ToolUseEvent = AgentToolUseEvent | AgentCustomToolUseEvent | AgentMc
 export interface AgentToolResultEvent extends Sdk.BetaManagedAgentsAgentToolResultEvent {
   /** Corral extension: the sandbox the tool ran in (absent for tools that need none). */
   sandbox?: string;
+  /**
+   * Corral extension, for a tool the model provider ran: its result block as the Messages API
+   * returned it (`web_search_tool_result`, `web_fetch_tool_result`), which the view sends back
+   * unchanged; `content` is its transcript (search results, the fetched document's address).
+   */
+  model_block?: ServerToolBlock;
 }
 
 /** A content block of an MCP tool result that is not one of the SDK's blocks, stored as the server gave it. */

@@ -7,6 +7,7 @@ import { buildView, withCacheBreakpoints } from '../context.js';
 import { watchInterrupt } from '../interrupts.js';
 import { ModelError, type ModelResponse } from '../model.js';
 import { PreviewPublisher } from '../previews.js';
+import { modelOptions } from '../model-options.js';
 import { DEFAULT_MAX_MODEL_ATTEMPTS } from '../state.js';
 import { buildToolbox } from '../tools.js';
 import { LeaseLostError, type HarnessOptions, type StepContext } from '../step.js';
@@ -97,6 +98,7 @@ export async function callModel(ctx: StepContext, attempt: number) {
         tools: toolbox.specs,
         maxTokens: ctx.opts.maxTokens ?? 8192,
         cache: true,
+        options: modelOptions(session.agent.model),
       },
       { signal: AbortSignal.any([controller.signal, cut]), onDelta: preview && ((d) => preview.onDelta(d)) },
     );

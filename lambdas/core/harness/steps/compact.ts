@@ -2,6 +2,7 @@ import { StepDeadlineError } from '../../sandbox/types.js';
 import type { StoredEvent } from '../../session/events.js';
 import { append } from '../append.js';
 import { buildView } from '../context.js';
+import { modelOptions } from '../model-options.js';
 import { viewChars } from '../state.js';
 import { viewBudgetChars, viewBudgetEvents, type StepContext } from '../step.js';
 
@@ -61,6 +62,9 @@ export async function compact(ctx: StepContext) {
         messages: messages as never,
         tools: [],
         maxTokens: 4096,
+        // The agent's effort, speed and inference geography hold for the summary too; a summary
+        // needs no thinking of its own.
+        options: modelOptions(session.agent.model, { thinking: false }),
       },
       { signal: cut },
     );

@@ -35,7 +35,8 @@ export function routeToolCall(tool: OpenTool, agentTools: AgentToolDefinition[])
   if (tool.type === 'agent.mcp_tool_use') return { kind: 'mcp' };
   // The log reader is routed even when the current view would not offer it: the model was offered it when it called.
   const route = buildToolbox(agentTools, { readLog: true }).routes.get(tool.name);
-  if (!route || route.kind === 'custom' || route.kind === 'mcp') return { kind: 'unknown' };
+  // A server tool's call never waits here: the provider ran it inside the answer that made it.
+  if (!route || route.kind === 'custom' || route.kind === 'mcp' || route.kind === 'server') return { kind: 'unknown' };
   if (route.kind === 'log') return { kind: 'log' };
   return { kind: 'sandbox', tool: route.tool };
 }
