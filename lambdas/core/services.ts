@@ -3,6 +3,7 @@ import type { ModelClient } from './harness/model.js';
 import type { WakeQueue } from './harness/queue.js';
 import { AgentService } from './resources/agents.js';
 import { EnvironmentService } from './resources/environments.js';
+import { FileService } from './resources/files.js';
 import { SessionService } from './resources/sessions.js';
 import { TenantService } from './resources/tenants.js';
 import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimits } from './resources/rate-limits.js';
@@ -37,6 +38,8 @@ export interface CorralServices {
   credentialProxy?: CredentialProxyClient;
   /** Bytes of files and workspace snapshots (S3 on AWS, the data dir locally), when configured. */
   blobs?: BlobStore;
+  /** The Files API (`client.beta.files`) over `blobs`; answers 503 when there is no blob store. */
+  files: FileService;
 }
 
 export function createServices(deps: {
@@ -75,6 +78,7 @@ export function createServices(deps: {
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
+  const files = new FileService(deps.table, deps.blobs);
   const vaults = new VaultService(deps.table, deps.credentialProxy);
   const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue, {
     vaults,
@@ -100,5 +104,6 @@ export function createServices(deps: {
     vaults,
     credentialProxy: deps.credentialProxy,
     blobs: deps.blobs,
+    files,
   };
 }

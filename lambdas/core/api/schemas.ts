@@ -576,6 +576,30 @@ export const SessionResourceResponse = z
   })
   .meta({ description: 'A session resource (`BetaManagedAgentsSessionResource`): never its `authorization_token`.' });
 
+export const FileMetadataResponse = z
+  .strictObject({
+    id: z.string(),
+    type: z.literal('file'),
+    filename: z.string(),
+    mime_type: z.string(),
+    size_bytes: z.number().int(),
+    created_at: Timestamp,
+    downloadable: z.boolean(),
+    expires_at: NullableTimestamp,
+    scope: z.strictObject({ type: z.literal('session'), id: z.string() }).nullable(),
+  })
+  .meta({ description: 'A file (`BetaFileMetadata`): uploaded (`scope` null) or written by a session\'s agent under /mnt/session/outputs.' });
+
+/** `POST /v1/files`: a multipart/form-data body (described here for the OpenAPI document; `lambdas/api/files.ts` parses it). */
+export const FileUpload = z
+  .strictObject({
+    file: z.string().meta({ format: 'binary', description: 'The file: at most 4 MiB; its part\'s filename (final path component) and content type are kept.' }),
+    expires_in_seconds: z.number().int().min(3600).max(7_776_000).optional(),
+  })
+  .meta({ description: 'multipart/form-data: one `file` part, and optionally `expires_in_seconds`.' });
+
+export const FileDeletedResponse = z.strictObject({ id: z.string(), type: z.literal('file_deleted') }).meta({ description: 'The answer to a file delete.' });
+
 export const DeletedResponse = z
   .strictObject({
     id: z.string(),
@@ -625,6 +649,8 @@ export const namedSchemas = {
   Credential: CredentialResponse,
   CredentialValidation: CredentialValidationResponse,
   Deleted: DeletedResponse,
+  FileMetadata: FileMetadataResponse,
+  FileUpload,
   Error: ErrorResponse,
 } satisfies Record<string, z.ZodType>;
 export const apiSchemas = z.registry<{ id: string }>();
