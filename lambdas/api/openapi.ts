@@ -20,6 +20,8 @@ import {
   FileDeletedResponse,
   FileMetadataResponse,
   FileUpload,
+  FileResourceParam,
+  SessionResourceDeletedResponse,
   namedSchemas,
   pageOf,
   SessionCreate,
@@ -176,6 +178,15 @@ export const OPERATIONS: Operation[] = [
   {
     method: 'get', path: '/v1/sessions/{id}/resources', operationId: 'listSessionResources', summary: "List a session's resources", tag: 'sessions',
     response: pageOf(SessionResourceResponse), description: 'Never a repository\'s `authorization_token`.',
+  },
+  {
+    method: 'post', path: '/v1/sessions/{id}/resources', operationId: 'addSessionResource', summary: 'Add a file to a session', tag: 'sessions',
+    body: FileResourceParam, response: SessionResourceResponse,
+    description: 'Mounted read-only at `mount_path` (under /mnt/session/uploads/) in the session\'s sandboxes from their next tool call on. An unknown file is a 404.',
+  },
+  {
+    method: 'delete', path: '/v1/sessions/{id}/resources/{resource_id}', operationId: 'deleteSessionResource', summary: 'Remove a file resource from a session', tag: 'sessions',
+    response: SessionResourceDeletedResponse, description: 'File resources only; the file stays in the Files API.',
   },
   { method: 'get', path: '/v1/sessions/{id}/resources/{resource_id}', operationId: 'getSessionResource', summary: 'Retrieve a session resource', tag: 'sessions', response: SessionResourceResponse },
   {

@@ -83,10 +83,17 @@ export function createServices(deps: {
   const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue, {
     vaults,
     secrets: deps.credentialProxy,
-  }, { allow: deps.repositoryUrlAllow ?? [] });
+  }, { allow: deps.repositoryUrlAllow ?? [] }, files);
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
-  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey);
+  const sandboxFiles = files.available
+    ? {
+        read: (tenant: string, id: string) => files.readBytes(tenant, id),
+        outputs: (tenant: string, sessionId: string) => files.outputs(tenant, sessionId),
+        putOutput: (...args: Parameters<FileService['putOutput']>) => files.putOutput(...args),
+      }
+    : undefined;
+  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey, sandboxFiles);
   const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);
   return {

@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { parseHostPattern } from '../sandbox/egress.js';
+import { fileMountPathProblem } from '../sandbox/recipe.js';
 
 /**
  * Request schemas of the public API, shaped after the official SDK's parameter types
@@ -266,12 +267,33 @@ const GitHubRepositoryResourceParam = z.strictObject({
     .nullish(),
   mount_path: z.string().min(1).max(1024).nullish(),
 });
+/**
+ * A file of the Files API mounted read-only in the session's sandboxes (`BetaManagedAgentsFileResourceParams`,
+ * and `client.beta.sessions.resources.add`): at `mount_path`, under `/mnt/session/uploads/`,
+ * default `/mnt/session/uploads/<file_id>`.
+ */
+export const FileResourceParam = z.strictObject({
+  type: z.literal('file'),
+  file_id: Id,
+  mount_path: z
+    .string()
+    .min(1)
+    .max(1024)
+    .superRefine((p, ctx) => {
+      const problem = fileMountPathProblem(p);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .nullish()
+    .meta({ description: 'Absolute and normalized, under /mnt/session/uploads/ (default /mnt/session/uploads/<file_id>).' }),
+});
+export type FileResourceParam = z.infer<typeof FileResourceParam>;
+
 const SessionResource = z.union([
   GitHubRepositoryResourceParam,
+  FileResourceParam,
   // Stored as given (Corral does not mount these yet); their size counts against the session's.
   z.looseObject({
-    type: z.enum(['file', 'memory_store']),
-    file_id: Id.optional(),
+    type: z.enum(['memory_store']),
     memory_store_id: Id.optional(),
     mount_path: z.string().min(1).max(1024).nullish(),
   }),
@@ -598,6 +620,10 @@ export const FileUpload = z
   })
   .meta({ description: 'multipart/form-data: one `file` part, and optionally `expires_in_seconds`.' });
 
+export const SessionResourceDeletedResponse = z
+  .strictObject({ id: z.string(), type: z.literal('session_resource_deleted') })
+  .meta({ description: 'The answer to removing a resource from a session.' });
+
 export const FileDeletedResponse = z.strictObject({ id: z.string(), type: z.literal('file_deleted') }).meta({ description: 'The answer to a file delete.' });
 
 export const DeletedResponse = z
@@ -631,6 +657,7 @@ export const namedSchemas = {
   SessionUpdate,
   SessionFork,
   SessionResourceUpdate,
+  FileResourceParam,
   VaultCreate,
   VaultUpdate,
   CredentialCreate,

@@ -198,11 +198,24 @@ export class FileService {
     return collectPage((q) => heads.page(this.table, tenant, q), params, (i) => i.gsi1sk, () => true, (i) => i.data);
   }
 
-  // --- the session's outputs (the sandbox manager's catalogue, `sandbox/outputs.ts`) ------------
+  /** A file's bytes for the sandbox manager (mounting a `file` resource), or null when it is gone. */
+  async readBytes(tenant: string, id: string): Promise<Uint8Array | null> {
+    try {
+      const { body } = await this.download(tenant, id);
+      const chunks: Buffer[] = [];
+      for await (const c of body) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    } catch (err) {
+      if (err instanceof NotFoundError) return null;
+      throw err;
+    }
+  }
 
-  /** The outputs catalogued for a session so far, by path (the system principal reads them). */
-  async outputs(who: Principal, sessionId: string): Promise<Map<string, { fileId: string; size: number; mtimeMs: number }>> {
-    const items = await sessionFiles.all(this.table, who, sessionId);
+  // --- the session's outputs (the sandbox manager's catalogue, `sandbox/session-files.ts`) ------
+
+  /** The outputs catalogued for a session of `tenant` so far, by path. */
+  async outputs(tenant: string, sessionId: string): Promise<Map<string, { fileId: string; size: number; mtimeMs: number }>> {
+    const items = await sessionFiles.all(this.table, tenantPrincipal(tenant), sessionId);
     return new Map(items.map((i) => [i.output_path, { fileId: i.data.id, size: i.data.size_bytes, mtimeMs: i.output_mtime_ms }]));
   }
 
