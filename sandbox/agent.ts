@@ -13,11 +13,17 @@
  *   POST /capability  -> 200 {"ok":true}: replaces the capability; the old one stops working
  *        Authorization: Bearer <current capability>
  *        {"capability": "<new, 32..1024 characters>"}
+ *   PUT  /files?path=/mnt/session/uploads/...  (body: the bytes, at most 4 MiB) -> 200 {"ok":true}
+ *   DELETE /files?path=/mnt/session/uploads/... -> 200 {"ok":true}
+ *        a session's file resource, mounted read-only / removed (agent/session-files.ts)
+ *   GET  /outputs     -> 200 {"files": [{"path", "size", "mtime_ms"}], "truncated"}: /mnt/session/outputs
+ *   GET  /outputs/content?path=<relative> -> 200 the bytes
+ *        (all four: Authorization: Bearer <capability>)
  *
  * Usage: agent.ts (--socket PATH | --port N [--host H]) [--workspace DIR] [--state-dir DIR]
  *                 [--run-as-uid N --run-as-gid N [--setpriv PATH]] [--install-packages]
  *                 [--git-channel-stdin] [--local-mounts] [--limits processes=N,memory=B,...]
- *                 [--egress-socket PATH]
+ *                 [--egress-socket PATH] [--session-dir DIR]
  *
  * With `--limits` (see limits.ts; in a container `CORRAL_SANDBOX_LIMITS` in its environment does
  * the same), every tool process starts under `prlimit(1)` with those rlimits,
@@ -62,6 +68,7 @@
  *   git-forwarder.ts  the git forwarder
  *   egress-forwarder.ts  the egress forwarder and the tools' proxy variables
  *   output.ts         output bounding
+ *   session-files.ts  /mnt/session: file resources in (read-only), outputs out
  *   tools/            one module per tool (write and edit together) and the dispatch
  */
 import fs from 'node:fs';

@@ -12,6 +12,7 @@ import {
 import { agentRoutes } from './agents.js';
 import { consoleRoutes } from './console.js';
 import { environmentRoutes } from './environments.js';
+import { fileRoutes, MAX_UPLOAD_BODY_BYTES } from './files.js';
 import { errorBody, toErrorResponse, type Env } from './http.js';
 import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
@@ -55,15 +56,16 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/', openApiRoutes()); // GET /openapi.json, no API key
   app.route('/', consoleRoutes()); // GET /console, /console/sessions/{id}: static pages, no API key
 
-  app.use(
-    '/v1/*',
+  const limitBody = (maxSize: number) =>
     bodyLimit({
-      maxSize: maxBodyBytes,
+      maxSize,
       // The unread body is abandoned, so this connection cannot carry another request.
-      onError: (c) =>
-        c.json(errorBody('request_too_large', `request body exceeds ${maxBodyBytes} bytes`), 413, { Connection: 'close' }),
-    }),
-  );
+      onError: (c) => c.json(errorBody('request_too_large', `request body exceeds ${maxSize} bytes`), 413, { Connection: 'close' }),
+    });
+  const jsonLimit = limitBody(maxBodyBytes);
+  // A file upload carries the file (at most `MAX_FILE_BYTES`) and its multipart framing.
+  const uploadLimit = limitBody(Math.max(maxBodyBytes, MAX_UPLOAD_BODY_BYTES));
+  app.use('/v1/*', (c, next) => (c.req.method === 'POST' && /^\/v1\/files\/?$/.test(c.req.path) ? uploadLimit(c, next) : jsonLimit(c, next)));
   const authFailures = new AuthFailureLimiter(s.table, opts.authFailureLimits);
   app.use('/v1/*', async (c, next) => {
     const bearer = c.req.header('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
@@ -94,6 +96,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/v1/environments', environmentRoutes(s));
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier));
   app.route('/v1/vaults', vaultRoutes(s));
+  app.route('/v1/files', fileRoutes(s));
   return app;
 }
 

@@ -17,6 +17,11 @@ import {
   ErrorResponse,
   EventsSend,
   EventsSendResponse,
+  FileDeletedResponse,
+  FileMetadataResponse,
+  FileUpload,
+  FileResourceParam,
+  SessionResourceDeletedResponse,
   namedSchemas,
   pageOf,
   SessionCreate,
@@ -53,8 +58,10 @@ interface Operation {
   summary: string;
   tag: string;
   body?: z.ZodType;
-  /** JSON response of a 200; `stream` for SSE, `html` for a page. */
-  response: z.ZodType | 'stream' | 'html' | 'openapi' | 'health';
+  /** The body is multipart/form-data (a file upload), described by `body`. */
+  multipart?: boolean;
+  /** JSON response of a 200; `stream` for SSE, `html` for a page, `binary` for a file's bytes. */
+  response: z.ZodType | 'stream' | 'html' | 'openapi' | 'health' | 'binary';
   query?: Record<string, { schema: z.ZodType; description: string }>;
   /** No API key (public assets and probes). */
   public?: boolean;
@@ -173,6 +180,15 @@ export const OPERATIONS: Operation[] = [
     method: 'get', path: '/v1/sessions/{id}/resources', operationId: 'listSessionResources', summary: "List a session's resources", tag: 'sessions',
     response: pageOf(SessionResourceResponse), description: 'Never a repository\'s `authorization_token`.',
   },
+  {
+    method: 'post', path: '/v1/sessions/{id}/resources', operationId: 'addSessionResource', summary: 'Add a file to a session', tag: 'sessions',
+    body: FileResourceParam, response: SessionResourceResponse,
+    description: 'Mounted read-only at `mount_path` (under /mnt/session/uploads/) in the session\'s sandboxes from their next tool call on. An unknown file is a 404.',
+  },
+  {
+    method: 'delete', path: '/v1/sessions/{id}/resources/{resource_id}', operationId: 'deleteSessionResource', summary: 'Remove a file resource from a session', tag: 'sessions',
+    response: SessionResourceDeletedResponse, description: 'File resources only; the file stays in the Files API.',
+  },
   { method: 'get', path: '/v1/sessions/{id}/resources/{resource_id}', operationId: 'getSessionResource', summary: 'Retrieve a session resource', tag: 'sessions', response: SessionResourceResponse },
   {
     method: 'post', path: '/v1/sessions/{id}/resources/{resource_id}', operationId: 'updateSessionResource', summary: "Rotate a repository resource's token", tag: 'sessions',
@@ -257,6 +273,24 @@ export const OPERATIONS: Operation[] = [
       'Without `Last-Event-ID` the stream starts at the end of the log; with it (Corral extension) it resumes right after that position. ' +
       'With `event_deltas`, also `event: event_start` / `event: event_delta` previews (no `id:` line; never in the log).',
   },
+  // files
+  {
+    method: 'post', path: '/v1/files', operationId: 'uploadFile', summary: 'Upload a file', tag: 'files',
+    body: FileUpload, multipart: true, response: FileMetadataResponse,
+    description: 'multipart/form-data; a file of at most 4 MiB (413 past it). The filename keeps its final path component; control characters or more than 255 bytes are a 400.',
+  },
+  {
+    method: 'get', path: '/v1/files', operationId: 'listFiles', summary: 'List files', tag: 'files',
+    response: pageOf(FileMetadataResponse),
+    query: {
+      limit: limit(100), page,
+      scope_id: { schema: z.string(), description: 'Only the files of this session (written by its agent under /mnt/session/outputs).' },
+      'ids[]': { schema: z.array(z.string()).max(100), description: 'Only these files, as one page (not with `page` or `limit`).' },
+    },
+  },
+  { method: 'get', path: '/v1/files/{id}', operationId: 'getFileMetadata', summary: "Retrieve a file's metadata", tag: 'files', response: FileMetadataResponse },
+  { method: 'get', path: '/v1/files/{id}/content', operationId: 'downloadFile', summary: "Download a file's content", tag: 'files', response: 'binary' },
+  { method: 'delete', path: '/v1/files/{id}', operationId: 'deleteFile', summary: 'Delete a file and its content', tag: 'files', response: FileDeletedResponse },
   // Corral's own
   { method: 'get', path: '/health', operationId: 'health', summary: 'Readiness probe', tag: 'corral', response: 'health', public: true, extension: true },
   { method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This document', tag: 'corral', response: 'openapi', public: true, extension: true },
@@ -333,6 +367,8 @@ export function buildOpenApiDocument(): Record<string, unknown> {
     const ok =
       op.response === 'stream'
         ? { description: 'An event stream', content: { 'text/event-stream': { schema: { type: 'string' }, 'x-event-schema': { $ref: REF('SessionEvent') } } } }
+        : op.response === 'binary'
+          ? { description: "The file's bytes, with its MIME type", content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } }
         : op.response === 'html'
           ? { description: 'A web page', content: { 'text/html': { schema: { type: 'string' } } } }
           : op.response === 'openapi'
@@ -363,7 +399,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       ...(op.extension ? { 'x-corral-extension': true } : {}),
       ...(parameters.length ? { parameters } : {}),
       ...(op.body
-        ? { requestBody: { required: true, content: { 'application/json': { schema: schemaOf(op.body, components) } } } }
+        ? { requestBody: { required: true, content: { [op.multipart ? 'multipart/form-data' : 'application/json']: { schema: schemaOf(op.body, components) } } } }
         : {}),
       responses,
     };
@@ -385,6 +421,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'sessions' },
       { name: 'events' },
       { name: 'vaults', description: 'Vaults and credentials: secret fields are write-only' },
+      { name: 'files', description: 'Files: uploads, and what sessions write under /mnt/session/outputs' },
       { name: 'corral', description: 'Probes and this document' },
       { name: 'console', description: 'The session console (web pages)' },
     ],

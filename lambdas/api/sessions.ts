@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { MAX_INT, EventsSend, SessionCreate, SessionFork, SessionResourceUpdate, SessionUpdate } from '../core/api/schemas.js';
+import { MAX_INT, EventsSend, FileResourceParam, SessionCreate, SessionFork, SessionResourceUpdate, SessionUpdate } from '../core/api/schemas.js';
 import { InvalidRequestError } from '../core/errors.js';
 import { isEventType, type SessionStatus } from '../core/session/events.js';
 import { readHistory } from '../core/session/history.js';
@@ -54,6 +54,13 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
   app.route('/:id/sandboxes', sandboxRoutes(s)); // Corral extension: list and hand off sandboxes
   // Resources: never their authorization_token; a POST rotates it (write-only).
   app.get('/:id/resources', async (c) => c.json(await s.sessions.listResources(c.get('tenant'), pathId(c, 'id'))));
+  // `resources.add`: a file (the only kind the SDK adds), mounted read-only at its mount_path.
+  app.post('/:id/resources', async (c) =>
+    c.json(await s.sessions.addResource(c.get('tenant'), pathId(c, 'id'), await parseBody(c, FileResourceParam))),
+  );
+  app.delete('/:id/resources/:resource_id', async (c) =>
+    c.json(await s.sessions.deleteResource(c.get('tenant'), pathId(c, 'id'), pathId(c, 'resource_id'))),
+  );
   app.get('/:id/resources/:resource_id', async (c) =>
     c.json(await s.sessions.getResource(c.get('tenant'), pathId(c, 'id'), pathId(c, 'resource_id'))),
   );

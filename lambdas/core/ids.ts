@@ -34,4 +34,5 @@ export const ID_PREFIX = {
   session: 'sesn',
   event: 'sevt',
   tenant: 'tnt',
+  file: 'file',
 } as const;

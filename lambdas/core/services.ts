@@ -3,6 +3,7 @@ import type { ModelClient } from './harness/model.js';
 import type { WakeQueue } from './harness/queue.js';
 import { AgentService } from './resources/agents.js';
 import { EnvironmentService } from './resources/environments.js';
+import { FileService } from './resources/files.js';
 import { SessionService } from './resources/sessions.js';
 import { TenantService } from './resources/tenants.js';
 import { RateLimiter, DEFAULT_RATE_LIMITS, type RateLimits } from './resources/rate-limits.js';
@@ -40,6 +41,8 @@ export interface CorralServices {
   blobs?: BlobStore;
   /** Previews of the model's answers for streams with `event_deltas` (session/previews.ts), when configured. */
   previews?: PreviewChannel;
+  /** The Files API (`client.beta.files`) over `blobs`; answers 503 when there is no blob store. */
+  files: FileService;
 }
 
 export function createServices(deps: {
@@ -82,14 +85,22 @@ export function createServices(deps: {
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
+  const files = new FileService(deps.table, deps.blobs);
   const vaults = new VaultService(deps.table, deps.credentialProxy);
   const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue, {
     vaults,
     secrets: deps.credentialProxy,
-  }, { allow: deps.repositoryUrlAllow ?? [] });
+  }, { allow: deps.repositoryUrlAllow ?? [] }, files);
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
-  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey);
+  const sandboxFiles = files.available
+    ? {
+        read: (tenant: string, id: string) => files.readBytes(tenant, id),
+        outputs: (tenant: string, sessionId: string) => files.outputs(tenant, sessionId),
+        putOutput: (...args: Parameters<FileService['putOutput']>) => files.putOutput(...args),
+      }
+    : undefined;
+  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey, sandboxFiles);
   const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier, previews: deps.previews };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);
   return {
@@ -108,5 +119,6 @@ export function createServices(deps: {
     credentialProxy: deps.credentialProxy,
     blobs: deps.blobs,
     previews: deps.previews,
+    files,
   };
 }

@@ -104,6 +104,7 @@ export async function main(argv: string[], program: string): Promise<void> {
       'git-channel-stdin': { type: 'boolean' },
       'local-mounts': { type: 'boolean' },
       'egress-socket': { type: 'string' },
+      'session-dir': { type: 'string' },
       limits: { type: 'string' },
     },
     strict: true,
@@ -165,6 +166,7 @@ export async function main(argv: string[], program: string): Promise<void> {
     gitRemote: forwarder?.remoteFor,
     limits,
     toolEnv: egress?.env,
+    ...(values['session-dir'] ? { sessionDir: path.resolve(values['session-dir']) } : {}),
   });
   capability = '';
   if (runAs) await checkRunAs(agent, runAs);

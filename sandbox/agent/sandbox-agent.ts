@@ -15,6 +15,7 @@ import { Processes } from './process.js';
 import { ShellSession } from './shell.js';
 import { ToolServer } from './tool-server.js';
 import { HttpError } from './server.js';
+import { SESSION_MOUNT, SessionFiles } from './session-files.js';
 import { clampTimeout, runTool, type ExecuteRequest, type ToolResult } from './tools/index.js';
 
 export interface AgentOptions {
@@ -41,6 +42,8 @@ export interface AgentOptions {
   limits?: SandboxLimits;
   /** Variables every tool process gets on top of its own (the egress proxy's, egress-forwarder.ts). */
   toolEnv?: Record<string, string>;
+  /** Where `/mnt/session` (uploads and outputs, session-files.ts) really is. @default '/mnt/session' */
+  sessionDir?: string;
 }
 
 /** Where the agent is in applying its recipe; tools run only once it is `ready`. */
@@ -69,6 +72,8 @@ export class SandboxAgent {
   private readonly log: Log;
   private readonly recipeMode: 'image' | 'local';
   private readonly gitRemote: AgentOptions['gitRemote'];
+  /** The session's file resources and outputs under `/mnt/session`. */
+  readonly sessionFiles: SessionFiles;
 
   constructor(opts: AgentOptions) {
     this.limits = opts.limits;
@@ -81,6 +86,7 @@ export class SandboxAgent {
     this.results = new ResultCache(opts.stateDir, this.log);
     this.processes = new Processes(new Confinement(opts.runAs, opts.limits, opts.toolEnv));
     this.shell = new ShellSession(this.processes, this.workspace);
+    this.sessionFiles = new SessionFiles(opts.sessionDir ?? SESSION_MOUNT, this.processes.confinement);
     this.tools = opts.program ? new ToolServer(this.processes, opts.program, this.workspace, opts.limits) : undefined;
   }
 

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { SandboxAgent } from './sandbox-agent.js';
 import { TOOLS, type ExecuteRequest, type Tool } from './tools/index.js';
+import { MAX_SESSION_FILE_BYTES } from './session-files.js';
 
 export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
 /** How long an idle client connection stays open. */
@@ -118,8 +119,45 @@ export function createAgentServer(agent: SandboxAgent): http.Server {
   return server;
 }
 
+/** The session's files: `PUT`/`DELETE /files?path=`, `GET /outputs`, `GET /outputs/content?path=` (see session-files.ts). */
+async function handleFiles(agent: SandboxAgent, url: string, query: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const method = req.method ?? 'GET';
+  const allowed = url === '/files' ? ['PUT', 'DELETE'] : ['GET'];
+  if (!allowed.includes(method)) {
+    req.resume();
+    throw new HttpError(405, 'method not allowed');
+  }
+  if (!agent.authorized(req.headers.authorization)) {
+    req.resume();
+    throw new HttpError(401, 'missing or invalid capability');
+  }
+  const files = agent.sessionFiles;
+  if (url === '/files') {
+    const target = query.get('path') ?? '';
+    if (method === 'PUT') await files.mount(target, await readBody(req, MAX_SESSION_FILE_BYTES));
+    else {
+      req.resume();
+      await files.unmount(target);
+    }
+    sendJson(res, 200, { ok: true });
+    return;
+  }
+  req.resume();
+  if (url === '/outputs') {
+    sendJson(res, 200, await files.listOutputs());
+    return;
+  }
+  const bytes = await files.readOutput(query.get('path') ?? '');
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length });
+  res.end(bytes);
+}
+
 async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const url = (req.url ?? '/').split('?')[0];
+  const [url, search = ''] = (req.url ?? '/').split('?', 2);
+  if (url === '/files' || url === '/outputs' || url === '/outputs/content') {
+    await handleFiles(agent, url, new URLSearchParams(search), req, res);
+    return;
+  }
   if (url === '/health') {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed');
     req.resume();

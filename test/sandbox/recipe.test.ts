@@ -122,7 +122,7 @@ describe('local sandboxes apply the recipe with real git', () => {
     expect(fs.existsSync(bare.workspaceDir('sesn_remote', 'default'))).toBe(false);
   });
 
-  it('skips file resources and packages with notes instead of installing anything on the host', async () => {
+  it('skips files it cannot mount and packages with notes instead of installing anything on the host', async () => {
     const manager = new SandboxManager(provider(), new MemoryStateTable());
     const plan = planFor({
       resources: [{ type: 'file', file_id: 'file_abc', mount_path: '/mnt/data.csv' }],
@@ -131,7 +131,7 @@ describe('local sandboxes apply the recipe with real git', () => {
     const out = await manager.execute('sesn_notes', 'default', plan, 'bash', { command: 'command -v definitely-not-installed-pkg || echo absent' });
     expect(out.output.split('\n')).toEqual([
       expect.stringMatching(/^\[corral\] sandbox "default": the environment's packages \(apt: definitely-not-installed-pkg; pip: requests\) are not installed in a local sandbox/),
-      '[corral] sandbox "default": file resource file_abc (/mnt/data.csv) was not mounted: the Files API is not in Corral yet',
+      '[corral] sandbox "default": file resource file_abc was not mounted: mount_path must be an absolute path under /mnt/session/uploads/',
       'absent',
       '',
     ]);

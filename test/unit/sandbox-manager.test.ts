@@ -128,7 +128,7 @@ describe('the sandbox manager', () => {
     ]);
     expect(ok.output.split('\n').slice(0, 3)).toEqual([
       '[corral] sandbox "default": the environment\'s packages (pip: requests) are not installed in a test sandbox; it has no other installer',
-      '[corral] sandbox "default": file resource file_1 (/mnt/f) was not mounted: the Files API is not in Corral yet',
+      '[corral] sandbox "default": file resource file_1 was not mounted: mount_path must be an absolute path under /mnt/session/uploads/',
       '[corral] sandbox "default": repository https://git.example.com/o/pub.git is at /workspace/pub',
     ]);
     expect(ok.setupError).toBeUndefined();

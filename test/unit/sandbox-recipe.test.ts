@@ -120,13 +120,24 @@ describe('planRecipe', () => {
     });
   });
 
-  it('lists files, and skips a resource type it does not know (or one without a type)', () => {
-    const p = plan([{ type: 'file', file_id: 'file_1', mount_path: '/mnt/data.csv' }, { type: 'file', file_id: 'file_2' }, { type: 'memory_store', memory_store_id: 'mem_1' }, 'junk']);
+  it('lists files at their mount paths (default /mnt/session/uploads/<id>), and skips what it cannot use', () => {
+    const p = plan([
+      { type: 'file', file_id: 'file_1', mount_path: '/mnt/session/uploads/data.csv' },
+      { type: 'file', file_id: 'file_2' },
+      { type: 'file', file_id: 'file_3', mount_path: '/mnt/data.csv' },
+      { type: 'memory_store', memory_store_id: 'mem_1' },
+      'junk',
+    ]);
     expect(p.files).toEqual([
-      { fileId: 'file_1', mountPath: '/mnt/data.csv' },
-      { fileId: 'file_2', mountPath: null },
+      { fileId: 'file_1', mountPath: '/mnt/session/uploads/data.csv' },
+      { fileId: 'file_2', mountPath: '/mnt/session/uploads/file_2' },
     ]);
     expect(p.issues).toEqual([
+      {
+        outcome: 'skipped',
+        item: { kind: 'file', fileId: 'file_3', mountPath: '/mnt/data.csv' },
+        message: 'file resource file_3 was not mounted: mount_path must be an absolute path under /mnt/session/uploads/',
+      },
       { outcome: 'skipped', item: { kind: 'resource', type: 'memory_store' }, message: 'memory_store resources are not supported by Corral sandboxes yet; it was skipped' },
       { outcome: 'skipped', item: { kind: 'resource', type: 'unknown' }, message: 'a resource without a type was skipped' },
     ]);
@@ -160,8 +171,9 @@ describe('fitRecipe', () => {
         'repository',
         "repository https://h.example/o/priv.git needs the credential this session holds for it, which reaches a sandbox only through the credential proxy's git channel, and it has no git channel",
       ],
-      ['skipped', 'file', 'file resource file_1 was not mounted: the Files API is not in Corral yet'],
     ]);
+    // Files are no provider's: the sandbox manager hands them to the running agent.
+    expect(session.files).toEqual([{ fileId: 'file_1', mountPath: '/mnt/session/uploads/file_1' }]);
     expect(issues.find((i) => i.outcome === 'refused')).toMatchObject({ errorType: 'repository_clone_error' });
   });
 
@@ -172,7 +184,7 @@ describe('fitRecipe', () => {
       ['https://h.example/o/pub.git', 'public', null],
       ['https://h.example/o/priv.git', 'credential_proxy', { type: 'branch', name: 'dev' }],
     ]);
-    expect(issues.map((i) => i.outcome)).toEqual(['skipped', 'skipped', 'skipped']);
+    expect(issues.map((i) => i.outcome)).toEqual(['skipped', 'skipped']);
     expect(issues[0].message).toBe("the environment's packages (apt: jq; cargo: bat) are not installed in a local sandbox; it uses the tools of the host");
   });
 

@@ -18,8 +18,8 @@ const STORAGE = 'lambdas/core/storage/';
  * index partitions (`${tenant}#sessions`), or an event-chunk partition (`${id}~${event}`).
  */
 const KEY_TEMPLATE = [
-  /['"`](?:agent|env|vault|session|sessions|sandbox|sandboxes|cred|v|apikey|rate|authfail)#/,
-  /\}#(?:agents|environments|vaults|sessions)\b/,
+  /['"`](?:agent|env|vault|session|sessions|sandbox|sandboxes|cred|v|apikey|rate|authfail|file)#/,
+  /\}#(?:agents|environments|vaults|sessions|files)\b/,
   /\$\{[^}]*\}~\$\{/,
 ];
 
@@ -57,13 +57,15 @@ describe('table keys', () => {
     expect(keys.cursor('sesn_1')).toEqual({ pk: 'session#sesn_1', sk: 'cursor' });
     expect(keys.lease('sesn_1')).toEqual({ pk: 'session#sesn_1', sk: 'lease' });
     expect(keys.sandbox('sesn_1', 'default')).toEqual({ pk: 'session#sesn_1', sk: 'sandbox#default' });
+    expect(keys.head('file', 'file_1')).toEqual({ pk: 'file#file_1', sk: 'head' });
+    expect(keys.sessionFile('sesn_1', 'file_1')).toEqual({ pk: 'session#sesn_1', sk: 'file#file_1' });
     expect(keys.apiKey('ab12')).toEqual({ pk: 'apikey#ab12', sk: 'key' });
     expect(keys.rateCounter('tnt', 'read', 60000)).toEqual({ pk: 'rate#tnt#read', sk: '60000' });
     expect(keys.rateCounter('tnt', 'read', 60000, 3)).toEqual({ pk: 'rate#tnt#read#3', sk: '60000' });
     expect(keys.authFailures('10.0.0.1', 60000)).toEqual({ pk: 'authfail#addr#10.0.0.1', sk: '60000' });
     expect(keys.authFailures('all', 60000)).toEqual({ pk: 'authfail#all', sk: '60000' });
     expect(RATE_LIMIT_PARTITIONS).toBe('rate#*');
-    for (const [kind, list] of [['agent', 'agents'], ['environment', 'environments'], ['vault', 'vaults'], ['session', 'sessions']] as const) {
+    for (const [kind, list] of [['agent', 'agents'], ['environment', 'environments'], ['vault', 'vaults'], ['session', 'sessions'], ['file', 'files']] as const) {
       expect(keys.tenantIndex(kind, 'tnt')).toBe(`tnt#${list}`);
     }
     expect(keys.eventChunks('sesn_1', 'sevt_1')).toBe('sesn_1~sevt_1');

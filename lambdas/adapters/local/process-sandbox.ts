@@ -3,7 +3,8 @@
  * socket, isolated with bubblewrap when it is available (no network, read-only system, only the
  * workspace writable, a clean environment).
  *
- * Layout per sandbox: `<dataDir>/sandboxes/<session>/<name>/{workspace,run,state}`; the socket is
+ * Layout per sandbox: `<dataDir>/sandboxes/<session>/<name>/{workspace,run,state,session}` (`session` is
+ * `/mnt/session` inside: the file resources the agent is handed, and the outputs); the socket is
  * `run/agent.sock` (or a short directory under the OS temp dir when that path would be too long
  * for a Unix socket). The capability reaches the agent on its stdin, never through argv or env.
  * A sandbox handed to another session keeps its directory (it is running there); the directory
@@ -510,6 +511,14 @@ export class ProcessSandboxProvider implements SandboxProvider {
     const tools = mode === 'bwrap' ? this.toolsUser(realBase) : null;
     // Only the directory itself, never what is in it (the sandbox owns that, links and all).
     if (tools) await fsp.lchown(workspace, tools.uid, tools.gid);
+    // `/mnt/session`: `uploads` is the agent's (the file resources it is handed, read-only for the
+    // tools), emptied at every start (rm never follows a link); `outputs` is the tools'.
+    const sessionDir = path.join(realBase, 'session');
+    await fsp.mkdir(sessionDir, { recursive: true, mode: 0o755 });
+    await fsp.rm(path.join(sessionDir, 'uploads'), { recursive: true, force: true });
+    await fsp.mkdir(path.join(sessionDir, 'uploads'), { mode: 0o755 });
+    await fsp.mkdir(path.join(sessionDir, 'outputs'), { recursive: true, mode: 0o755 });
+    if (tools) await fsp.lchown(path.join(sessionDir, 'outputs'), tools.uid, tools.gid);
     const split = await this.gitChannelFor(req);
     const notes: string[] = [];
     const stateDir = path.join(realBase, 'state');
@@ -552,12 +561,14 @@ export class ProcessSandboxProvider implements SandboxProvider {
       ...(egress ? ['--egress-socket', mode === 'bwrap' ? `${SANDBOX_EGRESS_DIR}/${path.basename(egress.socketPath)}` : egress.socketPath] : []),
       '--limits',
       formatSandboxLimits(this.limits),
+      // Under bubblewrap the directory is at /mnt/session; without isolation the agent uses it where it is.
+      ...(mode === 'bwrap' ? [] : ['--session-dir', sessionDir]),
     ];
     let command: string;
     let args: string[];
     if (mode === 'bwrap') {
       command = this.bwrapPath;
-      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, gitSocketDir, egressSocketDir: egress?.socketDir, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
+      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, sessionDir, gitSocketDir, egressSocketDir: egress?.socketDir, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
     } else {
       command = nodeBinary;
       args = agentArgs;
@@ -697,6 +708,8 @@ function bwrapArgs(p: {
   workspace: string;
   runDir: string;
   stateDir: string;
+  /** Bound at /mnt/session (file resources in `uploads`, outputs in `outputs`). */
+  sessionDir: string;
   /** The credential proxy's git socket directory: read-only, so no sandbox can replace the socket. */
   gitSocketDir?: string | null;
   /** The sandbox's egress socket directory: read-only too. */
@@ -733,6 +746,7 @@ function bwrapArgs(p: {
   args.push('--bind', p.workspace, p.workspace);
   args.push('--bind', p.runDir, p.runDir);
   args.push('--bind', p.stateDir, p.stateDir);
+  args.push('--bind', p.sessionDir, '/mnt/session');
   if (p.gitSocketDir) args.push('--ro-bind', p.gitSocketDir, SANDBOX_GIT_DIR);
   if (p.egressSocketDir) args.push('--ro-bind', p.egressSocketDir, SANDBOX_EGRESS_DIR);
   // Everything else (the root bwrap builds) is read-only: writes outside the workspace and /tmp fail.

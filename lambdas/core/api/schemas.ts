@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { parseHostPattern } from '../sandbox/egress.js';
 import { INFERENCE_GEOS } from '../harness/model-options.js';
+import { fileMountPathProblem } from '../sandbox/recipe.js';
 
 /**
  * Request schemas of the public API, shaped after the official SDK's parameter types
@@ -351,12 +352,33 @@ const GitHubRepositoryResourceParam = z.strictObject({
     .nullish(),
   mount_path: z.string().min(1).max(1024).nullish(),
 });
+/**
+ * A file of the Files API mounted read-only in the session's sandboxes (`BetaManagedAgentsFileResourceParams`,
+ * and `client.beta.sessions.resources.add`): at `mount_path`, under `/mnt/session/uploads/`,
+ * default `/mnt/session/uploads/<file_id>`.
+ */
+export const FileResourceParam = z.strictObject({
+  type: z.literal('file'),
+  file_id: Id,
+  mount_path: z
+    .string()
+    .min(1)
+    .max(1024)
+    .superRefine((p, ctx) => {
+      const problem = fileMountPathProblem(p);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .nullish()
+    .meta({ description: 'Absolute and normalized, under /mnt/session/uploads/ (default /mnt/session/uploads/<file_id>).' }),
+});
+export type FileResourceParam = z.infer<typeof FileResourceParam>;
+
 const SessionResource = z.union([
   GitHubRepositoryResourceParam,
+  FileResourceParam,
   // Stored as given (Corral does not mount these yet); their size counts against the session's.
   z.looseObject({
-    type: z.enum(['file', 'memory_store']),
-    file_id: Id.optional(),
+    type: z.enum(['memory_store']),
     memory_store_id: Id.optional(),
     mount_path: z.string().min(1).max(1024).nullish(),
   }),
@@ -661,6 +683,34 @@ export const SessionResourceResponse = z
   })
   .meta({ description: 'A session resource (`BetaManagedAgentsSessionResource`): never its `authorization_token`.' });
 
+export const FileMetadataResponse = z
+  .strictObject({
+    id: z.string(),
+    type: z.literal('file'),
+    filename: z.string(),
+    mime_type: z.string(),
+    size_bytes: z.number().int(),
+    created_at: Timestamp,
+    downloadable: z.boolean(),
+    expires_at: NullableTimestamp,
+    scope: z.strictObject({ type: z.literal('session'), id: z.string() }).nullable(),
+  })
+  .meta({ description: 'A file (`BetaFileMetadata`): uploaded (`scope` null) or written by a session\'s agent under /mnt/session/outputs.' });
+
+/** `POST /v1/files`: a multipart/form-data body (described here for the OpenAPI document; `lambdas/api/files.ts` parses it). */
+export const FileUpload = z
+  .strictObject({
+    file: z.string().meta({ format: 'binary', description: 'The file: at most 4 MiB; its part\'s filename (final path component) and content type are kept.' }),
+    expires_in_seconds: z.number().int().min(3600).max(7_776_000).optional(),
+  })
+  .meta({ description: 'multipart/form-data: one `file` part, and optionally `expires_in_seconds`.' });
+
+export const SessionResourceDeletedResponse = z
+  .strictObject({ id: z.string(), type: z.literal('session_resource_deleted') })
+  .meta({ description: 'The answer to removing a resource from a session.' });
+
+export const FileDeletedResponse = z.strictObject({ id: z.string(), type: z.literal('file_deleted') }).meta({ description: 'The answer to a file delete.' });
+
 export const DeletedResponse = z
   .strictObject({
     id: z.string(),
@@ -692,6 +742,7 @@ export const namedSchemas = {
   SessionUpdate,
   SessionFork,
   SessionResourceUpdate,
+  FileResourceParam,
   VaultCreate,
   VaultUpdate,
   CredentialCreate,
@@ -710,6 +761,8 @@ export const namedSchemas = {
   Credential: CredentialResponse,
   CredentialValidation: CredentialValidationResponse,
   Deleted: DeletedResponse,
+  FileMetadata: FileMetadataResponse,
+  FileUpload,
   Error: ErrorResponse,
 } satisfies Record<string, z.ZodType>;
 export const apiSchemas = z.registry<{ id: string }>();

@@ -148,7 +148,7 @@ export class RateLimiter {
 /** Which limit a request counts against. */
 export function classify(method: string, path: string): RateClass {
   if (method === 'GET' || method === 'HEAD') return 'read';
-  if (method === 'POST' && /^\/v1\/(agents|environments|sessions|vaults)\/?$/.test(path)) return 'create';
+  if (method === 'POST' && /^\/v1\/(agents|environments|sessions|vaults|files)\/?$/.test(path)) return 'create';
   return 'write';
 }
 

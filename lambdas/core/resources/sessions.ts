@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { InvalidRequestError, NotFoundError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
-import type { SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
+import type { FileResourceParam, SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
+import { defaultFileMountPath } from '../sandbox/recipe.js';
 import type { WakeQueue } from '../harness/queue.js';
 import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
 import { missingBatchEvents, type EventLog } from '../session/log.js';
@@ -22,6 +23,15 @@ import { checkRepositoryUrl, type RepositoryUrlRule } from './repository-url.js'
 
 /** A session resource as stored and returned: never an `authorization_token`. */
 export type SessionResource = { id: string; type: string; created_at: string; updated_at: string; [k: string]: unknown };
+
+/** What sessions need of the Files API: whether it is there, and whether a tenant has a file. */
+export interface SessionFileSource {
+  readonly available: boolean;
+  get(tenant: string, id: string): Promise<unknown>;
+}
+
+/** Most resources a session holds (as `SessionCreate` allows). */
+const MAX_RESOURCES = 20;
 
 /** What a session needs of the vaults: checking `vault_ids`, and handing repository tokens over. */
 export interface SessionCredentials {
@@ -137,7 +147,33 @@ export class SessionService {
     private readonly credentials?: SessionCredentials,
     /** Which repository URLs are accepted (see `repository-url.ts`). @default https to public hosts only */
     private readonly repositoryUrls: RepositoryUrlRule = { allow: [] },
+    /** The Files API, which `file` resources name (a missing or another tenant's file is a 404). */
+    private readonly files?: SessionFileSource,
   ) {}
+
+  /** A `file` resource as stored: the file must be the tenant's; the mount path must not meet another's. */
+  private async fileResource(
+    tenant: string,
+    r: FileResourceParam,
+    field: string,
+    taken: readonly SessionResource[],
+    now: Date,
+  ): Promise<SessionResource> {
+    if (!this.files?.available) throw new InvalidRequestError(`${field}: this deployment has no file storage configured`);
+    await this.files.get(tenant, r.file_id).catch((err) => {
+      if (err instanceof NotFoundError) throw new NotFoundError(`${field}.file_id: file ${r.file_id} not found`);
+      throw err;
+    });
+    const mountPath = r.mount_path ?? defaultFileMountPath(r.file_id);
+    for (const other of taken) {
+      if (other.type !== 'file') continue;
+      const p = String(other.mount_path);
+      if (p === mountPath || p.startsWith(`${mountPath}/`) || mountPath.startsWith(`${p}/`)) {
+        throw new InvalidRequestError(`${field}.mount_path: ${mountPath} meets the mount path of file ${String(other.file_id)} (${p})`);
+      }
+    }
+    return { id: newId(RESOURCE_ID_PREFIX, now.getTime()), type: 'file', file_id: r.file_id, mount_path: mountPath, created_at: nowIso(now), updated_at: nowIso(now) };
+  }
 
   /**
    * The resources as stored (ids, timestamps, default mount paths) and the repository tokens to
@@ -176,6 +212,8 @@ export class SessionService {
           }
           tokens.push({ ref: { resource_id: id, url: normalizeRepositoryUrl(rest.url), secret_ref: repositorySecretRef(tenant, sessionId, id) }, token });
         }
+      } else if (r.type === 'file') {
+        stored.push({ ...base, type: 'file', file_id: r.file_id, mount_path: r.mount_path ?? null, pending: i });
       } else {
         stored.push({ ...(r as Record<string, unknown>), ...base } as SessionResource);
       }
@@ -225,7 +263,18 @@ export class SessionService {
       await this.credentials.vaults.assertUsable(tenant, vaultIds);
     }
     const id = newId(ID_PREFIX.session, now.getTime());
-    const { stored: resources, tokens } = this.prepareResources(tenant, id, params.resources ?? [], now);
+    const { stored: prepared, tokens } = this.prepareResources(tenant, id, params.resources ?? [], now);
+    // File resources: each file checked (the tenant's, there) and its mount path against the others.
+    const resources: SessionResource[] = [];
+    for (const r of prepared) {
+      if (r.type !== 'file' || r.pending === undefined) {
+        resources.push(r);
+        continue;
+      }
+      const i = Number(r.pending);
+      const param = params.resources![i] as FileResourceParam;
+      resources.push(await this.fileResource(tenant, param, `resources[${i}]`, resources, now));
+    }
     const session: Session = {
       id,
       type: 'session',
@@ -568,6 +617,54 @@ export class SessionService {
     const r = (session.resources as SessionResource[]).find((x) => x.id === resourceId);
     if (!r) throw new NotFoundError(`resource ${resourceId} not found in session ${id}`);
     return r;
+  }
+
+  /**
+   * `resources.add`: a file, mounted read-only in the session's sandboxes from their next tool call
+   * on (the sandbox manager hands it to a running one then). Refused once the session is terminated.
+   */
+  async addResource(tenant: string, id: string, params: FileResourceParam, now = new Date()): Promise<SessionResource> {
+    let added: SessionResource | undefined;
+    await this.mutateChecked(tenant, id, async (s) => {
+      if (s.status === 'terminated') throw new InvalidRequestError(`session ${id} is terminated`);
+      if (s.archived_at) throw new InvalidRequestError(`session ${id} is archived`);
+      const resources = s.resources as SessionResource[];
+      if (resources.length >= MAX_RESOURCES) throw new InvalidRequestError(`resources: a session holds at most ${MAX_RESOURCES}`);
+      added = await this.fileResource(tenant, params, 'body', resources, now);
+      return { ...s, resources: [...resources, added], updated_at: nowIso(now) };
+    });
+    return added!;
+  }
+
+  /**
+   * `resources.delete`: a file resource leaves the session (its sandboxes lose the mount at their
+   * next tool call; the file itself stays in the Files API). Repository resources stay: their clone
+   * is the sandbox's workspace, which removing the resource could not undo.
+   */
+  async deleteResource(tenant: string, id: string, resourceId: string, now = new Date()): Promise<{ id: string; type: 'session_resource_deleted' }> {
+    await this.mutateChecked(tenant, id, async (s) => {
+      const resources = s.resources as SessionResource[];
+      const r = resources.find((x) => x.id === resourceId);
+      if (!r) throw new NotFoundError(`resource ${resourceId} not found in session ${id}`);
+      if (r.type !== 'file') throw new InvalidRequestError(`resource ${resourceId} is a ${r.type}: only file resources can be removed from a session`);
+      return { ...s, resources: resources.filter((x) => x.id !== resourceId), updated_at: nowIso(now) };
+    });
+    return { id: resourceId, type: 'session_resource_deleted' };
+  }
+
+  /** Read-modify-write of the head with an async change, conditional on its revision (retried). */
+  private async mutateChecked(tenant: string, id: string, change: (s: Session) => Promise<Session>): Promise<Session> {
+    for (let attempt = 0; ; attempt++) {
+      const item = await this.head(tenantPrincipal(tenant), id);
+      const next = await change(item.data);
+      assertRecordFits('session', next);
+      try {
+        await heads.replace(this.table, item, { rev: Number(item.rev) + 1, data: next }, { ifEquals: { rev: item.rev } });
+        return next;
+      } catch (err) {
+        if (!(err instanceof ConditionFailedError) || attempt > 20) throw err;
+      }
+    }
   }
 
   /** Rotate a repository's token: it goes to the proxy; the resource only changes `updated_at`. */

@@ -51,6 +51,7 @@ export function describeEndpoint(endpoint: SandboxEndpoint): string {
 interface RawResponse {
   status: number;
   body: string;
+  bytes: Buffer;
 }
 
 class RequestTimeout extends Error {}
@@ -72,7 +73,7 @@ const keepAliveAgent = new http.Agent({
   scheduling: 'lifo',
 });
 
-type RawRequestOptions = { method: string; path: string; headers?: Record<string, string>; body?: string; timeoutMs: number; signal?: AbortSignal };
+type RawRequestOptions = { method: string; path: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs: number; signal?: AbortSignal };
 
 /** A request on a kept-alive connection; sent again on a new one if a reused one was dead. */
 async function rawRequest(endpoint: SandboxEndpoint, opts: RawRequestOptions): Promise<RawResponse> {
@@ -99,7 +100,7 @@ function requestOnce(endpoint: SandboxEndpoint, opts: RawRequestOptions, agent: 
     }
     const headers: Record<string, string | number> = { ...opts.headers };
     if (opts.body !== undefined) {
-      headers['content-type'] = 'application/json';
+      headers['content-type'] = typeof opts.body === 'string' ? 'application/json' : 'application/octet-stream';
       headers['content-length'] = Buffer.byteLength(opts.body);
     }
     const target: http.RequestOptions =
@@ -125,7 +126,12 @@ function requestOnce(endpoint: SandboxEndpoint, opts: RawRequestOptions, agent: 
         }
         chunks.push(chunk);
       });
-      res.on('end', () => settle(() => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') })));
+      res.on('end', () =>
+        settle(() => {
+          const bytes = Buffer.concat(chunks);
+          resolve({ status: res.statusCode ?? 0, body: bytes.toString('utf8'), bytes });
+        }),
+      );
       res.on('error', (err) => settle(() => reject(err)));
       res.on('aborted', () => settle(() => reject(new Error('connection closed before the response was complete'))));
     });
@@ -297,6 +303,64 @@ export class SandboxClient {
       throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: malformed response`);
     }
     return { output: result.output, isError: result.is_error };
+  }
+}
+
+/** An output the agent listed under `/mnt/session/outputs` (path relative to it). */
+export interface OutputListing {
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/**
+ * The session's files in a sandbox (`PUT`/`DELETE /files`, `GET /outputs`): file resources handed
+ * in, outputs read out. Failures to reach the agent are `SandboxUnavailableError`; a refusal is an
+ * `Error` naming the status and the agent's message.
+ */
+export class SandboxFilesClient {
+  constructor(readonly endpoint: SandboxEndpoint) {}
+
+  private async call(method: string, path: string, body?: Buffer, timeoutMs = 30_000): Promise<RawResponse> {
+    let res: RawResponse;
+    try {
+      res = await rawRequest(this.endpoint, { method, path, headers: { authorization: `Bearer ${this.endpoint.capability}` }, ...(body ? { body } : {}), timeoutMs });
+    } catch (err) {
+      throw unavailable(this.endpoint, err);
+    }
+    if (res.status === 401 || res.status === 403) throw new SandboxUnavailableError(`sandbox at ${describeEndpoint(this.endpoint)} is unavailable: capability rejected`);
+    if (res.status !== 200) {
+      let message = `HTTP ${res.status}`;
+      try {
+        message = String((JSON.parse(res.body) as { error?: unknown }).error ?? message);
+      } catch {
+        // not JSON
+      }
+      throw Object.assign(new Error(message), { status: res.status });
+    }
+    return res;
+  }
+
+  /** Put a file resource's bytes at its mount path, read-only for the tools. */
+  async mount(mountPath: string, bytes: Uint8Array): Promise<void> {
+    await this.call('PUT', `/files?path=${encodeURIComponent(mountPath)}`, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+
+  async unmount(mountPath: string): Promise<void> {
+    await this.call('DELETE', `/files?path=${encodeURIComponent(mountPath)}`);
+  }
+
+  async listOutputs(): Promise<{ files: OutputListing[]; truncated: boolean }> {
+    const res = await this.call('GET', '/outputs');
+    const body = JSON.parse(res.body) as { files?: Array<{ path?: unknown; size?: unknown; mtime_ms?: unknown }>; truncated?: unknown };
+    const files = (body.files ?? [])
+      .filter((f) => typeof f.path === 'string' && Number.isSafeInteger(f.size) && Number.isFinite(f.mtime_ms))
+      .map((f) => ({ path: f.path as string, size: f.size as number, mtimeMs: f.mtime_ms as number }));
+    return { files, truncated: body.truncated === true };
+  }
+
+  async readOutput(path: string): Promise<Buffer> {
+    return (await this.call('GET', `/outputs/content?path=${encodeURIComponent(path)}`)).bytes;
   }
 }
 

@@ -16,6 +16,7 @@ import {
   type ToolOutput,
 } from './types.js';
 import { fitRecipe, type RecipePlan } from './recipe.js';
+import { WRITING_TOOLS, catalogueOutputs, mountFiles, type SessionFileStore } from './session-files.js';
 
 export const DEFAULT_SANDBOX = 'default';
 /** Sandbox names the model may use: 1-64 letters, digits, `-` or `_`. */
@@ -42,6 +43,8 @@ export interface SandboxRecord {
   endedReason?: string;
   /** Set on a sandbox this session received from another one. */
   receivedFrom?: { sessionId: string; name: string; at: string };
+  /** The session's file resources this sandbox holds: mount path → file id (`session-files.ts`). */
+  files?: Record<string, string>;
 }
 
 export interface ExecutionReport extends ToolOutput {
@@ -96,6 +99,8 @@ export class SandboxManager {
     private readonly table: StateTable,
     /** Seals capabilities at rest (a key, or a sealer: see sealing.ts). @default - stored as they are */
     capabilityKey?: Buffer | CapabilitySealer,
+    /** The Files API: `file` resources go into sandboxes, outputs come out (`session-files.ts`). @default - neither */
+    private readonly files?: SessionFileStore,
   ) {
     this.sealer = Buffer.isBuffer(capabilityKey) ? new KeySealer(capabilityKey) : capabilityKey;
   }
@@ -201,7 +206,21 @@ export class SandboxManager {
     }
     const withNotes = (output: string) => (notes.length ? `${notes.join('\n')}\n${output}` : output);
     try {
+      // The session's files, as its plan has them now (a resource added or removed since the last call).
+      if (this.files && plan.tenant) {
+        const mounted = await mountFiles(record!.endpoint, this.files, plan.tenant, plan.files, record!.files ?? {});
+        notes.push(...mounted.notes.map((n) => corralNote(name, n)));
+        if (mounted.changed) {
+          const next = { ...record!, files: mounted.held };
+          if (await this.put(next, { ref: record!.ref, state: 'ready' })) record = next;
+        }
+      }
       const out = await new SandboxClient(record!.endpoint).execute(tool, input, opts);
+      if (this.files && plan.tenant && WRITING_TOOLS.has(tool)) {
+        // Never a reason to fail the call: what is not catalogued now is at the next call.
+        const caught = await catalogueOutputs(record!.endpoint, this.files, plan.tenant, sessionId).catch(() => [] as string[]);
+        notes.push(...caught.map((n) => corralNote(name, n)));
+      }
       const { busyUntil: _busy, ...rest } = record!;
       await this.put({ ...rest, lastUsedAt: new Date().toISOString() }, { ref: record!.ref, state: 'ready' });
       return { ...out, output: withNotes(out.output), sandbox: name, provisionMs };

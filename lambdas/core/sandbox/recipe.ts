@@ -27,6 +27,29 @@ import type { SystemPrincipal } from '../storage/principal.js';
 /** Where the workspace is inside a sandbox, and what a relative `mount_path` is relative to. */
 export const WORKSPACE_MOUNT = '/workspace';
 
+/** Where a session's `file` resources are mounted (read-only) inside a sandbox, and the only root a `mount_path` may name. */
+export const FILE_MOUNT_ROOT = '/mnt/session/uploads';
+/** Where the agent writes what should come out of the session as files (`files.list({ scope_id })`). */
+export const OUTPUTS_MOUNT = '/mnt/session/outputs';
+
+/** The default mount path of a file resource. */
+export const defaultFileMountPath = (fileId: string) => `${FILE_MOUNT_ROOT}/${fileId}`;
+
+/**
+ * Why a file resource's `mount_path` is not usable, or null: it must be absolute and normalized,
+ * strictly under `/mnt/session/uploads/`, without `.` or `..` or empty segments or control
+ * characters, and at most 1024 bytes. Checked at the API's edge and again by the sandbox agent.
+ */
+export function fileMountPathProblem(mountPath: string): string | null {
+  // eslint-disable-next-line no-control-regex
+  if (Buffer.byteLength(mountPath) > 1024 || /[\x00-\x1f\x7f]/.test(mountPath)) return 'must be at most 1024 bytes without control characters';
+  if (!mountPath.startsWith(`${FILE_MOUNT_ROOT}/`)) return `must be an absolute path under ${FILE_MOUNT_ROOT}/`;
+  if (mountPath.slice(FILE_MOUNT_ROOT.length + 1).split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    return 'must be normalized: no empty, . or .. segments, no trailing /';
+  }
+  return null;
+}
+
 export const PACKAGE_MANAGERS = ['apt', 'pip', 'npm', 'cargo', 'gem', 'go'] as const;
 export type PackageManager = (typeof PACKAGE_MANAGERS)[number];
 /** Package names by manager; a manager is present only with at least one name. */
@@ -51,15 +74,15 @@ export interface PlannedRepository {
 
 export interface PlannedFile {
   fileId: string;
-  /** As the resource gives it. */
-  mountPath: string | null;
+  /** Where it is mounted: the resource's `mount_path` (checked by the API), else `/mnt/session/uploads/<file_id>`. */
+  mountPath: string;
 }
 
 /** One thing of a recipe, as an issue names it. */
 export type RecipeItem =
   | { kind: 'packages'; packages: PackageLists }
   | { kind: 'repository'; url: string; mountPath: string }
-  | { kind: 'file'; fileId: string; mountPath: string | null }
+  | { kind: 'file'; fileId: string; mountPath: string }
   | { kind: 'resource'; type: string };
 
 /** The error types of a recipe that cannot be set up (the Managed Agents API's where it has one). */
@@ -77,6 +100,8 @@ export type RecipeIssue =
 /** What a session's sandboxes are planned to start with. */
 export interface RecipePlan {
   environmentId: string;
+  /** The session's tenant (whose files the plan's `files` are), when loaded from the session. */
+  tenant?: string;
   packages: PackageLists;
   repositories: PlannedRepository[];
   files: PlannedFile[];
@@ -238,7 +263,13 @@ export function planRecipe(inputs: RecipeInputs): RecipePlan {
       plan.repositories.push({ url, mountPath, checkout: checkout.checkout, channel });
     } else if (r.type === 'file') {
       const fileId = typeof r.file_id === 'string' ? r.file_id : '';
-      plan.files.push({ fileId, mountPath: typeof r.mount_path === 'string' && r.mount_path ? r.mount_path : null });
+      const mountPath = typeof r.mount_path === 'string' && r.mount_path ? r.mount_path : defaultFileMountPath(fileId);
+      const problem = fileMountPathProblem(mountPath);
+      if (problem || !fileId) {
+        plan.issues.push({ outcome: 'skipped', item: { kind: 'file', fileId, mountPath }, message: `file resource ${fileId} was not mounted: mount_path ${problem ?? 'or file_id missing'}` });
+        continue;
+      }
+      plan.files.push({ fileId, mountPath });
     } else {
       plan.issues.push({ outcome: 'skipped', item: { kind: 'resource', type: r.type }, message: `${r.type} resources are not supported by Corral sandboxes yet; it was skipped` });
     }
@@ -287,14 +318,7 @@ export function fitRecipe(plan: RecipePlan, support: RecipeSupport): { recipe: S
           : `repository ${url} needs the credential this session holds for it, which reaches a sandbox only through the credential proxy's git channel, and ${channel.reason}`,
     });
   }
-  // No provider mounts files: Corral has no Files API yet.
-  for (const f of plan.files) {
-    issues.push({
-      outcome: 'skipped',
-      item: { kind: 'file', fileId: f.fileId, mountPath: f.mountPath },
-      message: `file resource ${f.fileId}${f.mountPath ? ` (${f.mountPath})` : ''} was not mounted: the Files API is not in Corral yet`,
-    });
-  }
+  // Files are not the provider's: the sandbox manager hands them to the running agent (`mountFiles`).
   const recipe: SandboxRecipe = { environmentId: plan.environmentId, packages, repositories, ...(plan.networking ? { networking: plan.networking } : {}) };
   return { recipe, issues: [...packageIssues, ...plan.issues, ...issues] };
 }
@@ -323,5 +347,5 @@ export async function loadRecipePlan(
   const { tenant, repositoryCredentials } = await sources.sessions.recipeSources(who, session.id);
   // An environment deleted since the session was created: its sandboxes start bare.
   const environment = await sources.environments.get(tenant, session.environment_id).catch(() => null);
-  return planRecipe({ session, environment, credentials: repositoryCredentials });
+  return { ...planRecipe({ session, environment, credentials: repositoryCredentials }), tenant };
 }

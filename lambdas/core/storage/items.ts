@@ -13,7 +13,7 @@
  * was when this module was made.
  */
 import { ConditionFailedError, type Item, type Page, type PutOptions, type QueryOptions, type StateTable } from '../store.js';
-import { AGENT_VERSION_PREFIX, CREDENTIAL_PREFIX, SANDBOX_PREFIX, SESSION_PARTITION_PREFIX, HEAD_SK, keys, type HeadKind } from './keys.js';
+import { AGENT_VERSION_PREFIX, CREDENTIAL_PREFIX, SANDBOX_PREFIX, SESSION_FILE_PREFIX, SESSION_PARTITION_PREFIX, HEAD_SK, keys, type HeadKind } from './keys.js';
 import { isSystem, mayRead, type Principal, type SystemPrincipal } from './principal.js';
 
 /** A page of items, with the ones the principal may not read left out (`last` still moves on). */
@@ -433,3 +433,54 @@ export const previewChunkRecords = {
       .map((i) => ({ request, seq: Number(i.sk.slice(prefix.length)), frames: i.frames as unknown[] }));
   },
 };
+// --- files (`client.beta.files`) and the files of a session ------------------------------------------
+
+/**
+ * What a file's head keeps beside the metadata the API shows: the session and path it was
+ * written at, for a file the session's agent wrote (its catalogue entry), and its content's
+ * size and modification time in the sandbox (so an unchanged output is not copied again).
+ */
+export interface FileHeadFields {
+  session_id?: string;
+  /** Path under `/mnt/session/outputs`. */
+  output_path?: string;
+  output_mtime_ms?: number;
+}
+
+/** The heads of files: tenant-owned, listed per tenant through the index. */
+export class FileHeadRecords<T extends { id: string }> extends HeadRecords<T, FileHeadFields> {
+  constructor() {
+    super('file');
+  }
+}
+
+/** A file scoped to a session: a copy of its metadata and where it was written, in the session's partition. */
+export type SessionFileItem<T> = Item & { tenant: string; data: T; output_path: string; output_mtime_ms: number };
+
+export class SessionFileRecords<T extends { id: string }> {
+  put(table: StateTable, tenant: string, sessionId: string, data: T, fields: { output_path: string; output_mtime_ms: number }): Promise<void> {
+    return table.put({ ...keys.sessionFile(sessionId, data.id), tenant, data, ...fields });
+  }
+
+  delete(table: StateTable, sessionId: string, fileId: string): Promise<void> {
+    const k = keys.sessionFile(sessionId, fileId);
+    return table.delete(k.pk, k.sk);
+  }
+
+  /** A page of the session's files that `who` may read, in id order. */
+  async page(table: StateTable, who: Principal, sessionId: string, q: QueryOptions): Promise<Page<SessionFileItem<T>>> {
+    return readable(await table.query(keys.partition('session', sessionId), { ...q, prefix: SESSION_FILE_PREFIX }), who);
+  }
+
+  /** Every file of the session that `who` may read (at most the catalogue's bound). */
+  async all(table: StateTable, who: Principal, sessionId: string): Promise<Array<SessionFileItem<T>>> {
+    const out: Array<SessionFileItem<T>> = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.page(table, who, sessionId, { after, limit: 100 });
+      out.push(...page.items);
+      if (page.last === null) return out;
+      after = page.last;
+    }
+  }
+}

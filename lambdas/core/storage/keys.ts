@@ -16,6 +16,8 @@
  * | vault               | `vault#<id>`               | `head`             | `<tenant>#vaults`           | id     |
  * | vault credential    | `vault#<vault>`            | `cred#<id>`        |                             |        |
  * | session head        | `session#<id>`             | `head`             | `<tenant>#sessions`         | id     |
+ * | file head           | `file#<id>`                | `head`             | `<tenant>#files`            | id     |
+ * | file of a session   | `session#<id>`             | `file#<file id>`   |                             |        |
  * | session usage       | `session#<id>`             | `head#usage`       |                             |        |
  * | harness cursor      | `session#<id>`             | `cursor`           |                             |        |
  * | harness lease       | `session#<id>`             | `lease`            |                             |        |
@@ -37,17 +39,18 @@ const AGENT = 'agent#';
 const ENVIRONMENT = 'env#';
 const VAULT = 'vault#';
 const SESSION = 'session#';
+const FILE = 'file#';
 const API_KEY = 'apikey#';
 const RATE = 'rate#';
 
 /** Sort key of every resource's head item. */
 export const HEAD_SK = 'head';
 
-/** The four kinds of tenant-owned resource with a head item, listed per tenant through the index. */
-export type HeadKind = 'agent' | 'environment' | 'vault' | 'session';
+/** The kinds of tenant-owned resource with a head item, listed per tenant through the index. */
+export type HeadKind = 'agent' | 'environment' | 'vault' | 'session' | 'file';
 
-const HEAD_PARTITION: Record<HeadKind, string> = { agent: AGENT, environment: ENVIRONMENT, vault: VAULT, session: SESSION };
-const TENANT_INDEX: Record<HeadKind, string> = { agent: 'agents', environment: 'environments', vault: 'vaults', session: 'sessions' };
+const HEAD_PARTITION: Record<HeadKind, string> = { agent: AGENT, environment: ENVIRONMENT, vault: VAULT, session: SESSION, file: FILE };
+const TENANT_INDEX: Record<HeadKind, string> = { agent: 'agents', environment: 'environments', vault: 'vaults', session: 'sessions', file: 'files' };
 
 export const keys = {
   /** The partition of a resource (its head and, for agents and vaults, its children). */
@@ -65,6 +68,11 @@ export const keys = {
    * head's, so one query reads both.
    */
   sessionUsage: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: `${HEAD_SK}#usage` }),
+  /**
+   * A file scoped to a session (one the session's agent wrote under `/mnt/session/outputs`),
+   * beside the session's head: `files.list({ scope_id })` reads the session's partition.
+   */
+  sessionFile: (sessionId: string, fileId: string) => ({ pk: keys.partition('session', sessionId), sk: `${SESSION_FILE_PREFIX}${fileId}` }),
   cursor: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'cursor' }),
   /** A counter the API raises after appending a `user.interrupt`, which a running harness reads instead of the log. */
   interruptSignal: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'signal#interrupt' }),
@@ -107,6 +115,7 @@ export const AGENT_VERSION_PREFIX = 'v#';
 export const CREDENTIAL_PREFIX = 'cred#';
 export const SANDBOX_PREFIX = 'sandbox#';
 export const PREVIEW_PREFIX = 'preview#';
+export const SESSION_FILE_PREFIX = FILE;
 /** Partition-key prefix of every session's items (start-up recovery scans it). */
 export const SESSION_PARTITION_PREFIX = SESSION;
 

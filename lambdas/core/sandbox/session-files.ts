@@ -1,0 +1,109 @@
+/**
+ * The session's files in its sandboxes, kept by the sandbox manager through the agent's API
+ * (`SandboxFilesClient`); the sandbox never holds a credential and never names a path on a host:
+ *
+ * - **In**: before each tool call, the `file` resources of the session's current plan are handed
+ *   to the sandbox (`PUT /files`, the bytes read from the blob store by the core) at their mount
+ *   paths, where the agent keeps them read-only; ones removed from the session are taken out
+ *   (`DELETE /files`). The sandbox's record remembers what it holds (`files`: mount path → file
+ *   id), so a file goes in once per sandbox, and a sandbox started later (or a replacement)
+ *   gets all of them.
+ * - **Out**: after each call of a tool that writes (`bash`, `write`, `edit`), the regular files
+ *   under `/mnt/session/outputs` are catalogued as files scoped to the session: a new or changed
+ *   one (by size and modification time) is copied into the blob store, keeping its file id as its
+ *   content changes. Bounded: at most `MAX_OUTPUTS` files a session, each at most
+ *   `MAX_FILE_BYTES` (larger ones are left out and the model is told), at most
+ *   `MAX_COPIES_PER_CALL` copied after one call (the rest after the next). A file that leaves the
+ *   directory stays catalogued. What stays in `/workspace` is never catalogued.
+ */
+import { MAX_FILE_BYTES, type OutputEntry } from '../resources/files.js';
+import { SandboxFilesClient } from './client.js';
+import type { PlannedFile } from './recipe.js';
+import type { SandboxEndpoint } from './types.js';
+
+/** Most files catalogued from one session's outputs. */
+export const MAX_OUTPUTS = 100;
+/** Most outputs copied after one tool call. */
+export const MAX_COPIES_PER_CALL = 20;
+/** Tools after which the outputs are looked at (the others do not write). */
+export const WRITING_TOOLS: ReadonlySet<string> = new Set(['bash', 'write', 'edit']);
+
+/** What the manager needs of the Files API (`FileService`). */
+export interface SessionFileStore {
+  /** A file's bytes, or null when the tenant has no such file any more. */
+  read(tenant: string, fileId: string): Promise<Uint8Array | null>;
+  /** The outputs catalogued for the session so far, by path. */
+  outputs(tenant: string, sessionId: string): Promise<Map<string, { fileId: string; size: number; mtimeMs: number }>>;
+  putOutput(tenant: string, sessionId: string, entry: OutputEntry, bytes: Uint8Array, existingId: string | undefined): Promise<unknown>;
+}
+
+/**
+ * Bring the sandbox's uploads in line with the plan. Returns what it now holds and notes for the
+ * model (a file that is gone). Throws `SandboxUnavailableError` when the sandbox cannot be reached.
+ */
+export async function mountFiles(
+  endpoint: SandboxEndpoint,
+  store: SessionFileStore,
+  tenant: string,
+  planned: readonly PlannedFile[],
+  held: Readonly<Record<string, string>>,
+): Promise<{ held: Record<string, string>; notes: string[]; changed: boolean }> {
+  const client = new SandboxFilesClient(endpoint);
+  const next: Record<string, string> = { ...held };
+  const notes: string[] = [];
+  let changed = false;
+  const wanted = new Map(planned.map((f) => [f.mountPath, f.fileId]));
+  for (const [mountPath, fileId] of Object.entries(held)) {
+    if (wanted.get(mountPath) === fileId) continue;
+    await client.unmount(mountPath);
+    delete next[mountPath];
+    changed = true;
+  }
+  for (const f of planned) {
+    if (next[f.mountPath] === f.fileId) continue;
+    const bytes = await store.read(tenant, f.fileId);
+    if (!bytes) {
+      notes.push(`file ${f.fileId} is no longer in the Files API: nothing is mounted at ${f.mountPath}`);
+      continue;
+    }
+    try {
+      await client.mount(f.mountPath, bytes);
+    } catch (err) {
+      if ((err as { status?: number }).status === undefined) throw err;
+      notes.push(`file ${f.fileId} could not be mounted at ${f.mountPath}: ${(err as Error).message}`);
+      continue;
+    }
+    next[f.mountPath] = f.fileId;
+    changed = true;
+  }
+  return { held: next, notes, changed };
+}
+
+/** Catalogue what the sandbox has under `/mnt/session/outputs`; returns notes for the model. */
+export async function catalogueOutputs(endpoint: SandboxEndpoint, store: SessionFileStore, tenant: string, sessionId: string): Promise<string[]> {
+  const client = new SandboxFilesClient(endpoint);
+  const listing = await client.listOutputs();
+  const known = await store.outputs(tenant, sessionId);
+  const notes: string[] = [];
+  let copies = 0;
+  let count = known.size;
+  for (const entry of listing.files) {
+    const had = known.get(entry.path);
+    if (had && had.size === entry.size && had.mtimeMs === entry.mtimeMs) continue;
+    if (entry.size > MAX_FILE_BYTES) {
+      notes.push(`/mnt/session/outputs/${entry.path} is larger than ${MAX_FILE_BYTES} bytes and was not kept as a file of the session`);
+      continue;
+    }
+    if (!had && count >= MAX_OUTPUTS) {
+      notes.push(`the session already has ${MAX_OUTPUTS} output files; /mnt/session/outputs/${entry.path} was not kept`);
+      continue;
+    }
+    if (copies >= MAX_COPIES_PER_CALL) break; // the next call's catalogue takes the rest
+    const bytes = await client.readOutput(entry.path).catch(() => null);
+    if (!bytes || bytes.length > MAX_FILE_BYTES) continue; // changed or gone meanwhile: the next pass sees it
+    await store.putOutput(tenant, sessionId, { path: entry.path, size: bytes.length, mtimeMs: entry.mtimeMs }, bytes, had?.fileId);
+    copies++;
+    if (!had) count++;
+  }
+  return notes;
+}
