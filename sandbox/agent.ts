@@ -13,6 +13,13 @@
  *   POST /capability  -> 200 {"ok":true}: replaces the capability; the old one stops working
  *        Authorization: Bearer <current capability>
  *        {"capability": "<new, 32..1024 characters>"}
+ *   GET  /workspace/snapshot?max_bytes=N&max_entries=M
+ *                     -> 200 application/gzip: the workspace as a tar (413 when over the bounds)
+ *   POST /workspace/restore?max_bytes=N&max_entries=M   (body: a gzipped tar)
+ *                     -> 200 {"files","dirs","links","bytes","skipped","skipped_examples"}: the
+ *                        workspace's contents replaced; 422 for a tarball it refuses
+ *        both: Authorization: Bearer <capability>; packed and unpacked as the tools' user
+ *        (agent/workspace-archive.ts, docs/WORKSPACES.md)
  *
  * Usage: agent.ts (--socket PATH | --port N [--host H]) [--workspace DIR] [--state-dir DIR]
  *                 [--run-as-uid N --run-as-gid N [--setpriv PATH]] [--install-packages]
@@ -62,6 +69,7 @@
  *   git-forwarder.ts  the git forwarder
  *   egress-forwarder.ts  the egress forwarder and the tools' proxy variables
  *   output.ts         output bounding
+ *   workspace-archive.ts  workspace snapshots: safe tar pack and unpack (`--pack-workspace`, `--unpack-workspace`)
  *   tools/            one module per tool (write and edit together) and the dispatch
  */
 import fs from 'node:fs';
