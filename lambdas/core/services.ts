@@ -18,6 +18,7 @@ import { ProxyMcpGateway } from './mcp/proxy-gateway.js';
 import type { CredentialProxyClient } from './vault/protocol.js';
 import { VaultService } from './vault/vaults.js';
 import type { BlobStore } from './storage/blob-store.js';
+import type { WorkspaceLimits } from './sandbox/client.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -72,6 +73,8 @@ export function createServices(deps: {
   sandboxCapabilitySealer?: CapabilitySealer;
   /** Bytes of files and workspace snapshots (see storage/blob-store.ts). */
   blobs?: BlobStore;
+  /** Bounds of a workspace snapshot (kept in `blobs`); see sandbox/workspaces.ts. */
+  workspaceLimits?: Partial<WorkspaceLimits>;
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
@@ -82,7 +85,13 @@ export function createServices(deps: {
   }, { allow: deps.repositoryUrlAllow ?? [] });
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
-  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey);
+  const sandboxes = new SandboxManager(
+    deps.sandboxProvider,
+    deps.table,
+    deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey,
+    // With a blob store, a sandbox stopped for idleness keeps its workspace (sandbox/workspaces.ts).
+    deps.blobs ? { blobs: deps.blobs, limits: deps.workspaceLimits } : undefined,
+  );
   const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);
   return {
