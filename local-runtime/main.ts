@@ -57,6 +57,7 @@ const runtime = await startLocalRuntime({
   repositoryUrlAllow,
   sandboxLimits,
   sandboxPriority,
+  keepWorkspacesOnClose: true,
   logger,
 }).catch((err) => {
   console.error(`corral: could not start: ${(err as Error).message}`);

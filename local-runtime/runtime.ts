@@ -27,7 +27,9 @@ import { jsonLogger, silentLogger, type Logger } from '../lambdas/core/logger.js
 import type { SandboxProvider } from '../lambdas/core/sandbox/types.js';
 import type { AuthFailureLimits, RateLimits } from '../lambdas/core/resources/rate-limits.js';
 import type { McpGateway } from '../lambdas/core/mcp/gateway.js';
-import { sandboxIdleMsFromEnv, startSandboxReaper } from '../lambdas/core/sandbox/reaper.js';
+import { reapIdleSandboxes, sandboxIdleMsFromEnv, startSandboxReaper } from '../lambdas/core/sandbox/reaper.js';
+import type { WorkspaceLimits } from '../lambdas/core/sandbox/client.js';
+import { readWorkspaceLimits } from '../lambdas/core/config.js';
 import { CredentialProxyClient } from '../lambdas/core/vault/protocol.js';
 import { LocalCredentialProxy } from '../lambdas/adapters/local/credential-proxy-client.js';
 
@@ -60,6 +62,14 @@ export interface LocalRuntimeOptions {
   credentialProxy?: boolean;
   /** Stop sandboxes no tool call used for this long (default `CORRAL_SANDBOX_IDLE_MS`, or 15 minutes). */
   sandboxIdleMs?: number;
+  /** Bounds of a workspace snapshot (default `CORRAL_WORKSPACE_SNAPSHOT_MAX_BYTES` / `..._MAX_ENTRIES`, or 1 GiB / 200,000). */
+  workspaceLimits?: Partial<WorkspaceLimits>;
+  /**
+   * On `close`, snapshot the workspace of every running sandbox and mark it stopped, so the next
+   * start restores it at the session's next tool call (as after an idle stop). `npm start` sets
+   * it. @default false
+   */
+  keepWorkspacesOnClose?: boolean;
   /** Per-tenant requests per minute (`create`, `write`, `read`); 0 turns one off. */
   rateLimits?: RateLimits;
   /** The rate limits' window in ms (tests; the API's limits are per minute). */
@@ -217,6 +227,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       blobs: new FileBlobStore(localBlobDir(dataDir)),
       // Previews of the model's answers (`event_deltas`) go from the harness to the streams in memory.
       previews: new MemoryPreviewChannel(),
+      workspaceLimits: opts.workspaceLimits ?? readWorkspaceLimits(),
     });
 
     const apiKeyGenerated = !opts.apiKey;
@@ -228,6 +239,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       provider: sandboxProvider,
       idleMs: opts.sandboxIdleMs ?? sandboxIdleMsFromEnv(),
       logger: log,
+      // The same snapshot-on-stop, restore-on-start path as on Fargate (docs/WORKSPACES.md).
+      workspaces: services.sandboxes.workspaces,
     });
 
     queue.start(async (sessionId) => {
@@ -285,6 +298,12 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         await closed;
         await q.stop();
         await reaper.stop();
+        if (opts.keepWorkspacesOnClose) {
+          // Every sandbox counts as idle now (the harness is stopped): snapshot, mark stopped.
+          await reapIdleSandboxes({ table, provider, idleMs: 1, now: new Date(Date.now() + 1000), logger: log, workspaces: services.sandboxes.workspaces, reason: 'the local runtime stopped' }).catch(
+            (err: unknown) => log.warn('could not keep the workspaces of running sandboxes', { error: (err as Error)?.message }),
+          );
+        }
         await (provider as { close?: () => Promise<void> }).close?.();
         await proxy?.close();
         await db.close();

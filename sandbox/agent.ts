@@ -19,6 +19,13 @@
  *   GET  /outputs     -> 200 {"files": [{"path", "size", "mtime_ms"}], "truncated"}: /mnt/session/outputs
  *   GET  /outputs/content?path=<relative> -> 200 the bytes
  *        (all four: Authorization: Bearer <capability>)
+ *   GET  /workspace/snapshot?max_bytes=N&max_entries=M
+ *                     -> 200 application/gzip: the workspace as a tar (413 when over the bounds)
+ *   POST /workspace/restore?max_bytes=N&max_entries=M   (body: a gzipped tar)
+ *                     -> 200 {"files","dirs","links","bytes","skipped","skipped_examples"}: the
+ *                        workspace's contents replaced; 422 for a tarball it refuses
+ *        both: Authorization: Bearer <capability>; packed and unpacked as the tools' user
+ *        (agent/workspace-archive.ts, docs/WORKSPACES.md)
  *
  * Usage: agent.ts (--socket PATH | --port N [--host H]) [--workspace DIR] [--state-dir DIR]
  *                 [--run-as-uid N --run-as-gid N [--setpriv PATH]] [--install-packages]
@@ -69,6 +76,7 @@
  *   egress-forwarder.ts  the egress forwarder and the tools' proxy variables
  *   output.ts         output bounding
  *   session-files.ts  /mnt/session: file resources in (read-only), outputs out
+ *   workspace-archive.ts  workspace snapshots: safe tar pack and unpack (`--pack-workspace`, `--unpack-workspace`)
  *   tools/            one module per tool (write and edit together) and the dispatch
  */
 import fs from 'node:fs';

@@ -46,9 +46,12 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
   // Corral extension: fork a session at a position of its log.
   app.post('/:id/fork', async (c) => {
     const body = await parseBody(c, SessionFork);
-    return c.json(
-      await s.sessions.fork(c.get('tenant'), pathId(c, 'id'), { upTo: body.up_to_position, title: body.title }),
-    );
+    const source = pathId(c, 'id');
+    const fork = await s.sessions.fork(c.get('tenant'), source, { upTo: body.up_to_position, title: body.title });
+    // Its sandboxes start from copies of the source's workspaces (a failed copy is logged and
+    // told to the model at the fork's first tool call: it never fails the fork).
+    await s.sandboxes.seedFork(c.get('tenant'), source, fork.id);
+    return c.json(fork);
   });
   app.post('/:id/archive', async (c) => c.json(await s.sessions.archive(c.get('tenant'), pathId(c, 'id'))));
   app.route('/:id/sandboxes', sandboxRoutes(s)); // Corral extension: list and hand off sandboxes

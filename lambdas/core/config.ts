@@ -52,6 +52,10 @@ export const CORRAL_ENV = {
   wakeSafetyMarginMs: 'CORRAL_WAKE_SAFETY_MARGIN_MS',
   /** A sandbox no tool call used for this long is stopped, ms. Optional, default 15 minutes. Reaper. */
   sandboxIdleMs: 'CORRAL_SANDBOX_IDLE_MS',
+  /** Most bytes of files a workspace snapshot holds. Optional, default 1 GiB. Reaper, harness. */
+  workspaceSnapshotMaxBytes: 'CORRAL_WORKSPACE_SNAPSHOT_MAX_BYTES',
+  /** Most entries (files, directories, links) a workspace snapshot holds. Optional, default 200000. Reaper, harness. */
+  workspaceSnapshotMaxEntries: 'CORRAL_WORKSPACE_SNAPSHOT_MAX_ENTRIES',
   /** The KMS key new vault secrets are encrypted with. Optional. Credential proxy. */
   vaultKmsKeyId: 'CORRAL_VAULT_KMS_KEY_ID',
   /** The HTTPS URL sandboxes reach the proxy's git side at. Optional. Credential proxy. */
@@ -332,6 +336,23 @@ export function readSandboxIdleMs(env: Env = process.env): number {
   const n = Number(raw);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${CORRAL_ENV.sandboxIdleMs} must be a positive number of milliseconds, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+/**
+ * The bounds of a workspace snapshot (`CORRAL_WORKSPACE_SNAPSHOT_MAX_BYTES`, `..._MAX_ENTRIES`);
+ * only those set, the rest take their defaults (lambdas/core/sandbox/workspaces.ts).
+ */
+export function readWorkspaceLimits(env: Env = process.env): { maxBytes?: number; maxEntries?: number } {
+  const v = reader(env);
+  const out: { maxBytes?: number; maxEntries?: number } = {};
+  for (const [field, name] of [['maxBytes', CORRAL_ENV.workspaceSnapshotMaxBytes], ['maxEntries', CORRAL_ENV.workspaceSnapshotMaxEntries]] as const) {
+    const raw = v(name);
+    if (raw === undefined) continue;
+    const n = Number(raw);
+    if (!/^[0-9]+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+    out[field] = n;
+  }
+  return out;
 }
 
 export interface SandboxReaperConfig {

@@ -20,6 +20,7 @@ import { ProxyMcpGateway } from './mcp/proxy-gateway.js';
 import type { CredentialProxyClient } from './vault/protocol.js';
 import { VaultService } from './vault/vaults.js';
 import type { BlobStore } from './storage/blob-store.js';
+import type { WorkspaceLimits } from './sandbox/client.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -82,6 +83,8 @@ export function createServices(deps: {
   blobs?: BlobStore;
   /** The channel of previews between the harness and the streams (see session/previews.ts). */
   previews?: PreviewChannel;
+  /** Bounds of a workspace snapshot (kept in `blobs`); see sandbox/workspaces.ts. */
+  workspaceLimits?: Partial<WorkspaceLimits>;
 }): CorralServices {
   const agents = new AgentService(deps.table);
   const environments = new EnvironmentService(deps.table);
@@ -100,7 +103,14 @@ export function createServices(deps: {
         putOutput: (...args: Parameters<FileService['putOutput']>) => files.putOutput(...args),
       }
     : undefined;
-  const sandboxes = new SandboxManager(deps.sandboxProvider, deps.table, deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey, sandboxFiles);
+  const sandboxes = new SandboxManager(
+    deps.sandboxProvider,
+    deps.table,
+    deps.sandboxCapabilitySealer ?? deps.sandboxCapabilityKey,
+    sandboxFiles,
+    // With a blob store, a sandbox stopped for idleness keeps its workspace (sandbox/workspaces.ts).
+    deps.blobs ? { blobs: deps.blobs, limits: deps.workspaceLimits } : undefined,
+  );
   const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier, previews: deps.previews };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);
   return {

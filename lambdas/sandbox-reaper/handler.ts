@@ -20,6 +20,7 @@ import { EcsSandboxProvider } from '../adapters/aws/ecs-sandbox-provider.js';
 import { readSandboxReaperConfig } from '../core/config.js';
 import { reapIdleSandboxes, type ReapResult } from '../core/sandbox/reaper.js';
 import type { SandboxProvider } from '../core/sandbox/types.js';
+import type { WorkspaceSnapshots } from '../core/sandbox/workspaces.js';
 import type { StateTable } from '../core/store.js';
 
 export interface SandboxReaperDeps {
@@ -27,14 +28,20 @@ export interface SandboxReaperDeps {
   provider: SandboxProvider;
   idleMs: number;
   logger: Logger;
+  /**
+   * Where workspaces are snapshotted before their sandbox stops (docs/WORKSPACES.md). Not wired
+   * from the environment yet: it needs the S3 blob store, the capability sealer and a route to
+   * the sandboxes; until then a Fargate sandbox stopped for idleness comes back empty.
+   */
+  workspaces?: WorkspaceSnapshots;
 }
 
 /** The handler over its dependencies (tests build it with dynalite and a mocked ECS). */
 export function createSandboxReaperHandler(deps: () => SandboxReaperDeps) {
   return async function handler(_event: unknown, context?: Context): Promise<{ reaped: number; failed: number }> {
-    const { table, provider, idleMs, logger } = deps();
+    const { table, provider, idleMs, logger, workspaces } = deps();
     if (context) logger.addContext(context);
-    const result: ReapResult = await reapIdleSandboxes({ table, provider, idleMs, logger: coreLogger(logger) });
+    const result: ReapResult = await reapIdleSandboxes({ table, provider, idleMs, logger: coreLogger(logger), ...(workspaces ? { workspaces } : {}) });
     logger.info('sandbox reaper run', { reaped: result.reaped.length, failed: result.failed.length, idleMs });
     if (result.failed.length) logger.warn('some idle sandboxes could not be stopped; the next run retries', { failed: result.failed });
     return { reaped: result.reaped.length, failed: result.failed.length };

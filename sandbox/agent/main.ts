@@ -19,6 +19,7 @@ import { SandboxAgent } from './sandbox-agent.js';
 import { Processes } from './process.js';
 import { createAgentServer } from './server.js';
 import { toolServerMain } from './tool-server.js';
+import { ArchiveRefused, packWorkspace, parseArchiveLimits, unpackWorkspace, type ArchiveLimits } from './workspace-archive.js';
 
 export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
 
@@ -106,9 +107,18 @@ export async function main(argv: string[], program: string): Promise<void> {
       'egress-socket': { type: 'string' },
       'session-dir': { type: 'string' },
       limits: { type: 'string' },
+      'pack-workspace': { type: 'boolean' },
+      'unpack-workspace': { type: 'boolean' },
+      'max-bytes': { type: 'string' },
+      'max-entries': { type: 'string' },
     },
     strict: true,
   });
+  if (values['pack-workspace'] || values['unpack-workspace']) {
+    // A snapshot's child (workspace-archive.ts), run by the agent as the tools' user.
+    const workspace = path.resolve(values.workspace ?? process.cwd());
+    process.exit(await archiveMain(values['pack-workspace'] ? 'pack' : 'unpack', workspace, parseArchiveLimits(values['max-bytes'], values['max-entries'])));
+  }
   if (values['tool-server']) {
     const workspace = path.resolve(values.workspace ?? process.cwd());
     await toolServerMain({ workspace, requestTimeoutMs: undefined, processes: new Processes(new Confinement(undefined, undefined)) });
@@ -223,6 +233,37 @@ export async function main(argv: string[], program: string): Promise<void> {
     workspace,
     stateDir,
   });
+}
+
+/**
+ * `--pack-workspace`: the workspace as a gzipped tar on stdout, its summary as a JSON line on
+ * stderr. `--unpack-workspace`: a gzipped tar from stdin into the workspace, the summary (or the
+ * refusal) as a JSON line on stdout. Exit code 3: refused (too large, a hostile tarball).
+ */
+async function archiveMain(mode: 'pack' | 'unpack', workspace: string, limits: ArchiveLimits): Promise<number> {
+  const refused = (err: unknown, out: NodeJS.WritableStream) => {
+    const refusal = err instanceof ArchiveRefused;
+    out.write(`${JSON.stringify({ error: refusal ? err.message : `internal error: ${(err as Error)?.message ?? String(err)}`, refused: refusal })}\n`);
+    return refusal ? 3 : 1;
+  };
+  if (mode === 'pack') {
+    try {
+      const summary = await packWorkspace(workspace, process.stdout, limits);
+      process.stderr.write(`${JSON.stringify({ summary })}\n`);
+      return 0;
+    } catch (err) {
+      return refused(err, process.stderr);
+    }
+  }
+  try {
+    const summary = await unpackWorkspace(workspace, process.stdin, limits);
+    await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify({ summary })}\n`, () => resolve()));
+    return 0;
+  } catch (err) {
+    const code = refused(err, process.stdout);
+    await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+    return code;
+  }
 }
 
 /** Refuse to start unless tools really run as the configured user (a broken image fails fast). */

@@ -3,9 +3,11 @@
  * tool call runs: once per idempotency key, as the tools' user, under the limits, with the disk
  * limit checked after every call.
  */
+import type { ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { RecipeError, applyRecipe, type RecipeContext, type RunResult, type WireRecipe } from '../recipe.js';
 import type { SandboxLimits } from '../limits.js';
 import { Confinement, SANDBOX_PATH, type Principal, type RunAs } from './confinement.js';
@@ -17,6 +19,10 @@ import { ToolServer } from './tool-server.js';
 import { HttpError } from './server.js';
 import { SESSION_MOUNT, SessionFiles } from './session-files.js';
 import { clampTimeout, runTool, type ExecuteRequest, type ToolResult } from './tools/index.js';
+import { ArchiveRefused, packWorkspace, unpackWorkspace, type ArchiveLimits, type ArchiveSummary } from './workspace-archive.js';
+
+/** The longest a snapshot or a restore may take. */
+const ARCHIVE_TIMEOUT_MS = 15 * 60_000;
 
 export interface AgentOptions {
   workspace: string;
@@ -74,6 +80,9 @@ export class SandboxAgent {
   private readonly gitRemote: AgentOptions['gitRemote'];
   /** The session's file resources and outputs under `/mnt/session`. */
   readonly sessionFiles: SessionFiles;
+  private readonly program: string | undefined;
+  /** A snapshot or a restore in progress (one at a time). */
+  private archiving = false;
 
   constructor(opts: AgentOptions) {
     this.limits = opts.limits;
@@ -87,6 +96,7 @@ export class SandboxAgent {
     this.processes = new Processes(new Confinement(opts.runAs, opts.limits, opts.toolEnv));
     this.shell = new ShellSession(this.processes, this.workspace);
     this.sessionFiles = new SessionFiles(opts.sessionDir ?? SESSION_MOUNT, this.processes.confinement);
+    this.program = opts.program;
     this.tools = opts.program ? new ToolServer(this.processes, opts.program, this.workspace, opts.limits) : undefined;
   }
 
@@ -181,6 +191,105 @@ export class SandboxAgent {
     return this.results.once(key, req.tool, () => this.runLimited(req));
   }
 
+  /**
+   * Streams the workspace as a gzipped tar (workspace-archive.ts) into what `start` returns,
+   * packed as the tools' user (in a child process of this program when that is another user). Throws `ArchiveRefused` before `start` is called when the
+   * workspace is over `limits`; an error after it means the stream is incomplete.
+   */
+  async snapshot(limits: ArchiveLimits, start: () => Writable): Promise<void> {
+    await this.exclusive(async () => {
+      if (!this.program || !this.runAs) {
+        // The tools run as the agent's own user: packing here reads what a child would (and
+        // spares a Node start-up).
+        const out = new PassThrough();
+        let started: Writable | undefined;
+        const packed = packWorkspace(this.workspace, out, limits);
+        out.once('readable', () => {
+          started = start();
+          out.pipe(started);
+        });
+        const summary = await packed;
+        this.log('info', 'workspace packed', { ...summary, skippedExamples: undefined });
+        if (!started) start().end();
+        return;
+      }
+      const child = this.archiveChild('pack', limits);
+      const errText = collect(child.stderr!);
+      let target: Writable | undefined;
+      const first = new Promise<void>((resolve) => child.stdout!.once('readable', () => resolve()));
+      const exited = exitOf(child);
+      await Promise.race([first, exited]);
+      if (child.stdout!.readableLength > 0) {
+        target = start();
+        child.stdout!.pipe(target, { end: false });
+      }
+      const code = await exited;
+      const last = lastJson(await errText);
+      if (code !== 0 || !target) {
+        target?.destroy(new Error('the snapshot was cut'));
+        if (code === 3 && !target) throw new ArchiveRefused(String(last?.error ?? 'the workspace could not be packed'));
+        throw new Error(`packing the workspace failed: ${String(last?.error ?? `exit code ${code}`)}`);
+      }
+      await new Promise<void>((resolve) => {
+        if (child.stdout!.readableEnded) resolve();
+        else child.stdout!.once('end', () => resolve());
+      });
+      target.end();
+      this.log('info', 'workspace packed', { ...(last?.summary as object) });
+    });
+  }
+
+  /** Replaces the workspace's contents with the gzipped tar `input`, unpacked as the tools' user. */
+  async restore(limits: ArchiveLimits, input: Readable): Promise<ArchiveSummary> {
+    return this.exclusive(async () => {
+      // The tools run as the agent's own user: unpacking here writes what a child would.
+      if (!this.program || !this.runAs) return unpackWorkspace(this.workspace, input, limits);
+      const child = this.archiveChild('unpack', limits);
+      const outText = collect(child.stdout!);
+      const errText = collect(child.stderr!);
+      child.stdin!.on('error', () => {});
+      input.on('error', () => child.stdin!.destroy());
+      input.pipe(child.stdin!);
+      const code = await exitOf(child);
+      input.unpipe(child.stdin!);
+      input.resume();
+      const result = lastJson(await outText);
+      if (code === 0 && result?.summary) {
+        const summary = result.summary as ArchiveSummary;
+        this.log('info', 'workspace restored', { ...summary, skippedExamples: undefined });
+        return summary;
+      }
+      if (code === 3) throw new ArchiveRefused(String(result?.error ?? 'the snapshot was refused'));
+      throw new Error(`unpacking the workspace failed: ${String(result?.error ?? (await errText).trim().slice(-500)) || `exit code ${code}`}`);
+    });
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.archiving) throw new HttpError(409, 'a snapshot or restore of this workspace is already in progress');
+    this.archiving = true;
+    try {
+      return await fn();
+    } finally {
+      this.archiving = false;
+    }
+  }
+
+  /** The agent program run again as the tools' user, to pack or unpack the workspace. */
+  private archiveChild(mode: 'pack' | 'unpack', limits: ArchiveLimits): ChildProcess {
+    const child = this.processes.confinement.spawn(
+      process.execPath,
+      [...process.execArgv, this.program!, `--${mode}-workspace`, '--workspace', this.workspace, '--max-bytes', String(limits.maxBytes), '--max-entries', String(limits.maxEntries)],
+      { cwd: this.workspace, env: { PATH: SANDBOX_PATH, HOME: this.workspace, LANG: 'C.UTF-8' }, stdio: [mode === 'unpack' ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true },
+    );
+    this.processes.adopt(child);
+    const timer = setTimeout(() => this.processes.killGroup(child), ARCHIVE_TIMEOUT_MS);
+    child.once('close', () => {
+      clearTimeout(timer);
+      this.processes.forget(child);
+    });
+    return child;
+  }
+
   /** Kills every running command's process group and grep worker, the shell and the tools' process. */
   shutdown(): void {
     this.tools?.shutdown();
@@ -218,4 +327,39 @@ export class SandboxAgent {
     this.log('info', 'tool', { tool: req.tool, ms: Date.now() - started, is_error: result.is_error });
     return result;
   }
+}
+
+/** A child's exit code (null when killed), once it has closed. */
+function exitOf(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    child.once('error', () => resolve(null));
+    child.once('close', (code) => resolve(code));
+  });
+}
+
+/** A stream's text (its last 64 KiB). */
+function collect(stream: Readable): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      text = (text + chunk).slice(-65536);
+    });
+    stream.on('error', () => resolve(text));
+    stream.on('close', () => resolve(text));
+  });
+}
+
+/** The last line of `text` that is a JSON object. */
+function lastJson(text: string): Record<string, unknown> | undefined {
+  const lines = text.trim().split('\n').reverse();
+  for (const line of lines) {
+    try {
+      const v = JSON.parse(line) as unknown;
+      if (v && typeof v === 'object') return v as Record<string, unknown>;
+    } catch {
+      // not this one
+    }
+  }
+  return undefined;
 }

@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { SandboxAgent } from './sandbox-agent.js';
 import { TOOLS, type ExecuteRequest, type Tool } from './tools/index.js';
 import { MAX_SESSION_FILE_BYTES } from './session-files.js';
+import { ArchiveRefused, type ArchiveLimits } from './workspace-archive.js';
 
 export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
 /** How long an idle client connection stays open. */
@@ -166,6 +167,10 @@ async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.
     else sendJson(res, 503, { ok: false, ...setup });
     return;
   }
+  if (url === '/workspace/snapshot' || url === '/workspace/restore') {
+    await handleWorkspace(agent, url, req, res);
+    return;
+  }
   if (url !== '/execute' && url !== '/capability') {
     req.resume();
     throw new HttpError(404, 'not found');
@@ -201,3 +206,66 @@ async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.
   sendJson(res, 200, { output: result.output, is_error: result.is_error });
 }
 
+
+/** `max_bytes` and `max_entries` of a snapshot or restore request (set by the core). */
+export function archiveLimitsOf(rawUrl: string): ArchiveLimits {
+  const q = new URLSearchParams(rawUrl.includes('?') ? rawUrl.slice(rawUrl.indexOf('?') + 1) : '');
+  const num = (name: string) => {
+    const v = q.get(name);
+    const n = Number(v);
+    if (v === null || !/^[0-9]{1,16}$/.test(v) || !Number.isSafeInteger(n) || n <= 0) throw new HttpError(400, `"${name}" must be a positive integer`);
+    return n;
+  };
+  return { maxBytes: num('max_bytes'), maxEntries: num('max_entries') };
+}
+
+/**
+ * `GET /workspace/snapshot`: the workspace as a gzipped tar (413 when it is over the limits);
+ * `POST /workspace/restore`: a gzipped tar in the body replaces the workspace's contents (422
+ * when the tarball is refused). Both authorized by the capability, both only once the recipe is
+ * in place (a restore lands on top of what the recipe made).
+ */
+async function handleWorkspace(agent: SandboxAgent, url: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const snapshot = url === '/workspace/snapshot';
+  if (req.method !== (snapshot ? 'GET' : 'POST')) {
+    req.resume();
+    throw new HttpError(405, 'method not allowed');
+  }
+  if (!agent.authorized(req.headers.authorization)) {
+    req.resume();
+    throw new HttpError(401, 'missing or invalid capability');
+  }
+  const setup = agent.setupState();
+  if (setup.state !== 'ready') {
+    req.resume();
+    throw new HttpError(503, setup.state === 'starting' ? 'sandbox is still starting' : `sandbox setup failed: ${setup.error.message}`);
+  }
+  const limits = archiveLimitsOf(req.url ?? '');
+  try {
+    if (snapshot) {
+      req.resume();
+      await agent.snapshot(limits, () => {
+        res.writeHead(200, { 'content-type': 'application/gzip' });
+        return res;
+      });
+      return;
+    }
+    const summary = await agent.restore(limits, req);
+    sendJson(res, 200, {
+      files: summary.files,
+      dirs: summary.dirs,
+      links: summary.links,
+      bytes: summary.bytes,
+      skipped: summary.skipped,
+      skipped_examples: summary.skippedExamples,
+    });
+  } catch (err) {
+    if (err instanceof ArchiveRefused) throw new HttpError(snapshot ? 413 : 422, err.message);
+    if (res.headersSent) {
+      // Part of a snapshot went out: cut the connection, so the client cannot take it for whole.
+      res.destroy();
+      return;
+    }
+    throw err;
+  }
+}

@@ -255,6 +255,43 @@ describe('sandboxes end to end (local runtime)', () => {
 });
 
 describe('the idle reaper in the local runtime', () => {
+  it('keeps the workspace: the files written before an idle stop are there in the new sandbox', async () => {
+    // Default isolation: bubblewrap, with the tools as a uid of their own where Corral is root.
+    const t = await startTestRuntime({ runtime: { sandboxIdleMs: 400 } });
+    try {
+      const { agent, environment } = await createAgentAndEnvironment(t.client);
+      const session = await t.client.beta.sessions.create({ agent: agent.id, environment_id: environment.id });
+      t.fake.push(
+        { kind: 'tool_use', calls: [{ name: 'bash', input: { command: 'mkdir -p notes && echo "remember me" > notes/a.txt && seq 1 3 > n.txt' } }] },
+        { kind: 'text', text: 'x' },
+      );
+      const stream = await t.client.beta.sessions.events.stream(session.id);
+      await t.client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: text('write') }] });
+      await collectUntil(stream, isIdle);
+      const first = (await t.runtime.services.sandboxes.get(session.id, 'default'))!;
+      await waitFor(async () => (await t.runtime.services.sandboxes.get(session.id, 'default'))?.state === 'released', 'the reaper', 60_000);
+      await waitFor(async () => !processAlive(Number(first.ref)), 'the sandbox to stop');
+      const released = (await t.runtime.services.sandboxes.get(session.id, 'default'))!;
+      expect(released.snapshot?.key).toMatch(new RegExp(`^workspaces/local/${session.id}/default\\.`));
+      expect(fs.existsSync(path.join(t.dataDir, 'blobs', released.snapshot!.key))).toBe(true);
+
+      t.fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command: 'cat notes/a.txt n.txt' } }] }, { kind: 'text', text: 'x' });
+      await t.client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: text('read') }] });
+      const seen = (await collectUntil(stream, isIdle)) as Ev[];
+      expect(resultText(seen.find((e) => e.type === 'agent.tool_result')!)).toMatch(
+        /^\[corral\] sandbox "default": it had been stopped \(unused for more than 400 ms\); this call runs in a new sandbox whose workspace was restored from the snapshot .*: 2 files, .*\nremember me\n1\n2\n3\n$/,
+      );
+      const second = (await t.runtime.services.sandboxes.get(session.id, 'default'))!;
+      expect(second.ref).not.toBe(first.ref);
+
+      // Deleting the session deletes its snapshots.
+      await t.client.beta.sessions.delete(session.id);
+      expect(fs.existsSync(path.join(t.dataDir, 'blobs', released.snapshot!.key))).toBe(false);
+    } finally {
+      await t.close();
+    }
+  }, 180_000);
+
   it('stops a sandbox nobody used for CORRAL_SANDBOX_IDLE_MS, and the next call gets a fresh one', async () => {
     const t = await startTestRuntime({ runtime: { sandboxIdleMs: 300, sandboxIsolation: 'none' } });
     try {

@@ -100,7 +100,7 @@ describe('ProcessSandboxProvider (no isolation)', () => {
     expect(fs.existsSync(path.dirname(socketPath))).toBe(false);
   });
 
-  it('release kills the agent, removes the socket, keeps the workspace, and is idempotent', async () => {
+  it('release kills the agent, removes the socket, leaves the workspace on disk, and is idempotent; the next sandbox starts empty', async () => {
     const p = provider({ isolation: 'none' });
     const sb = await p.provision({ sessionId: 'sesn_R', name: 'default', recipe });
     const c = new SandboxClient(sb.endpoint);
@@ -113,6 +113,11 @@ describe('ProcessSandboxProvider (no isolation)', () => {
     expect(await c.health()).toBe(false);
     await p.release('sesn_R', 'default', sb.ref);
     await p.release('sesn_unknown', 'default', '999999');
+    // The next sandbox of that name starts empty, as a Fargate task does (its files come back
+    // only through the core's snapshot and restore: docs/WORKSPACES.md).
+    const next = await p.provision({ sessionId: 'sesn_R', name: 'default', recipe });
+    expect((await new SandboxClient(next.endpoint).execute('bash', { command: 'ls -A' })).output).toBe('');
+    await p.release('sesn_R', 'default', next.ref);
   });
 
   it('a stale ref does not release the current sandbox; provisioning again replaces the old one', async () => {

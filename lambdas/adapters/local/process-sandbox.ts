@@ -339,8 +339,10 @@ export class ProcessSandboxProvider implements SandboxProvider {
   }
 
   /**
-   * The workspace of a session's sandbox: the running one's, else where the next one would start
-   * (a workspace is kept after release, and reused by the next sandbox of that name).
+   * The workspace of a session's sandbox: the running one's, else where the next one would start.
+   * A stopped sandbox's files stay there untouched until the next sandbox of that name starts
+   * (which empties it: it gets its files back only from the core's snapshot, as on Fargate) or
+   * the session is deleted.
    */
   workspaceDir(sessionId: string, name: string): string {
     const live = this.owned(sessionId, name);
@@ -503,7 +505,14 @@ export class ProcessSandboxProvider implements SandboxProvider {
 
   private async start(req: ProvisionRequest): Promise<ProvisionedSandbox> {
     const mode = await this.isolationMode();
-    const base = await this.chooseDir(req.sessionId, req.name);
+    let base = await this.chooseDir(req.sessionId, req.name);
+    // Every sandbox starts with an empty workspace, as a Fargate task does: what an earlier one
+    // left comes back only through the core's snapshot and restore (docs/WORKSPACES.md). `rm`
+    // never follows a link; a tree this user cannot remove (modes the sandbox set) is left, and
+    // the sandbox starts in a directory of its own.
+    if (!(await fsp.rm(path.join(base, 'workspace'), { recursive: true, force: true }).then(() => true, () => false))) {
+      base = `${this.sandboxDir(req.sessionId, req.name)}+${crypto.randomBytes(4).toString('hex')}`;
+    }
     await fsp.mkdir(path.join(base, 'workspace'), { recursive: true });
     await fsp.mkdir(path.join(base, 'state'), { recursive: true, mode: 0o700 });
     const realBase = await fsp.realpath(base);

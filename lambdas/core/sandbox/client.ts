@@ -15,6 +15,7 @@
  * Error messages name the endpoint but never contain the capability.
  */
 import http from 'node:http';
+import type { Readable } from 'node:stream';
 import {
   SandboxSetupError,
   SandboxUnavailableError,
@@ -362,6 +363,129 @@ export class SandboxFilesClient {
   async readOutput(path: string): Promise<Buffer> {
     return (await this.call('GET', `/outputs/content?path=${encodeURIComponent(path)}`)).bytes;
   }
+}
+
+/** Bounds of a workspace snapshot (see docs/WORKSPACES.md). */
+export interface WorkspaceLimits {
+  /** Most bytes of file content (before compression). */
+  maxBytes: number;
+  /** Most entries: files, directories and links. */
+  maxEntries: number;
+}
+
+/** What a restore put in the workspace, as the agent reports it. */
+export interface RestoreSummary {
+  files: number;
+  dirs: number;
+  links: number;
+  bytes: number;
+  /** Entries not restored (links out of the workspace), with up to 20 examples. */
+  skipped: number;
+  skippedExamples: string[];
+}
+
+/**
+ * A snapshot or restore the agent would not do: `refused` (over the limits, a tarball it does not
+ * accept: doing it again gives the same answer) or not (the sandbox or the transfer failed).
+ */
+export class WorkspaceTransferError extends Error {
+  constructor(
+    message: string,
+    readonly refused: boolean,
+    /** The agent is already taking or restoring a snapshot of this workspace (HTTP 409). */
+    readonly inProgress = false,
+  ) {
+    super(message);
+    this.name = 'WorkspaceTransferError';
+  }
+}
+
+function limitsQuery(limits: WorkspaceLimits): string {
+  return `max_bytes=${Math.floor(limits.maxBytes)}&max_entries=${Math.floor(limits.maxEntries)}`;
+}
+
+/** Reads a JSON answer's `error` (bounded), for a refused snapshot or restore. */
+function errorOf(res: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => {
+      if (text.length < 65536) text += c;
+    });
+    res.on('end', () => {
+      try {
+        const e = (JSON.parse(text) as { error?: unknown }).error;
+        resolve(typeof e === 'string' ? e : `HTTP ${res.statusCode}`);
+      } catch {
+        resolve(`HTTP ${res.statusCode}`);
+      }
+    });
+    res.on('error', () => resolve(`HTTP ${res.statusCode}`));
+  });
+}
+
+/**
+ * `GET /workspace/snapshot`: the sandbox's workspace as a gzipped tar stream. Resolves once the
+ * agent has started sending it; the stream errors if the agent cuts it (an incomplete snapshot is
+ * never mistaken for a whole one). Not on the kept-alive pool: a snapshot holds its connection.
+ */
+export function fetchWorkspaceSnapshot(endpoint: SandboxEndpoint, limits: WorkspaceLimits, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    const target: http.RequestOptions = endpoint.kind === 'unix' ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port };
+    const req = http.request({ ...target, method: 'GET', path: `/workspace/snapshot?${limitsQuery(limits)}`, headers: { authorization: `Bearer ${endpoint.capability}` }, agent: false, signal: opts.signal }, (res) => {
+      clearTimeout(timer);
+      if (res.statusCode === 200) {
+        // A connection closed before the last chunk is an error on the stream, not a short end.
+        res.on('aborted', () => res.destroy(new Error('the sandbox cut the snapshot short')));
+        resolve(res);
+        return;
+      }
+      const refused = res.statusCode === 413 || res.statusCode === 400;
+      void errorOf(res).then((message) => reject(res.statusCode === 401 || res.statusCode === 403 ? unavailable(endpoint, new Error('capability rejected')) : new WorkspaceTransferError(message, refused, res.statusCode === 409)));
+    });
+    const timer = setTimeout(() => req.destroy(new RequestTimeout(`no answer within ${opts.timeoutMs ?? 60_000} ms`)), opts.timeoutMs ?? 60_000);
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(opts.signal?.aborted ? err : unavailable(endpoint, err));
+    });
+    req.end();
+  });
+}
+
+/** `POST /workspace/restore`: streams `body` (a gzipped tar) into the sandbox's workspace. */
+export function restoreWorkspace(endpoint: SandboxEndpoint, body: Readable, limits: WorkspaceLimits, opts: { signal?: AbortSignal } = {}): Promise<RestoreSummary> {
+  return new Promise((resolve, reject) => {
+    const target: http.RequestOptions = endpoint.kind === 'unix' ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port };
+    const req = http.request(
+      { ...target, method: 'POST', path: `/workspace/restore?${limitsQuery(limits)}`, headers: { authorization: `Bearer ${endpoint.capability}`, 'content-type': 'application/gzip' }, agent: false, signal: opts.signal },
+      (res) => {
+        if (res.statusCode !== 200) {
+          body.unpipe(req);
+          body.destroy();
+          const refused = res.statusCode === 422 || res.statusCode === 400;
+          void errorOf(res).then((message) => reject(res.statusCode === 401 || res.statusCode === 403 ? unavailable(endpoint, new Error('capability rejected')) : new WorkspaceTransferError(message, refused)));
+          return;
+        }
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('error', (err) => reject(unavailable(endpoint, err)));
+        res.on('data', (c: string) => {
+          if (text.length < 1 << 20) text += c;
+        });
+        res.on('end', () => {
+          try {
+            const r = JSON.parse(text) as { files: number; dirs: number; links: number; bytes: number; skipped: number; skipped_examples: string[] };
+            resolve({ files: r.files, dirs: r.dirs, links: r.links, bytes: r.bytes, skipped: r.skipped, skippedExamples: r.skipped_examples ?? [] });
+          } catch {
+            reject(new WorkspaceTransferError('the sandbox answered the restore with something that is not JSON', false));
+          }
+        });
+      },
+    );
+    req.on('error', (err) => reject(opts.signal?.aborted ? err : unavailable(endpoint, err)));
+    body.on('error', (err) => req.destroy(err));
+    body.pipe(req);
+  });
 }
 
 /**

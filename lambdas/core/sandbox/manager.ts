@@ -3,7 +3,7 @@ import { ConflictError, CorralError, NotFoundError } from '../errors.js';
 import type { StateTable } from '../store.js';
 import { SandboxRecords } from '../storage/items.js';
 import { keys } from '../storage/keys.js';
-import { SandboxClient, callTimeoutMs } from './client.js';
+import { SandboxClient, callTimeoutMs, type RestoreSummary } from './client.js';
 import { KeySealer, type CapabilitySealer } from './sealing.js';
 import {
   SandboxSetupError,
@@ -17,6 +17,14 @@ import {
 } from './types.js';
 import { fitRecipe, type RecipePlan } from './recipe.js';
 import { WRITING_TOOLS, catalogueOutputs, mountFiles, type SessionFileStore } from './session-files.js';
+import {
+  WorkspaceSnapshots,
+  describeBytes,
+  snapshotIdOf,
+  workspaceSnapshotKey,
+  type WorkspaceSnapshotOptions,
+  type WorkspaceSnapshotRef,
+} from './workspaces.js';
 
 export const DEFAULT_SANDBOX = 'default';
 /** Sandbox names the model may use: 1-64 letters, digits, `-` or `_`. */
@@ -45,7 +53,23 @@ export interface SandboxRecord {
   receivedFrom?: { sessionId: string; name: string; at: string };
   /** The session's file resources this sandbox holds: mount path → file id (`session-files.ts`). */
   files?: Record<string, string>;
+  /**
+   * The latest snapshot of this name's workspace (workspaces.ts): taken when the idle reaper
+   * stopped the sandbox, copied from the source of a fork, or carried over from the record this
+   * one replaced (so that it is deleted in its turn).
+   */
+  snapshot?: WorkspaceSnapshotRef;
+  /** Why the workspace could not be snapshotted when this sandbox was stopped. */
+  snapshotError?: string;
+  /** A record that only seeds a fork's first sandbox with its source's workspace (no sandbox ran). */
+  forkedFrom?: { sessionId: string; name: string };
 }
+
+/** What became of the workspace of a new sandbox that replaced a stopped one. */
+export type WorkspaceOutcome =
+  | { kind: 'restored'; summary: RestoreSummary; snapshot: WorkspaceSnapshotRef }
+  | { kind: 'not_restored'; error: string }
+  | { kind: 'not_saved'; error: string };
 
 export interface ExecutionReport extends ToolOutput {
   sandbox: string;
@@ -93,6 +117,8 @@ const corralNote = (name: string, text: string) => `[corral] sandbox "${name}": 
  */
 export class SandboxManager {
   private readonly sealer?: CapabilitySealer;
+  /** Workspace snapshots (the idle reaper takes them, `ensure` restores them); none without a blob store. */
+  readonly workspaces?: WorkspaceSnapshots;
 
   constructor(
     private readonly provider: SandboxProvider,
@@ -101,8 +127,11 @@ export class SandboxManager {
     capabilityKey?: Buffer | CapabilitySealer,
     /** The Files API: `file` resources go into sandboxes, outputs come out (`session-files.ts`). @default - neither */
     private readonly files?: SessionFileStore,
+    /** Where workspaces are kept between sandboxes. @default - nowhere: a stopped sandbox's files are gone */
+    workspaces?: WorkspaceSnapshotOptions,
   ) {
     this.sealer = Buffer.isBuffer(capabilityKey) ? new KeySealer(capabilityKey) : capabilityKey;
+    this.workspaces = workspaces ? new WorkspaceSnapshots(workspaces, table, this.sealer) : undefined;
   }
 
   async get(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
@@ -175,11 +204,7 @@ export class SandboxManager {
         const ensured = await this.ensure(sessionId, name, plan, { signal: cut.signal });
         record = ensured.record;
         provisionMs += ensured.provisionMs;
-        if (ensured.replaced?.state === 'released') {
-          notes.push(
-            corralNote(name, `it had been stopped (${ensured.replaced.endedReason ?? 'released'}); this call runs in a fresh sandbox, so files and processes from before it are gone`),
-          );
-        }
+        if (ensured.replaced?.state === 'released') notes.push(corralNote(name, replacedNote(ensured.replaced, ensured.workspace)));
         notes.push(...ensured.notes.map((n) => corralNote(name, n)));
         // Mark it busy, so the idle reaper leaves it alone while the call runs.
         const now = new Date();
@@ -263,7 +288,7 @@ export class SandboxManager {
     name: string,
     plan: RecipePlan,
     opts: { signal?: AbortSignal } = {},
-  ): Promise<{ record: SandboxRecord; provisionMs: number; notes: string[]; replaced?: SandboxRecord }> {
+  ): Promise<{ record: SandboxRecord; provisionMs: number; notes: string[]; replaced?: SandboxRecord; workspace?: WorkspaceOutcome }> {
     const existing = await this.get(sessionId, name);
     if (existing && existing.state === 'ready') return { record: existing, provisionMs: 0, notes: [] };
     const started = Date.now();
@@ -272,6 +297,15 @@ export class SandboxManager {
     const refused = issues.find((i) => i.outcome === 'refused');
     if (refused) throw new SandboxSetupError(refused.errorType, `${refused.errorType}: ${refused.message}`);
     const provisioned = await this.provider.provision({ sessionId, name, recipe, ...(opts.signal ? { signal: opts.signal } : {}) });
+    // Before the record says it is ready, so no tool call runs in a workspace half restored.
+    let workspace: WorkspaceOutcome | undefined;
+    try {
+      workspace = await this.restoreInto(existing, provisioned.endpoint, opts.signal);
+    } catch (err) {
+      // Cut by the deadline or an interrupt: nothing half-restored is left running.
+      await this.provider.release(sessionId, name, provisioned.ref).catch(() => undefined);
+      throw err;
+    }
     const now = new Date().toISOString();
     const record: SandboxRecord = {
       sessionId,
@@ -281,10 +315,89 @@ export class SandboxManager {
       ref: provisioned.ref,
       createdAt: now,
       lastUsedAt: now,
+      // The latest snapshot stays the record's until a newer one replaces it (and deletes it).
+      ...(existing?.snapshot ? { snapshot: existing.snapshot } : {}),
     };
     await this.put(record);
     const notes = [...issues.map((i) => i.message), ...(provisioned.notes ?? [])];
-    return { record, provisionMs: Date.now() - started, notes, replaced: existing };
+    return { record, provisionMs: Date.now() - started, notes, replaced: existing, ...(workspace ? { workspace } : {}) };
+  }
+
+  /**
+   * The workspace of the sandbox `replaced` stood for, restored into a new one: only when it was
+   * stopped on purpose (or seeds a fork) and its snapshot is of that very sandbox. A restore that
+   * fails is reported, and the new sandbox goes on with what its recipe made.
+   */
+  private async restoreInto(replaced: SandboxRecord | undefined, endpoint: SandboxEndpoint, signal?: AbortSignal): Promise<WorkspaceOutcome | undefined> {
+    if (!replaced || replaced.state !== 'released') return undefined;
+    if (replaced.snapshotError) return { kind: 'not_saved', error: replaced.snapshotError };
+    const snapshot = replaced.snapshot;
+    if (!snapshot || snapshot.ofRef !== replaced.ref) return undefined;
+    if (!this.workspaces) return { kind: 'not_restored', error: 'this deployment keeps no workspace snapshots' };
+    try {
+      const summary = await this.workspaces.restore(endpoint, snapshot.key, { signal });
+      return { kind: 'restored', summary, snapshot };
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      return { kind: 'not_restored', error: withoutAddress((err as Error)?.message ?? String(err)) };
+    }
+  }
+
+  /**
+   * A fork's sandboxes start from its source's workspaces: each sandbox name of `from` gets a
+   * seed record in `to` pointing at a copy of its latest workspace (a snapshot taken now of a
+   * sandbox that is running and not busy; else the latest one kept). What cannot be copied is
+   * left out: the fork's sandbox of that name starts from its recipe. Never throws.
+   */
+  async seedFork(tenant: string, from: string, to: string, logger?: { warn(message: string, extra?: Record<string, unknown>): void }): Promise<Array<{ name: string; error?: string }>> {
+    const out: Array<{ name: string; error?: string }> = [];
+    if (!this.workspaces) return out;
+    for (const stored of await this.list(from)) {
+      const source = await this.opened(stored);
+      const ref = `fork:${from}:${source.name}`;
+      try {
+        const id = snapshotIdOf(source.name, ref, new Date().toISOString());
+        const key = workspaceSnapshotKey(tenant, to, id);
+        let bytes: number | null = null;
+        const live = source.state === 'ready' && !(source.busyUntil && Date.parse(source.busyUntil) > Date.now());
+        if (live) bytes = (await this.workspaces.take(source.endpoint, key)).bytes;
+        else if (source.snapshot) bytes = (await this.workspaces.copy(source.snapshot.key, key))?.bytes ?? null;
+        if (bytes === null) continue;
+        const now = new Date().toISOString();
+        await this.put({
+          sessionId: to,
+          name: source.name,
+          state: 'released',
+          endpoint: { kind: 'unix', socketPath: '', capability: '' },
+          ref,
+          createdAt: now,
+          lastUsedAt: now,
+          endedReason: `forked from session ${from}`,
+          forkedFrom: { sessionId: from, name: source.name },
+          snapshot: { id, key, bytes, takenAt: now, ofRef: ref },
+        });
+        out.push({ name: source.name });
+      } catch (err) {
+        const error = withoutAddress((err as Error)?.message ?? String(err));
+        logger?.warn('a fork could not copy its source\'s workspace', { from, to, sandbox: source.name, error });
+        out.push({ name: source.name, error });
+        // The fork's first tool call in that sandbox says so.
+        const now = new Date().toISOString();
+        await this.put({
+          sessionId: to,
+          name: source.name,
+          state: 'released',
+          endpoint: { kind: 'unix', socketPath: '', capability: '' },
+          ref,
+          createdAt: now,
+          lastUsedAt: now,
+          endedReason: `forked from session ${from}`,
+          forkedFrom: { sessionId: from, name: source.name },
+          snapshotError: error,
+        }).catch(() => undefined);
+      }
+    }
+    return out;
   }
 
   /**
@@ -334,17 +447,35 @@ export class SandboxManager {
       throw err;
     }
     await records.delete(this.table, from.sessionId, from.name);
+    // The workspace went with the sandbox: the source's snapshot of it has no record left.
+    if (record.snapshot) await this.workspaces?.delete(record.snapshot.key).catch(() => undefined);
     return moved;
   }
 
-  /** Stop and forget every sandbox of a session. */
+  /** Stop and forget every sandbox of a session, and delete its workspace snapshots. */
   async releaseAll(sessionId: string): Promise<void> {
     for (const record of await this.list(sessionId)) {
       await this.provider.release(sessionId, record.name, record.ref).catch(() => undefined);
       await records.delete(this.table, sessionId, record.name);
+      if (record.snapshot) await this.workspaces?.delete(record.snapshot.key);
     }
     await this.provider.releaseAll?.(sessionId);
   }
+}
+
+/** What the model is told about a sandbox that replaced one that had been stopped. */
+function replacedNote(replaced: SandboxRecord, workspace: WorkspaceOutcome | undefined): string {
+  const why = replaced.forkedFrom ? `this session was forked from session ${replaced.forkedFrom.sessionId}` : `it had been stopped (${replaced.endedReason ?? 'released'})`;
+  if (workspace?.kind === 'restored') {
+    const s = workspace.summary;
+    const skipped = s.skipped ? `; ${s.skipped} link${s.skipped === 1 ? '' : 's'} pointing out of the workspace were not restored (${s.skippedExamples.slice(0, 3).join(', ')})` : '';
+    const from = replaced.forkedFrom ? "a copy of that session's workspace" : `the snapshot taken when it stopped (${workspace.snapshot.takenAt})`;
+    return `${why}; this call runs in a new sandbox whose workspace was restored from ${from}: ${s.files} files, ${describeBytes(s.bytes)}${skipped}. Processes from before it are gone`;
+  }
+  if (workspace?.kind === 'not_restored') return `${why}; this call runs in a fresh sandbox and its workspace could NOT be restored (${workspace.error}), so files from before it are gone`;
+  if (workspace?.kind === 'not_saved' && replaced.forkedFrom) return `${why}, whose workspace could NOT be copied (${workspace.error}), so this call runs in a fresh sandbox`;
+  if (workspace?.kind === 'not_saved') return `${why}; its workspace could NOT be saved when it stopped (${workspace.error}), so this call runs in a fresh sandbox without files from before it`;
+  return `${why}; this call runs in a fresh sandbox, so files and processes from before it are gone`;
 }
 
 /**

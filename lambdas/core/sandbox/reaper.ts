@@ -9,14 +9,23 @@
  * A sandbox in the middle of a call (`busyUntil` in the future) is never reaped, and marking it
  * released is conditional on its record being unchanged since it was read, so a call that starts
  * meanwhile wins.
+ *
+ * With `workspaces`, the sandbox's workspace is snapshotted before it is stopped, and the
+ * released record points at the snapshot, so the next sandbox of that name is restored from it
+ * (workspaces.ts, docs/WORKSPACES.md). A snapshot that cannot be taken for good (over the limits,
+ * the sandbox already gone) does not keep the sandbox running: the record says why, and the next
+ * tool call tells the model. One that fails for a passing reason (the store) is tried again on
+ * the next run, until the sandbox has been idle twice as long; then it is stopped anyway.
  */
 import { CORRAL_ENV, readSandboxIdleMs } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { StateTable } from '../store.js';
 import { ACTIVE_SANDBOX_SHARDS, SandboxRecords } from '../storage/items.js';
 import { systemPrincipal } from '../storage/principal.js';
+import { WorkspaceTransferError } from './client.js';
 import { putSandboxRecord, type SandboxRecord } from './manager.js';
-import type { SandboxProvider } from './types.js';
+import { SandboxUnavailableError, type SandboxProvider } from './types.js';
+import { snapshotIdOf, workspaceSnapshotKey, type WorkspaceSnapshotRef, type WorkspaceSnapshots } from './workspaces.js';
 
 export { DEFAULT_SANDBOX_IDLE_MS } from '../config.js';
 export const SANDBOX_IDLE_ENV = CORRAL_ENV.sandboxIdleMs;
@@ -35,11 +44,17 @@ export interface ReapOptions {
   logger?: Logger;
   /** Items read per index query. @default 100 */
   pageSize?: number;
+  /** Snapshot each workspace before its sandbox stops. @default - none: workspaces are not kept */
+  workspaces?: WorkspaceSnapshots;
+  /** Why the sandboxes stop, as the model is told. @default `unused for more than <idleMs>` */
+  reason?: string;
 }
 
 export interface ReapResult {
   reaped: Array<{ sessionId: string; name: string; ref: string }>;
   failed: Array<{ sessionId: string; name: string; error: string }>;
+  /** Workspaces kept (`key`), or not (`error`), of the sandboxes reaped in this run. */
+  snapshots: Array<{ sessionId: string; name: string; key?: string; bytes?: number; error?: string }>;
 }
 
 /** `CORRAL_SANDBOX_IDLE_MS` (milliseconds), or 15 minutes: `readSandboxIdleMs` of the configuration contract. */
@@ -53,7 +68,7 @@ export async function reapIdleSandboxes(opts: ReapOptions): Promise<ReapResult> 
   const now = opts.now ?? new Date();
   const cutoff = new Date(now.getTime() - opts.idleMs).toISOString();
   const pageSize = opts.pageSize ?? 100;
-  const result: ReapResult = { reaped: [], failed: [] };
+  const result: ReapResult = { reaped: [], failed: [], snapshots: [] };
   for (let shard = 0; shard < ACTIVE_SANDBOX_SHARDS; shard++) {
     let after: string | undefined;
     let done = false;
@@ -74,24 +89,91 @@ export async function reapIdleSandboxes(opts: ReapOptions): Promise<ReapResult> 
   return result;
 }
 
+type Saved =
+  | { kind: 'saved'; snapshot: WorkspaceSnapshotRef }
+  | { kind: 'failed'; error: string }
+  | { kind: 'retry'; error: string }
+  | { kind: 'busy' }
+  | { kind: 'none' };
+
+/** The workspace of an idle sandbox, snapshotted (see the header for what a failure does). */
+async function saveWorkspace(record: SandboxRecord, now: Date, opts: ReapOptions): Promise<Saved> {
+  const ws = opts.workspaces;
+  if (!ws) return { kind: 'none' };
+  const tenant = await ws.tenantOf(REAPER, record.sessionId);
+  if (!tenant) return { kind: 'none' }; // the session is gone: nothing to keep it for
+  const endpoint = await ws.openEndpoint(record, record.endpoint);
+  if (!endpoint) return { kind: 'failed', error: 'its capability cannot be read by this process' };
+  const id = snapshotIdOf(record.name, record.ref, record.lastUsedAt);
+  const key = workspaceSnapshotKey(tenant, record.sessionId, id);
+  try {
+    const { bytes } = await ws.take(endpoint, key);
+    return { kind: 'saved', snapshot: { id, key, bytes, takenAt: now.toISOString(), ofRef: record.ref } };
+  } catch (err) {
+    // Another run of the reaper is taking this very snapshot: it records it and stops the sandbox.
+    if (err instanceof WorkspaceTransferError && err.inProgress) return { kind: 'busy' };
+    const error = (err as Error)?.message ?? String(err);
+    const final =
+      (err instanceof WorkspaceTransferError && err.refused) ||
+      err instanceof SandboxUnavailableError ||
+      now.getTime() - Date.parse(record.lastUsedAt) > 2 * opts.idleMs;
+    return final ? { kind: 'failed', error: err instanceof SandboxUnavailableError ? 'the sandbox could not be reached' : error } : { kind: 'retry', error };
+  }
+}
+
 async function reapOne(record: SandboxRecord, now: Date, cutoff: string, opts: ReapOptions, result: ReapResult) {
   if (record.state !== 'ready' || record.lastUsedAt >= cutoff) return;
   if (record.busyUntil && Date.parse(record.busyUntil) > now.getTime()) return;
-  const { busyUntil: _busy, ...rest } = record;
-  const released: SandboxRecord = { ...rest, state: 'released', endedReason: `unused for more than ${describeIdle(opts.idleMs)}` };
+  const where = { sessionId: record.sessionId, sandbox: record.name };
+  const saved = await saveWorkspace(record, now, opts);
+  if (saved.kind === 'busy') return;
+  if (saved.kind === 'retry') {
+    result.failed.push({ sessionId: record.sessionId, name: record.name, error: `workspace snapshot: ${saved.error}` });
+    opts.logger?.warn('could not snapshot an idle sandbox\'s workspace; it keeps running and the next run tries again', { ...where, error: saved.error });
+    return;
+  }
+  const { busyUntil: _busy, snapshotError: _error, ...rest } = record;
+  const released: SandboxRecord = { ...rest, state: 'released', endedReason: opts.reason ?? `unused for more than ${describeIdle(opts.idleMs)}` };
+  if (saved.kind === 'saved') released.snapshot = saved.snapshot;
+  if (saved.kind === 'failed') released.snapshotError = saved.error;
   const marked = await putSandboxRecord(opts.table, released, { ref: record.ref, state: 'ready', lastUsedAt: record.lastUsedAt });
-  if (!marked) return; // used, replaced or handed off since it was read
+  if (!marked) {
+    // Used, replaced or handed off since it was read: its snapshot is not recorded, unless
+    // another run of the reaper recorded the very same one.
+    if (saved.kind === 'saved') await discardUnrecorded(record, saved.snapshot, opts);
+    return;
+  }
+  if (saved.kind === 'saved') {
+    result.snapshots.push({ sessionId: record.sessionId, name: record.name, key: saved.snapshot.key, bytes: saved.snapshot.bytes });
+    opts.logger?.info('workspace snapshot kept', { ...where, snapshot: saved.snapshot.id, bytes: saved.snapshot.bytes });
+    // Only the latest is kept.
+    if (record.snapshot && record.snapshot.key !== saved.snapshot.key) {
+      await opts.workspaces!.delete(record.snapshot.key).catch((err: unknown) => opts.logger?.warn('could not delete an older workspace snapshot', { ...where, error: (err as Error)?.message }));
+    }
+  } else if (saved.kind === 'failed') {
+    result.snapshots.push({ sessionId: record.sessionId, name: record.name, error: saved.error });
+    opts.logger?.warn('workspace snapshot failed; the sandbox stops without it and the next tool call is told', { ...where, error: saved.error });
+  }
   try {
     await opts.provider.release(record.sessionId, record.name, record.ref);
     result.reaped.push({ sessionId: record.sessionId, name: record.name, ref: record.ref });
-    opts.logger?.info('idle sandbox released', { sessionId: record.sessionId, sandbox: record.name, lastUsedAt: record.lastUsedAt });
+    opts.logger?.info('idle sandbox released', { ...where, lastUsedAt: record.lastUsedAt });
   } catch (err) {
-    // Put it back as it was, so the next run tries again instead of leaving it running unrecorded.
-    await putSandboxRecord(opts.table, record, { ref: record.ref, state: 'released' }).catch(() => undefined);
+    // Put it back as it was (with the snapshot just kept, if any, which the next run's replaces),
+    // so the next run tries again instead of leaving it running unrecorded.
+    const back: SandboxRecord = saved.kind === 'saved' ? { ...record, snapshot: saved.snapshot } : record;
+    await putSandboxRecord(opts.table, back, { ref: record.ref, state: 'released' }).catch(() => undefined);
     const error = (err as Error)?.message ?? String(err);
     result.failed.push({ sessionId: record.sessionId, name: record.name, error });
-    opts.logger?.warn('could not release an idle sandbox; will retry', { sessionId: record.sessionId, sandbox: record.name, error });
+    opts.logger?.warn('could not release an idle sandbox; will retry', { ...where, error });
   }
+}
+
+/** Deletes a snapshot this run took but could not record, unless the record points at it. */
+async function discardUnrecorded(record: SandboxRecord, snapshot: WorkspaceSnapshotRef, opts: ReapOptions): Promise<void> {
+  const now = await records.get(opts.table, record.sessionId, record.name);
+  if (now?.snapshot?.key === snapshot.key) return;
+  await opts.workspaces!.delete(snapshot.key).catch(() => undefined);
 }
 
 export interface SandboxReaperHandle {
