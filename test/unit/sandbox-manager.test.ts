@@ -166,7 +166,7 @@ describe('the idle reaper', () => {
     await putSandboxRecord(table, record('sesn_busy', '2026-01-01T10:00:00.000Z', { busyUntil: '2026-01-01T13:00:00.000Z' }));
     await putSandboxRecord(table, record('sesn_dead', '2026-01-01T09:00:00.000Z', { state: 'dead' }));
     const result = await reapIdleSandboxes({ table, provider, idleMs: 15 * 60_000, now, pageSize: 1 });
-    expect(result).toEqual({ reaped: [{ sessionId: 'sesn_old', name: 'default', ref: 'ref-sesn_old' }], failed: [] });
+    expect(result).toEqual({ reaped: [{ sessionId: 'sesn_old', name: 'default', ref: 'ref-sesn_old' }], failed: [], snapshots: [] }); // no blob store: nothing snapshotted
     expect(provider.released).toEqual(['ref-sesn_old']);
     expect((await manager.list('sesn_old'))[0]).toMatchObject({ state: 'released', endedReason: 'unused for more than 15 minutes' });
     expect((await manager.list('sesn_recent'))[0].state).toBe('ready');
