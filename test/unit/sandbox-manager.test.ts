@@ -172,7 +172,7 @@ describe('the idle reaper', () => {
     expect((await manager.list('sesn_recent'))[0].state).toBe('ready');
     expect((await manager.list('sesn_busy'))[0].state).toBe('ready');
     // a second run finds nothing more to do
-    expect(await reapIdleSandboxes({ table, provider, idleMs: 15 * 60_000, now })).toEqual({ reaped: [], failed: [] });
+    expect(await reapIdleSandboxes({ table, provider, idleMs: 15 * 60_000, now })).toEqual({ reaped: [], failed: [], snapshots: [] });
   });
 
   it('puts back a sandbox it could not release, so the next run tries again', async () => {
