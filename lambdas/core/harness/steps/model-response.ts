@@ -36,7 +36,7 @@ export function responseEvents(startId: string, response: ModelResponse, toolbox
         mcp_server_name: route.server.name,
         input,
         evaluated_permission: policy === 'always_ask' ? 'ask' : 'allow',
-        evaluation: { type: policy === 'auto' ? 'always_allow' : policy },
+        evaluation: { type: policy },
       });
     } else {
       const policy = route?.policy.type ?? 'always_allow';
@@ -45,7 +45,7 @@ export function responseEvents(startId: string, response: ModelResponse, toolbox
         name,
         input,
         evaluated_permission: policy === 'always_ask' ? 'ask' : 'allow',
-        evaluation: { type: policy === 'auto' ? 'always_allow' : policy },
+        evaluation: { type: policy },
       });
     }
   }
