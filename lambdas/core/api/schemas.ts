@@ -187,12 +187,14 @@ const Networking = z.discriminatedUnion('type', [
 ]);
 /** A package list: at most 256 names (with version pins) of up to 256 characters. */
 const PackageList = z.array(z.string().min(1).max(256)).max(256).nullish();
+/** A package manager the sandbox image has no toolchain for: an empty list only. */
+const UnsupportedPackageList = (manager: string) => z.array(notSupported(`${manager} packages`)).nullish();
 const Packages = z.strictObject({
   type: z.literal('packages').optional(),
   apt: PackageList,
-  cargo: PackageList,
-  gem: PackageList,
-  go: PackageList,
+  cargo: UnsupportedPackageList('cargo'),
+  gem: UnsupportedPackageList('gem'),
+  go: UnsupportedPackageList('go'),
   npm: PackageList,
   pip: PackageList,
 });
@@ -269,6 +271,8 @@ export const UserCustomToolResultEvent = z.strictObject({
 const UserDefineOutcomeEvent = unsupportedVariant('user.define_outcome', 'user.define_outcome (outcomes)');
 /** `user.tool_result` answers a tool call a self_hosted environment's client ran; Corral runs them all. */
 const UserToolResultEvent = unsupportedVariant('user.tool_result', 'user.tool_result (it answers tool calls of self_hosted environments)');
+/** Mid-conversation system messages are not given to the model yet. */
+const SystemMessageEvent = unsupportedVariant('system.message', 'system.message (mid-conversation system messages)');
 export const UserEvent = z.discriminatedUnion('type', [
   UserMessageEvent,
   UserInterruptEvent,
@@ -276,6 +280,7 @@ export const UserEvent = z.discriminatedUnion('type', [
   UserCustomToolResultEvent,
   UserDefineOutcomeEvent,
   UserToolResultEvent,
+  SystemMessageEvent,
 ]);
 export type UserEvent = z.infer<typeof UserEvent>;
 
