@@ -1,6 +1,6 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { AuthenticationError } from '../core/errors.js';
+import { AuthenticationError, InvalidRequestError } from '../core/errors.js';
 import type { CorralServices } from '../core/services.js';
 import {
   AuthFailureLimiter,
@@ -92,6 +92,13 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
     await next();
   });
   app.use('/v1/*', strictQuery());
+  // The SDK's `workspace_id` param travels as this header; Corral has no workspaces to select.
+  app.use('/v1/*', async (c, next) => {
+    if (c.req.header('anthropic-workspace-id') !== undefined) {
+      throw new InvalidRequestError('workspace_id (anthropic-workspace-id): workspaces are not supported by Corral; leave workspace_id out');
+    }
+    await next();
+  });
   app.route('/v1/agents', agentRoutes(s));
   app.route('/v1/environments', environmentRoutes(s));
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier));

@@ -11,9 +11,26 @@ export function errorBody(type: string, message: string) {
   return { type: 'error', error: { type, message } };
 }
 
+/**
+ * The issues to report: a union none of whose members matched reports the refusal of the member
+ * the value was meant for (`agent.skills.0: skills is not supported by Corral`) when one of its
+ * members refused it as not supported, rather than zod's bare "Invalid input".
+ */
+function reported(issues: readonly z.core.$ZodIssue[], base: PropertyKey[] = []): z.core.$ZodIssue[] {
+  return issues.flatMap((i) => {
+    const path = [...base, ...i.path];
+    if (i.code === 'invalid_union') {
+      const branch = i.errors.find((e) => e.some((x) => /not supported by Corral/.test(x.message) || x.code === 'invalid_union'));
+      const inner = branch ? reported(branch, path) : [];
+      if (inner.some((x) => /not supported by Corral/.test(x.message))) return inner.filter((x) => /not supported by Corral/.test(x.message));
+    }
+    return [{ ...i, path }];
+  });
+}
+
 /** Describe a zod error as one line: `field.path: problem; other: problem`. */
 export function describeZodError(err: z.ZodError): string {
-  return unionBranch(err.issues)
+  return unionBranch(reported(err.issues))
     .slice(0, 5)
     .map((i) => {
       const path = i.path.length ? i.path.join('.') : 'body';

@@ -37,7 +37,7 @@ export function strictQuery(): MiddlewareHandler {
       const unknown = given.filter((n) => !known.has(n));
       if (unknown.length) {
         throw new InvalidRequestError(
-          `${unknown.join(', ')}: unknown query parameter${unknown.length > 1 ? 's' : ''} for ${c.req.method} ${route?.path ?? c.req.path}`,
+          `${unknown.join(', ')}: query parameter${unknown.length > 1 ? 's' : ''} not supported by Corral for ${c.req.method} ${route?.path ?? c.req.path}`,
         );
       }
     }

@@ -30,7 +30,7 @@ describe('query parameters', () => {
       expect(res.status, path).toBe(400);
       const body = (await res.json()) as { error: { type: string; message: string } };
       expect(body.error.type).toBe('invalid_request_error');
-      expect(body.error.message).toContain(`${name}: unknown query parameter`);
+      expect(body.error.message).toContain(`${name}: query parameter not supported by Corral`);
     }
     // Through the SDK as a user would send them.
     const env = await client.beta.environments.create({ name: 'q' });

@@ -120,9 +120,10 @@ describe('environments', () => {
     expect(renamed).toMatchObject({ name: 'e2', metadata: { team: 'x' }, config: e.config });
     const cleared = await environments.update(A, e.id, EnvironmentUpdate.parse({ metadata: { team: null } }));
     expect(cleared.metadata).toEqual({});
-    expect(await rejects(environments.update(A, e.id, EnvironmentUpdate.parse({ config: { type: 'self_hosted' } })))).toMatchObject({
-      status: 400,
-      message: "config: cannot change an environment's config type from cloud",
+    // A self_hosted config is refused before it reaches the service (Corral runs every sandbox).
+    expect(EnvironmentUpdate.safeParse({ config: { type: 'self_hosted' } }).error?.issues[0]).toMatchObject({
+      path: ['config'],
+      message: 'a self_hosted environment is not supported by Corral',
     });
     await environments.archive(A, e.id);
     expect(await rejects(environments.update(A, e.id, EnvironmentUpdate.parse({ name: 'z' })))).toMatchObject({ status: 400 });
@@ -185,7 +186,7 @@ describe('sessions', () => {
     const s2 = await sessions.create(A, SessionCreate.parse({ agent: other.id, environment_id: s.environment_id }));
     const u = await sessions.update(A, s.id, { title: 'renamed', metadata: { x: '1' } } as never);
     expect(u).toMatchObject({ title: 'renamed', metadata: { x: '1' } });
-    expect(() => sessions.update(A, s.id, { vault_ids: [] } as never)).toThrow('vault_ids: can only be set when the session is created');
+    expect(() => sessions.update(A, s.id, { vault_ids: [] } as never)).toThrow('vault_ids: changing a session\'s vaults is not supported by Corral');
     await sessions.mutate(tenantPrincipal(A), s2.id, (x) => ({ ...x, status: 'running' }));
     expect((await sessions.list(A, { statuses: ['running'] })).data.map((x) => x.id)).toEqual([s2.id]);
     expect((await sessions.list(A, { agent_id: a.id })).data.map((x) => x.id)).toEqual([s.id]);

@@ -25,6 +25,28 @@ export const MAX_INT = Number.MAX_SAFE_INTEGER;
 /** Versions and positions: positive safe integers. */
 const Version = z.number().int().positive().max(MAX_INT);
 
+/**
+ * What the SDK can send and Corral does not implement: a 400 that names the field (zod's path) and
+ * says so, never a setting stored and ignored. Accepts nothing; `.nullish()` on it lets a field
+ * through only when it is left out or null (the SDK's way of asking for the default).
+ */
+export function notSupported(what: string) {
+  return z.never({ error: `${what} is not supported by Corral` }).meta({ description: `Not supported by Corral: ${what}.` });
+}
+
+/**
+ * A member of a discriminated union that Corral does not implement (`{type: 'auto'}`): it is
+ * recognised by its `type`, so the 400 names it instead of listing the members that do exist.
+ */
+export function unsupportedVariant<T extends string>(type: T, what: string) {
+  const schema = z
+    .looseObject({ type: z.literal(type) })
+    .refine(() => false, { message: `${what} is not supported by Corral` })
+    .meta({ description: `Not supported by Corral: ${what}.` });
+  // Nothing ever parses as this member, so the union's type leaves it out.
+  return schema as typeof schema & z.ZodType<never>;
+}
+
 export const Metadata = z
   .record(z.string().min(1).max(64), z.string().max(512))
   .refine((m) => Object.keys(m).length <= 16, { message: 'metadata may hold at most 16 pairs' })
@@ -40,7 +62,7 @@ export const MetadataPatch = z
 const Policy = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('always_allow') }),
   z.strictObject({ type: z.literal('always_ask') }),
-  z.strictObject({ type: z.literal('auto') }),
+  unsupportedVariant('auto', "the 'auto' permission policy"),
 ]);
 export type PermissionPolicy = z.infer<typeof Policy>;
 
@@ -48,7 +70,8 @@ export const AGENT_TOOL_NAMES = ['bash', 'edit', 'read', 'write', 'glob', 'grep'
 
 const SANDBOX_TOOL_NAMES = ['bash', 'edit', 'read', 'write', 'glob', 'grep'] as const;
 
-const SandboxToolConfig = z.looseObject({
+// The sandbox tools' configs have nothing else: a field beyond these is refused, not stored.
+const SandboxToolConfig = z.strictObject({
   name: z.enum(SANDBOX_TOOL_NAMES),
   type: z.enum(SANDBOX_TOOL_NAMES).optional(),
   enabled: z.boolean().nullish(),
@@ -180,11 +203,17 @@ const ModelConfig = z.strictObject({
 export const ModelParam = z.union([z.string().min(1).max(256), ModelConfig]);
 
 const McpServer = z.strictObject({ name: z.string().min(1).max(128), type: z.literal('url'), url: z.url().max(2048) });
-const Skill = z.strictObject({
-  type: z.enum(['anthropic', 'custom']),
-  skill_id: Id,
-  version: z.string().max(64).nullish(),
-});
+/** Skills: none is loaded into a sandbox yet, so any skill is refused (an empty list is fine). */
+const Skill = notSupported('skills');
+/** `execution_identity`: runs carry no customer-named principal; only the default is accepted. */
+const ExecutionIdentity = z
+  .discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('service_account') }),
+    unsupportedVariant('aws_role', "an 'aws_role' execution identity"),
+  ])
+  .nullish();
+/** Multiagent orchestration: Corral sessions have one thread; only null (single-threaded) is accepted. */
+const Multiagent = notSupported('multiagent orchestration (multiagent)').nullish();
 
 export const AgentCreate = z.strictObject({
   name: z.string().min(1).max(256),
@@ -195,8 +224,8 @@ export const AgentCreate = z.strictObject({
   mcp_servers: z.array(McpServer).max(20).optional(),
   skills: z.array(Skill).max(20).optional(),
   metadata: Metadata.optional(),
-  execution_identity: z.unknown().optional(),
-  multiagent: z.unknown().optional(),
+  execution_identity: ExecutionIdentity,
+  multiagent: Multiagent,
 });
 export type AgentCreate = z.infer<typeof AgentCreate>;
 
@@ -210,8 +239,8 @@ export const AgentUpdate = z.strictObject({
   mcp_servers: z.array(McpServer).max(20).nullish(),
   skills: z.array(Skill).max(20).nullish(),
   metadata: MetadataPatch.nullish(),
-  execution_identity: z.unknown().optional(),
-  multiagent: z.unknown().optional(),
+  execution_identity: ExecutionIdentity,
+  multiagent: Multiagent,
 });
 export type AgentUpdate = z.infer<typeof AgentUpdate>;
 
@@ -235,26 +264,33 @@ const Networking = z.discriminatedUnion('type', [
 ]);
 /** A package list: at most 256 names (with version pins) of up to 256 characters. */
 const PackageList = z.array(z.string().min(1).max(256)).max(256).nullish();
+/** A package manager the sandbox image has no toolchain for: an empty list only. */
+const UnsupportedPackageList = (manager: string) => z.array(notSupported(`${manager} packages`)).nullish();
 const Packages = z.strictObject({
   type: z.literal('packages').optional(),
   apt: PackageList,
-  cargo: PackageList,
-  gem: PackageList,
-  go: PackageList,
+  cargo: UnsupportedPackageList('cargo'),
+  gem: UnsupportedPackageList('gem'),
+  go: UnsupportedPackageList('go'),
   npm: PackageList,
   pip: PackageList,
 });
 export const EnvironmentConfig = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('cloud'), networking: Networking.nullish(), packages: Packages.nullish() }),
-  z.strictObject({ type: z.literal('self_hosted') }),
+  unsupportedVariant('self_hosted', 'a self_hosted environment'),
 ]);
+/** Environment scope: a tenant's environments are visible to all of its keys ('organization'). */
+const Scope = z
+  .enum(['organization', 'account'])
+  .refine((v) => v !== 'account', { message: "scope 'account' is not supported by Corral" })
+  .nullish();
 
 export const EnvironmentCreate = z.strictObject({
   name: z.string().min(1).max(256),
   config: EnvironmentConfig.nullish(),
   description: z.string().max(2048).nullish(),
   metadata: Metadata.optional(),
-  scope: z.enum(['organization', 'account']).nullish(),
+  scope: Scope,
 });
 export type EnvironmentCreate = z.infer<typeof EnvironmentCreate>;
 
@@ -263,7 +299,7 @@ export const EnvironmentUpdate = z.strictObject({
   config: EnvironmentConfig.nullish(),
   description: z.string().max(2048).nullish(),
   metadata: MetadataPatch.optional(),
-  scope: z.enum(['organization', 'account']).nullish(),
+  scope: Scope,
 });
 export type EnvironmentUpdate = z.infer<typeof EnvironmentUpdate>;
 
@@ -282,8 +318,10 @@ const DocumentBlock = z.strictObject({
   title: z.string().max(1024).nullish(),
   context: z.string().nullish(),
 });
-const UserContentBlock = z.discriminatedUnion('type', [TextBlock, ImageBlock, DocumentBlock]);
-const ToolResultBlock = z.discriminatedUnion('type', [TextBlock, ImageBlock, DocumentBlock]);
+const RedactedBlock = unsupportedVariant('redacted', 'a redacted content block');
+const SearchResultBlock = unsupportedVariant('search_result', 'a search_result content block');
+const UserContentBlock = z.discriminatedUnion('type', [TextBlock, ImageBlock, DocumentBlock, RedactedBlock]);
+const ToolResultBlock = z.discriminatedUnion('type', [TextBlock, ImageBlock, DocumentBlock, SearchResultBlock]);
 
 export const UserMessageEvent = z.strictObject({
   type: z.literal('user.message'),
@@ -291,7 +329,8 @@ export const UserMessageEvent = z.strictObject({
 });
 export const UserInterruptEvent = z.strictObject({
   type: z.literal('user.interrupt'),
-  session_thread_id: Id.nullish(),
+  // A session has one thread (no multiagent), so there is no other thread to name.
+  session_thread_id: notSupported('session_thread_id (session threads)').nullish(),
 });
 export const UserToolConfirmationEvent = z.strictObject({
   type: z.literal('user.tool_confirmation'),
@@ -305,11 +344,20 @@ export const UserCustomToolResultEvent = z.strictObject({
   content: z.array(ToolResultBlock).max(100).optional(),
   is_error: z.boolean().nullish(),
 });
+/** Outcomes (`user.define_outcome`, graded by an evaluator) are not implemented. */
+const UserDefineOutcomeEvent = unsupportedVariant('user.define_outcome', 'user.define_outcome (outcomes)');
+/** `user.tool_result` answers a tool call a self_hosted environment's client ran; Corral runs them all. */
+const UserToolResultEvent = unsupportedVariant('user.tool_result', 'user.tool_result (it answers tool calls of self_hosted environments)');
+/** Mid-conversation system messages are not given to the model yet. */
+const SystemMessageEvent = unsupportedVariant('system.message', 'system.message (mid-conversation system messages)');
 export const UserEvent = z.discriminatedUnion('type', [
   UserMessageEvent,
   UserInterruptEvent,
   UserToolConfirmationEvent,
   UserCustomToolResultEvent,
+  UserDefineOutcomeEvent,
+  UserToolResultEvent,
+  SystemMessageEvent,
 ]);
 export type UserEvent = z.infer<typeof UserEvent>;
 
@@ -373,15 +421,10 @@ export const FileResourceParam = z.strictObject({
 });
 export type FileResourceParam = z.infer<typeof FileResourceParam>;
 
-const SessionResource = z.union([
+const SessionResource = z.discriminatedUnion('type', [
   GitHubRepositoryResourceParam,
   FileResourceParam,
-  // Stored as given (Corral does not mount these yet); their size counts against the session's.
-  z.looseObject({
-    type: z.enum(['memory_store']),
-    memory_store_id: Id.optional(),
-    mount_path: z.string().min(1).max(1024).nullish(),
-  }),
+  unsupportedVariant('memory_store', 'a memory_store resource (memory stores)'),
 ]);
 
 /**
@@ -404,7 +447,7 @@ export const SessionCreate = z.strictObject({
   resources: z.array(SessionResource).max(20).optional(),
   vault_ids: z.array(Id).max(20).optional(),
   budget: Budget.optional(),
-  initial_events: z.array(UserMessageEvent).max(50).optional(),
+  initial_events: z.array(z.discriminatedUnion('type', [UserMessageEvent, UserDefineOutcomeEvent])).max(50).optional(),
 });
 export type SessionCreate = z.infer<typeof SessionCreate>;
 

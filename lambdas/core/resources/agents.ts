@@ -142,8 +142,10 @@ function normalizeUrlSources(
   };
 }
 
+/** The API refuses every skill (none is loaded into a sandbox yet), so an agent's list is empty. */
 function normalizeSkills(skills: AgentCreate['skills']): Agent['skills'] {
-  return (skills ?? []).map((s) => ({ type: s.type, skill_id: s.skill_id, version: s.version ?? 'latest' }));
+  if (skills?.length) throw new InvalidRequestError('skills: skills are not supported by Corral');
+  return [];
 }
 
 /** Agent heads (the latest version, listed per tenant) and every version, in the state table. */
@@ -169,8 +171,9 @@ export class AgentService {
       mcp_servers: mcpServers,
       skills: normalizeSkills(params.skills),
       metadata: params.metadata ?? {},
-      execution_identity: params.execution_identity ?? { type: 'service_account' },
-      multiagent: params.multiagent ?? null,
+      // Only the defaults get past the API (schemas.ts): no other principal, no multiagent.
+      execution_identity: { type: 'service_account' },
+      multiagent: null,
       created_at: nowIso(now),
       updated_at: nowIso(now),
       archived_at: null,
@@ -240,8 +243,8 @@ export class AgentService {
       tools: params.tools === undefined ? current.tools : normalizeTools(params.tools ?? [], mcpServers),
       skills: params.skills === undefined ? current.skills : normalizeSkills(params.skills ?? []),
       metadata: patchMetadata(current.metadata, params.metadata),
-      execution_identity: params.execution_identity === undefined ? current.execution_identity : params.execution_identity,
-      multiagent: params.multiagent === undefined ? current.multiagent : params.multiagent,
+      execution_identity: { type: 'service_account' },
+      multiagent: null,
       updated_at: nowIso(now),
     };
     if (params.tools === undefined && params.mcp_servers !== undefined) {

@@ -22,7 +22,6 @@ export interface Environment {
 }
 
 function normalizeConfig(config: EnvironmentCreate['config']): Environment['config'] {
-  if (config?.type === 'self_hosted') return { type: 'self_hosted' };
   const networking = config?.networking;
   const packages = config?.packages;
   return {

@@ -389,7 +389,7 @@ export class SessionService {
   }
 
   update(tenant: string, id: string, params: SessionUpdate, now = new Date()): Promise<Session> {
-    if (params.vault_ids !== undefined) throw new InvalidRequestError('vault_ids: can only be set when the session is created');
+    if (params.vault_ids !== undefined) throw new InvalidRequestError("vault_ids: changing a session's vaults is not supported by Corral; they can only be set when the session is created");
     return this.mutate(tenantPrincipal(tenant), id, (s) => {
       const next = {
         ...s,

@@ -100,7 +100,7 @@ function toolUseBody(block: ModelBlock, toolbox: Toolbox): EventBody {
   const policy = route?.policy.type ?? 'always_allow';
   const permission = {
     evaluated_permission: policy === 'always_ask' ? ('ask' as const) : ('allow' as const),
-    evaluation: { type: policy === 'auto' ? ('always_allow' as const) : policy },
+    evaluation: { type: policy },
   };
   if (route?.kind === 'mcp') return { type: 'agent.mcp_tool_use', name: route.tool, mcp_server_name: route.server.name, input, ...permission };
   return { type: 'agent.tool_use', name, input, ...permission };
