@@ -93,7 +93,7 @@ describe('client.beta.files', () => {
     await bad(t.client.beta.files.upload({ file: await toFile(Buffer.alloc(MAX_FILE_BYTES + 1), 'big.bin') }), 413, /4194304 bytes/);
     await bad(t.client.beta.files.upload({ file: await toFile(Buffer.from('x'), 'x.txt'), workspace_id: 'wrkspc_1' }), 400, /anthropic-workspace-id/);
     await bad(t.client.beta.files.list({ scope_id: '../etc' }), 400, /scope_id/);
-    await bad(t.client.beta.files.list({ order: 'asc' } as never), 400, /order: unknown query parameter/);
+    await bad(t.client.beta.files.list({ order: 'asc' } as never), 400, /order: query parameter not supported by Corral/);
 
     const form = new FormData();
     form.append('file', new Blob(['x']), 'x.txt');
