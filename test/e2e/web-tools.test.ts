@@ -203,9 +203,23 @@ describe('web_search and web_fetch as server tools', () => {
     expect(ask).toBeInstanceOf(Anthropic.BadRequestError);
     expect(ask.message).toContain('tools.0.configs.0.permission_policy');
     expect(ask.message).toContain('web_fetch');
-    const byDefault = await refused([{ type: 'agent_toolset_20260401', default_config: { permission_policy: { type: 'always_ask' } } }]);
-    expect(byDefault).toBeInstanceOf(Anthropic.BadRequestError);
-    expect(byDefault.message).toContain('tools.0.default_config.permission_policy');
+    // enabled by a config of its own, asking by the default: still refused, naming the default
+    const enabledByConfig = await refused([
+      { type: 'agent_toolset_20260401', default_config: { permission_policy: { type: 'always_ask' } }, configs: [{ name: 'web_search', enabled: true }] },
+    ]);
+    expect(enabledByConfig).toBeInstanceOf(Anthropic.BadRequestError);
+    expect(enabledByConfig.message).toContain('tools.0.default_config.permission_policy');
+    // "ask before every tool" with the web tools left to the default: they are not offered, and the agent says so
+    const byDefault = await t.client.beta.agents.create({
+      name: 'asks-all',
+      model: 'claude-opus-4-6',
+      tools: [{ type: 'agent_toolset_20260401', default_config: { permission_policy: { type: 'always_ask' } } }],
+    });
+    const toolset = byDefault.tools[0] as { configs: Array<{ name: string; enabled: boolean }> };
+    expect(toolset.configs.filter((c) => c.name.startsWith('web_'))).toEqual([
+      expect.objectContaining({ name: 'web_search', enabled: false }),
+      expect.objectContaining({ name: 'web_fetch', enabled: false, url_sources: null }),
+    ]);
     const both = await refused([{ type: 'agent_toolset_20260401', configs: [{ name: 'web_search', allowed_domains: ['a.com'], blocked_domains: ['b.com'] }] }]);
     expect(both).toBeInstanceOf(Anthropic.BadRequestError);
     expect(both.message).toContain('tools.0.configs.0.blocked_domains');

@@ -89,7 +89,7 @@ function normalizeTools(tools: NonNullable<AgentCreate['tools']>, mcpServers: Ag
     }
     const def = { enabled: tool.default_config?.enabled ?? true, permission_policy: tool.default_config?.permission_policy ?? ALLOW };
     const given = tool.configs ?? [];
-    assertServerToolPolicies(i, def, given);
+    const notOffered = serverToolPolicies(i, def, given);
     const configs = given.map((c) => ({
       ...c,
       name: c.name,
@@ -99,26 +99,35 @@ function normalizeTools(tools: NonNullable<AgentCreate['tools']>, mcpServers: Ag
       // web_fetch echoes url_sources in the object form, each source named (null: not set).
       ...(c.name === 'web_fetch' ? { url_sources: normalizeUrlSources(c.url_sources) } : {}),
     }));
-    return { type: 'agent_toolset_20260401', default_config: def, configs };
+    return { type: 'agent_toolset_20260401', default_config: def, configs: [...configs, ...notOffered.map((c) => (c.name === 'web_fetch' ? { ...c, url_sources: null } : c))] };
   });
 }
 
 /**
  * `web_search` and `web_fetch` are run by the model provider inside the model's answer, where
- * nobody can be asked first: an enabled one whose policy is `always_ask` could not be honoured,
- * and is refused, naming the setting it comes from.
+ * nobody can be asked first, so an `always_ask` policy cannot be honoured for them:
+ * - a web tool that a config of its own enables (or gives `always_ask`) with that policy is
+ *   refused, naming the setting;
+ * - a web tool left to a `default_config` of `always_ask` ("ask before every tool") is not
+ *   offered, and says so: the agent echoes a config of its own for it with `enabled: false`.
+ * Returns those added configs.
  */
-function assertServerToolPolicies(
+function serverToolPolicies(
   index: number,
   def: { enabled: boolean; permission_policy: PermissionPolicy },
   configs: Array<{ name: string; enabled?: boolean | null; permission_policy?: PermissionPolicy | null }>,
-) {
+): Array<{ name: string; type: string; enabled: false; permission_policy: PermissionPolicy }> {
+  const added: Array<{ name: string; type: string; enabled: false; permission_policy: PermissionPolicy }> = [];
   for (const name of SERVER_TOOL_NAMES) {
     const j = configs.findIndex((c) => c.name === name);
     const config = j >= 0 ? configs[j] : undefined;
     if (!(config?.enabled ?? def.enabled)) continue;
     if ((config?.permission_policy ?? def.permission_policy).type !== 'always_ask') continue;
-    const field = config?.permission_policy
+    if (!config) {
+      added.push({ name, type: name, enabled: false, permission_policy: def.permission_policy });
+      continue;
+    }
+    const field = config.permission_policy
       ? `tools.${index}.configs.${j}.permission_policy`
       : `tools.${index}.default_config.permission_policy`;
     throw new InvalidRequestError(
@@ -126,6 +135,7 @@ function assertServerToolPolicies(
         `give ${name} permission_policy always_allow, or disable it`,
     );
   }
+  return added;
 }
 
 type UrlSourceParam = string | { type: string; tools?: Array<{ type: 'tool_reference'; name: string }> } | null | undefined;
