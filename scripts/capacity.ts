@@ -6,11 +6,12 @@
  *   npm run capacity -- --sessions N [--turns-per-minute T] [--idle-fraction F] [--tenants K]
  *                       [--context key=value,...] [--quota id=value,...] [--template file] [--json]
  *
- * `--context` takes CDK context keys (infra/lib/context.ts; the template is synthesized with them)
- * and the model's settings of what issue 20 proposes, which the template cannot show:
- * streamTier=lambda|fargate, interrupts=poll|signal, sessionIndex=per-turn|per-status,
- * rateLimitShards=N, taskState=poll|events, stageRateLimit=N, harnessMemoryMiB=N, fargateSpot=true, warmPool=N, subnetIps=N, and
- * constant.<id>=N for a workload constant (scripts/capacity/sources.ts). `--quota` sets applied
+ * `--context` takes CDK context keys (infra/lib/context.ts; the template is synthesized with them,
+ * e.g. apiThrottleRate=N, rateLimits=write=N, rateLimitShards=N) and the model's settings the
+ * template cannot show: what issue 20 proposes and is not built (streamTier=fargate,
+ * taskState=events, harnessMemoryMiB=N, fargateSpot=true, warmPool=N), the former designs Corral
+ * replaced, for comparison (interrupts=poll, sessionIndex=per-turn), subnetIps=N for an existing
+ * VPC, and constant.<id>=N for a workload constant (scripts/capacity/sources.ts). `--quota` sets applied
  * quota values (ids in sources.ts), e.g. after increases. Offline: nothing touches AWS.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -18,7 +19,8 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CONTEXT_KEYS } from '../infra/lib/context.js';
 import type { CfnTemplate } from '../infra/rehearsal/template.js';
-import { capacity, DEFAULT_WORKLOAD, type CapacityReport, type Settings, type Workload } from './capacity/model.js';
+import { formatRateLimits } from '../lambdas/core/resources/rate-limits.js';
+import { capacity, DEFAULT_WORKLOAD, type CapacityReport, type Settings, type Status, type Workload } from './capacity/model.js';
 import { FALLBACK, measuredFrom, type Measured } from './capacity/measured.js';
 import { deployedShape, type DeployedShape } from './capacity/shape.js';
 import { CONSTANTS, PRICES, PRICES_AS_OF, QUOTAS, type ConstantId, type QuotaId } from './capacity/sources.js';
@@ -51,9 +53,8 @@ export function parseContext(spec: string | undefined): { cdk: Record<string, st
     else if (key === 'streamTier') settings.streamTier = oneOf('lambda', 'fargate');
     else if (key === 'interrupts') settings.interrupts = oneOf('poll', 'signal');
     else if (key === 'sessionIndex') settings.sessionIndex = oneOf('per-turn', 'per-status');
-    else if (key === 'rateLimitShards') settings.rateLimitShards = int();
     else if (key === 'taskState') settings.taskState = oneOf('poll', 'events');
-    else if (key === 'stageRateLimit') settings.stageRateLimit = int();
+    else if (key === 'stageRateLimit') throw new Error('--context stageRateLimit: the stage throttle is a deploy setting now; use apiThrottleRate (CDK context)');
     else if (key === 'harnessMemoryMiB') settings.harnessMemoryMiB = int();
     else if (key === 'fargateSpot') settings.fargateSpot = oneOf('true', 'false') === 'true';
     else if (key === 'warmPool') settings.warmPool = int();
@@ -90,6 +91,7 @@ export function runCapacity(template: CfnTemplate, workload: Workload, settings:
   return { report: capacity({ shape, measured, workload, settings }), shape, measured };
 }
 
+const statusLabel = (s: Status) => (s === 'proposed' ? 'proposed, not built' : s === 'former' ? 'former design' : 'deployed');
 const money = (x: number) => (x === 0 ? '$0' : x < 0.0001 ? `$${x.toExponential(1)}` : `$${x.toFixed(x < 0.01 ? 5 : 4)}`);
 const count = (x: number) => (!Number.isFinite(x) ? 'never' : x >= 100 ? Math.round(x).toLocaleString('en-US') : x >= 1 ? x.toFixed(1) : x.toPrecision(2));
 const pct = (x: number) => (!Number.isFinite(x) ? 'inf' : `${(x * 100).toFixed(x < 0.01 ? 2 : 1)}%`);
@@ -103,15 +105,19 @@ export function renderText(run: CapacityRun): string {
   line(`# Corral capacity at ${w.sessions.toLocaleString('en-US')} sessions`);
   line();
   line(`Workload: ${w.turnsPerMinute} turn(s)/min per active session, ${w.idleFraction * 100}% idle, ${w.tenants} tenant(s); a turn = ${w.modelCallsPerTurn} model call(s) of ${w.modelCallSeconds} s + ${w.toolCallsPerTurn} tool call(s) of ${w.toolCallSeconds} s.`);
-  line(`Settings: ${r.proposed.length ? `**proposed, not built: ${r.proposed.join(', ')}**` : 'the template as it deploys (nothing proposed)'}.`);
+  const settingsParts = [
+    ...(r.proposed.length ? [`**proposed, not built: ${r.proposed.join(', ')}**`] : []),
+    ...(r.former.length ? [`**former design, replaced: ${r.former.join(', ')}**`] : []),
+  ];
+  line(`Settings: ${settingsParts.length ? settingsParts.join('; ') : 'the template and code as they deploy (nothing proposed)'}.`);
   const f = shape.functions;
   line(
     `Template: ${Object.entries(f)
       .map(([role, x]) => `${role} ${x!.memoryMiB} MB / ${x!.timeoutSeconds} s${x!.reservedConcurrency !== undefined ? ` / reserved ${x!.reservedConcurrency}` : ''}`)
-      .join('; ')}; stage ${shape.stage.rateLimit ?? '-'} rps (burst ${shape.stage.burstLimit ?? '-'}); wake queue ${shape.wakeQueue.fifo ? 'FIFO' : 'standard'}${shape.wakeQueue.highThroughput ? ' high-throughput' : ''}, visibility ${shape.wakeQueue.visibilityTimeoutSeconds} s; sandbox ${shape.sandboxTask.vcpu} vCPU / ${shape.sandboxTask.memoryGb} GB ${shape.sandboxTask.arch}; private subnets ${shape.subnets.map((s) => s.cidr).join(', ') || 'none (existing VPC)'}; tables ${shape.tables.map((t) => t.billingMode).join(', ')}; NAT gateways ${shape.natGateways}.`,
+      .join('; ')}; stage ${shape.stage.rateLimit ?? '-'} rps (burst ${shape.stage.burstLimit ?? '-'}); rate limits ${formatRateLimits(shape.rateLimits)} a minute per tenant, up to ${shape.rateLimitShards} shards; wake queue ${shape.wakeQueue.fifo ? 'FIFO' : 'standard'}${shape.wakeQueue.highThroughput ? ' high-throughput' : ''}, visibility ${shape.wakeQueue.visibilityTimeoutSeconds} s; sandbox ${shape.sandboxTask.vcpu} vCPU / ${shape.sandboxTask.memoryGb} GB ${shape.sandboxTask.arch}; private subnets ${shape.subnets.map((s) => s.cidr).join(', ') || 'none (existing VPC)'}; tables ${shape.tables.map((t) => t.billingMode).join(', ')}; NAT gateways ${shape.natGateways}.`,
   );
   line(`Measured: ${measured.source}.`);
-  line(`Derived: ${r.derived.stepsPerTurn} steps a turn, harness busy ${r.derived.harnessSecondsPerTurn.toFixed(2)} s a turn.`);
+  line(`Derived: ${r.derived.stepsPerTurn} steps a turn, harness busy ${r.derived.harnessSecondsPerTurn.toFixed(2)} s a turn; the write limit counted on ${r.derived.rateLimitWriteShards} shard(s).`);
   line();
   line('## Limits');
   line();
@@ -120,7 +126,7 @@ export function renderText(run: CapacityRun): string {
   for (const l of r.limits) {
     const quota = `${count(l.quota)} ${l.unit}${l.quota !== l.defaultQuota ? ` (default ${count(l.defaultQuota)})` : ''}`;
     const flag = l.utilisation >= 1 ? ' **over**' : l.utilisation >= 0.8 ? ' **>80%**' : '';
-    line(`| ${l.name} | ${quota} | ${count(l.used)} | ${pct(l.utilisation)}${flag} | ${count(l.breaksAt)} | ${l.status === 'proposed' ? 'proposed, not built' : 'deployed'} |`);
+    line(`| ${l.name} | ${quota} | ${count(l.used)} | ${pct(l.utilisation)}${flag} | ${count(l.breaksAt)} | ${statusLabel(l.status)} |`);
   }
   line();
   line(r.firstToBreak ? `**First to break: ${r.firstToBreak.name}, at ${count(r.firstToBreak.sessions)} sessions.**` : '**No limit depends on the number of sessions.**');
@@ -135,11 +141,20 @@ export function renderText(run: CapacityRun): string {
   line();
   line('| item | active | idle, stream open | how | status |');
   line('| --- | ---: | ---: | --- | --- |');
-  for (const i of r.cost.items) line(`| ${i.item} | ${money(i.active)} | ${money(i.idle)} | ${i.how} | ${i.status === 'proposed' ? 'proposed, not built' : 'deployed'} |`);
+  for (const i of r.cost.items) line(`| ${i.item} | ${money(i.active)} | ${money(i.idle)} | ${i.how} | ${statusLabel(i.status)} |`);
   line(`| **total** | **${money(r.cost.activePerSessionHour)}** | **${money(r.cost.idlePerSessionHour)}** | | |`);
   line();
   line(`Fixed: ${r.cost.fixed.map((x) => `${x.item} $${x.perMonth.toFixed(2)}/month`).join('; ')}; in all $${r.cost.fixedPerMonth.toFixed(2)}/month.`);
   line(`At ${w.sessions.toLocaleString('en-US')} sessions with ${w.idleFraction * 100}% idle: ${money(r.cost.perSessionHourAtN)} per session-hour, fixed costs included.`);
+  line();
+  line('## Interrupts (the watch through model and tool calls)');
+  line();
+  line('| design | RRU per running session-hour | $ per 1,000 running session-hours | RRU per active session-hour | $ per active session-hour |');
+  line('| --- | ---: | ---: | ---: | ---: |');
+  for (const [d, label] of [['poll', 'former: log query every 250 ms'], ['signal', 'deployed: signal read every second + signal and log read per call']] as const) {
+    const x = r.interrupts[d];
+    line(`| ${label} | ${count(x.rruPerRunningHour)} | $${x.dollarsPer1000RunningHours.toFixed(3)} | ${count(x.rruPerActiveHour)} | ${money(x.dollarsPerActiveHour)} |`);
+  }
   line();
   line('## Other platforms (same sandbox size)');
   line();

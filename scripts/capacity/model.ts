@@ -10,9 +10,12 @@
  * `idleFraction` of the N sessions are idle.
  *
  * Settings that describe what issue 20 proposes rather than what the template deploys are marked
- * `proposed`; a row whose number depends on one says so (`status: 'proposed'`).
+ * `proposed`; a row whose number depends on one says so (`status: 'proposed'`). Settings that
+ * bring back a design Corral has replaced (`interrupts=poll`, `sessionIndex=per-turn`), kept to
+ * show what the change bought, mark theirs `former`. What the template deploys is read from it
+ * (functions, stage throttle, rate limits and their shards, subnets, the sandbox task), not set here.
  */
-import { DEFAULT_RATE_LIMITS } from '../../lambdas/core/resources/rate-limits.js';
+import { shardPlan } from '../../lambdas/core/resources/rate-limits.js';
 import type { DeployedShape } from './shape.js';
 import type { Measured } from './measured.js';
 import { CONSTANTS, PRICES, QUOTAS, type ConstantId, type PriceId, type QuotaId } from './sources.js';
@@ -36,20 +39,23 @@ export interface Workload {
 export interface Settings {
   /** `fargate`: the proposed stream service (many SSE connections per task, fed by DynamoDB Streams). */
   readonly streamTier: 'lambda' | 'fargate';
-  /** `signal`: the proposed interrupt signal item read once a second instead of polling the log. */
+  /**
+   * `signal` (deployed, lambdas/core/harness/interrupts.ts): a running harness reads the session's
+   * interrupt signal item once a second and the log only when it moves, plus once per call.
+   * `poll`: the former design, the log queried every 250 ms through every call.
+   */
   readonly interrupts: 'poll' | 'signal';
-  /** `per-status`: the proposed tenant session index written on status changes, not per turn. */
+  /**
+   * `per-status` (deployed): the tenant's session index is written on status changes, two a turn
+   * (running, idle); `per-turn`: the former design, 4 rewrites of the session record a turn.
+   */
   readonly sessionIndex: 'per-turn' | 'per-status';
-  /** Shards of each tenant's rate-limit counter (proposed when above 1). */
-  readonly rateLimitShards: number;
   /** Harness memory instead of the template's (proposed: right-sized from measurement). */
   readonly harnessMemoryMiB?: number;
   /** Sandboxes on Fargate Spot (proposed). */
   readonly fargateSpot: boolean;
   /** `events`: the proposed task state from EventBridge instead of DescribeTasks polling. */
   readonly taskState: 'poll' | 'events';
-  /** API stage rate limit instead of the template's (proposed: a deploy setting). */
-  readonly stageRateLimit?: number;
   /** Sandbox tasks kept started ahead, in all (proposed warm pool). */
   readonly warmPool: number;
   /** Applied quota values where the account's differ from AWS's defaults (e.g. after increases). */
@@ -62,9 +68,8 @@ export interface Settings {
 
 export const DEFAULT_SETTINGS: Settings = {
   streamTier: 'lambda',
-  interrupts: 'poll',
-  sessionIndex: 'per-turn',
-  rateLimitShards: 1,
+  interrupts: 'signal',
+  sessionIndex: 'per-status',
   taskState: 'poll',
   fargateSpot: false,
   warmPool: 0,
@@ -82,20 +87,27 @@ export const DEFAULT_WORKLOAD: Omit<Workload, 'sessions'> = {
   toolCallSeconds: CONSTANTS.toolCallSeconds.value,
 };
 
-/** Which settings differ from what the template deploys: the "proposed, not built" list. */
+/** Settings that bring back a design Corral has replaced: the "former design" list. */
+export function formerSettings(s: Settings): string[] {
+  const out: string[] = [];
+  if (s.interrupts !== 'signal') out.push(`interrupts=${s.interrupts}`);
+  if (s.sessionIndex !== 'per-status') out.push(`sessionIndex=${s.sessionIndex}`);
+  return out;
+}
+
+/** Which settings describe what is not built: the "proposed, not built" list. */
 export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   const out: string[] = [];
   if (s.streamTier !== 'lambda') out.push(`streamTier=${s.streamTier}`);
-  if (s.interrupts !== 'poll') out.push(`interrupts=${s.interrupts}`);
-  if (s.sessionIndex !== 'per-turn') out.push(`sessionIndex=${s.sessionIndex}`);
-  if (s.rateLimitShards !== 1) out.push(`rateLimitShards=${s.rateLimitShards}`);
   if (s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== shape.functions.harness!.memoryMiB) out.push(`harnessMemoryMiB=${s.harnessMemoryMiB}`);
   if (s.taskState !== 'poll') out.push(`taskState=${s.taskState}`);
-  if (s.stageRateLimit !== undefined && s.stageRateLimit !== shape.stage.rateLimit) out.push(`stageRateLimit=${s.stageRateLimit}`);
   if (s.fargateSpot) out.push('fargateSpot');
   if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
   return out;
 }
+
+/** What a row's number rests on: the template as deployed, a proposal, or a replaced design. */
+export type Status = 'deployed' | 'proposed' | 'former';
 
 export interface LimitRow {
   readonly id: string;
@@ -116,7 +128,7 @@ export interface LimitRow {
   readonly breaksAt: number;
   readonly adjustable: boolean;
   readonly source: string;
-  readonly status: 'deployed' | 'proposed';
+  readonly status: Status;
   readonly note?: string;
 }
 
@@ -128,14 +140,14 @@ export interface CostItem {
   readonly idle: number;
   readonly prices: PriceId[];
   readonly how: string;
-  readonly status: 'deployed' | 'proposed';
+  readonly status: Status;
 }
 
 export interface FixedItem {
   readonly item: string;
   readonly perMonth: number;
   readonly prices: PriceId[];
-  readonly status: 'deployed' | 'proposed';
+  readonly status: Status;
 }
 
 export interface Comparison {
@@ -151,6 +163,8 @@ export interface CapacityReport {
   readonly workload: Workload;
   readonly settings: Settings;
   readonly proposed: string[];
+  /** Settings that bring back a replaced design (for comparison). */
+  readonly former: string[];
   readonly derived: Record<string, number>;
   readonly limits: LimitRow[];
   /** The limit with the fewest sessions to break; null if none depends on sessions. */
@@ -165,6 +179,12 @@ export interface CapacityReport {
     readonly perSessionHourAtN: number;
   };
   readonly comparisons: Comparison[];
+  /**
+   * The interrupt watch on AWS, deployed (`signal`) and former (`poll`), for this workload: read
+   * units and their cost per 1,000 running session-hours (hours inside a model or tool call, when
+   * a harness watches) and per active session-hour.
+   */
+  readonly interrupts: Record<'signal' | 'poll', { rruPerRunningHour: number; dollarsPer1000RunningHours: number; rruPerActiveHour: number; dollarsPerActiveHour: number }>;
 }
 
 const HOURS_PER_MONTH = 730;
@@ -204,7 +224,10 @@ export function capacity(input: ModelInput): CapacityReport {
   const idle = w.idleFraction;
   /** Per-session use from a rate per active session and a rate per idle session. */
   const mix = (perActive: number, perIdle = 0) => active * perActive + idle * perIdle;
-  const proposedIf = (cond: boolean): 'deployed' | 'proposed' => (cond ? 'proposed' : 'deployed');
+  const proposedIf = (cond: boolean): Status => (cond ? 'proposed' : 'deployed');
+  const former = { interrupts: s.interrupts !== 'signal', sessionIndex: s.sessionIndex !== 'per-status' };
+  /** A row's status: proposed if a proposed setting moves it, else former if a former one does. */
+  const statusOf = (proposed: boolean, formerToo = false): Status => (proposed ? 'proposed' : formerToo ? 'former' : 'deployed');
   const lambdaStreams = s.streamTier === 'lambda';
   const harness = shape.functions.harness!;
   const api = shape.functions.api!;
@@ -228,16 +251,33 @@ export function capacity(input: ModelInput): CapacityReport {
   const streamTimeout = streamFn?.timeoutSeconds ?? 900;
   const reconnectsPerSecond = lambdaStreams ? 1 / streamTimeout : 0;
   const modelCallFraction = turnsPerSecond * modelSecondsPerTurn; // share of time in a model call
-  const interruptLogReads = s.interrupts === 'poll' ? modelCallFraction * c('interruptPollsPerSecond') : 0;
-  const interruptSignalReads = s.interrupts === 'signal' ? modelCallFraction * c('signalReadsPerSecond') : 0;
+  // Interrupts: a harness watches for one through every model and tool call (interrupts.ts).
+  const watchedFraction = turnsPerSecond * (modelSecondsPerTurn + w.toolCallsPerTurn * w.toolCallSeconds);
+  const watchedCallsPerSecond = turnsPerSecond * (w.modelCallsPerTurn + w.toolCallsPerTurn);
+  const interruptReads = {
+    // a signal read a second, and per call one signal read and one log query (1 RRU each)
+    signal: { state: watchedFraction * c('signalReadsPerSecond') + watchedCallsPerSecond * (c('interruptReadsPerCall') - 1), events: watchedCallsPerSecond },
+    // the former design: the log queried every 250 ms (1 RRU: a few events at most)
+    poll: { state: 0, events: watchedFraction * c('interruptPollsPerSecond') },
+  };
+  const interruptLogReads = interruptReads[s.interrupts].events;
+  const interruptSignalReads = interruptReads[s.interrupts].state;
   const streamReads = lambdaStreams ? c('streamPollsPerSecond') : 0;
+  // Previews (event_deltas): the harness writes chunks while text streams; streams asking for
+  // them query the open request's chunks every 250 ms while a model request is open.
+  const previewWrites = modelCallFraction * c('previewedShareOfModelTime') * c('previewChunksPerSecond');
+  const previewReads = modelCallFraction * c('streamsWithEventDeltas') * c('previewPollsPerSecond');
   const wcu = c('writeUnitsPerItem');
-  const indexWritesPerTurn = s.sessionIndex === 'per-turn' ? c('sessionHeadWritesPerTurn') : 0;
+  const indexWritesPerTurn = s.sessionIndex === 'per-turn' ? c('sessionIndexWritesPerTurnFormer') : c('sessionIndexWritesPerTurn');
   const eventsRru = turnsPerSecond * stepsPerTurn * m.logReadUnitsPerStep + interruptLogReads;
-  const stateRru = turnsPerSecond * stepsPerTurn * m.stateReadsPerStep + interruptSignalReads;
+  const stateRru = turnsPerSecond * stepsPerTurn * m.stateReadsPerStep + interruptSignalReads + previewReads;
   const eventsWru = turnsPerSecond * stepsPerTurn * m.eventWritesPerStep * wcu;
   const leaseRenewals = turnsPerSecond * (harnessSecondsPerTurn / c('leaseRenewEverySeconds'));
-  const stateWru = (turnsPerSecond * (stepsPerTurn * m.stateWritesPerStep + indexWritesPerTurn) + leaseRenewals) * wcu;
+  // the session-index writes are the GSI's own (a write of the head also writes gsi1)
+  const stateWru = (turnsPerSecond * (stepsPerTurn * m.stateWritesPerStep + indexWritesPerTurn) + leaseRenewals + previewWrites) * wcu;
+  // Rate limits: the API's limits and shards as the template sets them (rate-limits.ts shardPlan).
+  const writeLimit = shape.rateLimits.write;
+  const writeShards = writeLimit > 0 ? shardPlan(writeLimit, shape.rateLimitShards).shards : 1;
   const sqsSend = turnsPerSecond * c('wakesPerTurn');
   const sqsVisibility = turnsPerSecond * (harnessSecondsPerTurn / c('visibilityHeartbeatEverySeconds'));
   const sandboxesPerActive = 1; // a session taking a tool call every turn keeps its sandbox (idle reaping never fires)
@@ -253,13 +293,16 @@ export function capacity(input: ModelInput): CapacityReport {
     eventsRruPerActiveSessionSecond: eventsRru + streamReads,
     stateRruPerActiveSessionSecond: stateRru,
     stateWruPerActiveSessionSecond: stateWru,
+    previewWruPerActiveSessionSecond: previewWrites,
+    previewRruPerActiveSessionSecond: previewReads,
+    rateLimitWriteShards: writeShards,
     eventsWruPerActiveSessionSecond: eventsWru,
     subnetIps,
   };
 
   // ---- limits ------------------------------------------------------------------------------
   const rows: Array<Parameters<typeof limitRow>[0]> = [];
-  const quotaRow = (id: QuotaId, rest: { id?: string; base?: number; perSession: number; status?: 'deployed' | 'proposed'; note?: string; name?: string }) => {
+  const quotaRow = (id: QuotaId, rest: { id?: string; base?: number; perSession: number; status?: Status; note?: string; name?: string }) => {
     const d = QUOTAS[id];
     rows.push({
       id: rest.id ?? id,
@@ -275,7 +318,7 @@ export function capacity(input: ModelInput): CapacityReport {
       note: rest.note,
     });
   };
-  const templateRow = (r: { id: string; name: string; quota: number; unit: string; perSession: number; base?: number; note?: string; status?: 'deployed' | 'proposed' }) =>
+  const templateRow = (r: { id: string; name: string; quota: number; unit: string; perSession: number; base?: number; note?: string; status?: Status }) =>
     rows.push({ base: 0, adjustable: true, source: 'the synthesized template', status: 'deployed', ...r });
 
   quotaRow('lambdaConcurrency', {
@@ -293,46 +336,46 @@ export function capacity(input: ModelInput): CapacityReport {
     templateRow({ id: 'streamReserved', name: 'open streams cap (streamMaxConcurrency)', quota: streamFn.reservedConcurrency, unit: 'streams', perSession: 1 });
   }
   quotaRow('apiGatewayAccountRps', { perSession: mix(apiRps + reconnectsPerSecond, reconnectsPerSecond) });
-  const stageRate = s.stageRateLimit ?? shape.stage.rateLimit;
+  const stageRate = shape.stage.rateLimit;
   if (stageRate !== undefined) {
     templateRow({
       id: 'stageThrottle',
-      name: 'API stage throttle (rate; burst ' + (shape.stage.burstLimit ?? '?') + ')',
+      name: 'API stage throttle (apiThrottleRate; burst ' + (shape.stage.burstLimit ?? '?') + ')',
       quota: stageRate,
-      status: proposedIf(stageRate !== shape.stage.rateLimit),
       unit: 'requests/s',
       perSession: mix(apiRps + reconnectsPerSecond, reconnectsPerSecond),
-      note: 'set in infra/lib/constructs/api.ts',
+      note: 'CDK context apiThrottleRate / apiThrottleBurst (infra/lib/constructs/api.ts DEFAULT_API_THROTTLING)',
     });
   }
-  rows.push({
-    id: 'tenantWriteRate',
-    name: 'Corral rate limit, write requests per tenant (DEFAULT_RATE_LIMITS.write)',
-    quota: DEFAULT_RATE_LIMITS.write,
-    unit: 'requests/min',
-    base: 0,
-    perSession: mix(apiRps * 60) / w.tenants,
-    adjustable: true,
-    source: 'lambdas/core/resources/rate-limits.ts (not a deploy setting today)',
-    status: 'deployed',
-  });
-  quotaRow('dynamodbPartitionWcu', {
-    id: 'rateCounterPartition',
-    name: 'DynamoDB partition of a tenant\'s write rate-limit counter',
-    perSession: (mix(apiRps) * wcu) / w.tenants / s.rateLimitShards,
-    status: proposedIf(s.rateLimitShards !== 1),
-    note: 'one increment per request on rate#<tenant>#write',
-  });
+  if (writeLimit > 0) {
+    rows.push({
+      id: 'tenantWriteRate',
+      name: 'Corral rate limit, write requests per tenant (rateLimits write=)',
+      quota: writeLimit,
+      unit: 'requests/min',
+      base: 0,
+      perSession: mix(apiRps * 60) / w.tenants,
+      adjustable: true,
+      source: 'the synthesized template (CORRAL_RATE_LIMITS of the API function; CDK context rateLimits)',
+      status: 'deployed',
+    });
+    quotaRow('dynamodbPartitionWcu', {
+      id: 'rateCounterPartition',
+      name: `DynamoDB partition of one shard of a tenant's write rate-limit counter (${writeShards} shard${writeShards === 1 ? '' : 's'})`,
+      perSession: (mix(apiRps) * wcu) / w.tenants / writeShards,
+      note: `one increment per request on one of ${writeShards} shards (CORRAL_RATE_LIMIT_SHARDS ${shape.rateLimitShards}, rate-limits.ts shardPlan)`,
+    });
+  }
   quotaRow('dynamodbPartitionWcu', {
     id: 'sessionIndexPartition',
-    name: 'DynamoDB gsi1 partition <tenant>#sessions (session record rewrites)',
+    name: `DynamoDB gsi1 partition <tenant>#sessions (${indexWritesPerTurn} head writes a turn)`,
     perSession: (mix(turnsPerSecond * indexWritesPerTurn) * wcu) / w.tenants,
-    status: proposedIf(s.sessionIndex !== 'per-turn'),
+    status: statusOf(false, former.sessionIndex),
   });
-  quotaRow('dynamodbTableRru', { id: 'eventsTableRru', name: 'DynamoDB events table reads (on-demand table quota)', perSession: mix(eventsRru + streamReads, streamReads), status: proposedIf(!lambdaStreams || s.interrupts !== 'poll'), note: `harness log reads, interrupt polls${lambdaStreams ? ', stream polls' : ''}` });
-  quotaRow('dynamodbTableRru', { id: 'stateTableRru', name: 'DynamoDB state table reads (on-demand table quota)', perSession: mix(stateRru), status: proposedIf(s.interrupts !== 'poll') });
+  quotaRow('dynamodbTableRru', { id: 'eventsTableRru', name: 'DynamoDB events table reads (on-demand table quota)', perSession: mix(eventsRru + streamReads, streamReads), status: statusOf(!lambdaStreams, former.interrupts), note: `harness log reads, interrupt ${s.interrupts === 'poll' ? 'polls' : 'log reads per call'}${lambdaStreams ? ', stream polls' : ''}` });
+  quotaRow('dynamodbTableRru', { id: 'stateTableRru', name: 'DynamoDB state table reads (on-demand table quota)', perSession: mix(stateRru), status: statusOf(false, former.interrupts), note: 'harness steps, interrupt signal reads, preview chunk reads' });
   quotaRow('dynamodbTableWru', { id: 'eventsTableWru', name: 'DynamoDB events table writes (on-demand table quota)', perSession: mix(eventsWru) });
-  quotaRow('dynamodbTableWru', { id: 'stateTableWru', name: 'DynamoDB state table writes (on-demand table quota)', perSession: mix(stateWru), status: proposedIf(s.sessionIndex !== 'per-turn') });
+  quotaRow('dynamodbTableWru', { id: 'stateTableWru', name: 'DynamoDB state table writes (on-demand table quota)', perSession: mix(stateWru), status: statusOf(false, former.sessionIndex), note: 'harness steps, session index, lease renewals, preview chunks' });
   quotaRow(shape.wakeQueue.highThroughput ? 'sqsFifoHighThroughputTps' : 'sqsFifoTps', { id: 'sqsTps', perSession: mix(Math.max(sqsSend, sqsVisibility)) });
   quotaRow('sqsFifoInFlight', { perSession: mix(harnessConcurrency), note: 'a wake stays in flight while the harness runs it' });
   quotaRow('fargateLaunchRate', { perSession: mix(startsPerSecond * sandboxesPerActive) });
@@ -442,16 +485,16 @@ export function capacity(input: ModelInput): CapacityReport {
     active: (eventsRru + streamReads + stateRru) * 3600 * p('dynamodbRru'),
     idle: streamReads * 3600 * p('dynamodbRru'),
     prices: ['dynamodbRru'],
-    how: `${((eventsRru + streamReads + stateRru) * 3600).toFixed(0)} RRU an active hour: steps ${(turnsPerSecond * stepsPerTurn * (m.logReadUnitsPerStep + m.stateReadsPerStep) * 3600).toFixed(0)}, interrupts ${((interruptLogReads + interruptSignalReads) * 3600).toFixed(0)}, stream ${(streamReads * 3600).toFixed(0)}`,
-    status: proposedIf(!lambdaStreams || s.interrupts !== 'poll'),
+    how: `${((eventsRru + streamReads + stateRru) * 3600).toFixed(0)} RRU an active hour: steps ${(turnsPerSecond * stepsPerTurn * (m.logReadUnitsPerStep + m.stateReadsPerStep) * 3600).toFixed(0)}, interrupts ${((interruptLogReads + interruptSignalReads) * 3600).toFixed(0)} (${s.interrupts}), stream ${(streamReads * 3600).toFixed(0)}, previews ${(previewReads * 3600).toFixed(0)}`,
+    status: statusOf(!lambdaStreams, former.interrupts),
   });
   item({
     item: 'DynamoDB writes (on-demand)',
     active: (eventsWru + stateWru) * 3600 * p('dynamodbWru'),
     idle: 0,
     prices: ['dynamodbWru'],
-    how: `${((eventsWru + stateWru) * 3600).toFixed(0)} WRU an active hour (steps, session index, lease renewals)`,
-    status: proposedIf(s.sessionIndex !== 'per-turn'),
+    how: `${((eventsWru + stateWru) * 3600).toFixed(0)} WRU an active hour: steps, session index ${(turnsPerHour * indexWritesPerTurn * wcu).toFixed(0)}, lease renewals, previews ${(previewWrites * wcu * 3600).toFixed(0)}`,
+    status: statusOf(false, former.sessionIndex),
   });
   item({
     item: 'SQS FIFO (send, receive, delete, visibility heartbeats)',
@@ -461,15 +504,30 @@ export function capacity(input: ModelInput): CapacityReport {
     how: 'three requests per wake plus a heartbeat a minute while the harness runs',
     status: 'deployed',
   });
+  // Workspace snapshots (blob bucket): the reaper snapshots a sandbox it stops idle, and the next
+  // sandbox of the session restores it: one upload and one download per sandbox start.
+  const snapshotsPerHour = c('sandboxStartsPerActiveHour');
+  const snapshotGb = c('workspaceSnapshotGb');
+  const s3Endpoint = shape.vpcEndpoints.some((e) => /\bs3\b/.test(e));
+  const snapshotNatGb = harness.inVpc && !s3Endpoint ? 2 * snapshotsPerHour * snapshotGb : 0;
+  const snapshotStorageHour = (snapshotGb * p('s3GbMonth')) / HOURS_PER_MONTH;
+  item({
+    item: 'S3 blob bucket (workspace snapshots: requests and storage)',
+    active: snapshotsPerHour * (c('s3WritesPerSnapshot') * p('s3PutRequest') + p('s3GetRequest')) + snapshotStorageHour,
+    idle: snapshotStorageHour,
+    prices: ['s3PutRequest', 's3GetRequest', 's3GbMonth'],
+    how: `${snapshotsPerHour} snapshot (${c('s3WritesPerSnapshot')} writes) and restore an active hour; a ${snapshotGb * 1000} MB snapshot kept while the session lives (files uploaded through the API are not in the workload)`,
+    status: 'deployed',
+  });
   const natGbPerHour = harness.inVpc
-    ? (turnsPerHour * w.modelCallsPerTurn * (m.modelRequestBytes + c('modelResponseBytes'))) / 1e9 + c('sandboxStartsPerActiveHour') * c('sandboxImageGb')
+    ? (turnsPerHour * w.modelCallsPerTurn * (m.modelRequestBytes + c('modelResponseBytes'))) / 1e9 + c('sandboxStartsPerActiveHour') * c('sandboxImageGb') + snapshotNatGb
     : 0;
   item({
-    item: 'NAT gateway data (model requests, sandbox image pulls)',
+    item: 'NAT gateway data (model requests, sandbox image pulls, snapshots)',
     active: natGbPerHour * p('natGatewayGb'),
     idle: 0,
     prices: ['natGatewayGb'],
-    how: `${natGbPerHour.toFixed(3)} GB an hour; the image (${c('sandboxImageGb')} GB, not measured) dominates while no ECR endpoint exists`,
+    how: `${natGbPerHour.toFixed(3)} GB an hour; the image (${c('sandboxImageGb')} GB, not measured) dominates while no ECR endpoint exists${snapshotNatGb ? `; snapshots ${snapshotNatGb.toFixed(3)} GB (no S3 endpoint)` : ''}`,
     status: 'deployed',
   });
   item({
@@ -523,10 +581,20 @@ export function capacity(input: ModelInput): CapacityReport {
     },
   ];
 
+  // ---- interrupts, signal against the former poll -------------------------------------------
+  const rru = p('dynamodbRru');
+  const perDesign = (d: 'signal' | 'poll') => {
+    const perSecond = interruptReads[d].state + interruptReads[d].events; // per active session
+    const rruPerRunningHour = watchedFraction > 0 ? (perSecond / watchedFraction) * 3600 : 0;
+    return { rruPerRunningHour, dollarsPer1000RunningHours: 1000 * rruPerRunningHour * rru, rruPerActiveHour: perSecond * 3600, dollarsPerActiveHour: perSecond * 3600 * rru };
+  };
+
   return {
     workload: w,
     settings: s,
     proposed: proposedSettings(s, shape),
+    former: formerSettings(s),
+    interrupts: { signal: perDesign('signal'), poll: perDesign('poll') },
     derived,
     limits,
     firstToBreak: first ? { id: first.id, name: first.name, sessions: first.breaksAt } : null,
@@ -546,7 +614,6 @@ function validate(w: Workload, s: Settings): void {
   need(w.idleFraction >= 0 && w.idleFraction <= 1, `idle fraction: 0-1, not ${w.idleFraction}`);
   need(Number.isInteger(w.tenants) && w.tenants >= 1, `tenants: 1 or more, not ${w.tenants}`);
   for (const k of ['modelCallsPerTurn', 'modelCallSeconds', 'toolCallsPerTurn', 'toolCallSeconds'] as const) need(Number.isFinite(w[k]) && w[k] >= 0, `${k}: 0 or more`);
-  need(Number.isInteger(s.rateLimitShards) && s.rateLimitShards >= 1, 'rateLimitShards: 1 or more');
   need(Number.isInteger(s.warmPool) && s.warmPool >= 0, 'warmPool: 0 or more');
   for (const [k, v] of Object.entries(s.quotas)) need(typeof v === 'number' && v > 0 && k in QUOTAS, `quota ${k}: unknown or not positive`);
   for (const [k, v] of Object.entries(s.constants)) need(typeof v === 'number' && v >= 0 && k in CONSTANTS, `constant ${k}: unknown or negative`);

@@ -5,6 +5,8 @@
  * resources that cost by the month. Pure: a template in, a {@link DeployedShape} out.
  */
 import type { CfnResource, CfnTemplate } from '../../infra/rehearsal/template.js';
+import { CORRAL_ENV } from '../../lambdas/core/config.js';
+import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits, type RateLimits } from '../../lambdas/core/resources/rate-limits.js';
 
 export type FunctionRole = 'harness' | 'api' | 'stream' | 'credentialProxy' | 'reaper';
 
@@ -23,6 +25,13 @@ export interface DeployedShape {
   readonly wakeSource: { batchSize: number; maxConcurrency?: number };
   readonly wakeQueue: { fifo: boolean; highThroughput: boolean; visibilityTimeoutSeconds: number; maxReceiveCount?: number };
   readonly stage: { rateLimit?: number; burstLimit?: number };
+  /**
+   * The per-tenant rate limits the API enforces and the most shards of each counter, from the API
+   * function's environment (`CORRAL_RATE_LIMITS`, `CORRAL_RATE_LIMIT_SHARDS`: CDK context
+   * `rateLimits`, `rateLimitShards`); the code's defaults where the template leaves one out.
+   */
+  readonly rateLimits: RateLimits;
+  readonly rateLimitShards: number;
   /** Private subnets (where sandboxes run) with their usable addresses; empty for an existing VPC. */
   readonly subnets: Array<{ logicalId: string; cidr: string; usableIps: number }>;
   readonly natGateways: number;
@@ -99,6 +108,11 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
   if (!taskRes) throw new Error('template: no sandbox task definition');
   const t = props(taskRes[1]);
 
+  const apiEnv = (props(template.Resources[functions.api!.logicalId]).Environment?.Variables ?? {}) as Record<string, unknown>;
+  const envString = (name: string) => (typeof apiEnv[name] === 'string' ? (apiEnv[name] as string) : undefined);
+  const shardsEnv = num(envString(CORRAL_ENV.rateLimitShards));
+  if (shardsEnv !== undefined && !(Number.isInteger(shardsEnv) && shardsEnv >= 1)) throw new Error(`template: ${CORRAL_ENV.rateLimitShards} is not a positive integer`);
+
   const reaper = ofType('AWS::Lambda::Function').find(([id]) => id === functions.reaper?.logicalId)?.[1];
   const idleMs = num(reaper ? props(reaper).Environment?.Variables?.CORRAL_SANDBOX_IDLE_MS : undefined);
 
@@ -112,6 +126,8 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
       maxReceiveCount: num(q.RedrivePolicy?.maxReceiveCount),
     },
     stage: { rateLimit: num(all?.ThrottlingRateLimit), burstLimit: num(all?.ThrottlingBurstLimit) },
+    rateLimits: parseRateLimits(envString(CORRAL_ENV.rateLimits)),
+    rateLimitShards: shardsEnv ?? DEFAULT_RATE_LIMIT_SHARDS,
     subnets,
     natGateways: ofType('AWS::EC2::NatGateway').length,
     vpcEndpoints: ofType('AWS::EC2::VPCEndpoint').map(([, r]) => {

@@ -10,6 +10,9 @@
  * account's applied quota may differ from the default.
  */
 
+import { DEFAULT_INTERRUPT_POLL_MS } from '../../lambdas/core/harness/interrupts.js';
+import { PREVIEW_LIMITS } from '../../lambdas/core/session/previews.js';
+
 export type Checked = 'docs-read' | 'recalled';
 
 export interface Quota {
@@ -228,6 +231,9 @@ export const PRICES = {
   logsIngestGb: { value: 0.5, unit: '$/GB ingested (CloudWatch Logs standard)', source: 'https://aws.amazon.com/cloudwatch/pricing/', checked: 'recalled' },
   alarmMonth: { value: 0.1, unit: '$/standard alarm-month', source: 'https://aws.amazon.com/cloudwatch/pricing/', checked: 'recalled' },
   dashboardMonth: { value: 3, unit: '$/dashboard-month', source: 'https://aws.amazon.com/cloudwatch/pricing/', checked: 'recalled' },
+  s3PutRequest: { value: 0.005 / 1000, unit: '$/S3 PUT, COPY, POST or LIST request (Standard)', source: 'https://aws.amazon.com/s3/pricing/', checked: 'recalled' },
+  s3GetRequest: { value: 0.0004 / 1000, unit: '$/S3 GET request (Standard)', source: 'https://aws.amazon.com/s3/pricing/', checked: 'recalled' },
+  s3GbMonth: { value: 0.023, unit: '$/GB-month stored (S3 Standard, first 50 TB)', source: 'https://aws.amazon.com/s3/pricing/', checked: 'recalled' },
   albHour: { value: 0.0225, unit: '$/ALB-hour', source: 'https://aws.amazon.com/elasticloadbalancing/pricing/', checked: 'recalled' },
   albLcuHour: {
     value: 0.008,
@@ -272,14 +278,41 @@ export const CONSTANTS = {
   sandboxStartSeconds: { value: 30, source: 'bench settings.fargateMedianMs (the simulated Fargate start-up median)' },
   describeTasksEverySeconds: { value: 2, source: 'lambdas/adapters/aws/ecs-sandbox-provider.ts pollIntervalMs' },
   sandboxImageGb: { value: 0.5, source: 'assumption: not measured (issue 20 item 4 asks for the size to be reported); pulled through NAT' },
-  interruptPollsPerSecond: { value: 4, source: 'lambdas/core/harness/harness.ts interruptPollMs default 250 ms (no notifier on AWS)' },
+  signalReadsPerSecond: {
+    value: 1000 / DEFAULT_INTERRUPT_POLL_MS,
+    source: 'lambdas/core/harness/interrupts.ts DEFAULT_INTERRUPT_POLL_MS: a running harness reads signal#interrupt (GetItem, strongly consistent, 1 RRU) once a second through each model and tool call',
+  },
+  interruptReadsPerCall: {
+    value: 2,
+    source: 'lambdas/core/harness/interrupts.ts watchInterrupt: one signal read and one log query (1 RRU each) when a model or tool call starts; the log again only when the signal moves (an interrupt)',
+  },
+  interruptPollsPerSecond: { value: 4, source: 'former design (before the signal; commit 086aeb1): the harness queried the log every 250 ms through each model and tool call on AWS' },
   streamPollsPerSecond: { value: 1, source: 'lambdas/api/stream.ts pollMs default 1000 ms' },
   leaseRenewEverySeconds: { value: 20, source: 'lambdas/core/session/lease.ts: a third of the 60 s lease' },
   visibilityHeartbeatEverySeconds: { value: 60, source: 'lambdas/harness-step/handler.ts DEFAULT_HEARTBEAT.everyMs' },
   wakesPerTurn: { value: 1, source: 'lambdas/core/harness/harness.ts: one wake runs steps until the session is idle' },
   apiRequestsPerTurn: { value: 1, source: 'assumption: the client POSTs one user event per turn (the stream carries the rest)' },
   apiRequestSeconds: { value: 0.05, source: 'assumption: API function duration per request (not measured on AWS)' },
-  sessionHeadWritesPerTurn: { value: 4, source: 'issue 20 (sessions.ts: the session record rewritten 4 times a turn, each also a gsi1 write)' },
+  sessionIndexWritesPerTurn: {
+    value: 2,
+    source: 'docs/ARCHITECTURE.md step 6, test/e2e/session-index-writes.test.ts: the head (in gsi1) is written on status changes, running and idle; usage goes to head#usage, in no index',
+  },
+  sessionIndexWritesPerTurnFormer: { value: 4, source: 'former design (issue 20): the session record, usage included, rewritten 4 times a turn, each a gsi1 write' },
+  previewChunksPerSecond: {
+    value: 1000 / PREVIEW_LIMITS.flushMs,
+    source: 'lambdas/core/session/previews.ts PREVIEW_LIMITS.flushMs: the harness writes a preview chunk (1 WRU, a state-table item) at most every 250 ms while text streams, watched or not',
+  },
+  previewedShareOfModelTime: {
+    value: 0.5,
+    source: 'assumption: half of a model call streams previewed text (the answer streams text; a call ending in a tool call mostly streams its input, which is not previewed)',
+  },
+  previewPollsPerSecond: {
+    value: 1000 / PREVIEW_LIMITS.pollMs,
+    source: 'lambdas/api/stream.ts, PREVIEW_LIMITS.pollMs: a stream with event_deltas queries the open request\'s chunks every 250 ms (1 RRU) while a model request is open',
+  },
+  streamsWithEventDeltas: { value: 1, source: 'assumption: every open stream asks for event_deltas (the upper bound; a stream without them reads no chunks)' },
+  workspaceSnapshotGb: { value: 0.02, source: 'assumption: a 20 MB gzipped workspace (not measured); docs/WORKSPACES.md bounds it' },
+  s3WritesPerSnapshot: { value: 3, source: 'lambdas/adapters/aws/s3-blob-store.ts: a streamed body goes up as a multipart upload (create, a part, complete)' },
   writeUnitsPerItem: { value: 1, source: 'assumption: state and event items under 1 KB' },
   kmsCallsPerTurn: { value: 1, source: 'lambdas/adapters/aws/kms-capability-sealer.ts: one Decrypt per wake on a cold instance (cache per instance)' },
   credentialCallsPerTurn: { value: 0, source: 'assumption: the workload uses no vault credential (each would be a proxy call and a GetSecretValue)' },
@@ -290,7 +323,6 @@ export const CONSTANTS = {
   streamConnectionsPerTask: { value: 5000, source: 'assumption for the proposed stream service: 5,000 SSE connections per 0.25 vCPU / 0.5 GB task' },
   streamTaskVcpu: { value: 0.25, source: 'proposed stream service task size' },
   streamTaskGb: { value: 0.5, source: 'proposed stream service task size' },
-  signalReadsPerSecond: { value: 1, source: 'issue 20 item 2: a signal item read at most every second' },
   // comparison
   agentCoreActiveCpuFraction: { value: 0.2, source: 'assumption: an agent session consumes CPU 20% of its wall time (the rest waits on the model)' },
   k8sPodsPerNodeReserved: { value: 8, source: 'm7g.2xlarge with 1 vCPU / 2 GB requests: 8 pods (CPU-bound)' },

@@ -2,6 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { synthesizedTemplate } from '../rehearsal/synth.js';
 import { renderText, runCapacity } from '../../scripts/capacity.js';
 import { DEFAULT_WORKLOAD } from '../../scripts/capacity/model.js';
+import { CORRAL_ENV } from '../../lambdas/core/config.js';
+import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits, shardPlan } from '../../lambdas/core/resources/rate-limits.js';
 
 /**
  * `npm run capacity` on the real synthesized template (offline, the rehearsal tests' cached
@@ -36,5 +38,17 @@ describe('npm run capacity on the synthesized template', () => {
     expect(text).toContain(`harness ${h.memoryMiB} MB / ${h.timeoutSeconds} s`);
     expect(text).toContain('First to break');
     expect(run.report.proposed).toEqual([]);
+    expect(run.report.former).toEqual([]);
+  });
+
+  it('reads the rate limits and their shards from the API function\'s environment, as the API enforces them', () => {
+    const run = runCapacity(template, { ...DEFAULT_WORKLOAD, sessions: 1000 });
+    const api = template.Resources[run.shape.functions.api!.logicalId].Properties as { Environment: { Variables: Record<string, string> } };
+    const env = api.Environment.Variables;
+    expect(run.shape.rateLimitShards).toBe(Number(env[CORRAL_ENV.rateLimitShards]));
+    expect(run.shape.rateLimitShards).toBe(DEFAULT_RATE_LIMIT_SHARDS);
+    expect(run.shape.rateLimits).toEqual(parseRateLimits(env[CORRAL_ENV.rateLimits]));
+    expect(run.report.derived.rateLimitWriteShards).toBe(shardPlan(run.shape.rateLimits.write, run.shape.rateLimitShards).shards);
+    expect(renderText(run)).toContain(`up to ${run.shape.rateLimitShards} shards`);
   });
 });

@@ -4,7 +4,8 @@ import type { Measured } from '../../scripts/capacity/measured.js';
 import { measuredFrom } from '../../scripts/capacity/measured.js';
 import { usableIps, type DeployedShape } from '../../scripts/capacity/shape.js';
 import { parseContext, parseQuotas } from '../../scripts/capacity.js';
-import { PRICES } from '../../scripts/capacity/sources.js';
+import { CONSTANTS, PRICES } from '../../scripts/capacity/sources.js';
+import { DEFAULT_RATE_LIMITS } from '../../lambdas/core/resources/rate-limits.js';
 
 /** A deployed shape with round numbers, so every expectation below can be checked by hand. */
 const shape: DeployedShape = {
@@ -16,6 +17,8 @@ const shape: DeployedShape = {
   wakeSource: { batchSize: 1 },
   wakeQueue: { fifo: true, highThroughput: true, visibilityTimeoutSeconds: 5400 },
   stage: { rateLimit: 100, burstLimit: 200 },
+  rateLimits: DEFAULT_RATE_LIMITS,
+  rateLimitShards: 10,
   subnets: [{ logicalId: 'P1', cidr: '10.0.16.0/20', usableIps: 4091 }],
   natGateways: 1,
   vpcEndpoints: [],
@@ -77,26 +80,65 @@ describe('capacity model: utilisation', () => {
     expect(fargate.proposed).toEqual(['streamTier=fargate']);
   });
 
-  it('events table reads: 4 steps x 1 RRU a turn, 4 interrupt polls a second through 20 s of model calls, 1 stream poll a second', () => {
+  it('table reads as deployed: the interrupt signal once a second through 25 s of calls, a log read per call, preview polls through 20 s of model calls', () => {
     const r = capacity({ shape, measured, workload });
-    // per second: 4/60 + (20/60) x 4 + 1 = 0.0667 + 1.3333 + 1 = 2.4
-    expect(row(r, 'eventsTableRru').perSession).toBeCloseTo(2.4, 10);
-    const signal = capacity({ shape, measured, workload, settings: { interrupts: 'signal' } });
-    expect(row(signal, 'eventsTableRru').perSession).toBeCloseTo(4 / 60 + 1, 10);
-    // the signal item lives in the state table: 4/60 steps + (20/60) x 1
-    expect(row(signal, 'stateTableRru').perSession).toBeCloseTo(4 / 60 + 20 / 60, 10);
+    expect(r.former).toEqual([]);
+    // events, per second: 4 steps x 1 RRU a turn + 3 calls a turn x 1 log read + 1 stream poll
+    expect(row(r, 'eventsTableRru').perSession).toBeCloseTo(4 / 60 + 3 / 60 + 1, 10);
+    expect(row(r, 'eventsTableRru').status).toBe('deployed');
+    // state: 4 steps + a signal read a second through 25 s + one per call + 4 preview polls a second through 20 s
+    expect(row(r, 'stateTableRru').perSession).toBeCloseTo(4 / 60 + 25 / 60 + 3 / 60 + (20 / 60) * 4, 10);
   });
 
-  it('per-tenant rows divide by the tenants; the session index stops counting when written per status', () => {
+  it('the former interrupt poll: the log every 250 ms through every call, marked former design', () => {
+    const poll = capacity({ shape, measured, workload, settings: { interrupts: 'poll' } });
+    expect(row(poll, 'eventsTableRru').perSession).toBeCloseTo(4 / 60 + (25 / 60) * 4 + 1, 10);
+    expect(row(poll, 'stateTableRru').perSession).toBeCloseTo(4 / 60 + (20 / 60) * 4, 10);
+    expect(row(poll, 'eventsTableRru').status).toBe('former');
+    expect(poll.former).toEqual(['interrupts=poll']);
+    expect(poll.proposed).toEqual([]);
+  });
+
+  it('interrupts per running session-hour: 14,400 RRU polling, 3,600 + 2 per call with the signal', () => {
+    const r = capacity({ shape, measured, workload });
+    expect(r.interrupts.poll.rruPerRunningHour).toBeCloseTo(14_400, 8);
+    // 3 calls in 25 s of calls: 0.12 calls a running second, 432 an hour, 2 reads each
+    expect(r.interrupts.signal.rruPerRunningHour).toBeCloseTo(3600 + 432 * 2, 8);
+    expect(r.interrupts.poll.dollarsPer1000RunningHours).toBeCloseTo(14_400_000 * PRICES.dynamodbRru.value, 10);
+    expect(r.interrupts.signal.rruPerActiveHour).toBeCloseTo(((3600 + 864) * 25) / 60, 8);
+  });
+
+  it('preview chunks: the harness writes up to 4 a second through the previewed share of model calls', () => {
+    const base = capacity({ shape, measured, workload, settings: { constants: { previewedShareOfModelTime: 0 } } });
+    const r = capacity({ shape, measured, workload });
+    const share = CONSTANTS.previewedShareOfModelTime.value;
+    expect(row(r, 'stateTableWru').perSession - row(base, 'stateTableWru').perSession).toBeCloseTo((20 / 60) * share * 4, 10);
+  });
+
+  it('per-tenant rows divide by the tenants; the session index takes two writes a turn, four in the former design', () => {
     const one = capacity({ shape, measured, workload });
-    // 4 rewrites a turn, a turn a minute, 1 WCU each
-    expect(row(one, 'sessionIndexPartition').perSession).toBeCloseTo(4 / 60, 10);
-    expect(row(one, 'sessionIndexPartition').breaksAt).toBeCloseTo(15_000, 6);
+    // running and idle: 2 head writes a turn, a turn a minute, 1 WCU each
+    expect(row(one, 'sessionIndexPartition').perSession).toBeCloseTo(2 / 60, 10);
+    expect(row(one, 'sessionIndexPartition').breaksAt).toBeCloseTo(30_000, 6);
     expect(row(one, 'tenantWriteRate').breaksAt).toBeCloseTo(1200, 6);
     const ten = capacity({ shape, measured, workload: { ...workload, tenants: 10 } });
     expect(row(ten, 'tenantWriteRate').breaksAt).toBeCloseTo(12_000, 6);
-    const perStatus = capacity({ shape, measured, workload, settings: { sessionIndex: 'per-status' } });
-    expect(row(perStatus, 'sessionIndexPartition').breaksAt).toBe(Infinity);
+    const perTurn = capacity({ shape, measured, workload, settings: { sessionIndex: 'per-turn' } });
+    expect(row(perTurn, 'sessionIndexPartition').breaksAt).toBeCloseTo(15_000, 6);
+    expect(row(perTurn, 'sessionIndexPartition').status).toBe('former');
+  });
+
+  it('the rate-limit counter is spread over the shards the template sets, as shardPlan counts them', () => {
+    // write 1,200 a minute on up to 10 shards: 10 shards, one request a minute per session
+    const r = capacity({ shape, measured, workload });
+    expect(r.derived.rateLimitWriteShards).toBe(10);
+    expect(row(r, 'rateCounterPartition').breaksAt).toBeCloseTo(1000 * 60 * 10, 4);
+    // a limit of 150 is one exact counter whatever the shards allowed
+    const small = capacity({ shape: { ...shape, rateLimits: { ...DEFAULT_RATE_LIMITS, write: 150 } }, measured, workload });
+    expect(small.derived.rateLimitWriteShards).toBe(1);
+    expect(row(small, 'tenantWriteRate').quota).toBe(150);
+    const one = capacity({ shape: { ...shape, rateLimitShards: 1 }, measured, workload });
+    expect(row(one, 'rateCounterPartition').breaksAt).toBeCloseTo(60_000, 4);
   });
 
   it('sandboxes: one task, one IP and one vCPU per active session, plus the warm pool as a base', () => {
@@ -183,6 +225,9 @@ describe('capacity inputs', () => {
     });
     expect(() => parseContext('streamTier=ec2')).toThrow(/lambda or fargate/);
     expect(() => parseContext('warp=9')).toThrow(/unknown key "warp"/);
+    // deploy settings go to the synthesis, not the model
+    expect(parseContext('rateLimitShards=4,apiThrottleRate=500')).toEqual({ cdk: { rateLimitShards: '4', apiThrottleRate: '500' }, settings: {} });
+    expect(() => parseContext('stageRateLimit=500')).toThrow(/apiThrottleRate/);
     expect(parseQuotas('lambdaConcurrency=20000')).toEqual({ lambdaConcurrency: 20000 });
     expect(() => parseQuotas('lambdaConcurrency=-1')).toThrow(/--quota/);
     expect(() => capacity({ shape, measured, workload: { ...workload, idleFraction: 2 } })).toThrow(/idle fraction/);
