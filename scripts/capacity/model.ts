@@ -504,30 +504,36 @@ export function capacity(input: ModelInput): CapacityReport {
     how: 'three requests per wake plus a heartbeat a minute while the harness runs',
     status: 'deployed',
   });
-  // Workspace snapshots (blob bucket): the reaper snapshots a sandbox it stops idle, and the next
-  // sandbox of the session restores it: one upload and one download per sandbox start.
-  const snapshotsPerHour = c('sandboxStartsPerActiveHour');
+  // Workspace snapshots (blob bucket): where the reaper snapshots a sandbox it stops idle, the
+  // next sandbox of the session restores it: one upload and one download per sandbox start.
+  const snapshotsPerHour = c('sandboxStartsPerActiveHour') * c('snapshotsPerSandboxStop');
   const snapshotGb = c('workspaceSnapshotGb');
   const s3Endpoint = shape.vpcEndpoints.some((e) => /\bs3\b/.test(e));
   const snapshotNatGb = harness.inVpc && !s3Endpoint ? 2 * snapshotsPerHour * snapshotGb : 0;
-  const snapshotStorageHour = (snapshotGb * p('s3GbMonth')) / HOURS_PER_MONTH;
+  const snapshotStorageHour = snapshotsPerHour > 0 ? (snapshotGb * p('s3GbMonth')) / HOURS_PER_MONTH : 0;
   item({
     item: 'S3 blob bucket (workspace snapshots: requests and storage)',
     active: snapshotsPerHour * (c('s3WritesPerSnapshot') * p('s3PutRequest') + p('s3GetRequest')) + snapshotStorageHour,
     idle: snapshotStorageHour,
     prices: ['s3PutRequest', 's3GetRequest', 's3GbMonth'],
-    how: `${snapshotsPerHour} snapshot (${c('s3WritesPerSnapshot')} writes) and restore an active hour; a ${snapshotGb * 1000} MB snapshot kept while the session lives (files uploaded through the API are not in the workload)`,
+    how:
+      snapshotsPerHour > 0
+        ? `${snapshotsPerHour} snapshot (${c('s3WritesPerSnapshot')} writes) and restore an active hour; a ${snapshotGb * 1000} MB snapshot kept while the session lives (files uploaded through the API are not in the workload)`
+        : 'no workspace snapshots on AWS yet (the reaper does not take them); files uploaded through the API are not in the workload',
     status: 'deployed',
   });
+  // image layers come from S3 through ECR: both endpoints keep the pull off the NAT gateway
+  const imageViaNat = !(s3Endpoint && shape.vpcEndpoints.some((e) => /\becr\.dkr\b/.test(e)));
+  const imageNatGb = imageViaNat ? c('sandboxStartsPerActiveHour') * c('sandboxImageGb') : 0;
   const natGbPerHour = harness.inVpc
-    ? (turnsPerHour * w.modelCallsPerTurn * (m.modelRequestBytes + c('modelResponseBytes'))) / 1e9 + c('sandboxStartsPerActiveHour') * c('sandboxImageGb') + snapshotNatGb
+    ? (turnsPerHour * w.modelCallsPerTurn * (m.modelRequestBytes + c('modelResponseBytes'))) / 1e9 + imageNatGb + snapshotNatGb
     : 0;
   item({
     item: 'NAT gateway data (model requests, sandbox image pulls, snapshots)',
     active: natGbPerHour * p('natGatewayGb'),
     idle: 0,
     prices: ['natGatewayGb'],
-    how: `${natGbPerHour.toFixed(3)} GB an hour; the image (${c('sandboxImageGb')} GB, not measured) dominates while no ECR endpoint exists${snapshotNatGb ? `; snapshots ${snapshotNatGb.toFixed(3)} GB (no S3 endpoint)` : ''}`,
+    how: `${natGbPerHour.toFixed(3)} GB an hour; ${imageNatGb > 0 ? `the image (${c('sandboxImageGb')} GB, not measured) dominates while no ECR and S3 endpoints exist` : 'no image through NAT'}${snapshotNatGb ? `; snapshots ${snapshotNatGb.toFixed(3)} GB (no S3 endpoint)` : ''}`,
     status: 'deployed',
   });
   item({

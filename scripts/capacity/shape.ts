@@ -132,7 +132,8 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     natGateways: ofType('AWS::EC2::NatGateway').length,
     vpcEndpoints: ofType('AWS::EC2::VPCEndpoint').map(([, r]) => {
       const name = JSON.stringify(props(r).ServiceName ?? '');
-      return `${name.match(/\.([a-z0-9.-]+)"\]\]$/)?.[1] ?? name} (${props(r).VpcEndpointType ?? 'Interface'})`;
+      // `com.amazonaws.<region>.<service>`, usually an Fn::Join whose last literal is `.<service>`
+      return `${name.match(/\.([a-z0-9.-]+)"\]\]\}?$/)?.[1] ?? name} (${props(r).VpcEndpointType ?? 'Interface'})`;
     }),
     sandboxTask: {
       vcpu: (num(t.Cpu) ?? 1024) / 1024,

@@ -311,6 +311,10 @@ export const CONSTANTS = {
     source: 'lambdas/api/stream.ts, PREVIEW_LIMITS.pollMs: a stream with event_deltas queries the open request\'s chunks every 250 ms (1 RRU) while a model request is open',
   },
   streamsWithEventDeltas: { value: 1, source: 'assumption: every open stream asks for event_deltas (the upper bound; a stream without them reads no chunks)' },
+  snapshotsPerSandboxStop: {
+    value: 0,
+    source: 'lambdas/sandbox-reaper/handler.ts: the reaper on AWS does not snapshot workspaces yet (not wired: it needs the S3 blob store and a route to the sandboxes), so a Fargate sandbox stopped idle comes back empty; set 1 to cost them wired',
+  },
   workspaceSnapshotGb: { value: 0.02, source: 'assumption: a 20 MB gzipped workspace (not measured); docs/WORKSPACES.md bounds it' },
   s3WritesPerSnapshot: { value: 3, source: 'lambdas/adapters/aws/s3-blob-store.ts: a streamed body goes up as a multipart upload (create, a part, complete)' },
   writeUnitsPerItem: { value: 1, source: 'assumption: state and event items under 1 KB' },

@@ -39,6 +39,8 @@ describe('npm run capacity on the synthesized template', () => {
     expect(text).toContain('First to break');
     expect(run.report.proposed).toEqual([]);
     expect(run.report.former).toEqual([]);
+    // the VPC's endpoints by service: the image and snapshots go through NAT unless S3 (and ECR) have one
+    expect(run.shape.vpcEndpoints).toContain('dynamodb (Gateway)');
   });
 
   it('reads the rate limits and their shards from the API function\'s environment, as the API enforces them', () => {
