@@ -350,7 +350,7 @@ export function capacity(input: ModelInput): CapacityReport {
   if (writeLimit > 0) {
     rows.push({
       id: 'tenantWriteRate',
-      name: 'Corral rate limit, write requests per tenant (rateLimits write=)',
+      name: 'Corral rate limit, write requests per tenant (rateLimits write)',
       quota: writeLimit,
       unit: 'requests/min',
       base: 0,
