@@ -54,6 +54,12 @@ export interface SandboxRecord {
   /** The session's file resources this sandbox holds: mount path → file id (`session-files.ts`). */
   files?: Record<string, string>;
   /**
+   * The agent's change marker of `/mnt/session/outputs` when its outputs were last catalogued
+   * completely: a writing call answered with the same marker changed nothing there, and is not
+   * catalogued again (no listing request, no state-table query).
+   */
+  outputsMarker?: string;
+  /**
    * The latest snapshot of this name's workspace (workspaces.ts): taken when the idle reaper
    * stopped the sandbox, copied from the source of a fork, or carried over from the record this
    * one replaced (so that it is deleted in its turn).
@@ -240,14 +246,17 @@ export class SandboxManager {
           if (await this.put(next, { ref: record!.ref, state: 'ready' })) record = next;
         }
       }
-      const out = await new SandboxClient(record!.endpoint).execute(tool, input, opts);
-      if (this.files && plan.tenant && WRITING_TOOLS.has(tool)) {
-        // Never a reason to fail the call: what is not catalogued now is at the next call.
-        const caught = await catalogueOutputs(record!.endpoint, this.files, plan.tenant, sessionId).catch(() => [] as string[]);
-        notes.push(...caught.map((n) => corralNote(name, n)));
+      const { output: out, outputsMarker: marker } = await new SandboxClient(record!.endpoint).executeWithMarker(tool, input, opts);
+      let outputsMarker = record!.outputsMarker;
+      if (this.files && plan.tenant && WRITING_TOOLS.has(tool) && (marker === null || marker !== outputsMarker)) {
+        // Never a reason to fail the call: what is not catalogued now is at the next call (the
+        // marker is kept only once everything it stands for is catalogued).
+        const caught = await catalogueOutputs(record!.endpoint, this.files, plan.tenant, sessionId).catch(() => ({ notes: [] as string[], complete: false }));
+        notes.push(...caught.notes.map((n) => corralNote(name, n)));
+        outputsMarker = caught.complete && marker !== null ? marker : undefined;
       }
-      const { busyUntil: _busy, ...rest } = record!;
-      await this.put({ ...rest, lastUsedAt: new Date().toISOString() }, { ref: record!.ref, state: 'ready' });
+      const { busyUntil: _busy, outputsMarker: _marker, ...rest } = record!;
+      await this.put({ ...rest, lastUsedAt: new Date().toISOString(), ...(outputsMarker ? { outputsMarker } : {}) }, { ref: record!.ref, state: 'ready' });
       return { ...out, output: withNotes(out.output), sandbox: name, provisionMs };
     } catch (err) {
       // The step's deadline: the call goes on in the sandbox (so it stays busy), and the next

@@ -8,8 +8,10 @@
  *   (`DELETE /files`). The sandbox's record remembers what it holds (`files`: mount path → file
  *   id), so a file goes in once per sandbox, and a sandbox started later (or a replacement)
  *   gets all of them.
- * - **Out**: after each call of a tool that writes (`bash`, `write`, `edit`), the regular files
- *   under `/mnt/session/outputs` are catalogued as files scoped to the session: a new or changed
+ * - **Out**: after each call of a tool that writes (`bash`, `write`, `edit`) whose answer carries
+ *   a change marker of `/mnt/session/outputs` other than the one the sandbox's record holds (the
+ *   agent's digest of the directory, `outputsMarker`; no marker: every time), the regular files
+ *   there are catalogued as files scoped to the session: a new or changed
  *   one (by size and modification time) is copied into the blob store, keeping its file id as its
  *   content changes. Bounded: at most `MAX_OUTPUTS` files a session, each at most
  *   `MAX_FILE_BYTES` (larger ones are left out and the model is told), at most
@@ -79,14 +81,24 @@ export async function mountFiles(
   return { held: next, notes, changed };
 }
 
-/** Catalogue what the sandbox has under `/mnt/session/outputs`; returns notes for the model. */
-export async function catalogueOutputs(endpoint: SandboxEndpoint, store: SessionFileStore, tenant: string, sessionId: string): Promise<string[]> {
+/**
+ * Catalogue what the sandbox has under `/mnt/session/outputs`: notes for the model, and whether
+ * the catalogue is `complete` (listing again now would copy nothing: no copy was left for the
+ * next call, none failed), which lets the manager skip it until the agent's marker moves.
+ */
+export async function catalogueOutputs(
+  endpoint: SandboxEndpoint,
+  store: SessionFileStore,
+  tenant: string,
+  sessionId: string,
+): Promise<{ notes: string[]; complete: boolean }> {
   const client = new SandboxFilesClient(endpoint);
   const listing = await client.listOutputs();
   const known = await store.outputs(tenant, sessionId);
   const notes: string[] = [];
   let copies = 0;
   let count = known.size;
+  let complete = true;
   for (const entry of listing.files) {
     const had = known.get(entry.path);
     if (had && had.size === entry.size && had.mtimeMs === entry.mtimeMs) continue;
@@ -98,12 +110,18 @@ export async function catalogueOutputs(endpoint: SandboxEndpoint, store: Session
       notes.push(`the session already has ${MAX_OUTPUTS} output files; /mnt/session/outputs/${entry.path} was not kept`);
       continue;
     }
-    if (copies >= MAX_COPIES_PER_CALL) break; // the next call's catalogue takes the rest
+    if (copies >= MAX_COPIES_PER_CALL) {
+      complete = false; // the next call's catalogue takes the rest
+      break;
+    }
     const bytes = await client.readOutput(entry.path).catch(() => null);
-    if (!bytes || bytes.length > MAX_FILE_BYTES) continue; // changed or gone meanwhile: the next pass sees it
+    if (!bytes || bytes.length > MAX_FILE_BYTES) {
+      complete = false; // changed or gone meanwhile: the next pass sees it
+      continue;
+    }
     await store.putOutput(tenant, sessionId, { path: entry.path, size: bytes.length, mtimeMs: entry.mtimeMs }, bytes, had?.fileId);
     copies++;
     if (!had) count++;
   }
-  return notes;
+  return { notes, complete };
 }
