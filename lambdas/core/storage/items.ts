@@ -484,3 +484,24 @@ export class SessionFileRecords<T extends { id: string }> {
     }
   }
 }
+
+/**
+ * Files that expire, by expiry (`keys.fileExpiry`): the bytes of one past its `expires_at` are
+ * deleted by the sweep, which then deletes its item. The tenant is kept to name the blob.
+ */
+export const fileExpiryRecords = {
+  put(table: StateTable, tenant: string, fileId: string, expiresAt: string): Promise<void> {
+    return table.put({ ...keys.fileExpiry(expiresAt, fileId), tenant, file_id: fileId });
+  },
+  delete(table: StateTable, fileId: string, expiresAt: string): Promise<void> {
+    const k = keys.fileExpiry(expiresAt, fileId);
+    return table.delete(k.pk, k.sk);
+  },
+  /** Up to `limit` files whose expiry is at or before `nowIso`, soonest first. */
+  async due(table: StateTable, nowIso: string, limit: number): Promise<Array<{ tenant: string; fileId: string; expiresAt: string }>> {
+    const page = await table.query(keys.fileExpiry('', '').pk, { limit });
+    return page.items
+      .map((i) => ({ tenant: String(i.tenant), fileId: String(i.file_id), expiresAt: i.sk.slice(0, i.sk.lastIndexOf('#')) }))
+      .filter((f) => f.expiresAt <= nowIso);
+  },
+};
