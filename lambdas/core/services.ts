@@ -99,6 +99,7 @@ export function createServices(deps: {
   const sandboxFiles = files.available
     ? {
         read: (tenant: string, id: string) => files.readBytes(tenant, id),
+        present: (tenant: string, ids: readonly string[]) => files.present(tenant, ids),
         outputs: (tenant: string, sessionId: string) => files.outputs(tenant, sessionId),
         putOutput: (...args: Parameters<FileService['putOutput']>) => files.putOutput(...args),
       }

@@ -246,6 +246,17 @@ export class FileService {
     return collectPage((q) => heads.page(this.table, tenant, q), params, (i) => i.gsi1sk, () => true, (i) => i.data);
   }
 
+  /**
+   * Of `ids` (at most 100), those the tenant still has and that have not expired: the sandbox
+   * manager takes the others out of its sandboxes. One batched read.
+   */
+  async present(tenant: string, ids: readonly string[], now = new Date()): Promise<Set<string>> {
+    const items = await heads.getMany(this.table, tenantPrincipal(tenant), ids);
+    return new Set(
+      items.filter((i) => i !== undefined && !(i.data.expires_at && Date.parse(i.data.expires_at) <= now.getTime())).map((i) => i!.data.id),
+    );
+  }
+
   /** A file's bytes for the sandbox manager (mounting a `file` resource), or null when it is gone. */
   async readBytes(tenant: string, id: string): Promise<Uint8Array | null> {
     try {

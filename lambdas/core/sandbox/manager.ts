@@ -51,7 +51,7 @@ export interface SandboxRecord {
   endedReason?: string;
   /** Set on a sandbox this session received from another one. */
   receivedFrom?: { sessionId: string; name: string; at: string };
-  /** The session's file resources this sandbox holds: mount path → file id (`session-files.ts`). */
+  /** The session's file resources this sandbox holds: mount path → file id, or `!<file id>` for one gone from the Files API (`session-files.ts`). */
   files?: Record<string, string>;
   /**
    * The agent's change marker of `/mnt/session/outputs` when its outputs were last catalogued

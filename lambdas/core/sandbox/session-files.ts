@@ -4,8 +4,9 @@
  *
  * - **In**: before each tool call, the `file` resources of the session's current plan are handed
  *   to the sandbox (`PUT /files`, the bytes read from the blob store by the core) at their mount
- *   paths, where the agent keeps them read-only; ones removed from the session are taken out
- *   (`DELETE /files`). The sandbox's record remembers what it holds (`files`: mount path → file
+ *   paths, where the agent keeps them read-only; ones removed from the session, or deleted from
+ *   the Files API (one batched read of their heads, for a session that has file resources), are
+ *   taken out (`DELETE /files`). The sandbox's record remembers what it holds (`files`: mount path → file
  *   id), so a file goes in once per sandbox, and a sandbox started later (or a replacement)
  *   gets all of them.
  * - **Out**: after each call of a tool that writes (`bash`, `write`, `edit`) whose answer carries
@@ -23,6 +24,8 @@ import { SandboxFilesClient } from './client.js';
 import type { PlannedFile } from './recipe.js';
 import type { SandboxEndpoint } from './types.js';
 
+/** In a record's `files`, before a file id: nothing is mounted there, the file is gone (the model was told). */
+const GONE = '!';
 /** Most files catalogued from one session's outputs. */
 export const MAX_OUTPUTS = 100;
 /** Most outputs copied after one tool call. */
@@ -34,6 +37,8 @@ export const WRITING_TOOLS: ReadonlySet<string> = new Set(['bash', 'write', 'edi
 export interface SessionFileStore {
   /** A file's bytes, or null when the tenant has no such file any more. */
   read(tenant: string, fileId: string): Promise<Uint8Array | null>;
+  /** Which of these files (at most 100) the tenant still has, unexpired; one batched read. @default - not checked: a file deleted while mounted stays mounted */
+  present?(tenant: string, ids: readonly string[]): Promise<Set<string>>;
   /** The outputs catalogued for the session so far, by path. */
   outputs(tenant: string, sessionId: string): Promise<Map<string, { fileId: string; size: number; mtimeMs: number }>>;
   putOutput(tenant: string, sessionId: string, entry: OutputEntry, bytes: Uint8Array, existingId: string | undefined): Promise<unknown>;
@@ -54,15 +59,33 @@ export async function mountFiles(
   const next: Record<string, string> = { ...held };
   const notes: string[] = [];
   let changed = false;
-  const wanted = new Map(planned.map((f) => [f.mountPath, f.fileId]));
+  // A file deleted from the Files API (or expired) since it was mounted leaves the sandbox at the
+  // next call, as a removed resource does; its resource stays in the session.
+  const ids = [...new Set(planned.map((f) => f.fileId))];
+  const present = ids.length && store.present ? await store.present(tenant, ids) : undefined;
+  const gone = (fileId: string) => present !== undefined && !present.has(fileId);
+  // `held` also remembers, as `!<file id>`, a path where nothing is mounted because its file is
+  // gone and the model was told so: it is told once, not at every call.
+  const told = (fileId: string) => `${GONE}${fileId}`;
+  const wanted = new Map(planned.map((f) => [f.mountPath, gone(f.fileId) ? told(f.fileId) : f.fileId]));
   for (const [mountPath, fileId] of Object.entries(held)) {
     if (wanted.get(mountPath) === fileId) continue;
-    await client.unmount(mountPath);
+    if (!fileId.startsWith(GONE)) await client.unmount(mountPath);
     delete next[mountPath];
     changed = true;
+    if (gone(fileId)) {
+      notes.push(`file ${fileId} was deleted from the Files API (or expired): it was removed from ${mountPath}`);
+      if (wanted.get(mountPath) === told(fileId)) next[mountPath] = told(fileId);
+    }
   }
   for (const f of planned) {
-    if (next[f.mountPath] === f.fileId) continue;
+    if (next[f.mountPath] === f.fileId || next[f.mountPath] === told(f.fileId)) continue;
+    if (gone(f.fileId)) {
+      notes.push(`file ${f.fileId} is no longer in the Files API: nothing is mounted at ${f.mountPath}`);
+      next[f.mountPath] = told(f.fileId);
+      changed = true;
+      continue;
+    }
     const bytes = await store.read(tenant, f.fileId);
     if (!bytes) {
       notes.push(`file ${f.fileId} is no longer in the Files API: nothing is mounted at ${f.mountPath}`);

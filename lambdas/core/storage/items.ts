@@ -62,6 +62,12 @@ export class HeadRecords<T extends { id: string }, X extends object = object> {
     return item && mayRead(who, item.tenant) ? (item as HeadItem<T, X>) : undefined;
   }
 
+  /** Several heads in one round trip (at most 100 ids), each undefined when missing or not `who`'s to read. */
+  async getMany(table: StateTable, who: Principal, ids: readonly string[]): Promise<Array<HeadItem<T, X> | undefined>> {
+    const items = await table.getMany(ids.map((id) => keys.head(this.kind, id)));
+    return items.map((item) => (item && mayRead(who, item.tenant) ? (item as HeadItem<T, X>) : undefined));
+  }
+
   /** Write the head of `data` (its id is the resource's) for `tenant`. */
   put(table: StateTable, tenant: string, data: T, fields: X, opts?: PutOptions): Promise<void> {
     return table.put(
