@@ -2,7 +2,8 @@
  * What happens to files over time, on the local runtime through the official SDK: a session's
  * output files go with the session (metadata and bytes, and a deletion that failed halfway can be
  * retried), and the bytes of expired files are swept, a bounded number per run, without anyone
- * having to try to download them.
+ * having to try to download them. Where local sandboxes have no `/mnt/session` (no bubblewrap),
+ * file resources are refused with a 400 that says why.
  */
 import Anthropic, { toFile } from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -105,5 +106,24 @@ describe('expired files', () => {
     expect(await hasBytes(old.id)).toBe(true);
     await t.client.beta.files.list();
     expect(await hasBytes(old.id)).toBe(false);
+  });
+});
+
+describe('local sandboxes without bubblewrap', () => {
+  it('refuse file resources with a 400 that says why, at creation and when added', async () => {
+    const bare = await startTestRuntime({ runtime: { sandboxIsolation: 'none' } });
+    try {
+      const { agent, environment } = await createAgentAndEnvironment(bare.client);
+      const f = await bare.client.beta.files.upload({ file: await toFile(Buffer.from('x'), 'x.txt') });
+      const create = bare.client.beta.sessions.create({ agent: agent.id, environment_id: environment.id, resources: [{ type: 'file', file_id: f.id }] });
+      await expect(create).rejects.toBeInstanceOf(Anthropic.BadRequestError);
+      await expect(create).rejects.toThrow(/resources\[0\]: file resources are not available: .*without bubblewrap.*\/mnt\/session/);
+      const session = await bare.client.beta.sessions.create({ agent: agent.id, environment_id: environment.id });
+      await expect(bare.client.beta.sessions.resources.add(session.id, { type: 'file', file_id: f.id })).rejects.toThrow(/without bubblewrap/);
+      // The Files API itself works there.
+      expect(await (await bare.client.beta.files.download(f.id)).text()).toBe('x');
+    } finally {
+      await bare.close();
+    }
   });
 });

@@ -124,6 +124,26 @@ describe('the outputs catalogue after a writing call', () => {
     expect(await call('bash', { command: 'true' })).toEqual({ requests: ['POST /execute'], lookups: 0 });
   });
 
+  it('tells the model, and runs the call, when the sandboxes have no /mnt/session for the session\'s files', async () => {
+    const capability = agent.endpoint.capability;
+    const bare: SandboxProvider = {
+      recipeSupport: DELIVERS_EVERYTHING,
+      async provision() {
+        return { endpoint: { kind: 'tcp', host: '127.0.0.1', port, capability }, ref: 'ref-bare' };
+      },
+      async release() {},
+      async sessionFilesRefusal() {
+        return 'no /mnt/session here';
+      },
+    };
+    const m = new SandboxManager(bare, new MemoryStateTable(), undefined, { read: async () => Buffer.from('x'), outputs: async () => new Map(), putOutput: async () => undefined });
+    requests = [];
+    const out = await m.execute('sesn_bare', 'default', { ...plan, files: [{ fileId: 'file_1', mountPath: '/mnt/session/uploads/file_1' }] }, 'bash', { command: 'echo ran' });
+    expect(out.output).toContain('[corral] sandbox "default": the session\'s file resources are not mounted: no /mnt/session here');
+    expect(out.output).toContain('ran');
+    expect(requests).not.toContain('PUT /files');
+  });
+
   it('takes up a catalogue left unfinished even though the marker did not move', async () => {
     const n = MAX_COPIES_PER_CALL + 5;
     for (let i = 0; i < n; i++) fs.writeFileSync(path.join(outputs, `f${String(i).padStart(2, '0')}.txt`), `file ${i}`);

@@ -30,6 +30,8 @@ export interface SessionFileSource {
   get(tenant: string, id: string): Promise<unknown>;
   /** Delete the files scoped to a session (its outputs), idempotently. */
   deleteSessionFiles?(tenant: string, sessionId: string): Promise<number>;
+  /** Why the sandboxes cannot hold file resources (no `/mnt/session`), if they cannot. */
+  refusal?(): Promise<string | undefined>;
 }
 
 /** Most resources a session holds (as `SessionCreate` allows). */
@@ -162,6 +164,8 @@ export class SessionService {
     now: Date,
   ): Promise<SessionResource> {
     if (!this.files?.available) throw new InvalidRequestError(`${field}: this deployment has no file storage configured`);
+    const refused = await this.files.refusal?.();
+    if (refused) throw new InvalidRequestError(`${field}: file resources are not available: ${refused}`);
     await this.files.get(tenant, r.file_id).catch((err) => {
       if (err instanceof NotFoundError) throw new NotFoundError(`${field}.file_id: file ${r.file_id} not found`);
       throw err;

@@ -238,7 +238,11 @@ export class SandboxManager {
     const withNotes = (output: string) => (notes.length ? `${notes.join('\n')}\n${output}` : output);
     try {
       // The session's files, as its plan has them now (a resource added or removed since the last call).
-      if (this.files && plan.tenant) {
+      const refused = this.files && plan.tenant && plan.files.length ? await this.provider.sessionFilesRefusal?.() : undefined;
+      // A session given files where sandboxes have no /mnt/session (the API refuses that; a data
+      // directory from a runtime with bubblewrap, say): the model is told, the call runs.
+      if (refused) notes.push(corralNote(name, `the session's file resources are not mounted: ${refused}`));
+      else if (this.files && plan.tenant) {
         const mounted = await mountFiles(record!.endpoint, this.files, plan.tenant, plan.files, record!.files ?? {});
         notes.push(...mounted.notes.map((n) => corralNote(name, n)));
         if (mounted.changed) {
