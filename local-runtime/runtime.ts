@@ -34,6 +34,8 @@ import { CredentialProxyClient } from '../lambdas/core/vault/protocol.js';
 import { LocalCredentialProxy } from '../lambdas/adapters/local/credential-proxy-client.js';
 
 export const LOCAL_TENANT = 'local';
+/** How often the local runtime deletes the bytes of expired files (`FileService.sweepExpired`). */
+const FILE_SWEEP_INTERVAL_MS = 60_000;
 
 export interface LocalRuntimeOptions {
   port?: number;
@@ -243,6 +245,12 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       workspaces: services.sandboxes.workspaces,
     });
 
+    // The bytes of expired files are deleted within a minute of their expiry (docs/FILES.md).
+    const fileSweeper = setInterval(() => {
+      services.files.sweepExpired().catch((err: unknown) => log.warn('file sweep failed', { error: (err as Error)?.message ?? String(err) }));
+    }, FILE_SWEEP_INTERVAL_MS);
+    fileSweeper.unref();
+
     queue.start(async (sessionId) => {
       const result = await services.harness.wake(sessionId);
       if (result.status === 'busy') return { retryAfterMs: result.retryAfterMs };
@@ -298,6 +306,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         await closed;
         await q.stop();
         await reaper.stop();
+        clearInterval(fileSweeper);
         if (opts.keepWorkspacesOnClose) {
           // Every sandbox counts as idle now (the harness is stopped): snapshot, mark stopped.
           await reapIdleSandboxes({ table, provider, idleMs: 1, now: new Date(Date.now() + 1000), logger: log, workspaces: services.sandboxes.workspaces, reason: 'the local runtime stopped' }).catch(

@@ -93,12 +93,20 @@ export function createServices(deps: {
   const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue, {
     vaults,
     secrets: deps.credentialProxy,
-  }, { allow: deps.repositoryUrlAllow ?? [] }, files);
+  }, { allow: deps.repositoryUrlAllow ?? [] }, {
+    get available() {
+      return files.available;
+    },
+    get: (tenant: string, id: string) => files.get(tenant, id),
+    deleteSessionFiles: (tenant: string, sessionId: string) => files.deleteSessionFiles(tenant, sessionId),
+    refusal: async () => deps.sandboxProvider.sessionFilesRefusal?.(),
+  });
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
   const sandboxFiles = files.available
     ? {
         read: (tenant: string, id: string) => files.readBytes(tenant, id),
+        present: (tenant: string, ids: readonly string[]) => files.present(tenant, ids),
         outputs: (tenant: string, sessionId: string) => files.outputs(tenant, sessionId),
         putOutput: (...args: Parameters<FileService['putOutput']>) => files.putOutput(...args),
       }

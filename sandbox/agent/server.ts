@@ -120,6 +120,9 @@ export function createAgentServer(agent: SandboxAgent): http.Server {
   return server;
 }
 
+/** Tools whose answer carries the outputs' change marker (the core's `WRITING_TOOLS`). */
+const MARKED_TOOLS: ReadonlySet<string> = new Set(['bash', 'write', 'edit']);
+
 /** The session's files: `PUT`/`DELETE /files?path=`, `GET /outputs`, `GET /outputs/content?path=` (see session-files.ts). */
 async function handleFiles(agent: SandboxAgent, url: string, query: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const method = req.method ?? 'GET';
@@ -203,7 +206,10 @@ async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.
   }
   const request = parseExecuteRequest(parsed);
   const result = await agent.execute(request);
-  sendJson(res, 200, { output: result.output, is_error: result.is_error });
+  // After a tool that can write (the core catalogues after those only), the outputs' change
+  // marker: taken now, not kept with an idempotent result, so it is what is there at this answer.
+  const marker = MARKED_TOOLS.has(request.tool) ? { outputs_marker: agent.sessionFiles.outputsMarker() } : {};
+  sendJson(res, 200, { output: result.output, is_error: result.is_error, ...marker });
 }
 
 

@@ -18,6 +18,7 @@
  * a local sandbox without isolation).
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Confinement } from './confinement.js';
@@ -31,6 +32,12 @@ export const OUTPUTS_MOUNT = `${SESSION_MOUNT}/outputs`;
 export const MAX_SESSION_FILE_BYTES = 4 * 1024 * 1024;
 /** Most outputs one listing returns. */
 export const MAX_OUTPUT_ENTRIES = 100;
+/**
+ * Most entries the outputs' change marker looks at (and deepest directory); past either the
+ * marker is null, and the core lists the outputs after every writing call, as without a marker.
+ */
+export const MAX_MARKER_ENTRIES = 500;
+const MAX_MARKER_DEPTH = 32;
 const MAX_PATH_BYTES = 1024;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/;
@@ -141,6 +148,48 @@ export class SessionFiles {
     }
     files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     return { files: files.slice(0, MAX_OUTPUT_ENTRIES), truncated: r.overflowed || files.length > MAX_OUTPUT_ENTRIES };
+  }
+
+  /**
+   * A cheap marker of what is under `outputs/` (sent with every `/execute` answer): a digest of
+   * each entry's path and, for a regular file, its size, modification and change times and inode.
+   * It moves whenever a file there is created, changed, renamed or removed, by a tool or by a
+   * background process, so the core lists and copies the outputs only when it moved. A walk of
+   * lstat calls by the agent itself (no process, no request), bounded by `MAX_MARKER_ENTRIES` and
+   * `MAX_MARKER_DEPTH` (null past them: the core then lists every time). Links are not followed;
+   * a directory the tools swap for a link during the walk may be read through once, which
+   * reveals nothing: only the digest leaves the agent, and only to the core.
+   */
+  outputsMarker(): string | null {
+    const root = path.join(this.sessionDir, 'outputs');
+    const hash = crypto.createHash('sha256');
+    let seen = 0;
+    const walk = (dir: string, rel: string, depth: number): boolean => {
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch (err) {
+        hash.update(`!${rel}\0${(err as NodeJS.ErrnoException).code ?? 'error'}\n`);
+        return true;
+      }
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const e of entries) {
+        if (++seen > MAX_MARKER_ENTRIES) return false;
+        const r = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          if (depth >= MAX_MARKER_DEPTH) return false;
+          hash.update(`d${r}\n`);
+          if (!walk(path.join(dir, e.name), r, depth + 1)) return false;
+        } else if (e.isFile()) {
+          const st = fs.lstatSync(path.join(dir, e.name), { throwIfNoEntry: false });
+          hash.update(st ? `f${r}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0${st.ino}\n` : `f${r}\0gone\n`);
+        } else hash.update(`o${r}\n`);
+      }
+      return true;
+    };
+    const st = fs.lstatSync(root, { throwIfNoEntry: false });
+    if (!st?.isDirectory()) return 'none';
+    return walk(root, '', 0) ? hash.digest('base64url') : null;
   }
 
   /** The bytes of an output, read as the tools' user; 413 past the file limit, 404 when it is not a readable file. */

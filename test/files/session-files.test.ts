@@ -106,6 +106,19 @@ describe('file resources and outputs (local runtime, bubblewrap)', () => {
     expect((await t.client.beta.files.retrieveMetadata(f.id)).id).toBe(f.id); // the file stays
   });
 
+  it('takes a file deleted from the Files API out of a running sandbox at its next call', async () => {
+    const f = await t.client.beta.files.upload({ file: await toFile(Buffer.from('soon deleted'), 'doomed.txt', { type: 'text/plain' }) });
+    const session = await t.client.beta.sessions.create({ agent: agentId, environment_id: envId, resources: [{ type: 'file', file_id: f.id }] });
+    const at = `/mnt/session/uploads/${f.id}`;
+    expect(await bash(session.id, `cat ${at}`)).toContain('soon deleted');
+    await t.client.beta.files.delete(f.id);
+    const after = await bash(session.id, `cat ${at} 2>&1 || echo GONE`);
+    expect(after).toContain('GONE');
+    expect(after).toContain(`file ${f.id} was deleted from the Files API (or expired): it was removed from ${at}`);
+    // Told once: the next call is quiet about it.
+    expect(await bash(session.id, 'echo quiet')).not.toContain(f.id);
+  });
+
   it('refuses bad mount paths (400) and files it does not have (404)', async () => {
     const f = await t.client.beta.files.upload({ file: await toFile(Buffer.from('x'), 'x.txt') });
     const session = await t.client.beta.sessions.create({ agent: agentId, environment_id: envId });

@@ -333,6 +333,17 @@ export class ProcessSandboxProvider implements SandboxProvider {
     return this.resolvedMode;
   }
 
+  /**
+   * Without bubblewrap nothing is bound at `/mnt/session`: the agent keeps the session's files in
+   * the sandbox's directory on the host, where the model's `/mnt/session/...` paths do not lead
+   * (and `/mnt/session` on the host is shared by everything on it). File resources are refused.
+   */
+  async sessionFilesRefusal(): Promise<string | undefined> {
+    const mode = await this.isolationMode().catch(() => 'bwrap' as const);
+    if (mode === 'bwrap') return undefined;
+    return 'this runtime\'s local sandboxes run without bubblewrap, so they have no /mnt/session to mount files at; install bubblewrap (apt-get install bubblewrap) to use file resources';
+  }
+
   /** Directory holding a sandbox's workspace, run and state directories. */
   sandboxDir(sessionId: string, name: string): string {
     return path.join(this.dataDir, 'sandboxes', safeSegment(sessionId), safeSegment(name));

@@ -18,7 +18,7 @@ import { ID_PREFIX, newId } from '../ids.js';
 import type { StateTable } from '../store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { blobKeys } from '../storage/blob-keys.js';
-import { FileHeadRecords, SessionFileRecords } from '../storage/items.js';
+import { FileHeadRecords, SessionFileRecords, fileExpiryRecords } from '../storage/items.js';
 import { tenantPrincipal, type Principal } from '../storage/principal.js';
 import { nowIso } from './common.js';
 import { collectPage, type ListParams, type ListResult } from './paging.js';
@@ -30,6 +30,10 @@ export const MAX_FILENAME_BYTES = 255;
 /** `expires_in_seconds`: from one hour to ninety days (as the SDK documents it). */
 export const MIN_EXPIRY_SECONDS = 3600;
 export const MAX_EXPIRY_SECONDS = 7_776_000;
+/** Most expired files whose bytes one sweep deletes (the next sweep takes the rest). */
+export const SWEEP_BATCH = 25;
+/** Most files of a session deleted with it (more than its catalogue ever holds: 100). */
+const MAX_SESSION_FILES_DELETED = 1000;
 
 /** A file's metadata as the API returns it (`BetaFileMetadata`). */
 export interface FileMetadata {
@@ -139,8 +143,10 @@ export class FileService {
       expires_at: e === undefined ? null : nowIso(new Date(now.getTime() + e * 1000)),
       scope: null,
     };
-    // The bytes first: a head never names bytes that are not there.
+    // The bytes first: a head never names bytes that are not there. The expiry before the head,
+    // so bytes of an upload that failed halfway are swept all the same.
     await store.put(blobKeys.file(tenant, id), params.bytes, { contentType: mimeType, size: params.bytes.byteLength });
+    if (file.expires_at) await fileExpiryRecords.put(this.table, tenant, id, file.expires_at);
     await heads.put(this.table, tenant, file, {}, { ifNotExists: true });
     return file;
   }
@@ -171,10 +177,49 @@ export class FileService {
   async delete(tenant: string, id: string): Promise<{ id: string; type: 'file_deleted' }> {
     const item = await heads.get(this.table, tenantPrincipal(tenant), id);
     if (!item) throw new NotFoundError(`file ${id} not found`);
-    await heads.delete(this.table, id);
-    if (item.session_id) await sessionFiles.delete(this.table, item.session_id, id);
-    await this.store().delete(blobKeys.file(tenant, id));
+    await this.remove(tenant, id, item.session_id, item.data.expires_at);
     return { id, type: 'file_deleted' };
+  }
+
+  /** A file's bytes, head, session copy and expiry; each step idempotent, the bytes first. */
+  private async remove(tenant: string, id: string, sessionId: string | undefined, expiresAt: string | null): Promise<void> {
+    await this.store().delete(blobKeys.file(tenant, id));
+    await heads.delete(this.table, id);
+    if (expiresAt) await fileExpiryRecords.delete(this.table, id, expiresAt);
+    // Last: while it is there, a retry (of a session's deletion) still finds the file.
+    if (sessionId) await sessionFiles.delete(this.table, sessionId, id);
+  }
+
+  /**
+   * Delete the files scoped to a session (its outputs), metadata and bytes, when the session is
+   * deleted. Idempotent (what a failed run left is found again by the next), and bounded: at most
+   * `MAX_SESSION_FILES_DELETED`, far more than a session's catalogue holds. Returns how many.
+   */
+  async deleteSessionFiles(tenant: string, sessionId: string): Promise<number> {
+    if (!this.blobs) return 0; // no file storage: no session ever had files
+    let n = 0;
+    while (n < MAX_SESSION_FILES_DELETED) {
+      const page = await sessionFiles.page(this.table, tenantPrincipal(tenant), sessionId, { limit: 100 });
+      if (!page.items.length) break;
+      for (const i of page.items) await this.remove(tenant, i.data.id, sessionId, i.data.expires_at);
+      n += page.items.length;
+    }
+    return n;
+  }
+
+  /**
+   * Delete the bytes of files past their `expires_at` (their metadata stays, and their download
+   * is a 404), at most `limit` in one run, soonest expired first; the next run takes the rest.
+   * Run by the local runtime on a timer and after a listing of files (`list`). Returns how many.
+   */
+  async sweepExpired(now = new Date(), limit = SWEEP_BATCH): Promise<number> {
+    if (!this.blobs) return 0;
+    const due = await fileExpiryRecords.due(this.table, nowIso(now), limit);
+    for (const f of due) {
+      await this.blobs.delete(blobKeys.file(f.tenant, f.fileId));
+      await fileExpiryRecords.delete(this.table, f.fileId, f.expiresAt);
+    }
+    return due.length;
   }
 
   /**
@@ -183,6 +228,9 @@ export class FileService {
    */
   async list(tenant: string, params: ListParams & { scope_id?: string; ids?: string[] }): Promise<ListResult<FileMetadata>> {
     const who = tenantPrincipal(tenant);
+    // Housekeeping where a deployment has no timer of its own for it (the API on AWS): bounded,
+    // and never a reason for the listing to fail.
+    await this.sweepExpired().catch(() => 0);
     if (params.ids?.length) {
       if (params.page !== undefined || params.limit !== undefined) throw new InvalidRequestError('ids: cannot be combined with page or limit');
       const ids = [...new Set(params.ids)];
@@ -196,6 +244,17 @@ export class FileService {
       return collectPage((q) => sessionFiles.page(this.table, who, scope, q), params, (i) => i.sk, () => true, (i) => i.data);
     }
     return collectPage((q) => heads.page(this.table, tenant, q), params, (i) => i.gsi1sk, () => true, (i) => i.data);
+  }
+
+  /**
+   * Of `ids` (at most 100), those the tenant still has and that have not expired: the sandbox
+   * manager takes the others out of its sandboxes. One batched read.
+   */
+  async present(tenant: string, ids: readonly string[], now = new Date()): Promise<Set<string>> {
+    const items = await heads.getMany(this.table, tenantPrincipal(tenant), ids);
+    return new Set(
+      items.filter((i) => i !== undefined && !(i.data.expires_at && Date.parse(i.data.expires_at) <= now.getTime())).map((i) => i!.data.id),
+    );
   }
 
   /** A file's bytes for the sandbox manager (mounting a `file` resource), or null when it is gone. */

@@ -28,6 +28,10 @@ export type SessionResource = { id: string; type: string; created_at: string; up
 export interface SessionFileSource {
   readonly available: boolean;
   get(tenant: string, id: string): Promise<unknown>;
+  /** Delete the files scoped to a session (its outputs), idempotently. */
+  deleteSessionFiles?(tenant: string, sessionId: string): Promise<number>;
+  /** Why the sandboxes cannot hold file resources (no `/mnt/session`), if they cannot. */
+  refusal?(): Promise<string | undefined>;
 }
 
 /** Most resources a session holds (as `SessionCreate` allows). */
@@ -160,6 +164,8 @@ export class SessionService {
     now: Date,
   ): Promise<SessionResource> {
     if (!this.files?.available) throw new InvalidRequestError(`${field}: this deployment has no file storage configured`);
+    const refused = await this.files.refusal?.();
+    if (refused) throw new InvalidRequestError(`${field}: file resources are not available: ${refused}`);
     await this.files.get(tenant, r.file_id).catch((err) => {
       if (err instanceof NotFoundError) throw new NotFoundError(`${field}.file_id: file ${r.file_id} not found`);
       throw err;
@@ -421,15 +427,22 @@ export class SessionService {
     return this.mutate(tenantPrincipal(tenant), id, (s) => (s.archived_at ? null : { ...s, archived_at: nowIso(now), updated_at: nowIso(now) }));
   }
 
-  /** Remove the session, its history, its repository tokens and (through `onDelete`) its sandboxes. */
+  /**
+   * Remove the session, its output files (metadata and bytes), its history, its repository
+   * tokens and (through `onDelete`) its sandboxes. The files go before the head, so a deletion
+   * that fails halfway can be retried (the session is still there to find them); they are looked
+   * for again once the sandboxes are stopped, for an output a call in flight catalogued meanwhile.
+   */
   async delete(tenant: string, id: string, onDelete?: (id: string) => Promise<void>) {
     const head = await this.head(tenantPrincipal(tenant), id);
+    await this.files?.deleteSessionFiles?.(tenant, id);
     await heads.delete(this.table, id);
     for (const ref of head.git_credentials ?? []) {
       await this.credentials?.secrets?.deleteSecret(ref.secret_ref);
     }
     await this.log.deleteAll(id);
     await onDelete?.(id);
+    await this.files?.deleteSessionFiles?.(tenant, id);
     return { id, type: 'session_deleted' as const };
   }
 

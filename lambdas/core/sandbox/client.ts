@@ -251,6 +251,16 @@ export class SandboxClient {
    * `SandboxUnavailableError` when the sandbox cannot answer, or with the signal's reason on abort.
    */
   async execute(tool: string, input: unknown, opts: ExecuteOptions = {}): Promise<ToolOutput> {
+    return (await this.executeWithMarker(tool, input, opts)).output;
+  }
+
+  /**
+   * `execute`, with the agent's change marker of `/mnt/session/outputs` as it answered
+   * (`outputsMarker`: a string that moves whenever something there changed; null when the agent
+   * could not take one, or is older and sends none). The manager catalogues the outputs only when
+   * it moved (`session-files.ts`).
+   */
+  async executeWithMarker(tool: string, input: unknown, opts: ExecuteOptions = {}): Promise<{ output: ToolOutput; outputsMarker: string | null }> {
     const timeoutMs = opts.timeoutMs ?? defaultTimeout(tool, input);
     const body: Record<string, unknown> = { tool, input: input ?? {} };
     if (opts.idempotencyKey !== undefined) body.idempotency_key = opts.idempotencyKey;
@@ -259,7 +269,7 @@ export class SandboxClient {
     const payload = JSON.stringify(body);
     const bytes = Buffer.byteLength(payload);
     if (bytes > MAX_REQUEST_BYTES) {
-      return { output: `sandbox rejected the request: request body of ${bytes} bytes is larger than ${MAX_REQUEST_BYTES} bytes`, isError: true };
+      return { output: { output: `sandbox rejected the request: request body of ${bytes} bytes is larger than ${MAX_REQUEST_BYTES} bytes`, isError: true }, outputsMarker: null };
     }
     // The step's deadline bounds how long we wait, not how long the tool runs (see ExecuteOptions).
     const waitMs = opts.deadline === undefined ? Infinity : opts.deadline - Date.now();
@@ -294,16 +304,17 @@ export class SandboxClient {
       // The agent understood us and refused the request (unknown tool, bad input, too large):
       // something the model should see, not a dead sandbox.
       const message = (parsed as { error?: unknown } | null)?.error;
-      return { output: `sandbox rejected the request: ${typeof message === 'string' ? message : `HTTP ${res.status}`}`, isError: true };
+      return { output: { output: `sandbox rejected the request: ${typeof message === 'string' ? message : `HTTP ${res.status}`}`, isError: true }, outputsMarker: null };
     }
     if (res.status !== 200) {
       throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: HTTP ${res.status}`);
     }
-    const result = parsed as { output?: unknown; is_error?: unknown } | null;
+    const result = parsed as { output?: unknown; is_error?: unknown; outputs_marker?: unknown } | null;
     if (!result || typeof result.output !== 'string' || typeof result.is_error !== 'boolean') {
       throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: malformed response`);
     }
-    return { output: result.output, isError: result.is_error };
+    const marker = typeof result.outputs_marker === 'string' && result.outputs_marker.length <= 128 ? result.outputs_marker : null;
+    return { output: { output: result.output, isError: result.is_error }, outputsMarker: marker };
   }
 }
 

@@ -51,8 +51,14 @@ export interface SandboxRecord {
   endedReason?: string;
   /** Set on a sandbox this session received from another one. */
   receivedFrom?: { sessionId: string; name: string; at: string };
-  /** The session's file resources this sandbox holds: mount path → file id (`session-files.ts`). */
+  /** The session's file resources this sandbox holds: mount path → file id, or `!<file id>` for one gone from the Files API (`session-files.ts`). */
   files?: Record<string, string>;
+  /**
+   * The agent's change marker of `/mnt/session/outputs` when its outputs were last catalogued
+   * completely: a writing call answered with the same marker changed nothing there, and is not
+   * catalogued again (no listing request, no state-table query).
+   */
+  outputsMarker?: string;
   /**
    * The latest snapshot of this name's workspace (workspaces.ts): taken when the idle reaper
    * stopped the sandbox, copied from the source of a fork, or carried over from the record this
@@ -232,7 +238,11 @@ export class SandboxManager {
     const withNotes = (output: string) => (notes.length ? `${notes.join('\n')}\n${output}` : output);
     try {
       // The session's files, as its plan has them now (a resource added or removed since the last call).
-      if (this.files && plan.tenant) {
+      const refused = this.files && plan.tenant && plan.files.length ? await this.provider.sessionFilesRefusal?.() : undefined;
+      // A session given files where sandboxes have no /mnt/session (the API refuses that; a data
+      // directory from a runtime with bubblewrap, say): the model is told, the call runs.
+      if (refused) notes.push(corralNote(name, `the session's file resources are not mounted: ${refused}`));
+      else if (this.files && plan.tenant) {
         const mounted = await mountFiles(record!.endpoint, this.files, plan.tenant, plan.files, record!.files ?? {});
         notes.push(...mounted.notes.map((n) => corralNote(name, n)));
         if (mounted.changed) {
@@ -240,14 +250,17 @@ export class SandboxManager {
           if (await this.put(next, { ref: record!.ref, state: 'ready' })) record = next;
         }
       }
-      const out = await new SandboxClient(record!.endpoint).execute(tool, input, opts);
-      if (this.files && plan.tenant && WRITING_TOOLS.has(tool)) {
-        // Never a reason to fail the call: what is not catalogued now is at the next call.
-        const caught = await catalogueOutputs(record!.endpoint, this.files, plan.tenant, sessionId).catch(() => [] as string[]);
-        notes.push(...caught.map((n) => corralNote(name, n)));
+      const { output: out, outputsMarker: marker } = await new SandboxClient(record!.endpoint).executeWithMarker(tool, input, opts);
+      let outputsMarker = record!.outputsMarker;
+      if (this.files && plan.tenant && WRITING_TOOLS.has(tool) && (marker === null || marker !== outputsMarker)) {
+        // Never a reason to fail the call: what is not catalogued now is at the next call (the
+        // marker is kept only once everything it stands for is catalogued).
+        const caught = await catalogueOutputs(record!.endpoint, this.files, plan.tenant, sessionId).catch(() => ({ notes: [] as string[], complete: false }));
+        notes.push(...caught.notes.map((n) => corralNote(name, n)));
+        outputsMarker = caught.complete && marker !== null ? marker : undefined;
       }
-      const { busyUntil: _busy, ...rest } = record!;
-      await this.put({ ...rest, lastUsedAt: new Date().toISOString() }, { ref: record!.ref, state: 'ready' });
+      const { busyUntil: _busy, outputsMarker: _marker, ...rest } = record!;
+      await this.put({ ...rest, lastUsedAt: new Date().toISOString(), ...(outputsMarker ? { outputsMarker } : {}) }, { ref: record!.ref, state: 'ready' });
       return { ...out, output: withNotes(out.output), sandbox: name, provisionMs };
     } catch (err) {
       // The step's deadline: the call goes on in the sandbox (so it stays busy), and the next

@@ -4,12 +4,15 @@
  *
  * - **In**: before each tool call, the `file` resources of the session's current plan are handed
  *   to the sandbox (`PUT /files`, the bytes read from the blob store by the core) at their mount
- *   paths, where the agent keeps them read-only; ones removed from the session are taken out
- *   (`DELETE /files`). The sandbox's record remembers what it holds (`files`: mount path → file
+ *   paths, where the agent keeps them read-only; ones removed from the session, or deleted from
+ *   the Files API (one batched read of their heads, for a session that has file resources), are
+ *   taken out (`DELETE /files`). The sandbox's record remembers what it holds (`files`: mount path → file
  *   id), so a file goes in once per sandbox, and a sandbox started later (or a replacement)
  *   gets all of them.
- * - **Out**: after each call of a tool that writes (`bash`, `write`, `edit`), the regular files
- *   under `/mnt/session/outputs` are catalogued as files scoped to the session: a new or changed
+ * - **Out**: after each call of a tool that writes (`bash`, `write`, `edit`) whose answer carries
+ *   a change marker of `/mnt/session/outputs` other than the one the sandbox's record holds (the
+ *   agent's digest of the directory, `outputsMarker`; no marker: every time), the regular files
+ *   there are catalogued as files scoped to the session: a new or changed
  *   one (by size and modification time) is copied into the blob store, keeping its file id as its
  *   content changes. Bounded: at most `MAX_OUTPUTS` files a session, each at most
  *   `MAX_FILE_BYTES` (larger ones are left out and the model is told), at most
@@ -21,6 +24,8 @@ import { SandboxFilesClient } from './client.js';
 import type { PlannedFile } from './recipe.js';
 import type { SandboxEndpoint } from './types.js';
 
+/** In a record's `files`, before a file id: nothing is mounted there, the file is gone (the model was told). */
+const GONE = '!';
 /** Most files catalogued from one session's outputs. */
 export const MAX_OUTPUTS = 100;
 /** Most outputs copied after one tool call. */
@@ -32,6 +37,8 @@ export const WRITING_TOOLS: ReadonlySet<string> = new Set(['bash', 'write', 'edi
 export interface SessionFileStore {
   /** A file's bytes, or null when the tenant has no such file any more. */
   read(tenant: string, fileId: string): Promise<Uint8Array | null>;
+  /** Which of these files (at most 100) the tenant still has, unexpired; one batched read. @default - not checked: a file deleted while mounted stays mounted */
+  present?(tenant: string, ids: readonly string[]): Promise<Set<string>>;
   /** The outputs catalogued for the session so far, by path. */
   outputs(tenant: string, sessionId: string): Promise<Map<string, { fileId: string; size: number; mtimeMs: number }>>;
   putOutput(tenant: string, sessionId: string, entry: OutputEntry, bytes: Uint8Array, existingId: string | undefined): Promise<unknown>;
@@ -52,15 +59,33 @@ export async function mountFiles(
   const next: Record<string, string> = { ...held };
   const notes: string[] = [];
   let changed = false;
-  const wanted = new Map(planned.map((f) => [f.mountPath, f.fileId]));
+  // A file deleted from the Files API (or expired) since it was mounted leaves the sandbox at the
+  // next call, as a removed resource does; its resource stays in the session.
+  const ids = [...new Set(planned.map((f) => f.fileId))];
+  const present = ids.length && store.present ? await store.present(tenant, ids) : undefined;
+  const gone = (fileId: string) => present !== undefined && !present.has(fileId);
+  // `held` also remembers, as `!<file id>`, a path where nothing is mounted because its file is
+  // gone and the model was told so: it is told once, not at every call.
+  const told = (fileId: string) => `${GONE}${fileId}`;
+  const wanted = new Map(planned.map((f) => [f.mountPath, gone(f.fileId) ? told(f.fileId) : f.fileId]));
   for (const [mountPath, fileId] of Object.entries(held)) {
     if (wanted.get(mountPath) === fileId) continue;
-    await client.unmount(mountPath);
+    if (!fileId.startsWith(GONE)) await client.unmount(mountPath);
     delete next[mountPath];
     changed = true;
+    if (gone(fileId)) {
+      notes.push(`file ${fileId} was deleted from the Files API (or expired): it was removed from ${mountPath}`);
+      if (wanted.get(mountPath) === told(fileId)) next[mountPath] = told(fileId);
+    }
   }
   for (const f of planned) {
-    if (next[f.mountPath] === f.fileId) continue;
+    if (next[f.mountPath] === f.fileId || next[f.mountPath] === told(f.fileId)) continue;
+    if (gone(f.fileId)) {
+      notes.push(`file ${f.fileId} is no longer in the Files API: nothing is mounted at ${f.mountPath}`);
+      next[f.mountPath] = told(f.fileId);
+      changed = true;
+      continue;
+    }
     const bytes = await store.read(tenant, f.fileId);
     if (!bytes) {
       notes.push(`file ${f.fileId} is no longer in the Files API: nothing is mounted at ${f.mountPath}`);
@@ -79,14 +104,24 @@ export async function mountFiles(
   return { held: next, notes, changed };
 }
 
-/** Catalogue what the sandbox has under `/mnt/session/outputs`; returns notes for the model. */
-export async function catalogueOutputs(endpoint: SandboxEndpoint, store: SessionFileStore, tenant: string, sessionId: string): Promise<string[]> {
+/**
+ * Catalogue what the sandbox has under `/mnt/session/outputs`: notes for the model, and whether
+ * the catalogue is `complete` (listing again now would copy nothing: no copy was left for the
+ * next call, none failed), which lets the manager skip it until the agent's marker moves.
+ */
+export async function catalogueOutputs(
+  endpoint: SandboxEndpoint,
+  store: SessionFileStore,
+  tenant: string,
+  sessionId: string,
+): Promise<{ notes: string[]; complete: boolean }> {
   const client = new SandboxFilesClient(endpoint);
   const listing = await client.listOutputs();
   const known = await store.outputs(tenant, sessionId);
   const notes: string[] = [];
   let copies = 0;
   let count = known.size;
+  let complete = true;
   for (const entry of listing.files) {
     const had = known.get(entry.path);
     if (had && had.size === entry.size && had.mtimeMs === entry.mtimeMs) continue;
@@ -98,12 +133,18 @@ export async function catalogueOutputs(endpoint: SandboxEndpoint, store: Session
       notes.push(`the session already has ${MAX_OUTPUTS} output files; /mnt/session/outputs/${entry.path} was not kept`);
       continue;
     }
-    if (copies >= MAX_COPIES_PER_CALL) break; // the next call's catalogue takes the rest
+    if (copies >= MAX_COPIES_PER_CALL) {
+      complete = false; // the next call's catalogue takes the rest
+      break;
+    }
     const bytes = await client.readOutput(entry.path).catch(() => null);
-    if (!bytes || bytes.length > MAX_FILE_BYTES) continue; // changed or gone meanwhile: the next pass sees it
+    if (!bytes || bytes.length > MAX_FILE_BYTES) {
+      complete = false; // changed or gone meanwhile: the next pass sees it
+      continue;
+    }
     await store.putOutput(tenant, sessionId, { path: entry.path, size: bytes.length, mtimeMs: entry.mtimeMs }, bytes, had?.fileId);
     copies++;
     if (!had) count++;
   }
-  return notes;
+  return { notes, complete };
 }

@@ -75,6 +75,12 @@ export interface SandboxProvider {
    * needs only `ref` has nothing to do.
    */
   transfer?(from: SandboxOwner, to: SandboxOwner, ref: string): Promise<void>;
+  /**
+   * Why this provider's sandboxes have no `/mnt/session` (so `file` resources cannot be mounted
+   * where the model looks for them, and nothing is written to its outputs), or undefined when they
+   * have one. @default - they have one
+   */
+  sessionFilesRefusal?(): Promise<string | undefined>;
 }
 
 export interface ExecuteOptions {

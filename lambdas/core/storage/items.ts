@@ -62,6 +62,12 @@ export class HeadRecords<T extends { id: string }, X extends object = object> {
     return item && mayRead(who, item.tenant) ? (item as HeadItem<T, X>) : undefined;
   }
 
+  /** Several heads in one round trip (at most 100 ids), each undefined when missing or not `who`'s to read. */
+  async getMany(table: StateTable, who: Principal, ids: readonly string[]): Promise<Array<HeadItem<T, X> | undefined>> {
+    const items = await table.getMany(ids.map((id) => keys.head(this.kind, id)));
+    return items.map((item) => (item && mayRead(who, item.tenant) ? (item as HeadItem<T, X>) : undefined));
+  }
+
   /** Write the head of `data` (its id is the resource's) for `tenant`. */
   put(table: StateTable, tenant: string, data: T, fields: X, opts?: PutOptions): Promise<void> {
     return table.put(
@@ -484,3 +490,24 @@ export class SessionFileRecords<T extends { id: string }> {
     }
   }
 }
+
+/**
+ * Files that expire, by expiry (`keys.fileExpiry`): the bytes of one past its `expires_at` are
+ * deleted by the sweep, which then deletes its item. The tenant is kept to name the blob.
+ */
+export const fileExpiryRecords = {
+  put(table: StateTable, tenant: string, fileId: string, expiresAt: string): Promise<void> {
+    return table.put({ ...keys.fileExpiry(expiresAt, fileId), tenant, file_id: fileId });
+  },
+  delete(table: StateTable, fileId: string, expiresAt: string): Promise<void> {
+    const k = keys.fileExpiry(expiresAt, fileId);
+    return table.delete(k.pk, k.sk);
+  },
+  /** Up to `limit` files whose expiry is at or before `nowIso`, soonest first. */
+  async due(table: StateTable, nowIso: string, limit: number): Promise<Array<{ tenant: string; fileId: string; expiresAt: string }>> {
+    const page = await table.query(keys.fileExpiry('', '').pk, { limit });
+    return page.items
+      .map((i) => ({ tenant: String(i.tenant), fileId: String(i.file_id), expiresAt: i.sk.slice(0, i.sk.lastIndexOf('#')) }))
+      .filter((f) => f.expiresAt <= nowIso);
+  },
+};

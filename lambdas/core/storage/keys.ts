@@ -18,6 +18,7 @@
  * | session head        | `session#<id>`             | `head`             | `<tenant>#sessions`         | id     |
  * | file head           | `file#<id>`                | `head`             | `<tenant>#files`            | id     |
  * | file of a session   | `session#<id>`             | `file#<file id>`   |                             |        |
+ * | file expiry         | `files#expiring`           | `<expires_at>#<file id>` |                       |        |
  * | session usage       | `session#<id>`             | `head#usage`       |                             |        |
  * | harness cursor      | `session#<id>`             | `cursor`           |                             |        |
  * | harness lease       | `session#<id>`             | `lease`            |                             |        |
@@ -42,6 +43,7 @@ const SESSION = 'session#';
 const FILE = 'file#';
 const API_KEY = 'apikey#';
 const RATE = 'rate#';
+const FILE_EXPIRY_PARTITION = 'files#expiring';
 
 /** Sort key of every resource's head item. */
 export const HEAD_SK = 'head';
@@ -73,6 +75,12 @@ export const keys = {
    * beside the session's head: `files.list({ scope_id })` reads the session's partition.
    */
   sessionFile: (sessionId: string, fileId: string) => ({ pk: keys.partition('session', sessionId), sk: `${SESSION_FILE_PREFIX}${fileId}` }),
+  /**
+   * A file that expires (`expires_in_seconds`), in one partition ordered by expiry: the sweep
+   * (`FileService.sweepExpired`) reads the ones due from its start. Written only for uploads
+   * that expire, so the partition stays small and cold.
+   */
+  fileExpiry: (expiresAt: string, fileId: string) => ({ pk: FILE_EXPIRY_PARTITION, sk: `${expiresAt}#${fileId}` }),
   cursor: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'cursor' }),
   /** A counter the API raises after appending a `user.interrupt`, which a running harness reads instead of the log. */
   interruptSignal: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'signal#interrupt' }),
