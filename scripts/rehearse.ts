@@ -8,7 +8,8 @@
  *
  * The rehearsal synthesizes with `harnessTimeoutMinutes=1` (so a step that would outlive the
  * function is rehearsed in a minute, not fifteen), `sandboxLimits=file_size=16m` (so the
- * `sandbox-boundary` scenario hits a limit of the stack's setting without writing a gigabyte)
+ * `sandbox-boundary` scenario hits a limit of the stack's setting without writing a gigabyte),
+ * `sandboxIdleMinutes=1` (so `workspace-after-idle` waits a minute for the reaper, not fifteen)
  * and the scripted model as the Messages API.
  */
 import { parseArgs } from 'node:util';
@@ -21,7 +22,7 @@ import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fak
 // The rehearsal runs AWS SDK clients on this machine's Node.js; Lambda runs 22.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1', sandboxLimits: 'file_size=16m' } as const;
+export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1', sandboxLimits: 'file_size=16m', sandboxIdleMinutes: '1' } as const;
 
 export interface RehearseOptions {
   only?: string[];

@@ -164,16 +164,20 @@ export class CorralStack extends Stack {
     this.sandboxReaper = new SandboxReaper(this, 'SandboxReaper', {
       sessionLog: this.sessionLog,
       sandboxes: this.sandboxes,
+      network: this.network,
       serviceName: REAPER_SERVICE,
       metricsNamespace: METRICS_NAMESPACE,
       logRetention: props.logRetention,
       idleTimeout: props.sandboxIdleTimeout,
     });
-    // Blobs: the API serves the Files API (files/), the harness delivers files, catalogues outputs
-    // and restores workspaces (files/, workspaces/), the reaper saves the workspaces it stops
-    // (workspaces/, write only). The event stream and the sandboxes have no access.
+    // Blobs: the API serves the Files API (files/) and copies and deletes workspace snapshots
+    // (forks, session deletion, handoff: workspaces/), the harness delivers files, catalogues
+    // outputs (files/) and restores workspaces (workspaces/, read only), the reaper saves the
+    // workspaces it stops (workspaces/, write and delete only). The event stream and the
+    // sandboxes have no access.
     this.blobs = new BlobBucket(this, 'Blobs', props.blobs);
     this.blobs.grantFilesApi(this.api.handler);
+    this.blobs.grantWorkspacesApi(this.api.handler);
     this.blobs.grantHarness(this.harness.function);
     this.blobs.grantSnapshotWrite(this.sandboxReaper.function);
     for (const fn of [this.api.handler, this.harness.function, this.sandboxReaper.function]) {

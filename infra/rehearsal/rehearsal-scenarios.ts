@@ -16,12 +16,13 @@ import type { Rehearsal } from './rehearsal.js';
 import { fail, runTurn, text, type Event, type Scenario, type ScenarioHooks, type ScenarioResult } from './scenarios.js';
 import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
 import { startTestMcpServer } from '../../test/credential-proxy/fixtures/mcp-server.js';
+import { WORKSPACE_SCENARIOS, workspaceScenarios } from './workspace-scenarios.js';
 
 const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
 
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'sandbox-boundary'] as const;
+export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'sandbox-boundary', ...WORKSPACE_SCENARIOS] as const;
 /** Scenarios only run when named (`--only`): they need a rehearsal set up for them. */
 export const OPT_IN_SCENARIOS = ['stream-starvation'];
 
@@ -341,6 +342,8 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
       },
     },
   ];
+  // Workspaces that outlive idleness (workspace-scenarios.ts).
+  scenarios.push(...workspaceScenarios(r, admin));
   if (scenarios.map((s) => s.name).join() !== REHEARSAL_SCENARIOS.join()) throw new Error('REHEARSAL_SCENARIOS is out of date');
   return { scenarios: scenarios.filter((s) => !OPT_IN_SCENARIOS.includes(s.name) || only?.includes(s.name)), afterEach };
 }

@@ -165,6 +165,8 @@ const SandboxSchema = z.object({
   assignPublicIp: z._default(flag, false),
 });
 
+const kmsKeyArn = z.optional(z.string().check(z.regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN')));
+
 const ServicesSchema = z.object({
   eventsTable: nonEmpty(),
   stateTable: nonEmpty(),
@@ -176,7 +178,7 @@ const ServicesSchema = z.object({
   }),
   leaseTtlMs: z.optional(positiveInt),
   credentialProxyFunction: z.optional(nonEmpty()),
-  sandboxCapabilityKey: z.optional(z.string().check(z.regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN'))),
+  sandboxCapabilityKey: kmsKeyArn,
   repositoryUrlAllow: z.pipe(
     z.optional(z.string()),
     z.transform((text: string | undefined, ctx) => {
@@ -362,16 +364,23 @@ export interface SandboxReaperConfig {
   idleMs: number;
   /** The blob bucket workspace snapshots of stopped sandboxes go to (`workspaces/` only). */
   blobBucket?: string;
+  /**
+   * The KMS key sandbox capabilities are sealed with: the reaper opens them (`kms:Decrypt` only)
+   * to ask a sandbox for its workspace before stopping it.
+   */
+  sandboxCapabilityKey?: string;
+  /** Bounds of a snapshot (`CORRAL_WORKSPACE_SNAPSHOT_MAX_*`); unset ones take their defaults. */
+  workspaceLimits: { maxBytes?: number; maxEntries?: number };
 }
 
 /** The idle sandbox reaper's function (`lambdas/sandbox-reaper/handler.ts`). */
 export function readSandboxReaperConfig(env: Env = process.env): SandboxReaperConfig {
   const v = reader(env);
   const base = parse(
-    z.object({ stateTable: nonEmpty(), cluster: nonEmpty(), blobBucket: z.optional(bucketName()) }),
-    { stateTable: v(CORRAL_ENV.stateTable), cluster: v(CORRAL_ENV.sandboxCluster), blobBucket: v(CORRAL_ENV.blobBucket) },
-    { stateTable: CORRAL_ENV.stateTable, cluster: CORRAL_ENV.sandboxCluster, blobBucket: CORRAL_ENV.blobBucket },
+    z.object({ stateTable: nonEmpty(), cluster: nonEmpty(), blobBucket: z.optional(bucketName()), sandboxCapabilityKey: kmsKeyArn }),
+    { stateTable: v(CORRAL_ENV.stateTable), cluster: v(CORRAL_ENV.sandboxCluster), blobBucket: v(CORRAL_ENV.blobBucket), sandboxCapabilityKey: v(CORRAL_ENV.sandboxCapabilityKey) },
+    { stateTable: CORRAL_ENV.stateTable, cluster: CORRAL_ENV.sandboxCluster, blobBucket: CORRAL_ENV.blobBucket, sandboxCapabilityKey: CORRAL_ENV.sandboxCapabilityKey },
     'the sandbox reaper',
   );
-  return { ...base, idleMs: readSandboxIdleMs(env) };
+  return { ...base, idleMs: readSandboxIdleMs(env), workspaceLimits: readWorkspaceLimits(env) };
 }

@@ -1,26 +1,38 @@
 /**
  * Lambda entry of the idle sandbox reaper, for a scheduled rule (EventBridge, e.g. every 5
  * minutes). It stops sandbox tasks no tool call has used for `CORRAL_SANDBOX_IDLE_MS` (default
- * 15 minutes) and marks them released; the next call to such a sandbox starts a fresh one.
+ * 15 minutes) and marks them released; the next call to such a sandbox starts a fresh one. With a
+ * blob bucket, it first asks each sandbox agent for its workspace and keeps it in the bucket, so
+ * that the next sandbox of that name is restored from it (docs/WORKSPACES.md).
  *
  * Environment (`readSandboxReaperConfig`, lambdas/core/config.ts):
- *   CORRAL_STATE_TABLE       the state table (reads its `gsi1` index, writes sandbox records)
- *   CORRAL_SANDBOX_CLUSTER   the ECS cluster the sandbox tasks run in (StopTask)
- *   CORRAL_SANDBOX_IDLE_MS   optional, milliseconds
- * Permissions: dynamodb:Query on the table's gsi1 index, dynamodb:PutItem on the table,
- * ecs:StopTask on the cluster's tasks.
+ *   CORRAL_STATE_TABLE             the state table (reads its `gsi1` index, writes sandbox records)
+ *   CORRAL_SANDBOX_CLUSTER         the ECS cluster the sandbox tasks run in (StopTask)
+ *   CORRAL_SANDBOX_IDLE_MS         optional, milliseconds
+ *   CORRAL_BLOB_BUCKET             optional: where workspace snapshots go (without it, none are taken)
+ *   CORRAL_SANDBOX_CAPABILITY_KEY  optional: the KMS key the sandboxes' capabilities are sealed with
+ *   CORRAL_WORKSPACE_SNAPSHOT_MAX_BYTES, ..._MAX_ENTRIES  optional bounds of a snapshot
+ * Permissions: dynamodb:Query on the table's gsi1 index, dynamodb:GetItem and PutItem on the
+ * table, ecs:StopTask on the cluster's tasks; for snapshots, s3:PutObject, AbortMultipartUpload
+ * and DeleteObject on the bucket's `workspaces/*`, kms:Decrypt of the capability key (with the
+ * capability encryption context), and a route to the sandboxes' agent port (the function runs in
+ * the VPC's private subnets, in a security group the sandboxes admit).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { coreLogger } from '../adapters/aws/services.js';
 import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
 import { EcsSandboxProvider } from '../adapters/aws/ecs-sandbox-provider.js';
+import { KmsCapabilitySealer } from '../adapters/aws/kms-capability-sealer.js';
+import { S3BlobStore } from '../adapters/aws/s3-blob-store.js';
 import { readSandboxReaperConfig } from '../core/config.js';
 import { reapIdleSandboxes, type ReapResult } from '../core/sandbox/reaper.js';
 import type { SandboxProvider } from '../core/sandbox/types.js';
-import type { WorkspaceSnapshots } from '../core/sandbox/workspaces.js';
+import { WorkspaceSnapshots } from '../core/sandbox/workspaces.js';
 import type { StateTable } from '../core/store.js';
 
 export interface SandboxReaperDeps {
@@ -29,22 +41,24 @@ export interface SandboxReaperDeps {
   idleMs: number;
   logger: Logger;
   /**
-   * Where workspaces are snapshotted before their sandbox stops (docs/WORKSPACES.md). Not wired
-   * from the environment yet: it needs the S3 blob store, the capability sealer and a route to
-   * the sandboxes; until then a Fargate sandbox stopped for idleness comes back empty.
+   * Where workspaces are snapshotted before their sandbox stops (docs/WORKSPACES.md): the blob
+   * bucket, with the capability sealer to open the sandboxes' stored capabilities. Absent (no
+   * `CORRAL_BLOB_BUCKET`): sandboxes stop without a snapshot and come back empty.
    */
   workspaces?: WorkspaceSnapshots;
 }
 
 /** The handler over its dependencies (tests build it with dynalite and a mocked ECS). */
 export function createSandboxReaperHandler(deps: () => SandboxReaperDeps) {
-  return async function handler(_event: unknown, context?: Context): Promise<{ reaped: number; failed: number }> {
+  return async function handler(_event: unknown, context?: Context): Promise<{ reaped: number; failed: number; snapshots: number; snapshotsFailed: number }> {
     const { table, provider, idleMs, logger, workspaces } = deps();
     if (context) logger.addContext(context);
     const result: ReapResult = await reapIdleSandboxes({ table, provider, idleMs, logger: coreLogger(logger), ...(workspaces ? { workspaces } : {}) });
-    logger.info('sandbox reaper run', { reaped: result.reaped.length, failed: result.failed.length, idleMs });
+    const snapshots = result.snapshots.filter((s) => s.key).length;
+    const snapshotsFailed = result.snapshots.length - snapshots;
+    logger.info('sandbox reaper run', { reaped: result.reaped.length, failed: result.failed.length, snapshots, snapshotsFailed, idleMs });
     if (result.failed.length) logger.warn('some idle sandboxes could not be stopped; the next run retries', { failed: result.failed });
-    return { reaped: result.reaped.length, failed: result.failed.length };
+    return { reaped: result.reaped.length, failed: result.failed.length, snapshots, snapshotsFailed };
   };
 }
 
@@ -63,11 +77,18 @@ function fromEnvironment(env: Record<string, string | undefined> = process.env):
     containerName: '',
     port: 0,
   });
+  const table = new DynamoStateTable(new DynamoDBClient({}), config.stateTable);
+  // Capabilities are stored sealed with the stack's KMS key; this function may only open them.
+  const sealer = config.sandboxCapabilityKey ? new KmsCapabilitySealer({ kms: new KMSClient({}), keyId: config.sandboxCapabilityKey }) : undefined;
+  const workspaces = config.blobBucket
+    ? new WorkspaceSnapshots({ blobs: new S3BlobStore({ s3: new S3Client({}), bucket: config.blobBucket }), limits: config.workspaceLimits }, table, sealer)
+    : undefined;
   cached = {
-    table: new DynamoStateTable(new DynamoDBClient({}), config.stateTable),
+    table,
     provider,
     idleMs: config.idleMs,
     logger: new Logger(),
+    ...(workspaces ? { workspaces } : {}),
   };
   return cached;
 }

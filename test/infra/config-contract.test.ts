@@ -165,6 +165,9 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
     expect(parsed.harness.sandboxCapabilityKey).toMatch(/^arn:aws:kms:.*:key\//);
     expect(parsed.api.sandboxCapabilityKey).toBe(parsed.harness.sandboxCapabilityKey);
     expect(parsed.stream.sandboxCapabilityKey).toBeUndefined();
+    // The reaper opens them to take workspace snapshots (decrypt only, see the stack test).
+    expect(parsed.reaper.sandboxCapabilityKey).toBe(parsed.harness.sandboxCapabilityKey);
+    expect(parsed.reaper.workspaceLimits).toEqual({});
     expect(parsed.api.repositoryUrlAllow).toEqual(context.repositoryUrlAllow ? [context.repositoryUrlAllow] : []);
     // One blob bucket for the API, the harness and the reaper; the stream never touches blobs.
     const bucket = `corral-${logicalId(s.stack, s.stack.blobs.bucket).toLowerCase()}-${hex(logicalId(s.stack, s.stack.blobs.bucket)).slice(0, 12)}`;

@@ -62,14 +62,20 @@ describe('sandbox boundary on AWS: the template', () => {
   const id = (c: { node: { defaultChild?: unknown } }) => stack.getLogicalId(c.node.defaultChild as never);
   const roleOf = (fnId: string) => resources[fnId].Properties.Role['Fn::GetAtt'][0] as string;
 
-  it('lets only the harness and the API function use the capability key, for data keys of sandbox capabilities', () => {
+  it('lets only the harness and the API function use the capability key, and the reaper open with it, for data keys of sandbox capabilities', () => {
     const keyId = id(stack.sandboxes.capabilityKey);
     expect(resources[keyId].Type).toBe('AWS::KMS::Key');
     expect(resources[keyId].Properties.EnableKeyRotation).toBe(true);
     const users = [...statementsByRole(resources)].filter(([, st]) => st.some((s) => usesKey(s, keyId))).map(([roleId]) => roleId);
     const harness = roleOf(id(stack.harness.function));
     const api = roleOf(id(stack.api.handler));
-    expect(users.sort()).toEqual([harness, api].sort());
+    const reaper = roleOf(id(stack.sandboxReaper.function));
+    expect(users.sort()).toEqual([harness, api, reaper].sort());
+    const context = { StringEquals: Object.fromEntries(Object.entries(CAPABILITY_ENCRYPTION_CONTEXT).map(([k, v]) => [`kms:EncryptionContext:${k}`, v])) };
+    // The reaper opens capabilities to snapshot workspaces; it seals none.
+    expect(statementsByRole(resources).get(reaper)!.filter((s) => usesKey(s, keyId))).toEqual([
+      { Effect: 'Allow', Action: 'kms:Decrypt', Resource: { 'Fn::GetAtt': [keyId, 'Arn'] }, Condition: context },
+    ]);
     for (const roleId of [harness, api]) {
       const grants = statementsByRole(resources).get(roleId)!.filter((s) => usesKey(s, keyId));
       expect(grants).toEqual([
@@ -91,11 +97,11 @@ describe('sandbox boundary on AWS: the template', () => {
     expect(usesKey({ Effect: 'Allow', Action: 'kms:DescribeKey', Resource: '*' }, keyId)).toBe(false);
   });
 
-  it('gives the key ARN (no secret) to the harness and the API function only, which parse it', () => {
+  it('gives the key ARN (no secret) to the harness, the API function and the reaper only, which parse it', () => {
     const withKey = Object.entries(resources)
       .filter(([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.[CORRAL_ENV.sandboxCapabilityKey])
       .map(([fnId]) => fnId);
-    expect(withKey.sort()).toEqual([id(stack.harness.function), id(stack.api.handler)].sort());
+    expect(withKey.sort()).toEqual([id(stack.harness.function), id(stack.api.handler), id(stack.sandboxReaper.function)].sort());
     for (const fnId of withKey) {
       expect(resources[fnId].Properties.Environment.Variables[CORRAL_ENV.sandboxCapabilityKey]).toEqual({ 'Fn::GetAtt': [id(stack.sandboxes.capabilityKey), 'Arn'] });
     }

@@ -300,21 +300,70 @@ describe('CorralStack template', () => {
     expect(actions.some((a) => /RunTask|PassRole/.test(String(a)))).toBe(false);
   });
 
-  it('lets only the harness and the API function (handoff) reach the sandbox agent port', () => {
+  it('lets the reaper keep the workspaces it stops: in the VPC, sandboxes reachable, capabilities opened, snapshots written', () => {
+    const resources = template.toJSON().Resources;
+    const fnId = logicalId(stack, stack.sandboxReaper.function);
+    const fn = resources[fnId].Properties;
+    const reaperSg = logicalId(stack, stack.sandboxReaper.securityGroup);
+    // In the private subnets, in a security group of its own.
+    expect(fn.VpcConfig.SecurityGroupIds).toEqual([{ 'Fn::GetAtt': [reaperSg, 'GroupId'] }]);
+    expect(fn.VpcConfig.SubnetIds).toEqual(resources[logicalId(stack, stack.harness.function)].Properties.VpcConfig.SubnetIds);
+    const statements = statementsOf(template, fn.Role['Fn::GetAtt'][0] as string).filter((st) => st.Effect === 'Allow');
+    // KMS: decrypt only (it opens capabilities, never seals one), of the capability key, in its context.
+    const kmsStatements = statements.filter((st) => asArray(st.Action).some((a) => String(a).startsWith('kms:')));
+    expect(kmsStatements).toEqual([
+      expect.objectContaining({
+        Action: 'kms:Decrypt',
+        Resource: { 'Fn::GetAtt': [logicalId(stack, stack.sandboxes.capabilityKey), 'Arn'] },
+        Condition: { StringEquals: { 'kms:EncryptionContext:corral:purpose': 'sandbox-capability' } },
+      }),
+    ]);
+    expect(fn.Environment.Variables.CORRAL_SANDBOX_CAPABILITY_KEY).toEqual({ 'Fn::GetAtt': [logicalId(stack, stack.sandboxes.capabilityKey), 'Arn'] });
+    // S3: write and delete under workspaces/ only; no read, no listing.
+    const s3Statements = statements.filter((st) => asArray(st.Action).some((a) => String(a).startsWith('s3:')));
+    expect(s3Statements).toHaveLength(1);
+    expect(asArray(s3Statements[0].Action).sort()).toEqual(['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:PutObject']);
+    expect(JSON.stringify(s3Statements[0].Resource)).toMatch(/\/workspaces\/\*"\]\]\}$/);
+    // Enough time to stream snapshots one after another.
+    expect(fn.Timeout).toBe(300);
+  });
+
+  it('grants workspace snapshots by what each function calls: the harness reads, the API reads, writes and deletes', () => {
+    const resources = template.toJSON().Resources;
+    const workspaceActions = (fn: IConstruct) =>
+      statementsOf(template, resources[logicalId(stack, fn)].Properties.Role['Fn::GetAtt'][0] as string)
+        .filter((st) => st.Effect === 'Allow' && JSON.stringify(st.Resource).includes('/workspaces/*'))
+        .flatMap((st) => asArray(st.Action))
+        .sort();
+    expect(workspaceActions(stack.harness.function)).toEqual(['s3:GetObject']);
+    expect(workspaceActions(stack.api.handler)).toEqual(['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:PutObject']);
+    expect(workspaceActions(stack.api.streamHandler)).toEqual([]);
+    expect(workspaceActions(stack.credentialProxy.function)).toEqual([]);
+  });
+
+  it('keeps S3 and DynamoDB traffic of a new VPC off the NAT with gateway endpoints', () => {
+    const endpoints = Object.values(template.findResources('AWS::EC2::VPCEndpoint')).map((e) => e.Properties);
+    expect(endpoints.map((e) => e.VpcEndpointType ?? 'Gateway')).toEqual(['Gateway', 'Gateway']);
+    expect(endpoints.map((e) => JSON.stringify(e.ServiceName).match(/\.(s3|dynamodb)"/)?.[1]).sort()).toEqual(['dynamodb', 's3']);
+  });
+
+  it('lets only the harness, the API function (handoff) and the reaper (snapshots) reach the sandbox agent port', () => {
     const sandboxSg = logicalId(stack, stack.sandboxes.securityGroup);
     const harnessSg = logicalId(stack, stack.harness.securityGroup);
     const apiSg = logicalId(stack, stack.api.securityGroup);
+    const reaperSg = logicalId(stack, stack.sandboxReaper.securityGroup);
     const ingress = [
       ...asArray(template.toJSON().Resources[sandboxSg].Properties.SecurityGroupIngress),
       ...Object.values(template.findResources('AWS::EC2::SecurityGroupIngress'))
         .map((r) => r.Properties)
         .filter((p) => JSON.stringify(p.GroupId).includes(sandboxSg)),
     ];
-    expect(ingress).toHaveLength(2);
+    expect(ingress).toHaveLength(3);
     expect(ingress).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [harnessSg, 'GroupId'] } }),
         expect.objectContaining({ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [apiSg, 'GroupId'] } }),
+        expect.objectContaining({ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [reaperSg, 'GroupId'] } }),
       ]),
     );
     // The API function sits in the private subnets for that; the stream function stays outside the VPC.
@@ -391,7 +440,7 @@ describe('CorralStack template', () => {
       // a stream ends itself 10 s before its 15-minute timeout
       stream: [stack.api.streamHandler, 895_000],
       credentialProxy: [stack.credentialProxy.function, 270_000],
-      reaper: [stack.sandboxReaper.function, 108_000],
+      reaper: [stack.sandboxReaper.function, 270_000],
     } as const;
     const ours = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
     expect(Object.keys(fns)).toHaveLength(ours.length);

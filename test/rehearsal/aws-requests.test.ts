@@ -464,7 +464,7 @@ describe('the SDK calls of Corral functions against the template IAM', () => {
     expect(get.check.context['dynamodb:LeadingKeys']).toEqual(['session#s1']);
   });
 
-  it('lets the harness and the API function use the sandbox capability key, for its purpose only, and nobody else', async () => {
+  it('lets the harness and the API function use the sandbox capability key, the reaper open with it, for its purpose only, and nobody else', async () => {
     const key = fn('HarnessStepFunction').environment.CORRAL_SANDBOX_CAPABILITY_KEY;
     expect(key).toMatch(/^arn:aws:kms:us-east-1:\d{12}:key\//);
     const kms = new KMSClient(config());
@@ -476,7 +476,12 @@ describe('the SDK calls of Corral functions against the template IAM', () => {
       expect((await authorize(f, kms, generate({ 'corral:purpose': 'something-else' })))[0].decision, f).toBe('implicit-deny');
       expect((await authorize(f, kms, new EncryptCommand({ KeyId: key, Plaintext: Buffer.from('x'), EncryptionContext: { ...CAPABILITY_ENCRYPTION_CONTEXT } })))[0].decision, f).toBe('implicit-deny');
     }
-    for (const f of ['ApiStreamHandler', 'SandboxReaperFunction', 'CredentialProxyFunction']) {
+    // The reaper opens capabilities to take workspace snapshots; it seals none.
+    expect((await authorize('SandboxReaperFunction', kms, decrypt))[0]).toMatchObject({ decision: 'allow', check: { action: 'kms:Decrypt', resource: key } });
+    expect((await authorize('SandboxReaperFunction', kms, generate({ ...CAPABILITY_ENCRYPTION_CONTEXT })))[0].decision).toBe('implicit-deny');
+    const otherPurpose = new DecryptCommand({ KeyId: key, CiphertextBlob: Buffer.from('sealed'), EncryptionContext: { 'corral:purpose': 'something-else' } });
+    expect((await authorize('SandboxReaperFunction', kms, otherPurpose))[0].decision).toBe('implicit-deny');
+    for (const f of ['ApiStreamHandler', 'CredentialProxyFunction']) {
       const [d] = await authorize(f, kms, decrypt);
       expect(d.decision, f).toBe('implicit-deny');
       expect(d.message).toMatch(/is not authorized to perform: kms:Decrypt on resource: arn:aws:kms:/);

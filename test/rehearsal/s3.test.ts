@@ -93,22 +93,37 @@ describe('blobs in the rehearsal, under the template IAM', () => {
     expect(await store('HarnessStepFunction').get('files/rehearsal/file_1')).toBeNull();
   });
 
-  it('the reaper writes a workspace snapshot as a multipart upload and the harness restores it; the reaper reads nothing', async () => {
+  it('the reaper writes a workspace snapshot as a multipart upload and deletes an older one; the harness restores it; the reaper reads nothing', async () => {
     const bytes = randomBytes(MIN_PART_SIZE + 4321);
     const stream = Readable.from((function* () { for (let i = 0; i < bytes.length; i += 1 << 20) yield bytes.subarray(i, i + (1 << 20)); })());
     expect(await store('SandboxReaperFunction').put('workspaces/rehearsal/sesn_1/workspace.tar', stream, { contentType: 'application/x-tar' })).toEqual({ size: bytes.length, contentType: 'application/x-tar' });
     expect(gateway.calls.get('fn:SandboxReaperFunction s3:UploadPart')).toBe(2);
     expect(sha(await buffer((await store('HarnessStepFunction').get('workspaces/rehearsal/sesn_1/workspace.tar'))!.body))).toBe(sha(bytes));
-    await store('HarnessStepFunction').put('workspaces/rehearsal/sesn_1/workspace.tar', new TextEncoder().encode('newer'));
+    await store('SandboxReaperFunction').put('workspaces/rehearsal/sesn_1/older.tar', new TextEncoder().encode('older'));
+    await store('SandboxReaperFunction').delete('workspaces/rehearsal/sesn_1/older.tar');
+    // The harness only restores: it writes and deletes no snapshot.
+    await denied(store('HarnessStepFunction').put('workspaces/rehearsal/sesn_1/workspace.tar', new TextEncoder().encode('newer')));
+    await denied(store('HarnessStepFunction').delete('workspaces/rehearsal/sesn_1/workspace.tar'));
     await denied(store('SandboxReaperFunction').get('workspaces/rehearsal/sesn_1/workspace.tar'));
     // Without ListBucket, a missing key is 403 too, as S3 answers it.
     await denied(store('SandboxReaperFunction').head('workspaces/rehearsal/sesn_none/workspace.tar'));
   });
 
+  it('the API function copies a snapshot for a fork and deletes the snapshots of a deleted session', async () => {
+    const api = store('ApiHandler');
+    const source = await api.get('workspaces/rehearsal/sesn_1/workspace.tar');
+    await api.put('workspaces/rehearsal/sesn_fork/workspace.tar', source!.body, { size: source!.head.size });
+    expect(sha(await buffer((await store('HarnessStepFunction').get('workspaces/rehearsal/sesn_fork/workspace.tar'))!.body))).toBe(
+      sha(await buffer((await api.get('workspaces/rehearsal/sesn_1/workspace.tar'))!.body)),
+    );
+    await api.delete('workspaces/rehearsal/sesn_fork/workspace.tar');
+    expect(await api.get('workspaces/rehearsal/sesn_fork/workspace.tar')).toBeNull();
+  });
+
   it('refuses every function the prefixes its role lacks, with AccessDenied naming action and object', async () => {
     const before = gateway.denials.length;
-    await denied(store('ApiHandler').put('workspaces/rehearsal/sesn_1/workspace.tar', new Uint8Array(1)));
-    await denied(store('ApiHandler').get('workspaces/rehearsal/sesn_1/workspace.tar'));
+    await denied(store('ApiHandler').put('elsewhere/rehearsal/x', new Uint8Array(1)));
+    await denied(store('ApiHandler').get('elsewhere/rehearsal/x'));
     await denied(store('SandboxReaperFunction').put('files/rehearsal/file_2', new Uint8Array(1)));
     await denied(store('HarnessStepFunction').put('elsewhere/x', new Uint8Array(1)));
     for (const fn of ['ApiStreamHandler', 'CredentialProxyFunction']) {
@@ -116,7 +131,7 @@ describe('blobs in the rehearsal, under the template IAM', () => {
       await denied(store(fn).put('files/rehearsal/file_3', new Uint8Array(1)));
     }
     const denials = gateway.denials.slice(before);
-    expect(denials[0]).toMatchObject({ function: 'fn:ApiHandler', service: 's3', operation: 'PutObject', action: 's3:PutObject', resource: `arn:aws:s3:::${bucket}/workspaces/rehearsal/sesn_1/workspace.tar` });
+    expect(denials[0]).toMatchObject({ function: 'fn:ApiHandler', service: 's3', operation: 'PutObject', action: 's3:PutObject', resource: `arn:aws:s3:::${bucket}/elsewhere/rehearsal/x` });
     expect(denials[0].message).toMatch(/not authorized to perform: s3:PutObject/);
     expect(denials.map((d) => `${d.function} ${d.action}`)).toEqual([
       'fn:ApiHandler s3:PutObject',

@@ -212,20 +212,24 @@ describe('the synthesized Corral template', () => {
     expect(byId('ApiStreamHandler').vpc).toBeUndefined();
   });
 
-  it('lets only the harness and the API function (handoff) reach the sandbox agent port', () => {
+  it('lets only the harness, the API function (handoff) and the reaper (workspace snapshots) reach the sandbox agent port', () => {
     const groups = securityGroups(template);
     const sandbox = groups.find((g) => g.logicalId.startsWith('SandboxesSecurityGroup'))!;
     const harness = groups.find((g) => g.logicalId.startsWith('HarnessStepSecurityGroup'))!;
     const api = groups.find((g) => g.logicalId.startsWith('ApiSecurityGroup'))!;
-    expect(sandbox.ingress).toHaveLength(2);
+    const reaper = groups.find((g) => g.logicalId.startsWith('SandboxReaperSecurityGroup'))!;
+    expect(sandbox.ingress).toHaveLength(3);
     expect(sandbox.ingress).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ ipProtocol: 'tcp', fromPort: 8080, toPort: 8080, peerGroupId: harness.groupId, peerGroupLogicalId: harness.logicalId }),
         expect.objectContaining({ ipProtocol: 'tcp', fromPort: 8080, toPort: 8080, peerGroupId: api.groupId, peerGroupLogicalId: api.logicalId }),
+        expect.objectContaining({ ipProtocol: 'tcp', fromPort: 8080, toPort: 8080, peerGroupId: reaper.groupId, peerGroupLogicalId: reaper.logicalId }),
       ]),
     );
-    expect(harness.ingress).toEqual([]);
-    expect(harness.egress).toEqual([expect.objectContaining({ ipProtocol: '-1', cidrIp: '0.0.0.0/0' })]);
+    for (const g of [harness, reaper]) {
+      expect(g.ingress).toEqual([]);
+      expect(g.egress).toEqual([expect.objectContaining({ ipProtocol: '-1', cidrIp: '0.0.0.0/0' })]);
+    }
   });
 
   it('reads the REST API: paths, the streaming route and its function', () => {

@@ -225,12 +225,12 @@ describe('the reaper with Fargate sandboxes (ECS mocked) and its Lambda handler'
       idleMs: 60_000,
       logger: { addContext() {}, info() {}, warn() {}, error() {} } as unknown as PowertoolsLogger,
     }));
-    expect(await handler({})).toEqual({ reaped: 1, failed: 0 });
+    expect(await handler({})).toEqual({ reaped: 1, failed: 0, snapshots: 0, snapshotsFailed: 0 });
     expect(ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input)).toEqual([
       { cluster: 'corral', task: ARN, reason: `corral: released sandbox default of session ${sid}` },
     ]);
     expect(await manager.get(sid, 'default')).toMatchObject({ state: 'released' });
-    expect(await handler({})).toEqual({ reaped: 0, failed: 0 });
+    expect(await handler({})).toEqual({ reaped: 0, failed: 0, snapshots: 0, snapshotsFailed: 0 });
   });
 });
 

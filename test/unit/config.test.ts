@@ -114,7 +114,19 @@ describe('the configuration contract', () => {
   });
 
   it('reads the sandbox reaper, with a positive idle time or 15 minutes', () => {
-    expect(readSandboxReaperConfig({ CORRAL_STATE_TABLE: 's', CORRAL_SANDBOX_CLUSTER: 'c' })).toEqual({ stateTable: 's', cluster: 'c', idleMs: DEFAULT_SANDBOX_IDLE_MS });
+    expect(readSandboxReaperConfig({ CORRAL_STATE_TABLE: 's', CORRAL_SANDBOX_CLUSTER: 'c' })).toEqual({ stateTable: 's', cluster: 'c', idleMs: DEFAULT_SANDBOX_IDLE_MS, workspaceLimits: {} });
+    // With the bucket, the capability key and limits, it keeps workspaces (lambdas/sandbox-reaper/handler.ts).
+    const key = 'arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+    expect(
+      readSandboxReaperConfig({
+        CORRAL_STATE_TABLE: 's',
+        CORRAL_SANDBOX_CLUSTER: 'c',
+        CORRAL_BLOB_BUCKET: 'corral-blobs-1',
+        CORRAL_SANDBOX_CAPABILITY_KEY: key,
+        CORRAL_WORKSPACE_SNAPSHOT_MAX_BYTES: '1048576',
+      }),
+    ).toEqual({ stateTable: 's', cluster: 'c', idleMs: DEFAULT_SANDBOX_IDLE_MS, blobBucket: 'corral-blobs-1', sandboxCapabilityKey: key, workspaceLimits: { maxBytes: 1048576 } });
+    expect(() => readSandboxReaperConfig({ CORRAL_STATE_TABLE: 's', CORRAL_SANDBOX_CLUSTER: 'c', CORRAL_SANDBOX_CAPABILITY_KEY: 'secret==' })).toThrow(/CORRAL_SANDBOX_CAPABILITY_KEY: expected a KMS key ARN/);
     expect(DEFAULT_SANDBOX_IDLE_MS).toBe(900_000);
     expect(readSandboxIdleMs({ CORRAL_SANDBOX_IDLE_MS: '60000' })).toBe(60000);
     for (const bad of ['0', '-1', 'soon']) expect(() => readSandboxIdleMs({ CORRAL_SANDBOX_IDLE_MS: bad })).toThrow(`CORRAL_SANDBOX_IDLE_MS must be a positive number of milliseconds, got "${bad}"`);

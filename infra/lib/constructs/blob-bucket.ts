@@ -132,17 +132,34 @@ export class BlobBucket extends Construct {
 
   /**
    * The harness: reads files to deliver them into sandboxes and writes the outputs it catalogues
-   * (`files/*`, no delete); reads and writes workspace snapshots (`workspaces/*`).
+   * (`files/*`, no delete); reads workspace snapshots to restore them into new sandboxes
+   * (`workspaces/*`, read only: the reaper and the API write them).
    */
   grantHarness(grantee: iam.IGrantable): void {
     this.grant(grantee, BLOB_PREFIXES.files, ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], 'The harness reads files to mount them in sandboxes and stores session outputs as new files, keys made per file under files/.');
-    this.grant(grantee, BLOB_PREFIXES.workspaces, ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], 'The harness restores and saves workspace snapshots, keys made per session under workspaces/.');
+    this.grant(grantee, BLOB_PREFIXES.workspaces, ['s3:GetObject'], 'The harness restores workspace snapshots, keys made per session under workspaces/.');
     this.grantMissingKeyAnswer(grantee);
   }
 
-  /** The sandbox reaper: writes the snapshot of a workspace it stops (`workspaces/*`, write only). */
+  /**
+   * The sandbox reaper (`workspaces/*`, no read): writes the snapshot of a workspace it stops (a
+   * stream of unknown length: a multipart upload, aborted if it fails), deletes the snapshot it
+   * replaces and one it took but could not record. It never reads a blob, so it needs no answer
+   * for a missing key (S3's DeleteObject of a missing key succeeds without ListBucket).
+   */
   grantSnapshotWrite(grantee: iam.IGrantable): void {
-    this.grant(grantee, BLOB_PREFIXES.workspaces, ['s3:PutObject', 's3:AbortMultipartUpload'], 'The reaper saves the workspace of a sandbox it stops, keys made per session under workspaces/.');
+    this.grant(grantee, BLOB_PREFIXES.workspaces, ['s3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'], 'The reaper saves the workspace of a sandbox it stops and deletes the one it replaces, keys made per session under workspaces/.');
+  }
+
+  /**
+   * The API function (`workspaces/*`): a fork copies its source's latest snapshot (read, then
+   * write) or takes one of a running sandbox (a multipart upload); deleting a session deletes its
+   * snapshots, and a handoff the source name's. Give it `grantFilesApi` too (its ListBucket tells
+   * a missing snapshot from a forbidden one).
+   */
+  grantWorkspacesApi(grantee: iam.IGrantable): void {
+    this.grant(grantee, BLOB_PREFIXES.workspaces, ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'], 'The API copies a workspace snapshot for a fork and deletes the snapshots of a deleted session, keys made per session under workspaces/.');
+    this.grantMissingKeyAnswer(grantee);
   }
 }
 

@@ -7,7 +7,10 @@ import { Construct } from 'constructs';
 /** An existing VPC, named by ids alone (no lookup, so synthesis needs no credentials). */
 export interface ExistingVpc {
   readonly vpcId: string;
-  /** Private subnets with a route to the internet (NAT) or the VPC endpoints the harness needs. */
+  /**
+   * Private subnets with a route to the internet (NAT) or the VPC endpoints the harness needs. An
+   * S3 gateway endpoint on their route tables keeps workspace snapshots and files off the NAT.
+   */
   readonly privateSubnetIds: string[];
   /** The availability zone of each subnet, in the same order (one per subnet, or one per AZ). */
   readonly availabilityZones: string[];
@@ -33,8 +36,8 @@ export interface NetworkProps {
 
 /**
  * Where the harness and the sandboxes run: a VPC of their own by default (public subnets for the
- * NAT, private subnets with egress for everything Corral runs, a free DynamoDB gateway endpoint so
- * log traffic does not cross the NAT), or the user's own VPC and private subnets, given by id, so
+ * NAT, private subnets with egress for everything Corral runs, free DynamoDB and S3 gateway
+ * endpoints so log and blob traffic do not cross the NAT), or the user's own VPC and private subnets, given by id, so
  * agents reach private resources without peering.
  */
 export class Network extends Construct {
@@ -72,7 +75,13 @@ export class Network extends Construct {
         { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },
       ],
       restrictDefaultSecurityGroup: true,
-      gatewayEndpoints: { DynamoDB: { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB } },
+      // Free gateway endpoints: log traffic (DynamoDB) and blob traffic (S3: files, workspace
+      // snapshots the reaper stores and the harness restores) do not cross the NAT, which bills
+      // per GB processed.
+      gatewayEndpoints: {
+        DynamoDB: { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB },
+        S3: { service: ec2.GatewayVpcEndpointAwsService.S3 },
+      },
     });
     if (props.flowLogs) {
       vpc.addFlowLog('FlowLog', {

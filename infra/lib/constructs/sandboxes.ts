@@ -71,7 +71,8 @@ export class Sandboxes extends Construct {
   /**
    * Seals sandbox capabilities in the state table (envelope encryption: data keys with the
    * encryption context `corral:purpose=sandbox-capability`). Only the functions given
-   * `grantCapabilitySealing` (the harness, the API) may use it.
+   * `grantCapabilitySealing` (the harness, the API) may seal with it, and those given
+   * `grantCapabilityOpening` (the reaper, which snapshots workspaces) may open what they sealed.
    */
   readonly capabilityKey: kms.Key;
   private readonly network: Network;
@@ -133,7 +134,7 @@ export class Sandboxes extends Construct {
     });
 
     this.capabilityKey = new kms.Key(this, 'CapabilityKey', {
-      description: 'Corral: seals sandbox capabilities in the state table (the harness and the API only)',
+      description: 'Corral: seals sandbox capabilities in the state table (the harness and the API; the reaper opens them)',
       enableKeyRotation: true,
       // Sealed capabilities only outlive their sandboxes by the reaper's interval.
       removalPolicy: RemovalPolicy.DESTROY,
@@ -167,6 +168,23 @@ export class Sandboxes extends Construct {
     iam.Grant.addToPrincipal({
       grantee: fn,
       actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      resourceArns: [this.capabilityKey.keyArn],
+      conditions: {
+        StringEquals: Object.fromEntries(Object.entries(CAPABILITY_ENCRYPTION_CONTEXT).map(([k, v]) => [`kms:EncryptionContext:${k}`, v])),
+      },
+    });
+    for (const [k, v] of Object.entries(configEnvironment({ sandboxCapabilityKey: this.capabilityKey.keyArn }))) fn.addEnvironment(k, v);
+  }
+
+  /**
+   * Let `fn` open sealed sandbox capabilities, and no more: `kms:Decrypt` of `capabilityKey` with
+   * the capability encryption context (the reaper calls a sandbox's agent for its workspace before
+   * stopping it; it never seals a new capability), and the key's ARN in its environment.
+   */
+  grantCapabilityOpening(fn: { addEnvironment(key: string, value: string): unknown } & iam.IGrantable): void {
+    iam.Grant.addToPrincipal({
+      grantee: fn,
+      actions: ['kms:Decrypt'],
       resourceArns: [this.capabilityKey.keyArn],
       conditions: {
         StringEquals: Object.fromEntries(Object.entries(CAPABILITY_ENCRYPTION_CONTEXT).map(([k, v]) => [`kms:EncryptionContext:${k}`, v])),

@@ -1,8 +1,9 @@
 /**
  * Sandbox capabilities sealed with a KMS key (envelope encryption), the AWS side of
  * lambdas/core/sandbox/sealing.ts. Only the harness's and the API's roles may use the key
- * (`kms:GenerateDataKey`, `kms:Decrypt`; infra/lib/constructs/sandboxes.ts), so a read of the state
- * table (the reaper, the event stream, an operator's query, a leaked backup) opens no sandbox.
+ * (`kms:GenerateDataKey`, `kms:Decrypt`; infra/lib/constructs/sandboxes.ts), and the reaper's may
+ * only open with it (`kms:Decrypt`, to snapshot a workspace), so a read of the state table (the
+ * event stream, an operator's query, a leaked backup) opens no sandbox.
  *
  * Each process asks KMS for a data key when it first seals, seals with it (AES-256-GCM, bound to
  * session and sandbox name) for an hour, and stores the data key's KMS ciphertext next to each
