@@ -312,8 +312,8 @@ export const CONSTANTS = {
   },
   streamsWithEventDeltas: { value: 1, source: 'assumption: every open stream asks for event_deltas (the upper bound; a stream without them reads no chunks)' },
   snapshotsPerSandboxStop: {
-    value: 0,
-    source: 'lambdas/sandbox-reaper/handler.ts: the reaper on AWS does not snapshot workspaces yet (not wired: it needs the S3 blob store and a route to the sandboxes), so a Fargate sandbox stopped idle comes back empty; set 1 to cost them wired',
+    value: 1,
+    source: 'lambdas/sandbox-reaper/handler.ts: the reaper snapshots the workspace of every sandbox it stops for idleness into the blob bucket (docs/WORKSPACES.md); the stack\'s VPC has an S3 gateway endpoint, so snapshots do not cross the NAT',
   },
   workspaceSnapshotGb: { value: 0.02, source: 'assumption: a 20 MB gzipped workspace (not measured); docs/WORKSPACES.md bounds it' },
   s3WritesPerSnapshot: { value: 3, source: 'lambdas/adapters/aws/s3-blob-store.ts: a streamed body goes up as a multipart upload (create, a part, complete)' },

@@ -187,21 +187,23 @@ describe('capacity model: cost', () => {
     expect(r.cost.perSessionHourAtN).toBeCloseTo(r.cost.activePerSessionHour + r.cost.fixedPerMonth / 730 / 600, 12);
   });
 
-  it('workspace snapshots cost nothing on AWS until the reaper takes them; then S3 requests, storage and NAT data without an S3 endpoint', () => {
+  it('workspace snapshots cost S3 requests and storage, and NAT data unless the VPC has an S3 endpoint', () => {
     const s3 = (r: ReturnType<typeof capacity>) => r.cost.items.find((i) => i.item.startsWith('S3 blob bucket'))!;
     const nat = (r: ReturnType<typeof capacity>) => r.cost.items.find((i) => i.item.startsWith('NAT gateway data'))!;
-    const today = capacity({ shape, measured, workload });
-    expect(s3(today).active).toBe(0);
-    expect(s3(today).idle).toBe(0);
-    const wired = capacity({ shape, measured, workload, settings: { constants: { snapshotsPerSandboxStop: 1 } } });
+    const none = capacity({ shape, measured, workload, settings: { constants: { snapshotsPerSandboxStop: 0 } } });
+    expect(s3(none).active).toBe(0);
+    expect(s3(none).idle).toBe(0);
+    const noEndpoint = { ...shape, vpcEndpoints: shape.vpcEndpoints.filter((e) => !/\bs3\b/.test(e)) };
+    const today = capacity({ shape: noEndpoint, measured, workload });
     const gb = CONSTANTS.workspaceSnapshotGb.value;
     const storage = (gb * PRICES.s3GbMonth.value) / 730;
-    expect(s3(wired).active).toBeCloseTo(3 * PRICES.s3PutRequest.value + PRICES.s3GetRequest.value + storage, 12);
-    expect(s3(wired).idle).toBeCloseTo(storage, 12);
+    expect(s3(today).active).toBeCloseTo(3 * PRICES.s3PutRequest.value + PRICES.s3GetRequest.value + storage, 12);
+    expect(s3(today).idle).toBeCloseTo(storage, 12);
     // up and back down through the NAT gateway: 2 x the snapshot an active hour
-    expect(nat(wired).active - nat(today).active).toBeCloseTo(2 * gb * PRICES.natGatewayGb.value, 12);
-    const endpoint = capacity({ shape: { ...shape, vpcEndpoints: ['s3 (Gateway)'] }, measured, workload, settings: { constants: { snapshotsPerSandboxStop: 1 } } });
-    expect(nat(endpoint).active).toBeCloseTo(nat(today).active, 12);
+    const noneNoEndpoint = capacity({ shape: noEndpoint, measured, workload, settings: { constants: { snapshotsPerSandboxStop: 0 } } });
+    expect(nat(today).active - nat(noneNoEndpoint).active).toBeCloseTo(2 * gb * PRICES.natGatewayGb.value, 12);
+    const endpoint = capacity({ shape: { ...shape, vpcEndpoints: ['s3 (Gateway)'] }, measured, workload });
+    expect(nat(endpoint).active).toBeCloseTo(nat(noneNoEndpoint).active, 12);
   });
 
   it('the proposed stream tier brings an idle session under half a cent an hour', () => {
