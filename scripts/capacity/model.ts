@@ -519,7 +519,7 @@ export function capacity(input: ModelInput): CapacityReport {
     how:
       snapshotsPerHour > 0
         ? `${snapshotsPerHour} snapshot (${c('s3WritesPerSnapshot')} writes) and restore an active hour; a ${snapshotGb * 1000} MB snapshot kept while the session lives (files uploaded through the API are not in the workload)`
-        : 'no workspace snapshots on AWS yet (the reaper does not take them); files uploaded through the API are not in the workload',
+        : 'no workspace snapshots (snapshotsPerSandboxStop 0); files uploaded through the API are not in the workload',
     status: 'deployed',
   });
   // image layers come from S3 through ECR: both endpoints keep the pull off the NAT gateway
@@ -533,7 +533,7 @@ export function capacity(input: ModelInput): CapacityReport {
     active: natGbPerHour * p('natGatewayGb'),
     idle: 0,
     prices: ['natGatewayGb'],
-    how: `${natGbPerHour.toFixed(3)} GB an hour; ${imageNatGb > 0 ? `the image (${c('sandboxImageGb')} GB, not measured) dominates while no ECR and S3 endpoints exist` : 'no image through NAT'}${snapshotNatGb ? `; snapshots ${snapshotNatGb.toFixed(3)} GB (no S3 endpoint)` : ''}`,
+    how: `${natGbPerHour.toFixed(3)} GB an hour; ${imageNatGb > 0 ? `the image (${c('sandboxImageGb')} GB, not measured) dominates while ${s3Endpoint ? 'no ECR endpoint exists' : 'no ECR and S3 endpoints exist'}` : 'no image through NAT'}${snapshotNatGb ? `; snapshots ${snapshotNatGb.toFixed(3)} GB (no S3 endpoint)` : ''}`,
     status: 'deployed',
   });
   item({
