@@ -147,7 +147,8 @@ export interface BidirectionalListResult<T> extends ListResult<T> {
  * the first page, and on an empty page, which has no item to page back from). A `prev_page`
  * cursor reads the source the other way from its item, keeps up to `limit` items (and bytes),
  * and turns them into the list's order: its `next_page` goes on after its last item (back to
- * where it came from), its `prev_page` pages back from its first, null when the source ran out.
+ * where it came from), its `prev_page` pages back from its first, null when nothing kept lies
+ * before it (read on to find out, as a filtered forward page reads on to fill itself).
  */
 export async function collectBidirectionalPage<T, I extends Item = Item>(
   fetch: (opts: QueryOptions) => Promise<Page<I>>,
@@ -169,26 +170,38 @@ export async function collectBidirectionalPage<T, I extends Item = Item>(
   const limit = clampLimit(params.limit);
   const budget = new PageBudget(params.maxBytes);
   const found: Array<{ key: string; value: T }> = [];
+  const reverse = params.order !== 'desc';
   let after: string | undefined = cursor.before;
-  // True once the source has nothing left before the page's first item.
-  let exhausted = false;
+  // Whether a kept item lies beyond the page's first (so that it has a prev_page): known when an
+  // item did not fit, else found by reading on until one is kept or the source ends.
+  let more: boolean | undefined;
   collect: for (;;) {
-    const page = await fetch({ after, limit: limit - found.length, reverse: params.order !== 'desc' });
+    const page = await fetch({ after, limit: limit - found.length, reverse });
     for (const [i, item] of page.items.entries()) {
+      after = sortKeyOf(item);
       if (!keep(item)) continue;
       const value = map(item);
-      if (!budget.take(value)) break collect;
+      if (!budget.take(value)) {
+        more = true;
+        break collect;
+      }
       found.push({ key: sortKeyOf(item), value });
       if (found.length >= limit) {
-        exhausted = page.last === null && i === page.items.length - 1;
+        if (page.last === null && i === page.items.length - 1) more = false;
         break collect;
       }
     }
     if (page.last === null) {
-      exhausted = true;
+      more = false;
       break;
     }
     after = page.last;
+  }
+  while (more === undefined) {
+    const page = await fetch({ after, limit, reverse });
+    if (page.items.some(keep)) more = true;
+    else if (page.last === null) more = false;
+    else after = page.last;
   }
   // Nothing kept before the cursor: paging back past the start gives the first page.
   if (!found.length) return collectBidirectionalPage(fetch, { ...params, page: undefined }, sortKeyOf, keep, map);
@@ -196,7 +209,7 @@ export async function collectBidirectionalPage<T, I extends Item = Item>(
   return {
     data: found.map((f) => f.value),
     next_page: encodeCursor(found[found.length - 1].key),
-    prev_page: exhausted ? null : encodeBackCursor(found[0].key),
+    prev_page: more ? encodeBackCursor(found[0].key) : null,
   };
 }
 
