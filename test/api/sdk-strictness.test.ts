@@ -44,6 +44,7 @@ const TESTED = {
   deltas: 'test/e2e/event-deltas.test.ts',
   files: 'test/files/files-api.test.ts',
   sessionFiles: 'test/files/session-files.test.ts',
+  systemMessage: 'test/e2e/system-message.test.ts',
 } as const;
 
 /** First match wins. Each rule must match a key the SDK has (a stale rule fails the test). */
@@ -65,7 +66,6 @@ const RULES: Array<[RegExp, Verdict]> = [
   [/^BetaPackagesParams\.(cargo|gem|go)$/, { refused: true }],
   [/^SessionUpdateParams\.vault_ids$/, { refused: true }],
   [/^ResourceListParams\.(limit|page)$/, { refused: true }],
-  [/^EventSendParams\.events\[\]=BetaManagedAgentsSystemMessageEventParams$/, { refused: true }],
   // The provider runs the web tools without asking: they cannot wait for a confirmation.
   [/^BetaManagedAgentsWeb(Fetch|Search)ToolConfigParams\.permission_policy=BetaManagedAgentsAlwaysAskPolicy$/, { refused: true }],
   // --- model options, web tools, previews, files ---
@@ -97,6 +97,7 @@ const RULES: Array<[RegExp, Verdict]> = [
   [/^BetaManagedAgentsUserMessageEventParams\.|^BetaManagedAgents(Text|Image|Document)Block\.|(Base64|URL|PlainText)(Image|Document)Source\./, { honoured: TESTED.session }],
   [/^EventSendParams\.events(\[\]=BetaManagedAgents(UserMessage|UserInterrupt)EventParams)?$/, { honoured: TESTED.control }],
   [/^EventSendParams\.events\[\]=BetaManagedAgentsUser(ToolConfirmation|CustomToolResult)EventParams$|^BetaManagedAgentsUser(ToolConfirmation|CustomToolResult)EventParams\./, { honoured: TESTED.confirm, stateful: true }],
+  [/^EventSendParams\.events\[\]=BetaManagedAgentsSystemMessageEventParams$|^BetaManagedAgentsSystemMessageEventParams\.|^BetaManagedAgentsSystemContentBlock\./, { honoured: TESTED.systemMessage }],
   [/^Vault(Create|Update)Params\./, { honoured: TESTED.vaults }],
   [/^Credential(Create|Update)Params\.|^BetaManagedAgents(StaticBearer|MCPOAuth|EnvironmentVariable|TokenEndpoint|InjectionLocation|LimitedCredential|UnrestrictedCredential)/, { honoured: TESTED.vaults }],
 ];
@@ -177,7 +178,11 @@ const CALLS: Record<string, Call> = {
   'sessions.update': (c, i, p) => c.beta.sessions.update(i.session, p),
   'sessions.list': (c, i, p: Record<string, unknown>) => c.beta.sessions.list({ ...p, ...('agent_version' in p ? { agent_id: i.agent } : {}) }),
   'sessions.events.list': (c, i, p) => c.beta.sessions.events.list(i.chat, p),
-  'sessions.events.send': (c, i, p) => c.beta.sessions.events.send(i.chat, p),
+  // A system.message goes with the user turn before it: the walk's gets one.
+  'sessions.events.send': (c, i, p: { events: Array<{ type: string }> }) =>
+    c.beta.sessions.events.send(i.chat, {
+      events: p.events.at(-1)?.type === 'system.message' ? [{ type: 'user.message', content: [{ type: 'text', text: 'strict' }] }, ...p.events] : p.events,
+    } as never),
   'sessions.events.stream': (c, i, p) => c.beta.sessions.events.stream(i.chat, p).then((s) => s.controller.abort()),
   'sessions.resources.list': (c, i, p) => c.beta.sessions.resources.list(i.session, p),
   'sessions.resources.update': (c, i, p) => c.beta.sessions.resources.update('unused', { ...(p as object), session_id: i.session } as never),
