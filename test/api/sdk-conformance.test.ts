@@ -184,8 +184,17 @@ describe('every response conforms to the SDK’s declared type', () => {
       { kind: 'text', text: 'Done.' },
     );
     const stream = await c.beta.sessions.events.stream(session.id);
-    await c.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'Note it.' }] }] });
+    await c.beta.sessions.events.send(session.id, {
+      events: [
+        { type: 'user.message', content: [{ type: 'text', text: 'Note it.' }] },
+        { type: 'system.message', content: [{ type: 'text', text: 'Keep notes short.' }] },
+      ],
+    });
     const streamed = await collectUntil(stream, (e, all) => isIdle(e) && all.some((x) => x.type === 'agent.message'));
+    // The stream and the list below hold every kind of event the turn wrote.
+    expect([...new Set(streamed.map((e) => e.type))]).toEqual(
+      expect.arrayContaining(['user.message', 'system.message', 'session.status_running', 'span.model_request_start', 'span.model_request_end', 'agent.message', 'agent.tool_use', 'agent.tool_result', 'session.status_idle']),
+    );
     stream.controller.abort();
     f = { agent, environment, session, repoSession, repoResource, vault, credential, oauthCredential, file: uploaded, fileText, streamed };
   }, 120_000);
