@@ -34,7 +34,7 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
         lte: c.req.query('created_at[lte]'),
       },
     });
-    return c.json({ ...page, prev_page: null });
+    return c.json(page);
   });
   app.get('/:id', async (c) => c.json(await s.sessions.get(tenantPrincipal(c.get('tenant')), pathId(c, 'id'))));
   app.post('/:id', async (c) =>

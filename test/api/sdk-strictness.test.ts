@@ -15,10 +15,14 @@ import { SdkTypes, type ParamKey, type PathStep } from '../helpers/sdk-types.js'
 
 type Verdict =
   /** Implemented; the string names where its behaviour is tested. */
-  | { honoured: string; /** The call needs state this walk does not build (an open tool call): a 4xx that does not refuse the field is fine. */ stateful?: true }
-  | { refused: true }
-  /** Being implemented in another part of issue 17; its owner's tests hold it. */
-  | { owner: 'modelopts' | 'deltas' | 'files' };
+  | {
+      honoured: string;
+      /** The call needs state this walk does not build (an open tool call): a 4xx that does not refuse the field is fine. */
+      stateful?: true;
+      /** The value is data, not fields (an upload's bytes): the walk does not go into its type. */
+      opaque?: true;
+    }
+  | { refused: true };
 
 const TESTED = {
   resources: 'test/api/resources.test.ts',
@@ -35,6 +39,12 @@ const TESTED = {
   oauth: 'test/credential-proxy/oauth-e2e.test.ts',
   confirm: 'test/security/api-tool-confirmation.test.ts',
   budget: 'test/harness-step',
+  modelOptions: 'test/e2e/model-options.test.ts',
+  webTools: 'test/e2e/web-tools.test.ts',
+  deltas: 'test/e2e/event-deltas.test.ts',
+  files: 'test/files/files-api.test.ts',
+  sessionFiles: 'test/files/session-files.test.ts',
+  systemMessage: 'test/e2e/system-message.test.ts',
 } as const;
 
 /** First match wins. Each rule must match a key the SDK has (a stale rule fails the test). */
@@ -56,14 +66,18 @@ const RULES: Array<[RegExp, Verdict]> = [
   [/^BetaPackagesParams\.(cargo|gem|go)$/, { refused: true }],
   [/^SessionUpdateParams\.vault_ids$/, { refused: true }],
   [/^ResourceListParams\.(limit|page)$/, { refused: true }],
-  [/^EventSendParams\.events\[\]=BetaManagedAgentsSystemMessageEventParams$/, { refused: true }],
-  // --- other parts of issue 17 ---
-  [/^BetaManagedAgentsModelConfigParams\.(effort|speed|inference_geo|thinking)/, { owner: 'modelopts' }],
-  [/\.configs\[\]=BetaManagedAgentsWeb(Fetch|Search)ToolConfigParams$/, { owner: 'modelopts' }],
-  [/^EventStreamParams\.event_deltas/, { owner: 'deltas' }],
-  [/\.resources\[\]=BetaManagedAgentsFileResourceParams$/, { owner: 'files' }],
-  [/^Resource(Add|Delete)Params\./, { owner: 'files' }],
-  [/Source\.file_id$|\.source=BetaManagedAgentsFile(Image|Document)Source$/, { owner: 'files' }],
+  // The provider runs the web tools without asking: they cannot wait for a confirmation.
+  [/^BetaManagedAgentsWeb(Fetch|Search)ToolConfigParams\.permission_policy=BetaManagedAgentsAlwaysAskPolicy$/, { refused: true }],
+  // --- model options, web tools, previews, files ---
+  [/^BetaManagedAgentsModelConfigParams\.(effort|speed|inference_geo|thinking)/, { honoured: TESTED.modelOptions }],
+  [/\.configs\[\]=BetaManagedAgentsWeb(Fetch|Search)ToolConfigParams$|^BetaManagedAgentsWeb(Fetch|Search)ToolConfigParams\./, { honoured: TESTED.webTools }],
+  [/^BetaManagedAgentsWebFetchURLSource|^BetaManagedAgentsUserLocation\./, { honoured: TESTED.webTools }],
+  [/^EventStreamParams\.event_deltas/, { honoured: TESTED.deltas }],
+  [/\.resources\[\]=BetaManagedAgentsFileResourceParams$|^BetaManagedAgentsFileResourceParams\./, { honoured: TESTED.sessionFiles }],
+  [/^Resource(Add|Delete)Params\./, { honoured: TESTED.sessionFiles }],
+  [/Source\.file_id$|\.source=BetaManagedAgentsFile(Image|Document)Source$/, { honoured: TESTED.sessionFiles }],
+  [/^FileUploadParams\.file$/, { honoured: TESTED.files, opaque: true }],
+  [/^File(Upload|List|RetrieveMetadata|Download|Delete)Params\./, { honoured: TESTED.files }],
   // --- honoured ---
   [/^(Agent|Version|Environment|Session|Event|Vault|Credential)ListParams\.(limit|page|include_archived|order)/, { honoured: TESTED.pages }],
   [/^(Agent|Session|Event)ListParams\.created_at\[/, { honoured: TESTED.query }],
@@ -83,6 +97,7 @@ const RULES: Array<[RegExp, Verdict]> = [
   [/^BetaManagedAgentsUserMessageEventParams\.|^BetaManagedAgents(Text|Image|Document)Block\.|(Base64|URL|PlainText)(Image|Document)Source\./, { honoured: TESTED.session }],
   [/^EventSendParams\.events(\[\]=BetaManagedAgents(UserMessage|UserInterrupt)EventParams)?$/, { honoured: TESTED.control }],
   [/^EventSendParams\.events\[\]=BetaManagedAgentsUser(ToolConfirmation|CustomToolResult)EventParams$|^BetaManagedAgentsUser(ToolConfirmation|CustomToolResult)EventParams\./, { honoured: TESTED.confirm, stateful: true }],
+  [/^EventSendParams\.events\[\]=BetaManagedAgentsSystemMessageEventParams$|^BetaManagedAgentsSystemMessageEventParams\.|^BetaManagedAgentsSystemContentBlock\./, { honoured: TESTED.systemMessage }],
   [/^Vault(Create|Update)Params\./, { honoured: TESTED.vaults }],
   [/^Credential(Create|Update)Params\.|^BetaManagedAgents(StaticBearer|MCPOAuth|EnvironmentVariable|TokenEndpoint|InjectionLocation|LimitedCredential|UnrestrictedCredential)/, { honoured: TESTED.vaults }],
 ];
@@ -120,6 +135,14 @@ const STRINGS: Record<string, string> = {
   custom_tool_use_id: 'sevt_0000000000000000000000000',
   allowed_hosts: 'api.example.com',
   page: '',
+  'BetaManagedAgentsUserLocation.country': 'US',
+  'BetaManagedAgentsUserLocation.timezone': 'America/New_York',
+  'BetaManagedAgentsFileResourceParams.mount_path': '/mnt/session/uploads/strict.txt',
+  'ResourceAddParams.mount_path': '/mnt/session/uploads/strict-added.txt',
+  inference_geo: 'us',
+  file_id: '$file',
+  ids: '$file',
+  scope_id: '$chat',
 };
 
 /**
@@ -135,6 +158,8 @@ type Ids = {
   session: string;
   chat: string;
   vault: string;
+  /** An uploaded file, for the calls and file resources that name one. */
+  file: string;
   /** A credential of `vault` per auth type, for updates of that type. */
   credentials: Record<string, string>;
 };
@@ -153,7 +178,11 @@ const CALLS: Record<string, Call> = {
   'sessions.update': (c, i, p) => c.beta.sessions.update(i.session, p),
   'sessions.list': (c, i, p: Record<string, unknown>) => c.beta.sessions.list({ ...p, ...('agent_version' in p ? { agent_id: i.agent } : {}) }),
   'sessions.events.list': (c, i, p) => c.beta.sessions.events.list(i.chat, p),
-  'sessions.events.send': (c, i, p) => c.beta.sessions.events.send(i.chat, p),
+  // A system.message goes with the user turn before it: the walk's gets one.
+  'sessions.events.send': (c, i, p: { events: Array<{ type: string }> }) =>
+    c.beta.sessions.events.send(i.chat, {
+      events: p.events.at(-1)?.type === 'system.message' ? [{ type: 'user.message', content: [{ type: 'text', text: 'strict' }] }, ...p.events] : p.events,
+    } as never),
   'sessions.events.stream': (c, i, p) => c.beta.sessions.events.stream(i.chat, p).then((s) => s.controller.abort()),
   'sessions.resources.list': (c, i, p) => c.beta.sessions.resources.list(i.session, p),
   'sessions.resources.update': (c, i, p) => c.beta.sessions.resources.update('unused', { ...(p as object), session_id: i.session } as never),
@@ -165,7 +194,21 @@ const CALLS: Record<string, Call> = {
   'vaults.credentials.update': (c, i, p: { auth?: { type: string } }) =>
     c.beta.vaults.credentials.update(i.credentials[p.auth?.type ?? 'static_bearer'], { ...p, vault_id: i.vault } as never),
   'vaults.credentials.list': (c, i, p) => c.beta.vaults.credentials.list(i.vault, p),
+  'sessions.resources.add': (c, i, p) => c.beta.sessions.resources.add(i.session, p),
+  // Each delete removes a resource of its own, added for it.
+  'sessions.resources.delete': async (c, i, p) =>
+    c.beta.sessions.resources.delete((await c.beta.sessions.resources.add(i.session, { type: 'file', file_id: i.file })).id, { ...(p as object), session_id: i.session } as never),
+  'files.upload': (c, _i, p) => c.beta.files.upload(p),
+  'files.list': (c, _i, p) => c.beta.files.list(p),
+  'files.retrieveMetadata': (c, i, p) => c.beta.files.retrieveMetadata(i.file, p),
+  'files.download': (c, i, p) => c.beta.files.download(i.file, p).then((r) => r.arrayBuffer()),
+  'files.delete': async (c, _i, p) => c.beta.files.delete((await c.beta.files.upload({ file: strictFile() })).id, p),
 };
+
+/** A small text file to upload. */
+function strictFile(): File {
+  return new File(['strict\n'], 'strict.txt', { type: 'text/plain' });
+}
 
 const sdk = new SdkTypes(Object.values(SDK_RESOURCES).map((r) => r.file));
 
@@ -179,7 +222,7 @@ function collectKeys(): Array<ParamKey & { method: string }> {
   const seen = new Set<string>();
   const stop = (key: string) => {
     const v = verdictOf(key)?.verdict;
-    return !!v && !('honoured' in v);
+    return !!v && (!('honoured' in v) || !!v.opaque);
   };
   const out: Array<ParamKey & { method: string }> = [];
   for (const [path, resource] of Object.entries(SDK_RESOURCES)) {
@@ -197,6 +240,9 @@ const ts = sdk.checker;
 
 /** Objects the walk cannot make from their type alone, by `Owner.field`. */
 const OBJECTS: Record<string, unknown> = {
+  'FileUploadParams.file': strictFile(),
+  'BetaManagedAgentsWebFetchURLSourceOnly.tools': [{ type: 'tool_reference', name: 'web_search' }],
+  'BetaManagedAgentsWebFetchURLSourceExcept.tools': [{ type: 'tool_reference', name: 'web_search' }],
   'BetaManagedAgentsCustomToolParams.input_schema': { type: 'object', properties: { q: { type: 'string' } } },
 };
 
@@ -213,7 +259,7 @@ function minimal(t: TS.Type, owner = '', prop = '', depth = 0): unknown {
   if (type.isStringLiteral()) return type.value;
   if (type.isNumberLiteral()) return type.value;
   if (c.label === 'string') return stringFor(owner, prop);
-  if (c.label === 'number') return prop === 'max_iterations' ? 3 : prop === 'limit' ? 5 : 1;
+  if (c.label === 'number') return prop === 'max_iterations' ? 3 : prop === 'limit' ? 5 : prop === 'expires_in_seconds' ? 3600 : 1;
   if (c.label === 'boolean' || c.label === 'true' || c.label === 'false') return prop === 'include_archived' ? true : false;
   const el = sdk.elementType(type);
   if (el) return prop === 'statuses' || prop === 'types' || prop === 'vault_ids' || prop === 'allowed_hosts' || prop === 'content' ? [minimal(el, owner, prop, depth + 1)] : [];
@@ -268,7 +314,7 @@ function build(root: TS.Type, path: PathStep[]): unknown {
 function resolve(value: unknown, ids: Ids): unknown {
   if (typeof value === 'string' && value.startsWith('$')) return (ids[value.slice(1) as keyof Ids] as string) ?? value;
   if (Array.isArray(value)) return value.map((v) => resolve(v, ids));
-  if (value && typeof value === 'object') {
+  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
     const out = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolve(v, ids)]));
     if (Array.isArray(out.tools) && out.tools.some((t: { type?: string }) => t?.type === 'mcp_toolset') && out.mcp_servers === undefined) {
       out.mcp_servers = [{ name: 'docs', type: 'url', url: 'https://mcp.example.com/mcp' }];
@@ -304,7 +350,8 @@ describe('every field the SDK can send is honoured or refused', () => {
     }
     const session = await c.beta.sessions.create({ agent: agent.id, environment_id: environment.id });
     const chat = await c.beta.sessions.create({ agent: agent.id, environment_id: environment.id });
-    ids = { agent: agent.id, updated: updated.id, environment: environment.id, session: session.id, chat: chat.id, vault: vault.id, credentials };
+    const file = await c.beta.files.upload({ file: strictFile() });
+    ids = { agent: agent.id, updated: updated.id, environment: environment.id, session: session.id, chat: chat.id, vault: vault.id, file: file.id, credentials };
   });
   afterAll(() => t?.close());
 
@@ -322,7 +369,7 @@ describe('every field the SDK can send is honoured or refused', () => {
     let refused = 0;
     for (const k of keys) {
       const v = verdictOf(k.key)?.verdict;
-      if (!v || 'owner' in v) continue;
+      if (!v) continue;
       const call = CALLS[k.method];
       if (!call) {
         failures.push(`${k.key}: no call for ${k.method}`);

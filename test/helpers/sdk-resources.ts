@@ -15,4 +15,5 @@ export const SDK_RESOURCES: Record<string, SdkResource> = {
   'sessions.resources': { file: 'sessions/resources.d.ts', className: 'Resources' },
   vaults: { file: 'vaults/vaults.d.ts', className: 'Vaults' },
   'vaults.credentials': { file: 'vaults/credentials.d.ts', className: 'Credentials' },
+  files: { file: 'files.d.ts', className: 'Files' },
 };

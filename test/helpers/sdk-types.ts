@@ -29,10 +29,17 @@ export interface SdkMethod {
   name: string;
   /** The `*Params` parameter's type, if the method takes one. */
   params?: TS.Type;
-  /** What the method resolves to: `X` of `APIPromise<X>`, the item of `PagePromise<Page, X>`. */
+  /**
+   * What the method resolves to: `X` of `APIPromise<X>`, the item of `PagePromise<Page, X>`, one
+   * event of `APIPromise<Stream<X>>`.
+   */
   result: TS.Type;
+  /** For a list, the page (`PageCursor<X>` and the like), whose body fields `pageFields` gives. */
+  page?: TS.Type;
   /** True for `PagePromise` (a list: `result` is one item of its `data`). */
   paged: boolean;
+  /** An HTTP call (`APIPromise`, `PagePromise`), not a client-side helper such as `toolRunner`. */
+  api: boolean;
   /** The method returns a stream (`Stream<X>`) or raw bytes rather than JSON. */
   streamed: boolean;
 }
@@ -87,8 +94,9 @@ export class SdkTypes {
       const args = (ret as TS.TypeReference).aliasTypeArguments ?? this.checker.getTypeArguments(ret as TS.TypeReference);
       const paged = retText.startsWith('PagePromise');
       const streamed = /Stream<|APIPromise<Response>/.test(retText);
-      const result = paged ? args[1] : (args[0] ?? ret);
-      out.push({ name: m.name.text, params, result, paged, streamed });
+      const stream = /Stream</.test(retText) ? this.checker.getTypeArguments(args[0] as TS.TypeReference)[0] : undefined;
+      const result = paged ? args[1] : (stream ?? args[0] ?? ret);
+      out.push({ name: m.name.text, params, result, ...(paged ? { page: args[0] } : {}), api: /^(API|Page)Promise</.test(retText), paged, streamed });
     }
     return out;
   }
@@ -146,6 +154,20 @@ export class SdkTypes {
       type: this.checker.getTypeOfSymbol(s),
       optional: !!(s.flags & ts.SymbolFlags.Optional),
     }));
+  }
+
+  /**
+   * The fields a page class reads from the response body (`data`, `next_page`, `prev_page`, ...):
+   * its public properties that are not methods.
+   */
+  pageFields(page: TS.Type): Array<{ name: string; type: TS.Type }> {
+    return this.checker.getPropertiesOfType(page).flatMap((s) => {
+      const decl = s.valueDeclaration;
+      if (!decl || !ts.isPropertyDeclaration(decl)) return [];
+      if (ts.getCombinedModifierFlags(decl) & (ts.ModifierFlags.Private | ts.ModifierFlags.Protected)) return [];
+      const type = this.checker.getTypeOfSymbol(s);
+      return type.getCallSignatures().length ? [] : [{ name: s.getName(), type }];
+    });
   }
 
   /** The doc comment of a property (`Path param: ...`, `Body param: ...`). */

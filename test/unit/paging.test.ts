@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidRequestError } from '../../lambdas/core/errors.js';
-import { clampLimit, collectPage, decodeCursor, encodeCursor, PageBudget, responseBytes } from '../../lambdas/core/resources/paging.js';
+import { clampLimit, collectBidirectionalPage, collectPage, decodeCursor, encodeBackCursor, encodeCursor, PageBudget, responseBytes } from '../../lambdas/core/resources/paging.js';
 import type { Item } from '../../lambdas/core/store.js';
 import { MemoryStateTable } from './memory-store.js';
 
@@ -125,5 +125,57 @@ describe('collectPage', () => {
     await expect(collectPage(fetch, { limit: 0 }, (i) => i.sk, all, nOf)).rejects.toThrow(/limit/);
     await expect(collectPage(fetch, { page: 'garbage' }, (i) => i.sk, all, nOf)).rejects.toThrow(/page/);
     expect(reads).toBe(0);
+  });
+});
+
+describe('collectBidirectionalPage', () => {
+  const page = (table: MemoryStateTable, params: Parameters<typeof collectPage>[1], keep: (i: Item) => boolean = all, fetchLimit?: number) =>
+    collectBidirectionalPage((o) => table.query('p', { ...o, limit: fetchLimit ?? o.limit }), params, (i) => i.sk, keep, nOf);
+
+  /** Walk forward to the end, then back to the start, checking each page back against the page forward. */
+  async function roundTrip(table: MemoryStateTable, params: Parameters<typeof collectPage>[1], keep: (i: Item) => boolean = all, fetchLimit?: number) {
+    const forward = [await page(table, params, keep, fetchLimit)];
+    expect(forward[0].prev_page).toBeNull();
+    while (forward.at(-1)!.next_page) forward.push(await page(table, { ...params, page: forward.at(-1)!.next_page }, keep, fetchLimit));
+    if (forward.at(-1)!.data.length === 0 && forward.length > 1) forward.pop(); // an empty last page has nothing to page back from
+    const back = [forward.at(-1)!];
+    while (back.at(-1)!.prev_page) back.push(await page(table, { ...params, page: back.at(-1)!.prev_page }, keep, fetchLimit));
+    return { forward: forward.map((p) => p.data), back: back.map((p) => p.data).reverse() };
+  }
+
+  it('pages back to exactly the pages it paged forward, in either order, filtered or not', async () => {
+    const table = await partition(9);
+    for (const order of ['asc', 'desc'] as const) {
+      for (const [keep, fetchLimit] of [[all, undefined], [(i: Item) => !!i.even, 1], [(i: Item) => !!i.even, undefined]] as const) {
+        const { forward, back } = await roundTrip(table, { limit: 2, order }, keep, fetchLimit);
+        expect(back).toEqual(forward);
+      }
+    }
+    const { forward } = await roundTrip(table, { limit: 2, order: 'asc' });
+    expect(forward).toEqual([[1, 2], [3, 4], [5, 6], [7, 8], [9]]);
+  });
+
+  it('turns back a page whose items are larger than the byte budget allows together', async () => {
+    const table = await partition(6);
+    const budget = responseBytes(1) * 2;
+    const { forward, back } = await roundTrip(table, { limit: 5, order: 'asc', maxBytes: budget });
+    expect(forward).toEqual([[1, 2], [3, 4], [5, 6]]);
+    // Back pages fill from the end: the same items, page boundaries the budget sets from that side.
+    expect(back.flat()).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(back.every((p) => p.length <= 2)).toBe(true);
+  });
+
+  it('gives the first page when paging back past the start, and a forward cursor after the last item', async () => {
+    const table = await partition(5);
+    const past = await page(table, { limit: 2, order: 'asc', page: encodeBackCursor('k01') });
+    expect(past).toMatchObject({ data: [1, 2], prev_page: null });
+    const before3 = await page(table, { limit: 2, order: 'asc', page: encodeBackCursor('k03') });
+    expect(before3).toMatchObject({ data: [1, 2], prev_page: null, next_page: encodeCursor('k02') });
+    const before5 = await page(table, { limit: 2, order: 'asc', page: encodeBackCursor('k05') });
+    expect(before5).toMatchObject({ data: [3, 4], prev_page: encodeBackCursor('k03') });
+  });
+
+  it('is refused by the one-way lists', () => {
+    expect(() => decodeCursor(encodeBackCursor('k03'))).toThrow(InvalidRequestError);
   });
 });

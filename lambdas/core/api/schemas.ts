@@ -348,8 +348,14 @@ export const UserCustomToolResultEvent = z.strictObject({
 const UserDefineOutcomeEvent = unsupportedVariant('user.define_outcome', 'user.define_outcome (outcomes)');
 /** `user.tool_result` answers a tool call a self_hosted environment's client ran; Corral runs them all. */
 const UserToolResultEvent = unsupportedVariant('user.tool_result', 'user.tool_result (it answers tool calls of self_hosted environments)');
-/** Mid-conversation system messages are not given to the model yet. */
-const SystemMessageEvent = unsupportedVariant('system.message', 'system.message (mid-conversation system messages)');
+/**
+ * A mid-conversation system message: text the model gets as a `role: "system"` message after the
+ * user turn it accompanies (see `EventsSend` for where it may stand).
+ */
+export const SystemMessageEvent = z.strictObject({
+  type: z.literal('system.message'),
+  content: z.array(TextBlock).min(1).max(100),
+});
 export const UserEvent = z.discriminatedUnion('type', [
   UserMessageEvent,
   UserInterruptEvent,
@@ -361,7 +367,22 @@ export const UserEvent = z.discriminatedUnion('type', [
 ]);
 export type UserEvent = z.infer<typeof UserEvent>;
 
-export const EventsSend = z.strictObject({ events: z.array(UserEvent).min(1).max(50) });
+/**
+ * A `system.message` goes with the user turn it follows, as the API describes it: at most one per
+ * request, the last event, right after a `user.message` or `user.custom_tool_result`.
+ */
+export const EventsSend = z
+  .strictObject({ events: z.array(UserEvent).min(1).max(50) })
+  .superRefine(({ events }, ctx) => {
+    events.forEach((e, i) => {
+      if (e.type !== 'system.message') return;
+      const before = events[i - 1]?.type;
+      if (i !== events.length - 1) ctx.addIssue({ code: 'custom', path: ['events', i], message: 'a system.message must be the last event of its request (at most one per request)' });
+      else if (before !== 'user.message' && before !== 'user.custom_tool_result') {
+        ctx.addIssue({ code: 'custom', path: ['events', i], message: 'a system.message must follow the user.message or user.custom_tool_result it accompanies, in the same request' });
+      }
+    });
+  });
 
 const AgentRef = z.union([
   Id,

@@ -1,8 +1,9 @@
-import { isToolResult, toolUseIdOf, type SessionEvent, type StoredEvent, type ToolResultEvent, type UserMessageEvent } from '../session/events.js';
+import { isToolResult, toolUseIdOf, type SessionEvent, type StoredEvent, type ToolResultEvent, type SystemMessageEvent, type UserMessageEvent } from '../session/events.js';
 import { VIEW_BLOCK_CHARS } from './state.js';
 import { mcpToolName } from '../mcp/gateway.js';
 
-export type MessageParam = { role: 'user' | 'assistant'; content: Array<Record<string, unknown>> };
+/** A Messages API message; `system` is a mid-conversation system message (from `system.message`). */
+export type MessageParam = { role: 'user' | 'assistant' | 'system'; content: Array<Record<string, unknown>> };
 
 /**
  * The model's view of the session. The log is never changed to fit the model: for every model
@@ -92,6 +93,8 @@ export interface ViewOptions {
  * The log turned into Messages API messages.
  *
  * - `user.message` content goes in as user content; `agent.message` text as assistant text.
+ * - `system.message` is a `role: "system"` message of its own where it stands (after the user
+ *   turn it accompanies), as the Messages API takes mid-conversation system messages.
  * - `agent.tool_use` / `agent.custom_tool_use` become assistant `tool_use` blocks whose id is the
  *   event id, and `agent.tool_result` / `user.custom_tool_result` the matching `tool_result`.
  * - Consecutive content of one role is merged; a user message that carries tool results puts
@@ -115,7 +118,10 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
     else messages.push({ role, content: [...blocks] });
   };
   let openRequest = false;
-  let deferred: UserMessageEvent[] = [];
+  let deferred: Array<UserMessageEvent | SystemMessageEvent> = [];
+  const pushUser = (e: UserMessageEvent | SystemMessageEvent) =>
+    // A system message is a message of its own, after the user turn it came with; never merged.
+    e.type === 'system.message' ? messages.push({ role: 'system', content: eventBlocks(e).map((b) => ({ ...b })) }) : push('user', eventBlocks(e));
   for (const { event } of events) {
     switch (event.type) {
       case 'span.model_request_start':
@@ -123,12 +129,13 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         break;
       case 'span.model_request_end':
         openRequest = false;
-        for (const d of deferred) push('user', eventBlocks(d));
+        for (const d of deferred) pushUser(d);
         deferred = [];
         break;
       case 'user.message':
+      case 'system.message':
         if (openRequest) deferred.push(event);
-        else push('user', eventBlocks(event));
+        else pushUser(event);
         break;
       case 'agent.thinking':
         // Written before the text and tool calls of the same answer, so they open its message.
@@ -176,7 +183,7 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         break;
     }
   }
-  for (const d of deferred) push('user', eventBlocks(d));
+  for (const d of deferred) pushUser(d);
   for (const m of messages) {
     if (m.role === 'user') {
       // tool_result blocks must open the user message that follows the assistant's tool_use.

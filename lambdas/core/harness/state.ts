@@ -81,6 +81,7 @@ export const VIEW_BLOCK_CHARS = 50_000;
 export function viewChars(e: SessionEvent): number {
   switch (e.type) {
     case 'user.message':
+    case 'system.message':
     case 'agent.message':
     case 'agent.tool_result':
     case 'agent.mcp_tool_result':

@@ -17,6 +17,28 @@ export function decodeCursor(cursor: string | undefined | null): string | undefi
   throw new InvalidRequestError('page: not a valid page cursor');
 }
 
+/**
+ * A cursor that pages back (a list's `prev_page`): the page of items just before the one with
+ * this sort key, in the list's order. Only bidirectional lists (sessions) accept it; elsewhere
+ * `decodeCursor` refuses it as not a page cursor.
+ */
+export function encodeBackCursor(before: string): string {
+  return Buffer.from(JSON.stringify({ b: before }), 'utf8').toString('base64url');
+}
+
+/** Either way a bidirectional list's `page` cursor goes. */
+export function decodeBidirectionalCursor(cursor: string | undefined | null): { after?: string; before?: string } {
+  if (!cursor) return {};
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (typeof parsed?.a === 'string') return { after: parsed.a };
+    if (typeof parsed?.b === 'string') return { before: parsed.b };
+  } catch {
+    // fall through
+  }
+  throw new InvalidRequestError('page: not a valid page cursor');
+}
+
 export interface ListParams {
   limit?: number;
   page?: string | null;
@@ -112,6 +134,83 @@ export async function collectPage<T, I extends Item = Item>(
     after = page.last;
     if (data.length >= limit) return { data, next_page: encodeCursor(lastSeen ?? page.last) };
   }
+}
+
+/** A page that can also be turned back (`BidirectionalPageCursor`). */
+export interface BidirectionalListResult<T> extends ListResult<T> {
+  prev_page: string | null;
+}
+
+/**
+ * `collectPage` for a list that pages both ways. A forward page (no cursor, or a `next_page`)
+ * is collected as `collectPage` does; its `prev_page` pages back from its first item (null on
+ * the first page, and on an empty page, which has no item to page back from). A `prev_page`
+ * cursor reads the source the other way from its item, keeps up to `limit` items (and bytes),
+ * and turns them into the list's order: its `next_page` goes on after its last item (back to
+ * where it came from), its `prev_page` pages back from its first, null when nothing kept lies
+ * before it (read on to find out, as a filtered forward page reads on to fill itself).
+ */
+export async function collectBidirectionalPage<T, I extends Item = Item>(
+  fetch: (opts: QueryOptions) => Promise<Page<I>>,
+  params: ListParams,
+  sortKeyOf: (item: I) => string,
+  keep: (item: I) => boolean,
+  map: (item: I) => T,
+): Promise<BidirectionalListResult<T>> {
+  const cursor = decodeBidirectionalCursor(params.page);
+  if (cursor.before === undefined) {
+    let first: string | undefined;
+    const page = await collectPage(fetch, { ...params, page: cursor.after === undefined ? undefined : encodeCursor(cursor.after) }, sortKeyOf, (item) => {
+      const kept = keep(item);
+      if (kept && first === undefined) first = sortKeyOf(item);
+      return kept;
+    }, map);
+    return { ...page, prev_page: cursor.after !== undefined && first !== undefined && page.data.length ? encodeBackCursor(first) : null };
+  }
+  const limit = clampLimit(params.limit);
+  const budget = new PageBudget(params.maxBytes);
+  const found: Array<{ key: string; value: T }> = [];
+  const reverse = params.order !== 'desc';
+  let after: string | undefined = cursor.before;
+  // Whether a kept item lies beyond the page's first (so that it has a prev_page): known when an
+  // item did not fit, else found by reading on until one is kept or the source ends.
+  let more: boolean | undefined;
+  collect: for (;;) {
+    const page = await fetch({ after, limit: limit - found.length, reverse });
+    for (const [i, item] of page.items.entries()) {
+      after = sortKeyOf(item);
+      if (!keep(item)) continue;
+      const value = map(item);
+      if (!budget.take(value)) {
+        more = true;
+        break collect;
+      }
+      found.push({ key: sortKeyOf(item), value });
+      if (found.length >= limit) {
+        if (page.last === null && i === page.items.length - 1) more = false;
+        break collect;
+      }
+    }
+    if (page.last === null) {
+      more = false;
+      break;
+    }
+    after = page.last;
+  }
+  while (more === undefined) {
+    const page = await fetch({ after, limit, reverse });
+    if (page.items.some(keep)) more = true;
+    else if (page.last === null) more = false;
+    else after = page.last;
+  }
+  // Nothing kept before the cursor: paging back past the start gives the first page.
+  if (!found.length) return collectBidirectionalPage(fetch, { ...params, page: undefined }, sortKeyOf, keep, map);
+  found.reverse();
+  return {
+    data: found.map((f) => f.value),
+    next_page: encodeCursor(found[found.length - 1].key),
+    prev_page: more ? encodeBackCursor(found[0].key) : null,
+  };
 }
 
 /** `created_at[gt|gte|lt|lte]` of a list request, as sent (ISO 8601 timestamps). */

@@ -14,7 +14,7 @@ import { tenantPrincipal, type Principal, type SystemPrincipal } from '../storag
 import type { AgentService, Agent } from './agents.js';
 import { assertRecordFits, nowIso, patchMetadata } from './common.js';
 import type { EnvironmentService } from './environments.js';
-import { collectPage, createdAtFilter, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
+import { collectBidirectionalPage, collectPage, createdAtFilter, type BidirectionalListResult, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
 import type { SecretSink } from '../vault/secret-store.js';
 import { RESOURCE_ID_PREFIX, normalizeRepositoryUrl, repositorySecretRef } from '../vault/types.js';
 import type { VaultService } from '../vault/vaults.js';
@@ -59,7 +59,7 @@ function mountKey(mountPath: string): string {
 /** The agent a session runs: a pinned agent version (`BetaManagedAgentsSessionAgent`). */
 export type SessionAgent = Pick<
   Agent,
-  'id' | 'type' | 'version' | 'name' | 'description' | 'model' | 'system' | 'tools' | 'mcp_servers' | 'skills' | 'execution_identity'
+  'id' | 'type' | 'version' | 'name' | 'description' | 'model' | 'system' | 'tools' | 'mcp_servers' | 'skills' | 'execution_identity' | 'multiagent'
 >;
 
 export interface Usage {
@@ -104,7 +104,8 @@ type SessionHead = HeadItem<Session, SessionHeadFields>;
 const USAGE_FIELDS = ['usage', 'stats', 'updated_at'] as const;
 
 /** The session with what its usage item holds: that item's usage and stats, the later `updated_at`. */
-function withUsage(session: Session, usage: SessionUsageFields | undefined): Session {
+function withUsage(stored: Session, usage: SessionUsageFields | undefined): Session {
+  const session = complete(stored);
   if (!usage) return session;
   return {
     ...session,
@@ -112,6 +113,14 @@ function withUsage(session: Session, usage: SessionUsageFields | undefined): Ses
     stats: usage.stats as Session['stats'],
     updated_at: usage.updated_at > session.updated_at ? usage.updated_at : session.updated_at,
   };
+}
+
+/**
+ * A stored session with the fields the API declares that it was stored without: sessions pinned
+ * before the session's agent carried `multiagent` (always null: Corral refuses multiagent).
+ */
+function complete(session: Session): Session {
+  return session.agent.multiagent === undefined ? { ...session, agent: { ...session.agent, multiagent: null } } : session;
 }
 
 /** Do `a` and `b` differ only in what the usage item holds? */
@@ -129,7 +138,7 @@ const sameUsage = (a: Session, b: Session) => JSON.stringify([a.usage, a.stats])
 
 function pinAgent(agent: Agent): SessionAgent {
   const { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity } = agent;
-  return { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity };
+  return { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity, multiagent: null };
 }
 
 function invalidEvent(index: number): never {
@@ -455,10 +464,10 @@ export class SessionService {
       statuses?: SessionStatus[];
       created_at?: CreatedAtRange;
     },
-  ): Promise<ListResult<Session>> {
+  ): Promise<BidirectionalListResult<Session>> {
     if (params.agent_version !== undefined && !params.agent_id) throw new InvalidRequestError('agent_version: only applies with agent_id');
     const created = createdAtFilter(params.created_at);
-    const page = await collectPage(
+    const page = await collectBidirectionalPage(
       (q) => heads.page(this.table, tenant, q),
       params,
       (item) => item.gsi1sk,

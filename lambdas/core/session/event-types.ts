@@ -1,4 +1,5 @@
 import type * as Sdk from '@anthropic-ai/sdk/resources/beta/sessions/events';
+import type * as SdkSessions from '@anthropic-ai/sdk/resources/beta/sessions/sessions';
 
 /**
  * Every event a session's log may hold, as one discriminated union on `type`.
@@ -26,6 +27,8 @@ export type UserMessageEvent = Stored<Sdk.BetaManagedAgentsUserMessageEvent>;
 export type UserInterruptEvent = Stored<Sdk.BetaManagedAgentsUserInterruptEvent>;
 export type UserToolConfirmationEvent = Stored<Sdk.BetaManagedAgentsUserToolConfirmationEvent>;
 export type UserCustomToolResultEvent = Stored<Sdk.BetaManagedAgentsUserCustomToolResultEvent>;
+/** Privileged context for the turn it accompanies and those after (a `role: "system"` message). */
+export type SystemMessageEvent = Stored<SdkSessions.BetaManagedAgentsSystemMessageEvent>;
 
 // --- what the model did ----------------------------------------------------------------------
 export type AgentMessageEvent = Sdk.BetaManagedAgentsAgentMessageEvent;
@@ -178,6 +181,7 @@ type CorralWritten =
   | UserInterruptEvent
   | UserToolConfirmationEvent
   | UserCustomToolResultEvent
+  | SystemMessageEvent
   | AgentMessageEvent
   | AgentThinkingEvent
   | AgentToolUseEvent
