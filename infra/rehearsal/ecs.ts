@@ -346,7 +346,7 @@ export class EcsEmulator implements Backend {
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     child.once('exit', (code, signal) => {
-      task.exitCode = code ?? (signal ? 137 : 0);
+      task.exitCode = code ?? (signal === 'SIGTERM' ? 143 : signal ? 137 : 0);
       if (task.lastStatus !== 'STOPPED') void this.stop(task, 'Essential container in task exited', 'EssentialContainerExited');
     });
     // RUNNING once the container listens (the agent creates its socket when it does).
@@ -382,8 +382,11 @@ export class EcsEmulator implements Backend {
       clearTimeout(timer);
     }
     if (task.signal) {
-      // bubblewrap ends at the signal; the agent, in the same group, once it has shut down.
-      for (let i = 0; i < 20 && task.socket && existsSync(task.socket); i++) await new Promise((r) => setTimeout(r, 100));
+      // bubblewrap ends at the signal; the agent, in the same group, once it has shut down (its
+      // socket gone), which is the container's exit as ECS reports it: 0, or 137 when killed.
+      let i = 0;
+      for (; i < 20 && task.socket && existsSync(task.socket); i++) await new Promise((r) => setTimeout(r, 100));
+      if (task.exitCode === 143 || task.exitCode === 137) task.exitCode = i < 20 ? 0 : 137;
       task.signal('SIGKILL');
     }
     this.opts.network.leave(task.address);
