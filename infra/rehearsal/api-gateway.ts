@@ -9,7 +9,14 @@
  * - a request body over 10 MB is 413; a buffered integration that takes longer than its timeout
  *   (29 s) is 504; a Lambda response over 6 MB (Lambda's synchronous payload limit), an error,
  *   a timeout or a malformed proxy result is 502 `Internal server error`;
- * - a streamed integration sends the function's bytes as they come, until its timeout.
+ * - a streamed integration sends the function's bytes as they come, until its timeout;
+ * - binary media types (`binaryMediaTypes`, wildcards such as `image/*` and `*\/*` allowed): a
+ *   request body whose `Content-Type` matches one reaches the function base64 with
+ *   `isBase64Encoded: true`; any other is decoded as UTF-8 text, every invalid byte replaced, as
+ *   API Gateway does. A buffered response marked `isBase64Encoded` is turned back into bytes only
+ *   when the request's first `Accept` value matches one (an absent `Accept` only by `*\/*`);
+ *   otherwise the client gets the base64 text itself. The 6 MB limit applies to the event after
+ *   base64, so a binary upload of 4.5 MB already exceeds it.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -42,7 +49,20 @@ export interface ApiGatewayOptions {
   resources: RestResource[];
   /** The stage's default method throttling (requests per second, burst). */
   throttle?: { rate: number; burst: number };
+  /** The REST API's `binaryMediaTypes`. @default none: every body is text */
+  binaryMediaTypes?: string[];
   account: string;
+}
+
+/** Whether a media type (`Content-Type`, or one `Accept` value) matches an entry of `binaryMediaTypes`. */
+export function isBinaryMediaType(binaryMediaTypes: readonly string[], mediaType: string | undefined): boolean {
+  const type = mediaType?.split(';')[0].trim().toLowerCase();
+  if (!type) return false;
+  const [main, sub] = type.split('/');
+  return binaryMediaTypes.some((entry) => {
+    const [eMain, eSub] = entry.trim().toLowerCase().split('/');
+    return (eMain === '*' || eMain === main) && (eSub === '*' || eSub === sub);
+  });
 }
 
 /** One answer API Gateway gave that a client would see as a gateway failure (for the report). */
@@ -196,6 +216,7 @@ export class RestApiGateway {
       (multiQuery[k] ??= []).push(v);
     }
     const hasQuery = Object.keys(query).length > 0;
+    const binary = isBinaryMediaType(this.opts.binaryMediaTypes ?? [], req.headers['content-type']);
     return {
       resource: match.resource.path,
       path,
@@ -222,8 +243,8 @@ export class RestApiGateway {
         requestTimeEpoch: Date.now(),
         identity: { sourceIp: req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '127.0.0.1', userAgent: String(req.headers['user-agent'] ?? '') },
       },
-      body: body.length ? body.toString('utf8') : null,
-      isBase64Encoded: false,
+      body: body.length ? (binary ? body.toString('base64') : body.toString('utf8')) : null,
+      isBase64Encoded: body.length > 0 && binary,
     };
   }
 
@@ -253,7 +274,11 @@ export class RestApiGateway {
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(out.headers ?? {})) headers[k] = String(v);
     for (const [k, v] of Object.entries(out.multiValueHeaders ?? {})) headers[k] = v.map(String);
-    const body = typeof out.body === 'string' ? Buffer.from(out.body, out.isBase64Encoded ? 'base64' : 'utf8') : Buffer.alloc(0);
+    // Bytes only where the client's first Accept value is a binary media type; else the base64 text.
+    const accept = req.headers.accept?.split(',')[0];
+    const types = this.opts.binaryMediaTypes ?? [];
+    const toBytes = out.isBase64Encoded === true && (accept === undefined ? types.includes('*/*') : isBinaryMediaType(types, accept));
+    const body = typeof out.body === 'string' ? Buffer.from(out.body, toBytes ? 'base64' : 'utf8') : Buffer.alloc(0);
     delete headers['content-length'];
     delete headers['transfer-encoding'];
     res.writeHead(out.statusCode, { ...headers, 'content-length': String(body.length) });

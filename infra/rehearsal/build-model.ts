@@ -133,6 +133,7 @@ export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelO
     stage: stage?.stageName ?? 'prod',
     throttle: throttle?.ThrottlingRateLimit !== undefined ? { rate: Number(throttle.ThrottlingRateLimit), burst: Number(throttle.ThrottlingBurstLimit ?? throttle.ThrottlingRateLimit) } : undefined,
     resources: [...resources.values()],
+    binaryMediaTypes: api.binaryMediaTypes,
   };
 
   const securityGroups: SecurityGroup[] = templateSecurityGroups(ctx).map((g) => ({ id: g.groupId, name: g.logicalId, ingress: g.ingress.map(rule), egress: g.egress.map(rule) }));

@@ -10,6 +10,12 @@
  * What cannot run here is left out and said so: the image's uid split (`--run-as-uid`,
  * `--setpriv`: tested in test/sandbox/agent-privileges.test.ts), package installation as root
  * (`--install-packages`), and tini.
+ *
+ * The image's `/mnt/session` (the session's file resources and outputs, `sandbox/Dockerfile`) is
+ * the task's own `session` directory, bound at `/mnt/session` in a mount namespace of the task
+ * (bubblewrap: the host's file system as it is, `/mnt` a fresh tmpfs), so the agent and the
+ * model's commands use the paths they use on Fargate. Where bubblewrap cannot run, the agent is
+ * pointed at the directory (`--session-dir`) and commands naming `/mnt/session` find nothing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -73,6 +79,26 @@ interface Task {
   child?: ChildProcess;
   unexpose?: () => Promise<void>;
   environment: Record<string, string>;
+  /** The agent's socket (gone once it has shut down). */
+  socket?: string;
+  /** Signals the container: the agent's process group when it runs under bubblewrap. */
+  signal?: (sig: NodeJS.Signals) => void;
+}
+
+const sessionMountProbe: { result?: boolean } = {};
+
+/** Whether bubblewrap can give a task its own `/mnt/session` here (probed once). */
+export function sessionMountAvailable(): boolean {
+  if (sessionMountProbe.result === undefined) {
+    const probe = spawnSync('bwrap', [...sessionMountArgs('/'), 'true'], { stdio: 'ignore' });
+    sessionMountProbe.result = probe.status === 0;
+  }
+  return sessionMountProbe.result;
+}
+
+/** bubblewrap's arguments that show `sessionDir` at `/mnt/session` and the host as it is elsewhere. */
+function sessionMountArgs(sessionDir: string): string[] {
+  return ['--dev-bind', '/', '/', '--tmpfs', '/mnt', '--bind', sessionDir, '/mnt/session', '--'];
 }
 
 /** `sandbox/Dockerfile`'s ENTRYPOINT (JSON form, continued lines). */
@@ -282,6 +308,10 @@ export class EcsEmulator implements Backend {
     const dir = join(this.opts.dataDir, 'tasks', task.id);
     mkdirSync(join(dir, 'workspace'), { recursive: true });
     mkdirSync(join(dir, 'state'), { recursive: true });
+    // The image's /mnt/session, uploads and outputs (sandbox/Dockerfile).
+    const sessionDir = join(dir, 'session');
+    mkdirSync(join(sessionDir, 'uploads'), { recursive: true });
+    mkdirSync(join(sessionDir, 'outputs'), { recursive: true });
     let plan: ReturnType<EcsEmulator['translate']>;
     try {
       plan = this.translate(command, dir, ports);
@@ -291,17 +321,32 @@ export class EcsEmulator implements Backend {
       return;
     }
     task.lastStatus = 'PENDING';
-    const child = spawn(plan.argv[0], plan.argv.slice(1), {
+    task.socket = plan.socket;
+    const mounted = sessionMountAvailable();
+    const argv = mounted ? ['bwrap', ...sessionMountArgs(sessionDir), ...plan.argv] : [...plan.argv, '--session-dir', sessionDir];
+    const child = spawn(argv[0], argv.slice(1), {
       cwd: join(dir, 'workspace'),
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(dir, 'workspace'), NODE_ENV: 'production', ...task.environment, ...this.opts.taskEnvironment },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: bubblewrap does not pass a signal on, so a stop signals the group
+      // and the agent gets its SIGTERM as it does from ECS.
+      detached: mounted,
     });
     task.child = child;
+    if (mounted) {
+      task.signal = (sig) => {
+        try {
+          process.kill(-child.pid!, sig);
+        } catch {
+          // the group is gone
+        }
+      };
+    }
     const log = createWriteStream(join(dir, 'container.log'));
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     child.once('exit', (code, signal) => {
-      task.exitCode = code ?? (signal ? 137 : 0);
+      task.exitCode = code ?? (signal === 'SIGTERM' ? 143 : signal ? 137 : 0);
       if (task.lastStatus !== 'STOPPED') void this.stop(task, 'Essential container in task exited', 'EssentialContainerExited');
     });
     // RUNNING once the container listens (the agent creates its socket when it does).
@@ -328,12 +373,21 @@ export class EcsEmulator implements Backend {
     task.stopCode = code;
     await task.unexpose?.().catch(() => undefined);
     const child = task.child;
+    const signal = task.signal ?? ((sig: NodeJS.Signals) => child?.kill(sig));
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 2_000);
+      signal('SIGTERM');
+      const timer = setTimeout(() => signal('SIGKILL'), 2_000);
       await exited;
       clearTimeout(timer);
+    }
+    if (task.signal) {
+      // bubblewrap ends at the signal; the agent, in the same group, once it has shut down (its
+      // socket gone), which is the container's exit as ECS reports it: 0, or 137 when killed.
+      let i = 0;
+      for (; i < 20 && task.socket && existsSync(task.socket); i++) await new Promise((r) => setTimeout(r, 100));
+      if (task.exitCode === 143 || task.exitCode === 137) task.exitCode = i < 20 ? 0 : 137;
+      task.signal('SIGKILL');
     }
     this.opts.network.leave(task.address);
     task.lastStatus = 'STOPPED';

@@ -65,6 +65,8 @@ export interface ModelRestApi {
   stage: string;
   throttle?: { rate: number; burst: number };
   resources: Array<{ id: string; path: string; methods: ModelMethod[] }>;
+  /** The API's `binaryMediaTypes` (see api-gateway.ts for what they change). */
+  binaryMediaTypes: string[];
 }
 
 export interface ModelSchedule {

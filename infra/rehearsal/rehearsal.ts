@@ -327,6 +327,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       restApiId: model.restApi.id,
       stage: model.restApi.stage,
       throttle: model.restApi.throttle,
+      binaryMediaTypes: model.restApi.binaryMediaTypes,
       account: REHEARSAL_ACCOUNT,
       resources: model.restApi.resources.map((r) => ({
         id: r.id,

@@ -10,7 +10,7 @@
  * the first command between backticks with bash and reports the output, and answers anything else
  * with "You said: ...") and with a real Claude model.
  */
-import Anthropic, { type ClientOptions } from '@anthropic-ai/sdk';
+import Anthropic, { toFile, type ClientOptions } from '@anthropic-ai/sdk';
 import { randomBytes } from 'node:crypto';
 
 /** What a scenario reports. */
@@ -38,8 +38,8 @@ export interface ScenarioContext {
   marker(kind?: string): string;
   /** The run's agent: `default` has the agent toolset; `ask` has bash under `always_ask`. */
   agent(kind?: 'default' | 'ask'): Promise<string>;
-  /** A new session of that agent in the run's environment; deleted after the scenario. */
-  newSession(kind?: 'default' | 'ask'): Promise<string>;
+  /** A new session of that agent in the run's environment (with `resources`, if given); deleted after the scenario. */
+  newSession(kind?: 'default' | 'ask', opts?: { resources?: Anthropic.Beta.Sessions.SessionCreateParams['resources'] }): Promise<string>;
   /** Follow a session's stream (see {@link Follower}). */
   follow(sessionId: string, opts?: { after?: number }): Promise<Follower>;
   /** Record a time to first token (the follower does this for every stream event it sees). */
@@ -375,6 +375,50 @@ export const SCENARIOS: Scenario[] = [
       return `deleted after running a tool in ${before.data.length} sandbox(es): GET is 404, no sandbox left`;
     },
   },
+  {
+    name: 'files-in-and-out',
+    proves: 'a file uploaded with the SDK reaches the sandbox as a file resource, and what the agent writes under /mnt/session/outputs lists with the session as scope_id and downloads byte for byte',
+    timeoutMs: 180_000,
+    async run(ctx) {
+      const marker = ctx.marker('files');
+      // A first line to find, then every byte value: neither way may pass through UTF-8 (an API
+      // without binary media types breaks both), and the output is text/plain, a type a Lambda
+      // proxy sends as text unless told otherwise.
+      const upload = Buffer.concat([Buffer.from(`${marker}\n`), Buffer.from(Array.from({ length: 256 }, (_, i) => i))]);
+      const made: string[] = [];
+      try {
+        const input = await ctx.client.beta.files.upload({ file: await toFile(upload, `${marker}-in.bin`, { type: 'application/octet-stream' }) });
+        made.push(input.id);
+        if (input.size_bytes !== upload.length) fail(`the upload is ${input.size_bytes} bytes, not ${upload.length}`);
+        const session = await ctx.newSession('default', { resources: [{ type: 'file', file_id: input.id }] });
+        const inPath = `/mnt/session/uploads/${input.id}`;
+        const outName = `${marker}.txt`;
+        const events = await runTurn(
+          ctx,
+          session,
+          `Use bash to run \`cat ${inPath} ${inPath} > /mnt/session/outputs/${outName} && head -n 1 /mnt/session/outputs/${outName}\` and tell me what it printed.`,
+        );
+        resultWith(events, marker);
+        const listed = [];
+        for await (const f of ctx.client.beta.files.list({ scope_id: session })) listed.push(f);
+        const output = listed.find((f) => f.filename === outName);
+        if (!output) fail(`files.list({ scope_id }) has no ${outName} (it lists ${listed.map((f) => f.filename).join(', ') || 'nothing'})`);
+        made.push(output.id);
+        if (output.scope?.type !== 'session' || output.scope.id !== session) fail(`${outName} is scoped ${JSON.stringify(output.scope)}, not to the session`);
+        const expected = Buffer.concat([upload, upload]);
+        const res = await ctx.client.beta.files.download(output.id);
+        const got = Buffer.from(await res.arrayBuffer());
+        if (!got.equals(expected)) {
+          const at = [...got].findIndex((b, i) => b !== expected[i]);
+          fail(`the download of ${outName} is ${got.length} bytes, not the ${expected.length} written (first difference at byte ${at === -1 ? got.length : at})`);
+        }
+        return `uploaded ${upload.length} bytes; the agent read ${marker} and wrote ${outName}, downloaded intact (${got.length} bytes, ${output.mime_type})`;
+      } finally {
+        // Files outlive sessions: what the scenario made goes with it.
+        for (const id of made) await ctx.client.beta.files.delete(id).catch(() => undefined);
+      }
+    },
+  },
 ];
 
 /** The scenarios `only` names (all when empty), built-in first; throws naming any unknown one. */
@@ -453,11 +497,11 @@ export async function runScenarios(opts: RunOptions): Promise<ScenarioResult[]> 
         }
         return within(id, controller.signal);
       },
-      async newSession(kind = 'default') {
+      async newSession(kind = 'default', o = {}) {
         environment ??= shared.beta.environments.create({ name: `corral-smoke-${runId}`, config: { type: 'cloud' } }).then((e) => e.id);
         environment.catch(() => (environment = undefined));
         const [agent, env] = await Promise.all([ctx.agent(kind), within(environment, controller.signal)]);
-        const session = await client.beta.sessions.create({ agent, environment_id: env, title: `corral smoke: ${scenario.name}` });
+        const session = await client.beta.sessions.create({ agent, environment_id: env, title: `corral smoke: ${scenario.name}`, ...(o.resources ? { resources: o.resources } : {}) });
         sessionIds.push(session.id);
         return session.id;
       },

@@ -978,6 +978,8 @@ export interface RestApiInfo {
   readonly resources: Array<{ logicalId?: string; id: string; parentId?: string; pathPart: string; path: string }>;
   readonly methods: RestApiMethod[];
   readonly stages: Array<{ logicalId: string; stageName: string; deploymentId?: string; methodSettings: unknown[] }>;
+  /** `BinaryMediaTypes`: the content types API Gateway passes as bytes (none: every body is text). */
+  readonly binaryMediaTypes: string[];
 }
 
 export interface RestApiMethod {
@@ -1061,7 +1063,9 @@ export function restApis(input: TemplateOrContext): RestApiInfo[] {
         const p = propsOf(ctx, sid);
         return { logicalId: sid, stageName: String(p.get('StageName')), deploymentId: p.get('DeploymentId') as string | undefined, methodSettings: asArray(p.get('MethodSettings') as unknown[] | undefined) };
       });
-    return { logicalId: apiId, id, name: propsOf(ctx, apiId).get('Name') as string | undefined, rootResourceId, resources, methods, stages };
+    const apiProps = propsOf(ctx, apiId);
+    const binaryMediaTypes = asArray(apiProps.get('BinaryMediaTypes') as unknown[] | undefined).map(String);
+    return { logicalId: apiId, id, name: apiProps.get('Name') as string | undefined, rootResourceId, resources, methods, stages, binaryMediaTypes };
   });
 }
 

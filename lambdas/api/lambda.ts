@@ -2,7 +2,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import type { Context as LambdaContext } from 'aws-lambda';
 import { Hono } from 'hono';
-import { getConnInfo, handle, streamHandle } from 'hono/aws-lambda';
+import { defaultIsContentTypeBinary, getConnInfo, handle, streamHandle } from 'hono/aws-lambda';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
 import { createApp } from './app.js';
 
@@ -87,9 +87,34 @@ streamingApp.all('*', async (c) => {
   return remaining === undefined ? res : endStreamAfter(res, remaining - STREAM_END_MARGIN_MS);
 });
 
+/**
+ * Whether a buffered response leaves base64 (`isBase64Encoded`, which API Gateway turns back into
+ * bytes: the REST API treats every media type as binary, infra/lib/constructs/api.ts). A file's
+ * bytes (`Content-Disposition: attachment`, the download route) always do, whatever its type: a
+ * `text/plain` or JSON file need not be UTF-8, and Hono's default would send it as text, replacing
+ * every invalid byte. Everything else follows Hono's default: JSON, text and HTML as text (no 4/3
+ * growth against Lambda's 6 MB payload limit), other types base64.
+ */
+export function leavesAsBytes(res: Response): boolean {
+  if (/^\s*attachment\b/i.test(res.headers.get('content-disposition') ?? '')) return true;
+  const type = res.headers.get('content-type');
+  return !!type && defaultIsContentTypeBinary(type);
+}
+
 const buffered = async (event: Parameters<ReturnType<typeof handle>>[0], context: LambdaContext) => {
   logger.addContext(context);
-  return handle(await getApp())(event, context);
+  const real = await getApp();
+  // Hono asks about the content type alone; the answer comes from the response itself, seen here
+  // (one invocation at a time per execution environment, and this closure per invocation).
+  let binary = false;
+  const app = {
+    fetch: async (req: Request, env?: unknown) => {
+      const res = await real.fetch(req, env as never);
+      binary = leavesAsBytes(res);
+      return res;
+    },
+  } as unknown as Hono;
+  return handle(app, { isContentTypeBinary: () => binary })(event, context);
 };
 
 export const handler = buffered;

@@ -1,4 +1,6 @@
 import { PassThrough } from 'node:stream';
+import { Readable } from 'node:stream';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -12,6 +14,9 @@ import { createApiKey } from '../../scripts/create-api-key.js';
  * event in, a proxy result (buffered) or a response stream (streaming) out, against dynalite.
  */
 const sqsMock = mockClient(SQSClient);
+/** The blob bucket, as a map of keys to bytes (the Files API's store on AWS). */
+const s3Mock = mockClient(S3Client);
+const objects = new Map<string, Buffer>();
 
 interface StreamMeta {
   statusCode: number;
@@ -93,6 +98,26 @@ describe('API Lambda handlers against dynalite', () => {
     await ensureTables(dynamo.client, { events: 'events', state: 'state' });
     apiKey = await createApiKey({ table: 'state', tenant: 'acme', client: dynamo.client });
     sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm' });
+    s3Mock.on(PutObjectCommand).callsFake(async (input: { Key: string; Body: Uint8Array | Readable }) => {
+      const chunks: Buffer[] = [];
+      if (input.Body instanceof Uint8Array) chunks.push(Buffer.from(input.Body));
+      else for await (const c of input.Body) chunks.push(Buffer.from(c as Uint8Array));
+      const body = Buffer.concat(chunks);
+      objects.set(input.Key, body);
+      return {};
+    });
+    const missing = () => Object.assign(new Error('NotFound'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } });
+    s3Mock.on(HeadObjectCommand).callsFake(async (input: { Key: string }) => {
+      const b = objects.get(input.Key);
+      if (!b) throw missing();
+      return { ContentLength: b.length };
+    });
+    s3Mock.on(GetObjectCommand).callsFake(async (input: { Key: string }) => {
+      const b = objects.get(input.Key);
+      if (!b) throw missing();
+      return { Body: Readable.from([b]), ContentLength: b.length };
+    });
+    s3Mock.on(DeleteObjectCommand).callsFake(async (input: { Key: string }) => (objects.delete(input.Key), {}));
     const env: Record<string, string> = {
       AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'local',
@@ -106,6 +131,7 @@ describe('API Lambda handlers against dynalite', () => {
       CORRAL_SANDBOX_SUBNETS: 'subnet-a',
       CORRAL_SANDBOX_SECURITY_GROUPS: 'sg-a',
       CORRAL_SANDBOX_CONTAINER: 'agent',
+      CORRAL_BLOB_BUCKET: 'corral-blobs',
       POWERTOOLS_TRACE_ENABLED: 'false',
       POWERTOOLS_LOG_LEVEL: 'ERROR',
     };
@@ -131,6 +157,27 @@ describe('API Lambda handlers against dynalite', () => {
     expect(JSON.parse(denied.body)).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
     const health = await call(restEvent('GET', '/health'));
     expect(health.statusCode).toBe(200);
+  });
+
+  it('takes an upload base64 (as API Gateway hands a binary media type) and gives a file\'s bytes back base64, whatever its type', async () => {
+    // Every byte value, so neither way may pass through UTF-8; `text/plain`, which Hono would send as text.
+    const bytes = Buffer.concat([Buffer.from('corral-binary\n'), Buffer.from(Array.from({ length: 256 }, (_, i) => i))]);
+    const form = new FormData();
+    form.append('file', new File([bytes], 'every-byte.txt', { type: 'text/plain' }));
+    const multipart = new Request('http://x/', { method: 'POST', body: form });
+    const event = restEvent('POST', '/v1/files', { 'x-api-key': apiKey, 'content-type': multipart.headers.get('content-type')! });
+    event.body = Buffer.from(await multipart.arrayBuffer()).toString('base64');
+    event.isBase64Encoded = true;
+    const uploaded = await call(event);
+    expect(uploaded.statusCode, uploaded.body).toBe(200);
+    expect(uploaded.isBase64Encoded).toBe(false); // JSON leaves as text
+    const file = JSON.parse(uploaded.body);
+    expect(file).toMatchObject({ filename: 'every-byte.txt', mime_type: 'text/plain', size_bytes: bytes.length });
+
+    const content = await call(restEvent('GET', `/v1/files/${file.id}/content`, { 'x-api-key': apiKey, accept: 'application/binary' }));
+    expect(content.statusCode).toBe(200);
+    expect(content.isBase64Encoded).toBe(true);
+    expect(Buffer.from(content.body, 'base64').equals(bytes)).toBe(true);
   });
 
   it('streams a session\'s events as SSE through the streaming handler and ends before the function times out', async () => {

@@ -222,6 +222,14 @@ describe('CorralStack template', () => {
     template.hasOutput('ApiUrl', Match.anyValue());
   });
 
+  it('passes bytes through the API both ways: every media type is binary, so uploads reach the function base64 and marked downloads leave as bytes', () => {
+    // Any narrower list breaks a client: the SDK's download sends `Accept: application/binary`,
+    // curl `*/*`, and API Gateway decides on the first Accept value (docs/DEPLOY.md).
+    const apis = Object.values(template.findResources('AWS::ApiGateway::RestApi'));
+    expect(apis).toHaveLength(1);
+    expect(apis[0].Properties.BinaryMediaTypes).toEqual(['*/*']);
+  });
+
   it('gives no Secrets Manager read access to the harness, the API or the sandbox', () => {
     const resources = template.toJSON().Resources;
     const roleOf = (fnId: string) => resources[fnId].Properties.Role['Fn::GetAtt'][0] as string;

@@ -243,6 +243,8 @@ describe('the synthesized Corral template', () => {
     expect(fns.find((f) => f.logicalId === root.integration!.functionLogicalId)!.handler).toBe('index.handler');
     expect(api.resources.map((r) => r.path)).toContain('/v1/sessions/{id}/{proxy+}');
     expect(api.stages.map((s) => s.stageName)).toEqual(['prod']);
+    // What the rehearsal's API Gateway passes as bytes (api-gateway.ts).
+    expect(api.binaryMediaTypes).toEqual(['*/*']);
   });
 
   it('reads the sandbox task definition, tables, queues and the wake mapping', () => {

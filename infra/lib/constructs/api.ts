@@ -68,6 +68,9 @@ export interface ApiProps {
   readonly rateLimitShards?: number;
 }
 
+/** The REST API's binary media types: every type (see the comment where it is set). */
+export const API_BINARY_MEDIA_TYPES = ['*/*'] as const;
+
 /** The stage's throttling when none is set. */
 export const DEFAULT_API_THROTTLING = { rateLimit: 100, burstLimit: 200 } as const;
 
@@ -169,6 +172,15 @@ export class Api extends Construct {
     this.restApi = new apigw.RestApi(this, 'RestApi', {
       description: 'Corral: Claude Managed Agents compatible API',
       endpointTypes: [apigw.EndpointType.REGIONAL],
+      // Files travel as bytes: an upload is multipart/form-data, a download any file's type. With
+      // a binary media type matching, API Gateway hands a request body to the function as base64
+      // (without, it re-encodes it as UTF-8 and breaks every byte that is not) and turns a
+      // response the function marks `isBase64Encoded` back into bytes when the client's first
+      // `Accept` value matches (the SDK's download sends `application/binary`, curl `*/*`, a
+      // browser `text/html,...`): hence every type. JSON routes are unharmed: their bodies reach
+      // the app base64 and are decoded by the handler (a 4 MiB body is 5.6 MB of base64, under
+      // Lambda's 6 MB), and their responses are not marked base64, so they pass as text.
+      binaryMediaTypes: [...API_BINARY_MEDIA_TYPES],
       // API Gateway needs an account-level role to write logs; CDK sets it (and keeps it on delete).
       cloudWatchRole: true,
       cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
