@@ -94,8 +94,18 @@ export async function streamEvents(
     });
     let lastWrite = Date.now();
     let lastLogRead = 0;
+    // Where previews cost a write per chunk, the harness publishes them only while a stream says it watches.
+    let lastWatch = 0;
+    const renewWatch = async () => {
+      if (!previews || !s.previews?.watch || Date.now() - lastWatch < PREVIEW_LIMITS.watchRenewMs) return;
+      lastWatch = Date.now();
+      await s.previews.watch(sessionId).catch(() => {
+        lastWatch = 0; // try again on the next pass
+      });
+    };
     try {
       while (!closed) {
+        await renewWatch();
         if (logDirty || Date.now() - lastLogRead >= pollMs) {
           logDirty = false;
           lastLogRead = Date.now();

@@ -16,6 +16,7 @@
  * (functions, stage throttle, rate limits and their shards, subnets, the sandbox task), not set here.
  */
 import { shardPlan } from '../../lambdas/core/resources/rate-limits.js';
+import { PREVIEW_LIMITS } from '../../lambdas/core/session/previews.js';
 import type { DeployedShape } from './shape.js';
 import type { Measured } from './measured.js';
 import { CONSTANTS, PRICES, QUOTAS, type ConstantId, type PriceId, type QuotaId } from './sources.js';
@@ -265,7 +266,11 @@ export function capacity(input: ModelInput): CapacityReport {
   const streamReads = lambdaStreams ? c('streamPollsPerSecond') : 0;
   // Previews (event_deltas): the harness writes chunks while text streams; streams asking for
   // them query the open request's chunks every 250 ms while a model request is open.
-  const previewWrites = modelCallFraction * c('previewedShareOfModelTime') * c('previewChunksPerSecond');
+  // The harness writes chunks only for a session some stream with event_deltas watches (TablePreviewChannel.watched),
+  // and reads the watch item once per model call; a watching stream renews it every watchRenewMs.
+  const previewWrites =
+    modelCallFraction * c('previewedShareOfModelTime') * c('previewChunksPerSecond') * c('streamsWithEventDeltas') +
+    c('streamsWithEventDeltas') / (PREVIEW_LIMITS.watchRenewMs / 1000);
   const previewReads = modelCallFraction * c('streamsWithEventDeltas') * c('previewPollsPerSecond');
   const wcu = c('writeUnitsPerItem');
   const indexWritesPerTurn = s.sessionIndex === 'per-turn' ? c('sessionIndexWritesPerTurnFormer') : c('sessionIndexWritesPerTurn');

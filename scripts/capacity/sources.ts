@@ -310,7 +310,7 @@ export const CONSTANTS = {
     value: 1000 / PREVIEW_LIMITS.pollMs,
     source: 'lambdas/api/stream.ts, PREVIEW_LIMITS.pollMs: a stream with event_deltas queries the open request\'s chunks every 250 ms (1 RRU) while a model request is open',
   },
-  streamsWithEventDeltas: { value: 1, source: 'assumption: every open stream asks for event_deltas (the upper bound; a stream without them reads no chunks)' },
+  streamsWithEventDeltas: { value: 1, source: 'assumption: every open stream asks for event_deltas (the upper bound; the harness writes chunks only for a session such a stream watches, lambdas/core/session/previews.ts TablePreviewChannel.watched, and a stream without them reads no chunks)' },
   snapshotsPerSandboxStop: {
     value: 1,
     source: 'lambdas/sandbox-reaper/handler.ts: the reaper snapshots the workspace of every sandbox it stops for idleness into the blob bucket (docs/WORKSPACES.md); the stack\'s VPC has an S3 gateway endpoint, so snapshots do not cross the NAT',

@@ -8,7 +8,7 @@ import { Construct } from 'constructs';
 import { consoleScriptDefine } from '../../../lambdas/api/console/bundle.js';
 import { configEnvironment } from '../../../lambdas/core/config.js';
 import { parseRepositoryUrlAllow } from '../../../lambdas/core/resources/repository-url.js';
-import { RATE_LIMIT_PARTITIONS } from '../../../lambdas/core/storage/keys.js';
+import { PREVIEW_WATCH_PARTITIONS, RATE_LIMIT_PARTITIONS } from '../../../lambdas/core/storage/keys.js';
 import { DEFAULT_RATE_LIMIT_SHARDS, DEFAULT_RATE_LIMITS, formatRateLimits, type RateLimits } from '../../../lambdas/core/resources/rate-limits.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
@@ -153,6 +153,8 @@ export class Api extends Construct {
     // `/v1` middleware charging the tenant's rate limit: an atomic increment (UpdateItem) of a
     // rate-limit counter item (lambdas/core/storage/keys.ts, `keys.rateCounter`: every shard's
     // partition key matches RATE_LIMIT_KEYS);
+    // and a stream with `event_deltas` renews its watch item (keys.previewWatch), so that the
+    // harness writes preview chunks only for sessions someone watches;
     // the leading-key condition keeps it from writing any other item.
     props.sessionLog.events.grantReadData(this.streamHandler);
     props.sessionLog.state.grantReadData(this.streamHandler);
@@ -161,7 +163,7 @@ export class Api extends Construct {
         sid: 'RateLimitCounters',
         actions: ['dynamodb:UpdateItem'],
         resources: [props.sessionLog.state.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [RATE_LIMIT_KEYS] } },
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [RATE_LIMIT_KEYS, PREVIEW_WATCH_PARTITIONS] } },
       }),
     );
 

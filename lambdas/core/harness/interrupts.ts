@@ -16,8 +16,8 @@ export const DEFAULT_INTERRUPT_POLL_MS = 1_000;
  * 'interrupted') or `lost` aborts (reason: `LeaseLostError`). A model call or a tool runs under
  * the controller's signal, so an interrupt stops it mid-way. The returned function stops watching.
  *
- * The log is read once at the start (an interrupt appended before the watch began) and then only
- * when something says it may hold an interrupt: the in-process notifier of the local runtime, at
+ * Without a notifier the log is read once at the start (an interrupt appended before the watch
+ * began) and then only when something says it may hold an interrupt: the in-process notifier of the local runtime, at
  * once, or a change of the session's interrupt signal, which the API raises after appending a
  * `user.interrupt` (`interruptSignals`). The signal is read first and the log after it, so an
  * interrupt appended after that first log read raises the signal past the value read before it.
@@ -63,11 +63,16 @@ export function watchInterrupt(
   const tick = async () => {
     // `null`: the signal's value is not known (a failed read), so the next tick reads the log.
     let seen: number | null = null;
-    try {
-      seen = await interruptSignals.read(src.table, sessionId);
-      await readLog();
-    } catch {
-      seen = null; // read again on the next tick
+    // Without a notifier, read the signal and then the log at once: an interrupt that came just
+    // before the watch began. With one (the local runtime), the first backup tick reads both, as
+    // the log's in-process announcements cover everything after the subscription.
+    if (!src.notifier) {
+      try {
+        seen = await interruptSignals.read(src.table, sessionId);
+        await readLog();
+      } catch {
+        seen = null; // read again on the next tick
+      }
     }
     while (!stopped && !controller.signal.aborted) {
       await wait();

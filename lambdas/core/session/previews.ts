@@ -1,6 +1,6 @@
 import type { BetaManagedAgentsDeltaType } from '@anthropic-ai/sdk/resources/beta/sessions/sessions';
 import { EventEmitter } from 'node:events';
-import { previewChunkRecords } from '../storage/items.js';
+import { previewChunkRecords, previewWatchRecords } from '../storage/items.js';
 import type { StateTable } from '../store.js';
 
 /**
@@ -65,6 +65,9 @@ export const PREVIEW_LIMITS = {
   ttlMs: 15 * 60_000,
   /** How often a stream reads the channel while a model request is open and nothing wakes it. */
   pollMs: 250,
+  /** How long a stream's declared interest lasts (`PreviewChannel.watch`), and how often it renews it. */
+  watchTtlMs: 90_000,
+  watchRenewMs: 30_000,
 } as const;
 
 /**
@@ -77,6 +80,14 @@ export interface PreviewChannel {
   read(sessionId: string, request: string, afterSeq: number): Promise<PreviewChunk[]>;
   /** Announces publishes in this process, so a stream need not wait for its next read. */
   subscribe?(sessionId: string, onPublish: () => void): () => void;
+  /**
+   * A stream with `event_deltas` declares that it is open (renewed every `watchRenewMs`), where
+   * publishing costs a write per chunk: the harness then publishes a model request's preview only
+   * if some stream watches the session when the request starts (`watched`). A channel without
+   * these publishes every request's preview.
+   */
+  watch?(sessionId: string): Promise<void>;
+  watched?(sessionId: string): Promise<boolean>;
 }
 
 /**
@@ -141,7 +152,10 @@ export class MemoryPreviewChannel implements PreviewChannel {
  * `ttlMs`. The harness writes at most one item per `flushMs` per model request in progress; a
  * stream with `event_deltas` queries the open request's chunks after the last one it read, every
  * `pollMs` while that request is open (and not at all otherwise). Nothing announces a publish
- * across processes, so this channel has no `subscribe`.
+ * across processes, so this channel has no `subscribe`. A session nobody watches costs no write:
+ * a stream with `event_deltas` keeps a watch item alive (`watch`, an UpdateItem every
+ * `watchRenewMs`), and the harness reads it once per model request (`watched`) and publishes only
+ * when it is there; a stream that opens during a request sees the previews from the next one.
  */
 export class TablePreviewChannel implements PreviewChannel {
   constructor(
@@ -151,6 +165,14 @@ export class TablePreviewChannel implements PreviewChannel {
 
   private now() {
     return (this.opts.clock ?? Date.now)();
+  }
+
+  watch(sessionId: string): Promise<void> {
+    return previewWatchRecords.watch(this.table, sessionId, this.now() + PREVIEW_LIMITS.watchTtlMs);
+  }
+
+  watched(sessionId: string): Promise<boolean> {
+    return previewWatchRecords.watched(this.table, sessionId, this.now());
   }
 
   publish(sessionId: string, chunk: PreviewChunk): Promise<void> {

@@ -418,6 +418,20 @@ export const counterRecords = {
  * session's partition, deleted by DynamoDB's TTL some time after `expiresAt` (epoch seconds). TTL
  * deletion is lazy (it may take days), so `read` skips an expired chunk itself.
  */
+export const previewWatchRecords = {
+  /** A stream with `event_deltas` is open until `untilMs` (an UpdateItem: the stream's only kind of write). */
+  async watch(table: StateTable, sessionId: string, untilMs: number): Promise<void> {
+    const k = keys.previewWatch(sessionId);
+    await table.increment(k.pk, k.sk, 'refreshes', 1, { expiresAt: Math.ceil(untilMs / 1000) });
+  },
+  /** Whether a stream declared interest that has not expired at `nowMs`. */
+  async watched(table: StateTable, sessionId: string, nowMs: number): Promise<boolean> {
+    const k = keys.previewWatch(sessionId);
+    const item = await table.get(k.pk, k.sk);
+    return item !== undefined && Number(item.expiresAt) * 1000 > nowMs;
+  },
+};
+
 export const previewChunkRecords = {
   put(table: StateTable, sessionId: string, chunk: { request: string; seq: number; frames: unknown[] }, expiresAtMs: number): Promise<void> {
     return table.put({

@@ -43,6 +43,7 @@ const SESSION = 'session#';
 const FILE = 'file#';
 const API_KEY = 'apikey#';
 const RATE = 'rate#';
+const PREVIEW_WATCH = 'watch#';
 const FILE_EXPIRY_PARTITION = 'files#expiring';
 
 /** Sort key of every resource's head item. */
@@ -91,6 +92,12 @@ export const keys = {
     pk: keys.partition('session', sessionId),
     sk: `${keys.previewChunks(request)}${String(seq).padStart(6, '0')}`,
   }),
+  /**
+   * A stream's interest in a session's previews (`event_deltas`): in a partition of its own, so
+   * that the stream function, which writes nothing else but rate-limit counters, may write it
+   * (`PREVIEW_WATCH_PARTITIONS`).
+   */
+  previewWatch: (sessionId: string) => ({ pk: `${PREVIEW_WATCH}${sessionId}`, sk: 'deltas' }),
   /** Sort-key prefix of every chunk of one request's preview. */
   previewChunks: (request: string) => `${PREVIEW_PREFIX}${request}#`,
   /** Index partition `shard` of the ready sandboxes, which the idle reaper reads. */
@@ -132,3 +139,5 @@ export const SESSION_PARTITION_PREFIX = SESSION;
  * function may write these items and no other (infra/lib/constructs/api.ts).
  */
 export const RATE_LIMIT_PARTITIONS = `${RATE}*`;
+/** IAM `dynamodb:LeadingKeys` pattern of every preview-watch item. */
+export const PREVIEW_WATCH_PARTITIONS = `${PREVIEW_WATCH}*`;

@@ -7,6 +7,7 @@ import { buildView, withCacheBreakpoints } from '../context.js';
 import { watchInterrupt } from '../interrupts.js';
 import { ModelError, type ModelResponse } from '../model.js';
 import { PreviewPublisher } from '../previews.js';
+import type { PreviewChannel } from '../../session/previews.js';
 import { modelOptions } from '../model-options.js';
 import { DEFAULT_MAX_MODEL_ATTEMPTS } from '../state.js';
 import { buildToolbox } from '../tools.js';
@@ -83,7 +84,7 @@ export async function callModel(ctx: StepContext, attempt: number) {
   const controller = new AbortController();
   const stopWatching = watchInterrupt(ctx.deps, sessionId, position, lost, controller, ctx.opts.interruptPollMs);
   const started = Date.now();
-  const preview = ctx.deps.previews
+  const preview = ctx.deps.previews && (await watched(ctx.deps.previews, sessionId))
     ? new PreviewPublisher(ctx.deps.previews, sessionId, start.id, {
         onError: (err) => ctx.log.warn('preview publish failed; this request is not previewed further', { sessionId, error: String((err as Error)?.message ?? err) }),
       })
@@ -127,4 +128,14 @@ export async function callModel(ctx: StepContext, attempt: number) {
   });
   await preview?.finish();
   await appendAfter(ctx.deps, sessionId, position, responseEvents(start.id, response, toolbox, preview?.ids()));
+}
+
+/** Whether a stream watches the session's previews; a channel that cannot tell, or fails to, counts as watched. */
+async function watched(channel: PreviewChannel, sessionId: string): Promise<boolean> {
+  if (!channel.watched) return true;
+  try {
+    return await channel.watched(sessionId);
+  } catch {
+    return true;
+  }
 }
