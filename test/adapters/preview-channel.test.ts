@@ -52,6 +52,23 @@ describe('TablePreviewChannel (state table on dynalite)', () => {
     expect(await reader.read('sesn_a', 'sevt_none', -1)).toEqual([]);
   });
 
+  it('tells the harness whether a stream watches the session: after a watch, until it lapses', async () => {
+    const harness = new TablePreviewChannel(harnessSide, { clock });
+    const stream = new TablePreviewChannel(streamSide, { clock });
+    expect(await harness.watched('sesn_w')).toBe(false);
+    await stream.watch('sesn_w');
+    expect(await harness.watched('sesn_w')).toBe(true);
+    expect(await harness.watched('sesn_other')).toBe(false);
+    const item = await harnessSide.get(keys.previewWatch('sesn_w').pk, keys.previewWatch('sesn_w').sk);
+    expect(Number(item?.expiresAt)).toBe(Math.ceil((now + PREVIEW_LIMITS.watchTtlMs) / 1000));
+    now += PREVIEW_LIMITS.watchRenewMs;
+    await stream.watch('sesn_w'); // renewed: lasts from now
+    now += PREVIEW_LIMITS.watchTtlMs - 1000;
+    expect(await harness.watched('sesn_w')).toBe(true);
+    now += 2000;
+    expect(await harness.watched('sesn_w')).toBe(false); // lapsed (DynamoDB's TTL deletes it later)
+  });
+
   it('writes each chunk with a TTL, and a reader skips expired chunks DynamoDB has not deleted yet', async () => {
     const writer = new TablePreviewChannel(harnessSide, { clock });
     await writer.publish('sesn_ttl', chunk('sevt_old', 0, 'old'));

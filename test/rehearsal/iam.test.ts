@@ -277,6 +277,16 @@ describe('the roles of the synthesized Corral template', () => {
     expect(chunk[state.ttlAttribute!]).toBe(Math.ceil((1_700_000_000_000 + PREVIEW_LIMITS.ttlMs) / 1000));
   });
 
+  it('lets a stream renew its watch of a session\'s previews, and write nothing in the session\'s own partition', () => {
+    const state = dynamoTables(ctx).find((t) => t.logicalId.startsWith('SessionLogState'))!;
+    const watch = { 'dynamodb:LeadingKeys': [keys.previewWatch('sesn_1').pk] };
+    expect(check('ApiStreamHandler', 'dynamodb:UpdateItem', state.arn, watch).decision.decision).toBe('allow');
+    expect(check('HarnessStepFunction', 'dynamodb:GetItem', state.arn, watch).decision.decision).toBe('allow');
+    const session = { 'dynamodb:LeadingKeys': [keys.head('session', 'sesn_1').pk] };
+    expect(check('ApiStreamHandler', 'dynamodb:UpdateItem', state.arn, session).decision.decision).toBe('implicit-deny');
+    expect(check('ApiStreamHandler', 'dynamodb:PutItem', state.arn, watch).decision.decision).toBe('implicit-deny');
+  });
+
   it('lets the harness run the sandbox task definition and pass only the sandbox roles to ECS', () => {
     const task = ecsTaskDefinitions(ctx)[0];
     const cluster = { 'ecs:cluster': String(ctx.physicalIds.getAtt(resourcesOfType(ctx, 'AWS::ECS::Cluster')[0], 'Arn', ctx)) };

@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { AgentCreate, EnvironmentCreate, SessionCreate } from '../../lambdas/core/api/schemas.js';
-import { ModelError } from '../../lambdas/core/harness/model.js';
+import { ModelError, type ModelRequest } from '../../lambdas/core/harness/model.js';
+import { TablePreviewChannel } from '../../lambdas/core/session/previews.js';
 import { ScriptedModel, text, toolUse, usage } from './scripted-model.js';
 import { createServices, type CorralServices } from '../../lambdas/core/services.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
@@ -152,6 +153,35 @@ describe('a wake', () => {
     const log = (await svc.events.getEvents(s.id)).map((e) => e.event);
     expect(log.find((e) => e.type === 'session.error')).toMatchObject({ error: expect.objectContaining({ type: 'model_request_failed_error' }) });
     expect(log.at(-1)!.type).toBe('session.status_idle');
+  });
+
+  it('previews a model request where chunks cost writes only when a stream watches the session', async () => {
+    const table = new MemoryStateTable();
+    const previews = new TablePreviewChannel(table);
+    const streamed: boolean[] = [];
+    const watchingModel = new (class extends ScriptedModel {
+      override complete(request: ModelRequest, opts: { signal?: AbortSignal; onDelta?: unknown } = {}) {
+        streamed.push(typeof opts.onDelta === 'function');
+        return super.complete(request, opts);
+      }
+    })();
+    svc = createServices({
+      table,
+      events: new MemoryEventLog(),
+      queue: { wake: async (id) => void wakes.push(id) },
+      sandboxProvider: noSandbox,
+      model: watchingModel,
+      previews,
+      harness: { retryDelayMs: () => 1, interruptPollMs: 5 },
+    });
+    const s = await session();
+    watchingModel.push(text('one'), text('two'));
+    await say(s.id, 'nobody watches');
+    await svc.harness.wake(s.id);
+    await previews.watch(s.id);
+    await say(s.id, 'a stream watches');
+    await svc.harness.wake(s.id);
+    expect(streamed).toEqual([false, true]);
   });
 
   it('is interrupted: the model call is aborted and the session goes idle', async () => {
