@@ -12,6 +12,7 @@ import { CorralStack, type CorralStackProps } from '../../infra/lib/corral-stack
 import { RESOURCELESS_ACTIONS } from '../../infra/lib/roles.js';
 import { RateLimiter, type RateClass } from '../../lambdas/core/resources/rate-limits.js';
 import type { StateTable } from '../../lambdas/core/store.js';
+import { keys as keyOf } from '../../lambdas/core/storage/keys.js';
 
 /**
  * Assertions on the synthesized template. Bundling is skipped here (the templates do not depend on
@@ -259,7 +260,7 @@ describe('CorralStack template', () => {
     expect(readsSecrets('secretsmanager:CreateSecret')).toBe(false);
   });
 
-  it('lets the event stream write nothing but rate-limit counters (the /v1 middleware charges every request)', async () => {
+  it('lets the event stream write nothing but rate-limit counters (the /v1 middleware charges every request) and its preview watch items', async () => {
     const resources = template.toJSON().Resources;
     const roleId = resources[logicalId(stack, stack.api.streamHandler)].Properties.Role['Fn::GetAtt'][0] as string;
     const writing = statementsOf(template, roleId).filter((st) => st.Effect === 'Allow' && asArray(st.Action).some(writesItems));
@@ -267,7 +268,7 @@ describe('CorralStack template', () => {
       expect.objectContaining({
         Action: 'dynamodb:UpdateItem',
         Resource: { 'Fn::GetAtt': [logicalId(stack, stack.sessionLog.state), 'Arn'] },
-        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['rate#*'] } },
+        Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['rate#*', 'watch#*'] } },
       }),
     ]);
     // The condition admits the keys the rate limiter really increments, and no other item's.
@@ -284,9 +285,10 @@ describe('CorralStack template', () => {
       for (const kind of ['create', 'write', 'read'] as RateClass[]) await limiter.check('tenant_01', kind);
     }
     expect(new Set(keys).size).toBe(6);
-    const allowed = likePattern((writing[0].Condition as Record<string, Record<string, string[]>>)['ForAllValues:StringLike']['dynamodb:LeadingKeys'][0]);
-    for (const k of keys) expect(k).toMatch(allowed);
-    for (const other of ['session#sesn_1', 'apikey#abc', 'lease#sesn_1']) expect(other).not.toMatch(allowed);
+    const patterns = (writing[0].Condition as Record<string, Record<string, string[]>>)['ForAllValues:StringLike']['dynamodb:LeadingKeys'].map(likePattern);
+    const allowed = { test: (k: string) => patterns.some((p) => p.test(k)) };
+    for (const k of [...keys, keyOf.previewWatch('sesn_1').pk]) expect(allowed.test(k), k).toBe(true);
+    for (const other of ['session#sesn_1', 'apikey#abc', 'lease#sesn_1', keyOf.head('session', 'sesn_1').pk]) expect(allowed.test(other), other).toBe(false);
     expect(['dynamodb:UpdateItem', 'dynamodb:*', 'dynamodb:Put*', '*'].every(writesItems)).toBe(true);
     expect(writesItems('dynamodb:GetItem')).toBe(false);
   });
