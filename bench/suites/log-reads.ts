@@ -117,13 +117,15 @@ function counting(client: DynamoDBClient, counter: Counter): DynamoDBClient {
   return new Proxy(client, {
     get(target, prop, receiver) {
       if (prop !== 'send') return Reflect.get(target, prop, receiver);
-      return async (command: { constructor: { name: string }; input?: { TableName?: string } }) => {
+      return async (command: { constructor: { name: string }; input?: { TableName?: string; RequestItems?: Record<string, unknown> } }) => {
         const t0 = nowMs();
         const out = (await target.send(command as never)) as { Count?: number };
         if (counter.on) {
           counter.callMs.push(nowMs() - t0);
           const op = command.constructor.name.replace(/Command$/, '');
-          const table = command.input?.TableName === TABLES.events ? 'events' : command.input?.TableName === TABLES.state ? 'state' : String(command.input?.TableName);
+          // A batch names its table in RequestItems (the session's head and usage: one table).
+          const name = command.input?.TableName ?? Object.keys(command.input?.RequestItems ?? {})[0];
+          const table = name === TABLES.events ? 'events' : name === TABLES.state ? 'state' : String(name);
           counter.ops.push(`${op}:${table}`);
           if (op === 'Query' && table === 'events') counter.items += out.Count ?? 0;
         }
