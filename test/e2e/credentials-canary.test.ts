@@ -184,12 +184,14 @@ describe.skipIf(!HAS_BWRAP)('the canary: the token is readable nowhere the agent
     const leaky: SandboxProvider & { close(): Promise<void> } = {
       // It "delivers" repositories, its own leaky way.
       recipeSupport: { ...inner.recipeSupport, publicRepositories: { supported: true }, credentialedRepositories: { supported: true } },
-      provision: (req: ProvisionRequest) => {
+      // Into the workspace of the started sandbox (each sandbox starts with an empty one).
+      provision: async (req: ProvisionRequest) => {
+        const sandbox = await inner.provision({ ...req, recipe: { ...req.recipe, repositories: [] } });
         const repo = path.join(inner.workspaceDir(req.sessionId, req.name), 'private-repo', '.git');
         fs.mkdirSync(repo, { recursive: true });
         const url = git.urlOf('private-repo').replace('http://', `http://x-access-token:${CANARY}@`);
         fs.writeFileSync(path.join(repo, 'config'), `[remote "origin"]\n\turl = ${url}\n`);
-        return inner.provision({ ...req, recipe: { ...req.recipe, repositories: [] } });
+        return sandbox;
       },
       release: (s, n, ref) => inner.release(s, n, ref),
       releaseAll: (s) => inner.releaseAll(s),
