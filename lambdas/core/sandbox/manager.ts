@@ -368,6 +368,18 @@ export class SandboxManager {
     for (const stored of await this.list(from)) {
       const source = await this.opened(stored);
       const ref = `fork:${from}:${source.name}`;
+      // The record that seeds the fork's first sandbox of this name, with or without a snapshot.
+      const seed = (now: string): SandboxRecord => ({
+        sessionId: to,
+        name: source.name,
+        state: 'released',
+        endpoint: { kind: 'unix', socketPath: '', capability: '' },
+        ref,
+        createdAt: now,
+        lastUsedAt: now,
+        endedReason: `forked from session ${from}`,
+        forkedFrom: { sessionId: from, name: source.name },
+      });
       try {
         const id = snapshotIdOf(source.name, ref, new Date().toISOString());
         const key = workspaceSnapshotKey(tenant, to, id);
@@ -377,37 +389,14 @@ export class SandboxManager {
         else if (source.snapshot) bytes = (await this.workspaces.copy(source.snapshot.key, key))?.bytes ?? null;
         if (bytes === null) continue;
         const now = new Date().toISOString();
-        await this.put({
-          sessionId: to,
-          name: source.name,
-          state: 'released',
-          endpoint: { kind: 'unix', socketPath: '', capability: '' },
-          ref,
-          createdAt: now,
-          lastUsedAt: now,
-          endedReason: `forked from session ${from}`,
-          forkedFrom: { sessionId: from, name: source.name },
-          snapshot: { id, key, bytes, takenAt: now, ofRef: ref },
-        });
+        await this.put({ ...seed(now), snapshot: { id, key, bytes, takenAt: now, ofRef: ref } });
         out.push({ name: source.name });
       } catch (err) {
         const error = withoutAddress((err as Error)?.message ?? String(err));
         logger?.warn('a fork could not copy its source\'s workspace', { from, to, sandbox: source.name, error });
         out.push({ name: source.name, error });
         // The fork's first tool call in that sandbox says so.
-        const now = new Date().toISOString();
-        await this.put({
-          sessionId: to,
-          name: source.name,
-          state: 'released',
-          endpoint: { kind: 'unix', socketPath: '', capability: '' },
-          ref,
-          createdAt: now,
-          lastUsedAt: now,
-          endedReason: `forked from session ${from}`,
-          forkedFrom: { sessionId: from, name: source.name },
-          snapshotError: error,
-        }).catch(() => undefined);
+        await this.put({ ...seed(new Date().toISOString()), snapshotError: error }).catch(() => undefined);
       }
     }
     return out;
