@@ -285,8 +285,12 @@ describe('the idle reaper in the local runtime', () => {
       expect(second.ref).not.toBe(first.ref);
 
       // Deleting the session deletes its snapshots.
+      const partition = async () => (await t.runtime.services.table.query(`session#${session.id}`)).items.map((i) => i.sk);
+      expect(await partition()).toEqual(expect.arrayContaining(['cursor', 'head', 'head#usage', 'sandbox#default']));
       await t.client.beta.sessions.delete(session.id);
       expect(fs.existsSync(path.join(t.dataDir, 'blobs', released.snapshot!.key))).toBe(false);
+      // Nothing of the session is left in the state table: not its usage, cursor, lease, signal or sandbox records.
+      expect(await partition()).toEqual([]);
     } finally {
       await t.close();
     }

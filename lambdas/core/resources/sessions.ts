@@ -9,7 +9,7 @@ import { missingBatchEvents, type EventLog } from '../session/log.js';
 import { foldEvents, initialState, type TurnState } from '../harness/state.js';
 import { ConditionFailedError, type StateTable } from '../store.js';
 import { readCursor } from '../storage/cursor.js';
-import { SessionHeadRecords, interruptSignals, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
+import { SessionHeadRecords, interruptSignals, sessionPartition, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
 import { tenantPrincipal, type Principal, type SystemPrincipal } from '../storage/principal.js';
 import type { AgentService, Agent } from './agents.js';
 import { assertRecordFits, nowIso, patchMetadata } from './common.js';
@@ -452,6 +452,10 @@ export class SessionService {
     await this.log.deleteAll(id);
     await onDelete?.(id);
     await this.files?.deleteSessionFiles?.(tenant, id);
+    // Last, once the head is gone (a harness waking now finds the session gone and stops) and
+    // its sandboxes and files are released: what is left in its partition (usage, cursor, lease,
+    // interrupt signal, sandbox records, preview chunks).
+    await sessionPartition.sweep(this.table, id);
     return { id, type: 'session_deleted' as const };
   }
 

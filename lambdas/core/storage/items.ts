@@ -398,6 +398,28 @@ export const interruptSignals = {
   },
 };
 
+/**
+ * Everything in a session's partition of the state table, for deleting a session: the head's
+ * usage item, the harness's cursor and lease, the interrupt signal, sandbox records, session
+ * files and preview chunks.
+ */
+export const sessionPartition = {
+  /** Delete every item left in the partition; returns how many were deleted. */
+  async sweep(table: StateTable, sessionId: string): Promise<number> {
+    const pk = keys.partition('session', sessionId);
+    let deleted = 0;
+    // Each pass deletes what one query returned, so the next query starts from the front again;
+    // bounded, in case a writer that has not yet seen the session gone keeps adding items.
+    for (let pass = 0; pass < 100; pass++) {
+      const page = await table.query(pk, { limit: 100 });
+      for (const item of page.items) await table.delete(pk, item.sk);
+      deleted += page.items.length;
+      if (page.items.length === 0 || page.last === null) return deleted;
+    }
+    return deleted;
+  },
+};
+
 // --- counters (rate limits, failed authentications) ------------------------------------------------
 
 /** A counter of one fixed window: `count`, and `expiresAt` (epoch seconds) for DynamoDB's TTL. */
