@@ -3,27 +3,14 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
 import { DynamoStreamConsumer } from '../adapters/aws/dynamodb-stream-consumer.js';
 import { FanoutNotifier } from '../core/session/notifier.js';
+import { STREAM_TIER_ENV } from './env.js';
 import { NO_SANDBOXES, startStreamTier, STREAM_TIER_DEFAULTS } from './server.js';
 
 /**
  * The stream tier's entry (a Fargate service behind an internal NLB, reached from API Gateway
  * through a VPC link: infra/lib/constructs/stream-tier.ts). Its environment is the stream
- * function's (the tables, the wake queue's URL) plus the variables below.
+ * function's (the tables, the wake queue's URL) plus those of ./env.ts.
  */
-export const STREAM_TIER_ENV = {
-  /** The events table's stream (its `LatestStreamArn`). Required. */
-  streamArn: 'CORRAL_EVENTS_STREAM_ARN',
-  /** Port to listen on. @default 8080 */
-  port: 'CORRAL_STREAM_TIER_PORT',
-  /** Wait between two GetRecords calls on one shard, ms (see `StreamConsumerOptions.pollMs`). @default 1000 */
-  shardPollMs: 'CORRAL_STREAM_SHARD_POLL_MS',
-  /** How often a stream reads the log without a notification, ms. @default 30000 */
-  logPollMs: 'CORRAL_STREAM_LOG_POLL_MS',
-  /** Longest a stream stays open, ms. @default 890000 */
-  maxStreamMs: 'CORRAL_STREAM_MAX_MS',
-  /** Header API Gateway writes the client's address into (unset: the socket's peer). */
-  clientAddressHeader: 'CORRAL_STREAM_CLIENT_ADDRESS_HEADER',
-} as const;
 
 function intEnv(name: string, fallback: number, min = 1): number {
   const raw = process.env[name];
@@ -65,20 +52,12 @@ async function main() {
   await consumer.start();
   ready = true;
   logger.info('stream tier listening', { port: tier.port });
-  // Open streams, once a minute, in CloudWatch's embedded metric format (the service scales on it).
-  const metrics = setInterval(() => {
-    process.stdout.write(
-      JSON.stringify({
-        _aws: { Timestamp: Date.now(), CloudWatchMetrics: [{ Namespace: process.env.POWERTOOLS_METRICS_NAMESPACE ?? 'Corral', Dimensions: [['service']], Metrics: [{ Name: 'OpenStreams', Unit: 'Count' }] }] },
-        service: 'stream-tier',
-        OpenStreams: tier.openStreams(),
-      }) + '\n',
-    );
-  }, 60_000);
+  // Open streams, once a minute, on the log (the service scales on memory and CPU).
+  const report = setInterval(() => logger.info('stream tier', { openStreams: tier.openStreams(), shards: consumer.status() }), 60_000);
   // ECS stops a task with SIGTERM: end every stream cleanly (clients reconnect to another task
   // with Last-Event-ID), then leave.
   process.once('SIGTERM', () => {
-    clearInterval(metrics);
+    clearInterval(report);
     void Promise.allSettled([tier.close(), consumer.stop()]).then(() => process.exit(0));
   });
 }
