@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { serve, type ServerType } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import { Hono } from 'hono';
@@ -68,6 +69,8 @@ const STREAM_PATH = /^\/v1\/sessions\/[^/]+\/events\/stream\/?$/;
 
 export async function startStreamTier(opts: StreamTierOptions): Promise<StreamTier> {
   const draining = new AbortController();
+  // Every open stream listens for the drain: as many listeners as streams, by design.
+  setMaxListeners(0, draining.signal);
   const header = opts.clientAddressHeader?.toLowerCase();
   const app = createApp(opts.services, {
     notifier: opts.notifier,
