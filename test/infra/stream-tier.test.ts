@@ -8,6 +8,8 @@ import { stackPropsFromContext } from '../../infra/lib/context.js';
 import { STREAM_TIER_CLIENT_ADDRESS_HEADER, STREAM_TIER_PORT } from '../../infra/lib/constructs/stream-tier.js';
 import { CorralStack, type CorralStackProps } from '../../infra/lib/corral-stack.js';
 import { STREAM_TIER_ENV } from '../../lambdas/stream-tier/env.js';
+import { deployedShape } from '../../scripts/capacity/shape.js';
+import type { CfnTemplate } from '../../infra/rehearsal/template.js';
 
 /**
  * The stream tier's deployed shape (`streamTier=fargate`): the route through the VPC link, the
@@ -131,6 +133,17 @@ describe('streamTier=fargate', () => {
     const streamReads = statements.find((st) => JSON.stringify(st.Resource).includes('StreamArn'))!;
     expect(asArray(streamReads.Action).sort()).toEqual(['dynamodb:DescribeStream', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator']);
     expect(actions.some((a) => /^(secretsmanager|s3|sqs|ecs|lambda|kms):/.test(a))).toBe(false);
+  });
+
+  it('is what the capacity model reads: task size, task bounds, shard poll, one NLB; the sandbox task is still the sandbox\'s', () => {
+    const shape = deployedShape(s.template.toJSON() as CfnTemplate);
+    expect(shape.streamTier).toEqual({ vcpu: 1, memoryGb: 2, arch: 'arm64', minTasks: 2, maxTasks: 4, shardPollMs: 1000, loadBalancers: 1 });
+    expect(shape.sandboxTask).toMatchObject({ vcpu: 1, memoryGb: 2, ephemeralStorageGiB: 20 });
+    expect(shape.tables.some((t) => t.streams)).toBe(true);
+    const eight = synth({ streamTier: 'fargate', streamTierSettings: { maxTasks: 8 } }, 'TierEight');
+    const wide = deployedShape(eight.template.toJSON() as CfnTemplate).streamTier!;
+    // Eight tasks read each shard every 2 s: still 4 GetRecords a second per shard in all.
+    expect(wide).toMatchObject({ maxTasks: 8, shardPollMs: 2000 });
   });
 
   it('passes the cdk-nag AwsSolutions checks: every finding acknowledged with a reason, no acknowledgment stale', () => {
