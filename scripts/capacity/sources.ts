@@ -332,7 +332,7 @@ export const CONSTANTS = {
   logBytesPerStep: { value: 2048, source: 'assumption: JSON log lines and EMF metrics per harness step' },
   tenants: { value: 1, source: 'assumption: one tenant runs all sessions (the hot-key case)' },
   // the stream tier (streamTier=fargate)
-  streamConnectionsPerTask: { value: 10000, source: 'STREAM_CONNECTIONS_SOURCE' },
+  streamConnectionsPerTask: { value: 10000, source: 'bench/stream-tier-memory.ts, measured on this machine: about 95 KiB of resident memory per open stream in one stream tier process (2,000 streams over 20 sessions, Node 20), so 10,000 take about 0.95 GB of a 2 GB task, under the service\'s 60% memory target; CPU not measured (idle streams use almost none)' },
   streamTierLogPollSeconds: { value: 30, source: 'lambdas/stream-tier/server.ts STREAM_TIER_DEFAULTS.pollMs (a connection reads the log without a notification)' },
   eventsStreamShards: { value: 10, source: 'assumption: shards of the events table\'s stream (about one per table partition; each partition takes 1,000 writes/s)' },
   nlbActiveFlowsPerLcu: { value: 100000, source: 'https://aws.amazon.com/elasticloadbalancing/pricing/ (TCP: 100,000 active connections per NLCU)' },
