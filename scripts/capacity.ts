@@ -7,9 +7,9 @@
  *                       [--context key=value,...] [--quota id=value,...] [--template file] [--json]
  *
  * `--context` takes CDK context keys (infra/lib/context.ts; the template is synthesized with them,
- * e.g. apiThrottleRate=N, rateLimits=write=N, rateLimitShards=N) and the model's settings the
- * template cannot show: what issue 20 proposes and is not built (streamTier=fargate,
- * taskState=events, harnessMemoryMiB=N, fargateSpot=true, warmPool=N), the former designs Corral
+ * e.g. apiThrottleRate=N, rateLimits=write=N, rateLimitShards=N, streamTier=fargate,
+ * streamTierMaxTasks=N) and the model's settings the template cannot show: what issue 20 proposes
+ * and is not built (taskState=events, harnessMemoryMiB=N, fargateSpot=true, warmPool=N), the former designs Corral
  * replaced, for comparison (interrupts=poll, sessionIndex=per-turn), subnetIps=N for an existing
  * VPC, and constant.<id>=N for a workload constant (scripts/capacity/sources.ts). `--quota` sets applied
  * quota values (ids in sources.ts), e.g. after increases. Offline: nothing touches AWS.
@@ -49,8 +49,9 @@ export function parseContext(spec: string | undefined): { cdk: Record<string, st
       if (!(allowed as string[]).includes(value)) throw new Error(`--context ${key}: ${allowed.join(' or ')}, not ${JSON.stringify(value)}`);
       return value as T;
     };
-    if (key in CONTEXT_KEYS) cdk[key] = value;
-    else if (key === 'streamTier') settings.streamTier = oneOf('lambda', 'fargate');
+    // The stream tier is built: the synthesis deploys it, and the model prices what it deploys.
+    if (key === 'streamTier') settings.streamTier = cdk[key] = oneOf('lambda', 'fargate');
+    else if (key in CONTEXT_KEYS) cdk[key] = value;
     else if (key === 'interrupts') settings.interrupts = oneOf('poll', 'signal');
     else if (key === 'sessionIndex') settings.sessionIndex = oneOf('per-turn', 'per-status');
     else if (key === 'taskState') settings.taskState = oneOf('poll', 'events');

@@ -44,6 +44,10 @@ export const CONTEXT_KEYS = {
   alarmEmail: 'Email address that receives alarm notifications',
   logRetentionDays: 'Days logs are kept (a CloudWatch retention value, default 30)',
   streamTimeoutMinutes: 'Longest event stream before the client reconnects, 1-15 (default 15)',
+  streamTier:
+    'Who serves event streams: lambda (default: one function execution per open stream, nothing billed while none is open) or fargate (a Fargate service holding many streams per task, fed by DynamoDB Streams; see docs/SCALE.md)',
+  streamTierMinTasks: 'Stream tier tasks always running, with streamTier=fargate, 1-100 (default 2)',
+  streamTierMaxTasks: 'Most stream tier tasks, with streamTier=fargate, 1-100 (default 4; every task reads every shard of the events stream)',
   workspaceSnapshotDays: 'Days a workspace snapshot is kept after its last write, 1-3650 (default 30); a session idle longer restarts with an empty workspace',
   deletedFileRetentionDays: 'Days the bytes of a deleted or replaced file stay recoverable in the blob bucket, 1-365 (default 7)',
 } as const;
@@ -109,6 +113,15 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   const apiThrottleBurst = asInt('apiThrottleBurst', get('apiThrottleBurst'), 0, 1_000_000);
   const snapshotDays = asInt('workspaceSnapshotDays', get('workspaceSnapshotDays'), 1, 3650);
   const deletedFileDays = asInt('deletedFileRetentionDays', get('deletedFileRetentionDays'), 1, 365);
+  const streamTier = asString('streamTier', get('streamTier'));
+  if (streamTier !== undefined && streamTier !== 'lambda' && streamTier !== 'fargate') {
+    throw new Error(`context streamTier: lambda or fargate, not ${JSON.stringify(streamTier)}`);
+  }
+  const streamTierMinTasks = asInt('streamTierMinTasks', get('streamTierMinTasks'), 1, 100);
+  const streamTierMaxTasks = asInt('streamTierMaxTasks', get('streamTierMaxTasks'), 1, 100);
+  if (streamTier !== 'fargate' && (streamTierMinTasks !== undefined || streamTierMaxTasks !== undefined)) {
+    throw new Error('context streamTierMinTasks, streamTierMaxTasks: only with streamTier=fargate');
+  }
 
   return {
     stackName: asString('stackName', get('stackName')) ?? 'Corral',
@@ -143,6 +156,8 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       repositoryUrlAllow: repositoryUrlAllow.length ? repositoryUrlAllow : undefined,
       streamTimeout: streamTimeout ? Duration.minutes(streamTimeout) : undefined,
       streamMaxConcurrency: asInt('streamMaxConcurrency', get('streamMaxConcurrency'), 1, 100_000),
+      streamTier: streamTier as 'lambda' | 'fargate' | undefined,
+      streamTierSettings: streamTier === 'fargate' ? { minTasks: streamTierMinTasks, maxTasks: streamTierMaxTasks } : undefined,
       apiThrottlingRateLimit: apiThrottleRate,
       apiThrottlingBurstLimit: apiThrottleBurst,
       rateLimits,

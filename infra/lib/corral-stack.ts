@@ -1,4 +1,5 @@
 import { CfnOutput, Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -14,6 +15,7 @@ import { Observability, type WatchedFunction } from './constructs/observability.
 import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
 import { SandboxReaper } from './constructs/sandbox-reaper.js';
 import { SessionLog } from './constructs/session-log.js';
+import { StreamTier, type StreamTierProps } from './constructs/stream-tier.js';
 import { WakeQueue, visibilityForConsumer } from './constructs/wake-queue.js';
 import type { RateLimits } from '../../lambdas/core/resources/rate-limits.js';
 
@@ -55,6 +57,16 @@ export interface CorralStackProps extends StackProps {
   readonly streamTimeout?: Duration;
   /** Most event streams open at once (the stream function's reserved concurrency). @default - no cap; see ApiProps.streamMaxConcurrency */
   readonly streamMaxConcurrency?: number;
+  /**
+   * Who serves the event streams: `lambda`, the stream function (one execution per open stream,
+   * nothing billed while none is open), or `fargate`, the stream tier (infra/lib/constructs/stream-tier.ts:
+   * a Fargate service holding many streams per task, woken by the events table's DynamoDB stream,
+   * billed for its tasks and load balancer around the clock). docs/SCALE.md compares them.
+   * @default 'lambda'
+   */
+  readonly streamTier?: 'lambda' | 'fargate';
+  /** The stream tier's tasks, with `streamTier: 'fargate'`. @default see StreamTierProps */
+  readonly streamTierSettings?: Pick<StreamTierProps, 'minTasks' | 'maxTasks' | 'cpu' | 'memoryMiB'>;
   /** Steady-state requests per second the API stage accepts. @default 100; see ApiProps.throttlingRateLimit */
   readonly apiThrottlingRateLimit?: number;
   /** Requests the API stage accepts at once above the steady rate. @default 200 */
@@ -83,6 +95,7 @@ export const HARNESS_SERVICE = 'corral-harness';
 export const API_SERVICE = 'corral-api';
 export const PROXY_SERVICE = 'corral-credential-proxy';
 export const REAPER_SERVICE = 'corral-sandbox-reaper';
+export const STREAM_TIER_SERVICE = 'corral-stream-tier';
 
 /**
  * Corral on AWS, composed from one construct per concern. Nothing here runs while no session is
@@ -104,12 +117,19 @@ export class CorralStack extends Stack {
   readonly sandboxReaper: SandboxReaper;
   readonly blobs: BlobBucket;
   readonly observability: Observability;
+  /** The stream tier, with `streamTier: 'fargate'`. */
+  readonly streamTier?: StreamTier;
 
   constructor(scope: Construct, id: string, props: CorralStackProps = {}) {
     super(scope, id, props);
     const harnessTimeout = props.harness?.timeout ?? Duration.minutes(15);
 
-    this.sessionLog = new SessionLog(this, 'SessionLog', { removalPolicy: props.tableRemovalPolicy });
+    const fargateStreams = (props.streamTier ?? 'lambda') === 'fargate';
+    this.sessionLog = new SessionLog(this, 'SessionLog', {
+      removalPolicy: props.tableRemovalPolicy,
+      // The stream tier needs only which session grew: keys only, so no event travels the stream.
+      eventsStream: fargateStreams ? dynamodb.StreamViewType.KEYS_ONLY : undefined,
+    });
     this.wakeQueue = new WakeQueue(this, 'WakeQueue', {
       // 6 x the function timeout (AWS's advice for Lambda event sources); the step's heartbeat
       // brings a killed step's wake back within 2 minutes regardless (see WakeQueueProps).
@@ -153,7 +173,20 @@ export class CorralStack extends Stack {
       throttlingBurstLimit: props.apiThrottlingBurstLimit,
       rateLimits: props.rateLimits,
       rateLimitShards: props.rateLimitShards,
+      streamRoute: fargateStreams ? 'external' : 'lambda',
     });
+    if (fargateStreams) {
+      this.streamTier = new StreamTier(this, 'StreamTier', {
+        ...props.streamTierSettings,
+        api: this.api,
+        sessionLog: this.sessionLog,
+        network: this.network,
+        sandboxes: this.sandboxes,
+        serviceName: STREAM_TIER_SERVICE,
+        logRetention: props.logRetention,
+        streamTimeout: this.api.streamTimeout,
+      });
+    }
     this.credentialProxy = new CredentialProxy(this, 'CredentialProxy', {
       sessionLog: this.sessionLog,
       network: this.network,

@@ -17,11 +17,13 @@ import { errorBody, toErrorResponse, type Env } from './http.js';
 import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
 import { vaultRoutes } from './vaults.js';
-import type { LogNotifier } from './stream.js';
+import type { LogNotifier, StreamOptions } from './stream.js';
 import { strictQuery } from './query-params.js';
 
 export interface AppOptions {
   notifier?: LogNotifier;
+  /** The event stream's poll and heartbeat intervals (the stream tier reads the log less often: its notifier tells it of appends). */
+  stream?: StreamOptions;
   /** Largest request body accepted, in bytes. Default 4 MiB (large events are stored in chunks). */
   maxBodyBytes?: number;
   /** Answers `GET /health`; default: always ready. */
@@ -101,7 +103,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   });
   app.route('/v1/agents', agentRoutes(s));
   app.route('/v1/environments', environmentRoutes(s));
-  app.route('/v1/sessions', sessionRoutes(s, opts.notifier));
+  app.route('/v1/sessions', sessionRoutes(s, opts.notifier, opts.stream));
   app.route('/v1/vaults', vaultRoutes(s));
   app.route('/v1/files', fileRoutes(s));
   return app;

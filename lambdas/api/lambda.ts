@@ -5,6 +5,9 @@ import { Hono } from 'hono';
 import { defaultIsContentTypeBinary, getConnInfo, handle, streamHandle } from 'hono/aws-lambda';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
 import { createApp } from './app.js';
+import { endStreamAfter } from './stream-end.js';
+
+export { endStreamAfter };
 
 /**
  * Lambda entries of the API, behind API Gateway (REST, Lambda proxy integration). One bundle, two
@@ -37,43 +40,6 @@ function getApp(): Promise<Hono> {
     },
   );
   return app;
-}
-
-/** Ends a streamed body cleanly `ms` from now, so the client sees the end of the stream (and
- * reconnects with `Last-Event-ID`) before Lambda's timeout cuts the connection. Cancelling the
- * source also stops the SSE loop (Hono aborts a stream whose body is cancelled). */
-export function endStreamAfter(res: Response, ms: number): Response {
-  if (!res.body) return res;
-  const reader = res.body.getReader();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let finished = false;
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      timer = setTimeout(() => {
-        if (finished) return;
-        finished = true;
-        reader.cancel().catch(() => undefined);
-        controller.close();
-      }, Math.max(0, ms));
-    },
-    async pull(controller) {
-      const { done, value } = await reader.read();
-      if (finished) return;
-      if (done) {
-        finished = true;
-        clearTimeout(timer);
-        controller.close();
-      } else {
-        controller.enqueue(value);
-      }
-    },
-    cancel(reason) {
-      finished = true;
-      clearTimeout(timer);
-      return reader.cancel(reason);
-    },
-  });
-  return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
 
 /** How long before the function's timeout a stream is ended. */

@@ -5,7 +5,7 @@ import { isEventType, type SessionStatus } from '../core/session/events.js';
 import { readHistory } from '../core/session/history.js';
 import type { CorralServices } from '../core/services.js';
 import { tenantPrincipal } from '../core/storage/principal.js';
-import { streamEvents, type LogNotifier } from './stream.js';
+import { streamEvents, type LogNotifier, type StreamOptions } from './stream.js';
 import { parseBody, pathId, queryBool, queryId, queryInt, queryList, queryOrder, queryPage, type Env } from './http.js';
 import { sandboxRoutes } from './sandboxes.js';
 
@@ -13,7 +13,7 @@ import { sandboxRoutes } from './sandboxes.js';
 const MAX_POSITION = MAX_INT - 1;
 const STATUSES = new Set(['rescheduling', 'running', 'idle', 'terminated']);
 
-export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
+export function sessionRoutes(s: CorralServices, notifier?: LogNotifier, streamOptions?: StreamOptions) {
   const app = new Hono<Env>();
   app.post('/', async (c) => c.json(await s.sessions.create(c.get('tenant'), await parseBody(c, SessionCreate))));
   app.get('/', async (c) => {
@@ -104,7 +104,7 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier) {
   app.get('/:id/events/stream', async (c) => {
     const id = pathId(c, 'id');
     await s.sessions.get(tenantPrincipal(c.get('tenant')), id);
-    return streamEvents(c, s, id, notifier);
+    return streamEvents(c, s, id, notifier, streamOptions);
   });
   return app;
 }

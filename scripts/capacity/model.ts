@@ -38,7 +38,11 @@ export interface Workload {
 
 /** What the model can vary beyond the template. Defaults describe the template as it deploys. */
 export interface Settings {
-  /** `fargate`: the proposed stream service (many SSE connections per task, fed by DynamoDB Streams). */
+  /**
+   * `fargate`: the stream tier (infra/lib/constructs/stream-tier.ts: many SSE connections per
+   * Fargate task, woken by the events table's DynamoDB stream); the template must have it (CDK
+   * context `streamTier=fargate`, which `npm run capacity -- --context streamTier=fargate` passes on).
+   */
   readonly streamTier: 'lambda' | 'fargate';
   /**
    * `signal` (deployed, lambdas/core/harness/interrupts.ts): a running harness reads the session's
@@ -99,7 +103,6 @@ export function formerSettings(s: Settings): string[] {
 /** Which settings describe what is not built: the "proposed, not built" list. */
 export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   const out: string[] = [];
-  if (s.streamTier !== 'lambda') out.push(`streamTier=${s.streamTier}`);
   if (s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== shape.functions.harness!.memoryMiB) out.push(`harnessMemoryMiB=${s.harnessMemoryMiB}`);
   if (s.taskState !== 'poll') out.push(`taskState=${s.taskState}`);
   if (s.fargateSpot) out.push('fargateSpot');
@@ -234,6 +237,8 @@ export function capacity(input: ModelInput): CapacityReport {
   const api = shape.functions.api!;
   const streamFn = shape.functions.stream;
   if (lambdaStreams && !streamFn) throw new Error('the template has no stream function: use streamTier=fargate');
+  const tier = shape.streamTier;
+  if (!lambdaStreams && !tier) throw new Error('the template has no stream tier: synthesize it with --context streamTier=fargate');
 
   // ---- per active session ------------------------------------------------------------------
   const turnsPerSecond = w.turnsPerMinute / 60;
@@ -250,7 +255,8 @@ export function capacity(input: ModelInput): CapacityReport {
   const apiConcurrency = apiRps * c('apiRequestSeconds');
   const proxyConcurrency = turnsPerSecond * c('credentialCallsPerTurn') * 0.2;
   const streamTimeout = streamFn?.timeoutSeconds ?? 900;
-  const reconnectsPerSecond = lambdaStreams ? 1 / streamTimeout : 0;
+  // Both tiers end a stream before API Gateway's 15-minute cut; the client reconnects.
+  const reconnectsPerSecond = 1 / streamTimeout;
   const modelCallFraction = turnsPerSecond * modelSecondsPerTurn; // share of time in a model call
   // Interrupts: a harness watches for one through every model and tool call (interrupts.ts).
   const watchedFraction = turnsPerSecond * (modelSecondsPerTurn + w.toolCallsPerTurn * w.toolCallSeconds);
@@ -263,7 +269,12 @@ export function capacity(input: ModelInput): CapacityReport {
   };
   const interruptLogReads = interruptReads[s.interrupts].events;
   const interruptSignalReads = interruptReads[s.interrupts].state;
-  const streamReads = lambdaStreams ? c('streamPollsPerSecond') : 0;
+  // The stream function polls the log every second; a stream tier connection reads it when the
+  // events stream says its session grew (about once per event written) and every 30 s regardless.
+  const streamReads = lambdaStreams
+    ? c('streamPollsPerSecond')
+    : 1 / c('streamTierLogPollSeconds') + turnsPerSecond * stepsPerTurn * m.eventWritesPerStep;
+  const idleStreamReads = lambdaStreams ? streamReads : 1 / c('streamTierLogPollSeconds');
   // Previews (event_deltas): the harness writes chunks while text streams; streams asking for
   // them query the open request's chunks every 250 ms while a model request is open.
   // The harness writes chunks only for a session some stream with event_deltas watches (TablePreviewChannel.watched),
@@ -328,7 +339,6 @@ export function capacity(input: ModelInput): CapacityReport {
 
   quotaRow('lambdaConcurrency', {
     perSession: mix(harnessConcurrency + apiConcurrency + proxyConcurrency + (lambdaStreams ? 1 : 0), lambdaStreams ? 1 : 0),
-    status: proposedIf(!lambdaStreams),
     note: lambdaStreams ? 'every open event stream holds a stream-function invocation; the harness holds one through each model and tool call' : 'streams no longer hold a Lambda',
   });
   if (harness.reservedConcurrency !== undefined) {
@@ -339,6 +349,16 @@ export function capacity(input: ModelInput): CapacityReport {
   }
   if (lambdaStreams && streamFn?.reservedConcurrency !== undefined) {
     templateRow({ id: 'streamReserved', name: 'open streams cap (streamMaxConcurrency)', quota: streamFn.reservedConcurrency, unit: 'streams', perSession: 1 });
+  }
+  if (tier) {
+    templateRow({
+      id: 'streamTierTasks',
+      name: 'stream tier tasks (streamTierMaxTasks)',
+      quota: tier.maxTasks,
+      unit: 'tasks',
+      perSession: streamTasksPerSession,
+      note: `${c('streamConnectionsPerTask')} streams a ${tier.vcpu} vCPU / ${tier.memoryGb} GB task; every task reads every shard of the events stream, ${tier.maxTasks} x ${(1000 / tier.shardPollMs).toFixed(2)} GetRecords/s per shard in all (DynamoDB Streams serves 5)`,
+    });
   }
   quotaRow('apiGatewayAccountRps', { perSession: mix(apiRps + reconnectsPerSecond, reconnectsPerSecond) });
   const stageRate = shape.stage.rateLimit;
@@ -377,7 +397,7 @@ export function capacity(input: ModelInput): CapacityReport {
     perSession: (mix(turnsPerSecond * indexWritesPerTurn) * wcu) / w.tenants,
     status: statusOf(false, former.sessionIndex),
   });
-  quotaRow('dynamodbTableRru', { id: 'eventsTableRru', name: 'DynamoDB events table reads (on-demand table quota)', perSession: mix(eventsRru + streamReads, streamReads), status: statusOf(!lambdaStreams, former.interrupts), note: `harness log reads, interrupt ${s.interrupts === 'poll' ? 'polls' : 'log reads per call'}${lambdaStreams ? ', stream polls' : ''}` });
+  quotaRow('dynamodbTableRru', { id: 'eventsTableRru', name: 'DynamoDB events table reads (on-demand table quota)', perSession: mix(eventsRru + streamReads, streamReads), status: statusOf(false, former.interrupts), note: `harness log reads, interrupt ${s.interrupts === 'poll' ? 'polls' : 'log reads per call'}${lambdaStreams ? ', stream polls' : ', stream reads on notification and every 30 s'}` });
   quotaRow('dynamodbTableRru', { id: 'stateTableRru', name: 'DynamoDB state table reads (on-demand table quota)', perSession: mix(stateRru), status: statusOf(false, former.interrupts), note: 'harness steps, interrupt signal reads, preview chunk reads' });
   quotaRow('dynamodbTableWru', { id: 'eventsTableWru', name: 'DynamoDB events table writes (on-demand table quota)', perSession: mix(eventsWru) });
   quotaRow('dynamodbTableWru', { id: 'stateTableWru', name: 'DynamoDB state table writes (on-demand table quota)', perSession: mix(stateWru), status: statusOf(false, former.sessionIndex), note: 'harness steps, session index, lease renewals, preview chunks' });
@@ -394,10 +414,10 @@ export function capacity(input: ModelInput): CapacityReport {
   quotaRow(vcpuQuota, {
     id: 'fargateVcpu',
     base: s.warmPool * shape.sandboxTask.vcpu,
-    perSession: mix(sandboxesPerActive * shape.sandboxTask.vcpu) + (lambdaStreams ? 0 : streamTasksPerSession * c('streamTaskVcpu')),
-    status: proposedIf(spot || s.warmPool > 0 || !lambdaStreams),
+    perSession: mix(sandboxesPerActive * shape.sandboxTask.vcpu) + (tier ? streamTasksPerSession * tier.vcpu : 0),
+    status: proposedIf(spot || s.warmPool > 0),
   });
-  quotaRow('eniPerRegion', { base: s.warmPool, perSession: mix(sandboxesPerActive) + streamTasksPerSession, status: proposedIf(s.warmPool > 0 || !lambdaStreams) });
+  quotaRow('eniPerRegion', { base: s.warmPool, perSession: mix(sandboxesPerActive) + streamTasksPerSession, status: proposedIf(s.warmPool > 0) });
   if (subnetIps > 0) {
     templateRow({
       id: 'subnetIps',
@@ -406,7 +426,7 @@ export function capacity(input: ModelInput): CapacityReport {
       unit: 'IPs',
       base: s.warmPool,
       perSession: mix(sandboxesPerActive) + streamTasksPerSession,
-      status: proposedIf(s.warmPool > 0 || !lambdaStreams),
+      status: proposedIf(s.warmPool > 0),
       note: 'one per sandbox task (awsvpc); usable = 2^(32-prefix) - 5',
     });
   }
@@ -445,23 +465,21 @@ export function capacity(input: ModelInput): CapacityReport {
       status: 'deployed',
     });
   } else {
-    const taskHour = c('streamTaskVcpu') * p('fargateVcpuHourArm') + c('streamTaskGb') * p('fargateGbHourArm');
-    const perHour = taskHour / c('streamConnectionsPerTask') + p('albLcuHour') / 3000;
+    const t = tier!;
+    const taskHour = t.vcpu * p(t.arch === 'arm64' ? 'fargateVcpuHourArm' : 'fargateVcpuHourX86') + t.memoryGb * p(t.arch === 'arm64' ? 'fargateGbHourArm' : 'fargateGbHourX86');
+    const getRecordsPerTaskHour = c('eventsStreamShards') * 3600 * (1000 / t.shardPollMs);
+    const perHour =
+      taskHour / c('streamConnectionsPerTask') +
+      p('nlbLcuHour') / c('nlbActiveFlowsPerLcu') +
+      (getRecordsPerTaskHour / c('streamConnectionsPerTask')) * p('dynamodbStreamsRead') +
+      (3600 / streamTimeout) * p('apiGatewayRestRequest');
     item({
-      item: 'stream service on Fargate behind an ALB (proposed, not built)',
+      item: `stream tier on Fargate (${t.vcpu} vCPU / ${t.memoryGb} GB ${t.arch} tasks behind an NLB)`,
       active: perHour,
       idle: perHour,
-      prices: ['fargateVcpuHourArm', 'fargateGbHourArm', 'albLcuHour'],
-      how: `a ${c('streamTaskVcpu')} vCPU / ${c('streamTaskGb')} GB task per ${c('streamConnectionsPerTask')} connections, an LCU per 3,000`,
-      status: 'proposed',
-    });
-    item({
-      item: 'DynamoDB Streams reads for the stream service (proposed, not built)',
-      active: turnsPerHour * stepsPerTurn * m.eventWritesPerStep * p('dynamodbStreamsRead'),
-      idle: 0,
-      prices: ['dynamodbStreamsRead'],
-      how: 'one streams read unit per event written (an upper bound: GetRecords returns many per read)',
-      status: 'proposed',
+      prices: [t.arch === 'arm64' ? 'fargateVcpuHourArm' : 'fargateVcpuHourX86', t.arch === 'arm64' ? 'fargateGbHourArm' : 'fargateGbHourX86', 'nlbLcuHour', 'dynamodbStreamsRead', 'apiGatewayRestRequest'],
+      how: `a task ($${taskHour.toFixed(4)}/h) per ${c('streamConnectionsPerTask')} streams, an NLCU per ${c('nlbActiveFlowsPerLcu')} connections, its share of ${getRecordsPerTaskHour.toFixed(0)} GetRecords a task-hour (${c('eventsStreamShards')} shards), a reconnect every ${streamTimeout / 60} min`,
+      status: 'deployed',
     });
   }
   item({
@@ -488,10 +506,10 @@ export function capacity(input: ModelInput): CapacityReport {
   item({
     item: 'DynamoDB reads (on-demand)',
     active: (eventsRru + streamReads + stateRru) * 3600 * p('dynamodbRru'),
-    idle: streamReads * 3600 * p('dynamodbRru'),
+    idle: idleStreamReads * 3600 * p('dynamodbRru'),
     prices: ['dynamodbRru'],
     how: `${((eventsRru + streamReads + stateRru) * 3600).toFixed(0)} RRU an active hour: steps ${(turnsPerSecond * stepsPerTurn * (m.logReadUnitsPerStep + m.stateReadsPerStep) * 3600).toFixed(0)}, interrupts ${((interruptLogReads + interruptSignalReads) * 3600).toFixed(0)} (${s.interrupts}), stream ${(streamReads * 3600).toFixed(0)}, previews ${(previewReads * 3600).toFixed(0)}`,
-    status: statusOf(!lambdaStreams, former.interrupts),
+    status: statusOf(false, former.interrupts),
   });
   item({
     item: 'DynamoDB writes (on-demand)',
@@ -555,7 +573,15 @@ export function capacity(input: ModelInput): CapacityReport {
     { item: `KMS keys (${shape.kmsKeys})`, perMonth: shape.kmsKeys * p('kmsKeyMonth'), prices: ['kmsKeyMonth'], status: 'deployed' },
     { item: `CloudWatch alarms (${shape.alarms}) and dashboards (${shape.dashboards})`, perMonth: shape.alarms * p('alarmMonth') + shape.dashboards * p('dashboardMonth'), prices: ['alarmMonth', 'dashboardMonth'], status: 'deployed' },
   ];
-  if (!lambdaStreams) fixed.push({ item: 'stream service ALB (proposed, not built)', perMonth: HOURS_PER_MONTH * p('albHour'), prices: ['albHour'], status: 'proposed' });
+  if (tier) {
+    const taskHour = tier.vcpu * p(tier.arch === 'arm64' ? 'fargateVcpuHourArm' : 'fargateVcpuHourX86') + tier.memoryGb * p(tier.arch === 'arm64' ? 'fargateGbHourArm' : 'fargateGbHourX86');
+    fixed.push({
+      item: `stream tier floor: its NLB${tier.loadBalancers === 1 ? '' : 's'} and ${tier.minTasks} task${tier.minTasks === 1 ? '' : 's'} always running (streamTierMinTasks)`,
+      perMonth: HOURS_PER_MONTH * (tier.loadBalancers * p('nlbHour') + tier.minTasks * taskHour),
+      prices: ['nlbHour', tier.arch === 'arm64' ? 'fargateVcpuHourArm' : 'fargateVcpuHourX86', tier.arch === 'arm64' ? 'fargateGbHourArm' : 'fargateGbHourX86'],
+      status: 'deployed',
+    });
+  }
   if (s.warmPool > 0) fixed.push({ item: `warm pool of ${s.warmPool} sandboxes (proposed, not built)`, perMonth: s.warmPool * sandboxHour * HOURS_PER_MONTH, prices: [vcpuPrice, gbPrice], status: 'proposed' });
   const activePerSessionHour = sum(items.map((i) => i.active));
   const idlePerSessionHour = sum(items.map((i) => i.idle));

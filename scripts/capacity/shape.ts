@@ -6,6 +6,7 @@
  */
 import type { CfnResource, CfnTemplate } from '../../infra/rehearsal/template.js';
 import { CORRAL_ENV } from '../../lambdas/core/config.js';
+import { STREAM_TIER_ENV } from '../../lambdas/stream-tier/env.js';
 import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits, type RateLimits } from '../../lambdas/core/resources/rate-limits.js';
 
 export type FunctionRole = 'harness' | 'api' | 'stream' | 'credentialProxy' | 'reaper';
@@ -37,6 +38,12 @@ export interface DeployedShape {
   readonly natGateways: number;
   readonly vpcEndpoints: string[];
   readonly sandboxTask: { vcpu: number; memoryGb: number; arch: 'arm64' | 'x86_64'; ephemeralStorageGiB: number };
+  /**
+   * The stream tier (`streamTier=fargate`, infra/lib/constructs/stream-tier.ts): its task size, its
+   * task count bounds and how often each task reads each shard of the events stream. Absent where
+   * the stream function serves the streams.
+   */
+  readonly streamTier?: { vcpu: number; memoryGb: number; arch: 'arm64' | 'x86_64'; minTasks: number; maxTasks: number; shardPollMs: number; loadBalancers: number };
   /** Minutes before the reaper stops an unused sandbox. */
   readonly sandboxIdleMinutes?: number;
   readonly tables: Array<{ logicalId: string; billingMode: string; gsis: string[]; streams: boolean }>;
@@ -104,7 +111,8 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     .filter(([, r]) => props(r).MapPublicIpOnLaunch !== true)
     .map(([id, r]) => ({ logicalId: id, cidr: String(props(r).CidrBlock), usableIps: usableIps(String(props(r).CidrBlock)) }));
 
-  const taskRes = ofType('AWS::ECS::TaskDefinition')[0];
+  // The stream tier's task definition is `StreamTier…`; the sandbox's is the other one.
+  const taskRes = ofType('AWS::ECS::TaskDefinition').find(([id]) => !id.startsWith('StreamTier'));
   if (!taskRes) throw new Error('template: no sandbox task definition');
   const t = props(taskRes[1]);
 
@@ -116,8 +124,27 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
   const reaper = ofType('AWS::Lambda::Function').find(([id]) => id === functions.reaper?.logicalId)?.[1];
   const idleMs = num(reaper ? props(reaper).Environment?.Variables?.CORRAL_SANDBOX_IDLE_MS : undefined);
 
+  let streamTier: DeployedShape['streamTier'];
+  const tierTask = ofType('AWS::ECS::TaskDefinition').find(([id]) => id.startsWith('StreamTier'));
+  if (tierTask) {
+    const tp = props(tierTask[1]);
+    const env = Object.fromEntries(((tp.ContainerDefinitions?.[0]?.Environment ?? []) as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]));
+    const scaling = ofType('AWS::ApplicationAutoScaling::ScalableTarget').find(([id]) => id.startsWith('StreamTier'));
+    if (!scaling) throw new Error('template: the stream tier has no scalable target');
+    streamTier = {
+      vcpu: (num(tp.Cpu) ?? 1024) / 1024,
+      memoryGb: (num(tp.Memory) ?? 2048) / 1024,
+      arch: tp.RuntimePlatform?.CpuArchitecture === 'ARM64' ? 'arm64' : 'x86_64',
+      minTasks: num(props(scaling[1]).MinCapacity) ?? 1,
+      maxTasks: num(props(scaling[1]).MaxCapacity) ?? 1,
+      shardPollMs: num(env[STREAM_TIER_ENV.shardPollMs]) ?? 1000,
+      loadBalancers: ofType('AWS::ElasticLoadBalancingV2::LoadBalancer').filter(([id]) => id.startsWith('StreamTier')).length,
+    };
+  }
+
   return {
     functions,
+    streamTier,
     wakeSource: { batchSize: num(esmProps.BatchSize) ?? 10, maxConcurrency: num(esmProps.ScalingConfig?.MaximumConcurrency) },
     wakeQueue: {
       fifo: q.FifoQueue === true,

@@ -235,6 +235,14 @@ export const PRICES = {
   s3GetRequest: { value: 0.0004 / 1000, unit: '$/S3 GET request (Standard)', source: 'https://aws.amazon.com/s3/pricing/', checked: 'recalled' },
   s3GbMonth: { value: 0.023, unit: '$/GB-month stored (S3 Standard, first 50 TB)', source: 'https://aws.amazon.com/s3/pricing/', checked: 'recalled' },
   albHour: { value: 0.0225, unit: '$/ALB-hour', source: 'https://aws.amazon.com/elasticloadbalancing/pricing/', checked: 'recalled' },
+  nlbHour: { value: 0.0225, unit: '$/NLB-hour', source: 'https://aws.amazon.com/elasticloadbalancing/pricing/', checked: 'recalled' },
+  nlbLcuHour: {
+    value: 0.006,
+    unit: '$/NLCU-hour',
+    source: 'https://aws.amazon.com/elasticloadbalancing/pricing/',
+    checked: 'recalled',
+    note: 'for TCP one NLCU covers 800 new connections a second, 100,000 active connections or 1 GB an hour, whichever is highest',
+  },
   albLcuHour: {
     value: 0.008,
     unit: '$/LCU-hour',
@@ -323,10 +331,11 @@ export const CONSTANTS = {
   modelResponseBytes: { value: 4096, source: 'assumption: a streamed answer of about 4 KB' },
   logBytesPerStep: { value: 2048, source: 'assumption: JSON log lines and EMF metrics per harness step' },
   tenants: { value: 1, source: 'assumption: one tenant runs all sessions (the hot-key case)' },
-  // proposed tiers (not built)
-  streamConnectionsPerTask: { value: 5000, source: 'assumption for the proposed stream service: 5,000 SSE connections per 0.25 vCPU / 0.5 GB task' },
-  streamTaskVcpu: { value: 0.25, source: 'proposed stream service task size' },
-  streamTaskGb: { value: 0.5, source: 'proposed stream service task size' },
+  // the stream tier (streamTier=fargate)
+  streamConnectionsPerTask: { value: 10000, source: 'bench/stream-tier-memory.ts, measured on this machine: about 95 KiB of resident memory per open stream in one stream tier process (2,000 streams over 20 sessions, Node 20), so 10,000 take about 0.95 GB of a 2 GB task, under the service\'s 60% memory target; CPU not measured (idle streams use almost none)' },
+  streamTierLogPollSeconds: { value: 30, source: 'lambdas/stream-tier/server.ts STREAM_TIER_DEFAULTS.pollMs (a connection reads the log without a notification)' },
+  eventsStreamShards: { value: 10, source: 'assumption: shards of the events table\'s stream (about one per table partition; each partition takes 1,000 writes/s)' },
+  nlbActiveFlowsPerLcu: { value: 100000, source: 'https://aws.amazon.com/elasticloadbalancing/pricing/ (TCP: 100,000 active connections per NLCU)' },
   // comparison
   agentCoreActiveCpuFraction: { value: 0.2, source: 'assumption: an agent session consumes CPU 20% of its wall time (the rest waits on the model)' },
   k8sPodsPerNodeReserved: { value: 8, source: 'm7g.2xlarge with 1 vCPU / 2 GB requests: 8 pods (CPU-bound)' },

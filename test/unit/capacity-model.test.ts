@@ -28,6 +28,8 @@ const shape: DeployedShape = {
   alarms: 10,
   dashboards: 1,
 };
+/** The same with the stream tier deployed (streamTier=fargate): two to four 1 vCPU / 2 GB tasks behind an NLB. */
+const tierShape: DeployedShape = { ...shape, streamTier: { vcpu: 1, memoryGb: 2, arch: 'arm64', minTasks: 2, maxTasks: 4, shardPollMs: 1000, loadBalancers: 1 } };
 
 /** Measured counts chosen for easy arithmetic: no harness overhead, 1 read and 1 write of each kind a step. */
 const measured: Measured = {
@@ -74,10 +76,24 @@ describe('capacity model: utilisation', () => {
   it('an idle session holds only its stream; the stream tier off Lambda frees both', () => {
     const idle = capacity({ shape, measured, workload: { ...workload, idleFraction: 1 } });
     expect(row(idle, 'lambdaConcurrency').perSession).toBe(1);
-    const fargate = capacity({ shape, measured, workload: { ...workload, idleFraction: 1 }, settings: { streamTier: 'fargate' } });
+    const fargate = capacity({ shape: tierShape, measured, workload: { ...workload, idleFraction: 1 }, settings: { streamTier: 'fargate' } });
     expect(row(fargate, 'lambdaConcurrency').perSession).toBe(0);
-    expect(row(fargate, 'lambdaConcurrency').status).toBe('proposed');
-    expect(fargate.proposed).toEqual(['streamTier=fargate']);
+    expect(row(fargate, 'lambdaConcurrency').status).toBe('deployed');
+    expect(fargate.proposed).toEqual([]);
+    // A template without the tier cannot be priced as if it had one.
+    expect(() => capacity({ shape, measured, workload, settings: { streamTier: 'fargate' } })).toThrow(/streamTier=fargate/);
+  });
+
+  it('the stream tier: its tasks are a limit of the template (streamTierMaxTasks), its floor a fixed cost', () => {
+    const r = capacity({ shape: tierShape, measured, workload: { ...workload, sessions: 30_000, idleFraction: 1 }, settings: { streamTier: 'fargate' } });
+    const tasks = row(r, 'streamTierTasks');
+    // 30,000 streams at 10,000 a task: 3 of the 4 tasks.
+    expect(tasks.quota).toBe(4);
+    expect(tasks.perSession).toBeCloseTo(1 / CONSTANTS.streamConnectionsPerTask.value, 12);
+    expect(tasks.used).toBeCloseTo(3, 9);
+    const floor = r.cost.fixed.find((f) => f.item.startsWith('stream tier floor'))!;
+    const taskHour = PRICES.fargateVcpuHourArm.value + 2 * PRICES.fargateGbHourArm.value;
+    expect(floor.perMonth).toBeCloseTo(730 * (PRICES.nlbHour.value + 2 * taskHour), 6);
   });
 
   it('table reads as deployed: the interrupt signal once a second through 25 s of calls, a log read per call, preview polls through 20 s of model calls', () => {
@@ -206,8 +222,8 @@ describe('capacity model: cost', () => {
     expect(nat(endpoint).active).toBeCloseTo(nat(noneNoEndpoint).active, 12);
   });
 
-  it('the proposed stream tier brings an idle session under half a cent an hour', () => {
-    const r = capacity({ shape, measured, workload, settings: { streamTier: 'fargate' } });
+  it('the stream tier brings an idle session under half a cent an hour', () => {
+    const r = capacity({ shape: tierShape, measured, workload, settings: { streamTier: 'fargate' } });
     expect(r.cost.idlePerSessionHour).toBeLessThan(0.005);
     const today = capacity({ shape, measured, workload });
     expect(today.cost.idlePerSessionHour).toBeGreaterThan(0.02);
@@ -239,7 +255,7 @@ describe('capacity inputs', () => {
 
   it('rejects an unknown setting, quota or value', () => {
     expect(parseContext('harnessTimeoutMinutes=5,streamTier=fargate,constant.modelCallSeconds=3')).toEqual({
-      cdk: { harnessTimeoutMinutes: '5' },
+      cdk: { harnessTimeoutMinutes: '5', streamTier: 'fargate' },
       settings: { streamTier: 'fargate', constants: { modelCallSeconds: 3 } },
     });
     expect(() => parseContext('streamTier=ec2')).toThrow(/lambda or fargate/);

@@ -66,6 +66,14 @@ export interface ApiProps {
    * `shardPlan` in lambdas/core/resources/rate-limits.ts). @default DEFAULT_RATE_LIMIT_SHARDS (10)
    */
   readonly rateLimitShards?: number;
+  /**
+   * Who serves `GET /v1/sessions/{id}/events/stream`: the stream function (`lambda`), or another
+   * construct that adds that method to `streamResource` (`external`: the stream tier,
+   * infra/lib/constructs/stream-tier.ts). With `external` the stream function is still deployed,
+   * unrouted (it costs nothing idle), so going back is a change of this setting alone.
+   * @default 'lambda'
+   */
+  readonly streamRoute?: 'lambda' | 'external';
 }
 
 /** The REST API's binary media types: every type (see the comment where it is set). */
@@ -92,11 +100,17 @@ export class Api extends Construct {
   readonly securityGroup: ec2.SecurityGroup;
   /** Longest an event stream stays open (the stream function's timeout). */
   readonly streamTimeout: Duration;
+  /** `/v1/sessions/{id}/events/stream`: with `streamRoute: 'external'` its GET method is the caller's to add. */
+  readonly streamResource: apigw.Resource;
+  /** The API functions' environment (the stream tier runs the same app with it). */
+  readonly environment: Record<string, string>;
+  private readonly sessionLog: SessionLog;
 
   constructor(scope: Construct, id: string, props: ApiProps) {
     super(scope, id);
     const streamTimeout = props.streamTimeout ?? Duration.minutes(15);
     this.streamTimeout = streamTimeout;
+    this.sessionLog = props.sessionLog;
     const environment = {
       ...props.sessionLog.environment,
       ...props.wakeQueue.environment,
@@ -108,6 +122,7 @@ export class Api extends Construct {
         rateLimitShards: String(props.rateLimitShards ?? DEFAULT_RATE_LIMIT_SHARDS),
       }),
     };
+    this.environment = environment;
     const common = {
       entry: 'lambdas/api/lambda.ts',
       serviceName: props.serviceName,
@@ -148,24 +163,7 @@ export class Api extends Construct {
     props.sessionLog.grantReadWrite(this.handler);
     props.wakeQueue.grantSend(this.handler);
     props.sandboxes.grantRelease(this.handler); // deleting a session stops its sandboxes
-    // The stream reads the log, the session head, the API key hashes and the preview chunks the
-    // harness writes for `event_deltas` (lambdas/core/session/previews.ts). Its one write is the
-    // `/v1` middleware charging the tenant's rate limit: an atomic increment (UpdateItem) of a
-    // rate-limit counter item (lambdas/core/storage/keys.ts, `keys.rateCounter`: every shard's
-    // partition key matches RATE_LIMIT_KEYS);
-    // and a stream with `event_deltas` renews its watch item (keys.previewWatch), so that the
-    // harness writes preview chunks only for sessions someone watches;
-    // the leading-key condition keeps it from writing any other item.
-    props.sessionLog.events.grantReadData(this.streamHandler);
-    props.sessionLog.state.grantReadData(this.streamHandler);
-    this.streamHandler.addToRolePolicy(
-      new iam.PolicyStatement({
-        sid: 'RateLimitCounters',
-        actions: ['dynamodb:UpdateItem'],
-        resources: [props.sessionLog.state.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [RATE_LIMIT_KEYS, PREVIEW_WATCH_PARTITIONS] } },
-      }),
-    );
+    this.grantStreamRoute(this.streamHandler);
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
@@ -226,8 +224,9 @@ export class Api extends Construct {
     const events = session.addResource('events');
     forward(events);
     const stream = events.addResource('stream');
-    stream.addMethod('GET', streaming);
+    if ((props.streamRoute ?? 'lambda') === 'lambda') stream.addMethod('GET', streaming);
     stream.addMethod('ANY', buffered);
+    this.streamResource = stream;
 
     acknowledge(
       this.restApi,
@@ -242,6 +241,29 @@ export class Api extends Construct {
         id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
         reason: 'AmazonAPIGatewayPushToCloudWatchLogs is the AWS-maintained policy for API Gateway account logging.',
       },
+    );
+  }
+
+  /**
+   * What serving the event stream needs, for the stream function and the stream tier alike: read
+   * the log, the session head, the API key hashes and the preview chunks the harness writes for
+   * `event_deltas` (lambdas/core/session/previews.ts). Its one write is the `/v1` middleware
+   * charging the tenant's rate limit: an atomic increment (UpdateItem) of a rate-limit counter item
+   * (lambdas/core/storage/keys.ts, `keys.rateCounter`: every shard's partition key matches
+   * RATE_LIMIT_KEYS); and a stream with `event_deltas` renews its watch item (keys.previewWatch),
+   * so that the harness writes preview chunks only for sessions someone watches; the leading-key
+   * condition keeps it from writing any other item.
+   */
+  grantStreamRoute(grantee: iam.IGrantable): void {
+    this.sessionLog.events.grantReadData(grantee);
+    this.sessionLog.state.grantReadData(grantee);
+    grantee.grantPrincipal.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'RateLimitCounters',
+        actions: ['dynamodb:UpdateItem'],
+        resources: [this.sessionLog.state.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [RATE_LIMIT_KEYS, PREVIEW_WATCH_PARTITIONS] } },
+      }),
     );
   }
 

@@ -13,6 +13,11 @@ export interface SessionLogProps {
   readonly removalPolicy?: RemovalPolicy;
   /** @default true */
   readonly pointInTimeRecovery?: boolean;
+  /**
+   * A DynamoDB stream on the events table, of this view type (the stream tier reads it to learn
+   * of appends: infra/lib/constructs/stream-tier.ts). @default - none
+   */
+  readonly eventsStream?: dynamodb.StreamViewType;
 }
 
 /** Name of the state table's secondary index (lambdas/adapters/aws/dynamodb-state-table.ts). */
@@ -54,6 +59,7 @@ export class SessionLog extends Construct {
       ...common,
       partitionKey: { name: 'sessionId', type: dynamodb.AttributeType.STRING },
       sortKey: { name: 'position', type: dynamodb.AttributeType.NUMBER },
+      stream: props.eventsStream,
     });
     this.state = new dynamodb.Table(this, 'State', {
       ...common,
