@@ -2,6 +2,7 @@
  * Where this process's CPU goes: the V8 sampling profiler (through `node:inspector`), with the
  * samples' self time summed by where the code comes from (Corral, the AWS SDK, dynalite, ...).
  */
+import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 
 interface ProfileNode {
@@ -42,6 +43,8 @@ export async function startCpuProfile(): Promise<() => Promise<CpuBreakdown>> {
   return async () => {
     const { profile } = (await session.post('Profiler.stop')) as unknown as { profile: Profile };
     session.disconnect();
+    // For a function-level look: CORRAL_CPU_PROFILE_OUT=<file.cpuprofile> keeps the raw profile.
+    if (process.env.CORRAL_CPU_PROFILE_OUT) writeFileSync(process.env.CORRAL_CPU_PROFILE_OUT, JSON.stringify(profile));
     const byId = new Map(profile.nodes.map((n) => [n.id, n]));
     const sums = new Map<string, number>();
     let total = 0;

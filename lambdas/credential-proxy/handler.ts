@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { createDynamoClient } from '../adapters/aws/dynamodb-client.js';
 import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
 import { SecretsManagerStore } from '../adapters/aws/secrets-manager-store.js';
 import { coreLogger } from '../adapters/aws/services.js';
@@ -92,7 +92,7 @@ function init(): Promise<CredentialProxy> {
     let key: Promise<Buffer> | undefined;
     const gitUrl = config.gitProxyUrl;
     return new CredentialProxy({
-      table: new DynamoStateTable(new DynamoDBClient({}), config.stateTable),
+      table: new DynamoStateTable(createDynamoClient(), config.stateTable),
       secrets,
       signingKey: () => (key ??= loadSigningKey(secrets).catch((err) => {
         key = undefined;

@@ -19,11 +19,11 @@
  * the VPC's private subnets, in a security group the sandboxes admit).
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
+import { createDynamoClient } from '../adapters/aws/dynamodb-client.js';
 import { coreLogger } from '../adapters/aws/services.js';
 import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
 import { EcsSandboxProvider } from '../adapters/aws/ecs-sandbox-provider.js';
@@ -77,7 +77,7 @@ function fromEnvironment(env: Record<string, string | undefined> = process.env):
     containerName: '',
     port: 0,
   });
-  const table = new DynamoStateTable(new DynamoDBClient({}), config.stateTable);
+  const table = new DynamoStateTable(createDynamoClient(), config.stateTable);
   // Capabilities are stored sealed with the stack's KMS key; this function may only open them.
   const sealer = config.sandboxCapabilityKey ? new KmsCapabilitySealer({ kms: new KMSClient({}), keyId: config.sandboxCapabilityKey }) : undefined;
   const workspaces = config.blobBucket

@@ -1,8 +1,9 @@
-import { CreateTableCommand, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DescribeTableCommand, PutItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { localDynamoClient } from '../../lambdas/adapters/local/dynamo-client.js';
 import { startDynalite } from '../../lambdas/adapters/local/dynalite.js';
 
 /**
@@ -27,14 +28,22 @@ describe('embedded dynalite close', () => {
           AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }, { AttributeName: 'sk', AttributeType: 'S' }],
           KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }, { AttributeName: 'sk', KeyType: 'RANGE' }],
         }));
+        // A new table is CREATING until dynalite's timer makes it ACTIVE, as on DynamoDB.
+        while ((await db.client.send(new DescribeTableCommand({ TableName: 'items' }))).Table?.TableStatus !== 'ACTIVE') {
+          await new Promise((r) => setTimeout(r, 1));
+        }
         for (let i = 0; i < 5; i++) {
           await db.client.send(new PutItemCommand({ TableName: 'items', Item: { pk: { S: 'p' }, sk: { S: String(i) } } }));
         }
         let closing = false;
-        const readers = Array.from({ length: 20 }, async () => {
+        // Half read through this process's in-process client, half over the socket (as the
+        // credential proxy's process does).
+        const overSocket = localDynamoClient(db.endpoint);
+        const readers = Array.from({ length: 20 }, async (_, n) => {
+          const client = n % 2 ? overSocket : db.client;
           while (!closing) {
             try {
-              await db.client.send(new QueryCommand({ TableName: 'items', KeyConditionExpression: 'pk = :p', ExpressionAttributeValues: { ':p': { S: 'p' } } }));
+              await client.send(new QueryCommand({ TableName: 'items', KeyConditionExpression: 'pk = :p', ExpressionAttributeValues: { ':p': { S: 'p' } } }));
             } catch {
               return; // refused or cut off by the close: expected
             }
@@ -44,6 +53,7 @@ describe('embedded dynalite close', () => {
         closing = true;
         await db.close();
         await Promise.all(readers);
+        overSocket.destroy();
         await new Promise((r) => setTimeout(r, 5)); // let anything the closed database would throw surface
       }
     } finally {

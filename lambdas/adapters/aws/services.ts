@@ -1,4 +1,4 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { LambdaClient } from '@aws-sdk/client-lambda';
@@ -13,6 +13,7 @@ import { createServices, type CorralServices } from '../../core/services.js';
 import { TablePreviewChannel } from '../../core/session/previews.js';
 import type { StoredEvent } from '../../core/session/events.js';
 import { CredentialProxyClient } from '../../core/vault/protocol.js';
+import { createDynamoClient } from './dynamodb-client.js';
 import { LambdaProxyTransport } from './credential-proxy-client.js';
 import { DynamoEventLog } from './dynamodb-event-log.js';
 import { EcsSandboxProvider } from './ecs-sandbox-provider.js';
@@ -113,7 +114,7 @@ export interface AwsServices {
 export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<AwsServices> {
   const config = readAwsConfig(opts.env ?? process.env);
   const instrument = opts.instrument ?? (<T>(c: T) => c);
-  const dynamodb = instrument(opts.clients?.dynamodb ?? new DynamoDBClient({}));
+  const dynamodb = instrument(opts.clients?.dynamodb ?? createDynamoClient());
   const sqs = instrument(opts.clients?.sqs ?? new SQSClient({}));
   const ecs = instrument(opts.clients?.ecs ?? new ECSClient({}));
 

@@ -4,8 +4,10 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import dynalite from 'dynalite';
 import { UNIX_ENDPOINT_PREFIX, localDynamoClient } from './dynamo-client.js';
+import { InProcessDynaliteHandler, type DynaliteServe } from './in-process-handler.js';
 
 export interface EmbeddedDynamo {
+  /** A client for this process: its requests reach dynalite without a socket (InProcessDynaliteHandler). */
   client: DynamoDBClient;
   /** `http://127.0.0.1:<port>`, or `unix:<path>` when listening on a unix socket (see `localDynamoClient`). */
   endpoint: string;
@@ -43,13 +45,9 @@ export async function startDynalite(opts: { path?: string; port?: number; socket
   let handling = 0;
   let closing = false;
   let drained: (() => void) | undefined;
-  const handlers = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  const handlers = server.listeners('request') as DynaliteServe[];
   server.removeAllListeners('request');
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (closing) {
-      res.destroy();
-      return;
-    }
+  const serve: DynaliteServe = (req, res) => {
     handling++;
     let done = false;
     const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
@@ -61,6 +59,13 @@ export async function startDynalite(opts: { path?: string; port?: number; socket
       return end(...args);
     }) as ServerResponse['end'];
     for (const handle of handlers) handle.call(server, req, res);
+  };
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (closing) {
+      res.destroy();
+      return;
+    }
+    serve(req, res);
   });
   let endpoint: string;
   if (opts.socketPath) {
@@ -79,7 +84,8 @@ export async function startDynalite(opts: { path?: string; port?: number; socket
     });
     endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   }
-  const client = localDynamoClient(endpoint);
+  // This process's own client skips the socket; the endpoint serves other processes (the credential proxy).
+  const client = localDynamoClient(endpoint, { inProcess: new InProcessDynaliteHandler(serve, () => closing) });
   return {
     client,
     endpoint,
