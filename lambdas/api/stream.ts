@@ -15,10 +15,12 @@ export interface StreamOptions {
   /** How often the log is read when no notification comes (other processes append too). */
   pollMs?: number;
   /**
-   * Most announced events held for delivery while an earlier position is missing; past it the
-   * stream forgets them and reads the log. @default 1000
+   * Most announced events, and most bytes of them, held for delivery (while an earlier position
+   * is missing, or the client reads slowly); past either, the stream forgets further
+   * announcements and reads the log. @default 1000 events, 4 MiB
    */
   maxCarried?: number;
+  maxCarriedBytes?: number;
   /** Heartbeat interval (`event: ping`). */
   heartbeatMs?: number;
   /** How often the preview channel is read while a model request is open (`event_deltas`). */
@@ -94,12 +96,25 @@ export async function streamEvents(
     // so the stream sends the event as it was stored even if its writer's object changes later.
     const carried = new Map<number, { stored: StoredEvent; data: string; seq: number }>();
     const maxCarried = opts.maxCarried ?? 1000;
+    const maxCarriedBytes = opts.maxCarriedBytes ?? 4 * 1024 * 1024;
+    let carriedBytes = 0;
     let announcements = 0;
+    const take = (p: number) => {
+      const c = carried.get(p);
+      if (c) {
+        carried.delete(p);
+        carriedBytes -= c.data.length;
+      }
+      return c;
+    };
     const unsubscribe = notifier?.subscribe(sessionId, (stored) => {
       if (!stored) logDirty = true;
-      else if (stored.position > position) {
-        if (carried.size < maxCarried) carried.set(stored.position, { stored, data: JSON.stringify(stored.event), seq: ++announcements });
-        else logDirty = true;
+      else if (stored.position > position && !carried.has(stored.position)) {
+        const data = carried.size < maxCarried && carriedBytes < maxCarriedBytes ? JSON.stringify(stored.event) : '';
+        if (data && carriedBytes + data.length <= maxCarriedBytes) {
+          carried.set(stored.position, { stored, data, seq: ++announcements });
+          carriedBytes += data.length;
+        } else logDirty = true;
       }
       wake?.();
     });
@@ -137,11 +152,8 @@ export async function streamEvents(
       while (!closed) {
         await renewWatch();
         // Announced events that follow what was sent: no read needed.
-        for (let next = carried.get(position + 1); next && !closed; next = carried.get(position + 1)) {
-          carried.delete(next.stored.position);
-          await send(next.stored, next.data);
-        }
-        for (const p of carried.keys()) if (p <= position) carried.delete(p);
+        for (let next = take(position + 1); next && !closed; next = take(position + 1)) await send(next.stored, next.data);
+        for (const p of carried.keys()) if (p <= position) take(p);
         if (carried.size) logDirty = true; // a gap: the positions before them are in the log
         if (logDirty || Date.now() - lastLogRead >= pollMs) {
           logDirty = false;
@@ -150,13 +162,12 @@ export async function streamEvents(
           const fresh = await s.events.getEvents(sessionId, { from: position + 1, limit: 500 });
           for (const stored of fresh) {
             if (stored.position <= position) continue;
-            const announced = carried.get(stored.position);
-            carried.delete(stored.position);
+            const announced = take(stored.position);
             await send(stored, announced?.data ?? JSON.stringify(stored.event));
           }
           // What was announced before this read and is still not next was not in the log as
           // read (it cannot be, appends are announced once stored): the poll will look again.
-          for (const [p, c] of carried) if (p <= position || (fresh.length < 500 && c.seq <= heardBefore)) carried.delete(p);
+          for (const [p, c] of carried) if (p <= position || (fresh.length < 500 && c.seq <= heardBefore)) take(p);
           if (fresh.length === 500) {
             logDirty = true;
             continue;

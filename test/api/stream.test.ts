@@ -9,7 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DynamoEventLog } from '../../lambdas/adapters/aws/dynamodb-event-log.js';
 import { ensureTables } from '../../lambdas/adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local/dynalite.js';
-import { streamEvents } from '../../lambdas/api/stream.js';
+import { streamEvents, type StreamOptions } from '../../lambdas/api/stream.js';
 import type { CorralServices } from '../../lambdas/core/services.js';
 import type { SessionEvent, StoredEvent } from '../../lambdas/core/session/events.js';
 import type { GetEventsOptions } from '../../lambdas/core/session/log.js';
@@ -62,7 +62,7 @@ const message = (n: number): SessionEvent =>
   ({ id: `sevt_${session}_${n}`, type: 'user.message', content: [{ type: 'text', text: `m${n}` }], processed_at: new Date().toISOString() }) as SessionEvent;
 
 /** Opens the stream of the current session (no poll, no heartbeat within a test). */
-async function open(lastEventId?: string) {
+async function open(lastEventId?: string, opts: StreamOptions = {}) {
   const counted = {
     getEvents: (id: string, opts?: GetEventsOptions) => {
       reads++;
@@ -73,7 +73,7 @@ async function open(lastEventId?: string) {
   const id = `sesn_stream_${session}`;
   const app = new Hono();
   app.get('/stream', (c) =>
-    streamEvents(c, { events: counted } as unknown as CorralServices, id, notifier, { pollMs: 3_600_000, heartbeatMs: 3_600_000 }),
+    streamEvents(c, { events: counted } as unknown as CorralServices, id, notifier, { pollMs: 3_600_000, heartbeatMs: 3_600_000, ...opts }),
   );
   const res = await app.request('/stream', { headers: lastEventId ? { 'last-event-id': lastEventId } : {} });
   const reader = res.body!.getReader();
@@ -141,6 +141,18 @@ describe('the event stream with a notifier that carries the appended events', ()
     await s.until(10);
     expect(s.frames.map((f) => f.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     expect(s.frames.map((f) => f.data.id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => `sevt_${session}_${n}`));
+    await s.close();
+  });
+
+  it('holds at most maxCarriedBytes of announced events: past it, it reads them from the log', async () => {
+    const s = await open(undefined, { maxCarriedBytes: 1 });
+    await s.until(0);
+    for (let n = 1; n <= 3; n++) {
+      await log.emitEvent(s.id, message(n));
+      await s.until(n);
+    }
+    expect(s.frames.map((f) => f.id)).toEqual([1, 2, 3]);
+    expect(reads).toBeGreaterThan(1);
     await s.close();
   });
 
