@@ -19,6 +19,7 @@ import type { LogNotifier } from '../lambdas/api/stream.js';
 import type { HarnessDeps, HarnessOptions } from '../lambdas/core/harness/harness.js';
 import { AnthropicModel, type ModelClient } from '../lambdas/core/harness/model.js';
 import { MemoryPreviewChannel } from '../lambdas/core/session/previews.js';
+import type { StoredEvent } from '../lambdas/core/session/events.js';
 import { generateApiKey } from '../lambdas/core/resources/tenants.js';
 import { createServices, type CorralServices } from '../lambdas/core/services.js';
 import { FileBlobStore, localBlobDir } from '../lambdas/adapters/local/file-blob-store.js';
@@ -119,7 +120,7 @@ export interface LocalRuntime {
 
 class EmitterNotifier implements LogNotifier {
   readonly emitter = new EventEmitter().setMaxListeners(0);
-  subscribe(sessionId: string, onAppend: () => void) {
+  subscribe(sessionId: string, onAppend: (stored?: StoredEvent) => void) {
     this.emitter.on(sessionId, onAppend);
     return () => void this.emitter.off(sessionId, onAppend);
   }
@@ -184,7 +185,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     const tables = { events: 'corral-events', state: 'corral-state' };
     await ensureTables(dynamo.client, tables);
     const notifier = new EmitterNotifier();
-    const events = new DynamoEventLog(dynamo.client, tables.events, (sessionId) => notifier.emitter.emit(sessionId));
+    const events = new DynamoEventLog(dynamo.client, tables.events, (sessionId, stored) => notifier.emitter.emit(sessionId, stored));
     const table = new DynamoStateTable(dynamo.client, tables.state);
     queue = new MemoryQueue({
       concurrency: opts.concurrency ?? 32,

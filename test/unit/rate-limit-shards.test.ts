@@ -4,6 +4,7 @@ import {
   MIN_REQUESTS_PER_SHARD,
   RateLimitedError,
   RateLimiter,
+  batchCap,
   shardPlan,
 } from '../../lambdas/core/resources/rate-limits.js';
 import { keys, RATE_LIMIT_PARTITIONS } from '../../lambdas/core/storage/keys.js';
@@ -11,16 +12,18 @@ import type { StateTable } from '../../lambdas/core/store.js';
 import { MemoryStateTable } from './memory-store.js';
 import { rng as seeded } from '../../bench/lib/stats.js';
 
-/** The memory table, counting the increments (writes) and the partitions they went to. */
+/** The memory table, counting the increments (writes), the partitions they went to and what they added. */
 function countingTable() {
   const table = new MemoryStateTable();
   const writes: string[] = [];
+  const counts = new Map<string, number>();
   const increment = table.increment.bind(table);
   table.increment = (pk, sk, attribute, by, extra) => {
     writes.push(pk);
+    counts.set(pk, (counts.get(pk) ?? 0) + by);
     return increment(pk, sk, attribute, by, extra);
   };
-  return { table: table as StateTable, writes };
+  return { table: table as StateTable, writes, counts };
 }
 
 const WINDOW = 1_700_000_040_000;
@@ -76,16 +79,57 @@ describe('sharded rate-limit counters', () => {
     for (const pk of pks) expect(pk).toMatch(like);
   });
 
-  it('spread one tenant\'s requests over the shards, one write per admitted request', async () => {
-    const { table, writes } = countingTable();
+  it('spread one tenant\'s requests over the shards, counted in batches: far fewer writes than requests', async () => {
+    const { table, writes, counts } = countingTable();
     const limiter = new RateLimiter(table, { create: 0, write: 1200, read: 0 }, { random: seeded(1) });
     expect(await send(limiter, 960)).toBe(960); // 80% of the limit: nothing refused
-    expect(writes).toHaveLength(960);
-    const perPartition = new Map<string, number>();
-    for (const pk of writes) perPartition.set(pk, (perPartition.get(pk) ?? 0) + 1);
-    expect(perPartition.size).toBe(10);
+    const { perShard } = shardPlan(1200, 10);
+    expect(batchCap(perShard)).toBe(7);
+    // batches of 1, 2, 4, then 7: about one write per 7 requests
+    expect(writes.length).toBeLessThan(960 / 5);
+    expect(counts.size).toBe(10);
     // no counter took more than its share plus the allowance
-    expect(Math.max(...perPartition.values())).toBeLessThanOrEqual(shardPlan(1200, 10).perShard);
+    expect(Math.max(...counts.values())).toBeLessThanOrEqual(perShard);
+  });
+
+  it('share the limit honestly between API instances: nothing refused at 80% of it, never more than shards × perShard far over it', async () => {
+    const { table, writes } = countingTable();
+    const instances = [1, 2, 3, 4].map((seed) => new RateLimiter(table, { create: 0, write: 1200, read: 0 }, { random: seeded(seed) }));
+    const roundRobin = async (n: number, at: number) => {
+      let admitted = 0;
+      for (let i = 0; i < n; i++) {
+        try {
+          await instances[i % instances.length].check('tnt', 'write', at);
+          admitted++;
+        } catch (err) {
+          if (!(err instanceof RateLimitedError)) throw err;
+        }
+      }
+      return admitted;
+    };
+    expect(await roundRobin(960, WINDOW + 1000)).toBe(960);
+    expect(writes.length).toBeLessThan(960 / 4);
+    // the next window, far over the limit
+    const { shards, perShard } = shardPlan(1200, 10);
+    const admitted = await roundRobin(8000, WINDOW + 61_000);
+    expect(admitted).toBeGreaterThanOrEqual(1200);
+    expect(admitted).toBeLessThanOrEqual(shards * perShard);
+  });
+
+  it('make concurrent requests of one instance wait for the reservation under way rather than each write', async () => {
+    const { table, writes } = countingTable();
+    const limiter = new RateLimiter(table, { create: 0, write: 1200, read: 0 }, { random: seeded(3) });
+    const results = await Promise.allSettled(Array.from({ length: 50 }, () => limiter.check('tnt', 'write', WINDOW + 1000)));
+    expect(results.every((r) => r.status === 'fulfilled')).toBe(true);
+    // reservations of 1, 2, 4, then 7 each: 1 + 2 + 4 + 7 × 7 = 56 >= 50 in 10 writes
+    expect(writes.length).toBe(10);
+  });
+
+  it('count a limit under 20 per shard one request at a time, exactly', async () => {
+    const { table, writes } = countingTable();
+    const limiter = new RateLimiter(table, { create: 0, write: 19, read: 0 }, { random: seeded(2) });
+    expect(await send(limiter, 30)).toBe(19);
+    expect(writes.length).toBe(20); // 19 admitted, one found the counter full; the rest cost nothing
   });
 
   it('admit a tenant far over its limit at least the limit and at most shards × perShard', async () => {
@@ -101,13 +145,18 @@ describe('sharded rate-limit counters', () => {
   it('refuse a request that picks a shard known full without writing', async () => {
     const { table, writes } = countingTable();
     const limiter = new RateLimiter(table, { create: 0, write: 1200, read: 0 }, { random: seeded(4) });
-    const admitted = await send(limiter, 5000);
-    // one write per admitted request, and one per shard that found it full; the rest cost nothing
-    expect(writes.length).toBe(admitted + 10);
-    // another instance has no memory of it: its first request to a full shard writes, and is refused
+    await send(limiter, 5000);
+    // every shard is known full now: more requests cost nothing
+    const before = writes.length;
+    expect(await send(limiter, 1000)).toBe(0);
+    expect(writes.length).toBe(before);
+    // another instance has no memory of it: its first request finds each shard full with one
+    // write (it looks for one with room before refusing), and is refused; its next costs nothing
     const other = new RateLimiter(table, { create: 0, write: 1200, read: 0 }, { random: () => 0 });
     await expect(other.check('tnt', 'write', WINDOW + 2000)).rejects.toBeInstanceOf(RateLimitedError);
-    expect(writes.length).toBe(admitted + 11);
+    expect(writes.length).toBe(before + shardPlan(1200, 10).shards);
+    await expect(other.check('tnt', 'write', WINDOW + 2000)).rejects.toBeInstanceOf(RateLimitedError);
+    expect(writes.length).toBe(before + shardPlan(1200, 10).shards);
     // the next window starts afresh, on every shard
     await expect(limiter.check('tnt', 'write', WINDOW + 61_000)).resolves.toBeUndefined();
   });

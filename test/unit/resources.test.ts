@@ -4,7 +4,7 @@ import { ConflictError, InvalidRequestError, NotFoundError } from '../../lambdas
 import { AgentService } from '../../lambdas/core/resources/agents.js';
 import { EnvironmentService } from '../../lambdas/core/resources/environments.js';
 import { SessionService } from '../../lambdas/core/resources/sessions.js';
-import { generateApiKey, TenantService } from '../../lambdas/core/resources/tenants.js';
+import { API_KEY_CACHE_MS, generateApiKey, TenantService } from '../../lambdas/core/resources/tenants.js';
 import { expectEvent, makeEvent } from '../../lambdas/core/session/events.js';
 import type { SecretSink } from '../../lambdas/core/vault/secret-store.js';
 import type { SecretFields } from '../../lambdas/core/vault/types.js';
@@ -179,6 +179,31 @@ describe('sessions', () => {
     expect(await rejects(sessions.send(A, s.id, [{ type: 'user.interrupt' }] as never))).toMatchObject({ status: 400, message: `session ${s.id} is archived` });
   });
 
+  it('append user events after an event the harness wrote between the read of the tail and the write: in order, nothing overwritten', async () => {
+    const { create } = await setup();
+    const s = await create({ initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'first' }] }] });
+    const read = log.lastPosition.bind(log);
+    let raced = false;
+    log.lastPosition = async (id: string) => {
+      const p = await read(id);
+      if (!raced) {
+        raced = true;
+        await log.emitEvent(id, { id: 'sevt_harness', type: 'session.status_running', processed_at: new Date().toISOString() } as never);
+      }
+      return p;
+    };
+    const text = (t: string) => ({ type: 'user.message', content: [{ type: 'text', text: t }] });
+    await sessions.send(A, s.id, [text('second'), text('third')] as never);
+    expect(raced).toBe(true);
+    const all = await log.getEvents(s.id);
+    expect(all.map((e) => e.position)).toEqual([1, 2, 3, 4]);
+    expect(all.map((e) => (e.event.type === 'user.message' ? (e.event.content[0] as { text: string }).text : e.event.type))).toEqual(['first', 'session.status_running', 'second', 'third']);
+    expect(wakes).toEqual([s.id, s.id]);
+    // A session the caller may not write is refused before anything is appended.
+    expect(await rejects(sessions.send(B, s.id, [text('intruder')] as never))).toBeInstanceOf(NotFoundError);
+    expect(await log.lastPosition(s.id)).toBe(4);
+  });
+
   it('update title, metadata and budget, never vault_ids; list by status and agent', async () => {
     const { a, create } = await setup();
     const s = await create();
@@ -317,5 +342,31 @@ describe('API keys', () => {
     expect(await rejects(tenants.authenticate(undefined))).toMatchObject({ status: 401, message: expect.stringMatching(/^missing API key/) });
     await tenants.revokeKey(key);
     expect(await rejects(tenants.authenticate(key))).toMatchObject({ status: 401 });
+  });
+
+  it('are remembered by an API instance for at most API_KEY_CACHE_MS: a key revoked elsewhere is refused once that has passed', async () => {
+    let now = 1_000_000;
+    const clock = () => now;
+    const reader = new TenantService(table, API_KEY_CACHE_MS, clock); // one API instance
+    const revoker = new TenantService(table, API_KEY_CACHE_MS, clock); // another
+    const key = generateApiKey();
+    await reader.addKey(A, key);
+    expect(await reader.authenticate(key)).toBe(A);
+    // Within the bound the instance answers from memory: the stored key is not read again.
+    let reads = 0;
+    const get = table.get.bind(table);
+    table.get = (pk, sk) => (reads++, get(pk, sk));
+    const lookups = () => reads;
+    const before = lookups();
+    now += API_KEY_CACHE_MS - 1;
+    expect(await reader.authenticate(key)).toBe(A);
+    expect(lookups()).toBe(before);
+    // Revoked on the other instance: refused there at once, here as soon as the bound has passed
+    // since this instance last looked the key up.
+    await revoker.revokeKey(key);
+    expect(await rejects(revoker.authenticate(key))).toMatchObject({ status: 401 });
+    now += 1;
+    expect(await rejects(reader.authenticate(key))).toMatchObject({ status: 401, message: 'invalid API key' });
+    expect(await rejects(reader.authenticate(key))).toMatchObject({ status: 401 });
   });
 });

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { InvalidRequestError, NotFoundError } from '../errors.js';
+import { InvalidRequestError, NotFoundError, PositionConflictError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
 import type { FileResourceParam, SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
 import { defaultFileMountPath } from '../sandbox/recipe.js';
@@ -492,22 +492,43 @@ export class SessionService {
     return { ...page, data };
   }
 
-  /** Append user events in order and wake the harness. Accepted in any status but terminated. */
+  /**
+   * Append user events in order and wake the harness. Accepted in any status but terminated.
+   *
+   * Two round trips before the wake: the session and the log's last position are read together
+   * (the position is used only once the session is found and the caller may write to it), then
+   * each event is written at the next position; one that finds its position taken (the harness
+   * appended meanwhile) is appended at the tail instead, as `emitEvent` does.
+   */
   async send(tenant: string, id: string, events: UserEvent[], now = new Date()): Promise<SessionEvent[]> {
+    const tail = this.log.lastPosition(id);
+    tail.catch(() => undefined); // awaited below unless the session is refused first
     const session = await this.get(tenantPrincipal(tenant), id);
     if (session.archived_at) throw new InvalidRequestError(`session ${id} is archived`);
     if (session.status === 'terminated') throw new InvalidRequestError(`session ${id} is terminated`);
     await this.assertAnswersOpenCalls(id, events);
     const stored: SessionEvent[] = [];
+    let position = await tail;
     for (const body of events) {
       const event = userEvent(body, now);
-      await this.log.emitEvent(id, event);
+      position = (await this.appendNext(id, event, position + 1)).position;
       stored.push(event);
     }
-    // After the append, so a harness that sees the signal change finds the interrupt in the log.
-    if (stored.some((e) => e.type === 'user.interrupt')) await interruptSignals.raise(this.table, id);
-    await this.queue.wake(id);
+    // After the append, so a harness that sees the signal change (or the wake) finds the events
+    // in the log; the signal and the wake do not depend on each other.
+    const interrupt = stored.some((e) => e.type === 'user.interrupt');
+    await Promise.all([interrupt ? interruptSignals.raise(this.table, id) : undefined, this.queue.wake(id)]);
     return stored;
+  }
+
+  /** `event` at `position` if it is free, else at the tail of the log. */
+  private async appendNext(id: string, event: SessionEvent, position: number) {
+    try {
+      return await this.log.emitEvent(id, event, { position });
+    } catch (err) {
+      if (!(err instanceof PositionConflictError)) throw err;
+      return this.log.emitEvent(id, event);
+    }
   }
 
   /**

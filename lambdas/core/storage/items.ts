@@ -424,9 +424,9 @@ export const sessionPartition = {
 
 /** A counter of one fixed window: `count`, and `expiresAt` (epoch seconds) for DynamoDB's TTL. */
 export const counterRecords = {
-  /** Add one; returns the new count. */
-  increment(table: StateTable, key: { pk: string; sk: string }, expiresAt: number): Promise<number> {
-    return table.increment(key.pk, key.sk, 'count', 1, { expiresAt });
+  /** Add `by` (default one); returns the new count. */
+  increment(table: StateTable, key: { pk: string; sk: string }, expiresAt: number, by = 1): Promise<number> {
+    return table.increment(key.pk, key.sk, 'count', by, { expiresAt });
   },
   async count(table: StateTable, key: { pk: string; sk: string }): Promise<number> {
     return Number((await table.get(key.pk, key.sk))?.count ?? 0);
