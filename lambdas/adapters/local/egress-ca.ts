@@ -210,14 +210,17 @@ const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/cert
  * sandbox's tools point at, so they trust the public internet and the proxy alike.
  */
 export function trustBundle(ca: EgressCa): string {
-  let system = tls.rootCertificates.join('\n');
+  return `${systemTrust().join('\n').trimEnd()}\n${ca.certPem}`;
+}
+
+/** The system's trusted CAs (PEM): its bundle file, else Node's own list. What upstream TLS is verified against. */
+export function systemTrust(): string[] {
   for (const file of SYSTEM_BUNDLES) {
     try {
-      system = fs.readFileSync(file, 'utf8');
-      break;
+      return [fs.readFileSync(file, 'utf8')];
     } catch {
       // not this distribution's
     }
   }
-  return `${system.trimEnd()}\n${ca.certPem}`;
+  return [...tls.rootCertificates];
 }
