@@ -409,7 +409,8 @@ export class LocalEgressProxy {
       if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
     }
     if (target.hostHeader) headers.host = target.hostHeader;
-    headers.connection = target.secure ? 'keep-alive' : 'close';
+    // One upstream connection per request; the client's own connection (or tunnel) stays open.
+    headers.connection = 'close';
     let body: Buffer | null = null;
     try {
       const inHead = credentials.filter((c) => c.header && (requestPath.includes(c.placeholder) || Object.values(headers).some((v) => String(v).includes(c.placeholder))));
