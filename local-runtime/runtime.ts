@@ -33,6 +33,8 @@ import type { WorkspaceLimits } from '../lambdas/core/sandbox/client.js';
 import { readWorkspaceLimits } from '../lambdas/core/config.js';
 import { CredentialProxyClient } from '../lambdas/core/vault/protocol.js';
 import { LocalCredentialProxy } from '../lambdas/adapters/local/credential-proxy-client.js';
+import { FileEgressCa } from '../lambdas/adapters/local/egress-ca.js';
+import { LocalEgressProxy, type LocalEgressProxyOptions } from '../lambdas/adapters/local/egress-proxy.js';
 
 export const LOCAL_TENANT = 'local';
 /** How often the local runtime deletes the bytes of expired files (`FileService.sweepExpired`). */
@@ -52,6 +54,12 @@ export interface LocalRuntimeOptions {
   model?: ModelClient;
   sandboxProvider?: SandboxProvider;
   sandboxIsolation?: 'auto' | 'bwrap' | 'none';
+  /**
+   * For tests only (no configuration reaches it): the egress proxy's hooks for servers on
+   * loopback (`LocalEgressProxyOptions`: private addresses it may reach, stand-in names, and the
+   * test servers' CA for upstream TLS). Ignored with `sandboxProvider`.
+   */
+  egressTestHooks?: Pick<LocalEgressProxyOptions, 'allowPrivateAddresses' | 'resolve' | 'upstreamCa'>;
   harness?: HarnessOptions;
   /** How many sessions the worker runs at once. */
   concurrency?: number;
@@ -180,6 +188,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   let queue: MemoryQueue | null = null;
   let sandboxProvider: SandboxProvider | null = null;
   let proxyProcess: LocalCredentialProxy | null = null;
+  let egress: LocalEgressProxy | undefined;
   try {
     dynamo = await startDynalite({ path: opts.inMemory ? undefined : join(dataDir, 'dynamodb'), socketPath: socket.path });
     const tables = { events: 'corral-events', state: 'corral-state' };
@@ -196,8 +205,25 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       proxyProcess = new LocalCredentialProxy({ dataDir, dynamoEndpoint: dynamo.endpoint, stateTable: tables.state, logger: log });
     }
     const credentialProxy = proxyProcess ? new CredentialProxyClient(proxyProcess) : undefined;
+    // The sandboxes' egress proxy, with the deployment's CA (key 0600 in the data dir, never in a
+    // sandbox) and the credential proxy as the source of environment_variable secrets.
+    const egressProxy = (): LocalEgressProxy =>
+      (egress ??= new LocalEgressProxy({
+        logger: log,
+        ca: FileEgressCa.open(join(dataDir, 'egress-ca')),
+        ...(credentialProxy
+          ? {
+              secrets: {
+                secret: (owner, c, host) => credentialProxy.egressSecret({ sessionId: owner.sessionId, vaultId: c.vaultId, credentialId: c.credentialId, host }),
+              },
+            }
+          : {}),
+        ...opts.egressTestHooks,
+      }));
     const local = () =>
       new ProcessSandboxProvider({
+        egress: egressProxy(),
+        ...(credentialProxy ? { environmentCredentials: { list: (sessionId: string) => credentialProxy.egressCredentials({ sessionId }) } } : {}),
         dataDir,
         isolation: opts.sandboxIsolation ?? 'auto',
         logger: log,
@@ -315,6 +341,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
           );
         }
         await (provider as { close?: () => Promise<void> }).close?.();
+        await egress?.close();
         await proxy?.close();
         await db.close();
         socket.cleanup();
@@ -323,6 +350,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   } catch (err) {
     server?.close();
     await queue?.stop();
+    await egress?.close();
     await proxyProcess?.close();
     await dynamo?.close();
     socket.cleanup();

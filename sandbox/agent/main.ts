@@ -150,6 +150,11 @@ export async function main(argv: string[], program: string): Promise<void> {
     if (values['git-channel-stdin']) gitChannelText = lines[1] ?? '';
   }
   if (!capability) throw new Error(`no capability: pass it on the first line of stdin or in ${CAPABILITY_ENV}`);
+  // Variables for every tool process from the provider: placeholders of environment_variable
+  // credentials (never a secret: the egress proxy substitutes it) and the CA bundle's path.
+  const toolEnvText = process.env.CORRAL_TOOL_ENV;
+  delete process.env.CORRAL_TOOL_ENV;
+  const providedToolEnv = toolEnvText ? parseToolEnv(toolEnvText) : {};
   const recipeText = process.env[RECIPE_ENV];
   delete process.env[RECIPE_ENV];
   const recipe = recipeText ? decodeRecipe(recipeText) : undefined;
@@ -175,7 +180,7 @@ export async function main(argv: string[], program: string): Promise<void> {
     recipeMode: values['local-mounts'] ? 'local' : 'image',
     gitRemote: forwarder?.remoteFor,
     limits,
-    toolEnv: egress?.env,
+    toolEnv: { ...providedToolEnv, ...egress?.env },
     ...(values['session-dir'] ? { sessionDir: path.resolve(values['session-dir']) } : {}),
   });
   capability = '';
@@ -277,4 +282,16 @@ async function checkRunAs(agent: SandboxAgent, runAs: RunAs): Promise<void> {
         `${probe.output.trim().slice(0, 500) || `exit code ${probe.code}`}`,
     );
   }
+}
+
+/** `CORRAL_TOOL_ENV`: a JSON object of variable names to strings. */
+function parseToolEnv(text: string): Record<string, string> {
+  const parsed: unknown = JSON.parse(text);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('CORRAL_TOOL_ENV must be a JSON object');
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) || typeof v !== 'string') throw new Error(`CORRAL_TOOL_ENV: ${JSON.stringify(k)} is not a variable name with a string value`);
+    out[k] = v;
+  }
+  return out;
 }

@@ -92,6 +92,41 @@ describe('CredentialProxy', () => {
     expect(unknown.isError).toBe(true);
   });
 
+  it('environment_variable credentials: metadata for the provider; the secret only where the credential allows, only from the local process', async () => {
+    const SECRET = 'env-secret-value-0123456789';
+    const v = await vaults.create('t1', { display_name: 'env' });
+    const c = await vaults.createCredential('t1', v.id, {
+      auth: { type: 'environment_variable', secret_name: 'API_KEY', secret_value: SECRET, networking: { type: 'limited', allowed_hosts: ['api.example.com', '*.svc.example.com'] }, injection_location: { header: true, body: false } },
+    });
+    await putSession('s-env', { vault_ids: [v.id] });
+    await putSession('s-env-none', { vault_ids: [] });
+    const grants = await client.egressCredentials({ sessionId: 's-env' });
+    expect(grants).toEqual([{ credential_id: c.id, vault_id: v.id, secret_name: 'API_KEY', allowed_hosts: ['api.example.com', '*.svc.example.com'], injection_location: { header: true, body: false } }]);
+    expect(JSON.stringify(grants)).not.toContain(SECRET);
+    expect(await client.egressCredentials({ sessionId: 's-env-none' })).toEqual([]);
+
+    // This proxy is not the local process: it never answers with a secret.
+    await expect(client.egressSecret({ sessionId: 's-env', vaultId: v.id, credentialId: c.id, host: 'api.example.com' })).rejects.toMatchObject({ kind: 'forbidden' });
+    const local = new CredentialProxy({ table, secrets, signingKey: async () => KEY, egressSecrets: true });
+    const localClient = new CredentialProxyClient({ call: (r) => local.handle(r) });
+    const ask = (r: Partial<{ sessionId: string; vaultId: string; credentialId: string; host: string }>) =>
+      localClient.egressSecret({ sessionId: 's-env', vaultId: v.id, credentialId: c.id, host: 'api.example.com', ...r });
+    expect(await ask({})).toBe(SECRET);
+    expect(await ask({ host: 'a.svc.example.com' })).toBe(SECRET);
+    for (const host of ['evil.example', 'svc.example.com', 'example.com']) {
+      const err = await ask({ host }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ kind: 'forbidden' });
+      expect(String((err as Error).message)).not.toContain(SECRET);
+    }
+    // The session's own record decides: another session, or a vault it does not list, gets nothing.
+    await expect(ask({ sessionId: 's-env-none' })).rejects.toMatchObject({ kind: 'forbidden' });
+    await expect(ask({ vaultId: 'vlt_other' })).rejects.toMatchObject({ kind: 'forbidden' });
+    // An archived credential stops at once.
+    await vaults.archiveCredential('t1', v.id, c.id);
+    await expect(ask({})).rejects.toMatchObject({ kind: 'forbidden' });
+    await local.close();
+  });
+
   it('refuses what the session\'s own record does not grant, whatever the caller says', async () => {
     const v = await vaults.create('t1', { display_name: 'v2' });
     await putSession('s-grants', { vault_ids: [] });

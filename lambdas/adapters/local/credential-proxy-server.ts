@@ -109,6 +109,8 @@ export async function main(argv: string[]): Promise<void> {
     secrets: new FileSecretStore(values['data-dir']!),
     signingKey: async () => signingKey,
     gitEndpoint: { kind: 'unix', socketPath: path.join(gitDir, 'git.sock') },
+    // Its one caller is the runtime's egress proxy, substituting environment_variable secrets.
+    egressSecrets: true,
     logger: log,
   });
 

@@ -63,7 +63,9 @@ import { assertDeliverable, redactUrls, type RecipeSupport, type SandboxRecipe }
 import { wireRecipeOf, type WireRecipe } from '../../../sandbox/recipe.js';
 import { formatSandboxLimits, resolveSandboxLimits, type SandboxLimits } from '../../../sandbox/limits.js';
 import type { GitChannel } from '../../core/vault/protocol.js';
-import { LocalEgressProxy, type EgressChannel } from './egress-proxy.js';
+import { LocalEgressProxy, type EgressChannel, type EgressCredential } from './egress-proxy.js';
+import type { EgressCredentialGrant } from '../../core/vault/protocol.js';
+import { parseHostPattern, type HostPattern } from '../../core/sandbox/egress.js';
 import {
   prepareSandboxCgroup,
   priorityCommandsAvailable,
@@ -101,6 +103,33 @@ const SANDBOX_UID_SPAN = 1 << 20;
 
 /** Where the proxy's git socket directory appears inside a bubblewrapped sandbox. */
 const SANDBOX_GIT_DIR = '/run/corral-git';
+/** Where the egress CA's trust bundle (system CAs + the egress CA) appears inside a bubblewrapped sandbox. */
+const SANDBOX_CA_DIR = '/run/corral-ca';
+
+/** The variables that make the usual clients trust a CA bundle (OpenSSL, Node, Python requests, curl, git). */
+export const CA_BUNDLE_VARIABLES = ['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO'] as const;
+
+/** The session's `environment_variable` credentials (metadata only; the credential proxy's `egress_credentials`). */
+export interface EnvironmentCredentials {
+  list(sessionId: string): Promise<EgressCredentialGrant[]>;
+}
+
+/**
+ * A sandbox's view of its session's `environment_variable` credentials: for each, a placeholder
+ * of its own (unguessable, per sandbox), and the rule its egress proxy applies.
+ */
+export function placeholdersFor(grants: readonly EgressCredentialGrant[]): { env: Record<string, string>; credentials: EgressCredential[] } {
+  const env: Record<string, string> = {};
+  const credentials: EgressCredential[] = [];
+  for (const g of grants) {
+    const placeholder = `corral-placeholder-${crypto.randomBytes(24).toString('hex')}`;
+    env[g.secret_name] = placeholder;
+    const allowedHosts = g.allowed_hosts === null ? null : g.allowed_hosts.map(parseHostPattern).filter((p): p is HostPattern => !('error' in p));
+    credentials.push({ credentialId: g.credential_id, vaultId: g.vault_id, placeholder, allowedHosts, header: g.injection_location.header, body: g.injection_location.body });
+  }
+  return { env, credentials };
+}
+
 /** Where the sandbox's egress socket directory appears inside a bubblewrapped sandbox. */
 const SANDBOX_EGRESS_DIR = '/run/corral-egress';
 
@@ -135,6 +164,12 @@ export interface ProcessSandboxProviderOptions {
    * bubblewrapped sandbox has no way out at all. @default a proxy of this provider's own, closed with it
    */
   readonly egress?: LocalEgressProxy | false;
+  /**
+   * The sessions' `environment_variable` credentials: each sandbox of a session with vaults gets
+   * a placeholder in each variable, and its egress proxy substitutes the secret (see the header).
+   * @default none: the variables are not set
+   */
+  readonly environmentCredentials?: EnvironmentCredentials;
   /**
    * CPU and I/O priority of every sandbox (cgroup weight, nice, scheduling class, I/O class), so
    * that sandboxes never starve the harness beside them (`sandbox-priority.ts`).
@@ -264,6 +299,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   private readonly healthTimeoutMs: number;
   private readonly bwrapPath: string;
   private readonly gitChannels: GitChannels | undefined;
+  private readonly environmentCredentials: EnvironmentCredentials | undefined;
   readonly limits: SandboxLimits;
   readonly priority: SandboxPriority;
   readonly recipeSupport: RecipeSupport;
@@ -283,6 +319,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 15_000;
     this.bwrapPath = opts.bwrapPath ?? 'bwrap';
     this.gitChannels = opts.gitChannels;
+    this.environmentCredentials = opts.environmentCredentials;
     this.recipeSupport = localRecipeSupport({ gitChannels: Boolean(opts.gitChannels) });
     this.limits = resolveSandboxLimits(opts.limits);
     this.ownsEgress = opts.egress === undefined;
@@ -554,7 +591,19 @@ export class ProcessSandboxProvider implements SandboxProvider {
 
     const capability = crypto.randomBytes(32).toString('base64url');
     const env: Record<string, string> = { PATH: SANDBOX_PATH, HOME: workspace, LANG: 'C.UTF-8', TMPDIR: '/tmp' };
-    const egress = await this.egress?.open({ sessionId: req.sessionId, sandbox: req.name }, req.recipe.networking ?? { type: 'unrestricted' });
+    // environment_variable credentials: placeholders in the tools' variables, the rules to the egress proxy.
+    let placeholders: ReturnType<typeof placeholdersFor> = { env: {}, credentials: [] };
+    if (this.egress && this.environmentCredentials && req.recipe.vaults) {
+      placeholders = placeholdersFor(await this.environmentCredentials.list(req.sessionId));
+    }
+    const egress = await this.egress?.open({ sessionId: req.sessionId, sandbox: req.name }, req.recipe.networking ?? { type: 'unrestricted' }, placeholders.credentials);
+    const toolEnv: Record<string, string> = { ...placeholders.env };
+    if (egress?.caBundlePath) {
+      const bundle = mode === 'bwrap' ? `${SANDBOX_CA_DIR}/${path.basename(egress.caBundlePath)}` : egress.caBundlePath;
+      for (const name of CA_BUNDLE_VARIABLES) toolEnv[name] = bundle;
+    }
+    // No secret: placeholders and a path. The agent hands them to every tool process.
+    if (Object.keys(toolEnv).length) env.CORRAL_TOOL_ENV = JSON.stringify(toolEnv);
     let gitLine: string | null = null;
     let gitSocketDir: string | null = null;
     if (split?.channel.endpoint?.kind === 'unix') {
@@ -588,7 +637,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     let args: string[];
     if (mode === 'bwrap') {
       command = this.bwrapPath;
-      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, sessionDir, gitSocketDir, egressSocketDir: egress?.socketDir, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
+      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, sessionDir, gitSocketDir, egressSocketDir: egress?.socketDir, caDir: egress?.caBundlePath ? path.dirname(egress.caBundlePath) : undefined, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
     } else {
       command = nodeBinary;
       args = agentArgs;
@@ -734,6 +783,8 @@ function bwrapArgs(p: {
   gitSocketDir?: string | null;
   /** The sandbox's egress socket directory: read-only too. */
   egressSocketDir?: string;
+  /** The egress CA's trust bundle's directory, read-only at /run/corral-ca. */
+  caDir?: string;
   /** Capabilities the agent keeps (it starts the tools as their own uid); none by default. */
   keepCaps?: string[];
 }): string[] {
@@ -769,6 +820,7 @@ function bwrapArgs(p: {
   args.push('--bind', p.sessionDir, '/mnt/session');
   if (p.gitSocketDir) args.push('--ro-bind', p.gitSocketDir, SANDBOX_GIT_DIR);
   if (p.egressSocketDir) args.push('--ro-bind', p.egressSocketDir, SANDBOX_EGRESS_DIR);
+  if (p.caDir) args.push('--ro-bind', p.caDir, SANDBOX_CA_DIR);
   // Everything else (the root bwrap builds) is read-only: writes outside the workspace and /tmp fail.
   if (p.keepCaps?.length) withReadableParents(args);
   args.push('--remount-ro', '/');

@@ -111,6 +111,11 @@ export interface RecipePlan {
    * `unrestricted`.
    */
   networking?: EgressPolicy;
+  /**
+   * Whether the session lists vaults: a provider that applies `environment_variable` credentials
+   * asks the credential proxy for them only then.
+   */
+  vaults?: boolean;
   /** What no provider can give (an unknown resource type, an unusable or taken mount path). */
   issues: RecipeIssue[];
 }
@@ -122,6 +127,8 @@ export interface SandboxRecipe {
   repositories: PlannedRepository[];
   /** The egress policy, as planned (every provider is handed it; see `RecipePlan.networking`). */
   networking?: EgressPolicy;
+  /** The session lists vaults (`RecipePlan.vaults`); absent: it lists none. */
+  vaults?: boolean;
 }
 
 export type Support = { supported: true } | { supported: false; reason: string };
@@ -141,7 +148,7 @@ export interface RecipeSupport {
 /** What `planRecipe` reads. */
 export interface RecipeInputs {
   /** The session; its agent's MCP servers are reachable when the environment allows them. */
-  session: { environment_id: string; resources: readonly unknown[]; agent?: { mcp_servers?: ReadonlyArray<{ url?: unknown }> } };
+  session: { environment_id: string; resources: readonly unknown[]; vault_ids?: readonly unknown[]; agent?: { mcp_servers?: ReadonlyArray<{ url?: unknown }> } };
   /** The environment as stored; null when it is gone (its sandboxes then start bare). */
   environment: { config: unknown } | null;
   /** The repositories the session holds a credential for (refs in the session record, never a secret). */
@@ -213,6 +220,7 @@ export function planRecipe(inputs: RecipeInputs): RecipePlan {
     repositories: [],
     files: [],
     networking: planEgress(inputs.environment?.config, inputs.session.agent?.mcp_servers ?? []),
+    ...(inputs.session.vault_ids?.length ? { vaults: true } : {}),
     issues: [],
   };
   const mounts = new Set<string>();
@@ -319,7 +327,7 @@ export function fitRecipe(plan: RecipePlan, support: RecipeSupport): { recipe: S
     });
   }
   // Files are not the provider's: the sandbox manager hands them to the running agent (`mountFiles`).
-  const recipe: SandboxRecipe = { environmentId: plan.environmentId, packages, repositories, ...(plan.networking ? { networking: plan.networking } : {}) };
+  const recipe: SandboxRecipe = { environmentId: plan.environmentId, packages, repositories, ...(plan.networking ? { networking: plan.networking } : {}), ...(plan.vaults ? { vaults: true } : {}) };
   return { recipe, issues: [...packageIssues, ...plan.issues, ...issues] };
 }
 

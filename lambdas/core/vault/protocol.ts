@@ -7,7 +7,9 @@ import type { SecretFields } from './types.js';
  * The credential proxy's calls, as they travel: JSON over HTTP on a Unix socket locally, the
  * payload of a Lambda Invoke on AWS. The same `CredentialProxy.handle` answers both.
  *
- * Only `store_secret` carries a secret, inbound; no answer ever does.
+ * Only `store_secret` carries a secret, inbound; no answer ever does, with one exception:
+ * `egress_secret`, which only the local proxy process answers (`CredentialProxyDeps.egressSecrets`),
+ * to the local egress proxy, for one substitution into a request to a host the credential allows.
  */
 export type ProxyRequest =
   | { op: 'store_secret'; ref: string; value: SecretFields; merge?: boolean }
@@ -25,7 +27,22 @@ export type ProxyRequest =
     }
   | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] }
   | { op: 'mcp_oauth_validate'; tenant: string; vaultId: string; credentialId: string }
-  | { op: 'git_close'; sessionId: string; channel: string };
+  | { op: 'git_close'; sessionId: string; channel: string }
+  | { op: 'egress_credentials'; sessionId: string }
+  | { op: 'egress_secret'; sessionId: string; vaultId: string; credentialId: string; host: string };
+
+/**
+ * An `environment_variable` credential a session's vaults hold, as a sandbox provider needs it to
+ * give the sandbox a placeholder and its egress proxy the substitution rule. No secret.
+ */
+export interface EgressCredentialGrant {
+  credential_id: string;
+  vault_id: string;
+  secret_name: string;
+  /** The credential's `networking`: `allowed_hosts` when limited, null when unrestricted. */
+  allowed_hosts: string[] | null;
+  injection_location: { header: boolean; body: boolean };
+}
 
 export type ProxyErrorKind = 'connection' | 'authentication' | 'invalid' | 'forbidden' | 'internal';
 
@@ -124,6 +141,16 @@ export class CredentialProxyClient implements SecretSink {
   /** Close a channel: its capability stops working at once (sandbox stopped, handed off, deleted). */
   async gitClose(req: { sessionId: string; channel: string }): Promise<void> {
     await this.call({ op: 'git_close', ...req });
+  }
+
+  /** The session's `environment_variable` credentials (metadata), one per variable name. */
+  egressCredentials(req: { sessionId: string }): Promise<EgressCredentialGrant[]> {
+    return this.call({ op: 'egress_credentials', ...req });
+  }
+
+  /** A credential's secret for one substitution (the local proxy only; see `ProxyRequest`). */
+  async egressSecret(req: { sessionId: string; vaultId: string; credentialId: string; host: string }): Promise<string> {
+    return (await this.call<{ value: string }>({ op: 'egress_secret', ...req })).value;
   }
 
   close(): Promise<void> {

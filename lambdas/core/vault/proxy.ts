@@ -6,10 +6,12 @@ import type { Session } from '../resources/sessions.js';
 import type { StateTable } from '../store.js';
 import { CredentialRecords, HeadRecords, type HeadItem, type SessionHeadFields } from '../storage/items.js';
 import { systemPrincipal, tenantPrincipal } from '../storage/principal.js';
+import { hostMatches, normalizeHost, parseHostPattern } from '../sandbox/egress.js';
 import { McpCallFailure, McpConnector, type McpConnectorOptions } from './mcp-connector.js';
 import { OAuthRefreshError, OAuthTokens, isOAuth, validateMcpOAuth, type CredentialValidation } from './oauth.js';
 import {
   GIT_CAPABILITY_HEADER,
+  type EgressCredentialGrant,
   type GitChannel,
   type GitEndpoint,
   type ProxyErrorKind,
@@ -73,6 +75,12 @@ export interface CredentialProxyDeps {
   /** `mcp_oauth` refreshes: how long before the expiry, the token endpoint's timeout, its fetch (tests). */
   oauth?: { marginMs?: number; timeoutMs?: number; fetch?: typeof fetch };
   now?: () => number;
+  /**
+   * Whether `egress_secret` is answered: only in the local proxy process, whose one caller is the
+   * local runtime's egress proxy. On AWS it is refused (the harness and the API may call this
+   * proxy, and neither may read a secret). @default false
+   */
+  egressSecrets?: boolean;
 }
 
 class ProxyFailure extends Error {
@@ -193,6 +201,10 @@ export class CredentialProxy {
         if (open) this.log.info('git channel closed', { sessionId: open.s, sandbox: open.n });
         return null;
       }
+      case 'egress_credentials':
+        return this.egressCredentials(await this.sessionHead(r.sessionId));
+      case 'egress_secret':
+        return this.egressSecret(r);
       default:
         throw new ProxyFailure('invalid', `unknown op ${JSON.stringify((r as { op?: unknown }).op)}`);
     }
@@ -219,6 +231,70 @@ export class CredentialProxy {
     const head = await sessions.get(this.deps.table, PROXY, sessionId);
     if (!head) throw new ProxyFailure('forbidden', `session ${sessionId} does not exist`);
     return head;
+  }
+
+  // --- environment_variable credentials --------------------------------------------------------------
+
+  /**
+   * The usable `environment_variable` credentials of the session's vaults (its tenant's, not
+   * archived, in the session's vault order; for two of one variable name the first wins), with the
+   * secret's ref. Only metadata leaves the proxy.
+   */
+  private async envGrants(head: SessionHead): Promise<Array<{ grant: EgressCredentialGrant; ref: string }>> {
+    const owner = tenantPrincipal(head.tenant);
+    const out: Array<{ grant: EgressCredentialGrant; ref: string }> = [];
+    const names = new Set<string>();
+    for (const vaultId of head.data.vault_ids ?? []) {
+      const vault = await vaults.get(this.deps.table, owner, vaultId);
+      if (!vault || vault.data.archived_at) continue;
+      let after: string | undefined;
+      for (;;) {
+        const page = await credentials.page(this.deps.table, owner, vaultId, { after, limit: 100 });
+        for (const item of page.items) {
+          const c = item.data;
+          if (c.archived_at || c.auth.type !== 'environment_variable' || names.has(c.auth.secret_name)) continue;
+          names.add(c.auth.secret_name);
+          out.push({
+            ref: item.secret_ref,
+            grant: {
+              credential_id: c.id,
+              vault_id: vaultId,
+              secret_name: c.auth.secret_name,
+              allowed_hosts: c.auth.networking.type === 'limited' ? [...c.auth.networking.allowed_hosts] : null,
+              injection_location: { header: c.auth.injection_location.header, body: c.auth.injection_location.body },
+            },
+          });
+        }
+        if (page.last === null) break;
+        after = page.last;
+      }
+    }
+    return out;
+  }
+
+  private async egressCredentials(head: SessionHead): Promise<EgressCredentialGrant[]> {
+    return (await this.envGrants(head)).map((g) => g.grant);
+  }
+
+  /**
+   * The secret of one of the session's `environment_variable` credentials, for a request to
+   * `host`: checked again here (the session's vaults still grant it, and its `networking` allows
+   * the host), whatever the caller decided.
+   */
+  private async egressSecret(r: Extract<ProxyRequest, { op: 'egress_secret' }>): Promise<{ value: string }> {
+    if (!this.deps.egressSecrets) throw new ProxyFailure('forbidden', 'egress_secret is not answered here');
+    const head = await this.sessionHead(r.sessionId);
+    const host = typeof r.host === 'string' ? normalizeHost(r.host) : null;
+    if (!host) throw new ProxyFailure('invalid', 'host: required');
+    const found = (await this.envGrants(head)).find((g) => g.grant.credential_id === r.credentialId && g.grant.vault_id === r.vaultId);
+    if (!found) throw new ProxyFailure('forbidden', `credential ${String(r.credentialId)} is not an environment_variable credential of session ${head.data.id}`);
+    const allowed = found.grant.allowed_hosts;
+    if (allowed !== null && !allowed.some((entry) => { const p = parseHostPattern(entry); return !('error' in p) && hostMatches(p, host, 0); })) {
+      throw new ProxyFailure('forbidden', `credential ${found.grant.credential_id} does not allow ${host}`);
+    }
+    const value = (await this.secret(found.ref))?.secret_value;
+    if (!value) throw new ProxyFailure('invalid', `credential ${found.grant.credential_id} has no stored secret`);
+    return { value };
   }
 
   // --- MCP ----------------------------------------------------------------------------------------
