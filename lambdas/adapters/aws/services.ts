@@ -2,7 +2,6 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { LambdaClient } from '@aws-sdk/client-lambda';
-import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { CORRAL_ENV, readServicesConfig, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
 import type { HarnessOptions } from '../../core/harness/harness.js';
@@ -19,6 +18,7 @@ import { EcsSandboxProvider } from './ecs-sandbox-provider.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
 import { KmsCapabilitySealer } from './kms-capability-sealer.js';
 import { S3BlobStore } from './s3-blob-store.js';
+import { S3Client } from './s3-client.js';
 import { SqsWakeQueue } from './sqs-queue.js';
 
 /**
@@ -142,7 +142,11 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
 
   // Blobs (files, outputs, workspace snapshots) in the stack's bucket; the function's role decides
   // which prefixes it may touch.
-  const blobs = config.blobBucket ? new S3BlobStore({ s3: instrument(opts.clients?.s3 ?? new S3Client({})), bucket: config.blobBucket }) : undefined;
+  // The minimal S3 client signs with the DynamoDB client's credentials (one default chain, resolved
+  // once); it is not an SDK client, so the tracer does not wrap it.
+  const blobs = config.blobBucket
+    ? new S3BlobStore({ s3: opts.clients?.s3 ?? new S3Client({ credentials: dynamodb.config.credentials, region: dynamodb.config.region }), bucket: config.blobBucket })
+    : undefined;
   const table = new DynamoStateTable(dynamodb, config.stateTable);
   const services = createServices({
     table,
