@@ -1,7 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { LambdaClient } from '@aws-sdk/client-lambda';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { CORRAL_ENV, readServicesConfig, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
 import type { HarnessOptions } from '../../core/harness/harness.js';
@@ -13,6 +12,7 @@ import { TablePreviewChannel } from '../../core/session/previews.js';
 import type { StoredEvent } from '../../core/session/events.js';
 import { CredentialProxyClient } from '../../core/vault/protocol.js';
 import { LambdaProxyTransport } from './credential-proxy-client.js';
+import { LambdaInvoker } from './lambda-invoke.js';
 import { DynamoEventLog } from './dynamodb-event-log.js';
 import { EcsSandboxProvider } from './ecs-sandbox-provider.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
@@ -84,7 +84,7 @@ export const NO_MODEL: ModelClient = {
 export interface AwsServicesOptions {
   env?: Env;
   /** Clients to use (tests point DynamoDB at dynalite); created with default settings when absent. */
-  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; lambda?: LambdaClient; kms?: KMSClient; s3?: S3Client };
+  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; lambda?: Pick<LambdaInvoker, 'invoke'>; kms?: KMSClient; s3?: S3Client };
   /** Wraps every AWS client created here (the Powertools tracer's `captureAWSv3Client`). */
   instrument?: <T>(client: T) => T;
   /** A sandbox provider to use instead of the Fargate one from the configuration. */
@@ -130,7 +130,10 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
   // The credential proxy: a function the harness and the API invoke; it alone reads secrets.
   const credentialProxy = config.credentialProxyFunction
     ? new CredentialProxyClient(
-        new LambdaProxyTransport(instrument(opts.clients?.lambda ?? new LambdaClient({})), config.credentialProxyFunction),
+        new LambdaProxyTransport(
+          opts.clients?.lambda ?? new LambdaInvoker({ credentials: dynamodb.config.credentials, region: dynamodb.config.region }),
+          config.credentialProxyFunction,
+        ),
       )
     : undefined;
 
