@@ -404,13 +404,15 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
     L.push(
       `Each Lambda entry bundled by esbuild ${bu.esbuild} with the CDK app's settings (\`infra/lib/constructs/corral-function.ts\` and \`infra/lib/bundling.ts\`: ESM, ` +
         'target node22, minified, everything bundled including the AWS SDK, the stand-ins of `BUNDLE_ALIASES`, external source maps), then `import()`ed in a fresh Node ' +
-        `process (${bu.node} here; Lambda runs Node 22 on arm64 and adds its own init). A process that imports nothing takes ${ms(bu.empty_process_ms.p50)} (p50).`,
+        `process (${bu.node} here; Lambda runs Node 22 on arm64 and adds its own init). A process that imports nothing takes ${ms(bu.empty_process_ms.p50)} (p50). ` +
+        'Each bundle is one file (no chunks): its size is everything the function can load, and the import is all of it. ' +
+        'Import CPU is the user + system time of that `import()`, which the machine\'s load skews less than its wall time.',
     );
     L.push('');
     const present = bu.bundles.filter((b) => b.exists);
     L.push(
       table(
-        ['function', 'entry', 'deployed', 'minified', 'gzip', 'source map', 'import p50 / p95', 'with --enable-source-maps p50', 'process p50'],
+        ['function', 'entry', 'deployed', 'minified', 'gzip', 'source map', 'import p50 / p95', 'import CPU p50 / p95', 'with --enable-source-maps p50', 'process p50'],
         present.map((b) => [
           b.name,
           `\`${b.entry}\``,
@@ -419,6 +421,7 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
           kib(b.gzip_bytes),
           kib(b.sourcemap_bytes),
           b.import_ms ? `${ms(b.import_ms.p50)} / ${ms(b.import_ms.p95)}` : `failed: ${b.import_error}`,
+          b.import_cpu_ms ? `${ms(b.import_cpu_ms.p50)} / ${ms(b.import_cpu_ms.p95)}` : 'n/a',
           b.import_sourcemaps_ms ? ms(b.import_sourcemaps_ms.p50) : 'n/a',
           b.process_ms ? ms(b.process_ms.p50) : 'n/a',
         ]),

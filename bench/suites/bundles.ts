@@ -38,6 +38,8 @@ export interface BundleResult {
   top_inputs?: Array<{ name: string; bytes: number }>;
   /** `import()` of the bundle in a fresh process (ms). */
   import_ms?: Summary;
+  /** CPU time (user + system) of that `import()` (ms): less dependent on the machine's load than its wall time. */
+  import_cpu_ms?: Summary;
   /** The same with `--enable-source-maps`, as the CDK app sets NODE_OPTIONS. */
   import_sourcemaps_ms?: Summary;
   /** Spawn to exit of that process, Node's own start-up included. */
@@ -66,9 +68,12 @@ function packageOf(input: string): string {
 const IMPORT_SCRIPT = `
 globalThis.awslambda ??= { streamifyResponse: (f) => f, HttpResponseStream: { from: (s) => s } };
 const t0 = performance.now();
+const c0 = process.cpuUsage();
 try {
   await import(process.argv[1]);
-  process.stdout.write(JSON.stringify({ ok: true, importMs: performance.now() - t0 }));
+  const importMs = performance.now() - t0;
+  const cpu = process.cpuUsage(c0);
+  process.stdout.write(JSON.stringify({ ok: true, importMs, importCpuMs: (cpu.user + cpu.system) / 1000 }));
 } catch (err) {
   process.stdout.write(JSON.stringify({ ok: false, error: String(err && err.stack || err).slice(0, 500) }));
 }
@@ -151,29 +156,32 @@ export async function runBundles(cfg: { imports: number }, ctx: { log: (msg: str
       };
       const url = pathToFileURL(outfile).href;
       const imports: number[] = [];
+      const cpu: number[] = [];
       const withMaps: number[] = [];
       const processes: number[] = [];
       await runNode(['--input-type=module', '-e', IMPORT_SCRIPT, url], LAMBDA_ENV); // warm the file cache
       for (let i = 0; i < cfg.imports; i++) {
         for (const maps of [false, true]) {
           const r = await runNode([...(maps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', IMPORT_SCRIPT, url], LAMBDA_ENV);
-          const parsed = JSON.parse(r.out || '{"ok":false,"error":"no output"}') as { ok: boolean; importMs?: number; error?: string };
+          const parsed = JSON.parse(r.out || '{"ok":false,"error":"no output"}') as { ok: boolean; importMs?: number; importCpuMs?: number; error?: string };
           if (!parsed.ok) {
             result.import_error = parsed.error;
             break;
           }
           (maps ? withMaps : imports).push(parsed.importMs!);
           if (!maps) processes.push(r.ms);
+          if (!maps) cpu.push(parsed.importCpuMs!);
         }
         if (result.import_error) break;
       }
       if (!result.import_error) {
         result.import_ms = summarize(imports);
+        result.import_cpu_ms = summarize(cpu);
         result.import_sourcemaps_ms = summarize(withMaps);
         result.process_ms = summarize(processes);
       }
       bundles.push(result);
-      ctx.log(`  bundle ${name}: ${round(code.length / 1024, 1)} KiB, import p50 ${result.import_ms?.p50 ?? 'n/a'} ms`);
+      ctx.log(`  bundle ${name}: ${round(code.length / 1024, 1)} KiB, import p50 ${result.import_ms?.p50 ?? 'n/a'} ms (CPU ${result.import_cpu_ms?.p50 ?? 'n/a'} ms)`);
     }
     return { esbuild: esbuild.version, node: process.version, empty_process_ms: summarize(empty), bundles };
   } finally {

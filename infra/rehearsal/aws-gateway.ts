@@ -11,6 +11,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { s3Request } from './aws-requests.js';
+import { sigV4Mismatch } from './sigv4.js';
 
 /** Who is calling: the rehearsal hands each function (and the event source mapping) its own key. */
 export interface Caller {
@@ -112,6 +113,13 @@ export interface AwsGatewayOptions {
   callers: Map<string, Caller>;
   backends: Record<string, Backend>;
   authorize(call: AwsCall): Authorization[] | Promise<Authorization[]>;
+  /**
+   * The secret of a caller's key, when its signatures are to be checked (`sigv4.ts`): a request
+   * whose signature does not hold is refused with S3's `SignatureDoesNotMatch` (or the JSON
+   * services' `InvalidSignatureException`), as AWS refuses it. Absent (the full rehearsal), only
+   * the key id is read.
+   */
+  secretOf?(accessKeyId: string): string | undefined;
   /** Called for every call (for reports and tests). */
   onCall?(call: AwsCall, outcome: 'allowed' | 'denied' | 'unauthenticated' | 'unsupported'): void;
 }
@@ -174,6 +182,16 @@ export class AwsGateway {
       this.opts.onCall?.({ caller: { accessKeyId, name: '?', roleLogicalId: '?', roleArn: '?' }, service, operation, method: req.method ?? 'GET', path, headers: req.headers, body, json }, 'unauthenticated');
       send(serviceError(403, service === 's3' ? 'InvalidAccessKeyId' : 'UnrecognizedClientException', 'The security token included in the request is invalid.', service, req.method ?? 'GET'));
       return;
+    }
+    const secret = this.opts.secretOf?.(accessKeyId);
+    if (secret !== undefined) {
+      const why = await sigV4Mismatch({ method: req.method ?? 'GET', url: path, headers: req.headers }, body, secret);
+      if (why) {
+        this.opts.onCall?.({ caller, service, operation, method: req.method ?? 'GET', path, headers: req.headers, body, json }, 'unauthenticated');
+        const code = service === 's3' ? 'SignatureDoesNotMatch' : 'InvalidSignatureException';
+        send(serviceError(403, code, `The request signature we calculated does not match the signature you provided (${why}).`, service, req.method ?? 'GET'));
+        return;
+      }
     }
     const call: AwsCall = { caller, service, operation, method: req.method ?? 'GET', path, headers: req.headers, body, json };
     const key = `${caller.name} ${service}:${operation}`;

@@ -23,7 +23,7 @@ let runtime: Promise<HarnessStepRuntime> | undefined;
 function init(): Promise<HarnessStepRuntime> {
   runtime ??= createAwsServices({
     // The harness alone calls the model: its key is read from SSM here, once per container.
-    model: (config, instrument) => createAwsModel(config, { instrument }),
+    model: (config) => createAwsModel(config),
     instrument: (client) => tracer.captureAWSv3Client(client),
     harness: { logger: coreLogger(logger), observer: metrics.observer },
     onAppend: (_sessionId, stored) => logger.appendKeys({ position: stored.position }),

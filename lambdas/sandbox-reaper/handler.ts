@@ -21,7 +21,6 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { S3Client } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { createDynamoClient } from '../adapters/aws/dynamodb-client.js';
 import { coreLogger } from '../adapters/aws/services.js';
@@ -29,6 +28,7 @@ import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
 import { EcsSandboxProvider } from '../adapters/aws/ecs-sandbox-provider.js';
 import { KmsCapabilitySealer } from '../adapters/aws/kms-capability-sealer.js';
 import { S3BlobStore } from '../adapters/aws/s3-blob-store.js';
+import { S3Client } from '../adapters/aws/s3-client.js';
 import { readSandboxReaperConfig } from '../core/config.js';
 import { reapIdleSandboxes, type ReapResult } from '../core/sandbox/reaper.js';
 import type { SandboxProvider } from '../core/sandbox/types.js';
@@ -77,11 +77,12 @@ function fromEnvironment(env: Record<string, string | undefined> = process.env):
     containerName: '',
     port: 0,
   });
-  const table = new DynamoStateTable(createDynamoClient(), config.stateTable);
+  const dynamodb = createDynamoClient();
+  const table = new DynamoStateTable(dynamodb, config.stateTable);
   // Capabilities are stored sealed with the stack's KMS key; this function may only open them.
   const sealer = config.sandboxCapabilityKey ? new KmsCapabilitySealer({ kms: new KMSClient({}), keyId: config.sandboxCapabilityKey }) : undefined;
   const workspaces = config.blobBucket
-    ? new WorkspaceSnapshots({ blobs: new S3BlobStore({ s3: new S3Client({}), bucket: config.blobBucket }), limits: config.workspaceLimits }, table, sealer)
+    ? new WorkspaceSnapshots({ blobs: new S3BlobStore({ s3: new S3Client({ credentials: dynamodb.config.credentials, region: dynamodb.config.region }), bucket: config.blobBucket }), limits: config.workspaceLimits }, table, sealer)
     : undefined;
   cached = {
     table,

@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SendMessageCommand, SQSClient, type SendMessageCommandInput } from '@aws-sdk/client-sqs';
-import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createAwsModel } from '../../lambdas/adapters/aws/model.js';
+import { SsmParameters } from '../../lambdas/adapters/aws/ssm-parameter.js';
+import { AwsGateway } from '../../infra/rehearsal/aws-gateway.js';
+import { SsmEmulator } from '../../infra/rehearsal/emulators.js';
 import { coreLogger, createAwsServices, NO_MODEL, readAwsConfig } from '../../lambdas/adapters/aws/services.js';
 import { ensureTables } from '../../lambdas/adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local/dynalite.js';
@@ -16,7 +18,15 @@ import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-mes
 
 const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/wake.fifo';
 const sqsMock = mockClient(SQSClient);
-const ssmMock = mockClient(SSMClient);
+/** SSM: the deploy rehearsal's Parameter Store on loopback, behind its gateway (signatures checked). */
+const ssmParameters = new SsmEmulator('arn:aws:ssm:us-east-1:123456789012:parameter');
+const ssmGateway = new AwsGateway({
+  callers: new Map([['AKIDSSMTEST', { accessKeyId: 'AKIDSSMTEST', name: 'test', roleLogicalId: 'Role', roleArn: 'arn:aws:iam::123456789012:role/Role' }]]),
+  backends: { ssm: ssmParameters },
+  authorize: () => [{ allowed: true }],
+  secretOf: () => 'ssm-secret',
+});
+const ssmCalls = () => ssmGateway.calls.get('test ssm:GetParameter') ?? 0;
 const base = { CORRAL_EVENTS_TABLE: 'events', CORRAL_STATE_TABLE: 'state', CORRAL_WAKE_QUEUE_URL: QUEUE_URL };
 const sandboxEnv = {
   CORRAL_SANDBOX_CLUSTER: 'arn:aws:ecs:us-east-1:123456789012:cluster/corral',
@@ -69,22 +79,24 @@ describe('createAwsServices: the core wired to DynamoDB, SQS, Fargate and the mo
   let fake: FakeMessagesApi;
   let dataDir: string;
   const sqs = new SQSClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
-  const ssm = new SSMClient({ region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+  let ssm: SsmParameters;
 
   beforeAll(async () => {
     dynamo = await startDynalite();
     await ensureTables(dynamo.client, { events: 'events', state: 'state' });
     fake = await startFakeMessagesApi();
     dataDir = mkdtempSync(join(tmpdir(), 'corral-aws-services-'));
+    ssm = new SsmParameters({ region: 'us-east-1', endpoint: await ssmGateway.start(), maxAttempts: 1, credentials: { accessKeyId: 'AKIDSSMTEST', secretAccessKey: 'ssm-secret' } });
   });
   afterAll(async () => {
     await fake?.close();
     await dynamo?.close();
+    ssm?.destroy();
+    await ssmGateway.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
   beforeEach(() => {
     sqsMock.reset();
-    ssmMock.reset();
     sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm' });
   });
 
@@ -110,7 +122,8 @@ describe('createAwsServices: the core wired to DynamoDB, SQS, Fargate and the mo
   });
 
   it('runs a session: state in DynamoDB, wakes to the FIFO queue, the model key from SSM', async () => {
-    ssmMock.on(GetParameterCommand, { Name: '/corral/key', WithDecryption: true }).resolves({ Parameter: { Value: 'sk-model-from-ssm' } });
+    ssmParameters.put('/corral/key', 'sk-model-from-ssm');
+    const before = ssmCalls();
     const env = { ...base, ANTHROPIC_BASE_URL: fake.url, CORRAL_MODEL_API_KEY_PARAMETER: '/corral/key' };
     const { services } = await createAwsServices({
       env,
@@ -128,16 +141,18 @@ describe('createAwsServices: the core wired to DynamoDB, SQS, Fargate and the mo
     expect(await services.harness.wake(session.id)).toEqual({ status: 'done' });
     const headers = fake.requests.at(-1)!.headers;
     expect(headers['x-api-key'] ?? headers.authorization?.replace(/^Bearer /, '')).toBe('sk-model-from-ssm');
+    expect(ssmCalls()).toBe(before + 1);
     expect((await services.events.getEvents(session.id)).at(-1)?.event.type).toBe('session.status_idle');
   });
 
   it('leaves the model key alone unless asked (the API never reads it)', async () => {
+    const before = ssmCalls();
     await createAwsServices({
       env: { ...base, CORRAL_MODEL_API_KEY_PARAMETER: '/corral/key' },
       clients: { dynamodb: dynamo.client, sqs },
       sandboxProvider: new ProcessSandboxProvider({ dataDir, isolation: 'none' }),
     });
-    expect(ssmMock.commandCalls(GetParameterCommand)).toHaveLength(0);
+    expect(ssmCalls()).toBe(before);
   });
 
   it('builds services without a model for the API: a model call is refused, not sent anywhere', async () => {

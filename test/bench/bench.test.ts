@@ -172,6 +172,7 @@ describe('npm run bench -- --smoke', () => {
       expect(b.gzip_bytes!).toBeLessThan(b.bytes!);
       expect(b.import_error, `${b.name}: ${b.import_error}`).toBeUndefined();
       expectSummary(b.import_ms!);
+      expectSummary(b.import_cpu_ms!);
       expect(b.top_inputs!.length).toBeGreaterThan(0);
     }
   });

@@ -1,6 +1,8 @@
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LambdaInvoker } from '../../lambdas/adapters/aws/lambda-invoke.js';
+import { AwsGateway } from '../../infra/rehearsal/aws-gateway.js';
+import { LambdaInvokeEmulator } from '../../infra/rehearsal/emulators.js';
+import type { InvokeResult } from '../../infra/rehearsal/lambda-runtime.js';
 import { createCredentialProxyHandler, loadSigningKey } from '../../lambdas/credential-proxy/handler.js';
 import { LambdaProxyTransport } from '../../lambdas/adapters/aws/credential-proxy-client.js';
 import { CredentialProxyClient } from '../../lambdas/core/vault/protocol.js';
@@ -11,27 +13,49 @@ import { GIT_SIGNING_KEY_REF } from '../../lambdas/core/vault/types.js';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 describe('credential proxy on AWS: Lambda Invoke transport and handler', () => {
-  const lambda = mockClient(LambdaClient);
-  afterEach(() => lambda.reset());
+  // Lambda's Invoke API: the deploy rehearsal's, on loopback behind its gateway, signatures checked.
+  const events: unknown[] = [];
+  let answer: InvokeResult = { ok: true, value: null, durationMs: 1, coldStart: false };
+  const gateway = new AwsGateway({
+    callers: new Map([['AKIDINVOKE', { accessKeyId: 'AKIDINVOKE', name: 'harness', roleLogicalId: 'Role', roleArn: 'arn:aws:iam::123456789012:role/Role' }]]),
+    backends: { lambda: new LambdaInvokeEmulator((name) => (name === 'corral-proxy' ? async (event) => (events.push(event), answer) : undefined)) },
+    authorize: () => [{ allowed: true }],
+    secretOf: () => 'invoke-secret',
+  });
+  let invoker: LambdaInvoker;
+  beforeAll(async () => {
+    invoker = new LambdaInvoker({ region: 'eu-west-1', endpoint: await gateway.start(), maxAttempts: 1, credentials: { accessKeyId: 'AKIDINVOKE', secretAccessKey: 'invoke-secret' } });
+  });
+  afterAll(async () => {
+    invoker.destroy();
+    await gateway.close();
+  });
 
   it('the harness and the API call the proxy function synchronously and get its answer', async () => {
     // Prepare
-    lambda.on(InvokeCommand).resolves({ StatusCode: 200, Payload: new TextEncoder().encode(JSON.stringify({ ok: true, result: [{ name: 't', input_schema: {} }] })) as never });
-    const client = new CredentialProxyClient(new LambdaProxyTransport(new LambdaClient({ region: 'eu-west-1' }), 'corral-proxy'));
+    answer = { ok: true, value: { ok: true, result: [{ name: 't', input_schema: {} }] }, durationMs: 1, coldStart: false };
+    const client = new CredentialProxyClient(new LambdaProxyTransport(invoker, 'corral-proxy'));
     // Act
     const tools = await client.mcpListTools({ sessionId: 's', vaultIds: [], server: { name: 'crm', url: 'https://crm.example.com' } });
     // Assess
     expect(tools).toEqual([{ name: 't', input_schema: {} }]);
-    const input = lambda.commandCalls(InvokeCommand)[0].args[0].input;
-    expect(input).toMatchObject({ FunctionName: 'corral-proxy', InvocationType: 'RequestResponse' });
-    expect(JSON.parse(new TextDecoder().decode(input.Payload as Uint8Array))).toEqual({
-      op: 'mcp_list_tools', sessionId: 's', vaultIds: [], server: { name: 'crm', url: 'https://crm.example.com' },
-    });
+    expect(gateway.calls.get('harness lambda:Invoke')).toBe(1);
+    expect(events).toEqual([{ op: 'mcp_list_tools', sessionId: 's', vaultIds: [], server: { name: 'crm', url: 'https://crm.example.com' } }]);
+  });
+
+  it('an Invoke signed with another secret is refused, not sent to the function', async () => {
+    const forged = new LambdaInvoker({ region: 'eu-west-1', endpoint: gateway.url, maxAttempts: 1, credentials: { accessKeyId: 'AKIDINVOKE', secretAccessKey: 'wrong' } });
+    try {
+      await expect(forged.invoke('corral-proxy', new TextEncoder().encode('{}'))).rejects.toMatchObject({ name: 'InvalidSignatureException', $metadata: { httpStatusCode: 403 } });
+    } finally {
+      forged.destroy();
+    }
+    expect(events).toHaveLength(1);
   });
 
   it('a crashed function is an internal failure whose payload is not passed on', async () => {
-    lambda.on(InvokeCommand).resolves({ FunctionError: 'Unhandled', Payload: new TextEncoder().encode('{"errorMessage":"token=abc"}') as never });
-    const client = new CredentialProxyClient(new LambdaProxyTransport(new LambdaClient({ region: 'eu-west-1' }), 'corral-proxy'));
+    answer = { ok: false, kind: 'function', error: { errorMessage: 'token=abc' }, durationMs: 1, coldStart: false } as InvokeResult;
+    const client = new CredentialProxyClient(new LambdaProxyTransport(invoker, 'corral-proxy'));
     const err = await client.storeSecret('corral/vault/t/v/c', { token: 'abc' }).catch((e) => e);
     expect(err).toMatchObject({ kind: 'internal' });
     expect(String(err.message)).not.toContain('token=abc');

@@ -1,5 +1,4 @@
 import { ChangeMessageVisibilityBatchCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import type { Context, SQSEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -8,10 +7,19 @@ import { ensureTables } from '../../lambdas/adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local/dynalite.js';
 import { AgentCreate, EnvironmentCreate } from '../../lambdas/core/api/schemas.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-messages-api.js';
+import { AwsGateway } from '../../infra/rehearsal/aws-gateway.js';
+import { SsmEmulator } from '../../infra/rehearsal/emulators.js';
 
 /** The deployed entry (lambdas/harness-step/index.ts): everything from the environment the stack sets. */
 const sqsMock = mockClient(SQSClient);
-const ssmMock = mockClient(SSMClient);
+/** SSM: the deploy rehearsal's Parameter Store on loopback (AWS_ENDPOINT_URL_SSM), signatures checked. */
+const ssm = new SsmEmulator('arn:aws:ssm:us-east-1:123456789012:parameter');
+const ssmGateway = new AwsGateway({
+  callers: new Map([['local', { accessKeyId: 'local', name: 'harness', roleLogicalId: 'Role', roleArn: 'arn:aws:iam::123456789012:role/Role' }]]),
+  backends: { ssm },
+  authorize: () => [{ allowed: true }],
+  secretOf: () => 'local',
+});
 
 describe('harness step Lambda entry', () => {
   let dynamo: EmbeddedDynamo;
@@ -25,12 +33,13 @@ describe('harness step Lambda entry', () => {
     sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm' });
     // The heartbeat (the role has sqs:ChangeMessageVisibility through the event source).
     sqsMock.on(ChangeMessageVisibilityBatchCommand).resolves({ Successful: [], Failed: [] });
-    ssmMock.on(GetParameterCommand).resolves({ Parameter: { Value: 'sk-from-ssm' } });
+    ssm.put('/corral/anthropic-api-key', 'sk-from-ssm');
     const env: Record<string, string> = {
       AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'local',
       AWS_SECRET_ACCESS_KEY: 'local',
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      AWS_ENDPOINT_URL_SSM: await ssmGateway.start(),
       CORRAL_EVENTS_TABLE: 'events',
       CORRAL_STATE_TABLE: 'state',
       CORRAL_WAKE_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/123456789012/wake.fifo',
@@ -57,6 +66,7 @@ describe('harness step Lambda entry', () => {
     vi.unstubAllEnvs();
     await fake?.close();
     await dynamo?.close();
+    await ssmGateway.close();
   });
 
   it('wakes a session with the model key from SSM and the agent as a metric dimension', async () => {

@@ -1,6 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { Readable } from 'node:stream';
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -8,15 +9,22 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ensureTables } from '../../lambdas/adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local/dynalite.js';
 import { createApiKey } from '../../scripts/create-api-key.js';
+import { AwsGateway } from '../../infra/rehearsal/aws-gateway.js';
+import { S3Emulator } from '../../infra/rehearsal/s3.js';
 
 /**
  * The API's Lambda entries (lambdas/api/lambda.ts) as API Gateway invokes them: a REST proxy
  * event in, a proxy result (buffered) or a response stream (streaming) out, against dynalite.
  */
 const sqsMock = mockClient(SQSClient);
-/** The blob bucket, as a map of keys to bytes (the Files API's store on AWS). */
-const s3Mock = mockClient(S3Client);
-const objects = new Map<string, Buffer>();
+/** The blob bucket: the deploy rehearsal's S3 on loopback (AWS_ENDPOINT_URL_S3), signatures checked. */
+const blobDir = mkdtempSync(join(tmpdir(), 'api-lambda-blobs-'));
+const s3 = new AwsGateway({
+  callers: new Map([['local', { accessKeyId: 'local', name: 'api', roleLogicalId: 'Role', roleArn: 'arn:aws:iam::123456789012:role/Role' }]]),
+  backends: { s3: new S3Emulator({ dir: blobDir, buckets: ['corral-blobs'], mayList: () => true }) },
+  authorize: () => [{ allowed: true }],
+  secretOf: () => 'local',
+});
 
 interface StreamMeta {
   statusCode: number;
@@ -98,31 +106,12 @@ describe('API Lambda handlers against dynalite', () => {
     await ensureTables(dynamo.client, { events: 'events', state: 'state' });
     apiKey = await createApiKey({ table: 'state', tenant: 'acme', client: dynamo.client });
     sqsMock.on(SendMessageCommand).resolves({ MessageId: 'm' });
-    s3Mock.on(PutObjectCommand).callsFake(async (input: { Key: string; Body: Uint8Array | Readable }) => {
-      const chunks: Buffer[] = [];
-      if (input.Body instanceof Uint8Array) chunks.push(Buffer.from(input.Body));
-      else for await (const c of input.Body) chunks.push(Buffer.from(c as Uint8Array));
-      const body = Buffer.concat(chunks);
-      objects.set(input.Key, body);
-      return {};
-    });
-    const missing = () => Object.assign(new Error('NotFound'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } });
-    s3Mock.on(HeadObjectCommand).callsFake(async (input: { Key: string }) => {
-      const b = objects.get(input.Key);
-      if (!b) throw missing();
-      return { ContentLength: b.length };
-    });
-    s3Mock.on(GetObjectCommand).callsFake(async (input: { Key: string }) => {
-      const b = objects.get(input.Key);
-      if (!b) throw missing();
-      return { Body: Readable.from([b]), ContentLength: b.length };
-    });
-    s3Mock.on(DeleteObjectCommand).callsFake(async (input: { Key: string }) => (objects.delete(input.Key), {}));
     const env: Record<string, string> = {
       AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'local',
       AWS_SECRET_ACCESS_KEY: 'local',
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      AWS_ENDPOINT_URL_S3: await s3.start(),
       CORRAL_EVENTS_TABLE: 'events',
       CORRAL_STATE_TABLE: 'state',
       CORRAL_WAKE_QUEUE_URL: 'https://sqs.us-east-1.amazonaws.com/123456789012/wake.fifo',
@@ -144,6 +133,8 @@ describe('API Lambda handlers against dynalite', () => {
     vi.unstubAllEnvs();
     vi.unstubAllGlobals();
     await dynamo?.close();
+    await s3.close();
+    rmSync(blobDir, { recursive: true, force: true });
   });
 
   const call = async (event: APIGatewayProxyEvent) => (await lambda.handler(event as never, context(29_000))) as APIGatewayProxyResult;

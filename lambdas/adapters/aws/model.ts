@@ -1,6 +1,6 @@
-import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { AnthropicModel, type ModelClient } from '../../core/harness/model.js';
 import type { ServicesConfig } from '../../core/config.js';
+import { SsmParameters } from './ssm-parameter.js';
 
 /**
  * The harness's model on AWS: the Messages API at the configured base URL, its key read once from
@@ -10,27 +10,24 @@ import type { ServicesConfig } from '../../core/config.js';
  */
 
 /** The model API key, read once from an SSM SecureString parameter. */
-export async function readModelApiKey(ssm: SSMClient, parameterName: string): Promise<string> {
-  const out = await ssm.send(new GetParameterCommand({ Name: parameterName, WithDecryption: true }));
-  const value = out.Parameter?.Value;
+export async function readModelApiKey(ssm: Pick<SsmParameters, 'get'>, parameterName: string): Promise<string> {
+  const value = await ssm.get(parameterName, { withDecryption: true });
   if (!value) throw new Error(`SSM parameter ${parameterName} has no value`);
   return value;
 }
 
 export interface AwsModelOptions {
-  /** The SSM client to read the key with (tests pass one); created with default settings when absent. */
-  ssm?: SSMClient;
-  /** Wraps the SSM client created here (the Powertools tracer's `captureAWSv3Client`). */
-  instrument?: <T>(client: T) => T;
+  /** How to read the key (tests pass one); by default SSM in the function's region with its own credentials. */
+  ssm?: Pick<SsmParameters, 'get'>;
 }
 
 /** The model from the configuration; without a key parameter, the SDK's own default (`ANTHROPIC_API_KEY`). */
 export async function createAwsModel(config: Pick<ServicesConfig, 'model'>, opts: AwsModelOptions = {}): Promise<ModelClient> {
   let apiKey: string | undefined;
   if (config.model.apiKeyParameter) {
-    const instrument = opts.instrument ?? (<T>(c: T) => c);
-    const ssm = opts.ssm ?? instrument(new SSMClient({}));
+    const ssm = opts.ssm ?? new SsmParameters();
     apiKey = await readModelApiKey(ssm, config.model.apiKeyParameter);
+    if (!opts.ssm) (ssm as SsmParameters).destroy();
   }
   return new AnthropicModel({ apiKey, baseURL: config.model.baseUrl });
 }

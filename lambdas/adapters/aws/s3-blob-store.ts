@@ -11,31 +11,20 @@
  * function). S3 replaces an object atomically: a reader sees the old bytes or
  * the new ones, never part of either.
  */
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
 import { Readable } from 'node:stream';
 import type { BlobHead, BlobPutOptions, BlobStore } from '../../core/storage/blob-store.js';
+import type { S3Client } from './s3-client.js';
 
 /** The same key alphabet as the local store's: the core builds keys, this refuses anything else. */
 const KEY = /^[A-Za-z0-9_.=-]+(\/[A-Za-z0-9_.=-]+)*$/;
 
 /**
- * S3's content type for an object stored without one. The SDK would send `application/octet-stream`
- * for a body without a type, so the adapter sends this one itself and reads it back as no type, as
- * the local store reports an untyped blob.
+ * S3's content type for an object stored without one. The adapter sends it itself for a body
+ * without a type, and reads it back as no type, as the local store reports an untyped blob.
  */
 const S3_DEFAULT_TYPE = 'binary/octet-stream';
 
-const typeOf = (contentType: string | undefined) => ({ ContentType: contentType ?? S3_DEFAULT_TYPE });
+const typeOf = (contentType: string | undefined) => ({ contentType: contentType ?? S3_DEFAULT_TYPE });
 
 /** The largest body S3 takes in one PutObject. */
 const MAX_SINGLE_PUT = 5 * 1024 ** 3;
@@ -44,6 +33,7 @@ const MAX_SINGLE_PUT = 5 * 1024 ** 3;
 export const MIN_PART_SIZE = 5 * 1024 ** 2;
 
 export interface S3BlobStoreOptions {
+  /** The minimal S3 client of ./s3-client.ts. */
   s3: S3Client;
   bucket: string;
   /**
@@ -85,12 +75,12 @@ export class S3BlobStore implements BlobStore {
     checkKey(key);
     const type = typeOf(opts.contentType);
     if (body instanceof Uint8Array) {
-      await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.byteLength, ...type }));
+      await this.s3.putObject({ bucket: this.bucket, key, body, contentLength: body.byteLength, ...type });
       return headOf(body.byteLength, opts.contentType);
     }
     if (opts.size !== undefined && opts.size <= MAX_SINGLE_PUT) {
-      // A stream of known length goes up as it is read (the SDK sends it chunked, with its checksum).
-      await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: opts.size, ...type }));
+      // A stream of known length goes up as it is read, in one PutObject.
+      await this.s3.putObject({ bucket: this.bucket, key, body, contentLength: opts.size, ...type });
       return headOf(opts.size, opts.contentType);
     }
     return this.putStream(key, body, opts.contentType);
@@ -109,34 +99,29 @@ export class S3BlobStore implements BlobStore {
       const firstPart = first.done ? new Uint8Array(0) : first.value;
       const second = first.done ? first : await parts.next();
       if (second.done) {
-        await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: firstPart, ContentLength: firstPart.byteLength, ...type }));
+        await this.s3.putObject({ bucket: this.bucket, key, body: firstPart, contentLength: firstPart.byteLength, ...type });
         return headOf(firstPart.byteLength, contentType);
       }
-      const created = await this.s3.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, ...type }));
-      uploadId = created.UploadId;
-      if (!uploadId) throw new Error('S3 CreateMultipartUpload answered without an UploadId');
-      const etags: Array<{ ETag: string; PartNumber: number }> = [];
+      uploadId = (await this.s3.createMultipartUpload({ bucket: this.bucket, key, ...type })).uploadId;
+      const etags: Array<{ etag: string; partNumber: number }> = [];
       let size = 0;
       const upload = async (part: Uint8Array) => {
-        const PartNumber = etags.length + 1;
-        if (PartNumber > 10_000) throw new Error(`blob ${key} is larger than 10,000 parts of ${this.partSize} bytes`);
-        const out = await this.s3.send(
-          new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber, Body: part, ContentLength: part.byteLength }),
-        );
-        if (!out.ETag) throw new Error(`S3 UploadPart ${PartNumber} answered without an ETag`);
-        etags.push({ ETag: out.ETag, PartNumber });
+        const partNumber = etags.length + 1;
+        if (partNumber > 10_000) throw new Error(`blob ${key} is larger than 10,000 parts of ${this.partSize} bytes`);
+        const { etag } = await this.s3.uploadPart({ bucket: this.bucket, key, uploadId: uploadId!, partNumber, body: part });
+        etags.push({ etag, partNumber });
         size += part.byteLength;
       };
       await upload(firstPart);
       await upload(second.value);
       for (let next = await parts.next(); !next.done; next = await parts.next()) await upload(next.value);
-      await this.s3.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: etags } }));
+      await this.s3.completeMultipartUpload({ bucket: this.bucket, key, uploadId, parts: etags });
       return headOf(size, contentType);
     } catch (err) {
       if (!body.destroyed) body.destroy();
       if (uploadId) {
         // Best effort: the lifecycle rule aborts what this cannot (a killed function, a lost connection).
-        await this.s3.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+        await this.s3.abortMultipartUpload({ bucket: this.bucket, key, uploadId }).catch(() => undefined);
       }
       throw err;
     }
@@ -144,8 +129,8 @@ export class S3BlobStore implements BlobStore {
 
   async head(key: string): Promise<BlobHead | null> {
     try {
-      const out = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: checkKey(key) }));
-      return headOf(out.ContentLength, out.ContentType);
+      const out = await this.s3.headObject({ bucket: this.bucket, key: checkKey(key) });
+      return headOf(out.contentLength, out.contentType);
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
@@ -154,10 +139,8 @@ export class S3BlobStore implements BlobStore {
 
   async get(key: string): Promise<{ body: Readable; head: BlobHead } | null> {
     try {
-      const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: checkKey(key) }));
-      const body = out.Body;
-      if (!(body instanceof Readable)) throw new Error('S3 GetObject answered without a stream body');
-      return { body, head: headOf(out.ContentLength, out.ContentType) };
+      const out = await this.s3.getObject({ bucket: this.bucket, key: checkKey(key) });
+      return { body: out.body, head: headOf(out.contentLength, out.contentType) };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
@@ -166,7 +149,7 @@ export class S3BlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     // S3 answers 204 for a key that is not there: nothing to special-case.
-    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: checkKey(key) }));
+    await this.s3.deleteObject({ bucket: this.bucket, key: checkKey(key) });
   }
 }
 

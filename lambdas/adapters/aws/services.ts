@@ -1,8 +1,6 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
-import { LambdaClient } from '@aws-sdk/client-lambda';
-import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { CORRAL_ENV, readServicesConfig, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
 import type { HarnessOptions } from '../../core/harness/harness.js';
@@ -15,11 +13,13 @@ import type { StoredEvent } from '../../core/session/events.js';
 import { CredentialProxyClient } from '../../core/vault/protocol.js';
 import { createDynamoClient } from './dynamodb-client.js';
 import { LambdaProxyTransport } from './credential-proxy-client.js';
+import { LambdaInvoker } from './lambda-invoke.js';
 import { DynamoEventLog } from './dynamodb-event-log.js';
 import { EcsSandboxProvider } from './ecs-sandbox-provider.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
 import { KmsCapabilitySealer } from './kms-capability-sealer.js';
 import { S3BlobStore } from './s3-blob-store.js';
+import { S3Client } from './s3-client.js';
 import { SqsWakeQueue } from './sqs-queue.js';
 
 /**
@@ -85,7 +85,7 @@ export const NO_MODEL: ModelClient = {
 export interface AwsServicesOptions {
   env?: Env;
   /** Clients to use (tests point DynamoDB at dynalite); created with default settings when absent. */
-  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; lambda?: LambdaClient; kms?: KMSClient; s3?: S3Client };
+  clients?: { dynamodb?: DynamoDBClient; sqs?: SQSClient; ecs?: ECSClient; lambda?: Pick<LambdaInvoker, 'invoke'>; kms?: KMSClient; s3?: S3Client };
   /** Wraps every AWS client created here (the Powertools tracer's `captureAWSv3Client`). */
   instrument?: <T>(client: T) => T;
   /** A sandbox provider to use instead of the Fargate one from the configuration. */
@@ -131,7 +131,10 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
   // The credential proxy: a function the harness and the API invoke; it alone reads secrets.
   const credentialProxy = config.credentialProxyFunction
     ? new CredentialProxyClient(
-        new LambdaProxyTransport(instrument(opts.clients?.lambda ?? new LambdaClient({})), config.credentialProxyFunction),
+        new LambdaProxyTransport(
+          opts.clients?.lambda ?? new LambdaInvoker({ credentials: dynamodb.config.credentials, region: dynamodb.config.region }),
+          config.credentialProxyFunction,
+        ),
       )
     : undefined;
 
@@ -143,7 +146,11 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
 
   // Blobs (files, outputs, workspace snapshots) in the stack's bucket; the function's role decides
   // which prefixes it may touch.
-  const blobs = config.blobBucket ? new S3BlobStore({ s3: instrument(opts.clients?.s3 ?? new S3Client({})), bucket: config.blobBucket }) : undefined;
+  // The minimal S3 client signs with the DynamoDB client's credentials (one default chain, resolved
+  // once); it is not an SDK client, so the tracer does not wrap it.
+  const blobs = config.blobBucket
+    ? new S3BlobStore({ s3: opts.clients?.s3 ?? new S3Client({ credentials: dynamodb.config.credentials, region: dynamodb.config.region }), bucket: config.blobBucket })
+    : undefined;
   const table = new DynamoStateTable(dynamodb, config.stateTable);
   const services = createServices({
     table,
