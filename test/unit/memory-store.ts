@@ -103,10 +103,15 @@ export class MemoryEventLog implements EventLog {
     return this.putAt(sessionId, opts.position ?? this.log(sessionId).length + 1, event);
   }
 
-  async appendBatch(sessionId: string, events: SessionEvent[], opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean }): Promise<StoredEvent[]> {
+  async appendBatch(
+    sessionId: string,
+    events: SessionEvent[],
+    opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean; onHead?: (head: StoredEvent) => void },
+  ): Promise<StoredEvent[]> {
     if (events.length === 0) return [];
     const [head, ...rest] = events;
     const out = [this.putAt(sessionId, opts.position, head, rest)];
+    opts.onHead?.(copy([out[0]])[0]);
     for (const event of rest) {
       const log = this.log(sessionId);
       const taken = log.slice(out[out.length - 1].position);

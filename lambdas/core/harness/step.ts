@@ -13,6 +13,7 @@ import type { ModelClient } from './model.js';
 import type { ModelPrice } from './pricing.js';
 import type { WakeQueue } from './queue.js';
 import type { Decision, TurnState } from './state.js';
+import type { StoredEvent } from '../session/events.js';
 
 /**
  * The vocabulary the harness's modules share: what a harness is built from (`HarnessDeps`,
@@ -100,6 +101,11 @@ export interface StepContext extends HarnessParts {
   readonly session: Session;
   /** The fold up to the last position read; a step appends right after `state.position`. */
   readonly state: TurnState;
+  /**
+   * Every event from the view's start (`state.view.start`) to `state.position`, as the wake holds
+   * them (the model's view is built from these without reading the log); absent: read them.
+   */
+  readonly window?: StoredEvent[];
   /** Aborts when the lease is lost: the step must stop without writing. */
   readonly lost: AbortSignal;
   /** Aborts (with `StepDeadlineError`) when the step's deadline comes. */
