@@ -8,6 +8,7 @@ import type { PreviewChannel } from '../session/previews.js';
 import type { StateTable } from '../store.js';
 import { systemPrincipal } from '../storage/principal.js';
 import type { McpGateway } from '../mcp/gateway.js';
+import type { FoldCache } from './fold-cache.js';
 import type { McpToolCache } from './mcp-tools.js';
 import type { ModelClient } from './model.js';
 import type { ModelPrice } from './pricing.js';
@@ -93,6 +94,8 @@ export interface HarnessParts {
   readonly log: HarnessLogger;
   /** MCP tool lists, kept across wakes (see mcp-tools.ts). */
   readonly mcpTools: McpToolCache;
+  /** Folds of sessions' logs, kept across wakes (see fold-cache.ts); absent: every wake starts from the cursor. */
+  readonly folds?: FoldCache;
 }
 
 /** What one step is given: the harness's parts, the session, the fold of its log, and the step's signals. */

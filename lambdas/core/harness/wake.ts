@@ -13,6 +13,7 @@ import { DEFAULT_MAX_MODEL_ATTEMPTS, decide, foldEvents, initialState, type Turn
 import { HARNESS, LeaseLostError, viewBudgetChars, viewBudgetEvents, type HarnessDeps, type HarnessParts } from './step.js';
 import { callModel } from './steps/call-model.js';
 import { perform } from './steps/perform.js';
+import type { CachedFold } from './fold-cache.js';
 
 export type WakeResult =
   | { status: 'done' }
@@ -76,13 +77,27 @@ function keepLease(deps: HarnessDeps, lease: Lease, lost: AbortController): () =
 }
 
 /**
+ * With a held fold, the first read takes at most this many events after it; more (another
+ * harness has run the session since) are read on, in a second call.
+ */
+const FOLLOW_LIMIT = 500;
+
+/**
  * The events a wake holds: every event from `from` to the fold's position, so that the model's
  * view (which starts at `state.view.start`) is built without reading the log again. It holds at
  * most the view and what came after it (older events are dropped as the view's start moves on).
  */
 export class ViewWindow {
-  private events: StoredEvent[] = [];
-  constructor(private from: number) {}
+  constructor(
+    private from: number,
+    private events: StoredEvent[] = [],
+  ) {}
+
+  /** What a later wake may start from (fold-cache.ts), with `state` the fold up to the last event held. */
+  keep(state: TurnState): CachedFold {
+    this.since(state.view.start);
+    return { state, from: this.from, events: this.events };
+  }
 
   /** Events read (or appended) right after the last ones held. */
   add(events: StoredEvent[]) {
@@ -153,27 +168,31 @@ function contiguousAfter(position: number, appended: StoredEvent[]): StoredEvent
  */
 export async function wakeSession(h: HarnessParts, sessionId: string, opts: { deadline?: number; owner?: string } = {}): Promise<WakeResult> {
   const { deps } = h;
+  const owner = opts.owner ?? `harness-${randomUUID()}`;
+  // The first round trip, three calls at once: the lease's one conditional write; the session
+  // (with the lease, for the wait when it is taken, and the cursor unless this harness holds the
+  // session's fold); and, with a held fold, the events after it. Reading needs no lease, and what
+  // is read is only acted on under it (every append is conditional on its position).
+  const cached = h.folds?.take(sessionId);
+  const leased = deps.leases.acquireAtOnce(sessionId, owner);
+  leased.catch(() => undefined); // awaited below
+  const after = cached && deps.events.getEvents(sessionId, { from: cached.state.position + 1, limit: FOLLOW_LIMIT });
+  after?.catch(() => undefined); // awaited below, or dropped when the lease is not ours
   let known: SessionSnapshot;
   let cursorItem: Item | undefined;
   let leaseItem: Item | undefined;
   try {
-    const read = await deps.sessions.snapshotWith(HARNESS, sessionId, [cursorKey(sessionId), deps.leases.key(sessionId)]);
+    const read = await deps.sessions.snapshotWith(HARNESS, sessionId, [deps.leases.key(sessionId), ...(cached ? [] : [cursorKey(sessionId)])]);
     known = read.snapshot;
-    [cursorItem, leaseItem] = read.extra;
+    [leaseItem, cursorItem] = read.extra;
   } catch (err) {
+    const taken = await leased.catch(() => null);
+    if (taken) await deps.leases.release(taken).catch(() => undefined);
     if (err instanceof NotFoundError) return { status: 'gone' };
     throw err;
   }
-  const owner = opts.owner ?? `harness-${randomUUID()}`;
-  const cursor = cursorFromItem<TurnState>(cursorItem) ?? initialState();
-  // The log is read while the lease is taken: reading needs no lease, and what is read is only
-  // acted on under it (every append is conditional on its position).
-  const readFrom = (st: TurnState) => Math.min(st.view.start, st.position + 1);
-  const firstRead = deps.events.getEvents(sessionId, { from: readFrom(cursor) });
-  firstRead.catch(() => undefined); // awaited below, or dropped when the lease is not ours
-  const current = deps.leases.read(leaseItem);
-  const lease = await deps.leases.acquireFrom(sessionId, owner, current);
-  if (!lease) return { status: 'busy', retryAfterMs: Math.max(50, deps.leases.remainingOf(current)) };
+  const lease = await leased;
+  if (!lease) return { status: 'busy', retryAfterMs: Math.max(50, deps.leases.remainingOf(deps.leases.read(leaseItem))) };
   const lost = new AbortController();
   const stopRenewing = keepLease(deps, lease, lost);
   // Aborts the action in flight when the deadline comes (a timer past 2^31-1 ms would fire at once).
@@ -197,12 +216,25 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
     await deps.queue.wake(sessionId);
     return { status: 'yielded' };
   };
+  const readFrom = (st: TurnState) => Math.min(st.view.start, st.position + 1);
   try {
-    state = cursor;
+    let window: ViewWindow;
+    let pending: Promise<StoredEvent[]> | null;
+    if (cached) {
+      state = cached.state;
+      window = new ViewWindow(cached.from, cached.events);
+      pending = after!.then(async (fresh) =>
+        fresh.length < FOLLOW_LIMIT ? fresh : [...fresh, ...(await deps.events.getEvents(sessionId, { from: fresh[fresh.length - 1].position + 1 }))],
+      );
+    } else {
+      state = cursorFromItem<TurnState>(cursorItem) ?? initialState();
+      window = new ViewWindow(readFrom(state));
+      pending = deps.events.getEvents(sessionId, { from: readFrom(state) });
+    }
+    // A held fold was saved as the cursor when its wake ended (or a newer cursor was there).
     saved = state.position;
-    let window = new ViewWindow(readFrom(state));
-    let pending: Promise<StoredEvent[]> | null = firstRead;
     if (lease.takeover) {
+      pending.catch(() => undefined);
       await fence(h, sessionId, lease);
       pending = null; // read again: the fence, and whatever came before it, must be folded
     }
@@ -247,6 +279,7 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
       decision ??= choose(state, session);
       if (decision.kind === 'none') {
         if (state.position > saved) saved = await saveCursor(deps.table, sessionId, state, saved);
+        h.folds?.put(sessionId, window.keep(state));
         return { status: 'done' };
       }
       // A turn that starts with a model call opens with it: the turn's start and the request's
@@ -265,7 +298,9 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
       const remaining = opts.deadline === undefined ? Infinity : opts.deadline - Date.now();
       const callsModel = decision.kind === 'call_model' || decision.kind === 'compact' || opening !== null;
       if (remaining <= 0 || (callsModel && steps > 0 && remaining < minModelCallMs) || steps >= (h.opts.maxStepsPerWake ?? 200)) {
-        return await handOn(state);
+        const handed = await handOn(state);
+        h.folds?.put(sessionId, window.keep(state));
+        return handed;
       }
       recorder.take();
       try {

@@ -65,6 +65,26 @@ export class LeaseManager {
     }
   }
 
+  /**
+   * `acquire` in one conditional write, with no read first: the fence goes up by one and the
+   * holder is set, only where the lease is free, expired or already `owner`'s; the lease as it
+   * was comes back with the write, and tells whether this was a takeover.
+   */
+  async acquireAtOnce(sessionId: string, owner: string, now = this.clock()): Promise<Lease | null> {
+    const until = now + this.ttlMs;
+    const k = leaseRecords.key(sessionId);
+    try {
+      const before = leaseRecords.fromItem(
+        await this.table.incrementIf(k.pk, k.sk, 'fence', 1, { owner, until }, { absent: true, atMost: { name: 'until', value: now }, equals: { owner } }),
+      );
+      const takeover = !!before && before.until !== 0 && before.owner !== owner;
+      return { sessionId, owner, fence: (before?.fence ?? 0) + 1, until, takeover };
+    } catch (err) {
+      if (err instanceof ConditionFailedError) return null;
+      throw err;
+    }
+  }
+
   /** Extend the lease; false when it was lost (taken over after expiry). */
   async renew(lease: Lease, now = this.clock()): Promise<boolean> {
     const until = now + this.ttlMs;
