@@ -1,6 +1,7 @@
 /** `docs/BENCHMARKS.md` and the SVG plots, from a results object. */
 import type { BenchResults } from './run.js';
 import { ecdfSvg } from './lib/svg.js';
+import { groupedTrace } from './lib/trace.js';
 import type { Summary } from './lib/stats.js';
 import type { PeerChecks, PeerResult } from './suites/peer.js';
 import type { TtftScenarioResult } from './suites/ttft.js';
@@ -312,7 +313,7 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
     L.push('');
     L.push(
       table(
-        ['events in the log', 'steps / turn', 'reads / turn', 'of which log queries', '**reads / step**', 'log items read / turn', 'writes / turn', 'calls before the model request', 'StepDuration p50', 'HarnessOverhead p50', 'model request'],
+        ['events in the log', 'steps / turn', 'reads / turn', 'of which log queries', '**reads / step**', 'log items read / turn', 'writes / turn', 'calls before the model request', '**round trips before the model request**', 'StepDuration p50', 'HarnessOverhead p50', 'model request'],
         lr.sizes.map((z) => [
           num(z.events),
           z.steps_per_turn,
@@ -322,6 +323,7 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
           z.log_items_read_per_turn,
           z.writes_per_turn,
           z.calls_before_model_request,
+          `**${z.round_trips_before_model_request ?? '-'}**`,
           ms(z.step_duration_ms.p50),
           ms(z.harness_overhead_ms.p50),
           kib(z.request_bytes),
@@ -329,17 +331,18 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
       ),
     );
     L.push('');
-    L.push(`Flat: **${lr.flat ? 'yes' : 'no'}** (the same DynamoDB calls, in the same order, at every size). The calls of one turn at ${num(lr.sizes.at(-1)!.events)} events:`);
+    L.push(`Flat: **${lr.flat ? 'yes' : 'no'}** (the same DynamoDB calls, in the same order, at every size). The calls of one turn at ${num(lr.sizes.at(-1)!.events)} events, those that went out together (one round trip) in parentheses:`);
     L.push('');
     L.push('```');
-    L.push(lr.sizes.at(-1)!.ops.join(' '));
+    const last = lr.sizes.at(-1)!;
+    L.push(last.op_rounds ? groupedTrace(last.ops, last.op_rounds) : last.ops.join(' '));
     L.push('```');
     L.push('');
     const z = lr.sizes.at(-1)!;
     L.push(
       'Items read per turn are bounded by the view\'s budget (after compaction), not by the length of the log, and so is the step\'s ' +
         'latency: it grows from 10 to 1,000 events as the view fills up to its budget, then stays there. `model` marks where the ' +
-        `model request goes out: ${z.calls_before_model_request} DynamoDB calls, one after another, separate a user message from its model request ` +
+        `model request goes out: ${z.round_trips_before_model_request ?? z.calls_before_model_request} storage round trips, one after another, separate a user message from its model request ` +
         `(a DynamoDB call took ${ms(z.dynamodb_call_ms.p50)} at p50 on dynalite here, p95 ${ms(z.dynamodb_call_ms.p95)}); on DynamoDB itself, at a few ` +
         'milliseconds a call, that count is what sets the harness\'s latency before the model.',
     );

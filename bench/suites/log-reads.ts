@@ -48,8 +48,12 @@ export interface SizeResult {
   writes_per_turn: number;
   /** The DynamoDB calls of one measured turn, in order (`Query:events`, ...; `model` marks the model request). */
   ops: string[];
-  /** DynamoDB calls, one after another, between the user message and the model request. */
+  /** Which round trip each of `ops` went out in: calls issued while another was in flight share one. */
+  op_rounds: number[];
+  /** DynamoDB calls between the user message and the model request. */
   calls_before_model_request: number;
+  /** Storage round trips one after another (parallel calls count once) before the model request. */
+  round_trips_before_model_request: number;
   /** This machine's latency of one DynamoDB (dynalite) call during the measured turns. */
   dynamodb_call_ms: Summary;
   step_duration_ms: Summary;
@@ -101,13 +105,28 @@ interface Counter {
   items: number;
   /** Latency of each counted DynamoDB call (this machine's dynalite). */
   callMs: number[];
+  /** Calls in flight, and the round trip a call issued now belongs to (a new one when none is in flight). */
+  inflight: number;
+  round: number;
+  /** The round trip of each of `ops`. */
+  rounds: number[];
 }
+
+/** The round trip a call issued now goes out in: the current one while another call is in flight. */
+function roundOf(counter: Counter): number {
+  if (counter.inflight === 0) counter.round++;
+  return counter.round;
+}
+
 
 /** Puts `model` among the counted calls where the harness sends a model request. */
 function markingModel(inner: ModelClient, counter: Counter): ModelClient {
   return {
     complete(request, opts) {
-      if (counter.on) counter.ops.push('model');
+      if (counter.on) {
+        counter.rounds.push(roundOf(counter));
+        counter.ops.push('model');
+      }
       return inner.complete(request, opts);
     },
   };
@@ -119,8 +138,16 @@ function counting(client: DynamoDBClient, counter: Counter): DynamoDBClient {
       if (prop !== 'send') return Reflect.get(target, prop, receiver);
       return async (command: { constructor: { name: string }; input?: { TableName?: string; RequestItems?: Record<string, unknown> } }) => {
         const t0 = nowMs();
-        const out = (await target.send(command as never)) as { Count?: number };
+        const round = roundOf(counter);
+        counter.inflight++;
+        let out: { Count?: number };
+        try {
+          out = (await target.send(command as never)) as { Count?: number };
+        } finally {
+          counter.inflight--;
+        }
         if (counter.on) {
+          counter.rounds.push(round);
           counter.callMs.push(nowMs() - t0);
           const op = command.constructor.name.replace(/Command$/, '');
           // A batch names its table in RequestItems (the session's head and usage: one table).
@@ -135,13 +162,19 @@ function counting(client: DynamoDBClient, counter: Counter): DynamoDBClient {
   });
 }
 
+/** Round trips of storage calls that ended before the model request went out in a later one. */
+function roundTripsBefore(ops: string[], rounds: number[]): number {
+  const m = ops.indexOf('model');
+  return new Set(rounds.slice(0, m).filter((r, i) => ops[i] !== 'model' && r < rounds[m])).size;
+}
+
 export async function runLogReads(cfg: LogReadsConfig, ctx: { modelUrl: string; log: (msg: string) => void; fakeRequests: () => Array<{ raw: string }> }): Promise<LogReadsResult> {
   const db = await startDynalite();
   const dataDir = mkdtempSync(join(tmpdir(), 'corral-bench-reads-'));
   const provider = new ProcessSandboxProvider({ dataDir, isolation: 'auto', logger: { warn: () => undefined } });
   try {
     await ensureTables(db.client, TABLES);
-    const counter: Counter = { on: false, ops: [], items: 0, callMs: [] };
+    const counter: Counter = { on: false, ops: [], items: 0, callMs: [], inflight: 0, round: 0, rounds: [] };
     const recorder = new Recorder();
     const client = counting(db.client, counter);
     const wakes: string[] = [];
@@ -186,7 +219,7 @@ export async function runLogReads(cfg: LogReadsConfig, ctx: { modelUrl: string; 
       }
       recorder.recording = false;
       await turn(session.id, 'first'); // builds the cursor (and compacts a long log)
-      const perTurn: Array<{ ops: string[]; items: number; steps: number; ms: number; request: number; callMs: number[] }> = [];
+      const perTurn: Array<{ ops: string[]; rounds: number[]; items: number; steps: number; ms: number; request: number; callMs: number[] }> = [];
       for (let t = 0; t < cfg.turns; t++) {
         recorder.recording = true;
         const before = recorder.steps.length;
@@ -194,13 +227,15 @@ export async function runLogReads(cfg: LogReadsConfig, ctx: { modelUrl: string; 
         counter.ops = [];
         counter.items = 0;
         counter.callMs = [];
+        counter.rounds = [];
+        counter.round = 0;
         counter.on = true;
         const t0 = nowMs();
         const r = await services.harness.wake(session.id);
         const ms = nowMs() - t0;
         counter.on = false;
         if (r.status !== 'done') throw new Error(`measured wake ended ${r.status}`);
-        perTurn.push({ ops: counter.ops, items: counter.items, steps: recorder.steps.length - before, ms, request: ctx.fakeRequests().at(-1)?.raw.length ?? 0, callMs: counter.callMs });
+        perTurn.push({ ops: counter.ops, rounds: counter.rounds, items: counter.items, steps: recorder.steps.length - before, ms, request: ctx.fakeRequests().at(-1)?.raw.length ?? 0, callMs: counter.callMs });
       }
       const steps = recorder.steps;
       const last = perTurn[perTurn.length - 1];
@@ -218,7 +253,9 @@ export async function runLogReads(cfg: LogReadsConfig, ctx: { modelUrl: string; 
         log_items_read_per_turn: avg((p) => p.items),
         writes_per_turn: avg((p) => p.ops.filter((o) => /^(PutItem|UpdateItem|DeleteItem|BatchWriteItem|TransactWriteItems)$/.test(o.split(':')[0])).length),
         ops: last.ops,
+        op_rounds: last.rounds,
         calls_before_model_request: last.ops.indexOf('model'),
+        round_trips_before_model_request: roundTripsBefore(last.ops, last.rounds),
         dynamodb_call_ms: summarize(perTurn.flatMap((p) => p.callMs)),
         step_duration_ms: summarize(steps.map((s) => s.durationMs)),
         harness_overhead_ms: summarize(steps.map((s) => s.overheadMs)),

@@ -16,6 +16,16 @@ export interface PutOptions {
   ifBelow?: { name: string; value: number };
 }
 
+/** When a conditional update may go ahead: when any one of the given holds. */
+export interface UpdateWhen {
+  /** The item does not exist. */
+  absent?: boolean;
+  /** The numeric attribute is at most this value. */
+  atMost?: { name: string; value: number };
+  /** Every listed attribute has this value. */
+  equals?: Record<string, unknown>;
+}
+
 export interface QueryOptions {
   /** Only sort keys that start with this. */
   prefix?: string;
@@ -48,6 +58,11 @@ export interface StateTable {
    * returns the new value.
    */
   increment(pk: string, sk: string, attribute: string, by: number, extra?: Record<string, unknown>): Promise<number>;
+  /**
+   * `increment`, only `when` the item allows it (else `ConditionFailedError`), in one conditional
+   * write; returns the item as it was before (undefined: it did not exist).
+   */
+  incrementIf(pk: string, sk: string, attribute: string, by: number, extra: Record<string, unknown>, when: UpdateWhen): Promise<Item | undefined>;
   /** Every item whose partition key starts with `pkPrefix` (start-up recovery only; a scan). */
   scanPrefix(pkPrefix: string): Promise<Item[]>;
 }

@@ -139,6 +139,9 @@ describe('npm run bench -- --smoke', () => {
       expect(s.reads_per_step).toBeCloseTo(s.reads_per_turn / s.steps_per_turn, 1);
       expect(s.ops).toContain('model');
       expect(s.calls_before_model_request).toBeGreaterThan(0);
+      expect(s.round_trips_before_model_request).toBeGreaterThan(0);
+      expect(s.round_trips_before_model_request).toBeLessThanOrEqual(s.calls_before_model_request);
+      expect(s.op_rounds).toHaveLength(s.ops.length);
     }
     expect(lr.flat).toBe(true);
     expect(written.step_reads_10).toBe(written.step_reads_10000);

@@ -156,7 +156,9 @@ describe('handing on', () => {
     const s = await r.session();
     await r.say(s.id, 'hi');
     r.wakes.length = 0;
-    r.model.push(text('hello'));
+    // A turn of more than one step (a turn's start and its first model call are one): a tool
+    // call, then the answer.
+    r.model.push(toolUse('toolu_l', 'read_session_log', { from_position: 1, to_position: 1 }), text('hello'));
     expect(await r.svc.harness.wake(s.id)).toEqual({ status: 'yielded' });
     expect(r.wakes).toEqual([s.id]);
     for (let i = 0; i < 10 && (await r.svc.harness.wake(s.id)).status === 'yielded'; i++);

@@ -1,7 +1,7 @@
 import { PositionConflictError } from '../../lambdas/core/errors.js';
 import { isEventType, type SessionEvent, type StoredEvent } from '../../lambdas/core/session/events.js';
 import type { EventLog, GetEventsOptions } from '../../lambdas/core/session/log.js';
-import { ConditionFailedError, type Item, type Page, type PutOptions, type QueryOptions, type StateTable } from '../../lambdas/core/store.js';
+import { ConditionFailedError, type Item, type Page, type PutOptions, type QueryOptions, type StateTable, type UpdateWhen } from '../../lambdas/core/store.js';
 
 /**
  * In-memory stand-ins for the core's two storage interfaces, so the unit project can run the
@@ -48,6 +48,18 @@ export class MemoryStateTable implements StateTable {
     const value = ((current[attribute] as number | undefined) ?? 0) + by;
     this.items.set(this.key(pk, sk), copy({ ...current, ...extra, [attribute]: value }));
     return value;
+  }
+
+  async incrementIf(pk: string, sk: string, attribute: string, by: number, extra: Record<string, unknown>, when: UpdateWhen): Promise<Item | undefined> {
+    const before = this.items.get(this.key(pk, sk));
+    const ok =
+      (!when.absent && !when.atMost && !when.equals) ||
+      (when.absent && !before) ||
+      (when.atMost !== undefined && before !== undefined && (before[when.atMost.name] as number) <= when.atMost.value) ||
+      (when.equals !== undefined && before !== undefined && Object.entries(when.equals).every(([k, v]) => before[k] === v));
+    if (!ok) throw new ConditionFailedError(`conditional update of ${pk}/${sk} failed`);
+    await this.increment(pk, sk, attribute, by, extra);
+    return before && copy(before);
   }
 
   query(pk: string, opts: QueryOptions = {}): Promise<Page<Item>> {
@@ -103,10 +115,15 @@ export class MemoryEventLog implements EventLog {
     return this.putAt(sessionId, opts.position ?? this.log(sessionId).length + 1, event);
   }
 
-  async appendBatch(sessionId: string, events: SessionEvent[], opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean }): Promise<StoredEvent[]> {
+  async appendBatch(
+    sessionId: string,
+    events: SessionEvent[],
+    opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean; onHead?: (head: StoredEvent) => void },
+  ): Promise<StoredEvent[]> {
     if (events.length === 0) return [];
     const [head, ...rest] = events;
     const out = [this.putAt(sessionId, opts.position, head, rest)];
+    opts.onHead?.(copy([out[0]])[0]);
     for (const event of rest) {
       const log = this.log(sessionId);
       const taken = log.slice(out[out.length - 1].position);

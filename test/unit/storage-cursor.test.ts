@@ -54,6 +54,17 @@ beforeEach(() => {
   });
 });
 
+/** A harness over the same tables that has woken nothing yet: it starts from the cursor. */
+const cold = () =>
+  createServices({
+    table,
+    events: log,
+    queue: { wake: async () => undefined },
+    sandboxProvider: noSandbox,
+    model,
+    harness: { retryDelayMs: () => 1, maxModelAttempts: 3, interruptPollMs: 5 },
+  }).harness;
+
 async function firstTurn(): Promise<string> {
   const a = await svc.agents.create(TENANT, AgentCreate.parse({ name: 'cursor', model: 'claude-sonnet-4-6', tools: [] }));
   const e = await svc.environments.create(TENANT, EnvironmentCreate.parse({ name: 'cursor-env' }));
@@ -67,15 +78,37 @@ const say = (id: string, t: string) => svc.sessions.send(TENANT, id, [{ type: 'u
 const cursorItem = (id: string) => table.get(keys.cursor(id).pk, keys.cursor(id).sk);
 
 describe('the harness cursor', () => {
-  it('is saved with the current version, and a wake reads the log only after it', async () => {
+  it('is saved with the current version, and a wake reads the log only from the view it saved on', async () => {
     const id = await firstTurn();
     const last = await log.lastPosition(id);
-    expect(await cursorItem(id)).toMatchObject({ position: last, v: CURSOR_VERSION, state: { position: last } });
+    const saved = await cursorItem(id);
+    expect(saved).toMatchObject({ position: last, v: CURSOR_VERSION, state: { position: last } });
+    await say(id, 'second');
+    model.push(text('two'));
+    log.froms.length = 0;
+    expect(await cold().wake(id)).toEqual({ status: 'done' });
+    // One read from the saved view's start (the model's view is built from it); every later
+    // read starts after what the wake has folded.
+    const viewStart = (saved!.state as { view: { start: number } }).view.start;
+    expect(log.froms[0]).toBe(Math.min(viewStart, last + 1));
+    expect(log.froms.slice(1).every((from) => from > last)).toBe(true);
+  });
+
+  it('is not needed by the harness that ran the last wake: it reads only after the fold it kept', async () => {
+    const id = await firstTurn();
+    const last = await log.lastPosition(id);
     await say(id, 'second');
     model.push(text('two'));
     log.froms.length = 0;
     expect(await svc.harness.wake(id)).toEqual({ status: 'done' });
     expect(log.froms[0]).toBe(last + 1);
+    expect(log.froms.every((from) => from > last)).toBe(true);
+    // and the turn saw the whole conversation
+    expect(model.requests.at(-1)!.messages).toMatchObject([
+      { role: 'user', content: [{ type: 'text', text: 'first' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'one' }] },
+      { role: 'user', content: [{ type: 'text', text: 'second' }] },
+    ]);
   });
 
   // A state that would derail the harness if it were read: it claims the whole log is folded
@@ -97,7 +130,7 @@ describe('the harness cursor', () => {
     await say(id, 'second');
     model.push(text('two'));
     log.froms.length = 0;
-    expect(await svc.harness.wake(id)).toEqual({ status: 'done' });
+    expect(await cold().wake(id)).toEqual({ status: 'done' });
     // folded from the start, not from the stale cursor's position
     expect(log.froms[0]).toBe(1);
     // the second turn saw the whole conversation and ended as a turn does

@@ -95,12 +95,13 @@ export class DynamoEventLog implements EventLog {
   async appendBatch(
     sessionId: string,
     events: SessionEvent[],
-    opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean },
+    opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean; onHead?: (head: StoredEvent) => void },
   ): Promise<StoredEvent[]> {
     if (events.length === 0) return [];
     const mayFollow = opts.mayFollow ?? (() => false);
     const [head, ...rest] = events;
     const out = [await this.putAt(sessionId, opts.position, head, rest)];
+    opts.onHead?.(out[0]);
     let position = opts.position + 1;
     for (const event of rest) {
       // The head is ours; the rest follow it in order, after what another writer may append.

@@ -19,6 +19,7 @@ import {
   type PutOptions,
   type QueryOptions,
   type StateTable,
+  type UpdateWhen,
 } from '../../core/store.js';
 
 export const STATE_INDEX = 'gsi1';
@@ -112,6 +113,50 @@ export class DynamoStateTable implements StateTable {
       }),
     );
     return Number(out.Attributes?.[attribute]?.N ?? by);
+  }
+
+  async incrementIf(pk: string, sk: string, attribute: string, by: number, extra: Record<string, unknown>, when: UpdateWhen): Promise<Item | undefined> {
+    const names: Record<string, string> = { '#n': attribute };
+    const values: Record<string, unknown> = { ':by': by };
+    const sets: string[] = [];
+    Object.entries(extra).forEach(([k, v], i) => {
+      names[`#x${i}`] = k;
+      values[`:x${i}`] = v;
+      sets.push(`#x${i} = :x${i}`);
+    });
+    const any: string[] = [];
+    if (when.absent) any.push('attribute_not_exists(pk)');
+    if (when.atMost) {
+      names['#m'] = when.atMost.name;
+      values[':m'] = when.atMost.value;
+      any.push('#m <= :m');
+    }
+    const equal: string[] = [];
+    Object.entries(when.equals ?? {}).forEach(([name, value], i) => {
+      names[`#e${i}`] = name;
+      values[`:e${i}`] = value;
+      equal.push(`#e${i} = :e${i}`);
+    });
+    if (equal.length) any.push(`(${equal.join(' AND ')})`);
+    try {
+      const out = await this.client.send(
+        new UpdateItemCommand({
+          TableName: this.tableName,
+          Key: marshall({ pk, sk }),
+          UpdateExpression: `ADD #n :by${sets.length ? ` SET ${sets.join(', ')}` : ''}`,
+          ConditionExpression: any.length ? any.join(' OR ') : undefined,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: marshall(values),
+          ReturnValues: 'ALL_OLD',
+        }),
+      );
+      return out.Attributes ? (unmarshall(out.Attributes) as Item) : undefined;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException || (err as Error).name === 'ConditionalCheckFailedException') {
+        throw new ConditionFailedError(`conditional update of ${pk}/${sk} failed`);
+      }
+      throw err;
+    }
   }
 
   async delete(pk: string, sk: string): Promise<void> {

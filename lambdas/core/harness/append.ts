@@ -1,6 +1,6 @@
 import { PositionConflictError } from '../errors.js';
 import type { SessionService } from '../resources/sessions.js';
-import { makeEvent, type EventBody, type SessionEvent, type SessionStatus } from '../session/events.js';
+import { makeEvent, type EventBody, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
 import type { EventLog } from '../session/log.js';
 import { HARNESS } from './step.js';
 
@@ -20,6 +20,42 @@ export function isUserEvent(e: SessionEvent): boolean {
 export async function append(w: Writer, sessionId: string, tail: number, bodies: Array<EventBody | SessionEvent>): Promise<SessionEvent[]> {
   const now = new Date();
   const events = bodies.map((b) => ('id' in b ? b : makeEvent(b, now)));
+  await recordStatus(w, sessionId, events, now);
+  if (events.length === 1) await w.events.emitEvent(sessionId, events[0], { position: tail + 1 });
+  else await w.events.appendBatch(sessionId, events, { position: tail + 1, mayFollow: isUserEvent });
+  return events;
+}
+
+/**
+ * `append`, answering as soon as the first event is in rather than when all are: a batch is part
+ * of the log from its head on (the head carries the rest, and a wake that finds the batch
+ * unfinished finishes it), so the caller may go on meanwhile. `stored` settles with every event as
+ * stored (after user events that came in between, if any), or rejects as `append` would; the
+ * caller must await it before its step ends.
+ */
+export async function appendLeading(
+  w: Writer,
+  sessionId: string,
+  tail: number,
+  bodies: Array<EventBody | SessionEvent>,
+): Promise<{ events: SessionEvent[]; stored: Promise<StoredEvent[]> }> {
+  const now = new Date();
+  const events = bodies.map((b) => ('id' in b ? b : makeEvent(b, now)));
+  await recordStatus(w, sessionId, events, now);
+  if (events.length === 1) {
+    const one = await w.events.emitEvent(sessionId, events[0], { position: tail + 1 });
+    return { events, stored: Promise.resolve([one]) };
+  }
+  let headIn!: () => void;
+  const head = new Promise<void>((resolve) => (headIn = resolve));
+  const stored = w.events.appendBatch(sessionId, events, { position: tail + 1, mayFollow: isUserEvent, onHead: () => headIn() });
+  stored.catch(() => undefined); // handled: the caller awaits it
+  await Promise.race([head, stored]);
+  return { events, stored };
+}
+
+/** The session record takes the batch's last status change (see `append`). */
+async function recordStatus(w: Writer, sessionId: string, events: SessionEvent[], now: Date) {
   const status = events
     .map((e): SessionStatus | null => (e.type === 'session.status_running' ? 'running' : e.type === 'session.status_idle' ? 'idle' : null))
     .filter((x): x is SessionStatus => x !== null)
@@ -27,9 +63,6 @@ export async function append(w: Writer, sessionId: string, tail: number, bodies:
   if (status) {
     await w.sessions.mutate(HARNESS, sessionId, (s) => (s.status === status ? null : { ...s, status, updated_at: now.toISOString() }));
   }
-  if (events.length === 1) await w.events.emitEvent(sessionId, events[0], { position: tail + 1 });
-  else await w.events.appendBatch(sessionId, events, { position: tail + 1, mayFollow: isUserEvent });
-  return events;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { FoldCache } from './fold-cache.js';
 import { McpToolCache } from './mcp-tools.js';
 import { silentLogger, type HarnessDeps, type HarnessOptions, type HarnessParts } from './step.js';
 import { wakeSession, type WakeResult } from './wake.js';
@@ -17,14 +18,16 @@ export type { WakeResult } from './wake.js';
  * decision is performed by its module in steps/ (start-turn, call-model, run-tool and its
  * tool-* routes, compact, finish, complete-batch), given a `StepContext` (step.ts). Interrupt
  * watching is interrupts.ts, the MCP tool lists mcp-tools.ts, the session record's status,
- * usage and budget record.ts. What a harness keeps between wakes is only that cache.
+ * usage and budget record.ts. What a harness keeps between wakes is that cache and the folds of
+ * the logs it last woke (fold-cache.ts), which spare a later wake the cursor's read: nothing that
+ * a fresh harness could not rebuild from the log.
  */
 export class Harness {
   private readonly parts: HarnessParts;
 
   constructor(deps: HarnessDeps, opts: HarnessOptions = {}) {
     const log = opts.logger ?? silentLogger;
-    this.parts = { deps, opts, log, mcpTools: new McpToolCache(deps.mcp, log) };
+    this.parts = { deps, opts, log, mcpTools: new McpToolCache(deps.mcp, log), folds: new FoldCache() };
   }
 
   /**

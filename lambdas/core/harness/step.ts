@@ -8,11 +8,13 @@ import type { PreviewChannel } from '../session/previews.js';
 import type { StateTable } from '../store.js';
 import { systemPrincipal } from '../storage/principal.js';
 import type { McpGateway } from '../mcp/gateway.js';
+import type { FoldCache } from './fold-cache.js';
 import type { McpToolCache } from './mcp-tools.js';
 import type { ModelClient } from './model.js';
 import type { ModelPrice } from './pricing.js';
 import type { WakeQueue } from './queue.js';
 import type { Decision, TurnState } from './state.js';
+import type { StoredEvent } from '../session/events.js';
 
 /**
  * The vocabulary the harness's modules share: what a harness is built from (`HarnessDeps`,
@@ -92,6 +94,8 @@ export interface HarnessParts {
   readonly log: HarnessLogger;
   /** MCP tool lists, kept across wakes (see mcp-tools.ts). */
   readonly mcpTools: McpToolCache;
+  /** Folds of sessions' logs, kept across wakes (see fold-cache.ts); absent: every wake starts from the cursor. */
+  readonly folds?: FoldCache;
 }
 
 /** What one step is given: the harness's parts, the session, the fold of its log, and the step's signals. */
@@ -100,6 +104,11 @@ export interface StepContext extends HarnessParts {
   readonly session: Session;
   /** The fold up to the last position read; a step appends right after `state.position`. */
   readonly state: TurnState;
+  /**
+   * Every event from the view's start (`state.view.start`) to `state.position`, as the wake holds
+   * them (the model's view is built from these without reading the log); absent: read them.
+   */
+  readonly window?: StoredEvent[];
   /** Aborts when the lease is lost: the step must stop without writing. */
   readonly lost: AbortSignal;
   /** Aborts (with `StepDeadlineError`) when the step's deadline comes. */

@@ -7,7 +7,7 @@ import type { WakeQueue } from '../harness/queue.js';
 import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
 import { missingBatchEvents, type EventLog } from '../session/log.js';
 import { foldEvents, initialState, type TurnState } from '../harness/state.js';
-import { ConditionFailedError, type StateTable } from '../store.js';
+import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { readCursor } from '../storage/cursor.js';
 import { SessionHeadRecords, interruptSignals, sessionPartition, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
 import { tenantPrincipal, type Principal, type SystemPrincipal } from '../storage/principal.js';
@@ -99,6 +99,13 @@ export interface Session {
 /** Session heads in the state table, listed per tenant, each with its usage item beside it. */
 const heads = new SessionHeadRecords<Session, SessionHeadFields>();
 type SessionHead = HeadItem<Session, SessionHeadFields>;
+
+/**
+ * A session as read at one revision of its head (the harness keeps it through a wake): `data` is
+ * the session. Writing from it is conditional on that revision, so a stale one costs a re-read,
+ * never a lost update (`SessionService.mutateFrom`).
+ */
+export type SessionSnapshot = SessionHead;
 
 /** The session's fields kept in its usage item rather than in the (indexed) head. */
 const USAGE_FIELDS = ['usage', 'stats', 'updated_at'] as const;
@@ -348,9 +355,22 @@ export class SessionService {
    * when it is missing or `who` may not read it. One query reads both items.
    */
   private async head(who: Principal, id: string): Promise<SessionHead> {
-    const found = await heads.getWithUsage(this.table, who, id);
+    return (await this.headWith(who, id, [])).head;
+  }
+
+  private async headWith(who: Principal, id: string, extraKeys: ReadonlyArray<{ pk: string; sk: string }>) {
+    const found = await heads.getWithUsage(this.table, who, id, extraKeys);
     if (!found) throw new NotFoundError(`session ${id} not found`);
-    return { ...found.head, data: withUsage(found.head.data, found.usage) };
+    return { head: { ...found.head, data: withUsage(found.head.data, found.usage) }, extra: found.extra };
+  }
+
+  /**
+   * The session (as `get`) and other items of the state table, in one round trip: the harness
+   * reads its cursor and lease with the session when a wake starts.
+   */
+  async snapshotWith(who: SystemPrincipal, id: string, extraKeys: ReadonlyArray<{ pk: string; sk: string }> = []): Promise<{ snapshot: SessionSnapshot; extra: Array<Item | undefined> }> {
+    const { head, extra } = await this.headWith(who, id, extraKeys);
+    return { snapshot: head, extra };
   }
 
   /**
@@ -384,19 +404,31 @@ export class SessionService {
    * partition takes two writes per turn (running, idle) however many model calls the turn makes.
    */
   async mutate(who: Principal, id: string, change: (s: Session) => Session | null): Promise<Session> {
+    return (await this.mutateFrom(who, id, change)).data;
+  }
+
+  /**
+   * `mutate`, starting from `known` (a snapshot the caller holds, with no read first) when given,
+   * and answering the snapshot written. Only the harness passes one, and only of a session whose
+   * lease it holds: a head change is conditional on the snapshot's revision (a stale one is read
+   * again and the change applied anew); a usage-only change is not, and the harness, the usage
+   * item's one writer, computes usage from its log alone.
+   */
+  async mutateFrom(who: Principal, id: string, change: (s: Session) => Session | null, known?: SessionSnapshot): Promise<SessionSnapshot> {
     for (let attempt = 0; ; attempt++) {
-      const item = await this.head(who, id);
+      const item = attempt === 0 && known ? known : await this.head(who, id);
       const next = change(item.data);
-      if (next === null) return item.data;
+      if (next === null) return item;
       if (onlyUsageDiffers(item.data, next)) {
         await heads.putUsage(this.table, id, usageOf(next));
-        return next;
+        return { ...item, data: next };
       }
       // Usage that changes with something else: the usage item first, which readers prefer.
       if (!sameUsage(item.data, next)) await heads.putUsage(this.table, id, usageOf(next));
       try {
-        await heads.replace(this.table, item, { rev: Number(item.rev) + 1, data: next }, { ifEquals: { rev: item.rev } });
-        return next;
+        const rev = Number(item.rev) + 1;
+        await heads.replace(this.table, item, { rev, data: next }, { ifEquals: { rev: item.rev } });
+        return { ...item, rev, data: next };
       } catch (err) {
         if (!(err instanceof ConditionFailedError) || attempt > 20) throw err;
       }

@@ -1,5 +1,5 @@
-import { ConditionFailedError, type StateTable } from '../store.js';
-import { leaseRecords } from '../storage/items.js';
+import { ConditionFailedError, type Item, type StateTable } from '../store.js';
+import { leaseRecords, type LeaseFields } from '../storage/items.js';
 
 export interface Lease {
   sessionId: string;
@@ -33,7 +33,25 @@ export class LeaseManager {
   }
 
   async acquire(sessionId: string, owner: string, now = this.clock()): Promise<Lease | null> {
-    const current = await leaseRecords.get(this.table, sessionId);
+    return this.acquireFrom(sessionId, owner, await leaseRecords.get(this.table, sessionId), now);
+  }
+
+  /** The lease item's key, for a caller that reads it in a batch with other items (`LeaseManager.read`). */
+  key(sessionId: string): { pk: string; sk: string } {
+    return leaseRecords.key(sessionId);
+  }
+
+  /** The lease in an item read by `key` (undefined: never taken). */
+  read(item: Item | undefined): LeaseFields | undefined {
+    return leaseRecords.fromItem(item);
+  }
+
+  /**
+   * `acquire` from the lease as the caller read it (`key`, `read`): one conditional write. The
+   * condition is on the fence read, so a lease that changed since is not taken (null, as when
+   * another holder has it).
+   */
+  async acquireFrom(sessionId: string, owner: string, current: LeaseFields | undefined, now = this.clock()): Promise<Lease | null> {
     if (current && current.until > now && current.owner !== owner) return null;
     const fence = current ? current.fence + 1 : 1;
     const takeover = !!current && current.until !== 0 && current.owner !== owner;
@@ -41,6 +59,26 @@ export class LeaseManager {
     try {
       await leaseRecords.put(this.table, sessionId, { owner, fence, until: lease.until }, current ? { ifEquals: { fence: current.fence } } : { ifNotExists: true });
       return lease;
+    } catch (err) {
+      if (err instanceof ConditionFailedError) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * `acquire` in one conditional write, with no read first: the fence goes up by one and the
+   * holder is set, only where the lease is free, expired or already `owner`'s; the lease as it
+   * was comes back with the write, and tells whether this was a takeover.
+   */
+  async acquireAtOnce(sessionId: string, owner: string, now = this.clock()): Promise<Lease | null> {
+    const until = now + this.ttlMs;
+    const k = leaseRecords.key(sessionId);
+    try {
+      const before = leaseRecords.fromItem(
+        await this.table.incrementIf(k.pk, k.sk, 'fence', 1, { owner, until }, { absent: true, atMost: { name: 'until', value: now }, equals: { owner } }),
+      );
+      const takeover = !!before && before.until !== 0 && before.owner !== owner;
+      return { sessionId, owner, fence: (before?.fence ?? 0) + 1, until, takeover };
     } catch (err) {
       if (err instanceof ConditionFailedError) return null;
       throw err;
@@ -84,7 +122,11 @@ export class LeaseManager {
 
   /** Milliseconds until the current lease expires (0 when free). */
   async remainingMs(sessionId: string, now = this.clock()): Promise<number> {
-    const current = await leaseRecords.get(this.table, sessionId);
+    return this.remainingOf(await leaseRecords.get(this.table, sessionId), now);
+  }
+
+  /** Milliseconds until a lease as read (`read`) expires (0 when free). */
+  remainingOf(current: LeaseFields | undefined, now = this.clock()): number {
     return current ? Math.max(0, current.until - now) : 0;
   }
 }

@@ -32,11 +32,14 @@ export interface EventLog {
    * later position first, the rest follow after what it wrote when every such event passes
    * `mayFollow` (the harness allows user events, which the API appends at any time); otherwise
    * the append stops with `PositionConflictError`, leaving a recoverable batch.
+   *
+   * `onHead` is called once the head is in: from then on the batch is part of the log (a reader
+   * that finds it unfinished finishes it), so a writer may go on while the rest is written.
    */
   appendBatch(
     sessionId: string,
     events: SessionEvent[],
-    opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean },
+    opts: { position: number; mayFollow?: (interloper: SessionEvent) => boolean; onHead?: (head: StoredEvent) => void },
   ): Promise<StoredEvent[]>;
   /** A positional slice of the log. */
   getEvents(sessionId: string, opts?: GetEventsOptions): Promise<StoredEvent[]>;

@@ -9,7 +9,7 @@
  * added, renamed or retyped since. Bump `CURSOR_VERSION` whenever `TurnState` changes shape
  * (`test/unit/storage-cursor.test.ts` fails when its fields change and the version does not).
  */
-import { ConditionFailedError, type StateTable } from '../store.js';
+import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { keys } from './keys.js';
 
 /** The shape of the saved `state`; see the module comment before changing `TurnState`. */
@@ -28,7 +28,14 @@ export interface CursorFields<S> {
  */
 export async function readCursor<S>(table: StateTable, sessionId: string): Promise<S | undefined> {
   const k = keys.cursor(sessionId);
-  const item = await table.get(k.pk, k.sk);
+  return cursorFromItem<S>(await table.get(k.pk, k.sk));
+}
+
+/** The cursor item's key, for a caller that reads it in a batch with other items. */
+export const cursorKey = (sessionId: string) => keys.cursor(sessionId);
+
+/** The saved state in a cursor item read by `cursorKey`, as `readCursor` answers it. */
+export function cursorFromItem<S>(item: Item | undefined): S | undefined {
   if (!item || item.v !== CURSOR_VERSION || item.state === undefined) return undefined;
   return item.state as S;
 }

@@ -125,12 +125,19 @@ export class SessionHeadRecords<T extends { id: string }, X extends object = obj
    * keys (a query of the partition's `head` prefix costs the same on DynamoDB, and twice the CPU
    * on dynalite, where every harness step reads the session).
    */
-  async getWithUsage(table: StateTable, who: Principal, id: string): Promise<{ head: HeadItem<T, X>; usage?: SessionUsageFields } | undefined> {
-    const [head, usage] = await table.getMany([keys.head('session', id), keys.sessionUsage(id)]);
+  async getWithUsage(
+    table: StateTable,
+    who: Principal,
+    id: string,
+    /** Other items read in the same round trip (the harness's cursor and lease), returned in `extra`. */
+    extraKeys: ReadonlyArray<{ pk: string; sk: string }> = [],
+  ): Promise<{ head: HeadItem<T, X>; usage?: SessionUsageFields; extra: Array<Item | undefined> } | undefined> {
+    const [head, usage, ...extra] = await table.getMany([keys.head('session', id), keys.sessionUsage(id), ...extraKeys]);
     if (!head || !mayRead(who, head.tenant)) return undefined;
     return {
       head: head as HeadItem<T, X>,
       usage: usage ? { usage: usage.usage, stats: usage.stats, updated_at: String(usage.updated_at) } : undefined,
+      extra,
     };
   }
 
@@ -248,10 +255,15 @@ export interface LeaseFields {
 }
 
 export const leaseRecords = {
+  /** The lease item's key (the harness reads it with the session, in one batch). */
+  key: (sessionId: string) => keys.lease(sessionId),
+  /** The lease in an item read by `key`. */
+  fromItem(item: Item | undefined): LeaseFields | undefined {
+    return item ? { owner: String(item.owner), fence: Number(item.fence), until: Number(item.until) } : undefined;
+  },
   async get(table: StateTable, sessionId: string): Promise<LeaseFields | undefined> {
     const k = keys.lease(sessionId);
-    const item = await table.get(k.pk, k.sk);
-    return item ? { owner: String(item.owner), fence: Number(item.fence), until: Number(item.until) } : undefined;
+    return leaseRecords.fromItem(await table.get(k.pk, k.sk));
   },
   put(table: StateTable, sessionId: string, lease: LeaseFields, opts?: PutOptions): Promise<void> {
     return table.put({ ...keys.lease(sessionId), owner: lease.owner, fence: lease.fence, until: lease.until }, opts);

@@ -1,7 +1,7 @@
 import { sleep } from '../../sleep.js';
 import { StepDeadlineError } from '../../sandbox/types.js';
-import type { EventBody } from '../../session/events.js';
-import { append, appendAfter } from '../append.js';
+import type { EventBody, SessionEvent } from '../../session/events.js';
+import { appendAfter, appendLeading } from '../append.js';
 import { requestEnd } from '../bodies.js';
 import { buildView, withCacheBreakpoints } from '../context.js';
 import { watchInterrupt } from '../interrupts.js';
@@ -53,10 +53,13 @@ export function failedRequest(
   return { error: e, retryStatus, bodies };
 }
 
-/** The model's view: the window from the view's start (one read), summary first, and the tools offered. */
+/**
+ * The model's view: the window from the view's start (as the wake holds it, or one read), summary
+ * first, and the tools offered.
+ */
 async function view(ctx: StepContext) {
   const { session, state } = ctx;
-  const events = await ctx.deps.events.getEvents(session.id, { from: state.view.start });
+  const events = ctx.window ?? (await ctx.deps.events.getEvents(session.id, { from: state.view.start }));
   const view = buildView(events, { start: state.view.start, summary: state.view.summary });
   const { tools: mcpTools, errors } = await ctx.mcpTools.list(session);
   const toolbox = buildToolbox(session.agent.tools, { readLog: view.partial, mcpServers: session.agent.mcp_servers, mcpTools });
@@ -70,7 +73,7 @@ async function view(ctx: StepContext) {
  * published as previews (harness/previews.ts) when the harness has a channel for them; the last
  * of them goes out before the answer is appended, and the stored events carry the previews' ids.
  */
-export async function callModel(ctx: StepContext, attempt: number) {
+export async function callModel(ctx: StepContext, attempt: number, opening: SessionEvent[] = []) {
   const { lost, cut, session, state } = ctx;
   const sessionId = session.id;
   if (attempt > 1) {
@@ -78,11 +81,16 @@ export async function callModel(ctx: StepContext, attempt: number) {
     if (cut.aborted && !lost.aborted) throw new StepDeadlineError('the retry delay');
   }
   const { view: v, toolbox, errors } = await view(ctx);
-  const opened = await append(ctx.deps, sessionId, state.position, [...errors, { type: 'span.model_request_start' }]);
-  const start = opened[opened.length - 1];
-  const position = state.position + opened.length;
+  // The request goes out once the batch's head is in (the request's start is durable from then
+  // on: the head carries it); the rest of the batch is written meanwhile, and awaited below,
+  // before anything else is appended.
+  const opened = await appendLeading(ctx.deps, sessionId, state.position, [...opening, ...errors, { type: 'span.model_request_start' }]);
+  const start = opened.events[opened.events.length - 1];
+  /** Where the request's start landed (after user events that came in meanwhile, if any). */
+  const landed = async () => (await opened.stored).at(-1)!.position;
   const controller = new AbortController();
-  const stopWatching = watchInterrupt(ctx.deps, sessionId, position, lost, controller, ctx.opts.interruptPollMs);
+  // Watched from before the batch: an interrupt that lands among its events is seen too.
+  const stopWatching = watchInterrupt(ctx.deps, sessionId, state.position, lost, controller, ctx.opts.interruptPollMs);
   const started = Date.now();
   const preview = ctx.deps.previews && (await watched(ctx.deps.previews, sessionId))
     ? new PreviewPublisher(ctx.deps.previews, sessionId, start.id, {
@@ -107,7 +115,11 @@ export async function callModel(ctx: StepContext, attempt: number) {
     stopWatching();
     preview?.abandon(); // the request's end (appended below, or by the next decision) closes the preview
     if (controller.signal.aborted) {
-      if (lost.aborted) throw new LeaseLostError(sessionId);
+      if (lost.aborted) {
+        await opened.stored.catch(() => undefined);
+        throw new LeaseLostError(sessionId);
+      }
+      await opened.stored;
       return; // interrupted: the next decision closes the request and the turn
     }
     // Cut by the deadline: the request is closed as a failed attempt, and a new wake retries it.
@@ -115,11 +127,12 @@ export async function callModel(ctx: StepContext, attempt: number) {
     const failed = failedRequest(start.id, err, { attempt, maxAttempts: ctx.opts.maxModelAttempts ?? DEFAULT_MAX_MODEL_ATTEMPTS, byDeadline });
     ctx.opts.observer?.modelCall?.({ sessionId, timeToFirstTokenMs: null, durationMs: Date.now() - started, ok: false });
     ctx.log.warn('model call failed', { sessionId, attempt, errorType: failed.error.errorType, retryStatus: failed.retryStatus });
-    await appendAfter(ctx.deps, sessionId, position, failed.bodies);
+    await appendAfter(ctx.deps, sessionId, await landed(), failed.bodies);
     if (byDeadline) throw new StepDeadlineError('the model call');
     return;
   }
   stopWatching();
+  const position = await landed();
   ctx.opts.observer?.modelCall?.({
     sessionId,
     timeToFirstTokenMs: response.timeToFirstTokenMs,
