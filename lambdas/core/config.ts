@@ -44,6 +44,8 @@ export const CORRAL_ENV = {
    * DescribeTasks. Optional, default `false`. API, harness.
    */
   sandboxTaskEvents: 'CORRAL_SANDBOX_TASK_EVENTS',
+  /** `true`: sandbox tasks run on Fargate Spot, on demand when Spot has no capacity. Optional, default `false`. API, harness. */
+  sandboxSpot: 'CORRAL_SANDBOX_SPOT',
   /** A Messages-API-compatible endpoint. Optional, default the Anthropic API. Harness. */
   modelBaseUrl: 'ANTHROPIC_BASE_URL',
   /** Name of the SSM SecureString parameter holding the model key. Harness. */
@@ -170,6 +172,7 @@ const SandboxSchema = z.object({
   port: z._default(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(65535)), 8080),
   assignPublicIp: z._default(flag, false),
   taskEvents: z._default(flag, false),
+  spot: z._default(flag, false),
 });
 
 const kmsKeyArn = z.optional(z.string().check(z.regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN')));
@@ -227,6 +230,7 @@ const SERVICES_NAMES: Record<string, string> = {
   'sandbox.port': CORRAL_ENV.sandboxPort,
   'sandbox.assignPublicIp': CORRAL_ENV.sandboxAssignPublicIp,
   'sandbox.taskEvents': CORRAL_ENV.sandboxTaskEvents,
+  'sandbox.spot': CORRAL_ENV.sandboxSpot,
   'model.baseUrl': CORRAL_ENV.modelBaseUrl,
   'model.apiKeyParameter': CORRAL_ENV.modelApiKeyParameter,
   leaseTtlMs: CORRAL_ENV.leaseTtlMs,
@@ -269,6 +273,7 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
           port: v(CORRAL_ENV.sandboxPort),
           assignPublicIp: v(CORRAL_ENV.sandboxAssignPublicIp),
           taskEvents: v(CORRAL_ENV.sandboxTaskEvents),
+          spot: v(CORRAL_ENV.sandboxSpot),
         }
       : undefined,
     model: { baseUrl: v(CORRAL_ENV.modelBaseUrl), apiKeyParameter: v(CORRAL_ENV.modelApiKeyParameter) },

@@ -106,7 +106,7 @@ export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   if (s.streamTier !== 'lambda') out.push(`streamTier=${s.streamTier}`);
   if (s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== shape.functions.harness!.memoryMiB) out.push(`harnessMemoryMiB=${s.harnessMemoryMiB}`);
   if (s.taskState === 'events' && !shape.taskStateEvents) out.push('taskState=events');
-  if (s.fargateSpot) out.push('fargateSpot');
+  if (s.fargateSpot && !shape.sandboxSpot) out.push('fargateSpot');
   if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
   return out;
 }
@@ -296,7 +296,8 @@ export function capacity(input: ModelInput): CapacityReport {
   const sqsVisibility = turnsPerSecond * (harnessSecondsPerTurn / c('visibilityHeartbeatEverySeconds'));
   const sandboxesPerActive = 1; // a session taking a tool call every turn keeps its sandbox (idle reaping never fires)
   const streamTasksPerSession = lambdaStreams ? 0 : 1 / c('streamConnectionsPerTask');
-  const spot = s.fargateSpot;
+  const spot = s.fargateSpot || !!shape.sandboxSpot;
+  const spotProposed = s.fargateSpot && !shape.sandboxSpot;
   const vcpuQuota: QuotaId = spot ? 'fargateSpotVcpu' : 'fargateOnDemandVcpu';
   const subnetIps = s.subnetIps ?? shape.subnets.reduce((sum, x) => sum + x.usableIps, 0);
 
@@ -406,7 +407,7 @@ export function capacity(input: ModelInput): CapacityReport {
     id: 'fargateVcpu',
     base: s.warmPool * shape.sandboxTask.vcpu,
     perSession: mix(sandboxesPerActive * shape.sandboxTask.vcpu) + (lambdaStreams ? 0 : streamTasksPerSession * c('streamTaskVcpu')),
-    status: proposedIf(spot || s.warmPool > 0 || !lambdaStreams),
+    status: proposedIf(spotProposed || s.warmPool > 0 || !lambdaStreams),
   });
   quotaRow('eniPerRegion', { base: s.warmPool, perSession: mix(sandboxesPerActive) + streamTasksPerSession, status: proposedIf(s.warmPool > 0 || !lambdaStreams) });
   if (subnetIps > 0) {
@@ -489,12 +490,12 @@ export function capacity(input: ModelInput): CapacityReport {
   const spotFactor = spot ? 1 - p('fargateSpotDiscount') : 1;
   const sandboxHour = (t.vcpu * p(vcpuPrice) + t.memoryGb * p(gbPrice)) * spotFactor;
   item({
-    item: `sandbox on Fargate${spot ? ' Spot (proposed, not built)' : ''} (${t.vcpu} vCPU / ${t.memoryGb} GB ${t.arch})`,
+    item: `sandbox on Fargate${spot ? ` Spot${spotProposed ? ' (proposed, not built)' : ''}` : ''} (${t.vcpu} vCPU / ${t.memoryGb} GB ${t.arch})`,
     active: sandboxesPerActive * sandboxHour,
     idle: 0,
     prices: spot ? [vcpuPrice, gbPrice, 'fargateSpotDiscount'] : [vcpuPrice, gbPrice],
-    how: 'the session\'s task runs the whole active hour; an idle session\'s is stopped by the reaper',
-    status: proposedIf(spot),
+    how: `the session's task runs the whole active hour; an idle session's is stopped by the reaper${spot ? '; Spot prices float, a reclaimed task is a sandbox death (a tool error, then a fresh sandbox)' : ''}`,
+    status: proposedIf(spotProposed),
   });
   item({
     item: 'DynamoDB reads (on-demand)',

@@ -337,6 +337,23 @@ describe('CorralStack template', () => {
     expect(statementsOf(template, reaperRole).some((st) => st.Effect === 'Allow' && asArray(st.Action).includes('dynamodb:PutItem'))).toBe(true);
   });
 
+  it('runs sandboxes on demand by default, and on Fargate Spot with context fargateSpot=true', () => {
+    const resources = template.toJSON().Resources;
+    expect(resources[logicalId(stack, stack.harness.function)].Properties.Environment.Variables.CORRAL_SANDBOX_SPOT).toBeUndefined();
+    template.resourceCountIs('AWS::ECS::ClusterCapacityProviderAssociations', 0);
+    const { props } = stackPropsFromContext((k) => (k === 'fargateSpot' ? 'true' : undefined));
+    const spot = synth(props, 'CorralSpot');
+    const spotResources = spot.template.toJSON().Resources;
+    for (const fn of [spot.stack.harness.function, spot.stack.api.handler]) {
+      expect(spotResources[logicalId(spot.stack, fn)].Properties.Environment.Variables.CORRAL_SANDBOX_SPOT, fn.node.path).toBe('true');
+    }
+    spot.template.hasResourceProperties('AWS::ECS::ClusterCapacityProviderAssociations', {
+      CapacityProviders: Match.arrayWith(['FARGATE', 'FARGATE_SPOT']),
+      Cluster: { Ref: logicalId(spot.stack, spot.stack.sandboxes.cluster) },
+    });
+    expect(() => stackPropsFromContext((k) => (k === 'fargateSpot' ? 'yes' : undefined))).toThrow(/fargateSpot: true or false/);
+  });
+
   it('lets the reaper keep the workspaces it stops: in the VPC, sandboxes reachable, capabilities opened, snapshots written', () => {
     const resources = template.toJSON().Resources;
     const fnId = logicalId(stack, stack.sandboxReaper.function);

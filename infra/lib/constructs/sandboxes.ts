@@ -41,6 +41,13 @@ export interface SandboxesProps {
    * @default DEFAULT_SANDBOX_LIMITS, memory and disk capped by the task size
    */
   readonly limits?: Partial<SandboxLimits>;
+  /**
+   * Run sandbox tasks on Fargate Spot (about 70% cheaper), on demand when Spot has no capacity.
+   * AWS may reclaim a Spot task with two minutes' notice: for Corral that is a sandbox death, which
+   * the next tool call reports as an error and answers with a fresh sandbox (docs/SANDBOXES.md).
+   * @default false
+   */
+  readonly spot?: boolean;
   /** Give sandbox tasks public IPs (only for subnets without NAT, e.g. public subnets). @default false */
   readonly assignPublicIp?: boolean;
   /** CloudWatch Container Insights on the cluster (billed per task metric). @default false */
@@ -78,6 +85,7 @@ export class Sandboxes extends Construct {
   readonly capabilityKey: kms.Key;
   private readonly network: Network;
   private readonly assignPublicIp: boolean;
+  private readonly spot: boolean;
   /** Whether a rule records this cluster's task state change events (`recordTaskEvents`). */
   private taskEventsRecorded = false;
 
@@ -85,8 +93,11 @@ export class Sandboxes extends Construct {
     super(scope, id);
     this.network = props.network;
     this.assignPublicIp = props.assignPublicIp ?? false;
+    this.spot = props.spot ?? false;
     this.cluster = new ecs.Cluster(this, 'Cluster', {
       vpc: props.network.vpc,
+      // RunTask with a FARGATE_SPOT capacity provider strategy needs the providers on the cluster.
+      enableFargateCapacityProviders: this.spot || undefined,
       containerInsightsV2: props.containerInsights ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
     });
     // An explicit, empty role: CDK would create one anyway; naming it makes "no permissions" visible.
@@ -270,6 +281,7 @@ export class Sandboxes extends Construct {
       sandboxPort: String(SANDBOX_PORT),
       sandboxAssignPublicIp: String(this.assignPublicIp),
       sandboxTaskEvents: Lazy.string({ produce: () => String(this.taskEventsRecorded) }),
+      sandboxSpot: this.spot ? 'true' : undefined,
     });
   }
 }

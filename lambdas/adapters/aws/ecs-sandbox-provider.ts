@@ -95,6 +95,13 @@ export interface EcsSandboxProviderOptions {
   readonly containerName: string;
   /** The port the sandbox agent listens on (the image's 8080). */
   readonly port: number;
+  /**
+   * Run tasks on Fargate Spot (capacity provider FARGATE_SPOT; the cluster must have it), falling
+   * back to on-demand FARGATE when RunTask finds no Spot capacity. A Spot task AWS reclaims stops
+   * with a SpotInterruption stop code: the sandbox dies, which the sandbox manager turns into a tool
+   * error and a fresh sandbox on the next call. @default false
+   */
+  readonly spot?: boolean;
   /** Give tasks a public IP (subnets without a NAT gateway). @default false */
   readonly assignPublicIp?: boolean;
   /**
@@ -198,13 +205,12 @@ export class EcsSandboxProvider implements SandboxProvider {
     const { signal } = req;
     if (signal?.aborted) throw signal.reason;
     const bootstrap = randomBytes(32).toString('base64url');
-    let out: RunTaskCommandOutput;
-    try {
-      out = await ecs.send(
+    const run = (capacity: 'spot' | 'on-demand') =>
+      ecs.send(
         new RunTaskCommand({
           cluster,
           taskDefinition: this.opts.taskDefinition,
-          launchType: 'FARGATE',
+          ...(capacity === 'spot' ? { capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }] } : { launchType: 'FARGATE' as const }),
           count: 1,
           clientToken: randomUUID(),
           networkConfiguration: {
@@ -234,6 +240,14 @@ export class EcsSandboxProvider implements SandboxProvider {
           enableExecuteCommand: false,
         }),
       );
+    let out: RunTaskCommandOutput;
+    try {
+      out = await run(this.opts.spot ? 'spot' : 'on-demand');
+      // No Spot capacity right now: the same task on demand (a sandbox costs more, but starts).
+      if (this.opts.spot && !out.tasks?.[0]?.taskArn && isCapacityFailure(out.failures ?? [])) {
+        this.logger.info?.('no Fargate Spot capacity; starting the sandbox on demand', { sessionId: req.sessionId, failures: describeFailures(out.failures ?? []) });
+        out = await run('on-demand');
+      }
     } catch (err) {
       const e = err as Error;
       const capacity = /capacity|limit|throttl|insufficient/i.test(`${e.name} ${e.message}`);

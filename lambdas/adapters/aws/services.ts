@@ -56,6 +56,7 @@ export async function createEcsSandboxProvider(config: NonNullable<AwsConfig['sa
     containerName: config.containerName,
     port: config.port,
     assignPublicIp: config.assignPublicIp,
+    spot: config.spot,
   });
 }
 
