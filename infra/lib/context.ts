@@ -22,6 +22,7 @@ export const CONTEXT_KEYS = {
   sandboxLimits:
     'Limits of the tools in a sandbox, e.g. processes=256,memory=1g,file_size=1g,cpu_seconds=3600,disk=10g (any subset; default those, memory and disk capped by the task size)',
   repositoryUrlAllow: 'Comma-separated repository origins accepted besides public https ones, e.g. https://git.internal.example (default none)',
+  fargateSpot: 'true: sandbox tasks run on Fargate Spot, on demand when Spot has no capacity (default false; a reclaimed task is a sandbox death: a tool error, then a fresh sandbox)',
   sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
   sandboxIdleMinutes: 'Stop sandboxes no tool call used for this many minutes (default 15)',
   anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
@@ -136,6 +137,11 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
         ephemeralStorageGiB: asInt('sandboxEphemeralStorageGiB', get('sandboxEphemeralStorageGiB'), 21, 200),
         limits: Object.keys(sandboxLimits).length ? sandboxLimits : undefined,
         image: sandboxImage ? ecs.ContainerImage.fromRegistry(sandboxImage) : undefined,
+        spot: (() => {
+          const v = asString('fargateSpot', get('fargateSpot'));
+          if (v !== undefined && v !== 'true' && v !== 'false') throw new Error('context fargateSpot: true or false');
+          return v === undefined ? undefined : v === 'true';
+        })(),
       },
       sandboxIdleTimeout: (() => {
         const minutes = asInt('sandboxIdleMinutes', get('sandboxIdleMinutes'), 1, 1440);

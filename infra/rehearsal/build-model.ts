@@ -5,7 +5,7 @@
  * invent them).
  */
 import { join } from 'node:path';
-import type { ModelRestApi, ModelTable, RehearsalModel } from './model.js';
+import type { ModelEventRule, ModelRestApi, ModelTable, RehearsalModel } from './model.js';
 import type { SecurityGroup, SecurityGroupRule } from './network.js';
 import type { RehearsedTaskDefinition } from './ecs.js';
 import {
@@ -153,14 +153,22 @@ export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelO
     })),
   }));
 
-  const schedules = resourcesOfType(ctx, 'AWS::Events::Rule').flatMap((id) => {
-    const p = resolve(template.Resources[id].Properties ?? {}, ctx, `Resources.${id}.Properties`) as { ScheduleExpression?: string; Targets?: Array<{ Arn: string }> };
+  const rules = resourcesOfType(ctx, 'AWS::Events::Rule').flatMap((id) => {
+    const p = resolve(template.Resources[id].Properties ?? {}, ctx, `Resources.${id}.Properties`) as {
+      ScheduleExpression?: string;
+      EventPattern?: ModelEventRule['pattern'];
+      State?: string;
+      Targets?: Array<{ Arn: string }>;
+    };
+    if (p.State === 'DISABLED') return [];
     return (p.Targets ?? []).map((t) => {
       const target = functions.find((f) => f.arn === t.Arn);
       if (!target) throw new Error(`rule ${id} targets ${t.Arn}, not a function of the template`);
-      return { ruleLogicalId: id, functionLogicalId: target.logicalId, expression: String(p.ScheduleExpression ?? '') };
+      return { ruleLogicalId: id, functionLogicalId: target.logicalId, expression: p.ScheduleExpression, pattern: p.EventPattern };
     });
   });
+  const schedules = rules.filter((r) => r.expression).map((r) => ({ ruleLogicalId: r.ruleLogicalId, functionLogicalId: r.functionLogicalId, expression: String(r.expression) }));
+  const eventRules = rules.filter((r) => r.pattern).map((r) => ({ ruleLogicalId: r.ruleLogicalId, functionLogicalId: r.functionLogicalId, pattern: r.pattern! }));
 
   const outputs = Object.fromEntries(Object.entries(template.Outputs ?? {}).map(([k, v]) => [k, String(resolve(v.Value, ctx, `Outputs.${k}`))]));
   const subnets = resourcesOfType(ctx, 'AWS::EC2::Subnet')
@@ -183,6 +191,7 @@ export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelO
     buckets: resourcesOfType(ctx, 'AWS::S3::Bucket').map((id) => ({ logicalId: id, name: ctx.physicalIds.ref(id, ctx), arn: String(ctx.physicalIds.getAtt(id, 'Arn', ctx)) })),
     taskDefinitions,
     schedules,
+    eventRules,
     outputs,
   };
 }

@@ -5,7 +5,9 @@
  * run's overrides, at a private address of the rehearsal VPC that serves the container port
  * through the security groups of the run's network configuration; `DescribeTasks` reports it
  * the way ECS does (status, ENI attachment with its private IPv4 address, stop reason, exit
- * code); `StopTask` stops it.
+ * code); `StopTask` stops it. Every change of a task's status is also sent as an ECS Task State
+ * Change event (`onTaskStateChange`: its `detail` is the task as DescribeTasks describes it, with
+ * ECS's `version`), which the rehearsal delivers to the rules of the template that match it.
  *
  * What cannot run here is left out and said so: the image's uid split (`--run-as-uid`,
  * `--setpriv`: tested in test/sandbox/agent-privileges.test.ts), package installation as root
@@ -56,6 +58,8 @@ export interface EcsEmulatorOptions {
   dataDir: string;
   /** Extra environment for every task (the rehearsal's network identity). */
   taskEnvironment?: Record<string, string>;
+  /** Called with each ECS Task State Change event (EventBridge's envelope), as ECS sends them. */
+  onTaskStateChange?: (event: Record<string, unknown>) => void;
 }
 
 interface Task {
@@ -76,6 +80,8 @@ interface Task {
   stoppedReason?: string;
   stopCode?: string;
   exitCode?: number;
+  /** ECS's counter of the task's changes, sent in its state change events. */
+  version: number;
   child?: ChildProcess;
   unexpose?: () => Promise<void>;
   environment: Record<string, string>;
@@ -268,10 +274,29 @@ export class EcsEmulator implements Backend {
       tags: ((b.tags as Array<{ key: string; value: string }>) ?? []).map((t) => ({ key: t.key, value: t.value })),
       createdAt: Date.now(),
       environment,
+      version: 0,
     };
     this.tasks.set(id, task);
+    this.changed(task);
     void this.start(task, override?.command ?? container.command ?? this.opts.imageCommand, container.ports);
     return this.ok({ tasks: [this.describe(task)], failures: [] });
+  }
+
+  /** Sends the task's state change event (after each change of its status, as ECS does). */
+  private changed(task: Task) {
+    if (!this.opts.onTaskStateChange) return;
+    task.version += 1;
+    this.opts.onTaskStateChange({
+      version: '0',
+      id: randomBytes(16).toString('hex'),
+      'detail-type': 'ECS Task State Change',
+      source: 'aws.ecs',
+      account: this.opts.account,
+      time: new Date().toISOString(),
+      region: this.opts.region,
+      resources: [task.arn],
+      detail: { ...this.describe(task), version: task.version, updatedAt: new Date().toISOString() },
+    });
   }
 
   /** The image's command, translated to this machine (see the file's header). */
@@ -321,6 +346,7 @@ export class EcsEmulator implements Backend {
       return;
     }
     task.lastStatus = 'PENDING';
+    this.changed(task);
     task.socket = plan.socket;
     const mounted = sessionMountAvailable();
     const argv = mounted ? ['bwrap', ...sessionMountArgs(sessionDir), ...plan.argv] : [...plan.argv, '--session-dir', sessionDir];
@@ -363,6 +389,7 @@ export class EcsEmulator implements Backend {
     }
     task.startedAt = Date.now();
     task.lastStatus = 'RUNNING';
+    this.changed(task);
   }
 
   async stop(task: Task, reason: string, code: string) {
@@ -371,6 +398,7 @@ export class EcsEmulator implements Backend {
     task.lastStatus = 'DEPROVISIONING';
     task.stoppedReason = reason;
     task.stopCode = code;
+    this.changed(task);
     await task.unexpose?.().catch(() => undefined);
     const child = task.child;
     const signal = task.signal ?? ((sig: NodeJS.Signals) => child?.kill(sig));
@@ -392,6 +420,7 @@ export class EcsEmulator implements Backend {
     this.opts.network.leave(task.address);
     task.lastStatus = 'STOPPED';
     task.stoppedAt = Date.now();
+    this.changed(task);
   }
 
   async close() {

@@ -75,6 +75,13 @@ export interface ModelSchedule {
   expression: string;
 }
 
+/** A rule that matches events (rather than a schedule): its pattern and the function it invokes. */
+export interface ModelEventRule {
+  ruleLogicalId: string;
+  functionLogicalId: string;
+  pattern: { source?: string[]; 'detail-type'?: string[]; detail?: Record<string, unknown[]> };
+}
+
 export interface RehearsalModel {
   region: string;
   account: string;
@@ -92,5 +99,6 @@ export interface RehearsalModel {
   buckets: Array<{ logicalId: string; name: string; arn: string }>;
   taskDefinitions: RehearsedTaskDefinition[];
   schedules: ModelSchedule[];
+  eventRules: ModelEventRule[];
   outputs: Record<string, string>;
 }

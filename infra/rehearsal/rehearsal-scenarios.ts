@@ -98,7 +98,8 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
     },
     {
       name: 'idle-reaper',
-      proves: 'the scheduled reaper stops a sandbox nobody used, with its own role, and the next call gets a fresh one',
+      proves:
+        'the harness waits on task state recorded from ECS\'s events by the reaper (no DescribeTasks), and the scheduled reaper stops a sandbox nobody used, with its own role, and the next call gets a fresh one',
       timeoutMs: 180_000,
       async run(ctx) {
         const session = await ctx.newSession();
@@ -106,6 +107,14 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
         await runTurn(ctx, session, `Use bash to run \`echo ${marker}\` and tell me what it printed.`);
         const tasksOf = () => r.ecs.running().filter((t) => t.tags.some((tag) => tag.key === 'corral:session' && tag.value === session));
         if (tasksOf().length !== 1) fail(`expected one running task for the session, found ${tasksOf().length}`);
+        // The task's events reached the reaper through the rule, which recorded them; the harness
+        // waited on that record, not on DescribeTasks.
+        const taskKey = keys.taskState(tasksOf()[0].id);
+        const recorded = await admin.send(new QueryCommand({ TableName: r.model.outputs.StateTableName, KeyConditionExpression: 'pk = :pk', ExpressionAttributeValues: { ':pk': { S: taskKey.pk } } }));
+        if (recorded.Items?.[0]?.lastStatus?.S !== 'RUNNING') fail(`the task's state record is ${JSON.stringify(recorded.Items?.[0]?.lastStatus)}, not RUNNING`);
+        const harnessName = r.fn('HarnessStepFunction').fn.name;
+        const described = r.gateway.calls.get(`${harnessName} ecs:DescribeTasks`) ?? 0;
+        if (described > 0) fail(`the harness called DescribeTasks ${described} time(s) while the task state events were recorded`);
         // Make the sandbox look idle for an hour (as an operator could see it in the table).
         const table = r.model.outputs.StateTableName;
         const items = await admin.send(new QueryCommand({ TableName: table, KeyConditionExpression: 'pk = :pk AND begins_with(sk, :s)', ExpressionAttributeValues: { ':pk': { S: keys.partition('session', session) }, ':s': { S: SANDBOX_PREFIX } } }));
@@ -132,7 +141,7 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
         const events = await runTurn(ctx, session, `Use bash to run \`echo ${again}\` and tell me what it printed.`);
         const result = events.find((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content).includes(again));
         if (!result) fail('the call after the reap did not run in a fresh sandbox');
-        return `reaped ${out.reaped} sandbox(es); the next call started a fresh task`;
+        return `task state from events (version ${recorded.Items?.[0]?.version?.N}, no DescribeTasks); reaped ${out.reaped} sandbox(es); the next call started a fresh task`;
       },
     },
     {

@@ -46,7 +46,7 @@ import { rehearsalContext } from './build-model.js';
 import { RestApiGateway } from './api-gateway.js';
 import { SqsEventSourceMapping } from './event-source.js';
 import { LambdaFunctionRuntime } from './lambda-runtime.js';
-import type { RehearsalModel } from './model.js';
+import type { ModelEventRule, RehearsalModel } from './model.js';
 import { PRIVATE_PREFIX, VpcNetwork } from './network.js';
 import { S3Emulator } from './s3.js';
 import { createApiKey } from '../../scripts/create-api-key.js';
@@ -248,8 +248,28 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       imageCommand: dockerfileEntrypoint(join(REPO_ROOT, 'sandbox', 'Dockerfile')),
       agentBundle,
       dataDir: workDir,
+      // EventBridge: each ECS event goes to the functions of the rules whose pattern matches it
+      // (the sandbox cluster's task state changes, to the reaper), asynchronously, as deployed.
+      onTaskStateChange: (event) => {
+        for (const rule of model.eventRules.filter((r) => eventMatches(r.pattern, event))) {
+          const runtime = functions.get(rule.functionLogicalId);
+          if (!runtime) continue;
+          eventDeliveries.push(
+            runtime.invoke(event).then(
+              (r) => {
+                if (!r.ok) log(`rule ${rule.ruleLogicalId}: ${r.kind}: ${r.error.errorType}: ${r.error.errorMessage}`);
+              },
+              (err: unknown) => log(`rule ${rule.ruleLogicalId}: ${(err as Error).message}`),
+            ),
+          );
+        }
+      },
     });
-    cleanups.push(() => ecs.close());
+    const eventDeliveries: Array<Promise<void>> = [];
+    cleanups.push(async () => {
+      await ecs.close();
+      await Promise.allSettled(eventDeliveries);
+    });
     const kms = new KmsEmulator(
       [...resourcePolicies(rehearsalContext(template, overrides)).values()].filter((p) => p.keyPolicy).map((p) => p.resourceArn),
     );
@@ -423,4 +443,13 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     await stopAll();
     throw err;
   }
+}
+
+/** Whether an EventBridge pattern (source, detail-type, and exact values of top-level detail fields) matches `event`. */
+export function eventMatches(pattern: ModelEventRule['pattern'], event: Record<string, unknown>): boolean {
+  if (pattern.source && !pattern.source.includes(String(event.source))) return false;
+  if (pattern['detail-type'] && !pattern['detail-type'].includes(String(event['detail-type']))) return false;
+  const detail = (event.detail ?? {}) as Record<string, unknown>;
+  for (const [k, allowed] of Object.entries(pattern.detail ?? {})) if (!allowed.includes(detail[k])) return false;
+  return true;
 }

@@ -38,6 +38,14 @@ export const CORRAL_ENV = {
   sandboxPort: 'CORRAL_SANDBOX_PORT',
   /** `true` gives sandbox tasks public IPs (subnets without NAT). Optional, default `false`. */
   sandboxAssignPublicIp: 'CORRAL_SANDBOX_ASSIGN_PUBLIC_IP',
+  /**
+   * `true`: ECS's task state change events of the sandbox cluster are recorded in the state table
+   * (the stack's rule, to the reaper), so a starting task is watched there instead of with
+   * DescribeTasks. Optional, default `false`. API, harness.
+   */
+  sandboxTaskEvents: 'CORRAL_SANDBOX_TASK_EVENTS',
+  /** `true`: sandbox tasks run on Fargate Spot, on demand when Spot has no capacity. Optional, default `false`. API, harness. */
+  sandboxSpot: 'CORRAL_SANDBOX_SPOT',
   /** A Messages-API-compatible endpoint. Optional, default the Anthropic API. Harness. */
   modelBaseUrl: 'ANTHROPIC_BASE_URL',
   /** Name of the SSM SecureString parameter holding the model key. Harness. */
@@ -163,6 +171,8 @@ const SandboxSchema = z.object({
   containerName: nonEmpty(),
   port: z._default(z.coerce.number().check(z.int(), z.minimum(1), z.maximum(65535)), 8080),
   assignPublicIp: z._default(flag, false),
+  taskEvents: z._default(flag, false),
+  spot: z._default(flag, false),
 });
 
 const kmsKeyArn = z.optional(z.string().check(z.regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN')));
@@ -219,6 +229,8 @@ const SERVICES_NAMES: Record<string, string> = {
   'sandbox.containerName': CORRAL_ENV.sandboxContainer,
   'sandbox.port': CORRAL_ENV.sandboxPort,
   'sandbox.assignPublicIp': CORRAL_ENV.sandboxAssignPublicIp,
+  'sandbox.taskEvents': CORRAL_ENV.sandboxTaskEvents,
+  'sandbox.spot': CORRAL_ENV.sandboxSpot,
   'model.baseUrl': CORRAL_ENV.modelBaseUrl,
   'model.apiKeyParameter': CORRAL_ENV.modelApiKeyParameter,
   leaseTtlMs: CORRAL_ENV.leaseTtlMs,
@@ -260,6 +272,8 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
           containerName: v(CORRAL_ENV.sandboxContainer),
           port: v(CORRAL_ENV.sandboxPort),
           assignPublicIp: v(CORRAL_ENV.sandboxAssignPublicIp),
+          taskEvents: v(CORRAL_ENV.sandboxTaskEvents),
+          spot: v(CORRAL_ENV.sandboxSpot),
         }
       : undefined,
     model: { baseUrl: v(CORRAL_ENV.modelBaseUrl), apiKeyParameter: v(CORRAL_ENV.modelApiKeyParameter) },

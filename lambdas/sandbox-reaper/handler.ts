@@ -1,6 +1,9 @@
 /**
  * Lambda entry of the idle sandbox reaper, for a scheduled rule (EventBridge, e.g. every 5
- * minutes). It stops sandbox tasks no tool call has used for `CORRAL_SANDBOX_IDLE_MS` (default
+ * minutes), and the recorder of the sandbox cluster's task state change events (a second rule):
+ * an ECS event is written to the task's state record (lambdas/adapters/aws/ecs-task-events.ts),
+ * which a harness starting that task reads instead of calling DescribeTasks; it reaps nothing.
+ * On a schedule: It stops sandbox tasks no tool call has used for `CORRAL_SANDBOX_IDLE_MS` (default
  * 15 minutes) and marks them released; the next call to such a sandbox starts a fresh one. With a
  * blob bucket, it first asks each sandbox agent for its workspace and keeps it in the bucket, so
  * that the next sandbox of that name is restored from it (docs/WORKSPACES.md).
@@ -26,6 +29,7 @@ import { createDynamoClient } from '../adapters/aws/dynamodb-client.js';
 import { coreLogger } from '../adapters/aws/services.js';
 import { DynamoStateTable } from '../adapters/aws/dynamodb-state-table.js';
 import { EcsSandboxProvider } from '../adapters/aws/ecs-sandbox-provider.js';
+import { isTaskStateChange, recordTaskStateChange } from '../adapters/aws/ecs-task-events.js';
 import { KmsCapabilitySealer } from '../adapters/aws/kms-capability-sealer.js';
 import { S3BlobStore } from '../adapters/aws/s3-blob-store.js';
 import { S3Client } from '../adapters/aws/s3-client.js';
@@ -48,11 +52,27 @@ export interface SandboxReaperDeps {
   workspaces?: WorkspaceSnapshots;
 }
 
+/** What a run answers; `recorded` for a task state change event (whether it was newer than the record). */
+export interface SandboxReaperResult {
+  reaped: number;
+  failed: number;
+  snapshots: number;
+  snapshotsFailed: number;
+  recorded?: boolean;
+}
+
 /** The handler over its dependencies (tests build it with dynalite and a mocked ECS). */
 export function createSandboxReaperHandler(deps: () => SandboxReaperDeps) {
-  return async function handler(_event: unknown, context?: Context): Promise<{ reaped: number; failed: number; snapshots: number; snapshotsFailed: number }> {
+  return async function handler(event: unknown, context?: Context): Promise<SandboxReaperResult> {
     const { table, provider, idleMs, logger, workspaces } = deps();
     if (context) logger.addContext(context);
+    if (isTaskStateChange(event)) {
+      // A malformed event throws: EventBridge retries it, then drops it, and the provider's
+      // DescribeTasks fallback covers the gap.
+      const recorded = await recordTaskStateChange(table, event);
+      logger.debug('sandbox task state recorded', { taskArn: event.detail.taskArn, lastStatus: event.detail.lastStatus, version: event.detail.version, recorded });
+      return { reaped: 0, failed: 0, snapshots: 0, snapshotsFailed: 0, recorded };
+    }
     const result: ReapResult = await reapIdleSandboxes({ table, provider, idleMs, logger: coreLogger(logger), ...(workspaces ? { workspaces } : {}) });
     const snapshots = result.snapshots.filter((s) => s.key).length;
     const snapshotsFailed = result.snapshots.length - snapshots;

@@ -59,8 +59,12 @@ export interface Settings {
   readonly harnessMemoryMiB?: number;
   /** Sandboxes on Fargate Spot (proposed). */
   readonly fargateSpot: boolean;
-  /** `events`: the proposed task state from EventBridge instead of DescribeTasks polling. */
-  readonly taskState: 'poll' | 'events';
+  /**
+   * `events` (deployed where the template has the rule): task state from ECS's EventBridge events,
+   * recorded in the state table, instead of DescribeTasks polling (`poll`, the former design).
+   * @default - what the template deploys
+   */
+  readonly taskState?: 'poll' | 'events';
   /** Sandbox tasks kept started ahead, in all (proposed warm pool). */
   readonly warmPool: number;
   /** Applied quota values where the account's differ from AWS's defaults (e.g. after increases). */
@@ -75,7 +79,6 @@ export const DEFAULT_SETTINGS: Settings = {
   streamTier: 'lambda',
   interrupts: 'signal',
   sessionIndex: 'per-status',
-  taskState: 'poll',
   fargateSpot: false,
   warmPool: 0,
   quotas: {},
@@ -93,8 +96,9 @@ export const DEFAULT_WORKLOAD: Omit<Workload, 'sessions'> = {
 };
 
 /** Settings that bring back a design Corral has replaced: the "former design" list. */
-export function formerSettings(s: Settings): string[] {
+export function formerSettings(s: Settings, shape?: DeployedShape): string[] {
   const out: string[] = [];
+  if (s.taskState === 'poll' && shape?.taskStateEvents) out.push('taskState=poll');
   if (s.interrupts !== 'signal') out.push(`interrupts=${s.interrupts}`);
   if (s.sessionIndex !== 'per-status') out.push(`sessionIndex=${s.sessionIndex}`);
   return out;
@@ -104,8 +108,8 @@ export function formerSettings(s: Settings): string[] {
 export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   const out: string[] = [];
   if (s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== shape.functions.harness!.memoryMiB) out.push(`harnessMemoryMiB=${s.harnessMemoryMiB}`);
-  if (s.taskState !== 'poll') out.push(`taskState=${s.taskState}`);
-  if (s.fargateSpot) out.push('fargateSpot');
+  if (s.taskState === 'events' && !shape.taskStateEvents) out.push('taskState=events');
+  if (s.fargateSpot && !shape.sandboxSpot) out.push('fargateSpot');
   if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
   return out;
 }
@@ -229,7 +233,9 @@ export function capacity(input: ModelInput): CapacityReport {
   /** Per-session use from a rate per active session and a rate per idle session. */
   const mix = (perActive: number, perIdle = 0) => active * perActive + idle * perIdle;
   const proposedIf = (cond: boolean): Status => (cond ? 'proposed' : 'deployed');
-  const former = { interrupts: s.interrupts !== 'signal', sessionIndex: s.sessionIndex !== 'per-status' };
+  const taskEvents = (s.taskState ?? (shape.taskStateEvents ? 'events' : 'poll')) === 'events';
+  const former = { interrupts: s.interrupts !== 'signal', sessionIndex: s.sessionIndex !== 'per-status', taskState: !taskEvents && shape.taskStateEvents };
+  const taskStateProposed = taskEvents && !shape.taskStateEvents;
   /** A row's status: proposed if a proposed setting moves it, else former if a former one does. */
   const statusOf = (proposed: boolean, formerToo = false): Status => (proposed ? 'proposed' : formerToo ? 'former' : 'deployed');
   const lambdaStreams = s.streamTier === 'lambda';
@@ -286,11 +292,14 @@ export function capacity(input: ModelInput): CapacityReport {
   const wcu = c('writeUnitsPerItem');
   const indexWritesPerTurn = s.sessionIndex === 'per-turn' ? c('sessionIndexWritesPerTurnFormer') : c('sessionIndexWritesPerTurn');
   const eventsRru = turnsPerSecond * stepsPerTurn * m.logReadUnitsPerStep + interruptLogReads;
-  const stateRru = turnsPerSecond * stepsPerTurn * m.stateReadsPerStep + interruptSignalReads + previewReads;
+  // With task state events, a starting task's record is read once a second (ecs-sandbox-provider.ts).
+  const taskStateReads = taskEvents ? startsPerSecond * c('sandboxStartSeconds') * c('taskStateReadsPerSecond') : 0;
+  const taskStateWrites = taskEvents ? startsPerSecond * c('taskStateEventsPerStart') : 0;
+  const stateRru = turnsPerSecond * stepsPerTurn * m.stateReadsPerStep + interruptSignalReads + previewReads + taskStateReads;
   const eventsWru = turnsPerSecond * stepsPerTurn * m.eventWritesPerStep * wcu;
   const leaseRenewals = turnsPerSecond * (harnessSecondsPerTurn / c('leaseRenewEverySeconds'));
   // the session-index writes are the GSI's own (a write of the head also writes gsi1)
-  const stateWru = (turnsPerSecond * (stepsPerTurn * m.stateWritesPerStep + indexWritesPerTurn) + leaseRenewals + previewWrites) * wcu;
+  const stateWru = (turnsPerSecond * (stepsPerTurn * m.stateWritesPerStep + indexWritesPerTurn) + leaseRenewals + previewWrites + taskStateWrites) * wcu;
   // Rate limits: the API's limits and shards as the template sets them (rate-limits.ts shardPlan).
   const writeLimit = shape.rateLimits.write;
   const writeShards = writeLimit > 0 ? shardPlan(writeLimit, shape.rateLimitShards).shards : 1;
@@ -298,7 +307,8 @@ export function capacity(input: ModelInput): CapacityReport {
   const sqsVisibility = turnsPerSecond * (harnessSecondsPerTurn / c('visibilityHeartbeatEverySeconds'));
   const sandboxesPerActive = 1; // a session taking a tool call every turn keeps its sandbox (idle reaping never fires)
   const streamTasksPerSession = lambdaStreams ? 0 : 1 / c('streamConnectionsPerTask');
-  const spot = s.fargateSpot;
+  const spot = s.fargateSpot || !!shape.sandboxSpot;
+  const spotProposed = s.fargateSpot && !shape.sandboxSpot;
   const vcpuQuota: QuotaId = spot ? 'fargateSpotVcpu' : 'fargateOnDemandVcpu';
   const subnetIps = s.subnetIps ?? shape.subnets.reduce((sum, x) => sum + x.usableIps, 0);
 
@@ -398,24 +408,26 @@ export function capacity(input: ModelInput): CapacityReport {
     status: statusOf(false, former.sessionIndex),
   });
   quotaRow('dynamodbTableRru', { id: 'eventsTableRru', name: 'DynamoDB events table reads (on-demand table quota)', perSession: mix(eventsRru + streamReads, streamReads), status: statusOf(false, former.interrupts), note: `harness log reads, interrupt ${s.interrupts === 'poll' ? 'polls' : 'log reads per call'}${lambdaStreams ? ', stream polls' : ', stream reads on notification and every 30 s'}` });
-  quotaRow('dynamodbTableRru', { id: 'stateTableRru', name: 'DynamoDB state table reads (on-demand table quota)', perSession: mix(stateRru), status: statusOf(false, former.interrupts), note: 'harness steps, interrupt signal reads, preview chunk reads' });
+  quotaRow('dynamodbTableRru', { id: 'stateTableRru', name: 'DynamoDB state table reads (on-demand table quota)', perSession: mix(stateRru), status: statusOf(taskStateProposed, former.interrupts), note: `harness steps, interrupt signal reads, preview chunk reads${taskEvents ? ', task state reads while a sandbox starts' : ''}` });
   quotaRow('dynamodbTableWru', { id: 'eventsTableWru', name: 'DynamoDB events table writes (on-demand table quota)', perSession: mix(eventsWru) });
-  quotaRow('dynamodbTableWru', { id: 'stateTableWru', name: 'DynamoDB state table writes (on-demand table quota)', perSession: mix(stateWru), status: statusOf(false, former.sessionIndex), note: 'harness steps, session index, lease renewals, preview chunks' });
+  quotaRow('dynamodbTableWru', { id: 'stateTableWru', name: 'DynamoDB state table writes (on-demand table quota)', perSession: mix(stateWru), status: statusOf(taskStateProposed, former.sessionIndex), note: `harness steps, session index, lease renewals, preview chunks${taskEvents ? ', task state events' : ''}` });
   quotaRow(shape.wakeQueue.highThroughput ? 'sqsFifoHighThroughputTps' : 'sqsFifoTps', { id: 'sqsTps', perSession: mix(Math.max(sqsSend, sqsVisibility)) });
   quotaRow('sqsFifoInFlight', { perSession: mix(harnessConcurrency), note: 'a wake stays in flight while the harness runs it' });
   quotaRow('fargateLaunchRate', { perSession: mix(startsPerSecond * sandboxesPerActive) });
   quotaRow('ecsRunTaskRate', { perSession: mix(startsPerSecond * sandboxesPerActive) });
   quotaRow('ecsDescribeTasksRate', {
-    perSession: s.taskState === 'poll' ? mix(startsPerSecond * (c('sandboxStartSeconds') / c('describeTasksEverySeconds'))) : 0,
-    status: proposedIf(s.taskState !== 'poll'),
-    note: s.taskState === 'poll' ? 'DescribeTasks every 2 s while a task starts' : 'task state from EventBridge',
+    perSession: !taskEvents
+      ? mix(startsPerSecond * (c('sandboxStartSeconds') / c('describeTasksEverySeconds')))
+      : mix(startsPerSecond * c('describeTasksFallbackPerStart')),
+    status: statusOf(taskStateProposed, former.taskState),
+    note: !taskEvents ? 'DescribeTasks every 2 s while a task starts' : 'task state from EventBridge, recorded in the state table; DescribeTasks only as a fallback',
   });
   quotaRow('ecsProvisioningPerCluster', { perSession: mix(startsPerSecond * c('sandboxStartSeconds')) });
   quotaRow(vcpuQuota, {
     id: 'fargateVcpu',
     base: s.warmPool * shape.sandboxTask.vcpu,
     perSession: mix(sandboxesPerActive * shape.sandboxTask.vcpu) + (tier ? streamTasksPerSession * tier.vcpu : 0),
-    status: proposedIf(spot || s.warmPool > 0),
+    status: proposedIf(spotProposed || s.warmPool > 0),
   });
   quotaRow('eniPerRegion', { base: s.warmPool, perSession: mix(sandboxesPerActive) + streamTasksPerSession, status: proposedIf(s.warmPool > 0) });
   if (subnetIps > 0) {
@@ -496,12 +508,12 @@ export function capacity(input: ModelInput): CapacityReport {
   const spotFactor = spot ? 1 - p('fargateSpotDiscount') : 1;
   const sandboxHour = (t.vcpu * p(vcpuPrice) + t.memoryGb * p(gbPrice)) * spotFactor;
   item({
-    item: `sandbox on Fargate${spot ? ' Spot (proposed, not built)' : ''} (${t.vcpu} vCPU / ${t.memoryGb} GB ${t.arch})`,
+    item: `sandbox on Fargate${spot ? ` Spot${spotProposed ? ' (proposed, not built)' : ''}` : ''} (${t.vcpu} vCPU / ${t.memoryGb} GB ${t.arch})`,
     active: sandboxesPerActive * sandboxHour,
     idle: 0,
     prices: spot ? [vcpuPrice, gbPrice, 'fargateSpotDiscount'] : [vcpuPrice, gbPrice],
-    how: 'the session\'s task runs the whole active hour; an idle session\'s is stopped by the reaper',
-    status: proposedIf(spot),
+    how: `the session's task runs the whole active hour; an idle session's is stopped by the reaper${spot ? '; Spot prices float, a reclaimed task is a sandbox death (a tool error, then a fresh sandbox)' : ''}`,
+    status: proposedIf(spotProposed),
   });
   item({
     item: 'DynamoDB reads (on-demand)',
@@ -527,6 +539,19 @@ export function capacity(input: ModelInput): CapacityReport {
     how: 'three requests per wake plus a heartbeat a minute while the harness runs',
     status: 'deployed',
   });
+  if (taskEvents) {
+    const reaperFn = shape.functions.reaper;
+    const gb = (reaperFn?.memoryMiB ?? 256) / 1024;
+    const eventsPerHour = c('sandboxStartsPerActiveHour') * c('taskStateEventsPerStart');
+    item({
+      item: 'sandbox task state events (EventBridge to the reaper function)',
+      active: eventsPerHour * (p('lambdaRequest') + c('taskStateEventSeconds') * gb * p(gbSecond(reaperFn?.arch ?? 'arm64'))),
+      idle: 0,
+      prices: ['lambdaRequest', gbSecond(reaperFn?.arch ?? 'arm64')],
+      how: `${eventsPerHour} events an active hour, each an invocation of ${c('taskStateEventSeconds')} s (AWS service events on the default bus are free); their writes are in the DynamoDB row`,
+      status: taskStateProposed ? 'proposed' : 'deployed',
+    });
+  }
   // Workspace snapshots (blob bucket): where the reaper snapshots a sandbox it stops idle, the
   // next sandbox of the session restores it: one upload and one download per sandbox start.
   const snapshotsPerHour = c('sandboxStartsPerActiveHour') * c('snapshotsPerSandboxStop');
@@ -630,7 +655,7 @@ export function capacity(input: ModelInput): CapacityReport {
     workload: w,
     settings: s,
     proposed: proposedSettings(s, shape),
-    former: formerSettings(s),
+    former: formerSettings(s, shape),
     interrupts: { signal: perDesign('signal'), poll: perDesign('poll') },
     derived,
     limits,

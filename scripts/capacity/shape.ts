@@ -44,6 +44,13 @@ export interface DeployedShape {
    * the stream function serves the streams.
    */
   readonly streamTier?: { vcpu: number; memoryGb: number; arch: 'arm64' | 'x86_64'; minTasks: number; maxTasks: number; shardPollMs: number; loadBalancers: number };
+  /**
+   * Whether an EventBridge rule delivers the sandbox cluster's ECS task state changes to a function
+   * (the reaper records them; the provider waits on the records instead of polling DescribeTasks).
+   */
+  readonly taskStateEvents: boolean;
+  /** Whether sandbox tasks run on Fargate Spot (`CORRAL_SANDBOX_SPOT` of the harness; CDK context `fargateSpot`). */
+  readonly sandboxSpot?: boolean;
   /** Minutes before the reaper stops an unused sandbox. */
   readonly sandboxIdleMinutes?: number;
   readonly tables: Array<{ logicalId: string; billingMode: string; gsis: string[]; streams: boolean }>;
@@ -169,6 +176,11 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
       ephemeralStorageGiB: num(t.EphemeralStorage?.SizeInGiB) ?? 20,
     },
     sandboxIdleMinutes: idleMs === undefined ? undefined : idleMs / 60_000,
+    sandboxSpot: (props(template.Resources[harnessId]).Environment?.Variables ?? {})[CORRAL_ENV.sandboxSpot] === 'true',
+    taskStateEvents: ofType('AWS::Events::Rule').some(([, r]) => {
+      const pattern = props(r).EventPattern as { source?: string[]; 'detail-type'?: string[] } | undefined;
+      return !!pattern?.source?.includes('aws.ecs') && !!pattern['detail-type']?.includes('ECS Task State Change') && Array.isArray(props(r).Targets) && props(r).Targets.length > 0;
+    }),
     tables: ofType('AWS::DynamoDB::Table').map(([id, r]) => ({
       logicalId: id,
       billingMode: String(props(r).BillingMode ?? 'PROVISIONED'),

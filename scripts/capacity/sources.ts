@@ -284,7 +284,20 @@ export const CONSTANTS = {
   /** A session hour starts this many sandboxes (the reaper stops one idle for sandboxIdleMinutes). */
   sandboxStartsPerActiveHour: { value: 1, source: 'assumption: one sandbox per active session-hour' },
   sandboxStartSeconds: { value: 30, source: 'bench settings.fargateMedianMs (the simulated Fargate start-up median)' },
-  describeTasksEverySeconds: { value: 2, source: 'lambdas/adapters/aws/ecs-sandbox-provider.ts pollIntervalMs' },
+  describeTasksEverySeconds: { value: 2, source: 'lambdas/adapters/aws/ecs-sandbox-provider.ts pollIntervalMs (without task state events)' },
+  taskStateReadsPerSecond: {
+    value: 1,
+    source: 'lambdas/adapters/aws/ecs-sandbox-provider.ts stateReadIntervalMs: with task state events, a starting task\'s state record is read (GetItem, strongly consistent, 1 RRU) once a second',
+  },
+  taskStateEventsPerStart: {
+    value: 6,
+    source: 'assumption: ECS sends a task state change at PROVISIONING, PENDING, ACTIVATING, RUNNING, and two while it stops (each a reaper invocation and a state-table write)',
+  },
+  taskStateEventSeconds: { value: 0.05, source: 'assumption: the reaper function records one event in about 50 ms (one conditional PutItem; not measured on AWS)' },
+  describeTasksFallbackPerStart: {
+    value: 0,
+    source: 'lambdas/adapters/aws/ecs-sandbox-provider.ts describeFallbackMs: DescribeTasks only when no event moved the record for 20 s (events lost or late); taken as none',
+  },
   sandboxImageGb: { value: 0.5, source: 'assumption: not measured (issue 20 item 4 asks for the size to be reported); pulled through NAT' },
   signalReadsPerSecond: {
     value: 1000 / DEFAULT_INTERRUPT_POLL_MS,

@@ -41,6 +41,9 @@ describe('npm run capacity on the synthesized template', () => {
     expect(run.report.former).toEqual([]);
     // the VPC's endpoints by service: the image and snapshots go through NAT unless S3 (and ECR) have one
     expect(run.shape.vpcEndpoints).toContain('dynamodb (Gateway)');
+    // the task state rule is built: no DescribeTasks polling in the model
+    expect(run.shape.taskStateEvents).toBe(true);
+    expect(run.report.limits.find((l) => l.id === 'ecsDescribeTasksRate')!.perSession).toBe(0);
   });
 
   it('reads the rate limits and their shards from the API function\'s environment, as the API enforces them', () => {

@@ -310,6 +310,50 @@ describe('CorralStack template', () => {
     expect(actions.some((a) => /RunTask|PassRole/.test(String(a)))).toBe(false);
   });
 
+  it('records the sandbox cluster\'s task state changes through the reaper, and tells the functions that start tasks to wait on them', () => {
+    const resources = template.toJSON().Resources;
+    const fnId = logicalId(stack, stack.sandboxReaper.function);
+    const clusterId = logicalId(stack, stack.sandboxes.cluster);
+    // Only this cluster's task state changes, only to the reaper (which may write the state table).
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['aws.ecs'], 'detail-type': ['ECS Task State Change'], detail: { clusterArn: [{ 'Fn::GetAtt': [clusterId, 'Arn'] }] } },
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fnId, 'Arn'] }, RetryPolicy: Match.objectLike({ MaximumRetryAttempts: 2 }) })],
+    });
+    const ruleId = logicalId(stack, stack.sandboxReaper.taskEventsRule);
+    template.hasResourceProperties('AWS::Lambda::Permission', {
+      Action: 'lambda:InvokeFunction',
+      Principal: 'events.amazonaws.com',
+      FunctionName: { 'Fn::GetAtt': [fnId, 'Arn'] },
+      SourceArn: { 'Fn::GetAtt': [ruleId, 'Arn'] },
+    });
+    // The harness and the API start tasks: they read the records (GetItem on the state table) instead of polling.
+    for (const fn of [stack.harness.function, stack.api.handler]) {
+      expect(resources[logicalId(stack, fn)].Properties.Environment.Variables.CORRAL_SANDBOX_TASK_EVENTS, fn.node.path).toBe('true');
+    }
+    const harnessRole = resources[logicalId(stack, stack.harness.function)].Properties.Role['Fn::GetAtt'][0] as string;
+    expect(statementsOf(template, harnessRole).some((st) => st.Effect === 'Allow' && asArray(st.Action).includes('dynamodb:GetItem'))).toBe(true);
+    const reaperRole = resources[fnId].Properties.Role['Fn::GetAtt'][0] as string;
+    expect(statementsOf(template, reaperRole).some((st) => st.Effect === 'Allow' && asArray(st.Action).includes('dynamodb:PutItem'))).toBe(true);
+  });
+
+  it('runs sandboxes on demand by default, and on Fargate Spot with context fargateSpot=true', () => {
+    const resources = template.toJSON().Resources;
+    expect(resources[logicalId(stack, stack.harness.function)].Properties.Environment.Variables.CORRAL_SANDBOX_SPOT).toBeUndefined();
+    template.resourceCountIs('AWS::ECS::ClusterCapacityProviderAssociations', 0);
+    const { props } = stackPropsFromContext((k) => (k === 'fargateSpot' ? 'true' : undefined));
+    const spot = synth(props, 'CorralSpot');
+    const spotResources = spot.template.toJSON().Resources;
+    for (const fn of [spot.stack.harness.function, spot.stack.api.handler]) {
+      expect(spotResources[logicalId(spot.stack, fn)].Properties.Environment.Variables.CORRAL_SANDBOX_SPOT, fn.node.path).toBe('true');
+    }
+    spot.template.hasResourceProperties('AWS::ECS::ClusterCapacityProviderAssociations', {
+      CapacityProviders: Match.arrayWith(['FARGATE', 'FARGATE_SPOT']),
+      Cluster: { Ref: logicalId(spot.stack, spot.stack.sandboxes.cluster) },
+    });
+    expect(() => stackPropsFromContext((k) => (k === 'fargateSpot' ? 'yes' : undefined))).toThrow(/fargateSpot: true or false/);
+  });
+
   it('lets the reaper keep the workspaces it stops: in the VPC, sandboxes reachable, capabilities opened, snapshots written', () => {
     const resources = template.toJSON().Resources;
     const fnId = logicalId(stack, stack.sandboxReaper.function);

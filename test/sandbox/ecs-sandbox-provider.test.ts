@@ -169,6 +169,27 @@ describe('EcsSandboxProvider.provision', () => {
     expect(seen.input!.networkConfiguration!.awsvpcConfiguration!.assignPublicIp).toBe('ENABLED');
   });
 
+  it('on Spot: asks for FARGATE_SPOT, and starts the same task on demand when Spot has no capacity', async () => {
+    const inputs: RunTaskCommandInput[] = [];
+    ecs.on(RunTaskCommand).callsFake(async (input: RunTaskCommandInput) => {
+      inputs.push(input);
+      if (input.capacityProviderStrategy) return { tasks: [], failures: [{ arn: 'x', reason: 'Capacity is unavailable at this time. Please try again later or in a different availability zone' }] };
+      return { tasks: [{ taskArn: ARN }], failures: [] };
+    });
+    // The on-demand task starts (RunTask answered with it); it stops at once, which ends the test.
+    ecs.on(DescribeTasksCommand).resolves({ tasks: [task('STOPPED', { stoppedReason: 'test ends here' })] });
+    ecs.on(StopTaskCommand).resolves({});
+    const err = await provider(1, { spot: true }).provision({ sessionId: 'sesn_spot', name: 'default', recipe: emptyRecipe }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/stopped while starting: test ends here/);
+    expect(inputs).toHaveLength(2);
+    expect(inputs[0]).toMatchObject({ capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }] });
+    expect(inputs[0].launchType).toBeUndefined();
+    expect(inputs[1]).toMatchObject({ launchType: 'FARGATE' });
+    expect(inputs[1].capacityProviderStrategy).toBeUndefined();
+    // the same sandbox: same capability and recipe in both
+    expect(inputs[1].overrides).toEqual(inputs[0].overrides);
+  });
+
   it('turns RunTask capacity failures into a clear error, without stopping anything', async () => {
     ecs.on(RunTaskCommand).resolves({ tasks: [], failures: [{ arn: 'arn:aws:ecs:eu-west-1:123:container-instance/x', reason: 'RESOURCE:MEMORY' }] });
     const err = await provider(1).provision({ sessionId: 'sesn_cap', name: 'default', recipe: emptyRecipe }).catch((e: unknown) => e);

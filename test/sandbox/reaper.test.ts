@@ -14,7 +14,8 @@ import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local
 import { ProcessSandboxProvider } from '../../lambdas/adapters/local/process-sandbox.js';
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
 import { SandboxManager, putSandboxRecord, sandboxKey, type SandboxRecord } from '../../lambdas/core/sandbox/manager.js';
-import { reapIdleSandboxes, sandboxIdleMsFromEnv, startSandboxReaper } from '../../lambdas/core/sandbox/reaper.js';
+import { limiter, reapIdleSandboxes, sandboxIdleMsFromEnv, startSandboxReaper } from '../../lambdas/core/sandbox/reaper.js';
+import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
 import { SandboxUnavailableError } from '../../lambdas/core/sandbox/types.js';
 import { createSandboxReaperHandler } from '../../lambdas/sandbox-reaper/handler.js';
 import { planFor, processAlive, tempDir, until } from './helpers.js';
@@ -82,6 +83,69 @@ describe('SandboxManager records', () => {
     expect(await putSandboxRecord(table, { ...record }, { ref: record.ref, state: 'ready' })).toBe(false);
     expect((await manager.get(sid, 'default'))!.state).toBe('dead');
     await provider.release(sid, 'default', record.ref);
+  });
+});
+
+describe('reapIdleSandboxes in parallel', () => {
+  /** A provider whose release waits until told, counting releases in flight. */
+  function slowProvider() {
+    const state = { inFlight: 0, most: 0, released: [] as string[], open: [] as Array<() => void> };
+    const p = {
+      async release(_sid: string, _name: string, ref: string) {
+        state.inFlight++;
+        state.most = Math.max(state.most, state.inFlight);
+        await new Promise<void>((r) => state.open.push(r));
+        state.inFlight--;
+        state.released.push(ref);
+        if (ref === 'ref-fails') throw new Error('StopTask failed');
+      },
+    } as unknown as SandboxProvider;
+    return { p, state };
+  }
+
+  it('stops idle sandboxes of many sessions at most `concurrency` at a time, and one failure stops none of the others', async () => {
+    const old = new Date(Date.now() - 3_600_000).toISOString();
+    const sessions = Array.from({ length: 12 }, () => sessionId());
+    for (const [i, sid] of sessions.entries()) {
+      const ref = i === 0 ? 'ref-fails' : `ref-${sid}`;
+      const record: SandboxRecord = { sessionId: sid, name: 'default', state: 'ready', endpoint: { kind: 'tcp', host: '10.0.0.1', port: 8080, capability: 'c' }, ref, createdAt: old, lastUsedAt: old };
+      expect(await putSandboxRecord(table, record)).toBe(true);
+    }
+    const { p, state } = slowProvider();
+    const run = reapIdleSandboxes({ table, provider: p, idleMs: 60_000, concurrency: 4 });
+    // Let releases through only once 4 are waiting: a one-at-a-time reaper would never get there.
+    for (let released = 0; released < sessions.length; ) {
+      await until(() => state.open.length > 0 && (state.inFlight === Math.min(4, sessions.length - released)), 10_000, 'the reaper to fill its slots');
+      released += state.open.length;
+      state.open.splice(0).forEach((r) => r());
+    }
+    const result = await run;
+    expect(state.most).toBe(4);
+    expect(result.reaped.map((r) => r.sessionId).sort()).toEqual(sessions.slice(1).sort());
+    expect(result.failed).toEqual([{ sessionId: sessions[0], name: 'default', error: 'StopTask failed' }]);
+    // the failed one is put back as it was, for the next run
+    expect(await manager.get(sessions[0], 'default')).toMatchObject({ state: 'ready', ref: 'ref-fails' });
+    for (const sid of sessions.slice(1)) expect(await manager.get(sid, 'default')).toMatchObject({ state: 'released' });
+    await reapIdleSandboxes({ table, provider: { release: async () => {} } as unknown as SandboxProvider, idleMs: 60_000 });
+  });
+
+  it('limiter: never more than its limit at once, every task run', async () => {
+    const slot = limiter(3);
+    let inFlight = 0;
+    let most = 0;
+    const done = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        slot(async () => {
+          inFlight++;
+          most = Math.max(most, inFlight);
+          await new Promise((r) => setImmediate(r));
+          inFlight--;
+          return i;
+        }),
+      ),
+    );
+    expect(done).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(most).toBe(3);
   });
 });
 

@@ -23,6 +23,8 @@ const shape: DeployedShape = {
   natGateways: 1,
   vpcEndpoints: [],
   sandboxTask: { vcpu: 1, memoryGb: 2, arch: 'arm64', ephemeralStorageGiB: 20 },
+  // a template without the task state rule (DescribeTasks polling), unless a test says otherwise
+  taskStateEvents: false,
   tables: [],
   kmsKeys: 1,
   alarms: 10,
@@ -113,6 +115,28 @@ describe('capacity model: utilisation', () => {
     expect(row(poll, 'eventsTableRru').status).toBe('former');
     expect(poll.former).toEqual(['interrupts=poll']);
     expect(poll.proposed).toEqual([]);
+  });
+
+  it('task state: DescribeTasks every 2 s through a 30 s start when polling; none, and a record read a second, with the events rule', () => {
+    const poll = capacity({ shape, measured, workload });
+    // one start an hour: 15 DescribeTasks per start
+    expect(row(poll, 'ecsDescribeTasksRate').perSession).toBeCloseTo(15 / 3600, 12);
+    const proposed = capacity({ shape, measured, workload, settings: { taskState: 'events' } });
+    expect(proposed.proposed).toEqual(['taskState=events']);
+    expect(row(proposed, 'ecsDescribeTasksRate').status).toBe('proposed');
+    const built = capacity({ shape: { ...shape, taskStateEvents: true }, measured, workload });
+    expect(built.proposed).toEqual([]);
+    expect(row(built, 'ecsDescribeTasksRate').perSession).toBe(0);
+    expect(row(built, 'ecsDescribeTasksRate').status).toBe('deployed');
+    expect(Number.isFinite(row(built, 'ecsDescribeTasksRate').breaksAt)).toBe(false);
+    // the record read once a second for 30 s, and 6 events written, per start (one an hour)
+    expect(row(built, 'stateTableRru').perSession - row(poll, 'stateTableRru').perSession).toBeCloseTo(30 / 3600, 12);
+    expect(row(built, 'stateTableWru').perSession - row(poll, 'stateTableWru').perSession).toBeCloseTo(6 / 3600, 12);
+    expect(built.cost.items.some((i) => /task state events/.test(i.item) && i.active > 0)).toBe(true);
+    // polling again on a template with the rule: the former design
+    const former = capacity({ shape: { ...shape, taskStateEvents: true }, measured, workload, settings: { taskState: 'poll' } });
+    expect(former.former).toEqual(['taskState=poll']);
+    expect(row(former, 'ecsDescribeTasksRate').status).toBe('former');
   });
 
   it('interrupts per running session-hour: 14,400 RRU polling, 3,600 + 2 per call with the signal', () => {

@@ -36,6 +36,9 @@ export interface SandboxReaperProps {
  * nothing. It reads the state table's index of ready sandboxes, marks reaped ones released, and
  * may only stop tasks of the sandbox cluster.
  *
+ * The same function records the sandbox cluster's task state change events (a second rule,
+ * `Sandboxes.recordTaskEvents`) in the state table, where a harness starting a task waits on them.
+ *
  * Before stopping a sandbox it keeps its workspace (docs/WORKSPACES.md): it runs in the private
  * subnets, in a security group of its own that the sandboxes admit on the agent's port, opens
  * the sandbox's sealed capability (KMS decrypt only: it never seals one), streams the agent's
@@ -45,6 +48,8 @@ export interface SandboxReaperProps {
 export class SandboxReaper extends Construct {
   readonly function: CorralFunction;
   readonly rule: events.Rule;
+  /** The sandbox cluster's task state change events, recorded by the same function. */
+  readonly taskEventsRule: events.Rule;
   readonly securityGroup: ec2.SecurityGroup;
 
   constructor(scope: Construct, id: string, props: SandboxReaperProps) {
@@ -83,5 +88,7 @@ export class SandboxReaper extends Construct {
       schedule: events.Schedule.rate(props.schedule ?? Duration.minutes(5)),
       targets: [new targets.LambdaFunction(this.function, { retryAttempts: 0 })],
     });
+    // A few retries: a lost event only costs the harness one DescribeTasks (its fallback).
+    this.taskEventsRule = props.sandboxes.recordTaskEvents(this, new targets.LambdaFunction(this.function, { retryAttempts: 2, maxEventAge: Duration.minutes(5) }));
   }
 }

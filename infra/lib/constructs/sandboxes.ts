@@ -1,7 +1,8 @@
-import { Arn, ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Duration, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -40,6 +41,13 @@ export interface SandboxesProps {
    * @default DEFAULT_SANDBOX_LIMITS, memory and disk capped by the task size
    */
   readonly limits?: Partial<SandboxLimits>;
+  /**
+   * Run sandbox tasks on Fargate Spot (about 70% cheaper), on demand when Spot has no capacity.
+   * AWS may reclaim a Spot task with two minutes' notice: for Corral that is a sandbox death, which
+   * the next tool call reports as an error and answers with a fresh sandbox (docs/SANDBOXES.md).
+   * @default false
+   */
+  readonly spot?: boolean;
   /** Give sandbox tasks public IPs (only for subnets without NAT, e.g. public subnets). @default false */
   readonly assignPublicIp?: boolean;
   /** CloudWatch Container Insights on the cluster (billed per task metric). @default false */
@@ -77,13 +85,19 @@ export class Sandboxes extends Construct {
   readonly capabilityKey: kms.Key;
   private readonly network: Network;
   private readonly assignPublicIp: boolean;
+  private readonly spot: boolean;
+  /** Whether a rule records this cluster's task state change events (`recordTaskEvents`). */
+  private taskEventsRecorded = false;
 
   constructor(scope: Construct, id: string, props: SandboxesProps) {
     super(scope, id);
     this.network = props.network;
     this.assignPublicIp = props.assignPublicIp ?? false;
+    this.spot = props.spot ?? false;
     this.cluster = new ecs.Cluster(this, 'Cluster', {
       vpc: props.network.vpc,
+      // RunTask with a FARGATE_SPOT capacity provider strategy needs the providers on the cluster.
+      enableFargateCapacityProviders: this.spot || undefined,
       containerInsightsV2: props.containerInsights ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
     });
     // An explicit, empty role: CDK would create one anyway; naming it makes "no permissions" visible.
@@ -237,6 +251,25 @@ export class Sandboxes extends Construct {
     );
   }
 
+  /**
+   * Deliver this cluster's ECS task state change events to `target` (the reaper function, which
+   * records them in the state table: lambdas/adapters/aws/ecs-task-events.ts), and tell the
+   * functions that start tasks (`environment`, resolved at synthesis) to wait on those records
+   * instead of polling DescribeTasks.
+   */
+  recordTaskEvents(scope: Construct, target: events.IRuleTarget): events.Rule {
+    this.taskEventsRecorded = true;
+    return new events.Rule(scope, 'TaskStateChanges', {
+      description: 'Corral: sandbox task state changes, recorded for the harness waiting on them',
+      eventPattern: {
+        source: ['aws.ecs'],
+        detailType: ['ECS Task State Change'],
+        detail: { clusterArn: [this.cluster.clusterArn] },
+      },
+      targets: [target],
+    });
+  }
+
   /** What the Fargate sandbox provider needs, in the environment (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
     return configEnvironment({
@@ -247,6 +280,8 @@ export class Sandboxes extends Construct {
       sandboxContainer: SANDBOX_CONTAINER,
       sandboxPort: String(SANDBOX_PORT),
       sandboxAssignPublicIp: String(this.assignPublicIp),
+      sandboxTaskEvents: Lazy.string({ produce: () => String(this.taskEventsRecorded) }),
+      sandboxSpot: this.spot ? 'true' : undefined,
     });
   }
 }

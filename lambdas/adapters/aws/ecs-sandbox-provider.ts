@@ -4,8 +4,10 @@
  *
  * provision: `RunTask` (FARGATE, awsvpc, private subnets) with the sandbox's bootstrap capability
  * and recipe (as planned and fitted by the core: `FARGATE_RECIPE_SUPPORT`) in container
- * environment overrides, then `DescribeTasks` until the task is RUNNING,
- * then the agent's `/health` until it has applied its recipe, then a capability rotation: the
+ * environment overrides, then waits until the task is RUNNING: on the task's state record, written
+ * from ECS's task state change events (`taskStates`, see ecs-task-events.ts), read once a second,
+ * with `DescribeTasks` only when no event has moved the record for a while; without `taskStates`,
+ * `DescribeTasks` every `pollIntervalMs`. Then the agent's `/health` until it has applied its recipe, then a capability rotation: the
  * capability in the overrides (which `DescribeTasks` shows to anyone allowed to call it) stops
  * working, and only the one returned here (never sent through the ECS API) opens the sandbox.
  *
@@ -70,6 +72,15 @@ export interface EcsSandboxLogger {
   warn(message: string, extra?: Record<string, unknown>): void;
 }
 
+/**
+ * Where the provider reads a task's state as ECS's events reported it (the state table's task
+ * state record on AWS): the task as DescribeTasks would describe it, as far as the events said,
+ * or undefined if no event about it has been recorded yet.
+ */
+export interface TaskStateSource {
+  get(taskArn: string): Promise<Task | undefined>;
+}
+
 export interface EcsSandboxProviderOptions {
   readonly ecs: ECSClient;
   /** Cluster name or ARN. */
@@ -84,6 +95,13 @@ export interface EcsSandboxProviderOptions {
   readonly containerName: string;
   /** The port the sandbox agent listens on (the image's 8080). */
   readonly port: number;
+  /**
+   * Run tasks on Fargate Spot (capacity provider FARGATE_SPOT; the cluster must have it), falling
+   * back to on-demand FARGATE when RunTask finds no Spot capacity. A Spot task AWS reclaims stops
+   * with a SpotInterruption stop code: the sandbox dies, which the sandbox manager turns into a tool
+   * error and a fresh sandbox on the next call. @default false
+   */
+  readonly spot?: boolean;
   /** Give tasks a public IP (subnets without a NAT gateway). @default false */
   readonly assignPublicIp?: boolean;
   /**
@@ -93,6 +111,16 @@ export interface EcsSandboxProviderOptions {
   readonly healthTimeoutMs?: number;
   /** Pause between `DescribeTasks` calls and between health checks. @default 2000 */
   readonly pollIntervalMs?: number;
+  /**
+   * The task state recorded from ECS's events. With it, a starting task is watched on its record
+   * (one read every `stateReadIntervalMs`) and `DescribeTasks` is called only when the record has
+   * not changed for `describeFallbackMs` (an event lost or late). @default - DescribeTasks polling
+   */
+  readonly taskStates?: TaskStateSource;
+  /** Pause between reads of the task state record. @default 1000 */
+  readonly stateReadIntervalMs?: number;
+  /** How long the record may stay unchanged before a `DescribeTasks` checks it. @default 20000 */
+  readonly describeFallbackMs?: number;
   /** How long a task may take to reach RUNNING (image pull, ENI). @default 300000 */
   readonly startTimeoutMs?: number;
   readonly logger?: EcsSandboxLogger;
@@ -151,12 +179,16 @@ export class EcsSandboxProvider implements SandboxProvider {
   private readonly healthTimeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly startTimeoutMs: number;
+  private readonly stateReadIntervalMs: number;
+  private readonly describeFallbackMs: number;
   private readonly logger: EcsSandboxLogger;
 
   constructor(private readonly opts: EcsSandboxProviderOptions) {
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 300_000;
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
     this.startTimeoutMs = opts.startTimeoutMs ?? 300_000;
+    this.stateReadIntervalMs = Math.max(1, opts.stateReadIntervalMs ?? 1_000);
+    this.describeFallbackMs = opts.describeFallbackMs ?? 20_000;
     this.logger = opts.logger ?? { warn: () => {} };
   }
 
@@ -173,13 +205,12 @@ export class EcsSandboxProvider implements SandboxProvider {
     const { signal } = req;
     if (signal?.aborted) throw signal.reason;
     const bootstrap = randomBytes(32).toString('base64url');
-    let out: RunTaskCommandOutput;
-    try {
-      out = await ecs.send(
+    const run = (capacity: 'spot' | 'on-demand') =>
+      ecs.send(
         new RunTaskCommand({
           cluster,
           taskDefinition: this.opts.taskDefinition,
-          launchType: 'FARGATE',
+          ...(capacity === 'spot' ? { capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT', weight: 1 }] } : { launchType: 'FARGATE' as const }),
           count: 1,
           clientToken: randomUUID(),
           networkConfiguration: {
@@ -209,6 +240,14 @@ export class EcsSandboxProvider implements SandboxProvider {
           enableExecuteCommand: false,
         }),
       );
+    let out: RunTaskCommandOutput;
+    try {
+      out = await run(this.opts.spot ? 'spot' : 'on-demand');
+      // No Spot capacity right now: the same task on demand (a sandbox costs more, but starts).
+      if (this.opts.spot && !out.tasks?.[0]?.taskArn && isCapacityFailure(out.failures ?? [])) {
+        this.logger.info?.('no Fargate Spot capacity; starting the sandbox on demand', { sessionId: req.sessionId, failures: describeFailures(out.failures ?? []) });
+        out = await run('on-demand');
+      }
     } catch (err) {
       const e = err as Error;
       const capacity = /capacity|limit|throttl|insufficient/i.test(`${e.name} ${e.message}`);
@@ -292,28 +331,67 @@ export class EcsSandboxProvider implements SandboxProvider {
     await this.stop(ref, `corral: released sandbox ${name} of session ${sessionId}`.slice(0, 255), { rethrow: true });
   }
 
-  /** DescribeTasks until RUNNING with an address; throws if it stops, vanishes or takes too long. */
+  /**
+   * The task until RUNNING with an address; throws if it stops, vanishes or takes too long. With
+   * `taskStates`, from its record (DescribeTasks only when the record has not moved for
+   * `describeFallbackMs`); without, from DescribeTasks every `pollIntervalMs`.
+   */
   private async waitRunning(taskArn: string, signal?: AbortSignal): Promise<string> {
     const id = shortTaskId(taskArn);
     const deadline = Date.now() + this.startTimeoutMs;
+    const interval = this.opts.taskStates ? this.stateReadIntervalMs : this.pollIntervalMs;
     let last = 'PROVISIONING';
+    const observe = this.observer(taskArn);
     for (;;) {
       if (signal?.aborted) throw signal.reason;
-      const task = await this.describe(taskArn);
-      if (!task) throw new Error(`sandbox task ${id} disappeared while starting (DescribeTasks does not know it)`);
-      last = task.lastStatus ?? last;
-      if (STOPPING.has(last) || task.desiredStatus === 'STOPPED') {
-        throw new Error(`sandbox task ${id} stopped while starting: ${stopDescription(task, this.opts.containerName)}`);
+      const task = await observe();
+      if (task === null) throw new Error(`sandbox task ${id} disappeared while starting (DescribeTasks does not know it)`);
+      if (task) {
+        last = task.lastStatus ?? last;
+        if (STOPPING.has(last) || task.desiredStatus === 'STOPPED') {
+          throw new Error(`sandbox task ${id} stopped while starting: ${stopDescription(task, this.opts.containerName)}`);
+        }
+        if (last === 'RUNNING') {
+          const ip = taskPrivateIp(task);
+          if (ip) return ip;
+        }
       }
-      if (last === 'RUNNING') {
-        const ip = taskPrivateIp(task);
-        if (ip) return ip;
-      }
-      if (Date.now() + this.pollIntervalMs > deadline) {
+      if (Date.now() + interval > deadline) {
         throw new Error(`sandbox task ${id} did not reach RUNNING within ${duration(this.startTimeoutMs)} (last status ${last}); it was stopped`);
       }
-      await sleep(this.pollIntervalMs, signal);
+      await sleep(interval, signal);
     }
+  }
+
+  /**
+   * One look at the task per call: its state record when there is one that moved within
+   * `describeFallbackMs`, else DescribeTasks (then the fallback waits another `describeFallbackMs`).
+   * Undefined: nothing known yet (no record, no DescribeTasks due); null: ECS does not know it.
+   */
+  private observer(taskArn: string): () => Promise<Task | null | undefined> {
+    const states = this.opts.taskStates;
+    if (!states) return async () => (await this.describe(taskArn)) ?? null;
+    let changedAt = Date.now();
+    let seen = '';
+    return async () => {
+      let recorded: Task | undefined;
+      try {
+        recorded = await states.get(taskArn);
+      } catch (err) {
+        this.logger.warn('could not read a sandbox task\'s state record', { taskArn, error: (err as Error).message });
+      }
+      const key = recorded ? JSON.stringify([recorded.lastStatus, recorded.desiredStatus, taskPrivateIp(recorded)]) : '';
+      if (key !== seen) {
+        seen = key;
+        changedAt = Date.now();
+      }
+      if (recorded && (STOPPING.has(recorded.lastStatus ?? '') || recorded.desiredStatus === 'STOPPED' || recorded.lastStatus === 'RUNNING')) return recorded;
+      if (Date.now() - changedAt < this.describeFallbackMs) return recorded;
+      // No event has moved the record for a while: ask ECS once, and wait as long again.
+      changedAt = Date.now();
+      this.logger.info?.('no task state change recorded lately; asking DescribeTasks', { taskArn });
+      return (await this.describe(taskArn)) ?? null;
+    };
   }
 
   private async describe(taskArn: string): Promise<Task | undefined> {
@@ -327,18 +405,22 @@ export class EcsSandboxProvider implements SandboxProvider {
     return out.tasks?.find((t) => t.taskArn === taskArn) ?? out.tasks?.[0];
   }
 
-  /** Polls the task while health checks run; calls `onStopped` if ECS stops it. */
+  /** Watches the task while health checks run (its record, or DescribeTasks); calls `onStopped` if ECS stops it. */
   private async watchStopped(taskArn: string, signal: AbortSignal, onStopped: (why: string) => void): Promise<void> {
+    // With events, a task recorded RUNNING is not described again: its stop arrives as an event
+    // within a second or so. DescribeTasks only if no record exists for `describeFallbackMs`.
+    const observe = this.observer(taskArn);
+    const interval = this.opts.taskStates ? this.stateReadIntervalMs : Math.max(this.pollIntervalMs, 1_000);
     while (!signal.aborted) {
-      await sleep(Math.max(this.pollIntervalMs, 1_000), signal);
+      await sleep(interval, signal);
       if (signal.aborted) return;
       try {
-        const task = await this.describe(taskArn);
-        if (!task) {
+        const task = await observe();
+        if (task === null) {
           onStopped('the task disappeared');
           return;
         }
-        if (STOPPING.has(task.lastStatus ?? '') || task.desiredStatus === 'STOPPED') {
+        if (task && (STOPPING.has(task.lastStatus ?? '') || task.desiredStatus === 'STOPPED')) {
           onStopped(stopDescription(task, this.opts.containerName));
           return;
         }

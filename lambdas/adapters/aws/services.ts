@@ -7,6 +7,7 @@ import type { HarnessOptions } from '../../core/harness/harness.js';
 import type { Logger } from '../../core/logger.js';
 import type { ModelClient, ModelRequest, ModelResponse } from '../../core/harness/model.js';
 import type { SandboxProvider } from '../../core/sandbox/types.js';
+import type { StateTable } from '../../core/store.js';
 import { createServices, type CorralServices } from '../../core/services.js';
 import { TablePreviewChannel } from '../../core/session/previews.js';
 import type { StoredEvent } from '../../core/session/events.js';
@@ -16,6 +17,7 @@ import { LambdaProxyTransport } from './credential-proxy-client.js';
 import { LambdaInvoker } from './lambda-invoke.js';
 import { DynamoEventLog } from './dynamodb-event-log.js';
 import { EcsSandboxProvider } from './ecs-sandbox-provider.js';
+import { taskStateSource } from './ecs-task-events.js';
 import { DynamoStateTable } from './dynamodb-state-table.js';
 import { KmsCapabilitySealer } from './kms-capability-sealer.js';
 import { S3BlobStore } from './s3-blob-store.js';
@@ -44,8 +46,9 @@ export function readAwsConfig(env: Env = process.env): AwsConfig {
  * module keeps every export of the ECS client package (the aggregated client, every command and
  * schema), about 75 KB more per bundle for nothing.
  */
-export async function createEcsSandboxProvider(config: NonNullable<AwsConfig['sandbox']>, ecs: ECSClient): Promise<SandboxProvider> {
+export async function createEcsSandboxProvider(config: NonNullable<AwsConfig['sandbox']>, ecs: ECSClient, state?: StateTable): Promise<SandboxProvider> {
   return new EcsSandboxProvider({
+    ...(config.taskEvents && state ? { taskStates: taskStateSource(state, config.containerName) } : {}),
     ecs,
     cluster: config.cluster,
     taskDefinition: config.taskDefinition,
@@ -54,6 +57,7 @@ export async function createEcsSandboxProvider(config: NonNullable<AwsConfig['sa
     containerName: config.containerName,
     port: config.port,
     assignPublicIp: config.assignPublicIp,
+    spot: config.spot,
   });
 }
 
@@ -123,7 +127,7 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     if (!config.sandbox) {
       throw new Error(`Corral configuration is invalid: ${SANDBOX_ENV_NAMES.join(', ')} are required`);
     }
-    sandboxProvider = await createEcsSandboxProvider(config.sandbox, ecs);
+    sandboxProvider = await createEcsSandboxProvider(config.sandbox, ecs, new DynamoStateTable(dynamodb, config.stateTable));
   }
 
   const model = typeof opts.model === 'function' ? await opts.model(config, instrument) : (opts.model ?? NO_MODEL);

@@ -48,6 +48,33 @@ export interface ReapOptions {
   workspaces?: WorkspaceSnapshots;
   /** Why the sandboxes stop, as the model is told. @default `unused for more than <idleMs>` */
   reason?: string;
+  /**
+   * Sandboxes reaped at once (snapshot, record, StopTask). One at a time, a run of 5 minutes
+   * stops a few hundred sandboxes at best; in parallel, it keeps up with thousands of sessions
+   * going idle. Bounded, so a run stays within the account's ECS API rate (StopTask) and does
+   * not open hundreds of snapshot transfers at once. @default DEFAULT_REAP_CONCURRENCY
+   */
+  concurrency?: number;
+}
+
+/** Sandboxes a reaper run handles at once unless told otherwise. */
+export const DEFAULT_REAP_CONCURRENCY = 16;
+
+/** A counting semaphore: `run` waits for one of `limit` slots, runs `work`, and frees the slot. */
+export function limiter(limit: number): <T>(work: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async (work) => {
+    if (active >= limit) await new Promise<void>((r) => waiting.push(r));
+    else active++;
+    try {
+      return await work();
+    } finally {
+      const next = waiting.shift();
+      if (next) next(); // the slot passes on
+      else active--;
+    }
+  };
 }
 
 export interface ReapResult {
@@ -68,24 +95,41 @@ export async function reapIdleSandboxes(opts: ReapOptions): Promise<ReapResult> 
   const now = opts.now ?? new Date();
   const cutoff = new Date(now.getTime() - opts.idleMs).toISOString();
   const pageSize = opts.pageSize ?? 100;
+  const concurrency = Math.max(1, Math.floor(opts.concurrency ?? DEFAULT_REAP_CONCURRENCY));
   const result: ReapResult = { reaped: [], failed: [], snapshots: [] };
-  for (let shard = 0; shard < ACTIVE_SANDBOX_SHARDS; shard++) {
+  // Ready sandboxes are spread over the index's shards by session: the shards are read side by
+  // side, and every idle sandbox found is reaped through one limiter, so at most `concurrency`
+  // are reaped at once wherever they are. Each reaping is independent (its own record,
+  // conditional writes); one that throws is counted as failed and does not stop the others.
+  const slot = limiter(concurrency);
+  const reap = (record: SandboxRecord) =>
+    slot(() => reapOne(record, now, cutoff, opts, result)).catch((err: unknown) => {
+      const error = (err as Error)?.message ?? String(err);
+      result.failed.push({ sessionId: record.sessionId, name: record.name, error });
+      opts.logger?.warn('could not reap an idle sandbox; the next run tries again', { sessionId: record.sessionId, sandbox: record.name, error });
+    });
+  const scan = async (shard: number) => {
     let after: string | undefined;
-    let done = false;
-    while (!done) {
+    for (;;) {
       const page = await records.activePage(opts.table, REAPER, shard, { after, limit: pageSize });
+      const idle: SandboxRecord[] = [];
+      let done = false;
       for (const { record, order } of page.items) {
         // Sorted by last use: everything from here on was used after the cutoff.
         if (order >= cutoff) {
           done = true;
           break;
         }
-        await reapOne(record, now, cutoff, opts, result);
+        idle.push(record);
       }
-      if (page.last === null) break;
+      await Promise.all(idle.map(reap));
+      if (done || page.last === null) return;
       after = page.last;
     }
-  }
+  };
+  const shards = Array.from({ length: ACTIVE_SANDBOX_SHARDS }, (_, i) => i);
+  const reader = limiter(Math.min(concurrency, 8));
+  await Promise.all(shards.map((shard) => reader(() => scan(shard))));
   return result;
 }
 

@@ -432,6 +432,54 @@ export const sessionPartition = {
   },
 };
 
+// --- sandbox task state ---------------------------------------------------------------------------
+
+/** How long a task's state outlives its last change (DynamoDB's TTL removes it). */
+const TASK_STATE_TTL_S = 24 * 3600;
+
+/**
+ * A sandbox task's state as ECS last reported it in a task state change event: what the Fargate
+ * provider waits on while the task starts, instead of calling DescribeTasks. `version` is the
+ * event's own counter (ECS raises it with every change of the task), so an event delivered late
+ * or twice never overwrites a newer state.
+ */
+export interface TaskStateFields {
+  taskArn: string;
+  version: number;
+  lastStatus: string;
+  desiredStatus?: string;
+  /** The task's private IPv4 address, once its network interface is attached. */
+  privateIp?: string;
+  stoppedReason?: string;
+  stopCode?: string;
+  /** The sandbox container's exit code, once it has exited. */
+  exitCode?: number;
+  /** The container's own reason, if ECS gave one. */
+  containerReason?: string;
+  /** When ECS says the change happened (ISO 8601). */
+  updatedAt?: string;
+}
+
+export const taskStateRecords = {
+  /** Records `state` unless a newer (or the same) version is there already; false if one is. */
+  async put(table: StateTable, taskId: string, state: TaskStateFields, now = Date.now()): Promise<boolean> {
+    const k = keys.taskState(taskId);
+    try {
+      await table.put({ ...state, pk: k.pk, sk: k.sk, expiresAt: Math.floor(now / 1000) + TASK_STATE_TTL_S }, { ifBelow: { name: 'version', value: state.version } });
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionFailedError) return false;
+      throw err;
+    }
+  },
+  async get(table: StateTable, taskId: string): Promise<TaskStateFields | undefined> {
+    const item = await table.get(keys.taskState(taskId).pk, keys.taskState(taskId).sk);
+    if (!item) return undefined;
+    const { pk: _pk, sk: _sk, expiresAt: _e, ...fields } = item;
+    return fields as unknown as TaskStateFields;
+  },
+};
+
 // --- counters (rate limits, failed authentications) ------------------------------------------------
 
 /** A counter of one fixed window: `count`, and `expiresAt` (epoch seconds) for DynamoDB's TTL. */

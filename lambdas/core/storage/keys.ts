@@ -25,12 +25,15 @@
  * | sandbox record      | `session#<id>`             | `sandbox#<name>`   | `sandboxes#active#<shard>`* | `<lastUsedAt>#<session>#<name>` |
  * | preview chunk**     | `session#<id>`             | `preview#<request id>#<6-digit seq>` |           |        |
  * | API key             | `apikey#<sha256 hex>`      | `key`              |                             |        |
+ * | sandbox task state**| `ecstask#<task id>`        | `state`            |                             |        |
  * | rate-limit counter  | `rate#<tenant>#<class>`, shard k > 0: `rate#<tenant>#<class>#<k>` | `<window ms>` |   |        |
  * | auth-failure counter| `authfail#addr#<address>`, `authfail#all` | `<window ms>` |              |        |
  *
  * (*) only while the sandbox is ready: the index is sparse.
  * (**) short-lived (TTL `expiresAt`): a model request's preview for streams with `event_deltas`
- * (core/session/previews.ts); never read past its expiry.
+ * (core/session/previews.ts); never read past its expiry. A sandbox task's state is written from
+ * ECS's task state change events (lambdas/adapters/aws/ecs-task-events.ts) and read by the harness
+ * while the task starts; it expires a day after its last change.
  *
  * The events table: partition key `sessionId` (S), sort key `position` (N); the chunks of a large
  * event in a partition of their own, `<session>~<event id>` (see `event-items.ts`).
@@ -45,6 +48,7 @@ const API_KEY = 'apikey#';
 const RATE = 'rate#';
 const PREVIEW_WATCH = 'watch#';
 const FILE_EXPIRY_PARTITION = 'files#expiring';
+const TASK_STATE = 'ecstask#';
 
 /** Sort key of every resource's head item. */
 export const HEAD_SK = 'head';
@@ -100,6 +104,8 @@ export const keys = {
   previewWatch: (sessionId: string) => ({ pk: `${PREVIEW_WATCH}${sessionId}`, sk: 'deltas' }),
   /** Sort-key prefix of every chunk of one request's preview. */
   previewChunks: (request: string) => `${PREVIEW_PREFIX}${request}#`,
+  /** The last state ECS reported of a sandbox task (`id`: the last part of its ARN). */
+  taskState: (taskId: string) => ({ pk: `${TASK_STATE}${taskId}`, sk: 'state' }),
   /** Index partition `shard` of the ready sandboxes, which the idle reaper reads. */
   activeSandboxes: (shard: number) => `sandboxes#active#${shard}`,
   /** Index sort key of a ready sandbox: ordered by last use. */
