@@ -375,6 +375,7 @@ export function renderMarkdown(r: BenchResults, opts: { plotsDir: string; source
           ['client TTFT p50 / p95', `${ms(mb.ttft_ms.p50)} / ${ms(mb.ttft_ms.p95)}`],
           ['turn (send → idle) p50 / p95', `${ms(mb.turn_ms.p50)} / ${ms(mb.turn_ms.p95)}`],
           ['CPU of the process per step (client, API, harness, dynalite together)', `${mb.cpu_ms_per_step} ms (${mb.cpu_utilisation_pct}% of one core)`],
+          ['CPU of the process per turn', mb.cpu_ms_per_turn === undefined ? '-' : `${mb.cpu_ms_per_turn} ms`],
         ],
       ),
     );

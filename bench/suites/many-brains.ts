@@ -39,6 +39,8 @@ export interface ManyBrainsResult {
   ttft_ms: Summary;
   /** CPU time of this one process (client, API, harness, dynalite) per harness step, and its share of one core. */
   cpu_ms_per_step: number;
+  /** The same CPU per turn (a text turn took 2 harness steps when the goals were set; it takes 1 now). */
+  cpu_ms_per_turn: number;
   cpu_utilisation_pct: number;
   cpu_profile?: CpuBreakdown;
 }
@@ -104,6 +106,7 @@ export async function runManyBrains(cfg: ManyBrainsConfig, ctx: { modelUrl: stri
       turn_ms: summarize(turnMs),
       ttft_ms: summarize(ttft),
       cpu_ms_per_step: round((cpu.user + cpu.system) / 1000 / Math.max(1, steps), 1),
+      cpu_ms_per_turn: round((cpu.user + cpu.system) / 1000 / Math.max(1, turnMs.length), 1),
       cpu_utilisation_pct: round(((cpu.user + cpu.system) / 1e6 / wall) * 100, 1),
       ...(cpuProfile ? { cpu_profile: cpuProfile } : {}),
     };

@@ -119,14 +119,15 @@ describe('npm run bench -- --smoke', () => {
   it('harness overhead: every step and turn measured, overhead within the step', () => {
     const ov = written.suites.overhead!;
     expect(ov.turns).toBe(ov.config.sessions * ov.config.turnsPerSession);
-    expect(ov.steps).toBeGreaterThanOrEqual(ov.turns * 2); // start_turn + call_model at least
+    expect(ov.steps).toBeGreaterThanOrEqual(ov.turns); // a text turn: its model call (which starts the turn) at least
     expectSummary(ov.harness_overhead_ms, ov.steps);
     expectSummary(ov.step_duration_ms, ov.steps);
     expect(ov.harness_overhead_ms.max).toBeLessThanOrEqual(ov.step_duration_ms.max);
     expectSummary(ov.accepted_to_model_request_ms, ov.turns);
     expectSummary(ov.model_done_to_readable_ms, ov.turns);
     expect(ov.model_ttft_ms.min).toBeGreaterThanOrEqual(ov.config.modelLatencyMs);
-    expect(Object.keys(ov.harness_overhead_by_action_ms)).toEqual(expect.arrayContaining(['start_turn', 'call_model']));
+    // a text turn is one step: start_turn, which makes the turn's model call
+    expect(Object.keys(ov.harness_overhead_by_action_ms)).toEqual(expect.arrayContaining(['start_turn']));
     expect(written.overhead_p50_ms).toBe(ov.harness_overhead_ms.p50);
   });
 
@@ -154,7 +155,8 @@ describe('npm run bench -- --smoke', () => {
     expect(mb.concurrent_sessions).toBe(options.brains);
     expect(mb.sessions_completed).toBe(mb.concurrent_sessions);
     expect(mb.turns_per_session_min).toBe(mb.config.turns);
-    expect(mb.steps).toBeGreaterThanOrEqual(mb.concurrent_sessions * mb.config.turns * 2);
+    expect(mb.steps).toBeGreaterThanOrEqual(mb.concurrent_sessions * mb.config.turns);
+    expect(mb.cpu_ms_per_turn).toBeGreaterThan(0);
     expect(mb.peak_model_calls_in_flight).toBeGreaterThan(0);
     expect(mb.steps_per_second).toBeGreaterThan(0);
     expectSummary(mb.harness_overhead_ms, mb.steps);
