@@ -34,6 +34,9 @@ import { readWorkspaceLimits } from '../lambdas/core/config.js';
 import { CredentialProxyClient } from '../lambdas/core/vault/protocol.js';
 import { LocalCredentialProxy } from '../lambdas/adapters/local/credential-proxy-client.js';
 import { FileEgressCa } from '../lambdas/adapters/local/egress-ca.js';
+
+/** How often a local event stream reads the log with no announcement (see createApp below). */
+export const LOCAL_STREAM_POLL_MS = 30_000;
 import { LocalEgressProxy, type LocalEgressProxyOptions } from '../lambdas/adapters/local/egress-proxy.js';
 
 export const LOCAL_TENANT = 'local';
@@ -286,6 +289,11 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     let ready = false;
     const app = createApp(services, {
       notifier,
+      // Every append of this process is announced (the event log's onAppend above) and no other
+      // process writes the log, so a stream reads it on announcements and polls only as a safety
+      // net, as the stream tier does: a poll a second by each of many open streams would cost more
+      // than the sessions' own work.
+      stream: { pollMs: LOCAL_STREAM_POLL_MS },
       ready: () => ready,
       logger: log,
       clientAddress: (c) => getConnInfo(c).remote.address,
