@@ -51,6 +51,9 @@ describe('readAwsConfig: the Lambda environment the stack sets', () => {
         containerName: 'agent',
         port: 8080,
         assignPublicIp: false,
+        // Task state by polling DescribeTasks, on-demand Fargate, unless the stack says otherwise.
+        taskEvents: false,
+        spot: false,
       },
       model: { baseUrl: 'https://llm.example.com', apiKeyParameter: '/corral/key' },
       // No repository origins besides public https ones unless the stack allows some.
@@ -59,9 +62,11 @@ describe('readAwsConfig: the Lambda environment the stack sets', () => {
       rateLimits: { create: 300, write: 1200, read: 6000 },
       rateLimitShards: 10,
     });
-    expect(readAwsConfig({ ...base, ...sandboxEnv, CORRAL_SANDBOX_PORT: '9000', CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'true' }).sandbox).toMatchObject({
+    expect(readAwsConfig({ ...base, ...sandboxEnv, CORRAL_SANDBOX_PORT: '9000', CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'true', CORRAL_SANDBOX_TASK_EVENTS: 'true', CORRAL_SANDBOX_SPOT: 'true' }).sandbox).toMatchObject({
       port: 9000,
       assignPublicIp: true,
+      taskEvents: true,
+      spot: true,
     });
   });
 
