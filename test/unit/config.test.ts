@@ -57,12 +57,14 @@ describe('the configuration contract', () => {
       CORRAL_CREDENTIAL_PROXY_FUNCTION: 'proxy',
       CORRAL_RATE_LIMITS: 'write=60000,read=0',
       CORRAL_RATE_LIMIT_SHARDS: '32',
+      CORRAL_SANDBOX_TASK_EVENTS: 'true',
+      CORRAL_SANDBOX_SPOT: 'true',
     });
     expect(full).toEqual({
       eventsTable: 'events',
       stateTable: 'state',
       wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL,
-      sandbox: { cluster: 'corral', taskDefinition: sandbox.CORRAL_SANDBOX_TASK_DEFINITION, subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'], containerName: 'agent', port: 9000, assignPublicIp: true },
+      sandbox: { cluster: 'corral', taskDefinition: sandbox.CORRAL_SANDBOX_TASK_DEFINITION, subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'], containerName: 'agent', port: 9000, assignPublicIp: true, taskEvents: true, spot: true },
       model: { baseUrl: 'http://127.0.0.1:4000', apiKeyParameter: '/corral/model-key' },
       leaseTtlMs: 30000,
       credentialProxyFunction: 'proxy',
@@ -70,7 +72,7 @@ describe('the configuration contract', () => {
       rateLimits: { create: 300, write: 60000, read: 0 },
       rateLimitShards: 32,
     });
-    expect(readServicesConfig({ ...base, ...sandbox }).sandbox).toMatchObject({ port: 8080, assignPublicIp: false });
+    expect(readServicesConfig({ ...base, ...sandbox }).sandbox).toMatchObject({ port: 8080, assignPublicIp: false, taskEvents: false, spot: false });
   });
 
   it('names every variable at fault in one error; an empty value counts as unset', () => {
