@@ -249,8 +249,11 @@ export function capacity(input: ModelInput): CapacityReport {
   // ---- per active session ------------------------------------------------------------------
   const turnsPerSecond = w.turnsPerMinute / 60;
   const turnsPerHour = w.turnsPerMinute * 60;
-  // start_turn, one step per model call and one per tool call (the benchmark's text-only turn is 2)
-  const stepsPerTurn = 1 + w.modelCallsPerTurn + w.toolCallsPerTurn;
+  // One step per model call and one per tool call: the turn's start goes out with its first model
+  // call (steps/start-turn.ts), so the benchmark's text-only turn is one step. Its calls, start
+  // included, are what every step is charged (log_reads' steps_per_turn), which overstates the
+  // later steps of a turn a little: they write no status.
+  const stepsPerTurn = Math.max(1, w.modelCallsPerTurn + w.toolCallsPerTurn);
   const startsPerSecond = c('sandboxStartsPerActiveHour') / 3600;
   const startSecondsPerTurn = turnsPerHour > 0 ? (c('sandboxStartsPerActiveHour') * c('sandboxStartSeconds')) / turnsPerHour : 0;
   const modelSecondsPerTurn = w.modelCallsPerTurn * w.modelCallSeconds;

@@ -101,17 +101,17 @@ describe('capacity model: utilisation', () => {
   it('table reads as deployed: the interrupt signal once a second through 25 s of calls, a log read per call, preview polls through 20 s of model calls', () => {
     const r = capacity({ shape, measured, workload });
     expect(r.former).toEqual([]);
-    // events, per second: 4 steps x 1 RRU a turn + 3 calls a turn x 1 log read + 1 stream poll
-    expect(row(r, 'eventsTableRru').perSession).toBeCloseTo(4 / 60 + 3 / 60 + 1, 10);
+    // events, per second: 3 steps x 1 RRU a turn (the turn's start rides on its first model call) + 3 calls a turn x 1 log read + 1 stream poll
+    expect(row(r, 'eventsTableRru').perSession).toBeCloseTo(3 / 60 + 3 / 60 + 1, 10);
     expect(row(r, 'eventsTableRru').status).toBe('deployed');
-    // state: 4 steps + a signal read a second through 25 s + one per call + 4 preview polls a second through 20 s
-    expect(row(r, 'stateTableRru').perSession).toBeCloseTo(4 / 60 + 25 / 60 + 3 / 60 + (20 / 60) * 4, 10);
+    // state: 3 steps + a signal read a second through 25 s + one per call + 4 preview polls a second through 20 s
+    expect(row(r, 'stateTableRru').perSession).toBeCloseTo(3 / 60 + 25 / 60 + 3 / 60 + (20 / 60) * 4, 10);
   });
 
   it('the former interrupt poll: the log every 250 ms through every call, marked former design', () => {
     const poll = capacity({ shape, measured, workload, settings: { interrupts: 'poll' } });
-    expect(row(poll, 'eventsTableRru').perSession).toBeCloseTo(4 / 60 + (25 / 60) * 4 + 1, 10);
-    expect(row(poll, 'stateTableRru').perSession).toBeCloseTo(4 / 60 + (20 / 60) * 4, 10);
+    expect(row(poll, 'eventsTableRru').perSession).toBeCloseTo(3 / 60 + (25 / 60) * 4 + 1, 10);
+    expect(row(poll, 'stateTableRru').perSession).toBeCloseTo(3 / 60 + (20 / 60) * 4, 10);
     expect(row(poll, 'eventsTableRru').status).toBe('former');
     expect(poll.former).toEqual(['interrupts=poll']);
     expect(poll.proposed).toEqual([]);
