@@ -94,19 +94,12 @@ export class DynamoStateTable implements StateTable {
   }
 
   async increment(pk: string, sk: string, attribute: string, by: number, extra: Record<string, unknown> = {}): Promise<number> {
-    const names: Record<string, string> = { '#n': attribute };
-    const values: Record<string, unknown> = { ':by': by };
-    const sets: string[] = [];
-    Object.entries(extra).forEach(([k, v], i) => {
-      names[`#x${i}`] = k;
-      values[`:x${i}`] = v;
-      sets.push(`#x${i} = :x${i}`);
-    });
+    const { names, values, update } = addAndSet(attribute, by, extra);
     const out = await this.client.send(
       new UpdateItemCommand({
         TableName: this.tableName,
         Key: marshall({ pk, sk }),
-        UpdateExpression: `ADD #n :by${sets.length ? ` SET ${sets.join(', ')}` : ''}`,
+        UpdateExpression: update,
         ExpressionAttributeNames: names,
         ExpressionAttributeValues: marshall(values),
         ReturnValues: 'UPDATED_NEW',
@@ -116,14 +109,7 @@ export class DynamoStateTable implements StateTable {
   }
 
   async incrementIf(pk: string, sk: string, attribute: string, by: number, extra: Record<string, unknown>, when: UpdateWhen): Promise<Item | undefined> {
-    const names: Record<string, string> = { '#n': attribute };
-    const values: Record<string, unknown> = { ':by': by };
-    const sets: string[] = [];
-    Object.entries(extra).forEach(([k, v], i) => {
-      names[`#x${i}`] = k;
-      values[`:x${i}`] = v;
-      sets.push(`#x${i} = :x${i}`);
-    });
+    const { names, values, update } = addAndSet(attribute, by, extra);
     const any: string[] = [];
     if (when.absent) any.push('attribute_not_exists(pk)');
     if (when.atMost) {
@@ -143,7 +129,7 @@ export class DynamoStateTable implements StateTable {
         new UpdateItemCommand({
           TableName: this.tableName,
           Key: marshall({ pk, sk }),
-          UpdateExpression: `ADD #n :by${sets.length ? ` SET ${sets.join(', ')}` : ''}`,
+          UpdateExpression: update,
           ConditionExpression: any.length ? any.join(' OR ') : undefined,
           ExpressionAttributeNames: names,
           ExpressionAttributeValues: marshall(values),
@@ -239,4 +225,20 @@ export class DynamoStateTable implements StateTable {
     } while (startKey);
     return items;
   }
+}
+
+/**
+ * The update of `increment` and `incrementIf`: add `by` to `attribute` and set each of `extra`, with
+ * the names and values the expression refers to.
+ */
+function addAndSet(attribute: string, by: number, extra: Record<string, unknown>): { names: Record<string, string>; values: Record<string, unknown>; update: string } {
+  const names: Record<string, string> = { '#n': attribute };
+  const values: Record<string, unknown> = { ':by': by };
+  const sets: string[] = [];
+  Object.entries(extra).forEach(([k, v], i) => {
+    names[`#x${i}`] = k;
+    values[`:x${i}`] = v;
+    sets.push(`#x${i} = :x${i}`);
+  });
+  return { names, values, update: `ADD #n :by${sets.length ? ` SET ${sets.join(', ')}` : ''}` };
 }
