@@ -236,38 +236,45 @@ export class CredentialProxy {
   // --- environment_variable credentials --------------------------------------------------------------
 
   /**
+   * The credential items of the session's vaults, vault by vault in the session's order, skipping
+   * vaults that are gone or archived (a caller that stops early reads no further page).
+   */
+  private async *sessionCredentials(head: SessionHead) {
+    const owner = tenantPrincipal(head.tenant);
+    for (const vaultId of head.data.vault_ids ?? []) {
+      const vault = await vaults.get(this.deps.table, owner, vaultId);
+      if (!vault || vault.data.archived_at) continue;
+      for (let after: string | undefined; ; ) {
+        const page = await credentials.page(this.deps.table, owner, vaultId, { after, limit: 100 });
+        for (const item of page.items) yield { vaultId, item };
+        if (page.last === null) break;
+        after = page.last;
+      }
+    }
+  }
+
+  /**
    * The usable `environment_variable` credentials of the session's vaults (its tenant's, not
    * archived, in the session's vault order; for two of one variable name the first wins), with the
    * secret's ref. Only metadata leaves the proxy.
    */
   private async envGrants(head: SessionHead): Promise<Array<{ grant: EgressCredentialGrant; ref: string }>> {
-    const owner = tenantPrincipal(head.tenant);
     const out: Array<{ grant: EgressCredentialGrant; ref: string }> = [];
     const names = new Set<string>();
-    for (const vaultId of head.data.vault_ids ?? []) {
-      const vault = await vaults.get(this.deps.table, owner, vaultId);
-      if (!vault || vault.data.archived_at) continue;
-      let after: string | undefined;
-      for (;;) {
-        const page = await credentials.page(this.deps.table, owner, vaultId, { after, limit: 100 });
-        for (const item of page.items) {
-          const c = item.data;
-          if (c.archived_at || c.auth.type !== 'environment_variable' || names.has(c.auth.secret_name)) continue;
-          names.add(c.auth.secret_name);
-          out.push({
-            ref: item.secret_ref,
-            grant: {
-              credential_id: c.id,
-              vault_id: vaultId,
-              secret_name: c.auth.secret_name,
-              allowed_hosts: c.auth.networking.type === 'limited' ? [...c.auth.networking.allowed_hosts] : null,
-              injection_location: { header: c.auth.injection_location.header, body: c.auth.injection_location.body },
-            },
-          });
-        }
-        if (page.last === null) break;
-        after = page.last;
-      }
+    for await (const { vaultId, item } of this.sessionCredentials(head)) {
+      const c = item.data;
+      if (c.archived_at || c.auth.type !== 'environment_variable' || names.has(c.auth.secret_name)) continue;
+      names.add(c.auth.secret_name);
+      out.push({
+        ref: item.secret_ref,
+        grant: {
+          credential_id: c.id,
+          vault_id: vaultId,
+          secret_name: c.auth.secret_name,
+          allowed_hosts: c.auth.networking.type === 'limited' ? [...c.auth.networking.allowed_hosts] : null,
+          injection_location: { header: c.auth.injection_location.header, body: c.auth.injection_location.body },
+        },
+      });
     }
     return out;
   }
@@ -307,21 +314,10 @@ export class CredentialProxy {
    */
   private async grantFor(head: SessionHead, url: string): Promise<{ credential: Credential; ref: string } | null> {
     const target = normalizeServerUrl(url);
-    const owner = tenantPrincipal(head.tenant);
-    for (const vaultId of head.data.vault_ids ?? []) {
-      const vault = await vaults.get(this.deps.table, owner, vaultId);
-      if (!vault || vault.data.archived_at) continue;
-      let after: string | undefined;
-      for (;;) {
-        const page = await credentials.page(this.deps.table, owner, vaultId, { after, limit: 100 });
-        for (const item of page.items) {
-          const c = item.data;
-          if (!c.archived_at && item.target === target && c.auth.type !== 'environment_variable') {
-            return { credential: c, ref: item.secret_ref };
-          }
-        }
-        if (page.last === null) break;
-        after = page.last;
+    for await (const { item } of this.sessionCredentials(head)) {
+      const c = item.data;
+      if (!c.archived_at && item.target === target && c.auth.type !== 'environment_variable') {
+        return { credential: c, ref: item.secret_ref };
       }
     }
     return null;
