@@ -44,6 +44,7 @@ function renderPage(script: string): ConsolePage {
 <body>
 <header>
   <a class="brand" href="#" id="brand">corral<span>.</span>console</a>
+  <nav id="menu"></nav>
   <nav id="crumb"></nav>
   <span class="spacer"></span>
   <button type="button" id="forget" title="Remove the API key from this tab">Forget key</button>

@@ -87,6 +87,30 @@ ol.timeline, ol.step-body { list-style: none; margin: 0; padding: 0; }
 .io-label { font-size: 11px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); padding-top: 2px; }
 .tool pre.json, .tool pre.out { background: #f6f7f9; border-radius: 4px; padding: 4px 8px; }
 .tool.is-error pre.out { background: #fef3f2; color: var(--err); }
+header #menu { display: flex; gap: 12px; }
+header #menu a { color: #c9ced8; text-decoration: none; }
+header #menu a:hover { color: #fff; }
+a.button { display: inline-block; padding: 6px 12px; border-radius: 6px; background: var(--ink); color: #fff; text-decoration: none; }
+button.small { padding: 2px 8px; font-size: 12px; }
+h3 { margin: 0 0 4px; font-size: 15px; }
+table.list { width: 100%; border-collapse: collapse; margin-top: 10px; }
+table.list th, table.list td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
+table.list th { color: var(--muted); font-weight: 500; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
+table.list td.actions { display: flex; gap: 6px; }
+form.form { display: grid; gap: 10px; max-width: 760px; }
+.field { display: grid; gap: 3px; }
+.field-label { font-size: 12px; font-weight: 600; color: var(--muted); }
+.hint { font-size: 12px; }
+.sub { display: grid; gap: 10px; padding-left: 12px; border-left: 2px solid var(--line); }
+.sub[hidden] { display: none; }
+.pair { display: grid; grid-template-columns: 3fr 1fr; gap: 10px; }
+.check { display: flex; align-items: center; gap: 6px; }
+.check input { width: auto; }
+fieldset { border: 1px solid var(--line); border-radius: 6px; display: grid; gap: 6px; }
+legend { font-size: 12px; font-weight: 600; color: var(--muted); }
+select { font: inherit; padding: 6px 8px; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+textarea { font-family: var(--mono); font-size: 12.5px; }
+.composer textarea { font: inherit; }
 details.more summary { cursor: pointer; color: var(--run); font-size: 12px; margin-top: 2px; }
 .composer { position: sticky; bottom: 0; background: var(--bg); padding: 10px 0 4px; display: grid; grid-template-columns: 1fr auto; gap: 8px; align-items: end; }
 .composer .buttons { display: flex; gap: 6px; }
