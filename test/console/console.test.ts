@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writ
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { toFile } from '@anthropic-ai/sdk';
+import { chromium, type BrowserContext, type Page, type Response } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgentAndEnvironment, listAll, startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.js';
 
@@ -12,6 +13,7 @@ import { createAgentAndEnvironment, listAll, startTestRuntime, waitFor, type Tes
  * suite fails (it never skips).
  *
  * The screenshot goes to a temporary file; with UPDATE_SCREENSHOT=1 it replaces docs/console.png.
+ * One browser and one runtime serve every test: the session views first, then the manage views.
  */
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -220,6 +222,159 @@ describe('session console in Chromium', () => {
     expect(size).toBeGreaterThan(10_000);
     expect(size).toBeLessThan(1_000_000);
   }, 60_000);
+
+  // --- the manage views ----------------------------------------------------------------------
+
+  /** Secrets typed into forms: never in the page afterwards, nor in anything the API answered. */
+  const SECRETS = { env: 'sk-console-env-' + Math.random().toString(36).slice(2), bearer: 'sk-console-bearer-' + Math.random().toString(36).slice(2) };
+  /** The bodies of the API's answers to the page (streams excluded: they never end). */
+  const answers: Array<Promise<string>> = [];
+  const made: { agent?: string; environment?: string; vault?: string; session?: string; file?: string } = {};
+  const hashOf = async (prefix: string) => {
+    await page.waitForURL(new RegExp(`#${prefix}/`));
+    return decodeURIComponent(new URL(page.url()).hash.slice(prefix.length + 2));
+  };
+
+  it('creates an agent, showing the API\'s own 400 for a wrong field first', async () => {
+    page.on('response', (r: Response) => {
+      if (!new URL(r.url()).pathname.startsWith('/v1/') || (r.headers()['content-type'] ?? '').includes('event-stream')) return;
+      answers.push(r.text().catch(() => ''));
+    });
+    await page.goto(`${t.runtime.url}/console#agents`);
+    await page.locator('#agent-name').fill('console agent');
+    await page.locator('#agent-system').fill('You are terse.');
+    await page.locator('#agent-tools').fill('[{"type": "agent_toolset_20260401", "bogus": 1}]');
+    await page.locator('#agent-create-submit').click();
+    // the API's 400, as it said it
+    await poll(() => page.locator('#agent-create-error').textContent()).toContain('bogus');
+    await page.locator('#agent-tools').fill('[{"type": "agent_toolset_20260401"}]');
+    await page.locator('#agent-create-submit').click();
+    made.agent = await hashOf('agents');
+    expect(await page.locator('#agent-version').textContent()).toBe('v1');
+    const agent = await t.client.beta.agents.retrieve(made.agent);
+    expect(agent).toMatchObject({ name: 'console agent', system: 'You are terse.', version: 1, tools: [{ type: 'agent_toolset_20260401' }] });
+  }, 60_000);
+
+  it('creates an environment with limited networking and packages', async () => {
+    await page.goto(`${t.runtime.url}/console#environments`);
+    await page.locator('#env-name').fill('console env');
+    await page.locator('#env-networking').selectOption('limited');
+    await page.locator('#env-hosts').fill('api.example.com\n*.pypi.org');
+    await page.locator('#env-allow-package-managers').check();
+    await page.locator('#env-create-submit').click();
+    const row = page.locator('#environments tr', { hasText: 'console env' });
+    await row.waitFor();
+    made.environment = (await row.getAttribute('data-id'))!;
+    expect(await row.textContent()).toContain('limited (api.example.com, *.pypi.org)');
+    const env = await t.client.beta.environments.retrieve(made.environment);
+    expect(env.config).toMatchObject({ type: 'cloud', networking: { type: 'limited', allowed_hosts: ['api.example.com', '*.pypi.org'], allow_package_managers: true } });
+    // An edit adds packages (the session below does not use this environment's packages: none
+    // install without a network).
+    await page.goto(`${t.runtime.url}/console#environments`);
+    const other = page.locator('#environments tr', { hasText: 'console env' });
+    await other.locator('button.edit').click();
+    await page.locator('#env-edit-name').fill('console env (pip)');
+    await page.locator('#env-edit-pip').fill('requests==2.32.3');
+    await page.locator('#env-edit-submit').click();
+    await page.locator('#environments tr', { hasText: 'pip:requests==2.32.3' }).waitFor();
+    expect((await t.client.beta.environments.retrieve(made.environment)).config).toMatchObject({ packages: { pip: ['requests==2.32.3'] } });
+    // back to no packages, for the session
+    await page.locator('#environments tr', { hasText: 'console env (pip)' }).locator('button.edit').click();
+    await page.locator('#env-edit-pip').fill('');
+    await page.locator('#env-edit-submit').click();
+    await page.locator('#environments tr', { hasText: 'console env (pip)' }).locator('td', { hasText: '—' }).waitFor();
+  }, 60_000);
+
+  it('creates a vault and two credentials whose secrets the page keeps nowhere', async () => {
+    await page.goto(`${t.runtime.url}/console#vaults`);
+    await page.locator('#vault-name').fill('console vault');
+    await page.locator('#vault-create-submit').click();
+    made.vault = await hashOf('vaults');
+    expect(await page.locator('#vault-title').textContent()).toBe('console vault');
+
+    await page.locator('#cred-type').selectOption('environment_variable');
+    await page.locator('#cred-name').fill('demo token');
+    await page.locator('#cred-secret-name').fill('DEMO_TOKEN');
+    await page.locator('#cred-secret-value').fill(SECRETS.env);
+    await page.locator('#cred-hosts').fill('api.example.com');
+    await page.locator('#cred-create-submit').click();
+    await page.locator('#credentials tr', { hasText: 'demo token' }).waitFor();
+    expect(await page.locator('#credentials tr', { hasText: 'demo token' }).textContent()).toContain('$DEMO_TOKEN → api.example.com');
+
+    await page.locator('#cred-type').selectOption('static_bearer');
+    await page.locator('#cred-name').fill('mcp bearer');
+    await page.locator('#cred-url').fill('https://mcp.example.com/mcp');
+    await page.locator('#cred-token').fill(SECRETS.bearer);
+    await page.locator('#cred-create-submit').click();
+    await page.locator('#credentials tr', { hasText: 'mcp bearer' }).waitFor();
+
+    const creds = (await t.client.beta.vaults.credentials.list(made.vault)).data;
+    expect(creds.map((c) => c.auth.type).sort()).toEqual(['environment_variable', 'static_bearer']);
+    // Nothing in the page holds a secret: not the document, not an input's value.
+    const inPage = String(await page.evaluate('document.documentElement.outerHTML + [...document.querySelectorAll("input, textarea")].map((i) => i.value).join("\\n")'));
+    for (const secret of Object.values(SECRETS)) expect(inPage).not.toContain(secret);
+  }, 60_000);
+
+  it('starts a session with the agent, the environment, the vault and a file, and it runs to idle', async () => {
+    const file = await t.client.beta.files.upload({ file: await toFile(Buffer.from('mounted by the console\n'), 'note.txt', { type: 'text/plain' }) });
+    made.file = file.id;
+    await page.goto(`${t.runtime.url}/console`);
+    await page.locator('#new-session').click();
+    await page.locator('#session-agent').selectOption(made.agent!);
+    await page.locator('#session-environment').selectOption(made.environment!);
+    await page.locator('#session-title').fill('started in the console');
+    await page.locator(`#session-vault-${made.vault}`).check();
+    await page.locator(`#session-file-${file.id}`).check();
+    await page.locator('#session-message').fill(`Please run \`cat /mnt/session/uploads/${file.id}\``);
+    await page.locator('#new-session-submit').click();
+    await page.waitForURL(/\/console\/sessions\/sesn_/);
+    made.session = decodeURIComponent(new URL(page.url()).pathname.split('/').at(-1)!);
+    // The echo model runs the backticked command in the sandbox, then reports its output.
+    await poll(() => page.locator('#status').textContent()).toBe('idle');
+    expect(await page.locator('.tool .tool-result pre').textContent()).toContain('mounted by the console');
+    await page.locator('.ev-agent', { hasText: 'Tool output:' }).waitFor();
+    const session = await t.client.beta.sessions.retrieve(made.session);
+    expect(session).toMatchObject({ title: 'started in the console', environment_id: made.environment, vault_ids: [made.vault], agent: { id: made.agent, version: 1 } });
+    expect((await t.client.beta.sessions.resources.list(made.session)).data).toMatchObject([{ type: 'file', file_id: file.id }]);
+  }, 60_000);
+
+  it('edits the agent: the edit is version 2, and both versions are listed', async () => {
+    await page.goto(`${t.runtime.url}/console#agents/${made.agent}`);
+    await page.locator('#agent-system').fill('You are terse, and polite.');
+    await page.locator('#agent-edit-submit').click();
+    await poll(() => page.locator('#agent-version').textContent()).toBe('v2');
+    expect(await page.locator('#versions tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-version')))).toEqual(['2', '1']);
+    expect(await t.client.beta.agents.retrieve(made.agent!)).toMatchObject({ version: 2, system: 'You are terse, and polite.', name: 'console agent' });
+    await page.goto(`${t.runtime.url}/console#agents`);
+    expect(await page.locator(`#agents tr[data-id="${made.agent}"] .version`).textContent()).toBe('v2');
+  }, 60_000);
+
+  it('archives a session, an agent, a credential and a vault', async () => {
+    await page.goto(`${t.runtime.url}/console`);
+    await page.locator(`#sessions tr[data-id="${made.session}"] button.archive`).click();
+    await poll(() => page.locator(`#sessions tr[data-id="${made.session}"]`).count()).toBe(0);
+    expect((await t.client.beta.sessions.retrieve(made.session!)).archived_at).toBeTruthy();
+
+    await page.goto(`${t.runtime.url}/console#agents`);
+    await page.locator(`#agents tr[data-id="${made.agent}"] button.archive`).click();
+    await poll(() => page.locator(`#agents tr[data-id="${made.agent}"]`).count()).toBe(0);
+    expect((await t.client.beta.agents.retrieve(made.agent!)).archived_at).toBeTruthy();
+
+    await page.goto(`${t.runtime.url}/console#vaults/${made.vault}`);
+    await page.locator('#credentials tr', { hasText: 'mcp bearer' }).locator('button.archive').click();
+    await poll(() => page.locator('#credentials tr', { hasText: 'mcp bearer' }).count()).toBe(0);
+    await page.goto(`${t.runtime.url}/console#vaults`);
+    await page.locator(`#vaults tr[data-id="${made.vault}"] button.archive`).click();
+    await poll(() => page.locator(`#vaults tr[data-id="${made.vault}"]`).count()).toBe(0);
+    expect((await t.client.beta.vaults.retrieve(made.vault!)).archived_at).toBeTruthy();
+  }, 60_000);
+
+  it('received no secret in any answer of the API', async () => {
+    const bodies = await Promise.all(answers);
+    expect(bodies.length).toBeGreaterThan(10);
+    expect(bodies.some((b) => b.includes('"environment_variable"'))).toBe(true); // the credentials were listed
+    for (const secret of Object.values(SECRETS)) expect(bodies.filter((b) => b.includes(secret))).toEqual([]);
+  });
 
   it('never put the key in a URL and threw no errors', () => {
     expect(urls.length).toBeGreaterThan(3);

@@ -221,7 +221,7 @@ function environmentForm(env: Environment | null): HTMLFormElement {
   const toggle = () => { limited.hidden = networking.value !== 'limited'; };
   networking.addEventListener('change', toggle);
   toggle();
-  return actionForm(p, env ? 'Edit ' + env.name : 'New environment', [
+  return actionForm(env ? 'env-edit' : 'env-create', env ? 'Edit ' + env.name : 'New environment', [
     field('Name', name),
     field('Description', description),
     field('Networking', networking),
