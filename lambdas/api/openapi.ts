@@ -297,7 +297,7 @@ export const OPERATIONS: Operation[] = [
   {
     method: 'get', path: '/console', operationId: 'console', summary: 'Session console: the list of sessions (a web page)', tag: 'console',
     response: 'html', public: true, extension: true,
-    description: 'A static page; it asks for the API key in the browser and reads everything through the authenticated API.',
+    description: 'A static page; it asks for the API key in the browser and reads and writes everything through the authenticated API. Its fragment picks the manage views: #agents, #agents/{id}, #environments, #vaults, #vaults/{id}, #new-session.',
   },
   {
     method: 'get', path: '/console/sessions/{id}', operationId: 'consoleSession', summary: 'Session console: one session as a live timeline (a web page)', tag: 'console',
