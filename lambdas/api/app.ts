@@ -36,6 +36,8 @@ export interface AppOptions {
   clientAddress?: (c: Context) => string | undefined;
   /** Failed authentications per minute, per client address and in all. */
   authFailureLimits?: AuthFailureLimits;
+  /** The OIDC issuers the console signs in with (their origins join its connect-src; see console.ts). */
+  consoleOidcIssuers?: () => readonly string[];
 }
 
 /**
@@ -56,7 +58,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
 
   app.get('/health', (c) => (opts.ready?.() ?? true ? c.json({ status: 'ok' }) : c.json({ status: 'starting' }, 503)));
   app.route('/', openApiRoutes()); // GET /openapi.json, no API key
-  app.route('/', consoleRoutes()); // GET /console, /console/sessions/{id}: static pages, no API key
+  app.route('/', consoleRoutes({ oidcIssuers: opts.consoleOidcIssuers })); // GET /console, /console/sessions/{id}: static pages, no API key
 
   const limitBody = (maxSize: number) =>
     bodyLimit({

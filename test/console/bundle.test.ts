@@ -55,4 +55,12 @@ describe('the console script bundle', () => {
     expect(script).toBe(bundleConsoleScript());
     expect(page.headers['Content-Security-Policy']).toContain(`script-src 'sha256-${sha256(script)}'`);
   });
+
+  it('connects to its own origin only, plus the https (or loopback) origins of the OIDC issuers it is given', async () => {
+    const { consolePage } = await import('../../lambdas/api/console/page.js');
+    const connect = (p: ConsolePage) => /connect-src ([^;]*)/.exec(p.headers['Content-Security-Policy']!)![1];
+    expect(connect(consolePage())).toBe("'self'");
+    expect(connect(consolePage(['https://id.example.com/realms/corral', 'https://id.example.com/other', 'http://idp.example.com', 'not a url', 'http://127.0.0.1:8080/realm'])))
+      .toBe("'self' http://127.0.0.1:8080 https://id.example.com");
+  });
 });

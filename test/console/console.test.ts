@@ -1,10 +1,16 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { toFile } from '@anthropic-ai/sdk';
+import { getRequestListener } from '@hono/node-server';
+import { Hono } from 'hono';
 import { chromium, type BrowserContext, type Page, type Response } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { consoleRoutes } from '../../lambdas/api/console.js';
 import { createAgentAndEnvironment, listAll, startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.js';
 
 /**
@@ -80,6 +86,8 @@ describe('session console in Chromium', () => {
     await page.locator('#api-key').fill('sk-corral-wrong');
     await page.locator('#use-key').click();
     await poll(() => page.locator('#key-error').textContent()).toContain('rejected');
+    // This server has no GET /corral/auth (404): the API key is the only way in.
+    expect(await page.locator('#sign-in button').count()).toBe(0);
     await page.locator('#api-key').fill(t.runtime.apiKey);
     await page.locator('#use-key').click();
     const row = page.locator(`#sessions tr[data-id="${sessionId}"]`);
@@ -283,6 +291,7 @@ describe('session console in Chromium', () => {
     await page.locator('#env-edit-pip').fill('');
     await page.locator('#env-edit-submit').click();
     await page.locator('#environments tr', { hasText: 'console env (pip)' }).locator('td', { hasText: '—' }).waitFor();
+    expect(((await t.client.beta.environments.retrieve(made.environment)).config as { packages?: { pip?: string[] } }).packages?.pip ?? []).toEqual([]);
   }, 60_000);
 
   it('creates a vault and two credentials whose secrets the page keeps nowhere', async () => {
@@ -375,6 +384,74 @@ describe('session console in Chromium', () => {
     expect(bodies.some((b) => b.includes('"environment_variable"'))).toBe(true); // the credentials were listed
     for (const secret of Object.values(SECRETS)) expect(bodies.filter((b) => b.includes(secret))).toEqual([]);
   });
+
+  // --- OIDC sign-in ---------------------------------------------------------------------------
+
+  it('signs in with an OIDC issuer that /corral/auth lists: code + PKCE, the token sent as a bearer', async () => {
+    // The issuer: discovery, an authorization endpoint that approves at once, a token endpoint
+    // that checks the PKCE verifier against the challenge it was shown.
+    const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjb25zb2xlLXVzZXIifQ.c2lnbmF0dXJl';
+    const seen: { authorize?: URLSearchParams; token?: URLSearchParams } = {};
+    const issuer: Server = createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      const cors = { 'access-control-allow-origin': '*', 'content-type': 'application/json' };
+      const iss = `http://127.0.0.1:${(issuer.address() as AddressInfo).port}/realm`;
+      if (url.pathname === '/realm/.well-known/openid-configuration') {
+        res.writeHead(200, cors).end(JSON.stringify({ issuer: iss, authorization_endpoint: `${iss}/authorize`, token_endpoint: `${iss}/token` }));
+      } else if (url.pathname === '/realm/authorize') {
+        seen.authorize = url.searchParams;
+        const back = new URL(url.searchParams.get('redirect_uri')!);
+        back.searchParams.set('code', 'the-code');
+        back.searchParams.set('state', url.searchParams.get('state')!);
+        res.writeHead(302, { location: back.toString() }).end();
+      } else if (url.pathname === '/realm/token' && req.method === 'POST') {
+        let body = '';
+        req.on('data', (c) => (body += c));
+        req.on('end', () => {
+          const p = (seen.token = new URLSearchParams(body));
+          const challenge = createHash('sha256').update(p.get('code_verifier') ?? '').digest('base64url');
+          const ok = p.get('code') === 'the-code' && challenge === seen.authorize?.get('code_challenge') && p.get('client_id') === 'console-public';
+          res.writeHead(ok ? 200 : 400, cors).end(JSON.stringify(ok ? { access_token: JWT, token_type: 'Bearer', expires_in: 300 } : { error: 'invalid_grant' }));
+        });
+      } else res.writeHead(404, cors).end('{}');
+    });
+    await new Promise<void>((r) => issuer.listen(0, '127.0.0.1', r));
+    const issuerUrl = `http://127.0.0.1:${(issuer.address() as AddressInfo).port}/realm`;
+    // The console, with the shared contract's GET /corral/auth and a stand-in for the API that
+    // accepts only that token.
+    const authorizations: string[] = [];
+    const api = new Hono();
+    api.route('/', consoleRoutes({ oidcIssuers: () => [issuerUrl] }));
+    api.get('/corral/auth', (c) => c.json({ api_key: true, oidc: [{ issuer: issuerUrl, client_id: 'console-public', scopes: ['openid', 'profile'] }] }));
+    api.get('/v1/sessions', (c) => {
+      authorizations.push(`${c.req.header('authorization')} | ${c.req.header('x-api-key') ?? ''}`);
+      return c.req.header('authorization') === `Bearer ${JWT}` ? c.json({ data: [], next_page: null }) : c.json({ error: { message: 'no' } }, 401);
+    });
+    const server = createServer(getRequestListener(api.fetch));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const consoleUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/console`;
+    const tab = await ctx.newPage();
+    try {
+      const csp = (await tab.goto(consoleUrl))!.headers()['content-security-policy'];
+      expect(csp).toContain(`connect-src 'self' ${new URL(issuerUrl).origin};`);
+      await tab.locator(`#sign-in button[data-issuer="${issuerUrl}"]`).click();
+      await tab.locator('#sessions').waitFor();
+      expect(tab.url()).toBe(consoleUrl); // the code and state are gone from the address
+      expect(seen.authorize?.get('code_challenge_method')).toBe('S256');
+      expect(seen.authorize?.get('scope')).toBe('openid profile');
+      expect(seen.authorize?.get('redirect_uri')).toBe(consoleUrl);
+      expect(seen.token?.get('grant_type')).toBe('authorization_code');
+      expect(authorizations).toEqual([`Bearer ${JWT} | `]);
+      expect(await tab.evaluate('[sessionStorage.getItem("corral.oidcToken"), sessionStorage.getItem("corral.apiKey"), localStorage.length]')).toEqual([JWT, null, 0]);
+      await tab.locator('#forget').click();
+      await tab.locator('#api-key').waitFor();
+      expect(await tab.evaluate('sessionStorage.length')).toBe(0);
+    } finally {
+      await tab.close();
+      server.close();
+      issuer.close();
+    }
+  }, 60_000);
 
   it('never put the key in a URL and threw no errors', () => {
     expect(urls.length).toBeGreaterThan(3);

@@ -22,15 +22,40 @@ export interface ConsolePage {
   headers: Record<string, string>;
 }
 
-let page: ConsolePage | undefined;
+const pages = new Map<string, ConsolePage>();
 
-/** The page and its headers, built on first use (under tsx that bundles the script). */
-export function consolePage(): ConsolePage {
-  page ??= renderPage(consoleScript());
+/**
+ * The page and its headers, built on first use (under tsx that bundles the script).
+ * `connectOrigins`: the OIDC issuers' origins the page may fetch (discovery and the token
+ * request of a sign-in); none by default, so the page connects to its own origin only.
+ */
+export function consolePage(connectOrigins: readonly string[] = []): ConsolePage {
+  const origins = [...new Set(connectOrigins.map(issuerOrigin).filter((o): o is string => o !== null))].sort();
+  const key = origins.join(' ');
+  let page = pages.get(key);
+  if (!page) {
+    page = renderPage(consoleScript(), origins);
+    pages.set(key, page);
+  }
   return page;
 }
 
-function renderPage(script: string): ConsolePage {
+/**
+ * An issuer URL's origin, for the Content-Security-Policy: https, or http on loopback only; null
+ * for anything else (the page then cannot reach it, and the API key still works).
+ */
+export function issuerOrigin(url: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return null;
+  }
+  const loopback = u.hostname === '127.0.0.1' || u.hostname === 'localhost' || u.hostname === '[::1]';
+  return u.protocol === 'https:' || (u.protocol === 'http:' && loopback) ? u.origin : null;
+}
+
+function renderPage(script: string, connectOrigins: string[]): ConsolePage {
   const html = `<!doctype html>
 <html lang="en">
 <head>
@@ -47,7 +72,7 @@ function renderPage(script: string): ConsolePage {
   <nav id="menu"></nav>
   <nav id="crumb"></nav>
   <span class="spacer"></span>
-  <button type="button" id="forget" title="Remove the API key from this tab">Forget key</button>
+  <button type="button" id="forget" title="Remove the API key or the sign-in from this tab">Sign out</button>
 </header>
 <main id="app"><p class="muted">Loading…</p></main>
 <script type="module">${script}</script>
@@ -59,7 +84,7 @@ function renderPage(script: string): ConsolePage {
       "default-src 'none'",
       `script-src ${sha256(script)}`,
       `style-src ${sha256(CONSOLE_CSS)}`,
-      "connect-src 'self'",
+      ["connect-src 'self'", ...connectOrigins].join(' '),
       "img-src 'self' data:",
       "base-uri 'none'",
       "form-action 'none'",

@@ -7,16 +7,18 @@
  *
  * What it does:
  * - asks once for the API key and keeps it in sessionStorage (this tab only); the key travels only
- *   in the `x-api-key` request header, never in a URL (ui/api.ts);
+ *   in the `x-api-key` request header, never in a URL (ui/api.ts); where the server lists an OIDC
+ *   issuer with a client id (`GET /corral/auth`), signs in with it instead (ui/oidc.ts);
  * - `/console`: the sessions, newest first; `/console/sessions/{id}`: one session, live (ui/sessions.ts);
  * - `/console#agents`, `#agents/{id}`, `#environments` (ui/manage.ts), `#vaults`, `#vaults/{id}`
  *   (ui/vaults.ts), `#new-session` (ui/start.ts): create, edit, list and archive through the API.
  *
  * Every value from the API is put in the page with `textContent`, never parsed as HTML.
  */
-import { api, AuthError, base, forgetApiKey, apiKey, setApiKey } from './ui/api.js';
+import { api, AuthError, base, forgetApiKey, setApiKey, signedIn } from './ui/api.js';
 import { h } from './ui/dom.js';
 import { showAgent, showAgents, showEnvironments } from './ui/manage.js';
+import { finishSignIn, signIn, signInIssuers } from './ui/oidc.js';
 import { app, crumb, hooks, stopAll } from './ui/shell.js';
 import { showList, showSession } from './ui/sessions.js';
 import { showNewSession } from './ui/start.js';
@@ -37,8 +39,10 @@ function showKeyPrompt(message: string): void {
   crumb.replaceChildren();
   const input = h('input', { id: 'api-key', type: 'password', autocomplete: 'off', spellcheck: 'false', placeholder: 'API key', required: true });
   const err = h('p', { class: 'error', id: 'key-error', text: message || '' });
+  const oidc = h('div', { id: 'sign-in', class: 'sign-in' });
   const form = h('form', { class: 'card key-form' },
     h('h2', { text: 'API key' }),
+    oidc,
     h('p', { class: 'muted', text: 'The console reads everything through the API with your key. It stays in this browser tab (session storage) and is sent only in request headers.' }),
     input,
     h('button', { type: 'submit', id: 'use-key', text: 'Open the console' }),
@@ -55,6 +59,15 @@ function showKeyPrompt(message: string): void {
   });
   app.replaceChildren(form);
   input.focus();
+  // Sign-in buttons, where the server offers OIDC (none on a server without /corral/auth).
+  void signInIssuers().then((issuers) => {
+    if (!issuers.length || !form.isConnected) return;
+    oidc.replaceChildren(
+      ...issuers.map((i) => h('button', { type: 'button', class: 'sign-in-button', 'data-issuer': i.issuer, text: 'Sign in with ' + new URL(i.issuer).host, onclick: () => {
+        signIn(i).catch((e) => { err.textContent = String((e as Error).message || e); });
+      } })),
+      h('p', { class: 'muted', text: 'or use an API key:' }));
+  });
 }
 hooks.keyPrompt = showKeyPrompt;
 
@@ -67,7 +80,7 @@ document.getElementById('forget')!.addEventListener('click', () => {
 
 function route(): void {
   stopAll();
-  if (!apiKey()) return showKeyPrompt('');
+  if (!signedIn()) return showKeyPrompt('');
   const m = location.pathname.match(/\/console\/sessions\/([^/]+)\/?$/);
   if (m) {
     void showSession(decodeURIComponent(m[1]!));
@@ -82,4 +95,5 @@ function route(): void {
 }
 
 window.addEventListener('hashchange', route);
-route();
+// Back from an issuer's sign-in (`?code=…`): exchange the code first.
+finishSignIn().then(route, (e: unknown) => showKeyPrompt(String((e as Error).message || e)));

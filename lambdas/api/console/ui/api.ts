@@ -1,10 +1,12 @@
 /**
  * The API as the console calls it: the same origin and path prefix as the page, the API key from
- * this tab's sessionStorage in the `x-api-key` header (never in a URL), and the API's own error
- * messages (its 400s say what is wrong with a request) thrown for the page to show.
+ * this tab's sessionStorage in the `x-api-key` header, or an OIDC token from a sign-in (oidc.ts)
+ * as `Authorization: Bearer` (never in a URL), and the API's own error messages (its 400s say what
+ * is wrong with a request) thrown for the page to show.
  */
 
 export const KEY_STORE = 'corral.apiKey';
+export const TOKEN_STORE = 'corral.oidcToken';
 // The API is wherever this page is, minus '/console...' (on API Gateway that keeps the stage prefix).
 export const base = location.pathname.replace(/\/console(\/.*)?$/, '');
 
@@ -26,22 +28,38 @@ export function setApiKey(key: string): void {
   sessionStorage.setItem(KEY_STORE, key);
 }
 
-export function forgetApiKey(): void {
+/** An OIDC token from a sign-in: it takes the key's place. */
+export function setToken(token: string): void {
   sessionStorage.removeItem(KEY_STORE);
+  sessionStorage.setItem(TOKEN_STORE, token);
 }
 
-/** The headers that authenticate a request. */
+/** Forget the key and the token of this tab. */
+export function forgetApiKey(): void {
+  sessionStorage.removeItem(KEY_STORE);
+  sessionStorage.removeItem(TOKEN_STORE);
+}
+
+/** Whether this tab has a key or a token to call the API with. */
+export function signedIn(): boolean {
+  return !!(sessionStorage.getItem(TOKEN_STORE) || apiKey());
+}
+
+/** The headers that authenticate a request: the sign-in's token, else the API key. */
 export function authHeaders(): Record<string, string> {
+  const token = sessionStorage.getItem(TOKEN_STORE);
+  if (token) return { authorization: 'Bearer ' + token };
   const key = apiKey();
   if (!key) throw new AuthError('Enter an API key.');
   return { 'x-api-key': key };
 }
 
-/** A 401 forgets the key, so the page asks for it again. */
+/** A 401 forgets the key (or the token), so the page asks again. */
 export function checkAuth(res: Response): void {
   if (res.status === 401) {
+    const token = !!sessionStorage.getItem(TOKEN_STORE);
     forgetApiKey();
-    throw new AuthError('The API key was rejected.');
+    throw new AuthError(token ? 'The sign-in was rejected or has expired: sign in again.' : 'The API key was rejected.');
   }
 }
 
