@@ -18,7 +18,8 @@ import { createAgentAndEnvironment, listAll, startTestRuntime, waitFor, type Tes
  * against the local runtime with the scripted model. `.ci/run` installs Chromium; without it this
  * suite fails (it never skips).
  *
- * The screenshot goes to a temporary file; with UPDATE_SCREENSHOT=1 it replaces docs/console.png.
+ * The screenshots go to temporary files; with UPDATE_SCREENSHOT=1 they replace docs/console.png and
+ * docs/console-new-session.png.
  * One browser and one runtime serve every test: the session views first, then the manage views.
  */
 
@@ -335,7 +336,11 @@ describe('session console in Chromium', () => {
     await page.locator(`#session-vault-${made.vault}`).check();
     await page.locator(`#session-file-${file.id}`).check();
     await page.locator('#session-message').fill(`Please run \`cat /mnt/session/uploads/${file.id}\``);
-    await page.locator('#new-session-submit').click();
+    // The form for docs/CONSOLE.md (with UPDATE_SCREENSHOT=1; a temporary file otherwise).
+    const shot = process.env.UPDATE_SCREENSHOT ? join(REPO, 'docs', 'console-new-session.png') : join(mkdtempSync(join(tmpdir(), 'corral-shot-')), 'new-session.png');
+    await page.locator('#session-create').screenshot({ path: shot });
+    expect(statSync(shot).size).toBeGreaterThan(10_000);
+    await page.locator('#session-create-submit').click();
     await page.waitForURL(/\/console\/sessions\/sesn_/);
     made.session = decodeURIComponent(new URL(page.url()).pathname.split('/').at(-1)!);
     // The echo model runs the backticked command in the sandbox, then reports its output.

@@ -103,7 +103,7 @@ form.form { display: grid; gap: 10px; max-width: 760px; }
 .hint { font-size: 12px; }
 .sub { display: grid; gap: 10px; padding-left: 12px; border-left: 2px solid var(--line); }
 .sub[hidden] { display: none; }
-.pair { display: grid; grid-template-columns: 3fr 1fr; gap: 10px; }
+.pair { display: grid; grid-template-columns: 3fr 1fr; gap: 10px; align-items: start; }
 .check { display: flex; align-items: center; gap: 6px; }
 .check input { width: auto; }
 fieldset { border: 1px solid var(--line); border-radius: 6px; display: grid; gap: 6px; }

@@ -44,7 +44,7 @@ export async function showNewSession(): Promise<void> {
   const extra = textArea('session-resources', '', 2);
   const message = textArea('session-message', '', 3);
   const none = (what: string, hash: string) => h('p', { class: 'muted' }, 'None yet: ', h('a', { href: base + '/console#' + hash, text: 'create ' + what }), '.');
-  app.replaceChildren(actionForm('new-session', 'New session', [
+  app.replaceChildren(actionForm('session-create', 'New session', [
     agents.length ? h('div', { class: 'pair' }, field('Agent', agent), field('Version', version)) : none('an agent', 'agents'),
     envs.length ? field('Environment', env) : none('an environment', 'environments'),
     field('Title', title),
