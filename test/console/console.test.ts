@@ -352,15 +352,21 @@ describe('session console in Chromium', () => {
     expect((await t.client.beta.sessions.resources.list(made.session)).data).toMatchObject([{ type: 'file', file_id: file.id }]);
   }, 60_000);
 
-  it('edits the agent: the edit is version 2, and both versions are listed', async () => {
+  it('edits the agent: the edit is version 2, both versions are listed, and a stale edit is refused', async () => {
     await page.goto(`${t.runtime.url}/console#agents/${made.agent}`);
     await page.locator('#agent-system').fill('You are terse, and polite.');
     await page.locator('#agent-edit-submit').click();
     await poll(() => page.locator('#agent-version').textContent()).toBe('v2');
     expect(await page.locator('#versions tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-version')))).toEqual(['2', '1']);
     expect(await t.client.beta.agents.retrieve(made.agent!)).toMatchObject({ version: 2, system: 'You are terse, and polite.', name: 'console agent' });
+    // An edit made elsewhere meanwhile (version 3): the page's edit of version 2 is refused, not applied over it.
+    await t.client.beta.agents.update(made.agent!, { version: 2, system: 'Edited elsewhere.' });
+    await page.locator('#agent-system').fill('A stale edit.');
+    await page.locator('#agent-edit-submit').click();
+    await poll(() => page.locator('#agent-edit-error').textContent()).toContain('is at version 3, not 2');
+    expect(await t.client.beta.agents.retrieve(made.agent!)).toMatchObject({ version: 3, system: 'Edited elsewhere.' });
     await page.goto(`${t.runtime.url}/console#agents`);
-    expect(await page.locator(`#agents tr[data-id="${made.agent}"] .version`).textContent()).toBe('v2');
+    expect(await page.locator(`#agents tr[data-id="${made.agent}"] .version`).textContent()).toBe('v3');
   }, 60_000);
 
   it('archives a session, an agent, a credential and a vault', async () => {
