@@ -45,6 +45,9 @@ export const ROUTE_ROLES: Readonly<Record<string, Role | 'public'>> = {
   'GET /v1/sessions/:id/events': 'user',
   'POST /v1/sessions/:id/events': 'user',
   'GET /v1/sessions/:id/events/stream': 'user',
+  'GET /v1/sessions/:id/sandboxes': 'user',
+  // Moves a session's sandbox (its workspace) to another session.
+  'POST /v1/sessions/:id/sandboxes/:name/handoff': 'developer',
 
   // Vaults hold credentials: only developers change them (secrets are write-only for everyone).
   'POST /v1/vaults': 'developer',
