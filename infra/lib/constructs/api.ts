@@ -74,6 +74,8 @@ export interface ApiProps {
    * @default 'lambda'
    */
   readonly streamRoute?: 'lambda' | 'external';
+  /** `CORRAL_OIDC_ISSUERS`: the OIDC issuers' JSON, or a token of it (the stack's parameter). @default none */
+  readonly oidcIssuers?: string;
 }
 
 /** The REST API's binary media types: every type (see the comment where it is set). */
@@ -120,6 +122,7 @@ export class Api extends Construct {
         // Written out even at their defaults, so the template shows the limits the API enforces.
         rateLimits: formatRateLimits(props.rateLimits ?? DEFAULT_RATE_LIMITS),
         rateLimitShards: String(props.rateLimitShards ?? DEFAULT_RATE_LIMIT_SHARDS),
+        oidcIssuers: props.oidcIssuers,
       }),
     };
     this.environment = environment;
