@@ -237,7 +237,7 @@ export class Api extends Construct {
       { id: 'AwsSolutions-APIG3', reason: 'WAF is left to the operator (it is billed at rest); throttling is set on the stage.' },
       {
         id: 'AwsSolutions-APIG4',
-        reason: 'Every /v1 route is authenticated by the app against hashed tenant API keys in the state table; /health is public by design.',
+        reason: 'Every /v1 route is authenticated by the app against hashed tenant API keys in the state table or OIDC tokens of the configured issuers (docs/SIGN-IN.md); /health, /openapi.json, /console and /corral/auth are public by design.',
       },
       { id: 'AwsSolutions-COG4', reason: 'Callers authenticate with Corral API keys (Managed Agents compatible), not Cognito.' },
       {
