@@ -1,6 +1,7 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { configFilePath, storedLogin, type StoredLogin } from './login.js';
 
 /** Where the CLI talks to and with which key. */
 export interface CliConfig {
@@ -9,23 +10,31 @@ export interface CliConfig {
   urlSource: 'CORRAL_URL' | 'default';
   apiKey: string | undefined;
   apiKeySource: string;
+  /** The CLI's config file (`corral login` keeps its tokens there). */
+  configPath: string;
+  /** The `corral login` of this URL, when there is one and no CORRAL_API_KEY: its token is sent as a bearer token. */
+  login?: StoredLogin;
 }
 
 export const DEFAULT_URL = 'http://127.0.0.1:4000';
 
 /**
- * `CORRAL_URL` (default http://127.0.0.1:4000) and `CORRAL_API_KEY`; without the latter, the key
- * `npm start` generated: `$CORRAL_DATA_DIR/api-key`, then `./.corral/api-key`.
+ * `CORRAL_URL` (default http://127.0.0.1:4000) and `CORRAL_API_KEY`; without the latter, the
+ * token `corral login` stored for that URL, then the key `npm start` generated:
+ * `$CORRAL_DATA_DIR/api-key`, then `./.corral/api-key`.
  */
 export function loadConfig(env: NodeJS.ProcessEnv, cwd: string): CliConfig {
   const url = (env.CORRAL_URL || DEFAULT_URL).replace(/\/+$/, '');
   const urlSource = env.CORRAL_URL ? 'CORRAL_URL' : 'default';
-  if (env.CORRAL_API_KEY) return { url, urlSource, apiKey: env.CORRAL_API_KEY.trim(), apiKeySource: 'CORRAL_API_KEY' };
+  const configPath = configFilePath(env, cwd);
+  if (env.CORRAL_API_KEY) return { url, urlSource, apiKey: env.CORRAL_API_KEY.trim(), apiKeySource: 'CORRAL_API_KEY', configPath };
+  const login = storedLogin(configPath, url);
+  if (login) return { url, urlSource, apiKey: undefined, apiKeySource: `corral login (${configPath})`, configPath, login };
   const files = [env.CORRAL_DATA_DIR ? join(resolve(cwd, env.CORRAL_DATA_DIR), 'api-key') : null, join(cwd, '.corral', 'api-key')];
   for (const file of files) {
-    if (file && existsSync(file)) return { url, urlSource, apiKey: readFileSync(file, 'utf8').trim(), apiKeySource: file };
+    if (file && existsSync(file)) return { url, urlSource, apiKey: readFileSync(file, 'utf8').trim(), apiKeySource: file, configPath };
   }
-  return { url, urlSource, apiKey: undefined, apiKeySource: 'none' };
+  return { url, urlSource, apiKey: undefined, apiKeySource: 'none', configPath };
 }
 
 /** A command line that cannot be run as given (exit code 2). */
@@ -48,9 +57,11 @@ export class ConnectionError extends Error {}
 /** Ctrl-C (exit code 130). */
 export class CancelledError extends Error {}
 
-const NO_KEY = 'no API key: set CORRAL_API_KEY (or run where .corral/api-key is, as `npm start` leaves it)';
+const NO_KEY = 'no API key: set CORRAL_API_KEY, run corral login, or run where .corral/api-key is (as `npm start` leaves it)';
 
 export function sdkClient(config: CliConfig): Anthropic {
+  // A signed-in person's token travels as `Authorization: Bearer` (the SDK's authToken).
+  if (config.login) return new Anthropic({ baseURL: config.url, apiKey: null, authToken: config.login.token, maxRetries: 2, timeout: 60_000 });
   if (!config.apiKey) {
     throw new ApiError(0, 'authentication_error', NO_KEY);
   }
@@ -100,8 +111,10 @@ export class RawClient {
   ) {}
 
   headers(extra: Record<string, string> = {}): Record<string, string> {
+    const beta = { 'anthropic-beta': 'managed-agents-2026-04-01' };
+    if (this.config.login) return { authorization: `Bearer ${this.config.login.token}`, ...beta, ...extra };
     if (!this.config.apiKey) throw new ApiError(0, 'authentication_error', NO_KEY);
-    return { 'x-api-key': this.config.apiKey, 'anthropic-beta': 'managed-agents-2026-04-01', ...extra };
+    return { 'x-api-key': this.config.apiKey, ...beta, ...extra };
   }
 
   async fetch(path: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<Response> {

@@ -26,6 +26,7 @@ import {
 import { EventFormatter, fmtDate, LivePreview, makeStyle, table, type Style } from './format.js';
 import { Progress } from './progress.js';
 import { followEvents } from './sse.js';
+import { deviceLogin, freshLogin, LoginError, realSleep, saveLogin } from './login.js';
 
 export interface CliIO {
   env: NodeJS.ProcessEnv;
@@ -37,6 +38,8 @@ export interface CliIO {
   /** Aborted on Ctrl-C. */
   signal: AbortSignal;
   fetch: typeof fetch;
+  /** Waits between polls of `corral login` (tests answer at once). */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
 type Values = Record<string, string | boolean | string[] | boolean[] | undefined>;
@@ -561,6 +564,39 @@ const COMMANDS: Record<string, Command> = {
       printCreated(ctx, vault, `created vault ${ctx.style.bold(vault.id)} (${vault.display_name})`);
     },
   },
+  login: {
+    usage: 'corral login [--issuer URL]',
+    summary: "Sign in with the server's identity provider (device code); later commands send the token",
+    args: [0, 0],
+    options: { issuer: { type: 'string' } },
+    async run(ctx, v) {
+      const login = await deviceLogin(ctx.config.url, v.issuer as string | undefined, {
+        fetch: ctx.io.fetch,
+        signal: ctx.io.signal,
+        sleep: ctx.io.sleep ?? realSleep,
+        tell: (s) => ctx.err(s),
+      });
+      saveLogin(ctx.config.configPath, ctx.config.url, login);
+      const sub = (() => {
+        try {
+          return (JSON.parse(Buffer.from(login.token.split('.')[1], 'base64url').toString('utf8')) as { sub?: string }).sub;
+        } catch {
+          return undefined;
+        }
+      })();
+      ctx.out(`signed in to ${ctx.config.url}${sub ? ` as ${sub}` : ''} (token kept in ${ctx.config.configPath})\n`);
+      if (ctx.io.env.CORRAL_API_KEY) ctx.err('note: CORRAL_API_KEY is set, and is used before this sign-in; unset it to use the token\n');
+    },
+  },
+  logout: {
+    usage: 'corral logout',
+    summary: 'Forget the token corral login stored for this server',
+    args: [0, 0],
+    async run(ctx) {
+      saveLogin(ctx.config.configPath, ctx.config.url, undefined);
+      ctx.out(`signed out of ${ctx.config.url}\n`);
+    },
+  },
   console: {
     usage: 'corral console [SESSION_ID]',
     summary: "Print the address of the session console (the server's /console)",
@@ -596,7 +632,8 @@ function help(style: Style): string {
     '',
     'Environment:',
     `  CORRAL_URL      the server (default http://127.0.0.1:4000); a deployed stack's API URL works too`,
-    '  CORRAL_API_KEY  the API key (default: $CORRAL_DATA_DIR/api-key, then ./.corral/api-key)',
+    '  CORRAL_API_KEY  the API key (default: the token of corral login, then $CORRAL_DATA_DIR/api-key, then ./.corral/api-key)',
+    '  CORRAL_CONFIG   the config file corral login keeps tokens in (default ~/.config/corral/config.json)',
     '',
     'Exit codes: 0 ok, 1 the server refused or could not be reached, 2 wrong command line, 130 Ctrl-C.',
     '',
@@ -681,6 +718,10 @@ export async function runCli(argv: string[], partial: Partial<CliIO> = {}): Prom
     err: (s) => io.stderr.write(s),
   };
   try {
+    // A stored sign-in about to expire is refreshed first (login and logout need none).
+    if (config.login && name !== 'login' && name !== 'logout') {
+      config.login = await freshLogin(config.configPath, config.url, config.login, { fetch: io.fetch, signal: io.signal });
+    }
     return (await command.run(ctx, parsed.values, parsed.positionals)) ?? 0;
   } catch (raw) {
     progress.stop();
@@ -694,9 +735,17 @@ export async function runCli(argv: string[], partial: Partial<CliIO> = {}): Prom
       io.stderr.write(`corral: ${err.message}\n`);
       return 1;
     }
+    if (err instanceof LoginError) {
+      io.stderr.write(`corral: login: ${err.message}\n`);
+      return 1;
+    }
     if (err instanceof ApiError) {
       const hint =
-        err.status === 401 ? ` (the key came from ${config.apiKeySource}; set CORRAL_API_KEY to use another)` : '';
+        err.status === 401
+          ? config.login
+            ? ' (your sign-in was refused: run corral login again)'
+            : ` (the key came from ${config.apiKeySource}; set CORRAL_API_KEY to use another)`
+          : '';
       io.stderr.write(`corral: ${err.status ? `${err.status} ` : ''}${err.type}: ${err.message}${hint}\n`);
       return 1;
     }

@@ -30,7 +30,8 @@ import type { AuthFailureLimits, RateLimits } from '../lambdas/core/resources/ra
 import type { McpGateway } from '../lambdas/core/mcp/gateway.js';
 import { reapIdleSandboxes, sandboxIdleMsFromEnv, startSandboxReaper } from '../lambdas/core/sandbox/reaper.js';
 import type { WorkspaceLimits } from '../lambdas/core/sandbox/client.js';
-import { readWorkspaceLimits } from '../lambdas/core/config.js';
+import { readOidcIssuers, readWorkspaceLimits } from '../lambdas/core/config.js';
+import { OidcVerifier, type OidcIssuer } from '../lambdas/core/auth/oidc.js';
 import { CredentialProxyClient } from '../lambdas/core/vault/protocol.js';
 import { LocalCredentialProxy } from '../lambdas/adapters/local/credential-proxy-client.js';
 import { FileEgressCa } from '../lambdas/adapters/local/egress-ca.js';
@@ -109,6 +110,8 @@ export interface LocalRuntimeOptions {
   wrapHarnessDeps?: (deps: HarnessDeps) => HarnessDeps;
   /** Failed authentications per minute, per client address and in all (default 30 and 600). */
   authFailureLimits?: AuthFailureLimits;
+  /** OIDC issuers whose tokens the API accepts (docs/SIGN-IN.md). Default: `CORRAL_OIDC_ISSUERS`, else none. */
+  oidcIssuers?: OidcIssuer[];
   logger?: Logger;
 }
 
@@ -298,6 +301,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       logger: log,
       clientAddress: (c) => getConnInfo(c).remote.address,
       authFailureLimits: opts.authFailureLimits,
+      oidc: oidcVerifier(opts.oidcIssuers ?? readOidcIssuers()),
     });
     const s = serve({ fetch: app.fetch, port: opts.port ?? 4000, hostname: opts.host ?? '127.0.0.1' });
     server = s;
@@ -367,3 +371,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
 }
 
 export { jsonLogger };
+
+/** A verifier of the issuers' tokens, or none when no issuer is configured (API keys only). */
+function oidcVerifier(issuers: OidcIssuer[]): OidcVerifier | undefined {
+  return issuers.length ? new OidcVerifier(issuers) : undefined;
+}

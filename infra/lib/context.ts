@@ -5,6 +5,7 @@ import type { CorralStackProps } from './corral-stack.js';
 import { parseRepositoryUrlAllow } from '../../lambdas/core/resources/repository-url.js';
 import { parseSandboxLimits } from '../../sandbox/limits.js';
 import { parseRateLimits } from '../../lambdas/core/resources/rate-limits.js';
+import { readOidcIssuers } from '../../lambdas/core/config.js';
 
 /**
  * CDK context keys the app reads (`npx cdk deploy -c key=value`, or `context` in cdk.json).
@@ -50,6 +51,7 @@ export const CONTEXT_KEYS = {
   streamTierMinTasks: 'Stream tier tasks always running, with streamTier=fargate, 1-100 (default 2)',
   streamTierMaxTasks: 'Most stream tier tasks, with streamTier=fargate, 1-100 (default 4; every task reads every shard of the events stream)',
   workspaceSnapshotDays: 'Days a workspace snapshot is kept after its last write, 1-3650 (default 30); a session idle longer restarts with an empty workspace',
+  oidcIssuers: 'Default of the OidcIssuers stack parameter: a JSON array of the OIDC issuers whose tokens the API accepts (docs/SIGN-IN.md; default none, API keys only)',
   deletedFileRetentionDays: 'Days the bytes of a deleted or replaced file stay recoverable in the blob bucket, 1-365 (default 7)',
 } as const;
 
@@ -124,6 +126,16 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
     throw new Error('context streamTierMinTasks, streamTierMaxTasks: only with streamTier=fargate');
   }
 
+  const oidcRaw = get('oidcIssuers');
+  const oidcIssuers = oidcRaw === undefined || oidcRaw === null || oidcRaw === '' ? undefined : typeof oidcRaw === 'string' ? oidcRaw.trim() : JSON.stringify(oidcRaw);
+  if (oidcIssuers !== undefined) {
+    try {
+      readOidcIssuers({ CORRAL_OIDC_ISSUERS: oidcIssuers });
+    } catch (err) {
+      throw new Error(`context oidcIssuers: ${(err as Error).message}`);
+    }
+  }
+
   return {
     stackName: asString('stackName', get('stackName')) ?? 'Corral',
     props: {
@@ -167,6 +179,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       apiThrottlingRateLimit: apiThrottleRate,
       apiThrottlingBurstLimit: apiThrottleBurst,
       rateLimits,
+      oidcIssuers,
       rateLimitShards: asInt('rateLimitShards', get('rateLimitShards'), 1, 1000),
       timeToFirstTokenP95ThresholdMs: asInt('timeToFirstTokenP95ThresholdMs', get('timeToFirstTokenP95ThresholdMs'), 1, 3_600_000),
       timeToFirstTokenP99ThresholdMs: asInt('timeToFirstTokenP99ThresholdMs', get('timeToFirstTokenP99ThresholdMs'), 1, 3_600_000),

@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
@@ -18,6 +18,7 @@ import { SessionLog } from './constructs/session-log.js';
 import { StreamTier, type StreamTierProps } from './constructs/stream-tier.js';
 import { WakeQueue, visibilityForConsumer } from './constructs/wake-queue.js';
 import type { RateLimits } from '../../lambdas/core/resources/rate-limits.js';
+import { readOidcIssuers } from '../../lambdas/core/config.js';
 
 export interface HarnessSettings {
   /** Longest one harness invocation runs before it yields and queues its continuation. @default 15 minutes */
@@ -75,6 +76,12 @@ export interface CorralStackProps extends StackProps {
   readonly rateLimits?: RateLimits;
   /** Most shards a tenant's rate-limit counter of one class is spread over. @default 10; see ApiProps.rateLimitShards */
   readonly rateLimitShards?: number;
+  /**
+   * Default of the `OidcIssuers` stack parameter (`CORRAL_OIDC_ISSUERS` of the API functions and
+   * the stream tier): a JSON array of OIDC issuers, each bound to a tenant (docs/SIGN-IN.md).
+   * Checked at synthesis. @default '' (none: API keys only)
+   */
+  readonly oidcIssuers?: string;
   /** p95 time to first token above which the alarm fires, in ms. @default 10000 */
   readonly timeToFirstTokenP95ThresholdMs?: number;
   /** p99 time to first token above which the alarm fires, in ms. @default 20000 */
@@ -158,6 +165,14 @@ export class CorralStack extends Stack {
       serviceName: HARNESS_SERVICE,
       logRetention: props.logRetention,
     });
+    if (props.oidcIssuers) readOidcIssuers({ CORRAL_OIDC_ISSUERS: props.oidcIssuers });
+    // A stack parameter, so the issuers change with a parameter update (no synthesis); the API
+    // checks the value when it starts (lambdas/core/config.ts) and answers 500s while it is invalid.
+    const oidcIssuers = new CfnParameter(this, 'OidcIssuers', {
+      type: 'String',
+      default: props.oidcIssuers ?? '',
+      description: 'OIDC issuers whose bearer tokens the API accepts: a JSON array of {issuer, audiences, tenant, roles, groups_claim?, client_id?, scopes?, clock_skew_seconds?} (docs/SIGN-IN.md). Empty: API keys only.',
+    });
     this.api = new Api(this, 'Api', {
       sessionLog: this.sessionLog,
       network: this.network,
@@ -173,6 +188,7 @@ export class CorralStack extends Stack {
       throttlingBurstLimit: props.apiThrottlingBurstLimit,
       rateLimits: props.rateLimits,
       rateLimitShards: props.rateLimitShards,
+      oidcIssuers: oidcIssuers.valueAsString,
       streamRoute: fargateStreams ? 'external' : 'lambda',
     });
     if (fargateStreams) {

@@ -1,6 +1,8 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { AuthenticationError, InvalidRequestError } from '../core/errors.js';
+import { looksLikeJwt, type OidcVerifier } from '../core/auth/oidc.js';
+import { roleAllows } from '../core/auth/roles.js';
+import { AuthenticationError, InvalidRequestError, PermissionError } from '../core/errors.js';
 import type { CorralServices } from '../core/services.js';
 import {
   AuthFailureLimiter,
@@ -19,6 +21,7 @@ import { sessionRoutes } from './sessions.js';
 import { vaultRoutes } from './vaults.js';
 import type { LogNotifier, StreamOptions } from './stream.js';
 import { strictQuery } from './query-params.js';
+import { requiredRole } from './route-roles.js';
 
 export interface AppOptions {
   notifier?: LogNotifier;
@@ -36,8 +39,16 @@ export interface AppOptions {
   clientAddress?: (c: Context) => string | undefined;
   /** Failed authentications per minute, per client address and in all. */
   authFailureLimits?: AuthFailureLimits;
-  /** The OIDC issuers the console signs in with (their origins join its connect-src; see console.ts). */
+  /**
+   * The OIDC issuers the console signs in with (their origins join its connect-src; see console.ts).
+   * Default: the issuers of `oidc` that have a public client id.
+   */
   consoleOidcIssuers?: () => readonly string[];
+  /**
+   * Verifies OIDC bearer tokens of the configured issuers (`CORRAL_OIDC_ISSUERS`,
+   * docs/SIGN-IN.md). Default: none, API keys only.
+   */
+  oidc?: OidcVerifier;
 }
 
 /**
@@ -58,7 +69,16 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
 
   app.get('/health', (c) => (opts.ready?.() ?? true ? c.json({ status: 'ok' }) : c.json({ status: 'starting' }, 503)));
   app.route('/', openApiRoutes()); // GET /openapi.json, no API key
-  app.route('/', consoleRoutes({ oidcIssuers: opts.consoleOidcIssuers })); // GET /console, /console/sessions/{id}: static pages, no API key
+  const consoleOidcIssuers =
+    opts.consoleOidcIssuers ?? (() => (opts.oidc?.issuers ?? []).filter((i) => i.clientId).map((i) => i.issuer));
+  app.route('/', consoleRoutes({ oidcIssuers: consoleOidcIssuers })); // GET /console, /console/sessions/{id}: static pages, no API key
+  // How a client may sign in (the console and `corral login` read it): no credential needed.
+  app.get('/corral/auth', (c) =>
+    c.json({
+      api_key: true,
+      oidc: (opts.oidc?.issuers ?? []).map((i) => ({ issuer: i.issuer, client_id: i.clientId, scopes: i.scopes })),
+    }),
+  );
 
   const limitBody = (maxSize: number) =>
     bodyLimit({
@@ -73,6 +93,26 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   const authFailures = new AuthFailureLimiter(s.table, opts.authFailureLimits);
   app.use('/v1/*', async (c, next) => {
     const bearer = c.req.header('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
+    // A JWT in Authorization: Bearer is a signed-in person's token when issuers are configured;
+    // anything else there (or in x-api-key) is an API key.
+    if (opts.oidc && bearer && c.req.header('x-api-key') === undefined && looksLikeJwt(bearer)) {
+      // Not held back by the failed-authentication limiter: a token cannot be guessed, and
+      // verifying one reads no table (the issuer's keys are cached, their refetch bounded).
+      let principal;
+      try {
+        principal = await opts.oidc.verify(bearer);
+      } catch (err) {
+        if (err instanceof AuthenticationError) return c.json(errorBody(err.type, err.message), 401);
+        throw err;
+      }
+      const needed = requiredRole(c.req.method, c.req.path);
+      if (needed !== 'public' && !roleAllows(principal.role, needed)) {
+        throw new PermissionError(`your role (${principal.role}) may not ${c.req.method} ${c.req.path}: it needs ${needed}`);
+      }
+      c.set('tenant', principal.tenant);
+      await s.rateLimiter.check(principal.tenant, classify(c.req.method, c.req.path));
+      return next();
+    }
     const key = c.req.header('x-api-key') ?? bearer;
     const client = clientKey(safely(() => opts.clientAddress?.(c)));
     // Only a key this instance has not seen verify is held back; see `AuthFailureLimiter`.
@@ -84,6 +124,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
       }
     }
     try {
+      // An API key acts with every right of its tenant (route-roles.ts).
       c.set('tenant', await s.tenants.authenticate(key));
     } catch (err) {
       if (err instanceof AuthenticationError) {

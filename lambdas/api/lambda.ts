@@ -5,6 +5,8 @@ import { Hono } from 'hono';
 import { defaultIsContentTypeBinary, getConnInfo, handle, streamHandle } from 'hono/aws-lambda';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
 import { createApp } from './app.js';
+import { OidcVerifier } from '../core/auth/oidc.js';
+import { readOidcIssuers } from '../core/config.js';
 import { endStreamAfter } from './stream-end.js';
 
 export { endStreamAfter };
@@ -33,7 +35,14 @@ function getApp(): Promise<Hono> {
     instrument: (client) => tracer.captureAWSv3Client(client),
     onAppend: (sessionId, stored) => logger.debug('appended', { sessionId, position: stored.position }),
   }).then(
-    ({ services }) => createApp(services, { logger: coreLogger(logger), clientAddress: (c) => getConnInfo(c).remote.address }) as unknown as Hono,
+    ({ services }) => {
+      const issuers = readOidcIssuers();
+      return createApp(services, {
+        logger: coreLogger(logger),
+        clientAddress: (c) => getConnInfo(c).remote.address,
+        oidc: issuers.length ? new OidcVerifier(issuers) : undefined,
+      }) as unknown as Hono;
+    },
     (err) => {
       app = undefined; // the next request tries again
       throw err;

@@ -295,6 +295,15 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/health', operationId: 'health', summary: 'Readiness probe', tag: 'corral', response: 'health', public: true, extension: true },
   { method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This document', tag: 'corral', response: 'openapi', public: true, extension: true },
   {
+    method: 'get', path: '/corral/auth', operationId: 'authMethods', summary: 'How a client may sign in', tag: 'corral',
+    response: z.object({
+      api_key: z.boolean(),
+      oidc: z.array(z.object({ issuer: z.string(), client_id: z.string().nullable(), scopes: z.array(z.string()) })),
+    }),
+    public: true, extension: true,
+    description: 'API keys (always), and the OIDC issuers whose bearer tokens are accepted, each with the public client id for a device-code or PKCE login (null: none). See docs/SIGN-IN.md.',
+  },
+  {
     method: 'get', path: '/console', operationId: 'console', summary: 'Session console: the list of sessions (a web page)', tag: 'console',
     response: 'html', public: true, extension: true,
     description: 'A static page; it asks for the API key in the browser and reads and writes everything through the authenticated API. Its fragment picks the manage views: #agents, #agents/{id}, #environments, #vaults, #vaults/{id}, #new-session.',

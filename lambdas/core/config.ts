@@ -15,6 +15,8 @@ import { en } from 'zod/locales';
 import * as z from 'zod/mini';
 import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from './resources/repository-url.js';
 import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits } from './resources/rate-limits.js';
+import { isAllowedIssuerUrl, type OidcIssuer } from './auth/oidc.js';
+import { ROLES } from './auth/roles.js';
 
 /** Every variable, by the name the code uses for it. */
 export const CORRAL_ENV = {
@@ -93,6 +95,11 @@ export const CORRAL_ENV = {
    * role may touch only its prefixes. Optional: without it there is no blob store.
    */
   blobBucket: 'CORRAL_BLOB_BUCKET',
+  /**
+   * The OIDC issuers whose bearer tokens the API accepts, as JSON (`readOidcIssuers`,
+   * docs/SIGN-IN.md). Optional, default none (API keys only). API (both functions).
+   */
+  oidcIssuers: 'CORRAL_OIDC_ISSUERS',
 } as const;
 
 export type ConfigKey = keyof typeof CORRAL_ENV;
@@ -397,4 +404,53 @@ export function readSandboxReaperConfig(env: Env = process.env): SandboxReaperCo
     'the sandbox reaper',
   );
   return { ...base, idleMs: readSandboxIdleMs(env), workspaceLimits: readWorkspaceLimits(env) };
+}
+
+const OidcIssuerSchema = z.strictObject({
+  issuer: z.string().check(z.refine(isAllowedIssuerUrl, 'expected an https URL (http only on 127.0.0.1/localhost) without query or fragment')),
+  audiences: z.array(z.string().check(z.minLength(1))).check(z.minLength(1)),
+  tenant: z.string().check(z.regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 letters, digits, _ . -')),
+  groups_claim: z._default(z.string().check(z.minLength(1)), 'groups'),
+  roles: z.record(z.string(), z.enum(ROLES)).check(z.refine((r) => Object.keys(r).length > 0, 'map at least one group to a role')),
+  client_id: z._default(z.nullable(z.string().check(z.minLength(1))), null),
+  scopes: z._default(z.array(z.string().check(z.regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'expected a scope token'))), ['openid', 'profile', 'offline_access']),
+  clock_skew_seconds: z._default(z.number().check(z.int(), z.minimum(0), z.maximum(600)), 60),
+});
+
+/**
+ * `CORRAL_OIDC_ISSUERS`: a JSON array of issuers, each
+ * `{"issuer", "audiences": [...], "tenant", "groups_claim"?, "roles": {"<group>": "admin"|"developer"|"user"},
+ * "client_id"?, "scopes"?, "clock_skew_seconds"?}`. One issuer may appear more than once, for
+ * different tenants, with audiences that do not overlap (a token's audience picks its tenant).
+ * Unset or empty: no issuer.
+ */
+export function readOidcIssuers(env: Env = process.env): OidcIssuer[] {
+  const name = CORRAL_ENV.oidcIssuers;
+  const raw = reader(env)(name);
+  if (raw === undefined || raw.trim() === '' || raw.trim() === '[]') return [];
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    throw new Error(`Corral configuration is invalid: ${name}: not valid JSON`);
+  }
+  const list = parse(z.array(OidcIssuerSchema), json, { '': name }, '');
+  const issuers = list.map((i) => ({
+    issuer: i.issuer,
+    audiences: i.audiences,
+    tenant: i.tenant,
+    groupsClaim: i.groups_claim,
+    roles: i.roles,
+    clientId: i.client_id,
+    scopes: i.scopes,
+    clockSkewSeconds: i.clock_skew_seconds,
+  }));
+  for (const [n, a] of issuers.entries()) {
+    for (const b of issuers.slice(n + 1)) {
+      if (a.issuer === b.issuer && a.audiences.some((x) => b.audiences.includes(x))) {
+        throw new Error(`Corral configuration is invalid: ${name}: issuer ${a.issuer} is listed twice with an audience in common (the audience decides the tenant)`);
+      }
+    }
+  }
+  return issuers;
 }

@@ -47,6 +47,13 @@ export class AuthenticationError extends CorralError {
   }
 }
 
+/** A known caller without the right to do this (a signed-in person whose role does not allow it). */
+export class PermissionError extends CorralError {
+  constructor(message: string) {
+    super('permission_error', 403, message);
+  }
+}
+
 /**
  * A conditional append lost: another writer already holds `position`. The session log raises it
  * instead of overwriting, so a duplicate or stale harness step fails rather than corrupting the log.

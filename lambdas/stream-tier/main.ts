@@ -3,6 +3,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
 import { DynamoStreamConsumer } from '../adapters/aws/dynamodb-stream-consumer.js';
 import { FanoutNotifier } from '../core/session/notifier.js';
+import { OidcVerifier } from '../core/auth/oidc.js';
+import { readOidcIssuers } from '../core/config.js';
 import { STREAM_TIER_ENV } from './env.js';
 import { NO_SANDBOXES, startStreamTier, STREAM_TIER_DEFAULTS } from './server.js';
 
@@ -26,6 +28,7 @@ async function main() {
   if (!streamArn) throw new Error(`${STREAM_TIER_ENV.streamArn} is required`);
   const { services } = await createAwsServices({ sandboxProvider: NO_SANDBOXES });
   const notifier = new FanoutNotifier();
+  const issuers = readOidcIssuers();
   const consumer = new DynamoStreamConsumer({
     client: new DynamoDBStreamsClient({}),
     streamArn,
@@ -48,6 +51,7 @@ async function main() {
     clientAddressHeader: process.env[STREAM_TIER_ENV.clientAddressHeader] || undefined,
     ready: () => ready,
     logger: coreLogger(logger),
+    oidc: issuers.length ? new OidcVerifier(issuers) : undefined,
   });
   await consumer.start();
   ready = true;

@@ -5,7 +5,7 @@ import { Hono } from 'hono';
 import type { SandboxProvider } from '../core/sandbox/types.js';
 import type { CorralServices } from '../core/services.js';
 import type { FanoutNotifier } from '../core/session/notifier.js';
-import { createApp } from '../api/app.js';
+import { createApp, type AppOptions } from '../api/app.js';
 import { errorBody } from '../api/http.js';
 import type { StreamOptions } from '../api/stream.js';
 import { endStreamAfter } from '../api/stream-end.js';
@@ -51,6 +51,8 @@ export interface StreamTierOptions {
   /** Whether the tier is ready (its consumer started); `/health` answers 503 until then and while draining. */
   ready?: () => boolean;
   logger?: { error(msg: string, fields?: Record<string, unknown>): void };
+  /** Verifies OIDC bearer tokens, as the API does (`AppOptions.oidc`). */
+  oidc?: AppOptions['oidc'];
 }
 
 export interface StreamTier {
@@ -77,6 +79,7 @@ export async function startStreamTier(opts: StreamTierOptions): Promise<StreamTi
     stream: { pollMs: STREAM_TIER_DEFAULTS.pollMs, ...opts.stream },
     logger: opts.logger,
     clientAddress: (c) => (header ? c.req.header(header) : undefined) ?? getConnInfo(c).remote.address,
+    oidc: opts.oidc,
   });
   const maxStreamMs = opts.maxStreamMs ?? STREAM_TIER_DEFAULTS.maxStreamMs;
   const front = new Hono();

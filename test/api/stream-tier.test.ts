@@ -10,6 +10,8 @@ import { makeEvent } from '../../lambdas/core/session/events.js';
 import { FanoutNotifier } from '../../lambdas/core/session/notifier.js';
 import { generateApiKey } from '../../lambdas/core/resources/tenants.js';
 import { NO_SANDBOXES, startStreamTier, type StreamTier } from '../../lambdas/stream-tier/server.js';
+import { OidcVerifier } from '../../lambdas/core/auth/oidc.js';
+import { startOidcIssuer, type OidcIssuerFixture } from '../fixtures/oidc-issuer.js';
 import { dynamoDbLocalUnavailable, startDynamoDbLocal } from '../helpers/dynamodb-local.js';
 
 /**
@@ -50,6 +52,7 @@ describe.skipIf(unavailable)('stream tier on DynamoDB Streams', () => {
   let client: Anthropic;
   let streamsClient: DynamoDBStreamsClient;
   let streamArn: string;
+  let idp: OidcIssuerFixture;
   const gaps: string[] = [];
 
   const newSession = async () => {
@@ -85,11 +88,14 @@ describe.skipIf(unavailable)('stream tier on DynamoDB Streams', () => {
       },
     });
     await consumer.start();
-    tier = await startStreamTier({ services, notifier, port: 0, stream: { pollMs: 600_000 } });
+    idp = await startOidcIssuer();
+    const oidc = new OidcVerifier([{ issuer: idp.url, audiences: ['corral'], tenant: TENANT, groupsClaim: 'groups', roles: { staff: 'user' }, clientId: null, scopes: ['openid'], clockSkewSeconds: 60 }]);
+    tier = await startStreamTier({ services, notifier, port: 0, stream: { pollMs: 600_000 }, oidc });
     client = new Anthropic({ apiKey, baseURL: tier.url, maxRetries: 0 });
   });
   afterAll(async () => {
     await tier?.close();
+    await idp?.close();
     await consumer?.stop();
     streamsClient?.destroy();
     await db?.close();
@@ -104,6 +110,18 @@ describe.skipIf(unavailable)('stream tier on DynamoDB Streams', () => {
     for (const e of sent) await services.events.emitEvent(id, e);
     expect((await reading).map((e) => e.id)).toEqual(sent.map((e) => e.id));
     expect(Object.values(consumer.status())).toContain('reading');
+  });
+
+  it('streams to a signed-in user (an OIDC token, as the API accepts it), and refuses a token of no issuer it knows', async () => {
+    const id = await newSession();
+    const user = new Anthropic({ baseURL: tier.url, apiKey: null, authToken: idp.sign({ sub: 'ana', aud: 'corral', groups: ['staff'] }), maxRetries: 0 });
+    const stream = await user.beta.sessions.events.stream(id);
+    const reading = take(stream, 1);
+    const e = msg('for ana');
+    await services.events.emitEvent(id, e);
+    expect((await reading).map((x) => x.id)).toEqual([e.id]);
+    const stranger = new Anthropic({ baseURL: tier.url, apiKey: null, authToken: idp.sign({ sub: 'ana', aud: 'elsewhere', groups: ['staff'] }), maxRetries: 0 });
+    await expect(stranger.beta.sessions.events.stream(id)).rejects.toMatchObject({ status: 401 });
   });
 
   it('resumes after Last-Event-ID with nothing missed and nothing twice', async () => {

@@ -7,6 +7,8 @@ import { runCli, type CliIO } from '../../cli/main.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = join(REPO, 'bin', 'corral.js');
+/** A config file that does not exist. */
+const NO_CONFIG = join(REPO, '.corral-test-no-config.json');
 
 export interface CliResult {
   code: number;
@@ -25,17 +27,21 @@ export async function cli(
     stderrTTY?: boolean;
     /** Watch the output as it is written (for commands that follow a stream). */
     onOutput?: (stdout: string, stderr: string) => void;
+    /** How `corral login` waits between polls. */
+    sleep?: CliIO['sleep'];
   } = {},
 ): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const io: Partial<CliIO> = {
-    env: { PATH: process.env.PATH, ...opts.env },
+    // No config file of the machine's user: a `corral login` there must not change what tests send.
+    env: { PATH: process.env.PATH, CORRAL_CONFIG: NO_CONFIG, ...opts.env },
     cwd: opts.cwd ?? process.cwd(),
     stdout: { write: (s: string) => ((stdout += s), opts.onOutput?.(stdout, stderr)), isTTY: false },
     stderr: { write: (s: string) => ((stderr += s), opts.onOutput?.(stdout, stderr)), isTTY: !!opts.stderrTTY },
     readStdin: async () => opts.stdin ?? '',
     signal: opts.signal ?? new AbortController().signal,
+    ...(opts.sleep ? { sleep: opts.sleep } : {}),
   };
   const code = await runCli(args, io);
   return { code, stdout, stderr };
@@ -53,7 +59,7 @@ export function ndjson(stdout: string): Array<{ position: number; event: { id: s
 export function spawnBin(args: string[], opts: { env: Record<string, string | undefined>; cwd: string }) {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd: opts.cwd,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...opts.env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, CORRAL_CONFIG: NO_CONFIG, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -11,6 +11,7 @@ import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local
 import { createApiKey } from '../../scripts/create-api-key.js';
 import { AwsGateway } from '../../infra/rehearsal/aws-gateway.js';
 import { S3Emulator } from '../../infra/rehearsal/s3.js';
+import { startOidcIssuer, type OidcIssuerFixture } from '../fixtures/oidc-issuer.js';
 
 /**
  * The API's Lambda entries (lambdas/api/lambda.ts) as API Gateway invokes them: a REST proxy
@@ -100,8 +101,10 @@ describe('API Lambda handlers against dynalite', () => {
   let dynamo: EmbeddedDynamo;
   let apiKey: string;
   let lambda: typeof import('../../lambdas/api/lambda.js');
+  let idp: OidcIssuerFixture;
 
   beforeAll(async () => {
+    idp = await startOidcIssuer();
     dynamo = await startDynalite();
     await ensureTables(dynamo.client, { events: 'events', state: 'state' });
     apiKey = await createApiKey({ table: 'state', tenant: 'acme', client: dynamo.client });
@@ -121,6 +124,7 @@ describe('API Lambda handlers against dynalite', () => {
       CORRAL_SANDBOX_SECURITY_GROUPS: 'sg-a',
       CORRAL_SANDBOX_CONTAINER: 'agent',
       CORRAL_BLOB_BUCKET: 'corral-blobs',
+      CORRAL_OIDC_ISSUERS: JSON.stringify([{ issuer: idp.url, audiences: ['corral'], tenant: 'acme', roles: { eng: 'developer', staff: 'user' }, client_id: 'cli' }]),
       POWERTOOLS_TRACE_ENABLED: 'false',
       POWERTOOLS_LOG_LEVEL: 'ERROR',
     };
@@ -133,6 +137,7 @@ describe('API Lambda handlers against dynalite', () => {
     vi.unstubAllEnvs();
     vi.unstubAllGlobals();
     await dynamo?.close();
+    await idp?.close();
     await s3.close();
     rmSync(blobDir, { recursive: true, force: true });
   });
@@ -148,6 +153,19 @@ describe('API Lambda handlers against dynalite', () => {
     expect(JSON.parse(denied.body)).toMatchObject({ type: 'error', error: { type: 'authentication_error' } });
     const health = await call(restEvent('GET', '/health'));
     expect(health.statusCode).toBe(200);
+  });
+
+  it('accepts OIDC tokens of the issuers in CORRAL_OIDC_ISSUERS, in their tenant, by role', async () => {
+    const auth = await call(restEvent('GET', '/corral/auth'));
+    expect(JSON.parse(auth.body)).toEqual({ api_key: true, oidc: [{ issuer: idp.url, client_id: 'cli', scopes: ['openid', 'profile', 'offline_access'] }] });
+    const bearer = (groups: string[]) => ({ authorization: `Bearer ${idp.sign({ sub: 'ana', aud: 'corral', groups })}`, 'content-type': 'application/json' });
+    const refused = await call(restEvent('POST', '/v1/agents', bearer(['staff']), { name: 'a', model: 'claude-sonnet-4-6' }));
+    expect(refused.statusCode).toBe(403);
+    const made = await call(restEvent('POST', '/v1/agents', bearer(['eng']), { name: 'oidc-made', model: 'claude-sonnet-4-6' }));
+    expect(made.statusCode, made.body).toBe(200);
+    // in tenant acme: the key of acme sees it
+    const seen = await call(restEvent('GET', `/v1/agents/${JSON.parse(made.body).id}`, { 'x-api-key': apiKey }));
+    expect(JSON.parse(seen.body)).toMatchObject({ name: 'oidc-made' });
   });
 
   it('takes an upload base64 (as API Gateway hands a binary media type) and gives a file\'s bytes back base64, whatever its type', async () => {

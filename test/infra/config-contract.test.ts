@@ -11,6 +11,7 @@ import {
   readApiConfig,
   readCredentialProxyConfig,
   readHarnessStepConfig,
+  readOidcIssuers,
   readSandboxReaperConfig,
   type Env,
 } from '../../lambdas/core/config.js';
@@ -31,12 +32,14 @@ const PSEUDO: Record<string, string> = { 'AWS::Region': REGION, 'AWS::AccountId'
 const hex = (id: string) => Buffer.from(id).toString('hex').slice(0, 17).padEnd(17, '0');
 
 /** A value of the shape a reference resolves to at deploy time; unknown kinds fail the test, so a new one gets a shape. */
-function resolve(value: unknown, resources: Resources): string {
+function resolve(value: unknown, resources: Resources, parameters: Record<string, { Default?: string }> = {}): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   const v = value as Record<string, unknown>;
   if (typeof v.Ref === 'string') {
     if (PSEUDO[v.Ref]) return PSEUDO[v.Ref];
+    // A stack parameter: the value it deploys with unless the operator gives another.
+    if (parameters[v.Ref]) return parameters[v.Ref].Default ?? '';
     const type = resources[v.Ref]?.Type;
     switch (type) {
       case 'AWS::SQS::Queue':
@@ -67,7 +70,7 @@ function resolve(value: unknown, resources: Resources): string {
   }
   if (Array.isArray(v['Fn::Join'])) {
     const [separator, parts] = v['Fn::Join'] as [string, unknown[]];
-    return parts.map((p) => resolve(p, resources)).join(separator);
+    return parts.map((p) => resolve(p, resources, parameters)).join(separator);
   }
   throw new Error(`no placeholder for ${JSON.stringify(value)}`);
 }
@@ -79,7 +82,9 @@ function synth(props: CorralStackProps, id: string, change?: (stack: CorralStack
   const app = newApp();
   const stack = new CorralStack(app, id, props);
   change?.(stack);
-  const resources = Template.fromStack(stack).toJSON().Resources as Resources;
+  const json = Template.fromStack(stack).toJSON();
+  const resources = json.Resources as Resources;
+  const parameters = (json.Parameters ?? {}) as Record<string, { Default?: string }>;
   const envOf = (fn: IConstruct): Record<string, unknown> =>
     ((resources[logicalId(stack, fn)].Properties.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {});
   /** Each function with the parser its Lambda entry reads its environment with. */
@@ -90,7 +95,7 @@ function synth(props: CorralStackProps, id: string, change?: (stack: CorralStack
     credentialProxy: { fn: stack.credentialProxy.function, parse: readCredentialProxyConfig },
     reaper: { fn: stack.sandboxReaper.function, parse: readSandboxReaperConfig },
   } satisfies Record<string, { fn: IConstruct; parse: (env: Env) => unknown }>;
-  const resolved = (fn: IConstruct): Env => Object.fromEntries(Object.entries(envOf(fn)).map(([k, v]) => [k, resolve(v, resources)]));
+  const resolved = (fn: IConstruct): Env => Object.fromEntries(Object.entries(envOf(fn)).map(([k, v]) => [k, resolve(v, resources, parameters)]));
   return { stack, resources, envOf, resolved, functions };
 }
 
@@ -112,6 +117,7 @@ const VARIANTS: Array<[string, Record<string, unknown>]> = [
       rateLimitShards: '16',
       apiThrottleRate: '500',
       apiThrottleBurst: '1000',
+      oidcIssuers: '[{"issuer":"https://idp.example.com","audiences":["corral"],"tenant":"acme","roles":{"eng":"developer"}}]',
     },
   ],
   ['an existing VPC', { vpcId: 'vpc-0abc', privateSubnetIds: 'subnet-0aaa,subnet-0bbb', availabilityZones: 'eu-west-1a,eu-west-1b' }],
@@ -177,6 +183,8 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
     for (const label of ['api', 'stream'] as const) {
       expect(parsed[label].rateLimits, label).toEqual(context.rateLimits ? { create: 300, write: 2400, read: 0 } : { create: 300, write: 1200, read: 6000 });
       expect(parsed[label].rateLimitShards, label).toBe(Number(context.rateLimitShards ?? 10));
+      // Both accept the same OIDC issuers (the OidcIssuers parameter; its default here).
+      expect(readOidcIssuers(s.resolved(s.functions[label].fn)).map((i) => i.tenant), label).toEqual(context.oidcIssuers ? ['acme'] : []);
     }
   });
 });

@@ -11,6 +11,7 @@ import {
   readSandboxReaperConfig,
   readServicesConfig,
   readWakeSafetyMarginMs,
+  readOidcIssuers,
 } from '../../lambdas/core/config.js';
 
 /** The configuration contract's parsers, on environments built by hand. */
@@ -133,5 +134,37 @@ describe('the configuration contract', () => {
     expect(readSandboxIdleMs({ CORRAL_SANDBOX_IDLE_MS: '60000' })).toBe(60000);
     for (const bad of ['0', '-1', 'soon']) expect(() => readSandboxIdleMs({ CORRAL_SANDBOX_IDLE_MS: bad })).toThrow(`CORRAL_SANDBOX_IDLE_MS must be a positive number of milliseconds, got "${bad}"`);
     expect(() => readSandboxReaperConfig({ CORRAL_STATE_TABLE: 's' })).toThrow(/^Corral configuration of the sandbox reaper is invalid: CORRAL_SANDBOX_CLUSTER: /);
+  });
+});
+
+describe('CORRAL_OIDC_ISSUERS', () => {
+  const issuer = { issuer: 'https://idp.example.com/realms/acme', audiences: ['corral'], tenant: 'acme', roles: { eng: 'developer' } };
+  const read = (v: unknown) => readOidcIssuers({ CORRAL_OIDC_ISSUERS: typeof v === 'string' ? v : JSON.stringify(v) });
+
+  it('is part of the contract; unset or empty means no issuer', () => {
+    expect(CORRAL_ENV.oidcIssuers).toBe('CORRAL_OIDC_ISSUERS');
+    expect(readOidcIssuers({})).toEqual([]);
+    expect(read('')).toEqual([]);
+    expect(read([])).toEqual([]);
+  });
+
+  it('reads issuers with their defaults', () => {
+    expect(read([issuer])).toEqual([
+      { issuer: issuer.issuer, audiences: ['corral'], tenant: 'acme', groupsClaim: 'groups', roles: { eng: 'developer' }, clientId: null, scopes: ['openid', 'profile', 'offline_access'], clockSkewSeconds: 60 },
+    ]);
+    expect(read([{ ...issuer, groups_claim: 'cognito:groups', client_id: 'cli', scopes: ['openid'], clock_skew_seconds: 5 }])[0]).toMatchObject({ groupsClaim: 'cognito:groups', clientId: 'cli', scopes: ['openid'], clockSkewSeconds: 5 });
+    expect(read([{ ...issuer, issuer: 'http://127.0.0.1:9000' }])[0].issuer).toBe('http://127.0.0.1:9000');
+  });
+
+  it('refuses what it cannot trust or does not know, naming the variable', () => {
+    expect(() => read('{not json')).toThrow(/CORRAL_OIDC_ISSUERS: not valid JSON/);
+    expect(() => read([{ ...issuer, issuer: 'http://idp.example.com' }])).toThrow(/CORRAL_OIDC_ISSUERS \(item 0.issuer\): expected an https URL/);
+    expect(() => read([{ ...issuer, audiences: [] }])).toThrow(/CORRAL_OIDC_ISSUERS \(item 0.audiences\)/);
+    expect(() => read([{ ...issuer, roles: { eng: 'superuser' } }])).toThrow(/CORRAL_OIDC_ISSUERS \(item 0.roles.eng\)/);
+    expect(() => read([{ ...issuer, roles: {} }])).toThrow(/at least one group/);
+    expect(() => read([{ ...issuer, tenant: 'a b' }])).toThrow(/item 0.tenant/);
+    expect(() => read([{ ...issuer, client_secret: 'x' }])).toThrow(/client_secret/);
+    expect(() => read([issuer, { ...issuer, tenant: 'other' }])).toThrow(/listed twice with an audience in common/);
+    expect(read([issuer, { ...issuer, tenant: 'other', audiences: ['corral-other'] }]).map((i) => i.tenant)).toEqual(['acme', 'other']);
   });
 });

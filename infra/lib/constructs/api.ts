@@ -74,6 +74,8 @@ export interface ApiProps {
    * @default 'lambda'
    */
   readonly streamRoute?: 'lambda' | 'external';
+  /** `CORRAL_OIDC_ISSUERS`: the OIDC issuers' JSON, or a token of it (the stack's parameter). @default none */
+  readonly oidcIssuers?: string;
 }
 
 /** The REST API's binary media types: every type (see the comment where it is set). */
@@ -120,6 +122,7 @@ export class Api extends Construct {
         // Written out even at their defaults, so the template shows the limits the API enforces.
         rateLimits: formatRateLimits(props.rateLimits ?? DEFAULT_RATE_LIMITS),
         rateLimitShards: String(props.rateLimitShards ?? DEFAULT_RATE_LIMIT_SHARDS),
+        oidcIssuers: props.oidcIssuers,
       }),
     };
     this.environment = environment;
@@ -234,7 +237,7 @@ export class Api extends Construct {
       { id: 'AwsSolutions-APIG3', reason: 'WAF is left to the operator (it is billed at rest); throttling is set on the stage.' },
       {
         id: 'AwsSolutions-APIG4',
-        reason: 'Every /v1 route is authenticated by the app against hashed tenant API keys in the state table; /health is public by design.',
+        reason: 'Every /v1 route is authenticated by the app against hashed tenant API keys in the state table or OIDC tokens of the configured issuers (docs/SIGN-IN.md); /health, /openapi.json, /console and /corral/auth are public by design.',
       },
       { id: 'AwsSolutions-COG4', reason: 'Callers authenticate with Corral API keys (Managed Agents compatible), not Cognito.' },
       {
