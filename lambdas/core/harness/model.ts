@@ -109,10 +109,24 @@ export function classifyModelError(err: unknown): ModelError {
 export class AnthropicModel implements ModelClient {
   private readonly client: MessagesClient;
 
-  constructor(opts: { apiKey?: string; baseURL?: string; timeoutMs?: number } = {}) {
+  constructor(
+    opts: {
+      apiKey?: string;
+      baseURL?: string;
+      timeoutMs?: number;
+      /**
+       * How requests are sent (default the global `fetch`). A provider that is not the Messages API
+       * on the wire (Bedrock) plugs in here: it rewrites and signs the request and hands back the
+       * Messages stream events as SSE, so this class streams, times and classifies every provider
+       * the same way.
+       */
+      fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+    } = {},
+  ) {
     this.client = new MessagesClient({
       apiKey: opts.apiKey ?? process.env.ANTHROPIC_API_KEY ?? 'missing',
       baseURL: opts.baseURL ?? process.env.ANTHROPIC_BASE_URL,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
       // The harness retries itself, announcing each retry as a session.error event.
       maxRetries: 0,
       timeout: opts.timeoutMs ?? 10 * 60_000,
