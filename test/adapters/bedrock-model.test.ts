@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BedrockModel } from '../../lambdas/adapters/aws/bedrock-model.js';
 import { ModelError, type ModelDelta, type ModelRequest } from '../../lambdas/core/harness/model.js';
 import { startFakeBedrockRuntime, type FakeBedrockRuntime } from '../fixtures/fake-bedrock-runtime.js';
+import { startFakeMessagesApi } from '../fixtures/fake-messages-api.js';
+import { createAwsModel } from '../../lambdas/adapters/aws/model.js';
 
 const credentials = { accessKeyId: 'AKIDBEDROCKTEST', secretAccessKey: 'bedrock-test-secret' };
 
@@ -77,5 +79,44 @@ describe('the bedrock provider against the Bedrock runtime stand-in', () => {
     expect(err).toMatchObject({ retryable: false, status: 403 });
     expect((err as Error).message).toMatch(/region us-east-1/);
     expect(bedrock.refused).toBe(2);
+  });
+});
+
+describe('createAwsModel, by the configured provider', () => {
+  const ask = { model: 'claude-haiku-4-5', messages: [{ role: 'user' as const, content: [{ type: 'text', text: 'hi' }] }], tools: [], maxTokens: 100 };
+
+  it('bedrock: reads no key (no SSM call at all) and calls Bedrock signed with the role', async () => {
+    const bedrock = await startFakeBedrockRuntime({ region: 'eu-west-1', credentials });
+    try {
+      const ssm = { get: () => Promise.reject(new Error('SSM must not be read with bedrock')) };
+      // The SDK's variable for the service's endpoint, read when the model is built.
+      process.env.AWS_ENDPOINT_URL_BEDROCK_RUNTIME = bedrock.url;
+      const model = await createAwsModel(
+        { model: { provider: 'bedrock', bedrockRegion: 'eu-west-1', models: ['claude-haiku-4-5'], apiKeyParameter: undefined } },
+        { ssm, credentials },
+      );
+      const answer = await model.complete(ask);
+      expect(answer.content).toEqual([expect.objectContaining({ type: 'text', text: 'You said: hi' })]);
+      expect(bedrock.calls.map((c) => c.modelId)).toEqual(['eu.anthropic.claude-haiku-4-5-20251001-v1:0']);
+      expect(bedrock.refused).toBe(0);
+    } finally {
+      delete process.env.AWS_ENDPOINT_URL_BEDROCK_RUNTIME;
+      await bedrock.close();
+    }
+  });
+
+  it('gateway: the Messages API at the gateway URL, with the key from SSM', async () => {
+    const gateway = await startFakeMessagesApi();
+    try {
+      const ssm = { get: (name: string) => Promise.resolve(name === '/corral/gateway-key' ? 'gateway-key-value' : undefined) };
+      const model = await createAwsModel({ model: { provider: 'gateway', baseUrl: gateway.url, apiKeyParameter: '/corral/gateway-key' } }, { ssm });
+      await model.complete(ask);
+      expect(gateway.requests).toHaveLength(1);
+      const h = gateway.requests[0].headers;
+      expect(h['x-api-key'] ?? h.authorization?.replace(/^Bearer /, '')).toBe('gateway-key-value');
+      expect(gateway.requests[0].body.model).toBe('claude-haiku-4-5');
+    } finally {
+      await gateway.close();
+    }
   });
 });
