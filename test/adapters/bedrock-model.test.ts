@@ -57,10 +57,15 @@ describe('the bedrock provider against the Bedrock runtime stand-in', () => {
     expect(before).toMatchObject({ errorType: 'model_rate_limited_error', retryable: true, status: 429 });
     expect((before as Error).message).not.toContain('bedrock-test-secret');
 
-    bedrock.messages.push({ kind: 'error', status: 529, midStream: true });
+    bedrock.messages.push({ kind: 'error', status: 429, midStream: true });
     const during = await model.complete(request()).catch((e: unknown) => e);
-    expect(during).toMatchObject({ retryable: true });
-    expect((during as Error).message).toMatch(/serviceUnavailableException/);
+    expect(during).toMatchObject({ errorType: 'model_rate_limited_error', retryable: true });
+    expect((during as Error).message).toMatch(/throttlingException/);
+
+    bedrock.messages.push({ kind: 'error', status: 529, midStream: true });
+    const unavailable = await model.complete(request()).catch((e: unknown) => e);
+    expect(unavailable).toMatchObject({ errorType: 'model_overloaded_error', retryable: true });
+    expect((unavailable as Error).message).toMatch(/serviceUnavailableException/);
   });
 
   it('refuses a model the table has no Bedrock id for, without calling Bedrock', async () => {

@@ -102,6 +102,11 @@ export function classifyModelError(err: unknown): ModelError {
   if (status !== undefined && status >= 400) {
     return new ModelError('model_request_failed_error', false, `the model rejected the request (${status}): ${message.slice(0, 500)}`, status);
   }
+  // An error event inside a stream has no status, only its type (the API's overload, Bedrock's
+  // throttlingException or serviceUnavailableException mid-stream): named as the status would be.
+  const type = (err as { type?: string | null })?.type;
+  if (type === 'overloaded_error') return new ModelError('model_overloaded_error', true, `the model is overloaded: ${message.slice(0, 500)}`);
+  if (type === 'rate_limit_error') return new ModelError('model_rate_limited_error', true, `the model rate-limited the request: ${message.slice(0, 500)}`);
   return new ModelError('model_request_failed_error', true, `the model request failed: ${message.slice(0, 500)}`);
 }
 
