@@ -1,5 +1,6 @@
 import { jsonLogger } from '../lambdas/core/logger.js';
 import { startLocalRuntime } from './runtime.js';
+import { readModelConfig } from '../lambdas/core/config.js';
 import { parseRateLimits } from '../lambdas/core/resources/rate-limits.js';
 import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from '../lambdas/core/resources/repository-url.js';
 import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../sandbox/limits.js';
@@ -8,7 +9,9 @@ import { SANDBOX_PRIORITY_ENV, parseSandboxPriority } from '../lambdas/adapters/
 /**
  * `npm start`: the embedded default. Settings come from the environment:
  * PORT (4000), CORRAL_DATA_DIR (./.corral), CORRAL_API_KEY (generated if unset, and printed once, when it is generated),
- * ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for the model, CORRAL_SANDBOX_ISOLATION
+ * ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL for the model, CORRAL_MODEL_PROVIDER (anthropic | bedrock | gateway),
+ * CORRAL_MODELS, CORRAL_BEDROCK_REGION and CORRAL_BEDROCK_PROFILE (bedrock signs with the AWS_ACCESS_KEY_ID,
+ * AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN of the environment), CORRAL_SANDBOX_ISOLATION
  * (auto | bwrap | none), CORRAL_RATE_LIMITS (per tenant per minute, e.g. `create=300,write=1200,read=6000`),
  * CORRAL_REPOSITORY_URL_ALLOW (origins accepted besides public https ones, e.g. `http://127.0.0.1`),
  * CORRAL_SANDBOX_LIMITS (e.g. `processes=256,memory=2g,file_size=1g,cpu_seconds=3600,disk=10g`),
@@ -43,6 +46,14 @@ function setting<T>(name: string, parse: (text: string | undefined) => T): T {
 const repositoryUrlAllow = setting(REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow);
 const sandboxLimits = setting(SANDBOX_LIMITS_ENV, parseSandboxLimits);
 const sandboxPriority = setting(SANDBOX_PRIORITY_ENV, parseSandboxPriority);
+const modelConfig = (() => {
+  try {
+    return readModelConfig(env);
+  } catch (err) {
+    console.error((err as Error).message);
+    process.exit(2);
+  }
+})();
 const logger = jsonLogger({ service: 'corral-local' });
 
 const runtime = await startLocalRuntime({
@@ -52,6 +63,9 @@ const runtime = await startLocalRuntime({
   apiKey: env.CORRAL_API_KEY || undefined,
   anthropicApiKey: env.ANTHROPIC_API_KEY,
   anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
+  modelProvider: modelConfig.provider,
+  models: modelConfig.models,
+  bedrock: { region: modelConfig.bedrockRegion ?? env.AWS_REGION, profile: modelConfig.bedrockProfile },
   sandboxIsolation: isolation,
   rateLimits,
   repositoryUrlAllow,
@@ -73,7 +87,9 @@ const lines = [
     : runtime.apiKeyGenerated
       ? `  API key:  in ${runtime.dataDir}/api-key`
       : '  API key:  from CORRAL_API_KEY',
-  `  model:    ${env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com'}${env.ANTHROPIC_API_KEY ? '' : '  (ANTHROPIC_API_KEY is not set)'}`,
+  modelConfig.provider === 'bedrock'
+    ? `  model:    Amazon Bedrock in ${modelConfig.bedrockRegion ?? env.AWS_REGION ?? '(no region: set CORRAL_BEDROCK_REGION or AWS_REGION)'}${env.AWS_ACCESS_KEY_ID ? '' : '  (AWS_ACCESS_KEY_ID is not set)'}`
+    : `  model:    ${modelConfig.provider === 'gateway' ? 'gateway ' : ''}${env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com'}${env.ANTHROPIC_API_KEY ? '' : '  (ANTHROPIC_API_KEY is not set)'}`,
 ];
 console.log(lines.join('\n'));
 

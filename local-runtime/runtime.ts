@@ -18,6 +18,8 @@ import { createApp } from '../lambdas/api/app.js';
 import type { LogNotifier } from '../lambdas/api/stream.js';
 import type { HarnessDeps, HarnessOptions } from '../lambdas/core/harness/harness.js';
 import { AnthropicModel, type ModelClient } from '../lambdas/core/harness/model.js';
+import { DEFAULT_MODEL_PROVIDER, type ModelProvider } from '../lambdas/core/harness/model-ids.js';
+import { BedrockModel, type BedrockModelOptions } from '../lambdas/adapters/aws/bedrock-model.js';
 import { MemoryPreviewChannel } from '../lambdas/core/session/previews.js';
 import type { StoredEvent } from '../lambdas/core/session/events.js';
 import { generateApiKey } from '../lambdas/core/resources/tenants.js';
@@ -55,6 +57,16 @@ export interface LocalRuntimeOptions {
   apiKey?: string;
   anthropicApiKey?: string;
   anthropicBaseUrl?: string;
+  /**
+   * Who serves model calls (`CORRAL_MODEL_PROVIDER`): `anthropic` (default; `anthropicApiKey`,
+   * `anthropicBaseUrl`), `gateway` (a Messages-compatible endpoint at `anthropicBaseUrl`, with
+   * `anthropicApiKey`), or `bedrock` (signed with the AWS credentials of the environment).
+   */
+  modelProvider?: ModelProvider;
+  /** Claude ids the deployment serves (`CORRAL_MODELS`); agents with others are refused. @default - any (bedrock: any in the table) */
+  models?: string[];
+  /** The bedrock provider's settings (`CORRAL_BEDROCK_REGION`, `CORRAL_BEDROCK_PROFILE`, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`). */
+  bedrock?: Pick<BedrockModelOptions, 'region' | 'profile' | 'endpoint' | 'credentials'>;
   model?: ModelClient;
   sandboxProvider?: SandboxProvider;
   sandboxIsolation?: 'auto' | 'bwrap' | 'none';
@@ -240,8 +252,13 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         priority: opts.sandboxPriority,
       });
     sandboxProvider = opts.sandboxProvider ?? (opts.wrapSandboxProvider ? opts.wrapSandboxProvider(local()) : local());
+    const modelProvider = opts.modelProvider ?? DEFAULT_MODEL_PROVIDER;
+    if (modelProvider === 'gateway' && !opts.anthropicBaseUrl) throw new Error('the gateway model provider needs the gateway URL (ANTHROPIC_BASE_URL)');
     const model =
-      opts.model ?? new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl });
+      opts.model ??
+      (modelProvider === 'bedrock'
+        ? new BedrockModel({ ...opts.bedrock, allowed: opts.models })
+        : new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl }));
     const services = createServices({
       table,
       events,
@@ -257,6 +274,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       credentialProxy,
       notifier,
       repositoryUrlAllow: opts.repositoryUrlAllow,
+      models: { provider: modelProvider, allowed: opts.models },
       // Local sandboxes live as long as this process: so does the key their capabilities are sealed with.
       sandboxCapabilityKey: randomBytes(32),
       blobs: new FileBlobStore(localBlobDir(dataDir)),

@@ -6,6 +6,7 @@ import { parseRepositoryUrlAllow } from '../../lambdas/core/resources/repository
 import { parseSandboxLimits } from '../../sandbox/limits.js';
 import { parseRateLimits } from '../../lambdas/core/resources/rate-limits.js';
 import { readOidcIssuers } from '../../lambdas/core/config.js';
+import { parseModelProvider } from '../../lambdas/core/harness/model-ids.js';
 
 /**
  * CDK context keys the app reads (`npx cdk deploy -c key=value`, or `context` in cdk.json).
@@ -27,7 +28,11 @@ export const CONTEXT_KEYS = {
   sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
   sandboxIdleMinutes: 'Stop sandboxes no tool call used for this many minutes (default 15)',
   anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
-  modelApiKeyParameter: 'SSM SecureString parameter holding the model API key (default /corral/anthropic-api-key)',
+  modelApiKeyParameter: 'SSM SecureString parameter holding the model API key (default /corral/anthropic-api-key; not with modelProvider=bedrock)',
+  modelProvider: 'Who serves model calls: anthropic (default: the Claude API, key in SSM), bedrock (Amazon Bedrock with the harness role, no key) or gateway (a Messages-compatible endpoint at anthropicBaseUrl, key in SSM)',
+  models: 'Comma-separated Claude model ids agents may use; with bedrock the harness may invoke these only (default: with bedrock, every model of the id table; otherwise any)',
+  bedrockRegion: 'Region Bedrock is called in, with modelProvider=bedrock (default the stack region)',
+  bedrockProfile: 'Bedrock inference-profile prefix, with modelProvider=bedrock: us, eu, apac, global... (default the region geography, found at run time)',
   harnessTimeoutMinutes: 'Longest harness invocation, 1-15 (default 15)',
   harnessBatchSize: 'Wakes per harness invocation (default 1)',
   harnessMaxConcurrency: 'Most concurrent harness invocations the wake queue starts (default: harnessReservedConcurrency, else the account limit)',
@@ -160,8 +165,18 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
         return minutes ? Duration.minutes(minutes) : undefined;
       })(),
       model: {
+        provider: (() => {
+          try {
+            return parseModelProvider(asString('modelProvider', get('modelProvider')));
+          } catch (err) {
+            throw new Error(`context modelProvider: ${(err as Error).message}`);
+          }
+        })(),
         baseUrl: asString('anthropicBaseUrl', get('anthropicBaseUrl')),
         apiKeyParameterName: asString('modelApiKeyParameter', get('modelApiKeyParameter')),
+        models: asList('models', get('models')),
+        bedrockRegion: asString('bedrockRegion', get('bedrockRegion')),
+        bedrockProfile: asString('bedrockProfile', get('bedrockProfile')),
       },
       harness: {
         timeout: harnessTimeout ? Duration.minutes(harnessTimeout) : undefined,

@@ -9,7 +9,8 @@ import type { Construct, IConstruct } from 'constructs';
 import { Api } from './constructs/api.js';
 import { BlobBucket, type BlobBucketProps } from './constructs/blob-bucket.js';
 import { CredentialProxy } from './constructs/credential-proxy.js';
-import { HarnessStep, type ModelSettings } from './constructs/harness-step.js';
+import { HarnessStep, modelEnvironment, type ModelSettings } from './constructs/harness-step.js';
+import { configEnvironment } from '../../lambdas/core/config.js';
 import { Network, type NetworkProps } from './constructs/network.js';
 import { Observability, type WatchedFunction } from './constructs/observability.js';
 import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
@@ -232,6 +233,9 @@ export class CorralStack extends Stack {
     for (const fn of [this.api.handler, this.harness.function, this.sandboxReaper.function]) {
       for (const [k, v] of Object.entries(this.blobs.environment)) fn.addEnvironment(k, v);
     }
+    // The API refuses agents whose model the provider cannot serve: it knows the provider and its models.
+    const { modelProvider, models } = modelEnvironment(props.model);
+    for (const [k, v] of Object.entries(configEnvironment({ modelProvider, models }))) this.api.handler.addEnvironment(k, v);
     // The harness (MCP calls, git channels) and the API (storing new secrets) invoke it; the
     // event stream and the sandboxes cannot.
     for (const fn of [this.harness.function, this.api.handler]) {

@@ -17,6 +17,7 @@ import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from './resources/r
 import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits } from './resources/rate-limits.js';
 import { isAllowedIssuerUrl, type OidcIssuer } from './auth/oidc.js';
 import { ROLES } from './auth/roles.js';
+import { MODEL_TABLE } from './harness/model-ids.js';
 
 /** Every variable, by the name the code uses for it. */
 export const CORRAL_ENV = {
@@ -50,8 +51,23 @@ export const CORRAL_ENV = {
   sandboxSpot: 'CORRAL_SANDBOX_SPOT',
   /** A Messages-API-compatible endpoint. Optional, default the Anthropic API. Harness. */
   modelBaseUrl: 'ANTHROPIC_BASE_URL',
-  /** Name of the SSM SecureString parameter holding the model key. Harness. */
+  /** Name of the SSM SecureString parameter holding the model key (`anthropic`, `gateway`). Harness. */
   modelApiKeyParameter: 'CORRAL_MODEL_API_KEY_PARAMETER',
+  /**
+   * Who serves model calls: `anthropic` (the Claude API, a key), `bedrock` (Amazon Bedrock with the
+   * function's IAM role, no key) or `gateway` (a Messages-compatible endpoint at `ANTHROPIC_BASE_URL`,
+   * a key). Optional, default `anthropic`. API (refuses agents the provider cannot serve), harness.
+   */
+  modelProvider: 'CORRAL_MODEL_PROVIDER',
+  /**
+   * Comma-separated Claude model ids the deployment serves (with `bedrock`, the ones its IAM grants).
+   * Optional, default any (with `bedrock`, any in the model table). API, harness.
+   */
+  models: 'CORRAL_MODELS',
+  /** The region Bedrock is called in. Optional, default `AWS_REGION`. Harness. */
+  bedrockRegion: 'CORRAL_BEDROCK_REGION',
+  /** Bedrock inference-profile prefix (`us`, `eu`, `apac`, `global`...). Optional, default the region's geography. Harness. */
+  bedrockProfile: 'CORRAL_BEDROCK_PROFILE',
   /** How long a harness's session lease lasts without renewal, ms. Optional. */
   leaseTtlMs: 'CORRAL_LEASE_TTL_MS',
   /** Comma-separated session attributes added as metric dimensions: `agent`, `environment`. Optional. Harness. */
@@ -184,15 +200,22 @@ const SandboxSchema = z.object({
 
 const kmsKeyArn = z.optional(z.string().check(z.regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN')));
 
+/** The model provider's settings (`model-ids.ts` has the providers and the id table). */
+const ModelSchema = z.object({
+  provider: z._default(z.enum(['anthropic', 'bedrock', 'gateway']), 'anthropic'),
+  baseUrl: z.optional(z.url()),
+  apiKeyParameter: z.optional(nonEmpty()),
+  models: z.optional(list()),
+  bedrockRegion: z.optional(z.string().check(z.regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as us-east-1'))),
+  bedrockProfile: z.optional(z.string().check(z.regex(/^[a-z]+(-[a-z]+)?$/, 'expected an inference-profile prefix such as us, eu, apac or global'))),
+});
+
 const ServicesSchema = z.object({
   eventsTable: nonEmpty(),
   stateTable: nonEmpty(),
   wakeQueueUrl: z.url(),
   sandbox: z.optional(SandboxSchema),
-  model: z.object({
-    baseUrl: z.optional(z.url()),
-    apiKeyParameter: z.optional(nonEmpty()),
-  }),
+  model: ModelSchema,
   leaseTtlMs: z.optional(positiveInt),
   credentialProxyFunction: z.optional(nonEmpty()),
   sandboxCapabilityKey: kmsKeyArn,
@@ -240,6 +263,10 @@ const SERVICES_NAMES: Record<string, string> = {
   'sandbox.spot': CORRAL_ENV.sandboxSpot,
   'model.baseUrl': CORRAL_ENV.modelBaseUrl,
   'model.apiKeyParameter': CORRAL_ENV.modelApiKeyParameter,
+  'model.provider': CORRAL_ENV.modelProvider,
+  'model.models': CORRAL_ENV.models,
+  'model.bedrockRegion': CORRAL_ENV.bedrockRegion,
+  'model.bedrockProfile': CORRAL_ENV.bedrockProfile,
   leaseTtlMs: CORRAL_ENV.leaseTtlMs,
   credentialProxyFunction: CORRAL_ENV.credentialProxyFunction,
   sandboxCapabilityKey: CORRAL_ENV.sandboxCapabilityKey,
@@ -283,7 +310,7 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
           spot: v(CORRAL_ENV.sandboxSpot),
         }
       : undefined,
-    model: { baseUrl: v(CORRAL_ENV.modelBaseUrl), apiKeyParameter: v(CORRAL_ENV.modelApiKeyParameter) },
+    model: rawModel(v),
     leaseTtlMs: v(CORRAL_ENV.leaseTtlMs),
     credentialProxyFunction: v(CORRAL_ENV.credentialProxyFunction),
     sandboxCapabilityKey: v(CORRAL_ENV.sandboxCapabilityKey),
@@ -292,7 +319,41 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
     rateLimitShards: v(CORRAL_ENV.rateLimitShards),
     blobBucket: v(CORRAL_ENV.blobBucket),
   };
-  return parse(ServicesSchema, raw, SERVICES_NAMES, '');
+  const config = parse(ServicesSchema, raw, SERVICES_NAMES, '');
+  checkModelConfig(config.model);
+  return config;
+}
+
+function rawModel(v: (name: string) => string | undefined) {
+  return {
+    provider: v(CORRAL_ENV.modelProvider)?.toLowerCase(),
+    baseUrl: v(CORRAL_ENV.modelBaseUrl),
+    apiKeyParameter: v(CORRAL_ENV.modelApiKeyParameter),
+    models: v(CORRAL_ENV.models),
+    bedrockRegion: v(CORRAL_ENV.bedrockRegion),
+    bedrockProfile: v(CORRAL_ENV.bedrockProfile),
+  };
+}
+
+/** What the model variables say together: a gateway has a URL; Bedrock's models are in the table. */
+function checkModelConfig(model: ModelConfig): void {
+  if (model.provider === 'gateway' && !model.baseUrl) {
+    throw new Error(`Corral configuration is invalid: ${CORRAL_ENV.modelBaseUrl}: the gateway model provider needs the gateway's URL`);
+  }
+  const unknown = model.provider === 'bedrock' ? (model.models ?? []).filter((m) => !MODEL_TABLE[m]) : [];
+  if (unknown.length) {
+    throw new Error(`Corral configuration is invalid: ${CORRAL_ENV.models}: no Bedrock id for ${unknown.join(', ')} (lambdas/core/harness/model-ids.ts)`);
+  }
+}
+
+export type ModelConfig = z.infer<typeof ModelSchema>;
+
+/** The model provider's settings alone (`npm start` reads them so; the functions within `readServicesConfig`). */
+export function readModelConfig(env: Env = process.env): ModelConfig {
+  const names = Object.fromEntries(Object.entries(SERVICES_NAMES).filter(([k]) => k.startsWith('model.')).map(([k, n]) => [k.slice('model.'.length), n]));
+  const model = parse(ModelSchema, rawModel(reader(env)), names, '');
+  checkModelConfig(model);
+  return model;
 }
 
 /** The API's functions (`lambdas/api/lambda.ts`, buffered and streaming): the services wiring. */

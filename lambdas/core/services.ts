@@ -1,7 +1,7 @@
 import { Harness, type HarnessDeps, type HarnessOptions } from './harness/harness.js';
 import type { ModelClient } from './harness/model.js';
 import type { WakeQueue } from './harness/queue.js';
-import { AgentService } from './resources/agents.js';
+import { AgentService, type ModelServing } from './resources/agents.js';
 import { EnvironmentService } from './resources/environments.js';
 import { FileService } from './resources/files.js';
 import { SessionService } from './resources/sessions.js';
@@ -75,6 +75,11 @@ export function createServices(deps: {
   clock?: () => number;
   /** Repository origins accepted besides public https ones (`CORRAL_REPOSITORY_URL_ALLOW`). */
   repositoryUrlAllow?: string[];
+  /**
+   * The model provider and its configured models (`CORRAL_MODEL_PROVIDER`, `CORRAL_MODELS`): an
+   * agent whose model it cannot serve is a 400. @default - any model id is accepted
+   */
+  models?: ModelServing;
   /** Key that seals sandbox capabilities in the state table (see sandbox/sealing.ts). */
   sandboxCapabilityKey?: Buffer;
   /** Seals them with a key held elsewhere (AWS: KMS); instead of `sandboxCapabilityKey`. */
@@ -86,7 +91,7 @@ export function createServices(deps: {
   /** Bounds of a workspace snapshot (kept in `blobs`); see sandbox/workspaces.ts. */
   workspaceLimits?: Partial<WorkspaceLimits>;
 }): CorralServices {
-  const agents = new AgentService(deps.table);
+  const agents = new AgentService(deps.table, deps.models);
   const environments = new EnvironmentService(deps.table);
   const files = new FileService(deps.table, deps.blobs);
   const vaults = new VaultService(deps.table, deps.credentialProxy);

@@ -55,7 +55,7 @@ describe('readAwsConfig: the Lambda environment the stack sets', () => {
         taskEvents: false,
         spot: false,
       },
-      model: { baseUrl: 'https://llm.example.com', apiKeyParameter: '/corral/key' },
+      model: { provider: 'anthropic', baseUrl: 'https://llm.example.com', apiKeyParameter: '/corral/key' },
       // No repository origins besides public https ones unless the stack allows some.
       repositoryUrlAllow: [],
       // The built-in per-tenant limits, counted on 10 shards, unless the stack sets others.

@@ -10,6 +10,7 @@ import {
   readSandboxIdleMs,
   readSandboxReaperConfig,
   readServicesConfig,
+  readModelConfig,
   readWakeSafetyMarginMs,
   readOidcIssuers,
 } from '../../lambdas/core/config.js';
@@ -42,7 +43,7 @@ describe('the configuration contract', () => {
       eventsTable: 'events',
       stateTable: 'state',
       wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL,
-      model: {},
+      model: { provider: 'anthropic' },
       repositoryUrlAllow: [],
       rateLimits: { create: 300, write: 1200, read: 6000 },
       rateLimitShards: 10,
@@ -66,7 +67,7 @@ describe('the configuration contract', () => {
       stateTable: 'state',
       wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL,
       sandbox: { cluster: 'corral', taskDefinition: sandbox.CORRAL_SANDBOX_TASK_DEFINITION, subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'], containerName: 'agent', port: 9000, assignPublicIp: true, taskEvents: true, spot: true },
-      model: { baseUrl: 'http://127.0.0.1:4000', apiKeyParameter: '/corral/model-key' },
+      model: { provider: 'anthropic', baseUrl: 'http://127.0.0.1:4000', apiKeyParameter: '/corral/model-key' },
       leaseTtlMs: 30000,
       credentialProxyFunction: 'proxy',
       repositoryUrlAllow: [],
@@ -89,6 +90,22 @@ describe('the configuration contract', () => {
     expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_SANDBOX_PORT: '70000' })).toThrow(/CORRAL_SANDBOX_PORT/);
     expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'yes' })).toThrow(/CORRAL_SANDBOX_ASSIGN_PUBLIC_IP/);
     expect(() => readServicesConfig({ ...base, CORRAL_LEASE_TTL_MS: '-5' })).toThrow(/CORRAL_LEASE_TTL_MS/);
+  });
+
+  it('reads the model provider: anthropic by default, bedrock with its models and region, a gateway only with its URL', () => {
+    expect(readModelConfig({}).provider).toBe('anthropic');
+    expect(
+      readServicesConfig({ ...base, CORRAL_MODEL_PROVIDER: 'Bedrock', CORRAL_MODELS: 'claude-sonnet-4-5, claude-haiku-4-5', CORRAL_BEDROCK_REGION: 'eu-west-1', CORRAL_BEDROCK_PROFILE: 'global' }).model,
+    ).toEqual({ provider: 'bedrock', models: ['claude-sonnet-4-5', 'claude-haiku-4-5'], bedrockRegion: 'eu-west-1', bedrockProfile: 'global' });
+    expect(() => readModelConfig({ CORRAL_MODEL_PROVIDER: 'vertex' })).toThrow(/CORRAL_MODEL_PROVIDER/);
+    expect(() => readModelConfig({ CORRAL_MODEL_PROVIDER: 'bedrock', CORRAL_MODELS: 'claude-sonnet-4-5,claude-fake' })).toThrow(/CORRAL_MODELS: no Bedrock id for claude-fake/);
+    expect(() => readModelConfig({ CORRAL_MODEL_PROVIDER: 'bedrock', CORRAL_BEDROCK_REGION: 'Ireland' })).toThrow(/CORRAL_BEDROCK_REGION/);
+    expect(() => readServicesConfig({ ...base, CORRAL_MODEL_PROVIDER: 'gateway' })).toThrow(/ANTHROPIC_BASE_URL: the gateway model provider needs/);
+    expect(readModelConfig({ CORRAL_MODEL_PROVIDER: 'gateway', ANTHROPIC_BASE_URL: 'https://llm.internal.example', CORRAL_MODEL_API_KEY_PARAMETER: '/k' })).toEqual({
+      provider: 'gateway',
+      baseUrl: 'https://llm.internal.example',
+      apiKeyParameter: '/k',
+    });
   });
 
   it('reads the harness step: metric dimensions and its safety margin', () => {

@@ -113,6 +113,11 @@ describe('model errors', () => {
     expect(e(400, 'bad request body')).toMatchObject({ errorType: 'model_request_failed_error', retryable: false, message: 'the model rejected the request (400): bad request body' });
     expect(e(undefined, 'socket hang up')).toMatchObject({ retryable: true, message: 'the model request failed: socket hang up' });
     expect(e(undefined, 'x'.repeat(2000)).message.length).toBeLessThan(600);
+    // an error event inside a stream: no status, its type says which (Bedrock's mid-stream exceptions arrive so)
+    const typed = (type: string) => classifyModelError(Object.assign(new Error('mid-stream'), { type }));
+    expect(typed('overloaded_error')).toMatchObject({ errorType: 'model_overloaded_error', retryable: true });
+    expect(typed('rate_limit_error')).toMatchObject({ errorType: 'model_rate_limited_error', retryable: true });
+    expect(typed('api_error')).toMatchObject({ errorType: 'model_request_failed_error', retryable: true });
     const own = new ModelError('billing_error', false, 'no');
     expect(classifyModelError(own)).toBe(own);
   });

@@ -4,15 +4,36 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { configEnvironment } from '../../../lambdas/core/config.js';
+import { configEnvironment, type ConfigKey } from '../../../lambdas/core/config.js';
+import { DEFAULT_MODEL_PROVIDER, MODEL_TABLE, bedrockTarget, type ModelProvider } from '../../../lambdas/core/harness/model-ids.js';
 import { CorralFunction } from './corral-function.js';
+import { acknowledge, defaultPolicyOf } from '../nag.js';
 import type { Network } from './network.js';
 import type { Sandboxes } from './sandboxes.js';
 import type { SessionLog } from './session-log.js';
 import type { WakeQueue } from './wake-queue.js';
 
-/** Where the harness calls the model, and with which key. */
+/** Where the harness calls the model, and with which key (or IAM role). */
 export interface ModelSettings {
+  /**
+   * Who serves model calls: `anthropic` (the Claude API, key in SSM), `gateway` (a
+   * Messages-compatible endpoint at `baseUrl`, key in SSM) or `bedrock` (Amazon Bedrock with the
+   * harness's IAM role: no key, no parameter, no SSM access). @default 'anthropic'
+   */
+  readonly provider?: ModelProvider;
+  /**
+   * Claude model ids the deployment serves (model-ids.ts); with `bedrock`, the harness may invoke
+   * these and no others. @default - with `bedrock`, every id of the table; otherwise any
+   */
+  readonly models?: string[];
+  /** With `bedrock`: the region it is called in. @default - the stack's region */
+  readonly bedrockRegion?: string;
+  /**
+   * With `bedrock`: the inference-profile prefix (`us`, `eu`, `apac`, `global`). @default - the
+   * region's geography, found by the harness at run time; the grant then names the configured
+   * models' profiles of any geography
+   */
+  readonly bedrockProfile?: string;
   /** An Anthropic-compatible Messages API endpoint. @default - https://api.anthropic.com */
   readonly baseUrl?: string;
   /**
@@ -62,11 +83,43 @@ export interface HarnessStepProps {
 
 export const DEFAULT_MODEL_KEY_PARAMETER = '/corral/anthropic-api-key';
 
+/** The model variables the harness and the API read (config.ts): the provider and its models. */
+export function modelEnvironment(model: ModelSettings | undefined): Partial<Record<ConfigKey, string>> {
+  const provider = model?.provider ?? DEFAULT_MODEL_PROVIDER;
+  if (provider === DEFAULT_MODEL_PROVIDER && !model?.models?.length) return {};
+  return {
+    modelProvider: provider,
+    models: model?.models?.length ? model.models.join(',') : undefined,
+    bedrockRegion: provider === 'bedrock' ? model?.bedrockRegion : undefined,
+    bedrockProfile: provider === 'bedrock' ? model?.bedrockProfile : undefined,
+  };
+}
+
+/**
+ * `bedrock:InvokeModelWithResponseStream` on the configured models only: each one's inference
+ * profile in the region it is called in (Claude 4 models are served only through one) and the
+ * foundation model behind it in any region (a geographic profile routes a call to any region of
+ * its geography, and IAM checks the foundation model there too). Without a configured prefix the
+ * profile is named for any geography (`*.anthropic.…`): still these models and no others.
+ */
+export function bedrockInvokeStatement(stack: Stack, model: ModelSettings): iam.PolicyStatement {
+  const ids = model.models?.length ? model.models : Object.keys(MODEL_TABLE);
+  const region = model.bedrockRegion ?? stack.region;
+  const resources = new Set<string>();
+  for (const id of ids) {
+    const target = bedrockTarget(id, { profile: model.bedrockProfile ?? '*' });
+    resources.add(`arn:${stack.partition}:bedrock:*::foundation-model/${target.foundationModel}`);
+    if (target.inferenceProfile) resources.add(`arn:${stack.partition}:bedrock:${region}:${stack.account}:inference-profile/${target.inferenceProfile}`);
+  }
+  return new iam.PolicyStatement({ actions: ['bedrock:InvokeModelWithResponseStream'], resources: [...resources] });
+}
+
 /**
  * The harness step: a Lambda function fed by the wake queue (partial batch responses), running
  * in the private subnets so that it, and only it, can reach the sandbox agents. It reads and
  * appends to the session log, sends its own continuation when it yields, starts and stops
- * sandbox tasks, and reads the model key from SSM. It has no access to Secrets Manager: the
+ * sandbox tasks, and reads the model key from SSM (or, with Bedrock, invokes the configured models
+ * with its own role and reads no key). It has no access to Secrets Manager: the
  * vault's secrets are the credential proxy's alone.
  */
 export class HarnessStep extends Construct {
@@ -82,7 +135,14 @@ export class HarnessStep extends Construct {
       description: 'Corral harness: calls the model, AWS APIs and the sandbox agents',
       allowAllOutbound: true,
     });
-    const keyParameter = props.model?.apiKeyParameterName ?? DEFAULT_MODEL_KEY_PARAMETER;
+    const provider = props.model?.provider ?? DEFAULT_MODEL_PROVIDER;
+    if (provider === 'gateway' && !props.model?.baseUrl) throw new Error('model provider gateway: the gateway URL (anthropicBaseUrl) is required');
+    if (provider === 'bedrock' && props.model?.apiKeyParameterName) throw new Error('model provider bedrock: no model key parameter (Bedrock is called with the harness role)');
+    for (const m of provider === 'bedrock' ? (props.model?.models ?? []) : []) {
+      if (!MODEL_TABLE[m]) throw new Error(`model provider bedrock: no Bedrock id for model ${m} (lambdas/core/harness/model-ids.ts)`);
+    }
+    // Bedrock needs no key: no parameter is named, read or granted.
+    const keyParameter = provider === 'bedrock' ? undefined : (props.model?.apiKeyParameterName ?? DEFAULT_MODEL_KEY_PARAMETER);
     const reserved = props.reservedConcurrency;
     if (reserved !== undefined && (!Number.isInteger(reserved) || reserved < 2)) {
       throw new Error('harness reservedConcurrency: at least 2 (the wake queue event source runs at least 2 invocations)');
@@ -111,6 +171,7 @@ export class HarnessStep extends Construct {
         ...configEnvironment({
           modelApiKeyParameter: keyParameter,
           modelBaseUrl: props.model?.baseUrl,
+          ...modelEnvironment(props.model),
           metricsSessionDimensions: props.metricsSessionDimensions?.length ? props.metricsSessionDimensions.join(',') : undefined,
         }),
       },
@@ -123,17 +184,32 @@ export class HarnessStep extends Construct {
     props.sandboxes.grantManage(this.function);
     props.sandboxes.grantCapabilitySealing(this.function);
     props.sandboxes.allowAgentAccessFrom(this.securityGroup);
-    this.function.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['ssm:GetParameter'],
-        resources: [
-          Arn.format(
-            { service: 'ssm', resource: 'parameter', resourceName: keyParameter.replace(/^\//, ''), arnFormat: ArnFormat.SLASH_RESOURCE_NAME },
-            Stack.of(this),
-          ),
-        ],
-      }),
-    );
+    if (keyParameter) {
+      this.function.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['ssm:GetParameter'],
+          resources: [
+            Arn.format(
+              { service: 'ssm', resource: 'parameter', resourceName: keyParameter.replace(/^\//, ''), arnFormat: ArnFormat.SLASH_RESOURCE_NAME },
+              Stack.of(this),
+            ),
+          ],
+        }),
+      );
+    }
+    if (provider === 'bedrock') {
+      const statement = bedrockInvokeStatement(Stack.of(this), props.model ?? {});
+      this.function.addToRolePolicy(statement);
+      // cdk-nag: the region (and, without a configured prefix, the geography) is the wildcard; the model never is.
+      const wildcards = statement.resources.filter((r) => r.includes('*'));
+      acknowledge(
+        defaultPolicyOf(this.function),
+        ...wildcards.map((r) => ({
+          id: `AwsSolutions-IAM5[Resource::${r.replace(/\$\{Token\[AWS\.(\w+)\.\d+\]\}/g, '<AWS::$1>')}]`,
+          reason: 'A Bedrock inference profile routes a call to any region of its geography, where IAM checks the foundation model too: every region, this one model.',
+        })),
+      );
+    }
     // Grants ReceiveMessage, DeleteMessage, ChangeMessageVisibility (the handler shortens it for
     // busy sessions) and GetQueueAttributes on the wake queue.
     this.function.addEventSource(

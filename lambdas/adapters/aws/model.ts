@@ -1,12 +1,17 @@
 import { AnthropicModel, type ModelClient } from '../../core/harness/model.js';
 import type { ServicesConfig } from '../../core/config.js';
 import { SsmParameters } from './ssm-parameter.js';
+import { BedrockModel } from './bedrock-model.js';
+import type { Credentials } from './signed-http.js';
 
 /**
- * The harness's model on AWS: the Messages API at the configured base URL, its key read once from
- * the SSM SecureString parameter `CORRAL_MODEL_API_KEY_PARAMETER` names. A module of its own, which
- * only the harness step's entry imports: the API never calls the model, so neither the Anthropic
- * SDK nor the SSM client belongs in its bundle.
+ * The harness's model on AWS, by the configured provider (`CORRAL_MODEL_PROVIDER`):
+ * - `anthropic`: the Messages API (at `ANTHROPIC_BASE_URL` if set), its key read once from the SSM
+ *   SecureString parameter `CORRAL_MODEL_API_KEY_PARAMETER` names;
+ * - `gateway`: any Messages-compatible endpoint at `ANTHROPIC_BASE_URL`, its key read the same way;
+ * - `bedrock`: Claude on Amazon Bedrock, signed with the function's own IAM role: no key at all.
+ * A module of its own, which only the harness step's entry imports: the API never calls the model,
+ * so neither the Anthropic SDK nor the SSM client belongs in its bundle.
  */
 
 /** The model API key, read once from an SSM SecureString parameter. */
@@ -19,10 +24,20 @@ export async function readModelApiKey(ssm: Pick<SsmParameters, 'get'>, parameter
 export interface AwsModelOptions {
   /** How to read the key (tests pass one); by default SSM in the function's region with its own credentials. */
   ssm?: Pick<SsmParameters, 'get'>;
+  /** Bedrock's signing credentials (tests); by default the function's own. */
+  credentials?: Credentials;
 }
 
 /** The model from the configuration; without a key parameter, the SDK's own default (`ANTHROPIC_API_KEY`). */
 export async function createAwsModel(config: Pick<ServicesConfig, 'model'>, opts: AwsModelOptions = {}): Promise<ModelClient> {
+  if (config.model.provider === 'bedrock') {
+    return new BedrockModel({
+      region: config.model.bedrockRegion,
+      profile: config.model.bedrockProfile,
+      allowed: config.model.models,
+      credentials: opts.credentials,
+    });
+  }
   let apiKey: string | undefined;
   if (config.model.apiKeyParameter) {
     const ssm = opts.ssm ?? new SsmParameters();

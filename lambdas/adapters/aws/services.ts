@@ -166,6 +166,7 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     leaseTtlMs: config.leaseTtlMs,
     credentialProxy,
     repositoryUrlAllow: config.repositoryUrlAllow,
+    models: { provider: config.model.provider, allowed: config.model.models },
     rateLimits: config.rateLimits,
     rateLimitShards: config.rateLimitShards,
     sandboxCapabilitySealer,

@@ -72,7 +72,7 @@ const bytes = (d: SourceData): Buffer =>
   typeof d === 'string' ? Buffer.from(d, 'utf8') : ArrayBuffer.isView(d) ? Buffer.from(d.buffer, d.byteOffset, d.byteLength) : Buffer.from(d);
 
 /** SHA-256 (and its HMAC) from node:crypto, in the shape the signer takes. */
-class Sha256 implements Checksum {
+export class Sha256 implements Checksum {
   private h: Hash | Hmac;
   private readonly secret: Buffer | undefined;
   constructor(secret?: SourceData) {
@@ -91,7 +91,7 @@ class Sha256 implements Checksum {
 }
 
 /** The function's own credentials, from the environment Lambda gives it. */
-const fromEnv: AwsCredentialIdentityProvider = async () => {
+export const fromEnv: AwsCredentialIdentityProvider = async () => {
   const accessKeyId = process.env.AWS_ACCESS_KEY_ID;
   const secretAccessKey = process.env.AWS_SECRET_ACCESS_KEY;
   if (!accessKeyId || !secretAccessKey) throw new Error('no AWS credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set');

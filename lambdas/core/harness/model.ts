@@ -102,6 +102,11 @@ export function classifyModelError(err: unknown): ModelError {
   if (status !== undefined && status >= 400) {
     return new ModelError('model_request_failed_error', false, `the model rejected the request (${status}): ${message.slice(0, 500)}`, status);
   }
+  // An error event inside a stream has no status, only its type (the API's overload, Bedrock's
+  // throttlingException or serviceUnavailableException mid-stream): named as the status would be.
+  const type = (err as { type?: string | null })?.type;
+  if (type === 'overloaded_error') return new ModelError('model_overloaded_error', true, `the model is overloaded: ${message.slice(0, 500)}`);
+  if (type === 'rate_limit_error') return new ModelError('model_rate_limited_error', true, `the model rate-limited the request: ${message.slice(0, 500)}`);
   return new ModelError('model_request_failed_error', true, `the model request failed: ${message.slice(0, 500)}`);
 }
 
@@ -109,10 +114,24 @@ export function classifyModelError(err: unknown): ModelError {
 export class AnthropicModel implements ModelClient {
   private readonly client: MessagesClient;
 
-  constructor(opts: { apiKey?: string; baseURL?: string; timeoutMs?: number } = {}) {
+  constructor(
+    opts: {
+      apiKey?: string;
+      baseURL?: string;
+      timeoutMs?: number;
+      /**
+       * How requests are sent (default the global `fetch`). A provider that is not the Messages API
+       * on the wire (Bedrock) plugs in here: it rewrites and signs the request and hands back the
+       * Messages stream events as SSE, so this class streams, times and classifies every provider
+       * the same way.
+       */
+      fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+    } = {},
+  ) {
     this.client = new MessagesClient({
       apiKey: opts.apiKey ?? process.env.ANTHROPIC_API_KEY ?? 'missing',
       baseURL: opts.baseURL ?? process.env.ANTHROPIC_BASE_URL,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
       // The harness retries itself, announcing each retry as a session.error event.
       maxRetries: 0,
       timeout: opts.timeoutMs ?? 10 * 60_000,

@@ -4,8 +4,15 @@ import type { AgentCreate, AgentUpdate, PermissionPolicy } from '../api/schemas.
 import { ConditionFailedError, type StateTable } from '../store.js';
 import { AgentVersionRecords, HeadRecords, type AgentHeadFields } from '../storage/items.js';
 import { tenantPrincipal } from '../storage/principal.js';
+import { UnsupportedModelError, checkModelServed, type ModelProvider } from '../harness/model-ids.js';
 import { MAX_AGENT_BYTES, assertRecordFits, nowIso, patchMetadata } from './common.js';
 import { collectPage, createdAtFilter, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
+
+/** Which models this deployment serves: its provider, and its configured list when it has one. */
+export interface ModelServing {
+  provider: ModelProvider;
+  allowed?: readonly string[];
+}
 
 /** An agent version as the API returns it (`BetaManagedAgentsAgent`). */
 export interface Agent {
@@ -164,7 +171,25 @@ const versions = new AgentVersionRecords<Agent>();
 
 /** Agents: versioned, immutable per version, archived rather than deleted. */
 export class AgentService {
-  constructor(private readonly table: StateTable) {}
+  /**
+   * @param models the deployment's model provider and its configured models: an agent whose model
+   *   the provider cannot serve is refused at create and update (400), not at its first model call.
+   */
+  constructor(
+    private readonly table: StateTable,
+    private readonly models?: ModelServing,
+  ) {}
+
+  /** Refuses a model the configured provider cannot serve (model-ids.ts). */
+  private checkModel(model: Agent['model']): void {
+    if (!this.models) return;
+    try {
+      checkModelServed(model.id, this.models.provider, this.models.allowed);
+    } catch (err) {
+      if (err instanceof UnsupportedModelError) throw new InvalidRequestError(`model: ${err.message}`);
+      throw err;
+    }
+  }
 
   async create(tenant: string, params: AgentCreate, now = new Date()): Promise<Agent> {
     const id = newId(ID_PREFIX.agent, now.getTime());
@@ -188,6 +213,7 @@ export class AgentService {
       updated_at: nowIso(now),
       archived_at: null,
     };
+    this.checkModel(agent.model);
     assertRecordFits('agent', agent, MAX_AGENT_BYTES);
     await versions.put(this.table, tenant, agent, { ifNotExists: true });
     try {
@@ -257,6 +283,7 @@ export class AgentService {
       multiagent: null,
       updated_at: nowIso(now),
     };
+    if (params.model !== undefined) this.checkModel(next.model);
     if (params.tools === undefined && params.mcp_servers !== undefined) {
       for (const t of next.tools) {
         if (t.type === 'mcp_toolset' && !mcpServers.some((s) => s.name === t.mcp_server_name)) {
