@@ -5,6 +5,7 @@ import type { CorralStackProps } from './corral-stack.js';
 import { parseRepositoryUrlAllow } from '../../lambdas/core/resources/repository-url.js';
 import { parseSandboxLimits } from '../../sandbox/limits.js';
 import { parseRateLimits } from '../../lambdas/core/resources/rate-limits.js';
+import { readTelemetryConfig } from '../../lambdas/core/telemetry/config.js';
 
 /**
  * CDK context keys the app reads (`npx cdk deploy -c key=value`, or `context` in cdk.json).
@@ -51,6 +52,8 @@ export const CONTEXT_KEYS = {
   streamTierMaxTasks: 'Most stream tier tasks, with streamTier=fargate, 1-100 (default 4; every task reads every shard of the events stream)',
   workspaceSnapshotDays: 'Days a workspace snapshot is kept after its last write, 1-3650 (default 30); a session idle longer restarts with an empty workspace',
   deletedFileRetentionDays: 'Days the bytes of a deleted or replaced file stay recoverable in the blob bucket, 1-365 (default 7)',
+  otlpEndpoint: 'OpenTelemetry collector (OTLP/HTTP JSON) base URL the API and harness functions export traces to, e.g. https://otel.example.com:4318 (default none: no export)',
+  otlpHeadersParameter: 'SSM SecureString parameter holding the exporter headers, key=value,... (read at cold start; default none). Only with otlpEndpoint',
 } as const;
 
 export type ContextKey = keyof typeof CONTEXT_KEYS;
@@ -172,6 +175,18 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       timeToFirstTokenP99ThresholdMs: asInt('timeToFirstTokenP99ThresholdMs', get('timeToFirstTokenP99ThresholdMs'), 1, 3_600_000),
       api5xxRatePercent: asInt('api5xxRatePercent', get('api5xxRatePercent'), 1, 100),
       alarmEmail: asString('alarmEmail', get('alarmEmail')),
+      telemetry: (() => {
+        const endpoint = asString('otlpEndpoint', get('otlpEndpoint'));
+        const headersParameterName = asString('otlpHeadersParameter', get('otlpHeadersParameter'));
+        if (!endpoint) {
+          if (headersParameterName) throw new Error('context otlpHeadersParameter: only with otlpEndpoint');
+          return undefined;
+        }
+        // The functions read it as OTEL_EXPORTER_OTLP_ENDPOINT: refused here, not at their cold start.
+        readTelemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, 'corral');
+        if (headersParameterName && !/^\/?[A-Za-z0-9_.\-/]+$/.test(headersParameterName)) throw new Error('context otlpHeadersParameter: an SSM parameter name');
+        return { endpoint, headersParameterName };
+      })(),
       logRetention: retentionDays as logs.RetentionDays | undefined,
       blobs: {
         workspaceSnapshotRetention: snapshotDays ? Duration.days(snapshotDays) : undefined,

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseWakeMessage } from '../../lambdas/adapters/aws/sqs-queue.js';
+import { startAwsTelemetry } from '../../lambdas/adapters/aws/telemetry.js';
 import { MemoryQueue } from '../../lambdas/adapters/local/memory-queue.js';
 import { tracedWakeQueue } from '../../lambdas/core/harness/queue.js';
 import { parseOtlpHeaders, readTelemetryConfig } from '../../lambdas/core/telemetry/config.js';
@@ -170,5 +171,34 @@ describe('the OTLP/HTTP JSON encoding', () => {
       ],
       status: { code: 0 },
     });
+  });
+});
+
+describe('trace export in a Lambda function', () => {
+  it('reads the exporter headers from the SSM parameter once, only when an endpoint is set', async () => {
+    const asked: Array<{ name: string; withDecryption: boolean }> = [];
+    const ssm = {
+      get: async (name: string, o: { withDecryption: boolean }) => {
+        asked.push({ name, ...o });
+        return name === '/corral/otlp-headers' ? 'x-honeycomb-team=team%20key,x-dataset=corral' : undefined;
+      },
+    };
+    expect(await startAwsTelemetry({ CORRAL_OTLP_HEADERS_PARAMETER: '/corral/otlp-headers' }, 'corral-api', { ssm })).toBeNull();
+    expect(asked).toEqual([]);
+
+    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', CORRAL_OTLP_HEADERS_PARAMETER: '/corral/otlp-headers', POWERTOOLS_SERVICE_NAME: 'corral-harness' };
+    const sent: Array<{ url: string; headers: Record<string, string>; service: string }> = [];
+    const telemetry = await startAwsTelemetry(env, 'corral-api', { ssm, fetch: async (url, init) => {
+      const body = JSON.parse(String(init?.body)) as { resourceSpans: Array<{ resource: { attributes: Array<{ value: { stringValue: string } }> } }> };
+      sent.push({ url: String(url), headers: init?.headers as Record<string, string>, service: body.resourceSpans[0]!.resource.attributes[0]!.value.stringValue });
+      return new Response('{}');
+    } });
+    expect(asked).toEqual([{ name: '/corral/otlp-headers', withDecryption: true }]);
+    await withSpan('api.request', {}, async () => undefined);
+    await telemetry!.stop();
+    expect(sent).toEqual([
+      { url: 'http://127.0.0.1:9/v1/traces', headers: { 'x-honeycomb-team': 'team key', 'x-dataset': 'corral', 'content-type': 'application/json' }, service: 'corral-harness' },
+    ]);
+    await expect(startAwsTelemetry({ ...env, CORRAL_OTLP_HEADERS_PARAMETER: '/corral/missing' }, 'corral-api', { ssm })).rejects.toThrow(/has no value/);
   });
 });
