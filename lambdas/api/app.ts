@@ -59,8 +59,9 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   // is continued. Its attributes are the method, the route's pattern (ids stay out of it) and the
   // status; never the path's values, the query or a header.
   app.use('*', (c, next) =>
-    withSpan('api.request', { kind: 'server', parent: c.req.header('traceparent'), attributes: { 'http.request.method': c.req.method } }, async (span) => {
+    withSpan('api.request', { kind: 'server', parent: c.req.header('traceparent') ?? null, attributes: { 'http.request.method': c.req.method } }, async (span) => {
       await next();
+      if (!span.context) return; // tracing is off
       span.setAttributes({ 'http.route': routePath(c), 'http.response.status_code': c.res.status });
       if (c.res.status >= 500) span.fail(`HTTP ${c.res.status}`);
     }),

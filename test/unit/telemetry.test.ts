@@ -111,12 +111,16 @@ describe('trace context', () => {
         expect(currentTraceparent()).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
       });
       await expect(withSpan('failing', {}, async () => Promise.reject(new TypeError('input was secret-value')))).rejects.toThrow();
+      // Work handed over from elsewhere names its parent: null starts a trace of its own here.
+      await withSpan('detached', { parent: null }, async () => undefined);
     });
-    const [inner, failing, outer] = c.spans;
-    expect([inner.name, failing.name, outer.name]).toEqual(['inner', 'failing', 'outer']);
+    const [inner, failing, detached, outer] = c.spans;
+    expect([inner.name, failing.name, detached.name, outer.name]).toEqual(['inner', 'failing', 'detached', 'outer']);
+    expect(detached.parentSpanId).toBeUndefined();
+    expect(detached.traceId).not.toBe(outer.traceId);
     expect(outer.parentSpanId).toBe('b7ad6b7169203331');
     expect(inner.parentSpanId).toBe(outer.spanId);
-    expect(new Set(c.spans.map((s) => s.traceId))).toEqual(new Set(['0af7651916cd43dd8448eb211c80319c']));
+    expect(new Set([inner, failing, outer].map((s) => s.traceId))).toEqual(new Set(['0af7651916cd43dd8448eb211c80319c']));
     expect(failing.status).toEqual({ code: 'error', message: 'TypeError' });
   });
 

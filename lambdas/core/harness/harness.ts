@@ -41,8 +41,9 @@ export class Harness {
    */
   wake(sessionId: string, opts: { deadline?: number; owner?: string; traceparent?: string } = {}): Promise<WakeResult> {
     const { traceparent, ...rest } = opts;
-    // The step's span continues the trace of the wake that asked for it (the message's `traceparent`).
-    return withSpan('harness.step', { kind: 'consumer', parent: traceparent, attributes: { 'corral.session.id': sessionId } }, async (span) => {
+    // The step's span continues the trace of the wake that asked for it (the message's
+    // `traceparent`), or starts one: never the span the queue's delivery happened to run in.
+    return withSpan('harness.step', { kind: 'consumer', parent: traceparent ?? null, attributes: { 'corral.session.id': sessionId } }, async (span) => {
       const result = await wakeSession(this.parts, sessionId, rest);
       span.setAttributes({ 'corral.wake.status': result.status });
       return result;

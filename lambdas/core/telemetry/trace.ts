@@ -96,8 +96,13 @@ export function currentTraceparent(): string | undefined {
 export interface SpanOptions {
   kind?: SpanKind;
   attributes?: Attributes;
-  /** The parent: a context or a `traceparent`; by default the span this code runs in (a new trace when none). */
-  parent?: SpanContext | string;
+  /**
+   * The parent: a context or a `traceparent`; `null` (or a malformed `traceparent`) starts a new
+   * trace. By default, the span this code runs in (a new trace when none). A span that begins
+   * work handed over from elsewhere (a request, a queue message) names its parent, so that it
+   * never nests under whatever span the delivering code happened to run in.
+   */
+  parent?: SpanContext | string | null;
   startMs?: number;
 }
 
@@ -105,7 +110,7 @@ export interface SpanOptions {
 export function startSpan(name: string, opts: SpanOptions = {}): Span {
   const e = exporter;
   if (!e) return NOOP_SPAN;
-  const parent = typeof opts.parent === 'string' ? parseTraceparent(opts.parent) : (opts.parent ?? active.getStore());
+  const parent = opts.parent === undefined ? active.getStore() : typeof opts.parent === 'string' ? parseTraceparent(opts.parent) : (opts.parent ?? undefined);
   const context: SpanContext = { traceId: parent?.traceId ?? randomBytes(16).toString('hex'), spanId: randomBytes(8).toString('hex') };
   const attributes: Record<string, AttributeValue> = {};
   let status: FinishedSpan['status'] = { code: 'unset' };
