@@ -3,6 +3,7 @@ import { parseWakeMessage } from '../../lambdas/adapters/aws/sqs-queue.js';
 import { startAwsTelemetry } from '../../lambdas/adapters/aws/telemetry.js';
 import { MemoryQueue } from '../../lambdas/adapters/local/memory-queue.js';
 import { tracedWakeQueue } from '../../lambdas/core/harness/queue.js';
+import { CredentialProxyClient } from '../../lambdas/core/vault/protocol.js';
 import { parseOtlpHeaders, readTelemetryConfig } from '../../lambdas/core/telemetry/config.js';
 import { otlpJson } from '../../lambdas/core/telemetry/otlp.js';
 import {
@@ -204,5 +205,17 @@ describe('trace export in a Lambda function', () => {
       { url: 'http://127.0.0.1:9/v1/traces', headers: { 'x-honeycomb-team': 'team key', 'x-dataset': 'corral', 'content-type': 'application/json' }, service: 'corral-harness' },
     ]);
     await expect(startAwsTelemetry({ ...env, CORRAL_OTLP_HEADERS_PARAMETER: '/corral/missing' }, 'corral-api', { ssm })).rejects.toThrow(/has no value/);
+  });
+});
+
+describe('the credential proxy call', () => {
+  it('is a span naming the operation, never its arguments', async () => {
+    const c = collect();
+    uninstall = c.uninstall;
+    const client = new CredentialProxyClient({ call: async () => ({ ok: true, result: undefined }) });
+    await withSpan('tool_call', {}, () => client.storeSecret('vault/ref-1', { token: 'secret-value-9f' } as never));
+    const call = c.spans.find((s) => s.name === 'credential_proxy.call')!;
+    expect(call).toMatchObject({ kind: 'client', attributes: { 'corral.proxy.op': 'store_secret' }, parentSpanId: c.spans.find((s) => s.name === 'tool_call')!.spanId });
+    expect(JSON.stringify(c.spans)).not.toMatch(/secret-value-9f|ref-1/);
   });
 });
