@@ -37,6 +37,9 @@ import { OidcVerifier, type OidcIssuer } from '../lambdas/core/auth/oidc.js';
 import { CredentialProxyClient } from '../lambdas/core/vault/protocol.js';
 import { LocalCredentialProxy } from '../lambdas/adapters/local/credential-proxy-client.js';
 import { FileEgressCa } from '../lambdas/adapters/local/egress-ca.js';
+import { readTelemetryConfig } from '../lambdas/core/telemetry/config.js';
+import type { OtlpTraceConfig } from '../lambdas/core/telemetry/otlp.js';
+import { startTelemetry, type Telemetry } from '../lambdas/core/telemetry/setup.js';
 
 /** How often a local event stream reads the log with no announcement (see createApp below). */
 export const LOCAL_STREAM_POLL_MS = 30_000;
@@ -124,6 +127,11 @@ export interface LocalRuntimeOptions {
   authFailureLimits?: AuthFailureLimits;
   /** OIDC issuers whose tokens the API accepts (docs/SIGN-IN.md). Default: `CORRAL_OIDC_ISSUERS`, else none. */
   oidcIssuers?: OidcIssuer[];
+  /**
+   * Where this process's spans go (OTLP/HTTP JSON; docs/TELEMETRY.md); null turns export off.
+   * @default the standard OTEL_EXPORTER_OTLP_* variables of the environment (off when none is set)
+   */
+  telemetry?: OtlpTraceConfig | null;
   logger?: Logger;
 }
 
@@ -207,7 +215,11 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
   let sandboxProvider: SandboxProvider | null = null;
   let proxyProcess: LocalCredentialProxy | null = null;
   let egress: LocalEgressProxy | undefined;
+  let telemetry: Telemetry | null = null;
   try {
+    telemetry = startTelemetry(opts.telemetry === undefined ? readTelemetryConfig(process.env, 'corral') : opts.telemetry, {
+      onError: (message) => log.warn('trace export failed', { message }),
+    });
     dynamo = await startDynalite({ path: opts.inMemory ? undefined : join(dataDir, 'dynamodb'), socketPath: socket.path });
     const tables = { events: 'corral-events', state: 'corral-state' };
     await ensureTables(dynamo.client, tables);
@@ -302,8 +314,8 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     }, FILE_SWEEP_INTERVAL_MS);
     fileSweeper.unref();
 
-    queue.start(async (sessionId) => {
-      const result = await services.harness.wake(sessionId);
+    queue.start(async (sessionId, { traceparent }) => {
+      const result = await services.harness.wake(sessionId, { traceparent });
       if (result.status === 'busy') return { retryAfterMs: result.retryAfterMs };
     });
 
@@ -375,6 +387,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         await proxy?.close();
         await db.close();
         socket.cleanup();
+        await telemetry?.stop();
       },
     };
   } catch (err) {
@@ -384,6 +397,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     await proxyProcess?.close();
     await dynamo?.close();
     socket.cleanup();
+    await telemetry?.stop();
     throw err;
   }
 }

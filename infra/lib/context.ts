@@ -7,6 +7,7 @@ import { parseSandboxLimits } from '../../sandbox/limits.js';
 import { parseRateLimits } from '../../lambdas/core/resources/rate-limits.js';
 import { readOidcIssuers } from '../../lambdas/core/config.js';
 import { parseModelProvider } from '../../lambdas/core/harness/model-ids.js';
+import { readTelemetryConfig } from '../../lambdas/core/telemetry/config.js';
 
 /**
  * CDK context keys the app reads (`npx cdk deploy -c key=value`, or `context` in cdk.json).
@@ -58,6 +59,8 @@ export const CONTEXT_KEYS = {
   workspaceSnapshotDays: 'Days a workspace snapshot is kept after its last write, 1-3650 (default 30); a session idle longer restarts with an empty workspace',
   oidcIssuers: 'Default of the OidcIssuers stack parameter: a JSON array of the OIDC issuers whose tokens the API accepts (docs/SIGN-IN.md; default none, API keys only)',
   deletedFileRetentionDays: 'Days the bytes of a deleted or replaced file stay recoverable in the blob bucket, 1-365 (default 7)',
+  otlpEndpoint: 'OpenTelemetry collector (OTLP/HTTP JSON) base URL the API and harness functions export traces to, e.g. https://otel.example.com:4318 (default none: no export)',
+  otlpHeadersParameter: 'SSM SecureString parameter holding the exporter headers, key=value,... (read at cold start; default none). Only with otlpEndpoint',
 } as const;
 
 export type ContextKey = keyof typeof CONTEXT_KEYS;
@@ -200,6 +203,18 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       timeToFirstTokenP99ThresholdMs: asInt('timeToFirstTokenP99ThresholdMs', get('timeToFirstTokenP99ThresholdMs'), 1, 3_600_000),
       api5xxRatePercent: asInt('api5xxRatePercent', get('api5xxRatePercent'), 1, 100),
       alarmEmail: asString('alarmEmail', get('alarmEmail')),
+      telemetry: (() => {
+        const endpoint = asString('otlpEndpoint', get('otlpEndpoint'));
+        const headersParameterName = asString('otlpHeadersParameter', get('otlpHeadersParameter'));
+        if (!endpoint) {
+          if (headersParameterName) throw new Error('context otlpHeadersParameter: only with otlpEndpoint');
+          return undefined;
+        }
+        // The functions read it as OTEL_EXPORTER_OTLP_ENDPOINT: refused here, not at their cold start.
+        readTelemetryConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, 'corral');
+        if (headersParameterName && !/^\/?[A-Za-z0-9_.\-/]+$/.test(headersParameterName)) throw new Error('context otlpHeadersParameter: an SSM parameter name');
+        return { endpoint, headersParameterName };
+      })(),
       logRetention: retentionDays as logs.RetentionDays | undefined,
       blobs: {
         workspaceSnapshotRetention: snapshotDays ? Duration.days(snapshotDays) : undefined,

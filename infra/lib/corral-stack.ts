@@ -1,4 +1,5 @@
-import { CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { Arn, ArnFormat, CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
@@ -19,7 +20,7 @@ import { SessionLog } from './constructs/session-log.js';
 import { StreamTier, type StreamTierProps } from './constructs/stream-tier.js';
 import { WakeQueue, visibilityForConsumer } from './constructs/wake-queue.js';
 import type { RateLimits } from '../../lambdas/core/resources/rate-limits.js';
-import { readOidcIssuers } from '../../lambdas/core/config.js';
+import { CORRAL_ENV, readOidcIssuers } from '../../lambdas/core/config.js';
 
 export interface HarnessSettings {
   /** Longest one harness invocation runs before it yields and queues its continuation. @default 15 minutes */
@@ -96,6 +97,13 @@ export interface CorralStackProps extends StackProps {
   readonly tableRemovalPolicy?: RemovalPolicy;
   /** The blob bucket's retention and removal (files, outputs, workspace snapshots). @default see BlobBucketProps */
   readonly blobs?: BlobBucketProps;
+  /**
+   * OpenTelemetry trace export of the API and harness functions (docs/TELEMETRY.md): the OTLP/HTTP
+   * base URL, and the SSM SecureString parameter holding the exporter's headers (read at cold
+   * start, so a collector's key is in neither the template nor the functions' configuration).
+   * @default no export
+   */
+  readonly telemetry?: { readonly endpoint: string; readonly headersParameterName?: string };
 }
 
 export const METRICS_NAMESPACE = 'Corral';
@@ -241,6 +249,22 @@ export class CorralStack extends Stack {
     for (const fn of [this.harness.function, this.api.handler]) {
       this.credentialProxy.grantInvoke(fn);
       for (const [k, v] of Object.entries(this.credentialProxy.environment)) fn.addEnvironment(k, v);
+    }
+
+    // Trace export: the functions that run the API and the harness, the ones that make spans.
+    if (props.telemetry) {
+      const { endpoint, headersParameterName } = props.telemetry;
+      for (const fn of [this.api.handler, this.api.streamHandler, this.harness.function]) {
+        fn.addEnvironment('OTEL_EXPORTER_OTLP_ENDPOINT', endpoint);
+        if (!headersParameterName) continue;
+        fn.addEnvironment(CORRAL_ENV.otlpHeadersParameter, headersParameterName);
+        fn.addToRolePolicy(
+          new iam.PolicyStatement({
+            actions: ['ssm:GetParameter'],
+            resources: [Arn.format({ service: 'ssm', resource: 'parameter', resourceName: headersParameterName.replace(/^\//, ''), arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, this)],
+          }),
+        );
+      }
     }
 
     let alarmTopic: sns.Topic | undefined;

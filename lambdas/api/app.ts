@@ -1,5 +1,6 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { routePath } from 'hono/route';
 import { looksLikeJwt, type OidcVerifier } from '../core/auth/oidc.js';
 import { roleAllows } from '../core/auth/roles.js';
 import { AuthenticationError, InvalidRequestError, PermissionError } from '../core/errors.js';
@@ -22,6 +23,7 @@ import { vaultRoutes } from './vaults.js';
 import type { LogNotifier, StreamOptions } from './stream.js';
 import { strictQuery } from './query-params.js';
 import { requiredRole } from './route-roles.js';
+import { withSpan } from '../core/telemetry/trace.js';
 
 export interface AppOptions {
   notifier?: LogNotifier;
@@ -66,6 +68,17 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
     return c.json(body, status as 400);
   });
   app.notFound((c) => c.json(errorBody('not_found_error', `no route for ${c.req.method} ${c.req.path}`), 404));
+  // The request's span (telemetry/trace.ts; nothing when tracing is off): a client's `traceparent`
+  // is continued. Its attributes are the method, the route's pattern (ids stay out of it) and the
+  // status; never the path's values, the query or a header.
+  app.use('*', (c, next) =>
+    withSpan('api.request', { kind: 'server', parent: c.req.header('traceparent') ?? null, attributes: { 'http.request.method': c.req.method } }, async (span) => {
+      await next();
+      if (!span.context) return; // tracing is off
+      span.setAttributes({ 'http.route': routePath(c), 'http.response.status_code': c.res.status });
+      if (c.res.status >= 500) span.fail(`HTTP ${c.res.status}`);
+    }),
+  );
 
   app.get('/health', (c) => (opts.ready?.() ?? true ? c.json({ status: 'ok' }) : c.json({ status: 'starting' }, 503)));
   app.route('/', openApiRoutes()); // GET /openapi.json, no API key

@@ -4,6 +4,8 @@ import type { Context as LambdaContext } from 'aws-lambda';
 import { Hono } from 'hono';
 import { defaultIsContentTypeBinary, getConnInfo, handle, streamHandle } from 'hono/aws-lambda';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
+import { startAwsTelemetry } from '../adapters/aws/telemetry.js';
+import { flushSpans } from '../core/telemetry/trace.js';
 import { createApp } from './app.js';
 import { OidcVerifier } from '../core/auth/oidc.js';
 import { readOidcIssuers } from '../core/config.js';
@@ -31,10 +33,15 @@ const tracer = new Tracer();
 let app: Promise<Hono> | undefined;
 
 function getApp(): Promise<Hono> {
-  app ??= createAwsServices({
-    instrument: (client) => tracer.captureAWSv3Client(client),
-    onAppend: (sessionId, stored) => logger.debug('appended', { sessionId, position: stored.position }),
-  }).then(
+  // Trace export (off without OTEL_EXPORTER_OTLP_ENDPOINT) starts before the app serves anything.
+  app ??= startAwsTelemetry(process.env, 'corral-api', { onError: (message) => logger.warn('trace export failed', { message }) })
+    .then(() =>
+      createAwsServices({
+        instrument: (client) => tracer.captureAWSv3Client(client),
+        onAppend: (sessionId, stored) => logger.debug('appended', { sessionId, position: stored.position }),
+      }),
+    )
+    .then(
     ({ services }) => {
       const issuers = readOidcIssuers();
       return createApp(services, {
@@ -89,7 +96,13 @@ const buffered = async (event: Parameters<ReturnType<typeof handle>>[0], context
       return res;
     },
   } as unknown as Hono;
-  return handle(app, { isContentTypeBinary: () => binary })(event, context);
+  try {
+    return await handle(app, { isContentTypeBinary: () => binary })(event, context);
+  } finally {
+    // A frozen function sends nothing: this invocation's spans go before it returns. (The
+    // streaming function stays up while it streams; its exporter sends on its own timer.)
+    await flushSpans();
+  }
 };
 
 export const handler = buffered;

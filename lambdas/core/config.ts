@@ -116,6 +116,13 @@ export const CORRAL_ENV = {
    * docs/SIGN-IN.md). Optional, default none (API keys only). API (both functions).
    */
   oidcIssuers: 'CORRAL_OIDC_ISSUERS',
+  /**
+   * Name of an SSM SecureString parameter holding the OTLP exporter's headers
+   * (`key=value,...`, as `OTEL_EXPORTER_OTLP_HEADERS`), read once per cold start, so that a
+   * collector's key is in neither the template nor the environment. Optional; only with
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` (docs/TELEMETRY.md). API (both functions), harness.
+   */
+  otlpHeadersParameter: 'CORRAL_OTLP_HEADERS_PARAMETER',
 } as const;
 
 export type ConfigKey = keyof typeof CORRAL_ENV;

@@ -1,6 +1,6 @@
 import { Harness, type HarnessDeps, type HarnessOptions } from './harness/harness.js';
 import type { ModelClient } from './harness/model.js';
-import type { WakeQueue } from './harness/queue.js';
+import { tracedWakeQueue, type WakeQueue } from './harness/queue.js';
 import { AgentService, type ModelServing } from './resources/agents.js';
 import { EnvironmentService } from './resources/environments.js';
 import { FileService } from './resources/files.js';
@@ -91,11 +91,13 @@ export function createServices(deps: {
   /** Bounds of a workspace snapshot (kept in `blobs`); see sandbox/workspaces.ts. */
   workspaceLimits?: Partial<WorkspaceLimits>;
 }): CorralServices {
+  // Every wake the core asks for is a span whose context goes with the message (telemetry/trace.ts).
+  const queue = tracedWakeQueue(deps.queue);
   const agents = new AgentService(deps.table, deps.models);
   const environments = new EnvironmentService(deps.table);
   const files = new FileService(deps.table, deps.blobs);
   const vaults = new VaultService(deps.table, deps.credentialProxy);
-  const sessions = new SessionService(deps.table, deps.events, agents, environments, deps.queue, {
+  const sessions = new SessionService(deps.table, deps.events, agents, environments, queue, {
     vaults,
     secrets: deps.credentialProxy,
   }, { allow: deps.repositoryUrlAllow ?? [] }, {
@@ -124,12 +126,12 @@ export function createServices(deps: {
     // With a blob store, a sandbox stopped for idleness keeps its workspace (sandbox/workspaces.ts).
     deps.blobs ? { blobs: deps.blobs, limits: deps.workspaceLimits } : undefined,
   );
-  const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue: deps.queue, mcp, notifier: deps.notifier, previews: deps.previews };
+  const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue, mcp, notifier: deps.notifier, previews: deps.previews };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);
   return {
     table: deps.table,
     events: deps.events,
-    queue: deps.queue,
+    queue,
     agents,
     environments,
     sessions,

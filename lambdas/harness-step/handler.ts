@@ -7,6 +7,7 @@ import type { CorralServices } from '../core/services.js';
 import { systemPrincipal } from '../core/storage/principal.js';
 import type { HarnessMetrics, SessionDimension } from '../adapters/aws/metrics.js';
 import { parseWakeMessage } from '../adapters/aws/sqs-queue.js';
+import { flushSpans } from '../core/telemetry/trace.js';
 
 /** The harness step reads sessions of every tenant (for its metrics' dimensions). */
 const HARNESS = systemPrincipal('harness');
@@ -124,6 +125,8 @@ export function createHarnessStepHandler(deps: HarnessStepDeps) {
     } finally {
       // Stopped (and its last call settled) before any hand-back, which must be the last word.
       await beating.stop();
+      // The batch's spans go before the function is frozen (a no-op when tracing is off).
+      await flushSpans();
     }
 
     const failed = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
@@ -151,7 +154,7 @@ export function createHarnessStepHandler(deps: HarnessStepDeps) {
       metrics.flush();
       return;
     }
-    const { sessionId } = message;
+    const { sessionId, traceparent } = message;
     const { services } = runtime;
     logger.appendKeys({ sessionId, messageId: record.messageId });
     const parent = tracer?.isTracingEnabled() ? tracer.getSegment() : undefined;
@@ -167,7 +170,8 @@ export function createHarnessStepHandler(deps: HarnessStepDeps) {
       const margin = Math.min(safetyMarginMs, remaining / 2);
       const deadline = Date.now() + remaining - margin;
       const started = Date.now();
-      const result = await services.harness.wake(sessionId, { deadline });
+      // The step continues the trace of the wake's span (the message's `traceparent`, when tracing is on).
+      const result = await services.harness.wake(sessionId, { deadline, traceparent });
       logger.info('wake finished', { status: result.status, durationMs: Date.now() - started });
       if (segment) tracer!.putAnnotation('wakeStatus', result.status);
       if (result.status === 'busy') throw new SessionBusyError(result.retryAfterMs);

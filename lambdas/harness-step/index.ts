@@ -4,6 +4,7 @@ import { Tracer } from '@aws-lambda-powertools/tracer';
 import { HarnessMetrics } from '../adapters/aws/metrics.js';
 import { createAwsModel } from '../adapters/aws/model.js';
 import { coreLogger, createAwsServices } from '../adapters/aws/services.js';
+import { startAwsTelemetry } from '../adapters/aws/telemetry.js';
 import { readSessionDimensions, readWakeSafetyMarginMs } from '../core/config.js';
 import { createHarnessStepHandler, type HarnessStepRuntime } from './handler.js';
 
@@ -21,13 +22,18 @@ const metrics = new HarnessMetrics(new Metrics());
 let runtime: Promise<HarnessStepRuntime> | undefined;
 
 function init(): Promise<HarnessStepRuntime> {
-  runtime ??= createAwsServices({
-    // The harness alone calls the model: its key is read from SSM here, once per container.
-    model: (config) => createAwsModel(config),
-    instrument: (client) => tracer.captureAWSv3Client(client),
-    harness: { logger: coreLogger(logger), observer: metrics.observer },
-    onAppend: (_sessionId, stored) => logger.appendKeys({ position: stored.position }),
-  }).then(
+  // Trace export (off without OTEL_EXPORTER_OTLP_ENDPOINT) starts before the first wake.
+  runtime ??= startAwsTelemetry(process.env, 'corral-harness', { onError: (message) => logger.warn('trace export failed', { message }) })
+    .then(() =>
+      createAwsServices({
+        // The harness alone calls the model: its key is read from SSM here, once per container.
+        model: (config) => createAwsModel(config),
+        instrument: (client) => tracer.captureAWSv3Client(client),
+        harness: { logger: coreLogger(logger), observer: metrics.observer },
+        onAppend: (_sessionId, stored) => logger.appendKeys({ position: stored.position }),
+      }),
+    )
+    .then(
     ({ services, config, clients }) => ({ services, sqs: clients.sqs, queueUrl: config.wakeQueueUrl }),
     (err) => {
       runtime = undefined; // the next invocation tries again

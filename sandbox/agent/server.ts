@@ -205,11 +205,15 @@ async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.
     throw new HttpError(503, setup.state === 'starting' ? 'sandbox is still starting' : `sandbox setup failed: ${setup.error.message}`);
   }
   const request = parseExecuteRequest(parsed);
+  const startedAt = Date.now();
   const result = await agent.execute(request);
+  // The run's timing (this clock's, epoch ms): the caller exports it as the agent's span of the
+  // trace its `traceparent` header names (the sandbox itself has no route to a collector).
+  const timing = { started_at_ms: startedAt, ended_at_ms: Date.now() };
   // After a tool that can write (the core catalogues after those only), the outputs' change
   // marker: taken now, not kept with an idempotent result, so it is what is there at this answer.
   const marker = MARKED_TOOLS.has(request.tool) ? { outputs_marker: agent.sessionFiles.outputsMarker() } : {};
-  sendJson(res, 200, { output: result.output, is_error: result.is_error, ...marker });
+  sendJson(res, 200, { output: result.output, is_error: result.is_error, ...marker, timing });
 }
 
 

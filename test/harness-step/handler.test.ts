@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Logger } from '@aws-lambda-powertools/logger';
@@ -23,6 +25,8 @@ import { AgentCreate, EnvironmentCreate } from '../../lambdas/core/api/schemas.j
 import type { CorralServices } from '../../lambdas/core/services.js';
 import { DEFAULT_HEARTBEAT, createHarnessStepHandler } from '../../lambdas/harness-step/handler.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-messages-api.js';
+import { startTelemetry } from '../../lambdas/core/telemetry/setup.js';
+import { parseTraceparent, withSpan } from '../../lambdas/core/telemetry/trace.js';
 
 const QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/wake.fifo';
 const TENANT = 'acme';
@@ -181,6 +185,42 @@ describe('harness step handler (SQS FIFO batch -> harness.wake), against dynalit
     const names = new Set(emf.flatMap((m) => ((m._aws as { CloudWatchMetrics: Array<{ Metrics: Array<{ Name: string }> }> }).CloudWatchMetrics[0].Metrics.map((x) => x.Name))));
     for (const name of ['TimeToFirstToken', 'ModelLatency', 'StepDuration', 'HarnessOverhead']) expect(names).toContain(name);
     expect(emf[0]).toMatchObject({ service: 'corral-harness' });
+  });
+
+  it('continues the trace its wake message carries, and sends the spans before the invocation returns', async () => {
+    const spans: Array<{ name: string; traceId: string; spanId: string; parentSpanId?: string }> = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString()) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: typeof spans }> }> };
+        for (const rs of body.resourceSpans) for (const ss of rs.scopeSpans) spans.push(...ss.spans);
+        res.writeHead(200).end('{}');
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    // A batch would wait ten minutes: only the handler's flush can have sent what arrives.
+    const telemetry = startTelemetry({ url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/v1/traces`, headers: {}, serviceName: 'corral-harness' }, { delayMs: 600_000 });
+    try {
+      const session = await services.sessions.create(TENANT, { agent: agentId, environment_id: environmentId });
+      sqsMock.resetHistory();
+      await withSpan('api.request', { kind: 'server' }, () =>
+        services.sessions.send(TENANT, session.id, [{ type: 'user.message', content: [{ type: 'text', text: 'trace me' }] }]),
+      );
+      const body = (sqsMock.commandCalls(SendMessageCommand)[0]!.args[0].input as SendMessageCommandInput).MessageBody!;
+      const wakeContext = parseTraceparent((JSON.parse(body) as { traceparent?: string }).traceparent);
+      expect(wakeContext).toBeDefined();
+      const res = await handler({ Records: [record(1, body, session.id)] }, lambdaContext());
+      expect(res.batchItemFailures).toEqual([]);
+      const step = spans.find((s) => s.name === 'harness.step');
+      expect(step).toMatchObject({ traceId: wakeContext!.traceId, parentSpanId: wakeContext!.spanId });
+      expect(spans.find((s) => s.name === 'wake')).toMatchObject({ spanId: wakeContext!.spanId });
+      expect(spans.filter((s) => s.name === 'model_request').every((s) => s.parentSpanId === step!.spanId)).toBe(true);
+      expect(spans.some((s) => s.name === 'model_request')).toBe(true);
+    } finally {
+      await telemetry!.stop();
+      await new Promise<void>((r) => receiver.close(() => r()));
+    }
   });
 
   it('reports a busy session as a batch item failure and brings it back when the lease ends', async () => {

@@ -15,6 +15,7 @@ import {
   readSandboxReaperConfig,
   type Env,
 } from '../../lambdas/core/config.js';
+import { readTelemetryConfig } from '../../lambdas/core/telemetry/config.js';
 
 /**
  * The configuration contract (lambdas/core/config.ts) against the synthesized template: every
@@ -118,6 +119,8 @@ const VARIANTS: Array<[string, Record<string, unknown>]> = [
       apiThrottleRate: '500',
       apiThrottleBurst: '1000',
       oidcIssuers: '[{"issuer":"https://idp.example.com","audiences":["corral"],"tenant":"acme","roles":{"eng":"developer"}}]',
+      otlpEndpoint: 'https://otel.example.com:4318',
+      otlpHeadersParameter: '/corral/otlp-headers',
     },
   ],
   ['an existing VPC', { vpcId: 'vpc-0abc', privateSubnetIds: 'subnet-0aaa,subnet-0bbb', availabilityZones: 'eu-west-1a,eu-west-1b' }],
@@ -144,6 +147,23 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
     }
     // The model key is only ever read from SSM, never placed in an environment.
     expect(isConfigEnvName('ANTHROPIC_API_KEY')).toBe(false);
+  });
+
+  it('sets trace export on the API and harness functions only with otlpEndpoint, and its headers only as a parameter name', () => {
+    for (const [label, { fn }] of Object.entries(s.functions)) {
+      const env = s.resolved(fn);
+      const exporting = !!context.otlpEndpoint && ['harness', 'api', 'stream'].includes(label);
+      expect(readTelemetryConfig(env, 'corral')?.url, label).toBe(exporting ? 'https://otel.example.com:4318/v1/traces' : undefined);
+      expect(env[CORRAL_ENV.otlpHeadersParameter], label).toBe(exporting ? '/corral/otlp-headers' : undefined);
+      expect(Object.keys(env).filter((k) => /HEADERS$/.test(k) && k.startsWith('OTEL_')), label).toEqual([]);
+      // The parameter is readable by the functions that export, and by no other.
+      // (A role with many grants has some in a managed "overflow" policy: both kinds are read.)
+      const policies = Object.values(s.resources).filter(
+        (r) => (r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy') && JSON.stringify(r.Properties).includes('parameter/corral/otlp-headers'),
+      );
+      const role = ((s.resources[logicalId(s.stack, fn)].Properties as { Role: { 'Fn::GetAtt': [string, string] } }).Role)['Fn::GetAtt'][0];
+      expect(policies.some((p) => JSON.stringify((p.Properties as { Roles: unknown }).Roles).includes(`"${role}"`)), label).toBe(exporting);
+    }
   });
 
   it('gives each function an environment its entry parses', () => {

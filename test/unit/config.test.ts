@@ -36,6 +36,8 @@ describe('the configuration contract', () => {
     expect(isConfigEnvName('CORRAL_STATE_TABLE')).toBe(true);
     expect(isConfigEnvName('ANTHROPIC_API_KEY')).toBe(false);
     expect(configEnvironment({ stateTable: 's', leaseTtlMs: '5000', sandboxPort: undefined })).toEqual({ CORRAL_STATE_TABLE: 's', CORRAL_LEASE_TTL_MS: '5000' });
+    // Read by the Lambda entries' trace export (lambdas/adapters/aws/telemetry.ts), not by a config parser.
+    expect(configEnvironment({ otlpHeadersParameter: '/corral/otlp-headers' })).toEqual({ CORRAL_OTLP_HEADERS_PARAMETER: '/corral/otlp-headers' });
   });
 
   it('reads the services wiring; no sandbox variable means no sandbox block', () => {

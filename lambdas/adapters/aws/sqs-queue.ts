@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { WakeQueue } from '../../core/harness/queue.js';
+import type { WakeOptions, WakeQueue } from '../../core/harness/queue.js';
+import { parseTraceparent } from '../../core/telemetry/trace.js';
 
 /** A wake message on the queue. */
 export interface WakeMessage {
   sessionId: string;
+  /** The W3C trace context of the wake's span, when tracing is on (the harness step continues it). */
+  traceparent?: string;
 }
 
 /**
@@ -21,8 +24,8 @@ export class SqsWakeQueue implements WakeQueue {
     private readonly queueUrl: string,
   ) {}
 
-  async wake(sessionId: string): Promise<void> {
-    const body: WakeMessage = { sessionId };
+  async wake(sessionId: string, opts: WakeOptions = {}): Promise<void> {
+    const body: WakeMessage = { sessionId, ...(opts.traceparent ? { traceparent: opts.traceparent } : {}) };
     await this.client.send(
       new SendMessageCommand({
         QueueUrl: this.queueUrl,
@@ -37,7 +40,10 @@ export class SqsWakeQueue implements WakeQueue {
 export function parseWakeMessage(body: string): WakeMessage | null {
   try {
     const parsed = JSON.parse(body);
-    return typeof parsed?.sessionId === 'string' && parsed.sessionId.length > 0 ? { sessionId: parsed.sessionId } : null;
+    if (typeof parsed?.sessionId !== 'string' || parsed.sessionId.length === 0) return null;
+    // A malformed trace context is dropped, not the wake: the step then starts a trace of its own.
+    const traceparent = typeof parsed.traceparent === 'string' && parseTraceparent(parsed.traceparent) ? parsed.traceparent : undefined;
+    return { sessionId: parsed.sessionId, ...(traceparent ? { traceparent } : {}) };
   } catch {
     return null;
   }

@@ -1,11 +1,13 @@
-import type { WakeQueue } from '../../core/harness/queue.js';
+import type { WakeOptions, WakeQueue } from '../../core/harness/queue.js';
 
-export type WakeHandler = (sessionId: string) => Promise<{ retryAfterMs?: number } | void>;
+export type WakeHandler = (sessionId: string, message: { traceparent?: string }) => Promise<{ retryAfterMs?: number } | void>;
 
 interface Message {
   sessionId: string;
   availableAt: number;
   receives: number;
+  /** The trace context of the first wake merged into this message. */
+  traceparent?: string;
 }
 
 /**
@@ -32,11 +34,13 @@ export class MemoryQueue implements WakeQueue {
     } = {},
   ) {}
 
-  async wake(sessionId: string, opts: { delayMs?: number } = {}): Promise<void> {
+  async wake(sessionId: string, opts: WakeOptions = {}): Promise<void> {
     const availableAt = Date.now() + (opts.delayMs ?? 0);
     const existing = this.waiting.get(sessionId);
-    if (existing) existing.availableAt = Math.min(existing.availableAt, availableAt);
-    else this.waiting.set(sessionId, { sessionId, availableAt, receives: 0 });
+    if (existing) {
+      existing.availableAt = Math.min(existing.availableAt, availableAt);
+      existing.traceparent ??= opts.traceparent;
+    } else this.waiting.set(sessionId, { sessionId, availableAt, receives: 0, ...(opts.traceparent ? { traceparent: opts.traceparent } : {}) });
     this.pump();
   }
 
@@ -105,7 +109,7 @@ export class MemoryQueue implements WakeQueue {
     this.running++;
     msg.receives++;
     const handler = this.handler!;
-    handler(msg.sessionId)
+    handler(msg.sessionId, { ...(msg.traceparent ? { traceparent: msg.traceparent } : {}) })
       .then(
         (result) => {
           if (result && result.retryAfterMs !== undefined) this.requeue(msg, result.retryAfterMs);
@@ -128,6 +132,6 @@ export class MemoryQueue implements WakeQueue {
     const existing = this.waiting.get(msg.sessionId);
     const availableAt = Date.now() + delayMs;
     if (existing) existing.availableAt = Math.min(existing.availableAt, availableAt);
-    else this.waiting.set(msg.sessionId, { sessionId: msg.sessionId, availableAt, receives: msg.receives });
+    else this.waiting.set(msg.sessionId, { ...msg, availableAt });
   }
 }

@@ -2,6 +2,7 @@ import { FoldCache } from './fold-cache.js';
 import { McpToolCache } from './mcp-tools.js';
 import { silentLogger, type HarnessDeps, type HarnessOptions, type HarnessParts } from './step.js';
 import { wakeSession, type WakeResult } from './wake.js';
+import { withSpan } from '../telemetry/trace.js';
 
 export type { HarnessDeps, HarnessLogger, HarnessObserver, HarnessOptions } from './step.js';
 export type { WakeResult } from './wake.js';
@@ -35,9 +36,17 @@ export class Harness {
    * reaches every long call: a model call is aborted at it, a sandbox tool call stops waiting
    * (the tool goes on in the sandbox and the next wake picks its result up by idempotency key),
    * a provisioning is stopped. A wake cut that way saves its cursor, queues its continuation and
-   * returns `yielded`, as one that reaches the deadline between actions does.
+   * returns `yielded`, as one that reaches the deadline between actions does. `traceparent`: the
+   * wake message's trace context, continued by the step's span.
    */
-  wake(sessionId: string, opts: { deadline?: number; owner?: string } = {}): Promise<WakeResult> {
-    return wakeSession(this.parts, sessionId, opts);
+  wake(sessionId: string, opts: { deadline?: number; owner?: string; traceparent?: string } = {}): Promise<WakeResult> {
+    const { traceparent, ...rest } = opts;
+    // The step's span continues the trace of the wake that asked for it (the message's
+    // `traceparent`), or starts one: never the span the queue's delivery happened to run in.
+    return withSpan('harness.step', { kind: 'consumer', parent: traceparent ?? null, attributes: { 'corral.session.id': sessionId } }, async (span) => {
+      const result = await wakeSession(this.parts, sessionId, rest);
+      span.setAttributes({ 'corral.wake.status': result.status });
+      return result;
+    });
   }
 }

@@ -24,6 +24,7 @@ import {
   type SandboxEndpoint,
   type ToolOutput,
 } from './types.js';
+import { currentTraceparent, startSpan, withSpan, type Span } from '../telemetry/trace.js';
 
 /** Mirrors the agent's limits (`sandbox/agent.ts`). */
 const DEFAULT_TOOL_TIMEOUT_MS = 120_000;
@@ -261,6 +262,13 @@ export class SandboxClient {
    * it moved (`session-files.ts`).
    */
   async executeWithMarker(tool: string, input: unknown, opts: ExecuteOptions = {}): Promise<{ output: ToolOutput; outputsMarker: string | null }> {
+    // The request's span; its context goes to the agent as `traceparent`, and the agent's own run
+    // of the tool (timed by the agent) is exported from here as its child: the sandbox has no
+    // route to a collector of its own.
+    return withSpan('sandbox.execute', { kind: 'client', attributes: { 'corral.tool.name': tool } }, (span) => this.executeTraced(tool, input, opts, span));
+  }
+
+  private async executeTraced(tool: string, input: unknown, opts: ExecuteOptions, span: Span): Promise<{ output: ToolOutput; outputsMarker: string | null }> {
     const timeoutMs = opts.timeoutMs ?? defaultTimeout(tool, input);
     const body: Record<string, unknown> = { tool, input: input ?? {} };
     if (opts.idempotencyKey !== undefined) body.idempotency_key = opts.idempotencyKey;
@@ -280,7 +288,7 @@ export class SandboxClient {
       res = await rawRequest(this.endpoint, {
         method: 'POST',
         path: '/execute',
-        headers: { authorization: `Bearer ${this.endpoint.capability}` },
+        headers: { authorization: `Bearer ${this.endpoint.capability}`, ...traceHeader() },
         body: payload,
         timeoutMs: Math.min(timeoutMs, waitMs),
         signal: opts.signal,
@@ -314,8 +322,31 @@ export class SandboxClient {
       throw new SandboxUnavailableError(`sandbox at ${where} is unavailable: malformed response`);
     }
     const marker = typeof result.outputs_marker === 'string' && result.outputs_marker.length <= 128 ? result.outputs_marker : null;
+    span.setAttributes({ 'corral.tool.is_error': result.is_error, 'corral.tool.output_chars': result.output.length, 'http.request.body.size': bytes });
+    agentRunSpan(span, tool, (parsed as { timing?: unknown }).timing);
     return { output: { output: result.output, isError: result.is_error }, outputsMarker: marker };
   }
+}
+
+/** The `traceparent` header for a request made in a span (none when tracing is off). */
+function traceHeader(): Record<string, string> {
+  const tp = currentTraceparent();
+  return tp ? { traceparent: tp } : {};
+}
+
+/**
+ * The agent's run of the tool (`timing` of its answer: its clock's start and end, epoch ms), as a
+ * child of the request's span, kept inside it (the two clocks may differ a little). Nothing when
+ * the agent sent no timing (an older agent) or tracing is off.
+ */
+function agentRunSpan(parent: Span, tool: string, timing: unknown) {
+  if (!parent.context || !timing || typeof timing !== 'object') return;
+  const { started_at_ms: start, ended_at_ms: end } = timing as Record<string, unknown>;
+  if (typeof start !== 'number' || typeof end !== 'number' || !(end >= start)) return;
+  const now = performance.timeOrigin + performance.now();
+  const endMs = Math.min(end, now);
+  const run = startSpan('sandbox.run_tool', { parent: parent.context, startMs: Math.min(start, endMs), attributes: { 'corral.tool.name': tool } });
+  run.end(endMs);
 }
 
 /** An output the agent listed under `/mnt/session/outputs` (path relative to it). */

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { withSpan } from '../telemetry/trace.js';
 import { ConflictError, CorralError, NotFoundError } from '../errors.js';
 import type { StateTable } from '../store.js';
 import { SandboxRecords } from '../storage/items.js';
@@ -309,7 +310,9 @@ export class SandboxManager {
     const { recipe, issues } = fitRecipe(plan, this.provider.recipeSupport);
     const refused = issues.find((i) => i.outcome === 'refused');
     if (refused) throw new SandboxSetupError(refused.errorType, `${refused.errorType}: ${refused.message}`);
-    const provisioned = await this.provider.provision({ sessionId, name, recipe, ...(opts.signal ? { signal: opts.signal } : {}) });
+    const provisioned = await withSpan('sandbox.provision', { kind: 'client', attributes: { 'corral.session.id': sessionId, 'corral.sandbox.name': name, 'corral.sandbox.replaces': existing ? existing.state : undefined } }, () =>
+      this.provider.provision({ sessionId, name, recipe, ...(opts.signal ? { signal: opts.signal } : {}) }),
+    );
     // Before the record says it is ready, so no tool call runs in a workspace half restored.
     let workspace: WorkspaceOutcome | undefined;
     try {

@@ -2,6 +2,7 @@ import type { McpCallResult, McpServerRef, McpToolInfo } from '../mcp/gateway.js
 import type { CredentialValidation } from './oauth.js';
 import type { SecretSink } from './secret-store.js';
 import type { SecretFields } from './types.js';
+import { withSpan } from '../telemetry/trace.js';
 
 /**
  * The credential proxy's calls, as they travel: JSON over HTTP on a Unix socket locally, the
@@ -90,7 +91,12 @@ export class ProxyCallError extends Error {
 export class CredentialProxyClient implements SecretSink {
   constructor(readonly transport: ProxyTransport) {}
 
-  private async call<T>(request: ProxyRequest): Promise<T> {
+  /** Each call is a span naming its operation (never its arguments: they may carry a secret). */
+  private call<T>(request: ProxyRequest): Promise<T> {
+    return withSpan('credential_proxy.call', { kind: 'client', attributes: { 'corral.proxy.op': request.op } }, () => this.callUntraced<T>(request));
+  }
+
+  private async callUntraced<T>(request: ProxyRequest): Promise<T> {
     let answer: ProxyResponse;
     try {
       answer = await this.transport.call(request);

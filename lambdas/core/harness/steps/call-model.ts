@@ -13,6 +13,7 @@ import { DEFAULT_MAX_MODEL_ATTEMPTS } from '../state.js';
 import { buildToolbox } from '../tools.js';
 import { LeaseLostError, type HarnessOptions, type StepContext } from '../step.js';
 import { responseEvents } from './model-response.js';
+import { withSpan } from '../../telemetry/trace.js';
 
 /**
  * Delay before retry `retry` (1 for the second attempt) of a failed model call: the option's, or
@@ -99,17 +100,34 @@ export async function callModel(ctx: StepContext, attempt: number, opening: Sess
     : undefined;
   let response: ModelResponse;
   try {
-    response = await ctx.deps.model.complete(
-      {
-        model: session.agent.model.id,
-        system: session.agent.system ?? undefined,
-        messages: withCacheBreakpoints(v.messages, state.view.summary !== null) as never,
-        tools: toolbox.specs,
-        maxTokens: ctx.opts.maxTokens ?? 8192,
-        cache: true,
-        options: modelOptions(session.agent.model),
+    // The request's span, named as the log's `span.model_request_*` events (whose start event's
+    // id it carries): the model id, the attempt, the token counts, the time to first token.
+    response = await withSpan(
+      'model_request',
+      { kind: 'client', attributes: { 'corral.session.id': sessionId, 'corral.event.id': start.id, 'gen_ai.request.model': session.agent.model.id, 'corral.model_request.attempt': attempt } },
+      async (span) => {
+        const r = await ctx.deps.model.complete(
+          {
+            model: session.agent.model.id,
+            system: session.agent.system ?? undefined,
+            messages: withCacheBreakpoints(v.messages, state.view.summary !== null) as never,
+            tools: toolbox.specs,
+            maxTokens: ctx.opts.maxTokens ?? 8192,
+            cache: true,
+            options: modelOptions(session.agent.model),
+          },
+          { signal: AbortSignal.any([controller.signal, cut]), onDelta: preview && ((d) => preview.onDelta(d)) },
+        );
+        span.setAttributes({
+          'gen_ai.usage.input_tokens': r.usage.input_tokens,
+          'gen_ai.usage.output_tokens': r.usage.output_tokens,
+          'gen_ai.usage.cache_read_input_tokens': r.usage.cache_read_input_tokens,
+          'gen_ai.usage.cache_creation_input_tokens': r.usage.cache_creation_input_tokens,
+          'gen_ai.response.finish_reason': r.stopReason ?? undefined,
+          'corral.model_request.time_to_first_token_ms': r.timeToFirstTokenMs ?? undefined,
+        });
+        return r;
       },
-      { signal: AbortSignal.any([controller.signal, cut]), onDelta: preview && ((d) => preview.onDelta(d)) },
     );
   } catch (err) {
     stopWatching();

@@ -8,6 +8,7 @@ import { buildToolbox } from '../tools.js';
 import { runMcpTool } from './tool-mcp.js';
 import { runReadLog } from './tool-read-log.js';
 import { runSandboxTool } from './tool-sandbox.js';
+import { withSpan } from '../../telemetry/trace.js';
 
 /** Who answers an open tool call the harness is to run. */
 export type ToolCallRoute =
@@ -43,9 +44,15 @@ export function routeToolCall(tool: OpenTool, agentTools: AgentToolDefinition[])
 
 /** Run one open tool call (a decision of `decide`), and write its result after the last position read. */
 export async function runTool(ctx: StepContext, tool: OpenTool) {
+  const route = routeToolCall(tool, ctx.session.agent.tools);
+  // The tool call's span: the tool's name and route, the call's id; never its input or output.
+  const attributes = { 'corral.session.id': ctx.session.id, 'corral.tool_use.id': tool.id, 'corral.tool.name': tool.name, 'corral.tool.route': route.kind };
+  return withSpan('tool_call', { attributes }, () => routeTool(ctx, tool, route));
+}
+
+async function routeTool(ctx: StepContext, tool: OpenTool, route: ToolCallRoute) {
   const sessionId = ctx.session.id;
   const tail = ctx.state.position;
-  const route = routeToolCall(tool, ctx.session.agent.tools);
   switch (route.kind) {
     case 'denied':
       await append(ctx.deps, sessionId, tail, [resultFor(tool, route.message, true)]);
