@@ -55,8 +55,6 @@ export interface Settings {
    * (running, idle); `per-turn`: the former design, 4 rewrites of the session record a turn.
    */
   readonly sessionIndex: 'per-turn' | 'per-status';
-  /** Harness memory instead of the template's (proposed: right-sized from measurement). */
-  readonly harnessMemoryMiB?: number;
   /** Sandboxes on Fargate Spot (proposed). */
   readonly fargateSpot: boolean;
   /**
@@ -107,7 +105,6 @@ export function formerSettings(s: Settings, shape?: DeployedShape): string[] {
 /** Which settings describe what is not built: the "proposed, not built" list. */
 export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   const out: string[] = [];
-  if (s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== shape.functions.harness!.memoryMiB) out.push(`harnessMemoryMiB=${s.harnessMemoryMiB}`);
   if (s.taskState === 'events' && !shape.taskStateEvents) out.push('taskState=events');
   if (s.fargateSpot && !shape.sandboxSpot) out.push('fargateSpot');
   if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
@@ -293,7 +290,9 @@ export function capacity(input: ModelInput): CapacityReport {
     c('streamsWithEventDeltas') / (PREVIEW_LIMITS.watchRenewMs / 1000);
   const previewReads = modelCallFraction * c('streamsWithEventDeltas') * c('previewPollsPerSecond');
   const wcu = c('writeUnitsPerItem');
-  const indexWritesPerTurn = s.sessionIndex === 'per-turn' ? c('sessionIndexWritesPerTurnFormer') : c('sessionIndexWritesPerTurn');
+  // A status change rewrites the head; it writes the index only where gsi1 carries the status (shape.ts).
+  const indexWritesPerTurn =
+    s.sessionIndex === 'per-turn' ? c('sessionIndexWritesPerTurnFormer') : shape.sessionIndexOnStatus ? c('sessionIndexWritesPerTurn') : 0;
   const eventsRru = turnsPerSecond * stepsPerTurn * m.logReadUnitsPerStep + interruptLogReads;
   // With task state events, a starting task's record is read once a second (ecs-sandbox-provider.ts).
   const taskStateReads = taskEvents ? startsPerSecond * c('sandboxStartSeconds') * c('taskStateReadsPerSecond') : 0;
@@ -350,12 +349,31 @@ export function capacity(input: ModelInput): CapacityReport {
   const templateRow = (r: { id: string; name: string; quota: number; unit: string; perSession: number; base?: number; note?: string; status?: Status }) =>
     rows.push({ base: 0, adjustable: true, source: 'the synthesized template', status: 'deployed', ...r });
 
+  // A reservation takes its executions from the account whether the harness uses them or not:
+  // the account row counts it whole (base) and the other functions per session; the harness's
+  // own use is then a row against its reservation.
+  const reserved = harness.reservedConcurrency;
   quotaRow('lambdaConcurrency', {
-    perSession: mix(harnessConcurrency + apiConcurrency + proxyConcurrency + (lambdaStreams ? 1 : 0), lambdaStreams ? 1 : 0),
+    ...(reserved !== undefined ? { name: `${QUOTAS.lambdaConcurrency.name}: the harness's reservation of ${reserved.toLocaleString('en-US')} counted whole, the other functions by use` } : {}),
+    base: reserved ?? 0,
+    perSession: mix((reserved === undefined ? harnessConcurrency : 0) + apiConcurrency + proxyConcurrency + (lambdaStreams ? 1 : 0), lambdaStreams ? 1 : 0),
     note: lambdaStreams ? 'every open event stream holds a stream-function invocation; the harness holds one through each model and tool call' : 'streams no longer hold a Lambda',
   });
-  if (harness.reservedConcurrency !== undefined) {
-    templateRow({ id: 'harnessReserved', name: 'harness reserved concurrency (harnessReservedConcurrency)', quota: harness.reservedConcurrency, unit: 'executions', perSession: mix(harnessConcurrency) });
+  if (reserved !== undefined) {
+    templateRow({ id: 'harnessReserved', name: 'harness reserved concurrency (harnessReservedConcurrency)', quota: reserved, unit: 'executions', perSession: mix(harnessConcurrency), note: 'what no burst of streams or API calls can take from the sessions\' progress' });
+  }
+  if (m.harnessMemory) {
+    // What the harness holds in memory does not grow with the sessions (one wake an execution).
+    const footprint = m.harnessMemory.rssAfterImportMb + m.harnessMemory.processHeapPeakMb;
+    templateRow({
+      id: 'harnessMemory',
+      name: `harness memory (harnessMemoryMiB): bundle resident after import ${m.harnessMemory.rssAfterImportMb.toFixed(0)} MB + benchmark process heap peak ${m.harnessMemory.processHeapPeakMb.toFixed(0)} MB (an upper bound)`,
+      quota: harness.memoryMiB,
+      unit: 'MB',
+      base: footprint,
+      perSession: 0,
+      note: `at ${harness.memoryMiB} MB Lambda gives the harness ${(harness.memoryMiB / 1769).toFixed(2)} vCPU, so its ${(m.harnessOverheadSecondsPerStep * 1000).toFixed(0)} ms of work a step takes about ${((m.harnessOverheadSecondsPerStep * 1769) / Math.min(harness.memoryMiB, 1769) * 1000).toFixed(0)} ms`,
+    });
   }
   if (shape.wakeSource.maxConcurrency !== undefined) {
     templateRow({ id: 'wakeMaxConcurrency', name: 'wake queue maximum concurrency (harnessMaxConcurrency)', quota: shape.wakeSource.maxConcurrency, unit: 'executions', perSession: mix(harnessConcurrency) });
@@ -406,7 +424,7 @@ export function capacity(input: ModelInput): CapacityReport {
   }
   quotaRow('dynamodbPartitionWcu', {
     id: 'sessionIndexPartition',
-    name: `DynamoDB gsi1 partition <tenant>#sessions (${indexWritesPerTurn} head writes a turn)`,
+    name: `DynamoDB gsi1 partition <tenant>#sessions (${indexWritesPerTurn} index writes a turn${shape.sessionIndexOnStatus || s.sessionIndex === 'per-turn' ? '' : ': gsi1 does not carry the status'})`,
     perSession: (mix(turnsPerSecond * indexWritesPerTurn) * wcu) / w.tenants,
     status: statusOf(false, former.sessionIndex),
   });
@@ -425,7 +443,10 @@ export function capacity(input: ModelInput): CapacityReport {
     status: statusOf(taskStateProposed, former.taskState),
     note: !taskEvents ? 'DescribeTasks every 2 s while a task starts' : 'task state from EventBridge, recorded in the state table; DescribeTasks only as a fallback',
   });
-  quotaRow('ecsProvisioningPerCluster', { perSession: mix(startsPerSecond * c('sandboxStartSeconds')) });
+  quotaRow('ecsProvisioningPerCluster', {
+    name: `${QUOTAS.ecsProvisioningPerCluster.name} (${shape.sandboxClusters} sandbox cluster${shape.sandboxClusters === 1 ? '' : 's'}, starts spread evenly)`,
+    perSession: mix(startsPerSecond * c('sandboxStartSeconds')) / shape.sandboxClusters,
+  });
   quotaRow(vcpuQuota, {
     id: 'fargateVcpu',
     base: s.warmPool * shape.sandboxTask.vcpu,
@@ -457,7 +478,7 @@ export function capacity(input: ModelInput): CapacityReport {
   // ---- cost --------------------------------------------------------------------------------
   const p = (id: PriceId) => PRICES[id].value;
   const gbSecond = (arch: 'arm64' | 'x86_64'): PriceId => (arch === 'arm64' ? 'lambdaGbSecondArm' : 'lambdaGbSecondX86');
-  const harnessGb = (s.harnessMemoryMiB ?? harness.memoryMiB) / 1024;
+  const harnessGb = harness.memoryMiB / 1024;
   const items: CostItem[] = [];
   const item = (x: CostItem) => items.push(x);
   item({
@@ -465,8 +486,8 @@ export function capacity(input: ModelInput): CapacityReport {
     active: harnessConcurrency * 3600 * harnessGb * p(gbSecond(harness.arch)) + turnsPerHour * c('wakesPerTurn') * p('lambdaRequest'),
     idle: 0,
     prices: [gbSecond(harness.arch), 'lambdaRequest'],
-    how: `${harnessSecondsPerTurn.toFixed(1)} s busy per turn x ${turnsPerHour} turns (waits on the model and tools), one invocation per wake`,
-    status: proposedIf(s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== harness.memoryMiB),
+    how: `${harnessSecondsPerTurn.toFixed(1)} s busy per turn x ${turnsPerHour} turns (waits on the model and tools), one invocation per wake; memory from the template (harnessMemoryMiB)`,
+    status: 'deployed',
   });
   if (lambdaStreams) {
     const gb = streamFn!.memoryMiB / 1024;
@@ -607,6 +628,14 @@ export function capacity(input: ModelInput): CapacityReport {
       item: `stream tier floor: its NLB${tier.loadBalancers === 1 ? '' : 's'} and ${tier.minTasks} task${tier.minTasks === 1 ? '' : 's'} always running (streamTierMinTasks)`,
       perMonth: HOURS_PER_MONTH * (tier.loadBalancers * p('nlbHour') + tier.minTasks * taskHour),
       prices: ['nlbHour', tier.arch === 'arm64' ? 'fargateVcpuHourArm' : 'fargateVcpuHourX86', tier.arch === 'arm64' ? 'fargateGbHourArm' : 'fargateGbHourX86'],
+      status: 'deployed',
+    });
+  }
+  if (shape.interfaceEndpointEnis > 0) {
+    fixed.push({
+      item: `VPC interface endpoints (${shape.vpcEndpoints.filter((e) => e.endsWith('(Interface)')).map((e) => e.replace(' (Interface)', '')).join(', ')}: ${shape.interfaceEndpointEnis} endpoint-AZs; image layers come through the S3 gateway endpoint, free)`,
+      perMonth: shape.interfaceEndpointEnis * HOURS_PER_MONTH * p('vpcInterfaceEndpointHour'),
+      prices: ['vpcInterfaceEndpointHour'],
       status: 'deployed',
     });
   }
