@@ -59,6 +59,8 @@ export function parseContext(spec: string | undefined): { cdk: Record<string, st
     else if (key === 'fargateSpot') settings.fargateSpot = oneOf('true', 'false') === 'true';
     else if (key === 'warmPool') settings.warmPool = int();
     else if (key === 'subnetIps') settings.subnetIps = int();
+    // Until CDK context sandboxClusters exists (then the branch above sends it to the synthesis).
+    else if (key === 'sandboxClusters') settings.sandboxClusters = int();
     else if (key.startsWith('constant.') && key.slice(9) in CONSTANTS) {
       const n = Number(value);
       if (!Number.isFinite(n) || n < 0) throw new Error(`--context ${key}: a number, not ${JSON.stringify(value)}`);

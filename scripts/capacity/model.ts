@@ -67,8 +67,17 @@ export interface Settings {
   readonly warmPool: number;
   /** Applied quota values where the account's differ from AWS's defaults (e.g. after increases). */
   readonly quotas: Partial<Record<QuotaId, number>>;
-  /** Usable addresses for sandboxes when the template does not create the subnets (an existing VPC). */
+  /**
+   * Usable addresses for sandboxes: an existing VPC's subnets (`vpcId`), or, where the template
+   * creates its own, subnets sized for the target (proposed, not built here).
+   */
   readonly subnetIps?: number;
+  /**
+   * ECS clusters sandbox tasks are spread over, where the template cannot say it (proposed, not
+   * built here). Once CDK context `sandboxClusters` exists the key goes to the synthesis instead
+   * and the model counts the template's clusters.
+   */
+  readonly sandboxClusters?: number;
   /** Overrides of workload constants. */
   readonly constants: Partial<Record<ConstantId, number>>;
 }
@@ -108,6 +117,8 @@ export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   if (s.taskState === 'events' && !shape.taskStateEvents) out.push('taskState=events');
   if (s.fargateSpot && !shape.sandboxSpot) out.push('fargateSpot');
   if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
+  if (s.subnetIps !== undefined && shape.subnets.length > 0) out.push(`subnetIps=${s.subnetIps}`);
+  if (s.sandboxClusters !== undefined && s.sandboxClusters !== shape.sandboxClusters) out.push(`sandboxClusters=${s.sandboxClusters}`);
   return out;
 }
 
@@ -313,6 +324,9 @@ export function capacity(input: ModelInput): CapacityReport {
   const spotProposed = s.fargateSpot && !shape.sandboxSpot;
   const vcpuQuota: QuotaId = spot ? 'fargateSpotVcpu' : 'fargateOnDemandVcpu';
   const subnetIps = s.subnetIps ?? shape.subnets.reduce((sum, x) => sum + x.usableIps, 0);
+  const subnetsProposed = s.subnetIps !== undefined && shape.subnets.length > 0;
+  const clusters = s.sandboxClusters ?? shape.sandboxClusters;
+  const clustersProposed = clusters !== shape.sandboxClusters;
 
   const derived = {
     stepsPerTurn,
@@ -444,8 +458,9 @@ export function capacity(input: ModelInput): CapacityReport {
     note: !taskEvents ? 'DescribeTasks every 2 s while a task starts' : 'task state from EventBridge, recorded in the state table; DescribeTasks only as a fallback',
   });
   quotaRow('ecsProvisioningPerCluster', {
-    name: `${QUOTAS.ecsProvisioningPerCluster.name} (${shape.sandboxClusters} sandbox cluster${shape.sandboxClusters === 1 ? '' : 's'}, starts spread evenly)`,
-    perSession: mix(startsPerSecond * c('sandboxStartSeconds')) / shape.sandboxClusters,
+    name: `${QUOTAS.ecsProvisioningPerCluster.name} (${clusters} sandbox cluster${clusters === 1 ? '' : 's'}, starts spread evenly)`,
+    perSession: mix(startsPerSecond * c('sandboxStartSeconds')) / clusters,
+    status: proposedIf(clustersProposed),
   });
   quotaRow(vcpuQuota, {
     id: 'fargateVcpu',
@@ -457,12 +472,12 @@ export function capacity(input: ModelInput): CapacityReport {
   if (subnetIps > 0) {
     templateRow({
       id: 'subnetIps',
-      name: `private subnet addresses (${shape.subnets.map((x) => x.cidr).join(', ') || 'given with --subnet-ips'})`,
+      name: subnetsProposed ? `private subnet addresses (subnetIps: subnets sized for the target; the template's are ${shape.subnets.map((x) => x.cidr).join(', ')})` : `private subnet addresses (${shape.subnets.map((x) => x.cidr).join(', ') || 'an existing VPC\'s: subnetIps'})`,
       quota: subnetIps,
       unit: 'IPs',
       base: s.warmPool,
       perSession: mix(sandboxesPerActive) + streamTasksPerSession,
-      status: proposedIf(s.warmPool > 0),
+      status: proposedIf(s.warmPool > 0 || subnetsProposed),
       note: 'one per sandbox task (awsvpc); usable = 2^(32-prefix) - 5',
     });
   }
@@ -709,6 +724,7 @@ function validate(w: Workload, s: Settings): void {
   need(Number.isInteger(w.tenants) && w.tenants >= 1, `tenants: 1 or more, not ${w.tenants}`);
   for (const k of ['modelCallsPerTurn', 'modelCallSeconds', 'toolCallsPerTurn', 'toolCallSeconds'] as const) need(Number.isFinite(w[k]) && w[k] >= 0, `${k}: 0 or more`);
   need(Number.isInteger(s.warmPool) && s.warmPool >= 0, 'warmPool: 0 or more');
+  need(s.sandboxClusters === undefined || (Number.isInteger(s.sandboxClusters) && s.sandboxClusters >= 1), 'sandboxClusters: 1 or more');
   for (const [k, v] of Object.entries(s.quotas)) need(typeof v === 'number' && v > 0 && k in QUOTAS, `quota ${k}: unknown or not positive`);
   for (const [k, v] of Object.entries(s.constants)) need(typeof v === 'number' && v >= 0 && k in CONSTANTS, `constant ${k}: unknown or negative`);
 }

@@ -215,6 +215,17 @@ describe('capacity model: what the template says of reservations, clusters, the 
     expect(row(one, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(500 * 120, 6);
     const four = capacity({ shape: { ...shape, sandboxClusters: 4 }, measured, workload });
     expect(row(four, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(4 * 500 * 120, 6);
+    expect(row(four, 'ecsProvisioningPerCluster').status).toBe('deployed');
+    // a template with one cluster and the setting: the same arithmetic, marked proposed
+    const asked = capacity({ shape, measured, workload, settings: { sandboxClusters: 4 } });
+    expect(row(asked, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(4 * 500 * 120, 6);
+    expect(row(asked, 'ecsProvisioningPerCluster').status).toBe('proposed');
+    expect(asked.proposed).toContain('sandboxClusters=4');
+    expect(parseContext('sandboxClusters=3').settings).toEqual({ sandboxClusters: 3 });
+    // subnets sized by a setting where the template makes its own: proposed too
+    const sized = capacity({ shape, measured, workload, settings: { subnetIps: 130_000 } });
+    expect(row(sized, 'subnetIps').quota).toBe(130_000);
+    expect(row(sized, 'subnetIps').status).toBe('proposed');
   });
 
   it('an index that does not carry the status takes no write on a status change', () => {
