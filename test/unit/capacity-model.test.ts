@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { capacity, firstToBreak, limitRow, type Workload } from '../../scripts/capacity/model.js';
 import type { Measured } from '../../scripts/capacity/measured.js';
-import { measuredFrom } from '../../scripts/capacity/measured.js';
+import { FALLBACK, measuredFrom } from '../../scripts/capacity/measured.js';
 import { usableIps, type DeployedShape } from '../../scripts/capacity/shape.js';
 import { parseContext, parseQuotas } from '../../scripts/capacity.js';
 import { CONSTANTS, PRICES } from '../../scripts/capacity/sources.js';
@@ -344,6 +344,10 @@ describe('capacity inputs', () => {
     });
     expect(m).toMatchObject({ stateReadsPerStep: 1, logQueriesPerStep: 0.5, logReadUnitsPerStep: 2.5, stateWritesPerStep: 0.5, eventWritesPerStep: 1, harnessOverheadSecondsPerStep: 0.02 });
     expect(m.harnessMemory).toEqual({ rssAfterImportMb: 70, processHeapPeakMb: 50 });
+    // a results file without the memory figures: the documented run's, named in the source
+    const older = measuredFrom({ suites: { log_reads: { sizes: [{ events: 10, steps_per_turn: 1, ops: [] }] } } });
+    expect(older.harnessMemory).toEqual(FALLBACK.harnessMemory);
+    expect(older.source).toContain('harness memory from the bench run');
   });
 
   it('rejects an unknown setting, quota or value', () => {

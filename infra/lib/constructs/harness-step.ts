@@ -66,14 +66,14 @@ export interface HarnessStepProps {
 export const DEFAULT_MODEL_KEY_PARAMETER = '/corral/anthropic-api-key';
 
 /**
- * The harness function's memory, from measurement (bench/results/latest.json, docs/SCALE.md
- * "Right-sized functions"): the bundle takes about 68 MB resident after import and the whole
- * benchmark process (API, harness, store and model fixture together) grows its heap to about
- * 58 MB over its turns, so the harness alone stays under about 130 MB: 256 MB leaves twice that.
- * A harness mostly waits on the model and the sandbox; its CPU per step (at most the step's
- * `HarnessOverhead`, about 17 ms at a full vCPU) takes about 7 times as long at 256 MB's share
- * of a vCPU (256 / 1,769), about 0.1 s a step; raise it (CDK context `harnessMemoryMiB`) where
- * that matters more than the cost.
+ * The harness function's memory, from measurement (the benchmark's overhead and bundles suites;
+ * docs/SCALE.md "Right-sized functions"): the bundle holds about 68 MB resident after import, and
+ * the benchmark's one process (API, harness, store and model fixture together) peaks at about
+ * 82 MB of heap over its turns, so the harness alone stays under about 150 MB: 256 MB leaves 1.7
+ * times that. A harness mostly waits on the model and the sandbox; its CPU per step (at most the
+ * step's `HarnessOverhead`, about 17 ms at a full vCPU) takes about 7 times as long at 256 MB's
+ * share of a vCPU (256 / 1,769), about 0.1 s a step; raise it (CDK context `harnessMemoryMiB`)
+ * where that matters more than the cost.
  */
 export const DEFAULT_HARNESS_MEMORY_MIB = 256;
 
