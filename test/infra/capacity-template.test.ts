@@ -78,6 +78,8 @@ describe('npm run capacity on the synthesized template', () => {
     expect(run.shape.functions.harness!.memoryMiB).toBe(256);
     expect(row('harnessMemory').utilisation).toBeLessThan(0.8);
     // what is not built here is marked so
-    expect(run.report.proposed).toEqual(['subnetIps=130000', 'sandboxClusters=3']);
+    // (sandboxClusters stops being one once the CDK context key of that name exists: then it is synthesized)
+    expect(run.report.proposed).toContain('subnetIps=130000');
+    expect(run.report.proposed.every((p) => /^(subnetIps|sandboxClusters)=/.test(p))).toBe(true);
   }, 600_000);
 });
