@@ -42,6 +42,13 @@ export interface BundleResult {
   import_cpu_ms?: Summary;
   /** The same with `--enable-source-maps`, as the CDK app sets NODE_OPTIONS. */
   import_sourcemaps_ms?: Summary;
+  /**
+   * Resident memory and V8 heap of that process after the import, with source maps enabled as
+   * the CDK app sets them (MB): the function's footprint before it handles anything; what the
+   * capacity model sizes the function's memory from (docs/SCALE.md).
+   */
+  rss_after_import_mb?: Summary;
+  heap_after_import_mb?: Summary;
   /** Spawn to exit of that process, Node's own start-up included. */
   process_ms?: Summary;
   import_error?: string;
@@ -73,7 +80,8 @@ try {
   await import(process.argv[1]);
   const importMs = performance.now() - t0;
   const cpu = process.cpuUsage(c0);
-  process.stdout.write(JSON.stringify({ ok: true, importMs, importCpuMs: (cpu.user + cpu.system) / 1000 }));
+  const mem = process.memoryUsage();
+  process.stdout.write(JSON.stringify({ ok: true, importMs, importCpuMs: (cpu.user + cpu.system) / 1000, rssMb: mem.rss / 1048576, heapMb: mem.heapUsed / 1048576 }));
 } catch (err) {
   process.stdout.write(JSON.stringify({ ok: false, error: String(err && err.stack || err).slice(0, 500) }));
 }
@@ -159,11 +167,13 @@ export async function runBundles(cfg: { imports: number }, ctx: { log: (msg: str
       const cpu: number[] = [];
       const withMaps: number[] = [];
       const processes: number[] = [];
+      const rss: number[] = [];
+      const heap: number[] = [];
       await runNode(['--input-type=module', '-e', IMPORT_SCRIPT, url], LAMBDA_ENV); // warm the file cache
       for (let i = 0; i < cfg.imports; i++) {
         for (const maps of [false, true]) {
           const r = await runNode([...(maps ? ['--enable-source-maps'] : []), '--input-type=module', '-e', IMPORT_SCRIPT, url], LAMBDA_ENV);
-          const parsed = JSON.parse(r.out || '{"ok":false,"error":"no output"}') as { ok: boolean; importMs?: number; importCpuMs?: number; error?: string };
+          const parsed = JSON.parse(r.out || '{"ok":false,"error":"no output"}') as { ok: boolean; importMs?: number; importCpuMs?: number; rssMb?: number; heapMb?: number; error?: string };
           if (!parsed.ok) {
             result.import_error = parsed.error;
             break;
@@ -171,6 +181,10 @@ export async function runBundles(cfg: { imports: number }, ctx: { log: (msg: str
           (maps ? withMaps : imports).push(parsed.importMs!);
           if (!maps) processes.push(r.ms);
           if (!maps) cpu.push(parsed.importCpuMs!);
+          if (maps) {
+            rss.push(parsed.rssMb!);
+            heap.push(parsed.heapMb!);
+          }
         }
         if (result.import_error) break;
       }
@@ -179,6 +193,8 @@ export async function runBundles(cfg: { imports: number }, ctx: { log: (msg: str
         result.import_cpu_ms = summarize(cpu);
         result.import_sourcemaps_ms = summarize(withMaps);
         result.process_ms = summarize(processes);
+        result.rss_after_import_mb = summarize(rss);
+        result.heap_after_import_mb = summarize(heap);
       }
       bundles.push(result);
       ctx.log(`  bundle ${name}: ${round(code.length / 1024, 1)} KiB, import p50 ${result.import_ms?.p50 ?? 'n/a'} ms (CPU ${result.import_cpu_ms?.p50 ?? 'n/a'} ms)`);

@@ -25,6 +25,8 @@ import { runTurn, SessionStream, startBenchRuntime, type BenchRuntime } from '..
 import { nowMs, round, summarize, type Summary } from '../lib/stats.js';
 import { fitRecipe, planRecipe } from '../../lambdas/core/sandbox/recipe.js';
 
+const MB = 1024 * 1024;
+
 export interface OverheadConfig {
   sessions: number;
   turnsPerSession: number;
@@ -59,11 +61,31 @@ export interface OverheadResult {
     /** `SandboxClient.execute` alone, from this process to the agent and back. */
     agent_round_trip_ms: Summary;
   };
+  /**
+   * Memory and CPU of the benchmark's one process while it runs the measured turns: the API, the
+   * harness, the in-memory log (dynalite) and the fake model share it, so these are upper bounds on
+   * what the harness function alone needs (on Lambda the API and the store are elsewhere).
+   * `rss_mb` and `heap_used_mb` are sampled after every measured turn; `cpu_ms_per_step` is the
+   * process's user + system CPU over those turns divided by their steps (Lambda gives a function
+   * CPU in proportion to its memory, a full vCPU at 1,769 MB, so this sizes the harness's CPU).
+   */
+  process: {
+    /** Before the runtime started (Node, the benchmark's modules). */
+    baseline_rss_mb: number;
+    rss_mb: Summary;
+    heap_used_mb: Summary;
+    rss_peak_mb: number;
+    heap_used_peak_mb: number;
+    cpu_ms_per_step: number;
+    /** What shares the process: the figures above are upper bounds for the harness alone. */
+    shares: string;
+  };
   /** Samples for the plot. */
   samples: { harness_overhead_ms: number[]; accepted_to_model_request_ms: number[]; model_done_to_readable_ms: number[] };
 }
 
 export async function runOverhead(cfg: OverheadConfig, ctx: { modelUrl: string; modelLatencyMs: number; log: (msg: string) => void }): Promise<OverheadResult> {
+  const baselineRss = process.memoryUsage().rss;
   const bench = await startBenchRuntime({ modelUrl: ctx.modelUrl });
   try {
     const { client } = bench;
@@ -73,6 +95,9 @@ export async function runOverhead(cfg: OverheadConfig, ctx: { modelUrl: string; 
     const toReadable: number[] = [];
     const clientExtra: number[] = [];
     let turns = 0;
+    const rss: number[] = [];
+    const heap: number[] = [];
+    let cpuMicros = 0;
     for (let s = -1; s < cfg.sessions; s++) {
       const warm = s < 0;
       const session = await client.beta.sessions.create({ agent: agent.id, environment_id: environment.id });
@@ -81,8 +106,14 @@ export async function runOverhead(cfg: OverheadConfig, ctx: { modelUrl: string; 
       try {
         for (let t = 0; t < (warm ? cfg.warmupTurns : cfg.turnsPerSession); t++) {
           const tag = `ovh-${s}-${t}`;
+          const cpu0 = process.cpuUsage();
           const turn = await runTurn(client, session.id, stream, `[bench:${tag}] Say something short about turn ${t}.`);
           if (warm) continue;
+          const cpu = process.cpuUsage(cpu0);
+          cpuMicros += cpu.user + cpu.system;
+          const mem = process.memoryUsage();
+          rss.push(mem.rss / MB);
+          heap.push(mem.heapUsed / MB);
           const call = bench.model.calls.find((c) => c.tag === tag && c.ok);
           if (!call) throw new Error(`no model call recorded for ${tag}`);
           toModel.push(call.calledAt - turn.processedAt);
@@ -111,6 +142,15 @@ export async function runOverhead(cfg: OverheadConfig, ctx: { modelUrl: string; 
       accepted_to_model_request_ms: summarize(toModel),
       model_done_to_readable_ms: summarize(toReadable),
       client_ttft_minus_model_ms: summarize(clientExtra),
+      process: {
+        baseline_rss_mb: round(baselineRss / MB),
+        rss_mb: summarize(rss),
+        heap_used_mb: summarize(heap),
+        rss_peak_mb: round(Math.max(...rss)),
+        heap_used_peak_mb: round(Math.max(...heap)),
+        cpu_ms_per_step: steps.length ? round(cpuMicros / 1000 / steps.length) : 0,
+        shares: 'API, harness, in-memory log (dynalite), fake Messages API and the benchmark client in one Node process',
+      },
       samples: { harness_overhead_ms: overhead, accepted_to_model_request_ms: toModel.map((x) => round(x)), model_done_to_readable_ms: toReadable.map((x) => round(x)) },
     };
     // Computed from what was recorded so far: the tool turns below do not change the figures above.

@@ -37,6 +37,7 @@ export const CONTEXT_KEYS = {
   harnessTimeoutMinutes: 'Longest harness invocation, 1-15 (default 15)',
   harnessBatchSize: 'Wakes per harness invocation (default 1)',
   harnessMaxConcurrency: 'Most concurrent harness invocations the wake queue starts (default: harnessReservedConcurrency, else the account limit)',
+  harnessMemoryMiB: 'Memory of the harness function in MiB, 128-10240 (default 256, from measurement: docs/SCALE.md "Right-sized functions")',
   harnessReservedConcurrency:
     'Concurrent executions reserved for the harness, 2 or more (default none: an account whose limit is 10 cannot reserve any; recommended wherever the limit allows)',
   streamMaxConcurrency: 'Most event streams open at once, the stream function\'s reserved concurrency (default no cap; recommended wherever the account limit allows)',
@@ -186,6 +187,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
         batchSize: asInt('harnessBatchSize', get('harnessBatchSize'), 1, 10),
         maxConcurrency: asInt('harnessMaxConcurrency', get('harnessMaxConcurrency'), 2, 1000),
         reservedConcurrency: asInt('harnessReservedConcurrency', get('harnessReservedConcurrency'), 2, 100_000),
+        memorySize: asInt('harnessMemoryMiB', get('harnessMemoryMiB'), 128, 10_240),
         maxReceiveCount: asInt('maxReceiveCount', get('maxReceiveCount'), 1, 1000),
         metricsSessionDimensions: dims as Array<'agent' | 'environment'> | undefined,
       },

@@ -55,8 +55,6 @@ export interface Settings {
    * (running, idle); `per-turn`: the former design, 4 rewrites of the session record a turn.
    */
   readonly sessionIndex: 'per-turn' | 'per-status';
-  /** Harness memory instead of the template's (proposed: right-sized from measurement). */
-  readonly harnessMemoryMiB?: number;
   /** Sandboxes on Fargate Spot (proposed). */
   readonly fargateSpot: boolean;
   /**
@@ -69,8 +67,17 @@ export interface Settings {
   readonly warmPool: number;
   /** Applied quota values where the account's differ from AWS's defaults (e.g. after increases). */
   readonly quotas: Partial<Record<QuotaId, number>>;
-  /** Usable addresses for sandboxes when the template does not create the subnets (an existing VPC). */
+  /**
+   * Usable addresses for sandboxes: an existing VPC's subnets (`vpcId`), or, where the template
+   * creates its own, subnets sized for the target (proposed, not built here).
+   */
   readonly subnetIps?: number;
+  /**
+   * ECS clusters sandbox tasks are spread over, where the template cannot say it (proposed, not
+   * built here). Once CDK context `sandboxClusters` exists the key goes to the synthesis instead
+   * and the model counts the template's clusters.
+   */
+  readonly sandboxClusters?: number;
   /** Overrides of workload constants. */
   readonly constants: Partial<Record<ConstantId, number>>;
 }
@@ -107,10 +114,11 @@ export function formerSettings(s: Settings, shape?: DeployedShape): string[] {
 /** Which settings describe what is not built: the "proposed, not built" list. */
 export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   const out: string[] = [];
-  if (s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== shape.functions.harness!.memoryMiB) out.push(`harnessMemoryMiB=${s.harnessMemoryMiB}`);
   if (s.taskState === 'events' && !shape.taskStateEvents) out.push('taskState=events');
   if (s.fargateSpot && !shape.sandboxSpot) out.push('fargateSpot');
   if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
+  if (s.subnetIps !== undefined && shape.subnets.length > 0) out.push(`subnetIps=${s.subnetIps}`);
+  if (s.sandboxClusters !== undefined && s.sandboxClusters !== shape.sandboxClusters) out.push(`sandboxClusters=${s.sandboxClusters}`);
   return out;
 }
 
@@ -293,7 +301,9 @@ export function capacity(input: ModelInput): CapacityReport {
     c('streamsWithEventDeltas') / (PREVIEW_LIMITS.watchRenewMs / 1000);
   const previewReads = modelCallFraction * c('streamsWithEventDeltas') * c('previewPollsPerSecond');
   const wcu = c('writeUnitsPerItem');
-  const indexWritesPerTurn = s.sessionIndex === 'per-turn' ? c('sessionIndexWritesPerTurnFormer') : c('sessionIndexWritesPerTurn');
+  // A status change rewrites the head; it writes the index only where gsi1 carries the status (shape.ts).
+  const indexWritesPerTurn =
+    s.sessionIndex === 'per-turn' ? c('sessionIndexWritesPerTurnFormer') : shape.sessionIndexOnStatus ? c('sessionIndexWritesPerTurn') : 0;
   const eventsRru = turnsPerSecond * stepsPerTurn * m.logReadUnitsPerStep + interruptLogReads;
   // With task state events, a starting task's record is read once a second (ecs-sandbox-provider.ts).
   const taskStateReads = taskEvents ? startsPerSecond * c('sandboxStartSeconds') * c('taskStateReadsPerSecond') : 0;
@@ -314,6 +324,9 @@ export function capacity(input: ModelInput): CapacityReport {
   const spotProposed = s.fargateSpot && !shape.sandboxSpot;
   const vcpuQuota: QuotaId = spot ? 'fargateSpotVcpu' : 'fargateOnDemandVcpu';
   const subnetIps = s.subnetIps ?? shape.subnets.reduce((sum, x) => sum + x.usableIps, 0);
+  const subnetsProposed = s.subnetIps !== undefined && shape.subnets.length > 0;
+  const clusters = s.sandboxClusters ?? shape.sandboxClusters;
+  const clustersProposed = clusters !== shape.sandboxClusters;
 
   const derived = {
     stepsPerTurn,
@@ -350,12 +363,31 @@ export function capacity(input: ModelInput): CapacityReport {
   const templateRow = (r: { id: string; name: string; quota: number; unit: string; perSession: number; base?: number; note?: string; status?: Status }) =>
     rows.push({ base: 0, adjustable: true, source: 'the synthesized template', status: 'deployed', ...r });
 
+  // A reservation takes its executions from the account whether the harness uses them or not:
+  // the account row counts it whole (base) and the other functions per session; the harness's
+  // own use is then a row against its reservation.
+  const reserved = harness.reservedConcurrency;
   quotaRow('lambdaConcurrency', {
-    perSession: mix(harnessConcurrency + apiConcurrency + proxyConcurrency + (lambdaStreams ? 1 : 0), lambdaStreams ? 1 : 0),
+    ...(reserved !== undefined ? { name: `${QUOTAS.lambdaConcurrency.name}: the harness's reservation of ${reserved.toLocaleString('en-US')} counted whole, the other functions by use` } : {}),
+    base: reserved ?? 0,
+    perSession: mix((reserved === undefined ? harnessConcurrency : 0) + apiConcurrency + proxyConcurrency + (lambdaStreams ? 1 : 0), lambdaStreams ? 1 : 0),
     note: lambdaStreams ? 'every open event stream holds a stream-function invocation; the harness holds one through each model and tool call' : 'streams no longer hold a Lambda',
   });
-  if (harness.reservedConcurrency !== undefined) {
-    templateRow({ id: 'harnessReserved', name: 'harness reserved concurrency (harnessReservedConcurrency)', quota: harness.reservedConcurrency, unit: 'executions', perSession: mix(harnessConcurrency) });
+  if (reserved !== undefined) {
+    templateRow({ id: 'harnessReserved', name: 'harness reserved concurrency (harnessReservedConcurrency)', quota: reserved, unit: 'executions', perSession: mix(harnessConcurrency), note: 'what no burst of streams or API calls can take from the sessions\' progress' });
+  }
+  if (m.harnessMemory) {
+    // What the harness holds in memory does not grow with the sessions (one wake an execution).
+    const footprint = m.harnessMemory.rssAfterImportMb + m.harnessMemory.processHeapPeakMb;
+    templateRow({
+      id: 'harnessMemory',
+      name: `harness memory (harnessMemoryMiB): bundle resident after import ${m.harnessMemory.rssAfterImportMb.toFixed(0)} MB + benchmark process heap peak ${m.harnessMemory.processHeapPeakMb.toFixed(0)} MB (an upper bound)`,
+      quota: harness.memoryMiB,
+      unit: 'MB',
+      base: footprint,
+      perSession: 0,
+      note: `at ${harness.memoryMiB} MB Lambda gives the harness ${(harness.memoryMiB / 1769).toFixed(2)} vCPU, so its ${(m.harnessOverheadSecondsPerStep * 1000).toFixed(0)} ms of work a step takes about ${((m.harnessOverheadSecondsPerStep * 1769) / Math.min(harness.memoryMiB, 1769) * 1000).toFixed(0)} ms`,
+    });
   }
   if (shape.wakeSource.maxConcurrency !== undefined) {
     templateRow({ id: 'wakeMaxConcurrency', name: 'wake queue maximum concurrency (harnessMaxConcurrency)', quota: shape.wakeSource.maxConcurrency, unit: 'executions', perSession: mix(harnessConcurrency) });
@@ -406,7 +438,7 @@ export function capacity(input: ModelInput): CapacityReport {
   }
   quotaRow('dynamodbPartitionWcu', {
     id: 'sessionIndexPartition',
-    name: `DynamoDB gsi1 partition <tenant>#sessions (${indexWritesPerTurn} head writes a turn)`,
+    name: `DynamoDB gsi1 partition <tenant>#sessions (${indexWritesPerTurn} index writes a turn${shape.sessionIndexOnStatus || s.sessionIndex === 'per-turn' ? '' : ': gsi1 does not carry the status'})`,
     perSession: (mix(turnsPerSecond * indexWritesPerTurn) * wcu) / w.tenants,
     status: statusOf(false, former.sessionIndex),
   });
@@ -425,7 +457,11 @@ export function capacity(input: ModelInput): CapacityReport {
     status: statusOf(taskStateProposed, former.taskState),
     note: !taskEvents ? 'DescribeTasks every 2 s while a task starts' : 'task state from EventBridge, recorded in the state table; DescribeTasks only as a fallback',
   });
-  quotaRow('ecsProvisioningPerCluster', { perSession: mix(startsPerSecond * c('sandboxStartSeconds')) });
+  quotaRow('ecsProvisioningPerCluster', {
+    name: `${QUOTAS.ecsProvisioningPerCluster.name} (${clusters} sandbox cluster${clusters === 1 ? '' : 's'}, starts spread evenly)`,
+    perSession: mix(startsPerSecond * c('sandboxStartSeconds')) / clusters,
+    status: proposedIf(clustersProposed),
+  });
   quotaRow(vcpuQuota, {
     id: 'fargateVcpu',
     base: s.warmPool * shape.sandboxTask.vcpu,
@@ -436,12 +472,12 @@ export function capacity(input: ModelInput): CapacityReport {
   if (subnetIps > 0) {
     templateRow({
       id: 'subnetIps',
-      name: `private subnet addresses (${shape.subnets.map((x) => x.cidr).join(', ') || 'given with --subnet-ips'})`,
+      name: subnetsProposed ? `private subnet addresses (subnetIps: subnets sized for the target; the template's are ${shape.subnets.map((x) => x.cidr).join(', ')})` : `private subnet addresses (${shape.subnets.map((x) => x.cidr).join(', ') || 'an existing VPC\'s: subnetIps'})`,
       quota: subnetIps,
       unit: 'IPs',
       base: s.warmPool,
       perSession: mix(sandboxesPerActive) + streamTasksPerSession,
-      status: proposedIf(s.warmPool > 0),
+      status: proposedIf(s.warmPool > 0 || subnetsProposed),
       note: 'one per sandbox task (awsvpc); usable = 2^(32-prefix) - 5',
     });
   }
@@ -457,7 +493,7 @@ export function capacity(input: ModelInput): CapacityReport {
   // ---- cost --------------------------------------------------------------------------------
   const p = (id: PriceId) => PRICES[id].value;
   const gbSecond = (arch: 'arm64' | 'x86_64'): PriceId => (arch === 'arm64' ? 'lambdaGbSecondArm' : 'lambdaGbSecondX86');
-  const harnessGb = (s.harnessMemoryMiB ?? harness.memoryMiB) / 1024;
+  const harnessGb = harness.memoryMiB / 1024;
   const items: CostItem[] = [];
   const item = (x: CostItem) => items.push(x);
   item({
@@ -465,8 +501,8 @@ export function capacity(input: ModelInput): CapacityReport {
     active: harnessConcurrency * 3600 * harnessGb * p(gbSecond(harness.arch)) + turnsPerHour * c('wakesPerTurn') * p('lambdaRequest'),
     idle: 0,
     prices: [gbSecond(harness.arch), 'lambdaRequest'],
-    how: `${harnessSecondsPerTurn.toFixed(1)} s busy per turn x ${turnsPerHour} turns (waits on the model and tools), one invocation per wake`,
-    status: proposedIf(s.harnessMemoryMiB !== undefined && s.harnessMemoryMiB !== harness.memoryMiB),
+    how: `${harnessSecondsPerTurn.toFixed(1)} s busy per turn x ${turnsPerHour} turns (waits on the model and tools), one invocation per wake; memory from the template (harnessMemoryMiB)`,
+    status: 'deployed',
   });
   if (lambdaStreams) {
     const gb = streamFn!.memoryMiB / 1024;
@@ -610,6 +646,14 @@ export function capacity(input: ModelInput): CapacityReport {
       status: 'deployed',
     });
   }
+  if (shape.interfaceEndpointEnis > 0) {
+    fixed.push({
+      item: `VPC interface endpoints (${shape.vpcEndpoints.filter((e) => e.endsWith('(Interface)')).map((e) => e.replace(' (Interface)', '')).join(', ')}: ${shape.interfaceEndpointEnis} endpoint-AZs; image layers come through the S3 gateway endpoint, free)`,
+      perMonth: shape.interfaceEndpointEnis * HOURS_PER_MONTH * p('vpcInterfaceEndpointHour'),
+      prices: ['vpcInterfaceEndpointHour'],
+      status: 'deployed',
+    });
+  }
   if (s.warmPool > 0) fixed.push({ item: `warm pool of ${s.warmPool} sandboxes (proposed, not built)`, perMonth: s.warmPool * sandboxHour * HOURS_PER_MONTH, prices: [vcpuPrice, gbPrice], status: 'proposed' });
   const activePerSessionHour = sum(items.map((i) => i.active));
   const idlePerSessionHour = sum(items.map((i) => i.idle));
@@ -680,6 +724,7 @@ function validate(w: Workload, s: Settings): void {
   need(Number.isInteger(w.tenants) && w.tenants >= 1, `tenants: 1 or more, not ${w.tenants}`);
   for (const k of ['modelCallsPerTurn', 'modelCallSeconds', 'toolCallsPerTurn', 'toolCallSeconds'] as const) need(Number.isFinite(w[k]) && w[k] >= 0, `${k}: 0 or more`);
   need(Number.isInteger(s.warmPool) && s.warmPool >= 0, 'warmPool: 0 or more');
+  need(s.sandboxClusters === undefined || (Number.isInteger(s.sandboxClusters) && s.sandboxClusters >= 1), 'sandboxClusters: 1 or more');
   for (const [k, v] of Object.entries(s.quotas)) need(typeof v === 'number' && v > 0 && k in QUOTAS, `quota ${k}: unknown or not positive`);
   for (const [k, v] of Object.entries(s.constants)) need(typeof v === 'number' && v >= 0 && k in CONSTANTS, `constant ${k}: unknown or negative`);
 }

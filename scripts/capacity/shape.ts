@@ -36,7 +36,21 @@ export interface DeployedShape {
   /** Private subnets (where sandboxes run) with their usable addresses; empty for an existing VPC. */
   readonly subnets: Array<{ logicalId: string; cidr: string; usableIps: number }>;
   readonly natGateways: number;
+  /** `<service> (<type>)` of each VPC endpoint, e.g. `s3 (Gateway)`, `ecr.dkr (Interface)`. */
   readonly vpcEndpoints: string[];
+  /**
+   * Network interfaces of the interface endpoints (one per subnet each is placed in; each costs by
+   * the hour): the endpoints' `SubnetIds`, or the private subnets where the template leaves them out.
+   */
+  readonly interfaceEndpointEnis: number;
+  /** ECS clusters sandbox tasks are spread over (every cluster but the stream tier's). */
+  readonly sandboxClusters: number;
+  /**
+   * Whether a session's status change writes the per-tenant session index: true where the state
+   * table's `gsi1` projects all attributes or projects `status` (a rewrite of the head is then an
+   * index write); false where the index holds only keys or attributes that do not change.
+   */
+  readonly sessionIndexOnStatus: boolean;
   readonly sandboxTask: { vcpu: number; memoryGb: number; arch: 'arm64' | 'x86_64'; ephemeralStorageGiB: number };
   /**
    * The stream tier (`streamTier=fargate`, infra/lib/constructs/stream-tier.ts): its task size, its
@@ -149,9 +163,24 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     };
   }
 
+  const endpoints = ofType('AWS::EC2::VPCEndpoint');
+  const privateSubnets = subnets.length || 2;
+  const interfaceEndpointEnis = endpoints
+    .filter(([, r]) => (props(r).VpcEndpointType ?? 'Gateway') === 'Interface')
+    .reduce((n, [, r]) => n + (Array.isArray(props(r).SubnetIds) ? props(r).SubnetIds.length : privateSubnets), 0);
+  const gsi1 = ofType('AWS::DynamoDB::Table')
+    .flatMap(([, r]) => ((props(r).GlobalSecondaryIndexes ?? []) as Array<{ IndexName: string; Projection?: { ProjectionType?: string; NonKeyAttributes?: string[] } }>))
+    .find((g) => g.IndexName === 'gsi1');
+  const projection = gsi1?.Projection;
+  const sessionIndexOnStatus =
+    !!gsi1 && (projection?.ProjectionType === 'ALL' || (projection?.ProjectionType === 'INCLUDE' && !!projection.NonKeyAttributes?.includes('status')));
+
   return {
     functions,
     streamTier,
+    interfaceEndpointEnis,
+    sandboxClusters: Math.max(1, ofType('AWS::ECS::Cluster').filter(([id]) => !id.startsWith('StreamTier')).length),
+    sessionIndexOnStatus,
     wakeSource: { batchSize: num(esmProps.BatchSize) ?? 10, maxConcurrency: num(esmProps.ScalingConfig?.MaximumConcurrency) },
     wakeQueue: {
       fifo: q.FifoQueue === true,
@@ -164,10 +193,10 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     rateLimitShards: shardsEnv ?? DEFAULT_RATE_LIMIT_SHARDS,
     subnets,
     natGateways: ofType('AWS::EC2::NatGateway').length,
-    vpcEndpoints: ofType('AWS::EC2::VPCEndpoint').map(([, r]) => {
+    vpcEndpoints: endpoints.map(([, r]) => {
       const name = JSON.stringify(props(r).ServiceName ?? '');
       // `com.amazonaws.<region>.<service>`, usually an Fn::Join whose last literal is `.<service>`
-      return `${name.match(/\.([a-z0-9.-]+)"\]\]\}?$/)?.[1] ?? name} (${props(r).VpcEndpointType ?? 'Interface'})`;
+      return `${name.match(/\.([a-z0-9.-]+)"\]\]\}?$/)?.[1] ?? name} (${props(r).VpcEndpointType ?? 'Gateway'})`;
     }),
     sandboxTask: {
       vcpu: (num(t.Cpu) ?? 1024) / 1024,

@@ -234,6 +234,13 @@ export const PRICES = {
   s3PutRequest: { value: 0.005 / 1000, unit: '$/S3 PUT, COPY, POST or LIST request (Standard)', source: 'https://aws.amazon.com/s3/pricing/', checked: 'recalled' },
   s3GetRequest: { value: 0.0004 / 1000, unit: '$/S3 GET request (Standard)', source: 'https://aws.amazon.com/s3/pricing/', checked: 'recalled' },
   s3GbMonth: { value: 0.023, unit: '$/GB-month stored (S3 Standard, first 50 TB)', source: 'https://aws.amazon.com/s3/pricing/', checked: 'recalled' },
+  vpcInterfaceEndpointHour: {
+    value: 0.01,
+    unit: '$/interface endpoint-hour per availability zone',
+    source: 'https://aws.amazon.com/privatelink/pricing/',
+    checked: 'recalled',
+    note: 'plus $0.01 per GB processed, not modelled: the image\'s layers come from S3 through the gateway endpoint, only manifests and API calls cross the interface endpoints',
+  },
   albHour: { value: 0.0225, unit: '$/ALB-hour', source: 'https://aws.amazon.com/elasticloadbalancing/pricing/', checked: 'recalled' },
   nlbHour: { value: 0.0225, unit: '$/NLB-hour', source: 'https://aws.amazon.com/elasticloadbalancing/pricing/', checked: 'recalled' },
   nlbLcuHour: {

@@ -129,6 +129,12 @@ describe('npm run bench -- --smoke', () => {
     // a text turn is one step: start_turn, which makes the turn's model call
     expect(Object.keys(ov.harness_overhead_by_action_ms)).toEqual(expect.arrayContaining(['start_turn']));
     expect(written.overhead_p50_ms).toBe(ov.harness_overhead_ms.p50);
+    // the process's memory after every measured turn, and its CPU per step (what sizes the harness)
+    expectSummary(ov.process.rss_mb, ov.turns);
+    expectSummary(ov.process.heap_used_mb, ov.turns);
+    expect(ov.process.heap_used_peak_mb).toBeCloseTo(ov.process.heap_used_mb.max, 1);
+    expect(ov.process.heap_used_peak_mb).toBeLessThan(ov.process.rss_peak_mb);
+    expect(ov.process.cpu_ms_per_step).toBeGreaterThan(0);
   });
 
   it('log reads: 10, 1,000 and 10,000 events, the same calls at every size', () => {
@@ -178,6 +184,9 @@ describe('npm run bench -- --smoke', () => {
       expect(b.import_error, `${b.name}: ${b.import_error}`).toBeUndefined();
       expectSummary(b.import_ms!);
       expectSummary(b.import_cpu_ms!);
+      // resident memory and heap after the import: what the capacity model sizes the harness from
+      expectSummary(b.rss_after_import_mb!);
+      expect(b.heap_after_import_mb!.max).toBeLessThan(b.rss_after_import_mb!.max);
       expect(b.top_inputs!.length).toBeGreaterThan(0);
     }
   });

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { synthesizedTemplate } from '../rehearsal/synth.js';
-import { renderText, runCapacity } from '../../scripts/capacity.js';
+import { parseContext, parseQuotas, renderText, runCapacity } from '../../scripts/capacity.js';
+import { RECOMMENDED } from '../../scripts/capacity/recommended.js';
 import { DEFAULT_WORKLOAD } from '../../scripts/capacity/model.js';
 import { CORRAL_ENV } from '../../lambdas/core/config.js';
 import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits, shardPlan } from '../../lambdas/core/resources/rate-limits.js';
@@ -56,4 +57,29 @@ describe('npm run capacity on the synthesized template', () => {
     expect(run.report.derived.rateLimitWriteShards).toBe(shardPlan(run.shape.rateLimits.write, run.shape.rateLimitShards).shards);
     expect(renderText(run)).toContain(`up to ${run.shape.rateLimitShards} shards`);
   });
+
+  it('with the settings docs/SCALE.md recommends, 100,000 sessions keep every limit under 80% and an idle session under half a cent; the harness\'s reservation is counted whole', async () => {
+    const { cdk, settings } = parseContext(RECOMMENDED.context);
+    const recommended = await synthesizedTemplate(cdk);
+    const run = runCapacity(recommended, { ...DEFAULT_WORKLOAD, sessions: RECOMMENDED.sessions, tenants: RECOMMENDED.tenants }, { ...settings, quotas: parseQuotas(RECOMMENDED.quota) });
+    const over = run.report.limits.filter((l) => l.utilisation > 0.8).map((l) => `${l.name}: ${(l.utilisation * 100).toFixed(1)}%`);
+    expect(over).toEqual([]);
+    expect(run.report.firstToBreak!.sessions).toBeGreaterThan(RECOMMENDED.sessions);
+    expect(run.report.cost.idlePerSessionHour).toBeLessThanOrEqual(0.005);
+    // the reservation: the account's row counts it whole, the harness's use is a row against it,
+    // and above the event source's 1,000 the wake queue is left uncapped
+    expect(run.shape.functions.harness!.reservedConcurrency).toBe(55_000);
+    expect(run.shape.wakeSource.maxConcurrency).toBeUndefined();
+    const row = (id: string) => run.report.limits.find((l) => l.id === id)!;
+    expect(row('lambdaConcurrency').base).toBe(55_000);
+    expect(row('harnessReserved').used).toBeCloseTo(RECOMMENDED.sessions * run.report.derived.harnessConcurrencyPerActiveSession, 6);
+    expect(run.report.limits.some((l) => l.id === 'wakeMaxConcurrency')).toBe(false);
+    // the harness's memory is the template's (harnessMemoryMiB, 256 by default), its footprint a row against it
+    expect(run.shape.functions.harness!.memoryMiB).toBe(256);
+    expect(row('harnessMemory').utilisation).toBeLessThan(0.8);
+    // what is not built here is marked so
+    // (sandboxClusters stops being one once the CDK context key of that name exists: then it is synthesized)
+    expect(run.report.proposed).toContain('subnetIps=130000');
+    expect(run.report.proposed.every((p) => /^(subnetIps|sandboxClusters)=/.test(p))).toBe(true);
+  }, 600_000);
 });

@@ -10,6 +10,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stackPropsFromContext } from '../../infra/lib/context.js';
 import { CorralStack, type CorralStackProps } from '../../infra/lib/corral-stack.js';
 import { RESOURCELESS_ACTIONS } from '../../infra/lib/roles.js';
+import { DEFAULT_HARNESS_MEMORY_MIB, EVENT_SOURCE_MAX_CONCURRENCY } from '../../infra/lib/constructs/harness-step.js';
 import { RateLimiter, type RateClass } from '../../lambdas/core/resources/rate-limits.js';
 import type { StateTable } from '../../lambdas/core/store.js';
 import { keys as keyOf } from '../../lambdas/core/storage/keys.js';
@@ -699,6 +700,26 @@ describe('CorralStack in an existing VPC (from CDK context, no lookups)', () => 
     expect(() => stackPropsFromContext((k) => ({ rateLimits: 'delete=1' })[k as string])).toThrow(/context rateLimits: .*create=N/);
     expect(() => stackPropsFromContext((k) => ({ rateLimitShards: '0' })[k as string])).toThrow(/rateLimitShards/);
     expect(() => stackPropsFromContext((k) => ({ apiThrottleRate: 'fast' })[k as string])).toThrow(/apiThrottleRate/);
+  });
+
+  it('sizes the harness from measurement (256 MB by default) and takes harnessMemoryMiB as context', () => {
+    const memoryOf = (stack: CorralStack, template: Template) => template.toJSON().Resources[logicalId(stack, stack.harness.function)].Properties.MemorySize;
+    const defaults = synth({}, 'CorralHarnessMemoryDefault');
+    expect(memoryOf(defaults.stack, defaults.template)).toBe(DEFAULT_HARNESS_MEMORY_MIB);
+    expect(DEFAULT_HARNESS_MEMORY_MIB).toBe(256);
+    const { props } = stackPropsFromContext((k) => ({ harnessMemoryMiB: '768' })[k as string]);
+    const custom = synth(props, 'CorralHarnessMemory');
+    expect(memoryOf(custom.stack, custom.template)).toBe(768);
+    expect(() => stackPropsFromContext((k) => ({ harnessMemoryMiB: '64' })[k as string])).toThrow(/harnessMemoryMiB/);
+  });
+
+  it('leaves the wake queue uncapped when more than the event source\'s 1,000 is reserved, so the reservation alone caps the harness', () => {
+    const { props } = stackPropsFromContext((k) => ({ harnessReservedConcurrency: '60000' })[k as string]);
+    const { stack, template } = synth(props, 'CorralLargeReservation');
+    expect(template.toJSON().Resources[logicalId(stack, stack.harness.function)].Properties.ReservedConcurrentExecutions).toBe(60000);
+    for (const m of Object.values(template.findResources('AWS::Lambda::EventSourceMapping'))) expect(m.Properties.ScalingConfig).toBeUndefined();
+    const edge = synth({ harness: { reservedConcurrency: EVENT_SOURCE_MAX_CONCURRENCY } }, 'CorralEdgeReservation');
+    edge.template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: EVENT_SOURCE_MAX_CONCURRENCY } });
   });
 
   it('rejects a harness event source allowed more invocations than are reserved', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { capacity, firstToBreak, limitRow, type Workload } from '../../scripts/capacity/model.js';
 import type { Measured } from '../../scripts/capacity/measured.js';
-import { measuredFrom } from '../../scripts/capacity/measured.js';
+import { FALLBACK, measuredFrom } from '../../scripts/capacity/measured.js';
 import { usableIps, type DeployedShape } from '../../scripts/capacity/shape.js';
 import { parseContext, parseQuotas } from '../../scripts/capacity.js';
 import { CONSTANTS, PRICES } from '../../scripts/capacity/sources.js';
@@ -22,6 +22,9 @@ const shape: DeployedShape = {
   subnets: [{ logicalId: 'P1', cidr: '10.0.16.0/20', usableIps: 4091 }],
   natGateways: 1,
   vpcEndpoints: [],
+  interfaceEndpointEnis: 0,
+  sandboxClusters: 1,
+  sessionIndexOnStatus: true,
   sandboxTask: { vcpu: 1, memoryGb: 2, arch: 'arm64', ephemeralStorageGiB: 20 },
   // a template without the task state rule (DescribeTasks polling), unless a test says otherwise
   taskStateEvents: false,
@@ -192,6 +195,70 @@ describe('capacity model: utilisation', () => {
   });
 });
 
+describe('capacity model: what the template says of reservations, clusters, the index and endpoints', () => {
+  it('a harness reservation is counted whole against the account and the harness\'s use against it', () => {
+    const reservedShape: DeployedShape = { ...shape, functions: { ...shape.functions, harness: { ...shape.functions.harness!, reservedConcurrency: 300 } } };
+    const r = capacity({ shape: reservedShape, measured, workload });
+    const account = row(r, 'lambdaConcurrency');
+    expect(account.base).toBe(300);
+    // the others: stream 1 + API 0.05 / 60 a session; the harness is inside its reservation
+    expect(account.perSession).toBeCloseTo(1 + 0.05 / 60, 10);
+    const harness = row(r, 'harnessReserved');
+    expect(harness.quota).toBe(300);
+    expect(harness.perSession).toBeCloseTo(25.5 / 60, 10);
+    expect(harness.breaksAt).toBeCloseTo(300 / (25.5 / 60), 6);
+  });
+
+  it('sandbox starts are spread over the clusters the template has: 500 PROVISIONING a cluster', () => {
+    // one start an active hour of 30 s: 30 / 3600 tasks provisioning a session
+    const one = capacity({ shape, measured, workload });
+    expect(row(one, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(500 * 120, 6);
+    const four = capacity({ shape: { ...shape, sandboxClusters: 4 }, measured, workload });
+    expect(row(four, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(4 * 500 * 120, 6);
+    expect(row(four, 'ecsProvisioningPerCluster').status).toBe('deployed');
+    // a template with one cluster and the setting: the same arithmetic, marked proposed
+    const asked = capacity({ shape, measured, workload, settings: { sandboxClusters: 4 } });
+    expect(row(asked, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(4 * 500 * 120, 6);
+    expect(row(asked, 'ecsProvisioningPerCluster').status).toBe('proposed');
+    expect(asked.proposed).toContain('sandboxClusters=4');
+    expect(parseContext('sandboxClusters=3').settings).toEqual({ sandboxClusters: 3 });
+    // subnets sized by a setting where the template makes its own: proposed too
+    const sized = capacity({ shape, measured, workload, settings: { subnetIps: 130_000 } });
+    expect(row(sized, 'subnetIps').quota).toBe(130_000);
+    expect(row(sized, 'subnetIps').status).toBe('proposed');
+  });
+
+  it('an index that does not carry the status takes no write on a status change', () => {
+    const r = capacity({ shape: { ...shape, sessionIndexOnStatus: false }, measured, workload });
+    expect(row(r, 'sessionIndexPartition').perSession).toBe(0);
+    expect(row(r, 'sessionIndexPartition').breaksAt).toBe(Infinity);
+    const base = capacity({ shape, measured, workload });
+    expect(row(base, 'stateTableWru').perSession - row(r, 'stateTableWru').perSession).toBeCloseTo(2 / 60, 10);
+  });
+
+  it('interface endpoints cost by the endpoint-AZ hour; with ECR and S3 endpoints the image leaves the NAT', () => {
+    const nat = (r: ReturnType<typeof capacity>) => r.cost.items.find((i) => i.item.startsWith('NAT gateway data'))!.active;
+    const endpoints = { ...shape, vpcEndpoints: ['s3 (Gateway)', 'ecr.api (Interface)', 'ecr.dkr (Interface)'], interfaceEndpointEnis: 4 };
+    const r = capacity({ shape: endpoints, measured, workload });
+    const s3Only = capacity({ shape: { ...shape, vpcEndpoints: ['s3 (Gateway)'] }, measured, workload });
+    expect(nat(s3Only) - nat(r)).toBeCloseTo(CONSTANTS.sandboxImageGb.value * PRICES.natGatewayGb.value, 12);
+    expect(r.cost.fixedPerMonth - s3Only.cost.fixedPerMonth).toBeCloseTo(4 * 730 * PRICES.vpcInterfaceEndpointHour.value, 10);
+  });
+
+  it('the harness\'s measured footprint is a row against its memory, not a cost setting', () => {
+    const withMemory: Measured = { ...measured, harnessOverheadSecondsPerStep: 0.017, harnessMemory: { rssAfterImportMb: 68, processHeapPeakMb: 58 } };
+    const r = capacity({ shape: { ...shape, functions: { ...shape.functions, harness: { ...shape.functions.harness!, memoryMiB: 256 } } }, measured: withMemory, workload });
+    const mem = row(r, 'harnessMemory');
+    expect(mem.quota).toBe(256);
+    expect(mem.used).toBe(126);
+    expect(mem.breaksAt).toBe(Infinity);
+    // the cost follows the template's memory: (25.5 s + 3 steps x 17 ms) / 60 x 3600 s x 0.25 GB
+    expect(r.cost.items.find((i) => i.item.startsWith('harness Lambda'))!.active).toBeCloseTo(((25.5 + 3 * 0.017) / 60) * 3600 * 0.25 * PRICES.lambdaGbSecondArm.value + 60 * 0.2e-6, 12);
+    expect(() => parseContext('harnessMemoryMiB=256')).not.toThrow();
+    expect(parseContext('harnessMemoryMiB=256').cdk).toEqual({ harnessMemoryMiB: '256' });
+  });
+});
+
 describe('capacity model: first to break', () => {
   it('is the row with the fewest sessions, whatever its order', () => {
     const mk = (id: string, perSession: number) => limitRow({ id, name: id, quota: 100, unit: 'u', base: 0, perSession, adjustable: true, source: 's', status: 'deployed' }, 1);
@@ -265,7 +332,8 @@ describe('capacity inputs', () => {
     const m = measuredFrom({
       generated_at: 't',
       suites: {
-        overhead: { harness_overhead_ms: { mean: 20 } },
+        overhead: { harness_overhead_ms: { mean: 20 }, process: { heap_used_peak_mb: 50 } },
+        bundles: { bundles: [{ name: 'api', rss_after_import_mb: { p50: 90 } }, { name: 'harness-step', rss_after_import_mb: { p50: 70 } }] },
         log_reads: {
           sizes: [
             { events: 10, steps_per_turn: 1, ops: [] },
@@ -275,6 +343,11 @@ describe('capacity inputs', () => {
       },
     });
     expect(m).toMatchObject({ stateReadsPerStep: 1, logQueriesPerStep: 0.5, logReadUnitsPerStep: 2.5, stateWritesPerStep: 0.5, eventWritesPerStep: 1, harnessOverheadSecondsPerStep: 0.02 });
+    expect(m.harnessMemory).toEqual({ rssAfterImportMb: 70, processHeapPeakMb: 50 });
+    // a results file without the memory figures: the documented run's, named in the source
+    const older = measuredFrom({ suites: { log_reads: { sizes: [{ events: 10, steps_per_turn: 1, ops: [] }] } } });
+    expect(older.harnessMemory).toEqual(FALLBACK.harnessMemory);
+    expect(older.source).toContain('harness memory from the bench run');
   });
 
   it('rejects an unknown setting, quota or value', () => {

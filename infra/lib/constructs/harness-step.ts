@@ -65,14 +65,17 @@ export interface HarnessStepProps {
   /**
    * Concurrent executions reserved for the harness: the account's other functions (open event
    * streams above all) can never take them, and the harness never runs more than this. The event
-   * source is capped to it too (`maxConcurrency`), because a throttled SQS invocation returns its
-   * wake to the queue and counts as a delivery, pushing it towards the dead-letter queue.
+   * source is capped to it too (`maxConcurrency`) up to 1,000, the most an event source takes,
+   * because a throttled SQS invocation returns its wake to the queue and counts as a delivery,
+   * pushing it towards the dead-letter queue. Above 1,000 the source is left uncapped (a cap of
+   * 1,000 would hold the harness there): size the reservation above the harness's peak
+   * (`npm run capacity` shows its use) so that throttling stays the exception.
    * Lambda keeps at least 10 executions of the account unreserved, so a new account whose
    * concurrency limit is 10 cannot reserve any: leave it unset there.
    * @default - none reserved
    */
   readonly reservedConcurrency?: number;
-  /** @default 1024 */
+  /** Memory of the harness function in MiB (Lambda gives CPU in proportion). @default DEFAULT_HARNESS_MEMORY_MIB */
   readonly memorySize?: number;
   /** Session attributes added as metric dimensions (`agent`, `environment`). @default - none */
   readonly metricsSessionDimensions?: Array<'agent' | 'environment'>;
@@ -113,6 +116,21 @@ export function bedrockInvokeStatement(stack: Stack, model: ModelSettings): iam.
   }
   return new iam.PolicyStatement({ actions: ['bedrock:InvokeModelWithResponseStream'], resources: [...resources] });
 }
+
+/**
+ * The harness function's memory, from measurement (the benchmark's overhead and bundles suites;
+ * docs/SCALE.md "Right-sized functions"): the bundle holds about 68 MB resident after import, and
+ * the benchmark's one process (API, harness, store and model fixture together) peaks at about
+ * 82 MB of heap over its turns, so the harness alone stays under about 150 MB: 256 MB leaves 1.7
+ * times that. A harness mostly waits on the model and the sandbox; its CPU per step (at most the
+ * step's `HarnessOverhead`, about 17 ms at a full vCPU) takes about 7 times as long at 256 MB's
+ * share of a vCPU (256 / 1,769), about 0.1 s a step; raise it (CDK context `harnessMemoryMiB`)
+ * where that matters more than the cost.
+ */
+export const DEFAULT_HARNESS_MEMORY_MIB = 256;
+
+/** The most an SQS event source mapping's maximum concurrency may be (AWS::Lambda::EventSourceMapping ScalingConfig). */
+export const EVENT_SOURCE_MAX_CONCURRENCY = 1000;
 
 /**
  * The harness step: a Lambda function fed by the wake queue (partial batch responses), running
@@ -159,7 +177,7 @@ export class HarnessStep extends Construct {
       metricsNamespace: props.metricsNamespace,
       logRetention: props.logRetention,
       timeout: props.timeout,
-      memorySize: props.memorySize ?? 1024,
+      memorySize: props.memorySize ?? DEFAULT_HARNESS_MEMORY_MIB,
       reservedConcurrentExecutions: reserved,
       vpc: props.network.vpc,
       vpcSubnets: props.network.subnets,
@@ -216,8 +234,9 @@ export class HarnessStep extends Construct {
       new SqsEventSource(props.wakeQueue.queue, {
         batchSize: props.batchSize ?? 1,
         reportBatchItemFailures: true,
-        // The event source accepts at most 1000.
-        maxConcurrency: props.maxConcurrency ?? (reserved === undefined ? undefined : Math.min(reserved, 1000)),
+        // The event source accepts at most 1000: above that the reservation alone caps the harness
+        // (capping the source at 1000 would hold it to 1000 executions, whatever was reserved).
+        maxConcurrency: props.maxConcurrency ?? (reserved !== undefined && reserved <= EVENT_SOURCE_MAX_CONCURRENCY ? reserved : undefined),
       }),
     );
   }
