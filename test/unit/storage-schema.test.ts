@@ -1,9 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SandboxManager } from '../../lambdas/core/sandbox/manager.js';
+import { planRecipe } from '../../lambdas/core/sandbox/recipe.js';
 import { LeaseManager } from '../../lambdas/core/session/lease.js';
+import { DELIVERS_EVERYTHING } from './recipe-support.js';
 import { CURSOR_VERSION, cursorFromItem, writeCursor } from '../../lambdas/core/storage/cursor.js';
 import {
   SandboxRecords,
@@ -125,6 +129,34 @@ describe('a record of a newer schema (after a rollback) is never misread', () =>
     expect(found).toBe(0);
     expect(warnings.map((w) => w.kind)).toContain('sandbox');
     expect(warnings[0]).toMatchObject({ msg: 'newer_record', version: SCHEMA_VERSIONS.sandbox + 1, pk: k.pk, sk: k.sk });
+  });
+
+  it('sandbox record: a tool call that needs it is a tool error; nothing is provisioned, released or rewritten', async () => {
+    await sandboxRecords.put(table, { sessionId: s, name: 'default', ref: 'newer-ref', state: 'ready', lastUsedAt: '2026-01-01T00:00:00Z' });
+    const k = keys.sandbox(s, 'default');
+    const stored = newer((await table.get(k.pk, k.sk))!, 'sandbox');
+    await table.put(stored);
+    const calls: string[] = [];
+    // with and without a capability key (the key makes the manager read the record before anything else)
+    for (const key of [undefined, randomBytes(32)]) {
+      const manager = new SandboxManager(
+        {
+          recipeSupport: DELIVERS_EVERYTHING,
+          provision: async () => {
+            calls.push('provision');
+            throw new Error('not expected');
+          },
+          release: async () => void calls.push('release'),
+        },
+        table,
+        key,
+      );
+      const recipe = planRecipe({ session: { environment_id: 'env_1', resources: [] }, environment: { config: { type: 'cloud' } }, credentials: [] });
+      const report = await manager.execute(s, 'default', recipe, 'bash', { command: 'true' });
+      expect(report).toMatchObject({ isError: true, output: expect.stringMatching(/newer (version of )?Corral/) });
+      expect(calls).toEqual([]);
+      expect(await table.get(k.pk, k.sk)).toEqual(stored);
+    }
   });
 
   it('usage, signal, preview watch and chunks, task state: treated as absent', async () => {
