@@ -697,6 +697,10 @@ export const SessionResponse = z
       .strictObject({ session_id: z.string(), position: z.number().int() })
       .optional()
       .meta({ description: 'Corral extension: the session and log position this one was forked from.' }),
+    imported_from: z
+      .strictObject({ session_id: z.string(), created_at: Timestamp, events: z.number().int() })
+      .optional()
+      .meta({ description: 'Corral extension: this session is an archived, read-only copy imported from an export (`corral import`) of that session.' }),
   })
   .meta({ description: 'A session (`BetaManagedAgentsSession`).' });
 
