@@ -133,6 +133,12 @@ describe('corral export / corral import between two deployments', () => {
       expect(res.status, JSON.stringify(body).slice(0, 100)).toBe(400);
       expect(await res.text()).toMatch(field);
     }
+    // fields beyond type, id and time are kept as given; malformed references never fail the import
+    const odd = await post(b.runtime.apiKey, {
+      ...valid,
+      events: [{ type: 'session.status_idle', id: 'sevt_odd', processed_at: '2026-01-01T00:00:00Z', stop_reason: { type: 'requires_action', event_ids: 'not-a-list' } }, { type: 'agent.tool_result', id: 'sevt_r', processed_at: '2026-01-01T00:00:00Z', tool_use_id: { nested: 1 } }],
+    });
+    expect(odd.status).toBe(200);
     // bounded: at most 10,000 events, and the API's body limit
     const many = await post(b.runtime.apiKey, { ...valid, events: Array.from({ length: 10_001 }, (_, i) => event(i)) });
     expect(many.status).toBe(400);

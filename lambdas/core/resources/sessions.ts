@@ -113,7 +113,10 @@ function remapEventIds(event: SessionEvent, to: (ref: string) => string): Sessio
     case 'span.model_request_end':
       return { ...out, model_request_start_id: to(out.model_request_start_id) };
     case 'session.status_idle':
-      return out.stop_reason?.type === 'requires_action' ? { ...out, stop_reason: { ...out.stop_reason, event_ids: (out.stop_reason.event_ids ?? []).map(to) } } : out;
+      // (an imported event's fields are not checked beyond its type: a malformed list becomes empty)
+      return out.stop_reason?.type === 'requires_action'
+        ? { ...out, stop_reason: { ...out.stop_reason, event_ids: Array.isArray(out.stop_reason.event_ids) ? out.stop_reason.event_ids.map((r) => to(String(r))) : [] } }
+        : out;
     default:
       return out;
   }
