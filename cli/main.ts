@@ -9,6 +9,8 @@
  */
 import type Anthropic from '@anthropic-ai/sdk';
 import { setMaxListeners } from 'node:events';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { SessionEvent } from '../lambdas/core/session/events.js';
@@ -27,6 +29,7 @@ import { EventFormatter, fmtDate, LivePreview, makeStyle, table, type Style } fr
 import { Progress } from './progress.js';
 import { followEvents } from './sse.js';
 import { deviceLogin, freshLogin, LoginError, realSleep, saveLogin } from './login.js';
+import { exportTenant, importTenant, parseExport } from './transfer.js';
 
 export interface CliIO {
   env: NodeJS.ProcessEnv;
@@ -487,6 +490,40 @@ const COMMANDS: Record<string, Command> = {
         fork,
         `forked ${id}${fork.forked_from ? ` at position ${fork.forked_from.position}` : ''} into ${ctx.style.bold(fork.id)}`,
       );
+    },
+  },
+  export: {
+    usage: 'corral export [--out FILE]',
+    summary: "Write the tenant's agents (every version), environments and session logs as JSON lines (to stdout without --out)",
+    args: [0, 0],
+    options: { out: { type: 'string' } },
+    async run(ctx, v) {
+      // A file is created 0600 and must not exist: an export holds every prompt and transcript.
+      const fd = typeof v.out === 'string' ? openSync(resolve(ctx.io.cwd, v.out), 'wx', 0o600) : undefined;
+      try {
+        const write = fd === undefined ? (l: string) => ctx.out(l) : (l: string) => void writeSync(fd, l);
+        const counts = await exportTenant(ctx.sdk(), ctx.config.url, write, ctx.io.signal);
+        ctx.err(`exported ${counts.agents} agents (${counts.agent_versions} versions), ${counts.environments} environments, ${counts.sessions} sessions (${counts.events} events)\n`);
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    },
+  },
+  import: {
+    usage: 'corral import [--in FILE]',
+    summary: 'Create the agents and environments of an export, and import its sessions as archived read-only copies (from stdin without --in)',
+    args: [0, 0],
+    options: { in: { type: 'string' } },
+    async run(ctx, v) {
+      const text = typeof v.in === 'string' ? readFileSync(resolve(ctx.io.cwd, v.in), 'utf8') : await ctx.io.readStdin();
+      const lines = parseExport(text);
+      const result = await importTenant(ctx.sdk(), ctx.raw, lines, (s) => (ctx.quiet || ctx.json ? undefined : ctx.err(s)), ctx.io.signal);
+      if (ctx.json) ctx.out(JSON.stringify(result, null, 2) + '\n');
+      else {
+        for (const s of result.skipped) ctx.err(ctx.style.yellow(`skipped session ${s.session_id}: ${s.reason}\n`));
+        ctx.out(`imported ${Object.keys(result.agents).length} agents, ${Object.keys(result.environments).length} environments, ${Object.keys(result.sessions).length} sessions\n`);
+      }
+      return result.skipped.length ? 1 : 0;
     },
   },
   'sessions tail': {

@@ -16,6 +16,7 @@ import { agentRoutes } from './agents.js';
 import { consoleRoutes } from './console.js';
 import { environmentRoutes } from './environments.js';
 import { fileRoutes, MAX_UPLOAD_BODY_BYTES } from './files.js';
+import { importRoutes } from './imports.js';
 import { errorBody, toErrorResponse, type Env } from './http.js';
 import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
@@ -162,6 +163,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier, opts.stream));
   app.route('/v1/vaults', vaultRoutes(s));
   app.route('/v1/files', fileRoutes(s));
+  app.route('/v1/corral/imports', importRoutes(s)); // Corral extension: `corral import`
   return app;
 }
 

@@ -27,6 +27,7 @@ import {
   SessionCreate,
   SessionEventResponse,
   SessionFork,
+  SessionImport,
   SessionResourceResponse,
   SessionResourceUpdate,
   SessionResponse,
@@ -166,6 +167,11 @@ export const OPERATIONS: Operation[] = [
     method: 'post', path: '/v1/sessions/{id}/fork', operationId: 'forkSession', summary: 'Fork a session at a log position', tag: 'sessions',
     body: SessionFork, response: SessionResponse, extension: true,
     description: 'Corral extension. The new session starts with a copy of the log (fresh event ids) and its own sandboxes.',
+  },
+  {
+    method: 'post', path: '/v1/corral/imports/sessions', operationId: 'importSession', summary: 'Import a session log as an archived copy', tag: 'sessions',
+    body: SessionImport, response: SessionResponse, extension: true,
+    description: 'Corral extension (`corral import`). The log is written under a new session id, with new event ids, archived and read-only; the agent and environment must be the caller\'s. At most 10,000 events, within the body limit.',
   },
   {
     method: 'get', path: '/v1/sessions/{id}/sandboxes', operationId: 'listSessionSandboxes', summary: "List a session's sandboxes", tag: 'sessions',

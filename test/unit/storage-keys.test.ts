@@ -73,6 +73,7 @@ describe('table keys', () => {
     expect(sandboxItem(record)).toEqual({
       pk: 'session#sesn_1',
       sk: 'sandbox#default',
+      sv: 1,
       record,
       ref: 'r',
       state: 'ready',

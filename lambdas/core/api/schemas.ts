@@ -2,6 +2,7 @@ import * as z from 'zod';
 import { parseHostPattern } from '../sandbox/egress.js';
 import { INFERENCE_GEOS } from '../harness/model-options.js';
 import { fileMountPathProblem } from '../sandbox/recipe.js';
+import { EVENT_TYPES } from '../session/event-types.js';
 
 /**
  * Request schemas of the public API, shaped after the official SDK's parameter types
@@ -600,6 +601,31 @@ export const SessionFork = z
   .meta({ description: 'Corral extension: fork a session at a position of its log.' });
 export type SessionFork = z.infer<typeof SessionFork>;
 
+/** Most events one session import may carry (its body is also bound by the API's body limit). */
+export const MAX_IMPORT_EVENTS = 10_000;
+
+/**
+ * One event of an imported log: a known event type, its id and time; its other fields are kept
+ * as they are (bounded by the body limit and the JSON depth limit), since the copy is only read.
+ */
+const ImportedEvent = z.looseObject({
+  type: z.enum(EVENT_TYPES as [string, ...string[]]),
+  id: z.string().min(1).max(128),
+  processed_at: z.iso.datetime({ offset: true }),
+});
+
+/** Corral extension (`corral import`): a session log, written as an archived read-only copy. */
+export const SessionImport = z.strictObject({
+  agent_id: Id.meta({ description: 'An agent of the caller (the import\'s copy of the session\'s agent).' }),
+  agent_version: z.number().int().min(1).max(MAX_INT).optional(),
+  environment_id: Id,
+  title: z.string().max(512).nullish(),
+  metadata: Metadata.optional(),
+  source: z.strictObject({ session_id: z.string().min(1).max(128), created_at: z.iso.datetime({ offset: true }) }),
+  events: z.array(ImportedEvent).max(MAX_IMPORT_EVENTS),
+});
+export type SessionImport = z.infer<typeof SessionImport>;
+
 // --- Response shapes and the OpenAPI registry ----------------------------------------------------
 // The routes never validate responses with these: they describe what the API returns, for the
 // OpenAPI document (`lambdas/api/openapi.ts`, served at `/openapi.json`) and for tests that check
@@ -671,6 +697,10 @@ export const SessionResponse = z
       .strictObject({ session_id: z.string(), position: z.number().int() })
       .optional()
       .meta({ description: 'Corral extension: the session and log position this one was forked from.' }),
+    imported_from: z
+      .strictObject({ session_id: z.string(), created_at: Timestamp, events: z.number().int() })
+      .optional()
+      .meta({ description: 'Corral extension: this session is an archived, read-only copy imported from an export (`corral import`) of that session.' }),
   })
   .meta({ description: 'A session (`BetaManagedAgentsSession`).' });
 
@@ -805,6 +835,7 @@ export const namedSchemas = {
   SessionCreate,
   SessionUpdate,
   SessionFork,
+  SessionImport,
   SessionResourceUpdate,
   FileResourceParam,
   VaultCreate,

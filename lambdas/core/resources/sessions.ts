@@ -94,6 +94,32 @@ export interface Session {
   archived_at: string | null;
   /** Corral extension: the session and position this one was forked from. */
   forked_from?: { session_id: string; position: number };
+  /** Corral extension: an archived, read-only copy of a session imported from an export. */
+  imported_from?: { session_id: string; created_at: string; events: number };
+}
+
+/** The event with its id and every reference to another event rewritten by `to` (fork, import). */
+function remapEventIds(event: SessionEvent, to: (ref: string) => string): SessionEvent {
+  const out = { ...event, id: to(event.id) };
+  switch (out.type) {
+    case 'agent.tool_result':
+    case 'user.tool_confirmation':
+    case 'user.tool_result':
+      return { ...out, tool_use_id: to(out.tool_use_id) };
+    case 'agent.mcp_tool_result':
+      return { ...out, mcp_tool_use_id: to(out.mcp_tool_use_id) };
+    case 'user.custom_tool_result':
+      return { ...out, custom_tool_use_id: to(out.custom_tool_use_id) };
+    case 'span.model_request_end':
+      return { ...out, model_request_start_id: to(out.model_request_start_id) };
+    case 'session.status_idle':
+      // (an imported event's fields are not checked beyond its type: a malformed list becomes empty)
+      return out.stop_reason?.type === 'requires_action'
+        ? { ...out, stop_reason: { ...out.stop_reason, event_ids: Array.isArray(out.stop_reason.event_ids) ? out.stop_reason.event_ids.map((r) => to(String(r))) : [] } }
+        : out;
+    default:
+      return out;
+  }
 }
 
 /** Session heads in the state table, listed per tenant, each with its usage item beside it. */
@@ -612,27 +638,7 @@ export class SessionService {
     const copied = upTo > 0 ? await this.log.getEvents(id, { from: 1, to: upTo + 1 }) : [];
     const newId_ = newId(ID_PREFIX.session, now.getTime());
     const ids = new Map(copied.map((e) => [e.event.id, newId(ID_PREFIX.event, Date.parse(e.event.processed_at) || now.getTime())]));
-    const to = (ref: string) => ids.get(ref) ?? ref;
-    /** The event with its new id and every reference to another event rewritten. */
-    const remap = (event: SessionEvent): SessionEvent => {
-      const out = { ...event, id: to(event.id) };
-      switch (out.type) {
-        case 'agent.tool_result':
-        case 'user.tool_confirmation':
-        case 'user.tool_result':
-          return { ...out, tool_use_id: to(out.tool_use_id) };
-        case 'agent.mcp_tool_result':
-          return { ...out, mcp_tool_use_id: to(out.mcp_tool_use_id) };
-        case 'user.custom_tool_result':
-          return { ...out, custom_tool_use_id: to(out.custom_tool_use_id) };
-        case 'span.model_request_end':
-          return { ...out, model_request_start_id: to(out.model_request_start_id) };
-        case 'session.status_idle':
-          return out.stop_reason.type === 'requires_action' ? { ...out, stop_reason: { ...out.stop_reason, event_ids: out.stop_reason.event_ids.map(to) } } : out;
-        default:
-          return out;
-      }
-    };
+    const remap = (event: SessionEvent) => remapEventIds(event, (ref) => ids.get(ref) ?? ref);
     let status: SessionStatus = 'idle';
     for (const { event } of copied) {
       if (event.type === 'session.status_running') status = 'running';
@@ -678,6 +684,68 @@ export class SessionService {
       if (headWritten) await heads.delete(this.table, newId_).catch(() => undefined);
       await this.log.deleteAll(newId_).catch(() => undefined);
       for (const ref of gitCredentials.slice(0, copiedSecrets)) await this.credentials?.secrets?.deleteSecret(ref.secret_ref).catch(() => undefined);
+      throw err;
+    }
+    return session;
+  }
+
+  /**
+   * Corral extension (`corral import`): a session log from an export, written as an archived,
+   * read-only copy under a new id in `tenant`'s account. The agent and environment it names must
+   * be the tenant's (the import's own copies); the events get new ids (references between them
+   * rewritten, as in a fork) and positions 1, 2, 3, ... in the order given. Nothing wakes it, and
+   * an archived session takes no events, so the copy can only be read. The caller has validated
+   * and bounded `events` (api/imports.ts): each is an object of a known event type.
+   */
+  async importArchived(
+    tenant: string,
+    params: { agent_id: string; agent_version?: number; environment_id: string; title: string | null; metadata: Record<string, string>; source: { session_id: string; created_at: string }; events: SessionEvent[] },
+    now = new Date(),
+  ): Promise<Session> {
+    const agent = await this.agents.get(tenant, params.agent_id, params.agent_version).catch((err) => {
+      if (err instanceof NotFoundError) throw new InvalidRequestError(`agent_id: ${err.message}`);
+      throw err;
+    });
+    const env = await this.environments.get(tenant, params.environment_id).catch((err) => {
+      if (err instanceof NotFoundError) throw new InvalidRequestError(`environment_id: ${err.message}`);
+      throw err;
+    });
+    const id = newId(ID_PREFIX.session, now.getTime());
+    const ids = new Map<string, string>();
+    for (const e of params.events) {
+      if (ids.has(e.id)) throw new InvalidRequestError(`events: event id ${e.id} occurs twice`);
+      ids.set(e.id, newId(ID_PREFIX.event, Date.parse(e.processed_at) || now.getTime()));
+    }
+    // A reference to an event not in the import is left pointing nowhere (a fresh id), never at
+    // an event of another session.
+    const to = (ref: string) => ids.get(ref) ?? newId(ID_PREFIX.event, now.getTime());
+    const session: Session = {
+      id,
+      type: 'session',
+      status: 'idle',
+      agent: pinAgent(agent),
+      environment_id: env.id,
+      title: params.title,
+      metadata: params.metadata,
+      resources: [],
+      vault_ids: [],
+      budget: null,
+      outcome_evaluations: [],
+      stats: {},
+      usage: {},
+      created_at: nowIso(now),
+      updated_at: nowIso(now),
+      archived_at: nowIso(now),
+      imported_from: { session_id: params.source.session_id, created_at: params.source.created_at, events: params.events.length },
+    };
+    assertRecordFits('session', session);
+    try {
+      let position = 0;
+      for (const e of params.events) await this.log.emitEvent(id, remapEventIds(e, to), { position: ++position });
+      // The head last: until it is there, the session does not exist for anyone.
+      await heads.put(this.table, tenant, session, { rev: 0 }, { ifNotExists: true });
+    } catch (err) {
+      await this.log.deleteAll(id).catch(() => undefined);
       throw err;
     }
     return session;

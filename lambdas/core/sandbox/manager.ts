@@ -3,6 +3,7 @@ import { withSpan } from '../telemetry/trace.js';
 import { ConflictError, CorralError, NotFoundError } from '../errors.js';
 import type { StateTable } from '../store.js';
 import { SandboxRecords } from '../storage/items.js';
+import { NewerRecordError } from '../storage/schema.js';
 import { keys } from '../storage/keys.js';
 import { SandboxClient, callTimeoutMs, type RestoreSummary } from './client.js';
 import { KeySealer, type CapabilitySealer } from './sealing.js';
@@ -181,6 +182,29 @@ export class SandboxManager {
     tool: string,
     input: unknown,
     opts: ExecuteOptions = {},
+  ): Promise<ExecutionReport> {
+    try {
+      return await this.executeIn(sessionId, name, plan, tool, input, opts);
+    } catch (err) {
+      // A record a newer Corral wrote (after a rollback) is left alone, sandbox and workspace
+      // snapshot with it: the call fails as a tool error, and the session goes on.
+      if (!(err instanceof NewerRecordError)) throw err;
+      return {
+        sandbox: name,
+        provisionMs: 0,
+        isError: true,
+        output: `sandbox "${name}" was set up by a newer version of Corral than the one now running; it is left as it is until that version runs again`,
+      };
+    }
+  }
+
+  private async executeIn(
+    sessionId: string,
+    name: string,
+    plan: RecipePlan,
+    tool: string,
+    input: unknown,
+    opts: ExecuteOptions,
   ): Promise<ExecutionReport> {
     if (!SANDBOX_NAME.test(name)) {
       return { sandbox: name, provisionMs: 0, isError: true, output: `invalid sandbox name ${JSON.stringify(name)}: use 1-64 letters, digits, - or _` };

@@ -1,5 +1,6 @@
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { leaseRecords, type LeaseFields } from '../storage/items.js';
+import { versionField } from '../storage/schema.js';
 
 export interface Lease {
   sessionId: string;
@@ -75,7 +76,7 @@ export class LeaseManager {
     const k = leaseRecords.key(sessionId);
     try {
       const before = leaseRecords.fromItem(
-        await this.table.incrementIf(k.pk, k.sk, 'fence', 1, { owner, until }, { absent: true, atMost: { name: 'until', value: now }, equals: { owner } }),
+        await this.table.incrementIf(k.pk, k.sk, 'fence', 1, { owner, until, ...versionField('lease') }, { absent: true, atMost: { name: 'until', value: now }, equals: { owner } }),
       );
       const takeover = !!before && before.until !== 0 && before.owner !== owner;
       return { sessionId, owner, fence: (before?.fence ?? 0) + 1, until, takeover };

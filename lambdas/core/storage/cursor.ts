@@ -11,6 +11,7 @@
  */
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { keys } from './keys.js';
+import { reportNewer } from './schema.js';
 
 /** The shape of the saved `state`; see the module comment before changing `TurnState`. */
 export const CURSOR_VERSION = 1;
@@ -36,7 +37,10 @@ export const cursorKey = (sessionId: string) => keys.cursor(sessionId);
 
 /** The saved state in a cursor item read by `cursorKey`, as `readCursor` answers it. */
 export function cursorFromItem<S>(item: Item | undefined): S | undefined {
-  if (!item || item.v !== CURSOR_VERSION || item.state === undefined) return undefined;
+  if (!item) return undefined;
+  // A newer cursor (a rollback) is no more read than an older one; it is logged, then replaced.
+  if (item.v !== undefined && (typeof item.v !== 'number' || item.v > CURSOR_VERSION)) reportNewer('cursor', Number(item.v), item, 'the log is folded again');
+  if (item.v !== CURSOR_VERSION || item.state === undefined) return undefined;
   return item.state as S;
 }
 

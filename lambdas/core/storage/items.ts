@@ -10,11 +10,14 @@
  * the session through a principal, or is the harness.
  *
  * The attribute layout is the on-disk format of deployed tables (see `keys.ts`); it is kept as it
- * was when this module was made.
+ * was when this module was made. Derived records (usage, leases, sandbox records, signals,
+ * previews, task states, counters) carry a schema version, and each reader here says what it
+ * does with an older or a newer one (the table in `schema.ts`).
  */
 import { ConditionFailedError, type Item, type Page, type PutOptions, type QueryOptions, type StateTable } from '../store.js';
 import { AGENT_VERSION_PREFIX, CREDENTIAL_PREFIX, SANDBOX_PREFIX, SESSION_FILE_PREFIX, SESSION_PARTITION_PREFIX, HEAD_SK, keys, type HeadKind } from './keys.js';
 import { isSystem, mayRead, type Principal, type SystemPrincipal } from './principal.js';
+import { NewerRecordError, ageOf, versionField, versionOf } from './schema.js';
 
 /** A page of items, with the ones the principal may not read left out (`last` still moves on). */
 function readable<T extends Item>(page: Page<Item>, who: Principal): Page<T> {
@@ -114,6 +117,15 @@ export interface SessionUsageFields {
   updated_at: string;
 }
 
+/**
+ * The usage in a usage item. Release 0's has the same fields; a newer one is absent (the head's
+ * copy stands in until the next model call rewrites it).
+ */
+function usageFromItem(item: Item | undefined): SessionUsageFields | undefined {
+  if (!item || ageOf('session_usage', item, 'the head\'s usage is used') === 'newer') return undefined;
+  return { usage: item.usage, stats: item.stats, updated_at: String(item.updated_at) };
+}
+
 /** Session heads, which also read and write the usage item beside each. */
 export class SessionHeadRecords<T extends { id: string }, X extends object = object> extends HeadRecords<T, X> {
   constructor() {
@@ -134,23 +146,18 @@ export class SessionHeadRecords<T extends { id: string }, X extends object = obj
   ): Promise<{ head: HeadItem<T, X>; usage?: SessionUsageFields; extra: Array<Item | undefined> } | undefined> {
     const [head, usage, ...extra] = await table.getMany([keys.head('session', id), keys.sessionUsage(id), ...extraKeys]);
     if (!head || !mayRead(who, head.tenant)) return undefined;
-    return {
-      head: head as HeadItem<T, X>,
-      usage: usage ? { usage: usage.usage, stats: usage.stats, updated_at: String(usage.updated_at) } : undefined,
-      extra,
-    };
+    return { head: head as HeadItem<T, X>, usage: usageFromItem(usage), extra };
   }
 
   /** The usage item alone (listings, whose heads come from the index). */
   async usage(table: StateTable, id: string): Promise<SessionUsageFields | undefined> {
     const k = keys.sessionUsage(id);
-    const item = await table.get(k.pk, k.sk);
-    return item ? { usage: item.usage, stats: item.stats, updated_at: String(item.updated_at) } : undefined;
+    return usageFromItem(await table.get(k.pk, k.sk));
   }
 
   /** Write the usage item (the harness, which alone holds the session's lease, is its writer). */
   putUsage(table: StateTable, id: string, fields: SessionUsageFields): Promise<void> {
-    return table.put({ ...keys.sessionUsage(id), usage: fields.usage, stats: fields.stats, updated_at: fields.updated_at });
+    return table.put({ ...keys.sessionUsage(id), ...versionField('session_usage'), usage: fields.usage, stats: fields.stats, updated_at: fields.updated_at });
   }
 
   /** Remove the head, the usage item and the interrupt signal. */
@@ -257,16 +264,22 @@ export interface LeaseFields {
 export const leaseRecords = {
   /** The lease item's key (the harness reads it with the session, in one batch). */
   key: (sessionId: string) => keys.lease(sessionId),
-  /** The lease in an item read by `key`. */
+  /**
+   * The lease in an item read by `key`. Every version keeps `owner`, `fence` and `until` with the
+   * same meaning (old and new harnesses share them during a deploy), so a newer lease is read
+   * through those three alone; release 0's has just those.
+   */
   fromItem(item: Item | undefined): LeaseFields | undefined {
-    return item ? { owner: String(item.owner), fence: Number(item.fence), until: Number(item.until) } : undefined;
+    if (!item) return undefined;
+    ageOf('lease', item, 'read through owner, fence and until');
+    return { owner: String(item.owner), fence: Number(item.fence), until: Number(item.until) };
   },
   async get(table: StateTable, sessionId: string): Promise<LeaseFields | undefined> {
     const k = keys.lease(sessionId);
     return leaseRecords.fromItem(await table.get(k.pk, k.sk));
   },
   put(table: StateTable, sessionId: string, lease: LeaseFields, opts?: PutOptions): Promise<void> {
-    return table.put({ ...keys.lease(sessionId), owner: lease.owner, fence: lease.fence, until: lease.until }, opts);
+    return table.put({ ...keys.lease(sessionId), ...versionField('lease'), owner: lease.owner, fence: lease.fence, until: lease.until }, opts);
   },
 };
 
@@ -304,6 +317,7 @@ function shardOf(sessionId: string): number {
 export function sandboxItem<R extends SandboxRecordFields>(record: R): Item & { record: R } {
   const item: Item & { record: R } = {
     ...keys.sandbox(record.sessionId, record.name),
+    ...versionField('sandbox'),
     record,
     ref: record.ref,
     state: record.state,
@@ -316,10 +330,23 @@ export function sandboxItem<R extends SandboxRecordFields>(record: R): Item & { 
   return item;
 }
 
+/**
+ * The record in a sandbox item. Release 0's is the same record. A newer one names a sandbox this
+ * code may not understand: `get` refuses it (`NewerRecordError`: the tool call that needed it
+ * fails, and the sandbox and its workspace snapshot are left to the newer code), listings skip it.
+ */
+function sandboxFromItem<R>(item: Item, action: string): R | undefined {
+  return ageOf('sandbox', item, action) === 'newer' ? undefined : (item.record as R);
+}
+
 export class SandboxRecords<R extends SandboxRecordFields> {
   async get(table: StateTable, sessionId: string, name: string): Promise<R | undefined> {
     const k = keys.sandbox(sessionId, name);
-    return (await table.get(k.pk, k.sk))?.record as R | undefined;
+    const item = await table.get(k.pk, k.sk);
+    if (!item) return undefined;
+    const record = sandboxFromItem<R>(item, 'refused');
+    if (!record) throw new NewerRecordError('sandbox', versionOf(item));
+    return record;
   }
 
   /**
@@ -348,7 +375,10 @@ export class SandboxRecords<R extends SandboxRecordFields> {
     let after: string | undefined;
     for (;;) {
       const page = await table.query(keys.partition('session', sessionId), { prefix: SANDBOX_PREFIX, after });
-      out.push(...page.items.map((i) => i.record as R));
+      for (const i of page.items) {
+        const record = sandboxFromItem<R>(i, 'skipped');
+        if (record) out.push(record);
+      }
       if (page.last === null) return out;
       after = page.last;
     }
@@ -362,7 +392,12 @@ export class SandboxRecords<R extends SandboxRecordFields> {
   async activePage(table: StateTable, who: SystemPrincipal, shard: number, q: QueryOptions): Promise<Page<{ record: R; order: string }>> {
     if (!isSystem(who)) throw new TypeError('reading every tenant\'s sandboxes needs the system principal');
     const page = await table.queryIndex(keys.activeSandboxes(shard), q);
-    return { items: page.items.map((i) => ({ record: i.record as R, order: String(i.gsi1sk) })), last: page.last };
+    const items: Array<{ record: R; order: string }> = [];
+    for (const i of page.items) {
+      const record = sandboxFromItem<R>(i, 'not reaped');
+      if (record) items.push({ record, order: String(i.gsi1sk) });
+    }
+    return { items, last: page.last };
   }
 }
 
@@ -402,11 +437,14 @@ const INTERRUPT_SIGNAL_TTL_S = 7 * 24 * 3600;
 export const interruptSignals = {
   raise(table: StateTable, sessionId: string, now = Date.now()): Promise<number> {
     const k = keys.interruptSignal(sessionId);
-    return table.increment(k.pk, k.sk, 'count', 1, { expiresAt: Math.floor(now / 1000) + INTERRUPT_SIGNAL_TTL_S });
+    return table.increment(k.pk, k.sk, 'count', 1, { expiresAt: Math.floor(now / 1000) + INTERRUPT_SIGNAL_TTL_S, ...versionField('interrupt_signal') });
   },
+  /** The count; 0 for a newer signal (the harness then learns of an interrupt from the log). */
   async read(table: StateTable, sessionId: string): Promise<number> {
     const k = keys.interruptSignal(sessionId);
-    return Number((await table.get(k.pk, k.sk))?.count ?? 0);
+    const item = await table.get(k.pk, k.sk);
+    if (!item || ageOf('interrupt_signal', item, 'read as none') === 'newer') return 0;
+    return Number(item.count ?? 0);
   },
 };
 
@@ -465,7 +503,7 @@ export const taskStateRecords = {
   async put(table: StateTable, taskId: string, state: TaskStateFields, now = Date.now()): Promise<boolean> {
     const k = keys.taskState(taskId);
     try {
-      await table.put({ ...state, pk: k.pk, sk: k.sk, expiresAt: Math.floor(now / 1000) + TASK_STATE_TTL_S }, { ifBelow: { name: 'version', value: state.version } });
+      await table.put({ ...state, pk: k.pk, sk: k.sk, ...versionField('task_state'), expiresAt: Math.floor(now / 1000) + TASK_STATE_TTL_S }, { ifBelow: { name: 'version', value: state.version } });
       return true;
     } catch (err) {
       if (err instanceof ConditionFailedError) return false;
@@ -474,8 +512,9 @@ export const taskStateRecords = {
   },
   async get(table: StateTable, taskId: string): Promise<TaskStateFields | undefined> {
     const item = await table.get(keys.taskState(taskId).pk, keys.taskState(taskId).sk);
-    if (!item) return undefined;
-    const { pk: _pk, sk: _sk, expiresAt: _e, ...fields } = item;
+    // A newer state is absent: the provider waits for the next change event (or asks ECS).
+    if (!item || ageOf('task_state', item, 'read as absent') === 'newer') return undefined;
+    const { pk: _pk, sk: _sk, expiresAt: _e, sv: _sv, ...fields } = item;
     return fields as unknown as TaskStateFields;
   },
 };
@@ -486,10 +525,14 @@ export const taskStateRecords = {
 export const counterRecords = {
   /** Add `by` (default one); returns the new count. */
   increment(table: StateTable, key: { pk: string; sk: string }, expiresAt: number, by = 1): Promise<number> {
-    return table.increment(key.pk, key.sk, 'count', by, { expiresAt });
+    return table.increment(key.pk, key.sk, 'count', by, { expiresAt, ...versionField('counter') });
   },
+  /** The count (`count` means the same in every version: a newer counter is read through it). */
   async count(table: StateTable, key: { pk: string; sk: string }): Promise<number> {
-    return Number((await table.get(key.pk, key.sk))?.count ?? 0);
+    const item = await table.get(key.pk, key.sk);
+    if (!item) return 0;
+    ageOf('counter', item, 'read through count');
+    return Number(item.count ?? 0);
   },
 };
 
@@ -504,13 +547,14 @@ export const previewWatchRecords = {
   /** A stream with `event_deltas` is open until `untilMs` (an UpdateItem: the stream's only kind of write). */
   async watch(table: StateTable, sessionId: string, untilMs: number): Promise<void> {
     const k = keys.previewWatch(sessionId);
-    await table.increment(k.pk, k.sk, 'refreshes', 1, { expiresAt: Math.ceil(untilMs / 1000) });
+    await table.increment(k.pk, k.sk, 'refreshes', 1, { expiresAt: Math.ceil(untilMs / 1000), ...versionField('preview_watch') });
   },
   /** Whether a stream declared interest that has not expired at `nowMs`. */
   async watched(table: StateTable, sessionId: string, nowMs: number): Promise<boolean> {
     const k = keys.previewWatch(sessionId);
     const item = await table.get(k.pk, k.sk);
-    return item !== undefined && Number(item.expiresAt) * 1000 > nowMs;
+    if (item === undefined || ageOf('preview_watch', item, 'read as absent') === 'newer') return false;
+    return Number(item.expiresAt) * 1000 > nowMs;
   },
 };
 
@@ -518,6 +562,7 @@ export const previewChunkRecords = {
   put(table: StateTable, sessionId: string, chunk: { request: string; seq: number; frames: unknown[] }, expiresAtMs: number): Promise<void> {
     return table.put({
       ...keys.previewChunk(sessionId, chunk.request, chunk.seq),
+      ...versionField('preview_chunk'),
       frames: chunk.frames,
       expiresAt: Math.ceil(expiresAtMs / 1000),
     });
@@ -531,7 +576,7 @@ export const previewChunkRecords = {
     });
     const prefix = keys.previewChunks(request);
     return page.items
-      .filter((i) => i.sk.startsWith(prefix) && Number(i.expiresAt) * 1000 > nowMs)
+      .filter((i) => i.sk.startsWith(prefix) && Number(i.expiresAt) * 1000 > nowMs && ageOf('preview_chunk', i, 'skipped') !== 'newer')
       .map((i) => ({ request, seq: Number(i.sk.slice(prefix.length)), frames: i.frames as unknown[] }));
   },
 };
