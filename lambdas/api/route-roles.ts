@@ -70,6 +70,9 @@ export const ROUTE_ROLES: Readonly<Record<string, Role | 'public'>> = {
   'GET /v1/files/:id': 'user',
   'GET /v1/files/:id/content': 'user',
   'DELETE /v1/files/:id': 'developer',
+
+  // Importing a tenant's history (`corral import`) writes whole session logs: an admin's move.
+  'POST /v1/corral/imports/sessions': 'admin',
 };
 
 interface Compiled {
