@@ -23,6 +23,8 @@ export const CONTEXT_KEYS = {
     'Limits of the tools in a sandbox, e.g. processes=256,memory=1g,file_size=1g,cpu_seconds=3600,disk=10g (any subset; default those, memory and disk capped by the task size)',
   repositoryUrlAllow: 'Comma-separated repository origins accepted besides public https ones, e.g. https://git.internal.example (default none)',
   fargateSpot: 'true: sandbox tasks run on Fargate Spot, on demand when Spot has no capacity (default false; a reclaimed task is a sandbox death: a tool error, then a fresh sandbox)',
+  sandboxClusters:
+    'ECS clusters sandbox tasks are spread over, 1-20 (default 1): each takes at most 500 tasks PROVISIONING at once (not adjustable), so 100,000 sessions need 2 or more (docs/SCALE.md)',
   sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
   sandboxIdleMinutes: 'Stop sandboxes no tool call used for this many minutes (default 15)',
   anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
@@ -135,6 +137,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
         cpu: asInt('sandboxCpu', get('sandboxCpu'), 256, 16384),
         memoryMiB: asInt('sandboxMemoryMiB', get('sandboxMemoryMiB'), 512, 122880),
         ephemeralStorageGiB: asInt('sandboxEphemeralStorageGiB', get('sandboxEphemeralStorageGiB'), 21, 200),
+        clusters: asInt('sandboxClusters', get('sandboxClusters'), 1, 20),
         limits: Object.keys(sandboxLimits).length ? sandboxLimits : undefined,
         image: sandboxImage ? ecs.ContainerImage.fromRegistry(sandboxImage) : undefined,
         spot: (() => {

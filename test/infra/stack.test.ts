@@ -354,6 +354,38 @@ describe('CorralStack template', () => {
     expect(() => stackPropsFromContext((k) => (k === 'fargateSpot' ? 'yes' : undefined))).toThrow(/fargateSpot: true or false/);
   });
 
+  it('spreads sandboxes over sandboxClusters clusters: every function, grant and the task-events rule cover each', () => {
+    template.resourceCountIs('AWS::ECS::Cluster', 1);
+    const { props } = stackPropsFromContext((k) => (k === 'sandboxClusters' ? '3' : undefined));
+    const many = synth(props, 'CorralClusters');
+    many.template.resourceCountIs('AWS::ECS::Cluster', 3);
+    const resources = many.template.toJSON().Resources;
+    const ids = many.stack.sandboxes.clusters.map((c) => logicalId(many.stack, c));
+    // The first keeps the single cluster's logical id: raising the count replaces no cluster.
+    expect(ids[0]).toBe(logicalId(stack, stack.sandboxes.cluster));
+    const arns = ids.map((id) => ({ 'Fn::GetAtt': [id, 'Arn'] }));
+    // Every function that starts or stops tasks is told all of them, comma-separated.
+    for (const fn of [many.stack.harness.function, many.stack.api.handler, many.stack.sandboxReaper.function]) {
+      expect(resources[logicalId(many.stack, fn)].Properties.Environment.Variables.CORRAL_SANDBOX_CLUSTER, fn.node.path).toEqual({ 'Fn::Join': [',', arns] });
+    }
+    const statementsFor = (fn: IConstruct) => statementsOf(many.template, resources[logicalId(many.stack, fn)].Properties.Role['Fn::GetAtt'][0] as string);
+    const run = statementsFor(many.stack.harness.function).filter((st) => asArray(st.Action).includes('ecs:RunTask'));
+    expect(run).toHaveLength(1);
+    expect(run[0].Condition).toEqual({ ArnEquals: { 'ecs:cluster': arns } });
+    for (const fn of [many.stack.harness.function, many.stack.api.handler, many.stack.sandboxReaper.function]) {
+      const stop = statementsFor(fn).filter((st) => asArray(st.Action).includes('ecs:StopTask'));
+      expect(stop, fn.node.path).toHaveLength(1);
+      expect(asArray(stop[0].Resource)).toHaveLength(3);
+      expect(JSON.stringify(stop[0].Resource)).toContain(ids[2]);
+      expect(stop[0].Condition).toEqual({ ArnEquals: { 'ecs:cluster': arns } });
+    }
+    many.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['aws.ecs'], 'detail-type': ['ECS Task State Change'], detail: { clusterArn: arns } },
+    });
+    expect(() => stackPropsFromContext((k) => (k === 'sandboxClusters' ? '0' : undefined))).toThrow(/sandboxClusters: expected an integer from 1 to 20/);
+    expect(() => stackPropsFromContext((k) => (k === 'sandboxClusters' ? '21' : undefined))).toThrow(/sandboxClusters/);
+  });
+
   it('lets the reaper keep the workspaces it stops: in the VPC, sandboxes reachable, capabilities opened, snapshots written', () => {
     const resources = template.toJSON().Resources;
     const fnId = logicalId(stack, stack.sandboxReaper.function);
