@@ -15,6 +15,10 @@ export const CONTEXT_KEYS = {
   vpcId: 'Existing VPC to run the harness and sandboxes in (with privateSubnetIds and availabilityZones)',
   privateSubnetIds: 'Comma-separated private subnet ids of that VPC (they need a route to the internet)',
   availabilityZones: 'Comma-separated availability zones of those subnets, in the same order',
+  sandboxCidrBlocks:
+    'Secondary /16 CIDR blocks a new VPC adds for sandbox subnets, 0-4 (default 0: two /20 private subnets, 8,182 addresses; each block adds 65,526 in two /17s)',
+  vpcInterfaceEndpoints:
+    'true: ECR (api, dkr) and CloudWatch Logs interface endpoints in a new VPC, so image pulls and sandbox logs skip the NAT (default false; about 43.80 USD a month for 3 endpoints in 2 zones, see docs/DEPLOY.md)',
   nat: 'gateway (default) or instance: how a VPC the stack creates reaches the internet',
   sandboxCpu: 'vCPU units of a sandbox task (default 1024)',
   sandboxMemoryMiB: 'Memory of a sandbox task in MiB (default 2048)',
@@ -132,6 +136,17 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       network: {
         existingVpc: vpcId ? { vpcId, privateSubnetIds: privateSubnetIds!, availabilityZones: availabilityZones! } : undefined,
         nat: nat as 'gateway' | 'instance' | undefined,
+        interfaceEndpoints: (() => {
+          const v = asString('vpcInterfaceEndpoints', get('vpcInterfaceEndpoints'));
+          if (v !== undefined && v !== 'true' && v !== 'false') throw new Error('context vpcInterfaceEndpoints: true or false');
+          if (v === 'true' && vpcId) throw new Error('context vpcInterfaceEndpoints: only for a VPC the stack creates (add endpoints to your own VPC yourself)');
+          return v === undefined ? undefined : v === 'true';
+        })(),
+        sandboxCidrBlocks: (() => {
+          const n = asInt('sandboxCidrBlocks', get('sandboxCidrBlocks'), 0, 4);
+          if (n && vpcId) throw new Error('context sandboxCidrBlocks: only for a VPC the stack creates (with vpcId, give subnets sized for the sandboxes)');
+          return n;
+        })(),
       },
       sandbox: {
         cpu: asInt('sandboxCpu', get('sandboxCpu'), 256, 16384),

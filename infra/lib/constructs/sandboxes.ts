@@ -311,7 +311,7 @@ export class Sandboxes extends Construct {
     return configEnvironment({
       sandboxCluster: this.clusterArns,
       sandboxTaskDefinition: this.taskDefinition.taskDefinitionArn,
-      sandboxSubnets: this.network.subnetIds.join(','),
+      sandboxSubnets: this.network.sandboxSubnetIds.join(','),
       sandboxSecurityGroups: this.securityGroup.securityGroupId,
       sandboxContainer: SANDBOX_CONTAINER,
       sandboxPort: String(SANDBOX_PORT),
