@@ -18,6 +18,10 @@ export const CONTEXT_KEYS = {
   vpcId: 'Existing VPC to run the harness and sandboxes in (with privateSubnetIds and availabilityZones)',
   privateSubnetIds: 'Comma-separated private subnet ids of that VPC (they need a route to the internet)',
   availabilityZones: 'Comma-separated availability zones of those subnets, in the same order',
+  sandboxCidrBlocks:
+    'Secondary /16 CIDR blocks a new VPC adds for sandbox subnets, 0-4 (default 0: two /20 private subnets, 8,182 addresses; each block adds 65,526 in two /17s)',
+  vpcInterfaceEndpoints:
+    'true: ECR (api, dkr) and CloudWatch Logs interface endpoints in a new VPC, so image pulls and sandbox logs skip the NAT (default false; about 43.80 USD a month for 3 endpoints in 2 zones, see docs/DEPLOY.md)',
   nat: 'gateway (default) or instance: how a VPC the stack creates reaches the internet',
   sandboxCpu: 'vCPU units of a sandbox task (default 1024)',
   sandboxMemoryMiB: 'Memory of a sandbox task in MiB (default 2048)',
@@ -26,6 +30,8 @@ export const CONTEXT_KEYS = {
     'Limits of the tools in a sandbox, e.g. processes=256,memory=1g,file_size=1g,cpu_seconds=3600,disk=10g (any subset; default those, memory and disk capped by the task size)',
   repositoryUrlAllow: 'Comma-separated repository origins accepted besides public https ones, e.g. https://git.internal.example (default none)',
   fargateSpot: 'true: sandbox tasks run on Fargate Spot, on demand when Spot has no capacity (default false; a reclaimed task is a sandbox death: a tool error, then a fresh sandbox)',
+  sandboxClusters:
+    'ECS clusters sandbox tasks are spread over, 1-20 (default 1): each takes at most 500 tasks PROVISIONING at once (not adjustable), so 100,000 sessions need 2 or more (docs/SCALE.md)',
   sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
   sandboxIdleMinutes: 'Stop sandboxes no tool call used for this many minutes (default 15)',
   anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
@@ -151,11 +157,23 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       network: {
         existingVpc: vpcId ? { vpcId, privateSubnetIds: privateSubnetIds!, availabilityZones: availabilityZones! } : undefined,
         nat: nat as 'gateway' | 'instance' | undefined,
+        interfaceEndpoints: (() => {
+          const v = asString('vpcInterfaceEndpoints', get('vpcInterfaceEndpoints'));
+          if (v !== undefined && v !== 'true' && v !== 'false') throw new Error('context vpcInterfaceEndpoints: true or false');
+          if (v === 'true' && vpcId) throw new Error('context vpcInterfaceEndpoints: only for a VPC the stack creates (add endpoints to your own VPC yourself)');
+          return v === undefined ? undefined : v === 'true';
+        })(),
+        sandboxCidrBlocks: (() => {
+          const n = asInt('sandboxCidrBlocks', get('sandboxCidrBlocks'), 0, 4);
+          if (n && vpcId) throw new Error('context sandboxCidrBlocks: only for a VPC the stack creates (with vpcId, give subnets sized for the sandboxes)');
+          return n;
+        })(),
       },
       sandbox: {
         cpu: asInt('sandboxCpu', get('sandboxCpu'), 256, 16384),
         memoryMiB: asInt('sandboxMemoryMiB', get('sandboxMemoryMiB'), 512, 122880),
         ephemeralStorageGiB: asInt('sandboxEphemeralStorageGiB', get('sandboxEphemeralStorageGiB'), 21, 200),
+        clusters: asInt('sandboxClusters', get('sandboxClusters'), 1, 20),
         limits: Object.keys(sandboxLimits).length ? sandboxLimits : undefined,
         image: sandboxImage ? ecs.ContainerImage.fromRegistry(sandboxImage) : undefined,
         spot: (() => {

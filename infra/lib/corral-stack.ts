@@ -328,14 +328,14 @@ export class CorralStack extends Stack {
       id: `AwsSolutions-IAM5[Resource::<${ref(this.sessionLog.state)}.Arn>/index/*]`,
       reason: 'DynamoDB grants on the state table also cover its indexes (`<table>/index/*`, its one index gsi1): listings and the reaper query it.',
     };
-    const tasks = {
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<${ref(this.sandboxes.cluster)}>/*]`,
-      reason: 'Sandbox tasks get fresh ARNs; StopTask, DescribeTasks and TagResource are limited to tasks of the sandbox cluster.',
-    };
-    acknowledge(this.harness.function, indexes, tasks);
-    acknowledge(this.api.handler, indexes, tasks);
+    const tasks = this.sandboxes.clusters.map((cluster) => ({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/<${ref(cluster)}>/*]`,
+      reason: 'Sandbox tasks get fresh ARNs; StopTask, DescribeTasks and TagResource are limited to tasks of the sandbox clusters.',
+    }));
+    acknowledge(this.harness.function, indexes, ...tasks);
+    acknowledge(this.api.handler, indexes, ...tasks);
     acknowledge(this.api.streamHandler, indexes);
     acknowledge(this.credentialProxy.function, indexes);
-    acknowledge(this.sandboxReaper.function, indexes, tasks);
+    acknowledge(this.sandboxReaper.function, indexes, ...tasks);
   }
 }

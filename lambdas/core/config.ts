@@ -27,7 +27,7 @@ export const CORRAL_ENV = {
   stateTable: 'CORRAL_STATE_TABLE',
   /** URL of the SQS FIFO wake queue. API, harness. */
   wakeQueueUrl: 'CORRAL_WAKE_QUEUE_URL',
-  /** ECS cluster (name or ARN) sandbox tasks run in. API, harness, reaper. */
+  /** ECS cluster (name or ARN) sandbox tasks run in, or several, comma-separated (CDK context `sandboxClusters`). API, harness, reaper. */
   sandboxCluster: 'CORRAL_SANDBOX_CLUSTER',
   /** The sandbox task definition (ARN) RunTask starts. API, harness. */
   sandboxTaskDefinition: 'CORRAL_SANDBOX_TASK_DEFINITION',
@@ -448,7 +448,7 @@ export function readWorkspaceLimits(env: Env = process.env): { maxBytes?: number
 
 export interface SandboxReaperConfig {
   stateTable: string;
-  /** The cluster whose tasks it may stop. */
+  /** The cluster (or comma-separated clusters) whose tasks it may stop. */
   cluster: string;
   idleMs: number;
   /** The blob bucket workspace snapshots of stopped sandboxes go to (`workspaces/` only). */

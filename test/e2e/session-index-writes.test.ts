@@ -52,9 +52,10 @@ function recording(client: DynamoDBClient, writes: Write[]): DynamoDBClient {
 /**
  * The tenant's session index (`gsi1`, all attributes projected) is written whenever an item in it
  * is: DynamoDB rewrites an index entry when a projected attribute of its item changes, and with
- * every attribute projected, that is every write of the session head. Each such write lands in
- * the one index partition of the tenant (`<tenant>#sessions`), so its count per turn times the
- * tenant's sessions is that partition's write rate.
+ * every attribute projected, that is every write of an item carrying the index key. Each such
+ * write lands in the one index partition of the tenant (`<tenant>#sessions`), so its count per
+ * turn times the tenant's sessions is that partition's write rate. A session's head carries no
+ * index key: its listing item alone is in the index, written once when the session is created.
  */
 describe('the tenant\'s session index', () => {
   let db: EmbeddedDynamo;
@@ -88,15 +89,17 @@ describe('the tenant\'s session index', () => {
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('is written once per status change of a session, not per model call: a turn with a tool call writes it twice', async () => {
+  it('is written once when a session is created, never by a turn: status changes write a head that is in no index', async () => {
     const agent = await services.agents.create(TENANT, { name: 'a', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
     const env = await services.environments.create(TENANT, { name: 'e' });
+    writes.length = 0;
     const session = await services.sessions.create(TENANT, { agent: agent.id, environment_id: env.id });
     const headKey = keys.head('session', session.id);
     const tenantIndex = keys.tenantIndex('session', TENANT);
-    // A write of an item in the tenant's index: the head (every write of it), or anything written
-    // with the tenant's index partition key.
-    const inIndex = (w: Write) => (w.pk === headKey.pk && w.sk === headKey.sk) || w.attributes.gsi1pk === tenantIndex;
+    // A write of an item in the tenant's index: anything written with the tenant's index partition key.
+    const inIndex = (w: Write) => w.attributes.gsi1pk === tenantIndex;
+    expect(writes.filter(inIndex).map((w) => [w.pk, w.sk])).toEqual([[keys.sessionListing(session.id).pk, keys.sessionListing(session.id).sk]]);
+    expect(writes.find((w) => w.pk === headKey.pk && w.sk === headKey.sk)?.attributes).not.toHaveProperty('gsi1pk');
 
     // One turn as the issue counts it: two model calls with a tool call between them.
     for (let turn = 1; turn <= 2; turn++) {
@@ -108,14 +111,16 @@ describe('the tenant\'s session index', () => {
       expect(events.filter((e) => e.event.type === 'span.model_request_end')).toHaveLength(2 * turn);
 
       const indexed = writes.filter(inIndex);
+      const headWrites = writes.filter((w) => w.pk === headKey.pk && w.sk === headKey.sk);
       const size = (w: Write) => JSON.stringify(w.attributes).length;
       console.info(
-        `turn ${turn}: ${writes.length} state-table writes; of the session head, in the tenant's index: ${indexed.length} ` +
-          `(${indexed.map((w) => `${(w.attributes.data as { status?: string } | undefined)?.status} ~${size(w)} B`).join(', ')}); ` +
+        `turn ${turn}: ${writes.length} state-table writes; in the tenant's index: ${indexed.length}; of the session head (in no index): ` +
+          `${headWrites.map((w) => `${(w.attributes.data as { status?: string } | undefined)?.status} ~${size(w)} B`).join(', ')}; ` +
           `of the usage item: ${writes.filter((w) => w.sk === keys.sessionUsage(session.id).sk).length}`,
       );
-      // running, then idle: the only writes of an indexed item
-      expect(indexed.map((w) => (w.attributes.data as { status?: string } | undefined)?.status)).toEqual(['running', 'idle']);
+      // The head is written on its status changes, running then idle, and nothing in the index is.
+      expect(headWrites.map((w) => (w.attributes.data as { status?: string } | undefined)?.status)).toEqual(['running', 'idle']);
+      expect(indexed).toEqual([]);
     }
 
     // The usage the turns' model calls reported is still what the API shows, on get and in the list.
@@ -136,8 +141,16 @@ describe('the tenant\'s session index', () => {
     expect(after).toEqual(updated);
     expect(after.title).toBe('renamed');
     expect(after.usage).toEqual(before.usage);
+    // Archiving writes the head alone: the list still hides it by default, from the head's data.
+    writes.length = 0;
+    await services.sessions.archive(TENANT, sessionId);
+    expect(writes.map((w) => w.sk)).toEqual(['head']);
+    expect(writes[0].attributes).not.toHaveProperty('gsi1pk');
+    expect((await services.sessions.list(TENANT, {})).data.map((s) => s.id)).not.toContain(sessionId);
+    expect((await services.sessions.list(TENANT, { include_archived: true })).data.map((s) => s.id)).toContain(sessionId);
     await services.sessions.delete(TENANT, sessionId);
-    const usageKey = keys.sessionUsage(sessionId);
-    expect(await new DynamoStateTable(db.client, TABLES.state).get(usageKey.pk, usageKey.sk)).toBeUndefined();
+    const table = new DynamoStateTable(db.client, TABLES.state);
+    for (const k of [keys.sessionUsage(sessionId), keys.sessionListing(sessionId)]) expect(await table.get(k.pk, k.sk)).toBeUndefined();
+    expect((await services.sessions.list(TENANT, { include_archived: true })).data.map((s) => s.id)).not.toContain(sessionId);
   });
 });

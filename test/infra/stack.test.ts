@@ -355,6 +355,38 @@ describe('CorralStack template', () => {
     expect(() => stackPropsFromContext((k) => (k === 'fargateSpot' ? 'yes' : undefined))).toThrow(/fargateSpot: true or false/);
   });
 
+  it('spreads sandboxes over sandboxClusters clusters: every function, grant and the task-events rule cover each', () => {
+    template.resourceCountIs('AWS::ECS::Cluster', 1);
+    const { props } = stackPropsFromContext((k) => (k === 'sandboxClusters' ? '3' : undefined));
+    const many = synth(props, 'CorralClusters');
+    many.template.resourceCountIs('AWS::ECS::Cluster', 3);
+    const resources = many.template.toJSON().Resources;
+    const ids = many.stack.sandboxes.clusters.map((c) => logicalId(many.stack, c));
+    // The first keeps the single cluster's logical id: raising the count replaces no cluster.
+    expect(ids[0]).toBe(logicalId(stack, stack.sandboxes.cluster));
+    const arns = ids.map((id) => ({ 'Fn::GetAtt': [id, 'Arn'] }));
+    // Every function that starts or stops tasks is told all of them, comma-separated.
+    for (const fn of [many.stack.harness.function, many.stack.api.handler, many.stack.sandboxReaper.function]) {
+      expect(resources[logicalId(many.stack, fn)].Properties.Environment.Variables.CORRAL_SANDBOX_CLUSTER, fn.node.path).toEqual({ 'Fn::Join': [',', arns] });
+    }
+    const statementsFor = (fn: IConstruct) => statementsOf(many.template, resources[logicalId(many.stack, fn)].Properties.Role['Fn::GetAtt'][0] as string);
+    const run = statementsFor(many.stack.harness.function).filter((st) => asArray(st.Action).includes('ecs:RunTask'));
+    expect(run).toHaveLength(1);
+    expect(run[0].Condition).toEqual({ ArnEquals: { 'ecs:cluster': arns } });
+    for (const fn of [many.stack.harness.function, many.stack.api.handler, many.stack.sandboxReaper.function]) {
+      const stop = statementsFor(fn).filter((st) => asArray(st.Action).includes('ecs:StopTask'));
+      expect(stop, fn.node.path).toHaveLength(1);
+      expect(asArray(stop[0].Resource)).toHaveLength(3);
+      expect(JSON.stringify(stop[0].Resource)).toContain(ids[2]);
+      expect(stop[0].Condition).toEqual({ ArnEquals: { 'ecs:cluster': arns } });
+    }
+    many.template.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: { source: ['aws.ecs'], 'detail-type': ['ECS Task State Change'], detail: { clusterArn: arns } },
+    });
+    expect(() => stackPropsFromContext((k) => (k === 'sandboxClusters' ? '0' : undefined))).toThrow(/sandboxClusters: expected an integer from 1 to 20/);
+    expect(() => stackPropsFromContext((k) => (k === 'sandboxClusters' ? '21' : undefined))).toThrow(/sandboxClusters/);
+  });
+
   it('lets the reaper keep the workspaces it stops: in the VPC, sandboxes reachable, capabilities opened, snapshots written', () => {
     const resources = template.toJSON().Resources;
     const fnId = logicalId(stack, stack.sandboxReaper.function);
@@ -400,6 +432,67 @@ describe('CorralStack template', () => {
     const endpoints = Object.values(template.findResources('AWS::EC2::VPCEndpoint')).map((e) => e.Properties);
     expect(endpoints.map((e) => e.VpcEndpointType ?? 'Gateway')).toEqual(['Gateway', 'Gateway']);
     expect(endpoints.map((e) => JSON.stringify(e.ServiceName).match(/\.(s3|dynamodb)"/)?.[1]).sort()).toEqual(['dynamodb', 's3']);
+  });
+
+  it('sizes the sandbox subnets with sandboxCidrBlocks: secondary /16 blocks split per zone, routed to the NAT and the gateway endpoints', () => {
+    const usable = (cidr: string) => 2 ** (32 - Number(cidr.split('/')[1])) - 5;
+    const privateCidrs = (t: Template) =>
+      Object.values(t.findResources('AWS::EC2::Subnet'))
+        .filter((r) => r.Properties.MapPublicIpOnLaunch !== true)
+        .map((r) => r.Properties.CidrBlock as string);
+    // The default: two /20s, 8,182 addresses, every one shared with the functions.
+    expect(privateCidrs(template).sort()).toEqual(['10.0.16.0/20', '10.0.32.0/20']);
+    expect(privateCidrs(template).reduce((n, c) => n + usable(c), 0)).toBe(8_182);
+    template.resourceCountIs('AWS::EC2::VPCCidrBlock', 0);
+
+    const { props } = stackPropsFromContext((k) => (k === 'sandboxCidrBlocks' ? '2' : undefined));
+    const big = synth(props, 'CorralSubnets');
+    const resources = big.template.toJSON().Resources;
+    big.template.resourceCountIs('AWS::EC2::VPCCidrBlock', 2);
+    for (const cidr of ['10.1.0.0/16', '10.2.0.0/16']) big.template.hasResourceProperties('AWS::EC2::VPCCidrBlock', { CidrBlock: cidr });
+    const cidrs = privateCidrs(big.template).sort();
+    expect(cidrs).toEqual(['10.0.16.0/20', '10.0.32.0/20', '10.1.0.0/17', '10.1.128.0/17', '10.2.0.0/17', '10.2.128.0/17']);
+    // 8,182 + 4 x 32,763: 100,000 sandboxes at 72%.
+    expect(cidrs.reduce((n, c) => n + usable(c), 0)).toBe(139_234);
+    const sandboxSubnets = big.stack.network.sandboxSubnets;
+    expect(sandboxSubnets).toHaveLength(4);
+    const subnetIds = sandboxSubnets.map((sn) => logicalId(big.stack, sn));
+    // Each depends on its block, routes 0.0.0.0/0 to the NAT gateway, and its route table is on both gateway endpoints.
+    for (const id of subnetIds) expect(JSON.stringify(resources[id].DependsOn ?? [])).toMatch(/SandboxCidr/);
+    const routeTables = sandboxSubnets.map((sn) => big.stack.resolve(sn.routeTable.routeTableId) as { Ref: string });
+    for (const rt of routeTables) {
+      big.template.hasResourceProperties('AWS::EC2::Route', { RouteTableId: rt, DestinationCidrBlock: '0.0.0.0/0', NatGatewayId: Match.anyValue() });
+    }
+    for (const e of Object.values(big.template.findResources('AWS::EC2::VPCEndpoint'))) expect(e.Properties.RouteTableIds).toEqual(expect.arrayContaining(routeTables));
+    // Sandbox tasks start in all six; the functions stay in the two private subnets.
+    for (const fn of [big.stack.harness.function, big.stack.api.handler]) {
+      const env = resources[logicalId(big.stack, fn)].Properties.Environment.Variables.CORRAL_SANDBOX_SUBNETS;
+      expect(JSON.stringify(env).match(/"Ref"/g)).toHaveLength(6);
+      for (const id of subnetIds) expect(JSON.stringify(env)).toContain(id);
+    }
+    expect(resources[logicalId(big.stack, big.stack.harness.function)].Properties.VpcConfig.SubnetIds).toHaveLength(2);
+    expect(() => stackPropsFromContext((k) => (k === 'sandboxCidrBlocks' ? '5' : undefined))).toThrow(/sandboxCidrBlocks/);
+  });
+
+  it('adds ECR and CloudWatch Logs interface endpoints with vpcInterfaceEndpoints=true, reachable on 443 from the VPC only', () => {
+    const { props } = stackPropsFromContext((k) => ({ vpcInterfaceEndpoints: 'true', sandboxCidrBlocks: '1' })[k as string]);
+    const withEndpoints = synth(props, 'CorralEndpoints');
+    const endpoints = Object.values(withEndpoints.template.findResources('AWS::EC2::VPCEndpoint')).map((e) => e.Properties);
+    const interfaces = endpoints.filter((e) => e.VpcEndpointType === 'Interface');
+    expect(interfaces.map((e) => JSON.stringify(e.ServiceName).match(/\.(ecr\.api|ecr\.dkr|logs)"/)?.[1]).sort()).toEqual(['ecr.api', 'ecr.dkr', 'logs']);
+    for (const e of interfaces) {
+      expect(e.PrivateDnsEnabled).toBe(true);
+      expect(e.SubnetIds).toHaveLength(2);
+    }
+    const sgId = interfaces[0].SecurityGroupIds[0]['Fn::GetAtt'][0] as string;
+    const sg = withEndpoints.template.toJSON().Resources[sgId].Properties;
+    expect(sg.SecurityGroupIngress.map((r: { CidrIp: unknown; FromPort: number }) => [r.FromPort, r.CidrIp])).toEqual([
+      [443, '10.0.0.0/16'],
+      [443, '10.1.0.0/16'],
+    ]);
+    // The default has none: the gateway endpoints alone.
+    expect(Object.values(template.findResources('AWS::EC2::VPCEndpoint')).filter((e) => e.Properties.VpcEndpointType === 'Interface')).toEqual([]);
+    expect(() => stackPropsFromContext((k) => ({ vpcInterfaceEndpoints: 'true', vpcId: 'vpc-1', privateSubnetIds: 'subnet-1', availabilityZones: 'us-east-1a' })[k as string])).toThrow(/vpcInterfaceEndpoints: only for a VPC/);
   });
 
   it('lets only the harness, the API function (handoff) and the reaper (snapshots) reach the sandbox agent port', () => {
@@ -549,6 +642,17 @@ describe('CorralStack template', () => {
       .flatMap((m) => Object.entries(m.data as Record<string, string>));
     expect(acks.length).toBeGreaterThan(0);
     for (const [id, reason] of acks) expect(reason.length, id).toBeGreaterThan(30);
+  });
+});
+
+describe('cdk-nag with the fleet settings', () => {
+  it('passes with several sandbox clusters, sandbox CIDR blocks and interface endpoints', () => {
+    const context: Record<string, string> = { sandboxClusters: '2', sandboxCidrBlocks: '1', vpcInterfaceEndpoints: 'true' };
+    const { props } = stackPropsFromContext((k) => context[k]);
+    const app = newApp();
+    new CorralStack(app, 'Fleet', props);
+    const report = new AwsSolutionsChecks(app).validateScope(app);
+    expect(report.violations.map((v) => `${v.ruleName} ${v.violatingResources.map((r) => r.constructPath).join(', ')}`)).toEqual([]);
   });
 });
 

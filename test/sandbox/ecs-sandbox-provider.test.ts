@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { EcsSandboxProvider, FARGATE_RECIPE_SUPPORT, taskPrivateIp } from '../../lambdas/adapters/aws/ecs-sandbox-provider.js';
+import { EcsSandboxProvider, FARGATE_RECIPE_SUPPORT, clusterForSession, clusterOfTask, taskPrivateIp } from '../../lambdas/adapters/aws/ecs-sandbox-provider.js';
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
 import { SandboxSetupError, SandboxUnavailableError, type SandboxRecipe } from '../../lambdas/core/sandbox/types.js';
 import { makeGitFixture, recipeFor, startAgent, tempDir, type AgentHandle, type GitFixture } from './helpers.js';
@@ -158,6 +158,34 @@ describe('EcsSandboxProvider.provision', () => {
       SandboxUnavailableError,
     );
     expect(ecs.commandCalls(StopTaskCommand)).toHaveLength(0);
+  });
+
+  it('spreads sessions over several clusters, each session in one, and stops a task in the cluster its ARN names', async () => {
+    const clusters = ['arn:aws:ecs:eu-west-1:123456789012:cluster/corral-a', 'arn:aws:ecs:eu-west-1:123456789012:cluster/corral-b', 'corral-c'];
+    // Every session id lands in one cluster, always the same, and 300 sessions use all three about evenly.
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 300; i++) {
+      const c = clusterForSession(clusters, `sesn_01J${i.toString(36).padStart(8, '0')}`);
+      expect(clusterForSession(clusters, `sesn_01J${i.toString(36).padStart(8, '0')}`)).toBe(c);
+      counts.set(c, (counts.get(c) ?? 0) + 1);
+    }
+    expect([...counts.keys()].sort()).toEqual([...clusters].sort());
+    for (const n of counts.values()) expect(n).toBeGreaterThan(60);
+    // RunTask goes to the session's cluster; StopTask and DescribeTasks to the task's own.
+    const inputs: RunTaskCommandInput[] = [];
+    ecs.on(RunTaskCommand).callsFake(async (input: RunTaskCommandInput) => {
+      inputs.push(input);
+      return { tasks: [], failures: [{ arn: 'x', reason: 'MISSING' }] };
+    });
+    ecs.on(StopTaskCommand).resolves({});
+    const p = provider(1, { cluster: clusters.join(',') });
+    await p.provision({ sessionId: 'sesn_spread', name: 'default', recipe: emptyRecipe }).catch(() => undefined);
+    expect(inputs.map((i) => i.cluster)).toEqual([clusterForSession(clusters, 'sesn_spread')]);
+    await p.release('sesn_spread', 'default', 'arn:aws:ecs:eu-west-1:123456789012:task/corral-b/0123');
+    await p.release('sesn_spread', 'default', 'arn:aws:ecs:eu-west-1:123456789012:task/corral-c/0456');
+    await p.release('sesn_spread', 'default', 'arn:aws:ecs:eu-west-1:123456789012:task/0789'); // old ARN format: the first cluster
+    expect(ecs.commandCalls(StopTaskCommand).map((c) => c.args[0].input.cluster)).toEqual([clusters[1], 'corral-c', clusters[0]]);
+    expect(clusterOfTask(clusters, 'arn:aws:ecs:eu-west-1:123456789012:task/corral-a/1')).toBe(clusters[0]);
   });
 
   it('assigns a public IP only when asked', async () => {

@@ -10,6 +10,7 @@ import type { SecretSink } from '../../lambdas/core/vault/secret-store.js';
 import type { SecretFields } from '../../lambdas/core/vault/types.js';
 import { VaultService } from '../../lambdas/core/vault/vaults.js';
 import { systemPrincipal, tenantPrincipal } from '../../lambdas/core/storage/principal.js';
+import { keys } from '../../lambdas/core/storage/keys.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 
 /**
@@ -219,6 +220,33 @@ describe('sessions', () => {
     expect((await sessions.list(A, {})).data.map((x) => x.id)).toEqual([s2.id]);
     expect((await sessions.list(A, { include_archived: true })).data).toHaveLength(2);
     expect((await sessions.activeSessionIds(systemPrincipal('recovery'))).sort()).toEqual([s.id, s2.id].sort());
+  });
+
+  it('lists sessions through their listing items and heads of the former layout alike, in order, paged both ways', async () => {
+    const { create } = await setup();
+    const made = [await create(), await create(), await create(), await create()];
+    // Two of them as a deployment before the listing item wrote them: the head in the index, no listing item.
+    for (const s of made.slice(1, 3)) {
+      const head = (await table.get(keys.head('session', s.id).pk, 'head'))!;
+      await table.put({ ...head, gsi1pk: keys.tenantIndex('session', A), gsi1sk: s.id });
+      await table.delete(keys.sessionListing(s.id).pk, keys.sessionListing(s.id).sk);
+    }
+    const ids = made.map((s) => s.id).sort();
+    const first = await sessions.list(A, { limit: 3 });
+    expect(first.data.map((s) => s.id)).toEqual(ids.slice(0, 3));
+    const second = await sessions.list(A, { limit: 3, page: first.next_page! });
+    expect(second.data.map((s) => s.id)).toEqual(ids.slice(3));
+    expect(second.next_page).toBeNull();
+    expect((await sessions.list(A, { limit: 3, page: second.prev_page! })).data.map((s) => s.id)).toEqual(ids.slice(0, 3));
+    expect((await sessions.list(A, { order: 'desc' } as never)).data.map((s) => s.id)).toEqual([...ids].reverse());
+    // A status change of either layout is seen by the list at once (heads are read, not the index's copy).
+    await sessions.mutate(tenantPrincipal(A), ids[1], (x) => ({ ...x, status: 'running' }));
+    await sessions.mutate(tenantPrincipal(A), ids[3], (x) => ({ ...x, status: 'running' }));
+    expect((await sessions.list(A, { statuses: ['running'] })).data.map((s) => s.id)).toEqual([ids[1], ids[3]]);
+    // Another tenant lists none of them; a deleted session's entry is skipped.
+    expect((await sessions.list(B, {})).data).toEqual([]);
+    await sessions.delete(A, ids[0]);
+    expect((await sessions.list(A, {})).data.map((s) => s.id)).toEqual(ids.slice(1));
   });
 
   it('a fork rewrites every kind of reference: tool, MCP tool, custom tool, confirmation and model request', async () => {

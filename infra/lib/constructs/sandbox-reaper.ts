@@ -34,9 +34,9 @@ export interface SandboxReaperProps {
  * The idle sandbox reaper: a function on a schedule that stops sandbox tasks no tool call has
  * used for `idleTimeout` (`lambdas/sandbox-reaper/handler.ts`), so an abandoned session costs
  * nothing. It reads the state table's index of ready sandboxes, marks reaped ones released, and
- * may only stop tasks of the sandbox cluster.
+ * may only stop tasks of the sandbox clusters.
  *
- * The same function records the sandbox cluster's task state change events (a second rule,
+ * The same function records the sandbox clusters' task state change events (a second rule,
  * `Sandboxes.recordTaskEvents`) in the state table, where a harness starting a task waits on them.
  *
  * Before stopping a sandbox it keeps its workspace (docs/WORKSPACES.md): it runs in the private
@@ -75,7 +75,7 @@ export class SandboxReaper extends Construct {
       securityGroups: [this.securityGroup],
       environment: configEnvironment({
         stateTable: props.sessionLog.state.tableName,
-        sandboxCluster: props.sandboxes.cluster.clusterArn,
+        sandboxCluster: props.sandboxes.clusterArns,
         sandboxIdleMs: String((props.idleTimeout ?? Duration.minutes(15)).toMilliseconds()),
       }),
     });

@@ -1,4 +1,4 @@
-import { Arn, ArnFormat, Duration, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Duration, Fn, Lazy, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -48,6 +48,15 @@ export interface SandboxesProps {
    * @default false
    */
   readonly spot?: boolean;
+  /**
+   * ECS clusters the sandbox tasks are spread over (CDK context `sandboxClusters`), 1-20. ECS lets
+   * at most 500 tasks of a cluster be PROVISIONING at once, a quota AWS does not raise; each
+   * session's tasks start in one cluster chosen from its id, so N clusters take N x 500. The first
+   * cluster keeps the logical id of the single cluster (`Cluster`), the others are `Cluster2`...,
+   * so raising the count adds clusters and replaces none.
+   * @default 1
+   */
+  readonly clusters?: number;
   /** Give sandbox tasks public IPs (only for subnets without NAT, e.g. public subnets). @default false */
   readonly assignPublicIp?: boolean;
   /** CloudWatch Container Insights on the cluster (billed per task metric). @default false */
@@ -69,7 +78,10 @@ export const SANDBOX_IMAGE_EXCLUDE = ['node_modules', '**/node_modules', 'cdk.ou
  * `allowAgentAccessFrom` (the harness function's), and nothing else.
  */
 export class Sandboxes extends Construct {
+  /** The first cluster (the only one unless `clusters` is set). */
   readonly cluster: ecs.Cluster;
+  /** Every cluster sandbox tasks start in (`clusters`). */
+  readonly clusters: ecs.Cluster[];
   readonly taskDefinition: ecs.FargateTaskDefinition;
   readonly container: ecs.ContainerDefinition;
   readonly securityGroup: ec2.SecurityGroup;
@@ -94,12 +106,19 @@ export class Sandboxes extends Construct {
     this.network = props.network;
     this.assignPublicIp = props.assignPublicIp ?? false;
     this.spot = props.spot ?? false;
-    this.cluster = new ecs.Cluster(this, 'Cluster', {
-      vpc: props.network.vpc,
-      // RunTask with a FARGATE_SPOT capacity provider strategy needs the providers on the cluster.
-      enableFargateCapacityProviders: this.spot || undefined,
-      containerInsightsV2: props.containerInsights ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
-    });
+    const count = props.clusters ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > 20) throw new Error(`sandbox clusters: an integer from 1 to 20, not ${count}`);
+    this.clusters = Array.from(
+      { length: count },
+      (_, i) =>
+        new ecs.Cluster(this, i === 0 ? 'Cluster' : `Cluster${i + 1}`, {
+          vpc: props.network.vpc,
+          // RunTask with a FARGATE_SPOT capacity provider strategy needs the providers on the cluster.
+          enableFargateCapacityProviders: this.spot || undefined,
+          containerInsightsV2: props.containerInsights ? ecs.ContainerInsights.ENABLED : ecs.ContainerInsights.DISABLED,
+        }),
+    );
+    this.cluster = this.clusters[0];
     // An explicit, empty role: CDK would create one anyway; naming it makes "no permissions" visible.
     const taskRole = new iam.Role(this, 'TaskRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
@@ -161,10 +180,12 @@ export class Sandboxes extends Construct {
     });
 
     if (!props.containerInsights) {
-      acknowledge(this.cluster, {
-        id: 'AwsSolutions-ECS4',
-        reason: 'Container Insights is opt-in (SandboxesProps.containerInsights): it is billed per task metric.',
-      });
+      for (const cluster of this.clusters) {
+        acknowledge(cluster, {
+          id: 'AwsSolutions-ECS4',
+          reason: 'Container Insights is opt-in (SandboxesProps.containerInsights): it is billed per task metric.',
+        });
+      }
     }
   }
 
@@ -207,15 +228,20 @@ export class Sandboxes extends Construct {
     for (const [k, v] of Object.entries(configEnvironment({ sandboxCapabilityKey: this.capabilityKey.keyArn }))) fn.addEnvironment(k, v);
   }
 
-  /** Start, inspect and stop sandbox tasks on this cluster (the harness). */
+  /** The clusters' ARNs: one value for a condition, a list for several. */
+  private clusterArnCondition(): string | string[] {
+    return this.clusters.length === 1 ? this.cluster.clusterArn : this.clusters.map((c) => c.clusterArn);
+  }
+
+  /** Start, inspect and stop sandbox tasks on these clusters (the harness). */
   grantManage(grantee: iam.IGrantable): void {
-    // RunTask of this task definition, only in this cluster (CDK's grantRun does not say which
+    // RunTask of this task definition, only in these clusters (CDK's grantRun does not say which
     // cluster), and iam:PassRole for its two roles, only to ECS tasks.
     iam.Grant.addToPrincipal({
       grantee,
       actions: ['ecs:RunTask'],
       resourceArns: [this.taskDefinition.taskDefinitionArn],
-      conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
+      conditions: { ArnEquals: { 'ecs:cluster': this.clusterArnCondition() } },
     });
     iam.Grant.addToPrincipal({
       grantee,
@@ -227,28 +253,38 @@ export class Sandboxes extends Construct {
     iam.Grant.addToPrincipal({
       grantee,
       actions: ['ecs:TagResource'],
-      resourceArns: [this.taskArnPattern()],
+      resourceArns: this.taskArnPatterns(),
       conditions: { StringEquals: { 'ecs:CreateAction': 'RunTask' } },
     });
     this.grantRelease(grantee);
   }
 
-  /** Inspect and stop sandbox tasks on this cluster (the API stops a deleted session's sandboxes). */
+  /** Inspect and stop sandbox tasks on these clusters (the API stops a deleted session's sandboxes). */
   grantRelease(grantee: iam.IGrantable): void {
     iam.Grant.addToPrincipal({
       grantee,
       actions: ['ecs:StopTask', 'ecs:DescribeTasks'],
-      resourceArns: [this.taskArnPattern()],
-      conditions: { ArnEquals: { 'ecs:cluster': this.cluster.clusterArn } },
+      resourceArns: this.taskArnPatterns(),
+      conditions: { ArnEquals: { 'ecs:cluster': this.clusterArnCondition() } },
     });
   }
 
-  /** Every task of this cluster. */
-  taskArnPattern(): string {
+  /** Every task of one cluster (the first by default). */
+  taskArnPattern(cluster: ecs.ICluster = this.cluster): string {
     return Arn.format(
-      { service: 'ecs', resource: 'task', resourceName: `${this.cluster.clusterName}/*`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME },
+      { service: 'ecs', resource: 'task', resourceName: `${cluster.clusterName}/*`, arnFormat: ArnFormat.SLASH_RESOURCE_NAME },
       Stack.of(this),
     );
+  }
+
+  /** Every task of every cluster. */
+  taskArnPatterns(): string[] {
+    return this.clusters.map((c) => this.taskArnPattern(c));
+  }
+
+  /** The clusters' ARNs as one comma-separated value (`CORRAL_SANDBOX_CLUSTER`). */
+  get clusterArns(): string {
+    return this.clusters.length === 1 ? this.cluster.clusterArn : Fn.join(',', this.clusters.map((c) => c.clusterArn));
   }
 
   /**
@@ -264,7 +300,7 @@ export class Sandboxes extends Construct {
       eventPattern: {
         source: ['aws.ecs'],
         detailType: ['ECS Task State Change'],
-        detail: { clusterArn: [this.cluster.clusterArn] },
+        detail: { clusterArn: this.clusters.map((c) => c.clusterArn) },
       },
       targets: [target],
     });
@@ -273,9 +309,9 @@ export class Sandboxes extends Construct {
   /** What the Fargate sandbox provider needs, in the environment (lambdas/core/config.ts). */
   get environment(): Record<string, string> {
     return configEnvironment({
-      sandboxCluster: this.cluster.clusterArn,
+      sandboxCluster: this.clusterArns,
       sandboxTaskDefinition: this.taskDefinition.taskDefinitionArn,
-      sandboxSubnets: this.network.subnetIds.join(','),
+      sandboxSubnets: this.network.sandboxSubnetIds.join(','),
       sandboxSecurityGroups: this.securityGroup.securityGroupId,
       sandboxContainer: SANDBOX_CONTAINER,
       sandboxPort: String(SANDBOX_PORT),

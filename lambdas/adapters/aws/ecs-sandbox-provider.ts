@@ -83,7 +83,12 @@ export interface TaskStateSource {
 
 export interface EcsSandboxProviderOptions {
   readonly ecs: ECSClient;
-  /** Cluster name or ARN. */
+  /**
+   * Cluster name or ARN, or several, comma-separated (CDK context `sandboxClusters`): a session's
+   * tasks start in one of them, chosen from its id (`clusterForSession`), so starts spread evenly
+   * and each cluster stays under ECS's 500 tasks PROVISIONING at once; a task is described and
+   * stopped in the cluster its ARN names.
+   */
   readonly cluster: string;
   /** Task definition (family, family:revision or ARN) of the sandbox image. */
   readonly taskDefinition: string;
@@ -127,6 +132,33 @@ export interface EcsSandboxProviderOptions {
 }
 
 const STOPPING = new Set(['DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED', 'DELETED']);
+
+/** The clusters of a `cluster` option: one name or ARN, or several, comma-separated. */
+export function clusterList(cluster: string): string[] {
+  const list = cluster.split(',').map((c) => c.trim()).filter(Boolean);
+  if (!list.length) throw new Error('the sandbox cluster is empty');
+  return list;
+}
+
+/**
+ * The cluster a session's tasks start in: the same one for every task of the session (FNV-1a of
+ * its id), so sessions spread evenly over the clusters whatever their ids look like.
+ */
+export function clusterForSession(clusters: readonly string[], sessionId: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < sessionId.length; i++) h = Math.imul(h ^ sessionId.charCodeAt(i), 0x01000193) >>> 0;
+  return clusters[h % clusters.length];
+}
+
+/**
+ * The configured cluster a task belongs to, from its ARN (`…:task/<cluster name>/<id>`); the
+ * first cluster for an ARN of the old format, which names none.
+ */
+export function clusterOfTask(clusters: readonly string[], taskArn: string): string {
+  const parts = taskArn.split(':task/')[1]?.split('/');
+  const name = parts && parts.length === 2 ? parts[0] : undefined;
+  return (name && clusters.find((c) => c === name || c.endsWith(`:cluster/${name}`))) || clusters[0];
+}
 
 /** "arn:aws:ecs:…:task/cluster/abc123" -> "abc123" (for messages). */
 export function shortTaskId(arn: string): string {
@@ -183,7 +215,10 @@ export class EcsSandboxProvider implements SandboxProvider {
   private readonly describeFallbackMs: number;
   private readonly logger: EcsSandboxLogger;
 
+  private readonly clusters: string[];
+
   constructor(private readonly opts: EcsSandboxProviderOptions) {
+    this.clusters = clusterList(opts.cluster);
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 300_000;
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
     this.startTimeoutMs = opts.startTimeoutMs ?? 300_000;
@@ -193,7 +228,8 @@ export class EcsSandboxProvider implements SandboxProvider {
   }
 
   async provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
-    const { ecs, cluster, containerName, port } = this.opts;
+    const { ecs, containerName, port } = this.opts;
+    const cluster = clusterForSession(this.clusters, req.sessionId);
     assertDeliverable(req.recipe, this.recipeSupport);
     const recipe = JSON.stringify(wireRecipeOf(req.recipe));
     if (recipe.length > MAX_RECIPE_CHARS) {
@@ -397,7 +433,7 @@ export class EcsSandboxProvider implements SandboxProvider {
   private async describe(taskArn: string): Promise<Task | undefined> {
     let out;
     try {
-      out = await this.opts.ecs.send(new DescribeTasksCommand({ cluster: this.opts.cluster, tasks: [taskArn] }));
+      out = await this.opts.ecs.send(new DescribeTasksCommand({ cluster: clusterOfTask(this.clusters, taskArn), tasks: [taskArn] }));
     } catch (err) {
       const e = err as Error;
       throw new Error(`DescribeTasks failed for sandbox task ${shortTaskId(taskArn)}: ${e.name}: ${e.message}`);
@@ -432,7 +468,7 @@ export class EcsSandboxProvider implements SandboxProvider {
 
   private async stop(taskArn: string, reason: string, opts: { rethrow?: boolean } = {}): Promise<void> {
     try {
-      await this.opts.ecs.send(new StopTaskCommand({ cluster: this.opts.cluster, task: taskArn, reason }));
+      await this.opts.ecs.send(new StopTaskCommand({ cluster: clusterOfTask(this.clusters, taskArn), task: taskArn, reason }));
       this.logger.info?.('sandbox task stopped', { taskArn, reason });
     } catch (err) {
       const e = err as Error;

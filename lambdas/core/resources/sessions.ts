@@ -542,12 +542,10 @@ export class SessionService {
         if (params.statuses?.length && !params.statuses.includes(s.status)) return false;
         return true;
       },
-      (item) => item.data,
+      // The head and its usage item come from one batch get (a running session's usage is in its usage item).
+      (item) => withUsage(item.data, item.listed_usage),
     );
-    // The index holds each head as of its last write (its last status change); a running
-    // session's usage is in its usage item. One small read per listed session.
-    const data = await Promise.all(page.data.map(async (s) => withUsage(s, await heads.usage(this.table, s.id))));
-    return { ...page, data };
+    return page;
   }
 
   /**

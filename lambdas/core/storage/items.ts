@@ -107,9 +107,8 @@ export class HeadRecords<T extends { id: string }, X extends object = object> {
 
 /**
  * A session's usage item: the session's fields that change with every model call, kept out of the
- * head. The head is in the tenant's index (`gsi1`, every attribute projected), so each write of it
- * is also a write of the index entry in the tenant's one index partition; the usage item is in no
- * index. Where it exists, its `usage` and `stats` are the session's (the head's copy may be older).
+ * head (a smaller head is a cheaper write; the usage item, like the head, is in no index). Where it
+ * exists, its `usage` and `stats` are the session's (the head's copy may be older).
  */
 export interface SessionUsageFields {
   usage: unknown;
@@ -126,10 +125,75 @@ function usageFromItem(item: Item | undefined): SessionUsageFields | undefined {
   return { usage: item.usage, stats: item.stats, updated_at: String(item.updated_at) };
 }
 
-/** Session heads, which also read and write the usage item beside each. */
+/** A session head as a listing returns it: with its usage item, read in the same batch. */
+export type ListedSessionHead<T, X extends object = object> = HeadItem<T, X> & { listed_usage?: SessionUsageFields };
+
+/**
+ * Session heads, which also read and write the usage item beside each, and the session's listing
+ * item.
+ *
+ * The tenant's sessions are listed through the index (`gsi1`, partition `<tenant>#sessions`), one
+ * partition per tenant. A head in that index would write the partition with every status change
+ * (two a turn: running, idle), which at 100,000 sessions of one tenant is more than a partition's
+ * 1,000 writes a second. So the head is in no index: the index holds a listing item per session
+ * (`keys.sessionListing`), written once at creation and deleted with the session; nothing in it
+ * ever changes. A listing reads a page of listing items and batch-gets their heads (and usage
+ * items), strongly consistent, so a listed session is as current as a `get` of it.
+ *
+ * Heads written before the listing item existed still carry the index key and are listed
+ * directly (each such session is in the index once: its head; it gets no listing item), so
+ * listings span both until those sessions end.
+ */
 export class SessionHeadRecords<T extends { id: string }, X extends object = object> extends HeadRecords<T, X> {
   constructor() {
     super('session');
+  }
+
+  /**
+   * Write a new session's head, then its listing item: until the head is there, no reader finds
+   * the session, and a listing item whose head is missing is skipped. If the listing item cannot
+   * be written the head is removed again, so a session is never created unlisted.
+   */
+  override async put(table: StateTable, tenant: string, data: T, fields: X, opts?: PutOptions): Promise<void> {
+    await table.put({ ...keys.head(this.kind, data.id), tenant, ...fields, data }, opts);
+    try {
+      await table.put({ ...keys.sessionListing(data.id), tenant, gsi1pk: keys.tenantIndex(this.kind, tenant), gsi1sk: data.id });
+    } catch (err) {
+      const k = keys.head(this.kind, data.id);
+      await table.delete(k.pk, k.sk).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * A page of the tenant's sessions in id order: a page of the index (listing items, and heads of
+   * the former layout), then one batch get of each listed session's head and usage item. A
+   * session deleted since its entry was read is left out (`last` still moves on). Each returned
+   * head carries the index's `gsi1sk` (its id) as the page's sort key.
+   */
+  override async page(table: StateTable, tenant: string, q: QueryOptions): Promise<Page<ListedSessionHead<T, X>>> {
+    const who: Principal = { kind: 'tenant', id: tenant };
+    const entries = readable(await table.queryIndex(keys.tenantIndex(this.kind, tenant), q), who);
+    const ids = entries.items.map((e) => String(e.gsi1sk));
+    const found: Array<Item | undefined> = [];
+    // Two keys a session, 100 keys a batch; the batches in parallel.
+    const batches: string[][] = [];
+    for (let i = 0; i < ids.length; i += 50) batches.push(ids.slice(i, i + 50));
+    const results = await Promise.all(batches.map((b) => table.getMany(b.flatMap((id) => [keys.head(this.kind, id), keys.sessionUsage(id)]))));
+    for (const r of results) found.push(...r);
+    const items: Array<ListedSessionHead<T, X>> = [];
+    ids.forEach((id, i) => {
+      const head = found[2 * i];
+      const usage = found[2 * i + 1];
+      if (!head || !mayRead(who, head.tenant)) return;
+      items.push({
+        ...(head as HeadItem<T, X>),
+        gsi1pk: keys.tenantIndex(this.kind, tenant),
+        gsi1sk: id,
+        ...(usage ? { listed_usage: { usage: usage.usage, stats: usage.stats, updated_at: String(usage.updated_at) } } : {}),
+      });
+    });
+    return { items, last: entries.last };
   }
 
   /**
@@ -160,10 +224,10 @@ export class SessionHeadRecords<T extends { id: string }, X extends object = obj
     return table.put({ ...keys.sessionUsage(id), ...versionField('session_usage'), usage: fields.usage, stats: fields.stats, updated_at: fields.updated_at });
   }
 
-  /** Remove the head, the usage item and the interrupt signal. */
+  /** Remove the head, the listing item, the usage item and the interrupt signal. */
   override async delete(table: StateTable, id: string): Promise<void> {
     await super.delete(table, id);
-    for (const k of [keys.sessionUsage(id), keys.interruptSignal(id)]) await table.delete(k.pk, k.sk);
+    for (const k of [keys.sessionListing(id), keys.sessionUsage(id), keys.interruptSignal(id)]) await table.delete(k.pk, k.sk);
   }
 }
 

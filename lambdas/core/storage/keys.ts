@@ -15,7 +15,8 @@
  * | environment         | `env#<id>`                 | `head`             | `<tenant>#environments`     | id     |
  * | vault               | `vault#<id>`               | `head`             | `<tenant>#vaults`           | id     |
  * | vault credential    | `vault#<vault>`            | `cred#<id>`        |                             |        |
- * | session head        | `session#<id>`             | `head`             | `<tenant>#sessions`         | id     |
+ * | session head        | `session#<id>`             | `head`             | (`<tenant>#sessions`)***    | (id)   |
+ * | session listing     | `session#<id>`             | `listing`          | `<tenant>#sessions`         | id     |
  * | file head           | `file#<id>`                | `head`             | `<tenant>#files`            | id     |
  * | file of a session   | `session#<id>`             | `file#<file id>`   |                             |        |
  * | file expiry         | `files#expiring`           | `<expires_at>#<file id>` |                       |        |
@@ -30,6 +31,9 @@
  * | auth-failure counter| `authfail#addr#<address>`, `authfail#all` | `<window ms>` |              |        |
  *
  * (*) only while the sandbox is ready: the index is sparse.
+ * (***) only on heads written before the listing item existed; a session created since is in the
+ * tenant's index through its listing item alone, which is written once, so its head's status
+ * changes write no index entry (`SessionHeadRecords`).
  * (**) short-lived (TTL `expiresAt`): a model request's preview for streams with `event_deltas`
  * (core/session/previews.ts); never read past its expiry. A sandbox task's state is written from
  * ECS's task state change events (lambdas/adapters/aws/ecs-task-events.ts) and read by the harness
@@ -86,6 +90,12 @@ export const keys = {
    * that expire, so the partition stays small and cold.
    */
   fileExpiry: (expiresAt: string, fileId: string) => ({ pk: FILE_EXPIRY_PARTITION, sk: `${expiresAt}#${fileId}` }),
+  /**
+   * A session's entry in the tenant's index: only the keys and the tenant, written when the
+   * session is created and removed with it. Nothing in it changes, so the session's status
+   * changes (writes of its head, which is in no index) never write the tenant's index partition.
+   */
+  sessionListing: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'listing' }),
   cursor: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'cursor' }),
   /** A counter the API raises after appending a `user.interrupt`, which a running harness reads instead of the log. */
   interruptSignal: (sessionId: string) => ({ pk: keys.partition('session', sessionId), sk: 'signal#interrupt' }),
