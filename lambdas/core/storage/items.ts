@@ -184,13 +184,13 @@ export class SessionHeadRecords<T extends { id: string }, X extends object = obj
     const items: Array<ListedSessionHead<T, X>> = [];
     ids.forEach((id, i) => {
       const head = found[2 * i];
-      const usage = found[2 * i + 1];
+      const usage = usageFromItem(found[2 * i + 1]);
       if (!head || !mayRead(who, head.tenant)) return;
       items.push({
         ...(head as HeadItem<T, X>),
         gsi1pk: keys.tenantIndex(this.kind, tenant),
         gsi1sk: id,
-        ...(usage ? { listed_usage: { usage: usage.usage, stats: usage.stats, updated_at: String(usage.updated_at) } } : {}),
+        ...(usage ? { listed_usage: usage } : {}),
       });
     });
     return { items, last: entries.last };
@@ -211,12 +211,6 @@ export class SessionHeadRecords<T extends { id: string }, X extends object = obj
     const [head, usage, ...extra] = await table.getMany([keys.head('session', id), keys.sessionUsage(id), ...extraKeys]);
     if (!head || !mayRead(who, head.tenant)) return undefined;
     return { head: head as HeadItem<T, X>, usage: usageFromItem(usage), extra };
-  }
-
-  /** The usage item alone (listings, whose heads come from the index). */
-  async usage(table: StateTable, id: string): Promise<SessionUsageFields | undefined> {
-    const k = keys.sessionUsage(id);
-    return usageFromItem(await table.get(k.pk, k.sk));
   }
 
   /** Write the usage item (the harness, which alone holds the session's lease, is its writer). */
