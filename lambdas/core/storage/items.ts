@@ -213,6 +213,12 @@ export class SessionHeadRecords<T extends { id: string }, X extends object = obj
     return { head: head as HeadItem<T, X>, usage: usageFromItem(usage), extra };
   }
 
+  /** The usage item alone, through its schema version check. */
+  async usage(table: StateTable, id: string): Promise<SessionUsageFields | undefined> {
+    const k = keys.sessionUsage(id);
+    return usageFromItem(await table.get(k.pk, k.sk));
+  }
+
   /** Write the usage item (the harness, which alone holds the session's lease, is its writer). */
   putUsage(table: StateTable, id: string, fields: SessionUsageFields): Promise<void> {
     return table.put({ ...keys.sessionUsage(id), ...versionField('session_usage'), usage: fields.usage, stats: fields.stats, updated_at: fields.updated_at });
