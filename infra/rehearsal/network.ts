@@ -33,6 +33,11 @@ export interface SecurityGroup {
 export interface Member {
   name: string;
   securityGroups: string[];
+  /**
+   * No security group filters its traffic out (a network load balancer without security groups);
+   * its targets' groups still judge it by its address.
+   */
+  unfiltered?: boolean;
 }
 
 export interface Refusal {
@@ -114,7 +119,7 @@ export class VpcNetwork {
         reason: `no ingress rule of ${target.name}'s security groups (${names(target.securityGroups)}) allows ${protocol}/${port} from ${source.name} (${names(source.securityGroups)})`,
       };
     }
-    const outbound = source.securityGroups.some((gid) =>
+    const outbound = (source.unfiltered && source.securityGroups.length === 0) || source.securityGroups.some((gid) =>
       this.groups.get(gid)!.egress.some(
         (r) => ruleCoversPort(r, protocol, port) && ((r.peerGroup && target.securityGroups.includes(r.peerGroup)) || (r.cidr && sourceInCidr(r.cidr))),
       ),
