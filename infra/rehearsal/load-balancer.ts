@@ -23,6 +23,8 @@ interface Target {
   healthy: boolean;
   successes: number;
   failures: number;
+  /** Connections forwarded to it and still open. */
+  open: number;
   timer?: NodeJS.Timeout;
 }
 
@@ -31,6 +33,8 @@ export class NetworkLoadBalancerEmulator {
   readonly address: string;
   private readonly targets = new Map<string, Map<string, Target>>();
   private readonly next = new Map<string, number>();
+  /** The target each forwarded connection went to (its id), in order. */
+  readonly forwarded: string[] = [];
   /** Connections it could not forward (no healthy target), for the report. */
   readonly refused: Array<{ port: number; reason: string }> = [];
 
@@ -55,7 +59,7 @@ export class NetworkLoadBalancerEmulator {
 
   register(targetGroupArn: string, target: { id: string; address: string; port: number }) {
     const group = this.groups.find((g) => g.arn === targetGroupArn)!;
-    const t: Target = { ...target, healthy: false, successes: 0, failures: 0 };
+    const t: Target = { ...target, healthy: false, successes: 0, failures: 0, open: 0 };
     this.targets.get(targetGroupArn)!.set(target.id, t);
     const check = async () => {
       const ok = await this.probe(group, t);
@@ -76,6 +80,11 @@ export class NetworkLoadBalancerEmulator {
     const t = this.targets.get(targetGroupArn)?.get(id);
     if (t) clearTimeout(t.timer);
     this.targets.get(targetGroupArn)?.delete(id);
+  }
+
+  /** The targets of a group that hold open connections forwarded by this load balancer, by id. */
+  openConnections(targetGroupArn: string): Map<string, number> {
+    return new Map([...(this.targets.get(targetGroupArn)?.values() ?? [])].filter((t) => t.open > 0).map((t) => [t.id, t.open]));
   }
 
   healthyTargets(targetGroupArn: string): number {
@@ -122,7 +131,12 @@ export class NetworkLoadBalancerEmulator {
     this.next.set(listener.targetGroupArn, n + 1);
     const t = healthy[n % healthy.length];
     return new Promise((resolve, reject) => {
-      const s = connect({ host: t.address, port: t.port, localAddress: this.address }, () => resolve(s));
+      const s = connect({ host: t.address, port: t.port, localAddress: this.address }, () => {
+        t.open++;
+        this.forwarded.push(t.id);
+        s.once('close', () => t.open--);
+        resolve(s);
+      });
       s.once('error', reject);
     });
   }

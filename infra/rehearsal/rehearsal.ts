@@ -416,7 +416,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
                   requestParameters: link.requestParameters,
                   // The VPC link reaches the load balancers it names, and nothing else.
                   connect: (host: string, port: number) => {
-                    const lb = loadBalancers.find((l) => l.lb.dnsName === host);
+                    const lb = loadBalancers.find((l) => l.lb.dnsName.toLowerCase() === host.toLowerCase());
                     if (!lb || !link.targetArns.includes(lb.lb.arn)) return Promise.reject(new Error(`VPC link ${link.id} does not reach ${host}`));
                     return lb.connect(port);
                   },

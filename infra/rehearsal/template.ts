@@ -726,7 +726,7 @@ export class DefaultPhysicalIds implements PhysicalIds {
         const kind = this.prop(logicalId, 'Type', ctx) === 'network' ? 'net' : 'app';
         if (attribute === 'LoadBalancerFullName') return `${kind}/${lbName}/${lbId}`;
         if (attribute === 'LoadBalancerName') return lbName;
-        if (attribute === 'DNSName') return `${lbName}-${lbId}.elb.${ctx.env.region}.${ctx.env.urlSuffix}`;
+        if (attribute === 'DNSName') return `${lbName}-${lbId}.elb.${ctx.env.region}.${ctx.env.urlSuffix}`.toLowerCase();
         if (attribute === 'LoadBalancerArn') return this.ref(logicalId, ctx);
         return fail();
       }
