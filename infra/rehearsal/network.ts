@@ -73,7 +73,9 @@ export class VpcNetwork {
   readonly accepted: Array<{ from: string; to: string; port: number }> = [];
   private readonly members = new Map<string, Member>();
   private readonly servers = new Set<Server>();
-  private next = 1;
+  // Where this rehearsal's addresses start: at random, so two rehearsals on one machine (two
+  // engineers, two CI jobs) rarely hand out the same address and port.
+  private next = 1 + Math.floor(Math.random() * 200 * 250);
 
   constructor(
     private readonly groups: Map<string, SecurityGroup>,
@@ -85,7 +87,7 @@ export class VpcNetwork {
   join(member: Member): string {
     for (const g of member.securityGroups) if (!this.groups.has(g)) throw new Error(`security group ${g} of ${member.name} is not in the template`);
     const n = this.next++;
-    if (n > 250 * 250) throw new Error('the rehearsal VPC ran out of addresses');
+    if (n >= 250 * 250) throw new Error('the rehearsal VPC ran out of addresses');
     const address = `${PRIVATE_PREFIX}${Math.floor(n / 250)}.${(n % 250) + 1}`;
     this.members.set(address, member);
     return address;
