@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { acknowledge as acknowledgeOn, defaultPolicyOf, type Acknowledgment } from './nag.js';
@@ -271,6 +272,11 @@ export class CorralStack extends Stack {
     if (props.alarmEmail) {
       alarmTopic = new sns.Topic(this, 'AlarmTopic', { displayName: 'Corral alarms', enforceSSL: true });
       alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
+    }
+    // The stream tier's alarms (its construct makes them) notify the same topic.
+    for (const a of alarmTopic ? (this.streamTier?.alarms ?? []) : []) {
+      a.addAlarmAction(new cloudwatchActions.SnsAction(alarmTopic!));
+      a.addOkAction(new cloudwatchActions.SnsAction(alarmTopic!));
     }
     this.observability = new Observability(this, 'Observability', {
       metricsNamespace: METRICS_NAMESPACE,

@@ -19,20 +19,38 @@
  *   base64, so a binary upload of 4.5 MB already exceeds it.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type { InvokeResult, StreamSink } from './lambda-runtime.js';
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer', 'host']);
 
 export const MAX_REQUEST_BYTES = 10 * 1024 * 1024;
 export const MAX_LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024;
 
 export interface Integration {
-  /** Function name, for messages and reports. */
+  /** Function name (or `VPC link <id>`), for messages and reports. */
   functionName: string;
   streaming: boolean;
   timeoutMs: number;
   invoke(event: unknown): Promise<InvokeResult>;
   invokeStream(event: unknown, sink: StreamSink, signal: AbortSignal): Promise<InvokeResult>;
+  /** An HTTP proxy integration (`HTTP_PROXY`) instead of a Lambda function. */
+  http?: HttpProxyIntegration;
+}
+
+/**
+ * `HTTP_PROXY`: the method request goes on to `uri` (its `{name}` parts filled by the request
+ * parameter mappings) with its headers and query string, plus the mapped headers, and the
+ * response comes back as it is (streamed with `ResponseTransferMode: STREAM`).
+ */
+export interface HttpProxyIntegration {
+  uri: string;
+  httpMethod: string;
+  /** `integration.request.{path,header,querystring}.<name>` ← `method.request.…`, `context.…`, or `'literal'`. */
+  requestParameters: Record<string, string>;
+  /** A connection to the URI's host and port (through the VPC link, for `VPC_LINK`). */
+  connect(host: string, port: number): Promise<Socket>;
 }
 
 export interface RestResource {
@@ -197,7 +215,8 @@ export class RestApiGateway {
       this.fail(req, res, 413, 'Request Too Long', `the Lambda event is ${eventBytes} bytes, over Lambda's ${MAX_LAMBDA_PAYLOAD_BYTES}-byte request payload limit`);
       return;
     }
-    if (integration.streaming) await this.stream(req, res, integration, event);
+    if (integration.http) await this.proxy(req, res, integration, integration.http, event as ReturnType<RestApiGateway['event']>);
+    else if (integration.streaming) await this.stream(req, res, integration, event);
     else await this.buffered(req, res, integration, event);
   }
 
@@ -319,6 +338,83 @@ export class RestApiGateway {
       return;
     }
     if (!res.writableEnded) res.end();
+  }
+
+  /** An `HTTP_PROXY` integration: the request mapped onto the integration's URI, the response passed back. */
+  private async proxy(req: IncomingMessage, res: ServerResponse, integration: Integration, http: HttpProxyIntegration, event: ReturnType<RestApiGateway['event']>) {
+    const pathParams: Record<string, string> = {};
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    const query = new URLSearchParams(event.multiValueQueryStringParameters ? Object.entries(event.multiValueQueryStringParameters).flatMap(([k, vs]) => vs.map((v): [string, string] => [k, v])) : []);
+    for (const [to, from] of Object.entries(http.requestParameters)) {
+      const value = from.startsWith("'") ? from.slice(1, -1)
+        : from.startsWith('method.request.path.') ? event.pathParameters?.[from.slice('method.request.path.'.length)]
+        : from.startsWith('method.request.header.') ? req.headers[from.slice('method.request.header.'.length).toLowerCase()]?.toString()
+        : from.startsWith('method.request.querystring.') ? event.queryStringParameters?.[from.slice('method.request.querystring.'.length)]
+        : from === 'context.identity.sourceIp' ? event.requestContext.identity.sourceIp
+        : from === 'context.requestId' ? event.requestContext.requestId
+        : undefined;
+      if (value === undefined) {
+        if (from.startsWith('method.request.') || from.startsWith("'")) continue;
+        this.fail(req, res, 500, 'Internal server error', `rehearsal: the mapping ${to} = ${from} is not emulated`);
+        return;
+      }
+      const m = to.match(/^integration\.request\.(path|header|querystring)\.(.+)$/);
+      if (!m) {
+        this.fail(req, res, 500, 'Internal server error', `rehearsal: the mapping target ${to} is not emulated`);
+        return;
+      }
+      if (m[1] === 'path') pathParams[m[2]] = value;
+      else if (m[1] === 'header') {
+        for (const k of Object.keys(headers)) if (k.toLowerCase() === m[2].toLowerCase()) delete headers[k];
+        headers[m[2]] = value;
+      } else query.set(m[2], value);
+    }
+    const target = new URL(http.uri.replace(/\{([^}]+)\}/g, (_, name: string) => encodeURIComponent(pathParams[name] ?? `{${name}}`)));
+    const qs = query.toString();
+    const upstreamPath = `${target.pathname}${qs ? `?${qs}` : ''}`;
+    let socket: Socket;
+    try {
+      socket = await http.connect(target.hostname, Number(target.port || (target.protocol === 'https:' ? 443 : 80)));
+    } catch (err) {
+      this.fail(req, res, 500, 'Internal server error', `${integration.functionName}: cannot reach ${target.host}: ${(err as Error).message}`);
+      return;
+    }
+    headers.host = target.host;
+    await new Promise<void>((resolve) => {
+      const upstream = httpRequest({ method: http.httpMethod, path: upstreamPath, headers, createConnection: () => socket }, (up) => {
+        const out: Record<string, string | string[]> = {};
+        for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+        if (!integration.streaming) delete out['content-length'];
+        res.writeHead(up.statusCode ?? 502, out);
+        res.flushHeaders();
+        up.on('data', (c: Buffer) => res.write(c));
+        up.once('end', () => {
+          res.end();
+          resolve();
+        });
+        up.once('error', () => {
+          res.destroy();
+          resolve();
+        });
+      });
+      // The integration's timeout ends the response (API Gateway cuts a streamed one there).
+      const timer = setTimeout(() => {
+        upstream.destroy();
+        if (!res.headersSent) this.fail(req, res, 504, 'Endpoint request timed out', `${integration.functionName} took longer than the integration's ${integration.timeoutMs} ms`);
+        else res.end();
+        resolve();
+      }, integration.timeoutMs);
+      upstream.once('close', () => clearTimeout(timer));
+      res.once('close', () => upstream.destroy());
+      upstream.once('error', (err) => {
+        clearTimeout(timer);
+        if (!res.headersSent) this.fail(req, res, 500, 'Internal server error', `${integration.functionName}: ${err.message}`);
+        else res.destroy();
+        resolve();
+      });
+      upstream.end(event.body && !event.isBase64Encoded ? event.body : event.body ? Buffer.from(event.body, 'base64') : undefined);
+    });
   }
 
   async close(): Promise<void> {

@@ -142,6 +142,8 @@ export function classifyRequest(req: SdkRequest, options: RequestOptions): Class
     kms: 'TrentService',
   };
   if (!(auth.service in expected)) throw new UnsupportedRequestError(auth.service, operation);
+  // DynamoDB Streams signs as `dynamodb` too, with its own target prefix.
+  if (auth.service === 'dynamodb' && prefix === 'DynamoDBStreams_20120810') return { ...base, operation, checks: dynamodbStreamsChecks(operation, body) };
   if (prefix !== expected[auth.service]) throw new MalformedRequestError(`X-Amz-Target ${target} does not belong to ${auth.service}`);
   const handlers: Record<string, (op: string, b: Body, e: Env) => AuthorizationCheck[]> = {
     dynamodb: dynamodbChecks,
@@ -213,6 +215,28 @@ function dynamoContext(body: Body, leadingKeys: Array<string | undefined>): Reco
     if (typeof body[k] === 'string') ctx[`dynamodb:${k}`] = body[k] as string;
   }
   return ctx;
+}
+
+/**
+ * DynamoDB Streams: each call is checked on the stream's ARN. `GetRecords` names only its shard
+ * iterator, which carries the stream's ARN (DynamoDB Local's and AWS's both: `…|arn:…/stream/…|…`).
+ */
+function dynamodbStreamsChecks(op: string, body: Body): AuthorizationCheck[] {
+  switch (op) {
+    case 'DescribeStream':
+    case 'GetShardIterator':
+      return [{ action: `dynamodb:${op}`, resource: field<string>(body, 'StreamArn', op, 'dynamodb'), context: {} }];
+    case 'GetRecords': {
+      const iterator = field<string>(body, 'ShardIterator', op, 'dynamodb');
+      const arn = iterator.match(/arn:[^|]+\/stream\/[^|]+/)?.[0];
+      if (!arn) throw new MalformedRequestError('dynamodb:GetRecords with a shard iterator that names no stream');
+      return [{ action: 'dynamodb:GetRecords', resource: arn, context: {} }];
+    }
+    case 'ListStreams':
+      return [{ action: 'dynamodb:ListStreams', resource: '*', context: {} }];
+    default:
+      throw new UnsupportedRequestError('dynamodb', op);
+  }
 }
 
 function dynamodbChecks(op: string, body: Body, e: Env): AuthorizationCheck[] {

@@ -12,8 +12,13 @@ import {
   createContext,
   DefaultPhysicalIds,
   dynamoTables,
+  ecsServices,
   ecsTaskDefinitions,
   eventSourceMappings,
+  loadBalancers as templateLoadBalancers,
+  targetGroups as templateTargetGroups,
+  vpcLinks,
+  type PhysicalIdOverride,
   functions as templateFunctions,
   resolve,
   resourcesOfType,
@@ -33,6 +38,11 @@ export interface ModelOverrides {
   /** Queue URLs are `<queueUrlBase>/<name>`. */
   queueUrlBase: string;
   stackName?: string;
+  /**
+   * What a backend decides rather than the template (a table's `StreamArn` is the one its DynamoDB
+   * reports), by logical id.
+   */
+  physicalIds?: Record<string, PhysicalIdOverride>;
 }
 
 /** The resolution context the rehearsal uses for a template. */
@@ -41,7 +51,7 @@ export function rehearsalContext(template: CfnTemplate, o: ModelOverrides): Reso
     accountId: o.account,
     region: o.region,
     stackName: o.stackName ?? 'Corral',
-    physicalIds: new DefaultPhysicalIds({ queueUrlBase: o.queueUrlBase }),
+    physicalIds: new DefaultPhysicalIds({ queueUrlBase: o.queueUrlBase, overrides: o.physicalIds }),
   });
 }
 
@@ -89,6 +99,7 @@ export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelO
       attributeDefinitions: Object.entries(t.attributeDefinitions).map(([AttributeName, AttributeType]) => ({ AttributeName, AttributeType: AttributeType as 'S' | 'N' | 'B' })),
       globalSecondaryIndexes: t.globalSecondaryIndexes.map((g) => ({ IndexName: g.indexName, KeySchema: key(g.keySchema), Projection: { ProjectionType: g.projectionType } })),
       ttlAttribute: t.ttlAttribute,
+      streamViewType: t.streamViewType,
     };
   });
 
@@ -120,10 +131,24 @@ export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelO
 
   const api = templateRestApi(ctx);
   const resources = new Map<string, ModelRestApi['resources'][number]>(api.resources.map((r) => [r.id, { id: r.id, path: r.path, methods: [] }]));
+  const links = vpcLinks(ctx);
   for (const m of api.methods) {
     const i = m.integration;
-    if (!i || i.type !== 'AWS_PROXY' || !i.functionLogicalId) throw new Error(`API method ${m.httpMethod} ${m.path} (${m.logicalId}) is not a Lambda proxy integration of a function in the template`);
-    resources.get(m.resourceId)!.methods.push({ httpMethod: m.httpMethod, functionLogicalId: i.functionLogicalId, streaming: i.responseTransferMode === 'STREAM', timeoutMs: i.timeoutInMillis });
+    const streaming = i?.responseTransferMode === 'STREAM';
+    if (i?.type === 'HTTP_PROXY' && i.connectionType === 'VPC_LINK') {
+      const link = links.find((l) => l.id === i.connectionId);
+      if (!link) throw new Error(`API method ${m.httpMethod} ${m.path} (${m.logicalId}) goes through VPC link ${i.connectionId}, which is not in the template`);
+      if (!i.uri) throw new Error(`API method ${m.httpMethod} ${m.path} (${m.logicalId}) has no integration URI`);
+      resources.get(m.resourceId)!.methods.push({
+        httpMethod: m.httpMethod,
+        vpcLink: { id: link.id, targetArns: link.targetArns, uri: i.uri, integrationHttpMethod: i.integrationHttpMethod ?? m.httpMethod, requestParameters: i.requestParameters },
+        streaming,
+        timeoutMs: i.timeoutInMillis,
+      });
+      continue;
+    }
+    if (!i || i.type !== 'AWS_PROXY' || !i.functionLogicalId) throw new Error(`API method ${m.httpMethod} ${m.path} (${m.logicalId}) is neither a Lambda proxy integration of a function in the template nor an HTTP proxy through a VPC link`);
+    resources.get(m.resourceId)!.methods.push({ httpMethod: m.httpMethod, functionLogicalId: i.functionLogicalId, streaming, timeoutMs: i.timeoutInMillis });
   }
   const stage = api.stages[0];
   const settings = (stage?.methodSettings ?? []) as Array<{ ResourcePath?: string; HttpMethod?: string; ThrottlingRateLimit?: number; ThrottlingBurstLimit?: number }>;
@@ -144,9 +169,11 @@ export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelO
     arn: d.arn,
     family: d.family,
     taskRoleArn: d.taskRoleArn,
+    taskRoleLogicalId: d.taskRoleLogicalId,
     executionRoleArn: d.executionRoleArn,
     containers: d.containers.map((c) => ({
       name: c.name,
+      image: c.image,
       environment: c.environment,
       ports: c.portMappings.map((m) => m.containerPort),
       command: c.entryPoint || c.command ? [...(c.entryPoint ?? []), ...(c.command ?? [])] : undefined,
@@ -190,6 +217,18 @@ export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelO
     clusters: resourcesOfType(ctx, 'AWS::ECS::Cluster').map((id) => ({ name: ctx.physicalIds.ref(id, ctx), arn: String(ctx.physicalIds.getAtt(id, 'Arn', ctx)) })),
     buckets: resourcesOfType(ctx, 'AWS::S3::Bucket').map((id) => ({ logicalId: id, name: ctx.physicalIds.ref(id, ctx), arn: String(ctx.physicalIds.getAtt(id, 'Arn', ctx)) })),
     taskDefinitions,
+    services: ecsServices(ctx).map((s) => ({
+      logicalId: s.logicalId,
+      name: s.name,
+      clusterArn: s.clusterArn,
+      taskDefinitionArn: s.taskDefinitionArn,
+      desiredCount: s.desiredCount,
+      subnets: s.subnets,
+      securityGroups: s.securityGroups,
+      loadBalancers: s.loadBalancers,
+    })),
+    loadBalancers: templateLoadBalancers(ctx).map((l) => ({ logicalId: l.logicalId, arn: l.arn, dnsName: l.dnsName, type: l.type, securityGroups: l.securityGroups, listeners: l.listeners })),
+    targetGroups: templateTargetGroups(ctx).map((g) => ({ logicalId: g.logicalId, arn: g.arn, port: g.port, protocol: g.protocol, targetType: g.targetType, healthCheck: g.healthCheck })),
     schedules,
     eventRules,
     outputs,

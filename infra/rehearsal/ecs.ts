@@ -25,13 +25,15 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from '
 import { join } from 'node:path';
 import type { AwsCall, Backend } from './aws-gateway.js';
 import { jsonError } from './aws-gateway.js';
-import type { VpcNetwork } from './network.js';
+import { PRIVATE_PREFIX, type VpcNetwork } from './network.js';
 
 export interface RehearsedTaskDefinition {
   arn: string;
   family: string;
   containers: Array<{
     name: string;
+    /** The image reference (an asset of the cloud assembly, for the template's own images). */
+    image?: string;
     environment: Record<string, string>;
     /** Container ports from the port mappings. */
     ports: number[];
@@ -39,6 +41,7 @@ export interface RehearsedTaskDefinition {
     command?: string[];
   }>;
   taskRoleArn?: string;
+  taskRoleLogicalId?: string;
   executionRoleArn?: string;
 }
 
@@ -60,6 +63,47 @@ export interface EcsEmulatorOptions {
   taskEnvironment?: Record<string, string>;
   /** Called with each ECS Task State Change event (EventBridge's envelope), as ECS sends them. */
   onTaskStateChange?: (event: Record<string, unknown>) => void;
+  /** The template's own images (assets of the cloud assembly), by image reference: what a service task runs. */
+  images?: Map<string, RehearsedImage>;
+  /** Loaded with `--import` into a service task: the VPC address it connects from, the port it listens on. */
+  servicePreload?: string;
+  /** The environment a service task gets from its task role (AWS endpoint, region, the role's credentials). */
+  taskRoleEnvironment?: (taskDefinition: RehearsedTaskDefinition) => Record<string, string>;
+  /** A service task is running (register it with its target groups) or stopping (deregister it first). */
+  onServiceTask?: (event: 'running' | 'stopping', service: RehearsedService, task: { id: string; address: string }) => void;
+}
+
+/** An image the rehearsal runs as a process: its entrypoint and, by path in the image, the files it copies in. */
+export interface RehearsedImage {
+  entrypoint: string[];
+  files: Record<string, string>;
+}
+
+/** An ECS service: the scheduler keeps `desiredCount` tasks of its task definition running. */
+export interface RehearsedService {
+  name: string;
+  clusterArn: string;
+  taskDefinitionArn: string;
+  desiredCount: number;
+  subnets: string[];
+  securityGroups: string[];
+  loadBalancers: Array<{ targetGroupArn: string; containerName: string; containerPort: number }>;
+}
+
+/**
+ * An image's ENTRYPOINT and COPYs from its Dockerfile (JSON-form ENTRYPOINT; `COPY [--flags] src dest`),
+ * with the copied files found in `dir` (the asset's build context).
+ */
+export function imageFromDockerfile(dir: string, dockerfile = 'Dockerfile'): RehearsedImage {
+  const text = readFileSync(join(dir, dockerfile), 'utf8').replace(/\\\r?\n/g, ' ');
+  const files: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const m = line.match(/^\s*COPY\s+(.*)$/);
+    if (!m) continue;
+    const parts = m[1].trim().split(/\s+/).filter((p) => !p.startsWith('--'));
+    if (parts.length === 2) files[parts[1]] = join(dir, parts[0]);
+  }
+  return { entrypoint: dockerfileEntrypoint(join(dir, dockerfile)), files };
 }
 
 interface Task {
@@ -89,6 +133,8 @@ interface Task {
   socket?: string;
   /** Signals the container: the agent's process group when it runs under bubblewrap. */
   signal?: (sig: NodeJS.Signals) => void;
+  /** The service that started it (`startedBy: ecs-svc/…`). */
+  service?: RehearsedService;
 }
 
 const sessionMountProbe: { result?: boolean } = {};
@@ -131,6 +177,7 @@ const epoch = (ms: number) => ms / 1000;
 export class EcsEmulator implements Backend {
   readonly tasks = new Map<string, Task>();
   private readonly reserved: string[] = [];
+  private readonly services = new Set<RehearsedService>();
 
   constructor(private readonly opts: EcsEmulatorOptions) {}
 
@@ -392,8 +439,135 @@ export class EcsEmulator implements Backend {
     this.changed(task);
   }
 
+  /**
+   * Creates a service: the scheduler starts `desiredCount` tasks, and starts another whenever one
+   * stops, until the rehearsal ends. Resolves once every task is RUNNING.
+   */
+  async startService(service: RehearsedService): Promise<void> {
+    const def = this.opts.taskDefinitions.find((d) => d.arn === service.taskDefinitionArn);
+    if (!def) throw new Error(`service ${service.name}: no task definition ${service.taskDefinitionArn}`);
+    for (const lb of service.loadBalancers) {
+      const c = def.containers.find((x) => x.name === lb.containerName);
+      if (!c || !c.ports.includes(lb.containerPort)) throw new Error(`service ${service.name}: the task definition has no container ${lb.containerName} mapping port ${lb.containerPort}`);
+    }
+    this.services.add(service);
+    await Promise.all(Array.from({ length: service.desiredCount }, () => this.launch(service, def)));
+  }
+
+  /** The running tasks of a service. */
+  serviceTasks(name: string): Task[] {
+    return this.running().filter((t) => t.service?.name === name && t.lastStatus === 'RUNNING');
+  }
+
+  private async launch(service: RehearsedService, def: RehearsedTaskDefinition): Promise<Task> {
+    const container = def.containers[0];
+    const image = container.image ? this.opts.images?.get(container.image) : undefined;
+    if (!image) throw new Error(`service ${service.name}: the rehearsal cannot run image ${container.image ?? '(none)'} (not an image asset of the cloud assembly)`);
+    const id = randomBytes(16).toString('hex');
+    const address = this.opts.network.join({ name: `${service.name} task ${id.slice(0, 8)}`, securityGroups: service.securityGroups });
+    const cluster = this.opts.clusters.find((c) => c.arn === service.clusterArn);
+    const task: Task = {
+      id,
+      arn: `arn:aws:ecs:${this.opts.region}:${this.opts.account}:task/${cluster?.name ?? 'default'}/${id}`,
+      clusterArn: service.clusterArn,
+      taskDefinitionArn: def.arn,
+      container: container.name,
+      lastStatus: 'PROVISIONING',
+      desiredStatus: 'RUNNING',
+      address,
+      subnet: service.subnets[0],
+      startedBy: `ecs-svc/${service.name}`,
+      tags: [],
+      createdAt: Date.now(),
+      environment: { ...container.environment },
+      version: 0,
+      service,
+    };
+    this.tasks.set(id, task);
+    this.changed(task);
+    const dir = join(this.opts.dataDir, 'tasks', id);
+    mkdirSync(dir, { recursive: true });
+    const command = container.command ?? image.entrypoint;
+    // The image's `node` is this machine's; the files the image copies in are the asset's.
+    const argv = command.map((a, i) => (i === 0 && (a === 'node' || a.endsWith('/node')) ? process.execPath : image.files[a] ?? a));
+    if (argv[0] !== process.execPath) throw new Error(`service ${service.name}: the rehearsal runs Node entrypoints only, not ${command.join(' ')}`);
+    // Every task listens on the same container port; here each on a socket of its own, which its
+    // private address serves (see vpc-preload.mjs).
+    const port = container.ports[0];
+    const socket = join(dir, 'listen.sock');
+    task.socket = socket;
+    task.lastStatus = 'PENDING';
+    this.changed(task);
+    const child = spawn(argv[0], [...(this.opts.servicePreload ? ['--import', this.opts.servicePreload] : []), ...argv.slice(1)], {
+      cwd: dir,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: dir,
+        ...task.environment,
+        ...this.opts.taskRoleEnvironment?.(def),
+        CORRAL_REHEARSAL_SOURCE_ADDRESS: address,
+        CORRAL_REHEARSAL_PRIVATE_PREFIX: PRIVATE_PREFIX,
+        CORRAL_REHEARSAL_LISTEN: `${port}=${socket}`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    task.child = child;
+    const log = createWriteStream(join(this.opts.dataDir, 'logs', `${service.name}-${id.slice(0, 8)}.log`));
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    child.once('exit', (code, signal) => {
+      task.exitCode = code ?? (signal === 'SIGTERM' ? 143 : signal ? 137 : 0);
+      if (task.desiredStatus === 'RUNNING') void this.stop(task, 'Essential container in task exited', 'EssentialContainerExited');
+    });
+    for (let i = 0; i < 300 && task.desiredStatus === 'RUNNING' && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
+    if (task.desiredStatus !== 'RUNNING') throw new Error(`service ${service.name}: task ${id} stopped before it listened (${task.stoppedReason}); see its log`);
+    if (!existsSync(socket)) {
+      await this.stop(task, `the container did not listen on ${port} within 30 s`, 'TaskFailedToStart');
+      throw new Error(`service ${service.name}: task ${id} did not listen on ${port}`);
+    }
+    task.unexpose = await this.opts.network.expose(address, port, { socketPath: socket });
+    task.startedAt = Date.now();
+    task.lastStatus = 'RUNNING';
+    this.changed(task);
+    this.opts.onServiceTask?.('running', service, task);
+    return task;
+  }
+
+  /**
+   * A service task stops as ECS stops it: out of its target groups first, then SIGTERM (SIGKILL
+   * after the stop timeout), and its address goes once the container has exited. The scheduler
+   * then starts a replacement.
+   */
+  private async stopServiceTask(task: Task, reason: string, code: string) {
+    task.desiredStatus = 'STOPPED';
+    task.lastStatus = 'DEPROVISIONING';
+    task.stoppedReason = reason;
+    task.stopCode = code;
+    this.changed(task);
+    this.opts.onServiceTask?.('stopping', task.service!, task);
+    const child = task.child;
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await task.unexpose?.().catch(() => undefined);
+    this.opts.network.leave(task.address);
+    task.lastStatus = 'STOPPED';
+    task.stoppedAt = Date.now();
+    this.changed(task);
+    const service = task.service!;
+    if (this.services.has(service)) {
+      const def = this.opts.taskDefinitions.find((d) => d.arn === service.taskDefinitionArn)!;
+      void this.launch(service, def).catch(() => undefined);
+    }
+  }
+
   async stop(task: Task, reason: string, code: string) {
     if (task.lastStatus === 'STOPPED') return;
+    if (task.service) return this.stopServiceTask(task, reason, code);
     task.desiredStatus = 'STOPPED';
     task.lastStatus = 'DEPROVISIONING';
     task.stoppedReason = reason;
@@ -424,6 +598,7 @@ export class EcsEmulator implements Backend {
   }
 
   async close() {
+    this.services.clear();
     await Promise.all([...this.tasks.values()].map((t) => this.stop(t, 'rehearsal ended', 'ServiceSchedulerInitiated')));
     rmSync(join(this.opts.dataDir, 'tasks'), { recursive: true, force: true });
   }

@@ -31,6 +31,8 @@ export interface ModelTable {
   attributeDefinitions: Array<{ AttributeName: string; AttributeType: 'S' | 'N' | 'B' }>;
   globalSecondaryIndexes: Array<{ IndexName: string; KeySchema: Array<{ AttributeName: string; KeyType: 'HASH' | 'RANGE' }>; Projection: { ProjectionType: string; NonKeyAttributes?: string[] } }>;
   ttlAttribute?: string;
+  /** The table's DynamoDB stream (`StreamSpecification.StreamViewType`), when it has one. */
+  streamViewType?: string;
 }
 
 export interface ModelQueue {
@@ -55,9 +57,52 @@ export interface ModelEventSource {
 
 export interface ModelMethod {
   httpMethod: string;
-  functionLogicalId: string;
+  /** The function of a Lambda proxy integration. */
+  functionLogicalId?: string;
+  /** An HTTP proxy integration through a VPC link (to a network load balancer). */
+  vpcLink?: {
+    id: string;
+    /** The load balancers the VPC link reaches (their ARNs). */
+    targetArns: string[];
+    /** The integration's URI (`http://<NLB DNS name>/v1/sessions/{id}/events/stream`). */
+    uri: string;
+    integrationHttpMethod: string;
+    /** `integration.request.*` ← `method.request.*` / `context.*`, as the template maps them. */
+    requestParameters: Record<string, string>;
+  };
   streaming: boolean;
   timeoutMs: number;
+}
+
+/** An ECS service: the tasks the service scheduler keeps running, and the target groups it registers them in. */
+export interface ModelService {
+  logicalId: string;
+  name: string;
+  clusterArn: string;
+  taskDefinitionArn: string;
+  desiredCount: number;
+  subnets: string[];
+  securityGroups: string[];
+  loadBalancers: Array<{ targetGroupArn: string; containerName: string; containerPort: number }>;
+}
+
+/** A network load balancer: its DNS name, listeners and the target groups they forward to. */
+export interface ModelLoadBalancer {
+  logicalId: string;
+  arn: string;
+  dnsName: string;
+  type: string;
+  securityGroups: string[];
+  listeners: Array<{ port: number; protocol: string; targetGroupArn: string }>;
+}
+
+export interface ModelTargetGroup {
+  logicalId: string;
+  arn: string;
+  port: number;
+  protocol: string;
+  targetType: string;
+  healthCheck: { protocol: string; path?: string; intervalSeconds: number; healthyThreshold: number; unhealthyThreshold: number };
 }
 
 export interface ModelRestApi {
@@ -98,6 +143,9 @@ export interface RehearsalModel {
   /** S3 buckets, by the physical name functions see in their environment. */
   buckets: Array<{ logicalId: string; name: string; arn: string }>;
   taskDefinitions: RehearsedTaskDefinition[];
+  services: ModelService[];
+  loadBalancers: ModelLoadBalancer[];
+  targetGroups: ModelTargetGroup[];
   schedules: ModelSchedule[];
   eventRules: ModelEventRule[];
   outputs: Record<string, string>;

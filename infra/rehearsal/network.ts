@@ -33,6 +33,11 @@ export interface SecurityGroup {
 export interface Member {
   name: string;
   securityGroups: string[];
+  /**
+   * No security group filters its traffic out (a network load balancer without security groups);
+   * its targets' groups still judge it by its address.
+   */
+  unfiltered?: boolean;
 }
 
 export interface Refusal {
@@ -68,7 +73,9 @@ export class VpcNetwork {
   readonly accepted: Array<{ from: string; to: string; port: number }> = [];
   private readonly members = new Map<string, Member>();
   private readonly servers = new Set<Server>();
-  private next = 1;
+  // Where this rehearsal's addresses start: at random, so two rehearsals on one machine (two
+  // engineers, two CI jobs) rarely hand out the same address and port.
+  private next = 1 + Math.floor(Math.random() * 200 * 250);
 
   constructor(
     private readonly groups: Map<string, SecurityGroup>,
@@ -80,7 +87,7 @@ export class VpcNetwork {
   join(member: Member): string {
     for (const g of member.securityGroups) if (!this.groups.has(g)) throw new Error(`security group ${g} of ${member.name} is not in the template`);
     const n = this.next++;
-    if (n > 250 * 250) throw new Error('the rehearsal VPC ran out of addresses');
+    if (n >= 250 * 250) throw new Error('the rehearsal VPC ran out of addresses');
     const address = `${PRIVATE_PREFIX}${Math.floor(n / 250)}.${(n % 250) + 1}`;
     this.members.set(address, member);
     return address;
@@ -114,7 +121,7 @@ export class VpcNetwork {
         reason: `no ingress rule of ${target.name}'s security groups (${names(target.securityGroups)}) allows ${protocol}/${port} from ${source.name} (${names(source.securityGroups)})`,
       };
     }
-    const outbound = source.securityGroups.some((gid) =>
+    const outbound = (source.unfiltered && source.securityGroups.length === 0) || source.securityGroups.some((gid) =>
       this.groups.get(gid)!.egress.some(
         (r) => ruleCoversPort(r, protocol, port) && ((r.peerGroup && target.securityGroups.includes(r.peerGroup)) || (r.cidr && sourceInCidr(r.cidr))),
       ),

@@ -13,7 +13,7 @@ import { connect } from 'node:net';
 import { SANDBOX_LIMITS_ENV, humanBytes, parseSandboxLimits, resolveSandboxLimits } from '../../sandbox/limits.js';
 import { SANDBOX_PREFIX, keys } from '../../lambdas/core/storage/keys.js';
 import type { Rehearsal } from './rehearsal.js';
-import { fail, runTurn, text, type Event, type Scenario, type ScenarioHooks, type ScenarioResult } from './scenarios.js';
+import { fail, listPages, runTurn, text, type Event, type Scenario, type ScenarioHooks, type ScenarioResult } from './scenarios.js';
 import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
 import { startTestMcpServer } from '../../test/credential-proxy/fixtures/mcp-server.js';
 import { WORKSPACE_SCENARIOS, workspaceScenarios } from './workspace-scenarios.js';
@@ -22,9 +22,40 @@ const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
 
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'sandbox-boundary', ...WORKSPACE_SCENARIOS] as const;
-/** Scenarios only run when named (`--only`): they need a rehearsal set up for them. */
-export const OPT_IN_SCENARIOS = ['stream-starvation'];
+export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS] as const;
+/** Scenarios only run when named (`--only`): they need a rehearsal set up for them (`stream-tier`: `--context streamTier=fargate --dynamodb dynamodb-local`). */
+export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier'];
+
+/**
+ * Reads a session's stream through API Gateway with plain HTTP (the SDK drops pings) until an
+ * `event: ping` heartbeat arrives; resolves to how long it took.
+ */
+async function heartbeatThrough(apiUrl: string, apiKey: string, session: string, signal: AbortSignal): Promise<number> {
+  const started = Date.now();
+  // A stream that ends (its task replaced) is opened again.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const abort = new AbortController();
+    const onAbort = () => abort.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const res = await fetch(`${apiUrl}/v1/sessions/${session}/events/stream`, {
+        headers: { 'x-api-key': apiKey, 'anthropic-version': '2023-06-01', ...BETA.headers, accept: 'text/event-stream' },
+        signal: abort.signal,
+      });
+      if (res.status !== 200 || !res.body) fail(`the heartbeat probe got ${res.status}`);
+      const decoder = new TextDecoder();
+      let seen = '';
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        seen += decoder.decode(chunk, { stream: true });
+        if (/^event: ping$/m.test(seen)) return Date.now() - started;
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      abort.abort();
+    }
+  }
+  fail('the idle stream ended 5 times without a heartbeat');
+}
 
 /** The rehearsal's checks after each scenario, and its own scenarios. */
 export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: string[]): ScenarioHooks {
@@ -282,6 +313,61 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
           hold.abort();
           await Promise.all(opened);
         }
+      },
+    },
+    {
+      name: 'stream-tier',
+      proves:
+        'with streamTier=fargate the SDK streams a session through API Gateway, the VPC link and the NLB to the stream tier tasks (fed by DynamoDB Streams); a socket cut mid-turn and the serving task replaced mid-turn are both resumed with Last-Event-ID: what was received is the log, no gap, no duplicate; an idle stream gets heartbeats',
+      timeoutMs: 120_000,
+      async run(ctx) {
+        const service = r.model.services.find((s) => s.loadBalancers.length > 0);
+        if (!service) fail('the template has no stream tier service (synthesize with streamTier=fargate)');
+        const [target] = service.loadBalancers;
+        const lb = r.loadBalancers.find((l) => l.serves(target.targetGroupArn))!;
+        const quiet = await ctx.newSession();
+        const session = await ctx.newSession();
+        const first = await ctx.follow(session);
+        const marker = ctx.marker('tier');
+        await ctx.client.beta.sessions.events.send(session, {
+          events: [{ type: 'user.message', content: text(`Use bash to run \`sleep 10; echo ${marker}\` and tell me what it printed.`) }],
+        });
+        await first.until((e) => e.type === 'agent.tool_use', 'agent.tool_use');
+        // Cut 1: the client drops its connection mid-turn and resumes after what it saw.
+        first.close();
+        const cut = first.position;
+        const forwarded = lb.forwarded.length;
+        const second = await ctx.follow(session, { after: cut });
+        // Cut 2: the task that serves the resumed stream is replaced (as a deployment or a scale-in
+        // does): out of the target group, SIGTERM, its streams end; the SDK resumes through the NLB.
+        const servingId = lb.forwarded[forwarded];
+        const serving = r.ecs.serviceTasks(service.name).find((t) => t.id === servingId);
+        if (!serving) fail('the resumed stream did not reach a tier task through the NLB');
+        await r.ecs.stop(serving, 'rehearsal: the stream tier task is replaced mid-turn', 'UserInitiated');
+        for (let i = 0; lb.healthyTargets(target.targetGroupArn) < service.desiredCount; i++) {
+          if (i > 300) fail(`the stream tier did not come back to ${service.desiredCount} healthy tasks`);
+          await new Promise((res) => setTimeout(res, 100));
+        }
+        // An idle session's stream through the tier, opened now (the tier back to full strength),
+        // while the turn runs on: a heartbeat must come.
+        const heartbeat = heartbeatThrough(r.apiUrl, r.apiKey, quiet, ctx.signal);
+        heartbeat.catch(() => undefined);
+        const { events: sofar } = await listPages(ctx.client, session);
+        const asked = sofar.findIndex((e) => e.type === 'user.message');
+        if (sofar.some((e, i) => i > asked && e.type === 'session.status_idle')) fail('the turn ended before both cuts were made: they were not mid-turn');
+        await second.idle('end_turn');
+        second.close();
+        if (second.reconnects < 1) fail('the resumed stream did not end when its task stopped (no reconnect)');
+        const streamed = [...first.events, ...second.events].map((e) => e.id);
+        const { events } = await listPages(ctx.client, session);
+        const listed = events.map((e) => e.id);
+        const missed = listed.filter((id) => !streamed.includes(id));
+        const repeated = streamed.filter((id, i) => streamed.indexOf(id) !== i);
+        if (missed.length || repeated.length) fail(`${missed.length} events missed, ${repeated.length} repeated (resumed at ${cut}, ${second.reconnects} reconnects)`);
+        if (streamed.join() !== listed.join()) fail('the streamed events are not the log, in order');
+        if (!second.events.some((e) => e.type === 'agent.tool_result' && JSON.stringify(e.content ?? '').includes(marker))) fail(`no tool result with ${marker} after the cuts`);
+        const heartbeatMs = await heartbeat;
+        return `resumed at ${cut} after the socket cut, then after its task was replaced (${second.reconnects} reconnect(s)): ${first.events.length} + ${second.events.length} events, the log's ${listed.length} exactly; an idle stream's heartbeat after ${(heartbeatMs / 1000).toFixed(1)} s`;
       },
     },
     {

@@ -13,6 +13,10 @@
  * - API Gateway routes, integrations and limits come from the template (`api-gateway.ts`);
  * - ECS RunTask starts the sandbox agent with the image's command and the task definition's
  *   environment and port, reachable only where the security groups allow (`ecs.ts`, `network.ts`);
+ * - ECS services (the stream tier, with `streamTier=fargate`) run their task definition's image
+ *   asset as processes with its environment, port and task role, registered with the template's
+ *   network load balancer (`load-balancer.ts`), which API Gateway reaches through the VPC link of
+ *   an `HTTP_PROXY` integration; the events table's DynamoDB stream is DynamoDB Local's own;
  * - Secrets Manager, SSM, KMS (the template's keys, with their key policies) and Lambda's Invoke
  *   API are small emulations (`emulators.ts`); S3 keeps the template's buckets' objects as files
  *   (`s3.ts`).
@@ -39,7 +43,8 @@ import type { AddressInfo } from 'node:net';
 import { AwsGateway, httpForwarder, type AwsCall, type Authorization, type Backend, type Caller } from './aws-gateway.js';
 import { createAuthorizer } from './authorize.js';
 import { buildModel, type ModelOverrides } from './build-model.js';
-import { EcsEmulator, buildAgentBundle, dockerfileEntrypoint } from './ecs.js';
+import { EcsEmulator, buildAgentBundle, dockerfileEntrypoint, imageFromDockerfile, type RehearsedImage } from './ecs.js';
+import { NetworkLoadBalancerEmulator } from './load-balancer.js';
 import { KmsEmulator, LambdaInvokeEmulator, SecretsManagerEmulator, SsmEmulator } from './emulators.js';
 import { resourcePolicies } from './iam.js';
 import { rehearsalContext } from './build-model.js';
@@ -90,6 +95,8 @@ export interface Rehearsal {
   gateway: AwsGateway;
   api: RestApiGateway;
   ecs: EcsEmulator;
+  /** The template's network load balancers (the stream tier's). */
+  loadBalancers: NetworkLoadBalancerEmulator[];
   network: VpcNetwork;
   secrets: SecretsManagerEmulator;
   kms: KmsEmulator;
@@ -149,6 +156,8 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     const template = JSON.parse(readFileSync(join(assembly, `${opts.context?.stackName ?? 'Corral'}.template.json`), 'utf8'));
 
     // Backends first: the physical names the template's references resolve to depend on them.
+    const streams = Object.values(template.Resources as Record<string, { Type: string; Properties?: { StreamSpecification?: unknown } }>).some((r) => r.Type === 'AWS::DynamoDB::Table' && r.Properties?.StreamSpecification);
+    if (streams && opts.dynamodb !== 'dynamodb-local') throw new Error('the template enables a DynamoDB stream (streamTier=fargate): rehearse it on DynamoDB Local (dynalite has no Streams)');
     const dynamo = await startDynamo(opts.dynamodb ?? 'dynalite');
     cleanups.push(() => dynamo.close());
     const { startFauxqs } = await import('fauxqs');
@@ -172,17 +181,18 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       account: REHEARSAL_ACCOUNT,
       queueUrlBase: `${gatewayUrl}/${REHEARSAL_ACCOUNT}`,
     };
-    const model = buildModel(template, assembly, overrides);
+    let model = buildModel(template, assembly, overrides);
     log(`model: ${model.functions.length} functions, ${model.tables.length} tables, ${model.queues.length} queues, ${model.restApi.resources.length} API resources`);
 
     const admin = { region: REHEARSAL_REGION, credentials: { accessKeyId: 'RehearsalOperator', secretAccessKey: 'x' } };
     const ddb = new DynamoDBClient({ ...admin, endpoint: dynamo.endpoint });
     cleanups.push(() => ddb.destroy());
     for (const t of model.tables) {
-      await ddb.send(
+      const created = await ddb.send(
         new CreateTableCommand({
           TableName: t.name,
           BillingMode: 'PAY_PER_REQUEST',
+          StreamSpecification: t.streamViewType ? { StreamEnabled: true, StreamViewType: t.streamViewType as 'KEYS_ONLY' } : undefined,
           KeySchema: t.keySchema,
           AttributeDefinitions: t.attributeDefinitions,
           GlobalSecondaryIndexes: t.globalSecondaryIndexes.length ? (t.globalSecondaryIndexes as ConstructorParameters<typeof CreateTableCommand>[0]['GlobalSecondaryIndexes']) : undefined,
@@ -193,10 +203,17 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
         if (d.Table?.TableStatus === 'ACTIVE') break;
         await new Promise((r) => setTimeout(r, 50));
       }
+      // The stream's ARN is the one DynamoDB gives it (its label is the time it was enabled).
+      const streamArn = created.TableDescription?.LatestStreamArn;
+      if (t.streamViewType) {
+        if (!streamArn) throw new Error(`table ${t.name}: DynamoDB reports no stream`);
+        (overrides.physicalIds ??= {})[t.logicalId] = { attributes: { StreamArn: streamArn } };
+      }
       if (t.ttlAttribute && opts.dynamodb === 'dynamodb-local') {
         await ddb.send(new UpdateTimeToLiveCommand({ TableName: t.name, TimeToLiveSpecification: { Enabled: true, AttributeName: t.ttlAttribute } }));
       }
     }
+    if (overrides.physicalIds) model = buildModel(template, assembly, overrides);
     const sqsAdmin = new SQSClient({ ...admin, endpoint: sqsEndpoint });
     cleanups.push(() => sqsAdmin.destroy());
     // Dead-letter queues first: a redrive policy names an existing queue.
@@ -226,6 +243,17 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       keyOf.set(f.logicalId, key);
     }
 
+    // A task role's credentials, as ECS hands them to the task's containers.
+    const taskRoleKeys = new Map<string, string>();
+    for (const d of model.taskDefinitions) {
+      if (!d.taskRoleLogicalId || !d.taskRoleArn || !model.services.some((s) => s.taskDefinitionArn === d.arn)) continue;
+      const key = `ASIA${randomBytes(8).toString('hex').toUpperCase()}`;
+      callers.set(key, { accessKeyId: key, name: `${d.family} task`, roleLogicalId: d.taskRoleLogicalId, roleArn: d.taskRoleArn });
+      taskRoleKeys.set(d.arn, key);
+    }
+    const loadBalancers = model.loadBalancers.map((l) => new NetworkLoadBalancerEmulator(l, model.targetGroups, network));
+    cleanups.push(() => loadBalancers.forEach((l) => l.close()));
+
     const secrets = new SecretsManagerEmulator(`arn:aws:secretsmanager:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:secret:`);
     const ssm = new SsmEmulator(`arn:aws:ssm:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:parameter`);
     for (const f of model.functions) {
@@ -248,6 +276,26 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       imageCommand: dockerfileEntrypoint(join(REPO_ROOT, 'sandbox', 'Dockerfile')),
       agentBundle,
       dataDir: workDir,
+      images: assemblyImages(assembly, opts.context?.stackName ?? 'Corral'),
+      servicePreload: PRELOAD,
+      taskRoleEnvironment: (d) => {
+        const key = taskRoleKeys.get(d.arn);
+        return {
+          AWS_REGION: REHEARSAL_REGION,
+          AWS_DEFAULT_REGION: REHEARSAL_REGION,
+          AWS_ENDPOINT_URL: gatewayUrl,
+          AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+          ...(key ? { AWS_ACCESS_KEY_ID: key, AWS_SECRET_ACCESS_KEY: randomBytes(20).toString('base64'), AWS_SESSION_TOKEN: randomBytes(32).toString('base64') } : {}),
+        };
+      },
+      onServiceTask: (what, service, task) => {
+        for (const target of service.loadBalancers) {
+          const lb = loadBalancers.find((l) => l.serves(target.targetGroupArn));
+          if (!lb) throw new Error(`service ${service.name} registers in ${target.targetGroupArn}, which no load balancer of the template forwards to`);
+          if (what === 'running') lb.register(target.targetGroupArn, { id: task.id, address: task.address, port: target.containerPort });
+          else lb.deregister(target.targetGroupArn, task.id);
+        }
+      },
       // EventBridge: each ECS event goes to the functions of the rules whose pattern matches it
       // (the sandbox cluster's task state changes, to the reaper), asynchronously, as deployed.
       onTaskStateChange: (event) => {
@@ -354,7 +402,29 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
         path: r.path,
         methods: new Map(
           r.methods.map((m) => {
-            const runtime = functions.get(m.functionLogicalId);
+            if (m.vpcLink) {
+              const link = m.vpcLink;
+              const integration = {
+                functionName: `VPC link ${link.id}`,
+                streaming: m.streaming,
+                timeoutMs: m.timeoutMs,
+                invoke: () => Promise.reject(new Error('an HTTP integration invokes no function')),
+                invokeStream: () => Promise.reject(new Error('an HTTP integration invokes no function')),
+                http: {
+                  uri: link.uri,
+                  httpMethod: link.integrationHttpMethod,
+                  requestParameters: link.requestParameters,
+                  // The VPC link reaches the load balancers it names, and nothing else.
+                  connect: (host: string, port: number) => {
+                    const lb = loadBalancers.find((l) => l.lb.dnsName.toLowerCase() === host.toLowerCase());
+                    if (!lb || !link.targetArns.includes(lb.lb.arn)) return Promise.reject(new Error(`VPC link ${link.id} does not reach ${host}`));
+                    return lb.connect(port);
+                  },
+                },
+              };
+              return [m.httpMethod, integration];
+            }
+            const runtime = functions.get(m.functionLogicalId!);
             if (!runtime) throw new Error(`API method ${m.httpMethod} ${r.path} integrates ${m.functionLogicalId}, which is not a function of the template`);
             return [
               m.httpMethod,
@@ -399,6 +469,19 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       });
     }
 
+    // The services, as CloudFormation creates them: done once their tasks run and are in service.
+    for (const service of model.services) {
+      await ecs.startService(service);
+      for (const target of service.loadBalancers) {
+        const lb = loadBalancers.find((l) => l.serves(target.targetGroupArn))!;
+        for (let i = 0; lb.healthyTargets(target.targetGroupArn) < service.desiredCount; i++) {
+          if (i > 300) throw new Error(`service ${service.name}: ${lb.healthyTargets(target.targetGroupArn)} of ${service.desiredCount} targets healthy after 30 s`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      log(`service ${service.name}: ${service.desiredCount} tasks in service`);
+    }
+
     const stateTable = model.outputs.StateTableName;
     if (!stateTable) throw new Error('the template has no StateTableName output');
     const apiKey = await createApiKey({ table: stateTable, tenant: 'rehearsal', client: ddb });
@@ -413,6 +496,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       gateway,
       api,
       ecs,
+      loadBalancers,
       network,
       secrets,
       kms,
@@ -443,6 +527,23 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
     await stopAll();
     throw err;
   }
+}
+
+/** The cloud assembly's container image assets that the rehearsal can run (a Dockerfile whose COPYs it follows), by image reference. */
+function assemblyImages(assembly: string, stackName: string): Map<string, RehearsedImage> {
+  const images = new Map<string, RehearsedImage>();
+  const manifest = JSON.parse(readFileSync(join(assembly, `${stackName}.assets.json`), 'utf8')) as {
+    dockerImages?: Record<string, { source: { directory: string; dockerFile?: string }; destinations: Record<string, { repositoryName: string; imageTag: string }> }>;
+  };
+  for (const image of Object.values(manifest.dockerImages ?? {})) {
+    // The sandbox image (its own Dockerfile) is the sandbox agent's: RunTask runs that bundle.
+    if (image.source.dockerFile) continue;
+    for (const d of Object.values(image.destinations)) {
+      const repo = d.repositoryName.replace('${AWS::AccountId}', REHEARSAL_ACCOUNT).replace('${AWS::Region}', REHEARSAL_REGION);
+      images.set(`${REHEARSAL_ACCOUNT}.dkr.ecr.${REHEARSAL_REGION}.amazonaws.com/${repo}:${d.imageTag}`, imageFromDockerfile(join(assembly, image.source.directory)));
+    }
+  }
+  return images;
 }
 
 /** Whether an EventBridge pattern (source, detail-type, and exact values of top-level detail fields) matches `event`. */

@@ -112,6 +112,8 @@ export function fail(message: string): never {
  */
 export class Follower {
   readonly events: Event[] = [];
+  /** Times the server ended the stream and the follower resumed it with `Last-Event-ID`. */
+  reconnects = 0;
   private stream?: Awaited<ReturnType<Anthropic['beta']['sessions']['events']['stream']>>;
   private iterator?: AsyncIterator<unknown>;
   private closed = false;
@@ -145,6 +147,7 @@ export class Follower {
       const { value, done } = await this.iterator!.next();
       if (done) {
         this.iterator = undefined; // ended by the server: resume after what we saw
+        this.reconnects++;
         await sleep(500, this.ctx.signal);
         continue;
       }
@@ -177,7 +180,7 @@ export class Follower {
 }
 
 /** Every event of a session through the SDK's auto-pagination, and how the pages came. */
-async function listPages(client: Anthropic, sessionId: string, params: Record<string, unknown> = {}) {
+export async function listPages(client: Anthropic, sessionId: string, params: Record<string, unknown> = {}) {
   const events: Event[] = [];
   const pageBytes: number[] = [];
   try {

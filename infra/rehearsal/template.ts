@@ -544,6 +544,8 @@ export class DefaultPhysicalIds implements PhysicalIds {
         return this.nameProp(logicalId, 'RoleName', ctx) ?? gen(64, { alphabet: UPPER_ALNUM });
       case 'AWS::ECS::Cluster':
         return this.nameProp(logicalId, 'ClusterName', ctx) ?? gen(255);
+      case 'AWS::ECS::Service':
+        return this.nameProp(logicalId, 'ServiceName', ctx) ?? gen(255);
       case 'AWS::ECS::TaskDefinition':
         // The family: CDK sets it; CloudFormation would use `<stack>-<logicalId>-<suffix>`.
         return this.nameProp(logicalId, 'Family', ctx) ?? gen(255);
@@ -611,6 +613,20 @@ export class DefaultPhysicalIds implements PhysicalIds {
         return this.ec2Id('vpce', logicalId, ctx);
       case 'AWS::EC2::EIP':
         return `203.0.113.${(parseInt(stableChars(logicalId, 2, HEX), 16) % 250) + 1}`;
+      case 'AWS::ElasticLoadBalancingV2::LoadBalancer': {
+        const full = String(this.getAtt(logicalId, 'LoadBalancerFullName', ctx));
+        return this.arn(ctx, 'elasticloadbalancing', `loadbalancer/${full}`);
+      }
+      case 'AWS::ElasticLoadBalancingV2::TargetGroup':
+        return this.arn(ctx, 'elasticloadbalancing', String(this.getAtt(logicalId, 'TargetGroupFullName', ctx)));
+      case 'AWS::ElasticLoadBalancingV2::Listener':
+        return this.arn(ctx, 'elasticloadbalancing', `listener/${logicalId}/${stableChars(`${ctx.env.stackName}/${logicalId}`, 16, HEX)}`);
+      case 'AWS::ECS::Service': {
+        const cluster = String(resolve(this.props(logicalId, ctx).Cluster ?? 'default', ctx, `Resources.${logicalId}.Properties.Cluster`));
+        return this.arn(ctx, 'ecs', `service/${cluster.replace(/^.*:cluster\//, '')}/${this.name(logicalId, ctx)}`);
+      }
+      case 'AWS::ApiGateway::VpcLink':
+        return this.apiId(logicalId, ctx, 6);
       case 'AWS::ApiGateway::RestApi':
         return this.apiId(logicalId, ctx, 10);
       case 'AWS::ApiGateway::Resource':
@@ -702,6 +718,29 @@ export class DefaultPhysicalIds implements PhysicalIds {
       case 'AWS::EC2::EIP':
         if (attribute === 'AllocationId') return this.ec2Id('eipalloc', logicalId, ctx);
         if (attribute === 'PublicIp') return this.ref(logicalId, ctx);
+        return fail();
+      case 'AWS::ElasticLoadBalancingV2::LoadBalancer': {
+        // `app/` or `net/<name>/<id>`, as ELB names them; the DNS name is the name and the id.
+        const lbName = name().slice(0, 32).replace(/-+$/, '');
+        const lbId = stableChars(`${ctx.env.accountId}/${ctx.env.stackName}/${logicalId}`, 16, HEX);
+        const kind = this.prop(logicalId, 'Type', ctx) === 'network' ? 'net' : 'app';
+        if (attribute === 'LoadBalancerFullName') return `${kind}/${lbName}/${lbId}`;
+        if (attribute === 'LoadBalancerName') return lbName;
+        if (attribute === 'DNSName') return `${lbName}-${lbId}.elb.${ctx.env.region}.${ctx.env.urlSuffix}`.toLowerCase();
+        if (attribute === 'LoadBalancerArn') return this.ref(logicalId, ctx);
+        return fail();
+      }
+      case 'AWS::ElasticLoadBalancingV2::TargetGroup': {
+        const tgName = name().slice(0, 32).replace(/-+$/, '');
+        const tgId = stableChars(`${ctx.env.accountId}/${ctx.env.stackName}/${logicalId}`, 16, HEX);
+        if (attribute === 'TargetGroupFullName') return `targetgroup/${tgName}/${tgId}`;
+        if (attribute === 'TargetGroupName') return tgName;
+        if (attribute === 'TargetGroupArn') return this.ref(logicalId, ctx);
+        return fail();
+      }
+      case 'AWS::ECS::Service':
+        if (attribute === 'Name') return name();
+        if (attribute === 'ServiceArn') return this.ref(logicalId, ctx);
         return fail();
       case 'AWS::CloudWatch::Alarm':
         if (attribute === 'Arn') return this.arn(ctx, 'cloudwatch', `alarm:${name()}`);
@@ -1001,6 +1040,12 @@ export interface RestApiMethod {
     readonly timeoutInMillis: number;
     /** The Lambda function the integration invokes, when it is one of the template's functions. */
     readonly functionLogicalId?: string;
+    /** `INTERNET` (API Gateway's default) or `VPC_LINK`. */
+    readonly connectionType: string;
+    /** The VPC link's id, with `VPC_LINK`. */
+    readonly connectionId?: string;
+    /** `integration.request.<where>.<name>` → `method.request.…` or `context.…` (or a quoted literal). */
+    readonly requestParameters: Record<string, string>;
     readonly functionArn?: string;
   };
 }
@@ -1053,6 +1098,9 @@ export function restApis(input: TemplateOrContext): RestApiInfo[] {
                 timeoutInMillis: num(integ.TimeoutInMillis, 29_000)!,
                 functionArn: fnArn,
                 functionLogicalId: fnArn ? fnByArn.get(fnArn) : undefined,
+                connectionType: String(integ.ConnectionType ?? 'INTERNET'),
+                connectionId: integ.ConnectionId === undefined ? undefined : String(integ.ConnectionId),
+                requestParameters: stringMap(integ.RequestParameters ?? {}, `Resources.${mid}.Properties.Integration.RequestParameters`),
               }
             : undefined,
         };
@@ -1139,6 +1187,133 @@ export function ecsTaskDefinitions(input: TemplateOrContext): TaskDefinitionInfo
       containers,
     };
   });
+}
+
+/** An ECS service, resolved: what the service scheduler keeps running, and where it registers it. */
+export interface EcsServiceInfo {
+  readonly logicalId: string;
+  readonly name: string;
+  readonly clusterArn: string;
+  readonly taskDefinitionArn: string;
+  readonly desiredCount: number;
+  readonly launchType?: string;
+  readonly subnets: string[];
+  readonly securityGroups: string[];
+  readonly assignPublicIp: boolean;
+  readonly loadBalancers: Array<{ targetGroupArn: string; containerName: string; containerPort: number }>;
+}
+
+/** Every `AWS::ECS::Service`, resolved. */
+export function ecsServices(input: TemplateOrContext): EcsServiceInfo[] {
+  const ctx = toContext(input);
+  return resourcesOfType(ctx, 'AWS::ECS::Service').map((id) => {
+    const p = propsOf(ctx, id);
+    const vpc = (p.get('NetworkConfiguration') as { AwsvpcConfiguration?: { Subnets?: string[]; SecurityGroups?: string[]; AssignPublicIp?: string } } | undefined)?.AwsvpcConfiguration;
+    const cluster = String(p.get('Cluster') ?? 'default');
+    return {
+      logicalId: id,
+      name: String(ctx.physicalIds.getAtt(id, 'Name', ctx)),
+      clusterArn: cluster.startsWith('arn:') ? cluster : `arn:${ctx.env.partition}:ecs:${ctx.env.region}:${ctx.env.accountId}:cluster/${cluster}`,
+      taskDefinitionArn: String(p.get('TaskDefinition')),
+      desiredCount: num(p.get('DesiredCount'), 1)!,
+      launchType: p.get('LaunchType') as string | undefined,
+      subnets: asArray(vpc?.Subnets).map(String),
+      securityGroups: asArray(vpc?.SecurityGroups).map(String),
+      assignPublicIp: vpc?.AssignPublicIp === 'ENABLED',
+      loadBalancers: asArray(p.get('LoadBalancers') as Array<Record<string, unknown>> | undefined).map((l) => ({
+        targetGroupArn: String(l.TargetGroupArn),
+        containerName: String(l.ContainerName),
+        containerPort: Number(l.ContainerPort),
+      })),
+    };
+  });
+}
+
+/** An Elastic Load Balancing v2 load balancer, with its listeners and their target groups, resolved. */
+export interface LoadBalancerInfo {
+  readonly logicalId: string;
+  readonly arn: string;
+  readonly dnsName: string;
+  readonly fullName: string;
+  /** `network` or `application`. */
+  readonly type: string;
+  readonly internal: boolean;
+  readonly securityGroups: string[];
+  readonly subnets: string[];
+  readonly listeners: Array<{ logicalId: string; port: number; protocol: string; targetGroupArn: string }>;
+}
+
+export interface TargetGroupInfo {
+  readonly logicalId: string;
+  readonly arn: string;
+  readonly fullName: string;
+  readonly port: number;
+  readonly protocol: string;
+  readonly targetType: string;
+  readonly healthCheck: { protocol: string; path?: string; port?: string; intervalSeconds: number; healthyThreshold: number; unhealthyThreshold: number };
+  readonly deregistrationDelaySeconds: number;
+}
+
+/** Every `AWS::ElasticLoadBalancingV2::LoadBalancer`, with the listeners that name it. */
+export function loadBalancers(input: TemplateOrContext): LoadBalancerInfo[] {
+  const ctx = toContext(input);
+  const listeners = resourcesOfType(ctx, 'AWS::ElasticLoadBalancingV2::Listener').map((id) => {
+    const p = propsOf(ctx, id);
+    const forward = asArray(p.get('DefaultActions') as Array<{ Type: string; TargetGroupArn?: string }> | undefined).find((a) => a.Type === 'forward');
+    return { logicalId: id, loadBalancerArn: String(p.get('LoadBalancerArn')), port: Number(p.get('Port')), protocol: String(p.get('Protocol') ?? 'TCP'), targetGroupArn: String(forward?.TargetGroupArn ?? '') };
+  });
+  return resourcesOfType(ctx, 'AWS::ElasticLoadBalancingV2::LoadBalancer').map((id) => {
+    const p = propsOf(ctx, id);
+    const arn = ctx.physicalIds.ref(id, ctx);
+    return {
+      logicalId: id,
+      arn,
+      dnsName: String(ctx.physicalIds.getAtt(id, 'DNSName', ctx)),
+      fullName: String(ctx.physicalIds.getAtt(id, 'LoadBalancerFullName', ctx)),
+      type: String(p.get('Type') ?? 'application'),
+      internal: p.get('Scheme') === 'internal',
+      securityGroups: asArray(p.get('SecurityGroups') as string[] | undefined).map(String),
+      subnets: asArray(p.get('Subnets') as string[] | undefined).map(String),
+      listeners: listeners.filter((l) => l.loadBalancerArn === arn).map(({ loadBalancerArn: _, ...l }) => l),
+    };
+  });
+}
+
+/** Every `AWS::ElasticLoadBalancingV2::TargetGroup`, with ELB's defaults filled in. */
+export function targetGroups(input: TemplateOrContext): TargetGroupInfo[] {
+  const ctx = toContext(input);
+  return resourcesOfType(ctx, 'AWS::ElasticLoadBalancingV2::TargetGroup').map((id) => {
+    const p = propsOf(ctx, id);
+    const attrs = Object.fromEntries(asArray(p.get('TargetGroupAttributes') as Array<{ Key: string; Value: string }> | undefined).map((a) => [a.Key, String(a.Value)]));
+    const protocol = String(p.get('Protocol') ?? 'HTTP');
+    return {
+      logicalId: id,
+      arn: ctx.physicalIds.ref(id, ctx),
+      fullName: String(ctx.physicalIds.getAtt(id, 'TargetGroupFullName', ctx)),
+      port: Number(p.get('Port')),
+      protocol,
+      targetType: String(p.get('TargetType') ?? 'instance'),
+      healthCheck: {
+        protocol: String(p.get('HealthCheckProtocol') ?? (protocol === 'TCP' ? 'TCP' : protocol)),
+        path: p.get('HealthCheckPath') as string | undefined,
+        port: p.get('HealthCheckPort') as string | undefined,
+        intervalSeconds: num(p.get('HealthCheckIntervalSeconds'), 30)!,
+        healthyThreshold: num(p.get('HealthyThresholdCount'), 5)!,
+        unhealthyThreshold: num(p.get('UnhealthyThresholdCount'), 2)!,
+      },
+      deregistrationDelaySeconds: num(attrs['deregistration_delay.timeout_seconds'], 300)!,
+    };
+  });
+}
+
+/** Every `AWS::ApiGateway::VpcLink` (REST APIs' VPC links to network load balancers). */
+export function vpcLinks(input: TemplateOrContext): Array<{ logicalId: string; id: string; targetArns: string[] }> {
+  const ctx = toContext(input);
+  return resourcesOfType(ctx, 'AWS::ApiGateway::VpcLink').map((id) => ({
+    logicalId: id,
+    id: ctx.physicalIds.ref(id, ctx),
+    targetArns: asArray(propsOf(ctx, id).get('TargetArns') as string[] | undefined).map(String),
+  }));
 }
 
 /** A DynamoDB table's keys. */

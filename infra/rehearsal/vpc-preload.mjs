@@ -28,3 +28,21 @@ if (source && prefix) {
     return connect.apply(this, args);
   };
 }
+
+// A service task (the stream tier) listens on its container port, as in its own network
+// namespace on Fargate; here every task of the service shares one machine, so a listen on that
+// port goes to the task's own socket instead, which the rehearsal serves at the task's private
+// address and container port (`CORRAL_REHEARSAL_LISTEN=<port>=<socket path>`).
+const listen = process.env.CORRAL_REHEARSAL_LISTEN;
+if (listen) {
+  const at = listen.indexOf('=');
+  const port = Number(listen.slice(0, at));
+  const socketPath = listen.slice(at + 1);
+  const original = net.Server.prototype.listen;
+  net.Server.prototype.listen = function patchedListen(...args) {
+    const [first] = args;
+    const asked = typeof first === 'object' && first !== null ? Number(first.port) : Number(first);
+    if (asked === port) return original.call(this, { path: socketPath }, ...args.filter((a) => typeof a === 'function'));
+    return original.apply(this, args);
+  };
+}

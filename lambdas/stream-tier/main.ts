@@ -57,7 +57,11 @@ async function main() {
   ready = true;
   logger.info('stream tier listening', { port: tier.port });
   // Open streams, once a minute, on the log (the service scales on memory and CPU).
-  const report = setInterval(() => logger.info('stream tier', { openStreams: tier.openStreams(), shards: consumer.status() }), 60_000);
+  // `iteratorAgeMs` feeds the stack's consumer-lag alarm (a metric filter on these lines).
+  const report = setInterval(
+    () => logger.info('stream tier', { openStreams: tier.openStreams(), iteratorAgeMs: consumer.takeIteratorAgeMs(), shards: consumer.status() }),
+    60_000,
+  );
   // ECS stops a task with SIGTERM: end every stream cleanly (clients reconnect to another task
   // with Last-Event-ID), then leave.
   process.once('SIGTERM', () => {

@@ -146,6 +146,44 @@ describe('streamTier=fargate', () => {
     expect(wide).toMatchObject({ maxTasks: 8, shardPollMs: 2000 });
   });
 
+  it('alarms on unhealthy targets, too few tasks, tasks at the most, the events stream read behind its tip, tier errors and NLB resets; all notify the alarm topic', () => {
+    const context: Record<string, unknown> = { streamTier: 'fargate', streamTierMinTasks: '3', streamTierMaxTasks: '6', alarmEmail: 'ops@example.com' };
+    const { resources } = synth(stackPropsFromContext((k) => context[k]).props, 'TierAlarms');
+    const alarms = Object.entries(resources).filter(([id, r]) => r.Type === 'AWS::CloudWatch::Alarm' && id.startsWith('StreamTier'));
+    const byId = (prefix: string) => {
+      const hit = alarms.find(([id]) => id.startsWith(`StreamTier${prefix}`));
+      expect(hit, `no StreamTier${prefix} alarm`).toBeDefined();
+      return hit![1].Properties;
+    };
+    const targetGroup = Object.keys(resources).find((id) => resources[id].Type === 'AWS::ElasticLoadBalancingV2::TargetGroup')!;
+    const loadBalancer = Object.keys(resources).find((id) => resources[id].Type === 'AWS::ElasticLoadBalancingV2::LoadBalancer')!;
+    const dims = (p: Record<string, any>) => JSON.stringify(p.Dimensions);
+    const unhealthy = byId('UnhealthyTargets');
+    expect(unhealthy).toMatchObject({ Namespace: 'AWS/NetworkELB', MetricName: 'UnHealthyHostCount', ComparisonOperator: 'GreaterThanThreshold', Threshold: 0 });
+    expect(dims(unhealthy)).toContain(targetGroup);
+    expect(byId('TooFewHealthyTasks')).toMatchObject({ MetricName: 'HealthyHostCount', ComparisonOperator: 'LessThanThreshold', Threshold: 3, TreatMissingData: 'breaching' });
+    expect(byId('AtMaxTasks')).toMatchObject({ MetricName: 'HealthyHostCount', ComparisonOperator: 'GreaterThanOrEqualToThreshold', Threshold: 6 });
+    const resets = byId('NlbResets');
+    expect(resets).toMatchObject({ Namespace: 'AWS/NetworkELB', MetricName: 'TCP_ELB_Reset_Count' });
+    expect(dims(resets)).toContain(loadBalancer);
+    expect(byId('IteratorAge')).toMatchObject({ Namespace: 'Corral/StreamTier', MetricName: 'IteratorAgeMs', Threshold: 60_000 });
+    expect(byId('Errors')).toMatchObject({ Namespace: 'Corral/StreamTier', MetricName: 'Errors' });
+    // The metrics of the last two come from the tier's own log lines.
+    const filters = Object.values(resources).filter((r) => r.Type === 'AWS::Logs::MetricFilter');
+    const logGroup = Object.keys(resources).find((id) => id.startsWith('StreamTierLogs'))!;
+    for (const [name, pattern] of [['IteratorAgeMs', 'iteratorAgeMs'], ['Errors', 'ERROR']]) {
+      const f = filters.find((x) => x.Properties.MetricTransformations[0].MetricName === name);
+      expect(f?.Properties.LogGroupName).toEqual({ Ref: logGroup });
+      expect(f?.Properties.FilterPattern).toContain(pattern);
+    }
+    const topic = Object.keys(resources).find((id) => resources[id].Type === 'AWS::SNS::Topic')!;
+    expect(alarms.length).toBe(6);
+    for (const [, a] of alarms) {
+      expect(a.Properties.AlarmActions).toEqual([{ Ref: topic }]);
+      expect(a.Properties.OKActions).toEqual([{ Ref: topic }]);
+    }
+  });
+
   it('passes the cdk-nag AwsSolutions checks: every finding acknowledged with a reason, no acknowledgment stale', () => {
     // Acknowledgments are recorded instead of applied, so every finding shows.
     const acknowledged: Array<{ id: string; path: string; reason: string }> = [];

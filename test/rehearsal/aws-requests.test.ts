@@ -55,6 +55,7 @@ import {
 import { GetParameterCommand, GetParametersCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DecryptCommand, EncryptCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { CAPABILITY_ENCRYPTION_CONTEXT } from '../../lambdas/core/sandbox/sealing.js';
+import { DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand } from '@aws-sdk/client-dynamodb-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   classifyRequest,
@@ -121,6 +122,24 @@ const options: RequestOptions = {
 };
 const classify = (r: SdkRequest, o: RequestOptions = options) => classifyRequest(r, o);
 const T = (name: string) => `arn:aws:dynamodb:us-east-1:${ACCOUNT}:table/${name}`;
+
+describe('DynamoDB Streams requests', () => {
+  const streams = () => new DynamoDBStreamsClient(config());
+  const stream = `${T('events')}/stream/2026-11-29T19:00:00.000`;
+
+  it('are checked on the stream ARN: named by DescribeStream and GetShardIterator, carried by the shard iterator of GetRecords', async () => {
+    const describe = classify(await capture(streams(), new DescribeStreamCommand({ StreamArn: stream })));
+    expect(describe).toMatchObject({ service: 'dynamodb', operation: 'DescribeStream' });
+    expect(describe.checks).toEqual([{ action: 'dynamodb:DescribeStream', resource: stream, context: {} }]);
+    const iterator = classify(await capture(streams(), new GetShardIteratorCommand({ StreamArn: stream, ShardId: 'shardId-1', ShardIteratorType: 'LATEST' })));
+    expect(iterator.checks).toEqual([{ action: 'dynamodb:GetShardIterator', resource: stream, context: {} }]);
+    // AWS's (and DynamoDB Local's) iterators: the stream's ARN, then opaque parts, `|`-separated.
+    const request = await capture(streams(), new GetRecordsCommand({ ShardIterator: `${stream}|1|AAAAAAAAAAHk0bZmKx` }));
+    expect(classify(request).checks).toEqual([{ action: 'dynamodb:GetRecords', resource: stream, context: {} }]);
+    const opaque = await capture(streams(), new GetRecordsCommand({ ShardIterator: 'opaque' }));
+    expect(() => classify(opaque)).toThrow(/names no stream/);
+  });
+});
 
 describe('DynamoDB requests', () => {
   const ddb = () => new DynamoDBClient(config());

@@ -332,3 +332,28 @@ describe('the roles of the synthesized Corral template', () => {
     expect(byEvents({})).toBe('implicit-deny');
   });
 });
+
+describe('the stream tier task role (streamTier=fargate)', () => {
+  let ctx: ResolveContext;
+  beforeAll(async () => {
+    ctx = createContext(await synthesizedTemplate({ streamTier: 'fargate' }));
+  }, 180_000);
+
+  it("reads the events table's stream (that stream only) and the log, and writes nothing but rate-limit counters", () => {
+    const def = ecsTaskDefinitions(ctx).find((d) => d.taskRoleLogicalId?.startsWith('StreamTierTaskRole'))!;
+    const r = role(ctx, def.taskRoleLogicalId!);
+    const decide = (action: string, resource: string, context: AuthorizationRequest['context'] = {}) =>
+      evaluate({ principalArn: assumedRoleArn(r.arn, 'task'), action, resource, context }, r.statements).decision;
+    const events = dynamoTables(ctx).find((t) => t.logicalId.startsWith('SessionLogEvents'))!;
+    const state = dynamoTables(ctx).find((t) => t.logicalId.startsWith('SessionLogState'))!;
+    const stream = String(ctx.physicalIds.getAtt(events.logicalId, 'StreamArn', ctx));
+    for (const action of ['dynamodb:DescribeStream', 'dynamodb:GetShardIterator', 'dynamodb:GetRecords']) {
+      expect(decide(action, stream), action).toBe('allow');
+      expect(decide(action, `${state.arn}/stream/2026-01-01T00:00:00.000`), `${action} on another stream`).toBe('implicit-deny');
+    }
+    expect(decide('dynamodb:ListStreams', '*')).toBe('implicit-deny');
+    expect(decide('dynamodb:Query', events.arn, { 'dynamodb:LeadingKeys': ['s1'] })).toBe('allow');
+    expect(decide('dynamodb:PutItem', events.arn, { 'dynamodb:LeadingKeys': ['s1'] })).toBe('implicit-deny');
+    expect(decide('dynamodb:UpdateItem', state.arn, { 'dynamodb:LeadingKeys': ['session#s1'] })).toBe('implicit-deny');
+  });
+});

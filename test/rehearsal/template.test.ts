@@ -3,15 +3,19 @@ import {
   createContext,
   DefaultPhysicalIds,
   dynamoTables,
+  ecsServices,
   ecsTaskDefinitions,
   eventSourceMappings,
   functions,
+  loadBalancers,
   resolve,
   resourceExists,
   restApi,
   securityGroups,
   sqsQueues,
+  targetGroups,
   TemplateError,
+  vpcLinks,
   type CfnTemplate,
 } from '../../infra/rehearsal/template.js';
 import { synthesizedTemplate } from './synth.js';
@@ -270,5 +274,40 @@ describe('the synthesized Corral template', () => {
     const ctx = createContext(template, { parameters: { BootstrapVersion: '21' } });
     const text = JSON.stringify(resolve({ Resources: template.Resources, Outputs: template.Outputs }, ctx, ''));
     expect(text).not.toMatch(/"(Ref|Fn::[A-Za-z]+)"/);
+  });
+});
+
+describe('the synthesized template with the stream tier (streamTier=fargate)', () => {
+  let template: CfnTemplate;
+  beforeAll(async () => {
+    template = await synthesizedTemplate({ streamTier: 'fargate' });
+  }, 180_000);
+
+  it('wires the stream route through the VPC link to the NLB, whose listener forwards to the target group the service registers in', () => {
+    const ctx = createContext(template, { parameters: { BootstrapVersion: '21' } });
+    const [lb] = loadBalancers(ctx);
+    expect(lb).toMatchObject({ type: 'network', internal: true, securityGroups: [] });
+    expect(lb.dnsName).toBe(lb.dnsName.toLowerCase());
+    const [link] = vpcLinks(ctx);
+    expect(link.targetArns).toEqual([lb.arn]);
+    const method = restApi(ctx).methods.find((m) => m.path === '/v1/sessions/{id}/events/stream' && m.httpMethod === 'GET')!;
+    expect(method.integration).toMatchObject({
+      type: 'HTTP_PROXY',
+      connectionType: 'VPC_LINK',
+      connectionId: link.id,
+      uri: `http://${lb.dnsName}/v1/sessions/{id}/events/stream`,
+      responseTransferMode: 'STREAM',
+      requestParameters: { 'integration.request.path.id': 'method.request.path.id', 'integration.request.header.X-Corral-Client-Address': 'context.identity.sourceIp' },
+    });
+    const [service] = ecsServices(ctx);
+    const [group] = targetGroups(ctx);
+    expect(lb.listeners).toEqual([expect.objectContaining({ port: 80, protocol: 'TCP', targetGroupArn: group.arn })]);
+    expect(group).toMatchObject({ port: 8080, protocol: 'TCP', targetType: 'ip', healthCheck: { protocol: 'HTTP', path: '/health', healthyThreshold: 2, unhealthyThreshold: 2 } });
+    expect(service.loadBalancers).toEqual([{ targetGroupArn: group.arn, containerName: 'tier', containerPort: 8080 }]);
+    const def = ecsTaskDefinitions(ctx).find((d) => d.arn === service.taskDefinitionArn)!;
+    expect(def.taskRoleLogicalId).toMatch(/^StreamTierTaskRole/);
+    expect(def.containers[0].portMappings.map((m) => m.containerPort)).toEqual([8080]);
+    // The events table's stream, as the tier reads it.
+    expect(dynamoTables(ctx).find((t) => t.logicalId.startsWith('SessionLogEvents'))?.streamViewType).toBe('KEYS_ONLY');
   });
 });

@@ -170,3 +170,27 @@ describe('DynamoStreamConsumer shard lineage', () => {
     expect(stream.iteratorTypes).toHaveLength(1);
   });
 });
+
+describe('iterator age (the tier logs it each minute for the lag alarm)', () => {
+  it('is the age of the oldest record read since it was last taken, then 0', async () => {
+    const written = new Date(Date.now() - 90_000);
+    let reads = 0;
+    const client = {
+      send: async (command: unknown) => {
+        if (command instanceof DescribeStreamCommand) return { StreamDescription: { Shards: [{ ShardId: 's0', SequenceNumberRange: { StartingSequenceNumber: '0' } }] } };
+        if (command instanceof GetShardIteratorCommand) return { ShardIterator: 'it' };
+        reads++;
+        const Records = reads === 1 ? [{ eventName: 'INSERT', dynamodb: { SequenceNumber: '1', ApproximateCreationDateTime: written, Keys: { sessionId: { S: 'old' } } } }] : [];
+        return { Records, NextShardIterator: 'it' };
+      },
+    } as unknown as DynamoDBStreamsClient;
+    let appended!: () => void;
+    const seen = new Promise<void>((r) => (appended = r));
+    const consumer = new DynamoStreamConsumer({ client, streamArn: 'arn:stream', pollMs: 10, onAppend: () => appended(), onGap: () => undefined });
+    await consumer.start();
+    await seen;
+    expect(consumer.takeIteratorAgeMs()).toBeGreaterThanOrEqual(90_000);
+    expect(consumer.takeIteratorAgeMs()).toBe(0);
+    await consumer.stop();
+  });
+});

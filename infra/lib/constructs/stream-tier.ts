@@ -4,6 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Duration, RemovalPolicy, Stack, type CfnElement } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -56,7 +59,14 @@ export interface StreamTierProps {
   readonly maxTasks?: number;
   /** Longest a stream stays open (the integration's timeout; the tier ends it 10 s before). */
   readonly streamTimeout: Duration;
+  /** Where the tier's alarms notify (the stack adds its alarm topic later, to `alarms`). @default - nowhere */
+  readonly alarmTopic?: sns.ITopic;
+  /** Age of the oldest stream record a task read in a minute above which the lag alarm fires. @default 60 s */
+  readonly iteratorAgeThreshold?: Duration;
 }
+
+/** The metric the tier's once-a-minute log line carries (`iteratorAgeMs`), under this namespace. */
+export const STREAM_TIER_METRICS = { namespace: 'Corral/StreamTier', iteratorAge: 'IteratorAgeMs', errors: 'Errors' } as const;
 
 /**
  * The stream tier: `GET /v1/sessions/{id}/events/stream` served by a Fargate service of Node
@@ -78,6 +88,13 @@ export class StreamTier extends Construct {
   readonly logGroup: logs.LogGroup;
   /** Wait between two GetRecords calls of one task on one shard. */
   readonly shardPollMs: number;
+  readonly targetGroup: elbv2.NetworkTargetGroup;
+  /**
+   * Unhealthy targets; fewer healthy tasks than the minimum; every task in service at the most
+   * (the tier cannot scale further); the stream read behind its tip; error lines of the tier
+   * (a 5xx it answered, a failure); connections the NLB reset (no healthy target).
+   */
+  readonly alarms: cloudwatch.Alarm[] = [];
 
   constructor(scope: Construct, id: string, props: StreamTierProps) {
     super(scope, id);
@@ -172,7 +189,7 @@ export class StreamTier extends Construct {
       crossZoneEnabled: true,
     });
     const listener = this.loadBalancer.addListener('Listener', { port: 80, protocol: elbv2.Protocol.TCP });
-    listener.addTargets('Tasks', {
+    this.targetGroup = listener.addTargets('Tasks', {
       port: STREAM_TIER_PORT,
       protocol: elbv2.Protocol.TCP,
       targets: [this.service.loadBalancerTarget({ containerName: 'tier', containerPort: STREAM_TIER_PORT })],
@@ -180,6 +197,7 @@ export class StreamTier extends Construct {
       deregistrationDelay: Duration.seconds(30),
       healthCheck: { protocol: elbv2.Protocol.HTTP, path: '/health', interval: Duration.seconds(10), healthyThresholdCount: 2, unhealthyThresholdCount: 2 },
     });
+    this.addAlarms(props, minTasks, maxTasks);
     this.vpcLink = new apigw.VpcLink(this, 'VpcLink', { targets: [this.loadBalancer], description: 'Corral API to the stream tier' });
 
     const integration = new apigw.Integration({
@@ -213,6 +231,89 @@ export class StreamTier extends Construct {
     acknowledge(defaultPolicyOf(taskRole), {
       id: `AwsSolutions-IAM5[Resource::<${state}.Arn>/index/*]`,
       reason: 'DynamoDB grants on the state table also cover its indexes (`<table>/index/*`, its one index gsi1), as for the stream function.',
+    });
+  }
+
+  private addAlarms(props: StreamTierProps, minTasks: number, maxTasks: number) {
+    const oneMinute = Duration.minutes(1);
+    const alarm = (id: string, p: cloudwatch.AlarmProps) => {
+      const a = new cloudwatch.Alarm(this, id, { treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, ...p });
+      if (props.alarmTopic) {
+        a.addAlarmAction(new actions.SnsAction(props.alarmTopic));
+        a.addOkAction(new actions.SnsAction(props.alarmTopic));
+      }
+      this.alarms.push(a);
+      return a;
+    };
+    const tg = this.targetGroup.metrics;
+    alarm('UnhealthyTargets', {
+      alarmDescription: 'A stream tier task failed its health check (GET /health) for 3 minutes: see the tier\'s logs',
+      metric: tg.unHealthyHostCount({ statistic: 'Maximum', period: oneMinute }),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      threshold: 0,
+      evaluationPeriods: 3,
+    });
+    alarm('TooFewHealthyTasks', {
+      alarmDescription: `Fewer than ${minTasks} stream tier tasks in service for 3 minutes (no data counts: the target group has no healthy task to report)`,
+      metric: tg.healthyHostCount({ statistic: 'Minimum', period: oneMinute }),
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      threshold: minTasks,
+      evaluationPeriods: 3,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    alarm('AtMaxTasks', {
+      alarmDescription: `All ${maxTasks} stream tier tasks (the most it scales to) in service for 15 minutes: raise streamTierMaxTasks (docs/SCALE.md)`,
+      metric: tg.healthyHostCount({ statistic: 'Minimum', period: Duration.minutes(5) }),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      threshold: maxTasks,
+      evaluationPeriods: 3,
+    });
+    alarm('NlbResets', {
+      alarmDescription: 'The stream tier\'s load balancer reset connections (no healthy target to send them to) in 3 consecutive minutes',
+      metric: new cloudwatch.Metric({
+        namespace: 'AWS/NetworkELB',
+        metricName: 'TCP_ELB_Reset_Count',
+        dimensionsMap: { LoadBalancer: this.loadBalancer.loadBalancerFullName },
+        statistic: 'Sum',
+        period: oneMinute,
+      }),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      threshold: 0,
+      evaluationPeriods: 3,
+    });
+    // DynamoDB Streams publishes no iterator age for a consumer that is not Lambda: each task logs
+    // the oldest record it read in the last minute, and a metric filter makes it a metric.
+    const iteratorAge = new logs.MetricFilter(this, 'IteratorAgeFilter', {
+      logGroup: this.logGroup,
+      filterPattern: logs.FilterPattern.exists('$.iteratorAgeMs'),
+      metricNamespace: STREAM_TIER_METRICS.namespace,
+      metricName: STREAM_TIER_METRICS.iteratorAge,
+      metricValue: '$.iteratorAgeMs',
+      unit: cloudwatch.Unit.MILLISECONDS,
+    });
+    const ageMs = (props.iteratorAgeThreshold ?? Duration.seconds(60)).toMilliseconds();
+    alarm('IteratorAge', {
+      alarmDescription: `A stream tier task read the events stream more than ${ageMs / 1000} s behind its tip in 3 consecutive minutes: streams lag behind the log`,
+      metric: iteratorAge.metric({ statistic: 'Maximum', period: oneMinute }),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      threshold: ageMs,
+      evaluationPeriods: 3,
+    });
+    // The tier logs every 5xx it answers and every failure at ERROR (Powertools' `level`).
+    const errors = new logs.MetricFilter(this, 'ErrorFilter', {
+      logGroup: this.logGroup,
+      filterPattern: logs.FilterPattern.stringValue('$.level', '=', 'ERROR'),
+      metricNamespace: STREAM_TIER_METRICS.namespace,
+      metricName: STREAM_TIER_METRICS.errors,
+      metricValue: '1',
+    });
+    alarm('Errors', {
+      alarmDescription: 'The stream tier logged errors (a 5xx it answered, a failed stream read) in 2 of the last 3 five-minute periods',
+      metric: errors.metric({ statistic: 'Sum', period: Duration.minutes(5) }),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      threshold: 0,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
     });
   }
 }

@@ -60,6 +60,7 @@ export class DynamoStreamConsumer {
   private rediscover = false;
   private lastDescribe = 0;
   private discoverLoop: Promise<void> | undefined;
+  private maxAgeMs = 0;
 
   constructor(private readonly opts: StreamConsumerOptions) {}
 
@@ -80,6 +81,17 @@ export class DynamoStreamConsumer {
     this.stopped = true;
     for (const wake of [...this.sleepers]) wake();
     await Promise.allSettled([...this.loops, this.discoverLoop]);
+  }
+
+  /**
+   * The oldest record read since the last call, as its age when read (now less its
+   * `ApproximateCreationDateTime`), ms; 0 when none was read. What Lambda reports as
+   * `IteratorAge` for its own stream consumers: how far behind the tip the tier reads.
+   */
+  takeIteratorAgeMs(): number {
+    const age = this.maxAgeMs;
+    this.maxAgeMs = 0;
+    return age;
   }
 
   /** The shards known and what is done with each (for tests and the tier's health). */
@@ -187,6 +199,8 @@ export class DynamoStreamConsumer {
         const out = await this.opts.client.send(new GetRecordsCommand({ ShardIterator: s.iterator }));
         for (const record of out.Records ?? []) {
           s.lastSequence = record.dynamodb?.SequenceNumber ?? s.lastSequence;
+          const created = record.dynamodb?.ApproximateCreationDateTime;
+          if (created) this.maxAgeMs = Math.max(this.maxAgeMs, Date.now() - new Date(created).getTime());
           const sessionId = record.dynamodb?.Keys?.sessionId?.S;
           if (sessionId && record.eventName !== 'REMOVE') this.opts.onAppend(sessionId);
         }
