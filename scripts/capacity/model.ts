@@ -580,7 +580,7 @@ export function capacity(input: ModelInput): CapacityReport {
     active: (eventsWru + stateWru + stateWruPerSession) * 3600 * p('dynamodbWru'),
     idle: stateWruPerSession * 3600 * p('dynamodbWru'),
     prices: ['dynamodbWru'],
-    how: `${((eventsWru + stateWru + stateWruPerSession) * 3600).toFixed(0)} WRU an active hour: steps, session index ${(turnsPerHour * indexWritesPerTurn * wcu).toFixed(0)} a turn's, lease renewals, previews ${(previewWrites * wcu * 3600).toFixed(0)}; the listing item's put and delete (table and gsi1) ${(stateWruPerSession * 3600).toFixed(1)} a session-hour, idle or not`,
+    how: `${((eventsWru + stateWru + stateWruPerSession) * 3600).toFixed(0)} WRU an active hour: steps, session index ${(turnsPerHour * indexWritesPerTurn * wcu).toFixed(0)} from turns, lease renewals, previews ${(previewWrites * wcu * 3600).toFixed(0)}; the listing item's put and delete (table and gsi1) ${(stateWruPerSession * 3600).toFixed(1)} a session-hour, idle or not`,
     status: statusOf(false, former.sessionIndex),
   });
   item({
