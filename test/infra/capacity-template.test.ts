@@ -41,7 +41,7 @@ describe('npm run capacity on the synthesized template', () => {
     expect(text).toContain('First to break');
     expect(run.report.proposed).toEqual([]);
     expect(run.report.former).toEqual([]);
-    // the VPC's endpoints by service: the image and snapshots go through NAT unless S3 (and ECR) have one
+    // the VPC's endpoints by service: image layers and snapshots skip the NAT through the S3 gateway endpoint
     expect(run.shape.vpcEndpoints).toContain('dynamodb (Gateway)');
     // the task state rule is built: no DescribeTasks polling in the model
     expect(run.shape.taskStateEvents).toBe(true);
