@@ -8,9 +8,10 @@
  *
  * `--context` takes CDK context keys (infra/lib/context.ts; the template is synthesized with them,
  * e.g. apiThrottleRate=N, rateLimits=write=N, rateLimitShards=N, streamTier=fargate,
- * streamTierMaxTasks=N, harnessMemoryMiB=N, harnessReservedConcurrency=N, fargateSpot=true) and the
+ * streamTierMaxTasks=N, harnessMemoryMiB=N, harnessReservedConcurrency=N, fargateSpot=true,
+ * sandboxClusters=N, sandboxCidrBlocks=N, vpcInterfaceEndpoints=true) and the
  * model's settings the template cannot show: what issue 20 proposes and is not built (warmPool=N), the former designs Corral
- * replaced, for comparison (interrupts=poll, sessionIndex=per-turn), subnetIps=N for an existing
+ * replaced, for comparison (interrupts=poll, sessionIndex=per-status|per-turn), subnetIps=N for an existing
  * VPC, and constant.<id>=N for a workload constant (scripts/capacity/sources.ts). `--quota` sets applied
  * quota values (ids in sources.ts), e.g. after increases. Offline: nothing touches AWS.
  */
@@ -53,14 +54,12 @@ export function parseContext(spec: string | undefined): { cdk: Record<string, st
     if (key === 'streamTier') settings.streamTier = cdk[key] = oneOf('lambda', 'fargate');
     else if (key in CONTEXT_KEYS) cdk[key] = value;
     else if (key === 'interrupts') settings.interrupts = oneOf('poll', 'signal');
-    else if (key === 'sessionIndex') settings.sessionIndex = oneOf('per-turn', 'per-status');
+    else if (key === 'sessionIndex') settings.sessionIndex = oneOf('per-turn', 'per-status', 'per-session');
     else if (key === 'taskState') settings.taskState = oneOf('poll', 'events');
     else if (key === 'stageRateLimit') throw new Error('--context stageRateLimit: the stage throttle is a deploy setting now; use apiThrottleRate (CDK context)');
     else if (key === 'fargateSpot') settings.fargateSpot = oneOf('true', 'false') === 'true';
     else if (key === 'warmPool') settings.warmPool = int();
     else if (key === 'subnetIps') settings.subnetIps = int();
-    // Until CDK context sandboxClusters exists (then the branch above sends it to the synthesis).
-    else if (key === 'sandboxClusters') settings.sandboxClusters = int();
     else if (key.startsWith('constant.') && key.slice(9) in CONSTANTS) {
       const n = Number(value);
       if (!Number.isFinite(n) || n < 0) throw new Error(`--context ${key}: a number, not ${JSON.stringify(value)}`);
@@ -116,10 +115,14 @@ export function renderText(run: CapacityRun): string {
   line(
     `Template: ${Object.entries(f)
       .map(([role, x]) => `${role} ${x!.memoryMiB} MB / ${x!.timeoutSeconds} s${x!.reservedConcurrency !== undefined ? ` / reserved ${x!.reservedConcurrency}` : ''}`)
-      .join('; ')}; stage ${shape.stage.rateLimit ?? '-'} rps (burst ${shape.stage.burstLimit ?? '-'}); rate limits ${formatRateLimits(shape.rateLimits)} a minute per tenant, up to ${shape.rateLimitShards} shards; wake queue ${shape.wakeQueue.fifo ? 'FIFO' : 'standard'}${shape.wakeQueue.highThroughput ? ' high-throughput' : ''}, visibility ${shape.wakeQueue.visibilityTimeoutSeconds} s; sandbox ${shape.sandboxTask.vcpu} vCPU / ${shape.sandboxTask.memoryGb} GB ${shape.sandboxTask.arch}; private subnets ${shape.subnets.map((s) => s.cidr).join(', ') || 'none (existing VPC)'}; sandbox clusters ${shape.sandboxClusters}; VPC endpoints ${shape.vpcEndpoints.join(', ') || 'none'}; session index ${shape.sessionIndexOnStatus ? 'carries the status' : 'does not carry the status'}; tables ${shape.tables.map((t) => t.billingMode).join(', ')}; NAT gateways ${shape.natGateways}.`,
+      .join('; ')}; stage ${shape.stage.rateLimit ?? '-'} rps (burst ${shape.stage.burstLimit ?? '-'}); rate limits ${formatRateLimits(shape.rateLimits)} a minute per tenant, up to ${shape.rateLimitShards} shards; wake queue ${shape.wakeQueue.fifo ? 'FIFO' : 'standard'}${shape.wakeQueue.highThroughput ? ' high-throughput' : ''}, visibility ${shape.wakeQueue.visibilityTimeoutSeconds} s; sandbox ${shape.sandboxTask.vcpu} vCPU / ${shape.sandboxTask.memoryGb} GB ${shape.sandboxTask.arch}; sandbox subnets ${shape.subnets.map((s) => s.cidr).join(', ') || 'none (existing VPC)'}${shape.s3GatewayOnSandboxSubnets ? ' (on the S3 gateway endpoint)' : ''}; sandbox clusters ${shape.sandboxClusters}; VPC endpoints ${shape.vpcEndpoints.join(', ') || 'none'}; gsi1 ${shape.sessionIndexOnStatus ? 'carries the status' : 'does not carry the status'} (the session index: a listing item per session); tables ${shape.tables.map((t) => t.billingMode).join(', ')}; NAT gateways ${shape.natGateways}.`,
   );
   line(`Measured: ${measured.source}.`);
   line(`Derived: ${r.derived.stepsPerTurn} steps a turn, harness busy ${r.derived.harnessSecondsPerTurn.toFixed(2)} s a turn; the write limit counted on ${r.derived.rateLimitWriteShards} shard(s).`);
+  const breakEven = r.derived.interfaceEndpointsBreakEvenSessions;
+  if (breakEven !== undefined) {
+    line(`Interface endpoints: they pay for themselves (what they carry off the NAT, at $${PRICES.natGatewayGb.value} - $${PRICES.vpcInterfaceEndpointGb.value} a GB, against their hourly price) from ${count(breakEven)} sessions${Number.isFinite(breakEven) ? `: ${w.sessions >= breakEven ? 'they do' : 'they do not'} at ${w.sessions.toLocaleString('en-US')}` : ''}.`);
+  }
   line();
   line('## Limits');
   line();

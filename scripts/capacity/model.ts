@@ -51,10 +51,13 @@ export interface Settings {
    */
   readonly interrupts: 'poll' | 'signal';
   /**
-   * `per-status` (deployed): the tenant's session index is written on status changes, two a turn
-   * (running, idle); `per-turn`: the former design, 4 rewrites of the session record a turn.
+   * `per-session` (deployed, lambdas/core/storage/items.ts SessionHeadRecords): the tenant's
+   * session index holds a listing item per session, written at creation and deleted with the
+   * session; no write a turn. Former designs, for comparison: `per-status`, the head in the index,
+   * written on status changes (two a turn, where gsi1 carries the status); `per-turn`, 4 rewrites
+   * of the session record a turn.
    */
-  readonly sessionIndex: 'per-turn' | 'per-status';
+  readonly sessionIndex: 'per-turn' | 'per-status' | 'per-session';
   /** Sandboxes on Fargate Spot (proposed). */
   readonly fargateSpot: boolean;
   /**
@@ -68,16 +71,11 @@ export interface Settings {
   /** Applied quota values where the account's differ from AWS's defaults (e.g. after increases). */
   readonly quotas: Partial<Record<QuotaId, number>>;
   /**
-   * Usable addresses for sandboxes: an existing VPC's subnets (`vpcId`), or, where the template
-   * creates its own, subnets sized for the target (proposed, not built here).
+   * Usable addresses of an existing VPC's sandbox subnets (`vpcId`), which the template does not
+   * describe. Where the template creates its subnets it says their size (CDK context
+   * `sandboxCidrBlocks`), and the setting is refused.
    */
   readonly subnetIps?: number;
-  /**
-   * ECS clusters sandbox tasks are spread over, where the template cannot say it (proposed, not
-   * built here). Once CDK context `sandboxClusters` exists the key goes to the synthesis instead
-   * and the model counts the template's clusters.
-   */
-  readonly sandboxClusters?: number;
   /** Overrides of workload constants. */
   readonly constants: Partial<Record<ConstantId, number>>;
 }
@@ -85,7 +83,7 @@ export interface Settings {
 export const DEFAULT_SETTINGS: Settings = {
   streamTier: 'lambda',
   interrupts: 'signal',
-  sessionIndex: 'per-status',
+  sessionIndex: 'per-session',
   fargateSpot: false,
   warmPool: 0,
   quotas: {},
@@ -107,7 +105,7 @@ export function formerSettings(s: Settings, shape?: DeployedShape): string[] {
   const out: string[] = [];
   if (s.taskState === 'poll' && shape?.taskStateEvents) out.push('taskState=poll');
   if (s.interrupts !== 'signal') out.push(`interrupts=${s.interrupts}`);
-  if (s.sessionIndex !== 'per-status') out.push(`sessionIndex=${s.sessionIndex}`);
+  if (s.sessionIndex !== 'per-session') out.push(`sessionIndex=${s.sessionIndex}`);
   return out;
 }
 
@@ -117,8 +115,6 @@ export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   if (s.taskState === 'events' && !shape.taskStateEvents) out.push('taskState=events');
   if (s.fargateSpot && !shape.sandboxSpot) out.push('fargateSpot');
   if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
-  if (s.subnetIps !== undefined && shape.subnets.length > 0) out.push(`subnetIps=${s.subnetIps}`);
-  if (s.sandboxClusters !== undefined && s.sandboxClusters !== shape.sandboxClusters) out.push(`sandboxClusters=${s.sandboxClusters}`);
   return out;
 }
 
@@ -233,6 +229,9 @@ export function capacity(input: ModelInput): CapacityReport {
   const { shape, measured: m, workload: w } = input;
   const s: Settings = { ...DEFAULT_SETTINGS, ...input.settings };
   validate(w, s);
+  if (s.subnetIps !== undefined && shape.subnets.length > 0) {
+    throw new RangeError('subnetIps: the template creates its sandbox subnets and says their size; size them with CDK context sandboxCidrBlocks (subnetIps stands for an existing VPC\'s subnets, vpcId)');
+  }
   const c = (id: ConstantId) => s.constants[id] ?? CONSTANTS[id].value;
   const q = (id: QuotaId) => s.quotas[id] ?? QUOTAS[id].value;
   const N = w.sessions;
@@ -242,7 +241,7 @@ export function capacity(input: ModelInput): CapacityReport {
   const mix = (perActive: number, perIdle = 0) => active * perActive + idle * perIdle;
   const proposedIf = (cond: boolean): Status => (cond ? 'proposed' : 'deployed');
   const taskEvents = (s.taskState ?? (shape.taskStateEvents ? 'events' : 'poll')) === 'events';
-  const former = { interrupts: s.interrupts !== 'signal', sessionIndex: s.sessionIndex !== 'per-status', taskState: !taskEvents && shape.taskStateEvents };
+  const former = { interrupts: s.interrupts !== 'signal', sessionIndex: s.sessionIndex !== 'per-session', taskState: !taskEvents && shape.taskStateEvents };
   const taskStateProposed = taskEvents && !shape.taskStateEvents;
   /** A row's status: proposed if a proposed setting moves it, else former if a former one does. */
   const statusOf = (proposed: boolean, formerToo = false): Status => (proposed ? 'proposed' : formerToo ? 'former' : 'deployed');
@@ -301,9 +300,20 @@ export function capacity(input: ModelInput): CapacityReport {
     c('streamsWithEventDeltas') / (PREVIEW_LIMITS.watchRenewMs / 1000);
   const previewReads = modelCallFraction * c('streamsWithEventDeltas') * c('previewPollsPerSecond');
   const wcu = c('writeUnitsPerItem');
-  // A status change rewrites the head; it writes the index only where gsi1 carries the status (shape.ts).
+  // The index holds a listing item per session (items.ts): a write at creation and one at deletion,
+  // none a turn. In the former per-status design a status change rewrote the head, an index write
+  // where gsi1 carries the status (shape.ts); the template keeps gsi1's projection, so it cannot
+  // tell the designs apart: the constant says which is deployed.
   const indexWritesPerTurn =
-    s.sessionIndex === 'per-turn' ? c('sessionIndexWritesPerTurnFormer') : shape.sessionIndexOnStatus ? c('sessionIndexWritesPerTurn') : 0;
+    s.sessionIndex === 'per-turn'
+      ? c('sessionIndexWritesPerTurnFormer')
+      : s.sessionIndex === 'per-status'
+        ? shape.sessionIndexOnStatus
+          ? c('sessionIndexWritesPerTurnPerStatus')
+          : 0
+        : c('sessionIndexWritesPerTurn');
+  // every session, active or idle, is created and deleted once a lifetime
+  const indexWritesPerSessionSecond = s.sessionIndex === 'per-session' ? c('sessionIndexWritesPerSession') / (c('sessionLifetimeHours') * 3600) : 0;
   const eventsRru = turnsPerSecond * stepsPerTurn * m.logReadUnitsPerStep + interruptLogReads;
   // With task state events, a starting task's record is read once a second (ecs-sandbox-provider.ts).
   const taskStateReads = taskEvents ? startsPerSecond * c('sandboxStartSeconds') * c('taskStateReadsPerSecond') : 0;
@@ -313,6 +323,8 @@ export function capacity(input: ModelInput): CapacityReport {
   const leaseRenewals = turnsPerSecond * (harnessSecondsPerTurn / c('leaseRenewEverySeconds'));
   // the session-index writes are the GSI's own (a write of the head also writes gsi1)
   const stateWru = (turnsPerSecond * (stepsPerTurn * m.stateWritesPerStep + indexWritesPerTurn) + leaseRenewals + previewWrites + taskStateWrites) * wcu;
+  // The listing item's put and delete are state-table writes of every session (and a gsi1 write each).
+  const stateWruPerSession = 2 * indexWritesPerSessionSecond * wcu;
   // Rate limits: the API's limits and shards as the template sets them (rate-limits.ts shardPlan).
   const writeLimit = shape.rateLimits.write;
   const writeShards = writeLimit > 0 ? shardPlan(writeLimit, shape.rateLimitShards).shards : 1;
@@ -324,11 +336,9 @@ export function capacity(input: ModelInput): CapacityReport {
   const spotProposed = s.fargateSpot && !shape.sandboxSpot;
   const vcpuQuota: QuotaId = spot ? 'fargateSpotVcpu' : 'fargateOnDemandVcpu';
   const subnetIps = s.subnetIps ?? shape.subnets.reduce((sum, x) => sum + x.usableIps, 0);
-  const subnetsProposed = s.subnetIps !== undefined && shape.subnets.length > 0;
-  const clusters = s.sandboxClusters ?? shape.sandboxClusters;
-  const clustersProposed = clusters !== shape.sandboxClusters;
+  const clusters = shape.sandboxClusters;
 
-  const derived = {
+  const derived: Record<string, number> = {
     stepsPerTurn,
     harnessSecondsPerTurn,
     harnessConcurrencyPerActiveSession: harnessConcurrency,
@@ -438,14 +448,17 @@ export function capacity(input: ModelInput): CapacityReport {
   }
   quotaRow('dynamodbPartitionWcu', {
     id: 'sessionIndexPartition',
-    name: `DynamoDB gsi1 partition <tenant>#sessions (${indexWritesPerTurn} index writes a turn${shape.sessionIndexOnStatus || s.sessionIndex === 'per-turn' ? '' : ': gsi1 does not carry the status'})`,
-    perSession: (mix(turnsPerSecond * indexWritesPerTurn) * wcu) / w.tenants,
+    name:
+      s.sessionIndex === 'per-session'
+        ? `DynamoDB gsi1 partition <tenant>#sessions (${indexWritesPerTurn} index writes a turn; a listing item written at creation and deleted with the session, a ${c('sessionLifetimeHours')} h lifetime)`
+        : `DynamoDB gsi1 partition <tenant>#sessions (${indexWritesPerTurn} index writes a turn${shape.sessionIndexOnStatus || s.sessionIndex === 'per-turn' ? '' : ': gsi1 does not carry the status'})`,
+    perSession: (mix(turnsPerSecond * indexWritesPerTurn) * wcu + indexWritesPerSessionSecond * wcu) / w.tenants,
     status: statusOf(false, former.sessionIndex),
   });
   quotaRow('dynamodbTableRru', { id: 'eventsTableRru', name: 'DynamoDB events table reads (on-demand table quota)', perSession: mix(eventsRru + streamReads, streamReads), status: statusOf(false, former.interrupts), note: `harness log reads, interrupt ${s.interrupts === 'poll' ? 'polls' : 'log reads per call'}${lambdaStreams ? ', stream polls' : ', stream reads on notification and every 30 s'}` });
   quotaRow('dynamodbTableRru', { id: 'stateTableRru', name: 'DynamoDB state table reads (on-demand table quota)', perSession: mix(stateRru), status: statusOf(taskStateProposed, former.interrupts), note: `harness steps, interrupt signal reads, preview chunk reads${taskEvents ? ', task state reads while a sandbox starts' : ''}` });
   quotaRow('dynamodbTableWru', { id: 'eventsTableWru', name: 'DynamoDB events table writes (on-demand table quota)', perSession: mix(eventsWru) });
-  quotaRow('dynamodbTableWru', { id: 'stateTableWru', name: 'DynamoDB state table writes (on-demand table quota)', perSession: mix(stateWru), status: statusOf(taskStateProposed, former.sessionIndex), note: `harness steps, session index, lease renewals, preview chunks${taskEvents ? ', task state events' : ''}` });
+  quotaRow('dynamodbTableWru', { id: 'stateTableWru', name: 'DynamoDB state table writes (on-demand table quota)', perSession: mix(stateWru) + stateWruPerSession, status: statusOf(taskStateProposed, former.sessionIndex), note: `harness steps, session index, lease renewals, preview chunks${taskEvents ? ', task state events' : ''}` });
   quotaRow(shape.wakeQueue.highThroughput ? 'sqsFifoHighThroughputTps' : 'sqsFifoTps', { id: 'sqsTps', perSession: mix(Math.max(sqsSend, sqsVisibility)) });
   quotaRow('sqsFifoInFlight', { perSession: mix(harnessConcurrency), note: 'a wake stays in flight while the harness runs it' });
   quotaRow('fargateLaunchRate', { perSession: mix(startsPerSecond * sandboxesPerActive) });
@@ -460,7 +473,7 @@ export function capacity(input: ModelInput): CapacityReport {
   quotaRow('ecsProvisioningPerCluster', {
     name: `${QUOTAS.ecsProvisioningPerCluster.name} (${clusters} sandbox cluster${clusters === 1 ? '' : 's'}, starts spread evenly)`,
     perSession: mix(startsPerSecond * c('sandboxStartSeconds')) / clusters,
-    status: proposedIf(clustersProposed),
+    note: 'CDK context sandboxClusters: the template\'s AWS::ECS::Cluster resources but the stream tier\'s',
   });
   quotaRow(vcpuQuota, {
     id: 'fargateVcpu',
@@ -472,13 +485,13 @@ export function capacity(input: ModelInput): CapacityReport {
   if (subnetIps > 0) {
     templateRow({
       id: 'subnetIps',
-      name: subnetsProposed ? `private subnet addresses (subnetIps: subnets sized for the target; the template's are ${shape.subnets.map((x) => x.cidr).join(', ')})` : `private subnet addresses (${shape.subnets.map((x) => x.cidr).join(', ') || 'an existing VPC\'s: subnetIps'})`,
+      name: `sandbox subnet addresses (${shape.subnets.map((x) => x.cidr).join(', ') || 'an existing VPC\'s: subnetIps'})`,
       quota: subnetIps,
       unit: 'IPs',
       base: s.warmPool,
       perSession: mix(sandboxesPerActive) + streamTasksPerSession,
-      status: proposedIf(s.warmPool > 0 || subnetsProposed),
-      note: 'one per sandbox task (awsvpc); usable = 2^(32-prefix) - 5',
+      status: proposedIf(s.warmPool > 0),
+      note: 'one per sandbox task (awsvpc); usable = 2^(32-prefix) - 5; the subnets of CORRAL_SANDBOX_SUBNETS (CDK context sandboxCidrBlocks adds two /17s a block)',
     });
   }
   if (harness.inVpc && shape.natGateways > 0) {
@@ -564,10 +577,10 @@ export function capacity(input: ModelInput): CapacityReport {
   });
   item({
     item: 'DynamoDB writes (on-demand)',
-    active: (eventsWru + stateWru) * 3600 * p('dynamodbWru'),
-    idle: 0,
+    active: (eventsWru + stateWru + stateWruPerSession) * 3600 * p('dynamodbWru'),
+    idle: stateWruPerSession * 3600 * p('dynamodbWru'),
     prices: ['dynamodbWru'],
-    how: `${((eventsWru + stateWru) * 3600).toFixed(0)} WRU an active hour: steps, session index ${(turnsPerHour * indexWritesPerTurn * wcu).toFixed(0)}, lease renewals, previews ${(previewWrites * wcu * 3600).toFixed(0)}`,
+    how: `${((eventsWru + stateWru + stateWruPerSession) * 3600).toFixed(0)} WRU an active hour: steps, session index ${(turnsPerHour * indexWritesPerTurn * wcu).toFixed(0)} from turns, lease renewals, previews ${(previewWrites * wcu * 3600).toFixed(0)}; the listing item's put and delete (table and gsi1) ${(stateWruPerSession * 3600).toFixed(1)} a session-hour, idle or not`,
     status: statusOf(false, former.sessionIndex),
   });
   item({
@@ -609,20 +622,41 @@ export function capacity(input: ModelInput): CapacityReport {
         : 'no workspace snapshots (snapshotsPerSandboxStop 0); files uploaded through the API are not in the workload',
     status: 'deployed',
   });
-  // image layers come from S3 through ECR: both endpoints keep the pull off the NAT gateway
-  const imageViaNat = !(s3Endpoint && shape.vpcEndpoints.some((e) => /\becr\.dkr\b/.test(e)));
-  const imageNatGb = imageViaNat ? c('sandboxStartsPerActiveHour') * c('sandboxImageGb') : 0;
-  const natGbPerHour = harness.inVpc
-    ? (turnsPerHour * w.modelCallsPerTurn * (m.modelRequestBytes + c('modelResponseBytes'))) / 1e9 + imageNatGb + snapshotNatGb
-    : 0;
+  // A sandbox start pulls the image: its layers from S3 (ECR answers a layer with a redirect to
+  // S3), the token and manifest from ECR itself; the task's log stream goes to CloudWatch Logs.
+  // Each crosses the NAT unless an endpoint the template has carries it: the S3 gateway endpoint
+  // on the sandbox subnets' route tables (free), the ecr.api + ecr.dkr and logs interface
+  // endpoints ($0.01 per GB besides their hourly price).
+  const interfaceEndpoint = (service: string) => shape.vpcEndpoints.includes(`${service} (Interface)`);
+  const ecrEndpoints = interfaceEndpoint('ecr.api') && interfaceEndpoint('ecr.dkr');
+  const logsEndpoint = interfaceEndpoint('logs');
+  const startsPerHour = c('sandboxStartsPerActiveHour');
+  const layerGb = startsPerHour * c('sandboxImageGb');
+  const ecrGb = (startsPerHour * c('ecrApiBytesPerPull')) / 1e9;
+  const sandboxLogGb = (turnsPerHour * w.toolCallsPerTurn * c('sandboxLogBytesPerToolCall')) / 1e9;
+  const imageNatGb = shape.s3GatewayOnSandboxSubnets ? 0 : layerGb;
+  const endpointGbPerHour = (ecrEndpoints ? ecrGb : 0) + (logsEndpoint ? sandboxLogGb : 0);
+  const modelNatGb = harness.inVpc ? (turnsPerHour * w.modelCallsPerTurn * (m.modelRequestBytes + c('modelResponseBytes'))) / 1e9 : 0;
+  const natGbPerHour = modelNatGb + imageNatGb + (ecrEndpoints ? 0 : ecrGb) + (logsEndpoint ? 0 : sandboxLogGb) + snapshotNatGb;
+  const via = (what: string, gb: number, endpoint: boolean, name: string) => `${what} ${(gb * 1e6).toFixed(0)} KB ${endpoint ? `through the ${name} endpoint${name.includes(' and ') ? 's' : ''}` : `(no ${name} interface endpoint${name.includes(' and ') ? 's' : ''})`}`;
   item({
-    item: 'NAT gateway data (model requests, sandbox image pulls, snapshots)',
+    item: 'NAT gateway data (model requests, sandbox image pulls, sandbox logs, snapshots)',
     active: natGbPerHour * p('natGatewayGb'),
     idle: 0,
     prices: ['natGatewayGb'],
-    how: `${natGbPerHour.toFixed(3)} GB an hour; ${imageNatGb > 0 ? `the image (${c('sandboxImageGb')} GB, not measured) dominates while ${s3Endpoint ? 'no ECR endpoint exists' : 'no ECR and S3 endpoints exist'}` : 'no image through NAT'}${snapshotNatGb ? `; snapshots ${snapshotNatGb.toFixed(3)} GB (no S3 endpoint)` : ''}`,
+    how: `${natGbPerHour.toFixed(4)} GB an hour: model requests ${(modelNatGb * 1e6).toFixed(0)} KB; image layers ${shape.s3GatewayOnSandboxSubnets ? 'none (the S3 gateway endpoint is on the sandbox subnets\' route tables)' : `${layerGb} GB (${c('sandboxImageGb')} GB a start, not measured: no S3 gateway endpoint on the sandbox subnets' route tables)`}; ${via('ECR calls', ecrGb, ecrEndpoints, 'ecr.api and ecr.dkr')}; ${via('sandbox logs', sandboxLogGb, logsEndpoint, 'logs')}${snapshotNatGb ? `; snapshots ${snapshotNatGb.toFixed(3)} GB (no S3 endpoint)` : ''}`,
     status: 'deployed',
   });
+  if (endpointGbPerHour > 0) {
+    item({
+      item: 'VPC interface endpoint data (ECR calls, sandbox logs)',
+      active: endpointGbPerHour * p('vpcInterfaceEndpointGb'),
+      idle: 0,
+      prices: ['vpcInterfaceEndpointGb'],
+      how: `${(endpointGbPerHour * 1e6).toFixed(0)} KB an hour at $${p('vpcInterfaceEndpointGb')} per GB; their hourly price is a fixed cost`,
+      status: 'deployed',
+    });
+  }
   item({
     item: 'KMS requests and CloudWatch Logs ingestion',
     active: (turnsPerSecond * c('kmsCallsPerTurn') + startsPerSecond) * 3600 * p('kmsRequest') + (turnsPerHour * stepsPerTurn * c('logBytesPerStep') * p('logsIngestGb')) / 1e9,
@@ -648,13 +682,20 @@ export function capacity(input: ModelInput): CapacityReport {
   }
   if (shape.interfaceEndpointEnis > 0) {
     fixed.push({
-      item: `VPC interface endpoints (${shape.vpcEndpoints.filter((e) => e.endsWith('(Interface)')).map((e) => e.replace(' (Interface)', '')).join(', ')}: ${shape.interfaceEndpointEnis} endpoint-AZs; image layers come through the S3 gateway endpoint, free)`,
+      item: `VPC interface endpoints (${shape.vpcEndpoints.filter((e) => e.endsWith('(Interface)')).map((e) => e.replace(' (Interface)', '')).join(', ')}: ${shape.interfaceEndpointEnis} endpoint-AZs)`,
       perMonth: shape.interfaceEndpointEnis * HOURS_PER_MONTH * p('vpcInterfaceEndpointHour'),
       prices: ['vpcInterfaceEndpointHour'],
       status: 'deployed',
     });
   }
   if (s.warmPool > 0) fixed.push({ item: `warm pool of ${s.warmPool} sandboxes (proposed, not built)`, perMonth: s.warmPool * sandboxHour * HOURS_PER_MONTH, prices: [vcpuPrice, gbPrice], status: 'proposed' });
+  // The interface endpoints pay for themselves where what they carry, at the NAT's price less
+  // theirs, reaches their hourly price: the sessions at which it does.
+  if (shape.interfaceEndpointEnis > 0) {
+    const savedPerActiveHour = endpointGbPerHour * (p('natGatewayGb') - p('vpcInterfaceEndpointGb'));
+    derived.interfaceEndpointsBreakEvenSessions =
+      savedPerActiveHour > 0 && active > 0 ? (shape.interfaceEndpointEnis * p('vpcInterfaceEndpointHour')) / (active * savedPerActiveHour) : Infinity;
+  }
   const activePerSessionHour = sum(items.map((i) => i.active));
   const idlePerSessionHour = sum(items.map((i) => i.idle));
   const fixedPerMonth = sum(fixed.map((f) => f.perMonth));
@@ -724,7 +765,6 @@ function validate(w: Workload, s: Settings): void {
   need(Number.isInteger(w.tenants) && w.tenants >= 1, `tenants: 1 or more, not ${w.tenants}`);
   for (const k of ['modelCallsPerTurn', 'modelCallSeconds', 'toolCallsPerTurn', 'toolCallSeconds'] as const) need(Number.isFinite(w[k]) && w[k] >= 0, `${k}: 0 or more`);
   need(Number.isInteger(s.warmPool) && s.warmPool >= 0, 'warmPool: 0 or more');
-  need(s.sandboxClusters === undefined || (Number.isInteger(s.sandboxClusters) && s.sandboxClusters >= 1), 'sandboxClusters: 1 or more');
   for (const [k, v] of Object.entries(s.quotas)) need(typeof v === 'number' && v > 0 && k in QUOTAS, `quota ${k}: unknown or not positive`);
   for (const [k, v] of Object.entries(s.constants)) need(typeof v === 'number' && v >= 0 && k in CONSTANTS, `constant ${k}: unknown or negative`);
 }

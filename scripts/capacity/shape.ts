@@ -33,8 +33,18 @@ export interface DeployedShape {
    */
   readonly rateLimits: RateLimits;
   readonly rateLimitShards: number;
-  /** Private subnets (where sandboxes run) with their usable addresses; empty for an existing VPC. */
+  /**
+   * The subnets sandbox tasks start in, with their usable addresses: those `CORRAL_SANDBOX_SUBNETS`
+   * of the harness names (the VPC's private subnets and those of CDK context `sandboxCidrBlocks`),
+   * or every private subnet of the template where it names none; empty for an existing VPC.
+   */
   readonly subnets: Array<{ logicalId: string; cidr: string; usableIps: number }>;
+  /**
+   * Whether an S3 gateway endpoint is on the route table of every sandbox subnet (so an image's
+   * layers, which ECR serves from S3, and workspace snapshots skip the NAT); false where the
+   * template has no sandbox subnet (an existing VPC: the template cannot see its route tables).
+   */
+  readonly s3GatewayOnSandboxSubnets: boolean;
   readonly natGateways: number;
   /** `<service> (<type>)` of each VPC endpoint, e.g. `s3 (Gateway)`, `ecr.dkr (Interface)`. */
   readonly vpcEndpoints: string[];
@@ -46,9 +56,10 @@ export interface DeployedShape {
   /** ECS clusters sandbox tasks are spread over (every cluster but the stream tier's). */
   readonly sandboxClusters: number;
   /**
-   * Whether a session's status change writes the per-tenant session index: true where the state
-   * table's `gsi1` projects all attributes or projects `status` (a rewrite of the head is then an
-   * index write); false where the index holds only keys or attributes that do not change.
+   * Whether the state table's `gsi1` carries a session's status (it projects all attributes, or
+   * `status`): in the former design, where the head was in the index, a status change was then an
+   * index write. The head is in no index now (a listing item per session, items.ts), so this only
+   * prices `sessionIndex=per-status`; the template keeps the projection for the other kinds.
    */
   readonly sessionIndexOnStatus: boolean;
   readonly sandboxTask: { vcpu: number; memoryGb: number; arch: 'arm64' | 'x86_64'; ephemeralStorageGiB: number };
@@ -92,6 +103,17 @@ export function usableIps(cidr: string): number {
   return 2 ** (32 - prefix) - 5;
 }
 
+/** The logical ids a template value refers to (`Ref`s, anywhere inside it). */
+function refsIn(value: unknown): string[] {
+  if (Array.isArray(value)) return value.flatMap(refsIn);
+  if (value && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    if (typeof o.Ref === 'string') return [o.Ref];
+    return Object.values(o).flatMap(refsIn);
+  }
+  return [];
+}
+
 /** Reads the deployed shape from a synthesized template; throws if a part the model needs is missing. */
 export function deployedShape(template: CfnTemplate): DeployedShape {
   const resources = Object.entries(template.Resources);
@@ -128,9 +150,15 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     (s) => s.ResourcePath === '/*' && s.HttpMethod === '*',
   );
 
+  // Sandbox subnets: the subnets of this template CORRAL_SANDBOX_SUBNETS refers to (a Ref each), else the private ones.
+  const harnessEnv = (props(template.Resources[functions.harness!.logicalId]).Environment?.Variables ?? {}) as Record<string, unknown>;
+  const sandboxSubnetRefs = new Set(refsIn(harnessEnv[CORRAL_ENV.sandboxSubnets]));
   const subnets = ofType('AWS::EC2::Subnet')
-    .filter(([, r]) => props(r).MapPublicIpOnLaunch !== true)
+    .filter(([id, r]) => (sandboxSubnetRefs.size > 0 ? sandboxSubnetRefs.has(id) : props(r).MapPublicIpOnLaunch !== true))
     .map(([id, r]) => ({ logicalId: id, cidr: String(props(r).CidrBlock), usableIps: usableIps(String(props(r).CidrBlock)) }));
+  const routeTableOf = new Map(
+    ofType('AWS::EC2::SubnetRouteTableAssociation').map(([, r]) => [refsIn(props(r).SubnetId)[0], refsIn(props(r).RouteTableId)[0]] as const),
+  );
 
   // The stream tier's task definition is `StreamTier…`; the sandbox's is the other one.
   const taskRes = ofType('AWS::ECS::TaskDefinition').find(([id]) => !id.startsWith('StreamTier'));
@@ -164,6 +192,12 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
   }
 
   const endpoints = ofType('AWS::EC2::VPCEndpoint');
+  const s3GatewayRouteTables = new Set(
+    endpoints
+      .filter(([, r]) => (props(r).VpcEndpointType ?? 'Gateway') === 'Gateway' && /\.s3"/.test(JSON.stringify(props(r).ServiceName ?? '')))
+      .flatMap(([, r]) => refsIn(props(r).RouteTableIds)),
+  );
+  const s3GatewayOnSandboxSubnets = subnets.length > 0 && subnets.every((x) => s3GatewayRouteTables.has(routeTableOf.get(x.logicalId) ?? ''));
   const privateSubnets = subnets.length || 2;
   const interfaceEndpointEnis = endpoints
     .filter(([, r]) => (props(r).VpcEndpointType ?? 'Gateway') === 'Interface')
@@ -192,6 +226,7 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     rateLimits: parseRateLimits(envString(CORRAL_ENV.rateLimits)),
     rateLimitShards: shardsEnv ?? DEFAULT_RATE_LIMIT_SHARDS,
     subnets,
+    s3GatewayOnSandboxSubnets,
     natGateways: ofType('AWS::EC2::NatGateway').length,
     vpcEndpoints: endpoints.map(([, r]) => {
       const name = JSON.stringify(props(r).ServiceName ?? '');

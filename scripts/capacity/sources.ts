@@ -239,7 +239,12 @@ export const PRICES = {
     unit: '$/interface endpoint-hour per availability zone',
     source: 'https://aws.amazon.com/privatelink/pricing/',
     checked: 'recalled',
-    note: 'plus $0.01 per GB processed, not modelled: the image\'s layers come from S3 through the gateway endpoint, only manifests and API calls cross the interface endpoints',
+  },
+  vpcInterfaceEndpointGb: {
+    value: 0.01,
+    unit: '$/GB processed by an interface endpoint (first PB a month)',
+    source: 'https://aws.amazon.com/privatelink/pricing/',
+    checked: 'recalled',
   },
   albHour: { value: 0.0225, unit: '$/ALB-hour', source: 'https://aws.amazon.com/elasticloadbalancing/pricing/', checked: 'recalled' },
   nlbHour: { value: 0.0225, unit: '$/NLB-hour', source: 'https://aws.amazon.com/elasticloadbalancing/pricing/', checked: 'recalled' },
@@ -305,7 +310,18 @@ export const CONSTANTS = {
     value: 0,
     source: 'lambdas/adapters/aws/ecs-sandbox-provider.ts describeFallbackMs: DescribeTasks only when no event moved the record for 20 s (events lost or late); taken as none',
   },
-  sandboxImageGb: { value: 0.5, source: 'assumption: not measured (issue 20 item 4 asks for the size to be reported); pulled through NAT' },
+  sandboxImageGb: {
+    value: 0.5,
+    source: 'assumption: not measured (issue 20 item 4 asks for the size to be reported); its layers come from S3 (ECR serves a layer as a redirect to S3), so they cross the NAT only where the sandbox subnets\' route tables have no S3 gateway endpoint',
+  },
+  ecrApiBytesPerPull: {
+    value: 20_000,
+    source: 'assumption: not measured: an image pull\'s calls to ECR itself (an authorization token from ecr.api; the manifest and a redirect to S3 per layer from ecr.dkr) with their TLS handshakes, about 20 KB; through the NAT unless ecr.api and ecr.dkr interface endpoints exist',
+  },
+  sandboxLogBytesPerToolCall: {
+    value: 1024,
+    source: 'sandbox/agent/sandbox-agent.ts logs one JSON line a tool call (about 100 B); assumption: the awslogs driver sends it in a PutLogEvents request of its own (a call a minute is sparser than its 5 s batches), about 1 KB with headers and signature; through the NAT unless a logs interface endpoint exists',
+  },
   signalReadsPerSecond: {
     value: 1000 / DEFAULT_INTERRUPT_POLL_MS,
     source: 'lambdas/core/harness/interrupts.ts DEFAULT_INTERRUPT_POLL_MS: a running harness reads signal#interrupt (GetItem, strongly consistent, 1 RRU) once a second through each model and tool call',
@@ -322,8 +338,17 @@ export const CONSTANTS = {
   apiRequestsPerTurn: { value: 1, source: 'assumption: the client POSTs one user event per turn (the stream carries the rest)' },
   apiRequestSeconds: { value: 0.05, source: 'assumption: API function duration per request (not measured on AWS)' },
   sessionIndexWritesPerTurn: {
+    value: 0,
+    source: 'lambdas/core/storage/items.ts SessionHeadRecords.put/page: a session is listed through a listing item written once at creation and deleted with the session; the head carries no index key, so status changes and usage write nothing to <tenant>#sessions (test/e2e/session-index-writes.test.ts counts 0 index writes a turn)',
+  },
+  sessionIndexWritesPerSession: {
     value: 2,
-    source: 'docs/ARCHITECTURE.md step 6, test/e2e/session-index-writes.test.ts: the head (in gsi1) is written on status changes, running and idle; usage goes to head#usage, in no index',
+    source: 'lambdas/core/storage/items.ts SessionHeadRecords.put: one listing item written when the session is created, one delete when it is deleted (test/e2e/session-index-writes.test.ts)',
+  },
+  sessionLifetimeHours: { value: 1, source: 'assumption: a session lives an hour from creation to deletion (the index\'s creates and deletes are a rate per lifetime)' },
+  sessionIndexWritesPerTurnPerStatus: {
+    value: 2,
+    source: 'former design (before the listing item, commit c0b5d8e): the head was in gsi1 and written on status changes, running and idle, an index write each where gsi1 carries the status',
   },
   sessionIndexWritesPerTurnFormer: { value: 4, source: 'former design (issue 20): the session record, usage included, rewritten 4 times a turn, each a gsi1 write' },
   previewChunksPerSecond: {

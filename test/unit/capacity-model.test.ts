@@ -20,6 +20,8 @@ const shape: DeployedShape = {
   rateLimits: DEFAULT_RATE_LIMITS,
   rateLimitShards: 10,
   subnets: [{ logicalId: 'P1', cidr: '10.0.16.0/20', usableIps: 4091 }],
+  // no S3 gateway endpoint on the sandbox subnet: image layers through the NAT, unless a test says otherwise
+  s3GatewayOnSandboxSubnets: false,
   natGateways: 1,
   vpcEndpoints: [],
   interfaceEndpointEnis: 0,
@@ -158,17 +160,29 @@ describe('capacity model: utilisation', () => {
     expect(row(r, 'stateTableWru').perSession - row(base, 'stateTableWru').perSession).toBeCloseTo((20 / 60) * share * 4, 10);
   });
 
-  it('per-tenant rows divide by the tenants; the session index takes two writes a turn, four in the former design', () => {
+  it('per-tenant rows divide by the tenants; the session index takes a write at creation and one at deletion, none a turn; two and four a turn in the former designs', () => {
     const one = capacity({ shape, measured, workload });
-    // running and idle: 2 head writes a turn, a turn a minute, 1 WCU each
-    expect(row(one, 'sessionIndexPartition').perSession).toBeCloseTo(2 / 60, 10);
-    expect(row(one, 'sessionIndexPartition').breaksAt).toBeCloseTo(30_000, 6);
+    // a listing item put and deleted once in a session's 1 h life, 1 WCU each; nothing a turn
+    expect(CONSTANTS.sessionIndexWritesPerTurn.value).toBe(0);
+    expect(row(one, 'sessionIndexPartition').perSession).toBeCloseTo(2 / 3600, 12);
+    expect(row(one, 'sessionIndexPartition').breaksAt).toBeCloseTo(1_800_000, 4);
+    expect(row(one, 'sessionIndexPartition').status).toBe('deployed');
+    // idle sessions are created and deleted too
+    expect(row(capacity({ shape, measured, workload: { ...workload, idleFraction: 1 } }), 'sessionIndexPartition').perSession).toBeCloseTo(2 / 3600, 12);
     expect(row(one, 'tenantWriteRate').breaksAt).toBeCloseTo(1200, 6);
     const ten = capacity({ shape, measured, workload: { ...workload, tenants: 10 } });
     expect(row(ten, 'tenantWriteRate').breaksAt).toBeCloseTo(12_000, 6);
+    expect(row(ten, 'sessionIndexPartition').perSession).toBeCloseTo(2 / 3600 / 10, 12);
+    // the head in the index, written on status changes: running and idle, a turn a minute
+    const perStatus = capacity({ shape, measured, workload, settings: { sessionIndex: 'per-status' } });
+    expect(row(perStatus, 'sessionIndexPartition').breaksAt).toBeCloseTo(30_000, 6);
+    expect(row(perStatus, 'sessionIndexPartition').status).toBe('former');
+    expect(perStatus.former).toEqual(['sessionIndex=per-status']);
     const perTurn = capacity({ shape, measured, workload, settings: { sessionIndex: 'per-turn' } });
     expect(row(perTurn, 'sessionIndexPartition').breaksAt).toBeCloseTo(15_000, 6);
     expect(row(perTurn, 'sessionIndexPartition').status).toBe('former');
+    // the state table: the listing item's put and delete, each on the table and on gsi1
+    expect(row(perStatus, 'stateTableWru').perSession - row(one, 'stateTableWru').perSession).toBeCloseTo(2 / 60 - 4 / 3600, 12);
   });
 
   it('the rate-limit counter is spread over the shards the template sets, as shardPlan counts them', () => {
@@ -213,36 +227,60 @@ describe('capacity model: what the template says of reservations, clusters, the 
     // one start an active hour of 30 s: 30 / 3600 tasks provisioning a session
     const one = capacity({ shape, measured, workload });
     expect(row(one, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(500 * 120, 6);
-    const four = capacity({ shape: { ...shape, sandboxClusters: 4 }, measured, workload });
-    expect(row(four, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(4 * 500 * 120, 6);
-    expect(row(four, 'ecsProvisioningPerCluster').status).toBe('deployed');
-    // a template with one cluster and the setting: the same arithmetic, marked proposed
-    const asked = capacity({ shape, measured, workload, settings: { sandboxClusters: 4 } });
-    expect(row(asked, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(4 * 500 * 120, 6);
-    expect(row(asked, 'ecsProvisioningPerCluster').status).toBe('proposed');
-    expect(asked.proposed).toContain('sandboxClusters=4');
-    expect(parseContext('sandboxClusters=3').settings).toEqual({ sandboxClusters: 3 });
-    // subnets sized by a setting where the template makes its own: proposed too
-    const sized = capacity({ shape, measured, workload, settings: { subnetIps: 130_000 } });
-    expect(row(sized, 'subnetIps').quota).toBe(130_000);
-    expect(row(sized, 'subnetIps').status).toBe('proposed');
+    const two = capacity({ shape: { ...shape, sandboxClusters: 2 }, measured, workload });
+    expect(row(two, 'ecsProvisioningPerCluster').used).toBeCloseTo(row(one, 'ecsProvisioningPerCluster').used / 2, 10);
+    expect(row(two, 'ecsProvisioningPerCluster').breaksAt).toBeCloseTo(2 * 500 * 120, 6);
+    expect(row(two, 'ecsProvisioningPerCluster').status).toBe('deployed');
+    // CDK context now: the key goes to the synthesis, not the model
+    expect(parseContext('sandboxClusters=3')).toEqual({ cdk: { sandboxClusters: '3' }, settings: {} });
+    expect(parseContext('sandboxCidrBlocks=2,vpcInterfaceEndpoints=true').cdk).toEqual({ sandboxCidrBlocks: '2', vpcInterfaceEndpoints: 'true' });
   });
 
-  it('an index that does not carry the status takes no write on a status change', () => {
-    const r = capacity({ shape: { ...shape, sessionIndexOnStatus: false }, measured, workload });
+  it('subnet addresses are the template\'s sandbox subnets; subnetIps stands only for an existing VPC\'s', () => {
+    const blocks = { ...shape, subnets: [...shape.subnets, { logicalId: 'S1A', cidr: '10.1.0.0/17', usableIps: usableIps('10.1.0.0/17') }] };
+    expect(row(capacity({ shape: blocks, measured, workload }), 'subnetIps').quota).toBe(4091 + 32_763);
+    expect(() => capacity({ shape, measured, workload, settings: { subnetIps: 130_000 } })).toThrow(/sandboxCidrBlocks/);
+    const existing = capacity({ shape: { ...shape, subnets: [] }, measured, workload, settings: { subnetIps: 130_000 } });
+    expect(row(existing, 'subnetIps').quota).toBe(130_000);
+    expect(row(existing, 'subnetIps').status).toBe('deployed');
+    expect(existing.proposed).toEqual([]);
+  });
+
+  it('the former per-status index: no write on a status change where gsi1 does not carry the status', () => {
+    const r = capacity({ shape: { ...shape, sessionIndexOnStatus: false }, measured, workload, settings: { sessionIndex: 'per-status' } });
     expect(row(r, 'sessionIndexPartition').perSession).toBe(0);
     expect(row(r, 'sessionIndexPartition').breaksAt).toBe(Infinity);
-    const base = capacity({ shape, measured, workload });
+    const base = capacity({ shape, measured, workload, settings: { sessionIndex: 'per-status' } });
     expect(row(base, 'stateTableWru').perSession - row(r, 'stateTableWru').perSession).toBeCloseTo(2 / 60, 10);
   });
 
-  it('interface endpoints cost by the endpoint-AZ hour; with ECR and S3 endpoints the image leaves the NAT', () => {
-    const nat = (r: ReturnType<typeof capacity>) => r.cost.items.find((i) => i.item.startsWith('NAT gateway data'))!.active;
-    const endpoints = { ...shape, vpcEndpoints: ['s3 (Gateway)', 'ecr.api (Interface)', 'ecr.dkr (Interface)'], interfaceEndpointEnis: 4 };
-    const r = capacity({ shape: endpoints, measured, workload });
-    const s3Only = capacity({ shape: { ...shape, vpcEndpoints: ['s3 (Gateway)'] }, measured, workload });
-    expect(nat(s3Only) - nat(r)).toBeCloseTo(CONSTANTS.sandboxImageGb.value * PRICES.natGatewayGb.value, 12);
-    expect(r.cost.fixedPerMonth - s3Only.cost.fixedPerMonth).toBeCloseTo(4 * 730 * PRICES.vpcInterfaceEndpointHour.value, 10);
+  it('image layers cross the NAT only without an S3 gateway endpoint on the sandbox subnets; ECR calls and sandbox logs unless interface endpoints carry them', () => {
+    const natItem = (r: ReturnType<typeof capacity>) => r.cost.items.find((i) => i.item.startsWith('NAT gateway data'))!;
+    const nat = (r: ReturnType<typeof capacity>) => natItem(r).active;
+    const endpointData = (r: ReturnType<typeof capacity>) => r.cost.items.find((i) => i.item.startsWith('VPC interface endpoint data'))?.active ?? 0;
+    const gateway = { ...shape, vpcEndpoints: ['s3 (Gateway)'], s3GatewayOnSandboxSubnets: true };
+    // an S3 endpoint the functions use (snapshots skip the NAT), but not on the sandbox subnets' route tables
+    const noGateway = capacity({ shape: { ...shape, vpcEndpoints: ['s3 (Gateway)'] }, measured, workload });
+    const withGateway = capacity({ shape: gateway, measured, workload });
+    // the layers: one 0.5 GB pull an active hour, at the NAT's price, only without the gateway endpoint
+    expect(nat(noGateway) - nat(withGateway)).toBeCloseTo(CONSTANTS.sandboxImageGb.value * PRICES.natGatewayGb.value, 12);
+    expect(natItem(withGateway).how).toMatch(/image layers none/);
+    // ECR and logs interface endpoints: their bytes leave the NAT ($0.045/GB) for the endpoints ($0.01/GB)
+    const ecrGb = CONSTANTS.ecrApiBytesPerPull.value / 1e9;
+    const logGb = (60 * CONSTANTS.sandboxLogBytesPerToolCall.value) / 1e9; // a tool call a turn, 60 turns
+    const interfaces = { ...gateway, vpcEndpoints: ['s3 (Gateway)', 'ecr.api (Interface)', 'ecr.dkr (Interface)', 'logs (Interface)'], interfaceEndpointEnis: 6 };
+    const r = capacity({ shape: interfaces, measured, workload });
+    expect(nat(withGateway) - nat(r)).toBeCloseTo((ecrGb + logGb) * PRICES.natGatewayGb.value, 14);
+    expect(endpointData(r)).toBeCloseTo((ecrGb + logGb) * PRICES.vpcInterfaceEndpointGb.value, 14);
+    expect(endpointData(withGateway)).toBe(0);
+    // ecr.dkr without ecr.api moves nothing: a pull needs both
+    const dkrOnly = capacity({ shape: { ...gateway, vpcEndpoints: ['s3 (Gateway)', 'ecr.dkr (Interface)'], interfaceEndpointEnis: 2 }, measured, workload });
+    expect(nat(dkrOnly)).toBeCloseTo(nat(withGateway), 14);
+    // their hourly price per endpoint-AZ, and the sessions from which what they save covers it
+    expect(r.cost.fixedPerMonth - withGateway.cost.fixedPerMonth).toBeCloseTo(6 * 730 * PRICES.vpcInterfaceEndpointHour.value, 10);
+    const breakEven = (6 * PRICES.vpcInterfaceEndpointHour.value) / ((ecrGb + logGb) * (PRICES.natGatewayGb.value - PRICES.vpcInterfaceEndpointGb.value));
+    expect(r.derived.interfaceEndpointsBreakEvenSessions).toBeCloseTo(breakEven, 6);
+    expect(withGateway.derived.interfaceEndpointsBreakEvenSessions).toBeUndefined();
   });
 
   it('the harness\'s measured footprint is a row against its memory, not a cost setting', () => {
