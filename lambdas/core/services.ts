@@ -131,7 +131,9 @@ export function createServices(deps: {
   return {
     table: deps.table,
     events: deps.events,
-    queue,
+    // The queue as given (the runtimes' workers and tests read it); the core's own wakes go
+    // through the traced wrapper above.
+    queue: deps.queue,
     agents,
     environments,
     sessions,
