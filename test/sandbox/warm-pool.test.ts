@@ -38,6 +38,8 @@ const key = crypto.randomBytes(32);
  */
 class CountingProvider implements SandboxProvider {
   readonly starts: string[] = [];
+  /** Refs released, in order. */
+  readonly releases: string[] = [];
   private held = false;
   private readonly waiting: Array<() => void> = [];
   constructor(readonly inner: ProcessSandboxProvider) {}
@@ -57,6 +59,7 @@ class CountingProvider implements SandboxProvider {
     return this.inner.provision(req);
   }
   release(sessionId: string, name: string, ref: string) {
+    this.releases.push(ref);
     return this.inner.release(sessionId, name, ref);
   }
   releaseAll(sessionId: string) {
@@ -150,6 +153,8 @@ describe('a warm pool of local sandboxes', () => {
     const started = provider.starts.filter((s) => s === a || s === b);
     expect(started).toHaveLength(1);
     expect(refs[[a, b].indexOf(started[0])]).not.toBe(pooled.ref);
+    // Only one of them took the slot: the other never tried to bind it (and, failing, stop it).
+    expect(provider.releases).not.toContain(pooled.ref);
     await manager.releaseAll(a);
     await manager.releaseAll(b);
   });
