@@ -229,6 +229,28 @@ describe('a warm pool of local sandboxes', () => {
     await manager.releaseAll(sid);
   });
 
+  it('stops the sandbox of a refill that never finished, from the ref it recorded when it started', async () => {
+    const env = envId();
+    const released: string[] = [];
+    // A provider whose sandbox starts (and says so) but never becomes healthy: the refilling process "died".
+    const stuck: SandboxProvider = {
+      recipeSupport: inner.recipeSupport,
+      provision: async (req) => {
+        await req.onStarted?.('stuck-ref');
+        return new Promise<ProvisionedSandbox>(() => {});
+      },
+      release: async (_s, _n, ref) => void released.push(ref),
+    };
+    const pool = new WarmPool({ table, provider: stuck, settings: { sizes: { [env]: 1 }, maxAgeMs: 60_000 } });
+    void pool.replenish(recipeOf(planFor({ environmentId: env })));
+    await until(async () => (await pool.slots(env)).some((s) => s.ref === 'stuck-ref'), 10_000, 'the starting slot to record its ref');
+    expect((await pool.reapExpired()).stopped).toEqual([]);
+    const result = await pool.reapExpired(new Date(Date.now() + 16 * 60_000));
+    expect(result.stopped).toEqual([{ environmentId: env, ref: 'stuck-ref', reason: 'its refill never finished' }]);
+    expect(released).toEqual(['stuck-ref']);
+    expect(await pool.slots(env)).toEqual([]);
+  });
+
   it('has a hard maximum size', () => {
     expect(() => new WarmPool({ table, provider: inner, settings: { sizes: { env_x: WARM_POOL_MAX_SIZE + 1 }, maxAgeMs: 1 } })).toThrow(`size must be an integer from 0 to ${WARM_POOL_MAX_SIZE}`);
   });

@@ -690,6 +690,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       hasExited: () => exitedFlag,
     };
     if (child.pid !== undefined) this.sandboxes.set(String(child.pid), sandbox);
+    if (child.pid !== undefined) await Promise.resolve(req.onStarted?.(String(child.pid))).catch(() => undefined);
 
     const endpoint: SandboxEndpoint = { kind: 'unix', socketPath, capability };
     const died = new AbortController();

@@ -42,7 +42,7 @@ export const POOL_OWNER_PREFIX = 'warmpool_';
 export const poolOwner = (environmentId: string, name: string): SandboxOwner => ({ sessionId: `${POOL_OWNER_PREFIX}${environmentId}`, name });
 
 /** A slot reserved by a refill that never finished (its process died) is given up after this. */
-const STARTING_STALE_MS = 10 * 60_000;
+const STARTING_STALE_MS = 15 * 60_000;
 
 export type SlotState = 'starting' | 'ready' | 'taken';
 
@@ -235,7 +235,12 @@ export class WarmPool {
     const owner = poolOwner(env, name);
     let sandbox: ProvisionedSandbox;
     try {
-      sandbox = await this.opts.provider.provision({ sessionId: owner.sessionId, name, recipe });
+      // The ref goes into the reservation as soon as the sandbox exists: a refill that dies
+      // before it is healthy leaves a slot the reaper can stop it from.
+      const onStarted = async (ref: string) => {
+        await this.opts.table.put({ ...k, environmentId: env, slot: i, state: 'starting', recipeKey: key, startedAt, name, ref }, { ifEquals: { state: 'starting', startedAt } });
+      };
+      sandbox = await this.opts.provider.provision({ sessionId: owner.sessionId, name, recipe, onStarted });
       this.started++;
     } catch (err) {
       await this.opts.table.delete(k.pk, k.sk);
@@ -277,6 +282,8 @@ export class WarmPool {
         if (err instanceof ConditionFailedError) return false;
         throw err;
       }
+      // Its sandbox, if the refill got as far as starting one, is stopped with it.
+      if (slot.ref && slot.name) await this.opts.provider.release(poolOwner(slot.environmentId, slot.name).sessionId, slot.name, slot.ref);
       await this.opts.table.delete(k.pk, k.sk);
       return true;
     }
