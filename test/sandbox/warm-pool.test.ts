@@ -251,6 +251,20 @@ describe('a warm pool of local sandboxes', () => {
     expect(await pool.slots(env)).toEqual([]);
   });
 
+  it('at start, frees the slots an earlier run left (their capabilities open no more) and refills', async () => {
+    const env = envId();
+    const recipe = recipeOf(planFor({ environmentId: env }));
+    const before = new WarmPool({ table, provider: inner, sealer: new KeySealer(crypto.randomBytes(32)), settings: { sizes: { [env]: 1 }, maxAgeMs: 3_600_000 } });
+    await before.replenish(recipe);
+    const [old] = await ready(before, env);
+    // The runtime restarts: a new sealing key, the same table.
+    const after = new WarmPool({ table, provider: inner, sealer: new KeySealer(crypto.randomBytes(32)), settings: { sizes: { [env]: 1 }, maxAgeMs: 3_600_000 } });
+    await after.prewarm();
+    const [now] = await ready(after, env);
+    expect(now.ref).not.toBe(old.ref);
+    expect(processAlive(Number(old.ref))).toBe(false);
+  });
+
   it('has a hard maximum size', () => {
     expect(() => new WarmPool({ table, provider: inner, settings: { sizes: { env_x: WARM_POOL_MAX_SIZE + 1 }, maxAgeMs: 1 } })).toThrow(`size must be an integer from 0 to ${WARM_POOL_MAX_SIZE}`);
   });
