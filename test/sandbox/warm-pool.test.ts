@@ -221,6 +221,8 @@ describe('a warm pool of local sandboxes', () => {
     expect(result.pooled!.map((p) => p.ref).sort()).toEqual(pooled.map((p: PoolSlot) => p.ref).sort());
     expect(result.pooled!.every((p) => p.reason === 'never claimed')).toBe(true);
     for (const p of pooled) expect(processAlive(Number(p.ref))).toBe(false);
+    // Their directories go with them (a pool's names are never reused).
+    for (const p of pooled) expect(fs.existsSync(path.dirname(inner.workspaceDir(poolOwner(env, p.name!).sessionId, p.name!)))).toBe(false);
     expect(await pool.slots(env)).toEqual([]);
     provider.hold();
     const sid = sessionId();
