@@ -32,7 +32,7 @@ import type { AuthFailureLimits, RateLimits } from '../lambdas/core/resources/ra
 import type { McpGateway } from '../lambdas/core/mcp/gateway.js';
 import { reapIdleSandboxes, sandboxIdleMsFromEnv, startSandboxReaper } from '../lambdas/core/sandbox/reaper.js';
 import type { WorkspaceLimits } from '../lambdas/core/sandbox/client.js';
-import { readOidcIssuers, readWorkspaceLimits } from '../lambdas/core/config.js';
+import { readOidcIssuers, readWarmPool, readWorkspaceLimits, type WarmPoolSettings } from '../lambdas/core/config.js';
 import { OidcVerifier, type OidcIssuer } from '../lambdas/core/auth/oidc.js';
 import { CredentialProxyClient } from '../lambdas/core/vault/protocol.js';
 import { LocalCredentialProxy } from '../lambdas/adapters/local/credential-proxy-client.js';
@@ -94,6 +94,8 @@ export interface LocalRuntimeOptions {
   sandboxIdleMs?: number;
   /** Bounds of a workspace snapshot (default `CORRAL_WORKSPACE_SNAPSHOT_MAX_BYTES` / `..._MAX_ENTRIES`, or 1 GiB / 200,000). */
   workspaceLimits?: Partial<WorkspaceLimits>;
+  /** Sandboxes started ahead per environment (default `CORRAL_WARM_POOL`, or none; docs/SANDBOXES.md). */
+  warmPool?: WarmPoolSettings;
   /**
    * On `close`, snapshot the workspace of every running sandbox and mark it stopped, so the next
    * start restores it at the session's next tool call (as after an idle stop). `npm start` sets
@@ -293,6 +295,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       // Previews of the model's answers (`event_deltas`) go from the harness to the streams in memory.
       previews: new MemoryPreviewChannel(),
       workspaceLimits: opts.workspaceLimits ?? readWorkspaceLimits(),
+      warmPool: opts.warmPool ?? readWarmPool(),
     });
 
     const apiKeyGenerated = !opts.apiKey;
@@ -306,7 +309,11 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       logger: log,
       // The same snapshot-on-stop, restore-on-start path as on Fargate (docs/WORKSPACES.md).
       workspaces: services.sandboxes.workspaces,
+      // Pooled sandboxes never claimed are stopped by the same runs.
+      ...(services.sandboxes.warmPool ? { warmPool: services.sandboxes.warmPool } : {}),
     });
+    // Pools whose environment a session has used before fill now, in the background.
+    void services.sandboxes.warmPool?.prewarm();
 
     // The bytes of expired files are deleted within a minute of their expiry (docs/FILES.md).
     const fileSweeper = setInterval(() => {
@@ -375,6 +382,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         await closed;
         await q.stop();
         await reaper.stop();
+        await services.sandboxes.warmPool?.settled();
         clearInterval(fileSweeper);
         if (opts.keepWorkspacesOnClose) {
           // Every sandbox counts as idle now (the harness is stopped): snapshot, mark stopped.

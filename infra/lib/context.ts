@@ -5,7 +5,7 @@ import type { CorralStackProps } from './corral-stack.js';
 import { parseRepositoryUrlAllow } from '../../lambdas/core/resources/repository-url.js';
 import { parseSandboxLimits } from '../../sandbox/limits.js';
 import { parseRateLimits } from '../../lambdas/core/resources/rate-limits.js';
-import { readOidcIssuers } from '../../lambdas/core/config.js';
+import { readOidcIssuers, readWarmPool } from '../../lambdas/core/config.js';
 import { parseModelProvider } from '../../lambdas/core/harness/model-ids.js';
 import { readTelemetryConfig } from '../../lambdas/core/telemetry/config.js';
 
@@ -34,6 +34,8 @@ export const CONTEXT_KEYS = {
     'ECS clusters sandbox tasks are spread over, 1-20 (default 1): each takes at most 500 tasks PROVISIONING at once (not adjustable), so 100,000 sessions need 2 or more (docs/SCALE.md)',
   sandboxImage: 'A prebuilt sandbox image (registry URI) instead of building sandbox/Dockerfile',
   sandboxIdleMinutes: 'Stop sandboxes no tool call used for this many minutes (default 15)',
+  warmPool: 'Sandbox tasks started ahead per environment, e.g. env_a=2,env_b=1 (at most 10 each; default none); see docs/SANDBOXES.md#warm-pools for what it costs',
+  warmPoolMaxAgeMinutes: 'Stop a pooled sandbox task no session claimed after this many minutes (default 30)',
   anthropicBaseUrl: 'Messages API endpoint (default https://api.anthropic.com)',
   modelApiKeyParameter: 'SSM SecureString parameter holding the model API key (default /corral/anthropic-api-key; not with modelProvider=bedrock)',
   modelProvider: 'Who serves model calls: anthropic (default: the Claude API, key in SSM), bedrock (Amazon Bedrock with the harness role, no key) or gateway (a Messages-compatible endpoint at anthropicBaseUrl, key in SSM)',
@@ -185,6 +187,16 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       sandboxIdleTimeout: (() => {
         const minutes = asInt('sandboxIdleMinutes', get('sandboxIdleMinutes'), 1, 1440);
         return minutes ? Duration.minutes(minutes) : undefined;
+      })(),
+      warmPool: (() => {
+        const pool = asString('warmPool', get('warmPool'));
+        const minutes = asInt('warmPoolMaxAgeMinutes', get('warmPoolMaxAgeMinutes'), 1, 1440);
+        if (minutes && !pool) throw new Error('context warmPoolMaxAgeMinutes: only with warmPool');
+        try {
+          return readWarmPool({ CORRAL_WARM_POOL: pool, CORRAL_WARM_POOL_MAX_AGE_MS: minutes ? String(minutes * 60_000) : undefined });
+        } catch (err) {
+          throw new Error(`context warmPool: ${(err as Error).message}`);
+        }
       })(),
       model: {
         provider: (() => {

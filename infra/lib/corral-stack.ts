@@ -21,7 +21,8 @@ import { SessionLog } from './constructs/session-log.js';
 import { StreamTier, type StreamTierProps } from './constructs/stream-tier.js';
 import { WakeQueue, visibilityForConsumer } from './constructs/wake-queue.js';
 import type { RateLimits } from '../../lambdas/core/resources/rate-limits.js';
-import { CORRAL_ENV, readOidcIssuers } from '../../lambdas/core/config.js';
+import { CORRAL_ENV, readOidcIssuers, type WarmPoolSettings } from '../../lambdas/core/config.js';
+import { keys } from '../../lambdas/core/storage/keys.js';
 
 export interface HarnessSettings {
   /** Longest one harness invocation runs before it yields and queues its continuation. @default 15 minutes */
@@ -50,6 +51,11 @@ export interface CorralStackProps extends StackProps {
   readonly sandbox?: Omit<SandboxesProps, 'network'>;
   /** A sandbox no tool call used for this long is stopped by the reaper. @default 15 minutes */
   readonly sandboxIdleTimeout?: Duration;
+  /**
+   * Sandbox tasks started ahead per environment (lambdas/core/sandbox/warm-pool.ts): the harness
+   * claims and refills them, the reaper stops the ones never claimed. @default - none
+   */
+  readonly warmPool?: WarmPoolSettings;
   readonly model?: ModelSettings;
   readonly harness?: HarnessSettings;
   /**
@@ -245,6 +251,22 @@ export class CorralStack extends Stack {
     // The API refuses agents whose model the provider cannot serve: it knows the provider and its models.
     const { modelProvider, models } = modelEnvironment(props.model);
     for (const [k, v] of Object.entries(configEnvironment({ modelProvider, models }))) this.api.handler.addEnvironment(k, v);
+    // Warm pools: the harness claims and refills (it may start tasks already), the reaper stops
+    // the ones never claimed (it may stop them already); the API claims nothing.
+    if (props.warmPool) {
+      const sizes = Object.entries(props.warmPool.sizes).map(([env, size]) => `${env}=${size}`).join(',');
+      const pool = configEnvironment({ warmPool: sizes, warmPoolMaxAgeMs: String(props.warmPool.maxAgeMs) });
+      for (const fn of [this.harness.function, this.sandboxReaper.function]) for (const [k, v] of Object.entries(pool)) fn.addEnvironment(k, v);
+      // The reaper frees the slots of the pooled tasks it stops: it deletes pool items, no other.
+      this.sandboxReaper.function.addToRolePolicy(
+        new iam.PolicyStatement({
+          sid: 'WarmPoolSlots',
+          actions: ['dynamodb:DeleteItem'],
+          resources: [this.sessionLog.state.tableArn],
+          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${keys.warmPool('')}*`] } },
+        }),
+      );
+    }
     // The harness (MCP calls, git channels) and the API (storing new secrets) invoke it; the
     // event stream and the sandboxes cannot.
     for (const fn of [this.harness.function, this.api.handler]) {

@@ -78,6 +78,13 @@ export const CORRAL_ENV = {
   wakeSafetyMarginMs: 'CORRAL_WAKE_SAFETY_MARGIN_MS',
   /** A sandbox no tool call used for this long is stopped, ms. Optional, default 15 minutes. Reaper. */
   sandboxIdleMs: 'CORRAL_SANDBOX_IDLE_MS',
+  /**
+   * Warm pools: `<environment id>=<size>,...`, sandboxes started ahead per environment
+   * (`readWarmPool`, lambdas/core/sandbox/warm-pool.ts). Optional, default none. Harness, reaper.
+   */
+  warmPool: 'CORRAL_WARM_POOL',
+  /** A pooled sandbox never claimed is stopped this long after it started, ms. Optional, default 30 minutes. Harness, reaper. */
+  warmPoolMaxAgeMs: 'CORRAL_WARM_POOL_MAX_AGE_MS',
   /** Most bytes of files a workspace snapshot holds. Optional, default 1 GiB. Reaper, harness. */
   workspaceSnapshotMaxBytes: 'CORRAL_WORKSPACE_SNAPSHOT_MAX_BYTES',
   /** Most entries (files, directories, links) a workspace snapshot holds. Optional, default 200000. Reaper, harness. */
@@ -144,6 +151,44 @@ export function configEnvironment(values: Partial<Record<ConfigKey, string>>): R
 }
 
 export const DEFAULT_SANDBOX_IDLE_MS = 15 * 60_000;
+
+/** Most sandboxes one environment's warm pool may hold, whatever the setting says. */
+export const WARM_POOL_MAX_SIZE = 10;
+export const DEFAULT_WARM_POOL_MAX_AGE_MS = 30 * 60_000;
+
+/** Warm pools (lambdas/core/sandbox/warm-pool.ts). */
+export interface WarmPoolSettings {
+  /** Pooled sandboxes kept per environment id (each at most `WARM_POOL_MAX_SIZE`). */
+  sizes: Readonly<Record<string, number>>;
+  /** A pooled sandbox never claimed is stopped this long after it started. */
+  maxAgeMs: number;
+}
+
+/**
+ * `CORRAL_WARM_POOL` (`env_a=2,env_b=1`) and `CORRAL_WARM_POOL_MAX_AGE_MS`, or undefined when no
+ * environment has a pool. A size above `WARM_POOL_MAX_SIZE`, or anything malformed, is an error.
+ */
+export function readWarmPool(env: Env = process.env): WarmPoolSettings | undefined {
+  const v = reader(env);
+  const raw = v(CORRAL_ENV.warmPool);
+  const rawAge = v(CORRAL_ENV.warmPoolMaxAgeMs);
+  let maxAgeMs = DEFAULT_WARM_POOL_MAX_AGE_MS;
+  if (rawAge !== undefined) {
+    maxAgeMs = Number(rawAge);
+    if (!/^[0-9]+$/.test(rawAge.trim()) || !Number.isSafeInteger(maxAgeMs) || maxAgeMs <= 0) throw new Error(`${CORRAL_ENV.warmPoolMaxAgeMs} must be a positive integer of milliseconds, got ${JSON.stringify(rawAge)}`);
+  }
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const sizes: Record<string, number> = {};
+  for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_-]{1,128})=([0-9]{1,3})$/.exec(part);
+    if (!m) throw new Error(`${CORRAL_ENV.warmPool} must be <environment id>=<size>,..., got ${JSON.stringify(part)}`);
+    const size = Number(m[2]);
+    if (size > WARM_POOL_MAX_SIZE) throw new Error(`${CORRAL_ENV.warmPool}: the pool of ${m[1]} may hold at most ${WARM_POOL_MAX_SIZE} sandboxes, got ${size}`);
+    if (Object.hasOwn(sizes, m[1])) throw new Error(`${CORRAL_ENV.warmPool} names ${m[1]} twice`);
+    sizes[m[1]] = size;
+  }
+  return { sizes, maxAgeMs };
+}
 
 /** Session attributes that may become metric dimensions (opt-in: their cardinality is the user's). */
 export type SessionDimension = 'agent' | 'environment';

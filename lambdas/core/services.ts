@@ -1,3 +1,4 @@
+import type { WarmPoolSettings } from './config.js';
 import { Harness, type HarnessDeps, type HarnessOptions } from './harness/harness.js';
 import type { ModelClient } from './harness/model.js';
 import { tracedWakeQueue, type WakeQueue } from './harness/queue.js';
@@ -90,6 +91,8 @@ export function createServices(deps: {
   previews?: PreviewChannel;
   /** Bounds of a workspace snapshot (kept in `blobs`); see sandbox/workspaces.ts. */
   workspaceLimits?: Partial<WorkspaceLimits>;
+  /** Sandboxes started ahead per environment (`CORRAL_WARM_POOL`, sandbox/warm-pool.ts). @default - none */
+  warmPool?: WarmPoolSettings;
 }): CorralServices {
   // Every wake the core asks for is a span whose context goes with the message (telemetry/trace.ts).
   const queue = tracedWakeQueue(deps.queue);
@@ -125,6 +128,7 @@ export function createServices(deps: {
     sandboxFiles,
     // With a blob store, a sandbox stopped for idleness keeps its workspace (sandbox/workspaces.ts).
     deps.blobs ? { blobs: deps.blobs, limits: deps.workspaceLimits } : undefined,
+    deps.warmPool ? { warmPool: deps.warmPool, ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}) } : {},
   );
   const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue, mcp, notifier: deps.notifier, previews: deps.previews };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);

@@ -15,6 +15,7 @@
  *   CORRAL_BLOB_BUCKET             optional: where workspace snapshots go (without it, none are taken)
  *   CORRAL_SANDBOX_CAPABILITY_KEY  optional: the KMS key the sandboxes' capabilities are sealed with
  *   CORRAL_WORKSPACE_SNAPSHOT_MAX_BYTES, ..._MAX_ENTRIES  optional bounds of a snapshot
+ *   CORRAL_WARM_POOL, CORRAL_WARM_POOL_MAX_AGE_MS  optional: pooled tasks never claimed are stopped
  * Permissions: dynamodb:Query on the table's gsi1 index, dynamodb:GetItem and PutItem on the
  * table, ecs:StopTask on the cluster's tasks; for snapshots, s3:PutObject, AbortMultipartUpload
  * and DeleteObject on the bucket's `workspaces/*`, kms:Decrypt of the capability key (with the
@@ -33,10 +34,11 @@ import { isTaskStateChange, recordTaskStateChange } from '../adapters/aws/ecs-ta
 import { KmsCapabilitySealer } from '../adapters/aws/kms-capability-sealer.js';
 import { S3BlobStore } from '../adapters/aws/s3-blob-store.js';
 import { S3Client } from '../adapters/aws/s3-client.js';
-import { readSandboxReaperConfig } from '../core/config.js';
+import { readSandboxReaperConfig, readWarmPool } from '../core/config.js';
 import { reapIdleSandboxes, type ReapResult } from '../core/sandbox/reaper.js';
 import type { SandboxProvider } from '../core/sandbox/types.js';
 import { WorkspaceSnapshots } from '../core/sandbox/workspaces.js';
+import { WarmPool } from '../core/sandbox/warm-pool.js';
 import type { StateTable } from '../core/store.js';
 
 export interface SandboxReaperDeps {
@@ -50,6 +52,8 @@ export interface SandboxReaperDeps {
    * `CORRAL_BLOB_BUCKET`): sandboxes stop without a snapshot and come back empty.
    */
   workspaces?: WorkspaceSnapshots;
+  /** Warm pools (`CORRAL_WARM_POOL`): their sandboxes never claimed are stopped too. @default - none */
+  warmPool?: WarmPool;
 }
 
 /** What a run answers; `recorded` for a task state change event (whether it was newer than the record). */
@@ -64,7 +68,7 @@ export interface SandboxReaperResult {
 /** The handler over its dependencies (tests build it with dynalite and a mocked ECS). */
 export function createSandboxReaperHandler(deps: () => SandboxReaperDeps) {
   return async function handler(event: unknown, context?: Context): Promise<SandboxReaperResult> {
-    const { table, provider, idleMs, logger, workspaces } = deps();
+    const { table, provider, idleMs, logger, workspaces, warmPool } = deps();
     if (context) logger.addContext(context);
     if (isTaskStateChange(event)) {
       // A malformed event throws: EventBridge retries it, then drops it, and the provider's
@@ -73,10 +77,10 @@ export function createSandboxReaperHandler(deps: () => SandboxReaperDeps) {
       logger.debug('sandbox task state recorded', { taskArn: event.detail.taskArn, lastStatus: event.detail.lastStatus, version: event.detail.version, recorded });
       return { reaped: 0, failed: 0, snapshots: 0, snapshotsFailed: 0, recorded };
     }
-    const result: ReapResult = await reapIdleSandboxes({ table, provider, idleMs, logger: coreLogger(logger), ...(workspaces ? { workspaces } : {}) });
+    const result: ReapResult = await reapIdleSandboxes({ table, provider, idleMs, logger: coreLogger(logger), ...(workspaces ? { workspaces } : {}), ...(warmPool ? { warmPool } : {}) });
     const snapshots = result.snapshots.filter((s) => s.key).length;
     const snapshotsFailed = result.snapshots.length - snapshots;
-    logger.info('sandbox reaper run', { reaped: result.reaped.length, failed: result.failed.length, snapshots, snapshotsFailed, idleMs });
+    logger.info('sandbox reaper run', { reaped: result.reaped.length, failed: result.failed.length, snapshots, snapshotsFailed, idleMs, ...(result.pooled ? { pooledStopped: result.pooled.length } : {}) });
     if (result.failed.length) logger.warn('some idle sandboxes could not be stopped; the next run retries', { failed: result.failed });
     return { reaped: result.reaped.length, failed: result.failed.length, snapshots, snapshotsFailed };
   };
@@ -104,12 +108,17 @@ function fromEnvironment(env: Record<string, string | undefined> = process.env):
   const workspaces = config.blobBucket
     ? new WorkspaceSnapshots({ blobs: new S3BlobStore({ s3: new S3Client({ credentials: dynamodb.config.credentials, region: dynamodb.config.region }), bucket: config.blobBucket }), limits: config.workspaceLimits }, table, sealer)
     : undefined;
+  const logger = new Logger();
+  // The pool's reaping needs only the table and StopTask (it never opens a pooled capability).
+  const pool = readWarmPool(env);
+  const warmPool = pool ? new WarmPool({ table, provider, settings: pool, logger: coreLogger(logger) }) : undefined;
   cached = {
     table,
     provider,
     idleMs: config.idleMs,
-    logger: new Logger(),
+    logger,
     ...(workspaces ? { workspaces } : {}),
+    ...(warmPool ? { warmPool } : {}),
   };
   return cached;
 }

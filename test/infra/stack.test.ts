@@ -355,6 +355,25 @@ describe('CorralStack template', () => {
     expect(() => stackPropsFromContext((k) => (k === 'fargateSpot' ? 'yes' : undefined))).toThrow(/fargateSpot: true or false/);
   });
 
+  it('keeps warm pools only with context warmPool: the harness and the reaper get the setting, the reaper may delete pool items and no other', () => {
+    const resources = template.toJSON().Resources;
+    for (const fn of [stack.harness.function, stack.sandboxReaper.function]) expect(resources[logicalId(stack, fn)].Properties.Environment.Variables.CORRAL_WARM_POOL).toBeUndefined();
+    const { props } = stackPropsFromContext((k) => (k === 'warmPool' ? 'env_a=2,env_b=1' : k === 'warmPoolMaxAgeMinutes' ? '20' : undefined));
+    expect(props.warmPool).toEqual({ sizes: { env_a: 2, env_b: 1 }, maxAgeMs: 20 * 60_000 });
+    const pooled = synth(props, 'CorralWarmPool');
+    const res = pooled.template.toJSON().Resources;
+    for (const fn of [pooled.stack.harness.function, pooled.stack.sandboxReaper.function]) {
+      expect(res[logicalId(pooled.stack, fn)].Properties.Environment.Variables, fn.node.path).toMatchObject({ CORRAL_WARM_POOL: 'env_a=2,env_b=1', CORRAL_WARM_POOL_MAX_AGE_MS: '1200000' });
+    }
+    expect(res[logicalId(pooled.stack, pooled.stack.api.handler)].Properties.Environment.Variables.CORRAL_WARM_POOL).toBeUndefined();
+    const reaperRole = res[logicalId(pooled.stack, pooled.stack.sandboxReaper.function)].Properties.Role['Fn::GetAtt'][0] as string;
+    const deletes = statementsOf(pooled.template, reaperRole).filter((st) => st.Effect === 'Allow' && asArray(st.Action).includes('dynamodb:DeleteItem'));
+    expect(deletes).toHaveLength(1);
+    expect(deletes[0].Condition).toEqual({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${keyOf.warmPool('')}*`] } });
+    expect(() => stackPropsFromContext((k) => (k === 'warmPool' ? 'env_a=11' : undefined))).toThrow(/context warmPool: .*at most 10/);
+    expect(() => stackPropsFromContext((k) => (k === 'warmPoolMaxAgeMinutes' ? '5' : undefined))).toThrow(/warmPoolMaxAgeMinutes: only with warmPool/);
+  });
+
   it('spreads sandboxes over sandboxClusters clusters: every function, grant and the task-events rule cover each', () => {
     template.resourceCountIs('AWS::ECS::Cluster', 1);
     const { props } = stackPropsFromContext((k) => (k === 'sandboxClusters' ? '3' : undefined));

@@ -13,6 +13,9 @@ import {
   readModelConfig,
   readWakeSafetyMarginMs,
   readOidcIssuers,
+  readWarmPool,
+  DEFAULT_WARM_POOL_MAX_AGE_MS,
+  WARM_POOL_MAX_SIZE,
 } from '../../lambdas/core/config.js';
 
 /** The configuration contract's parsers, on environments built by hand. */
@@ -153,6 +156,20 @@ describe('the configuration contract', () => {
     expect(readSandboxIdleMs({ CORRAL_SANDBOX_IDLE_MS: '60000' })).toBe(60000);
     for (const bad of ['0', '-1', 'soon']) expect(() => readSandboxIdleMs({ CORRAL_SANDBOX_IDLE_MS: bad })).toThrow(`CORRAL_SANDBOX_IDLE_MS must be a positive number of milliseconds, got "${bad}"`);
     expect(() => readSandboxReaperConfig({ CORRAL_STATE_TABLE: 's' })).toThrow(/^Corral configuration of the sandbox reaper is invalid: CORRAL_SANDBOX_CLUSTER: /);
+  });
+});
+
+describe('CORRAL_WARM_POOL', () => {
+  it('reads sizes per environment and the age a pooled sandbox may reach, within the hard maximum', () => {
+    expect(readWarmPool({})).toBeUndefined();
+    expect(readWarmPool({ CORRAL_WARM_POOL: 'env_a=2, env_b=1' })).toEqual({ sizes: { env_a: 2, env_b: 1 }, maxAgeMs: DEFAULT_WARM_POOL_MAX_AGE_MS });
+    expect(DEFAULT_WARM_POOL_MAX_AGE_MS).toBe(1_800_000);
+    expect(readWarmPool({ CORRAL_WARM_POOL: 'env_a=1', CORRAL_WARM_POOL_MAX_AGE_MS: '60000' })).toEqual({ sizes: { env_a: 1 }, maxAgeMs: 60_000 });
+    expect(WARM_POOL_MAX_SIZE).toBe(10);
+    expect(readWarmPool({ CORRAL_WARM_POOL: `env_a=${WARM_POOL_MAX_SIZE}` })!.sizes.env_a).toBe(WARM_POOL_MAX_SIZE);
+    expect(() => readWarmPool({ CORRAL_WARM_POOL: `env_a=${WARM_POOL_MAX_SIZE + 1}` })).toThrow(`CORRAL_WARM_POOL: the pool of env_a may hold at most ${WARM_POOL_MAX_SIZE} sandboxes, got ${WARM_POOL_MAX_SIZE + 1}`);
+    for (const bad of ['env_a', 'env_a=-1', 'env_a=x', 'env a=1', 'env_a=1,env_a=2']) expect(() => readWarmPool({ CORRAL_WARM_POOL: bad })).toThrow(/^CORRAL_WARM_POOL/);
+    for (const bad of ['0', '-1', 'soon']) expect(() => readWarmPool({ CORRAL_WARM_POOL: 'env_a=1', CORRAL_WARM_POOL_MAX_AGE_MS: bad })).toThrow(/^CORRAL_WARM_POOL_MAX_AGE_MS must be a positive integer/);
   });
 });
 

@@ -304,6 +304,7 @@ export class EcsSandboxProvider implements SandboxProvider {
     }
     const id = shortTaskId(taskArn);
     this.logger.info?.('sandbox task started', { sessionId: req.sessionId, sandbox: req.name, taskArn });
+    await Promise.resolve(req.onStarted?.(taskArn)).catch((err: unknown) => this.logger.warn('could not record a starting sandbox task', { taskArn, error: (err as Error)?.message }));
 
     // Cut (deadline or interrupt) from here on: stop the task we started, then give up.
     const cut = async () => {

@@ -2,7 +2,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { CORRAL_ENV, readServicesConfig, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
+import { CORRAL_ENV, readServicesConfig, readWarmPool, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
 import type { HarnessOptions } from '../../core/harness/harness.js';
 import type { Logger } from '../../core/logger.js';
 import type { ModelClient, ModelRequest, ModelResponse } from '../../core/harness/model.js';
@@ -174,6 +174,8 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     // The harness and the stream are different functions: previews (`event_deltas`) go through
     // short-lived items of the state table (core/session/previews.ts, docs/ARCHITECTURE.md).
     previews: new TablePreviewChannel(table),
+    // Only the harness is given CORRAL_WARM_POOL (the stack): it claims and refills.
+    warmPool: readWarmPool(opts.env ?? process.env),
   });
   return { services, config, clients: { dynamodb, sqs, ecs } };
 }

@@ -51,6 +51,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { waitHealthy } from '../../core/sandbox/client.js';
+import { POOL_OWNER_PREFIX } from '../../core/sandbox/warm-pool.js';
 import {
   SandboxSetupError,
   type ProvisionRequest,
@@ -420,6 +421,9 @@ export class ProcessSandboxProvider implements SandboxProvider {
       // A ref from an earlier incarnation, or of a sandbox handed to another session, is not ours.
       if (!sandbox || sandbox.owner.sessionId !== sessionId || sandbox.owner.name !== name) return;
       await this.stop(sandbox);
+      // A warm pool's sandbox never claimed: its directory serves no one again (a pooled name is
+      // never reused), and holds nothing of a session to keep.
+      if (sessionId.startsWith(POOL_OWNER_PREFIX)) await fsp.rm(sandbox.dir, { recursive: true, force: true }).catch(() => undefined);
     });
   }
 
@@ -690,6 +694,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       hasExited: () => exitedFlag,
     };
     if (child.pid !== undefined) this.sandboxes.set(String(child.pid), sandbox);
+    if (child.pid !== undefined) await Promise.resolve(req.onStarted?.(String(child.pid))).catch(() => undefined);
 
     const endpoint: SandboxEndpoint = { kind: 'unix', socketPath, capability };
     const died = new AbortController();

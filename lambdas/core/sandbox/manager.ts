@@ -27,6 +27,7 @@ import {
   type WorkspaceSnapshotOptions,
   type WorkspaceSnapshotRef,
 } from './workspaces.js';
+import { WarmPool, type WarmPoolSettings } from './warm-pool.js';
 
 export const DEFAULT_SANDBOX = 'default';
 /** Sandbox names the model may use: 1-64 letters, digits, `-` or `_`. */
@@ -127,6 +128,9 @@ export class SandboxManager {
   private readonly sealer?: CapabilitySealer;
   /** Workspace snapshots (the idle reaper takes them, `ensure` restores them); none without a blob store. */
   readonly workspaces?: WorkspaceSnapshots;
+  /** Sandboxes started ahead per environment (`warm-pool.ts`); none unless configured. */
+  readonly warmPool?: WarmPool;
+  private readonly logger?: { warn(message: string, extra?: Record<string, unknown>): void };
 
   constructor(
     private readonly provider: SandboxProvider,
@@ -137,9 +141,15 @@ export class SandboxManager {
     private readonly files?: SessionFileStore,
     /** Where workspaces are kept between sandboxes. @default - nowhere: a stopped sandbox's files are gone */
     workspaces?: WorkspaceSnapshotOptions,
+    /** Warm pools, and where their background refills report failures. @default - none */
+    extra: { warmPool?: WarmPoolSettings; logger?: { warn(message: string, extra?: Record<string, unknown>): void } } = {},
   ) {
     this.sealer = Buffer.isBuffer(capabilityKey) ? new KeySealer(capabilityKey) : capabilityKey;
+    this.logger = extra.logger;
     this.workspaces = workspaces ? new WorkspaceSnapshots(workspaces, table, this.sealer) : undefined;
+    if (extra.warmPool && Object.values(extra.warmPool.sizes).some((n) => n > 0)) {
+      this.warmPool = new WarmPool({ table, provider, settings: extra.warmPool, ...(this.sealer ? { sealer: this.sealer } : {}), ...(extra.logger ? { logger: extra.logger } : {}) });
+    }
   }
 
   async get(sessionId: string, name: string): Promise<SandboxRecord | undefined> {
@@ -334,9 +344,26 @@ export class SandboxManager {
     const { recipe, issues } = fitRecipe(plan, this.provider.recipeSupport);
     const refused = issues.find((i) => i.outcome === 'refused');
     if (refused) throw new SandboxSetupError(refused.errorType, `${refused.errorType}: ${refused.message}`);
-    const provisioned = await withSpan('sandbox.provision', { kind: 'client', attributes: { 'corral.session.id': sessionId, 'corral.sandbox.name': name, 'corral.sandbox.replaces': existing ? existing.state : undefined } }, () =>
-      this.provider.provision({ sessionId, name, recipe, ...(opts.signal ? { signal: opts.signal } : {}) }),
-    );
+    // A pooled sandbox of exactly this recipe when the environment keeps some (bound to this
+    // session as a handoff binds it), else a fresh one. The pool refills in the background.
+    const pool = this.warmPool?.eligible(recipe) ? this.warmPool : undefined;
+    const claimed = pool
+      ? await withSpan('sandbox.claim', { kind: 'client', attributes: { 'corral.session.id': sessionId, 'corral.sandbox.name': name } }, () => pool.claim({ sessionId, name }, recipe, opts.signal).catch((err: unknown) => {
+          // The pool's table or a pooled sandbox failed: a fresh sandbox, as without a pool.
+          this.logger?.warn('could not claim a pooled sandbox; starting one', { sessionId, sandbox: name, error: (err as Error)?.message ?? String(err) });
+          return undefined;
+        }))
+      : undefined;
+    if (pool) void pool.replenish(recipe);
+    if (opts.signal?.aborted) {
+      if (claimed) await this.provider.release(sessionId, name, claimed.ref).catch(() => undefined);
+      throw opts.signal.reason;
+    }
+    const provisioned =
+      claimed ??
+      (await withSpan('sandbox.provision', { kind: 'client', attributes: { 'corral.session.id': sessionId, 'corral.sandbox.name': name, 'corral.sandbox.replaces': existing ? existing.state : undefined } }, () =>
+        this.provider.provision({ sessionId, name, recipe, ...(opts.signal ? { signal: opts.signal } : {}) }),
+      ));
     // Before the record says it is ready, so no tool call runs in a workspace half restored.
     let workspace: WorkspaceOutcome | undefined;
     try {

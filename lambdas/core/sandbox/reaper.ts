@@ -25,6 +25,7 @@ import { systemPrincipal } from '../storage/principal.js';
 import { WorkspaceTransferError } from './client.js';
 import { putSandboxRecord, type SandboxRecord } from './manager.js';
 import { SandboxUnavailableError, type SandboxProvider } from './types.js';
+import type { WarmPool, WarmPoolReapResult } from './warm-pool.js';
 import { snapshotIdOf, workspaceSnapshotKey, type WorkspaceSnapshotRef, type WorkspaceSnapshots } from './workspaces.js';
 
 export { DEFAULT_SANDBOX_IDLE_MS } from '../config.js';
@@ -55,6 +56,8 @@ export interface ReapOptions {
    * not open hundreds of snapshot transfers at once. @default DEFAULT_REAP_CONCURRENCY
    */
   concurrency?: number;
+  /** Warm pools whose sandboxes never claimed are stopped too (`WarmPool.reapExpired`). @default - none */
+  warmPool?: WarmPool;
 }
 
 /** Sandboxes a reaper run handles at once unless told otherwise. */
@@ -82,6 +85,8 @@ export interface ReapResult {
   failed: Array<{ sessionId: string; name: string; error: string }>;
   /** Workspaces kept (`key`), or not (`error`), of the sandboxes reaped in this run. */
   snapshots: Array<{ sessionId: string; name: string; key?: string; bytes?: number; error?: string }>;
+  /** Pooled sandboxes stopped in this run (only with `warmPool`). */
+  pooled?: WarmPoolReapResult['stopped'];
 }
 
 /** `CORRAL_SANDBOX_IDLE_MS` (milliseconds), or 15 minutes: `readSandboxIdleMs` of the configuration contract. */
@@ -130,6 +135,12 @@ export async function reapIdleSandboxes(opts: ReapOptions): Promise<ReapResult> 
   const shards = Array.from({ length: ACTIVE_SANDBOX_SHARDS }, (_, i) => i);
   const reader = limiter(Math.min(concurrency, 8));
   await Promise.all(shards.map((shard) => reader(() => scan(shard))));
+  if (opts.warmPool) {
+    result.pooled = (await opts.warmPool.reapExpired(now).catch((err: unknown) => {
+      opts.logger?.warn('warm pool reaping failed; the next run tries again', { error: (err as Error)?.message ?? String(err) });
+      return { stopped: [] };
+    })).stopped;
+  }
   return result;
 }
 

@@ -38,6 +38,12 @@ export interface ProvisionRequest {
    * reason. Nothing half-started is left running.
    */
   signal?: AbortSignal;
+  /**
+   * Called with the sandbox's `ref` as soon as it exists, before it is healthy (a warm pool
+   * records it, so a refill that dies half-way leaves nothing running that no one can stop).
+   * @default - nobody is told
+   */
+  onStarted?(ref: string): void | Promise<void>;
 }
 
 /** A provisioned sandbox as a provider describes it; persisted so a stateless harness can find it. */

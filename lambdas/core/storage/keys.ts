@@ -27,6 +27,9 @@
  * | preview chunk**     | `session#<id>`             | `preview#<request id>#<6-digit seq>` |           |        |
  * | API key             | `apikey#<sha256 hex>`      | `key`              |                             |        |
  * | sandbox task state**| `ecstask#<task id>`        | `state`            |                             |        |
+ * | warm pool slot      | `warmpool#<environment id>`| `slot#<3-digit n>` |                             |        |
+ * | warm pool recipe    | `warmpool#<environment id>`| `recipe`           |                             |        |
+ * | warm pool registry  | `warmpools`                | `<environment id>` |                             |        |
  * | rate-limit counter  | `rate#<tenant>#<class>`, shard k > 0: `rate#<tenant>#<class>#<k>` | `<window ms>` |   |        |
  * | auth-failure counter| `authfail#addr#<address>`, `authfail#all` | `<window ms>` |              |        |
  *
@@ -53,6 +56,7 @@ const RATE = 'rate#';
 const PREVIEW_WATCH = 'watch#';
 const FILE_EXPIRY_PARTITION = 'files#expiring';
 const TASK_STATE = 'ecstask#';
+const WARM_POOL = 'warmpool#';
 
 /** Sort key of every resource's head item. */
 export const HEAD_SK = 'head';
@@ -116,6 +120,13 @@ export const keys = {
   previewChunks: (request: string) => `${PREVIEW_PREFIX}${request}#`,
   /** The last state ECS reported of a sandbox task (`id`: the last part of its ARN). */
   taskState: (taskId: string) => ({ pk: `${TASK_STATE}${taskId}`, sk: 'state' }),
+  /** An environment's warm pool: its slots (`sandbox/warm-pool.ts`) and the recipe it fills them with. */
+  warmPool: (environmentId: string) => `${WARM_POOL}${environmentId}`,
+  warmPoolSlot: (environmentId: string, slot: number) => ({ pk: `${WARM_POOL}${environmentId}`, sk: `${WARM_POOL_SLOT_PREFIX}${String(slot).padStart(3, '0')}` }),
+  warmPoolRecipe: (environmentId: string) => ({ pk: `${WARM_POOL}${environmentId}`, sk: 'recipe' }),
+  /** The environments that have (had) a warm pool, which the reaper visits. */
+  warmPoolRegistryPartition: 'warmpools',
+  warmPoolRegistry: (environmentId: string) => ({ pk: 'warmpools', sk: environmentId }),
   /** Index partition `shard` of the ready sandboxes, which the idle reaper reads. */
   activeSandboxes: (shard: number) => `sandboxes#active#${shard}`,
   /** Index sort key of a ready sandbox: ordered by last use. */
@@ -145,6 +156,7 @@ export const keys = {
 export const AGENT_VERSION_PREFIX = 'v#';
 export const CREDENTIAL_PREFIX = 'cred#';
 export const SANDBOX_PREFIX = 'sandbox#';
+export const WARM_POOL_SLOT_PREFIX = 'slot#';
 export const PREVIEW_PREFIX = 'preview#';
 export const SESSION_FILE_PREFIX = FILE;
 /** Partition-key prefix of every session's items (start-up recovery scans it). */
