@@ -9,8 +9,9 @@
  * `--context` takes CDK context keys (infra/lib/context.ts; the template is synthesized with them,
  * e.g. apiThrottleRate=N, rateLimits=write=N, rateLimitShards=N, streamTier=fargate,
  * streamTierMaxTasks=N, harnessMemoryMiB=N, harnessReservedConcurrency=N, fargateSpot=true,
- * sandboxClusters=N, sandboxCidrBlocks=N, vpcInterfaceEndpoints=true) and the
- * model's settings the template cannot show: what issue 20 proposes and is not built (warmPool=N), the former designs Corral
+ * sandboxClusters=N, sandboxCidrBlocks=N, vpcInterfaceEndpoints=true, warmPool=N for N tasks started
+ * ahead in all) and the
+ * model's settings the template cannot show: the former designs Corral
  * replaced, for comparison (interrupts=poll, sessionIndex=per-status|per-turn), subnetIps=N for an existing
  * VPC, and constant.<id>=N for a workload constant (scripts/capacity/sources.ts). `--quota` sets applied
  * quota values (ids in sources.ts), e.g. after increases. Offline: nothing touches AWS.
@@ -52,13 +53,18 @@ export function parseContext(spec: string | undefined): { cdk: Record<string, st
     };
     // The stream tier is built: the synthesis deploys it, and the model prices what it deploys.
     if (key === 'streamTier') settings.streamTier = cdk[key] = oneOf('lambda', 'fargate');
+    // A warm pool is built (CDK context `warmPool`, env=N pairs); here N tasks in all, synthesized
+    // as pools of at most 10 (the per-environment maximum) of placeholder environments.
+    else if (key === 'warmPool' && /^[0-9]+$/.test(value)) {
+      const n = int();
+      cdk[key] = Array.from({ length: Math.ceil(n / 10) }, (_, i) => `env_capacity${i}=${Math.min(10, n - 10 * i)}`).join(',');
+    }
     else if (key in CONTEXT_KEYS) cdk[key] = value;
     else if (key === 'interrupts') settings.interrupts = oneOf('poll', 'signal');
     else if (key === 'sessionIndex') settings.sessionIndex = oneOf('per-turn', 'per-status', 'per-session');
     else if (key === 'taskState') settings.taskState = oneOf('poll', 'events');
     else if (key === 'stageRateLimit') throw new Error('--context stageRateLimit: the stage throttle is a deploy setting now; use apiThrottleRate (CDK context)');
     else if (key === 'fargateSpot') settings.fargateSpot = oneOf('true', 'false') === 'true';
-    else if (key === 'warmPool') settings.warmPool = int();
     else if (key === 'subnetIps') settings.subnetIps = int();
     else if (key.startsWith('constant.') && key.slice(9) in CONSTANTS) {
       const n = Number(value);

@@ -66,8 +66,6 @@ export interface Settings {
    * @default - what the template deploys
    */
   readonly taskState?: 'poll' | 'events';
-  /** Sandbox tasks kept started ahead, in all (proposed warm pool). */
-  readonly warmPool: number;
   /** Applied quota values where the account's differ from AWS's defaults (e.g. after increases). */
   readonly quotas: Partial<Record<QuotaId, number>>;
   /**
@@ -85,7 +83,6 @@ export const DEFAULT_SETTINGS: Settings = {
   interrupts: 'signal',
   sessionIndex: 'per-session',
   fargateSpot: false,
-  warmPool: 0,
   quotas: {},
   constants: {},
 };
@@ -114,7 +111,6 @@ export function proposedSettings(s: Settings, shape: DeployedShape): string[] {
   const out: string[] = [];
   if (s.taskState === 'events' && !shape.taskStateEvents) out.push('taskState=events');
   if (s.fargateSpot && !shape.sandboxSpot) out.push('fargateSpot');
-  if (s.warmPool > 0) out.push(`warmPool=${s.warmPool}`);
   return out;
 }
 
@@ -337,6 +333,8 @@ export function capacity(input: ModelInput): CapacityReport {
   const vcpuQuota: QuotaId = spot ? 'fargateSpotVcpu' : 'fargateOnDemandVcpu';
   const subnetIps = s.subnetIps ?? shape.subnets.reduce((sum, x) => sum + x.usableIps, 0);
   const clusters = shape.sandboxClusters;
+  // Tasks a warm pool keeps started ahead, whatever the sessions (the template's CORRAL_WARM_POOL).
+  const pool = shape.warmPoolTasks ?? 0;
 
   const derived: Record<string, number> = {
     stepsPerTurn,
@@ -477,20 +475,19 @@ export function capacity(input: ModelInput): CapacityReport {
   });
   quotaRow(vcpuQuota, {
     id: 'fargateVcpu',
-    base: s.warmPool * shape.sandboxTask.vcpu,
+    base: pool * shape.sandboxTask.vcpu,
     perSession: mix(sandboxesPerActive * shape.sandboxTask.vcpu) + (tier ? streamTasksPerSession * tier.vcpu : 0),
-    status: proposedIf(spotProposed || s.warmPool > 0),
+    status: proposedIf(spotProposed),
   });
-  quotaRow('eniPerRegion', { base: s.warmPool, perSession: mix(sandboxesPerActive) + streamTasksPerSession, status: proposedIf(s.warmPool > 0) });
+  quotaRow('eniPerRegion', { base: pool, perSession: mix(sandboxesPerActive) + streamTasksPerSession });
   if (subnetIps > 0) {
     templateRow({
       id: 'subnetIps',
       name: `sandbox subnet addresses (${shape.subnets.map((x) => x.cidr).join(', ') || 'an existing VPC\'s: subnetIps'})`,
       quota: subnetIps,
       unit: 'IPs',
-      base: s.warmPool,
+      base: pool,
       perSession: mix(sandboxesPerActive) + streamTasksPerSession,
-      status: proposedIf(s.warmPool > 0),
       note: 'one per sandbox task (awsvpc); usable = 2^(32-prefix) - 5; the subnets of CORRAL_SANDBOX_SUBNETS (CDK context sandboxCidrBlocks adds two /17s a block)',
     });
   }
@@ -688,7 +685,8 @@ export function capacity(input: ModelInput): CapacityReport {
       status: 'deployed',
     });
   }
-  if (s.warmPool > 0) fixed.push({ item: `warm pool of ${s.warmPool} sandboxes (proposed, not built)`, perMonth: s.warmPool * sandboxHour * HOURS_PER_MONTH, prices: [vcpuPrice, gbPrice], status: 'proposed' });
+  const pooled = shape.warmPoolTasks ?? 0;
+  if (pooled > 0) fixed.push({ item: `warm pool of ${pooled} sandbox task${pooled === 1 ? '' : 's'} (CDK context warmPool)`, perMonth: pooled * sandboxHour * HOURS_PER_MONTH, prices: [vcpuPrice, gbPrice], status: 'deployed' });
   // The interface endpoints pay for themselves where what they carry, at the NAT's price less
   // theirs, reaches their hourly price: the sessions at which it does.
   if (shape.interfaceEndpointEnis > 0) {
@@ -764,7 +762,6 @@ function validate(w: Workload, s: Settings): void {
   need(w.idleFraction >= 0 && w.idleFraction <= 1, `idle fraction: 0-1, not ${w.idleFraction}`);
   need(Number.isInteger(w.tenants) && w.tenants >= 1, `tenants: 1 or more, not ${w.tenants}`);
   for (const k of ['modelCallsPerTurn', 'modelCallSeconds', 'toolCallsPerTurn', 'toolCallSeconds'] as const) need(Number.isFinite(w[k]) && w[k] >= 0, `${k}: 0 or more`);
-  need(Number.isInteger(s.warmPool) && s.warmPool >= 0, 'warmPool: 0 or more');
   for (const [k, v] of Object.entries(s.quotas)) need(typeof v === 'number' && v > 0 && k in QUOTAS, `quota ${k}: unknown or not positive`);
   for (const [k, v] of Object.entries(s.constants)) need(typeof v === 'number' && v >= 0 && k in CONSTANTS, `constant ${k}: unknown or negative`);
 }

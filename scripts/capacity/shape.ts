@@ -76,6 +76,11 @@ export interface DeployedShape {
   readonly taskStateEvents: boolean;
   /** Whether sandbox tasks run on Fargate Spot (`CORRAL_SANDBOX_SPOT` of the harness; CDK context `fargateSpot`). */
   readonly sandboxSpot?: boolean;
+  /**
+   * Sandbox tasks kept started ahead, in all: the sum of the harness's `CORRAL_WARM_POOL` sizes
+   * (CDK context `warmPool`, e.g. `env_a=2,env_b=1`; lambdas/core/sandbox/warm-pool.ts).
+   */
+  readonly warmPoolTasks?: number;
   /** Minutes before the reaper stops an unused sandbox. */
   readonly sandboxIdleMinutes?: number;
   readonly tables: Array<{ logicalId: string; billingMode: string; gsis: string[]; streams: boolean }>;
@@ -241,6 +246,7 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     },
     sandboxIdleMinutes: idleMs === undefined ? undefined : idleMs / 60_000,
     sandboxSpot: (props(template.Resources[harnessId]).Environment?.Variables ?? {})[CORRAL_ENV.sandboxSpot] === 'true',
+    warmPoolTasks: warmPoolTasks((props(template.Resources[harnessId]).Environment?.Variables ?? {})[CORRAL_ENV.warmPool]),
     taskStateEvents: ofType('AWS::Events::Rule').some(([, r]) => {
       const pattern = props(r).EventPattern as { source?: string[]; 'detail-type'?: string[] } | undefined;
       return !!pattern?.source?.includes('aws.ecs') && !!pattern['detail-type']?.includes('ECS Task State Change') && Array.isArray(props(r).Targets) && props(r).Targets.length > 0;
@@ -255,4 +261,13 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     alarms: ofType('AWS::CloudWatch::Alarm').length,
     dashboards: ofType('AWS::CloudWatch::Dashboard').length,
   };
+}
+
+/** The tasks a `CORRAL_WARM_POOL` value keeps started ahead (`env_a=2,env_b=1` is 3). */
+export function warmPoolTasks(value: unknown): number {
+  if (typeof value !== 'string') return 0;
+  return value
+    .split(',')
+    .map((part) => Number(/=([0-9]+)$/.exec(part.trim())?.[1] ?? 0))
+    .reduce((a, b) => a + b, 0);
 }

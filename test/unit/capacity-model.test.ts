@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { capacity, firstToBreak, limitRow, type Workload } from '../../scripts/capacity/model.js';
 import type { Measured } from '../../scripts/capacity/measured.js';
 import { FALLBACK, measuredFrom } from '../../scripts/capacity/measured.js';
-import { usableIps, type DeployedShape } from '../../scripts/capacity/shape.js';
+import { usableIps, warmPoolTasks, type DeployedShape } from '../../scripts/capacity/shape.js';
 import { parseContext, parseQuotas } from '../../scripts/capacity.js';
 import { CONSTANTS, PRICES } from '../../scripts/capacity/sources.js';
 import { DEFAULT_RATE_LIMITS } from '../../lambdas/core/resources/rate-limits.js';
@@ -199,13 +199,19 @@ describe('capacity model: utilisation', () => {
   });
 
   it('sandboxes: one task, one IP and one vCPU per active session, plus the warm pool as a base', () => {
-    const r = capacity({ shape, measured, workload, settings: { warmPool: 91, quotas: { fargateOnDemandVcpu: 5000 } } });
+    const r = capacity({ shape: { ...shape, warmPoolTasks: 91 }, measured, workload, settings: { quotas: { fargateOnDemandVcpu: 5000 } } });
     const ips = row(r, 'subnetIps');
     expect(ips.quota).toBe(4091);
     expect(ips.breaksAt).toBe(4000);
     expect(row(r, 'fargateVcpu').used).toBe(691);
     expect(row(r, 'fargateVcpu').quota).toBe(5000);
     expect(row(r, 'fargateVcpu').defaultQuota).toBe(6);
+    expect(r.cost.fixed.some((f) => f.item.startsWith('warm pool of 91') && f.status === 'deployed')).toBe(true);
+  });
+
+  it('reads the warm pool from the harness\'s CORRAL_WARM_POOL', () => {
+    expect(warmPoolTasks('env_a=2,env_b=1')).toBe(3);
+    expect(warmPoolTasks(undefined)).toBe(0);
   });
 });
 
