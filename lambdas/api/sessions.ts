@@ -47,10 +47,14 @@ export function sessionRoutes(s: CorralServices, notifier?: LogNotifier, streamO
   app.post('/:id/fork', async (c) => {
     const body = await parseBody(c, SessionFork);
     const source = pathId(c, 'id');
-    const fork = await s.sessions.fork(c.get('tenant'), source, { upTo: body.up_to_position, title: body.title });
     // Its sandboxes start from copies of the source's workspaces (a failed copy is logged and
-    // told to the model at the fork's first tool call: it never fails the fork).
-    await s.sandboxes.seedFork(c.get('tenant'), source, fork.id);
+    // told to the model at the fork's first tool call: it never fails the fork), seeded before
+    // the fork is first woken.
+    const fork = await s.sessions.fork(c.get('tenant'), source, {
+      upTo: body.up_to_position,
+      title: body.title,
+      seed: (forkId) => s.sandboxes.seedFork(c.get('tenant'), source, forkId),
+    });
     return c.json(fork);
   });
   app.post('/:id/archive', async (c) => c.json(await s.sessions.archive(c.get('tenant'), pathId(c, 'id'))));

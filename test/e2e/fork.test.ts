@@ -37,7 +37,12 @@ describe('fork (Corral extension)', () => {
     const use = forked.find((e) => e.type === 'agent.tool_use')!;
     const result = forked.find((e) => e.type === 'agent.tool_result')!;
     expect(result.tool_use_id).toBe(use.id);
-    expect(result).toMatchObject({ is_error: false, content: [{ type: 'text', text: 'forked\n' }] });
+    expect(result).toMatchObject({ is_error: false });
+    // The fork's sandbox was seeded from a copy of the original's workspace before the fork was
+    // first woken, so its first call runs there and the model is told so.
+    const text = (result.content as Array<{ text: string }>)[0].text;
+    expect(text).toContain(`this session was forked from session ${original.id}; this call runs in a new sandbox whose workspace was restored from a copy of that session's workspace`);
+    expect(text.endsWith('\nforked\n')).toBe(true);
     for (const end of forked.filter((e) => e.type === 'span.model_request_end')) {
       expect(forked.some((e) => e.id === end.model_request_start_id)).toBe(true);
     }

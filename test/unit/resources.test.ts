@@ -307,6 +307,22 @@ describe('sessions', () => {
     expect(await rejects(sessions.fork(A, s.id, { upTo: 6 }))).toMatchObject({ status: 400, message: 'up_to_position: must be an event position from 0 to 5' });
   });
 
+  it('seed a fork before its first wake, so its first sandbox starts from the copied workspace', async () => {
+    const { create } = await setup();
+    const s = await create();
+    await log.emitEvent(s.id, makeEvent({ type: 'user.message', content: [] }));
+    await log.emitEvent(s.id, makeEvent({ type: 'session.status_running' }));
+    const seen: Array<{ forkId: string; wokenBefore: boolean; head: boolean }> = [];
+    const fork = await sessions.fork(A, s.id, {
+      seed: async (forkId) => {
+        seen.push({ forkId, wokenBefore: wakes.includes(forkId), head: !!(await sessions.get(tenantPrincipal(A), forkId).catch(() => null)) });
+      },
+    });
+    // the seed ran once, on an existing fork that no wake had reached yet; the wake came after it
+    expect(seen).toEqual([{ forkId: fork.id, wokenBefore: false, head: true }]);
+    expect(wakes).toContain(fork.id);
+  });
+
   it('keep repository tokens only in the proxy, per session, and remove them with the session', async () => {
     const { create } = await setup();
     const s = await create({ resources: [{ type: 'github_repository', url: 'https://github.com/octo/repo.git', authorization_token: 'ghp_secret_token' }] });

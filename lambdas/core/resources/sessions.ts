@@ -625,8 +625,17 @@ export class SessionService {
    * (inclusive; default: all of it), with fresh event ids and references rewritten to them. The
    * two share nothing mutable: not the log, not a sandbox. The new session continues from where
    * the copy ends.
+   *
+   * `seed` runs once the fork exists and before it is woken (the API seeds the fork's sandboxes
+   * from the source's workspaces there): a wake before it could start a sandbox from its recipe
+   * instead of from the copy. It must not throw (`SandboxManager.seedFork` never does).
    */
-  async fork(tenant: string, id: string, opts: { upTo?: number; title?: string | null } = {}, now = new Date()): Promise<Session> {
+  async fork(
+    tenant: string,
+    id: string,
+    opts: { upTo?: number; title?: string | null; seed?: (forkId: string) => Promise<unknown> } = {},
+    now = new Date(),
+  ): Promise<Session> {
     const source = await this.get(tenantPrincipal(tenant), id);
     const last = await this.log.lastPosition(id);
     const upTo = opts.upTo ?? last;
@@ -677,6 +686,7 @@ export class SessionService {
       for (const e of missingBatchEvents(copied)) await this.log.emitEvent(newId_, remap(e), { position: ++position });
       await heads.put(this.table, tenant, session, { rev: 0, ...(gitCredentials.length ? { git_credentials: gitCredentials } : {}) }, { ifNotExists: true });
       headWritten = true;
+      if (opts.seed) await opts.seed(newId_);
       await this.queue.wake(newId_);
     } catch (err) {
       if (headWritten) await heads.delete(this.table, newId_).catch(() => undefined);
