@@ -6,7 +6,7 @@
  * the rehearsal gives its resources.
  */
 import type { SecurityGroup } from './network.js';
-import type { RehearsedTaskDefinition } from './ecs.js';
+import type { RehearsedService, RehearsedTaskDefinition } from './ecs.js';
 
 export interface ModelFunction {
   logicalId: string;
@@ -75,15 +75,8 @@ export interface ModelMethod {
 }
 
 /** An ECS service: the tasks the service scheduler keeps running, and the target groups it registers them in. */
-export interface ModelService {
+export interface ModelService extends RehearsedService {
   logicalId: string;
-  name: string;
-  clusterArn: string;
-  taskDefinitionArn: string;
-  desiredCount: number;
-  subnets: string[];
-  securityGroups: string[];
-  loadBalancers: Array<{ targetGroupArn: string; containerName: string; containerPort: number }>;
 }
 
 /** A network load balancer: its DNS name, listeners and the target groups they forward to. */

@@ -5,7 +5,7 @@
  * resources that cost by the month. Pure: a template in, a {@link DeployedShape} out.
  */
 import type { CfnResource, CfnTemplate } from '../../infra/rehearsal/template.js';
-import { CORRAL_ENV } from '../../lambdas/core/config.js';
+import { CORRAL_ENV, readWarmPool } from '../../lambdas/core/config.js';
 import { STREAM_TIER_ENV } from '../../lambdas/stream-tier/env.js';
 import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits, type RateLimits } from '../../lambdas/core/resources/rate-limits.js';
 
@@ -263,11 +263,9 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
   };
 }
 
-/** The tasks a `CORRAL_WARM_POOL` value keeps started ahead (`env_a=2,env_b=1` is 3). */
+/** The tasks a `CORRAL_WARM_POOL` value keeps started ahead (`env_a=2,env_b=1` is 3), read as the harness reads it. */
 export function warmPoolTasks(value: unknown): number {
   if (typeof value !== 'string') return 0;
-  return value
-    .split(',')
-    .map((part) => Number(/=([0-9]+)$/.exec(part.trim())?.[1] ?? 0))
-    .reduce((a, b) => a + b, 0);
+  const pool = readWarmPool({ [CORRAL_ENV.warmPool]: value });
+  return pool ? Object.values(pool.sizes).reduce((a, b) => a + b, 0) : 0;
 }

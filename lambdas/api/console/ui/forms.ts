@@ -72,35 +72,29 @@ export function actionForm(id: string, title: string, children: Child[], submitL
   const button = h('button', { type: 'submit', id: id + '-submit', text: submitLabel });
   const error = h('p', { class: 'error', id: id + '-error' });
   const form = h('form', { class: 'card form', id: id }, h('h3', { text: title }), ...children, h('div', { class: 'row' }, button), error);
-  form.addEventListener('submit', async (ev) => {
+  form.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    if (button.disabled) return;
-    button.disabled = true;
-    error.textContent = '';
-    try {
-      await action();
-    } catch (e) {
-      handleError(e, error);
-    } finally {
-      button.disabled = false;
-    }
+    if (!button.disabled) void runDisabled(button, error, action);
   });
   return form;
+}
+
+/** Run `action` with `button` disabled and `error` cleared; its error is shown in `error`. */
+async function runDisabled(button: HTMLButtonElement, error: HTMLElement, action: () => Promise<void>): Promise<void> {
+  button.disabled = true;
+  error.textContent = '';
+  try {
+    await action();
+  } catch (e) {
+    handleError(e, error);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 /** An action button (archive, …): disabled while it runs, errors to `error`. */
 export function actionButton(label: string, cls: string, error: HTMLElement, action: () => Promise<void>): HTMLButtonElement {
   const b = h('button', { type: 'button', class: cls, text: label });
-  b.addEventListener('click', async () => {
-    b.disabled = true;
-    error.textContent = '';
-    try {
-      await action();
-    } catch (e) {
-      handleError(e, error);
-    } finally {
-      b.disabled = false;
-    }
-  });
+  b.addEventListener('click', () => void runDisabled(b, error, action));
   return b;
 }
