@@ -31,6 +31,33 @@ export interface WireRecipe {
   v: 1;
   packages: Partial<Record<PackageManager, string[]>>;
   resources: WireResource[];
+  /**
+   * The prefix managers' packages (`PREFIX_MANAGERS`) come from the environment's package cache:
+   * the sandbox manager restores them into the packages directory once the agent is ready, so
+   * the agent does not install them (the others, apt, are installed as usual).
+   */
+  packages_cached?: true;
+}
+
+/**
+ * The package managers whose packages go into the sandbox's packages directory (a prefix of its
+ * own, never the system's), as the tools' user: what can be packed and restored from the cache.
+ */
+export const PREFIX_MANAGERS = ['pip', 'npm'] as const;
+
+/** Where the packages directory is in the sandbox image (Fargate); a local sandbox is given its own. */
+export const IMAGE_PACKAGES_DIR = '/opt/corral/packages';
+
+/**
+ * The variables that make the packages directory's packages found by the model's commands: their
+ * executables on PATH, pip's in PYTHONPATH, npm's in NODE_PATH. `basePath` is the PATH they extend.
+ */
+export function packagesEnvironment(dir: string, basePath: string): Record<string, string> {
+  return {
+    PATH: `${dir}/npm/bin:${dir}/python/bin:${basePath}`,
+    PYTHONPATH: `${dir}/python`,
+    NODE_PATH: `${dir}/npm/lib/node_modules`,
+  };
 }
 
 export type RecipeErrorType = 'repository_clone_error' | 'repository_checkout_error' | 'package_install_error' | 'invalid_recipe';
@@ -90,6 +117,7 @@ export function toWireRecipe(recipe: { config: unknown; resources: unknown[] }):
 export function wireRecipeOf(recipe: {
   packages: Partial<Record<PackageManager, string[]>>;
   repositories: ReadonlyArray<{ url: string; mountPath: string; checkout: { type: 'branch'; name: string } | { type: 'commit'; sha: string } | null }>;
+  packagesCached?: boolean;
 }): WireRecipe {
   const packages: WireRecipe['packages'] = {};
   for (const pm of PACKAGE_MANAGERS) if (recipe.packages[pm]?.length) packages[pm] = [...recipe.packages[pm]!];
@@ -99,7 +127,7 @@ export function wireRecipeOf(recipe: {
     mount_path: r.mountPath,
     ...(r.checkout ? { checkout: r.checkout } : {}),
   }));
-  return { v: 1, packages, resources };
+  return { v: 1, packages, resources, ...(recipe.packagesCached ? { packages_cached: true as const } : {}) };
 }
 
 export function encodeRecipe(recipe: { config: unknown; resources: unknown[] }): string {
@@ -132,8 +160,14 @@ export interface RecipeContext {
    * `local`: a workspace directory on the host; every mount path is placed inside it.
    */
   mode: 'image' | 'local';
-  /** Install the environment's packages (the image) or only say they were not (local). */
+  /** Install the environment's packages, or only say they were not (a sandbox started without `--install-packages`). */
   installPackages: boolean;
+  /**
+   * The packages directory: pip's and npm's packages go there (`--target`, `--prefix`), as the
+   * sandbox's user, never into the system. Without it they are installed system-wide as root
+   * (an image without the directory).
+   */
+  packagesDir?: string;
   /** Runs a command without a shell, as the sandbox's user or as root (package installation). */
   run(argv: string[], opts: { as: 'sandbox' | 'root'; cwd?: string; env?: Record<string, string>; timeoutMs: number }): Promise<RunResult>;
   /** Creates a directory outside the workspace that the sandbox's user may write (image only). */
@@ -253,36 +287,59 @@ async function cloneRepository(r: Extract<WireResource, { type: 'github_reposito
   }
 }
 
-const INSTALLERS: Partial<Record<PackageManager, (pkgs: string[]) => string[][]>> = {
-  apt: (pkgs) => [
-    ['apt-get', 'update', '-q'],
-    ['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...pkgs],
-  ],
-  pip: (pkgs) => [['python3', '-m', 'pip', 'install', '--quiet', '--no-cache-dir', '--break-system-packages', ...pkgs]],
-  npm: (pkgs) => [['npm', 'install', '--global', '--no-audit', '--no-fund', '--loglevel=error', ...pkgs]],
-};
+/** The commands that install a manager's packages: into the packages directory when there is one. */
+function installCommands(pm: PackageManager, pkgs: string[], dir: string | undefined): { as: 'sandbox' | 'root'; argv: string[] }[] | undefined {
+  switch (pm) {
+    case 'apt':
+      return [
+        { as: 'root', argv: ['apt-get', 'update', '-q'] },
+        { as: 'root', argv: ['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...pkgs] },
+      ];
+    case 'pip':
+      return dir
+        ? [{ as: 'sandbox', argv: ['python3', '-m', 'pip', 'install', '--quiet', '--no-cache-dir', '--no-warn-script-location', '--target', `${dir}/python`, ...pkgs] }]
+        : [{ as: 'root', argv: ['python3', '-m', 'pip', 'install', '--quiet', '--no-cache-dir', '--break-system-packages', ...pkgs] }];
+    case 'npm':
+      return [{ as: dir ? 'sandbox' : 'root', argv: ['npm', 'install', '--global', ...(dir ? ['--prefix', `${dir}/npm`] : []), '--no-audit', '--no-fund', '--loglevel=error', ...pkgs] }];
+    default:
+      return undefined;
+  }
+}
 
-async function installPackages(recipe: WireRecipe, ctx: RecipeContext, notes: string[]) {
+/** How the environment's packages got into a sandbox, and how long each manager took. */
+export interface PackagesReport {
+  /** Milliseconds each manager's install took, by manager (those installed here). */
+  installed: Partial<Record<PackageManager, number>>;
+  /** The prefix managers' packages are to be restored from the cache (not installed here). */
+  cached: boolean;
+}
+
+async function installPackages(recipe: WireRecipe, ctx: RecipeContext, notes: string[]): Promise<PackagesReport | undefined> {
   const listed = PACKAGE_MANAGERS.filter((pm) => recipe.packages[pm]?.length);
-  if (!listed.length) return;
+  if (!listed.length) return undefined;
   if (!ctx.installPackages) {
     const what = listed.map((pm) => `${pm}: ${recipe.packages[pm]!.join(', ')}`).join('; ');
-    notes.push(`the environment's packages (${what}) are not installed in a local sandbox; it uses the tools of the host`);
-    return;
+    notes.push(`the environment's packages (${what}) are not installed in this sandbox; it uses the tools it has`);
+    return undefined;
   }
+  const cached = recipe.packages_cached === true && ctx.packagesDir !== undefined;
+  const report: PackagesReport = { installed: {}, cached };
   for (const pm of listed) {
     const pkgs = recipe.packages[pm]!;
     const bad = pkgs.find((p) => !p || p.startsWith('-') || /[\s\0]/.test(p));
     if (bad !== undefined) throw new RecipeError('package_install_error', `${pm} package ${JSON.stringify(bad)} is not a valid package name`);
-    const installer = INSTALLERS[pm];
-    if (!installer) {
+    if (cached && (PREFIX_MANAGERS as readonly string[]).includes(pm)) continue;
+    const commands = installCommands(pm, pkgs, ctx.packagesDir);
+    if (!commands) {
       notes.push(`${pm} packages (${pkgs.join(', ')}) were not installed: the Corral sandbox image has no ${pm}; install its toolchain with apt packages or use a derived image`);
       continue;
     }
-    for (const argv of installer(pkgs)) {
+    const started = Date.now();
+    for (const { as, argv } of commands) {
       const result = await ctx.run(argv, {
-        as: 'root',
-        env: { DEBIAN_FRONTEND: 'noninteractive', HOME: '/root', PIP_DISABLE_PIP_VERSION_CHECK: '1' },
+        as,
+        // npm's download cache in /tmp: the packages directory holds only what is installed.
+        env: { DEBIAN_FRONTEND: 'noninteractive', PIP_DISABLE_PIP_VERSION_CHECK: '1', npm_config_cache: '/tmp/.corral-npm-cache', npm_config_update_notifier: 'false', ...(as === 'root' ? { HOME: '/root' } : {}) },
         timeoutMs: PACKAGE_TIMEOUT_MS,
       });
       if (result.code !== 0) {
@@ -292,16 +349,19 @@ async function installPackages(recipe: WireRecipe, ctx: RecipeContext, notes: st
         );
       }
     }
+    report.installed[pm] = Date.now() - started;
   }
+  return report;
 }
 
 /**
  * Apply a recipe: packages first (a repository's tools may come from them), then repositories,
  * then notes for what is not supported. Throws `RecipeError` on the first failure.
  */
-export async function applyRecipe(recipe: WireRecipe, ctx: RecipeContext): Promise<{ notes: string[] }> {
+export async function applyRecipe(recipe: WireRecipe, ctx: RecipeContext): Promise<{ notes: string[]; packages?: PackagesReport }> {
   const notes: string[] = [];
-  await installPackages(recipe, ctx, notes);
+  if (ctx.installPackages && ctx.packagesDir && ctx.makeWritableDir && !fs.existsSync(ctx.packagesDir) && PREFIX_MANAGERS.some((pm) => recipe.packages[pm]?.length)) await ctx.makeWritableDir(ctx.packagesDir);
+  const packages = await installPackages(recipe, ctx, notes);
   for (const r of recipe.resources) {
     if (r.type === 'github_repository') {
       await cloneRepository(r as Extract<WireResource, { type: 'github_repository' }>, ctx, notes);
@@ -312,5 +372,5 @@ export async function applyRecipe(recipe: WireRecipe, ctx: RecipeContext): Promi
       notes.push(`${r.type} resources are not supported by Corral sandboxes yet; it was skipped`);
     }
   }
-  return { notes };
+  return packages ? { notes, packages } : { notes };
 }

@@ -128,7 +128,12 @@ export function createServices(deps: {
     sandboxFiles,
     // With a blob store, a sandbox stopped for idleness keeps its workspace (sandbox/workspaces.ts).
     deps.blobs ? { blobs: deps.blobs, limits: deps.workspaceLimits } : undefined,
-    deps.warmPool ? { warmPool: deps.warmPool, ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}) } : {},
+    {
+      ...(deps.warmPool ? { warmPool: deps.warmPool } : {}),
+      ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}),
+      // With a blob store, an environment's pip and npm packages are installed once per version (package-cache.ts).
+      ...(deps.blobs ? { packageCache: { blobs: deps.blobs } } : {}),
+    },
   );
   const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue, mcp, notifier: deps.notifier, previews: deps.previews };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);

@@ -9,9 +9,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { RECIPE_ENV, decodeRecipe } from '../recipe.js';
+import { IMAGE_PACKAGES_DIR, PREFIX_MANAGERS, RECIPE_ENV, decodeRecipe, packagesEnvironment } from '../recipe.js';
 import { SANDBOX_LIMITS_ENV, parseSandboxLimits, resolveSandboxLimits } from '../limits.js';
-import { Confinement, parseRunAs, type RunAs } from './confinement.js';
+import { Confinement, SANDBOX_PATH, parseRunAs, type RunAs } from './confinement.js';
 import { startEgressForwarder, type EgressForwarder } from './egress-forwarder.js';
 import { GIT_CHANNEL_ENV, parseGitChannel, startGitForwarder, type GitForwarder } from './git-forwarder.js';
 import { logLine } from './log.js';
@@ -105,6 +105,7 @@ export async function main(argv: string[], program: string): Promise<void> {
       'git-channel-stdin': { type: 'boolean' },
       'local-mounts': { type: 'boolean' },
       'egress-socket': { type: 'string' },
+      'packages-dir': { type: 'string' },
       'session-dir': { type: 'string' },
       limits: { type: 'string' },
       'pack-workspace': { type: 'boolean' },
@@ -170,6 +171,11 @@ export async function main(argv: string[], program: string): Promise<void> {
   const workspace = path.resolve(values.workspace ?? process.cwd());
   fs.mkdirSync(workspace, { recursive: true });
   const stateDir = chooseStateDir(workspace, values['state-dir']);
+  // The packages directory (pip's and npm's packages, installed or restored from the cache): the
+  // provider's (a local sandbox's own), else the image's. Its packages are found by the tools.
+  const installing = values['install-packages'] === true;
+  const packagesDir = installing ? path.resolve(values['packages-dir'] ?? IMAGE_PACKAGES_DIR) : undefined;
+  const packagesEnv = packagesDir && PREFIX_MANAGERS.some((pm) => recipe?.packages[pm]?.length) ? packagesEnvironment(packagesDir, SANDBOX_PATH) : {};
   const agent = new SandboxAgent({
     workspace,
     capability,
@@ -180,7 +186,8 @@ export async function main(argv: string[], program: string): Promise<void> {
     recipeMode: values['local-mounts'] ? 'local' : 'image',
     gitRemote: forwarder?.remoteFor,
     limits,
-    toolEnv: { ...providedToolEnv, ...egress?.env },
+    toolEnv: { ...providedToolEnv, ...egress?.env, ...packagesEnv },
+    ...(packagesDir ? { packagesDir } : {}),
     ...(values['session-dir'] ? { sessionDir: path.resolve(values['session-dir']) } : {}),
   });
   capability = '';

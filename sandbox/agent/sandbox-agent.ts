@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
-import { RecipeError, applyRecipe, type RecipeContext, type RunResult, type WireRecipe } from '../recipe.js';
+import { RecipeError, applyRecipe, type PackagesReport, type RecipeContext, type RunResult, type WireRecipe } from '../recipe.js';
 import type { SandboxLimits } from '../limits.js';
 import { Confinement, SANDBOX_PATH, type Principal, type RunAs } from './confinement.js';
 import { ResultCache } from './idempotency.js';
@@ -50,11 +50,16 @@ export interface AgentOptions {
   toolEnv?: Record<string, string>;
   /** Where `/mnt/session` (uploads and outputs, session-files.ts) really is. @default '/mnt/session' */
   sessionDir?: string;
+  /**
+   * The packages directory (pip's and npm's packages, recipe.ts), which `/packages/snapshot` and
+   * `/packages/restore` pack and fill for the environment's package cache. @default - none
+   */
+  packagesDir?: string;
 }
 
 /** Where the agent is in applying its recipe; tools run only once it is `ready`. */
 export type SetupState =
-  | { state: 'ready'; notes: string[] }
+  | { state: 'ready'; notes: string[]; packages?: PackagesReport }
   | { state: 'starting' }
   | { state: 'failed'; error: { type: string; message: string } };
 
@@ -81,6 +86,7 @@ export class SandboxAgent {
   /** The session's file resources and outputs under `/mnt/session`. */
   readonly sessionFiles: SessionFiles;
   private readonly program: string | undefined;
+  readonly packagesDir: string | undefined;
   /** A snapshot or a restore in progress (one at a time). */
   private archiving = false;
 
@@ -97,6 +103,7 @@ export class SandboxAgent {
     this.shell = new ShellSession(this.processes, this.workspace);
     this.sessionFiles = new SessionFiles(opts.sessionDir ?? SESSION_MOUNT, this.processes.confinement);
     this.program = opts.program;
+    this.packagesDir = opts.packagesDir;
     this.tools = opts.program ? new ToolServer(this.processes, opts.program, this.workspace, opts.limits) : undefined;
   }
 
@@ -127,9 +134,9 @@ export class SandboxAgent {
     this.setup = { state: 'starting' };
     const started = Date.now();
     return applyRecipe(recipe, this.recipeContext(opts.installPackages)).then(
-      ({ notes }) => {
-        this.setup = { state: 'ready', notes };
-        this.log('info', 'recipe applied', { ms: Date.now() - started, notes });
+      ({ notes, packages }) => {
+        this.setup = packages ? { state: 'ready', notes, packages } : { state: 'ready', notes };
+        this.log('info', 'recipe applied', { ms: Date.now() - started, notes, packages });
       },
       (err: unknown) => {
         const error =
@@ -148,6 +155,7 @@ export class SandboxAgent {
       workspace: this.workspace,
       mode: this.recipeMode,
       installPackages,
+      ...(this.packagesDir ? { packagesDir: this.packagesDir } : {}),
       run: (argv, opts) => this.runCommand(argv, opts),
       gitRemote: this.gitRemote,
       makeWritableDir: async (dir) => {
@@ -196,14 +204,14 @@ export class SandboxAgent {
    * packed as the tools' user (in a child process of this program when that is another user). Throws `ArchiveRefused` before `start` is called when the
    * workspace is over `limits`; an error after it means the stream is incomplete.
    */
-  async snapshot(limits: ArchiveLimits, start: () => Writable): Promise<void> {
+  async snapshot(limits: ArchiveLimits, start: () => Writable, dir: string = this.workspace): Promise<void> {
     await this.exclusive(async () => {
       if (!this.program || !this.runAs) {
         // The tools run as the agent's own user: packing here reads what a child would (and
         // spares a Node start-up).
         const out = new PassThrough();
         let started: Writable | undefined;
-        const packed = packWorkspace(this.workspace, out, limits);
+        const packed = packWorkspace(dir, out, limits);
         out.once('readable', () => {
           started = start();
           out.pipe(started);
@@ -213,7 +221,7 @@ export class SandboxAgent {
         if (!started) start().end();
         return;
       }
-      const child = this.archiveChild('pack', limits);
+      const child = this.archiveChild('pack', limits, dir);
       const errText = collect(child.stderr!);
       let target: Writable | undefined;
       const first = new Promise<void>((resolve) => child.stdout!.once('readable', () => resolve()));
@@ -240,11 +248,11 @@ export class SandboxAgent {
   }
 
   /** Replaces the workspace's contents with the gzipped tar `input`, unpacked as the tools' user. */
-  async restore(limits: ArchiveLimits, input: Readable): Promise<ArchiveSummary> {
+  async restore(limits: ArchiveLimits, input: Readable, dir: string = this.workspace): Promise<ArchiveSummary> {
     return this.exclusive(async () => {
       // The tools run as the agent's own user: unpacking here writes what a child would.
-      if (!this.program || !this.runAs) return unpackWorkspace(this.workspace, input, limits);
-      const child = this.archiveChild('unpack', limits);
+      if (!this.program || !this.runAs) return unpackWorkspace(dir, input, limits);
+      const child = this.archiveChild('unpack', limits, dir);
       const outText = collect(child.stdout!);
       const errText = collect(child.stderr!);
       child.stdin!.on('error', () => {});
@@ -275,10 +283,10 @@ export class SandboxAgent {
   }
 
   /** The agent program run again as the tools' user, to pack or unpack the workspace. */
-  private archiveChild(mode: 'pack' | 'unpack', limits: ArchiveLimits): ChildProcess {
+  private archiveChild(mode: 'pack' | 'unpack', limits: ArchiveLimits, dir: string): ChildProcess {
     const child = this.processes.confinement.spawn(
       process.execPath,
-      [...process.execArgv, this.program!, `--${mode}-workspace`, '--workspace', this.workspace, '--max-bytes', String(limits.maxBytes), '--max-entries', String(limits.maxEntries)],
+      [...process.execArgv, this.program!, `--${mode}-workspace`, '--workspace', dir, '--max-bytes', String(limits.maxBytes), '--max-entries', String(limits.maxEntries)],
       { cwd: this.workspace, env: { PATH: SANDBOX_PATH, HOME: this.workspace, LANG: 'C.UTF-8' }, stdio: [mode === 'unpack' ? 'pipe' : 'ignore', 'pipe', 'pipe'], detached: true },
     );
     this.processes.adopt(child);

@@ -166,11 +166,13 @@ async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'method not allowed');
     req.resume();
     const setup = agent.setupState();
-    if (setup.state === 'ready') sendJson(res, 200, setup.notes.length ? { ok: true, notes: setup.notes } : { ok: true });
+    if (setup.state === 'ready') {
+      sendJson(res, 200, { ok: true, ...(setup.notes.length ? { notes: setup.notes } : {}), ...(setup.packages ? { packages: setup.packages } : {}) });
+    }
     else sendJson(res, 503, { ok: false, ...setup });
     return;
   }
-  if (url === '/workspace/snapshot' || url === '/workspace/restore') {
+  if (url === '/workspace/snapshot' || url === '/workspace/restore' || url === '/packages/snapshot' || url === '/packages/restore') {
     await handleWorkspace(agent, url, req, res);
     return;
   }
@@ -236,7 +238,9 @@ export function archiveLimitsOf(rawUrl: string): ArchiveLimits {
  * in place (a restore lands on top of what the recipe made).
  */
 async function handleWorkspace(agent: SandboxAgent, url: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const snapshot = url === '/workspace/snapshot';
+  const snapshot = url.endsWith('/snapshot');
+  // `/packages/*`: the packages directory instead of the workspace (the environment's package cache).
+  const dir = url.startsWith('/packages/') ? agent.packagesDir : agent.workspace;
   if (req.method !== (snapshot ? 'GET' : 'POST')) {
     req.resume();
     throw new HttpError(405, 'method not allowed');
@@ -250,17 +254,25 @@ async function handleWorkspace(agent: SandboxAgent, url: string, req: http.Incom
     req.resume();
     throw new HttpError(503, setup.state === 'starting' ? 'sandbox is still starting' : `sandbox setup failed: ${setup.error.message}`);
   }
+  if (dir === undefined) {
+    req.resume();
+    throw new HttpError(404, 'this sandbox has no packages directory');
+  }
   const limits = archiveLimitsOf(req.url ?? '');
   try {
     if (snapshot) {
       req.resume();
-      await agent.snapshot(limits, () => {
-        res.writeHead(200, { 'content-type': 'application/gzip' });
-        return res;
-      });
+      await agent.snapshot(
+        limits,
+        () => {
+          res.writeHead(200, { 'content-type': 'application/gzip' });
+          return res;
+        },
+        dir,
+      );
       return;
     }
-    const summary = await agent.restore(limits, req);
+    const summary = await agent.restore(limits, req, dir);
     sendJson(res, 200, {
       files: summary.files,
       dirs: summary.dirs,

@@ -60,7 +60,7 @@ import {
   type SandboxOwner,
   type SandboxProvider,
 } from '../../core/sandbox/types.js';
-import { assertDeliverable, redactUrls, type RecipeSupport, type SandboxRecipe } from '../../core/sandbox/recipe.js';
+import { assertDeliverable, redactUrls, type PackageManager, type RecipeSupport, type SandboxRecipe } from '../../core/sandbox/recipe.js';
 import { wireRecipeOf, type WireRecipe } from '../../../sandbox/recipe.js';
 import { formatSandboxLimits, resolveSandboxLimits, type SandboxLimits } from '../../../sandbox/limits.js';
 import type { GitChannel } from '../../core/vault/protocol.js';
@@ -86,16 +86,37 @@ export interface GitChannels {
  * proxy's git channel (the sandbox is offline), when the runtime has a proxy; never packages
  * (a local sandbox uses the host's tools).
  */
-export function localRecipeSupport(opts: { gitChannels: boolean }): RecipeSupport {
+export function localRecipeSupport(opts: { gitChannels: boolean; packageManagers?: readonly PackageManager[] }): RecipeSupport {
   const repositories = opts.gitChannels
     ? ({ supported: true } as const)
     : ({ supported: false, reason: 'repositories are cloned through the credential proxy, and this runtime runs without one' } as const);
+  const managers = opts.packageManagers ?? [];
   return {
     label: 'a local sandbox',
-    packages: { managers: [], otherwise: 'it uses the tools of the host' },
+    packages: {
+      managers,
+      otherwise: managers.length
+        ? `a local sandbox installs only ${managers.join(' and ')} packages, into a directory of its own (apt would need root over the host's system; cargo, gem and go are not installed yet); it uses the tools of the host`
+        : 'it uses the tools of the host',
+    },
     publicRepositories: repositories,
     credentialedRepositories: repositories,
   };
+}
+
+/**
+ * The package managers a local sandbox installs with (through the egress proxy, into its own
+ * packages directory, as the tools' user): pip and npm, each when the host has its tool on the
+ * sandbox's PATH and the sandbox has a way out. apt is never: it installs as root into the
+ * host's system directories, which a sandbox must not write.
+ */
+export function localPackageManagers(egress: boolean): PackageManager[] {
+  if (!egress) return [];
+  const onPath = (tool: string) => SANDBOX_PATH.split(':').some((dir) => exists(path.join(dir, tool)));
+  const managers: PackageManager[] = [];
+  if (onPath('python3')) managers.push('pip');
+  if (onPath('npm')) managers.push('npm');
+  return managers;
 }
 
 /** First uid (and gid) of the range sandbox tools run as when Corral runs as root. */
@@ -177,6 +198,28 @@ export interface ProcessSandboxProviderOptions {
    * @default DEFAULT_SANDBOX_PRIORITY
    */
   readonly priority?: Partial<SandboxPriority>;
+  /**
+   * Where pip and npm fetch packages instead of their public registries (a mirror the
+   * environment's networking allows, or a registry stand-in in tests). @default - the public ones
+   */
+  readonly packageIndexes?: PackageIndexes;
+}
+
+/** Package indexes other than the public ones: pip's index URL (PyPI's simple API) and npm's registry. */
+export interface PackageIndexes {
+  readonly pip?: string;
+  readonly npm?: string;
+}
+
+/** The variables that point pip and npm at `indexes` (an http index is trusted by pip only when named). */
+export function packageIndexEnvironment(indexes: PackageIndexes): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (indexes.pip) {
+    env.PIP_INDEX_URL = indexes.pip;
+    if (indexes.pip.startsWith('http://')) env.PIP_TRUSTED_HOST = new URL(indexes.pip).hostname;
+  }
+  if (indexes.npm) env.npm_config_registry = indexes.npm;
+  return env;
 }
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -307,6 +350,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
   /** The egress proxy (none with `egress: false`); `ownsEgress` when this provider made it. */
   private readonly egress: LocalEgressProxy | undefined;
   private readonly ownsEgress: boolean;
+  private readonly packageIndexes: PackageIndexes;
   /** Running sandboxes by ref (the agent's pid). */
   private readonly sandboxes = new Map<string, Sandbox>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -321,7 +365,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
     this.bwrapPath = opts.bwrapPath ?? 'bwrap';
     this.gitChannels = opts.gitChannels;
     this.environmentCredentials = opts.environmentCredentials;
-    this.recipeSupport = localRecipeSupport({ gitChannels: Boolean(opts.gitChannels) });
+    this.recipeSupport = localRecipeSupport({ gitChannels: Boolean(opts.gitChannels), packageManagers: localPackageManagers(opts.egress !== false) });
+    this.packageIndexes = opts.packageIndexes ?? {};
     this.limits = resolveSandboxLimits(opts.limits);
     this.ownsEgress = opts.egress === undefined;
     this.egress = opts.egress === false ? undefined : (opts.egress ?? new LocalEgressProxy({ logger: this.logger }));
@@ -580,6 +625,15 @@ export class ProcessSandboxProvider implements SandboxProvider {
     await fsp.mkdir(path.join(sessionDir, 'uploads'), { mode: 0o755 });
     await fsp.mkdir(path.join(sessionDir, 'outputs'), { recursive: true, mode: 0o755 });
     if (tools) await fsp.lchown(path.join(sessionDir, 'outputs'), tools.uid, tools.gid);
+    // The packages directory: pip's and npm's packages, installed by the agent or restored from the
+    // environment's package cache by the sandbox manager; empty at every start, the tools' own.
+    const installing = this.recipeSupport.packages.managers.some((pm) => req.recipe.packages[pm]?.length);
+    const packagesDir = installing ? path.join(realBase, 'packages') : undefined;
+    if (packagesDir) {
+      await fsp.rm(packagesDir, { recursive: true, force: true });
+      await fsp.mkdir(packagesDir, { mode: 0o755 });
+      if (tools) await fsp.lchown(packagesDir, tools.uid, tools.gid);
+    }
     const split = await this.gitChannelFor(req);
     const notes: string[] = [];
     const stateDir = path.join(realBase, 'state');
@@ -601,7 +655,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
       placeholders = placeholdersFor(await this.environmentCredentials.list(req.sessionId));
     }
     const egress = await this.egress?.open({ sessionId: req.sessionId, sandbox: req.name }, req.recipe.networking ?? { type: 'unrestricted' }, placeholders.credentials);
-    const toolEnv: Record<string, string> = { ...placeholders.env };
+    const toolEnv: Record<string, string> = { ...placeholders.env, ...(installing ? packageIndexEnvironment(this.packageIndexes) : {}) };
     if (egress?.caBundlePath) {
       const bundle = mode === 'bwrap' ? `${SANDBOX_CA_DIR}/${path.basename(egress.caBundlePath)}` : egress.caBundlePath;
       for (const name of CA_BUNDLE_VARIABLES) toolEnv[name] = bundle;
@@ -616,6 +670,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
       gitSocketDir = path.dirname(split.channel.endpoint.socketPath);
       const socket = mode === 'bwrap' ? `${SANDBOX_GIT_DIR}/${path.basename(split.channel.endpoint.socketPath)}` : split.channel.endpoint.socketPath;
       gitLine = JSON.stringify({ capability: split.channel.capability, socket, repositories: split.channel.repositories });
+    } else if (installing) {
+      env.CORRAL_SANDBOX_RECIPE = JSON.stringify(wireRecipeOf(req.recipe));
     }
     const nodeBinary = fs.realpathSync(process.execPath);
     const loader = tsxLoaderPath();
@@ -629,7 +685,8 @@ export class ProcessSandboxProvider implements SandboxProvider {
       workspace,
       '--state-dir',
       stateDir,
-      ...(gitLine ? ['--git-channel-stdin', '--local-mounts'] : []),
+      ...(gitLine ? ['--git-channel-stdin', '--local-mounts'] : installing ? ['--local-mounts'] : []),
+      ...(packagesDir ? ['--install-packages', '--packages-dir', packagesDir] : []),
       ...(tools ? ['--run-as-uid', String(tools.uid), '--run-as-gid', String(tools.gid)] : []),
       ...(egress ? ['--egress-socket', mode === 'bwrap' ? `${SANDBOX_EGRESS_DIR}/${path.basename(egress.socketPath)}` : egress.socketPath] : []),
       '--limits',
@@ -641,7 +698,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     let args: string[];
     if (mode === 'bwrap') {
       command = this.bwrapPath;
-      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, sessionDir, gitSocketDir, egressSocketDir: egress?.socketDir, caDir: egress?.caBundlePath ? path.dirname(egress.caBundlePath) : undefined, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
+      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, sessionDir, packagesDir, gitSocketDir, egressSocketDir: egress?.socketDir, caDir: egress?.caBundlePath ? path.dirname(egress.caBundlePath) : undefined, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
     } else {
       command = nodeBinary;
       args = agentArgs;
@@ -700,9 +757,9 @@ export class ProcessSandboxProvider implements SandboxProvider {
     const died = new AbortController();
     void exited.then(() => died.abort());
     try {
-      // Cloning through the proxy happens in the agent, before it reports healthy: allow for it.
+      // Cloning and installing through the proxy happen in the agent, before it reports healthy: allow for them.
       const health = await waitHealthy(endpoint, {
-        timeoutMs: gitLine ? Math.max(this.healthTimeoutMs, GIT_TIMEOUT_MS) : this.healthTimeoutMs,
+        timeoutMs: gitLine || installing ? Math.max(this.healthTimeoutMs, GIT_TIMEOUT_MS) : this.healthTimeoutMs,
         intervalMs: 50,
         signal: req.signal ? AbortSignal.any([died.signal, req.signal]) : died.signal,
       });
@@ -784,6 +841,8 @@ function bwrapArgs(p: {
   stateDir: string;
   /** Bound at /mnt/session (file resources in `uploads`, outputs in `outputs`). */
   sessionDir: string;
+  /** The packages directory, bound where it is (the agent and the tools see the host's path). */
+  packagesDir?: string | undefined;
   /** The credential proxy's git socket directory: read-only, so no sandbox can replace the socket. */
   gitSocketDir?: string | null;
   /** The sandbox's egress socket directory: read-only too. */
@@ -823,6 +882,7 @@ function bwrapArgs(p: {
   args.push('--bind', p.runDir, p.runDir);
   args.push('--bind', p.stateDir, p.stateDir);
   args.push('--bind', p.sessionDir, '/mnt/session');
+  if (p.packagesDir) args.push('--bind', p.packagesDir, p.packagesDir);
   if (p.gitSocketDir) args.push('--ro-bind', p.gitSocketDir, SANDBOX_GIT_DIR);
   if (p.egressSocketDir) args.push('--ro-bind', p.egressSocketDir, SANDBOX_EGRESS_DIR);
   if (p.caDir) args.push('--ro-bind', p.caDir, SANDBOX_CA_DIR);

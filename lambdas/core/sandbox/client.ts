@@ -166,11 +166,31 @@ function unavailable(endpoint: SandboxEndpoint, err: unknown): SandboxUnavailabl
 }
 
 /** What `GET /health` said: ready (with the recipe's notes), still starting, or setup failed. */
+/** How a sandbox's recipe put the environment's packages in (the agent's `PackagesReport`). */
+export interface AgentPackagesReport {
+  /** Milliseconds each manager's install took, by manager (those the agent installed). */
+  installed: Record<string, number>;
+  /** pip's and npm's packages were left for the package cache to restore. */
+  cached: boolean;
+}
+
 export type SandboxHealth =
-  | { state: 'ready'; notes: string[] }
+  | { state: 'ready'; notes: string[]; packages?: AgentPackagesReport }
   | { state: 'starting' }
   | { state: 'failed'; error: { type: string; message: string } }
   | { state: 'unreachable' };
+
+/** The agent's packages report, keeping only well-formed entries (the sandbox is not trusted). */
+function packagesReportOf(raw: { installed?: unknown; cached?: unknown } | undefined): AgentPackagesReport | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const installed: Record<string, number> = {};
+  if (typeof raw.installed === 'object' && raw.installed !== null) {
+    for (const [pm, ms] of Object.entries(raw.installed)) {
+      if (/^[a-z]{1,16}$/.test(pm) && typeof ms === 'number' && Number.isFinite(ms) && ms >= 0) installed[pm] = Math.round(ms);
+    }
+  }
+  return { installed, cached: raw.cached === true };
+}
 
 /** The longest a call of this tool may take, including the tool's own timeout. */
 export function callTimeoutMs(tool: string, input: unknown): number {
@@ -203,10 +223,11 @@ export class SandboxClient {
         timeoutMs: opts.timeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
         signal: opts.signal,
       });
-      const body = JSON.parse(res.body) as { ok?: unknown; state?: unknown; notes?: unknown; error?: { type?: unknown; message?: unknown } };
+      const body = JSON.parse(res.body) as { ok?: unknown; state?: unknown; notes?: unknown; packages?: { installed?: unknown; cached?: unknown }; error?: { type?: unknown; message?: unknown } };
       if (res.status === 200 && body.ok === true) {
         const notes = Array.isArray(body.notes) ? body.notes.filter((n): n is string => typeof n === 'string') : [];
-        return { state: 'ready', notes };
+        const packages = packagesReportOf(body.packages);
+        return packages ? { state: 'ready', notes, packages } : { state: 'ready', notes };
       }
       if (body.state === 'starting') return { state: 'starting' };
       if (body.state === 'failed') {
@@ -442,6 +463,9 @@ export class WorkspaceTransferError extends Error {
   }
 }
 
+/** What a snapshot or restore is of: the workspace, or the packages directory (the package cache's). */
+export type ArchiveScope = 'workspace' | 'packages';
+
 function limitsQuery(limits: WorkspaceLimits): string {
   return `max_bytes=${Math.floor(limits.maxBytes)}&max_entries=${Math.floor(limits.maxEntries)}`;
 }
@@ -471,10 +495,14 @@ function errorOf(res: http.IncomingMessage): Promise<string> {
  * agent has started sending it; the stream errors if the agent cuts it (an incomplete snapshot is
  * never mistaken for a whole one). Not on the kept-alive pool: a snapshot holds its connection.
  */
-export function fetchWorkspaceSnapshot(endpoint: SandboxEndpoint, limits: WorkspaceLimits, opts: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<Readable> {
+export function fetchWorkspaceSnapshot(
+  endpoint: SandboxEndpoint,
+  limits: WorkspaceLimits,
+  opts: { signal?: AbortSignal; timeoutMs?: number; scope?: ArchiveScope } = {},
+): Promise<Readable> {
   return new Promise((resolve, reject) => {
     const target: http.RequestOptions = endpoint.kind === 'unix' ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port };
-    const req = http.request({ ...target, method: 'GET', path: `/workspace/snapshot?${limitsQuery(limits)}`, headers: { authorization: `Bearer ${endpoint.capability}` }, agent: false, signal: opts.signal }, (res) => {
+    const req = http.request({ ...target, method: 'GET', path: `/${opts.scope ?? 'workspace'}/snapshot?${limitsQuery(limits)}`, headers: { authorization: `Bearer ${endpoint.capability}` }, agent: false, signal: opts.signal }, (res) => {
       clearTimeout(timer);
       if (res.statusCode === 200) {
         // A connection closed before the last chunk is an error on the stream, not a short end.
@@ -495,11 +523,11 @@ export function fetchWorkspaceSnapshot(endpoint: SandboxEndpoint, limits: Worksp
 }
 
 /** `POST /workspace/restore`: streams `body` (a gzipped tar) into the sandbox's workspace. */
-export function restoreWorkspace(endpoint: SandboxEndpoint, body: Readable, limits: WorkspaceLimits, opts: { signal?: AbortSignal } = {}): Promise<RestoreSummary> {
+export function restoreWorkspace(endpoint: SandboxEndpoint, body: Readable, limits: WorkspaceLimits, opts: { signal?: AbortSignal; scope?: ArchiveScope } = {}): Promise<RestoreSummary> {
   return new Promise((resolve, reject) => {
     const target: http.RequestOptions = endpoint.kind === 'unix' ? { socketPath: endpoint.socketPath } : { host: endpoint.host, port: endpoint.port };
     const req = http.request(
-      { ...target, method: 'POST', path: `/workspace/restore?${limitsQuery(limits)}`, headers: { authorization: `Bearer ${endpoint.capability}`, 'content-type': 'application/gzip' }, agent: false, signal: opts.signal },
+      { ...target, method: 'POST', path: `/${opts.scope ?? 'workspace'}/restore?${limitsQuery(limits)}`, headers: { authorization: `Bearer ${endpoint.capability}`, 'content-type': 'application/gzip' }, agent: false, signal: opts.signal },
       (res) => {
         if (res.statusCode !== 200) {
           body.unpipe(req);

@@ -28,6 +28,8 @@ import {
   type WorkspaceSnapshotRef,
 } from './workspaces.js';
 import { WarmPool, type WarmPoolSettings } from './warm-pool.js';
+import { PackageCache, packageCacheKey, type PackageCacheOptions, type SandboxPackagesReport } from './package-cache.js';
+import type { ProvisionedSandbox } from './types.js';
 
 export const DEFAULT_SANDBOX = 'default';
 /** Sandbox names the model may use: 1-64 letters, digits, `-` or `_`. */
@@ -86,6 +88,8 @@ export interface ExecutionReport extends ToolOutput {
   provisionMs: number;
   /** The sandbox could not be set up from its recipe (a repository failed to clone, say). */
   setupError?: { type: string; message: string };
+  /** How the sandbox started for this call got the environment's packages (none: no new sandbox, or no packages). */
+  packages?: SandboxPackagesReport;
 }
 
 /**
@@ -130,6 +134,8 @@ export class SandboxManager {
   readonly workspaces?: WorkspaceSnapshots;
   /** Sandboxes started ahead per environment (`warm-pool.ts`); none unless configured. */
   readonly warmPool?: WarmPool;
+  /** The environments' package caches (package-cache.ts); none without a blob store. */
+  readonly packageCache?: PackageCache;
   private readonly logger?: { warn(message: string, extra?: Record<string, unknown>): void };
 
   constructor(
@@ -142,8 +148,9 @@ export class SandboxManager {
     /** Where workspaces are kept between sandboxes. @default - nowhere: a stopped sandbox's files are gone */
     workspaces?: WorkspaceSnapshotOptions,
     /** Warm pools, and where their background refills report failures. @default - none */
-    extra: { warmPool?: WarmPoolSettings; logger?: { warn(message: string, extra?: Record<string, unknown>): void } } = {},
+    extra: { warmPool?: WarmPoolSettings; logger?: { warn(message: string, extra?: Record<string, unknown>): void }; packageCache?: PackageCacheOptions } = {},
   ) {
+    this.packageCache = extra.packageCache ? new PackageCache(extra.packageCache) : undefined;
     this.sealer = Buffer.isBuffer(capabilityKey) ? new KeySealer(capabilityKey) : capabilityKey;
     this.logger = extra.logger;
     this.workspaces = workspaces ? new WorkspaceSnapshots(workspaces, table, this.sealer) : undefined;
@@ -221,6 +228,7 @@ export class SandboxManager {
     }
     let record: SandboxRecord;
     let provisionMs = 0;
+    let packages: SandboxPackagesReport | undefined;
     const notes: string[] = [];
     const budgetMs = opts.timeoutMs ?? callTimeoutMs(tool, input);
     // A ready sandbox whose capability this process cannot open belonged to a runtime that
@@ -245,6 +253,7 @@ export class SandboxManager {
         const ensured = await this.ensure(sessionId, name, plan, { signal: cut.signal });
         record = ensured.record;
         provisionMs += ensured.provisionMs;
+        if (ensured.packages) packages = ensured.packages;
         if (ensured.replaced?.state === 'released') notes.push(corralNote(name, replacedNote(ensured.replaced, ensured.workspace)));
         notes.push(...ensured.notes.map((n) => corralNote(name, n)));
         // Mark it busy, so the idle reaper leaves it alone while the call runs.
@@ -296,7 +305,7 @@ export class SandboxManager {
       }
       const { busyUntil: _busy, outputsMarker: _marker, ...rest } = record!;
       await this.put({ ...rest, lastUsedAt: new Date().toISOString(), ...(outputsMarker ? { outputsMarker } : {}) }, { ref: record!.ref, state: 'ready' });
-      return { ...out, output: withNotes(out.output), sandbox: name, provisionMs };
+      return { ...out, output: withNotes(out.output), sandbox: name, provisionMs, ...(packages ? { packages } : {}) };
     } catch (err) {
       // The step's deadline: the call goes on in the sandbox (so it stays busy), and the next
       // call with the same idempotency key picks its result up.
@@ -315,6 +324,7 @@ export class SandboxManager {
         sandbox: name,
         provisionMs,
         isError: true,
+        ...(packages ? { packages } : {}),
         output: withNotes(
           `sandbox "${name}" became unavailable during this call (${withoutAddress(err.message)}). ` +
             'Its state is lost; the next tool call starts a fresh sandbox from the same recipe.',
@@ -336,7 +346,7 @@ export class SandboxManager {
     name: string,
     plan: RecipePlan,
     opts: { signal?: AbortSignal } = {},
-  ): Promise<{ record: SandboxRecord; provisionMs: number; notes: string[]; replaced?: SandboxRecord; workspace?: WorkspaceOutcome }> {
+  ): Promise<{ record: SandboxRecord; provisionMs: number; notes: string[]; replaced?: SandboxRecord; workspace?: WorkspaceOutcome; packages?: SandboxPackagesReport }> {
     const existing = await this.get(sessionId, name);
     if (existing && existing.state === 'ready') return { record: existing, provisionMs: 0, notes: [] };
     const started = Date.now();
@@ -359,11 +369,14 @@ export class SandboxManager {
       if (claimed) await this.provider.release(sessionId, name, claimed.ref).catch(() => undefined);
       throw opts.signal.reason;
     }
-    const provisioned =
-      claimed ??
-      (await withSpan('sandbox.provision', { kind: 'client', attributes: { 'corral.session.id': sessionId, 'corral.sandbox.name': name, 'corral.sandbox.replaces': existing ? existing.state : undefined } }, () =>
-        this.provider.provision({ sessionId, name, recipe, ...(opts.signal ? { signal: opts.signal } : {}) }),
-      ));
+    const provision = (cached: boolean) =>
+      withSpan('sandbox.provision', { kind: 'client', attributes: { 'corral.session.id': sessionId, 'corral.sandbox.name': name, 'corral.sandbox.replaces': existing ? existing.state : undefined, 'corral.sandbox.packages_cached': cached } }, () =>
+        this.provider.provision({ sessionId, name, recipe: cached ? { ...recipe, packagesCached: true } : recipe, ...(opts.signal ? { signal: opts.signal } : {}) }),
+      );
+    let packages: SandboxPackagesReport | undefined;
+    let provisioned: ProvisionedSandbox;
+    if (claimed) provisioned = claimed;
+    else ({ provisioned, packages } = await this.provisionWithPackages(sessionId, name, recipe, provision, opts.signal));
     // Before the record says it is ready, so no tool call runs in a workspace half restored.
     let workspace: WorkspaceOutcome | undefined;
     try {
@@ -387,7 +400,62 @@ export class SandboxManager {
     };
     await this.put(record);
     const notes = [...issues.map((i) => i.message), ...(provisioned.notes ?? [])];
-    return { record, provisionMs: Date.now() - started, notes, replaced: existing, ...(workspace ? { workspace } : {}) };
+    return { record, provisionMs: Date.now() - started, notes, replaced: existing, ...(workspace ? { workspace } : {}), ...(packages ? { packages } : {}) };
+  }
+
+  /**
+   * A fresh sandbox with the environment's packages: restored from the package cache when it holds
+   * this recipe's (the sandbox skipped installing them), else installed by the sandbox and then
+   * stored. An entry that cannot be restored is deleted and the sandbox is started again, installing;
+   * a store that fails is logged (the next sandbox installs again), never the call's failure.
+   */
+  private async provisionWithPackages(
+    sessionId: string,
+    name: string,
+    recipe: ReturnType<typeof fitRecipe>['recipe'],
+    provision: (cached: boolean) => Promise<ProvisionedSandbox>,
+    signal: AbortSignal | undefined,
+  ): Promise<{ provisioned: ProvisionedSandbox; packages?: SandboxPackagesReport }> {
+    const listed = Object.values(recipe.packages).some((l) => l?.length);
+    const key = this.packageCache ? packageCacheKey(recipe) : undefined;
+    const cache = key ? this.packageCache : undefined;
+    const hit = cache && key ? await cache.has(key).catch(() => false) : false;
+    const provisioned = await provision(hit);
+    if (!listed) return { provisioned };
+    const installMs = async () => {
+      const health = await new SandboxClient(provisioned.endpoint).status({ ...(signal ? { signal } : {}) });
+      return health.state === 'ready' ? (health.packages?.installed ?? {}) : {};
+    };
+    if (!cache || !key) return { provisioned, packages: { cache: 'off', install_ms: await installMs() } };
+    if (hit) {
+      const started = Date.now();
+      try {
+        await cache.restore(provisioned.endpoint, key, { ...(signal ? { signal } : {}) });
+        return { provisioned, packages: { cache: 'hit', restore_ms: Date.now() - started, install_ms: await installMs() } };
+      } catch (err) {
+        await this.provider.release(sessionId, name, provisioned.ref).catch(() => undefined);
+        if (signal?.aborted) throw signal.reason;
+        this.logger?.warn('the package cache entry could not be restored; installing instead', { sessionId, sandbox: name, environmentId: recipe.environmentId, error: (err as Error)?.message ?? String(err) });
+        await cache.delete(key).catch(() => undefined);
+        const again = await provision(false);
+        return { provisioned: again, packages: await this.storePackages(again, key, signal, sessionId, name) };
+      }
+    }
+    return { provisioned, packages: await this.storePackages(provisioned, key, signal, sessionId, name) };
+  }
+
+  /** After an install: the packages directory into the cache (`stored` says whether it was). */
+  private async storePackages(provisioned: ProvisionedSandbox, key: string, signal: AbortSignal | undefined, sessionId: string, name: string): Promise<SandboxPackagesReport> {
+    const health = await new SandboxClient(provisioned.endpoint).status({ ...(signal ? { signal } : {}) });
+    const install_ms = health.state === 'ready' ? (health.packages?.installed ?? {}) : {};
+    const stored = await this.packageCache!.save(provisioned.endpoint, key, { ...(signal ? { signal } : {}) }).then(
+      () => true,
+      (err: unknown) => {
+        this.logger?.warn('the installed packages were not stored in the package cache', { sessionId, sandbox: name, error: (err as Error)?.message ?? String(err) });
+        return false;
+      },
+    );
+    return { cache: 'miss', install_ms, stored };
   }
 
   /**

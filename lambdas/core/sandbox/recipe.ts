@@ -100,6 +100,8 @@ export type RecipeIssue =
 /** What a session's sandboxes are planned to start with. */
 export interface RecipePlan {
   environmentId: string;
+  /** The environment's version (its `updated_at`): the package cache is per version. Absent in hand-made plans. */
+  environmentVersion?: string;
   /** The session's tenant (whose files the plan's `files` are), when loaded from the session. */
   tenant?: string;
   packages: PackageLists;
@@ -123,7 +125,14 @@ export interface RecipePlan {
 /** The part of a plan a provider is handed: only what it said it can deliver. */
 export interface SandboxRecipe {
   environmentId: string;
+  /** `RecipePlan.environmentVersion`. */
+  environmentVersion?: string;
   packages: PackageLists;
+  /**
+   * Set by the sandbox manager when the environment's package cache holds this recipe's pip and
+   * npm packages: the sandbox does not install them, the manager restores them (package-cache.ts).
+   */
+  packagesCached?: boolean;
   repositories: PlannedRepository[];
   /** The egress policy, as planned (every provider is handed it; see `RecipePlan.networking`). */
   networking?: EgressPolicy;
@@ -150,7 +159,7 @@ export interface RecipeInputs {
   /** The session; its agent's MCP servers are reachable when the environment allows them. */
   session: { environment_id: string; resources: readonly unknown[]; vault_ids?: readonly unknown[]; agent?: { mcp_servers?: ReadonlyArray<{ url?: unknown }> } };
   /** The environment as stored; null when it is gone (its sandboxes then start bare). */
-  environment: { config: unknown } | null;
+  environment: { config: unknown; updated_at?: string } | null;
   /** The repositories the session holds a credential for (refs in the session record, never a secret). */
   credentials: ReadonlyArray<{ url: string }>;
 }
@@ -216,6 +225,7 @@ export function planRecipe(inputs: RecipeInputs): RecipePlan {
   const credentialed = new Set(inputs.credentials.map((c) => normalizeRepositoryUrl(c.url)));
   const plan: RecipePlan = {
     environmentId: inputs.session.environment_id,
+    ...(typeof inputs.environment?.updated_at === 'string' ? { environmentVersion: inputs.environment.updated_at } : {}),
     packages: packagesOf(inputs.environment?.config),
     repositories: [],
     files: [],
@@ -327,7 +337,14 @@ export function fitRecipe(plan: RecipePlan, support: RecipeSupport): { recipe: S
     });
   }
   // Files are not the provider's: the sandbox manager hands them to the running agent (`mountFiles`).
-  const recipe: SandboxRecipe = { environmentId: plan.environmentId, packages, repositories, ...(plan.networking ? { networking: plan.networking } : {}), ...(plan.vaults ? { vaults: true } : {}) };
+  const recipe: SandboxRecipe = {
+    environmentId: plan.environmentId,
+    ...(plan.environmentVersion ? { environmentVersion: plan.environmentVersion } : {}),
+    packages,
+    repositories,
+    ...(plan.networking ? { networking: plan.networking } : {}),
+    ...(plan.vaults ? { vaults: true } : {}),
+  };
   return { recipe, issues: [...packageIssues, ...plan.issues, ...issues] };
 }
 
@@ -343,7 +360,7 @@ export function assertDeliverable(recipe: SandboxRecipe, support: RecipeSupport)
 /** What `loadRecipePlan` reads the plan's inputs from (the session service, the environment service). */
 export interface RecipeSources {
   sessions: { recipeSources(who: SystemPrincipal, sessionId: string): Promise<{ tenant: string; repositoryCredentials: ReadonlyArray<{ url: string }> }> };
-  environments: { get(tenant: string, id: string): Promise<{ config: unknown }> };
+  environments: { get(tenant: string, id: string): Promise<{ config: unknown; updated_at?: string }> };
 }
 
 /** The plan of a session's sandboxes, from its record, its environment and its credential refs. */

@@ -68,7 +68,7 @@ export function snapshotIdOf(name: string, ref: string, lastUsedAt: string): str
 }
 
 /** Counts bytes on the way to the store and cuts the stream past `max`. */
-function bounded(max: number): Transform {
+export function bounded(max: number): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, done) {

@@ -1,5 +1,6 @@
 import type * as Sdk from '@anthropic-ai/sdk/resources/beta/sessions/events';
 import type * as SdkSessions from '@anthropic-ai/sdk/resources/beta/sessions/sessions';
+import type { SandboxPackagesReport } from '../sandbox/package-cache.js';
 
 /**
  * Every event a session's log may hold, as one discriminated union on `type`.
@@ -73,6 +74,12 @@ export type ToolUseEvent = AgentToolUseEvent | AgentCustomToolUseEvent | AgentMc
 export interface AgentToolResultEvent extends Sdk.BetaManagedAgentsAgentToolResultEvent {
   /** Corral extension: the sandbox the tool ran in (absent for tools that need none). */
   sandbox?: string;
+  /**
+   * Corral extension, on the result of the call that started a new sandbox of an environment
+   * with packages: how they got in (restored from the environment's package cache or installed)
+   * and how long that took (lambdas/core/sandbox/package-cache.ts).
+   */
+  sandbox_packages?: SandboxPackagesReport;
   /**
    * Corral extension, for a tool the model provider ran: its result block as the Messages API
    * returned it (`web_search_tool_result`, `web_fetch_tool_result`), which the view sends back

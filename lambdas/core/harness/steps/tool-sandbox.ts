@@ -40,7 +40,11 @@ export async function runSandboxTool(ctx: StepContext, tool: OpenTool, name: San
       isError: report.isError,
     });
     stopWatching();
-    const result: EventBody = { ...toolResultBody(toolUse.id, report.output, report.isError), sandbox: report.sandbox };
+    const result: EventBody = {
+      ...toolResultBody(toolUse.id, report.output, report.isError),
+      sandbox: report.sandbox,
+      ...(report.packages ? { sandbox_packages: report.packages } : {}),
+    };
     // A recipe that failed (a repository that would not clone) is also a session error of its type.
     const setup: EventBody[] = report.setupError
       ? [{ type: 'session.error', error: { type: report.setupError.type, message: report.setupError.message, retry_status: { type: 'terminal' } } }]
