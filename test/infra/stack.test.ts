@@ -447,6 +447,22 @@ describe('CorralStack template', () => {
     expect(workspaceActions(stack.credentialProxy.function)).toEqual([]);
   });
 
+  it('grants the package cache (packages/) to the harness only, which starts sandboxes: read, write, delete', () => {
+    const resources = template.toJSON().Resources;
+    const packageActions = (fn: IConstruct) =>
+      statementsOf(template, resources[logicalId(stack, fn)].Properties.Role['Fn::GetAtt'][0] as string)
+        .filter((st) => st.Effect === 'Allow' && JSON.stringify(st.Resource).includes('/packages/*'))
+        .flatMap((st) => asArray(st.Action))
+        .sort();
+    expect(packageActions(stack.harness.function)).toEqual(['s3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetObject', 's3:PutObject']);
+    expect(packageActions(stack.api.handler)).toEqual([]);
+    expect(packageActions(stack.sandboxReaper.function)).toEqual([]);
+    expect(packageActions(stack.credentialProxy.function)).toEqual([]);
+    // Old versions' entries do not pile up.
+    const rules = Object.values(template.findResources('AWS::S3::Bucket')).flatMap((b) => b.Properties.LifecycleConfiguration?.Rules ?? []);
+    expect(rules).toContainEqual(expect.objectContaining({ Id: 'package-caches', Prefix: 'packages/', ExpirationInDays: 30, Status: 'Enabled' }));
+  });
+
   it('keeps S3 and DynamoDB traffic of a new VPC off the NAT with gateway endpoints', () => {
     const endpoints = Object.values(template.findResources('AWS::EC2::VPCEndpoint')).map((e) => e.Properties);
     expect(endpoints.map((e) => e.VpcEndpointType ?? 'Gateway')).toEqual(['Gateway', 'Gateway']);

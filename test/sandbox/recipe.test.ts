@@ -122,15 +122,15 @@ describe('local sandboxes apply the recipe with real git', () => {
     expect(fs.existsSync(bare.workspaceDir('sesn_remote', 'default'))).toBe(false);
   });
 
-  it('skips files it cannot mount and packages with notes instead of installing anything on the host', async () => {
+  it('skips files it cannot mount and the packages it does not install (apt, cargo) with notes, installing nothing on the host', async () => {
     const manager = new SandboxManager(provider(), new MemoryStateTable());
     const plan = planFor({
       resources: [{ type: 'file', file_id: 'file_abc', mount_path: '/mnt/data.csv' }],
-      config: config({ apt: ['definitely-not-installed-pkg'], pip: ['requests'] }),
+      config: config({ apt: ['definitely-not-installed-pkg'], cargo: ['ripgrep'] }),
     });
     const out = await manager.execute('sesn_notes', 'default', plan, 'bash', { command: 'command -v definitely-not-installed-pkg || echo absent' });
     expect(out.output.split('\n')).toEqual([
-      expect.stringMatching(/^\[corral\] sandbox "default": the environment's packages \(apt: definitely-not-installed-pkg; pip: requests\) are not installed in a local sandbox/),
+      expect.stringMatching(/^\[corral\] sandbox "default": the environment's packages \(apt: definitely-not-installed-pkg; cargo: ripgrep\) are not installed in a local sandbox; a local sandbox installs only pip and npm packages/),
       '[corral] sandbox "default": file resource file_abc was not mounted: mount_path must be an absolute path under /mnt/session/uploads/',
       'absent',
       '',

@@ -11,6 +11,8 @@ export const BLOB_PREFIXES = {
   files: 'files/',
   /** `workspaces/<tenant>/<session_id>/...`: snapshots of stopped sandboxes' workspaces. */
   workspaces: 'workspaces/',
+  /** `packages/<environment_id>/<digest>.tar.gz`: the environments' package caches (pip and npm packages per version). */
+  packages: 'packages/',
 } as const;
 
 export interface BlobBucketProps {
@@ -50,8 +52,8 @@ export interface BlobBucketProps {
  *   recovered by an operator for `deletedFileRetention`; after that the noncurrent version expires
  *   and the bytes are gone. Workspace snapshots, rewritten at every stop, keep old versions one day.
  * - Lifecycle: incomplete multipart uploads (a function killed mid-upload) are aborted after a
- *   day; workspace snapshots expire `workspaceSnapshotRetention` after their last write; delete
- *   markers left alone are removed.
+ *   day; workspace snapshots expire `workspaceSnapshotRetention` after their last write; package
+ *   cache entries 30 days after theirs; delete markers left alone are removed.
  *
  * Grants are by prefix, per function (see the grant methods); none may list keys beyond what S3
  * needs to tell a missing key from a forbidden one.
@@ -90,6 +92,14 @@ export class BlobBucket extends Construct {
           id: 'workspace-snapshots',
           prefix: BLOB_PREFIXES.workspaces,
           expiration: snapshotRetention,
+          noncurrentVersionExpiration: Duration.days(1),
+        },
+        {
+          // Entries of old environment versions are never read again: 30 days after its last
+          // write an entry goes, and the next sandbox of its version installs and stores it anew.
+          id: 'package-caches',
+          prefix: BLOB_PREFIXES.packages,
+          expiration: Duration.days(30),
           noncurrentVersionExpiration: Duration.days(1),
         },
       ],
@@ -133,11 +143,15 @@ export class BlobBucket extends Construct {
   /**
    * The harness: reads files to deliver them into sandboxes and writes the outputs it catalogues
    * (`files/*`, no delete); reads workspace snapshots to restore them into new sandboxes
-   * (`workspaces/*`, read only: the reaper and the API write them).
+   * (`workspaces/*`, read only: the reaper and the API write them); reads, writes and deletes the
+   * environments' package caches (`packages/*`).
    */
   grantHarness(grantee: iam.IGrantable): void {
     this.grant(grantee, BLOB_PREFIXES.files, ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], 'The harness reads files to mount them in sandboxes and stores session outputs as new files, keys made per file under files/.');
     this.grant(grantee, BLOB_PREFIXES.workspaces, ['s3:GetObject'], 'The harness restores workspace snapshots, keys made per session under workspaces/.');
+    // The sandbox manager, which runs in the harness, keeps each environment version's packages
+    // (package-cache.ts): reads (HeadObject is GetObject's), stores, and deletes an entry that would not restore.
+    this.grant(grantee, BLOB_PREFIXES.packages, ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload', 's3:DeleteObject'], 'The harness restores and stores environment package caches, keys made per environment version under packages/.');
     this.grantMissingKeyAnswer(grantee);
   }
 
