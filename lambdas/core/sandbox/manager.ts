@@ -447,7 +447,9 @@ export class SandboxManager {
   /** After an install: the packages directory into the cache (`stored` says whether it was). */
   private async storePackages(provisioned: ProvisionedSandbox, key: string, signal: AbortSignal | undefined, sessionId: string, name: string): Promise<SandboxPackagesReport> {
     const health = await new SandboxClient(provisioned.endpoint).status({ ...(signal ? { signal } : {}) });
-    const install_ms = health.state === 'ready' ? (health.packages?.installed ?? {}) : {};
+    // A sandbox that installed nothing (started without installing: its note says so) has nothing to keep.
+    if (health.state !== 'ready' || !health.packages) return { cache: 'off', install_ms: {} };
+    const install_ms = health.packages.installed;
     const stored = await this.packageCache!.save(provisioned.endpoint, key, { ...(signal ? { signal } : {}) }).then(
       () => true,
       (err: unknown) => {
