@@ -5,6 +5,7 @@ import { parseRateLimits } from '../lambdas/core/resources/rate-limits.js';
 import { REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow } from '../lambdas/core/resources/repository-url.js';
 import { SANDBOX_LIMITS_ENV, parseSandboxLimits } from '../sandbox/limits.js';
 import { SANDBOX_PRIORITY_ENV, parseSandboxPriority } from '../lambdas/adapters/local/sandbox-priority.js';
+import { PACKAGE_INDEXES_ENV, parsePackageIndexes } from '../lambdas/adapters/local/process-sandbox.js';
 
 /**
  * `npm start`: the embedded default. Settings come from the environment:
@@ -46,6 +47,7 @@ function setting<T>(name: string, parse: (text: string | undefined) => T): T {
 const repositoryUrlAllow = setting(REPOSITORY_URL_ALLOW_ENV, parseRepositoryUrlAllow);
 const sandboxLimits = setting(SANDBOX_LIMITS_ENV, parseSandboxLimits);
 const sandboxPriority = setting(SANDBOX_PRIORITY_ENV, parseSandboxPriority);
+const packageIndexes = setting(PACKAGE_INDEXES_ENV, parsePackageIndexes);
 const modelConfig = (() => {
   try {
     return readModelConfig(env);
@@ -71,6 +73,7 @@ const runtime = await startLocalRuntime({
   repositoryUrlAllow,
   sandboxLimits,
   sandboxPriority,
+  packageIndexes,
   keepWorkspacesOnClose: true,
   logger,
 }).catch((err) => {

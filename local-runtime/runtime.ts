@@ -11,7 +11,7 @@ import { DynamoStateTable } from '../lambdas/adapters/aws/dynamodb-state-table.j
 import { ensureTables } from '../lambdas/adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../lambdas/adapters/local/dynalite.js';
 import { MemoryQueue } from '../lambdas/adapters/local/memory-queue.js';
-import { ProcessSandboxProvider } from '../lambdas/adapters/local/process-sandbox.js';
+import { ProcessSandboxProvider, type PackageIndexes } from '../lambdas/adapters/local/process-sandbox.js';
 import type { SandboxLimits } from '../sandbox/limits.js';
 import type { SandboxPriority } from '../lambdas/adapters/local/sandbox-priority.js';
 import { createApp } from '../lambdas/api/app.js';
@@ -111,6 +111,8 @@ export interface LocalRuntimeOptions {
    * `['http://127.0.0.1']` for test git servers. @default [] (https to public hosts only)
    */
   repositoryUrlAllow?: string[];
+  /** Where local sandboxes' pip and npm fetch packages (`CORRAL_PACKAGE_INDEXES`). @default the public registries */
+  packageIndexes?: PackageIndexes;
   /** Resource limits of every local sandbox (`CORRAL_SANDBOX_LIMITS`). @default DEFAULT_SANDBOX_LIMITS */
   sandboxLimits?: Partial<SandboxLimits>;
   /**
@@ -264,6 +266,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
           : undefined,
         limits: opts.sandboxLimits,
         priority: opts.sandboxPriority,
+        ...(opts.packageIndexes ? { packageIndexes: opts.packageIndexes } : {}),
       });
     sandboxProvider = opts.sandboxProvider ?? (opts.wrapSandboxProvider ? opts.wrapSandboxProvider(local()) : local());
     const modelProvider = opts.modelProvider ?? DEFAULT_MODEL_PROVIDER;

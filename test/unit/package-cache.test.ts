@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { packageCacheKey } from '../../lambdas/core/sandbox/package-cache.js';
 import { wireRecipeOf } from '../../sandbox/recipe.js';
+import { packageIndexEnvironment, parsePackageIndexes } from '../../lambdas/adapters/local/process-sandbox.js';
 
 /** The package cache's key: one entry per environment version and pip/npm lists, nothing else. */
 describe('packageCacheKey', () => {
@@ -31,5 +32,29 @@ describe('packageCacheKey', () => {
   it('travels to the sandbox as packages_cached on the wire recipe (both providers send wireRecipeOf)', () => {
     expect(wireRecipeOf({ packages: { pip: ['x'] }, repositories: [], packagesCached: true })).toEqual({ v: 1, packages: { pip: ['x'] }, resources: [], packages_cached: true });
     expect(wireRecipeOf({ packages: { pip: ['x'] }, repositories: [] })).not.toHaveProperty('packages_cached');
+  });
+});
+
+describe('CORRAL_PACKAGE_INDEXES (parsePackageIndexes)', () => {
+  it('reads pip and npm indexes, either or both, and nothing when unset', () => {
+    expect(parsePackageIndexes(undefined)).toEqual({});
+    expect(parsePackageIndexes('pip=https://mirror.example/pypi/simple/, npm=https://mirror.example/npm/')).toEqual({ pip: 'https://mirror.example/pypi/simple/', npm: 'https://mirror.example/npm/' });
+    expect(parsePackageIndexes('npm=http://registry.internal:4873/')).toEqual({ npm: 'http://registry.internal:4873/' });
+  });
+
+  it('refuses other managers, repeats, non-http URLs and credentials in the URL', () => {
+    expect(() => parsePackageIndexes('apt=https://deb.example/')).toThrow(/expected pip=<url> or npm=<url>/);
+    expect(() => parsePackageIndexes('pip=https://a/,pip=https://b/')).toThrow(/given twice/);
+    expect(() => parsePackageIndexes('pip=file:///srv/simple')).toThrow(/http or https/);
+    expect(() => parsePackageIndexes('npm=https://user:token@registry.example/')).toThrow(/must not hold credentials/);
+  });
+
+  it('points pip and npm at them; pip trusts an http index by name only', () => {
+    expect(packageIndexEnvironment({ pip: 'http://pypi.internal:8080/simple/', npm: 'https://npm.example/' })).toEqual({
+      PIP_INDEX_URL: 'http://pypi.internal:8080/simple/',
+      PIP_TRUSTED_HOST: 'pypi.internal',
+      npm_config_registry: 'https://npm.example/',
+    });
+    expect(packageIndexEnvironment({ pip: 'https://pypi.example/simple/' })).toEqual({ PIP_INDEX_URL: 'https://pypi.example/simple/' });
   });
 });

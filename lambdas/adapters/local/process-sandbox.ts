@@ -211,6 +211,34 @@ export interface PackageIndexes {
   readonly npm?: string;
 }
 
+/** The local runtime's setting for `packageIndexes`: `pip=<index url>,npm=<registry url>` (either). */
+export const PACKAGE_INDEXES_ENV = 'CORRAL_PACKAGE_INDEXES';
+
+/**
+ * `CORRAL_PACKAGE_INDEXES`: `pip=<url>,npm=<url>`, each an http(s) URL without credentials (the
+ * URL reaches the tools' environment; a registry needing a token is not supported this way).
+ */
+export function parsePackageIndexes(text: string | undefined): PackageIndexes {
+  const out: { pip?: string; npm?: string } = {};
+  for (const part of (text ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    const manager = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    if (eq < 0 || (manager !== 'pip' && manager !== 'npm')) throw new Error(`expected pip=<url> or npm=<url>, got ${JSON.stringify(part.slice(0, 80))}`);
+    if (out[manager]) throw new Error(`${manager} is given twice`);
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new Error(`${manager}: ${JSON.stringify(value.slice(0, 200))} is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`${manager}: the URL must be http or https`);
+    if (url.username || url.password) throw new Error(`${manager}: the URL must not hold credentials (they would be in every sandbox)`);
+    out[manager] = value;
+  }
+  return out;
+}
+
 /** The variables that point pip and npm at `indexes` (an http index is trusted by pip only when named). */
 export function packageIndexEnvironment(indexes: PackageIndexes): Record<string, string> {
   const env: Record<string, string> = {};
