@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalEgressProxy } from '../../lambdas/adapters/local/egress-proxy.js';
-import { ProcessSandboxProvider, bwrapAvailable } from '../../lambdas/adapters/local/process-sandbox.js';
+import { ProcessSandboxProvider, bwrapAvailable, localPackageManagers } from '../../lambdas/adapters/local/process-sandbox.js';
 import { collectUntil, isIdle, startTestRuntime, type TestRuntime } from '../helpers/runtime.js';
 import { tempDir } from '../sandbox/helpers.js';
 
@@ -22,10 +22,12 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
  */
 const HAS_BWRAP = await bwrapAvailable();
 if (!HAS_BWRAP && process.env.CI) throw new Error('bubblewrap (bwrap) is required for the package tests in CI');
+const HAS_NPM = localPackageManagers(true).includes('npm');
+if (!HAS_NPM && process.env.CI) throw new Error('npm on the sandbox PATH is required for the package tests in CI');
 
 type Ev = { type: string; [k: string]: unknown };
 
-describe.skipIf(!HAS_BWRAP)('environment packages end to end (local runtime)', { timeout: 300_000 }, () => {
+describe.skipIf(!HAS_BWRAP || !HAS_NPM)('environment packages end to end (local runtime)', { timeout: 300_000 }, () => {
   let t: TestRuntime;
   let provider: ProcessSandboxProvider;
   let egress: LocalEgressProxy;

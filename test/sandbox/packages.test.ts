@@ -18,7 +18,7 @@ import { ensureTables } from '../../lambdas/adapters/aws/tables.js';
 import { startDynalite, type EmbeddedDynamo } from '../../lambdas/adapters/local/dynalite.js';
 import { LocalEgressProxy } from '../../lambdas/adapters/local/egress-proxy.js';
 import { FileBlobStore } from '../../lambdas/adapters/local/file-blob-store.js';
-import { ProcessSandboxProvider, bwrapAvailable } from '../../lambdas/adapters/local/process-sandbox.js';
+import { ProcessSandboxProvider, bwrapAvailable, localPackageManagers } from '../../lambdas/adapters/local/process-sandbox.js';
 import { SandboxManager } from '../../lambdas/core/sandbox/manager.js';
 import { packageCacheKey } from '../../lambdas/core/sandbox/package-cache.js';
 import { fitRecipe, planRecipe, type RecipePlan } from '../../lambdas/core/sandbox/recipe.js';
@@ -26,6 +26,9 @@ import { tempDir } from './helpers.js';
 
 const HAS_BWRAP = await bwrapAvailable();
 if (!HAS_BWRAP && process.env.CI) throw new Error('bubblewrap (bwrap) is required for the package tests in CI');
+// The host's /usr/bin/python3 with pip, and npm, which local sandboxes install with.
+const HAS_TOOLS = ['pip', 'npm'].every((pm) => localPackageManagers(true).includes(pm as 'pip' | 'npm'));
+if (!HAS_TOOLS && process.env.CI) throw new Error('python3 with pip (python3-pip) and npm are required for the package tests in CI');
 
 const NAMES: Record<string, string[]> = { 'registry.npmjs.org': ['127.0.0.1'], 'pypi.org': ['127.0.0.1'] };
 const testResolve = async (host: string) => {
@@ -149,7 +152,7 @@ const USED = 'hello from pip\nhello from npm\nhello from the npm bin\n';
 
 const run = (p: RecipePlan, command = USE) => manager.execute(`sesn_pkg_${++n}`, 'default', p, 'bash', { command });
 
-describe.skipIf(!HAS_BWRAP)('environment packages in a local sandbox', { timeout: 300_000 }, () => {
+describe.skipIf(!HAS_BWRAP || !HAS_TOOLS)('environment packages in a local sandbox', { timeout: 300_000 }, () => {
   it('installs through the egress proxy once per environment version; the next sandbox restores them from the cache without the registry', async () => {
     const v1 = plan('env_pkg_a', '2026-01-01T00:00:00.000Z');
     const first = await run(v1);
