@@ -235,7 +235,9 @@ export function archiveLimitsOf(rawUrl: string): ArchiveLimits {
  * `GET /workspace/snapshot`: the workspace as a gzipped tar (413 when it is over the limits);
  * `POST /workspace/restore`: a gzipped tar in the body replaces the workspace's contents (422
  * when the tarball is refused). Both authorized by the capability, both only once the recipe is
- * in place (a restore lands on top of what the recipe made).
+ * in place (a restore lands on top of what the recipe made). `GET /packages/snapshot` and
+ * `POST /packages/restore` do the same with the packages directory (the environment's package
+ * cache, lambdas/core/sandbox/package-cache.ts); 404 in a sandbox without one.
  */
 async function handleWorkspace(agent: SandboxAgent, url: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const snapshot = url.endsWith('/snapshot');
