@@ -1,12 +1,12 @@
 import path from 'node:path';
 import { InvalidRequestError, NotFoundError, PositionConflictError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
-import type { FileResourceParam, SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
+import { OUTCOME_LIMITS, type FileResourceParam, type SessionCreate, type SessionResourceUpdate, type SessionUpdate, type UserEvent } from '../api/schemas.js';
 import { defaultFileMountPath } from '../sandbox/recipe.js';
 import type { WakeQueue } from '../harness/queue.js';
 import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
 import { missingBatchEvents, type EventLog } from '../session/log.js';
-import { foldEvents, initialState, type TurnState } from '../harness/state.js';
+import { foldEvents, initialState, OUTCOME_EXPLANATION_CHARS, TERMINAL_OUTCOME_RESULTS, type TurnState } from '../harness/state.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { readCursor } from '../storage/cursor.js';
 import { SessionHeadRecords, interruptSignals, sessionPartition, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
@@ -69,6 +69,17 @@ export interface Usage {
   cache_creation_input_tokens: number;
 }
 
+/** An outcome's evaluation state as the session lists it (`BetaManagedAgentsOutcomeEvaluationResource`). */
+export interface OutcomeEvaluation {
+  type: 'outcome_evaluation';
+  outcome_id: string;
+  description: string;
+  iteration: number;
+  result: string;
+  explanation: string | null;
+  completed_at: string | null;
+}
+
 /** A session as the API returns it (`BetaManagedAgentsSession`), plus Corral's `forked_from`. */
 export interface Session {
   id: string;
@@ -81,7 +92,7 @@ export interface Session {
   resources: unknown[];
   vault_ids: string[];
   budget: unknown;
-  outcome_evaluations: unknown[];
+  outcome_evaluations: OutcomeEvaluation[];
   stats: { active_seconds?: number; duration_seconds?: number };
   usage: {
     input_tokens?: number;
@@ -178,9 +189,46 @@ function invalidEvent(index: number): never {
   throw new InvalidRequestError(`initial_events.${index}: not a storable event`);
 }
 
-/** Turn a validated user event into a stored event. */
+/**
+ * Turn a validated user event into a stored event. An outcome gets its `outc_` id and its
+ * `max_iterations` resolved (the default when none was given), as the SDK's echo carries them.
+ */
 export function userEvent(body: UserEvent, now = new Date()): SessionEvent {
+  if (body.type === 'user.define_outcome') {
+    return makeEvent(
+      { ...body, outcome_id: newId(ID_PREFIX.outcome, now.getTime()), max_iterations: body.max_iterations ?? OUTCOME_LIMITS.defaultIterations },
+      now,
+    );
+  }
   return makeEvent(body, now);
+}
+
+/** An outcome's entry in `outcome_evaluations` when it is defined (the harness moves it on: record.ts). */
+function outcomeEntry(e: SessionEvent): OutcomeEvaluation | null {
+  if (e.type !== 'user.define_outcome') return null;
+  return { type: 'outcome_evaluation', outcome_id: e.outcome_id, description: e.description, iteration: 0, result: 'pending', explanation: null, completed_at: null };
+}
+
+/**
+ * The session with the outcomes of `events` added to `outcome_evaluations`, refused (400, naming
+ * the event) when an outcome is still being worked on, when the session would hold more than
+ * `OUTCOME_LIMITS.perSession`, or when the record would no longer fit.
+ */
+function withOutcomes(session: Session, events: SessionEvent[], field: string): Session {
+  let list = session.outcome_evaluations as OutcomeEvaluation[];
+  events.forEach((e, i) => {
+    const entry = outcomeEntry(e);
+    if (!entry) return;
+    const open = list.find((o) => !(TERMINAL_OUTCOME_RESULTS as readonly string[]).includes(o.result));
+    if (open) throw new InvalidRequestError(`${field}.${i}: outcome ${open.outcome_id} of session ${session.id} is still ${open.result}; define the next outcome once it is settled (or interrupt it)`);
+    if (list.length >= OUTCOME_LIMITS.perSession) throw new InvalidRequestError(`${field}.${i}: a session takes at most ${OUTCOME_LIMITS.perSession} outcomes`);
+    list = [...list, entry];
+  });
+  if (list === session.outcome_evaluations) return session;
+  const next = { ...session, outcome_evaluations: list };
+  // Room for every explanation the harness may add to the record (each clipped to OUTCOME_EXPLANATION_CHARS).
+  assertRecordFits('session', { ...next, room: 'x'.repeat(list.length * OUTCOME_EXPLANATION_CHARS * 2) });
+  return next;
 }
 
 export class SessionService {
@@ -344,6 +392,7 @@ export class SessionService {
     // Everything that can be refused is refused before the first write.
     assertRecordFits('session', session);
     const initial = (params.initial_events ?? []).map((body) => userEvent(body, now));
+    session.outcome_evaluations = withOutcomes(session, initial, 'initial_events').outcome_evaluations;
     initial.forEach((e, i) => {
       // The API's depth limit makes this unreachable through HTTP; a direct caller gets a 400 too.
       try {
@@ -563,10 +612,15 @@ export class SessionService {
     if (session.archived_at) throw new InvalidRequestError(`session ${id} is archived`);
     if (session.status === 'terminated') throw new InvalidRequestError(`session ${id} is terminated`);
     await this.assertAnswersOpenCalls(id, events);
+    const made = events.map((body) => userEvent(body, now));
+    // An outcome is on the session record before its event is in the log, so that the harness,
+    // which moves the entry on as it evaluates, always finds it there.
+    if (made.some((e) => e.type === 'user.define_outcome')) {
+      await this.mutate(tenantPrincipal(tenant), id, (s) => withOutcomes(s, made, 'events'));
+    }
     const stored: SessionEvent[] = [];
     let position = await tail;
-    for (const body of events) {
-      const event = userEvent(body, now);
+    for (const event of made) {
       position = (await this.appendNext(id, event, position + 1)).position;
       stored.push(event);
     }

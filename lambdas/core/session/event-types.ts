@@ -9,7 +9,7 @@ import type * as SdkSessions from '@anthropic-ai/sdk/resources/beta/sessions/ses
  * here is the SDK's plus Corral's fields (still assignable to the SDK's type, so every client
  * reads it); where it stores something the SDK's type does not allow, the type says so and
  * `test/unit/event-types.test.ts` names the exception. Event types Corral does not write (threads,
- * outcomes, workflow runs, ...) are the SDK's as they are, derived from its union, so a new SDK
+ * outcome heartbeats, workflow runs, ...) are the SDK's as they are, derived from its union, so a new SDK
  * release that adds one adds it here (and `EVENT_TYPE_SET` below stops compiling until it is named).
  *
  * No type here has an index signature: reading a field an event does not have is a compile error,
@@ -27,6 +27,11 @@ export type UserMessageEvent = Stored<Sdk.BetaManagedAgentsUserMessageEvent>;
 export type UserInterruptEvent = Stored<Sdk.BetaManagedAgentsUserInterruptEvent>;
 export type UserToolConfirmationEvent = Stored<Sdk.BetaManagedAgentsUserToolConfirmationEvent>;
 export type UserCustomToolResultEvent = Stored<Sdk.BetaManagedAgentsUserCustomToolResultEvent>;
+/**
+ * An outcome the agent works toward, graded against its rubric (harness/outcome.ts). Stored with
+ * its `outcome_id` and `max_iterations` resolved (the default when the user gave none).
+ */
+export type UserDefineOutcomeEvent = Stored<Sdk.BetaManagedAgentsUserDefineOutcomeEvent>;
 /** Privileged context for the turn it accompanies and those after (a `role: "system"` message). */
 export type SystemMessageEvent = Stored<SdkSessions.BetaManagedAgentsSystemMessageEvent>;
 
@@ -154,6 +159,10 @@ export interface SpanModelRequestEndEvent extends Sdk.BetaManagedAgentsSpanModel
   time_to_first_token_ms?: number;
 }
 
+/** One evaluation cycle of an outcome: its start and its end (with the grader's verdict and usage). */
+export type SpanOutcomeEvaluationStartEvent = Sdk.BetaManagedAgentsSpanOutcomeEvaluationStartEvent;
+export type SpanOutcomeEvaluationEndEvent = Sdk.BetaManagedAgentsSpanOutcomeEvaluationEndEvent;
+
 // --- Corral's own events -----------------------------------------------------------------------
 /** This session's sandbox `sandbox` was handed to session `to_session_id`, where it is `to_sandbox`. */
 export interface SandboxHandoffSentEvent {
@@ -195,7 +204,10 @@ type CorralWritten =
   | SessionStatusRescheduledEvent
   | SessionErrorEvent
   | SpanModelRequestStartEvent
-  | SpanModelRequestEndEvent;
+  | SpanModelRequestEndEvent
+  | UserDefineOutcomeEvent
+  | SpanOutcomeEvaluationStartEvent
+  | SpanOutcomeEvaluationEndEvent;
 
 /** The SDK's session events that Corral does not write yet, exactly as the SDK declares them. */
 export type OtherSdkEvent = Stored<Exclude<Sdk.BetaManagedAgentsSessionEvent, { type: CorralWritten['type'] }>>;
