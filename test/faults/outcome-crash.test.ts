@@ -27,7 +27,7 @@ function model(req: RecordedRequest): ScriptedTurn {
 
 /** What was said and graded, without ids, times and the bookkeeping a crash may add. */
 function outcomeTranscript(events: SessionEvent[]) {
-  return events.flatMap((e) => {
+  return events.flatMap((e): unknown[][] => {
     if (e.type === 'agent.message') return [['agent', e.content]];
     if (e.type === 'span.outcome_evaluation_start') return [['start', e.iteration]];
     if (e.type === 'span.outcome_evaluation_end') return [['end', e.iteration, e.result, e.explanation]];
