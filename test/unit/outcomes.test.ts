@@ -3,6 +3,7 @@ import type * as SdkSessions from '@anthropic-ai/sdk/resources/beta/sessions/ses
 import { beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { AgentCreate, EnvironmentCreate, EventsSend, SessionCreate } from '../../lambdas/core/api/schemas.js';
 import { InvalidRequestError } from '../../lambdas/core/errors.js';
+import type { HarnessOptions } from '../../lambdas/core/harness/harness.js';
 import type { ModelRequest, ModelResponse } from '../../lambdas/core/harness/model.js';
 import { GRADER_SYSTEM } from '../../lambdas/core/harness/outcome.js';
 import type { SandboxProvider } from '../../lambdas/core/sandbox/types.js';
@@ -31,7 +32,7 @@ const TENANT = 'tnt_outcomes';
 let model: ScriptedModel;
 let svc: CorralServices;
 
-beforeEach(() => {
+function build(harness: HarnessOptions = {}) {
   model = new ScriptedModel();
   svc = createServices({
     table: new MemoryStateTable(),
@@ -39,9 +40,10 @@ beforeEach(() => {
     queue: { wake: async () => undefined },
     sandboxProvider: noSandbox,
     model,
-    harness: { retryDelayMs: () => 1, maxModelAttempts: 2, interruptPollMs: 5 },
+    harness: { retryDelayMs: () => 1, maxModelAttempts: 2, interruptPollMs: 5, ...harness },
   });
-});
+}
+beforeEach(() => build());
 
 async function session(extra: Record<string, unknown> = {}) {
   const a = await svc.agents.create(TENANT, AgentCreate.parse({ name: 'worker', model: 'claude-sonnet-4-6', system: 'WORKER SYSTEM PROMPT', tools: [] }));
@@ -170,6 +172,30 @@ describe('an outcome', () => {
     expect(ofType(events, 'span.outcome_evaluation_end').map((e) => [e.outcome_evaluation_start_id, e.result])).toEqual([[start.id, 'interrupted']]);
     expect(events.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
     expect((await svc.sessions.get(tenantPrincipal(TENANT), s.id)).outcome_evaluations[0].result).toBe('interrupted');
+  });
+
+  it('has heartbeats while the grader runs, between the start and the verdict', async () => {
+    build({ outcomeHeartbeatMs: 5 });
+    const s = await session();
+    await define(s.id);
+    // The grader answers once the log holds a heartbeat: no timing, only order.
+    const beaten = async () => (await log(s.id)).some((e) => e.type === 'span.outcome_evaluation_ongoing');
+    model.push(text('The answer is 42.'), async () => {
+      while (!(await beaten())) await new Promise((r) => setTimeout(r, 2));
+      return verdict('satisfied', 'ok');
+    });
+    await svc.harness.wake(s.id);
+    const events = await log(s.id);
+    const outcomeEvents = events.filter((e) => e.type.startsWith('span.outcome_evaluation'));
+    expect(outcomeEvents[0].type).toBe('span.outcome_evaluation_start');
+    expect(outcomeEvents.at(-1)!.type).toBe('span.outcome_evaluation_end');
+    const beats = ofType(events, 'span.outcome_evaluation_ongoing');
+    expect(beats.length).toBe(outcomeEvents.length - 2);
+    expect(beats.length).toBeGreaterThan(0);
+    const [defined] = ofType(events, 'user.define_outcome');
+    expect(beats[0]).toMatchObject({ outcome_id: defined.outcome_id, iteration: 0 });
+    expectTypeOf(beats[0]).toExtend<Sdk.BetaManagedAgentsSpanOutcomeEvaluationOngoingEvent>();
+    expect(events.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
   });
 
   it('is refused while another outcome of the session is still open', async () => {

@@ -9,7 +9,7 @@ import type * as SdkSessions from '@anthropic-ai/sdk/resources/beta/sessions/ses
  * here is the SDK's plus Corral's fields (still assignable to the SDK's type, so every client
  * reads it); where it stores something the SDK's type does not allow, the type says so and
  * `test/unit/event-types.test.ts` names the exception. Event types Corral does not write (threads,
- * outcome heartbeats, workflow runs, ...) are the SDK's as they are, derived from its union, so a new SDK
+ * workflow runs, ...) are the SDK's as they are, derived from its union, so a new SDK
  * release that adds one adds it here (and `EVENT_TYPE_SET` below stops compiling until it is named).
  *
  * No type here has an index signature: reading a field an event does not have is a compile error,
@@ -159,9 +159,11 @@ export interface SpanModelRequestEndEvent extends Sdk.BetaManagedAgentsSpanModel
   time_to_first_token_ms?: number;
 }
 
-/** One evaluation cycle of an outcome: its start and its end (with the grader's verdict and usage). */
+/** One evaluation cycle of an outcome: its start, heartbeats, and its end (with the grader's verdict and usage). */
 export type SpanOutcomeEvaluationStartEvent = Sdk.BetaManagedAgentsSpanOutcomeEvaluationStartEvent;
 export type SpanOutcomeEvaluationEndEvent = Sdk.BetaManagedAgentsSpanOutcomeEvaluationEndEvent;
+/** A heartbeat while the grader runs (`HarnessOptions.outcomeHeartbeatMs`). */
+export type SpanOutcomeEvaluationOngoingEvent = Sdk.BetaManagedAgentsSpanOutcomeEvaluationOngoingEvent;
 
 // --- Corral's own events -----------------------------------------------------------------------
 /** This session's sandbox `sandbox` was handed to session `to_session_id`, where it is `to_sandbox`. */
@@ -207,6 +209,7 @@ type CorralWritten =
   | SpanModelRequestEndEvent
   | UserDefineOutcomeEvent
   | SpanOutcomeEvaluationStartEvent
+  | SpanOutcomeEvaluationOngoingEvent
   | SpanOutcomeEvaluationEndEvent;
 
 /** The SDK's session events that Corral does not write yet, exactly as the SDK declares them. */

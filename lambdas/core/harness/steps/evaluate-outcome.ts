@@ -16,6 +16,8 @@ import { retryDelayMs } from './call-model.js';
  *    open: the cycle is then graded again under that start, so a cycle never has two starts);
  * 2. the grader is called (a separate model call, harness/outcome.ts), retried as model calls
  *    are, and watched for an interrupt (the interrupt step then ends the cycle `interrupted`);
+ *    meanwhile a `span.outcome_evaluation_ongoing` heartbeat is appended every
+ *    `outcomeHeartbeatMs`;
  * 3. `span.outcome_evaluation_end` is appended, with the verdict, the explanation and the
  *    grader's usage. That one append is the cycle's record: once it is in, a new harness never
  *    grades the cycle again, and the feedback the worker revises from is the event itself (the
@@ -47,6 +49,23 @@ export async function evaluateOutcome(ctx: StepContext, d: Extract<Decision, { k
   let failure: ModelError | null = null;
   const controller = new AbortController();
   const stopWatching = watchInterrupt(ctx.deps, sessionId, position, lost, controller, ctx.opts.interruptPollMs);
+  // Heartbeats, one append at a time, each after the last; the verdict follows the last of them.
+  let tail = position;
+  let beating = true;
+  let writing: Promise<void> = Promise.resolve();
+  let beatFailed: unknown = null;
+  const beat = setInterval(() => {
+    writing = writing
+      .then(async () => {
+        if (!beating || beatFailed) return;
+        tail = await appendAfter(ctx.deps, sessionId, tail, [{ type: 'span.outcome_evaluation_ongoing', outcome_id: outcomeId, iteration }]);
+      })
+      .catch((err) => {
+        // Another writer (or a lost lease): the grader is stopped, and the error surfaces below.
+        beatFailed = err;
+        controller.abort(err);
+      });
+  }, ctx.opts.outcomeHeartbeatMs ?? 15_000);
   try {
     for (let attempt = 1; attempt <= maxAttempts && !verdict; attempt++) {
       if (attempt > 1) await sleep(retryDelayMs(attempt - 1, ctx.opts), AbortSignal.any([controller.signal, cut]));
@@ -65,8 +84,12 @@ export async function evaluateOutcome(ctx: StepContext, d: Extract<Decision, { k
     }
   } finally {
     stopWatching();
+    clearInterval(beat);
+    beating = false;
+    await writing;
   }
   if (lost.aborted) throw new LeaseLostError(sessionId);
+  if (beatFailed) throw beatFailed;
   // Interrupted: the interrupt step ends the cycle. Cut by the deadline: the start stays open and
   // a new wake grades the cycle again.
   if (controller.signal.aborted) return;
@@ -92,5 +115,5 @@ export async function evaluateOutcome(ctx: StepContext, d: Extract<Decision, { k
   if (!verdict && failure) {
     bodies.push({ type: 'session.error', error: { type: failure.errorType, message: `outcome grader: ${failure.message}`, retry_status: { type: failure.retryable ? 'exhausted' : 'terminal' } } });
   }
-  await appendAfter(ctx.deps, sessionId, position, bodies);
+  await appendAfter(ctx.deps, sessionId, tail, bodies);
 }
