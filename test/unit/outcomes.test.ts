@@ -198,6 +198,25 @@ describe('an outcome', () => {
     expect(events.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
   });
 
+  it('is forked in the state the copied log leaves it, its evaluation spans pointing at the copy', async () => {
+    const s = await session();
+    await define(s.id);
+    model.push(text('draft'), verdict('needs_revision', 'not yet'), text('final'), verdict('satisfied', 'ok'));
+    await svc.harness.wake(s.id);
+    const source = await svc.events.getEvents(s.id);
+    const firstEnd = source.find((e) => e.event.type === 'span.outcome_evaluation_end')!;
+    const fork = await svc.sessions.fork(TENANT, s.id, { upTo: firstEnd.position });
+    const [o] = fork.outcome_evaluations;
+    expect(o).toMatchObject({ description: 'Find the answer.', iteration: 1, result: 'running', explanation: 'not yet', completed_at: null });
+    const copied = await log(fork.id);
+    const [start] = ofType(copied, 'span.outcome_evaluation_start');
+    expect(ofType(copied, 'span.outcome_evaluation_end')[0].outcome_evaluation_start_id).toBe(start.id);
+    // The fork goes on from the verdict: the worker revises, the grader passes it.
+    model.push(text('forked final'), verdict('satisfied', 'fine'));
+    await svc.harness.wake(fork.id);
+    expect((await svc.sessions.get(tenantPrincipal(TENANT), fork.id)).outcome_evaluations[0]).toMatchObject({ iteration: 1, result: 'satisfied', explanation: 'fine' });
+  });
+
   it('is refused while another outcome of the session is still open', async () => {
     const s = await session();
     await define(s.id);

@@ -4,7 +4,8 @@ import { ID_PREFIX, newId } from '../ids.js';
 import { OUTCOME_LIMITS, type FileResourceParam, type SessionCreate, type SessionResourceUpdate, type SessionUpdate, type UserEvent } from '../api/schemas.js';
 import { defaultFileMountPath } from '../sandbox/recipe.js';
 import type { WakeQueue } from '../harness/queue.js';
-import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
+import { makeEvent, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
+import { outcomeEvaluations } from '../harness/record.js';
 import { missingBatchEvents, type EventLog } from '../session/log.js';
 import { foldEvents, initialState, OUTCOME_EXPLANATION_CHARS, TERMINAL_OUTCOME_RESULTS, type TurnState } from '../harness/state.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
@@ -123,6 +124,8 @@ function remapEventIds(event: SessionEvent, to: (ref: string) => string): Sessio
       return { ...out, custom_tool_use_id: to(out.custom_tool_use_id) };
     case 'span.model_request_end':
       return { ...out, model_request_start_id: to(out.model_request_start_id) };
+    case 'span.outcome_evaluation_end':
+      return { ...out, outcome_evaluation_start_id: to(out.outcome_evaluation_start_id) };
     case 'session.status_idle':
       // (an imported event's fields are not checked beyond its type: a malformed list becomes empty)
       return out.stop_reason?.type === 'requires_action'
@@ -209,6 +212,12 @@ function outcomeEntry(e: SessionEvent): OutcomeEvaluation | null {
   return { type: 'outcome_evaluation', outcome_id: e.outcome_id, description: e.description, iteration: 0, result: 'pending', explanation: null, completed_at: null };
 }
 
+/** The `outcome_evaluations` a log makes (a fork's): each outcome it defines, in the state its events leave it. */
+function outcomesOfLog(events: StoredEvent[]): OutcomeEvaluation[] {
+  const defined = events.flatMap((s) => outcomeEntry(s.event) ?? []);
+  return defined.length ? outcomeEvaluations(defined, foldEvents(initialState(), events)) : [];
+}
+
 /**
  * The session with the outcomes of `events` added to `outcome_evaluations`, refused (400, naming
  * the event) when an outcome is still being worked on, when the session would hold more than
@@ -220,7 +229,7 @@ function withOutcomes(session: Session, events: SessionEvent[], field: string): 
     const entry = outcomeEntry(e);
     if (!entry) return;
     const open = list.find((o) => !(TERMINAL_OUTCOME_RESULTS as readonly string[]).includes(o.result));
-    if (open) throw new InvalidRequestError(`${field}.${i}: outcome ${open.outcome_id} of session ${session.id} is still ${open.result}; define the next outcome once it is settled (or interrupt it)`);
+    if (open) throw new InvalidRequestError(`${field}.${i}: outcome ${open.outcome_id} of session ${session.id} is still ${open.result}; define the next outcome once it is settled`);
     if (list.length >= OUTCOME_LIMITS.perSession) throw new InvalidRequestError(`${field}.${i}: a session takes at most ${OUTCOME_LIMITS.perSession} outcomes`);
     list = [...list, entry];
   });
@@ -620,9 +629,19 @@ export class SessionService {
     }
     const stored: SessionEvent[] = [];
     let position = await tail;
-    for (const event of made) {
-      position = (await this.appendNext(id, event, position + 1)).position;
-      stored.push(event);
+    try {
+      for (const event of made) {
+        position = (await this.appendNext(id, event, position + 1)).position;
+        stored.push(event);
+      }
+    } catch (err) {
+      // An outcome whose event never made it into the log would stay `pending` for ever (and
+      // refuse the next): its entry goes again.
+      const lost = new Set(made.filter((e) => !stored.includes(e)).flatMap((e) => (e.type === 'user.define_outcome' ? [e.outcome_id] : [])));
+      if (lost.size) {
+        await this.mutate(tenantPrincipal(tenant), id, (s) => ({ ...s, outcome_evaluations: s.outcome_evaluations.filter((o) => !lost.has(o.outcome_id)) })).catch(() => undefined);
+      }
+      throw err;
     }
     // After the append, so a harness that sees the signal change (or the wake) finds the events
     // in the log; the signal and the wake do not depend on each other.
@@ -712,6 +731,7 @@ export class SessionService {
       title: opts.title === undefined ? source.title : opts.title,
       usage: {},
       stats: {},
+      outcome_evaluations: outcomesOfLog(copied),
       created_at: nowIso(now),
       updated_at: nowIso(now),
       archived_at: null,
