@@ -217,6 +217,19 @@ describe('an outcome', () => {
     expect((await svc.sessions.get(tenantPrincipal(TENANT), fork.id)).outcome_evaluations[0]).toMatchObject({ iteration: 1, result: 'satisfied', explanation: 'fine' });
   });
 
+  it("counts the grader's tokens against the budget: with it spent, the outcome is not graded and the session stops", async () => {
+    const s = await session({ budget: { type: 'limit', max_list_cost: { amount: '1', currency: 'USD' } } });
+    await define(s.id);
+    // The worker stays within the budget; the grader's verdict spends it.
+    model.push(text('draft', usage(10, 5)), verdict('needs_revision', 'not yet', usage(1_000_000, 0)));
+    await svc.harness.wake(s.id);
+    const events = await log(s.id);
+    expect(model.requests.map(isGrader)).toEqual([false, true]);
+    expect(ofType(events, 'span.outcome_evaluation_end').map((e) => e.result)).toEqual(['needs_revision']);
+    expect(events.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'budget_reached' } });
+    expect((await svc.sessions.get(tenantPrincipal(TENANT), s.id)).usage).toMatchObject({ input_tokens: 1_000_010 });
+  });
+
   it('is refused while another outcome of the session is still open', async () => {
     const s = await session();
     await define(s.id);
