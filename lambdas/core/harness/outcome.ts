@@ -1,6 +1,6 @@
 import type { SessionEvent, StoredEvent, UserDefineOutcomeEvent, SpanOutcomeEvaluationEndEvent } from '../session/events.js';
 import type { ModelRequest, ModelResponse } from './model.js';
-import { VIEW_BLOCK_CHARS } from './state.js';
+import { VIEW_BLOCK_CHARS, type TurnState } from './state.js';
 
 /**
  * Outcomes (`user.define_outcome`): the agent works toward a description, and after each of its
@@ -133,4 +133,29 @@ export function parseVerdict(response: ModelResponse): GraderVerdict | null {
   const { result, explanation } = (parsed ?? {}) as { result?: unknown; explanation?: unknown };
   if (result !== 'satisfied' && result !== 'needs_revision' && result !== 'failed') return null;
   return { result, explanation: typeof explanation === 'string' && explanation.trim() ? explanation.trim() : `(the grader gave no explanation for ${result})` };
+}
+
+/** An outcome's evaluation state as the session lists it (`BetaManagedAgentsOutcomeEvaluationResource`). */
+export interface OutcomeEvaluation {
+  type: 'outcome_evaluation';
+  outcome_id: string;
+  description: string;
+  iteration: number;
+  result: string;
+  explanation: string | null;
+  completed_at: string | null;
+}
+
+/**
+ * The record's `outcome_evaluations` moved on to the fold's state of each outcome. The API adds an
+ * outcome's entry (with its description) before its event is in the log; an entry the fold does
+ * not know yet stays as it is.
+ */
+export function outcomeEvaluations(current: OutcomeEvaluation[], state: TurnState): OutcomeEvaluation[] {
+  if (!state.outcomes.length) return current;
+  const byId = new Map(state.outcomes.map((o) => [o.outcome_id, o]));
+  return current.map((entry) => {
+    const o = byId.get(entry.outcome_id);
+    return o ? { ...entry, iteration: o.iteration, result: o.result, explanation: o.explanation, completed_at: o.completed_at } : entry;
+  });
 }

@@ -1,6 +1,7 @@
 import type { Session, SessionService } from '../resources/sessions.js';
 import type { SessionStatus } from '../session/events.js';
 import { listCostCents, type ModelPrice } from './pricing.js';
+import { outcomeEvaluations } from './outcome.js';
 import type { TurnState } from './state.js';
 import { HARNESS } from './step.js';
 
@@ -16,20 +17,6 @@ export function overBudget(session: Session, state: TurnState, prices?: Record<s
   if (!budget || !Number.isFinite(max)) return false;
   const cost = listCostCents(session.agent.model.id, state.usage, prices);
   return cost === null || cost >= max;
-}
-
-/**
- * The record's `outcome_evaluations` moved on to the fold's state of each outcome. The API adds an
- * outcome's entry (with its description) before its event is in the log; an entry the fold does
- * not know yet stays as it is.
- */
-export function outcomeEvaluations(current: Session['outcome_evaluations'], state: TurnState): Session['outcome_evaluations'] {
-  if (!state.outcomes.length) return current;
-  const byId = new Map(state.outcomes.map((o) => [o.outcome_id, o]));
-  return current.map((entry) => {
-    const o = byId.get(entry.outcome_id);
-    return o ? { ...entry, iteration: o.iteration, result: o.result, explanation: o.explanation, completed_at: o.completed_at } : entry;
-  });
 }
 
 /** Keep the session record's status, usage and outcomes in line with the log (updates `session` in place). */

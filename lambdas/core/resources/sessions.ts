@@ -5,7 +5,7 @@ import { OUTCOME_LIMITS, type FileResourceParam, type SessionCreate, type Sessio
 import { defaultFileMountPath } from '../sandbox/recipe.js';
 import type { WakeQueue } from '../harness/queue.js';
 import { makeEvent, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
-import { outcomeEvaluations } from '../harness/record.js';
+import { outcomeEvaluations, type OutcomeEvaluation } from '../harness/outcome.js';
 import { missingBatchEvents, type EventLog } from '../session/log.js';
 import { foldEvents, initialState, OUTCOME_EXPLANATION_CHARS, TERMINAL_OUTCOME_RESULTS, type TurnState } from '../harness/state.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
@@ -68,17 +68,6 @@ export interface Usage {
   output_tokens: number;
   cache_read_input_tokens: number;
   cache_creation_input_tokens: number;
-}
-
-/** An outcome's evaluation state as the session lists it (`BetaManagedAgentsOutcomeEvaluationResource`). */
-export interface OutcomeEvaluation {
-  type: 'outcome_evaluation';
-  outcome_id: string;
-  description: string;
-  iteration: number;
-  result: string;
-  explanation: string | null;
-  completed_at: string | null;
 }
 
 /** A session as the API returns it (`BetaManagedAgentsSession`), plus Corral's `forked_from`. */
