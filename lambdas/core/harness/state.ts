@@ -186,7 +186,8 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
       s.pendingUserMessage = true;
       if (s.lastRequest) s.lastRequest.userMessageSince = true;
       s.outcome = { id: e.outcome_id, from: stored.position, iteration: 0, maxIterations: e.max_iterations ?? 3, evaluating: null };
-      s.outcomes.push({ outcome_id: e.outcome_id, iteration: 0, result: 'pending', explanation: null, completed_at: null });
+      // Defined mid-turn, the agent takes it up in this turn: it is running at once.
+      s.outcomes.push({ outcome_id: e.outcome_id, iteration: 0, result: s.running ? 'running' : 'pending', explanation: null, completed_at: null });
       break;
     case 'span.outcome_evaluation_start': {
       const o = s.outcomes.find((x) => x.outcome_id === e.outcome_id);
