@@ -35,4 +35,5 @@ export const ID_PREFIX = {
   event: 'sevt',
   tenant: 'tnt',
   file: 'file',
+  outcome: 'outc',
 } as const;

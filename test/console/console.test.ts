@@ -232,6 +232,38 @@ describe('session console in Chromium', () => {
     expect(size).toBeLessThan(1_000_000);
   }, 60_000);
 
+  it("shows an outcome: its task and rubric, each evaluation, the grader's verdicts", async () => {
+    const graded = await t.client.beta.sessions.create({
+      agent: (await t.client.beta.sessions.retrieve(sessionId)).agent.id,
+      environment_id: (await t.client.beta.sessions.retrieve(sessionId)).environment_id,
+      title: 'An outcome',
+    });
+    t.fake.push(
+      { kind: 'text', text: 'A first draft.' },
+      { kind: 'text', text: '{"result": "needs_revision", "explanation": "The draft lacks a title."}' },
+      { kind: 'text', text: 'Title: Done. A second draft.' },
+      { kind: 'text', text: '{"result": "satisfied", "explanation": "It has a title."}' },
+    );
+    await page.goto(`${t.runtime.url}/console/sessions/${graded.id}`);
+    await t.client.beta.sessions.events.send(graded.id, {
+      events: [{ type: 'user.define_outcome', description: 'Write a draft.', rubric: { type: 'text', content: 'It has a title.' } }],
+    });
+    await page.locator('[data-type="session.status_idle"]').waitFor();
+    expect(await page.locator('.ev-outcome').textContent()).toContain('Write a draft.');
+    expect(await page.locator('.ev-outcome').textContent()).toContain('It has a title.');
+    expect(await page.locator('[data-type="span.outcome_evaluation_start"]').allTextContents()).toEqual([
+      expect.stringContaining('grading the outcome · evaluation 1'),
+      expect.stringContaining('grading the outcome · evaluation 2'),
+    ]);
+    const verdicts = page.locator('.ev-verdict');
+    expect(await verdicts.allTextContents()).toEqual([
+      expect.stringContaining('needs_revision: The draft lacks a title.'),
+      expect.stringContaining('satisfied: It has a title.'),
+    ]);
+    expect(await verdicts.first().getAttribute('class')).toContain('ev-error');
+    expect(await verdicts.last().getAttribute('class')).not.toContain('ev-error');
+  }, 60_000);
+
   // --- the manage views ----------------------------------------------------------------------
 
   /** Secrets typed into forms: never in the page afterwards, nor in anything the API answered. */

@@ -58,6 +58,8 @@ ol.timeline, ol.step-body { list-style: none; margin: 0; padding: 0; }
 .ev-agent.preview .body { border-style: dashed; color: var(--muted); }
 .ev-error .body { color: var(--err); background: #fef3f2; border: 1px solid #fecdca; border-radius: 8px; padding: 6px 10px; }
 .ev-error .label { color: var(--err); }
+.ev-verdict .body { background: #f0faf3; border: 1px solid #c8e6d0; border-radius: 8px; padding: 6px 10px; }
+.ev-verdict.ev-error .body { background: #fef3f2; border-color: #fecdca; }
 .divider { grid-template-columns: 92px 1fr; color: var(--muted); font-size: 12px; }
 .divider .text::before { content: "— "; }
 .divider.warn { color: var(--warn); }

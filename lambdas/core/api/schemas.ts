@@ -345,8 +345,31 @@ export const UserCustomToolResultEvent = z.strictObject({
   content: z.array(ToolResultBlock).max(100).optional(),
   is_error: z.boolean().nullish(),
 });
-/** Outcomes (`user.define_outcome`, graded by an evaluator) are not implemented. */
-const UserDefineOutcomeEvent = unsupportedVariant('user.define_outcome', 'user.define_outcome (outcomes)');
+/**
+ * Bounds of `user.define_outcome` (see harness/outcome.ts). The rubric's is the SDK's; the
+ * description's and the count's keep the session record, which lists every outcome with its
+ * description (`outcome_evaluations`), far below DynamoDB's 400 KB.
+ */
+export const OUTCOME_LIMITS = {
+  descriptionChars: 10_000,
+  rubricChars: 262_144,
+  maxIterations: 20,
+  defaultIterations: 3,
+  perSession: 20,
+} as const;
+/**
+ * An outcome the agent works toward and a grader checks (`BetaManagedAgentsUserDefineOutcomeEventParams`).
+ * A file rubric (a Files API file read as the rubric's text) is not implemented yet.
+ */
+export const UserDefineOutcomeEvent = z.strictObject({
+  type: z.literal('user.define_outcome'),
+  description: z.string().min(1).max(OUTCOME_LIMITS.descriptionChars),
+  rubric: z.discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('text'), content: z.string().min(1).max(OUTCOME_LIMITS.rubricChars) }),
+    unsupportedVariant('file', 'a file rubric (rubric.type "file")'),
+  ]),
+  max_iterations: z.number().int().min(1).max(OUTCOME_LIMITS.maxIterations).nullish(),
+});
 /** `user.tool_result` answers a tool call a self_hosted environment's client ran; Corral runs them all. */
 const UserToolResultEvent = unsupportedVariant('user.tool_result', 'user.tool_result (it answers tool calls of self_hosted environments)');
 /**

@@ -68,13 +68,14 @@ async function recordStatus(w: Writer, sessionId: string, events: SessionEvent[]
 /**
  * Append a batch after `position`. If user events slipped in meanwhile (the API appends them at
  * any time), the batch follows them; if anything else did, another harness is writing and the
- * batch is dropped (the loop reads the log again and decides anew).
+ * batch is dropped (the loop reads the log again and decides anew). Answers the position of the
+ * batch's last event.
  */
-export async function appendAfter(w: Writer, sessionId: string, position: number, bodies: Array<EventBody | SessionEvent>) {
+export async function appendAfter(w: Writer, sessionId: string, position: number, bodies: Array<EventBody | SessionEvent>): Promise<number> {
   for (let attempt = 0; ; attempt++) {
     try {
       await append(w, sessionId, position, bodies);
-      return;
+      return position + bodies.length;
     } catch (err) {
       if (!(err instanceof PositionConflictError) || attempt > 20) throw err;
       const fresh = await w.events.getEvents(sessionId, { from: position + 1 });

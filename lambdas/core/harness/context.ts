@@ -1,5 +1,7 @@
 import { isToolResult, toolUseIdOf, type SessionEvent, type StoredEvent, type ToolResultEvent, type SystemMessageEvent, type UserMessageEvent } from '../session/events.js';
+import type { UserDefineOutcomeEvent } from '../session/events.js';
 import { VIEW_BLOCK_CHARS } from './state.js';
+import { outcomeFeedback, outcomeTask } from './outcome.js';
 import { mcpToolName } from '../mcp/gateway.js';
 
 /** A Messages API message; `system` is a mid-conversation system message (from `system.message`). */
@@ -103,6 +105,9 @@ export interface ViewOptions {
  * - `agent.thinking` gives its thinking blocks back, unchanged, at the head of the answer.
  * - A server tool's call and result (web_search, web_fetch: the provider ran them) are the
  *   provider's blocks, kept in the events (`model_block`) and sent back unchanged in the answer.
+ * - `user.define_outcome` is the worker's task: its description and the rubric it is graded by,
+ *   as user text; a `span.outcome_evaluation_end` that sends the worker back (`needs_revision`,
+ *   or `max_iterations_reached` for a last answer) is the grader's explanation, as user text.
  * - Status, span, error and Corral's own events are bookkeeping, not conversation.
  */
 export function buildMessages(events: StoredEvent[], opts: ViewOptions = {}): MessageParam[] {
@@ -118,10 +123,15 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
     else messages.push({ role, content: [...blocks] });
   };
   let openRequest = false;
-  let deferred: Array<UserMessageEvent | SystemMessageEvent> = [];
-  const pushUser = (e: UserMessageEvent | SystemMessageEvent) =>
+  let deferred: Array<UserMessageEvent | SystemMessageEvent | UserDefineOutcomeEvent> = [];
+  const pushUser = (e: UserMessageEvent | SystemMessageEvent | UserDefineOutcomeEvent) =>
     // A system message is a message of its own, after the user turn it came with; never merged.
-    e.type === 'system.message' ? messages.push({ role: 'system', content: eventBlocks(e).map((b) => ({ ...b })) }) : push('user', eventBlocks(e));
+    // An outcome is the worker's task (as a user message), with the rubric it is graded by.
+    e.type === 'system.message'
+      ? messages.push({ role: 'system', content: eventBlocks(e).map((b) => ({ ...b })) })
+      : e.type === 'user.define_outcome'
+        ? push('user', [{ type: 'text', text: outcomeTask(e) }])
+        : push('user', eventBlocks(e));
   for (const { event } of events) {
     switch (event.type) {
       case 'span.model_request_start':
@@ -134,6 +144,7 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         break;
       case 'user.message':
       case 'system.message':
+      case 'user.define_outcome':
         if (openRequest) deferred.push(event);
         else pushUser(event);
         break;
@@ -163,6 +174,13 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
       case 'user.custom_tool_result':
         push('user', [resultBlock(event)]);
         break;
+      case 'span.outcome_evaluation_end': {
+        // The grader's verdict, when the worker has to act on it: revise, or (at the limit) answer
+        // once more knowing the outcome was not met. Not the grader's context: only its verdict.
+        const feedback = outcomeFeedback(event);
+        if (feedback) push('user', [{ type: 'text', text: feedback }]);
+        break;
+      }
       case 'corral.sandbox_handoff_received':
         push('user', [
           {

@@ -1,6 +1,7 @@
 import type { Session, SessionService } from '../resources/sessions.js';
 import type { SessionStatus } from '../session/events.js';
 import { listCostCents, type ModelPrice } from './pricing.js';
+import { outcomeEvaluations } from './outcome.js';
 import type { TurnState } from './state.js';
 import { HARNESS } from './step.js';
 
@@ -18,7 +19,7 @@ export function overBudget(session: Session, state: TurnState, prices?: Record<s
   return cost === null || cost >= max;
 }
 
-/** Keep the session record's status and usage in line with the log (updates `session` in place). */
+/** Keep the session record's status, usage and outcomes in line with the log (updates `session` in place). */
 export async function reconcile(sessions: SessionService, session: Session, state: TurnState, prices?: Record<string, ModelPrice>) {
   const status: SessionStatus = state.running ? 'running' : 'idle';
   const cost = listCostCents(session.agent.model.id, state.usage, prices);
@@ -29,12 +30,13 @@ export async function reconcile(sessions: SessionService, session: Session, stat
     cache_creation: { ephemeral_5m_input_tokens: state.usage.cache_creation_input_tokens },
     ...(cost !== null ? { list_cost: { amount: String(Math.ceil(cost)), currency: 'USD' } } : {}),
   };
-  if (session.status === status && JSON.stringify(session.usage) === JSON.stringify(usage)) return;
+  const same = (s: Session) =>
+    s.status === status && JSON.stringify(s.usage) === JSON.stringify(usage) && JSON.stringify(s.outcome_evaluations) === JSON.stringify(outcomeEvaluations(s.outcome_evaluations, state));
+  if (same(session)) return;
   const next = await sessions.mutate(HARNESS, session.id, (s) =>
-    s.status === status && JSON.stringify(s.usage) === JSON.stringify(usage)
-      ? null
-      : { ...s, status, usage, updated_at: new Date().toISOString() },
+    same(s) ? null : { ...s, status, usage, outcome_evaluations: outcomeEvaluations(s.outcome_evaluations, state), updated_at: new Date().toISOString() },
   );
   session.status = next.status;
   session.usage = next.usage;
+  session.outcome_evaluations = next.outcome_evaluations;
 }

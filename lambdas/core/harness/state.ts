@@ -43,7 +43,21 @@ export interface TurnState {
   batch: { headPosition: number; missing: string[] } | null;
   /** Highest fencing token among `session.status_rescheduled` markers. */
   maxFence: number;
-  /** Token totals of all model requests, for usage and budgets. */
+  /**
+   * The outcome the agent works toward (`user.define_outcome`) while it is not settled: after
+   * each turn a grader evaluates it (harness/outcome.ts), and a verdict of `needs_revision`
+   * sends the worker back to it. `evaluating` is the id of an evaluation's start that has no end
+   * yet (a step that died while grading: the next grades again); `from` is where the outcome was
+   * defined (the grader reads the transcript from there).
+   */
+  outcome: { id: string; from: number; iteration: number; maxIterations: number; evaluating: string | null } | null;
+  /**
+   * Every outcome of the session, as `outcome_evaluations` reports it (without the description,
+   * which the session record keeps from the define event); `explanation` clipped to
+   * `OUTCOME_EXPLANATION_CHARS`.
+   */
+  outcomes: OutcomeStatus[];
+  /** Token totals of all model requests (the grader's too), for usage and budgets. */
   usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
   /** The model's view: it starts at `viewStart`, after the summary of what came before. */
   view: {
@@ -54,6 +68,22 @@ export interface TurnState {
     events: number;
   };
 }
+
+/** An outcome's evaluation state (`BetaManagedAgentsOutcomeEvaluationResource` without its description). */
+export interface OutcomeStatus {
+  outcome_id: string;
+  iteration: number;
+  /** `pending`, `running`, `evaluating`, or a terminal verdict (`satisfied`, `max_iterations_reached`, `failed`, `interrupted`). */
+  result: string;
+  explanation: string | null;
+  completed_at: string | null;
+}
+
+/** Longest grader explanation the fold and the session record keep (the end event has all of it). */
+export const OUTCOME_EXPLANATION_CHARS = 2_000;
+
+/** The verdicts after which an outcome is evaluated no more. */
+export const TERMINAL_OUTCOME_RESULTS = ['satisfied', 'max_iterations_reached', 'failed', 'interrupted'] as const;
 
 export function initialState(): TurnState {
   return {
@@ -69,6 +99,8 @@ export function initialState(): TurnState {
     answeredSinceIdle: false,
     batch: null,
     maxFence: 0,
+    outcome: null,
+    outcomes: [],
     usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
     view: { start: 1, summary: null, chars: 0, events: 0 },
   };
@@ -99,6 +131,10 @@ export function viewChars(e: SessionEvent): number {
     case 'agent.mcp_tool_use':
     case 'agent.custom_tool_use':
       return JSON.stringify(e.input ?? {}).length + e.name.length;
+    case 'user.define_outcome':
+      return e.description.length + (e.rubric.type === 'text' ? Math.min(e.rubric.content.length, VIEW_BLOCK_CHARS) : 0);
+    case 'span.outcome_evaluation_end':
+      return e.result === 'needs_revision' || e.result === 'max_iterations_reached' ? Math.min(e.explanation.length, VIEW_BLOCK_CHARS) : 0;
     default:
       return 0;
   }
@@ -128,13 +164,16 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
       // that. (After end_turn a message that came in during the last answer still waits.)
       if (s.lastIdle.reason === 'requires_action' || s.lastIdle.reason === 'budget_reached') s.pendingUserMessage = false;
       break;
-    case 'session.status_running':
+    case 'session.status_running': {
+      const o = s.outcome && s.outcomes.find((x) => x.outcome_id === s.outcome!.id);
+      if (o?.result === 'pending') o.result = 'running';
       s.running = true;
       s.interruptInTurn = false;
       s.lastRequest = null;
       s.failures = 0;
       s.openRequest = null;
       break;
+    }
     case 'session.status_rescheduled':
       s.maxFence = Math.max(s.maxFence, e.fence || 0);
       break;
@@ -142,6 +181,42 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
       s.pendingUserMessage = true;
       if (s.lastRequest) s.lastRequest.userMessageSince = true;
       break;
+    case 'user.define_outcome':
+      // The agent begins work on receipt: the description is its task, as a user message is.
+      s.pendingUserMessage = true;
+      if (s.lastRequest) s.lastRequest.userMessageSince = true;
+      s.outcome = { id: e.outcome_id, from: stored.position, iteration: 0, maxIterations: e.max_iterations ?? 3, evaluating: null };
+      // Defined mid-turn, the agent takes it up in this turn: it is running at once.
+      s.outcomes.push({ outcome_id: e.outcome_id, iteration: 0, result: s.running ? 'running' : 'pending', explanation: null, completed_at: null });
+      break;
+    case 'span.outcome_evaluation_start': {
+      const o = s.outcomes.find((x) => x.outcome_id === e.outcome_id);
+      if (o) Object.assign(o, { result: 'evaluating', iteration: e.iteration });
+      if (s.outcome?.id === e.outcome_id) s.outcome.evaluating = e.id;
+      break;
+    }
+    case 'span.outcome_evaluation_end': {
+      const revise = e.result === 'needs_revision';
+      const o = s.outcomes.find((x) => x.outcome_id === e.outcome_id);
+      if (o) {
+        o.result = revise ? 'running' : e.result;
+        o.iteration = revise ? e.iteration + 1 : e.iteration;
+        o.explanation = e.explanation.slice(0, OUTCOME_EXPLANATION_CHARS);
+        o.completed_at = revise ? null : e.processed_at;
+      }
+      const u = e.usage;
+      s.usage.input_tokens += u?.input_tokens ?? 0;
+      s.usage.output_tokens += u?.output_tokens ?? 0;
+      s.usage.cache_read_input_tokens += u?.cache_read_input_tokens ?? 0;
+      s.usage.cache_creation_input_tokens += u?.cache_creation_input_tokens ?? 0;
+      if (s.outcome?.id !== e.outcome_id) break;
+      if (revise) s.outcome = { ...s.outcome, iteration: e.iteration + 1, evaluating: null };
+      else s.outcome = null;
+      // The verdict goes to the worker (the view shows it as user input): it revises, or, at the
+      // limit, answers once more knowing it fell short; either way the turn goes on.
+      if ((revise || e.result === 'max_iterations_reached') && s.lastRequest) s.lastRequest.userMessageSince = true;
+      break;
+    }
     case 'user.interrupt':
       s.pendingUserMessage = false;
       if (s.running) s.interruptInTurn = true;
@@ -238,7 +313,7 @@ export type Decision =
   | { kind: 'complete_batch'; headPosition: number; missing: string[] }
   | { kind: 'none' }
   | { kind: 'start_turn' }
-  | { kind: 'interrupt'; danglingRequestId: string | null; open: OpenTool[] }
+  | { kind: 'interrupt'; danglingRequestId: string | null; open: OpenTool[]; evaluation?: OpenEvaluation | null }
   | { kind: 'close_request'; requestId: string }
   | { kind: 'run_tool'; tool: OpenTool }
   | { kind: 'requires_action'; eventIds: string[] }
@@ -246,7 +321,19 @@ export type Decision =
   | { kind: 'retries_exhausted' }
   | { kind: 'budget_reached' }
   | { kind: 'compact' }
-  | { kind: 'call_model'; attempt: number };
+  | { kind: 'call_model'; attempt: number }
+  | { kind: 'evaluate_outcome'; outcome: NonNullable<TurnState['outcome']> };
+
+/** An evaluation cycle that has started and not ended (the interrupt ends it `interrupted`). */
+export interface OpenEvaluation {
+  outcomeId: string;
+  startId: string;
+  iteration: number;
+}
+
+function openEvaluation(s: TurnState): OpenEvaluation | null {
+  return s.outcome?.evaluating ? { outcomeId: s.outcome.id, startId: s.outcome.evaluating, iteration: s.outcome.iteration } : null;
+}
 
 export function decide(s: TurnState, opts: DecideOptions = {}): Decision {
   const maxAttempts = opts.maxModelAttempts ?? DEFAULT_MAX_MODEL_ATTEMPTS;
@@ -256,7 +343,7 @@ export function decide(s: TurnState, opts: DecideOptions = {}): Decision {
     if (s.lastIdle?.reason === 'requires_action' && s.answeredSinceIdle) return { kind: 'start_turn' };
     return { kind: 'none' };
   }
-  if (s.interruptInTurn) return { kind: 'interrupt', danglingRequestId: s.openRequest, open: s.open };
+  if (s.interruptInTurn) return { kind: 'interrupt', danglingRequestId: s.openRequest, open: s.open, evaluation: openEvaluation(s) };
   if (s.openRequest) return { kind: 'close_request', requestId: s.openRequest };
   const waiting: string[] = [];
   for (const tool of s.open) {
@@ -268,7 +355,13 @@ export function decide(s: TurnState, opts: DecideOptions = {}): Decision {
   }
   if (waiting.length) return { kind: 'requires_action', eventIds: waiting };
   const last = s.lastRequest;
-  if (last && last.ended && last.ok && !last.calledTools && !last.userMessageSince) return { kind: 'end_turn' };
+  if (last && last.ended && last.ok && !last.calledTools && !last.userMessageSince) {
+    if (!s.outcome) return { kind: 'end_turn' };
+    // The worker's turn is over and an outcome waits for its verdict: the grader is a model call
+    // too, so not with the budget spent (the outcome stays open for the next turn).
+    if (opts.overBudget) return { kind: 'budget_reached' };
+    return { kind: 'evaluate_outcome', outcome: s.outcome };
+  }
   if (s.failures >= maxAttempts) return { kind: 'retries_exhausted' };
   if (opts.overBudget) return { kind: 'budget_reached' };
   // Compact when the view outgrew its budget and holds more than a summary and one exchange.
@@ -287,7 +380,7 @@ export type NextAction =
   | { kind: 'complete_batch'; events: SessionEvent[] }
   | { kind: 'none' }
   | { kind: 'start_turn' }
-  | { kind: 'interrupt'; danglingRequestId: string | null; openToolUses: ToolUseEvent[] }
+  | { kind: 'interrupt'; danglingRequestId: string | null; openToolUses: ToolUseEvent[]; evaluation?: OpenEvaluation | null }
   | { kind: 'close_request'; requestId: string }
   | { kind: 'run_tool'; toolUse: ToolUseEvent; confirmation: OpenTool['confirmation'] }
   | { kind: 'requires_action'; eventIds: string[] }
@@ -295,7 +388,8 @@ export type NextAction =
   | { kind: 'retries_exhausted' }
   | { kind: 'budget_reached' }
   | { kind: 'compact' }
-  | { kind: 'call_model'; attempt: number };
+  | { kind: 'call_model'; attempt: number }
+  | { kind: 'evaluate_outcome'; outcome: NonNullable<TurnState['outcome']> };
 
 /** The next action for a session whose whole log is `events` (in position order). */
 export function nextAction(events: StoredEvent[], opts: DecideOptions = {}): NextAction {
@@ -317,6 +411,7 @@ export function nextAction(events: StoredEvent[], opts: DecideOptions = {}): Nex
         kind: 'interrupt',
         danglingRequestId: d.danglingRequestId,
         openToolUses: d.open.map((t) => toolUseAt(t.position)),
+        evaluation: d.evaluation,
       };
     case 'run_tool':
       return { kind: 'run_tool', toolUse: toolUseAt(d.tool.position), confirmation: d.tool.confirmation };

@@ -63,6 +63,11 @@ export interface HarnessOptions {
    * counts as a failed attempt. Default 2 minutes.
    */
   minModelCallMs?: number;
+  /**
+   * While the grader of an outcome runs, a `span.outcome_evaluation_ongoing` heartbeat is
+   * appended this often (ms), so a client can tell a long evaluation from a stuck one. Default 15 s.
+   */
+  outcomeHeartbeatMs?: number;
   /** List prices for session budgets. */
   prices?: Record<string, ModelPrice>;
   logger?: HarnessLogger;

@@ -296,7 +296,7 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
       // Out of time, too little time left for a model call, or a long run of steps: hand the
       // rest to a fresh wake.
       const remaining = opts.deadline === undefined ? Infinity : opts.deadline - Date.now();
-      const callsModel = decision.kind === 'call_model' || decision.kind === 'compact' || opening !== null;
+      const callsModel = decision.kind === 'call_model' || decision.kind === 'compact' || decision.kind === 'evaluate_outcome' || opening !== null;
       if (remaining <= 0 || (callsModel && steps > 0 && remaining < minModelCallMs) || steps >= (h.opts.maxStepsPerWake ?? 200)) {
         const handed = await handOn(state);
         h.folds?.put(sessionId, window.keep(state));

@@ -1,12 +1,13 @@
 import path from 'node:path';
 import { InvalidRequestError, NotFoundError, PositionConflictError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
-import type { FileResourceParam, SessionCreate, SessionResourceUpdate, SessionUpdate, UserEvent } from '../api/schemas.js';
+import { OUTCOME_LIMITS, type FileResourceParam, type SessionCreate, type SessionResourceUpdate, type SessionUpdate, type UserEvent } from '../api/schemas.js';
 import { defaultFileMountPath } from '../sandbox/recipe.js';
 import type { WakeQueue } from '../harness/queue.js';
-import { makeEvent, type SessionEvent, type SessionStatus } from '../session/events.js';
+import { makeEvent, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
+import { outcomeEvaluations, type OutcomeEvaluation } from '../harness/outcome.js';
 import { missingBatchEvents, type EventLog } from '../session/log.js';
-import { foldEvents, initialState, type TurnState } from '../harness/state.js';
+import { foldEvents, initialState, OUTCOME_EXPLANATION_CHARS, TERMINAL_OUTCOME_RESULTS, type TurnState } from '../harness/state.js';
 import { ConditionFailedError, type Item, type StateTable } from '../store.js';
 import { readCursor } from '../storage/cursor.js';
 import { SessionHeadRecords, interruptSignals, sessionPartition, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
@@ -81,7 +82,7 @@ export interface Session {
   resources: unknown[];
   vault_ids: string[];
   budget: unknown;
-  outcome_evaluations: unknown[];
+  outcome_evaluations: OutcomeEvaluation[];
   stats: { active_seconds?: number; duration_seconds?: number };
   usage: {
     input_tokens?: number;
@@ -112,6 +113,8 @@ function remapEventIds(event: SessionEvent, to: (ref: string) => string): Sessio
       return { ...out, custom_tool_use_id: to(out.custom_tool_use_id) };
     case 'span.model_request_end':
       return { ...out, model_request_start_id: to(out.model_request_start_id) };
+    case 'span.outcome_evaluation_end':
+      return { ...out, outcome_evaluation_start_id: to(out.outcome_evaluation_start_id) };
     case 'session.status_idle':
       // (an imported event's fields are not checked beyond its type: a malformed list becomes empty)
       return out.stop_reason?.type === 'requires_action'
@@ -178,9 +181,52 @@ function invalidEvent(index: number): never {
   throw new InvalidRequestError(`initial_events.${index}: not a storable event`);
 }
 
-/** Turn a validated user event into a stored event. */
+/**
+ * Turn a validated user event into a stored event. An outcome gets its `outc_` id and its
+ * `max_iterations` resolved (the default when none was given), as the SDK's echo carries them.
+ */
 export function userEvent(body: UserEvent, now = new Date()): SessionEvent {
+  if (body.type === 'user.define_outcome') {
+    return makeEvent(
+      { ...body, outcome_id: newId(ID_PREFIX.outcome, now.getTime()), max_iterations: body.max_iterations ?? OUTCOME_LIMITS.defaultIterations },
+      now,
+    );
+  }
   return makeEvent(body, now);
+}
+
+/** An outcome's entry in `outcome_evaluations` when it is defined (the harness moves it on: record.ts). */
+function outcomeEntry(e: SessionEvent): OutcomeEvaluation | null {
+  if (e.type !== 'user.define_outcome') return null;
+  return { type: 'outcome_evaluation', outcome_id: e.outcome_id, description: e.description, iteration: 0, result: 'pending', explanation: null, completed_at: null };
+}
+
+/** The `outcome_evaluations` a log makes (a fork's): each outcome it defines, in the state its events leave it. */
+function outcomesOfLog(events: StoredEvent[]): OutcomeEvaluation[] {
+  const defined = events.flatMap((s) => outcomeEntry(s.event) ?? []);
+  return defined.length ? outcomeEvaluations(defined, foldEvents(initialState(), events)) : [];
+}
+
+/**
+ * The session with the outcomes of `events` added to `outcome_evaluations`, refused (400, naming
+ * the event) when an outcome is still being worked on, when the session would hold more than
+ * `OUTCOME_LIMITS.perSession`, or when the record would no longer fit.
+ */
+function withOutcomes(session: Session, events: SessionEvent[], field: string): Session {
+  let list = session.outcome_evaluations as OutcomeEvaluation[];
+  events.forEach((e, i) => {
+    const entry = outcomeEntry(e);
+    if (!entry) return;
+    const open = list.find((o) => !(TERMINAL_OUTCOME_RESULTS as readonly string[]).includes(o.result));
+    if (open) throw new InvalidRequestError(`${field}.${i}: outcome ${open.outcome_id} of session ${session.id} is still ${open.result}; define the next outcome once it is settled`);
+    if (list.length >= OUTCOME_LIMITS.perSession) throw new InvalidRequestError(`${field}.${i}: a session takes at most ${OUTCOME_LIMITS.perSession} outcomes`);
+    list = [...list, entry];
+  });
+  if (list === session.outcome_evaluations) return session;
+  const next = { ...session, outcome_evaluations: list };
+  // Room for every explanation the harness may add to the record (each clipped to OUTCOME_EXPLANATION_CHARS).
+  assertRecordFits('session', { ...next, room: 'x'.repeat(list.length * OUTCOME_EXPLANATION_CHARS * 2) });
+  return next;
 }
 
 export class SessionService {
@@ -344,6 +390,7 @@ export class SessionService {
     // Everything that can be refused is refused before the first write.
     assertRecordFits('session', session);
     const initial = (params.initial_events ?? []).map((body) => userEvent(body, now));
+    session.outcome_evaluations = withOutcomes(session, initial, 'initial_events').outcome_evaluations;
     initial.forEach((e, i) => {
       // The API's depth limit makes this unreachable through HTTP; a direct caller gets a 400 too.
       try {
@@ -563,12 +610,27 @@ export class SessionService {
     if (session.archived_at) throw new InvalidRequestError(`session ${id} is archived`);
     if (session.status === 'terminated') throw new InvalidRequestError(`session ${id} is terminated`);
     await this.assertAnswersOpenCalls(id, events);
+    const made = events.map((body) => userEvent(body, now));
+    // An outcome is on the session record before its event is in the log, so that the harness,
+    // which moves the entry on as it evaluates, always finds it there.
+    if (made.some((e) => e.type === 'user.define_outcome')) {
+      await this.mutate(tenantPrincipal(tenant), id, (s) => withOutcomes(s, made, 'events'));
+    }
     const stored: SessionEvent[] = [];
     let position = await tail;
-    for (const body of events) {
-      const event = userEvent(body, now);
-      position = (await this.appendNext(id, event, position + 1)).position;
-      stored.push(event);
+    try {
+      for (const event of made) {
+        position = (await this.appendNext(id, event, position + 1)).position;
+        stored.push(event);
+      }
+    } catch (err) {
+      // An outcome whose event never made it into the log would stay `pending` for ever (and
+      // refuse the next): its entry goes again.
+      const lost = new Set(made.filter((e) => !stored.includes(e)).flatMap((e) => (e.type === 'user.define_outcome' ? [e.outcome_id] : [])));
+      if (lost.size) {
+        await this.mutate(tenantPrincipal(tenant), id, (s) => ({ ...s, outcome_evaluations: s.outcome_evaluations.filter((o) => !lost.has(o.outcome_id)) })).catch(() => undefined);
+      }
+      throw err;
     }
     // After the append, so a harness that sees the signal change (or the wake) finds the events
     // in the log; the signal and the wake do not depend on each other.
@@ -658,6 +720,7 @@ export class SessionService {
       title: opts.title === undefined ? source.title : opts.title,
       usage: {},
       stats: {},
+      outcome_evaluations: outcomesOfLog(copied),
       created_at: nowIso(now),
       updated_at: nowIso(now),
       archived_at: null,

@@ -10,7 +10,7 @@ import type { SandboxPackagesReport } from '../sandbox/package-cache.js';
  * here is the SDK's plus Corral's fields (still assignable to the SDK's type, so every client
  * reads it); where it stores something the SDK's type does not allow, the type says so and
  * `test/unit/event-types.test.ts` names the exception. Event types Corral does not write (threads,
- * outcomes, workflow runs, ...) are the SDK's as they are, derived from its union, so a new SDK
+ * workflow runs, ...) are the SDK's as they are, derived from its union, so a new SDK
  * release that adds one adds it here (and `EVENT_TYPE_SET` below stops compiling until it is named).
  *
  * No type here has an index signature: reading a field an event does not have is a compile error,
@@ -28,6 +28,11 @@ export type UserMessageEvent = Stored<Sdk.BetaManagedAgentsUserMessageEvent>;
 export type UserInterruptEvent = Stored<Sdk.BetaManagedAgentsUserInterruptEvent>;
 export type UserToolConfirmationEvent = Stored<Sdk.BetaManagedAgentsUserToolConfirmationEvent>;
 export type UserCustomToolResultEvent = Stored<Sdk.BetaManagedAgentsUserCustomToolResultEvent>;
+/**
+ * An outcome the agent works toward, graded against its rubric (harness/outcome.ts). Stored with
+ * its `outcome_id` and `max_iterations` resolved (the default when the user gave none).
+ */
+export type UserDefineOutcomeEvent = Stored<Sdk.BetaManagedAgentsUserDefineOutcomeEvent>;
 /** Privileged context for the turn it accompanies and those after (a `role: "system"` message). */
 export type SystemMessageEvent = Stored<SdkSessions.BetaManagedAgentsSystemMessageEvent>;
 
@@ -161,6 +166,12 @@ export interface SpanModelRequestEndEvent extends Sdk.BetaManagedAgentsSpanModel
   time_to_first_token_ms?: number;
 }
 
+/** One evaluation cycle of an outcome: its start, heartbeats, and its end (with the grader's verdict and usage). */
+export type SpanOutcomeEvaluationStartEvent = Sdk.BetaManagedAgentsSpanOutcomeEvaluationStartEvent;
+export type SpanOutcomeEvaluationEndEvent = Sdk.BetaManagedAgentsSpanOutcomeEvaluationEndEvent;
+/** A heartbeat while the grader runs (`HarnessOptions.outcomeHeartbeatMs`). */
+export type SpanOutcomeEvaluationOngoingEvent = Sdk.BetaManagedAgentsSpanOutcomeEvaluationOngoingEvent;
+
 // --- Corral's own events -----------------------------------------------------------------------
 /** This session's sandbox `sandbox` was handed to session `to_session_id`, where it is `to_sandbox`. */
 export interface SandboxHandoffSentEvent {
@@ -202,7 +213,11 @@ type CorralWritten =
   | SessionStatusRescheduledEvent
   | SessionErrorEvent
   | SpanModelRequestStartEvent
-  | SpanModelRequestEndEvent;
+  | SpanModelRequestEndEvent
+  | UserDefineOutcomeEvent
+  | SpanOutcomeEvaluationStartEvent
+  | SpanOutcomeEvaluationOngoingEvent
+  | SpanOutcomeEvaluationEndEvent;
 
 /** The SDK's session events that Corral does not write yet, exactly as the SDK declares them. */
 export type OtherSdkEvent = Stored<Exclude<Sdk.BetaManagedAgentsSessionEvent, { type: CorralWritten['type'] }>>;

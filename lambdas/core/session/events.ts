@@ -27,6 +27,7 @@ export const USER_EVENT_TYPES = [
   'user.interrupt',
   'user.tool_confirmation',
   'user.custom_tool_result',
+  'user.define_outcome',
   'system.message',
 ] as const;
 

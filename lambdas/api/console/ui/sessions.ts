@@ -500,6 +500,24 @@ export async function showSession(id: string): Promise<void> {
         if (tool.step) renderStrip(tool.step);
         break;
       }
+      case 'user.define_outcome': {
+        const rubric = e.rubric.type === 'text' ? e.rubric.content : 'file ' + e.rubric.file_id;
+        timeline.append(item(e, pos, 'ev-user ev-outcome', 'outcome', collapsible(e.description + '\n\nRubric (at most ' + String(e.max_iterations) + ' evaluations):\n' + rubric, 'text')));
+        break;
+      }
+      case 'span.outcome_evaluation_start':
+        timeline.append(divider(e, pos, 'grading the outcome · evaluation ' + (e.iteration + 1)));
+        break;
+      case 'span.outcome_evaluation_end': {
+        const ok = e.result === 'satisfied';
+        timeline.append(item(e, pos, 'ev-verdict' + (ok ? '' : ' ev-error'), 'grader', h('span', { text: e.result + ': ' + e.explanation })));
+        if (e.usage) {
+          st.tokens.in += e.usage.input_tokens || 0;
+          st.tokens.out += e.usage.output_tokens || 0;
+          usage.textContent = 'tokens in ' + st.tokens.in + ' · out ' + st.tokens.out;
+        }
+        break;
+      }
       case 'session.error': {
         const err: { type?: string; message?: string; retry_status?: { type?: string } } = e.error || {};
         const retry = err.retry_status && err.retry_status.type;

@@ -158,7 +158,7 @@ export async function callModel(ctx: StepContext, attempt: number, opening: Sess
     ok: true,
   });
   await preview?.finish();
-  await appendAfter(ctx.deps, sessionId, position, responseEvents(start.id, response, toolbox, preview?.ids()));
+  await appendAfter(ctx.deps, sessionId, position, responseEvents(start.id, response, toolbox, preview?.ids(), new Date(), state.outcome === null));
 }
 
 /** Whether a stream watches the session's previews; a channel that cannot tell, or fails to, counts as watched. */

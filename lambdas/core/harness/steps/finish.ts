@@ -9,10 +9,24 @@ import type { StepContext } from '../step.js';
  * after the last position read.
  */
 
-/** The user interrupted: close the request and every tool call still open, and go idle. */
+/**
+ * The user interrupted: close the request, every tool call still open and an outcome's
+ * evaluation in progress (which ends the outcome `interrupted`), and go idle.
+ */
 export async function interrupt(ctx: StepContext, d: Extract<Decision, { kind: 'interrupt' }>) {
   const bodies: EventBody[] = [];
   if (d.danglingRequestId) bodies.push(requestEnd(d.danglingRequestId, null, true));
+  if (d.evaluation) {
+    bodies.push({
+      type: 'span.outcome_evaluation_end',
+      outcome_evaluation_start_id: d.evaluation.startId,
+      outcome_id: d.evaluation.outcomeId,
+      iteration: d.evaluation.iteration,
+      result: 'interrupted',
+      explanation: 'The user interrupted the session while the outcome was being evaluated.',
+      usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+    });
+  }
   for (const tool of d.open) {
     bodies.push(resultFor(tool, 'Interrupted by the user before this tool call completed.', true));
   }

@@ -11,7 +11,8 @@ import type { Toolbox } from '../tools.js';
  * result as an `agent.tool_result` (both keeping the provider's block), and one tool use per
  * `tool_use` block, routed by the toolbox the request offered (a custom tool waits for the client,
  * an MCP tool goes to its server, anything else to the sandbox or the log reader); then the
- * request's end, and idle when the model called no tool the harness or the client must answer.
+ * request's end, and idle when the model called no tool the harness or the client must answer
+ * (unless `endsTurn` is false: an outcome is then evaluated first, steps/evaluate-outcome.ts).
  * Pure: written as one batch by the caller (server tool calls carry their ids already, so that
  * their results can name them).
  *
@@ -25,6 +26,8 @@ export function responseEvents(
   toolbox: Toolbox,
   ids: { message?: string; thinking?: string } = {},
   now = new Date(),
+  /** Whether an answer that calls no tool ends the turn (not while an outcome waits for its grader). */
+  endsTurn = true,
 ): Array<EventBody | SessionEvent> {
   const bodies: Array<EventBody | SessionEvent> = [];
   let thinking: ThinkingBlock[] = [];
@@ -88,7 +91,7 @@ export function responseEvents(
   }
   flush();
   bodies.push(requestEnd(startId, response, false));
-  if (!calledTools) bodies.push({ type: 'session.status_idle', stop_reason: { type: 'end_turn' }, stop_details: null });
+  if (!calledTools && endsTurn) bodies.push({ type: 'session.status_idle', stop_reason: { type: 'end_turn' }, stop_details: null });
   return bodies;
 }
 

@@ -3,6 +3,7 @@ import type { StepContext } from '../step.js';
 import { callModel } from './call-model.js';
 import { compact } from './compact.js';
 import { completeBatch } from './complete-batch.js';
+import { evaluateOutcome } from './evaluate-outcome.js';
 import { closeRequest, goIdle, interrupt } from './finish.js';
 import { runTool } from './run-tool.js';
 import { startTurn } from './start-turn.js';
@@ -38,5 +39,7 @@ export async function perform(ctx: StepContext, d: Decision): Promise<void> {
       return compact(ctx);
     case 'call_model':
       return callModel(ctx, d.attempt);
+    case 'evaluate_outcome':
+      return evaluateOutcome(ctx, d);
   }
 }
