@@ -54,6 +54,12 @@ export const CORRAL_ENV = {
   /** Name of the SSM SecureString parameter holding the model key (`anthropic`, `gateway`). Harness. */
   modelApiKeyParameter: 'CORRAL_MODEL_API_KEY_PARAMETER',
   /**
+   * Where the harness sends its model calls (`anthropic`, `gateway`) without a key: the proxy
+   * service's harness-facing port (`http://<address>:8081/model`), which alone reads the key and
+   * forwards them. Optional; without it the harness reads the key itself (the parameter above). Harness.
+   */
+  modelProxyUrl: 'CORRAL_MODEL_PROXY_URL',
+  /**
    * Who serves model calls: `anthropic` (the Claude API, a key), `bedrock` (Amazon Bedrock with the
    * function's IAM role, no key) or `gateway` (a Messages-compatible endpoint at `ANTHROPIC_BASE_URL`,
    * a key). Optional, default `anthropic`. API (refuses agents the provider cannot serve), harness.
@@ -257,6 +263,7 @@ const ModelSchema = z.object({
   provider: z._default(z.enum(['anthropic', 'bedrock', 'gateway']), 'anthropic'),
   baseUrl: z.optional(z.url()),
   apiKeyParameter: z.optional(nonEmpty()),
+  proxyUrl: z.optional(z.url()),
   models: z.optional(list()),
   bedrockRegion: z.optional(z.string().check(z.regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as us-east-1'))),
   bedrockProfile: z.optional(z.string().check(z.regex(/^[a-z]+(-[a-z]+)?$/, 'expected an inference-profile prefix such as us, eu, apac or global'))),
@@ -315,6 +322,7 @@ const SERVICES_NAMES: Record<string, string> = {
   'sandbox.spot': CORRAL_ENV.sandboxSpot,
   'model.baseUrl': CORRAL_ENV.modelBaseUrl,
   'model.apiKeyParameter': CORRAL_ENV.modelApiKeyParameter,
+  'model.proxyUrl': CORRAL_ENV.modelProxyUrl,
   'model.provider': CORRAL_ENV.modelProvider,
   'model.models': CORRAL_ENV.models,
   'model.bedrockRegion': CORRAL_ENV.bedrockRegion,
@@ -381,6 +389,7 @@ function rawModel(v: (name: string) => string | undefined) {
     provider: v(CORRAL_ENV.modelProvider)?.toLowerCase(),
     baseUrl: v(CORRAL_ENV.modelBaseUrl),
     apiKeyParameter: v(CORRAL_ENV.modelApiKeyParameter),
+    proxyUrl: v(CORRAL_ENV.modelProxyUrl),
     models: v(CORRAL_ENV.models),
     bedrockRegion: v(CORRAL_ENV.bedrockRegion),
     bedrockProfile: v(CORRAL_ENV.bedrockProfile),

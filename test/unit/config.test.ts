@@ -111,6 +111,9 @@ describe('the configuration contract', () => {
       baseUrl: 'https://llm.internal.example',
       apiKeyParameter: '/k',
     });
+    // The harness's model calls through the proxy service: its address, never a key.
+    expect(readModelConfig({ CORRAL_MODEL_PROXY_URL: 'http://10.0.1.5:8081/model' })).toEqual({ provider: 'anthropic', proxyUrl: 'http://10.0.1.5:8081/model' });
+    expect(() => readModelConfig({ CORRAL_MODEL_PROXY_URL: '10.0.1.5 port 8081' })).toThrow(/CORRAL_MODEL_PROXY_URL/);
   });
 
   it('reads the harness step: metric dimensions and its safety margin', () => {
