@@ -192,6 +192,8 @@ export class CorralStack extends Stack {
       metricsNamespace: METRICS_NAMESPACE,
       serviceName: HARNESS_SERVICE,
       logRetention: props.logRetention,
+      // With the proxy service, it alone reads the model key and the harness calls it (Bedrock has no key).
+      modelThroughProxy: !!props.proxyService,
     });
     if (props.oidcIssuers) readOidcIssuers({ CORRAL_OIDC_ISSUERS: props.oidcIssuers });
     // A stack parameter, so the issuers change with a parameter update (no synthesis); the API
@@ -241,6 +243,10 @@ export class CorralStack extends Stack {
         logRetention: props.logRetention,
       });
       this.proxyService.allowHarness(this.harness.securityGroup);
+      if (this.harness.modelKeyParameter) {
+        this.proxyService.forwardModelCalls({ keyParameter: this.harness.modelKeyParameter, baseUrl: props.model?.baseUrl });
+        this.harness.useModelProxy(this.proxyService.harnessUrl);
+      }
       // The sandbox provider (the harness; the API, which hands sandboxes off) writes each task's
       // egress grant and tells the task where the proxy is.
       for (const fn of [this.harness.function, this.api.handler]) {

@@ -25,6 +25,7 @@ import { StateTableEgressGrants } from '../core/sandbox/egress-grant.js';
 import { EgressRelay } from '../core/sandbox/egress-relay.js';
 import { PROXY_HARNESS_PORT, PROXY_SANDBOX_PORT, PROXY_SERVICE_ENV } from './env.js';
 import type { ProxyServiceRoute } from './routes.js';
+import { modelRoute } from './model-route.js';
 import { PROXY_SERVICE_DEFAULTS, startProxyService } from './server.js';
 
 /** What the clients a route may need are (one per process). */
@@ -37,6 +38,9 @@ export interface RouteContext {
 const SANDBOX_ROUTES: Array<(ctx: RouteContext) => ProxyServiceRoute> = [];
 /** Routes on the harness port (e.g. model forwarding). */
 const HARNESS_ROUTES: Array<(ctx: RouteContext) => ProxyServiceRoute> = [];
+// Model forwarding, when the stack gave this service the model key's parameter.
+const model = modelRoute();
+if (model) HARNESS_ROUTES.push(() => model);
 
 function intEnv(name: string, fallback: number, min = 0): number {
   const raw = process.env[name];

@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -210,6 +210,26 @@ export class ProxyService extends Construct {
   /** Let `peer` (the harness's security group) reach the harness port: model forwarding. */
   allowHarness(peer: ec2.ISecurityGroup): void {
     this.loadBalancerSecurityGroup.addIngressRule(peer, ec2.Port.tcp(PROXY_HARNESS_PORT), 'the harness: model forwarding');
+  }
+
+  /**
+   * Forward the harness's model calls (`/model/v1/messages` on the harness port): the task role,
+   * and no other role of the stack, may read the key's SSM SecureString parameter (the AWS
+   * managed `aws/ssm` key decrypts it for SSM's callers), and the container learns its name and
+   * the provider's base URL. The harness is pointed here with `HarnessStep.useModelProxy`.
+   */
+  forwardModelCalls(opts: { keyParameter: string; baseUrl?: string }): void {
+    const stack = Stack.of(this);
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ModelKey',
+        actions: ['ssm:GetParameter'],
+        resources: [stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: opts.keyParameter.replace(/^\//, ''), arnFormat: ArnFormat.SLASH_RESOURCE_NAME })],
+      }),
+    );
+    const container = this.taskDefinition.defaultContainer!;
+    container.addEnvironment(CORRAL_ENV.modelApiKeyParameter, opts.keyParameter);
+    if (opts.baseUrl) container.addEnvironment(CORRAL_ENV.modelBaseUrl, opts.baseUrl);
   }
 
   /** The environment the sandbox provider (the harness, the API) needs: where sandboxes reach the proxy. */
