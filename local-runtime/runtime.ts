@@ -247,6 +247,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         logger: log,
         ...(modelThroughProxy ? { model: { apiKey: modelKey!, baseUrl: opts.anthropicBaseUrl } } : {}),
       });
+      // Every turn needs it then: started now, so that the first turn's time to first token
+      // does not include the process's start (a failure here is retried by the first call).
+      if (modelThroughProxy) proxyProcess.start().catch((err: unknown) => log.warn('credential proxy did not start', { error: String((err as Error)?.message ?? err) }));
     }
     const credentialProxy = proxyProcess ? new CredentialProxyClient(proxyProcess) : undefined;
     // The sandboxes' egress proxy, with the deployment's CA (key 0600 in the data dir, never in a

@@ -256,8 +256,10 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
 
     const secrets = new SecretsManagerEmulator(`arn:aws:secretsmanager:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:secret:`);
     const ssm = new SsmEmulator(`arn:aws:ssm:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:parameter`);
-    for (const f of model.functions) {
-      const parameter = f.environment.CORRAL_MODEL_API_KEY_PARAMETER;
+    // The model key's parameter, named by whoever reads it: the harness, or the proxy service's task.
+    const keyReaders = [...model.functions.map((f) => f.environment), ...model.taskDefinitions.flatMap((d) => d.containers.map((c) => c.environment))];
+    for (const environment of keyReaders) {
+      const parameter = environment.CORRAL_MODEL_API_KEY_PARAMETER;
       if (parameter) ssm.put(parameter, opts.modelApiKey ?? 'rehearsal-model-key');
     }
     const functions = new Map<string, LambdaFunctionRuntime>();

@@ -165,7 +165,13 @@ describe('a session turn on the local runtime', () => {
   afterAll(() => t?.close());
 
   it('calls the model through the credential proxy process, which alone sends the key', async () => {
-    expect(t.runtime.credentialProxy!.pid).toBeUndefined();
+    // Started with the runtime, so that the first turn does not wait for it.
+    const proxy = t.runtime.credentialProxy!;
+    const first = await waitFor(async () => proxy.pid, 'the proxy to start with the runtime');
+    // Killed (a process this test's runtime started, by its id), it is started again by the
+    // next model call: which would not happen if the runtime called the model itself.
+    process.kill(first, 'SIGKILL');
+    await waitFor(async () => proxy.pid === undefined, 'the proxy to be gone');
     const agent = await t.client.beta.agents.create({ name: 'no tools', model: 'claude-sonnet-4-6' });
     const environment = await t.client.beta.environments.create({ name: 'e', config: { type: 'cloud' } });
     const session = await t.client.beta.sessions.create({ agent: agent.id, environment_id: environment.id });
@@ -173,8 +179,9 @@ describe('a session turn on the local runtime', () => {
     await t.client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'hello' }] }] });
     const seen = await collectUntil(stream, isIdle);
     expect(seen.find((e) => e.type === 'agent.message')).toMatchObject({ content: [{ type: 'text', text: 'You said: hello' }] });
-    // No vault, no tool, no sandbox: only the model call could have started the proxy.
-    expect(t.runtime.credentialProxy!.pid).toBeGreaterThan(0);
+    // No vault, no tool, no sandbox: only the model call could have started the proxy again.
+    expect(proxy.pid).toBeGreaterThan(0);
+    expect(proxy.pid).not.toBe(first);
     expect(t.fake.requests.at(-1)!.headers['x-api-key']).toBe(KEY);
     expect(t.fake.requests.at(-1)!.headers.authorization).toBeUndefined();
   });
