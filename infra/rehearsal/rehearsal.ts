@@ -252,6 +252,15 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       taskRoleKeys.set(d.arn, key);
     }
     const loadBalancers = model.loadBalancers.map((l) => new NetworkLoadBalancerEmulator(l, model.targetGroups, network));
+    // The VPC's DNS: an internal load balancer's name resolves to its private address. Nothing
+    // here resolves `*.elb.amazonaws.com`, so the environments that name one (the harness's
+    // CORRAL_MODEL_PROXY_URL, the proxy service's address) get the address it would answer.
+    for (const lb of loadBalancers) {
+      const environments = [...model.functions.map((f) => f.environment), ...model.taskDefinitions.flatMap((d) => d.containers.map((c) => c.environment))];
+      for (const env of environments) {
+        for (const [k, v] of Object.entries(env)) if (v.includes(lb.lb.dnsName)) env[k] = v.split(lb.lb.dnsName).join(lb.address);
+      }
+    }
     cleanups.push(() => loadBalancers.forEach((l) => l.close()));
 
     const secrets = new SecretsManagerEmulator(`arn:aws:secretsmanager:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:secret:`);
