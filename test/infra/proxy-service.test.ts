@@ -7,6 +7,8 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { stackPropsFromContext } from '../../infra/lib/context.js';
 import { CorralStack } from '../../infra/lib/corral-stack.js';
 import { PROXY_HARNESS_PORT, PROXY_SANDBOX_PORT } from '../../lambdas/proxy-service/env.js';
+import type { CfnTemplate } from '../../infra/rehearsal/template.js';
+import { deployedShape } from '../../scripts/capacity/shape.js';
 
 /**
  * The proxy service's deployed shape (`proxyService=fargate`), on one synthesis (bundling skipped):
@@ -126,6 +128,10 @@ describe('proxyService=fargate', () => {
       .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties.Roles as Array<{ Ref: string }>).some((x) => x.Ref === role))
       .flatMap((r) => r.Properties.PolicyDocument.Statement);
     expect(statements).toEqual([expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } })]);
+  });
+
+  it('is what the capacity model reads for its fixed cost: task size, task bounds, one NLB', () => {
+    expect(deployedShape(template.toJSON() as CfnTemplate).proxyService).toEqual({ vcpu: 0.5, memoryGb: 1, arch: 'arm64', minTasks: 2, maxTasks: 10, loadBalancers: 1 });
   });
 
   it('tells the sandbox provider (the harness, the API) where sandboxes reach the proxy', () => {
