@@ -127,7 +127,12 @@ describe('proxyService=fargate', () => {
     const statements = Object.values(resources)
       .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties.Roles as Array<{ Ref: string }>).some((x) => x.Ref === role))
       .flatMap((r) => r.Properties.PolicyDocument.Statement);
-    expect(statements).toEqual([expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } })]);
+    expect(statements).toEqual([
+      expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } }),
+      // The model key, for the harness's model calls (it alone reads it: test/infra/secret-readers.test.ts).
+      expect.objectContaining({ Sid: 'ModelKey', Action: 'ssm:GetParameter', Resource: { 'Fn::Join': ['', expect.arrayContaining([':parameter/corral/anthropic-api-key'])] } }),
+    ]);
+    expect(env.CORRAL_MODEL_API_KEY_PARAMETER).toBe('/corral/anthropic-api-key');
   });
 
   it('is what the capacity model reads for its fixed cost: task size, task bounds, one NLB', () => {
