@@ -12,6 +12,6 @@ import type { ProxyServiceRoute } from './routes.js';
 export function modelRoute(env: NodeJS.ProcessEnv = process.env): ProxyServiceRoute | null {
   const keyParameter = env[CORRAL_ENV.modelApiKeyParameter];
   if (!keyParameter) return null;
-  const forwarder = createModelForwarder({ keyParameter, ssm: new SsmParameters(), baseUrl: env[CORRAL_ENV.modelBaseUrl] || undefined });
+  const forwarder = createModelForwarder({ keyParameter, ssm: new SsmParameters({ region: env.AWS_REGION }), baseUrl: env[CORRAL_ENV.modelBaseUrl] || undefined });
   return { prefix: forwarder.prefix, name: forwarder.name, handle: forwarder.handle };
 }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsModel } from '../../lambdas/adapters/aws/model.js';
 import { createModelForwarder, MODEL_ROUTE_PREFIX, type ModelForwarder } from '../../lambdas/adapters/aws/model-forwarder.js';
 import { ModelError, type ModelClient, type ModelDelta } from '../../lambdas/core/harness/model.js';
+import { modelRoute } from '../../lambdas/proxy-service/model-route.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-messages-api.js';
 import { waitFor } from '../helpers/runtime.js';
 
@@ -107,5 +108,12 @@ describe('model calls through the proxy service', () => {
     } finally {
       ssmFails = false;
     }
+  });
+});
+
+describe('the proxy service\'s model route', () => {
+  it('is mounted only when the stack names the key\'s parameter (not with bedrock, which has no key)', () => {
+    expect(modelRoute({})).toBeNull();
+    expect(modelRoute({ AWS_REGION: 'us-east-1', CORRAL_MODEL_API_KEY_PARAMETER: PARAMETER, ANTHROPIC_BASE_URL: 'https://llm.example.com' })).toMatchObject({ prefix: '/model/', name: 'model' });
   });
 });
