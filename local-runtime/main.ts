@@ -57,13 +57,17 @@ const modelConfig = (() => {
   }
 })();
 const logger = jsonLogger({ service: 'corral-local' });
+// The model key is handed to the credential proxy process (on its stdin) and leaves this
+// process's environment, so that nothing started from here inherits it.
+const anthropicApiKey = env.ANTHROPIC_API_KEY || undefined;
+delete env.ANTHROPIC_API_KEY;
 
 const runtime = await startLocalRuntime({
   port,
   host: env.HOST ?? '127.0.0.1',
   dataDir: env.CORRAL_DATA_DIR ?? './.corral',
   apiKey: env.CORRAL_API_KEY || undefined,
-  anthropicApiKey: env.ANTHROPIC_API_KEY,
+  anthropicApiKey,
   anthropicBaseUrl: env.ANTHROPIC_BASE_URL,
   modelProvider: modelConfig.provider,
   models: modelConfig.models,
@@ -92,7 +96,7 @@ const lines = [
       : '  API key:  from CORRAL_API_KEY',
   modelConfig.provider === 'bedrock'
     ? `  model:    Amazon Bedrock in ${modelConfig.bedrockRegion ?? env.AWS_REGION ?? '(no region: set CORRAL_BEDROCK_REGION or AWS_REGION)'}${env.AWS_ACCESS_KEY_ID ? '' : '  (AWS_ACCESS_KEY_ID is not set)'}`
-    : `  model:    ${modelConfig.provider === 'gateway' ? 'gateway ' : ''}${env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com'}${env.ANTHROPIC_API_KEY ? '' : '  (ANTHROPIC_API_KEY is not set)'}`,
+    : `  model:    ${modelConfig.provider === 'gateway' ? 'gateway ' : ''}${env.ANTHROPIC_BASE_URL ?? 'https://api.anthropic.com'}${anthropicApiKey ? '' : '  (ANTHROPIC_API_KEY is not set)'}`,
 ];
 console.log(lines.join('\n'));
 

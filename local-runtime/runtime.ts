@@ -235,8 +235,23 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       onError: (sessionId, err) => log.error('harness step failed; will retry', { sessionId, error: String((err as Error)?.stack ?? err) }),
     });
     // The credential proxy: a separate process (spawned on first use) that alone reads secrets.
+    const modelProvider = opts.modelProvider ?? DEFAULT_MODEL_PROVIDER;
+    if (modelProvider === 'gateway' && !opts.anthropicBaseUrl) throw new Error('the gateway model provider needs the gateway URL (ANTHROPIC_BASE_URL)');
+    // The model key goes to the credential proxy process, which alone calls the model with it;
+    // this process's model client talks to the proxy without a key. (Bedrock has no key.)
+    const modelKey = opts.anthropicApiKey ?? process.env.ANTHROPIC_API_KEY;
+    const modelThroughProxy = opts.credentialProxy !== false && !opts.model && modelProvider !== 'bedrock' && Boolean(modelKey);
     if (opts.credentialProxy !== false) {
-      proxyProcess = new LocalCredentialProxy({ dataDir, dynamoEndpoint: dynamo.endpoint, stateTable: tables.state, logger: log });
+      proxyProcess = new LocalCredentialProxy({
+        dataDir,
+        dynamoEndpoint: dynamo.endpoint,
+        stateTable: tables.state,
+        logger: log,
+        ...(modelThroughProxy ? { model: { apiKey: modelKey!, baseUrl: opts.anthropicBaseUrl } } : {}),
+      });
+      // Every turn needs it then: started now, so that the first turn's time to first token
+      // does not include the process's start (a failure here is retried by the first call).
+      if (modelThroughProxy) proxyProcess.start().catch((err: unknown) => log.warn('credential proxy did not start', { error: String((err as Error)?.message ?? err) }));
     }
     const credentialProxy = proxyProcess ? new CredentialProxyClient(proxyProcess) : undefined;
     // The sandboxes' egress proxy, with the deployment's CA (key 0600 in the data dir, never in a
@@ -269,13 +284,13 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         ...(opts.packageIndexes ? { packageIndexes: opts.packageIndexes } : {}),
       });
     sandboxProvider = opts.sandboxProvider ?? (opts.wrapSandboxProvider ? opts.wrapSandboxProvider(local()) : local());
-    const modelProvider = opts.modelProvider ?? DEFAULT_MODEL_PROVIDER;
-    if (modelProvider === 'gateway' && !opts.anthropicBaseUrl) throw new Error('the gateway model provider needs the gateway URL (ANTHROPIC_BASE_URL)');
     const model =
       opts.model ??
       (modelProvider === 'bedrock'
         ? new BedrockModel({ ...opts.bedrock, allowed: opts.models })
-        : new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl }));
+        : modelThroughProxy && proxyProcess
+          ? new AnthropicModel({ apiKey: 'held-by-the-credential-proxy', baseURL: 'http://credential-proxy.invalid', fetch: proxyProcess.modelFetch() })
+          : new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl }));
     const services = createServices({
       table,
       events,

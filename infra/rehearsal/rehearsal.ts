@@ -252,12 +252,23 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       taskRoleKeys.set(d.arn, key);
     }
     const loadBalancers = model.loadBalancers.map((l) => new NetworkLoadBalancerEmulator(l, model.targetGroups, network));
+    // The VPC's DNS: an internal load balancer's name resolves to its private address. Nothing
+    // here resolves `*.elb.amazonaws.com`, so the environments that name one (the harness's
+    // CORRAL_MODEL_PROXY_URL, the proxy service's address) get the address it would answer.
+    for (const lb of loadBalancers) {
+      const environments = [...model.functions.map((f) => f.environment), ...model.taskDefinitions.flatMap((d) => d.containers.map((c) => c.environment))];
+      for (const env of environments) {
+        for (const [k, v] of Object.entries(env)) if (v.includes(lb.lb.dnsName)) env[k] = v.split(lb.lb.dnsName).join(lb.address);
+      }
+    }
     cleanups.push(() => loadBalancers.forEach((l) => l.close()));
 
     const secrets = new SecretsManagerEmulator(`arn:aws:secretsmanager:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:secret:`);
     const ssm = new SsmEmulator(`arn:aws:ssm:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:parameter`);
-    for (const f of model.functions) {
-      const parameter = f.environment.CORRAL_MODEL_API_KEY_PARAMETER;
+    // The model key's parameter, named by whoever reads it: the harness, or the proxy service's task.
+    const keyReaders = [...model.functions.map((f) => f.environment), ...model.taskDefinitions.flatMap((d) => d.containers.map((c) => c.environment))];
+    for (const environment of keyReaders) {
+      const parameter = environment.CORRAL_MODEL_API_KEY_PARAMETER;
       if (parameter) ssm.put(parameter, opts.modelApiKey ?? 'rehearsal-model-key');
     }
     const functions = new Map<string, LambdaFunctionRuntime>();

@@ -49,10 +49,22 @@ export const CORRAL_ENV = {
   sandboxTaskEvents: 'CORRAL_SANDBOX_TASK_EVENTS',
   /** `true`: sandbox tasks run on Fargate Spot, on demand when Spot has no capacity. Optional, default `false`. API, harness. */
   sandboxSpot: 'CORRAL_SANDBOX_SPOT',
+  /**
+   * `host:port` of the proxy service's sandbox port (CDK context `proxyService=fargate`): sandbox
+   * tasks get an egress grant and reach the internet only through it. Optional, default none (the
+   * sandbox security group allows all outbound traffic). API, harness.
+   */
+  proxyServiceAddress: 'CORRAL_PROXY_SERVICE_ADDRESS',
   /** A Messages-API-compatible endpoint. Optional, default the Anthropic API. Harness. */
   modelBaseUrl: 'ANTHROPIC_BASE_URL',
   /** Name of the SSM SecureString parameter holding the model key (`anthropic`, `gateway`). Harness. */
   modelApiKeyParameter: 'CORRAL_MODEL_API_KEY_PARAMETER',
+  /**
+   * Where the harness sends its model calls (`anthropic`, `gateway`) without a key: the proxy
+   * service's harness-facing port (`http://<address>:8081/model`), which alone reads the key and
+   * forwards them. Optional; without it the harness reads the key itself (the parameter above). Harness.
+   */
+  modelProxyUrl: 'CORRAL_MODEL_PROXY_URL',
   /**
    * Who serves model calls: `anthropic` (the Claude API, a key), `bedrock` (Amazon Bedrock with the
    * function's IAM role, no key) or `gateway` (a Messages-compatible endpoint at `ANTHROPIC_BASE_URL`,
@@ -248,6 +260,7 @@ const SandboxSchema = z.object({
   assignPublicIp: z._default(flag, false),
   taskEvents: z._default(flag, false),
   spot: z._default(flag, false),
+  proxyServiceAddress: z.optional(z.string().check(z.regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port'))),
 });
 
 const kmsKeyArn = z.optional(z.string().check(z.regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN')));
@@ -257,6 +270,7 @@ const ModelSchema = z.object({
   provider: z._default(z.enum(['anthropic', 'bedrock', 'gateway']), 'anthropic'),
   baseUrl: z.optional(z.url()),
   apiKeyParameter: z.optional(nonEmpty()),
+  proxyUrl: z.optional(z.url()),
   models: z.optional(list()),
   bedrockRegion: z.optional(z.string().check(z.regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected a region such as us-east-1'))),
   bedrockProfile: z.optional(z.string().check(z.regex(/^[a-z]+(-[a-z]+)?$/, 'expected an inference-profile prefix such as us, eu, apac or global'))),
@@ -313,8 +327,10 @@ const SERVICES_NAMES: Record<string, string> = {
   'sandbox.assignPublicIp': CORRAL_ENV.sandboxAssignPublicIp,
   'sandbox.taskEvents': CORRAL_ENV.sandboxTaskEvents,
   'sandbox.spot': CORRAL_ENV.sandboxSpot,
+  'sandbox.proxyServiceAddress': CORRAL_ENV.proxyServiceAddress,
   'model.baseUrl': CORRAL_ENV.modelBaseUrl,
   'model.apiKeyParameter': CORRAL_ENV.modelApiKeyParameter,
+  'model.proxyUrl': CORRAL_ENV.modelProxyUrl,
   'model.provider': CORRAL_ENV.modelProvider,
   'model.models': CORRAL_ENV.models,
   'model.bedrockRegion': CORRAL_ENV.bedrockRegion,
@@ -360,6 +376,7 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
           assignPublicIp: v(CORRAL_ENV.sandboxAssignPublicIp),
           taskEvents: v(CORRAL_ENV.sandboxTaskEvents),
           spot: v(CORRAL_ENV.sandboxSpot),
+          proxyServiceAddress: v(CORRAL_ENV.proxyServiceAddress),
         }
       : undefined,
     model: rawModel(v),
@@ -381,6 +398,7 @@ function rawModel(v: (name: string) => string | undefined) {
     provider: v(CORRAL_ENV.modelProvider)?.toLowerCase(),
     baseUrl: v(CORRAL_ENV.modelBaseUrl),
     apiKeyParameter: v(CORRAL_ENV.modelApiKeyParameter),
+    proxyUrl: v(CORRAL_ENV.modelProxyUrl),
     models: v(CORRAL_ENV.models),
     bedrockRegion: v(CORRAL_ENV.bedrockRegion),
     bedrockProfile: v(CORRAL_ENV.bedrockProfile),

@@ -29,7 +29,9 @@ describe('the local credential proxy process', () => {
   let t: TestRuntime;
   const SECRET = `local-proxy-secret-${Date.now()}`;
   beforeAll(async () => {
-    t = await startTestRuntime();
+    // Bedrock (no model key): nothing but a vault's credentials needs the proxy here. With a model
+    // key the proxy starts with the runtime (model-calls.test.ts).
+    t = await startTestRuntime({ runtime: { modelProvider: 'bedrock', bedrock: { region: 'us-east-1' } } });
   });
   afterAll(() => t?.close());
 

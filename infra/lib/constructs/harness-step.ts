@@ -4,7 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { configEnvironment, type ConfigKey } from '../../../lambdas/core/config.js';
+import { CORRAL_ENV, configEnvironment, type ConfigKey } from '../../../lambdas/core/config.js';
 import { DEFAULT_MODEL_PROVIDER, MODEL_TABLE, bedrockTarget, type ModelProvider } from '../../../lambdas/core/harness/model-ids.js';
 import { CorralFunction } from './corral-function.js';
 import { acknowledge, defaultPolicyOf } from '../nag.js';
@@ -82,6 +82,12 @@ export interface HarnessStepProps {
   readonly metricsNamespace: string;
   readonly serviceName: string;
   readonly logRetention?: logs.RetentionDays;
+  /**
+   * The proxy service forwards the model calls (`anthropic`, `gateway`; the stack sets it with
+   * `proxyService`): the harness gets neither the key parameter's name nor any grant on it, and
+   * calls the service's harness port instead (`useModelProxy`). @default false
+   */
+  readonly modelThroughProxy?: boolean;
 }
 
 export const DEFAULT_MODEL_KEY_PARAMETER = '/corral/anthropic-api-key';
@@ -144,6 +150,8 @@ export class HarnessStep extends Construct {
   readonly function: CorralFunction;
   readonly securityGroup: ec2.SecurityGroup;
   readonly timeout: Duration;
+  /** The SSM parameter holding the model key (`anthropic`, `gateway`); read by the harness unless `modelThroughProxy`. */
+  readonly modelKeyParameter?: string;
 
   constructor(scope: Construct, id: string, props: HarnessStepProps) {
     super(scope, id);
@@ -160,7 +168,9 @@ export class HarnessStep extends Construct {
       if (!MODEL_TABLE[m]) throw new Error(`model provider bedrock: no Bedrock id for model ${m} (lambdas/core/harness/model-ids.ts)`);
     }
     // Bedrock needs no key: no parameter is named, read or granted.
-    const keyParameter = provider === 'bedrock' ? undefined : (props.model?.apiKeyParameterName ?? DEFAULT_MODEL_KEY_PARAMETER);
+    this.modelKeyParameter = provider === 'bedrock' ? undefined : (props.model?.apiKeyParameterName ?? DEFAULT_MODEL_KEY_PARAMETER);
+    // Through the proxy service, the harness is told nothing of the key and may not read it.
+    const keyParameter = props.modelThroughProxy ? undefined : this.modelKeyParameter;
     const reserved = props.reservedConcurrency;
     if (reserved !== undefined && (!Number.isInteger(reserved) || reserved < 2)) {
       throw new Error('harness reservedConcurrency: at least 2 (the wake queue event source runs at least 2 invocations)');
@@ -239,5 +249,10 @@ export class HarnessStep extends Construct {
         maxConcurrency: props.maxConcurrency ?? (reserved !== undefined && reserved <= EVENT_SOURCE_MAX_CONCURRENCY ? reserved : undefined),
       }),
     );
+  }
+
+  /** Send model calls to the proxy service's model route (its harness-facing URL, `http://host:8081`), with no key. */
+  useModelProxy(harnessUrl: string): void {
+    this.function.addEnvironment(CORRAL_ENV.modelProxyUrl, `${harnessUrl}/model`);
   }
 }

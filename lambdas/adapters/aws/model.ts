@@ -6,9 +6,11 @@ import type { Credentials } from './signed-http.js';
 
 /**
  * The harness's model on AWS, by the configured provider (`CORRAL_MODEL_PROVIDER`):
- * - `anthropic`: the Messages API (at `ANTHROPIC_BASE_URL` if set), its key read once from the SSM
- *   SecureString parameter `CORRAL_MODEL_API_KEY_PARAMETER` names;
- * - `gateway`: any Messages-compatible endpoint at `ANTHROPIC_BASE_URL`, its key read the same way;
+ * - `anthropic`: the Messages API (at `ANTHROPIC_BASE_URL` if set). With `CORRAL_MODEL_PROXY_URL`
+ *   (the stack sets it) the harness holds no key: it calls the proxy service's harness-facing port,
+ *   which alone reads the key and forwards the call. Without it, the key is read once from the SSM
+ *   SecureString parameter `CORRAL_MODEL_API_KEY_PARAMETER` names (a deployment of its own making);
+ * - `gateway`: any Messages-compatible endpoint at `ANTHROPIC_BASE_URL`, reached the same way;
  * - `bedrock`: Claude on Amazon Bedrock, signed with the function's own IAM role: no key at all.
  * A module of its own, which only the harness step's entry imports: the API never calls the model,
  * so neither the Anthropic SDK nor the SSM client belongs in its bundle.
@@ -37,6 +39,10 @@ export async function createAwsModel(config: Pick<ServicesConfig, 'model'>, opts
       allowed: config.model.models,
       credentials: opts.credentials,
     });
+  }
+  if (config.model.proxyUrl) {
+    // The proxy service adds the key and sends the call to the provider's base URL: nothing here holds one.
+    return new AnthropicModel({ apiKey: 'held-by-the-proxy-service', baseURL: config.model.proxyUrl });
   }
   let apiKey: string | undefined;
   if (config.model.apiKeyParameter) {

@@ -5,6 +5,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from '../../core/logger.js';
 import { silentLogger } from '../../core/logger.js';
@@ -24,6 +25,12 @@ export interface LocalCredentialProxyOptions {
   startTimeoutMs?: number;
   /** Per call. @default 180000 (an MCP tool call may take minutes) */
   callTimeoutMs?: number;
+  /**
+   * The model provider's key and base URL, handed to the proxy process on its stdin (never argv
+   * or environment), so that it alone calls the model with the key (`modelFetch`). Kept in this
+   * object's memory only to hand it again to a proxy restarted after a crash.
+   */
+  model?: { apiKey: string; baseUrl?: string };
 }
 
 /**
@@ -104,7 +111,7 @@ export class LocalCredentialProxy implements ProxyTransport {
       if (!this.closed) this.log.warn('credential proxy exited', { code, signal });
     });
     child.stdin!.on('error', () => {});
-    child.stdin!.write(`${this.token}\n`);
+    child.stdin!.write(`${this.token}\n${JSON.stringify(this.opts.model ?? {})}\n`);
     let buffered = '';
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {
@@ -178,6 +185,50 @@ export class LocalCredentialProxy implements ProxyTransport {
     } catch {
       throw new Error(`the credential proxy answered HTTP ${res.status} without JSON`);
     }
+  }
+
+  /**
+   * A `fetch` for the harness's model client: requests go to the proxy process's control socket
+   * under `/model`, with this runtime's token and without any key (the proxy adds it). The answer
+   * streams through as the proxy passes it on; aborting the signal closes the connection, which
+   * aborts the proxy's call to the provider.
+   */
+  modelFetch(): (input: string | URL | Request, init?: RequestInit) => Promise<Response> {
+    return async (input, init) => {
+      const request = new Request(input, init);
+      await this.start();
+      const url = new URL(request.url);
+      const body = request.method === 'GET' || request.method === 'HEAD' ? undefined : Buffer.from(await request.arrayBuffer());
+      const headers: Record<string, string> = {};
+      request.headers.forEach((value, name) => {
+        if (name !== 'x-api-key' && name !== 'authorization') headers[name] = value;
+      });
+      headers.authorization = `Bearer ${this.token}`;
+      if (body) headers['content-length'] = String(body.byteLength);
+      return new Promise<Response>((resolve, reject) => {
+        const signal = request.signal;
+        if (signal.aborted) return reject(signal.reason);
+        const req = http.request({ socketPath: this.controlSocket, path: `/model${url.pathname}${url.search}`, method: request.method, headers }, (res) => {
+          const out = new Headers();
+          for (const [name, value] of Object.entries(res.headers)) {
+            if (typeof value === 'string') out.set(name, value);
+            else if (Array.isArray(value)) for (const v of value) out.append(name, v);
+          }
+          const status = res.statusCode ?? 502;
+          const noBody = status === 204 || status === 304;
+          if (noBody) res.resume();
+          resolve(new Response(noBody ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage, headers: out }));
+        });
+        const onAbort = () => {
+          req.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+          reject(signal.reason);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        req.on('close', () => signal.removeEventListener('abort', onAbort));
+        req.on('error', reject);
+        req.end(body);
+      });
+    };
   }
 
   async close(): Promise<void> {

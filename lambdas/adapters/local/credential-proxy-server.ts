@@ -6,7 +6,10 @@
  * It listens on two Unix sockets in `--socket-dir`:
  * - `control.sock` (mode 0600): the runtime's calls, `POST /call` with a JSON `ProxyRequest` and
  *   `Authorization: Bearer <token>`, where the token is the first line of stdin, fresh at every
- *   start (never in argv or the environment). `GET /health` with the same token.
+ *   start (never in argv or the environment). `GET /health` with the same token. And the
+ *   harness's model calls, `POST /model/v1/messages` with the same token: this process alone
+ *   holds the model key (the second line of stdin, `ModelKeyLine`) and forwards the call to the
+ *   provider with it, streaming the answer back (`core/vault/model-forward.ts`).
  * - `git/git.sock`: git smart HTTP from sandboxes (their forwarders), authorized per request by
  *   a git capability; the `git/` directory is bind-mounted into sandboxes, `control.sock` never.
  *
@@ -25,31 +28,49 @@ import { DynamoStateTable } from '../aws/dynamodb-state-table.js';
 import { FileSecretStore } from './file-secret-store.js';
 import { jsonLogger } from '../../core/logger.js';
 import { CredentialProxy } from '../../core/vault/proxy.js';
+import { forwardModelCall, type ModelForwardTarget } from '../../core/vault/model-forward.js';
 import type { ProxyRequest } from '../../core/vault/protocol.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const MAX_CALL_BYTES = 1024 * 1024;
+/** Where model calls are forwarded under the control socket. */
+const MODEL_PREFIX = '/model';
 
-function readFirstLine(onEnd: () => void): Promise<string> {
+/**
+ * The second line of stdin: the model provider's key and base URL (JSON), or `{}` when the
+ * runtime forwards no model calls (bedrock, or no key). Never in argv or the environment.
+ */
+export interface ModelKeyLine {
+  apiKey?: string;
+  baseUrl?: string;
+}
+
+/** The first two lines of stdin (the token, the model line); '' for a line that never came. */
+function readFirstLines(onEnd: () => void): Promise<[string, string]> {
   return new Promise((resolve) => {
     let buffered = '';
     let done = false;
+    const lines: string[] = [];
     process.stdin.setEncoding('utf8');
     process.stdin.on('data', (chunk: string) => {
       if (done) return;
       buffered += chunk;
-      const nl = buffered.indexOf('\n');
-      if (nl !== -1 || buffered.length > 4096) {
+      let nl: number;
+      while (lines.length < 2 && (nl = buffered.indexOf('\n')) !== -1) {
+        lines.push(buffered.slice(0, nl).trim());
+        buffered = buffered.slice(nl + 1);
+      }
+      if (lines.length === 2 || buffered.length > 65536) {
         done = true;
-        resolve(buffered.slice(0, nl === -1 ? 0 : nl).trim());
+        resolve([lines[0] ?? '', lines[1] ?? '']);
         buffered = '';
       }
     });
     const end = () => {
       if (!done) {
         done = true;
-        resolve('');
+        resolve([lines[0] ?? '', lines[1] ?? '']);
       }
       onEnd();
     };
@@ -86,10 +107,27 @@ export async function main(argv: string[]): Promise<void> {
   const log = jsonLogger({ service: 'corral-credential-proxy' });
   let stopping = false;
   let stop: () => void = () => process.exit(0);
-  const token = await readFirstLine(() => {
+  const [token, modelLine] = await readFirstLines(() => {
     if (!stopping) stop();
   });
   if (token.length < 32) throw new Error('no token on the first line of stdin');
+  let modelKey: ModelKeyLine;
+  try {
+    modelKey = modelLine ? (JSON.parse(modelLine) as ModelKeyLine) : {};
+  } catch {
+    throw new Error('the second line of stdin is not JSON');
+  }
+  const modelTarget: ModelForwardTarget | null = modelKey.apiKey ? { apiKey: modelKey.apiKey, baseUrl: modelKey.baseUrl } : null;
+  const forwardModel = getRequestListener((request) => {
+    const url = new URL(request.url);
+    if (!modelTarget) {
+      return new Response(JSON.stringify({ type: 'error', error: { type: 'authentication_error', message: 'no model key was given to the credential proxy' } }), {
+        status: 401,
+        headers: { 'content-type': 'application/json' },
+      });
+    }
+    return forwardModelCall(request, url.pathname.slice(MODEL_PREFIX.length) + url.search, modelTarget);
+  });
   const tokenDigest = createHash('sha256').update(token).digest();
   const authorized = (header: string | undefined) => {
     const m = /^Bearer\s+(\S+)$/i.exec(header ?? '');
@@ -126,6 +164,11 @@ export async function main(argv: string[]): Promise<void> {
     if (req.method === 'GET' && req.url === '/health') {
       req.resume();
       return reply(200, { ok: true });
+    }
+    if (req.url?.startsWith(`${MODEL_PREFIX}/`)) {
+      // The token is Corral's, not the provider's: it goes no further.
+      delete req.headers.authorization;
+      return void forwardModel(req, res);
     }
     if (req.method !== 'POST' || req.url !== '/call') {
       req.resume();
