@@ -85,7 +85,7 @@ function runTaskStartsAgent(port: number, seen: { input?: RunTaskCommandInput; c
       mode: 'tcp',
       port,
       capability: env.CORRAL_SANDBOX_CAPABILITY,
-      env: { CORRAL_SANDBOX_RECIPE: env.CORRAL_SANDBOX_RECIPE },
+      env: { CORRAL_SANDBOX_RECIPE: env.CORRAL_SANDBOX_RECIPE, ...(env.CORRAL_TOOL_ENV ? { CORRAL_TOOL_ENV: env.CORRAL_TOOL_ENV } : {}) },
       waitReady: false,
     });
     agents.push(agent);
@@ -158,6 +158,46 @@ describe('EcsSandboxProvider.provision', () => {
       SandboxUnavailableError,
     );
     expect(ecs.commandCalls(StopTaskCommand)).toHaveLength(0);
+  });
+
+  it('gives a sandbox of a session with vaults its own placeholder in each environment_variable credential\'s variable, never the secret', async () => {
+    const port = await freePort();
+    const seen: { input?: RunTaskCommandInput; capability?: string } = {};
+    runTaskStartsAgent(port, seen);
+    ecs.on(DescribeTasksCommand).resolves({ tasks: [task('RUNNING')] });
+    const asked: string[] = [];
+    const environmentCredentials = {
+      list: async (sessionId: string) => {
+        asked.push(sessionId);
+        return [{ credential_id: 'vcrd_1', vault_id: 'vlt_1', secret_name: 'CANARY_API_KEY', allowed_hosts: ['api.example.com'], injection_location: { header: true, body: false } }];
+      },
+    };
+    const p = provider(port, { environmentCredentials });
+    const sb = await p.provision({ sessionId: 'sesn_env', name: 'default', recipe: { ...emptyRecipe, vaults: true } });
+    const env = Object.fromEntries(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => [e.name!, e.value!]));
+    const placeholder = JSON.parse(env.CORRAL_TOOL_ENV!).CANARY_API_KEY as string;
+    expect(placeholder).toMatch(/^corral-placeholder-[0-9a-f]{48}$/);
+    // The tools see the placeholder; the agent itself keeps no CORRAL_TOOL_ENV for them to read.
+    const c = new SandboxClient(sb.endpoint);
+    expect((await c.execute('bash', { command: 'printf %s "$CANARY_API_KEY"; echo; printf %s "${CORRAL_TOOL_ENV:-none}"' })).output).toBe(`${placeholder}\nnone`);
+    expect(asked).toEqual(['sesn_env']);
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+
+    // Another sandbox gets another placeholder; a session without vaults is not asked and gets none.
+    const again = await p.provision({ sessionId: 'sesn_env', name: 'second', recipe: { ...emptyRecipe, vaults: true } });
+    const second = JSON.parse(Object.fromEntries(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => [e.name!, e.value!])).CORRAL_TOOL_ENV!).CANARY_API_KEY;
+    expect(second).not.toBe(placeholder);
+    expect(again.ref).toBe(ARN);
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+    await p.provision({ sessionId: 'sesn_plain', name: 'default', recipe: emptyRecipe });
+    expect(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => e.name)).not.toContain('CORRAL_TOOL_ENV');
+    expect(asked).toEqual(['sesn_env', 'sesn_env']);
+  });
+
+  it('starts no task when the session\'s environment_variable credentials cannot be read', async () => {
+    const p = provider(await freePort(), { environmentCredentials: { list: async () => Promise.reject(new Error('proxy unavailable')) } });
+    await expect(p.provision({ sessionId: 'sesn_x', name: 'default', recipe: { ...emptyRecipe, vaults: true } })).rejects.toThrow(/environment_variable credentials could not be read \(proxy unavailable\)/);
+    expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
   });
 
   it('spreads sessions over several clusters, each session in one, and stops a task in the cluster its ARN names', async () => {
