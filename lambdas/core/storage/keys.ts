@@ -57,6 +57,7 @@ const PREVIEW_WATCH = 'watch#';
 const FILE_EXPIRY_PARTITION = 'files#expiring';
 const TASK_STATE = 'ecstask#';
 const WARM_POOL = 'warmpool#';
+const EGRESS_GRANT = 'egress#';
 
 /** Sort key of every resource's head item. */
 export const HEAD_SK = 'head';
@@ -133,6 +134,8 @@ export const keys = {
   activeSandboxOrder: (lastUsedAt: string, sessionId: string, name: string) => `${lastUsedAt}#${sessionId}#${name}`,
 
   apiKey: (hash: string) => ({ pk: `${API_KEY}${hash}`, sk: 'key' }),
+  /** A Fargate sandbox's egress grant, by the SHA-256 of its capability (`sandbox/egress-grant.ts`). */
+  egressGrant: (capabilityHash: string) => ({ pk: `${EGRESS_GRANT}${capabilityHash}`, sk: 'grant' }),
   /**
    * Shard `shard` of a tenant's request counter of one class; the sort key is the window. Each
    * shard is a partition of its own (a class's counters are spread so none is written hot); shard

@@ -41,7 +41,7 @@ import type { Item } from '../store.js';
 /** The attribute that holds a derived record's schema version. */
 export const SCHEMA_ATTRIBUTE = 'sv';
 
-export type DerivedKind = 'lease' | 'sandbox' | 'session_usage' | 'interrupt_signal' | 'preview_chunk' | 'preview_watch' | 'task_state' | 'counter';
+export type DerivedKind = 'lease' | 'sandbox' | 'session_usage' | 'interrupt_signal' | 'preview_chunk' | 'preview_watch' | 'task_state' | 'counter' | 'egress_grant';
 
 /** The current version of each kind (see the table above). */
 export const SCHEMA_VERSIONS: Readonly<Record<DerivedKind, number>> = {
@@ -53,6 +53,7 @@ export const SCHEMA_VERSIONS: Readonly<Record<DerivedKind, number>> = {
   preview_watch: 1,
   task_state: 1,
   counter: 1,
+  egress_grant: 1,
 };
 
 /** The fields to write with a record of `kind`: its version. */
