@@ -1,11 +1,9 @@
 import crypto from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { DeleteSecretCommand, GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DeleteSecretCommand, GetSecretValueCommand, PutSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_EGRESS_CA_SECRET, openSecretsManagerEgressCa } from '../../lambdas/adapters/aws/secrets-manager-egress-ca.js';
 import { PemEgressCa } from '../../lambdas/core/sandbox/egress-ca.js';
-import { SecretsManagerEmulator } from '../../infra/rehearsal/emulators.js';
+import { startSecretsManager } from '../helpers/secrets-manager-http.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -14,30 +12,13 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
  * Manager emulator, served over HTTP on loopback (the JSON protocol, `x-amz-target`).
  */
 describe('openSecretsManagerEgressCa', () => {
-  const emulator = new SecretsManagerEmulator('arn:aws:secretsmanager:eu-west-1:123456789012:secret:');
-  let server: http.Server;
   let client: SecretsManagerClient;
+  let close: () => Promise<void>;
 
   beforeAll(async () => {
-    server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        const operation = String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '';
-        void emulator
-          .handle({ caller: {} as never, service: 'secretsmanager', operation, method: req.method ?? 'POST', path: req.url ?? '/', headers: req.headers, body, json: JSON.parse(body.toString() || '{}') })
-          .then((reply) => res.writeHead(reply.status, reply.headers ?? {}).end(reply.body));
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    client = new SecretsManagerClient({
-      region: 'eu-west-1',
-      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'test' },
-    });
+    ({ client, close } = await startSecretsManager());
   });
-  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+  afterAll(() => close());
 
   const stored = async (id = DEFAULT_EGRESS_CA_SECRET) => JSON.parse((await client.send(new GetSecretValueCommand({ SecretId: id }))).SecretString!) as { certificate: string; private_key: string };
 
