@@ -21,6 +21,8 @@ import { EcsSandboxProvider, FARGATE_RECIPE_SUPPORT, clusterForSession, clusterO
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
 import { SandboxSetupError, SandboxUnavailableError, type SandboxRecipe } from '../../lambdas/core/sandbox/types.js';
 import { makeGitFixture, recipeFor, startAgent, tempDir, type AgentHandle, type GitFixture } from './helpers.js';
+import { StateTableEgressGrants } from '../../lambdas/core/sandbox/egress-grant.js';
+import { MemoryStateTable } from '../unit/memory-store.js';
 
 const ecs = mockClient(ECSClient);
 const ARN = 'arn:aws:ecs:eu-west-1:123456789012:task/corral-sandboxes/0123456789abcdef';
@@ -85,7 +87,7 @@ function runTaskStartsAgent(port: number, seen: { input?: RunTaskCommandInput; c
       mode: 'tcp',
       port,
       capability: env.CORRAL_SANDBOX_CAPABILITY,
-      env: { CORRAL_SANDBOX_RECIPE: env.CORRAL_SANDBOX_RECIPE, ...(env.CORRAL_TOOL_ENV ? { CORRAL_TOOL_ENV: env.CORRAL_TOOL_ENV } : {}) },
+      env: { CORRAL_SANDBOX_RECIPE: env.CORRAL_SANDBOX_RECIPE, ...(env.CORRAL_TOOL_ENV ? { CORRAL_TOOL_ENV: env.CORRAL_TOOL_ENV } : {}), ...(env.CORRAL_EGRESS_CHANNEL ? { CORRAL_EGRESS_CHANNEL: env.CORRAL_EGRESS_CHANNEL } : {}) },
       waitReady: false,
     });
     agents.push(agent);
@@ -108,6 +110,30 @@ afterAll(() => {
 });
 
 describe('EcsSandboxProvider.provision', () => {
+  it('with the proxy service: writes the task\'s egress grant, hands the agent its channel (never the tools), and revokes the grant when the sandbox is released', async () => {
+    const port = await freePort();
+    const seen: { input?: RunTaskCommandInput; capability?: string } = {};
+    runTaskStartsAgent(port, seen);
+    ecs.on(DescribeTasksCommand).resolves({ tasks: [task('RUNNING')] });
+    ecs.on(StopTaskCommand).resolves({});
+    const grants = new StateTableEgressGrants(new MemoryStateTable());
+    const networking = { type: 'limited' as const, allowedHosts: ['pypi.org'], allowPackageManagers: false, allowMcpServers: false, mcpServerHosts: [] };
+    const p = provider(port, { egress: { address: 'internal-proxy.elb.eu-west-1.amazonaws.com:3128', grants } });
+    const sb = await p.provision({ sessionId: 'sesn_egress', name: 'default', recipe: { ...emptyRecipe, networking } });
+
+    const env = Object.fromEntries(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => [e.name!, e.value!]));
+    const channel = JSON.parse(env.CORRAL_EGRESS_CHANNEL!) as { address: string; capability: string };
+    expect(channel.address).toBe('internal-proxy.elb.eu-west-1.amazonaws.com:3128');
+    expect(await grants.get(channel.capability)).toMatchObject({ sessionId: 'sesn_egress', sandbox: 'default', policy: networking, credentials: [] });
+    // The tools get the forwarder as their proxy; neither the channel nor the capability.
+    const out = (await new SandboxClient(sb.endpoint).execute('bash', { command: 'echo "$HTTPS_PROXY"; env | grep -c CORRAL_EGRESS || true' })).output;
+    expect(out).toMatch(/^http:\/\/127\.0\.0\.1:\d+\n0\n$/);
+    expect(JSON.stringify(out)).not.toContain(channel.capability);
+
+    await p.release('sesn_egress', 'default', sb.ref);
+    expect(await grants.get(channel.capability)).toBeUndefined();
+  });
+
   it('runs a Fargate task, waits for RUNNING and health, and hands back a rotated capability', async () => {
     // Prepare
     const port = await freePort();
@@ -172,17 +198,28 @@ describe('EcsSandboxProvider.provision', () => {
         return [{ credential_id: 'vcrd_1', vault_id: 'vlt_1', secret_name: 'CANARY_API_KEY', allowed_hosts: ['api.example.com'], injection_location: { header: true, body: false } }];
       },
     };
-    const p = provider(port, { environmentCredentials });
+    ecs.on(StopTaskCommand).resolves({});
+    const grants = new StateTableEgressGrants(new MemoryStateTable());
+    const egress = { address: 'internal-proxy.elb.eu-west-1.amazonaws.com:3128', grants };
+    const p = provider(port, { environmentCredentials, egress });
     const sb = await p.provision({ sessionId: 'sesn_env', name: 'default', recipe: { ...emptyRecipe, vaults: true } });
     const env = Object.fromEntries(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => [e.name!, e.value!]));
     const placeholder = JSON.parse(env.CORRAL_TOOL_ENV!).CANARY_API_KEY as string;
     expect(placeholder).toMatch(/^corral-placeholder-[0-9a-f]{48}$/);
+    // The grant carries the credential by reference: the placeholder, ids, hosts, injection.
+    const grant = await grants.get(JSON.parse(env.CORRAL_EGRESS_CHANNEL!).capability);
+    expect(grant!.credentials).toEqual([{ credentialId: 'vcrd_1', vaultId: 'vlt_1', placeholder, allowedHosts: [expect.objectContaining({})], header: true, body: false }]);
     // The tools see the placeholder; the agent itself keeps no CORRAL_TOOL_ENV for them to read.
     const c = new SandboxClient(sb.endpoint);
     expect((await c.execute('bash', { command: 'printf %s "$CANARY_API_KEY"; echo; printf %s "${CORRAL_TOOL_ENV:-none}"' })).output).toBe(`${placeholder}\nnone`);
     expect(asked).toEqual(['sesn_env']);
     await Promise.all(agents.splice(0).map((a) => a.stop()));
 
+    // Without the proxy service a placeholder would be worthless: none is made.
+    await provider(port, { environmentCredentials }).provision({ sessionId: 'sesn_env', name: 'bare', recipe: { ...emptyRecipe, vaults: true } });
+    expect(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => e.name)).not.toContain('CORRAL_TOOL_ENV');
+    expect(asked).toEqual(['sesn_env']);
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
     // Another sandbox gets another placeholder; a session without vaults is not asked and gets none.
     const again = await p.provision({ sessionId: 'sesn_env', name: 'second', recipe: { ...emptyRecipe, vaults: true } });
     const second = JSON.parse(Object.fromEntries(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => [e.name!, e.value!])).CORRAL_TOOL_ENV!).CANARY_API_KEY;
@@ -195,7 +232,8 @@ describe('EcsSandboxProvider.provision', () => {
   });
 
   it('starts no task when the session\'s environment_variable credentials cannot be read', async () => {
-    const p = provider(await freePort(), { environmentCredentials: { list: async () => Promise.reject(new Error('proxy unavailable')) } });
+    const egress = { address: 'proxy:3128', grants: new StateTableEgressGrants(new MemoryStateTable()) };
+    const p = provider(await freePort(), { egress, environmentCredentials: { list: async () => Promise.reject(new Error('proxy unavailable')) } });
     await expect(p.provision({ sessionId: 'sesn_x', name: 'default', recipe: { ...emptyRecipe, vaults: true } })).rejects.toThrow(/environment_variable credentials could not be read \(proxy unavailable\)/);
     expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
   });

@@ -22,6 +22,9 @@ import { setUpEgressCredentials } from '../../lambdas/proxy-service/egress-crede
 import { startProxyService, type ProxyService } from '../../lambdas/proxy-service/server.js';
 import { installEgressTrust } from '../../sandbox/agent/egress-trust.js';
 import { startSecretsManager } from '../helpers/secrets-manager-http.js';
+import { memoryHolds } from '../helpers/process-memory.js';
+import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
+import { startAgent } from './helpers.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 const run = promisify(execFile);
@@ -128,5 +131,38 @@ describe('proxy service: environment_variable credentials', () => {
     expect(seen.length).toBe(before);
     expect(logLines.join('\n')).toMatch(/egress credential applied/);
     expect(logLines.join('\n')).not.toContain(SECRET);
+  });
+
+  it('a Fargate sandbox agent: its tool reaches the API with the placeholder; the secret is in no environment, command line, file or memory of the sandbox', async () => {
+    // As the ECS provider starts it: the egress channel (proxy address, capability) and the placeholders.
+    const root = fs.mkdtempSync(path.join(dir, 'task-'));
+    const agent = await startAgent({
+      root,
+      env: {
+        CORRAL_EGRESS_CHANNEL: JSON.stringify({ address: `127.0.0.1:${service.sandboxPort}`, capability }),
+        CORRAL_TOOL_ENV: JSON.stringify({ CANARY_API_KEY: placeholder }),
+        TMPDIR: root,
+      },
+    });
+    try {
+      const c = new SandboxClient(agent.endpoint);
+      const call = `curl -sS -H "Authorization: Bearer $CANARY_API_KEY" https://api.canary.test:${upstreamPort}/v1/ping`;
+      expect((await c.execute('bash', { command: call })).output).toBe('welcome');
+      expect(seen.at(-1)).toEqual({ host: `api.canary.test:${upstreamPort}`, authorization: `Bearer ${SECRET}` });
+      // From inside: the variable is the placeholder, and nothing the tools can read holds the secret.
+      const inside = (await c.execute('bash', { command: `printf %s "$CANARY_API_KEY"; echo; (env; cat /proc/*/environ /proc/*/cmdline 2>/dev/null) | tr '\\0' '\\n' | grep -c '${SECRET.slice(0, -1)}[${SECRET.slice(-1)}]' || true` })).output;
+      expect(inside).toBe(`${placeholder}\n0\n`);
+      // From outside: the agent's environment, command line, files and memory.
+      const pid = agent.child.pid!;
+      for (const f of ['environ', 'cmdline']) expect(fs.readFileSync(`/proc/${pid}/${f}`).includes(SECRET)).toBe(false);
+      const grep = await run('grep', ['-rl', SECRET, root]).then((r) => r.stdout, () => '');
+      expect(grep).toBe('');
+      if (process.getuid?.() === 0) {
+        // The scan can see: it finds the placeholder the agent holds.
+        expect(memoryHolds(pid, [Buffer.from(SECRET), Buffer.from(placeholder)])).toEqual([false, true]);
+      }
+    } finally {
+      await agent.stop();
+    }
   });
 });

@@ -46,6 +46,7 @@ import { assertDeliverable, type RecipeSupport } from '../../core/sandbox/recipe
 import { RECIPE_ENV, wireRecipeOf } from '../../../sandbox/recipe.js';
 import { placeholdersFor, type PlaceholderCredential } from '../../core/sandbox/egress-placeholders.js';
 import type { EgressCredentialGrant } from '../../core/vault/protocol.js';
+import { EGRESS_CHANNEL_ENV, egressChannelValue, newEgressCapability, type EgressGrantStore } from '../../core/sandbox/egress-grant.js';
 
 /** The container's environment variable with the bootstrap capability (`sandbox/agent.ts`). */
 export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
@@ -143,10 +144,22 @@ export interface EcsSandboxProviderOptions {
    * The session's `environment_variable` credentials (metadata only: the credential proxy's
    * `egress_credentials`). With it, a sandbox of a session that lists vaults gets a placeholder in
    * each variable, and the sandbox's egress grant the rules the proxy service substitutes by.
+   * Only with `egress` (without the proxy service a placeholder would be worthless).
    * @default none: the variables are not set
    */
   readonly environmentCredentials?: { list(sessionId: string): Promise<EgressCredentialGrant[]> };
+  /**
+   * The proxy service (CDK context `proxyService=fargate`): each task gets an egress grant (its
+   * recipe's `networking`) under a capability of its own, and the channel (`address`, the
+   * capability) in its environment; its security group lets it reach nothing but the proxy.
+   * Released sandboxes' grants are revoked; every grant ends after `grantLifetimeMs` regardless.
+   * @default - none: the task's security group decides alone
+   */
+  readonly egress?: { readonly address: string; readonly grants: EgressGrantStore; readonly grantLifetimeMs?: number };
 }
+
+/** How long an egress grant lasts at most (a sandbox released or reaped earlier has its grant revoked or left to expire). */
+export const EGRESS_GRANT_LIFETIME_MS = 24 * 3600_000;
 
 const STOPPING = new Set(['DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED', 'DELETED']);
 
@@ -261,6 +274,23 @@ export class EcsSandboxProvider implements SandboxProvider {
     const placeholders = await this.placeholders(req);
     const toolEnv = Object.keys(placeholders.env).length ? [{ name: TOOL_ENV, value: JSON.stringify(placeholders.env) }] : [];
     const bootstrap = randomBytes(32).toString('base64url');
+    // The sandbox's egress grant exists before its task does: the agent may connect at once.
+    const egress = this.opts.egress;
+    const egressCapability = egress ? newEgressCapability() : undefined;
+    const grantExpiresAt = Date.now() + (egress?.grantLifetimeMs ?? EGRESS_GRANT_LIFETIME_MS);
+    if (egress && egressCapability) {
+      await egress.grants.put(egressCapability, {
+        sessionId: req.sessionId,
+        sandbox: req.name,
+        policy: req.recipe.networking ?? { type: 'unrestricted' },
+        // The credentials by reference (placeholder, ids, hosts, injection): the proxy service reads their secrets itself.
+        credentials: placeholders.credentials,
+        expiresAt: grantExpiresAt,
+      });
+    }
+    const revokeEgress = async () => {
+      if (egress && egressCapability) await egress.grants.revoke(egressCapability).catch(() => undefined);
+    };
     const run = (capacity: 'spot' | 'on-demand') =>
       ecs.send(
         new RunTaskCommand({
@@ -284,6 +314,8 @@ export class EcsSandboxProvider implements SandboxProvider {
                   { name: CAPABILITY_ENV, value: bootstrap },
                   { name: RECIPE_ENV, value: recipe },
                   ...toolEnv,
+                  // About 130 characters (the load balancer's name and the capability).
+                  ...(egress && egressCapability ? [{ name: EGRESS_CHANNEL_ENV, value: egressChannelValue(egress.address, egressCapability) }] : []),
                 ],
               },
             ],
@@ -306,6 +338,7 @@ export class EcsSandboxProvider implements SandboxProvider {
         out = await run('on-demand');
       }
     } catch (err) {
+      await revokeEgress();
       const e = err as Error;
       const capacity = /capacity|limit|throttl|insufficient/i.test(`${e.name} ${e.message}`);
       throw new Error(
@@ -315,6 +348,7 @@ export class EcsSandboxProvider implements SandboxProvider {
     }
     const taskArn = out.tasks?.[0]?.taskArn;
     if (out.failures?.length || !taskArn) {
+      await revokeEgress();
       const failures = out.failures ?? [];
       const what = failures.length ? describeFailures(failures) : 'RunTask returned no task';
       throw new Error(
@@ -324,6 +358,10 @@ export class EcsSandboxProvider implements SandboxProvider {
       );
     }
     const id = shortTaskId(taskArn);
+    if (egress && egressCapability) {
+      // A release names the task: it finds the grant to revoke through this.
+      await egress.grants.bind(taskArn, egressCapability, grantExpiresAt).catch((err: unknown) => this.logger.warn('could not bind a sandbox\'s egress grant to its task; it expires on its own', { taskArn, error: (err as Error)?.message }));
+    }
     this.logger.info?.('sandbox task started', { sessionId: req.sessionId, sandbox: req.name, taskArn });
     await Promise.resolve(req.onStarted?.(taskArn)).catch((err: unknown) => this.logger.warn('could not record a starting sandbox task', { taskArn, error: (err as Error)?.message }));
 
@@ -387,7 +425,7 @@ export class EcsSandboxProvider implements SandboxProvider {
 
   /** The session's credentials as this sandbox sees them (fresh placeholders), or none. */
   private async placeholders(req: ProvisionRequest): Promise<{ env: Record<string, string>; credentials: PlaceholderCredential[] }> {
-    if (!this.opts.environmentCredentials || !req.recipe.vaults) return { env: {}, credentials: [] };
+    if (!this.opts.environmentCredentials || !this.opts.egress || !req.recipe.vaults) return { env: {}, credentials: [] };
     let grants: EgressCredentialGrant[];
     try {
       grants = await this.opts.environmentCredentials.list(req.sessionId);
@@ -505,6 +543,8 @@ export class EcsSandboxProvider implements SandboxProvider {
   }
 
   private async stop(taskArn: string, reason: string, opts: { rethrow?: boolean } = {}): Promise<void> {
+    // A stopped sandbox's capability opens nothing any more (it is still in the task's overrides).
+    await this.opts.egress?.grants.revokeRef(taskArn).catch((err: unknown) => this.logger.warn('could not revoke a sandbox\'s egress grant; it expires on its own', { taskArn, error: (err as Error)?.message }));
     try {
       await this.opts.ecs.send(new StopTaskCommand({ cluster: clusterOfTask(this.clusters, taskArn), task: taskArn, reason }));
       this.logger.info?.('sandbox task stopped', { taskArn, reason });

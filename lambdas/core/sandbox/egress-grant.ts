@@ -21,7 +21,8 @@ import type { EgressCredential } from './egress-relay.js';
 
 /** What a capability opens. No secret. */
 export interface EgressGrant {
-  readonly tenant: string;
+  /** The session's tenant, where the provider knows it (for the log; envcred-aws's vault reads). */
+  readonly tenant?: string;
   readonly sessionId: string;
   /** The sandbox's name in its session (`default`, …). */
   readonly sandbox: string;
@@ -38,6 +39,18 @@ export interface EgressGrantStore {
   /** The grant, or undefined when unknown, revoked or expired. */
   get(capability: string, now?: number): Promise<EgressGrant | undefined>;
   revoke(capability: string): Promise<void>;
+  /** Remembers which sandbox (`ref`: its task ARN) holds `capability`, so that releasing it by ref revokes its grant. */
+  bind(ref: string, capability: string, expiresAt: number): Promise<void>;
+  /** Revokes the grant of the sandbox `ref` (nothing if it has none). */
+  revokeRef(ref: string): Promise<void>;
+}
+
+/** The container's variable with the egress channel (`sandbox/agent/egress-forwarder.ts` reads it). */
+export const EGRESS_CHANNEL_ENV = 'CORRAL_EGRESS_CHANNEL';
+
+/** The egress channel a Fargate sandbox's agent is given: where the proxy service is, and the capability. */
+export function egressChannelValue(address: string, capability: string): string {
+  return JSON.stringify({ address, capability });
 }
 
 /** The header the agent's egress forwarder sends the capability in (`Proxy-Authorization: Bearer <capability>`). */
@@ -58,6 +71,8 @@ export function capabilityFromProxyAuthorization(value: string | undefined): str
   const m = /^Bearer ([A-Za-z0-9_-]{16,128})$/.exec(value ?? '');
   return m?.[1];
 }
+
+const refHash = (ref: string) => crypto.createHash('sha256').update(ref).digest('hex');
 
 /** Grants in the state table (DynamoDB on AWS; the same interface anywhere). */
 export class StateTableEgressGrants implements EgressGrantStore {
@@ -86,6 +101,22 @@ export class StateTableEgressGrants implements EgressGrantStore {
 
   async revoke(capability: string): Promise<void> {
     const k = keys.egressGrant(egressCapabilityHash(capability));
+    await this.table.delete(k.pk, k.sk);
+  }
+
+  async bind(ref: string, capability: string, expiresAt: number): Promise<void> {
+    // Beside the grant, in its partition's namespace: the proxy service's role reads `egress#*` items only.
+    const k = keys.egressGrantRef(refHash(ref));
+    await this.table.put({ pk: k.pk, sk: k.sk, ...versionField('egress_grant'), capabilityHash: egressCapabilityHash(capability), expiresAt: Math.ceil(expiresAt / 1000) });
+  }
+
+  async revokeRef(ref: string): Promise<void> {
+    const k = keys.egressGrantRef(refHash(ref));
+    const item = await this.table.get(k.pk, k.sk);
+    if (typeof item?.capabilityHash === 'string') {
+      const g = keys.egressGrant(item.capabilityHash);
+      await this.table.delete(g.pk, g.sk);
+    }
     await this.table.delete(k.pk, k.sk);
   }
 }
