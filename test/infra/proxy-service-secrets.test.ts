@@ -1,5 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { CfnTemplate } from '../../infra/rehearsal/template.js';
+import { assumedRoleArn, evaluate, roles } from '../../infra/rehearsal/iam.js';
+import { secretArnFor } from '../../infra/rehearsal/aws-requests.js';
+import { createContext, ecsTaskDefinitions, type CfnTemplate, type ResolveContext } from '../../infra/rehearsal/template.js';
 import { synthesizedTemplate } from '../rehearsal/synth.js';
 
 /**
@@ -17,11 +19,13 @@ describe('the proxy service\'s secrets in the template', () => {
   let resources: Record<string, Resource>;
   let byRole: Map<string, Statement[]>;
   let text: string;
+  let ctx: ResolveContext;
 
   beforeAll(async () => {
     const template: CfnTemplate = await synthesizedTemplate({ proxyService: 'fargate', s3PrefixListId: 'pl-0123456789abcdef0' });
     resources = template.Resources as Record<string, Resource>;
     text = JSON.stringify(template);
+    ctx = createContext(template);
     byRole = new Map();
     for (const [id, r] of Object.entries(resources)) {
       if (r.Type === 'AWS::IAM::Role') byRole.set(id, asArray(r.Properties.Policies).flatMap((p: any) => p.PolicyDocument.Statement));
@@ -73,5 +77,23 @@ describe('the proxy service\'s secrets in the template', () => {
     expect(withSecrets.sort()).toEqual([proxyRole, credentialProxyRole()].sort());
     const sandboxRole = taskRoleOf('agent');
     expect(withSecrets).not.toContain(sandboxRole);
+  });
+
+  it('as the rehearsal\'s IAM evaluates the roles on real secret ARNs: only the proxy service reads or makes the CA; vault secrets only it and the credential proxy read', () => {
+    const ca = secretArnFor('corral/egress-ca', ctx.env.region, ctx.env.accountId, ctx.env.partition);
+    const vault = secretArnFor('corral/vault/t1/vlt_1/vcrd_1', ctx.env.region, ctx.env.accountId, ctx.env.partition);
+    const proxyRole = ecsTaskDefinitions(ctx).find((d) => d.containers.some((c) => c.name === 'proxy'))!.taskRoleLogicalId!;
+    const allowed = (action: string, resource: string, context: Record<string, string> = {}) =>
+      roles(ctx)
+        .filter((r) => evaluate({ principalArn: assumedRoleArn(r.arn, 'task'), action, resource, context }, r.statements).decision === 'allow')
+        .map((r) => r.logicalId)
+        .sort();
+    expect(allowed('secretsmanager:GetSecretValue', ca)).toEqual([proxyRole]);
+    expect(allowed('secretsmanager:CreateSecret', ca, { 'secretsmanager:Name': 'corral/egress-ca' })).toEqual([proxyRole]);
+    expect(allowed('secretsmanager:PutSecretValue', ca)).toEqual([proxyRole]);
+    expect(allowed('secretsmanager:GetSecretValue', vault)).toEqual([proxyRole, credentialProxyRole()].sort());
+    // The proxy service writes no vault secret, and reads no other secret.
+    expect(allowed('secretsmanager:PutSecretValue', vault)).toEqual([credentialProxyRole()]);
+    expect(allowed('secretsmanager:GetSecretValue', secretArnFor('corral/other', ctx.env.region, ctx.env.accountId, ctx.env.partition))).toEqual([]);
   });
 });
