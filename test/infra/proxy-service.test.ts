@@ -127,7 +127,13 @@ describe('proxyService=fargate', () => {
     const statements = Object.values(resources)
       .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties.Roles as Array<{ Ref: string }>).some((x) => x.Ref === role))
       .flatMap((r) => r.Properties.PolicyDocument.Statement);
-    expect(statements).toEqual([expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } })]);
+    expect(statements).toEqual([
+      expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } }),
+      // environment_variable credentials (test/infra/proxy-service-secrets.test.ts): the CA, vault secrets read only, the session's records read only.
+      expect.objectContaining({ Sid: 'EgressCa', Action: ['secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue', 'secretsmanager:TagResource'] }),
+      expect.objectContaining({ Sid: 'VaultSecretsRead', Action: 'secretsmanager:GetSecretValue' }),
+      expect.objectContaining({ Sid: 'SessionRecordsRead', Action: ['dynamodb:GetItem', 'dynamodb:Query'] }),
+    ]);
   });
 
   it('is what the capacity model reads for its fixed cost: task size, task bounds, one NLB', () => {

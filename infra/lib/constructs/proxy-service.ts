@@ -114,9 +114,6 @@ export class ProxyService extends Construct {
     acknowledge(defaultPolicyOf(this.taskRole), {
       id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:corral/vault/*]',
       reason: 'Vault secrets are created at run time, one per credential; the prefix corral/vault/ confines the proxy service to them, and it only reads.',
-    }, {
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${DEFAULT_EGRESS_CA_SECRET}-??????]`,
-      reason: 'The egress CA secret is created by the service on first use; Secrets Manager appends six random characters to its name.',
     });
     const executionRole = new CorralRole(this, 'ExecutionRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
