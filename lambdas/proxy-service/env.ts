@@ -20,6 +20,18 @@ export const PROXY_SERVICE_ENV = {
    * a deployment never does. @default none
    */
   allowPrivateAddresses: 'CORRAL_PROXY_ALLOW_PRIVATE_ADDRESSES',
+  /**
+   * The Secrets Manager secret holding the egress CA (made on first use; only this service's role
+   * may read it). Set: `environment_variable` credentials are substituted (./egress-credentials.ts).
+   * The stack sets `corral/egress-ca`. @default none: placeholders go out as they are
+   */
+  egressCaSecret: 'CORRAL_PROXY_EGRESS_CA_SECRET',
+  /**
+   * Extra CA certificates (PEM) upstream TLS is verified against, besides the system's. Only the
+   * deploy rehearsal sets it (its "internet" serves certificates of its own CA); a deployment
+   * never does. @default none
+   */
+  upstreamCa: 'CORRAL_PROXY_UPSTREAM_CA',
 } as const;
 
 /** The ports, as the stack and the ECS provider name them. */

@@ -26,6 +26,8 @@ import { EgressRelay } from '../core/sandbox/egress-relay.js';
 import { PROXY_HARNESS_PORT, PROXY_SANDBOX_PORT, PROXY_SERVICE_ENV } from './env.js';
 import type { ProxyServiceRoute } from './routes.js';
 import { modelRoute } from './model-route.js';
+import { systemTrust } from '../core/sandbox/egress-ca.js';
+import { setUpEgressCredentials } from './egress-credentials.js';
 import { PROXY_SERVICE_DEFAULTS, startProxyService } from './server.js';
 
 /** What the clients a route may need are (one per process). */
@@ -64,12 +66,23 @@ async function main() {
   const idleTimeoutMs = intEnv(PROXY_SERVICE_ENV.idleTimeoutMs, PROXY_SERVICE_DEFAULTS.idleTimeoutMs, 1000);
   const allowPrivate = (process.env[PROXY_SERVICE_ENV.allowPrivateAddresses] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   if (allowPrivate.length) logger.warn('proxy: private addresses are reachable (a rehearsal setting)', { allowPrivate });
-  const relay = new EgressRelay({ logger: log, idleTimeoutMs, allowPrivateAddresses: allowPrivate });
+  // environment_variable credentials: the egress CA and the vault's secrets, read with this task's role.
+  const caSecret = process.env[PROXY_SERVICE_ENV.egressCaSecret];
+  const credentials = caSecret ? await setUpEgressCredentials({ stateTable, logger: log, caSecret }) : undefined;
+  const upstreamCa = process.env[PROXY_SERVICE_ENV.upstreamCa];
+  if (upstreamCa) logger.warn('proxy: an extra upstream CA is trusted (a rehearsal setting)');
+  const relay = new EgressRelay({
+    logger: log,
+    idleTimeoutMs,
+    allowPrivateAddresses: allowPrivate,
+    ...(credentials ? { ca: credentials.ca, secrets: credentials.secrets } : {}),
+    upstreamTrust: [...systemTrust(), ...(upstreamCa ? [upstreamCa] : [])],
+  });
   const harnessPort = intEnv(PROXY_SERVICE_ENV.harnessPort, PROXY_HARNESS_PORT);
   const service = await startProxyService({
     grants: new StateTableEgressGrants(stateTable),
     relay,
-    routes: { sandbox: SANDBOX_ROUTES.map((r) => r(ctx)), harness: HARNESS_ROUTES.map((r) => r(ctx)) },
+    routes: { sandbox: [...(credentials ? [credentials.route] : []), ...SANDBOX_ROUTES.map((r) => r(ctx))], harness: HARNESS_ROUTES.map((r) => r(ctx)) },
     logger: log,
     sandboxPort: intEnv(PROXY_SERVICE_ENV.sandboxPort, PROXY_SANDBOX_PORT, 1),
     harnessPort: harnessPort > 0 ? harnessPort : undefined,

@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { IMAGE_PACKAGES_DIR, PREFIX_MANAGERS, RECIPE_ENV, decodeRecipe, packagesEnvironment } from '../recipe.js';
 import { SANDBOX_LIMITS_ENV, parseSandboxLimits, resolveSandboxLimits } from '../limits.js';
 import { Confinement, SANDBOX_PATH, parseRunAs, type RunAs } from './confinement.js';
+import { installEgressTrust } from './egress-trust.js';
 import { EGRESS_CHANNEL_ENV, parseEgressChannel, startEgressForwarder, startTcpEgressForwarder, type EgressForwarder } from './egress-forwarder.js';
 import { GIT_CHANNEL_ENV, parseGitChannel, startGitForwarder, type GitForwarder } from './git-forwarder.js';
 import { logLine } from './log.js';
@@ -169,11 +170,16 @@ export async function main(argv: string[], program: string): Promise<void> {
   }
   // The host's egress proxy (local sandboxes): the tools reach the network only through it.
   let egress: EgressForwarder | undefined;
+  let caEnv: Record<string, string> = {};
   if (values['egress-socket']) egress = await startEgressForwarder(values['egress-socket'], logLine);
   else if (egressChannelText) {
     // The proxy service (Fargate sandboxes): over TCP, with the sandbox's capability.
-    egress = await startTcpEgressForwarder(parseEgressChannel(egressChannelText), logLine);
+    const channel = parseEgressChannel(egressChannelText);
+    egress = await startTcpEgressForwarder(channel, logLine);
     egressChannelText = '';
+    // Placeholders of environment_variable credentials: the proxy terminates TLS towards their hosts
+    // with the egress CA, which the tools must trust (the bundle is built here: a task has no host mount).
+    if (Object.keys(providedToolEnv).length) caEnv = await installEgressTrust(`http://${channel.address}`, fs.mkdtempSync(path.join(os.tmpdir(), 'corral-ca-')), logLine);
   }
 
   const workspace = path.resolve(values.workspace ?? process.cwd());
@@ -194,7 +200,7 @@ export async function main(argv: string[], program: string): Promise<void> {
     recipeMode: values['local-mounts'] ? 'local' : 'image',
     gitRemote: forwarder?.remoteFor,
     limits,
-    toolEnv: { ...providedToolEnv, ...egress?.env, ...packagesEnv },
+    toolEnv: { ...providedToolEnv, ...caEnv, ...egress?.env, ...packagesEnv },
     ...(packagesDir ? { packagesDir } : {}),
     ...(values['session-dir'] ? { sessionDir: path.resolve(values['session-dir']) } : {}),
   });

@@ -87,7 +87,7 @@ function runTaskStartsAgent(port: number, seen: { input?: RunTaskCommandInput; c
       mode: 'tcp',
       port,
       capability: env.CORRAL_SANDBOX_CAPABILITY,
-      env: { CORRAL_SANDBOX_RECIPE: env.CORRAL_SANDBOX_RECIPE, ...(env.CORRAL_EGRESS_CHANNEL ? { CORRAL_EGRESS_CHANNEL: env.CORRAL_EGRESS_CHANNEL } : {}) },
+      env: { CORRAL_SANDBOX_RECIPE: env.CORRAL_SANDBOX_RECIPE, ...(env.CORRAL_TOOL_ENV ? { CORRAL_TOOL_ENV: env.CORRAL_TOOL_ENV } : {}), ...(env.CORRAL_EGRESS_CHANNEL ? { CORRAL_EGRESS_CHANNEL: env.CORRAL_EGRESS_CHANNEL } : {}) },
       waitReady: false,
     });
     agents.push(agent);
@@ -184,6 +184,58 @@ describe('EcsSandboxProvider.provision', () => {
       SandboxUnavailableError,
     );
     expect(ecs.commandCalls(StopTaskCommand)).toHaveLength(0);
+  });
+
+  it('gives a sandbox of a session with vaults its own placeholder in each environment_variable credential\'s variable, never the secret', async () => {
+    const port = await freePort();
+    const seen: { input?: RunTaskCommandInput; capability?: string } = {};
+    runTaskStartsAgent(port, seen);
+    ecs.on(DescribeTasksCommand).resolves({ tasks: [task('RUNNING')] });
+    const asked: string[] = [];
+    const environmentCredentials = {
+      list: async (sessionId: string) => {
+        asked.push(sessionId);
+        return [{ credential_id: 'vcrd_1', vault_id: 'vlt_1', secret_name: 'CANARY_API_KEY', allowed_hosts: ['api.example.com'], injection_location: { header: true, body: false } }];
+      },
+    };
+    ecs.on(StopTaskCommand).resolves({});
+    const grants = new StateTableEgressGrants(new MemoryStateTable());
+    const egress = { address: 'internal-proxy.elb.eu-west-1.amazonaws.com:3128', grants };
+    const p = provider(port, { environmentCredentials, egress });
+    const sb = await p.provision({ sessionId: 'sesn_env', name: 'default', recipe: { ...emptyRecipe, vaults: true } });
+    const env = Object.fromEntries(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => [e.name!, e.value!]));
+    const placeholder = JSON.parse(env.CORRAL_TOOL_ENV!).CANARY_API_KEY as string;
+    expect(placeholder).toMatch(/^corral-placeholder-[0-9a-f]{48}$/);
+    // The grant carries the credential by reference: the placeholder, ids, hosts, injection.
+    const grant = await grants.get(JSON.parse(env.CORRAL_EGRESS_CHANNEL!).capability);
+    expect(grant!.credentials).toEqual([{ credentialId: 'vcrd_1', vaultId: 'vlt_1', placeholder, allowedHosts: [expect.objectContaining({})], header: true, body: false }]);
+    // The tools see the placeholder; the agent itself keeps no CORRAL_TOOL_ENV for them to read.
+    const c = new SandboxClient(sb.endpoint);
+    expect((await c.execute('bash', { command: 'printf %s "$CANARY_API_KEY"; echo; printf %s "${CORRAL_TOOL_ENV:-none}"' })).output).toBe(`${placeholder}\nnone`);
+    expect(asked).toEqual(['sesn_env']);
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+
+    // Without the proxy service a placeholder would be worthless: none is made.
+    await provider(port, { environmentCredentials }).provision({ sessionId: 'sesn_env', name: 'bare', recipe: { ...emptyRecipe, vaults: true } });
+    expect(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => e.name)).not.toContain('CORRAL_TOOL_ENV');
+    expect(asked).toEqual(['sesn_env']);
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+    // Another sandbox gets another placeholder; a session without vaults is not asked and gets none.
+    const again = await p.provision({ sessionId: 'sesn_env', name: 'second', recipe: { ...emptyRecipe, vaults: true } });
+    const second = JSON.parse(Object.fromEntries(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => [e.name!, e.value!])).CORRAL_TOOL_ENV!).CANARY_API_KEY;
+    expect(second).not.toBe(placeholder);
+    expect(again.ref).toBe(ARN);
+    await Promise.all(agents.splice(0).map((a) => a.stop()));
+    await p.provision({ sessionId: 'sesn_plain', name: 'default', recipe: emptyRecipe });
+    expect(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => e.name)).not.toContain('CORRAL_TOOL_ENV');
+    expect(asked).toEqual(['sesn_env', 'sesn_env']);
+  });
+
+  it('starts no task when the session\'s environment_variable credentials cannot be read', async () => {
+    const egress = { address: 'proxy:3128', grants: new StateTableEgressGrants(new MemoryStateTable()) };
+    const p = provider(await freePort(), { egress, environmentCredentials: { list: async () => Promise.reject(new Error('proxy unavailable')) } });
+    await expect(p.provision({ sessionId: 'sesn_x', name: 'default', recipe: { ...emptyRecipe, vaults: true } })).rejects.toThrow(/environment_variable credentials could not be read \(proxy unavailable\)/);
+    expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(0);
   });
 
   it('spreads sessions over several clusters, each session in one, and stops a task in the cluster its ARN names', async () => {

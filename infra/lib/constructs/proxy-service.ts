@@ -1,4 +1,4 @@
-import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Arn, ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Platform } from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -9,7 +9,9 @@ import { Construct } from 'constructs';
 import { CORRAL_ENV } from '../../../lambdas/core/config.js';
 import { keys } from '../../../lambdas/core/storage/keys.js';
 import { PROXY_HARNESS_PORT, PROXY_SANDBOX_PORT, PROXY_SERVICE_ENV } from '../../../lambdas/proxy-service/env.js';
-import { acknowledge } from '../nag.js';
+import { acknowledge, defaultPolicyOf } from '../nag.js';
+import { DEFAULT_EGRESS_CA_SECRET } from '../../../lambdas/adapters/aws/secrets-manager-egress-ca.js';
+import { VAULT_SECRET_PREFIX } from './credential-proxy.js';
 import { nodeServiceImage } from '../node-service-image.js';
 import { CorralRole } from '../roles.js';
 import type { Network } from './network.js';
@@ -95,6 +97,24 @@ export class ProxyService extends Construct {
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${keys.egressGrant('').pk}*`] } },
       }),
     );
+    // environment_variable credentials: the egress CA (made by the service on first use, so the
+    // template never holds its key) and the vault's secrets, read at substitution time after the
+    // session's records (GetItem/Query, read only) say the session still holds the credential.
+    // With the credential proxy function's, this role is the only one that may read a vault secret.
+    const secretArn = (name: string) => Arn.format({ service: 'secretsmanager', resource: 'secret', resourceName: name, arnFormat: ArnFormat.COLON_RESOURCE_NAME }, Stack.of(this));
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'EgressCa',
+        actions: ['secretsmanager:GetSecretValue', 'secretsmanager:CreateSecret', 'secretsmanager:PutSecretValue', 'secretsmanager:TagResource'],
+        resources: [secretArn(`${DEFAULT_EGRESS_CA_SECRET}-??????`)],
+      }),
+    );
+    this.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'VaultSecretsRead', actions: ['secretsmanager:GetSecretValue'], resources: [secretArn(`${VAULT_SECRET_PREFIX}*`)] }));
+    this.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'SessionRecordsRead', actions: ['dynamodb:GetItem', 'dynamodb:Query'], resources: [props.sessionLog.state.tableArn] }));
+    acknowledge(defaultPolicyOf(this.taskRole), {
+      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:corral/vault/*]',
+      reason: 'Vault secrets are created at run time, one per credential; the prefix corral/vault/ confines the proxy service to them, and it only reads.',
+    });
     const executionRole = new CorralRole(this, 'ExecutionRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Corral proxy service: ECS pulls the image and writes the logs with it',
@@ -131,6 +151,7 @@ export class ProxyService extends Construct {
         [CORRAL_ENV.stateTable]: props.sessionLog.state.tableName,
         [PROXY_SERVICE_ENV.sandboxPort]: String(PROXY_SANDBOX_PORT),
         [PROXY_SERVICE_ENV.harnessPort]: String(PROXY_HARNESS_PORT),
+        [PROXY_SERVICE_ENV.egressCaSecret]: DEFAULT_EGRESS_CA_SECRET,
         POWERTOOLS_SERVICE_NAME: props.serviceName,
         NODE_ENV: 'production',
       },

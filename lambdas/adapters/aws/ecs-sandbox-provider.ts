@@ -44,12 +44,22 @@ import {
 } from '../../core/sandbox/types.js';
 import { assertDeliverable, type RecipeSupport } from '../../core/sandbox/recipe.js';
 import { RECIPE_ENV, wireRecipeOf } from '../../../sandbox/recipe.js';
+import { placeholdersFor, type PlaceholderCredential } from '../../core/sandbox/egress-placeholders.js';
+import type { EgressCredentialGrant } from '../../core/vault/protocol.js';
 import { EGRESS_CHANNEL_ENV, egressChannelValue, newEgressCapability, type EgressGrantStore } from '../../core/sandbox/egress-grant.js';
 
 /** The container's environment variable with the bootstrap capability (`sandbox/agent.ts`). */
 export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
+/**
+ * The container's environment variable with the variables every tool process gets (the agent
+ * reads and removes it): the placeholders of the session's `environment_variable` credentials.
+ * Never a secret: the proxy service substitutes it (docs/CREDENTIALS.md).
+ */
+export const TOOL_ENV = 'CORRAL_TOOL_ENV';
 /** ECS limits a task's overrides to 8192 characters; leave room for the rest of them. */
 const MAX_RECIPE_CHARS = 6_000;
+/** What the placeholders may take of the overrides (about 20 credentials of ordinary names). */
+const MAX_TOOL_ENV_CHARS = 1_500;
 
 /**
  * What a Fargate sandbox delivers of a recipe: the packages its image installs, and repositories
@@ -130,6 +140,14 @@ export interface EcsSandboxProviderOptions {
   /** How long a task may take to reach RUNNING (image pull, ENI). @default 300000 */
   readonly startTimeoutMs?: number;
   readonly logger?: EcsSandboxLogger;
+  /**
+   * The session's `environment_variable` credentials (metadata only: the credential proxy's
+   * `egress_credentials`). With it, a sandbox of a session that lists vaults gets a placeholder in
+   * each variable, and the sandbox's egress grant the rules the proxy service substitutes by.
+   * Only with `egress` (without the proxy service a placeholder would be worthless).
+   * @default none: the variables are not set
+   */
+  readonly environmentCredentials?: { list(sessionId: string): Promise<EgressCredentialGrant[]> };
   /**
    * The proxy service (CDK context `proxyService=fargate`): each task gets an egress grant (its
    * recipe's `networking`) under a capability of its own, and the channel (`address`, the
@@ -252,6 +270,9 @@ export class EcsSandboxProvider implements SandboxProvider {
     }
     const { signal } = req;
     if (signal?.aborted) throw signal.reason;
+    // environment_variable credentials: placeholders in the tools' variables, the rules to the grant.
+    const placeholders = await this.placeholders(req);
+    const toolEnv = Object.keys(placeholders.env).length ? [{ name: TOOL_ENV, value: JSON.stringify(placeholders.env) }] : [];
     const bootstrap = randomBytes(32).toString('base64url');
     // The sandbox's egress grant exists before its task does: the agent may connect at once.
     const egress = this.opts.egress;
@@ -262,7 +283,8 @@ export class EcsSandboxProvider implements SandboxProvider {
         sessionId: req.sessionId,
         sandbox: req.name,
         policy: req.recipe.networking ?? { type: 'unrestricted' },
-        credentials: [],
+        // The credentials by reference (placeholder, ids, hosts, injection): the proxy service reads their secrets itself.
+        credentials: placeholders.credentials,
         expiresAt: grantExpiresAt,
       });
     }
@@ -291,6 +313,7 @@ export class EcsSandboxProvider implements SandboxProvider {
                 environment: [
                   { name: CAPABILITY_ENV, value: bootstrap },
                   { name: RECIPE_ENV, value: recipe },
+                  ...toolEnv,
                   // About 130 characters (the load balancer's name and the capability).
                   ...(egress && egressCapability ? [{ name: EGRESS_CHANNEL_ENV, value: egressChannelValue(egress.address, egressCapability) }] : []),
                 ],
@@ -398,6 +421,22 @@ export class EcsSandboxProvider implements SandboxProvider {
     }
     this.logger.info?.('sandbox ready', { sessionId: req.sessionId, sandbox: req.name, taskArn, ip });
     return notes.length ? { endpoint: secret, ref: taskArn, notes } : { endpoint: secret, ref: taskArn };
+  }
+
+  /** The session's credentials as this sandbox sees them (fresh placeholders), or none. */
+  private async placeholders(req: ProvisionRequest): Promise<{ env: Record<string, string>; credentials: PlaceholderCredential[] }> {
+    if (!this.opts.environmentCredentials || !this.opts.egress || !req.recipe.vaults) return { env: {}, credentials: [] };
+    let grants: EgressCredentialGrant[];
+    try {
+      grants = await this.opts.environmentCredentials.list(req.sessionId);
+    } catch (err) {
+      throw new Error(`the session's environment_variable credentials could not be read (${(err as Error).message}); the sandbox was not started`);
+    }
+    const made = placeholdersFor(grants);
+    if (JSON.stringify(made.env).length > MAX_TOOL_ENV_CHARS) {
+      throw new Error(`the session's environment_variable credentials (${grants.length}) do not fit in a Fargate task's overrides; use fewer`);
+    }
+    return made;
   }
 
   async release(sessionId: string, name: string, ref: string): Promise<void> {

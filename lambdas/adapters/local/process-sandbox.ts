@@ -66,7 +66,7 @@ import { formatSandboxLimits, resolveSandboxLimits, type SandboxLimits } from '.
 import type { GitChannel } from '../../core/vault/protocol.js';
 import { LocalEgressProxy, type EgressChannel, type EgressCredential } from './egress-proxy.js';
 import type { EgressCredentialGrant } from '../../core/vault/protocol.js';
-import { parseHostPattern, type HostPattern } from '../../core/sandbox/egress.js';
+import { placeholdersFor } from '../../core/sandbox/egress-placeholders.js';
 import {
   prepareSandboxCgroup,
   priorityCommandsAvailable,
@@ -136,21 +136,8 @@ export interface EnvironmentCredentials {
   list(sessionId: string): Promise<EgressCredentialGrant[]>;
 }
 
-/**
- * A sandbox's view of its session's `environment_variable` credentials: for each, a placeholder
- * of its own (unguessable, per sandbox), and the rule its egress proxy applies.
- */
-export function placeholdersFor(grants: readonly EgressCredentialGrant[]): { env: Record<string, string>; credentials: EgressCredential[] } {
-  const env: Record<string, string> = {};
-  const credentials: EgressCredential[] = [];
-  for (const g of grants) {
-    const placeholder = `corral-placeholder-${crypto.randomBytes(24).toString('hex')}`;
-    env[g.secret_name] = placeholder;
-    const allowedHosts = g.allowed_hosts === null ? null : g.allowed_hosts.map(parseHostPattern).filter((p): p is HostPattern => !('error' in p));
-    credentials.push({ credentialId: g.credential_id, vaultId: g.vault_id, placeholder, allowedHosts, header: g.injection_location.header, body: g.injection_location.body });
-  }
-  return { env, credentials };
-}
+/** Placeholders and the proxy's rules: the core's, shared with the Fargate provider. */
+export { placeholdersFor } from '../../core/sandbox/egress-placeholders.js';
 
 /** Where the sandbox's egress socket directory appears inside a bubblewrapped sandbox. */
 const SANDBOX_EGRESS_DIR = '/run/corral-egress';

@@ -76,9 +76,11 @@ export interface CredentialProxyDeps {
   oauth?: { marginMs?: number; timeoutMs?: number; fetch?: typeof fetch };
   now?: () => number;
   /**
-   * Whether `egress_secret` is answered: only in the local proxy process, whose one caller is the
-   * local runtime's egress proxy. On AWS it is refused (the harness and the API may call this
-   * proxy, and neither may read a secret). @default false
+   * Whether `egress_secret` is answered: only where the one caller is an egress proxy: the local
+   * proxy process (the local runtime's egress proxy) and the core inside the proxy service's
+   * process on AWS (its relay; lambdas/proxy-service/egress-credentials.ts). The credential proxy
+   * function refuses it (the harness and the API may call it, and neither may read a secret).
+   * @default false
    */
   egressSecrets?: boolean;
 }
