@@ -129,12 +129,12 @@ describe('proxyService=fargate', () => {
       .flatMap((r) => r.Properties.PolicyDocument.Statement);
     expect(statements).toEqual([
       expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } }),
-      // The model key, for the harness's model calls (it alone reads it: test/infra/secret-readers.test.ts).
-      expect.objectContaining({ Sid: 'ModelKey', Action: 'ssm:GetParameter', Resource: { 'Fn::Join': ['', expect.arrayContaining([':parameter/corral/anthropic-api-key'])] } }),
       // environment_variable credentials (test/infra/proxy-service-secrets.test.ts): the CA, vault secrets read only, the session's records read only.
       expect.objectContaining({ Sid: 'EgressCa', Action: ['secretsmanager:CreateSecret', 'secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue', 'secretsmanager:TagResource'] }),
       expect.objectContaining({ Sid: 'VaultSecretsRead', Action: 'secretsmanager:GetSecretValue' }),
       expect.objectContaining({ Sid: 'SessionRecordsRead', Action: ['dynamodb:GetItem', 'dynamodb:Query'] }),
+      // The model key, for the harness's model calls (it alone reads it: test/infra/secret-readers.test.ts).
+      expect.objectContaining({ Sid: 'ModelKey', Action: 'ssm:GetParameter', Resource: { 'Fn::Join': ['', expect.arrayContaining([':parameter/corral/anthropic-api-key'])] } }),
     ]);
     expect(env.CORRAL_MODEL_API_KEY_PARAMETER).toBe('/corral/anthropic-api-key');
   });
