@@ -26,6 +26,8 @@ export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1', sandboxLimits: 'f
 
 export interface RehearseOptions {
   only?: string[];
+  /** Stand-in names the proxy service resolves to loopback (`RehearsalOptions.egressHosts`). */
+  egressHosts?: string[];
   /** More CDK context for the synthesis (`--context k=v,...`). */
   context?: Record<string, string>;
   /** The account's Lambda concurrency. @default 50 */
@@ -62,6 +64,7 @@ export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseRepo
       dynamodb: opts.dynamodb,
       keepWorkDir: opts.keepWorkDir,
       log,
+      egressHosts: opts.egressHosts,
     });
     log(`rehearsed API at ${r.apiUrl} (work directory ${r.workDir})`);
     const hooks = rehearsalHooks(r, fake, opts.only);
