@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { startRehearsal, type Rehearsal } from '../infra/rehearsal/rehearsal.js';
-import { REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
+import { EGRESS_STANDIN_HOSTS, REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
 import { runScenarios, selectScenarios, timeToFirstTokenSummary, type ScenarioResult } from '../infra/rehearsal/scenarios.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
 
@@ -64,7 +64,8 @@ export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseRepo
       dynamodb: opts.dynamodb,
       keepWorkDir: opts.keepWorkDir,
       log,
-      egressHosts: opts.egressHosts,
+      // The egress scenario's stand-in internet names (loopback), for the proxy service's tasks.
+      egressHosts: opts.egressHosts ?? (opts.only?.includes('egress') ? EGRESS_STANDIN_HOSTS : undefined),
     });
     log(`rehearsed API at ${r.apiUrl} (work directory ${r.workDir})`);
     const hooks = rehearsalHooks(r, fake, opts.only);
