@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { startRehearsal, type Rehearsal } from '../infra/rehearsal/rehearsal.js';
-import { REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
+import { EGRESS_STANDIN_HOSTS, REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
 import { runScenarios, selectScenarios, timeToFirstTokenSummary, type ScenarioResult } from '../infra/rehearsal/scenarios.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
 
@@ -26,6 +26,8 @@ export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1', sandboxLimits: 'f
 
 export interface RehearseOptions {
   only?: string[];
+  /** Stand-in names the proxy service resolves to loopback (`RehearsalOptions.egressHosts`). */
+  egressHosts?: string[];
   /** More CDK context for the synthesis (`--context k=v,...`). */
   context?: Record<string, string>;
   /** The account's Lambda concurrency. @default 50 */
@@ -62,6 +64,8 @@ export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseRepo
       dynamodb: opts.dynamodb,
       keepWorkDir: opts.keepWorkDir,
       log,
+      // The egress scenario's stand-in internet names (loopback), for the proxy service's tasks.
+      egressHosts: opts.egressHosts ?? (opts.only?.includes('egress') ? EGRESS_STANDIN_HOSTS : undefined),
     });
     log(`rehearsed API at ${r.apiUrl} (work directory ${r.workDir})`);
     const hooks = rehearsalHooks(r, fake, opts.only);

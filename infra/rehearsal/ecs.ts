@@ -22,7 +22,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AwsCall, Backend } from './aws-gateway.js';
 import { jsonError } from './aws-gateway.js';
 import { PRIVATE_PREFIX, type VpcNetwork } from './network.js';
@@ -69,6 +71,15 @@ export interface EcsEmulatorOptions {
   servicePreload?: string;
   /** The environment a service task gets from its task role (AWS endpoint, region, the role's credentials). */
   taskRoleEnvironment?: (taskDefinition: RehearsedTaskDefinition) => Record<string, string>;
+  /**
+   * How a sandbox task without a way to the internet (its security groups have no egress to
+   * 0.0.0.0/0) reaches the proxy service named in its egress channel: a connection from the task's
+   * private address to `host:port` (the load balancer's name), through the security groups' check.
+   * Without it such a task still shares the host's network.
+   */
+  egressBridge?: (from: string, host: string, port: number) => Promise<Socket>;
+  /** Extra environment of a service's tasks (the rehearsal's stand-ins, never the template's). */
+  serviceEnvironment?: (service: RehearsedService) => Record<string, string>;
   /** A service task is running (register it with its target groups) or stopping (deregister it first). */
   onServiceTask?: (event: 'running' | 'stopping', service: RehearsedService, task: { id: string; address: string }) => void;
 }
@@ -138,6 +149,9 @@ interface Task {
 }
 
 const sessionMountProbe: { result?: boolean } = {};
+/** The in-namespace end of an isolated sandbox task's egress channel. */
+const NETNS_EGRESS = fileURLToPath(new URL('./netns-egress.mjs', import.meta.url));
+const IN_TASK_PROXY_PORT = 3128;
 
 /** Whether bubblewrap can give a task its own `/mnt/session` here (probed once). */
 export function sessionMountAvailable(): boolean {
@@ -376,6 +390,43 @@ export class EcsEmulator implements Backend {
     return { argv: out, port, socket };
   }
 
+  /**
+   * The host side of a sandbox task's egress channel: a Unix socket (in the task's directory,
+   * which its namespace sees) whose connections go from the task's address to the proxy service
+   * the channel names; the channel is rewritten to the in-namespace end (`netns-egress.mjs`).
+   */
+  private async bridgeEgress(task: Task, dir: string): Promise<string> {
+    const socketPath = join(dir, 'egress-bridge.sock');
+    const text = task.environment.CORRAL_EGRESS_CHANNEL;
+    const channel = text ? (JSON.parse(text) as { address: string; capability: string }) : undefined;
+    const at = channel ? channel.address.lastIndexOf(':') : -1;
+    const server = createServer((client) => {
+      client.on('error', () => undefined);
+      if (!channel) return void client.destroy();
+      this.opts
+        .egressBridge!(task.address, channel.address.slice(0, at), Number(channel.address.slice(at + 1)))
+        .then((upstream) => {
+          const end = () => {
+            client.destroy();
+            upstream.destroy();
+          };
+          upstream.on('error', end);
+          client.on('close', end);
+          upstream.on('close', end);
+          client.pipe(upstream).pipe(client);
+        })
+        .catch(() => client.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    const unexpose = task.unexpose;
+    task.unexpose = async () => {
+      server.close();
+      await unexpose?.();
+    };
+    if (channel) task.environment = { ...task.environment, CORRAL_EGRESS_CHANNEL: JSON.stringify({ ...channel, address: `127.0.0.1:${IN_TASK_PROXY_PORT}` }) };
+    return socketPath;
+  }
+
   private async start(task: Task, command: string[], ports: number[]) {
     const dir = join(this.opts.dataDir, 'tasks', task.id);
     mkdirSync(join(dir, 'workspace'), { recursive: true });
@@ -396,7 +447,13 @@ export class EcsEmulator implements Backend {
     this.changed(task);
     task.socket = plan.socket;
     const mounted = sessionMountAvailable();
-    const argv = mounted ? ['bwrap', ...sessionMountArgs(sessionDir), ...plan.argv] : [...plan.argv, '--session-dir', sessionDir];
+    let argv = mounted ? ['bwrap', ...sessionMountArgs(sessionDir), ...plan.argv] : [...plan.argv, '--session-dir', sessionDir];
+    const isolated = mounted && this.opts.egressBridge && !this.opts.network.reachesInternet(this.opts.network.memberAt(task.address)?.securityGroups ?? []);
+    if (isolated) {
+      // No way out but its egress channel: its own network namespace, the channel bridged in.
+      const bridge = await this.bridgeEgress(task, dir);
+      argv = ['bwrap', '--unshare-net', ...sessionMountArgs(sessionDir), process.execPath, NETNS_EGRESS, String(IN_TASK_PROXY_PORT), bridge, '--', ...plan.argv];
+    }
     const child = spawn(argv[0], argv.slice(1), {
       cwd: join(dir, 'workspace'),
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(dir, 'workspace'), NODE_ENV: 'production', ...task.environment, ...this.opts.taskEnvironment },
@@ -429,7 +486,12 @@ export class EcsEmulator implements Backend {
     }
     if (task.desiredStatus !== 'RUNNING') return;
     try {
-      task.unexpose = await this.opts.network.expose(task.address, plan.port, { socketPath: plan.socket });
+      const before = task.unexpose;
+      const unexpose = await this.opts.network.expose(task.address, plan.port, { socketPath: plan.socket });
+      task.unexpose = async () => {
+        await unexpose();
+        await before?.();
+      };
     } catch (err) {
       await this.stop(task, `CannotStartContainerError: ${(err as Error).message}`, 'TaskFailedToStart');
       return;
@@ -491,10 +553,11 @@ export class EcsEmulator implements Backend {
     // The image's `node` is this machine's; the files the image copies in are the asset's.
     const argv = command.map((a, i) => (i === 0 && (a === 'node' || a.endsWith('/node')) ? process.execPath : image.files[a] ?? a));
     if (argv[0] !== process.execPath) throw new Error(`service ${service.name}: the rehearsal runs Node entrypoints only, not ${command.join(' ')}`);
-    // Every task listens on the same container port; here each on a socket of its own, which its
+    // Every task listens on the same container ports; here each on sockets of its own, which its
     // private address serves (see vpc-preload.mjs).
+    const listens = container.ports.map((p, i) => ({ port: p, socket: join(dir, i === 0 ? 'listen.sock' : `listen-${p}.sock`) }));
     const port = container.ports[0];
-    const socket = join(dir, 'listen.sock');
+    const socket = listens[0].socket;
     task.socket = socket;
     task.lastStatus = 'PENDING';
     this.changed(task);
@@ -505,9 +568,10 @@ export class EcsEmulator implements Backend {
         HOME: dir,
         ...task.environment,
         ...this.opts.taskRoleEnvironment?.(def),
+        ...this.opts.serviceEnvironment?.(service),
         CORRAL_REHEARSAL_SOURCE_ADDRESS: address,
         CORRAL_REHEARSAL_PRIVATE_PREFIX: PRIVATE_PREFIX,
-        CORRAL_REHEARSAL_LISTEN: `${port}=${socket}`,
+        CORRAL_REHEARSAL_LISTEN: listens.map((l) => `${l.port}=${l.socket}`).join(','),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -519,13 +583,17 @@ export class EcsEmulator implements Backend {
       task.exitCode = code ?? (signal === 'SIGTERM' ? 143 : signal ? 137 : 0);
       if (task.desiredStatus === 'RUNNING') void this.stop(task, 'Essential container in task exited', 'EssentialContainerExited');
     });
-    for (let i = 0; i < 300 && task.desiredStatus === 'RUNNING' && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 300 && task.desiredStatus === 'RUNNING' && !listens.every((l) => existsSync(l.socket)); i++) await new Promise((r) => setTimeout(r, 100));
     if (task.desiredStatus !== 'RUNNING') throw new Error(`service ${service.name}: task ${id} stopped before it listened (${task.stoppedReason}); see its log`);
-    if (!existsSync(socket)) {
-      await this.stop(task, `the container did not listen on ${port} within 30 s`, 'TaskFailedToStart');
-      throw new Error(`service ${service.name}: task ${id} did not listen on ${port}`);
+    const silent = listens.filter((l) => !existsSync(l.socket)).map((l) => l.port);
+    if (silent.length) {
+      await this.stop(task, `the container did not listen on ${silent.join(', ')} within 30 s`, 'TaskFailedToStart');
+      throw new Error(`service ${service.name}: task ${id} did not listen on ${silent.join(', ')}`);
     }
-    task.unexpose = await this.opts.network.expose(address, port, { socketPath: socket });
+    const unexpose = await Promise.all(listens.map((l) => this.opts.network.expose(address, l.port, { socketPath: l.socket })));
+    task.unexpose = async () => {
+      await Promise.all(unexpose.map((u) => u()));
+    };
     task.startedAt = Date.now();
     task.lastStatus = 'RUNNING';
     this.changed(task);

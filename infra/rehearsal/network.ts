@@ -101,6 +101,14 @@ export class VpcNetwork {
     return this.members.get(address);
   }
 
+  /**
+   * Whether a member with these security groups may connect to the internet at all (an egress
+   * rule to 0.0.0.0/0). A sandbox task without one runs in a network namespace of its own.
+   */
+  reachesInternet(securityGroups: readonly string[]): boolean {
+    return securityGroups.some((gid) => this.groups.get(gid)?.egress.some((r) => r.cidr === '0.0.0.0/0'));
+  }
+
   /** Whether a connection from `from` (an address, 127.0.0.1 for the internet) to `to:port` is allowed. */
   check(from: string, to: string, port: number, protocol = 'tcp'): { ok: true } | { ok: false; reason: string } {
     const target = this.members.get(to);

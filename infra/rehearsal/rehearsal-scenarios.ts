@@ -8,7 +8,7 @@
  * they do not allow, and the sandbox boundary (limits, sealed capabilities, repository rule).
  */
 import { DynamoDBClient, QueryCommand, ScanCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import { request as httpRequest } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { SANDBOX_LIMITS_ENV, humanBytes, parseSandboxLimits, resolveSandboxLimits } from '../../sandbox/limits.js';
 import { SANDBOX_PREFIX, keys } from '../../lambdas/core/storage/keys.js';
@@ -22,9 +22,12 @@ const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
 
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS] as const;
+export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS] as const;
 /** Scenarios only run when named (`--only`): they need a rehearsal set up for them (`stream-tier`: `--context streamTier=fargate --dynamodb dynamodb-local`). */
-export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier'];
+export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier', 'egress'];
+
+/** The stand-in names of the `egress` scenario (the rehearsal gives them to the proxy service: `RehearsalOptions.egressHosts`). */
+export const EGRESS_STANDIN_HOSTS = ['allowed.rehearsal.test', 'denied.rehearsal.test', 'registry.npmjs.org', 'mcp.rehearsal.test'];
 
 /**
  * Reads a session's stream through API Gateway with plain HTTP (the SDK drops pings) until an
@@ -108,6 +111,60 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
   }
 
   const scenarios: Scenario[] = [
+    {
+      name: 'egress',
+      proves:
+        'with proxyService=fargate a sandbox reaches an allowed host, a package registry and its MCP server through the proxy service, a denied host answers with a 403 the model reads, and a connection around the proxy fails',
+      timeoutMs: 240_000,
+      async run(ctx) {
+        const hits: string[] = [];
+        const origin = createHttpServer((req, res) => {
+          hits.push(req.headers.host ?? '');
+          res.end(`hello from ${req.headers.host}`);
+        });
+        await new Promise<void>((done) => origin.listen(0, '127.0.0.1', () => done()));
+        const port = (origin.address() as { port: number }).port;
+        let session: string | undefined;
+        try {
+          const env = await ctx.client.beta.environments.create({
+            name: 'rehearsal-egress',
+            config: { type: 'cloud', networking: { type: 'limited', allowed_hosts: ['allowed.rehearsal.test'], allow_package_managers: true, allow_mcp_servers: true } },
+          });
+          const agent = await ctx.client.beta.agents.create({
+            name: 'rehearsal-egress',
+            model: ctx.model,
+            tools: [{ type: 'agent_toolset_20260401' }],
+            mcp_servers: [{ name: 'standin', type: 'url', url: `http://mcp.rehearsal.test:${port}/mcp` }],
+          });
+          session = (await ctx.client.beta.sessions.create({ agent: agent.id, environment_id: env.id })).id;
+          const hosts = ['allowed.rehearsal.test', 'registry.npmjs.org', 'mcp.rehearsal.test', 'denied.rehearsal.test'];
+          const command =
+            `for h in ${hosts.join(' ')}; do echo "$h: $(curl -s -m 20 http://$h:${port}/)"; done; ` +
+            `echo "tunnel: $(curl -s -p -m 20 http://registry.npmjs.org:${port}/)"; ` +
+            `curl -s -m 5 --noproxy '*' http://127.0.0.1:${port}/ || echo "direct: failed"`;
+          const events = await runTurn(ctx, session, `Run \`${command}\``);
+          const result = events.find((e) => e.type === 'agent.tool_result');
+          const out = JSON.stringify(result?.content ?? null);
+          const expected = [
+            `allowed.rehearsal.test: hello from allowed.rehearsal.test:${port}`,
+            `registry.npmjs.org: hello from registry.npmjs.org:${port}`,
+            `mcp.rehearsal.test: hello from mcp.rehearsal.test:${port}`,
+            `denied.rehearsal.test: Corral egress proxy: denied.rehearsal.test:${port} is not allowed by this environment's networking policy`,
+            `tunnel: hello from registry.npmjs.org:${port}`,
+            'direct: failed',
+          ];
+          const missing = expected.filter((line) => !out.includes(JSON.stringify(line).slice(1, -1)));
+          if (!result || missing.length) fail(`the tool result lacks ${JSON.stringify(missing)}: ${out.slice(0, 800)}`);
+          if (hits.some((h) => h.startsWith('denied') || h.startsWith('127.0.0.1'))) fail(`the origin was reached as ${hits.join(', ')}`);
+          const proxied = r.network.accepted.filter((a) => a.port === 3128).length;
+          if (!proxied) fail('no connection reached the proxy service\'s port 3128 through the security groups');
+          return `allowed, registry, MCP and tunnel through the proxy service (${proxied} connections to its load balancer); denied with its reason; direct failed`;
+        } finally {
+          if (session) await ctx.client.beta.sessions.delete(session).catch(() => undefined);
+          origin.close();
+        }
+      },
+    },
     {
       name: 'step-deadline',
       proves: 'a model call that would outlive the harness function ends before Lambda kills it; the turn goes on in a new step',

@@ -81,6 +81,12 @@ export interface RehearsalOptions {
   /** Keep the work directory after `stop` (for reading the functions' logs). */
   keepWorkDir?: boolean;
   log?: (line: string) => void;
+  /**
+   * Stand-in internet names for the proxy service (`proxyService=fargate`): each resolves to
+   * 127.0.0.1 in its tasks, which may then reach loopback (the rehearsal's internet). Never in
+   * the template. @default none
+   */
+  egressHosts?: string[];
 }
 
 export interface Rehearsal {
@@ -289,6 +295,28 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       dataDir: workDir,
       images: assemblyImages(assembly, opts.context?.stackName ?? 'Corral'),
       servicePreload: PRELOAD,
+      // The proxy service's tasks reach the rehearsal's internet (loopback) by the stand-in names.
+      serviceEnvironment: (service) => {
+        const def = model.taskDefinitions.find((d) => d.arn === service.taskDefinitionArn);
+        if (!def?.containers[0]?.environment.CORRAL_PROXY_SANDBOX_PORT) return {};
+        return {
+          CORRAL_PROXY_ALLOW_PRIVATE_ADDRESSES: '127.0.0.1',
+          ...(opts.egressHosts?.length ? { CORRAL_REHEARSAL_HOSTS: opts.egressHosts.map((h) => `${h}=127.0.0.1`).join(',') } : {}),
+        };
+      },
+      // A sandbox task whose security groups reach no internet reaches the load balancer its
+      // egress channel names, from its own address, if the security groups allow it.
+      egressBridge: (from, host, port) => {
+        const lb = loadBalancers.find((l) => l.lb.dnsName.toLowerCase() === host.toLowerCase());
+        if (!lb) return Promise.reject(new Error(`no load balancer is named ${host}`));
+        const verdict = network.check(from, lb.address, port);
+        if (!verdict.ok) {
+          network.refusals.push({ from, to: lb.address, port, reason: verdict.reason, at: new Date().toISOString() });
+          return Promise.reject(new Error(verdict.reason));
+        }
+        network.accepted.push({ from, to: lb.address, port });
+        return lb.connect(port);
+      },
       taskRoleEnvironment: (d) => {
         const key = taskRoleKeys.get(d.arn);
         return {

@@ -81,7 +81,7 @@ describe('proxyService=fargate', () => {
     const sandbox = idOf('SandboxesSecurityGroup', 'AWS::EC2::SecurityGroup');
     const nlb = idOf('ProxyServiceLoadBalancerSecurityGroup', 'AWS::EC2::SecurityGroup');
     const endpoints = idOf('NetworkEndpointSecurityGroup', 'AWS::EC2::SecurityGroup');
-    const out = rules.filter((r) => r.group === sandbox && r.direction === 'out').map(({ protocol, from, to, peer }) => ({ protocol, from, to, peer }));
+    const out = rules.filter((r) => r.group === sandbox && r.direction === 'out' && r.peer !== '255.255.255.255/32').map(({ protocol, from, to, peer }) => ({ protocol, from, to, peer }));
     expect(out.sort((a, b) => a.peer.localeCompare(b.peer))).toEqual(
       [
         { protocol: 'tcp', from: PROXY_SANDBOX_PORT, to: PROXY_SANDBOX_PORT, peer: nlb },
@@ -89,8 +89,11 @@ describe('proxyService=fargate', () => {
         { protocol: 'tcp', from: 443, to: 443, peer: 'pl-6da54004' },
       ].sort((a, b) => a.peer.localeCompare(b.peer)),
     );
-    // not the CDK's "allow all" placeholder either
-    expect(JSON.stringify(resources[sandbox].Properties)).not.toContain('0.0.0.0/0');
+    // The group lists an egress rule of its own that matches nothing: without one, EC2 would give
+    // it the default allow-all rule (the rules above are separate resources).
+    for (const group of [sandbox, nlb]) {
+      expect(resources[group].Properties.SecurityGroupEgress, group).toEqual([{ IpProtocol: 'icmp', CidrIp: '255.255.255.255/32', FromPort: 252, ToPort: 86, Description: 'Disallow all traffic' }]);
+    }
     // the interface endpoints are on (ECR, ECR's registry, CloudWatch Logs) and admit 443 from the VPC only
     expect(Object.values(resources).filter((r) => r.Type === 'AWS::EC2::VPCEndpoint' && r.Properties.VpcEndpointType === 'Interface')).toHaveLength(3);
     expect(rules.filter((r) => r.group === endpoints && r.direction === 'in').every((r) => r.from === 443 && /^10\.\d+\.0\.0\/16$/.test(r.peer))).toBe(true);
@@ -104,7 +107,7 @@ describe('proxyService=fargate', () => {
     const into = (group: string) => rules.filter((r) => r.group === group && r.direction === 'in').map(({ from, to, peer }) => `${peer}:${from}-${to}`).sort();
     expect(into(nlb)).toEqual([`${harness}:${PROXY_HARNESS_PORT}-${PROXY_HARNESS_PORT}`, `${sandbox}:${PROXY_SANDBOX_PORT}-${PROXY_SANDBOX_PORT}`].sort());
     expect(into(tasks)).toEqual([`${nlb}:${PROXY_HARNESS_PORT}-${PROXY_HARNESS_PORT}`, `${nlb}:${PROXY_SANDBOX_PORT}-${PROXY_SANDBOX_PORT}`].sort());
-    const nlbOut = rules.filter((r) => r.group === nlb && r.direction === 'out').map(({ from, peer }) => `${peer}:${from}`).sort();
+    const nlbOut = rules.filter((r) => r.group === nlb && r.direction === 'out' && r.peer !== '255.255.255.255/32').map(({ from, peer }) => `${peer}:${from}`).sort();
     expect(nlbOut).toEqual([`${tasks}:${PROXY_HARNESS_PORT}`, `${tasks}:${PROXY_SANDBOX_PORT}`].sort());
     // The load balancer wears that group and listens on both ports; the tasks go out to the internet.
     const lb = idOf('ProxyServiceLoadBalancer', 'AWS::ElasticLoadBalancingV2::LoadBalancer');

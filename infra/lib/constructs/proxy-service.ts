@@ -185,6 +185,12 @@ export class ProxyService extends Construct {
     if (!endpoints) throw new Error('ProxyService: the VPC needs its interface endpoints (ECR, CloudWatch Logs) for sandbox tasks to start without other egress (vpcInterfaceEndpoints)');
     sandboxGroup.addEgressRule(endpoints, ec2.Port.tcp(443), 'ECR and CloudWatch Logs interface endpoints: image pull and logs');
 
+    // Only standalone egress rules name these groups (CDK writes rules to other groups and to
+    // prefix lists as resources of their own), and a group whose template lists no egress gets
+    // EC2's default allow-all rule: each keeps an inline rule that matches nothing.
+    closeDefaultEgress(sandboxGroup);
+    closeDefaultEgress(this.loadBalancerSecurityGroup);
+
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: props.sandboxes.cluster,
       taskDefinition: this.taskDefinition,
@@ -257,4 +263,18 @@ export class ProxyService extends Construct {
   get providerEnvironment(): Record<string, string> {
     return { [CORRAL_ENV.proxyServiceAddress]: this.sandboxAddress };
   }
+}
+
+/**
+ * EC2 gives a security group created without egress rules an allow-all one; CloudFormation drops
+ * it only when the group's own `SecurityGroupEgress` lists rules. CDK's placeholder (ICMP type 252,
+ * code 86 to 255.255.255.255/32: matches nothing) keeps the list non-empty when every real rule
+ * is a separate resource.
+ */
+export const NO_TRAFFIC_EGRESS = { ipProtocol: 'icmp', cidrIp: '255.255.255.255/32', fromPort: 252, toPort: 86, description: 'Disallow all traffic' } as const;
+
+function closeDefaultEgress(group: ec2.SecurityGroup): void {
+  (group.node.defaultChild as ec2.CfnSecurityGroup).addPropertyOverride('SecurityGroupEgress', [
+    { IpProtocol: NO_TRAFFIC_EGRESS.ipProtocol, CidrIp: NO_TRAFFIC_EGRESS.cidrIp, FromPort: NO_TRAFFIC_EGRESS.fromPort, ToPort: NO_TRAFFIC_EGRESS.toPort, Description: NO_TRAFFIC_EGRESS.description },
+  ]);
 }
