@@ -44,27 +44,41 @@ import {
 } from '../../core/sandbox/types.js';
 import { assertDeliverable, type RecipeSupport } from '../../core/sandbox/recipe.js';
 import { RECIPE_ENV, wireRecipeOf } from '../../../sandbox/recipe.js';
+import type { CredentialProxyClient, GitChannel } from '../../core/vault/protocol.js';
+import { redactUrls } from '../../core/sandbox/recipe.js';
 
 /** The container's environment variable with the bootstrap capability (`sandbox/agent.ts`). */
 export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
+/** The container's environment variable with the git channel (`sandbox/agent/git-forwarder.ts`). */
+export const GIT_CHANNEL_ENV = 'CORRAL_GIT_CHANNEL';
 /** ECS limits a task's overrides to 8192 characters; leave room for the rest of them. */
 const MAX_RECIPE_CHARS = 6_000;
+/** The recipe and the git channel together (the rest of the overrides is well under 400). */
+const MAX_OVERRIDE_CHARS = 7_800;
 
 /**
- * What a Fargate sandbox delivers of a recipe: the packages its image installs, and repositories
- * that need no credential (the task clones them itself). A repository the session holds a
- * credential for needs the credential proxy's git channel, which Fargate sandboxes do not have
- * yet: the sandbox manager refuses such a recipe before any task starts.
+ * What a Fargate sandbox delivers of a recipe: the packages its image installs, repositories that
+ * need no credential (the task clones them itself), and, when the provider is given the credential
+ * proxy's git channels (the stack's proxy service serves them), repositories the session holds a
+ * credential for: cloned through the channel, the token added by the proxy service. Without the
+ * channels the sandbox manager refuses such a recipe before any task starts.
  */
-export const FARGATE_RECIPE_SUPPORT: RecipeSupport = {
-  label: 'a Fargate sandbox',
-  packages: {
-    managers: ['apt', 'pip', 'npm'],
-    otherwise: 'the sandbox image installs apt, pip and npm packages only (install other toolchains with apt packages, or use a derived image)',
-  },
-  publicRepositories: { supported: true },
-  credentialedRepositories: { supported: false, reason: 'Fargate sandboxes have no git channel to the credential proxy yet' },
-};
+export function fargateRecipeSupport(opts: { gitChannels: boolean }): RecipeSupport {
+  return {
+    label: 'a Fargate sandbox',
+    packages: {
+      managers: ['apt', 'pip', 'npm'],
+      otherwise: 'the sandbox image installs apt, pip and npm packages only (install other toolchains with apt packages, or use a derived image)',
+    },
+    publicRepositories: { supported: true },
+    credentialedRepositories: opts.gitChannels
+      ? { supported: true }
+      : { supported: false, reason: 'this deployment gives Fargate sandboxes no git channel (the proxy service\'s URL is not configured)' },
+  };
+}
+
+/** A Fargate sandbox with the proxy service's git channel (the stack's): private repositories too. */
+export const FARGATE_RECIPE_SUPPORT: RecipeSupport = fargateRecipeSupport({ gitChannels: true });
 
 export interface EcsSandboxLogger {
   debug?(message: string, extra?: Record<string, unknown>): void;
@@ -129,6 +143,14 @@ export interface EcsSandboxProviderOptions {
   /** How long a task may take to reach RUNNING (image pull, ENI). @default 300000 */
   readonly startTimeoutMs?: number;
   readonly logger?: EcsSandboxLogger;
+  /**
+   * The credential proxy's git channels (`git_open`, `git_close`): a sandbox whose recipe has
+   * repositories the session holds a credential for gets a channel for exactly those, served by
+   * the proxy service (the channel's URL is the proxy's `CORRAL_GIT_PROXY_URL`), in its task's
+   * environment: a capability, never the token. Released sandboxes' channels are closed.
+   * @default none: such recipes are refused (`fargateRecipeSupport`)
+   */
+  readonly gitChannels?: Pick<CredentialProxyClient, 'gitOpen' | 'gitClose'>;
 }
 
 const STOPPING = new Set(['DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED', 'DELETED']);
@@ -207,7 +229,7 @@ export function taskPrivateIp(task: Task): string | undefined {
 const duration = (ms: number) => (ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`);
 
 export class EcsSandboxProvider implements SandboxProvider {
-  readonly recipeSupport = FARGATE_RECIPE_SUPPORT;
+  readonly recipeSupport: RecipeSupport;
   private readonly healthTimeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly startTimeoutMs: number;
@@ -219,6 +241,7 @@ export class EcsSandboxProvider implements SandboxProvider {
 
   constructor(private readonly opts: EcsSandboxProviderOptions) {
     this.clusters = clusterList(opts.cluster);
+    this.recipeSupport = fargateRecipeSupport({ gitChannels: Boolean(opts.gitChannels) });
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 300_000;
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
     this.startTimeoutMs = opts.startTimeoutMs ?? 300_000;
@@ -228,7 +251,6 @@ export class EcsSandboxProvider implements SandboxProvider {
   }
 
   async provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
-    const { ecs, containerName, port } = this.opts;
     const cluster = clusterForSession(this.clusters, req.sessionId);
     assertDeliverable(req.recipe, this.recipeSupport);
     const recipe = JSON.stringify(wireRecipeOf(req.recipe));
@@ -240,6 +262,57 @@ export class EcsSandboxProvider implements SandboxProvider {
     }
     const { signal } = req;
     if (signal?.aborted) throw signal.reason;
+    const channel = await this.openGitChannel(req);
+    const channelText = channel ? JSON.stringify(channel.agent) : '';
+    if (recipe.length + channelText.length > MAX_OVERRIDE_CHARS) {
+      if (channel) await this.closeGitChannel(req.sessionId, req.name);
+      throw new Error(
+        `the sandbox recipe and its git channel are ${recipe.length + channelText.length} characters once encoded; ` +
+          `Fargate task overrides allow about ${MAX_OVERRIDE_CHARS} (name fewer repositories, or shorter URLs)`,
+      );
+    }
+    try {
+      return await this.start(req, cluster, recipe, channelText);
+    } catch (err) {
+      if (channel) await this.closeGitChannel(req.sessionId, req.name);
+      throw err;
+    }
+  }
+
+  /**
+   * The git channel for the recipe's repositories that the session holds a credential for (the
+   * others the task clones itself): issued by the credential proxy for exactly those, for this
+   * sandbox. Null when there are none.
+   */
+  private async openGitChannel(req: ProvisionRequest): Promise<{ channel: GitChannel; agent: { capability: string; url: string; repositories: GitChannel['repositories'] } } | null> {
+    const urls = req.recipe.repositories.filter((r) => r.channel === 'credential_proxy').map((r) => r.url);
+    if (!urls.length) return null;
+    // `recipeSupport` refused these without channels (`assertDeliverable` above): unreachable.
+    if (!this.opts.gitChannels) throw new Error('a Fargate sandbox without git channels was handed a private repository');
+    let channel: GitChannel;
+    try {
+      channel = await this.opts.gitChannels.gitOpen({ sessionId: req.sessionId, sandbox: req.name, repositories: urls });
+    } catch (err) {
+      throw new SandboxSetupError('repository_clone_error', `repository_clone_error: the credential proxy gave no git channel for ${urls.map((u) => redactUrls(u)).join(', ')}: ${(err as Error)?.message ?? err}`);
+    }
+    if (channel.endpoint?.kind !== 'https') {
+      await this.closeGitChannel(req.sessionId, req.name);
+      throw new SandboxSetupError('repository_clone_error', 'repository_clone_error: the credential proxy has no git URL for Fargate sandboxes (its CORRAL_GIT_PROXY_URL is not set)');
+    }
+    return { channel, agent: { capability: channel.capability, url: channel.endpoint.url, repositories: channel.repositories } };
+  }
+
+  /** Close a sandbox's git channels; a failure is logged (the channel expires with its capability). */
+  private async closeGitChannel(sessionId: string, sandbox: string): Promise<void> {
+    if (!this.opts.gitChannels) return;
+    await this.opts.gitChannels.gitClose({ sessionId, sandbox }).catch((err: unknown) => {
+      this.logger.warn('could not close a git channel', { sessionId, sandbox, error: (err as Error)?.message });
+    });
+  }
+
+  private async start(req: ProvisionRequest, cluster: string, recipe: string, gitChannel: string): Promise<ProvisionedSandbox> {
+    const { ecs, containerName, port } = this.opts;
+    const { signal } = req;
     const bootstrap = randomBytes(32).toString('base64url');
     const run = (capacity: 'spot' | 'on-demand') =>
       ecs.send(
@@ -263,6 +336,8 @@ export class EcsSandboxProvider implements SandboxProvider {
                 environment: [
                   { name: CAPABILITY_ENV, value: bootstrap },
                   { name: RECIPE_ENV, value: recipe },
+                  // A capability for the session's private repositories, never their tokens.
+                  ...(gitChannel ? [{ name: GIT_CHANNEL_ENV, value: gitChannel }] : []),
                 ],
               },
             ],
@@ -366,6 +441,7 @@ export class EcsSandboxProvider implements SandboxProvider {
 
   async release(sessionId: string, name: string, ref: string): Promise<void> {
     await this.stop(ref, `corral: released sandbox ${name} of session ${sessionId}`.slice(0, 255), { rethrow: true });
+    await this.closeGitChannel(sessionId, name);
   }
 
   /**

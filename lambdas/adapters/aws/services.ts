@@ -46,8 +46,15 @@ export function readAwsConfig(env: Env = process.env): AwsConfig {
  * module keeps every export of the ECS client package (the aggregated client, every command and
  * schema), about 75 KB more per bundle for nothing.
  */
-export async function createEcsSandboxProvider(config: NonNullable<AwsConfig['sandbox']>, ecs: ECSClient, state?: StateTable): Promise<SandboxProvider> {
+export async function createEcsSandboxProvider(
+  config: NonNullable<AwsConfig['sandbox']>,
+  ecs: ECSClient,
+  state?: StateTable,
+  credentialProxy?: CredentialProxyClient,
+): Promise<SandboxProvider> {
   return new EcsSandboxProvider({
+    // Private repositories: a git channel from the credential proxy, served by the proxy service.
+    ...(credentialProxy ? { gitChannels: credentialProxy } : {}),
     ...(config.taskEvents && state ? { taskStates: taskStateSource(state, config.containerName) } : {}),
     ecs,
     cluster: config.cluster,
@@ -122,14 +129,6 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
   const sqs = instrument(opts.clients?.sqs ?? new SQSClient({}));
   const ecs = instrument(opts.clients?.ecs ?? new ECSClient({}));
 
-  let sandboxProvider = opts.sandboxProvider;
-  if (!sandboxProvider) {
-    if (!config.sandbox) {
-      throw new Error(`Corral configuration is invalid: ${SANDBOX_ENV_NAMES.join(', ')} are required`);
-    }
-    sandboxProvider = await createEcsSandboxProvider(config.sandbox, ecs, new DynamoStateTable(dynamodb, config.stateTable));
-  }
-
   const model = typeof opts.model === 'function' ? await opts.model(config, instrument) : (opts.model ?? NO_MODEL);
 
   // The credential proxy: a function the harness and the API invoke; it alone reads secrets.
@@ -141,6 +140,14 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
         ),
       )
     : undefined;
+
+  let sandboxProvider = opts.sandboxProvider;
+  if (!sandboxProvider) {
+    if (!config.sandbox) {
+      throw new Error(`Corral configuration is invalid: ${SANDBOX_ENV_NAMES.join(', ')} are required`);
+    }
+    sandboxProvider = await createEcsSandboxProvider(config.sandbox, ecs, new DynamoStateTable(dynamodb, config.stateTable), credentialProxy);
+  }
 
   // Sandbox capabilities are sealed with data keys of the stack's KMS key (only this function's
   // role and the other caller's may use it), so the state table alone opens no sandbox.
