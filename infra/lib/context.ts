@@ -63,6 +63,11 @@ export const CONTEXT_KEYS = {
   streamTimeoutMinutes: 'Longest event stream before the client reconnects, 1-15 (default 15)',
   streamTier:
     'Who serves event streams: lambda (default: one function execution per open stream, nothing billed while none is open) or fargate (a Fargate service holding many streams per task, fed by DynamoDB Streams; see docs/SCALE.md)',
+  proxyService:
+    'fargate: the proxy service (an autoscaled Fargate service behind an internal NLB) is every sandbox\'s only way out and enforces environments\' networking; needs s3PrefixListId and turns on vpcInterfaceEndpoints (docs/EGRESS.md). none (default): sandboxes\' security group allows all outbound traffic',
+  s3PrefixListId: 'The region\'s S3 managed prefix list id (pl-…, `aws ec2 describe-managed-prefix-lists --filters Name=prefix-list-name,Values=com.amazonaws.<region>.s3`), with proxyService=fargate: sandbox tasks pull image layers from S3',
+  proxyServiceMinTasks: 'Proxy service tasks always running, with proxyService=fargate, 1-100 (default 2)',
+  proxyServiceMaxTasks: 'Most proxy service tasks, with proxyService=fargate, 1-100 (default 10)',
   streamTierMinTasks: 'Stream tier tasks always running, with streamTier=fargate, 1-100 (default 2)',
   streamTierMaxTasks: 'Most stream tier tasks, with streamTier=fargate, 1-100 (default 4; every task reads every shard of the events stream)',
   workspaceSnapshotDays: 'Days a workspace snapshot is kept after its last write, 1-3650 (default 30); a session idle longer restarts with an empty workspace',
@@ -137,6 +142,16 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   if (streamTier !== undefined && streamTier !== 'lambda' && streamTier !== 'fargate') {
     throw new Error(`context streamTier: lambda or fargate, not ${JSON.stringify(streamTier)}`);
   }
+  const proxyService = asString('proxyService', get('proxyService'));
+  if (proxyService !== undefined && proxyService !== 'none' && proxyService !== 'fargate') throw new Error(`context proxyService: none or fargate, not ${JSON.stringify(proxyService)}`);
+  const s3PrefixListId = asString('s3PrefixListId', get('s3PrefixListId'));
+  if (proxyService === 'fargate' && !s3PrefixListId) throw new Error('context proxyService=fargate needs s3PrefixListId (docs/EGRESS.md)');
+  if (proxyService === 'fargate' && vpcId) throw new Error('context proxyService=fargate: only for a VPC the stack creates (its interface endpoints are what sandbox tasks start through)');
+  const proxyServiceMinTasks = asInt('proxyServiceMinTasks', get('proxyServiceMinTasks'), 1, 100);
+  const proxyServiceMaxTasks = asInt('proxyServiceMaxTasks', get('proxyServiceMaxTasks'), 1, 100);
+  if (proxyService !== 'fargate' && (proxyServiceMinTasks !== undefined || proxyServiceMaxTasks !== undefined || s3PrefixListId !== undefined)) {
+    throw new Error('context proxyServiceMinTasks, proxyServiceMaxTasks, s3PrefixListId: only with proxyService=fargate');
+  }
   const streamTierMinTasks = asInt('streamTierMinTasks', get('streamTierMinTasks'), 1, 100);
   const streamTierMaxTasks = asInt('streamTierMaxTasks', get('streamTierMaxTasks'), 1, 100);
   if (streamTier !== 'fargate' && (streamTierMinTasks !== undefined || streamTierMaxTasks !== undefined)) {
@@ -163,6 +178,11 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
           const v = asString('vpcInterfaceEndpoints', get('vpcInterfaceEndpoints'));
           if (v !== undefined && v !== 'true' && v !== 'false') throw new Error('context vpcInterfaceEndpoints: true or false');
           if (v === 'true' && vpcId) throw new Error('context vpcInterfaceEndpoints: only for a VPC the stack creates (add endpoints to your own VPC yourself)');
+          // Sandbox tasks behind the proxy start through the endpoints (they have no other way out).
+          if (proxyService === 'fargate') {
+            if (v === 'false') throw new Error('context vpcInterfaceEndpoints=false: proxyService=fargate needs them');
+            return true;
+          }
           return v === undefined ? undefined : v === 'true';
         })(),
         sandboxCidrBlocks: (() => {
@@ -225,6 +245,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       streamTimeout: streamTimeout ? Duration.minutes(streamTimeout) : undefined,
       streamMaxConcurrency: asInt('streamMaxConcurrency', get('streamMaxConcurrency'), 1, 100_000),
       streamTier: streamTier as 'lambda' | 'fargate' | undefined,
+      proxyService: proxyService === 'fargate' ? { s3PrefixListId: s3PrefixListId!, minTasks: proxyServiceMinTasks, maxTasks: proxyServiceMaxTasks } : undefined,
       streamTierSettings: streamTier === 'fargate' ? { minTasks: streamTierMinTasks, maxTasks: streamTierMaxTasks } : undefined,
       apiThrottlingRateLimit: apiThrottleRate,
       apiThrottlingBurstLimit: apiThrottleBurst,

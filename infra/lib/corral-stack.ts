@@ -19,6 +19,7 @@ import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
 import { SandboxReaper } from './constructs/sandbox-reaper.js';
 import { SessionLog } from './constructs/session-log.js';
 import { StreamTier, type StreamTierProps } from './constructs/stream-tier.js';
+import { ProxyService, type ProxyServiceProps } from './constructs/proxy-service.js';
 import { WakeQueue, visibilityForConsumer } from './constructs/wake-queue.js';
 import type { RateLimits } from '../../lambdas/core/resources/rate-limits.js';
 import { CORRAL_ENV, readOidcIssuers, type WarmPoolSettings } from '../../lambdas/core/config.js';
@@ -75,6 +76,12 @@ export interface CorralStackProps extends StackProps {
    * @default 'lambda'
    */
   readonly streamTier?: 'lambda' | 'fargate';
+  /**
+   * The proxy service (infra/lib/constructs/proxy-service.ts): sandboxes' only way out, which
+   * enforces environments' networking (docs/EGRESS.md). Needs the VPC's interface endpoints.
+   * @default - none: the sandbox security group allows all outbound traffic
+   */
+  readonly proxyService?: Pick<ProxyServiceProps, 's3PrefixListId' | 'minTasks' | 'maxTasks' | 'cpu' | 'memoryMiB'>;
   /** The stream tier's tasks, with `streamTier: 'fargate'`. @default see StreamTierProps */
   readonly streamTierSettings?: Pick<StreamTierProps, 'minTasks' | 'maxTasks' | 'cpu' | 'memoryMiB'>;
   /** Steady-state requests per second the API stage accepts. @default 100; see ApiProps.throttlingRateLimit */
@@ -117,6 +124,8 @@ export const METRICS_NAMESPACE = 'Corral';
 export const HARNESS_SERVICE = 'corral-harness';
 export const API_SERVICE = 'corral-api';
 export const PROXY_SERVICE = 'corral-credential-proxy';
+/** Service name of the proxy service's log lines. */
+export const PROXY_SERVICE_TIER = 'corral-proxy-service';
 export const REAPER_SERVICE = 'corral-sandbox-reaper';
 export const STREAM_TIER_SERVICE = 'corral-stream-tier';
 
@@ -142,6 +151,8 @@ export class CorralStack extends Stack {
   readonly observability: Observability;
   /** The stream tier, with `streamTier: 'fargate'`. */
   readonly streamTier?: StreamTier;
+  /** The proxy service, with `proxyService`. */
+  readonly proxyService?: ProxyService;
 
   constructor(scope: Construct, id: string, props: CorralStackProps = {}) {
     super(scope, id, props);
@@ -163,6 +174,7 @@ export class CorralStack extends Stack {
     this.sandboxes = new Sandboxes(this, 'Sandboxes', {
       logRetention: props.logRetention,
       ...props.sandbox,
+      restrictEgress: !!props.proxyService,
       network: this.network,
     });
     this.harness = new HarnessStep(this, 'HarnessStep', {
@@ -219,6 +231,22 @@ export class CorralStack extends Stack {
         streamTimeout: this.api.streamTimeout,
       });
     }
+    if (props.proxyService) {
+      this.proxyService = new ProxyService(this, 'ProxyService', {
+        ...props.proxyService,
+        sessionLog: this.sessionLog,
+        network: this.network,
+        sandboxes: this.sandboxes,
+        serviceName: PROXY_SERVICE_TIER,
+        logRetention: props.logRetention,
+      });
+      this.proxyService.allowHarness(this.harness.securityGroup);
+      // The sandbox provider (the harness; the API, which hands sandboxes off) writes each task's
+      // egress grant and tells the task where the proxy is.
+      for (const fn of [this.harness.function, this.api.handler]) {
+        for (const [k, v] of Object.entries(this.proxyService.providerEnvironment)) fn.addEnvironment(k, v);
+      }
+    }
     this.credentialProxy = new CredentialProxy(this, 'CredentialProxy', {
       sessionLog: this.sessionLog,
       network: this.network,
@@ -226,6 +254,8 @@ export class CorralStack extends Stack {
       metricsNamespace: METRICS_NAMESPACE,
       logRetention: props.logRetention,
     });
+    // Private repositories on Fargate: channels the credential proxy opens, the proxy service serves.
+    if (this.proxyService) this.credentialProxy.serveGitFrom(this.proxyService, this.sessionLog);
     this.sandboxReaper = new SandboxReaper(this, 'SandboxReaper', {
       sessionLog: this.sessionLog,
       sandboxes: this.sandboxes,

@@ -49,6 +49,12 @@ export const CORRAL_ENV = {
   sandboxTaskEvents: 'CORRAL_SANDBOX_TASK_EVENTS',
   /** `true`: sandbox tasks run on Fargate Spot, on demand when Spot has no capacity. Optional, default `false`. API, harness. */
   sandboxSpot: 'CORRAL_SANDBOX_SPOT',
+  /**
+   * `host:port` of the proxy service's sandbox port (CDK context `proxyService=fargate`): sandbox
+   * tasks get an egress grant and reach the internet only through it. Optional, default none (the
+   * sandbox security group allows all outbound traffic). API, harness.
+   */
+  proxyServiceAddress: 'CORRAL_PROXY_SERVICE_ADDRESS',
   /** A Messages-API-compatible endpoint. Optional, default the Anthropic API. Harness. */
   modelBaseUrl: 'ANTHROPIC_BASE_URL',
   /** Name of the SSM SecureString parameter holding the model key (`anthropic`, `gateway`). Harness. */
@@ -248,6 +254,7 @@ const SandboxSchema = z.object({
   assignPublicIp: z._default(flag, false),
   taskEvents: z._default(flag, false),
   spot: z._default(flag, false),
+  proxyServiceAddress: z.optional(z.string().check(z.regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'expected host:port'))),
 });
 
 const kmsKeyArn = z.optional(z.string().check(z.regex(/^arn:[^:]+:kms:[^:]+:\d{12}:key\/[A-Za-z0-9-]+$/, 'expected a KMS key ARN')));
@@ -313,6 +320,7 @@ const SERVICES_NAMES: Record<string, string> = {
   'sandbox.assignPublicIp': CORRAL_ENV.sandboxAssignPublicIp,
   'sandbox.taskEvents': CORRAL_ENV.sandboxTaskEvents,
   'sandbox.spot': CORRAL_ENV.sandboxSpot,
+  'sandbox.proxyServiceAddress': CORRAL_ENV.proxyServiceAddress,
   'model.baseUrl': CORRAL_ENV.modelBaseUrl,
   'model.apiKeyParameter': CORRAL_ENV.modelApiKeyParameter,
   'model.provider': CORRAL_ENV.modelProvider,
@@ -360,6 +368,7 @@ export function readServicesConfig(env: Env = process.env): ServicesConfig {
           assignPublicIp: v(CORRAL_ENV.sandboxAssignPublicIp),
           taskEvents: v(CORRAL_ENV.sandboxTaskEvents),
           spot: v(CORRAL_ENV.sandboxSpot),
+          proxyServiceAddress: v(CORRAL_ENV.proxyServiceAddress),
         }
       : undefined,
     model: rawModel(v),

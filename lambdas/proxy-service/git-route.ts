@@ -6,6 +6,7 @@ import { tableGitChannels } from '../core/vault/git-channels.js';
 import { GIT_CAPABILITY_HEADER } from '../core/vault/protocol.js';
 import { CredentialProxy } from '../core/vault/proxy.js';
 import type { SecretStore } from '../core/vault/secret-store.js';
+import type { ProxyServiceRoute } from './routes.js';
 import { GIT_SIGNING_KEY_REF } from '../core/vault/types.js';
 
 /**
@@ -178,4 +179,17 @@ export function createGitProxy(deps: {
     ...(deps.logger ? { logger: deps.logger } : {}),
     ...(deps.requestTimeoutMs ? { gitRequestTimeoutMs: deps.requestTimeoutMs } : {}),
   });
+}
+
+/**
+ * The git channel as a route of the service's sandbox port (`/git/`, ./routes.ts). It
+ * authenticates each request itself (the channel's capability); the service adds nothing.
+ */
+export function gitChannelRoute(deps: Parameters<typeof createGitProxy>[0] & GitRouteOptions): ProxyServiceRoute {
+  const proxy = createGitProxy(deps);
+  return {
+    prefix: `${GIT_ROUTE_PREFIX}/`,
+    name: 'git',
+    handle: (req, res) => serveGit(proxy, req, res, deps),
+  };
 }

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { RECIPE_ENV, decodeRecipe } from '../recipe.js';
 import { SANDBOX_LIMITS_ENV, parseSandboxLimits, resolveSandboxLimits } from '../limits.js';
 import { Confinement, parseRunAs, type RunAs } from './confinement.js';
-import { startEgressForwarder, type EgressForwarder } from './egress-forwarder.js';
+import { EGRESS_CHANNEL_ENV, parseEgressChannel, startEgressForwarder, startTcpEgressForwarder, type EgressForwarder } from './egress-forwarder.js';
 import { GIT_CHANNEL_ENV, parseGitChannel, startGitForwarder, type GitForwarder } from './git-forwarder.js';
 import { logLine } from './log.js';
 import { SandboxAgent } from './sandbox-agent.js';
@@ -140,6 +140,9 @@ export async function main(argv: string[], program: string): Promise<void> {
   delete process.env[CAPABILITY_ENV];
   let gitChannelText = process.env[GIT_CHANNEL_ENV] ?? '';
   delete process.env[GIT_CHANNEL_ENV];
+  // A Fargate sandbox's way out (the proxy service and its capability); the tools never see it.
+  let egressChannelText = process.env[EGRESS_CHANNEL_ENV] ?? '';
+  delete process.env[EGRESS_CHANNEL_ENV];
   if (!capability) {
     // Local provider: the capability is the first line of stdin (the git channel the second,
     // with --git-channel-stdin), and stdin closing means the parent went away, so the agent goes too.
@@ -166,6 +169,11 @@ export async function main(argv: string[], program: string): Promise<void> {
   // The host's egress proxy (local sandboxes): the tools reach the network only through it.
   let egress: EgressForwarder | undefined;
   if (values['egress-socket']) egress = await startEgressForwarder(values['egress-socket'], logLine);
+  else if (egressChannelText) {
+    // The proxy service (Fargate sandboxes): over TCP, with the sandbox's capability.
+    egress = await startTcpEgressForwarder(parseEgressChannel(egressChannelText), logLine);
+    egressChannelText = '';
+  }
 
   const workspace = path.resolve(values.workspace ?? process.cwd());
   fs.mkdirSync(workspace, { recursive: true });

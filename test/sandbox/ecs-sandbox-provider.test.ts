@@ -21,6 +21,8 @@ import { EcsSandboxProvider, FARGATE_RECIPE_SUPPORT, clusterForSession, clusterO
 import { SandboxClient } from '../../lambdas/core/sandbox/client.js';
 import { SandboxSetupError, SandboxUnavailableError, type SandboxRecipe } from '../../lambdas/core/sandbox/types.js';
 import { makeGitFixture, recipeFor, startAgent, tempDir, type AgentHandle, type GitFixture } from './helpers.js';
+import { StateTableEgressGrants } from '../../lambdas/core/sandbox/egress-grant.js';
+import { MemoryStateTable } from '../unit/memory-store.js';
 
 const ecs = mockClient(ECSClient);
 const ARN = 'arn:aws:ecs:eu-west-1:123456789012:task/corral-sandboxes/0123456789abcdef';
@@ -85,7 +87,7 @@ function runTaskStartsAgent(port: number, seen: { input?: RunTaskCommandInput; c
       mode: 'tcp',
       port,
       capability: env.CORRAL_SANDBOX_CAPABILITY,
-      env: { CORRAL_SANDBOX_RECIPE: env.CORRAL_SANDBOX_RECIPE },
+      env: { CORRAL_SANDBOX_RECIPE: env.CORRAL_SANDBOX_RECIPE, ...(env.CORRAL_EGRESS_CHANNEL ? { CORRAL_EGRESS_CHANNEL: env.CORRAL_EGRESS_CHANNEL } : {}) },
       waitReady: false,
     });
     agents.push(agent);
@@ -108,6 +110,30 @@ afterAll(() => {
 });
 
 describe('EcsSandboxProvider.provision', () => {
+  it('with the proxy service: writes the task\'s egress grant, hands the agent its channel (never the tools), and revokes the grant when the sandbox is released', async () => {
+    const port = await freePort();
+    const seen: { input?: RunTaskCommandInput; capability?: string } = {};
+    runTaskStartsAgent(port, seen);
+    ecs.on(DescribeTasksCommand).resolves({ tasks: [task('RUNNING')] });
+    ecs.on(StopTaskCommand).resolves({});
+    const grants = new StateTableEgressGrants(new MemoryStateTable());
+    const networking = { type: 'limited' as const, allowedHosts: ['pypi.org'], allowPackageManagers: false, allowMcpServers: false, mcpServerHosts: [] };
+    const p = provider(port, { egress: { address: 'internal-proxy.elb.eu-west-1.amazonaws.com:3128', grants } });
+    const sb = await p.provision({ sessionId: 'sesn_egress', name: 'default', recipe: { ...emptyRecipe, networking } });
+
+    const env = Object.fromEntries(seen.input!.overrides!.containerOverrides![0]!.environment!.map((e) => [e.name!, e.value!]));
+    const channel = JSON.parse(env.CORRAL_EGRESS_CHANNEL!) as { address: string; capability: string };
+    expect(channel.address).toBe('internal-proxy.elb.eu-west-1.amazonaws.com:3128');
+    expect(await grants.get(channel.capability)).toMatchObject({ sessionId: 'sesn_egress', sandbox: 'default', policy: networking, credentials: [] });
+    // The tools get the forwarder as their proxy; neither the channel nor the capability.
+    const out = (await new SandboxClient(sb.endpoint).execute('bash', { command: 'echo "$HTTPS_PROXY"; env | grep -c CORRAL_EGRESS || true' })).output;
+    expect(out).toMatch(/^http:\/\/127\.0\.0\.1:\d+\n0\n$/);
+    expect(JSON.stringify(out)).not.toContain(channel.capability);
+
+    await p.release('sesn_egress', 'default', sb.ref);
+    expect(await grants.get(channel.capability)).toBeUndefined();
+  });
+
   it('runs a Fargate task, waits for RUNNING and health, and hands back a rotated capability', async () => {
     // Prepare
     const port = await freePort();

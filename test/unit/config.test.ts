@@ -66,12 +66,13 @@ describe('the configuration contract', () => {
       CORRAL_RATE_LIMIT_SHARDS: '32',
       CORRAL_SANDBOX_TASK_EVENTS: 'true',
       CORRAL_SANDBOX_SPOT: 'true',
+      CORRAL_PROXY_SERVICE_ADDRESS: 'internal-proxy.elb.amazonaws.com:3128',
     });
     expect(full).toEqual({
       eventsTable: 'events',
       stateTable: 'state',
       wakeQueueUrl: base.CORRAL_WAKE_QUEUE_URL,
-      sandbox: { cluster: 'corral', taskDefinition: sandbox.CORRAL_SANDBOX_TASK_DEFINITION, subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'], containerName: 'agent', port: 9000, assignPublicIp: true, taskEvents: true, spot: true },
+      sandbox: { cluster: 'corral', taskDefinition: sandbox.CORRAL_SANDBOX_TASK_DEFINITION, subnets: ['subnet-a', 'subnet-b'], securityGroups: ['sg-1'], containerName: 'agent', port: 9000, assignPublicIp: true, taskEvents: true, spot: true, proxyServiceAddress: 'internal-proxy.elb.amazonaws.com:3128' },
       model: { provider: 'anthropic', baseUrl: 'http://127.0.0.1:4000', apiKeyParameter: '/corral/model-key' },
       leaseTtlMs: 30000,
       credentialProxyFunction: 'proxy',
@@ -95,6 +96,7 @@ describe('the configuration contract', () => {
     expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_SANDBOX_PORT: '70000' })).toThrow(/CORRAL_SANDBOX_PORT/);
     expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_SANDBOX_ASSIGN_PUBLIC_IP: 'yes' })).toThrow(/CORRAL_SANDBOX_ASSIGN_PUBLIC_IP/);
     expect(() => readServicesConfig({ ...base, CORRAL_LEASE_TTL_MS: '-5' })).toThrow(/CORRAL_LEASE_TTL_MS/);
+    expect(() => readServicesConfig({ ...base, ...sandbox, CORRAL_PROXY_SERVICE_ADDRESS: 'http://proxy:3128' })).toThrow(/CORRAL_PROXY_SERVICE_ADDRESS: expected host:port/);
   });
 
   it('reads the model provider: anthropic by default, bedrock with its models and region, a gateway only with its URL', () => {

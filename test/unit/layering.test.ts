@@ -14,7 +14,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Layers, top to bottom; a file belongs to the first whose prefix its path starts with. */
 const LAYERS = {
-  entries: ['lambdas/api/lambda.ts', 'lambdas/harness-step/', 'lambdas/credential-proxy/', 'lambdas/sandbox-reaper/', 'lambdas/stream-tier/'],
+  entries: ['lambdas/api/lambda.ts', 'lambdas/harness-step/', 'lambdas/credential-proxy/', 'lambdas/sandbox-reaper/', 'lambdas/stream-tier/', 'lambdas/proxy-service/'],
   'local-runtime': ['local-runtime/'],
   infra: ['infra/bin/', 'infra/lib/'],
   api: ['lambdas/api/'],
@@ -46,8 +46,8 @@ const RULES: Record<Layer, Rule> = {
   entries: { may: ['entries', 'api', 'aws adapters', 'core'] },
   'local-runtime': { may: ['local-runtime', 'api', 'local adapters', 'aws adapters', 'core', 'sandbox/limits.ts'] },
   // the console's script is bundled at synthesis into the API function, by the module that bundles it under npm start;
-  // the stream tier's task is given its environment by the names its entry reads
-  infra: { may: ['infra', 'aws adapters', 'core', 'sandbox/limits.ts', 'lambdas/api/console/bundle.ts', 'lambdas/stream-tier/env.ts'] },
+  // the stream tier's and the proxy service's tasks are given their environment by the names their entries read
+  infra: { may: ['infra', 'aws adapters', 'core', 'sandbox/limits.ts', 'lambdas/api/console/bundle.ts', 'lambdas/stream-tier/env.ts', 'lambdas/proxy-service/env.ts'] },
   api: { may: ['api', 'core'], packagesNot: ONE_RUNTIME },
   // the local store speaks DynamoDB's protocol: the local side reuses the DynamoDB adapters
   'local adapters': { may: ['local adapters', 'aws adapters', 'core', 'sandbox/recipe.ts', 'sandbox/limits.ts'] },

@@ -70,6 +70,8 @@ export class Network extends Construct {
   readonly sandboxSubnetIds: string[];
   /** The subnets of `sandboxCidrBlocks` (none by default). */
   readonly sandboxSubnets: ec2.PrivateSubnet[] = [];
+  /** The interface endpoints' security group (`interfaceEndpoints`), which sandbox tasks reach to start. */
+  endpointSecurityGroup?: ec2.SecurityGroup;
 
   constructor(scope: Construct, id: string, props: NetworkProps = {}) {
     super(scope, id);
@@ -152,6 +154,7 @@ export class Network extends Construct {
       description: 'Corral VPC interface endpoints (ECR, CloudWatch Logs): HTTPS from the VPC',
       allowAllOutbound: false,
     });
+    this.endpointSecurityGroup = securityGroup;
     // The VPC's block as a literal (CDK's default for a new VPC), so the rule is checkable at synthesis.
     for (const cidr of ['10.0.0.0/16', ...Array.from({ length: blocks }, (_, b) => `10.${b + 1}.0.0/16`)]) {
       securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), 'HTTPS from the VPC');

@@ -57,6 +57,11 @@ export interface SandboxesProps {
    * @default 1
    */
   readonly clusters?: number;
+  /**
+   * The security group allows no outbound traffic of its own: the stack adds what may leave
+   * (the proxy service's port, what a task needs to start: `ProxyService`). @default false (all outbound)
+   */
+  readonly restrictEgress?: boolean;
   /** Give sandbox tasks public IPs (only for subnets without NAT, e.g. public subnets). @default false */
   readonly assignPublicIp?: boolean;
   /** CloudWatch Container Insights on the cluster (billed per task metric). @default false */
@@ -161,9 +166,9 @@ export class Sandboxes extends Construct {
     this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
       vpc: props.network.vpc,
       description: 'Corral sandbox tasks: the agent port is reachable from the harness only',
-      // Sandboxes install packages and clone repositories; the environment's networking policy
-      // is enforced by the sandbox, not by this group.
-      allowAllOutbound: true,
+      // With the proxy service (restrictEgress), a sandbox's only way out is the proxy, which
+      // enforces the environment's networking; without it, everything goes out.
+      allowAllOutbound: !props.restrictEgress,
     });
 
     this.capabilityKey = new kms.Key(this, 'CapabilityKey', {

@@ -46,6 +46,7 @@ import { assertDeliverable, type RecipeSupport } from '../../core/sandbox/recipe
 import { RECIPE_ENV, wireRecipeOf } from '../../../sandbox/recipe.js';
 import type { CredentialProxyClient, GitChannel } from '../../core/vault/protocol.js';
 import { redactUrls } from '../../core/sandbox/recipe.js';
+import { EGRESS_CHANNEL_ENV, egressChannelValue, newEgressCapability, type EgressGrantStore } from '../../core/sandbox/egress-grant.js';
 
 /** The container's environment variable with the bootstrap capability (`sandbox/agent.ts`). */
 export const CAPABILITY_ENV = 'CORRAL_SANDBOX_CAPABILITY';
@@ -151,7 +152,18 @@ export interface EcsSandboxProviderOptions {
    * @default none: such recipes are refused (`fargateRecipeSupport`)
    */
   readonly gitChannels?: Pick<CredentialProxyClient, 'gitOpen' | 'gitClose'>;
+  /**
+   * The proxy service (CDK context `proxyService=fargate`): each task gets an egress grant (its
+   * recipe's `networking`) under a capability of its own, and the channel (`address`, the
+   * capability) in its environment; its security group lets it reach nothing but the proxy.
+   * Released sandboxes' grants are revoked; every grant ends after `grantLifetimeMs` regardless.
+   * @default - none: the task's security group decides alone
+   */
+  readonly egress?: { readonly address: string; readonly grants: EgressGrantStore; readonly grantLifetimeMs?: number };
 }
+
+/** How long an egress grant lasts at most (a sandbox released or reaped earlier has its grant revoked or left to expire). */
+export const EGRESS_GRANT_LIFETIME_MS = 24 * 3600_000;
 
 const STOPPING = new Set(['DEACTIVATING', 'STOPPING', 'DEPROVISIONING', 'STOPPED', 'DELETED']);
 
@@ -314,6 +326,22 @@ export class EcsSandboxProvider implements SandboxProvider {
     const { ecs, containerName, port } = this.opts;
     const { signal } = req;
     const bootstrap = randomBytes(32).toString('base64url');
+    // The sandbox's egress grant exists before its task does: the agent may connect at once.
+    const egress = this.opts.egress;
+    const egressCapability = egress ? newEgressCapability() : undefined;
+    const grantExpiresAt = Date.now() + (egress?.grantLifetimeMs ?? EGRESS_GRANT_LIFETIME_MS);
+    if (egress && egressCapability) {
+      await egress.grants.put(egressCapability, {
+        sessionId: req.sessionId,
+        sandbox: req.name,
+        policy: req.recipe.networking ?? { type: 'unrestricted' },
+        credentials: [],
+        expiresAt: grantExpiresAt,
+      });
+    }
+    const revokeEgress = async () => {
+      if (egress && egressCapability) await egress.grants.revoke(egressCapability).catch(() => undefined);
+    };
     const run = (capacity: 'spot' | 'on-demand') =>
       ecs.send(
         new RunTaskCommand({
@@ -338,6 +366,8 @@ export class EcsSandboxProvider implements SandboxProvider {
                   { name: RECIPE_ENV, value: recipe },
                   // A capability for the session's private repositories, never their tokens.
                   ...(gitChannel ? [{ name: GIT_CHANNEL_ENV, value: gitChannel }] : []),
+                  // About 130 characters (the load balancer's name and the capability).
+                  ...(egress && egressCapability ? [{ name: EGRESS_CHANNEL_ENV, value: egressChannelValue(egress.address, egressCapability) }] : []),
                 ],
               },
             ],
@@ -360,6 +390,7 @@ export class EcsSandboxProvider implements SandboxProvider {
         out = await run('on-demand');
       }
     } catch (err) {
+      await revokeEgress();
       const e = err as Error;
       const capacity = /capacity|limit|throttl|insufficient/i.test(`${e.name} ${e.message}`);
       throw new Error(
@@ -369,6 +400,7 @@ export class EcsSandboxProvider implements SandboxProvider {
     }
     const taskArn = out.tasks?.[0]?.taskArn;
     if (out.failures?.length || !taskArn) {
+      await revokeEgress();
       const failures = out.failures ?? [];
       const what = failures.length ? describeFailures(failures) : 'RunTask returned no task';
       throw new Error(
@@ -378,6 +410,10 @@ export class EcsSandboxProvider implements SandboxProvider {
       );
     }
     const id = shortTaskId(taskArn);
+    if (egress && egressCapability) {
+      // A release names the task: it finds the grant to revoke through this.
+      await egress.grants.bind(taskArn, egressCapability, grantExpiresAt).catch((err: unknown) => this.logger.warn('could not bind a sandbox\'s egress grant to its task; it expires on its own', { taskArn, error: (err as Error)?.message }));
+    }
     this.logger.info?.('sandbox task started', { sessionId: req.sessionId, sandbox: req.name, taskArn });
     await Promise.resolve(req.onStarted?.(taskArn)).catch((err: unknown) => this.logger.warn('could not record a starting sandbox task', { taskArn, error: (err as Error)?.message }));
 
@@ -544,6 +580,8 @@ export class EcsSandboxProvider implements SandboxProvider {
   }
 
   private async stop(taskArn: string, reason: string, opts: { rethrow?: boolean } = {}): Promise<void> {
+    // A stopped sandbox's capability opens nothing any more (it is still in the task's overrides).
+    await this.opts.egress?.grants.revokeRef(taskArn).catch((err: unknown) => this.logger.warn('could not revoke a sandbox\'s egress grant; it expires on its own', { taskArn, error: (err as Error)?.message }));
     try {
       await this.opts.ecs.send(new StopTaskCommand({ cluster: clusterOfTask(this.clusters, taskArn), task: taskArn, reason }));
       this.logger.info?.('sandbox task stopped', { taskArn, reason });

@@ -7,6 +7,7 @@ import type { HarnessOptions } from '../../core/harness/harness.js';
 import type { Logger } from '../../core/logger.js';
 import type { ModelClient, ModelRequest, ModelResponse } from '../../core/harness/model.js';
 import type { SandboxProvider } from '../../core/sandbox/types.js';
+import { StateTableEgressGrants } from '../../core/sandbox/egress-grant.js';
 import type { StateTable } from '../../core/store.js';
 import { createServices, type CorralServices } from '../../core/services.js';
 import { TablePreviewChannel } from '../../core/session/previews.js';
@@ -65,6 +66,7 @@ export async function createEcsSandboxProvider(
     port: config.port,
     assignPublicIp: config.assignPublicIp,
     spot: config.spot,
+    ...(config.proxyServiceAddress && state ? { egress: { address: config.proxyServiceAddress, grants: new StateTableEgressGrants(state) } } : {}),
   });
 }
 

@@ -59,6 +59,7 @@ const FILE_EXPIRY_PARTITION = 'files#expiring';
 const TASK_STATE = 'ecstask#';
 const WARM_POOL = 'warmpool#';
 const GIT_CHANNEL = 'gitchan#';
+const EGRESS_GRANT = 'egress#';
 
 /** Sort key of every resource's head item. */
 export const HEAD_SK = 'head';
@@ -142,6 +143,10 @@ export const keys = {
   activeSandboxOrder: (lastUsedAt: string, sessionId: string, name: string) => `${lastUsedAt}#${sessionId}#${name}`,
 
   apiKey: (hash: string) => ({ pk: `${API_KEY}${hash}`, sk: 'key' }),
+  /** A Fargate sandbox's egress grant, by the SHA-256 of its capability (`sandbox/egress-grant.ts`). */
+  egressGrant: (capabilityHash: string) => ({ pk: `${EGRESS_GRANT}${capabilityHash}`, sk: 'grant' }),
+  /** Which grant a sandbox task (by the SHA-256 of its ARN) holds, so its release revokes it. */
+  egressGrantRef: (refHash: string) => ({ pk: `${EGRESS_GRANT}ref#${refHash}`, sk: 'grant' }),
   /**
    * Shard `shard` of a tenant's request counter of one class; the sort key is the window. Each
    * shard is a partition of its own (a class's counters are spread so none is written hot); shard

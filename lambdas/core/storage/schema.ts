@@ -42,7 +42,7 @@ import type { Item } from '../store.js';
 /** The attribute that holds a derived record's schema version. */
 export const SCHEMA_ATTRIBUTE = 'sv';
 
-export type DerivedKind = 'lease' | 'sandbox' | 'session_usage' | 'interrupt_signal' | 'preview_chunk' | 'preview_watch' | 'task_state' | 'counter' | 'git_channel';
+export type DerivedKind = 'lease' | 'sandbox' | 'session_usage' | 'interrupt_signal' | 'preview_chunk' | 'preview_watch' | 'task_state' | 'counter' | 'git_channel' | 'egress_grant';
 
 /** The current version of each kind (see the table above). */
 export const SCHEMA_VERSIONS: Readonly<Record<DerivedKind, number>> = {
@@ -55,6 +55,7 @@ export const SCHEMA_VERSIONS: Readonly<Record<DerivedKind, number>> = {
   task_state: 1,
   counter: 1,
   git_channel: 1,
+  egress_grant: 1,
 };
 
 /** The fields to write with a record of `kind`: its version. */

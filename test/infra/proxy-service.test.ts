@@ -1,0 +1,156 @@
+import { readFileSync } from 'node:fs';
+import { App, Validations } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { stackPropsFromContext } from '../../infra/lib/context.js';
+import { CorralStack } from '../../infra/lib/corral-stack.js';
+import { PROXY_HARNESS_PORT, PROXY_SANDBOX_PORT } from '../../lambdas/proxy-service/env.js';
+
+/**
+ * The proxy service's deployed shape (`proxyService=fargate`), on one synthesis (bundling skipped):
+ * which security group may reach which port — a sandbox reaches the proxy's sandbox port and
+ * what a task needs to start, nothing else; only the harness reaches the harness port — the
+ * service itself, its role, the environment the sandbox provider gets, and cdk-nag.
+ */
+const cdkContext = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')).context as Record<string, unknown>;
+const CONTEXT: Record<string, unknown> = { proxyService: 'fargate', s3PrefixListId: 'pl-6da54004' };
+
+type Resource = { Type: string; Properties: Record<string, any> };
+interface Rule {
+  group: string;
+  direction: 'in' | 'out';
+  protocol?: string;
+  from?: number;
+  to?: number;
+  peer: string;
+}
+
+/** Every rule of every security group, inline or standalone, with its peer as a logical id, CIDR or prefix list. */
+function rulesOf(resources: Record<string, Resource>): Rule[] {
+  const ref = (v: any): string => (v?.Ref ? v.Ref : v?.['Fn::GetAtt'] ? v['Fn::GetAtt'][0] : JSON.stringify(v));
+  const peerOf = (p: any, direction: 'in' | 'out') =>
+    p.CidrIp ?? p.CidrIpv6 ?? (direction === 'in' ? (p.SourcePrefixListId ?? (p.SourceSecurityGroupId ? ref(p.SourceSecurityGroupId) : '?')) : (p.DestinationPrefixListId ?? (p.DestinationSecurityGroupId ? ref(p.DestinationSecurityGroupId) : '?')));
+  const out: Rule[] = [];
+  for (const [id, r] of Object.entries(resources)) {
+    const p = r.Properties ?? {};
+    const rule = (group: string, direction: 'in' | 'out', x: any): Rule => ({ group, direction, protocol: x.IpProtocol, from: x.FromPort, to: x.ToPort, peer: peerOf(x, direction) });
+    if (r.Type === 'AWS::EC2::SecurityGroup') {
+      for (const x of p.SecurityGroupIngress ?? []) out.push(rule(id, 'in', x));
+      for (const x of p.SecurityGroupEgress ?? []) out.push(rule(id, 'out', x));
+    } else if (r.Type === 'AWS::EC2::SecurityGroupIngress') out.push(rule(ref(p.GroupId), 'in', p));
+    else if (r.Type === 'AWS::EC2::SecurityGroupEgress') out.push(rule(ref(p.GroupId), 'out', p));
+  }
+  return out;
+}
+
+describe('proxyService=fargate', () => {
+  let resources: Record<string, Resource>;
+  let template: Template;
+  let rules: Rule[];
+  const acknowledged: Array<{ id: string; path: string; reason: string }> = [];
+  let found: Array<{ id: string; path: string }> = [];
+  const idOf = (prefix: string, type: string) => {
+    const ids = Object.keys(resources).filter((id) => id.startsWith(prefix) && resources[id].Type === type);
+    expect(ids, `${prefix} ${type}`).toHaveLength(1);
+    return ids[0];
+  };
+
+  beforeAll(() => {
+    // Acknowledgments are recorded instead of applied, so every cdk-nag finding shows.
+    const spy = vi.spyOn(Validations.prototype, 'acknowledge').mockImplementation(function (this: Validations, ...rules) {
+      const scope = (this as unknown as { scope: IConstruct }).scope;
+      for (const r of rules) if (r.id.startsWith('AwsSolutions-')) acknowledged.push({ id: r.id, path: scope.node.path, reason: r.reason });
+    });
+    try {
+      const app = new App({ context: { ...cdkContext, 'aws:cdk:bundling-stacks': [] } });
+      const stack = new CorralStack(app, 'ProxyTest', stackPropsFromContext((k) => CONTEXT[k]).props);
+      template = Template.fromStack(stack);
+      resources = template.toJSON().Resources;
+      found = new AwsSolutionsChecks(app).validateScope(app).violations.flatMap((v) => v.violatingResources.map((r) => ({ id: v.ruleName, path: r.constructPath ?? '' })));
+    } finally {
+      spy.mockRestore();
+    }
+    rules = rulesOf(resources);
+  }, 120_000);
+
+  it('lets a sandbox reach the proxy service\'s sandbox port and what a Fargate task needs to start, and nothing else', () => {
+    const sandbox = idOf('SandboxesSecurityGroup', 'AWS::EC2::SecurityGroup');
+    const nlb = idOf('ProxyServiceLoadBalancerSecurityGroup', 'AWS::EC2::SecurityGroup');
+    const endpoints = idOf('NetworkEndpointSecurityGroup', 'AWS::EC2::SecurityGroup');
+    const out = rules.filter((r) => r.group === sandbox && r.direction === 'out').map(({ protocol, from, to, peer }) => ({ protocol, from, to, peer }));
+    expect(out.sort((a, b) => a.peer.localeCompare(b.peer))).toEqual(
+      [
+        { protocol: 'tcp', from: PROXY_SANDBOX_PORT, to: PROXY_SANDBOX_PORT, peer: nlb },
+        { protocol: 'tcp', from: 443, to: 443, peer: endpoints },
+        { protocol: 'tcp', from: 443, to: 443, peer: 'pl-6da54004' },
+      ].sort((a, b) => a.peer.localeCompare(b.peer)),
+    );
+    // not the CDK's "allow all" placeholder either
+    expect(JSON.stringify(resources[sandbox].Properties)).not.toContain('0.0.0.0/0');
+    // the interface endpoints are on (ECR, ECR's registry, CloudWatch Logs) and admit 443 from the VPC only
+    expect(Object.values(resources).filter((r) => r.Type === 'AWS::EC2::VPCEndpoint' && r.Properties.VpcEndpointType === 'Interface')).toHaveLength(3);
+    expect(rules.filter((r) => r.group === endpoints && r.direction === 'in').every((r) => r.from === 443 && /^10\.\d+\.0\.0\/16$/.test(r.peer))).toBe(true);
+  });
+
+  it('lets sandboxes reach only the sandbox port of the load balancer and the harness only the harness port; the tasks only from the load balancer', () => {
+    const sandbox = idOf('SandboxesSecurityGroup', 'AWS::EC2::SecurityGroup');
+    const harness = idOf('HarnessStepSecurityGroup', 'AWS::EC2::SecurityGroup');
+    const nlb = idOf('ProxyServiceLoadBalancerSecurityGroup', 'AWS::EC2::SecurityGroup');
+    const tasks = idOf('ProxyServiceSecurityGroup', 'AWS::EC2::SecurityGroup');
+    const into = (group: string) => rules.filter((r) => r.group === group && r.direction === 'in').map(({ from, to, peer }) => `${peer}:${from}-${to}`).sort();
+    expect(into(nlb)).toEqual([`${harness}:${PROXY_HARNESS_PORT}-${PROXY_HARNESS_PORT}`, `${sandbox}:${PROXY_SANDBOX_PORT}-${PROXY_SANDBOX_PORT}`].sort());
+    expect(into(tasks)).toEqual([`${nlb}:${PROXY_HARNESS_PORT}-${PROXY_HARNESS_PORT}`, `${nlb}:${PROXY_SANDBOX_PORT}-${PROXY_SANDBOX_PORT}`].sort());
+    const nlbOut = rules.filter((r) => r.group === nlb && r.direction === 'out').map(({ from, peer }) => `${peer}:${from}`).sort();
+    expect(nlbOut).toEqual([`${tasks}:${PROXY_HARNESS_PORT}`, `${tasks}:${PROXY_SANDBOX_PORT}`].sort());
+    // The load balancer wears that group and listens on both ports; the tasks go out to the internet.
+    const lb = idOf('ProxyServiceLoadBalancer', 'AWS::ElasticLoadBalancingV2::LoadBalancer');
+    expect(resources[lb].Properties).toMatchObject({ Type: 'network', Scheme: 'internal', SecurityGroups: [{ 'Fn::GetAtt': [nlb, 'GroupId'] }] });
+    const ports = Object.values(resources).filter((r) => r.Type === 'AWS::ElasticLoadBalancingV2::Listener' && JSON.stringify(r.Properties.LoadBalancerArn).includes(lb)).map((r) => r.Properties.Port);
+    expect(ports.sort()).toEqual([PROXY_SANDBOX_PORT, PROXY_HARNESS_PORT].sort());
+    expect(resources[tasks].Properties.SecurityGroupEgress).toEqual([expect.objectContaining({ CidrIp: '0.0.0.0/0' })]);
+  });
+
+  it('runs the service on arm64 in the private subnets without public IPs, 2 to 10 tasks, with a role that reads egress grants and nothing else', () => {
+    const service = idOf('ProxyService', 'AWS::ECS::Service');
+    expect(resources[service].Properties).toMatchObject({ DesiredCount: 2, LaunchType: 'FARGATE', NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } } });
+    const target = Object.values(resources).find((r) => r.Type === 'AWS::ApplicationAutoScaling::ScalableTarget' && JSON.stringify(r.Properties.ResourceId).includes(service));
+    expect(target?.Properties).toMatchObject({ MinCapacity: 2, MaxCapacity: 10 });
+    const def = idOf('ProxyServiceTask', 'AWS::ECS::TaskDefinition');
+    expect(resources[def].Properties).toMatchObject({ Cpu: '512', Memory: '1024', RuntimePlatform: { CpuArchitecture: 'ARM64' } });
+    const env = Object.fromEntries((resources[def].Properties.ContainerDefinitions[0].Environment as Array<{ Name: string; Value: unknown }>).map((e) => [e.Name, e.Value]));
+    expect(Object.keys(env)).not.toContain('CORRAL_PROXY_ALLOW_PRIVATE_ADDRESSES');
+    const role = idOf('ProxyServiceTaskRole', 'AWS::IAM::Role');
+    const statements = Object.values(resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties.Roles as Array<{ Ref: string }>).some((x) => x.Ref === role))
+      .flatMap((r) => r.Properties.PolicyDocument.Statement);
+    expect(statements).toEqual([expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } })]);
+  });
+
+  it('tells the sandbox provider (the harness, the API) where sandboxes reach the proxy', () => {
+    const lb = idOf('ProxyServiceLoadBalancer', 'AWS::ElasticLoadBalancingV2::LoadBalancer');
+    const address = { 'Fn::Join': ['', [{ 'Fn::GetAtt': [lb, 'DNSName'] }, `:${PROXY_SANDBOX_PORT}`]] };
+    for (const prefix of ['HarnessStepFunction', 'ApiHandler']) {
+      const fn = Object.keys(resources).find((id) => id.startsWith(prefix) && resources[id].Type === 'AWS::Lambda::Function')!;
+      expect(resources[fn].Properties.Environment.Variables.CORRAL_PROXY_SERVICE_ADDRESS, prefix).toEqual(address);
+    }
+  });
+
+  it('passes the cdk-nag AwsSolutions checks: every finding acknowledged with a reason, no acknowledgment of the service stale', () => {
+    const covers = (a: { id: string; path: string }, f: { id: string; path: string }) => f.id === a.id && (f.path === a.path || f.path.startsWith(`${a.path}/`));
+    expect(found.filter((f) => !acknowledged.some((a) => covers(a, f)))).toEqual([]);
+    const mine = acknowledged.filter((a) => a.path.includes('/ProxyService'));
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.filter((a) => !found.some((f) => covers(a, f)))).toEqual([]);
+  });
+
+  it('refuses incomplete or contradictory context', () => {
+    const props = (c: Record<string, unknown>) => () => stackPropsFromContext((k) => c[k]);
+    expect(props({ proxyService: 'fargate' })).toThrow(/needs s3PrefixListId/);
+    expect(props({ proxyService: 'yes', s3PrefixListId: 'pl-6da54004' })).toThrow(/none or fargate/);
+    expect(props({ proxyService: 'fargate', s3PrefixListId: 'pl-6da54004', vpcInterfaceEndpoints: 'false' })).toThrow(/needs them/);
+    expect(props({ s3PrefixListId: 'pl-6da54004' })).toThrow(/only with proxyService=fargate/);
+    expect(props({ proxyService: 'fargate', s3PrefixListId: 'pl-6da54004' })().props.network?.interfaceEndpoints).toBe(true);
+  });
+});
