@@ -112,7 +112,7 @@ describe('proxyService=fargate', () => {
     expect(resources[tasks].Properties.SecurityGroupEgress).toEqual([expect.objectContaining({ CidrIp: '0.0.0.0/0' })]);
   });
 
-  it('runs the service on arm64 in the private subnets without public IPs, 2 to 10 tasks, with a role that reads egress grants and nothing else', () => {
+  it('runs the service on arm64 in the private subnets without public IPs, 2 to 10 tasks, with a role that reads egress grants, git channels, session heads and vault secrets, and writes nothing', () => {
     const service = idOf('ProxyService', 'AWS::ECS::Service');
     expect(resources[service].Properties).toMatchObject({ DesiredCount: 2, LaunchType: 'FARGATE', NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } } });
     const target = Object.values(resources).find((r) => r.Type === 'AWS::ApplicationAutoScaling::ScalableTarget' && JSON.stringify(r.Properties.ResourceId).includes(service));
@@ -125,7 +125,24 @@ describe('proxyService=fargate', () => {
     const statements = Object.values(resources)
       .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties.Roles as Array<{ Ref: string }>).some((x) => x.Ref === role))
       .flatMap((r) => r.Properties.PolicyDocument.Statement);
-    expect(statements).toEqual([expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } })]);
+    expect(statements).toEqual([
+      expect.objectContaining({ Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['egress#*'] } } }),
+      // The git channel: the channels and the session heads read, the vault's secrets read, nothing written.
+      expect.objectContaining({ Sid: 'GitChannelsAndSessions', Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['gitchan#*', 'session#*'] } } }),
+      expect.objectContaining({ Sid: 'GitTokens', Action: 'secretsmanager:GetSecretValue', Resource: expect.objectContaining({ 'Fn::Join': ['', expect.arrayContaining([':secret:corral/vault/*']) ] }) }),
+    ]);
+  });
+
+  it('gives the credential proxy function the git channel\'s URL (the service\'s sandbox port, /git) and writes to the channels\' partitions only', () => {
+    const lb = idOf('ProxyServiceLoadBalancer', 'AWS::ElasticLoadBalancingV2::LoadBalancer');
+    const fn = Object.keys(resources).find((id) => id.startsWith('CredentialProxyFunction') && resources[id].Type === 'AWS::Lambda::Function')!;
+    expect(resources[fn].Properties.Environment.Variables.CORRAL_GIT_PROXY_URL).toEqual({ 'Fn::Join': ['', ['http://', { 'Fn::GetAtt': [lb, 'DNSName'] }, `:${PROXY_SANDBOX_PORT}/git`]] });
+    const role = resources[fn].Properties.Role['Fn::GetAtt'][0];
+    const statements = Object.values(resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties.Roles as Array<{ Ref: string }>).some((x) => x.Ref === role))
+      .flatMap((r) => r.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Condition?: unknown; Sid?: string }>);
+    const writes = statements.filter((st) => [st.Action].flat().some((a) => /^dynamodb:(Put|Delete|Update|BatchWrite)/.test(a)));
+    expect(writes).toEqual([expect.objectContaining({ Sid: 'GitChannels', Action: ['dynamodb:DeleteItem', 'dynamodb:PutItem'], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['gitchan#*'] } } })]);
   });
 
   it('tells the sandbox provider (the harness, the API) where sandboxes reach the proxy', () => {
