@@ -677,6 +677,17 @@ export function capacity(input: ModelInput): CapacityReport {
       status: 'deployed',
     });
   }
+  const proxy = shape.proxyService;
+  if (proxy) {
+    const arm = proxy.arch === 'arm64';
+    const taskHour = proxy.vcpu * p(arm ? 'fargateVcpuHourArm' : 'fargateVcpuHourX86') + proxy.memoryGb * p(arm ? 'fargateGbHourArm' : 'fargateGbHourX86');
+    fixed.push({
+      item: `proxy service floor: its NLB and ${proxy.minTasks} task${proxy.minTasks === 1 ? '' : 's'} always running (proxyServiceMinTasks; sandboxes' egress)`,
+      perMonth: HOURS_PER_MONTH * (proxy.loadBalancers * p('nlbHour') + proxy.minTasks * taskHour),
+      prices: ['nlbHour', arm ? 'fargateVcpuHourArm' : 'fargateVcpuHourX86', arm ? 'fargateGbHourArm' : 'fargateGbHourX86'],
+      status: 'deployed',
+    });
+  }
   if (shape.interfaceEndpointEnis > 0) {
     fixed.push({
       item: `VPC interface endpoints (${shape.vpcEndpoints.filter((e) => e.endsWith('(Interface)')).map((e) => e.replace(' (Interface)', '')).join(', ')}: ${shape.interfaceEndpointEnis} endpoint-AZs)`,

@@ -69,6 +69,8 @@ export interface DeployedShape {
    * the stream function serves the streams.
    */
   readonly streamTier?: { vcpu: number; memoryGb: number; arch: 'arm64' | 'x86_64'; minTasks: number; maxTasks: number; shardPollMs: number; loadBalancers: number };
+  /** The proxy service (`proxyService=fargate`, infra/lib/constructs/proxy-service.ts): its task size, its task bounds, its NLB. */
+  readonly proxyService?: { vcpu: number; memoryGb: number; arch: 'arm64' | 'x86_64'; minTasks: number; maxTasks: number; loadBalancers: number };
   /**
    * Whether an EventBridge rule delivers the sandbox cluster's ECS task state changes to a function
    * (the reaper records them; the provider waits on the records instead of polling DescribeTasks).
@@ -196,6 +198,22 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
     };
   }
 
+  let proxyService: DeployedShape['proxyService'];
+  const proxyTask = ofType('AWS::ECS::TaskDefinition').find(([id]) => id.startsWith('ProxyService'));
+  if (proxyTask) {
+    const tp = props(proxyTask[1]);
+    const scaling = ofType('AWS::ApplicationAutoScaling::ScalableTarget').find(([id]) => id.startsWith('ProxyService'));
+    if (!scaling) throw new Error('template: the proxy service has no scalable target');
+    proxyService = {
+      vcpu: (num(tp.Cpu) ?? 512) / 1024,
+      memoryGb: (num(tp.Memory) ?? 1024) / 1024,
+      arch: tp.RuntimePlatform?.CpuArchitecture === 'ARM64' ? 'arm64' : 'x86_64',
+      minTasks: num(props(scaling[1]).MinCapacity) ?? 1,
+      maxTasks: num(props(scaling[1]).MaxCapacity) ?? 1,
+      loadBalancers: ofType('AWS::ElasticLoadBalancingV2::LoadBalancer').filter(([id]) => id.startsWith('ProxyService')).length,
+    };
+  }
+
   const endpoints = ofType('AWS::EC2::VPCEndpoint');
   const s3GatewayRouteTables = new Set(
     endpoints
@@ -217,6 +235,7 @@ export function deployedShape(template: CfnTemplate): DeployedShape {
   return {
     functions,
     streamTier,
+    proxyService,
     interfaceEndpointEnis,
     sandboxClusters: Math.max(1, ofType('AWS::ECS::Cluster').filter(([id]) => !id.startsWith('StreamTier')).length),
     sessionIndexOnStatus,

@@ -7,6 +7,8 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { stackPropsFromContext } from '../../infra/lib/context.js';
 import { CorralStack } from '../../infra/lib/corral-stack.js';
 import { PROXY_HARNESS_PORT, PROXY_SANDBOX_PORT } from '../../lambdas/proxy-service/env.js';
+import type { CfnTemplate } from '../../infra/rehearsal/template.js';
+import { deployedShape } from '../../scripts/capacity/shape.js';
 
 /**
  * The proxy service's deployed shape (`proxyService=fargate`), on one synthesis (bundling skipped):
@@ -143,6 +145,10 @@ describe('proxyService=fargate', () => {
       .flatMap((r) => r.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Condition?: unknown; Sid?: string }>);
     const writes = statements.filter((st) => [st.Action].flat().some((a) => /^dynamodb:(Put|Delete|Update|BatchWrite)/.test(a)));
     expect(writes).toEqual([expect.objectContaining({ Sid: 'GitChannels', Action: ['dynamodb:DeleteItem', 'dynamodb:PutItem'], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['gitchan#*'] } } })]);
+  });
+
+  it('is what the capacity model reads for its fixed cost: task size, task bounds, one NLB', () => {
+    expect(deployedShape(template.toJSON() as CfnTemplate).proxyService).toEqual({ vcpu: 0.5, memoryGb: 1, arch: 'arm64', minTasks: 2, maxTasks: 10, loadBalancers: 1 });
   });
 
   it('tells the sandbox provider (the harness, the API) where sandboxes reach the proxy', () => {
