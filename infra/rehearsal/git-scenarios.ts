@@ -5,6 +5,10 @@
  * meant to join the `egress` scenario's deploy (test/rehearsal/egress.test.ts), one deploy for
  * both, once that rehearsal exists on this branch. It also needs the context
  * `repositoryUrlAllow=http://127.0.0.1` (the API refuses non-https repositories otherwise).
+ * Tried on this branch (proxysvc at 6c5fa63 merged): the rehearsal stops before any scenario,
+ * its proxy service tasks failing with `EADDRINUSE 0.0.0.0:8081` (the rehearsed service task
+ * gets one translated port, not the harness port too): the proxy service's rehearsal support
+ * is what is missing.
  *
  * A private repository on loopback (`git http-backend` demanding the token); a session through
  * the official SDK names it with an `authorization_token`; the Fargate sandbox clones it at its
