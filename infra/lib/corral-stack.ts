@@ -260,6 +260,8 @@ export class CorralStack extends Stack {
       metricsNamespace: METRICS_NAMESPACE,
       logRetention: props.logRetention,
     });
+    // Private repositories on Fargate: channels the credential proxy opens, the proxy service serves.
+    if (this.proxyService) this.credentialProxy.serveGitFrom(this.proxyService, this.sessionLog);
     this.sandboxReaper = new SandboxReaper(this, 'SandboxReaper', {
       sessionLog: this.sessionLog,
       sandboxes: this.sandboxes,

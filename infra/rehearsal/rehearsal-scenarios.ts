@@ -17,14 +17,15 @@ import { fail, listPages, runTurn, text, type Event, type Scenario, type Scenari
 import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
 import { startTestMcpServer } from '../../test/credential-proxy/fixtures/mcp-server.js';
 import { WORKSPACE_SCENARIOS, workspaceScenarios } from './workspace-scenarios.js';
+import { GIT_SCENARIOS, gitScenarios } from './git-scenarios.js';
 
 const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
 
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS] as const;
+export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS, ...GIT_SCENARIOS] as const;
 /** Scenarios only run when named (`--only`): they need a rehearsal set up for them (`stream-tier`: `--context streamTier=fargate --dynamodb dynamodb-local`). */
-export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier', 'egress'];
+export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier', 'egress', ...GIT_SCENARIOS];
 
 /** The stand-in names of the `egress` scenario (the rehearsal gives them to the proxy service: `RehearsalOptions.egressHosts`). */
 export const EGRESS_STANDIN_HOSTS = ['allowed.rehearsal.test', 'denied.rehearsal.test', 'registry.npmjs.org', 'mcp.rehearsal.test'];
@@ -496,6 +497,8 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
   ];
   // Workspaces that outlive idleness (workspace-scenarios.ts).
   scenarios.push(...workspaceScenarios(r, admin));
+  // Private repositories through the proxy service (git-scenarios.ts; opt-in: `proxyService=fargate`).
+  scenarios.push(...gitScenarios(r, fake));
   if (scenarios.map((s) => s.name).join() !== REHEARSAL_SCENARIOS.join()) throw new Error('REHEARSAL_SCENARIOS is out of date');
   return { scenarios: scenarios.filter((s) => !OPT_IN_SCENARIOS.includes(s.name) || only?.includes(s.name)), afterEach };
 }

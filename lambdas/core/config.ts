@@ -103,7 +103,7 @@ export const CORRAL_ENV = {
   workspaceSnapshotMaxEntries: 'CORRAL_WORKSPACE_SNAPSHOT_MAX_ENTRIES',
   /** The KMS key new vault secrets are encrypted with. Optional. Credential proxy. */
   vaultKmsKeyId: 'CORRAL_VAULT_KMS_KEY_ID',
-  /** The HTTPS URL sandboxes reach the proxy's git side at. Optional. Credential proxy. */
+  /** The URL sandboxes reach the git channel at: the proxy service's `http://<address>:3128/git`. Optional. Credential proxy. */
   gitProxyUrl: 'CORRAL_GIT_PROXY_URL',
   /**
    * ARN of the KMS key that seals sandbox capabilities in the state table (data keys, see
@@ -467,7 +467,8 @@ export function readHarnessStepConfig(env: Env = process.env): HarnessStepConfig
 const ProxySchema = z.object({
   stateTable: nonEmpty(),
   kmsKeyId: z.optional(nonEmpty()),
-  gitProxyUrl: z.optional(z.url({ protocol: /^https$/ })),
+  // The proxy service's git channel, `http://<service address>:3128/git` (inside the VPC).
+  gitProxyUrl: z.optional(z.url({ protocol: /^https?$/ })),
 });
 
 export type CredentialProxyConfig = z.infer<typeof ProxySchema>;

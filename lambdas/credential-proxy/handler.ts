@@ -11,15 +11,21 @@ import type { ProxyRequest, ProxyResponse } from '../core/vault/protocol.js';
 import { CredentialProxy } from '../core/vault/proxy.js';
 import type { SecretStore } from '../core/vault/secret-store.js';
 import { GIT_SIGNING_KEY_REF } from '../core/vault/types.js';
+import { tableGitChannels } from '../core/vault/git-channels.js';
 
 /**
  * The credential proxy on AWS: a Lambda function whose role is the only principal allowed to
  * read the vault's secrets (`corral/vault/*` in Secrets Manager). The harness and the API invoke
  * it synchronously with a `ProxyRequest` (`lambdas/adapters/aws/credential-proxy-client.ts`) and get a `ProxyResponse`.
  *
- * It also understands Lambda Function URL events, for git smart HTTP from Fargate sandboxes
- * (`/r/<n>/<name>.git/...` with a git capability); the stack does not create that URL yet (see
- * docs/CREDENTIALS.md), and bodies through a buffered function URL are limited to 6 MB.
+ * `git_open` issues git channels whose requests the proxy service serves (its `/git/` route on
+ * port 3128, `CORRAL_GIT_PROXY_URL`; lambdas/proxy-service/git-route.ts): this function registers
+ * the open channels in the state table (`tableGitChannels`) and signs their capabilities with
+ * the key both read from Secrets Manager, and never carries a clone itself.
+ *
+ * It still understands Lambda Function URL events for git smart HTTP (`/r/<n>/<name>.git/...`
+ * with a git capability), answered buffered (a function URL caps bodies at 6 MB, too small for
+ * many clones, which is why the stack serves git from the proxy service and creates no such URL).
  */
 
 /**
@@ -91,13 +97,17 @@ function init(): Promise<CredentialProxy> {
     const secrets = new SecretsManagerStore(new SecretsManagerClient({}), { kmsKeyId: config.kmsKeyId });
     let key: Promise<Buffer> | undefined;
     const gitUrl = config.gitProxyUrl;
+    const table = new DynamoStateTable(createDynamoClient(), config.stateTable);
     return new CredentialProxy({
-      table: new DynamoStateTable(createDynamoClient(), config.stateTable),
+      table,
+      // Shared with the proxy service, which serves the channels this function opens.
+      gitChannels: tableGitChannels(table),
       secrets,
       signingKey: () => (key ??= loadSigningKey(secrets).catch((err) => {
         key = undefined;
         throw err;
       })),
+      // `https` names a URL endpoint; inside the VPC the proxy service's is plain http.
       gitEndpoint: gitUrl ? { kind: 'https', url: gitUrl } : null,
       logger: coreLogger(logger),
     });

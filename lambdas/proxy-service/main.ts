@@ -28,6 +28,9 @@ import type { ProxyServiceRoute } from './routes.js';
 import { modelRoute } from './model-route.js';
 import { systemTrust } from '../core/sandbox/egress-ca.js';
 import { setUpEgressCredentials } from './egress-credentials.js';
+import { gitChannelRoute } from './git-route.js';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SecretsManagerStore } from '../adapters/aws/secrets-manager-store.js';
 import { PROXY_SERVICE_DEFAULTS, startProxyService } from './server.js';
 
 /** What the clients a route may need are (one per process). */
@@ -37,7 +40,19 @@ export interface RouteContext {
 }
 
 /** Routes on the sandbox port (origin-form; e.g. the git channel under `/git/`). */
-const SANDBOX_ROUTES: Array<(ctx: RouteContext) => ProxyServiceRoute> = [];
+const SANDBOX_ROUTES: Array<(ctx: RouteContext) => ProxyServiceRoute> = [
+  // Private repositories: channels the credential proxy function opened (./git-route.ts).
+  (ctx) =>
+    gitChannelRoute({
+      table: ctx.stateTable,
+      secrets: new SecretsManagerStore(new SecretsManagerClient({})),
+      logger: {
+        info: (m, e) => ctx.logger.info(m, e ?? {}),
+        warn: (m, e) => ctx.logger.warn(m, e ?? {}),
+        error: (m, e) => ctx.logger.error(m, e ?? {}),
+      },
+    }),
+];
 /** Routes on the harness port (e.g. model forwarding). */
 const HARNESS_ROUTES: Array<(ctx: RouteContext) => ProxyServiceRoute> = [];
 // Model forwarding, when the stack gave this service the model key's parameter.

@@ -5,7 +5,8 @@ import type { Log } from './log.js';
 /**
  * The git forwarder: the sandbox's way to its session's repositories. The sandbox has no network; the credential
  * proxy's git side is reachable over a Unix socket bind-mounted (read-only) into it, or, on
- * Fargate, over HTTPS. The forwarder listens on 127.0.0.1 inside the sandbox's own network
+ * Fargate, over HTTP to the proxy service in the VPC (the sandbox's security group lets it reach
+ * nothing else). The forwarder listens on 127.0.0.1 inside the sandbox's own network
  * namespace and passes git smart-HTTP requests for the channel's repositories on, adding the
  * channel's capability. The repositories' `origin` points at the forwarder, so no credential is
  * ever in the sandbox: not in `.git/config`, the environment or any file. The capability is not
@@ -16,7 +17,7 @@ export interface GitChannelConfig {
   capability: string;
   /** The proxy's git socket, as seen from inside the sandbox. */
   socket?: string;
-  /** Or its HTTPS base URL. */
+  /** Or its base URL (Fargate: the proxy service's git channel, `http://<service>:3128/git`). */
   url?: string;
   repositories: Array<{ url: string; path: string }>;
 }
@@ -72,8 +73,9 @@ export function startGitForwarder(cfg: GitChannelConfig, log: Log = () => {}): P
     if (cfg.socket) {
       upstream = http.request({ socketPath: cfg.socket, path: target, method: req.method, headers }, onResponse);
     } else {
+      // The channel's path under the URL's own (the proxy service serves it under `/git`).
       const base = new URL(cfg.url!);
-      const u = new URL(target, base);
+      const u = new URL(`${base.pathname.replace(/\/+$/, '')}${target}`, base);
       upstream = (u.protocol === 'https:' ? https : http).request(u, { method: req.method, headers }, onResponse);
     }
     upstream.on('error', (err) => {

@@ -117,7 +117,7 @@ describe('proxyService=fargate', () => {
     expect(resources[tasks].Properties.SecurityGroupEgress).toEqual([expect.objectContaining({ CidrIp: '0.0.0.0/0' })]);
   });
 
-  it('runs the service on arm64 in the private subnets without public IPs, 2 to 10 tasks, with a role that reads egress grants and nothing else', () => {
+  it('runs the service on arm64 in the private subnets without public IPs, 2 to 10 tasks, with a role that reads egress grants, git channels, session heads and vault secrets, and writes nothing', () => {
     const service = idOf('ProxyService', 'AWS::ECS::Service');
     expect(resources[service].Properties).toMatchObject({ DesiredCount: 2, LaunchType: 'FARGATE', NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } } });
     const target = Object.values(resources).find((r) => r.Type === 'AWS::ApplicationAutoScaling::ScalableTarget' && JSON.stringify(r.Properties.ResourceId).includes(service));
@@ -138,8 +138,23 @@ describe('proxyService=fargate', () => {
       expect.objectContaining({ Sid: 'SessionRecordsRead', Action: ['dynamodb:GetItem', 'dynamodb:Query'] }),
       // The model key, for the harness's model calls (it alone reads it: test/infra/secret-readers.test.ts).
       expect.objectContaining({ Sid: 'ModelKey', Action: 'ssm:GetParameter', Resource: { 'Fn::Join': ['', expect.arrayContaining([':parameter/corral/anthropic-api-key'])] } }),
+      // The git channel: the channels and the session heads read, the vault's secrets read, nothing written.
+      expect.objectContaining({ Sid: 'GitChannelsAndSessions', Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['gitchan#*', 'session#*'] } } }),
+      expect.objectContaining({ Sid: 'GitTokens', Action: 'secretsmanager:GetSecretValue', Resource: expect.objectContaining({ 'Fn::Join': ['', expect.arrayContaining([':secret:corral/vault/*']) ] }) }),
     ]);
     expect(env.CORRAL_MODEL_API_KEY_PARAMETER).toBe('/corral/anthropic-api-key');
+  });
+
+  it('gives the credential proxy function the git channel\'s URL (the service\'s sandbox port, /git) and writes to the channels\' partitions only', () => {
+    const lb = idOf('ProxyServiceLoadBalancer', 'AWS::ElasticLoadBalancingV2::LoadBalancer');
+    const fn = Object.keys(resources).find((id) => id.startsWith('CredentialProxyFunction') && resources[id].Type === 'AWS::Lambda::Function')!;
+    expect(resources[fn].Properties.Environment.Variables.CORRAL_GIT_PROXY_URL).toEqual({ 'Fn::Join': ['', ['http://', { 'Fn::GetAtt': [lb, 'DNSName'] }, `:${PROXY_SANDBOX_PORT}/git`]] });
+    const role = resources[fn].Properties.Role['Fn::GetAtt'][0];
+    const statements = Object.values(resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy' && (r.Properties.Roles as Array<{ Ref: string }>).some((x) => x.Ref === role))
+      .flatMap((r) => r.Properties.PolicyDocument.Statement as Array<{ Action: string | string[]; Condition?: unknown; Sid?: string }>);
+    const writes = statements.filter((st) => [st.Action].flat().some((a) => /^dynamodb:(Put|Delete|Update|BatchWrite)/.test(a)));
+    expect(writes).toEqual([expect.objectContaining({ Sid: 'GitChannels', Action: ['dynamodb:DeleteItem', 'dynamodb:PutItem'], Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['gitchan#*'] } } })]);
   });
 
   it('is what the capacity model reads for its fixed cost: task size, task bounds, one NLB', () => {

@@ -131,13 +131,14 @@ describe('the configuration contract', () => {
     expect(() => readWakeSafetyMarginMs({ CORRAL_WAKE_SAFETY_MARGIN_MS: '1.5' })).toThrow(/^Corral configuration of the harness step is invalid: CORRAL_WAKE_SAFETY_MARGIN_MS: /);
   });
 
-  it('reads the credential proxy: git URLs must be https', () => {
+  it('reads the credential proxy: git URLs must be http(s)', () => {
     expect(readCredentialProxyConfig({ CORRAL_STATE_TABLE: 's', CORRAL_VAULT_KMS_KEY_ID: 'k', CORRAL_GIT_PROXY_URL: 'https://git.proxy.example' })).toEqual({
       stateTable: 's',
       kmsKeyId: 'k',
       gitProxyUrl: 'https://git.proxy.example',
     });
-    expect(() => readCredentialProxyConfig({ CORRAL_STATE_TABLE: 's', CORRAL_GIT_PROXY_URL: 'http://git.proxy.example' })).toThrow(
+    expect(readCredentialProxyConfig({ CORRAL_STATE_TABLE: 's', CORRAL_GIT_PROXY_URL: 'http://10.0.3.7:3128/git' }).gitProxyUrl).toBe('http://10.0.3.7:3128/git');
+    expect(() => readCredentialProxyConfig({ CORRAL_STATE_TABLE: 's', CORRAL_GIT_PROXY_URL: 'ftp://git.proxy.example' })).toThrow(
       /^Corral configuration of the credential proxy is invalid: CORRAL_GIT_PROXY_URL: /,
     );
     expect(() => readCredentialProxyConfig({})).toThrow(/CORRAL_STATE_TABLE/);

@@ -3,7 +3,8 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { configEnvironment } from '../../../lambdas/core/config.js';
+import { CORRAL_ENV, configEnvironment } from '../../../lambdas/core/config.js';
+import { keys } from '../../../lambdas/core/storage/keys.js';
 import { acknowledge, defaultPolicyOf } from '../nag.js';
 import { CorralFunction } from './corral-function.js';
 import type { Network } from './network.js';
@@ -94,6 +95,41 @@ export class CredentialProxy extends Construct {
   /** Let `grantee` (the harness, the API) call the proxy, and nothing more. */
   grantInvoke(grantee: iam.IGrantable): void {
     iam.Grant.addToPrincipal({ grantee, actions: ['lambda:InvokeFunction'], resourceArns: [this.function.functionArn] });
+  }
+
+  /**
+   * Git from Fargate sandboxes through the proxy service (its `/git/` route on the sandbox port,
+   * lambdas/proxy-service/git-route.ts): this function opens and closes the channels (items of
+   * their own partitions of the state table) and gives their URL; the service's role reads the
+   * channels, the sessions' heads (which repositories, which secret), the signing key and the
+   * repository tokens, and nothing else of the vault's (no write, no other table partition).
+   */
+  serveGitFrom(service: { readonly taskRole: iam.IRole; readonly sandboxAddress: string }, sessionLog: SessionLog): void {
+    this.function.addEnvironment(CORRAL_ENV.gitProxyUrl, `http://${service.sandboxAddress}/git`);
+    const table = sessionLog.state.tableArn;
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'GitChannels',
+        actions: ['dynamodb:PutItem', 'dynamodb:DeleteItem'],
+        resources: [table],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${keys.gitChannels('')}*`] } },
+      }),
+    );
+    service.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'GitChannelsAndSessions',
+        actions: ['dynamodb:GetItem'],
+        resources: [table],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${keys.gitChannels('')}*`, `${keys.partition('session', '')}*`] } },
+      }),
+    );
+    service.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'GitTokens', actions: ['secretsmanager:GetSecretValue'], resources: [this.secretArnPattern()] }),
+    );
+    acknowledge(defaultPolicyOf(service.taskRole), {
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${VAULT_SECRET_PREFIX}*]`,
+      reason: 'Repository tokens are vault secrets created at run time, one per credential; the prefix corral/vault/ confines the proxy service to them, read only.',
+    });
   }
 
   /** How the harness and the API reach the proxy, in their environment (lambdas/core/config.ts). */

@@ -46,6 +46,8 @@ import { assertDeliverable, type RecipeSupport } from '../../core/sandbox/recipe
 import { RECIPE_ENV, wireRecipeOf } from '../../../sandbox/recipe.js';
 import { placeholdersFor, type PlaceholderCredential } from '../../core/sandbox/egress-placeholders.js';
 import type { EgressCredentialGrant } from '../../core/vault/protocol.js';
+import type { CredentialProxyClient, GitChannel } from '../../core/vault/protocol.js';
+import { redactUrls } from '../../core/sandbox/recipe.js';
 import { EGRESS_CHANNEL_ENV, egressChannelValue, newEgressCapability, type EgressGrantStore } from '../../core/sandbox/egress-grant.js';
 
 /** The container's environment variable with the bootstrap capability (`sandbox/agent.ts`). */
@@ -60,22 +62,34 @@ export const TOOL_ENV = 'CORRAL_TOOL_ENV';
 const MAX_RECIPE_CHARS = 6_000;
 /** What the placeholders may take of the overrides (about 20 credentials of ordinary names). */
 const MAX_TOOL_ENV_CHARS = 1_500;
+/** The container's environment variable with the git channel (`sandbox/agent/git-forwarder.ts`). */
+export const GIT_CHANNEL_ENV = 'CORRAL_GIT_CHANNEL';
+/** The recipe, the git channel and the placeholders together (the rest of the overrides is well under 400). */
+const MAX_OVERRIDE_CHARS = 7_800;
 
 /**
- * What a Fargate sandbox delivers of a recipe: the packages its image installs, and repositories
- * that need no credential (the task clones them itself). A repository the session holds a
- * credential for needs the credential proxy's git channel, which Fargate sandboxes do not have
- * yet: the sandbox manager refuses such a recipe before any task starts.
+ * What a Fargate sandbox delivers of a recipe: the packages its image installs, repositories that
+ * need no credential (the task clones them itself), and, when the provider is given the credential
+ * proxy's git channels (the stack's proxy service serves them), repositories the session holds a
+ * credential for: cloned through the channel, the token added by the proxy service. Without the
+ * channels the sandbox manager refuses such a recipe before any task starts.
  */
-export const FARGATE_RECIPE_SUPPORT: RecipeSupport = {
-  label: 'a Fargate sandbox',
-  packages: {
-    managers: ['apt', 'pip', 'npm'],
-    otherwise: 'the sandbox image installs apt, pip and npm packages only (install other toolchains with apt packages, or use a derived image)',
-  },
-  publicRepositories: { supported: true },
-  credentialedRepositories: { supported: false, reason: 'Fargate sandboxes have no git channel to the credential proxy yet' },
-};
+export function fargateRecipeSupport(opts: { gitChannels: boolean }): RecipeSupport {
+  return {
+    label: 'a Fargate sandbox',
+    packages: {
+      managers: ['apt', 'pip', 'npm'],
+      otherwise: 'the sandbox image installs apt, pip and npm packages only (install other toolchains with apt packages, or use a derived image)',
+    },
+    publicRepositories: { supported: true },
+    credentialedRepositories: opts.gitChannels
+      ? { supported: true }
+      : { supported: false, reason: 'this deployment gives Fargate sandboxes no git channel (the proxy service\'s URL is not configured)' },
+  };
+}
+
+/** A Fargate sandbox with the proxy service's git channel (the stack's): private repositories too. */
+export const FARGATE_RECIPE_SUPPORT: RecipeSupport = fargateRecipeSupport({ gitChannels: true });
 
 export interface EcsSandboxLogger {
   debug?(message: string, extra?: Record<string, unknown>): void;
@@ -148,6 +162,14 @@ export interface EcsSandboxProviderOptions {
    * @default none: the variables are not set
    */
   readonly environmentCredentials?: { list(sessionId: string): Promise<EgressCredentialGrant[]> };
+  /**
+   * The credential proxy's git channels (`git_open`, `git_close`): a sandbox whose recipe has
+   * repositories the session holds a credential for gets a channel for exactly those, served by
+   * the proxy service (the channel's URL is the proxy's `CORRAL_GIT_PROXY_URL`), in its task's
+   * environment: a capability, never the token. Released sandboxes' channels are closed.
+   * @default none: such recipes are refused (`fargateRecipeSupport`)
+   */
+  readonly gitChannels?: Pick<CredentialProxyClient, 'gitOpen' | 'gitClose'>;
   /**
    * The proxy service (CDK context `proxyService=fargate`): each task gets an egress grant (its
    * recipe's `networking`) under a capability of its own, and the channel (`address`, the
@@ -237,7 +259,7 @@ export function taskPrivateIp(task: Task): string | undefined {
 const duration = (ms: number) => (ms >= 10_000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`);
 
 export class EcsSandboxProvider implements SandboxProvider {
-  readonly recipeSupport = FARGATE_RECIPE_SUPPORT;
+  readonly recipeSupport: RecipeSupport;
   private readonly healthTimeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly startTimeoutMs: number;
@@ -249,6 +271,7 @@ export class EcsSandboxProvider implements SandboxProvider {
 
   constructor(private readonly opts: EcsSandboxProviderOptions) {
     this.clusters = clusterList(opts.cluster);
+    this.recipeSupport = fargateRecipeSupport({ gitChannels: Boolean(opts.gitChannels) });
     this.healthTimeoutMs = opts.healthTimeoutMs ?? 300_000;
     this.pollIntervalMs = opts.pollIntervalMs ?? 2_000;
     this.startTimeoutMs = opts.startTimeoutMs ?? 300_000;
@@ -258,7 +281,6 @@ export class EcsSandboxProvider implements SandboxProvider {
   }
 
   async provision(req: ProvisionRequest): Promise<ProvisionedSandbox> {
-    const { ecs, containerName, port } = this.opts;
     const cluster = clusterForSession(this.clusters, req.sessionId);
     assertDeliverable(req.recipe, this.recipeSupport);
     const recipe = JSON.stringify(wireRecipeOf(req.recipe));
@@ -272,7 +294,67 @@ export class EcsSandboxProvider implements SandboxProvider {
     if (signal?.aborted) throw signal.reason;
     // environment_variable credentials: placeholders in the tools' variables, the rules to the grant.
     const placeholders = await this.placeholders(req);
-    const toolEnv = Object.keys(placeholders.env).length ? [{ name: TOOL_ENV, value: JSON.stringify(placeholders.env) }] : [];
+    const toolEnvText = Object.keys(placeholders.env).length ? JSON.stringify(placeholders.env) : '';
+    const channel = await this.openGitChannel(req);
+    const channelText = channel ? JSON.stringify(channel.agent) : '';
+    const total = recipe.length + channelText.length + toolEnvText.length;
+    if (total > MAX_OVERRIDE_CHARS) {
+      if (channel) await this.closeGitChannel(req.sessionId, req.name);
+      throw new Error(
+        `the sandbox recipe, its git channel and its credentials' placeholders are ${total} characters once encoded; ` +
+          `Fargate task overrides allow about ${MAX_OVERRIDE_CHARS} (name fewer repositories, or shorter URLs)`,
+      );
+    }
+    try {
+      return await this.start(req, cluster, recipe, channelText, placeholders, toolEnvText);
+    } catch (err) {
+      if (channel) await this.closeGitChannel(req.sessionId, req.name);
+      throw err;
+    }
+  }
+
+  /**
+   * The git channel for the recipe's repositories that the session holds a credential for (the
+   * others the task clones itself): issued by the credential proxy for exactly those, for this
+   * sandbox. Null when there are none.
+   */
+  private async openGitChannel(req: ProvisionRequest): Promise<{ channel: GitChannel; agent: { capability: string; url: string; repositories: GitChannel['repositories'] } } | null> {
+    const urls = req.recipe.repositories.filter((r) => r.channel === 'credential_proxy').map((r) => r.url);
+    if (!urls.length) return null;
+    // `recipeSupport` refused these without channels (`assertDeliverable` above): unreachable.
+    if (!this.opts.gitChannels) throw new Error('a Fargate sandbox without git channels was handed a private repository');
+    let channel: GitChannel;
+    try {
+      channel = await this.opts.gitChannels.gitOpen({ sessionId: req.sessionId, sandbox: req.name, repositories: urls });
+    } catch (err) {
+      throw new SandboxSetupError('repository_clone_error', `repository_clone_error: the credential proxy gave no git channel for ${urls.map((u) => redactUrls(u)).join(', ')}: ${(err as Error)?.message ?? err}`);
+    }
+    if (channel.endpoint?.kind !== 'https') {
+      await this.closeGitChannel(req.sessionId, req.name);
+      throw new SandboxSetupError('repository_clone_error', 'repository_clone_error: the credential proxy has no git URL for Fargate sandboxes (its CORRAL_GIT_PROXY_URL is not set)');
+    }
+    return { channel, agent: { capability: channel.capability, url: channel.endpoint.url, repositories: channel.repositories } };
+  }
+
+  /** Close a sandbox's git channels; a failure is logged (the channel expires with its capability). */
+  private async closeGitChannel(sessionId: string, sandbox: string): Promise<void> {
+    if (!this.opts.gitChannels) return;
+    await this.opts.gitChannels.gitClose({ sessionId, sandbox }).catch((err: unknown) => {
+      this.logger.warn('could not close a git channel', { sessionId, sandbox, error: (err as Error)?.message });
+    });
+  }
+
+  private async start(
+    req: ProvisionRequest,
+    cluster: string,
+    recipe: string,
+    gitChannel: string,
+    placeholders: { env: Record<string, string>; credentials: PlaceholderCredential[] },
+    toolEnvText: string,
+  ): Promise<ProvisionedSandbox> {
+    const { ecs, containerName, port } = this.opts;
+    const { signal } = req;
+    const toolEnv = toolEnvText ? [{ name: TOOL_ENV, value: toolEnvText }] : [];
     const bootstrap = randomBytes(32).toString('base64url');
     // The sandbox's egress grant exists before its task does: the agent may connect at once.
     const egress = this.opts.egress;
@@ -314,6 +396,8 @@ export class EcsSandboxProvider implements SandboxProvider {
                   { name: CAPABILITY_ENV, value: bootstrap },
                   { name: RECIPE_ENV, value: recipe },
                   ...toolEnv,
+                  // A capability for the session's private repositories, never their tokens.
+                  ...(gitChannel ? [{ name: GIT_CHANNEL_ENV, value: gitChannel }] : []),
                   // About 130 characters (the load balancer's name and the capability).
                   ...(egress && egressCapability ? [{ name: EGRESS_CHANNEL_ENV, value: egressChannelValue(egress.address, egressCapability) }] : []),
                 ],
@@ -441,6 +525,7 @@ export class EcsSandboxProvider implements SandboxProvider {
 
   async release(sessionId: string, name: string, ref: string): Promise<void> {
     await this.stop(ref, `corral: released sandbox ${name} of session ${sessionId}`.slice(0, 255), { rethrow: true });
+    await this.closeGitChannel(sessionId, name);
   }
 
   /**

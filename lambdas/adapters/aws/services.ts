@@ -56,6 +56,8 @@ export async function createEcsSandboxProvider(
   return new EcsSandboxProvider({
     // environment_variable credentials: their names and hosts (no secret), for the placeholders.
     ...(credentialProxy ? { environmentCredentials: { list: (sessionId: string) => credentialProxy.egressCredentials({ sessionId }) } } : {}),
+    // Private repositories: a git channel from the credential proxy, served by the proxy service.
+    ...(credentialProxy ? { gitChannels: credentialProxy } : {}),
     ...(config.taskEvents && state ? { taskStates: taskStateSource(state, config.containerName) } : {}),
     ecs,
     cluster: config.cluster,
@@ -131,6 +133,8 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
   const sqs = instrument(opts.clients?.sqs ?? new SQSClient({}));
   const ecs = instrument(opts.clients?.ecs ?? new ECSClient({}));
 
+  const model = typeof opts.model === 'function' ? await opts.model(config, instrument) : (opts.model ?? NO_MODEL);
+
   // The credential proxy: a function the harness and the API invoke; it alone reads secrets.
   const credentialProxy = config.credentialProxyFunction
     ? new CredentialProxyClient(
@@ -148,8 +152,6 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     }
     sandboxProvider = await createEcsSandboxProvider(config.sandbox, ecs, new DynamoStateTable(dynamodb, config.stateTable), credentialProxy);
   }
-
-  const model = typeof opts.model === 'function' ? await opts.model(config, instrument) : (opts.model ?? NO_MODEL);
 
   // Sandbox capabilities are sealed with data keys of the stack's KMS key (only this function's
   // role and the other caller's may use it), so the state table alone opens no sandbox.

@@ -583,6 +583,47 @@ export const taskStateRecords = {
   },
 };
 
+// --- git channels -----------------------------------------------------------------------------------
+
+/** An open git channel: the sandbox it was issued to, and when its capability expires. */
+export interface GitChannelFields {
+  id: string;
+  sessionId: string;
+  sandbox: string;
+  /** Epoch ms the channel's capability expires at (and the item with it). */
+  expiresAtMs: number;
+}
+
+export const gitChannelRecords = {
+  put(table: StateTable, ch: GitChannelFields): Promise<void> {
+    const k = keys.gitChannel(ch.sessionId, ch.id);
+    return table.put({ pk: k.pk, sk: k.sk, sandbox: ch.sandbox, expiresAtMs: ch.expiresAtMs, ...versionField('git_channel'), expiresAt: Math.ceil(ch.expiresAtMs / 1000) });
+  },
+  /** The channel while it is open and unexpired (TTL deletes late, so the expiry is checked here). */
+  async get(table: StateTable, sessionId: string, id: string, nowMs: number): Promise<GitChannelFields | undefined> {
+    const k = keys.gitChannel(sessionId, id);
+    const item = await table.get(k.pk, k.sk);
+    if (!item || ageOf('git_channel', item, 'read as closed') === 'newer') return undefined;
+    const expiresAtMs = Number(item.expiresAtMs);
+    if (!(expiresAtMs > nowMs)) return undefined;
+    return { id, sessionId, sandbox: String(item.sandbox), expiresAtMs };
+  },
+  delete(table: StateTable, sessionId: string, id: string): Promise<void> {
+    const k = keys.gitChannel(sessionId, id);
+    return table.delete(k.pk, k.sk);
+  },
+  /** Every channel of a session (a handful: one per sandbox that cloned a private repository). */
+  async list(table: StateTable, sessionId: string): Promise<GitChannelFields[]> {
+    const out: GitChannelFields[] = [];
+    for (let after: string | undefined; ; ) {
+      const page = await table.query(keys.gitChannels(sessionId), { after, limit: 100 });
+      for (const i of page.items) out.push({ id: i.sk, sessionId, sandbox: String(i.sandbox), expiresAtMs: Number(i.expiresAtMs) });
+      if (page.last === null) return out;
+      after = page.last;
+    }
+  },
+};
+
 // --- counters (rate limits, failed authentications) ------------------------------------------------
 
 /** A counter of one fixed window: `count`, and `expiresAt` (epoch seconds) for DynamoDB's TTL. */

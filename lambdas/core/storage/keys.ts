@@ -32,6 +32,7 @@
  * | warm pool registry  | `warmpools`                | `<environment id>` |                             |        |
  * | rate-limit counter  | `rate#<tenant>#<class>`, shard k > 0: `rate#<tenant>#<class>#<k>` | `<window ms>` |   |        |
  * | auth-failure counter| `authfail#addr#<address>`, `authfail#all` | `<window ms>` |              |        |
+ * | git channel**       | `gitchan#<session id>`     | `<channel id>`     |                             |        |
  *
  * (*) only while the sandbox is ready: the index is sparse.
  * (***) only on heads written before the listing item existed; a session created since is in the
@@ -57,6 +58,7 @@ const PREVIEW_WATCH = 'watch#';
 const FILE_EXPIRY_PARTITION = 'files#expiring';
 const TASK_STATE = 'ecstask#';
 const WARM_POOL = 'warmpool#';
+const GIT_CHANNEL = 'gitchan#';
 const EGRESS_GRANT = 'egress#';
 
 /** Sort key of every resource's head item. */
@@ -119,6 +121,13 @@ export const keys = {
   previewWatch: (sessionId: string) => ({ pk: `${PREVIEW_WATCH}${sessionId}`, sk: 'deltas' }),
   /** Sort-key prefix of every chunk of one request's preview. */
   previewChunks: (request: string) => `${PREVIEW_PREFIX}${request}#`,
+  /**
+   * An open git channel of a sandbox of a session (core/vault/git-channels.ts): written by the
+   * credential proxy's `git_open`, read by whichever process serves the channel (the proxy
+   * service on AWS), deleted by `git_close`. In a partition per session, outside the session's own.
+   */
+  gitChannels: (sessionId: string) => `${GIT_CHANNEL}${sessionId}`,
+  gitChannel: (sessionId: string, id: string) => ({ pk: `${GIT_CHANNEL}${sessionId}`, sk: id }),
   /** The last state ECS reported of a sandbox task (`id`: the last part of its ARN). */
   taskState: (taskId: string) => ({ pk: `${TASK_STATE}${taskId}`, sk: 'state' }),
   /** An environment's warm pool: its slots (`sandbox/warm-pool.ts`) and the recipe it fills them with. */

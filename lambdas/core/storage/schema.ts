@@ -23,6 +23,7 @@
  * | preview chunk/watch | 1       | migrate     | absent   | seconds-lived previews; the events themselves still stream |
  * | sandbox task state  | 1       | migrate     | absent   | ECS's next task state change event rewrites it |
  * | rate-limit, auth-failure counters | 1 | migrate | frozen | `count` keeps its meaning; a counter lives one window |
+ * | git channel         | 1       | migrate     | absent   | a closed channel is safe: the sandbox's git requests are refused until it is opened again |
  *
  * Version 1 of every kind has exactly the fields release 0 wrote, so its migration is the
  * identity. A later change of a record's shape bumps its version here and adds the step from the
@@ -41,7 +42,7 @@ import type { Item } from '../store.js';
 /** The attribute that holds a derived record's schema version. */
 export const SCHEMA_ATTRIBUTE = 'sv';
 
-export type DerivedKind = 'lease' | 'sandbox' | 'session_usage' | 'interrupt_signal' | 'preview_chunk' | 'preview_watch' | 'task_state' | 'counter' | 'egress_grant';
+export type DerivedKind = 'lease' | 'sandbox' | 'session_usage' | 'interrupt_signal' | 'preview_chunk' | 'preview_watch' | 'task_state' | 'counter' | 'git_channel' | 'egress_grant';
 
 /** The current version of each kind (see the table above). */
 export const SCHEMA_VERSIONS: Readonly<Record<DerivedKind, number>> = {
@@ -53,6 +54,7 @@ export const SCHEMA_VERSIONS: Readonly<Record<DerivedKind, number>> = {
   preview_watch: 1,
   task_state: 1,
   counter: 1,
+  git_channel: 1,
   egress_grant: 1,
 };
 

@@ -28,7 +28,8 @@ export type ProxyRequest =
     }
   | { op: 'git_open'; sessionId: string; sandbox: string; repositories: string[] }
   | { op: 'mcp_oauth_validate'; tenant: string; vaultId: string; credentialId: string }
-  | { op: 'git_close'; sessionId: string; channel: string }
+  /** Close one channel (`channel`), or every channel of one sandbox (`sandbox`). */
+  | { op: 'git_close'; sessionId: string; channel?: string; sandbox?: string }
   | { op: 'egress_credentials'; sessionId: string }
   | { op: 'egress_secret'; sessionId: string; vaultId: string; credentialId: string; host: string };
 
@@ -145,7 +146,7 @@ export class CredentialProxyClient implements SecretSink {
   }
 
   /** Close a channel: its capability stops working at once (sandbox stopped, handed off, deleted). */
-  async gitClose(req: { sessionId: string; channel: string }): Promise<void> {
+  async gitClose(req: { sessionId: string; channel: string } | { sessionId: string; sandbox: string }): Promise<void> {
     await this.call({ op: 'git_close', ...req });
   }
 

@@ -7,6 +7,7 @@ import type { StateTable } from '../store.js';
 import { CredentialRecords, HeadRecords, type HeadItem, type SessionHeadFields } from '../storage/items.js';
 import { systemPrincipal, tenantPrincipal } from '../storage/principal.js';
 import { hostMatches, normalizeHost, parseHostPattern } from '../sandbox/egress.js';
+import { memoryGitChannels, type GitChannelRegistry } from './git-channels.js';
 import { McpCallFailure, McpConnector, type McpConnectorOptions } from './mcp-connector.js';
 import { OAuthRefreshError, OAuthTokens, isOAuth, validateMcpOAuth, type CredentialValidation } from './oauth.js';
 import {
@@ -41,8 +42,10 @@ import {
  * A git capability works only while its channel is open: `git_open` registers the channel,
  * `git_close` (the sandbox stopped, was handed to another session, or its session was deleted)
  * forgets it, and a capability of a forgotten channel is refused even though its signature is
- * good. Open channels are kept in this process, like the signing key the local proxy makes at
- * start: a restarted proxy knows neither, so every earlier capability is dead with it.
+ * good. Where open channels are kept is `CredentialProxyDeps.gitChannels`: locally in this
+ * process, like the signing key the local proxy makes at start (a restarted proxy knows neither,
+ * so every earlier capability is dead with it); on AWS in the state table, since the Lambda that
+ * issues a capability is not the proxy service that serves its requests.
  */
 
 
@@ -70,6 +73,13 @@ export interface CredentialProxyDeps {
   fetch?: typeof fetch;
   /** How long a git capability is valid. @default 7 days */
   gitCapabilityTtlMs?: number;
+  /**
+   * Where open git channels are kept: shared (the state table) when one process issues
+   * capabilities and another serves them. @default in this process's memory
+   */
+  gitChannels?: GitChannelRegistry;
+  /** The longest a git request (one clone's or push's exchange) may take upstream. @default 15 minutes */
+  gitRequestTimeoutMs?: number;
   /** How long a secret read from the store is reused. @default 30000 */
   secretCacheMs?: number;
   /** `mcp_oauth` refreshes: how long before the expiry, the token endpoint's timeout, its fetch (tests). */
@@ -113,8 +123,8 @@ export class CredentialProxy {
   private readonly secretCache = new Map<string, { at: number; value: SecretFields | undefined }>();
   private readonly secretCacheMs: number;
   private readonly oauth: OAuthTokens;
-  /** Open git channels by id: the session and sandbox each was issued to. */
-  private readonly gitChannels = new Map<string, { s: string; n: string }>();
+  /** Open git channels: the session and sandbox each was issued to. */
+  private readonly gitChannels: GitChannelRegistry;
 
   constructor(private readonly deps: CredentialProxyDeps) {
     this.log = deps.logger ?? silentLogger;
@@ -122,6 +132,7 @@ export class CredentialProxy {
     this.fetchImpl = deps.fetch ?? fetch;
     this.now = deps.now ?? Date.now;
     this.secretCacheMs = deps.secretCacheMs ?? 30_000;
+    this.gitChannels = deps.gitChannels ?? memoryGitChannels(this.now);
     this.oauth = new OAuthTokens({
       secrets: {
         read: (ref, fresh) => this.secret(ref, fresh),
@@ -196,11 +207,18 @@ export class CredentialProxy {
       case 'mcp_oauth_validate':
         return this.validate(r);
       case 'git_close': {
+        if (typeof r.sessionId !== 'string' || !r.sessionId) throw new ProxyFailure('invalid', 'sessionId: required');
+        // Every channel of one sandbox (a provider that keeps no channel id: Fargate's).
+        if (typeof r.sandbox === 'string' && r.sandbox && r.channel === undefined) {
+          const closed = await this.gitChannels.closeSandbox(r.sessionId, r.sandbox);
+          if (closed) this.log.info('git channel closed', { sessionId: r.sessionId, sandbox: r.sandbox, channels: closed });
+          return null;
+        }
         const id = typeof r.channel === 'string' ? r.channel : '';
-        const open = this.gitChannels.get(id);
-        if (open && open.s !== r.sessionId) throw new ProxyFailure('forbidden', `channel ${id} is not a channel of session ${String(r.sessionId)}`);
-        this.gitChannels.delete(id);
-        if (open) this.log.info('git channel closed', { sessionId: open.s, sandbox: open.n });
+        if (!id) throw new ProxyFailure('invalid', 'channel or sandbox: required');
+        const sandbox = await this.gitChannels.sandboxOf(r.sessionId, id);
+        await this.gitChannels.close(r.sessionId, id);
+        if (sandbox !== undefined) this.log.info('git channel closed', { sessionId: r.sessionId, sandbox });
         return null;
       }
       case 'egress_credentials':
@@ -487,7 +505,7 @@ export class CredentialProxy {
     const id = randomBytes(16).toString('base64url');
     const payload = Buffer.from(JSON.stringify({ c: id, s: r.sessionId, n: r.sandbox, r: urls, e: expires }), 'utf8').toString('base64url');
     const mac = createHmac('sha256', await this.deps.signingKey()).update(`v1.${payload}`).digest('base64url');
-    this.gitChannels.set(id, { s: r.sessionId, n: r.sandbox });
+    await this.gitChannels.open({ id, sessionId: r.sessionId, sandbox: r.sandbox, expiresAtMs: expires });
     this.log.info('git channel opened', { sessionId: r.sessionId, sandbox: r.sandbox, repositories: urls.length });
     return {
       id,
@@ -505,15 +523,17 @@ export class CredentialProxy {
     const want = createHmac('sha256', await this.deps.signingKey()).update(`v1.${m[1]}`).digest();
     const got = Buffer.from(m[2], 'base64url');
     if (got.length !== want.length || !timingSafeEqual(got, want)) return null;
+    let p;
     try {
-      const p = JSON.parse(Buffer.from(m[1], 'base64url').toString('utf8'));
-      if (typeof p.s !== 'string' || !Array.isArray(p.r) || typeof p.e !== 'number' || p.e < this.now()) return null;
-      // A closed channel's capability opens nothing, however well signed.
-      if (typeof p.c !== 'string' || this.gitChannels.get(p.c)?.s !== p.s) return null;
-      return p;
+      p = JSON.parse(Buffer.from(m[1], 'base64url').toString('utf8'));
     } catch {
       return null;
     }
+    if (typeof p.s !== 'string' || !Array.isArray(p.r) || typeof p.e !== 'number' || p.e < this.now()) return null;
+    // A closed channel's capability opens nothing, however well signed. (A store that cannot be
+    // read is a failure of the proxy, answered 502, not a refusal of the capability.)
+    if (typeof p.c !== 'string' || typeof p.n !== 'string' || !(await this.gitChannels.isOpen(p.s, p.c, p.n))) return null;
+    return p;
   }
 
   /**
@@ -561,7 +581,9 @@ export class CredentialProxy {
       // Only the repository's own smart-HTTP endpoints, and no query but the service.
       const search = suffix === '/info/refs' ? `?service=${url.searchParams.get('service')}` : '';
       const upstream = `${repo.replace(/\/+$/, '')}${suffix}${search}`;
-      const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'manual' };
+      // Bounded in time: the caller's signal (its client went away) or the longest a request may take.
+      const timeout = AbortSignal.timeout(this.deps.gitRequestTimeoutMs ?? 15 * 60_000);
+      const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, redirect: 'manual', signal: AbortSignal.any([req.signal, timeout]) };
       if (req.method === 'POST') {
         init.body = req.body;
         init.duplex = 'half';

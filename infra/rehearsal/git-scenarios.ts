@@ -1,0 +1,134 @@
+/**
+ * DRAFT, NOT YET RUN: the rehearsal's private-repository scenario (docs/CREDENTIALS.md "Git from
+ * Fargate sandboxes"), for the deploy rehearsal with `proxyService=fargate` (the proxy service's
+ * tasks rehearsed as an ECS service behind its NLB). Not wired into `rehearsalHooks` yet: it is
+ * meant to join the `egress` scenario's deploy (test/rehearsal/egress.test.ts), one deploy for
+ * both, once that rehearsal exists on this branch. It also needs the context
+ * `repositoryUrlAllow=http://127.0.0.1` (the API refuses non-https repositories otherwise).
+ * Tried on this branch (proxysvc at 6c5fa63 merged): the rehearsal stops before any scenario,
+ * its proxy service tasks failing with `EADDRINUSE 0.0.0.0:8081` (the rehearsed service task
+ * gets one translated port, not the harness port too): the proxy service's rehearsal support
+ * is what is missing.
+ *
+ * A private repository on loopback (`git http-backend` demanding the token); a session through
+ * the official SDK names it with an `authorization_token`; the Fargate sandbox clones it at its
+ * mount path through the proxy service's git channel; the scripted model's command commits and
+ * pushes; the push lands on the server; the token is found nowhere in the sandbox (its task's
+ * environment as ECS was given it, its processes' environments and command lines, its files).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { logOf, startTestGitServer } from '../../test/credential-proxy/fixtures/git-server.js';
+import type { Rehearsal } from './rehearsal.js';
+import { fail, runTurn, type Scenario } from './scenarios.js';
+
+export const GIT_SCENARIOS = ['private-git'] as const;
+
+/** Every file under `dir` (not following links) that contains `needle`. */
+function filesContaining(dir: string, needle: string): string[] {
+  const found: string[] = [];
+  const walk = (d: string) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        try {
+          if (fs.readFileSync(p).includes(needle)) found.push(p);
+        } catch {
+          // unreadable (a socket, a file that went away): nothing to find in it
+        }
+      }
+    }
+  };
+  walk(dir);
+  return found;
+}
+
+/** The process and its descendants (from /proc), for their environments and command lines. */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      const children = fs.readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'utf8').trim();
+      if (children) out.push(...children.split(/\s+/).map(Number));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+export function gitScenarios(r: Rehearsal, fake: { push(...turns: unknown[]): void }): Scenario[] {
+  return [
+    {
+      name: 'private-git',
+      proves:
+        'with proxyService=fargate a Fargate sandbox clones a private repository through the proxy service\'s git channel, the model commits and pushes, the push lands, and the token is nowhere in the sandbox',
+      timeoutMs: 240_000,
+      async run(ctx) {
+        const token = `ghp_rehearsal_${randomBytes(12).toString('hex')}`;
+        const root = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-rehearsal-git-'));
+        const work = path.join(root, 'seed');
+        fs.mkdirSync(work);
+        const git = (args: string[], cwd: string) => execFileSync('git', args, { cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', GIT_CONFIG_NOSYSTEM: '1', HOME: root } });
+        git(['init', '-q', '-b', 'main'], work);
+        fs.writeFileSync(path.join(work, 'README'), 'private content\n');
+        git(['add', 'README'], work);
+        git(['-c', 'user.name=t', '-c', 'user.email=t@example.com', 'commit', '-q', '-m', 'first'], work);
+        git(['clone', '-q', '--bare', work, path.join(root, 'private-repo.git')], root);
+        const server = await startTestGitServer({ root, token });
+        let session: string | undefined;
+        try {
+          const url = server.urlOf('private-repo');
+          session = await ctx.newSession('default', { resources: [{ type: 'github_repository', url, authorization_token: token, mount_path: '/workspace/private-repo' }] });
+          const command = [
+            'cd /workspace/private-repo',
+            'cat README',
+            'echo "from the rehearsal" >> README',
+            'git -c user.name=agent -c user.email=agent@example.com commit -qam "pushed from a Fargate sandbox"',
+            'git push -q origin HEAD:main && echo pushed',
+          ].join(' && ');
+          fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command } }] });
+          const events = await runTurn(ctx, session, 'Commit and push');
+          const result = events.find((e) => e.type === 'agent.tool_result');
+          const out = JSON.stringify(result?.content ?? null);
+          if (!out.includes('private content') || !out.includes('pushed')) fail(`the clone or the push failed: ${out.slice(0, 600)}`);
+          if (logOf(path.join(root, 'private-repo.git'))[0] !== 'pushed from a Fargate sandbox') fail('the push did not land on the server');
+          // The token nowhere in the sandbox: the task's environment, its processes, its files.
+          const tasks = [...r.ecs.tasks.values()].filter((t) => !t.service && t.lastStatus === 'RUNNING' && t.child?.pid);
+          if (!tasks.length) fail('no running sandbox task to search');
+          const leaks: string[] = [];
+          for (const t of tasks) {
+            if (JSON.stringify(t.environment).includes(token)) leaks.push(`task ${t.id}'s environment`);
+            for (const pid of processTree(t.child!.pid!)) {
+              for (const f of ['environ', 'cmdline']) {
+                try {
+                  if (fs.readFileSync(`/proc/${pid}/${f}`).includes(token)) leaks.push(`/proc/${pid}/${f}`);
+                } catch {
+                  // gone
+                }
+              }
+            }
+            const cwd = fs.readlinkSync(`/proc/${t.child!.pid}/cwd`);
+            leaks.push(...filesContaining(path.dirname(cwd), token));
+          }
+          if (leaks.length) fail(`the token is in the sandbox: ${leaks.join(', ')}`);
+          return `cloned, committed and pushed through the proxy service's git channel; the token is in none of ${tasks.length} sandbox task(s)`;
+        } finally {
+          if (session) await ctx.client.beta.sessions.delete(session).catch(() => undefined);
+          await server.close();
+          fs.rmSync(root, { recursive: true, force: true });
+        }
+      },
+    },
+  ];
+}
