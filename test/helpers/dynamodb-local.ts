@@ -32,9 +32,13 @@ async function freePort(): Promise<number> {
  */
 export async function startDynamoDbLocal(opts: { sharedDb?: boolean } = {}): Promise<{ client: DynamoDBClient; endpoint: string; close(): Promise<void> }> {
   const port = await freePort();
+  // The JVM's quick compiler only, and one GC thread: a test's database lives seconds to minutes,
+  // never long enough for the optimizing compiler to repay its CPU. Measured with 1,500 writes and
+  // 300 queries: the JVM's CPU time 22.8 s -> 11.5 s, listening after 14.9 s -> 4.5 s (2 cores,
+  // load ~20). The JIT level changes nothing DynamoDB Local answers.
   const child = spawn(
     'java',
-    ['-Djava.library.path=./DynamoDBLocal_lib', '-jar', 'DynamoDBLocal.jar', '-inMemory', ...(opts.sharedDb ? ['-sharedDb'] : []), '-port', String(port)],
+    ['-XX:TieredStopAtLevel=1', '-XX:+UseSerialGC', '-Djava.library.path=./DynamoDBLocal_lib', '-jar', 'DynamoDBLocal.jar', '-inMemory', ...(opts.sharedDb ? ['-sharedDb'] : []), '-port', String(port)],
     { cwd: DYNAMODB_LOCAL_DIR, stdio: 'ignore' },
   );
   const deadline = Date.now() + 60_000;
