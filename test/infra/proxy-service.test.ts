@@ -138,9 +138,8 @@ describe('proxyService=fargate', () => {
       expect.objectContaining({ Sid: 'SessionRecordsRead', Action: ['dynamodb:GetItem', 'dynamodb:Query'] }),
       // The model key, for the harness's model calls (it alone reads it: test/infra/secret-readers.test.ts).
       expect.objectContaining({ Sid: 'ModelKey', Action: 'ssm:GetParameter', Resource: { 'Fn::Join': ['', expect.arrayContaining([':parameter/corral/anthropic-api-key'])] } }),
-      // The git channel: the channels and the session heads read, the vault's secrets read, nothing written.
+      // The git channel: the channels and the session heads read (the tokens through VaultSecretsRead), nothing written.
       expect.objectContaining({ Sid: 'GitChannelsAndSessions', Action: 'dynamodb:GetItem', Condition: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['gitchan#*', 'session#*'] } } }),
-      expect.objectContaining({ Sid: 'GitTokens', Action: 'secretsmanager:GetSecretValue', Resource: expect.objectContaining({ 'Fn::Join': ['', expect.arrayContaining([':secret:corral/vault/*']) ] }) }),
     ]);
     expect(env.CORRAL_MODEL_API_KEY_PARAMETER).toBe('/corral/anthropic-api-key');
   });

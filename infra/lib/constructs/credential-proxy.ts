@@ -123,13 +123,8 @@ export class CredentialProxy extends Construct {
         conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${keys.gitChannels('')}*`, `${keys.partition('session', '')}*`] } },
       }),
     );
-    service.taskRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'GitTokens', actions: ['secretsmanager:GetSecretValue'], resources: [this.secretArnPattern()] }),
-    );
-    acknowledge(defaultPolicyOf(service.taskRole), {
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${VAULT_SECRET_PREFIX}*]`,
-      reason: 'Repository tokens are vault secrets created at run time, one per credential; the prefix corral/vault/ confines the proxy service to them, read only.',
-    });
+    // The repository tokens are vault secrets: the service's role reads them already (its
+    // `VaultSecretsRead`, infra/lib/constructs/proxy-service.ts), read only.
   }
 
   /** How the harness and the API reach the proxy, in their environment (lambdas/core/config.ts). */
