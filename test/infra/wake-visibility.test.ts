@@ -19,7 +19,7 @@ function synth(props: CorralStackProps = {}) {
   return { stack, resources, queue: resources[id(stack.wakeQueue.queue)].Properties, harness: resources[id(stack.harness.function)].Properties, id };
 }
 
-describe('wake queue visibility', () => {
+describe('wake queue visibility', { timeout: 120_000 }, () => {
   it.each([
     ['the default 15-minute step', {}, 900],
     ['a 5-minute step', { harness: { timeout: Duration.minutes(5) } }, 300],
@@ -28,7 +28,8 @@ describe('wake queue visibility', () => {
     expect(harness.Timeout).toBe(timeout);
     expect(queue.VisibilityTimeout).toBeGreaterThanOrEqual(6 * harness.Timeout);
     expect(queue.VisibilityTimeout).toBeLessThanOrEqual(12 * 3600);
-  });
+    // Each case synthesizes the stack: a minute on a loaded two-core machine.
+  }, 120_000);
 
   it('lets the harness role change the visibility of the wake queue’s messages (the heartbeat)', () => {
     const { stack, resources, id } = synth();
