@@ -19,6 +19,7 @@ function synth(props: CorralStackProps = {}) {
   return { stack, resources, queue: resources[id(stack.wakeQueue.queue)].Properties, harness: resources[id(stack.harness.function)].Properties, id };
 }
 
+// Each case synthesizes the stack: up to a minute or two on a loaded two-core machine.
 describe('wake queue visibility', { timeout: 120_000 }, () => {
   it.each([
     ['the default 15-minute step', {}, 900],
@@ -28,8 +29,7 @@ describe('wake queue visibility', { timeout: 120_000 }, () => {
     expect(harness.Timeout).toBe(timeout);
     expect(queue.VisibilityTimeout).toBeGreaterThanOrEqual(6 * harness.Timeout);
     expect(queue.VisibilityTimeout).toBeLessThanOrEqual(12 * 3600);
-    // Each case synthesizes the stack: a minute on a loaded two-core machine.
-  }, 120_000);
+  });
 
   it('lets the harness role change the visibility of the wake queue’s messages (the heartbeat)', () => {
     const { stack, resources, id } = synth();
