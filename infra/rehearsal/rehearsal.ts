@@ -87,6 +87,12 @@ export interface RehearsalOptions {
    * the template. @default none
    */
   egressHosts?: string[];
+  /**
+   * Extra CA certificates (PEM) the proxy service's tasks trust upstream
+   * (`CORRAL_PROXY_UPSTREAM_CA`): the rehearsal's HTTPS "internet" serves certificates of its own
+   * CA. Never in the template. @default none
+   */
+  upstreamCa?: string;
 }
 
 export interface Rehearsal {
@@ -307,6 +313,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
         return {
           CORRAL_PROXY_ALLOW_PRIVATE_ADDRESSES: '127.0.0.1',
           ...(opts.egressHosts?.length ? { CORRAL_REHEARSAL_HOSTS: opts.egressHosts.map((h) => `${h}=127.0.0.1`).join(',') } : {}),
+          ...(opts.upstreamCa ? { CORRAL_PROXY_UPSTREAM_CA: opts.upstreamCa } : {}),
         };
       },
       // A sandbox task whose security groups reach no internet reaches the load balancer its
