@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { startRehearsal, type Rehearsal } from '../infra/rehearsal/rehearsal.js';
 import { EGRESS_STANDIN_HOSTS, REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
+import { CANARY_HOST, canaryOriginCa } from '../infra/rehearsal/credential-scenarios.js';
 import { runScenarios, selectScenarios, timeToFirstTokenSummary, type ScenarioResult } from '../infra/rehearsal/scenarios.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fake-messages-api.js';
 
@@ -28,6 +29,8 @@ export interface RehearseOptions {
   only?: string[];
   /** Stand-in names the proxy service resolves to loopback (`RehearsalOptions.egressHosts`). */
   egressHosts?: string[];
+  /** CA certificates (PEM) the proxy service trusts upstream (`RehearsalOptions.upstreamCa`). @default the canary API's, with `egress-credentials` */
+  upstreamCa?: string;
   /** More CDK context for the synthesis (`--context k=v,...`). */
   context?: Record<string, string>;
   /** The account's Lambda concurrency. @default 50 */
@@ -46,10 +49,18 @@ export interface RehearseReport {
   results: ScenarioResult[];
   /** Calls each function made, by `function service:Operation`. */
   calls: Array<[string, number]>;
+  /** Secrets Manager and SSM calls by the secret or parameter they name (`AwsGateway.named`). */
+  named: Rehearsal['gateway']['named'];
   denials: Rehearsal['gateway']['denials'];
   refusals: Rehearsal['network']['refusals'];
   functionStats: Record<string, Rehearsal['functions'] extends Map<string, infer F> ? F extends { stats: infer S } ? S : never : never>;
   workDir: string;
+}
+
+/** The canary API's stand-in name added to the proxy service's, and its CA trusted upstream. */
+function canaryStandIn(opts: RehearseOptions): { egressHosts: string[]; upstreamCa: string } {
+  const hosts = opts.egressHosts ?? (opts.only?.includes('egress') ? EGRESS_STANDIN_HOSTS : []);
+  return { egressHosts: [...hosts, CANARY_HOST], upstreamCa: opts.upstreamCa ?? canaryOriginCa().certPem };
 }
 
 export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseReport> {
@@ -66,6 +77,8 @@ export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseRepo
       log,
       // The egress scenario's stand-in internet names (loopback), for the proxy service's tasks.
       egressHosts: opts.egressHosts ?? (opts.only?.includes('egress') ? EGRESS_STANDIN_HOSTS : undefined),
+      // The environment-variable canary's API: its stand-in name and its CA (egress-credentials).
+      ...(opts.only?.includes('egress-credentials') ? canaryStandIn(opts) : { upstreamCa: opts.upstreamCa }),
     });
     log(`rehearsed API at ${r.apiUrl} (work directory ${r.workDir})`);
     const hooks = rehearsalHooks(r, fake, opts.only);
@@ -80,6 +93,7 @@ export async function rehearse(opts: RehearseOptions = {}): Promise<RehearseRepo
     return {
       results,
       calls: [...r.gateway.calls.entries()].sort(([a], [b]) => a.localeCompare(b)),
+      named: [...r.gateway.named],
       denials: [...r.gateway.denials],
       refusals: [...r.network.refusals],
       functionStats: Object.fromEntries([...r.functions.entries()].map(([id, f]) => [id, { ...f.stats }])),

@@ -128,6 +128,12 @@ export class AwsGateway {
   private server?: Server;
   readonly denials: Denial[] = [];
   readonly calls = new Map<string, number>();
+  /**
+   * Secrets Manager and SSM calls by what they name (`SecretId`, `Name`), per caller: who read
+   * which secret or parameter (the model key's parameter, the vaults' secrets, the egress CA).
+   * Recorded before authorization, so a denied call is here too (and in `denials`).
+   */
+  readonly named: Array<{ caller: string; action: string; name: string }> = [];
 
   constructor(private readonly opts: AwsGatewayOptions) {}
 
@@ -196,6 +202,8 @@ export class AwsGateway {
     const call: AwsCall = { caller, service, operation, method: req.method ?? 'GET', path, headers: req.headers, body, json };
     const key = `${caller.name} ${service}:${operation}`;
     this.calls.set(key, (this.calls.get(key) ?? 0) + 1);
+    const named = json?.SecretId ?? json?.Name;
+    if ((service === 'secretsmanager' || service === 'ssm') && typeof named === 'string') this.named.push({ caller: caller.name, action: `${service}:${operation}`, name: named });
     const backend = this.opts.backends[service];
     if (!backend) {
       this.opts.onCall?.(call, 'unsupported');

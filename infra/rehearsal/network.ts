@@ -117,7 +117,8 @@ export class VpcNetwork {
     if (!source) return { ok: false, reason: `the caller (${from}) is not in the VPC: only members of the VPC reach private addresses` };
     // Every member stands inside the VPC's CIDR: a CIDR rule covers it when it covers the VPC.
     const sourceInCidr = (cidr: string) => cidrCovers(cidr, this.vpcCidr.split('/')[0]);
-    const inbound = target.securityGroups.some((gid) =>
+    // A load balancer without security groups (an NLB's default) filters nothing coming in either.
+    const inbound = (target.unfiltered && target.securityGroups.length === 0) || target.securityGroups.some((gid) =>
       this.groups.get(gid)!.ingress.some(
         (r) => ruleCoversPort(r, protocol, port) && ((r.peerGroup && source.securityGroups.includes(r.peerGroup)) || (r.cidr && sourceInCidr(r.cidr))),
       ),
@@ -140,9 +141,10 @@ export class VpcNetwork {
 
   /**
    * Serve `address:port` for a member, forwarding allowed connections to `target` (a unix socket
-   * path or a loopback port). Refused connections are reset before a byte goes through.
+   * path, a loopback port, or a connection it makes: a load balancer's to a target). Refused
+   * connections are reset before a byte goes through.
    */
-  async expose(address: string, port: number, target: { socketPath: string } | { port: number }): Promise<() => Promise<void>> {
+  async expose(address: string, port: number, target: { socketPath: string } | { port: number } | { connect(): Promise<Socket> }): Promise<() => Promise<void>> {
     // A task that stops drops its connections; a client's kept-alive one must not hold the stop.
     const open = new Set<Socket>();
     const server = createServer((socket: Socket) => {
@@ -156,16 +158,28 @@ export class VpcNetwork {
         return;
       }
       this.accepted.push({ from, to: address, port });
-      const upstream = 'socketPath' in target ? connect(target.socketPath) : connect(target.port, '127.0.0.1');
-      socket.pipe(upstream).pipe(socket);
-      const end = () => {
-        socket.destroy();
-        upstream.destroy();
+      const pipe = (upstream: Socket) => {
+        socket.pipe(upstream).pipe(socket);
+        const end = () => {
+          socket.destroy();
+          upstream.destroy();
+        };
+        socket.on('error', end);
+        upstream.on('error', end);
+        socket.on('close', end);
+        upstream.on('close', end);
       };
-      socket.on('error', end);
-      upstream.on('error', end);
-      socket.on('close', end);
-      upstream.on('close', end);
+      if ('connect' in target) {
+        // Nothing to forward to (no healthy target): the connection is reset, as an NLB does.
+        socket.pause();
+        target.connect().then(
+          (upstream) => {
+            pipe(upstream);
+            socket.resume();
+          },
+          () => socket.resetAndDestroy(),
+        );
+      } else pipe('socketPath' in target ? connect(target.socketPath) : connect(target.port, '127.0.0.1'));
     });
     this.servers.add(server);
     await new Promise<void>((resolve, reject) => {

@@ -18,14 +18,15 @@ import type { FakeMessagesApi } from '../../test/fixtures/fake-messages-api.js';
 import { startTestMcpServer } from '../../test/credential-proxy/fixtures/mcp-server.js';
 import { WORKSPACE_SCENARIOS, workspaceScenarios } from './workspace-scenarios.js';
 import { GIT_SCENARIOS, gitScenarios } from './git-scenarios.js';
+import { CREDENTIAL_SCENARIOS, credentialScenarios } from './credential-scenarios.js';
 
 const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
 
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS, ...GIT_SCENARIOS] as const;
+export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS, ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS] as const;
 /** Scenarios only run when named (`--only`): they need a rehearsal set up for them (`stream-tier`: `--context streamTier=fargate --dynamodb dynamodb-local`). */
-export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier', 'egress', ...GIT_SCENARIOS];
+export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier', 'egress', ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS];
 
 /** The stand-in names of the `egress` scenario (the rehearsal gives them to the proxy service: `RehearsalOptions.egressHosts`). */
 export const EGRESS_STANDIN_HOSTS = ['allowed.rehearsal.test', 'denied.rehearsal.test', 'registry.npmjs.org', 'mcp.rehearsal.test'];
@@ -499,6 +500,7 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
   scenarios.push(...workspaceScenarios(r, admin));
   // Private repositories through the proxy service (git-scenarios.ts; opt-in: `proxyService=fargate`).
   scenarios.push(...gitScenarios(r, fake));
+  scenarios.push(...credentialScenarios(r, fake));
   if (scenarios.map((s) => s.name).join() !== REHEARSAL_SCENARIOS.join()) throw new Error('REHEARSAL_SCENARIOS is out of date');
   return { scenarios: scenarios.filter((s) => !OPT_IN_SCENARIOS.includes(s.name) || only?.includes(s.name)), afterEach };
 }

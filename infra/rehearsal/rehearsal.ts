@@ -87,6 +87,12 @@ export interface RehearsalOptions {
    * the template. @default none
    */
   egressHosts?: string[];
+  /**
+   * Extra CA certificates (PEM) the proxy service's tasks trust upstream
+   * (`CORRAL_PROXY_UPSTREAM_CA`): the rehearsal's HTTPS "internet" serves certificates of its own
+   * CA. Never in the template. @default none
+   */
+  upstreamCa?: string;
 }
 
 export interface Rehearsal {
@@ -268,6 +274,11 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       }
     }
     cleanups.push(() => loadBalancers.forEach((l) => l.close()));
+    // Each listener answers at the load balancer's VPC address, for members of the VPC that
+    // connect to it by its name (the harness's model calls to the proxy service's port 8081).
+    for (const lb of loadBalancers) {
+      for (const l of lb.lb.listeners) cleanups.push(await network.expose(lb.address, l.port, { connect: () => lb.connect(l.port) }));
+    }
 
     const secrets = new SecretsManagerEmulator(`arn:aws:secretsmanager:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:secret:`);
     const ssm = new SsmEmulator(`arn:aws:ssm:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:parameter`);
@@ -302,12 +313,14 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
         return {
           CORRAL_PROXY_ALLOW_PRIVATE_ADDRESSES: '127.0.0.1',
           ...(opts.egressHosts?.length ? { CORRAL_REHEARSAL_HOSTS: opts.egressHosts.map((h) => `${h}=127.0.0.1`).join(',') } : {}),
+          ...(opts.upstreamCa ? { CORRAL_PROXY_UPSTREAM_CA: opts.upstreamCa } : {}),
         };
       },
       // A sandbox task whose security groups reach no internet reaches the load balancer its
       // egress channel names, from its own address, if the security groups allow it.
       egressBridge: (from, host, port) => {
-        const lb = loadBalancers.find((l) => l.lb.dnsName.toLowerCase() === host.toLowerCase());
+        // By its name, or by the VPC address its name was resolved to in the harness's environment.
+        const lb = loadBalancers.find((l) => l.lb.dnsName.toLowerCase() === host.toLowerCase() || l.address === host);
         if (!lb) return Promise.reject(new Error(`no load balancer is named ${host}`));
         const verdict = network.check(from, lb.address, port);
         if (!verdict.ok) {

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REHEARSAL_CONTEXT, rehearse } from '../../scripts/rehearse.js';
 import { synthesize } from '../../infra/rehearsal/rehearsal.js';
 import { EGRESS_STANDIN_HOSTS } from '../../infra/rehearsal/rehearsal-scenarios.js';
+import { CREDENTIAL_SCENARIOS } from '../../infra/rehearsal/credential-scenarios.js';
+import type { RehearseReport } from '../../scripts/rehearse.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-messages-api.js';
 
 /**
@@ -15,7 +17,9 @@ import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-mes
  * channel bridged out from its private address through the security groups' check. Through the
  * official SDK, a scripted model's curl reaches an allowed host, a package registry and the
  * agent's MCP server (stand-ins on loopback), reads a denied host's 403 reason, and fails to
- * connect around the proxy.
+ * connect around the proxy. In the same deploy, the environment-variable canary
+ * (`egress-credentials`): the secret reaches the API from the proxy service and is nowhere in the
+ * sandbox; and the recorded AWS calls show who read the model key and the vaults' secrets.
  */
 describe('deploy rehearsal: egress through the proxy service', () => {
   let fake: FakeMessagesApi;
@@ -34,11 +38,39 @@ describe('deploy rehearsal: egress through the proxy service', () => {
   });
 
   it('allows the allowed hosts, the registry and the MCP server, denies the rest with a reason, and leaves no way around the proxy', async () => {
-    const report = await rehearse({ fake, cloudAssembly: assembly, context, only: ['egress'], egressHosts: EGRESS_STANDIN_HOSTS });
-    expect(report.results.map((r) => [r.name, r.ok, r.detail])).toEqual([['egress', true, expect.stringMatching(/through the proxy service \(\d+ connections/)]]);
+    const only = ['egress'];
+    only.push(...CREDENTIAL_SCENARIOS);
+    const report = await rehearse({ fake, cloudAssembly: assembly, context, only, egressHosts: EGRESS_STANDIN_HOSTS });
+    expect(report.results.filter((r) => r.name === 'egress').map((r) => [r.name, r.ok, r.detail])).toEqual([['egress', true, expect.stringMatching(/through the proxy service \(\d+ connections/)]]);
+    expectCredentialsRehearsed(report);
     expect(report.denials).toEqual([]);
     // The proxy's task role read the grants; no other call of it was denied.
     const calls = new Map(report.calls);
     expect([...calls.keys()].some((k) => k.includes('ProxyService') && k.endsWith(' dynamodb:GetItem'))).toBe(true);
   }, 300_000);
 });
+
+/**
+ * The environment-variable canary passed, and the recorded AWS calls show who read what: the
+ * model key's parameter by the proxy service's task role alone (never the harness), the vaults'
+ * secrets only by the credential proxy function and the proxy service; nothing denied, no
+ * connection refused by a security group.
+ */
+function expectCredentialsRehearsed(report: RehearseReport) {
+  expect(report.results.filter((r) => r.name === 'egress-credentials').map((r) => [r.ok, r.detail])).toEqual([
+    [true, expect.stringMatching(/^the canary API got the secret from the proxy service \(\d+ request.*processes' memory searched/)],
+  ]);
+  const readers = (match: (n: RehearseReport['named'][number]) => boolean) => [...new Set(report.named.filter(match).map((n) => `${n.caller} ${n.action}`))].sort();
+  // The model key: read by the proxy service's task (its model route), by nothing else.
+  const modelKey = readers((n) => n.action === 'ssm:GetParameter');
+  expect(modelKey.length).toBeGreaterThan(0);
+  expect(modelKey.filter((k) => !/ProxyService.* task ssm:GetParameter$/.test(k))).toEqual([]);
+  expect([...report.calls.map(([k]) => k)].filter((k) => k.includes('HarnessStepFunction') && k.includes(' ssm:'))).toEqual([]);
+  // The vaults' secrets: written by the credential proxy function, read by it and the proxy service.
+  const vault = readers((n) => n.name.startsWith('corral/vault/'));
+  expect(vault.some((k) => k.includes('CredentialProxyFunction') && k.endsWith('secretsmanager:CreateSecret'))).toBe(true);
+  expect(vault.some((k) => /ProxyService.* task secretsmanager:GetSecretValue$/.test(k))).toBe(true);
+  expect(vault.filter((k) => !k.includes('CredentialProxyFunction') && !/ProxyService.* task secretsmanager:GetSecretValue$/.test(k))).toEqual([]);
+  expect(report.denials).toEqual([]);
+  expect(report.refusals).toEqual([]);
+}

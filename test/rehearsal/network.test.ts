@@ -66,6 +66,32 @@ describe('the rehearsal VPC', () => {
     expect(await attempt()).toBe('refused');
     expect(net.refusals.slice(before).map((r) => r.from)).toEqual([proxy, '127.0.0.1']);
   });
+
+  it('serves a load balancer without security groups at its address to every member, by the connection it makes, and resets when it has none', async () => {
+    const lb = net.join({ name: 'load balancer', securityGroups: [], unfiltered: true });
+    expect(net.check(harness, lb, 8081)).toEqual({ ok: true });
+    // Its targets' groups still judge it: the sandbox admits only the harness's and the locked groups.
+    expect(net.check(lb, task, 8080).ok).toBe(false);
+    let healthy = true;
+    const unexpose = await net.expose(lb, 8081, {
+      connect: () => (healthy ? Promise.resolve(connect({ path: join(dir, 'agent.sock') })) : Promise.reject(new Error('no healthy target'))),
+    });
+    try {
+      const through = (localAddress: string) =>
+        new Promise<string>((resolve) => {
+          const s = connect({ host: lb, port: 8081, localAddress });
+          let got = '';
+          s.on('data', (d) => (got += d));
+          s.on('close', () => resolve(got || 'reset'));
+          s.on('error', () => undefined);
+        });
+      expect(await through(proxy)).toBe('hello');
+      healthy = false;
+      expect(await through(harness)).toBe('reset');
+    } finally {
+      await unexpose();
+    }
+  });
 });
 
 describe('API Gateway routing of the rehearsal', () => {
