@@ -268,6 +268,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       }
     }
     cleanups.push(() => loadBalancers.forEach((l) => l.close()));
+    for (const lb of loadBalancers) await lb.listen();
 
     const secrets = new SecretsManagerEmulator(`arn:aws:secretsmanager:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:secret:`);
     const ssm = new SsmEmulator(`arn:aws:ssm:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:parameter`);
@@ -307,7 +308,8 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       // A sandbox task whose security groups reach no internet reaches the load balancer its
       // egress channel names, from its own address, if the security groups allow it.
       egressBridge: (from, host, port) => {
-        const lb = loadBalancers.find((l) => l.lb.dnsName.toLowerCase() === host.toLowerCase());
+        // The channel names the load balancer's address (its DNS name resolved, above) or its name.
+        const lb = loadBalancers.find((l) => l.address === host || l.lb.dnsName.toLowerCase() === host.toLowerCase());
         if (!lb) return Promise.reject(new Error(`no load balancer is named ${host}`));
         const verdict = network.check(from, lb.address, port);
         if (!verdict.ok) {
