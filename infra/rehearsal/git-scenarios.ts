@@ -141,6 +141,7 @@ export function gitScenarios(r: Rehearsal, fake: { push(...turns: unknown[]): vo
           leaks.push(...filesContaining(logs, token));
           if (!filesContaining(logs, session).length) blind.push('the log search did not find the session id');
           if (blind.length) fail(`a search for the token cannot see: ${blind.join('; ')}`);
+          if (leaks.length) fail(`the token is in the sandbox or the logs: ${leaks.join(', ')}`);
           return `cloned, committed and pushed through the proxy service's git channel; the token is in none of ${tasks.length} sandbox task(s) (environment, processes, memory, files) nor in the rehearsal's logs`;
         } finally {
           if (session) await ctx.client.beta.sessions.delete(session).catch(() => undefined);
