@@ -424,6 +424,18 @@ export class EcsEmulator implements Backend {
       await unexpose?.();
     };
     if (channel) task.environment = { ...task.environment, CORRAL_EGRESS_CHANNEL: JSON.stringify({ ...channel, address: `127.0.0.1:${IN_TASK_PROXY_PORT}` }) };
+    // The git channel (private repositories) names the same proxy service address, under `/git`:
+    // in the namespace, the same end of the bridge. One naming another address is left as it is
+    // (and cannot connect: the namespace reaches nothing else).
+    const git = task.environment.CORRAL_GIT_CHANNEL;
+    if (channel && git) {
+      const parsed = JSON.parse(git) as { url?: string };
+      const url = parsed.url ? new URL(parsed.url) : undefined;
+      if (url?.protocol === 'http:' && url.host === channel.address) {
+        url.host = `127.0.0.1:${IN_TASK_PROXY_PORT}`;
+        task.environment = { ...task.environment, CORRAL_GIT_CHANNEL: JSON.stringify({ ...parsed, url: url.toString() }) };
+      }
+    }
     return socketPath;
   }
 

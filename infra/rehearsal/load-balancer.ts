@@ -12,7 +12,7 @@
  * group's interval (10 s and up), so a task is in service within a second or two, not 20 s.
  */
 import { request as httpRequest } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { ModelLoadBalancer, ModelTargetGroup } from './model.js';
 import type { VpcNetwork } from './network.js';
 
@@ -37,6 +37,8 @@ export class NetworkLoadBalancerEmulator {
   readonly forwarded: string[] = [];
   /** Connections it could not forward (no healthy target), for the report. */
   readonly refused: Array<{ port: number; reason: string }> = [];
+  private readonly relays: Server[] = [];
+  private readonly unexpose: Array<() => Promise<void>> = [];
 
   constructor(
     readonly lb: ModelLoadBalancer,
@@ -141,7 +143,38 @@ export class NetworkLoadBalancerEmulator {
     });
   }
 
+  /**
+   * Serves its listeners at its private address, as its DNS name answers in the VPC: a member
+   * connecting to `address:port` (the harness to the proxy service's model port) passes the
+   * security groups' check there, then is forwarded as `connect` forwards.
+   */
+  async listen(): Promise<void> {
+    for (const l of this.lb.listeners) {
+      const relay = createServer((client) => {
+        client.on('error', () => undefined);
+        this.connect(l.port).then(
+          (upstream) => {
+            const end = () => {
+              client.destroy();
+              upstream.destroy();
+            };
+            upstream.on('error', end);
+            client.on('close', end);
+            upstream.on('close', end);
+            client.pipe(upstream).pipe(client);
+          },
+          () => client.destroy(),
+        );
+      });
+      await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+      this.relays.push(relay);
+      this.unexpose.push(await this.network.expose(this.address, l.port, { port: (relay.address() as AddressInfo).port }));
+    }
+  }
+
   close() {
+    for (const u of this.unexpose.splice(0)) void u();
+    for (const r of this.relays.splice(0)) r.close();
     for (const group of this.targets.values()) for (const t of group.values()) clearTimeout(t.timer);
     this.targets.clear();
     this.network.leave(this.address);

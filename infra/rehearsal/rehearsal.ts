@@ -274,11 +274,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       }
     }
     cleanups.push(() => loadBalancers.forEach((l) => l.close()));
-    // Each listener answers at the load balancer's VPC address, for members of the VPC that
-    // connect to it by its name (the harness's model calls to the proxy service's port 8081).
-    for (const lb of loadBalancers) {
-      for (const l of lb.lb.listeners) cleanups.push(await network.expose(lb.address, l.port, { connect: () => lb.connect(l.port) }));
-    }
+    for (const lb of loadBalancers) await lb.listen();
 
     const secrets = new SecretsManagerEmulator(`arn:aws:secretsmanager:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:secret:`);
     const ssm = new SsmEmulator(`arn:aws:ssm:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:parameter`);
@@ -319,8 +315,8 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       // A sandbox task whose security groups reach no internet reaches the load balancer its
       // egress channel names, from its own address, if the security groups allow it.
       egressBridge: (from, host, port) => {
-        // By its name, or by the VPC address its name was resolved to in the harness's environment.
-        const lb = loadBalancers.find((l) => l.lb.dnsName.toLowerCase() === host.toLowerCase() || l.address === host);
+        // The channel names the load balancer's address (its DNS name resolved, above) or its name.
+        const lb = loadBalancers.find((l) => l.address === host || l.lb.dnsName.toLowerCase() === host.toLowerCase());
         if (!lb) return Promise.reject(new Error(`no load balancer is named ${host}`));
         const verdict = network.check(from, lb.address, port);
         if (!verdict.ok) {

@@ -7,6 +7,7 @@ import { synthesize } from '../../infra/rehearsal/rehearsal.js';
 import { EGRESS_STANDIN_HOSTS } from '../../infra/rehearsal/rehearsal-scenarios.js';
 import { CREDENTIAL_SCENARIOS } from '../../infra/rehearsal/credential-scenarios.js';
 import type { RehearseReport } from '../../scripts/rehearse.js';
+import { GIT_CONTEXT, GIT_SCENARIOS } from '../../infra/rehearsal/git-scenarios.js';
 import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-messages-api.js';
 
 /**
@@ -17,15 +18,18 @@ import { startFakeMessagesApi, type FakeMessagesApi } from '../fixtures/fake-mes
  * channel bridged out from its private address through the security groups' check. Through the
  * official SDK, a scripted model's curl reaches an allowed host, a package registry and the
  * agent's MCP server (stand-ins on loopback), reads a denied host's 403 reason, and fails to
- * connect around the proxy. In the same deploy, the environment-variable canary
- * (`egress-credentials`): the secret reaches the API from the proxy service and is nowhere in the
- * sandbox; and the recorded AWS calls show who read the model key and the vaults' secrets.
+ * connect around the proxy. In the same deploy (`GIT_CONTEXT` lets the API accept a loopback
+ * repository; sandbox egress does not read it), `private-git`: a private repository cloned and
+ * pushed from the sandbox through the proxy service's git channel, the token nowhere in it. And the
+ * environment-variable canary (`egress-credentials`): the secret reaches the API from the proxy
+ * service and is nowhere in the sandbox; and the recorded AWS calls show who read the model key
+ * and the vaults' secrets.
  */
 describe('deploy rehearsal: egress through the proxy service', () => {
   let fake: FakeMessagesApi;
   let dir: string;
   let assembly: string;
-  const context = { proxyService: 'fargate', s3PrefixListId: 'pl-6da54004' };
+  const context = { proxyService: 'fargate', s3PrefixListId: 'pl-6da54004', ...GIT_CONTEXT };
 
   beforeAll(async () => {
     fake = await startFakeMessagesApi();
@@ -37,11 +41,14 @@ describe('deploy rehearsal: egress through the proxy service', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('allows the allowed hosts, the registry and the MCP server, denies the rest with a reason, and leaves no way around the proxy', async () => {
-    const only = ['egress'];
-    only.push(...CREDENTIAL_SCENARIOS);
-    const report = await rehearse({ fake, cloudAssembly: assembly, context, only, egressHosts: EGRESS_STANDIN_HOSTS });
-    expect(report.results.filter((r) => r.name === 'egress').map((r) => [r.name, r.ok, r.detail])).toEqual([['egress', true, expect.stringMatching(/through the proxy service \(\d+ connections/)]]);
+  it('allows the allowed hosts, the registry and the MCP server, denies the rest with a reason, leaves no way around the proxy; a private repository and an environment_variable credential pass through it, their secrets nowhere in the sandbox', async () => {
+    const report = await rehearse({ fake, cloudAssembly: assembly, context, only: ['egress', ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS], egressHosts: EGRESS_STANDIN_HOSTS });
+    const egress = report.results.find((r) => r.name === 'egress');
+    expect([egress?.name, egress?.ok, egress?.detail]).toEqual(['egress', true, expect.stringMatching(/through the proxy service \(\d+ connections/)]);
+    // private-git: a private repository cloned and pushed from the sandbox through the proxy
+    // service's git channel, the token in none of its environment, processes, memory and files.
+    const git = report.results.find((r) => r.name === 'private-git');
+    expect([git?.name, git?.ok, git?.detail]).toEqual(['private-git', true, expect.stringMatching(/pushed through the proxy service's git channel; the token is in none of [1-9]\d* sandbox task/)]);
     expectCredentialsRehearsed(report);
     expect(report.denials).toEqual([]);
     // The proxy's task role read the grants; no other call of it was denied.

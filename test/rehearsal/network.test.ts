@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { route, type RestResource } from '../../infra/rehearsal/api-gateway.js';
+import { NetworkLoadBalancerEmulator } from '../../infra/rehearsal/load-balancer.js';
 import { VpcNetwork, type SecurityGroup } from '../../infra/rehearsal/network.js';
 
 const groups: SecurityGroup[] = [
@@ -118,5 +119,64 @@ describe('API Gateway routing of the rehearsal', () => {
   it('does not fall back to a greedy parent for a method the specific resource lacks', () => {
     const m = route(resources, '/v1/sessions/s1/events/stream')!;
     expect(m.resource.methods.has('POST') || m.resource.methods.has('ANY')).toBe(false);
+  });
+});
+
+describe('the rehearsal NLB at its VPC address', () => {
+  // What the harness does with CORRAL_MODEL_PROXY_URL: connect to the load balancer's name,
+  // which the VPC's DNS answers with its private address.
+  const lbGroups: SecurityGroup[] = [
+    { id: 'sg-harness', name: 'Harness', ingress: [], egress: [{ protocol: '-1', cidr: '0.0.0.0/0' }] },
+    { id: 'sg-other', name: 'Other', ingress: [], egress: [{ protocol: '-1', cidr: '0.0.0.0/0' }] },
+    { id: 'sg-nlb', name: 'Nlb', ingress: [{ protocol: 'tcp', fromPort: 8081, toPort: 8081, peerGroup: 'sg-harness' }], egress: [{ protocol: '-1', cidr: '0.0.0.0/0' }] },
+    { id: 'sg-svc', name: 'Service', ingress: [{ protocol: 'tcp', fromPort: 7000, toPort: 7000, peerGroup: 'sg-nlb' }], egress: [] },
+  ];
+  const net = new VpcNetwork(new Map(lbGroups.map((g) => [g.id, g])), '10.0.0.0/16');
+  const harness = net.join({ name: 'harness', securityGroups: ['sg-harness'] });
+  const other = net.join({ name: 'other', securityGroups: ['sg-other'] });
+  const svc = net.join({ name: 'service task', securityGroups: ['sg-svc'] });
+  const tg = { logicalId: 'Tg', arn: 'arn:tg', port: 7000, protocol: 'TCP', targetType: 'ip', healthCheck: { protocol: 'TCP', intervalSeconds: 10, healthyThreshold: 2, unhealthyThreshold: 2 } };
+  const lb = new NetworkLoadBalancerEmulator(
+    { logicalId: 'Nlb', arn: 'arn:nlb', dnsName: 'internal-nlb.elb.amazonaws.com', type: 'network', securityGroups: ['sg-nlb'], listeners: [{ port: 8081, protocol: 'TCP', targetGroupArn: tg.arn }] },
+    [tg],
+    net,
+    50,
+  );
+  let dir: string;
+  let upstream: Server;
+  let close: () => Promise<void>;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'corral-nlb-'));
+    const socketPath = join(dir, 'svc.sock');
+    // Health checks connect and hang up at once: their resets are not this test's business.
+    upstream = createServer((s) => s.on('error', () => undefined).end('from the service')).listen(socketPath);
+    close = await net.expose(svc, 7000, { socketPath });
+    lb.register(tg.arn, { id: 'task', address: svc, port: 7000 });
+    await lb.listen();
+    for (let i = 0; i < 100 && !lb.healthyTargets(tg.arn); i++) await new Promise((r) => setTimeout(r, 20));
+  });
+  afterAll(async () => {
+    lb.close();
+    await close?.();
+    upstream?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const attempt = (localAddress: string) =>
+    new Promise<string>((resolve) => {
+      const s = connect({ host: lb.address, port: 8081, localAddress });
+      let got = '';
+      s.on('data', (d) => (got += d));
+      s.on('close', () => resolve(got || 'refused'));
+      s.on('error', () => undefined);
+    });
+
+  it('forwards a connection its security group admits to a healthy target, and refuses the rest', async () => {
+    expect(lb.healthyTargets(tg.arn)).toBe(1);
+    expect(await attempt(harness)).toBe('from the service');
+    const before = net.refusals.length;
+    expect(await attempt(other)).toBe('refused');
+    expect(net.refusals.slice(before)).toMatchObject([{ from: other, to: lb.address, port: 8081 }]);
   });
 });
