@@ -59,5 +59,6 @@ describe('fork (Corral extension)', () => {
       body: JSON.stringify({ up_to_position: 10_000 }),
     });
     expect(bad.status).toBe(400);
-  });
+    // Two sessions, each with a sandbox started and a workspace copied: over 30 s on a loaded machine.
+  }, 90_000);
 });
