@@ -64,8 +64,8 @@ export const CONTEXT_KEYS = {
   streamTier:
     'Who serves event streams: lambda (default: one function execution per open stream, nothing billed while none is open) or fargate (a Fargate service holding many streams per task, fed by DynamoDB Streams; see docs/SCALE.md)',
   proxyService:
-    'fargate: the proxy service (an autoscaled Fargate service behind an internal NLB) is every sandbox\'s only way out and enforces environments\' networking; needs s3PrefixListId and turns on vpcInterfaceEndpoints (docs/EGRESS.md). none (default): sandboxes\' security group allows all outbound traffic',
-  s3PrefixListId: 'The region\'s S3 managed prefix list id (pl-…, `aws ec2 describe-managed-prefix-lists --filters Name=prefix-list-name,Values=com.amazonaws.<region>.s3`), with proxyService=fargate: sandbox tasks pull image layers from S3',
+    'fargate: the proxy service (an autoscaled Fargate service behind an internal NLB) is every sandbox\'s only way out, enforces environments\' networking and alone reads the model key; turns on vpcInterfaceEndpoints, refused with vpcId (docs/EGRESS.md). none (default): sandboxes\' security group allows all outbound traffic, environments\' networking is not enforced, environment_variable credentials and private repositories do not work on Fargate, and the harness reads the model key',
+  s3PrefixListId: 'The region\'s S3 managed prefix list id (pl-…) sandbox tasks pull image layers through (default: looked up at deploy time with ec2:DescribeManagedPrefixLists for com.amazonaws.<region>.s3)',
   proxyServiceMinTasks: 'Proxy service tasks always running, with proxyService=fargate, 1-100 (default 2)',
   proxyServiceMaxTasks: 'Most proxy service tasks, with proxyService=fargate, 1-100 (default 10)',
   streamTierMinTasks: 'Stream tier tasks always running, with streamTier=fargate, 1-100 (default 2)',
@@ -142,15 +142,26 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   if (streamTier !== undefined && streamTier !== 'lambda' && streamTier !== 'fargate') {
     throw new Error(`context streamTier: lambda or fargate, not ${JSON.stringify(streamTier)}`);
   }
-  const proxyService = asString('proxyService', get('proxyService'));
-  if (proxyService !== undefined && proxyService !== 'none' && proxyService !== 'fargate') throw new Error(`context proxyService: none or fargate, not ${JSON.stringify(proxyService)}`);
+  // `fargate`: sandboxes' only way out, and the harness holds no model key. Still opt-in: the full
+  // deploy rehearsal does not pass with it yet (the harness's model calls through the service).
+  const proxyServiceGiven = asString('proxyService', get('proxyService'));
+  if (proxyServiceGiven !== undefined && proxyServiceGiven !== 'none' && proxyServiceGiven !== 'fargate') {
+    throw new Error(`context proxyService: none or fargate, not ${JSON.stringify(proxyServiceGiven)}`);
+  }
+  if (proxyServiceGiven === 'fargate' && vpcId) {
+    // Sandbox tasks behind the proxy start through the interface endpoints the stack adds to a VPC it makes.
+    throw new Error(
+      `context vpcId: the proxy service${proxyServiceGiven ? '' : ' (the default)'} needs a VPC the stack creates (sandbox tasks start through its interface endpoints); ` +
+        'leave out vpcId, or set proxyService=none (sandboxes then reach the internet and environments\' networking is not enforced; docs/EGRESS.md)',
+    );
+  }
+  const proxyService = proxyServiceGiven ?? 'none';
   const s3PrefixListId = asString('s3PrefixListId', get('s3PrefixListId'));
-  if (proxyService === 'fargate' && !s3PrefixListId) throw new Error('context proxyService=fargate needs s3PrefixListId (docs/EGRESS.md)');
-  if (proxyService === 'fargate' && vpcId) throw new Error('context proxyService=fargate: only for a VPC the stack creates (its interface endpoints are what sandbox tasks start through)');
+  if (s3PrefixListId !== undefined && !/^pl-[0-9a-f]{8,17}$/.test(s3PrefixListId)) throw new Error(`context s3PrefixListId: a managed prefix list id (pl-…), not ${JSON.stringify(s3PrefixListId)}`);
   const proxyServiceMinTasks = asInt('proxyServiceMinTasks', get('proxyServiceMinTasks'), 1, 100);
   const proxyServiceMaxTasks = asInt('proxyServiceMaxTasks', get('proxyServiceMaxTasks'), 1, 100);
   if (proxyService !== 'fargate' && (proxyServiceMinTasks !== undefined || proxyServiceMaxTasks !== undefined || s3PrefixListId !== undefined)) {
-    throw new Error('context proxyServiceMinTasks, proxyServiceMaxTasks, s3PrefixListId: only with proxyService=fargate');
+    throw new Error('context proxyServiceMinTasks, proxyServiceMaxTasks, s3PrefixListId: not with proxyService=none');
   }
   const streamTierMinTasks = asInt('streamTierMinTasks', get('streamTierMinTasks'), 1, 100);
   const streamTierMaxTasks = asInt('streamTierMaxTasks', get('streamTierMaxTasks'), 1, 100);
@@ -180,7 +191,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
           if (v === 'true' && vpcId) throw new Error('context vpcInterfaceEndpoints: only for a VPC the stack creates (add endpoints to your own VPC yourself)');
           // Sandbox tasks behind the proxy start through the endpoints (they have no other way out).
           if (proxyService === 'fargate') {
-            if (v === 'false') throw new Error('context vpcInterfaceEndpoints=false: proxyService=fargate needs them');
+            if (v === 'false') throw new Error('context vpcInterfaceEndpoints=false: the proxy service needs them (or set proxyService=none)');
             return true;
           }
           return v === undefined ? undefined : v === 'true';
@@ -245,7 +256,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
       streamTimeout: streamTimeout ? Duration.minutes(streamTimeout) : undefined,
       streamMaxConcurrency: asInt('streamMaxConcurrency', get('streamMaxConcurrency'), 1, 100_000),
       streamTier: streamTier as 'lambda' | 'fargate' | undefined,
-      proxyService: proxyService === 'fargate' ? { s3PrefixListId: s3PrefixListId!, minTasks: proxyServiceMinTasks, maxTasks: proxyServiceMaxTasks } : undefined,
+      proxyService: proxyService === 'fargate' ? { s3PrefixListId, minTasks: proxyServiceMinTasks, maxTasks: proxyServiceMaxTasks } : undefined,
       streamTierSettings: streamTier === 'fargate' ? { minTasks: streamTierMinTasks, maxTasks: streamTierMaxTasks } : undefined,
       apiThrottlingRateLimit: apiThrottleRate,
       apiThrottlingBurstLimit: apiThrottleBurst,

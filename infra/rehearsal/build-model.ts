@@ -63,11 +63,15 @@ const rule = (r: TemplateRule): SecurityGroupRule => ({
   cidr: r.cidrIp ?? (r.cidrIpv6 ? '0.0.0.0/0' : undefined),
 });
 
+/** Logical id prefix of CDK's AwsCustomResource provider function (its singleton's fixed id). */
+const AWS_CUSTOM_RESOURCE_PROVIDER = 'AWS679f53fac002430cb0da5b7982bd2287';
+
 export function buildModel(template: CfnTemplate, assemblyDir: string, o: ModelOverrides): RehearsalModel {
   const ctx = rehearsalContext(template, o);
-  // Custom-resource providers (CDK's own, e.g. the default security group's restriction) run
-  // during deployment only.
-  const fns = templateFunctions(ctx).filter((f) => !f.handler.startsWith('__entrypoint__'));
+  // Custom-resource providers (CDK's own, e.g. the default security group's restriction, and the
+  // AwsCustomResource provider of the S3 prefix list lookup, answered in template.ts) run during
+  // deployment only.
+  const fns = templateFunctions(ctx).filter((f) => !f.handler.startsWith('__entrypoint__') && !f.logicalId.startsWith(AWS_CUSTOM_RESOURCE_PROVIDER));
   const functions = fns.map((f) => {
     if (!f.assetPath) throw new Error(`function ${f.logicalId} has no bundled asset (aws:asset:path): synthesize with \`cdk synth\``);
     if (!f.roleLogicalId) throw new Error(`function ${f.logicalId} runs as a role that is not in the template`);

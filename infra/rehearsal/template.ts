@@ -430,6 +430,30 @@ const normalizeScalar = (v: unknown) => (typeof v === 'number' || typeof v === '
 // Physical ids
 // ---------------------------------------------------------------------------------------------
 
+/**
+ * The answer of a CDK AwsCustomResource (`Custom::AWS`) the rehearsal knows, resolved here rather
+ * than by running its provider: that function is CDK's, not Corral's, and would need the EC2 client
+ * of the Lambda runtime's SDK and an EC2 stand-in to call. The one known: the proxy service's S3
+ * prefix list lookup (EC2 DescribeManagedPrefixLists for `com.amazonaws.<region>.s3`), answered
+ * with a `pl-` id stable per region, as EC2 would. Undefined for any other call or attribute.
+ */
+function awsCustomResourceAnswer(logicalId: string, attribute: string, ctx: ResolveContext): unknown {
+  const create = ctx.template.Resources[logicalId]?.Properties?.Create;
+  if (create === undefined) return undefined;
+  const call = JSON.parse(resolveString(create, ctx, `Resources.${logicalId}.Properties.Create`)) as {
+    service?: string;
+    action?: string;
+    parameters?: { Filters?: Array<{ Name?: string; Values?: string[] }> };
+  };
+  const s3List = `com.amazonaws.${ctx.env.region}.s3`;
+  const isS3PrefixListLookup =
+    call.service === 'EC2' &&
+    /^describeManagedPrefixLists(Command)?$/i.test(call.action ?? '') &&
+    JSON.stringify(call.parameters?.Filters) === JSON.stringify([{ Name: 'prefix-list-name', Values: [s3List] }]);
+  if (!isS3PrefixListLookup || attribute !== 'PrefixLists.0.PrefixListId') return undefined;
+  return `pl-${stableChars(s3List, 8, HEX)}`;
+}
+
 /** A fixed answer for one resource, replacing what the default strategy would invent. */
 export interface PhysicalIdOverride {
   /** The physical name: drives Ref and every ARN derived from it (e.g. a table name). */
@@ -650,6 +674,8 @@ export class DefaultPhysicalIds implements PhysicalIds {
     };
     const name = () => this.name(logicalId, ctx);
     switch (r.Type) {
+      case 'Custom::AWS':
+        return awsCustomResourceAnswer(logicalId, attribute, ctx) ?? fail();
       case 'AWS::DynamoDB::Table': {
         const arn = this.arn(ctx, 'dynamodb', `table/${name()}`);
         if (attribute === 'Arn') return arn;

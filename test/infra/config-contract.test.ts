@@ -67,6 +67,8 @@ function resolve(value: unknown, resources: Resources, parameters: Record<string
     if (attribute === 'Arn' && type === 'AWS::Lambda::Function') return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:Corral-${id}`;
     if (attribute === 'Arn' && type === 'AWS::KMS::Key') return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${Buffer.from(id).toString('hex').slice(0, 8)}-0000-4000-8000-000000000000`;
     if (attribute === 'QueueUrl' && type === 'AWS::SQS::Queue') return `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${id}.fifo`;
+    // The proxy service's internal NLB (deployed by default): its name, as ELB gives it.
+    if (attribute === 'DNSName' && type === 'AWS::ElasticLoadBalancingV2::LoadBalancer') return `Corral-${id.slice(0, 20)}-${hex(id).slice(0, 12)}.elb.${REGION}.amazonaws.com`;
     throw new Error(`no placeholder for ${id}.${attribute} (${type})`);
   }
   if (Array.isArray(v['Fn::Join'])) {
@@ -123,7 +125,8 @@ const VARIANTS: Array<[string, Record<string, unknown>]> = [
       otlpHeadersParameter: '/corral/otlp-headers',
     },
   ],
-  ['an existing VPC', { vpcId: 'vpc-0abc', privateSubnetIds: 'subnet-0aaa,subnet-0bbb', availabilityZones: 'eu-west-1a,eu-west-1b' }],
+  // A user VPC takes proxyService=none (the proxy service needs the interface endpoints of a VPC the stack makes).
+  ['an existing VPC', { proxyService: 'none', vpcId: 'vpc-0abc', privateSubnetIds: 'subnet-0aaa,subnet-0bbb', availabilityZones: 'eu-west-1a,eu-west-1b' }],
 ];
 
 describe.each(VARIANTS)('the configuration contract, on the stack synthesized with %s', (name, context) => {
@@ -181,7 +184,15 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
       expect(parsed[label].sandbox, label).toMatchObject({ containerName: 'agent', port: 8080, assignPublicIp: false });
       expect(parsed[label].credentialProxyFunction, label).toBe(`Corral-${logicalId(s.stack, s.stack.credentialProxy.function)}`);
     }
-    expect(parsed.harness.model.apiKeyParameter).toBe(context.modelApiKeyParameter ?? '/corral/anthropic-api-key');
+    if (context.proxyService !== 'fargate') {
+      // Without the proxy service (the default): the harness reads the model key itself.
+      expect(parsed.harness.model.apiKeyParameter).toBe(context.modelApiKeyParameter ?? '/corral/anthropic-api-key');
+      expect(parsed.harness.model.proxyUrl).toBeUndefined();
+    } else {
+      // proxyService=fargate: the harness calls the model through the proxy service and knows no key.
+      expect(parsed.harness.model.apiKeyParameter).toBeUndefined();
+      expect(parsed.harness.model.proxyUrl).toMatch(/^http:\/\/[^/]+\.elb\.[a-z0-9-]+\.amazonaws\.com:8081\/model$/);
+    }
     expect(parsed.harness.model.baseUrl).toBe(context.anthropicBaseUrl);
     expect(parsed.harness.sessionDimensions).toEqual(context.metricsSessionDimensions ? ['agent', 'environment'] : []);
     expect(parsed.reaper.idleMs).toBe(Number(context.sandboxIdleMinutes ?? 15) * 60_000);

@@ -11,13 +11,14 @@ import type { CfnTemplate } from '../../infra/rehearsal/template.js';
 import { deployedShape } from '../../scripts/capacity/shape.js';
 
 /**
- * The proxy service's deployed shape (`proxyService=fargate`), on one synthesis (bundling skipped):
+ * The proxy service's deployed shape (the default deployment: no context), on one synthesis (bundling skipped):
  * which security group may reach which port — a sandbox reaches the proxy's sandbox port and
  * what a task needs to start, nothing else; only the harness reaches the harness port — the
  * service itself, its role, the environment the sandbox provider gets, and cdk-nag.
  */
 const cdkContext = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')).context as Record<string, unknown>;
-const CONTEXT: Record<string, unknown> = { proxyService: 'fargate', s3PrefixListId: 'pl-6da54004' };
+/** `proxyService=fargate` alone: the S3 prefix list looked up at deploy time. */
+const CONTEXT: Record<string, unknown> = { proxyService: 'fargate' };
 
 type Resource = { Type: string; Properties: Record<string, any> };
 interface Rule {
@@ -31,9 +32,9 @@ interface Rule {
 
 /** Every rule of every security group, inline or standalone, with its peer as a logical id, CIDR or prefix list. */
 function rulesOf(resources: Record<string, Resource>): Rule[] {
-  const ref = (v: any): string => (v?.Ref ? v.Ref : v?.['Fn::GetAtt'] ? v['Fn::GetAtt'][0] : JSON.stringify(v));
+  const ref = (v: any): string => (typeof v === 'string' ? v : v?.Ref ? v.Ref : v?.['Fn::GetAtt'] ? v['Fn::GetAtt'][0] : JSON.stringify(v));
   const peerOf = (p: any, direction: 'in' | 'out') =>
-    p.CidrIp ?? p.CidrIpv6 ?? (direction === 'in' ? (p.SourcePrefixListId ?? (p.SourceSecurityGroupId ? ref(p.SourceSecurityGroupId) : '?')) : (p.DestinationPrefixListId ?? (p.DestinationSecurityGroupId ? ref(p.DestinationSecurityGroupId) : '?')));
+    p.CidrIp ?? p.CidrIpv6 ?? (direction === 'in' ? (p.SourcePrefixListId ?? (p.SourceSecurityGroupId ? ref(p.SourceSecurityGroupId) : '?')) : (p.DestinationPrefixListId !== undefined ? ref(p.DestinationPrefixListId) : (p.DestinationSecurityGroupId ? ref(p.DestinationSecurityGroupId) : '?')));
   const out: Rule[] = [];
   for (const [id, r] of Object.entries(resources)) {
     const p = r.Properties ?? {};
@@ -81,12 +82,13 @@ describe('proxyService=fargate', () => {
     const sandbox = idOf('SandboxesSecurityGroup', 'AWS::EC2::SecurityGroup');
     const nlb = idOf('ProxyServiceLoadBalancerSecurityGroup', 'AWS::EC2::SecurityGroup');
     const endpoints = idOf('NetworkEndpointSecurityGroup', 'AWS::EC2::SecurityGroup');
+    const s3PrefixList = idOf('ProxyServiceS3PrefixList', 'Custom::AWS');
     const out = rules.filter((r) => r.group === sandbox && r.direction === 'out' && r.peer !== '255.255.255.255/32').map(({ protocol, from, to, peer }) => ({ protocol, from, to, peer }));
     expect(out.sort((a, b) => a.peer.localeCompare(b.peer))).toEqual(
       [
         { protocol: 'tcp', from: PROXY_SANDBOX_PORT, to: PROXY_SANDBOX_PORT, peer: nlb },
         { protocol: 'tcp', from: 443, to: 443, peer: endpoints },
-        { protocol: 'tcp', from: 443, to: 443, peer: 'pl-6da54004' },
+        { protocol: 'tcp', from: 443, to: 443, peer: s3PrefixList },
       ].sort((a, b) => a.peer.localeCompare(b.peer)),
     );
     // The group lists an egress rule of its own that matches nothing: without one, EC2 would give
@@ -177,12 +179,36 @@ describe('proxyService=fargate', () => {
     expect(mine.filter((a) => !found.some((f) => covers(a, f)))).toEqual([]);
   });
 
+  it('looks the region\'s S3 prefix list up at deploy time, with a role that may make that one read-only call', () => {
+    const lookup = idOf('ProxyServiceS3PrefixList', 'Custom::AWS');
+    expect(resources[lookup].Properties.Update).toEqual(resources[lookup].Properties.Create);
+    // The call is a Fn::Join (the region is a token): joined with a region, it is the SDK call.
+    const [sep, parts] = resources[lookup].Properties.Create['Fn::Join'] as [string, unknown[]];
+    const joined = parts.map((p) => (typeof p === 'string' ? p : JSON.stringify(p) === '{"Ref":"AWS::Region"}' ? 'eu-west-1' : '?')).join(sep);
+    expect(JSON.parse(joined)).toMatchObject({
+      service: 'EC2',
+      action: 'describeManagedPrefixLists',
+      parameters: { Filters: [{ Name: 'prefix-list-name', Values: ['com.amazonaws.eu-west-1.s3'] }] },
+      outputPaths: ['PrefixLists.0.PrefixListId'],
+    });
+    const policies = Object.values(resources).filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.PolicyName).includes('S3PrefixList'));
+    expect(policies.map((p) => p.Properties.PolicyDocument.Statement)).toEqual([[{ Action: 'ec2:DescribeManagedPrefixLists', Effect: 'Allow', Resource: '*' }]]);
+  });
+
   it('refuses incomplete or contradictory context', () => {
     const props = (c: Record<string, unknown>) => () => stackPropsFromContext((k) => c[k]);
-    expect(props({ proxyService: 'fargate' })).toThrow(/needs s3PrefixListId/);
+    expect(props({ proxyService: 'fargate' })().props.proxyService).toEqual({ s3PrefixListId: undefined, minTasks: undefined, maxTasks: undefined });
+    expect(props({ proxyService: 'fargate', s3PrefixListId: 'pl-6da54004' })().props.proxyService?.s3PrefixListId).toBe('pl-6da54004');
+    expect(props({ proxyService: 'fargate', s3PrefixListId: 'sg-6da54004' })).toThrow(/managed prefix list id/);
+    expect(props({})().props.proxyService).toBeUndefined();
     expect(props({ proxyService: 'yes', s3PrefixListId: 'pl-6da54004' })).toThrow(/none or fargate/);
-    expect(props({ proxyService: 'fargate', s3PrefixListId: 'pl-6da54004', vpcInterfaceEndpoints: 'false' })).toThrow(/needs them/);
-    expect(props({ s3PrefixListId: 'pl-6da54004' })).toThrow(/only with proxyService=fargate/);
-    expect(props({ proxyService: 'fargate', s3PrefixListId: 'pl-6da54004' })().props.network?.interfaceEndpoints).toBe(true);
+    expect(props({ proxyService: 'fargate', vpcInterfaceEndpoints: 'false' })).toThrow(/needs them/);
+    expect(props({ proxyService: 'none', s3PrefixListId: 'pl-6da54004' })).toThrow(/not with proxyService=none/);
+    expect(props({ proxyService: 'none', proxyServiceMinTasks: '3' })).toThrow(/not with proxyService=none/);
+    expect(props({ proxyService: 'fargate' })().props.network?.interfaceEndpoints).toBe(true);
+    // A user VPC: the proxy service is refused with what to do instead.
+    const vpc = { vpcId: 'vpc-1', privateSubnetIds: 'subnet-1,subnet-2', availabilityZones: 'us-east-1a,us-east-1b' };
+    expect(props({ ...vpc, proxyService: 'fargate' })).toThrow(/leave out vpcId, or set proxyService=none/);
+    expect(props({ ...vpc, proxyService: 'none' })().props.network?.existingVpc?.vpcId).toBe('vpc-1');
   });
 });

@@ -139,7 +139,7 @@ describe('sandbox boundary on AWS: stack settings', () => {
     expect(readServicesConfig({ CORRAL_EVENTS_TABLE: 'e', CORRAL_STATE_TABLE: 's', CORRAL_WAKE_QUEUE_URL: 'https://x/1/q', ...{ [CORRAL_ENV.repositoryUrlAllow]: api[CORRAL_ENV.repositoryUrlAllow] } }).repositoryUrlAllow).toEqual([
       'https://git.internal.example:8443',
     ]);
-  });
+  }, 120_000); // a synthesis of the default stack (the proxy service with it)
 
   it('refuses limits the task cannot hold, and lowers the defaults to fit a small task', () => {
     expect(() => fromContext({ sandboxLimits: 'memry=1g' })).toThrow(/context sandboxLimits: .*memry/);

@@ -51,16 +51,17 @@ function withGrant(template: CfnTemplate, rolePrefix: string, statement: Record<
   return copy;
 }
 
-/** The stack with the proxy service (`proxyService=fargate`), as docs/EGRESS.md deploys it. */
-const WITH_PROXY_SERVICE = { proxyService: 'fargate', s3PrefixListId: 'pl-0123456789abcdef0' };
+/** The stack with the proxy service (`proxyService=fargate`, the S3 prefix list looked up at deploy time). */
+const WITH_PROXY_SERVICE = { proxyService: 'fargate' };
 
 /**
  * Issue 14: only the proxy holds credentials. On the synthesized template, IAM (as the rehearsal
  * evaluates it: every identity policy of every role, managed ones included) lets only the
  * credential proxy's and the proxy service's roles read a vault secret or the model key; the
  * harness, the API, the stream tier, the sandboxes (task and execution roles) and the reaper
- * cannot. Without the proxy service the harness still reads the model key (it calls the model
- * itself): the one exception, asserted as such so that it cannot spread.
+ * cannot (the S3 prefix list lookup's provider neither). With `proxyService=none` the harness still
+ * reads the model key (it calls the model itself): the one exception, asserted as such so that it
+ * cannot spread.
  */
 describe('who can read a vault secret or the model key', () => {
   let template: CfnTemplate;
@@ -78,7 +79,7 @@ describe('who can read a vault secret or the model key', () => {
     }
   });
 
-  it('only the proxy service\'s task role can read the model key; the harness is pointed at it', () => {
+  it('with proxyService=fargate, only the proxy service\'s task role can read the model key; the harness is pointed at it', () => {
     const { modelKey } = readers(template);
     expect(modelKey).toEqual([expect.stringMatching(/^ProxyServiceTaskRole/)]);
     const harness = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function' && JSON.stringify(r.Properties).includes('corral-harness'));
@@ -87,12 +88,12 @@ describe('who can read a vault secret or the model key', () => {
     expect(JSON.stringify(env.CORRAL_MODEL_PROXY_URL)).toMatch(/ProxyServiceLoadBalancer.*:8081\/model/);
   });
 
-  it('without the proxy service, the harness alone reads the model key', () => {
+  it('without the proxy service (the default), the harness alone reads the model key', () => {
     expect(readers(withoutService).modelKey).toEqual([expect.stringMatching(/^HarnessStepFunctionServiceRole/)]);
   });
 
   it('notices a grant added to any other role', () => {
-    for (const role of ['HarnessStep', 'ApiHandler', 'ApiStreamHandler', 'SandboxReaper', 'SandboxesTaskRole', 'SandboxesExecutionRole', 'ProxyServiceExecutionRole']) {
+    for (const role of ['HarnessStep', 'ApiHandler', 'ApiStreamHandler', 'SandboxReaper', 'SandboxesTaskRole', 'SandboxesExecutionRole', 'ProxyServiceExecutionRole', 'AWS679f53fac002430cb0da5b7982bd2287']) {
       expect(readers(withGrant(template, role, { Action: 'secretsmanager:Get*', Resource: '*' })).vault.some((id) => id.startsWith(role))).toBe(true);
       expect(readers(withGrant(template, role, { Action: 'ssm:GetParameter', Resource: `arn:aws:ssm:*:*:parameter/corral/*` })).modelKey.some((id) => id.startsWith(role))).toBe(true);
       expect(readers(withGrant(template, role, { Action: 'kms:*', Resource: '*' })).modelKey.some((id) => id.startsWith(role))).toBe(true);

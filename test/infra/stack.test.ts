@@ -498,7 +498,10 @@ describe('CorralStack template', () => {
     for (const rt of routeTables) {
       big.template.hasResourceProperties('AWS::EC2::Route', { RouteTableId: rt, DestinationCidrBlock: '0.0.0.0/0', NatGatewayId: Match.anyValue() });
     }
-    for (const e of Object.values(big.template.findResources('AWS::EC2::VPCEndpoint'))) expect(e.Properties.RouteTableIds).toEqual(expect.arrayContaining(routeTables));
+    // (the gateway endpoints: the context default also turns on the proxy service's interface endpoints)
+    const gateways = Object.values(big.template.findResources('AWS::EC2::VPCEndpoint')).filter((e) => (e.Properties.VpcEndpointType ?? 'Gateway') === 'Gateway');
+    expect(gateways).toHaveLength(2);
+    for (const e of gateways) expect(e.Properties.RouteTableIds).toEqual(expect.arrayContaining(routeTables));
     // Sandbox tasks start in all six; the functions stay in the two private subnets.
     for (const fn of [big.stack.harness.function, big.stack.api.handler]) {
       const env = resources[logicalId(big.stack, fn)].Properties.Environment.Variables.CORRAL_SANDBOX_SUBNETS;
@@ -527,7 +530,7 @@ describe('CorralStack template', () => {
     ]);
     // The default has none: the gateway endpoints alone.
     expect(Object.values(template.findResources('AWS::EC2::VPCEndpoint')).filter((e) => e.Properties.VpcEndpointType === 'Interface')).toEqual([]);
-    expect(() => stackPropsFromContext((k) => ({ vpcInterfaceEndpoints: 'true', vpcId: 'vpc-1', privateSubnetIds: 'subnet-1', availabilityZones: 'us-east-1a' })[k as string])).toThrow(/vpcInterfaceEndpoints: only for a VPC/);
+    expect(() => stackPropsFromContext((k) => ({ vpcInterfaceEndpoints: 'true', proxyService: 'none', vpcId: 'vpc-1', privateSubnetIds: 'subnet-1', availabilityZones: 'us-east-1a' })[k as string])).toThrow(/vpcInterfaceEndpoints: only for a VPC/);
   });
 
   it('lets only the harness, the API function (handoff) and the reaper (snapshots) reach the sandbox agent port', () => {
@@ -755,6 +758,8 @@ describe('cdk-nag acknowledgments', () => {
 
 describe('CorralStack in an existing VPC (from CDK context, no lookups)', () => {
   const context: Record<string, unknown> = {
+    // A user VPC has no interface endpoints for the proxy service's sandboxes to start through.
+    proxyService: 'none',
     vpcId: 'vpc-0abc',
     privateSubnetIds: 'subnet-0aaa,subnet-0bbb',
     availabilityZones: 'eu-west-1a,eu-west-1b',

@@ -164,6 +164,29 @@ describe('DefaultPhysicalIds', () => {
     expect(att('Api', 'RootResourceId')).not.toBe(ref('Api'));
   });
 
+  it('answers the S3 prefix list lookup (a CDK AwsCustomResource) as EC2 would, and no other custom call', () => {
+    const call = (filter: unknown, action = 'describeManagedPrefixLists') => ({
+      Type: 'Custom::AWS',
+      Properties: {
+        Create: { 'Fn::Join': ['', [`{"service":"EC2","action":"${action}","parameters":{"Filters":[${JSON.stringify(filter).slice(0, -1)},"Values":["com.amazonaws.`, { Ref: 'AWS::Region' }, '.s3"]}]}}']] },
+      },
+    });
+    const t: CfnTemplate = {
+      Resources: {
+        Lookup: call({ Name: 'prefix-list-name' }),
+        Other: call({ Name: 'prefix-list-name' }, 'describeVpcs'),
+        WrongFilter: call({ Name: 'owner-id' }),
+      },
+    };
+    const at = (region: string, id: string, a = 'PrefixLists.0.PrefixListId') => resolve({ 'Fn::GetAtt': [id, a] }, createContext(t, { region }));
+    expect(at('eu-west-1', 'Lookup')).toMatch(/^pl-[0-9a-f]{8}$/);
+    expect(at('eu-west-1', 'Lookup')).toBe(at('eu-west-1', 'Lookup'));
+    expect(at('us-east-1', 'Lookup')).not.toBe(at('eu-west-1', 'Lookup'));
+    expect(() => at('eu-west-1', 'Lookup', 'PrefixLists.0.PrefixListName')).toThrow(/no attribute/);
+    expect(() => at('eu-west-1', 'Other')).toThrow(/no attribute/);
+    expect(() => at('eu-west-1', 'WrongFilter')).toThrow(/no attribute/);
+  });
+
   it('takes overrides: names (ARNs follow), refs, attributes and a queue URL base', () => {
     const o = createContext(small, {
       physicalIds: new DefaultPhysicalIds({

@@ -5,6 +5,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { CORRAL_ENV } from '../../../lambdas/core/config.js';
 import { keys } from '../../../lambdas/core/storage/keys.js';
@@ -30,8 +31,10 @@ export interface ProxyServiceProps {
    * The region's S3 managed prefix list (`com.amazonaws.<region>.s3`, `pl-…`; CDK context
    * `s3PrefixListId`): a Fargate task pulls its image's layers from S3 through the task's own
    * network interface, so the sandbox security group must reach S3 on 443, and nothing else there.
+   * @default looked up at deploy time ({@link S3_PREFIX_LIST_LOOKUP}): the id differs per region and
+   * CloudFormation has no resource that names it, and a synth-time lookup would need credentials
    */
-  readonly s3PrefixListId: string;
+  readonly s3PrefixListId?: string;
   /** vCPU units of a task. @default 512 */
   readonly cpu?: number;
   /** Memory of a task, MiB. @default 1024 */
@@ -75,13 +78,17 @@ export class ProxyService extends Construct {
   readonly sandboxAddress: string;
   /** `http://host:port` the harness reaches the service at. */
   readonly harnessUrl: string;
+  /** The region's S3 managed prefix list id: the one given, or the deploy-time lookup's answer (a token). */
+  readonly s3PrefixListId: string;
 
   constructor(scope: Construct, id: string, props: ProxyServiceProps) {
     super(scope, id);
     const minTasks = props.minTasks ?? 2;
     const maxTasks = props.maxTasks ?? 10;
     if (maxTasks < minTasks) throw new Error(`ProxyService: maxTasks (${maxTasks}) is below minTasks (${minTasks})`);
-    if (!/^pl-[0-9a-f]{8,17}$/.test(props.s3PrefixListId)) throw new Error(`ProxyService: s3PrefixListId is a managed prefix list id (pl-…), not ${JSON.stringify(props.s3PrefixListId)}`);
+    if (props.s3PrefixListId !== undefined && !/^pl-[0-9a-f]{8,17}$/.test(props.s3PrefixListId)) {
+      throw new Error(`ProxyService: s3PrefixListId is a managed prefix list id (pl-…), not ${JSON.stringify(props.s3PrefixListId)}`);
+    }
     const vpc = props.network.vpc;
 
     this.taskRole = new iam.Role(this, 'TaskRole', {
@@ -180,7 +187,8 @@ export class ProxyService extends Construct {
     const sandboxGroup = props.sandboxes.securityGroup;
     this.loadBalancerSecurityGroup.addIngressRule(sandboxGroup, ec2.Port.tcp(PROXY_SANDBOX_PORT), 'sandboxes: egress through the proxy');
     sandboxGroup.addEgressRule(this.loadBalancerSecurityGroup, ec2.Port.tcp(PROXY_SANDBOX_PORT), 'the proxy service: every outbound connection');
-    sandboxGroup.addEgressRule(ec2.Peer.prefixList(props.s3PrefixListId), ec2.Port.tcp(443), 'S3 (gateway endpoint): image layers');
+    this.s3PrefixListId = props.s3PrefixListId ?? lookUpS3PrefixList(this, props.logRetention);
+    sandboxGroup.addEgressRule(ec2.Peer.prefixList(this.s3PrefixListId), ec2.Port.tcp(443), 'S3 (gateway endpoint): image layers');
     const endpoints = props.network.endpointSecurityGroup;
     if (!endpoints) throw new Error('ProxyService: the VPC needs its interface endpoints (ECR, CloudWatch Logs) for sandbox tasks to start without other egress (vpcInterfaceEndpoints)');
     sandboxGroup.addEgressRule(endpoints, ec2.Port.tcp(443), 'ECR and CloudWatch Logs interface endpoints: image pull and logs');
@@ -278,3 +286,47 @@ function closeDefaultEgress(group: ec2.SecurityGroup): void {
     { IpProtocol: NO_TRAFFIC_EGRESS.ipProtocol, CidrIp: NO_TRAFFIC_EGRESS.cidrIp, FromPort: NO_TRAFFIC_EGRESS.fromPort, ToPort: NO_TRAFFIC_EGRESS.toPort, Description: NO_TRAFFIC_EGRESS.description },
   ]);
 }
+
+/** Construct id of the S3 prefix list lookup, under the proxy service (the deploy rehearsal finds it by its call). */
+export const S3_PREFIX_LIST_LOOKUP = 'S3PrefixList';
+
+/**
+ * The region's S3 managed prefix list id, read at deploy time: a custom resource (CDK's
+ * AwsCustomResource, one small function shared by the stack) calls EC2 DescribeManagedPrefixLists
+ * for `com.amazonaws.<region>.s3` on create and update, and the security group rule takes its
+ * answer. The template stays region-agnostic and synthesizes offline (CI has no credentials); the
+ * context value `s3PrefixListId` skips it. The call is read-only and its physical id is the list's
+ * name, so an update with the same region changes nothing.
+ */
+function lookUpS3PrefixList(scope: Construct, logRetention: logs.RetentionDays | undefined): string {
+  const name = `com.amazonaws.${Stack.of(scope).region}.s3`;
+  const call: cr.AwsSdkCall = {
+    service: 'EC2',
+    action: 'describeManagedPrefixLists',
+    parameters: { Filters: [{ Name: 'prefix-list-name', Values: [name] }] },
+    physicalResourceId: cr.PhysicalResourceId.of(name),
+    outputPaths: ['PrefixLists.0.PrefixListId'],
+  };
+  const lookup = new cr.AwsCustomResource(scope, S3_PREFIX_LIST_LOOKUP, {
+    onCreate: call,
+    onUpdate: call,
+    // DescribeManagedPrefixLists has no resource-level permissions: '*' is the only resource.
+    policy: cr.AwsCustomResourcePolicy.fromStatements([new iam.PolicyStatement({ actions: ['ec2:DescribeManagedPrefixLists'], resources: ['*'] })]),
+    // The runtime's SDK has the call; fetching the latest from npm at deploy time would need egress and time.
+    installLatestAwsSdk: false,
+    // A log group of its own, kept as long as the stack's others (not CDK's LogRetention function).
+    logGroup: new logs.LogGroup(scope, `${S3_PREFIX_LIST_LOOKUP}Logs`, { retention: logRetention ?? logs.RetentionDays.ONE_MONTH, removalPolicy: RemovalPolicy.DESTROY }),
+  });
+  acknowledge(lookup, { id: 'AwsSolutions-IAM5[Resource::*]', reason: 'ec2:DescribeManagedPrefixLists has no resource-level permissions; the statement allows that one read-only call.' });
+  // AwsCustomResource's one function per stack (CDK names it by this fixed id).
+  const provider = Stack.of(scope).node.tryFindChild(AWS_CUSTOM_RESOURCE_PROVIDER);
+  if (!provider) throw new Error(`ProxyService: no AwsCustomResource provider ${AWS_CUSTOM_RESOURCE_PROVIDER} in the stack`);
+  acknowledge(provider, {
+    id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    reason: 'The AwsCustomResource provider function (CDK) writes its logs with the basic execution policy; it runs only during deploys.',
+  });
+  return lookup.getResponseField('PrefixLists.0.PrefixListId');
+}
+
+/** The construct id CDK gives AwsCustomResource's singleton provider function. */
+const AWS_CUSTOM_RESOURCE_PROVIDER = 'AWS679f53fac002430cb0da5b7982bd2287';
