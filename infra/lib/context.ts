@@ -64,7 +64,7 @@ export const CONTEXT_KEYS = {
   streamTier:
     'Who serves event streams: lambda (default: one function execution per open stream, nothing billed while none is open) or fargate (a Fargate service holding many streams per task, fed by DynamoDB Streams; see docs/SCALE.md)',
   proxyService:
-    'fargate: the proxy service (an autoscaled Fargate service behind an internal NLB) is every sandbox\'s only way out, enforces environments\' networking and alone reads the model key; turns on vpcInterfaceEndpoints, refused with vpcId (docs/EGRESS.md). none (default): sandboxes\' security group allows all outbound traffic, environments\' networking is not enforced, environment_variable credentials and private repositories do not work on Fargate, and the harness reads the model key',
+    'fargate (default): the proxy service (an autoscaled Fargate service behind an internal NLB) is every sandbox\'s only way out, enforces environments\' networking and alone reads the model key; turns on vpcInterfaceEndpoints, refused with vpcId (docs/EGRESS.md). none: sandboxes\' security group allows all outbound traffic, environments\' networking is not enforced, environment_variable credentials and private repositories do not work on Fargate, and the harness reads the model key',
   s3PrefixListId: 'The region\'s S3 managed prefix list id (pl-…) sandbox tasks pull image layers through (default: looked up at deploy time with ec2:DescribeManagedPrefixLists for com.amazonaws.<region>.s3)',
   proxyServiceMinTasks: 'Proxy service tasks always running, with proxyService=fargate, 1-100 (default 2)',
   proxyServiceMaxTasks: 'Most proxy service tasks, with proxyService=fargate, 1-100 (default 10)',
@@ -142,20 +142,20 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   if (streamTier !== undefined && streamTier !== 'lambda' && streamTier !== 'fargate') {
     throw new Error(`context streamTier: lambda or fargate, not ${JSON.stringify(streamTier)}`);
   }
-  // `fargate`: sandboxes' only way out, and the harness holds no model key. Still opt-in: the full
-  // deploy rehearsal does not pass with it yet (the harness's model calls through the service).
+  // The proxy service is the default: sandboxes' only way out, and the harness holds no model key.
+  // `none` opts out (docs/EGRESS.md says what that gives up).
   const proxyServiceGiven = asString('proxyService', get('proxyService'));
   if (proxyServiceGiven !== undefined && proxyServiceGiven !== 'none' && proxyServiceGiven !== 'fargate') {
     throw new Error(`context proxyService: none or fargate, not ${JSON.stringify(proxyServiceGiven)}`);
   }
-  if (proxyServiceGiven === 'fargate' && vpcId) {
+  if (proxyServiceGiven !== 'none' && vpcId) {
     // Sandbox tasks behind the proxy start through the interface endpoints the stack adds to a VPC it makes.
     throw new Error(
       `context vpcId: the proxy service${proxyServiceGiven ? '' : ' (the default)'} needs a VPC the stack creates (sandbox tasks start through its interface endpoints); ` +
         'leave out vpcId, or set proxyService=none (sandboxes then reach the internet and environments\' networking is not enforced; docs/EGRESS.md)',
     );
   }
-  const proxyService = proxyServiceGiven ?? 'none';
+  const proxyService = proxyServiceGiven ?? 'fargate';
   const s3PrefixListId = asString('s3PrefixListId', get('s3PrefixListId'));
   if (s3PrefixListId !== undefined && !/^pl-[0-9a-f]{8,17}$/.test(s3PrefixListId)) throw new Error(`context s3PrefixListId: a managed prefix list id (pl-…), not ${JSON.stringify(s3PrefixListId)}`);
   const proxyServiceMinTasks = asInt('proxyServiceMinTasks', get('proxyServiceMinTasks'), 1, 100);

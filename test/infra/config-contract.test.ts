@@ -184,12 +184,12 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
       expect(parsed[label].sandbox, label).toMatchObject({ containerName: 'agent', port: 8080, assignPublicIp: false });
       expect(parsed[label].credentialProxyFunction, label).toBe(`Corral-${logicalId(s.stack, s.stack.credentialProxy.function)}`);
     }
-    if (context.proxyService !== 'fargate') {
-      // Without the proxy service (the default): the harness reads the model key itself.
+    if (context.proxyService === 'none') {
+      // Opted out of the proxy service: the harness reads the model key itself.
       expect(parsed.harness.model.apiKeyParameter).toBe(context.modelApiKeyParameter ?? '/corral/anthropic-api-key');
       expect(parsed.harness.model.proxyUrl).toBeUndefined();
     } else {
-      // proxyService=fargate: the harness calls the model through the proxy service and knows no key.
+      // The default: the harness calls the model through the proxy service and knows no key.
       expect(parsed.harness.model.apiKeyParameter).toBeUndefined();
       expect(parsed.harness.model.proxyUrl).toMatch(/^http:\/\/[^/]+\.elb\.[a-z0-9-]+\.amazonaws\.com:8081\/model$/);
     }

@@ -22,7 +22,7 @@ describe('the proxy service\'s secrets in the template', () => {
   let ctx: ResolveContext;
 
   beforeAll(async () => {
-    const template: CfnTemplate = await synthesizedTemplate({ proxyService: 'fargate' });
+    const template: CfnTemplate = await synthesizedTemplate(); // the default deployment has the proxy service
     resources = template.Resources as Record<string, Resource>;
     text = JSON.stringify(template);
     ctx = createContext(template);

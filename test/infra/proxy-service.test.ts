@@ -17,8 +17,8 @@ import { deployedShape } from '../../scripts/capacity/shape.js';
  * service itself, its role, the environment the sandbox provider gets, and cdk-nag.
  */
 const cdkContext = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')).context as Record<string, unknown>;
-/** `proxyService=fargate` alone: the S3 prefix list looked up at deploy time. */
-const CONTEXT: Record<string, unknown> = { proxyService: 'fargate' };
+/** No context: `cdk deploy` as is deploys the proxy service, the S3 prefix list looked up at deploy time. */
+const CONTEXT: Record<string, unknown> = {};
 
 type Resource = { Type: string; Properties: Record<string, any> };
 interface Rule {
@@ -48,7 +48,7 @@ function rulesOf(resources: Record<string, Resource>): Rule[] {
   return out;
 }
 
-describe('proxyService=fargate', () => {
+describe('the proxy service (the default; proxyService=fargate)', () => {
   let resources: Record<string, Resource>;
   let template: Template;
   let rules: Rule[];
@@ -197,17 +197,18 @@ describe('proxyService=fargate', () => {
 
   it('refuses incomplete or contradictory context', () => {
     const props = (c: Record<string, unknown>) => () => stackPropsFromContext((k) => c[k]);
-    expect(props({ proxyService: 'fargate' })().props.proxyService).toEqual({ s3PrefixListId: undefined, minTasks: undefined, maxTasks: undefined });
-    expect(props({ proxyService: 'fargate', s3PrefixListId: 'pl-6da54004' })().props.proxyService?.s3PrefixListId).toBe('pl-6da54004');
-    expect(props({ proxyService: 'fargate', s3PrefixListId: 'sg-6da54004' })).toThrow(/managed prefix list id/);
-    expect(props({})().props.proxyService).toBeUndefined();
+    expect(props({})().props.proxyService).toEqual({ s3PrefixListId: undefined, minTasks: undefined, maxTasks: undefined });
+    expect(props({ s3PrefixListId: 'pl-6da54004' })().props.proxyService?.s3PrefixListId).toBe('pl-6da54004');
+    expect(props({ s3PrefixListId: 'sg-6da54004' })).toThrow(/managed prefix list id/);
+    expect(props({ proxyService: 'none' })().props.proxyService).toBeUndefined();
     expect(props({ proxyService: 'yes', s3PrefixListId: 'pl-6da54004' })).toThrow(/none or fargate/);
-    expect(props({ proxyService: 'fargate', vpcInterfaceEndpoints: 'false' })).toThrow(/needs them/);
+    expect(props({ vpcInterfaceEndpoints: 'false' })).toThrow(/needs them/);
     expect(props({ proxyService: 'none', s3PrefixListId: 'pl-6da54004' })).toThrow(/not with proxyService=none/);
     expect(props({ proxyService: 'none', proxyServiceMinTasks: '3' })).toThrow(/not with proxyService=none/);
-    expect(props({ proxyService: 'fargate' })().props.network?.interfaceEndpoints).toBe(true);
-    // A user VPC: the proxy service is refused with what to do instead.
+    expect(props({})().props.network?.interfaceEndpoints).toBe(true);
+    // A user VPC: the proxy service (default or asked for) is refused with what to do instead.
     const vpc = { vpcId: 'vpc-1', privateSubnetIds: 'subnet-1,subnet-2', availabilityZones: 'us-east-1a,us-east-1b' };
+    expect(props(vpc)).toThrow(/proxy service \(the default\) needs a VPC the stack creates.*leave out vpcId, or set proxyService=none/);
     expect(props({ ...vpc, proxyService: 'fargate' })).toThrow(/leave out vpcId, or set proxyService=none/);
     expect(props({ ...vpc, proxyService: 'none' })().props.network?.existingVpc?.vpcId).toBe('vpc-1');
   });

@@ -51,8 +51,8 @@ function withGrant(template: CfnTemplate, rolePrefix: string, statement: Record<
   return copy;
 }
 
-/** The stack with the proxy service (`proxyService=fargate`, the S3 prefix list looked up at deploy time). */
-const WITH_PROXY_SERVICE = { proxyService: 'fargate' };
+/** The opt-out (`proxyService=none`, docs/EGRESS.md): the default deploys the proxy service. */
+const WITHOUT_PROXY_SERVICE = { proxyService: 'none' };
 
 /**
  * Issue 14: only the proxy holds credentials. On the synthesized template, IAM (as the rehearsal
@@ -67,8 +67,8 @@ describe('who can read a vault secret or the model key', () => {
   let template: CfnTemplate;
   let withoutService: CfnTemplate;
   beforeAll(async () => {
-    template = await synthesizedTemplate(WITH_PROXY_SERVICE);
-    withoutService = await synthesizedTemplate();
+    template = await synthesizedTemplate(); // the default deployment
+    withoutService = await synthesizedTemplate(WITHOUT_PROXY_SERVICE);
   }, 240_000);
 
   it('only the proxy\'s roles can read vault secrets', () => {
@@ -79,7 +79,7 @@ describe('who can read a vault secret or the model key', () => {
     }
   });
 
-  it('with proxyService=fargate, only the proxy service\'s task role can read the model key; the harness is pointed at it', () => {
+  it('by default, only the proxy service\'s task role can read the model key; the harness is pointed at it', () => {
     const { modelKey } = readers(template);
     expect(modelKey).toEqual([expect.stringMatching(/^ProxyServiceTaskRole/)]);
     const harness = Object.values(template.Resources).find((r) => r.Type === 'AWS::Lambda::Function' && JSON.stringify(r.Properties).includes('corral-harness'));
@@ -88,7 +88,7 @@ describe('who can read a vault secret or the model key', () => {
     expect(JSON.stringify(env.CORRAL_MODEL_PROXY_URL)).toMatch(/ProxyServiceLoadBalancer.*:8081\/model/);
   });
 
-  it('without the proxy service (the default), the harness alone reads the model key', () => {
+  it('with proxyService=none, the harness alone reads the model key', () => {
     expect(readers(withoutService).modelKey).toEqual([expect.stringMatching(/^HarnessStepFunctionServiceRole/)]);
   });
 
