@@ -109,12 +109,16 @@ describe('the bedrock model provider in the template', () => {
 });
 
 describe('the default (anthropic) model provider in the template', () => {
-  it('reads the key from its SSM parameter, and no role may call Bedrock', () => {
+  it('has the proxy service read the key from its SSM parameter (the harness calls through it, holding none), and no role may call Bedrock', () => {
     const s = synth({}, 'CorralAnthropic');
     expect(s.granting(/^bedrock:/)).toEqual([]);
     const ssm = s.granting(/^ssm:/);
-    expect(ssm.map((g) => g.role)).toEqual([s.roleOf(s.stack.harness.function)]);
+    const proxyTaskRole = s.stack.getLogicalId(s.stack.proxyService!.taskRole.node.defaultChild as never);
+    expect(ssm.map((g) => g.role)).toEqual([proxyTaskRole]);
     expect(asArray(ssm[0].s.Resource).map(s.arn)).toEqual(['arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/corral/anthropic-api-key']);
-    expect(s.envOf(s.stack.harness.function)).not.toHaveProperty('CORRAL_MODEL_PROVIDER');
+    const harnessEnv = s.envOf(s.stack.harness.function);
+    expect(harnessEnv).not.toHaveProperty('CORRAL_MODEL_PROVIDER');
+    expect(harnessEnv).not.toHaveProperty('CORRAL_MODEL_API_KEY_PARAMETER');
+    expect(harnessEnv).toHaveProperty('CORRAL_MODEL_PROXY_URL');
   });
 });
