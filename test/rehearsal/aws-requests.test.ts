@@ -507,7 +507,7 @@ describe('the SDK calls of Corral functions against the template IAM', () => {
     }
   });
 
-  it('lets the credential proxy create vault secrets and nobody else read them; the harness invokes the proxy', async () => {
+  it('lets the credential proxy create vault secrets and nobody else read them; the harness invokes the proxy and cannot read the model key', async () => {
     const sm = new SecretsManagerClient(config());
     const create = new CreateSecretCommand({ Name: 'corral/vault/v1/c1', SecretString: 'x', Tags: [{ Key: 'corral:managed-by', Value: 'credential-proxy' }] });
     expect((await authorize('CredentialProxyFunction', sm, create)).map((x) => x.decision)).toEqual(['allow', 'allow']);
@@ -515,8 +515,10 @@ describe('the SDK calls of Corral functions against the template IAM', () => {
     const harness = fn('HarnessStepFunction');
     const invoke = await authorize('HarnessStepFunction', new LambdaClient(config()), new InvokeCommand({ FunctionName: harness.environment.CORRAL_CREDENTIAL_PROXY_FUNCTION, Payload: Buffer.from('{}') }));
     expect(invoke[0].decision).toBe('allow');
-    const ssm = await authorize('HarnessStepFunction', new SSMClient(config()), new GetParameterCommand({ Name: harness.environment.CORRAL_MODEL_API_KEY_PARAMETER, WithDecryption: true }));
-    expect(ssm[0].decision).toBe('allow');
+    // The model key is the proxy service's to read (the harness calls the model through it).
+    expect(harness.environment.CORRAL_MODEL_API_KEY_PARAMETER).toBeUndefined();
+    const ssm = await authorize('HarnessStepFunction', new SSMClient(config()), new GetParameterCommand({ Name: '/corral/anthropic-api-key', WithDecryption: true }));
+    expect(ssm[0].decision).toBe('implicit-deny');
     const wake = await authorize('ApiHandler8', new SQSClient(config()), new SendMessageCommand({ QueueUrl: fn('ApiHandler8').environment.CORRAL_WAKE_QUEUE_URL, MessageBody: 's1', MessageGroupId: 's1' }));
     expect(wake[0]).toMatchObject({ decision: 'allow', check: { action: 'sqs:SendMessage' } });
   });
