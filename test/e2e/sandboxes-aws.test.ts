@@ -120,7 +120,7 @@ describe('sessions on the Fargate provider (ECS mocked)', () => {
     ]);
   });
 
-  it('refuses a repository the session holds a token for before any task starts (no git channel on Fargate yet), as a tool error and a session error', async () => {
+  it('without the proxy service\'s git channel, refuses a repository the session holds a token for before any task starts, as a tool error and a session error', async () => {
     const token = `ghp_fargate_${Date.now()}`;
     const tasksBefore = ecs.commandCalls(RunTaskCommand).length;
     const session = await t.client.beta.sessions.create({
@@ -136,7 +136,7 @@ describe('sessions on the Fargate provider (ECS mocked)', () => {
     expect(result.is_error).toBe(true);
     expect(result.content.map((c) => c.text).join('')).toBe(
       'could not start sandbox "default": repository_clone_error: repository https://git.example.com/org/private.git needs the credential this session holds for it, ' +
-        "which reaches a sandbox only through the credential proxy's git channel, and Fargate sandboxes have no git channel to the credential proxy yet",
+        "which reaches a sandbox only through the credential proxy's git channel, and this deployment gives Fargate sandboxes no git channel (the proxy service's URL is not configured)",
     );
     expect(seen.find((e) => e.type === 'session.error')).toMatchObject({ error: { type: 'repository_clone_error', retry_status: { type: 'terminal' } } });
     expect(ecs.commandCalls(RunTaskCommand)).toHaveLength(tasksBefore);
