@@ -94,8 +94,11 @@ describe('SIGKILL in the middle of a session', () => {
     // Killed while the model is answering.
     const s1 = await client.beta.sessions.create({ agent: agent.id, environment_id: env.id });
     fake.push({ kind: 'text', text: 'slow answer', delayMs: 5_000 });
+    const requestsBefore = fake.requests.length;
     await client.beta.sessions.events.send(s1.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'hi' }] }] });
     await waitFor(async () => (await listAll(client, s1.id)).some((e) => e.type === 'span.model_request_start'), 'model request');
+    // The model has the request (it passes through the credential proxy process on its way).
+    await waitFor(async () => fake.requests.length > requestsBefore, 'the model to receive the request');
     const before1 = await listAll(client, s1.id);
     await kill9(child);
 
