@@ -21,6 +21,9 @@ describe('createDynamoClient', () => {
       req.resume();
       req.on('end', () => {
         res.setHeader('content-type', 'application/x-amz-json-1.0');
+        // The signing time's clock (faked in the signing test): a server clock hours away would have
+        // each client correct its clock offset from this header, to the second it happened to see.
+        res.setHeader('date', new Date().toUTCString());
         res.end('{}');
       });
     });
@@ -36,7 +39,9 @@ describe('createDynamoClient', () => {
     // One signing time for both clients, so their signatures can be compared.
     vi.useFakeTimers({ toFake: ['Date'], now: new Date('2026-11-29T12:00:00Z') });
     let secret = 'first-secret';
-    const credentials = async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: secret });
+    // Credentials about to expire (as a role's are, near their end): both clients read them again
+    // on every call, so a rotated secret signs the next call.
+    const credentials = async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: secret, expiration: new Date(Date.now() + 60_000) });
     const config = { endpoint, region: 'eu-west-1', credentials, maxAttempts: 1 };
     const tuned = createDynamoClient(config);
     const plain = new DynamoDBClient(config);
