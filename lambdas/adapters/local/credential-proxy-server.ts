@@ -110,6 +110,12 @@ export async function main(argv: string[]): Promise<void> {
   const [token, modelLine] = await readFirstLines(() => {
     if (!stopping) stop();
   });
+  // The runtime killed outright (SIGKILL) does not always close stdin for us (a process it started
+  // may still hold the pipe): once this process is adopted by another parent, the runtime is gone.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent && !stopping) stop();
+  }, 1_000).unref();
   if (token.length < 32) throw new Error('no token on the first line of stdin');
   let modelKey: ModelKeyLine;
   try {
@@ -201,6 +207,8 @@ export async function main(argv: string[]): Promise<void> {
   stop = () => {
     if (stopping) return;
     stopping = true;
+    // Closing waits for what is in flight; a runtime that is gone waits for nothing.
+    setTimeout(() => process.exit(0), 2_000).unref();
     control.close();
     git.close();
     control.closeAllConnections?.();
@@ -212,7 +220,13 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err?.name ?? 'Error' }));
+  // The runtime gone closes the pipe of our logs: every log line would fail again (EPIPE), each
+  // failure logged, in a loop that never ends. Without the runtime there is nothing to serve.
+  process.stderr.on('error', () => process.exit(0));
+  process.on('uncaughtException', (err) => {
+    if ((err as NodeJS.ErrnoException)?.code === 'EPIPE') process.exit(0);
+    log.error('uncaught exception', { error: err?.name ?? 'Error' });
+  });
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: (err as Error)?.name ?? 'Error' }));
 
   await listen(git, path.join(gitDir, 'git.sock'), 0o600);
