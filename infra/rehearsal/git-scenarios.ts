@@ -18,6 +18,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { logOf, startTestGitServer } from '../../test/credential-proxy/fixtures/git-server.js';
 import { memoryHolds } from '../../test/helpers/process-memory.js';
+import { filesContaining, processTree } from './sandbox-search.js';
 import type { Rehearsal } from './rehearsal.js';
 import { fail, runTurn, type Scenario } from './scenarios.js';
 
@@ -29,46 +30,6 @@ export const GIT_SCENARIOS = ['private-git'] as const;
  * egress (what the egress scenario asserts) does not read it.
  */
 export const GIT_CONTEXT = { repositoryUrlAllow: 'http://127.0.0.1' } as const;
-
-/** Every file under `dir` (not following links) that contains `needle`. */
-function filesContaining(dir: string, needle: string): string[] {
-  const found: string[] = [];
-  const walk = (d: string) => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) {
-        try {
-          if (fs.readFileSync(p).includes(needle)) found.push(p);
-        } catch {
-          // unreadable (a socket, a file that went away): nothing to find in it
-        }
-      }
-    }
-  };
-  walk(dir);
-  return found;
-}
-
-/** The process and its descendants (from /proc), for their environments and command lines. */
-function processTree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    try {
-      const children = fs.readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'utf8').trim();
-      if (children) out.push(...children.split(/\s+/).map(Number));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
 
 export function gitScenarios(r: Rehearsal, fake: { push(...turns: unknown[]): void }): Scenario[] {
   return [
@@ -134,12 +95,12 @@ export function gitScenarios(r: Rehearsal, fake: { push(...turns: unknown[]): vo
             }
             if (!capabilitySeen) blind.push(`the memory scan of task ${t.id} did not find the git channel's capability`);
             const taskDir = path.dirname(fs.readlinkSync(`/proc/${t.child!.pid}/cwd`));
-            leaks.push(...filesContaining(taskDir, token));
-            if (!filesContaining(taskDir, 'from the rehearsal').length) blind.push(`the file search of task ${t.id} did not find the pushed line`);
+            leaks.push(...filesContaining(taskDir, [Buffer.from(token)]));
+            if (!filesContaining(taskDir, [Buffer.from('from the rehearsal')]).length) blind.push(`the file search of task ${t.id} did not find the pushed line`);
           }
           const logs = path.join(r.workDir, 'logs');
-          leaks.push(...filesContaining(logs, token));
-          if (!filesContaining(logs, session).length) blind.push('the log search did not find the session id');
+          leaks.push(...filesContaining(logs, [Buffer.from(token)]));
+          if (!filesContaining(logs, [Buffer.from(session)]).length) blind.push('the log search did not find the session id');
           if (blind.length) fail(`a search for the token cannot see: ${blind.join('; ')}`);
           if (leaks.length) fail(`the token is in the sandbox or the logs: ${leaks.join(', ')}`);
           return `cloned, committed and pushed through the proxy service's git channel; the token is in none of ${tasks.length} sandbox task(s) (environment, processes, memory, files) nor in the rehearsal's logs`;
