@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AwsCall, Backend } from './aws-gateway.js';
 import { jsonError } from './aws-gateway.js';
-import { PRIVATE_PREFIX, type VpcNetwork } from './network.js';
+import { PRIVATE_PREFIX, splice, type VpcNetwork } from './network.js';
 
 export interface RehearsedTaskDefinition {
   arn: string;
@@ -405,16 +405,7 @@ export class EcsEmulator implements Backend {
       if (!channel) return void client.destroy();
       this.opts
         .egressBridge!(task.address, channel.address.slice(0, at), Number(channel.address.slice(at + 1)))
-        .then((upstream) => {
-          const end = () => {
-            client.destroy();
-            upstream.destroy();
-          };
-          upstream.on('error', end);
-          client.on('close', end);
-          upstream.on('close', end);
-          client.pipe(upstream).pipe(client);
-        })
+        .then((upstream) => splice(client, upstream))
         .catch(() => client.destroy());
     });
     await new Promise<void>((resolve) => server.listen(socketPath, resolve));

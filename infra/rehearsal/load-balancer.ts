@@ -14,7 +14,7 @@
 import { request as httpRequest } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { ModelLoadBalancer, ModelTargetGroup } from './model.js';
-import type { VpcNetwork } from './network.js';
+import { splice, type VpcNetwork } from './network.js';
 
 interface Target {
   id: string;
@@ -153,16 +153,7 @@ export class NetworkLoadBalancerEmulator {
       const relay = createServer((client) => {
         client.on('error', () => undefined);
         this.connect(l.port).then(
-          (upstream) => {
-            const end = () => {
-              client.destroy();
-              upstream.destroy();
-            };
-            upstream.on('error', end);
-            client.on('close', end);
-            upstream.on('close', end);
-            client.pipe(upstream).pipe(client);
-          },
+          (upstream) => splice(client, upstream),
           () => client.destroy(),
         );
       });

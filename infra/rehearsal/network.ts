@@ -11,6 +11,19 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 
 export const PRIVATE_PREFIX = '127.77.';
 
+/** Relays two connections both ways; either one ending or failing ends both. */
+export function splice(a: Socket, b: Socket): void {
+  a.pipe(b).pipe(a);
+  const end = () => {
+    a.destroy();
+    b.destroy();
+  };
+  for (const s of [a, b]) {
+    s.on('error', end);
+    s.on('close', end);
+  }
+}
+
 export interface SecurityGroupRule {
   /** `tcp`, `udp`, `icmp` or `-1` (all). */
   protocol: string;
@@ -159,15 +172,7 @@ export class VpcNetwork {
       }
       this.accepted.push({ from, to: address, port });
       const pipe = (upstream: Socket) => {
-        socket.pipe(upstream).pipe(socket);
-        const end = () => {
-          socket.destroy();
-          upstream.destroy();
-        };
-        socket.on('error', end);
-        upstream.on('error', end);
-        socket.on('close', end);
-        upstream.on('close', end);
+        splice(socket, upstream);
       };
       if ('connect' in target) {
         // Nothing to forward to (no healthy target): the connection is reset, as an NLB does.
