@@ -464,7 +464,14 @@ const COMMANDS: Record<string, Command> = {
       const description = words.join(' ');
       if (!description.trim()) throw new UsageError('give the outcome\'s description: what the agent should produce');
       const rubric = required(v, 'rubric');
-      const content = rubric.startsWith('@') ? readFileSync(resolve(ctx.io.cwd, rubric.slice(1)), 'utf8') : rubric;
+      let content = rubric;
+      if (rubric.startsWith('@')) {
+        try {
+          content = readFileSync(resolve(ctx.io.cwd, rubric.slice(1)), 'utf8');
+        } catch (err) {
+          throw new UsageError(`--rubric ${rubric}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+        }
+      }
       const maxIterations = int(v['max-iterations'], 'max-iterations', 1);
       const sdk = ctx.sdk();
       const after = v.wait ? await lastPosition(ctx, id) : 0;

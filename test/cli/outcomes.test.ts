@@ -75,6 +75,7 @@ describe('corral CLI: outcomes', () => {
     expect(q.stdout).toMatch(/^outc_\w+\n$/);
     expect(await cli(['sessions', 'outcome', session.id, 'Say hi.'], { env })).toMatchObject({ code: 2, stderr: expect.stringContaining('--rubric is required') });
     expect(await cli(['sessions', 'outcome', session.id, '--rubric', 'x'], { env })).toMatchObject({ code: 2, stderr: expect.stringContaining('description') });
+    expect(await cli(['sessions', 'outcome', session.id, 'Say hi.', '--rubric', '@missing.md'], { env, cwd })).toMatchObject({ code: 2, stderr: expect.stringContaining('--rubric @missing.md: cannot read the file (ENOENT)') });
     // Only one open outcome at a time: the server's 400 names why.
     const again = await cli(['sessions', 'outcome', session.id, 'Say bye.', '--rubric', 'It says bye.'], { env });
     expect(again.code).toBe(1);
