@@ -280,7 +280,7 @@ export async function showSession(id: string): Promise<void> {
    * The session's `outcome_evaluations` under its header: each outcome's state (its last verdict,
    * or pending / running / evaluating), the evaluations so far, its description and the grader's
    * last explanation. The session record holds them, not the stream, so the view reads the
-   * session again when an outcome is defined or graded, or the session idles (once for a burst
+   * session again when an outcome is defined, its evaluation starts or ends, or the session idles (once for a burst
    * of such events, as when the log replays).
    */
   function renderOutcomes(list: Session['outcome_evaluations']): void {
@@ -546,6 +546,7 @@ export async function showSession(id: string): Promise<void> {
       }
       case 'span.outcome_evaluation_start':
         timeline.append(divider(e, pos, 'grading the outcome · evaluation ' + (e.iteration + 1)));
+        refreshOutcomes();
         break;
       case 'span.outcome_evaluation_end': {
         const ok = e.result === 'satisfied';
