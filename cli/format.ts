@@ -86,6 +86,13 @@ function toolSummary(input: unknown): string {
   return oneLine(JSON.stringify(input));
 }
 
+/** An outcome's result (a verdict, or its state while it runs), coloured by what it means for the user. */
+export function outcomeResult(s: Style, result: string): string {
+  if (result === 'satisfied') return s.green(result);
+  if (result === 'needs_revision' || result === 'pending' || result === 'running' || result === 'evaluating') return s.yellow(result);
+  return s.red(result);
+}
+
 /**
  * Formats session events one after another, remembering what it needs to show durations: the
  * model time on `span.model_request_end`, the tool time on `agent.tool_result`.
@@ -159,6 +166,23 @@ export class EventFormatter {
         return head + type(e.type, s.yellow) + 'interrupt';
       case 'user.tool_confirmation':
         return head + type(e.type, s.yellow) + `${e.result} ${e.tool_use_id}${e.deny_message ? `: ${e.deny_message}` : ''}`;
+      case 'user.define_outcome': {
+        const rubric = e.rubric.type === 'text' ? e.rubric.content : `file ${e.rubric.file_id}`;
+        const limit = e.max_iterations ? `, at most ${e.max_iterations} evaluations` : '';
+        return head + type(e.type, s.yellow) + `outcome ${e.outcome_id}${s.dim(limit)}\n${indent}${body(e.description)}\n${indent}${s.dim(`rubric: ${oneLine(rubric, 200)}`)}`;
+      }
+      case 'span.outcome_evaluation_start':
+        this.starts.set(e.id, e.processed_at);
+        return head + type(e.type, s.blue) + `grading ${e.outcome_id}, evaluation ${e.iteration + 1}`;
+      case 'span.outcome_evaluation_ongoing':
+        return head + type(e.type, s.dim) + s.dim(`still grading ${e.outcome_id}, evaluation ${e.iteration + 1}`);
+      case 'span.outcome_evaluation_end': {
+        const start = this.starts.get(e.outcome_evaluation_start_id);
+        const took = start ? ` in ${fmtMs(Date.parse(e.processed_at) - Date.parse(start))}` : '';
+        const u = e.usage;
+        const tokens = u ? `, ${u.input_tokens ?? 0} in / ${u.output_tokens ?? 0} out tokens` : '';
+        return head + type(e.type, s.blue) + `${outcomeResult(s, e.result)} ${s.dim(`evaluation ${e.iteration + 1}${took}${tokens}`)}` + (e.explanation ? `\n${indent}${body(e.explanation)}` : '');
+      }
       default: {
         const { id: _id, type: _t, processed_at: _p, ...rest } = e;
         const extra = Object.keys(rest).length ? oneLine(JSON.stringify(rest), 120) : '';

@@ -26,6 +26,7 @@ import {
   type CliConfig,
 } from './client.js';
 import { EventFormatter, fmtDate, LivePreview, makeStyle, table, type Style } from './format.js';
+import { outcomeRows } from './outcomes.js';
 import { Progress } from './progress.js';
 import { followEvents } from './sse.js';
 import { deviceLogin, freshLogin, LoginError, realSleep, saveLogin } from './login.js';
@@ -422,6 +423,7 @@ const COMMANDS: Record<string, Command> = {
       if (s.archived_at) rows.push(['archived', fmtDate(s.archived_at)]);
       if (s.forked_from) rows.push(['forked from', `${s.forked_from.session_id} at position ${s.forked_from.position}`]);
       if (Object.keys(s.metadata ?? {}).length) rows.push(['metadata', Object.entries(s.metadata).map(([k, val]) => `${k}=${val}`).join(' ')]);
+      rows.push(...outcomeRows(ctx.style, s.outcome_evaluations ?? []));
       rows.push(['console', `${ctx.config.url}/console/sessions/${s.id}`]);
       ctx.out(rows.map(([k, val]) => `${ctx.style.dim(k.padEnd(12))} ${val}`).join('\n') + '\n');
     },
@@ -448,6 +450,42 @@ const COMMANDS: Record<string, Command> = {
         if (ctx.json) ctx.out(JSON.stringify(sent, null, 2) + '\n');
         else if (ctx.quiet) ctx.out(sent.id + '\n');
         else ctx.out(`sent ${sent.id} to ${id}\n`);
+        return;
+      }
+      return followAndPrint(ctx, id, after, { idle: true, afterEventId: sent.id });
+    },
+  },
+  'sessions outcome': {
+    usage: 'corral sessions outcome ID DESCRIPTION... --rubric TEXT|@FILE [--max-iterations N] [--wait]',
+    summary: 'Give the session an outcome to achieve, graded against the rubric; --wait prints the work and each evaluation until idle',
+    args: [1, Infinity],
+    options: { rubric: { type: 'string' }, 'max-iterations': { type: 'string' }, wait: { type: 'boolean' } },
+    async run(ctx, v, [id, ...words]) {
+      const description = words.join(' ');
+      if (!description.trim()) throw new UsageError('give the outcome\'s description: what the agent should produce');
+      const rubric = required(v, 'rubric');
+      let content = rubric;
+      if (rubric.startsWith('@')) {
+        try {
+          content = readFileSync(resolve(ctx.io.cwd, rubric.slice(1)), 'utf8');
+        } catch (err) {
+          throw new UsageError(`--rubric ${rubric}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+        }
+      }
+      const maxIterations = int(v['max-iterations'], 'max-iterations', 1);
+      const sdk = ctx.sdk();
+      const after = v.wait ? await lastPosition(ctx, id) : 0;
+      const res = await sdk.beta.sessions.events.send(
+        id,
+        { events: [{ type: 'user.define_outcome', description, rubric: { type: 'text', content }, ...(maxIterations !== undefined ? { max_iterations: maxIterations } : {}) }] },
+        { signal: ctx.io.signal },
+      );
+      const sent = res.data?.[0];
+      if (!sent) throw new ApiError(0, 'api_error', 'the server accepted the outcome but did not echo it');
+      if (!v.wait) {
+        if (ctx.json) ctx.out(JSON.stringify(sent, null, 2) + '\n');
+        else if (ctx.quiet) ctx.out(((sent as { outcome_id?: string }).outcome_id ?? sent.id) + '\n');
+        else ctx.out(`defined outcome ${(sent as { outcome_id?: string }).outcome_id ?? '?'} (${sent.id}) on ${id}\n`);
         return;
       }
       return followAndPrint(ctx, id, after, { idle: true, afterEventId: sent.id });

@@ -12,6 +12,7 @@
  */
 import Anthropic, { toFile, type ClientOptions } from '@anthropic-ai/sdk';
 import { randomBytes } from 'node:crypto';
+import { OUTCOMES_SCENARIO } from './outcome-scenarios.js';
 
 /** What a scenario reports. */
 export interface ScenarioResult {
@@ -422,6 +423,7 @@ export const SCENARIOS: Scenario[] = [
       }
     },
   },
+  OUTCOMES_SCENARIO,
 ];
 
 /** The scenarios `only` names (all when empty), built-in first; throws naming any unknown one. */

@@ -262,7 +262,24 @@ describe('session console in Chromium', () => {
     ]);
     expect(await verdicts.first().getAttribute('class')).toContain('ev-error');
     expect(await verdicts.last().getAttribute('class')).not.toContain('ev-error');
+    // The session's outcome_evaluations under its header: the outcome as the record says it ended.
+    const summary = page.locator('#outcomes .outcome[data-result="satisfied"]');
+    await summary.waitFor();
+    const outcomeId = (await t.client.beta.sessions.retrieve(graded.id)).outcome_evaluations[0].outcome_id;
+    expect(await summary.getAttribute('data-outcome-id')).toBe(outcomeId);
+    expect(await summary.textContent()).toMatch(/^satisfied 2 evaluations · .*Write a draft\.grader: It has a title\.$/);
+    // Read again from the start (the log replays), it shows the same, once.
+    await page.reload();
+    await page.locator('#outcomes .outcome[data-result="satisfied"]').waitFor();
+    expect(await page.locator('#outcomes .outcome').count()).toBe(1);
   }, 60_000);
+
+  it('shows no outcomes on a session without any', async () => {
+    await page.goto(`${t.runtime.url}/console/sessions/${sessionId}`);
+    await page.locator('[data-type="session.status_idle"]').first().waitFor();
+    expect(await page.locator('#outcomes').isHidden()).toBe(true);
+    expect(await page.locator('#outcomes .outcome').count()).toBe(0);
+  });
 
   // --- the manage views ----------------------------------------------------------------------
 

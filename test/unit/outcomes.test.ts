@@ -12,7 +12,7 @@ import type { EventOf, SessionEvent } from '../../lambdas/core/session/events.js
 import { tenantPrincipal } from '../../lambdas/core/storage/principal.js';
 import { MemoryEventLog, MemoryStateTable } from './memory-store.js';
 import { DELIVERS_EVERYTHING } from './recipe-support.js';
-import { ScriptedModel, text, usage } from './scripted-model.js';
+import { ScriptedModel, text, toolUse, usage } from './scripted-model.js';
 
 /**
  * Outcomes with the scripted model, in-process on the in-memory store: a worker turn, the grader
@@ -228,6 +228,53 @@ describe('an outcome', () => {
     expect(ofType(events, 'span.outcome_evaluation_end').map((e) => e.result)).toEqual(['needs_revision']);
     expect(events.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'budget_reached' } });
     expect((await svc.sessions.get(tenantPrincipal(TENANT), s.id)).usage).toMatchObject({ input_tokens: 1_000_010 });
+  });
+
+  it("reports each state the SDK lists on the session as it happens: running while the agent works, evaluating while the grader scores, then the grader's failed", async () => {
+    const s = await session();
+    await define(s.id);
+    const seen: string[] = [];
+    const record = async () => (await svc.sessions.get(tenantPrincipal(TENANT), s.id)).outcome_evaluations[0];
+    model.push(
+      async () => {
+        seen.push((await record()).result);
+        return text('A poem instead of the answer.');
+      },
+      async () => {
+        const o = await record();
+        seen.push(`${o.result} ${o.iteration}`);
+        return verdict('failed', 'The rubric asks for a number; a poem cannot be graded against it.');
+      },
+    );
+    await svc.harness.wake(s.id);
+    expect(seen).toEqual(['running', 'evaluating 0']);
+    const events = await log(s.id);
+    // The grader's own "failed" ends the outcome: no revision, no error, and the turn ends.
+    expect(ofType(events, 'span.outcome_evaluation_end').map((e) => e.result)).toEqual(['failed']);
+    expect(ofType(events, 'session.error')).toEqual([]);
+    expect(model.requests.map(isGrader)).toEqual([false, true]);
+    expect(events.at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
+    expect(await record()).toMatchObject({ result: 'failed', iteration: 0, explanation: expect.stringContaining('cannot be graded'), completed_at: expect.any(String) });
+  });
+
+  it('stays open (running) through a requires_action stop, and is graded when the turn goes on and ends', async () => {
+    const a = await svc.agents.create(TENANT, AgentCreate.parse({ name: 'asker', model: 'claude-sonnet-4-6', tools: [{ type: 'custom', name: 'lookup', description: 'look a thing up', input_schema: { type: 'object', properties: {} } }] }));
+    const e = await svc.environments.create(TENANT, EnvironmentCreate.parse({ name: 'env' }));
+    const s = await svc.sessions.create(TENANT, SessionCreate.parse({ agent: a.id, environment_id: e.id }));
+    await define(s.id);
+    model.push(toolUse('toolu_1', 'lookup', {}));
+    await svc.harness.wake(s.id);
+    const use = ofType(await log(s.id), 'agent.custom_tool_use')[0];
+    expect((await log(s.id)).at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'requires_action', event_ids: [use.id] } });
+    expect(model.requests.map(isGrader)).toEqual([false]);
+    expect((await svc.sessions.get(tenantPrincipal(TENANT), s.id)).outcome_evaluations[0]).toMatchObject({ result: 'running', iteration: 0, completed_at: null });
+
+    await svc.sessions.send(TENANT, s.id, [{ type: 'user.custom_tool_result', custom_tool_use_id: use.id, content: [{ type: 'text', text: '42' }] }] as never);
+    model.push(text('The answer is 42, from the lookup.'), verdict('satisfied', 'Names 42 and its source.'));
+    await svc.harness.wake(s.id);
+    expect(model.requests.map(isGrader)).toEqual([false, false, true]);
+    expect((await log(s.id)).at(-1)).toMatchObject({ type: 'session.status_idle', stop_reason: { type: 'end_turn' } });
+    expect((await svc.sessions.get(tenantPrincipal(TENANT), s.id)).outcome_evaluations[0]).toMatchObject({ result: 'satisfied', iteration: 0 });
   });
 
   it('is refused while another outcome of the session is still open', async () => {

@@ -60,6 +60,11 @@ ol.timeline, ol.step-body { list-style: none; margin: 0; padding: 0; }
 .ev-error .label { color: var(--err); }
 .ev-verdict .body { background: #f0faf3; border: 1px solid #c8e6d0; border-radius: 8px; padding: 6px 10px; }
 .ev-verdict.ev-error .body { background: #fef3f2; border-color: #fecdca; }
+.outcomes { list-style: none; margin: 8px 0 0; padding: 0; display: grid; gap: 4px; }
+.outcomes .explanation { margin: 2px 0 0 4px; font-size: 12px; }
+.outcome-ok { background: #dcf5e3; color: var(--ok); }
+.outcome-open { background: #fdf3d8; color: var(--warn); }
+.outcome-bad { background: #fef3f2; color: var(--err); }
 .divider { grid-template-columns: 92px 1fr; color: var(--muted); font-size: 12px; }
 .divider .text::before { content: "— "; }
 .divider.warn { color: var(--warn); }

@@ -2,6 +2,7 @@ import { PositionConflictError } from '../errors.js';
 import type { SessionService } from '../resources/sessions.js';
 import { makeEvent, type EventBody, type SessionEvent, type SessionStatus, type StoredEvent } from '../session/events.js';
 import type { EventLog } from '../session/log.js';
+import { outcomesAhead } from './outcome.js';
 import { HARNESS } from './step.js';
 
 /** How the harness writes: right after the last position it read, never anywhere else. */
@@ -54,14 +55,19 @@ export async function appendLeading(
   return { events, stored };
 }
 
-/** The session record takes the batch's last status change (see `append`). */
+/** The session record takes the batch's last status change, and its outcomes' states (see `append`). */
 async function recordStatus(w: Writer, sessionId: string, events: SessionEvent[], now: Date) {
   const status = events
     .map((e): SessionStatus | null => (e.type === 'session.status_running' ? 'running' : e.type === 'session.status_idle' ? 'idle' : null))
     .filter((x): x is SessionStatus => x !== null)
     .pop();
-  if (status) {
-    await w.sessions.mutate(HARNESS, sessionId, (s) => (s.status === status ? null : { ...s, status, updated_at: now.toISOString() }));
+  const outcomes = events.some((e) => e.type === 'span.outcome_evaluation_start');
+  if (status || outcomes) {
+    await w.sessions.mutate(HARNESS, sessionId, (s) => {
+      const evaluations = s.outcome_evaluations ? outcomesAhead(s.outcome_evaluations, events) : s.outcome_evaluations;
+      if ((!status || s.status === status) && evaluations === s.outcome_evaluations) return null;
+      return { ...s, ...(status ? { status } : {}), outcome_evaluations: evaluations, updated_at: now.toISOString() };
+    });
   }
 }
 

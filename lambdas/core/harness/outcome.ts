@@ -159,3 +159,23 @@ export function outcomeEvaluations(current: OutcomeEvaluation[], state: TurnStat
     return o ? { ...entry, iteration: o.iteration, result: o.result, explanation: o.explanation, completed_at: o.completed_at } : entry;
   });
 }
+
+/**
+ * The record's `outcome_evaluations` moved on by events about to be appended, so that a client
+ * that sees them in the stream finds the session saying so (as `append` does for the status): a
+ * turn's start puts a `pending` outcome `running`, an evaluation's start puts its outcome
+ * `evaluating` (the SDK's states while the agent works and while the grader scores). The same
+ * array when nothing changes. A failed append is corrected by the next `reconcile`, which moves
+ * the entries to the fold's state of the log.
+ */
+export function outcomesAhead(current: OutcomeEvaluation[], events: SessionEvent[]): OutcomeEvaluation[] {
+  let next = current;
+  for (const e of events) {
+    if (e.type === 'session.status_running' && next.some((o) => o.result === 'pending')) {
+      next = next.map((o) => (o.result === 'pending' ? { ...o, result: 'running' } : o));
+    } else if (e.type === 'span.outcome_evaluation_start' && next.some((o) => o.outcome_id === e.outcome_id)) {
+      next = next.map((o) => (o.outcome_id === e.outcome_id ? { ...o, result: 'evaluating', iteration: e.iteration } : o));
+    }
+  }
+  return next;
+}

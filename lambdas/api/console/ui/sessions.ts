@@ -225,6 +225,7 @@ export async function showSession(id: string): Promise<void> {
   const meta = h('p', { class: 'muted', id: 'meta' });
   const sandboxes = h('span', { id: 'sandboxes', class: 'chips' });
   const usage = h('span', { id: 'usage' });
+  const outcomes = h('ul', { class: 'outcomes', id: 'outcomes', hidden: true });
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
   const message = h('textarea', { id: 'message', rows: 2, placeholder: 'Message the agent (Ctrl+Enter sends)' });
   const send = h('button', { type: 'submit', id: 'send', text: 'Send' });
@@ -235,7 +236,8 @@ export async function showSession(id: string): Promise<void> {
     h('section', { class: 'card head' },
       h('div', { class: 'row' }, title, status, h('span', { class: 'spacer' }), conn),
       meta,
-      h('p', { class: 'muted' }, h('span', { text: 'sandboxes: ' }), sandboxes, h('span', { text: ' · ' }), usage)),
+      h('p', { class: 'muted' }, h('span', { text: 'sandboxes: ' }), sandboxes, h('span', { text: ' · ' }), usage),
+      outcomes),
     h('p', { class: 'legend muted', text: 'Each step is one model request. wait: turn start to request · first output: request start to its first stored output (a response is stored whole, so this is the model time unless the harness records time_to_first_token_ms) · model: request start to end · tools: tool_use to tool_result, summed.' }),
     timeline,
     form);
@@ -267,10 +269,45 @@ export async function showSession(id: string): Promise<void> {
       ' · environment ' + s.environment_id + ' · created ' + fmtDate(s.created_at) +
       (s.forked_from ? ' · forked from ' + s.forked_from.session_id + ' at ' + s.forked_from.position : '');
     setStatus(s.status);
+    renderOutcomes(s.outcome_evaluations || []);
   } catch (e) {
     if (e instanceof AuthError) return hooks.keyPrompt(e.message);
     app.replaceChildren(h('section', { class: 'card' }, h('p', { class: 'error', id: 'load-error', text: String((e as Error).message || e) }), h('a', { href: base + '/console', text: 'All sessions' })));
     return;
+  }
+
+  /**
+   * The session's `outcome_evaluations` under its header: each outcome's state (its last verdict,
+   * or pending / running / evaluating), the evaluations so far, its description and the grader's
+   * last explanation. The session record holds them, not the stream, so the view reads the
+   * session again when an outcome is defined, its evaluation starts or ends, or the session idles (once for a burst
+   * of such events, as when the log replays).
+   */
+  function renderOutcomes(list: Session['outcome_evaluations']): void {
+    outcomes.hidden = list.length === 0;
+    outcomes.replaceChildren(...list.map((o) => {
+      const open = o.result === 'pending' || o.result === 'running' || o.result === 'evaluating';
+      const done = o.result === 'pending' || o.result === 'running' ? o.iteration : o.iteration + 1;
+      const where = o.result === 'evaluating' ? 'evaluation ' + (o.iteration + 1) + ' under way' : done + ' evaluation' + (done === 1 ? '' : 's') + (o.completed_at ? ' · ' + fmtDate(o.completed_at) : '');
+      return h('li', { class: 'outcome', 'data-outcome-id': o.outcome_id, 'data-result': o.result },
+        h('span', { class: 'badge outcome-' + (o.result === 'satisfied' ? 'ok' : open ? 'open' : 'bad'), text: o.result }),
+        h('span', { class: 'muted', text: ' ' + where + ' · ' }),
+        h('span', { text: o.description }),
+        o.explanation ? h('div', { class: 'muted explanation', text: 'grader: ' + o.explanation }) : null);
+    }));
+  }
+  let outcomesTimer: ReturnType<typeof setTimeout> | null = null;
+  function refreshOutcomes(tries = 10): void {
+    if (outcomesTimer) clearTimeout(outcomesTimer);
+    outcomesTimer = setTimeout(() => {
+      outcomesTimer = null;
+      api<Session>('/v1/sessions/' + encodeURIComponent(id)).then((s) => {
+        renderOutcomes(s.outcome_evaluations || []);
+        // The harness moves the record on (status and outcomes together) just after it appends
+        // the idle: a record that is not idle yet is read again, a few times.
+        if (st.status === 'idle' && s.status !== 'idle' && tries > 1 && !outcomesTimer) refreshOutcomes(tries - 1);
+      }, () => undefined);
+    }, tries === 10 ? 200 : 500);
   }
 
   function atBottom(): boolean {
@@ -398,6 +435,7 @@ export async function showSession(id: string): Promise<void> {
         st.openStep = null;
         const why = e.stop_reason ? e.stop_reason.type : '';
         timeline.append(divider(e, pos, 'idle' + (why ? ' · ' + why : ''), why && why !== 'end_turn' ? 'warn' : ''));
+        if (!outcomes.hidden || outcomesTimer) refreshOutcomes();
         break;
       }
       case 'session.status_terminated':
@@ -503,14 +541,17 @@ export async function showSession(id: string): Promise<void> {
       case 'user.define_outcome': {
         const rubric = e.rubric.type === 'text' ? e.rubric.content : 'file ' + e.rubric.file_id;
         timeline.append(item(e, pos, 'ev-user ev-outcome', 'outcome', collapsible(e.description + '\n\nRubric (at most ' + String(e.max_iterations) + ' evaluations):\n' + rubric, 'text')));
+        refreshOutcomes();
         break;
       }
       case 'span.outcome_evaluation_start':
         timeline.append(divider(e, pos, 'grading the outcome · evaluation ' + (e.iteration + 1)));
+        refreshOutcomes();
         break;
       case 'span.outcome_evaluation_end': {
         const ok = e.result === 'satisfied';
         timeline.append(item(e, pos, 'ev-verdict' + (ok ? '' : ' ev-error'), 'grader', h('span', { text: e.result + ': ' + e.explanation })));
+        refreshOutcomes();
         if (e.usage) {
           st.tokens.in += e.usage.input_tokens || 0;
           st.tokens.out += e.usage.output_tokens || 0;
