@@ -96,3 +96,29 @@ describe('cron', () => {
     expect(parseCron('* * * * *', 'Asia/Kolkata').timezone).toBe('Asia/Kolkata');
   });
 });
+
+describe('EventBridge Scheduler expressions', () => {
+  // Imported here so the cron tests above need nothing else.
+  const load = () => import('../../lambdas/core/deployments/eventbridge-cron.js');
+
+  it('translates fields: weekdays 1-7 from Sunday, one of the day fields "?"', async () => {
+    const { eventBridgeExpressions } = await load();
+    expect(eventBridgeExpressions(parseCron('* * * * *', 'UTC'))).toEqual(['cron(* * * * ? *)']);
+    expect(eventBridgeExpressions(parseCron('0 9 * * 1-5', 'UTC'))).toEqual(['cron(0 9 ? * 2,3,4,5,6 *)']);
+    expect(eventBridgeExpressions(parseCron('*/15 8-10 1 jan,jul *', 'UTC'))).toEqual(['cron(0,15,30,45 8,9,10 1 1,7 ? *)']);
+    expect(eventBridgeExpressions(parseCron('0 0 * * 0,7', 'UTC'))).toEqual(['cron(0 0 ? * 1 *)']);
+  });
+
+  it('the OR of day-of-month and day-of-week is two expressions', async () => {
+    const { eventBridgeExpressions } = await load();
+    expect(eventBridgeExpressions(parseCron('0 0 13 * 5', 'UTC'))).toEqual(['cron(0 0 13 * ? *)', 'cron(0 0 ? * 6 *)']);
+  });
+
+  it('never drops an occurrence: a stepped day-of-month with a weekday, or a list too long, is widened', async () => {
+    const { eventBridgeExpressions, EVENTBRIDGE_EXPRESSION_MAX } = await load();
+    expect(eventBridgeExpressions(parseCron('0 0 */2 * 1', 'UTC'))).toEqual(['cron(0 0 ? * 2 *)']);
+    const long = eventBridgeExpressions(parseCron('0-58 0-22 1-30 * *', 'UTC'));
+    expect(long.every((e) => e.length <= EVENTBRIDGE_EXPRESSION_MAX)).toBe(true);
+    expect(long[0]).toMatch(/^cron\(\* /);
+  });
+});
