@@ -639,6 +639,96 @@ const COMMANDS: Record<string, Command> = {
       printCreated(ctx, vault, `created vault ${ctx.style.bold(vault.id)} (${vault.display_name})`);
     },
   },
+  'deployments list': {
+    usage: 'corral deployments list [--limit N] [--all] [--archived]',
+    summary: 'List deployments: their status, schedule and next run',
+    args: [0, 0],
+    options: LIST,
+    async run(ctx, v) {
+      const { items, more } = await collect(
+        ctx.sdk().beta.deployments.list({ limit: int(v.limit, 'limit', 1), include_archived: !!v.archived }, { signal: ctx.io.signal }),
+        !!v.all,
+      );
+      printList(ctx, items, more, ['ID', 'NAME', 'STATUS', 'SCHEDULE', 'NEXT RUN'], deploymentRow, (d) => d.id);
+    },
+  },
+  'deployments show': {
+    usage: 'corral deployments show ID [--limit N]',
+    summary: 'Show a deployment, its upcoming runs and its latest runs (--limit of them, default 10)',
+    args: [1, 1],
+    options: { limit: { type: 'string' } },
+    async run(ctx, v, [id]) {
+      const d = await ctx.sdk().beta.deployments.retrieve(id, {}, { signal: ctx.io.signal });
+      const runs = await ctx.sdk().beta.deploymentRuns.list({ deployment_id: id, limit: 100 }, { signal: ctx.io.signal });
+      const latest = [...runs.data].reverse().slice(0, int(v.limit, 'limit', 1) ?? 10);
+      if (ctx.json) return ctx.out(JSON.stringify({ ...d, runs: latest }, null, 2) + '\n');
+      if (ctx.quiet) return ctx.out(d.id + '\n');
+      const status = d.archived_at ? `archived ${fmtDate(d.archived_at)}` : d.status === 'paused' ? `paused (${d.paused_reason?.type === 'error' ? `error: ${d.paused_reason.error.type}` : 'manual'})` : 'active';
+      ctx.out(
+        [
+          `${ctx.style.bold(d.id)}  ${d.name}`,
+          `  status    ${status}`,
+          `  agent     ${d.agent.id} v${d.agent.version}`,
+          `  env       ${d.environment_id}`,
+          `  schedule  ${d.schedule ? `${d.schedule.expression} (${d.schedule.timezone})` : 'none (run now only)'}`,
+          ...(d.schedule ? [`  last run  ${d.schedule.last_run_at ? fmtDate(d.schedule.last_run_at) : '-'}`, `  upcoming  ${(d.schedule.upcoming_runs_at ?? []).map(fmtDate).join(', ') || '-'}`] : []),
+          '',
+        ].join('\n'),
+      );
+      if (!latest.length) return ctx.err('(no runs yet)\n');
+      ctx.out(table(['RUN', 'TRIGGER', 'SCHEDULED', 'CREATED', 'SESSION / ERROR'], latest.map(runRow)));
+    },
+  },
+  'deployments runs': {
+    usage: 'corral deployments runs [ID] [--limit N] [--all] [--errors]',
+    summary: "List deployment runs (of one deployment with ID): each run's session, or its error",
+    args: [0, 1],
+    options: { limit: { type: 'string' }, all: { type: 'boolean' }, errors: { type: 'boolean' } },
+    async run(ctx, v, [id]) {
+      const { items, more } = await collect(
+        ctx.sdk().beta.deploymentRuns.list(
+          { limit: int(v.limit, 'limit', 1), ...(id ? { deployment_id: id } : {}), ...(v.errors ? { has_error: true } : {}) },
+          { signal: ctx.io.signal },
+        ),
+        !!v.all,
+      );
+      printList(ctx, items, more, ['RUN', 'TRIGGER', 'SCHEDULED', 'CREATED', 'SESSION / ERROR'], runRow, (r) => r.id);
+    },
+  },
+  'deployments pause': {
+    usage: 'corral deployments pause ID',
+    summary: "Pause a deployment's schedule (run now still works)",
+    args: [1, 1],
+    async run(ctx, _v, [id]) {
+      const d = await ctx.sdk().beta.deployments.pause(id, {}, { signal: ctx.io.signal });
+      printCreated(ctx, d, `paused deployment ${ctx.style.bold(d.id)} (${d.name})`);
+    },
+  },
+  'deployments unpause': {
+    usage: 'corral deployments unpause ID',
+    summary: "Resume a deployment's schedule",
+    args: [1, 1],
+    async run(ctx, _v, [id]) {
+      const d = await ctx.sdk().beta.deployments.unpause(id, {}, { signal: ctx.io.signal });
+      const next = d.schedule?.upcoming_runs_at?.[0];
+      printCreated(ctx, d, `unpaused deployment ${ctx.style.bold(d.id)} (${d.name})${next ? `; next run ${fmtDate(next)}` : ''}`);
+    },
+  },
+  'deployments run': {
+    usage: 'corral deployments run ID',
+    summary: 'Run a deployment now: start one session from its template',
+    args: [1, 1],
+    async run(ctx, _v, [id]) {
+      const r = await ctx.sdk().beta.deployments.run(id, {}, { signal: ctx.io.signal });
+      if (ctx.json) return ctx.out(JSON.stringify(r, null, 2) + '\n');
+      if (ctx.quiet) return ctx.out((r.session_id ?? r.id) + '\n');
+      if (r.error) {
+        ctx.err(`run ${r.id} failed: ${r.error.type}: ${r.error.message}\n`);
+        return 1;
+      }
+      ctx.out(`run ${ctx.style.bold(r.id)} started session ${ctx.style.bold(r.session_id!)}\n`);
+    },
+  },
   login: {
     usage: 'corral login [--issuer URL]',
     summary: "Sign in with the server's identity provider (device code); later commands send the token",
@@ -694,6 +784,19 @@ async function vaultsCall<T>(call: () => Promise<T>): Promise<T> {
 }
 
 const RESOURCES = new Set(['agents', 'envs', 'sessions', 'vaults']);
+RESOURCES.add('deployments');
+
+function deploymentRow(d: Anthropic.Beta.Deployments.BetaManagedAgentsDeployment): string[] {
+  const status = d.archived_at ? 'archived' : d.status;
+  const schedule = d.schedule ? `${d.schedule.expression} ${d.schedule.timezone}` : '-';
+  const next = !d.archived_at && d.status === 'active' && d.schedule?.upcoming_runs_at?.[0];
+  return [d.id, d.name, status, schedule, next ? fmtDate(next) : '-'];
+}
+
+function runRow(r: Anthropic.Beta.DeploymentRuns.BetaManagedAgentsDeploymentRun): string[] {
+  const scheduled = r.trigger_context.type === 'schedule' ? fmtDate(r.trigger_context.scheduled_at) : '-';
+  return [r.id, r.trigger_context.type, scheduled, fmtDate(r.created_at), r.session_id ?? `${r.error?.type}: ${r.error?.message}`];
+}
 
 function help(style: Style): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));

@@ -24,6 +24,7 @@ import { MemoryPreviewChannel } from '../lambdas/core/session/previews.js';
 import type { StoredEvent } from '../lambdas/core/session/events.js';
 import { generateApiKey } from '../lambdas/core/resources/tenants.js';
 import { createServices, type CorralServices } from '../lambdas/core/services.js';
+import { LocalDeploymentScheduler } from './deployment-scheduler.js';
 import { FileBlobStore, localBlobDir } from '../lambdas/adapters/local/file-blob-store.js';
 import { systemPrincipal } from '../lambdas/core/storage/principal.js';
 import { jsonLogger, silentLogger, type Logger } from '../lambdas/core/logger.js';
@@ -137,6 +138,11 @@ export interface LocalRuntimeOptions {
    */
   telemetry?: OtlpTraceConfig | null;
   logger?: Logger;
+  /**
+   * Scheduled milliseconds per real one for deployments' schedules (tests: 60 makes a one-minute
+   * schedule tick every second; see deployment-scheduler.ts). @default 1
+   */
+  deploymentTimeScale?: number;
 }
 
 export interface LocalRuntime {
@@ -153,6 +159,8 @@ export interface LocalRuntime {
   credentialProxy?: LocalCredentialProxy;
   /** The sandbox provider in use (tests stop sandboxes through it, as the idle reaper would). */
   sandboxProvider: SandboxProvider;
+  /** The in-process scheduler of deployments (tests read its clock and what it has armed). */
+  deploymentScheduler: LocalDeploymentScheduler;
   close(): Promise<void>;
 }
 
@@ -291,7 +299,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         : modelThroughProxy && proxyProcess
           ? new AnthropicModel({ apiKey: 'held-by-the-credential-proxy', baseURL: 'http://credential-proxy.invalid', fetch: proxyProcess.modelFetch() })
           : new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl }));
+    const deploymentScheduler = new LocalDeploymentScheduler({ timeScale: opts.deploymentTimeScale, logger: log });
     const services = createServices({
+      deploymentClock: deploymentScheduler.clock,
       table,
       events,
       queue,
@@ -377,6 +387,11 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       await queue.wake(id);
     }
     if (active.length) log.info('woke sessions after start', { count: active.length });
+    // Deployments' schedules: armed from storage, so a restart resumes them (a tick missed while
+    // down is skipped; deployment-scheduler.ts).
+    services.deployments.schedules = deploymentScheduler;
+    deploymentScheduler.fire = (id, at) => services.deployments.fire(id, at);
+    await deploymentScheduler.start(await services.deployments.all());
     ready = true;
 
     const q = queue;
@@ -392,8 +407,10 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       queue: q,
       dataDir,
       sandboxProvider: provider,
+      deploymentScheduler,
       ...(proxy ? { credentialProxy: proxy } : {}),
       async close() {
+        deploymentScheduler.close();
         // Open event streams would hold `close` forever: end them first.
         const closed = new Promise<void>((r) => s.close(() => r()));
         if ('closeAllConnections' in s) (s as { closeAllConnections(): void }).closeAllConnections();

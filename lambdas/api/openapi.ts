@@ -36,6 +36,7 @@ import {
   VaultResponse,
   VaultUpdate,
 } from '../core/api/schemas.js';
+import { DeploymentCreate, DeploymentResponse, DeploymentRunResponse, DeploymentUpdate } from '../core/api/deployment-schemas.js';
 import { SandboxHandoff } from './sandboxes.js';
 import { EVENT_TYPES } from '../core/session/events.js';
 import { PREVIEW_TYPES, type PreviewType } from '../core/session/previews.js';
@@ -297,6 +298,40 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/files/{id}', operationId: 'getFileMetadata', summary: "Retrieve a file's metadata", tag: 'files', response: FileMetadataResponse },
   { method: 'get', path: '/v1/files/{id}/content', operationId: 'downloadFile', summary: "Download a file's content", tag: 'files', response: 'binary' },
   { method: 'delete', path: '/v1/files/{id}', operationId: 'deleteFile', summary: 'Delete a file and its content', tag: 'files', response: FileDeletedResponse },
+  // deployments
+  { method: 'post', path: '/v1/deployments', operationId: 'createDeployment', summary: 'Create a deployment', tag: 'deployments', body: DeploymentCreate, response: DeploymentResponse },
+  {
+    method: 'get', path: '/v1/deployments', operationId: 'listDeployments', summary: 'List deployments', tag: 'deployments',
+    response: pageOf(DeploymentResponse),
+    query: {
+      limit: limit(100), page, include_archived: includeArchived,
+      status: { schema: z.enum(['active', 'paused']), description: 'Only active or only paused deployments (not with include_archived).' },
+      agent_id: { schema: z.string(), description: 'Only the deployments of this agent.' },
+      'created_at[gte]': { schema: z.string(), description: 'Created at or after this time.' },
+      'created_at[lte]': { schema: z.string(), description: 'Created at or before this time.' },
+    },
+  },
+  { method: 'get', path: '/v1/deployments/{id}', operationId: 'getDeployment', summary: 'Retrieve a deployment', tag: 'deployments', response: DeploymentResponse },
+  { method: 'post', path: '/v1/deployments/{id}', operationId: 'updateDeployment', summary: 'Update a deployment', tag: 'deployments', body: DeploymentUpdate, response: DeploymentResponse },
+  { method: 'post', path: '/v1/deployments/{id}/archive', operationId: 'archiveDeployment', summary: 'Archive a deployment (its schedule stops)', tag: 'deployments', response: DeploymentResponse },
+  { method: 'post', path: '/v1/deployments/{id}/pause', operationId: 'pauseDeployment', summary: 'Pause a deployment\'s schedule', tag: 'deployments', response: DeploymentResponse },
+  { method: 'post', path: '/v1/deployments/{id}/unpause', operationId: 'unpauseDeployment', summary: 'Unpause a deployment\'s schedule', tag: 'deployments', response: DeploymentResponse },
+  { method: 'post', path: '/v1/deployments/{id}/run', operationId: 'runDeployment', summary: 'Run a deployment now', tag: 'deployments', response: DeploymentRunResponse },
+  {
+    method: 'get', path: '/v1/deployment_runs', operationId: 'listDeploymentRuns', summary: 'List deployment runs', tag: 'deployments',
+    response: pageOf(DeploymentRunResponse),
+    query: {
+      limit: limit(100), page,
+      deployment_id: { schema: z.string(), description: 'Only the runs of this deployment.' },
+      has_error: { schema: z.boolean(), description: 'true: runs that failed to start a session; false: runs that started one.' },
+      trigger_type: { schema: z.enum(['schedule', 'manual']), description: 'Only scheduled or only manual runs.' },
+      'created_at[gt]': { schema: z.string(), description: 'Created after this time.' },
+      'created_at[gte]': { schema: z.string(), description: 'Created at or after this time.' },
+      'created_at[lt]': { schema: z.string(), description: 'Created before this time.' },
+      'created_at[lte]': { schema: z.string(), description: 'Created at or before this time.' },
+    },
+  },
+  { method: 'get', path: '/v1/deployment_runs/{id}', operationId: 'getDeploymentRun', summary: 'Retrieve a deployment run', tag: 'deployments', response: DeploymentRunResponse },
   // Corral's own
   { method: 'get', path: '/health', operationId: 'health', summary: 'Readiness probe', tag: 'corral', response: 'health', public: true, extension: true },
   { method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This document', tag: 'corral', response: 'openapi', public: true, extension: true },
@@ -437,6 +472,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'events' },
       { name: 'vaults', description: 'Vaults and credentials: secret fields are write-only' },
       { name: 'files', description: 'Files: uploads, and what sessions write under /mnt/session/outputs' },
+      { name: 'deployments', description: 'Deployments: session templates started on a cron schedule or on demand, and their runs' },
       { name: 'corral', description: 'Probes and this document' },
       { name: 'console', description: 'The session console (web pages)' },
     ],

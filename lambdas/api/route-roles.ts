@@ -71,6 +71,19 @@ export const ROUTE_ROLES: Readonly<Record<string, Role | 'public'>> = {
   'GET /v1/files/:id/content': 'user',
   'DELETE /v1/files/:id': 'developer',
 
+  // A deployment starts sessions on a schedule: setting one up is a developer's; a user may watch
+  // its runs and start one now, as they may start a session.
+  'POST /v1/deployments': 'developer',
+  'GET /v1/deployments': 'user',
+  'GET /v1/deployments/:id': 'user',
+  'POST /v1/deployments/:id': 'developer',
+  'POST /v1/deployments/:id/archive': 'developer',
+  'POST /v1/deployments/:id/pause': 'developer',
+  'POST /v1/deployments/:id/unpause': 'developer',
+  'POST /v1/deployments/:id/run': 'user',
+  'GET /v1/deployment_runs': 'user',
+  'GET /v1/deployment_runs/:id': 'user',
+
   // Importing a tenant's history (`corral import`) writes whole session logs: an admin's move.
   'POST /v1/corral/imports/sessions': 'admin',
 };

@@ -142,7 +142,29 @@ export const CORRAL_ENV = {
    * `OTEL_EXPORTER_OTLP_ENDPOINT` (docs/TELEMETRY.md). API (both functions), harness.
    */
   otlpHeadersParameter: 'CORRAL_OTLP_HEADERS_PARAMETER',
+  /**
+   * Deployments' schedules on EventBridge Scheduler (docs/DEPLOYMENTS.md): the schedule group, the
+   * role the scheduler assumes, and the deployment-fire function it invokes. Optional, all three
+   * or none (`readDeploymentSchedulesConfig`): without them deployments are stored and run now
+   * works, but no schedule fires. API (both functions).
+   */
+  scheduleGroup: 'CORRAL_SCHEDULE_GROUP',
+  schedulerRoleArn: 'CORRAL_SCHEDULER_ROLE_ARN',
+  deploymentFireArn: 'CORRAL_DEPLOYMENT_FIRE_ARN',
 } as const;
+
+/** Where deployments' schedules go on AWS, or undefined when the deployment of Corral has none. */
+export function readDeploymentSchedulesConfig(env: Record<string, string | undefined>): { group: string; roleArn: string; targetArn: string } | undefined {
+  const group = env[CORRAL_ENV.scheduleGroup] || undefined;
+  const roleArn = env[CORRAL_ENV.schedulerRoleArn] || undefined;
+  const targetArn = env[CORRAL_ENV.deploymentFireArn] || undefined;
+  if (!group && !roleArn && !targetArn) return undefined;
+  const missing = [!group && CORRAL_ENV.scheduleGroup, !roleArn && CORRAL_ENV.schedulerRoleArn, !targetArn && CORRAL_ENV.deploymentFireArn].filter(Boolean);
+  if (missing.length) throw new Error(`Corral configuration of deployments' schedules is invalid: ${missing.join(', ')}: required with the others`);
+  if (!/^arn:aws[a-z-]*:iam::\d{12}:role\//.test(roleArn!)) throw new Error(`Corral configuration of deployments' schedules is invalid: ${CORRAL_ENV.schedulerRoleArn}: expected an IAM role ARN`);
+  if (!/^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:/.test(targetArn!)) throw new Error(`Corral configuration of deployments' schedules is invalid: ${CORRAL_ENV.deploymentFireArn}: expected a Lambda function ARN`);
+  return { group: group!, roleArn: roleArn!, targetArn: targetArn! };
+}
 
 export type ConfigKey = keyof typeof CORRAL_ENV;
 export type ConfigEnvName = (typeof CORRAL_ENV)[ConfigKey];

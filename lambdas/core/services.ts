@@ -22,6 +22,7 @@ import type { CredentialProxyClient } from './vault/protocol.js';
 import { VaultService } from './vault/vaults.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { WorkspaceLimits } from './sandbox/client.js';
+import { DeploymentService } from './deployments/deployments.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -45,6 +46,8 @@ export interface CorralServices {
   previews?: PreviewChannel;
   /** The Files API (`client.beta.files`) over `blobs`; answers 503 when there is no blob store. */
   files: FileService;
+  /** `client.beta.deployments` and `deploymentRuns`; its `schedules` is set by the runtime that fires them. */
+  deployments: DeploymentService;
 }
 
 export function createServices(deps: {
@@ -93,6 +96,8 @@ export function createServices(deps: {
   workspaceLimits?: Partial<WorkspaceLimits>;
   /** Sandboxes started ahead per environment (`CORRAL_WARM_POOL`, sandbox/warm-pool.ts). @default - none */
   warmPool?: WarmPoolSettings;
+  /** The clock of deployments' schedules (the local runtime's may be time-scaled). @default Date.now */
+  deploymentClock?: () => number;
 }): CorralServices {
   // Every wake the core asks for is a span whose context goes with the message (telemetry/trace.ts).
   const queue = tracedWakeQueue(deps.queue);
@@ -156,5 +161,9 @@ export function createServices(deps: {
     blobs: deps.blobs,
     previews: deps.previews,
     files,
+    deployments: new DeploymentService(deps.table, agents, environments, sessions, vaults, {
+      ...(deps.deploymentClock ? { clock: deps.deploymentClock } : {}),
+      ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}),
+    }),
   };
 }

@@ -513,6 +513,30 @@ describe('session console in Chromium', () => {
     }
   }, 60_000);
 
+  it("lists deployments and a deployment's runs, each linked to its session; pauses and runs one now from the page", async () => {
+    const { agent, environment } = await createAgentAndEnvironment(t.client);
+    const d = await t.client.beta.deployments.create({
+      name: 'console nightly',
+      agent: agent.id,
+      environment_id: environment.id,
+      initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'report' }] }],
+      schedule: { type: 'cron', expression: '0 3 * * *', timezone: 'UTC' },
+    });
+    const first = await t.client.beta.deployments.run(d.id);
+    await page.goto(`${t.runtime.url}/console#deployments`);
+    await poll(() => page.locator(`#deployments tr[data-id="${d.id}"] .status`).textContent()).toBe('active');
+    await page.locator(`#deployments tr[data-id="${d.id}"] a`).click();
+    await poll(() => page.locator(`#runs tr[data-id="${first.id}"] a`).getAttribute('href')).toContain(`/console/sessions/${first.session_id}`);
+    await expect(page.locator('#deployment-schedule').textContent()).resolves.toContain('0 3 * * * (UTC)');
+    await page.locator('button.pause').click();
+    await poll(() => page.locator('#deployment-status').textContent()).toContain('paused');
+    await page.locator('button.run').click();
+    await poll(() => page.locator('#runs tr[data-id]').count()).toBe(2);
+    const runs = (await t.client.beta.deploymentRuns.list({ deployment_id: d.id })).data;
+    expect(runs).toHaveLength(2);
+    expect((await t.client.beta.deployments.retrieve(d.id)).status).toBe('paused');
+  });
+
   it('never put the key in a URL and threw no errors', () => {
     expect(urls.length).toBeGreaterThan(3);
     expect(urls.filter((u) => u.includes(t.runtime.apiKey))).toEqual([]);

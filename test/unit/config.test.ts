@@ -165,6 +165,18 @@ describe('the configuration contract', () => {
   });
 });
 
+describe("deployments' schedules", () => {
+  it('all three variables or none; ARNs of the right kind', async () => {
+    const { readDeploymentSchedulesConfig } = await import('../../lambdas/core/config.js');
+    expect(readDeploymentSchedulesConfig({})).toBeUndefined();
+    const env = { CORRAL_SCHEDULE_GROUP: 'g', CORRAL_SCHEDULER_ROLE_ARN: 'arn:aws:iam::123456789012:role/s', CORRAL_DEPLOYMENT_FIRE_ARN: 'arn:aws:lambda:eu-west-1:123456789012:function:f' };
+    expect(readDeploymentSchedulesConfig(env)).toEqual({ group: 'g', roleArn: env.CORRAL_SCHEDULER_ROLE_ARN, targetArn: env.CORRAL_DEPLOYMENT_FIRE_ARN });
+    expect(() => readDeploymentSchedulesConfig({ CORRAL_SCHEDULE_GROUP: 'g' })).toThrow(/CORRAL_SCHEDULER_ROLE_ARN, CORRAL_DEPLOYMENT_FIRE_ARN: required/);
+    expect(() => readDeploymentSchedulesConfig({ ...env, CORRAL_SCHEDULER_ROLE_ARN: 'role' })).toThrow(/expected an IAM role ARN/);
+    expect(() => readDeploymentSchedulesConfig({ ...env, CORRAL_DEPLOYMENT_FIRE_ARN: 'f' })).toThrow(/expected a Lambda function ARN/);
+  });
+});
+
 describe('CORRAL_WARM_POOL', () => {
   it('reads sizes per environment and the age a pooled sandbox may reach, within the hard maximum', () => {
     expect(readWarmPool({})).toBeUndefined();

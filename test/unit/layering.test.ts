@@ -24,6 +24,8 @@ const LAYERS = {
   sandbox: ['sandbox/'],
   cli: ['cli/'],
 } satisfies Record<string, string[]>;
+// The deployments' scheduled-run function (EventBridge Scheduler's target) is an entry too.
+LAYERS.entries.push('lambdas/deployment-fire/');
 type Layer = keyof typeof LAYERS;
 
 /**

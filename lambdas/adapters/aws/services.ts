@@ -3,6 +3,8 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { CORRAL_ENV, readServicesConfig, readWarmPool, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
+import { readDeploymentSchedulesConfig } from '../../core/config.js';
+import { EventBridgeDeploymentSchedules } from './deployment-schedules.js';
 import type { HarnessOptions } from '../../core/harness/harness.js';
 import type { Logger } from '../../core/logger.js';
 import type { ModelClient, ModelRequest, ModelResponse } from '../../core/harness/model.js';
@@ -188,5 +190,8 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     // Only the harness is given CORRAL_WARM_POOL (the stack): it claims and refills.
     warmPool: readWarmPool(opts.env ?? process.env),
   });
+  // Deployments' schedules on EventBridge Scheduler (the API function's; docs/DEPLOYMENTS.md).
+  const schedules = readDeploymentSchedulesConfig(opts.env ?? process.env);
+  if (schedules) services.deployments.schedules = new EventBridgeDeploymentSchedules({ ...schedules, credentials: dynamodb.config.credentials, region: dynamodb.config.region });
   return { services, config, clients: { dynamodb, sqs, ecs } };
 }

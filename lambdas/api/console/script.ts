@@ -11,7 +11,8 @@
  *   issuer with a client id (`GET /corral/auth`), signs in with it instead (ui/oidc.ts);
  * - `/console`: the sessions, newest first; `/console/sessions/{id}`: one session, live (ui/sessions.ts);
  * - `/console#agents`, `#agents/{id}`, `#environments` (ui/manage.ts), `#vaults`, `#vaults/{id}`
- *   (ui/vaults.ts), `#new-session` (ui/start.ts): create, edit, list and archive through the API.
+ *   (ui/vaults.ts), `#new-session` (ui/start.ts): create, edit, list and archive through the API;
+ * - `/console#deployments`, `#deployments/{id}` (ui/deployments.ts): deployments and their runs.
  *
  * Every value from the API is put in the page with `textContent`, never parsed as HTML.
  */
@@ -23,6 +24,7 @@ import { app, crumb, hooks, stopAll } from './ui/shell.js';
 import { showList, showSession } from './ui/sessions.js';
 import { showNewSession } from './ui/start.js';
 import { showVault, showVaults } from './ui/vaults.js';
+import { showDeployment, showDeployments } from './ui/deployments.js';
 
 document.getElementById('brand')!.setAttribute('href', base + '/console');
 document.getElementById('menu')!.replaceChildren(...([
@@ -30,6 +32,7 @@ document.getElementById('menu')!.replaceChildren(...([
   ['Agents', '#agents'],
   ['Environments', '#environments'],
   ['Vaults', '#vaults'],
+  ['Deployments', '#deployments'],
 ] as const).map(([label, hash]) => h('a', { href: base + '/console' + hash, id: 'menu-' + label.toLowerCase(), text: label })));
 
 // --- the API key ---------------------------------------------------------------------------------
@@ -91,6 +94,7 @@ function route(): void {
   else if (view === 'environments') void showEnvironments();
   else if (view === 'vaults') void (id ? showVault(id) : showVaults());
   else if (view === 'new-session') void showNewSession();
+  else if (view === 'deployments') void (id ? showDeployment(id) : showDeployments());
   else void showList();
 }
 

@@ -183,3 +183,33 @@ export const SESSION_PARTITION_PREFIX = SESSION;
 export const RATE_LIMIT_PARTITIONS = `${RATE}*`;
 /** IAM `dynamodb:LeadingKeys` pattern of every preview-watch item. */
 export const PREVIEW_WATCH_PARTITIONS = `${PREVIEW_WATCH}*`;
+
+// --- deployments (core/deployments/) -----------------------------------------------------------
+//
+// | item                  | pk                   | sk                       | gsi1pk                     | gsi1sk |
+// |-----------------------|----------------------|--------------------------|----------------------------|--------|
+// | deployment            | `deployment#<id>`    | `head`                   | `<tenant>#deployments`     | id     |
+// | last scheduled run    | `deployment#<id>`    | `lastrun`                |                            |        |
+// | fire claim            | `deployment#<id>`    | `fire#<scheduled ISO>` or `fire#manual#<run id>` |    |        |
+// | deployment run        | `drun#<id>`          | `head`                   | `<tenant>#deployment_runs` | id     |
+
+const DEPLOYMENT = 'deployment#';
+const DEPLOYMENT_RUN = 'drun#';
+
+export const deploymentKeys = {
+  deployment: (id: string) => ({ pk: `${DEPLOYMENT}${id}`, sk: HEAD_SK }),
+  deploymentIndex: (tenant: string) => `${tenant}#deployments`,
+  /** When the deployment's schedule last started a run: apart from the head, so a fire never rewrites the template. */
+  lastRun: (id: string) => ({ pk: `${DEPLOYMENT}${id}`, sk: 'lastrun' }),
+  /**
+   * The claim of one scheduled time (or one manual run): written only if absent, so a scheduler
+   * that fires twice for the same time finds the first claim and starts nothing.
+   */
+  fireClaim: (id: string, scheduledAt: string) => ({ pk: `${DEPLOYMENT}${id}`, sk: `fire#${scheduledAt}` }),
+  manualClaim: (id: string, runId: string) => ({ pk: `${DEPLOYMENT}${id}`, sk: `fire#manual#${runId}` }),
+  run: (runId: string) => ({ pk: `${DEPLOYMENT_RUN}${runId}`, sk: HEAD_SK }),
+  runIndex: (tenant: string) => `${tenant}#deployment_runs`,
+} as const;
+
+/** Partition-key prefix of every deployment's items (the local scheduler's start-up scan). */
+export const DEPLOYMENT_PARTITION_PREFIX = DEPLOYMENT;

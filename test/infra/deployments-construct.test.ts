@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import { Deployments } from '../../infra/lib/constructs/deployments.js';
+import { Network } from '../../infra/lib/constructs/network.js';
+import { SessionLog } from '../../infra/lib/constructs/session-log.js';
+import { WakeQueue } from '../../infra/lib/constructs/wake-queue.js';
+import { readDeploymentSchedulesConfig } from '../../lambdas/core/config.js';
+
+/**
+ * The deployments construct on its own (it is not yet composed into CorralStack): the schedule
+ * group, the role EventBridge Scheduler assumes (only it, only from this account, and it may only
+ * invoke the fire function), and what the API's role gets to manage the schedules.
+ */
+const cdkContext = JSON.parse(readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8')).context as Record<string, unknown>;
+
+describe('the deployments construct', () => {
+  const app = new App({ context: { ...cdkContext, 'aws:cdk:bundling-stacks': [] } });
+  const stack = new Stack(app, 'DeploymentsTest', { env: { account: '123456789012', region: 'eu-west-1' } });
+  const sessionLog = new SessionLog(stack, 'SessionLog', {});
+  const wakeQueue = new WakeQueue(stack, 'WakeQueue', { visibilityTimeout: Duration.minutes(6) });
+  const network = new Network(stack, 'Network', {});
+  const deployments = new Deployments(stack, 'Deployments', { sessionLog, wakeQueue, network, environment: {}, serviceName: 'corral', metricsNamespace: 'Corral' });
+  const apiRole = new iam.Role(stack, 'ApiRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com') });
+  deployments.grantManageSchedules(apiRole);
+  const template = Template.fromStack(stack);
+  const json = template.toJSON() as { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+  const logicalId = (c: { node: { defaultChild?: unknown } } | unknown) => stack.getLogicalId(((c as { node: { defaultChild: unknown } }).node.defaultChild ?? c) as never);
+  const policiesOf = (roleId: string) =>
+    Object.values(json.Resources)
+      .filter((r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(roleId))
+      .flatMap((r) => (r.Properties.PolicyDocument as { Statement: Array<Record<string, unknown>> }).Statement);
+
+  it('has one schedule group', () => {
+    template.resourceCountIs('AWS::Scheduler::ScheduleGroup', 1);
+  });
+
+  it('the scheduler role: assumed by EventBridge Scheduler of this account only, and allowed to invoke the fire function only', () => {
+    const role = json.Resources[logicalId(deployments.schedulerRole)];
+    expect(role.Properties.AssumeRolePolicyDocument).toMatchObject({
+      Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'scheduler.amazonaws.com' }, Condition: { StringEquals: { 'aws:SourceAccount': '123456789012' } } }],
+    });
+    const statements = policiesOf(logicalId(deployments.schedulerRole));
+    expect(statements.map((s) => s.Action)).toEqual(['lambda:InvokeFunction']);
+    expect(JSON.stringify(statements[0].Resource)).toContain(logicalId(deployments.fireFunction));
+  });
+
+  it("the API's role may manage only this group's corral-* schedules, and pass the scheduler role only to EventBridge Scheduler", () => {
+    const statements = policiesOf(logicalId(apiRole));
+    const manage = statements.find((s) => JSON.stringify(s.Action).includes('scheduler:'))!;
+    expect([...(manage.Action as string[])].sort()).toEqual(['scheduler:CreateSchedule', 'scheduler:DeleteSchedule', 'scheduler:GetSchedule', 'scheduler:UpdateSchedule']);
+    expect(JSON.stringify(manage.Resource)).toMatch(/:schedule\/".*\/corral-\*/);
+    const pass = statements.find((s) => s.Action === 'iam:PassRole')!;
+    expect(pass.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } });
+    expect(JSON.stringify(pass.Resource)).toContain(logicalId(deployments.schedulerRole));
+    expect(statements.filter((s) => s.Action === '*' || JSON.stringify(s.Resource) === '"*"')).toEqual([]);
+  });
+
+  it("the fire function reads and writes the tables and sends wakes; the API's variables are the configuration contract's", () => {
+    const fn = json.Resources[logicalId(deployments.fireFunction)];
+    expect(fn.Type).toBe('AWS::Lambda::Function');
+    expect(Object.keys(deployments.environment).sort()).toEqual(['CORRAL_DEPLOYMENT_FIRE_ARN', 'CORRAL_SCHEDULER_ROLE_ARN', 'CORRAL_SCHEDULE_GROUP']);
+    const actions = JSON.stringify(policiesOf(fn.Properties.Role ? JSON.stringify(fn.Properties.Role).match(/"Fn::GetAtt":\["(\w+)"/)![1] : '').map((s) => s.Action));
+    expect(actions).toContain('dynamodb:PutItem');
+    expect(actions).toContain('sqs:SendMessage');
+    expect(() => readDeploymentSchedulesConfig({ CORRAL_SCHEDULE_GROUP: 'g' })).toThrow();
+  });
+});
