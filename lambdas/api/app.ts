@@ -21,6 +21,7 @@ import { errorBody, toErrorResponse, type Env } from './http.js';
 import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
 import { vaultRoutes } from './vaults.js';
+import { memoryStoreRoutes } from './memory-stores.js';
 import type { LogNotifier, StreamOptions } from './stream.js';
 import { strictQuery } from './query-params.js';
 import { requiredRole } from './route-roles.js';
@@ -163,6 +164,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier, opts.stream));
   app.route('/v1/vaults', vaultRoutes(s));
   app.route('/v1/files', fileRoutes(s));
+  app.route('/v1/memory_stores', memoryStoreRoutes(s));
   app.route('/v1/corral/imports', importRoutes(s)); // Corral extension: `corral import`
   return app;
 }

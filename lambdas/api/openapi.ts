@@ -37,6 +37,7 @@ import {
   VaultUpdate,
 } from '../core/api/schemas.js';
 import { SandboxHandoff } from './sandboxes.js';
+import { MEMORY_STORE_OPERATIONS } from './memory-openapi.js';
 import { EVENT_TYPES } from '../core/session/events.js';
 import { PREVIEW_TYPES, type PreviewType } from '../core/session/previews.js';
 
@@ -318,6 +319,7 @@ export const OPERATIONS: Operation[] = [
     method: 'get', path: '/console/sessions/{id}', operationId: 'consoleSession', summary: 'Session console: one session as a live timeline (a web page)', tag: 'console',
     response: 'html', public: true, extension: true,
   },
+  ...MEMORY_STORE_OPERATIONS,
 ];
 
 const REF = (id: string) => `#/components/schemas/${id}`;
@@ -437,6 +439,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'events' },
       { name: 'vaults', description: 'Vaults and credentials: secret fields are write-only' },
       { name: 'files', description: 'Files: uploads, and what sessions write under /mnt/session/outputs' },
+      { name: 'memory_stores', description: 'Memory stores: memories by path, their versions, redaction' },
       { name: 'corral', description: 'Probes and this document' },
       { name: 'console', description: 'The session console (web pages)' },
     ],

@@ -22,6 +22,7 @@ import type { CredentialProxyClient } from './vault/protocol.js';
 import { VaultService } from './vault/vaults.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { WorkspaceLimits } from './sandbox/client.js';
+import { MemoryStoreService } from './memory/store.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -45,6 +46,8 @@ export interface CorralServices {
   previews?: PreviewChannel;
   /** The Files API (`client.beta.files`) over `blobs`; answers 503 when there is no blob store. */
   files: FileService;
+  /** Memory stores (`client.beta.memoryStores`), in the state table (memory/store.ts). */
+  memoryStores: MemoryStoreService;
 }
 
 export function createServices(deps: {
@@ -100,6 +103,7 @@ export function createServices(deps: {
   const environments = new EnvironmentService(deps.table);
   const files = new FileService(deps.table, deps.blobs);
   const vaults = new VaultService(deps.table, deps.credentialProxy);
+  const memoryStores = new MemoryStoreService(deps.table);
   const sessions = new SessionService(deps.table, deps.events, agents, environments, queue, {
     vaults,
     secrets: deps.credentialProxy,
@@ -156,5 +160,6 @@ export function createServices(deps: {
     blobs: deps.blobs,
     previews: deps.previews,
     files,
+    memoryStores,
   };
 }
