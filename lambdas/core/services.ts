@@ -114,6 +114,10 @@ export function createServices(deps: {
     get: (tenant: string, id: string) => files.get(tenant, id),
     deleteSessionFiles: (tenant: string, sessionId: string) => files.deleteSessionFiles(tenant, sessionId),
     refusal: async () => deps.sandboxProvider.sessionFilesRefusal?.(),
+  }, {
+    get: (tenant: string, id: string) => memoryStores.get(tenant, id),
+    // Stores are mounted where the session's files are: a sandbox without /mnt cannot have them.
+    refusal: async () => deps.sandboxProvider.sessionFilesRefusal?.(),
   });
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
   const leases = new LeaseManager(deps.table, deps.leaseTtlMs, deps.clock);
@@ -137,6 +141,7 @@ export function createServices(deps: {
       ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}),
       // With a blob store, an environment's pip and npm packages are installed once per version (package-cache.ts).
       ...(deps.blobs ? { packageCache: { blobs: deps.blobs } } : {}),
+      memoryStores,
     },
   );
   const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue, mcp, notifier: deps.notifier, previews: deps.previews };
