@@ -44,12 +44,13 @@ export function memoryScenarios(_r: Rehearsal): Scenario[] {
           if (JSON.stringify(all.data).includes(`${marker}-v1`)) fail('a version list still carries the redacted content');
 
           const second = await ctx.newSession('default', { resources: [{ type: 'memory_store', memory_store_id: store.id, access: 'read_only' }] });
-          const read = await runTurn(ctx, second, `Use bash to run \`cat ${mount}/notes/today.md; echo x > ${mount}/notes/today.md || echo refused\` and tell me what it printed.`);
+          // (A write to the read-only mount is not tried here: the rehearsal's tasks run without the image's uid split, so
+          // the tools are the agent's user; test/e2e/memory-stores.test.ts proves the refusal where the split is real.)
+          const read = await runTurn(ctx, second, `Use bash to run \`cat ${mount}/notes/today.md\` and tell me what it printed.`);
           const out = toolResults(read);
           if (!out.includes(`${marker}-v2`)) fail(`the next session did not read the memory: ${out.slice(0, 300)}`);
           if (out.includes(`${marker}-v1`)) fail('the next session still sees the redacted content');
-          if (!out.includes('refused')) fail(`a read-only mount took a write: ${out.slice(0, 300)}`);
-          return `the agent's write became version ${memory.memory_version_id} of session ${first}; the next session read ${marker}-v2 (read-only, its write refused); the redacted version is gone from the reads`;
+          return `the agent's write became version ${memory.memory_version_id} of session ${first}; the next session read ${marker}-v2 (mounted read-only); the redacted version is gone from the reads`;
         } finally {
           await ctx.client.beta.memoryStores.delete(store.id).catch(() => undefined);
         }
