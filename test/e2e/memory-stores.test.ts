@@ -23,17 +23,17 @@ describe('memory stores', () => {
   afterAll(() => t?.close());
 
   /** One session that runs `command` with bash and ends; the tool result's text. */
-  async function runBash(resources: Anthropic.Beta.Sessions.SessionCreateParams['resources'], command: string): Promise<{ sessionId: string; output: string; system: string }> {
+  async function runBash(resources: Anthropic.Beta.Sessions.SessionCreateParams['resources'], command: string): Promise<{ sessionId: string; output: string; system: string; resultAt: string }> {
     const session = await c.beta.sessions.create({ agent: agentId, environment_id: environmentId, resources });
     t.fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command } }] }, { kind: 'text', text: 'done' });
     const stream = await c.beta.sessions.events.stream(session.id);
     await c.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'go' }] }] });
     await collectUntil(stream, isIdle);
     stream.controller.abort();
-    const events = (await listAll(c, session.id)) as Array<{ type: string; content?: unknown }>;
+    const events = (await listAll(c, session.id)) as Array<{ type: string; content?: unknown; processed_at?: string }>;
     const result = events.find((e) => e.type === 'agent.tool_result');
     const system = JSON.stringify(t.fake.requests.at(-1)?.body.system ?? '');
-    return { sessionId: session.id, output: JSON.stringify(result?.content ?? null), system };
+    return { sessionId: session.id, output: JSON.stringify(result?.content ?? null), system, resultAt: String(result?.processed_at) };
   }
 
   it('a memory written in one session is read in the next; a redacted version is gone from every read', async () => {
@@ -52,6 +52,8 @@ describe('memory stores', () => {
     expect(memory.content).toBe('drinks: secret-tea');
     const written = await c.beta.memoryStores.memoryVersions.list(store.id, { session_id: first.sessionId });
     expect(written.data).toEqual([expect.objectContaining({ operation: 'created', created_by: { type: 'session_actor', session_id: first.sessionId } })]);
+    // Recorded before the tool's result was: the log is never ahead of the store.
+    expect(Date.parse(written.data[0].created_at)).toBeLessThanOrEqual(Date.parse(first.resultAt));
 
     // Session 2 reads it.
     const second = await runBash([{ type: 'memory_store', memory_store_id: store.id }], 'cat /mnt/memory/user-prefs/user/drinks.md');

@@ -4,9 +4,11 @@
  * by the sandbox manager on every tool call (`core/sandbox/memory-mounts.ts`).
  */
 import { InvalidRequestError, NotFoundError } from '../errors.js';
-import type { SessionResource } from '../resources/sessions.js';
 import { memoryMountPath, MEMORY_MOUNT_ROOT } from './paths.js';
 import type { MemoryStore } from './store.js';
+
+/** A session resource as stored (resources/sessions.ts's `SessionResource`, which imports this module). */
+type SessionResource = { id: string; type: string; created_at: string; updated_at: string; [k: string]: unknown };
 
 /** Most memory stores one session mounts. */
 export const MAX_MEMORY_STORES_PER_SESSION = 8;

@@ -28,18 +28,7 @@ import { MAX_MEMORY_BYTES, memoryPathProblem } from '../memory/paths.js';
 import { CorralError } from '../errors.js';
 import { rawRequest, unavailable, describeEndpoint, type RawResponse } from './client.js';
 import { SandboxUnavailableError, type SandboxEndpoint } from './types.js';
-
-export interface PlannedMemoryStore {
-  storeId: string;
-  mountPath: string;
-  access: 'read_write' | 'read_only';
-}
-
-/** A `memory_store` resource as the plan needs it, or null when it is not a mountable one. */
-export function plannedMemoryStore(r: Record<string, unknown>): PlannedMemoryStore | null {
-  if (typeof r.memory_store_id !== 'string' || typeof r.mount_path !== 'string' || !/^\/mnt\/memory\/[a-z0-9][a-z0-9-]{0,69}$/.test(r.mount_path)) return null;
-  return { storeId: r.memory_store_id, mountPath: r.mount_path, access: r.access === 'read_only' ? 'read_only' : 'read_write' };
-}
+import type { PlannedMemoryStore } from '../memory/planned.js';
 
 /** The agent's `/memory/*` calls. Failures to reach it are `SandboxUnavailableError`. */
 class SandboxMemoryClient {

@@ -20,7 +20,7 @@
  * No credential is ever in a plan: a repository says only which channel it needs.
  */
 import path from 'node:path';
-import { plannedMemoryStore, type PlannedMemoryStore } from './memory-mounts.js';
+import { plannedMemoryStore, type PlannedMemoryStore } from '../memory/planned.js';
 import { normalizeRepositoryUrl } from '../vault/types.js';
 import { planEgress, type EgressPolicy } from './egress.js';
 import type { SystemPrincipal } from '../storage/principal.js';
