@@ -23,17 +23,17 @@ describe('memory stores', () => {
   afterAll(() => t?.close());
 
   /** One session that runs `command` with bash and ends; the tool result's text. */
-  async function runBash(resources: Anthropic.Beta.Sessions.SessionCreateParams['resources'], command: string): Promise<{ sessionId: string; output: string; system: string; resultAt: string }> {
+  async function runBash(resources: Anthropic.Beta.Sessions.SessionCreateParams['resources'], ...commands: string[]): Promise<{ sessionId: string; output: string; system: string; resultAt: string }> {
     const session = await c.beta.sessions.create({ agent: agentId, environment_id: environmentId, resources });
-    t.fake.push({ kind: 'tool_use', calls: [{ name: 'bash', input: { command } }] }, { kind: 'text', text: 'done' });
+    t.fake.push(...commands.map((command) => ({ kind: 'tool_use' as const, calls: [{ name: 'bash', input: { command } }] })), { kind: 'text', text: 'done' });
     const stream = await c.beta.sessions.events.stream(session.id);
     await c.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'go' }] }] });
     await collectUntil(stream, isIdle);
     stream.controller.abort();
     const events = (await listAll(c, session.id)) as Array<{ type: string; content?: unknown; processed_at?: string }>;
-    const result = events.find((e) => e.type === 'agent.tool_result');
+    const results = events.filter((e) => e.type === 'agent.tool_result');
     const system = JSON.stringify(t.fake.requests.at(-1)?.body.system ?? '');
-    return { sessionId: session.id, output: JSON.stringify(result?.content ?? null), system, resultAt: String(result?.processed_at) };
+    return { sessionId: session.id, output: JSON.stringify(results.map((r) => r.content)), system, resultAt: String(results[0]?.processed_at) };
   }
 
   it('a memory written in one session is read in the next; a redacted version is gone from every read', async () => {
@@ -42,34 +42,41 @@ describe('memory stores', () => {
     expect(session.resources).toEqual([expect.objectContaining({ type: 'memory_store', memory_store_id: store.id, access: 'read_write', mount_path: '/mnt/memory/user-prefs', name: 'User Prefs' })]);
     await c.beta.sessions.delete(session.id);
 
-    // Session 1 writes with bash; the tool's result comes back once the write is a memory version.
-    const first = await runBash([{ type: 'memory_store', memory_store_id: store.id }], 'mkdir -p /mnt/memory/user-prefs/user && printf "drinks: secret-tea" > /mnt/memory/user-prefs/user/drinks.md && echo wrote');
+    // Session 1 writes with bash, then corrects itself; each tool result comes back once its write is a memory version.
+    const first = await runBash(
+      [{ type: 'memory_store', memory_store_id: store.id }],
+      'mkdir -p /mnt/memory/user-prefs/user && printf "drinks: secret-tea" > /mnt/memory/user-prefs/user/drinks.md && echo wrote',
+      'printf "drinks: coffee" > /mnt/memory/user-prefs/user/drinks.md',
+    );
     expect(first.output).toContain('wrote');
     expect(first.system).toContain('/mnt/memory/user-prefs (read-write)');
     const listed = await c.beta.memoryStores.memories.list(store.id);
     expect(listed.data.map((m) => m.path)).toEqual(['/user/drinks.md']);
-    const memory = await c.beta.memoryStores.memories.retrieve((listed.data[0] as { id: string }).id, { memory_store_id: store.id });
-    expect(memory.content).toBe('drinks: secret-tea');
-    const written = await c.beta.memoryStores.memoryVersions.list(store.id, { session_id: first.sessionId });
-    expect(written.data).toEqual([expect.objectContaining({ operation: 'created', created_by: { type: 'session_actor', session_id: first.sessionId } })]);
+    const memoryId = (listed.data[0] as { id: string }).id;
+    const written = await c.beta.memoryStores.memoryVersions.list(store.id, { session_id: first.sessionId, view: 'full' });
+    const actor = { type: 'session_actor', session_id: first.sessionId };
+    expect(written.data).toEqual([
+      expect.objectContaining({ operation: 'modified', content: 'drinks: coffee', created_by: actor }),
+      expect.objectContaining({ operation: 'created', content: 'drinks: secret-tea', created_by: actor }),
+    ]);
     // Recorded before the tool's result was: the log is never ahead of the store.
-    expect(Date.parse(written.data[0].created_at)).toBeLessThanOrEqual(Date.parse(first.resultAt));
+    expect(Date.parse(written.data[1].created_at)).toBeLessThanOrEqual(Date.parse(first.resultAt));
 
-    // Session 2 reads it.
-    const second = await runBash([{ type: 'memory_store', memory_store_id: store.id }], 'cat /mnt/memory/user-prefs/user/drinks.md');
-    expect(second.output).toContain('drinks: secret-tea');
-
-    // The user replaces it and redacts the first version: gone from the version reads, the memory and the next sandbox.
-    await c.beta.memoryStores.memories.update(memory.id, { memory_store_id: store.id, content: 'drinks: coffee' });
-    await c.beta.memoryStores.memoryVersions.redact(memory.memory_version_id, { memory_store_id: store.id });
-    const version = await c.beta.memoryStores.memoryVersions.retrieve(memory.memory_version_id, { memory_store_id: store.id });
-    expect(version).toMatchObject({ content: null, path: null, content_sha256: null, redacted_at: expect.any(String) });
+    // The first version is redacted: gone from the version reads and from the memory.
+    const secret = written.data[1].id;
+    await c.beta.memoryStores.memoryVersions.redact(secret, { memory_store_id: store.id });
+    expect(await c.beta.memoryStores.memoryVersions.retrieve(secret, { memory_store_id: store.id })).toMatchObject({
+      content: null, path: null, content_sha256: null, redacted_at: expect.any(String),
+    });
     const versions = await c.beta.memoryStores.memoryVersions.list(store.id, { view: 'full' });
+    expect(versions.data).toHaveLength(2);
     expect(JSON.stringify(versions.data)).not.toContain('secret-tea');
-    expect(JSON.stringify(await c.beta.memoryStores.memories.retrieve(memory.id, { memory_store_id: store.id }))).not.toContain('secret-tea');
-    const third = await runBash([{ type: 'memory_store', memory_store_id: store.id }], 'grep -r . /mnt/memory/ ; true');
-    expect(third.output).toContain('drinks: coffee');
-    expect(third.output).not.toContain('secret-tea');
+    expect((await c.beta.memoryStores.memories.retrieve(memoryId, { memory_store_id: store.id })).content).toBe('drinks: coffee');
+
+    // Session 2 reads what session 1 wrote, and nothing of the redacted version is in its mount.
+    const second = await runBash([{ type: 'memory_store', memory_store_id: store.id }], 'grep -r . /mnt/memory/ ; true');
+    expect(second.output).toContain('drinks: coffee');
+    expect(second.output).not.toContain('secret-tea');
   });
 
   it('a read-only mount refuses writes, and nothing reaches the store', async () => {
