@@ -729,6 +729,90 @@ const COMMANDS: Record<string, Command> = {
       ctx.out(`run ${ctx.style.bold(r.id)} started session ${ctx.style.bold(r.session_id!)}\n`);
     },
   },
+  'memory-stores list': {
+    usage: 'corral memory-stores list [--limit N] [--all] [--archived]',
+    summary: 'List memory stores',
+    args: [0, 0],
+    options: LIST,
+    async run(ctx, v) {
+      const { items, more } = await collect(ctx.sdk().beta.memoryStores.list({ limit: int(v.limit, 'limit', 1), include_archived: !!v.archived }, { signal: ctx.io.signal }), !!v.all);
+      printList(ctx, items, more, ['ID', 'NAME', 'CREATED', 'ARCHIVED'], (x) => [x.id, x.name, fmtDate(x.created_at), x.archived_at ? fmtDate(x.archived_at) : '-'], (x) => x.id);
+    },
+  },
+  'memory-stores show': {
+    usage: 'corral memory-stores show STORE_ID',
+    summary: 'Show a memory store',
+    args: [1, 1],
+    async run(ctx, _v, [id]) {
+      const s = await ctx.sdk().beta.memoryStores.retrieve(id, {}, { signal: ctx.io.signal });
+      if (ctx.json) return ctx.out(JSON.stringify(s, null, 2) + '\n');
+      if (ctx.quiet) return ctx.out(s.id + '\n');
+      const rows: Array<[string, string]> = [
+        ['id', s.id],
+        ['name', s.name],
+        ['description', s.description || '-'],
+        ['created', fmtDate(s.created_at)],
+        ['updated', fmtDate(s.updated_at)],
+      ];
+      if (s.archived_at) rows.push(['archived', fmtDate(s.archived_at)]);
+      if (Object.keys(s.metadata ?? {}).length) rows.push(['metadata', Object.entries(s.metadata).map(([k, val]) => `${k}=${val}`).join(' ')]);
+      ctx.out(rows.map(([k, val]) => `${ctx.style.dim(k.padEnd(12))} ${val}`).join('\n') + '\n');
+    },
+  },
+  'memory-stores memories': {
+    usage: 'corral memory-stores memories STORE_ID [--prefix /DIR/] [--limit N] [--all]',
+    summary: "List a memory store's memories by path",
+    args: [1, 1],
+    options: { ...LIST, prefix: { type: 'string' } },
+    async run(ctx, v, [id]) {
+      const prefix = v.prefix as string | undefined;
+      const { items, more } = await collect(
+        ctx.sdk().beta.memoryStores.memories.list(id, { limit: int(v.limit, 'limit', 1), ...(prefix ? { path_prefix: prefix } : {}) }, { signal: ctx.io.signal }),
+        !!v.all,
+      );
+      const rows = items.filter((m): m is Anthropic.Beta.MemoryStores.BetaManagedAgentsMemory => m.type === 'memory');
+      printList(ctx, rows, more, ['ID', 'PATH', 'BYTES', 'UPDATED'], (m) => [m.id, m.path, String(m.content_size_bytes), fmtDate(m.updated_at)], (m) => m.id);
+    },
+  },
+  'memory-stores memory': {
+    usage: 'corral memory-stores memory STORE_ID MEMORY_ID',
+    summary: "Print a memory's content",
+    args: [2, 2],
+    async run(ctx, _v, [id, memoryId]) {
+      const m = await ctx.sdk().beta.memoryStores.memories.retrieve(memoryId, { memory_store_id: id }, { signal: ctx.io.signal });
+      if (ctx.json) return ctx.out(JSON.stringify(m, null, 2) + '\n');
+      ctx.out(m.content ?? '');
+      if (m.content && !m.content.endsWith('\n')) ctx.out('\n');
+    },
+  },
+  'memory-stores versions': {
+    usage: 'corral memory-stores versions STORE_ID [--memory MEMORY_ID] [--limit N] [--all]',
+    summary: "List a memory store's versions, newest first (who wrote each, which are redacted)",
+    args: [1, 1],
+    options: { ...LIST, memory: { type: 'string' } },
+    async run(ctx, v, [id]) {
+      const memoryId = v.memory as string | undefined;
+      const { items, more } = await collect(
+        ctx.sdk().beta.memoryStores.memoryVersions.list(id, { limit: int(v.limit, 'limit', 1), ...(memoryId ? { memory_id: memoryId } : {}) }, { signal: ctx.io.signal }),
+        !!v.all,
+      );
+      const by = (x: Anthropic.Beta.MemoryStores.BetaManagedAgentsMemoryVersion) => (x.created_by?.type === 'session_actor' ? x.created_by.session_id : 'api');
+      printList(
+        ctx, items, more, ['ID', 'MEMORY', 'OPERATION', 'PATH', 'BY', 'CREATED'],
+        (x) => [x.id, x.memory_id, x.redacted_at ? `${x.operation} (redacted)` : x.operation, x.path ?? '-', by(x), fmtDate(x.created_at)],
+        (x) => x.id,
+      );
+    },
+  },
+  'memory-stores redact': {
+    usage: 'corral memory-stores redact STORE_ID VERSION_ID',
+    summary: "Redact a memory version: its content is removed for good",
+    args: [2, 2],
+    async run(ctx, _v, [id, versionId]) {
+      const r = await ctx.sdk().beta.memoryStores.memoryVersions.redact(versionId, { memory_store_id: id }, { signal: ctx.io.signal });
+      printCreated(ctx, r, `redacted ${ctx.style.bold(r.id)} (memory ${r.memory_id})`);
+    },
+  },
   login: {
     usage: 'corral login [--issuer URL]',
     summary: "Sign in with the server's identity provider (device code); later commands send the token",
@@ -797,6 +881,8 @@ function runRow(r: Anthropic.Beta.DeploymentRuns.BetaManagedAgentsDeploymentRun)
   const scheduled = r.trigger_context.type === 'schedule' ? fmtDate(r.trigger_context.scheduled_at) : '-';
   return [r.id, r.trigger_context.type, scheduled, fmtDate(r.created_at), r.session_id ?? `${r.error?.type}: ${r.error?.message}`];
 }
+
+RESOURCES.add('memory-stores');
 
 function help(style: Style): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));

@@ -22,6 +22,7 @@ import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
 import { vaultRoutes } from './vaults.js';
 import { deploymentRoutes, deploymentRunRoutes } from './deployments.js';
+import { memoryStoreRoutes } from './memory-stores.js';
 import type { LogNotifier, StreamOptions } from './stream.js';
 import { strictQuery } from './query-params.js';
 import { requiredRole } from './route-roles.js';
@@ -166,6 +167,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/v1/files', fileRoutes(s));
   app.route('/v1/deployments', deploymentRoutes(s));
   app.route('/v1/deployment_runs', deploymentRunRoutes(s));
+  app.route('/v1/memory_stores', memoryStoreRoutes(s));
   app.route('/v1/corral/imports', importRoutes(s)); // Corral extension: `corral import`
   return app;
 }

@@ -38,6 +38,7 @@ import {
 } from '../core/api/schemas.js';
 import { DeploymentCreate, DeploymentResponse, DeploymentRunResponse, DeploymentUpdate } from '../core/api/deployment-schemas.js';
 import { SandboxHandoff } from './sandboxes.js';
+import { MEMORY_STORE_OPERATIONS } from './memory-openapi.js';
 import { EVENT_TYPES } from '../core/session/events.js';
 import { PREVIEW_TYPES, type PreviewType } from '../core/session/previews.js';
 
@@ -353,6 +354,7 @@ export const OPERATIONS: Operation[] = [
     method: 'get', path: '/console/sessions/{id}', operationId: 'consoleSession', summary: 'Session console: one session as a live timeline (a web page)', tag: 'console',
     response: 'html', public: true, extension: true,
   },
+  ...MEMORY_STORE_OPERATIONS,
 ];
 
 const REF = (id: string) => `#/components/schemas/${id}`;
@@ -473,6 +475,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'vaults', description: 'Vaults and credentials: secret fields are write-only' },
       { name: 'files', description: 'Files: uploads, and what sessions write under /mnt/session/outputs' },
       { name: 'deployments', description: 'Deployments: session templates started on a cron schedule or on demand, and their runs' },
+      { name: 'memory_stores', description: 'Memory stores: memories by path, their versions, redaction' },
       { name: 'corral', description: 'Probes and this document' },
       { name: 'console', description: 'The session console (web pages)' },
     ],

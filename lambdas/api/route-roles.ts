@@ -86,6 +86,21 @@ export const ROUTE_ROLES: Readonly<Record<string, Role | 'public'>> = {
 
   // Importing a tenant's history (`corral import`) writes whole session logs: an admin's move.
   'POST /v1/corral/imports/sessions': 'admin',
+  // Memory stores: reading them is a user's; writing, deleting and redacting a developer's.
+  'POST /v1/memory_stores': 'developer',
+  'GET /v1/memory_stores': 'user',
+  'GET /v1/memory_stores/:id': 'user',
+  'POST /v1/memory_stores/:id': 'developer',
+  'DELETE /v1/memory_stores/:id': 'developer',
+  'POST /v1/memory_stores/:id/archive': 'developer',
+  'POST /v1/memory_stores/:id/memories': 'developer',
+  'GET /v1/memory_stores/:id/memories': 'user',
+  'GET /v1/memory_stores/:id/memories/:memory_id': 'user',
+  'POST /v1/memory_stores/:id/memories/:memory_id': 'developer',
+  'DELETE /v1/memory_stores/:id/memories/:memory_id': 'developer',
+  'GET /v1/memory_stores/:id/memory_versions': 'user',
+  'GET /v1/memory_stores/:id/memory_versions/:version_id': 'user',
+  'POST /v1/memory_stores/:id/memory_versions/:version_id/redact': 'developer',
 };
 
 interface Compiled {

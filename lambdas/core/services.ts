@@ -23,6 +23,7 @@ import { VaultService } from './vault/vaults.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { WorkspaceLimits } from './sandbox/client.js';
 import { DeploymentService } from './deployments/deployments.js';
+import { MemoryStoreService } from './memory/store.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -48,6 +49,8 @@ export interface CorralServices {
   files: FileService;
   /** `client.beta.deployments` and `deploymentRuns`; its `schedules` is set by the runtime that fires them. */
   deployments: DeploymentService;
+  /** Memory stores (`client.beta.memoryStores`), in the state table (memory/store.ts). */
+  memoryStores: MemoryStoreService;
 }
 
 export function createServices(deps: {
@@ -105,6 +108,7 @@ export function createServices(deps: {
   const environments = new EnvironmentService(deps.table);
   const files = new FileService(deps.table, deps.blobs);
   const vaults = new VaultService(deps.table, deps.credentialProxy);
+  const memoryStores = new MemoryStoreService(deps.table);
   const sessions = new SessionService(deps.table, deps.events, agents, environments, queue, {
     vaults,
     secrets: deps.credentialProxy,
@@ -114,6 +118,10 @@ export function createServices(deps: {
     },
     get: (tenant: string, id: string) => files.get(tenant, id),
     deleteSessionFiles: (tenant: string, sessionId: string) => files.deleteSessionFiles(tenant, sessionId),
+    refusal: async () => deps.sandboxProvider.sessionFilesRefusal?.(),
+  }, {
+    get: (tenant: string, id: string) => memoryStores.get(tenant, id),
+    // Stores are mounted where the session's files are: a sandbox without /mnt cannot have them.
     refusal: async () => deps.sandboxProvider.sessionFilesRefusal?.(),
   });
   const mcp = deps.mcp ?? (deps.credentialProxy ? new ProxyMcpGateway(deps.credentialProxy) : undefined);
@@ -138,6 +146,7 @@ export function createServices(deps: {
       ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}),
       // With a blob store, an environment's pip and npm packages are installed once per version (package-cache.ts).
       ...(deps.blobs ? { packageCache: { blobs: deps.blobs } } : {}),
+      memoryStores,
     },
   );
   const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue, mcp, notifier: deps.notifier, previews: deps.previews };
@@ -165,5 +174,6 @@ export function createServices(deps: {
       ...(deps.deploymentClock ? { clock: deps.deploymentClock } : {}),
       ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}),
     }),
+    memoryStores,
   };
 }

@@ -18,6 +18,7 @@ import { ShellSession } from './shell.js';
 import { ToolServer } from './tool-server.js';
 import { HttpError } from './server.js';
 import { SESSION_MOUNT, SessionFiles } from './session-files.js';
+import { MEMORY_MOUNT, MemoryMounts } from './memory-mounts.js';
 import { clampTimeout, runTool, type ExecuteRequest, type ToolResult } from './tools/index.js';
 import { ArchiveRefused, packWorkspace, unpackWorkspace, type ArchiveLimits, type ArchiveSummary } from './workspace-archive.js';
 
@@ -50,6 +51,8 @@ export interface AgentOptions {
   toolEnv?: Record<string, string>;
   /** Where `/mnt/session` (uploads and outputs, session-files.ts) really is. @default '/mnt/session' */
   sessionDir?: string;
+  /** Where `/mnt/memory` really is. @default '/mnt/memory' */
+  memoryDir?: string;
   /**
    * The packages directory (pip's and npm's packages, recipe.ts), which `/packages/snapshot` and
    * `/packages/restore` pack and fill for the environment's package cache. @default - none
@@ -85,6 +88,8 @@ export class SandboxAgent {
   private readonly gitRemote: AgentOptions['gitRemote'];
   /** The session's file resources and outputs under `/mnt/session`. */
   readonly sessionFiles: SessionFiles;
+  /** The session's memory stores under `/mnt/memory` (memory-mounts.ts). */
+  readonly memory: MemoryMounts;
   private readonly program: string | undefined;
   readonly packagesDir: string | undefined;
   /** A snapshot or a restore in progress (one at a time). */
@@ -102,6 +107,7 @@ export class SandboxAgent {
     this.processes = new Processes(new Confinement(opts.runAs, opts.limits, opts.toolEnv));
     this.shell = new ShellSession(this.processes, this.workspace);
     this.sessionFiles = new SessionFiles(opts.sessionDir ?? SESSION_MOUNT, this.processes.confinement);
+    this.memory = new MemoryMounts(opts.memoryDir ?? MEMORY_MOUNT, this.processes.confinement);
     this.program = opts.program;
     this.packagesDir = opts.packagesDir;
     this.tools = opts.program ? new ToolServer(this.processes, opts.program, this.workspace, opts.limits) : undefined;

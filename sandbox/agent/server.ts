@@ -6,6 +6,7 @@ import http from 'node:http';
 import type { SandboxAgent } from './sandbox-agent.js';
 import { TOOLS, type ExecuteRequest, type Tool } from './tools/index.js';
 import { MAX_SESSION_FILE_BYTES } from './session-files.js';
+import { MAX_MEMORY_FILE_BYTES, memoryTarget, parseAccess } from './memory-mounts.js';
 import { ArchiveRefused, type ArchiveLimits } from './workspace-archive.js';
 
 export const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
@@ -156,8 +157,47 @@ async function handleFiles(agent: SandboxAgent, url: string, query: URLSearchPar
   res.end(bytes);
 }
 
+/** The session's memory stores: `PUT`/`DELETE`/`GET /memory/file?path=&access=`, `GET /memory/list?path=` (see memory-mounts.ts). */
+async function handleMemory(agent: SandboxAgent, url: string, query: URLSearchParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const method = req.method ?? 'GET';
+  const allowed = url === '/memory/file' ? ['PUT', 'DELETE', 'GET'] : url === '/memory/root' ? ['POST'] : ['GET'];
+  if (!allowed.includes(method)) {
+    req.resume();
+    throw new HttpError(405, 'method not allowed');
+  }
+  if (!agent.authorized(req.headers.authorization)) {
+    req.resume();
+    throw new HttpError(401, 'missing or invalid capability');
+  }
+  const target = query.get('path') ?? '';
+  if (method === 'PUT') {
+    await agent.memory.put(target, parseAccess(query.get('access')), await readBody(req, MAX_MEMORY_FILE_BYTES));
+    sendJson(res, 200, { ok: true });
+    return;
+  }
+  req.resume();
+  if (method === 'POST') {
+    const { slug } = memoryTarget(target, false);
+    await agent.memory.ensureRoot(slug, parseAccess(query.get('access')));
+    sendJson(res, 200, { ok: true });
+  } else if (method === 'DELETE') {
+    await agent.memory.remove(target, parseAccess(query.get('access')));
+    sendJson(res, 200, { ok: true });
+  } else if (url === '/memory/list') {
+    sendJson(res, 200, await agent.memory.list(target));
+  } else {
+    const bytes = await agent.memory.read(target);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length });
+    res.end(bytes);
+  }
+}
+
 async function handle(agent: SandboxAgent, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const [url, search = ''] = (req.url ?? '/').split('?', 2);
+  if (url === '/memory/file' || url === '/memory/list' || url === '/memory/root') {
+    await handleMemory(agent, url, new URLSearchParams(search), req, res);
+    return;
+  }
   if (url === '/files' || url === '/outputs' || url === '/outputs/content') {
     await handleFiles(agent, url, new URLSearchParams(search), req, res);
     return;

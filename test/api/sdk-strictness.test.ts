@@ -45,6 +45,7 @@ const TESTED = {
   files: 'test/files/files-api.test.ts',
   sessionFiles: 'test/files/session-files.test.ts',
   systemMessage: 'test/e2e/system-message.test.ts',
+  memory: 'test/e2e/memory-stores.test.ts',
 } as const;
 
 /** First match wins. Each rule must match a key the SDK has (a stale rule fails the test). */
@@ -56,7 +57,6 @@ const RULES: Array<[RegExp, Verdict]> = [
   [/\.permission_policy=BetaManagedAgentsAutoPolicy$/, { refused: true }],
   [/\.config=BetaSelfHostedConfigParams$/, { refused: true }],
   [/\.scope="account"$/, { refused: true }],
-  [/\.resources\[\]=BetaManagedAgentsMemoryStoreResourceParam$/, { refused: true }],
   [/\[\]=BetaManagedAgentsUserDefineOutcomeEventParams$/, { refused: true }],
   [/^EventSendParams\.events\[\]=BetaManagedAgentsUserToolResultEventParams$/, { refused: true }],
   [/^BetaManagedAgentsUserInterruptEventParams\.session_thread_id$/, { refused: true }],
@@ -75,6 +75,7 @@ const RULES: Array<[RegExp, Verdict]> = [
   [/^EventStreamParams\.event_deltas/, { honoured: TESTED.deltas }],
   [/\.resources\[\]=BetaManagedAgentsFileResourceParams$|^BetaManagedAgentsFileResourceParams\./, { honoured: TESTED.sessionFiles }],
   [/^Resource(Add|Delete)Params\./, { honoured: TESTED.sessionFiles }],
+  [/\.resources\[\]=BetaManagedAgentsMemoryStoreResourceParam$|^BetaManagedAgentsMemoryStoreResourceParam\./, { honoured: TESTED.memory }],
   [/Source\.file_id$|\.source=BetaManagedAgentsFile(Image|Document)Source$/, { honoured: TESTED.sessionFiles }],
   [/^FileUploadParams\.file$/, { honoured: TESTED.files, opaque: true }],
   [/^File(Upload|List|RetrieveMetadata|Download|Delete)Params\./, { honoured: TESTED.files }],
@@ -143,6 +144,7 @@ const STRINGS: Record<string, string> = {
   file_id: '$file',
   ids: '$file',
   scope_id: '$chat',
+  memory_store_id: '$memoryStore',
 };
 
 /**
@@ -160,6 +162,7 @@ type Ids = {
   vault: string;
   /** An uploaded file, for the calls and file resources that name one. */
   file: string;
+  memoryStore: string;
   /** A credential of `vault` per auth type, for updates of that type. */
   credentials: Record<string, string>;
 };
@@ -351,7 +354,8 @@ describe('every field the SDK can send is honoured or refused', () => {
     const session = await c.beta.sessions.create({ agent: agent.id, environment_id: environment.id });
     const chat = await c.beta.sessions.create({ agent: agent.id, environment_id: environment.id });
     const file = await c.beta.files.upload({ file: strictFile() });
-    ids = { agent: agent.id, updated: updated.id, environment: environment.id, session: session.id, chat: chat.id, vault: vault.id, file: file.id, credentials };
+    const memoryStore = await c.beta.memoryStores.create({ name: 'strict' });
+    ids = { agent: agent.id, updated: updated.id, environment: environment.id, session: session.id, chat: chat.id, vault: vault.id, file: file.id, memoryStore: memoryStore.id, credentials };
   });
   afterAll(() => t?.close());
 

@@ -126,8 +126,11 @@ describe('planRecipe', () => {
       { type: 'file', file_id: 'file_2' },
       { type: 'file', file_id: 'file_3', mount_path: '/mnt/data.csv' },
       { type: 'memory_store', memory_store_id: 'mem_1' },
+      { type: 'memory_store', memory_store_id: 'memstore_2', mount_path: '/mnt/memory/notes', access: 'read_only' },
+      { type: 'memory_store', memory_store_id: 'memstore_3', mount_path: '/mnt/memory/../etc' },
       'junk',
     ]);
+    expect(p.memory).toEqual([{ storeId: 'memstore_2', mountPath: '/mnt/memory/notes', access: 'read_only' }]);
     expect(p.files).toEqual([
       { fileId: 'file_1', mountPath: '/mnt/session/uploads/data.csv' },
       { fileId: 'file_2', mountPath: '/mnt/session/uploads/file_2' },
@@ -138,7 +141,8 @@ describe('planRecipe', () => {
         item: { kind: 'file', fileId: 'file_3', mountPath: '/mnt/data.csv' },
         message: 'file resource file_3 was not mounted: mount_path must be an absolute path under /mnt/session/uploads/',
       },
-      { outcome: 'skipped', item: { kind: 'resource', type: 'memory_store' }, message: 'memory_store resources are not supported by Corral sandboxes yet; it was skipped' },
+      { outcome: 'skipped', item: { kind: 'resource', type: 'memory_store' }, message: 'a memory_store resource without a memory store or mount path was skipped' },
+      { outcome: 'skipped', item: { kind: 'resource', type: 'memory_store' }, message: 'a memory_store resource without a memory store or mount path was skipped' },
       { outcome: 'skipped', item: { kind: 'resource', type: 'unknown' }, message: 'a resource without a type was skipped' },
     ]);
   });
@@ -165,7 +169,7 @@ describe('fitRecipe', () => {
     });
     expect(issues.map((i) => [i.outcome, i.item.kind, i.message])).toEqual([
       ['skipped', 'packages', "the environment's packages (cargo: bat) are not installed in a remote sandbox; its image has no other installer"],
-      ['skipped', 'resource', 'memory_store resources are not supported by Corral sandboxes yet; it was skipped'],
+      ['skipped', 'resource', 'a memory_store resource without a memory store or mount path was skipped'],
       [
         'refused',
         'repository',

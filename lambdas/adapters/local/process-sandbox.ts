@@ -640,6 +640,9 @@ export class ProcessSandboxProvider implements SandboxProvider {
     await fsp.mkdir(path.join(sessionDir, 'uploads'), { mode: 0o755 });
     await fsp.mkdir(path.join(sessionDir, 'outputs'), { recursive: true, mode: 0o755 });
     if (tools) await fsp.lchown(path.join(sessionDir, 'outputs'), tools.uid, tools.gid);
+    // `/mnt/memory`: the session's memory stores, kept in line with them by the core (memory-mounts.ts).
+    const memoryDir = path.join(realBase, 'memory');
+    await fsp.mkdir(memoryDir, { recursive: true, mode: 0o755 });
     // The packages directory: pip's and npm's packages, installed by the agent or restored from the
     // environment's package cache by the sandbox manager; empty at every start, the tools' own.
     const installing = this.recipeSupport.packages.managers.some((pm) => req.recipe.packages[pm]?.length);
@@ -713,7 +716,7 @@ export class ProcessSandboxProvider implements SandboxProvider {
     let args: string[];
     if (mode === 'bwrap') {
       command = this.bwrapPath;
-      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, sessionDir, packagesDir, gitSocketDir, egressSocketDir: egress?.socketDir, caDir: egress?.caBundlePath ? path.dirname(egress.caBundlePath) : undefined, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
+      args = [...bwrapArgs({ env, nodeBinary, loader, workspace, runDir, stateDir, sessionDir, memoryDir, packagesDir, gitSocketDir, egressSocketDir: egress?.socketDir, caDir: egress?.caBundlePath ? path.dirname(egress.caBundlePath) : undefined, keepCaps: tools ? AGENT_CAPS : [] }), '--', nodeBinary, ...agentArgs];
     } else {
       command = nodeBinary;
       args = agentArgs;
@@ -856,6 +859,8 @@ function bwrapArgs(p: {
   stateDir: string;
   /** Bound at /mnt/session (file resources in `uploads`, outputs in `outputs`). */
   sessionDir: string;
+  /** Bound at /mnt/memory (the session's memory stores). */
+  memoryDir?: string;
   /** The packages directory, bound where it is (the agent and the tools see the host's path). */
   packagesDir?: string | undefined;
   /** The credential proxy's git socket directory: read-only, so no sandbox can replace the socket. */
@@ -897,6 +902,7 @@ function bwrapArgs(p: {
   args.push('--bind', p.runDir, p.runDir);
   args.push('--bind', p.stateDir, p.stateDir);
   args.push('--bind', p.sessionDir, '/mnt/session');
+  if (p.memoryDir) args.push('--bind', p.memoryDir, '/mnt/memory');
   if (p.packagesDir) args.push('--bind', p.packagesDir, p.packagesDir);
   if (p.gitSocketDir) args.push('--ro-bind', p.gitSocketDir, SANDBOX_GIT_DIR);
   if (p.egressSocketDir) args.push('--ro-bind', p.egressSocketDir, SANDBOX_EGRESS_DIR);

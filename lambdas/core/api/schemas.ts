@@ -466,10 +466,22 @@ export const FileResourceParam = z.strictObject({
 });
 export type FileResourceParam = z.infer<typeof FileResourceParam>;
 
+/**
+ * A memory store mounted at `/mnt/memory/<slug of its name>` in the session's sandboxes
+ * (`BetaManagedAgentsMemoryStoreResourceParam`; docs/MEMORY.md).
+ */
+export const MemoryStoreResourceParam = z.strictObject({
+  type: z.literal('memory_store'),
+  memory_store_id: Id,
+  access: z.enum(['read_write', 'read_only']).nullish(),
+  instructions: z.string().max(4096).nullish(),
+});
+export type MemoryStoreResourceParam = z.infer<typeof MemoryStoreResourceParam>;
+
 const SessionResource = z.discriminatedUnion('type', [
   GitHubRepositoryResourceParam,
   FileResourceParam,
-  unsupportedVariant('memory_store', 'a memory_store resource (memory stores)'),
+  MemoryStoreResourceParam,
 ]);
 
 /**

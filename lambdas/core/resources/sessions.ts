@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { InvalidRequestError, NotFoundError, PositionConflictError } from '../errors.js';
 import { ID_PREFIX, newId } from '../ids.js';
+import { memoryStoreResource, type MemoryStoreSource } from '../memory/session-resource.js';
 import { OUTCOME_LIMITS, type FileResourceParam, type SessionCreate, type SessionResourceUpdate, type SessionUpdate, type UserEvent } from '../api/schemas.js';
 import { defaultFileMountPath } from '../sandbox/recipe.js';
 import type { WakeQueue } from '../harness/queue.js';
@@ -241,6 +242,8 @@ export class SessionService {
     private readonly repositoryUrls: RepositoryUrlRule = { allow: [] },
     /** The Files API, which `file` resources name (a missing or another tenant's file is a 404). */
     private readonly files?: SessionFileSource,
+    /** Memory stores, which `memory_store` resources name (core/memory/session-resource.ts). */
+    private readonly memoryStores?: MemoryStoreSource,
   ) {}
 
   /** A `file` resource as stored: the file must be the tenant's; the mount path must not meet another's. */
@@ -361,6 +364,10 @@ export class SessionService {
     // File resources: each file checked (the tenant's, there) and its mount path against the others.
     const resources: SessionResource[] = [];
     for (const r of prepared) {
+      if (r.type === 'memory_store') {
+        resources.push(await memoryStoreResource(this.memoryStores, tenant, r, resources, now));
+        continue;
+      }
       if (r.type !== 'file' || r.pending === undefined) {
         resources.push(r);
         continue;

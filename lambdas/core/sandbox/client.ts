@@ -50,7 +50,7 @@ export function describeEndpoint(endpoint: SandboxEndpoint): string {
   return endpoint.kind === 'unix' ? `unix:${endpoint.socketPath}` : `http://${endpoint.host}:${endpoint.port}`;
 }
 
-interface RawResponse {
+export interface RawResponse {
   status: number;
   body: string;
   bytes: Buffer;
@@ -78,7 +78,7 @@ const keepAliveAgent = new http.Agent({
 type RawRequestOptions = { method: string; path: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMs: number; signal?: AbortSignal };
 
 /** A request on a kept-alive connection; sent again on a new one if a reused one was dead. */
-async function rawRequest(endpoint: SandboxEndpoint, opts: RawRequestOptions): Promise<RawResponse> {
+export async function rawRequest(endpoint: SandboxEndpoint, opts: RawRequestOptions): Promise<RawResponse> {
   try {
     return await requestOnce(endpoint, opts, keepAliveAgent);
   } catch (err) {
@@ -152,7 +152,7 @@ function requestOnce(endpoint: SandboxEndpoint, opts: RawRequestOptions, agent: 
   });
 }
 
-function unavailable(endpoint: SandboxEndpoint, err: unknown): SandboxUnavailableError {
+export function unavailable(endpoint: SandboxEndpoint, err: unknown): SandboxUnavailableError {
   if (err instanceof SandboxUnavailableError) return err;
   const where = describeEndpoint(endpoint);
   const code = (err as NodeJS.ErrnoException | undefined)?.code;

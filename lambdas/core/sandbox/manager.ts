@@ -19,6 +19,8 @@ import {
 } from './types.js';
 import { fitRecipe, type RecipePlan } from './recipe.js';
 import { WRITING_TOOLS, catalogueOutputs, mountFiles, type SessionFileStore } from './session-files.js';
+import { collectMemoryWrites, mountMemory } from './memory-mounts.js';
+import type { MemoryStoreService } from '../memory/store.js';
 import {
   WorkspaceSnapshots,
   describeBytes,
@@ -58,6 +60,8 @@ export interface SandboxRecord {
   receivedFrom?: { sessionId: string; name: string; at: string };
   /** The session's file resources this sandbox holds: mount path → file id, or `!<file id>` for one gone from the Files API (`session-files.ts`). */
   files?: Record<string, string>;
+  /** The session's memory stores this sandbox holds: mount path → memory path → content SHA-256 (`memory-mounts.ts`). */
+  memory?: Record<string, Record<string, string>>;
   /**
    * The agent's change marker of `/mnt/session/outputs` when its outputs were last catalogued
    * completely: a writing call answered with the same marker changed nothing there, and is not
@@ -137,6 +141,8 @@ export class SandboxManager {
   /** The environments' package caches (package-cache.ts); none without a blob store. */
   readonly packageCache?: PackageCache;
   private readonly logger?: { warn(message: string, extra?: Record<string, unknown>): void };
+  /** The memory stores that `memory_store` resources mount (memory-mounts.ts). @default - none mounted */
+  private readonly memoryStores?: MemoryStoreService;
 
   constructor(
     private readonly provider: SandboxProvider,
@@ -148,8 +154,9 @@ export class SandboxManager {
     /** Where workspaces are kept between sandboxes. @default - nowhere: a stopped sandbox's files are gone */
     workspaces?: WorkspaceSnapshotOptions,
     /** Warm pools, and where their background refills report failures. @default - none */
-    extra: { warmPool?: WarmPoolSettings; logger?: { warn(message: string, extra?: Record<string, unknown>): void }; packageCache?: PackageCacheOptions } = {},
+    extra: { warmPool?: WarmPoolSettings; logger?: { warn(message: string, extra?: Record<string, unknown>): void }; packageCache?: PackageCacheOptions; memoryStores?: MemoryStoreService } = {},
   ) {
+    this.memoryStores = extra.memoryStores;
     this.packageCache = extra.packageCache ? new PackageCache(extra.packageCache) : undefined;
     this.sealer = Buffer.isBuffer(capabilityKey) ? new KeySealer(capabilityKey) : capabilityKey;
     this.logger = extra.logger;
@@ -294,7 +301,24 @@ export class SandboxManager {
           if (await this.put(next, { ref: record!.ref, state: 'ready' })) record = next;
         }
       }
+      // The session's memory stores: what an earlier call wrote is recorded first, then the stores' changes go in (memory-mounts.ts).
+      const memory = this.memoryStores && plan.tenant && plan.memory?.length ? { stores: this.memoryStores, tenant: plan.tenant, planned: plan.memory } : undefined;
+      if (memory) {
+        const out = await collectMemoryWrites(record!.endpoint, memory.stores, memory.tenant, sessionId, memory.planned, record!.memory ?? {});
+        const into = await mountMemory(record!.endpoint, memory.stores, memory.tenant, memory.planned, out.held);
+        notes.push(...[...out.notes, ...into.notes].map((n) => corralNote(name, n)));
+        if (out.changed || into.changed) {
+          const next = { ...record!, memory: into.held };
+          if (await this.put(next, { ref: record!.ref, state: 'ready' })) record = next;
+        }
+      }
       const { output: out, outputsMarker: marker } = await new SandboxClient(record!.endpoint).executeWithMarker(tool, input, opts);
+      if (memory && WRITING_TOOLS.has(tool)) {
+        // Before the result goes back: a write the result reports is in the store by then.
+        const after = await collectMemoryWrites(record!.endpoint, memory.stores, memory.tenant, sessionId, memory.planned, record!.memory ?? {});
+        notes.push(...after.notes.map((n) => corralNote(name, n)));
+        if (after.changed) record = { ...record!, memory: after.held };
+      }
       let outputsMarker = record!.outputsMarker;
       if (this.files && plan.tenant && WRITING_TOOLS.has(tool) && (marker === null || marker !== outputsMarker)) {
         // Never a reason to fail the call: what is not catalogued now is at the next call (the

@@ -20,6 +20,7 @@
  * No credential is ever in a plan: a repository says only which channel it needs.
  */
 import path from 'node:path';
+import { plannedMemoryStore, type PlannedMemoryStore } from '../memory/planned.js';
 import { normalizeRepositoryUrl } from '../vault/types.js';
 import { planEgress, type EgressPolicy } from './egress.js';
 import type { SystemPrincipal } from '../storage/principal.js';
@@ -118,6 +119,8 @@ export interface RecipePlan {
    * asks the credential proxy for them only then.
    */
   vaults?: boolean;
+  /** The session's memory stores, mounted at `/mnt/memory/<slug>` (memory-mounts.ts). */
+  memory?: PlannedMemoryStore[];
   /** What no provider can give (an unknown resource type, an unusable or taken mount path). */
   issues: RecipeIssue[];
 }
@@ -288,6 +291,11 @@ export function planRecipe(inputs: RecipeInputs): RecipePlan {
         continue;
       }
       plan.files.push({ fileId, mountPath });
+    } else if (r.type === 'memory_store') {
+      // Kept in line by the sandbox manager through the agent (memory-mounts.ts), not the provider's.
+      const planned = plannedMemoryStore(r);
+      if (planned) (plan.memory ??= []).push(planned);
+      else plan.issues.push({ outcome: 'skipped', item: { kind: 'resource', type: r.type }, message: 'a memory_store resource without a memory store or mount path was skipped' });
     } else {
       plan.issues.push({ outcome: 'skipped', item: { kind: 'resource', type: r.type }, message: `${r.type} resources are not supported by Corral sandboxes yet; it was skipped` });
     }

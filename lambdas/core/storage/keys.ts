@@ -213,3 +213,32 @@ export const deploymentKeys = {
 
 /** Partition-key prefix of every deployment's items (the local scheduler's start-up scan). */
 export const DEPLOYMENT_PARTITION_PREFIX = DEPLOYMENT;
+
+// --- memory stores (core/memory/store.ts) ---------------------------------------------------------
+//
+// | item                | pk                         | sk                 | gsi1pk                      | gsi1sk |
+// |---------------------|----------------------------|--------------------|-----------------------------|--------|
+// | memory store head   | `memstore#<id>`            | `head`             | `<tenant>#memory_stores`    | id     |
+// | memory              | `memstore#<id>`            | `mem#<memory id>`  |                             |        |
+// | memory's path       | `memstore#<id>`            | `path#<path>`      |                             |        |
+// | memory version      | `memstore#<id>`            | `ver#<version id>` |                             |        |
+// | memory count        | `memstore#<id>`            | `count`            |                             |        |
+//
+// Everything of a store is in its partition: deleting a store deletes the partition.
+
+const MEMORY_STORE = 'memstore#';
+export const MEMORY_PREFIX = 'mem#';
+export const MEMORY_PATH_PREFIX = 'path#';
+export const MEMORY_VERSION_PREFIX = 'ver#';
+
+export const memoryKeys = {
+  partition: (storeId: string) => `${MEMORY_STORE}${storeId}`,
+  head: (storeId: string) => ({ pk: `${MEMORY_STORE}${storeId}`, sk: HEAD_SK }),
+  /** The index partition that lists a tenant's memory stores. */
+  tenantIndex: (tenant: string) => `${tenant}#memory_stores`,
+  memory: (storeId: string, memoryId: string) => ({ pk: `${MEMORY_STORE}${storeId}`, sk: `${MEMORY_PREFIX}${memoryId}` }),
+  /** A memory's path, which makes it unique in its store and orders the store's listing. */
+  path: (storeId: string, path: string) => ({ pk: `${MEMORY_STORE}${storeId}`, sk: `${MEMORY_PATH_PREFIX}${path}` }),
+  version: (storeId: string, versionId: string) => ({ pk: `${MEMORY_STORE}${storeId}`, sk: `${MEMORY_VERSION_PREFIX}${versionId}` }),
+  count: (storeId: string) => ({ pk: `${MEMORY_STORE}${storeId}`, sk: 'count' }),
+} as const;

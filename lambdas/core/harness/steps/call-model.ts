@@ -1,4 +1,5 @@
 import { sleep } from '../../sleep.js';
+import { withMemoryPrompt } from '../../memory/session-resource.js';
 import { StepDeadlineError } from '../../sandbox/types.js';
 import type { EventBody, SessionEvent } from '../../session/events.js';
 import { appendAfter, appendLeading } from '../append.js';
@@ -109,7 +110,7 @@ export async function callModel(ctx: StepContext, attempt: number, opening: Sess
         const r = await ctx.deps.model.complete(
           {
             model: session.agent.model.id,
-            system: session.agent.system ?? undefined,
+            system: withMemoryPrompt(session.agent.system, session.resources),
             messages: withCacheBreakpoints(v.messages, state.view.summary !== null) as never,
             tools: toolbox.specs,
             maxTokens: ctx.opts.maxTokens ?? 8192,
