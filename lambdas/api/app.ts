@@ -21,6 +21,7 @@ import { errorBody, toErrorResponse, type Env } from './http.js';
 import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
 import { vaultRoutes } from './vaults.js';
+import { publishWebhooks, webhookDeliveryRoutes, webhookRoutes } from './webhooks.js';
 import type { LogNotifier, StreamOptions } from './stream.js';
 import { strictQuery } from './query-params.js';
 import { requiredRole } from './route-roles.js';
@@ -158,12 +159,15 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
     }
     await next();
   });
+  app.use('/v1/*', publishWebhooks(s, opts.logger)); // each create, update, archive and delete as a webhook event
   app.route('/v1/agents', agentRoutes(s));
   app.route('/v1/environments', environmentRoutes(s));
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier, opts.stream));
   app.route('/v1/vaults', vaultRoutes(s));
   app.route('/v1/files', fileRoutes(s));
   app.route('/v1/corral/imports', importRoutes(s)); // Corral extension: `corral import`
+  app.route('/v1/organizations/webhooks', webhookRoutes(s));
+  app.route('/v1/corral/webhooks', webhookDeliveryRoutes(s)); // Corral extension: the delivery log
   return app;
 }
 

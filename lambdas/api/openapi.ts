@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { WEBHOOK_OPERATIONS } from './webhook-openapi.js';
 import * as z from 'zod';
 import {
   AgentCreate,
@@ -51,7 +52,7 @@ import { PREVIEW_TYPES, type PreviewType } from '../core/session/previews.js';
 
 type Method = 'get' | 'post' | 'delete';
 
-interface Operation {
+export interface Operation {
   method: Method;
   /** OpenAPI path, `{id}` for path parameters. */
   path: string;
@@ -297,6 +298,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/files/{id}', operationId: 'getFileMetadata', summary: "Retrieve a file's metadata", tag: 'files', response: FileMetadataResponse },
   { method: 'get', path: '/v1/files/{id}/content', operationId: 'downloadFile', summary: "Download a file's content", tag: 'files', response: 'binary' },
   { method: 'delete', path: '/v1/files/{id}', operationId: 'deleteFile', summary: 'Delete a file and its content', tag: 'files', response: FileDeletedResponse },
+  ...WEBHOOK_OPERATIONS,
   // Corral's own
   { method: 'get', path: '/health', operationId: 'health', summary: 'Readiness probe', tag: 'corral', response: 'health', public: true, extension: true },
   { method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This document', tag: 'corral', response: 'openapi', public: true, extension: true },
@@ -439,6 +441,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'files', description: 'Files: uploads, and what sessions write under /mnt/session/outputs' },
       { name: 'corral', description: 'Probes and this document' },
       { name: 'console', description: 'The session console (web pages)' },
+      { name: 'webhooks', description: 'Webhook endpoints and their delivery logs (signing secrets shown once)' },
     ],
     security: [{ apiKey: [] }, { bearer: [] }],
     paths,
