@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { FileSecretStore } from '../lambdas/adapters/local/file-secret-store.js';
 import { WebhookDeliverer } from '../lambdas/core/webhooks/deliver.js';
 import type { BackoffPolicy } from '../lambdas/core/webhooks/backoff.js';
-import { WEBHOOK_URL_ALLOW_ENV } from '../lambdas/core/webhooks/url.js';
-import { parseRepositoryUrlAllow } from '../lambdas/core/resources/repository-url.js';
+import { readWebhookConfig } from '../lambdas/core/config.js';
 import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -308,8 +307,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
     // Webhook signing secrets: their own encrypted store in the data dir, which only this
     // process's deliverer reads (the API only writes new ones).
     const webhookSecrets = new FileSecretStore(join(dataDir, 'webhooks'));
-    const webhookUrlAllow = opts.webhookUrlAllow ?? parseRepositoryUrlAllow(process.env[WEBHOOK_URL_ALLOW_ENV]);
-    const deliverer = new WebhookDeliverer({ table, secrets: webhookSecrets, urlRule: { allow: webhookUrlAllow }, backoff: opts.webhookBackoff, logger: log });
+    const webhookConfig = readWebhookConfig();
+    const webhookUrlAllow = opts.webhookUrlAllow ?? webhookConfig.urlAllow;
+    const deliverer = new WebhookDeliverer({ table, secrets: webhookSecrets, urlRule: { allow: webhookUrlAllow }, backoff: opts.webhookBackoff ?? webhookConfig.backoff, logger: log });
     const services = createServices({
       table,
       events,

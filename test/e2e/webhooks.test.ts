@@ -2,6 +2,7 @@ import type Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectUntil, isIdle, startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.js';
 import { WebhookReceiver } from '../helpers/webhook-receiver.js';
+import { cli } from '../cli/helpers.js';
 
 /**
  * Webhooks end to end: endpoints through the SDK's `client.beta.organization.webhooks`, real
@@ -134,5 +135,33 @@ describe('webhooks', () => {
     expect(await bad({ url: 'https://localhost/h', enabled_events: events })).toMatch(/url/);
     expect(await bad({ url: 'https://example.com/h', enabled_events: ['user_profile.program_status_updated'] })).toMatch(/enabled_events/);
     expect(await bad({ url: 'https://example.com/h', enabled_events: events, secret: 'x' })).toMatch(/secret/);
+  });
+
+  it('corral webhooks: create shows the secret once; list, show, update, deliveries and delete work against the server', async () => {
+    const env = { CORRAL_URL: t.runtime.url, CORRAL_API_KEY: t.runtime.apiKey };
+    const r = new WebhookReceiver();
+    await r.up();
+    const created = await cli(['webhooks', 'create', '--url', r.url, '--event', 'session.created', '--name', 'cli'], { env });
+    expect(created).toMatchObject({ code: 0 });
+    const secret = /whsec_\S+/.exec(created.stdout)![0];
+    const id = /whep_\w+/.exec(created.stdout)![0];
+    const list = await cli(['webhooks', 'list'], { env });
+    expect(list.stdout).toContain(id);
+    const show = await cli(['webhooks', 'show', id], { env });
+    expect(JSON.parse(show.stdout)).toMatchObject({ id, url: r.url, state: 'enabled', enabled_events: ['session.created'] });
+    expect(list.stdout + show.stdout).not.toContain(secret);
+    const session = await c.beta.sessions.create({ agent: agentId, environment_id: environmentId });
+    await waitFor(async () => r.received.length >= 1, 'the session.created delivery');
+    expect(c.beta.webhooks.unwrap(r.received[0].body, { headers: r.received[0].headers, key: secret }).data).toMatchObject({ id: session.id, type: 'session.created' });
+    const log = await waitFor(async () => {
+      const out = await cli(['webhooks', 'deliveries', id], { env });
+      return out.stdout.includes('delivered') && out;
+    }, 'the delivery log');
+    expect(log.stdout).toMatch(/session\.created\s+delivered\s+1\s+200/);
+    expect(await cli(['webhooks', 'update', id, '--disable'], { env })).toMatchObject({ code: 0, stdout: expect.stringContaining('disabled') });
+    expect(await cli(['webhooks', 'create', '--url', 'https://169.254.169.254/', '--event', 'session.created'], { env })).toMatchObject({ code: 1, stderr: expect.stringContaining('url') });
+    expect(await cli(['webhooks', 'delete', id], { env })).toMatchObject({ code: 0 });
+    expect(await cli(['webhooks', 'show', id], { env })).toMatchObject({ code: 1, stderr: expect.stringContaining('404') });
+    await r.down();
   });
 });

@@ -9,6 +9,7 @@ import type { WebhookDelivery } from '../../lambdas/core/webhooks/types.js';
 import { makeEvent } from '../../lambdas/core/session/events.js';
 import type { SecretFields } from '../../lambdas/core/vault/types.js';
 import { MemoryStateTable } from './memory-store.js';
+import { readWebhookConfig } from '../../lambdas/core/config.js';
 
 const sdk = new Anthropic({ apiKey: 'unused' });
 
@@ -136,5 +137,21 @@ describe('webhook delivery', () => {
     await r.endpoints.delete('tnt_1', r.ep.id);
     expect(await r.deliverer.runDue()).toEqual({ attempted: 1, delivered: 0 });
     expect(r.wire).toHaveLength(0);
+  });
+});
+
+describe('webhook configuration', () => {
+  it('reads CORRAL_WEBHOOK_*; anything malformed names the variable', () => {
+    expect(readWebhookConfig({})).toEqual({ urlAllow: [], backoff: {} });
+    expect(
+      readWebhookConfig({
+        CORRAL_WEBHOOK_URL_ALLOW: 'http://127.0.0.1, https://hooks.internal:8443',
+        CORRAL_WEBHOOK_BACKOFF: 'base=100,horizon=60000',
+        CORRAL_WEBHOOK_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/1/q',
+        CORRAL_WEBHOOK_SECRET_PREFIX: 'corral/',
+      }),
+    ).toEqual({ urlAllow: ['http://127.0.0.1', 'https://hooks.internal:8443'], backoff: { baseMs: 100, horizonMs: 60000 }, queueUrl: 'https://sqs.eu-west-1.amazonaws.com/1/q', secretPrefix: 'corral/' });
+    expect(() => readWebhookConfig({ CORRAL_WEBHOOK_BACKOFF: 'base=soon' })).toThrow(/CORRAL_WEBHOOK_BACKOFF/);
+    expect(() => readWebhookConfig({ CORRAL_WEBHOOK_URL_ALLOW: 'ftp://x' })).toThrow(/CORRAL_WEBHOOK_URL_ALLOW/);
   });
 });
