@@ -10,7 +10,7 @@ import { cli } from '../cli/helpers.js';
  * `client.beta.webhooks.unwrap`. Retries are time-scaled (tens of ms, not minutes).
  */
 type EventTypes = Anthropic.Beta.Organization.WebhookCreateParams['enabled_events'];
-const SESSION_EVENTS = ['session.created', 'session.status_run_started', 'session.running', 'session.status_idled', 'session.idled', 'agent.created'] as unknown as EventTypes;
+const SESSION_EVENTS = ['session.created', 'session.status_run_started', 'session.running', 'session.status_idled', 'session.idled', 'agent.created', 'agent.archived'] as unknown as EventTypes;
 
 describe('webhooks', () => {
   let t: TestRuntime;
@@ -71,6 +71,10 @@ describe('webhooks', () => {
       expect(e.type).toBe('event');
     }
     expect(events.find((e) => e.data.type === 'agent.created')?.data.id).toBe(agentId);
+    // An event whose id is the route's path parameter (not the answer's): archiving a throwaway agent.
+    const spare = (await c.beta.agents.create({ name: 'spare', model: 'claude-sonnet-4-6', tools: [] })).id;
+    await c.beta.agents.archive(spare);
+    await waitFor(async () => verified(r, created.signing_secret).some((e) => e.data.type === 'agent.archived' && e.data.id === spare), 'agent.archived with the path id');
     // A wrong key does not verify: the signature is over these bytes with this secret.
     const one = r.received[0];
     expect(() => c.beta.webhooks.unwrap(one.body, { headers: one.headers, key: 'whsec_' + Buffer.alloc(32, 7).toString('base64') })).toThrow();
