@@ -813,6 +813,110 @@ const COMMANDS: Record<string, Command> = {
       printCreated(ctx, r, `redacted ${ctx.style.bold(r.id)} (memory ${r.memory_id})`);
     },
   },
+  'webhooks list': {
+    usage: 'corral webhooks list [--limit N] [--all]',
+    summary: 'List webhook endpoints (never their signing secrets)',
+    args: [0, 0],
+    options: { limit: { type: 'string' }, all: { type: 'boolean' } },
+    async run(ctx, v) {
+      const { items, more } = await collect(ctx.sdk().beta.organization.webhooks.list({ limit: int(v.limit, 'limit', 1) }, { signal: ctx.io.signal }), !!v.all);
+      printList(ctx, items, more, ['ID', 'STATE', 'URL', 'EVENTS'], (x) => [x.id, x.state, x.url, String(x.enabled_events.length)], (x) => x.id);
+    },
+  },
+  'webhooks create': {
+    usage: 'corral webhooks create --url URL --event TYPE... [--name NAME] [--description TEXT]',
+    summary: 'Create a webhook endpoint; prints its signing secret, which no later read shows',
+    args: [0, 0],
+    options: { url: { type: 'string' }, event: { type: 'string', multiple: true }, name: { type: 'string' }, description: { type: 'string' } },
+    async run(ctx, v) {
+      const events = (v.event as string[] | undefined) ?? [];
+      if (!events.length) throw new UsageError('--event is required (one or more webhook event types, e.g. session.idled)');
+      const ep = await ctx.sdk().beta.organization.webhooks.create(
+        {
+          url: required(v, 'url'),
+          enabled_events: events as Anthropic.Beta.Organization.WebhookCreateParams['enabled_events'],
+          ...(typeof v.name === 'string' ? { name: v.name } : {}),
+          ...(typeof v.description === 'string' ? { description: v.description } : {}),
+        },
+        { signal: ctx.io.signal },
+      );
+      printCreated(ctx, ep, `created webhook endpoint ${ctx.style.bold(ep.id)}\nsigning secret (shown once; keep it now): ${ep.signing_secret}`);
+    },
+  },
+  'webhooks show': {
+    usage: 'corral webhooks show ID',
+    summary: 'Show a webhook endpoint',
+    args: [1, 1],
+    async run(ctx, _v, [id]) {
+      ctx.out(JSON.stringify(await ctx.sdk().beta.organization.webhooks.retrieve(id, {}, { signal: ctx.io.signal }), null, 2) + '\n');
+    },
+  },
+  'webhooks update': {
+    usage: 'corral webhooks update ID [--url URL] [--event TYPE]... [--enable | --disable] [--name NAME] [--description TEXT]',
+    summary: 'Change a webhook endpoint (--event replaces the set)',
+    args: [1, 1],
+    options: {
+      url: { type: 'string' }, event: { type: 'string', multiple: true }, enable: { type: 'boolean' }, disable: { type: 'boolean' },
+      name: { type: 'string' }, description: { type: 'string' },
+    },
+    async run(ctx, v, [id]) {
+      if (v.enable && v.disable) throw new UsageError('--enable and --disable exclude each other');
+      const events = v.event as string[] | undefined;
+      const ep = await ctx.sdk().beta.organization.webhooks.update(
+        id,
+        {
+          ...(typeof v.url === 'string' ? { url: v.url } : {}),
+          ...(events?.length ? { enabled_events: events as Anthropic.Beta.Organization.WebhookUpdateParams['enabled_events'] } : {}),
+          ...(v.enable ? { state: 'enabled' as const } : v.disable ? { state: 'disabled' as const } : {}),
+          ...(typeof v.name === 'string' ? { name: v.name } : {}),
+          ...(typeof v.description === 'string' ? { description: v.description } : {}),
+        },
+        { signal: ctx.io.signal },
+      );
+      printCreated(ctx, ep, `updated webhook endpoint ${ctx.style.bold(ep.id)} (${ep.state})`);
+    },
+  },
+  'webhooks delete': {
+    usage: 'corral webhooks delete ID',
+    summary: 'Delete a webhook endpoint and its signing secret',
+    args: [1, 1],
+    async run(ctx, _v, [id]) {
+      const gone = await ctx.sdk().beta.organization.webhooks.delete(id, {}, { signal: ctx.io.signal });
+      printCreated(ctx, gone, `deleted webhook endpoint ${gone.id}`);
+    },
+  },
+  'webhooks rotate': {
+    usage: 'corral webhooks rotate ID',
+    summary: 'Replace an endpoint\'s signing secret (the old one stops at once); prints the new one',
+    args: [1, 1],
+    async run(ctx, _v, [id]) {
+      const { signing_secret } = await ctx.sdk().beta.organization.webhooks.regenerateSigningSecret(id, {}, { signal: ctx.io.signal });
+      ctx.out(ctx.json ? JSON.stringify({ signing_secret }) + '\n' : `new signing secret (shown once): ${signing_secret}\n`);
+    },
+  },
+  'webhooks deliveries': {
+    usage: 'corral webhooks deliveries ID [--limit N]',
+    summary: "An endpoint's delivery log, newest first: attempts, status, next attempt",
+    args: [1, 1],
+    options: { limit: { type: 'string' } },
+    async run(ctx, v, [id]) {
+      const limit = int(v.limit, 'limit', 1);
+      const page = await ctx.raw.json<{ data: Array<{ event_id: string; event_type: string; status: string; attempts: number; last_status_code: number | null; last_error: string | null; next_attempt_at: string | null; created_at: string }>; next_page: string | null }>(
+        'GET',
+        `/v1/corral/webhooks/${encodeURIComponent(id)}/deliveries${limit ? `?limit=${limit}` : ''}`,
+        undefined,
+        ctx.io.signal,
+      );
+      printList(
+        ctx,
+        page.data,
+        !!page.next_page,
+        ['EVENT', 'TYPE', 'STATUS', 'ATTEMPTS', 'LAST', 'NEXT ATTEMPT'],
+        (d) => [d.event_id, d.event_type, d.status, String(d.attempts), d.last_status_code ? String(d.last_status_code) : (d.last_error ?? ''), d.next_attempt_at ? fmtDate(d.next_attempt_at) : ''],
+        (d) => d.event_id,
+      );
+    },
+  },
   login: {
     usage: 'corral login [--issuer URL]',
     summary: "Sign in with the server's identity provider (device code); later commands send the token",
@@ -883,6 +987,7 @@ function runRow(r: Anthropic.Beta.DeploymentRuns.BetaManagedAgentsDeploymentRun)
 }
 
 RESOURCES.add('memory-stores');
+RESOURCES.add('webhooks'); // corral webhooks <verb>
 
 function help(style: Style): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));

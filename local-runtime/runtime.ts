@@ -1,4 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { FileSecretStore } from '../lambdas/adapters/local/file-secret-store.js';
+import { WebhookDeliverer } from '../lambdas/core/webhooks/deliver.js';
+import type { BackoffPolicy } from '../lambdas/core/webhooks/backoff.js';
+import { readWebhookConfig } from '../lambdas/core/config.js';
 import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -112,6 +116,15 @@ export interface LocalRuntimeOptions {
    * `['http://127.0.0.1']` for test git servers. @default [] (https to public hosts only)
    */
   repositoryUrlAllow?: string[];
+  /**
+   * Webhook origins accepted besides public https ones (`CORRAL_WEBHOOK_URL_ALLOW`), e.g.
+   * `['http://127.0.0.1']` for a receiver on loopback. @default the variable, else none
+   */
+  webhookUrlAllow?: string[];
+  /** Webhook retry schedule (core/webhooks/backoff.ts); tests scale it down. @default DEFAULT_BACKOFF */
+  webhookBackoff?: Partial<BackoffPolicy>;
+  /** How often the webhook deliverer sweeps for due deliveries, ms. @default 1000 */
+  webhookSweepMs?: number;
   /** Where local sandboxes' pip and npm fetch packages (`CORRAL_PACKAGE_INDEXES`). @default the public registries */
   packageIndexes?: PackageIndexes;
   /** Resource limits of every local sandbox (`CORRAL_SANDBOX_LIMITS`). @default DEFAULT_SANDBOX_LIMITS */
@@ -300,6 +313,12 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
           ? new AnthropicModel({ apiKey: 'held-by-the-credential-proxy', baseURL: 'http://credential-proxy.invalid', fetch: proxyProcess.modelFetch() })
           : new AnthropicModel({ apiKey: opts.anthropicApiKey, baseURL: opts.anthropicBaseUrl }));
     const deploymentScheduler = new LocalDeploymentScheduler({ timeScale: opts.deploymentTimeScale, logger: log });
+    // Webhook signing secrets: their own encrypted store in the data dir, which only this
+    // process's deliverer reads (the API only writes new ones).
+    const webhookSecrets = new FileSecretStore(join(dataDir, 'webhooks'));
+    const webhookConfig = readWebhookConfig();
+    const webhookUrlAllow = opts.webhookUrlAllow ?? webhookConfig.urlAllow;
+    const deliverer = new WebhookDeliverer({ table, secrets: webhookSecrets, urlRule: { allow: webhookUrlAllow }, backoff: opts.webhookBackoff ?? webhookConfig.backoff, logger: log });
     const services = createServices({
       deploymentClock: deploymentScheduler.clock,
       table,
@@ -324,7 +343,9 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
       previews: new MemoryPreviewChannel(),
       workspaceLimits: opts.workspaceLimits ?? readWorkspaceLimits(),
       warmPool: opts.warmPool ?? readWarmPool(),
+      webhooks: { secrets: webhookSecrets, urlAllow: webhookUrlAllow, kick: () => deliverer.kick() },
     });
+    deliverer.start(opts.webhookSweepMs ?? 1000);
 
     const apiKeyGenerated = !opts.apiKey;
     const { key: apiKey, created: apiKeyNew } = opts.apiKey ? { key: opts.apiKey, created: false } : loadOrCreateKey(dataDir);
@@ -417,6 +438,7 @@ export async function startLocalRuntime(opts: LocalRuntimeOptions = {}): Promise
         await closed;
         await q.stop();
         await reaper.stop();
+        await deliverer.stop();
         await services.sandboxes.warmPool?.settled();
         clearInterval(fileSweeper);
         if (opts.keepWorkspacesOnClose) {

@@ -13,6 +13,7 @@
  * and the scripted model as the Messages API.
  */
 import { parseArgs } from 'node:util';
+import { WEBHOOK_CONTEXT } from '../infra/rehearsal/webhook-scenarios.js';
 import { pathToFileURL } from 'node:url';
 import { startRehearsal, type Rehearsal } from '../infra/rehearsal/rehearsal.js';
 import { EGRESS_STANDIN_HOSTS, REHEARSAL_SCENARIOS, rehearsalHooks } from '../infra/rehearsal/rehearsal-scenarios.js';
@@ -23,7 +24,7 @@ import { startFakeMessagesApi, type FakeMessagesApi } from '../test/fixtures/fak
 // The rehearsal runs AWS SDK clients on this machine's Node.js; Lambda runs 22.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1', sandboxLimits: 'file_size=16m', sandboxIdleMinutes: '1' } as const;
+export const REHEARSAL_CONTEXT = { harnessTimeoutMinutes: '1', sandboxLimits: 'file_size=16m', sandboxIdleMinutes: '1', ...WEBHOOK_CONTEXT } as const;
 
 export interface RehearseOptions {
   only?: string[];

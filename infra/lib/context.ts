@@ -29,6 +29,7 @@ export const CONTEXT_KEYS = {
   sandboxLimits:
     'Limits of the tools in a sandbox, e.g. processes=256,memory=1g,file_size=1g,cpu_seconds=3600,disk=10g (any subset; default those, memory and disk capped by the task size)',
   repositoryUrlAllow: 'Comma-separated repository origins accepted besides public https ones, e.g. https://git.internal.example (default none)',
+  webhookUrlAllow: 'Comma-separated webhook origins accepted besides public https ones, e.g. http://127.0.0.1 for a receiver on loopback (default none)',
   fargateSpot: 'true: sandbox tasks run on Fargate Spot, on demand when Spot has no capacity (default false; a reclaimed task is a sandbox death: a tool error, then a fresh sandbox)',
   sandboxClusters:
     'ECS clusters sandbox tasks are spread over, 1-20 (default 1): each takes at most 500 tasks PROVISIONING at once (not adjustable), so 100,000 sessions need 2 or more (docs/SCALE.md)',
@@ -132,6 +133,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
   };
   const sandboxLimits = checked('sandboxLimits', parseSandboxLimits);
   const repositoryUrlAllow = checked('repositoryUrlAllow', parseRepositoryUrlAllow);
+  const webhookUrlAllow = checked('webhookUrlAllow', parseRepositoryUrlAllow);
   const rateLimitsText = asList('rateLimits', get('rateLimits'))?.join(',');
   const rateLimits = rateLimitsText ? checked('rateLimits', parseRateLimits) : undefined;
   const apiThrottleRate = asInt('apiThrottleRate', get('apiThrottleRate'), 1, 1_000_000);
@@ -253,6 +255,7 @@ export function stackPropsFromContext(get: (key: ContextKey) => unknown): { stac
         metricsSessionDimensions: dims as Array<'agent' | 'environment'> | undefined,
       },
       repositoryUrlAllow: repositoryUrlAllow.length ? repositoryUrlAllow : undefined,
+      webhookUrlAllow: webhookUrlAllow.length ? webhookUrlAllow : undefined,
       streamTimeout: streamTimeout ? Duration.minutes(streamTimeout) : undefined,
       streamMaxConcurrency: asInt('streamMaxConcurrency', get('streamMaxConcurrency'), 1, 100_000),
       streamTier: streamTier as 'lambda' | 'fargate' | undefined,

@@ -17,6 +17,8 @@ import { Network, type NetworkProps } from './constructs/network.js';
 import { Observability, type WatchedFunction } from './constructs/observability.js';
 import { Sandboxes, type SandboxesProps } from './constructs/sandboxes.js';
 import { SandboxReaper } from './constructs/sandbox-reaper.js';
+import { Webhooks } from './constructs/webhooks.js';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { SessionLog } from './constructs/session-log.js';
 import { StreamTier, type StreamTierProps } from './constructs/stream-tier.js';
 import { ProxyService, type ProxyServiceProps } from './constructs/proxy-service.js';
@@ -64,6 +66,8 @@ export interface CorralStackProps extends StackProps {
    * the API refuses local paths, `file://` and private addresses otherwise). @default - none
    */
   readonly repositoryUrlAllow?: string[];
+  /** Webhook origins accepted besides public https ones (`CORRAL_WEBHOOK_URL_ALLOW`; the rehearsal's loopback receiver). @default - none */
+  readonly webhookUrlAllow?: string[];
   /** Longest an event stream stays open before it ends and the client reconnects. @default 15 minutes */
   readonly streamTimeout?: Duration;
   /** Most event streams open at once (the stream function's reserved concurrency). @default - no cap; see ApiProps.streamMaxConcurrency */
@@ -147,6 +151,7 @@ export class CorralStack extends Stack {
   readonly api: Api;
   readonly credentialProxy: CredentialProxy;
   readonly sandboxReaper: SandboxReaper;
+  readonly webhooks: Webhooks;
   readonly blobs: BlobBucket;
   readonly observability: Observability;
   /** The stream tier, with `streamTier: 'fargate'`. */
@@ -326,6 +331,18 @@ export class CorralStack extends Stack {
       }
     }
 
+    // Webhooks (docs/WEBHOOKS.md): the API publishes resource changes and writes signing secrets,
+    // the harness publishes the log's status changes; only the delivery function reads secrets.
+    this.webhooks = new Webhooks(this, 'Webhooks', {
+      sessionLog: this.sessionLog,
+      serviceName: 'corral-webhooks',
+      metricsNamespace: METRICS_NAMESPACE,
+      logRetention: props.logRetention,
+      urlAllow: props.webhookUrlAllow,
+    });
+    this.webhooks.grantPublish(this.api.handler, { writeSecrets: true });
+    this.webhooks.grantPublish(this.harness.function);
+
     let alarmTopic: sns.Topic | undefined;
     if (props.alarmEmail) {
       alarmTopic = new sns.Topic(this, 'AlarmTopic', { displayName: 'Corral alarms', enforceSSL: true });
@@ -335,6 +352,11 @@ export class CorralStack extends Stack {
     for (const a of alarmTopic ? (this.streamTier?.alarms ?? []) : []) {
       a.addAlarmAction(new cloudwatchActions.SnsAction(alarmTopic!));
       a.addOkAction(new cloudwatchActions.SnsAction(alarmTopic!));
+    }
+    // Webhook deliveries dead-lettered after their horizon notify the same topic.
+    if (alarmTopic) {
+      this.webhooks.deadLetterAlarm.addAlarmAction(new cloudwatchActions.SnsAction(alarmTopic));
+      this.webhooks.deadLetterAlarm.addOkAction(new cloudwatchActions.SnsAction(alarmTopic));
     }
     this.observability = new Observability(this, 'Observability', {
       metricsNamespace: METRICS_NAMESPACE,
@@ -353,6 +375,7 @@ export class CorralStack extends Stack {
         stream: this.watch(this.api.streamHandler, this.api.streamTimeout.minus(Duration.seconds(5))),
         credentialProxy: this.watch(this.credentialProxy.function),
         reaper: this.watch(this.sandboxReaper.function),
+        webhooks: this.watch(this.webhooks.function),
       },
       apiStage: this.api.restApi.deploymentStage,
       api5xxRatePercent: props.api5xxRatePercent,
@@ -360,6 +383,10 @@ export class CorralStack extends Stack {
       timeToFirstTokenP99ThresholdMs: props.timeToFirstTokenP99ThresholdMs,
       alarmTopic,
     });
+
+    // The webhook dead-letter alarm is one of the stack's: on the dashboard, with the others.
+    this.observability.alarms.push(this.webhooks.deadLetterAlarm);
+    this.observability.dashboard.addWidgets(new cloudwatch.AlarmWidget({ title: 'Webhook deliveries dead-lettered', alarm: this.webhooks.deadLetterAlarm, width: 24 }));
 
     new CfnOutput(this, 'ApiUrl', { value: this.api.url, description: 'Base URL for the SDK (baseURL)' });
     new CfnOutput(this, 'DashboardUrl', { value: this.observability.dashboardUrl });
@@ -401,5 +428,6 @@ export class CorralStack extends Stack {
     acknowledge(this.api.streamHandler, indexes);
     acknowledge(this.credentialProxy.function, indexes);
     acknowledge(this.sandboxReaper.function, indexes, ...tasks);
+    acknowledge(this.webhooks.function, indexes);
   }
 }

@@ -23,6 +23,7 @@ import { sessionRoutes } from './sessions.js';
 import { vaultRoutes } from './vaults.js';
 import { deploymentRoutes, deploymentRunRoutes } from './deployments.js';
 import { memoryStoreRoutes } from './memory-stores.js';
+import { publishWebhooks, webhookDeliveryRoutes, webhookRoutes } from './webhooks.js';
 import type { LogNotifier, StreamOptions } from './stream.js';
 import { strictQuery } from './query-params.js';
 import { requiredRole } from './route-roles.js';
@@ -160,6 +161,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
     }
     await next();
   });
+  app.use('/v1/*', publishWebhooks(s, opts.logger)); // each create, update, archive and delete as a webhook event
   app.route('/v1/agents', agentRoutes(s));
   app.route('/v1/environments', environmentRoutes(s));
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier, opts.stream));
@@ -169,6 +171,8 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/v1/deployment_runs', deploymentRunRoutes(s));
   app.route('/v1/memory_stores', memoryStoreRoutes(s));
   app.route('/v1/corral/imports', importRoutes(s)); // Corral extension: `corral import`
+  app.route('/v1/organizations/webhooks', webhookRoutes(s));
+  app.route('/v1/corral/webhooks', webhookDeliveryRoutes(s)); // Corral extension: the delivery log
   return app;
 }
 

@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { WEBHOOK_OPERATIONS } from './webhook-openapi.js';
 import * as z from 'zod';
 import {
   AgentCreate,
@@ -53,7 +54,7 @@ import { PREVIEW_TYPES, type PreviewType } from '../core/session/previews.js';
 
 type Method = 'get' | 'post' | 'delete';
 
-interface Operation {
+export interface Operation {
   method: Method;
   /** OpenAPI path, `{id}` for path parameters. */
   path: string;
@@ -333,6 +334,7 @@ export const OPERATIONS: Operation[] = [
     },
   },
   { method: 'get', path: '/v1/deployment_runs/{id}', operationId: 'getDeploymentRun', summary: 'Retrieve a deployment run', tag: 'deployments', response: DeploymentRunResponse },
+  ...WEBHOOK_OPERATIONS,
   // Corral's own
   { method: 'get', path: '/health', operationId: 'health', summary: 'Readiness probe', tag: 'corral', response: 'health', public: true, extension: true },
   { method: 'get', path: '/openapi.json', operationId: 'openapi', summary: 'This document', tag: 'corral', response: 'openapi', public: true, extension: true },
@@ -478,6 +480,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'memory_stores', description: 'Memory stores: memories by path, their versions, redaction' },
       { name: 'corral', description: 'Probes and this document' },
       { name: 'console', description: 'The session console (web pages)' },
+      { name: 'webhooks', description: 'Webhook endpoints and their delivery logs (signing secrets shown once)' },
     ],
     security: [{ apiKey: [] }, { bearer: [] }],
     paths,

@@ -101,6 +101,15 @@ export const ROUTE_ROLES: Readonly<Record<string, Role | 'public'>> = {
   'GET /v1/memory_stores/:id/memory_versions': 'user',
   'GET /v1/memory_stores/:id/memory_versions/:version_id': 'user',
   'POST /v1/memory_stores/:id/memory_versions/:version_id/redact': 'developer',
+
+  // Webhook endpoints send the tenant's events to a URL: a developer's decision; the log is readable by users.
+  'POST /v1/organizations/webhooks': 'developer',
+  'GET /v1/organizations/webhooks': 'user',
+  'GET /v1/organizations/webhooks/:id': 'user',
+  'POST /v1/organizations/webhooks/:id': 'developer',
+  'DELETE /v1/organizations/webhooks/:id': 'developer',
+  'POST /v1/organizations/webhooks/:id/regenerate_signing_secret': 'developer',
+  'GET /v1/corral/webhooks/:id/deliveries': 'user',
 };
 
 interface Compiled {

@@ -18,6 +18,7 @@ import { DEFAULT_RATE_LIMIT_SHARDS, parseRateLimits } from './resources/rate-lim
 import { isAllowedIssuerUrl, type OidcIssuer } from './auth/oidc.js';
 import { ROLES } from './auth/roles.js';
 import { MODEL_TABLE } from './harness/model-ids.js';
+import type { BackoffPolicy } from './webhooks/backoff.js';
 
 /** Every variable, by the name the code uses for it. */
 export const CORRAL_ENV = {
@@ -151,6 +152,19 @@ export const CORRAL_ENV = {
   scheduleGroup: 'CORRAL_SCHEDULE_GROUP',
   schedulerRoleArn: 'CORRAL_SCHEDULER_ROLE_ARN',
   deploymentFireArn: 'CORRAL_DEPLOYMENT_FIRE_ARN',
+  /**
+   * Webhook origins accepted besides public `https://` ones, comma-separated (`http://127.0.0.1`
+   * for a receiver on loopback; core/webhooks/url.ts). Optional, default none. API, webhook deliverer.
+   */
+  webhookUrlAllow: 'CORRAL_WEBHOOK_URL_ALLOW',
+  /** URL of the SQS queue that asks the webhook deliverer to run (docs/WEBHOOKS.md). Optional: without it, no webhooks. API, harness. */
+  webhookQueueUrl: 'CORRAL_WEBHOOK_QUEUE_URL',
+  /** URL of the SQS dead-letter queue of deliveries past their retry horizon. Webhook deliverer. */
+  webhookDeadLetterQueueUrl: 'CORRAL_WEBHOOK_DEAD_LETTER_QUEUE_URL',
+  /** The Secrets Manager name prefix of webhook signing secrets (`<prefix>webhook/<endpoint id>`). API (writes), webhook deliverer (reads). */
+  webhookSecretPrefix: 'CORRAL_WEBHOOK_SECRET_PREFIX',
+  /** Webhook retry schedule, `base=MS,cap=MS,horizon=MS` (any subset; core/webhooks/backoff.ts). Optional, default 5 s, 1 h, 24 h. Webhook deliverer. */
+  webhookBackoff: 'CORRAL_WEBHOOK_BACKOFF',
 } as const;
 
 /** Where deployments' schedules go on AWS, or undefined when the deployment of Corral has none. */
@@ -607,4 +621,45 @@ export function readOidcIssuers(env: Env = process.env): OidcIssuer[] {
     }
   }
   return issuers;
+}
+
+/** Webhooks (docs/WEBHOOKS.md): where deliveries may go, and how they are retried. */
+export interface WebhookConfig {
+  urlAllow: string[];
+  backoff: Partial<BackoffPolicy>;
+  queueUrl?: string;
+  deadLetterQueueUrl?: string;
+  secretPrefix?: string;
+}
+
+/** `CORRAL_WEBHOOK_*`; anything malformed is an error naming the variable. */
+export function readWebhookConfig(env: Env = process.env): WebhookConfig {
+  const v = reader(env);
+  const fail = (name: string, why: string): never => {
+    throw new Error(`Corral configuration is invalid: ${name}: ${why}`);
+  };
+  let urlAllow: string[] = [];
+  try {
+    urlAllow = parseRepositoryUrlAllow(v(CORRAL_ENV.webhookUrlAllow));
+  } catch (err) {
+    fail(CORRAL_ENV.webhookUrlAllow, (err as Error).message);
+  }
+  const backoff: Partial<BackoffPolicy> = {};
+  const raw = v(CORRAL_ENV.webhookBackoff);
+  const fields = { base: 'baseMs', cap: 'capMs', horizon: 'horizonMs' } as const;
+  for (const part of raw ? raw.split(',') : []) {
+    const [k, n] = part.trim().split('=');
+    const key = fields[k as keyof typeof fields];
+    if (!key || !/^[0-9]{1,10}$/.test(n ?? '') || Number(n) < 1) fail(CORRAL_ENV.webhookBackoff, `expected base=MS,cap=MS,horizon=MS (positive integers), not ${JSON.stringify(part)}`);
+    backoff[key] = Number(n);
+  }
+  const url = (name: string) => {
+    const u = v(name);
+    if (u !== undefined && !/^https?:\/\//.test(u)) fail(name, 'expected a queue URL');
+    return u;
+  };
+  const queueUrl = url(CORRAL_ENV.webhookQueueUrl);
+  const deadLetterQueueUrl = url(CORRAL_ENV.webhookDeadLetterQueueUrl);
+  const secretPrefix = v(CORRAL_ENV.webhookSecretPrefix);
+  return { urlAllow, backoff, ...(queueUrl ? { queueUrl } : {}), ...(deadLetterQueueUrl ? { deadLetterQueueUrl } : {}), ...(secretPrefix ? { secretPrefix } : {}) };
 }

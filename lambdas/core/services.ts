@@ -1,4 +1,5 @@
 import type { WarmPoolSettings } from './config.js';
+import { CorralError } from './errors.js';
 import { Harness, type HarnessDeps, type HarnessOptions } from './harness/harness.js';
 import type { ModelClient } from './harness/model.js';
 import { tracedWakeQueue, type WakeQueue } from './harness/queue.js';
@@ -24,6 +25,8 @@ import type { BlobStore } from './storage/blob-store.js';
 import type { WorkspaceLimits } from './sandbox/client.js';
 import { DeploymentService } from './deployments/deployments.js';
 import { MemoryStoreService } from './memory/store.js';
+import { WebhookEndpointService, type WebhookSecretWriter } from './webhooks/endpoints.js';
+import { OutboxPublisher, publishingEventLog, type WebhookPublisher } from './webhooks/publish.js';
 
 /** Everything the API and the harness need, wired from adapters. No AWS and no local specifics. */
 export interface CorralServices {
@@ -51,6 +54,10 @@ export interface CorralServices {
   deployments: DeploymentService;
   /** Memory stores (`client.beta.memoryStores`), in the state table (memory/store.ts). */
   memoryStores: MemoryStoreService;
+  /** Webhook endpoints (`client.beta.organization.webhooks`); 503 when the deployment has no webhook secret store. */
+  webhooks: WebhookEndpointService;
+  /** Publishes webhook events (core/webhooks/publish.ts); a no-op without webhooks. */
+  webhookEvents: WebhookPublisher;
 }
 
 export function createServices(deps: {
@@ -101,15 +108,25 @@ export function createServices(deps: {
   warmPool?: WarmPoolSettings;
   /** The clock of deployments' schedules (the local runtime's may be time-scaled). @default Date.now */
   deploymentClock?: () => number;
+  /**
+   * Webhooks (docs/WEBHOOKS.md): where signing secrets are written, the URL rule
+   * (`CORRAL_WEBHOOK_URL_ALLOW`) and how to ask the deliverer to run. @default - none: the
+   * endpoint routes answer 503 and nothing is published
+   */
+  webhooks?: { secrets: WebhookSecretWriter; urlAllow: string[]; kick: () => void };
 }): CorralServices {
   // Every wake the core asks for is a span whose context goes with the message (telemetry/trace.ts).
   const queue = tracedWakeQueue(deps.queue);
+  const webhooks = new WebhookEndpointService(deps.table, deps.webhooks?.secrets ?? unavailableWebhookSecrets, { allow: deps.webhooks?.urlAllow ?? [] });
+  const webhookEvents: WebhookPublisher = deps.webhooks ? new OutboxPublisher(deps.table, webhooks, deps.webhooks.kick) : { publish: async () => undefined };
+  // Every append that stands for webhook events publishes them (session status changes, outcome verdicts).
+  const events = deps.webhooks ? publishingEventLog(deps.events, deps.table, webhookEvents, deps.harness?.logger) : deps.events;
   const agents = new AgentService(deps.table, deps.models);
   const environments = new EnvironmentService(deps.table);
   const files = new FileService(deps.table, deps.blobs);
   const vaults = new VaultService(deps.table, deps.credentialProxy);
   const memoryStores = new MemoryStoreService(deps.table);
-  const sessions = new SessionService(deps.table, deps.events, agents, environments, queue, {
+  const sessions = new SessionService(deps.table, events, agents, environments, queue, {
     vaults,
     secrets: deps.credentialProxy,
   }, { allow: deps.repositoryUrlAllow ?? [] }, {
@@ -149,11 +166,11 @@ export function createServices(deps: {
       memoryStores,
     },
   );
-  const harnessDeps: HarnessDeps = { events: deps.events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue, mcp, notifier: deps.notifier, previews: deps.previews };
+  const harnessDeps: HarnessDeps = { events, table: deps.table, sessions, environments, leases, sandboxes, model: deps.model, queue, mcp, notifier: deps.notifier, previews: deps.previews };
   const harness = new Harness(deps.wrapHarnessDeps ? deps.wrapHarnessDeps(harnessDeps) : harnessDeps, deps.harness);
   return {
     table: deps.table,
-    events: deps.events,
+    events,
     // The queue as given (the runtimes' workers and tests read it); the core's own wakes go
     // through the traced wrapper above.
     queue: deps.queue,
@@ -175,5 +192,14 @@ export function createServices(deps: {
       ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}),
     }),
     memoryStores,
+    webhooks,
+    webhookEvents,
   };
 }
+
+const unavailableWebhookSecrets: WebhookSecretWriter = {
+  put: async () => {
+    throw new CorralError('api_error', 503, 'webhooks are not configured on this deployment');
+  },
+  delete: async () => undefined,
+};

@@ -13,6 +13,7 @@ import {
   readHarnessStepConfig,
   readOidcIssuers,
   readSandboxReaperConfig,
+  readWebhookConfig,
   type Env,
 } from '../../lambdas/core/config.js';
 import { readTelemetryConfig } from '../../lambdas/core/telemetry/config.js';
@@ -97,6 +98,7 @@ function synth(props: CorralStackProps, id: string, change?: (stack: CorralStack
     stream: { fn: stack.api.streamHandler, parse: readApiConfig },
     credentialProxy: { fn: stack.credentialProxy.function, parse: readCredentialProxyConfig },
     reaper: { fn: stack.sandboxReaper.function, parse: readSandboxReaperConfig },
+    webhooks: { fn: stack.webhooks.function, parse: readWebhookConfig },
   } satisfies Record<string, { fn: IConstruct; parse: (env: Env) => unknown }>;
   const resolved = (fn: IConstruct): Env => Object.fromEntries(Object.entries(envOf(fn)).map(([k, v]) => [k, resolve(v, resources, parameters)]));
   return { stack, resources, envOf, resolved, functions };
@@ -195,6 +197,9 @@ describe.each(VARIANTS)('the configuration contract, on the stack synthesized wi
     }
     expect(parsed.harness.model.baseUrl).toBe(context.anthropicBaseUrl);
     expect(parsed.harness.sessionDimensions).toEqual(context.metricsSessionDimensions ? ['agent', 'environment'] : []);
+    // Webhooks: the API and the harness publish (the kick queue), the delivery function dead-letters.
+    for (const label of ['api', 'harness'] as const) expect(readWebhookConfig(s.resolved(s.functions[label].fn)).queueUrl, label).toMatch(/^https:\/\/sqs\./);
+    expect(readWebhookConfig(s.resolved(s.functions.webhooks.fn))).toMatchObject({ deadLetterQueueUrl: expect.stringMatching(/^https:\/\/sqs\./), secretPrefix: 'corral/' });
     expect(parsed.reaper.idleMs).toBe(Number(context.sandboxIdleMinutes ?? 15) * 60_000);
     expect(parsed.reaper.cluster).toBe(parsed.harness.sandbox?.cluster);
     if (context.privateSubnetIds) expect(parsed.harness.sandbox?.subnets).toEqual(['subnet-0aaa', 'subnet-0bbb']);

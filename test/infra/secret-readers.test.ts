@@ -99,4 +99,15 @@ describe('who can read a vault secret or the model key', () => {
       expect(readers(withGrant(template, role, { Action: 'kms:*', Resource: '*' })).modelKey.some((id) => id.startsWith(role))).toBe(true);
     }
   });
+
+  it('only the webhook delivery function can read webhook signing secrets; the API may write them', () => {
+    const all = roles(createContext(template, { region: REGION, accountId: ACCOUNT }));
+    const secret = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:corral/webhook/whep_1-AbCdEf`;
+    const may = (r: RoleInfo, action: string) => evaluate({ principalArn: assumedRoleArn(r.arn, 'session'), context: {}, action, resource: secret }, r.statements).allowed;
+    expect(all.filter((r) => may(r, 'secretsmanager:GetSecretValue')).map((r) => r.logicalId)).toEqual([expect.stringMatching(/^WebhooksFunctionServiceRole/)]);
+    expect(all.filter((r) => may(r, 'secretsmanager:PutSecretValue')).map((r) => r.logicalId).filter((id) => !id.startsWith('ApiHandler'))).toEqual([]);
+    expect(all.some((r) => r.logicalId.startsWith('ApiHandler') && may(r, 'secretsmanager:CreateSecret'))).toBe(true);
+    // The deliverer cannot read vault secrets.
+    expect(readers(template).vault.filter((id) => id.startsWith('Webhooks'))).toEqual([]);
+  });
 });

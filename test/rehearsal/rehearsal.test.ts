@@ -35,13 +35,13 @@ describe('deploy rehearsal', () => {
     const failed = report.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
     expect(failed).toEqual([]);
     expect(report.results.map((r) => r.name)).toEqual(
-      expect.arrayContaining(['tool-round-trip', 'stream-resume', 'interrupt', 'tool-confirmation', 'large-event-list', 'session-delete', 'files-in-and-out', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'workspace-after-idle', 'memory']),
+      expect.arrayContaining(['tool-round-trip', 'stream-resume', 'interrupt', 'tool-confirmation', 'large-event-list', 'session-delete', 'files-in-and-out', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'workspace-after-idle', 'memory', 'webhooks']),
     );
     expect(report.results.map((r) => r.name)).toContain('outcomes');
     expect(report.denials).toEqual([]);
     // Every function that serves a scenario really ran from its bundle and called AWS through its role.
     const callers = new Set(report.calls.map(([k]) => k.split(' ')[0]));
-    for (const fn of ['ApiHandler', 'ApiStreamHandler', 'HarnessStepFunction', 'CredentialProxyFunction', 'SandboxReaperFunction']) {
+    for (const fn of ['ApiHandler', 'ApiStreamHandler', 'HarnessStepFunction', 'CredentialProxyFunction', 'SandboxReaperFunction', 'WebhooksFunction']) {
       expect([...callers].some((c) => c.includes(fn)), `${fn} made no AWS call`).toBe(true);
     }
     // The security-groups scenario was refused at least once, on purpose.

@@ -14,7 +14,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Layers, top to bottom; a file belongs to the first whose prefix its path starts with. */
 const LAYERS = {
-  entries: ['lambdas/api/lambda.ts', 'lambdas/harness-step/', 'lambdas/credential-proxy/', 'lambdas/sandbox-reaper/', 'lambdas/stream-tier/', 'lambdas/proxy-service/'],
+  entries: ['lambdas/api/lambda.ts', 'lambdas/harness-step/', 'lambdas/credential-proxy/', 'lambdas/sandbox-reaper/', 'lambdas/stream-tier/', 'lambdas/proxy-service/', 'lambdas/webhook-delivery/'],
   'local-runtime': ['local-runtime/'],
   infra: ['infra/bin/', 'infra/lib/'],
   api: ['lambdas/api/'],

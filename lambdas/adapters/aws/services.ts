@@ -2,6 +2,9 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { awsWebhookPublishing } from './webhooks.js';
+import { readWebhookConfig } from '../../core/config.js';
 import { CORRAL_ENV, readServicesConfig, readWarmPool, SANDBOX_ENV_NAMES, type ServicesConfig } from '../../core/config.js';
 import { readDeploymentSchedulesConfig } from '../../core/config.js';
 import { EventBridgeDeploymentSchedules } from './deployment-schedules.js';
@@ -124,6 +127,13 @@ export interface AwsServices {
   clients: { dynamodb: DynamoDBClient; sqs: SQSClient; ecs: ECSClient };
 }
 
+/** The API's and the harness's webhook publishing, when `CORRAL_WEBHOOK_QUEUE_URL` is set. */
+function awsWebhooks(env: Record<string, string | undefined>, sqs: SQSClient, instrument: <T>(c: T) => T) {
+  const config = readWebhookConfig(env);
+  if (!config.queueUrl) return undefined;
+  return awsWebhookPublishing({ ...config, queueUrl: config.queueUrl }, { sqs, secrets: instrument(new SecretsManagerClient({})) });
+}
+
 /**
  * Corral's services on AWS: the same `createServices` the local runtime calls, wired to DynamoDB,
  * SQS FIFO and Fargate instead of dynalite, an in-process queue and local processes.
@@ -189,6 +199,8 @@ export async function createAwsServices(opts: AwsServicesOptions = {}): Promise<
     previews: new TablePreviewChannel(table),
     // Only the harness is given CORRAL_WARM_POOL (the stack): it claims and refills.
     warmPool: readWarmPool(opts.env ?? process.env),
+    // Webhooks when the stack gives this function their queue (docs/WEBHOOKS.md).
+    webhooks: awsWebhooks(opts.env ?? process.env, sqs, instrument),
   });
   // Deployments' schedules on EventBridge Scheduler (the API function's; docs/DEPLOYMENTS.md).
   const schedules = readDeploymentSchedulesConfig(opts.env ?? process.env);

@@ -242,3 +242,23 @@ export const memoryKeys = {
   version: (storeId: string, versionId: string) => ({ pk: `${MEMORY_STORE}${storeId}`, sk: `${MEMORY_VERSION_PREFIX}${versionId}` }),
   count: (storeId: string) => ({ pk: `${MEMORY_STORE}${storeId}`, sk: 'count' }),
 } as const;
+
+// --- webhooks (core/webhooks/) --------------------------------------------------------------------
+
+/**
+ * Webhook endpoints and their deliveries. An endpoint is one item (listed per tenant through the
+ * index); each event on its way to an endpoint is one item in the endpoint's partition (the
+ * delivery log, newest last by sort key), and while it is pending it is also in one index
+ * partition ordered by when its next attempt is due, which the deliverer reads.
+ */
+export const webhookKeys = {
+  endpoint: (id: string) => ({ pk: `whep#${id}`, sk: HEAD_SK }),
+  endpointIndex: (tenant: string) => `${tenant}#webhook_endpoint`,
+  delivery: (endpointId: string, createdAt: string, eventId: string) => ({ pk: `whdl#${endpointId}`, sk: `${createdAt}#${eventId}` }),
+  deliveryPartition: (endpointId: string) => `whdl#${endpointId}`,
+  /** The index partition of every pending delivery; its sort key starts with the due time. */
+  due: 'webhook#due',
+  dueSort: (nextAttemptAt: string, endpointId: string, sk: string) => `${nextAttemptAt}#${endpointId}#${sk}`,
+  /** The signing secret's name in the webhook secret store. */
+  secretRef: (endpointId: string) => `webhook/${endpointId}`,
+} as const;
