@@ -71,6 +71,14 @@ const PUBLISHED: Record<string, { type: PublishedWebhookEventType; id: 'body' | 
   'POST /v1/vaults/:id/credentials': { type: 'vault_credential.created', id: 'body', vault: 'id' },
   'POST /v1/vaults/:id/credentials/:credential_id/archive': { type: 'vault_credential.archived', id: 'credential_id', vault: 'id' },
   'DELETE /v1/vaults/:id/credentials/:credential_id': { type: 'vault_credential.deleted', id: 'credential_id', vault: 'id' },
+  'POST /v1/deployments': { type: 'deployment.created', id: 'body' },
+  'POST /v1/deployments/:id': { type: 'deployment.updated', id: 'id' },
+  'POST /v1/deployments/:id/pause': { type: 'deployment.paused', id: 'id' },
+  'POST /v1/deployments/:id/unpause': { type: 'deployment.unpaused', id: 'id' },
+  'POST /v1/deployments/:id/archive': { type: 'deployment.archived', id: 'id' },
+  'POST /v1/memory_stores': { type: 'memory_store.created', id: 'body' },
+  'POST /v1/memory_stores/:id/archive': { type: 'memory_store.archived', id: 'id' },
+  'DELETE /v1/memory_stores/:id': { type: 'memory_store.deleted', id: 'id' },
 };
 
 /**

@@ -190,6 +190,7 @@ export function createServices(deps: {
     deployments: new DeploymentService(deps.table, agents, environments, sessions, vaults, {
       ...(deps.deploymentClock ? { clock: deps.deploymentClock } : {}),
       ...(deps.harness?.logger ? { logger: deps.harness.logger } : {}),
+      webhooks: webhookEvents,
     }),
     memoryStores,
     webhooks,

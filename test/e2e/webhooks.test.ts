@@ -126,6 +126,36 @@ describe('webhooks', () => {
     await r.down();
   });
 
+  it('publishes deployment, deployment-run and memory-store events, from the API and from a run the scheduler side starts', async () => {
+    const r = new WebhookReceiver();
+    await r.up();
+    const types = ['deployment.created', 'deployment.paused', 'deployment.unpaused', 'deployment.archived', 'deployment_run.started', 'deployment_run.succeeded', 'deployment_run.failed', 'session.created', 'memory_store.created', 'memory_store.archived', 'memory_store.deleted'] as unknown as EventTypes;
+    const endpoint = await c.beta.organization.webhooks.create({ url: r.url, enabled_events: types });
+    const deployment = await c.beta.deployments.create({ name: 'nightly', agent: agentId, environment_id: environmentId, initial_events: [{ type: 'user.message', content: [{ type: 'text', text: 'go' }] }] } as never);
+    await c.beta.deployments.pause(deployment.id);
+    await c.beta.deployments.unpause(deployment.id);
+    t.fake.push({ kind: 'text', text: 'ran' });
+    const run = await c.beta.deployments.run(deployment.id);
+    expect(run.session_id).toBeTruthy();
+    await c.beta.deployments.archive(deployment.id);
+    const store = await c.beta.memoryStores.create({ name: 'notes' });
+    await c.beta.memoryStores.archive(store.id);
+    await c.beta.memoryStores.delete(store.id);
+    const want: Array<[string, string]> = [
+      ['deployment.created', deployment.id], ['deployment.paused', deployment.id], ['deployment.unpaused', deployment.id], ['deployment.archived', deployment.id],
+      ['deployment_run.started', run.id], ['deployment_run.succeeded', run.id], ['session.created', run.session_id!],
+      ['memory_store.created', store.id], ['memory_store.archived', store.id], ['memory_store.deleted', store.id],
+    ];
+    const events = await waitFor(async () => {
+      const v = verified(r, endpoint.signing_secret);
+      return want.every(([type, id]) => v.some((e) => e.data.type === type && e.data.id === id)) && v;
+    }, 'every deployment and memory-store event at the receiver', 15_000);
+    // The run succeeded (its session exists), so no failure was published for it.
+    expect(events.filter((e) => e.data.type === 'deployment_run.failed')).toEqual([]);
+    await c.beta.organization.webhooks.delete(endpoint.id);
+    await r.down();
+  });
+
   it('refuses hostile and malformed endpoints with a 400 naming the field', async () => {
     const bad = async (body: Record<string, unknown>) => {
       const err = await c.post('/v1/organizations/webhooks', { body }).catch((e: unknown) => e as { status: number; message: string });

@@ -12,6 +12,7 @@ import { DeploymentRecords, DeploymentRunRecords } from '../storage/deployment-i
 import { tenantPrincipal } from '../storage/principal.js';
 import type { StateTable } from '../store.js';
 import type { VaultService } from '../vault/vaults.js';
+import type { WebhookPublisher } from '../webhooks/publish.js';
 import { matches, nextRuns, parseCron } from './cron.js';
 
 /** Id prefixes of deployments and their runs, as the hosted API spells them. */
@@ -132,6 +133,12 @@ export interface DeploymentServiceOptions {
   /** The clock of schedules (upcoming runs); the local runtime's may be time-scaled. @default Date.now */
   clock?: () => number;
   logger?: { warn(msg: string, fields?: Record<string, unknown>): void };
+  /**
+   * Webhook events of what the scheduler does (the API's own calls publish theirs in
+   * api/webhooks.ts): `deployment_run.started` and then `.succeeded` or `.failed` for every run,
+   * `session.created` for the session a run starts, `deployment.paused` when an error pauses it.
+   */
+  webhooks?: WebhookPublisher;
 }
 
 /**
@@ -359,6 +366,7 @@ export class DeploymentService {
       const latest = await this.heads.get(tenantPrincipal(tenant), d.id);
       if (latest && latest.status === 'active' && !latest.archived_at) {
         await this.save(tenant, { ...latest, status: 'paused', paused_reason: { type: 'error', error: { type: result.run.error.type } }, updated_at: nowIso(now) });
+        await this.notify(tenant, 'deployment.paused', d.id);
       }
     }
     return result;
@@ -392,7 +400,20 @@ export class DeploymentService {
     }
     const run = this.runRecord(d, runId, scheduledAt, now, sessionId, error);
     await this.runs.put(tenant, run);
+    await this.notify(tenant, 'deployment_run.started', run.id);
+    if (sessionId) await this.notify(tenant, 'session.created', sessionId);
+    await this.notify(tenant, sessionId ? 'deployment_run.succeeded' : 'deployment_run.failed', run.id);
     return { run, started: true };
+  }
+
+  /** Publishes a webhook event; a failure is logged, never the run's (the run and its session exist). */
+  private async notify(tenant: string, type: 'deployment_run.started' | 'deployment_run.succeeded' | 'deployment_run.failed' | 'deployment.paused' | 'session.created', id: string): Promise<void> {
+    if (!this.opts.webhooks) return;
+    try {
+      await this.opts.webhooks.publish(tenant, type, { id });
+    } catch (err) {
+      this.opts.logger?.warn('webhook publish failed', { type, id, error: (err as Error)?.message ?? String(err) });
+    }
   }
 
   private runRecord(d: Deployment, id: string, scheduledAt: string | null, now: Date, sessionId: string | null, error: RunError | null): DeploymentRun {
