@@ -38,7 +38,8 @@ export async function runThreadTool(ctx: StepContext, tool: OpenTool) {
     threadId = typeof input.thread_id === 'string' ? input.thread_id : '';
     const known = state.threads?.[threadId];
     if (!known) return fail(`No thread ${JSON.stringify(threadId.slice(0, 100))} of this session; spawn_thread answers with the id.`);
-    if (known.status === 'terminated') return fail(`Thread ${threadId} is archived.`);
+    // Archived through the API (threads/threads.ts): its record says so.
+    if (known.status === 'terminated' || (await ctx.deps.sessions.get(HARNESS, threadId)).archived_at) return fail(`Thread ${threadId} is archived.`);
     agentName = known.agent;
   }
   await deliver(ctx, threadId, tool.id, content, state.threads?.[threadId]?.seen ?? 0);
