@@ -1,7 +1,9 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoModel, type RecordedRequest, type ScriptedTurn } from '../fixtures/fake-messages-api.js';
+import { coordinatorModel } from '../fixtures/thread-model.js';
 import { startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.js';
+import { HARNESS } from '../../lambdas/core/harness/step.js';
+import { NotFoundError } from '../../lambdas/core/errors.js';
 
 /**
  * Multi-agent threads through the official SDK against the local runtime: a coordinator (an
@@ -10,28 +12,6 @@ import { startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.
  * `agent.thread_message_received`, and `client.beta.sessions.threads` lists them, with their own
  * event logs.
  */
-
-/**
- * The scripted model: the coordinator (offered `spawn_thread`) spawns two workers, waits, and
- * sums up once both answered; a worker is the echo model (it runs the backticked command).
- */
-export function coordinatorModel(req: RecordedRequest): ScriptedTurn {
-  const offered = (req.body.tools ?? []).map((t) => (t as { name?: string }).name);
-  if (!offered.includes('spawn_thread')) return echoModel(req);
-  const all = JSON.stringify(req.body.messages ?? []);
-  const answers = all.split('[Message from thread').length - 1;
-  if (answers >= 2) return { kind: 'text', text: 'Both threads answered.' };
-  if (answers === 1) return { kind: 'text', text: 'One thread answered.' };
-  if (all.includes('tool_result')) return { kind: 'text', text: 'Waiting for the threads.' };
-  return {
-    kind: 'tool_use',
-    text: 'Delegating.',
-    calls: [
-      { name: 'spawn_thread', input: { agent: 'worker', message: 'Please run `echo alpha-$((20+1))`' } },
-      { name: 'spawn_thread', input: { agent: 'worker', message: 'Please run `echo beta-$((40+2))`' } },
-    ],
-  };
-}
 
 describe('multi-agent threads', () => {
   let t: TestRuntime;
@@ -42,7 +22,7 @@ describe('multi-agent threads', () => {
   beforeAll(async () => {
     t = await startTestRuntime();
     c = t.client;
-    t.fake.setFallback(coordinatorModel);
+    t.fake.setFallback(coordinatorModel('worker', ['echo alpha-$((20+1))', 'echo beta-$((40+2))']));
     worker = await c.beta.agents.create({ name: 'worker', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
     coordinator = await c.beta.agents.create({
       name: 'lead',
@@ -122,5 +102,13 @@ describe('multi-agent threads', () => {
     const idle: string[] = [];
     for await (const th of c.beta.sessions.threads.list(session.id, { statuses: ['idle'] })) idle.push(th.id);
     expect(idle).toEqual([threadIds[1]]);
+
+    // Deleting the session deletes its threads, their logs and their sandboxes.
+    await c.beta.sessions.delete(session.id);
+    for (const id of threadIds) {
+      await expect(t.runtime.services.sessions.get(HARNESS, id)).rejects.toBeInstanceOf(NotFoundError);
+      expect(await t.runtime.services.events.getEvents(id)).toEqual([]);
+      expect(await t.runtime.services.sandboxes.list(id)).toEqual([]);
+    }
   });
 });
