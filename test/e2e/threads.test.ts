@@ -1,6 +1,7 @@
 import type Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coordinatorModel } from '../fixtures/thread-model.js';
+import { cli } from '../cli/helpers.js';
 import { startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.js';
 import { HARNESS } from '../../lambdas/core/harness/step.js';
 import { NotFoundError } from '../../lambdas/core/errors.js';
@@ -102,6 +103,16 @@ describe('multi-agent threads', () => {
     const idle: string[] = [];
     for await (const th of c.beta.sessions.threads.list(session.id, { statuses: ['idle'] })) idle.push(th.id);
     expect(idle).toEqual([threadIds[1]]);
+
+    // The CLI shows them: `sessions threads` lists each with its status, `sessions show` counts them.
+    const env = { CORRAL_URL: t.runtime.url, CORRAL_API_KEY: t.runtime.apiKey };
+    const listed2 = await cli(['sessions', 'threads', session.id], { env });
+    expect(listed2).toMatchObject({ code: 0, stderr: '' });
+    expect(listed2.stdout.split('\n')[0]).toMatch(/^ID\s+STATUS\s+AGENT\s+TOKENS\s+UPDATED/);
+    expect(listed2.stdout).toMatch(new RegExp(`${threadIds[0]}\\s+terminated\\s+worker v1`));
+    expect(listed2.stdout).toMatch(new RegExp(`${threadIds[1]}\\s+idle\\s+worker v1`));
+    const shown = await cli(['sessions', 'show', session.id], { env });
+    expect(shown.stdout).toMatch(/threads\s+2 \(1 terminated, 1 idle\)/);
 
     // Deleting the session deletes its threads, their logs and their sandboxes.
     await c.beta.sessions.delete(session.id);
