@@ -564,7 +564,10 @@ export class SessionService {
   async delete(tenant: string, id: string, onDelete?: (id: string) => Promise<void>) {
     const head = await this.head(tenantPrincipal(tenant), id);
     // A coordinator's threads go with it, each as a session (its record, log and sandboxes), first.
-    const threads = (await this.log.getEvents(id)).flatMap((s) => (s.event.type === 'session.thread_created' ? [s.event.session_thread_id] : []));
+    // (Only a coordinator's log is read for them: any other session has none.)
+    const threads = head.data.thread_roster
+      ? (await this.log.getEvents(id)).flatMap((s) => (s.event.type === 'session.thread_created' ? [s.event.session_thread_id] : []))
+      : [];
     for (const thread of new Set(threads)) {
       if (await heads.getWithUsage(this.table, tenantPrincipal(tenant), thread, [])) await this.delete(tenant, thread, onDelete);
     }
