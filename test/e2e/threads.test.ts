@@ -2,6 +2,8 @@ import type Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coordinatorModel } from '../fixtures/thread-model.js';
 import { cli } from '../cli/helpers.js';
+import { SDK_RESOURCES } from '../helpers/sdk-resources.js';
+import { SdkTypes } from '../helpers/sdk-types.js';
 import { startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.js';
 import { HARNESS } from '../../lambdas/core/harness/step.js';
 import { NotFoundError } from '../../lambdas/core/errors.js';
@@ -13,6 +15,11 @@ import { NotFoundError } from '../../lambdas/core/errors.js';
  * `agent.thread_message_received`, and `client.beta.sessions.threads` lists them, with their own
  * event logs.
  */
+
+const THREADS = { file: 'sessions/threads/threads.d.ts', className: 'Threads' };
+const THREAD_EVENTS = { file: 'sessions/threads/events.d.ts', className: 'Events' };
+const sdk = new SdkTypes([SDK_RESOURCES.agents.file, THREADS.file, THREAD_EVENTS.file]);
+const method = (r: { file: string; className: string }, name: string) => sdk.methods(r).find((m) => m.name === name)!;
 
 describe('multi-agent threads', () => {
   let t: TestRuntime;
@@ -79,6 +86,16 @@ describe('multi-agent threads', () => {
     const threads: Anthropic.Beta.Sessions.BetaManagedAgentsSessionThread[] = [];
     for await (const th of c.beta.sessions.threads.list(session.id)) threads.push(th);
     expect(threads.map((th) => th.id)).toEqual(threadIds);
+    // Every answer has the shape the SDK declares (raw JSON, so a missing field is not hidden by defaults).
+    const raw = async (path: string, init?: RequestInit) =>
+      (await fetch(`${t.runtime.url}${path}`, { ...init, headers: { 'x-api-key': t.runtime.apiKey, 'anthropic-beta': 'managed-agents-2026-04-01' } })).json() as Promise<{ data?: unknown[] }>;
+    const page = await raw(`/v1/sessions/${session.id}/threads`);
+    expect(page.data!.flatMap((th, i) => sdk.conforms(th, method(THREADS, 'list').result, `$.data[${i}]`))).toEqual([]);
+    expect(sdk.conforms(await raw(`/v1/sessions/${session.id}/threads/${threadIds[1]}`), method(THREADS, 'retrieve').result)).toEqual([]);
+    expect(sdk.conforms({ id: threadIds[1] }, method(THREADS, 'retrieve').result)).not.toEqual([]); // the check is not vacuous
+    const ownPage = await raw(`/v1/sessions/${session.id}/threads/${threadIds[1]}/events`);
+    expect(ownPage.data!.flatMap((e, i) => sdk.conforms(e, method(THREAD_EVENTS, 'list').result, `$.data[${i}]`))).toEqual([]);
+    expect(sdk.conforms(await raw(`/v1/agents/${coordinator.id}`), sdk.methods(SDK_RESOURCES.agents).find((m) => m.name === 'retrieve')!.result)).toEqual([]);
     for (const th of threads) {
       expect(th).toMatchObject({ type: 'session_thread', session_id: session.id, status: 'idle', archived_at: null, agent: { id: worker.id, name: 'worker', version: 1 } });
       expect(await c.beta.sessions.threads.retrieve(th.id, { session_id: session.id })).toEqual(th);
