@@ -424,8 +424,36 @@ const COMMANDS: Record<string, Command> = {
       if (s.forked_from) rows.push(['forked from', `${s.forked_from.session_id} at position ${s.forked_from.position}`]);
       if (Object.keys(s.metadata ?? {}).length) rows.push(['metadata', Object.entries(s.metadata).map(([k, val]) => `${k}=${val}`).join(' ')]);
       rows.push(...outcomeRows(ctx.style, s.outcome_evaluations ?? []));
+      if (s.agent.multiagent) {
+        // A coordinator: its threads at a glance (`corral sessions threads ID` lists them).
+        const { items, more } = await collect(ctx.sdk().beta.sessions.threads.list(s.id, { limit: 100 }, { signal: ctx.io.signal }), false);
+        const counts = new Map<string, number>();
+        for (const th of items) counts.set(th.status, (counts.get(th.status) ?? 0) + 1);
+        rows.push(['threads', `${items.length}${more ? '+' : ''}${counts.size ? ` (${[...counts].map(([st, n]) => `${n} ${st}`).join(', ')})` : ''}`]);
+      }
       rows.push(['console', `${ctx.config.url}/console/sessions/${s.id}`]);
       ctx.out(rows.map(([k, val]) => `${ctx.style.dim(k.padEnd(12))} ${val}`).join('\n') + '\n');
+    },
+  },
+  'sessions threads': {
+    usage: 'corral sessions threads ID [--limit N] [--all] [--status idle|running|…]...',
+    summary: "List a coordinator session's threads and their status",
+    args: [1, 1],
+    options: { ...LIST, status: { type: 'string', multiple: true } },
+    async run(ctx, v, [id]) {
+      const statuses = v.status as Array<'rescheduling' | 'running' | 'idle' | 'terminated'> | undefined;
+      const { items, more } = await collect(
+        ctx.sdk().beta.sessions.threads.list(id, { limit: int(v.limit, 'limit', 1), ...(statuses?.length ? { statuses } : {}) }, { signal: ctx.io.signal }),
+        !!v.all,
+      );
+      printList(
+        ctx,
+        items,
+        more,
+        ['ID', 'STATUS', 'AGENT', 'TOKENS', 'UPDATED'],
+        (th) => [th.id, th.status, 'name' in th.agent ? `${th.agent.name}${'version' in th.agent ? ` v${th.agent.version}` : ''}` : th.agent.model, `${th.usage?.input_tokens ?? 0} in / ${th.usage?.output_tokens ?? 0} out`, fmtDate(th.updated_at)],
+        (th) => th.id,
+      );
     },
   },
   'sessions send': {

@@ -20,6 +20,7 @@ import { importRoutes } from './imports.js';
 import { errorBody, toErrorResponse, type Env } from './http.js';
 import { openApiRoutes } from './openapi.js';
 import { sessionRoutes } from './sessions.js';
+import { threadRoutes } from './threads.js';
 import { vaultRoutes } from './vaults.js';
 import { deploymentRoutes, deploymentRunRoutes } from './deployments.js';
 import { memoryStoreRoutes } from './memory-stores.js';
@@ -165,6 +166,7 @@ export function createApp(s: CorralServices, opts: AppOptions = {}) {
   app.route('/v1/agents', agentRoutes(s));
   app.route('/v1/environments', environmentRoutes(s));
   app.route('/v1/sessions', sessionRoutes(s, opts.notifier, opts.stream));
+  app.route('/v1/sessions', threadRoutes(s, opts.notifier, opts.stream)); // `client.beta.sessions.threads`
   app.route('/v1/vaults', vaultRoutes(s));
   app.route('/v1/files', fileRoutes(s));
   app.route('/v1/deployments', deploymentRoutes(s));

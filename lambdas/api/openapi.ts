@@ -40,6 +40,7 @@ import {
 import { DeploymentCreate, DeploymentResponse, DeploymentRunResponse, DeploymentUpdate } from '../core/api/deployment-schemas.js';
 import { SandboxHandoff } from './sandboxes.js';
 import { MEMORY_STORE_OPERATIONS } from './memory-openapi.js';
+import { SessionThreadResponse } from '../core/api/thread-schemas.js';
 import { EVENT_TYPES } from '../core/session/events.js';
 import { PREVIEW_TYPES, type PreviewType } from '../core/session/previews.js';
 
@@ -282,6 +283,27 @@ export const OPERATIONS: Operation[] = [
       'Without `Last-Event-ID` the stream starts at the end of the log; with it (Corral extension) it resumes right after that position. ' +
       'With `event_deltas`, also `event: event_start` / `event: event_delta` previews (no `id:` line; never in the log).',
   },
+  // session threads (core/threads/)
+  {
+    method: 'get', path: '/v1/sessions/{id}/threads', operationId: 'listSessionThreads', summary: "List a coordinator session's threads", tag: 'threads',
+    response: pageOf(SessionThreadResponse),
+    query: { limit: limit(100), page, 'statuses[]': { schema: z.array(z.enum(['rescheduling', 'running', 'idle', 'terminated'])), description: 'Only threads in these states.' } },
+  },
+  { method: 'get', path: '/v1/sessions/{id}/threads/{thread_id}', operationId: 'getSessionThread', summary: 'Retrieve a session thread', tag: 'threads', response: SessionThreadResponse },
+  {
+    method: 'post', path: '/v1/sessions/{id}/threads/{thread_id}/archive', operationId: 'archiveSessionThread', summary: 'Archive a session thread', tag: 'threads',
+    response: SessionThreadResponse, description: 'The thread is `terminated` from then on; the coordinator can no longer message it. Its events stay readable.',
+  },
+  {
+    method: 'get', path: '/v1/sessions/{id}/threads/{thread_id}/events', operationId: 'listSessionThreadEvents', summary: "List the events of a thread's own log", tag: 'threads',
+    response: pageOf(SessionEventResponse), query: { limit: limit(1000), page, order: SESSION_EVENT_QUERY.order, 'types[]': SESSION_EVENT_QUERY['types[]'] },
+  },
+  {
+    method: 'get', path: '/v1/sessions/{id}/threads/{thread_id}/stream', operationId: 'streamSessionThreadEvents', summary: "Follow the events of a thread's own log (SSE)", tag: 'threads',
+    response: 'stream',
+    query: { last_event_id: { schema: z.string().regex(/^[0-9]+$/), description: 'Corral extension: as the `Last-Event-ID` header.' } },
+    description: 'As the session stream, over the thread\'s own log.',
+  },
   // files
   {
     method: 'post', path: '/v1/files', operationId: 'uploadFile', summary: 'Upload a file', tag: 'files',
@@ -474,6 +496,7 @@ export function buildOpenApiDocument(): Record<string, unknown> {
       { name: 'environments' },
       { name: 'sessions' },
       { name: 'events' },
+      { name: 'threads', description: "A coordinator session's threads, each with its own event log" },
       { name: 'vaults', description: 'Vaults and credentials: secret fields are write-only' },
       { name: 'files', description: 'Files: uploads, and what sessions write under /mnt/session/outputs' },
       { name: 'deployments', description: 'Deployments: session templates started on a cron schedule or on demand, and their runs' },

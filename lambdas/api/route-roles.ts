@@ -46,6 +46,12 @@ export const ROUTE_ROLES: Readonly<Record<string, Role | 'public'>> = {
   'POST /v1/sessions/:id/events': 'user',
   'GET /v1/sessions/:id/events/stream': 'user',
   'GET /v1/sessions/:id/sandboxes': 'user',
+  // A coordinator session's threads: watched by a `user`, archived by a developer.
+  'GET /v1/sessions/:id/threads': 'user',
+  'GET /v1/sessions/:id/threads/:thread_id': 'user',
+  'POST /v1/sessions/:id/threads/:thread_id/archive': 'developer',
+  'GET /v1/sessions/:id/threads/:thread_id/events': 'user',
+  'GET /v1/sessions/:id/threads/:thread_id/stream': 'user',
   // Moves a session's sandbox (its workspace) to another session.
   'POST /v1/sessions/:id/sandboxes/:name/handoff': 'developer',
 

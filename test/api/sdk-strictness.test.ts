@@ -46,12 +46,15 @@ const TESTED = {
   sessionFiles: 'test/files/session-files.test.ts',
   systemMessage: 'test/e2e/system-message.test.ts',
   memory: 'test/e2e/memory-stores.test.ts',
+  threads: 'test/e2e/threads.test.ts',
 } as const;
 
 /** First match wins. Each rule must match a key the SDK has (a stale rule fails the test). */
 const RULES: Array<[RegExp, Verdict]> = [
   // --- refused: Corral does not implement these ---
-  [/\.multiagent$/, { refused: true }],
+  // Multi-agent: the coordinator roster is built (threads); the 20261001 form and advisors are not.
+  [/\.multiagent=BetaManagedAgentsMultiagent20261001Params$|\.agents\[\]=BetaManagedAgentsAdvisorParams$/, { refused: true }],
+  [/\.multiagent(=BetaManagedAgentsMultiagentCoordinatorParams)?$|^BetaManagedAgentsMultiagentCoordinatorParams\./, { honoured: TESTED.threads, stateful: true }],
   [/\.skills\[\]=/, { refused: true }],
   [/\.execution_identity=BetaManagedAgentsAWSRoleExecutionIdentityParams$/, { refused: true }],
   [/\.permission_policy=BetaManagedAgentsAutoPolicy$/, { refused: true }],

@@ -12,6 +12,8 @@ import { chromium, type BrowserContext, type Page, type Response } from 'playwri
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consoleRoutes } from '../../lambdas/api/console.js';
 import { createAgentAndEnvironment, listAll, startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.js';
+import { coordinatorModel } from '../fixtures/thread-model.js';
+import { echoModel } from '../fixtures/fake-messages-api.js';
 
 /**
  * The session console, end to end in a real browser: Debian's Chromium driven by playwright-core,
@@ -280,6 +282,34 @@ describe('session console in Chromium', () => {
     expect(await page.locator('#outcomes').isHidden()).toBe(true);
     expect(await page.locator('#outcomes .outcome').count()).toBe(0);
   });
+
+  it("shows a coordinator's threads: each one's start, its task, its answer, and its status", async () => {
+    const { environment } = await createAgentAndEnvironment(t.client);
+    const worker = await t.client.beta.agents.create({ name: 'worker', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
+    const lead = await t.client.beta.agents.create({ name: 'lead', model: 'claude-sonnet-4-6', tools: [], multiagent: { type: 'coordinator', agents: [worker.id] } });
+    const session = await t.client.beta.sessions.create({ agent: lead.id, environment_id: environment.id, title: 'Threads' });
+    t.fake.setFallback(coordinatorModel('worker', ['echo console-a', 'echo console-b']));
+    try {
+      await page.goto(`${t.runtime.url}/console/sessions/${session.id}`);
+      expect(await page.locator('#threads-line').isHidden()).toBe(true);
+      await t.client.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'Split the work.' }] }] });
+      await poll(() => page.locator('[data-type="agent.thread_message_received"]').count()).toBe(2);
+      await poll(() => page.locator('#threads .chip').allTextContents()).toEqual(['worker · idle', 'worker · idle']);
+      expect(await page.locator('[data-type="session.thread_created"]').allTextContents()).toEqual([
+        expect.stringContaining('started · agent worker'),
+        expect.stringContaining('started · agent worker'),
+      ]);
+      expect(await page.locator('[data-type="agent.thread_message_sent"]').allTextContents()).toEqual([
+        expect.stringContaining('echo console-a'),
+        expect.stringContaining('echo console-b'),
+      ]);
+      const answers = (await page.locator('[data-type="agent.thread_message_received"]').allTextContents()).join('\n');
+      expect(answers).toContain('console-a');
+      expect(answers).toContain('console-b');
+    } finally {
+      t.fake.setFallback(echoModel);
+    }
+  }, 90_000);
 
   // --- the manage views ----------------------------------------------------------------------
 

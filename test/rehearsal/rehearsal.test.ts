@@ -35,7 +35,7 @@ describe('deploy rehearsal', () => {
     const failed = report.results.filter((r) => !r.ok).map((r) => `${r.name}: ${r.detail}`);
     expect(failed).toEqual([]);
     expect(report.results.map((r) => r.name)).toEqual(
-      expect.arrayContaining(['tool-round-trip', 'stream-resume', 'interrupt', 'tool-confirmation', 'large-event-list', 'session-delete', 'files-in-and-out', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'workspace-after-idle', 'memory', 'webhooks']),
+      expect.arrayContaining(['tool-round-trip', 'stream-resume', 'interrupt', 'tool-confirmation', 'large-event-list', 'session-delete', 'files-in-and-out', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'workspace-after-idle', 'memory', 'webhooks', 'threads']),
     );
     expect(report.results.map((r) => r.name)).toContain('outcomes');
     expect(report.denials).toEqual([]);

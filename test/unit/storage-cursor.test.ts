@@ -168,7 +168,7 @@ describe('the harness cursor', () => {
     const shape = (v: unknown): unknown =>
       v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)])) : typeof v;
     expect({ v: CURSOR_VERSION, shape: shape(initialState()) }).toEqual({
-      v: 2,
+      v: 3,
       shape: {
         position: 'number',
         lastIdle: 'object',
@@ -184,6 +184,7 @@ describe('the harness cursor', () => {
         maxFence: 'number',
         outcome: 'object',
         outcomes: 'object',
+        threads: {},
         usage: { input_tokens: 'number', output_tokens: 'number', cache_read_input_tokens: 'number', cache_creation_input_tokens: 'number' },
         view: { start: 'number', summary: 'object', chars: 'number', events: 'number' },
       },

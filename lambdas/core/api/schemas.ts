@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import { MultiagentParam } from './thread-schemas.js';
 import { parseHostPattern } from '../sandbox/egress.js';
 import { INFERENCE_GEOS } from '../harness/model-options.js';
 import { fileMountPathProblem } from '../sandbox/recipe.js';
@@ -213,8 +214,8 @@ const ExecutionIdentity = z
     unsupportedVariant('aws_role', "an 'aws_role' execution identity"),
   ])
   .nullish();
-/** Multiagent orchestration: Corral sessions have one thread; only null (single-threaded) is accepted. */
-const Multiagent = notSupported('multiagent orchestration (multiagent)').nullish();
+/** Multiagent orchestration: the coordinator roster (thread-schemas.ts). */
+const Multiagent = MultiagentParam;
 
 export const AgentCreate = z.strictObject({
   name: z.string().min(1).max(256),

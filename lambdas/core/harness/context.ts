@@ -181,6 +181,13 @@ export function toMessages(events: StoredEvent[]): MessageParam[] {
         if (feedback) push('user', [{ type: 'text', text: feedback }]);
         break;
       }
+      case 'agent.thread_message_received':
+        // A thread's answer is input for the coordinator, marked with who sent it.
+        push('user', [
+          { type: 'text', text: `[Message from thread ${event.from_session_thread_id} (agent ${event.from_agent_name ?? 'unknown'})]` },
+          ...eventBlocks(event),
+        ]);
+        break;
       case 'corral.sandbox_handoff_received':
         push('user', [
           {

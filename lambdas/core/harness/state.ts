@@ -1,4 +1,4 @@
-import { isToolUse, type SessionEvent, type StoredEvent, type ToolUseEvent } from '../session/events.js';
+import { isToolUse, type AgentMessageEvent, type SessionEvent, type StopReason, type StoredEvent, type ToolUseEvent } from '../session/events.js';
 
 /**
  * The pure half of the harness: what happens next is a function of the log alone.
@@ -57,6 +57,12 @@ export interface TurnState {
    * `OUTCOME_EXPLANATION_CHARS`.
    */
   outcomes: OutcomeStatus[];
+  /**
+   * The session threads this (coordinator) session spawned, by id (core/threads/): the roster
+   * agent's name, the thread's status as the log last reported it, and the last position of the
+   * thread's own log that was reported here (`agent.thread_message_received.thread_position`).
+   */
+  threads: Record<string, { agent: string; status: 'running' | 'idle' | 'terminated'; seen: number }>;
   /** Token totals of all model requests (the grader's too), for usage and budgets. */
   usage: { input_tokens: number; output_tokens: number; cache_read_input_tokens: number; cache_creation_input_tokens: number };
   /** The model's view: it starts at `viewStart`, after the summary of what came before. */
@@ -101,6 +107,7 @@ export function initialState(): TurnState {
     maxFence: 0,
     outcome: null,
     outcomes: [],
+    threads: {},
     usage: { input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
     view: { start: 1, summary: null, chars: 0, events: 0 },
   };
@@ -131,6 +138,8 @@ export function viewChars(e: SessionEvent): number {
     case 'agent.mcp_tool_use':
     case 'agent.custom_tool_use':
       return JSON.stringify(e.input ?? {}).length + e.name.length;
+    case 'agent.thread_message_received':
+      return e.content.reduce((n, b) => n + (b.type === 'text' ? Math.min(b.text.length, VIEW_BLOCK_CHARS) : JSON.stringify(b).length), 0) + 100;
     case 'user.define_outcome':
       return e.description.length + (e.rubric.type === 'text' ? Math.min(e.rubric.content.length, VIEW_BLOCK_CHARS) : 0);
     case 'span.outcome_evaluation_end':
@@ -215,6 +224,24 @@ export function foldEvent(prev: TurnState, stored: StoredEvent): TurnState {
       // The verdict goes to the worker (the view shows it as user input): it revises, or, at the
       // limit, answers once more knowing it fell short; either way the turn goes on.
       if ((revise || e.result === 'max_iterations_reached') && s.lastRequest) s.lastRequest.userMessageSince = true;
+      break;
+    }
+    case 'session.thread_created':
+      s.threads[e.session_thread_id] = { agent: e.agent_name, status: 'running', seen: 0 };
+      break;
+    case 'session.thread_status_running':
+    case 'session.thread_status_idle':
+    case 'session.thread_status_terminated': {
+      const t = s.threads[e.session_thread_id];
+      if (t) t.status = e.type === 'session.thread_status_running' ? 'running' : e.type === 'session.thread_status_idle' ? 'idle' : 'terminated';
+      break;
+    }
+    case 'agent.thread_message_received': {
+      // A thread's answer is input for the coordinator, as a user message is.
+      const t = s.threads[e.from_session_thread_id];
+      if (t) t.seen = Math.max(t.seen, e.thread_position ?? 0);
+      s.pendingUserMessage = true;
+      if (s.lastRequest) s.lastRequest.userMessageSince = true;
       break;
     }
     case 'user.interrupt':
@@ -306,6 +333,19 @@ export interface DecideOptions {
   viewBudgetEvents?: number;
   /** The session's budget is spent (or cannot be measured): no further model request. */
   overBudget?: boolean;
+  /** What the session's threads did since it last looked (core/threads/collect.ts), to be reported in its log. */
+  threadReports?: ThreadReport[];
+}
+
+/** A thread's turn that ended (its idle at `position` of its own log), to be reported to the coordinator. */
+export interface ThreadReport {
+  threadId: string;
+  agentName: string;
+  /** The position of the thread's `session.status_idle` this reports. */
+  position: number;
+  stopReason: StopReason;
+  /** The thread's last answer of that turn (its `agent.message` content), or a note that it gave none. */
+  content: AgentMessageEvent['content'];
 }
 
 /** What to do next, by reference into the log (positions and ids). */
@@ -322,7 +362,8 @@ export type Decision =
   | { kind: 'budget_reached' }
   | { kind: 'compact' }
   | { kind: 'call_model'; attempt: number }
-  | { kind: 'evaluate_outcome'; outcome: NonNullable<TurnState['outcome']> };
+  | { kind: 'evaluate_outcome'; outcome: NonNullable<TurnState['outcome']> }
+  | { kind: 'report_threads'; reports: ThreadReport[] };
 
 /** An evaluation cycle that has started and not ended (the interrupt ends it `interrupted`). */
 export interface OpenEvaluation {
@@ -338,6 +379,8 @@ function openEvaluation(s: TurnState): OpenEvaluation | null {
 export function decide(s: TurnState, opts: DecideOptions = {}): Decision {
   const maxAttempts = opts.maxModelAttempts ?? DEFAULT_MAX_MODEL_ATTEMPTS;
   if (s.batch) return { kind: 'complete_batch', headPosition: s.batch.headPosition, missing: s.batch.missing };
+  // A thread's answer goes in between actions, never between a tool call and its result.
+  if (opts.threadReports?.length && !s.openRequest && s.open.length === 0) return { kind: 'report_threads', reports: opts.threadReports };
   if (!s.running) {
     if (s.pendingUserMessage) return { kind: 'start_turn' };
     if (s.lastIdle?.reason === 'requires_action' && s.answeredSinceIdle) return { kind: 'start_turn' };
@@ -389,7 +432,8 @@ export type NextAction =
   | { kind: 'budget_reached' }
   | { kind: 'compact' }
   | { kind: 'call_model'; attempt: number }
-  | { kind: 'evaluate_outcome'; outcome: NonNullable<TurnState['outcome']> };
+  | { kind: 'evaluate_outcome'; outcome: NonNullable<TurnState['outcome']> }
+  | { kind: 'report_threads'; reports: ThreadReport[] };
 
 /** The next action for a session whose whole log is `events` (in position order). */
 export function nextAction(events: StoredEvent[], opts: DecideOptions = {}): NextAction {

@@ -14,6 +14,8 @@ import { HARNESS, LeaseLostError, viewBudgetChars, viewBudgetEvents, type Harnes
 import { callModel } from './steps/call-model.js';
 import { perform } from './steps/perform.js';
 import type { CachedFold } from './fold-cache.js';
+import type { ThreadReport } from './state.js';
+import { collectThreadReports } from '../threads/collect.js';
 
 export type WakeResult =
   | { status: 'done' }
@@ -240,6 +242,8 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
     }
     /** Whether the fold is of this wake's own appends, not read back (see above). */
     let unread = false;
+    /** What the session's threads did since its log last reported them (read with the log). */
+    let threadReports: ThreadReport[] | undefined;
     for (let steps = 0; ; steps++) {
       // A step runs from here: reading the new events and deciding are part of its cost.
       const started = Date.now();
@@ -250,6 +254,7 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
           viewBudgetChars: viewBudgetChars(h.opts),
           viewBudgetEvents: viewBudgetEvents(h.opts),
           overBudget: overBudget(session, st, h.opts.prices),
+          threadReports,
         });
       let decision = unread ? choose(state, known.data) : null;
       // Only a model call goes on without reading: its first append, at the next position, is
@@ -271,6 +276,8 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
         window.add(fresh);
         state = foldEvents(state, fresh.filter((e) => e.position > after));
         if (state.maxFence > lease.fence) throw new LeaseLostError(sessionId);
+        // A coordinator reads its running threads' logs along with its own (threads/collect.ts).
+        threadReports = Object.values(state.threads ?? {}).some((t) => t.status === 'running') ? await collectThreadReports(deps.events, state) : undefined;
         decision = null;
       }
       unread = false;
@@ -280,6 +287,9 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
       if (decision.kind === 'none') {
         if (state.position > saved) saved = await saveCursor(deps.table, sessionId, state, saved);
         h.folds?.put(sessionId, window.keep(state));
+        // A thread with nothing left to do has its coordinator look at what it did (every time:
+        // a wake that died between the thread's idle and this one's is made up by the next).
+        if (session.thread_of) await deps.queue.wake(session.thread_of.session_id);
         return { status: 'done' };
       }
       // A turn that starts with a model call opens with it: the turn's start and the request's
@@ -323,6 +333,7 @@ export async function wakeSession(h: HarnessParts, sessionId: string, opts: { de
         throw err;
       }
       h.opts.observer?.step?.({ sessionId, action: decision.kind, durationMs: Date.now() - started });
+      threadReports = undefined; // reported (or not due yet): read again with the log
       const own = contiguousAfter(state.position, recorder.take());
       if (own) {
         window.add(own);

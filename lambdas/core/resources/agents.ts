@@ -6,6 +6,7 @@ import { AgentVersionRecords, HeadRecords, type AgentHeadFields } from '../stora
 import { tenantPrincipal } from '../storage/principal.js';
 import { UnsupportedModelError, checkModelServed, type ModelProvider } from '../harness/model-ids.js';
 import { MAX_AGENT_BYTES, assertRecordFits, nowIso, patchMetadata } from './common.js';
+import { coordinatorOf, resolveMultiagent } from '../threads/multiagent.js';
 import { collectPage, createdAtFilter, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
 
 /** Which models this deployment serves: its provider, and its configured list when it has one. */
@@ -206,9 +207,9 @@ export class AgentService {
       mcp_servers: mcpServers,
       skills: normalizeSkills(params.skills),
       metadata: params.metadata ?? {},
-      // Only the defaults get past the API (schemas.ts): no other principal, no multiagent.
+      // Only the default principal gets past the API (schemas.ts).
       execution_identity: { type: 'service_account' },
-      multiagent: null,
+      multiagent: await resolveMultiagent(params.multiagent, { id, version: 1 }, (ref, v) => this.get(tenant, ref, v)),
       created_at: nowIso(now),
       updated_at: nowIso(now),
       archived_at: null,
@@ -250,6 +251,9 @@ export class AgentService {
       throw new ConflictError(`agent ${id} is at version ${current.version}, not ${params.version}`);
     }
     const next = this.apply(current, params, now);
+    // `multiagent` left out keeps the roster (with `self` moved to the new version); null clears it.
+    if (params.multiagent !== undefined) next.multiagent = await resolveMultiagent(params.multiagent, next, (ref, v) => this.get(tenant, ref, v));
+    else next.multiagent = rosterWithSelf(current.multiagent, next);
     assertRecordFits('agent', next, MAX_AGENT_BYTES);
     try {
       await versions.put(this.table, tenant, next, { ifNotExists: true });
@@ -280,7 +284,7 @@ export class AgentService {
       skills: params.skills === undefined ? current.skills : normalizeSkills(params.skills ?? []),
       metadata: patchMetadata(current.metadata, params.metadata),
       execution_identity: { type: 'service_account' },
-      multiagent: null,
+      multiagent: current.multiagent ?? null,
       updated_at: nowIso(now),
     };
     if (params.model !== undefined) this.checkModel(next.model);
@@ -325,4 +329,11 @@ export class AgentService {
       ),
     );
   }
+}
+
+/** A stored roster whose `self` entry follows the agent to its new version. */
+function rosterWithSelf(multiagent: unknown, next: { id: string; version: number }): unknown {
+  const roster = coordinatorOf(multiagent);
+  if (!roster) return multiagent ?? null;
+  return { ...roster, agents: roster.agents.map((a) => (a.id === next.id ? { ...a, version: next.version } : a)) };
 }

@@ -14,6 +14,7 @@ import { readCursor } from '../storage/cursor.js';
 import { SessionHeadRecords, interruptSignals, sessionPartition, type HeadItem, type RepositoryCredentialRef, type SessionHeadFields, type SessionUsageFields } from '../storage/items.js';
 import { tenantPrincipal, type Principal, type SystemPrincipal } from '../storage/principal.js';
 import type { AgentService, Agent } from './agents.js';
+import { coordinatorOf } from '../threads/multiagent.js';
 import { assertRecordFits, nowIso, patchMetadata } from './common.js';
 import type { EnvironmentService } from './environments.js';
 import { collectBidirectionalPage, collectPage, createdAtFilter, type BidirectionalListResult, type CreatedAtRange, type ListParams, type ListResult } from './paging.js';
@@ -98,6 +99,13 @@ export interface Session {
   forked_from?: { session_id: string; position: number };
   /** Corral extension: an archived, read-only copy of a session imported from an export. */
   imported_from?: { session_id: string; created_at: string; events: number };
+  /**
+   * Corral internal: this record is a session thread's (core/threads/), run by the harness as a
+   * session of its own; the API shows it as a thread of `session_id`, never as a session.
+   */
+  thread_of?: { session_id: string; agent_name: string; tenant: string };
+  /** Corral internal: a coordinator's roster with the agents' names (the names its spawn tool takes). */
+  thread_roster?: Array<{ id: string; version: number; name: string }>;
 }
 
 /** The event with its id and every reference to another event rewritten by `to` (fork, import). */
@@ -175,7 +183,7 @@ const sameUsage = (a: Session, b: Session) => JSON.stringify([a.usage, a.stats])
 
 function pinAgent(agent: Agent): SessionAgent {
   const { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity } = agent;
-  return { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity, multiagent: null };
+  return { id, type, version, name, description, model, system, tools, mcp_servers, skills, execution_identity, multiagent: agent.multiagent ?? null };
 }
 
 function invalidEvent(index: number): never {
@@ -354,6 +362,11 @@ export class SessionService {
       });
       pinned = pinAgent({ ...overridden, version: agent.version });
     }
+    // A coordinator's roster, with each agent's name (what its spawn tool names them by).
+    const roster = coordinatorOf(pinned.multiagent);
+    const threadRoster = roster
+      ? await Promise.all(roster.agents.map(async (r) => ({ id: r.id, version: r.version, name: r.id === agent.id ? agent.name : (await this.agents.get(tenant, r.id, r.version)).name })))
+      : undefined;
     const vaultIds = params.vault_ids ?? [];
     if (vaultIds.length) {
       if (!this.credentials) throw new InvalidRequestError('vault_ids: this deployment has no vaults');
@@ -393,6 +406,7 @@ export class SessionService {
       created_at: nowIso(now),
       updated_at: nowIso(now),
       archived_at: null,
+      ...(threadRoster ? { thread_roster: threadRoster } : {}),
     };
     // Everything that can be refused is refused before the first write.
     assertRecordFits('session', session);
@@ -556,6 +570,14 @@ export class SessionService {
    */
   async delete(tenant: string, id: string, onDelete?: (id: string) => Promise<void>) {
     const head = await this.head(tenantPrincipal(tenant), id);
+    // A coordinator's threads go with it, each as a session (its record, log and sandboxes), first.
+    // (Only a coordinator's log is read for them: any other session has none.)
+    const threads = head.data.thread_roster
+      ? (await this.log.getEvents(id)).flatMap((s) => (s.event.type === 'session.thread_created' ? [s.event.session_thread_id] : []))
+      : [];
+    for (const thread of new Set(threads)) {
+      if (await heads.getWithUsage(this.table, tenantPrincipal(tenant), thread, [])) await this.delete(tenant, thread, onDelete);
+    }
     await this.files?.deleteSessionFiles?.(tenant, id);
     await heads.delete(this.table, id);
     for (const ref of head.git_credentials ?? []) {
@@ -589,6 +611,7 @@ export class SessionService {
       (item) => item.gsi1sk,
       (item) => {
         const s = item.data;
+        if (s.thread_of) return false; // a session thread's record (core/threads/)
         if (!params.include_archived && s.archived_at) return false;
         if (params.agent_id && s.agent.id !== params.agent_id) return false;
         if (params.agent_version !== undefined && s.agent.version !== params.agent_version) return false;
@@ -916,6 +939,49 @@ export class SessionService {
         if (!(err instanceof ConditionFailedError) || attempt > 20) throw err;
       }
     }
+  }
+
+  /**
+   * The record a session thread runs on (core/threads/threads.ts): a session of the parent's
+   * tenant and environment, running the roster agent `agentKey` (its name or id) at the pinned
+   * version. Idempotent: the id is derived from the spawning call, and a second create finds the
+   * first's record. Answers the thread's record.
+   */
+  async createThreadRecord(who: SystemPrincipal, parentId: string, threadId: string, agentKey: string, now = new Date()): Promise<Session> {
+    const parent = await this.head(who, parentId);
+    const existing = await heads.getWithUsage(this.table, who, threadId, []);
+    if (existing) return existing.head.data;
+    const entry = parent.data.thread_roster?.find((r) => r.name === agentKey || r.id === agentKey);
+    if (!entry) throw new InvalidRequestError(`agent ${JSON.stringify(agentKey.slice(0, 100))} is not in this agent's multiagent roster`);
+    const agent = await this.agents.get(parent.tenant, entry.id, entry.version);
+    const pinned = pinAgent(agent);
+    const thread: Session = {
+      id: threadId,
+      type: 'session',
+      status: 'idle',
+      // A roster agent has no roster of its own (depth limit 1), except `self`, which runs without one.
+      agent: { ...pinned, multiagent: null },
+      environment_id: parent.data.environment_id,
+      title: null,
+      metadata: {},
+      resources: [],
+      vault_ids: parent.data.vault_ids,
+      budget: null,
+      outcome_evaluations: [],
+      stats: {},
+      usage: {},
+      created_at: nowIso(now),
+      updated_at: nowIso(now),
+      archived_at: null,
+      thread_of: { session_id: parentId, agent_name: agent.name, tenant: parent.tenant },
+    };
+    try {
+      await heads.put(this.table, parent.tenant, thread, { rev: 0 }, { ifNotExists: true });
+    } catch (err) {
+      if (!(err instanceof ConditionFailedError)) throw err;
+      return (await this.head(who, threadId)).data;
+    }
+    return thread;
   }
 
   /** Every session id of every tenant that is not terminated (start-up recovery of the local runtime). */

@@ -126,6 +126,15 @@ export interface AgentThreadContextCompactedEvent extends Sdk.BetaManagedAgentsA
   retained_events: number;
 }
 
+/**
+ * A session thread's answer, delivered to the coordinator's log (core/threads/). Corral
+ * extension: `thread_position`, the position of the thread's own idle it reports (so a
+ * coordinator that re-reads the thread's log reports each turn once).
+ */
+export interface AgentThreadMessageReceivedEvent extends Sdk.BetaManagedAgentsAgentThreadMessageReceivedEvent {
+  thread_position?: number;
+}
+
 // --- session status, spans, errors -----------------------------------------------------------
 export type SessionStatusRunningEvent = Sdk.BetaManagedAgentsSessionStatusRunningEvent;
 export type SessionStatusIdleEvent = Sdk.BetaManagedAgentsSessionStatusIdleEvent;
@@ -217,7 +226,8 @@ type CorralWritten =
   | UserDefineOutcomeEvent
   | SpanOutcomeEvaluationStartEvent
   | SpanOutcomeEvaluationOngoingEvent
-  | SpanOutcomeEvaluationEndEvent;
+  | SpanOutcomeEvaluationEndEvent
+  | AgentThreadMessageReceivedEvent;
 
 /** The SDK's session events that Corral does not write yet, exactly as the SDK declares them. */
 export type OtherSdkEvent = Stored<Exclude<Sdk.BetaManagedAgentsSessionEvent, { type: CorralWritten['type'] }>>;

@@ -14,7 +14,7 @@ import { keys } from './keys.js';
 import { reportNewer } from './schema.js';
 
 /** The shape of the saved `state`; see the module comment before changing `TurnState`. */
-export const CURSOR_VERSION = 2;
+export const CURSOR_VERSION = 3;
 
 /** The cursor item beside its key. `position` is top level so that saves can be conditional on it. */
 export interface CursorFields<S> {

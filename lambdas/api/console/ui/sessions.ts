@@ -226,6 +226,9 @@ export async function showSession(id: string): Promise<void> {
   const sandboxes = h('span', { id: 'sandboxes', class: 'chips' });
   const usage = h('span', { id: 'usage' });
   const outcomes = h('ul', { class: 'outcomes', id: 'outcomes', hidden: true });
+  // A coordinator's threads and their status, as its log reports them (docs/THREADS.md).
+  const threads = h('span', { id: 'threads', class: 'chips' });
+  const threadsLine = h('p', { class: 'muted', id: 'threads-line', hidden: true }, h('span', { text: 'threads: ' }), threads);
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
   const message = h('textarea', { id: 'message', rows: 2, placeholder: 'Message the agent (Ctrl+Enter sends)' });
   const send = h('button', { type: 'submit', id: 'send', text: 'Send' });
@@ -237,7 +240,9 @@ export async function showSession(id: string): Promise<void> {
       h('div', { class: 'row' }, title, status, h('span', { class: 'spacer' }), conn),
       meta,
       h('p', { class: 'muted' }, h('span', { text: 'sandboxes: ' }), sandboxes, h('span', { text: ' · ' }), usage),
-      outcomes),
+      outcomes,
+
+      threadsLine),
     h('p', { class: 'legend muted', text: 'Each step is one model request. wait: turn start to request · first output: request start to its first stored output (a response is stored whole, so this is the model time unless the harness records time_to_first_token_ms) · model: request start to end · tools: tool_use to tool_result, summed.' }),
     timeline,
     form);
@@ -247,6 +252,7 @@ export async function showSession(id: string): Promise<void> {
     steps: new Map<string, Step>(),
     tools: new Map<string, ToolCard>(),
     sandboxes: new Set<string>(),
+    threads: new Map<string, { agent: string; status: string }>(),
     turnStart: null as string | null,
     stepCount: 0,
     openStep: null as Step | null,
@@ -373,6 +379,13 @@ export async function showSession(id: string): Promise<void> {
     sandboxes.replaceChildren(...(st.sandboxes.size ? [...st.sandboxes].map((n) => h('span', { class: 'chip', text: n })) : [h('span', { text: 'none yet' })]));
   }
   renderSandboxes();
+
+  function renderThreads(): void {
+    threadsLine.hidden = st.threads.size === 0;
+    threads.replaceChildren(
+      ...[...st.threads].map(([tid, th]) => h('span', { class: 'chip thread thread-' + th.status, 'data-thread-id': tid, title: tid, text: th.agent + ' · ' + th.status })),
+    );
+  }
 
   function place(li: HTMLElement): void {
     (st.openStep ? st.openStep.body : timeline).append(li);
@@ -567,6 +580,26 @@ export async function showSession(id: string): Promise<void> {
       }
       case 'user.tool_confirmation':
         timeline.append(divider(e, pos, 'tool ' + e.result + (e.deny_message ? ': ' + e.deny_message : '')));
+        break;
+      case 'session.thread_created':
+        st.threads.set(e.session_thread_id, { agent: e.agent_name, status: 'running' });
+        renderThreads();
+        timeline.append(divider(e, pos, 'thread ' + e.session_thread_id + ' started · agent ' + e.agent_name, 'ev-thread'));
+        break;
+      case 'session.thread_status_running':
+      case 'session.thread_status_idle':
+      case 'session.thread_status_terminated': {
+        const th = st.threads.get(e.session_thread_id);
+        if (th) th.status = e.type.slice('session.thread_status_'.length);
+        renderThreads();
+        if (e.type !== 'session.thread_status_running') timeline.append(divider(e, pos, 'thread ' + e.session_thread_id + ' ' + e.type.slice('session.thread_status_'.length), 'ev-thread'));
+        break;
+      }
+      case 'agent.thread_message_sent':
+        timeline.append(item(e, pos, 'ev-agent ev-thread', 'to ' + (e.to_agent_name || 'thread'), collapsible(textOf(e.content), 'text')));
+        break;
+      case 'agent.thread_message_received':
+        timeline.append(item(e, pos, 'ev-user ev-thread', 'from ' + (e.from_agent_name || 'thread'), collapsible(textOf(e.content), 'text')));
         break;
       default:
         timeline.append(item(e, pos, 'ev-other', e.type, collapsible(JSON.stringify(e, null, 2), 'json')));

@@ -12,6 +12,7 @@ import type { PreviewChannel } from '../../session/previews.js';
 import { modelOptions } from '../model-options.js';
 import { DEFAULT_MAX_MODEL_ATTEMPTS } from '../state.js';
 import { buildToolbox } from '../tools.js';
+import { threadToolSpecs } from '../../threads/multiagent.js';
 import { LeaseLostError, type HarnessOptions, type StepContext } from '../step.js';
 import { responseEvents } from './model-response.js';
 import { withSpan } from '../../telemetry/trace.js';
@@ -65,6 +66,10 @@ async function view(ctx: StepContext) {
   const view = buildView(events, { start: state.view.start, summary: state.view.summary });
   const { tools: mcpTools, errors } = await ctx.mcpTools.list(session);
   const toolbox = buildToolbox(session.agent.tools, { readLog: view.partial, mcpServers: session.agent.mcp_servers, mcpTools });
+  // A coordinator also has the tools that spawn and message its threads (threads/multiagent.ts).
+  if (session.thread_roster) {
+    for (const spec of threadToolSpecs(session.thread_roster.map((r) => r.name))) if (!toolbox.routes.has(spec.name)) toolbox.specs.push(spec);
+  }
   return { events, view, toolbox, errors };
 }
 

@@ -6,6 +6,7 @@ import { completeBatch } from './complete-batch.js';
 import { evaluateOutcome } from './evaluate-outcome.js';
 import { closeRequest, goIdle, interrupt } from './finish.js';
 import { runTool } from './run-tool.js';
+import { reportThreads } from './report-threads.js';
 import { startTurn } from './start-turn.js';
 
 /**
@@ -41,5 +42,7 @@ export async function perform(ctx: StepContext, d: Decision): Promise<void> {
       return callModel(ctx, d.attempt);
     case 'evaluate_outcome':
       return evaluateOutcome(ctx, d);
+    case 'report_threads':
+      return reportThreads(ctx, d);
   }
 }

@@ -8,6 +8,8 @@ import { buildToolbox } from '../tools.js';
 import { runMcpTool } from './tool-mcp.js';
 import { runReadLog } from './tool-read-log.js';
 import { runSandboxTool } from './tool-sandbox.js';
+import { runThreadTool } from './tool-thread.js';
+import { THREAD_TOOLS } from '../../threads/multiagent.js';
 import { withSpan } from '../../telemetry/trace.js';
 
 /** Who answers an open tool call the harness is to run. */
@@ -44,6 +46,12 @@ export function routeToolCall(tool: OpenTool, agentTools: AgentToolDefinition[])
 
 /** Run one open tool call (a decision of `decide`), and write its result after the last position read. */
 export async function runTool(ctx: StepContext, tool: OpenTool) {
+  // A coordinator's own tools (threads/multiagent.ts), unless the user denied the call.
+  if (ctx.session.thread_roster && THREAD_TOOLS.includes(tool.name) && tool.type === 'agent.tool_use' && tool.confirmation?.result !== 'deny') {
+    return withSpan('tool_call', { attributes: { 'corral.session.id': ctx.session.id, 'corral.tool_use.id': tool.id, 'corral.tool.name': tool.name, 'corral.tool.route': 'thread' } }, () =>
+      runThreadTool(ctx, tool),
+    );
+  }
   const route = routeToolCall(tool, ctx.session.agent.tools);
   // The tool call's span: the tool's name and route, the call's id; never its input or output.
   const attributes = { 'corral.session.id': ctx.session.id, 'corral.tool_use.id': tool.id, 'corral.tool.name': tool.name, 'corral.tool.route': route.kind };
