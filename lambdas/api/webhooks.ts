@@ -52,7 +52,7 @@ export function webhookDeliveryRoutes(s: CorralServices) {
  * answer's `id` (`body`) or a path parameter. Session status changes come from the log instead
  * (core/webhooks/publish.ts `publishingEventLog`).
  */
-const PUBLISHED: Record<string, { type: PublishedWebhookEventType; id: 'body' | string; vault?: string }> = {
+const PUBLISHED: Record<string, { type: PublishedWebhookEventType; id: 'body' | string; vault?: string; thread?: string }> = {
   'POST /v1/agents': { type: 'agent.created', id: 'body' },
   'POST /v1/agents/:id': { type: 'agent.updated', id: 'id' },
   'POST /v1/agents/:id/archive': { type: 'agent.archived', id: 'id' },
@@ -76,6 +76,7 @@ const PUBLISHED: Record<string, { type: PublishedWebhookEventType; id: 'body' | 
   'POST /v1/deployments/:id/pause': { type: 'deployment.paused', id: 'id' },
   'POST /v1/deployments/:id/unpause': { type: 'deployment.unpaused', id: 'id' },
   'POST /v1/deployments/:id/archive': { type: 'deployment.archived', id: 'id' },
+  'POST /v1/sessions/:id/threads/:thread_id/archive': { type: 'session.thread_terminated', id: 'id', thread: 'thread_id' },
   'POST /v1/memory_stores': { type: 'memory_store.created', id: 'body' },
   'POST /v1/memory_stores/:id/archive': { type: 'memory_store.archived', id: 'id' },
   'DELETE /v1/memory_stores/:id': { type: 'memory_store.deleted', id: 'id' },
@@ -100,7 +101,8 @@ export function publishWebhooks(s: CorralServices, logger?: { error(msg: string,
       }
       if (!id) return;
       const vault = rule.vault ? c.req.param(rule.vault) : undefined;
-      await s.webhookEvents.publish(c.get('tenant'), rule.type, { id, ...(vault ? { vault_id: vault } : {}) });
+      const thread = rule.thread ? c.req.param(rule.thread) : undefined;
+      await s.webhookEvents.publish(c.get('tenant'), rule.type, { id, ...(vault ? { vault_id: vault } : {}), ...(thread ? { session_thread_id: thread } : {}) });
     } catch (err) {
       logger?.error('webhook publish failed', { route: route?.path, error: (err as Error)?.message ?? String(err) });
     }

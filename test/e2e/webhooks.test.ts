@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collectUntil, isIdle, startTestRuntime, waitFor, type TestRuntime } from '../helpers/runtime.js';
 import { WebhookReceiver } from '../helpers/webhook-receiver.js';
 import { cli } from '../cli/helpers.js';
+import { coordinatorModel } from '../fixtures/thread-model.js';
+import { echoModel } from '../fixtures/fake-messages-api.js';
 
 /**
  * Webhooks end to end: endpoints through the SDK's `client.beta.organization.webhooks`, real
@@ -155,6 +157,40 @@ describe('webhooks', () => {
     await c.beta.organization.webhooks.delete(endpoint.id);
     await r.down();
   });
+
+  it("publishes a coordinator's thread events with the thread's id: created, idled, and terminated when archived", async () => {
+    const r = new WebhookReceiver();
+    await r.up();
+    const endpoint = await c.beta.organization.webhooks.create({ url: r.url, enabled_events: ['session.thread_created', 'session.thread_idled', 'session.thread_terminated'] as unknown as EventTypes });
+    const worker = await c.beta.agents.create({ name: 'worker', model: 'claude-sonnet-4-6', tools: [{ type: 'agent_toolset_20260401' }] });
+    const lead = await c.beta.agents.create({ name: 'lead', model: 'claude-sonnet-4-6', tools: [], multiagent: { type: 'coordinator', agents: [worker.id] } });
+    t.fake.setFallback(coordinatorModel('worker', ['echo one', 'echo two']));
+    try {
+      const session = await c.beta.sessions.create({ agent: lead.id, environment_id: environmentId });
+      await c.beta.sessions.events.send(session.id, { events: [{ type: 'user.message', content: [{ type: 'text', text: 'Split it.' }] }] });
+      const idled = await waitFor(async () => {
+        const v = verified(r, endpoint.signing_secret).filter((e) => e.data.type === 'session.thread_idled');
+        return v.length === 2 && v;
+      }, 'both threads idled at the receiver', 60_000);
+      const threads: string[] = [];
+      for await (const th of c.beta.sessions.threads.list(session.id)) threads.push(th.id);
+      expect(threads).toHaveLength(2);
+      const events = verified(r, endpoint.signing_secret);
+      const about = (type: string) => events.filter((e) => e.data.type === type).map((e) => (e.data as { session_thread_id: string }).session_thread_id).sort();
+      expect(about('session.thread_created')).toEqual([...threads].sort());
+      expect(idled.map((e) => (e.data as { session_thread_id: string }).session_thread_id).sort()).toEqual([...threads].sort());
+      expect(events.every((e) => e.data.id === session.id)).toBe(true);
+      await c.beta.sessions.threads.archive(threads[0], { session_id: session.id });
+      await waitFor(
+        async () => verified(r, endpoint.signing_secret).some((e) => e.data.type === 'session.thread_terminated' && (e.data as { session_thread_id: string }).session_thread_id === threads[0]),
+        'session.thread_terminated for the archived thread',
+      );
+    } finally {
+      t.fake.setFallback(echoModel);
+      await c.beta.organization.webhooks.delete(endpoint.id);
+      await r.down();
+    }
+  }, 90_000);
 
   it('refuses hostile and malformed endpoints with a 400 naming the field', async () => {
     const bad = async (body: Record<string, unknown>) => {

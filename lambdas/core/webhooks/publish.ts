@@ -92,9 +92,22 @@ export function webhookTypesOf(e: SessionEvent): PublishedWebhookEventType[] {
       return ['session.status_rescheduled'];
     case 'span.outcome_evaluation_end':
       return ['session.outcome_evaluation_ended'];
+    // A coordinator's log records its threads' lives (docs/THREADS.md).
+    case 'session.thread_created':
+      return ['session.thread_created'];
+    case 'session.thread_status_idle':
+      return ['session.thread_idled'];
+    case 'session.thread_status_terminated':
+      return ['session.thread_terminated'];
     default:
       return [];
   }
+}
+
+/** The thread a `session.thread_*` log event is about. */
+function threadIdOf(e: SessionEvent): string | undefined {
+  const id = (e as { session_thread_id?: unknown }).session_thread_id;
+  return typeof id === 'string' ? id : undefined;
 }
 
 /** A log event's webhook event id: the same for every writer that publishes it (`wevt_` + 26). */
@@ -127,7 +140,8 @@ export function publishingEventLog(log: EventLog, table: StateTable, publisher: 
       const tenant = await tenantOf(sessionId);
       if (!tenant) return;
       for (const { s, type } of todo) {
-        await publisher.publish(tenant, type, { id: sessionId }, { eventId: logWebhookEventId(sessionId, s.event.id, type), createdAt: s.event.processed_at });
+        const thread = type.startsWith('session.thread_') ? threadIdOf(s.event) : undefined;
+        await publisher.publish(tenant, type, { id: sessionId, ...(thread ? { session_thread_id: thread } : {}) }, { eventId: logWebhookEventId(sessionId, s.event.id, type), createdAt: s.event.processed_at });
       }
     } catch (err) {
       logger?.warn('webhook publish failed', { sessionId, error: (err as Error)?.message ?? String(err) });

@@ -241,7 +241,6 @@ export async function showSession(id: string): Promise<void> {
       meta,
       h('p', { class: 'muted' }, h('span', { text: 'sandboxes: ' }), sandboxes, h('span', { text: ' · ' }), usage),
       outcomes,
-
       threadsLine),
     h('p', { class: 'legend muted', text: 'Each step is one model request. wait: turn start to request · first output: request start to its first stored output (a response is stored whole, so this is the model time unless the harness records time_to_first_token_ms) · model: request start to end · tools: tool_use to tool_result, summed.' }),
     timeline,
