@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { configDefaults, defineConfig } from 'vitest/config';
+import { LongestFirst } from './test/sequencer.js';
 
 /**
  * The suite in four vitest projects, chosen by globs over the test tree as it is (files are not
@@ -65,6 +66,9 @@ export default defineConfig({
     // on a two-core machine (vitest's default there is one).
     maxWorkers: Math.max(2, availableParallelism() - 1),
     testTimeout: 30_000,
+    // The longest files first within each project (test/sequencer.ts), so that no rehearsal of
+    // minutes is the last file started.
+    sequence: { sequencer: LongestFirst },
     // Setup hooks synthesize the stack (every bundle, the console's script) or start runtimes:
     // tens of seconds on a loaded two-core machine, so they get more room than a test.
     hookTimeout: 120_000,
