@@ -1,16 +1,23 @@
 import { availableParallelism } from 'node:os';
 import { configDefaults, defineConfig } from 'vitest/config';
+import { LongestFirst } from './test/sequencer.js';
 
 /**
- * The suite in three vitest projects, chosen by globs over the test tree as it is (files are not
- * moved to fit them). `npm test` runs all three; `npm run test:<project>` runs one.
+ * The suite in four vitest projects, chosen by globs over the test tree as it is (files are not
+ * moved to fit them). `npm test` runs all four; `npm run test:<project>` runs one.
  *
  * - `unit`: pure code and small modules in-process, the under-30-seconds loop. A unit file starts
  *   no server (HTTP or socket), no dynalite, no sandbox and no child process. The rehearsal's
  *   template and IAM tests are unit: they read one synthesized template, cached in the temp dir
  *   under a hash of infra/ (test/rehearsal/synth.ts), so only the first run after an infra change
  *   pays for a synthesis. test/infra/ synthesizes a stack per case (~2 CPU-minutes in all), so
- *   it is integration despite starting nothing.
+ *   it is not unit despite starting nothing.
+ * - `infra`: the test/infra/ files that only synthesize the stack in-process (no server, no child
+ *   process, no environment change, every spy restored). They share their workers' module cache
+ *   (`isolate: false`): the first synthesis in a fresh process costs ~7 s of loading aws-cdk-lib
+ *   and warming it up, a later one 1-2 s, so paying that once per worker rather than once per
+ *   file halves the CPU these files take. A file that starts anything or changes global state
+ *   belongs in `integration`, which isolates each file.
  * - `faults`: the fault suite (crashes, races, deadlines, fuzz, load) and the other long runs
  *   (the deploy rehearsal, the benchmark's smoke run).
  * - `integration`: everything else — real runtimes on loopback, dynalite, sandboxes, servers.
@@ -32,9 +39,25 @@ export const UNIT = [
   'test/vault/secret-stores.test.ts',
 ];
 
+export const INFRA = [
+  'test/infra/blob-bucket.test.ts',
+  'test/infra/capacity-template.test.ts',
+  'test/infra/config-contract.test.ts',
+  'test/infra/credential-proxy.test.ts',
+  'test/infra/model-provider.test.ts',
+  'test/infra/oidc-parameter.test.ts',
+  'test/infra/proxy-service-secrets.test.ts',
+  'test/infra/proxy-service.test.ts',
+  'test/infra/sandbox-boundary.test.ts',
+  'test/infra/secret-readers.test.ts',
+  'test/infra/stack.test.ts',
+  'test/infra/stream-tier.test.ts',
+  'test/infra/wake-visibility.test.ts',
+];
+
 export const FAULTS = ['test/faults/**/*.test.ts', 'test/rehearsal/rehearsal.test.ts', 'test/bench/bench.test.ts'];
 
-/** Every test file; integration is this less the other two projects. */
+/** Every test file; integration is this less the other three projects. */
 export const ALL = ['test/**/*.test.ts'];
 
 export default defineConfig({
@@ -43,6 +66,9 @@ export default defineConfig({
     // on a two-core machine (vitest's default there is one).
     maxWorkers: Math.max(2, availableParallelism() - 1),
     testTimeout: 30_000,
+    // The longest files first within each project (test/sequencer.ts), so that no rehearsal of
+    // minutes is the last file started.
+    sequence: { sequencer: LongestFirst },
     // Setup hooks synthesize the stack (every bundle, the console's script) or start runtimes:
     // tens of seconds on a loaded two-core machine, so they get more room than a test.
     hookTimeout: 120_000,
@@ -59,8 +85,9 @@ export default defineConfig({
     },
     projects: [
       { extends: true, test: { name: 'unit', include: UNIT } },
-      { extends: true, test: { name: 'integration', include: ALL, exclude: [...configDefaults.exclude, ...UNIT, ...FAULTS] } },
+      { extends: true, test: { name: 'integration', include: ALL, exclude: [...configDefaults.exclude, ...UNIT, ...INFRA, ...FAULTS] } },
       { extends: true, test: { name: 'faults', include: FAULTS } },
+      { extends: true, test: { name: 'infra', include: INFRA, isolate: false } },
     ],
   },
 });

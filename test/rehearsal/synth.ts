@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,9 @@ function files(path: string): string[] {
  *   then also carries the bundled assets' `aws:asset:path`), else
  * - synthesized in-process with the feature flags of cdk.json plus `context` but without bundling
  *   (the template does not depend on the bundles' contents), cached in the temp dir under a hash
- *   of the sources and the context, since one synthesis takes ~20 s on these machines.
+ *   of the sources and the context, since one synthesis takes ~20 s on these machines. Test files
+ *   in parallel workers may synthesize the same one at once: each writes its own temporary file
+ *   and renames it into place (atomic), so a reader never sees a half-written cache.
  */
 export async function synthesizedTemplate(context: Record<string, string> = {}): Promise<CfnTemplate> {
   const all = sources.flatMap(files).sort();
@@ -45,6 +47,8 @@ export async function synthesizedTemplate(context: Record<string, string> = {}):
   const { stackName, props } = stackPropsFromContext((key) => app.node.tryGetContext(key));
   const stack = new CorralStack(app, stackName, props);
   const template = app.synth().getStackArtifact(stack.artifactId).template as CfnTemplate;
-  writeFileSync(cache, JSON.stringify(template));
+  const partial = `${cache}.${process.pid}.${Date.now()}.tmp`;
+  writeFileSync(partial, JSON.stringify(template));
+  renameSync(partial, cache);
   return template;
 }

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createVitest } from 'vitest/node';
 
 /**
- * The three vitest projects of vitest.config.ts (unit, integration, faults) are chosen by globs
+ * The four vitest projects of vitest.config.ts (unit, integration, faults, infra) are chosen by globs
  * over a tree that others keep adding to. vitest itself resolves the globs here (not a copy of
  * its matching), and every `*.test.ts` under test/ must land in exactly one project: a file in
  * none would never run, a file in two would run twice.
@@ -35,8 +35,8 @@ beforeAll(async () => {
 });
 
 describe('the vitest projects', () => {
-  it('are unit, integration and faults', () => {
-    expect(new Set([...projectsOf.values()].flat())).toEqual(new Set(['unit', 'integration', 'faults']));
+  it('are unit, integration, faults and infra', () => {
+    expect(new Set([...projectsOf.values()].flat())).toEqual(new Set(['unit', 'integration', 'faults', 'infra']));
   });
 
   it('hold every test file under test/ exactly once', () => {
@@ -60,5 +60,21 @@ describe('the vitest projects', () => {
     const unit = [...projectsOf].filter(([, p]) => p.includes('unit')).map(([f]) => f);
     const offenders = unit.filter((f) => f !== 'test/unit/projects.test.ts' && starts.test(readFileSync(join(root, f), 'utf8')));
     expect(offenders).toEqual([]);
+  });
+
+  // The infra project shares its workers' module cache between files (isolate: false), so a file
+  // there may leave nothing behind: no server or process, no environment change, no spy that
+  // outlives it. Its files synthesize the stack and read templates, nothing more.
+  it('keep infra files to synthesis: nothing started, no environment changed, every spy restored', () => {
+    const leaves = /startTestRuntime|startDynalite|startDynamoDbLocal|dynalite|node:child_process|createServer|\.listen\(|startFake|playwright|process\.env\b|process\.chdir|vi\.mock\(|vi\.stubEnv|vi\.stubGlobal|useFakeTimers|globalThis/;
+    const infra = [...projectsOf].filter(([, p]) => p.includes('infra')).map(([f]) => f);
+    expect(infra.length).toBeGreaterThan(5);
+    expect(infra.filter((f) => leaves.test(readFileSync(join(root, f), 'utf8')))).toEqual([]);
+    // A spy is restored where it is made (mockRestore in a finally) or after each case.
+    const unrestored = infra.filter((f) => {
+      const text = readFileSync(join(root, f), 'utf8');
+      return /vi\.spyOn\(/.test(text) && !/mockRestore\(\)|vi\.restoreAllMocks\(\)/.test(text);
+    });
+    expect(unrestored).toEqual([]);
   });
 });
