@@ -16,7 +16,7 @@ export function threadScenarios(fake: Pick<FakeMessagesApi, 'setFallback'>): Sce
     {
       name: 'threads',
       proves:
-        'a coordinator session spawns two threads that each run a command in a sandbox task of their own, woken through the queue, and both answers reach the coordinator; threads.list, retrieve and events.list read them through API Gateway',
+        'a coordinator session spawns two threads that each run a command in a sandbox task of their own, woken through the queue, and both answers reach the coordinator; threads.list, retrieve, events.list and events.stream read them through API Gateway',
       timeoutMs: 180_000,
       async run(ctx) {
         const c = ctx.client;
@@ -50,6 +50,19 @@ export function threadScenarios(fake: Pick<FakeMessagesApi, 'setFallback'>): Sce
             for await (const e of c.beta.sessions.threads.events.list(th.id, { session_id: session })) own.push(e.type);
             if (!own.includes('agent.tool_result')) fail(`thread ${th.id} ran no tool: ${own.join(', ')}`);
           }
+          // A thread's stream is served by the streaming function (a buffered one would never answer):
+          // from the start of its log, its tool result arrives.
+          const stream = await c.beta.sessions.threads.events.stream(threads[0].id, { session_id: session }, { headers: { 'Last-Event-ID': '0' }, signal: ctx.signal });
+          const streamed: string[] = [];
+          try {
+            for await (const e of stream) {
+              streamed.push(e.type);
+              if (e.type === 'agent.tool_result') break;
+            }
+          } finally {
+            stream.controller.abort();
+          }
+          if (!streamed.includes('agent.tool_result')) fail(`thread ${threads[0].id}'s stream ended without its tool result: ${streamed.join(', ')}`);
           return `2 threads ran their commands (${threads.map((th) => th.id).join(', ')}) and answered the coordinator`;
         } finally {
           fake.setFallback(echoModel);

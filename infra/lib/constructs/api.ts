@@ -230,6 +230,15 @@ export class Api extends Construct {
     if ((props.streamRoute ?? 'lambda') === 'lambda') stream.addMethod('GET', streaming);
     stream.addMethod('ANY', buffered);
     this.streamResource = stream;
+    // A coordinator's thread streams too (`client.beta.sessions.threads.events.stream`,
+    // docs/THREADS.md): on the stream function whichever serves the session's stream.
+    const threads = session.addResource('threads');
+    forward(threads, false); // `{thread_id}` is the one variable child it may have
+    const thread = threads.addResource('{thread_id}');
+    forward(thread);
+    const threadStream = thread.addResource('stream');
+    threadStream.addMethod('GET', streaming);
+    threadStream.addMethod('ANY', buffered);
 
     acknowledge(
       this.restApi,
