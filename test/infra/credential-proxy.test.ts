@@ -43,10 +43,18 @@ describe('CredentialProxy construct in the stack', () => {
   const roleOf = (fn: IConstruct) => resources[logicalId(stack, fn)].Properties.Role['Fn::GetAtt'][0] as string;
   const actionsOf = (roleId: string) => (byRole.get(roleId) ?? []).filter((s) => s.Effect === 'Allow').flatMap((s) => asArray(s.Action));
 
-  it('only the proxy role touches Secrets Manager, and only under corral/vault/', () => {
+  it('only the proxy role touches Secrets Manager under corral/vault/; the webhook roles only under corral/webhook/', () => {
     const proxyRole = roleOf(stack.credentialProxy.function);
     const withSecrets = [...byRole.entries()].filter(([, st]) => st.some((s) => asArray(s.Action).some((a) => /^secretsmanager:|^\*$/i.test(a))));
-    expect(withSecrets.map(([id]) => id)).toEqual([proxyRole]);
+    const webhookRoles = [roleOf(stack.api.handler), expect.stringMatching(/^WebhooksFunctionServiceRole/)];
+    expect(withSecrets.map(([id]) => id).sort()).toEqual(expect.arrayContaining([proxyRole, ...webhookRoles]));
+    expect(withSecrets).toHaveLength(3);
+    // The API (it writes new signing secrets) and the delivery function (it reads them) touch only webhook secrets.
+    for (const [id, statements] of withSecrets.filter(([id]) => id !== proxyRole)) {
+      const onSecrets = statements.filter((s) => asArray(s.Action).some((a) => /^secretsmanager:/i.test(a)));
+      for (const s of onSecrets) expect(JSON.stringify(s.Resource), id).toMatch(/:secret:corral\/webhook\//);
+      expect(JSON.stringify(onSecrets), id).not.toMatch(/corral\/vault/);
+    }
     const statement = byRole.get(proxyRole)!.find((s) => asArray(s.Action).includes('secretsmanager:GetSecretValue'))!;
     expect(JSON.stringify(statement.Resource)).toContain(':secret:corral/vault/*');
     expect(asArray(statement.Resource)).toHaveLength(1);

@@ -73,9 +73,13 @@ describe('the proxy service\'s secrets in the template', () => {
     const onVault = byRole.get(proxyRole)!.filter((s) => /secret:corral\/vault\//.test(JSON.stringify(s.Resource)));
     // (two statements: environment_variable credentials' and the git channel's tokens)
     expect([...new Set(onVault.flatMap((s) => asArray(s.Action)))]).toEqual(['secretsmanager:GetSecretValue']);
-    // Every role with any Secrets Manager permission is one of the two: not the sandbox's, not the harness's.
-    const withSecrets = [...byRole.entries()].filter(([, st]) => st.some((s) => asArray(s.Action).some((a) => /^secretsmanager:|^\*$/i.test(a)))).map(([id]) => id);
-    expect(withSecrets.sort()).toEqual([proxyRole, credentialProxyRole()].sort());
+    // Every role with any Secrets Manager permission is one of the two, or one that touches only
+    // webhook signing secrets (the API writes them, the delivery function reads them): not the sandbox's, not the harness's.
+    const onSecrets = (st: any[]) => st.filter((s) => asArray(s.Action).some((a) => /^secretsmanager:|^\*$/i.test(a)));
+    const withSecrets = [...byRole.entries()].filter(([, st]) => onSecrets(st).length > 0).map(([id]) => id);
+    const webhookOnly = withSecrets.filter((id) => onSecrets(byRole.get(id)!).every((s) => /:secret:corral\/webhook\//.test(JSON.stringify(s.Resource))));
+    expect(webhookOnly.map((id) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(['ApiHandlerServiceRole', 'WebhooksFunctionServiceRole']);
+    expect(withSecrets.filter((id) => !webhookOnly.includes(id)).sort()).toEqual([proxyRole, credentialProxyRole()].sort());
     const sandboxRole = taskRoleOf('agent');
     expect(withSecrets).not.toContain(sandboxRole);
   });

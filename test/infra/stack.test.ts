@@ -204,18 +204,20 @@ describe('CorralStack template', () => {
     const api = logicalId(stack, stack.api.handler);
     const methods = Object.values(template.findResources('AWS::ApiGateway::Method')).map((m) => m.Properties);
     const streaming = methods.filter((m) => m.Integration.ResponseTransferMode === 'STREAM');
-    expect(streaming).toHaveLength(1);
-    expect(streaming[0]).toMatchObject({ HttpMethod: 'GET', Integration: { Type: 'AWS_PROXY', TimeoutInMillis: 900_000 } });
-    const uri = JSON.stringify(streaming[0].Integration.Uri);
-    expect(uri).toContain('/response-streaming-invocations');
-    expect(uri).toContain(stream);
     const resources = template.toJSON().Resources;
     const pathOf = (resourceId: string): string => {
       const r = resources[resourceId];
       if (!r) return '';
       return `${pathOf(r.Properties.ParentId?.Ref ?? '')}/${r.Properties.PathPart}`;
     };
-    expect(pathOf(streaming[0].ResourceId.Ref)).toBe('/v1/sessions/{id}/events/stream');
+    // A session's stream and a coordinator's thread's stream (docs/THREADS.md), and nothing else.
+    expect(streaming.map((m) => pathOf(m.ResourceId.Ref)).sort()).toEqual(['/v1/sessions/{id}/events/stream', '/v1/sessions/{id}/threads/{thread_id}/stream']);
+    for (const m of streaming) {
+      expect(m).toMatchObject({ HttpMethod: 'GET', Integration: { Type: 'AWS_PROXY', TimeoutInMillis: 900_000 } });
+      const uri = JSON.stringify(m.Integration.Uri);
+      expect(uri).toContain('/response-streaming-invocations');
+      expect(uri).toContain(stream);
+    }
     for (const m of methods.filter((x) => x.Integration.ResponseTransferMode !== 'STREAM')) {
       expect(JSON.stringify(m.Integration.Uri)).toContain(api);
       expect(m.Integration.Type).toBe('AWS_PROXY');
