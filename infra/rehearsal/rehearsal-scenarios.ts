@@ -19,12 +19,13 @@ import { startTestMcpServer } from '../../test/credential-proxy/fixtures/mcp-ser
 import { WORKSPACE_SCENARIOS, workspaceScenarios } from './workspace-scenarios.js';
 import { GIT_SCENARIOS, gitScenarios } from './git-scenarios.js';
 import { CREDENTIAL_SCENARIOS, credentialScenarios } from './credential-scenarios.js';
+import { DEPLOYMENT_SCENARIOS, deploymentScenarios } from './deployment-scenarios.js';
 
 const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
 
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS, ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS] as const;
+export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS, ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS, ...DEPLOYMENT_SCENARIOS] as const;
 /** Scenarios only run when named (`--only`): they need a rehearsal set up for them (`stream-tier`: `--context streamTier=fargate --dynamodb dynamodb-local`). */
 export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier', 'egress', ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS];
 
@@ -501,6 +502,7 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
   // Private repositories through the proxy service (git-scenarios.ts; opt-in: `proxyService=fargate`).
   scenarios.push(...gitScenarios(r, fake));
   scenarios.push(...credentialScenarios(r, fake));
+  scenarios.push(...deploymentScenarios(r));
   if (scenarios.map((s) => s.name).join() !== REHEARSAL_SCENARIOS.join()) throw new Error('REHEARSAL_SCENARIOS is out of date');
   return { scenarios: scenarios.filter((s) => !OPT_IN_SCENARIOS.includes(s.name) || only?.includes(s.name)), afterEach };
 }

@@ -37,6 +37,7 @@ describe('deploy rehearsal', () => {
     expect(report.results.map((r) => r.name)).toEqual(
       expect.arrayContaining(['tool-round-trip', 'stream-resume', 'interrupt', 'tool-confirmation', 'large-event-list', 'session-delete', 'files-in-and-out', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'workspace-after-idle']),
     );
+    expect(report.results.map((r) => r.name)).toContain('deployments');
     expect(report.denials).toEqual([]);
     // Every function that serves a scenario really ran from its bundle and called AWS through its role.
     const callers = new Set(report.calls.map(([k]) => k.split(' ')[0]));
