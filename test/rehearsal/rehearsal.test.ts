@@ -44,6 +44,8 @@ describe('deploy rehearsal', () => {
     for (const fn of ['ApiHandler', 'ApiStreamHandler', 'HarnessStepFunction', 'CredentialProxyFunction', 'SandboxReaperFunction']) {
       expect([...callers].some((c) => c.includes(fn)), `${fn} made no AWS call`).toBe(true);
     }
+    // The deployments scenario's schedules invoked the fire function as the scheduler role.
+    expect([...callers].some((c) => c.includes('DeploymentsFire')), 'the deployment-fire function made no AWS call').toBe(true);
     // The security-groups scenario was refused at least once, on purpose.
     expect(report.refusals.length).toBeGreaterThan(0);
   }, 1_200_000);
