@@ -11,7 +11,7 @@ import { readDeploymentSchedulesConfig } from '../../lambdas/core/config.js';
 import { synthesizedTemplate } from '../rehearsal/synth.js';
 
 /**
- * The deployments construct on its own (it is not yet composed into CorralStack): the schedule
+ * The deployments construct on its own (CorralStack composes it: see the second suite): the schedule
  * group, the role EventBridge Scheduler assumes (only it, only from this account, and it may only
  * invoke the fire function), and what the API's role gets to manage the schedules.
  */
