@@ -11,6 +11,7 @@ import type { Construct, IConstruct } from 'constructs';
 import { Api } from './constructs/api.js';
 import { BlobBucket, type BlobBucketProps } from './constructs/blob-bucket.js';
 import { CredentialProxy } from './constructs/credential-proxy.js';
+import { Deployments } from './constructs/deployments.js';
 import { HarnessStep, modelEnvironment, type ModelSettings } from './constructs/harness-step.js';
 import { configEnvironment } from '../../lambdas/core/config.js';
 import { Network, type NetworkProps } from './constructs/network.js';
@@ -154,6 +155,8 @@ export class CorralStack extends Stack {
   readonly webhooks: Webhooks;
   readonly blobs: BlobBucket;
   readonly observability: Observability;
+  /** Deployments' schedules: the schedule group, the scheduler role and the fire function. */
+  readonly deployments: Deployments;
   /** The stream tier, with `streamTier: 'fargate'`. */
   readonly streamTier?: StreamTier;
   /** The proxy service, with `proxyService`. */
@@ -315,6 +318,21 @@ export class CorralStack extends Stack {
       for (const [k, v] of Object.entries(this.credentialProxy.environment)) fn.addEnvironment(k, v);
     }
 
+    // Deployments' schedules (docs/DEPLOYMENTS.md): the fire function makes the session create
+    // the API makes, so it gets the API's environment as the API function has it by now; the API
+    // function keeps the schedules in step with the deployments.
+    this.deployments = new Deployments(this, 'Deployments', {
+      sessionLog: this.sessionLog,
+      wakeQueue: this.wakeQueue,
+      network: this.network,
+      environment: { ...this.api.environment, ...this.blobs.environment, ...this.credentialProxy.environment, ...configEnvironment({ modelProvider, models }) },
+      serviceName: API_SERVICE,
+      metricsNamespace: METRICS_NAMESPACE,
+      logRetention: props.logRetention,
+    });
+    this.deployments.grantManageSchedules(this.api.handler);
+    for (const [k, v] of Object.entries(this.deployments.environment)) this.api.handler.addEnvironment(k, v);
+
     // Trace export: the functions that run the API and the harness, the ones that make spans.
     if (props.telemetry) {
       const { endpoint, headersParameterName } = props.telemetry;
@@ -376,6 +394,7 @@ export class CorralStack extends Stack {
         credentialProxy: this.watch(this.credentialProxy.function),
         reaper: this.watch(this.sandboxReaper.function),
         webhooks: this.watch(this.webhooks.function),
+        deploymentFire: this.watch(this.deployments.fireFunction),
       },
       apiStage: this.api.restApi.deploymentStage,
       api5xxRatePercent: props.api5xxRatePercent,
@@ -429,5 +448,17 @@ export class CorralStack extends Stack {
     acknowledge(this.credentialProxy.function, indexes);
     acknowledge(this.sandboxReaper.function, indexes, ...tasks);
     acknowledge(this.webhooks.function, indexes);
+    acknowledge(this.deployments.fireFunction, indexes);
+    acknowledge(
+      this.api.handler,
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/<${this.getLogicalId(this.deployments.group)}>/corral-*]`,
+        reason: "Each deployment's EventBridge schedules are named corral-<deployment id>, made as deployments are: the API manages only those of Corral's schedule group.",
+      },
+    );
+    acknowledgeOn(defaultPolicyOf(this.deployments.schedulerRole), {
+      id: `AwsSolutions-IAM5[Resource::<${ref(this.deployments.fireFunction)}.Arn>:*]`,
+      reason: 'The scheduler role invokes the deployment-fire function only: the function and its versions (CDK grantInvoke), nothing else.',
+    });
   }
 }

@@ -129,6 +129,10 @@ export function classifyRequest(req: SdkRequest, options: RequestOptions): Class
     const { operation, checks } = s3Checks(req, env);
     return { ...base, operation, checks };
   }
+  if (auth.service === 'scheduler') {
+    const { operation, checks } = schedulerChecks(req, env);
+    return { ...base, operation, checks };
+  }
   const target = header(req, 'x-amz-target');
   if (!target) throw new UnsupportedRequestError(auth.service, `${req.method} ${req.path.split('?')[0]}`, 'only the JSON protocol (X-Amz-Target) is emulated');
   const operation = target.slice(target.lastIndexOf('.') + 1);
@@ -510,6 +514,34 @@ function lambdaChecks(req: SdkRequest, e: Env): { operation: string; checks: Aut
   const resource = functionArnOf(decodeURIComponent(m[2]), url.searchParams.get('Qualifier') ?? undefined, e);
   // Both operations are authorized as lambda:InvokeFunction.
   return { operation, checks: [{ action: 'lambda:InvokeFunction', resource, context: {} }] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// EventBridge Scheduler (REST: the operation is the method on /schedules/{name})
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A schedule call is checked as `scheduler:<Operation>` on the schedule's ARN
+ * (`schedule/<group>/<name>`, the group from the body or `?groupName=`, else `default`); creating
+ * or updating one also passes its target's role, checked as `iam:PassRole` of that role with
+ * `iam:PassedToService` = `scheduler.amazonaws.com`, as IAM checks it.
+ */
+function schedulerChecks(req: SdkRequest, e: Env): { operation: string; checks: AuthorizationCheck[] } {
+  const url = new URL(req.path, 'http://gateway');
+  const m = url.pathname.match(/^\/schedules\/([^/]+)$/);
+  const operations: Record<string, string> = { POST: 'CreateSchedule', PUT: 'UpdateSchedule', GET: 'GetSchedule', DELETE: 'DeleteSchedule' };
+  const operation = operations[req.method.toUpperCase()];
+  if (!m || !operation) throw new UnsupportedRequestError('scheduler', `${req.method} ${url.pathname}`);
+  const body = (req.body && typeof req.body === 'object' ? req.body : {}) as Body;
+  const group = String(body.GroupName ?? url.searchParams.get('groupName') ?? 'default');
+  const resource = `arn:${e.partition}:scheduler:${e.region}:${e.accountId}:schedule/${group}/${decodeURIComponent(m[1])}`;
+  const checks: AuthorizationCheck[] = [{ action: `scheduler:${operation}`, resource, context: {} }];
+  if (operation === 'CreateSchedule' || operation === 'UpdateSchedule') {
+    const roleArn = (body.Target as { RoleArn?: unknown } | undefined)?.RoleArn;
+    if (typeof roleArn !== 'string' || !roleArn) throw new MalformedRequestError(`scheduler:${operation} without Target.RoleArn`);
+    checks.push({ action: 'iam:PassRole', resource: roleArn, context: { 'iam:PassedToService': 'scheduler.amazonaws.com' } });
+  }
+  return { operation, checks };
 }
 
 // ---------------------------------------------------------------------------------------------

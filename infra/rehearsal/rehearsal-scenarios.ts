@@ -22,12 +22,13 @@ import { CREDENTIAL_SCENARIOS, credentialScenarios } from './credential-scenario
 import { MEMORY_SCENARIOS, memoryScenarios } from './memory-scenarios.js';
 import { WEBHOOK_SCENARIOS, webhookScenarios } from './webhook-scenarios.js';
 import { THREAD_SCENARIOS, threadScenarios } from './thread-scenarios.js';
+import { DEPLOYMENT_SCENARIOS, deploymentScenarios } from './deployment-scenarios.js';
 
 const BETA = { headers: { 'anthropic-beta': 'managed-agents-2026-04-01' } };
 
 
 /** The names of the rehearsal's own scenarios (run after the smoke scenarios). */
-export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS, ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS, ...MEMORY_SCENARIOS, ...WEBHOOK_SCENARIOS, ...THREAD_SCENARIOS] as const;
+export const REHEARSAL_SCENARIOS = ['egress', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'stream-starvation', 'stream-tier', 'sandbox-boundary', ...WORKSPACE_SCENARIOS, ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS, ...MEMORY_SCENARIOS, ...WEBHOOK_SCENARIOS, ...THREAD_SCENARIOS, ...DEPLOYMENT_SCENARIOS] as const;
 /** Scenarios only run when named (`--only`): they need a rehearsal set up for them (`stream-tier`: `--context streamTier=fargate --dynamodb dynamodb-local`). */
 export const OPT_IN_SCENARIOS = ['stream-starvation', 'stream-tier', 'egress', ...GIT_SCENARIOS, ...CREDENTIAL_SCENARIOS];
 
@@ -507,6 +508,7 @@ export function rehearsalHooks(r: Rehearsal, fake: FakeMessagesApi, only?: strin
   scenarios.push(...memoryScenarios(r));
   scenarios.push(...webhookScenarios(r));
   scenarios.push(...threadScenarios(fake)); // multi-agent threads (thread-scenarios.ts)
+  scenarios.push(...deploymentScenarios(r));
   if (scenarios.map((s) => s.name).join() !== REHEARSAL_SCENARIOS.join()) throw new Error('REHEARSAL_SCENARIOS is out of date');
   return { scenarios: scenarios.filter((s) => !OPT_IN_SCENARIOS.includes(s.name) || only?.includes(s.name)), afterEach };
 }

@@ -54,6 +54,7 @@ import { LambdaFunctionRuntime } from './lambda-runtime.js';
 import type { ModelEventRule, RehearsalModel } from './model.js';
 import { PRIVATE_PREFIX, VpcNetwork } from './network.js';
 import { S3Emulator } from './s3.js';
+import { SchedulerEmulator } from './scheduler.js';
 import { createApiKey } from '../../scripts/create-api-key.js';
 import { dynamoDbLocalUnavailable, startDynamoDbLocal } from '../../test/helpers/dynamodb-local.js';
 
@@ -93,6 +94,12 @@ export interface RehearsalOptions {
    * CA. Never in the template. @default none
    */
   upstreamCa?: string;
+  /**
+   * How many times faster than real time EventBridge Scheduler's schedules run (`scheduler.ts`):
+   * at 15 a one-minute schedule fires every 4 seconds, which leaves a cold start of the fire
+   * function on a loaded machine time to finish before the next tick. @default 15
+   */
+  scheduleTimeScale?: number;
 }
 
 export interface Rehearsal {
@@ -113,6 +120,8 @@ export interface Rehearsal {
   secrets: SecretsManagerEmulator;
   kms: KmsEmulator;
   s3: S3Emulator;
+  /** EventBridge Scheduler: the schedules the API made, and every firing (time-scaled). */
+  scheduler: SchedulerEmulator;
   functions: Map<string, LambdaFunctionRuntime>;
   /** The function of a logical id prefix (`HarnessStepFunction`, `ApiStreamHandler`, ...). */
   fn(prefix: string): LambdaFunctionRuntime;
@@ -377,7 +386,40 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       buckets: model.buckets.map((b) => b.name),
       mayList: (call, bucket) => authorize.check(call.caller, 's3:ListBucket', model.buckets.find((b) => b.name === bucket)?.arn ?? `arn:aws:s3:::${bucket}`).allowed,
     });
+    // EventBridge Scheduler: a schedule invokes its target as its role, which EventBridge
+    // Scheduler must be trusted to assume and which must allow lambda:InvokeFunction on it.
+    const rehearsalCtx = rehearsalContext(template, overrides);
+    const roleByArn = (arn: string) =>
+      Object.entries(template.Resources as Record<string, { Type: string; Properties?: { AssumeRolePolicyDocument?: unknown } }>).find(
+        ([id, r]) => r.Type === 'AWS::IAM::Role' && rehearsalCtx.physicalIds.getAtt(id, 'Arn', rehearsalCtx) === arn,
+      );
+    const scheduler = new SchedulerEmulator({
+      arnPrefix: `arn:aws:scheduler:${REHEARSAL_REGION}:${REHEARSAL_ACCOUNT}:schedule/`,
+      timeScale: opts.scheduleTimeScale ?? 15,
+      invoke: async (target, payload) => {
+        const found = roleByArn(target.RoleArn);
+        if (!found) throw new Error(`the schedule's role ${target.RoleArn} is not a role of the template`);
+        const [roleLogicalId, roleResource] = found;
+        if (!JSON.stringify(roleResource.Properties?.AssumeRolePolicyDocument ?? {}).includes('scheduler.amazonaws.com')) {
+          throw new Error(`EventBridge Scheduler may not assume ${roleLogicalId}: its trust policy does not name scheduler.amazonaws.com`);
+        }
+        const caller: Caller = { accessKeyId: 'EventBridgeScheduler', name: 'EventBridgeScheduler', roleLogicalId, roleArn: target.RoleArn };
+        const decision = authorize.check(caller, 'lambda:InvokeFunction', target.Arn);
+        if (!decision.allowed) {
+          gateway.denials.push({ function: 'EventBridge Scheduler', service: 'lambda', operation: 'Invoke', action: decision.action, resource: decision.resource, message: decision.message });
+          throw new Error(decision.message);
+        }
+        const runtime = byName(target.Arn);
+        if (!runtime) throw new Error(`the schedule's target ${target.Arn} is not a function of the template`);
+        const result = await runtime.invoke(JSON.parse(payload));
+        if (!result.ok) throw new Error(`${result.kind}: ${result.error.errorType}: ${result.error.errorMessage}`);
+        return result.value;
+      },
+      onError: (message) => log(`EventBridge Scheduler: ${message}`),
+    });
+    cleanups.push(() => scheduler.close());
     Object.assign(backends, {
+      scheduler,
       dynamodb: httpForwarder(dynamo.endpoint),
       // The emulator knows its queues by its own URLs.
       sqs: httpForwarder(sqsEndpoint, (call) => {
@@ -549,6 +591,7 @@ export async function startRehearsal(opts: RehearsalOptions = {}): Promise<Rehea
       secrets,
       kms,
       s3,
+      scheduler,
       functions,
       fn,
       logFile: (prefix) => join(workDir, 'logs', `${[...functions.keys()].find((id) => id.startsWith(prefix))}.log`),

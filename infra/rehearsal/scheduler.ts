@@ -49,10 +49,15 @@ export class SchedulerEmulator implements Backend {
       arnPrefix: string;
       timeScale?: number;
       /** Invoke the target function as the role (the rehearsal's Lambda runtime, with that role's key). */
-      invoke(target: EmulatedSchedule['target'], payload: string): Promise<void>;
+      invoke(target: EmulatedSchedule['target'], payload: string): Promise<unknown>;
       onError?(message: string): void;
     },
   ) {}
+
+  /** How many times faster than real time scheduled time runs. */
+  get timeScale(): number {
+    return this.opts.timeScale ?? 1;
+  }
 
   /** Scheduled time now. */
   clock(): number {
@@ -111,11 +116,26 @@ export class SchedulerEmulator implements Backend {
       this.arm(key, at);
       const scheduledAt = new Date(at).toISOString();
       this.fired.push({ schedule: key, scheduledAt });
-      const payload = (s.target.Input ?? '{}').replaceAll('<aws.scheduler.scheduled-time>', scheduledAt.replace(/\.000Z$/, 'Z'));
-      this.opts.invoke(s.target, payload).catch((err: unknown) => this.opts.onError?.(`schedule ${key} at ${scheduledAt}: ${(err as Error)?.message ?? err}`));
+      this.deliver(s, scheduledAt).catch((err: unknown) => this.opts.onError?.(`schedule ${key} at ${scheduledAt}: ${(err as Error)?.message ?? err}`));
     }, Math.max(0, (at - this.clock()) / (this.opts.timeScale ?? 1)));
     timer.unref();
     this.timers.set(key, timer);
+  }
+
+  /** The target's input for one scheduled time, as EventBridge Scheduler fills it in. */
+  private deliver(s: EmulatedSchedule, scheduledAt: string): Promise<unknown> {
+    const payload = (s.target.Input ?? '{}').replaceAll('<aws.scheduler.scheduled-time>', scheduledAt.replace(/\.000Z$/, 'Z'));
+    return this.opts.invoke(s.target, payload);
+  }
+
+  /**
+   * Delivers a firing once more (EventBridge Scheduler delivers at least once): the same schedule's
+   * target with the same scheduled time, answered with what the target returned.
+   */
+  fireAgain(key: string, scheduledAt: string): Promise<unknown> {
+    const s = this.schedules.get(key);
+    if (!s) return Promise.reject(new Error(`no schedule ${key}`));
+    return this.deliver(s, scheduledAt);
   }
 
   private disarm(key: string): void {

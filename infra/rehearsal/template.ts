@@ -593,6 +593,8 @@ export class DefaultPhysicalIds implements PhysicalIds {
         return this.nameProp(logicalId, 'DashboardName', ctx) ?? gen(255);
       case 'AWS::CloudWatch::Alarm':
         return this.nameProp(logicalId, 'AlarmName', ctx) ?? gen(255, { alphabet: UPPER_ALNUM });
+      case 'AWS::Scheduler::ScheduleGroup':
+        return this.nameProp(logicalId, 'Name', ctx) ?? gen(64);
       default:
         return this.options.overrides?.[logicalId]?.name ?? gen(255);
     }

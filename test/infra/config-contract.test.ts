@@ -49,6 +49,7 @@ function resolve(value: unknown, resources: Resources, parameters: Record<string
       case 'AWS::DynamoDB::Table':
       case 'AWS::Lambda::Function':
       case 'AWS::ECS::Cluster':
+      case 'AWS::Scheduler::ScheduleGroup':
         return `Corral-${v.Ref}`;
       case 'AWS::ECS::TaskDefinition':
         return `arn:aws:ecs:${REGION}:${ACCOUNT}:task-definition/${v.Ref}:1`;
@@ -65,6 +66,7 @@ function resolve(value: unknown, resources: Resources, parameters: Record<string
     const type = resources[id]?.Type;
     if (attribute === 'GroupId' && type === 'AWS::EC2::SecurityGroup') return `sg-${hex(id)}`;
     if (attribute === 'Arn' && type === 'AWS::ECS::Cluster') return `arn:aws:ecs:${REGION}:${ACCOUNT}:cluster/Corral-${id}`;
+    if (attribute === 'Arn' && type === 'AWS::IAM::Role') return `arn:aws:iam::${ACCOUNT}:role/Corral-${id}`;
     if (attribute === 'Arn' && type === 'AWS::Lambda::Function') return `arn:aws:lambda:${REGION}:${ACCOUNT}:function:Corral-${id}`;
     if (attribute === 'Arn' && type === 'AWS::KMS::Key') return `arn:aws:kms:${REGION}:${ACCOUNT}:key/${Buffer.from(id).toString('hex').slice(0, 8)}-0000-4000-8000-000000000000`;
     if (attribute === 'QueueUrl' && type === 'AWS::SQS::Queue') return `https://sqs.${REGION}.amazonaws.com/${ACCOUNT}/${id}.fifo`;
@@ -99,6 +101,8 @@ function synth(props: CorralStackProps, id: string, change?: (stack: CorralStack
     credentialProxy: { fn: stack.credentialProxy.function, parse: readCredentialProxyConfig },
     reaper: { fn: stack.sandboxReaper.function, parse: readSandboxReaperConfig },
     webhooks: { fn: stack.webhooks.function, parse: readWebhookConfig },
+    // EventBridge Scheduler's target builds the API's services from the API's environment.
+    deploymentFire: { fn: stack.deployments.fireFunction, parse: readApiConfig },
   } satisfies Record<string, { fn: IConstruct; parse: (env: Env) => unknown }>;
   const resolved = (fn: IConstruct): Env => Object.fromEntries(Object.entries(envOf(fn)).map(([k, v]) => [k, resolve(v, resources, parameters)]));
   return { stack, resources, envOf, resolved, functions };

@@ -35,11 +35,13 @@ describe('the OidcIssuers stack parameter', () => {
     }
     // the stream tier runs the app with the API's environment
     expect(stack.api.environment.CORRAL_OIDC_ISSUERS).toBeDefined();
-    // nothing else gets it
-    const holders = Object.values(template.Resources as Record<string, { Type: string; Properties: { Environment?: { Variables?: Record<string, unknown> } } }>).filter(
-      (r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.CORRAL_OIDC_ISSUERS !== undefined,
+    // nothing else gets it but the deployment-fire function, which builds the API's services from the API's environment
+    const holders = Object.entries(template.Resources as Record<string, { Type: string; Properties: { Environment?: { Variables?: Record<string, unknown> } } }>).filter(
+      ([, r]) => r.Type === 'AWS::Lambda::Function' && r.Properties.Environment?.Variables?.CORRAL_OIDC_ISSUERS !== undefined,
     );
-    expect(holders).toHaveLength(2);
+    expect(holders.map(([id]) => id).sort()).toEqual(
+      [stack.api.handler, stack.api.streamHandler, stack.deployments.fireFunction].map((fn) => stack.getLogicalId(fn.node.defaultChild as never)).sort(),
+    );
   });
 
   it('reads context as JSON text or a cdk.json array; none means an empty default (API keys only)', () => {

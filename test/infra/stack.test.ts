@@ -169,7 +169,7 @@ describe('CorralStack template', () => {
   it('runs every function on ARM64 and Node.js 22, traced, with a log group that expires', () => {
     const functions = Object.entries(template.findResources('AWS::Lambda::Function')).filter(([, f]) => f.Properties.Runtime?.startsWith('nodejs'));
     const ours = functions.filter(([, f]) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
-    expect(ours).toHaveLength(6); // harness step, API, API stream, credential proxy, sandbox reaper, webhook delivery
+    expect(ours).toHaveLength(7); // harness step, API, API stream, credential proxy, sandbox reaper, webhook delivery, deployment fire
     const logGroups = template.toJSON().Resources;
     for (const [, f] of ours) {
       expect(f.Properties).toMatchObject({
@@ -630,6 +630,7 @@ describe('CorralStack template', () => {
       credentialProxy: [stack.credentialProxy.function, 270_000],
       reaper: [stack.sandboxReaper.function, 270_000],
       webhooks: [stack.webhooks.function, 108_000],
+      deploymentFire: [stack.deployments.fireFunction, 26_100],
     } as const;
     const ours = Object.values(template.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.Environment?.Variables?.POWERTOOLS_SERVICE_NAME);
     expect(Object.keys(fns)).toHaveLength(ours.length);
@@ -721,7 +722,7 @@ describe('cdk-nag acknowledgments', () => {
   it('grants only the actions that support no resource-level permission through the acknowledged policies', () => {
     const { template } = synth({}, 'CorralResourceless');
     const resourceless = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([id]) => id.includes('ResourcelessActions'));
-    expect(resourceless.length).toBe(7); // six functions and the sandbox execution role
+    expect(resourceless.length).toBe(8); // seven functions and the sandbox execution role
     for (const [id, p] of resourceless) {
       for (const st of p.Properties.PolicyDocument.Statement as Statement[]) {
         expect(st.Resource, id).toBe('*');

@@ -38,12 +38,15 @@ describe('deploy rehearsal', () => {
       expect.arrayContaining(['tool-round-trip', 'stream-resume', 'interrupt', 'tool-confirmation', 'large-event-list', 'session-delete', 'files-in-and-out', 'step-deadline', 'idle-reaper', 'sandbox-handoff', 'mcp-through-proxy', 'security-groups', 'workspace-after-idle', 'memory', 'webhooks', 'threads']),
     );
     expect(report.results.map((r) => r.name)).toContain('outcomes');
+    expect(report.results.map((r) => r.name)).toContain('deployments');
     expect(report.denials).toEqual([]);
     // Every function that serves a scenario really ran from its bundle and called AWS through its role.
     const callers = new Set(report.calls.map(([k]) => k.split(' ')[0]));
     for (const fn of ['ApiHandler', 'ApiStreamHandler', 'HarnessStepFunction', 'CredentialProxyFunction', 'SandboxReaperFunction', 'WebhooksFunction']) {
       expect([...callers].some((c) => c.includes(fn)), `${fn} made no AWS call`).toBe(true);
     }
+    // The deployments scenario's schedules invoked the fire function as the scheduler role.
+    expect([...callers].some((c) => c.includes('DeploymentsFire')), 'the deployment-fire function made no AWS call').toBe(true);
     // The security-groups scenario was refused at least once, on purpose.
     expect(report.refusals.length).toBeGreaterThan(0);
   }, 1_200_000);

@@ -3,6 +3,7 @@ import { EventBridgeDeploymentSchedules } from '../../lambdas/adapters/aws/deplo
 import type { Deployment } from '../../lambdas/core/deployments/deployments.js';
 import { AwsGateway, type AwsCall, type Caller } from '../../infra/rehearsal/aws-gateway.js';
 import { posixOf, SchedulerEmulator } from '../../infra/rehearsal/scheduler.js';
+import { classifyRequest } from '../../infra/rehearsal/aws-requests.js';
 
 /**
  * The EventBridge Scheduler adapter of deployments against the rehearsal's emulation of the
@@ -75,5 +76,27 @@ describe('deployment schedules on EventBridge Scheduler (emulated)', () => {
     await schedules.sync(deployment('depl_or', '0 0 * * 5', 'paused'));
     await schedules.sync(deployment('depl_every', '* * * * *', 'paused'));
     expect([...emulator.schedules.keys()]).toEqual([]);
+  });
+});
+
+describe("the rehearsal's IAM checks of Scheduler calls", () => {
+  const auth = 'AWS4-HMAC-SHA256 Credential=AKIAAPI/20261130/us-east-1/scheduler/aws4_request, SignedHeaders=host, Signature=x';
+  const classify = (method: string, path: string, body?: unknown) => classifyRequest({ method, path, headers: { authorization: auth }, body }, { accountId: '123456789012' }).checks;
+  const ARN = `arn:aws:scheduler:us-east-1:123456789012:schedule/${GROUP}/corral-depl_1`;
+
+  it('creating or updating a schedule is checked on its ARN in its group, and passes its target role to EventBridge Scheduler', () => {
+    for (const [method, action] of [['POST', 'scheduler:CreateSchedule'], ['PUT', 'scheduler:UpdateSchedule']]) {
+      expect(classify(method, '/schedules/corral-depl_1', { GroupName: GROUP, Target: { Arn: TARGET, RoleArn: ROLE } })).toEqual([
+        { action, resource: ARN, context: {} },
+        { action: 'iam:PassRole', resource: ROLE, context: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+      ]);
+    }
+    expect(() => classify('POST', '/schedules/corral-depl_1', { GroupName: GROUP, Target: { Arn: TARGET } })).toThrow(/RoleArn/);
+  });
+
+  it('deleting and reading take the group from the query; anything else is refused as unsupported', () => {
+    expect(classify('DELETE', `/schedules/corral-depl_1?groupName=${GROUP}`)).toEqual([{ action: 'scheduler:DeleteSchedule', resource: ARN, context: {} }]);
+    expect(classify('GET', `/schedules/corral-depl_1?groupName=${GROUP}`)).toEqual([{ action: 'scheduler:GetSchedule', resource: ARN, context: {} }]);
+    expect(() => classify('GET', '/schedules')).toThrow();
   });
 });
