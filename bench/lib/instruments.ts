@@ -55,6 +55,16 @@ export class Recorder {
     };
   }
 
+  /**
+   * Waits (at most `timeoutMs`) until `count` steps are recorded: a turn is over for the client
+   * when its idle is readable, which the step appends before it ends (and is observed), so the
+   * last turns' steps may still be finishing when the client has seen every turn.
+   */
+  async settled(count: number, timeoutMs = 5_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (this.steps.length < count && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  }
+
   values(name: MetricName): number[] {
     return this.metrics.get(name) ?? [];
   }

@@ -89,6 +89,7 @@ export async function runManyBrains(cfg: ManyBrainsConfig, ctx: { modelUrl: stri
     const cpu = process.cpuUsage(cpu0);
     const cpuProfile = stopProfile ? await stopProfile() : undefined;
     for (const s of sessions) s.stream.close();
+    await bench.recorder.settled(done.reduce((a, b) => a + b, 0)); // the last turns' steps may still be ending
     const steps = bench.recorder.steps.length;
     return {
       config: { ...cfg, modelLatencyMs: ctx.modelLatencyMs },

@@ -126,6 +126,7 @@ export async function runOverhead(cfg: OverheadConfig, ctx: { modelUrl: string; 
       }
       if (!warm) ctx.log(`  overhead: session ${s + 1}/${cfg.sessions}`);
     }
+    await bench.recorder.settled(turns); // a text turn is one step; the last one may still be ending
     const steps = bench.recorder.steps;
     const byAction: Record<string, number[]> = {};
     for (const st of steps) (byAction[st.action] ??= []).push(st.overheadMs);

@@ -7,6 +7,7 @@
  * the API and the deliverer accept the loopback receiver.
  */
 import { createServer } from 'node:http';
+import { SUBSCRIBERS_TTL_MS } from '../../lambdas/core/webhooks/endpoints.js';
 import type { AddressInfo } from 'node:net';
 import type Anthropic from '@anthropic-ai/sdk';
 import type { Rehearsal } from './rehearsal.js';
@@ -45,6 +46,9 @@ export function webhookScenarios(r: Rehearsal): Scenario[] {
             { signal: ctx.signal },
           );
           endpointId = endpoint.id;
+          // The harness function may have read this tenant's endpoints (none) just before: an
+          // endpoint gets the events published from at most SUBSCRIBERS_TTL_MS after it was made.
+          await new Promise((resolve) => setTimeout(resolve, SUBSCRIBERS_TTL_MS));
           const session = await ctx.newSession('default');
           await runTurn(ctx, session, 'Say hello.');
           const deadline = Date.now() + 60_000;

@@ -155,3 +155,35 @@ describe('webhook configuration', () => {
     expect(() => readWebhookConfig({ CORRAL_WEBHOOK_URL_ALLOW: 'ftp://x' })).toThrow(/CORRAL_WEBHOOK_URL_ALLOW/);
   });
 });
+
+describe("publishing's endpoint list", () => {
+  it('is read once per TTL, except that this process sees its own create, update and delete at once', async () => {
+    const table = new MemoryStateTable();
+    let queries = 0;
+    const counted = new Proxy(table, {
+      get(target, prop, receiver) {
+        if (prop === 'queryIndex') queries++;
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const store = new Map<string, SecretFields>();
+    const secrets = { get: async (r: string) => store.get(r), put: async (r: string, v: SecretFields) => void store.set(r, v), delete: async (r: string) => void store.delete(r) };
+    const endpoints = new WebhookEndpointService(counted, secrets, { allow: ['https://hooks.test'] }, 1_000);
+    const t0 = Date.now();
+    expect(await endpoints.subscribers('tnt_1', t0)).toEqual([]);
+    expect(await endpoints.subscribers('tnt_1', t0 + 500)).toEqual([]);
+    expect(queries).toBe(1); // one read within the TTL
+    const ep = await endpoints.create('tnt_1', { url: 'https://hooks.test/in', enabled_events: ['session.created'] });
+    expect((await endpoints.subscribers('tnt_1', t0 + 600)).map((e) => e.id)).toEqual([ep.id]); // its own create, at once
+    await endpoints.update('tnt_1', ep.id, { state: 'disabled' });
+    expect((await endpoints.subscribers('tnt_1', t0 + 700))[0].state).toBe('disabled');
+    await endpoints.delete('tnt_1', ep.id);
+    expect(await endpoints.subscribers('tnt_1', t0 + 800)).toEqual([]);
+    // Another process's change (written straight to the table here) shows once the TTL is over.
+    const other = new WebhookEndpointService(table, secrets, { allow: ['https://hooks.test'] });
+    const made = await other.create('tnt_1', { url: 'https://hooks.test/b', enabled_events: ['session.created'] });
+    expect(await endpoints.subscribers('tnt_1', t0 + 900)).toEqual([]);
+    expect((await endpoints.subscribers('tnt_1', t0 + 2_000)).map((e) => e.id)).toEqual([made.id]);
+  });
+});

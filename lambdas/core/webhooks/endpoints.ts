@@ -24,12 +24,37 @@ export type WebhookSecretWriter = Pick<SecretStore, 'put' | 'delete'>;
  * a regeneration and nowhere else: it is written to the secret store before the endpoint exists
  * (so no endpoint is ever without its secret) and no read returns it.
  */
+/** How long a process reuses a tenant's endpoint list when publishing (`subscribers`). */
+export const SUBSCRIBERS_TTL_MS = 2_000;
+
 export class WebhookEndpointService {
+  /** Each tenant's endpoints as publishing last read them (see `subscribers`). */
+  private readonly recent = new Map<string, { at: number; endpoints: Promise<WebhookEndpoint[]> }>();
+
   constructor(
     private readonly table: StateTable,
     private readonly secrets: WebhookSecretWriter,
     private readonly urlRule: WebhookUrlRule,
+    /** How long publishing reuses a tenant's endpoint list read by another call. @default SUBSCRIBERS_TTL_MS */
+    private readonly subscribersTtlMs = SUBSCRIBERS_TTL_MS,
   ) {}
+
+  /**
+   * The tenant's endpoints as publishing needs them, on every status change of every session:
+   * read at most once per `subscribersTtlMs` per process instead of a query per event (a step
+   * that appends its idle would otherwise wait for one). This process's own create, update and
+   * delete take effect at once; another process's (the API's, seen by a harness function) within
+   * the TTL: an endpoint gets the events published from at most that long after it was made.
+   */
+  subscribers(tenant: string, now = Date.now()): Promise<WebhookEndpoint[]> {
+    const hit = this.recent.get(tenant);
+    if (hit && now - hit.at < this.subscribersTtlMs) return hit.endpoints;
+    if (this.recent.size > 10_000) this.recent.clear();
+    const endpoints = this.all(tenant);
+    this.recent.set(tenant, { at: now, endpoints });
+    endpoints.catch(() => this.recent.delete(tenant));
+    return endpoints;
+  }
 
   async create(tenant: string, p: WebhookEndpointCreate, now = new Date()): Promise<WebhookEndpoint & { signing_secret: string }> {
     checkWebhookUrl(p.url, this.urlRule);
@@ -53,6 +78,7 @@ export class WebhookEndpointService {
     const signing_secret = newSigningSecret();
     await this.secrets.put(webhookKeys.secretRef(id), { signing_secret });
     await this.save(tenant, endpoint, true);
+    this.recent.delete(tenant);
     return { ...endpoint, signing_secret };
   }
 
@@ -78,6 +104,7 @@ export class WebhookEndpointService {
       updated_at: now.toISOString(),
     };
     await this.save(tenant, next, false);
+    this.recent.delete(tenant);
     return next;
   }
 
@@ -85,6 +112,7 @@ export class WebhookEndpointService {
     await this.get(tenant, id);
     const k = webhookKeys.endpoint(id);
     await this.table.delete(k.pk, k.sk);
+    this.recent.delete(tenant);
     // After the endpoint: a pending delivery that still finds the endpoint finds its secret too.
     await this.secrets.delete(webhookKeys.secretRef(id));
     return { id, type: 'webhook_endpoint_deleted' };

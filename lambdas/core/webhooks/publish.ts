@@ -28,7 +28,8 @@ export const CORRAL_WORKSPACE_ID = 'default';
 export class OutboxPublisher implements WebhookPublisher {
   constructor(
     private readonly table: StateTable,
-    private readonly endpoints: { all(tenant: string): Promise<WebhookEndpoint[]> },
+    /** The tenant's endpoints (`WebhookEndpointService.subscribers`: read at most once per few seconds). */
+    private readonly endpoints: { subscribers(tenant: string): Promise<WebhookEndpoint[]> },
     /** Ask the deliverer to run soon (locally: now; on AWS: a message to the delivery queue). */
     private readonly kick: () => void,
   ) {}
@@ -39,7 +40,7 @@ export class OutboxPublisher implements WebhookPublisher {
     data: { id: string } & Record<string, string>,
     opts: { eventId?: string; createdAt?: string } = {},
   ): Promise<void> {
-    const targets = (await this.endpoints.all(tenant)).filter((e) => e.state === 'enabled' && e.enabled_events.includes(type));
+    const targets = (await this.endpoints.subscribers(tenant)).filter((e) => e.state === 'enabled' && e.enabled_events.includes(type));
     if (targets.length === 0) return;
     const eventId = opts.eventId ?? newId('wevt');
     const createdAt = opts.createdAt ?? new Date().toISOString();
