@@ -42,6 +42,41 @@ export class Confinement {
     readonly extraEnv: Readonly<Record<string, string>> = {},
   ) {}
 
+  /**
+   * Runs a short command as the tools' user (the agent's file operations that must not follow a
+   * link the tools planted): `stdin` in, its stdout out, up to `maxBytes` (more is `overflowed`,
+   * and the command is killed); killed after 30 s.
+   */
+  capture(argv: string[], maxBytes: number, stdin: Buffer | null = null): Promise<{ code: number | null; stdout: Buffer; overflowed: boolean }> {
+    return new Promise((resolve, reject) => {
+      const child = this.spawn(argv[0], argv.slice(1), { cwd: '/', env: { PATH: SANDBOX_PATH, LANG: 'C.UTF-8' }, stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'ignore'], detached: true });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let overflowed = false;
+      const timer = setTimeout(() => this.killGroup(child), 30_000);
+      child.stdout!.on('data', (c: Buffer) => {
+        if (overflowed) return;
+        size += c.length;
+        if (size > maxBytes) {
+          overflowed = true;
+          this.killGroup(child);
+        } else chunks.push(c);
+      });
+      if (stdin) {
+        child.stdin!.on('error', () => undefined);
+        child.stdin!.end(stdin);
+      }
+      child.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, stdout: Buffer.concat(chunks), overflowed });
+      });
+    });
+  }
+
   /** Whether this process can start commands as root (for package installation). */
   canBecomeRoot(): boolean {
     return Boolean(this.runAs?.setpriv) || process.getuid?.() === 0;

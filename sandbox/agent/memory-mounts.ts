@@ -18,7 +18,6 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Confinement } from './confinement.js';
-import { SANDBOX_PATH } from './confinement.js';
 import { HttpError } from './server.js';
 
 export const MEMORY_MOUNT = '/mnt/memory';
@@ -60,37 +59,6 @@ export class MemoryMounts {
     return rel ? path.join(this.memoryDir, slug, rel) : path.join(this.memoryDir, slug);
   }
 
-  /** Run as the tools' user: `stdin` in, stdout out (up to `maxBytes`). */
-  private asTools(argv: string[], stdin: Buffer | null, maxBytes: number): Promise<{ code: number | null; stdout: Buffer; overflowed: boolean }> {
-    return new Promise((resolve, reject) => {
-      const child = this.confinement.spawn(argv[0], argv.slice(1), { cwd: '/', env: { PATH: SANDBOX_PATH, LANG: 'C.UTF-8' }, stdio: [stdin ? 'pipe' : 'ignore', 'pipe', 'ignore'], detached: true });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let overflowed = false;
-      const timer = setTimeout(() => this.confinement.killGroup(child), 30_000);
-      child.stdout!.on('data', (c: Buffer) => {
-        if (overflowed) return;
-        size += c.length;
-        if (size > maxBytes) {
-          overflowed = true;
-          this.confinement.killGroup(child);
-        } else chunks.push(c);
-      });
-      if (stdin) {
-        child.stdin!.on('error', () => undefined);
-        child.stdin!.end(stdin);
-      }
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout: Buffer.concat(chunks), overflowed });
-      });
-    });
-  }
-
   /** The store's directory, made if missing: the agent's for a read-only store, open to the tools for a read-write one. */
   async ensureRoot(slug: string, access: MemoryAccess): Promise<void> {
     await fsp.mkdir(this.memoryDir, { recursive: true, mode: 0o755 });
@@ -108,7 +76,7 @@ export class MemoryMounts {
     await this.ensureRoot(slug, access);
     const target = this.real(slug, rel);
     if (access === 'read_write') {
-      const r = await this.asTools(['sh', '-c', 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', 'sh', target], bytes, 0);
+      const r = await this.confinement.capture(['sh', '-c', 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', 'sh', target], 0, bytes);
       if (r.code !== 0) throw new HttpError(409, `${p} could not be written`);
       return;
     }
@@ -135,7 +103,7 @@ export class MemoryMounts {
     const { slug, rel } = memoryTarget(p, true);
     const target = this.real(slug, rel);
     if (access === 'read_write') {
-      await this.asTools(['rm', '-f', '--', target], null, 0);
+      await this.confinement.capture(['rm', '-f', '--', target], 0);
       return;
     }
     const st = await fsp.lstat(target).catch(() => null);
@@ -155,7 +123,7 @@ export class MemoryMounts {
       'cd -- "$1" || exit 1; ' +
       `find . -xdev -type f -size -${MAX_MEMORY_FILE_BYTES + 1}c -print0 | xargs -0 -r sha256sum -z --; ` +
       `find . -xdev -type f -size +${MAX_MEMORY_FILE_BYTES}c -printf 'L %P\\0'`;
-    const r = await this.asTools(['sh', '-c', script, 'sh', root], null, 4 * 1024 * 1024);
+    const r = await this.confinement.capture(['sh', '-c', script, 'sh', root], 4 * 1024 * 1024);
     const files: Array<{ path: string; sha256: string }> = [];
     const tooLarge: string[] = [];
     for (const entry of r.stdout.toString('utf8').split('\0')) {
@@ -174,7 +142,7 @@ export class MemoryMounts {
   /** One file's bytes, read as the tools' user; 404 when it is not readable, 413 past the limit. */
   async read(p: string): Promise<Buffer> {
     const { slug, rel } = memoryTarget(p, true);
-    const r = await this.asTools(['cat', '--', this.real(slug, rel)], null, MAX_MEMORY_FILE_BYTES);
+    const r = await this.confinement.capture(['cat', '--', this.real(slug, rel)], MAX_MEMORY_FILE_BYTES);
     if (r.overflowed) throw new HttpError(413, `memory larger than ${MAX_MEMORY_FILE_BYTES} bytes`);
     if (r.code !== 0) throw new HttpError(404, 'memory not readable');
     return r.stdout;

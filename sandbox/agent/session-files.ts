@@ -22,7 +22,6 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Confinement } from './confinement.js';
-import { SANDBOX_PATH } from './confinement.js';
 import { HttpError } from './server.js';
 
 export const SESSION_MOUNT = '/mnt/session';
@@ -107,39 +106,12 @@ export class SessionFiles {
     if (st?.isFile()) await fsp.rm(target, { force: true });
   }
 
-  /** What runs as the tools' user: its stdout, up to `maxBytes` (more is `overflowed`). */
-  private runAsTools(argv: string[], maxBytes: number): Promise<{ code: number | null; stdout: Buffer; overflowed: boolean }> {
-    return new Promise((resolve, reject) => {
-      const child = this.confinement.spawn(argv[0], argv.slice(1), { cwd: '/', env: { PATH: SANDBOX_PATH, LANG: 'C.UTF-8' }, stdio: ['ignore', 'pipe', 'ignore'], detached: true });
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let overflowed = false;
-      const timer = setTimeout(() => this.confinement.killGroup(child), 30_000);
-      child.stdout!.on('data', (c: Buffer) => {
-        if (overflowed) return;
-        size += c.length;
-        if (size > maxBytes) {
-          overflowed = true;
-          this.confinement.killGroup(child);
-        } else chunks.push(c);
-      });
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout: Buffer.concat(chunks), overflowed });
-      });
-    });
-  }
-
   /** The regular files under `outputs/` (not following links), at most `MAX_OUTPUT_ENTRIES`, sorted by path. */
   async listOutputs(): Promise<{ files: OutputListing[]; truncated: boolean }> {
     const dir = path.join(this.sessionDir, 'outputs');
     const st = await fsp.lstat(dir).catch(() => null);
     if (!st?.isDirectory()) return { files: [], truncated: false };
-    const r = await this.runAsTools(['find', dir, '-xdev', '-type', 'f', '-printf', '%s %T@ %P\\0'], 1024 * 1024);
+    const r = await this.confinement.capture(['find', dir, '-xdev', '-type', 'f', '-printf', '%s %T@ %P\\0'], 1024 * 1024);
     const files: OutputListing[] = [];
     for (const entry of r.stdout.toString('utf8').split('\0')) {
       const m = /^([0-9]+) ([0-9.]+) (.+)$/s.exec(entry);
@@ -195,7 +167,7 @@ export class SessionFiles {
   /** The bytes of an output, read as the tools' user; 413 past the file limit, 404 when it is not a readable file. */
   async readOutput(rel: string): Promise<Buffer> {
     const file = path.join(this.sessionDir, 'outputs', outputRelative(rel));
-    const r = await this.runAsTools(['cat', '--', file], MAX_SESSION_FILE_BYTES);
+    const r = await this.confinement.capture(['cat', '--', file], MAX_SESSION_FILE_BYTES);
     if (r.overflowed) throw new HttpError(413, `output larger than ${MAX_SESSION_FILE_BYTES} bytes`);
     if (r.code !== 0) throw new HttpError(404, 'output not readable');
     return r.stdout;

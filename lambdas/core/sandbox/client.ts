@@ -378,6 +378,31 @@ export interface OutputListing {
 }
 
 /**
+ * One authenticated call to the agent's file API (`/files`, `/outputs`, `/memory`). Failures to
+ * reach it are `SandboxUnavailableError` (a rejected capability too); any other status than 200 is
+ * an `Error` with that `status`, naming the agent's message.
+ */
+export async function callAgent(endpoint: SandboxEndpoint, method: string, path: string, body?: Buffer, timeoutMs = 30_000): Promise<RawResponse> {
+  let res: RawResponse;
+  try {
+    res = await rawRequest(endpoint, { method, path, headers: { authorization: `Bearer ${endpoint.capability}` }, ...(body ? { body } : {}), timeoutMs });
+  } catch (err) {
+    throw unavailable(endpoint, err);
+  }
+  if (res.status === 401 || res.status === 403) throw new SandboxUnavailableError(`sandbox at ${describeEndpoint(endpoint)} is unavailable: capability rejected`);
+  if (res.status !== 200) {
+    let message = `HTTP ${res.status}`;
+    try {
+      message = String((JSON.parse(res.body) as { error?: unknown }).error ?? message);
+    } catch {
+      // not JSON
+    }
+    throw Object.assign(new Error(message), { status: res.status });
+  }
+  return res;
+}
+
+/**
  * The session's files in a sandbox (`PUT`/`DELETE /files`, `GET /outputs`): file resources handed
  * in, outputs read out. Failures to reach the agent are `SandboxUnavailableError`; a refusal is an
  * `Error` naming the status and the agent's message.
@@ -385,24 +410,8 @@ export interface OutputListing {
 export class SandboxFilesClient {
   constructor(readonly endpoint: SandboxEndpoint) {}
 
-  private async call(method: string, path: string, body?: Buffer, timeoutMs = 30_000): Promise<RawResponse> {
-    let res: RawResponse;
-    try {
-      res = await rawRequest(this.endpoint, { method, path, headers: { authorization: `Bearer ${this.endpoint.capability}` }, ...(body ? { body } : {}), timeoutMs });
-    } catch (err) {
-      throw unavailable(this.endpoint, err);
-    }
-    if (res.status === 401 || res.status === 403) throw new SandboxUnavailableError(`sandbox at ${describeEndpoint(this.endpoint)} is unavailable: capability rejected`);
-    if (res.status !== 200) {
-      let message = `HTTP ${res.status}`;
-      try {
-        message = String((JSON.parse(res.body) as { error?: unknown }).error ?? message);
-      } catch {
-        // not JSON
-      }
-      throw Object.assign(new Error(message), { status: res.status });
-    }
-    return res;
+  private call(method: string, path: string, body?: Buffer, timeoutMs?: number): Promise<RawResponse> {
+    return callAgent(this.endpoint, method, path, body, timeoutMs);
   }
 
   /** Put a file resource's bytes at its mount path, read-only for the tools. */

@@ -26,7 +26,7 @@
 import { MemoryPathConflictError, sha256, type MemoryStoreService } from '../memory/store.js';
 import { MAX_MEMORY_BYTES, memoryPathProblem } from '../memory/paths.js';
 import { CorralError } from '../errors.js';
-import { rawRequest, unavailable, describeEndpoint, type RawResponse } from './client.js';
+import { callAgent, type RawResponse } from './client.js';
 import { SandboxUnavailableError, type SandboxEndpoint } from './types.js';
 import type { PlannedMemoryStore } from '../memory/planned.js';
 
@@ -34,24 +34,8 @@ import type { PlannedMemoryStore } from '../memory/planned.js';
 class SandboxMemoryClient {
   constructor(readonly endpoint: SandboxEndpoint) {}
 
-  private async call(method: string, path: string, body?: Buffer): Promise<RawResponse> {
-    let res: RawResponse;
-    try {
-      res = await rawRequest(this.endpoint, { method, path, headers: { authorization: `Bearer ${this.endpoint.capability}` }, ...(body ? { body } : {}), timeoutMs: 30_000 });
-    } catch (err) {
-      throw unavailable(this.endpoint, err);
-    }
-    if (res.status === 401 || res.status === 403) throw new SandboxUnavailableError(`sandbox at ${describeEndpoint(this.endpoint)} is unavailable: capability rejected`);
-    if (res.status !== 200) {
-      let message = `HTTP ${res.status}`;
-      try {
-        message = String((JSON.parse(res.body) as { error?: unknown }).error ?? message);
-      } catch {
-        // not JSON
-      }
-      throw Object.assign(new Error(message), { status: res.status });
-    }
-    return res;
+  private call(method: string, path: string, body?: Buffer): Promise<RawResponse> {
+    return callAgent(this.endpoint, method, path, body);
   }
 
   root(root: string, access: string) {
